@@ -1,0 +1,137 @@
+# Soma Governance Core - build, run, test.
+#
+#   make run     the whole chain on loopback, with a demo tenant (installs what is missing)
+#   make test    the whole suite: unit (release + ASan/UBSan + valgrind), fuzz, integration
+#   make stop    stops what `make run` started
+#   make bench   benchmarks (never part of `make test`)
+#
+# Sources are found by wildcard: a new common/*.c joins libgov, a new
+# tests/unit/test_*.c becomes a unit test, a new tests/fuzz/fuzz_*.c a fuzz
+# target, a new processors/<name>/ the binary gov-<name>.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+CC      ?= cc
+CLANG   ?= clang
+PKGS    := rdkafka avro-c hiredis libmicrohttpd openssl jansson libcurl libhs
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Ibuild/gen
+REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_CFLAGS := $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS)
+
+COMMON_SRC   := $(sort $(wildcard common/*.c)) build/gen/gov_schemas_gen.c
+PROCESSORS   := $(notdir $(patsubst %/,%,$(dir $(wildcard processors/*/main.c))))
+UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
+ITEST_SRC    := $(sort $(wildcard tests/integration/test_*.c))
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+SCHEMAS      := $(sort $(wildcard schemas/*.avsc))
+
+# variant -> object dir, flags
+define variant_rules
+$(1)_OBJ  := $$(patsubst %.c,build/$(1)/obj/%.o,$$(COMMON_SRC))
+$(1)_BINS := $$(addprefix build/$(1)/bin/gov-,$$(PROCESSORS)) \
+             $$(if $$(wildcard http-edge/main.c),build/$(1)/bin/gov-edge) \
+             $$(if $$(wildcard tools/govctl/main.c),build/$(1)/bin/govctl)
+$(1)_UNIT := $$(patsubst tests/unit/%.c,build/$(1)/tests/%,$$(UNIT_SRC))
+$(1)_ITEST := $$(patsubst tests/integration/%.c,build/$(1)/itests/%,$$(ITEST_SRC))
+
+build/$(1)/obj/%.o: %.c $$(wildcard common/*.h) | build/gen/gov_schemas_gen.h
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) $$(PKG_CFLAGS) -c $$< -o $$@
+
+build/$(1)/libgov.a: $$($(1)_OBJ)
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+build/$(1)/bin/gov-%: $$$$(patsubst %.c,build/$(1)/obj/%.o,$$$$(wildcard processors/%/*.c)) build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/bin/gov-edge: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard http-edge/*.c)) build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/bin/govctl: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard tools/govctl/*.c)) build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
+
+build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
+
+build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
+endef
+
+$(eval $(call variant_rules,release,REL_CFLAGS))
+$(eval $(call variant_rules,asan,ASAN_CFLAGS))
+
+# The integration helper is not itself a test.
+release_ITEST := $(filter-out %/itest_util,$(release_ITEST))
+asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
+.SECONDARY:
+
+# Schemas are compiled into libgov so a binary never depends on where it runs.
+build/gen/gov_schemas_gen.c build/gen/gov_schemas_gen.h: $(SCHEMAS) tools/embed-schemas.sh
+	@mkdir -p build/gen
+	bash tools/embed-schemas.sh build/gen $(SCHEMAS)
+
+.PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean print-config-docs
+
+all: release
+release: deps-check build/release/libgov.a $(release_BINS) $(release_UNIT) $(release_ITEST)
+asan: deps-check build/asan/libgov.a $(asan_BINS) $(asan_UNIT)
+
+# --- fuzz targets (clang + libFuzzer + ASan/UBSan) --------------------------
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon -Ibuild/gen -O1 -g \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+fuzz_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRC))
+build/fuzz/obj/%.o: %.c $(wildcard common/*.h) | build/gen/gov_schemas_gen.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+build/fuzz/libgov.a: $(fuzz_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov.a
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+# --- machine setup ----------------------------------------------------------
+# deps-check is cheap when everything is present and installs what is missing.
+deps-check:
+	@bash deploy/install-deps.sh --build
+
+deps:
+	@bash deploy/install-deps.sh --all
+
+run: deps release
+	@bash deploy/stack.sh start
+
+stop:
+	@bash deploy/stack.sh stop
+
+# --- tests ------------------------------------------------------------------
+test: deps release asan fuzz-bins
+	@bash tests/run.sh all
+
+unit: release asan
+	@bash tests/run.sh unit
+
+fuzz: fuzz-bins
+	@bash tests/run.sh fuzz
+
+itest: deps release
+	@bash tests/run.sh integration
+
+bench: deps release
+	@bash bench/run.sh $(BENCH)
+
+clean:
+	rm -rf build
