@@ -20,7 +20,7 @@
  * used), record, enum, array, map, and unions of null and one other type.
  *
  * The registry is built from the schemas compiled into the binary
- * (build/gen/gov_schemas_gen.c, generated from schemas/*.avsc).
+ * (build/gen/gov_schemas_gen.c, generated from the .avsc files in schemas/).
  *
  * Thread-safety: a registry is immutable after gov_avro_registry_new and may
  * be shared by threads; encode/decode keep all state on the stack or in

@@ -95,9 +95,8 @@ static void put_value(line_t *l, const char *v) {
             l->len--; /* do not end in the middle of a UTF-8 sequence */
         if (l->len > before + 1 && ((unsigned char)l->buf[l->len - 1] & 0x80))
             l->len--;
-        if (l->len > before + 1 && l->buf[l->len - 1] == '\\')
-            l->len--;
-        put_raw(l, "\"", 1);
+        /* The reserved tail always has room for the closing quote. */
+        l->buf[l->len++] = '"';
         l->full = 1;
         return;
     }
@@ -115,10 +114,10 @@ void gov_logv(gov_log_level_t level, const char *msg, va_list kv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char tsbuf[40];
+    char tsbuf[96];
     snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-             tm.tm_sec, ts.tv_nsec / 1000);
+             tm.tm_sec, (long)(ts.tv_nsec / 1000) % 1000000);
 
     put_str(&l, "{\"ts\":\"");
     put_str(&l, tsbuf);

@@ -1,0 +1,64 @@
+/* gov_audit_chain.h - the tamper-evident hash chain of audit:{T} streams.
+ *
+ * Each entry of a tenant's audit stream carries the hash of the entry before
+ * it (prev_hash) and its own hash:
+ *
+ *   hash = hex(SHA-256("soma-audit-v1" || LP(prev_hash) || LP(seq) ||
+ *                      LP(event_id) || LP(type) || LP(occurred_at) ||
+ *                      LP(source) || LP(payload)))
+ *   LP(x) = decimal byte length of x || ":" || x
+ *
+ * seq and occurred_at are decimal integers; prev_hash of the first entry is
+ * 64 '0's (GOV_AUDIT_GENESIS).  Length prefixes make the encoding injective:
+ * no two different entries hash the same input.  Changing, removing,
+ * inserting or reordering any entry breaks the chain at that point, which
+ * gov_audit_chain_check finds.
+ *
+ * Pure: no I/O, no globals.  Thread-safe.
+ */
+#ifndef GOV_AUDIT_CHAIN_H
+#define GOV_AUDIT_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_err.h"
+#include "gov_util.h"
+
+#define GOV_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+
+typedef struct gov_audit_entry {
+    const char *prev_hash;   /* 64 hex chars */
+    uint64_t seq;            /* 1-based position in the chain */
+    const char *event_id;
+    const char *type;        /* Avro schema name of the event */
+    int64_t occurred_at;     /* microseconds */
+    const char *source;      /* "<topic>/<partition>/<offset>" it came from */
+    const char *payload;     /* the event as compact JSON with sorted keys */
+    size_t payload_len;
+} gov_audit_entry_t;
+
+/* Computes the entry's hash as 64 lowercase hex chars + NUL. */
+gov_err_t gov_audit_chain_hash(const gov_audit_entry_t *e,
+                               char out[GOV_SHA256_HEXLEN + 1]);
+
+typedef enum gov_audit_break {
+    GOV_AUDIT_INTACT = 0,
+    GOV_AUDIT_BAD_PREV = 1,   /* prev_hash is not the previous entry's hash */
+    GOV_AUDIT_BAD_SEQ = 2,    /* seq is not previous seq + 1 */
+    GOV_AUDIT_BAD_HASH = 3,   /* stored hash differs from the recomputed one */
+    GOV_AUDIT_MALFORMED = 4,  /* a field is missing or unparsable */
+} gov_audit_break_t;
+
+/* Checks one entry against the expected predecessor (expected_prev: hash of
+ * the previous entry or GOV_AUDIT_GENESIS; expected_seq: its seq + 1) and
+ * its stored hash. */
+gov_audit_break_t gov_audit_chain_check(const gov_audit_entry_t *e,
+                                        const char *stored_hash,
+                                        const char *expected_prev,
+                                        uint64_t expected_seq);
+
+/* Static reason text for a break. */
+const char *gov_audit_break_str(gov_audit_break_t b);
+
+#endif /* GOV_AUDIT_CHAIN_H */

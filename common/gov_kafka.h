@@ -1,0 +1,128 @@
+/* gov_kafka.h - the Kafka producer and consumer every binary uses.
+ *
+ * Producer: idempotent (enable.idempotence=true, acks=all).  A background
+ * thread serves delivery reports, so callers never poll.  Two ways to send:
+ *   gov_kafka_produce       fire-and-track: returns once queued; a delivery
+ *                           failure is counted (gov_kafka_producer_failed)
+ *                           and logged - for the decision log, which must
+ *                           not delay an answer;
+ *   gov_kafka_produce_sync  waits until the broker acknowledged the message
+ *                           (acks=all) or the timeout ran out - for the
+ *                           fail-closed paths (token issuance audit, DLQ).
+ *
+ * Consumer: a consumer-group member with enable.auto.offset.store=false.
+ * The processor calls gov_kafka_consumer_store(msg) only after the Redis
+ * write that materializes the message succeeded; the stored offsets are
+ * committed in the background and synchronously when partitions are revoked
+ * and at close, so a rebalance or a clean stop never re-delivers what was
+ * materialized, and a crash re-delivers at most what was not committed
+ * (materialization is idempotent, so that is harmless).
+ *
+ * Thread-safety: a producer is thread-safe.  A consumer belongs to the one
+ * thread that polls it.
+ */
+#ifndef GOV_KAFKA_H
+#define GOV_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_err.h"
+
+typedef struct gov_kafka_producer gov_kafka_producer_t;
+typedef struct gov_kafka_consumer gov_kafka_consumer_t;
+
+/* A header for produce calls; name and value are borrowed. */
+typedef struct gov_kafka_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} gov_kafka_header_t;
+
+/* --- producer ------------------------------------------------------------ */
+
+/* brokers: bootstrap list; client_id: the binary's name.  Extra librdkafka
+ * properties may be given as a NULL-terminated list of name, value pairs
+ * (may be NULL). */
+gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
+                                 const char *const *extra_conf,
+                                 gov_kafka_producer_t **out, char *errbuf,
+                                 size_t errbuf_size);
+/* Flushes for up to flush_timeout_ms, then frees.  NULL is a no-op. */
+void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms);
+
+/* Queues one message (key, value and headers are copied). */
+gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
+                            const void *key, size_t key_len, const void *value,
+                            size_t len, const gov_kafka_header_t *headers,
+                            size_t nheaders);
+
+/* Sends one message and waits for its acknowledgement (acks=all).  GOV_OK
+ * means the broker has it; GOV_ERR_TIMEOUT or GOV_ERR_KAFKA (reason in
+ * errbuf) means the caller must treat it as not sent.  On success *offset
+ * (may be NULL) receives the message's offset. */
+gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
+                                 const void *key, size_t key_len,
+                                 const void *value, size_t len,
+                                 const gov_kafka_header_t *headers,
+                                 size_t nheaders, int timeout_ms,
+                                 int64_t *offset, char *errbuf,
+                                 size_t errbuf_size);
+
+/* Messages whose delivery failed after queueing, since start. */
+uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p);
+/* Waits until every queued message is delivered or failed; GOV_ERR_TIMEOUT
+ * if some remain after timeout_ms. */
+gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms);
+
+/* --- consumer ------------------------------------------------------------ */
+
+typedef struct gov_kafka_msg {
+    const char *topic;       /* borrowed from the message */
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t len;
+    int64_t timestamp_ms;    /* -1 when absent */
+    void *priv;              /* the rd_kafka_message_t */
+} gov_kafka_msg_t;
+
+/* Joins group_id subscribed to topics[0..ntopics).  New groups start at the
+ * earliest offset.  extra_conf as for the producer. */
+gov_err_t gov_kafka_consumer_new(const char *brokers, const char *group_id,
+                                 const char *client_id,
+                                 const char *const *topics, size_t ntopics,
+                                 const char *const *extra_conf,
+                                 gov_kafka_consumer_t **out, char *errbuf,
+                                 size_t errbuf_size);
+
+/* Waits up to timeout_ms for the next message.  Returns GOV_OK with a new
+ * message in *msg (free with gov_kafka_msg_free), GOV_ERR_TIMEOUT when none
+ * came, or GOV_ERR_KAFKA for a consumer error (logged; keep polling). */
+gov_err_t gov_kafka_consumer_poll(gov_kafka_consumer_t *c, int timeout_ms,
+                                  gov_kafka_msg_t **msg);
+void gov_kafka_msg_free(gov_kafka_msg_t *msg);
+
+/* Marks msg as materialized: its offset + 1 will be committed. */
+gov_err_t gov_kafka_consumer_store(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg);
+
+/* Rewinds the partition of msg so that msg is delivered again by the next
+ * poll (used when materialization failed and must be retried). */
+gov_err_t gov_kafka_consumer_rewind(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg);
+
+/* 1 when the consumer currently has partitions assigned and has heard from
+ * the broker recently (for /readyz). */
+int gov_kafka_consumer_healthy(gov_kafka_consumer_t *c);
+
+/* Calls fn for each assigned partition with its lag (high watermark -
+ * position; -1 when unknown).  Uses cached watermarks: never blocks. */
+typedef void (*gov_kafka_lag_fn)(void *opaque, const char *topic,
+                                 int32_t partition, int64_t lag);
+void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque);
+
+/* Commits stored offsets synchronously, leaves the group, frees. */
+void gov_kafka_consumer_close(gov_kafka_consumer_t *c);
+
+#endif /* GOV_KAFKA_H */

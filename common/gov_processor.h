@@ -1,0 +1,117 @@
+/* gov_processor.h - the runtime every Kafka -> Redis processor shares.
+ *
+ * A processor's main.c reads top to bottom:
+ *
+ *   gov_processor_t *p;
+ *   if (gov_processor_init(&p, &spec, extra_cfg, n_extra, argc, argv) ...)
+ *   while (gov_processor_running(p)) {
+ *       gov_processor_msg_t m;
+ *       if (gov_processor_next(p, &m) != GOV_OK) continue;   // poll + decode
+ *       gov_err_t e = materialize(p, &m, reason, sizeof reason);
+ *       gov_processor_done(p, &m, e, reason);                // commit/DLQ/retry
+ *   }
+ *   return gov_processor_shutdown(p);
+ *
+ * What the runtime does for the processor:
+ *   - configuration: the base keys every processor has (Kafka, Redis, admin
+ *     address, log level, group id) plus the processor's own table;
+ *   - logging, metrics registry, component status, the admin HTTP server;
+ *   - a consumer (group = config kafka_group) and an idempotent producer;
+ *   - decoding: a message that does not decode (bad framing, unknown
+ *     fingerprint, body that fails validation), whose schema is not one the
+ *     topic carries, or whose key is not its tenant, is a poison message: it
+ *     is produced unchanged to <topic>.dlq with headers saying why and
+ *     where from, waited for (acks=all), counted and logged with its offset,
+ *     and only then is its offset stored.  Nothing is silently dropped.
+ *   - gov_processor_done maps the handler's result:
+ *       GOV_OK, GOV_ERR_DUPLICATE -> store the offset (materialized)
+ *       GOV_ERR_VERIFY, GOV_ERR_PARSE, GOV_ERR_INVALID_ARG, GOV_ERR_TOO_LARGE,
+ *       GOV_ERR_UNSUPPORTED       -> poison: DLQ, then store the offset
+ *       anything else             -> transient: rewind to the message and
+ *                                    back off; it is delivered again
+ *   - SIGTERM/SIGINT stop the loop; shutdown commits and closes cleanly;
+ *   - readiness: Redis answers PING and the consumer has its assignment;
+ *   - processor_events_total{processor,topic,outcome},
+ *     processor_consumer_lag{processor,topic,partition},
+ *     processor_materialize_duration_seconds{processor}.
+ *
+ * Thread-safety: one processor per process; all calls from the main thread.
+ */
+#ifndef GOV_PROCESSOR_H
+#define GOV_PROCESSOR_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "gov_admin.h"
+#include "gov_avro.h"
+#include "gov_config.h"
+#include "gov_err.h"
+#include "gov_kafka.h"
+#include "gov_metrics.h"
+#include "gov_redis.h"
+
+/* Which schemas a topic may carry. */
+typedef struct gov_processor_topic {
+    const char *topic;
+    const char *const *schemas;  /* NULL-terminated schema names */
+    int key_is_tenant;           /* 1: the Kafka key must equal event.tenant */
+} gov_processor_topic_t;
+
+typedef struct gov_processor_spec {
+    const char *name;                       /* "gov-audit" */
+    const gov_processor_topic_t *topics;
+    size_t ntopics;
+    unsigned default_admin_port;            /* 8701..8709 */
+} gov_processor_spec_t;
+
+typedef struct gov_processor_msg {
+    gov_kafka_msg_t *kafka;   /* owned by the runtime until _done */
+    json_t *event;            /* decoded event (owned by the runtime) */
+    const char *type;         /* schema name, borrowed */
+    char source[300];         /* "<topic>/<partition>/<offset>" */
+    int64_t started_us;
+} gov_processor_msg_t;
+
+typedef struct gov_processor gov_processor_t;
+
+/* Reads configuration (base + extra table), starts logging, metrics, the
+ * admin server, Redis and Kafka.  Returns GOV_OK and a new processor, or an
+ * error after printing why; *exit_code says what main should return when the
+ * result is not GOV_OK (0 for --help/--print-config, 2 for usage errors, 1
+ * for failures). */
+gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *spec,
+                             const gov_config_entry_t *extra, size_t nextra,
+                             int argc, char **argv, int *exit_code);
+
+/* 1 until a stop signal arrived. */
+int gov_processor_running(gov_processor_t *p);
+
+/* Polls for the next message and decodes it.  GOV_OK: m holds a decoded
+ * event that the caller must finish with gov_processor_done.  Anything else:
+ * nothing to do now (timeout, or the message was poison and has been sent to
+ * the DLQ). */
+gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m);
+
+/* Finishes m according to the handler's result (see above).  reason: a
+ * stable reason code for a poison result (may be NULL). */
+void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m,
+                        gov_err_t result, const char *reason);
+
+/* Stops the loop, commits, closes everything.  Returns the exit code. */
+int gov_processor_shutdown(gov_processor_t *p);
+
+/* Borrowed handles for the handler. */
+gov_redis_t *gov_processor_redis(gov_processor_t *p);
+gov_kafka_producer_t *gov_processor_producer(gov_processor_t *p);
+gov_metrics_t *gov_processor_metrics(gov_processor_t *p);
+gov_status_t *gov_processor_status(gov_processor_t *p);
+const gov_avro_registry_t *gov_processor_avro(gov_processor_t *p);
+const char *gov_processor_name(gov_processor_t *p);
+
+/* The Redis key of the processor's offset for the message's partition:
+ * gov:offsets:<processor>:<topic>:<partition>.  Written into buf. */
+void gov_processor_offset_key(gov_processor_t *p, const gov_processor_msg_t *m,
+                              char *buf, size_t size);
+
+#endif /* GOV_PROCESSOR_H */

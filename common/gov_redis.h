@@ -1,0 +1,69 @@
+/* gov_redis.h - a Redis connection with timeouts, reconnect and scripts.
+ *
+ * One gov_redis_t per thread (hiredis contexts are not thread-safe).  Every
+ * call has the connect/command timeout given at creation.  After an I/O
+ * error the connection is marked broken and the next call reconnects first;
+ * a call is never retried behind the caller's back (a write may or may not
+ * have happened), so callers that need a retry make their operation
+ * idempotent and retry themselves, as the processors do.
+ *
+ * Scripts: gov_redis_script_t holds a Lua source and its SHA-1; eval runs
+ * EVALSHA and falls back to EVAL on NOSCRIPT (a restarted Redis).  One script
+ * is how a processor writes its state and its offset atomically.
+ *
+ * Pipelining: gov_redis_append queues commands, gov_redis_read reads their
+ * replies in order.
+ *
+ * Replies are hiredis redisReply objects, freed with freeReplyObject.  A
+ * Redis error reply is returned as GOV_ERR_REDIS with its text in errbuf.
+ */
+#ifndef GOV_REDIS_H
+#define GOV_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+#include "gov_err.h"
+
+typedef struct gov_redis gov_redis_t;
+
+typedef struct gov_redis_script {
+    const char *source;   /* Lua text, static */
+    char sha1[41];        /* computed on first use */
+} gov_redis_script_t;
+
+/* Connects to host:port with timeout_ms for connect and each command.  A
+ * failed first connection still returns a handle (GOV_ERR_UNAVAILABLE with
+ * the reason): later calls retry the connection, so a binary can start
+ * before Redis and report NOT_READY meanwhile.  *out is set in both cases. */
+gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
+                        gov_redis_t **out, char *errbuf, size_t errbuf_size);
+void gov_redis_free(gov_redis_t *r);
+
+/* Runs one command given as argv (binary-safe; argvlen may be NULL for C
+ * strings).  On GOV_OK *reply is a new reply (may be NULL if reply is NULL:
+ * then it is freed).  Redis error replies give GOV_ERR_REDIS. */
+gov_err_t gov_redis_command(gov_redis_t *r, redisReply **reply, int argc,
+                            const char **argv, const size_t *argvlen,
+                            char *errbuf, size_t errbuf_size);
+
+/* printf-style hiredis command (redisCommand formats: %s %b %d %lld). */
+gov_err_t gov_redis_commandf(gov_redis_t *r, redisReply **reply, char *errbuf,
+                             size_t errbuf_size, const char *fmt, ...);
+
+/* Runs a script with nkeys keys followed by args (argv holds keys then
+ * args). */
+gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
+                         int argc, const char **argv, const size_t *argvlen,
+                         redisReply **reply, char *errbuf, size_t errbuf_size);
+
+/* Pipelining. */
+gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
+                           const size_t *argvlen);
+gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
+                         size_t errbuf_size);
+
+/* PING; GOV_OK when the server answered PONG. */
+gov_err_t gov_redis_ping(gov_redis_t *r);
+
+#endif /* GOV_REDIS_H */

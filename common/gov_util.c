@@ -1,0 +1,173 @@
+/* gov_util.c - time, UUIDv7, hex, SHA-256, tenant and UTF-8 checks.
+ *
+ * Everything here is either pure or a thin wrapper over one system or
+ * OpenSSL call; nothing keeps state.
+ */
+#include "gov_util.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t gov_now_micros(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t gov_mono_micros(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void gov_hex_encode(const unsigned char *in, size_t len, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int gov_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen) {
+    if (inlen != 2 * outlen)
+        return -1;
+    for (size_t i = 0; i < outlen; i++) {
+        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
+                        char out[GOV_UUID_STRLEN + 1]) {
+    unsigned char b[16];
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(unix_ms >> (40 - 8 * i));
+    memcpy(b + 6, rnd, 10);
+    b[6] = (unsigned char)(0x70 | (b[6] & 0x0F)); /* version 7 */
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3F)); /* variant 10 */
+    char hex[33];
+    gov_hex_encode(b, 16, hex);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+    out[36] = '\0';
+}
+
+gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]) {
+    unsigned char rnd[10];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return GOV_ERR_CRYPTO;
+    gov_uuid_v7_format((uint64_t)(gov_now_micros() / 1000), rnd, out);
+    return GOV_OK;
+}
+
+int gov_uuid_v7_valid(const char *s) {
+    if (s == NULL || strlen(s) != GOV_UUID_STRLEN)
+        return 0;
+    for (int i = 0; i < GOV_UUID_STRLEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return s[14] == '7' && (s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
+}
+
+gov_err_t gov_sha256(const void *buf, size_t len, unsigned char out[GOV_SHA256_LEN]) {
+    unsigned int outlen = 0;
+    if (EVP_Digest(buf, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+        outlen != GOV_SHA256_LEN)
+        return GOV_ERR_CRYPTO;
+    return GOV_OK;
+}
+
+int gov_tenant_valid(const char *s, size_t len) {
+    if (s == NULL || len == 0 || len > GOV_TENANT_MAX)
+        return 0;
+    if (s[0] == '.' || s[0] == '-')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int gov_utf8_valid(const void *buf, size_t len) {
+    const unsigned char *p = buf;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
+        else return 0;
+        if (len - i - 1 < n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+void gov_sleep_ms_interruptible(long ms, volatile int *stop) {
+    while (ms > 0 && !(stop && *stop)) {
+        long step = ms < 50 ? ms : 50;
+        struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms) {
+    long d = base_ms;
+    for (unsigned i = 0; i < attempt && d < cap_ms; i++)
+        d *= 2;
+    if (d > cap_ms)
+        d = cap_ms;
+    unsigned char r[2];
+    if (RAND_bytes(r, 2) != 1)
+        return d;
+    long span = d / 5; /* +/- 20% */
+    if (span == 0)
+        return d;
+    long jitter = (long)((r[0] << 8 | r[1]) % (unsigned)(2 * span + 1)) - span;
+    return d + jitter;
+}

@@ -1,0 +1,54 @@
+/* gov_util.h - small shared helpers: time, ids, hex, SHA-256, tenant syntax.
+ *
+ * Thread-safety: all functions are thread-safe.
+ */
+#ifndef GOV_UTIL_H
+#define GOV_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_err.h"
+
+#define GOV_UUID_STRLEN 36
+#define GOV_SHA256_LEN 32
+#define GOV_SHA256_HEXLEN 64
+#define GOV_TENANT_MAX 64
+
+/* Wall-clock time in microseconds since the Unix epoch. */
+int64_t gov_now_micros(void);
+/* Monotonic time in microseconds, for durations and deadlines. */
+int64_t gov_mono_micros(void);
+
+/* Writes a new UUIDv7 (RFC 9562: 48-bit Unix ms, version 7, variant 10,
+ * random bits from the OpenSSL CSPRNG) as 36 chars + NUL into out. */
+gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]);
+/* Pure: formats a UUIDv7 from a millisecond timestamp and 10 random bytes. */
+void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
+                        char out[GOV_UUID_STRLEN + 1]);
+/* 1 when s is a canonical lowercase UUID string of version 7. */
+int gov_uuid_v7_valid(const char *s);
+
+/* Lowercase hex of len bytes into out (2*len + 1 bytes). */
+void gov_hex_encode(const unsigned char *in, size_t len, char *out);
+/* Decodes exactly 2*outlen hex chars (either case); -1 on bad input. */
+int gov_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen);
+
+/* SHA-256 of len bytes (OpenSSL EVP). */
+gov_err_t gov_sha256(const void *buf, size_t len, unsigned char out[GOV_SHA256_LEN]);
+
+/* A tenant id is 1..64 chars of [A-Za-z0-9._-], not starting with '.' or '-'.
+ * The syntax keeps ids safe inside Redis hash tags ({T}), Kafka keys, metric
+ * labels and URL paths.  "_system" is the tenant of events about no tenant. */
+int gov_tenant_valid(const char *s, size_t len);
+
+/* 1 when buf[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int gov_utf8_valid(const void *buf, size_t len);
+
+/* Sleeps ms milliseconds unless *stop becomes nonzero (checked every 50 ms). */
+void gov_sleep_ms_interruptible(long ms, volatile int *stop);
+
+/* Exponential backoff: base * 2^attempt, capped, with +/-20% jitter. */
+long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms);
+
+#endif /* GOV_UTIL_H */

@@ -1,0 +1,444 @@
+/* test_audit.c - gov-audit against the real Kafka broker and a real Redis.
+ *
+ * The group setup starts a private redis-server and a private gov-audit
+ * (its own consumer group and admin port) so that killing and replaying it
+ * does not disturb the stack's own gov-audit.  Events are produced to the
+ * stack's real topics, Avro single-object encoded, and every check reads
+ * what an operator would read: the Redis keys, the DLQ topic, /metrics and
+ * `govctl audit verify`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gov_util.h"
+#include "itest_util.h"
+
+static pid_t redis_pid = -1, audit_pid = -1;
+static int redis_port;
+static char group[96], admin_port[16], admin_url[64];
+static char env_port[48], env_group[160], env_admin[48];
+
+static const char *const audit_env[] = {env_port, env_group, env_admin, NULL};
+
+static void start_audit(void) {
+    const char *argv[] = {"build/release/bin/gov-audit", NULL};
+    audit_pid = itest_spawn(argv, audit_env, "itest-gov-audit.log");
+    char url[96];
+    snprintf(url, sizeof url, "%s/readyz", admin_url);
+    if (!itest_wait_http(url, 200, 30000))
+        fail_msg("gov-audit did not become ready (see var/test-logs/itest-gov-audit.log)");
+}
+
+static int setup(void **state) {
+    (void)state;
+    redis_pid = itest_private_redis("audit", &redis_port);
+    snprintf(env_port, sizeof env_port, "GOV_REDIS_PORT=%d", redis_port);
+    putenv(env_port); /* itest helpers and govctl use it too */
+    itest_unique("itest-audit", group, sizeof group);
+    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
+    snprintf(admin_port, sizeof admin_port, "%d", 18700 + (int)(getpid() % 200));
+    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%s", admin_port);
+    snprintf(admin_url, sizeof admin_url, "http://127.0.0.1:%s", admin_port);
+    start_audit();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (audit_pid > 0) {
+        int st = itest_stop(audit_pid, SIGTERM, 15000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fprintf(stderr, "gov-audit did not exit cleanly on SIGTERM (status %d)\n", st);
+    }
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 5000);
+    return 0;
+}
+
+static int govctl_verify(const char *tenant, char *out, size_t size) {
+    const char *argv[] = {"build/release/bin/govctl", "audit", "verify", "--tenant", tenant, NULL};
+    return itest_run(argv, NULL, out, size);
+}
+
+static void produce_audit_events(const char *tenant, int n, char (*ids)[37]) {
+    for (int i = 0; i < n; i++) {
+        json_t *e = itest_audit_event(tenant, "token.issued");
+        if (ids)
+            snprintf(ids[i], 37, "%s", json_string_value(json_object_get(e, "event_id")));
+        itest_produce_event("identity.audit", "AuditEvent", e);
+        json_decref(e);
+    }
+}
+
+static char tenant_main[64];
+
+static void test_chain_is_materialized_in_order(void **state) {
+    (void)state;
+    itest_unique("t", tenant_main, sizeof tenant_main);
+    char ids[20][37];
+    produce_audit_events(tenant_main, 20, ids);
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", tenant_main);
+    assert_int_equal(itest_wait_xlen(key, 20, 20000), 20);
+
+    redisReply *r = NULL;
+    char eb[256];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key), GOV_OK);
+    assert_int_equal(r->elements, 20);
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        const char *eid = NULL, *seq = NULL;
+        for (size_t k = 0; k + 1 < f->elements; k += 2) {
+            if (strcmp(f->element[k]->str, "event_id") == 0) eid = f->element[k + 1]->str;
+            if (strcmp(f->element[k]->str, "seq") == 0) seq = f->element[k + 1]->str;
+        }
+        assert_non_null(eid);
+        assert_string_equal(eid, ids[i]); /* one tenant = one partition = in order */
+        assert_int_equal(atoi(seq), (int)i + 1);
+    }
+    freeReplyObject(r);
+
+    char out[512];
+    assert_int_equal(govctl_verify(tenant_main, out, sizeof out), 0);
+    assert_non_null(strstr(out, "entries=20"));
+}
+
+static void test_decision_is_materialized_with_ttl(void **state) {
+    (void)state;
+    char tenant[64], did[37], key[200], eb[256];
+    itest_unique("t", tenant, sizeof tenant);
+    gov_uuid_v7(did);
+    json_t *e = itest_decision_event(tenant, did);
+    itest_produce_event("policy.decisions", "PolicyDecision", e);
+    json_decref(e);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+
+    snprintf(key, sizeof key, "policy:decision:{%s}:%s", tenant, did);
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s decision", key), GOV_OK);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "review");
+    freeReplyObject(r);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s score", key), GOV_OK);
+    assert_string_equal(r->str, "0.350000");
+    freeReplyObject(r);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s reasons", key), GOV_OK);
+    json_t *reasons = json_loads(r->str, 0, NULL);
+    freeReplyObject(r);
+    assert_non_null(reasons);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(reasons, 0), "rule_id")), "pii.email");
+    json_decref(reasons);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HEXISTS %s tool_name", key), GOV_OK);
+    assert_int_equal(r->integer, 0); /* null fields are not stored */
+    freeReplyObject(r);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "TTL %s", key), GOV_OK);
+    assert_true(r->integer > 0 && r->integer <= 168 * 3600);
+    freeReplyObject(r);
+}
+
+typedef struct dlq_find {
+    const void *value;
+    size_t len;
+    char reason[64];
+    char offset[32];
+} dlq_find_t;
+
+static int match_dlq(void *opaque, const gov_kafka_msg_t *m) {
+    dlq_find_t *f = opaque;
+    if (m->len != f->len || memcmp(m->value, f->value, f->len) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
+    itest_msg_header(m, "x-gov-source-offset", f->offset, sizeof f->offset);
+    return 1;
+}
+
+static void test_poison_goes_to_dlq_and_next_event_is_materialized(void **state) {
+    (void)state;
+    char tenant[64], key[128], nonce[64];
+    itest_unique("t", tenant, sizeof tenant);
+    itest_unique("garbage", nonce, sizeof nonce);
+
+    /* 1. not Avro at all */
+    char garbage[128];
+    snprintf(garbage, sizeof garbage, "this is not avro %s", nonce);
+    itest_produce_raw("identity.audit", tenant, garbage, strlen(garbage));
+    /* 2. single-object header with a fingerprint no schema has */
+    unsigned char unknown[24] = {0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8};
+    memcpy(unknown + 10, nonce, 14);
+    itest_produce_raw("identity.audit", tenant, unknown, sizeof unknown);
+    /* 3. a valid AuditEvent whose Kafka key is not its tenant */
+    json_t *e = itest_audit_event(tenant, "key.mismatch");
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256];
+    assert_int_equal(gov_avro_encode(itest_avro(), "AuditEvent", e, &buf, &len, eb, sizeof eb), GOV_OK);
+    itest_produce_raw("identity.audit", "some-other-tenant", buf, len);
+    json_decref(e);
+    /* 4. a good event after them */
+    produce_audit_events(tenant, 1, NULL);
+
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+    itest_sleep_ms(300);
+    assert_int_equal(itest_wait_xlen(key, 1, 10), 1); /* the poison did not land */
+
+    dlq_find_t f1 = {garbage, strlen(garbage), "", ""};
+    assert_true(itest_consume_until("identity.audit.dlq", match_dlq, &f1, 30000));
+    assert_string_equal(f1.reason, "undecodable");
+    assert_true(f1.offset[0] != 0);
+    dlq_find_t f2 = {unknown, sizeof unknown, "", ""};
+    assert_true(itest_consume_until("identity.audit.dlq", match_dlq, &f2, 30000));
+    assert_string_equal(f2.reason, "unknown_schema");
+    dlq_find_t f3 = {buf, len, "", ""};
+    assert_true(itest_consume_until("identity.audit.dlq", match_dlq, &f3, 30000));
+    assert_string_equal(f3.reason, "key_mismatch");
+    free(buf);
+
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "%s/metrics", admin_url);
+    assert_int_equal(itest_http_get(url, &body), 200);
+    const char *flt[] = {"outcome=\"dead_lettered\"", "topic=\"identity.audit\"", NULL};
+    assert_true(itest_metric(body, "processor_events_total", flt) >= 3);
+    free(body);
+}
+
+static void test_metrics_pass_promtool(void **state) {
+    (void)state;
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "%s/metrics", admin_url);
+    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_non_null(strstr(body, "processor_consumer_lag"));
+    assert_non_null(strstr(body, "processor_events_total"));
+    assert_int_equal(itest_promtool_check(body), 0);
+    free(body);
+    /* And the stack's own gov-audit, which `make run` started. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%s/metrics", itest_env("GOV_ADMIN_GOV_AUDIT_PORT", "8704"));
+    body = NULL;
+    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_promtool_check(body), 0);
+    free(body);
+}
+
+/* Snapshot of a stream: entry ids and fields, as one string. */
+static char *stream_snapshot(const char *key) {
+    redisReply *r = NULL;
+    char eb[256];
+    if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key) != GOV_OK)
+        fail_msg("XRANGE: %s", eb);
+    size_t cap = 1 << 16, used = 0;
+    char *s = malloc(cap);
+    s[0] = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *ent = r->element[i];
+        for (size_t k = 0; k <= ent->element[1]->elements; k++) {
+            const char *v = k == 0 ? ent->element[0]->str : ent->element[1]->element[k - 1]->str;
+            size_t l = strlen(v);
+            if (used + l + 2 > cap) {
+                cap = (used + l + 2) * 2;
+                s = realloc(s, cap);
+            }
+            memcpy(s + used, v, l);
+            used += l;
+            s[used++] = '\n';
+            s[used] = 0;
+        }
+    }
+    freeReplyObject(r);
+    return s;
+}
+
+static void test_replay_from_offset_zero_leaves_stream_identical(void **state) {
+    (void)state;
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", tenant_main);
+    char *before = stream_snapshot(key);
+    assert_true(strlen(before) > 0);
+
+    /* A second gov-audit with a brand-new group replays both topics from
+     * offset 0 into the same Redis. */
+    char g2[96], eg[160], ea[48], url[96];
+    itest_unique("itest-replay", g2, sizeof g2);
+    snprintf(eg, sizeof eg, "GOV_KAFKA_GROUP=%s", g2);
+    int port2 = atoi(admin_port) + 1;
+    snprintf(ea, sizeof ea, "GOV_ADMIN_PORT=%d", port2);
+    const char *env[] = {env_port, eg, ea, NULL};
+    const char *argv[] = {"build/release/bin/gov-audit", NULL};
+    pid_t replayer = itest_spawn(argv, env, "itest-gov-audit-replay.log");
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port2);
+
+    /* Caught up = all six partitions report lag 0. */
+    int caught_up = 0;
+    double dups = 0;
+    for (int i = 0; i < 600 && !caught_up; i++) {
+        itest_sleep_ms(100);
+        char *body = NULL;
+        if (itest_http_get(url, &body) == 200) {
+            int series = 0;
+            double lag = 0;
+            for (const char *p = strstr(body, "\nprocessor_consumer_lag{"); p;
+                 p = strstr(p + 1, "\nprocessor_consumer_lag{")) {
+                series++;
+                lag += strtod(strchr(p + 1, ' ') + 1, NULL);
+            }
+            const char *flt[] = {"outcome=\"duplicate\"", NULL};
+            dups = itest_metric(body, "processor_events_total", flt);
+            caught_up = series >= 6 && lag == 0;
+        }
+        free(body);
+    }
+    itest_stop(replayer, SIGTERM, 15000);
+    assert_true(caught_up);
+    assert_true(dups >= 20); /* at least this run's events were seen again */
+
+    char *after = stream_snapshot(key);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    char out[512];
+    assert_int_equal(govctl_verify(tenant_main, out, sizeof out), 0);
+}
+
+static void test_kill9_mid_stream_loses_and_duplicates_nothing(void **state) {
+    (void)state;
+    enum { N = 300 };
+    char tenant[64], key[128];
+    static char ids[N][37];
+    itest_unique("t", tenant, sizeof tenant);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+
+    /* First half, then kill -9 while it is materializing. */
+    for (int i = 0; i < N / 2; i++) {
+        json_t *e = itest_audit_event(tenant, "kill.test");
+        snprintf(ids[i], 37, "%s", json_string_value(json_object_get(e, "event_id")));
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        char eb[256];
+        assert_int_equal(gov_avro_encode(itest_avro(), "AuditEvent", e, &buf, &len, eb, sizeof eb), GOV_OK);
+        assert_int_equal(gov_kafka_produce(itest_producer(), "identity.audit", tenant, strlen(tenant),
+                                           buf, len, NULL, 0), GOV_OK);
+        free(buf);
+        json_decref(e);
+    }
+    assert_int_equal(gov_kafka_producer_flush(itest_producer(), 15000), GOV_OK);
+    assert_true(itest_wait_xlen(key, 10, 20000) >= 10);
+    kill(audit_pid, SIGKILL);
+    waitpid(audit_pid, NULL, 0);
+    audit_pid = -1;
+
+    /* Second half while it is down. */
+    for (int i = N / 2; i < N; i++) {
+        json_t *e = itest_audit_event(tenant, "kill.test");
+        snprintf(ids[i], 37, "%s", json_string_value(json_object_get(e, "event_id")));
+        itest_produce_event("identity.audit", "AuditEvent", e);
+        json_decref(e);
+    }
+    start_audit(); /* same group: resumes from the committed offsets */
+    assert_int_equal(itest_wait_xlen(key, N, 60000), N);
+    itest_sleep_ms(1500);
+    assert_int_equal(itest_wait_xlen(key, N, 10), N); /* and not one more */
+
+    /* Every event exactly once, in production order. */
+    redisReply *r = NULL;
+    char eb[256];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key), GOV_OK);
+    assert_int_equal(r->elements, N);
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        const char *eid = NULL;
+        for (size_t k = 0; k + 1 < f->elements; k += 2)
+            if (strcmp(f->element[k]->str, "event_id") == 0)
+                eid = f->element[k + 1]->str;
+        assert_string_equal(eid, ids[i]);
+    }
+    freeReplyObject(r);
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+}
+
+/* Rewrites the stream with the same ids and fields except `change` applied
+ * to entry `at` (0-based): "payload" alters its payload, "delete" drops it. */
+static void rewrite_stream(const char *key, size_t at, const char *change) {
+    redisReply *r = NULL;
+    char eb[256];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key), GOV_OK);
+    redisReply *d = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &d, eb, sizeof eb, "DEL %s", key), GOV_OK);
+    freeReplyObject(d);
+    for (size_t i = 0; i < r->elements; i++) {
+        if (i == at && strcmp(change, "delete") == 0)
+            continue;
+        redisReply *ent = r->element[i], *f = ent->element[1];
+        const char *argv[64];
+        size_t n = 0;
+        argv[n++] = "XADD";
+        argv[n++] = key;
+        argv[n++] = ent->element[0]->str;
+        for (size_t k = 0; k < f->elements && n < 62; k += 2) {
+            argv[n++] = f->element[k]->str;
+            if (i == at && strcmp(f->element[k]->str, "payload") == 0)
+                argv[n++] = "{\"action\":\"token.issued\",\"tenant\":\"forged\"}";
+            else
+                argv[n++] = f->element[k + 1]->str;
+        }
+        assert_int_equal(gov_redis_command(itest_redis(), NULL, (int)n, argv, NULL, eb, sizeof eb), GOV_OK);
+    }
+    freeReplyObject(r);
+}
+
+static void test_tampered_entry_is_found_by_govctl(void **state) {
+    (void)state;
+    char tenant[64], key[128], out[1024];
+    itest_unique("t", tenant, sizeof tenant);
+    produce_audit_events(tenant, 10, NULL);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 10, 20000), 10);
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+
+    rewrite_stream(key, 4, "payload");
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 1);
+    assert_non_null(strstr(out, "position=5"));
+    assert_non_null(strstr(out, "does not match its contents"));
+
+    /* Put the real entry back by rewriting from a fresh chain, then delete one. */
+    char t2[64], k2[128];
+    itest_unique("t", t2, sizeof t2);
+    produce_audit_events(t2, 6, NULL);
+    snprintf(k2, sizeof k2, "audit:{%s}", t2);
+    assert_int_equal(itest_wait_xlen(k2, 6, 20000), 6);
+    rewrite_stream(k2, 2, "delete");
+    assert_int_equal(govctl_verify(t2, out, sizeof out), 1);
+    assert_non_null(strstr(out, "position=3"));
+
+    /* A cut tail is found through the head record. */
+    char t3[64], k3[128];
+    itest_unique("t", t3, sizeof t3);
+    produce_audit_events(t3, 4, NULL);
+    snprintf(k3, sizeof k3, "audit:{%s}", t3);
+    assert_int_equal(itest_wait_xlen(k3, 4, 20000), 4);
+    rewrite_stream(k3, 3, "delete");
+    assert_int_equal(govctl_verify(t3, out, sizeof out), 1);
+    assert_non_null(strstr(out, "head does not match"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_is_materialized_in_order),
+        cmocka_unit_test(test_decision_is_materialized_with_ttl),
+        cmocka_unit_test(test_poison_goes_to_dlq_and_next_event_is_materialized),
+        cmocka_unit_test(test_metrics_pass_promtool),
+        cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),
+        cmocka_unit_test(test_kill9_mid_stream_loses_and_duplicates_nothing),
+        cmocka_unit_test(test_tampered_entry_is_found_by_govctl),
+    };
+    return cmocka_run_group_tests_name("gov-audit", tests, setup, teardown);
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The test suite runner: `make test` calls `tests/run.sh all`.
+#
+#   tests/run.sh unit          cmocka unit tests, release and ASan/UBSan builds, then valgrind
+#   tests/run.sh fuzz          every libFuzzer target for a short run (FUZZ_SECONDS, default 20)
+#   tests/run.sh integration   integration tests against the real stack (started if not up)
+#   tests/run.sh all           all of the above
+#
+# Each cmocka test case counts once per build it runs in; valgrind and fuzz runs count one
+# each. The last line is "N passed, N failed". Exit status is 0 only when nothing failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+what=${1:-all}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+LOGDIR=$ROOT/var/test-logs
+mkdir -p "$LOGDIR"
+passed=0
+failed=0
+failures=()
+
+note() { printf '==> %s\n' "$*"; }
+
+# Runs a cmocka binary with TAP output and counts its cases.
+run_cmocka() {
+    local label=$1; shift
+    local log="$LOGDIR/$label.log"
+    CMOCKA_MESSAGE_OUTPUT=TAP "$@" >"$log" 2>&1
+    local rc=$?
+    local ok notok
+    ok=$(grep -cE '^ok [0-9]+' "$log")
+    notok=$(grep -cE '^not ok [0-9]+' "$log")
+    if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
+        notok=1 # crashed or failed outside a test case
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + notok))
+    if [ "$notok" -gt 0 ]; then
+        failures+=("$label")
+        printf '    FAIL %-40s %d ok, %d failed (log: %s)\n' "$label" "$ok" "$notok" "${log#$ROOT/}"
+        grep -E '^not ok|^#' "$log" | head -20 | sed 's/^/      /'
+        tail -5 "$log" | sed 's/^/      | /'
+    else
+        printf '    ok   %-40s %d cases\n' "$label" "$ok"
+    fi
+}
+
+# Runs a command that is one check.
+run_check() {
+    local label=$1; shift
+    local log="$LOGDIR/$label.log"
+    if "$@" >"$log" 2>&1; then
+        passed=$((passed + 1))
+        printf '    ok   %s\n' "$label"
+    else
+        failed=$((failed + 1))
+        failures+=("$label")
+        printf '    FAIL %s (log: %s)\n' "$label" "${log#$ROOT/}"
+        tail -15 "$log" | sed 's/^/      | /'
+    fi
+}
+
+unit() {
+    note "unit tests (release build)"
+    for t in build/release/tests/test_*; do
+        [ -x "$t" ] && run_cmocka "unit-$(basename "$t")" "$t"
+    done
+    note "unit tests (ASan + UBSan build)"
+    for t in build/asan/tests/test_*; do
+        [ -x "$t" ] && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            run_cmocka "asan-$(basename "$t")" "$t"
+    done
+    note "valgrind (release unit tests, no leaks allowed)"
+    for t in build/release/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_check "valgrind-$(basename "$t")" valgrind --quiet --leak-check=full \
+            --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+            --error-exitcode=1 "$t"
+    done
+}
+
+fuzz() {
+    note "fuzz targets, ${FUZZ_SECONDS}s each (ASan + UBSan)"
+    for f in build/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        local name work seeds
+        name=$(basename "$f")
+        seeds=tests/fuzz/corpus/${name#fuzz_}
+        work=$ROOT/var/fuzz/$name
+        mkdir -p "$work"
+        [ -d "$seeds" ] && cp -n "$seeds"/* "$work"/ 2>/dev/null
+        run_check "fuzz-$name" "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$ROOT/var/fuzz/$name-" "$work"
+    done
+}
+
+integration() {
+    note "integration tests against the real stack"
+    local started=0
+    if ! bash deploy/stack.sh status --quiet >/dev/null 2>&1; then
+        started=1
+    fi
+    if ! bash deploy/stack.sh start; then
+        failed=$((failed + 1))
+        failures+=("stack-start")
+        echo "    FAIL the stack did not start; see var/log/"
+        return
+    fi
+    for t in build/release/itests/test_*; do
+        [ -x "$t" ] && run_cmocka "itest-$(basename "$t")" "$t"
+    done
+    if [ "$started" = 1 ] && [ "${GOV_KEEP_STACK:-0}" != 1 ]; then
+        note "stopping the stack this run started (GOV_KEEP_STACK=1 keeps it)"
+        bash deploy/stack.sh stop
+    fi
+}
+
+case "$what" in
+    unit) unit ;;
+    fuzz) fuzz ;;
+    integration) integration ;;
+    all) unit; fuzz; integration ;;
+    *) echo "usage: tests/run.sh unit|fuzz|integration|all" >&2; exit 2 ;;
+esac
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

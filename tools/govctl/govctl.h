@@ -1,0 +1,23 @@
+/* govctl.h - shared pieces of the operator CLI.
+ *
+ * Exit codes (DESIGN.md section 5): 0 success, 1 rejected or failed (the
+ * reason code on stderr), 2 usage error.
+ */
+#ifndef GOVCTL_H
+#define GOVCTL_H
+
+#define GOVCTL_OK 0
+#define GOVCTL_FAIL 1
+#define GOVCTL_USAGE 2
+
+/* Prints "govctl: <code>: <message>" on stderr and returns GOVCTL_FAIL. */
+int govctl_fail(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a usage error and returns GOVCTL_USAGE. */
+int govctl_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* An environment default: getenv(name) or fallback. */
+const char *govctl_env(const char *name, const char *fallback);
+
+int govctl_cmd_audit(int argc, char **argv);
+
+#endif
