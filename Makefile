@@ -48,10 +48,6 @@ build/$(1)/libgov.a: $$($(1)_OBJ)
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-build/$(1)/bin/gov-%: $$$$(patsubst %.c,build/$(1)/obj/%.o,$$$$(wildcard processors/%/*.c)) build/$(1)/libgov.a
-	@mkdir -p $$(dir $$@)
-	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
-
 build/$(1)/bin/gov-edge: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard http-edge/*.c)) build/$(1)/libgov.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
@@ -69,8 +65,17 @@ build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/i
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 endef
 
+# variant, flags, processor folder -> build/<variant>/bin/gov-<folder>
+define processor_rule
+build/$(1)/bin/gov-$(3): $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard processors/$(3)/*.c)) build/$(1)/libgov.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
+endef
+
 $(eval $(call variant_rules,release,REL_CFLAGS))
 $(eval $(call variant_rules,asan,ASAN_CFLAGS))
+$(foreach p,$(PROCESSORS),$(eval $(call processor_rule,release,REL_CFLAGS,$(p))))
+$(foreach p,$(PROCESSORS),$(eval $(call processor_rule,asan,ASAN_CFLAGS,$(p))))
 
 # The integration helper is not itself a test.
 release_ITEST := $(filter-out %/itest_util,$(release_ITEST))

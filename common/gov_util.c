@@ -5,6 +5,8 @@
  */
 #include "gov_util.h"
 
+#include "gov_alloc.h"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -117,34 +119,65 @@ int gov_tenant_valid(const char *s, size_t len) {
     return 1;
 }
 
+size_t gov_utf8_seq_len(const unsigned char *s, size_t avail) {
+    if (avail == 0)
+        return 0;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        /* E0: no overlongs (>= A0); ED: no surrogates (<= 9F) */
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        /* F0: no overlongs (>= 90); F4: nothing above U+10FFFF (<= 8F) */
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
+               (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
 int gov_utf8_valid(const void *buf, size_t len) {
     const unsigned char *p = buf;
     size_t i = 0;
     while (i < len) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
-        else return 0;
-        if (len - i - 1 < n)
+        size_t n = gov_utf8_seq_len(p + i, len - i);
+        if (n == 0)
             return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i + k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
+        i += n;
     }
     return 1;
+}
+
+char *gov_utf8_sanitize(const char *s, size_t max_bytes) {
+    size_t len = strlen(s);
+    size_t cap = len * 3 < max_bytes ? len * 3 : max_bytes;
+    char *out = gov_malloc(cap + 1);
+    if (out == NULL)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t n = gov_utf8_seq_len(p + i, len - i);
+        const unsigned char *src = p + i;
+        size_t advance = n;
+        if (n == 0) {
+            src = (const unsigned char *)"\xef\xbf\xbd";
+            n = 3;
+            advance = 1;
+        }
+        if (o + n > cap)
+            break;
+        memcpy(out + o, src, n);
+        o += n;
+        i += advance;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 void gov_sleep_ms_interruptible(long ms, volatile int *stop) {

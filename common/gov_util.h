@@ -44,6 +44,13 @@ int gov_tenant_valid(const char *s, size_t len);
 
 /* 1 when buf[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int gov_utf8_valid(const void *buf, size_t len);
+/* Length (1..4) of the well-formed UTF-8 sequence at s (avail bytes there),
+ * or 0 when the bytes are not one (overlong, surrogate, > U+10FFFF, cut). */
+size_t gov_utf8_seq_len(const unsigned char *s, size_t avail);
+/* Returns a new NUL-terminated copy (gov_free) of the C string s, at most
+ * max_bytes long, cut at a character boundary, each byte that does not start
+ * a well-formed sequence replaced by U+FFFD; NULL on allocation failure. */
+char *gov_utf8_sanitize(const char *s, size_t max_bytes);
 
 /* Sleeps ms milliseconds unless *stop becomes nonzero (checked every 50 ms). */
 void gov_sleep_ms_interruptible(long ms, volatile int *stop);
