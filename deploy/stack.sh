@@ -1,0 +1,697 @@
+#!/usr/bin/env bash
+# deploy/stack.sh - the local stack on loopback: a real single-node KRaft Apache
+# Kafka, a real Redis, a SoftHSM2 token, the topics, and the project's binaries.
+#
+#   bash deploy/stack.sh start           start what is not running, reuse what is
+#   bash deploy/stack.sh stop            stop what this script started (pid files)
+#   bash deploy/stack.sh stop --purge    ... and wipe var/kafka and var/redis
+#   bash deploy/stack.sh reset           same as stop --purge
+#   bash deploy/stack.sh restart         stop, then start
+#   bash deploy/stack.sh status          a table of what runs
+#
+# All state is under var/ (GOV_VAR_DIR): kafka/ redis/ softhsm/ run/*.pid
+# log/*.log and stack.env (GOV_*=value lines with every address used).
+#
+# Overrides (environment): GOV_VAR_DIR, GOV_KAFKA_PORT (19092),
+# GOV_KAFKA_CONTROLLER_PORT (19093), GOV_REDIS_PORT (6390), GOV_GATEWAY_PORT
+# (8780), GOV_KAFKA_LIBS, GOV_BIN_DIR (build/release/bin), GOV_KAFKA_HEAP_OPTS.
+set -euo pipefail
+
+# --- services: binary name and admin HTTP port (/healthz, /readyz, /metrics) --
+# Started in this order after the infrastructure, stopped in reverse order.
+# A binary that is not built (missing from GOV_BIN_DIR) is skipped.
+# To add a service, add a line.
+SERVICES=(
+  "gov-constitution     8701"
+  "gov-rulepacks        8702"
+  "gov-identity         8703"
+  "gov-audit            8704"
+  "gov-somabrain-sync   8705"
+  "gov-edge             8700"
+)
+
+# --- Kafka topics (DESIGN.md section 3); each also gets a <topic>.dlq twin ---
+TOPICS=(
+  constitution.bundles
+  constitution.updated
+  policy.rulepacks
+  policy.decisions
+  identity.tokens
+  identity.keys
+  identity.audit
+)
+TOPIC_PARTITIONS=3
+TOPIC_REPLICATION=1
+
+# --- settings ---------------------------------------------------------------
+HOST=127.0.0.1
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+VAR="$(realpath -m "${GOV_VAR_DIR:-$ROOT/var}")"
+BIN_DIR="$(realpath -m "${GOV_BIN_DIR:-$ROOT/build/release/bin}")"
+KAFKA_VERSION=3.9.1
+KAFKA_LIBS="${GOV_KAFKA_LIBS:-${HOME:-/root}/.cache/soma-gov/kafka-$KAFKA_VERSION/libs}"
+KAFKA_PORT="${GOV_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-19093}"
+REDIS_PORT="${GOV_REDIS_PORT:-6390}"
+GATEWAY_PORT="${GOV_GATEWAY_PORT:-8780}"
+KAFKA_HEAP_OPTS="${GOV_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_READY_TIMEOUT=90
+REDIS_READY_TIMEOUT=20
+SERVICE_READY_TIMEOUT=20
+STOP_TIMEOUT=15
+TOKEN_LABEL=soma-gov
+
+RUN="$VAR/run"
+LOG="$VAR/log"
+ENV_FILE="$VAR/stack.env"
+KAFKA_DIR="$VAR/kafka"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_PROPS="$KAFKA_DIR/server.properties"
+KAFKA_LOG4J="$KAFKA_DIR/log4j.properties"
+TOOLS_LOG4J="$KAFKA_DIR/tools-log4j.properties"
+REDIS_DIR="$VAR/redis"
+HSM_DIR="$VAR/softhsm"
+HSM_CONF="$HSM_DIR/softhsm2.conf"
+HSM_PINS="$HSM_DIR/pins.env"
+JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+say()  { printf '==> %s\n' "$*"; }
+warn() { printf 'stack.sh: warning: %s\n' "$*" >&2; }
+die()  { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Prints the last lines of each log given, to stderr.
+show_logs() {
+  local f
+  for f in "$@"; do
+    [[ -s $f ]] || continue
+    printf -- '---- last lines of %s ----\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+for p in KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT GATEWAY_PORT; do
+  if ! [[ ${!p} =~ ^[0-9]+$ ]] || (( ${!p} < 1 || ${!p} > 65535 )); then
+    die "GOV_$p=${!p} is not a port number"
+  fi
+done
+
+# service line -> name / port / env suffix (gov-somabrain-sync -> SOMABRAIN_SYNC)
+svc_name() { local n p; read -r n p <<<"$1"; printf '%s' "$n"; }
+svc_port() { local n p; read -r n p <<<"$1"; printf '%s' "$p"; }
+svc_env()  { local n="${1#gov-}"; n="${n^^}"; printf '%s' "${n//-/_}"; }
+
+# --- processes ----------------------------------------------------------------
+
+pidfile() { printf '%s/%s.pid' "$RUN" "$1"; }
+
+read_pid() {
+  local f; f="$(pidfile "$1")"
+  [[ -s $f ]] || return 1
+  local pid; pid="$(head -n1 "$f")"
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  printf '%s' "$pid"
+}
+
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
+
+# 0 while pid runs. A zombie counts as gone: the process has exited, only
+# its reaping is pending (PID 1 of a container may reap late or never).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ ${stat:0:1} != Z ]]
+}
+
+# What identifies each component's process (guards against pid reuse).
+matches() { # component pid
+  local name=$1 pid=$2 cmd
+  alive "$pid" || return 1
+  cmd="$(cmdline_of "$pid")" || return 1
+  # our spawn wrapper, between writing the pid file and exec'ing the command
+  [[ $cmd == *"soma-gov-spawn $(pidfile "$name") "* ]] && return 0
+  case $name in
+    kafka) [[ $cmd == *kafka.Kafka* && $cmd == *"$KAFKA_PROPS"* ]] ;;
+    redis) [[ $cmd == *redis-server* && ( $cmd == *":$REDIS_PORT "* || $cmd == *"--port $REDIS_PORT "* ) ]] ;;
+    *)     local exe; exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
+           [[ ${exe% (deleted)} == "$BIN_DIR/$name" || ${exe% (deleted)} == */"$name" ]] ;;
+  esac
+}
+
+# Prints the pid when the component runs (per its pid file); removes a stale
+# pid file. Returns 1 when it does not run.
+running_pid() {
+  local pid
+  pid="$(read_pid "$1")" || { rm -f "$(pidfile "$1")"; return 1; }
+  if matches "$1" "$pid"; then printf '%s' "$pid"; return 0; fi
+  rm -f "$(pidfile "$1")"
+  return 1
+}
+
+# spawn NAME LOGFILE CMD...: runs CMD in its own session, detached from the
+# terminal, stdout/stderr to LOGFILE, and writes its pid to var/run/NAME.pid.
+# Inherited file descriptors (the stack lock, make's jobserver) are closed.
+spawn() {
+  local name=$1 log=$2; shift 2
+  local pf; pf="$(pidfile "$name")"
+  rm -f "$pf"
+  printf '\n---- %s: start %s\n' "$(date -u +%FT%TZ)" "$name" >>"$log"
+  setsid bash -c '
+    pf=$1; shift
+    for fd in /proc/$$/fd/*; do
+      n=${fd##*/}
+      if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null; fi
+    done
+    echo $$ >"$pf.tmp" && mv -f "$pf.tmp" "$pf"
+    exec "$@"' soma-gov-spawn "$pf" "$@" >>"$log" 2>&1 </dev/null &
+  local i pid=""
+  for (( i = 0; i < 250; i++ )); do
+    [[ -s $pf ]] && { pid="$(head -n1 "$pf")"; break; }
+    sleep 0.02
+  done
+  [[ -n $pid ]] || die "$name did not start (no pid file); see $log"
+  # Wait until the wrapper has exec'ed the command (or the command died).
+  for (( i = 0; i < 250; i++ )); do
+    alive "$pid" || return 0
+    [[ "$(cmdline_of "$pid")" == *soma-gov-spawn* ]] || return 0
+    sleep 0.02
+  done
+}
+
+# 0 when something accepts TCP connections on HOST:port.
+port_open() {
+  timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
+
+ensure_port_free() { # port what
+  if port_open "$1"; then
+    die "$HOST:$1 is already in use by a process this script did not start ($2); stop it or choose another port (see the overrides at the top of deploy/stack.sh)"
+  fi
+}
+
+# stop_all NAME...: SIGTERM to every one that runs, wait up to STOP_TIMEOUT
+# seconds for all, then SIGKILL what is left.
+stop_all() {
+  local name pid
+  local -a names=() pids=()
+  for name in "$@"; do
+    if pid="$(running_pid "$name")"; then
+      say "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      names+=("$name"); pids+=("$pid")
+    fi
+  done
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  local deadline=$(( SECONDS + STOP_TIMEOUT )) still i
+  while :; do
+    still=0
+    for i in "${!pids[@]}"; do
+      alive "${pids[$i]}" && still=1
+    done
+    [[ $still -eq 0 || $SECONDS -ge $deadline ]] && break
+    sleep 0.1
+  done
+  for i in "${!pids[@]}"; do
+    if alive "${pids[$i]}"; then
+      warn "${names[$i]} (pid ${pids[$i]}) did not stop within ${STOP_TIMEOUT}s; SIGKILL"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+    rm -f "$(pidfile "${names[$i]}")"
+  done
+}
+
+# --- prerequisites --------------------------------------------------------------
+
+ensure_prereqs() {
+  local c
+  for c in "$JAVA" kcat redis-server redis-cli softhsm2-util curl setsid flock; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      say "$c not found; running deploy/install-deps.sh --all"
+      bash "$SCRIPT_DIR/install-deps.sh" --all
+      break
+    fi
+  done
+  # Fetches the Kafka jars unless they are cached (a cheap check when they are).
+  bash "$SCRIPT_DIR/install-deps.sh" --kafka
+  compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null \
+    || die "no Kafka jars in $KAFKA_LIBS (run: bash deploy/install-deps.sh --all)"
+}
+
+# --- Kafka ----------------------------------------------------------------------
+
+write_kafka_config() {
+  mkdir -p "$KAFKA_DATA"
+  local tmp="$KAFKA_PROPS.tmp"
+  cat >"$tmp" <<EOF
+# Generated by deploy/stack.sh; edits are overwritten on every start.
+# Single-node KRaft: this process is both broker and controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=$TOPIC_PARTITIONS
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+  mv -f "$tmp" "$KAFKA_PROPS"
+
+  cat >"$KAFKA_LOG4J" <<EOF
+# Generated by deploy/stack.sh. Broker log: $LOG/kafka.log
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=$LOG/kafka.log
+log4j.appender.file.MaxFileSize=50MB
+log4j.appender.file.MaxBackupIndex=3
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.network.RequestChannel\$=WARN
+EOF
+
+  cat >"$TOOLS_LOG4J" <<EOF
+# Generated by deploy/stack.sh. For the Kafka command-line tools: warnings to stderr.
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+}
+
+kafka_tool() { # class args...
+  local class=$1; shift
+  "$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss1m \
+    -Dlog4j.configuration="file:$TOOLS_LOG4J" -cp "$KAFKA_LIBS/*" "$class" "$@"
+}
+
+format_kafka_storage() {
+  [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
+  local cid
+  if [[ -s "$KAFKA_DIR/cluster.id" ]]; then
+    cid="$(cat "$KAFKA_DIR/cluster.id")"
+  else
+    cid="$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$LOG/kafka-tools.log")" \
+      || die "kafka.tools.StorageTool random-uuid failed; see $LOG/kafka-tools.log"
+    cid="$(tr -d '[:space:]' <<<"$cid")"
+    printf '%s\n' "$cid" >"$KAFKA_DIR/cluster.id"
+  fi
+  say "formatting Kafka storage (cluster id $cid) in $KAFKA_DATA"
+  kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_PROPS" \
+    >>"$LOG/kafka-tools.log" 2>&1 \
+    || { show_logs "$LOG/kafka-tools.log"; die "formatting the Kafka storage failed"; }
+}
+
+# 0 when the broker answers a metadata request and lists itself (node 1).
+kafka_ready() {
+  timeout 10 kcat -b "$HOST:$KAFKA_PORT" -L -m 3 -t __soma_gov_probe 2>/dev/null \
+    | grep -q "broker 1 at $HOST:$KAFKA_PORT"
+}
+
+start_kafka() {
+  write_kafka_config
+  local pid
+  if pid="$(running_pid kafka)"; then
+    say "Kafka already running (pid $pid), reusing"
+  else
+    ensure_port_free "$KAFKA_PORT" "Kafka, GOV_KAFKA_PORT"
+    ensure_port_free "$KAFKA_CONTROLLER_PORT" "Kafka controller, GOV_KAFKA_CONTROLLER_PORT"
+    format_kafka_storage
+    say "starting Kafka $KAFKA_VERSION (KRaft) on $HOST:$KAFKA_PORT, controller $HOST:$KAFKA_CONTROLLER_PORT"
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM options
+    spawn kafka "$LOG/kafka.out" "$JAVA" $KAFKA_HEAP_OPTS \
+      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+      -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+      -XX:ErrorFile="$LOG/kafka-hs_err_%p.log" \
+      -Djava.awt.headless=true -Dkafka.logs.dir="$LOG" \
+      -Dlog4j.configuration="file:$KAFKA_LOG4J" \
+      -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
+  fi
+  local deadline=$(( SECONDS + KAFKA_READY_TIMEOUT ))
+  until kafka_ready; do
+    if ! running_pid kafka >/dev/null; then
+      show_logs "$LOG/kafka.out" "$LOG/kafka.log"
+      die "Kafka exited during startup"
+    fi
+    if (( SECONDS >= deadline )); then
+      show_logs "$LOG/kafka.out" "$LOG/kafka.log"
+      die "Kafka did not answer metadata requests on $HOST:$KAFKA_PORT within ${KAFKA_READY_TIMEOUT}s (it is still running: bash deploy/stack.sh stop)"
+    fi
+    sleep 0.25
+  done
+}
+
+# Topic names the broker knows, one a line.
+list_topics() {
+  timeout 10 kcat -b "$HOST:$KAFKA_PORT" -L -m 5 2>/dev/null \
+    | sed -n 's/^ *topic "\([^"]*\)" with \([0-9]*\) partitions.*/\1 \2/p'
+}
+
+# create_topics TOPIC...: one JVM and one CreateTopics request
+# (deploy/kafka/CreateTopics.java through Java's source launcher). A Java
+# without the jdk.compiler module cannot launch source files; then Kafka's own
+# TopicCommand runs once per topic, a few in parallel.
+create_topics() {
+  if "$JAVA" --list-modules 2>/dev/null | grep -q '^jdk\.compiler@'; then
+    kafka_tool "$SCRIPT_DIR/kafka/CreateTopics.java" \
+      "$HOST:$KAFKA_PORT" "$TOPIC_PARTITIONS" "$TOPIC_REPLICATION" "$@"
+    return
+  fi
+  local jobs; jobs="$(nproc 2>/dev/null || echo 2)"; (( jobs > 4 )) && jobs=4
+  export -f kafka_tool
+  export JAVA TOOLS_LOG4J KAFKA_LIBS HOST KAFKA_PORT TOPIC_PARTITIONS TOPIC_REPLICATION
+  printf '%s\n' "$@" \
+    | xargs -P "$jobs" -I{} bash -c 'kafka_tool org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$HOST:$KAFKA_PORT" --create --if-not-exists --topic "$1" \
+        --partitions "$TOPIC_PARTITIONS" --replication-factor "$TOPIC_REPLICATION"' _ {}
+}
+
+ensure_topics() {
+  local -a want=() missing=()
+  local t
+  for t in "${TOPICS[@]}"; do want+=("$t" "$t.dlq"); done
+  local have; have="$(list_topics)"
+  for t in "${want[@]}"; do
+    grep -q "^$t " <<<"$have" || missing+=("$t")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    say "topics: all ${#want[@]} present"
+  else
+    say "creating ${#missing[@]} topics ($TOPIC_PARTITIONS partitions, RF $TOPIC_REPLICATION): ${missing[*]}"
+    create_topics "${missing[@]}" >>"$LOG/kafka-tools.log" 2>&1 \
+      || { show_logs "$LOG/kafka-tools.log"; die "creating topics failed"; }
+    # The broker's metadata cache follows the controller within moments.
+    local deadline=$(( SECONDS + 15 ))
+    while :; do
+      have="$(list_topics)"; missing=()
+      for t in "${want[@]}"; do grep -q "^$t " <<<"$have" || missing+=("$t"); done
+      [[ ${#missing[@]} -eq 0 ]] && break
+      (( SECONDS >= deadline )) && die "topics still missing after creation: ${missing[*]}"
+      sleep 0.2
+    done
+  fi
+  local name n
+  while read -r name n; do
+    for t in "${want[@]}"; do
+      if [[ $name == "$t" && $n != "$TOPIC_PARTITIONS" ]]; then
+        warn "topic $t has $n partitions (expected $TOPIC_PARTITIONS)"
+      fi
+    done
+  done <<<"$have"
+}
+
+# --- Redis ----------------------------------------------------------------------
+
+redis_ready() {
+  [[ "$(timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" PING 2>/dev/null)" == PONG ]]
+}
+
+start_redis() {
+  mkdir -p "$REDIS_DIR"
+  local pid
+  if pid="$(running_pid redis)"; then
+    say "Redis already running (pid $pid), reusing"
+  else
+    ensure_port_free "$REDIS_PORT" "Redis, GOV_REDIS_PORT"
+    say "starting Redis on $HOST:$REDIS_PORT (append-only file in $REDIS_DIR)"
+    spawn redis "$LOG/redis.log" redis-server \
+      --bind "$HOST" --port "$REDIS_PORT" --protected-mode yes \
+      --daemonize no --supervised no --pidfile "" --logfile "" \
+      --dir "$REDIS_DIR" --save "" --appendonly yes --appendfsync everysec
+  fi
+  local deadline=$(( SECONDS + REDIS_READY_TIMEOUT ))
+  until redis_ready; do
+    if ! running_pid redis >/dev/null; then
+      show_logs "$LOG/redis.log"; die "Redis exited during startup"
+    fi
+    if (( SECONDS >= deadline )); then
+      show_logs "$LOG/redis.log"; die "Redis did not answer PING on $HOST:$REDIS_PORT within ${REDIS_READY_TIMEOUT}s"
+    fi
+    sleep 0.1
+  done
+}
+
+# --- SoftHSM2 -------------------------------------------------------------------
+
+pkcs11_module() {
+  local m
+  for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
+    [[ -f $m ]] && { printf '%s' "$m"; return 0; }
+  done
+  return 1
+}
+
+random_pin() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
+
+hsm_token_present() {
+  SOFTHSM2_CONF="$HSM_CONF" softhsm2-util --show-slots 2>/dev/null \
+    | grep -Eq "^[[:space:]]*Label:[[:space:]]+${TOKEN_LABEL}[[:space:]]*$"
+}
+
+ensure_softhsm() {
+  mkdir -p "$HSM_DIR/tokens"
+  chmod 0700 "$HSM_DIR" "$HSM_DIR/tokens"
+  if [[ ! -f $HSM_CONF ]]; then
+    cat >"$HSM_CONF" <<EOF
+# Generated by deploy/stack.sh: the local stack's SoftHSM2 token store.
+directories.tokendir = $HSM_DIR/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+EOF
+  fi
+  pkcs11_module >/dev/null || die "libsofthsm2.so not found (package softhsm2)"
+  local present=0
+  hsm_token_present && present=1
+  if [[ $present -eq 1 && ! -s $HSM_PINS ]]; then
+    warn "token $TOKEN_LABEL exists but $HSM_PINS is gone: its PINs are lost; re-creating the token"
+    SOFTHSM2_CONF="$HSM_CONF" softhsm2-util --delete-token --token "$TOKEN_LABEL" >/dev/null
+    present=0
+  fi
+  if [[ ! -s $HSM_PINS ]]; then
+    ( umask 077
+      printf 'GOV_PKCS11_SO_PIN=%s\nGOV_PKCS11_PIN=%s\n' "$(random_pin)" "$(random_pin)" >"$HSM_PINS" )
+  fi
+  chmod 0600 "$HSM_PINS"
+  if [[ $present -eq 0 ]]; then
+    local so user
+    so="$(sed -n 's/^GOV_PKCS11_SO_PIN=//p' "$HSM_PINS")"
+    user="$(sed -n 's/^GOV_PKCS11_PIN=//p' "$HSM_PINS")"
+    say "initializing SoftHSM2 token \"$TOKEN_LABEL\" in $HSM_DIR/tokens"
+    SOFTHSM2_CONF="$HSM_CONF" softhsm2-util --init-token --free --label "$TOKEN_LABEL" \
+      --so-pin "$so" --pin "$user" >>"$LOG/softhsm.log" 2>&1 \
+      || { show_logs "$LOG/softhsm.log"; die "softhsm2-util --init-token failed"; }
+  else
+    say "SoftHSM2 token \"$TOKEN_LABEL\" present"
+  fi
+}
+
+# --- stack.env ------------------------------------------------------------------
+
+write_env() {
+  local tmp="$ENV_FILE.tmp" line parent
+  parent="$(ps -o comm= -p "$PPID" 2>/dev/null | tr -c 'A-Za-z0-9_.-' '_' | sed 's/_*$//')" || parent=unknown
+  ( umask 077
+    {
+      echo "GOV_VAR_DIR=$VAR"
+      echo "GOV_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
+      echo "GOV_KAFKA_CONTROLLER=$HOST:$KAFKA_CONTROLLER_PORT"
+      echo "GOV_KAFKA_LIBS=$KAFKA_LIBS"
+      echo "GOV_KAFKA_CLUSTER_ID=$(cat "$KAFKA_DIR/cluster.id" 2>/dev/null || true)"
+      echo "GOV_REDIS_HOST=$HOST"
+      echo "GOV_REDIS_PORT=$REDIS_PORT"
+      echo "GOV_EDGE_URL=http://$HOST:$(svc_port_of gov-edge)"
+      echo "GOV_GATEWAY_URL=http://$HOST:$GATEWAY_PORT"
+      for line in "${SERVICES[@]}"; do
+        echo "GOV_ADMIN_$(svc_env "$(svc_name "$line")")=http://$HOST:$(svc_port "$line")"
+      done
+      echo "SOFTHSM2_CONF=$HSM_CONF"
+      echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
+      echo "GOV_PKCS11_TOKEN_LABEL=$TOKEN_LABEL"
+      echo "GOV_PKCS11_PIN=$(sed -n 's/^GOV_PKCS11_PIN=//p' "$HSM_PINS")"
+      echo "GOV_STACK_STARTED_BY=pid:$$,cmd:deploy/stack.sh,parent:${parent:-unknown},user:$(id -un)"
+      echo "GOV_STACK_STARTED_AT=$(date -u +%FT%TZ)"
+    } >"$tmp" )
+  mv -f "$tmp" "$ENV_FILE"
+}
+
+svc_port_of() {
+  local line
+  for line in "${SERVICES[@]}"; do
+    [[ $(svc_name "$line") == "$1" ]] && { svc_port "$line"; return 0; }
+  done
+  return 1
+}
+
+# --- services -------------------------------------------------------------------
+
+healthz_code() { # port
+  curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$HOST:$1/healthz" 2>/dev/null || true
+}
+
+# 0 when the running process is not the binary now in BIN_DIR (rebuilt).
+binary_changed() { # name pid
+  local exe; exe="$(readlink "/proc/$2/exe" 2>/dev/null)" || return 1
+  [[ $exe == *" (deleted)" ]] && return 0
+  [[ "$(stat -L -c %d:%i "/proc/$2/exe" 2>/dev/null)" != "$(stat -c %d:%i "$BIN_DIR/$1" 2>/dev/null)" ]]
+}
+
+STARTED_SERVICES=()
+start_services() {
+  local line name port pid
+  local -a waiting=()
+  for line in "${SERVICES[@]}"; do
+    name="$(svc_name "$line")"; port="$(svc_port "$line")"
+    if [[ ! -x "$BIN_DIR/$name" ]]; then
+      say "$name: not built ($BIN_DIR/$name), skipped"
+      continue
+    fi
+    if pid="$(running_pid "$name")"; then
+      if binary_changed "$name" "$pid"; then
+        say "$name: binary was rebuilt, restarting"
+        stop_all "$name"
+      else
+        say "$name already running (pid $pid), reusing"
+        STARTED_SERVICES+=("$name"); waiting+=("$line")
+        continue
+      fi
+    fi
+    ensure_port_free "$port" "$name admin port"
+    say "starting $name (admin http://$HOST:$port)"
+    # shellcheck source=/dev/null
+    ( set -a; . "$ENV_FILE"; set +a
+      export GOV_ADMIN_PORT="$port"
+      spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
+    STARTED_SERVICES+=("$name"); waiting+=("$line")
+  done
+  # Wait for every one of them (they start in parallel).
+  local deadline=$(( SECONDS + SERVICE_READY_TIMEOUT ))
+  for line in "${waiting[@]}"; do
+    name="$(svc_name "$line")"; port="$(svc_port "$line")"
+    until [[ "$(healthz_code "$port")" == 200 ]]; do
+      if ! running_pid "$name" >/dev/null; then
+        show_logs "$LOG/$name.log"; die "$name exited during startup"
+      fi
+      if (( SECONDS >= deadline )); then
+        show_logs "$LOG/$name.log"
+        die "$name: http://$HOST:$port/healthz did not answer 200 within ${SERVICE_READY_TIMEOUT}s"
+      fi
+      sleep 0.1
+    done
+  done
+}
+
+service_names() {
+  local line; for line in "${SERVICES[@]}"; do svc_name "$line"; echo; done
+}
+
+# --- commands -------------------------------------------------------------------
+
+lock() {
+  mkdir -p "$RUN" "$LOG"
+  exec 9>"$RUN/stack.lock"
+  if ! flock -w 120 9; then
+    die "another deploy/stack.sh holds $RUN/stack.lock"
+  fi
+}
+
+cmd_start() {
+  lock
+  local t0ns; t0ns="$(date +%s%N)"
+  ensure_prereqs
+  mkdir -p "$KAFKA_DIR"
+  start_redis
+  start_kafka
+  ensure_softhsm
+  ensure_topics
+  write_env
+  start_services
+  if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
+    say "running deploy/demo.sh"
+    # shellcheck source=/dev/null
+    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" ) || die "deploy/demo.sh failed"
+  fi
+  local ms=$(( ( $(date +%s%N) - t0ns ) / 1000000 ))
+  say "stack is up ($(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 ))) s)"
+  print_addresses
+}
+
+print_addresses() {
+  local line name
+  printf '    %-20s %-34s %s\n' "Kafka (KRaft)" "$HOST:$KAFKA_PORT" "log $LOG/kafka.log"
+  printf '    %-20s %-34s %s\n' "Kafka controller" "$HOST:$KAFKA_CONTROLLER_PORT" ""
+  printf '    %-20s %-34s %s\n' "Redis" "$HOST:$REDIS_PORT" "log $LOG/redis.log"
+  printf '    %-20s %-34s %s\n' "SoftHSM2 token" "$TOKEN_LABEL" "SOFTHSM2_CONF=$HSM_CONF"
+  for line in "${SERVICES[@]}"; do
+    name="$(svc_name "$line")"
+    if [[ " ${STARTED_SERVICES[*]} " == *" $name "* ]]; then
+      printf '    %-20s %-34s %s\n' "$name" "http://$HOST:$(svc_port "$line")" "log $LOG/$name.log"
+    fi
+  done
+  printf '    %-20s %s\n' "addresses" "$ENV_FILE"
+}
+
+cmd_stop() {
+  local purge=0
+  case ${1:-} in
+    --purge) purge=1 ;;
+    "") ;;
+    *) die "stop: unknown option $1 (stop [--purge])" ;;
+  esac
+  lock
+  local -a svcs=() all
+  mapfile -t all < <(service_names)
+  local i
+  for (( i = ${#all[@]} - 1; i >= 0; i-- )); do svcs+=("${all[$i]}"); done
+  stop_all "${svcs[@]}"
+  stop_all kafka
+  stop_all redis
+  if [[ $purge -eq 1 ]]; then
+    say "wiping $KAFKA_DIR and $REDIS_DIR"
+    rm -rf "$KAFKA_DIR" "$REDIS_DIR"
+  fi
+  say "stopped"
+}
+
+cmd_status() {
+  local rc=0 pid state line name port
+  printf '%-20s %-8s %-8s %-28s %s\n' COMPONENT STATE PID ADDRESS LOG
+  row() { printf '%-20s %-8s %-8s %-28s %s\n' "$@"; }
+  if pid="$(running_pid kafka)"; then
+    state=running; kafka_ready && state=ready
+  else state=stopped; pid=-; rc=3; fi
+  row kafka "$state" "$pid" "$HOST:$KAFKA_PORT" "$LOG/kafka.log"
+  if pid="$(running_pid redis)"; then
+    state=running; redis_ready && state=ready
+  else state=stopped; pid=-; rc=3; fi
+  row redis "$state" "$pid" "$HOST:$REDIS_PORT" "$LOG/redis.log"
+  for line in "${SERVICES[@]}"; do
+    name="$(svc_name "$line")"; port="$(svc_port "$line")"
+    if pid="$(running_pid "$name")"; then
+      state=running; [[ "$(healthz_code "$port")" == 200 ]] && state=healthy
+    elif [[ -x "$BIN_DIR/$name" ]]; then state=stopped; pid=-; rc=3
+    else state=unbuilt; pid=-; fi
+    row "$name" "$state" "$pid" "http://$HOST:$port" "$LOG/$name.log"
+  done
+  return $rc
+}
+
+case "${1:-}" in
+  start)   cmd_start ;;
+  stop)    shift; cmd_stop "${1:-}" ;;
+  reset)   cmd_stop --purge ;;
+  restart) cmd_stop; exec bash "${BASH_SOURCE[0]}" start ;;
+  status)  cmd_status ;;
+  *) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
