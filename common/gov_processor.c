@@ -219,10 +219,12 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
         gov_log(GOV_LOG_ERROR, "kafka consumer", "error", eb, (const char *)NULL);
         goto fail;
     }
-    char port[16];
+    char port[16], rport[16];
     snprintf(port, sizeof port, "%ld", p->admin_port);
+    snprintf(rport, sizeof rport, "%ld", p->redis_port);
     gov_log(GOV_LOG_INFO, "started", "kafka", p->kafka_brokers, "group", p->kafka_group,
-            "redis_port", port, "admin_port", port, (const char *)NULL);
+            "redis_host", p->redis_host, "redis_port", rport, "admin_port", port,
+            (const char *)NULL);
     *out = p;
     *exit_code = 0;
     return GOV_OK;
@@ -273,7 +275,7 @@ static void backoff_and_rewind(gov_processor_t *p, gov_kafka_msg_t *km, const ch
             "offset", off, "retry_in_ms", delay, "error", why, (const char *)NULL);
     count(p, km->topic, "retried");
     gov_kafka_consumer_rewind(p->consumer, km);
-    gov_sleep_ms_interruptible(ms, (volatile int *)&run_flag);
+    gov_sleep_ms_interruptible(ms, &run_flag);
 }
 
 /* Sends km unchanged to <topic>.dlq and stores its offset only once the DLQ

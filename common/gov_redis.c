@@ -126,7 +126,7 @@ static void script_sha1(gov_redis_script_t *s) {
 gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                          int argc, const char **argv, const size_t *argvlen,
                          redisReply **reply, char *errbuf, size_t errbuf_size) {
-    enum { MAX_ARGS = 64 };
+    enum { MAX_ARGS = 160 };
     if (argc < 0 || argc > MAX_ARGS - 3 || nkeys > argc)
         return GOV_ERR_INVALID_ARG;
     script_sha1(script);

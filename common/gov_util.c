@@ -180,8 +180,8 @@ char *gov_utf8_sanitize(const char *s, size_t max_bytes) {
     return out;
 }
 
-void gov_sleep_ms_interruptible(long ms, volatile int *stop) {
-    while (ms > 0 && !(stop && *stop)) {
+void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running) {
+    while (ms > 0 && (running == NULL || *running)) {
         long step = ms < 50 ? ms : 50;
         struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
         nanosleep(&ts, NULL);

@@ -5,6 +5,7 @@
 #ifndef GOV_UTIL_H
 #define GOV_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,8 +53,9 @@ size_t gov_utf8_seq_len(const unsigned char *s, size_t avail);
  * a well-formed sequence replaced by U+FFFD; NULL on allocation failure. */
 char *gov_utf8_sanitize(const char *s, size_t max_bytes);
 
-/* Sleeps ms milliseconds unless *stop becomes nonzero (checked every 50 ms). */
-void gov_sleep_ms_interruptible(long ms, volatile int *stop);
+/* Sleeps ms milliseconds, returning early once *running becomes 0 (checked
+ * every 50 ms); running may be NULL. */
+void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running);
 
 /* Exponential backoff: base * 2^attempt, capped, with +/-20% jitter. */
 long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms);

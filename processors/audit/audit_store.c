@@ -97,16 +97,21 @@ static head_slot_t *head_for(audit_store_t *s, const char *tenant) {
 }
 
 /* Argument vector under construction; strings it owns are freed at the end. */
+#define ARGV_MAX 128 /* the widest event (PolicyDecision) needs about 70 */
+
 typedef struct argv_buf {
-    const char *v[64];
-    size_t len[64];
-    char *owned[64];
+    const char *v[ARGV_MAX];
+    size_t len[ARGV_MAX];
+    char *owned[ARGV_MAX];
     int n, nowned;
+    int overflow; /* more arguments than ARGV_MAX: the event is unmaterializable */
 } argv_buf_t;
 
 static int arg_add(argv_buf_t *a, const char *s, size_t len) {
-    if (a->n >= 64)
+    if (a->n >= ARGV_MAX) {
+        a->overflow = 1;
         return -1;
+    }
     a->v[a->n] = s;
     a->len[a->n] = len;
     a->n++;
@@ -114,7 +119,8 @@ static int arg_add(argv_buf_t *a, const char *s, size_t len) {
 }
 
 static int arg_take(argv_buf_t *a, char *s) {
-    if (s == NULL || a->nowned >= 64) {
+    if (s == NULL || a->nowned >= ARGV_MAX) {
+        a->overflow |= s != NULL;
         gov_free(s);
         return -1;
     }
@@ -238,8 +244,13 @@ gov_err_t audit_store_append(audit_store_t *s, json_t *event, const char *type,
             bad |= add_decision_fields(&a, event);
         if (bad) {
             arg_free(&a);
-            snprintf(errbuf, errbuf_size, "event has too many fields or memory ran out");
-            err = GOV_ERR_NOMEM;
+            if (a.overflow) {
+                snprintf(errbuf, errbuf_size, "event has more fields than a chain entry can hold");
+                err = GOV_ERR_INVALID_ARG;
+            } else {
+                snprintf(errbuf, errbuf_size, "out of memory building the chain entry");
+                err = GOV_ERR_NOMEM;
+            }
             break;
         }
         redisReply *rep = NULL;

@@ -32,7 +32,7 @@ static const char *field(redisReply *fields, const char *name, size_t *len) {
 }
 
 static int audit_verify(const char *tenant, const char *host, int port, int quiet) {
-    char eb[512], key[128], start[64] = "-";
+    char eb[512], key[128], start[80] = "-";
     char prev[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
     uint64_t seq = 0;
     gov_redis_t *r = NULL;
@@ -57,7 +57,8 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
         size_t n = page->elements;
         for (size_t i = 0; i < n; i++) {
             redisReply *ent = page->element[i];
-            const char *id = ent->element[0]->str;
+            char id[64];
+            snprintf(id, sizeof id, "%s", ent->element[0]->str);
             redisReply *f = ent->element[1];
             size_t plen = 0;
             const char *s_seq = field(f, "seq", NULL), *s_at = field(f, "occurred_at", NULL);
