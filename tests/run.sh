@@ -110,6 +110,12 @@ integration() {
     for t in build/release/itests/test_*; do
         [ -x "$t" ] && run_cmocka "itest-$(basename "$t")" "$t"
     done
+    note "integration tests again, driving the ASan + UBSan binaries"
+    for t in build/release/itests/test_*; do
+        [ -x "$t" ] && ITEST_BIN_DIR=build/asan/bin \
+            ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            run_cmocka "itest-asan-$(basename "$t")" "$t"
+    done
     if [ "$started" = 1 ] && [ "${GOV_KEEP_STACK:-0}" != 1 ]; then
         note "stopping the stack this run started (GOV_KEEP_STACK=1 keeps it)"
         bash deploy/stack.sh stop

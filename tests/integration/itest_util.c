@@ -46,6 +46,15 @@ const char *itest_path(const char *rel) {
     return buf;
 }
 
+const char *itest_bin(const char *name) {
+    static char buf[8][PATH_MAX];
+    static int next;
+    char *b = buf[next++ % 8];
+    const char *dir = getenv("ITEST_BIN_DIR");
+    snprintf(b, PATH_MAX, "%s/%s", dir && *dir ? dir : "build/release/bin", name);
+    return b;
+}
+
 void itest_sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {

@@ -25,6 +25,11 @@ const char *itest_env(const char *name, const char *fallback);
 /* "<prefix>-<pid>-<random>" into buf: names that no other run uses. */
 void itest_unique(const char *prefix, char *buf, size_t size);
 
+/* Path of a project binary ("gov-audit"): $ITEST_BIN_DIR/<name>, by default
+ * build/release/bin/<name>; the suite runs the integration tests a second
+ * time with ITEST_BIN_DIR=build/asan/bin (ASan + UBSan binaries). */
+const char *itest_bin(const char *name);
+
 /* Absolute path of a repository file ("build/release/bin/gov-audit"). */
 const char *itest_path(const char *rel);
 
