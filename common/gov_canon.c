@@ -1,0 +1,919 @@
+/* gov_canon.c - RFC 8785 (JCS) and SomaBrain (Python json.dumps) canonical JSON.
+ *
+ * What it is for: a constitution's checksum is hash(canonical(document)), and
+ * the signer computed it in another language; one byte of difference and a
+ * good signature fails.  Both forms are written by one recursive walker over
+ * a jansson tree into a growing buffer; the two differ in three places:
+ *
+ *   key order   JCS compares keys as UTF-16 code unit sequences, so a key
+ *               with a character above U+FFFF (a surrogate, 0xD800..) sorts
+ *               before one with U+E000..U+FFFF; SomaBrain compares code
+ *               points, which for UTF-8 is plain byte order.
+ *   strings     JCS escapes only '"', '\\' and C0 controls; SomaBrain escapes
+ *               everything outside ' '..'~' (so DEL too) as \uXXXX.
+ *   numbers     JCS turns every number, integers included, into a double and
+ *               writes it as ECMAScript does; SomaBrain writes integers
+ *               exactly and reals as Python's repr.
+ *
+ * Both number forms start from the same shortest round-trip digits: for
+ * p = 1..17 we ask printf for the nearest p-digit decimal (glibc rounds
+ * correctly, ties to even) and read it back with strtod (also correctly
+ * rounded).  The first p at which it - or, when the double sits at a power
+ * of two and its rounding interval is lopsided, the p-digit neighbour on the
+ * other side - reads back as x gives the shortest digits, nearest first.
+ * (The neighbour matters: for 46 of the 2098 powers of two, e.g. 2^-1017 =
+ * 7.120236347223045e-307, a nearest-only search would print 17 digits.)
+ * Digits and exponent are re-read without a decimal separator, so the
+ * process locale cannot change the bytes.
+ *
+ * Parsing is jansson's, behind a grammar/depth pass of our own (see the parse
+ * section): jansson 2.14 reports its allocation failures as syntax errors,
+ * and a bundle refused for lack of memory must not be logged as malformed.
+ *
+ * What it does not do: no I/O and no hashing beyond one EVP call in
+ * gov_canon_checksum; it does not decide whether a document is a valid
+ * constitution, only what its canonical bytes are.
+ */
+#include "gov_canon.h"
+
+#include <assert.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_util.h"
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+    if (errbuf == NULL || errbuf_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+int gov_canon_from_name(const char *name, gov_canon_t *out) {
+    if (name == NULL || out == NULL)
+        return -1;
+    if (strcmp(name, "jcs") == 0) {
+        *out = GOV_CANON_JCS;
+        return 0;
+    }
+    if (strcmp(name, "somabrain-json") == 0) {
+        *out = GOV_CANON_SOMABRAIN;
+        return 0;
+    }
+    return -1;
+}
+
+const char *gov_canon_name(gov_canon_t kind) {
+    switch (kind) {
+    case GOV_CANON_JCS: return "jcs";
+    case GOV_CANON_SOMABRAIN: return "somabrain-json";
+    }
+    return "unknown";
+}
+
+/* ---- shortest round-trip digits ---------------------------------------- */
+
+/* value = 0.d[0]d[1]..d[k-1] * 10^point, d[0] != '0' (point is the position
+ * of the decimal point counted from the left of the digits: ECMAScript's n,
+ * Python's decpt). */
+typedef struct {
+    char d[20];
+    int k;
+    int point;
+} decimal_t;
+
+/* Reads printf's "%.*e" output ("d.ddde+XX", "de-XX"; the separator may be
+ * a locale's) into dec.  Only digits and the exponent are taken. */
+static void decimal_from_e(const char *s, decimal_t *dec) {
+    dec->k = 0;
+    while (*s != '\0' && *s != 'e') {
+        if (*s >= '0' && *s <= '9' && dec->k < (int)sizeof dec->d)
+            dec->d[dec->k++] = *s;
+        s++;
+    }
+    assert(*s == 'e');
+    s++;
+    int neg = (*s == '-');
+    if (*s == '-' || *s == '+')
+        s++;
+    int e = 0;
+    while (*s >= '0' && *s <= '9')
+        e = e * 10 + (*s++ - '0');
+    dec->point = (neg ? -e : e) + 1;
+}
+
+/* The double nearest to dec: "ddddde<exp>", no separator, so strtod's
+ * locale has nothing to misread. */
+static double decimal_value(const decimal_t *dec) {
+    char s[48];
+    memcpy(s, dec->d, (size_t)dec->k);
+    snprintf(s + dec->k, sizeof s - (size_t)dec->k, "e%d", dec->point - dec->k);
+    return strtod(s, NULL);
+}
+
+/* Moves dec one unit in its last place up or down, keeping k digits. */
+static void decimal_step(decimal_t *dec, int up) {
+    int i = dec->k - 1;
+    if (up) {
+        while (i >= 0 && dec->d[i] == '9')
+            dec->d[i--] = '0';
+        if (i >= 0) {
+            dec->d[i]++;
+        } else { /* 99..9 -> 100..0, one decade up */
+            dec->d[0] = '1';
+            dec->point++;
+        }
+    } else {
+        while (i >= 0 && dec->d[i] == '0')
+            dec->d[i--] = '9';
+        assert(i >= 0); /* d[0] != '0' */
+        dec->d[i]--;
+        if (dec->d[0] == '0') { /* 100..0 -> 099..9 -> 99..9, one decade down */
+            memmove(dec->d, dec->d + 1, (size_t)dec->k - 1);
+            dec->d[dec->k - 1] = '9';
+            dec->point--;
+        }
+    }
+}
+
+/* Shortest digits that read back as x (finite, > 0), the nearest to x among
+ * them.  At most 17 printf/strtod pairs (34 when an interval is lopsided). */
+static void shortest_digits(double x, decimal_t *out) {
+    for (int p = 1; p <= 17; p++) {
+        char s[48];
+        decimal_t near;
+        snprintf(s, sizeof s, "%.*e", p - 1, x);
+        decimal_from_e(s, &near);
+        double v = decimal_value(&near);
+        if (v == x) {
+            *out = near;
+            goto trim;
+        }
+        /* The nearest p-digit decimal misses; the one on the other side of x
+         * can still hit when x is a power of two (its lower gap is half the
+         * upper one).  No other p-digit decimal can. */
+        decimal_t other = near;
+        decimal_step(&other, v < x);
+        if (decimal_value(&other) == x) {
+            *out = other;
+            goto trim;
+        }
+    }
+    assert(!"17 significant digits always round-trip");
+    out->d[0] = '0';
+    out->k = 1;
+    out->point = 1;
+    return;
+trim:
+    while (out->k > 1 && out->d[out->k - 1] == '0')
+        out->k--;
+}
+
+/* ---- number formatters ------------------------------------------------- */
+
+static void put_zeros(char **p, int n) {
+    while (n-- > 0)
+        *(*p)++ = '0';
+}
+
+static void put_digits(char **p, const char *d, int n) {
+    memcpy(*p, d, (size_t)n);
+    *p += n;
+}
+
+int gov_canon_format_es6(double x, char buf[GOV_CANON_NUMBUF]) {
+    buf[0] = '\0';
+    if (!isfinite(x))
+        return -1;
+    char *p = buf;
+    if (x == 0) { /* +0 and -0 alike (ECMA-262: ToString(-0) is "0") */
+        *p++ = '0';
+        *p = '\0';
+        return 1;
+    }
+    if (x < 0) {
+        *p++ = '-';
+        x = -x;
+    }
+    decimal_t dec;
+    shortest_digits(x, &dec);
+    int k = dec.k, n = dec.point;
+    if (k <= n && n <= 21) { /* integer: digits then n-k zeros */
+        put_digits(&p, dec.d, k);
+        put_zeros(&p, n - k);
+    } else if (0 < n && n <= 21) { /* point inside the digits */
+        put_digits(&p, dec.d, n);
+        *p++ = '.';
+        put_digits(&p, dec.d + n, k - n);
+    } else if (-6 < n && n <= 0) { /* 0.000ddd */
+        *p++ = '0';
+        *p++ = '.';
+        put_zeros(&p, -n);
+        put_digits(&p, dec.d, k);
+    } else { /* d[.ddd]e+N */
+        *p++ = dec.d[0];
+        if (k > 1) {
+            *p++ = '.';
+            put_digits(&p, dec.d + 1, k - 1);
+        }
+        p += snprintf(p, GOV_CANON_NUMBUF - (size_t)(p - buf), "e%c%d", n - 1 < 0 ? '-' : '+',
+                      abs(n - 1));
+    }
+    *p = '\0';
+    return (int)(p - buf);
+}
+
+int gov_canon_format_pyrepr(double x, char buf[GOV_CANON_NUMBUF]) {
+    buf[0] = '\0';
+    if (!isfinite(x))
+        return -1;
+    char *p = buf;
+    if (signbit(x)) {
+        *p++ = '-';
+        x = -x;
+    }
+    if (x == 0) {
+        memcpy(p, "0.0", 4);
+        return (int)(p - buf) + 3;
+    }
+    decimal_t dec;
+    shortest_digits(x, &dec);
+    int k = dec.k, decpt = dec.point;
+    if (decpt <= -4 || decpt > 16) { /* CPython's 'r' format: repr switches here */
+        *p++ = dec.d[0];
+        if (k > 1) {
+            *p++ = '.';
+            put_digits(&p, dec.d + 1, k - 1);
+        }
+        p += snprintf(p, GOV_CANON_NUMBUF - (size_t)(p - buf), "e%c%02d",
+                      decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
+    } else if (decpt <= 0) {
+        *p++ = '0';
+        *p++ = '.';
+        put_zeros(&p, -decpt);
+        put_digits(&p, dec.d, k);
+    } else if (decpt >= k) {
+        put_digits(&p, dec.d, k);
+        put_zeros(&p, decpt - k);
+        *p++ = '.';
+        *p++ = '0';
+    } else {
+        put_digits(&p, dec.d, decpt);
+        *p++ = '.';
+        put_digits(&p, dec.d + decpt, k - decpt);
+    }
+    *p = '\0';
+    return (int)(p - buf);
+}
+
+/* ---- output buffer ----------------------------------------------------- */
+
+/* A growing byte buffer whose first allocation failure is sticky: writers
+ * keep going as no-ops and the caller checks err once at the end. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    gov_err_t err;
+} canon_buf_t;
+
+static void buf_put(canon_buf_t *b, const void *data, size_t n) {
+    if (b->err != GOV_OK)
+        return;
+    if (b->cap - b->len < n + 1) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->err = GOV_ERR_NOMEM;
+                return;
+            }
+            cap *= 2;
+        }
+        char *np = gov_realloc(b->p, cap);
+        if (np == NULL) {
+            b->err = GOV_ERR_NOMEM;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_putc(canon_buf_t *b, char c) {
+    buf_put(b, &c, 1);
+}
+
+static void buf_puts(canon_buf_t *b, const char *s) {
+    buf_put(b, s, strlen(s));
+}
+
+/* ---- strings ----------------------------------------------------------- */
+
+/* Decodes the UTF-8 sequence at s[0..n) into *cp; returns its length, or 0
+ * when it is not well-formed (overlong, surrogate, > U+10FFFF, truncated). */
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    uint32_t v;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; }
+    else return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3F);
+    }
+    if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
+        (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* The short escapes both forms share (JSON's own, minus "\/"). */
+static const char *short_escape(uint32_t cp) {
+    switch (cp) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    }
+    return NULL;
+}
+
+/* \uXXXX with lowercase hex, as both RFC 8785 and CPython write it. */
+static void put_u_escape(canon_buf_t *b, uint32_t unit) {
+    static const char hex[] = "0123456789abcdef";
+    char esc[6] = {'\\', 'u', hex[(unit >> 12) & 15], hex[(unit >> 8) & 15],
+                   hex[(unit >> 4) & 15], hex[unit & 15]};
+    assert(unit <= 0xFFFF);
+    buf_put(b, esc, sizeof esc);
+}
+
+/* Writes s[0..n) as a quoted string.  Returns GOV_ERR_UNSUPPORTED when s is
+ * not UTF-8 (jansson guarantees it is, except for *_nocheck values). */
+static gov_err_t put_string(canon_buf_t *b, const char *s, size_t n, gov_canon_t kind) {
+    const unsigned char *u = (const unsigned char *)s;
+    buf_putc(b, '"');
+    size_t i = 0, run = 0; /* u[run..i) is pending literal output */
+    while (i < n) {
+        uint32_t cp;
+        size_t len = utf8_next(u + i, n - i, &cp);
+        if (len == 0)
+            return GOV_ERR_UNSUPPORTED;
+        int literal = (kind == GOV_CANON_JCS) ? (cp >= 0x20 && cp != '"' && cp != '\\')
+                                              : (cp >= 0x20 && cp <= 0x7E && cp != '"' &&
+                                                 cp != '\\');
+        if (!literal) {
+            buf_put(b, u + run, i - run);
+            const char *esc = short_escape(cp);
+            if (esc != NULL) {
+                buf_put(b, esc, 2);
+            } else if (cp >= 0x10000) { /* SomaBrain only: a surrogate pair */
+                put_u_escape(b, 0xD800 + ((cp - 0x10000) >> 10));
+                put_u_escape(b, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+            } else {
+                put_u_escape(b, cp);
+            }
+            run = i + len;
+        }
+        i += len;
+    }
+    buf_put(b, u + run, n - run);
+    buf_putc(b, '"');
+    return GOV_OK;
+}
+
+/* ---- key order --------------------------------------------------------- */
+
+typedef struct {
+    const char *key;
+    size_t len;
+    json_t *value;
+} member_t;
+
+/* RFC 8785 3.2.3: compare as UTF-16 code unit sequences.  Code points differ
+ * in order from UTF-16 units only across the surrogate block: U+E000..U+FFFF
+ * (one unit >= 0xE000) sort after U+10000.. (a lead unit 0xD800..0xDBFF).
+ * Keys are valid UTF-8 here (checked before sorting). */
+static int utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+    const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
+    size_t i = 0, j = 0;
+    while (i < alen && j < blen) {
+        uint32_t ca = 0, cb = 0;
+        size_t la = utf8_next(ua + i, alen - i, &ca), lb = utf8_next(ub + j, blen - j, &cb);
+        if (la == 0 || lb == 0) /* unreachable after validation; keep it total */
+            return memcmp(ua + i, ub + j, 1) < 0 ? -1 : 1;
+        if (ca != cb) {
+            uint32_t fa = ca < 0x10000 ? ca : 0xD800 + ((ca - 0x10000) >> 10);
+            uint32_t fb = cb < 0x10000 ? cb : 0xD800 + ((cb - 0x10000) >> 10);
+            if (fa != fb)
+                return fa < fb ? -1 : 1;
+            return ca < cb ? -1 : 1; /* same lead surrogate: trail order = cp order */
+        }
+        i += la;
+        j += lb;
+    }
+    if (i < alen)
+        return 1;
+    return j < blen ? -1 : 0;
+}
+
+static int member_cmp_jcs(const void *pa, const void *pb) {
+    const member_t *a = pa, *b = pb;
+    return utf16_cmp(a->key, a->len, b->key, b->len);
+}
+
+/* Python str order is code point order, which UTF-8 byte order preserves. */
+static int member_cmp_codepoint(const void *pa, const void *pb) {
+    const member_t *a = pa, *b = pb;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->key, b->key, n);
+    if (c != 0)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* ---- the walker -------------------------------------------------------- */
+
+static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
+                           char *errbuf, size_t errbuf_size);
+
+static gov_err_t put_object(canon_buf_t *b, const json_t *obj, gov_canon_t kind, int depth,
+                            char *errbuf, size_t errbuf_size) {
+    gov_err_t err = GOV_OK;
+    size_t n = json_object_size(obj), i = 0;
+    member_t *m = NULL;
+    if (n > 0) {
+        m = gov_calloc(n, sizeof *m);
+        if (m == NULL) {
+            err = GOV_ERR_NOMEM;
+            goto out;
+        }
+    }
+    /* jansson has no const iterator; iteration does not modify the object. */
+    for (void *it = json_object_iter((json_t *)obj); it != NULL && i < n;
+         it = json_object_iter_next((json_t *)obj, it), i++) {
+        m[i].key = json_object_iter_key(it);
+        m[i].len = json_object_iter_key_len(it);
+        m[i].value = json_object_iter_value(it);
+        if (!gov_utf8_valid(m[i].key, m[i].len)) {
+            set_err(errbuf, errbuf_size, "invalid_utf8: object key is not UTF-8");
+            err = GOV_ERR_UNSUPPORTED;
+            goto out;
+        }
+    }
+    assert(i == n);
+    if (n > 1)
+        qsort(m, n, sizeof *m, kind == GOV_CANON_JCS ? member_cmp_jcs : member_cmp_codepoint);
+    buf_putc(b, '{');
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            buf_putc(b, ',');
+        if (put_string(b, m[i].key, m[i].len, kind) != GOV_OK) {
+            err = GOV_ERR_INTERNAL; /* validated above */
+            goto out;
+        }
+        buf_putc(b, ':');
+        err = put_value(b, m[i].value, kind, depth, errbuf, errbuf_size);
+        if (err != GOV_OK)
+            goto out;
+    }
+    buf_putc(b, '}');
+out:
+    gov_free(m);
+    return err;
+}
+
+/* Writes v; depth is the nesting of v's container (0 at the top). */
+static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
+                           char *errbuf, size_t errbuf_size) {
+    char num[GOV_CANON_NUMBUF];
+    gov_err_t err;
+    if (v == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL value in document");
+        return GOV_ERR_INVALID_ARG;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+    case JSON_ARRAY:
+        if (depth + 1 > GOV_CANON_MAX_DEPTH) {
+            set_err(errbuf, errbuf_size, "too_deep: nesting exceeds %d", GOV_CANON_MAX_DEPTH);
+            return GOV_ERR_TOO_LARGE;
+        }
+        if (json_is_object(v))
+            return put_object(b, v, kind, depth + 1, errbuf, errbuf_size);
+        buf_putc(b, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i > 0)
+                buf_putc(b, ',');
+            err = put_value(b, json_array_get(v, i), kind, depth + 1, errbuf, errbuf_size);
+            if (err != GOV_OK)
+                return err;
+        }
+        buf_putc(b, ']');
+        return GOV_OK;
+    case JSON_STRING:
+        err = put_string(b, json_string_value(v), json_string_length(v), kind);
+        if (err != GOV_OK)
+            set_err(errbuf, errbuf_size, "invalid_utf8: string value is not UTF-8");
+        return err;
+    case JSON_INTEGER:
+        if (kind == GOV_CANON_JCS) /* I-JSON: every number is a double */
+            gov_canon_format_es6((double)json_integer_value(v), num);
+        else
+            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        buf_puts(b, num);
+        return GOV_OK;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        int len = kind == GOV_CANON_JCS ? gov_canon_format_es6(d, num)
+                                        : gov_canon_format_pyrepr(d, num);
+        if (len < 0) {
+            set_err(errbuf, errbuf_size, "non_finite_number: NaN and Infinity have no JSON form");
+            return GOV_ERR_UNSUPPORTED;
+        }
+        buf_put(b, num, (size_t)len);
+        return GOV_OK;
+    }
+    case JSON_TRUE:
+        buf_puts(b, "true");
+        return GOV_OK;
+    case JSON_FALSE:
+        buf_puts(b, "false");
+        return GOV_OK;
+    case JSON_NULL:
+        buf_puts(b, "null");
+        return GOV_OK;
+    }
+    set_err(errbuf, errbuf_size, "internal: unknown jansson type");
+    return GOV_ERR_INTERNAL;
+}
+
+gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
+                              size_t *out_len, char *errbuf, size_t errbuf_size) {
+    canon_buf_t b = {NULL, 0, 0, GOV_OK};
+    gov_err_t err;
+    if (out != NULL)
+        *out = NULL;
+    if (out_len != NULL)
+        *out_len = 0;
+    if (doc == NULL || out == NULL || out_len == NULL ||
+        (kind != GOV_CANON_JCS && kind != GOV_CANON_SOMABRAIN)) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument or unknown canonicalization");
+        return GOV_ERR_INVALID_ARG;
+    }
+    err = put_value(&b, doc, kind, 0, errbuf, errbuf_size);
+    if (err == GOV_OK && b.err != GOV_OK) {
+        err = b.err;
+        set_err(errbuf, errbuf_size, "nomem: output buffer");
+    }
+    if (err != GOV_OK)
+        goto out;
+    *out = b.p;
+    *out_len = b.len;
+    b.p = NULL;
+out:
+    gov_free(b.p);
+    return err;
+}
+
+/* ---- checksum ---------------------------------------------------------- */
+
+gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *hash_alg,
+                             char *hex_out, char *errbuf, size_t errbuf_size) {
+    char *bytes = NULL;
+    size_t len = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const EVP_MD *alg;
+    gov_err_t err;
+    if (hex_out != NULL)
+        hex_out[0] = '\0';
+    if (hash_alg == NULL || hex_out == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
+        return GOV_ERR_INVALID_ARG;
+    }
+    if (strcmp(hash_alg, "sha3-512") == 0) {
+        alg = EVP_sha3_512();
+    } else if (strcmp(hash_alg, "sha256") == 0) {
+        alg = EVP_sha256();
+    } else {
+        set_err(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want sha3-512 or sha256)",
+                hash_alg);
+        return GOV_ERR_UNSUPPORTED;
+    }
+    err = gov_canon_serialize(doc, kind, &bytes, &len, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        goto out;
+    if (alg == NULL || EVP_Digest(bytes, len, md, &mdlen, alg, NULL) != 1) {
+        set_err(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
+        err = GOV_ERR_CRYPTO;
+        goto out;
+    }
+    assert(2 * (size_t)mdlen + 1 <= GOV_CANON_HEX_MAX);
+    gov_hex_encode(md, mdlen, hex_out);
+out:
+    gov_free(bytes);
+    return err;
+}
+
+/* ---- parse ------------------------------------------------------------- */
+
+/* Our own pass over the text before jansson sees it: RFC 8259 grammar plus
+ * the rules jansson adds (UTF-8 only, no lone surrogate escapes), iterative,
+ * no allocation, and it counts nesting.  It exists because jansson 2.14 does
+ * not tell an allocation failure from bad input: when its lexer cannot grow a
+ * buffer it reports "invalid token", "string or '}' expected" or nothing at
+ * all.  With the syntax settled here, a jansson failure on text that passed
+ * can only be one of its semantic refusals (numeric overflow, duplicate key,
+ * NUL in a key) or memory. */
+typedef struct {
+    const unsigned char *s;
+    size_t n, i;
+    const char *reason; /* "syntax", "invalid_utf8", "trailing_garbage", "too_deep" */
+    const char *detail;
+} scan_t;
+
+static int scan_fail(scan_t *sc, const char *reason, const char *detail) {
+    sc->reason = reason;
+    sc->detail = detail;
+    return -1;
+}
+
+static void scan_ws(scan_t *sc) {
+    while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' ||
+                             sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
+        sc->i++;
+}
+
+static int hex4(const unsigned char *p, uint32_t *out) {
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char c = p[k];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* At '"': consumes the string. */
+static int scan_string(scan_t *sc) {
+    sc->i++;
+    for (;;) {
+        if (sc->i >= sc->n)
+            return scan_fail(sc, "syntax", "unterminated string");
+        unsigned char c = sc->s[sc->i];
+        if (c == '"') {
+            sc->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return scan_fail(sc, "syntax", "control character in string");
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t len = utf8_next(sc->s + sc->i, sc->n - sc->i, &cp);
+            if (len == 0)
+                return scan_fail(sc, "invalid_utf8", "malformed UTF-8");
+            sc->i += len;
+            continue;
+        }
+        if (c != '\\') {
+            sc->i++;
+            continue;
+        }
+        if (sc->n - sc->i < 2)
+            return scan_fail(sc, "syntax", "unterminated string");
+        c = sc->s[sc->i + 1];
+        if (c != 'u') {
+            if (strchr("\"\\/bfnrt", c) == NULL || c == '\0')
+                return scan_fail(sc, "syntax", "invalid escape");
+            sc->i += 2;
+            continue;
+        }
+        uint32_t u;
+        if (sc->n - sc->i < 6 || hex4(sc->s + sc->i + 2, &u) != 0)
+            return scan_fail(sc, "syntax", "invalid \\u escape");
+        sc->i += 6;
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return scan_fail(sc, "invalid_utf8", "lone trail surrogate escape");
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            uint32_t lo;
+            if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
+                return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");
+            if (hex4(sc->s + sc->i + 2, &lo) != 0)
+                return scan_fail(sc, "syntax", "invalid \\u escape");
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");
+            sc->i += 6;
+        }
+    }
+}
+
+static int is_digit(unsigned char c) {
+    return c >= '0' && c <= '9';
+}
+
+/* A number or literal must not run into letters or digits ("truex", "1.5x"). */
+static int scan_token_end(scan_t *sc) {
+    if (sc->i < sc->n) {
+        unsigned char c = sc->s[sc->i];
+        if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+            c == '-' || c == '+' || c == '_')
+            return scan_fail(sc, "syntax", "invalid token");
+    }
+    return 0;
+}
+
+static int scan_number(scan_t *sc) {
+    const unsigned char *s = sc->s;
+    size_t n = sc->n;
+    if (sc->i < n && s[sc->i] == '-')
+        sc->i++;
+    if (sc->i < n && s[sc->i] == '0') {
+        sc->i++;
+    } else if (sc->i < n && is_digit(s[sc->i])) {
+        while (sc->i < n && is_digit(s[sc->i]))
+            sc->i++;
+    } else {
+        return scan_fail(sc, "syntax", "invalid number");
+    }
+    if (sc->i < n && s[sc->i] == '.') {
+        sc->i++;
+        if (sc->i >= n || !is_digit(s[sc->i]))
+            return scan_fail(sc, "syntax", "invalid number");
+        while (sc->i < n && is_digit(s[sc->i]))
+            sc->i++;
+    }
+    if (sc->i < n && (s[sc->i] == 'e' || s[sc->i] == 'E')) {
+        sc->i++;
+        if (sc->i < n && (s[sc->i] == '+' || s[sc->i] == '-'))
+            sc->i++;
+        if (sc->i >= n || !is_digit(s[sc->i]))
+            return scan_fail(sc, "syntax", "invalid number");
+        while (sc->i < n && is_digit(s[sc->i]))
+            sc->i++;
+    }
+    return scan_token_end(sc);
+}
+
+static int scan_literal(scan_t *sc, const char *lit) {
+    size_t l = strlen(lit);
+    if (sc->n - sc->i < l || memcmp(sc->s + sc->i, lit, l) != 0)
+        return scan_fail(sc, "syntax", "invalid token");
+    sc->i += l;
+    return scan_token_end(sc);
+}
+
+/* ws "string" ws ':' - an object member's key and colon. */
+static int scan_member_key(scan_t *sc) {
+    scan_ws(sc);
+    if (sc->i >= sc->n || sc->s[sc->i] != '"')
+        return scan_fail(sc, "syntax", "object key expected");
+    if (scan_string(sc) != 0)
+        return -1;
+    scan_ws(sc);
+    if (sc->i >= sc->n || sc->s[sc->i] != ':')
+        return scan_fail(sc, "syntax", "':' expected");
+    sc->i++;
+    return 0;
+}
+
+/* 0 when s[0..n) is one JSON text nested at most max_depth deep.  O(n), no
+ * recursion: the open containers are a stack of max_depth bytes. */
+static int scan_json(scan_t *sc, int max_depth) {
+    char stack[GOV_CANON_MAX_DEPTH];
+    int depth = 0;
+    assert(max_depth <= GOV_CANON_MAX_DEPTH);
+    for (;;) {
+        /* a value is expected */
+        scan_ws(sc);
+        if (sc->i >= sc->n)
+            return scan_fail(sc, "syntax", "value expected");
+        unsigned char c = sc->s[sc->i];
+        if (c == '[' || c == '{') {
+            if (depth == max_depth)
+                return scan_fail(sc, "too_deep", "nesting exceeds the limit");
+            stack[depth++] = (char)c;
+            sc->i++;
+            scan_ws(sc);
+            if (sc->i < sc->n && sc->s[sc->i] == (c == '[' ? ']' : '}')) {
+                sc->i++;
+                depth--;
+            } else {
+                if (c == '{' && scan_member_key(sc) != 0)
+                    return -1;
+                continue;
+            }
+        } else if (c == '"') {
+            if (scan_string(sc) != 0)
+                return -1;
+        } else if (c == '-' || is_digit(c)) {
+            if (scan_number(sc) != 0)
+                return -1;
+        } else if (scan_literal(sc, c == 't' ? "true" : c == 'f' ? "false" : "null") != 0) {
+            return -1;
+        }
+        /* a value ended: close containers or move to the next element */
+        for (;;) {
+            scan_ws(sc);
+            if (depth == 0) {
+                if (sc->i != sc->n)
+                    return scan_fail(sc, "trailing_garbage", "end of input expected");
+                return 0;
+            }
+            if (sc->i >= sc->n)
+                return scan_fail(sc, "syntax", "unexpected end of input");
+            c = sc->s[sc->i];
+            char open = stack[depth - 1];
+            if ((open == '[' && c == ']') || (open == '{' && c == '}')) {
+                sc->i++;
+                depth--;
+                continue;
+            }
+            if (c != ',')
+                return scan_fail(sc, "syntax", open == '[' ? "',' or ']' expected"
+                                                           : "',' or '}' expected");
+            sc->i++;
+            if (open == '{' && scan_member_key(sc) != 0)
+                return -1;
+            break;
+        }
+    }
+}
+
+gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errbuf,
+                          size_t errbuf_size) {
+    /* Zeroed: when jansson fails to allocate its lexer it returns without
+     * setting an error, and json_error_code() would read an unset byte. */
+    json_error_t jerr;
+    memset(&jerr, 0, sizeof jerr);
+    if (out != NULL)
+        *out = NULL;
+    if (text == NULL || out == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL text or out");
+        return GOV_ERR_INVALID_ARG;
+    }
+    scan_t sc = {(const unsigned char *)text, len, 0, NULL, NULL};
+    if (scan_json(&sc, GOV_CANON_MAX_DEPTH) != 0) {
+        int deep = strcmp(sc.reason, "too_deep") == 0;
+        if (deep)
+            set_err(errbuf, errbuf_size, "too_deep: nesting exceeds %d (byte %zu)",
+                    GOV_CANON_MAX_DEPTH, sc.i);
+        else
+            set_err(errbuf, errbuf_size, "%s: %s (byte %zu)", sc.reason, sc.detail, sc.i);
+        return deep ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE;
+    }
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
+                      &jerr);
+    if (*out != NULL)
+        return GOV_OK;
+    /* The text is well-formed (above), so this is a semantic refusal or memory. */
+    switch (json_error_code(&jerr)) {
+    case json_error_numeric_overflow:
+        set_err(errbuf, errbuf_size, "number_out_of_range: %s (byte %d)", jerr.text,
+                jerr.position);
+        return GOV_ERR_UNSUPPORTED;
+    case json_error_null_byte_in_key:
+        set_err(errbuf, errbuf_size, "nul_in_key: %s (byte %d)", jerr.text, jerr.position);
+        return GOV_ERR_UNSUPPORTED;
+    case json_error_duplicate_key:
+        set_err(errbuf, errbuf_size, "duplicate_key: %s (byte %d)", jerr.text, jerr.position);
+        return GOV_ERR_PARSE;
+    default:
+        set_err(errbuf, errbuf_size, "nomem: jansson failed on well-formed text: %s",
+                jerr.text[0] ? jerr.text : "(no detail)");
+        return GOV_ERR_NOMEM;
+    }
+}

@@ -1,0 +1,126 @@
+/* gov_canon.h - the two canonical byte forms a signed constitution is hashed under.
+ *
+ * A constitution bundle (DESIGN.md section 5) carries a checksum: the hex
+ * digest of canonical(document).  Two canonicalizations are in use and both
+ * must be byte-exact with the signer's, or a valid signature fails to verify:
+ *
+ *   GOV_CANON_JCS        RFC 8785, the JSON Canonicalization Scheme: object
+ *                        keys sorted by UTF-16 code units, minimal string
+ *                        escaping with literal UTF-8, every number as an
+ *                        IEEE-754 double in ECMAScript Number::toString form.
+ *   GOV_CANON_SOMABRAIN  what SomaBrain signs today: Python 3's
+ *                        json.dumps(doc, sort_keys=True, separators=(",", ":"))
+ *                        with ensure_ascii=True: keys sorted by code point,
+ *                        everything outside ' '..'~' escaped as lowercase
+ *                        \uXXXX (surrogate pairs above U+FFFF, DEL included),
+ *                        integers exact, reals in Python float repr.
+ *
+ * The module is pure: no I/O, no globals, no locale dependence (numbers are
+ * formatted and re-read without a decimal separator, so LC_NUMERIC does not
+ * matter).  Untrusted text goes through gov_canon_parse, which applies the
+ * bounds; the serializers also bound nesting depth, so a document built in
+ * code (or a cyclic one) cannot recurse without limit.
+ *
+ * What jansson can represent decides what we accept.  Integers are json_int_t
+ * (64-bit): jansson 2.14 refuses an integer literal outside that range with
+ * json_error_numeric_overflow ("too big integer") instead of falling back to a
+ * real, and a real literal beyond DBL_MAX the same way ("real number
+ * overflow"); we report both as GOV_ERR_UNSUPPORTED "number_out_of_range".
+ * Python would accept them (as a bignum, or as Infinity, which json.dumps then
+ * writes as the non-JSON token Infinity).  Underflowing reals (1e-400) parse as
+ * 0.0 / -0.0 in both.  Lone surrogate escapes ("\ud800"), which Python
+ * accepts, jansson rejects as a parse error; so are duplicate keys (Python
+ * keeps the last one) and NUL in object keys.  A raw NUL byte after a number
+ * or literal, which jansson 2.14 alone would silently drop ("[1\0,2]" loads as
+ * [1,2]), is refused by our own grammar pass, as RFC 8259 and Python refuse it.
+ *
+ * Thread-safety: every function is reentrant and thread-safe; documents passed
+ * in are only read (jansson reference counts are not touched).
+ */
+#ifndef GOV_CANON_H
+#define GOV_CANON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "gov_err.h"
+
+/* Deepest nesting of arrays/objects accepted by parse and serialize: the
+ * top-level container is depth 1. */
+#define GOV_CANON_MAX_DEPTH 64
+/* hex_out size for gov_canon_checksum: SHA3-512 hex (128) + NUL. */
+#define GOV_CANON_HEX_MAX 129
+/* Buffer size for the number formatters (longest output is 25 chars + NUL:
+ * "-0.0000033333333333333333"). */
+#define GOV_CANON_NUMBUF 32
+
+typedef enum { GOV_CANON_JCS, GOV_CANON_SOMABRAIN } gov_canon_t;
+
+/* Parses untrusted JSON text text[0..len) (no NUL terminator needed) into a new
+ * reference at *out, which the caller json_decref()s.  Any JSON value is
+ * accepted at the top level.  The caller bounds len before calling; this
+ * function checks the grammar and bounds nesting at GOV_CANON_MAX_DEPTH in
+ * its own allocation-free pass before jansson sees the text, so the reason
+ * codes do not depend on jansson's error strings (and an allocation failure
+ * inside jansson, which jansson 2.14 reports as a syntax error, is told apart).
+ *
+ * Returns GOV_OK, or (with *out = NULL and a "reason: detail" message in
+ * errbuf, which may be NULL):
+ *   GOV_ERR_PARSE        "syntax", "trailing_garbage", "duplicate_key",
+ *                        "invalid_utf8" (malformed UTF-8, lone surrogate escapes)
+ *   GOV_ERR_TOO_LARGE    "too_deep"
+ *   GOV_ERR_UNSUPPORTED  "number_out_of_range", "nul_in_key"
+ *   GOV_ERR_NOMEM        "nomem"
+ *   GOV_ERR_INVALID_ARG  "invalid_arg"
+ * Cost: O(len), two passes. */
+gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errbuf,
+                          size_t errbuf_size);
+
+/* Writes the canonical bytes of doc (borrowed, not modified) into a new
+ * NUL-terminated buffer *out of *out_len bytes (the NUL not counted); the
+ * caller gov_free()s it.  The output never contains a NUL byte.
+ *
+ * Returns GOV_OK, or with *out = NULL:
+ *   GOV_ERR_TOO_LARGE    nesting deeper than GOV_CANON_MAX_DEPTH
+ *   GOV_ERR_UNSUPPORTED  a string that is not valid UTF-8 (only possible for
+ *                        values built with jansson's *_nocheck functions), or
+ *                        a non-finite real
+ *   GOV_ERR_NOMEM, GOV_ERR_INVALID_ARG (NULL argument, unknown kind)
+ * Both forms are fixed points of parse + serialize, with one exception in
+ * JCS: an integral double with 2^63 <= |x| < 1e21 is written as plain digits
+ * ("9223372036854776000"), which gov_canon_parse then refuses as
+ * number_out_of_range because jansson reads it as a json_int_t.
+ * Cost: O(size of output + sum over objects of k log k key comparisons). */
+gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
+                              size_t *out_len, char *errbuf, size_t errbuf_size);
+
+/* Lowercase hex digest of gov_canon_serialize(doc, kind) into hex_out, which
+ * must hold GOV_CANON_HEX_MAX bytes.  hash_alg is "sha3-512" (128 hex chars)
+ * or "sha256" (64); anything else is GOV_ERR_UNSUPPORTED.  doc is borrowed.
+ * Errors are those of gov_canon_serialize plus GOV_ERR_CRYPTO. */
+gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *hash_alg,
+                             char *hex_out, char *errbuf, size_t errbuf_size);
+
+/* Maps "jcs" / "somabrain-json" to the enum.  Returns 0, or -1 for any other
+ * name (or NULL), leaving *out untouched. */
+int gov_canon_from_name(const char *name, gov_canon_t *out);
+
+/* The wire name of kind ("jcs", "somabrain-json"); "unknown" for others.
+ * Static storage, never NULL. */
+const char *gov_canon_name(gov_canon_t kind);
+
+/* ECMAScript Number::toString(x) (ECMA-262 7.1.12.1, as RFC 8785 3.2.2.3
+ * requires): shortest round-trip digits, fixed notation for 1e-6 <= |x| < 1e21,
+ * otherwise d[.ddd]e+N / e-N; -0 and 0 give "0".  Writes a NUL-terminated
+ * string into buf and returns its length, or -1 (buf = "") when x is NaN or
+ * infinite, which have no JSON form. */
+int gov_canon_format_es6(double x, char buf[GOV_CANON_NUMBUF]);
+
+/* Python 3 repr(x) for a float: shortest round-trip digits; exponent form
+ * (at least two exponent digits: 1e-05, 1e+16) when the decimal exponent is
+ * < -4 or >= 16, otherwise fixed with ".0" appended to integral values;
+ * -0.0 gives "-0.0".  Returns the length, or -1 (buf = "") for NaN/infinity,
+ * which json.dumps would write as the non-JSON tokens NaN/Infinity. */
+int gov_canon_format_pyrepr(double x, char buf[GOV_CANON_NUMBUF]);
+
+#endif /* GOV_CANON_H */

@@ -1,0 +1,117 @@
+/* fuzz_canon_jcs.c - gov_canon_parse + both serializers, JCS properties.
+ *
+ * For any input: parsing either fails with a documented code or gives a
+ * document that both serializers accept; the JCS bytes are valid UTF-8 with
+ * no raw control characters, the SomaBrain bytes are printable ASCII; and
+ * JCS is a fixed point: parse(jcs(doc)) serializes to the same bytes.  The
+ * one allowed exception is the documented one - an integral double in
+ * 2^63 <= |x| < 1e21 is written as plain digits that json_int_t cannot hold -
+ * and then the refusal must be number_out_of_range.  Our grammar pass must
+ * agree with jansson: whatever it refuses as malformed, jansson refuses too,
+ * (but for jansson's NUL leniency, below), and jansson never fails (without
+ * failure injection) on text it passed - gov_canon_parse would then say NOMEM,
+ * which the check on its codes rules out.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_canon.h"
+#include "gov_util.h"
+
+#define MAX_INPUT (64 * 1024) /* the caller's length bound */
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                 \
+        }                                                                            \
+    } while (0)
+
+static int has_unreadable_jcs_integer(const json_t *v) {
+    if (json_is_number(v)) {
+        double x = json_number_value(v);
+        return fabs(x) >= 0x1p63 && fabs(x) < 1e21 && x == floor(x);
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (has_unreadable_jcs_integer(json_array_get(v, i)))
+                return 1;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+            if (has_unreadable_jcs_integer(m))
+                return 1;
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int init;
+    if (!init) {
+        gov_alloc_install_jansson();
+        init = 1;
+    }
+    if (size > MAX_INPUT)
+        return 0;
+    json_t *doc = NULL, *again = NULL;
+    char *jcs = NULL, *soma = NULL, *jcs2 = NULL, err[512];
+    size_t jcs_len, soma_len, jcs2_len;
+
+    gov_err_t rc = gov_canon_parse((const char *)data, size, &doc, err, sizeof err);
+    if (rc != GOV_OK) {
+        CHECK(doc == NULL);
+        CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE || rc == GOV_ERR_UNSUPPORTED);
+        if (rc == GOV_ERR_PARSE && strncmp(err, "duplicate_key:", 14) != 0) {
+            /* Our grammar pass refused it: jansson must refuse it too, except
+             * for jansson 2.14's one leniency - it drops a raw NUL byte that
+             * follows a number or literal ("[1\0,2]" loads as [1,2]), which
+             * RFC 8259 and CPython refuse, and so do we. */
+            json_error_t jerr;
+            json_t *j = json_loadb((const char *)data, size, JSON_ALLOW_NUL | JSON_DECODE_ANY,
+                                   &jerr);
+            if (j != NULL && memchr(data, 0, size) == NULL) {
+                fprintf(stderr, "grammar pass refused what jansson accepts: %s\n", err);
+                abort();
+            }
+            json_decref(j);
+        }
+        return 0;
+    }
+    CHECK(gov_canon_serialize(doc, GOV_CANON_JCS, &jcs, &jcs_len, err, sizeof err) == GOV_OK);
+    CHECK(gov_canon_serialize(doc, GOV_CANON_SOMABRAIN, &soma, &soma_len, err, sizeof err) ==
+          GOV_OK);
+    CHECK(gov_utf8_valid(jcs, jcs_len));
+    for (size_t i = 0; i < jcs_len; i++)
+        CHECK((unsigned char)jcs[i] >= 0x20);
+    for (size_t i = 0; i < soma_len; i++)
+        CHECK(soma[i] >= 0x20 && soma[i] <= 0x7e);
+
+    rc = gov_canon_parse(jcs, jcs_len, &again, err, sizeof err);
+    if (rc == GOV_OK) {
+        CHECK(gov_canon_serialize(again, GOV_CANON_JCS, &jcs2, &jcs2_len, err, sizeof err) ==
+              GOV_OK);
+        if (jcs2_len != jcs_len || memcmp(jcs, jcs2, jcs_len) != 0)
+            fprintf(stderr, "not a fixed point:\n  %.*s\n  %.*s\n", (int)jcs_len, jcs,
+                    (int)jcs2_len, jcs2);
+        CHECK(jcs2_len == jcs_len && memcmp(jcs, jcs2, jcs_len) == 0);
+    } else {
+        CHECK(rc == GOV_ERR_UNSUPPORTED && strncmp(err, "number_out_of_range:", 20) == 0);
+        CHECK(has_unreadable_jcs_integer(doc));
+    }
+    json_decref(again);
+    json_decref(doc);
+    gov_free(jcs);
+    gov_free(jcs2);
+    gov_free(soma);
+    return 0;
+}

@@ -1,0 +1,672 @@
+/* test_canon.c - gov_canon: RFC 8785 (JCS) and somabrain-json canonical bytes.
+ *
+ * Every expected byte comes from outside libgov (tests/vectors/canon/README.md):
+ *   jcs/input, jcs/output   the RFC 8785 authors' test data (cyberphone/
+ *                           json-canonicalization testdata/)
+ *   jcs/appendix-b.txt      RFC 8785 Appendix B number samples
+ *   generated/              296 documents: somabrain.out from CPython's
+ *                           json.dumps, jcs.out from the rfc8785 PyPI package
+ *                           (cross-checked with node + npm "canonicalize"),
+ *                           checksums from hashlib
+ *   numbers.txt             4888 doubles: ES6 form (rfc8785 / node) and repr()
+ *   invalid/                inputs we refuse, with the reason code
+ *   FIPS 202 SHA3-512 examples for "" and "abc".
+ * Vectors are found under $GOV_ROOT, else the current directory (the suite
+ * runs from the repository root).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "gov_alloc.h"
+#include "gov_canon.h"
+#include "gov_err.h"
+#include "gov_util.h"
+
+/* ---- helpers (plain malloc: failure injection must not hit the harness) -- */
+
+static char *vec_path(const char *fmt, ...) {
+    static char buf[4096];
+    char rel[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    const char *root = getenv("GOV_ROOT");
+    snprintf(buf, sizeof buf, "%s/tests/vectors/canon/%s", root ? root : ".", rel);
+    return buf;
+}
+
+/* Reads a whole file into a new malloc'd, NUL-terminated buffer, or NULL. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        assert_non_null(buf);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        if (got == 0)
+            break;
+        n += got;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
+static char *must_slurp(const char *path, size_t *len) {
+    char *s = slurp(path, len);
+    if (s == NULL)
+        fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
+    return s;
+}
+
+static json_t *must_parse_named(const char *what, const char *text, size_t len) {
+    json_t *doc = NULL;
+    char err[256] = "";
+    gov_err_t rc = gov_canon_parse(text, len, &doc, err, sizeof err);
+    if (rc != GOV_OK)
+        fail_msg("%s: parse failed: %s: %s", what, gov_err_code(rc), err);
+    return doc;
+}
+
+static json_t *must_parse(const char *text, size_t len) {
+    return must_parse_named("inline", text, len);
+}
+
+/* Serializes doc and compares with want[0..want_len); names the case on a
+ * mismatch. */
+static void expect_canon(const char *what, const json_t *doc, gov_canon_t kind,
+                         const char *want, size_t want_len) {
+    char *out = NULL, err[256] = "";
+    size_t len = 0;
+    gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, err, sizeof err);
+    if (rc != GOV_OK)
+        fail_msg("%s (%s): serialize failed: %s: %s", what, gov_canon_name(kind),
+                 gov_err_code(rc), err);
+    assert_int_equal(strlen(out), len); /* NUL-terminated, no inner NUL */
+    if (len != want_len || memcmp(out, want, len) != 0)
+        fail_msg("%s (%s):\n  got  %.*s\n  want %.*s", what, gov_canon_name(kind), (int)len,
+                 out, (int)want_len, want);
+    gov_free(out);
+}
+
+static void serialize_str(const json_t *doc, gov_canon_t kind, char **out) {
+    size_t len;
+    assert_int_equal(gov_canon_serialize(doc, kind, out, &len, NULL, 0), GOV_OK);
+}
+
+static double from_hex(const char *hex) {
+    uint64_t bits = strtoull(hex, NULL, 16);
+    double x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* Reads MANIFEST of dir into an array of names (malloc'd; free with free_lines). */
+static char **read_manifest(const char *dir, size_t *count) {
+    char *text = must_slurp(vec_path("%s/MANIFEST", dir), NULL);
+    size_t n = 0, cap = 64;
+    char **names = malloc(cap * sizeof *names);
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (n == cap)
+            names = realloc(names, (cap *= 2) * sizeof *names);
+        names[n++] = strdup(line);
+    }
+    free(text);
+    *count = n;
+    return names;
+}
+
+static void free_lines(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* JCS writes integral doubles in 2^63 <= |x| < 1e21 as plain digits, which
+ * jansson (json_int_t) cannot read back: the one way parse(jcs(x)) may fail. */
+static int has_unreadable_jcs_integer(const json_t *v) {
+    if (json_is_number(v)) {
+        double x = json_number_value(v);
+        return fabs(x) >= 0x1p63 && fabs(x) < 1e21 && x == floor(x);
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (has_unreadable_jcs_integer(json_array_get(v, i)))
+                return 1;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)v, k, m)
+            if (has_unreadable_jcs_integer(m))
+                return 1;
+    }
+    return 0;
+}
+
+/* ---- names and digests ---------------------------------------------------- */
+
+static void test_from_name(void **state) {
+    (void)state;
+    gov_canon_t k = (gov_canon_t)99;
+    assert_int_equal(gov_canon_from_name("jcs", &k), 0);
+    assert_int_equal(k, GOV_CANON_JCS);
+    assert_int_equal(gov_canon_from_name("somabrain-json", &k), 0);
+    assert_int_equal(k, GOV_CANON_SOMABRAIN);
+    k = (gov_canon_t)99;
+    assert_int_equal(gov_canon_from_name("JCS", &k), -1);
+    assert_int_equal(gov_canon_from_name("somabrain", &k), -1);
+    assert_int_equal(gov_canon_from_name("", &k), -1);
+    assert_int_equal(gov_canon_from_name(NULL, &k), -1);
+    assert_int_equal(k, 99);
+    assert_string_equal(gov_canon_name(GOV_CANON_JCS), "jcs");
+    assert_string_equal(gov_canon_name(GOV_CANON_SOMABRAIN), "somabrain-json");
+}
+
+/* FIPS 202 / NIST CSRC "SHA3-512" examples: the primitive the checksum uses. */
+static void test_sha3_512_fips202(void **state) {
+    (void)state;
+    static const struct { const char *msg, *hex; } kat[] = {
+        {"", "a69f73cca23a9ac5c8b567dc185a756e97c982164fe25859e0d1dcc1475c80a6"
+             "15b2123af1f5f94c11e3e9402c3ac558f500199d95b6d3e301758586281dcd26"},
+        {"abc", "b751850b1a57168a5693cd924b6b096e08f621827444f70d884f5d0240d2712e"
+                "10e116e9192af3c91a7ec57647e3934057340b4cf408d5a56592f8274eec53f0"},
+    };
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        char hex[2 * EVP_MAX_MD_SIZE + 1];
+        assert_int_equal(EVP_Digest(kat[i].msg, strlen(kat[i].msg), md, &mdlen, EVP_sha3_512(),
+                                    NULL), 1);
+        assert_int_equal(mdlen, 64);
+        gov_hex_encode(md, mdlen, hex);
+        assert_string_equal(hex, kat[i].hex);
+    }
+}
+
+static void test_checksum_args(void **state) {
+    (void)state;
+    json_t *doc = must_parse("{\"b\":1,\"a\":[true]}", 18);
+    char hex[GOV_CANON_HEX_MAX], err[128];
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "md5", hex, err, sizeof err),
+                     GOV_ERR_UNSUPPORTED);
+    assert_string_equal(hex, "");
+    assert_non_null(strstr(err, "unsupported_hash_alg"));
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "SHA3-512", hex, NULL, 0),
+                     GOV_ERR_UNSUPPORTED);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, NULL, hex, NULL, 0),
+                     GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_canon_checksum(doc, (gov_canon_t)7, "sha256", hex, NULL, 0),
+                     GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", hex, NULL, 0), GOV_OK);
+    assert_int_equal(strlen(hex), 128);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha256", hex, NULL, 0), GOV_OK);
+    assert_int_equal(strlen(hex), 64);
+    /* The checksum is over the canonical bytes {"a":[true],"b":1}. */
+    unsigned char md[32];
+    char want[65];
+    assert_int_equal(gov_sha256("{\"a\":[true],\"b\":1}", 18, md), GOV_OK);
+    gov_hex_encode(md, 32, want);
+    assert_string_equal(hex, want);
+    json_decref(doc);
+}
+
+/* ---- standard vectors --------------------------------------------------- */
+
+static void test_rfc8785_testdata(void **state) {
+    (void)state;
+    DIR *d = opendir(vec_path("jcs/input"));
+    if (d == NULL)
+        fail_msg("cannot open %s", vec_path("jcs/input"));
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t in_len, out_len;
+        char *in = must_slurp(vec_path("jcs/input/%s", e->d_name), &in_len);
+        char *want = must_slurp(vec_path("jcs/output/%s", e->d_name), &out_len);
+        json_t *doc = must_parse(in, in_len);
+        expect_canon(e->d_name, doc, GOV_CANON_JCS, want, out_len);
+        json_decref(doc);
+        free(in);
+        free(want);
+        files++;
+    }
+    closedir(d);
+    assert_int_equal(files, 6); /* arrays french structures unicode values weird */
+}
+
+static void test_rfc8785_appendix_b(void **state) {
+    (void)state;
+    char *text = must_slurp(vec_path("jcs/appendix-b.txt"), NULL);
+    int rows = 0, refused = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            continue;
+        char *comma = strchr(line, ',');
+        assert_non_null(comma);
+        *comma = '\0';
+        const char *want = comma + 1;
+        double x = from_hex(line);
+        char buf[GOV_CANON_NUMBUF];
+        int n = gov_canon_format_es6(x, buf);
+        if (want[0] == '\0') { /* NaN, Infinity: no JSON form */
+            assert_int_equal(n, -1);
+            assert_string_equal(buf, "");
+            assert_null(json_real(x)); /* jansson cannot even hold them */
+            refused++;
+        } else {
+            if (strcmp(buf, want) != 0)
+                fail_msg("%s: got %s want %s", line, buf, want);
+            assert_int_equal(n, (int)strlen(want));
+            json_t *doc = json_pack("[f]", x);
+            char wrapped[64];
+            snprintf(wrapped, sizeof wrapped, "[%s]", want);
+            expect_canon(line, doc, GOV_CANON_JCS, wrapped, strlen(wrapped));
+            json_decref(doc);
+        }
+        rows++;
+    }
+    free(text);
+    assert_int_equal(rows, 28);
+    assert_int_equal(refused, 2);
+}
+
+/* ---- independent implementations --------------------------------------------- */
+
+static void test_number_table(void **state) {
+    (void)state;
+    char *text = must_slurp(vec_path("numbers.txt"), NULL);
+    int rows = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            continue;
+        char hex[17], es6[64], py[64], buf[GOV_CANON_NUMBUF];
+        assert_int_equal(sscanf(line, "%16s %63s %63s", hex, es6, py), 3);
+        double x = from_hex(hex);
+        gov_canon_format_es6(x, buf);
+        if (strcmp(buf, es6) != 0)
+            fail_msg("es6 %s: got %s want %s", hex, buf, es6);
+        gov_canon_format_pyrepr(x, buf);
+        if (strcmp(buf, py) != 0)
+            fail_msg("repr %s: got %s want %s", hex, buf, py);
+        rows++;
+    }
+    free(text);
+    assert_true(rows >= 4000);
+}
+
+static void check_checksums(const char *name, const json_t *doc) {
+    char *sums = must_slurp(vec_path("generated/%s/checksums", name), NULL);
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(sums, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char kind_name[32], alg[16], want[GOV_CANON_HEX_MAX], got[GOV_CANON_HEX_MAX], err[256];
+        gov_canon_t kind;
+        assert_int_equal(sscanf(line, "%31s %15s %128s", kind_name, alg, want), 3);
+        assert_int_equal(gov_canon_from_name(kind_name, &kind), 0);
+        gov_err_t rc = gov_canon_checksum(doc, kind, alg, got, err, sizeof err);
+        if (rc != GOV_OK)
+            fail_msg("%s %s %s: %s", name, kind_name, alg, err);
+        if (strcmp(got, want) != 0)
+            fail_msg("%s %s %s: got %s want %s", name, kind_name, alg, got, want);
+        lines++;
+    }
+    assert_int_equal(lines, 4);
+    free(sums);
+}
+
+static void test_generated_vectors(void **state) {
+    (void)state;
+    size_t n;
+    char **names = read_manifest("generated", &n);
+    assert_true(n >= 250);
+    for (size_t i = 0; i < n; i++) {
+        size_t in_len, jcs_len, soma_len;
+        char *in = must_slurp(vec_path("generated/%s/input.json", names[i]), &in_len);
+        char *jcs = must_slurp(vec_path("generated/%s/jcs.out", names[i]), &jcs_len);
+        char *soma = must_slurp(vec_path("generated/%s/somabrain.out", names[i]), &soma_len);
+        json_t *doc = must_parse_named(names[i], in, in_len);
+        expect_canon(names[i], doc, GOV_CANON_JCS, jcs, jcs_len);
+        expect_canon(names[i], doc, GOV_CANON_SOMABRAIN, soma, soma_len);
+        check_checksums(names[i], doc);
+
+        /* Both forms are fixed points: canonical bytes parse back to a
+         * document with the same canonical bytes. */
+        json_t *again = must_parse_named(names[i], soma, soma_len);
+        expect_canon(names[i], again, GOV_CANON_SOMABRAIN, soma, soma_len);
+        json_decref(again);
+        again = NULL;
+        gov_err_t rc = gov_canon_parse(jcs, jcs_len, &again, NULL, 0);
+        if (rc == GOV_OK) {
+            expect_canon(names[i], again, GOV_CANON_JCS, jcs, jcs_len);
+            json_decref(again);
+        } else {
+            assert_int_equal(rc, GOV_ERR_UNSUPPORTED);
+            assert_true(has_unreadable_jcs_integer(doc));
+        }
+        json_decref(doc);
+        free(in);
+        free(jcs);
+        free(soma);
+    }
+    free_lines(names, n);
+}
+
+static void test_invalid_vectors(void **state) {
+    (void)state;
+    size_t n;
+    char **names = read_manifest("invalid", &n);
+    assert_true(n >= 25);
+    for (size_t i = 0; i < n; i++) {
+        size_t in_len;
+        char *in = must_slurp(vec_path("invalid/%s/input.json", names[i]), &in_len);
+        char *expect = must_slurp(vec_path("invalid/%s/expect", names[i]), NULL);
+        char code[64], reason[64], err[512] = "";
+        assert_int_equal(sscanf(expect, "%63s %63s", code, reason), 2);
+        json_t *doc = (json_t *)0x1;
+        gov_err_t rc = gov_canon_parse(in, in_len, &doc, err, sizeof err);
+        assert_null(doc);
+        size_t rl = strlen(reason);
+        if (strcmp(gov_err_code(rc), code) != 0 || strncmp(err, reason, rl) != 0 ||
+            err[rl] != ':')
+            fail_msg("%s: got %s \"%s\", want %s %s", names[i], gov_err_code(rc), err, code,
+                     reason);
+        free(in);
+        free(expect);
+    }
+    free_lines(names, n);
+}
+
+/* ---- the differences, spelled out ----------------------------------------- */
+
+static void test_key_order_utf16_vs_codepoint(void **state) {
+    (void)state;
+    /* U+E000 is one UTF-16 unit 0xE000; U+10000 is 0xD800 0xDC00. */
+    const char *in = "{\"\\ue000\":1,\"\\ud800\\udc00\":2,\"a\":3,\"\\u00e9\":4}";
+    json_t *doc = must_parse(in, strlen(in));
+    const char *jcs = "{\"a\":3,\"\xc3\xa9\":4,\"\xf0\x90\x80\x80\":2,\"\xee\x80\x80\":1}";
+    const char *soma = "{\"a\":3,\"\\u00e9\":4,\"\\ue000\":1,\"\\ud800\\udc00\":2}";
+    expect_canon("utf16 order", doc, GOV_CANON_JCS, jcs, strlen(jcs));
+    expect_canon("codepoint order", doc, GOV_CANON_SOMABRAIN, soma, strlen(soma));
+    json_decref(doc);
+}
+
+static void test_string_escapes(void **state) {
+    (void)state;
+    const char *in = "[\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f \\\"\\\\/\\u007f"
+                     "\\u2028\\u00e9\\ud83d\\ude00\"]";
+    json_t *doc = must_parse(in, strlen(in));
+    const char *jcs = "[\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f \\\"\\\\/\x7f"
+                      "\xe2\x80\xa8\xc3\xa9\xf0\x9f\x98\x80\"]";
+    const char *soma = "[\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f \\\"\\\\/\\u007f"
+                       "\\u2028\\u00e9\\ud83d\\ude00\"]";
+    expect_canon("escapes", doc, GOV_CANON_JCS, jcs, strlen(jcs));
+    expect_canon("escapes", doc, GOV_CANON_SOMABRAIN, soma, strlen(soma));
+    json_decref(doc);
+}
+
+static void test_numbers_spelled_out(void **state) {
+    (void)state;
+    const char *in = "[1, 1.0, -0, -0.0, 100, 1e2, 9007199254740993, 1e16, 1e-5, 0.0001,"
+                     " 1e21, 1e-7, 0.000001, 1.5e300, 9223372036854775807]";
+    json_t *doc = must_parse(in, strlen(in));
+    const char *jcs = "[1,1,0,0,100,100,9007199254740992,10000000000000000,0.00001,0.0001,"
+                      "1e+21,1e-7,0.000001,1.5e+300,9223372036854776000]";
+    const char *soma = "[1,1.0,0,-0.0,100,100.0,9007199254740993,1e+16,1e-05,0.0001,"
+                       "1e+21,1e-07,1e-06,1.5e+300,9223372036854775807]";
+    expect_canon("numbers", doc, GOV_CANON_JCS, jcs, strlen(jcs));
+    expect_canon("numbers", doc, GOV_CANON_SOMABRAIN, soma, strlen(soma));
+    json_decref(doc);
+
+    char buf[GOV_CANON_NUMBUF];
+    assert_int_equal(gov_canon_format_es6(NAN, buf), -1);
+    assert_int_equal(gov_canon_format_es6(-INFINITY, buf), -1);
+    assert_int_equal(gov_canon_format_pyrepr(INFINITY, buf), -1);
+    assert_string_equal(buf, "");
+    /* The longest outputs fit GOV_CANON_NUMBUF. */
+    assert_int_equal(gov_canon_format_es6(-2.2250738585072014e-308, buf), 24);
+    assert_string_equal(buf, "-2.2250738585072014e-308");
+    assert_int_equal(gov_canon_format_pyrepr(-2.2250738585072014e-308, buf), 24);
+    assert_int_equal(gov_canon_format_es6(-0.0000033333333333333333, buf), 25);
+}
+
+/* ---- bounds and bad input ----------------------------------------------- */
+
+static char *nested_text(int depth, const char *inner) {
+    char *s = malloc((size_t)depth * 2 + strlen(inner) + 1), *p = s;
+    for (int i = 0; i < depth; i++)
+        *p++ = '[';
+    p += sprintf(p, "%s", inner);
+    for (int i = 0; i < depth; i++)
+        *p++ = ']';
+    *p = '\0';
+    return s;
+}
+
+static void test_parse_depth(void **state) {
+    (void)state;
+    char err[256];
+    json_t *doc = NULL;
+    char *ok = nested_text(GOV_CANON_MAX_DEPTH, "\"[[[[[[[[[[[[[[[[[[[[[[[[\\\"{{{{\"");
+    assert_int_equal(gov_canon_parse(ok, strlen(ok), &doc, err, sizeof err), GOV_OK);
+    json_decref(doc);
+    free(ok);
+    char *deep = nested_text(GOV_CANON_MAX_DEPTH + 1, "");
+    assert_int_equal(gov_canon_parse(deep, strlen(deep), &doc, err, sizeof err),
+                     GOV_ERR_TOO_LARGE);
+    assert_null(doc);
+    assert_memory_equal(err, "too_deep:", 9);
+    free(deep);
+    /* Far deeper than jansson's own 2048 limit: refused before jansson runs. */
+    char *huge = nested_text(100000, "");
+    assert_int_equal(gov_canon_parse(huge, strlen(huge), &doc, NULL, 0), GOV_ERR_TOO_LARGE);
+    free(huge);
+}
+
+static void test_serialize_depth(void **state) {
+    (void)state;
+    json_t *top = json_array(), *cur = top;
+    for (int i = 1; i < GOV_CANON_MAX_DEPTH; i++) {
+        json_t *next = json_array();
+        json_array_append_new(cur, next);
+        cur = next;
+    }
+    char *out = NULL, err[128];
+    size_t len;
+    assert_int_equal(gov_canon_serialize(top, GOV_CANON_JCS, &out, &len, err, sizeof err),
+                     GOV_OK);
+    assert_int_equal(len, 2 * GOV_CANON_MAX_DEPTH);
+    gov_free(out);
+    json_array_append_new(cur, json_object()); /* depth 65 */
+    for (int k = 0; k < 2; k++) {
+        out = (char *)0x1;
+        assert_int_equal(gov_canon_serialize(top, (gov_canon_t)k, &out, &len, err, sizeof err),
+                         GOV_ERR_TOO_LARGE);
+        assert_null(out);
+        assert_int_equal(len, 0);
+    }
+    json_decref(top);
+}
+
+static void test_serialize_bad_values(void **state) {
+    (void)state;
+    char *out = NULL, err[128];
+    size_t len;
+    /* Values jansson did not validate (the _nocheck constructors). */
+    json_t *doc = json_pack("[o]", json_stringn_nocheck("\xff", 1));
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(gov_canon_serialize(doc, (gov_canon_t)k, &out, &len, err, sizeof err),
+                         GOV_ERR_UNSUPPORTED);
+        assert_null(out);
+        assert_memory_equal(err, "invalid_utf8:", 13);
+    }
+    json_decref(doc);
+    doc = json_object();
+    json_object_setn_new_nocheck(doc, "\xed\xa0\x80", 3, json_true()); /* a surrogate */
+    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, &out, &len, NULL, 0),
+                     GOV_ERR_UNSUPPORTED);
+    json_decref(doc);
+    /* A NUL inside a key (possible when built in code): the length is used. */
+    doc = json_object();
+    assert_int_equal(json_object_setn_new(doc, "a\0b", 3, json_true()), 0);
+    expect_canon("nul key", doc, GOV_CANON_JCS, "{\"a\\u0000b\":true}", 17);
+    json_decref(doc);
+
+    assert_int_equal(gov_canon_serialize(NULL, GOV_CANON_JCS, &out, &len, NULL, 0),
+                     GOV_ERR_INVALID_ARG);
+    doc = json_null();
+    assert_int_equal(gov_canon_serialize(doc, (gov_canon_t)2, &out, &len, NULL, 0),
+                     GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, NULL, &len, NULL, 0),
+                     GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_canon_parse(NULL, 0, &doc, NULL, 0), GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_canon_parse("1", 1, NULL, NULL, 0), GOV_ERR_INVALID_ARG);
+}
+
+static void test_parse_len_not_nul(void **state) {
+    (void)state;
+    /* text need not be NUL-terminated; bytes past len are not read. */
+    const char buf[] = {'[', '1', ']', 'x'};
+    json_t *doc = NULL;
+    assert_int_equal(gov_canon_parse(buf, 3, &doc, NULL, 0), GOV_OK);
+    char *out;
+    serialize_str(doc, GOV_CANON_SOMABRAIN, &out);
+    assert_string_equal(out, "[1]");
+    gov_free(out);
+    json_decref(doc);
+    assert_int_equal(gov_canon_parse(buf, 4, &doc, NULL, 0), GOV_ERR_PARSE);
+}
+
+/* ---- allocation failure ------------------------------------------------- */
+
+static void fail_every_allocation(const json_t *doc, gov_canon_t kind) {
+    char *ref = NULL;
+    size_t ref_len;
+    assert_int_equal(gov_canon_serialize(doc, kind, &ref, &ref_len, NULL, 0), GOV_OK);
+    long n;
+    for (n = 0; n < 100000; n++) {
+        char *out = (char *)0x1;
+        size_t len = 99;
+        gov_alloc_fail_after(n);
+        gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, NULL, 0);
+        gov_alloc_fail_reset();
+        if (rc == GOV_OK) {
+            assert_int_equal(len, ref_len);
+            assert_memory_equal(out, ref, len);
+            gov_free(out);
+            break;
+        }
+        assert_int_equal(rc, GOV_ERR_NOMEM);
+        assert_null(out);
+        assert_int_equal(len, 0);
+    }
+    assert_true(n > 3); /* the document needs several allocations */
+    gov_free(ref);
+}
+
+/* The largest generated input: the most allocation sites on one path. */
+static char *largest_generated_input(size_t *len) {
+    size_t n;
+    char **names = read_manifest("generated", &n);
+    char *best = NULL;
+    *len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l;
+        char *in = must_slurp(vec_path("generated/%s/input.json", names[i]), &l);
+        if (l > *len) {
+            free(best);
+            best = in;
+            *len = l;
+        } else {
+            free(in);
+        }
+    }
+    free_lines(names, n);
+    return best;
+}
+
+static void test_alloc_failure(void **state) {
+    (void)state;
+    size_t len;
+    char *in = largest_generated_input(&len);
+    json_t *doc = must_parse(in, len);
+    fail_every_allocation(doc, GOV_CANON_JCS);
+    fail_every_allocation(doc, GOV_CANON_SOMABRAIN);
+
+    char want[GOV_CANON_HEX_MAX], got[GOV_CANON_HEX_MAX];
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", want, NULL, 0), GOV_OK);
+    for (long n = 0;; n++) {
+        gov_alloc_fail_after(n);
+        gov_err_t rc = gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", got, NULL, 0);
+        gov_alloc_fail_reset();
+        if (rc == GOV_OK) {
+            assert_string_equal(got, want);
+            break;
+        }
+        assert_int_equal(rc, GOV_ERR_NOMEM);
+        assert_string_equal(got, "");
+    }
+    /* Parsing: jansson allocates through gov_malloc (installed in main). */
+    for (long n = 0;; n++) {
+        json_t *again = (json_t *)0x1;
+        char err[256];
+        gov_alloc_fail_after(n);
+        gov_err_t rc = gov_canon_parse(in, len, &again, err, sizeof err);
+        gov_alloc_fail_reset();
+        if (rc == GOV_OK) {
+            assert_true(json_equal(again, doc));
+            json_decref(again);
+            assert_true(n > 10);
+            break;
+        }
+        if (rc != GOV_ERR_NOMEM)
+            fail_msg("allocation %ld failed: got %s: %s", n, gov_err_code(rc), err);
+        assert_null(again);
+    }
+    json_decref(doc);
+    free(in);
+}
+
+int main(void) {
+    gov_alloc_install_jansson();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_from_name),
+        cmocka_unit_test(test_sha3_512_fips202),
+        cmocka_unit_test(test_checksum_args),
+        cmocka_unit_test(test_rfc8785_testdata),
+        cmocka_unit_test(test_rfc8785_appendix_b),
+        cmocka_unit_test(test_number_table),
+        cmocka_unit_test(test_generated_vectors),
+        cmocka_unit_test(test_invalid_vectors),
+        cmocka_unit_test(test_key_order_utf16_vs_codepoint),
+        cmocka_unit_test(test_string_escapes),
+        cmocka_unit_test(test_numbers_spelled_out),
+        cmocka_unit_test(test_parse_depth),
+        cmocka_unit_test(test_serialize_depth),
+        cmocka_unit_test(test_serialize_bad_values),
+        cmocka_unit_test(test_parse_len_not_nul),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    return cmocka_run_group_tests_name("canon", tests, NULL, NULL);
+}
