@@ -1,0 +1,688 @@
+/* gov_constitution.c - the verification rules of signed constitution bundles.
+ *
+ * How it works: gov_constitution_verify walks the rules of the header in
+ * order and stops at the first that fails, so every rejection carries exactly
+ * one stable reason code plus a detail naming the field or signer at fault.
+ * The document is parsed once (gov_canon_parse: bounded, duplicate keys
+ * refused), serialized once in the bundle's canonical form, and hashed once;
+ * on acceptance the parsed document and its canonical bytes are handed to the
+ * caller so nothing is recomputed.
+ *
+ * What is signed is the ASCII lowercase checksum hex (SomaBrain's scheme), so
+ * every trusted signature is checked against those bytes with Ed25519.  All
+ * trusted signatures present must verify: one bad signature from a trusted
+ * signer rejects the bundle even if enough others are good, because a bundle
+ * that carries a forged signature is not one any signer vouched for whole.
+ *
+ * What it does not do: fetch anything, read keys from files, know the time.
+ */
+#include "gov_constitution.h"
+
+#include <ctype.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_canon.h"
+#include "gov_util.h"
+
+static const char *const reject_codes[GOV_REJECT_COUNT_] = {
+    [GOV_REJECT_NONE] = "none",
+    [GOV_REJECT_UNKNOWN_CANONICALIZATION] = "unknown_canonicalization",
+    [GOV_REJECT_UNKNOWN_HASH_ALGORITHM] = "unknown_hash_algorithm",
+    [GOV_REJECT_MALFORMED_CHECKSUM] = "malformed_checksum",
+    [GOV_REJECT_MALFORMED_DOCUMENT] = "malformed_document",
+    [GOV_REJECT_CHECKSUM_MISMATCH] = "checksum_mismatch",
+    [GOV_REJECT_NO_SIGNATURES] = "no_signatures",
+    [GOV_REJECT_TOO_MANY_SIGNATURES] = "too_many_signatures",
+    [GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM] = "unknown_signature_algorithm",
+    [GOV_REJECT_DUPLICATE_SIGNER] = "duplicate_signer",
+    [GOV_REJECT_MALFORMED_SIGNATURE] = "malformed_signature",
+    [GOV_REJECT_INVALID_SIGNATURE] = "invalid_signature",
+    [GOV_REJECT_INVALID_GOVERNANCE] = "invalid_governance",
+    [GOV_REJECT_UNTRUSTED_SIGNER] = "untrusted_signer",
+    [GOV_REJECT_SIGNER_NOT_PERMITTED] = "signer_not_permitted",
+    [GOV_REJECT_THRESHOLD_NOT_MET] = "threshold_not_met",
+    [GOV_REJECT_INVALID_VERSION] = "invalid_version",
+    [GOV_REJECT_EQUIVOCATION] = "equivocation",
+    [GOV_REJECT_VERSION_ROLLBACK] = "version_rollback",
+    [GOV_REJECT_TENANT_MISMATCH] = "tenant_mismatch",
+    [GOV_REJECT_INTERNAL] = "internal_error",
+};
+
+const char *gov_reject_code(gov_reject_t r) {
+    if ((int)r < 0 || r >= GOV_REJECT_COUNT_ || reject_codes[r] == NULL)
+        return "unknown";
+    return reject_codes[r];
+}
+
+/* --- trust ------------------------------------------------------------------ */
+
+typedef struct trusted_signer {
+    char id[GOV_SIGNER_ID_MAX + 1];
+    EVP_PKEY *key;
+} trusted_signer_t;
+
+struct gov_trust {
+    int threshold;
+    size_t n;
+    trusted_signer_t signers[GOV_MAX_SIGNATURES];
+};
+
+void gov_trust_free(gov_trust_t *t) {
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        EVP_PKEY_free(t->signers[i].key);
+    gov_free(t);
+}
+
+int gov_trust_threshold(const gov_trust_t *t) { return t->threshold; }
+size_t gov_trust_count(const gov_trust_t *t) { return t->n; }
+
+static int signer_id_valid(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > GOV_SIGNER_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-' || s[i] == '.' ||
+              s[i] == '@' || s[i] == ':'))
+            return 0;
+    return 1;
+}
+
+gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
+                          char *errbuf, size_t errbuf_size) {
+    gov_err_t err = GOV_ERR_CONFIG;
+    json_error_t je;
+    gov_trust_t *t = NULL;
+    json_t *root = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL || !json_is_object(root)) {
+        snprintf(errbuf, errbuf_size, "trust file is not a JSON object%s%s",
+                 root ? "" : ": ", root ? "" : je.text);
+        goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        if (strcmp(k, "threshold") != 0 && strcmp(k, "signers") != 0) {
+            snprintf(errbuf, errbuf_size, "trust file: unknown member \"%s\"", k);
+            goto out;
+        }
+    }
+    json_t *th = json_object_get(root, "threshold"), *sg = json_object_get(root, "signers");
+    if (!json_is_integer(th) || json_integer_value(th) < 1 ||
+        json_integer_value(th) > GOV_MAX_SIGNATURES) {
+        snprintf(errbuf, errbuf_size, "trust file: \"threshold\" must be an integer >= 1");
+        goto out;
+    }
+    if (!json_is_object(sg) || json_object_size(sg) == 0 ||
+        json_object_size(sg) > GOV_MAX_SIGNATURES) {
+        snprintf(errbuf, errbuf_size, "trust file: \"signers\" must map 1..%d signer ids to keys",
+                 GOV_MAX_SIGNATURES);
+        goto out;
+    }
+    if ((size_t)json_integer_value(th) > json_object_size(sg)) {
+        snprintf(errbuf, errbuf_size, "trust file: threshold %lld exceeds the %zu signers",
+                 (long long)json_integer_value(th), json_object_size(sg));
+        goto out;
+    }
+    t = gov_calloc(1, sizeof *t);
+    if (t == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    t->threshold = (int)json_integer_value(th);
+    json_object_foreach(sg, k, v) {
+        if (!signer_id_valid(k)) {
+            snprintf(errbuf, errbuf_size, "trust file: invalid signer id \"%.64s\"", k);
+            goto out;
+        }
+        if (!json_is_string(v)) {
+            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not a PEM string", k);
+            goto out;
+        }
+        BIO *bio = BIO_new_mem_buf(json_string_value(v), (int)json_string_length(v));
+        EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        if (key == NULL || EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
+            EVP_PKEY_free(key);
+            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not an Ed25519 public key (PEM)", k);
+            goto out;
+        }
+        snprintf(t->signers[t->n].id, sizeof t->signers[t->n].id, "%s", k);
+        t->signers[t->n].key = key;
+        t->n++;
+    }
+    *out = t;
+    t = NULL;
+    err = GOV_OK;
+out:
+    gov_trust_free(t);
+    json_decref(root);
+    return err;
+}
+
+static EVP_PKEY *trust_key(const gov_trust_t *t, const char *id) {
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->signers[i].id, id) == 0)
+            return t->signers[i].key;
+    return NULL;
+}
+
+/* --- versions --------------------------------------------------------------- */
+
+/* Parses a decimal without leading zeros; returns chars consumed or 0. */
+static size_t parse_num(const char *s, unsigned long long *out) {
+    size_t i = 0;
+    unsigned long long v = 0;
+    if (!isdigit((unsigned char)s[0]) || (s[0] == '0' && isdigit((unsigned char)s[1])))
+        return 0;
+    while (isdigit((unsigned char)s[i])) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (~0ULL - d) / 10)
+            return 0;
+        v = v * 10 + d;
+        i++;
+    }
+    *out = v;
+    return i;
+}
+
+/* Checks dot-separated identifiers of [0-9A-Za-z-]; numeric ones without
+ * leading zeros when `strict_numeric`. */
+static int identifiers_valid(const char *s, size_t n, int strict_numeric) {
+    if (n == 0)
+        return 0;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '.') {
+            size_t len = i - start;
+            if (len == 0)
+                return 0;
+            int numeric = 1;
+            for (size_t k = start; k < i; k++)
+                if (!isdigit((unsigned char)s[k]))
+                    numeric = 0;
+            if (strict_numeric && numeric && len > 1 && s[start] == '0')
+                return 0;
+            start = i + 1;
+        } else if (!(isalnum((unsigned char)s[i]) || s[i] == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int gov_version_parse(const char *s, gov_version_t *out) {
+    if (s == NULL || strlen(s) >= GOV_VERSION_MAX)
+        return -1;
+    gov_version_t v;
+    memset(&v, 0, sizeof v);
+    size_t i = parse_num(s, &v.major);
+    if (i == 0)
+        return -1;
+    if (s[i] == '\0') { /* a plain integer N reads as N.0.0 */
+        *out = v;
+        return 0;
+    }
+    size_t k;
+    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.minor)) == 0)
+        return -1;
+    i += 1 + k;
+    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.patch)) == 0)
+        return -1;
+    i += 1 + k;
+    if (s[i] == '-') {
+        const char *pre = s + i + 1;
+        size_t plen = strcspn(pre, "+");
+        if (!identifiers_valid(pre, plen, 1))
+            return -1;
+        memcpy(v.pre, pre, plen);
+        v.pre[plen] = '\0';
+        i += 1 + plen;
+    }
+    if (s[i] == '+') {
+        if (!identifiers_valid(s + i + 1, strlen(s + i + 1), 0))
+            return -1;
+        i += strlen(s + i);
+    }
+    if (s[i] != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int cmp_ull(unsigned long long a, unsigned long long b) {
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
+int gov_version_compare(const gov_version_t *a, const gov_version_t *b) {
+    int c;
+    if ((c = cmp_ull(a->major, b->major)) || (c = cmp_ull(a->minor, b->minor)) ||
+        (c = cmp_ull(a->patch, b->patch)))
+        return c;
+    /* A release is above any of its prereleases. */
+    if (a->pre[0] == '\0' || b->pre[0] == '\0')
+        return (a->pre[0] == '\0') - (b->pre[0] == '\0');
+    const char *pa = a->pre, *pb = b->pre;
+    for (;;) {
+        size_t la = strcspn(pa, "."), lb = strcspn(pb, ".");
+        int na = 1, nb = 1;
+        for (size_t i = 0; i < la; i++) na &= isdigit((unsigned char)pa[i]) != 0;
+        for (size_t i = 0; i < lb; i++) nb &= isdigit((unsigned char)pb[i]) != 0;
+        if (na && nb) {
+            /* no leading zeros: longer is larger, else lexical */
+            if (la != lb)
+                return la < lb ? -1 : 1;
+            c = memcmp(pa, pb, la);
+        } else if (na != nb) {
+            return na ? -1 : 1; /* numeric identifiers sort first */
+        } else {
+            c = memcmp(pa, pb, la < lb ? la : lb);
+            if (c == 0)
+                c = la < lb ? -1 : la > lb ? 1 : 0;
+        }
+        if (c)
+            return c < 0 ? -1 : 1;
+        int ea = pa[la] == '\0', eb = pb[lb] == '\0';
+        if (ea || eb)
+            return ea && eb ? 0 : ea ? -1 : 1;
+        pa += la + 1;
+        pb += lb + 1;
+    }
+}
+
+/* --- signatures ------------------------------------------------------------- */
+
+static int b64val(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+int gov_signature_decode(const char *text, unsigned char out[64]) {
+    if (text == NULL)
+        return -1;
+    size_t n = strlen(text);
+    if (n == 128)
+        return gov_hex_decode(text, 128, out, 64);
+    /* base64 of 64 bytes: 86 symbols, then optionally "==" */
+    if (n == 88) {
+        if (text[86] != '=' || text[87] != '=')
+            return -1;
+        n = 86;
+    }
+    if (n != 86)
+        return -1;
+    int url = 0, std = 0;
+    unsigned acc = 0, bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64val(text[i]);
+        if (v < 0)
+            return -1;
+        url |= text[i] == '-' || text[i] == '_';
+        std |= text[i] == '+' || text[i] == '/';
+        acc = acc << 6 | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o < 64)
+                out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* one alphabet only, and the 4 leftover bits must be zero (canonical) */
+    if (url && std)
+        return -1;
+    return o == 64 && acc == 0 ? 0 : -1;
+}
+
+static int ed25519_verify(EVP_PKEY *key, const unsigned char sig[64], const char *msg,
+                          size_t len) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return -1;
+    int r = -1;
+    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1)
+        r = EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)msg, len) == 1 ? 1 : 0;
+    EVP_MD_CTX_free(ctx);
+    return r;
+}
+
+/* --- verification ----------------------------------------------------------- */
+
+static gov_err_t reject(gov_verdict_t *v, gov_reject_t r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static gov_err_t reject(gov_verdict_t *v, gov_reject_t r, const char *fmt, ...) {
+    va_list ap;
+    v->outcome = GOV_VERIFY_REJECT;
+    v->reason = r;
+    va_start(ap, fmt);
+    vsnprintf(v->detail, sizeof v->detail, fmt, ap);
+    va_end(ap);
+    return GOV_OK;
+}
+
+static int checksum_well_formed(const char *c, size_t want) {
+    if (c == NULL || strlen(c) != want)
+        return 0;
+    for (size_t i = 0; i < want; i++)
+        if (!((c[i] >= '0' && c[i] <= '9') || (c[i] >= 'a' && c[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Reads governance.signature_threshold / valid_signers.  Returns 0 or -1
+ * (with detail written). */
+static int read_governance(json_t *doc, int *doc_threshold, json_t **valid_signers,
+                           char *detail, size_t size) {
+    *doc_threshold = 0;
+    *valid_signers = NULL;
+    json_t *gov = json_object_get(doc, "governance");
+    if (gov == NULL)
+        return 0;
+    if (!json_is_object(gov)) {
+        snprintf(detail, size, "governance is not an object");
+        return -1;
+    }
+    json_t *th = json_object_get(gov, "signature_threshold");
+    if (th != NULL) {
+        if (!json_is_integer(th) || json_integer_value(th) < 1 ||
+            json_integer_value(th) > GOV_MAX_SIGNATURES) {
+            snprintf(detail, size, "governance.signature_threshold must be an integer 1..%d",
+                     GOV_MAX_SIGNATURES);
+            return -1;
+        }
+        *doc_threshold = (int)json_integer_value(th);
+    }
+    json_t *vs = json_object_get(gov, "valid_signers");
+    if (vs != NULL) {
+        size_t i;
+        json_t *e;
+        if (!json_is_array(vs) || json_array_size(vs) == 0) {
+            snprintf(detail, size, "governance.valid_signers must be a non-empty array of signer ids");
+            return -1;
+        }
+        json_array_foreach(vs, i, e) {
+            if (!json_is_string(e)) {
+                snprintf(detail, size, "governance.valid_signers[%zu] is not a string", i);
+                return -1;
+            }
+        }
+        *valid_signers = vs;
+    }
+    return 0;
+}
+
+static int in_string_array(json_t *arr, const char *s) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+        if (strcmp(json_string_value(e), s) == 0)
+            return 1;
+    return 0;
+}
+
+/* Reads document.version as text: a string, or a non-negative integer. */
+static int read_version(json_t *doc, char *out, size_t size, gov_version_t *ver) {
+    json_t *v = json_object_get(doc, "version");
+    if (json_is_string(v))
+        snprintf(out, size, "%s", json_string_value(v));
+    else if (json_is_integer(v) && json_integer_value(v) >= 0)
+        snprintf(out, size, "%lld", (long long)json_integer_value(v));
+    else
+        return -1;
+    return gov_version_parse(out, ver);
+}
+
+gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *trust,
+                                  const gov_constitution_state_t *state, gov_verdict_t *v) {
+    memset(v, 0, sizeof *v);
+    gov_err_t err = GOV_OK;
+    json_t *doc = NULL;
+    char *canon = NULL;
+    size_t canon_len = 0;
+    char eb[200];
+
+    /* 1. algorithms and checksum form */
+    gov_canon_t kind;
+    if (gov_canon_from_name(b->canonicalization, &kind) != 0) {
+        err = reject(v, GOV_REJECT_UNKNOWN_CANONICALIZATION, "canonicalization \"%.40s\" is not jcs or somabrain-json",
+                     b->canonicalization ? b->canonicalization : "(none)");
+        goto out;
+    }
+    const EVP_MD *md;
+    size_t hexlen;
+    if (b->hash_alg && strcmp(b->hash_alg, "sha3-512") == 0) {
+        md = EVP_sha3_512();
+        hexlen = 128;
+    } else if (b->hash_alg && strcmp(b->hash_alg, "sha256") == 0) {
+        md = EVP_sha256();
+        hexlen = 64;
+    } else {
+        err = reject(v, GOV_REJECT_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not sha3-512 or sha256",
+                     b->hash_alg ? b->hash_alg : "(none)");
+        goto out;
+    }
+    if (!checksum_well_formed(b->checksum, hexlen)) {
+        err = reject(v, GOV_REJECT_MALFORMED_CHECKSUM, "checksum must be %zu lowercase hex characters for %s",
+                     hexlen, b->hash_alg);
+        goto out;
+    }
+
+    /* 2. the document */
+    gov_err_t pe = gov_canon_parse(b->document_json, b->document_len, &doc, eb, sizeof eb);
+    if (pe == GOV_ERR_NOMEM) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    if (pe != GOV_OK || !json_is_object(doc)) {
+        err = reject(v, GOV_REJECT_MALFORMED_DOCUMENT, "document: %s",
+                     pe != GOV_OK ? eb : "not a JSON object");
+        goto out;
+    }
+
+    /* 3. the checksum */
+    pe = gov_canon_serialize(doc, kind, &canon, &canon_len, eb, sizeof eb);
+    if (pe == GOV_ERR_NOMEM) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    if (pe != GOV_OK) {
+        err = reject(v, GOV_REJECT_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
+        goto out;
+    }
+    unsigned char digest[64];
+    unsigned int dlen = 0;
+    char hex[GOV_CHECKSUM_HEX_MAX + 1];
+    if (EVP_Digest(canon, canon_len, digest, &dlen, md, NULL) != 1) {
+        err = GOV_ERR_CRYPTO;
+        goto out;
+    }
+    gov_hex_encode(digest, dlen, hex);
+    if (strcmp(hex, b->checksum) != 0) {
+        err = reject(v, GOV_REJECT_CHECKSUM_MISMATCH,
+                     "%s of the %s form of the document is %.16s..., the bundle claims %.16s...",
+                     b->hash_alg, b->canonicalization, hex, b->checksum);
+        goto out;
+    }
+
+    /* 4. signatures */
+    if (b->nsigs == 0) {
+        err = reject(v, GOV_REJECT_NO_SIGNATURES, "the bundle carries no signature");
+        goto out;
+    }
+    if (b->nsigs > GOV_MAX_SIGNATURES) {
+        err = reject(v, GOV_REJECT_TOO_MANY_SIGNATURES, "%zu signatures (at most %d)", b->nsigs,
+                     GOV_MAX_SIGNATURES);
+        goto out;
+    }
+    for (size_t i = 0; i < b->nsigs; i++) {
+        const gov_bundle_sig_t *s = &b->sigs[i];
+        if (s->algorithm == NULL || strcmp(s->algorithm, "ed25519") != 0) {
+            err = reject(v, GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM,
+                         "signature %zu uses algorithm \"%.40s\"; only ed25519 is accepted", i,
+                         s->algorithm ? s->algorithm : "(none)");
+            goto out;
+        }
+        if (s->signer_id == NULL || !signer_id_valid(s->signer_id)) {
+            err = reject(v, GOV_REJECT_MALFORMED_SIGNATURE, "signature %zu has no valid signer_id", i);
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(b->sigs[j].signer_id, s->signer_id) == 0) {
+                err = reject(v, GOV_REJECT_DUPLICATE_SIGNER, "signer \"%s\" signs more than once",
+                             s->signer_id);
+                goto out;
+            }
+    }
+
+    /* 5. governance from the document, then who counts */
+    int doc_threshold;
+    json_t *valid_signers;
+    if (read_governance(doc, &doc_threshold, &valid_signers, v->detail, sizeof v->detail) != 0) {
+        err = reject(v, GOV_REJECT_INVALID_GOVERNANCE, "%s", v->detail);
+        goto out;
+    }
+    int untrusted = 0, not_permitted = 0;
+    const char *first_untrusted = NULL, *first_not_permitted = NULL;
+    for (size_t i = 0; i < b->nsigs; i++) {
+        const gov_bundle_sig_t *s = &b->sigs[i];
+        unsigned char raw[64];
+        if (gov_signature_decode(s->signature, raw) != 0) {
+            err = reject(v, GOV_REJECT_MALFORMED_SIGNATURE,
+                         "signature of \"%s\" is neither 128 hex characters nor base64 of 64 bytes",
+                         s->signer_id);
+            goto out;
+        }
+        EVP_PKEY *key = trust_key(trust, s->signer_id);
+        if (key == NULL) {
+            untrusted++;
+            if (!first_untrusted)
+                first_untrusted = s->signer_id;
+            continue;
+        }
+        int ok = ed25519_verify(key, raw, b->checksum, hexlen);
+        if (ok < 0) {
+            err = GOV_ERR_CRYPTO;
+            goto out;
+        }
+        if (!ok) {
+            err = reject(v, GOV_REJECT_INVALID_SIGNATURE,
+                         "the signature of trusted signer \"%s\" does not verify", s->signer_id);
+            goto out;
+        }
+        if (valid_signers && !in_string_array(valid_signers, s->signer_id)) {
+            not_permitted++;
+            if (!first_not_permitted)
+                first_not_permitted = s->signer_id;
+            continue;
+        }
+        snprintf(v->signers[v->nsigners++], GOV_SIGNER_ID_MAX + 1, "%s", s->signer_id);
+    }
+    qsort(v->signers, v->nsigners, sizeof v->signers[0], cmp_str);
+    v->required = gov_trust_threshold(trust) > doc_threshold ? gov_trust_threshold(trust)
+                                                              : doc_threshold;
+    if ((int)v->nsigners < v->required) {
+        if (untrusted)
+            err = reject(v, GOV_REJECT_UNTRUSTED_SIGNER,
+                         "%zu of %d required signatures count; \"%s\" is not a trusted signer",
+                         v->nsigners, v->required, first_untrusted);
+        else if (not_permitted)
+            err = reject(v, GOV_REJECT_SIGNER_NOT_PERMITTED,
+                         "%zu of %d required signatures count; \"%s\" is not in governance.valid_signers",
+                         v->nsigners, v->required, first_not_permitted);
+        else
+            err = reject(v, GOV_REJECT_THRESHOLD_NOT_MET, "%zu of %d required signatures",
+                         v->nsigners, v->required);
+        goto out;
+    }
+
+    /* 5b. a document that names its tenant must name this one */
+    json_t *dt = json_object_get(doc, "tenant");
+    if (dt != NULL && (!json_is_string(dt) || b->tenant == NULL ||
+                       strcmp(json_string_value(dt), b->tenant) != 0)) {
+        err = reject(v, GOV_REJECT_TENANT_MISMATCH, "document.tenant is not \"%.64s\"",
+                     b->tenant ? b->tenant : "");
+        goto out;
+    }
+
+    /* 6. version */
+    gov_version_t ver;
+    if (read_version(doc, v->version, sizeof v->version, &ver) != 0) {
+        err = reject(v, GOV_REJECT_INVALID_VERSION,
+                     "document.version must be semver or a non-negative integer");
+        goto out;
+    }
+
+    /* 7. against what the tenant has */
+    if (state && state->version) {
+        if (state->checksum && strcmp(state->checksum, b->checksum) == 0) {
+            v->outcome = GOV_VERIFY_DUPLICATE;
+            snprintf(v->detail, sizeof v->detail, "already the current constitution");
+            goto out;
+        }
+        for (size_t i = 0; i < state->nhistory; i++)
+            if (state->history[i] && strcmp(state->history[i], b->checksum) == 0) {
+                v->outcome = GOV_VERIFY_DUPLICATE;
+                snprintf(v->detail, sizeof v->detail, "accepted before (in the history)");
+                goto out;
+            }
+        gov_version_t cur;
+        if (gov_version_parse(state->version, &cur) != 0) {
+            err = reject(v, GOV_REJECT_INTERNAL, "the current version \"%.40s\" is unreadable",
+                         state->version);
+            goto out;
+        }
+        int c = gov_version_compare(&ver, &cur);
+        if (c == 0) {
+            err = reject(v, GOV_REJECT_EQUIVOCATION,
+                         "version %s is already in force with another checksum", v->version);
+            goto out;
+        }
+        if (c < 0) {
+            err = reject(v, GOV_REJECT_VERSION_ROLLBACK, "version %s is older than the current %s",
+                         v->version, state->version);
+            goto out;
+        }
+    }
+    v->outcome = GOV_VERIFY_ACCEPT;
+    v->reason = GOV_REJECT_NONE;
+    snprintf(v->detail, sizeof v->detail, "accepted: version %s, %zu of %d required signers",
+             v->version, v->nsigners, v->required);
+    v->document = doc;
+    v->canonical = canon;
+    v->canonical_len = canon_len;
+    doc = NULL;
+    canon = NULL;
+out:
+    json_decref(doc);
+    gov_free(canon);
+    if (err != GOV_OK) {
+        v->outcome = GOV_VERIFY_REJECT;
+        v->reason = GOV_REJECT_INTERNAL;
+        snprintf(v->detail, sizeof v->detail, "%s", gov_err_str(err));
+    }
+    return err;
+}
+
+void gov_verdict_clear(gov_verdict_t *v) {
+    json_decref(v->document);
+    gov_free(v->canonical);
+    v->document = NULL;
+    v->canonical = NULL;
+}

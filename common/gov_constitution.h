@@ -1,0 +1,171 @@
+/* gov_constitution.h - verification of signed constitution bundles.
+ *
+ * Pure: every input is an argument (the bundle's fields, the trust
+ * configuration, the tenant's current state); nothing here reads a file,
+ * a socket, a clock or a global.  gov-constitution, govctl verify and the
+ * tests all call the same function, so an offline `govctl verify` answers
+ * exactly what the processor would.
+ *
+ * The rules (DESIGN.md section 5), applied in this order, all or nothing;
+ * the first that fails gives the reason code:
+ *   1. canonicalization is "jcs" or "somabrain-json"     unknown_canonicalization
+ *      hash_alg is "sha3-512" or "sha256"                unknown_hash_algorithm
+ *      checksum is lowercase hex of the right length     malformed_checksum
+ *   2. the document parses (bounded, no duplicate keys)  malformed_document
+ *      and is an object                                  malformed_document
+ *   3. hash(canonical(document)) == checksum             checksum_mismatch
+ *   4. 1..GOV_MAX_SIGNATURES signatures                  no_signatures / too_many_signatures
+ *      each with algorithm "ed25519"                     unknown_signature_algorithm
+ *      no signer_id twice                                duplicate_signer
+ *      each signature hex (128) or base64 of 64 bytes    malformed_signature
+ *      a trusted signer's signature verifies over the
+ *      ASCII checksum hex                                invalid_signature
+ *   5. governance.signature_threshold / valid_signers,
+ *      when present, are well-formed                     invalid_governance
+ *      distinct trusted signers (and, when the document
+ *      lists valid_signers, only those in it) number at
+ *      least max(trust threshold, document threshold)    untrusted_signer (some signer was not
+ *                                                        trusted), signer_not_permitted (some was
+ *                                                        outside valid_signers), else
+ *                                                        threshold_not_met
+ *   6. document.version is semver or a non-negative
+ *      integer (number or digit string)                  invalid_version
+ *   7. against the tenant's current constitution:
+ *      a higher version is accepted; the same version with the same checksum,
+ *      or an older version whose checksum is in the history, is a DUPLICATE
+ *      (a replay: no change, no rejection); the same version with another
+ *      checksum is                                       equivocation
+ *      an older version never accepted is               version_rollback
+ * A signature by an unknown signer never counts; there is no default key.
+ *
+ * Thread-safety: a gov_trust_t is immutable after parsing and may be shared;
+ * verification is reentrant.
+ */
+#ifndef GOV_CONSTITUTION_H
+#define GOV_CONSTITUTION_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "gov_err.h"
+
+#define GOV_MAX_SIGNATURES 32
+#define GOV_SIGNER_ID_MAX 64
+#define GOV_VERSION_MAX 64
+#define GOV_CHECKSUM_HEX_MAX 128
+
+typedef enum gov_reject {
+    GOV_REJECT_NONE = 0,
+    GOV_REJECT_UNKNOWN_CANONICALIZATION,
+    GOV_REJECT_UNKNOWN_HASH_ALGORITHM,
+    GOV_REJECT_MALFORMED_CHECKSUM,
+    GOV_REJECT_MALFORMED_DOCUMENT,
+    GOV_REJECT_CHECKSUM_MISMATCH,
+    GOV_REJECT_NO_SIGNATURES,
+    GOV_REJECT_TOO_MANY_SIGNATURES,
+    GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM,
+    GOV_REJECT_DUPLICATE_SIGNER,
+    GOV_REJECT_MALFORMED_SIGNATURE,
+    GOV_REJECT_INVALID_SIGNATURE,
+    GOV_REJECT_INVALID_GOVERNANCE,
+    GOV_REJECT_UNTRUSTED_SIGNER,
+    GOV_REJECT_SIGNER_NOT_PERMITTED,
+    GOV_REJECT_THRESHOLD_NOT_MET,
+    GOV_REJECT_INVALID_VERSION,
+    GOV_REJECT_EQUIVOCATION,
+    GOV_REJECT_VERSION_ROLLBACK,
+    GOV_REJECT_TENANT_MISMATCH,
+    GOV_REJECT_INTERNAL,          /* out of memory or a crypto library failure */
+    GOV_REJECT_COUNT_
+} gov_reject_t;
+
+/* Stable snake_case reason code ("checksum_mismatch"); never NULL. */
+const char *gov_reject_code(gov_reject_t r);
+
+/* --- trust ----------------------------------------------------------------- */
+
+typedef struct gov_trust gov_trust_t;
+
+/* Parses {"threshold": N, "signers": {"<signer_id>": "<Ed25519 public key,
+ * PEM (SubjectPublicKeyInfo)>"}}: N >= 1, N <= number of signers, signer ids
+ * 1..64 chars, every key an Ed25519 key.  Unknown members are an error.
+ * On GOV_OK *out is a new trust (gov_trust_free). */
+gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
+                          char *errbuf, size_t errbuf_size);
+void gov_trust_free(gov_trust_t *t);
+int gov_trust_threshold(const gov_trust_t *t);
+size_t gov_trust_count(const gov_trust_t *t);
+
+/* --- versions -------------------------------------------------------------- */
+
+/* Parses a constitution version: semver 2.0.0 (MAJOR.MINOR.PATCH with
+ * optional -prerelease and +build) or a non-negative integer N (read as
+ * N.0.0).  Returns 0 or -1. */
+typedef struct gov_version {
+    unsigned long long major, minor, patch;
+    char pre[GOV_VERSION_MAX];   /* prerelease identifiers, "" when none */
+} gov_version_t;
+int gov_version_parse(const char *s, gov_version_t *out);
+/* Semver precedence: <0, 0, >0.  Build metadata is ignored. */
+int gov_version_compare(const gov_version_t *a, const gov_version_t *b);
+
+/* --- verification ---------------------------------------------------------- */
+
+typedef struct gov_bundle_sig {
+    const char *signer_id;
+    const char *algorithm;
+    const char *signature;
+} gov_bundle_sig_t;
+
+typedef struct gov_bundle_in {
+    const char *tenant;
+    const char *document_json;   /* the document's JSON text as received */
+    size_t document_len;
+    const char *canonicalization;
+    const char *hash_alg;
+    const char *checksum;
+    const gov_bundle_sig_t *sigs;
+    size_t nsigs;
+} gov_bundle_in_t;
+
+/* The tenant's current verified constitution; version NULL when none. */
+typedef struct gov_constitution_state {
+    const char *version;
+    const char *checksum;
+    const char *const *history;   /* checksums accepted before, any order */
+    size_t nhistory;
+} gov_constitution_state_t;
+
+typedef enum gov_verify_outcome {
+    GOV_VERIFY_ACCEPT = 0,
+    GOV_VERIFY_DUPLICATE = 1,   /* already accepted: a replay, change nothing */
+    GOV_VERIFY_REJECT = 2,
+} gov_verify_outcome_t;
+
+typedef struct gov_verdict {
+    gov_verify_outcome_t outcome;
+    gov_reject_t reason;                  /* GOV_REJECT_NONE unless REJECT */
+    char detail[256];                     /* human-readable, names the culprit */
+    char version[GOV_VERSION_MAX];        /* document.version as text, when read */
+    size_t nsigners;                      /* distinct trusted signers that counted */
+    char signers[GOV_MAX_SIGNATURES][GOV_SIGNER_ID_MAX + 1];  /* sorted */
+    int required;                         /* the threshold that applied */
+    json_t *document;                     /* parsed document (owned), on ACCEPT */
+    char *canonical;                      /* canonical bytes (owned), on ACCEPT */
+    size_t canonical_len;
+} gov_verdict_t;
+
+/* Applies every rule above.  trust and state are borrowed; state may be NULL
+ * (no current constitution).  Fills *v (call gov_verdict_clear after).  The
+ * return value is GOV_OK whenever a verdict was reached (accept, duplicate
+ * or reject); GOV_ERR_NOMEM / GOV_ERR_CRYPTO only when it could not be. */
+gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *trust,
+                                  const gov_constitution_state_t *state, gov_verdict_t *v);
+void gov_verdict_clear(gov_verdict_t *v);
+
+/* Pure helper, exposed for tests and govctl sign: decodes a signature given
+ * as 128 hex chars, or standard/URL-safe base64 (padding optional) of 64
+ * bytes.  Returns 0 or -1. */
+int gov_signature_decode(const char *text, unsigned char out[64]);
+
+#endif /* GOV_CONSTITUTION_H */
