@@ -218,7 +218,7 @@ static int set_text_or_null(json_t *obj, const char *key, const char *text) {
 
 /* Returns a new reference to {"status":..., "components":[...]} and sets
  * *ready, or NULL on allocation failure.  Cost: O(components). */
-static json_t *status_to_json(gov_status_t *st, int *ready) {
+json_t *gov_status_to_json(gov_status_t *st, int *ready) {
     json_t *root = NULL, *list = NULL, *result = NULL;
     pthread_mutex_lock(&st->lock);
     *ready = status_ready_locked(st);
@@ -336,7 +336,7 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *conn) {
 
 static enum MHD_Result serve_readyz(struct MHD_Connection *conn, gov_admin_t *admin) {
     int ready = 0;
-    json_t *body = status_to_json(admin->status, &ready);
+    json_t *body = gov_status_to_json(admin->status, &ready);
     return send_json(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body, 0);
 }
 

@@ -16,6 +16,7 @@
 #ifndef GOV_ADMIN_H
 #define GOV_ADMIN_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "gov_err.h"
@@ -41,6 +42,11 @@ void gov_status_set(gov_status_t *st, const char *component,
                     const char *revision);
 /* 1 when every registered component is OK (and at least one exists). */
 int gov_status_ready(gov_status_t *st);
+
+/* The /readyz body {"status":"ok"|"not_ready","components":[...]} as a new
+ * JSON value (NULL on allocation failure); *ready set as gov_status_ready.
+ * For servers that answer /readyz themselves (gov-edge). */
+json_t *gov_status_to_json(gov_status_t *st, int *ready);
 
 typedef struct gov_admin gov_admin_t;
 

@@ -51,6 +51,7 @@ static const char *const reject_codes[GOV_REJECT_COUNT_] = {
     [GOV_REJECT_EQUIVOCATION] = "equivocation",
     [GOV_REJECT_VERSION_ROLLBACK] = "version_rollback",
     [GOV_REJECT_TENANT_MISMATCH] = "tenant_mismatch",
+    [GOV_REJECT_DOCUMENT_TOO_LARGE] = "document_too_large",
     [GOV_REJECT_INTERNAL] = "internal_error",
 };
 

@@ -75,6 +75,7 @@ typedef enum gov_reject {
     GOV_REJECT_EQUIVOCATION,
     GOV_REJECT_VERSION_ROLLBACK,
     GOV_REJECT_TENANT_MISMATCH,
+    GOV_REJECT_DOCUMENT_TOO_LARGE, /* checked by the caller against its configured bound */
     GOV_REJECT_INTERNAL,          /* out of memory or a crypto library failure */
     GOV_REJECT_COUNT_
 } gov_reject_t;

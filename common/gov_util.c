@@ -83,6 +83,15 @@ gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]) {
     return GOV_OK;
 }
 
+gov_err_t gov_uuid_v7_derive(uint64_t unix_ms, const char *seed,
+                             char out[GOV_UUID_STRLEN + 1]) {
+    unsigned char md[GOV_SHA256_LEN];
+    gov_err_t err = gov_sha256(seed, strlen(seed), md);
+    if (err == GOV_OK)
+        gov_uuid_v7_format(unix_ms, md, out);
+    return err;
+}
+
 int gov_uuid_v7_valid(const char *s) {
     if (s == NULL || strlen(s) != GOV_UUID_STRLEN)
         return 0;

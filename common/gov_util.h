@@ -27,6 +27,12 @@ gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]);
 /* Pure: formats a UUIDv7 from a millisecond timestamp and 10 random bytes. */
 void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
                         char out[GOV_UUID_STRLEN + 1]);
+/* Derives a UUIDv7 deterministically: the time part is unix_ms, the 74
+ * random bits come from SHA-256(seed).  Used for events that may have to be
+ * emitted again after a crash, so the re-emission carries the same event_id
+ * and consumers deduplicate it. */
+gov_err_t gov_uuid_v7_derive(uint64_t unix_ms, const char *seed,
+                             char out[GOV_UUID_STRLEN + 1]);
 /* 1 when s is a canonical lowercase UUID string of version 7. */
 int gov_uuid_v7_valid(const char *s);
 

@@ -47,6 +47,18 @@ static void test_uuid_v7_generated(void **state) {
     assert_false(gov_uuid_v7_valid(NULL));
 }
 
+static void test_uuid_v7_derive(void **state) {
+    (void)state;
+    char a[37], b[37], c[37];
+    assert_int_equal(gov_uuid_v7_derive(0x017F22E279B0ULL, "bundle-1/accepted", a), GOV_OK);
+    assert_int_equal(gov_uuid_v7_derive(0x017F22E279B0ULL, "bundle-1/accepted", b), GOV_OK);
+    assert_int_equal(gov_uuid_v7_derive(0x017F22E279B0ULL, "bundle-1/updated", c), GOV_OK);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_true(gov_uuid_v7_valid(a));
+    assert_memory_equal(a, "017f22e2-79b0-7", 15);
+}
+
 static void test_sha256_fips180(void **state) {
     (void)state;
     unsigned char md[32];
@@ -183,6 +195,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_v7_rfc9562_example),
         cmocka_unit_test(test_uuid_v7_generated),
+        cmocka_unit_test(test_uuid_v7_derive),
         cmocka_unit_test(test_sha256_fips180),
         cmocka_unit_test(test_tenant_syntax),
         cmocka_unit_test(test_utf8),

@@ -1,0 +1,77 @@
+/* snapshot.h - the edge's in-memory view of the materialized state.
+ *
+ * Requests never talk to Redis.  They read an immutable snapshot: a sorted
+ * array of per-tenant states, each immutable and reference-counted.  A
+ * change (a new constitution for one tenant) builds a new tenant state off
+ * to the side, then a new snapshot that shares every other tenant's state,
+ * and swaps the snapshot pointer under a mutex held for a few instructions.
+ * A request holds a reference to the snapshot it started with, so it sees
+ * one consistent state from start to end, however many swaps happen
+ * meanwhile - no request ever sees half of a state.
+ *
+ * Thread-safety: edge_state_* are thread-safe; a snapshot and its tenants
+ * are immutable and may be read by any number of threads.
+ */
+#ifndef EDGE_SNAPSHOT_H
+#define EDGE_SNAPSHOT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "gov_err.h"
+#include "gov_util.h"
+
+typedef struct edge_constitution {
+    char checksum[129];
+    char hash_alg[16];
+    char canonicalization[20];
+    char version[64];
+    long long verified_at_us;
+    char *signers;          /* comma-separated */
+    char *source;
+    char *doc;              /* canonical bytes, NUL-terminated */
+    size_t doc_len;
+    json_t *doc_json;       /* parsed document (read-only) */
+} edge_constitution_t;
+
+typedef struct edge_tenant {
+    atomic_int refs;
+    char name[GOV_TENANT_MAX + 1];
+    edge_constitution_t constitution;   /* constitution.checksum[0] == 0: none */
+} edge_tenant_t;
+
+/* A new tenant state with one reference, or NULL. */
+edge_tenant_t *edge_tenant_new(const char *name);
+edge_tenant_t *edge_tenant_ref(edge_tenant_t *t);
+void edge_tenant_unref(edge_tenant_t *t);
+
+typedef struct edge_snapshot {
+    atomic_int refs;
+    size_t n;
+    edge_tenant_t **tenants;   /* sorted by name, each referenced */
+    long long built_at_us;
+    unsigned long long generation;
+} edge_snapshot_t;
+
+/* Borrowed tenant of a held snapshot, or NULL.  O(log n). */
+edge_tenant_t *edge_snapshot_find(const edge_snapshot_t *s, const char *tenant);
+void edge_snapshot_release(edge_snapshot_t *s);
+
+typedef struct edge_state edge_state_t;
+
+edge_state_t *edge_state_new(void);
+void edge_state_free(edge_state_t *st);
+
+/* The current snapshot with a reference the caller releases. */
+edge_snapshot_t *edge_state_acquire(edge_state_t *st);
+
+/* Installs t (stealing the caller's reference) for its tenant, replacing any
+ * previous state of that tenant.  O(number of tenants). */
+gov_err_t edge_state_put_take(edge_state_t *st, edge_tenant_t *t);
+
+/* 1 once the first full load from Redis completed. */
+int edge_state_loaded(edge_state_t *st);
+void edge_state_set_loaded(edge_state_t *st);
+
+#endif

@@ -1,0 +1,299 @@
+/* gov-constitution - verifies signed constitution bundles and materializes
+ * the accepted ones.
+ *
+ * Consumes constitution.bundles.  For each ConstitutionBundle it reads the
+ * tenant's current state from Redis, applies every rule of
+ * gov_constitution_verify against the locally configured trust, and then:
+ *   accept     -> one script writes constitution:{T}, :doc, :history and the
+ *                 offset (compare-and-set on the current checksum); then
+ *                 ConstitutionUpdated is produced to constitution.updated and
+ *                 an AuditEvent (constitution.accepted) to identity.audit;
+ *   duplicate  -> a replay of an accepted bundle: nothing changes; if it is
+ *                 the current one its events are produced again with the
+ *                 same event ids, which heals a crash between the Redis write
+ *                 and the acknowledgement of the events;
+ *   reject     -> nothing changes; constitution_rejected_total{tenant,reason}
+ *                 and an AuditEvent (constitution.rejected, with the reason).
+ * Event ids are derived from the bundle's event id, so any re-emission is
+ * deduplicated downstream.  The offset is stored only after all of that.
+ *
+ * Reads top to bottom: config -> connect -> loop -> shut down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "constitution_store.h"
+#include "gov_alloc.h"
+#include "gov_constitution.h"
+#include "gov_events.h"
+#include "gov_log.h"
+#include "gov_processor.h"
+#include "gov_util.h"
+
+static const char *const bundle_schemas[] = {"ConstitutionBundle", NULL};
+static const gov_processor_topic_t topics[] = {{"constitution.bundles", bundle_schemas, 1}};
+static const gov_processor_spec_t spec = {
+    .name = "gov-constitution",
+    .topics = topics,
+    .ntopics = 1,
+    .default_admin_port = 8701,
+};
+
+static char *trust_file;
+static long max_document;
+
+static const gov_config_entry_t config[] = {
+    {"trust_file", GOV_CFG_STRING, NULL, 0, 0,
+     "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}",
+     &trust_file, NULL, 0},
+    {"max_document", GOV_CFG_INT, "1048576", 1024, 16777216,
+     "largest constitution document accepted, in bytes", &max_document, NULL, 0},
+};
+
+typedef struct ctx {
+    gov_processor_t *p;
+    gov_trust_t *trust;
+    gov_metric_t *m_rejected, *m_accepted, *m_version;
+} ctx_t;
+
+static gov_trust_t *load_trust(const char *path) {
+    char eb[512];
+    gov_trust_t *t = NULL;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f == NULL) {
+        gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path",
+                path ? path : "(unset)", (const char *)NULL);
+        return NULL;
+    }
+    char *buf = gov_malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (buf && gov_trust_parse(buf, n, &t, eb, sizeof eb) != GOV_OK)
+        gov_log(GOV_LOG_ERROR, "trust file rejected", "path", path, "error", eb, (const char *)NULL);
+    gov_free(buf);
+    return t;
+}
+
+/* Numeric gauge value of a version: major*1e6 + minor*1e3 + patch. */
+static double version_gauge(const char *version) {
+    gov_version_t v;
+    if (gov_version_parse(version, &v) != 0)
+        return -1;
+    return (double)v.major * 1e6 + (double)v.minor * 1e3 + (double)v.patch;
+}
+
+static void join_signers(const gov_verdict_t *v, char *out, size_t size) {
+    out[0] = '\0';
+    for (size_t i = 0; i < v->nsigners; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, size - l, "%s%s", i ? "," : "", v->signers[i]);
+    }
+}
+
+/* Produces ConstitutionUpdated and the accepted AuditEvent with ids derived
+ * from the bundle, so a re-emission is the same event. */
+static gov_err_t emit_accepted(ctx_t *c, json_t *ev, const char *version, const char *signers,
+                               const char *previous, char *eb, size_t ebsize) {
+    const char *tenant = json_string_value(json_object_get(ev, "tenant"));
+    const char *bundle_id = json_string_value(json_object_get(ev, "event_id"));
+    const char *checksum = json_string_value(json_object_get(ev, "checksum"));
+    uint64_t ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
+    char seed[128], updated_id[GOV_UUID_STRLEN + 1], audit_id[GOV_UUID_STRLEN + 1];
+    snprintf(seed, sizeof seed, "%s/constitution.updated", bundle_id);
+    gov_uuid_v7_derive(ms, seed, updated_id);
+    snprintf(seed, sizeof seed, "%s/constitution.accepted", bundle_id);
+    gov_uuid_v7_derive(ms, seed, audit_id);
+
+    json_t *signer_list = json_array();
+    char buf[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1];
+    snprintf(buf, sizeof buf, "%s", signers);
+    for (char *save = NULL, *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save))
+        json_array_append_new(signer_list, json_string(s));
+    json_t *upd = json_pack("{s:s, s:I, s:s, s:s, s:O, s:s, s:o, s:o, s:O, s:s}", "event_id",
+                            updated_id, "occurred_at", (json_int_t)gov_now_micros(), "tenant",
+                            tenant, "checksum", checksum, "hash_alg",
+                            json_object_get(ev, "hash_alg"), "version", version,
+                            "previous_checksum", previous ? json_string(previous) : json_null(),
+                            "signers", signer_list, "source", json_object_get(ev, "source"),
+                            "bundle_event_id", bundle_id);
+    if (upd == NULL)
+        return GOV_ERR_NOMEM;
+    gov_err_t err = gov_events_emit(gov_processor_producer(c->p), gov_processor_avro(c->p),
+                                    "constitution.updated", "ConstitutionUpdated", tenant, upd,
+                                    eb, ebsize);
+    json_decref(upd);
+    if (err != GOV_OK)
+        return err;
+    json_t *details = json_pack("{s:s, s:s, s:s, s:O}", "version", version, "signers", signers,
+                                "previous_checksum", previous ? previous : "",
+                                "source", json_object_get(ev, "source"));
+    gov_audit_fields_t af = {
+        .tenant = tenant, .component = "gov-constitution", .actor = signers,
+        .action = "constitution.accepted", .outcome = "success", .subject = checksum,
+        .correlation_id = bundle_id, .details = details, .event_id = audit_id,
+    };
+    err = gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af, eb, ebsize);
+    json_decref(details);
+    return err;
+}
+
+static gov_err_t emit_rejected(ctx_t *c, json_t *ev, const gov_verdict_t *v, char *eb,
+                               size_t ebsize) {
+    const char *tenant = json_string_value(json_object_get(ev, "tenant"));
+    const char *bundle_id = json_string_value(json_object_get(ev, "event_id"));
+    uint64_t ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
+    char seed[128], audit_id[GOV_UUID_STRLEN + 1];
+    snprintf(seed, sizeof seed, "%s/constitution.rejected", bundle_id);
+    gov_uuid_v7_derive(ms, seed, audit_id);
+    json_t *details = json_pack("{s:s, s:O, s:O}", "detail", v->detail, "source",
+                                json_object_get(ev, "source"), "claimed_checksum",
+                                json_object_get(ev, "checksum"));
+    gov_audit_fields_t af = {
+        .tenant = tenant, .component = "gov-constitution", .actor = "gov-constitution",
+        .action = "constitution.rejected", .outcome = "rejected",
+        .reason = gov_reject_code(v->reason),
+        .subject = json_string_value(json_object_get(ev, "checksum")),
+        .correlation_id = bundle_id, .details = details, .event_id = audit_id,
+    };
+    gov_err_t err = gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af,
+                                     eb, ebsize);
+    json_decref(details);
+    return err;
+}
+
+/* Verifies and materializes one bundle.  Returns GOV_OK (accepted or
+ * rejected - both are handled outcomes), GOV_ERR_DUPLICATE, or a transient
+ * error for which the message is retried. */
+static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsize) {
+    json_t *ev = m->event;
+    const char *tenant = json_string_value(json_object_get(ev, "tenant"));
+    json_t *docj = json_object_get(ev, "document_json");
+    json_t *sigsj = json_object_get(ev, "signatures");
+    char offset_key[256];
+    gov_processor_offset_key(c->p, m, offset_key, sizeof offset_key);
+    gov_redis_t *r = gov_processor_redis(c->p);
+
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = json_array_size(sigsj);
+    size_t nview = nsigs > GOV_MAX_SIGNATURES ? GOV_MAX_SIGNATURES + 1 : nsigs;
+    for (size_t i = 0; i < nview; i++) {
+        json_t *s = json_array_get(sigsj, i);
+        sigs[i] = (gov_bundle_sig_t){json_string_value(json_object_get(s, "signer_id")),
+                                     json_string_value(json_object_get(s, "algorithm")),
+                                     json_string_value(json_object_get(s, "signature"))};
+    }
+    gov_bundle_in_t in = {
+        tenant, json_string_value(docj), json_string_length(docj),
+        json_string_value(json_object_get(ev, "canonicalization")),
+        json_string_value(json_object_get(ev, "hash_alg")),
+        json_string_value(json_object_get(ev, "checksum")), sigs, nsigs,
+    };
+
+    gov_err_t err = GOV_OK;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        constitution_current_t cur;
+        if ((err = constitution_store_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
+            return err;
+        gov_constitution_state_t st;
+        constitution_current_view(&cur, &st);
+        gov_verdict_t v;
+        memset(&v, 0, sizeof v);
+        if (in.document_len > (size_t)max_document) {
+            v.outcome = GOV_VERIFY_REJECT;
+            v.reason = GOV_REJECT_DOCUMENT_TOO_LARGE;
+            snprintf(v.detail, sizeof v.detail, "document of %zu bytes exceeds max_document %ld",
+                     in.document_len, max_document);
+        } else if ((err = gov_constitution_verify(&in, c->trust, &st, &v)) != GOV_OK) {
+            constitution_current_clear(&cur);
+            return err;
+        }
+        char signers[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1];
+        join_signers(&v, signers, sizeof signers);
+
+        if (v.outcome == GOV_VERIFY_ACCEPT) {
+            constitution_accepted_t a = {
+                tenant, in.checksum, in.hash_alg, in.canonicalization, v.version, signers,
+                json_string_value(json_object_get(ev, "source")),
+                json_string_value(json_object_get(ev, "event_id")), gov_now_micros(),
+                v.canonical, v.canonical_len,
+            };
+            err = constitution_store_write(r, &a, cur.checksum, offset_key,
+                                           (long long)m->kafka->offset, eb, ebsize);
+            if (err == GOV_OK) {
+                gov_log(GOV_LOG_INFO, "constitution accepted", "tenant", tenant, "version",
+                        v.version, "checksum", in.checksum, "signers", signers, (const char *)NULL);
+                gov_metric_inc(c->m_accepted, (const char *[]){tenant}, 1);
+                gov_metric_set(c->m_version, (const char *[]){tenant}, version_gauge(v.version));
+                err = emit_accepted(c, ev, v.version, signers, cur.checksum, eb, ebsize);
+            }
+        } else if (v.outcome == GOV_VERIFY_DUPLICATE) {
+            err = GOV_ERR_DUPLICATE;
+            if (cur.checksum && strcmp(cur.checksum, in.checksum) == 0) {
+                const char *prev = cur.nhistory ? cur.history[0] : NULL;
+                gov_err_t e2 = gov_redis_commandf(r, NULL, eb, ebsize, "SADD constitution:tenants %s", tenant);
+                if (e2 == GOV_OK)
+                    e2 = emit_accepted(c, ev, v.version, signers, prev, eb, ebsize);
+                if (e2 != GOV_OK)
+                    err = e2;
+            }
+            if (err == GOV_ERR_DUPLICATE) {
+                gov_err_t e3 = constitution_store_offset(r, offset_key, (long long)m->kafka->offset, eb, ebsize);
+                if (e3 != GOV_OK)
+                    err = e3;
+            }
+        } else {
+            gov_log(GOV_LOG_WARN, "constitution rejected", "tenant", tenant, "reason",
+                    gov_reject_code(v.reason), "detail", v.detail, "source",
+                    json_string_value(json_object_get(ev, "source")), (const char *)NULL);
+            gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reject_code(v.reason)}, 1);
+            err = emit_rejected(c, ev, &v, eb, ebsize);
+            if (err == GOV_OK)
+                err = constitution_store_offset(r, offset_key, (long long)m->kafka->offset, eb, ebsize);
+        }
+        gov_verdict_clear(&v);
+        constitution_current_clear(&cur);
+        if (err != GOV_ERR_CONFLICT)
+            break;
+    }
+    return err;
+}
+
+int main(int argc, char **argv) {
+    int exit_code;
+    gov_processor_t *p;
+    if (gov_processor_init(&p, &spec, config, sizeof config / sizeof config[0], argc, argv,
+                           &exit_code) != GOV_OK)
+        return exit_code;
+
+    ctx_t c = {.p = p};
+    c.trust = load_trust(trust_file);
+    if (c.trust == NULL) {
+        gov_processor_shutdown(p);
+        return 1;
+    }
+    gov_metrics_t *mr = gov_processor_metrics(p);
+    c.m_rejected = gov_metrics_counter(mr, "constitution_rejected_total",
+        "Constitution bundles rejected, by tenant and reason code.", 2,
+        (const char *[]){"tenant", "reason"});
+    c.m_accepted = gov_metrics_counter(mr, "constitution_accepted_total",
+        "Constitution bundles verified and materialized.", 1, (const char *[]){"tenant"});
+    c.m_version = gov_metrics_gauge(mr, "constitution_bundle_version",
+        "Version of the tenant's current constitution as major*1e6 + minor*1e3 + patch.", 1,
+        (const char *[]){"tenant"});
+    char n[16];
+    snprintf(n, sizeof n, "%zu", gov_trust_count(c.trust));
+    gov_log(GOV_LOG_INFO, "trust loaded", "path", trust_file, "signers", n, (const char *)NULL);
+
+    while (gov_processor_running(p)) {
+        gov_processor_msg_t m;
+        if (gov_processor_next(p, &m) != GOV_OK)
+            continue;
+        char eb[512] = "";
+        gov_err_t e = handle(&c, &m, eb, sizeof eb);
+        gov_processor_done(p, &m, e, eb);
+    }
+
+    gov_trust_free(c.trust);
+    return gov_processor_shutdown(p);
+}
