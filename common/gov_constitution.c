@@ -100,6 +100,7 @@ gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
                           char *errbuf, size_t errbuf_size) {
     gov_err_t err = GOV_ERR_CONFIG;
     json_error_t je;
+    memset(&je, 0, sizeof je); /* jansson may fail an allocation without filling it */
     gov_trust_t *t = NULL;
     json_t *root = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL || !json_is_object(root)) {

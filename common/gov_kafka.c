@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -29,6 +30,7 @@
 
 struct gov_kafka_producer {
     rd_kafka_t *rk;
+    int message_timeout_ms;  /* librdkafka gives up on a message after this */
     pthread_t poller;
     atomic_int stop;
     atomic_uint_fast64_t failed;
@@ -120,12 +122,17 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
         (err = conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size)) ||
         (err = conf_set(conf, "acks", "all", errbuf, errbuf_size)) ||
         (err = conf_set(conf, "linger.ms", "1", errbuf, errbuf_size)) ||
-        (err = conf_set(conf, "message.timeout.ms", "30000", errbuf, errbuf_size)) ||
+        (err = conf_set(conf, "message.timeout.ms", "10000", errbuf, errbuf_size)) ||
         (err = conf_set_list(conf, extra_conf, errbuf, errbuf_size)))
         goto out;
     rd_kafka_conf_set_dr_msg_cb(conf, producer_dr_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_opaque(conf, p);
+    char mt[32];
+    size_t mtlen = sizeof mt;
+    p->message_timeout_ms = 30000;
+    if (rd_kafka_conf_get(conf, "message.timeout.ms", mt, &mtlen) == RD_KAFKA_CONF_OK)
+        p->message_timeout_ms = atoi(mt);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
     if (p->rk == NULL) {
         err = GOV_ERR_KAFKA;
@@ -241,6 +248,11 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
         return GOV_ERR_KAFKA;
     }
 
+    /* Wait past librdkafka's own message timeout, so that when this returns
+     * the outcome is definite: a message reported as not sent can no longer
+     * be delivered behind the caller's back. */
+    if (timeout_ms < p->message_timeout_ms + 2000)
+        timeout_ms = p->message_timeout_ms + 2000;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;

@@ -59,7 +59,9 @@ gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
 
 /* Sends one message and waits for its acknowledgement (acks=all).  GOV_OK
  * means the broker has it; GOV_ERR_TIMEOUT or GOV_ERR_KAFKA (reason in
- * errbuf) means the caller must treat it as not sent.  On success *offset
+ * errbuf) means it was not sent and never will be: the wait is at least the
+ * producer's message.timeout.ms (default 10 s) + 2 s, so the outcome is
+ * definite when this returns.  On success *offset
  * (may be NULL) receives the message's offset. */
 gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
                                  const void *key, size_t key_len,

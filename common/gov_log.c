@@ -7,6 +7,8 @@
  */
 #include "gov_log.h"
 
+#include "gov_util.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -56,10 +58,23 @@ static void put_str(line_t *l, const char *s) {
     put_raw(l, s, strlen(s));
 }
 
-/* Appends s as the inside of a JSON string; cuts at a character boundary. */
+/* Appends s as the inside of a JSON string; cuts at a character boundary.
+ * Bytes that do not form valid UTF-8 are written as U+FFFD, so a line is
+ * valid JSON whatever a value holds. */
 static void put_escaped(line_t *l, const char *s) {
     static const char hex[] = "0123456789abcdef";
+    size_t len = strlen(s);
     for (const unsigned char *p = (const unsigned char *)s; *p && !l->full; p++) {
+        if (*p >= 0x80) {
+            size_t n = gov_utf8_seq_len(p, len - (size_t)(p - (const unsigned char *)s));
+            if (n == 0) {
+                put_raw(l, "\\ufffd", 6);
+            } else {
+                put_raw(l, (const char *)p, n);
+                p += n - 1;
+            }
+            continue;
+        }
         char esc[7];
         size_t n = 0;
         switch (*p) {

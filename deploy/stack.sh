@@ -55,6 +55,7 @@ KAFKA_PORT="${GOV_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_PORT="${GOV_REDIS_PORT:-6390}"
 GATEWAY_PORT="${GOV_GATEWAY_PORT:-8780}"
+BUNDLE_PORT="${GOV_BUNDLE_SERVER_PORT:-8790}"
 KAFKA_HEAP_OPTS="${GOV_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_READY_TIMEOUT=90
 REDIS_READY_TIMEOUT=20
@@ -520,6 +521,13 @@ write_env() {
       echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
       echo "GOV_PKCS11_TOKEN_LABEL=$TOKEN_LABEL"
       echo "GOV_PKCS11_PIN=$(sed -n 's/^GOV_PKCS11_PIN=//p' "$HSM_PINS")"
+      # The demo tenant (deploy/demo.sh): trust of gov-constitution, the local
+      # bundle server that gov-somabrain-sync polls.
+      echo "GOV_TRUST_FILE=${GOV_TRUST_FILE:-$VAR/demo/trust.json}"
+      local default_url="http://$HOST:$BUNDLE_PORT/bundles/{tenant}.json"
+      echo "GOV_SOMABRAIN_URL=${GOV_SOMABRAIN_URL:-$default_url}"
+      echo "GOV_SOMABRAIN_TENANTS=${GOV_SOMABRAIN_TENANTS:-demo}"
+      echo "GOV_BUNDLE_SERVER_PORT=$BUNDLE_PORT"
       echo "GOV_STACK_STARTED_BY=pid:$$,cmd:deploy/stack.sh,parent:${parent:-unknown},user:$(id -un)"
       echo "GOV_STACK_STARTED_AT=$(date -u +%FT%TZ)"
     } >"$tmp" )
@@ -616,11 +624,16 @@ cmd_start() {
   ensure_softhsm
   ensure_topics
   write_env
+  if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
+    # Signer keys and the trust file must exist before gov-constitution starts.
+    # shellcheck source=/dev/null
+    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" trust ) || die "deploy/demo.sh trust failed"
+  fi
   start_services
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
-    say "running deploy/demo.sh"
+    say "loading the demo tenant (deploy/demo.sh)"
     # shellcheck source=/dev/null
-    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" ) || die "deploy/demo.sh failed"
+    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" load ) || die "deploy/demo.sh load failed"
   fi
   local ms=$(( ( $(date +%s%N) - t0ns ) / 1000000 ))
   say "stack is up ($(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 ))) s)"
@@ -655,6 +668,9 @@ cmd_stop() {
   local i
   for (( i = ${#all[@]} - 1; i >= 0; i-- )); do svcs+=("${all[$i]}"); done
   stop_all "${svcs[@]}"
+  if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
+    GOV_VAR_DIR="$VAR" "$SCRIPT_DIR/demo.sh" stop || warn "deploy/demo.sh stop failed"
+  fi
   stop_all kafka
   stop_all redis
   if [[ $purge -eq 1 ]]; then

@@ -174,6 +174,11 @@ static void test_log_json_lines(void **state) {
     assert_string_equal(json_string_value(json_object_get(j, "key\x01")), "v\xc3\xa9\\");
     assert_non_null(json_string_value(json_object_get(j, "ts")));
     json_decref(j);
+    /* invalid UTF-8 in a value: the line stays valid JSON, the byte becomes U+FFFD */
+    j = capture_log(GOV_LOG_WARN, "bad", "v", "a\xff\xc3(b\xe2\x82\xac");
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "v")), "a\xef\xbf\xbd\xef\xbf\xbd(b\xe2\x82\xac");
+    json_decref(j);
     /* below the level: nothing */
     assert_null(capture_log(GOV_LOG_DEBUG, "hidden", "a", "b"));
     /* oversize values are cut but the line stays one valid JSON object */

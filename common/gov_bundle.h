@@ -1,0 +1,120 @@
+/* gov_bundle.h - the constitution bundle as it arrives on the wire.
+ *
+ * A bundle (DESIGN.md section 5) is a JSON object:
+ *   { "tenant": "acme", "document": { ... }, "canonicalization": "jcs",
+ *     "hash_alg": "sha256", "checksum": "<hex>",
+ *     "signatures": [ {"signer_id": ..., "algorithm": ..., "signature": ...} ] }
+ * This module checks that shape and turns a bundle into the ConstitutionBundle
+ * event of constitution.bundles.  It does NOT verify checksums or signatures:
+ * that is gov_constitution's job, with the configured trust.  What it
+ * guarantees is that nothing that is not even a bundle gets published.
+ *
+ * The document travels as the exact JSON text received.  Re-serializing it
+ * would change number text ("1e-7", "0.10") and escapes, and so the bytes
+ * that somabrain-json and JCS hash; so the document's raw byte span is found
+ * in the body by gov_bundle_member_span, a strict, allocation-free,
+ * non-recursive JSON scanner (RFC 8259 grammar, UTF-8 checked, escapes in
+ * member names decoded before comparing, nesting bounded).
+ *
+ * Also here: the pure schedule of gov-somabrain-sync (interval with jitter,
+ * exponential backoff), which takes its random input as an argument.
+ *
+ * Everything here is pure: no I/O, no clock, no globals.
+ * Thread-safety: reentrant; json_t arguments are only read.
+ */
+#ifndef GOV_BUNDLE_H
+#define GOV_BUNDLE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_err.h"
+
+/* Deepest nesting accepted by the scanner: the bundle object is depth 1, so
+ * the document may nest 64 deep, the bound gov_canon applies to documents. */
+#define GOV_BUNDLE_MAX_DEPTH 65
+/* Bounds of the shape check (the body size bounds everything else). */
+#define GOV_BUNDLE_MAX_SIGNATURES 256
+#define GOV_BUNDLE_MAX_FIELD 1024   /* bytes of any string member but tenant */
+
+/* Stable reason codes of a bundle that is refused before publication. */
+#define GOV_BUNDLE_REASON_INVALID_JSON "invalid_json"
+#define GOV_BUNDLE_REASON_INVALID_BUNDLE "invalid_bundle"
+#define GOV_BUNDLE_REASON_TENANT_MISMATCH "tenant_mismatch"
+#define GOV_BUNDLE_REASON_INTERNAL "internal"
+
+/* Finds the value of member `name` in the top-level JSON object text[0..len)
+ * (no NUL terminator needed) and gives its byte span: text + *off, *span_len
+ * bytes, without surrounding whitespace.  The whole text is scanned: it must
+ * be exactly one object (whitespace around it allowed), well-formed per RFC
+ * 8259, valid UTF-8 in strings, no lone surrogate escapes, nesting at most
+ * GOV_BUNDLE_MAX_DEPTH.  Member names are compared after decoding escapes, as
+ * a JSON parser would ("docum\u0065nt" is "document").
+ * Returns GOV_OK; GOV_ERR_NOT_FOUND (well-formed, no such member);
+ * GOV_ERR_PARSE (malformed, not an object, or the member appears twice);
+ * GOV_ERR_TOO_LARGE (too deep); GOV_ERR_INVALID_ARG.  errbuf (may be NULL)
+ * says what and at which byte offset.  Cost: O(len), no allocation, constant
+ * stack. */
+gov_err_t gov_bundle_member_span(const char *text, size_t len, const char *name,
+                                 size_t *off, size_t *span_len, char *errbuf,
+                                 size_t errbuf_size);
+
+/* gov_bundle_member_span for "document". */
+gov_err_t gov_bundle_extract_document_span(const char *text, size_t len, size_t *off,
+                                           size_t *span_len, char *errbuf,
+                                           size_t errbuf_size);
+
+/* Checks the shape of a parsed bundle (borrowed): an object with
+ *   tenant            string, valid tenant syntax, equal to expected_tenant
+ *                     when that is not NULL (else reason tenant_mismatch)
+ *   document          object
+ *   canonicalization, hash_alg, checksum
+ *                     non-empty strings of at most GOV_BUNDLE_MAX_FIELD bytes
+ *   signatures        array of at most GOV_BUNDLE_MAX_SIGNATURES objects, each
+ *                     with non-empty string signer_id, algorithm, signature
+ * Other members are ignored (they are not signed and do not travel).
+ * Returns GOV_OK, or GOV_ERR_VERIFY with *reason (static) set to
+ * GOV_BUNDLE_REASON_INVALID_BUNDLE or _TENANT_MISMATCH and the culprit named
+ * in errbuf (may be NULL).  Cost: O(number of signatures). */
+gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tenant,
+                                 const char **reason, char *errbuf, size_t errbuf_size);
+
+/* Parses an untrusted body (len bytes; the caller bounds len): JSON (jansson,
+ * duplicate keys refused), an object, the shape above, then the document's
+ * raw span.  On GOV_OK *bundle is a new reference (json_decref) and the
+ * document text is body + *doc_off, *doc_len bytes.  On failure *bundle is
+ * NULL and *reason (static) is one of
+ *   invalid_json      GOV_ERR_PARSE   not JSON (or not what the scanner accepts)
+ *   invalid_bundle    GOV_ERR_VERIFY  not an object, wrong shape, too deep
+ *   tenant_mismatch   GOV_ERR_VERIFY
+ *   internal          GOV_ERR_NOMEM
+ * with detail in errbuf (may be NULL; may quote bytes of the body, so a caller
+ * that logs it sanitizes it).  Cost: O(len). */
+gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_tenant,
+                           json_t **bundle, size_t *doc_off, size_t *doc_len,
+                           const char **reason, char *errbuf, size_t errbuf_size);
+
+/* Builds the ConstitutionBundle event (a new object for gov_avro_encode) of a
+ * bundle that passed gov_bundle_check_shape: event_id (UUIDv7 text),
+ * occurred_at (microseconds), tenant, document_json (doc[0..doc_len), copied
+ * byte for byte; must be valid UTF-8), canonicalization, hash_alg, checksum,
+ * signatures (only signer_id, algorithm, signature of each), source, etag
+ * (NULL -> JSON null).  Returns GOV_OK with *event new, GOV_ERR_INVALID_ARG
+ * (bundle not checked, document not UTF-8) or GOV_ERR_NOMEM. */
+gov_err_t gov_bundle_event_new(const json_t *bundle, const char *doc, size_t doc_len,
+                               const char *event_id, int64_t occurred_at_us,
+                               const char *source, const char *etag, json_t **event);
+
+/* The delay before a tenant's next fetch, in ms (always >= 1):
+ *   consecutive_failures == 0: interval_ms scaled by 1 + jitter * (2u - 1),
+ *                              i.e. uniformly within interval +/- jitter;
+ *   otherwise: min(backoff_max_ms, backoff_base_ms * 2^(failures - 1)),
+ *              jittered the same way, never above backoff_max_ms.
+ * u is a uniform random number in [0, 1) (clamped into it); jitter is a
+ * fraction in [0, 1] (clamped).  Pure; O(1); no overflow for any input. */
+long gov_bundle_sync_delay_ms(long interval_ms, double jitter, long backoff_base_ms,
+                              long backoff_max_ms, unsigned consecutive_failures,
+                              double u);
+
+#endif /* GOV_BUNDLE_H */

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# deploy/demo.sh - the demo tenant of `make run`, signed for real.
+#
+#   demo.sh trust   two Ed25519 signer keys (govctl keygen) and the trust file of
+#                   gov-constitution (threshold 2); run before the services start
+#   demo.sh load    a SomaBrain-shaped constitution for tenant "demo", signed by both
+#                   signers (govctl sign), served by a real nginx on 127.0.0.1:8790 as
+#                   /bundles/demo.json; one gov-somabrain-sync pass publishes it,
+#                   gov-constitution verifies it, gov-edge serves it
+#   demo.sh stop    stops the bundle server
+#
+# stack.sh calls it with var/stack.env in the environment. Everything lives under
+# $GOV_VAR_DIR/demo; private keys are 0600 and never leave that folder.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+VAR="$(realpath -m "${GOV_VAR_DIR:-$ROOT/var}")"
+DEMO="$VAR/demo"
+BIN="$(realpath -m "${GOV_BIN_DIR:-$ROOT/build/release/bin}")"
+GOVCTL="$BIN/govctl"
+PORT="${GOV_BUNDLE_SERVER_PORT:-8790}"
+TRUST="${GOV_TRUST_FILE:-$DEMO/trust.json}"
+NGINX_CONF="$DEMO/bundle-nginx.conf"
+NGINX_PID="$VAR/run/bundle-nginx.pid"
+SIGNERS=(human_operator somabrain_root)
+
+say()  { printf '==> %s\n' "$*"; }
+die()  { printf 'demo.sh: error: %s\n' "$*" >&2; exit 1; }
+
+json_escape_file() { # prints the file as a JSON string body (PEM: only newlines need it)
+  awk 'BEGIN { ORS = "" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print $0 "\\n" }' "$1"
+}
+
+cmd_trust() {
+  if [[ -s $TRUST ]]; then
+    return 0
+  fi
+  [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
+  mkdir -p "$DEMO/keys"
+  chmod 700 "$DEMO/keys"
+  local s first=1
+  for s in "${SIGNERS[@]}"; do
+    [[ -s "$DEMO/keys/$s.key" ]] || "$GOVCTL" keygen --signer "$s" --out "$DEMO/keys" >/dev/null
+  done
+  say "demo trust: signers ${SIGNERS[*]}, threshold 2 -> $TRUST"
+  {
+    printf '{"threshold": 2, "signers": {'
+    for s in "${SIGNERS[@]}"; do
+      [[ $first -eq 1 ]] || printf ', '
+      first=0
+      printf '"%s": "%s"' "$s" "$(json_escape_file "$DEMO/keys/$s.pub")"
+    done
+    printf '}}\n'
+  } >"$TRUST.tmp"
+  mv -f "$TRUST.tmp" "$TRUST"
+}
+
+write_nginx_conf() {
+  mkdir -p "$DEMO/somabrain/bundles" "$DEMO/nginx-tmp" "$VAR/run" "$VAR/log"
+  cat >"$NGINX_CONF" <<EOF
+# The local bundle server of the demo: real nginx serving really signed bundles.
+worker_processes 1;
+pid $NGINX_PID;
+error_log $VAR/log/bundle-nginx.log warn;
+events { worker_connections 64; }
+http {
+    access_log $VAR/log/bundle-nginx.access.log;
+    client_body_temp_path $DEMO/nginx-tmp/body;
+    proxy_temp_path $DEMO/nginx-tmp/proxy;
+    fastcgi_temp_path $DEMO/nginx-tmp/fastcgi;
+    uwsgi_temp_path $DEMO/nginx-tmp/uwsgi;
+    scgi_temp_path $DEMO/nginx-tmp/scgi;
+    types { application/json json; }
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:$PORT;
+        root $DEMO/somabrain;
+        location /bundles/ { etag on; }
+    }
+}
+EOF
+}
+
+bundle_server_up() {
+  [[ -s $NGINX_PID ]] && kill -0 "$(cat "$NGINX_PID")" 2>/dev/null
+}
+
+start_bundle_server() {
+  if bundle_server_up; then
+    return 0
+  fi
+  command -v nginx >/dev/null || die "nginx is not installed (make deps)"
+  write_nginx_conf
+  say "starting the bundle server (nginx) on 127.0.0.1:$PORT"
+  nginx -c "$NGINX_CONF" -p "$DEMO" -e "$VAR/log/bundle-nginx.log"
+  local i
+  for i in $(seq 1 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
+    sleep 0.1
+  done
+  die "the bundle server did not start; see $VAR/log/bundle-nginx.log"
+}
+
+write_bundle() {
+  local out="$DEMO/somabrain/bundles/demo.json" tmp="$DEMO/demo-bundle.json"
+  if [[ -s $out ]]; then
+    return 0
+  fi
+  cat >"$tmp" <<'EOF'
+{
+  "tenant": "demo",
+  "canonicalization": "somabrain-json",
+  "hash_alg": "sha3-512",
+  "signatures": [],
+  "document": {
+    "version": "1.0.0",
+    "tenant": "demo",
+    "title": "Demo constitution for AI agents",
+    "principles": [
+      "Agents act for their users and say what they are.",
+      "No action that exfiltrates data or disables oversight.",
+      "Risky requests go to a human before they run."
+    ],
+    "rules": {
+      "prohibited_actions": ["exfiltrate_data", "disable_audit", "delete_backups"],
+      "permitted_tool_categories": ["search", "calculator", "calendar", "email"],
+      "max_risk_score": 0.8,
+      "require_human_approval_above_risk": 0.5
+    },
+    "governance": {
+      "signature_threshold": 2,
+      "valid_signers": ["human_operator", "somabrain_root"]
+    }
+  }
+}
+EOF
+  local s
+  for s in "${SIGNERS[@]}"; do
+    "$GOVCTL" sign --signer "$s" --key "$DEMO/keys/$s.key" "$tmp" >/dev/null
+  done
+  "$GOVCTL" verify --trust "$TRUST" "$tmp" >/dev/null || die "the demo bundle does not verify"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$out"
+  say "demo constitution signed by ${SIGNERS[*]}: $out"
+}
+
+cmd_load() {
+  for b in govctl gov-somabrain-sync; do
+    [[ -x $BIN/$b ]] || { say "demo: $b not built, demo tenant not loaded"; return 0; }
+  done
+  cmd_trust
+  start_bundle_server
+  write_bundle
+  say "publishing the demo constitution (gov-somabrain-sync --once)"
+  "$BIN/gov-somabrain-sync" --once --log_level=warn || die "gov-somabrain-sync --once failed"
+  local url="${GOV_EDGE_URL:-http://127.0.0.1:8700}/v1/constitution/demo" i
+  if [[ -x $BIN/gov-edge ]]; then
+    for i in $(seq 1 100); do
+      if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url/hash") == 200 ]]; then
+        say "demo tenant is served: curl $url"
+        return 0
+      fi
+      sleep 0.1
+    done
+    die "gov-edge does not serve the demo constitution ($url); see var/log/gov-constitution.log"
+  fi
+}
+
+cmd_stop() {
+  if bundle_server_up; then
+    say "stopping the bundle server (nginx)"
+    nginx -c "$NGINX_CONF" -p "$DEMO" -e "$VAR/log/bundle-nginx.log" -s quit 2>/dev/null ||
+      kill "$(cat "$NGINX_PID")" 2>/dev/null || true
+  fi
+}
+
+case "${1:-}" in
+  trust) cmd_trust ;;
+  load) cmd_load ;;
+  stop) cmd_stop ;;
+  *) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
