@@ -107,6 +107,11 @@ integration() {
         echo "    FAIL the stack did not start; see var/log/"
         return
     fi
+    # The stack's addresses (only those: tests set everything else themselves).
+    export GOV_KAFKA_BROKERS GOV_REDIS_HOST GOV_REDIS_PORT
+    GOV_KAFKA_BROKERS=$(sed -n 's/^GOV_KAFKA_BROKERS=//p' var/stack.env)
+    GOV_REDIS_HOST=$(sed -n 's/^GOV_REDIS_HOST=//p' var/stack.env)
+    GOV_REDIS_PORT=$(sed -n 's/^GOV_REDIS_PORT=//p' var/stack.env)
     for t in build/release/itests/test_*; do
         [ -x "$t" ] && run_cmocka "itest-$(basename "$t")" "$t"
     done
