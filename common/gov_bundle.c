@@ -477,7 +477,7 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
     }
     *bundle = NULL;
     memset(&jerr, 0, sizeof jerr);
-    b = json_loadb(body ? body : "", len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    b = json_loadb(body ? body : "", len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (b == NULL) {
         /* jansson fails some allocations without setting an error at all */
         if (json_error_code(&jerr) == json_error_out_of_memory || jerr.text[0] == '\0') {

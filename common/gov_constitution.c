@@ -85,14 +85,17 @@ void gov_trust_free(gov_trust_t *t) {
 int gov_trust_threshold(const gov_trust_t *t) { return t->threshold; }
 size_t gov_trust_count(const gov_trust_t *t) { return t->n; }
 
-static int signer_id_valid(const char *s) {
-    size_t n = strlen(s);
+int gov_signer_id_valid(const char *s) {
+    size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > GOV_SIGNER_ID_MAX)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-' || s[i] == '.' ||
-              s[i] == '@' || s[i] == ':'))
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        /* explicit ranges: the syntax must not depend on the locale */
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!(alnum || c == '_' || c == '-' || c == '.' || c == '@' || c == ':'))
             return 0;
+    }
     return 1;
 }
 
@@ -140,7 +143,7 @@ gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
     }
     t->threshold = (int)json_integer_value(th);
     json_object_foreach(sg, k, v) {
-        if (!signer_id_valid(k)) {
+        if (!gov_signer_id_valid(k)) {
             snprintf(errbuf, errbuf_size, "trust file: invalid signer id \"%.64s\"", k);
             goto out;
         }
@@ -541,7 +544,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
                          s->algorithm ? s->algorithm : "(none)");
             goto out;
         }
-        if (s->signer_id == NULL || !signer_id_valid(s->signer_id)) {
+        if (s->signer_id == NULL || !gov_signer_id_valid(s->signer_id)) {
             err = reject(v, GOV_REJECT_MALFORMED_SIGNATURE, "signature %zu has no valid signer_id", i);
             goto out;
         }

@@ -85,6 +85,10 @@ const char *gov_reject_code(gov_reject_t r);
 
 /* --- trust ----------------------------------------------------------------- */
 
+/* 1 when s is a signer id: 1..GOV_SIGNER_ID_MAX chars of [A-Za-z0-9_.@:-]
+ * (locale-independent; no '/', so an id is also a safe file name stem). */
+int gov_signer_id_valid(const char *s);
+
 typedef struct gov_trust gov_trust_t;
 
 /* Parses {"threshold": N, "signers": {"<signer_id>": "<Ed25519 public key,

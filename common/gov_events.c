@@ -16,7 +16,7 @@ gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *re
     if (err != GOV_OK)
         return err;
     err = gov_kafka_produce_sync(p, topic, key, strlen(key), buf, len, NULL, 0,
-                                 GOV_EVENTS_ACK_TIMEOUT_MS, NULL, errbuf, errbuf_size);
+                                 GOV_EVENTS_ACK_TIMEOUT_MS, NULL, NULL, errbuf, errbuf_size);
     gov_free(buf);
     return err;
 }

@@ -41,6 +41,7 @@ typedef struct sync_waiter {
     pthread_cond_t cv;
     int done;
     rd_kafka_resp_err_t err;
+    int32_t partition;
     int64_t offset;
     atomic_int refs;
 } sync_waiter_t;
@@ -70,6 +71,7 @@ static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
         w->done = 1;
         w->err = m->err;
         w->offset = m->offset;
+        w->partition = m->partition;
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
         waiter_release(w);
@@ -226,7 +228,7 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
                                  const void *value, size_t len,
                                  const gov_kafka_header_t *headers,
                                  size_t nheaders, int timeout_ms,
-                                 int64_t *offset, char *errbuf,
+                                 int32_t *partition, int64_t *offset, char *errbuf,
                                  size_t errbuf_size) {
     sync_waiter_t *w = gov_calloc(1, sizeof *w);
     if (w == NULL)
@@ -277,6 +279,8 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
     }
     if (err == GOV_OK && offset)
         *offset = w->offset;
+    if (err == GOV_OK && partition)
+        *partition = w->partition;
     pthread_mutex_unlock(&w->mu);
     waiter_release(w);
     return err;

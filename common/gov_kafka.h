@@ -61,14 +61,14 @@ gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
  * means the broker has it; GOV_ERR_TIMEOUT or GOV_ERR_KAFKA (reason in
  * errbuf) means it was not sent and never will be: the wait is at least the
  * producer's message.timeout.ms (default 10 s) + 2 s, so the outcome is
- * definite when this returns.  On success *offset
- * (may be NULL) receives the message's offset. */
+ * definite when this returns.  On success *partition and *offset
+ * (each may be NULL) receive where the message was written. */
 gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
                                  const void *key, size_t key_len,
                                  const void *value, size_t len,
                                  const gov_kafka_header_t *headers,
                                  size_t nheaders, int timeout_ms,
-                                 int64_t *offset, char *errbuf,
+                                 int32_t *partition, int64_t *offset, char *errbuf,
                                  size_t errbuf_size);
 
 /* Messages whose delivery failed after queueing, since start. */

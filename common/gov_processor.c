@@ -297,7 +297,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
     };
     gov_err_t err = gov_kafka_produce_sync(p->producer, dlq, km->key, km->key_len,
                                            km->value, km->len, h, sizeof h / sizeof h[0],
-                                           (int)p->dlq_timeout_ms, NULL, eb, sizeof eb);
+                                           (int)p->dlq_timeout_ms, NULL, NULL, eb, sizeof eb);
     if (err != GOV_OK) {
         backoff_and_rewind(p, km, eb);
         return;

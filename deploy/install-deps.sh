@@ -25,7 +25,8 @@ BUILD_PKGS=(
 # libvectorscan-dev conflicts with (and replaces) libhyperscan-dev: apt removes
 # the latter when it installs the former. That is intended.
 RUNTIME_PKGS=(
-  redis-server redis-tools softhsm2 opensc nginx kcat prometheus curl ca-certificates
+  redis-server redis-tools softhsm2 opensc nginx kcat prometheus curl
+  python3 python3-cryptography wrk ca-certificates
 )
 JAVA_PKG=openjdk-17-jre-headless
 MAVEN_PKG=maven

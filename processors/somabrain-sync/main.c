@@ -352,7 +352,7 @@ static void audit_failure(app_t *a, const tenant_t *t, const char *reason, long 
     if ((err = gov_avro_encode(a->avro, "AuditEvent", ev, &buf, &len, eb, sizeof eb)) != GOV_OK)
         goto out;
     err = gov_kafka_produce_sync(a->producer, TOPIC_AUDIT, t->id, strlen(t->id), buf, len, NULL,
-                                 0, (int)produce_timeout_ms + 2000, NULL, eb, sizeof eb);
+                                 0, (int)produce_timeout_ms + 2000, NULL, NULL, eb, sizeof eb);
     gov_status_set(a->status, "kafka", err == GOV_OK ? GOV_STATUS_OK : GOV_STATUS_ERROR,
                    err == GOV_OK ? NULL : REASON_KAFKA, NULL);
 out:
@@ -431,7 +431,7 @@ static int publish(app_t *a, tenant_t *t, const somabrain_fetch_result_t *res) {
     /* message.timeout.ms = produce_timeout, so by the end of this wait the
      * message is either acknowledged or definitely failed. */
     err = gov_kafka_produce_sync(a->producer, TOPIC_BUNDLES, t->id, strlen(t->id), buf, len,
-                                 NULL, 0, (int)produce_timeout_ms + 2000, &offset, eb, sizeof eb);
+                                 NULL, 0, (int)produce_timeout_ms + 2000, NULL, &offset, eb, sizeof eb);
     if (err != GOV_OK) {
         gov_status_set(a->status, "kafka", GOV_STATUS_ERROR, REASON_KAFKA, NULL);
         record_failure(a, t, REASON_KAFKA, 200, eb);

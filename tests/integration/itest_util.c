@@ -358,7 +358,7 @@ pid_t itest_private_redis(const char *name, int *port) {
 void itest_produce_raw(const char *topic, const char *key, const void *buf, size_t len) {
     char eb[256];
     if (gov_kafka_produce_sync(itest_producer(), topic, key, strlen(key), buf, len, NULL, 0,
-                               15000, NULL, eb, sizeof eb) != GOV_OK)
+                               15000, NULL, NULL, eb, sizeof eb) != GOV_OK)
         fail_msg("produce to %s: %s", topic, eb);
 }
 

@@ -20,4 +20,11 @@ const char *govctl_env(const char *name, const char *fallback);
 
 int govctl_cmd_audit(int argc, char **argv);
 
+/* cmd_constitution.c: argv[0] is the subcommand's name. */
+int govctl_cmd_checksum(int argc, char **argv);
+int govctl_cmd_keygen(int argc, char **argv);
+int govctl_cmd_sign(int argc, char **argv);
+int govctl_cmd_verify(int argc, char **argv);
+int govctl_cmd_publish(int argc, char **argv);
+
 #endif

@@ -43,6 +43,18 @@ static void usage(FILE *out) {
           "\n"
           "commands:\n"
           "  audit verify --tenant T   walk audit:{T} and check its hash chain\n"
+          "  checksum [--canonicalization jcs|somabrain-json] [--hash-alg sha3-512|sha256]\n"
+          "           [--print-canonical] FILE|-\n"
+          "                            checksum (or canonical bytes) of a JSON document;\n"
+          "                            defaults: somabrain-json, sha3-512\n"
+          "  keygen --signer ID --out DIR\n"
+          "                            new Ed25519 pair DIR/ID.key (PKCS#8, 0600) + DIR/ID.pub\n"
+          "  sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json\n"
+          "                            check the bundle's checksum, add ID's signature\n"
+          "  verify --trust TRUST.json [--current-version V --current-checksum C] BUNDLE.json\n"
+          "                            every verification rule, offline, as gov-constitution\n"
+          "  publish --tenant T [--brokers B] [--source S] BUNDLE.json\n"
+          "                            produce the bundle to constitution.bundles (acks=all)\n"
           "\n"
           "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
@@ -63,6 +75,16 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "audit") == 0)
         return govctl_cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "checksum") == 0)
+        return govctl_cmd_checksum(argc - 1, argv + 1);
+    if (strcmp(cmd, "keygen") == 0)
+        return govctl_cmd_keygen(argc - 1, argv + 1);
+    if (strcmp(cmd, "sign") == 0)
+        return govctl_cmd_sign(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return govctl_cmd_verify(argc - 1, argv + 1);
+    if (strcmp(cmd, "publish") == 0)
+        return govctl_cmd_publish(argc - 1, argv + 1);
     usage(stderr);
     return govctl_usage("unknown command '%s'", cmd);
 }

@@ -1,0 +1,1077 @@
+/* cmd_constitution.c - govctl checksum | keygen | sign | verify | publish.
+ *
+ * The operator's side of signed constitutions (DESIGN.md section 5).  Every
+ * rule lives in libgov and is only called from here: gov_canon computes
+ * checksums, gov_constitution verifies (so `govctl verify` answers exactly
+ * what gov-constitution would), gov_bundle checks the shape, finds the
+ * document's raw bytes and builds the ConstitutionBundle event, gov_avro and
+ * gov_kafka put it on constitution.bundles.  What this file adds is file
+ * handling: bounded reads, keys written with O_EXCL and the right modes,
+ * and bundles rewritten atomically (temp file, fsync, rename).
+ *
+ * The document of a bundle is never re-serialized.  Its number spellings
+ * ("1e-7", "0.10") and escapes are what the signer hashed, so `sign` splices
+ * the raw text found by gov_bundle_extract_document_span into its output
+ * and re-reads that output with gov_bundle_parse before writing it: if the
+ * span did not survive byte for byte, nothing is written.
+ *
+ * What it does not do: verify on publish (gov-constitution does), read
+ * encrypted keys (no passphrase prompt: the CLI must never block on a tty),
+ * print key material.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gov_alloc.h"
+#include "gov_avro.h"
+#include "gov_bundle.h"
+#include "gov_canon.h"
+#include "gov_constitution.h"
+#include "gov_kafka.h"
+#include "gov_util.h"
+#include "govctl.h"
+
+/* Largest bundle, document or trust file read (the Avro limit of 1 MiB per
+ * message bounds what can be published long before this). */
+#define GOVCTL_MAX_INPUT (8u << 20)
+/* Largest private key file: an Ed25519 PKCS#8 PEM is 119 bytes. */
+#define GOVCTL_MAX_KEY_FILE (64u << 10)
+#define GOVCTL_MAX_SOURCE 256
+
+#define TOPIC_BUNDLES "constitution.bundles"
+/* The acknowledgement wait of publish.  librdkafka's own message timeout is
+ * set below it, so when the wait ends the message has either been
+ * acknowledged or definitely failed: never "maybe sent later". */
+#define PUBLISH_ACK_TIMEOUT_MS 15000
+#define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
+
+#define DEFAULT_CANONICALIZATION "somabrain-json"
+#define DEFAULT_HASH_ALG "sha3-512"
+
+/* --- shared helpers ---------------------------------------------------------- */
+
+/* Replaces, in place, what a terminal could take for a command: C0 and C1
+ * controls, DEL, and bytes that are not well-formed UTF-8.  Error details
+ * quote bytes of untrusted files (jansson's "near '...'", member values). */
+static void make_printable(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    size_t left = strlen(s);
+    while (left > 0) {
+        size_t n = *p < 0x80 ? 1 : gov_utf8_seq_len(p, left);
+        if (n == 0 || *p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+            for (size_t i = 0; i < (n ? n : 1); i++)
+                p[i] = '?';
+            n = n ? n : 1;
+        }
+        p += n;
+        left -= n;
+    }
+}
+
+/* govctl_fail with the message made printable. */
+static int fail_clean(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail_clean(const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    make_printable(msg);
+    return govctl_fail(code, "%s", msg);
+}
+
+/* A bad option seen by getopt_long (optstring starts with ':', opterr 0). */
+static int bad_option(int argc, char **argv, int c, const char *help) {
+    char shortopt[3] = {'-', (char)(optopt ? optopt : '?'), 0};
+    const char *opt = optind >= 1 && optind - 1 < argc && argv[optind - 1][0] == '-'
+                          ? argv[optind - 1] : shortopt;
+    if (c == ':')
+        return govctl_usage("%s  [option '%s' needs a value]", help, opt);
+    return govctl_usage("%s  [unknown option '%s']", help, opt);
+}
+
+/* Signer ids have no '/', so an id is also a safe file name stem. */
+#define signer_id_valid gov_signer_id_valid
+
+static int hash_alg_known(const char *alg) {
+    return alg && (strcmp(alg, "sha3-512") == 0 || strcmp(alg, "sha256") == 0);
+}
+
+/* Reads path ("-": stdin) into new memory *out (gov_free; NUL-terminated,
+ * *out_len bytes without it), at most max bytes.  A secret (a private key)
+ * is read into one buffer of max + 1 bytes that is never reallocated, so the
+ * caller can cleanse the only copy.  Returns GOVCTL_OK or, after printing
+ * io_error / too_large, GOVCTL_FAIL.  Cost: O(file size). */
+static int slurp(const char *path, size_t max, int secret, char **out, size_t *out_len) {
+    int is_stdin = strcmp(path, "-") == 0;
+    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    int rc = GOVCTL_FAIL;
+    size_t cap = secret ? max + 1 : 4096, len = 0;
+    char *buf = NULL;
+    *out = NULL;
+    *out_len = 0;
+    if (fd < 0)
+        return fail_clean("io_error", "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = fail_clean("io_error", "%s is a directory", path);
+        goto out;
+    }
+    if ((buf = gov_malloc(cap + 1)) == NULL) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (secret || cap > max) {
+                rc = fail_clean("too_large", "%s is larger than %zu bytes", path, max);
+                goto out;
+            }
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *nb = gov_realloc(buf, ncap + 1);
+            if (nb == NULL) {
+                rc = fail_clean("internal_error", "out of memory");
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail_clean("io_error", "cannot read %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > max) {
+        rc = fail_clean("too_large", "%s is larger than %zu bytes", path, max);
+        goto out;
+    }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    rc = GOVCTL_OK;
+out:
+    if (buf) {
+        if (secret)
+            OPENSSL_cleanse(buf, cap + 1);
+        gov_free(buf);
+    }
+    if (!is_stdin)
+        close(fd);
+    return rc;
+}
+
+/* Prints a gov_canon error ("reason: detail") with its reason as the code,
+ * or with `fallback` when errbuf does not start with a snake_case reason. */
+static int fail_canon(const char *what, const char *eb, const char *fallback) {
+    char code[48];
+    size_t n = 0;
+    while (n + 1 < sizeof code &&
+           ((eb[n] >= 'a' && eb[n] <= 'z') || (eb[n] >= '0' && eb[n] <= '9') || eb[n] == '_')) {
+        code[n] = eb[n];
+        n++;
+    }
+    code[n] = 0;
+    if (n == 0 || eb[n] != ':')
+        return fail_clean(fallback, "%s: %s", what, eb);
+    const char *detail = eb + n + 1;
+    while (*detail == ' ')
+        detail++;
+    return fail_clean(code, "%s: %s", what, detail);
+}
+
+/* Flushes stdout; a full disk or a closed pipe is an error, not success. */
+static int finish_stdout(int rc) {
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return fail_clean("io_error", "cannot write to standard output: %s", strerror(errno));
+    return rc;
+}
+
+/* fsyncs the directory holding path, so a created or renamed entry is
+ * durable.  Best effort: some file systems refuse fsync on directories. */
+static void fsync_parent(const char *path) {
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Replaces target with data atomically: a temp file in the same directory,
+ * written and fsynced, then renamed over target (a symlink is followed, so
+ * the file it points to is replaced).  The new file keeps target's mode, or
+ * gets 0666 & ~umask when target does not exist yet.  On failure target is
+ * untouched and the temp file removed. */
+static int write_atomically(const char *target, const char *data, size_t len) {
+    char path[PATH_MAX], tmp[PATH_MAX + 32];
+    struct stat st;
+    mode_t mode;
+    if (realpath(target, path) == NULL) {
+        if (errno != ENOENT)
+            return fail_clean("io_error", "cannot resolve %s: %s", target, strerror(errno));
+        if (snprintf(path, sizeof path, "%s", target) >= (int)sizeof path)
+            return fail_clean("io_error", "path too long: %s", target);
+    }
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return fail_clean("io_error", "%s is not a regular file", path);
+        mode = st.st_mode & 07777;
+    } else {
+        mode_t um = umask(0);
+        umask(um);
+        mode = 0666 & ~um;
+    }
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(tmp, sizeof tmp, "%.*s/.%s.govctl-XXXXXX", (int)(slash - path), path, slash + 1);
+    else
+        snprintf(tmp, sizeof tmp, ".%s.govctl-XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return fail_clean("io_error", "cannot create a temporary file next to %s: %s", path,
+                           strerror(errno));
+    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return fail_clean("io_error", "cannot write %s: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return fail_clean("io_error", "cannot replace %s: %s", path, strerror(e));
+    }
+    fsync_parent(path);
+    return GOVCTL_OK;
+}
+
+/* --- checksum ---------------------------------------------------------------- */
+
+int govctl_cmd_checksum(int argc, char **argv) {
+    static const char *help =
+        "govctl checksum [--canonicalization jcs|somabrain-json] [--hash-alg sha3-512|sha256] "
+        "[--print-canonical] FILE|-";
+    static const struct option opts[] = {
+        {"canonicalization", required_argument, NULL, 'c'},
+        {"hash-alg", required_argument, NULL, 'a'},
+        {"print-canonical", no_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *canon_name = DEFAULT_CANONICALIZATION, *alg = DEFAULT_HASH_ALG;
+    int print_canonical = 0, c;
+    gov_canon_t kind;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:a:p", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': canon_name = optarg; break;
+        case 'a': alg = optarg; break;
+        case 'p': print_canonical = 1; break;
+        default: return bad_option(argc, argv, c, help);
+        }
+    }
+    if (gov_canon_from_name(canon_name, &kind) != 0)
+        return govctl_usage("%s  [unknown canonicalization '%s']", help, canon_name);
+    if (!hash_alg_known(alg))
+        return govctl_usage("%s  [unknown hash algorithm '%s']", help, alg);
+    if (argc - optind != 1)
+        return govctl_usage("%s  [exactly one FILE is required]", help);
+    const char *path = argv[optind];
+
+    char *text = NULL, *canon = NULL, eb[256] = "";
+    size_t len = 0, canon_len = 0;
+    json_t *doc = NULL;
+    int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &text, &len);
+    if (rc != GOVCTL_OK)
+        return rc;
+    gov_err_t err = gov_canon_parse(text, len, &doc, eb, sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_canon(path, eb, err == GOV_ERR_NOMEM ? "internal_error" : "invalid_json");
+        goto out;
+    }
+    if (print_canonical) {
+        err = gov_canon_serialize(doc, kind, &canon, &canon_len, eb, sizeof eb);
+        if (err != GOV_OK) {
+            rc = fail_canon(path, eb, "unsupported");
+            goto out;
+        }
+        fwrite(canon, 1, canon_len, stdout);
+    } else {
+        char hex[GOV_CANON_HEX_MAX];
+        err = gov_canon_checksum(doc, kind, alg, hex, eb, sizeof eb);
+        if (err != GOV_OK) {
+            rc = fail_canon(path, eb, "unsupported");
+            goto out;
+        }
+        printf("%s\n", hex);
+    }
+    rc = finish_stdout(GOVCTL_OK);
+out:
+    json_decref(doc);
+    gov_free(canon);
+    gov_free(text);
+    return rc;
+}
+
+/* --- keygen ------------------------------------------------------------------ */
+
+/* Writes the PEM of key (private: PKCS#8, else SubjectPublicKeyInfo) to fd
+ * and fsyncs it.  OpenSSL cleanses its own encoding buffers.  Returns 0/-1. */
+static int write_pem(int fd, EVP_PKEY *key, int private_key) {
+    BIO *bio = BIO_new_fd(fd, BIO_NOCLOSE);
+    int ok = bio != NULL &&
+             (private_key ? PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)
+                          : PEM_write_bio_PUBKEY(bio, key)) == 1 &&
+             BIO_flush(bio) == 1;
+    BIO_free(bio);
+    return ok && fsync(fd) == 0 ? 0 : -1;
+}
+
+int govctl_cmd_keygen(int argc, char **argv) {
+    static const char *help = "govctl keygen --signer ID --out DIR";
+    static const struct option opts[] = {
+        {"signer", required_argument, NULL, 's'},
+        {"out", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *signer = NULL, *dir = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":s:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': signer = optarg; break;
+        case 'o': dir = optarg; break;
+        default: return bad_option(argc, argv, c, help);
+        }
+    }
+    if (signer == NULL || dir == NULL || dir[0] == 0)
+        return govctl_usage("%s  [--signer and --out are required]", help);
+    if (!signer_id_valid(signer))
+        return govctl_usage("%s  [signer id must be 1..%d chars of A-Z a-z 0-9 _ - . @ :]",
+                            help, GOV_SIGNER_ID_MAX);
+    if (optind != argc)
+        return govctl_usage("%s  [unexpected argument '%s']", help, argv[optind]);
+
+    char dirbuf[PATH_MAX];
+    if (snprintf(dirbuf, sizeof dirbuf, "%s", dir) >= (int)sizeof dirbuf)
+        return fail_clean("io_error", "path too long: %s", dir);
+    for (size_t n = strlen(dirbuf); n > 1 && dirbuf[n - 1] == '/'; n--)
+        dirbuf[n - 1] = 0; /* "keys/" -> "keys", so the printed paths are clean */
+    dir = dirbuf;
+    const char *sep = strcmp(dir, "/") == 0 ? "" : "/";
+    char keypath[PATH_MAX], pubpath[PATH_MAX];
+    if (snprintf(keypath, sizeof keypath, "%s%s%s.key", dir, sep, signer) >= (int)sizeof keypath ||
+        snprintf(pubpath, sizeof pubpath, "%s%s%s.pub", dir, sep, signer) >= (int)sizeof pubpath)
+        return fail_clean("io_error", "path too long under %s", dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return fail_clean("io_error", "cannot create %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fail_clean("io_error", "%s is not a directory", dir);
+
+    int rc = GOVCTL_FAIL, fdk = -1, fdp = -1, created_key = 0, created_pub = 0;
+    EVP_PKEY *key = NULL;
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    if (kc == NULL || EVP_PKEY_keygen_init(kc) != 1 || EVP_PKEY_keygen(kc, &key) != 1) {
+        rc = fail_clean("crypto_error", "Ed25519 key generation failed");
+        goto out;
+    }
+    /* O_EXCL: an existing private key is never overwritten (nor is a key
+     * created through a planted symlink). */
+    fdk = open(keypath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fdk < 0) {
+        rc = errno == EEXIST ? fail_clean("key_exists", "%s exists; it is never overwritten", keypath)
+                             : fail_clean("io_error", "cannot create %s: %s", keypath, strerror(errno));
+        goto out;
+    }
+    created_key = 1;
+    /* A stale public key next to a new private key would mislead whoever
+     * builds the trust file, so the pair is created together or not at all. */
+    fdp = open(pubpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fdp < 0) {
+        rc = errno == EEXIST ? fail_clean("key_exists", "%s exists; it is never overwritten", pubpath)
+                             : fail_clean("io_error", "cannot create %s: %s", pubpath, strerror(errno));
+        goto out;
+    }
+    created_pub = 1;
+    /* Exact modes whatever the umask. */
+    if (fchmod(fdk, 0600) != 0 || fchmod(fdp, 0644) != 0) {
+        rc = fail_clean("io_error", "cannot set file modes in %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (write_pem(fdk, key, 1) != 0) {
+        rc = fail_clean("io_error", "cannot write %s", keypath);
+        goto out;
+    }
+    if (write_pem(fdp, key, 0) != 0) {
+        rc = fail_clean("io_error", "cannot write %s", pubpath);
+        goto out;
+    }
+    if (close(fdk) != 0 || close(fdp) != 0) {
+        fdk = fdp = -1;
+        rc = fail_clean("io_error", "cannot close the key files in %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    fdk = fdp = -1;
+    fsync_parent(keypath);
+    printf("%s\n%s\n", keypath, pubpath);
+    rc = finish_stdout(GOVCTL_OK);
+out:
+    if (fdk >= 0)
+        close(fdk);
+    if (fdp >= 0)
+        close(fdp);
+    if (rc != GOVCTL_OK) {
+        if (created_key)
+            unlink(keypath);
+        if (created_pub)
+            unlink(pubpath);
+    }
+    EVP_PKEY_free(key);
+    EVP_PKEY_CTX_free(kc);
+    ERR_clear_error();
+    return rc;
+}
+
+/* --- sign -------------------------------------------------------------------- */
+
+/* Refuses every passphrase request: an encrypted key fails instead of
+ * blocking on a terminal prompt. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* Loads an Ed25519 private key from a PEM file into *out. */
+static int load_private_key(const char *path, EVP_PKEY **out) {
+    char *pem = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rc = slurp(path, GOVCTL_MAX_KEY_FILE, 1, &pem, &len);
+    if (rc != GOVCTL_OK)
+        return rc;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(pem, GOVCTL_MAX_KEY_FILE + 1);
+    gov_free(pem);
+    ERR_clear_error();
+    if (key == NULL)
+        return fail_clean("key_invalid", "%s is not a PEM private key (encrypted keys are not "
+                           "supported)", path);
+    if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
+        const char *type = EVP_PKEY_get0_type_name(key);
+        EVP_PKEY_free(key);
+        return fail_clean("key_invalid", "%s is %s %s key, not Ed25519", path,
+                           type ? "an" : "a", type ? type : "non-Ed25519");
+    }
+    *out = key;
+    return GOVCTL_OK;
+}
+
+/* Computes the checksum of the raw document text the way
+ * gov_constitution_verify does (gov_canon_parse of the text, then
+ * gov_canon_checksum).  On failure prints the reject code of the rule that
+ * verify would apply and returns GOVCTL_FAIL. */
+static int document_checksum(const char *doc, size_t doc_len, const char *canon_name,
+                             const char *alg, char hex[GOV_CANON_HEX_MAX]) {
+    gov_canon_t kind;
+    json_t *parsed = NULL;
+    char eb[256] = "";
+    if (gov_canon_from_name(canon_name, &kind) != 0)
+        return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_CANONICALIZATION),
+                           "canonicalization \"%.40s\" is not jcs or somabrain-json",
+                           canon_name ? canon_name : "(not a string)");
+    if (!hash_alg_known(alg))
+        return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_HASH_ALGORITHM),
+                           "hash_alg \"%.40s\" is not sha3-512 or sha256",
+                           alg ? alg : "(not a string)");
+    gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, eb, sizeof eb);
+    if (err == GOV_ERR_NOMEM)
+        return fail_clean("internal_error", "out of memory");
+    if (err != GOV_OK || !json_is_object(parsed)) {
+        json_decref(parsed);
+        return fail_clean(gov_reject_code(GOV_REJECT_MALFORMED_DOCUMENT), "document: %s",
+                           err != GOV_OK ? eb : "not a JSON object");
+    }
+    err = gov_canon_checksum(parsed, kind, alg, hex, eb, sizeof eb);
+    json_decref(parsed);
+    if (err != GOV_OK)
+        return fail_clean(err == GOV_ERR_NOMEM ? "internal_error"
+                                                : gov_reject_code(GOV_REJECT_MALFORMED_DOCUMENT),
+                           "document cannot be canonicalized: %s", eb);
+    return GOVCTL_OK;
+}
+
+/* Ed25519 signature of the ASCII checksum hex, as lowercase hex; the
+ * signature is checked with the same key before it is used, so a faulty
+ * computation is never written out. */
+static int sign_checksum(EVP_PKEY *key, const char *checksum, char out[129]) {
+    unsigned char sig[64];
+    size_t sl = sizeof sig;
+    int ok = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+        EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)checksum, strlen(checksum)) == 1 &&
+        sl == sizeof sig) {
+        EVP_MD_CTX_free(ctx);
+        ctx = EVP_MD_CTX_new();
+        ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+             EVP_DigestVerify(ctx, sig, sl, (const unsigned char *)checksum,
+                              strlen(checksum)) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    if (!ok)
+        return fail_clean("crypto_error", "Ed25519 signing failed");
+    gov_hex_encode(sig, sizeof sig, out);
+    return GOVCTL_OK;
+}
+
+/* A growing output buffer; `failed` sticks after an allocation failure. */
+typedef struct outbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} outbuf_t;
+
+static void out_put(outbuf_t *o, const char *s, size_t n) {
+    if (o->failed)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *p = gov_realloc(o->p, cap);
+        if (p == NULL) {
+            o->failed = 1;
+            return;
+        }
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = 0;
+}
+
+static void out_str(outbuf_t *o, const char *s) { out_put(o, s, strlen(s)); }
+
+/* Appends the compact JSON text of v (borrowed). */
+static void out_json(outbuf_t *o, const json_t *v) {
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (s == NULL) {
+        o->failed = 1;
+        return;
+    }
+    out_str(o, s);
+    gov_free(s);
+}
+
+/* The bundle as text: members in their order, one per line; "document" is
+ * the raw text doc[0..doc_len) spliced in unchanged, the other members are
+ * re-serialized (they are not signed), signatures one per line.  Returns new
+ * memory (gov_free) or NULL when out of memory. */
+static char *render_bundle(const json_t *b, const char *doc, size_t doc_len, size_t *out_len) {
+    outbuf_t o = {0};
+    const char *k;
+    size_t klen, i = 0, n = json_object_size(b);
+    json_t *v;
+    out_str(&o, "{\n");
+    json_object_keylen_foreach((json_t *)b, k, klen, v) {
+        json_t *name = json_stringn(k, klen);
+        out_str(&o, "  ");
+        out_json(&o, name);
+        json_decref(name);
+        out_str(&o, ": ");
+        if (klen == 8 && memcmp(k, "document", 8) == 0) {
+            out_put(&o, doc, doc_len);
+        } else if (klen == 10 && memcmp(k, "signatures", 10) == 0 && json_is_array(v) &&
+                   json_array_size(v) > 0) {
+            out_str(&o, "[\n");
+            for (size_t j = 0; j < json_array_size(v); j++) {
+                out_str(&o, "    ");
+                out_json(&o, json_array_get(v, j));
+                out_str(&o, j + 1 < json_array_size(v) ? ",\n" : "\n");
+            }
+            out_str(&o, "  ]");
+        } else {
+            out_json(&o, v);
+        }
+        out_str(&o, ++i < n ? ",\n" : "\n");
+    }
+    out_str(&o, "}\n");
+    if (o.failed) {
+        gov_free(o.p);
+        return NULL;
+    }
+    *out_len = o.len;
+    return o.p;
+}
+
+/* Sets member name of b to a default string when it is absent. */
+static int set_default(json_t *b, const char *name, const char *value) {
+    if (json_object_get(b, name) != NULL)
+        return 0;
+    return json_object_set_new(b, name, json_string(value));
+}
+
+/* The signatures with signer's entry replaced by (or, when absent, followed
+ * by) {signer_id, algorithm: "ed25519", signature}; a signer listed more
+ * than once keeps one entry.  Returns a new array, or NULL. */
+static json_t *signatures_with(const json_t *old, const char *signer, const char *sig_hex) {
+    json_t *sigs = json_array();
+    json_t *mine = json_pack("{s:s, s:s, s:s}", "signer_id", signer, "algorithm", "ed25519",
+                             "signature", sig_hex);
+    int placed = 0;
+    if (sigs == NULL || mine == NULL)
+        goto fail;
+    for (size_t i = 0; i < json_array_size(old); i++) {
+        json_t *s = json_array_get(old, i);
+        const char *id = json_string_value(json_object_get(s, "signer_id"));
+        if (id && strcmp(id, signer) == 0) {
+            if (!placed && json_array_append(sigs, mine) != 0)
+                goto fail;
+            placed = 1;
+        } else if (json_array_append(sigs, s) != 0) {
+            goto fail;
+        }
+    }
+    if (!placed && json_array_append(sigs, mine) != 0)
+        goto fail;
+    json_decref(mine);
+    return sigs;
+fail:
+    json_decref(mine);
+    json_decref(sigs);
+    return NULL;
+}
+
+static int sign_bundle(const char *path, const char *target, const char *signer, EVP_PKEY *key) {
+    char *body = NULL, *text = NULL, eb[512] = "";
+    char hex[GOV_CANON_HEX_MAX], sig_hex[129];
+    size_t len = 0, doc_off = 0, doc_len = 0, text_len = 0, chk_off = 0, chk_len = 0;
+    json_t *b = NULL, *chk = NULL;
+    json_error_t je;
+    const char *reason = NULL;
+    int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len);
+    if (rc != GOVCTL_OK)
+        return rc;
+    rc = GOVCTL_FAIL;
+
+    /* The bundle as gov_bundle_parse reads it (jansson, duplicate keys
+     * refused; then the strict scanner for the document's raw bytes), but
+     * before the shape check: an unsigned bundle may lack checksum and
+     * signatures, which are completed here. */
+    memset(&je, 0, sizeof je);
+    b = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (b == NULL) {
+        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_JSON, "%s: not JSON: %s at byte %d", path,
+                         je.text, je.position);
+        goto out;
+    }
+    if (!json_is_object(b)) {
+        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: bundle is not a JSON object", path);
+        goto out;
+    }
+    gov_err_t err = gov_bundle_extract_document_span(body, len, &doc_off, &doc_len, eb, sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_clean(err == GOV_ERR_PARSE ? GOV_BUNDLE_REASON_INVALID_JSON
+                                              : GOV_BUNDLE_REASON_INVALID_BUNDLE,
+                         "%s: %s", path, eb);
+        goto out;
+    }
+    if (set_default(b, "canonicalization", DEFAULT_CANONICALIZATION) != 0 ||
+        set_default(b, "hash_alg", DEFAULT_HASH_ALG) != 0) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+
+    /* A signer never vouches for what it did not check: the checksum is
+     * always recomputed from the document text. */
+    const char *canon_name = json_string_value(json_object_get(b, "canonicalization"));
+    const char *alg = json_string_value(json_object_get(b, "hash_alg"));
+    if ((rc = document_checksum(body + doc_off, doc_len, canon_name, alg, hex)) != GOVCTL_OK)
+        goto out;
+    rc = GOVCTL_FAIL;
+    json_t *stated = json_object_get(b, "checksum");
+    if (stated == NULL) {
+        if (json_object_set_new(b, "checksum", json_string(hex)) != 0) {
+            rc = fail_clean("internal_error", "out of memory");
+            goto out;
+        }
+    } else if (!json_is_string(stated)) {
+        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: member \"checksum\" is not a string",
+                         path);
+        goto out;
+    } else if (strcmp(json_string_value(stated), hex) != 0) {
+        if (strcasecmp(json_string_value(stated), hex) == 0)
+            rc = fail_clean(gov_reject_code(GOV_REJECT_MALFORMED_CHECKSUM),
+                             "%s: the checksum must be lowercase hex", path);
+        else
+            rc = fail_clean(gov_reject_code(GOV_REJECT_CHECKSUM_MISMATCH),
+                             "%s: %s of the %s form of the document is %s, the bundle states "
+                             "%.140s; refusing to sign", path, alg, canon_name, hex,
+                             json_string_value(stated));
+        goto out;
+    }
+    if (json_object_get(b, "signatures") == NULL &&
+        json_object_set_new(b, "signatures", json_array()) != 0) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+    if (gov_bundle_check_shape(b, NULL, &reason, eb, sizeof eb) != GOV_OK) {
+        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: %s", path, eb);
+        goto out;
+    }
+
+    if ((rc = sign_checksum(key, hex, sig_hex)) != GOVCTL_OK)
+        goto out;
+    rc = GOVCTL_FAIL;
+    json_t *sigs = signatures_with(json_object_get(b, "signatures"), signer, sig_hex);
+    if (sigs == NULL || json_object_set_new(b, "signatures", sigs) != 0) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+    if ((text = render_bundle(b, body + doc_off, doc_len, &text_len)) == NULL) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+
+    /* What is written must read back as this bundle with the same document
+     * bytes; anything else is a bug here, and then nothing is written. */
+    err = gov_bundle_parse(text, text_len, NULL, &chk, &chk_off, &chk_len, &reason, eb, sizeof eb);
+    if (err != GOV_OK || chk_len != doc_len || memcmp(text + chk_off, body + doc_off, doc_len) != 0 ||
+        !json_equal(chk, b)) {
+        rc = fail_clean("internal_error", "the signed bundle did not read back intact (%s); "
+                         "nothing was written", err != GOV_OK ? eb : "content differs");
+        goto out;
+    }
+    if ((rc = write_atomically(target, text, text_len)) != GOVCTL_OK)
+        goto out;
+    printf("signed %s signer=%s checksum=%s signatures=%zu\n", target, signer, hex,
+           json_array_size(json_object_get(b, "signatures")));
+    rc = finish_stdout(GOVCTL_OK);
+out:
+    json_decref(chk);
+    json_decref(b);
+    gov_free(text);
+    gov_free(body);
+    return rc;
+}
+
+int govctl_cmd_sign(int argc, char **argv) {
+    static const char *help = "govctl sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json";
+    static const struct option opts[] = {
+        {"signer", required_argument, NULL, 's'},
+        {"key", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *signer = NULL, *keypath = NULL, *out = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":s:k:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': signer = optarg; break;
+        case 'k': keypath = optarg; break;
+        case 'o': out = optarg; break;
+        default: return bad_option(argc, argv, c, help);
+        }
+    }
+    if (signer == NULL || keypath == NULL)
+        return govctl_usage("%s  [--signer and --key are required]", help);
+    if (!signer_id_valid(signer))
+        return govctl_usage("%s  [signer id must be 1..%d chars of A-Z a-z 0-9 _ - . @ :]",
+                            help, GOV_SIGNER_ID_MAX);
+    if (out != NULL && out[0] == 0)
+        return govctl_usage("%s  [--out needs a file name]", help);
+    if (argc - optind != 1)
+        return govctl_usage("%s  [exactly one BUNDLE.json is required]", help);
+    const char *path = argv[optind];
+    EVP_PKEY *key = NULL;
+    int rc = load_private_key(keypath, &key);
+    if (rc != GOVCTL_OK)
+        return rc;
+    rc = sign_bundle(path, out ? out : path, signer, key);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* --- verify ------------------------------------------------------------------ */
+
+static int verify_bundle(const char *trust_path, const char *path,
+                         const gov_constitution_state_t *state) {
+    char *trust_text = NULL, *body = NULL, eb[512] = "";
+    size_t trust_len = 0, len = 0, doc_off = 0, doc_len = 0;
+    gov_trust_t *trust = NULL;
+    json_t *b = NULL;
+    gov_bundle_sig_t *sigs = NULL;
+    const char *reason = NULL;
+    gov_verdict_t v;
+    int have_verdict = 0;
+    int rc = slurp(trust_path, GOVCTL_MAX_INPUT, 0, &trust_text, &trust_len);
+    if (rc != GOVCTL_OK)
+        return rc;
+    rc = GOVCTL_FAIL;
+    gov_err_t err = gov_trust_parse(trust_text, trust_len, &trust, eb, sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : "trust_invalid", "%s: %s",
+                         trust_path, err == GOV_ERR_NOMEM ? "out of memory" : eb);
+        goto out;
+    }
+    if ((rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len)) != GOVCTL_OK)
+        goto out;
+    rc = GOVCTL_FAIL;
+    err = gov_bundle_parse(body, len, NULL, &b, &doc_off, &doc_len, &reason, eb, sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INTERNAL, "%s: %s", path, eb);
+        goto out;
+    }
+    const json_t *arr = json_object_get(b, "signatures");
+    size_t nsigs = json_array_size(arr);
+    if (nsigs > 0 && (sigs = gov_calloc(nsigs, sizeof *sigs)) == NULL) {
+        rc = fail_clean("internal_error", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nsigs; i++) {
+        const json_t *s = json_array_get(arr, i);
+        sigs[i].signer_id = json_string_value(json_object_get(s, "signer_id"));
+        sigs[i].algorithm = json_string_value(json_object_get(s, "algorithm"));
+        sigs[i].signature = json_string_value(json_object_get(s, "signature"));
+    }
+    gov_bundle_in_t in = {
+        .tenant = json_string_value(json_object_get(b, "tenant")),
+        .document_json = body + doc_off,
+        .document_len = doc_len,
+        .canonicalization = json_string_value(json_object_get(b, "canonicalization")),
+        .hash_alg = json_string_value(json_object_get(b, "hash_alg")),
+        .checksum = json_string_value(json_object_get(b, "checksum")),
+        .sigs = sigs,
+        .nsigs = nsigs,
+    };
+    err = gov_constitution_verify(&in, trust, state, &v);
+    have_verdict = 1;
+    if (err != GOV_OK) {
+        rc = fail_clean(gov_reject_code(GOV_REJECT_INTERNAL), "%s: %s", path, gov_err_str(err));
+        goto out;
+    }
+    if (v.outcome == GOV_VERIFY_REJECT) {
+        rc = fail_clean(gov_reject_code(v.reason), "%s: %s", path, v.detail);
+        goto out;
+    }
+    /* DUPLICATE: valid, and already what the tenant has (a replay): the
+     * processor would change nothing and reject nothing. */
+    printf("%s version=%s checksum=%s signers=", v.outcome == GOV_VERIFY_ACCEPT ? "OK" : "DUPLICATE",
+           v.version, in.checksum);
+    for (size_t i = 0; i < v.nsigners; i++)
+        printf("%s%s", i ? "," : "", v.signers[i]);
+    printf(" required=%d\n", v.required);
+    rc = finish_stdout(GOVCTL_OK);
+out:
+    if (have_verdict)
+        gov_verdict_clear(&v);
+    gov_free(sigs);
+    json_decref(b);
+    gov_trust_free(trust);
+    gov_free(body);
+    gov_free(trust_text);
+    return rc;
+}
+
+int govctl_cmd_verify(int argc, char **argv) {
+    static const char *help =
+        "govctl verify --trust TRUST.json [--current-version V --current-checksum C] BUNDLE.json";
+    static const struct option opts[] = {
+        {"trust", required_argument, NULL, 't'},
+        {"current-version", required_argument, NULL, 'V'},
+        {"current-checksum", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *trust = NULL, *cur_version = NULL, *cur_checksum = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:V:C:", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': trust = optarg; break;
+        case 'V': cur_version = optarg; break;
+        case 'C': cur_checksum = optarg; break;
+        default: return bad_option(argc, argv, c, help);
+        }
+    }
+    if (trust == NULL)
+        return govctl_usage("%s  [--trust is required]", help);
+    if ((cur_version == NULL) != (cur_checksum == NULL))
+        return govctl_usage("%s  [--current-version and --current-checksum go together]", help);
+    gov_version_t ver;
+    if (cur_version && gov_version_parse(cur_version, &ver) != 0)
+        return govctl_usage("%s  [--current-version '%s' is neither semver nor an integer]", help,
+                            cur_version);
+    if (cur_checksum && cur_checksum[0] == 0)
+        return govctl_usage("%s  [--current-checksum is empty]", help);
+    if (argc - optind != 1)
+        return govctl_usage("%s  [exactly one BUNDLE.json is required]", help);
+    gov_constitution_state_t state = {
+        .version = cur_version, .checksum = cur_checksum, .history = NULL, .nhistory = 0};
+    return verify_bundle(trust, argv[optind], cur_version ? &state : NULL);
+}
+
+/* --- publish ----------------------------------------------------------------- */
+
+static int publish_bundle(const char *path, const char *tenant, const char *brokers,
+                          const char *source) {
+    static const char *const extra_conf[] = {"message.timeout.ms", PUBLISH_MESSAGE_TIMEOUT_MS,
+                                             NULL};
+    char *body = NULL, eb[512] = "", id[GOV_UUID_STRLEN + 1];
+    size_t len = 0, doc_off = 0, doc_len = 0, msg_len = 0;
+    json_t *b = NULL, *ev = NULL;
+    unsigned char *msg = NULL;
+    gov_avro_registry_t *reg = NULL;
+    gov_kafka_producer_t *p = NULL;
+    const char *reason = NULL;
+    int64_t offset = -1;
+    int32_t partition = -1;
+    int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len);
+    if (rc != GOVCTL_OK)
+        return rc;
+    rc = GOVCTL_FAIL;
+    gov_err_t err = gov_bundle_parse(body, len, tenant, &b, &doc_off, &doc_len, &reason, eb,
+                                     sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INTERNAL, "%s: %s", path, eb);
+        goto out;
+    }
+    if ((err = gov_uuid_v7(id)) != GOV_OK) {
+        rc = fail_clean("internal_error", "cannot make an event id: %s", gov_err_str(err));
+        goto out;
+    }
+    err = gov_bundle_event_new(b, body + doc_off, doc_len, id, gov_now_micros(), source, NULL, &ev);
+    if (err != GOV_OK) {
+        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : GOV_BUNDLE_REASON_INVALID_BUNDLE,
+                         "%s: cannot build the ConstitutionBundle event: %s", path, gov_err_str(err));
+        goto out;
+    }
+    if ((err = gov_avro_registry_new(&reg, eb, sizeof eb)) != GOV_OK) {
+        rc = fail_clean("internal_error", "schemas: %s", eb);
+        goto out;
+    }
+    if ((err = gov_avro_encode(reg, "ConstitutionBundle", ev, &msg, &msg_len, eb, sizeof eb)) != GOV_OK) {
+        rc = fail_clean(err == GOV_ERR_TOO_LARGE ? "too_large" : "internal_error", "%s: %s", path, eb);
+        goto out;
+    }
+    if ((err = gov_kafka_producer_new(brokers, "govctl", extra_conf, &p, eb, sizeof eb)) != GOV_OK) {
+        rc = fail_clean("kafka_unavailable", "producer for %s: %s", brokers, eb);
+        goto out;
+    }
+    err = gov_kafka_produce_sync(p, TOPIC_BUNDLES, tenant, strlen(tenant), msg, msg_len, NULL, 0,
+                                 PUBLISH_ACK_TIMEOUT_MS, &partition, &offset, eb, sizeof eb);
+    if (err != GOV_OK) {
+        rc = fail_clean("kafka_unavailable", "%s was not acknowledged by %s: %s", path, brokers, eb);
+        goto out;
+    }
+    printf("published %s partition=%d offset=%lld event_id=%s\n", TOPIC_BUNDLES,
+           (int)partition, (long long)offset, id);
+    rc = finish_stdout(GOVCTL_OK);
+out:
+    gov_kafka_producer_free(p, 2000);
+    gov_avro_registry_free(reg);
+    gov_free(msg);
+    json_decref(ev);
+    json_decref(b);
+    gov_free(body);
+    return rc;
+}
+
+int govctl_cmd_publish(int argc, char **argv) {
+    static const char *help =
+        "govctl publish --tenant T [--brokers B] [--source S] BUNDLE.json";
+    static const struct option opts[] = {
+        {"tenant", required_argument, NULL, 't'},
+        {"brokers", required_argument, NULL, 'b'},
+        {"source", required_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *tenant = NULL, *brokers = govctl_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092");
+    const char *source = NULL;
+    char default_source[GOVCTL_MAX_SOURCE];
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:b:s:", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': tenant = optarg; break;
+        case 'b': brokers = optarg; break;
+        case 's': source = optarg; break;
+        default: return bad_option(argc, argv, c, help);
+        }
+    }
+    if (tenant == NULL || !gov_tenant_valid(tenant, strlen(tenant)))
+        return govctl_usage("%s  [a valid --tenant is required]", help);
+    if (brokers[0] == 0)
+        return govctl_usage("%s  [--brokers is empty]", help);
+    if (source == NULL) {
+        const char *user = getenv("USER");
+        if (user == NULL || user[0] == 0) {
+            struct passwd *pw = getpwuid(getuid());
+            user = pw && pw->pw_name ? pw->pw_name : NULL;
+        }
+        if (user)
+            snprintf(default_source, sizeof default_source, "govctl:%s", user);
+        else
+            snprintf(default_source, sizeof default_source, "govctl:uid%u", (unsigned)getuid());
+        source = default_source;
+    }
+    if (source[0] == 0 || strlen(source) > GOVCTL_MAX_SOURCE || !gov_utf8_valid(source, strlen(source)))
+        return govctl_usage("%s  [--source must be 1..%d bytes of UTF-8]", help, GOVCTL_MAX_SOURCE);
+    if (argc - optind != 1)
+        return govctl_usage("%s  [exactly one BUNDLE.json is required]", help);
+    return publish_bundle(argv[optind], tenant, brokers, source);
+}
