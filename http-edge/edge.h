@@ -17,6 +17,8 @@
 #include <stddef.h>
 
 #include "gov_admin.h"
+#include "gov_avro.h"
+#include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "snapshot.h"
 
@@ -47,6 +49,11 @@ typedef struct edge {
     gov_metric_t *m_duration;     /* http_request_duration_seconds{route} */
     gov_metric_t *m_snapshot_gen; /* edge_snapshot_generation */
     gov_metric_t *m_reloads;      /* edge_state_reloads_total{tenant,trigger,outcome} */
+    gov_metric_t *m_decisions;    /* policy_decision_total{tenant,decision,policy_id} */
+    gov_metric_t *m_eval_duration;/* policy_evaluation_duration_seconds */
+    gov_metric_t *m_log_failed;   /* policy_decision_log_failed_total{stage} */
+    gov_kafka_producer_t *producer;   /* decision log; thread-safe */
+    gov_avro_registry_t *avro;        /* immutable */
 } edge_t;
 
 typedef struct edge_request {
@@ -80,6 +87,10 @@ void edge_add_header(edge_response_t *r, const char *name, const char *value);
 
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* Handlers (evaluate_api.c). */
+void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Handlers (constitution_api.c). */
 void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_t *resp);

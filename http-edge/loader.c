@@ -1,12 +1,16 @@
 /* loader.c - keeps the edge's snapshot in step with Redis.
  *
  * One thread, one Redis connection, one Kafka consumer.  It:
- *   1. subscribes to constitution.updated with a group of its own (every
+ *   1. subscribes to constitution.updated and policy.rulepacks with a
+ *      group of its own (every
  *      edge replica must see every event; new groups start at the end, and
  *      nothing is committed - the state of record is Redis, not the topic);
- *   2. loads every tenant listed in constitution:tenants, then marks the
+ *   2. loads every tenant listed in constitution:tenants or
+ *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
- *   3. on each ConstitutionUpdated reloads that tenant from Redis;
+ *   3. on each ConstitutionUpdated reloads that tenant from Redis; on each
+ *      RulePackPublished too, and again every 50 ms for a few seconds until
+ *      Redis holds that version (gov-rulepacks materializes it meanwhile);
  *   4. every reconcile_ms compares each tenant's checksum in Redis with the
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
@@ -39,6 +43,7 @@ struct edge_loader {
     gov_redis_t *redis;
     gov_kafka_consumer_t *consumer;
     gov_avro_registry_t *avro;
+    uint64_t delivery_failed_seen;
 };
 
 static const char *hash_field(redisReply *arr, const char *name) {
@@ -53,62 +58,24 @@ static void count_reload(edge_t *e, const char *tenant, const char *trigger, con
     gov_metric_inc(e->m_reloads, (const char *[]){tenant, trigger, outcome}, 1);
 }
 
-/* Reads one tenant from Redis and installs it.  GOV_ERR_NOT_FOUND when the
- * tenant has no constitution; GOV_ERR_VERIFY when Redis holds a document
- * that does not match its checksum. */
-static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
-    char eb[256], k_hash[96], k_doc[96];
-    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", tenant);
-    snprintf(k_doc, sizeof k_doc, "constitution:{%s}:doc", tenant);
-    const char *multi[] = {"MULTI"}, *hgetall[] = {"HGETALL", k_hash}, *get[] = {"GET", k_doc},
-               *exec[] = {"EXEC"};
-    gov_err_t err;
-    if ((err = gov_redis_append(l->redis, 1, multi, NULL)) ||
-        (err = gov_redis_append(l->redis, 2, hgetall, NULL)) ||
-        (err = gov_redis_append(l->redis, 2, get, NULL)) ||
-        (err = gov_redis_append(l->redis, 1, exec, NULL)))
-        return err;
-    redisReply *rep = NULL;
-    for (int i = 0; i < 3; i++) {
-        if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
-            return err;
-        freeReplyObject(rep);
-    }
-    if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
-        return err;
-    edge_tenant_t *t = NULL;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY) {
-        err = GOV_ERR_REDIS;
-        goto out;
-    }
-    redisReply *h = rep->element[0], *doc = rep->element[1];
+/* Builds the constitution part of t from the Redis replies; GOV_ERR_VERIFY
+ * when the stored document does not hash to its checksum. */
+static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply *doc) {
+    char eb[256];
     const char *checksum = hash_field(h, "checksum");
-    if (checksum == NULL || doc->type != REDIS_REPLY_STRING) {
-        err = GOV_ERR_NOT_FOUND;
-        goto out;
-    }
     const char *alg = hash_field(h, "hash_alg");
     const EVP_MD *md = alg && strcmp(alg, "sha256") == 0 ? EVP_sha256()
                      : alg && strcmp(alg, "sha3-512") == 0 ? EVP_sha3_512() : NULL;
     unsigned char digest[64];
     unsigned int dlen = 0;
     char hex[129];
-    if (md == NULL || EVP_Digest(doc->str, doc->len, digest, &dlen, md, NULL) != 1) {
-        err = GOV_ERR_VERIFY;
-        goto out;
-    }
+    if (md == NULL || EVP_Digest(doc->str, doc->len, digest, &dlen, md, NULL) != 1)
+        return GOV_ERR_VERIFY;
     gov_hex_encode(digest, dlen, hex);
     if (strcmp(hex, checksum) != 0) {
         gov_log(GOV_LOG_ERROR, "refusing state: the document in Redis does not match its checksum",
-                "tenant", tenant, "checksum", checksum, (const char *)NULL);
-        err = GOV_ERR_VERIFY;
-        goto out;
-    }
-    t = edge_tenant_new(tenant);
-    if (t == NULL) {
-        err = GOV_ERR_NOMEM;
-        goto out;
+                "tenant", t->name, "checksum", checksum, (const char *)NULL);
+        return GOV_ERR_VERIFY;
     }
     edge_constitution_t *c = &t->constitution;
     snprintf(c->checksum, sizeof c->checksum, "%s", checksum);
@@ -122,17 +89,97 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
     c->source = gov_strdup((v = hash_field(h, "source")) ? v : "");
     c->doc = gov_strndup(doc->str, doc->len);
     c->doc_len = doc->len;
-    if (!c->signers || !c->source || !c->doc) {
+    if (!c->signers || !c->source || !c->doc)
+        return GOV_ERR_NOMEM;
+    gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, eb, sizeof eb);
+    if (err != GOV_OK)
+        return err;
+    /* A constitution whose rules this engine cannot read is still served by
+     * the read APIs, but evaluation refuses the tenant (503), never guesses. */
+    if (gov_policy_constitution_from_json(c->doc_json, &c->rules, c->rules_error,
+                                          sizeof c->rules_error) != GOV_OK) {
+        c->rules = NULL;
+        gov_log(GOV_LOG_ERROR, "constitution rules cannot be evaluated", "tenant", t->name,
+                "error", c->rules_error, (const char *)NULL);
+    }
+    return GOV_OK;
+}
+
+static void build_rulepack(edge_tenant_t *t, redisReply *pack) {
+    edge_rulepack_t *rp = &t->rulepack;
+    unsigned char md[GOV_SHA256_LEN];
+    gov_sha256(pack->str, pack->len, md);
+    gov_hex_encode(md, GOV_SHA256_LEN, rp->sha256);
+    gov_rulepack_error_t detail;
+    if (gov_rulepack_parse(pack->str, pack->len, NULL, &rp->pack, &detail, rp->error,
+                           sizeof rp->error) != GOV_OK) {
+        rp->pack = NULL;
+        gov_log(GOV_LOG_ERROR, "stored rule pack cannot be compiled here", "tenant", t->name,
+                "error", rp->error, (const char *)NULL);
+        return;
+    }
+    if (strcmp(gov_rulepack_tenant(rp->pack), t->name) != 0) {
+        snprintf(rp->error, sizeof rp->error, "the stored pack belongs to tenant %s",
+                 gov_rulepack_tenant(rp->pack));
+        gov_rulepack_free(rp->pack);
+        rp->pack = NULL;
+    }
+}
+
+/* Reads one tenant (constitution and rule pack, in one MULTI/EXEC so they
+ * belong together) and installs it.  GOV_ERR_NOT_FOUND when the tenant has
+ * neither; GOV_ERR_VERIFY when Redis holds a document that does not match
+ * its checksum (then nothing changes). */
+static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
+    char eb[256], k_hash[96], k_doc[96], k_pack[96];
+    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", tenant);
+    snprintf(k_doc, sizeof k_doc, "constitution:{%s}:doc", tenant);
+    snprintf(k_pack, sizeof k_pack, "policy:rulepack:{%s}", tenant);
+    const char *multi[] = {"MULTI"}, *hgetall[] = {"HGETALL", k_hash}, *get[] = {"GET", k_doc},
+               *getp[] = {"GET", k_pack}, *exec[] = {"EXEC"};
+    gov_err_t err;
+    if ((err = gov_redis_append(l->redis, 1, multi, NULL)) ||
+        (err = gov_redis_append(l->redis, 2, hgetall, NULL)) ||
+        (err = gov_redis_append(l->redis, 2, get, NULL)) ||
+        (err = gov_redis_append(l->redis, 2, getp, NULL)) ||
+        (err = gov_redis_append(l->redis, 1, exec, NULL)))
+        return err;
+    redisReply *rep = NULL;
+    for (int i = 0; i < 4; i++) {
+        if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
+            return err;
+        freeReplyObject(rep);
+    }
+    if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
+        return err;
+    edge_tenant_t *t = NULL;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_ARRAY) {
+        err = GOV_ERR_REDIS;
+        goto out;
+    }
+    redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2];
+    int has_constitution = hash_field(h, "checksum") != NULL && doc->type == REDIS_REPLY_STRING;
+    int has_pack = pack->type == REDIS_REPLY_STRING;
+    if (!has_constitution && !has_pack) {
+        err = GOV_ERR_NOT_FOUND;
+        goto out;
+    }
+    if ((t = edge_tenant_new(tenant)) == NULL) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    if ((err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, eb, sizeof eb)) != GOV_OK)
+    if (has_constitution && (err = build_constitution(t, h, doc)) != GOV_OK)
         goto out;
+    if (has_pack)
+        build_rulepack(t, pack);
     err = edge_state_put_take(l->edge->state, t);
-    t = NULL;
     if (err == GOV_OK)
-        gov_log(GOV_LOG_INFO, "constitution loaded", "tenant", tenant, "version", c->version,
-                "checksum", checksum, "trigger", trigger, (const char *)NULL);
+        gov_log(GOV_LOG_INFO, "tenant state loaded", "tenant", tenant, "constitution",
+                t->constitution.version[0] ? t->constitution.version : NULL, "rulepack",
+                t->rulepack.pack ? gov_rulepack_version(t->rulepack.pack) : NULL, "trigger",
+                trigger, (const char *)NULL);
+    t = NULL;
 out:
     edge_tenant_unref(t);
     freeReplyObject(rep);
@@ -140,11 +187,45 @@ out:
     return err;
 }
 
-/* Loads (trigger "startup") or reconciles every tenant in the index. */
+/* 1 when Redis still holds what the snapshot holds for the tenant. */
+static int tenant_current(edge_loader_t *l, const edge_snapshot_t *s, const char *tenant,
+                          gov_err_t *err) {
+    char eb[256], k_hash[96], k_pack[96];
+    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", tenant);
+    snprintf(k_pack, sizeof k_pack, "policy:rulepack:{%s}", tenant);
+    const char *hget[] = {"HGET", k_hash, "checksum"}, *get[] = {"GET", k_pack};
+    redisReply *cs = NULL, *pk = NULL;
+    if ((*err = gov_redis_append(l->redis, 3, hget, NULL)) ||
+        (*err = gov_redis_append(l->redis, 2, get, NULL)) ||
+        (*err = gov_redis_read(l->redis, &cs, eb, sizeof eb)) ||
+        (*err = gov_redis_read(l->redis, &pk, eb, sizeof eb))) {
+        if (cs)
+            freeReplyObject(cs);
+        return 1; /* connection trouble: do not reload on a guess */
+    }
+    const edge_tenant_t *t = edge_snapshot_find(s, tenant);
+    const char *have_cs = t ? t->constitution.checksum : "";
+    const char *have_pack = t ? t->rulepack.sha256 : "";
+    int same_cs = cs->type == REDIS_REPLY_STRING ? strcmp(cs->str, have_cs) == 0 : have_cs[0] == 0;
+    int same_pack = have_pack[0] == 0 && pk->type != REDIS_REPLY_STRING;
+    if (pk->type == REDIS_REPLY_STRING) {
+        unsigned char md[GOV_SHA256_LEN];
+        char hex[GOV_SHA256_HEXLEN + 1];
+        gov_sha256(pk->str, pk->len, md);
+        gov_hex_encode(md, GOV_SHA256_LEN, hex);
+        same_pack = strcmp(hex, have_pack) == 0;
+    }
+    freeReplyObject(cs);
+    freeReplyObject(pk);
+    return same_cs && same_pack;
+}
+
+/* Loads (trigger "startup") or reconciles every tenant of both indexes. */
 static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     char eb[256];
     redisReply *members = NULL;
-    gov_err_t err = gov_redis_commandf(l->redis, &members, eb, sizeof eb, "SMEMBERS constitution:tenants");
+    gov_err_t err = gov_redis_commandf(l->redis, &members, eb, sizeof eb,
+                                       "SUNION constitution:tenants policy:rulepack:tenants");
     if (err != GOV_OK) {
         gov_log(GOV_LOG_WARN, "cannot read the tenant index", "error", eb, (const char *)NULL);
         return err;
@@ -154,18 +235,10 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
         const char *tenant = members->element[i]->str;
         if (!gov_tenant_valid(tenant, members->element[i]->len))
             continue;
-        if (strcmp(trigger, "reconcile") == 0) {
-            redisReply *cs = NULL;
-            if ((err = gov_redis_commandf(l->redis, &cs, eb, sizeof eb,
-                                          "HGET constitution:{%s} checksum", tenant)) != GOV_OK)
-                break;
-            edge_tenant_t *t = edge_snapshot_find(s, tenant);
-            int same = cs->type == REDIS_REPLY_STRING && t &&
-                       strcmp(cs->str, t->constitution.checksum) == 0;
-            freeReplyObject(cs);
-            if (same)
-                continue;
-        }
+        if (strcmp(trigger, "reconcile") == 0 && tenant_current(l, s, tenant, &err))
+            continue;
+        if (err != GOV_OK)
+            break;
         gov_err_t e = load_tenant(l, tenant, trigger);
         if (e == GOV_ERR_UNAVAILABLE || e == GOV_ERR_TIMEOUT || e == GOV_ERR_REDIS)
             err = e; /* connection trouble: stop and retry the whole pass */
@@ -175,20 +248,81 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     return err;
 }
 
-static void on_update(edge_loader_t *l, const gov_kafka_msg_t *m) {
+/* A rule pack event can arrive before gov-rulepacks materialized the pack:
+ * the tenant is reloaded until Redis has that version, for a few seconds. */
+#define PENDING_MAX 256
+#define PENDING_WINDOW_US 5000000
+
+typedef struct pending {
+    char tenant[GOV_TENANT_MAX + 1];
+    char version[GOV_VERSION_MAX];
+    int64_t deadline_us, next_us;
+} pending_t;
+
+static pending_t pending[PENDING_MAX];
+static size_t npending;
+
+static int pack_version_is(edge_loader_t *l, const char *tenant, const char *version) {
+    edge_snapshot_t *s = edge_state_acquire(l->edge->state);
+    const edge_tenant_t *t = edge_snapshot_find(s, tenant);
+    int yes = t && t->rulepack.pack && strcmp(gov_rulepack_version(t->rulepack.pack), version) == 0;
+    edge_snapshot_release(s);
+    return yes;
+}
+
+static void pending_add(const char *tenant, const char *version) {
+    int64_t now = gov_mono_micros();
+    for (size_t i = 0; i < npending; i++)
+        if (strcmp(pending[i].tenant, tenant) == 0) {
+            snprintf(pending[i].version, sizeof pending[i].version, "%s", version);
+            pending[i].deadline_us = now + PENDING_WINDOW_US;
+            return;
+        }
+    if (npending == PENDING_MAX)
+        return; /* the periodic reconcile still catches it */
+    pending_t *p = &pending[npending++];
+    snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
+    snprintf(p->version, sizeof p->version, "%s", version);
+    p->deadline_us = now + PENDING_WINDOW_US;
+    p->next_us = now + 50000;
+}
+
+static void pending_run(edge_loader_t *l) {
+    int64_t now = gov_mono_micros();
+    for (size_t i = 0; i < npending;) {
+        pending_t *p = &pending[i];
+        if (now >= p->next_us) {
+            load_tenant(l, p->tenant, "event");
+            p->next_us = now + 50000;
+            if (pack_version_is(l, p->tenant, p->version) || now >= p->deadline_us) {
+                pending[i] = pending[--npending];
+                continue;
+            }
+        }
+        i++;
+    }
+}
+
+static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     json_t *ev = NULL;
     const char *type = NULL;
     char eb[256];
-    if (gov_avro_decode(l->avro, m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK ||
-        strcmp(type, "ConstitutionUpdated") != 0) {
-        gov_log(GOV_LOG_WARN, "ignoring an undecodable constitution.updated message", "error", eb,
+    if (gov_avro_decode(l->avro, m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "ignoring an undecodable message", "topic", m->topic, "error", eb,
                 (const char *)NULL);
-        json_decref(ev);
         return;
     }
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
-    if (tenant && gov_tenant_valid(tenant, strlen(tenant)))
-        load_tenant(l, tenant, "event");
+    if (tenant && gov_tenant_valid(tenant, strlen(tenant))) {
+        if (strcmp(type, "ConstitutionUpdated") == 0) {
+            load_tenant(l, tenant, "event");
+        } else if (strcmp(type, "RulePackPublished") == 0) {
+            const char *version = json_string_value(json_object_get(ev, "version"));
+            load_tenant(l, tenant, "event");
+            if (version && !pack_version_is(l, tenant, version))
+                pending_add(tenant, version);
+        }
+    }
     json_decref(ev);
 }
 
@@ -213,10 +347,12 @@ static void *loader_main(void *arg) {
     attempt = 0;
     while (l->running) {
         gov_kafka_msg_t *m = NULL;
-        if (gov_kafka_consumer_poll(l->consumer, 200, &m) == GOV_OK) {
-            on_update(l, m);
+        if (gov_kafka_consumer_poll(l->consumer, npending ? 20 : 200, &m) == GOV_OK) {
+            on_event(l, m);
             gov_kafka_msg_free(m);
         }
+        if (npending)
+            pending_run(l);
         int64_t now = gov_mono_micros();
         if (now >= next_health) {
             next_health = now + 1000000;
@@ -226,6 +362,14 @@ static void *loader_main(void *arg) {
             edge_snapshot_t *s = edge_state_acquire(e->state);
             gov_metric_set(e->m_snapshot_gen, NULL, (double)s->generation);
             edge_snapshot_release(s);
+            if (e->producer) {
+                uint64_t failed = gov_kafka_producer_failed(e->producer);
+                if (failed > l->delivery_failed_seen) {
+                    gov_metric_inc(e->m_log_failed, (const char *[]){"delivery"},
+                                   failed - l->delivery_failed_seen);
+                    l->delivery_failed_seen = failed;
+                }
+            }
         }
         if (now >= next_reconcile) {
             gov_err_t err = sync_all(l, "reconcile");
@@ -258,9 +402,9 @@ gov_err_t edge_loader_start(edge_t *e, edge_loader_t **out, char *errbuf, size_t
     char group[160], host[64] = "host";
     gethostname(host, sizeof host - 1);
     snprintf(group, sizeof group, "gov-edge-%s-%s-%d", e->cfg.edge_id, host, (int)getpid());
-    const char *topics[] = {"constitution.updated"};
+    const char *topics[] = {"constitution.updated", "policy.rulepacks"};
     const char *extra[] = {"auto.offset.reset", "latest", "enable.auto.commit", "false", NULL};
-    err = gov_kafka_consumer_new(e->cfg.kafka_brokers, group, "gov-edge", topics, 1, extra,
+    err = gov_kafka_consumer_new(e->cfg.kafka_brokers, group, "gov-edge", topics, 2, extra,
                                  &l->consumer, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto fail;

@@ -19,6 +19,7 @@
 #include "gov_alloc.h"
 #include "gov_config.h"
 #include "gov_log.h"
+#include "gov_matcher.h"
 
 static volatile sig_atomic_t running = 1;
 
@@ -91,6 +92,15 @@ int main(int argc, char **argv) {
         gov_metrics_latency_bucket_count, gov_metrics_latency_buckets);
     e.m_snapshot_gen = gov_metrics_gauge(e.metrics, "edge_snapshot_generation",
         "Generation of the in-memory state snapshot (increments on every change).", 0, NULL);
+    e.m_decisions = gov_metrics_counter(e.metrics, "policy_decision_total",
+        "Policy decisions, by tenant, decision and rule pack (policy_id).", 3,
+        (const char *[]){"tenant", "decision", "policy_id"});
+    e.m_eval_duration = gov_metrics_histogram(e.metrics, "policy_evaluation_duration_seconds",
+        "Time to evaluate one request (constitution, rules, score), excluding HTTP.", 0, NULL,
+        gov_metrics_latency_bucket_count, gov_metrics_latency_buckets);
+    e.m_log_failed = gov_metrics_counter(e.metrics, "policy_decision_log_failed_total",
+        "Decisions that could not be logged to policy.decisions (enqueue or delivery).", 1,
+        (const char *[]){"stage"});
     e.m_reloads = gov_metrics_counter(e.metrics, "edge_state_reloads_total",
         "Tenant state loads from Redis, by trigger (startup, event, reconcile) and outcome.", 3,
         (const char *[]){"tenant", "trigger", "outcome"});
@@ -98,6 +108,15 @@ int main(int argc, char **argv) {
     gov_status_register(e.status, "redis");
     gov_status_register(e.status, "kafka");
 
+    if (gov_matcher_install_allocator() != GOV_OK ||
+        gov_avro_registry_new(&e.avro, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "start-up failed", "error", eb, (const char *)NULL);
+        goto out;
+    }
+    if (gov_kafka_producer_new(c->kafka_brokers, "gov-edge", NULL, &e.producer, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "decision log producer", "error", eb, (const char *)NULL);
+        goto out;
+    }
     if (edge_loader_start(&e, &loader, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "loader did not start", "error", eb, (const char *)NULL);
         goto out;
@@ -120,6 +139,8 @@ int main(int argc, char **argv) {
 out:
     edge_server_stop(server);
     edge_loader_stop(loader);
+    gov_kafka_producer_free(e.producer, 10000);
+    gov_avro_registry_free(e.avro);
     gov_status_free(e.status);
     gov_metrics_free(e.metrics);
     edge_state_free(e.state);

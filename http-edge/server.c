@@ -134,6 +134,8 @@ static const route_t routes[] = {
     {"constitution", "GET", {"v1", "constitution", "*"}, edge_constitution_get},
     {"constitution_hash", "GET", {"v1", "constitution", "*", "hash"}, edge_constitution_get},
     {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get},
+    {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate},
+    {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {

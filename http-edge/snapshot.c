@@ -36,6 +36,8 @@ void edge_tenant_unref(edge_tenant_t *t) {
     gov_free(t->constitution.source);
     gov_free(t->constitution.doc);
     json_decref(t->constitution.doc_json);
+    gov_policy_constitution_free(t->constitution.rules);
+    gov_rulepack_free(t->rulepack.pack);
     gov_free(t);
 }
 

@@ -20,6 +20,8 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_policy.h"
+#include "gov_rulepack.h"
 #include "gov_util.h"
 
 typedef struct edge_constitution {
@@ -33,12 +35,26 @@ typedef struct edge_constitution {
     char *doc;              /* canonical bytes, NUL-terminated */
     size_t doc_len;
     json_t *doc_json;       /* parsed document (read-only) */
+    gov_policy_constitution_t *rules;   /* its "rules", compiled; NULL if invalid */
+    char rules_error[256];              /* why rules is NULL */
 } edge_constitution_t;
 
+/* The tenant's rule pack as gov-rulepacks materialized it. */
+typedef struct edge_rulepack {
+    gov_rulepack_t *pack;               /* NULL: none (or it failed to compile here) */
+    char sha256[GOV_SHA256_HEXLEN + 1]; /* of the canonical JSON in Redis, "" when none */
+    char error[256];                    /* why pack is NULL although Redis has one */
+} edge_rulepack_t;
+
+/* Everything the edge knows of one tenant.  Immutable once installed: a new
+ * constitution or pack builds a new edge_tenant_t holding both, so a request
+ * always evaluates against a constitution and a pack that were current
+ * together. */
 typedef struct edge_tenant {
     atomic_int refs;
     char name[GOV_TENANT_MAX + 1];
     edge_constitution_t constitution;   /* constitution.checksum[0] == 0: none */
+    edge_rulepack_t rulepack;
 } edge_tenant_t;
 
 /* A new tenant state with one reference, or NULL. */

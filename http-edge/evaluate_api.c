@@ -1,0 +1,319 @@
+/* evaluate_api.c - POST /v1/evaluate and GET /v1/decisions/{tenant}/{id}.
+ *
+ * Evaluate: parse and validate the request (bounded), take the snapshot,
+ * evaluate against the tenant's constitution rules and rule pack with this
+ * thread's matcher scratch, answer.  Nothing on this path waits on Redis or
+ * Kafka: the decision log entry (PolicyDecision) is queued to the producer
+ * and delivered in the background; a decision that cannot be logged is
+ * counted (policy_decision_log_failed_total), never allowed to delay or
+ * change the answer.  The tenant's state is missing or unusable -> 503 with a
+ * stable code: the edge never guesses.
+ *
+ * Decisions: reads the decision gov-audit materialized in Redis, through a
+ * per-thread Redis connection, so a downstream service can check an
+ * X-Policy-Decision-Id.  This is the one read path that touches Redis.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "edge.h"
+#include "gov_alloc.h"
+#include "gov_avro.h"
+#include "gov_kafka.h"
+#include "gov_log.h"
+#include "gov_policy.h"
+#include "gov_redis.h"
+#include "gov_util.h"
+
+/* --- per-thread resources --------------------------------------------------- */
+
+static pthread_key_t scratch_key, redis_key;
+static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *p) { gov_matcher_scratch_free(p); }
+static void free_redis(void *p) { gov_redis_free(p); }
+
+static void make_keys(void) {
+    pthread_key_create(&scratch_key, free_scratch);
+    pthread_key_create(&redis_key, free_redis);
+}
+
+/* This thread's matcher scratch (gov_policy_evaluate fits it to each pack). */
+static gov_matcher_scratch_t *thread_scratch(void) {
+    pthread_once(&keys_once, make_keys);
+    gov_matcher_scratch_t *s = pthread_getspecific(scratch_key);
+    if (s == NULL && gov_matcher_scratch_new(NULL, &s) == GOV_OK)
+        pthread_setspecific(scratch_key, s);
+    return s;
+}
+
+static gov_redis_t *thread_redis(edge_t *e) {
+    pthread_once(&keys_once, make_keys);
+    gov_redis_t *r = pthread_getspecific(redis_key);
+    if (r == NULL) {
+        char eb[256];
+        gov_err_t err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port,
+                                      (int)e->cfg.redis_timeout_ms, &r, eb, sizeof eb);
+        if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE) {
+            gov_redis_free(r);
+            return NULL;
+        }
+        pthread_setspecific(redis_key, r);
+    }
+    return r;
+}
+
+/* --- helpers ------------------------------------------------------------------ */
+
+static void format_rfc3339_us(int64_t us, char *out, size_t size) {
+    time_t sec = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    unsigned frac = (unsigned)(((us % 1000000) + 1000000) % 1000000);
+    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac % 1000000u);
+}
+
+/* "0.350000" for 350000; micros is clamped to [0, 1000000]. */
+static void micros_text(int64_t micros, char *out, size_t size) {
+    unsigned m = micros < 0 ? 0u : micros > GOV_MICROS_ONE ? (unsigned)GOV_MICROS_ONE : (unsigned)micros;
+    snprintf(out, size, "%u.%06u", (m / 1000000u) % 10u, m % 1000000u);
+}
+
+/* Splits "code: detail" from gov_policy_request_parse's errbuf. */
+static void split_code(const char *eb, char *code, size_t csize, const char **detail) {
+    size_t n = strcspn(eb, ":");
+    if (n == 0 || n >= csize || eb[n] != ':') {
+        snprintf(code, csize, "invalid_request");
+        *detail = eb;
+        return;
+    }
+    memcpy(code, eb, n);
+    code[n] = '\0';
+    *detail = eb + n + (eb[n + 1] == ' ' ? 2 : 1);
+}
+
+/* The PolicyDecision event of a decision (a new object), or NULL. */
+static json_t *decision_event(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
+                              const gov_policy_decision_t *d, const char *decision_id,
+                              int64_t evaluated_us) {
+    char event_id[GOV_UUID_STRLEN + 1];
+    if (gov_uuid_v7(event_id) != GOV_OK)
+        return NULL;
+    json_t *reasons = json_array();
+    for (size_t i = 0; reasons && i < d->nreasons; i++) {
+        const gov_policy_reason_t *r = &d->reasons[i];
+        json_array_append_new(reasons, json_pack("{s:s, s:s, s:I, s:s, s:o}", "rule_id", r->rule_id,
+            "severity", gov_severity_name(r->severity), "weight_micros", (json_int_t)r->weight_micros,
+            "message", r->message ? r->message : "",
+            "excerpt", r->has_excerpt ? json_stringn_nocheck(r->excerpt, r->excerpt_len) : json_null()));
+    }
+    const gov_rulepack_t *pack = t->rulepack.pack;
+#define OPT(s) ((s) ? json_string(s) : json_null())
+    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:o, s:s, s:s, s:s, s:s, s:I, s:s}",
+        "event_id", event_id, "occurred_at", (json_int_t)evaluated_us, "tenant", t->name,
+        "decision_id", decision_id, "session_id", req->session_id, "user", req->user,
+        "role", req->role, "action", OPT(req->action), "tool_name", OPT(req->tool_name),
+        "tool_category", OPT(req->tool_category), "decision", gov_decision_name(d->decision),
+        "score_micros", (json_int_t)d->score_micros, "reasons", reasons,
+        "constitution_hash", t->constitution.checksum, "policy_id", gov_rulepack_id(pack),
+        "rulepack_version", gov_rulepack_version(pack), "input_digest", d->input_digest,
+        "evaluated_at", (json_int_t)evaluated_us, "edge_id", e->cfg.edge_id);
+#undef OPT
+}
+
+/* Queues the decision log entry; never blocks the answer. */
+static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
+                         const gov_policy_decision_t *d, const char *decision_id, int64_t at) {
+    if (e->producer == NULL)
+        return;
+    char eb[256];
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    json_t *ev = decision_event(e, t, req, d, decision_id, at);
+    gov_err_t err = ev ? gov_avro_encode(e->avro, "PolicyDecision", ev, &buf, &len, eb, sizeof eb)
+                       : GOV_ERR_NOMEM;
+    if (err == GOV_OK)
+        err = gov_kafka_produce(e->producer, "policy.decisions", t->name, strlen(t->name), buf, len,
+                                NULL, 0);
+    if (err != GOV_OK) {
+        gov_metric_inc(e->m_log_failed, (const char *[]){"enqueue"}, 1);
+        gov_log(GOV_LOG_ERROR, "decision could not be logged", "tenant", t->name, "decision_id",
+                decision_id, "error", err == GOV_ERR_KAFKA ? "queue refused" : eb, (const char *)NULL);
+    }
+    gov_free(buf);
+    json_decref(ev);
+}
+
+/* --- POST /v1/evaluate ------------------------------------------------------- */
+
+void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    char eb[512], code[48];
+    const char *detail;
+    if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0) {
+        edge_respond_error(resp, 415, "unsupported_media_type", "send application/json");
+        return;
+    }
+    gov_policy_request_t pr;
+    gov_policy_limits_t lim = gov_policy_limits_default();
+    lim.max_bytes = (size_t)e->cfg.max_body;
+    gov_err_t err = gov_policy_request_parse(req->body, req->body_len, &lim, &pr, eb, sizeof eb);
+    if (err != GOV_OK) {
+        split_code(eb, code, sizeof code, &detail);
+        if (err == GOV_ERR_NOMEM)
+            edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+        else
+            edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400, code, "%s", detail);
+        return;
+    }
+    if (!edge_state_loaded(e->state)) {
+        gov_policy_request_clear(&pr);
+        edge_respond_error(resp, 503, "state_not_loaded", "the edge has not loaded its state yet");
+        return;
+    }
+    edge_snapshot_t *s = edge_state_acquire(e->state);
+    const edge_tenant_t *t = edge_snapshot_find(s, pr.tenant);
+    gov_policy_decision_t d;
+    memset(&d, 0, sizeof d);
+    if (t == NULL || t->constitution.checksum[0] == '\0') {
+        edge_respond_error(resp, 503, "constitution_missing",
+                           "no verified constitution for tenant %s", pr.tenant);
+        goto out;
+    }
+    if (t->constitution.rules == NULL) {
+        edge_respond_error(resp, 503, "constitution_rules_invalid",
+                           "the constitution of %s has rules this engine cannot apply: %s",
+                           pr.tenant, t->constitution.rules_error);
+        goto out;
+    }
+    if (t->rulepack.pack == NULL) {
+        edge_respond_error(resp, 503, "rulepack_missing", "no usable rule pack for tenant %s%s%s",
+                           pr.tenant, t->rulepack.error[0] ? ": " : "", t->rulepack.error);
+        goto out;
+    }
+    gov_matcher_scratch_t *scratch = thread_scratch();
+    int64_t t0 = gov_mono_micros();
+    err = gov_policy_evaluate(t->constitution.rules, t->rulepack.pack, &pr, scratch, &d, eb, sizeof eb);
+    double seconds = (double)(gov_mono_micros() - t0) / 1e6;
+    if (err != GOV_OK) {
+        /* Fail closed with a clear error; never a pass. */
+        gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr.tenant, "error", eb,
+                (const char *)NULL);
+        edge_respond_error(resp, 503, "evaluation_failed", "the request could not be evaluated");
+        goto out;
+    }
+    gov_metric_observe(e->m_eval_duration, NULL, seconds);
+
+    char decision_id[GOV_UUID_STRLEN + 1], evaluated[64], extra[768];
+    int64_t now = gov_now_micros();
+    if (gov_uuid_v7(decision_id) != GOV_OK) {
+        edge_respond_error(resp, 503, "evaluation_failed", "no randomness for a decision id");
+        goto out;
+    }
+    format_rfc3339_us(now, evaluated, sizeof evaluated);
+    const char *policy_id = gov_rulepack_id(t->rulepack.pack);
+    const char *pack_version = gov_rulepack_version(t->rulepack.pack);
+    /* Every value here is of a checked syntax (uuid, hex, tenant, pack id,
+     * version): no escaping can be needed. */
+    snprintf(extra, sizeof extra,
+             "\"decision_id\":\"%s\",\"tenant\":\"%s\",\"constitution_hash\":\"%s\","
+             "\"policy_id\":\"%s\",\"rulepack_version\":\"%s\",\"evaluated_at\":\"%s\"",
+             decision_id, t->name, t->constitution.checksum, policy_id, pack_version, evaluated);
+    char *body = NULL;
+    size_t body_len = 0;
+    if (gov_policy_decision_to_json(&d, extra, &body, &body_len) != GOV_OK) {
+        edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+        goto out;
+    }
+    resp->status = 200;
+    resp->content_type = "application/json";
+    resp->body = body;
+    resp->body_len = body_len;
+    char score[GOV_MICROS_TEXT];
+    micros_text(d.score_micros, score, sizeof score);
+    edge_add_header(resp, "X-Policy-Decision", gov_decision_name(d.decision));
+    edge_add_header(resp, "X-Policy-Score", score);
+    edge_add_header(resp, "X-Constitution-Hash", t->constitution.checksum);
+    edge_add_header(resp, "X-Policy-Decision-Id", decision_id);
+    gov_metric_inc(e->m_decisions, (const char *[]){t->name, gov_decision_name(d.decision), policy_id}, 1);
+    log_decision(e, t, &pr, &d, decision_id, now);
+out:
+    gov_policy_decision_clear(&d);
+    edge_snapshot_release(s);
+    gov_policy_request_clear(&pr);
+}
+
+/* --- GET /v1/decisions/{tenant}/{decision_id} ---------------------------------- */
+
+void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    const char *tenant = req->seg[2], *id = req->seg[3];
+    if (!gov_tenant_valid(tenant, strlen(tenant))) {
+        edge_respond_error(resp, 400, "invalid_tenant", "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
+        return;
+    }
+    if (!gov_uuid_v7_valid(id)) {
+        edge_respond_error(resp, 400, "invalid_decision_id", "decision ids are UUIDv7");
+        return;
+    }
+    gov_redis_t *r = thread_redis(e);
+    char eb[256];
+    redisReply *rep = NULL;
+    if (r == NULL || gov_redis_commandf(r, &rep, eb, sizeof eb, "HGETALL policy:decision:{%s}:%s",
+                                        tenant, id) != GOV_OK) {
+        edge_respond_error(resp, 503, "decision_store_unavailable", "the decision store cannot be read");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+        freeReplyObject(rep);
+        edge_respond_error(resp, 404, "decision_not_found",
+                           "no decision %s for tenant %s (unknown, not yet logged, or expired)", id, tenant);
+        return;
+    }
+    static const char *const fields[] = {"decision_id", "tenant", "decision", "constitution_hash",
+        "policy_id", "rulepack_version", "input_digest", "session_id", "user", "role", "action",
+        "tool_name", "tool_category", "edge_id", "event_id"};
+    json_t *out = json_object();
+    char score[GOV_MICROS_TEXT] = "";
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *k = rep->element[i]->str, *v = rep->element[i + 1]->str;
+        size_t vl = rep->element[i + 1]->len;
+        if (strcmp(k, "score_micros") == 0) {
+            /* exact: the same 6-decimal text /v1/evaluate answered */
+            long long micros = strtoll(v, NULL, 10);
+            if (micros >= 0 && micros <= GOV_MICROS_ONE)
+                micros_text(micros, score, sizeof score);
+        } else if (strcmp(k, "reasons") == 0) {
+            json_t *rs = json_loadb(v, vl, 0, NULL);
+            json_object_set_new(out, "reasons", rs ? rs : json_array());
+        } else if (strcmp(k, "evaluated_at") == 0) {
+            char at[64];
+            format_rfc3339_us(strtoll(v, NULL, 10), at, sizeof at);
+            json_object_set_new(out, "evaluated_at", json_string(at));
+        } else {
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+                if (strcmp(k, fields[f]) == 0)
+                    json_object_set_new(out, k, json_stringn(v, vl));
+        }
+    }
+    freeReplyObject(rep);
+    /* jansson cannot write a number from its text: splice the score in. */
+    char *rest = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    size_t n = rest ? strlen(rest) + sizeof score + 16 : 0;
+    char *body = rest ? gov_malloc(n) : NULL;
+    if (body == NULL) {
+        gov_free(rest);
+        edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    snprintf(body, n, "{\"score\":%s%s%s", score[0] ? score : "null", strlen(rest) > 2 ? "," : "",
+             rest + 1);
+    gov_free(rest);
+    resp->status = 200;
+    resp->content_type = "application/json";
+    resp->body = body;
+    resp->body_len = strlen(body);
+}
