@@ -1,0 +1,409 @@
+/* gov_matcher.c - the pattern matcher: a generic layer over a backend table,
+ * and the Vectorscan backend.
+ *
+ * What it is for: a rule pack may hold hundreds of prompt patterns; scanning
+ * the prompt once per pattern, or with a backtracking engine, would let a
+ * request's size or shape decide how long an evaluation takes.  Vectorscan
+ * compiles all patterns into one automaton and scans the data once, in time
+ * linear in its length.
+ *
+ * How it works: the generic layer (gov_matcher_*) owns the handles and the
+ * checks that do not depend on the engine (argument checks, the UTF-8 guard
+ * of UTF-8 databases, zeroing the results); the backend (vs_*) turns
+ * patterns into Vectorscan expressions - literals escaped byte by byte,
+ * regexes passed as written - and turns Vectorscan's match callbacks into
+ * "matched + lowest end offset" per pattern.  Every scan refits the scratch
+ * to the database first, so a scratch prepared for another pack cannot be
+ * misused (Vectorscan itself checks only part of the fit).
+ *
+ * What it does not do: no start-of-match offsets (HS_FLAG_SOM_LEFTMOST costs
+ * memory and refuses some patterns), no streaming mode, no caching: a caller
+ * keeps its compiled matcher and its per-thread scratch.
+ */
+#include "gov_matcher.h"
+
+#include <assert.h>
+#include <hs/hs.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_util.h"
+
+struct gov_matcher {
+    const gov_matcher_backend_t *be;
+    void *db;
+    size_t n;
+    int utf8_only;
+};
+
+struct gov_matcher_scratch {
+    const gov_matcher_backend_t *be;
+    void *state;   /* backend scratch; NULL until first fitted */
+};
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+    if (errbuf == NULL || errbuf_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- Vectorscan backend -------------------------------------------------- */
+
+static int is_alnum_ascii(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* Writes the regex form of a literal into a new NUL-terminated buffer: ASCII
+ * letters and digits as themselves, every other ASCII byte as \xHH; bytes >=
+ * 0x80 raw in UTF-8 mode (where \xHH would mean the code point U+00HH, not
+ * the byte) and as \xHH in byte mode.  O(len); at most 4 * len + 1 bytes. */
+static char *vs_escape_literal(const char *text, size_t len, int utf8) {
+    static const char hex[] = "0123456789abcdef";
+    if (len > (SIZE_MAX - 1) / 4)
+        return NULL;
+    char *out = gov_malloc(4 * len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (is_alnum_ascii(c) || (utf8 && c >= 0x80)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Vectorscan reports allocation failures as compile errors with no
+ * expression index; these are its two messages for them (hs_enomem in
+ * compiler/error.cpp, and dbCreate's caller in compiler/compiler.cpp). */
+static int vs_error_is_nomem(const char *msg) {
+    return msg != NULL && (strcmp(msg, "Unable to allocate memory.") == 0 ||
+                           strcmp(msg, "Could not allocate memory for bytecode.") == 0);
+}
+
+static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_out,
+                            int *utf8_only, size_t *bad_index, char *errbuf,
+                            size_t errbuf_size) {
+    gov_err_t rc = GOV_OK;
+    char **exprs = NULL;
+    unsigned *flags = NULL, *ids = NULL;
+    hs_database_t *db = NULL;
+    hs_compile_error_t *cerr = NULL;
+    size_t i;
+
+    *db_out = NULL;
+    *utf8_only = 0;
+    if (n > UINT_MAX) {
+        set_err(errbuf, errbuf_size, "too many patterns (%zu)", n);
+        *bad_index = (size_t)-1;
+        return GOV_ERR_UNSUPPORTED;
+    }
+    exprs = gov_calloc(n, sizeof *exprs);
+    flags = gov_calloc(n, sizeof *flags);
+    ids = gov_calloc(n, sizeof *ids);
+    if (exprs == NULL || flags == NULL || ids == NULL) {
+        rc = GOV_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const gov_pattern_t *p = &patterns[i];
+        int utf8 = gov_utf8_valid(p->text, p->len);
+        if (p->kind == GOV_PATTERN_LITERAL) {
+            exprs[i] = vs_escape_literal(p->text, p->len, utf8);
+        } else {
+            if (memchr(p->text, '\0', p->len) != NULL) {
+                set_err(errbuf, errbuf_size, "a regex cannot hold a NUL byte (write \\x00)");
+                *bad_index = i;
+                rc = GOV_ERR_PARSE;
+                goto out;
+            }
+            exprs[i] = gov_strndup(p->text, p->len);
+        }
+        if (exprs[i] == NULL) {
+            rc = GOV_ERR_NOMEM;
+            goto out;
+        }
+        flags[i] = (p->case_insensitive ? HS_FLAG_CASELESS : 0u) | (utf8 ? HS_FLAG_UTF8 : 0u);
+        ids[i] = (unsigned)i;
+        if (utf8)
+            *utf8_only = 1;
+    }
+    hs_error_t hr = hs_compile_multi((const char *const *)exprs, flags, ids, (unsigned)n,
+                                     HS_MODE_BLOCK, NULL, &db, &cerr);
+    if (hr == HS_COMPILER_ERROR && cerr != NULL) {
+        /* An allocation failure may carry the index of the expression being
+         * compiled when it happened: test the message first. */
+        if (vs_error_is_nomem(cerr->message)) {
+            set_err(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
+            rc = GOV_ERR_NOMEM;
+        } else if (cerr->expression >= 0 && (size_t)cerr->expression < n) {
+            *bad_index = (size_t)cerr->expression;
+            set_err(errbuf, errbuf_size, "%s", cerr->message);
+            rc = GOV_ERR_PARSE;
+        } else {
+            set_err(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
+            rc = GOV_ERR_UNSUPPORTED;
+        }
+        goto out;
+    }
+    if (hr != HS_SUCCESS) {
+        set_err(errbuf, errbuf_size, "vectorscan: hs_compile_multi failed (%d)", (int)hr);
+        rc = hr == HS_NOMEM ? GOV_ERR_NOMEM : GOV_ERR_INTERNAL;
+        goto out;
+    }
+    *db_out = db;
+    db = NULL;
+out:
+    if (rc == GOV_ERR_NOMEM) {
+        *bad_index = (size_t)-1;
+        if (errbuf != NULL && errbuf_size > 0 && errbuf[0] == '\0')
+            set_err(errbuf, errbuf_size, "out of memory");
+    }
+    if (cerr != NULL)
+        hs_free_compile_error(cerr);
+    hs_free_database(db);
+    if (exprs != NULL)
+        for (i = 0; i < n; i++)
+            gov_free(exprs[i]);
+    gov_free(exprs);
+    gov_free(flags);
+    gov_free(ids);
+    return rc;
+}
+
+static void vs_db_free(void *db) {
+    hs_free_database(db);
+}
+
+static gov_err_t vs_scratch_prepare(const void *db, void **scratch) {
+    hs_scratch_t *s = *scratch;
+    hs_error_t hr = hs_alloc_scratch(db, &s);
+    *scratch = s;   /* on HS_NOMEM Vectorscan has freed the old one: s is NULL */
+    switch (hr) {
+    case HS_SUCCESS:
+        return GOV_OK;
+    case HS_NOMEM:
+        return GOV_ERR_NOMEM;
+    case HS_SCRATCH_IN_USE:
+    case HS_INVALID:
+        return GOV_ERR_INVALID_ARG;
+    default:
+        return GOV_ERR_INTERNAL;
+    }
+}
+
+static void vs_scratch_free(void *scratch) {
+    hs_free_scratch(scratch);
+}
+
+typedef struct vs_scan_ctx {
+    gov_match_t *results;
+    size_t n;
+} vs_scan_ctx_t;
+
+/* Keeps the lowest end offset per pattern; never stops the scan, because
+ * a pattern with assertions may report a lower offset later. */
+static int vs_on_match(unsigned id, unsigned long long from, unsigned long long to,
+                       unsigned flags, void *ctx_) {
+    (void)from;
+    (void)flags;
+    vs_scan_ctx_t *ctx = ctx_;
+    assert(id < ctx->n);
+    if (id >= ctx->n)
+        return 0;
+    gov_match_t *r = &ctx->results[id];
+    if (!r->matched || (size_t)to < r->first_end) {
+        r->matched = 1;
+        r->first_end = (size_t)to;
+    }
+    return 0;
+}
+
+static gov_err_t vs_scan(const void *db, void *scratch, const char *data, size_t len,
+                         gov_match_t *results, size_t n, char *errbuf, size_t errbuf_size) {
+    vs_scan_ctx_t ctx = {results, n};
+    hs_error_t hr = hs_scan(db, data, (unsigned)len, 0, scratch, vs_on_match, &ctx);
+    switch (hr) {
+    case HS_SUCCESS:
+        return GOV_OK;
+    case HS_NOMEM:
+        set_err(errbuf, errbuf_size, "vectorscan: out of memory");
+        return GOV_ERR_NOMEM;
+    case HS_SCRATCH_IN_USE:
+        set_err(errbuf, errbuf_size, "vectorscan: scratch in use by another scan");
+        return GOV_ERR_INVALID_ARG;
+    case HS_INVALID:
+        set_err(errbuf, errbuf_size, "vectorscan: invalid database or scratch");
+        return GOV_ERR_INVALID_ARG;
+    default:
+        set_err(errbuf, errbuf_size, "vectorscan: hs_scan failed (%d)", (int)hr);
+        return GOV_ERR_INTERNAL;
+    }
+}
+
+static const gov_matcher_backend_t vectorscan_backend = {
+    .name = "vectorscan",
+    .compile = vs_compile,
+    .db_free = vs_db_free,
+    .scratch_prepare = vs_scratch_prepare,
+    .scratch_free = vs_scratch_free,
+    .scan = vs_scan,
+};
+
+const gov_matcher_backend_t *gov_matcher_backend_vectorscan(void) {
+    return &vectorscan_backend;
+}
+
+static void *HS_CDECL vs_alloc(size_t size) {
+    return gov_malloc(size);
+}
+
+static void HS_CDECL vs_free(void *p) {
+    gov_free(p);
+}
+
+gov_err_t gov_matcher_install_allocator(void) {
+    return hs_set_allocator(vs_alloc, vs_free) == HS_SUCCESS ? GOV_OK : GOV_ERR_INTERNAL;
+}
+
+/* ---- generic layer --------------------------------------------------------- */
+
+gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pattern_t *patterns,
+                              size_t n, gov_matcher_t **out, size_t *bad_index, char *errbuf,
+                              size_t errbuf_size) {
+    size_t bad_dummy;
+    if (bad_index == NULL)
+        bad_index = &bad_dummy;
+    *bad_index = (size_t)-1;
+    if (errbuf != NULL && errbuf_size > 0)
+        errbuf[0] = '\0';
+    if (out == NULL)
+        return GOV_ERR_INVALID_ARG;
+    *out = NULL;
+    if (patterns == NULL || n == 0) {
+        set_err(errbuf, errbuf_size, "no patterns");
+        return GOV_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (patterns[i].text == NULL || patterns[i].len == 0 ||
+            (patterns[i].kind != GOV_PATTERN_LITERAL && patterns[i].kind != GOV_PATTERN_REGEX)) {
+            *bad_index = i;
+            set_err(errbuf, errbuf_size, "empty or malformed pattern");
+            return GOV_ERR_INVALID_ARG;
+        }
+    }
+    if (backend == NULL)
+        backend = &vectorscan_backend;
+    gov_matcher_t *m = gov_calloc(1, sizeof *m);
+    if (m == NULL) {
+        set_err(errbuf, errbuf_size, "out of memory");
+        return GOV_ERR_NOMEM;
+    }
+    m->be = backend;
+    m->n = n;
+    gov_err_t rc =
+        backend->compile(patterns, n, &m->db, &m->utf8_only, bad_index, errbuf, errbuf_size);
+    if (rc != GOV_OK) {
+        gov_free(m);
+        return rc;
+    }
+    *out = m;
+    return GOV_OK;
+}
+
+void gov_matcher_free(gov_matcher_t *m) {
+    if (m == NULL)
+        return;
+    m->be->db_free(m->db);
+    gov_free(m);
+}
+
+size_t gov_matcher_count(const gov_matcher_t *m) {
+    return m ? m->n : 0;
+}
+
+int gov_matcher_utf8_only(const gov_matcher_t *m) {
+    return m ? m->utf8_only : 0;
+}
+
+const char *gov_matcher_backend_name(const gov_matcher_t *m) {
+    return m ? m->be->name : "none";
+}
+
+gov_err_t gov_matcher_scratch_new(const gov_matcher_t *m, gov_matcher_scratch_t **out) {
+    if (out == NULL)
+        return GOV_ERR_INVALID_ARG;
+    *out = NULL;
+    gov_matcher_scratch_t *s = gov_calloc(1, sizeof *s);
+    if (s == NULL)
+        return GOV_ERR_NOMEM;
+    s->be = m ? m->be : &vectorscan_backend;
+    if (m != NULL) {
+        gov_err_t rc = gov_matcher_scratch_prepare(s, m);
+        if (rc != GOV_OK) {
+            gov_matcher_scratch_free(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return GOV_OK;
+}
+
+gov_err_t gov_matcher_scratch_prepare(gov_matcher_scratch_t *s, const gov_matcher_t *m) {
+    if (s == NULL || m == NULL)
+        return GOV_ERR_INVALID_ARG;
+    if (s->state == NULL)
+        s->be = m->be;
+    else if (s->be != m->be)
+        return GOV_ERR_INVALID_ARG;
+    return m->be->scratch_prepare(m->db, &s->state);
+}
+
+void gov_matcher_scratch_free(gov_matcher_scratch_t *s) {
+    if (s == NULL)
+        return;
+    if (s->state != NULL)
+        s->be->scratch_free(s->state);
+    gov_free(s);
+}
+
+gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                           size_t len, gov_match_t *results, char *errbuf, size_t errbuf_size) {
+    if (m == NULL || s == NULL || results == NULL || (data == NULL && len > 0)) {
+        set_err(errbuf, errbuf_size, "NULL argument");
+        return GOV_ERR_INVALID_ARG;
+    }
+    memset(results, 0, m->n * sizeof *results);
+    if (len > UINT_MAX) {
+        set_err(errbuf, errbuf_size, "data of %zu bytes exceeds the engine's limit", len);
+        return GOV_ERR_TOO_LARGE;
+    }
+    if (m->utf8_only && !gov_utf8_valid(data ? data : "", len)) {
+        set_err(errbuf, errbuf_size, "data is not valid UTF-8");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_err_t rc = gov_matcher_scratch_prepare(s, m);
+    if (rc != GOV_OK) {
+        set_err(errbuf, errbuf_size, "cannot fit the scratch to the database: %s",
+                gov_err_code(rc));
+        return rc;
+    }
+    return m->be->scan(m->db, s->state, data ? data : "", len, results, m->n, errbuf,
+                       errbuf_size);
+}

@@ -1,0 +1,870 @@
+/* gov_policy.c - request validation, evaluation and the response body.
+ *
+ * What it is for: POST /v1/evaluate must give the same answer on every edge
+ * replica for the same request, constitution and rule pack.  So nothing here
+ * reads a clock or a global, no floating point decides anything (weights and
+ * thresholds are int64 millionths from gov_rulepack), and every order is
+ * fixed: rules are visited in id order (the pack keeps them so), reasons come
+ * out constitution first, then rules by id.
+ *
+ * How it works: the request is parsed with gov_canon_parse (bounded, no
+ * duplicate keys, UTF-8 checked), then validated member by member; its
+ * input_digest is SHA-256 over its RFC 8785 bytes.  Evaluation runs the
+ * constitution checks, scans the prompt once with the pack's matcher, tests
+ * each rule's conditions (all must hold; a missing request value never
+ * matches), sums the weights of matched "add" rules with saturation, and
+ * applies the effective thresholds.  The response writer formats numbers
+ * itself ("0.350000"): jansson would print 0.35.
+ *
+ * What it does not do: it does not pick the constitution or the pack for a
+ * tenant, add decision_id / constitution_hash / rulepack_version /
+ * evaluated_at (the caller owns those), or log.
+ */
+#include "gov_policy.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_canon.h"
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+    if (errbuf == NULL || errbuf_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Writes a key for an error message: at most 32 bytes, cut on a character
+ * boundary, control characters as '?'. */
+static void safe_key(char *dst, size_t dst_size, const char *key) {
+    size_t o = 0, i = 0, klen = strlen(key);
+    while (i < klen && o < 32 && o + 4 < dst_size) {
+        size_t sl = gov_utf8_seq_len((const unsigned char *)key + i, klen - i);
+        if (sl == 0 || o + sl > 32)
+            break;
+        for (size_t j = 0; j < sl; j++) {
+            unsigned char ch = (unsigned char)key[i + j];
+            dst[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
+        }
+        i += sl;
+    }
+    if (i < klen && o + 4 <= dst_size) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}
+
+static int json_depth(const json_t *v) {
+    int best = 0;
+    const char *k;
+    size_t i;
+    json_t *x;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, x) {
+            int d = json_depth(x);
+            best = d > best ? d : best;
+        }
+        return best + 1;
+    }
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, x) {
+            int d = json_depth(x);
+            best = d > best ? d : best;
+        }
+        return best + 1;
+    }
+    return 0;
+}
+
+const char *gov_decision_name(gov_decision_t d) {
+    switch (d) {
+    case GOV_DECISION_ALLOW:
+        return "allow";
+    case GOV_DECISION_REVIEW:
+        return "review";
+    case GOV_DECISION_DENY:
+        return "deny";
+    }
+    return "unknown";
+}
+
+/* ---- constitution rules --------------------------------------------------- */
+
+struct gov_policy_constitution {
+    gov_strset_t prohibited_actions;
+    int has_permitted;
+    gov_strset_t permitted_tool_categories;
+    int64_t max_risk_micros;
+    int64_t approval_micros;
+};
+
+static void strset_free(gov_strset_t *s) {
+    for (size_t i = 0; i < s->n; i++)
+        gov_free(s->v[i]);
+    gov_free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+void gov_policy_constitution_free(gov_policy_constitution_t *c) {
+    if (c == NULL)
+        return;
+    strset_free(&c->prohibited_actions);
+    strset_free(&c->permitted_tool_categories);
+    gov_free(c);
+}
+
+/* An array of strings (possibly empty) into a sorted, deduplicated set. */
+static gov_err_t constitution_set(const json_t *v, const char *name, gov_strset_t *out,
+                                  char *errbuf, size_t errbuf_size) {
+    if (!json_is_array(v)) {
+        set_err(errbuf, errbuf_size, "rules.%s must be an array of strings", name);
+        return GOV_ERR_VERIFY;
+    }
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return GOV_OK;
+    out->v = gov_calloc(n, sizeof *out->v);
+    if (out->v == NULL)
+        return GOV_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *s = json_array_get(v, i);
+        if (!json_is_string(s) ||
+            memchr(json_string_value(s), '\0', json_string_length(s)) != NULL) {
+            set_err(errbuf, errbuf_size, "rules.%s[%zu] must be a string without U+0000", name,
+                    i);
+            return GOV_ERR_VERIFY;
+        }
+        if ((out->v[out->n] = gov_strdup(json_string_value(s))) == NULL)
+            return GOV_ERR_NOMEM;
+        out->n++;
+    }
+    qsort(out->v, out->n, sizeof *out->v, cmp_str);
+    size_t w = 0;
+    for (size_t i = 0; i < out->n; i++) {
+        if (w > 0 && strcmp(out->v[w - 1], out->v[i]) == 0)
+            gov_free(out->v[i]);
+        else
+            out->v[w++] = out->v[i];
+    }
+    out->n = w;
+    return GOV_OK;
+}
+
+static gov_err_t constitution_threshold(const json_t *v, const char *name, int64_t *out,
+                                        char *errbuf, size_t errbuf_size) {
+    char text[GOV_CANON_NUMBUF];
+    switch (gov_micros_from_json(v, out, text)) {
+    case GOV_MICROS_OK:
+        return GOV_OK;
+    case GOV_MICROS_NOT_NUMBER:
+        set_err(errbuf, errbuf_size, "rules.%s must be a number", name);
+        break;
+    case GOV_MICROS_OUT_OF_RANGE:
+        set_err(errbuf, errbuf_size, "rules.%s %s is not in [0,1]", name, text);
+        break;
+    case GOV_MICROS_TOO_PRECISE:
+        set_err(errbuf, errbuf_size, "rules.%s %s has more than 6 decimal places", name, text);
+        break;
+    }
+    return GOV_ERR_VERIFY;
+}
+
+gov_err_t gov_policy_constitution_from_json(const json_t *document,
+                                            gov_policy_constitution_t **out, char *errbuf,
+                                            size_t errbuf_size) {
+    gov_err_t rc = GOV_OK;
+    if (out == NULL)
+        return GOV_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!json_is_object(document)) {
+        set_err(errbuf, errbuf_size, "the constitution document must be an object");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_policy_constitution_t *c = gov_calloc(1, sizeof *c);
+    if (c == NULL) {
+        set_err(errbuf, errbuf_size, "out of memory");
+        return GOV_ERR_NOMEM;
+    }
+    c->max_risk_micros = GOV_MICROS_ONE;
+    c->approval_micros = GOV_MICROS_ONE;
+    const json_t *rules = json_object_get(document, "rules");
+    if (rules != NULL) {
+        const json_t *v;
+        if (!json_is_object(rules)) {
+            set_err(errbuf, errbuf_size, "rules must be an object");
+            rc = GOV_ERR_VERIFY;
+            goto out;
+        }
+        if ((v = json_object_get(rules, "prohibited_actions")) != NULL &&
+            (rc = constitution_set(v, "prohibited_actions", &c->prohibited_actions, errbuf,
+                                   errbuf_size)) != GOV_OK)
+            goto out;
+        if ((v = json_object_get(rules, "permitted_tool_categories")) != NULL) {
+            c->has_permitted = 1;
+            if ((rc = constitution_set(v, "permitted_tool_categories",
+                                       &c->permitted_tool_categories, errbuf, errbuf_size)) !=
+                GOV_OK)
+                goto out;
+        }
+        if ((v = json_object_get(rules, "max_risk_score")) != NULL &&
+            (rc = constitution_threshold(v, "max_risk_score", &c->max_risk_micros, errbuf,
+                                         errbuf_size)) != GOV_OK)
+            goto out;
+        if ((v = json_object_get(rules, "require_human_approval_above_risk")) != NULL &&
+            (rc = constitution_threshold(v, "require_human_approval_above_risk",
+                                         &c->approval_micros, errbuf, errbuf_size)) != GOV_OK)
+            goto out;
+    }
+out:
+    if (rc != GOV_OK) {
+        if (rc == GOV_ERR_NOMEM)
+            set_err(errbuf, errbuf_size, "out of memory");
+        gov_policy_constitution_free(c);
+        return rc;
+    }
+    *out = c;
+    return GOV_OK;
+}
+
+int64_t gov_policy_constitution_max_risk_micros(const gov_policy_constitution_t *c) {
+    return c->max_risk_micros;
+}
+
+int64_t gov_policy_constitution_approval_micros(const gov_policy_constitution_t *c) {
+    return c->approval_micros;
+}
+
+/* ---- request ---------------------------------------------------------------- */
+
+gov_policy_limits_t gov_policy_limits_default(void) {
+    gov_policy_limits_t l = {
+        .max_bytes = 2 * 1024 * 1024,
+        .max_depth = 4,
+        .max_prompt_bytes = 1024 * 1024,
+        .max_string_bytes = 256,
+        .max_metadata_entries = 64,
+    };
+    return l;
+}
+
+void gov_policy_request_clear(gov_policy_request_t *req) {
+    if (req == NULL)
+        return;
+    json_decref(req->doc);
+    memset(req, 0, sizeof *req);
+}
+
+/* A string member: NULL (absent) is allowed when optional.  Checks type,
+ * length (min_len..max) and U+0000 (unless allow_nul).  *out stays NULL when
+ * absent. */
+static gov_err_t req_string(const json_t *obj, const char *name, const char *path, int required,
+                            size_t min_len, size_t max, int allow_nul, const char **out,
+                            size_t *out_len, char *errbuf, size_t errbuf_size) {
+    const json_t *v = json_object_get(obj, name);
+    *out = NULL;
+    if (v == NULL) {
+        if (!required)
+            return GOV_OK;
+        set_err(errbuf, errbuf_size, "missing_field: %s is required", path);
+        return GOV_ERR_PARSE;
+    }
+    if (!json_is_string(v)) {
+        set_err(errbuf, errbuf_size, "invalid_type: %s must be a string", path);
+        return GOV_ERR_PARSE;
+    }
+    size_t n = json_string_length(v);
+    if (n > max) {
+        set_err(errbuf, errbuf_size, "too_large: %s is %zu bytes (limit %zu)", path, n, max);
+        return GOV_ERR_TOO_LARGE;
+    }
+    if (n < min_len) {
+        set_err(errbuf, errbuf_size, "invalid_value: %s must not be empty", path);
+        return GOV_ERR_PARSE;
+    }
+    if (!allow_nul && memchr(json_string_value(v), '\0', n) != NULL) {
+        set_err(errbuf, errbuf_size, "invalid_value: %s must not contain U+0000", path);
+        return GOV_ERR_PARSE;
+    }
+    *out = json_string_value(v);
+    if (out_len != NULL)
+        *out_len = n;
+    return GOV_OK;
+}
+
+/* Names the bytewise-smallest member of obj not in allowed[]. */
+static gov_err_t req_members(const json_t *obj, const char *const *allowed, const char *prefix,
+                             char *errbuf, size_t errbuf_size) {
+    const char *k, *worst = NULL;
+    json_t *x;
+    json_object_foreach((json_t *)obj, k, x) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a != NULL; a++)
+            ok |= strcmp(*a, k) == 0;
+        if (!ok && (worst == NULL || strcmp(k, worst) < 0))
+            worst = k;
+    }
+    if (worst == NULL)
+        return GOV_OK;
+    char key[48];
+    safe_key(key, sizeof key, worst);
+    set_err(errbuf, errbuf_size, "unknown_field: %s%s is not a known member", prefix, key);
+    return GOV_ERR_PARSE;
+}
+
+static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limits_t *lim,
+                                  char *errbuf, size_t errbuf_size) {
+    static const char *const allowed[] = {"tenant", "session_id", "user",     "role", "prompt",
+                                          "action", "tool",       "metadata", NULL};
+    static const char *const tool_allowed[] = {"name", "category", NULL};
+    const json_t *doc = r->doc;
+    size_t smax = lim->max_string_bytes, tlen = 0;
+    gov_err_t rc;
+
+    if (!json_is_object(doc)) {
+        set_err(errbuf, errbuf_size, "invalid_type: the request must be a JSON object");
+        return GOV_ERR_PARSE;
+    }
+    if ((rc = req_members(doc, allowed, "", errbuf, errbuf_size)) != GOV_OK)
+        return rc;
+    if ((rc = req_string(doc, "tenant", "tenant", 1, 1, GOV_TENANT_MAX, 0, &r->tenant, &tlen,
+                         errbuf, errbuf_size)) != GOV_OK)
+        return rc;
+    if (!gov_tenant_valid(r->tenant, tlen)) {
+        set_err(errbuf, errbuf_size,
+                "invalid_tenant: tenant must be 1-64 characters of [A-Za-z0-9._-], not "
+                "starting with . or -");
+        return GOV_ERR_PARSE;
+    }
+    if ((rc = req_string(doc, "session_id", "session_id", 1, 1, smax, 0, &r->session_id, NULL,
+                         errbuf, errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "user", "user", 1, 1, smax, 0, &r->user, NULL, errbuf,
+                         errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "role", "role", 1, 1, smax, 0, &r->role, NULL, errbuf,
+                         errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "prompt", "prompt", 1, 0, lim->max_prompt_bytes, 1, &r->prompt,
+                         &r->prompt_len, errbuf, errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "action", "action", 0, 1, smax, 0, &r->action, NULL, errbuf,
+                         errbuf_size)) != GOV_OK)
+        return rc;
+
+    const json_t *tool = json_object_get(doc, "tool");
+    if (tool != NULL) {
+        if (!json_is_object(tool)) {
+            set_err(errbuf, errbuf_size, "invalid_type: tool must be an object");
+            return GOV_ERR_PARSE;
+        }
+        if ((rc = req_members(tool, tool_allowed, "tool.", errbuf, errbuf_size)) != GOV_OK ||
+            (rc = req_string(tool, "name", "tool.name", 1, 1, smax, 0, &r->tool_name, NULL,
+                             errbuf, errbuf_size)) != GOV_OK ||
+            (rc = req_string(tool, "category", "tool.category", 1, 1, smax, 0,
+                             &r->tool_category, NULL, errbuf, errbuf_size)) != GOV_OK)
+            return rc;
+    }
+
+    const json_t *md = json_object_get(doc, "metadata");
+    if (md != NULL) {
+        if (!json_is_object(md)) {
+            set_err(errbuf, errbuf_size, "invalid_type: metadata must be an object of strings");
+            return GOV_ERR_PARSE;
+        }
+        if (json_object_size(md) > lim->max_metadata_entries) {
+            set_err(errbuf, errbuf_size, "too_large: metadata has %zu entries (limit %zu)",
+                    json_object_size(md), lim->max_metadata_entries);
+            return GOV_ERR_TOO_LARGE;
+        }
+        /* Of several bad entries the bytewise-smallest key is named, so the
+         * error does not depend on the member order. */
+        enum { MD_OK, MD_EMPTY_KEY, MD_LONG_KEY, MD_TYPE, MD_LONG, MD_NUL } why = MD_OK;
+        const char *bad = NULL, *k;
+        json_t *v;
+        json_object_foreach((json_t *)md, k, v) {
+            size_t klen = strlen(k);
+            int w = MD_OK;
+            if (klen == 0)
+                w = MD_EMPTY_KEY;
+            else if (klen > smax)
+                w = MD_LONG_KEY;
+            else if (!json_is_string(v))
+                w = MD_TYPE;
+            else if (json_string_length(v) > smax)
+                w = MD_LONG;
+            else if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+                w = MD_NUL;
+            if (w != MD_OK && (bad == NULL || strcmp(k, bad) < 0)) {
+                bad = k;
+                why = w;
+            }
+        }
+        if (bad != NULL) {
+            char key[48];
+            safe_key(key, sizeof key, bad);
+            switch (why) {
+            case MD_EMPTY_KEY:
+                set_err(errbuf, errbuf_size, "invalid_value: metadata keys must not be empty");
+                return GOV_ERR_PARSE;
+            case MD_LONG_KEY:
+                set_err(errbuf, errbuf_size, "too_large: metadata key %s is longer than %zu bytes",
+                        key, smax);
+                return GOV_ERR_TOO_LARGE;
+            case MD_TYPE:
+                set_err(errbuf, errbuf_size, "invalid_type: metadata.%s must be a string", key);
+                return GOV_ERR_PARSE;
+            case MD_LONG:
+                set_err(errbuf, errbuf_size, "too_large: metadata.%s is longer than %zu bytes",
+                        key, smax);
+                return GOV_ERR_TOO_LARGE;
+            case MD_NUL:
+            case MD_OK:
+                break;
+            }
+            set_err(errbuf, errbuf_size, "invalid_value: metadata.%s must not contain U+0000",
+                    key);
+            return GOV_ERR_PARSE;
+        }
+        r->metadata = md;
+    }
+    return GOV_OK;
+}
+
+gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
+                                   gov_policy_request_t *req, char *errbuf, size_t errbuf_size) {
+    gov_policy_limits_t deflim = gov_policy_limits_default();
+    const gov_policy_limits_t *lim = limits ? limits : &deflim;
+    char *canon = NULL;
+    size_t canon_len = 0;
+    unsigned char digest[GOV_SHA256_LEN];
+    gov_err_t rc;
+
+    if (errbuf != NULL && errbuf_size > 0)
+        errbuf[0] = '\0';
+    if (req == NULL || text == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument");
+        return GOV_ERR_INVALID_ARG;
+    }
+    memset(req, 0, sizeof *req);
+    if (len > lim->max_bytes) {
+        set_err(errbuf, errbuf_size, "too_large: the request is %zu bytes (limit %zu)", len,
+                lim->max_bytes);
+        return GOV_ERR_TOO_LARGE;
+    }
+    rc = gov_canon_parse(text, len, &req->doc, errbuf, errbuf_size);
+    if (rc != GOV_OK) {
+        /* errbuf already says "reason: detail" in the same code vocabulary. */
+        if (rc == GOV_ERR_UNSUPPORTED)
+            rc = GOV_ERR_PARSE;
+        return rc;
+    }
+    if (json_depth(req->doc) > lim->max_depth) {
+        set_err(errbuf, errbuf_size, "too_deep: the request nests deeper than %d", lim->max_depth);
+        rc = GOV_ERR_TOO_LARGE;
+        goto out;
+    }
+    if ((rc = request_validate(req, lim, errbuf, errbuf_size)) != GOV_OK)
+        goto out;
+    rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, 0);
+    if (rc != GOV_OK) {
+        set_err(errbuf, errbuf_size, "%s: cannot canonicalize the request",
+                rc == GOV_ERR_NOMEM ? "nomem" : "invalid_value");
+        if (rc != GOV_ERR_NOMEM)
+            rc = GOV_ERR_PARSE;
+        goto out;
+    }
+    if ((rc = gov_sha256(canon, canon_len, digest)) != GOV_OK) {
+        set_err(errbuf, errbuf_size, "%s: SHA-256 failed",
+                rc == GOV_ERR_NOMEM ? "nomem" : "internal");
+        goto out;
+    }
+    gov_hex_encode(digest, sizeof digest, req->input_digest);
+out:
+    gov_free(canon);
+    if (rc != GOV_OK)
+        gov_policy_request_clear(req);
+    return rc;
+}
+
+/* ---- evaluation ------------------------------------------------------------------ */
+
+static int is_cont(unsigned char c) {
+    return (c & 0xC0) == 0x80;
+}
+
+void gov_policy_excerpt_window(const char *prompt, size_t len, size_t match_end, size_t *start,
+                               size_t *end) {
+    const unsigned char *p = (const unsigned char *)prompt;
+    if (match_end > len)
+        match_end = len;
+    size_t s = match_end > GOV_EXCERPT_BEFORE ? match_end - GOV_EXCERPT_BEFORE : 0;
+    size_t e = len - s > GOV_EXCERPT_MAX ? s + GOV_EXCERPT_MAX : len;
+    if (e - s < GOV_EXCERPT_MAX)   /* the prompt ends soon: take more before */
+        s = e > GOV_EXCERPT_MAX ? e - GOV_EXCERPT_MAX : 0;
+    while (s < e && is_cont(p[s]))
+        s++;
+    while (e < len && e > s && is_cont(p[e]))
+        e--;
+    *start = s;
+    *end = e;
+}
+
+void gov_policy_decision_clear(gov_policy_decision_t *d) {
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->nreasons; i++)
+        gov_free(d->reasons[i].message);
+    gov_free(d->reasons);
+    memset(d, 0, sizeof *d);
+}
+
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+/* 1 when every condition the rule gives holds for the request.  matches may
+ * be NULL when the pack has no patterns. */
+static int rule_holds(const gov_rule_t *r, const gov_policy_request_t *req,
+                      const gov_match_t *matches, size_t *first_end) {
+    if (r->conditions & GOV_COND_PROMPT) {
+        int any = 0;
+        for (size_t k = 0; k < r->pattern_count; k++) {
+            const gov_match_t *m = &matches[r->pattern_first + k];
+            if (m->matched && (!any || m->first_end < *first_end)) {
+                *first_end = m->first_end;
+                any = 1;
+            }
+        }
+        if (!any)
+            return 0;
+    }
+    if ((r->conditions & GOV_COND_ROLE) && !gov_strset_contains(&r->roles, req->role))
+        return 0;
+    if ((r->conditions & GOV_COND_ACTION) &&
+        (req->action == NULL || !gov_strset_contains(&r->actions, req->action)))
+        return 0;
+    if ((r->conditions & GOV_COND_TOOL_CATEGORY) &&
+        (req->tool_category == NULL ||
+         !gov_strset_contains(&r->tool_categories, req->tool_category)))
+        return 0;
+    if (r->conditions & GOV_COND_METADATA) {
+        for (size_t i = 0; i < r->nmetadata; i++) {
+            const json_t *v =
+                req->metadata ? json_object_get(req->metadata, r->metadata[i].key) : NULL;
+            if (v == NULL || !gov_strset_contains(&r->metadata[i].values, json_string_value(v)))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static gov_err_t add_reason(gov_policy_decision_t *d, const char *id, gov_severity_t sev,
+                            gov_effect_t eff, int64_t weight, const char *message) {
+    gov_policy_reason_t *r = &d->reasons[d->nreasons];
+    memset(r, 0, sizeof *r);
+    snprintf(r->rule_id, sizeof r->rule_id, "%s", id);
+    r->severity = sev;
+    r->effect = eff;
+    r->weight_micros = weight;
+    r->message = gov_strdup(message);
+    if (r->message == NULL)
+        return GOV_ERR_NOMEM;
+    d->nreasons++;
+    return GOV_OK;
+}
+
+gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rulepack_t *pack,
+                              const gov_policy_request_t *req, gov_matcher_scratch_t *scratch,
+                              gov_policy_decision_t *out, char *errbuf, size_t errbuf_size) {
+    gov_match_t *matches = NULL;
+    size_t *matched = NULL, *ends = NULL, nmatched = 0;
+    gov_err_t rc = GOV_OK;
+    int deny = 0;
+
+    if (errbuf != NULL && errbuf_size > 0)
+        errbuf[0] = '\0';
+    if (out == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL decision");
+        return GOV_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    if (c == NULL || pack == NULL || req == NULL || req->doc == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument");
+        return GOV_ERR_INVALID_ARG;
+    }
+    if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0) {
+        set_err(errbuf, errbuf_size, "tenant_mismatch: the request is for another tenant "
+                                     "than the rule pack");
+        return GOV_ERR_INVALID_ARG;
+    }
+    const gov_matcher_t *m = gov_rulepack_matcher(pack);
+    if (m != NULL && scratch == NULL) {
+        set_err(errbuf, errbuf_size, "invalid_arg: the pack has patterns and no scratch given");
+        return GOV_ERR_INVALID_ARG;
+    }
+    size_t nrules = gov_rulepack_rule_count(pack);
+
+    out->max_risk_micros = c->max_risk_micros;
+    out->approval_micros = c->approval_micros;
+    if (gov_rulepack_max_risk_micros(pack) >= 0)
+        out->max_risk_micros = min64(out->max_risk_micros, gov_rulepack_max_risk_micros(pack));
+    if (gov_rulepack_approval_micros(pack) >= 0)
+        out->approval_micros = min64(out->approval_micros, gov_rulepack_approval_micros(pack));
+    memcpy(out->input_digest, req->input_digest, sizeof out->input_digest);
+
+    /* Rules: one scan of the prompt, then each rule in id order. */
+    if (m != NULL) {
+        matches = gov_calloc(gov_matcher_count(m), sizeof *matches);
+        if (matches == NULL) {
+            rc = GOV_ERR_NOMEM;
+            goto out;
+        }
+        char merr[160] = "";
+        rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
+                              sizeof merr);
+        if (rc != GOV_OK) {
+            set_err(errbuf, errbuf_size, "%s: the prompt scan failed: %s",
+                    rc == GOV_ERR_NOMEM ? "nomem" : "matcher", merr);
+            if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
+                rc = GOV_ERR_INTERNAL;
+            goto out;
+        }
+    }
+    matched = gov_calloc(nrules ? nrules : 1, sizeof *matched);
+    ends = gov_calloc(nrules ? nrules : 1, sizeof *ends);
+    if (matched == NULL || ends == NULL) {
+        rc = GOV_ERR_NOMEM;
+        goto out;
+    }
+    int64_t score = 0;
+    for (size_t i = 0; i < nrules; i++) {
+        const gov_rule_t *r = gov_rulepack_rule(pack, i);
+        size_t end = 0;
+        if (!rule_holds(r, req, matches, &end))
+            continue;
+        matched[nmatched] = i;
+        ends[nmatched++] = end;
+        if (r->effect == GOV_EFFECT_DENY) {
+            deny = 1;
+        } else {
+            /* Saturating: weights are in [0, 1000000], so the sum never
+             * leaves [0, 2000000] before the clamp. */
+            score += r->weight_micros;
+            if (score > GOV_MICROS_ONE)
+                score = GOV_MICROS_ONE;
+        }
+    }
+    out->score_micros = score;
+
+    out->reasons = gov_calloc(2 + nmatched, sizeof *out->reasons);
+    if (out->reasons == NULL) {
+        rc = GOV_ERR_NOMEM;
+        goto out;
+    }
+    /* Constitution first: its reasons lead the list. */
+    if (req->action != NULL && gov_strset_contains(&c->prohibited_actions, req->action)) {
+        deny = 1;
+        if ((rc = add_reason(out, GOV_REASON_PROHIBITED_ACTION, GOV_SEVERITY_CRITICAL,
+                             GOV_EFFECT_DENY, 0, "the action is prohibited by the constitution")) !=
+            GOV_OK)
+            goto out;
+    }
+    if (req->tool_category != NULL && c->has_permitted &&
+        !gov_strset_contains(&c->permitted_tool_categories, req->tool_category)) {
+        deny = 1;
+        if ((rc = add_reason(out, GOV_REASON_TOOL_CATEGORY, GOV_SEVERITY_CRITICAL,
+                             GOV_EFFECT_DENY, 0,
+                             "the tool category is not permitted by the constitution")) != GOV_OK)
+            goto out;
+    }
+    for (size_t j = 0; j < nmatched; j++) {
+        const gov_rule_t *r = gov_rulepack_rule(pack, matched[j]);
+        if ((rc = add_reason(out, r->id, r->severity, r->effect, r->weight_micros, r->message)) !=
+            GOV_OK)
+            goto out;
+        if (r->conditions & GOV_COND_PROMPT) {
+            gov_policy_reason_t *x = &out->reasons[out->nreasons - 1];
+            x->has_excerpt = 1;
+            x->match_end = ends[j];
+            gov_policy_excerpt_window(req->prompt, req->prompt_len, ends[j], &x->excerpt_start,
+                                      &x->excerpt_end);
+            x->excerpt_len = x->excerpt_end - x->excerpt_start;
+            memcpy(x->excerpt, req->prompt + x->excerpt_start, x->excerpt_len);
+            x->excerpt[x->excerpt_len] = '\0';
+        }
+    }
+
+    if (deny || score > out->max_risk_micros)
+        out->decision = GOV_DECISION_DENY;
+    else if (score > out->approval_micros)
+        out->decision = GOV_DECISION_REVIEW;
+    else
+        out->decision = GOV_DECISION_ALLOW;
+out:
+    if (rc == GOV_ERR_NOMEM && (errbuf == NULL || errbuf_size == 0 || errbuf[0] == '\0'))
+        set_err(errbuf, errbuf_size, "nomem: out of memory");
+    gov_free(matches);
+    gov_free(matched);
+    gov_free(ends);
+    if (rc != GOV_OK)
+        gov_policy_decision_clear(out);
+    return rc;
+}
+
+/* ---- response body ------------------------------------------------------------------ */
+
+typedef struct outbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} outbuf_t;
+
+static void ob_put(outbuf_t *b, const char *s, size_t n) {
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *np = gov_realloc(b->p, cap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void ob_puts(outbuf_t *b, const char *s) {
+    ob_put(b, s, strlen(s));
+}
+
+/* A JSON string with RFC 8785's minimal escaping: '"', '\\' and C0
+ * controls only; the input is valid UTF-8 and goes out as is. */
+static void ob_string(outbuf_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+    ob_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        ob_put(b, s + run, i - run);
+        run = i + 1;
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            break;
+        }
+        ob_puts(b, esc);
+    }
+    ob_put(b, s + run, n - run);
+    ob_put(b, "\"", 1);
+}
+
+static void ob_micros(outbuf_t *b, int64_t micros) {
+    char num[GOV_MICROS_TEXT];
+    int n = gov_micros_format(micros, num);
+    ob_put(b, num, (size_t)n);
+}
+
+static void ob_size(outbuf_t *b, size_t v) {
+    char num[24];
+    int n = snprintf(num, sizeof num, "%zu", v);
+    ob_put(b, num, (size_t)n);
+}
+
+gov_err_t gov_policy_decision_to_json(const gov_policy_decision_t *d, const char *extra_members,
+                                      char **out, size_t *out_len) {
+    outbuf_t b = {NULL, 0, 0, 0};
+    if (d == NULL || out == NULL)
+        return GOV_ERR_INVALID_ARG;
+    *out = NULL;
+    ob_put(&b, "{", 1);
+    if (extra_members != NULL && extra_members[0] != '\0') {
+        ob_puts(&b, extra_members);
+        ob_put(&b, ",", 1);
+    }
+    ob_puts(&b, "\"decision\":");
+    ob_string(&b, gov_decision_name(d->decision), strlen(gov_decision_name(d->decision)));
+    ob_puts(&b, ",\"score\":");
+    ob_micros(&b, d->score_micros);
+    ob_puts(&b, ",\"reasons\":[");
+    for (size_t i = 0; i < d->nreasons; i++) {
+        const gov_policy_reason_t *r = &d->reasons[i];
+        if (i > 0)
+            ob_put(&b, ",", 1);
+        ob_puts(&b, "{\"rule_id\":");
+        ob_string(&b, r->rule_id, strlen(r->rule_id));
+        ob_puts(&b, ",\"severity\":");
+        ob_string(&b, gov_severity_name(r->severity), strlen(gov_severity_name(r->severity)));
+        ob_puts(&b, ",\"weight\":");
+        ob_micros(&b, r->weight_micros);
+        ob_puts(&b, ",\"message\":");
+        ob_string(&b, r->message, strlen(r->message));
+        if (r->has_excerpt) {
+            ob_puts(&b, ",\"excerpt\":");
+            ob_string(&b, r->excerpt, r->excerpt_len);
+            ob_puts(&b, ",\"excerpt_start\":");
+            ob_size(&b, r->excerpt_start);
+            ob_puts(&b, ",\"excerpt_end\":");
+            ob_size(&b, r->excerpt_end);
+        }
+        ob_put(&b, "}", 1);
+    }
+    ob_puts(&b, "],\"input_digest\":");
+    ob_string(&b, d->input_digest, strlen(d->input_digest));
+    ob_puts(&b, ",\"effective_thresholds\":{\"max_risk_score\":");
+    ob_micros(&b, d->max_risk_micros);
+    ob_puts(&b, ",\"require_human_approval_above_risk\":");
+    ob_micros(&b, d->approval_micros);
+    ob_puts(&b, "}}");
+    if (b.failed) {
+        gov_free(b.p);
+        return GOV_ERR_NOMEM;
+    }
+    *out = b.p;
+    if (out_len != NULL)
+        *out_len = b.len;
+    return GOV_OK;
+}

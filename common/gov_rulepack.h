@@ -1,0 +1,196 @@
+/* gov_rulepack.h - rule packs: parse, validate, compile (docs/policy.md).
+ *
+ * A rule pack is a tenant's JSON list of scoring rules.  gov_rulepack_parse
+ * takes untrusted text (a RulePackPublished event, a govctl file), applies
+ * every rule of docs/policy.md, bounded by gov_rulepack_limits_t, and
+ * compiles all prompt patterns into one gov_matcher_t.  The first problem
+ * found rejects the pack, with an error that names the rule (its index and
+ * id) and the field: "rules[3] (pii.email): weight 0.1234567 has more than 6
+ * decimal places".
+ *
+ * The result is immutable.  Its rules are kept sorted by id (bytewise), so
+ * the order in which a pack declares its rules changes nothing downstream:
+ * not the evaluation, not the canonical JSON (rules sorted by id, then RFC
+ * 8785), which is what gov-rulepacks stores in Redis and gov-edge parses
+ * again (a fixed point: parsing the canonical JSON gives the same pack and
+ * the same bytes).
+ *
+ * Numbers (weights, thresholds) become integer millionths ("micros") without
+ * floating-point arithmetic: the double jansson read is written in its
+ * shortest round-trip decimal form (gov_canon_format_es6) and that text is
+ * checked (range [0,1], at most 6 decimals) and converted digit by digit.
+ *
+ * Thread-safety: gov_rulepack_parse is reentrant.  A gov_rulepack_t is
+ * immutable and may be read (and its matcher scanned, each thread with its
+ * own scratch) by any number of threads at once.
+ */
+#ifndef GOV_RULEPACK_H
+#define GOV_RULEPACK_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_canon.h"
+#include "gov_constitution.h"
+#include "gov_err.h"
+#include "gov_matcher.h"
+
+#define GOV_MICROS_ONE 1000000
+#define GOV_RULE_ID_MAX 128
+#define GOV_PACK_ID_MAX 64
+/* Text of a micros value: "1.000000" + NUL. */
+#define GOV_MICROS_TEXT 16
+
+typedef enum gov_severity {
+    GOV_SEVERITY_LOW = 0,
+    GOV_SEVERITY_MEDIUM,
+    GOV_SEVERITY_HIGH,
+    GOV_SEVERITY_CRITICAL,
+} gov_severity_t;
+
+typedef enum gov_effect {
+    GOV_EFFECT_ADD = 0,
+    GOV_EFFECT_DENY,
+} gov_effect_t;
+
+/* Bit per condition a rule's "match" gives. */
+enum {
+    GOV_COND_PROMPT = 1u << 0,
+    GOV_COND_ROLE = 1u << 1,
+    GOV_COND_ACTION = 1u << 2,
+    GOV_COND_TOOL_CATEGORY = 1u << 3,
+    GOV_COND_METADATA = 1u << 4,
+};
+
+/* Bounds on untrusted pack text.  gov_rulepack_limits_default() gives the
+ * documented defaults (docs/policy.md, "Limits"). */
+typedef struct gov_rulepack_limits {
+    size_t max_bytes;            /* pack text; default 1 MiB */
+    int max_depth;               /* JSON nesting, top level = 1; default 8 (max 64) */
+    size_t max_rules;            /* default 500 */
+    size_t max_patterns;         /* prompt patterns in the pack; default 2048 */
+    size_t max_pattern_bytes;    /* sum of pattern lengths; default 64 KiB */
+    size_t max_pattern_len;      /* one pattern; default 4 KiB */
+    size_t max_set_entries;      /* one role/action/tool_category/"in" list; default 256 */
+    size_t max_metadata_keys;    /* keys in one rule's match.metadata; default 32 */
+    size_t max_value_bytes;      /* one set entry, metadata key or value; default 256 */
+    size_t max_text_bytes;       /* message, description; default 4096 */
+} gov_rulepack_limits_t;
+
+gov_rulepack_limits_t gov_rulepack_limits_default(void);
+
+/* What was wrong with a rejected pack, for logs, audit events and tests. */
+typedef struct gov_rulepack_error {
+    long rule_index;                      /* declaration index, -1 when not about one rule */
+    char rule_id[GOV_RULE_ID_MAX + 1];    /* "" when the rule's id is not known (yet) */
+    char field[128];                      /* "weight", "match.prompt[1].regex",
+                                             "thresholds.max_risk_score", "" for the text */
+    char code[32];                        /* stable: see docs/policy.md "Error codes" */
+} gov_rulepack_error_t;
+
+/* A set of strings, sorted bytewise, without duplicates. */
+typedef struct gov_strset {
+    char **v;
+    size_t n;
+} gov_strset_t;
+
+/* 1 when s is in the set.  O(log n) comparisons. */
+int gov_strset_contains(const gov_strset_t *set, const char *s);
+
+typedef struct gov_rule_metadata {
+    char *key;
+    int is_in;               /* 0: {"equals": v} (values has one entry), 1: {"in": [...]} */
+    gov_strset_t values;
+} gov_rule_metadata_t;
+
+/* One validated rule (read-only; owned by its pack). */
+typedef struct gov_rule {
+    char *id;
+    size_t decl_index;             /* position in the pack's "rules" as published */
+    gov_severity_t severity;
+    gov_effect_t effect;
+    int64_t weight_micros;         /* 0..1000000 */
+    char *message;
+    char *description;             /* NULL when absent */
+    unsigned conditions;           /* GOV_COND_* bits, at least one */
+    size_t pattern_first;          /* this rule's patterns in the pack matcher: */
+    size_t pattern_count;          /*   [pattern_first, pattern_first + pattern_count) */
+    gov_strset_t roles, actions, tool_categories;
+    gov_rule_metadata_t *metadata; /* sorted by key, unique keys */
+    size_t nmetadata;
+} gov_rule_t;
+
+typedef struct gov_rulepack gov_rulepack_t;
+
+/* Parses and validates text[0..len) (untrusted, no NUL terminator needed)
+ * as a rule pack and compiles its patterns.  limits NULL means the defaults.
+ * On GOV_OK *out is a new pack (gov_rulepack_free).  On failure *out is
+ * NULL, errbuf holds the message naming the rule and field, and *detail (may
+ * be NULL) the same in parts:
+ *   GOV_ERR_PARSE        not JSON: syntax, invalid UTF-8, duplicate key
+ *                        (code "invalid_json", "invalid_utf8", "duplicate_key")
+ *   GOV_ERR_TOO_LARGE    a limit: text size, depth, rules, patterns, pattern
+ *                        bytes, pattern length, lists, strings ("too_large",
+ *                        "too_deep", "too_many_rules", ...)
+ *   GOV_ERR_VERIFY       valid JSON but not a valid pack: "unknown_field",
+ *                        "missing_field", "invalid_type", "invalid_value",
+ *                        "out_of_range", "too_many_decimals", "duplicate_id",
+ *                        "empty_match", "invalid_pattern" (Vectorscan refused
+ *                        it; its reason is quoted)
+ *   GOV_ERR_NOMEM, GOV_ERR_INVALID_ARG
+ * Cost: O(len) parse and checks, O(r log r) sorting, plus the Vectorscan
+ * compile of the (bounded) patterns, which dominates. */
+gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_limits_t *limits,
+                             gov_rulepack_t **out, gov_rulepack_error_t *detail, char *errbuf,
+                             size_t errbuf_size);
+void gov_rulepack_free(gov_rulepack_t *p);
+
+/* Accessors: borrowed values, valid while the pack lives.  O(1). */
+const char *gov_rulepack_id(const gov_rulepack_t *p);
+const char *gov_rulepack_tenant(const gov_rulepack_t *p);
+const char *gov_rulepack_version(const gov_rulepack_t *p);   /* as published */
+const gov_version_t *gov_rulepack_version_parsed(const gov_rulepack_t *p);
+/* Pack thresholds in micros, -1 when the pack does not set one. */
+int64_t gov_rulepack_max_risk_micros(const gov_rulepack_t *p);
+int64_t gov_rulepack_approval_micros(const gov_rulepack_t *p);
+size_t gov_rulepack_rule_count(const gov_rulepack_t *p);
+/* Rule i in id order (0 <= i < count). */
+const gov_rule_t *gov_rulepack_rule(const gov_rulepack_t *p, size_t i);
+/* The compiled prompt patterns, NULL when no rule has a prompt condition. */
+const gov_matcher_t *gov_rulepack_matcher(const gov_rulepack_t *p);
+
+/* The pack's canonical JSON: the pack as published with its rules sorted by
+ * id, in RFC 8785 (JCS) form.  Borrowed, NUL-terminated, *len (may be NULL)
+ * bytes; the same for any declaration order of the same rules. */
+const char *gov_rulepack_canonical_json(const gov_rulepack_t *p, size_t *len);
+
+/* Renders the canonical JSON into a new buffer (*out, gov_free, *out_len
+ * bytes without the NUL).  GOV_ERR_NOMEM on allocation failure. */
+gov_err_t gov_rulepack_render_canonical(const gov_rulepack_t *p, char **out, size_t *out_len);
+
+/* Stable names: "low".."critical", "add"/"deny". */
+const char *gov_severity_name(gov_severity_t s);
+const char *gov_effect_name(gov_effect_t e);
+
+/* --- exact decimal numbers ------------------------------------------------ */
+
+typedef enum gov_micros_status {
+    GOV_MICROS_OK = 0,
+    GOV_MICROS_NOT_NUMBER,      /* not a JSON number */
+    GOV_MICROS_OUT_OF_RANGE,    /* < 0 or > 1 */
+    GOV_MICROS_TOO_PRECISE,     /* more than 6 decimal places */
+} gov_micros_status_t;
+
+/* Converts a JSON number in [0,1] with at most 6 decimal places (checked on
+ * its shortest round-trip decimal form) into millionths.  text (may be NULL)
+ * receives the number as it was judged ("0.1234567", "1e-7"), for messages.
+ * No floating-point arithmetic is involved in the decision.  O(1). */
+gov_micros_status_t gov_micros_from_json(const json_t *v, int64_t *micros,
+                                         char text[GOV_CANON_NUMBUF]);
+
+/* Writes micros (0..1000000) as a decimal with exactly 6 decimals
+ * ("0.350000", "1.000000") and returns its length. */
+int gov_micros_format(int64_t micros, char buf[GOV_MICROS_TEXT]);
+
+#endif /* GOV_RULEPACK_H */
