@@ -93,7 +93,9 @@ start_bundle_server() {
   command -v nginx >/dev/null || die "nginx is not installed (make deps)"
   write_nginx_conf
   say "starting the bundle server (nginx) on 127.0.0.1:$PORT"
-  nginx -c "$NGINX_CONF" -p "$DEMO" -e "$VAR/log/bundle-nginx.log"
+  # fd 9 is stack.sh's lock: a daemon must not inherit it, or the lock lives
+  # as long as the daemon does.
+  nginx -c "$NGINX_CONF" -p "$DEMO" -e "$VAR/log/bundle-nginx.log" 9>&-
   local i
   for i in $(seq 1 50); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
@@ -145,6 +147,33 @@ EOF
   say "demo constitution signed by ${SIGNERS[*]}: $out"
 }
 
+# The demo tenant's rule pack (deploy/demo/rulepack-demo.json): validated and published
+# with govctl, then waited for until gov-rulepacks has materialized it. Publishing the
+# same file again is a replay that gov-rulepacks recognises and ignores.
+publish_rulepack() {
+  local pack="$SCRIPT_DIR/demo/rulepack-demo.json" key='policy:rulepack:{demo}:meta'
+  local summary version current="" i
+  if [[ ! -x $BIN/gov-rulepacks ]]; then
+    say "demo: gov-rulepacks not built, demo rule pack not published"
+    return 0
+  fi
+  summary="$("$GOVCTL" rulepack validate "$pack")" || die "the demo rule pack does not validate: $pack"
+  version="$(sed -n 's/^OK .* version=\([^ ]*\) .*/\1/p' <<<"$summary")"
+  say "publishing the demo rule pack (${summary#OK })"
+  "$GOVCTL" rulepack publish "$pack" >/dev/null || die "govctl rulepack publish failed"
+  for i in $(seq 1 100); do
+    current="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" \
+      HGET "$key" version 2>/dev/null || true)"
+    if [[ $current == "$version" ]]; then
+      say "demo rule pack $version is current: redis-cli -p ${GOV_REDIS_PORT:-6390} GET 'policy:rulepack:{demo}'"
+      return 0
+    fi
+    sleep 0.1
+  done
+  [[ -n $current ]] || die "gov-rulepacks did not materialize the demo rule pack; see var/log/gov-rulepacks.log"
+  say "demo: rule pack $current stays current (a later version than the demo's $version was published)"
+}
+
 cmd_load() {
   for b in govctl gov-somabrain-sync; do
     [[ -x $BIN/$b ]] || { say "demo: $b not built, demo tenant not loaded"; return 0; }
@@ -159,12 +188,14 @@ cmd_load() {
     for i in $(seq 1 100); do
       if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url/hash") == 200 ]]; then
         say "demo tenant is served: curl $url"
+        publish_rulepack
         return 0
       fi
       sleep 0.1
     done
     die "gov-edge does not serve the demo constitution ($url); see var/log/gov-constitution.log"
   fi
+  publish_rulepack
 }
 
 cmd_stop() {

@@ -627,13 +627,13 @@ cmd_start() {
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
     # Signer keys and the trust file must exist before gov-constitution starts.
     # shellcheck source=/dev/null
-    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" trust ) || die "deploy/demo.sh trust failed"
+    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" trust 9>&- ) || die "deploy/demo.sh trust failed"
   fi
   start_services
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
     say "loading the demo tenant (deploy/demo.sh)"
     # shellcheck source=/dev/null
-    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" load ) || die "deploy/demo.sh load failed"
+    ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" load 9>&- ) || die "deploy/demo.sh load failed"
   fi
   local ms=$(( ( $(date +%s%N) - t0ns ) / 1000000 ))
   say "stack is up ($(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 ))) s)"
