@@ -83,9 +83,13 @@ asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
 .SECONDARY:
 
 # Schemas are compiled into libgov so a binary never depends on where it runs.
-build/gen/gov_schemas_gen.c build/gen/gov_schemas_gen.h: $(SCHEMAS) tools/embed-schemas.sh
+# The script replaces an output only when its content changed, and the stamp
+# records the run, so a build that changed nothing rebuilds nothing.
+build/gen/gov_schemas_gen.c build/gen/gov_schemas_gen.h: build/gen/schemas.stamp ;
+build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 	@mkdir -p build/gen
 	bash tools/embed-schemas.sh build/gen $(SCHEMAS)
+	@touch $@
 
 .PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean docs-config
 

@@ -21,8 +21,18 @@ gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *re
     return err;
 }
 
+/* A JSON string of s; bytes that are not UTF-8 become U+FFFD, so a caller's
+ * bad input can never look like out-of-memory (which is retried forever). */
 static json_t *str_or_null(const char *s) {
-    return s ? json_string(s) : json_null();
+    if (s == NULL)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j == NULL && !gov_utf8_valid(s, strlen(s))) {
+        char *clean = gov_utf8_sanitize(s, (size_t)-1);
+        j = clean ? json_string(clean) : NULL;
+        gov_free(clean);
+    }
+    return j;
 }
 
 gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
@@ -39,11 +49,11 @@ gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *r
         goto out;
     if (json_object_set_new(ev, "event_id", json_string(id)) ||
         json_object_set_new(ev, "occurred_at", json_integer(gov_now_micros())) ||
-        json_object_set_new(ev, "tenant", json_string(f->tenant)) ||
-        json_object_set_new(ev, "component", json_string(f->component)) ||
-        json_object_set_new(ev, "actor", json_string(f->actor)) ||
-        json_object_set_new(ev, "action", json_string(f->action)) ||
-        json_object_set_new(ev, "outcome", json_string(f->outcome)) ||
+        json_object_set_new(ev, "tenant", str_or_null(f->tenant)) ||
+        json_object_set_new(ev, "component", str_or_null(f->component)) ||
+        json_object_set_new(ev, "actor", str_or_null(f->actor)) ||
+        json_object_set_new(ev, "action", str_or_null(f->action)) ||
+        json_object_set_new(ev, "outcome", str_or_null(f->outcome)) ||
         json_object_set_new(ev, "reason", str_or_null(f->reason)) ||
         json_object_set_new(ev, "subject", str_or_null(f->subject)) ||
         json_object_set_new(ev, "correlation_id", str_or_null(f->correlation_id)) ||

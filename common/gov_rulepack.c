@@ -51,7 +51,7 @@ struct gov_rulepack {
 
 gov_rulepack_limits_t gov_rulepack_limits_default(void) {
     gov_rulepack_limits_t l = {
-        .max_bytes = 1024 * 1024,
+        .max_bytes = 512 * 1024, /* with the event around it, always one Avro message (1 MiB) */
         .max_depth = 8,
         .max_rules = 500,
         .max_patterns = 2048,

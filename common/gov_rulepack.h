@@ -66,7 +66,7 @@ enum {
 /* Bounds on untrusted pack text.  gov_rulepack_limits_default() gives the
  * documented defaults (docs/policy.md, "Limits"). */
 typedef struct gov_rulepack_limits {
-    size_t max_bytes;            /* pack text; default 1 MiB */
+    size_t max_bytes;            /* pack text; default 512 KiB (fits one 1 MiB Avro message) */
     int max_depth;               /* JSON nesting, top level = 1; default 8 (max 64) */
     size_t max_rules;            /* default 500 */
     size_t max_patterns;         /* prompt patterns in the pack; default 2048 */

@@ -43,4 +43,4 @@ extern const unsigned gov_embedded_schema_count;
 H
 # Only replace when changed, so make does not rebuild everything.
 cmp -s "$h.tmp" "$h" 2>/dev/null && rm "$h.tmp" || mv "$h.tmp" "$h"
-mv "$c" "$out/gov_schemas_gen.c"
+cmp -s "$c" "$out/gov_schemas_gen.c" 2>/dev/null && rm "$c" || mv "$c" "$out/gov_schemas_gen.c"

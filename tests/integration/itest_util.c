@@ -266,6 +266,31 @@ double itest_metric(const char *text, const char *name, const char *const *filte
     return found ? sum : -1;
 }
 
+int itest_wait_caught_up(int port, int partitions, int timeout_ms) {
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    int64_t end = gov_mono_micros() + (int64_t)timeout_ms * 1000;
+    while (gov_mono_micros() < end) {
+        char *body = NULL;
+        if (itest_http_get(url, &body) == 200) {
+            int series = 0;
+            double lag = 0;
+            for (const char *p = strstr(body, "\nprocessor_consumer_lag{"); p;
+                 p = strstr(p + 1, "\nprocessor_consumer_lag{")) {
+                series++;
+                lag += strtod(strchr(p + 1, ' ') + 1, NULL);
+            }
+            free(body);
+            if (series >= partitions && lag == 0)
+                return 1;
+        } else {
+            free(body);
+        }
+        itest_sleep_ms(100);
+    }
+    return 0;
+}
+
 int itest_promtool_check(const char *text) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/var/test-logs/metrics-%d.txt", root(), (int)getpid());

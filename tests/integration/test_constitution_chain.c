@@ -96,6 +96,8 @@ static int setup(void **state) {
     if (!itest_wait_http(url, 200, 30000))
         fail_msg("gov-constitution did not become ready (var/test-logs/itest-gov-constitution.log)");
     start_edge();
+    if (!itest_wait_caught_up(proc_port, 3, 120000))
+        fail_msg("gov-constitution did not catch up with constitution.bundles");
     itest_unique("acme", tenant, sizeof tenant);
     return 0;
 }

@@ -6,6 +6,8 @@
 #ifndef GOVCTL_H
 #define GOVCTL_H
 
+#include <stddef.h>
+
 #define GOVCTL_OK 0
 #define GOVCTL_FAIL 1
 #define GOVCTL_USAGE 2
@@ -18,6 +20,20 @@ int govctl_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* An environment default: getenv(name) or fallback. */
 const char *govctl_env(const char *name, const char *fallback);
 
+/* Reads path ("-": stdin) into new memory *out (gov_free; NUL-terminated,
+ * *out_len bytes without it), at most max bytes.  Returns GOVCTL_OK or,
+ * after printing io_error / too_large / internal_error, GOVCTL_FAIL.
+ * Cost: O(file size). */
+int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len);
+
+/* Replaces, in place, what a terminal could take for a command: C0 and C1
+ * controls, DEL, and bytes that are not well-formed UTF-8 (error messages
+ * quote bytes of untrusted files). */
+void govctl_printable(char *s);
+
+/* "govctl:$USER" (or "govctl:<login name>", "govctl:uid<N>") into buf. */
+void govctl_operator(char *buf, size_t size);
+
 int govctl_cmd_audit(int argc, char **argv);
 
 /* cmd_constitution.c: argv[0] is the subcommand's name. */
@@ -26,5 +42,8 @@ int govctl_cmd_keygen(int argc, char **argv);
 int govctl_cmd_sign(int argc, char **argv);
 int govctl_cmd_verify(int argc, char **argv);
 int govctl_cmd_publish(int argc, char **argv);
+
+/* cmd_rulepack.c: `rulepack validate|publish`; argv[0] is "rulepack". */
+int govctl_cmd_rulepack(int argc, char **argv);
 
 #endif

@@ -4,13 +4,19 @@
  * cmd_*.c file.  Connection settings default to the GOV_* environment of
  * var/stack.env so `set -a; . var/stack.env` is all an operator needs.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gov_alloc.h"
 #include "gov_log.h"
+#include "gov_util.h"
 #include "govctl.h"
 
 int govctl_fail(const char *code, const char *fmt, ...) {
@@ -38,6 +44,92 @@ const char *govctl_env(const char *name, const char *fallback) {
     return v && *v ? v : fallback;
 }
 
+void govctl_printable(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    size_t left = strlen(s);
+    while (left > 0) {
+        size_t n = *p < 0x80 ? 1 : gov_utf8_seq_len(p, left);
+        if (n == 0 || *p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+            for (size_t i = 0; i < (n ? n : 1); i++)
+                p[i] = '?';
+            n = n ? n : 1;
+        }
+        p += n;
+        left -= n;
+    }
+}
+
+int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len) {
+    int is_stdin = strcmp(path, "-") == 0;
+    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    int rc = GOVCTL_FAIL;
+    size_t cap = 4096, len = 0;
+    char *buf = NULL, shown[512];
+    *out = NULL;
+    *out_len = 0;
+    snprintf(shown, sizeof shown, "%s", path);
+    govctl_printable(shown);
+    if (fd < 0)
+        return govctl_fail("io_error", "cannot open %s: %s", shown, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = govctl_fail("io_error", "%s is a directory", shown);
+        goto out;
+    }
+    for (;;) {
+        if (buf == NULL || len == cap) {
+            if (buf != NULL && cap > max) {
+                rc = govctl_fail("too_large", "%s is larger than %zu bytes", shown, max);
+                goto out;
+            }
+            size_t ncap = buf == NULL ? cap : (cap * 2 > max + 1 ? max + 1 : cap * 2);
+            char *nb = gov_realloc(buf, ncap + 1);
+            if (nb == NULL) {
+                rc = govctl_fail("internal_error", "out of memory");
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = govctl_fail("io_error", "cannot read %s: %s", shown, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > max) {
+        rc = govctl_fail("too_large", "%s is larger than %zu bytes", shown, max);
+        goto out;
+    }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    rc = GOVCTL_OK;
+out:
+    gov_free(buf);
+    if (!is_stdin)
+        close(fd);
+    return rc;
+}
+
+void govctl_operator(char *buf, size_t size) {
+    const char *user = getenv("USER");
+    if (user == NULL || user[0] == 0) {
+        struct passwd *pw = getpwuid(getuid());
+        user = pw && pw->pw_name ? pw->pw_name : NULL;
+    }
+    if (user)
+        snprintf(buf, size, "govctl:%s", user);
+    else
+        snprintf(buf, size, "govctl:uid%u", (unsigned)getuid());
+}
+
 static void usage(FILE *out) {
     fputs("usage: govctl <command> [options]\n"
           "\n"
@@ -55,6 +147,11 @@ static void usage(FILE *out) {
           "                            every verification rule, offline, as gov-constitution\n"
           "  publish --tenant T [--brokers B] [--source S] BUNDLE.json\n"
           "                            produce the bundle to constitution.bundles (acks=all)\n"
+          "  rulepack validate FILE|-  every rule pack rule of docs/policy.md, offline, as\n"
+          "                            gov-rulepacks (limits from GOV_RULEPACK_MAX_* when set)\n"
+          "  rulepack publish [--brokers B] FILE\n"
+          "                            validate, then produce RulePackPublished to\n"
+          "                            policy.rulepacks keyed by the pack's tenant (acks=all)\n"
           "\n"
           "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
@@ -85,6 +182,8 @@ int main(int argc, char **argv) {
         return govctl_cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "publish") == 0)
         return govctl_cmd_publish(argc - 1, argv + 1);
+    if (strcmp(cmd, "rulepack") == 0)
+        return govctl_cmd_rulepack(argc - 1, argv + 1);
     usage(stderr);
     return govctl_usage("unknown command '%s'", cmd);
 }

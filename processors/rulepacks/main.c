@@ -1,0 +1,506 @@
+/* gov-rulepacks - validates published rule packs and materializes the
+ * accepted ones.
+ *
+ * Consumes policy.rulepacks.  For each RulePackPublished it parses the pack
+ * text with gov_rulepack_parse under the configured limits (every rule of
+ * docs/policy.md, patterns compiled), checks that the pack is the one the
+ * event announces (tenant, pack_id, version), reads the tenant's current
+ * pack from Redis and compares versions (gov_version_compare), then:
+ *   accept     -> one script writes policy:rulepack:{T} (canonical JSON),
+ *                 its meta hash, the history and the offset, compare-and-set
+ *                 on the current pack's bytes; then SADD
+ *                 policy:rulepack:tenants; then an AuditEvent
+ *                 (rulepack.accepted) to identity.audit;
+ *   duplicate  -> the same canonical pack as the current one, or one that
+ *                 was current before (its SHA-256 is in the history): a
+ *                 replay, nothing changes, no audit.  If it is the very
+ *                 event that made the current pack current (a redelivery
+ *                 after a crash between the write and the audit's
+ *                 acknowledgement), the index and the audit event are
+ *                 produced again, with the same derived event id, which
+ *                 gov-audit deduplicates;
+ *   reject     -> nothing changes; rulepack_rejected_total{tenant,reason}
+ *                 and an AuditEvent (rulepack.rejected) naming the reason,
+ *                 the rule and the field.  Reasons: the gov_rulepack_error_t
+ *                 code, tenant_mismatch, pack_id_mismatch, version_mismatch,
+ *                 version_rollback, equivocation, and current_pack_unreadable
+ *                 (the stored state was damaged by hand: nothing is
+ *                 accepted over a version that cannot be read, and the
+ *                 partition is not blocked by retrying).
+ * The offset is stored only after all of that.  gov-edge follows
+ * policy.rulepacks itself and re-reads Redis: nothing else is produced.
+ *
+ * What it does not do: trust anything in the event beyond its shape
+ * (gov_processor checks framing, schema, UUIDv7 and key = tenant), or echo
+ * unbounded event text into logs and audit events.
+ *
+ * Reads top to bottom: config -> connect -> loop -> shut down.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_canon.h"
+#include "gov_constitution.h"
+#include "gov_events.h"
+#include "gov_log.h"
+#include "gov_processor.h"
+#include "gov_rulepack.h"
+#include "gov_util.h"
+#include "rulepack_store.h"
+
+static const char *const pack_schemas[] = {"RulePackPublished", NULL};
+static const gov_processor_topic_t topics[] = {{"policy.rulepacks", pack_schemas, 1}};
+static const gov_processor_spec_t spec = {
+    .name = "gov-rulepacks",
+    .topics = topics,
+    .ntopics = 1,
+    .default_admin_port = 8702,
+};
+
+/* Event text echoed into logs and audit events is cut to this many bytes. */
+#define ECHO_MAX 128
+#define ACTOR_MAX 256
+
+/* --- configuration ---------------------------------------------------------------- */
+
+/* The limits of gov_rulepack_limits_t, one key each.  Defaults are the
+ * library's (gov_rulepack_limits_default), rendered into def[] at start, so
+ * docs/policy.md and this table cannot drift apart. */
+enum {
+    LIM_BYTES, LIM_DEPTH, LIM_RULES, LIM_PATTERNS, LIM_PATTERN_BYTES, LIM_PATTERN_LEN,
+    LIM_SET_ENTRIES, LIM_METADATA_KEYS, LIM_VALUE_BYTES, LIM_TEXT_BYTES, LIM_COUNT
+};
+static long lim[LIM_COUNT];
+static char def[LIM_COUNT][24];
+
+static gov_config_entry_t config[] = {
+    {"rulepack_max_bytes", GOV_CFG_INT, def[LIM_BYTES], 1024, 16L << 20,
+     "largest rule pack text accepted, in bytes", &lim[LIM_BYTES], NULL, 0},
+    {"rulepack_max_depth", GOV_CFG_INT, def[LIM_DEPTH], 2, 64,
+     "deepest JSON nesting of a rule pack (top level = 1)", &lim[LIM_DEPTH], NULL, 0},
+    {"rulepack_max_rules", GOV_CFG_INT, def[LIM_RULES], 1, 100000,
+     "most rules in one pack", &lim[LIM_RULES], NULL, 0},
+    {"rulepack_max_patterns", GOV_CFG_INT, def[LIM_PATTERNS], 1, 100000,
+     "most prompt patterns in one pack", &lim[LIM_PATTERNS], NULL, 0},
+    {"rulepack_max_pattern_bytes", GOV_CFG_INT, def[LIM_PATTERN_BYTES], 1, 16L << 20,
+     "sum of the lengths of a pack's patterns, in bytes", &lim[LIM_PATTERN_BYTES], NULL, 0},
+    {"rulepack_max_pattern_len", GOV_CFG_INT, def[LIM_PATTERN_LEN], 1, 1L << 20,
+     "longest single pattern, in bytes", &lim[LIM_PATTERN_LEN], NULL, 0},
+    {"rulepack_max_set_entries", GOV_CFG_INT, def[LIM_SET_ENTRIES], 1, 100000,
+     "most values in one role/action/tool_category/metadata \"in\" list",
+     &lim[LIM_SET_ENTRIES], NULL, 0},
+    {"rulepack_max_metadata_keys", GOV_CFG_INT, def[LIM_METADATA_KEYS], 1, 4096,
+     "most keys in one rule's match.metadata", &lim[LIM_METADATA_KEYS], NULL, 0},
+    {"rulepack_max_value_bytes", GOV_CFG_INT, def[LIM_VALUE_BYTES], 1, 65536,
+     "longest set entry, metadata key or value, in bytes", &lim[LIM_VALUE_BYTES], NULL, 0},
+    {"rulepack_max_text_bytes", GOV_CFG_INT, def[LIM_TEXT_BYTES], 1, 1L << 20,
+     "longest message or description, in bytes", &lim[LIM_TEXT_BYTES], NULL, 0},
+};
+
+static void render_default_limits(void) {
+    gov_rulepack_limits_t d = gov_rulepack_limits_default();
+    const size_t v[LIM_COUNT] = {
+        d.max_bytes, (size_t)d.max_depth, d.max_rules, d.max_patterns, d.max_pattern_bytes,
+        d.max_pattern_len, d.max_set_entries, d.max_metadata_keys, d.max_value_bytes,
+        d.max_text_bytes,
+    };
+    for (int i = 0; i < LIM_COUNT; i++)
+        snprintf(def[i], sizeof def[i], "%zu", v[i]);
+}
+
+static gov_rulepack_limits_t configured_limits(void) {
+    gov_rulepack_limits_t l = {
+        .max_bytes = (size_t)lim[LIM_BYTES],
+        .max_depth = (int)lim[LIM_DEPTH],
+        .max_rules = (size_t)lim[LIM_RULES],
+        .max_patterns = (size_t)lim[LIM_PATTERNS],
+        .max_pattern_bytes = (size_t)lim[LIM_PATTERN_BYTES],
+        .max_pattern_len = (size_t)lim[LIM_PATTERN_LEN],
+        .max_set_entries = (size_t)lim[LIM_SET_ENTRIES],
+        .max_metadata_keys = (size_t)lim[LIM_METADATA_KEYS],
+        .max_value_bytes = (size_t)lim[LIM_VALUE_BYTES],
+        .max_text_bytes = (size_t)lim[LIM_TEXT_BYTES],
+    };
+    return l;
+}
+
+/* --- judging one event ---------------------------------------------------------------- */
+
+typedef struct ctx {
+    gov_processor_t *p;
+    gov_rulepack_limits_t limits;
+    gov_metric_t *m_rejected, *m_accepted;
+} ctx_t;
+
+typedef enum { VERDICT_ACCEPT, VERDICT_DUPLICATE, VERDICT_REJECT } verdict_kind_t;
+
+/* What was decided about one event.  Text fields are bounded, valid UTF-8. */
+typedef struct verdict {
+    verdict_kind_t kind;
+    char reason[40];                        /* stable code, for rejections */
+    char error[768];                        /* names the rule and the field */
+    gov_rulepack_error_t detail;            /* rule_index -1 when not about a rule */
+    char current_version[GOV_VERSION_MAX];  /* "" when the tenant has no pack */
+} verdict_t;
+
+/* The event's fields (borrowed from the decoded event), and bounded copies
+ * of the untrusted ones for logs and audit events. */
+typedef struct announced {
+    const char *tenant, *event_id, *pack_id, *version, *published_by;
+    const char *text;
+    size_t text_len;
+    uint64_t occurred_ms;
+    char pack_id_echo[ECHO_MAX + 1], version_echo[ECHO_MAX + 1], actor[ACTOR_MAX + 1];
+} announced_t;
+
+/* Copies s into out (size bytes) cut on a character boundary, each byte
+ * that does not start well-formed UTF-8 replaced; "" when out of memory. */
+static void echo(const char *s, char *out, size_t size) {
+    char *clean = gov_utf8_sanitize(s ? s : "", size - 1);
+    snprintf(out, size, "%s", clean ? clean : "");
+    gov_free(clean);
+}
+
+static void reject(verdict_t *v, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reject(verdict_t *v, const char *reason, const char *fmt, ...) {
+    char raw[sizeof v->error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    v->kind = VERDICT_REJECT;
+    snprintf(v->reason, sizeof v->reason, "%s", reason);
+    echo(raw, v->error, sizeof v->error);
+}
+
+/* The version written inside a stored canonical pack (a string, or an
+ * integer as gov_rulepack_parse accepts it).  Only this member is read: the
+ * stored pack was validated when it was accepted, and re-validating it
+ * under today's (possibly lower) limits must not make it unreadable.
+ * GOV_ERR_VERIFY when it is not a pack with a version, GOV_ERR_NOMEM. */
+static gov_err_t stored_version(const char *text, size_t len, char out[GOV_VERSION_MAX],
+                                gov_version_t *parsed) {
+    json_t *doc = NULL;
+    gov_err_t err = gov_canon_parse(text, len, &doc, NULL, 0);
+    if (err != GOV_OK)
+        return err == GOV_ERR_NOMEM ? err : GOV_ERR_VERIFY;
+    const json_t *v = json_object_get(doc, "version");
+    err = GOV_ERR_VERIFY;
+    if (json_is_string(v) && json_string_length(v) < GOV_VERSION_MAX &&
+        strlen(json_string_value(v)) == json_string_length(v))
+        snprintf(out, GOV_VERSION_MAX, "%s", json_string_value(v));
+    else if (json_is_integer(v) && json_integer_value(v) >= 0)
+        snprintf(out, GOV_VERSION_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        goto out;
+    if (gov_version_parse(out, parsed) == 0)
+        err = GOV_OK;
+out:
+    json_decref(doc);
+    return err;
+}
+
+/* Checks that the parsed pack is the one the event announces.  0 or a
+ * rejection in v. */
+static int check_announced(const gov_rulepack_t *pack, const announced_t *a, verdict_t *v) {
+    if (strcmp(gov_rulepack_tenant(pack), a->tenant) != 0) {
+        reject(v, "tenant_mismatch", "pack tenant \"%s\" is not the event's tenant \"%s\"",
+               gov_rulepack_tenant(pack), a->tenant);
+        snprintf(v->detail.field, sizeof v->detail.field, "tenant");
+        return -1;
+    }
+    if (strcmp(gov_rulepack_id(pack), a->pack_id) != 0) {
+        reject(v, "pack_id_mismatch", "pack_id \"%s\" is not the event's pack_id \"%s\"",
+               gov_rulepack_id(pack), a->pack_id_echo);
+        snprintf(v->detail.field, sizeof v->detail.field, "pack_id");
+        return -1;
+    }
+    if (strcmp(gov_rulepack_version(pack), a->version) != 0) {
+        reject(v, "version_mismatch", "version \"%s\" is not the event's version \"%s\"",
+               gov_rulepack_version(pack), a->version_echo);
+        snprintf(v->detail.field, sizeof v->detail.field, "version");
+        return -1;
+    }
+    return 0;
+}
+
+/* Compares the new pack with the tenant's current one.  GOV_OK with the
+ * verdict in v, or GOV_ERR_NOMEM. */
+static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *sha256,
+                                       const rulepack_current_t *cur, verdict_t *v) {
+    size_t len;
+    const char *canonical = gov_rulepack_canonical_json(pack, &len);
+    v->kind = VERDICT_ACCEPT;
+    v->current_version[0] = '\0';
+    if (cur->canonical == NULL)
+        return GOV_OK;
+    gov_version_t cv;
+    gov_err_t err = stored_version(cur->canonical, cur->canonical_len, v->current_version, &cv);
+    if (err == GOV_ERR_NOMEM)
+        return err;
+    if (err != GOV_OK) {
+        v->current_version[0] = '\0';
+        reject(v, "current_pack_unreadable",
+               "the tenant's stored pack (sha256 %s) has no readable version; "
+               "repair policy:rulepack:{T} before publishing", cur->sha256);
+        return GOV_OK;
+    }
+    int cmp = gov_version_compare(gov_rulepack_version_parsed(pack), &cv);
+    if (cmp > 0)
+        return GOV_OK;
+    if (rulepack_current_knows(cur, sha256)) {
+        v->kind = VERDICT_DUPLICATE;
+        return GOV_OK;
+    }
+    if (cmp == 0 && !(len == cur->canonical_len && memcmp(canonical, cur->canonical, len) == 0))
+        reject(v, "equivocation",
+               "version %s is already current with other content (current sha256 %s, "
+               "this pack's %s)", gov_rulepack_version(pack), cur->sha256, sha256);
+    else
+        reject(v, "version_rollback", "version %s is not above the current version %s",
+               gov_rulepack_version(pack), v->current_version);
+    snprintf(v->detail.field, sizeof v->detail.field, "version");
+    return GOV_OK;
+}
+
+/* --- events ------------------------------------------------------------------------------ */
+
+static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
+                               size_t patterns, const char *sha256, const char *previous,
+                               char *eb, size_t ebsize) {
+    char seed[128], audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
+    snprintf(seed, sizeof seed, "%s/rulepack.accepted", a->event_id);
+    gov_err_t err = gov_uuid_v7_derive(a->occurred_ms, seed, audit_id);
+    if (err != GOV_OK)
+        return err;
+    snprintf(subject, sizeof subject, "%s@%s", gov_rulepack_id(pack), gov_rulepack_version(pack));
+    json_t *details = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s?, s:s}",
+                                "pack_id", gov_rulepack_id(pack),
+                                "version", gov_rulepack_version(pack),
+                                "rules", (json_int_t)gov_rulepack_rule_count(pack),
+                                "patterns", (json_int_t)patterns,
+                                "sha256", sha256,
+                                "previous_version", previous && previous[0] ? previous : NULL,
+                                "published_by", a->actor);
+    if (details == NULL)
+        return GOV_ERR_NOMEM;
+    gov_audit_fields_t af = {
+        .tenant = a->tenant, .component = "gov-rulepacks", .actor = a->actor,
+        .action = "rulepack.accepted", .outcome = "success", .subject = subject,
+        .correlation_id = a->event_id, .details = details, .event_id = audit_id,
+    };
+    err = gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af, eb, ebsize);
+    json_decref(details);
+    return err;
+}
+
+static gov_err_t emit_rejected(ctx_t *c, const announced_t *a, const verdict_t *v, char *eb,
+                               size_t ebsize) {
+    char seed[128], audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
+    snprintf(seed, sizeof seed, "%s/rulepack.rejected", a->event_id);
+    gov_err_t err = gov_uuid_v7_derive(a->occurred_ms, seed, audit_id);
+    if (err != GOV_OK)
+        return err;
+    snprintf(subject, sizeof subject, "%s@%s", a->pack_id_echo, a->version_echo);
+    const gov_rulepack_error_t *d = &v->detail;
+    json_t *details = json_pack("{s:s, s:s, s:o, s:s?, s:s?, s:s, s:s, s:s?, s:s}",
+                                "error", v->error, "code", v->reason,
+                                "rule_index", d->rule_index >= 0 ? json_integer(d->rule_index)
+                                                                 : json_null(),
+                                "rule_id", d->rule_id[0] ? d->rule_id : NULL,
+                                "field", d->field[0] ? d->field : NULL,
+                                "pack_id", a->pack_id_echo, "version", a->version_echo,
+                                "current_version",
+                                v->current_version[0] ? v->current_version : NULL,
+                                "published_by", a->actor);
+    if (details == NULL)
+        return GOV_ERR_NOMEM;
+    gov_audit_fields_t af = {
+        .tenant = a->tenant, .component = "gov-rulepacks", .actor = "gov-rulepacks",
+        .action = "rulepack.rejected", .outcome = "rejected", .reason = v->reason,
+        .subject = subject, .correlation_id = a->event_id, .details = details,
+        .event_id = audit_id,
+    };
+    err = gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af, eb, ebsize);
+    json_decref(details);
+    return err;
+}
+
+/* --- handling one message ----------------------------------------------------------------- */
+
+static void announced_from(const json_t *ev, announced_t *a) {
+    memset(a, 0, sizeof *a);
+    json_t *text = json_object_get(ev, "rulepack_json");
+    a->tenant = json_string_value(json_object_get(ev, "tenant"));
+    a->event_id = json_string_value(json_object_get(ev, "event_id"));
+    a->pack_id = json_string_value(json_object_get(ev, "pack_id"));
+    a->version = json_string_value(json_object_get(ev, "version"));
+    a->published_by = json_string_value(json_object_get(ev, "published_by"));
+    a->text = json_string_value(text);
+    a->text_len = json_string_length(text);
+    a->occurred_ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
+    echo(a->pack_id, a->pack_id_echo, sizeof a->pack_id_echo);
+    echo(a->version, a->version_echo, sizeof a->version_echo);
+    echo(a->published_by && a->published_by[0] ? a->published_by : "unknown", a->actor,
+         sizeof a->actor);
+}
+
+static size_t pattern_count(const gov_rulepack_t *pack) {
+    size_t n = 0;
+    for (size_t i = 0; i < gov_rulepack_rule_count(pack); i++)
+        n += gov_rulepack_rule(pack, i)->pattern_count;
+    return n;
+}
+
+/* A replay: nothing changes.  If it is the very event that made the current
+ * pack current (a redelivery after a crash between the Redis write and the
+ * audit's acknowledgement), what may not have been finished is done again:
+ * the index, and the accepted audit event under its derived id.  Returns
+ * GOV_ERR_DUPLICATE once the offset is stored, or a transient error. */
+static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
+                                  size_t patterns, const char *sha256,
+                                  const rulepack_current_t *cur, const char *offset_key,
+                                  long long offset, char *eb, size_t ebsize) {
+    gov_redis_t *r = gov_processor_redis(c->p);
+    gov_err_t err = GOV_OK;
+    if (cur->event_id && strcmp(cur->event_id, a->event_id) == 0 &&
+        strcmp(cur->sha256, sha256) == 0) {
+        err = rulepack_store_index(r, a->tenant, eb, ebsize);
+        if (err == GOV_OK)
+            err = emit_accepted(c, a, pack, patterns, sha256,
+                                cur->previous_version ? cur->previous_version : "", eb, ebsize);
+    }
+    if (err == GOV_OK)
+        err = rulepack_store_offset(r, offset_key, offset, eb, ebsize);
+    return err == GOV_OK ? GOV_ERR_DUPLICATE : err;
+}
+
+/* Judges and materializes one event.  Returns GOV_OK (accepted or rejected:
+ * both are handled outcomes), GOV_ERR_DUPLICATE, or a transient error for
+ * which the message is delivered again. */
+static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsize) {
+    announced_t a;
+    announced_from(m->event, &a);
+    gov_redis_t *r = gov_processor_redis(c->p);
+    char offset_key[256];
+    gov_processor_offset_key(c->p, m, offset_key, sizeof offset_key);
+    long long offset = (long long)m->kafka->offset;
+
+    verdict_t v;
+    memset(&v, 0, sizeof v);
+    gov_rulepack_t *pack = NULL;
+    char sha256[GOV_SHA256_HEXLEN + 1] = "";
+    size_t patterns = 0;
+    char raw[sizeof v.error];
+    gov_err_t err = gov_rulepack_parse(a.text, a.text_len, &c->limits, &pack, &v.detail, raw,
+                                       sizeof raw);
+    if (err == GOV_ERR_NOMEM) {
+        snprintf(eb, ebsize, "out of memory parsing the rule pack");
+        return err;
+    }
+    if (err != GOV_OK) {
+        reject(&v, v.detail.code[0] ? v.detail.code : gov_err_code(err), "%s", raw);
+    } else if (check_announced(pack, &a, &v) == 0) {
+        size_t len;
+        const char *canonical = gov_rulepack_canonical_json(pack, &len);
+        unsigned char md[GOV_SHA256_LEN];
+        if ((err = gov_sha256(canonical, len, md)) != GOV_OK)
+            goto out;
+        gov_hex_encode(md, GOV_SHA256_LEN, sha256);
+        patterns = pattern_count(pack);
+    }
+
+    for (int attempt = 0; v.kind != VERDICT_REJECT && attempt < 5; attempt++) {
+        rulepack_current_t cur;
+        err = rulepack_store_read(r, a.tenant, &cur, eb, ebsize);
+        if (err == GOV_ERR_STATE) {
+            reject(&v, "current_pack_unreadable",
+                   "the tenant's stored state is damaged (%s); repair it before publishing", eb);
+            err = GOV_OK;
+            break;
+        }
+        if (err != GOV_OK)
+            goto out;
+        if ((err = judge_against_current(pack, sha256, &cur, &v)) != GOV_OK) {
+            rulepack_current_clear(&cur);
+            goto out;
+        }
+        if (v.kind == VERDICT_ACCEPT) {
+            size_t len;
+            rulepack_accepted_t acc = {
+                a.tenant, gov_rulepack_canonical_json(pack, &len), 0, sha256,
+                gov_rulepack_id(pack), gov_rulepack_version(pack),
+                gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor, gov_now_micros(),
+                v.current_version,
+            };
+            acc.canonical_len = len;
+            err = rulepack_store_write(r, &acc, &cur, offset_key, offset, eb, ebsize);
+            if (err == GOV_OK) {
+                char nrules[24];
+                snprintf(nrules, sizeof nrules, "%zu", gov_rulepack_rule_count(pack));
+                gov_log(GOV_LOG_INFO, "rule pack accepted", "tenant", a.tenant, "pack_id",
+                        gov_rulepack_id(pack), "version", gov_rulepack_version(pack), "rules",
+                        nrules, "previous_version", v.current_version, "sha256", sha256,
+                        "published_by", a.actor, (const char *)NULL);
+                gov_metric_inc(c->m_accepted, (const char *[]){a.tenant}, 1);
+                err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version, eb, ebsize);
+            }
+        } else if (v.kind == VERDICT_DUPLICATE) {
+            err = finish_duplicate(c, &a, pack, patterns, sha256, &cur, offset_key, offset, eb,
+                                   ebsize);
+        }
+        rulepack_current_clear(&cur);
+        if (err != GOV_ERR_CONFLICT)
+            break;
+        v.kind = VERDICT_ACCEPT;   /* decide again against the winner */
+    }
+
+    if (v.kind == VERDICT_REJECT) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%ld", v.detail.rule_index);
+        gov_log(GOV_LOG_WARN, "rule pack rejected", "tenant", a.tenant, "reason", v.reason,
+                "error", v.error, "rule_index", idx, "rule_id", v.detail.rule_id, "field",
+                v.detail.field, "pack_id", a.pack_id_echo, "version", a.version_echo,
+                "source", m->source, (const char *)NULL);
+        gov_metric_inc(c->m_rejected, (const char *[]){a.tenant, v.reason}, 1);
+        err = emit_rejected(c, &a, &v, eb, ebsize);
+        if (err == GOV_OK)
+            err = rulepack_store_offset(r, offset_key, offset, eb, ebsize);
+    }
+out:
+    gov_rulepack_free(pack);
+    return err;
+}
+
+int main(int argc, char **argv) {
+    int exit_code;
+    gov_processor_t *p;
+    render_default_limits();
+    if (gov_processor_init(&p, &spec, config, sizeof config / sizeof config[0], argc, argv,
+                           &exit_code) != GOV_OK)
+        return exit_code;
+
+    ctx_t c = {.p = p, .limits = configured_limits()};
+    gov_metrics_t *mr = gov_processor_metrics(p);
+    c.m_rejected = gov_metrics_counter(mr, "rulepack_rejected_total",
+        "Rule packs rejected, by tenant and reason code.", 2, (const char *[]){"tenant", "reason"});
+    c.m_accepted = gov_metrics_counter(mr, "rulepack_accepted_total",
+        "Rule packs validated and materialized.", 1, (const char *[]){"tenant"});
+    char nrules[24];
+    snprintf(nrules, sizeof nrules, "%zu", c.limits.max_rules);
+    gov_log(GOV_LOG_INFO, "rule pack limits", "max_rules", nrules, (const char *)NULL);
+
+    while (gov_processor_running(p)) {
+        gov_processor_msg_t m;
+        if (gov_processor_next(p, &m) != GOV_OK)
+            continue;
+        char eb[512] = "";
+        gov_err_t e = handle(&c, &m, eb, sizeof eb);
+        gov_processor_done(p, &m, e, eb);
+    }
+    return gov_processor_shutdown(p);
+}

@@ -1,0 +1,205 @@
+/* rulepack_store.c - read a tenant's rule pack state; write an accepted pack
+ * atomically with a compare-and-set on the current pack's exact bytes.
+ *
+ * The compare is on the bytes themselves, not on a version or a digest kept
+ * beside them: the string policy:rulepack:{T} is what gov-edge evaluates
+ * with, so it is what two gov-rulepacks replicas must agree they replaced.
+ * Both may decide against the same state; only the first write lands, the
+ * second sees CONFLICT, re-reads and (now comparing against the winner)
+ * decides again.  Carrying the current pack back to Redis costs one more
+ * copy of at most rulepack_max_bytes per accepted publication, which are
+ * rare.
+ *
+ * What it does not do: decide anything.  Versions, equivocation and replays
+ * are judged by main.c on what rulepack_store_read returned.
+ */
+#include "rulepack_store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+
+static gov_redis_script_t read_script = {
+    /* KEYS: 1 pack, 2 meta, 3 history   ARGV: 1 history cap
+     * A key of the wrong type (Redis edited by hand) is reported, not
+     * raised: an error would retry the message forever. */
+    "local want = {'string', 'hash', 'list'}\n"
+    "for i = 1, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t ~= 'none' and t ~= want[i] then return {'wrongtype', KEYS[i], t} end\n"
+    "end\n"
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local meta = redis.call('HMGET', KEYS[2], 'event_id', 'previous_version')\n"
+    "local hist = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1)\n"
+    "return {cur, meta[1], meta[2], hist}\n",
+    {0}};
+
+static gov_redis_script_t write_script = {
+    /* KEYS: 1 pack, 2 meta, 3 history, 4 offset
+     * ARGV: 1 expected pack ('' = none), 2 canonical, 3 sha256, 4 version,
+     *       5 pack_id, 6 rules, 7 patterns, 8 event_id, 9 published_by,
+     *       10 accepted_at, 11 previous_version, 12 previous sha256,
+     *       13 offset, 14 history cap */
+    "local cur = redis.call('GET', KEYS[1]) or ''\n"
+    "if cur ~= ARGV[1] then return {'conflict'} end\n"
+    "if cur ~= '' then\n"
+    "  redis.call('LPUSH', KEYS[3], ARGV[12])\n"
+    "  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[14]) - 1)\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[2])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('HSET', KEYS[2], 'sha256', ARGV[3], 'version', ARGV[4], 'pack_id', ARGV[5],\n"
+    "  'rules', ARGV[6], 'patterns', ARGV[7], 'event_id', ARGV[8], 'published_by', ARGV[9],\n"
+    "  'accepted_at', ARGV[10], 'previous_version', ARGV[11])\n"
+    "redis.call('SET', KEYS[4], ARGV[13])\n"
+    "return {'ok'}\n",
+    {0}};
+
+static void keys_of(const char *tenant, char pack[96], char meta[96], char hist[96]) {
+    snprintf(pack, 96, "policy:rulepack:{%s}", tenant);
+    snprintf(meta, 96, "policy:rulepack:{%s}:meta", tenant);
+    snprintf(hist, 96, "policy:rulepack:{%s}:history", tenant);
+}
+
+void rulepack_current_clear(rulepack_current_t *cur) {
+    gov_free(cur->canonical);
+    gov_free(cur->event_id);
+    gov_free(cur->previous_version);
+    for (size_t i = 0; i < cur->nhistory; i++)
+        gov_free(cur->history[i]);
+    memset(cur, 0, sizeof *cur);
+}
+
+int rulepack_current_knows(const rulepack_current_t *cur, const char *sha256) {
+    if (cur->canonical != NULL && strcmp(cur->sha256, sha256) == 0)
+        return 1;
+    for (size_t i = 0; i < cur->nhistory; i++)
+        if (strcmp(cur->history[i], sha256) == 0)
+            return 1;
+    return 0;
+}
+
+/* A new copy of a string reply, NULL (and *nomem unchanged) for nil. */
+static char *dup_reply(const redisReply *e, int *nomem) {
+    if (e == NULL || e->type != REDIS_REPLY_STRING)
+        return NULL;
+    char *s = gov_strndup(e->str, e->len);
+    if (s == NULL)
+        *nomem = 1;
+    return s;
+}
+
+gov_err_t rulepack_store_read(gov_redis_t *r, const char *tenant, rulepack_current_t *cur,
+                              char *errbuf, size_t errbuf_size) {
+    char k_pack[96], k_meta[96], k_hist[96], cap[16];
+    memset(cur, 0, sizeof *cur);
+    keys_of(tenant, k_pack, k_meta, k_hist);
+    snprintf(cap, sizeof cap, "%d", RULEPACK_HISTORY_MAX);
+    const char *argv[] = {k_pack, k_meta, k_hist, cap};
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, &read_script, 3, 4, argv, NULL, &rep, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "wrongtype") == 0) {
+        snprintf(errbuf, errbuf_size, "%s is a %s, not a %s", rep->element[1]->str,
+                 rep->element[2]->str,
+                 strcmp(rep->element[1]->str, k_pack) == 0 ? "string"
+                 : strcmp(rep->element[1]->str, k_meta) == 0 ? "hash" : "list");
+        freeReplyObject(rep);
+        return GOV_ERR_STATE;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+        rep->element[3]->type != REDIS_REPLY_ARRAY) {
+        snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack read script");
+        freeReplyObject(rep);
+        return GOV_ERR_REDIS;
+    }
+    int nomem = 0;
+    const redisReply *pack = rep->element[0];
+    if (pack->type == REDIS_REPLY_STRING) {
+        cur->canonical = gov_strndup(pack->str, pack->len);
+        cur->canonical_len = pack->len;
+        unsigned char md[GOV_SHA256_LEN];
+        if (cur->canonical == NULL)
+            nomem = 1;
+        else if ((err = gov_sha256(pack->str, pack->len, md)) == GOV_OK)
+            gov_hex_encode(md, GOV_SHA256_LEN, cur->sha256);
+    }
+    cur->event_id = dup_reply(rep->element[1], &nomem);
+    cur->previous_version = dup_reply(rep->element[2], &nomem);
+    const redisReply *h = rep->element[3];
+    for (size_t i = 0; i < h->elements && i < RULEPACK_HISTORY_MAX; i++) {
+        char *s = dup_reply(h->element[i], &nomem);
+        if (s != NULL)
+            cur->history[cur->nhistory++] = s;
+    }
+    freeReplyObject(rep);
+    if (nomem)
+        err = GOV_ERR_NOMEM;
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "reading the rule pack state: %s", gov_err_str(err));
+        rulepack_current_clear(cur);
+    }
+    return err;
+}
+
+gov_err_t rulepack_store_write(gov_redis_t *r, const rulepack_accepted_t *a,
+                               const rulepack_current_t *cur, const char *offset_key,
+                               long long offset, char *errbuf, size_t errbuf_size) {
+    char k_pack[96], k_meta[96], k_hist[96], rules[24], patterns[24], at[32], off[32], cap[16];
+    keys_of(a->tenant, k_pack, k_meta, k_hist);
+    snprintf(rules, sizeof rules, "%zu", a->rules);
+    snprintf(patterns, sizeof patterns, "%zu", a->patterns);
+    snprintf(at, sizeof at, "%lld", a->accepted_at_us);
+    snprintf(off, sizeof off, "%lld", offset);
+    snprintf(cap, sizeof cap, "%d", RULEPACK_HISTORY_MAX);
+    const char *argv[] = {
+        k_pack, k_meta, k_hist, offset_key,
+        cur->canonical ? cur->canonical : "", a->canonical, a->sha256, a->version, a->pack_id,
+        rules, patterns, a->event_id, a->published_by, at, a->previous_version,
+        cur->canonical ? cur->sha256 : "", off, cap,
+    };
+    enum { NARGS = sizeof argv / sizeof argv[0] };
+    size_t lens[NARGS];
+    for (size_t i = 0; i < NARGS; i++)
+        lens[i] = strlen(argv[i]);
+    lens[4] = cur->canonical ? cur->canonical_len : 0;
+    lens[5] = a->canonical_len;
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, &write_script, 4, NARGS, argv, lens, &rep, errbuf,
+                                   errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+                                 rep->element[0]->type == REDIS_REPLY_STRING
+                             ? rep->element[0]->str : "";
+    if (strcmp(status, "ok") == 0) {
+        err = GOV_OK;
+    } else if (strcmp(status, "conflict") == 0) {
+        err = GOV_ERR_CONFLICT;
+    } else {
+        snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack write script");
+        err = GOV_ERR_REDIS;
+    }
+    freeReplyObject(rep);
+    /* The index lives outside the tenant's hash slot: a separate command.
+     * Should it fail, the message is retried and the replay (same event id)
+     * adds it again. */
+    if (err == GOV_OK)
+        err = rulepack_store_index(r, a->tenant, errbuf, errbuf_size);
+    return err;
+}
+
+gov_err_t rulepack_store_index(gov_redis_t *r, const char *tenant, char *errbuf,
+                               size_t errbuf_size) {
+    return gov_redis_commandf(r, NULL, errbuf, errbuf_size, "SADD policy:rulepack:tenants %s",
+                              tenant);
+}
+
+gov_err_t rulepack_store_offset(gov_redis_t *r, const char *offset_key, long long offset,
+                                char *errbuf, size_t errbuf_size) {
+    return gov_redis_commandf(r, NULL, errbuf, errbuf_size, "SET %s %lld", offset_key, offset);
+}

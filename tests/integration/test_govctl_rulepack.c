@@ -1,0 +1,546 @@
+/* test_govctl_rulepack.c - `govctl rulepack validate | publish`, driven the
+ * way an operator drives them: the real binary (itest_bin("govctl"), so the
+ * suite's second pass runs the ASan + UBSan build), real files, the real
+ * broker of the stack, and a private gov-rulepacks with a private Redis that
+ * takes what govctl published.
+ *
+ * What is checked is what an operator sees: exit codes (0 / 1 / 2), the
+ * reason code first on stderr followed by the rule and the field, the
+ * summary line on stdout, the RulePackPublished that arrives on
+ * policy.rulepacks (consumed and decoded: key, partition and offset as
+ * printed, the file's bytes as is), that a refused pack never reaches the
+ * topic, and the pack materialized in Redis by gov-rulepacks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gov_alloc.h"
+#include "gov_rulepack.h"
+#include "gov_util.h"
+#include "itest_util.h"
+
+#define TOPIC "policy.rulepacks"
+
+static char work[PATH_MAX];     /* var/test-logs/govctl-rp-<pid>-<rnd>, removed at the end */
+static char g_out[1 << 16];     /* stdout of the last run */
+static char g_err[1 << 16];     /* stderr of the last run */
+static char *demo;              /* deploy/demo/rulepack-demo.json */
+
+/* --- running govctl ---------------------------------------------------------- */
+
+static void slurp_into(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = 0;
+    if (f)
+        fclose(f);
+}
+
+/* Runs argv with extra env; stdout into g_out, stderr into g_err.  A
+ * sanitizer report fails the test whatever the exit code. */
+static int run_argv(const char *const *argv, const char *const *env) {
+    char errpath[PATH_MAX + 16];
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", work);
+    fflush(stderr);
+    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail_msg("cannot create %s", errpath);
+    int saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+    int rc = itest_run(argv, env, g_out, sizeof g_out);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    slurp_into(errpath, g_err, sizeof g_err);
+    if (strstr(g_err, "Sanitizer") || strstr(g_err, "runtime error:"))
+        fail_msg("%s: sanitizer report:\n%s", argv[0], g_err);
+    return rc;
+}
+
+static int run_govctl(const char *const *env, const char *const *args) {
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = itest_bin("govctl");
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return run_argv(argv, env);
+}
+
+#define GOVCTL(env, ...) run_govctl((env), (const char *const[]){__VA_ARGS__, NULL})
+#define NOENV ((const char *const *)NULL)
+
+/* Exit 1 with a stderr line "govctl: <code>: <message...>", the message
+ * starting with `starts` (librdkafka's log lines may come before it),
+ * nothing on stdout. */
+#define EXPECT_FAIL(rc, code, starts) expect_fail((rc), (code), (starts), __LINE__)
+static void expect_fail(int rc, const char *code, const char *starts, int line) {
+    char want[512];
+    snprintf(want, sizeof want, "govctl: %s: %s", code, starts);
+    const char *at = g_err;
+    while (at && strncmp(at, want, strlen(want)) != 0)
+        at = (at = strchr(at, '\n')) ? at + 1 : NULL;
+    if (rc != 1 || at == NULL || g_out[0] != 0)
+        fail_msg("line %d: want exit 1 with \"%s...\" on stderr; got exit %d, stderr:\n%s"
+                 "stdout:\n%s", line, want, rc, g_err, g_out);
+}
+
+#define EXPECT_USAGE(rc) expect_usage((rc), __LINE__)
+static void expect_usage(int rc, int line) {
+    if (rc != 2 || strstr(g_err, "govctl: usage: ") == NULL)
+        fail_msg("line %d: want exit 2 with a usage line; got exit %d, stderr:\n%s", line, rc,
+                 g_err);
+}
+
+#define EXPECT_OK(rc) expect_ok((rc), __LINE__)
+static void expect_ok(int rc, int line) {
+    if (rc != 0)
+        fail_msg("line %d: want exit 0; got %d, stderr:\n%s", line, rc, g_err);
+}
+
+/* --- files ------------------------------------------------------------------- */
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* Writes s to work/name; returns the path (static, one of 8 rotating). */
+static const char *write_pack(const char *name, const char *s) {
+    static char paths[8][PATH_MAX + 64];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, PATH_MAX + 64, "%s/%s", work, name);
+    FILE *f = fopen(p, "wb");
+    if (f == NULL || fwrite(s, 1, strlen(s), f) != strlen(s) || fclose(f) != 0)
+        fail_msg("cannot write %s", p);
+    return p;
+}
+
+/* The demo pack with `from` (occurring exactly once) replaced by `to`. */
+static char *demo_with(const char *from, const char *to) {
+    const char *at = strstr(demo, from);
+    if (at == NULL || strstr(at + 1, from) != NULL)
+        fail_msg("\"%s\" does not occur exactly once", from);
+    size_t pre = (size_t)(at - demo), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(strlen(demo) - fl + tl + 1);
+    memcpy(out, demo, pre);
+    memcpy(out + pre, to, tl);
+    strcpy(out + pre + tl, at + fl);
+    return out;
+}
+
+/* The demo pack for tenant t (new memory). */
+static char *demo_for(const char *t) {
+    char to[128];
+    snprintf(to, sizeof to, "\"tenant\": \"%s\"", t);
+    return demo_with("\"tenant\": \"demo\"", to);
+}
+
+/* --- setup ------------------------------------------------------------------- */
+
+static int setup(void **state) {
+    (void)state;
+    char name[96];
+    itest_unique("govctl-rp", name, sizeof name);
+    mkdir(itest_path("var"), 0755);
+    mkdir(itest_path("var/test-logs"), 0755);
+    snprintf(work, sizeof work, "%s/%s", itest_path("var/test-logs"), name);
+    if (mkdir(work, 0700) != 0) {
+        fprintf(stderr, "cannot create %s\n", work);
+        return -1;
+    }
+    demo = read_all(itest_path("deploy/demo/rulepack-demo.json"));
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (work[0] && getenv("ITEST_KEEP") == NULL) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", work);
+    }
+    free(demo);
+    return 0;
+}
+
+/* --- validate ---------------------------------------------------------------- */
+
+static void test_validate_ok(void **state) {
+    (void)state;
+    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=18\n";
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "validate", itest_path("deploy/demo/rulepack-demo.json")));
+    assert_string_equal(g_out, want);
+    assert_string_equal(g_err, "");
+
+    /* the counts are the library's, not the CLI's own */
+    gov_rulepack_t *p = NULL;
+    char eb[256];
+    assert_int_equal(gov_rulepack_parse(demo, strlen(demo), NULL, &p, NULL, eb, sizeof eb), GOV_OK);
+    size_t patterns = 0;
+    for (size_t i = 0; i < gov_rulepack_rule_count(p); i++)
+        patterns += gov_rulepack_rule(p, i)->pattern_count;
+    assert_int_equal(gov_rulepack_rule_count(p), 12);
+    assert_int_equal(patterns, 18);
+    gov_rulepack_free(p);
+
+    /* from standard input, and an integer version */
+    char *t = demo_with("\"version\": \"1.0.0\"", "\"version\": 7");
+    const char *path = write_pack("int-version.json", t);
+    free(t);
+    const char *bin = itest_bin("govctl");
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "exec '%s' rulepack validate - < '%s'",
+             bin[0] == '/' ? bin : itest_path(bin), path);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    EXPECT_OK(run_argv(argv, NULL));
+    assert_string_equal(g_out, "OK pack_id=demo-baseline tenant=demo version=7 rules=12 patterns=18\n");
+}
+
+typedef struct bad {
+    const char *from, *to;       /* edit of the demo pack */
+    const char *code;            /* first on stderr */
+    const char *message;         /* what follows "govctl: <code>: " */
+} bad_t;
+
+static void test_validate_errors_name_rule_and_field(void **state) {
+    (void)state;
+    static const bad_t cases[] = {
+        {"\"weight\": 0.35, \"effect\": \"add\", \"message\": \"prompt contains what looks like a US",
+         "\"weight\": 0.3500001, \"effect\": \"add\", \"message\": \"prompt contains what looks like a US",
+         "too_many_decimals",
+         "rules[2] (pii.us_ssn): weight 0.3500001 has more than 6 decimal places\n"},
+        {"\"weight\": 0.35, \"effect\": \"add\", \"message\": \"prompt contains what looks like a payment",
+         "\"weight\": -0.1, \"effect\": \"add\", \"message\": \"prompt contains what looks like a payment",
+         "out_of_range", "rules[1] (pii.payment_card): weight -0.1 is not in [0,1]\n"},
+        {"\"id\": \"pii.us_ssn\"", "\"id\": \"pii.email\"", "duplicate_id",
+         "rules[2] (pii.email): id duplicates rules[0]\n"},
+        {"(dan|an? (unrestricted", "(dan|an? ((unrestricted", "invalid_pattern",
+         "rules[4] (injection.persona_jailbreak): match.prompt[0].regex is refused by Vectorscan: "},
+        {"\"id\": \"role.junior_export\",", "\"id\": \"role.junior_export\", \"priority\": 3,",
+         "unknown_field", "rules[9] (role.junior_export): priority is not a known member\n"},
+        {"\"severity\": \"medium\", \"weight\": 0.3,", "\"severity\": \"severe\", \"weight\": 0.3,",
+         "invalid_value",
+         "rules[9] (role.junior_export): severity must be one of low, medium, high, critical\n"},
+        {"\"effect\": \"deny\", \"message\": \"prompt asks for a destructive shell command\",", "",
+         "missing_field", "rules[8] (shell.destructive_command): effect is required\n"},
+        {"\"max_risk_score\": 0.7", "\"max_risk_score\": 1.2", "out_of_range",
+         "thresholds.max_risk_score 1.2 is not in [0,1]\n"},
+        {"\"pack_id\": \"demo-baseline\"", "\"pack_id\": \"demo baseline\"", "invalid_value",
+         "pack_id must be 1-64 characters of [A-Za-z0-9._-]\n"},
+        {"\"rules\": [", "\"rules\": [[", "invalid_json", "pack is not valid JSON: "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = demo_with(cases[i].from, cases[i].to), name[32];
+        snprintf(name, sizeof name, "bad-%zu.json", i);
+        const char *path = write_pack(name, t);
+        free(t);
+        EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", path), cases[i].code, cases[i].message);
+    }
+
+    /* the processor's limits, from its configuration variables */
+    const char *path = write_pack("demo.json", demo);
+    const char *env5[] = {"GOV_RULEPACK_MAX_RULES=5", NULL};
+    EXPECT_FAIL(GOVCTL(env5, "rulepack", "validate", path), "too_many_rules",
+                "rules holds 12 rules (limit 5)\n");
+    const char *envp[] = {"GOV_RULEPACK_MAX_PATTERN_LEN=16", NULL};
+    EXPECT_FAIL(GOVCTL(envp, "rulepack", "validate", path), "pattern_too_long",
+                "rules[0] (pii.email): match.prompt[0].regex is 37 bytes (limit 16)\n");
+    const char *envbad[] = {"GOV_RULEPACK_MAX_RULES=many", NULL};
+    EXPECT_USAGE(GOVCTL(envbad, "rulepack", "validate", path));
+    assert_non_null(strstr(g_err, "GOV_RULEPACK_MAX_RULES"));
+
+    /* files */
+    char missing[PATH_MAX + 32];
+    snprintf(missing, sizeof missing, "%s/nope.json", work);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", missing), "io_error", "cannot open ");
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", work), "io_error", "");
+    assert_non_null(strstr(g_err, "is a directory"));
+    /* a hostile byte in the pack is not echoed to the terminal */
+    path = write_pack("esc.json", "{\"pack_id\": \"x\", \"\\u001b[2J\": 1}");
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", path), "unknown_field", "?[2J is not");
+}
+
+static void test_usage_errors(void **state) {
+    (void)state;
+    const char *path = write_pack("demo.json", demo);
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack"));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "frobnicate", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "validate"));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "validate", path, path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "validate", "--strict", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish"));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--brokers"));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--tenant", "x", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--brokers", "", path));
+    EXPECT_OK(GOVCTL(NOENV, "--help"));
+    assert_non_null(strstr(g_out, "rulepack validate FILE"));
+    assert_non_null(strstr(g_out, "rulepack publish [--brokers B] FILE"));
+}
+
+/* --- publish ----------------------------------------------------------------- */
+
+typedef struct published {
+    char event_id[GOV_UUID_STRLEN + 1];
+    int printed_partition;
+    long long printed_offset;
+    int found;
+    int32_t partition;
+    int64_t offset;
+    char key[96];
+    json_t *event;
+} published_t;
+
+static int on_pack(void *opaque, const gov_kafka_msg_t *m) {
+    published_t *p = opaque;
+    json_t *ev = NULL;
+    const char *name = NULL;
+    char eb[256];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &name, eb, sizeof eb) != GOV_OK)
+        return 0; /* poison tests share the topic */
+    const char *id = json_string_value(json_object_get(ev, "event_id"));
+    if (id && strcmp(id, p->event_id) == 0 && strcmp(name, "RulePackPublished") == 0) {
+        p->found = 1;
+        p->partition = m->partition;
+        p->offset = m->offset;
+        snprintf(p->key, sizeof p->key, "%.*s", (int)m->key_len, (const char *)m->key);
+        p->event = json_incref(ev);
+    }
+    json_decref(ev);
+    return p->found;
+}
+
+/* Parses "published policy.rulepacks partition=P offset=O event_id=E\n". */
+static void parse_published(published_t *p) {
+    char id[64] = "", nl = 0;
+    memset(p, 0, sizeof *p);
+    if (sscanf(g_out, "published policy.rulepacks partition=%d offset=%lld event_id=%63s%c",
+               &p->printed_partition, &p->printed_offset, id, &nl) != 4 || nl != '\n' ||
+        !gov_uuid_v7_valid(id) || p->printed_offset < 0 || p->printed_partition < 0)
+        fail_msg("unexpected publish output: %s", g_out);
+    snprintf(p->event_id, sizeof p->event_id, "%s", id);
+}
+
+static void check_published(published_t *p, const char *tenant, const char *text,
+                            const char *who) {
+    if (!itest_consume_until(TOPIC, on_pack, p, 60000))
+        fail_msg("event %s did not arrive on %s", p->event_id, TOPIC);
+    assert_int_equal(p->partition, p->printed_partition);
+    assert_int_equal(p->offset, p->printed_offset);
+    assert_string_equal(p->key, tenant);
+    json_t *ev = p->event;
+    assert_string_equal(json_string_value(json_object_get(ev, "tenant")), tenant);
+    assert_string_equal(json_string_value(json_object_get(ev, "pack_id")), "demo-baseline");
+    assert_string_equal(json_string_value(json_object_get(ev, "version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(ev, "published_by")), who);
+    json_t *rj = json_object_get(ev, "rulepack_json");
+    assert_int_equal(json_string_length(rj), strlen(text));
+    assert_memory_equal(json_string_value(rj), text, strlen(text));   /* the file, as is */
+    json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
+    assert_true(at > gov_now_micros() - 600LL * 1000000 && at <= gov_now_micros());
+    json_decref(ev);
+}
+
+/* Sum of the high watermarks of every partition of the topic. */
+static int64_t topic_end(const char *topic) {
+    char eb[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
+                      eb, sizeof eb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
+    if (rk == NULL)
+        fail_msg("client: %s", eb);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1)
+        fail_msg("no metadata for %s", topic);
+    int64_t sum = 0;
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, md->topics[0].partitions[i].id, &lo, &hi,
+                                             10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            fail_msg("watermarks of %s", topic);
+        sum += hi;
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    return sum;
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+        fail_msg("cannot find a free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
+    (void)state;
+    char tenant[64], brokers[256], env_brokers[300], env_user[64], who[80];
+    itest_unique("govctl-rp", tenant, sizeof tenant);
+    snprintf(brokers, sizeof brokers, "%s", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s", brokers);
+    snprintf(env_user, sizeof env_user, "USER=ops-%d", (int)getpid());
+    snprintf(who, sizeof who, "govctl:ops-%d", (int)getpid());
+    char *text = demo_for(tenant);
+    const char *path = write_pack("publish.json", text);
+
+    /* --brokers given */
+    const char *env_u[] = {env_user, NULL};
+    EXPECT_OK(GOVCTL(env_u, "rulepack", "publish", "--brokers", brokers, path));
+    published_t p1;
+    parse_published(&p1);
+    /* brokers from GOV_KAFKA_BROKERS: the same file again, a new event */
+    const char *env_b[] = {env_brokers, env_user, NULL};
+    EXPECT_OK(GOVCTL(env_b, "rulepack", "publish", path));
+    published_t p2;
+    parse_published(&p2);
+    assert_string_not_equal(p1.event_id, p2.event_id);
+    check_published(&p1, tenant, text, who);
+    check_published(&p2, tenant, text, who);
+
+    /* a private gov-rulepacks takes it: the canonical pack lands in Redis,
+     * once (the second publication is a replay) */
+    int rport;
+    pid_t rpid = itest_private_redis("govctl-rulepack", &rport);
+    char env_redis[48], env_group[160], env_admin[48], group[96];
+    snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", rport);
+    itest_unique("itest-govctl-rp", group, sizeof group);
+    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
+    int aport = free_port();
+    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%d", aport);
+    const char *penv[] = {env_redis, env_group, env_admin, env_brokers, NULL};
+    const char *pargv[] = {itest_bin("gov-rulepacks"), NULL};
+    pid_t ppid = itest_spawn(pargv, penv, "itest-govctl-gov-rulepacks.log");
+    gov_redis_t *r = NULL;
+    char eb[256];
+    assert_int_equal(gov_redis_new("127.0.0.1", rport, 2000, &r, eb, sizeof eb), GOV_OK);
+    char key[160], okey[160];
+    snprintf(key, sizeof key, "policy:rulepack:{%s}", tenant);
+    snprintf(okey, sizeof okey, "gov:offsets:gov-rulepacks:" TOPIC ":%d", p2.partition);
+    int done = 0;
+    for (int i = 0; i < 600 && !done; i++) {
+        redisReply *rep = NULL;
+        if (gov_redis_commandf(r, &rep, eb, sizeof eb, "GET %s", okey) == GOV_OK) {
+            done = rep->type == REDIS_REPLY_STRING && atoll(rep->str) >= p2.offset;
+            freeReplyObject(rep);
+        }
+        if (!done)
+            itest_sleep_ms(50);
+    }
+    if (!done)
+        fail_msg("gov-rulepacks did not reach offset %lld (var/test-logs/itest-govctl-gov-rulepacks.log)",
+                 (long long)p2.offset);
+    gov_rulepack_t *pack = NULL;
+    assert_int_equal(gov_rulepack_parse(text, strlen(text), NULL, &pack, NULL, eb, sizeof eb), GOV_OK);
+    redisReply *rep = NULL;
+    assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb, "GET %s", key), GOV_OK);
+    size_t clen;
+    const char *canonical = gov_rulepack_canonical_json(pack, &clen);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    assert_int_equal(rep->len, clen);
+    assert_memory_equal(rep->str, canonical, clen);
+    freeReplyObject(rep);
+    assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb,
+                                        "HGET policy:rulepack:{%s}:meta event_id", tenant), GOV_OK);
+    assert_string_equal(rep->str, p1.event_id);   /* the first publication won */
+    freeReplyObject(rep);
+    gov_rulepack_free(pack);
+    gov_redis_free(r);
+
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", aport);
+    assert_int_equal(itest_http_get(url, &body), 200);
+    char f1[128];
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
+    const char *flt[] = {f1, NULL};
+    assert_true(itest_metric(body, "rulepack_accepted_total", flt) == 1);
+    assert_true(itest_metric(body, "rulepack_rejected_total", flt) < 0);   /* no sample */
+    free(body);
+    int st = itest_stop(ppid, SIGTERM, 15000);
+    itest_stop(rpid, SIGTERM, 5000);
+    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(text);
+}
+
+static void test_publish_refuses_invalid_pack(void **state) {
+    (void)state;
+    char tenant[64];
+    itest_unique("govctl-rp", tenant, sizeof tenant);
+    char *good = demo_for(tenant), *from = strstr(good, "\"weight\": 0.2,");
+    assert_non_null(from);
+    memcpy(from, "\"weight\": 2  ,", 14);
+    const char *path = write_pack("refused.json", good);
+    free(good);
+    int64_t before = topic_end(TOPIC);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", path), "out_of_range",
+                "rules[0] (pii.email): weight 2 is not in [0,1]\n");
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", write_pack("empty.json", "")),
+                "invalid_json", "pack is not valid JSON: ");
+    /* nothing reached the topic */
+    assert_true(topic_end(TOPIC) == before);
+}
+
+static void test_publish_kafka_unavailable(void **state) {
+    (void)state;
+    const char *path = write_pack("down.json", demo);
+    const char *env[] = {"GOV_KAFKA_BROKERS=127.0.0.1:1", NULL};
+    int64_t t0 = gov_mono_micros();
+    EXPECT_FAIL(GOVCTL(env, "rulepack", "publish", path), "kafka_unavailable",
+                "the pack was not acknowledged by 127.0.0.1:1: ");
+    int64_t ms = (gov_mono_micros() - t0) / 1000;
+    if (ms > 20000)
+        fail_msg("kafka_unavailable took %lld ms (bound: 20 s)", (long long)ms);
+}
+
+int main(void) {
+    gov_alloc_install_jansson();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate_ok),
+        cmocka_unit_test(test_validate_errors_name_rule_and_field),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_publish_then_gov_rulepacks_materializes_it),
+        cmocka_unit_test(test_publish_refuses_invalid_pack),
+        cmocka_unit_test(test_publish_kafka_unavailable),
+    };
+    return cmocka_run_group_tests_name("govctl-rulepack", tests, setup, teardown);
+}

@@ -1,0 +1,806 @@
+/* test_rulepacks.c - RulePackPublished -> gov-rulepacks -> Redis + audit.
+ *
+ * Real processes against the real broker: a private redis-server and a
+ * private gov-rulepacks (own consumer group, own admin port, max_rules
+ * lowered to 20 through its configuration).  Packs are the demo pack of
+ * deploy/demo/rulepack-demo.json, re-targeted to a tenant no other run uses
+ * and varied by text edits; each is produced to the real policy.rulepacks
+ * topic as an Avro RulePackPublished, exactly what `govctl rulepack publish`
+ * produces.  Checks are what an operator sees: the Redis keys, the
+ * processor's /metrics, the AuditEvents on identity.audit, the DLQ.
+ *
+ * Expected canonical bytes come from gov_rulepack_canonical_json of the
+ * same text (the contract: Redis holds exactly that); expected audit event
+ * ids from gov_uuid_v7_derive over the published event id.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gov_alloc.h"
+#include "gov_rulepack.h"
+#include "gov_util.h"
+#include "itest_util.h"
+
+#define TOPIC "policy.rulepacks"
+#define MAX_RULES_CONFIGURED 20
+
+static pid_t redis_pid = -1, proc_pid = -1;
+static int redis_port, admin_port;
+static char tenant[64], tenant2[64];
+static char env_redis[48], env_group[160], env_admin[48], env_brokers[300], env_rules[64];
+static char v1_canonical_sha[GOV_SHA256_HEXLEN + 1];
+static char *v1_canonical;         /* what Redis must hold while v1 is current */
+static char v1_event_id[GOV_UUID_STRLEN + 1];
+static json_t *v1_event;           /* the accepted event, to deliver it again */
+
+/* --- helpers ------------------------------------------------------------------ */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+        fail_msg("cannot find a free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static char *read_file(const char *rel) {
+    FILE *f = fopen(itest_path(rel), "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", rel);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* A copy of text with `from` (which must occur exactly once) replaced. */
+static char *replace_once(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    if (at == NULL || strstr(at + 1, from) != NULL)
+        fail_msg("\"%s\" does not occur exactly once", from);
+    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(strlen(text) - fl + tl + 1);
+    memcpy(out, text, pre);
+    memcpy(out + pre, to, tl);
+    strcpy(out + pre + tl, at + fl);
+    return out;
+}
+
+/* The demo pack for tenant t at version v, then `from` -> `to` when given. */
+static char *demo_pack(const char *t, const char *v, const char *from, const char *to) {
+    char *text = read_file("deploy/demo/rulepack-demo.json"), buf[128];
+    snprintf(buf, sizeof buf, "\"tenant\": \"%s\"", t);
+    char *a = replace_once(text, "\"tenant\": \"demo\"", buf);
+    snprintf(buf, sizeof buf, "\"version\": \"%s\"", v);
+    char *b = replace_once(a, "\"version\": \"1.0.0\"", buf);
+    free(text);
+    free(a);
+    if (from == NULL)
+        return b;
+    char *c = replace_once(b, from, to);
+    free(b);
+    return c;
+}
+
+/* Canonical JSON and its SHA-256 hex of a valid pack text, by the library. */
+static char *canonical_of(const char *text, char sha[GOV_SHA256_HEXLEN + 1]) {
+    gov_rulepack_t *p = NULL;
+    char eb[512];
+    if (gov_rulepack_parse(text, strlen(text), NULL, &p, NULL, eb, sizeof eb) != GOV_OK)
+        fail_msg("test pack does not parse: %s", eb);
+    size_t len;
+    const char *c = gov_rulepack_canonical_json(p, &len);
+    char *out = strndup(c, len);
+    unsigned char md[GOV_SHA256_LEN];
+    assert_int_equal(gov_sha256(c, len, md), GOV_OK);
+    gov_hex_encode(md, GOV_SHA256_LEN, sha);
+    gov_rulepack_free(p);
+    return out;
+}
+
+static json_t *event_for(const char *t, const char *pack_id, const char *version,
+                         const char *text) {
+    char id[GOV_UUID_STRLEN + 1];
+    assert_int_equal(gov_uuid_v7(id), GOV_OK);
+    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
+                     (json_int_t)gov_now_micros(), "tenant", t, "pack_id", pack_id, "version",
+                     version, "rulepack_json", text, "published_by", "itest-rulepacks");
+}
+
+static const char *ev_id(const json_t *ev) {
+    return json_string_value(json_object_get(ev, "event_id"));
+}
+
+typedef struct produced {
+    int32_t partition;
+    int64_t offset;
+} produced_t;
+
+static produced_t publish(json_t *ev) {
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256];
+    produced_t p = {-1, -1};
+    if (gov_avro_encode(itest_avro(), "RulePackPublished", ev, &buf, &len, eb, sizeof eb) != GOV_OK)
+        fail_msg("encode: %s", eb);
+    const char *key = json_string_value(json_object_get(ev, "tenant"));
+    if (gov_kafka_produce_sync(itest_producer(), TOPIC, key, strlen(key), buf, len, NULL, 0, 15000,
+                               &p.partition, &p.offset, eb, sizeof eb) != GOV_OK)
+        fail_msg("produce: %s", eb);
+    gov_free(buf);
+    return p;
+}
+
+/* GET key from the private Redis: new string (free) or NULL. */
+static char *redis_get(const char *fmt, const char *arg) {
+    redisReply *r = NULL;
+    char eb[200], key[256];
+    snprintf(key, sizeof key, fmt, arg);
+    const char *argv[] = {"GET", key};
+    assert_int_equal(gov_redis_command(itest_redis(), &r, 2, argv, NULL, eb, sizeof eb), GOV_OK);
+    char *s = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+static char *redis_hget(const char *t, const char *field) {
+    redisReply *r = NULL;
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "HGET policy:rulepack:{%s}:meta %s", t, field), GOV_OK);
+    char *s = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+/* Waits until gov-rulepacks has finished the message at p (its offset key
+ * in Redis is written last, after any audit event was acknowledged). */
+static void wait_processed(produced_t p) {
+    char key[128];
+    snprintf(key, sizeof key, "gov:offsets:gov-rulepacks:" TOPIC ":%d", (int)p.partition);
+    for (int i = 0; i < 600; i++) {
+        char *v = redis_get("%s", key);
+        long long have = v ? atoll(v) : -1;
+        free(v);
+        if (have >= p.offset)
+            return;
+        itest_sleep_ms(50);
+    }
+    fail_msg("gov-rulepacks did not process offset %lld of partition %d within 30 s",
+             (long long)p.offset, (int)p.partition);
+}
+
+static char *metrics_text(void) {
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin_port);
+    if (itest_http_get(url, &body) != 200)
+        fail_msg("/metrics of gov-rulepacks did not answer");
+    return body;
+}
+
+/* A metric's value for the tenant and one more label filter (may be NULL);
+ * 0 when no sample matched. */
+static double metric(const char *name, const char *t, const char *extra) {
+    char *body = metrics_text(), f1[128] = "";
+    if (t != NULL)
+        snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
+    const char *flt[] = {t ? f1 : extra, t ? extra : NULL, NULL};
+    double v = itest_metric(body, name, flt);
+    free(body);
+    return v < 0 ? 0 : v;
+}
+
+static double rejected(const char *t, const char *reason) {
+    char f[96];
+    snprintf(f, sizeof f, "reason=\"%s\"", reason);
+    return metric("rulepack_rejected_total", t, f);
+}
+
+static double events(const char *outcome) {
+    char f[96];
+    snprintf(f, sizeof f, "outcome=\"%s\"", outcome);
+    return metric("processor_events_total", NULL, f);
+}
+
+static void assert_current_is(const char *t, const char *canonical) {
+    char *cur = redis_get("policy:rulepack:{%s}", t);
+    if (cur == NULL || strcmp(cur, canonical) != 0)
+        fail_msg("policy:rulepack:{%s} changed:\n%s", t, cur ? cur : "(nil)");
+    free(cur);
+}
+
+/* --- audit events ----------------------------------------------------------------- */
+
+/* AuditEvents on identity.audit whose correlation_id is one of ids[]. */
+typedef struct audit_want {
+    const char *ids[24];
+    json_t *found[24];     /* first AuditEvent seen for ids[i] */
+    int copies[24];        /* how many messages carried that event */
+    size_t n, nfound;
+    const char *tenant_key;
+    int32_t partition;     /* of the tenant's audit events, -1 until seen */
+    int64_t stop_offset;   /* when >= 0: read up to this offset, then stop */
+} audit_want_t;
+
+static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
+    audit_want_t *w = opaque;
+    int at_end = w->stop_offset >= 0 && m->partition == w->partition &&
+                 m->offset >= w->stop_offset;
+    if (m->key_len != strlen(w->tenant_key) || memcmp(m->key, w->tenant_key, m->key_len) != 0)
+        return at_end;
+    json_t *ev = NULL;
+    const char *type;
+    char eb[200];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return at_end;
+    w->partition = m->partition;
+    const char *corr = json_string_value(json_object_get(ev, "correlation_id"));
+    for (size_t i = 0; corr && i < w->n; i++) {
+        if (strcmp(w->ids[i], corr) != 0)
+            continue;
+        if (w->found[i] == NULL) {
+            w->found[i] = json_incref(ev);
+            w->nfound++;
+        }
+        w->copies[i]++;
+    }
+    json_decref(ev);
+    if (w->stop_offset >= 0)
+        return at_end;
+    return w->nfound == w->n;
+}
+
+static void audit_want_clear(audit_want_t *w) {
+    for (size_t i = 0; i < w->n; i++)
+        json_decref(w->found[i]);
+}
+
+/* The AuditEvent's details_json, parsed. */
+static json_t *details_of(const json_t *audit) {
+    const char *d = json_string_value(json_object_get(audit, "details_json"));
+    json_t *j = d ? json_loads(d, 0, NULL) : NULL;
+    if (j == NULL)
+        fail_msg("audit event without a JSON details_json");
+    return j;
+}
+
+static void derived_id(const json_t *ev, const char *action, char out[GOV_UUID_STRLEN + 1]) {
+    char seed[128];
+    snprintf(seed, sizeof seed, "%s/%s", ev_id(ev), action);
+    json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
+    assert_int_equal(gov_uuid_v7_derive((uint64_t)(at / 1000), seed, out), GOV_OK);
+}
+
+/* The high watermark of identity.audit partition p: the next offset. */
+static int64_t audit_high_watermark(int32_t p) {
+    char eb[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
+                      eb, sizeof eb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
+    if (rk == NULL)
+        fail_msg("watermark client: %s", eb);
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, "identity.audit", p, &lo, &hi, 10000);
+    rd_kafka_destroy(rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("watermarks of identity.audit/%d: %s", (int)p, rd_kafka_err2str(e));
+    return hi;
+}
+
+/* Partitions of a topic, from the broker's metadata. */
+static int topic_partitions(const char *topic) {
+    char eb[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
+                      eb, sizeof eb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
+    if (rk == NULL)
+        fail_msg("metadata client: %s", eb);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    if (n <= 0)
+        fail_msg("no metadata for %s", topic);
+    return n;
+}
+
+/* The private gov-rulepacks starts its new group at the earliest offsets and
+ * first works through what earlier runs left on the topic.  A marker (a
+ * pack that is not JSON, for a throw-away tenant) is produced into every
+ * partition and waited for: after that, every event counted is this run's. */
+static void catch_up(void) {
+    int n = topic_partitions(TOPIC), seen = 0;
+    char done[64] = {0};
+    for (int tries = 0; seen < n && tries < 200; tries++) {
+        char t[64];
+        itest_unique("rp-marker", t, sizeof t);
+        json_t *ev = event_for(t, "marker", "1", "not a pack");
+        produced_t p = publish(ev);
+        json_decref(ev);
+        if (p.partition >= 0 && p.partition < 64 && !done[p.partition]) {
+            wait_processed(p);
+            done[p.partition] = 1;
+            seen++;
+        }
+    }
+    if (seen < n)
+        fail_msg("could not reach every partition of %s with a marker", TOPIC);
+}
+
+/* --- setup ------------------------------------------------------------------------- */
+
+static int setup(void **state) {
+    (void)state;
+    redis_pid = itest_private_redis("rulepacks", &redis_port);
+    snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
+    putenv(env_redis); /* itest_redis() talks to the private Redis */
+    char group[96];
+    itest_unique("itest-rulepacks", group, sizeof group);
+    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
+    admin_port = free_port();
+    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%d", admin_port);
+    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
+    const char *env[] = {env_redis, env_group, env_admin, env_brokers, env_rules, NULL};
+    const char *argv[] = {itest_bin("gov-rulepacks"), NULL};
+    proc_pid = itest_spawn(argv, env, "itest-gov-rulepacks.log");
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", admin_port);
+    if (!itest_wait_http(url, 200, 30000)) {
+        fprintf(stderr, "gov-rulepacks did not become ready (var/test-logs/itest-gov-rulepacks.log)\n");
+        return -1;
+    }
+    itest_unique("rp", tenant, sizeof tenant);
+    itest_unique("rp2", tenant2, sizeof tenant2);
+    catch_up();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    int rc = 0;
+    if (proc_pid > 0) {
+        int st = itest_stop(proc_pid, SIGTERM, 15000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "gov-rulepacks did not exit cleanly on SIGTERM (status %d)\n", st);
+            rc = -1;
+        }
+    }
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 5000);
+    free(v1_canonical);
+    json_decref(v1_event);
+    return rc;
+}
+
+/* --- tests ---------------------------------------------------------------------------- */
+
+static void test_accepted_pack_is_materialized(void **state) {
+    (void)state;
+    char *text = demo_pack(tenant, "1.0.0", NULL, NULL);
+    v1_canonical = canonical_of(text, v1_canonical_sha);
+    json_t *ev = event_for(tenant, "demo-baseline", "1.0.0", text);
+    produced_t p = publish(ev);
+    wait_processed(p);
+    free(text);
+
+    /* the canonical JSON, byte for byte; the meta hash; the index */
+    assert_current_is(tenant, v1_canonical);
+    char *v = redis_hget(tenant, "version");
+    assert_string_equal(v, "1.0.0");
+    free(v);
+    v = redis_hget(tenant, "rules");
+    assert_string_equal(v, "12");
+    free(v);
+    v = redis_hget(tenant, "patterns");
+    assert_string_equal(v, "18");
+    free(v);
+    v = redis_hget(tenant, "sha256");
+    assert_string_equal(v, v1_canonical_sha);
+    free(v);
+    v = redis_hget(tenant, "event_id");
+    assert_string_equal(v, ev_id(ev));
+    free(v);
+    v = redis_hget(tenant, "previous_version");
+    assert_string_equal(v, "");
+    free(v);
+    redisReply *r = NULL;
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "SISMEMBER policy:rulepack:tenants %s", tenant), GOV_OK);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    assert_true(metric("rulepack_accepted_total", tenant, NULL) == 1);
+
+    /* the AuditEvent, with the id derived from the published event */
+    audit_want_t w = {.ids = {ev_id(ev)}, .n = 1, .tenant_key = tenant, .partition = -1,
+                      .stop_offset = -1};
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    json_t *a = w.found[0];
+    char want_id[GOV_UUID_STRLEN + 1];
+    derived_id(ev, "rulepack.accepted", want_id);
+    assert_string_equal(json_string_value(json_object_get(a, "event_id")), want_id);
+    assert_string_equal(json_string_value(json_object_get(a, "action")), "rulepack.accepted");
+    assert_string_equal(json_string_value(json_object_get(a, "outcome")), "success");
+    assert_string_equal(json_string_value(json_object_get(a, "component")), "gov-rulepacks");
+    assert_string_equal(json_string_value(json_object_get(a, "actor")), "itest-rulepacks");
+    assert_string_equal(json_string_value(json_object_get(a, "subject")), "demo-baseline@1.0.0");
+    json_t *d = details_of(a);
+    assert_string_equal(json_string_value(json_object_get(d, "pack_id")), "demo-baseline");
+    assert_string_equal(json_string_value(json_object_get(d, "version")), "1.0.0");
+    assert_int_equal(json_integer_value(json_object_get(d, "rules")), 12);
+    assert_string_equal(json_string_value(json_object_get(d, "sha256")), v1_canonical_sha);
+    assert_true(json_is_null(json_object_get(d, "previous_version")));
+    json_decref(d);
+    audit_want_clear(&w);
+    snprintf(v1_event_id, sizeof v1_event_id, "%s", ev_id(ev));
+    v1_event = ev;
+}
+
+typedef struct bad_case {
+    const char *reason;
+    const char *error_part;   /* must occur in the audit's details.error */
+    const char *field;        /* details.field, NULL: not checked */
+    json_t *ev;
+} bad_case_t;
+
+/* A pack of n rules: the demo's, plus copies of pii.email under new ids. */
+static char *pack_with_rules(const char *t, size_t n) {
+    char *text = demo_pack(t, "2.0.0", NULL, NULL);
+    json_t *doc = json_loads(text, 0, NULL);
+    free(text);
+    json_t *rules = json_object_get(doc, "rules");
+    for (size_t i = json_array_size(rules); i < n; i++) {
+        json_t *r = json_deep_copy(json_array_get(rules, 0));
+        char id[32];
+        snprintf(id, sizeof id, "extra.rule_%02zu", i);
+        json_object_set_new(r, "id", json_string(id));
+        json_array_append_new(rules, r);
+    }
+    char *out = json_dumps(doc, JSON_INDENT(1));
+    json_decref(doc);
+    return out;
+}
+
+static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
+    (void)state;
+    assert_non_null(v1_canonical);
+    bad_case_t cases[20];
+    size_t n = 0;
+    char *t;
+#define PACK_CASE(reason_, part_, field_, from_, to_)                                            \
+    do {                                                                                         \
+        t = demo_pack(tenant, "2.0.0", from_, to_);                                              \
+        cases[n++] = (bad_case_t){reason_, part_, field_,                                        \
+                                  event_for(tenant, "demo-baseline", "2.0.0", t)};               \
+        free(t);                                                                                 \
+    } while (0)
+
+    PACK_CASE("duplicate_id", "rules[2] (pii.email): id duplicates rules[0]", "id",
+              "\"id\": \"pii.us_ssn\"", "\"id\": \"pii.email\"");
+    PACK_CASE("out_of_range", "rules[1] (pii.payment_card): weight 1.5 is not in [0,1]", "weight",
+              "\"weight\": 0.35, \"effect\": \"add\", \"message\": \"prompt contains what looks like a payment",
+              "\"weight\": 1.5, \"effect\": \"add\", \"message\": \"prompt contains what looks like a payment");
+    PACK_CASE("too_many_decimals",
+              "rules[2] (pii.us_ssn): weight 0.3500001 has more than 6 decimal places", "weight",
+              "\"weight\": 0.35, \"effect\": \"add\", \"message\": \"prompt contains what looks like a US",
+              "\"weight\": 0.3500001, \"effect\": \"add\", \"message\": \"prompt contains what looks like a US");
+    PACK_CASE("invalid_pattern",
+              "rules[4] (injection.persona_jailbreak): match.prompt[0].regex is refused by Vectorscan",
+              "match.prompt[0].regex", "(dan|an? (unrestricted", "(dan|an? ((unrestricted");
+    PACK_CASE("unknown_field", "rules[9] (role.junior_export): priority is not a known member",
+              "priority", "\"id\": \"role.junior_export\",",
+              "\"id\": \"role.junior_export\", \"priority\": 3,");
+    PACK_CASE("invalid_json", "pack is not valid JSON", NULL,
+              "\"rules\": [", "\"rules\": [[");
+    t = pack_with_rules(tenant, MAX_RULES_CONFIGURED + 1);
+    cases[n++] = (bad_case_t){"too_many_rules", "rules holds 21 rules (limit 20)", "rules",
+                              event_for(tenant, "demo-baseline", "2.0.0", t)};
+    free(t);
+    /* valid packs that are not what the event announces */
+    t = demo_pack(tenant2, "2.0.0", NULL, NULL);
+    cases[n++] = (bad_case_t){"tenant_mismatch", tenant2, "tenant",
+                              event_for(tenant, "demo-baseline", "2.0.0", t)};
+    free(t);
+    t = demo_pack(tenant, "2.0.0", NULL, NULL);
+    cases[n++] = (bad_case_t){"pack_id_mismatch", "is not the event's pack_id \"other-pack\"",
+                              "pack_id", event_for(tenant, "other-pack", "2.0.0", t)};
+    cases[n++] = (bad_case_t){"version_mismatch", "is not the event's version \"2.0.1\"",
+                              "version", event_for(tenant, "demo-baseline", "2.0.1", t)};
+    free(t);
+    /* valid and announced, but against the current 1.0.0 */
+    t = demo_pack(tenant, "0.9.0", NULL, NULL);
+    cases[n++] = (bad_case_t){"version_rollback", "version 0.9.0 is not above the current version 1.0.0",
+                              "version", event_for(tenant, "demo-baseline", "0.9.0", t)};
+    free(t);
+    t = demo_pack(tenant, "1.0.0", "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.6");
+    cases[n++] = (bad_case_t){"equivocation", "version 1.0.0 is already current with other content",
+                              "version", event_for(tenant, "demo-baseline", "1.0.0", t)};
+    free(t);
+#undef PACK_CASE
+
+    audit_want_t w = {.n = n, .tenant_key = tenant, .partition = -1, .stop_offset = -1};
+    for (size_t i = 0; i < n; i++) {
+        double before = rejected(tenant, cases[i].reason);
+        produced_t p = publish(cases[i].ev);
+        wait_processed(p);
+        double after = rejected(tenant, cases[i].reason);
+        if (after != before + 1)
+            fail_msg("case %zu: rulepack_rejected_total{reason=\"%s\"} went %g -> %g", i,
+                     cases[i].reason, before, after);
+        /* nothing changed: the last good pack is still current */
+        assert_current_is(tenant, v1_canonical);
+        w.ids[i] = ev_id(cases[i].ev);
+    }
+    assert_true(metric("rulepack_accepted_total", tenant, NULL) == 1);
+
+    /* each rejection left an AuditEvent with its reason, naming rule and field */
+    if (!itest_consume_until("identity.audit", collect_audit, &w, 60000))
+        fail_msg("only %zu of %zu rejection audit events arrived", w.nfound, w.n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = w.found[i];
+        char want_id[GOV_UUID_STRLEN + 1];
+        derived_id(cases[i].ev, "rulepack.rejected", want_id);
+        assert_string_equal(json_string_value(json_object_get(a, "event_id")), want_id);
+        assert_string_equal(json_string_value(json_object_get(a, "action")), "rulepack.rejected");
+        assert_string_equal(json_string_value(json_object_get(a, "outcome")), "rejected");
+        assert_string_equal(json_string_value(json_object_get(a, "reason")), cases[i].reason);
+        json_t *d = details_of(a);
+        const char *err = json_string_value(json_object_get(d, "error"));
+        if (err == NULL || strstr(err, cases[i].error_part) == NULL)
+            fail_msg("case %s: details.error \"%s\" lacks \"%s\"", cases[i].reason,
+                     err ? err : "(none)", cases[i].error_part);
+        assert_string_equal(json_string_value(json_object_get(d, "code")), cases[i].reason);
+        if (cases[i].field)
+            assert_string_equal(json_string_value(json_object_get(d, "field")), cases[i].field);
+        assert_string_equal(json_string_value(json_object_get(d, "published_by")), "itest-rulepacks");
+        json_decref(d);
+        json_decref(cases[i].ev);
+    }
+    audit_want_clear(&w);
+}
+
+static void test_replays_are_duplicates_and_newer_versions_replace(void **state) {
+    (void)state;
+    assert_non_null(v1_event);
+    const char *reasons[] = {"equivocation", "version_rollback", NULL};
+    double rej_before = 0;
+    for (int i = 0; reasons[i]; i++)
+        rej_before += rejected(tenant, reasons[i]);
+
+    /* 1. the accepted pack published again (a new event): a duplicate */
+    double dup_before = events("duplicate");
+    char *text = demo_pack(tenant, "1.0.0", NULL, NULL);
+    json_t *again = event_for(tenant, "demo-baseline", "1.0.0", text);
+    free(text);
+    wait_processed(publish(again));
+    assert_true(events("duplicate") == dup_before + 1);
+    assert_current_is(tenant, v1_canonical);
+
+    /* 2. the accepted event itself delivered again (what a crash between
+     *    the Redis write and the audit acknowledgement leaves): a duplicate
+     *    that re-emits the accepted audit event under the same id */
+    produced_t p = publish(v1_event);
+    wait_processed(p);
+    assert_true(events("duplicate") == dup_before + 2);
+    assert_current_is(tenant, v1_canonical);
+
+    /* Everything gov-rulepacks produced for those two is acknowledged (the
+     * offset key is written after it): read the tenant's audit partition to
+     * its end.  No audit event for the re-published pack; the accepted one
+     * of v1 at least twice, every copy with the same derived id. */
+    audit_want_t w = {.ids = {ev_id(again), v1_event_id}, .n = 2, .tenant_key = tenant,
+                      .partition = -1, .stop_offset = -1};
+    w.n = 1;
+    w.ids[0] = v1_event_id;   /* first find the partition of the tenant's audit events */
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    audit_want_clear(&w);
+    int32_t part = w.partition;
+    memset(&w, 0, sizeof w);
+    w.ids[0] = ev_id(again);
+    w.ids[1] = v1_event_id;
+    w.n = 2;
+    w.tenant_key = tenant;
+    w.partition = part;
+    w.stop_offset = audit_high_watermark(part) - 1;
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    assert_null(w.found[0]);
+    assert_int_equal(w.copies[0], 0);
+    print_message("accepted audit event of v1 seen %d times, all with one event id\n", w.copies[1]);
+    assert_true(w.copies[1] >= 2);
+    char want_id[GOV_UUID_STRLEN + 1];
+    derived_id(v1_event, "rulepack.accepted", want_id);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
+    audit_want_clear(&w);
+
+    /* 3. a newer version replaces it; v1 goes to the history */
+    text = demo_pack(tenant, "1.1.0", "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.65");
+    char v2_sha[GOV_SHA256_HEXLEN + 1];
+    char *v2_canonical = canonical_of(text, v2_sha);
+    json_t *v2 = event_for(tenant, "demo-baseline", "1.1.0", text);
+    free(text);
+    wait_processed(publish(v2));
+    assert_current_is(tenant, v2_canonical);
+    assert_true(metric("rulepack_accepted_total", tenant, NULL) == 2);
+    char *v = redis_hget(tenant, "previous_version");
+    assert_string_equal(v, "1.0.0");
+    free(v);
+    redisReply *r = NULL;
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "LRANGE policy:rulepack:{%s}:history 0 -1", tenant), GOV_OK);
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, v1_canonical_sha);
+    freeReplyObject(r);
+
+    /* 4. v1 again, now older than the current: a replay of a pack that was
+     *    current, not a rollback */
+    text = demo_pack(tenant, "1.0.0", NULL, NULL);
+    json_t *old = event_for(tenant, "demo-baseline", "1.0.0", text);
+    free(text);
+    wait_processed(publish(old));
+    assert_true(events("duplicate") == dup_before + 3);
+    double rej_after = 0;
+    for (int i = 0; reasons[i]; i++)
+        rej_after += rejected(tenant, reasons[i]);
+    assert_true(rej_after == rej_before);
+
+    /* 5. an older version that never was current: a rollback */
+    text = demo_pack(tenant, "1.0.1", NULL, NULL);
+    json_t *down = event_for(tenant, "demo-baseline", "1.0.1", text);
+    free(text);
+    double rb = rejected(tenant, "version_rollback");
+    wait_processed(publish(down));
+    assert_true(rejected(tenant, "version_rollback") == rb + 1);
+    assert_current_is(tenant, v2_canonical);
+
+    /* the accepted audit event of v2 names v1 as the previous version */
+    memset(&w, 0, sizeof w);
+    w.ids[0] = ev_id(v2);
+    w.n = 1;
+    w.tenant_key = tenant;
+    w.partition = -1;
+    w.stop_offset = -1;
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    json_t *d = details_of(w.found[0]);
+    assert_string_equal(json_string_value(json_object_get(d, "previous_version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(d, "sha256")), v2_sha);
+    json_decref(d);
+    audit_want_clear(&w);
+
+    free(v2_canonical);
+    json_decref(again);
+    json_decref(v2);
+    json_decref(old);
+    json_decref(down);
+}
+
+static void test_unreadable_current_pack_refuses_changes(void **state) {
+    (void)state;
+    /* Redis damaged by hand: the version to compare with is unknown, so
+     * nothing is accepted over it (and the partition is not blocked). */
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "SET policy:rulepack:{%s} %s", tenant2, "{\"not\":\"a pack\"}"),
+                     GOV_OK);
+    char *text = demo_pack(tenant2, "5.0.0", NULL, NULL);
+    json_t *ev = event_for(tenant2, "demo-baseline", "5.0.0", text);
+    free(text);
+    wait_processed(publish(ev));
+    assert_true(rejected(tenant2, "current_pack_unreadable") == 1);
+    assert_current_is(tenant2, "{\"not\":\"a pack\"}");
+    json_decref(ev);
+
+    /* a key of the wrong type: the same refusal, not a retry loop that
+     * would block every tenant of the partition */
+    char t3[64];
+    itest_unique("rp3", t3, sizeof t3);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:history x y", t3), GOV_OK);
+    text = demo_pack(t3, "1.0.0", NULL, NULL);
+    ev = event_for(t3, "demo-baseline", "1.0.0", text);
+    free(text);
+    wait_processed(publish(ev));
+    assert_true(rejected(t3, "current_pack_unreadable") == 1);
+    char *cur = redis_get("policy:rulepack:{%s}", t3);
+    assert_null(cur);
+    json_decref(ev);
+    assert_true(events("retried") == 0);
+}
+
+typedef struct dlq_find {
+    const void *value;
+    size_t len;
+    char reason[64], offset[32], processor[64];
+} dlq_find_t;
+
+static int match_dlq(void *opaque, const gov_kafka_msg_t *m) {
+    dlq_find_t *f = opaque;
+    if (m->len != f->len || memcmp(m->value, f->value, f->len) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
+    itest_msg_header(m, "x-gov-source-offset", f->offset, sizeof f->offset);
+    itest_msg_header(m, "x-gov-processor", f->processor, sizeof f->processor);
+    return strcmp(f->processor, "gov-rulepacks") == 0;
+}
+
+static void test_poison_goes_to_dlq(void **state) {
+    (void)state;
+    double before = events("dead_lettered");
+    char nonce[64], garbage[128];
+    itest_unique("rulepack-garbage", nonce, sizeof nonce);
+    snprintf(garbage, sizeof garbage, "this is not avro %s", nonce);
+    itest_produce_raw(TOPIC, tenant, garbage, strlen(garbage));
+    dlq_find_t f = {garbage, strlen(garbage), "", "", ""};
+    assert_true(itest_consume_until(TOPIC ".dlq", match_dlq, &f, 30000));
+    assert_string_equal(f.reason, "undecodable");
+    assert_true(f.offset[0] != 0);
+    for (int i = 0; i < 100 && events("dead_lettered") < before + 1; i++)
+        itest_sleep_ms(50);
+    assert_true(events("dead_lettered") >= before + 1);
+    /* and the processor goes on: a later pack is still judged */
+    char *text = demo_pack(tenant, "0.1.0", NULL, NULL);
+    json_t *ev = event_for(tenant, "demo-baseline", "0.1.0", text);
+    free(text);
+    double rb = rejected(tenant, "version_rollback");
+    wait_processed(publish(ev));
+    assert_true(rejected(tenant, "version_rollback") == rb + 1);
+    json_decref(ev);
+}
+
+static void test_metrics_pass_promtool(void **state) {
+    (void)state;
+    char *body = metrics_text();
+    assert_non_null(strstr(body, "rulepack_rejected_total{"));
+    assert_non_null(strstr(body, "rulepack_accepted_total{"));
+    assert_non_null(strstr(body, "processor_events_total{"));
+    assert_int_equal(itest_promtool_check(body), 0);
+    free(body);
+}
+
+int main(void) {
+    gov_alloc_install_jansson();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accepted_pack_is_materialized),
+        cmocka_unit_test(test_every_invalid_pack_is_rejected_with_its_reason),
+        cmocka_unit_test(test_replays_are_duplicates_and_newer_versions_replace),
+        cmocka_unit_test(test_unreadable_current_pack_refuses_changes),
+        cmocka_unit_test(test_poison_goes_to_dlq),
+        cmocka_unit_test(test_metrics_pass_promtool),
+    };
+    return cmocka_run_group_tests_name("rulepacks", tests, setup, teardown);
+}
