@@ -51,11 +51,15 @@ VAR="$(realpath -m "${GOV_VAR_DIR:-$ROOT/var}")"
 BIN_DIR="$(realpath -m "${GOV_BIN_DIR:-$ROOT/build/release/bin}")"
 KAFKA_VERSION=3.9.1
 KAFKA_LIBS="${GOV_KAFKA_LIBS:-${HOME:-/root}/.cache/soma-gov/kafka-$KAFKA_VERSION/libs}"
-KAFKA_PORT="${GOV_KAFKA_PORT:-19092}"
-KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-19093}"
-REDIS_PORT="${GOV_REDIS_PORT:-6390}"
-GATEWAY_PORT="${GOV_GATEWAY_PORT:-8780}"
-BUNDLE_PORT="${GOV_BUNDLE_SERVER_PORT:-8790}"
+# GOV_PORT_OFFSET shifts every default port at once, so a second stack (a CI
+# check in a clone, a benchmark) can run beside the first.
+PORT_OFFSET="${GOV_PORT_OFFSET:-0}"
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "stack.sh: GOV_PORT_OFFSET must be a number" >&2; exit 2; }
+KAFKA_PORT="${GOV_KAFKA_PORT:-$((19092 + PORT_OFFSET))}"
+KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-$((19093 + PORT_OFFSET))}"
+REDIS_PORT="${GOV_REDIS_PORT:-$((6390 + PORT_OFFSET))}"
+GATEWAY_PORT="${GOV_GATEWAY_PORT:-$((8780 + PORT_OFFSET))}"
+BUNDLE_PORT="${GOV_BUNDLE_SERVER_PORT:-$((8790 + PORT_OFFSET))}"
 KAFKA_HEAP_OPTS="${GOV_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_READY_TIMEOUT=90
 REDIS_READY_TIMEOUT=20
@@ -99,7 +103,7 @@ done
 
 # service line -> name / port / env suffix (gov-somabrain-sync -> SOMABRAIN_SYNC)
 svc_name() { local n p; read -r n p <<<"$1"; printf '%s' "$n"; }
-svc_port() { local n p; read -r n p <<<"$1"; printf '%s' "$p"; }
+svc_port() { local n p; read -r n p <<<"$1"; printf '%s' "$((p + PORT_OFFSET))"; }
 svc_env()  { local n="${1#gov-}"; n="${n^^}"; printf '%s' "${n//-/_}"; }
 
 # --- processes ----------------------------------------------------------------
@@ -579,7 +583,7 @@ start_services() {
     say "starting $name (admin http://$HOST:$port)"
     # shellcheck source=/dev/null
     ( set -a; . "$ENV_FILE"; set +a
-      export GOV_ADMIN_PORT="$port"
+      export GOV_ADMIN_PORT="$port" GOV_PORT="$port"   # gov-edge serves on GOV_PORT
       spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
     STARTED_SERVICES+=("$name"); waiting+=("$line")
   done
