@@ -50,17 +50,6 @@
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    if (errbuf == NULL || errbuf_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- names ------------------------------------------------------------- */
 
@@ -485,7 +474,7 @@ static gov_err_t put_object(canon_buf_t *b, const json_t *obj, gov_canon_t kind,
         m[i].len = json_object_iter_key_len(it);
         m[i].value = json_object_iter_value(it);
         if (!gov_utf8_valid(m[i].key, m[i].len)) {
-            set_err(errbuf, errbuf_size, "invalid_utf8: object key is not UTF-8");
+            gov_errbuf(errbuf, errbuf_size, "invalid_utf8: object key is not UTF-8");
             err = GOV_ERR_UNSUPPORTED;
             goto out;
         }
@@ -518,14 +507,14 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
     char num[GOV_CANON_NUMBUF];
     gov_err_t err;
     if (v == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL value in document");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL value in document");
         return GOV_ERR_INVALID_ARG;
     }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
     case JSON_ARRAY:
         if (depth + 1 > GOV_CANON_MAX_DEPTH) {
-            set_err(errbuf, errbuf_size, "too_deep: nesting exceeds %d", GOV_CANON_MAX_DEPTH);
+            gov_errbuf(errbuf, errbuf_size, "too_deep: nesting exceeds %d", GOV_CANON_MAX_DEPTH);
             return GOV_ERR_TOO_LARGE;
         }
         if (json_is_object(v))
@@ -543,7 +532,7 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
     case JSON_STRING:
         err = put_string(b, json_string_value(v), json_string_length(v), kind);
         if (err != GOV_OK)
-            set_err(errbuf, errbuf_size, "invalid_utf8: string value is not UTF-8");
+            gov_errbuf(errbuf, errbuf_size, "invalid_utf8: string value is not UTF-8");
         return err;
     case JSON_INTEGER:
         if (kind == GOV_CANON_JCS) /* I-JSON: every number is a double */
@@ -557,7 +546,7 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
         int len = kind == GOV_CANON_JCS ? gov_canon_format_es6(d, num)
                                         : gov_canon_format_pyrepr(d, num);
         if (len < 0) {
-            set_err(errbuf, errbuf_size, "non_finite_number: NaN and Infinity have no JSON form");
+            gov_errbuf(errbuf, errbuf_size, "non_finite_number: NaN and Infinity have no JSON form");
             return GOV_ERR_UNSUPPORTED;
         }
         buf_put(b, num, (size_t)len);
@@ -573,7 +562,7 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
         buf_puts(b, "null");
         return GOV_OK;
     }
-    set_err(errbuf, errbuf_size, "internal: unknown jansson type");
+    gov_errbuf(errbuf, errbuf_size, "internal: unknown jansson type");
     return GOV_ERR_INTERNAL;
 }
 
@@ -587,13 +576,13 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
         *out_len = 0;
     if (doc == NULL || out == NULL || out_len == NULL ||
         (kind != GOV_CANON_JCS && kind != GOV_CANON_SOMABRAIN)) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument or unknown canonicalization");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument or unknown canonicalization");
         return GOV_ERR_INVALID_ARG;
     }
     err = put_value(&b, doc, kind, 0, errbuf, errbuf_size);
     if (err == GOV_OK && b.err != GOV_OK) {
         err = b.err;
-        set_err(errbuf, errbuf_size, "nomem: output buffer");
+        gov_errbuf(errbuf, errbuf_size, "nomem: output buffer");
     }
     if (err != GOV_OK)
         goto out;
@@ -618,7 +607,7 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
     if (hex_out != NULL)
         hex_out[0] = '\0';
     if (hash_alg == NULL || hex_out == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
         return GOV_ERR_INVALID_ARG;
     }
     if (strcmp(hash_alg, "sha3-512") == 0) {
@@ -626,7 +615,7 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
     } else if (strcmp(hash_alg, "sha256") == 0) {
         alg = EVP_sha256();
     } else {
-        set_err(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want sha3-512 or sha256)",
+        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want sha3-512 or sha256)",
                 hash_alg);
         return GOV_ERR_UNSUPPORTED;
     }
@@ -634,7 +623,7 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
     if (err != GOV_OK)
         goto out;
     if (alg == NULL || EVP_Digest(bytes, len, md, &mdlen, alg, NULL) != 1) {
-        set_err(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
+        gov_errbuf(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
         err = GOV_ERR_CRYPTO;
         goto out;
     }
@@ -882,17 +871,17 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errb
     if (out != NULL)
         *out = NULL;
     if (text == NULL || out == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL text or out");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL text or out");
         return GOV_ERR_INVALID_ARG;
     }
     scan_t sc = {(const unsigned char *)text, len, 0, NULL, NULL};
     if (scan_json(&sc, GOV_CANON_MAX_DEPTH) != 0) {
         int deep = strcmp(sc.reason, "too_deep") == 0;
         if (deep)
-            set_err(errbuf, errbuf_size, "too_deep: nesting exceeds %d (byte %zu)",
+            gov_errbuf(errbuf, errbuf_size, "too_deep: nesting exceeds %d (byte %zu)",
                     GOV_CANON_MAX_DEPTH, sc.i);
         else
-            set_err(errbuf, errbuf_size, "%s: %s (byte %zu)", sc.reason, sc.detail, sc.i);
+            gov_errbuf(errbuf, errbuf_size, "%s: %s (byte %zu)", sc.reason, sc.detail, sc.i);
         return deep ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE;
     }
     *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
@@ -902,17 +891,17 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errb
     /* The text is well-formed (above), so this is a semantic refusal or memory. */
     switch (json_error_code(&jerr)) {
     case json_error_numeric_overflow:
-        set_err(errbuf, errbuf_size, "number_out_of_range: %s (byte %d)", jerr.text,
+        gov_errbuf(errbuf, errbuf_size, "number_out_of_range: %s (byte %d)", jerr.text,
                 jerr.position);
         return GOV_ERR_UNSUPPORTED;
     case json_error_null_byte_in_key:
-        set_err(errbuf, errbuf_size, "nul_in_key: %s (byte %d)", jerr.text, jerr.position);
+        gov_errbuf(errbuf, errbuf_size, "nul_in_key: %s (byte %d)", jerr.text, jerr.position);
         return GOV_ERR_UNSUPPORTED;
     case json_error_duplicate_key:
-        set_err(errbuf, errbuf_size, "duplicate_key: %s (byte %d)", jerr.text, jerr.position);
+        gov_errbuf(errbuf, errbuf_size, "duplicate_key: %s (byte %d)", jerr.text, jerr.position);
         return GOV_ERR_PARSE;
     default:
-        set_err(errbuf, errbuf_size, "nomem: jansson failed on well-formed text: %s",
+        gov_errbuf(errbuf, errbuf_size, "nomem: jansson failed on well-formed text: %s",
                 jerr.text[0] ? jerr.text : "(no detail)");
         return GOV_ERR_NOMEM;
     }

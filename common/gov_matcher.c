@@ -44,17 +44,6 @@ struct gov_matcher_scratch {
     void *state;   /* backend scratch; NULL until first fitted */
 };
 
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    if (errbuf == NULL || errbuf_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- Vectorscan backend -------------------------------------------------- */
 
@@ -110,7 +99,7 @@ static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_o
     *db_out = NULL;
     *utf8_only = 0;
     if (n > UINT_MAX) {
-        set_err(errbuf, errbuf_size, "too many patterns (%zu)", n);
+        gov_errbuf(errbuf, errbuf_size, "too many patterns (%zu)", n);
         *bad_index = (size_t)-1;
         return GOV_ERR_UNSUPPORTED;
     }
@@ -128,7 +117,7 @@ static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_o
             exprs[i] = vs_escape_literal(p->text, p->len, utf8);
         } else {
             if (memchr(p->text, '\0', p->len) != NULL) {
-                set_err(errbuf, errbuf_size, "a regex cannot hold a NUL byte (write \\x00)");
+                gov_errbuf(errbuf, errbuf_size, "a regex cannot hold a NUL byte (write \\x00)");
                 *bad_index = i;
                 rc = GOV_ERR_PARSE;
                 goto out;
@@ -150,20 +139,20 @@ static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_o
         /* An allocation failure may carry the index of the expression being
          * compiled when it happened: test the message first. */
         if (vs_error_is_nomem(cerr->message)) {
-            set_err(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
+            gov_errbuf(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
             rc = GOV_ERR_NOMEM;
         } else if (cerr->expression >= 0 && (size_t)cerr->expression < n) {
             *bad_index = (size_t)cerr->expression;
-            set_err(errbuf, errbuf_size, "%s", cerr->message);
+            gov_errbuf(errbuf, errbuf_size, "%s", cerr->message);
             rc = GOV_ERR_PARSE;
         } else {
-            set_err(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
+            gov_errbuf(errbuf, errbuf_size, "vectorscan: %s", cerr->message);
             rc = GOV_ERR_UNSUPPORTED;
         }
         goto out;
     }
     if (hr != HS_SUCCESS) {
-        set_err(errbuf, errbuf_size, "vectorscan: hs_compile_multi failed (%d)", (int)hr);
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: hs_compile_multi failed (%d)", (int)hr);
         rc = hr == HS_NOMEM ? GOV_ERR_NOMEM : GOV_ERR_INTERNAL;
         goto out;
     }
@@ -173,7 +162,7 @@ out:
     if (rc == GOV_ERR_NOMEM) {
         *bad_index = (size_t)-1;
         if (errbuf != NULL && errbuf_size > 0 && errbuf[0] == '\0')
-            set_err(errbuf, errbuf_size, "out of memory");
+            gov_errbuf(errbuf, errbuf_size, "out of memory");
     }
     if (cerr != NULL)
         hs_free_compile_error(cerr);
@@ -243,16 +232,16 @@ static gov_err_t vs_scan(const void *db, void *scratch, const char *data, size_t
     case HS_SUCCESS:
         return GOV_OK;
     case HS_NOMEM:
-        set_err(errbuf, errbuf_size, "vectorscan: out of memory");
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: out of memory");
         return GOV_ERR_NOMEM;
     case HS_SCRATCH_IN_USE:
-        set_err(errbuf, errbuf_size, "vectorscan: scratch in use by another scan");
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: scratch in use by another scan");
         return GOV_ERR_INVALID_ARG;
     case HS_INVALID:
-        set_err(errbuf, errbuf_size, "vectorscan: invalid database or scratch");
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: invalid database or scratch");
         return GOV_ERR_INVALID_ARG;
     default:
-        set_err(errbuf, errbuf_size, "vectorscan: hs_scan failed (%d)", (int)hr);
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: hs_scan failed (%d)", (int)hr);
         return GOV_ERR_INTERNAL;
     }
 }
@@ -297,14 +286,14 @@ gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pa
         return GOV_ERR_INVALID_ARG;
     *out = NULL;
     if (patterns == NULL || n == 0) {
-        set_err(errbuf, errbuf_size, "no patterns");
+        gov_errbuf(errbuf, errbuf_size, "no patterns");
         return GOV_ERR_INVALID_ARG;
     }
     for (size_t i = 0; i < n; i++) {
         if (patterns[i].text == NULL || patterns[i].len == 0 ||
             (patterns[i].kind != GOV_PATTERN_LITERAL && patterns[i].kind != GOV_PATTERN_REGEX)) {
             *bad_index = i;
-            set_err(errbuf, errbuf_size, "empty or malformed pattern");
+            gov_errbuf(errbuf, errbuf_size, "empty or malformed pattern");
             return GOV_ERR_INVALID_ARG;
         }
     }
@@ -312,7 +301,7 @@ gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pa
         backend = &vectorscan_backend;
     gov_matcher_t *m = gov_calloc(1, sizeof *m);
     if (m == NULL) {
-        set_err(errbuf, errbuf_size, "out of memory");
+        gov_errbuf(errbuf, errbuf_size, "out of memory");
         return GOV_ERR_NOMEM;
     }
     m->be = backend;
@@ -386,21 +375,21 @@ void gov_matcher_scratch_free(gov_matcher_scratch_t *s) {
 gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
                            size_t len, gov_match_t *results, char *errbuf, size_t errbuf_size) {
     if (m == NULL || s == NULL || results == NULL || (data == NULL && len > 0)) {
-        set_err(errbuf, errbuf_size, "NULL argument");
+        gov_errbuf(errbuf, errbuf_size, "NULL argument");
         return GOV_ERR_INVALID_ARG;
     }
     memset(results, 0, m->n * sizeof *results);
     if (len > UINT_MAX) {
-        set_err(errbuf, errbuf_size, "data of %zu bytes exceeds the engine's limit", len);
+        gov_errbuf(errbuf, errbuf_size, "data of %zu bytes exceeds the engine's limit", len);
         return GOV_ERR_TOO_LARGE;
     }
     if (m->utf8_only && !gov_utf8_valid(data ? data : "", len)) {
-        set_err(errbuf, errbuf_size, "data is not valid UTF-8");
+        gov_errbuf(errbuf, errbuf_size, "data is not valid UTF-8");
         return GOV_ERR_INVALID_ARG;
     }
     gov_err_t rc = gov_matcher_scratch_prepare(s, m);
     if (rc != GOV_OK) {
-        set_err(errbuf, errbuf_size, "cannot fit the scratch to the database: %s",
+        gov_errbuf(errbuf, errbuf_size, "cannot fit the scratch to the database: %s",
                 gov_err_code(rc));
         return rc;
     }

@@ -28,23 +28,9 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_util.h"
 #include "gov_canon.h"
 
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    if (errbuf == NULL || errbuf_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Writes a key for an error message: at most 32 bytes, cut on a character
  * boundary, control characters as '?'. */
@@ -131,7 +117,7 @@ void gov_policy_constitution_free(gov_policy_constitution_t *c) {
 static gov_err_t constitution_set(const json_t *v, const char *name, gov_strset_t *out,
                                   char *errbuf, size_t errbuf_size) {
     if (!json_is_array(v)) {
-        set_err(errbuf, errbuf_size, "rules.%s must be an array of strings", name);
+        gov_errbuf(errbuf, errbuf_size, "rules.%s must be an array of strings", name);
         return GOV_ERR_VERIFY;
     }
     size_t n = json_array_size(v);
@@ -144,7 +130,7 @@ static gov_err_t constitution_set(const json_t *v, const char *name, gov_strset_
         const json_t *s = json_array_get(v, i);
         if (!json_is_string(s) ||
             memchr(json_string_value(s), '\0', json_string_length(s)) != NULL) {
-            set_err(errbuf, errbuf_size, "rules.%s[%zu] must be a string without U+0000", name,
+            gov_errbuf(errbuf, errbuf_size, "rules.%s[%zu] must be a string without U+0000", name,
                     i);
             return GOV_ERR_VERIFY;
         }
@@ -152,15 +138,7 @@ static gov_err_t constitution_set(const json_t *v, const char *name, gov_strset_
             return GOV_ERR_NOMEM;
         out->n++;
     }
-    qsort(out->v, out->n, sizeof *out->v, cmp_str);
-    size_t w = 0;
-    for (size_t i = 0; i < out->n; i++) {
-        if (w > 0 && strcmp(out->v[w - 1], out->v[i]) == 0)
-            gov_free(out->v[i]);
-        else
-            out->v[w++] = out->v[i];
-    }
-    out->n = w;
+    gov_strset_finish(out);
     return GOV_OK;
 }
 
@@ -171,13 +149,13 @@ static gov_err_t constitution_threshold(const json_t *v, const char *name, int64
     case GOV_MICROS_OK:
         return GOV_OK;
     case GOV_MICROS_NOT_NUMBER:
-        set_err(errbuf, errbuf_size, "rules.%s must be a number", name);
+        gov_errbuf(errbuf, errbuf_size, "rules.%s must be a number", name);
         break;
     case GOV_MICROS_OUT_OF_RANGE:
-        set_err(errbuf, errbuf_size, "rules.%s %s is not in [0,1]", name, text);
+        gov_errbuf(errbuf, errbuf_size, "rules.%s %s is not in [0,1]", name, text);
         break;
     case GOV_MICROS_TOO_PRECISE:
-        set_err(errbuf, errbuf_size, "rules.%s %s has more than 6 decimal places", name, text);
+        gov_errbuf(errbuf, errbuf_size, "rules.%s %s has more than 6 decimal places", name, text);
         break;
     }
     return GOV_ERR_VERIFY;
@@ -191,12 +169,12 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
         return GOV_ERR_INVALID_ARG;
     *out = NULL;
     if (!json_is_object(document)) {
-        set_err(errbuf, errbuf_size, "the constitution document must be an object");
+        gov_errbuf(errbuf, errbuf_size, "the constitution document must be an object");
         return GOV_ERR_INVALID_ARG;
     }
     gov_policy_constitution_t *c = gov_calloc(1, sizeof *c);
     if (c == NULL) {
-        set_err(errbuf, errbuf_size, "out of memory");
+        gov_errbuf(errbuf, errbuf_size, "out of memory");
         return GOV_ERR_NOMEM;
     }
     c->max_risk_micros = GOV_MICROS_ONE;
@@ -205,7 +183,7 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
     if (rules != NULL) {
         const json_t *v;
         if (!json_is_object(rules)) {
-            set_err(errbuf, errbuf_size, "rules must be an object");
+            gov_errbuf(errbuf, errbuf_size, "rules must be an object");
             rc = GOV_ERR_VERIFY;
             goto out;
         }
@@ -232,7 +210,7 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
 out:
     if (rc != GOV_OK) {
         if (rc == GOV_ERR_NOMEM)
-            set_err(errbuf, errbuf_size, "out of memory");
+            gov_errbuf(errbuf, errbuf_size, "out of memory");
         gov_policy_constitution_free(c);
         return rc;
     }
@@ -279,24 +257,24 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
     if (v == NULL) {
         if (!required)
             return GOV_OK;
-        set_err(errbuf, errbuf_size, "missing_field: %s is required", path);
+        gov_errbuf(errbuf, errbuf_size, "missing_field: %s is required", path);
         return GOV_ERR_PARSE;
     }
     if (!json_is_string(v)) {
-        set_err(errbuf, errbuf_size, "invalid_type: %s must be a string", path);
+        gov_errbuf(errbuf, errbuf_size, "invalid_type: %s must be a string", path);
         return GOV_ERR_PARSE;
     }
     size_t n = json_string_length(v);
     if (n > max) {
-        set_err(errbuf, errbuf_size, "too_large: %s is %zu bytes (limit %zu)", path, n, max);
+        gov_errbuf(errbuf, errbuf_size, "too_large: %s is %zu bytes (limit %zu)", path, n, max);
         return GOV_ERR_TOO_LARGE;
     }
     if (n < min_len) {
-        set_err(errbuf, errbuf_size, "invalid_value: %s must not be empty", path);
+        gov_errbuf(errbuf, errbuf_size, "invalid_value: %s must not be empty", path);
         return GOV_ERR_PARSE;
     }
     if (!allow_nul && memchr(json_string_value(v), '\0', n) != NULL) {
-        set_err(errbuf, errbuf_size, "invalid_value: %s must not contain U+0000", path);
+        gov_errbuf(errbuf, errbuf_size, "invalid_value: %s must not contain U+0000", path);
         return GOV_ERR_PARSE;
     }
     *out = json_string_value(v);
@@ -321,7 +299,7 @@ static gov_err_t req_members(const json_t *obj, const char *const *allowed, cons
         return GOV_OK;
     char key[48];
     safe_key(key, sizeof key, worst);
-    set_err(errbuf, errbuf_size, "unknown_field: %s%s is not a known member", prefix, key);
+    gov_errbuf(errbuf, errbuf_size, "unknown_field: %s%s is not a known member", prefix, key);
     return GOV_ERR_PARSE;
 }
 
@@ -335,7 +313,7 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     gov_err_t rc;
 
     if (!json_is_object(doc)) {
-        set_err(errbuf, errbuf_size, "invalid_type: the request must be a JSON object");
+        gov_errbuf(errbuf, errbuf_size, "invalid_type: the request must be a JSON object");
         return GOV_ERR_PARSE;
     }
     if ((rc = req_members(doc, allowed, "", errbuf, errbuf_size)) != GOV_OK)
@@ -344,7 +322,7 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
                          errbuf, errbuf_size)) != GOV_OK)
         return rc;
     if (!gov_tenant_valid(r->tenant, tlen)) {
-        set_err(errbuf, errbuf_size,
+        gov_errbuf(errbuf, errbuf_size,
                 "invalid_tenant: tenant must be 1-64 characters of [A-Za-z0-9._-], not "
                 "starting with . or -");
         return GOV_ERR_PARSE;
@@ -364,7 +342,7 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     const json_t *tool = json_object_get(doc, "tool");
     if (tool != NULL) {
         if (!json_is_object(tool)) {
-            set_err(errbuf, errbuf_size, "invalid_type: tool must be an object");
+            gov_errbuf(errbuf, errbuf_size, "invalid_type: tool must be an object");
             return GOV_ERR_PARSE;
         }
         if ((rc = req_members(tool, tool_allowed, "tool.", errbuf, errbuf_size)) != GOV_OK ||
@@ -378,11 +356,11 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     const json_t *md = json_object_get(doc, "metadata");
     if (md != NULL) {
         if (!json_is_object(md)) {
-            set_err(errbuf, errbuf_size, "invalid_type: metadata must be an object of strings");
+            gov_errbuf(errbuf, errbuf_size, "invalid_type: metadata must be an object of strings");
             return GOV_ERR_PARSE;
         }
         if (json_object_size(md) > lim->max_metadata_entries) {
-            set_err(errbuf, errbuf_size, "too_large: metadata has %zu entries (limit %zu)",
+            gov_errbuf(errbuf, errbuf_size, "too_large: metadata has %zu entries (limit %zu)",
                     json_object_size(md), lim->max_metadata_entries);
             return GOV_ERR_TOO_LARGE;
         }
@@ -414,24 +392,24 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
             safe_key(key, sizeof key, bad);
             switch (why) {
             case MD_EMPTY_KEY:
-                set_err(errbuf, errbuf_size, "invalid_value: metadata keys must not be empty");
+                gov_errbuf(errbuf, errbuf_size, "invalid_value: metadata keys must not be empty");
                 return GOV_ERR_PARSE;
             case MD_LONG_KEY:
-                set_err(errbuf, errbuf_size, "too_large: metadata key %s is longer than %zu bytes",
+                gov_errbuf(errbuf, errbuf_size, "too_large: metadata key %s is longer than %zu bytes",
                         key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_TYPE:
-                set_err(errbuf, errbuf_size, "invalid_type: metadata.%s must be a string", key);
+                gov_errbuf(errbuf, errbuf_size, "invalid_type: metadata.%s must be a string", key);
                 return GOV_ERR_PARSE;
             case MD_LONG:
-                set_err(errbuf, errbuf_size, "too_large: metadata.%s is longer than %zu bytes",
+                gov_errbuf(errbuf, errbuf_size, "too_large: metadata.%s is longer than %zu bytes",
                         key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_NUL:
             case MD_OK:
                 break;
             }
-            set_err(errbuf, errbuf_size, "invalid_value: metadata.%s must not contain U+0000",
+            gov_errbuf(errbuf, errbuf_size, "invalid_value: metadata.%s must not contain U+0000",
                     key);
             return GOV_ERR_PARSE;
         }
@@ -452,12 +430,12 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
     if (req == NULL || text == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument");
         return GOV_ERR_INVALID_ARG;
     }
     memset(req, 0, sizeof *req);
     if (len > lim->max_bytes) {
-        set_err(errbuf, errbuf_size, "too_large: the request is %zu bytes (limit %zu)", len,
+        gov_errbuf(errbuf, errbuf_size, "too_large: the request is %zu bytes (limit %zu)", len,
                 lim->max_bytes);
         return GOV_ERR_TOO_LARGE;
     }
@@ -469,7 +447,7 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
         return rc;
     }
     if (json_depth(req->doc) > lim->max_depth) {
-        set_err(errbuf, errbuf_size, "too_deep: the request nests deeper than %d", lim->max_depth);
+        gov_errbuf(errbuf, errbuf_size, "too_deep: the request nests deeper than %d", lim->max_depth);
         rc = GOV_ERR_TOO_LARGE;
         goto out;
     }
@@ -477,14 +455,14 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
         goto out;
     rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, 0);
     if (rc != GOV_OK) {
-        set_err(errbuf, errbuf_size, "%s: cannot canonicalize the request",
+        gov_errbuf(errbuf, errbuf_size, "%s: cannot canonicalize the request",
                 rc == GOV_ERR_NOMEM ? "nomem" : "invalid_value");
         if (rc != GOV_ERR_NOMEM)
             rc = GOV_ERR_PARSE;
         goto out;
     }
     if ((rc = gov_sha256(canon, canon_len, digest)) != GOV_OK) {
-        set_err(errbuf, errbuf_size, "%s: SHA-256 failed",
+        gov_errbuf(errbuf, errbuf_size, "%s: SHA-256 failed",
                 rc == GOV_ERR_NOMEM ? "nomem" : "internal");
         goto out;
     }
@@ -594,22 +572,22 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
     if (out == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL decision");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL decision");
         return GOV_ERR_INVALID_ARG;
     }
     memset(out, 0, sizeof *out);
     if (c == NULL || pack == NULL || req == NULL || req->doc == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: NULL argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument");
         return GOV_ERR_INVALID_ARG;
     }
     if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0) {
-        set_err(errbuf, errbuf_size, "tenant_mismatch: the request is for another tenant "
+        gov_errbuf(errbuf, errbuf_size, "tenant_mismatch: the request is for another tenant "
                                      "than the rule pack");
         return GOV_ERR_INVALID_ARG;
     }
     const gov_matcher_t *m = gov_rulepack_matcher(pack);
     if (m != NULL && scratch == NULL) {
-        set_err(errbuf, errbuf_size, "invalid_arg: the pack has patterns and no scratch given");
+        gov_errbuf(errbuf, errbuf_size, "invalid_arg: the pack has patterns and no scratch given");
         return GOV_ERR_INVALID_ARG;
     }
     size_t nrules = gov_rulepack_rule_count(pack);
@@ -633,7 +611,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
                               sizeof merr);
         if (rc != GOV_OK) {
-            set_err(errbuf, errbuf_size, "%s: the prompt scan failed: %s",
+            gov_errbuf(errbuf, errbuf_size, "%s: the prompt scan failed: %s",
                     rc == GOV_ERR_NOMEM ? "nomem" : "matcher", merr);
             if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
                 rc = GOV_ERR_INTERNAL;
@@ -712,7 +690,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         out->decision = GOV_DECISION_ALLOW;
 out:
     if (rc == GOV_ERR_NOMEM && (errbuf == NULL || errbuf_size == 0 || errbuf[0] == '\0'))
-        set_err(errbuf, errbuf_size, "nomem: out of memory");
+        gov_errbuf(errbuf, errbuf_size, "nomem: out of memory");
     gov_free(matches);
     gov_free(matched);
     gov_free(ends);

@@ -157,6 +157,18 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void gov_strset_finish(gov_strset_t *set) {
+    qsort(set->v, set->n, sizeof *set->v, cmp_str);
+    size_t w = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        if (w > 0 && strcmp(set->v[w - 1], set->v[i]) == 0)
+            gov_free(set->v[i]);
+        else
+            set->v[w++] = set->v[i];
+    }
+    set->n = w;
+}
+
 int gov_strset_contains(const gov_strset_t *set, const char *s) {
     if (set == NULL || s == NULL || set->n == 0)
         return 0;
@@ -367,15 +379,7 @@ static gov_err_t get_strset(pctx_t *c, const json_t *v, const char *field, gov_s
             return fail_nomem(c);
         out->n++;
     }
-    qsort(out->v, out->n, sizeof *out->v, cmp_str);
-    size_t w = 0;
-    for (size_t i = 0; i < out->n; i++) {
-        if (w > 0 && strcmp(out->v[w - 1], out->v[i]) == 0)
-            gov_free(out->v[i]);
-        else
-            out->v[w++] = out->v[i];
-    }
-    out->n = w;
+    gov_strset_finish(out);
     return GOV_OK;
 }
 

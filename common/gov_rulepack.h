@@ -95,6 +95,10 @@ typedef struct gov_strset {
     size_t n;
 } gov_strset_t;
 
+/* Sorts the set's entries bytewise and frees duplicates, making it a set.
+ * O(n log n). */
+void gov_strset_finish(gov_strset_t *set);
+
 /* 1 when s is in the set.  O(log n) comparisons. */
 int gov_strset_contains(const gov_strset_t *set, const char *s);
 

@@ -9,9 +9,20 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+    if (errbuf == NULL || errbuf_size == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
+}
 
 int64_t gov_now_micros(void) {
     struct timespec ts;

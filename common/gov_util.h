@@ -16,6 +16,11 @@
 #define GOV_SHA256_HEXLEN 64
 #define GOV_TENANT_MAX 64
 
+/* Formats into errbuf (may be NULL or of size 0: then nothing happens) -
+ * the errbuf, errbuf_size convention of every libgov function. */
+void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Wall-clock time in microseconds since the Unix epoch. */
 int64_t gov_now_micros(void);
 /* Monotonic time in microseconds, for durations and deadlines. */

@@ -229,7 +229,7 @@ static void test_limits_default(void **state) {
     assert_int_equal(l.max_rules, 500);
     assert_int_equal(l.max_pattern_bytes, 64 * 1024);
     assert_int_equal(l.max_pattern_len, 4 * 1024);
-    assert_int_equal(l.max_bytes, 1024 * 1024);
+    assert_int_equal(l.max_bytes, 512 * 1024); /* a pack and its event fit one 1 MiB Avro message */
 }
 
 /* ---- exact decimals ------------------------------------------------------------ */
