@@ -44,6 +44,7 @@ struct gov_processor {
     char *admin_addr;
     long admin_port;
     char *log_level;
+    char *component_name;
     long dlq_timeout_ms;
     long retry_max_ms;
     /* runtime */
@@ -67,8 +68,23 @@ gov_kafka_producer_t *gov_processor_producer(gov_processor_t *p) { return p->pro
 gov_metrics_t *gov_processor_metrics(gov_processor_t *p) { return p->metrics; }
 gov_status_t *gov_processor_status(gov_processor_t *p) { return p->status; }
 const gov_avro_registry_t *gov_processor_avro(gov_processor_t *p) { return p->avro; }
-const char *gov_processor_name(gov_processor_t *p) { return p->spec->name; }
+const char *gov_processor_name(gov_processor_t *p) { return p->component_name; }
+
+gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
+                                  const char *action, char out[GOV_UUID_STRLEN + 1]) {
+    char seed[256];
+    snprintf(seed, sizeof seed, "%s/%s/%s", p->component_name, event_id, action);
+    return gov_uuid_v7_derive(unix_ms, seed, out);
+}
 int gov_processor_running(gov_processor_t *p) { (void)p; return run_flag; }
+
+static int validate_component(const char *v, char *eb, size_t n) {
+    if (!gov_tenant_valid(v, strlen(v))) {
+        snprintf(eb, n, "must be 1-64 chars of [A-Za-z0-9._-]");
+        return -1;
+    }
+    return 0;
+}
 
 static int validate_log_level(const char *v, char *eb, size_t n) {
     if (gov_log_level_parse(v) < 0) {
@@ -97,6 +113,10 @@ static gov_err_t build_config(gov_processor_t *p, const gov_config_entry_t *extr
          "port of the admin HTTP server", &p->admin_port, NULL, 0},
         {"log_level", GOV_CFG_STRING, "info", 0, 0, "debug, info, warn or error",
          &p->log_level, validate_log_level, 0},
+        {"component_name", GOV_CFG_STRING, p->spec->name, 0, 0,
+         "this deployment's name in its audit events (and in the seed of their ids): replicas "
+         "share it, a separate deployment on the same Kafka takes its own", &p->component_name,
+         validate_component, 0},
         {"dlq_timeout", GOV_CFG_DURATION_MS, "10s", 100, 300000,
          "how long to wait for the DLQ acknowledgement of a poison message", &p->dlq_timeout_ms, NULL, 0},
         {"retry_max", GOV_CFG_DURATION_MS, "5s", 10, 300000,

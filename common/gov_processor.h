@@ -50,6 +50,7 @@
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_redis.h"
+#include "gov_util.h"
 
 /* Which schemas a topic may carry. */
 typedef struct gov_processor_topic {
@@ -107,7 +108,16 @@ gov_kafka_producer_t *gov_processor_producer(gov_processor_t *p);
 gov_metrics_t *gov_processor_metrics(gov_processor_t *p);
 gov_status_t *gov_processor_status(gov_processor_t *p);
 const gov_avro_registry_t *gov_processor_avro(gov_processor_t *p);
+/* This deployment's component name (config component_name, by default the
+ * binary's name): the `component` of its audit events. */
 const char *gov_processor_name(gov_processor_t *p);
+
+/* The id of an event this processor emits because of the input event
+ * `event_id`: a UUIDv7 derived from "<component>/<event_id>/<action>", so a
+ * replay or a replica re-emits the same id (consumers deduplicate), while a
+ * separate deployment sharing the topics emits its own. */
+gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
+                                  const char *action, char out[GOV_UUID_STRLEN + 1]);
 
 /* The Redis key of the processor's offset for the message's partition:
  * gov:offsets:<processor>:<topic>:<partition>.  Written into buf. */

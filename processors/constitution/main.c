@@ -99,11 +99,9 @@ static gov_err_t emit_accepted(ctx_t *c, json_t *ev, const char *version, const 
     const char *bundle_id = json_string_value(json_object_get(ev, "event_id"));
     const char *checksum = json_string_value(json_object_get(ev, "checksum"));
     uint64_t ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
-    char seed[128], updated_id[GOV_UUID_STRLEN + 1], audit_id[GOV_UUID_STRLEN + 1];
-    snprintf(seed, sizeof seed, "%s/constitution.updated", bundle_id);
-    gov_uuid_v7_derive(ms, seed, updated_id);
-    snprintf(seed, sizeof seed, "%s/constitution.accepted", bundle_id);
-    gov_uuid_v7_derive(ms, seed, audit_id);
+    char updated_id[GOV_UUID_STRLEN + 1], audit_id[GOV_UUID_STRLEN + 1];
+    gov_processor_derive_id(c->p, ms, bundle_id, "constitution.updated", updated_id);
+    gov_processor_derive_id(c->p, ms, bundle_id, "constitution.accepted", audit_id);
 
     json_t *signer_list = json_array();
     char buf[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1];
@@ -129,7 +127,7 @@ static gov_err_t emit_accepted(ctx_t *c, json_t *ev, const char *version, const 
                                 "previous_checksum", previous ? previous : "",
                                 "source", json_object_get(ev, "source"));
     gov_audit_fields_t af = {
-        .tenant = tenant, .component = "gov-constitution", .actor = signers,
+        .tenant = tenant, .component = gov_processor_name(c->p), .actor = signers,
         .action = "constitution.accepted", .outcome = "success", .subject = checksum,
         .correlation_id = bundle_id, .details = details, .event_id = audit_id,
     };
@@ -143,14 +141,13 @@ static gov_err_t emit_rejected(ctx_t *c, json_t *ev, const gov_verdict_t *v, cha
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     const char *bundle_id = json_string_value(json_object_get(ev, "event_id"));
     uint64_t ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
-    char seed[128], audit_id[GOV_UUID_STRLEN + 1];
-    snprintf(seed, sizeof seed, "%s/constitution.rejected", bundle_id);
-    gov_uuid_v7_derive(ms, seed, audit_id);
+    char audit_id[GOV_UUID_STRLEN + 1];
+    gov_processor_derive_id(c->p, ms, bundle_id, "constitution.rejected", audit_id);
     json_t *details = json_pack("{s:s, s:O, s:O}", "detail", v->detail, "source",
                                 json_object_get(ev, "source"), "claimed_checksum",
                                 json_object_get(ev, "checksum"));
     gov_audit_fields_t af = {
-        .tenant = tenant, .component = "gov-constitution", .actor = "gov-constitution",
+        .tenant = tenant, .component = gov_processor_name(c->p), .actor = gov_processor_name(c->p),
         .action = "constitution.rejected", .outcome = "rejected",
         .reason = gov_reject_code(v->reason),
         .subject = json_string_value(json_object_get(ev, "checksum")),

@@ -272,9 +272,9 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
 static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
                                size_t patterns, const char *sha256, const char *previous,
                                char *eb, size_t ebsize) {
-    char seed[128], audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
-    snprintf(seed, sizeof seed, "%s/rulepack.accepted", a->event_id);
-    gov_err_t err = gov_uuid_v7_derive(a->occurred_ms, seed, audit_id);
+    char audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
+    gov_err_t err = gov_processor_derive_id(c->p, a->occurred_ms, a->event_id, "rulepack.accepted",
+                                            audit_id);
     if (err != GOV_OK)
         return err;
     snprintf(subject, sizeof subject, "%s@%s", gov_rulepack_id(pack), gov_rulepack_version(pack));
@@ -289,7 +289,7 @@ static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepac
     if (details == NULL)
         return GOV_ERR_NOMEM;
     gov_audit_fields_t af = {
-        .tenant = a->tenant, .component = "gov-rulepacks", .actor = a->actor,
+        .tenant = a->tenant, .component = gov_processor_name(c->p), .actor = a->actor,
         .action = "rulepack.accepted", .outcome = "success", .subject = subject,
         .correlation_id = a->event_id, .details = details, .event_id = audit_id,
     };
@@ -300,9 +300,9 @@ static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepac
 
 static gov_err_t emit_rejected(ctx_t *c, const announced_t *a, const verdict_t *v, char *eb,
                                size_t ebsize) {
-    char seed[128], audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
-    snprintf(seed, sizeof seed, "%s/rulepack.rejected", a->event_id);
-    gov_err_t err = gov_uuid_v7_derive(a->occurred_ms, seed, audit_id);
+    char audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
+    gov_err_t err = gov_processor_derive_id(c->p, a->occurred_ms, a->event_id, "rulepack.rejected",
+                                            audit_id);
     if (err != GOV_OK)
         return err;
     snprintf(subject, sizeof subject, "%s@%s", a->pack_id_echo, a->version_echo);
@@ -320,7 +320,7 @@ static gov_err_t emit_rejected(ctx_t *c, const announced_t *a, const verdict_t *
     if (details == NULL)
         return GOV_ERR_NOMEM;
     gov_audit_fields_t af = {
-        .tenant = a->tenant, .component = "gov-rulepacks", .actor = "gov-rulepacks",
+        .tenant = a->tenant, .component = gov_processor_name(c->p), .actor = gov_processor_name(c->p),
         .action = "rulepack.rejected", .outcome = "rejected", .reason = v->reason,
         .subject = subject, .correlation_id = a->event_id, .details = details,
         .event_id = audit_id,

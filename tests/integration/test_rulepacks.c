@@ -42,6 +42,9 @@ static pid_t redis_pid = -1, proc_pid = -1;
 static int redis_port, admin_port;
 static char tenant[64], tenant2[64];
 static char env_redis[48], env_group[160], env_admin[48], env_brokers[300], env_rules[64];
+/* A deployment of its own: the stack's gov-rulepacks consumes the same topic
+ * and audits the same events under its own name. */
+static char env_component[] = "GOV_COMPONENT_NAME=gov-rulepacks-itest";
 static char v1_canonical_sha[GOV_SHA256_HEXLEN + 1];
 static char *v1_canonical;         /* what Redis must hold while v1 is current */
 static char v1_event_id[GOV_UUID_STRLEN + 1];
@@ -261,6 +264,9 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
         return at_end;
     w->partition = m->partition;
     const char *corr = json_string_value(json_object_get(ev, "correlation_id"));
+    const char *comp = json_string_value(json_object_get(ev, "component"));
+    if (comp == NULL || strcmp(comp, "gov-rulepacks-itest") != 0)
+        corr = NULL; /* another deployment's audit of the same event */
     for (size_t i = 0; corr && i < w->n; i++) {
         if (strcmp(w->ids[i], corr) != 0)
             continue;
@@ -292,7 +298,7 @@ static json_t *details_of(const json_t *audit) {
 
 static void derived_id(const json_t *ev, const char *action, char out[GOV_UUID_STRLEN + 1]) {
     char seed[128];
-    snprintf(seed, sizeof seed, "%s/%s", ev_id(ev), action);
+    snprintf(seed, sizeof seed, "gov-rulepacks-itest/%s/%s", ev_id(ev), action);
     json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
     assert_int_equal(gov_uuid_v7_derive((uint64_t)(at / 1000), seed, out), GOV_OK);
 }
@@ -375,7 +381,7 @@ static int setup(void **state) {
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
-    const char *env[] = {env_redis, env_group, env_admin, env_brokers, env_rules, NULL};
+    const char *env[] = {env_redis, env_group, env_admin, env_brokers, env_rules, env_component, NULL};
     const char *argv[] = {itest_bin("gov-rulepacks"), NULL};
     proc_pid = itest_spawn(argv, env, "itest-gov-rulepacks.log");
     char url[96];
@@ -456,7 +462,7 @@ static void test_accepted_pack_is_materialized(void **state) {
     assert_string_equal(json_string_value(json_object_get(a, "event_id")), want_id);
     assert_string_equal(json_string_value(json_object_get(a, "action")), "rulepack.accepted");
     assert_string_equal(json_string_value(json_object_get(a, "outcome")), "success");
-    assert_string_equal(json_string_value(json_object_get(a, "component")), "gov-rulepacks");
+    assert_string_equal(json_string_value(json_object_get(a, "component")), "gov-rulepacks-itest");
     assert_string_equal(json_string_value(json_object_get(a, "actor")), "itest-rulepacks");
     assert_string_equal(json_string_value(json_object_get(a, "subject")), "demo-baseline@1.0.0");
     json_t *d = details_of(a);
