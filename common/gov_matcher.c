@@ -25,6 +25,8 @@
 #include <assert.h>
 #include <hs/hs.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,12 +39,39 @@ struct gov_matcher {
     void *db;
     size_t n;
     int utf8_only;
+    uint64_t id;   /* unique for the process's lifetime: never reused, unlike an address */
 };
+
+/* Fitting a scratch (hs_alloc_scratch) costs more than scanning a short
+ * prompt, so a scratch remembers the matchers it was fitted to since it was
+ * last allocated; Vectorscan scratches only grow, so a scratch fitted to a
+ * matcher stays fit for it.  FITTED_MAX recent ids is plenty: a thread sees
+ * a handful of live packs at a time; an id that fell out is simply fitted
+ * again. */
+#define FITTED_MAX 16
 
 struct gov_matcher_scratch {
     const gov_matcher_backend_t *be;
     void *state;   /* backend scratch; NULL until first fitted */
+    uint64_t fitted[FITTED_MAX];
+    size_t nfitted, next;
 };
+
+static _Atomic uint64_t next_matcher_id = 1;
+
+static int scratch_fitted(const gov_matcher_scratch_t *s, uint64_t id) {
+    for (size_t i = 0; i < s->nfitted; i++)
+        if (s->fitted[i] == id)
+            return 1;
+    return 0;
+}
+
+static void scratch_remember(gov_matcher_scratch_t *s, uint64_t id) {
+    s->fitted[s->next] = id;
+    s->next = (s->next + 1) % FITTED_MAX;
+    if (s->nfitted < FITTED_MAX)
+        s->nfitted++;
+}
 
 
 /* ---- Vectorscan backend -------------------------------------------------- */
@@ -306,6 +335,7 @@ gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pa
     }
     m->be = backend;
     m->n = n;
+    m->id = atomic_fetch_add(&next_matcher_id, 1);
     gov_err_t rc =
         backend->compile(patterns, n, &m->db, &m->utf8_only, bad_index, errbuf, errbuf_size);
     if (rc != GOV_OK) {
@@ -361,7 +391,14 @@ gov_err_t gov_matcher_scratch_prepare(gov_matcher_scratch_t *s, const gov_matche
         s->be = m->be;
     else if (s->be != m->be)
         return GOV_ERR_INVALID_ARG;
-    return m->be->scratch_prepare(m->db, &s->state);
+    if (s->state != NULL && scratch_fitted(s, m->id))
+        return GOV_OK;
+    gov_err_t rc = m->be->scratch_prepare(m->db, &s->state);
+    if (rc == GOV_OK)
+        scratch_remember(s, m->id);
+    else if (s->state == NULL)
+        s->nfitted = 0; /* the backend freed it: nothing is fitted any more */
+    return rc;
 }
 
 void gov_matcher_scratch_free(gov_matcher_scratch_t *s) {
