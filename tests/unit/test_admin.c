@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -636,6 +637,9 @@ static void *flip_states(void *p) {
                        (i % 2) ? "odd" : NULL, rev);
         gov_status_set(fl->status, "b", GOV_STATUS_OK, NULL, rev);
         i++;
+        /* Let the server thread run: under valgrind threads take turns, and
+         * a thread that never yields starves the one answering HTTP. */
+        sched_yield();
     }
     return NULL;
 }
@@ -653,7 +657,14 @@ static void test_readyz_consistent_under_concurrency(void **state) {
     int seen_ok = 0, seen_not = 0;
     for (int i = 0; i < 200; i++) {
         http_result_t r;
-        http_request(f->port, "GET", "/readyz", &r);
+        http_request_to("127.0.0.1", f->port, "GET", "/readyz", 30000, &r);
+        if (r.curl != CURLE_OK) {
+            /* stop the thread before failing: it reads this frame's `fl` */
+            atomic_store(&fl.stop, 1);
+            pthread_join(t, NULL);
+            http_result_clear(&r);
+            fail_msg("GET /readyz: %s", curl_easy_strerror(r.curl));
+        }
         json_t *body = parse_json(&r);
         int all_ok = 1;
         size_t k;
