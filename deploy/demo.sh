@@ -185,7 +185,7 @@ cmd_load() {
   "$BIN/gov-somabrain-sync" --once --log_level=warn || die "gov-somabrain-sync --once failed"
   local url="${GOV_EDGE_URL:-http://127.0.0.1:8700}/v1/constitution/demo" i
   if [[ -x $BIN/gov-edge ]]; then
-    for i in $(seq 1 100); do
+    for i in $(seq 1 300); do
       if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url/hash") == 200 ]]; then
         say "demo tenant is served: curl $url"
         publish_rulepack

@@ -344,6 +344,7 @@ static void *loader_main(void *arg) {
     }
     int64_t next_reconcile = gov_mono_micros() + e->cfg.reconcile_ms * 1000;
     int64_t next_health = 0;
+    int was_assigned = 0;
     attempt = 0;
     while (l->running) {
         gov_kafka_msg_t *m = NULL;
@@ -359,6 +360,14 @@ static void *loader_main(void *arg) {
             int kh = gov_kafka_consumer_healthy(l->consumer);
             gov_status_set(e->status, "kafka", kh ? GOV_STATUS_OK : GOV_STATUS_NOT_READY,
                            kh ? NULL : "waiting for partition assignment or brokers", NULL);
+            /* The consumer starts at the end of the topics once it has its
+             * partitions; an event produced between the last full load and
+             * that moment is not delivered.  Compare with Redis right after
+             * each (re)assignment, so that gap is closed at once rather than
+             * at the next periodic reconcile. */
+            if (kh && !was_assigned)
+                next_reconcile = now;
+            was_assigned = kh;
             edge_snapshot_t *s = edge_state_acquire(e->state);
             gov_metric_set(e->m_snapshot_gen, NULL, (double)s->generation);
             edge_snapshot_release(s);
