@@ -228,7 +228,7 @@ static void test_metrics_pass_promtool(void **state) {
     assert_int_equal(itest_promtool_check(body), 0);
     free(body);
     /* And the stack's own gov-audit, which `make run` started. */
-    snprintf(url, sizeof url, "%s/metrics", itest_env("GOV_ADMIN_GOV_AUDIT", "http://127.0.0.1:8704"));
+    snprintf(url, sizeof url, "%s/metrics", itest_env("GOV_ADMIN_AUDIT", "http://127.0.0.1:8704"));
     body = NULL;
     assert_int_equal(itest_http_get(url, &body), 200);
     assert_int_equal(itest_promtool_check(body), 0);
