@@ -152,3 +152,21 @@ docs-config: release
 	   echo "Every key can be set as an environment variable \`GOV_<KEY>\`, in a file (\`--config FILE\`), or as \`--key=value\`."; \
 	   for b in build/release/bin/gov-*; do echo; echo "## $$(basename $$b)"; echo; $$b --print-config-docs; done; } > docs/config.md
 	@echo "wrote docs/config.md"
+
+# ============================================================================
+# --- bench block (make bench; everything below belongs to bench/) -----------
+# Benchmark tools: C programs under bench/, linked against the release libgov.
+# bench/run.sh builds them with `make bench-tools`; `make bench` runs them.
+# Benchmarks are never part of `make test`.
+BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack
+BENCH_BINS  := $(addprefix build/release/bench/,$(BENCH_TOOLS))
+
+$(patsubst %,build/release/obj/bench/%.o,$(BENCH_TOOLS) bench_util): bench/bench_util.h
+
+build/release/bench/%: build/release/obj/bench/%.o build/release/obj/bench/bench_util.o build/release/libgov.a
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+.PHONY: bench-tools
+bench-tools: deps-check $(BENCH_BINS)
+# --- end of bench block -------------------------------------------------------

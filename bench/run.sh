@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# bench/run.sh - the benchmarks of `make bench` (docs/benchmarks.md). Never part of `make test`.
+#
+#   make bench                       every benchmark below, side by side in one run
+#   make bench BENCH=evaluate        one (or several: BENCH="evaluate opa-evaluate")
+#   bash bench/run.sh [NAME...]      the same, after `make release`
+#
+# Benchmarks (names as in var/bench/results.json):
+#   scorer-inprocess     libgov's scorer in process, 1 and 2 threads (scorer-inprocess-1t, scorer-inprocess)
+#   evaluate             gov-edge POST /v1/evaluate, wrk, closed loop, C connections, T threads
+#   opa-evaluate         Open Policy Agent, same policy (bench/rego_gen), same wrk settings
+#   evaluate-rate        gov-edge at fixed rates (bench/loadgen, open loop): evaluate-rate-<R>
+#   opa-evaluate-rate    OPA at the same fixed rates: opa-evaluate-rate-<R>
+#
+# What it does: starts the stack if needed (deploy/stack.sh start), builds the bench tools
+# (make bench-tools), generates the requests (bench/gen_requests, seeded), publishes the
+# bench tenant through the real path (constitution signed with the demo signers and
+# published with govctl; the rule pack with `govctl rulepack publish`, or
+# bench/publish_rulepack while govctl lacks it), waits until gov-edge serves it, builds
+# OPA once (cached in $HOME/.cache/soma-gov/opa-<version>), generates the Rego, starts
+# OPA, checks that libgov, the edge and OPA agree on EVERY request (any difference
+# aborts, printing the input), then measures. Results: var/bench/results.json (list of
+# entries), var/bench/summary.json (machine, ratios, targets), a table on stdout.
+#
+# Settings (environment): BENCH_REQUESTS (2000), BENCH_SEED (42), BENCH_PROMPT_BYTES (1024),
+# BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_DURATION (15 s), BENCH_WARMUP (3 s),
+# BENCH_RATES ("10000 500"), BENCH_SCORER_DURATION (5 s), BENCH_OPA_VERSION (v1.22.2),
+# BENCH_OPA_PORT (8181), BENCH_SERVE_TIMEOUT (90 s), BENCH_QUIET_TIMEOUT (300 s),
+# BENCH_RESULTS_DIR (var/bench: where results.json and summary.json go; e.g. a rate sweep
+# BENCH_RATES="1000 2000 4000" BENCH_RESULTS_DIR=var/bench/sweep make bench BENCH=evaluate-rate
+# keeps the main run's results).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+REQUESTS_N=${BENCH_REQUESTS:-2000}
+SEED=${BENCH_SEED:-42}
+PROMPT_BYTES=${BENCH_PROMPT_BYTES:-1024}
+CONNS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-2}
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-3}
+RATES=${BENCH_RATES:-10000 500}
+SCORER_DURATION=${BENCH_SCORER_DURATION:-5}
+OPA_VERSION=${BENCH_OPA_VERSION:-v1.22.2}
+OPA_PORT=${BENCH_OPA_PORT:-8181}
+SERVE_TIMEOUT=${BENCH_SERVE_TIMEOUT:-90}
+
+ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate)
+BIN=build/release/bin
+TOOLS=build/release/bench
+OUT=var/bench
+PARTS=$OUT/parts
+LOGS=$OUT/logs
+PACK=bench/rulepack-bench.json
+CONSTITUTION_SRC=bench/constitution-bench.json
+CONSTITUTION=$OUT/constitution-bench.signed.json
+REQS=$OUT/requests.ndjson
+REGO=$OUT/policy.rego
+RESULTS_DIR=${BENCH_RESULTS_DIR:-$OUT}
+TENANT=bench
+OPA_DIR="${HOME:-/root}/.cache/soma-gov/opa-$OPA_VERSION"
+OPA="$OPA_DIR/bin/opa"
+OPA_URL="http://127.0.0.1:$OPA_PORT/v1/data/soma/decision"
+OPA_PIDFILE=$OUT/opa.pid
+
+say()  { printf '==> %s\n' "$*"; }
+die()  { printf 'bench/run.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# --- selection ----------------------------------------------------------------
+declare -A WANT=()
+if [[ $# -eq 0 || -z "${*// /}" ]]; then
+  for b in "${ALL[@]}"; do WANT[$b]=1; done
+else
+  for arg in "$@"; do
+    for b in ${arg//,/ }; do
+      [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
+      WANT[$b]=1
+    done
+  done
+fi
+want() { [[ -n ${WANT[$1]:-} ]]; }
+NEED_EDGE=0; NEED_OPA=0
+{ want evaluate || want evaluate-rate; } && NEED_EDGE=1
+{ want opa-evaluate || want opa-evaluate-rate; } && NEED_OPA=1
+
+mkdir -p "$PARTS" "$LOGS"
+rm -f "$PARTS"/*.json "$OUT/equivalence.json"
+if [[ -s var/stack.env ]]; then
+  # shellcheck source=/dev/null
+  set -a; . var/stack.env; set +a
+fi
+redis_used() { # bytes Redis uses (the decision log grows it), or "" when it does not answer
+  redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" INFO memory 2>/dev/null \
+    | tr -d '\r' | sed -n 's/^used_memory://p'
+}
+
+# --- machine facts --------------------------------------------------------------
+export BENCH_NPROC; BENCH_NPROC="$(nproc)"
+export BENCH_CPU_MODEL; BENCH_CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+export BENCH_KERNEL; BENCH_KERNEL="$(uname -sr)"
+export BENCH_LOADAVG; BENCH_LOADAVG="$(cut -d' ' -f1-3 /proc/loadavg)"
+export BENCH_STARTED_AT; BENCH_STARTED_AT="$(date -u +%FT%TZ)"
+export BENCH_WRK_VERSION; BENCH_WRK_VERSION="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2 || true)"
+say "machine: $BENCH_NPROC x $BENCH_CPU_MODEL, $BENCH_KERNEL, load average $BENCH_LOADAVG"
+
+# --- CPU accounting (to say who used the 2 cores) ---------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+proc_ticks() { # pid -> utime+stime of the process (all threads), in clock ticks
+  local s; s="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  s="${s##*) }"
+  awk '{ print $12 + $13 }' <<<"$s"
+}
+# All processes' CPU ticks: "pid ticks comm" lines (comm with spaces made "_").
+cpu_snapshot() {
+  awk 'FNR == 1 {
+         i = index($0, "("); j = match($0, /\) [A-Za-z] /)
+         if (i == 0 || j == 0) next
+         comm = substr($0, i + 1, j - i - 1); gsub(/[^A-Za-z0-9._:+-]/, "_", comm)
+         split(substr($0, j + 2), f, " ")
+         print substr($0, 1, i - 2), f[12] + f[13], comm
+       }' /proc/[0-9]*/stat 2>/dev/null || true
+}
+# top_cpu BEFORE AFTER -> JSON array of the 8 processes that used the most CPU between the
+# two snapshots (processes that exited in between are not in it; the load generator's own
+# CPU is measured separately).
+top_cpu() {
+  awk -v hz="$CLK_TCK" 'NR == FNR { before[$1] = $2; next }
+       { d = $2 - ($1 in before ? before[$1] : 0); if (d > 0) print d, $1, $3 }' "$1" "$2" \
+    | sort -rn | head -n 8 \
+    | awk -v hz="$CLK_TCK" 'BEGIN { printf "[" }
+        { printf "%s{\"comm\":\"%s\",\"pid\":%s,\"cpu_s\":%.2f}", (NR > 1 ? "," : ""), $3, $2, $1 / hz }
+        END { printf "]" }'
+}
+# write_meta NAME...: the measurement context of entries NAME, after meta_begin PID /
+# meta_end around the measurement: load average before, CPU seconds the server process
+# (PID; none for the in-process scorer) used, the load generator's CPU, the processes that
+# used the most CPU, wall time, and how busy the machine was (all processes' CPU, from
+# /proc/PID/stat, over cores x wall time).
+write_meta() {
+  local names="" n
+  for n in "$@"; do names+="${names:+,}\"$n\""; done
+  local wall_ns=$(( M_T1 - M_T0 ))
+  # CPU of every process alive at the end (kernel threads included) + the load generator,
+  # as a percentage of all cores over the wall time.
+  local all_ticks
+  all_ticks="$(awk 'NR == FNR { b[$1] = $2; next } { d = $2 - ($1 in b ? b[$1] : 0); if (d > 0) s += d } END { print s + 0 }' \
+    "$OUT/cpu.before" "$OUT/cpu.after")"
+  local server=""
+  if [[ -n $M_PID ]]; then
+    server="$(printf '"server_pid":%s,"server_cpu_s":%s,' "$M_PID" \
+      "$(awk -v v="$(( M_P1 - M_P0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", v / hz }')")"
+  fi
+  local gen=""
+  [[ -n ${M_GEN_CPU:-} ]] && gen="\"bench_process_cpu_s\":$M_GEN_CPU,"
+  printf '{"meta_for":[%s],"loadavg_before":"%s","quiet_wait_s":%s,"audit_lag_before":%s,%s%s"top_cpu":%s,"wall_s":%s,"machine_cpu_busy_pct":%s}\n' \
+    "$names" "$M_LOAD" "${M_QUIET:-0}" "${M_LAG:--1}" "$server" "$gen" "$(top_cpu "$OUT/cpu.before" "$OUT/cpu.after")" \
+    "$(awk -v v="$wall_ns" 'BEGIN { printf "%.3f", v / 1e9 }')" \
+    "$(awk -v a="$all_ticks" -v g="${M_GEN_CPU:-0}" -v hz="$CLK_TCK" -v w="$wall_ns" -v n="$BENCH_NPROC" \
+         'BEGIN { printf "%.1f", 100 * (a / hz + g) / (w / 1e9 * n) }')" \
+    >"$PARTS/meta-$1.json"
+}
+meta_begin() { # [pid]   (after wait_quiet)
+  M_QUIET=$QUIET_WAIT; M_LAG="$(audit_lag)"
+  M_PID=${1:-}; M_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+  M_P0=0; [[ -n $M_PID ]] && M_P0=$(proc_ticks "$M_PID")
+  M_GEN_CPU=""
+  cpu_snapshot >"$OUT/cpu.before"
+  M_T0=$(date +%s%N)
+}
+meta_end() {
+  M_T1=$(date +%s%N); M_P1=0; [[ -n $M_PID ]] && M_P1=$(proc_ticks "$M_PID")
+  cpu_snapshot >"$OUT/cpu.after"
+}
+# gen_cpu CMD...: runs the benchmark's own process (wrk, loadgen, scorer_bench) with stdout
+# to $GEN_OUT and stderr to $GEN_ERR, leaving its user+system CPU seconds in M_GEN_CPU.
+gen_cpu() {
+  local TIMEFORMAT='%U %S' t rc=0
+  { t="$( { time "$@" >"$GEN_OUT" 2>"$GEN_ERR"; } 2>&1 )"; } || rc=$?
+  M_GEN_CPU="$(awk '{ printf "%.2f", $1 + $2 }' <<<"$t")"
+  return $rc
+}
+
+# wait_quiet: the edge's decision log (PolicyDecision -> Kafka -> gov-audit -> Redis) keeps
+# gov-audit and Redis busy after a run, and the data it adds makes Redis rewrite its
+# append-only file (a forked redis-server child, a core for tens of seconds). So that one
+# benchmark's background work does not land in the next one's window (OPA's above all),
+# wait until gov-audit, gov-rulepacks, gov-edge and every redis-server process together use
+# < 5% of a core over a second (at most BENCH_QUIET_TIMEOUT s, default 300).
+QUIET_WAIT=0
+wait_quiet() {
+  local pids=() n f start=$SECONDS t0 t1 p
+  while :; do
+    pids=()
+    for n in gov-audit gov-rulepacks gov-edge; do
+      f=var/run/$n.pid
+      [[ -s $f ]] && pids+=("$(cat "$f")")
+    done
+    for p in $(pgrep -x redis-server || true); do pids+=("$p"); done
+    (( ${#pids[@]} > 0 )) || break
+    t0=0; for p in "${pids[@]}"; do t0=$(( t0 + $(proc_ticks "$p") )); done
+    sleep 1
+    t1=0; for p in "${pids[@]}"; do t1=$(( t1 + $(proc_ticks "$p") )); done
+    (( (t1 - t0) * 100 < 5 * CLK_TCK )) && break
+    if (( SECONDS - start >= ${BENCH_QUIET_TIMEOUT:-300} )); then
+      printf 'bench/run.sh: warning: the services did not go quiet within %ss; measuring anyway\n' "${BENCH_QUIET_TIMEOUT:-300}" >&2
+      break
+    fi
+  done
+  QUIET_WAIT=$(( SECONDS - start ))
+  (( QUIET_WAIT > 1 )) && say "waited ${QUIET_WAIT}s for the services to go quiet (the decision log: gov-audit, Redis)"
+  return 0
+}
+
+# Sum of gov-audit's consumer lag on policy.decisions (from its /metrics), or -1.
+audit_lag() {
+  local url="${GOV_ADMIN_AUDIT:-}"
+  [[ -n $url ]] || { echo -1; return; }
+  curl -s -m 2 "$url/metrics" 2>/dev/null \
+    | awk '/^processor_consumer_lag\{.*topic="policy.decisions"/ { s += $NF; n++ } END { print n ? s : -1 }'
+}
+
+json_str() { # a JSON string body: escapes \ and "
+  local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"
+}
+
+# --- build ----------------------------------------------------------------------------
+say "building the bench tools (make bench-tools)"
+make --no-print-directory bench-tools >"$LOGS/build.log" 2>&1 || { tail -n 30 "$LOGS/build.log" >&2; die "make bench-tools failed (log: $LOGS/build.log)"; }
+
+say "generating $REQUESTS_N requests (seed $SEED, prompts of $PROMPT_BYTES bytes) -> $REQS"
+"$TOOLS/gen_requests" --count "$REQUESTS_N" --seed "$SEED" --tenant "$TENANT" \
+  --prompt-bytes "$PROMPT_BYTES" --out "$REQS"
+
+# --- OPA -------------------------------------------------------------------------------------
+stop_opa() {
+  [[ -s $OPA_PIDFILE ]] || return 0
+  local pid; pid="$(cat "$OPA_PIDFILE")"
+  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$OPA" ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i; for (( i = 0; i < 50; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$OPA_PIDFILE"
+}
+trap stop_opa EXIT
+
+build_opa() {
+  if [[ -x $OPA ]] && "$OPA" version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}\$"; then
+    return 0
+  fi
+  local go=/usr/local/go/bin/go
+  [[ -x $go ]] || die "Go is not installed at $go (needed once to build Open Policy Agent $OPA_VERSION)"
+  say "building Open Policy Agent $OPA_VERSION with $($go version | cut -d' ' -f3) (once; cached in $OPA_DIR)"
+  mkdir -p "$OPA_DIR"
+  ( export GOPATH="$OPA_DIR/gopath" GOBIN="$OPA_DIR/bin" GOMODCACHE="$OPA_DIR/gomodcache" \
+           GOCACHE="$OPA_DIR/gocache" GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-modcacherw
+    cd "$OPA_DIR" && "$go" install "github.com/open-policy-agent/opa@$OPA_VERSION" ) \
+    >"$OPA_DIR/build.log" 2>&1 || { tail -n 20 "$OPA_DIR/build.log" >&2; die "building OPA failed (log: $OPA_DIR/build.log)"; }
+  "$OPA" version | grep -q "^Version: ${OPA_VERSION#v}\$" || die "$OPA is not version $OPA_VERSION"
+}
+
+start_opa() {
+  stop_opa
+  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$OPA_PORT" 2>/dev/null; then
+    die "127.0.0.1:$OPA_PORT is in use by a process this script did not start (set BENCH_OPA_PORT)"
+  fi
+  say "starting OPA $OPA_VERSION on 127.0.0.1:$OPA_PORT with $REGO"
+  setsid "$OPA" run --server --addr "127.0.0.1:$OPA_PORT" --disable-telemetry \
+    --log-level error "$REGO" >"$LOGS/opa.log" 2>&1 </dev/null &
+  echo $! >"$OPA_PIDFILE"
+  local i
+  for (( i = 0; i < 100; i++ )); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OPA_PORT/health" || true)" == 200 ]] && return 0
+    kill -0 "$(cat "$OPA_PIDFILE")" 2>/dev/null || { cat "$LOGS/opa.log" >&2; die "OPA exited"; }
+    sleep 0.1
+  done
+  die "OPA did not answer /health within 10 s (log: $LOGS/opa.log)"
+}
+
+# --- the bench tenant on the stack -----------------------------------------------------------
+publish_tenant() {
+  # shellcheck source=/dev/null
+  set -a; . var/stack.env; set +a
+  local edge="$GOV_EDGE_URL" govctl="$BIN/govctl"
+  local keys="$GOV_VAR_DIR/demo/keys" trust="$GOV_TRUST_FILE"
+  [[ -s $keys/human_operator.key && -s $keys/somabrain_root.key && -s $trust ]] \
+    || die "the demo signers are missing ($keys, $trust): run deploy/stack.sh start"
+
+  # Constitution: signed by the two demo signers the stack's gov-constitution trusts.
+  # Ed25519 signatures are deterministic: re-signing gives the same bundle bytes.
+  cp "$CONSTITUTION_SRC" "$CONSTITUTION.tmp"
+  "$govctl" sign --signer human_operator --key "$keys/human_operator.key" "$CONSTITUTION.tmp" >/dev/null
+  "$govctl" sign --signer somabrain_root --key "$keys/somabrain_root.key" "$CONSTITUTION.tmp" >/dev/null
+  local v; v="$("$govctl" verify --trust "$trust" "$CONSTITUTION.tmp")" || die "the bench constitution does not verify"
+  mv -f "$CONSTITUTION.tmp" "$CONSTITUTION"
+  local checksum; checksum="$(sed -n 's/.* checksum=\([0-9a-f]*\).*/\1/p' <<<"$v")"
+  if [[ "$(curl -s "$edge/v1/constitution/$TENANT/hash" || true)" == *"\"$checksum\""* ]]; then
+    say "the edge already serves the bench constitution (checksum ${checksum:0:16}...)"
+  else
+    say "publishing the bench constitution (govctl publish --tenant $TENANT)"
+    "$govctl" publish --tenant "$TENANT" --source bench/run.sh "$CONSTITUTION"
+  fi
+
+  # Rule pack: govctl rulepack publish when govctl has it, else bench/publish_rulepack.
+  head -n 1 "$REQS" >"$OUT/probe.ndjson"
+  if "$TOOLS/equiv_check" --pack "$PACK" --constitution "$CONSTITUTION" --requests "$OUT/probe.ndjson" \
+       --edge "$edge/v1/evaluate" 2>/dev/null; then
+    say "the edge already evaluates tenant $TENANT with this rule pack's version"
+  else
+    if [[ "$("$govctl" --help 2>/dev/null || true)" == *"rulepack publish"* ]]; then
+      say "publishing the bench rule pack (govctl rulepack publish $PACK)"
+      "$govctl" rulepack publish "$PACK"
+    else
+      say "publishing the bench rule pack (bench/publish_rulepack $PACK; govctl has no 'rulepack' yet)"
+      "$TOOLS/publish_rulepack" --published-by bench/run.sh "$PACK"
+    fi
+  fi
+
+  say "waiting until gov-edge serves tenant $TENANT ($edge/v1/evaluate, up to ${SERVE_TIMEOUT}s)"
+  local deadline=$(( SECONDS + SERVE_TIMEOUT ))
+  until "$TOOLS/equiv_check" --pack "$PACK" --constitution "$CONSTITUTION" --requests "$OUT/probe.ndjson" \
+          --edge "$edge/v1/evaluate" 2>"$LOGS/probe.log"; do
+    if (( SECONDS >= deadline )); then
+      cat "$LOGS/probe.log" >&2
+      die "gov-edge does not serve tenant $TENANT with $PACK after ${SERVE_TIMEOUT}s (see var/log/gov-edge.log, var/log/gov-rulepacks.log; a changed pack needs a higher \"version\")"
+    fi
+    sleep 0.5
+  done
+  EDGE_URL="$edge/v1/evaluate"
+  EDGE_PID="$(cat "$GOV_VAR_DIR/run/gov-edge.pid")"
+}
+
+if (( NEED_EDGE )); then
+  say "making sure the stack is up (deploy/stack.sh start)"
+  bash deploy/stack.sh start >"$LOGS/stack.log" 2>&1 || { tail -n 30 "$LOGS/stack.log" >&2; die "deploy/stack.sh start failed (log: $LOGS/stack.log)"; }
+  publish_tenant
+  export BENCH_REDIS_USED_BEFORE; BENCH_REDIS_USED_BEFORE="$(redis_used)"
+else
+  # Without the edge nothing is published: the scorer and rego_gen read only the
+  # document's rules, which signing does not change.
+  CONSTITUTION=$CONSTITUTION_SRC
+fi
+
+if (( NEED_OPA )); then
+  build_opa
+  export BENCH_OPA_VERSION="$OPA_VERSION"
+  say "generating the Rego policy (bench/rego_gen) -> $REGO"
+  "$TOOLS/rego_gen" --pack "$PACK" --constitution "$CONSTITUTION" --out "$REGO"
+  "$OPA" check "$REGO" >/dev/null || die "opa check $REGO failed"
+  start_opa
+fi
+
+# --- equivalence, on every input, before anything is timed --------------------------------
+if (( NEED_EDGE || NEED_OPA )); then
+  say "checking that libgov$( (( NEED_EDGE )) && printf ', gov-edge')$( (( NEED_OPA )) && printf ' and OPA') agree on all $REQUESTS_N requests"
+  args=(--pack "$PACK" --constitution "$CONSTITUTION" --requests "$REQS" --out "$OUT/equivalence.json")
+  (( NEED_EDGE )) && args+=(--edge "$EDGE_URL")
+  (( NEED_OPA )) && args+=(--opa "$OPA_URL")
+  "$TOOLS/equiv_check" "${args[@]}" || die "the engines disagree (above: the offending input); nothing was timed"
+fi
+
+# --- the benchmarks ------------------------------------------------------------------------
+run_wrk() { # name url plain|wrap server-pid
+  local name=$1 url=$2 mode=$3 pid=$4
+  local cmd=(wrk "-t$THREADS" "-c$CONNS" "-d${DURATION}s" --timeout 10s -s bench/wrk-cycle.lua "$url" -- "$REQS" "$mode" "$THREADS")
+  wait_quiet
+  say "$name: warm-up ${WARMUP}s, then wrk -t$THREADS -c$CONNS -d${DURATION}s $url"
+  wrk "-t$THREADS" "-c$CONNS" "-d${WARMUP}s" --timeout 10s -s bench/wrk-cycle.lua "$url" -- "$REQS" "$mode" "$THREADS" \
+    >"$LOGS/$name.warmup.txt" 2>&1 || die "$name: wrk warm-up failed (log: $LOGS/$name.warmup.txt)"
+  meta_begin "$pid"
+  GEN_OUT="$LOGS/$name.wrk.txt" GEN_ERR="$LOGS/$name.wrk.err"
+  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.wrk.txt" "$LOGS/$name.wrk.err" >&2; die "$name: wrk failed"; }
+  meta_end
+  local line; line="$(sed -n 's/^WRK_JSON //p' "$LOGS/$name.wrk.txt")"
+  [[ -n $line ]] || { cat "$LOGS/$name.wrk.txt" >&2; die "$name: no WRK_JSON line in wrk's output"; }
+  printf '{"name":"%s","tool":"wrk","url":"%s","concurrency":%s,"threads":%s,"duration_s":%s,"warmup_s":%s,"command":"%s","wrk":%s}\n' \
+    "$name" "$url" "$CONNS" "$THREADS" "$DURATION" "$WARMUP" "$(json_str "${cmd[*]}")" "$line" >"$PARTS/$name.json"
+  write_meta "$name"
+  grep -E 'Requests/sec|Latency|Non-2xx|Socket errors' "$LOGS/$name.wrk.txt" | sed 's/^/    /'
+}
+
+run_rate() { # name url rate wrap? server-pid
+  local name=$1 url=$2 rate=$3 wrap=$4 pid=$5
+  local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$DURATION"
+             --warmup "$WARMUP" --connections "$CONNS" --name "$name" --out "$PARTS/$name.json")
+  [[ $wrap == wrap ]] && cmd+=(--wrap-input)
+  wait_quiet
+  say "$name: ${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)"
+  meta_begin "$pid"
+  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
+  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed"; }
+  meta_end
+  write_meta "$name"
+  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+}
+
+if want scorer-inprocess; then
+  wait_quiet
+  say "scorer-inprocess: 1 and 2 threads, ${SCORER_DURATION}s each after 1s of warm-up"
+  meta_begin
+  GEN_OUT=/dev/null GEN_ERR="$LOGS/scorer-inprocess.txt"
+  gen_cpu "$TOOLS/scorer_bench" --pack "$PACK" --constitution "$CONSTITUTION" --requests "$REQS" \
+    --threads 1,2 --duration "$SCORER_DURATION" --warmup 1 --out "$PARTS/scorer-inprocess.json" \
+    || { cat "$LOGS/scorer-inprocess.txt" >&2; die "scorer_bench failed"; }
+  meta_end
+  sed 's/^/    /' "$LOGS/scorer-inprocess.txt"
+  write_meta scorer-inprocess-1t scorer-inprocess
+fi
+want evaluate && run_wrk evaluate "$EDGE_URL" plain "$EDGE_PID"
+want opa-evaluate && run_wrk opa-evaluate "$OPA_URL" wrap "$(cat "$OPA_PIDFILE")"
+for rate in $RATES; do
+  want evaluate-rate && run_rate "evaluate-rate-$rate" "$EDGE_URL" "$rate" plain "$EDGE_PID"
+  want opa-evaluate-rate && run_rate "opa-evaluate-rate-$rate" "$OPA_URL" "$rate" wrap "$(cat "$OPA_PIDFILE")"
+done
+
+# --- report -------------------------------------------------------------------------------
+if (( NEED_EDGE )); then
+  wait_quiet
+  export BENCH_REDIS_USED_AFTER; BENCH_REDIS_USED_AFTER="$(redis_used)"
+  say "Redis used_memory: ${BENCH_REDIS_USED_BEFORE:-?} bytes before, ${BENCH_REDIS_USED_AFTER:-?} after (the decision log of every evaluation is materialized by gov-audit)"
+fi
+mkdir -p "$RESULTS_DIR"
+"$TOOLS/report" --out "$RESULTS_DIR/results.json" --summary "$RESULTS_DIR/summary.json" \
+  $( [[ -s $OUT/equivalence.json ]] && printf '%s ' "--equivalence" "$OUT/equivalence.json" ) \
+  "$PARTS"/*.json
+say "results: $RESULTS_DIR/results.json, summary: $RESULTS_DIR/summary.json"
