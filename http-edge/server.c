@@ -343,12 +343,14 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
     unsigned timeout_s = (unsigned)((e->cfg.connection_timeout_ms + 999) / 1000);
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)e->cfg.port, NULL, NULL,
-        on_request, e, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        on_request, e,
+        /* first, so that what the other options report is logged our way */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)e->cfg.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)e->cfg.connection_limit,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_END);
     if (s->daemon == NULL) {
         snprintf(errbuf, errbuf_size, "cannot listen on %s:%ld", e->cfg.listen_addr, e->cfg.port);
