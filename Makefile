@@ -5,7 +5,8 @@
 #   make stop    stops what `make run` started
 #   make bench   benchmarks (never part of `make test`)
 #
-# Sources are found by wildcard: a new common/*.c joins libgov, a new
+# Sources are found by wildcard: a new common/core/*.c joins libgov_core (pure
+# logic), a new common/runtime/*.c joins libgov_runtime (I/O), a new
 # tests/unit/test_*.c becomes a unit test, a new tests/fuzz/fuzz_*.c a fuzz
 # target, a new processors/<name>/ the binary gov-<name>.
 
@@ -17,57 +18,79 @@ CLANG   ?= clang
 PKGS    := rdkafka avro-c hiredis libmicrohttpd openssl jansson libcurl libhs
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# What core may link: no librdkafka, hiredis, libmicrohttpd or libcurl.
+CORE_PKGS  := avro-c openssl jansson libhs
+CORE_LIBS  = $(shell pkg-config --libs $(CORE_PKGS) 2>/dev/null) -lm
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon -Ibuild/gen
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Icommon/core -Icommon/runtime -Ibuild/gen
 REL_CFLAGS  := $(BASE_CFLAGS) -O2 -g
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS)
 
-COMMON_SRC   := $(sort $(wildcard common/*.c)) build/gen/gov_schemas_gen.c
+# Two libraries: core (pure: no clock, file, socket or I/O library) and
+# runtime (Kafka, Redis, HTTP admin, metrics, configuration, logging).
+CORE_SRC     := $(sort $(wildcard common/core/*.c)) build/gen/gov_schemas_gen.c
+RUNTIME_SRC  := $(sort $(wildcard common/runtime/*.c))
+COMMON_HDR   := $(wildcard common/core/*.h common/runtime/*.h)
 PROCESSORS   := $(notdir $(patsubst %/,%,$(dir $(wildcard processors/*/main.c))))
 UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
 ITEST_SRC    := $(sort $(wildcard tests/integration/test_*.c))
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 SCHEMAS      := $(sort $(wildcard schemas/*.avsc))
 
+# Unit tests of runtime modules link both libraries; every other unit test
+# (the core modules') links libgov_core.a alone, so a core test that reaches
+# for I/O does not link.
+RUNTIME_UNIT := test_admin test_config test_metrics test_util
+
 # variant -> object dir, flags
 define variant_rules
-$(1)_OBJ  := $$(patsubst %.c,build/$(1)/obj/%.o,$$(COMMON_SRC))
+$(1)_CORE_OBJ    := $$(patsubst %.c,build/$(1)/obj/%.o,$$(CORE_SRC))
+$(1)_RUNTIME_OBJ := $$(patsubst %.c,build/$(1)/obj/%.o,$$(RUNTIME_SRC))
+$(1)_LIBS := build/$(1)/libgov_runtime.a build/$(1)/libgov_core.a
 $(1)_BINS := $$(addprefix build/$(1)/bin/gov-,$$(PROCESSORS)) \
              $$(if $$(wildcard http-edge/main.c),build/$(1)/bin/gov-edge) \
              $$(if $$(wildcard tools/govctl/main.c),build/$(1)/bin/govctl)
 $(1)_UNIT := $$(patsubst tests/unit/%.c,build/$(1)/tests/%,$$(UNIT_SRC))
 $(1)_ITEST := $$(patsubst tests/integration/%.c,build/$(1)/itests/%,$$(ITEST_SRC))
 
-build/$(1)/obj/%.o: %.c $$(wildcard common/*.h) | build/gen/gov_schemas_gen.h
+build/$(1)/obj/%.o: %.c $$(COMMON_HDR) | build/gen/gov_schemas_gen.h
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) $$(PKG_CFLAGS) -c $$< -o $$@
 
-build/$(1)/libgov.a: $$($(1)_OBJ)
+build/$(1)/libgov_core.a: $$($(1)_CORE_OBJ)
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-build/$(1)/bin/gov-edge: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard http-edge/*.c)) build/$(1)/libgov.a
+build/$(1)/libgov_runtime.a: $$($(1)_RUNTIME_OBJ)
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+build/$(1)/bin/gov-edge: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard http-edge/*.c)) $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
 
-build/$(1)/bin/govctl: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard tools/govctl/*.c)) build/$(1)/libgov.a
+build/$(1)/bin/govctl: $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard tools/govctl/*.c)) $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
 
-build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o build/$(1)/libgov.a
+$$(addprefix build/$(1)/tests/,$$(RUNTIME_UNIT)): build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 
-build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o build/$(1)/libgov.a
+build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o build/$(1)/libgov_core.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
+
+build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 endef
 
 # variant, flags, processor folder -> build/<variant>/bin/gov-<folder>
 define processor_rule
-build/$(1)/bin/gov-$(3): $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard processors/$(3)/*.c)) build/$(1)/libgov.a
+build/$(1)/bin/gov-$(3): $$(patsubst %.c,build/$(1)/obj/%.o,$$(wildcard processors/$(3)/*.c)) $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
 endef
@@ -82,7 +105,7 @@ release_ITEST := $(filter-out %/itest_util,$(release_ITEST))
 asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
 .SECONDARY:
 
-# Schemas are compiled into libgov so a binary never depends on where it runs.
+# Schemas are compiled into libgov_core so a binary never depends on where it runs.
 # The script replaces an output only when its content changed, and the stamp
 # records the run, so a build that changed nothing rebuilds nothing.
 build/gen/gov_schemas_gen.c build/gen/gov_schemas_gen.h: build/gen/schemas.stamp ;
@@ -94,22 +117,24 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 .PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean docs-config
 
 all: release
-release: deps-check build/release/libgov.a $(release_BINS) $(release_UNIT) $(release_ITEST)
-asan: deps-check build/asan/libgov.a $(asan_BINS) $(asan_UNIT)
+release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
+asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT)
 
 # --- fuzz targets (clang + libFuzzer + ASan/UBSan) --------------------------
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon -Ibuild/gen -O1 -g \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon/core -Ibuild/gen -O1 -g \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-fuzz_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRC))
-build/fuzz/obj/%.o: %.c $(wildcard common/*.h) | build/gen/gov_schemas_gen.h
+# Fuzz targets exercise parsers of outside input: all of them are core, and
+# they link core alone.
+fuzz_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(CORE_SRC))
+build/fuzz/obj/%.o: %.c $(COMMON_HDR) | build/gen/gov_schemas_gen.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
-build/fuzz/libgov.a: $(fuzz_OBJ)
+build/fuzz/libgov_core.a: $(fuzz_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov.a
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $^ $(CORE_LIBS)
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 # --- machine setup ----------------------------------------------------------
@@ -155,7 +180,7 @@ docs-config: release
 
 # ============================================================================
 # --- bench block (make bench; everything below belongs to bench/) -----------
-# Benchmark tools: C programs under bench/, linked against the release libgov.
+# Benchmark tools: C programs under bench/, linked against the release libraries.
 # bench/run.sh builds them with `make bench-tools`; `make bench` runs them.
 # Benchmarks are never part of `make test`.
 BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack
@@ -163,7 +188,7 @@ BENCH_BINS  := $(addprefix build/release/bench/,$(BENCH_TOOLS))
 
 $(patsubst %,build/release/obj/bench/%.o,$(BENCH_TOOLS) bench_util): bench/bench_util.h
 
-build/release/bench/%: build/release/obj/bench/%.o build/release/obj/bench/bench_util.o build/release/libgov.a
+build/release/bench/%: build/release/obj/bench/%.o build/release/obj/bench/bench_util.o $(release_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(PKG_LIBS)
 

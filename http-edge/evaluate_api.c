@@ -26,6 +26,7 @@
 #include "gov_log.h"
 #include "gov_policy.h"
 #include "gov_redis.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 /* --- per-thread resources --------------------------------------------------- */

@@ -34,6 +34,7 @@
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_redis.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 struct edge_loader {

@@ -26,6 +26,7 @@
 #include "edge.h"
 #include "gov_alloc.h"
 #include "gov_log.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 struct edge_server {

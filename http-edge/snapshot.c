@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 
 edge_tenant_t *edge_tenant_new(const char *name) {
     edge_tenant_t *t = gov_calloc(1, sizeof *t);

@@ -60,7 +60,17 @@ run_check() {
     fi
 }
 
+# The core library must stay pure; the same check run on the runtime library
+# must object (so the check itself can fail).
+core_purity() {
+    tools/check-core-symbols.sh build/release/libgov_core.a &&
+        tools/check-core-symbols.sh build/asan/libgov_core.a &&
+        ! tools/check-core-symbols.sh build/release/libgov_runtime.a 2>/dev/null
+}
+
 unit() {
+    note "core library purity (no I/O library, clock, file or socket call)"
+    run_check "core-purity" core_purity
     note "unit tests (release build)"
     for t in build/release/tests/test_*; do
         [ -x "$t" ] && run_cmocka "unit-$(basename "$t")" "$t"

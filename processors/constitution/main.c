@@ -29,6 +29,7 @@
 #include "gov_events.h"
 #include "gov_log.h"
 #include "gov_processor.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 static const char *const bundle_schemas[] = {"ConstitutionBundle", NULL};

@@ -48,6 +48,7 @@
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_rulepack.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "rulepack_store.h"
 

@@ -40,6 +40,7 @@
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_metrics.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 #define COMPONENT "gov-somabrain-sync"

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 extern char **environ;

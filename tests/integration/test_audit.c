@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 

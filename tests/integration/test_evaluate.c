@@ -24,6 +24,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 

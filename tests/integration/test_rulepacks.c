@@ -32,6 +32,7 @@
 
 #include "gov_alloc.h"
 #include "gov_rulepack.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 

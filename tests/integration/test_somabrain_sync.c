@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 

@@ -16,6 +16,7 @@
 #include "gov_alloc.h"
 #include "gov_err.h"
 #include "gov_log.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 static void test_uuid_v7_rfc9562_example(void **state) {

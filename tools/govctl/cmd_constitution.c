@@ -43,6 +43,7 @@
 #include "gov_canon.h"
 #include "gov_constitution.h"
 #include "gov_kafka.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "govctl.h"
 

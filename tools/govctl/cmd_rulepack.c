@@ -29,6 +29,7 @@
 #include "gov_avro.h"
 #include "gov_kafka.h"
 #include "gov_rulepack.h"
+#include "gov_time.h"
 #include "gov_util.h"
 #include "govctl.h"
 

@@ -1,11 +1,10 @@
-/* gov_util.h - small shared helpers: time, ids, hex, SHA-256, tenant syntax.
+/* gov_util.h - small pure helpers: ids, hex, SHA-256, tenant syntax, UTF-8.
  *
  * Thread-safety: all functions are thread-safe.
  */
 #ifndef GOV_UTIL_H
 #define GOV_UTIL_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,14 +20,7 @@
 void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Wall-clock time in microseconds since the Unix epoch. */
-int64_t gov_now_micros(void);
-/* Monotonic time in microseconds, for durations and deadlines. */
-int64_t gov_mono_micros(void);
 
-/* Writes a new UUIDv7 (RFC 9562: 48-bit Unix ms, version 7, variant 10,
- * random bits from the OpenSSL CSPRNG) as 36 chars + NUL into out. */
-gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]);
 /* Pure: formats a UUIDv7 from a millisecond timestamp and 10 random bytes. */
 void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
                         char out[GOV_UUID_STRLEN + 1]);
@@ -64,11 +56,5 @@ size_t gov_utf8_seq_len(const unsigned char *s, size_t avail);
  * a well-formed sequence replaced by U+FFFD; NULL on allocation failure. */
 char *gov_utf8_sanitize(const char *s, size_t max_bytes);
 
-/* Sleeps ms milliseconds, returning early once *running becomes 0 (checked
- * every 50 ms); running may be NULL. */
-void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running);
-
-/* Exponential backoff: base * 2^attempt, capped, with +/-20% jitter. */
-long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms);
 
 #endif /* GOV_UTIL_H */

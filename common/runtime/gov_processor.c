@@ -22,6 +22,7 @@
 
 #include "gov_alloc.h"
 #include "gov_log.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 static volatile sig_atomic_t run_flag = 1;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,

@@ -1,19 +1,17 @@
-/* gov_util.c - time, UUIDv7, hex, SHA-256, tenant and UTF-8 checks.
+/* gov_util.c - UUIDv7 formatting, hex, SHA-256, tenant and UTF-8 checks.
  *
- * Everything here is either pure or a thin wrapper over one system or
- * OpenSSL call; nothing keeps state.
+ * Pure: nothing here reads a clock, draws randomness or does I/O (those live
+ * in the runtime's gov_time.c); nothing keeps state.
  */
 #include "gov_util.h"
 
 #include "gov_alloc.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
     if (errbuf == NULL || errbuf_size == 0)
@@ -22,18 +20,6 @@ void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(errbuf, errbuf_size, fmt, ap);
     va_end(ap);
-}
-
-int64_t gov_now_micros(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t gov_mono_micros(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void gov_hex_encode(const unsigned char *in, size_t len, char *out) {
@@ -84,14 +70,6 @@ void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
     out[23] = '-';
     memcpy(out + 24, hex + 20, 12);
     out[36] = '\0';
-}
-
-gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]) {
-    unsigned char rnd[10];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return GOV_ERR_CRYPTO;
-    gov_uuid_v7_format((uint64_t)(gov_now_micros() / 1000), rnd, out);
-    return GOV_OK;
 }
 
 gov_err_t gov_uuid_v7_derive(uint64_t unix_ms, const char *seed,
@@ -200,27 +178,3 @@ char *gov_utf8_sanitize(const char *s, size_t max_bytes) {
     return out;
 }
 
-void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running) {
-    while (ms > 0 && (running == NULL || *running)) {
-        long step = ms < 50 ? ms : 50;
-        struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-}
-
-long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms) {
-    long d = base_ms;
-    for (unsigned i = 0; i < attempt && d < cap_ms; i++)
-        d *= 2;
-    if (d > cap_ms)
-        d = cap_ms;
-    unsigned char r[2];
-    if (RAND_bytes(r, 2) != 1)
-        return d;
-    long span = d / 5; /* +/- 20% */
-    if (span == 0)
-        return d;
-    long jitter = (long)((r[0] << 8 | r[1]) % (unsigned)(2 * span + 1)) - span;
-    return d + jitter;
-}
