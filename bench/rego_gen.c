@@ -7,7 +7,7 @@
  * computes, for an input that is a POST /v1/evaluate body,
  *     {"decision": "allow"|"review"|"deny", "score_micros": <int>,
  *      "reasons": [<reason id>, ...]}
- * exactly as common/gov_policy.c does (docs/policy.md, "Evaluation"):
+ * exactly as common/core/gov_policy.c does (docs/policy.md, "Evaluation"):
  * constitution reasons first (prohibited action, then tool category not
  * permitted), then the matched rules sorted by id (bytewise, as Rego's
  * sort() on strings); score = sum of the weights of matched "add" rules in

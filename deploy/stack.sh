@@ -30,7 +30,7 @@ SERVICES=(
   "gov-edge             8700"
 )
 
-# --- Kafka topics (DESIGN.md section 3); each also gets a <topic>.dlq twin ---
+# --- Kafka topics (docs/contracts.md, "Kafka topics"); each also gets a <topic>.dlq twin ---
 TOPICS=(
   constitution.bundles
   constitution.updated

@@ -2,7 +2,7 @@
 """Generates the canonicalization vectors that tests/unit/test_canon.c checks.
 
 The expected bytes come from implementations that share no code with
-common/gov_canon.c:
+common/core/gov_canon.c:
 
   somabrain.out  CPython's own json.dumps(doc, sort_keys=True,
                  separators=(",", ":")) - the definition of "somabrain-json".

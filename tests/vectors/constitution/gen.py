@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bundles signed the way SomaBrain signs them, by an implementation independent of ours.
 
-SomaBrain's scheme (DESIGN.md section 5): checksum = hex(sha3_512(json.dumps(document,
+SomaBrain's scheme (docs/contracts.md, "Constitution bundles"): checksum = hex(sha3_512(json.dumps(document,
 sort_keys=True, separators=(",", ":")))) with Python's default ensure_ascii=True, and each
 signer's Ed25519 signature over the ASCII checksum hex. This script does exactly that with
 CPython's json and hashlib and the `cryptography` package, and writes:

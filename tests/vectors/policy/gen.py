@@ -5,7 +5,7 @@ What is hand-computed (written below, case by case, with the arithmetic in
 the comment): the decision, the score in millionths, the list of reason ids
 in order, the effective thresholds.  Those are the answers under test.
 
-What this script derives, sharing no code with common/gov_policy.c:
+What this script derives, sharing no code with common/core/gov_policy.c:
   input_digest   SHA-256 (hashlib) of the RFC 8785 form of the request, by the
                  PyPI package rfc8785 (Trail of Bits).
   first match    for prompt rules, the lowest end offset of any of the rule's
