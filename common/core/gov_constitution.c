@@ -459,13 +459,15 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     }
 
     /* 2. the document */
-    gov_err_t pe = gov_canon_parse(b->document_json, b->document_len, &doc, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t pe = gov_canon_parse(b->document_json, b->document_len, &doc, &why, eb, sizeof eb);
     if (pe == GOV_ERR_NOMEM) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
     if (pe != GOV_OK || !json_is_object(doc)) {
-        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document: %s",
+        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document: %s%s%s",
+                     pe != GOV_OK ? gov_reason_code(why) : "", pe != GOV_OK ? ": " : "",
                      pe != GOV_OK ? eb : "not a JSON object");
         goto out;
     }

@@ -126,7 +126,11 @@
     X(REDIS_ERROR, "redis_error", "Redis answered with an error") \
     X(CHAIN_BROKEN, "chain_broken", "an audit entry does not link to its predecessor") \
     X(CHAIN_TRUNCATED, "chain_truncated", "the audit stream ends before its recorded head") \
-    X(UNSUPPORTED, "unsupported", "well-formed, but not something this tool can do")
+    X(UNSUPPORTED, "unsupported", "well-formed, but not something this tool can do") \
+    /* rule pack events (gov-rulepacks) */ \
+    X(PACK_ID_MISMATCH, "pack_id_mismatch", "the pack's pack_id is not the event's") \
+    X(VERSION_MISMATCH, "version_mismatch", "the pack's version is not the event's") \
+    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

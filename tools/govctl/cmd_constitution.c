@@ -327,9 +327,10 @@ int govctl_cmd_checksum(int argc, char **argv) {
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &text, &len);
     if (rc != GOVCTL_OK)
         return rc;
-    gov_err_t err = gov_canon_parse(text, len, &doc, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_canon_parse(text, len, &doc, &why, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_canon(path, eb, err == GOV_ERR_NOMEM ? "internal_error" : "invalid_json");
+        rc = fail_clean(gov_reason_code(why), "%s: %s", path, eb);
         goto out;
     }
     if (print_canonical) {
@@ -533,12 +534,14 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
         return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_HASH_ALGORITHM),
                            "hash_alg \"%.40s\" is not sha3-512 or sha256",
                            alg ? alg : "(not a string)");
-    gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, &why, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM)
         return fail_clean("internal_error", "out of memory");
     if (err != GOV_OK || !json_is_object(parsed)) {
         json_decref(parsed);
-        return fail_clean(gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT), "document: %s",
+        return fail_clean(gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT), "document: %s%s%s",
+                           err != GOV_OK ? gov_reason_code(why) : "", err != GOV_OK ? ": " : "",
                            err != GOV_OK ? eb : "not a JSON object");
     }
     err = gov_canon_checksum(parsed, kind, alg, hex, eb, sizeof eb);
