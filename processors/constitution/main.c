@@ -289,7 +289,7 @@ int main(int argc, char **argv) {
             continue;
         char eb[512] = "";
         gov_err_t e = handle(&c, &m, eb, sizeof eb);
-        gov_processor_done(p, &m, e, eb);
+        gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);
     }
 
     gov_trust_free(c.trust);
