@@ -248,19 +248,8 @@ void gov_policy_request_clear(gov_policy_request_t *req) {
 
 /* Records why a request is refused: the reason value in *why, the detail
  * (without the code) in errbuf. */
-static void req_fail(gov_reason_t *why, gov_reason_t r, char *errbuf, size_t errbuf_size,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void req_fail(gov_reason_t *why, gov_reason_t r, char *errbuf, size_t errbuf_size,
-                     const char *fmt, ...) {
-    *why = r;
-    if (errbuf != NULL && errbuf_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errbuf_size, fmt, ap);
-        va_end(ap);
-    }
-}
+#define req_fail(why, r, errbuf, errbuf_size, ...) \
+    (*(why) = (r), gov_errbuf((errbuf), (errbuf_size), __VA_ARGS__))
 
 /* A string member: NULL (absent) is allowed when optional.  Checks type,
  * length (min_len..max) and U+0000 (unless allow_nul).  *out stays NULL when
