@@ -84,8 +84,9 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
  *   GOV_REASON_INVALID_BUNDLE  GOV_ERR_VERIFY  not an object, wrong shape, too deep
  *   GOV_REASON_TENANT_MISMATCH GOV_ERR_VERIFY
  *   GOV_REASON_INTERNAL        GOV_ERR_NOMEM, GOV_ERR_INVALID_ARG
- * (GOV_REASON_NONE on GOV_OK) with detail in errbuf (may be NULL; may quote bytes of the body, so a caller
- * that logs it sanitizes it).  Cost: O(len). */
+ * (GOV_REASON_NONE on GOV_OK) with detail in errbuf (may be NULL; may
+ * quote bytes of the body, so a caller that logs it sanitizes it).
+ * Cost: O(len). */
 gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_tenant,
                            json_t **bundle, size_t *doc_off, size_t *doc_len,
                            gov_reason_t *reason, char *errbuf, size_t errbuf_size);

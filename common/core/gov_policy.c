@@ -271,7 +271,8 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
     }
     size_t n = json_string_length(v);
     if (n > max) {
-        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size, "%s is %zu bytes (limit %zu)", path, n, max);
+        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                 "%s is %zu bytes (limit %zu)", path, n, max);
         return GOV_ERR_TOO_LARGE;
     }
     if (n < min_len) {
@@ -279,7 +280,8 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
         return GOV_ERR_PARSE;
     }
     if (!allow_nul && memchr(json_string_value(v), '\0', n) != NULL) {
-        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size, "%s must not contain U+0000", path);
+        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                 "%s must not contain U+0000", path);
         return GOV_ERR_PARSE;
     }
     *out = json_string_value(v);
@@ -304,7 +306,8 @@ static gov_err_t req_members(const json_t *obj, const char *const *allowed, cons
         return GOV_OK;
     char key[48];
     safe_key(key, sizeof key, worst);
-    req_fail(why, GOV_REASON_UNKNOWN_FIELD, errbuf, errbuf_size, "%s%s is not a known member", prefix, key);
+    req_fail(why, GOV_REASON_UNKNOWN_FIELD, errbuf, errbuf_size,
+             "%s%s is not a known member", prefix, key);
     return GOV_ERR_PARSE;
 }
 
@@ -318,7 +321,8 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     gov_err_t rc;
 
     if (!json_is_object(doc)) {
-        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "the request must be a JSON object");
+        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                 "the request must be a JSON object");
         return GOV_ERR_PARSE;
     }
     if ((rc = req_members(doc, allowed, "", why, errbuf, errbuf_size)) != GOV_OK)
@@ -328,8 +332,8 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
         return rc;
     if (!gov_tenant_valid(r->tenant, tlen)) {
         req_fail(why, GOV_REASON_INVALID_TENANT, errbuf, errbuf_size,
-                "tenant must be 1-64 characters of [A-Za-z0-9._-], not "
-                "starting with . or -");
+                 "tenant must be 1-64 characters of [A-Za-z0-9._-], not "
+                 "starting with . or -");
         return GOV_ERR_PARSE;
     }
     if ((rc = req_string(doc, "session_id", "session_id", 1, 1, smax, 0, &r->session_id, NULL,
@@ -361,12 +365,14 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     const json_t *md = json_object_get(doc, "metadata");
     if (md != NULL) {
         if (!json_is_object(md)) {
-            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "metadata must be an object of strings");
+            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                     "metadata must be an object of strings");
             return GOV_ERR_PARSE;
         }
         if (json_object_size(md) > lim->max_metadata_entries) {
-            req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size, "metadata has %zu entries (limit %zu)",
-                    json_object_size(md), lim->max_metadata_entries);
+            req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                     "metadata has %zu entries (limit %zu)", json_object_size(md),
+                     lim->max_metadata_entries);
             return GOV_ERR_TOO_LARGE;
         }
         /* Of several bad entries the bytewise-smallest key is named, so the
@@ -397,25 +403,27 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
             safe_key(key, sizeof key, bad);
             switch (md_why) {
             case MD_EMPTY_KEY:
-                req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size, "metadata keys must not be empty");
+                req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                         "metadata keys must not be empty");
                 return GOV_ERR_PARSE;
             case MD_LONG_KEY:
-                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size, "metadata key %s is longer than %zu bytes",
-                        key, smax);
+                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                         "metadata key %s is longer than %zu bytes", key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_TYPE:
-                req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "metadata.%s must be a string", key);
+                req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                         "metadata.%s must be a string", key);
                 return GOV_ERR_PARSE;
             case MD_LONG:
-                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size, "metadata.%s is longer than %zu bytes",
-                        key, smax);
+                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                         "metadata.%s is longer than %zu bytes", key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_NUL:
             case MD_OK:
                 break;
             }
-            req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size, "metadata.%s must not contain U+0000",
-                    key);
+            req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                     "metadata.%s must not contain U+0000", key);
             return GOV_ERR_PARSE;
         }
         r->metadata = md;
@@ -444,8 +452,8 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
     }
     memset(req, 0, sizeof *req);
     if (len > lim->max_bytes) {
-        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size, "the request is %zu bytes (limit %zu)", len,
-                lim->max_bytes);
+        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                 "the request is %zu bytes (limit %zu)", len, lim->max_bytes);
         return GOV_ERR_TOO_LARGE;
     }
     rc = gov_canon_parse(text, len, &req->doc, why, errbuf, errbuf_size);
@@ -456,7 +464,8 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
         return rc;
     }
     if (json_depth(req->doc) > lim->max_depth) {
-        req_fail(why, GOV_REASON_TOO_DEEP, errbuf, errbuf_size, "the request nests deeper than %d", lim->max_depth);
+        req_fail(why, GOV_REASON_TOO_DEEP, errbuf, errbuf_size,
+                 "the request nests deeper than %d", lim->max_depth);
         rc = GOV_ERR_TOO_LARGE;
         goto out;
     }

@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < soma_len; i++)
         CHECK(soma[i] >= 0x20 && soma[i] <= 0x7e);
 
-    rc = gov_canon_parse(jcs, jcs_len, &again, NULL, err, sizeof err);
+    rc = gov_canon_parse(jcs, jcs_len, &again, &why, err, sizeof err);
     if (rc == GOV_OK) {
         CHECK(gov_canon_serialize(again, GOV_CANON_JCS, &jcs2, &jcs2_len, err, sizeof err) ==
               GOV_OK);
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     (int)jcs2_len, jcs2);
         CHECK(jcs2_len == jcs_len && memcmp(jcs, jcs2, jcs_len) == 0);
     } else {
-        CHECK(rc == GOV_ERR_UNSUPPORTED && strncmp(err, "number_out_of_range:", 20) == 0);
+        CHECK(rc == GOV_ERR_UNSUPPORTED && why == GOV_REASON_NUMBER_OUT_OF_RANGE);
         CHECK(has_unreadable_jcs_integer(doc));
     }
     json_decref(again);
