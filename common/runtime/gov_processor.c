@@ -340,7 +340,7 @@ static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *t
 
 /* Checks what every event must satisfy; returns why not, or GOV_REASON_NONE. */
 static gov_reason_t check_envelope(const gov_processor_topic_t *t, const gov_kafka_msg_t *km,
-                                  json_t *ev, const char *type) {
+                                   json_t *ev, const char *type) {
     int known = 0;
     for (const char *const *s = t->schemas; s && *s; s++)
         if (strcmp(*s, type) == 0)
