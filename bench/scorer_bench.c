@@ -63,9 +63,10 @@ static int eval_one(const shared_t *sh, gov_matcher_scratch_t *scratch, size_t i
     gov_policy_decision_t d;
     char *body = NULL;
     size_t blen = 0;
-    if (gov_policy_request_parse(sh->req->line[i], sh->req->len[i], NULL, &req, eb, sizeof eb) !=
-        GOV_OK) {
-        fprintf(stderr, "scorer_bench: request %zu: %s\n", i + 1, eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    if (gov_policy_request_parse(sh->req->line[i], sh->req->len[i], NULL, &req, &why, eb,
+                                 sizeof eb) != GOV_OK) {
+        fprintf(stderr, "scorer_bench: request %zu: %s: %s\n", i + 1, gov_reason_code(why), eb);
         return -1;
     }
     if (gov_policy_evaluate(sh->cons, sh->pack, &req, scratch, &d, eb, sizeof eb) != GOV_OK) {

@@ -84,19 +84,6 @@ static void micros_text(int64_t micros, char *out, size_t size) {
     snprintf(out, size, "%u.%06u", (m / 1000000u) % 10u, m % 1000000u);
 }
 
-/* Splits "code: detail" from gov_policy_request_parse's errbuf. */
-static void split_code(const char *eb, char *code, size_t csize, const char **detail) {
-    size_t n = strcspn(eb, ":");
-    if (n == 0 || n >= csize || eb[n] != ':') {
-        snprintf(code, csize, "invalid_request");
-        *detail = eb;
-        return;
-    }
-    memcpy(code, eb, n);
-    code[n] = '\0';
-    *detail = eb + n + (eb[n + 1] == ' ' ? 2 : 1);
-}
-
 /* The PolicyDecision event of a decision (a new object), or NULL. */
 static json_t *decision_event(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
                               const gov_policy_decision_t *d, const char *decision_id,
@@ -152,8 +139,8 @@ static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_req
 /* --- POST /v1/evaluate ------------------------------------------------------- */
 
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    char eb[512], code[48];
-    const char *detail;
+    char eb[512];
+    gov_reason_t reason = GOV_REASON_NONE;
     if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0) {
         edge_respond_error(resp, 415, "unsupported_media_type", "send application/json");
         return;
@@ -161,13 +148,16 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     gov_policy_request_t pr;
     gov_policy_limits_t lim = gov_policy_limits_default();
     lim.max_bytes = (size_t)e->cfg.max_body;
-    gov_err_t err = gov_policy_request_parse(req->body, req->body_len, &lim, &pr, eb, sizeof eb);
+    gov_err_t err = gov_policy_request_parse(req->body, req->body_len, &lim, &pr, &reason, eb,
+                                            sizeof eb);
     if (err != GOV_OK) {
-        split_code(eb, code, sizeof code, &detail);
         if (err == GOV_ERR_NOMEM)
             edge_respond_error(resp, 503, "out_of_memory", "out of memory");
         else
-            edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400, code, "%s", detail);
+            edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400,
+                               gov_reason_code(reason != GOV_REASON_NONE ? reason
+                                                                         : GOV_REASON_INVALID_REQUEST),
+                               "%s", eb);
         return;
     }
     if (!edge_state_loaded(e->state)) {

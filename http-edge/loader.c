@@ -92,7 +92,7 @@ static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply 
     c->doc_len = doc->len;
     if (!c->signers || !c->source || !c->doc)
         return GOV_ERR_NOMEM;
-    gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, eb, sizeof eb);
+    gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, NULL, eb, sizeof eb);
     if (err != GOV_OK)
         return err;
     /* A constitution whose rules this engine cannot read is still served by

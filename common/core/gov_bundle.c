@@ -393,11 +393,11 @@ static const char *bounded_string(const json_t *v, size_t max) {
     return s;
 }
 
-static gov_err_t shape_fail(const char **reason, const char *code, char *errbuf,
+static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbuf,
                             size_t errbuf_size, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-static gov_err_t shape_fail(const char **reason, const char *code, char *errbuf,
+static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbuf,
                             size_t errbuf_size, const char *fmt, ...) {
     *reason = code;
     if (errbuf != NULL && errbuf_size > 0) {
@@ -410,14 +410,14 @@ static gov_err_t shape_fail(const char **reason, const char *code, char *errbuf,
 }
 
 gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tenant,
-                                 const char **reason, char *errbuf, size_t errbuf_size) {
+                                 gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
     static const char *const fields[] = {"canonicalization", "hash_alg", "checksum"};
     static const char *const sig_fields[] = {"signer_id", "algorithm", "signature"};
-    const char *dummy;
-    const char *bad = GOV_BUNDLE_REASON_INVALID_BUNDLE;
+    gov_reason_t dummy;
+    const gov_reason_t bad = GOV_REASON_INVALID_BUNDLE;
     if (reason == NULL)
         reason = &dummy;
-    *reason = NULL;
+    *reason = GOV_REASON_NONE;
     if (!json_is_object(bundle))
         return shape_fail(reason, bad, errbuf, errbuf_size, "bundle is not a JSON object");
 
@@ -426,7 +426,7 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
         return shape_fail(reason, bad, errbuf, errbuf_size,
                           "member \"tenant\" is missing or not a valid tenant id");
     if (expected_tenant != NULL && strcmp(tenant, expected_tenant) != 0)
-        return shape_fail(reason, GOV_BUNDLE_REASON_TENANT_MISMATCH, errbuf, errbuf_size,
+        return shape_fail(reason, GOV_REASON_TENANT_MISMATCH, errbuf, errbuf_size,
                           "bundle is for tenant \"%s\", fetched for \"%s\"", tenant,
                           expected_tenant);
     if (!json_is_object(json_object_get(bundle, "document")))
@@ -463,14 +463,14 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
 
 gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_tenant,
                            json_t **bundle, size_t *doc_off, size_t *doc_len,
-                           const char **reason, char *errbuf, size_t errbuf_size) {
-    const char *dummy;
+                           gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
+    gov_reason_t dummy;
     gov_err_t err;
     json_error_t jerr;
     json_t *b = NULL;
     if (reason == NULL)
         reason = &dummy;
-    *reason = GOV_BUNDLE_REASON_INTERNAL;
+    *reason = GOV_REASON_INTERNAL;
     if (bundle == NULL || doc_off == NULL || doc_len == NULL || (body == NULL && len > 0)) {
         put_err(errbuf, errbuf_size, "invalid argument");
         return GOV_ERR_INVALID_ARG;
@@ -484,12 +484,12 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
             put_err(errbuf, errbuf_size, "out of memory parsing the bundle");
             return GOV_ERR_NOMEM;
         }
-        *reason = GOV_BUNDLE_REASON_INVALID_JSON;
+        *reason = GOV_REASON_INVALID_JSON;
         put_err(errbuf, errbuf_size, "not JSON: %s at byte %d", jerr.text, jerr.position);
         return GOV_ERR_PARSE;
     }
     if (!json_is_object(b)) {
-        *reason = GOV_BUNDLE_REASON_INVALID_BUNDLE;
+        *reason = GOV_REASON_INVALID_BUNDLE;
         put_err(errbuf, errbuf_size, "bundle is not a JSON object");
         err = GOV_ERR_VERIFY;
         goto out;
@@ -498,12 +498,12 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
         goto out;
     err = gov_bundle_extract_document_span(body, len, doc_off, doc_len, errbuf, errbuf_size);
     if (err == GOV_ERR_TOO_LARGE) {
-        *reason = GOV_BUNDLE_REASON_INVALID_BUNDLE;
+        *reason = GOV_REASON_INVALID_BUNDLE;
         err = GOV_ERR_VERIFY;
     } else if (err != GOV_OK) {
         /* jansson took it but the strict scanner did not (jansson drops a raw
          * NUL after a number or literal): refuse rather than guess. */
-        *reason = GOV_BUNDLE_REASON_INVALID_JSON;
+        *reason = GOV_REASON_INVALID_JSON;
         err = GOV_ERR_PARSE;
     }
 out:
@@ -511,7 +511,7 @@ out:
         json_decref(b);
         return err;
     }
-    *reason = NULL;
+    *reason = GOV_REASON_NONE;
     *bundle = b;
     return GOV_OK;
 }
@@ -523,7 +523,7 @@ gov_err_t gov_bundle_event_new(const json_t *bundle, const char *doc, size_t doc
                                const char *source, const char *etag, json_t **event) {
     gov_err_t err = GOV_ERR_NOMEM;
     json_t *ev = NULL, *sigs = NULL;
-    const char *reason;
+    gov_reason_t reason;
     if (event == NULL || event_id == NULL || source == NULL || (doc == NULL && doc_len > 0))
         return GOV_ERR_INVALID_ARG;
     *event = NULL;

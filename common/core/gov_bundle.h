@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "gov_err.h"
+#include "gov_reason.h"
 
 /* Deepest nesting accepted by the scanner: the bundle object is depth 1, so
  * the document may nest 64 deep, the bound gov_canon applies to documents. */
@@ -37,12 +38,6 @@
 /* Bounds of the shape check (the body size bounds everything else). */
 #define GOV_BUNDLE_MAX_SIGNATURES 256
 #define GOV_BUNDLE_MAX_FIELD 1024   /* bytes of any string member but tenant */
-
-/* Stable reason codes of a bundle that is refused before publication. */
-#define GOV_BUNDLE_REASON_INVALID_JSON "invalid_json"
-#define GOV_BUNDLE_REASON_INVALID_BUNDLE "invalid_bundle"
-#define GOV_BUNDLE_REASON_TENANT_MISMATCH "tenant_mismatch"
-#define GOV_BUNDLE_REASON_INTERNAL "internal"
 
 /* Finds the value of member `name` in the top-level JSON object text[0..len)
  * (no NUL terminator needed) and gives its byte span: text + *off, *span_len
@@ -74,26 +69,27 @@ gov_err_t gov_bundle_extract_document_span(const char *text, size_t len, size_t 
  *   signatures        array of at most GOV_BUNDLE_MAX_SIGNATURES objects, each
  *                     with non-empty string signer_id, algorithm, signature
  * Other members are ignored (they are not signed and do not travel).
- * Returns GOV_OK, or GOV_ERR_VERIFY with *reason (static) set to
- * GOV_BUNDLE_REASON_INVALID_BUNDLE or _TENANT_MISMATCH and the culprit named
- * in errbuf (may be NULL).  Cost: O(number of signatures). */
+ * Returns GOV_OK (*reason GOV_REASON_NONE), or GOV_ERR_VERIFY with *reason
+ * (may be NULL) GOV_REASON_INVALID_BUNDLE or GOV_REASON_TENANT_MISMATCH and
+ * the culprit named in errbuf (may be NULL).  Cost: O(number of signatures). */
 gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tenant,
-                                 const char **reason, char *errbuf, size_t errbuf_size);
+                                 gov_reason_t *reason, char *errbuf, size_t errbuf_size);
 
 /* Parses an untrusted body (len bytes; the caller bounds len): JSON (jansson,
  * duplicate keys refused), an object, the shape above, then the document's
  * raw span.  On GOV_OK *bundle is a new reference (json_decref) and the
  * document text is body + *doc_off, *doc_len bytes.  On failure *bundle is
- * NULL and *reason (static) is one of
- *   invalid_json      GOV_ERR_PARSE   not JSON (or not what the scanner accepts)
- *   invalid_bundle    GOV_ERR_VERIFY  not an object, wrong shape, too deep
- *   tenant_mismatch   GOV_ERR_VERIFY
- *   internal          GOV_ERR_NOMEM
- * with detail in errbuf (may be NULL; may quote bytes of the body, so a caller
- * that logs it sanitizes it).  Cost: O(len). */
+ * NULL and *reason (may be NULL) is one of
+ *   GOV_REASON_INVALID_JSON    GOV_ERR_PARSE   not JSON (or not what the scanner accepts)
+ *   GOV_REASON_INVALID_BUNDLE  GOV_ERR_VERIFY  not an object, wrong shape, too deep
+ *   GOV_REASON_TENANT_MISMATCH GOV_ERR_VERIFY
+ *   GOV_REASON_INTERNAL        GOV_ERR_NOMEM, GOV_ERR_INVALID_ARG
+ * (GOV_REASON_NONE on GOV_OK) with detail in errbuf (may be NULL; may
+ * quote bytes of the body, so a caller that logs it sanitizes it).
+ * Cost: O(len). */
 gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_tenant,
                            json_t **bundle, size_t *doc_off, size_t *doc_len,
-                           const char **reason, char *errbuf, size_t errbuf_size);
+                           gov_reason_t *reason, char *errbuf, size_t errbuf_size);
 
 /* Builds the ConstitutionBundle event (a new object for gov_avro_encode) of a
  * bundle that passed gov_bundle_check_shape: event_id (UUIDv7 text),

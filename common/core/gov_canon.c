@@ -647,11 +647,11 @@ out:
 typedef struct {
     const unsigned char *s;
     size_t n, i;
-    const char *reason; /* "syntax", "invalid_utf8", "trailing_garbage", "too_deep" */
+    gov_reason_t reason; /* SYNTAX, INVALID_UTF8, TRAILING_GARBAGE, TOO_DEEP */
     const char *detail;
 } scan_t;
 
-static int scan_fail(scan_t *sc, const char *reason, const char *detail) {
+static int scan_fail(scan_t *sc, gov_reason_t reason, const char *detail) {
     sc->reason = reason;
     sc->detail = detail;
     return -1;
@@ -682,19 +682,19 @@ static int scan_string(scan_t *sc) {
     sc->i++;
     for (;;) {
         if (sc->i >= sc->n)
-            return scan_fail(sc, "syntax", "unterminated string");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "unterminated string");
         unsigned char c = sc->s[sc->i];
         if (c == '"') {
             sc->i++;
             return 0;
         }
         if (c < 0x20)
-            return scan_fail(sc, "syntax", "control character in string");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "control character in string");
         if (c >= 0x80) {
             uint32_t cp;
             size_t len = utf8_next(sc->s + sc->i, sc->n - sc->i, &cp);
             if (len == 0)
-                return scan_fail(sc, "invalid_utf8", "malformed UTF-8");
+                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "malformed UTF-8");
             sc->i += len;
             continue;
         }
@@ -703,28 +703,28 @@ static int scan_string(scan_t *sc) {
             continue;
         }
         if (sc->n - sc->i < 2)
-            return scan_fail(sc, "syntax", "unterminated string");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "unterminated string");
         c = sc->s[sc->i + 1];
         if (c != 'u') {
             if (strchr("\"\\/bfnrt", c) == NULL || c == '\0')
-                return scan_fail(sc, "syntax", "invalid escape");
+                return scan_fail(sc, GOV_REASON_SYNTAX, "invalid escape");
             sc->i += 2;
             continue;
         }
         uint32_t u;
         if (sc->n - sc->i < 6 || hex4(sc->s + sc->i + 2, &u) != 0)
-            return scan_fail(sc, "syntax", "invalid \\u escape");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
         sc->i += 6;
         if (u >= 0xDC00 && u <= 0xDFFF)
-            return scan_fail(sc, "invalid_utf8", "lone trail surrogate escape");
+            return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone trail surrogate escape");
         if (u >= 0xD800 && u <= 0xDBFF) {
             uint32_t lo;
             if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
-                return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");
+                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
             if (hex4(sc->s + sc->i + 2, &lo) != 0)
-                return scan_fail(sc, "syntax", "invalid \\u escape");
+                return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
             if (lo < 0xDC00 || lo > 0xDFFF)
-                return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");
+                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
             sc->i += 6;
         }
     }
@@ -740,7 +740,7 @@ static int scan_token_end(scan_t *sc) {
         unsigned char c = sc->s[sc->i];
         if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
             c == '-' || c == '+' || c == '_')
-            return scan_fail(sc, "syntax", "invalid token");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid token");
     }
     return 0;
 }
@@ -756,12 +756,12 @@ static int scan_number(scan_t *sc) {
         while (sc->i < n && is_digit(s[sc->i]))
             sc->i++;
     } else {
-        return scan_fail(sc, "syntax", "invalid number");
+        return scan_fail(sc, GOV_REASON_SYNTAX, "invalid number");
     }
     if (sc->i < n && s[sc->i] == '.') {
         sc->i++;
         if (sc->i >= n || !is_digit(s[sc->i]))
-            return scan_fail(sc, "syntax", "invalid number");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid number");
         while (sc->i < n && is_digit(s[sc->i]))
             sc->i++;
     }
@@ -770,7 +770,7 @@ static int scan_number(scan_t *sc) {
         if (sc->i < n && (s[sc->i] == '+' || s[sc->i] == '-'))
             sc->i++;
         if (sc->i >= n || !is_digit(s[sc->i]))
-            return scan_fail(sc, "syntax", "invalid number");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid number");
         while (sc->i < n && is_digit(s[sc->i]))
             sc->i++;
     }
@@ -780,7 +780,7 @@ static int scan_number(scan_t *sc) {
 static int scan_literal(scan_t *sc, const char *lit) {
     size_t l = strlen(lit);
     if (sc->n - sc->i < l || memcmp(sc->s + sc->i, lit, l) != 0)
-        return scan_fail(sc, "syntax", "invalid token");
+        return scan_fail(sc, GOV_REASON_SYNTAX, "invalid token");
     sc->i += l;
     return scan_token_end(sc);
 }
@@ -789,12 +789,12 @@ static int scan_literal(scan_t *sc, const char *lit) {
 static int scan_member_key(scan_t *sc) {
     scan_ws(sc);
     if (sc->i >= sc->n || sc->s[sc->i] != '"')
-        return scan_fail(sc, "syntax", "object key expected");
+        return scan_fail(sc, GOV_REASON_SYNTAX, "object key expected");
     if (scan_string(sc) != 0)
         return -1;
     scan_ws(sc);
     if (sc->i >= sc->n || sc->s[sc->i] != ':')
-        return scan_fail(sc, "syntax", "':' expected");
+        return scan_fail(sc, GOV_REASON_SYNTAX, "':' expected");
     sc->i++;
     return 0;
 }
@@ -809,11 +809,11 @@ static int scan_json(scan_t *sc, int max_depth) {
         /* a value is expected */
         scan_ws(sc);
         if (sc->i >= sc->n)
-            return scan_fail(sc, "syntax", "value expected");
+            return scan_fail(sc, GOV_REASON_SYNTAX, "value expected");
         unsigned char c = sc->s[sc->i];
         if (c == '[' || c == '{') {
             if (depth == max_depth)
-                return scan_fail(sc, "too_deep", "nesting exceeds the limit");
+                return scan_fail(sc, GOV_REASON_TOO_DEEP, "nesting exceeds the limit");
             stack[depth++] = (char)c;
             sc->i++;
             scan_ws(sc);
@@ -839,11 +839,11 @@ static int scan_json(scan_t *sc, int max_depth) {
             scan_ws(sc);
             if (depth == 0) {
                 if (sc->i != sc->n)
-                    return scan_fail(sc, "trailing_garbage", "end of input expected");
+                    return scan_fail(sc, GOV_REASON_TRAILING_GARBAGE, "end of input expected");
                 return 0;
             }
             if (sc->i >= sc->n)
-                return scan_fail(sc, "syntax", "unexpected end of input");
+                return scan_fail(sc, GOV_REASON_SYNTAX, "unexpected end of input");
             c = sc->s[sc->i];
             char open = stack[depth - 1];
             if ((open == '[' && c == ']') || (open == '{' && c == '}')) {
@@ -852,7 +852,7 @@ static int scan_json(scan_t *sc, int max_depth) {
                 continue;
             }
             if (c != ',')
-                return scan_fail(sc, "syntax", open == '[' ? "',' or ']' expected"
+                return scan_fail(sc, GOV_REASON_SYNTAX, open == '[' ? "',' or ']' expected"
                                                            : "',' or '}' expected");
             sc->i++;
             if (open == '{' && scan_member_key(sc) != 0)
@@ -862,26 +862,32 @@ static int scan_json(scan_t *sc, int max_depth) {
     }
 }
 
-gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errbuf,
-                          size_t errbuf_size) {
+gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason_t *reason,
+                          char *errbuf, size_t errbuf_size) {
     /* Zeroed: when jansson fails to allocate its lexer it returns without
      * setting an error, and json_error_code() would read an unset byte. */
     json_error_t jerr;
+    gov_reason_t dummy;
     memset(&jerr, 0, sizeof jerr);
+    if (reason == NULL)
+        reason = &dummy;
+    *reason = GOV_REASON_NONE;
     if (out != NULL)
         *out = NULL;
     if (text == NULL || out == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL text or out");
+        *reason = GOV_REASON_INVALID_ARG;
+        gov_errbuf(errbuf, errbuf_size, "NULL text or out");
         return GOV_ERR_INVALID_ARG;
     }
-    scan_t sc = {(const unsigned char *)text, len, 0, NULL, NULL};
+    scan_t sc = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL};
     if (scan_json(&sc, GOV_CANON_MAX_DEPTH) != 0) {
-        int deep = strcmp(sc.reason, "too_deep") == 0;
+        int deep = sc.reason == GOV_REASON_TOO_DEEP;
+        *reason = sc.reason;
         if (deep)
-            gov_errbuf(errbuf, errbuf_size, "too_deep: nesting exceeds %d (byte %zu)",
+            gov_errbuf(errbuf, errbuf_size, "nesting exceeds %d (byte %zu)",
                     GOV_CANON_MAX_DEPTH, sc.i);
         else
-            gov_errbuf(errbuf, errbuf_size, "%s: %s (byte %zu)", sc.reason, sc.detail, sc.i);
+            gov_errbuf(errbuf, errbuf_size, "%s (byte %zu)", sc.detail, sc.i);
         return deep ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE;
     }
     *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
@@ -891,17 +897,20 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errb
     /* The text is well-formed (above), so this is a semantic refusal or memory. */
     switch (json_error_code(&jerr)) {
     case json_error_numeric_overflow:
-        gov_errbuf(errbuf, errbuf_size, "number_out_of_range: %s (byte %d)", jerr.text,
-                jerr.position);
+        *reason = GOV_REASON_NUMBER_OUT_OF_RANGE;
+        gov_errbuf(errbuf, errbuf_size, "%s (byte %d)", jerr.text, jerr.position);
         return GOV_ERR_UNSUPPORTED;
     case json_error_null_byte_in_key:
-        gov_errbuf(errbuf, errbuf_size, "nul_in_key: %s (byte %d)", jerr.text, jerr.position);
+        *reason = GOV_REASON_NUL_IN_KEY;
+        gov_errbuf(errbuf, errbuf_size, "%s (byte %d)", jerr.text, jerr.position);
         return GOV_ERR_UNSUPPORTED;
     case json_error_duplicate_key:
-        gov_errbuf(errbuf, errbuf_size, "duplicate_key: %s (byte %d)", jerr.text, jerr.position);
+        *reason = GOV_REASON_DUPLICATE_KEY;
+        gov_errbuf(errbuf, errbuf_size, "%s (byte %d)", jerr.text, jerr.position);
         return GOV_ERR_PARSE;
     default:
-        gov_errbuf(errbuf, errbuf_size, "nomem: jansson failed on well-formed text: %s",
+        *reason = GOV_REASON_NOMEM;
+        gov_errbuf(errbuf, errbuf_size, "jansson failed on well-formed text: %s",
                 jerr.text[0] ? jerr.text : "(no detail)");
         return GOV_ERR_NOMEM;
     }

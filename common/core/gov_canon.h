@@ -44,6 +44,7 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_reason.h"
 
 /* Deepest nesting of arrays/objects accepted by parse and serialize: the
  * top-level container is depth 1. */
@@ -64,17 +65,18 @@ typedef enum { GOV_CANON_JCS, GOV_CANON_SOMABRAIN } gov_canon_t;
  * codes do not depend on jansson's error strings (and an allocation failure
  * inside jansson, which jansson 2.14 reports as a syntax error, is told apart).
  *
- * Returns GOV_OK, or (with *out = NULL and a "reason: detail" message in
- * errbuf, which may be NULL):
- *   GOV_ERR_PARSE        "syntax", "trailing_garbage", "duplicate_key",
- *                        "invalid_utf8" (malformed UTF-8, lone surrogate escapes)
- *   GOV_ERR_TOO_LARGE    "too_deep"
- *   GOV_ERR_UNSUPPORTED  "number_out_of_range", "nul_in_key"
- *   GOV_ERR_NOMEM        "nomem"
- *   GOV_ERR_INVALID_ARG  "invalid_arg"
+ * Returns GOV_OK (*reason GOV_REASON_NONE), or, with *out = NULL, *reason
+ * (may be NULL) saying which rule refused the text and the detail with its
+ * byte offset in errbuf (may be NULL; no "reason: " prefix):
+ *   GOV_ERR_PARSE        GOV_REASON_SYNTAX, _TRAILING_GARBAGE, _DUPLICATE_KEY,
+ *                        _INVALID_UTF8 (malformed UTF-8, lone surrogate escapes)
+ *   GOV_ERR_TOO_LARGE    GOV_REASON_TOO_DEEP
+ *   GOV_ERR_UNSUPPORTED  GOV_REASON_NUMBER_OUT_OF_RANGE, _NUL_IN_KEY
+ *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
+ *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG
  * Cost: O(len), two passes. */
-gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, char *errbuf,
-                          size_t errbuf_size);
+gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason_t *reason,
+                          char *errbuf, size_t errbuf_size);
 
 /* Writes the canonical bytes of doc (borrowed, not modified) into a new
  * NUL-terminated buffer *out of *out_len bytes (the NUL not counted); the

@@ -30,37 +30,6 @@
 #include "gov_canon.h"
 #include "gov_util.h"
 
-static const char *const reject_codes[GOV_REJECT_COUNT_] = {
-    [GOV_REJECT_NONE] = "none",
-    [GOV_REJECT_UNKNOWN_CANONICALIZATION] = "unknown_canonicalization",
-    [GOV_REJECT_UNKNOWN_HASH_ALGORITHM] = "unknown_hash_algorithm",
-    [GOV_REJECT_MALFORMED_CHECKSUM] = "malformed_checksum",
-    [GOV_REJECT_MALFORMED_DOCUMENT] = "malformed_document",
-    [GOV_REJECT_CHECKSUM_MISMATCH] = "checksum_mismatch",
-    [GOV_REJECT_NO_SIGNATURES] = "no_signatures",
-    [GOV_REJECT_TOO_MANY_SIGNATURES] = "too_many_signatures",
-    [GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM] = "unknown_signature_algorithm",
-    [GOV_REJECT_DUPLICATE_SIGNER] = "duplicate_signer",
-    [GOV_REJECT_MALFORMED_SIGNATURE] = "malformed_signature",
-    [GOV_REJECT_INVALID_SIGNATURE] = "invalid_signature",
-    [GOV_REJECT_INVALID_GOVERNANCE] = "invalid_governance",
-    [GOV_REJECT_UNTRUSTED_SIGNER] = "untrusted_signer",
-    [GOV_REJECT_SIGNER_NOT_PERMITTED] = "signer_not_permitted",
-    [GOV_REJECT_THRESHOLD_NOT_MET] = "threshold_not_met",
-    [GOV_REJECT_INVALID_VERSION] = "invalid_version",
-    [GOV_REJECT_EQUIVOCATION] = "equivocation",
-    [GOV_REJECT_VERSION_ROLLBACK] = "version_rollback",
-    [GOV_REJECT_TENANT_MISMATCH] = "tenant_mismatch",
-    [GOV_REJECT_DOCUMENT_TOO_LARGE] = "document_too_large",
-    [GOV_REJECT_INTERNAL] = "internal_error",
-};
-
-const char *gov_reject_code(gov_reject_t r) {
-    if ((int)r < 0 || r >= GOV_REJECT_COUNT_ || reject_codes[r] == NULL)
-        return "unknown";
-    return reject_codes[r];
-}
-
 /* --- trust ------------------------------------------------------------------ */
 
 typedef struct trusted_signer {
@@ -365,10 +334,10 @@ static int ed25519_verify(EVP_PKEY *key, const unsigned char sig[64], const char
 
 /* --- verification ----------------------------------------------------------- */
 
-static gov_err_t reject(gov_verdict_t *v, gov_reject_t r, const char *fmt, ...)
+static gov_err_t reject(gov_verdict_t *v, gov_reason_t r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static gov_err_t reject(gov_verdict_t *v, gov_reject_t r, const char *fmt, ...) {
+static gov_err_t reject(gov_verdict_t *v, gov_reason_t r, const char *fmt, ...) {
     va_list ap;
     v->outcome = GOV_VERIFY_REJECT;
     v->reason = r;
@@ -466,7 +435,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     /* 1. algorithms and checksum form */
     gov_canon_t kind;
     if (gov_canon_from_name(b->canonicalization, &kind) != 0) {
-        err = reject(v, GOV_REJECT_UNKNOWN_CANONICALIZATION, "canonicalization \"%.40s\" is not jcs or somabrain-json",
+        err = reject(v, GOV_REASON_UNKNOWN_CANONICALIZATION, "canonicalization \"%.40s\" is not jcs or somabrain-json",
                      b->canonicalization ? b->canonicalization : "(none)");
         goto out;
     }
@@ -479,24 +448,26 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         md = EVP_sha256();
         hexlen = 64;
     } else {
-        err = reject(v, GOV_REJECT_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not sha3-512 or sha256",
+        err = reject(v, GOV_REASON_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not sha3-512 or sha256",
                      b->hash_alg ? b->hash_alg : "(none)");
         goto out;
     }
     if (!checksum_well_formed(b->checksum, hexlen)) {
-        err = reject(v, GOV_REJECT_MALFORMED_CHECKSUM, "checksum must be %zu lowercase hex characters for %s",
+        err = reject(v, GOV_REASON_MALFORMED_CHECKSUM, "checksum must be %zu lowercase hex characters for %s",
                      hexlen, b->hash_alg);
         goto out;
     }
 
     /* 2. the document */
-    gov_err_t pe = gov_canon_parse(b->document_json, b->document_len, &doc, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t pe = gov_canon_parse(b->document_json, b->document_len, &doc, &why, eb, sizeof eb);
     if (pe == GOV_ERR_NOMEM) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
     if (pe != GOV_OK || !json_is_object(doc)) {
-        err = reject(v, GOV_REJECT_MALFORMED_DOCUMENT, "document: %s",
+        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document: %s%s%s",
+                     pe != GOV_OK ? gov_reason_code(why) : "", pe != GOV_OK ? ": " : "",
                      pe != GOV_OK ? eb : "not a JSON object");
         goto out;
     }
@@ -508,7 +479,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         goto out;
     }
     if (pe != GOV_OK) {
-        err = reject(v, GOV_REJECT_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
+        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
         goto out;
     }
     unsigned char digest[64];
@@ -520,7 +491,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     }
     gov_hex_encode(digest, dlen, hex);
     if (strcmp(hex, b->checksum) != 0) {
-        err = reject(v, GOV_REJECT_CHECKSUM_MISMATCH,
+        err = reject(v, GOV_REASON_CHECKSUM_MISMATCH,
                      "%s of the %s form of the document is %.16s..., the bundle claims %.16s...",
                      b->hash_alg, b->canonicalization, hex, b->checksum);
         goto out;
@@ -528,29 +499,29 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
 
     /* 4. signatures */
     if (b->nsigs == 0) {
-        err = reject(v, GOV_REJECT_NO_SIGNATURES, "the bundle carries no signature");
+        err = reject(v, GOV_REASON_NO_SIGNATURES, "the bundle carries no signature");
         goto out;
     }
     if (b->nsigs > GOV_MAX_SIGNATURES) {
-        err = reject(v, GOV_REJECT_TOO_MANY_SIGNATURES, "%zu signatures (at most %d)", b->nsigs,
+        err = reject(v, GOV_REASON_TOO_MANY_SIGNATURES, "%zu signatures (at most %d)", b->nsigs,
                      GOV_MAX_SIGNATURES);
         goto out;
     }
     for (size_t i = 0; i < b->nsigs; i++) {
         const gov_bundle_sig_t *s = &b->sigs[i];
         if (s->algorithm == NULL || strcmp(s->algorithm, "ed25519") != 0) {
-            err = reject(v, GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM,
+            err = reject(v, GOV_REASON_UNKNOWN_SIGNATURE_ALGORITHM,
                          "signature %zu uses algorithm \"%.40s\"; only ed25519 is accepted", i,
                          s->algorithm ? s->algorithm : "(none)");
             goto out;
         }
         if (s->signer_id == NULL || !gov_signer_id_valid(s->signer_id)) {
-            err = reject(v, GOV_REJECT_MALFORMED_SIGNATURE, "signature %zu has no valid signer_id", i);
+            err = reject(v, GOV_REASON_MALFORMED_SIGNATURE, "signature %zu has no valid signer_id", i);
             goto out;
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(b->sigs[j].signer_id, s->signer_id) == 0) {
-                err = reject(v, GOV_REJECT_DUPLICATE_SIGNER, "signer \"%s\" signs more than once",
+                err = reject(v, GOV_REASON_DUPLICATE_SIGNER, "signer \"%s\" signs more than once",
                              s->signer_id);
                 goto out;
             }
@@ -560,7 +531,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     int doc_threshold;
     json_t *valid_signers;
     if (read_governance(doc, &doc_threshold, &valid_signers, v->detail, sizeof v->detail) != 0) {
-        err = reject(v, GOV_REJECT_INVALID_GOVERNANCE, "%s", v->detail);
+        err = reject(v, GOV_REASON_INVALID_GOVERNANCE, "%s", v->detail);
         goto out;
     }
     int untrusted = 0, not_permitted = 0;
@@ -569,7 +540,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         const gov_bundle_sig_t *s = &b->sigs[i];
         unsigned char raw[64];
         if (gov_signature_decode(s->signature, raw) != 0) {
-            err = reject(v, GOV_REJECT_MALFORMED_SIGNATURE,
+            err = reject(v, GOV_REASON_MALFORMED_SIGNATURE,
                          "signature of \"%s\" is neither 128 hex characters nor base64 of 64 bytes",
                          s->signer_id);
             goto out;
@@ -587,7 +558,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
             goto out;
         }
         if (!ok) {
-            err = reject(v, GOV_REJECT_INVALID_SIGNATURE,
+            err = reject(v, GOV_REASON_INVALID_SIGNATURE,
                          "the signature of trusted signer \"%s\" does not verify", s->signer_id);
             goto out;
         }
@@ -604,15 +575,15 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
                                                               : doc_threshold;
     if ((int)v->nsigners < v->required) {
         if (untrusted)
-            err = reject(v, GOV_REJECT_UNTRUSTED_SIGNER,
+            err = reject(v, GOV_REASON_UNTRUSTED_SIGNER,
                          "%zu of %d required signatures count; \"%s\" is not a trusted signer",
                          v->nsigners, v->required, first_untrusted);
         else if (not_permitted)
-            err = reject(v, GOV_REJECT_SIGNER_NOT_PERMITTED,
+            err = reject(v, GOV_REASON_SIGNER_NOT_PERMITTED,
                          "%zu of %d required signatures count; \"%s\" is not in governance.valid_signers",
                          v->nsigners, v->required, first_not_permitted);
         else
-            err = reject(v, GOV_REJECT_THRESHOLD_NOT_MET, "%zu of %d required signatures",
+            err = reject(v, GOV_REASON_THRESHOLD_NOT_MET, "%zu of %d required signatures",
                          v->nsigners, v->required);
         goto out;
     }
@@ -621,7 +592,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     json_t *dt = json_object_get(doc, "tenant");
     if (dt != NULL && (!json_is_string(dt) || b->tenant == NULL ||
                        strcmp(json_string_value(dt), b->tenant) != 0)) {
-        err = reject(v, GOV_REJECT_TENANT_MISMATCH, "document.tenant is not \"%.64s\"",
+        err = reject(v, GOV_REASON_TENANT_MISMATCH, "document.tenant is not \"%.64s\"",
                      b->tenant ? b->tenant : "");
         goto out;
     }
@@ -629,7 +600,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     /* 6. version */
     gov_version_t ver;
     if (read_version(doc, v->version, sizeof v->version, &ver) != 0) {
-        err = reject(v, GOV_REJECT_INVALID_VERSION,
+        err = reject(v, GOV_REASON_INVALID_VERSION,
                      "document.version must be semver or a non-negative integer");
         goto out;
     }
@@ -649,24 +620,24 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
             }
         gov_version_t cur;
         if (gov_version_parse(state->version, &cur) != 0) {
-            err = reject(v, GOV_REJECT_INTERNAL, "the current version \"%.40s\" is unreadable",
+            err = reject(v, GOV_REASON_INTERNAL_ERROR, "the current version \"%.40s\" is unreadable",
                          state->version);
             goto out;
         }
         int c = gov_version_compare(&ver, &cur);
         if (c == 0) {
-            err = reject(v, GOV_REJECT_EQUIVOCATION,
+            err = reject(v, GOV_REASON_EQUIVOCATION,
                          "version %s is already in force with another checksum", v->version);
             goto out;
         }
         if (c < 0) {
-            err = reject(v, GOV_REJECT_VERSION_ROLLBACK, "version %s is older than the current %s",
+            err = reject(v, GOV_REASON_VERSION_ROLLBACK, "version %s is older than the current %s",
                          v->version, state->version);
             goto out;
         }
     }
     v->outcome = GOV_VERIFY_ACCEPT;
-    v->reason = GOV_REJECT_NONE;
+    v->reason = GOV_REASON_NONE;
     snprintf(v->detail, sizeof v->detail, "accepted: version %s, %zu of %d required signers",
              v->version, v->nsigners, v->required);
     v->document = doc;
@@ -679,7 +650,7 @@ out:
     gov_free(canon);
     if (err != GOV_OK) {
         v->outcome = GOV_VERIFY_REJECT;
-        v->reason = GOV_REJECT_INTERNAL;
+        v->reason = GOV_REASON_INTERNAL_ERROR;
         snprintf(v->detail, sizeof v->detail, "%s", gov_err_str(err));
     }
     return err;

@@ -48,40 +48,13 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_reason.h"
 
 #define GOV_MAX_SIGNATURES 32
 #define GOV_SIGNER_ID_MAX 64
 #define GOV_VERSION_MAX 64
 #define GOV_CHECKSUM_HEX_MAX 128
 
-typedef enum gov_reject {
-    GOV_REJECT_NONE = 0,
-    GOV_REJECT_UNKNOWN_CANONICALIZATION,
-    GOV_REJECT_UNKNOWN_HASH_ALGORITHM,
-    GOV_REJECT_MALFORMED_CHECKSUM,
-    GOV_REJECT_MALFORMED_DOCUMENT,
-    GOV_REJECT_CHECKSUM_MISMATCH,
-    GOV_REJECT_NO_SIGNATURES,
-    GOV_REJECT_TOO_MANY_SIGNATURES,
-    GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM,
-    GOV_REJECT_DUPLICATE_SIGNER,
-    GOV_REJECT_MALFORMED_SIGNATURE,
-    GOV_REJECT_INVALID_SIGNATURE,
-    GOV_REJECT_INVALID_GOVERNANCE,
-    GOV_REJECT_UNTRUSTED_SIGNER,
-    GOV_REJECT_SIGNER_NOT_PERMITTED,
-    GOV_REJECT_THRESHOLD_NOT_MET,
-    GOV_REJECT_INVALID_VERSION,
-    GOV_REJECT_EQUIVOCATION,
-    GOV_REJECT_VERSION_ROLLBACK,
-    GOV_REJECT_TENANT_MISMATCH,
-    GOV_REJECT_DOCUMENT_TOO_LARGE, /* checked by the caller against its configured bound */
-    GOV_REJECT_INTERNAL,          /* out of memory or a crypto library failure */
-    GOV_REJECT_COUNT_
-} gov_reject_t;
-
-/* Stable snake_case reason code ("checksum_mismatch"); never NULL. */
-const char *gov_reject_code(gov_reject_t r);
 
 /* --- trust ----------------------------------------------------------------- */
 
@@ -149,7 +122,7 @@ typedef enum gov_verify_outcome {
 
 typedef struct gov_verdict {
     gov_verify_outcome_t outcome;
-    gov_reject_t reason;                  /* GOV_REJECT_NONE unless REJECT */
+    gov_reason_t reason;                  /* GOV_REASON_NONE unless REJECT */
     char detail[256];                     /* human-readable, names the culprit */
     char version[GOV_VERSION_MAX];        /* document.version as text, when read */
     size_t nsigners;                      /* distinct trusted signers that counted */

@@ -246,35 +246,42 @@ void gov_policy_request_clear(gov_policy_request_t *req) {
     memset(req, 0, sizeof *req);
 }
 
+/* Records why a request is refused: the reason value in *why, the detail
+ * (without the code) in errbuf. */
+#define req_fail(why, r, errbuf, errbuf_size, ...) \
+    (*(why) = (r), gov_errbuf((errbuf), (errbuf_size), __VA_ARGS__))
+
 /* A string member: NULL (absent) is allowed when optional.  Checks type,
  * length (min_len..max) and U+0000 (unless allow_nul).  *out stays NULL when
  * absent. */
 static gov_err_t req_string(const json_t *obj, const char *name, const char *path, int required,
                             size_t min_len, size_t max, int allow_nul, const char **out,
-                            size_t *out_len, char *errbuf, size_t errbuf_size) {
+                            size_t *out_len, gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     const json_t *v = json_object_get(obj, name);
     *out = NULL;
     if (v == NULL) {
         if (!required)
             return GOV_OK;
-        gov_errbuf(errbuf, errbuf_size, "missing_field: %s is required", path);
+        req_fail(why, GOV_REASON_MISSING_FIELD, errbuf, errbuf_size, "%s is required", path);
         return GOV_ERR_PARSE;
     }
     if (!json_is_string(v)) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_type: %s must be a string", path);
+        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "%s must be a string", path);
         return GOV_ERR_PARSE;
     }
     size_t n = json_string_length(v);
     if (n > max) {
-        gov_errbuf(errbuf, errbuf_size, "too_large: %s is %zu bytes (limit %zu)", path, n, max);
+        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                 "%s is %zu bytes (limit %zu)", path, n, max);
         return GOV_ERR_TOO_LARGE;
     }
     if (n < min_len) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_value: %s must not be empty", path);
+        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size, "%s must not be empty", path);
         return GOV_ERR_PARSE;
     }
     if (!allow_nul && memchr(json_string_value(v), '\0', n) != NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_value: %s must not contain U+0000", path);
+        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                 "%s must not contain U+0000", path);
         return GOV_ERR_PARSE;
     }
     *out = json_string_value(v);
@@ -285,7 +292,7 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
 
 /* Names the bytewise-smallest member of obj not in allowed[]. */
 static gov_err_t req_members(const json_t *obj, const char *const *allowed, const char *prefix,
-                             char *errbuf, size_t errbuf_size) {
+                             gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     const char *k, *worst = NULL;
     json_t *x;
     json_object_foreach((json_t *)obj, k, x) {
@@ -299,12 +306,13 @@ static gov_err_t req_members(const json_t *obj, const char *const *allowed, cons
         return GOV_OK;
     char key[48];
     safe_key(key, sizeof key, worst);
-    gov_errbuf(errbuf, errbuf_size, "unknown_field: %s%s is not a known member", prefix, key);
+    req_fail(why, GOV_REASON_UNKNOWN_FIELD, errbuf, errbuf_size,
+             "%s%s is not a known member", prefix, key);
     return GOV_ERR_PARSE;
 }
 
 static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limits_t *lim,
-                                  char *errbuf, size_t errbuf_size) {
+                                  gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     static const char *const allowed[] = {"tenant", "session_id", "user",     "role", "prompt",
                                           "action", "tool",       "metadata", NULL};
     static const char *const tool_allowed[] = {"name", "category", NULL};
@@ -313,60 +321,63 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
     gov_err_t rc;
 
     if (!json_is_object(doc)) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_type: the request must be a JSON object");
+        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                 "the request must be a JSON object");
         return GOV_ERR_PARSE;
     }
-    if ((rc = req_members(doc, allowed, "", errbuf, errbuf_size)) != GOV_OK)
+    if ((rc = req_members(doc, allowed, "", why, errbuf, errbuf_size)) != GOV_OK)
         return rc;
     if ((rc = req_string(doc, "tenant", "tenant", 1, 1, GOV_TENANT_MAX, 0, &r->tenant, &tlen,
-                         errbuf, errbuf_size)) != GOV_OK)
+                         why, errbuf, errbuf_size)) != GOV_OK)
         return rc;
     if (!gov_tenant_valid(r->tenant, tlen)) {
-        gov_errbuf(errbuf, errbuf_size,
-                "invalid_tenant: tenant must be 1-64 characters of [A-Za-z0-9._-], not "
-                "starting with . or -");
+        req_fail(why, GOV_REASON_INVALID_TENANT, errbuf, errbuf_size,
+                 "tenant must be 1-64 characters of [A-Za-z0-9._-], not "
+                 "starting with . or -");
         return GOV_ERR_PARSE;
     }
     if ((rc = req_string(doc, "session_id", "session_id", 1, 1, smax, 0, &r->session_id, NULL,
-                         errbuf, errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "user", "user", 1, 1, smax, 0, &r->user, NULL, errbuf,
+                         why, errbuf, errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "user", "user", 1, 1, smax, 0, &r->user, NULL, why, errbuf,
                          errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "role", "role", 1, 1, smax, 0, &r->role, NULL, errbuf,
+        (rc = req_string(doc, "role", "role", 1, 1, smax, 0, &r->role, NULL, why, errbuf,
                          errbuf_size)) != GOV_OK ||
         (rc = req_string(doc, "prompt", "prompt", 1, 0, lim->max_prompt_bytes, 1, &r->prompt,
-                         &r->prompt_len, errbuf, errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "action", "action", 0, 1, smax, 0, &r->action, NULL, errbuf,
+                         &r->prompt_len, why, errbuf, errbuf_size)) != GOV_OK ||
+        (rc = req_string(doc, "action", "action", 0, 1, smax, 0, &r->action, NULL, why, errbuf,
                          errbuf_size)) != GOV_OK)
         return rc;
 
     const json_t *tool = json_object_get(doc, "tool");
     if (tool != NULL) {
         if (!json_is_object(tool)) {
-            gov_errbuf(errbuf, errbuf_size, "invalid_type: tool must be an object");
+            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "tool must be an object");
             return GOV_ERR_PARSE;
         }
-        if ((rc = req_members(tool, tool_allowed, "tool.", errbuf, errbuf_size)) != GOV_OK ||
+        if ((rc = req_members(tool, tool_allowed, "tool.", why, errbuf, errbuf_size)) != GOV_OK ||
             (rc = req_string(tool, "name", "tool.name", 1, 1, smax, 0, &r->tool_name, NULL,
-                             errbuf, errbuf_size)) != GOV_OK ||
+                             why, errbuf, errbuf_size)) != GOV_OK ||
             (rc = req_string(tool, "category", "tool.category", 1, 1, smax, 0,
-                             &r->tool_category, NULL, errbuf, errbuf_size)) != GOV_OK)
+                             &r->tool_category, NULL, why, errbuf, errbuf_size)) != GOV_OK)
             return rc;
     }
 
     const json_t *md = json_object_get(doc, "metadata");
     if (md != NULL) {
         if (!json_is_object(md)) {
-            gov_errbuf(errbuf, errbuf_size, "invalid_type: metadata must be an object of strings");
+            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                     "metadata must be an object of strings");
             return GOV_ERR_PARSE;
         }
         if (json_object_size(md) > lim->max_metadata_entries) {
-            gov_errbuf(errbuf, errbuf_size, "too_large: metadata has %zu entries (limit %zu)",
-                    json_object_size(md), lim->max_metadata_entries);
+            req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                     "metadata has %zu entries (limit %zu)", json_object_size(md),
+                     lim->max_metadata_entries);
             return GOV_ERR_TOO_LARGE;
         }
         /* Of several bad entries the bytewise-smallest key is named, so the
          * error does not depend on the member order. */
-        enum { MD_OK, MD_EMPTY_KEY, MD_LONG_KEY, MD_TYPE, MD_LONG, MD_NUL } why = MD_OK;
+        enum { MD_OK, MD_EMPTY_KEY, MD_LONG_KEY, MD_TYPE, MD_LONG, MD_NUL } md_why = MD_OK;
         const char *bad = NULL, *k;
         json_t *v;
         json_object_foreach((json_t *)md, k, v) {
@@ -384,33 +395,35 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
                 w = MD_NUL;
             if (w != MD_OK && (bad == NULL || strcmp(k, bad) < 0)) {
                 bad = k;
-                why = w;
+                md_why = w;
             }
         }
         if (bad != NULL) {
             char key[48];
             safe_key(key, sizeof key, bad);
-            switch (why) {
+            switch (md_why) {
             case MD_EMPTY_KEY:
-                gov_errbuf(errbuf, errbuf_size, "invalid_value: metadata keys must not be empty");
+                req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                         "metadata keys must not be empty");
                 return GOV_ERR_PARSE;
             case MD_LONG_KEY:
-                gov_errbuf(errbuf, errbuf_size, "too_large: metadata key %s is longer than %zu bytes",
-                        key, smax);
+                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                         "metadata key %s is longer than %zu bytes", key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_TYPE:
-                gov_errbuf(errbuf, errbuf_size, "invalid_type: metadata.%s must be a string", key);
+                req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
+                         "metadata.%s must be a string", key);
                 return GOV_ERR_PARSE;
             case MD_LONG:
-                gov_errbuf(errbuf, errbuf_size, "too_large: metadata.%s is longer than %zu bytes",
-                        key, smax);
+                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                         "metadata.%s is longer than %zu bytes", key, smax);
                 return GOV_ERR_TOO_LARGE;
             case MD_NUL:
             case MD_OK:
                 break;
             }
-            gov_errbuf(errbuf, errbuf_size, "invalid_value: metadata.%s must not contain U+0000",
-                    key);
+            req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
+                     "metadata.%s must not contain U+0000", key);
             return GOV_ERR_PARSE;
         }
         r->metadata = md;
@@ -419,51 +432,56 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
 }
 
 gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
-                                   gov_policy_request_t *req, char *errbuf, size_t errbuf_size) {
+                                   gov_policy_request_t *req, gov_reason_t *reason, char *errbuf,
+                                   size_t errbuf_size) {
     gov_policy_limits_t deflim = gov_policy_limits_default();
     const gov_policy_limits_t *lim = limits ? limits : &deflim;
     char *canon = NULL;
     size_t canon_len = 0;
     unsigned char digest[GOV_SHA256_LEN];
     gov_err_t rc;
+    gov_reason_t dummy;
+    gov_reason_t *why = reason ? reason : &dummy;
 
+    *why = GOV_REASON_NONE;
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
     if (req == NULL || text == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument");
+        req_fail(why, GOV_REASON_INVALID_ARG, errbuf, errbuf_size, "NULL argument");
         return GOV_ERR_INVALID_ARG;
     }
     memset(req, 0, sizeof *req);
     if (len > lim->max_bytes) {
-        gov_errbuf(errbuf, errbuf_size, "too_large: the request is %zu bytes (limit %zu)", len,
-                lim->max_bytes);
+        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
+                 "the request is %zu bytes (limit %zu)", len, lim->max_bytes);
         return GOV_ERR_TOO_LARGE;
     }
-    rc = gov_canon_parse(text, len, &req->doc, errbuf, errbuf_size);
+    rc = gov_canon_parse(text, len, &req->doc, why, errbuf, errbuf_size);
     if (rc != GOV_OK) {
-        /* errbuf already says "reason: detail" in the same code vocabulary. */
+        /* gov_canon's reasons are in the same code vocabulary. */
         if (rc == GOV_ERR_UNSUPPORTED)
             rc = GOV_ERR_PARSE;
         return rc;
     }
     if (json_depth(req->doc) > lim->max_depth) {
-        gov_errbuf(errbuf, errbuf_size, "too_deep: the request nests deeper than %d", lim->max_depth);
+        req_fail(why, GOV_REASON_TOO_DEEP, errbuf, errbuf_size,
+                 "the request nests deeper than %d", lim->max_depth);
         rc = GOV_ERR_TOO_LARGE;
         goto out;
     }
-    if ((rc = request_validate(req, lim, errbuf, errbuf_size)) != GOV_OK)
+    if ((rc = request_validate(req, lim, why, errbuf, errbuf_size)) != GOV_OK)
         goto out;
     rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, 0);
     if (rc != GOV_OK) {
-        gov_errbuf(errbuf, errbuf_size, "%s: cannot canonicalize the request",
-                rc == GOV_ERR_NOMEM ? "nomem" : "invalid_value");
+        req_fail(why, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_INVALID_VALUE, errbuf,
+                 errbuf_size, "cannot canonicalize the request");
         if (rc != GOV_ERR_NOMEM)
             rc = GOV_ERR_PARSE;
         goto out;
     }
     if ((rc = gov_sha256(canon, canon_len, digest)) != GOV_OK) {
-        gov_errbuf(errbuf, errbuf_size, "%s: SHA-256 failed",
-                rc == GOV_ERR_NOMEM ? "nomem" : "internal");
+        req_fail(why, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_INTERNAL, errbuf,
+                 errbuf_size, "SHA-256 failed");
         goto out;
     }
     gov_hex_encode(digest, sizeof digest, req->input_digest);

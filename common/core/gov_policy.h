@@ -30,6 +30,7 @@
 
 #include "gov_err.h"
 #include "gov_matcher.h"
+#include "gov_reason.h"
 #include "gov_rulepack.h"
 #include "gov_util.h"
 
@@ -97,8 +98,9 @@ typedef struct gov_policy_request {
 
 /* Parses and validates text[0..len) as an evaluation request (docs/policy.md,
  * "Request") and computes its input_digest.  limits NULL: the defaults.  On
- * GOV_OK *req is filled (gov_policy_request_clear); otherwise *req is empty
- * and errbuf holds "code: detail", the code one of
+ * GOV_OK *req is filled (gov_policy_request_clear) and *reason is
+ * GOV_REASON_NONE; otherwise *req is empty, *reason (may be NULL) is the
+ * stable code and errbuf the detail (no "code: " prefix), the code one of
  *   GOV_ERR_PARSE      syntax, trailing_garbage, duplicate_key, invalid_utf8,
  *                      number_out_of_range, nul_in_key (from gov_canon_parse),
  *                      invalid_type, unknown_field, missing_field,
@@ -106,10 +108,12 @@ typedef struct gov_policy_request {
  *   GOV_ERR_TOO_LARGE  too_large (body, a string, metadata), too_deep
  *   GOV_ERR_NOMEM      nomem
  *   GOV_ERR_INVALID_ARG invalid_arg
+ *   GOV_ERR_INTERNAL and others: internal
  * Cost: O(len): one grammar pass, one jansson parse, one JCS serialization,
  * one SHA-256. */
 gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
-                                   gov_policy_request_t *req, char *errbuf, size_t errbuf_size);
+                                   gov_policy_request_t *req, gov_reason_t *reason, char *errbuf,
+                                   size_t errbuf_size);
 void gov_policy_request_clear(gov_policy_request_t *req);
 
 /* --- decision ------------------------------------------------------------------ */

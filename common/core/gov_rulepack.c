@@ -198,10 +198,10 @@ typedef struct pctx {
 
 /* Records the error: message "rules[3] (id): field detail" (the prefix only
  * for rule errors, the field only when given).  Returns rc. */
-static gov_err_t fail(pctx_t *c, gov_err_t rc, const char *code, const char *field,
+static gov_err_t fail(pctx_t *c, gov_err_t rc, gov_reason_t code, const char *field,
                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static gov_err_t fail(pctx_t *c, gov_err_t rc, const char *code, const char *field,
+static gov_err_t fail(pctx_t *c, gov_err_t rc, gov_reason_t code, const char *field,
                       const char *fmt, ...) {
     char what[512];
     va_list ap;
@@ -215,7 +215,7 @@ static gov_err_t fail(pctx_t *c, gov_err_t rc, const char *code, const char *fie
         snprintf(c->detail->rule_id, sizeof c->detail->rule_id, "%s",
                  c->rule_id ? c->rule_id : "");
         snprintf(c->detail->field, sizeof c->detail->field, "%s", field);
-        snprintf(c->detail->code, sizeof c->detail->code, "%s", code);
+        c->detail->code = code;
     }
     if (c->errbuf != NULL && c->errbuf_size > 0) {
         char prefix[GOV_RULE_ID_MAX + 48] = "";
@@ -230,7 +230,7 @@ static gov_err_t fail(pctx_t *c, gov_err_t rc, const char *code, const char *fie
 }
 
 static gov_err_t fail_nomem(pctx_t *c) {
-    return fail(c, GOV_ERR_NOMEM, "nomem", NULL, "out of memory");
+    return fail(c, GOV_ERR_NOMEM, GOV_REASON_NOMEM, NULL, "out of memory");
 }
 
 /* Appends ".key" to a field path, the key cut to 32 bytes on a character
@@ -304,23 +304,23 @@ static gov_err_t check_members(pctx_t *c, const json_t *obj, const char *const *
     } else {
         field_key(f, sizeof f, base, worst);
     }
-    return fail(c, GOV_ERR_VERIFY, "unknown_field", f, "is not a known member");
+    return fail(c, GOV_ERR_VERIFY, GOV_REASON_UNKNOWN_FIELD, f, "is not a known member");
 }
 
 /* A string member with 1..max bytes (0..max when allow_empty) and no NUL. */
 static gov_err_t get_string(pctx_t *c, const json_t *v, const char *field, size_t max,
                             int allow_empty, const char **out) {
     if (!json_is_string(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", field, "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, field, "must be a string");
     size_t n = json_string_length(v);
     const char *s = json_string_value(v);
     if (n == 0 && !allow_empty)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", field, "must not be empty");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, field, "must not be empty");
     if (n > max)
-        return fail(c, GOV_ERR_TOO_LARGE, "too_large", field, "is %zu bytes (limit %zu)", n,
+        return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, field, "is %zu bytes (limit %zu)", n,
                     max);
     if (memchr(s, '\0', n) != NULL)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", field,
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, field,
                     "must not contain U+0000");
     *out = s;
     return GOV_OK;
@@ -344,25 +344,25 @@ static gov_err_t get_micros(pctx_t *c, const json_t *v, const char *field, int64
     case GOV_MICROS_OK:
         return GOV_OK;
     case GOV_MICROS_NOT_NUMBER:
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", field, "must be a number");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, field, "must be a number");
     case GOV_MICROS_OUT_OF_RANGE:
-        return fail(c, GOV_ERR_VERIFY, "out_of_range", field, "%s is not in [0,1]", text);
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_OUT_OF_RANGE, field, "%s is not in [0,1]", text);
     case GOV_MICROS_TOO_PRECISE:
-        return fail(c, GOV_ERR_VERIFY, "too_many_decimals", field,
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_TOO_MANY_DECIMALS, field,
                     "%s has more than 6 decimal places", text);
     }
-    return fail(c, GOV_ERR_INTERNAL, "internal", field, "unexpected number status");
+    return fail(c, GOV_ERR_INTERNAL, GOV_REASON_INTERNAL, field, "unexpected number status");
 }
 
 /* Builds a sorted, deduplicated set from a JSON array of strings. */
 static gov_err_t get_strset(pctx_t *c, const json_t *v, const char *field, gov_strset_t *out) {
     if (!json_is_array(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", field, "must be an array of strings");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, field, "must be an array of strings");
     size_t n = json_array_size(v);
     if (n == 0)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", field, "must hold at least one value");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, field, "must hold at least one value");
     if (n > c->lim->max_set_entries)
-        return fail(c, GOV_ERR_TOO_LARGE, "too_large", field, "has %zu values (limit %zu)", n,
+        return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, field, "has %zu values (limit %zu)", n,
                     c->lim->max_set_entries);
     out->v = gov_calloc(n, sizeof *out->v);
     if (out->v == NULL)
@@ -411,14 +411,14 @@ static void rule_clear(gov_rule_t *r) {
 static gov_err_t parse_prompt(pctx_t *c, const json_t *v, rule_build_t *b) {
     static const char *const allowed[] = {"literal", "regex", "case_insensitive", NULL};
     if (!json_is_array(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "match.prompt",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "match.prompt",
                     "must be an array of patterns");
     size_t n = json_array_size(v);
     if (n == 0)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "match.prompt",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "match.prompt",
                     "must hold at least one pattern");
     if (n > c->lim->max_patterns || c->npatterns + n > c->lim->max_patterns)
-        return fail(c, GOV_ERR_TOO_LARGE, "too_many_patterns", "match.prompt",
+        return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_MANY_PATTERNS, "match.prompt",
                     "brings the pack to %zu patterns (limit %zu)", c->npatterns + n,
                     c->lim->max_patterns);
     b->pats = gov_calloc(n, sizeof *b->pats);
@@ -429,7 +429,7 @@ static gov_err_t parse_prompt(pctx_t *c, const json_t *v, rule_build_t *b) {
         char base[64], f[96];
         snprintf(base, sizeof base, "match.prompt[%zu]", i);
         if (!json_is_object(p))
-            return fail(c, GOV_ERR_VERIFY, "invalid_type", base, "must be an object");
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, base, "must be an object");
         gov_err_t rc = check_members(c, p, allowed, base);
         if (rc != GOV_OK)
             return rc;
@@ -437,28 +437,28 @@ static gov_err_t parse_prompt(pctx_t *c, const json_t *v, rule_build_t *b) {
         const json_t *re = json_object_get(p, "regex");
         const json_t *ci = json_object_get(p, "case_insensitive");
         if (lit != NULL && re != NULL)
-            return fail(c, GOV_ERR_VERIFY, "invalid_value", base,
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, base,
                         "must give exactly one of literal and regex");
         if (lit == NULL && re == NULL)
-            return fail(c, GOV_ERR_VERIFY, "missing_field", base,
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, base,
                         "must give a literal or a regex");
         const json_t *t = lit ? lit : re;
         snprintf(f, sizeof f, "%s.%s", base, lit ? "literal" : "regex");
         if (!json_is_string(t))
-            return fail(c, GOV_ERR_VERIFY, "invalid_type", f, "must be a string");
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, f, "must be a string");
         size_t len = json_string_length(t);
         if (len == 0)
-            return fail(c, GOV_ERR_VERIFY, "invalid_value", f, "must not be empty");
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, f, "must not be empty");
         if (len > c->lim->max_pattern_len)
-            return fail(c, GOV_ERR_TOO_LARGE, "pattern_too_long", f,
+            return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_PATTERN_TOO_LONG, f,
                         "is %zu bytes (limit %zu)", len, c->lim->max_pattern_len);
         if (c->pattern_bytes + len > c->lim->max_pattern_bytes)
-            return fail(c, GOV_ERR_TOO_LARGE, "too_many_pattern_bytes", f,
+            return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_MANY_PATTERN_BYTES, f,
                         "brings the pack's patterns to %zu bytes (limit %zu)",
                         c->pattern_bytes + len, c->lim->max_pattern_bytes);
         if (ci != NULL && !json_is_boolean(ci)) {
             snprintf(f, sizeof f, "%s.case_insensitive", base);
-            return fail(c, GOV_ERR_VERIFY, "invalid_type", f, "must be true or false");
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, f, "must be true or false");
         }
         c->pattern_bytes += len;
         c->npatterns++;
@@ -478,13 +478,13 @@ static int cmp_meta(const void *a, const void *b) {
 static gov_err_t parse_metadata(pctx_t *c, const json_t *v, gov_rule_t *r) {
     static const char *const allowed[] = {"equals", "in", NULL};
     if (!json_is_object(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "match.metadata", "must be an object");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "match.metadata", "must be an object");
     size_t n = json_object_size(v);
     if (n == 0)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "match.metadata",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "match.metadata",
                     "must hold at least one key");
     if (n > c->lim->max_metadata_keys)
-        return fail(c, GOV_ERR_TOO_LARGE, "too_large", "match.metadata",
+        return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, "match.metadata",
                     "has %zu keys (limit %zu)", n, c->lim->max_metadata_keys);
     r->metadata = gov_calloc(n, sizeof *r->metadata);
     if (r->metadata == NULL)
@@ -506,17 +506,17 @@ static gov_err_t parse_metadata(pctx_t *c, const json_t *v, gov_rule_t *r) {
         size_t klen = strlen(keys[k]);
         field_key(base, sizeof base, "match.metadata", keys[k]);
         if (klen == 0) {
-            rc = fail(c, GOV_ERR_VERIFY, "invalid_value", "match.metadata",
+            rc = fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "match.metadata",
                       "keys must not be empty");
             goto out;
         }
         if (klen > c->lim->max_value_bytes) {
-            rc = fail(c, GOV_ERR_TOO_LARGE, "too_large", base, "key is %zu bytes (limit %zu)",
+            rc = fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, base, "key is %zu bytes (limit %zu)",
                       klen, c->lim->max_value_bytes);
             goto out;
         }
         if (!json_is_object(cond)) {
-            rc = fail(c, GOV_ERR_VERIFY, "invalid_type", base,
+            rc = fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, base,
                       "must be {\"equals\": v} or {\"in\": [...]}");
             goto out;
         }
@@ -525,7 +525,7 @@ static gov_err_t parse_metadata(pctx_t *c, const json_t *v, gov_rule_t *r) {
         const json_t *eq = json_object_get(cond, "equals");
         const json_t *in = json_object_get(cond, "in");
         if ((eq != NULL) == (in != NULL)) {
-            rc = fail(c, GOV_ERR_VERIFY, eq ? "invalid_value" : "missing_field", base,
+            rc = fail(c, GOV_ERR_VERIFY, eq ? GOV_REASON_INVALID_VALUE : GOV_REASON_MISSING_FIELD, base,
                       "must give exactly one of equals and in");
             goto out;
         }
@@ -575,18 +575,18 @@ static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build
     c->rule_id = NULL;
     r->decl_index = index;
     if (!json_is_object(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", NULL, "must be an object");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, NULL, "must be an object");
 
     /* The id first, so that every later error can name the rule by it. */
     const json_t *id = json_object_get(v, "id");
     if (id == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "id", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "id", "is required");
     if (!json_is_string(id))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "id", "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "id", "must be a string");
     size_t idlen = json_string_length(id);
     if (idlen < 1 || idlen > GOV_RULE_ID_MAX ||
         !charset_ok(json_string_value(id), idlen, "._:-"))
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "id",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "id",
                     "must be 1-128 characters of [A-Za-z0-9._:-]");
     r->id = gov_strdup(json_string_value(id));
     if (r->id == NULL)
@@ -598,9 +598,9 @@ static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build
 
     const json_t *sev = json_object_get(v, "severity");
     if (sev == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "severity", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "severity", "is required");
     if (!json_is_string(sev))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "severity", "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "severity", "must be a string");
     int found = 0;
     for (int i = 0; severity_names[i] != NULL; i++) {
         if (strcmp(json_string_value(sev), severity_names[i]) == 0 &&
@@ -610,30 +610,30 @@ static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build
         }
     }
     if (!found)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "severity",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "severity",
                     "must be one of low, medium, high, critical");
 
     const json_t *w = json_object_get(v, "weight");
     if (w == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "weight", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "weight", "is required");
     if ((rc = get_micros(c, w, "weight", &r->weight_micros)) != GOV_OK)
         return rc;
 
     const json_t *eff = json_object_get(v, "effect");
     if (eff == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "effect", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "effect", "is required");
     if (!json_is_string(eff))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "effect", "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "effect", "must be a string");
     if (strcmp(json_string_value(eff), "add") == 0 && json_string_length(eff) == 3)
         r->effect = GOV_EFFECT_ADD;
     else if (strcmp(json_string_value(eff), "deny") == 0 && json_string_length(eff) == 4)
         r->effect = GOV_EFFECT_DENY;
     else
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "effect", "must be add or deny");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "effect", "must be add or deny");
 
     const json_t *msg = json_object_get(v, "message");
     if (msg == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "message", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "message", "is required");
     if ((rc = get_string(c, msg, "message", c->lim->max_text_bytes, 0, &s)) != GOV_OK)
         return rc;
     if ((r->message = gov_strdup(s)) == NULL)
@@ -649,13 +649,13 @@ static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build
 
     const json_t *match = json_object_get(v, "match");
     if (match == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "match", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "match", "is required");
     if (!json_is_object(match))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "match", "must be an object");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "match", "must be an object");
     if ((rc = check_members(c, match, match_allowed, "match")) != GOV_OK)
         return rc;
     if (json_object_size(match) == 0)
-        return fail(c, GOV_ERR_VERIFY, "empty_match", "match",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_EMPTY_MATCH, "match",
                     "must give at least one condition");
     const json_t *x;
     if ((x = json_object_get(match, "prompt")) != NULL) {
@@ -722,23 +722,23 @@ static gov_err_t parse_header(pctx_t *c, const json_t *doc, gov_rulepack_t *p) {
 
     const json_t *v = json_object_get(doc, "pack_id");
     if (v == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "pack_id", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "pack_id", "is required");
     if (!json_is_string(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "pack_id", "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "pack_id", "must be a string");
     size_t n = json_string_length(v);
     if (n < 1 || n > GOV_PACK_ID_MAX || !charset_ok(json_string_value(v), n, "._-"))
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "pack_id",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "pack_id",
                     "must be 1-64 characters of [A-Za-z0-9._-]");
     if ((p->pack_id = gov_strdup(json_string_value(v))) == NULL)
         return fail_nomem(c);
 
     v = json_object_get(doc, "tenant");
     if (v == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "tenant", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "tenant", "is required");
     if (!json_is_string(v))
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "tenant", "must be a string");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "tenant", "must be a string");
     if (!gov_tenant_valid(json_string_value(v), json_string_length(v)))
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "tenant",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "tenant",
                     "must be 1-64 characters of [A-Za-z0-9._-], not starting with . or -");
     if ((p->tenant = gov_strdup(json_string_value(v))) == NULL)
         return fail_nomem(c);
@@ -746,27 +746,27 @@ static gov_err_t parse_header(pctx_t *c, const json_t *doc, gov_rulepack_t *p) {
     v = json_object_get(doc, "version");
     char vbuf[GOV_VERSION_MAX];
     if (v == NULL)
-        return fail(c, GOV_ERR_VERIFY, "missing_field", "version", "is required");
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "version", "is required");
     if (json_is_integer(v)) {
         if (json_integer_value(v) < 0)
-            return fail(c, GOV_ERR_VERIFY, "invalid_value", "version",
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
                         "must be semver or a non-negative integer");
         snprintf(vbuf, sizeof vbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     } else if (json_is_string(v)) {
         size_t vlen = json_string_length(v);
         if (vlen >= sizeof vbuf)
-            return fail(c, GOV_ERR_TOO_LARGE, "too_large", "version",
+            return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, "version",
                         "is longer than %zu bytes", sizeof vbuf - 1);
         if (memchr(json_string_value(v), '\0', vlen) != NULL)
-            return fail(c, GOV_ERR_VERIFY, "invalid_value", "version",
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
                         "must be semver or a non-negative integer");
         memcpy(vbuf, json_string_value(v), vlen + 1);
     } else {
-        return fail(c, GOV_ERR_VERIFY, "invalid_type", "version",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "version",
                     "must be a string or an integer");
     }
     if (gov_version_parse(vbuf, &p->version_parsed) != 0)
-        return fail(c, GOV_ERR_VERIFY, "invalid_value", "version",
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
                     "must be semver or a non-negative integer");
     if ((p->version = gov_strdup(vbuf)) == NULL)
         return fail_nomem(c);
@@ -781,7 +781,7 @@ static gov_err_t parse_header(pctx_t *c, const json_t *doc, gov_rulepack_t *p) {
     v = json_object_get(doc, "thresholds");
     if (v != NULL) {
         if (!json_is_object(v))
-            return fail(c, GOV_ERR_VERIFY, "invalid_type", "thresholds", "must be an object");
+            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "thresholds", "must be an object");
         if ((rc = check_members(c, v, thr_allowed, "thresholds")) != GOV_OK)
             return rc;
         const json_t *t = json_object_get(v, "max_risk_score");
@@ -840,34 +840,34 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
     if (out == NULL || text == NULL) {
         if (out != NULL)
             *out = NULL;
-        return fail(&c, GOV_ERR_INVALID_ARG, "invalid_arg", NULL, "NULL argument");
+        return fail(&c, GOV_ERR_INVALID_ARG, GOV_REASON_INVALID_ARG, NULL, "NULL argument");
     }
     *out = NULL;
     if (len > c.lim->max_bytes)
-        return fail(&c, GOV_ERR_TOO_LARGE, "too_large", NULL,
+        return fail(&c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, NULL,
                     "pack text is %zu bytes (limit %zu)", len, c.lim->max_bytes);
 
-    rc = gov_canon_parse(text, len, &doc, cerr, sizeof cerr);
+    gov_reason_t why = GOV_REASON_NONE;
+    rc = gov_canon_parse(text, len, &doc, &why, cerr, sizeof cerr);
     if (rc != GOV_OK) {
-        const char *code = "invalid_json";
+        gov_reason_t code = GOV_REASON_INVALID_JSON;
         if (rc == GOV_ERR_NOMEM)
             return fail_nomem(&c);
-        if (strncmp(cerr, "invalid_utf8", 12) == 0)
-            code = "invalid_utf8";
-        else if (strncmp(cerr, "duplicate_key", 13) == 0)
-            code = "duplicate_key";
+        if (why == GOV_REASON_INVALID_UTF8 || why == GOV_REASON_DUPLICATE_KEY)
+            code = why;
         else if (rc == GOV_ERR_TOO_LARGE)
-            code = "too_deep";
+            code = GOV_REASON_TOO_DEEP;
+        /* The message keeps gov_canon's code in front of its detail. */
         return fail(&c, rc == GOV_ERR_TOO_LARGE ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE, code, NULL,
-                    "pack is not valid JSON: %s", cerr);
+                    "pack is not valid JSON: %s: %s", gov_reason_code(why), cerr);
     }
     if (json_depth(doc) > c.lim->max_depth) {
-        rc = fail(&c, GOV_ERR_TOO_LARGE, "too_deep", NULL, "pack nests deeper than %d",
+        rc = fail(&c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_DEEP, NULL, "pack nests deeper than %d",
                   c.lim->max_depth);
         goto out;
     }
     if (!json_is_object(doc)) {
-        rc = fail(&c, GOV_ERR_VERIFY, "invalid_type", NULL, "pack must be a JSON object");
+        rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, NULL, "pack must be a JSON object");
         goto out;
     }
     p = gov_calloc(1, sizeof *p);
@@ -880,20 +880,20 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
 
     const json_t *rules = json_object_get(doc, "rules");
     if (rules == NULL) {
-        rc = fail(&c, GOV_ERR_VERIFY, "missing_field", "rules", "is required");
+        rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "rules", "is required");
         goto out;
     }
     if (!json_is_array(rules)) {
-        rc = fail(&c, GOV_ERR_VERIFY, "invalid_type", "rules", "must be an array");
+        rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "rules", "must be an array");
         goto out;
     }
     size_t declared = json_array_size(rules);
     if (declared == 0) {
-        rc = fail(&c, GOV_ERR_VERIFY, "invalid_value", "rules", "must hold at least one rule");
+        rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "rules", "must hold at least one rule");
         goto out;
     }
     if (declared > c.lim->max_rules) {
-        rc = fail(&c, GOV_ERR_TOO_LARGE, "too_many_rules", "rules",
+        rc = fail(&c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_MANY_RULES, "rules",
                   "holds %zu rules (limit %zu)", declared, c.lim->max_rules);
         goto out;
     }
@@ -915,7 +915,7 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
         if (strcmp(b[i - 1].rule.id, b[i].rule.id) == 0) {
             c.rule_index = (long)b[i].rule.decl_index;
             c.rule_id = b[i].rule.id;
-            rc = fail(&c, GOV_ERR_VERIFY, "duplicate_id", "id", "duplicates rules[%zu]",
+            rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_DUPLICATE_ID, "id", "duplicates rules[%zu]",
                       b[i - 1].rule.decl_index);
             goto out;
         }
@@ -954,14 +954,14 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
                              b[i].pats[k].kind == GOV_PATTERN_LITERAL ? "literal" : "regex");
                     c.rule_index = (long)r->decl_index;
                     c.rule_id = r->id;
-                    rc = fail(&c, GOV_ERR_VERIFY, "invalid_pattern", f,
+                    rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_INVALID_PATTERN, f,
                               "is refused by Vectorscan: %s", merr);
                     goto out;
                 }
             }
         }
         if (rc != GOV_OK) {
-            rc = fail(&c, GOV_ERR_VERIFY, "invalid_pattern", "rules",
+            rc = fail(&c, GOV_ERR_VERIFY, GOV_REASON_INVALID_PATTERN, "rules",
                       "patterns are refused by Vectorscan as a set: %s", merr);
             goto out;
         }
@@ -970,7 +970,7 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
     rc = render_canonical(doc, b, nrules, &p->canonical, &p->canonical_len);
     if (rc != GOV_OK) {
         rc = rc == GOV_ERR_NOMEM ? fail_nomem(&c)
-                                 : fail(&c, rc, "internal", NULL, "cannot serialize the pack");
+                                 : fail(&c, rc, GOV_REASON_INTERNAL, NULL, "cannot serialize the pack");
         goto out;
     }
 

@@ -34,6 +34,7 @@
 #include "gov_canon.h"
 #include "gov_constitution.h"
 #include "gov_err.h"
+#include "gov_reason.h"
 #include "gov_matcher.h"
 
 #define GOV_MICROS_ONE 1000000
@@ -86,7 +87,8 @@ typedef struct gov_rulepack_error {
     char rule_id[GOV_RULE_ID_MAX + 1];    /* "" when the rule's id is not known (yet) */
     char field[128];                      /* "weight", "match.prompt[1].regex",
                                              "thresholds.max_risk_score", "" for the text */
-    char code[32];                        /* stable: see docs/policy.md "Error codes" */
+    gov_reason_t code;                    /* stable: see docs/policy.md "Error codes";
+                                             never GOV_REASON_NONE on failure */
 } gov_rulepack_error_t;
 
 /* A set of strings, sorted bytewise, without duplicates. */

@@ -338,27 +338,27 @@ static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *t
     return NULL;
 }
 
-/* Checks what every event must satisfy; returns a reason code or NULL. */
-static const char *check_envelope(const gov_processor_topic_t *t, const gov_kafka_msg_t *km,
-                                  json_t *ev, const char *type) {
+/* Checks what every event must satisfy; returns why not, or GOV_REASON_NONE. */
+static gov_reason_t check_envelope(const gov_processor_topic_t *t, const gov_kafka_msg_t *km,
+                                   json_t *ev, const char *type) {
     int known = 0;
     for (const char *const *s = t->schemas; s && *s; s++)
         if (strcmp(*s, type) == 0)
             known = 1;
     if (!known)
-        return "unexpected_schema";
+        return GOV_REASON_UNEXPECTED_SCHEMA;
     if (!gov_uuid_v7_valid(json_string_value(json_object_get(ev, "event_id"))))
-        return "invalid_event_id";
+        return GOV_REASON_INVALID_EVENT_ID;
     if (t->key_is_tenant) {
         json_t *tj = json_object_get(ev, "tenant");
         const char *tenant = json_string_value(tj);
         size_t tl = json_string_length(tj);
         if (tenant == NULL || !gov_tenant_valid(tenant, tl))
-            return "invalid_tenant";
+            return GOV_REASON_INVALID_TENANT;
         if (km->key == NULL || km->key_len != tl || memcmp(km->key, tenant, tl) != 0)
-            return "key_mismatch";
+            return GOV_REASON_KEY_MISMATCH;
     }
-    return NULL;
+    return GOV_REASON_NONE;
 }
 
 gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
@@ -374,7 +374,7 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
     json_t *ev = NULL;
     const char *type = NULL;
     if (t == NULL) {
-        dead_letter(p, km, "unexpected_topic", km->topic);
+        dead_letter(p, km, gov_reason_code(GOV_REASON_UNEXPECTED_TOPIC), km->topic);
         gov_kafka_msg_free(km);
         return GOV_ERR_VERIFY;
     }
@@ -385,13 +385,15 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
         return err;
     }
     if (err != GOV_OK) {
-        dead_letter(p, km, err == GOV_ERR_UNSUPPORTED ? "unknown_schema" : "undecodable", eb);
+        dead_letter(p, km, gov_reason_code(err == GOV_ERR_UNSUPPORTED ? GOV_REASON_UNKNOWN_SCHEMA
+                                                                      : GOV_REASON_UNDECODABLE),
+                    eb);
         gov_kafka_msg_free(km);
         return GOV_ERR_PARSE;
     }
-    const char *why = check_envelope(t, km, ev, type);
-    if (why != NULL) {
-        dead_letter(p, km, why, type);
+    gov_reason_t why = check_envelope(t, km, ev, type);
+    if (why != GOV_REASON_NONE) {
+        dead_letter(p, km, gov_reason_code(why), type);
         json_decref(ev);
         gov_kafka_msg_free(km);
         return GOV_ERR_VERIFY;
@@ -406,7 +408,7 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
 }
 
 void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
-                        const char *reason) {
+                        gov_reason_t reason, const char *detail) {
     gov_kafka_msg_t *km = m->kafka;
     switch (result) {
     case GOV_OK:
@@ -420,10 +422,11 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     case GOV_ERR_INVALID_ARG:
     case GOV_ERR_TOO_LARGE:
     case GOV_ERR_UNSUPPORTED:
-        dead_letter(p, km, reason ? reason : gov_err_code(result), m->type);
+        dead_letter(p, km, reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
+                    m->type);
         break;
     default:
-        backoff_and_rewind(p, km, reason ? reason : gov_err_str(result));
+        backoff_and_rewind(p, km, detail ? detail : gov_err_str(result));
         break;
     }
     gov_metric_observe(p->m_duration, (const char *[]){p->spec->name},

@@ -7,8 +7,8 @@
  *   while (gov_processor_running(p)) {
  *       gov_processor_msg_t m;
  *       if (gov_processor_next(p, &m) != GOV_OK) continue;   // poll + decode
- *       gov_err_t e = materialize(p, &m, reason, sizeof reason);
- *       gov_processor_done(p, &m, e, reason);                // commit/DLQ/retry
+ *       gov_err_t e = materialize(p, &m, eb, sizeof eb);
+ *       gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);   // commit/DLQ/retry
  *   }
  *   return gov_processor_shutdown(p);
  *
@@ -49,6 +49,7 @@
 #include "gov_err.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
+#include "gov_reason.h"
 #include "gov_redis.h"
 #include "gov_util.h"
 
@@ -94,10 +95,12 @@ int gov_processor_running(gov_processor_t *p);
  * the DLQ). */
 gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m);
 
-/* Finishes m according to the handler's result (see above).  reason: a
- * stable reason code for a poison result (may be NULL). */
+/* Finishes m according to the handler's result (see above).  reason: the
+ * x-gov-dlq-reason of a poison result; GOV_REASON_NONE means the result's
+ * gov_err_code().  detail (may be NULL, borrowed): what a transient failure
+ * is logged with when the message is retried; NULL logs gov_err_str(). */
 void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m,
-                        gov_err_t result, const char *reason);
+                        gov_err_t result, gov_reason_t reason, const char *detail);
 
 /* Stops the loop, commits, closes everything.  Returns the exit code. */
 int gov_processor_shutdown(gov_processor_t *p);

@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
         gov_processor_offset_key(p, &m, offset_key, sizeof offset_key);
         gov_err_t e = audit_store_append(store, m.event, m.type, m.source, offset_key,
                                          (long long)m.kafka->offset, eb, sizeof eb);
-        gov_processor_done(p, &m, e, e == GOV_ERR_INVALID_ARG ? "unmaterializable" : eb);
+        gov_processor_done(p, &m, e,
+                           e == GOV_ERR_INVALID_ARG ? GOV_REASON_UNMATERIALIZABLE : GOV_REASON_NONE, eb);
     }
 
     audit_store_free(store);

@@ -150,7 +150,7 @@ static gov_err_t emit_rejected(ctx_t *c, json_t *ev, const gov_verdict_t *v, cha
     gov_audit_fields_t af = {
         .tenant = tenant, .component = gov_processor_name(c->p), .actor = gov_processor_name(c->p),
         .action = "constitution.rejected", .outcome = "rejected",
-        .reason = gov_reject_code(v->reason),
+        .reason = gov_reason_code(v->reason),
         .subject = json_string_value(json_object_get(ev, "checksum")),
         .correlation_id = bundle_id, .details = details, .event_id = audit_id,
     };
@@ -199,7 +199,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
         memset(&v, 0, sizeof v);
         if (in.document_len > (size_t)max_document) {
             v.outcome = GOV_VERIFY_REJECT;
-            v.reason = GOV_REJECT_DOCUMENT_TOO_LARGE;
+            v.reason = GOV_REASON_DOCUMENT_TOO_LARGE;
             snprintf(v.detail, sizeof v.detail, "document of %zu bytes exceeds max_document %ld",
                      in.document_len, max_document);
         } else if ((err = gov_constitution_verify(&in, c->trust, &st, &v)) != GOV_OK) {
@@ -242,9 +242,9 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
             }
         } else {
             gov_log(GOV_LOG_WARN, "constitution rejected", "tenant", tenant, "reason",
-                    gov_reject_code(v.reason), "detail", v.detail, "source",
+                    gov_reason_code(v.reason), "detail", v.detail, "source",
                     json_string_value(json_object_get(ev, "source")), (const char *)NULL);
-            gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reject_code(v.reason)}, 1);
+            gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reason_code(v.reason)}, 1);
             err = emit_rejected(c, ev, &v, eb, ebsize);
             if (err == GOV_OK)
                 err = constitution_store_offset(r, offset_key, (long long)m->kafka->offset, eb, ebsize);
@@ -289,7 +289,7 @@ int main(int argc, char **argv) {
             continue;
         char eb[512] = "";
         gov_err_t e = handle(&c, &m, eb, sizeof eb);
-        gov_processor_done(p, &m, e, eb);
+        gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);
     }
 
     gov_trust_free(c.trust);

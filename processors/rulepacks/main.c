@@ -141,7 +141,7 @@ typedef enum { VERDICT_ACCEPT, VERDICT_DUPLICATE, VERDICT_REJECT } verdict_kind_
 /* What was decided about one event.  Text fields are bounded, valid UTF-8. */
 typedef struct verdict {
     verdict_kind_t kind;
-    char reason[40];                        /* stable code, for rejections */
+    gov_reason_t reason;                    /* for rejections */
     char error[768];                        /* names the rule and the field */
     gov_rulepack_error_t detail;            /* rule_index -1 when not about a rule */
     char current_version[GOV_VERSION_MAX];  /* "" when the tenant has no pack */
@@ -165,16 +165,16 @@ static void echo(const char *s, char *out, size_t size) {
     gov_free(clean);
 }
 
-static void reject(verdict_t *v, const char *reason, const char *fmt, ...)
+static void reject(verdict_t *v, gov_reason_t reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void reject(verdict_t *v, const char *reason, const char *fmt, ...) {
+static void reject(verdict_t *v, gov_reason_t reason, const char *fmt, ...) {
     char raw[sizeof v->error];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     v->kind = VERDICT_REJECT;
-    snprintf(v->reason, sizeof v->reason, "%s", reason);
+    v->reason = reason;
     echo(raw, v->error, sizeof v->error);
 }
 
@@ -186,7 +186,7 @@ static void reject(verdict_t *v, const char *reason, const char *fmt, ...) {
 static gov_err_t stored_version(const char *text, size_t len, char out[GOV_VERSION_MAX],
                                 gov_version_t *parsed) {
     json_t *doc = NULL;
-    gov_err_t err = gov_canon_parse(text, len, &doc, NULL, 0);
+    gov_err_t err = gov_canon_parse(text, len, &doc, NULL, NULL, 0);
     if (err != GOV_OK)
         return err == GOV_ERR_NOMEM ? err : GOV_ERR_VERIFY;
     const json_t *v = json_object_get(doc, "version");
@@ -209,19 +209,19 @@ out:
  * rejection in v. */
 static int check_announced(const gov_rulepack_t *pack, const announced_t *a, verdict_t *v) {
     if (strcmp(gov_rulepack_tenant(pack), a->tenant) != 0) {
-        reject(v, "tenant_mismatch", "pack tenant \"%s\" is not the event's tenant \"%s\"",
+        reject(v, GOV_REASON_TENANT_MISMATCH, "pack tenant \"%s\" is not the event's tenant \"%s\"",
                gov_rulepack_tenant(pack), a->tenant);
         snprintf(v->detail.field, sizeof v->detail.field, "tenant");
         return -1;
     }
     if (strcmp(gov_rulepack_id(pack), a->pack_id) != 0) {
-        reject(v, "pack_id_mismatch", "pack_id \"%s\" is not the event's pack_id \"%s\"",
+        reject(v, GOV_REASON_PACK_ID_MISMATCH, "pack_id \"%s\" is not the event's pack_id \"%s\"",
                gov_rulepack_id(pack), a->pack_id_echo);
         snprintf(v->detail.field, sizeof v->detail.field, "pack_id");
         return -1;
     }
     if (strcmp(gov_rulepack_version(pack), a->version) != 0) {
-        reject(v, "version_mismatch", "version \"%s\" is not the event's version \"%s\"",
+        reject(v, GOV_REASON_VERSION_MISMATCH, "version \"%s\" is not the event's version \"%s\"",
                gov_rulepack_version(pack), a->version_echo);
         snprintf(v->detail.field, sizeof v->detail.field, "version");
         return -1;
@@ -245,7 +245,7 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
         return err;
     if (err != GOV_OK) {
         v->current_version[0] = '\0';
-        reject(v, "current_pack_unreadable",
+        reject(v, GOV_REASON_CURRENT_PACK_UNREADABLE,
                "the tenant's stored pack (sha256 %s) has no readable version; "
                "repair policy:rulepack:{T} before publishing", cur->sha256);
         return GOV_OK;
@@ -258,11 +258,11 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
         return GOV_OK;
     }
     if (cmp == 0 && !(len == cur->canonical_len && memcmp(canonical, cur->canonical, len) == 0))
-        reject(v, "equivocation",
+        reject(v, GOV_REASON_EQUIVOCATION,
                "version %s is already current with other content (current sha256 %s, "
                "this pack's %s)", gov_rulepack_version(pack), cur->sha256, sha256);
     else
-        reject(v, "version_rollback", "version %s is not above the current version %s",
+        reject(v, GOV_REASON_VERSION_ROLLBACK, "version %s is not above the current version %s",
                gov_rulepack_version(pack), v->current_version);
     snprintf(v->detail.field, sizeof v->detail.field, "version");
     return GOV_OK;
@@ -309,7 +309,7 @@ static gov_err_t emit_rejected(ctx_t *c, const announced_t *a, const verdict_t *
     snprintf(subject, sizeof subject, "%s@%s", a->pack_id_echo, a->version_echo);
     const gov_rulepack_error_t *d = &v->detail;
     json_t *details = json_pack("{s:s, s:s, s:o, s:s?, s:s?, s:s, s:s, s:s?, s:s}",
-                                "error", v->error, "code", v->reason,
+                                "error", v->error, "code", gov_reason_code(v->reason),
                                 "rule_index", d->rule_index >= 0 ? json_integer(d->rule_index)
                                                                  : json_null(),
                                 "rule_id", d->rule_id[0] ? d->rule_id : NULL,
@@ -322,7 +322,7 @@ static gov_err_t emit_rejected(ctx_t *c, const announced_t *a, const verdict_t *
         return GOV_ERR_NOMEM;
     gov_audit_fields_t af = {
         .tenant = a->tenant, .component = gov_processor_name(c->p), .actor = gov_processor_name(c->p),
-        .action = "rulepack.rejected", .outcome = "rejected", .reason = v->reason,
+        .action = "rulepack.rejected", .outcome = "rejected", .reason = gov_reason_code(v->reason),
         .subject = subject, .correlation_id = a->event_id, .details = details,
         .event_id = audit_id,
     };
@@ -404,7 +404,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
         return err;
     }
     if (err != GOV_OK) {
-        reject(&v, v.detail.code[0] ? v.detail.code : gov_err_code(err), "%s", raw);
+        reject(&v, v.detail.code, "%s", raw);
     } else if (check_announced(pack, &a, &v) == 0) {
         size_t len;
         const char *canonical = gov_rulepack_canonical_json(pack, &len);
@@ -419,7 +419,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
         rulepack_current_t cur;
         err = rulepack_store_read(r, a.tenant, &cur, eb, ebsize);
         if (err == GOV_ERR_STATE) {
-            reject(&v, "current_pack_unreadable",
+            reject(&v, GOV_REASON_CURRENT_PACK_UNREADABLE,
                    "the tenant's stored state is damaged (%s); repair it before publishing", eb);
             err = GOV_OK;
             break;
@@ -463,11 +463,11 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
     if (v.kind == VERDICT_REJECT) {
         char idx[24];
         snprintf(idx, sizeof idx, "%ld", v.detail.rule_index);
-        gov_log(GOV_LOG_WARN, "rule pack rejected", "tenant", a.tenant, "reason", v.reason,
+        gov_log(GOV_LOG_WARN, "rule pack rejected", "tenant", a.tenant, "reason", gov_reason_code(v.reason),
                 "error", v.error, "rule_index", idx, "rule_id", v.detail.rule_id, "field",
                 v.detail.field, "pack_id", a.pack_id_echo, "version", a.version_echo,
                 "source", m->source, (const char *)NULL);
-        gov_metric_inc(c->m_rejected, (const char *[]){a.tenant, v.reason}, 1);
+        gov_metric_inc(c->m_rejected, (const char *[]){a.tenant, gov_reason_code(v.reason)}, 1);
         err = emit_rejected(c, &a, &v, eb, ebsize);
         if (err == GOV_OK)
             err = rulepack_store_offset(r, offset_key, offset, eb, ebsize);
@@ -501,7 +501,7 @@ int main(int argc, char **argv) {
             continue;
         char eb[512] = "";
         gov_err_t e = handle(&c, &m, eb, sizeof eb);
-        gov_processor_done(p, &m, e, eb);
+        gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);
     }
     return gov_processor_shutdown(p);
 }

@@ -179,7 +179,7 @@ static int is_tls_error(CURLcode cc) {
 }
 
 /* Marks r failed with reason; detail (may be NULL) replaces the current one. */
-static void fail(somabrain_fetch_result_t *r, const char *reason, const char *detail) {
+static void fail(somabrain_fetch_result_t *r, gov_reason_t reason, const char *detail) {
     r->outcome = SOMABRAIN_FETCH_FAILED;
     r->reason = reason;
     if (detail != NULL)
@@ -198,11 +198,11 @@ static void classify(fetch_ctx_t *c, CURLcode cc, const char *curl_err, int cond
         return;
     }
     if (c->nomem) {
-        fail(r, SYNC_REASON_TRANSFER, "out of memory");
+        fail(r, GOV_REASON_TRANSFER_FAILED, "out of memory");
         return;
     }
     if (c->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
-        fail(r, SYNC_REASON_TOO_LARGE, r->detail[0] ? NULL : msg);
+        fail(r, GOV_REASON_TOO_LARGE, r->detail[0] ? NULL : msg);
         return;
     }
     /* The write callback refuses the body of a non-200 answer: that is a
@@ -211,7 +211,7 @@ static void classify(fetch_ctx_t *c, CURLcode cc, const char *curl_err, int cond
         if (c->status == 200) {
             r->outcome = SOMABRAIN_FETCH_BODY;
             if (r->body == NULL && (r->body = gov_calloc(1, 1)) == NULL) /* an empty 200 */
-                fail(r, SYNC_REASON_TRANSFER, "out of memory");
+                fail(r, GOV_REASON_TRANSFER_FAILED, "out of memory");
             return;
         }
         if (c->status == 304 && conditional) {
@@ -220,7 +220,7 @@ static void classify(fetch_ctx_t *c, CURLcode cc, const char *curl_err, int cond
         }
         snprintf(buf, sizeof buf, "HTTP status %ld%s", c->status,
                  c->status == 304 ? " to an unconditional request" : "");
-        fail(r, SYNC_REASON_HTTP_STATUS, buf);
+        fail(r, GOV_REASON_HTTP_STATUS, buf);
         return;
     }
     switch (cc) {
@@ -228,18 +228,18 @@ static void classify(fetch_ctx_t *c, CURLcode cc, const char *curl_err, int cond
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
         r->http_status = 0;
-        fail(r, SYNC_REASON_UNREACHABLE, msg);
+        fail(r, GOV_REASON_UNREACHABLE, msg);
         return;
     case CURLE_OPERATION_TIMEDOUT:
         /* Never connected: the server is not reachable, it is not slow. */
         if (!c->connected)
             r->http_status = 0;
-        fail(r, c->connected ? SYNC_REASON_TIMEOUT : SYNC_REASON_UNREACHABLE, msg);
+        fail(r, c->connected ? GOV_REASON_TIMEOUT : GOV_REASON_UNREACHABLE, msg);
         return;
     default:
         break;
     }
-    fail(r, is_tls_error(cc) ? SYNC_REASON_TLS : SYNC_REASON_TRANSFER, msg);
+    fail(r, is_tls_error(cc) ? GOV_REASON_TLS : GOV_REASON_TRANSFER_FAILED, msg);
 }
 
 gov_err_t somabrain_fetch(const somabrain_fetch_opts_t *opts, const char *url,

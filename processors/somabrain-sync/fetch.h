@@ -17,14 +17,7 @@
 #include <stddef.h>
 
 #include "gov_err.h"
-
-/* Failure reason codes (metric labels, audit reasons, readiness detail). */
-#define SYNC_REASON_UNREACHABLE "unreachable"
-#define SYNC_REASON_TIMEOUT "timeout"
-#define SYNC_REASON_TLS "tls"
-#define SYNC_REASON_HTTP_STATUS "http_status"
-#define SYNC_REASON_TOO_LARGE "too_large"
-#define SYNC_REASON_TRANSFER "transfer_failed"
+#include "gov_reason.h"
 
 /* The longest ETag kept; a longer one is ignored (no conditional request). */
 #define SOMABRAIN_ETAG_MAX 256
@@ -45,7 +38,9 @@ typedef enum somabrain_fetch_outcome {
 
 typedef struct somabrain_fetch_result {
     somabrain_fetch_outcome_t outcome;
-    const char *reason;     /* static SYNC_REASON_* when FAILED, else NULL */
+    gov_reason_t reason;    /* when FAILED: GOV_REASON_UNREACHABLE, _TIMEOUT, _TLS,
+                               _HTTP_STATUS, _TOO_LARGE or _TRANSFER_FAILED;
+                               else GOV_REASON_NONE */
     long http_status;       /* final status, 0 when no response */
     char *body;             /* BODY: new NUL-terminated buffer (gov_free) */
     size_t body_len;

@@ -49,14 +49,12 @@
 #define MAX_TENANTS 1000
 #define MAX_URL 2048
 
-#define REASON_KAFKA "kafka_unavailable"
-
 /* Every failure reason, so each series exists (at 0) from the start. */
-static const char *const all_reasons[] = {
-    SYNC_REASON_UNREACHABLE, SYNC_REASON_TIMEOUT, SYNC_REASON_TLS,
-    SYNC_REASON_HTTP_STATUS, SYNC_REASON_TOO_LARGE, SYNC_REASON_TRANSFER,
-    GOV_BUNDLE_REASON_INVALID_JSON, GOV_BUNDLE_REASON_INVALID_BUNDLE,
-    GOV_BUNDLE_REASON_TENANT_MISMATCH, REASON_KAFKA, GOV_BUNDLE_REASON_INTERNAL,
+static const gov_reason_t all_reasons[] = {
+    GOV_REASON_UNREACHABLE, GOV_REASON_TIMEOUT, GOV_REASON_TLS,
+    GOV_REASON_HTTP_STATUS, GOV_REASON_TOO_LARGE, GOV_REASON_TRANSFER_FAILED,
+    GOV_REASON_INVALID_JSON, GOV_REASON_INVALID_BUNDLE,
+    GOV_REASON_TENANT_MISMATCH, GOV_REASON_KAFKA_UNAVAILABLE, GOV_REASON_INTERNAL,
 };
 
 static volatile sig_atomic_t run_flag = 1;
@@ -322,8 +320,9 @@ static long schedule(app_t *a, tenant_t *t) {
 /* Produces the AuditEvent of a failed sync and waits for the broker.  A
  * delivery failure is logged and shown on the kafka component; the sync
  * failure itself is still counted and logged by the caller. */
-static void audit_failure(app_t *a, const tenant_t *t, const char *reason, long http_status,
+static void audit_failure(app_t *a, const tenant_t *t, gov_reason_t why, long http_status,
                           const char *detail, long retry_ms) {
+    const char *reason = gov_reason_code(why);
     char id[GOV_UUID_STRLEN + 1], eb[256] = "";
     json_t *details = NULL, *ev = NULL;
     char *details_text = NULL;
@@ -355,7 +354,7 @@ static void audit_failure(app_t *a, const tenant_t *t, const char *reason, long 
     err = gov_kafka_produce_sync(a->producer, TOPIC_AUDIT, t->id, strlen(t->id), buf, len, NULL,
                                  0, (int)produce_timeout_ms + 2000, NULL, NULL, eb, sizeof eb);
     gov_status_set(a->status, "kafka", err == GOV_OK ? GOV_STATUS_OK : GOV_STATUS_ERROR,
-                   err == GOV_OK ? NULL : REASON_KAFKA, NULL);
+                   err == GOV_OK ? NULL : gov_reason_code(GOV_REASON_KAFKA_UNAVAILABLE), NULL);
 out:
     if (err != GOV_OK)
         gov_log(GOV_LOG_ERROR, "audit event not delivered", "tenant", t->id, "reason", reason,
@@ -368,15 +367,16 @@ out:
 
 /* --- outcomes ----------------------------------------------------------------- */
 
-static void record_failure(app_t *a, tenant_t *t, const char *reason, long http_status,
+static void record_failure(app_t *a, tenant_t *t, gov_reason_t why, long http_status,
                            const char *raw_detail) {
+    const char *reason = gov_reason_code(why);
     /* Details can quote the body (parser messages): keep them valid UTF-8. */
     char *detail = gov_utf8_sanitize(raw_detail ? raw_detail : "", 240);
     const char *d = detail ? detail : "(detail lost: out of memory)";
     if (t->failures < 64)
         t->failures++;
     long retry_ms = once ? -1 : schedule(a, t);
-    audit_failure(a, t, reason, http_status, d, retry_ms);
+    audit_failure(a, t, why, http_status, d, retry_ms);
 
     char st[16], retry[24], fails[16];
     snprintf(st, sizeof st, "%ld", http_status);
@@ -405,7 +405,7 @@ static void record_success(app_t *a, tenant_t *t, const char *outcome, const cha
 /* Checks a fetched body and publishes it.  Returns 1 when published. */
 static int publish(app_t *a, tenant_t *t, const somabrain_fetch_result_t *res) {
     char eb[512] = "", id[GOV_UUID_STRLEN + 1];
-    const char *reason = NULL;
+    gov_reason_t reason = GOV_REASON_NONE;
     json_t *bundle = NULL, *ev = NULL;
     unsigned char *buf = NULL;
     size_t len = 0, doc_off = 0, doc_len = 0;
@@ -414,19 +414,19 @@ static int publish(app_t *a, tenant_t *t, const somabrain_fetch_result_t *res) {
     gov_err_t err = gov_bundle_parse(res->body, res->body_len, t->id, &bundle, &doc_off,
                                      &doc_len, &reason, eb, sizeof eb);
     if (err != GOV_OK) {
-        record_failure(a, t, reason ? reason : GOV_BUNDLE_REASON_INTERNAL, 200, eb);
+        record_failure(a, t, reason != GOV_REASON_NONE ? reason : GOV_REASON_INTERNAL, 200, eb);
         goto out;
     }
     if ((err = gov_uuid_v7(id)) != GOV_OK ||
         (err = gov_bundle_event_new(bundle, res->body + doc_off, doc_len, id, gov_now_micros(),
                                     t->url, res->etag[0] ? res->etag : NULL, &ev)) != GOV_OK) {
-        record_failure(a, t, GOV_BUNDLE_REASON_INTERNAL, 200, gov_err_str(err));
+        record_failure(a, t, GOV_REASON_INTERNAL, 200, gov_err_str(err));
         goto out;
     }
     err = gov_avro_encode(a->avro, "ConstitutionBundle", ev, &buf, &len, eb, sizeof eb);
     if (err != GOV_OK) {
-        record_failure(a, t, err == GOV_ERR_TOO_LARGE ? SYNC_REASON_TOO_LARGE
-                                                      : GOV_BUNDLE_REASON_INTERNAL, 200, eb);
+        record_failure(a, t, err == GOV_ERR_TOO_LARGE ? GOV_REASON_TOO_LARGE
+                                                      : GOV_REASON_INTERNAL, 200, eb);
         goto out;
     }
     /* message.timeout.ms = produce_timeout, so by the end of this wait the
@@ -434,8 +434,9 @@ static int publish(app_t *a, tenant_t *t, const somabrain_fetch_result_t *res) {
     err = gov_kafka_produce_sync(a->producer, TOPIC_BUNDLES, t->id, strlen(t->id), buf, len,
                                  NULL, 0, (int)produce_timeout_ms + 2000, NULL, &offset, eb, sizeof eb);
     if (err != GOV_OK) {
-        gov_status_set(a->status, "kafka", GOV_STATUS_ERROR, REASON_KAFKA, NULL);
-        record_failure(a, t, REASON_KAFKA, 200, eb);
+        gov_status_set(a->status, "kafka", GOV_STATUS_ERROR,
+                       gov_reason_code(GOV_REASON_KAFKA_UNAVAILABLE), NULL);
+        record_failure(a, t, GOV_REASON_KAFKA_UNAVAILABLE, 200, eb);
         goto out;
     }
     gov_status_set(a->status, "kafka", GOV_STATUS_OK, NULL, NULL);
@@ -470,7 +471,7 @@ static int sync_tenant(app_t *a, tenant_t *t) {
                        (double)(gov_mono_micros() - started) / 1e6);
     int rc = 0;
     if (err != GOV_OK) {
-        record_failure(a, t, GOV_BUNDLE_REASON_INTERNAL, 0, res.detail);
+        record_failure(a, t, GOV_REASON_INTERNAL, 0, res.detail);
     } else if (res.outcome == SOMABRAIN_FETCH_ABORTED) {
         rc = -1;
     } else if (res.outcome == SOMABRAIN_FETCH_FAILED) {
@@ -537,7 +538,7 @@ static gov_err_t app_init(app_t *a, char *eb, size_t ebn) {
         gov_metric_inc(a->m_sync, (const char *[]){t->id, "published"}, 0);
         gov_metric_inc(a->m_sync, (const char *[]){t->id, "not_modified"}, 0);
         for (size_t r = 0; r < sizeof all_reasons / sizeof all_reasons[0]; r++)
-            gov_metric_inc(a->m_errors, (const char *[]){t->id, all_reasons[r]}, 0);
+            gov_metric_inc(a->m_errors, (const char *[]){t->id, gov_reason_code(all_reasons[r])}, 0);
         t->next_due_us = 0; /* every tenant is due at start */
     }
     if (!once && (err = gov_admin_start(admin_addr, (unsigned)admin_port, a->status, a->metrics,

@@ -70,19 +70,19 @@ static void check_scanner(const char *text, size_t size) {
 static void check_parse(const char *text, size_t size, const char *tenant) {
     json_t *b = (json_t *)1;
     size_t off = 0, len = 0;
-    const char *reason = "unset";
+    gov_reason_t reason = GOV_REASON_COUNT_;
     char eb[512] = "";
     gov_err_t e = gov_bundle_parse(text, size, tenant, &b, &off, &len, &reason, eb, sizeof eb);
     if (e != GOV_OK) {
         CHECK(b == NULL);
-        CHECK(reason != NULL);
-        CHECK((e == GOV_ERR_PARSE && strcmp(reason, GOV_BUNDLE_REASON_INVALID_JSON) == 0) ||
-              (e == GOV_ERR_VERIFY && (strcmp(reason, GOV_BUNDLE_REASON_INVALID_BUNDLE) == 0 ||
-                                       strcmp(reason, GOV_BUNDLE_REASON_TENANT_MISMATCH) == 0)));
+        CHECK(reason != GOV_REASON_NONE);
+        CHECK((e == GOV_ERR_PARSE && reason == GOV_REASON_INVALID_JSON) ||
+              (e == GOV_ERR_VERIFY && (reason == GOV_REASON_INVALID_BUNDLE ||
+                                       reason == GOV_REASON_TENANT_MISMATCH)));
         CHECK(eb[0] != '\0');
         return;
     }
-    CHECK(b != NULL && reason == NULL);
+    CHECK(b != NULL && reason == GOV_REASON_NONE);
     CHECK(gov_bundle_check_shape(b, tenant, &reason, NULL, 0) == GOV_OK);
     if (tenant)
         CHECK(strcmp(json_string_value(json_object_get(b, "tenant")), tenant) == 0);

@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *soma = NULL, *soma2 = NULL, *jcs = NULL, err[512];
     size_t soma_len, soma2_len, jcs_len;
 
-    gov_err_t rc = gov_canon_parse((const char *)data, size, &doc, err, sizeof err);
+    gov_err_t rc = gov_canon_parse((const char *)data, size, &doc, NULL, err, sizeof err);
     if (rc != GOV_OK) {
         CHECK(doc == NULL);
         CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE || rc == GOV_ERR_UNSUPPORTED);
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < soma_len; i++)
         CHECK(soma[i] >= 0x20 && soma[i] <= 0x7e);
 
-    rc = gov_canon_parse(soma, soma_len, &again, err, sizeof err);
+    rc = gov_canon_parse(soma, soma_len, &again, NULL, err, sizeof err);
     if (rc != GOV_OK)
         fprintf(stderr, "somabrain output does not parse: %s\n  %.*s\n", err, (int)soma_len,
                 soma);

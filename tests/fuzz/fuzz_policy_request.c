@@ -158,7 +158,7 @@ static void check_digest(const gov_policy_request_t *req) {
     CHECK(gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &clen, NULL, 0) == GOV_OK);
     gov_policy_request_t again;
     char err[256];
-    gov_err_t rc = gov_policy_request_parse(canon, clen, NULL, &again, err, sizeof err);
+    gov_err_t rc = gov_policy_request_parse(canon, clen, NULL, &again, NULL, err, sizeof err);
     if (rc != GOV_OK) {
         fprintf(stderr, "canonical request refused: %s\n%s\n", err, canon);
         abort();
@@ -193,15 +193,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *text = (const char *)data;
     gov_policy_request_t req;
     char err[256] = "";
-    gov_err_t rc = gov_policy_request_parse(text, size, NULL, &req, err, sizeof err);
+    gov_reason_t reason = GOV_REASON_COUNT_;
+    gov_err_t rc = gov_policy_request_parse(text, size, NULL, &req, &reason, err, sizeof err);
     if (rc != GOV_OK) {
         CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE);
         CHECK(req.doc == NULL && req.tenant == NULL);
-        const char *colon = strstr(err, ": ");
-        CHECK(colon != NULL && colon > err);
-        for (const char *q = err; q < colon; q++)
-            CHECK((*q >= 'a' && *q <= 'z') || *q == '_' || (*q >= '0' && *q <= '9'));
+        /* a named reason, and a detail that does not repeat it as a prefix */
+        CHECK(reason != GOV_REASON_NONE && reason < GOV_REASON_COUNT_);
+        CHECK(err[0] != '\0');
+        const char *code = gov_reason_code(reason);
+        CHECK(!(strncmp(err, code, strlen(code)) == 0 && err[strlen(code)] == ':'));
     } else {
+        CHECK(reason == GOV_REASON_NONE);
         check_digest(&req);
         evaluate_request(&req);
         gov_policy_request_clear(&req);
@@ -216,7 +219,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(rq != NULL);
         char *body = json_dumps(rq, JSON_COMPACT);
         CHECK(body != NULL);
-        CHECK(gov_policy_request_parse(body, strlen(body), NULL, &req, err, sizeof err) == GOV_OK);
+        CHECK(gov_policy_request_parse(body, strlen(body), NULL, &req, NULL, err, sizeof err) ==
+              GOV_OK);
         CHECK(req.prompt_len == size && memcmp(req.prompt, text, size) == 0);
         evaluate_request(&req);
         gov_policy_request_clear(&req);

@@ -95,7 +95,7 @@ static void run(const char *text, size_t size, const gov_rulepack_limits_t *lim)
     if (rc != GOV_OK) {
         CHECK(p == NULL);
         CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE || rc == GOV_ERR_VERIFY);
-        CHECK(err[0] != '\0' && d.code[0] != '\0');
+        CHECK(err[0] != '\0' && d.code != GOV_REASON_NONE && d.code < GOV_REASON_COUNT_);
         if (d.rule_index >= 0) {
             char prefix[48];
             snprintf(prefix, sizeof prefix, "rules[%ld]", d.rule_index);

@@ -141,7 +141,7 @@ static void checksum_of(const char *doc, const char *canon, const char *alg, cha
     char eb[200];
     gov_canon_t kind;
     assert_int_equal(gov_canon_from_name(canon, &kind), 0);
-    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, NULL, eb, sizeof eb), GOV_OK);
     assert_int_equal(gov_canon_checksum(d, kind, alg, out, eb, sizeof eb), GOV_OK);
     json_decref(d);
 }

@@ -226,7 +226,7 @@ static void publish_constitution(const char *version, const char *max_risk, cons
              version, tenant, max_risk, approval);
     json_t *d = NULL;
     char eb[200], cs[129];
-    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, NULL, eb, sizeof eb), GOV_OK);
     assert_int_equal(gov_canon_checksum(d, GOV_CANON_JCS, "sha256", cs, eb, sizeof eb), GOV_OK);
     json_decref(d);
     json_t *sigs = json_array();

@@ -195,7 +195,7 @@ static void build(test_bundle_t *b, const char *doc, const char *canon, const ch
     char eb[200];
     gov_canon_t kind;
     assert_int_equal(gov_canon_from_name(canon, &kind), 0);
-    assert_int_equal(gov_canon_parse(b->doc, strlen(b->doc), &d, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_canon_parse(b->doc, strlen(b->doc), &d, NULL, eb, sizeof eb), GOV_OK);
     assert_int_equal(gov_canon_checksum(d, kind, alg, b->checksum, eb, sizeof eb), GOV_OK);
     json_decref(d);
     size_t n = 0;
@@ -212,13 +212,13 @@ static void build(test_bundle_t *b, const char *doc, const char *canon, const ch
 
 static const int AB[] = {0, 1, -1};
 
-static gov_reject_t verify(test_bundle_t *b, gov_trust_t *t, const gov_constitution_state_t *st,
+static gov_reason_t verify(test_bundle_t *b, gov_trust_t *t, const gov_constitution_state_t *st,
                            gov_verify_outcome_t *outcome) {
     gov_verdict_t v;
     assert_int_equal(gov_constitution_verify(&b->in, t, st, &v), GOV_OK);
     if (outcome)
         *outcome = v.outcome;
-    gov_reject_t r = v.reason;
+    gov_reason_t r = v.reason;
     if (v.outcome == GOV_VERIFY_ACCEPT) {
         assert_non_null(v.document);
         assert_non_null(v.canonical);
@@ -256,98 +256,98 @@ static void test_rejections_each_rule(void **state) {
 
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.in.canonicalization = "xml-c14n";
-    assert_int_equal(verify(&b, t, NULL, &o), GOV_REJECT_UNKNOWN_CANONICALIZATION);
+    assert_int_equal(verify(&b, t, NULL, &o), GOV_REASON_UNKNOWN_CANONICALIZATION);
     assert_int_equal(o, GOV_VERIFY_REJECT);
 
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.in.hash_alg = "md5";
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_UNKNOWN_HASH_ALGORITHM);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNKNOWN_HASH_ALGORITHM);
 
     build(&b, DOC_V("1.0.0"), "jcs", "sha256", AB);
     b.checksum[3] = 'A'; /* uppercase is not the signed form */
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_MALFORMED_CHECKSUM);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_MALFORMED_CHECKSUM);
 
     /* tampered document: one digit of max_risk_score */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     char *p = strstr(b.doc, "0.8");
     p[2] = '9';
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_CHECKSUM_MISMATCH);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_CHECKSUM_MISMATCH);
 
     /* tampered checksum (still well-formed) */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.checksum[0] = b.checksum[0] == 'a' ? 'b' : 'a';
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_CHECKSUM_MISMATCH);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_CHECKSUM_MISMATCH);
 
     /* a document that is not JSON, duplicate keys, not an object */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.in.document_json = "{\"version\":\"1.0.0\",\"version\":\"2.0.0\"}";
     b.in.document_len = strlen(b.in.document_json);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_MALFORMED_DOCUMENT);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_MALFORMED_DOCUMENT);
     b.in.document_json = "[1,2]";
     b.in.document_len = 5;
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_MALFORMED_DOCUMENT);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_MALFORMED_DOCUMENT);
 
     const int none[] = {-1};
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", none);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_NO_SIGNATURES);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_NO_SIGNATURES);
 
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.sigs[1].algorithm = "rsa-pss";
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_UNKNOWN_SIGNATURE_ALGORITHM);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNKNOWN_SIGNATURE_ALGORITHM);
 
     /* the same signer twice */
     const int AA[] = {0, 0, -1};
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AA);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_DUPLICATE_SIGNER);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_DUPLICATE_SIGNER);
 
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     b.sigtext[1][5] = 'z';
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_MALFORMED_SIGNATURE);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_MALFORMED_SIGNATURE);
 
     /* a trusted signer's signature over something else */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     sign_hex(1, "not the checksum", b.sigtext[1]);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_SIGNATURE);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_SIGNATURE);
 
     /* an untrusted signer (mallory has a valid signature but no trust) */
     const int AM[] = {0, 3, -1};
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AM);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_UNTRUSTED_SIGNER);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNTRUSTED_SIGNER);
 
     /* too few signers */
     const int A[] = {0, -1};
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", A);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_THRESHOLD_NOT_MET);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_THRESHOLD_NOT_MET);
 
     /* carol is trusted but not in valid_signers */
     const int AC[] = {0, 2, -1};
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AC);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_SIGNER_NOT_PERMITTED);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_SIGNER_NOT_PERMITTED);
 
     /* the document's threshold (3) above the configured one (2) applies */
     build(&b, "{\"version\":\"1.0.0\",\"governance\":{\"signature_threshold\":3}}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_THRESHOLD_NOT_MET);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_THRESHOLD_NOT_MET);
     const int ABC[] = {0, 1, 2, -1};
     build(&b, "{\"version\":\"1.0.0\",\"governance\":{\"signature_threshold\":3}}", "jcs", "sha256", ABC);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_NONE);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_NONE);
     /* ... but a lower document threshold never loosens the configured one */
     build(&b, "{\"version\":\"1.0.0\",\"governance\":{\"signature_threshold\":1}}", "jcs", "sha256", A);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_THRESHOLD_NOT_MET);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_THRESHOLD_NOT_MET);
 
     build(&b, "{\"version\":\"1.0.0\",\"governance\":{\"signature_threshold\":\"2\"}}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_GOVERNANCE);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_GOVERNANCE);
     build(&b, "{\"version\":\"1.0.0\",\"governance\":{\"valid_signers\":[]}}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_GOVERNANCE);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_GOVERNANCE);
 
     build(&b, "{\"version\":\"1.0\"}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_VERSION);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_VERSION);
     build(&b, "{\"rules\":{}}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_VERSION);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_VERSION);
     build(&b, "{\"version\":-3}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_INVALID_VERSION);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_VERSION);
 
     build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"globex\"}", "jcs", "sha256", AB);
-    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REJECT_TENANT_MISMATCH);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_MISMATCH);
     gov_trust_free(t);
 }
 
@@ -361,33 +361,33 @@ static void test_anti_rollback_equivocation_duplicate(void **state) {
     gov_verify_outcome_t o;
 
     build(&b, DOC_V("2.0.1"), "jcs", "sha3-512", AB);
-    assert_int_equal(verify(&b, t, &st, &o), GOV_REJECT_NONE);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_NONE);
     assert_int_equal(o, GOV_VERIFY_ACCEPT);
 
     build(&b, DOC_V("1.9.9"), "jcs", "sha3-512", AB);
-    assert_int_equal(verify(&b, t, &st, &o), GOV_REJECT_VERSION_ROLLBACK);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_VERSION_ROLLBACK);
 
     /* same version, another document */
     build(&b, "{\"version\":\"2.0.0\",\"rules\":{\"max_risk_score\":0.1}}", "jcs", "sha3-512", AB);
-    assert_int_equal(verify(&b, t, &st, &o), GOV_REJECT_EQUIVOCATION);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_EQUIVOCATION);
     /* an integer version equal to 2.0.0 is the same version */
     build(&b, "{\"version\":2,\"rules\":{}}", "jcs", "sha3-512", AB);
-    assert_int_equal(verify(&b, t, &st, &o), GOV_REJECT_EQUIVOCATION);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_EQUIVOCATION);
 
     /* the current one again: a replay, not a rejection */
-    assert_int_equal(verify(&cur, t, &st, &o), GOV_REJECT_NONE);
+    assert_int_equal(verify(&cur, t, &st, &o), GOV_REASON_NONE);
     assert_int_equal(o, GOV_VERIFY_DUPLICATE);
 
     /* an older one that was accepted before: also a replay */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     const char *hist2[] = {b.checksum};
     gov_constitution_state_t st2 = {"2.0.0", cur.checksum, hist2, 1};
-    assert_int_equal(verify(&b, t, &st2, &o), GOV_REJECT_NONE);
+    assert_int_equal(verify(&b, t, &st2, &o), GOV_REASON_NONE);
     assert_int_equal(o, GOV_VERIFY_DUPLICATE);
 
     /* semver prerelease below the release */
     build(&b, DOC_V("2.0.0-rc.1"), "jcs", "sha3-512", AB);
-    assert_int_equal(verify(&b, t, &st, &o), GOV_REJECT_VERSION_ROLLBACK);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_VERSION_ROLLBACK);
     gov_trust_free(t);
 }
 
@@ -475,7 +475,7 @@ static void test_somabrain_signed_bundles_verify(void **state) {
         gov_verdict_t v;
         assert_int_equal(gov_constitution_verify(&in, t, NULL, &v), GOV_OK);
         if (v.outcome != GOV_VERIFY_ACCEPT)
-            fail_msg("%s: %s: %s", names[i], gov_reject_code(v.reason), v.detail);
+            fail_msg("%s: %s: %s", names[i], gov_reason_code(v.reason), v.detail);
         assert_int_equal(v.nsigners, 2);
         gov_verdict_clear(&v);
         gov_free(doc);

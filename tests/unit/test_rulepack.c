@@ -59,7 +59,7 @@ static gov_rulepack_t *must_parse_lim(const char *text, const gov_rulepack_limit
     char err[512] = "";
     gov_err_t rc = gov_rulepack_parse(text, strlen(text), lim, &p, &d, err, sizeof err);
     if (rc != GOV_OK)
-        fail_msg("pack refused: %s [%s]: %s", gov_err_code(rc), d.code, err);
+        fail_msg("pack refused: %s [%s]: %s", gov_err_code(rc), gov_reason_code(d.code), err);
     return p;
 }
 
@@ -556,8 +556,8 @@ static void check_bad(const bad_case_t *c, const gov_rulepack_limits_t *lim) {
     if (rc != c->rc)
         fail_msg("%s: rc %s, want %s (%s)", c->name, gov_err_code(rc), gov_err_code(c->rc), err);
     assert_null(p);
-    if (strcmp(d.code, c->code) != 0)
-        fail_msg("%s: code %s, want %s (%s)", c->name, d.code, c->code, err);
+    if (strcmp(gov_reason_code(d.code), c->code) != 0)
+        fail_msg("%s: code %s, want %s (%s)", c->name, gov_reason_code(d.code), c->code, err);
     if (d.rule_index != c->index)
         fail_msg("%s: rule_index %ld, want %ld (%s)", c->name, d.rule_index, c->index, err);
     if (strcmp(d.rule_id, c->id) != 0)
@@ -725,9 +725,9 @@ static void test_allocation_failures(void **state) {
             break;
         }
         if (rc != GOV_ERR_NOMEM)
-            fail_msg("allocation %ld: got %s [%s]: %s", n, gov_err_code(rc), d.code, err);
+            fail_msg("allocation %ld: got %s [%s]: %s", n, gov_err_code(rc), gov_reason_code(d.code), err);
         assert_null(p);
-        assert_string_equal(d.code, "nomem");
+        assert_string_equal(gov_reason_code(d.code), "nomem");
     }
     assert_true(n > 20);
     gov_rulepack_free(ref);

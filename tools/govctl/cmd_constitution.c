@@ -327,9 +327,10 @@ int govctl_cmd_checksum(int argc, char **argv) {
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &text, &len);
     if (rc != GOVCTL_OK)
         return rc;
-    gov_err_t err = gov_canon_parse(text, len, &doc, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_canon_parse(text, len, &doc, &why, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_canon(path, eb, err == GOV_ERR_NOMEM ? "internal_error" : "invalid_json");
+        rc = fail_clean(gov_reason_code(why), "%s: %s", path, eb);
         goto out;
     }
     if (print_canonical) {
@@ -526,26 +527,28 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
     json_t *parsed = NULL;
     char eb[256] = "";
     if (gov_canon_from_name(canon_name, &kind) != 0)
-        return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_CANONICALIZATION),
+        return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_CANONICALIZATION),
                            "canonicalization \"%.40s\" is not jcs or somabrain-json",
                            canon_name ? canon_name : "(not a string)");
     if (!hash_alg_known(alg))
-        return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_HASH_ALGORITHM),
+        return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_HASH_ALGORITHM),
                            "hash_alg \"%.40s\" is not sha3-512 or sha256",
                            alg ? alg : "(not a string)");
-    gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, eb, sizeof eb);
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, &why, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM)
         return fail_clean("internal_error", "out of memory");
     if (err != GOV_OK || !json_is_object(parsed)) {
         json_decref(parsed);
-        return fail_clean(gov_reject_code(GOV_REJECT_MALFORMED_DOCUMENT), "document: %s",
+        return fail_clean(gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT), "document: %s%s%s",
+                           err != GOV_OK ? gov_reason_code(why) : "", err != GOV_OK ? ": " : "",
                            err != GOV_OK ? eb : "not a JSON object");
     }
     err = gov_canon_checksum(parsed, kind, alg, hex, eb, sizeof eb);
     json_decref(parsed);
     if (err != GOV_OK)
         return fail_clean(err == GOV_ERR_NOMEM ? "internal_error"
-                                                : gov_reject_code(GOV_REJECT_MALFORMED_DOCUMENT),
+                                                : gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT),
                            "document cannot be canonicalized: %s", eb);
     return GOVCTL_OK;
 }
@@ -700,7 +703,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     size_t len = 0, doc_off = 0, doc_len = 0, text_len = 0, chk_off = 0, chk_len = 0;
     json_t *b = NULL, *chk = NULL;
     json_error_t je;
-    const char *reason = NULL;
+    gov_reason_t reason = GOV_REASON_NONE;
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len);
     if (rc != GOVCTL_OK)
         return rc;
@@ -713,18 +716,18 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     memset(&je, 0, sizeof je);
     b = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (b == NULL) {
-        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_JSON, "%s: not JSON: %s at byte %d", path,
+        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_JSON), "%s: not JSON: %s at byte %d", path,
                          je.text, je.position);
         goto out;
     }
     if (!json_is_object(b)) {
-        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: bundle is not a JSON object", path);
+        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_BUNDLE), "%s: bundle is not a JSON object", path);
         goto out;
     }
     gov_err_t err = gov_bundle_extract_document_span(body, len, &doc_off, &doc_len, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(err == GOV_ERR_PARSE ? GOV_BUNDLE_REASON_INVALID_JSON
-                                              : GOV_BUNDLE_REASON_INVALID_BUNDLE,
+        rc = fail_clean(gov_reason_code(err == GOV_ERR_PARSE ? GOV_REASON_INVALID_JSON
+                                                              : GOV_REASON_INVALID_BUNDLE),
                          "%s: %s", path, eb);
         goto out;
     }
@@ -748,15 +751,15 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
             goto out;
         }
     } else if (!json_is_string(stated)) {
-        rc = fail_clean(GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: member \"checksum\" is not a string",
+        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_BUNDLE), "%s: member \"checksum\" is not a string",
                          path);
         goto out;
     } else if (strcmp(json_string_value(stated), hex) != 0) {
         if (strcasecmp(json_string_value(stated), hex) == 0)
-            rc = fail_clean(gov_reject_code(GOV_REJECT_MALFORMED_CHECKSUM),
+            rc = fail_clean(gov_reason_code(GOV_REASON_MALFORMED_CHECKSUM),
                              "%s: the checksum must be lowercase hex", path);
         else
-            rc = fail_clean(gov_reject_code(GOV_REJECT_CHECKSUM_MISMATCH),
+            rc = fail_clean(gov_reason_code(GOV_REASON_CHECKSUM_MISMATCH),
                              "%s: %s of the %s form of the document is %s, the bundle states "
                              "%.140s; refusing to sign", path, alg, canon_name, hex,
                              json_string_value(stated));
@@ -768,7 +771,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
         goto out;
     }
     if (gov_bundle_check_shape(b, NULL, &reason, eb, sizeof eb) != GOV_OK) {
-        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INVALID_BUNDLE, "%s: %s", path, eb);
+        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
         goto out;
     }
 
@@ -855,7 +858,7 @@ static int verify_bundle(const char *trust_path, const char *path,
     gov_trust_t *trust = NULL;
     json_t *b = NULL;
     gov_bundle_sig_t *sigs = NULL;
-    const char *reason = NULL;
+    gov_reason_t reason = GOV_REASON_NONE;
     gov_verdict_t v;
     int have_verdict = 0;
     int rc = slurp(trust_path, GOVCTL_MAX_INPUT, 0, &trust_text, &trust_len);
@@ -873,7 +876,7 @@ static int verify_bundle(const char *trust_path, const char *path,
     rc = GOVCTL_FAIL;
     err = gov_bundle_parse(body, len, NULL, &b, &doc_off, &doc_len, &reason, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INTERNAL, "%s: %s", path, eb);
+        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
         goto out;
     }
     const json_t *arr = json_object_get(b, "signatures");
@@ -901,11 +904,11 @@ static int verify_bundle(const char *trust_path, const char *path,
     err = gov_constitution_verify(&in, trust, state, &v);
     have_verdict = 1;
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reject_code(GOV_REJECT_INTERNAL), "%s: %s", path, gov_err_str(err));
+        rc = fail_clean(gov_reason_code(GOV_REASON_INTERNAL_ERROR), "%s: %s", path, gov_err_str(err));
         goto out;
     }
     if (v.outcome == GOV_VERIFY_REJECT) {
-        rc = fail_clean(gov_reject_code(v.reason), "%s: %s", path, v.detail);
+        rc = fail_clean(gov_reason_code(v.reason), "%s: %s", path, v.detail);
         goto out;
     }
     /* DUPLICATE: valid, and already what the tenant has (a replay): the
@@ -977,7 +980,7 @@ static int publish_bundle(const char *path, const char *tenant, const char *brok
     unsigned char *msg = NULL;
     gov_avro_registry_t *reg = NULL;
     gov_kafka_producer_t *p = NULL;
-    const char *reason = NULL;
+    gov_reason_t reason = GOV_REASON_NONE;
     int64_t offset = -1;
     int32_t partition = -1;
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len);
@@ -987,7 +990,7 @@ static int publish_bundle(const char *path, const char *tenant, const char *brok
     gov_err_t err = gov_bundle_parse(body, len, tenant, &b, &doc_off, &doc_len, &reason, eb,
                                      sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(reason ? reason : GOV_BUNDLE_REASON_INTERNAL, "%s: %s", path, eb);
+        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
         goto out;
     }
     if ((err = gov_uuid_v7(id)) != GOV_OK) {
@@ -996,7 +999,7 @@ static int publish_bundle(const char *path, const char *tenant, const char *brok
     }
     err = gov_bundle_event_new(b, body + doc_off, doc_len, id, gov_now_micros(), source, NULL, &ev);
     if (err != GOV_OK) {
-        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : GOV_BUNDLE_REASON_INVALID_BUNDLE,
+        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : gov_reason_code(GOV_REASON_INVALID_BUNDLE),
                          "%s: cannot build the ConstitutionBundle event: %s", path, gov_err_str(err));
         goto out;
     }

@@ -113,7 +113,8 @@ static int load_pack(const char *path, const gov_rulepack_limits_t *limits, char
     govctl_printable(eb);
     if (err == GOV_ERR_NOMEM)
         return govctl_fail("internal_error", "out of memory validating the pack");
-    return govctl_fail(detail.code[0] ? detail.code : gov_err_code(err), "%s", eb);
+    return govctl_fail(detail.code != GOV_REASON_NONE ? gov_reason_code(detail.code) : gov_err_code(err),
+                       "%s", eb);
 }
 
 static size_t pattern_count(const gov_rulepack_t *pack) {

@@ -1,0 +1,154 @@
+/* gov_reason.h - the one list of stable reason codes.
+ *
+ * A reason code says why something was refused or failed, in snake_case
+ * ("checksum_mismatch").  The codes are user-visible: HTTP error bodies,
+ * metric labels, audit events, DLQ headers, govctl's stderr and the docs
+ * (docs/contracts.md) all carry them, so a code's text never changes.
+ *
+ * Inside the code a reason travels as a gov_reason_t value: a parser gives
+ * it through an out-parameter next to its errbuf (which then holds only the
+ * human-readable detail), and the text is looked up with gov_reason_code()
+ * where it leaves the process.  Nobody parses a code back out of a message.
+ *
+ * The list below is the only definition: the enum and the name table are
+ * both generated from it.  Values are never renumbered or reused, only added
+ * at the end (the first 22 keep the numbers of the former gov_reject_t).  Two
+ * codes that differ only slightly ("internal" for the bundle parser and the
+ * rule pack validator, "internal_error" for constitution verification and
+ * govctl) are distinct values because both texts are in use.
+ *
+ * Not here: gov_err_t (gov_err.h), which says what kind of failure a function
+ * hit; a reason says which rule refused the input.  gov_err_code() stays the
+ * fallback code where no reason applies.
+ *
+ * Thread-safety: pure; the table is constant.
+ */
+#ifndef GOV_REASON_H
+#define GOV_REASON_H
+
+#include <stddef.h>
+
+/* X(NAME, "code", "meaning") - append only. */
+#define GOV_REASON_LIST(X) \
+    X(NONE, "none", "no reason: accepted, or the caller's gov_err_t code applies") \
+    /* constitution verification (gov_constitution) */ \
+    X(UNKNOWN_CANONICALIZATION, "unknown_canonicalization", "canonicalization is not jcs or somabrain-json") \
+    X(UNKNOWN_HASH_ALGORITHM, "unknown_hash_algorithm", "hash_alg is not sha3-512 or sha256") \
+    X(MALFORMED_CHECKSUM, "malformed_checksum", "checksum is not hex of the algorithm's length") \
+    X(MALFORMED_DOCUMENT, "malformed_document", "document is not a JSON object that canonicalizes") \
+    X(CHECKSUM_MISMATCH, "checksum_mismatch", "the document's digest differs from the claimed checksum") \
+    X(NO_SIGNATURES, "no_signatures", "the bundle carries no signature") \
+    X(TOO_MANY_SIGNATURES, "too_many_signatures", "more signatures than GOV_MAX_SIGNATURES") \
+    X(UNKNOWN_SIGNATURE_ALGORITHM, "unknown_signature_algorithm", "a signature's algorithm is not ed25519") \
+    X(DUPLICATE_SIGNER, "duplicate_signer", "one signer signed twice") \
+    X(MALFORMED_SIGNATURE, "malformed_signature", "a signature is not 64 bytes of hex or base64") \
+    X(INVALID_SIGNATURE, "invalid_signature", "a trusted signer's signature does not verify") \
+    X(INVALID_GOVERNANCE, "invalid_governance", "the document's governance member is malformed") \
+    X(UNTRUSTED_SIGNER, "untrusted_signer", "a signer is not in the configured trust") \
+    X(SIGNER_NOT_PERMITTED, "signer_not_permitted", "a trusted signer the document does not permit") \
+    X(THRESHOLD_NOT_MET, "threshold_not_met", "fewer valid signatures than the threshold") \
+    X(INVALID_VERSION, "invalid_version", "document.version is not semver or a non-negative integer") \
+    X(EQUIVOCATION, "equivocation", "the current version signed again with another checksum") \
+    X(VERSION_ROLLBACK, "version_rollback", "an older version never accepted") \
+    X(TENANT_MISMATCH, "tenant_mismatch", "the input names another tenant") \
+    X(DOCUMENT_TOO_LARGE, "document_too_large", "the document exceeds the configured bound") \
+    X(INTERNAL_ERROR, "internal_error", "out of memory or a library failure") \
+    /* bundle parsing (gov_bundle) */ \
+    X(INVALID_JSON, "invalid_json", "not JSON") \
+    X(INVALID_BUNDLE, "invalid_bundle", "JSON, but not the shape of a bundle") \
+    X(INTERNAL, "internal", "out of memory or an unexpected state") \
+    /* JSON text parsing (gov_canon) */ \
+    X(SYNTAX, "syntax", "not RFC 8259 JSON") \
+    X(TRAILING_GARBAGE, "trailing_garbage", "bytes after the JSON value") \
+    X(DUPLICATE_KEY, "duplicate_key", "an object names a member twice") \
+    X(INVALID_UTF8, "invalid_utf8", "malformed UTF-8 or a lone surrogate escape") \
+    X(TOO_DEEP, "too_deep", "nesting deeper than the bound") \
+    X(NUMBER_OUT_OF_RANGE, "number_out_of_range", "a number jansson cannot hold") \
+    X(NUL_IN_KEY, "nul_in_key", "an object key holds U+0000") \
+    X(NOMEM, "nomem", "out of memory") \
+    X(INVALID_ARG, "invalid_arg", "the caller passed NULL or an unusable argument") \
+    X(NON_FINITE_NUMBER, "non_finite_number", "NaN or Infinity") \
+    X(UNSUPPORTED_HASH_ALG, "unsupported_hash_alg", "a digest name gov_canon does not know") \
+    X(CRYPTO, "crypto", "a digest computation failed") \
+    /* evaluation requests (gov_policy) and rule packs (gov_rulepack) */ \
+    X(INVALID_TYPE, "invalid_type", "a member has the wrong JSON type") \
+    X(UNKNOWN_FIELD, "unknown_field", "a member that is not part of the format") \
+    X(MISSING_FIELD, "missing_field", "a required member is absent") \
+    X(INVALID_VALUE, "invalid_value", "a member's value is not allowed") \
+    X(INVALID_TENANT, "invalid_tenant", "a tenant id is not 1-64 of [A-Za-z0-9._-]") \
+    X(TOO_LARGE, "too_large", "a size bound was exceeded") \
+    X(INVALID_REQUEST, "invalid_request", "an evaluation request that is not valid") \
+    X(MATCHER, "matcher", "the pattern engine failed") \
+    X(OUT_OF_RANGE, "out_of_range", "a number outside [0,1]") \
+    X(TOO_MANY_DECIMALS, "too_many_decimals", "a number with more than 6 decimal places") \
+    X(DUPLICATE_ID, "duplicate_id", "two rules share an id") \
+    X(EMPTY_MATCH, "empty_match", "a rule without any condition") \
+    X(INVALID_PATTERN, "invalid_pattern", "the pattern engine refused a pattern") \
+    X(TOO_MANY_RULES, "too_many_rules", "more rules than max_rules") \
+    X(TOO_MANY_PATTERNS, "too_many_patterns", "more prompt patterns than max_patterns") \
+    X(PATTERN_TOO_LONG, "pattern_too_long", "a pattern longer than max_pattern_len") \
+    X(TOO_MANY_PATTERN_BYTES, "too_many_pattern_bytes", "patterns longer than max_pattern_bytes together") \
+    /* bundle fetches (gov-somabrain-sync) */ \
+    X(UNREACHABLE, "unreachable", "the server could not be reached") \
+    X(TIMEOUT, "timeout", "the fetch ran out of time") \
+    X(TLS, "tls", "the TLS handshake or certificate check failed") \
+    X(HTTP_STATUS, "http_status", "the server answered with a status that is not 200 or 304") \
+    X(TRANSFER_FAILED, "transfer_failed", "the transfer failed otherwise") \
+    X(KAFKA_UNAVAILABLE, "kafka_unavailable", "Kafka did not take the event") \
+    /* poison messages (gov_processor dead-letter headers) */ \
+    X(UNEXPECTED_TOPIC, "unexpected_topic", "a message from a topic the processor does not read") \
+    X(UNEXPECTED_SCHEMA, "unexpected_schema", "a schema the topic does not carry") \
+    X(INVALID_EVENT_ID, "invalid_event_id", "event_id is not a UUIDv7") \
+    X(KEY_MISMATCH, "key_mismatch", "the message key is not the event's tenant") \
+    X(UNKNOWN_SCHEMA, "unknown_schema", "a schema fingerprint the registry does not know") \
+    X(UNDECODABLE, "undecodable", "the value is not a valid Avro single-object encoding") \
+    X(UNMATERIALIZABLE, "unmaterializable", "an event the store cannot record") \
+    /* HTTP edge error bodies */ \
+    X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the body is not application/json") \
+    X(OUT_OF_MEMORY, "out_of_memory", "the edge ran out of memory") \
+    X(STATE_NOT_LOADED, "state_not_loaded", "the edge has not loaded its state yet") \
+    X(CONSTITUTION_MISSING, "constitution_missing", "no verified constitution for the tenant") \
+    X(CONSTITUTION_RULES_INVALID, "constitution_rules_invalid", "constitution rules this engine cannot apply") \
+    X(RULEPACK_MISSING, "rulepack_missing", "no usable rule pack for the tenant") \
+    X(EVALUATION_FAILED, "evaluation_failed", "the evaluation could not complete") \
+    X(CONSTITUTION_NOT_FOUND, "constitution_not_found", "no constitution for the tenant") \
+    X(DECISION_NOT_FOUND, "decision_not_found", "no decision with that id") \
+    X(DECISION_STORE_UNAVAILABLE, "decision_store_unavailable", "the decision log cannot be read") \
+    X(INVALID_DECISION_ID, "invalid_decision_id", "a decision id that is not a UUIDv7") \
+    X(METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint does not take this method") \
+    X(NOT_FOUND, "not_found", "no such endpoint") \
+    /* govctl exit diagnostics */ \
+    X(IO_ERROR, "io_error", "a file could not be read or written") \
+    X(CRYPTO_ERROR, "crypto_error", "a key or signature operation failed") \
+    X(KEY_EXISTS, "key_exists", "the key file is already there") \
+    X(KEY_INVALID, "key_invalid", "the key file is not a usable key") \
+    X(REDIS_UNAVAILABLE, "redis_unavailable", "Redis could not be reached") \
+    X(REDIS_ERROR, "redis_error", "Redis answered with an error") \
+    X(CHAIN_BROKEN, "chain_broken", "an audit entry does not link to its predecessor") \
+    X(CHAIN_TRUNCATED, "chain_truncated", "the audit stream ends before its recorded head") \
+    X(UNSUPPORTED, "unsupported", "well-formed, but not something this tool can do") \
+    /* rule pack events (gov-rulepacks) */ \
+    X(PACK_ID_MISMATCH, "pack_id_mismatch", "the pack's pack_id is not the event's") \
+    X(VERSION_MISMATCH, "version_mismatch", "the pack's version is not the event's") \
+    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read")
+
+typedef enum gov_reason {
+#define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
+    GOV_REASON_LIST(GOV_REASON_ENUM_)
+#undef GOV_REASON_ENUM_
+    GOV_REASON_COUNT_
+} gov_reason_t;
+
+/* The stable snake_case code of r (static storage); "unknown" for a value
+ * outside the list.  Never NULL.  O(1). */
+const char *gov_reason_code(gov_reason_t r);
+
+/* The one-line meaning of r (static storage); "" outside the list. */
+const char *gov_reason_meaning(gov_reason_t r);
+
+/* Looks up the value of code (NUL-terminated, compared exactly).  Returns 0
+ * and sets *out, or -1 when code is NULL or not in the list.  O(number of
+ * codes); meant for tests and tools, not for hot paths. */
+int gov_reason_from_code(const char *code, gov_reason_t *out);
+
+#endif /* GOV_REASON_H */
