@@ -127,7 +127,7 @@ gov_err_t gov_avro_registry_new(gov_avro_registry_t **out, char *errbuf, size_t 
         char detail[256] = "";
         err = entry_load(e, src, detail, sizeof(detail));
         if (err != GOV_OK) {
-            gov_avro_fail(errbuf, errbuf_size, err, "schema %s: %s", src->name, detail);
+            gov_errbuf(errbuf, errbuf_size, "schema %s: %s", src->name, detail);
             goto out;
         }
         for (unsigned k = 0; k < i; k++) {

@@ -21,8 +21,6 @@
 #include "gov_avro_internal.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,22 +48,10 @@ typedef struct reader {
     size_t errbuf_size;
 } reader_t;
 
-static gov_err_t read_fail(reader_t *r, gov_err_t err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static gov_err_t read_fail(reader_t *r, gov_err_t err, const char *fmt, ...) {
-    if (r->errbuf != NULL && r->errbuf_size > 0) {
-        char reason[160], where[192];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-        snprintf(r->errbuf, r->errbuf_size, "%s at body byte %zu (%s)", reason,
-                 (size_t)(r->p - r->start),
-                 gov_avro_path_format(&r->path, where, sizeof(where)));
-    }
-    return err;
-}
+/* The reason, the body offset and the field path into errbuf; returns err. */
+#define read_fail(r, err, ...)                                                          \
+    gov_avro_path_fail(&(r)->path, (size_t)((r)->p - (r)->start), (r)->errbuf,          \
+                       (r)->errbuf_size, (err), __VA_ARGS__)
 
 static gov_err_t read_nomem(reader_t *r) {
     return read_fail(r, GOV_ERR_NOMEM, "out of memory");
@@ -150,31 +136,18 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t len) {
     size_t i = 0;
     while (i < len) {
         unsigned char c = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF;
         if (c < 0x80) {
             i++;
             continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return i;
         }
-        if (len - i - 1 < need)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
+        /* RFC 3629 section 4: the lead byte gives the number of continuation
+         * bytes and narrows the range of the first one (no overlong form
+         * after E0/F0, no surrogate after ED, nothing past U+10FFFF after
+         * F4); C0, C1 and F5..FF never start a character. */
+        size_t need = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+        unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        if (c < 0xC2 || c > 0xF4 || len - i - 1 < need || s[i + 1] < lo || s[i + 1] > hi)
             return i;
         for (size_t k = 2; k <= need; k++)
             if (s[i + k] < 0x80 || s[i + k] > 0xBF)
@@ -225,6 +198,17 @@ static json_t *json_from_bytes(const unsigned char *b, size_t n) {
 
 /* ------------------------------------------------------------------------ */
 /* Values                                                                    */
+
+/* The one exit of a reader that built `value` (a new reference or NULL): on
+ * success it goes to *out when the caller wants it, otherwise it is
+ * released. */
+static gov_err_t hand_over(gov_err_t err, json_t *value, json_t **out) {
+    if (err == GOV_OK && out != NULL)
+        *out = value;
+    else
+        json_decref(value);
+    return err;
+}
 
 static gov_err_t read_value(reader_t *r, const gov_avro_node_t *n, unsigned depth,
                             json_t **out);
@@ -357,12 +341,7 @@ out_blocks:
     }
 out:
     gov_free(keys);
-    if (err == GOV_OK && out != NULL) {
-        *out = container;
-        container = NULL;
-    }
-    json_decref(container);
-    return err;
+    return hand_over(err, container, out);
 }
 
 static gov_err_t read_record(reader_t *r, const gov_avro_node_t *n, unsigned depth,
@@ -380,12 +359,7 @@ static gov_err_t read_record(reader_t *r, const gov_avro_node_t *n, unsigned dep
             err = read_nomem(r);
         gov_avro_path_pop(&r->path);
     }
-    if (err == GOV_OK && out != NULL) {
-        *out = obj;
-        obj = NULL;
-    }
-    json_decref(obj);
-    return err;
+    return hand_over(err, obj, out);
 }
 
 /* Reads one value of schema n; depth counts the records, arrays and maps
@@ -487,10 +461,5 @@ gov_err_t gov_avro_decode_body(const gov_avro_node_t *root, const unsigned char 
     gov_err_t err = read_value(&r, root, 0, out != NULL ? &value : NULL);
     if (err == GOV_OK && r.p != r.end)
         err = read_fail(&r, GOV_ERR_PARSE, "%zu trailing bytes after the value", remaining(&r));
-    if (err == GOV_OK && out != NULL) {
-        *out = value;
-        value = NULL;
-    }
-    json_decref(value);
-    return err;
+    return hand_over(err, value, out);
 }

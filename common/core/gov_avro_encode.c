@@ -20,8 +20,6 @@
  */
 #include "gov_avro_internal.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "gov_alloc.h"
@@ -33,21 +31,10 @@ typedef struct writer {
     size_t errbuf_size;
 } writer_t;
 
-static gov_err_t write_fail(writer_t *w, gov_err_t err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static gov_err_t write_fail(writer_t *w, gov_err_t err, const char *fmt, ...) {
-    if (w->errbuf != NULL && w->errbuf_size > 0) {
-        char reason[160], where[192];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-        snprintf(w->errbuf, w->errbuf_size, "%s: %s",
-                 gov_avro_path_format(&w->path, where, sizeof(where)), reason);
-    }
-    return err;
-}
+/* "<field path>: <reason>" into errbuf; returns err. */
+#define write_fail(w, err, ...)                                                         \
+    gov_avro_path_fail(&(w)->path, GOV_AVRO_NO_OFFSET, (w)->errbuf, (w)->errbuf_size, (err), \
+                       __VA_ARGS__)
 
 /* long and int: zig-zag, then base-128 groups, least significant first. */
 static void put_long(writer_t *w, int64_t v) {
@@ -118,10 +105,8 @@ static gov_err_t write_record(writer_t *w, const gov_avro_node_t *n, json_t *j, 
     gov_err_t err = GOV_OK;
     for (void *it = json_object_iter(j); it != NULL; it = json_object_iter_next(j, it)) {
         const char *key = json_object_iter_key(it);
-        size_t f = 0;
-        while (f < n->count && strcmp(n->names[f], key) != 0)
-            f++;
-        if (f == n->count || strlen(key) != json_object_iter_key_len(it)) {
+        if (gov_avro_node_find_name(n, key) == n->count ||
+            strlen(key) != json_object_iter_key_len(it)) {
             gov_avro_path_push_name(&w->path, key);
             err = write_fail(w, GOV_ERR_INVALID_ARG, "not a field of record %s", n->fullname);
             gov_avro_path_pop(&w->path);
@@ -196,18 +181,15 @@ static gov_err_t write_value(writer_t *w, const gov_avro_node_t *n, json_t *j, u
         put_raw(w, json_is_true(j) ? "\x01" : "\x00", 1);
         return GOV_OK;
     case GOV_AVRO_INT:
-        if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
-            json_integer_value(j) > INT32_MAX)
-            return write_fail(w, GOV_ERR_INVALID_ARG, "expected a 32-bit integer, got %s",
-                              json_type_name(j));
+    case GOV_AVRO_LONG: {
+        bool is_int = n->kind == GOV_AVRO_INT;
+        if (!json_is_integer(j) || (is_int && (json_integer_value(j) < INT32_MIN ||
+                                               json_integer_value(j) > INT32_MAX)))
+            return write_fail(w, GOV_ERR_INVALID_ARG, "expected %s, got %s",
+                              is_int ? "a 32-bit integer" : "an integer", json_type_name(j));
         put_long(w, (int64_t)json_integer_value(j));
         return GOV_OK;
-    case GOV_AVRO_LONG:
-        if (!json_is_integer(j))
-            return write_fail(w, GOV_ERR_INVALID_ARG, "expected an integer, got %s",
-                              json_type_name(j));
-        put_long(w, (int64_t)json_integer_value(j));
-        return GOV_OK;
+    }
     case GOV_AVRO_STRING:
         if (!json_is_string(j))
             return write_fail(w, GOV_ERR_INVALID_ARG, "expected a string, got %s",
@@ -221,11 +203,8 @@ static gov_err_t write_value(writer_t *w, const gov_avro_node_t *n, json_t *j, u
                               json_type_name(j));
         return put_latin1(w, json_string_value(j), json_string_length(j));
     case GOV_AVRO_ENUM: {
-        size_t idx = n->count;
-        if (json_is_string(j))
-            for (idx = 0; idx < n->count; idx++)
-                if (strcmp(n->names[idx], json_string_value(j)) == 0)
-                    break;
+        size_t idx = json_is_string(j) ? gov_avro_node_find_name(n, json_string_value(j))
+                                       : n->count;
         if (idx == n->count)
             return write_fail(w, GOV_ERR_INVALID_ARG, "not a symbol of enum %s", n->fullname);
         put_long(w, (int64_t)idx);

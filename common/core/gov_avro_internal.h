@@ -21,6 +21,7 @@
 #include "gov_avro.h"
 #include "gov_buf.h"
 #include "gov_err.h"
+#include "gov_util.h"
 
 /* Nesting of schema definitions (not data): far beyond any real schema, and
  * it bounds the recursion of the schema parser on hostile text. */
@@ -76,9 +77,9 @@ typedef struct gov_avro_schema {
 
 /* --- gov_avro_schema.c ---------------------------------------------------- */
 
-/* Formats into errbuf (when it has room) and returns err. */
-gov_err_t gov_avro_fail(char *errbuf, size_t errbuf_size, gov_err_t err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Formats into errbuf (when it has room) and evaluates to err. */
+#define gov_avro_fail(errbuf, errbuf_size, err, ...) \
+    (gov_errbuf((errbuf), (errbuf_size), __VA_ARGS__), (err))
 
 /* Parses schema text (len bytes, JSON) into a new schema (*out, freed with
  * gov_avro_schema_free).  GOV_ERR_PARSE: not JSON; GOV_ERR_AVRO: not a valid
@@ -89,6 +90,10 @@ gov_err_t gov_avro_schema_parse(const char *text, size_t len, gov_avro_schema_t 
 
 /* NULL is safe. */
 void gov_avro_schema_free(gov_avro_schema_t *s);
+
+/* Index of `name` among the field names or symbols of n; n->count when
+ * absent.  Linear: records and enums are small. */
+size_t gov_avro_node_find_name(const gov_avro_node_t *n, const char *name);
 
 /* Prints the Parsing Canonical Form: *out is a new NUL-terminated string
  * (gov_free).  Only GOV_ERR_NOMEM can fail. */
@@ -112,6 +117,14 @@ void gov_avro_path_push_index(gov_avro_path_t *p, size_t index);
 void gov_avro_path_pop(gov_avro_path_t *p);
 /* Writes the path into buf and returns it, or "(top level)". */
 const char *gov_avro_path_format(const gov_avro_path_t *p, char *buf, size_t size);
+
+/* Formats the reason and where it happened into errbuf and returns err: a
+ * decoder error as "<reason> at body byte <offset> (<path>)", an encoder
+ * error (offset GOV_AVRO_NO_OFFSET) as "<path>: <reason>". */
+#define GOV_AVRO_NO_OFFSET SIZE_MAX
+gov_err_t gov_avro_path_fail(const gov_avro_path_t *p, size_t offset, char *errbuf,
+                             size_t errbuf_size, gov_err_t err, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* --- gov_avro_decode.c ----------------------------------------------------- */
 

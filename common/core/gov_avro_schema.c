@@ -31,20 +31,6 @@
 #include "gov_alloc.h"
 
 /* ------------------------------------------------------------------------ */
-/* Errors                                                                    */
-
-gov_err_t gov_avro_fail(char *errbuf, size_t errbuf_size, gov_err_t err, const char *fmt,
-                        ...) {
-    if (errbuf != NULL && errbuf_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errbuf_size, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
-/* ------------------------------------------------------------------------ */
 /* CRC-64-AVRO                                                               */
 
 /* FP_TABLE of the Avro specification ("Schema Fingerprints"): entry i is i
@@ -353,62 +339,74 @@ static gov_err_t define_named(parse_ctx_t *ctx, json_t *obj, const char *ns,
     return GOV_OK;
 }
 
+size_t gov_avro_node_find_name(const gov_avro_node_t *n, const char *name) {
+    size_t i = 0;
+    while (i < n->count && strcmp(n->names[i], name) != 0)
+        i++;
+    return i;
+}
+
+/* Defines the record or enum n and finds its list of fields or symbols
+ * (`member`), making room for that many names (and, for a record, types and
+ * defaults).  *own_ns is the namespace its children inherit (gov_free). */
+static gov_err_t open_list(parse_ctx_t *ctx, json_t *obj, const char *ns, gov_avro_node_t *n,
+                           const char *member, json_t **list, char **own_ns) {
+    gov_err_t err = define_named(ctx, obj, ns, n, own_ns);
+    if (err != GOV_OK)
+        return err;
+    *list = json_object_get(obj, member);
+    if (!json_is_array(*list))
+        return bad_schema(ctx, "%s %s needs a \"%s\" array", gov_avro_kind_names[n->kind],
+                          n->fullname, member);
+    size_t count = json_array_size(*list);
+    if (count == 0)
+        return GOV_OK;
+    n->names = gov_calloc(count, sizeof(*n->names));
+    if (n->kind == GOV_AVRO_RECORD) {
+        n->child = gov_calloc(count, sizeof(*n->child));
+        n->defaults = gov_calloc(count, sizeof(*n->defaults));
+    }
+    if (n->names == NULL ||
+        (n->kind == GOV_AVRO_RECORD && (n->child == NULL || n->defaults == NULL)))
+        return nomem(ctx);
+    return GOV_OK;
+}
+
+/* Takes the i-th field name or symbol of n (`what`): a valid Avro name, not
+ * used before in n.  names[0..count) are owned by n from here on. */
+static gov_err_t add_name(parse_ctx_t *ctx, gov_avro_node_t *n, size_t i, json_t *jname,
+                          const char *what) {
+    const char *kind = gov_avro_kind_names[n->kind];
+    if (!json_is_string(jname) ||
+        !is_simple_name(json_string_value(jname), json_string_length(jname)))
+        return bad_schema(ctx, "%s %s: %s %zu is not a valid name", kind, n->fullname, what, i);
+    const char *name = json_string_value(jname);
+    if (gov_avro_node_find_name(n, name) < n->count)
+        return bad_schema(ctx, "%s %s: %s \"%s\" appears twice", kind, n->fullname, what, name);
+    n->names[i] = gov_strdup(name);
+    if (n->names[i] == NULL)
+        return nomem(ctx);
+    n->count = i + 1;
+    return GOV_OK;
+}
+
 static gov_err_t parse_record(parse_ctx_t *ctx, json_t *obj, const char *ns,
                               unsigned depth, gov_avro_node_t *n) {
     char *own_ns = NULL;
-    gov_err_t err = define_named(ctx, obj, ns, n, &own_ns);
-    if (err != GOV_OK)
-        goto out;
-    json_t *fields = json_object_get(obj, "fields");
-    if (!json_is_array(fields)) {
-        err = bad_schema(ctx, "record %s needs a \"fields\" array", n->fullname);
-        goto out;
-    }
-    size_t count = json_array_size(fields);
-    if (count > 0) {
-        n->names = gov_calloc(count, sizeof(*n->names));
-        n->child = gov_calloc(count, sizeof(*n->child));
-        n->defaults = gov_calloc(count, sizeof(*n->defaults));
-        if (n->names == NULL || n->child == NULL || n->defaults == NULL) {
-            err = nomem(ctx);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < count; i++) {
+    json_t *fields = NULL;
+    gov_err_t err = open_list(ctx, obj, ns, n, "fields", &fields, &own_ns);
+    for (size_t i = 0; err == GOV_OK && i < json_array_size(fields); i++) {
         json_t *f = json_array_get(fields, i);
-        json_t *fname = json_object_get(f, "name");
         json_t *ftype = json_object_get(f, "type");
-        if (!json_is_object(f) || !json_is_string(fname) ||
-            !is_simple_name(json_string_value(fname), json_string_length(fname))) {
-            err = bad_schema(ctx, "record %s: field %zu needs a valid \"name\"",
-                             n->fullname, i);
-            goto out;
-        }
-        const char *name = json_string_value(fname);
-        for (size_t k = 0; k < n->count; k++) {
-            if (strcmp(n->names[k], name) == 0) {
-                err = bad_schema(ctx, "record %s: field \"%s\" appears twice",
-                                 n->fullname, name);
-                goto out;
-            }
-        }
-        if (ftype == NULL) {
-            err = bad_schema(ctx, "record %s: field \"%s\" has no \"type\"",
-                             n->fullname, name);
-            goto out;
-        }
-        n->names[i] = gov_strdup(name);
-        if (n->names[i] == NULL) {
-            err = nomem(ctx);
-            goto out;
-        }
-        n->count = i + 1; /* names[0..count) are owned from here on */
-        err = parse_schema(ctx, ftype, own_ns, depth + 1, &n->child[i]);
-        if (err != GOV_OK)
-            goto out;
-        n->defaults[i] = json_incref(json_object_get(f, "default"));
+        err = add_name(ctx, n, i, json_object_get(f, "name"), "field");
+        if (err == GOV_OK && ftype == NULL)
+            err = bad_schema(ctx, "record %s: field \"%s\" has no \"type\"", n->fullname,
+                             n->names[i]);
+        if (err == GOV_OK)
+            err = parse_schema(ctx, ftype, own_ns, depth + 1, &n->child[i]);
+        if (err == GOV_OK)
+            n->defaults[i] = json_incref(json_object_get(f, "default"));
     }
-out:
     gov_free(own_ns);
     return err;
 }
@@ -416,56 +414,14 @@ out:
 static gov_err_t parse_enum(parse_ctx_t *ctx, json_t *obj, const char *ns,
                             gov_avro_node_t *n) {
     char *own_ns = NULL;
-    gov_err_t err = define_named(ctx, obj, ns, n, &own_ns);
-    if (err != GOV_OK)
-        goto out;
-    json_t *symbols = json_object_get(obj, "symbols");
-    if (!json_is_array(symbols)) {
-        err = bad_schema(ctx, "enum %s needs a \"symbols\" array", n->fullname);
-        goto out;
-    }
-    size_t count = json_array_size(symbols);
-    if (count > 0) {
-        n->names = gov_calloc(count, sizeof(*n->names));
-        if (n->names == NULL) {
-            err = nomem(ctx);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < count; i++) {
-        json_t *s = json_array_get(symbols, i);
-        if (!json_is_string(s) ||
-            !is_simple_name(json_string_value(s), json_string_length(s))) {
-            err = bad_schema(ctx, "enum %s: symbol %zu is not a valid name",
-                             n->fullname, i);
-            goto out;
-        }
-        for (size_t k = 0; k < n->count; k++) {
-            if (strcmp(n->names[k], json_string_value(s)) == 0) {
-                err = bad_schema(ctx, "enum %s: symbol \"%s\" appears twice",
-                                 n->fullname, n->names[k]);
-                goto out;
-            }
-        }
-        n->names[i] = gov_strdup(json_string_value(s));
-        if (n->names[i] == NULL) {
-            err = nomem(ctx);
-            goto out;
-        }
-        n->count = i + 1;
-    }
+    json_t *symbols = NULL;
+    gov_err_t err = open_list(ctx, obj, ns, n, "symbols", &symbols, &own_ns);
+    for (size_t i = 0; err == GOV_OK && i < json_array_size(symbols); i++)
+        err = add_name(ctx, n, i, json_array_get(symbols, i), "symbol");
     json_t *def = json_object_get(obj, "default");
-    if (def != NULL) {
-        bool found = false;
-        for (size_t k = 0; json_is_string(def) && k < n->count; k++)
-            found = found || strcmp(n->names[k], json_string_value(def)) == 0;
-        if (!found) {
-            err = bad_schema(ctx, "enum %s: \"default\" is not one of its symbols",
-                             n->fullname);
-            goto out;
-        }
-    }
-out:
+    if (err == GOV_OK && def != NULL &&
+        (!json_is_string(def) || gov_avro_node_find_name(n, json_string_value(def)) == n->count))
+        err = bad_schema(ctx, "enum %s: \"default\" is not one of its symbols", n->fullname);
     gov_free(own_ns);
     return err;
 }
@@ -579,20 +535,14 @@ static gov_err_t parse_schema(parse_ctx_t *ctx, json_t *j, const char *ns,
         *out = node_new(ctx, (gov_avro_kind_t)k);
         return *out ? GOV_OK : nomem(ctx);
     }
-    gov_avro_kind_t kind;
-    if (strcmp(type, "record") == 0)
-        kind = GOV_AVRO_RECORD;
-    else if (strcmp(type, "enum") == 0)
-        kind = GOV_AVRO_ENUM;
-    else if (strcmp(type, "fixed") == 0)
-        kind = GOV_AVRO_FIXED;
-    else if (strcmp(type, "array") == 0)
-        kind = GOV_AVRO_ARRAY;
-    else if (strcmp(type, "map") == 0)
-        kind = GOV_AVRO_MAP;
-    else if (strcmp(type, "error") == 0)
+    /* The complex types by their keyword ("union" has none: it is an array). */
+    gov_avro_kind_t kind = GOV_AVRO_RECORD;
+    while (kind <= GOV_AVRO_FIXED &&
+           (kind == GOV_AVRO_UNION || strcmp(type, gov_avro_kind_names[kind]) != 0))
+        kind++;
+    if (strcmp(type, "error") == 0)
         return bad_schema(ctx, "\"error\" types belong to protocols, not schemas");
-    else
+    if (kind > GOV_AVRO_FIXED)
         return resolve_reference(ctx, type, ns, out);
 
     gov_avro_node_t *n = node_new(ctx, kind);
@@ -830,4 +780,21 @@ const char *gov_avro_path_format(const gov_avro_path_t *p, char *buf, size_t siz
         len += (size_t)w;
     }
     return shown == 0 ? "(top level)" : buf;
+}
+
+gov_err_t gov_avro_path_fail(const gov_avro_path_t *p, size_t offset, char *errbuf,
+                             size_t errbuf_size, gov_err_t err, const char *fmt, ...) {
+    if (errbuf == NULL || errbuf_size == 0)
+        return err;
+    char reason[160], where[192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    const char *path = gov_avro_path_format(p, where, sizeof(where));
+    if (offset == GOV_AVRO_NO_OFFSET)
+        snprintf(errbuf, errbuf_size, "%s: %s", path, reason);
+    else
+        snprintf(errbuf, errbuf_size, "%s at body byte %zu (%s)", reason, offset, path);
+    return err;
 }
