@@ -130,9 +130,7 @@ static gov_err_t read_index(reader_t *r, const char *what, size_t count, const c
     return GOV_OK;
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF.  Returns the length of the valid prefix (== len when valid). */
-static size_t utf8_valid_prefix(const unsigned char *s, size_t len) {
+size_t gov_avro_utf8_valid_prefix(const unsigned char *s, size_t len) {
     size_t i = 0;
     while (i < len) {
         unsigned char c = s[i];
@@ -164,7 +162,7 @@ static gov_err_t read_string(reader_t *r, const char *what, bool map_key, map_ke
     gov_err_t err = read_length(r, what, &len);
     if (err != GOV_OK)
         return err;
-    size_t ok = utf8_valid_prefix(r->p, len);
+    size_t ok = gov_avro_utf8_valid_prefix(r->p, len);
     if (ok != len) {
         r->p += ok;
         return read_fail(r, GOV_ERR_PARSE, "invalid UTF-8 in %s", what);

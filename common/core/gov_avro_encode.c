@@ -56,6 +56,17 @@ static void put_raw(writer_t *w, const void *p, size_t n) {
         gov_buf_put(w->out, p, n);
 }
 
+/* A string or map key: its length, then its bytes, which must be strict
+ * UTF-8 (jansson checks its strings, except those made with the _nocheck
+ * constructors) so that nothing is written that the decoder would refuse. */
+static gov_err_t put_string(writer_t *w, const char *what, const char *s, size_t len) {
+    if (gov_avro_utf8_valid_prefix((const unsigned char *)s, len) != len)
+        return write_fail(w, GOV_ERR_INVALID_ARG, "%s is not valid UTF-8", what);
+    put_long(w, (int64_t)len);
+    put_raw(w, s, len);
+    return GOV_OK;
+}
+
 static const char *json_type_name(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";
@@ -146,10 +157,10 @@ static gov_err_t write_blocks(writer_t *w, const gov_avro_node_t *n, json_t *j, 
             size_t key_len = json_object_iter_key_len(it);
             if (strlen(key) != key_len)
                 return write_fail(w, GOV_ERR_INVALID_ARG, "map key with a NUL byte");
-            put_long(w, (int64_t)key_len);
-            put_raw(w, key, key_len);
+            err = put_string(w, "map key", key, key_len);
             gov_avro_path_push_name(&w->path, key);
-            err = write_value(w, n->item, json_object_iter_value(it), depth, in_default);
+            if (err == GOV_OK)
+                err = write_value(w, n->item, json_object_iter_value(it), depth, in_default);
             gov_avro_path_pop(&w->path);
         }
     } else {
@@ -194,9 +205,7 @@ static gov_err_t write_value(writer_t *w, const gov_avro_node_t *n, json_t *j, u
         if (!json_is_string(j))
             return write_fail(w, GOV_ERR_INVALID_ARG, "expected a string, got %s",
                               json_type_name(j));
-        put_long(w, (int64_t)json_string_length(j));
-        put_raw(w, json_string_value(j), json_string_length(j));
-        return GOV_OK;
+        return put_string(w, "string", json_string_value(j), json_string_length(j));
     case GOV_AVRO_BYTES:
         if (!json_is_string(j))
             return write_fail(w, GOV_ERR_INVALID_ARG, "expected a string, got %s",

@@ -138,6 +138,11 @@ gov_err_t gov_avro_path_fail(const gov_avro_path_t *p, size_t offset, char *errb
 gov_err_t gov_avro_decode_body(const gov_avro_node_t *root, const unsigned char *body,
                                size_t len, json_t **out, char *errbuf, size_t errbuf_size);
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF.  Returns the length of the valid prefix (== len when valid).
+ * The decoder refuses any other string, so the encoder does too. */
+size_t gov_avro_utf8_valid_prefix(const unsigned char *s, size_t len);
+
 /* --- gov_avro_encode.c ----------------------------------------------------- */
 
 /* Appends the binary encoding of `value` (borrowed) as type n to out, or,

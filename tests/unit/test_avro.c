@@ -1171,6 +1171,15 @@ static void test_encode_refuses_bad_events(void **state) {
                         "reasons: expected an array, got an object");
     json_decref(e);
 
+    /* A string jansson did not check (gov-edge builds excerpts with
+     * json_stringn_nocheck): never written, since decode would refuse it. */
+    e = json_deep_copy(ev);
+    json_object_set_new(json_array_get(json_object_get(e, "reasons"), 0), "excerpt",
+                        json_stringn_nocheck("ab\xe2\x82", 4));
+    expect_encode_error(reg, "PolicyDecision", e, GOV_ERR_INVALID_ARG,
+                        "reasons[0].excerpt: string is not valid UTF-8");
+    json_decref(e);
+
     json_t *arr = json_array();
     expect_encode_error(reg, "PolicyDecision", arr, GOV_ERR_INVALID_ARG, "expected an object");
     json_decref(arr);
