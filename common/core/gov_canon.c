@@ -30,7 +30,7 @@
  * section): jansson 2.14 reports its allocation failures as syntax errors,
  * and a bundle refused for lack of memory must not be logged as malformed.
  *
- * What it does not do: no I/O and no hashing beyond one EVP call in
+ * What it does not do: no I/O and no hashing beyond one gov_hash call in
  * gov_canon_checksum; it does not decide whether a document is a valid
  * constitution, only what its canonical bytes are.
  */
@@ -38,7 +38,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +45,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_hash.h"
 #include "gov_util.h"
 
 /* ---- errors ------------------------------------------------------------ */
@@ -600,9 +600,6 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
                              char *hex_out, char *errbuf, size_t errbuf_size) {
     char *bytes = NULL;
     size_t len = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    const EVP_MD *alg;
     gov_err_t err;
     if (hex_out != NULL)
         hex_out[0] = '\0';
@@ -610,25 +607,20 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
         gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
         return GOV_ERR_INVALID_ARG;
     }
-    if (strcmp(hash_alg, "sha3-512") == 0) {
-        alg = EVP_sha3_512();
-    } else if (strcmp(hash_alg, "sha256") == 0) {
-        alg = EVP_sha256();
-    } else {
-        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want sha3-512 or sha256)",
+    const gov_hash_alg_t *alg = gov_hash_by_name(hash_alg);
+    if (alg == NULL) {
+        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want " GOV_HASH_NAMES_TEXT ")",
                 hash_alg);
         return GOV_ERR_UNSUPPORTED;
     }
     err = gov_canon_serialize(doc, kind, &bytes, &len, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto out;
-    if (alg == NULL || EVP_Digest(bytes, len, md, &mdlen, alg, NULL) != 1) {
+    if (gov_hash_hex(alg, bytes, len, hex_out) != GOV_OK) {
         gov_errbuf(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
         err = GOV_ERR_CRYPTO;
         goto out;
     }
-    assert(2 * (size_t)mdlen + 1 <= GOV_CANON_HEX_MAX);
-    gov_hex_encode(md, mdlen, hex_out);
 out:
     gov_free(bytes);
     return err;

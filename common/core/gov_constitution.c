@@ -28,6 +28,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_hash.h"
 #include "gov_util.h"
 
 static const char *const reject_codes[GOV_REJECT_COUNT_] = {
@@ -470,19 +471,13 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
                      b->canonicalization ? b->canonicalization : "(none)");
         goto out;
     }
-    const EVP_MD *md;
-    size_t hexlen;
-    if (b->hash_alg && strcmp(b->hash_alg, "sha3-512") == 0) {
-        md = EVP_sha3_512();
-        hexlen = 128;
-    } else if (b->hash_alg && strcmp(b->hash_alg, "sha256") == 0) {
-        md = EVP_sha256();
-        hexlen = 64;
-    } else {
-        err = reject(v, GOV_REJECT_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not sha3-512 or sha256",
+    const gov_hash_alg_t *hash = gov_hash_by_name(b->hash_alg);
+    if (hash == NULL) {
+        err = reject(v, GOV_REJECT_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
                      b->hash_alg ? b->hash_alg : "(none)");
         goto out;
     }
+    size_t hexlen = gov_hash_hex_len(hash);
     if (!checksum_well_formed(b->checksum, hexlen)) {
         err = reject(v, GOV_REJECT_MALFORMED_CHECKSUM, "checksum must be %zu lowercase hex characters for %s",
                      hexlen, b->hash_alg);
@@ -511,14 +506,11 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         err = reject(v, GOV_REJECT_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
         goto out;
     }
-    unsigned char digest[64];
-    unsigned int dlen = 0;
     char hex[GOV_CHECKSUM_HEX_MAX + 1];
-    if (EVP_Digest(canon, canon_len, digest, &dlen, md, NULL) != 1) {
+    if (gov_hash_hex(hash, canon, canon_len, hex) != GOV_OK) {
         err = GOV_ERR_CRYPTO;
         goto out;
     }
-    gov_hex_encode(digest, dlen, hex);
     if (strcmp(hex, b->checksum) != 0) {
         err = reject(v, GOV_REJECT_CHECKSUM_MISMATCH,
                      "%s of the %s form of the document is %.16s..., the bundle claims %.16s...",

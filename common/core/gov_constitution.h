@@ -6,7 +6,7 @@
  * tests all call the same function, so an offline `govctl verify` answers
  * exactly what the processor would.
  *
- * The rules (DESIGN.md section 5), applied in this order, all or nothing;
+ * The rules (docs/contracts.md), applied in this order, all or nothing;
  * the first that fails gives the reason code:
  *   1. canonicalization is "jcs" or "somabrain-json"     unknown_canonicalization
  *      hash_alg is "sha3-512" or "sha256"                unknown_hash_algorithm
@@ -48,11 +48,13 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_hash.h"
 
 #define GOV_MAX_SIGNATURES 32
 #define GOV_SIGNER_ID_MAX 64
 #define GOV_VERSION_MAX 64
-#define GOV_CHECKSUM_HEX_MAX 128
+/* The longest checksum hex, without the NUL (SHA3-512's 128). */
+#define GOV_CHECKSUM_HEX_MAX (GOV_HASH_HEX_MAX - 1)
 
 typedef enum gov_reject {
     GOV_REJECT_NONE = 0,

@@ -1,4 +1,4 @@
-/* gov_util.c - UUIDv7 formatting, hex, SHA-256, tenant and UTF-8 checks.
+/* gov_util.c - UUIDv7 formatting, hex, tenant and UTF-8 checks.
  *
  * Pure: nothing here reads a clock, draws randomness or does I/O (those live
  * in the runtime's gov_time.c); nothing keeps state.
@@ -7,7 +7,6 @@
 
 #include "gov_alloc.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,14 +92,6 @@ int gov_uuid_v7_valid(const char *s) {
         }
     }
     return s[14] == '7' && (s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
-}
-
-gov_err_t gov_sha256(const void *buf, size_t len, unsigned char out[GOV_SHA256_LEN]) {
-    unsigned int outlen = 0;
-    if (EVP_Digest(buf, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
-        outlen != GOV_SHA256_LEN)
-        return GOV_ERR_CRYPTO;
-    return GOV_OK;
 }
 
 int gov_tenant_valid(const char *s, size_t len) {

@@ -1,6 +1,6 @@
 /* cmd_constitution.c - govctl checksum | keygen | sign | verify | publish.
  *
- * The operator's side of signed constitutions (DESIGN.md section 5).  Every
+ * The operator's side of signed constitutions (docs/contracts.md).  Every
  * rule lives in libgov and is only called from here: gov_canon computes
  * checksums, gov_constitution verifies (so `govctl verify` answers exactly
  * what gov-constitution would), gov_bundle checks the shape, finds the
@@ -42,6 +42,7 @@
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
+#include "gov_hash.h"
 #include "gov_kafka.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -62,7 +63,6 @@
 #define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
 
 #define DEFAULT_CANONICALIZATION "somabrain-json"
-#define DEFAULT_HASH_ALG "sha3-512"
 
 /* --- shared helpers ---------------------------------------------------------- */
 
@@ -108,10 +108,6 @@ static int bad_option(int argc, char **argv, int c, const char *help) {
 
 /* Signer ids have no '/', so an id is also a safe file name stem. */
 #define signer_id_valid gov_signer_id_valid
-
-static int hash_alg_known(const char *alg) {
-    return alg && (strcmp(alg, "sha3-512") == 0 || strcmp(alg, "sha256") == 0);
-}
 
 /* Reads path ("-": stdin) into new memory *out (gov_free; NUL-terminated,
  * *out_len bytes without it), at most max bytes.  A secret (a private key)
@@ -300,7 +296,7 @@ int govctl_cmd_checksum(int argc, char **argv) {
         {"print-canonical", no_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
-    const char *canon_name = DEFAULT_CANONICALIZATION, *alg = DEFAULT_HASH_ALG;
+    const char *canon_name = DEFAULT_CANONICALIZATION, *alg = GOV_HASH_DEFAULT_NAME;
     int print_canonical = 0, c;
     gov_canon_t kind;
     optind = 1;
@@ -315,7 +311,7 @@ int govctl_cmd_checksum(int argc, char **argv) {
     }
     if (gov_canon_from_name(canon_name, &kind) != 0)
         return govctl_usage("%s  [unknown canonicalization '%s']", help, canon_name);
-    if (!hash_alg_known(alg))
+    if (gov_hash_by_name(alg) == NULL)
         return govctl_usage("%s  [unknown hash algorithm '%s']", help, alg);
     if (argc - optind != 1)
         return govctl_usage("%s  [exactly one FILE is required]", help);
@@ -529,9 +525,9 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
         return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_CANONICALIZATION),
                            "canonicalization \"%.40s\" is not jcs or somabrain-json",
                            canon_name ? canon_name : "(not a string)");
-    if (!hash_alg_known(alg))
+    if (gov_hash_by_name(alg) == NULL)
         return fail_clean(gov_reject_code(GOV_REJECT_UNKNOWN_HASH_ALGORITHM),
-                           "hash_alg \"%.40s\" is not sha3-512 or sha256",
+                           "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
                            alg ? alg : "(not a string)");
     gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM)
@@ -729,7 +725,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
         goto out;
     }
     if (set_default(b, "canonicalization", DEFAULT_CANONICALIZATION) != 0 ||
-        set_default(b, "hash_alg", DEFAULT_HASH_ALG) != 0) {
+        set_default(b, "hash_alg", GOV_HASH_DEFAULT_NAME) != 0) {
         rc = fail_clean("internal_error", "out of memory");
         goto out;
     }
