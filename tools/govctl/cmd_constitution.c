@@ -39,6 +39,7 @@
 
 #include "gov_alloc.h"
 #include "gov_avro.h"
+#include "gov_buf.h"
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
@@ -571,43 +572,16 @@ static int sign_checksum(EVP_PKEY *key, const char *checksum, char out[129]) {
     return GOVCTL_OK;
 }
 
-/* A growing output buffer; `failed` sticks after an allocation failure. */
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} outbuf_t;
-
-static void out_put(outbuf_t *o, const char *s, size_t n) {
-    if (o->failed)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *p = gov_realloc(o->p, cap);
-        if (p == NULL) {
-            o->failed = 1;
-            return;
-        }
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = 0;
-}
-
-static void out_str(outbuf_t *o, const char *s) { out_put(o, s, strlen(s)); }
-
-/* Appends the compact JSON text of v (borrowed). */
-static void out_json(outbuf_t *o, const json_t *v) {
+/* Appends the compact JSON text of v (borrowed); an allocation failure
+ * becomes the buffer's sticky error. */
+static void put_json(gov_buf_t *o, const json_t *v) {
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
     if (s == NULL) {
-        o->failed = 1;
+        if (o->err == GOV_OK)
+            o->err = GOV_ERR_NOMEM;
         return;
     }
-    out_str(o, s);
+    gov_buf_puts(o, s);
     gov_free(s);
 }
 
@@ -616,40 +590,39 @@ static void out_json(outbuf_t *o, const json_t *v) {
  * re-serialized (they are not signed), signatures one per line.  Returns new
  * memory (gov_free) or NULL when out of memory. */
 static char *render_bundle(const json_t *b, const char *doc, size_t doc_len, size_t *out_len) {
-    outbuf_t o = {0};
+    gov_buf_t o;
     const char *k;
     size_t klen, i = 0, n = json_object_size(b);
     json_t *v;
-    out_str(&o, "{\n");
+    char *text = NULL;
+    gov_buf_init(&o, 0);
+    gov_buf_puts(&o, "{\n");
     json_object_keylen_foreach((json_t *)b, k, klen, v) {
         json_t *name = json_stringn(k, klen);
-        out_str(&o, "  ");
-        out_json(&o, name);
+        gov_buf_puts(&o, "  ");
+        put_json(&o, name);
         json_decref(name);
-        out_str(&o, ": ");
+        gov_buf_puts(&o, ": ");
         if (klen == 8 && memcmp(k, "document", 8) == 0) {
-            out_put(&o, doc, doc_len);
+            gov_buf_put(&o, doc, doc_len);
         } else if (klen == 10 && memcmp(k, "signatures", 10) == 0 && json_is_array(v) &&
                    json_array_size(v) > 0) {
-            out_str(&o, "[\n");
+            gov_buf_puts(&o, "[\n");
             for (size_t j = 0; j < json_array_size(v); j++) {
-                out_str(&o, "    ");
-                out_json(&o, json_array_get(v, j));
-                out_str(&o, j + 1 < json_array_size(v) ? ",\n" : "\n");
+                gov_buf_puts(&o, "    ");
+                put_json(&o, json_array_get(v, j));
+                gov_buf_puts(&o, j + 1 < json_array_size(v) ? ",\n" : "\n");
             }
-            out_str(&o, "  ]");
+            gov_buf_puts(&o, "  ]");
         } else {
-            out_json(&o, v);
+            put_json(&o, v);
         }
-        out_str(&o, ++i < n ? ",\n" : "\n");
+        gov_buf_puts(&o, ++i < n ? ",\n" : "\n");
     }
-    out_str(&o, "}\n");
-    if (o.failed) {
-        gov_free(o.p);
+    gov_buf_puts(&o, "}\n");
+    if (gov_buf_finish(&o, &text, out_len) != GOV_OK)
         return NULL;
-    }
-    *out_len = o.len;
-    return o.p;
+    return text;
 }
 
 /* Sets member name of b to a default string when it is absent. */
