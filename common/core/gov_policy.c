@@ -98,19 +98,11 @@ struct gov_policy_constitution {
     int64_t approval_micros;
 };
 
-static void strset_free(gov_strset_t *s) {
-    for (size_t i = 0; i < s->n; i++)
-        gov_free(s->v[i]);
-    gov_free(s->v);
-    s->v = NULL;
-    s->n = 0;
-}
-
 void gov_policy_constitution_free(gov_policy_constitution_t *c) {
     if (c == NULL)
         return;
-    strset_free(&c->prohibited_actions);
-    strset_free(&c->permitted_tool_categories);
+    gov_strset_clear(&c->prohibited_actions);
+    gov_strset_clear(&c->permitted_tool_categories);
     gov_free(c);
 }
 

@@ -89,100 +89,6 @@ const char *gov_effect_name(gov_effect_t e) {
     return "unknown";
 }
 
-/* ---- exact decimals ------------------------------------------------------ */
-
-gov_micros_status_t gov_micros_from_json(const json_t *v, int64_t *micros,
-                                         char text[GOV_CANON_NUMBUF]) {
-    char local[GOV_CANON_NUMBUF];
-    char *t = text ? text : local;
-    t[0] = '\0';
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        snprintf(t, GOV_CANON_NUMBUF, "%" JSON_INTEGER_FORMAT, i);
-        if (i != 0 && i != 1)
-            return GOV_MICROS_OUT_OF_RANGE;
-        *micros = (int64_t)i * GOV_MICROS_ONE;
-        return GOV_MICROS_OK;
-    }
-    if (!json_is_real(v))
-        return GOV_MICROS_NOT_NUMBER;
-    if (gov_canon_format_es6(json_real_value(v), t) < 0)
-        return GOV_MICROS_OUT_OF_RANGE;
-    /* t is ECMAScript Number::toString: "-"? digits ("." digits)? or
-     * d(.ddd)?e[+-]N.  -0 is written "0". */
-    if (t[0] == '-')
-        return GOV_MICROS_OUT_OF_RANGE;
-    const char *e = strchr(t, 'e');
-    if (e != NULL)   /* only for x < 1e-6 (too precise) or x >= 1e21 (too big) */
-        return e[1] == '-' ? GOV_MICROS_TOO_PRECISE : GOV_MICROS_OUT_OF_RANGE;
-    const char *dot = strchr(t, '.');
-    size_t int_len = dot ? (size_t)(dot - t) : strlen(t);
-    if (int_len != 1 || (t[0] != '0' && t[0] != '1'))
-        return GOV_MICROS_OUT_OF_RANGE;
-    if (t[0] == '1') {
-        /* The shortest form of 1 is "1"; "1.x" is above 1. */
-        if (dot != NULL)
-            return GOV_MICROS_OUT_OF_RANGE;
-        *micros = GOV_MICROS_ONE;
-        return GOV_MICROS_OK;
-    }
-    int64_t m = 0;
-    size_t frac_len = dot ? strlen(dot + 1) : 0;
-    if (frac_len > 6)
-        return GOV_MICROS_TOO_PRECISE;
-    for (size_t k = 0; k < 6; k++) {
-        int d = 0;
-        if (k < frac_len) {
-            char c = dot[1 + k];
-            if (c < '0' || c > '9')
-                return GOV_MICROS_NOT_NUMBER;   /* cannot happen for ES6 output */
-            d = c - '0';
-        }
-        m = m * 10 + d;
-    }
-    *micros = m;
-    return GOV_MICROS_OK;
-}
-
-int gov_micros_format(int64_t micros, char buf[GOV_MICROS_TEXT]) {
-    uint64_t a = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
-    return snprintf(buf, GOV_MICROS_TEXT, "%s%llu.%06llu", micros < 0 ? "-" : "",
-                    (unsigned long long)(a / GOV_MICROS_ONE),
-                    (unsigned long long)(a % GOV_MICROS_ONE));
-}
-
-/* ---- string sets ----------------------------------------------------------- */
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void gov_strset_finish(gov_strset_t *set) {
-    qsort(set->v, set->n, sizeof *set->v, cmp_str);
-    size_t w = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        if (w > 0 && strcmp(set->v[w - 1], set->v[i]) == 0)
-            gov_free(set->v[i]);
-        else
-            set->v[w++] = set->v[i];
-    }
-    set->n = w;
-}
-
-int gov_strset_contains(const gov_strset_t *set, const char *s) {
-    if (set == NULL || s == NULL || set->n == 0)
-        return 0;
-    return bsearch(&s, set->v, set->n, sizeof *set->v, cmp_str) != NULL;
-}
-
-static void strset_clear(gov_strset_t *set) {
-    for (size_t i = 0; i < set->n; i++)
-        gov_free(set->v[i]);
-    gov_free(set->v);
-    set->v = NULL;
-    set->n = 0;
-}
-
 /* ---- errors -------------------------------------------------------------- */
 
 typedef struct pctx {
@@ -397,12 +303,12 @@ static void rule_clear(gov_rule_t *r) {
     gov_free(r->id);
     gov_free(r->message);
     gov_free(r->description);
-    strset_clear(&r->roles);
-    strset_clear(&r->actions);
-    strset_clear(&r->tool_categories);
+    gov_strset_clear(&r->roles);
+    gov_strset_clear(&r->actions);
+    gov_strset_clear(&r->tool_categories);
     for (size_t i = 0; i < r->nmetadata; i++) {
         gov_free(r->metadata[i].key);
-        strset_clear(&r->metadata[i].values);
+        gov_strset_clear(&r->metadata[i].values);
     }
     gov_free(r->metadata);
     memset(r, 0, sizeof *r);
@@ -499,7 +405,7 @@ static gov_err_t parse_metadata(pctx_t *c, const json_t *v, gov_rule_t *r) {
     const char *key;
     json_t *x;
     json_object_foreach((json_t *)v, key, x) keys[k++] = key;
-    qsort(keys, n, sizeof *keys, cmp_str);
+    qsort(keys, n, sizeof *keys, gov_strset_cmp);
     for (k = 0; k < n; k++) {
         char base[160], f[176];
         const json_t *cond = json_object_get(v, keys[k]);
