@@ -27,18 +27,6 @@
 
 #include "gov_util.h"
 
-static void put_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void put_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    if (errbuf == NULL || errbuf_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-}
-
 /* --- the raw span scanner ------------------------------------------------ */
 
 typedef struct scan {
@@ -48,7 +36,7 @@ typedef struct scan {
 } scan_t;
 
 static gov_err_t scan_fail(scan_t *s, gov_err_t err, const char *what) {
-    put_err(s->errbuf, s->errbuf_size, "%s at byte %zu", what, (size_t)(s->p - s->base));
+    gov_errbuf(s->errbuf, s->errbuf_size, "%s at byte %zu", what, (size_t)(s->p - s->base));
     return err;
 }
 
@@ -314,7 +302,7 @@ gov_err_t gov_bundle_member_span(const char *text, size_t len, const char *name,
                                  size_t *off, size_t *span_len, char *errbuf,
                                  size_t errbuf_size) {
     if (text == NULL || name == NULL || off == NULL || span_len == NULL) {
-        put_err(errbuf, errbuf_size, "invalid argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid argument");
         return GOV_ERR_INVALID_ARG;
     }
     scan_t s = {(const unsigned char *)text, (const unsigned char *)text,
@@ -368,7 +356,7 @@ gov_err_t gov_bundle_member_span(const char *text, size_t len, const char *name,
     if (s.p != s.end)
         return scan_fail(&s, GOV_ERR_PARSE, "characters after the object");
     if (!found) {
-        put_err(errbuf, errbuf_size, "no member \"%s\"", name);
+        gov_errbuf(errbuf, errbuf_size, "no member \"%s\"", name);
         return GOV_ERR_NOT_FOUND;
     }
     return GOV_OK;
@@ -399,13 +387,11 @@ static gov_err_t shape_fail(const char **reason, const char *code, char *errbuf,
 
 static gov_err_t shape_fail(const char **reason, const char *code, char *errbuf,
                             size_t errbuf_size, const char *fmt, ...) {
+    va_list ap;
     *reason = code;
-    if (errbuf != NULL && errbuf_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errbuf_size, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
     return GOV_ERR_VERIFY;
 }
 
@@ -472,7 +458,7 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
         reason = &dummy;
     *reason = GOV_BUNDLE_REASON_INTERNAL;
     if (bundle == NULL || doc_off == NULL || doc_len == NULL || (body == NULL && len > 0)) {
-        put_err(errbuf, errbuf_size, "invalid argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid argument");
         return GOV_ERR_INVALID_ARG;
     }
     *bundle = NULL;
@@ -481,16 +467,16 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
     if (b == NULL) {
         /* jansson fails some allocations without setting an error at all */
         if (json_error_code(&jerr) == json_error_out_of_memory || jerr.text[0] == '\0') {
-            put_err(errbuf, errbuf_size, "out of memory parsing the bundle");
+            gov_errbuf(errbuf, errbuf_size, "out of memory parsing the bundle");
             return GOV_ERR_NOMEM;
         }
         *reason = GOV_BUNDLE_REASON_INVALID_JSON;
-        put_err(errbuf, errbuf_size, "not JSON: %s at byte %d", jerr.text, jerr.position);
+        gov_errbuf(errbuf, errbuf_size, "not JSON: %s at byte %d", jerr.text, jerr.position);
         return GOV_ERR_PARSE;
     }
     if (!json_is_object(b)) {
         *reason = GOV_BUNDLE_REASON_INVALID_BUNDLE;
-        put_err(errbuf, errbuf_size, "bundle is not a JSON object");
+        gov_errbuf(errbuf, errbuf_size, "bundle is not a JSON object");
         err = GOV_ERR_VERIFY;
         goto out;
     }

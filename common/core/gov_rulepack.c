@@ -112,7 +112,7 @@ static gov_err_t fail(pctx_t *c, gov_err_t rc, const char *code, const char *fie
     char what[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    gov_errbuf_v(what, sizeof what, fmt, ap);
     va_end(ap);
     if (field == NULL)
         field = "";

@@ -12,12 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+void gov_errbuf_v(char *errbuf, size_t errbuf_size, const char *fmt, va_list ap) {
     if (errbuf == NULL || errbuf_size == 0)
         return;
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+}
+
+void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
     va_end(ap);
 }
 

@@ -8,6 +8,7 @@
 #ifndef GOV_UTIL_H
 #define GOV_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,10 @@
  * the errbuf, errbuf_size convention of every libgov function. */
 void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with a va_list, for a module's own failure helper that records
+ * more than the message (a reason code, a field). */
+void gov_errbuf_v(char *errbuf, size_t errbuf_size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 
 /* Pure: formats a UUIDv7 from a millisecond timestamp and 10 random bytes. */

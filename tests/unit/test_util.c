@@ -98,6 +98,29 @@ static void test_utf8(void **state) {
     assert_true(gov_utf8_valid("", 0));
 }
 
+/* A helper that takes its own varargs, as gov_bundle's and gov_rulepack's
+ * failure helpers do. */
+static void errbuf_via_v(char *eb, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    gov_errbuf_v(eb, n, fmt, ap);
+    va_end(ap);
+}
+
+static void test_errbuf(void **state) {
+    (void)state;
+    char eb[8] = "unset";
+    gov_errbuf(eb, sizeof eb, "code: %d", 42);
+    assert_string_equal(eb, "code: 4");     /* cut to the buffer, NUL-terminated */
+    errbuf_via_v(eb, sizeof eb, "%s", "ab");
+    assert_string_equal(eb, "ab");
+    gov_errbuf(NULL, 8, "x");                /* no buffer: nothing happens */
+    gov_errbuf(eb, 0, "x");
+    errbuf_via_v(NULL, 8, "x");
+    errbuf_via_v(eb, 0, "x");
+    assert_string_equal(eb, "ab");
+}
+
 static void test_err_names(void **state) {
     (void)state;
     assert_string_equal(gov_err_code(GOV_OK), "ok");
@@ -136,6 +159,7 @@ int main(void) {
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_tenant_syntax),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_errbuf),
         cmocka_unit_test(test_err_names),
         cmocka_unit_test(test_alloc_failure_injection),
     };
