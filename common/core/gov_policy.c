@@ -30,51 +30,12 @@
 #include "gov_alloc.h"
 #include "gov_buf.h"
 #include "gov_canon.h"
+#include "gov_json.h"
 #include "gov_util.h"
 
 
-/* Writes a key for an error message: at most 32 bytes, cut on a character
- * boundary, control characters as '?'. */
-static void safe_key(char *dst, size_t dst_size, const char *key) {
-    size_t o = 0, i = 0, klen = strlen(key);
-    while (i < klen && o < 32 && o + 4 < dst_size) {
-        size_t sl = gov_utf8_seq_len((const unsigned char *)key + i, klen - i);
-        if (sl == 0 || o + sl > 32)
-            break;
-        for (size_t j = 0; j < sl; j++) {
-            unsigned char ch = (unsigned char)key[i + j];
-            dst[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
-        }
-        i += sl;
-    }
-    if (i < klen && o + 4 <= dst_size) {
-        memcpy(dst + o, "...", 3);
-        o += 3;
-    }
-    dst[o] = '\0';
-}
-
-static int json_depth(const json_t *v) {
-    int best = 0;
-    const char *k;
-    size_t i;
-    json_t *x;
-    if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, k, x) {
-            int d = json_depth(x);
-            best = d > best ? d : best;
-        }
-        return best + 1;
-    }
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, x) {
-            int d = json_depth(x);
-            best = d > best ? d : best;
-        }
-        return best + 1;
-    }
-    return 0;
-}
+/* A key named in an error message: 32 bytes at most (gov_utf8_shorten). */
+#define KEY_SHOWN_MAX 32
 
 const char *gov_decision_name(gov_decision_t d) {
     switch (d) {
@@ -279,19 +240,11 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
 /* Names the bytewise-smallest member of obj not in allowed[]. */
 static gov_err_t req_members(const json_t *obj, const char *const *allowed, const char *prefix,
                              char *errbuf, size_t errbuf_size) {
-    const char *k, *worst = NULL;
-    json_t *x;
-    json_object_foreach((json_t *)obj, k, x) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a != NULL; a++)
-            ok |= strcmp(*a, k) == 0;
-        if (!ok && (worst == NULL || strcmp(k, worst) < 0))
-            worst = k;
-    }
+    const char *worst = gov_json_unknown_member(obj, allowed);
     if (worst == NULL)
         return GOV_OK;
     char key[48];
-    safe_key(key, sizeof key, worst);
+    gov_utf8_shorten(key, sizeof key, worst, KEY_SHOWN_MAX);
     gov_errbuf(errbuf, errbuf_size, "unknown_field: %s%s is not a known member", prefix, key);
     return GOV_ERR_PARSE;
 }
@@ -382,7 +335,7 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
         }
         if (bad != NULL) {
             char key[48];
-            safe_key(key, sizeof key, bad);
+            gov_utf8_shorten(key, sizeof key, bad, KEY_SHOWN_MAX);
             switch (why) {
             case MD_EMPTY_KEY:
                 gov_errbuf(errbuf, errbuf_size, "invalid_value: metadata keys must not be empty");
@@ -439,7 +392,7 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
             rc = GOV_ERR_PARSE;
         return rc;
     }
-    if (json_depth(req->doc) > lim->max_depth) {
+    if (gov_json_depth(req->doc) > lim->max_depth) {
         gov_errbuf(errbuf, errbuf_size, "too_deep: the request nests deeper than %d", lim->max_depth);
         rc = GOV_ERR_TOO_LARGE;
         goto out;

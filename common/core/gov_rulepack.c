@@ -33,6 +33,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_json.h"
 #include "gov_util.h"
 
 struct gov_rulepack {
@@ -144,63 +145,18 @@ static gov_err_t fail_nomem(pctx_t *c) {
  * flood or garble a log line. */
 static void field_key(char *dst, size_t dst_size, const char *base, const char *key) {
     char k[40];
-    size_t o = 0, i = 0, klen = strlen(key);
-    while (i < klen && o < 32) {
-        size_t sl = gov_utf8_seq_len((const unsigned char *)key + i, klen - i);
-        if (sl == 0 || o + sl > 32)
-            break;
-        for (size_t j = 0; j < sl; j++) {
-            unsigned char ch = (unsigned char)key[i + j];
-            k[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
-        }
-        i += sl;
-    }
-    k[o] = '\0';
-    snprintf(dst, dst_size, "%s.%s%s", base, k, i < klen ? "..." : "");
+    gov_utf8_shorten(k, sizeof k, key, 32);
+    snprintf(dst, dst_size, "%s.%s", base, k);
 }
 
 /* ---- JSON helpers ---------------------------------------------------------- */
-
-static int json_depth(const json_t *v) {
-    int best = 0;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach((json_t *)v, k, x) {
-            int d = json_depth(x);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) {
-            int d = json_depth(x);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    return 0;
-}
 
 /* Rejects a member of obj not in allowed[] (NULL-terminated); of several,
  * the bytewise smallest is named, so the error does not depend on the
  * member order. */
 static gov_err_t check_members(pctx_t *c, const json_t *obj, const char *const *allowed,
                                const char *base) {
-    const char *k, *worst = NULL;
-    json_t *x;
-    json_object_foreach((json_t *)obj, k, x) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a != NULL; a++)
-            if (strcmp(*a, k) == 0)
-                ok = 1;
-        if (!ok && (worst == NULL || strcmp(k, worst) < 0))
-            worst = k;
-    }
+    const char *worst = gov_json_unknown_member(obj, allowed);
     if (worst == NULL)
         return GOV_OK;
     char f[160];
@@ -767,7 +723,7 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
         return fail(&c, rc == GOV_ERR_TOO_LARGE ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE, code, NULL,
                     "pack is not valid JSON: %s", cerr);
     }
-    if (json_depth(doc) > c.lim->max_depth) {
+    if (gov_json_depth(doc) > c.lim->max_depth) {
         rc = fail(&c, GOV_ERR_TOO_LARGE, "too_deep", NULL, "pack nests deeper than %d",
                   c.lim->max_depth);
         goto out;

@@ -173,3 +173,25 @@ char *gov_utf8_sanitize(const char *s, size_t max_bytes) {
     return out;
 }
 
+void gov_utf8_shorten(char *dst, size_t dst_size, const char *s, size_t max_bytes) {
+    if (dst == NULL || dst_size == 0)
+        return;
+    size_t o = 0, i = 0, len = strlen(s);
+    size_t room = dst_size > 4 ? dst_size - 4 : 0; /* "..." and the NUL */
+    size_t cap = max_bytes < room ? max_bytes : room;
+    while (i < len && o < cap) {
+        size_t sl = gov_utf8_seq_len((const unsigned char *)s + i, len - i);
+        if (sl == 0 || o + sl > cap)
+            break;
+        for (size_t j = 0; j < sl; j++) {
+            unsigned char ch = (unsigned char)s[i + j];
+            dst[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
+        }
+        i += sl;
+    }
+    if (i < len && o + 4 <= dst_size) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}

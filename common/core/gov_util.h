@@ -59,6 +59,14 @@ size_t gov_utf8_seq_len(const unsigned char *s, size_t avail);
  * max_bytes long, cut at a character boundary, each byte that does not start
  * a well-formed sequence replaced by U+FFFD; NULL on allocation failure. */
 char *gov_utf8_sanitize(const char *s, size_t max_bytes);
+/* Writes the C string s into dst for an error message, so a hostile key
+ * can neither flood nor garble a log line: at most max_bytes of s, cut on a
+ * character boundary (and at the first byte that is not well-formed UTF-8),
+ * each ASCII control character (C0, DEL) as '?', then "..." when anything
+ * was left out.  dst receives at most dst_size bytes with the NUL (the cut
+ * moves earlier to leave room for "..."); dst_size 0 writes nothing.
+ * O(max_bytes). */
+void gov_utf8_shorten(char *dst, size_t dst_size, const char *s, size_t max_bytes);
 
 
 #endif /* GOV_UTIL_H */

@@ -121,6 +121,36 @@ static void test_errbuf(void **state) {
     assert_string_equal(eb, "ab");
 }
 
+static void test_utf8_shorten(void **state) {
+    (void)state;
+    char out[48];
+    gov_utf8_shorten(out, sizeof out, "role", 32);
+    assert_string_equal(out, "role");
+    gov_utf8_shorten(out, sizeof out, "a\x01" "b\x7f\n", 32);   /* controls and DEL */
+    assert_string_equal(out, "a?b??");
+    /* 40 ASCII bytes: cut at 32, then "..." */
+    gov_utf8_shorten(out, sizeof out, "0123456789012345678901234567890123456789", 32);
+    assert_string_equal(out, "01234567890123456789012345678901...");
+    /* 31 ASCII bytes and a 2-byte character: the character does not fit */
+    gov_utf8_shorten(out, sizeof out, "0123456789012345678901234567890\xc3\xa9", 32);
+    assert_string_equal(out, "0123456789012345678901234567890...");
+    /* a C1 character is not ASCII control: kept whole */
+    gov_utf8_shorten(out, sizeof out, "\xc2\x85x", 32);
+    assert_string_equal(out, "\xc2\x85x");
+    /* malformed UTF-8 ends the text shown */
+    gov_utf8_shorten(out, sizeof out, "ab\xff" "cd", 32);
+    assert_string_equal(out, "ab...");
+    /* a small dst moves the cut earlier to keep "..." */
+    char small[8];
+    gov_utf8_shorten(small, sizeof small, "abcdefghij", 32);
+    assert_string_equal(small, "abcd...");
+    gov_utf8_shorten(small, 3, "abcdefghij", 32);
+    assert_string_equal(small, "");
+    small[0] = 'x';
+    gov_utf8_shorten(small, 0, "abc", 32);
+    assert_int_equal(small[0], 'x');
+}
+
 static void test_err_names(void **state) {
     (void)state;
     assert_string_equal(gov_err_code(GOV_OK), "ok");
@@ -160,6 +190,7 @@ int main(void) {
         cmocka_unit_test(test_tenant_syntax),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_utf8_shorten),
         cmocka_unit_test(test_err_names),
         cmocka_unit_test(test_alloc_failure_injection),
     };
