@@ -67,24 +67,6 @@
 
 /* --- shared helpers ---------------------------------------------------------- */
 
-/* Replaces, in place, what a terminal could take for a command: C0 and C1
- * controls, DEL, and bytes that are not well-formed UTF-8.  Error details
- * quote bytes of untrusted files (jansson's "near '...'", member values). */
-static void make_printable(char *s) {
-    unsigned char *p = (unsigned char *)s;
-    size_t left = strlen(s);
-    while (left > 0) {
-        size_t n = *p < 0x80 ? 1 : gov_utf8_seq_len(p, left);
-        if (n == 0 || *p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
-            for (size_t i = 0; i < (n ? n : 1); i++)
-                p[i] = '?';
-            n = n ? n : 1;
-        }
-        p += n;
-        left -= n;
-    }
-}
-
 /* govctl_fail with the message made printable. */
 static int fail_clean(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail_clean(const char *code, const char *fmt, ...) {
@@ -93,7 +75,7 @@ static int fail_clean(const char *code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    make_printable(msg);
+    govctl_printable(msg);
     return govctl_fail(code, "%s", msg);
 }
 
