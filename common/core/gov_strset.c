@@ -21,6 +21,8 @@ int gov_strset_cmp(const void *a, const void *b) {
 }
 
 void gov_strset_finish(gov_strset_t *set) {
+    if (set->n == 0) /* v may be NULL: qsort must not see it */
+        return;
     qsort(set->v, set->n, sizeof *set->v, gov_strset_cmp);
     size_t w = 0;
     for (size_t i = 0; i < set->n; i++) {
