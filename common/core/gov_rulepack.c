@@ -16,9 +16,9 @@
  * its rule.  Finally the canonical JSON is written: the document with its
  * rules array in id order, serialized as RFC 8785.
  *
- * Weights and thresholds are decided on text, not on doubles: the shortest
- * round-trip decimal of the double jansson read (ECMAScript form) is checked
- * for range and decimal places and converted to millionths digit by digit.
+ * Weights and thresholds are decided on text, not on doubles, by
+ * gov_micros_from_json; unknown members and nesting are judged by gov_json,
+ * so gov_policy names the same member for the same input.
  *
  * What it does not do: it does not compare the version with a previously
  * published one (gov-rulepacks does, with gov_version_compare), nor check

@@ -16,9 +16,8 @@
  * the same bytes).
  *
  * Numbers (weights, thresholds) become integer millionths ("micros") without
- * floating-point arithmetic: the double jansson read is written in its
- * shortest round-trip decimal form (gov_canon_format_es6) and that text is
- * checked (range [0,1], at most 6 decimals) and converted digit by digit.
+ * floating-point arithmetic (gov_micros.h); role/action/category lists
+ * become gov_strset_t sets; the version is a gov_version_t.
  *
  * Thread-safety: gov_rulepack_parse is reentrant.  A gov_rulepack_t is
  * immutable and may be read (and its matcher scanned, each thread with its
