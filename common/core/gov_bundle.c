@@ -45,24 +45,6 @@ static void skip_ws(scan_t *s) {
         s->p++;
 }
 
-static int hex4(const unsigned char *p, unsigned *out) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
 static size_t utf8_encode(unsigned cp, unsigned char out[4]) {
     if (cp < 0x80) {
         out[0] = (unsigned char)cp;
@@ -101,14 +83,14 @@ static gov_err_t scan_escape(scan_t *s, unsigned *cp) {
     case 'r': *cp = '\r'; break;
     case 't': *cp = '\t'; break;
     case 'u': {
-        unsigned hi, lo;
-        if (s->end - s->p < 6 || hex4(s->p + 2, &hi) != 0)
+        uint32_t hi, lo;
+        if (s->end - s->p < 6 || gov_hex_u16(s->p + 2, &hi) != 0)
             return scan_fail(s, GOV_ERR_PARSE, "malformed \\u escape");
         if (hi >= 0xDC00 && hi <= 0xDFFF)
             return scan_fail(s, GOV_ERR_PARSE, "lone low surrogate escape");
         if (hi >= 0xD800 && hi <= 0xDBFF) {
             if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u' ||
-                hex4(s->p + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+                gov_hex_u16(s->p + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
                 return scan_fail(s, GOV_ERR_PARSE, "lone high surrogate escape");
             *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
             s->p += 12;

@@ -605,20 +605,6 @@ static void scan_ws(scan_t *sc) {
         sc->i++;
 }
 
-static int hex4(const unsigned char *p, uint32_t *out) {
-    uint32_t v = 0;
-    for (int k = 0; k < 4; k++) {
-        unsigned char c = p[k];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* At '"': consumes the string. */
 static int scan_string(scan_t *sc) {
     sc->i++;
@@ -654,7 +640,7 @@ static int scan_string(scan_t *sc) {
             continue;
         }
         uint32_t u;
-        if (sc->n - sc->i < 6 || hex4(sc->s + sc->i + 2, &u) != 0)
+        if (sc->n - sc->i < 6 || gov_hex_u16(sc->s + sc->i + 2, &u) != 0)
             return scan_fail(sc, "syntax", "invalid \\u escape");
         sc->i += 6;
         if (u >= 0xDC00 && u <= 0xDFFF)
@@ -663,7 +649,7 @@ static int scan_string(scan_t *sc) {
             uint32_t lo;
             if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
                 return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");
-            if (hex4(sc->s + sc->i + 2, &lo) != 0)
+            if (gov_hex_u16(sc->s + sc->i + 2, &lo) != 0)
                 return scan_fail(sc, "syntax", "invalid \\u escape");
             if (lo < 0xDC00 || lo > 0xDFFF)
                 return scan_fail(sc, "invalid_utf8", "lone lead surrogate escape");

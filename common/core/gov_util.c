@@ -53,6 +53,14 @@ int gov_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outl
     return 0;
 }
 
+int gov_hex_u16(const void *in, uint32_t *out) {
+    unsigned char b[2];
+    if (gov_hex_decode(in, 4, b, 2) != 0)
+        return -1;
+    *out = (uint32_t)b[0] << 8 | b[1];
+    return 0;
+}
+
 void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],
                         char out[GOV_UUID_STRLEN + 1]) {
     unsigned char b[16];

@@ -44,6 +44,9 @@ int gov_uuid_v7_valid(const char *s);
 void gov_hex_encode(const unsigned char *in, size_t len, char *out);
 /* Decodes exactly 2*outlen hex chars (either case); -1 on bad input. */
 int gov_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen);
+/* Decodes the 4 hex chars (either case) of a JSON \uXXXX escape at in
+ * (4 bytes are read) into *out, 0..0xFFFF; -1 on bad input. */
+int gov_hex_u16(const void *in, uint32_t *out);
 
 /* A tenant id is 1..64 chars of [A-Za-z0-9._-], not starting with '.' or '-'.
  * The syntax keeps ids safe inside Redis hash tags ({T}), Kafka keys, metric

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,17 @@ static void test_hex(void **state) {
     assert_memory_equal(back, md, 4);
     assert_int_equal(gov_hex_decode("zz", 2, back, 1), -1);
     assert_int_equal(gov_hex_decode("abc", 3, back, 1), -1);
+    /* The four digits of a \uXXXX escape. */
+    uint32_t u = 7;
+    assert_int_equal(gov_hex_u16("d83D", &u), 0);
+    assert_int_equal(u, 0xD83D);
+    assert_int_equal(gov_hex_u16("0000", &u), 0);
+    assert_int_equal(u, 0);
+    assert_int_equal(gov_hex_u16("FFFF", &u), 0);
+    assert_int_equal(u, 0xFFFF);
+    assert_int_equal(gov_hex_u16("00g0", &u), -1);
+    assert_int_equal(gov_hex_u16("12 4", &u), -1);
+    assert_int_equal(u, 0xFFFF); /* untouched on failure */
 }
 
 static void test_tenant_syntax(void **state) {
