@@ -19,7 +19,6 @@
  * it is served: a Redis that was tampered with is refused and logged, and
  * the last good state stays.  Failures back off exponentially.
  */
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 #include "gov_alloc.h"
 #include "gov_avro.h"
 #include "gov_canon.h"
+#include "gov_hash.h"
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_redis.h"
@@ -65,14 +65,9 @@ static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply 
     char eb[256];
     const char *checksum = hash_field(h, "checksum");
     const char *alg = hash_field(h, "hash_alg");
-    const EVP_MD *md = alg && strcmp(alg, "sha256") == 0 ? EVP_sha256()
-                     : alg && strcmp(alg, "sha3-512") == 0 ? EVP_sha3_512() : NULL;
-    unsigned char digest[64];
-    unsigned int dlen = 0;
-    char hex[129];
-    if (md == NULL || EVP_Digest(doc->str, doc->len, digest, &dlen, md, NULL) != 1)
+    char hex[GOV_HASH_HEX_MAX];
+    if (gov_hash_hex(gov_hash_by_name(alg), doc->str, doc->len, hex) != GOV_OK)
         return GOV_ERR_VERIFY;
-    gov_hex_encode(digest, dlen, hex);
     if (strcmp(hex, checksum) != 0) {
         gov_log(GOV_LOG_ERROR, "refusing state: the document in Redis does not match its checksum",
                 "tenant", t->name, "checksum", checksum, (const char *)NULL);

@@ -27,18 +27,6 @@
 
 #include "gov_util.h"
 
-static void put_err(char *errbuf, size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void put_err(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    if (errbuf == NULL || errbuf_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-}
-
 /* --- the raw span scanner ------------------------------------------------ */
 
 typedef struct scan {
@@ -48,31 +36,13 @@ typedef struct scan {
 } scan_t;
 
 static gov_err_t scan_fail(scan_t *s, gov_err_t err, const char *what) {
-    put_err(s->errbuf, s->errbuf_size, "%s at byte %zu", what, (size_t)(s->p - s->base));
+    gov_errbuf(s->errbuf, s->errbuf_size, "%s at byte %zu", what, (size_t)(s->p - s->base));
     return err;
 }
 
 static void skip_ws(scan_t *s) {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         s->p++;
-}
-
-static int hex4(const unsigned char *p, unsigned *out) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
 }
 
 static size_t utf8_encode(unsigned cp, unsigned char out[4]) {
@@ -113,14 +83,14 @@ static gov_err_t scan_escape(scan_t *s, unsigned *cp) {
     case 'r': *cp = '\r'; break;
     case 't': *cp = '\t'; break;
     case 'u': {
-        unsigned hi, lo;
-        if (s->end - s->p < 6 || hex4(s->p + 2, &hi) != 0)
+        uint32_t hi, lo;
+        if (s->end - s->p < 6 || gov_hex_u16(s->p + 2, &hi) != 0)
             return scan_fail(s, GOV_ERR_PARSE, "malformed \\u escape");
         if (hi >= 0xDC00 && hi <= 0xDFFF)
             return scan_fail(s, GOV_ERR_PARSE, "lone low surrogate escape");
         if (hi >= 0xD800 && hi <= 0xDBFF) {
             if (s->end - s->p < 12 || s->p[6] != '\\' || s->p[7] != 'u' ||
-                hex4(s->p + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+                gov_hex_u16(s->p + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
                 return scan_fail(s, GOV_ERR_PARSE, "lone high surrogate escape");
             *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
             s->p += 12;
@@ -314,7 +284,7 @@ gov_err_t gov_bundle_member_span(const char *text, size_t len, const char *name,
                                  size_t *off, size_t *span_len, char *errbuf,
                                  size_t errbuf_size) {
     if (text == NULL || name == NULL || off == NULL || span_len == NULL) {
-        put_err(errbuf, errbuf_size, "invalid argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid argument");
         return GOV_ERR_INVALID_ARG;
     }
     scan_t s = {(const unsigned char *)text, (const unsigned char *)text,
@@ -368,7 +338,7 @@ gov_err_t gov_bundle_member_span(const char *text, size_t len, const char *name,
     if (s.p != s.end)
         return scan_fail(&s, GOV_ERR_PARSE, "characters after the object");
     if (!found) {
-        put_err(errbuf, errbuf_size, "no member \"%s\"", name);
+        gov_errbuf(errbuf, errbuf_size, "no member \"%s\"", name);
         return GOV_ERR_NOT_FOUND;
     }
     return GOV_OK;
@@ -399,13 +369,11 @@ static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbu
 
 static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbuf,
                             size_t errbuf_size, const char *fmt, ...) {
+    va_list ap;
     *reason = code;
-    if (errbuf != NULL && errbuf_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errbuf_size, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
     return GOV_ERR_VERIFY;
 }
 
@@ -472,7 +440,7 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
         reason = &dummy;
     *reason = GOV_REASON_INTERNAL;
     if (bundle == NULL || doc_off == NULL || doc_len == NULL || (body == NULL && len > 0)) {
-        put_err(errbuf, errbuf_size, "invalid argument");
+        gov_errbuf(errbuf, errbuf_size, "invalid argument");
         return GOV_ERR_INVALID_ARG;
     }
     *bundle = NULL;
@@ -481,16 +449,16 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
     if (b == NULL) {
         /* jansson fails some allocations without setting an error at all */
         if (json_error_code(&jerr) == json_error_out_of_memory || jerr.text[0] == '\0') {
-            put_err(errbuf, errbuf_size, "out of memory parsing the bundle");
+            gov_errbuf(errbuf, errbuf_size, "out of memory parsing the bundle");
             return GOV_ERR_NOMEM;
         }
         *reason = GOV_REASON_INVALID_JSON;
-        put_err(errbuf, errbuf_size, "not JSON: %s at byte %d", jerr.text, jerr.position);
+        gov_errbuf(errbuf, errbuf_size, "not JSON: %s at byte %d", jerr.text, jerr.position);
         return GOV_ERR_PARSE;
     }
     if (!json_is_object(b)) {
         *reason = GOV_REASON_INVALID_BUNDLE;
-        put_err(errbuf, errbuf_size, "bundle is not a JSON object");
+        gov_errbuf(errbuf, errbuf_size, "bundle is not a JSON object");
         err = GOV_ERR_VERIFY;
         goto out;
     }

@@ -1,6 +1,6 @@
 /* gov_bundle.h - the constitution bundle as it arrives on the wire.
  *
- * A bundle (DESIGN.md section 5) is a JSON object:
+ * A bundle (docs/contracts.md) is a JSON object:
  *   { "tenant": "acme", "document": { ... }, "canonicalization": "jcs",
  *     "hash_alg": "sha256", "checksum": "<hex>",
  *     "signatures": [ {"signer_id": ..., "algorithm": ..., "signature": ...} ] }

@@ -3,7 +3,7 @@
  * What it is for: a constitution's checksum is hash(canonical(document)), and
  * the signer computed it in another language; one byte of difference and a
  * good signature fails.  Both forms are written by one recursive walker over
- * a jansson tree into a growing buffer; the two differ in three places:
+ * a jansson tree into a gov_buf; the two differ in three places:
  *
  *   key order   JCS compares keys as UTF-16 code unit sequences, so a key
  *               with a character above U+FFFF (a surrogate, 0xD800..) sorts
@@ -30,7 +30,7 @@
  * section): jansson 2.14 reports its allocation failures as syntax errors,
  * and a bundle refused for lack of memory must not be logged as malformed.
  *
- * What it does not do: no I/O and no hashing beyond one EVP call in
+ * What it does not do: no I/O and no hashing beyond one gov_hash call in
  * gov_canon_checksum; it does not decide whether a document is a valid
  * constitution, only what its canonical bytes are.
  */
@@ -38,7 +38,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +45,8 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_buf.h"
+#include "gov_hash.h"
 #include "gov_util.h"
 
 /* ---- errors ------------------------------------------------------------ */
@@ -270,80 +271,25 @@ int gov_canon_format_pyrepr(double x, char buf[GOV_CANON_NUMBUF]) {
     return (int)(p - buf);
 }
 
-/* ---- output buffer ----------------------------------------------------- */
-
-/* A growing byte buffer whose first allocation failure is sticky: writers
- * keep going as no-ops and the caller checks err once at the end. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    gov_err_t err;
-} canon_buf_t;
-
-static void buf_put(canon_buf_t *b, const void *data, size_t n) {
-    if (b->err != GOV_OK)
-        return;
-    if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n + 1) {
-            if (cap > SIZE_MAX / 2) {
-                b->err = GOV_ERR_NOMEM;
-                return;
-            }
-            cap *= 2;
-        }
-        char *np = gov_realloc(b->p, cap);
-        if (np == NULL) {
-            b->err = GOV_ERR_NOMEM;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_putc(canon_buf_t *b, char c) {
-    buf_put(b, &c, 1);
-}
-
-static void buf_puts(canon_buf_t *b, const char *s) {
-    buf_put(b, s, strlen(s));
-}
-
 /* ---- strings ----------------------------------------------------------- */
 
 /* Decodes the UTF-8 sequence at s[0..n) into *cp; returns its length, or 0
- * when it is not well-formed (overlong, surrogate, > U+10FFFF, truncated). */
+ * when it is not well-formed (gov_utf8_seq_len decides that: overlong,
+ * surrogate, > U+10FFFF, truncated). */
 static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; }
-    else return 0;
-    if (n < len)
+    static const unsigned char lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    size_t len = gov_utf8_seq_len(s, n);
+    if (len == 0)
         return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+    uint32_t v = s[0] & lead_mask[len];
+    for (size_t i = 1; i < len; i++)
         v = v << 6 | (s[i] & 0x3F);
-    }
-    if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
-        (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
     *cp = v;
     return len;
 }
 
-/* The short escapes both forms share (JSON's own, minus "\/"). */
+/* The short escapes of JSON (minus "\/"), which SomaBrain's form uses as
+ * RFC 8785 does. */
 static const char *short_escape(uint32_t cp) {
     switch (cp) {
     case '"': return "\\\"";
@@ -358,34 +304,40 @@ static const char *short_escape(uint32_t cp) {
 }
 
 /* \uXXXX with lowercase hex, as both RFC 8785 and CPython write it. */
-static void put_u_escape(canon_buf_t *b, uint32_t unit) {
+static void put_u_escape(gov_buf_t *b, uint32_t unit) {
     static const char hex[] = "0123456789abcdef";
     char esc[6] = {'\\', 'u', hex[(unit >> 12) & 15], hex[(unit >> 8) & 15],
                    hex[(unit >> 4) & 15], hex[unit & 15]};
     assert(unit <= 0xFFFF);
-    buf_put(b, esc, sizeof esc);
+    gov_buf_put(b, esc, sizeof esc);
 }
 
 /* Writes s[0..n) as a quoted string.  Returns GOV_ERR_UNSUPPORTED when s is
- * not UTF-8 (jansson guarantees it is, except for *_nocheck values). */
-static gov_err_t put_string(canon_buf_t *b, const char *s, size_t n, gov_canon_t kind) {
+ * not UTF-8 (jansson guarantees it is, except for *_nocheck values).
+ * JCS's escaping (only '"', '\\' and C0 controls) is gov_buf's own JSON
+ * string writer; SomaBrain's (everything outside ' '..'~', astral code
+ * points as surrogate pairs) is written here. */
+static gov_err_t put_string(gov_buf_t *b, const char *s, size_t n, gov_canon_t kind) {
     const unsigned char *u = (const unsigned char *)s;
-    buf_putc(b, '"');
+    if (kind == GOV_CANON_JCS) {
+        if (!gov_utf8_valid(s, n))
+            return GOV_ERR_UNSUPPORTED;
+        gov_buf_put_json_string(b, s, n);
+        return GOV_OK;
+    }
+    gov_buf_putc(b, '"');
     size_t i = 0, run = 0; /* u[run..i) is pending literal output */
     while (i < n) {
         uint32_t cp;
         size_t len = utf8_next(u + i, n - i, &cp);
         if (len == 0)
             return GOV_ERR_UNSUPPORTED;
-        int literal = (kind == GOV_CANON_JCS) ? (cp >= 0x20 && cp != '"' && cp != '\\')
-                                              : (cp >= 0x20 && cp <= 0x7E && cp != '"' &&
-                                                 cp != '\\');
-        if (!literal) {
-            buf_put(b, u + run, i - run);
+        if (cp < 0x20 || cp > 0x7E || cp == '"' || cp == '\\') {
+            gov_buf_put(b, u + run, i - run);
             const char *esc = short_escape(cp);
             if (esc != NULL) {
-                buf_put(b, esc, 2);
-            } else if (cp >= 0x10000) { /* SomaBrain only: a surrogate pair */
+                gov_buf_put(b, esc, 2);
+            } else if (cp >= 0x10000) { /* a surrogate pair */
                 put_u_escape(b, 0xD800 + ((cp - 0x10000) >> 10));
                 put_u_escape(b, 0xDC00 + ((cp - 0x10000) & 0x3FF));
             } else {
@@ -395,8 +347,8 @@ static gov_err_t put_string(canon_buf_t *b, const char *s, size_t n, gov_canon_t
         }
         i += len;
     }
-    buf_put(b, u + run, n - run);
-    buf_putc(b, '"');
+    gov_buf_put(b, u + run, n - run);
+    gov_buf_putc(b, '"');
     return GOV_OK;
 }
 
@@ -452,10 +404,10 @@ static int member_cmp_codepoint(const void *pa, const void *pb) {
 
 /* ---- the walker -------------------------------------------------------- */
 
-static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
+static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
                            char *errbuf, size_t errbuf_size);
 
-static gov_err_t put_object(canon_buf_t *b, const json_t *obj, gov_canon_t kind, int depth,
+static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, int depth,
                             char *errbuf, size_t errbuf_size) {
     gov_err_t err = GOV_OK;
     size_t n = json_object_size(obj), i = 0;
@@ -482,27 +434,27 @@ static gov_err_t put_object(canon_buf_t *b, const json_t *obj, gov_canon_t kind,
     assert(i == n);
     if (n > 1)
         qsort(m, n, sizeof *m, kind == GOV_CANON_JCS ? member_cmp_jcs : member_cmp_codepoint);
-    buf_putc(b, '{');
+    gov_buf_putc(b, '{');
     for (i = 0; i < n; i++) {
         if (i > 0)
-            buf_putc(b, ',');
+            gov_buf_putc(b, ',');
         if (put_string(b, m[i].key, m[i].len, kind) != GOV_OK) {
             err = GOV_ERR_INTERNAL; /* validated above */
             goto out;
         }
-        buf_putc(b, ':');
+        gov_buf_putc(b, ':');
         err = put_value(b, m[i].value, kind, depth, errbuf, errbuf_size);
         if (err != GOV_OK)
             goto out;
     }
-    buf_putc(b, '}');
+    gov_buf_putc(b, '}');
 out:
     gov_free(m);
     return err;
 }
 
 /* Writes v; depth is the nesting of v's container (0 at the top). */
-static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
+static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
                            char *errbuf, size_t errbuf_size) {
     char num[GOV_CANON_NUMBUF];
     gov_err_t err;
@@ -519,15 +471,15 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
         }
         if (json_is_object(v))
             return put_object(b, v, kind, depth + 1, errbuf, errbuf_size);
-        buf_putc(b, '[');
+        gov_buf_putc(b, '[');
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i > 0)
-                buf_putc(b, ',');
+                gov_buf_putc(b, ',');
             err = put_value(b, json_array_get(v, i), kind, depth + 1, errbuf, errbuf_size);
             if (err != GOV_OK)
                 return err;
         }
-        buf_putc(b, ']');
+        gov_buf_putc(b, ']');
         return GOV_OK;
     case JSON_STRING:
         err = put_string(b, json_string_value(v), json_string_length(v), kind);
@@ -539,7 +491,7 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
             gov_canon_format_es6((double)json_integer_value(v), num);
         else
             snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        buf_puts(b, num);
+        gov_buf_puts(b, num);
         return GOV_OK;
     case JSON_REAL: {
         double d = json_real_value(v);
@@ -549,17 +501,17 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
             gov_errbuf(errbuf, errbuf_size, "non_finite_number: NaN and Infinity have no JSON form");
             return GOV_ERR_UNSUPPORTED;
         }
-        buf_put(b, num, (size_t)len);
+        gov_buf_put(b, num, (size_t)len);
         return GOV_OK;
     }
     case JSON_TRUE:
-        buf_puts(b, "true");
+        gov_buf_puts(b, "true");
         return GOV_OK;
     case JSON_FALSE:
-        buf_puts(b, "false");
+        gov_buf_puts(b, "false");
         return GOV_OK;
     case JSON_NULL:
-        buf_puts(b, "null");
+        gov_buf_puts(b, "null");
         return GOV_OK;
     }
     gov_errbuf(errbuf, errbuf_size, "internal: unknown jansson type");
@@ -568,8 +520,9 @@ static gov_err_t put_value(canon_buf_t *b, const json_t *v, gov_canon_t kind, in
 
 gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
                               size_t *out_len, char *errbuf, size_t errbuf_size) {
-    canon_buf_t b = {NULL, 0, 0, GOV_OK};
+    gov_buf_t b;
     gov_err_t err;
+    gov_buf_init(&b, 0);
     if (out != NULL)
         *out = NULL;
     if (out_len != NULL)
@@ -580,17 +533,14 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
         return GOV_ERR_INVALID_ARG;
     }
     err = put_value(&b, doc, kind, 0, errbuf, errbuf_size);
-    if (err == GOV_OK && b.err != GOV_OK) {
-        err = b.err;
-        gov_errbuf(errbuf, errbuf_size, "nomem: output buffer");
+    if (err != GOV_OK) {
+        gov_buf_free(&b);
+        return err;
     }
+    /* The buffer has no limit: its only failure is memory. */
+    err = gov_buf_finish(&b, out, out_len);
     if (err != GOV_OK)
-        goto out;
-    *out = b.p;
-    *out_len = b.len;
-    b.p = NULL;
-out:
-    gov_free(b.p);
+        gov_errbuf(errbuf, errbuf_size, "nomem: output buffer");
     return err;
 }
 
@@ -600,9 +550,6 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
                              char *hex_out, char *errbuf, size_t errbuf_size) {
     char *bytes = NULL;
     size_t len = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    const EVP_MD *alg;
     gov_err_t err;
     if (hex_out != NULL)
         hex_out[0] = '\0';
@@ -610,25 +557,20 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
         gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
         return GOV_ERR_INVALID_ARG;
     }
-    if (strcmp(hash_alg, "sha3-512") == 0) {
-        alg = EVP_sha3_512();
-    } else if (strcmp(hash_alg, "sha256") == 0) {
-        alg = EVP_sha256();
-    } else {
-        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want sha3-512 or sha256)",
+    const gov_hash_alg_t *alg = gov_hash_by_name(hash_alg);
+    if (alg == NULL) {
+        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want " GOV_HASH_NAMES_TEXT ")",
                 hash_alg);
         return GOV_ERR_UNSUPPORTED;
     }
     err = gov_canon_serialize(doc, kind, &bytes, &len, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto out;
-    if (alg == NULL || EVP_Digest(bytes, len, md, &mdlen, alg, NULL) != 1) {
+    if (gov_hash_hex(alg, bytes, len, hex_out) != GOV_OK) {
         gov_errbuf(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
         err = GOV_ERR_CRYPTO;
         goto out;
     }
-    assert(2 * (size_t)mdlen + 1 <= GOV_CANON_HEX_MAX);
-    gov_hex_encode(md, mdlen, hex_out);
 out:
     gov_free(bytes);
     return err;
@@ -661,20 +603,6 @@ static void scan_ws(scan_t *sc) {
     while (sc->i < sc->n && (sc->s[sc->i] == ' ' || sc->s[sc->i] == '\t' ||
                              sc->s[sc->i] == '\n' || sc->s[sc->i] == '\r'))
         sc->i++;
-}
-
-static int hex4(const unsigned char *p, uint32_t *out) {
-    uint32_t v = 0;
-    for (int k = 0; k < 4; k++) {
-        unsigned char c = p[k];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 /* At '"': consumes the string. */
@@ -712,7 +640,7 @@ static int scan_string(scan_t *sc) {
             continue;
         }
         uint32_t u;
-        if (sc->n - sc->i < 6 || hex4(sc->s + sc->i + 2, &u) != 0)
+        if (sc->n - sc->i < 6 || gov_hex_u16(sc->s + sc->i + 2, &u) != 0)
             return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
         sc->i += 6;
         if (u >= 0xDC00 && u <= 0xDFFF)
@@ -721,7 +649,7 @@ static int scan_string(scan_t *sc) {
             uint32_t lo;
             if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
                 return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            if (hex4(sc->s + sc->i + 2, &lo) != 0)
+            if (gov_hex_u16(sc->s + sc->i + 2, &lo) != 0)
                 return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
             if (lo < 0xDC00 || lo > 0xDFFF)
                 return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");

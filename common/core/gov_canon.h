@@ -1,6 +1,6 @@
 /* gov_canon.h - the two canonical byte forms a signed constitution is hashed under.
  *
- * A constitution bundle (DESIGN.md section 5) carries a checksum: the hex
+ * A constitution bundle (docs/contracts.md) carries a checksum: the hex
  * digest of canonical(document).  Two canonicalizations are in use and both
  * must be byte-exact with the signer's, or a valid signature fails to verify:
  *
@@ -44,13 +44,15 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_hash.h"
 #include "gov_reason.h"
 
 /* Deepest nesting of arrays/objects accepted by parse and serialize: the
  * top-level container is depth 1. */
 #define GOV_CANON_MAX_DEPTH 64
-/* hex_out size for gov_canon_checksum: SHA3-512 hex (128) + NUL. */
-#define GOV_CANON_HEX_MAX 129
+/* hex_out size for gov_canon_checksum: the longest registered digest's hex
+ * (SHA3-512, 128) + NUL. */
+#define GOV_CANON_HEX_MAX GOV_HASH_HEX_MAX
 /* Buffer size for the number formatters (longest output is 25 chars + NUL:
  * "-0.0000033333333333333333"). */
 #define GOV_CANON_NUMBUF 32
@@ -97,8 +99,9 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
                               size_t *out_len, char *errbuf, size_t errbuf_size);
 
 /* Lowercase hex digest of gov_canon_serialize(doc, kind) into hex_out, which
- * must hold GOV_CANON_HEX_MAX bytes.  hash_alg is "sha3-512" (128 hex chars)
- * or "sha256" (64); anything else is GOV_ERR_UNSUPPORTED.  doc is borrowed.
+ * must hold GOV_CANON_HEX_MAX bytes.  hash_alg is a name gov_hash_by_name
+ * knows ("sha3-512": 128 hex chars, "sha256": 64); anything else is
+ * GOV_ERR_UNSUPPORTED.  doc is borrowed.
  * Errors are those of gov_canon_serialize plus GOV_ERR_CRYPTO. */
 gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *hash_alg,
                              char *hex_out, char *errbuf, size_t errbuf_size);

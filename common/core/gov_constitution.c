@@ -18,7 +18,6 @@
  */
 #include "gov_constitution.h"
 
-#include <ctype.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -28,6 +27,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_hash.h"
 #include "gov_util.h"
 
 /* --- trust ------------------------------------------------------------------ */
@@ -146,129 +146,6 @@ static EVP_PKEY *trust_key(const gov_trust_t *t, const char *id) {
         if (strcmp(t->signers[i].id, id) == 0)
             return t->signers[i].key;
     return NULL;
-}
-
-/* --- versions --------------------------------------------------------------- */
-
-/* Parses a decimal without leading zeros; returns chars consumed or 0. */
-static size_t parse_num(const char *s, unsigned long long *out) {
-    size_t i = 0;
-    unsigned long long v = 0;
-    if (!isdigit((unsigned char)s[0]) || (s[0] == '0' && isdigit((unsigned char)s[1])))
-        return 0;
-    while (isdigit((unsigned char)s[i])) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (~0ULL - d) / 10)
-            return 0;
-        v = v * 10 + d;
-        i++;
-    }
-    *out = v;
-    return i;
-}
-
-/* Checks dot-separated identifiers of [0-9A-Za-z-]; numeric ones without
- * leading zeros when `strict_numeric`. */
-static int identifiers_valid(const char *s, size_t n, int strict_numeric) {
-    if (n == 0)
-        return 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i == n || s[i] == '.') {
-            size_t len = i - start;
-            if (len == 0)
-                return 0;
-            int numeric = 1;
-            for (size_t k = start; k < i; k++)
-                if (!isdigit((unsigned char)s[k]))
-                    numeric = 0;
-            if (strict_numeric && numeric && len > 1 && s[start] == '0')
-                return 0;
-            start = i + 1;
-        } else if (!(isalnum((unsigned char)s[i]) || s[i] == '-')) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-int gov_version_parse(const char *s, gov_version_t *out) {
-    if (s == NULL || strlen(s) >= GOV_VERSION_MAX)
-        return -1;
-    gov_version_t v;
-    memset(&v, 0, sizeof v);
-    size_t i = parse_num(s, &v.major);
-    if (i == 0)
-        return -1;
-    if (s[i] == '\0') { /* a plain integer N reads as N.0.0 */
-        *out = v;
-        return 0;
-    }
-    size_t k;
-    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.minor)) == 0)
-        return -1;
-    i += 1 + k;
-    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.patch)) == 0)
-        return -1;
-    i += 1 + k;
-    if (s[i] == '-') {
-        const char *pre = s + i + 1;
-        size_t plen = strcspn(pre, "+");
-        if (!identifiers_valid(pre, plen, 1))
-            return -1;
-        memcpy(v.pre, pre, plen);
-        v.pre[plen] = '\0';
-        i += 1 + plen;
-    }
-    if (s[i] == '+') {
-        if (!identifiers_valid(s + i + 1, strlen(s + i + 1), 0))
-            return -1;
-        i += strlen(s + i);
-    }
-    if (s[i] != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int cmp_ull(unsigned long long a, unsigned long long b) {
-    return a < b ? -1 : a > b ? 1 : 0;
-}
-
-int gov_version_compare(const gov_version_t *a, const gov_version_t *b) {
-    int c;
-    if ((c = cmp_ull(a->major, b->major)) || (c = cmp_ull(a->minor, b->minor)) ||
-        (c = cmp_ull(a->patch, b->patch)))
-        return c;
-    /* A release is above any of its prereleases. */
-    if (a->pre[0] == '\0' || b->pre[0] == '\0')
-        return (a->pre[0] == '\0') - (b->pre[0] == '\0');
-    const char *pa = a->pre, *pb = b->pre;
-    for (;;) {
-        size_t la = strcspn(pa, "."), lb = strcspn(pb, ".");
-        int na = 1, nb = 1;
-        for (size_t i = 0; i < la; i++) na &= isdigit((unsigned char)pa[i]) != 0;
-        for (size_t i = 0; i < lb; i++) nb &= isdigit((unsigned char)pb[i]) != 0;
-        if (na && nb) {
-            /* no leading zeros: longer is larger, else lexical */
-            if (la != lb)
-                return la < lb ? -1 : 1;
-            c = memcmp(pa, pb, la);
-        } else if (na != nb) {
-            return na ? -1 : 1; /* numeric identifiers sort first */
-        } else {
-            c = memcmp(pa, pb, la < lb ? la : lb);
-            if (c == 0)
-                c = la < lb ? -1 : la > lb ? 1 : 0;
-        }
-        if (c)
-            return c < 0 ? -1 : 1;
-        int ea = pa[la] == '\0', eb = pb[lb] == '\0';
-        if (ea || eb)
-            return ea && eb ? 0 : ea ? -1 : 1;
-        pa += la + 1;
-        pb += lb + 1;
-    }
 }
 
 /* --- signatures ------------------------------------------------------------- */
@@ -439,19 +316,13 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
                      b->canonicalization ? b->canonicalization : "(none)");
         goto out;
     }
-    const EVP_MD *md;
-    size_t hexlen;
-    if (b->hash_alg && strcmp(b->hash_alg, "sha3-512") == 0) {
-        md = EVP_sha3_512();
-        hexlen = 128;
-    } else if (b->hash_alg && strcmp(b->hash_alg, "sha256") == 0) {
-        md = EVP_sha256();
-        hexlen = 64;
-    } else {
-        err = reject(v, GOV_REASON_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not sha3-512 or sha256",
+    const gov_hash_alg_t *hash = gov_hash_by_name(b->hash_alg);
+    if (hash == NULL) {
+        err = reject(v, GOV_REASON_UNKNOWN_HASH_ALGORITHM, "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
                      b->hash_alg ? b->hash_alg : "(none)");
         goto out;
     }
+    size_t hexlen = gov_hash_hex_len(hash);
     if (!checksum_well_formed(b->checksum, hexlen)) {
         err = reject(v, GOV_REASON_MALFORMED_CHECKSUM, "checksum must be %zu lowercase hex characters for %s",
                      hexlen, b->hash_alg);
@@ -482,14 +353,11 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
         goto out;
     }
-    unsigned char digest[64];
-    unsigned int dlen = 0;
     char hex[GOV_CHECKSUM_HEX_MAX + 1];
-    if (EVP_Digest(canon, canon_len, digest, &dlen, md, NULL) != 1) {
+    if (gov_hash_hex(hash, canon, canon_len, hex) != GOV_OK) {
         err = GOV_ERR_CRYPTO;
         goto out;
     }
-    gov_hex_encode(digest, dlen, hex);
     if (strcmp(hex, b->checksum) != 0) {
         err = reject(v, GOV_REASON_CHECKSUM_MISMATCH,
                      "%s of the %s form of the document is %.16s..., the bundle claims %.16s...",

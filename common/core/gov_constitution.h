@@ -6,7 +6,7 @@
  * tests all call the same function, so an offline `govctl verify` answers
  * exactly what the processor would.
  *
- * The rules (DESIGN.md section 5), applied in this order, all or nothing;
+ * The rules (docs/contracts.md), applied in this order, all or nothing;
  * the first that fails gives the reason code:
  *   1. canonicalization is "jcs" or "somabrain-json"     unknown_canonicalization
  *      hash_alg is "sha3-512" or "sha256"                unknown_hash_algorithm
@@ -48,12 +48,14 @@
 #include <stddef.h>
 
 #include "gov_err.h"
+#include "gov_hash.h"
 #include "gov_reason.h"
+#include "gov_version.h"
 
 #define GOV_MAX_SIGNATURES 32
 #define GOV_SIGNER_ID_MAX 64
-#define GOV_VERSION_MAX 64
-#define GOV_CHECKSUM_HEX_MAX 128
+/* The longest checksum hex, without the NUL (SHA3-512's 128). */
+#define GOV_CHECKSUM_HEX_MAX (GOV_HASH_HEX_MAX - 1)
 
 
 /* --- trust ----------------------------------------------------------------- */
@@ -73,19 +75,6 @@ gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
 void gov_trust_free(gov_trust_t *t);
 int gov_trust_threshold(const gov_trust_t *t);
 size_t gov_trust_count(const gov_trust_t *t);
-
-/* --- versions -------------------------------------------------------------- */
-
-/* Parses a constitution version: semver 2.0.0 (MAJOR.MINOR.PATCH with
- * optional -prerelease and +build) or a non-negative integer N (read as
- * N.0.0).  Returns 0 or -1. */
-typedef struct gov_version {
-    unsigned long long major, minor, patch;
-    char pre[GOV_VERSION_MAX];   /* prerelease identifiers, "" when none */
-} gov_version_t;
-int gov_version_parse(const char *s, gov_version_t *out);
-/* Semver precedence: <0, 0, >0.  Build metadata is ignored. */
-int gov_version_compare(const gov_version_t *a, const gov_version_t *b);
 
 /* --- verification ---------------------------------------------------------- */
 

@@ -28,52 +28,14 @@
 #include <string.h>
 
 #include "gov_alloc.h"
-#include "gov_util.h"
+#include "gov_buf.h"
 #include "gov_canon.h"
+#include "gov_json.h"
+#include "gov_util.h"
 
 
-/* Writes a key for an error message: at most 32 bytes, cut on a character
- * boundary, control characters as '?'. */
-static void safe_key(char *dst, size_t dst_size, const char *key) {
-    size_t o = 0, i = 0, klen = strlen(key);
-    while (i < klen && o < 32 && o + 4 < dst_size) {
-        size_t sl = gov_utf8_seq_len((const unsigned char *)key + i, klen - i);
-        if (sl == 0 || o + sl > 32)
-            break;
-        for (size_t j = 0; j < sl; j++) {
-            unsigned char ch = (unsigned char)key[i + j];
-            dst[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
-        }
-        i += sl;
-    }
-    if (i < klen && o + 4 <= dst_size) {
-        memcpy(dst + o, "...", 3);
-        o += 3;
-    }
-    dst[o] = '\0';
-}
-
-static int json_depth(const json_t *v) {
-    int best = 0;
-    const char *k;
-    size_t i;
-    json_t *x;
-    if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, k, x) {
-            int d = json_depth(x);
-            best = d > best ? d : best;
-        }
-        return best + 1;
-    }
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, x) {
-            int d = json_depth(x);
-            best = d > best ? d : best;
-        }
-        return best + 1;
-    }
-    return 0;
-}
+/* A key named in an error message: 32 bytes at most (gov_utf8_shorten). */
+#define KEY_SHOWN_MAX 32
 
 const char *gov_decision_name(gov_decision_t d) {
     switch (d) {
@@ -97,19 +59,11 @@ struct gov_policy_constitution {
     int64_t approval_micros;
 };
 
-static void strset_free(gov_strset_t *s) {
-    for (size_t i = 0; i < s->n; i++)
-        gov_free(s->v[i]);
-    gov_free(s->v);
-    s->v = NULL;
-    s->n = 0;
-}
-
 void gov_policy_constitution_free(gov_policy_constitution_t *c) {
     if (c == NULL)
         return;
-    strset_free(&c->prohibited_actions);
-    strset_free(&c->permitted_tool_categories);
+    gov_strset_clear(&c->prohibited_actions);
+    gov_strset_clear(&c->permitted_tool_categories);
     gov_free(c);
 }
 
@@ -293,19 +247,11 @@ static gov_err_t req_string(const json_t *obj, const char *name, const char *pat
 /* Names the bytewise-smallest member of obj not in allowed[]. */
 static gov_err_t req_members(const json_t *obj, const char *const *allowed, const char *prefix,
                              gov_reason_t *why, char *errbuf, size_t errbuf_size) {
-    const char *k, *worst = NULL;
-    json_t *x;
-    json_object_foreach((json_t *)obj, k, x) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a != NULL; a++)
-            ok |= strcmp(*a, k) == 0;
-        if (!ok && (worst == NULL || strcmp(k, worst) < 0))
-            worst = k;
-    }
+    const char *worst = gov_json_unknown_member(obj, allowed);
     if (worst == NULL)
         return GOV_OK;
     char key[48];
-    safe_key(key, sizeof key, worst);
+    gov_utf8_shorten(key, sizeof key, worst, KEY_SHOWN_MAX);
     req_fail(why, GOV_REASON_UNKNOWN_FIELD, errbuf, errbuf_size,
              "%s%s is not a known member", prefix, key);
     return GOV_ERR_PARSE;
@@ -400,7 +346,7 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
         }
         if (bad != NULL) {
             char key[48];
-            safe_key(key, sizeof key, bad);
+            gov_utf8_shorten(key, sizeof key, bad, KEY_SHOWN_MAX);
             switch (md_why) {
             case MD_EMPTY_KEY:
                 req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
@@ -463,7 +409,7 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
             rc = GOV_ERR_PARSE;
         return rc;
     }
-    if (json_depth(req->doc) > lim->max_depth) {
+    if (gov_json_depth(req->doc) > lim->max_depth) {
         req_fail(why, GOV_REASON_TOO_DEEP, errbuf, errbuf_size,
                  "the request nests deeper than %d", lim->max_depth);
         rc = GOV_ERR_TOO_LARGE;
@@ -719,148 +665,67 @@ out:
 
 /* ---- response body ------------------------------------------------------------------ */
 
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} outbuf_t;
-
-static void ob_put(outbuf_t *b, const char *s, size_t n) {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *np = gov_realloc(b->p, cap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void ob_puts(outbuf_t *b, const char *s) {
-    ob_put(b, s, strlen(s));
-}
-
-/* A JSON string with RFC 8785's minimal escaping: '"', '\\' and C0
- * controls only; the input is valid UTF-8 and goes out as is. */
-static void ob_string(outbuf_t *b, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-    ob_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        ob_put(b, s + run, i - run);
-        run = i + 1;
-        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            break;
-        }
-        ob_puts(b, esc);
-    }
-    ob_put(b, s + run, n - run);
-    ob_put(b, "\"", 1);
-}
-
-static void ob_micros(outbuf_t *b, int64_t micros) {
+/* Numbers the body writes itself: micros with exactly 6 decimals
+ * ("0.350000"), which jansson would print as 0.35. */
+static void put_micros(gov_buf_t *b, int64_t micros) {
     char num[GOV_MICROS_TEXT];
     int n = gov_micros_format(micros, num);
-    ob_put(b, num, (size_t)n);
+    gov_buf_put(b, num, (size_t)n);
 }
 
-static void ob_size(outbuf_t *b, size_t v) {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%zu", v);
-    ob_put(b, num, (size_t)n);
+/* Strings go out with RFC 8785's minimal escaping (gov_buf_put_json_string):
+ * the values are valid UTF-8 (the request was checked, rule texts came from
+ * a validated pack, excerpts are cut on character boundaries). */
+static void put_str(gov_buf_t *b, const char *s) {
+    gov_buf_put_json_string(b, s, strlen(s));
 }
 
 gov_err_t gov_policy_decision_to_json(const gov_policy_decision_t *d, const char *extra_members,
                                       char **out, size_t *out_len) {
-    outbuf_t b = {NULL, 0, 0, 0};
+    gov_buf_t b;
     if (d == NULL || out == NULL)
         return GOV_ERR_INVALID_ARG;
     *out = NULL;
-    ob_put(&b, "{", 1);
+    gov_buf_init(&b, 0);
+    gov_buf_putc(&b, '{');
     if (extra_members != NULL && extra_members[0] != '\0') {
-        ob_puts(&b, extra_members);
-        ob_put(&b, ",", 1);
+        gov_buf_puts(&b, extra_members);
+        gov_buf_putc(&b, ',');
     }
-    ob_puts(&b, "\"decision\":");
-    ob_string(&b, gov_decision_name(d->decision), strlen(gov_decision_name(d->decision)));
-    ob_puts(&b, ",\"score\":");
-    ob_micros(&b, d->score_micros);
-    ob_puts(&b, ",\"reasons\":[");
+    gov_buf_puts(&b, "\"decision\":");
+    put_str(&b, gov_decision_name(d->decision));
+    gov_buf_puts(&b, ",\"score\":");
+    put_micros(&b, d->score_micros);
+    gov_buf_puts(&b, ",\"reasons\":[");
     for (size_t i = 0; i < d->nreasons; i++) {
         const gov_policy_reason_t *r = &d->reasons[i];
         if (i > 0)
-            ob_put(&b, ",", 1);
-        ob_puts(&b, "{\"rule_id\":");
-        ob_string(&b, r->rule_id, strlen(r->rule_id));
-        ob_puts(&b, ",\"severity\":");
-        ob_string(&b, gov_severity_name(r->severity), strlen(gov_severity_name(r->severity)));
-        ob_puts(&b, ",\"weight\":");
-        ob_micros(&b, r->weight_micros);
-        ob_puts(&b, ",\"message\":");
-        ob_string(&b, r->message, strlen(r->message));
+            gov_buf_putc(&b, ',');
+        gov_buf_puts(&b, "{\"rule_id\":");
+        put_str(&b, r->rule_id);
+        gov_buf_puts(&b, ",\"severity\":");
+        put_str(&b, gov_severity_name(r->severity));
+        gov_buf_puts(&b, ",\"weight\":");
+        put_micros(&b, r->weight_micros);
+        gov_buf_puts(&b, ",\"message\":");
+        put_str(&b, r->message);
         if (r->has_excerpt) {
-            ob_puts(&b, ",\"excerpt\":");
-            ob_string(&b, r->excerpt, r->excerpt_len);
-            ob_puts(&b, ",\"excerpt_start\":");
-            ob_size(&b, r->excerpt_start);
-            ob_puts(&b, ",\"excerpt_end\":");
-            ob_size(&b, r->excerpt_end);
+            gov_buf_puts(&b, ",\"excerpt\":");
+            gov_buf_put_json_string(&b, r->excerpt, r->excerpt_len);
+            gov_buf_puts(&b, ",\"excerpt_start\":");
+            gov_buf_put_u64(&b, r->excerpt_start);
+            gov_buf_puts(&b, ",\"excerpt_end\":");
+            gov_buf_put_u64(&b, r->excerpt_end);
         }
-        ob_put(&b, "}", 1);
+        gov_buf_putc(&b, '}');
     }
-    ob_puts(&b, "],\"input_digest\":");
-    ob_string(&b, d->input_digest, strlen(d->input_digest));
-    ob_puts(&b, ",\"effective_thresholds\":{\"max_risk_score\":");
-    ob_micros(&b, d->max_risk_micros);
-    ob_puts(&b, ",\"require_human_approval_above_risk\":");
-    ob_micros(&b, d->approval_micros);
-    ob_puts(&b, "}}");
-    if (b.failed) {
-        gov_free(b.p);
-        return GOV_ERR_NOMEM;
-    }
-    *out = b.p;
-    if (out_len != NULL)
-        *out_len = b.len;
-    return GOV_OK;
+    gov_buf_puts(&b, "],\"input_digest\":");
+    put_str(&b, d->input_digest);
+    gov_buf_puts(&b, ",\"effective_thresholds\":{\"max_risk_score\":");
+    put_micros(&b, d->max_risk_micros);
+    gov_buf_puts(&b, ",\"require_human_approval_above_risk\":");
+    put_micros(&b, d->approval_micros);
+    gov_buf_puts(&b, "}}");
+    /* No limit is set, so the only failure is memory. */
+    return gov_buf_finish(&b, out, out_len);
 }

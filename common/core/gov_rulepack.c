@@ -16,9 +16,9 @@
  * its rule.  Finally the canonical JSON is written: the document with its
  * rules array in id order, serialized as RFC 8785.
  *
- * Weights and thresholds are decided on text, not on doubles: the shortest
- * round-trip decimal of the double jansson read (ECMAScript form) is checked
- * for range and decimal places and converted to millionths digit by digit.
+ * Weights and thresholds are decided on text, not on doubles, by
+ * gov_micros_from_json; unknown members and nesting are judged by gov_json,
+ * so gov_policy names the same member for the same input.
  *
  * What it does not do: it does not compare the version with a previously
  * published one (gov-rulepacks does, with gov_version_compare), nor check
@@ -33,6 +33,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_json.h"
 #include "gov_util.h"
 
 struct gov_rulepack {
@@ -89,100 +90,6 @@ const char *gov_effect_name(gov_effect_t e) {
     return "unknown";
 }
 
-/* ---- exact decimals ------------------------------------------------------ */
-
-gov_micros_status_t gov_micros_from_json(const json_t *v, int64_t *micros,
-                                         char text[GOV_CANON_NUMBUF]) {
-    char local[GOV_CANON_NUMBUF];
-    char *t = text ? text : local;
-    t[0] = '\0';
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        snprintf(t, GOV_CANON_NUMBUF, "%" JSON_INTEGER_FORMAT, i);
-        if (i != 0 && i != 1)
-            return GOV_MICROS_OUT_OF_RANGE;
-        *micros = (int64_t)i * GOV_MICROS_ONE;
-        return GOV_MICROS_OK;
-    }
-    if (!json_is_real(v))
-        return GOV_MICROS_NOT_NUMBER;
-    if (gov_canon_format_es6(json_real_value(v), t) < 0)
-        return GOV_MICROS_OUT_OF_RANGE;
-    /* t is ECMAScript Number::toString: "-"? digits ("." digits)? or
-     * d(.ddd)?e[+-]N.  -0 is written "0". */
-    if (t[0] == '-')
-        return GOV_MICROS_OUT_OF_RANGE;
-    const char *e = strchr(t, 'e');
-    if (e != NULL)   /* only for x < 1e-6 (too precise) or x >= 1e21 (too big) */
-        return e[1] == '-' ? GOV_MICROS_TOO_PRECISE : GOV_MICROS_OUT_OF_RANGE;
-    const char *dot = strchr(t, '.');
-    size_t int_len = dot ? (size_t)(dot - t) : strlen(t);
-    if (int_len != 1 || (t[0] != '0' && t[0] != '1'))
-        return GOV_MICROS_OUT_OF_RANGE;
-    if (t[0] == '1') {
-        /* The shortest form of 1 is "1"; "1.x" is above 1. */
-        if (dot != NULL)
-            return GOV_MICROS_OUT_OF_RANGE;
-        *micros = GOV_MICROS_ONE;
-        return GOV_MICROS_OK;
-    }
-    int64_t m = 0;
-    size_t frac_len = dot ? strlen(dot + 1) : 0;
-    if (frac_len > 6)
-        return GOV_MICROS_TOO_PRECISE;
-    for (size_t k = 0; k < 6; k++) {
-        int d = 0;
-        if (k < frac_len) {
-            char c = dot[1 + k];
-            if (c < '0' || c > '9')
-                return GOV_MICROS_NOT_NUMBER;   /* cannot happen for ES6 output */
-            d = c - '0';
-        }
-        m = m * 10 + d;
-    }
-    *micros = m;
-    return GOV_MICROS_OK;
-}
-
-int gov_micros_format(int64_t micros, char buf[GOV_MICROS_TEXT]) {
-    uint64_t a = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
-    return snprintf(buf, GOV_MICROS_TEXT, "%s%llu.%06llu", micros < 0 ? "-" : "",
-                    (unsigned long long)(a / GOV_MICROS_ONE),
-                    (unsigned long long)(a % GOV_MICROS_ONE));
-}
-
-/* ---- string sets ----------------------------------------------------------- */
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void gov_strset_finish(gov_strset_t *set) {
-    qsort(set->v, set->n, sizeof *set->v, cmp_str);
-    size_t w = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        if (w > 0 && strcmp(set->v[w - 1], set->v[i]) == 0)
-            gov_free(set->v[i]);
-        else
-            set->v[w++] = set->v[i];
-    }
-    set->n = w;
-}
-
-int gov_strset_contains(const gov_strset_t *set, const char *s) {
-    if (set == NULL || s == NULL || set->n == 0)
-        return 0;
-    return bsearch(&s, set->v, set->n, sizeof *set->v, cmp_str) != NULL;
-}
-
-static void strset_clear(gov_strset_t *set) {
-    for (size_t i = 0; i < set->n; i++)
-        gov_free(set->v[i]);
-    gov_free(set->v);
-    set->v = NULL;
-    set->n = 0;
-}
-
 /* ---- errors -------------------------------------------------------------- */
 
 typedef struct pctx {
@@ -206,7 +113,7 @@ static gov_err_t fail(pctx_t *c, gov_err_t rc, gov_reason_t code, const char *fi
     char what[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    gov_errbuf_v(what, sizeof what, fmt, ap);
     va_end(ap);
     if (field == NULL)
         field = "";
@@ -238,63 +145,18 @@ static gov_err_t fail_nomem(pctx_t *c) {
  * flood or garble a log line. */
 static void field_key(char *dst, size_t dst_size, const char *base, const char *key) {
     char k[40];
-    size_t o = 0, i = 0, klen = strlen(key);
-    while (i < klen && o < 32) {
-        size_t sl = gov_utf8_seq_len((const unsigned char *)key + i, klen - i);
-        if (sl == 0 || o + sl > 32)
-            break;
-        for (size_t j = 0; j < sl; j++) {
-            unsigned char ch = (unsigned char)key[i + j];
-            k[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
-        }
-        i += sl;
-    }
-    k[o] = '\0';
-    snprintf(dst, dst_size, "%s.%s%s", base, k, i < klen ? "..." : "");
+    gov_utf8_shorten(k, sizeof k, key, 32);
+    snprintf(dst, dst_size, "%s.%s", base, k);
 }
 
 /* ---- JSON helpers ---------------------------------------------------------- */
-
-static int json_depth(const json_t *v) {
-    int best = 0;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach((json_t *)v, k, x) {
-            int d = json_depth(x);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) {
-            int d = json_depth(x);
-            if (d > best)
-                best = d;
-        }
-        return best + 1;
-    }
-    return 0;
-}
 
 /* Rejects a member of obj not in allowed[] (NULL-terminated); of several,
  * the bytewise smallest is named, so the error does not depend on the
  * member order. */
 static gov_err_t check_members(pctx_t *c, const json_t *obj, const char *const *allowed,
                                const char *base) {
-    const char *k, *worst = NULL;
-    json_t *x;
-    json_object_foreach((json_t *)obj, k, x) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a != NULL; a++)
-            if (strcmp(*a, k) == 0)
-                ok = 1;
-        if (!ok && (worst == NULL || strcmp(k, worst) < 0))
-            worst = k;
-    }
+    const char *worst = gov_json_unknown_member(obj, allowed);
     if (worst == NULL)
         return GOV_OK;
     char f[160];
@@ -397,12 +259,12 @@ static void rule_clear(gov_rule_t *r) {
     gov_free(r->id);
     gov_free(r->message);
     gov_free(r->description);
-    strset_clear(&r->roles);
-    strset_clear(&r->actions);
-    strset_clear(&r->tool_categories);
+    gov_strset_clear(&r->roles);
+    gov_strset_clear(&r->actions);
+    gov_strset_clear(&r->tool_categories);
     for (size_t i = 0; i < r->nmetadata; i++) {
         gov_free(r->metadata[i].key);
-        strset_clear(&r->metadata[i].values);
+        gov_strset_clear(&r->metadata[i].values);
     }
     gov_free(r->metadata);
     memset(r, 0, sizeof *r);
@@ -499,7 +361,7 @@ static gov_err_t parse_metadata(pctx_t *c, const json_t *v, gov_rule_t *r) {
     const char *key;
     json_t *x;
     json_object_foreach((json_t *)v, key, x) keys[k++] = key;
-    qsort(keys, n, sizeof *keys, cmp_str);
+    qsort(keys, n, sizeof *keys, gov_strset_cmp);
     for (k = 0; k < n; k++) {
         char base[160], f[176];
         const json_t *cond = json_object_get(v, keys[k]);
@@ -861,7 +723,7 @@ gov_err_t gov_rulepack_parse(const char *text, size_t len, const gov_rulepack_li
         return fail(&c, rc == GOV_ERR_TOO_LARGE ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE, code, NULL,
                     "pack is not valid JSON: %s: %s", gov_reason_code(why), cerr);
     }
-    if (json_depth(doc) > c.lim->max_depth) {
+    if (gov_json_depth(doc) > c.lim->max_depth) {
         rc = fail(&c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_DEEP, NULL, "pack nests deeper than %d",
                   c.lim->max_depth);
         goto out;

@@ -16,9 +16,8 @@
  * the same bytes).
  *
  * Numbers (weights, thresholds) become integer millionths ("micros") without
- * floating-point arithmetic: the double jansson read is written in its
- * shortest round-trip decimal form (gov_canon_format_es6) and that text is
- * checked (range [0,1], at most 6 decimals) and converted digit by digit.
+ * floating-point arithmetic (gov_micros.h); role/action/category lists
+ * become gov_strset_t sets; the version is a gov_version_t.
  *
  * Thread-safety: gov_rulepack_parse is reentrant.  A gov_rulepack_t is
  * immutable and may be read (and its matcher scanned, each thread with its
@@ -36,12 +35,12 @@
 #include "gov_err.h"
 #include "gov_reason.h"
 #include "gov_matcher.h"
+#include "gov_micros.h"
+#include "gov_strset.h"
+#include "gov_version.h"
 
-#define GOV_MICROS_ONE 1000000
 #define GOV_RULE_ID_MAX 128
 #define GOV_PACK_ID_MAX 64
-/* Text of a micros value: "1.000000" + NUL. */
-#define GOV_MICROS_TEXT 16
 
 typedef enum gov_severity {
     GOV_SEVERITY_LOW = 0,
@@ -90,19 +89,6 @@ typedef struct gov_rulepack_error {
     gov_reason_t code;                    /* stable: see docs/policy.md "Error codes";
                                              never GOV_REASON_NONE on failure */
 } gov_rulepack_error_t;
-
-/* A set of strings, sorted bytewise, without duplicates. */
-typedef struct gov_strset {
-    char **v;
-    size_t n;
-} gov_strset_t;
-
-/* Sorts the set's entries bytewise and frees duplicates, making it a set.
- * O(n log n). */
-void gov_strset_finish(gov_strset_t *set);
-
-/* 1 when s is in the set.  O(log n) comparisons. */
-int gov_strset_contains(const gov_strset_t *set, const char *s);
 
 typedef struct gov_rule_metadata {
     char *key;
@@ -178,25 +164,5 @@ gov_err_t gov_rulepack_render_canonical(const gov_rulepack_t *p, char **out, siz
 /* Stable names: "low".."critical", "add"/"deny". */
 const char *gov_severity_name(gov_severity_t s);
 const char *gov_effect_name(gov_effect_t e);
-
-/* --- exact decimal numbers ------------------------------------------------ */
-
-typedef enum gov_micros_status {
-    GOV_MICROS_OK = 0,
-    GOV_MICROS_NOT_NUMBER,      /* not a JSON number */
-    GOV_MICROS_OUT_OF_RANGE,    /* < 0 or > 1 */
-    GOV_MICROS_TOO_PRECISE,     /* more than 6 decimal places */
-} gov_micros_status_t;
-
-/* Converts a JSON number in [0,1] with at most 6 decimal places (checked on
- * its shortest round-trip decimal form) into millionths.  text (may be NULL)
- * receives the number as it was judged ("0.1234567", "1e-7"), for messages.
- * No floating-point arithmetic is involved in the decision.  O(1). */
-gov_micros_status_t gov_micros_from_json(const json_t *v, int64_t *micros,
-                                         char text[GOV_CANON_NUMBUF]);
-
-/* Writes micros (0..1000000) as a decimal with exactly 6 decimals
- * ("0.350000", "1.000000") and returns its length. */
-int gov_micros_format(int64_t micros, char buf[GOV_MICROS_TEXT]);
 
 #endif /* GOV_RULEPACK_H */

@@ -1,4 +1,4 @@
-/* gov_util.c - UUIDv7 formatting, hex, SHA-256, tenant and UTF-8 checks.
+/* gov_util.c - UUIDv7 formatting, hex, tenant and UTF-8 checks.
  *
  * Pure: nothing here reads a clock, draws randomness or does I/O (those live
  * in the runtime's gov_time.c); nothing keeps state.
@@ -7,18 +7,21 @@
 
 #include "gov_alloc.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
+void gov_errbuf_v(char *errbuf, size_t errbuf_size, const char *fmt, va_list ap) {
     if (errbuf == NULL || errbuf_size == 0)
         return;
+    vsnprintf(errbuf, errbuf_size, fmt, ap);
+}
+
+void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_size, fmt, ap);
+    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
     va_end(ap);
 }
 
@@ -47,6 +50,14 @@ int gov_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outl
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);
     }
+    return 0;
+}
+
+int gov_hex_u16(const void *in, uint32_t *out) {
+    unsigned char b[2];
+    if (gov_hex_decode(in, 4, b, 2) != 0)
+        return -1;
+    *out = (uint32_t)b[0] << 8 | b[1];
     return 0;
 }
 
@@ -93,14 +104,6 @@ int gov_uuid_v7_valid(const char *s) {
         }
     }
     return s[14] == '7' && (s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
-}
-
-gov_err_t gov_sha256(const void *buf, size_t len, unsigned char out[GOV_SHA256_LEN]) {
-    unsigned int outlen = 0;
-    if (EVP_Digest(buf, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
-        outlen != GOV_SHA256_LEN)
-        return GOV_ERR_CRYPTO;
-    return GOV_OK;
 }
 
 int gov_tenant_valid(const char *s, size_t len) {
@@ -178,3 +181,25 @@ char *gov_utf8_sanitize(const char *s, size_t max_bytes) {
     return out;
 }
 
+void gov_utf8_shorten(char *dst, size_t dst_size, const char *s, size_t max_bytes) {
+    if (dst == NULL || dst_size == 0)
+        return;
+    size_t o = 0, i = 0, len = strlen(s);
+    size_t room = dst_size > 4 ? dst_size - 4 : 0; /* "..." and the NUL */
+    size_t cap = max_bytes < room ? max_bytes : room;
+    while (i < len && o < cap) {
+        size_t sl = gov_utf8_seq_len((const unsigned char *)s + i, len - i);
+        if (sl == 0 || o + sl > cap)
+            break;
+        for (size_t j = 0; j < sl; j++) {
+            unsigned char ch = (unsigned char)s[i + j];
+            dst[o++] = (sl == 1 && (ch < 0x20 || ch == 0x7f)) ? '?' : (char)ch;
+        }
+        i += sl;
+    }
+    if (i < len && o + 4 <= dst_size) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}

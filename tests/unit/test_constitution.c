@@ -91,32 +91,6 @@ static void test_signature_decode_rejects(void **state) {
     assert_int_equal(gov_signature_decode(b, out), -1);
 }
 
-/* --- versions ----------------------------------------------------------------- */
-
-static void test_semver_precedence(void **state) {
-    (void)state;
-    const char *order[] = {"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
-                           "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1",
-                           "1.1.0", "2", "2.0.1", "10.0.0"};
-    size_t n = sizeof order / sizeof order[0];
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) {
-            gov_version_t a, b;
-            assert_int_equal(gov_version_parse(order[i], &a), 0);
-            assert_int_equal(gov_version_parse(order[j], &b), 0);
-            int c = gov_version_compare(&a, &b);
-            assert_int_equal(c, i < j ? -1 : i > j ? 1 : 0);
-        }
-    gov_version_t a, b;
-    assert_int_equal(gov_version_parse("7", &a), 0);
-    assert_int_equal(gov_version_parse("7.0.0+build.5", &b), 0);
-    assert_int_equal(gov_version_compare(&a, &b), 0);
-    const char *bad[] = {"", "01.0.0", "1.0", "1.0.0-", "1.0.0-01", "1.0.0+", "v1.0.0",
-                         "1.0.0-a..b", "-1", "1.0.0 ", "99999999999999999999"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(gov_version_parse(bad[i], &a), -1);
-}
-
 /* --- bundles built here --------------------------------------------------------- */
 
 typedef struct signer {
@@ -516,7 +490,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc8032_vectors),
         cmocka_unit_test(test_signature_decode_rejects),
-        cmocka_unit_test(test_semver_precedence),
         cmocka_unit_test(test_accepts_valid_bundle_both_forms),
         cmocka_unit_test(test_rejections_each_rule),
         cmocka_unit_test(test_anti_rollback_equivocation_duplicate),

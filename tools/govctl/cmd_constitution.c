@@ -1,6 +1,6 @@
 /* cmd_constitution.c - govctl checksum | keygen | sign | verify | publish.
  *
- * The operator's side of signed constitutions (DESIGN.md section 5).  Every
+ * The operator's side of signed constitutions (docs/contracts.md).  Every
  * rule lives in libgov and is only called from here: gov_canon computes
  * checksums, gov_constitution verifies (so `govctl verify` answers exactly
  * what gov-constitution would), gov_bundle checks the shape, finds the
@@ -39,9 +39,11 @@
 
 #include "gov_alloc.h"
 #include "gov_avro.h"
+#include "gov_buf.h"
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
+#include "gov_hash.h"
 #include "gov_kafka.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -62,27 +64,8 @@
 #define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
 
 #define DEFAULT_CANONICALIZATION "somabrain-json"
-#define DEFAULT_HASH_ALG "sha3-512"
 
 /* --- shared helpers ---------------------------------------------------------- */
-
-/* Replaces, in place, what a terminal could take for a command: C0 and C1
- * controls, DEL, and bytes that are not well-formed UTF-8.  Error details
- * quote bytes of untrusted files (jansson's "near '...'", member values). */
-static void make_printable(char *s) {
-    unsigned char *p = (unsigned char *)s;
-    size_t left = strlen(s);
-    while (left > 0) {
-        size_t n = *p < 0x80 ? 1 : gov_utf8_seq_len(p, left);
-        if (n == 0 || *p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
-            for (size_t i = 0; i < (n ? n : 1); i++)
-                p[i] = '?';
-            n = n ? n : 1;
-        }
-        p += n;
-        left -= n;
-    }
-}
 
 /* govctl_fail with the message made printable. */
 static int fail_clean(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -92,7 +75,7 @@ static int fail_clean(const char *code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    make_printable(msg);
+    govctl_printable(msg);
     return govctl_fail(code, "%s", msg);
 }
 
@@ -108,10 +91,6 @@ static int bad_option(int argc, char **argv, int c, const char *help) {
 
 /* Signer ids have no '/', so an id is also a safe file name stem. */
 #define signer_id_valid gov_signer_id_valid
-
-static int hash_alg_known(const char *alg) {
-    return alg && (strcmp(alg, "sha3-512") == 0 || strcmp(alg, "sha256") == 0);
-}
 
 /* Reads path ("-": stdin) into new memory *out (gov_free; NUL-terminated,
  * *out_len bytes without it), at most max bytes.  A secret (a private key)
@@ -300,7 +279,7 @@ int govctl_cmd_checksum(int argc, char **argv) {
         {"print-canonical", no_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
-    const char *canon_name = DEFAULT_CANONICALIZATION, *alg = DEFAULT_HASH_ALG;
+    const char *canon_name = DEFAULT_CANONICALIZATION, *alg = GOV_HASH_DEFAULT_NAME;
     int print_canonical = 0, c;
     gov_canon_t kind;
     optind = 1;
@@ -315,7 +294,7 @@ int govctl_cmd_checksum(int argc, char **argv) {
     }
     if (gov_canon_from_name(canon_name, &kind) != 0)
         return govctl_usage("%s  [unknown canonicalization '%s']", help, canon_name);
-    if (!hash_alg_known(alg))
+    if (gov_hash_by_name(alg) == NULL)
         return govctl_usage("%s  [unknown hash algorithm '%s']", help, alg);
     if (argc - optind != 1)
         return govctl_usage("%s  [exactly one FILE is required]", help);
@@ -530,9 +509,9 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
         return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_CANONICALIZATION),
                            "canonicalization \"%.40s\" is not jcs or somabrain-json",
                            canon_name ? canon_name : "(not a string)");
-    if (!hash_alg_known(alg))
+    if (gov_hash_by_name(alg) == NULL)
         return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_HASH_ALGORITHM),
-                           "hash_alg \"%.40s\" is not sha3-512 or sha256",
+                           "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
                            alg ? alg : "(not a string)");
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, &why, eb, sizeof eb);
@@ -578,43 +557,16 @@ static int sign_checksum(EVP_PKEY *key, const char *checksum, char out[129]) {
     return GOVCTL_OK;
 }
 
-/* A growing output buffer; `failed` sticks after an allocation failure. */
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} outbuf_t;
-
-static void out_put(outbuf_t *o, const char *s, size_t n) {
-    if (o->failed)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *p = gov_realloc(o->p, cap);
-        if (p == NULL) {
-            o->failed = 1;
-            return;
-        }
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = 0;
-}
-
-static void out_str(outbuf_t *o, const char *s) { out_put(o, s, strlen(s)); }
-
-/* Appends the compact JSON text of v (borrowed). */
-static void out_json(outbuf_t *o, const json_t *v) {
+/* Appends the compact JSON text of v (borrowed); an allocation failure
+ * becomes the buffer's sticky error. */
+static void put_json(gov_buf_t *o, const json_t *v) {
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
     if (s == NULL) {
-        o->failed = 1;
+        if (o->err == GOV_OK)
+            o->err = GOV_ERR_NOMEM;
         return;
     }
-    out_str(o, s);
+    gov_buf_puts(o, s);
     gov_free(s);
 }
 
@@ -623,40 +575,39 @@ static void out_json(outbuf_t *o, const json_t *v) {
  * re-serialized (they are not signed), signatures one per line.  Returns new
  * memory (gov_free) or NULL when out of memory. */
 static char *render_bundle(const json_t *b, const char *doc, size_t doc_len, size_t *out_len) {
-    outbuf_t o = {0};
+    gov_buf_t o;
     const char *k;
     size_t klen, i = 0, n = json_object_size(b);
     json_t *v;
-    out_str(&o, "{\n");
+    char *text = NULL;
+    gov_buf_init(&o, 0);
+    gov_buf_puts(&o, "{\n");
     json_object_keylen_foreach((json_t *)b, k, klen, v) {
         json_t *name = json_stringn(k, klen);
-        out_str(&o, "  ");
-        out_json(&o, name);
+        gov_buf_puts(&o, "  ");
+        put_json(&o, name);
         json_decref(name);
-        out_str(&o, ": ");
+        gov_buf_puts(&o, ": ");
         if (klen == 8 && memcmp(k, "document", 8) == 0) {
-            out_put(&o, doc, doc_len);
+            gov_buf_put(&o, doc, doc_len);
         } else if (klen == 10 && memcmp(k, "signatures", 10) == 0 && json_is_array(v) &&
                    json_array_size(v) > 0) {
-            out_str(&o, "[\n");
+            gov_buf_puts(&o, "[\n");
             for (size_t j = 0; j < json_array_size(v); j++) {
-                out_str(&o, "    ");
-                out_json(&o, json_array_get(v, j));
-                out_str(&o, j + 1 < json_array_size(v) ? ",\n" : "\n");
+                gov_buf_puts(&o, "    ");
+                put_json(&o, json_array_get(v, j));
+                gov_buf_puts(&o, j + 1 < json_array_size(v) ? ",\n" : "\n");
             }
-            out_str(&o, "  ]");
+            gov_buf_puts(&o, "  ]");
         } else {
-            out_json(&o, v);
+            put_json(&o, v);
         }
-        out_str(&o, ++i < n ? ",\n" : "\n");
+        gov_buf_puts(&o, ++i < n ? ",\n" : "\n");
     }
-    out_str(&o, "}\n");
-    if (o.failed) {
-        gov_free(o.p);
+    gov_buf_puts(&o, "}\n");
+    if (gov_buf_finish(&o, &text, out_len) != GOV_OK)
         return NULL;
-    }
-    *out_len = o.len;
-    return o.p;
+    return text;
 }
 
 /* Sets member name of b to a default string when it is absent. */
@@ -732,7 +683,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
         goto out;
     }
     if (set_default(b, "canonicalization", DEFAULT_CANONICALIZATION) != 0 ||
-        set_default(b, "hash_alg", DEFAULT_HASH_ALG) != 0) {
+        set_default(b, "hash_alg", GOV_HASH_DEFAULT_NAME) != 0) {
         rc = fail_clean("internal_error", "out of memory");
         goto out;
     }
