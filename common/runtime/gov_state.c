@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_state_internal.h"
 
 /* prefix{T}suffix, in gov_state_key_t order. */
 static const struct {
@@ -107,6 +108,33 @@ gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, cha
     snprintf(off, sizeof off, "%lld", (long long)pos->offset);
     const char *argv[] = {"SET", key, off};
     return gov_redis_command(r, NULL, 3, argv, NULL, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_cas_write(gov_redis_t *r, gov_redis_script_t *script, int argc,
+                              const char **argv, const size_t *lens, const char *index_key,
+                              const char *tenant, const char *what, char *errbuf,
+                              size_t errbuf_size) {
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, script, 4, argc, argv, lens, &rep, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+                                 rep->element[0]->type == REDIS_REPLY_STRING
+                             ? rep->element[0]->str : "";
+    if (strcmp(status, "ok") == 0) {
+        err = GOV_OK;
+    } else if (strcmp(status, "conflict") == 0) {
+        err = GOV_ERR_CONFLICT;
+    } else {
+        snprintf(errbuf, errbuf_size, "unexpected reply from the %s write script", what);
+        err = GOV_ERR_REDIS;
+    }
+    freeReplyObject(rep);
+    if (err == GOV_OK) {
+        const char *sadd[] = {"SADD", index_key, tenant};
+        err = gov_redis_command(r, NULL, 3, sadd, NULL, errbuf, errbuf_size);
+    }
+    return err;
 }
 
 /* --- tenant indexes -------------------------------------------------------- */

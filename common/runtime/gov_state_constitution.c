@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_state_internal.h"
 
 static gov_redis_script_t write_script = {
     /* KEYS: 1 hash, 2 doc, 3 history, 4 offset
@@ -122,27 +123,9 @@ gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitut
     for (size_t i = 0; i < NARGS; i++)
         lens[i] = strlen(argv[i]);
     lens[13] = a->canonical_len;
-    redisReply *rep = NULL;
-    err = gov_redis_eval(r, &write_script, 4, NARGS, argv, lens, &rep, errbuf, errbuf_size);
-    if (err != GOV_OK)
-        return err;
-    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-                                 rep->element[0]->type == REDIS_REPLY_STRING
-                             ? rep->element[0]->str : "";
-    if (strcmp(status, "ok") == 0) {
-        err = GOV_OK;
-    } else if (strcmp(status, "conflict") == 0) {
-        err = GOV_ERR_CONFLICT;
-    } else {
-        snprintf(errbuf, errbuf_size, "unexpected reply from the constitution write script");
-        err = GOV_ERR_REDIS;
-    }
-    freeReplyObject(rep);
-    /* The tenant index lives outside the tenant's hash slot, so it is a
-     * separate (idempotent) command; readers also reconcile from it. */
-    if (err == GOV_OK)
-        err = gov_state_constitution_index(r, a->tenant, errbuf, errbuf_size);
-    return err;
+    return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
+                               gov_state_constitution_index_key(), a->tenant, "constitution",
+                               errbuf, errbuf_size);
 }
 
 gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_state_internal.h"
 
 static gov_redis_script_t read_script = {
     /* KEYS: 1 pack, 2 meta, 3 history   ARGV: 1 history cap
@@ -183,28 +184,9 @@ gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_acce
         lens[i] = strlen(argv[i]);
     lens[4] = cur->canonical ? cur->canonical_len : 0;
     lens[5] = a->canonical_len;
-    redisReply *rep = NULL;
-    err = gov_redis_eval(r, &write_script, 4, NARGS, argv, lens, &rep, errbuf, errbuf_size);
-    if (err != GOV_OK)
-        return err;
-    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-                                 rep->element[0]->type == REDIS_REPLY_STRING
-                             ? rep->element[0]->str : "";
-    if (strcmp(status, "ok") == 0) {
-        err = GOV_OK;
-    } else if (strcmp(status, "conflict") == 0) {
-        err = GOV_ERR_CONFLICT;
-    } else {
-        snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack write script");
-        err = GOV_ERR_REDIS;
-    }
-    freeReplyObject(rep);
-    /* The index lives outside the tenant's hash slot: a separate command.
-     * Should it fail, the message is retried and the replay (same event id)
-     * adds it again. */
-    if (err == GOV_OK)
-        err = gov_state_rulepack_index(r, a->tenant, errbuf, errbuf_size);
-    return err;
+    return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
+                               gov_state_rulepack_index_key(), a->tenant, "rule pack", errbuf,
+                               errbuf_size);
 }
 
 gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,
