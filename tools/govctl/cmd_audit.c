@@ -1,11 +1,11 @@
 /* cmd_audit.c - `govctl audit verify --tenant T`.
  *
- * Walks audit:{T} from the first entry in pages of 500 (gov_state's
- * XRANGE with an exclusive start), recomputes every entry's hash from its fields and checks
- * its link to the entry before it, then checks that audit:{T}:head names the
- * last entry (so a truncated tail is found too).  Reports the first break
- * and exits 1, or the chain's length and head and exits 0.  Memory is
- * bounded by one page whatever the chain's length.
+ * Walks audit:{T} from the first entry in pages of 500 (gov_state's XRANGE
+ * with an exclusive start), recomputes every entry's hash from its fields
+ * and checks its link to the entry before it, then checks that
+ * audit:{T}:head names the last entry (so a truncated tail is found too).
+ * Reports the first break and exits 1, or the chain's length and head and
+ * exits 0.  Memory is bounded by one page whatever the chain's length.
  */
 #include <getopt.h>
 #include <inttypes.h>
