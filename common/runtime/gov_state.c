@@ -13,6 +13,7 @@
  */
 #include "gov_state.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,14 +46,18 @@ static gov_err_t check_id(const char *s) {
 }
 
 /* snprintf into out, refusing (out = "") what does not fit. */
-#define FORMAT_KEY(out, ...)                                                    \
-    do {                                                                        \
-        int n_ = snprintf(out, GOV_STATE_KEY_MAX, __VA_ARGS__);                 \
-        if (n_ < 0 || n_ >= GOV_STATE_KEY_MAX) {                                \
-            out[0] = 0;                                                         \
-            return GOV_ERR_TOO_LARGE;                                           \
-        }                                                                       \
-    } while (0)
+__attribute__((format(printf, 2, 3)))
+static gov_err_t format_key(char out[GOV_STATE_KEY_MAX], const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, GOV_STATE_KEY_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= GOV_STATE_KEY_MAX) {
+        out[0] = 0;
+        return GOV_ERR_TOO_LARGE;
+    }
+    return GOV_OK;
+}
 
 gov_err_t gov_state_key(gov_state_key_t kind, const char *tenant, char out[GOV_STATE_KEY_MAX]) {
     out[0] = 0;
@@ -61,8 +66,7 @@ gov_err_t gov_state_key(gov_state_key_t kind, const char *tenant, char out[GOV_S
     gov_err_t err = check_id(tenant);
     if (err != GOV_OK)
         return err;
-    FORMAT_KEY(out, "%s{%s}%s", tenant_keys[kind].prefix, tenant, tenant_keys[kind].suffix);
-    return GOV_OK;
+    return format_key(out, "%s{%s}%s", tenant_keys[kind].prefix, tenant, tenant_keys[kind].suffix);
 }
 
 gov_err_t gov_state_decision_key(const char *tenant, const char *decision_id,
@@ -73,8 +77,7 @@ gov_err_t gov_state_decision_key(const char *tenant, const char *decision_id,
         err = check_id(decision_id);
     if (err != GOV_OK)
         return err;
-    FORMAT_KEY(out, "policy:decision:{%s}:%s", tenant, decision_id);
-    return GOV_OK;
+    return format_key(out, "policy:decision:{%s}:%s", tenant, decision_id);
 }
 
 static int name_ok(const char *s) {
@@ -85,8 +88,8 @@ gov_err_t gov_state_offset_key(const gov_state_pos_t *pos, char out[GOV_STATE_KE
     out[0] = 0;
     if (!name_ok(pos->processor) || !name_ok(pos->topic) || pos->partition < 0)
         return GOV_ERR_INVALID_ARG;
-    FORMAT_KEY(out, "gov:offsets:%s:%s:%d", pos->processor, pos->topic, (int)pos->partition);
-    return GOV_OK;
+    return format_key(out, "gov:offsets:%s:%s:%d", pos->processor, pos->topic,
+                      (int)pos->partition);
 }
 
 const char *gov_state_constitution_index_key(void) {
