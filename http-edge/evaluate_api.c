@@ -26,6 +26,7 @@
 #include "gov_log.h"
 #include "gov_policy.h"
 #include "gov_redis.h"
+#include "gov_state.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -252,8 +253,7 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
     gov_redis_t *r = thread_redis(e);
     char eb[256];
     redisReply *rep = NULL;
-    if (r == NULL || gov_redis_commandf(r, &rep, eb, sizeof eb, "HGETALL policy:decision:{%s}:%s",
-                                        tenant, id) != GOV_OK) {
+    if (r == NULL || gov_state_decision_read(r, tenant, id, &rep, eb, sizeof eb) != GOV_OK) {
         edge_respond_error(resp, 503, "decision_store_unavailable", "the decision store cannot be read");
         return;
     }

@@ -34,6 +34,7 @@
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_redis.h"
+#include "gov_state.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -47,26 +48,18 @@ struct edge_loader {
     uint64_t delivery_failed_seen;
 };
 
-static const char *hash_field(redisReply *arr, const char *name) {
-    for (size_t i = 0; i + 1 < arr->elements; i += 2)
-        if (arr->element[i]->type == REDIS_REPLY_STRING && strcmp(arr->element[i]->str, name) == 0 &&
-            arr->element[i + 1]->type == REDIS_REPLY_STRING)
-            return arr->element[i + 1]->str;
-    return NULL;
-}
-
 static void count_reload(edge_t *e, const char *tenant, const char *trigger, const char *outcome) {
     gov_metric_inc(e->m_reloads, (const char *[]){tenant, trigger, outcome}, 1);
 }
 
-/* Builds the constitution part of t from the Redis replies; GOV_ERR_VERIFY
+/* Builds the constitution part of t from what Redis holds; GOV_ERR_VERIFY
  * when the stored document does not hash to its checksum. */
-static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply *doc) {
+static gov_err_t build_constitution(edge_tenant_t *t, const gov_state_served_t *h) {
     char eb[256];
-    const char *checksum = hash_field(h, "checksum");
-    const char *alg = hash_field(h, "hash_alg");
+    const char *checksum = h->checksum;
+    const char *alg = h->hash_alg;
     char hex[GOV_HASH_HEX_MAX];
-    if (gov_hash_hex(gov_hash_by_name(alg), doc->str, doc->len, hex) != GOV_OK)
+    if (gov_hash_hex(gov_hash_by_name(alg), h->doc, h->doc_len, hex) != GOV_OK)
         return GOV_ERR_VERIFY;
     if (strcmp(hex, checksum) != 0) {
         gov_log(GOV_LOG_ERROR, "refusing state: the document in Redis does not match its checksum",
@@ -76,15 +69,14 @@ static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply 
     edge_constitution_t *c = &t->constitution;
     snprintf(c->checksum, sizeof c->checksum, "%s", checksum);
     snprintf(c->hash_alg, sizeof c->hash_alg, "%s", alg);
-    const char *v;
     snprintf(c->canonicalization, sizeof c->canonicalization, "%s",
-             (v = hash_field(h, "canonicalization")) ? v : "");
-    snprintf(c->version, sizeof c->version, "%s", (v = hash_field(h, "version")) ? v : "");
-    c->verified_at_us = (v = hash_field(h, "verified_at")) ? strtoll(v, NULL, 10) : 0;
-    c->signers = gov_strdup((v = hash_field(h, "signers")) ? v : "");
-    c->source = gov_strdup((v = hash_field(h, "source")) ? v : "");
-    c->doc = gov_strndup(doc->str, doc->len);
-    c->doc_len = doc->len;
+             h->canonicalization ? h->canonicalization : "");
+    snprintf(c->version, sizeof c->version, "%s", h->version ? h->version : "");
+    c->verified_at_us = h->verified_at ? strtoll(h->verified_at, NULL, 10) : 0;
+    c->signers = gov_strdup(h->signers ? h->signers : "");
+    c->source = gov_strdup(h->source ? h->source : "");
+    c->doc = gov_strndup(h->doc, h->doc_len);
+    c->doc_len = h->doc_len;
     if (!c->signers || !c->source || !c->doc)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, NULL, eb, sizeof eb);
@@ -101,13 +93,13 @@ static gov_err_t build_constitution(edge_tenant_t *t, redisReply *h, redisReply 
     return GOV_OK;
 }
 
-static void build_rulepack(edge_tenant_t *t, redisReply *pack) {
+static void build_rulepack(edge_tenant_t *t, const char *pack, size_t pack_len) {
     edge_rulepack_t *rp = &t->rulepack;
     unsigned char md[GOV_SHA256_LEN];
-    gov_sha256(pack->str, pack->len, md);
+    gov_sha256(pack, pack_len, md);
     gov_hex_encode(md, GOV_SHA256_LEN, rp->sha256);
     gov_rulepack_error_t detail;
-    if (gov_rulepack_parse(pack->str, pack->len, NULL, &rp->pack, &detail, rp->error,
+    if (gov_rulepack_parse(pack, pack_len, NULL, &rp->pack, &detail, rp->error,
                            sizeof rp->error) != GOV_OK) {
         rp->pack = NULL;
         gov_log(GOV_LOG_ERROR, "stored rule pack cannot be compiled here", "tenant", t->name,
@@ -127,36 +119,16 @@ static void build_rulepack(edge_tenant_t *t, redisReply *pack) {
  * neither; GOV_ERR_VERIFY when Redis holds a document that does not match
  * its checksum (then nothing changes). */
 static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
-    char eb[256], k_hash[96], k_doc[96], k_pack[96];
-    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", tenant);
-    snprintf(k_doc, sizeof k_doc, "constitution:{%s}:doc", tenant);
-    snprintf(k_pack, sizeof k_pack, "policy:rulepack:{%s}", tenant);
-    const char *multi[] = {"MULTI"}, *hgetall[] = {"HGETALL", k_hash}, *get[] = {"GET", k_doc},
-               *getp[] = {"GET", k_pack}, *exec[] = {"EXEC"};
-    gov_err_t err;
-    if ((err = gov_redis_append(l->redis, 1, multi, NULL)) ||
-        (err = gov_redis_append(l->redis, 2, hgetall, NULL)) ||
-        (err = gov_redis_append(l->redis, 2, get, NULL)) ||
-        (err = gov_redis_append(l->redis, 2, getp, NULL)) ||
-        (err = gov_redis_append(l->redis, 1, exec, NULL)))
-        return err;
-    redisReply *rep = NULL;
-    for (int i = 0; i < 4; i++) {
-        if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
-            return err;
-        freeReplyObject(rep);
-    }
-    if ((err = gov_redis_read(l->redis, &rep, eb, sizeof eb)) != GOV_OK)
-        return err;
+    char eb[256];
+    gov_state_served_t st;
     edge_tenant_t *t = NULL;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY) {
-        err = GOV_ERR_REDIS;
+    gov_err_t err = gov_state_served_read(l->redis, tenant, &st, eb, sizeof eb);
+    if (err != GOV_OK && !st.answered)
+        return err;   /* connection trouble: not a reload outcome */
+    if (err != GOV_OK)
         goto out;
-    }
-    redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2];
-    int has_constitution = hash_field(h, "checksum") != NULL && doc->type == REDIS_REPLY_STRING;
-    int has_pack = pack->type == REDIS_REPLY_STRING;
+    int has_constitution = st.checksum != NULL && st.doc != NULL;
+    int has_pack = st.pack != NULL;
     if (!has_constitution && !has_pack) {
         err = GOV_ERR_NOT_FOUND;
         goto out;
@@ -165,10 +137,10 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    if (has_constitution && (err = build_constitution(t, h, doc)) != GOV_OK)
+    if (has_constitution && (err = build_constitution(t, &st)) != GOV_OK)
         goto out;
     if (has_pack)
-        build_rulepack(t, pack);
+        build_rulepack(t, st.pack, st.pack_len);
     err = edge_state_put_take(l->edge->state, t);
     if (err == GOV_OK)
         gov_log(GOV_LOG_INFO, "tenant state loaded", "tenant", tenant, "constitution",
@@ -178,58 +150,37 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
     t = NULL;
 out:
     edge_tenant_unref(t);
-    freeReplyObject(rep);
+    gov_state_served_clear(&st);
     count_reload(l->edge, tenant, trigger, err == GOV_OK ? "loaded" : gov_err_code(err));
     return err;
 }
 
-/* 1 when Redis still holds what the snapshot holds for the tenant. */
+/* 1 when Redis still holds what the snapshot holds for the tenant (also on
+ * connection trouble, with *err set: do not reload on a guess). */
 static int tenant_current(edge_loader_t *l, const edge_snapshot_t *s, const char *tenant,
                           gov_err_t *err) {
-    char eb[256], k_hash[96], k_pack[96];
-    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", tenant);
-    snprintf(k_pack, sizeof k_pack, "policy:rulepack:{%s}", tenant);
-    const char *hget[] = {"HGET", k_hash, "checksum"}, *get[] = {"GET", k_pack};
-    redisReply *cs = NULL, *pk = NULL;
-    if ((*err = gov_redis_append(l->redis, 3, hget, NULL)) ||
-        (*err = gov_redis_append(l->redis, 2, get, NULL)) ||
-        (*err = gov_redis_read(l->redis, &cs, eb, sizeof eb)) ||
-        (*err = gov_redis_read(l->redis, &pk, eb, sizeof eb))) {
-        if (cs)
-            freeReplyObject(cs);
-        return 1; /* connection trouble: do not reload on a guess */
-    }
+    char eb[256];
     const edge_tenant_t *t = edge_snapshot_find(s, tenant);
-    const char *have_cs = t ? t->constitution.checksum : "";
-    const char *have_pack = t ? t->rulepack.sha256 : "";
-    int same_cs = cs->type == REDIS_REPLY_STRING ? strcmp(cs->str, have_cs) == 0 : have_cs[0] == 0;
-    int same_pack = have_pack[0] == 0 && pk->type != REDIS_REPLY_STRING;
-    if (pk->type == REDIS_REPLY_STRING) {
-        unsigned char md[GOV_SHA256_LEN];
-        char hex[GOV_SHA256_HEXLEN + 1];
-        gov_sha256(pk->str, pk->len, md);
-        gov_hex_encode(md, GOV_SHA256_LEN, hex);
-        same_pack = strcmp(hex, have_pack) == 0;
-    }
-    freeReplyObject(cs);
-    freeReplyObject(pk);
-    return same_cs && same_pack;
+    int same = 1;
+    *err = gov_state_served_same(l->redis, tenant, t ? t->constitution.checksum : "",
+                                 t ? t->rulepack.sha256 : "", &same, eb, sizeof eb);
+    return same;
 }
 
 /* Loads (trigger "startup") or reconciles every tenant of both indexes. */
 static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     char eb[256];
-    redisReply *members = NULL;
-    gov_err_t err = gov_redis_commandf(l->redis, &members, eb, sizeof eb,
-                                       "SUNION constitution:tenants policy:rulepack:tenants");
+    gov_state_tenants_t members;
+    gov_err_t err = gov_state_tenants_read(l->redis, &members, eb, sizeof eb);
     if (err != GOV_OK) {
         gov_log(GOV_LOG_WARN, "cannot read the tenant index", "error", eb, (const char *)NULL);
         return err;
     }
     edge_snapshot_t *s = edge_state_acquire(l->edge->state);
-    for (size_t i = 0; err == GOV_OK && i < members->elements; i++) {
-        const char *tenant = members->element[i]->str;
-        if (!gov_tenant_valid(tenant, members->element[i]->len))
+    for (size_t i = 0; err == GOV_OK && i < members.count; i++) {
+        size_t len;
+        const char *tenant = gov_state_tenants_get(&members, i, &len);
+        if (!gov_tenant_valid(tenant, len))
             continue;
         if (strcmp(trigger, "reconcile") == 0 && tenant_current(l, s, tenant, &err))
             continue;
@@ -240,7 +191,7 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
             err = e; /* connection trouble: stop and retry the whole pass */
     }
     edge_snapshot_release(s);
-    freeReplyObject(members);
+    gov_state_tenants_clear(&members);
     return err;
 }
 

@@ -10,8 +10,8 @@
  * Invariant: an offset is stored only after the message's effect is durable
  * - in Redis (materialized), or in the DLQ topic (acknowledged by Kafka).
  *
- * What it does not do: the Redis write itself (the processor's handler owns
- * its Lua script, which writes state and offset together).
+ * What it does not do: the Redis write itself (the processor's handler
+ * writes state and offset together through gov_state).
  */
 #include "gov_processor.h"
 
@@ -436,10 +436,9 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     memset(m, 0, sizeof *m);
 }
 
-void gov_processor_offset_key(gov_processor_t *p, const gov_processor_msg_t *m,
-                              char *buf, size_t size) {
-    snprintf(buf, size, "gov:offsets:%s:%s:%d", p->spec->name, m->kafka->topic,
-             m->kafka->partition);
+gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m) {
+    return (gov_state_pos_t){p->spec->name, m->kafka->topic, m->kafka->partition,
+                             (int64_t)m->kafka->offset};
 }
 
 int gov_processor_shutdown(gov_processor_t *p) {

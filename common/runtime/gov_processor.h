@@ -51,6 +51,7 @@
 #include "gov_metrics.h"
 #include "gov_reason.h"
 #include "gov_redis.h"
+#include "gov_state.h"
 #include "gov_util.h"
 
 /* Which schemas a topic may carry. */
@@ -122,9 +123,9 @@ const char *gov_processor_name(gov_processor_t *p);
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]);
 
-/* The Redis key of the processor's offset for the message's partition:
- * gov:offsets:<processor>:<topic>:<partition>.  Written into buf. */
-void gov_processor_offset_key(gov_processor_t *p, const gov_processor_msg_t *m,
-                              char *buf, size_t size);
+/* The message's position (processor name, topic, partition, offset) for
+ * gov_state's writers, which write the offset with the state.  The strings
+ * are borrowed from p and m: valid until gov_processor_done. */
+gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m);
 
 #endif /* GOV_PROCESSOR_H */

@@ -12,9 +12,9 @@
  */
 #include <stdio.h>
 
-#include "audit_store.h"
 #include "gov_log.h"
 #include "gov_processor.h"
+#include "gov_state.h"
 
 static const char *const audit_schemas[] = {"AuditEvent", NULL};
 static const char *const decision_schemas[] = {"PolicyDecision", NULL};
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
                            argv, &exit_code) != GOV_OK)
         return exit_code;
 
-    audit_store_t *store = audit_store_new(gov_processor_redis(p), decision_ttl_ms / 1000);
+    gov_state_audit_t *store = gov_state_audit_new(gov_processor_redis(p), decision_ttl_ms / 1000);
     if (store == NULL) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
         gov_processor_shutdown(p);
@@ -57,14 +57,14 @@ int main(int argc, char **argv) {
         gov_processor_msg_t m;
         if (gov_processor_next(p, &m) != GOV_OK)
             continue;
-        char offset_key[256], eb[256] = "";
-        gov_processor_offset_key(p, &m, offset_key, sizeof offset_key);
-        gov_err_t e = audit_store_append(store, m.event, m.type, m.source, offset_key,
-                                         (long long)m.kafka->offset, eb, sizeof eb);
+        char eb[256] = "";
+        gov_state_pos_t pos = gov_processor_position(p, &m);
+        gov_err_t e = gov_state_audit_append(store, m.event, m.type, m.source, &pos, eb,
+                                             sizeof eb);
         gov_processor_done(p, &m, e,
                            e == GOV_ERR_INVALID_ARG ? GOV_REASON_UNMATERIALIZABLE : GOV_REASON_NONE, eb);
     }
 
-    audit_store_free(store);
+    gov_state_audit_free(store);
     return gov_processor_shutdown(p);
 }

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "constitution_store.h"
 #include "gov_alloc.h"
 #include "gov_constitution.h"
 #include "gov_events.h"
@@ -168,8 +167,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     json_t *docj = json_object_get(ev, "document_json");
     json_t *sigsj = json_object_get(ev, "signatures");
-    char offset_key[256];
-    gov_processor_offset_key(c->p, m, offset_key, sizeof offset_key);
+    gov_state_pos_t pos = gov_processor_position(c->p, m);
     gov_redis_t *r = gov_processor_redis(c->p);
 
     gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
@@ -190,11 +188,11 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
 
     gov_err_t err = GOV_OK;
     for (int attempt = 0; attempt < 5; attempt++) {
-        constitution_current_t cur;
-        if ((err = constitution_store_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
+        gov_state_constitution_t cur;
+        if ((err = gov_state_constitution_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
             return err;
         gov_constitution_state_t st;
-        constitution_current_view(&cur, &st);
+        gov_state_constitution_view(&cur, &st);
         gov_verdict_t v;
         memset(&v, 0, sizeof v);
         if (in.document_len > (size_t)max_document) {
@@ -203,21 +201,20 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
             snprintf(v.detail, sizeof v.detail, "document of %zu bytes exceeds max_document %ld",
                      in.document_len, max_document);
         } else if ((err = gov_constitution_verify(&in, c->trust, &st, &v)) != GOV_OK) {
-            constitution_current_clear(&cur);
+            gov_state_constitution_clear(&cur);
             return err;
         }
         char signers[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1];
         join_signers(&v, signers, sizeof signers);
 
         if (v.outcome == GOV_VERIFY_ACCEPT) {
-            constitution_accepted_t a = {
+            gov_state_constitution_accepted_t a = {
                 tenant, in.checksum, in.hash_alg, in.canonicalization, v.version, signers,
                 json_string_value(json_object_get(ev, "source")),
                 json_string_value(json_object_get(ev, "event_id")), gov_now_micros(),
                 v.canonical, v.canonical_len,
             };
-            err = constitution_store_write(r, &a, cur.checksum, offset_key,
-                                           (long long)m->kafka->offset, eb, ebsize);
+            err = gov_state_constitution_write(r, &a, cur.checksum, &pos, eb, ebsize);
             if (err == GOV_OK) {
                 gov_log(GOV_LOG_INFO, "constitution accepted", "tenant", tenant, "version",
                         v.version, "checksum", in.checksum, "signers", signers, (const char *)NULL);
@@ -229,14 +226,14 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
             err = GOV_ERR_DUPLICATE;
             if (cur.checksum && strcmp(cur.checksum, in.checksum) == 0) {
                 const char *prev = cur.nhistory ? cur.history[0] : NULL;
-                gov_err_t e2 = gov_redis_commandf(r, NULL, eb, ebsize, "SADD constitution:tenants %s", tenant);
+                gov_err_t e2 = gov_state_constitution_index(r, tenant, eb, ebsize);
                 if (e2 == GOV_OK)
                     e2 = emit_accepted(c, ev, v.version, signers, prev, eb, ebsize);
                 if (e2 != GOV_OK)
                     err = e2;
             }
             if (err == GOV_ERR_DUPLICATE) {
-                gov_err_t e3 = constitution_store_offset(r, offset_key, (long long)m->kafka->offset, eb, ebsize);
+                gov_err_t e3 = gov_state_offset_write(r, &pos, eb, ebsize);
                 if (e3 != GOV_OK)
                     err = e3;
             }
@@ -247,10 +244,10 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
             gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reason_code(v.reason)}, 1);
             err = emit_rejected(c, ev, &v, eb, ebsize);
             if (err == GOV_OK)
-                err = constitution_store_offset(r, offset_key, (long long)m->kafka->offset, eb, ebsize);
+                err = gov_state_offset_write(r, &pos, eb, ebsize);
         }
         gov_verdict_clear(&v);
-        constitution_current_clear(&cur);
+        gov_state_constitution_clear(&cur);
         if (err != GOV_ERR_CONFLICT)
             break;
     }

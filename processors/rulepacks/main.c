@@ -50,7 +50,6 @@
 #include "gov_rulepack.h"
 #include "gov_time.h"
 #include "gov_util.h"
-#include "rulepack_store.h"
 
 static const char *const pack_schemas[] = {"RulePackPublished", NULL};
 static const gov_processor_topic_t topics[] = {{"policy.rulepacks", pack_schemas, 1}};
@@ -232,7 +231,7 @@ static int check_announced(const gov_rulepack_t *pack, const announced_t *a, ver
 /* Compares the new pack with the tenant's current one.  GOV_OK with the
  * verdict in v, or GOV_ERR_NOMEM. */
 static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *sha256,
-                                       const rulepack_current_t *cur, verdict_t *v) {
+                                       const gov_state_rulepack_t *cur, verdict_t *v) {
     size_t len;
     const char *canonical = gov_rulepack_canonical_json(pack, &len);
     v->kind = VERDICT_ACCEPT;
@@ -253,7 +252,7 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
     int cmp = gov_version_compare(gov_rulepack_version_parsed(pack), &cv);
     if (cmp > 0)
         return GOV_OK;
-    if (rulepack_current_knows(cur, sha256)) {
+    if (gov_state_rulepack_knows(cur, sha256)) {
         v->kind = VERDICT_DUPLICATE;
         return GOV_OK;
     }
@@ -364,19 +363,19 @@ static size_t pattern_count(const gov_rulepack_t *pack) {
  * GOV_ERR_DUPLICATE once the offset is stored, or a transient error. */
 static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
                                   size_t patterns, const char *sha256,
-                                  const rulepack_current_t *cur, const char *offset_key,
-                                  long long offset, char *eb, size_t ebsize) {
+                                  const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
+                                  char *eb, size_t ebsize) {
     gov_redis_t *r = gov_processor_redis(c->p);
     gov_err_t err = GOV_OK;
     if (cur->event_id && strcmp(cur->event_id, a->event_id) == 0 &&
         strcmp(cur->sha256, sha256) == 0) {
-        err = rulepack_store_index(r, a->tenant, eb, ebsize);
+        err = gov_state_rulepack_index(r, a->tenant, eb, ebsize);
         if (err == GOV_OK)
             err = emit_accepted(c, a, pack, patterns, sha256,
                                 cur->previous_version ? cur->previous_version : "", eb, ebsize);
     }
     if (err == GOV_OK)
-        err = rulepack_store_offset(r, offset_key, offset, eb, ebsize);
+        err = gov_state_offset_write(r, pos, eb, ebsize);
     return err == GOV_OK ? GOV_ERR_DUPLICATE : err;
 }
 
@@ -387,9 +386,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
     announced_t a;
     announced_from(m->event, &a);
     gov_redis_t *r = gov_processor_redis(c->p);
-    char offset_key[256];
-    gov_processor_offset_key(c->p, m, offset_key, sizeof offset_key);
-    long long offset = (long long)m->kafka->offset;
+    gov_state_pos_t pos = gov_processor_position(c->p, m);
 
     verdict_t v;
     memset(&v, 0, sizeof v);
@@ -416,8 +413,8 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
     }
 
     for (int attempt = 0; v.kind != VERDICT_REJECT && attempt < 5; attempt++) {
-        rulepack_current_t cur;
-        err = rulepack_store_read(r, a.tenant, &cur, eb, ebsize);
+        gov_state_rulepack_t cur;
+        err = gov_state_rulepack_read(r, a.tenant, &cur, eb, ebsize);
         if (err == GOV_ERR_STATE) {
             reject(&v, GOV_REASON_CURRENT_PACK_UNREADABLE,
                    "the tenant's stored state is damaged (%s); repair it before publishing", eb);
@@ -427,19 +424,19 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
         if (err != GOV_OK)
             goto out;
         if ((err = judge_against_current(pack, sha256, &cur, &v)) != GOV_OK) {
-            rulepack_current_clear(&cur);
+            gov_state_rulepack_clear(&cur);
             goto out;
         }
         if (v.kind == VERDICT_ACCEPT) {
             size_t len;
-            rulepack_accepted_t acc = {
+            gov_state_rulepack_accepted_t acc = {
                 a.tenant, gov_rulepack_canonical_json(pack, &len), 0, sha256,
                 gov_rulepack_id(pack), gov_rulepack_version(pack),
                 gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor, gov_now_micros(),
                 v.current_version,
             };
             acc.canonical_len = len;
-            err = rulepack_store_write(r, &acc, &cur, offset_key, offset, eb, ebsize);
+            err = gov_state_rulepack_write(r, &acc, &cur, &pos, eb, ebsize);
             if (err == GOV_OK) {
                 char nrules[24];
                 snprintf(nrules, sizeof nrules, "%zu", gov_rulepack_rule_count(pack));
@@ -451,10 +448,9 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
                 err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version, eb, ebsize);
             }
         } else if (v.kind == VERDICT_DUPLICATE) {
-            err = finish_duplicate(c, &a, pack, patterns, sha256, &cur, offset_key, offset, eb,
-                                   ebsize);
+            err = finish_duplicate(c, &a, pack, patterns, sha256, &cur, &pos, eb, ebsize);
         }
-        rulepack_current_clear(&cur);
+        gov_state_rulepack_clear(&cur);
         if (err != GOV_ERR_CONFLICT)
             break;
         v.kind = VERDICT_ACCEPT;   /* decide again against the winner */
@@ -470,7 +466,7 @@ static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsiz
         gov_metric_inc(c->m_rejected, (const char *[]){a.tenant, gov_reason_code(v.reason)}, 1);
         err = emit_rejected(c, &a, &v, eb, ebsize);
         if (err == GOV_OK)
-            err = rulepack_store_offset(r, offset_key, offset, eb, ebsize);
+            err = gov_state_offset_write(r, &pos, eb, ebsize);
     }
 out:
     gov_rulepack_free(pack);

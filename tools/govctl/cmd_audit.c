@@ -1,11 +1,11 @@
 /* cmd_audit.c - `govctl audit verify --tenant T`.
  *
- * Walks audit:{T} from the first entry in pages of 500 (XRANGE with an
- * exclusive start), recomputes every entry's hash from its fields and checks
- * its link to the entry before it, then checks that audit:{T}:head names the
- * last entry (so a truncated tail is found too).  Reports the first break
- * and exits 1, or the chain's length and head and exits 0.  Memory is
- * bounded by one page whatever the chain's length.
+ * Walks audit:{T} from the first entry in pages of 500 (gov_state's XRANGE
+ * with an exclusive start), recomputes every entry's hash from its fields
+ * and checks its link to the entry before it, then checks that
+ * audit:{T}:head names the last entry (so a truncated tail is found too).
+ * Reports the first break and exits 1, or the chain's length and head and
+ * exits 0.  Memory is bounded by one page whatever the chain's length.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,6 +15,7 @@
 
 #include "gov_audit_chain.h"
 #include "gov_redis.h"
+#include "gov_state.h"
 #include "gov_util.h"
 #include "govctl.h"
 
@@ -32,7 +33,7 @@ static const char *field(redisReply *fields, const char *name, size_t *len) {
 }
 
 static int audit_verify(const char *tenant, const char *host, int port, int quiet) {
-    char eb[512], key[128], start[80] = "-";
+    char eb[512], key[GOV_STATE_KEY_MAX], head_key[GOV_STATE_KEY_MAX], start[80] = "-";
     char prev[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
     uint64_t seq = 0;
     gov_redis_t *r = NULL;
@@ -41,11 +42,14 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
         gov_redis_free(r);
         return govctl_fail("redis_unavailable", "%s", eb);
     }
-    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    if (gov_state_key(GOV_STATE_AUDIT, tenant, key) != GOV_OK ||
+        gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, head_key) != GOV_OK) {
+        rc = govctl_usage("not a tenant id: %s", tenant);
+        goto out;
+    }
     for (;;) {
         redisReply *page = NULL;
-        if (gov_redis_commandf(r, &page, eb, sizeof eb, "XRANGE %s %s + COUNT 500", key,
-                               start) != GOV_OK) {
+        if (gov_state_audit_range(r, tenant, start, 500, &page, eb, sizeof eb) != GOV_OK) {
             rc = govctl_fail("redis_error", "%s", eb);
             goto out;
         }
@@ -92,7 +96,7 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
             break;
     }
     redisReply *head = NULL;
-    if (gov_redis_commandf(r, &head, eb, sizeof eb, "HMGET audit:{%s}:head hash seq", tenant) != GOV_OK) {
+    if (gov_state_audit_head_read(r, tenant, &head, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail("redis_error", "%s", eb);
         goto out;
     }
@@ -103,8 +107,9 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     if (!head_ok) {
         printf("BROKEN tenant=%s position=%" PRIu64 " reason=head does not match the last entry\n",
                tenant, seq);
-        rc = govctl_fail("chain_truncated", "audit:{%s}:head is seq %s hash %s but the stream ends at seq %"
-                         PRIu64 " hash %s", tenant, hs ? hs : "(none)", hh ? hh : "(none)", seq, prev);
+        rc = govctl_fail("chain_truncated", "%s is seq %s hash %s but the stream ends at seq %"
+                         PRIu64 " hash %s", head_key, hs ? hs : "(none)", hh ? hh : "(none)", seq,
+                         prev);
     } else if (!quiet) {
         printf("OK tenant=%s entries=%" PRIu64 " head=%s\n", tenant, seq, prev);
     }

@@ -1,5 +1,5 @@
-/* rulepack_store.c - read a tenant's rule pack state; write an accepted pack
- * atomically with a compare-and-set on the current pack's exact bytes.
+/* gov_state_rulepack.c - read a tenant's rule pack state; write an accepted
+ * pack atomically with a compare-and-set on the current pack's exact bytes.
  *
  * The compare is on the bytes themselves, not on a version or a digest kept
  * beside them: the string policy:rulepack:{T} is what gov-edge evaluates
@@ -8,17 +8,18 @@
  * second sees CONFLICT, re-reads and (now comparing against the winner)
  * decides again.  Carrying the current pack back to Redis costs one more
  * copy of at most rulepack_max_bytes per accepted publication, which are
- * rare.
+ * rare.  The offset is written by the same script.
  *
  * What it does not do: decide anything.  Versions, equivocation and replays
- * are judged by main.c on what rulepack_store_read returned.
+ * are judged by gov-rulepacks on what gov_state_rulepack_read returned.
  */
-#include "rulepack_store.h"
+#include "gov_state.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_state_internal.h"
 
 static gov_redis_script_t read_script = {
     /* KEYS: 1 pack, 2 meta, 3 history   ARGV: 1 history cap
@@ -56,13 +57,19 @@ static gov_redis_script_t write_script = {
     "return {'ok'}\n",
     {0}};
 
-static void keys_of(const char *tenant, char pack[96], char meta[96], char hist[96]) {
-    snprintf(pack, 96, "policy:rulepack:{%s}", tenant);
-    snprintf(meta, 96, "policy:rulepack:{%s}:meta", tenant);
-    snprintf(hist, 96, "policy:rulepack:{%s}:history", tenant);
+/* The tenant's three rule pack keys; errbuf says why when there are none. */
+static gov_err_t keys_of(const char *tenant, char pack[GOV_STATE_KEY_MAX],
+                         char meta[GOV_STATE_KEY_MAX], char hist[GOV_STATE_KEY_MAX],
+                         char *errbuf, size_t errbuf_size) {
+    gov_err_t err;
+    if ((err = gov_state_key(GOV_STATE_RULEPACK, tenant, pack)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_RULEPACK_META, tenant, meta)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_RULEPACK_HISTORY, tenant, hist)) != GOV_OK)
+        snprintf(errbuf, errbuf_size, "no rule pack keys for tenant %s", tenant);
+    return err;
 }
 
-void rulepack_current_clear(rulepack_current_t *cur) {
+void gov_state_rulepack_clear(gov_state_rulepack_t *cur) {
     gov_free(cur->canonical);
     gov_free(cur->event_id);
     gov_free(cur->previous_version);
@@ -71,7 +78,7 @@ void rulepack_current_clear(rulepack_current_t *cur) {
     memset(cur, 0, sizeof *cur);
 }
 
-int rulepack_current_knows(const rulepack_current_t *cur, const char *sha256) {
+int gov_state_rulepack_knows(const gov_state_rulepack_t *cur, const char *sha256) {
     if (cur->canonical != NULL && strcmp(cur->sha256, sha256) == 0)
         return 1;
     for (size_t i = 0; i < cur->nhistory; i++)
@@ -90,15 +97,17 @@ static char *dup_reply(const redisReply *e, int *nomem) {
     return s;
 }
 
-gov_err_t rulepack_store_read(gov_redis_t *r, const char *tenant, rulepack_current_t *cur,
-                              char *errbuf, size_t errbuf_size) {
-    char k_pack[96], k_meta[96], k_hist[96], cap[16];
+gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_rulepack_t *cur,
+                                  char *errbuf, size_t errbuf_size) {
+    char k_pack[GOV_STATE_KEY_MAX], k_meta[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX], cap[16];
     memset(cur, 0, sizeof *cur);
-    keys_of(tenant, k_pack, k_meta, k_hist);
-    snprintf(cap, sizeof cap, "%d", RULEPACK_HISTORY_MAX);
+    gov_err_t err = keys_of(tenant, k_pack, k_meta, k_hist, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    snprintf(cap, sizeof cap, "%d", GOV_STATE_RULEPACK_HISTORY_MAX);
     const char *argv[] = {k_pack, k_meta, k_hist, cap};
     redisReply *rep = NULL;
-    gov_err_t err = gov_redis_eval(r, &read_script, 3, 4, argv, NULL, &rep, errbuf, errbuf_size);
+    err = gov_redis_eval(r, &read_script, 3, 4, argv, NULL, &rep, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
@@ -131,7 +140,7 @@ gov_err_t rulepack_store_read(gov_redis_t *r, const char *tenant, rulepack_curre
     cur->event_id = dup_reply(rep->element[1], &nomem);
     cur->previous_version = dup_reply(rep->element[2], &nomem);
     const redisReply *h = rep->element[3];
-    for (size_t i = 0; i < h->elements && i < RULEPACK_HISTORY_MAX; i++) {
+    for (size_t i = 0; i < h->elements && i < GOV_STATE_RULEPACK_HISTORY_MAX; i++) {
         char *s = dup_reply(h->element[i], &nomem);
         if (s != NULL)
             cur->history[cur->nhistory++] = s;
@@ -141,23 +150,30 @@ gov_err_t rulepack_store_read(gov_redis_t *r, const char *tenant, rulepack_curre
         err = GOV_ERR_NOMEM;
     if (err != GOV_OK) {
         snprintf(errbuf, errbuf_size, "reading the rule pack state: %s", gov_err_str(err));
-        rulepack_current_clear(cur);
+        gov_state_rulepack_clear(cur);
     }
     return err;
 }
 
-gov_err_t rulepack_store_write(gov_redis_t *r, const rulepack_accepted_t *a,
-                               const rulepack_current_t *cur, const char *offset_key,
-                               long long offset, char *errbuf, size_t errbuf_size) {
-    char k_pack[96], k_meta[96], k_hist[96], rules[24], patterns[24], at[32], off[32], cap[16];
-    keys_of(a->tenant, k_pack, k_meta, k_hist);
+gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_accepted_t *a,
+                                   const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
+                                   char *errbuf, size_t errbuf_size) {
+    char k_pack[GOV_STATE_KEY_MAX], k_meta[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX],
+        k_off[GOV_STATE_KEY_MAX], rules[24], patterns[24], at[32], off[32], cap[16];
+    gov_err_t err = keys_of(a->tenant, k_pack, k_meta, k_hist, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    if ((err = gov_state_offset_key(pos, k_off)) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no offset key for %s/%s", pos->processor, pos->topic);
+        return err;
+    }
     snprintf(rules, sizeof rules, "%zu", a->rules);
     snprintf(patterns, sizeof patterns, "%zu", a->patterns);
     snprintf(at, sizeof at, "%lld", a->accepted_at_us);
-    snprintf(off, sizeof off, "%lld", offset);
-    snprintf(cap, sizeof cap, "%d", RULEPACK_HISTORY_MAX);
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    snprintf(cap, sizeof cap, "%d", GOV_STATE_RULEPACK_HISTORY_MAX);
     const char *argv[] = {
-        k_pack, k_meta, k_hist, offset_key,
+        k_pack, k_meta, k_hist, k_off,
         cur->canonical ? cur->canonical : "", a->canonical, a->sha256, a->version, a->pack_id,
         rules, patterns, a->event_id, a->published_by, at, a->previous_version,
         cur->canonical ? cur->sha256 : "", off, cap,
@@ -168,38 +184,13 @@ gov_err_t rulepack_store_write(gov_redis_t *r, const rulepack_accepted_t *a,
         lens[i] = strlen(argv[i]);
     lens[4] = cur->canonical ? cur->canonical_len : 0;
     lens[5] = a->canonical_len;
-    redisReply *rep = NULL;
-    gov_err_t err = gov_redis_eval(r, &write_script, 4, NARGS, argv, lens, &rep, errbuf,
-                                   errbuf_size);
-    if (err != GOV_OK)
-        return err;
-    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-                                 rep->element[0]->type == REDIS_REPLY_STRING
-                             ? rep->element[0]->str : "";
-    if (strcmp(status, "ok") == 0) {
-        err = GOV_OK;
-    } else if (strcmp(status, "conflict") == 0) {
-        err = GOV_ERR_CONFLICT;
-    } else {
-        snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack write script");
-        err = GOV_ERR_REDIS;
-    }
-    freeReplyObject(rep);
-    /* The index lives outside the tenant's hash slot: a separate command.
-     * Should it fail, the message is retried and the replay (same event id)
-     * adds it again. */
-    if (err == GOV_OK)
-        err = rulepack_store_index(r, a->tenant, errbuf, errbuf_size);
-    return err;
+    return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
+                               gov_state_rulepack_index_key(), a->tenant, "rule pack", errbuf,
+                               errbuf_size);
 }
 
-gov_err_t rulepack_store_index(gov_redis_t *r, const char *tenant, char *errbuf,
-                               size_t errbuf_size) {
-    return gov_redis_commandf(r, NULL, errbuf, errbuf_size, "SADD policy:rulepack:tenants %s",
-                              tenant);
-}
-
-gov_err_t rulepack_store_offset(gov_redis_t *r, const char *offset_key, long long offset,
-                                char *errbuf, size_t errbuf_size) {
-    return gov_redis_commandf(r, NULL, errbuf, errbuf_size, "SET %s %lld", offset_key, offset);
+gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,
+                                   size_t errbuf_size) {
+    const char *argv[] = {"SADD", gov_state_rulepack_index_key(), tenant};
+    return gov_redis_command(r, NULL, 3, argv, NULL, errbuf, errbuf_size);
 }

@@ -1,5 +1,6 @@
-/* audit_store.c - one Lua script per event: chain entry, dedup index,
- * decision record and offset, all or nothing.
+/* gov_state_audit.c - gov-audit's materialization: one Lua script per event
+ * writes the chain entry, the dedup index, the decision record and the
+ * offset, all or nothing; and the reads `govctl audit verify` walks.
  *
  * Redis Lua has no SHA-256, so the entry hash is computed here and the script
  * does a compare-and-append: it appends only if the tenant's head is still
@@ -11,8 +12,10 @@
  *
  * Cost: one EVALSHA per event (two after a cache miss or a concurrent
  * writer); hashing is one pass over the payload.
+ *
+ * What it does not do: verify the chain (gov_audit_chain, govctl).
  */
-#include "audit_store.h"
+#include "gov_state.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -63,14 +66,14 @@ typedef struct head_slot {
     uint64_t seq;
 } head_slot_t;
 
-struct audit_store {
+struct gov_state_audit {
     gov_redis_t *redis;
     long decision_ttl_s;
     head_slot_t heads[HEAD_SLOTS];
 };
 
-audit_store_t *audit_store_new(gov_redis_t *redis, long decision_ttl_s) {
-    audit_store_t *s = gov_calloc(1, sizeof *s);
+gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s) {
+    gov_state_audit_t *s = gov_calloc(1, sizeof *s);
     if (s) {
         s->redis = redis;
         s->decision_ttl_s = decision_ttl_s;
@@ -78,11 +81,11 @@ audit_store_t *audit_store_new(gov_redis_t *redis, long decision_ttl_s) {
     return s;
 }
 
-void audit_store_free(audit_store_t *s) {
+void gov_state_audit_free(gov_state_audit_t *s) {
     gov_free(s);
 }
 
-static head_slot_t *head_for(audit_store_t *s, const char *tenant) {
+static head_slot_t *head_for(gov_state_audit_t *s, const char *tenant) {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *c = tenant; *c; c++)
         h = (h ^ (unsigned char)*c) * 16777619u;
@@ -169,9 +172,9 @@ static int add_decision_fields(argv_buf_t *a, json_t *ev) {
     return arg_take(a, gov_strdup(score));
 }
 
-gov_err_t audit_store_append(audit_store_t *s, json_t *event, const char *type,
-                             const char *source, const char *offset_key,
-                             long long offset, char *errbuf, size_t errbuf_size) {
+gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
+                                 const char *source, const gov_state_pos_t *pos, char *errbuf,
+                                 size_t errbuf_size) {
     const char *tenant = json_string_value(json_object_get(event, "tenant"));
     const char *event_id = json_string_value(json_object_get(event, "event_id"));
     json_t *at = json_object_get(event, "occurred_at");
@@ -190,12 +193,17 @@ gov_err_t audit_store_append(audit_store_t *s, json_t *event, const char *type,
     char *payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
     if (payload == NULL)
         return GOV_ERR_NOMEM;
-    char k_stream[96], k_head[96], k_ids[96], k_dec[200];
-    snprintf(k_stream, sizeof k_stream, "audit:{%s}", tenant);
-    snprintf(k_head, sizeof k_head, "audit:{%s}:head", tenant);
-    snprintf(k_ids, sizeof k_ids, "audit:{%s}:ids", tenant);
-    if (is_decision)
-        snprintf(k_dec, sizeof k_dec, "policy:decision:{%s}:%s", tenant, decision_id);
+    char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
+        k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX];
+    if (gov_state_key(GOV_STATE_AUDIT, tenant, k_stream) != GOV_OK ||
+        gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, k_head) != GOV_OK ||
+        gov_state_key(GOV_STATE_AUDIT_IDS, tenant, k_ids) != GOV_OK ||
+        (is_decision && gov_state_decision_key(tenant, decision_id, k_dec) != GOV_OK) ||
+        gov_state_offset_key(pos, offset_key) != GOV_OK) {
+        gov_free(payload);
+        snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
+        return GOV_ERR_INVALID_ARG;
+    }
 
     head_slot_t *head = head_for(s, tenant);
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -221,7 +229,7 @@ gov_err_t audit_store_append(audit_store_t *s, json_t *event, const char *type,
         bad |= arg_add(&a, head->hash, GOV_SHA256_HEXLEN);
         bad |= arg_take(&a, fmt_dup("%lld", (long long)e.seq));
         bad |= arg_add(&a, hash, GOV_SHA256_HEXLEN);
-        bad |= arg_take(&a, fmt_dup("%lld", offset));
+        bad |= arg_take(&a, fmt_dup("%lld", (long long)pos->offset));
         bad |= arg_take(&a, fmt_dup("%lld", (long long)s->decision_ttl_s));
         bad |= arg_add(&a, "8", 1); /* entry pairs below */
         bad |= arg_add(&a, "seq", 3);
@@ -287,4 +295,30 @@ gov_err_t audit_store_append(audit_store_t *s, json_t *event, const char *type,
         snprintf(errbuf, errbuf_size, "audit head kept moving; will retry");
     gov_free(payload);
     return err;
+}
+
+gov_err_t gov_state_audit_range(gov_redis_t *r, const char *tenant, const char *start,
+                                size_t count, redisReply **page, char *errbuf,
+                                size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX], n[24];
+    gov_err_t err = gov_state_key(GOV_STATE_AUDIT, tenant, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "not a tenant id");
+        return err;
+    }
+    snprintf(n, sizeof n, "%zu", count);
+    const char *argv[] = {"XRANGE", key, start, "+", "COUNT", n};
+    return gov_redis_command(r, page, 6, argv, NULL, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_audit_head_read(gov_redis_t *r, const char *tenant, redisReply **head,
+                                    char *errbuf, size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX];
+    gov_err_t err = gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "not a tenant id");
+        return err;
+    }
+    const char *argv[] = {"HMGET", key, "hash", "seq"};
+    return gov_redis_command(r, head, 4, argv, NULL, errbuf, errbuf_size);
 }

@@ -1,0 +1,299 @@
+/* gov_state.h - the Redis layout of the governance state, in one place.
+ *
+ * Every Redis key the chain uses is built here, and every read and write of
+ * each kind of state goes through here: constitution, rule pack, audit chain,
+ * decision record, processor offsets, and the two tenant indexes.  No other
+ * file formats a key.  The layout (docs/contracts.md, docs/architecture.md):
+ *
+ *   constitution:{T}              hash: checksum, hash_alg, version,
+ *                                 verified_at, signers, source,
+ *                                 canonicalization, bundle_event_id
+ *   constitution:{T}:doc          string: the verified document, canonical
+ *   constitution:{T}:history      list: previous checksums, newest first (100)
+ *   constitution:tenants          set: tenants that have a constitution
+ *   policy:rulepack:{T}           string: the accepted pack's canonical JSON
+ *   policy:rulepack:{T}:meta      hash: pack_id, version, sha256, rules,
+ *                                 patterns, event_id, published_by,
+ *                                 accepted_at, previous_version
+ *   policy:rulepack:{T}:history   list: SHA-256 of earlier packs, newest first
+ *   policy:rulepack:tenants       set: tenants that have a pack
+ *   policy:decision:{T}:<id>      hash of a PolicyDecision, with a TTL
+ *   audit:{T}                     stream: the tenant's hash chain
+ *   audit:{T}:head                hash: hash, seq of the last entry
+ *   audit:{T}:ids                 hash: event_id -> stream entry id
+ *   gov:offsets:<processor>:<topic>:<partition>   last materialized offset
+ *
+ * {T} is a Redis Cluster hash tag, so all of a tenant's keys share a slot and
+ * one script can write them together.  A writer that materializes a Kafka
+ * message takes the message's position (gov_state_pos_t) and writes the
+ * offset in the same script as the state, so state and offset never
+ * disagree; the indexes live outside the tenant's slot and are written by a
+ * separate idempotent SADD after the script.
+ *
+ * What it does not do: decide.  Whether a bundle verifies, a pack is a
+ * rollback or an event is poison is the processors' business; this module
+ * stores and fetches what they decided.
+ *
+ * Thread-safety: functions use the caller's gov_redis_t (one per thread); a
+ * gov_state_audit_t belongs to one thread.  Key builders are pure and
+ * thread-safe.
+ */
+#ifndef GOV_STATE_H
+#define GOV_STATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_constitution.h"
+#include "gov_err.h"
+#include "gov_redis.h"
+#include "gov_util.h"
+
+/* --- keys ------------------------------------------------------------------ */
+
+/* Room for any key this module builds, terminator included. */
+#define GOV_STATE_KEY_MAX 320
+
+/* The keys of one tenant's state, each inside the {T} hash tag. */
+typedef enum gov_state_key {
+    GOV_STATE_CONSTITUTION,           /* constitution:{T} */
+    GOV_STATE_CONSTITUTION_DOC,       /* constitution:{T}:doc */
+    GOV_STATE_CONSTITUTION_HISTORY,   /* constitution:{T}:history */
+    GOV_STATE_RULEPACK,               /* policy:rulepack:{T} */
+    GOV_STATE_RULEPACK_META,          /* policy:rulepack:{T}:meta */
+    GOV_STATE_RULEPACK_HISTORY,       /* policy:rulepack:{T}:history */
+    GOV_STATE_AUDIT,                  /* audit:{T} */
+    GOV_STATE_AUDIT_HEAD,             /* audit:{T}:head */
+    GOV_STATE_AUDIT_IDS,              /* audit:{T}:ids */
+} gov_state_key_t;
+
+/* Where a Kafka message came from: what an offset key is built from.  The
+ * strings are borrowed. */
+typedef struct gov_state_pos {
+    const char *processor;   /* the processor's binary name, "gov-audit" */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} gov_state_pos_t;
+
+/* Writes the tenant's key of the given kind into out.  GOV_ERR_TOO_LARGE
+ * when tenant is longer than GOV_TENANT_MAX, GOV_ERR_INVALID_ARG when it is
+ * not a tenant id (gov_tenant_valid) or kind is unknown; out is then "".
+ * Never truncates. */
+gov_err_t gov_state_key(gov_state_key_t kind, const char *tenant, char out[GOV_STATE_KEY_MAX]);
+
+/* policy:decision:{T}:<decision_id>; decision_id has the tenant id syntax
+ * (a UUID does).  Errors as gov_state_key. */
+gov_err_t gov_state_decision_key(const char *tenant, const char *decision_id,
+                                 char out[GOV_STATE_KEY_MAX]);
+
+/* gov:offsets:<processor>:<topic>:<partition>.  GOV_ERR_INVALID_ARG for a
+ * missing or empty name, a ':' in one, or a negative partition;
+ * GOV_ERR_TOO_LARGE when the key would not fit. */
+gov_err_t gov_state_offset_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]);
+
+/* The two tenant index sets (static strings). */
+const char *gov_state_constitution_index_key(void);   /* constitution:tenants */
+const char *gov_state_rulepack_index_key(void);       /* policy:rulepack:tenants */
+
+/* --- offsets ---------------------------------------------------------------- */
+
+/* Records pos->offset as processed without writing state (a rejection, a
+ * replay).  One SET. */
+gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
+                                 size_t errbuf_size);
+
+/* --- constitution ---------------------------------------------------------- */
+
+#define GOV_STATE_CONSTITUTION_HISTORY_MAX 100
+
+/* A tenant's current constitution as gov-constitution needs it (owned
+ * strings; gov_state_constitution_clear). */
+typedef struct gov_state_constitution {
+    char *version;          /* NULL: none yet */
+    char *checksum;
+    char *history[GOV_STATE_CONSTITUTION_HISTORY_MAX];
+    size_t nhistory;
+} gov_state_constitution_t;
+
+/* Reads version, checksum and history.  On error cur is empty.  Cost: two
+ * commands, O(history). */
+gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
+                                      gov_state_constitution_t *cur, char *errbuf,
+                                      size_t errbuf_size);
+void gov_state_constitution_clear(gov_state_constitution_t *cur);
+
+/* Fills st with pointers borrowed from cur, for gov_constitution_verify. */
+void gov_state_constitution_view(const gov_state_constitution_t *cur,
+                                 gov_constitution_state_t *st);
+
+/* An accepted constitution (all borrowed). */
+typedef struct gov_state_constitution_accepted {
+    const char *tenant;
+    const char *checksum;
+    const char *hash_alg;
+    const char *canonicalization;
+    const char *version;
+    const char *signers;        /* comma-separated, sorted */
+    const char *source;
+    const char *bundle_event_id;
+    long long verified_at_us;
+    const char *canonical;
+    size_t canonical_len;
+} gov_state_constitution_accepted_t;
+
+/* Writes the accepted constitution, pushes the previous checksum to the
+ * history (capped) and writes pos's offset, in one script - only if the
+ * current checksum is still expected_checksum (NULL: none).  Then adds the
+ * tenant to constitution:tenants.  GOV_ERR_CONFLICT when another writer got
+ * there first: re-read and verify again.  Cost: one script, one SADD. */
+gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitution_accepted_t *a,
+                                       const char *expected_checksum, const gov_state_pos_t *pos,
+                                       char *errbuf, size_t errbuf_size);
+
+/* SADD constitution:tenants tenant (idempotent). */
+gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,
+                                       size_t errbuf_size);
+
+/* --- rule pack ------------------------------------------------------------- */
+
+#define GOV_STATE_RULEPACK_HISTORY_MAX 100
+
+/* A tenant's current rule pack as gov-rulepacks needs it (owned memory;
+ * gov_state_rulepack_clear). */
+typedef struct gov_state_rulepack {
+    char *canonical;              /* NULL: the tenant has no pack */
+    size_t canonical_len;
+    char sha256[GOV_SHA256_HEXLEN + 1];   /* of canonical, computed here; "" when none */
+    char *event_id;               /* meta: the RulePackPublished that made it current */
+    char *previous_version;       /* meta: version it replaced ("" none); NULL if unknown */
+    char *history[GOV_STATE_RULEPACK_HISTORY_MAX];
+    size_t nhistory;
+} gov_state_rulepack_t;
+
+/* Reads the tenant's pack, meta fields and history atomically (one script).
+ * GOV_ERR_STATE (errbuf naming the key) when one of the keys holds another
+ * Redis type: the state was damaged by hand.  Cost: O(pack + history). */
+gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_rulepack_t *cur,
+                                  char *errbuf, size_t errbuf_size);
+void gov_state_rulepack_clear(gov_state_rulepack_t *cur);
+
+/* 1 when sha256 hex is the current pack's or in its history. */
+int gov_state_rulepack_knows(const gov_state_rulepack_t *cur, const char *sha256);
+
+/* An accepted pack (all borrowed). */
+typedef struct gov_state_rulepack_accepted {
+    const char *tenant;
+    const char *canonical;
+    size_t canonical_len;
+    const char *sha256;
+    const char *pack_id;
+    const char *version;
+    size_t rules;
+    size_t patterns;
+    const char *event_id;
+    const char *published_by;
+    long long accepted_at_us;
+    const char *previous_version;   /* "" when none */
+} gov_state_rulepack_accepted_t;
+
+/* Writes the accepted pack and its meta hash, pushes the previous pack's
+ * SHA-256 to the history (capped) and writes pos's offset, in one script -
+ * only if the tenant's pack is still exactly cur->canonical (none when
+ * NULL).  Then adds the tenant to policy:rulepack:tenants.
+ * GOV_ERR_CONFLICT when another writer got there first.  Cost: one script
+ * carrying both packs, one SADD. */
+gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_accepted_t *a,
+                                   const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
+                                   char *errbuf, size_t errbuf_size);
+
+/* SADD policy:rulepack:tenants tenant (idempotent). */
+gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,
+                                   size_t errbuf_size);
+
+/* --- what gov-edge serves --------------------------------------------------- */
+
+/* The union of both tenant indexes (owned; gov_state_tenants_clear).  Names
+ * are what Redis holds: not validated. */
+typedef struct gov_state_tenants {
+    redisReply *reply_;   /* private */
+    size_t count;
+} gov_state_tenants_t;
+
+/* SUNION of constitution:tenants and policy:rulepack:tenants. */
+gov_err_t gov_state_tenants_read(gov_redis_t *r, gov_state_tenants_t *out, char *errbuf,
+                                 size_t errbuf_size);
+/* Borrowed name i (< count) and its length. */
+const char *gov_state_tenants_get(const gov_state_tenants_t *t, size_t i, size_t *len);
+void gov_state_tenants_clear(gov_state_tenants_t *t);
+
+/* One tenant's served state, read with MULTI/EXEC so the constitution and
+ * the pack belong together.  Pointers borrow from the private reply and stay
+ * valid until gov_state_served_clear.  A string is NULL when absent. */
+typedef struct gov_state_served {
+    redisReply *reply_;   /* private */
+    const char *checksum, *hash_alg, *canonicalization, *version, *verified_at, *signers,
+        *source;          /* constitution:{T} fields */
+    const char *doc;      /* constitution:{T}:doc */
+    size_t doc_len;
+    const char *pack;     /* policy:rulepack:{T} */
+    size_t pack_len;
+    int answered;         /* 1 once the transaction's reply arrived, even when
+                             its shape was wrong */
+} gov_state_served_t;
+
+/* Reads what gov-edge serves for tenant (pipelined MULTI, HGETALL, GET, GET,
+ * EXEC).  GOV_ERR_REDIS (with answered = 1) for a reply of the wrong shape,
+ * e.g. a key of another type; other errors leave answered 0. */
+gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
+                                char *errbuf, size_t errbuf_size);
+void gov_state_served_clear(gov_state_served_t *s);
+
+/* Sets *same to 1 when Redis still holds constitution checksum `checksum`
+ * and a pack whose SHA-256 hex is `pack_sha256` ("" for none, either).
+ * Pipelined HGET + GET.  On error *same is 1: nothing should be reloaded on
+ * a guess. */
+gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *checksum,
+                                const char *pack_sha256, int *same, char *errbuf,
+                                size_t errbuf_size);
+
+/* --- decisions ------------------------------------------------------------- */
+
+/* HGETALL policy:decision:{T}:<id>: *fields is a new reply (an array of
+ * field/value pairs; empty when there is no such decision). */
+gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
+                                  redisReply **fields, char *errbuf, size_t errbuf_size);
+
+/* --- audit ----------------------------------------------------------------- */
+
+typedef struct gov_state_audit gov_state_audit_t;
+
+/* A new audit writer on redis (borrowed; must outlive it).  decision_ttl_s:
+ * the TTL of materialized decisions.  NULL when out of memory. */
+gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s);
+void gov_state_audit_free(gov_state_audit_t *s);
+
+/* Appends `event` (borrowed, decoded, of schema `type`) to its tenant's chain
+ * and, for a PolicyDecision, materializes the decision; pos's offset is
+ * written in the same script (a compare-and-append on the head; retried
+ * against a moved head).  GOV_OK, GOV_ERR_DUPLICATE when the event_id is
+ * already in the chain (replay: only the offset is written),
+ * GOV_ERR_INVALID_ARG for an event that cannot be materialized (reason in
+ * errbuf), or a transient error.  Cost: one EVALSHA, more after a cache miss
+ * or a concurrent writer. */
+gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
+                                 const char *source, const gov_state_pos_t *pos, char *errbuf,
+                                 size_t errbuf_size);
+
+/* XRANGE audit:{T} <start> + COUNT count: *page is a new reply.  start is
+ * "-" or an exclusive "(<id>". */
+gov_err_t gov_state_audit_range(gov_redis_t *r, const char *tenant, const char *start,
+                                size_t count, redisReply **page, char *errbuf,
+                                size_t errbuf_size);
+
+/* HMGET audit:{T}:head hash seq: *head is a new reply of two elements. */
+gov_err_t gov_state_audit_head_read(gov_redis_t *r, const char *tenant, redisReply **head,
+                                    char *errbuf, size_t errbuf_size);
+
+#endif /* GOV_STATE_H */

@@ -1,0 +1,135 @@
+/* gov_state_constitution.c - read a tenant's constitution state; write an
+ * accepted one atomically with a compare-and-set on the current checksum.
+ *
+ * The compare-and-set makes two gov-constitution replicas safe: both may
+ * verify against the same state, only the first write lands, the second sees
+ * CONFLICT, re-reads and (now comparing against the winner) decides again.
+ * The offset is written by the same script, so a crash never leaves the
+ * state written and the offset behind (or the reverse).
+ *
+ * What it does not do: verify.  gov_constitution_verify judges; this stores.
+ */
+#include "gov_state.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gov_alloc.h"
+#include "gov_state_internal.h"
+
+static gov_redis_script_t write_script = {
+    /* KEYS: 1 hash, 2 doc, 3 history, 4 offset
+     * ARGV: 1 expected ('' = none), 2 checksum, 3 hash_alg, 4 version,
+     *       5 verified_at, 6 signers, 7 source, 8 canonicalization,
+     *       9 bundle_event_id, 10 document, 11 offset, 12 history cap */
+    "local cur = redis.call('HGET', KEYS[1], 'checksum') or ''\n"
+    "if cur ~= ARGV[1] then return {'conflict', cur} end\n"
+    "if cur ~= '' then\n"
+    "  redis.call('LPUSH', KEYS[3], cur)\n"
+    "  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[12]) - 1)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'checksum', ARGV[2], 'hash_alg', ARGV[3], 'version', ARGV[4],\n"
+    "  'verified_at', ARGV[5], 'signers', ARGV[6], 'source', ARGV[7],\n"
+    "  'canonicalization', ARGV[8], 'bundle_event_id', ARGV[9])\n"
+    "redis.call('SET', KEYS[2], ARGV[10])\n"
+    "redis.call('SET', KEYS[4], ARGV[11])\n"
+    "return {'ok'}\n",
+    {0}};
+
+void gov_state_constitution_clear(gov_state_constitution_t *cur) {
+    gov_free(cur->version);
+    gov_free(cur->checksum);
+    for (size_t i = 0; i < cur->nhistory; i++)
+        gov_free(cur->history[i]);
+    memset(cur, 0, sizeof *cur);
+}
+
+gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
+                                      gov_state_constitution_t *cur, char *errbuf,
+                                      size_t errbuf_size) {
+    memset(cur, 0, sizeof *cur);
+    char k_hash[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX], last[16];
+    gov_err_t err;
+    if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_CONSTITUTION_HISTORY, tenant, k_hist)) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "not a tenant id");
+        return err;
+    }
+    redisReply *rep = NULL;
+    const char *hmget[] = {"HMGET", k_hash, "version", "checksum"};
+    if ((err = gov_redis_command(r, &rep, 4, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
+        return err;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
+        cur->version = gov_strdup(rep->element[0]->str);
+        cur->checksum = gov_strdup(rep->element[1]->str);
+        if (!cur->version || !cur->checksum)
+            err = GOV_ERR_NOMEM;
+    }
+    freeReplyObject(rep);
+    if (err != GOV_OK || cur->version == NULL)
+        goto out;
+    snprintf(last, sizeof last, "%d", GOV_STATE_CONSTITUTION_HISTORY_MAX - 1);
+    const char *lrange[] = {"LRANGE", k_hist, "0", last};
+    if ((err = gov_redis_command(r, &rep, 4, lrange, NULL, errbuf, errbuf_size)) != GOV_OK)
+        goto out;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements &&
+                       i < GOV_STATE_CONSTITUTION_HISTORY_MAX; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        if ((cur->history[cur->nhistory] = gov_strdup(rep->element[i]->str)) == NULL) {
+            err = GOV_ERR_NOMEM;
+            break;
+        }
+        cur->nhistory++;
+    }
+    freeReplyObject(rep);
+out:
+    if (err != GOV_OK)
+        gov_state_constitution_clear(cur);
+    return err;
+}
+
+void gov_state_constitution_view(const gov_state_constitution_t *cur,
+                                 gov_constitution_state_t *st) {
+    st->version = cur->version;
+    st->checksum = cur->checksum;
+    st->history = (const char *const *)cur->history;
+    st->nhistory = cur->nhistory;
+}
+
+gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitution_accepted_t *a,
+                                       const char *expected_checksum, const gov_state_pos_t *pos,
+                                       char *errbuf, size_t errbuf_size) {
+    char k_hash[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX],
+        k_off[GOV_STATE_KEY_MAX], at[32], off[32], cap[16];
+    gov_err_t err;
+    if ((err = gov_state_key(GOV_STATE_CONSTITUTION, a->tenant, k_hash)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, a->tenant, k_doc)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_CONSTITUTION_HISTORY, a->tenant, k_hist)) != GOV_OK ||
+        (err = gov_state_offset_key(pos, k_off)) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no state keys for tenant %s", a->tenant);
+        return err;
+    }
+    snprintf(at, sizeof at, "%lld", a->verified_at_us);
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    snprintf(cap, sizeof cap, "%d", GOV_STATE_CONSTITUTION_HISTORY_MAX);
+    const char *argv[] = {k_hash, k_doc, k_hist, k_off,
+                          expected_checksum ? expected_checksum : "", a->checksum, a->hash_alg,
+                          a->version, at, a->signers, a->source, a->canonicalization,
+                          a->bundle_event_id, a->canonical, off, cap};
+    enum { NARGS = sizeof argv / sizeof argv[0] };
+    size_t lens[NARGS];
+    for (size_t i = 0; i < NARGS; i++)
+        lens[i] = strlen(argv[i]);
+    lens[13] = a->canonical_len;
+    return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
+                               gov_state_constitution_index_key(), a->tenant, "constitution",
+                               errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,
+                                       size_t errbuf_size) {
+    const char *argv[] = {"SADD", gov_state_constitution_index_key(), tenant};
+    return gov_redis_command(r, NULL, 3, argv, NULL, errbuf, errbuf_size);
+}

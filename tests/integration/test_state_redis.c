@@ -1,0 +1,350 @@
+/* test_state_redis.c - gov_state's readers and writers against a real Redis.
+ *
+ * The processors' integration tests (test_constitution_chain, test_rulepacks,
+ * test_audit) check what an operator sees after one writer.  This file checks
+ * what they cannot reach: two writers racing on the same tenant (the
+ * compare-and-set of the constitution and rule pack scripts, the audit
+ * script's compare-and-append against a stale head), the history caps, and
+ * that a write with an unsafe tenant id touches nothing.  It runs against a
+ * private redis-server (itest_private_redis) so it never disturbs the stack,
+ * and reads the results back both through gov_state and with plain Redis
+ * commands on the documented keys.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_state.h"
+#include "gov_time.h"
+#include "gov_util.h"
+#include "itest_util.h"
+
+static pid_t redis_pid = -1;
+static int redis_port;
+static char env_port[48];
+
+static int setup(void **state) {
+    (void)state;
+    redis_pid = itest_private_redis("state", &redis_port);
+    snprintf(env_port, sizeof env_port, "GOV_REDIS_PORT=%d", redis_port);
+    putenv(env_port); /* itest_redis() and govctl use it */
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 5000);
+    return 0;
+}
+
+/* A string reply of `cmd` (printf-style) into out ("" for nil). */
+static void redis_str(char *out, size_t size, const char *fmt, const char *arg) {
+    char eb[256];
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, fmt, arg), GOV_OK);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+static long long redis_int(const char *fmt, const char *arg) {
+    char eb[256];
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, fmt, arg), GOV_OK);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static gov_state_constitution_accepted_t constitution(const char *tenant, const char *checksum,
+                                                      const char *version) {
+    return (gov_state_constitution_accepted_t){
+        tenant, checksum, "sha256", "rfc8785", version, "alice,bob", "itest", "bundle-1",
+        1700000000000000LL, "{\"v\":1}", 7,
+    };
+}
+
+static void test_constitution_write_is_compare_and_set(void **state) {
+    (void)state;
+    char tenant[64], eb[256], got[256];
+    itest_unique("c", tenant, sizeof tenant);
+    gov_redis_t *r = itest_redis();
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 2, 10};
+
+    gov_state_constitution_accepted_t a = constitution(tenant, "c1", "1.0.0");
+    assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb), GOV_OK);
+    /* a second writer that verified against "no constitution" loses */
+    gov_state_constitution_accepted_t b = constitution(tenant, "c2", "2.0.0");
+    pos.offset = 11;
+    assert_int_equal(gov_state_constitution_write(r, &b, NULL, &pos, eb, sizeof eb),
+                     GOV_ERR_CONFLICT);
+    redis_str(got, sizeof got, "HGET constitution:{%s} checksum", tenant);
+    assert_string_equal(got, "c1");
+    redis_str(got, sizeof got, "GET gov:offsets:gov-constitution:constitution.bundles:%s", "2");
+    assert_string_equal(got, "10");
+    /* re-read, decide again against the winner: lands, c1 goes to the history */
+    gov_state_constitution_t cur;
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_string_equal(cur.checksum, "c1");
+    assert_string_equal(cur.version, "1.0.0");
+    assert_int_equal(cur.nhistory, 0);
+    assert_int_equal(gov_state_constitution_write(r, &b, cur.checksum, &pos, eb, sizeof eb), GOV_OK);
+    gov_state_constitution_clear(&cur);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_string_equal(cur.checksum, "c2");
+    assert_int_equal(cur.nhistory, 1);
+    assert_string_equal(cur.history[0], "c1");
+    gov_state_constitution_clear(&cur);
+    redis_str(got, sizeof got, "GET constitution:{%s}:doc", tenant);
+    assert_string_equal(got, "{\"v\":1}");
+    redis_str(got, sizeof got, "HGET constitution:{%s} signers", tenant);
+    assert_string_equal(got, "alice,bob");
+    redis_str(got, sizeof got, "GET gov:offsets:gov-constitution:constitution.bundles:%s", "2");
+    assert_string_equal(got, "11");
+    assert_int_equal(redis_int("SISMEMBER constitution:tenants %s", tenant), 1);
+
+    /* the history keeps the newest 100 */
+    char prev[32] = "c2", next[32];
+    for (int i = 3; i <= 103; i++) {
+        snprintf(next, sizeof next, "c%d", i);
+        gov_state_constitution_accepted_t n = constitution(tenant, next, "3.0.0");
+        assert_int_equal(gov_state_constitution_write(r, &n, prev, &pos, eb, sizeof eb), GOV_OK);
+        memcpy(prev, next, sizeof prev);
+    }
+    assert_int_equal(redis_int("LLEN constitution:{%s}:history", tenant),
+                     GOV_STATE_CONSTITUTION_HISTORY_MAX);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_string_equal(cur.history[0], "c102");
+    assert_string_equal(cur.history[GOV_STATE_CONSTITUTION_HISTORY_MAX - 1], "c3");
+    gov_state_constitution_clear(&cur);
+}
+
+static gov_state_rulepack_accepted_t rulepack(const char *tenant, const char *canonical,
+                                              const char *sha256, const char *version,
+                                              const char *previous) {
+    return (gov_state_rulepack_accepted_t){
+        tenant, canonical, strlen(canonical), sha256, "pack-1", version, 2, 3, "ev-1",
+        "alice", 1700000000000000LL, previous,
+    };
+}
+
+static void sha256_hex(const char *s, char out[GOV_SHA256_HEXLEN + 1]) {
+    unsigned char md[GOV_SHA256_LEN];
+    assert_int_equal(gov_sha256(s, strlen(s), md), GOV_OK);
+    gov_hex_encode(md, GOV_SHA256_LEN, out);
+}
+
+static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
+    (void)state;
+    char tenant[64], eb[256], got[256], h1[GOV_SHA256_HEXLEN + 1], h2[GOV_SHA256_HEXLEN + 1];
+    itest_unique("r", tenant, sizeof tenant);
+    gov_redis_t *r = itest_redis();
+    gov_state_pos_t pos = {"gov-rulepacks", "policy.rulepacks", 0, 5};
+    sha256_hex("{\"version\":\"1\"}", h1);
+    sha256_hex("{\"version\":\"2\"}", h2);
+
+    gov_state_rulepack_t none, cur;
+    assert_int_equal(gov_state_rulepack_read(r, tenant, &none, eb, sizeof eb), GOV_OK);
+    assert_null(none.canonical);
+    assert_string_equal(none.sha256, "");
+    gov_state_rulepack_accepted_t a = rulepack(tenant, "{\"version\":\"1\"}", h1, "1", "");
+    assert_int_equal(gov_state_rulepack_write(r, &a, &none, &pos, eb, sizeof eb), GOV_OK);
+    /* a replica that decided against "no pack" loses */
+    gov_state_rulepack_accepted_t b = rulepack(tenant, "{\"version\":\"2\"}", h2, "2", "1");
+    pos.offset = 6;
+    assert_int_equal(gov_state_rulepack_write(r, &b, &none, &pos, eb, sizeof eb),
+                     GOV_ERR_CONFLICT);
+    redis_str(got, sizeof got, "GET policy:rulepack:{%s}", tenant);
+    assert_string_equal(got, "{\"version\":\"1\"}");
+    redis_str(got, sizeof got, "GET gov:offsets:gov-rulepacks:policy.rulepacks:%s", "0");
+    assert_string_equal(got, "5");
+
+    assert_int_equal(gov_state_rulepack_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_string_equal(cur.sha256, h1);
+    assert_string_equal(cur.event_id, "ev-1");
+    assert_string_equal(cur.previous_version, "");
+    assert_true(gov_state_rulepack_knows(&cur, h1));
+    assert_false(gov_state_rulepack_knows(&cur, h2));
+    assert_int_equal(gov_state_rulepack_write(r, &b, &cur, &pos, eb, sizeof eb), GOV_OK);
+    gov_state_rulepack_clear(&cur);
+
+    assert_int_equal(gov_state_rulepack_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_string_equal(cur.sha256, h2);
+    assert_string_equal(cur.previous_version, "1");
+    assert_int_equal(cur.nhistory, 1);
+    assert_string_equal(cur.history[0], h1);
+    assert_true(gov_state_rulepack_knows(&cur, h1));   /* a replayed v1 is known */
+    gov_state_rulepack_clear(&cur);
+    redis_str(got, sizeof got, "HGET policy:rulepack:{%s}:meta sha256", tenant);
+    assert_string_equal(got, h2);
+    redis_str(got, sizeof got, "HGET policy:rulepack:{%s}:meta patterns", tenant);
+    assert_string_equal(got, "3");
+    redis_str(got, sizeof got, "GET gov:offsets:gov-rulepacks:policy.rulepacks:%s", "0");
+    assert_string_equal(got, "6");
+    assert_int_equal(redis_int("SISMEMBER policy:rulepack:tenants %s", tenant), 1);
+}
+
+static void test_served_state_reads_what_was_written(void **state) {
+    (void)state;
+    char tenant[64], eb[256], h1[GOV_SHA256_HEXLEN + 1];
+    itest_unique("s", tenant, sizeof tenant);
+    gov_redis_t *r = itest_redis();
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1};
+
+    gov_state_served_t st;
+    assert_int_equal(gov_state_served_read(r, tenant, &st, eb, sizeof eb), GOV_OK);
+    assert_null(st.checksum);
+    assert_null(st.doc);
+    assert_null(st.pack);
+    gov_state_served_clear(&st);
+    int same = 0;
+    assert_int_equal(gov_state_served_same(r, tenant, "", "", &same, eb, sizeof eb), GOV_OK);
+    assert_true(same);
+
+    gov_state_constitution_accepted_t a = constitution(tenant, "c1", "1.2.3");
+    assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb), GOV_OK);
+    sha256_hex("{\"version\":\"1\"}", h1);
+    gov_state_rulepack_t none = {0};
+    gov_state_rulepack_accepted_t p = rulepack(tenant, "{\"version\":\"1\"}", h1, "1", "");
+    pos = (gov_state_pos_t){"gov-rulepacks", "policy.rulepacks", 0, 1};
+    assert_int_equal(gov_state_rulepack_write(r, &p, &none, &pos, eb, sizeof eb), GOV_OK);
+
+    assert_int_equal(gov_state_served_read(r, tenant, &st, eb, sizeof eb), GOV_OK);
+    assert_string_equal(st.checksum, "c1");
+    assert_string_equal(st.hash_alg, "sha256");
+    assert_string_equal(st.canonicalization, "rfc8785");
+    assert_string_equal(st.version, "1.2.3");
+    assert_string_equal(st.verified_at, "1700000000000000");
+    assert_string_equal(st.signers, "alice,bob");
+    assert_string_equal(st.source, "itest");
+    assert_int_equal(st.doc_len, 7);
+    assert_memory_equal(st.doc, "{\"v\":1}", 7);
+    assert_int_equal(st.pack_len, strlen("{\"version\":\"1\"}"));
+    assert_memory_equal(st.pack, "{\"version\":\"1\"}", st.pack_len);
+    gov_state_served_clear(&st);
+
+    assert_int_equal(gov_state_served_same(r, tenant, "c1", h1, &same, eb, sizeof eb), GOV_OK);
+    assert_true(same);
+    assert_int_equal(gov_state_served_same(r, tenant, "c0", h1, &same, eb, sizeof eb), GOV_OK);
+    assert_false(same);
+    assert_int_equal(gov_state_served_same(r, tenant, "c1", "", &same, eb, sizeof eb), GOV_OK);
+    assert_false(same);
+
+    gov_state_tenants_t all;
+    assert_int_equal(gov_state_tenants_read(r, &all, eb, sizeof eb), GOV_OK);
+    int found = 0;
+    for (size_t i = 0; i < all.count; i++) {
+        size_t len;
+        const char *t = gov_state_tenants_get(&all, i, &len);
+        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
+    }
+    gov_state_tenants_clear(&all);
+    assert_int_equal(found, 1);   /* in both sets, once in the union */
+}
+
+static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
+    (void)state;
+    char tenant[64], eb[256], got[256], out[4096];
+    itest_unique("a", tenant, sizeof tenant);
+    gov_redis_t *r = itest_redis();
+    /* two writers: each one's cached head goes stale whenever the other
+     * appends, so every other append goes through the conflict path */
+    gov_state_audit_t *w1 = gov_state_audit_new(r, 3600), *w2 = gov_state_audit_new(r, 3600);
+    assert_non_null(w1);
+    assert_non_null(w2);
+    json_t *first = NULL;
+    for (int i = 0; i < 10; i++) {
+        json_t *e = itest_audit_event(tenant, "token.issued");
+        gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 100 + i};
+        assert_int_equal(gov_state_audit_append(i % 2 ? w2 : w1, e, "AuditEvent", "identity.audit/1/0",
+                                                &pos, eb, sizeof eb), GOV_OK);
+        if (first == NULL)
+            first = e;
+        else
+            json_decref(e);
+    }
+    char decision_id[GOV_UUID_STRLEN + 1];
+    assert_int_equal(gov_uuid_v7(decision_id), GOV_OK);
+    json_t *d = itest_decision_event(tenant, decision_id);
+    gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7};
+    assert_int_equal(gov_state_audit_append(w2, d, "PolicyDecision", "policy.decisions/0/7", &dpos,
+                                            eb, sizeof eb), GOV_OK);
+    json_decref(d);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
+    assert_string_equal(got, "11");
+
+    /* a replay is a duplicate: the stream stays, the offset moves on */
+    gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200};
+    assert_int_equal(gov_state_audit_append(w2, first, "AuditEvent", "identity.audit/1/0",
+                                            &replay, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    json_decref(first);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    redis_str(got, sizeof got, "GET gov:offsets:gov-audit:identity.audit:%s", "1");
+    assert_string_equal(got, "200");
+
+    /* the decision is readable, with its TTL */
+    redisReply *fields = NULL;
+    assert_int_equal(gov_state_decision_read(r, tenant, decision_id, &fields, eb, sizeof eb),
+                     GOV_OK);
+    assert_int_equal(fields->type, REDIS_REPLY_ARRAY);
+    int score = 0;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, "score") == 0)
+            score = strcmp(fields->element[i + 1]->str, "0.350000") == 0;
+    freeReplyObject(fields);
+    assert_true(score);
+    char key[200];
+    snprintf(key, sizeof key, "policy:decision:{%s}:%s", tenant, decision_id);
+    long long ttl = redis_int("TTL %s", key);
+    assert_true(ttl > 3500 && ttl <= 3600);
+
+    /* the chain verifies end to end (govctl reads through gov_state too) */
+    const char *argv[] = {itest_bin("govctl"), "audit", "verify", "--tenant", tenant, NULL};
+    assert_int_equal(itest_run(argv, NULL, out, sizeof out), 0);
+    assert_non_null(strstr(out, "entries=11"));
+    gov_state_audit_free(w1);
+    gov_state_audit_free(w2);
+}
+
+static void test_unsafe_tenant_touches_nothing(void **state) {
+    (void)state;
+    char eb[256];
+    gov_redis_t *r = itest_redis();
+    long long before = redis_int("DBSIZE%s", "");
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1};
+    gov_state_constitution_accepted_t a = constitution("x}y", "c1", "1.0.0");
+    assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb),
+                     GOV_ERR_INVALID_ARG);
+    gov_state_rulepack_t none = {0};
+    gov_state_rulepack_accepted_t p = rulepack("x:y", "{}", "00", "1", "");
+    assert_int_equal(gov_state_rulepack_write(r, &p, &none, &pos, eb, sizeof eb),
+                     GOV_ERR_INVALID_ARG);
+    json_t *e = itest_audit_event("ok", "token.issued");
+    json_object_set_new(e, "tenant", json_string("a{b}"));
+    gov_state_audit_t *w = gov_state_audit_new(r, 60);
+    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, eb, sizeof eb),
+                     GOV_ERR_INVALID_ARG);
+    gov_state_audit_free(w);
+    json_decref(e);
+    gov_state_pos_t bad = {"gov:x", "t", 0, 1};
+    assert_int_equal(gov_state_offset_write(r, &bad, eb, sizeof eb), GOV_ERR_INVALID_ARG);
+    assert_int_equal(redis_int("DBSIZE%s", ""), before);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_constitution_write_is_compare_and_set),
+        cmocka_unit_test(test_rulepack_write_is_compare_and_set_on_the_bytes),
+        cmocka_unit_test(test_served_state_reads_what_was_written),
+        cmocka_unit_test(test_audit_writers_sharing_a_tenant_keep_one_chain),
+        cmocka_unit_test(test_unsafe_tenant_touches_nothing),
+    };
+    return cmocka_run_group_tests_name("gov_state", tests, setup, teardown);
+}
