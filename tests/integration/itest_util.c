@@ -64,9 +64,13 @@ const char *itest_path(const char *rel) {
 }
 
 const char *itest_log_path(const char *name) {
+    /* Its own buffers: a caller may hold an itest_path() result meanwhile. */
     static char buf[PATH_MAX * 2];
-    mkdir(itest_path("var"), 0755);
-    mkdir(itest_path("var/test-logs"), 0755);
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/var", root());
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof dir, "%s/var/test-logs", root());
+    mkdir(dir, 0755);
     snprintf(buf, sizeof buf, "%s/var/test-logs/%s", root(), name);
     return buf;
 }
