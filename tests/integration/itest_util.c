@@ -859,7 +859,7 @@ int itest_free_port(void) {
 
 void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
                       const char *const *extra_env, const char *logname) {
-    char env_port[48], env_component[128], env_group[160], group[128];
+    char env_port[48], env_component[128], env_group[160];
     const char *env[40];
     size_t n = 0;
     snprintf(p->bin, sizeof p->bin, "%s", bin);
@@ -872,8 +872,9 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
     env[n++] = env_port;
     if (component != NULL) {
         snprintf(env_component, sizeof env_component, "GOV_COMPONENT_NAME=%s", component);
-        itest_unique(component, group, sizeof group);
-        snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
+        if (p->group[0] == 0)
+            itest_unique(component, p->group, sizeof p->group);
+        snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", p->group);
         env[n++] = env_component;
         env[n++] = env_group;
     }

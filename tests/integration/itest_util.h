@@ -177,15 +177,17 @@ typedef struct itest_proc {
     char bin[64];     /* "gov-rulepacks" */
     char log[128];    /* under var/test-logs/ */
     char url[64];     /* http://127.0.0.1:<port> */
+    char group[128];  /* its consumer group, made at the first start */
 } itest_proc_t;
 
 /* Starts itest_bin(bin) with extra_env (NULL-terminated "K=V", may be NULL)
  * plus its port (GOV_PORT for gov-edge, GOV_ADMIN_PORT otherwise: p->port,
- * or a free port when p->port is 0, so a restart keeps its port), and for a
- * processor (component not NULL) GOV_COMPONENT_NAME=component and a fresh
- * GOV_KAFKA_GROUP; waits up to 30 s for its /readyz to answer 200.  Fails
- * the test, naming the log, when it does not.  p is zeroed by the caller
- * before the first start. */
+ * or a free port when p->port is 0), and for a processor (component not
+ * NULL) GOV_COMPONENT_NAME=component and GOV_KAFKA_GROUP=p->group (a fresh
+ * group when p->group is empty); a restart keeps port and group, so it
+ * resumes from its committed offsets.  Waits up to 30 s for its /readyz to
+ * answer 200 and fails the test, naming the log, when it does not.  p is
+ * zeroed by the caller before the first start. */
 void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
                       const char *const *extra_env, const char *logname);
 /* SIGTERM, then waits up to 15 s: 0 when it exited with status 0, else -1
