@@ -501,11 +501,29 @@ int64_t itest_high_watermark(const char *topic, int32_t partition) {
     return hi;
 }
 
-int64_t itest_topic_end(const char *topic) {
+int itest_topic_ends(const char *topic, int64_t *ends, int max) {
     int n = itest_topic_partitions(topic);
-    int64_t sum = 0;
-    for (int32_t i = 0; i < n; i++)
-        sum += itest_high_watermark(topic, i);
+    if (n > max)
+        fail_msg("%s has %d partitions (room for %d)", topic, n, max);
+    rd_kafka_t *rk = admin_client();
+    for (int32_t i = 0; i < n; i++) {
+        int64_t lo = -1;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &ends[i], 15000);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_destroy(rk);
+            fail_msg("watermarks of %s/%d: %s", topic, (int)i, rd_kafka_err2str(e));
+        }
+    }
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+int64_t itest_topic_end(const char *topic) {
+    int64_t ends[64], sum = 0;
+    int n = itest_topic_ends(topic, ends, 64);
+    for (int i = 0; i < n; i++)
+        sum += ends[i];
     return sum;
 }
 

@@ -227,6 +227,9 @@ void itest_produce_event_at(const char *topic, const char *type, json_t *event,
 int itest_topic_partitions(const char *topic);
 /* High watermark (the next offset) of one partition of a topic. */
 int64_t itest_high_watermark(const char *topic, int32_t partition);
+/* High watermarks of every partition of a topic into ends[0..n), one client
+ * for all; returns n.  Fails the test when the topic has more than max. */
+int itest_topic_ends(const char *topic, int64_t *ends, int max);
 /* Sum of the high watermarks of every partition of a topic. */
 int64_t itest_topic_end(const char *topic);
 
