@@ -571,6 +571,41 @@ int itest_consume_until(const char *topic, itest_msg_fn fn, void *opaque, int ti
     return accepted;
 }
 
+typedef struct find_events {
+    const char *type;
+    itest_found_t *want;
+    size_t n, found;
+} find_events_t;
+
+static int match_events(void *opaque, const gov_kafka_msg_t *m) {
+    find_events_t *f = opaque;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[256];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    const char *id = json_string_value(json_object_get(ev, "event_id"));
+    for (size_t i = 0; id && strcmp(type, f->type) == 0 && i < f->n; i++) {
+        itest_found_t *w = &f->want[i];
+        if (w->found || strcmp(id, w->event_id) != 0)
+            continue;
+        w->found = 1;
+        w->partition = m->partition;
+        w->offset = m->offset;
+        snprintf(w->key, sizeof w->key, "%.*s", (int)m->key_len, (const char *)m->key);
+        w->event = json_incref(ev);
+        f->found++;
+    }
+    json_decref(ev);
+    return f->found == f->n;
+}
+
+int itest_find_events(const char *topic, const char *type, itest_found_t *want, size_t n,
+                      int timeout_ms) {
+    find_events_t f = {type, want, n, 0};
+    return itest_consume_until(topic, match_events, &f, timeout_ms);
+}
+
 void itest_msg_header(const gov_kafka_msg_t *m, const char *name, char *buf, size_t size) {
     rd_kafka_headers_t *h = NULL;
     const void *v = NULL;

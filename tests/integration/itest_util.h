@@ -219,6 +219,22 @@ json_t *itest_find_audit(const char *tenant, const char *component, const char *
 
 /* --- Kafka ------------------------------------------------------------------ */
 
+/* An event looked for on a topic by its event_id, and where it was found. */
+typedef struct itest_found {
+    char event_id[48];   /* in */
+    int found;           /* out: 1 once seen */
+    int32_t partition;
+    int64_t offset;
+    char key[128];       /* the message key */
+    json_t *event;       /* the decoded event, a new reference (json_decref) */
+} itest_found_t;
+/* Reads topic from its beginning with a fresh group until every want[i]
+ * (a message of Avro type `type` whose event_id is want[i].event_id) is
+ * found, or timeout_ms passes; messages that do not decode are passed over
+ * (poison tests share the topics).  Returns 1 when all were found. */
+int itest_find_events(const char *topic, const char *type, itest_found_t *want, size_t n,
+                      int timeout_ms);
+
 /* itest_produce_event that also gives where the message landed. */
 void itest_produce_event_at(const char *topic, const char *type, json_t *event,
                             int32_t *partition, int64_t *offset);

@@ -853,45 +853,12 @@ static void test_usage_errors(void **state) {
 
 /* --- publish ----------------------------------------------------------------- */
 
+/* What `govctl publish` printed. */
 typedef struct published {
     char event_id[GOV_UUID_STRLEN + 1];
-    int found;
-    int32_t partition;
-    int64_t offset;
-    char key[96];
-    json_t *event;
     int printed_partition;
+    int64_t printed_offset;
 } published_t;
-
-typedef struct wanted {
-    published_t *p;
-    size_t n;
-} wanted_t;
-
-static int on_bundle(void *opaque, const gov_kafka_msg_t *m) {
-    wanted_t *w = opaque;
-    json_t *ev = NULL;
-    const char *name = NULL;
-    char eb[256];
-    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &name, eb, sizeof eb) != GOV_OK)
-        return 0; /* other producers' poison tests share the topic */
-    const char *id = json_string_value(json_object_get(ev, "event_id"));
-    for (size_t i = 0; id && i < w->n; i++) {
-        published_t *p = &w->p[i];
-        if (!p->found && strcmp(id, p->event_id) == 0 && strcmp(name, "ConstitutionBundle") == 0) {
-            p->found = 1;
-            p->partition = m->partition;
-            p->offset = m->offset;
-            snprintf(p->key, sizeof p->key, "%.*s", (int)m->key_len, (const char *)m->key);
-            p->event = json_incref(ev);
-        }
-    }
-    json_decref(ev);
-    size_t found = 0;
-    for (size_t i = 0; i < w->n; i++)
-        found += (size_t)w->p[i].found;
-    return found == w->n;
-}
 
 /* Parses "published constitution.bundles partition=P offset=O event_id=E\n". */
 static void parse_published(published_t *p) {
@@ -903,18 +870,19 @@ static void parse_published(published_t *p) {
         fail_msg("unexpected publish output: %s", g_out);
     memset(p, 0, sizeof *p);
     snprintf(p->event_id, sizeof p->event_id, "%s", id);
-    p->offset = off; /* as printed; compared with the consumed message below */
+    p->printed_offset = off; /* compared with the consumed message below */
     p->printed_partition = part;
 }
 
-static void check_published(const published_t *p, int64_t printed_offset, const char *tenant,
+/* The event as consumed (got) against what govctl printed (p) and the file. */
+static void check_published(const published_t *p, const itest_found_t *got, const char *tenant,
                             const char *bundle_path, const char *source) {
-    if (!p->found)
+    if (!got->found)
         fail_msg("event %s not found on constitution.bundles", p->event_id);
-    assert_int_equal(p->offset, printed_offset);
-    assert_int_equal(p->partition, p->printed_partition);
-    assert_string_equal(p->key, tenant);
-    json_t *ev = p->event, *b = load_json(bundle_path);
+    assert_int_equal(got->offset, p->printed_offset);
+    assert_int_equal(got->partition, p->printed_partition);
+    assert_string_equal(got->key, tenant);
+    json_t *ev = got->event, *b = load_json(bundle_path);
     assert_string_equal(member(ev, "tenant"), tenant);
     assert_string_equal(member(ev, "source"), source);
     assert_true(json_is_null(json_object_get(ev, "etag")));
@@ -946,28 +914,28 @@ static void test_publish(void **state) {
     sign_as(p, "bob");
 
     published_t pub[2];
-    int64_t printed[2];
     /* --brokers and --source given */
     EXPECT_OK(GOVCTL(NOENV, "publish", "--tenant", tenant, "--brokers", brokers, "--source",
                      "itest-govctl", p));
     parse_published(&pub[0]);
-    printed[0] = pub[0].offset;
     /* brokers from GOV_KAFKA_BROKERS, source from $USER */
     const char *env[] = {env_brokers, env_user, NULL};
     EXPECT_OK(GOVCTL(env, "publish", "--tenant", tenant, p));
     parse_published(&pub[1]);
-    printed[1] = pub[1].offset;
     assert_string_not_equal(pub[0].event_id, pub[1].event_id);
 
-    wanted_t w = {pub, 2};
-    if (!itest_consume_until("constitution.bundles", on_bundle, &w, 60000))
+    itest_found_t at[2];
+    memset(at, 0, sizeof at);
+    for (size_t i = 0; i < 2; i++)
+        snprintf(at[i].event_id, sizeof at[i].event_id, "%s", pub[i].event_id);
+    if (!itest_find_events("constitution.bundles", "ConstitutionBundle", at, 2, 60000))
         fail_msg("the published events did not arrive on constitution.bundles");
-    check_published(&pub[0], printed[0], tenant, p, "itest-govctl");
+    check_published(&pub[0], &at[0], tenant, p, "itest-govctl");
     char src[80];
     snprintf(src, sizeof src, "govctl:%s", env_user + 5);
-    check_published(&pub[1], printed[1], tenant, p, src);
-    json_decref(pub[0].event);
-    json_decref(pub[1].event);
+    check_published(&pub[1], &at[1], tenant, p, src);
+    json_decref(at[0].event);
+    json_decref(at[1].event);
 }
 
 static void test_publish_refusals(void **state) {

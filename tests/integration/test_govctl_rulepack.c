@@ -224,35 +224,12 @@ static void test_usage_errors(void **state) {
 
 /* --- publish ----------------------------------------------------------------- */
 
+/* What `govctl rulepack publish` printed, and the event as consumed. */
 typedef struct published {
-    char event_id[GOV_UUID_STRLEN + 1];
     int printed_partition;
     long long printed_offset;
-    int found;
-    int32_t partition;
-    int64_t offset;
-    char key[96];
-    json_t *event;
+    itest_found_t at;
 } published_t;
-
-static int on_pack(void *opaque, const gov_kafka_msg_t *m) {
-    published_t *p = opaque;
-    json_t *ev = NULL;
-    const char *name = NULL;
-    char eb[256];
-    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &name, eb, sizeof eb) != GOV_OK)
-        return 0; /* poison tests share the topic */
-    const char *id = json_string_value(json_object_get(ev, "event_id"));
-    if (id && strcmp(id, p->event_id) == 0 && strcmp(name, "RulePackPublished") == 0) {
-        p->found = 1;
-        p->partition = m->partition;
-        p->offset = m->offset;
-        snprintf(p->key, sizeof p->key, "%.*s", (int)m->key_len, (const char *)m->key);
-        p->event = json_incref(ev);
-    }
-    json_decref(ev);
-    return p->found;
-}
 
 /* Parses "published policy.rulepacks partition=P offset=O event_id=E\n". */
 static void parse_published(published_t *p) {
@@ -262,17 +239,17 @@ static void parse_published(published_t *p) {
                &p->printed_partition, &p->printed_offset, id, &nl) != 4 || nl != '\n' ||
         !gov_uuid_v7_valid(id) || p->printed_offset < 0 || p->printed_partition < 0)
         fail_msg("unexpected publish output: %s", g_out);
-    snprintf(p->event_id, sizeof p->event_id, "%s", id);
+    snprintf(p->at.event_id, sizeof p->at.event_id, "%s", id);
 }
 
 static void check_published(published_t *p, const char *tenant, const char *text,
                             const char *who) {
-    if (!itest_consume_until(TOPIC, on_pack, p, 60000))
-        fail_msg("event %s did not arrive on %s", p->event_id, TOPIC);
-    assert_int_equal(p->partition, p->printed_partition);
-    assert_int_equal(p->offset, p->printed_offset);
-    assert_string_equal(p->key, tenant);
-    json_t *ev = p->event;
+    if (!itest_find_events(TOPIC, "RulePackPublished", &p->at, 1, 60000))
+        fail_msg("event %s did not arrive on %s", p->at.event_id, TOPIC);
+    assert_int_equal(p->at.partition, p->printed_partition);
+    assert_int_equal(p->at.offset, p->printed_offset);
+    assert_string_equal(p->at.key, tenant);
+    json_t *ev = p->at.event;
     assert_string_equal(json_string_value(json_object_get(ev, "tenant")), tenant);
     assert_string_equal(json_string_value(json_object_get(ev, "pack_id")), "demo-baseline");
     assert_string_equal(json_string_value(json_object_get(ev, "version")), "1.0.0");
@@ -306,7 +283,7 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     EXPECT_OK(GOVCTL(env_b, "rulepack", "publish", path));
     published_t p2;
     parse_published(&p2);
-    assert_string_not_equal(p1.event_id, p2.event_id);
+    assert_string_not_equal(p1.at.event_id, p2.at.event_id);
     check_published(&p1, tenant, text, who);
     check_published(&p2, tenant, text, who);
 
@@ -325,9 +302,9 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     assert_int_equal(gov_redis_new("127.0.0.1", rport, 2000, &r, eb, sizeof eb), GOV_OK);
     char key[160];
     snprintf(key, sizeof key, "policy:rulepack:{%s}", tenant);
-    if (!itest_wait_offset(r, "gov-rulepacks", TOPIC, p2.partition, p2.offset, 30000))
+    if (!itest_wait_offset(r, "gov-rulepacks", TOPIC, p2.at.partition, p2.at.offset, 30000))
         fail_msg("gov-rulepacks did not reach offset %lld (var/test-logs/itest-govctl-gov-rulepacks.log)",
-                 (long long)p2.offset);
+                 (long long)p2.at.offset);
     gov_rulepack_t *pack = NULL;
     assert_int_equal(gov_rulepack_parse(text, strlen(text), NULL, &pack, NULL, eb, sizeof eb), GOV_OK);
     redisReply *rep = NULL;
@@ -340,7 +317,7 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     freeReplyObject(rep);
     assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb,
                                         "HGET policy:rulepack:{%s}:meta event_id", tenant), GOV_OK);
-    assert_string_equal(rep->str, p1.event_id);   /* the first publication won */
+    assert_string_equal(rep->str, p1.at.event_id);   /* the first publication won */
     freeReplyObject(rep);
     gov_rulepack_free(pack);
     gov_redis_free(r);
