@@ -2,9 +2,24 @@
  *
  * Everything here talks to real servers: the Kafka broker and Redis that
  * deploy/stack.sh started (addresses from var/stack.env), binaries from
- * build/release/bin run as child processes, HTTP through libcurl.  Nothing
- * is simulated.  Helpers abort the test (cmocka fail) when the environment
- * is not usable, with a message saying what is missing.
+ * build/release/bin (or ITEST_BIN_DIR) run as child processes, HTTP through
+ * libcurl.  Nothing is simulated.  Helpers abort the test (cmocka fail) when
+ * the environment is not usable, with a message saying what is missing.
+ *
+ * Every test uses these rather than its own copy:
+ *   - keys and PEM files, trust files, signed bundles (itest_ed25519_new,
+ *     itest_public_pem, itest_write_trust, itest_bundle_event);
+ *   - a private processor with its own component name, consumer group and
+ *     admin port, ready when started (itest_proc_start / itest_proc_stop):
+ *     a test then reads only what that component emitted, so the stack's
+ *     processor on the same topics cannot pass the test in its place;
+ *   - waiting on an observable outcome with a deadline, never a bare sleep
+ *     (itest_wait_for, itest_wait_http, itest_wait_offset,
+ *     itest_find_audit, itest_find_events, itest_wait_caught_up);
+ *   - the stack's addresses (itest_env) and clients (itest_redis,
+ *     itest_producer).
+ * Not thread-safe: one test thread per binary.  Functions returning paths
+ * or values in static storage say so.
  */
 #ifndef ITEST_UTIL_H
 #define ITEST_UTIL_H
