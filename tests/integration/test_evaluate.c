@@ -14,16 +14,13 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
-#include "gov_canon.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
