@@ -36,6 +36,11 @@
 
 /* --- the stack and the repository ------------------------------------------ */
 
+/* How long a private processor with a fresh consumer group may take to work
+ * through a topic's history before a test's own events: the history grows
+ * with every run on a long-lived stack, and the ASan build is slow. */
+#define ITEST_HISTORY_MS 240000
+
 /* A value from the environment, else var/stack.env, else fallback.  The
  * returned string is static storage valid until the next call. */
 const char *itest_env(const char *name, const char *fallback);

@@ -45,7 +45,7 @@ static int setup(void **state) {
     start_audit();
     /* A fresh group starts at the topics' beginning: once it has worked
      * through the history, what it counts is this run's. */
-    if (!itest_wait_caught_up(audit.port, 6, 120000))
+    if (!itest_wait_caught_up(audit.port, 6, ITEST_HISTORY_MS))
         fail_msg("gov-audit did not catch up with its topics");
     return 0;
 }
@@ -285,7 +285,7 @@ static void test_replay_from_offset_zero_leaves_stream_identical(void **state) {
     itest_proc_start(&replay, "gov-audit", COMPONENT "-replay", audit_env,
                      "itest-gov-audit-replay.log");
     /* Caught up = all six partitions report lag 0. */
-    int caught_up = itest_wait_caught_up(replay.port, 6, 60000);
+    int caught_up = itest_wait_caught_up(replay.port, 6, ITEST_HISTORY_MS);
     const char *flt[] = {"outcome=\"duplicate\"", NULL};
     double dups = itest_proc_metric(&replay, "processor_events_total", flt);
     int stopped = itest_proc_stop(&replay);

@@ -59,7 +59,7 @@ static int setup(void **state) {
     const char *env[] = {env_redis, env_trust, env_maxdoc, NULL};
     itest_proc_start(&proc, "gov-constitution", COMPONENT, env, "itest-gov-constitution.log");
     start_edge();
-    if (!itest_wait_caught_up(proc.port, 3, 120000))
+    if (!itest_wait_caught_up(proc.port, 3, ITEST_HISTORY_MS))
         fail_msg("gov-constitution did not catch up with constitution.bundles");
     itest_unique("acme", tenant, sizeof tenant);
     return 0;

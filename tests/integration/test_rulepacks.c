@@ -257,7 +257,7 @@ static void catch_up(void) {
         if (p.partition >= 0 && p.partition < 64 && !done[p.partition]) {
             /* the whole history first: it grows with every run on a stack,
              * and the sanitizer build compiles each pack slowly */
-            wait_processed_within(p, 120000);
+            wait_processed_within(p, ITEST_HISTORY_MS);
             done[p.partition] = 1;
             seen++;
         }
