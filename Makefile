@@ -103,6 +103,10 @@ $(foreach p,$(PROCESSORS),$(eval $(call processor_rule,asan,ASAN_CFLAGS,$(p))))
 # The integration helper is not itself a test.
 release_ITEST := $(filter-out %/itest_util,$(release_ITEST))
 asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
+# Every integration test includes its shared helper's header: a change to it
+# rebuilds them (a stale object would read a changed struct wrongly).
+$(foreach v,release asan,$(patsubst %.c,build/$(v)/obj/%.o,$(ITEST_SRC) tests/integration/itest_util.c)): \
+    tests/integration/itest_util.h
 .SECONDARY:
 
 # Schemas are compiled into libgov_core so a binary never depends on where it runs.

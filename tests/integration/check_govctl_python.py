@@ -2,7 +2,7 @@
 """check_govctl_python.py - an independent check of a bundle signed by `govctl sign`.
 
 Nothing of libgov is used here: the checksum is recomputed the way SomaBrain computes it
-(DESIGN.md section 5, "somabrain-json"): CPython's
+(docs/contracts.md, canonicalization "somabrain-json"): CPython's
 
     json.dumps(document, sort_keys=True, separators=(",", ":"))   # ensure_ascii=True
 

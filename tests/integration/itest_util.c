@@ -1,4 +1,15 @@
-/* itest_util.c - see itest_util.h.  Real servers only. */
+/* itest_util.c - the helpers every integration test shares (itest_util.h).
+ *
+ * What: the stack's addresses, running the project's binaries (one-shot
+ * tools with their output captured, private processors with their own
+ * component name, group and port), Ed25519 keys, trust files and signed
+ * bundles made with OpenSSL, and waits on observable outcomes (an HTTP
+ * answer, a Redis key, a Kafka message) with a deadline.
+ * How: real servers only - libcurl, hiredis through gov_redis, librdkafka
+ * through gov_kafka and its admin API, fork/exec for binaries.
+ * Not: a fixture of any one test; nothing here simulates a server, and a
+ * helper that cannot do its work fails the test with what is missing.
+ */
 #include "itest_util.h"
 
 #include <setjmp.h>
@@ -6,21 +17,26 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_canon.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -44,6 +60,18 @@ static const char *root(void) {
 const char *itest_path(const char *rel) {
     static char buf[PATH_MAX * 2];
     snprintf(buf, sizeof buf, "%s/%s", root(), rel);
+    return buf;
+}
+
+const char *itest_log_path(const char *name) {
+    /* Its own buffers: a caller may hold an itest_path() result meanwhile. */
+    static char buf[PATH_MAX * 2];
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/var", root());
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof dir, "%s/var/test-logs", root());
+    mkdir(dir, 0755);
+    snprintf(buf, sizeof buf, "%s/var/test-logs/%s", root(), name);
     return buf;
 }
 
@@ -105,9 +133,7 @@ void itest_unique(const char *prefix, char *buf, size_t size) {
 
 pid_t itest_spawn(const char *const *argv, const char *const *extra_env, const char *logname) {
     char logpath[PATH_MAX];
-    mkdir(itest_path("var"), 0755);
-    mkdir(itest_path("var/test-logs"), 0755);
-    snprintf(logpath, sizeof logpath, "%s/var/test-logs/%s", root(), logname);
+    snprintf(logpath, sizeof logpath, "%s", itest_log_path(logname));
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
@@ -229,14 +255,30 @@ long itest_http_get(const char *url, char **body) {
     return status;
 }
 
-int itest_wait_http(const char *url, long want, int timeout_ms) {
-    int64_t end = gov_mono_micros() + (int64_t)timeout_ms * 1000;
-    while (gov_mono_micros() < end) {
-        if (itest_http_get(url, NULL) == want)
-            return 1;
-        itest_sleep_ms(100);
+long itest_wait_for(int (*ready)(void *opaque), void *opaque, int timeout_ms, int interval_ms) {
+    int64_t start = gov_mono_micros(), end = start + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        if (ready(opaque))
+            return (long)((gov_mono_micros() - start) / 1000);
+        if (gov_mono_micros() >= end)
+            return -1;
+        itest_sleep_ms(interval_ms);
     }
-    return 0;
+}
+
+typedef struct http_want {
+    const char *url;
+    long status;
+} http_want_t;
+
+static int http_answers(void *opaque) {
+    const http_want_t *w = opaque;
+    return itest_http_get(w->url, NULL) == w->status;
+}
+
+int itest_wait_http(const char *url, long want, int timeout_ms) {
+    http_want_t w = {url, want};
+    return itest_wait_for(http_answers, &w, timeout_ms, 100) >= 0;
 }
 
 double itest_metric(const char *text, const char *name, const char *const *filters) {
@@ -293,8 +335,9 @@ int itest_wait_caught_up(int port, int partitions, int timeout_ms) {
 }
 
 int itest_promtool_check(const char *text) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/var/test-logs/metrics-%d.txt", root(), (int)getpid());
+    char path[PATH_MAX], name[64];
+    snprintf(name, sizeof name, "metrics-%d.txt", (int)getpid());
+    snprintf(path, sizeof path, "%s", itest_log_path(name));
     FILE *f = fopen(path, "w");
     if (f == NULL)
         fail_msg("cannot write %s", path);
@@ -388,7 +431,8 @@ void itest_produce_raw(const char *topic, const char *key, const void *buf, size
         fail_msg("produce to %s: %s", topic, eb);
 }
 
-void itest_produce_event(const char *topic, const char *type, json_t *event) {
+void itest_produce_event_at(const char *topic, const char *type, json_t *event,
+                            int32_t *partition, int64_t *offset) {
     unsigned char *buf = NULL;
     size_t len = 0;
     char eb[256];
@@ -397,8 +441,16 @@ void itest_produce_event(const char *topic, const char *type, json_t *event) {
     const char *key = json_string_value(json_object_get(event, "tenant"));
     if (key == NULL)
         key = json_string_value(json_object_get(event, "kid"));
-    itest_produce_raw(topic, key ? key : "", buf, len);
+    if (key == NULL)
+        key = "";
+    if (gov_kafka_produce_sync(itest_producer(), topic, key, strlen(key), buf, len, NULL, 0,
+                               15000, partition, offset, eb, sizeof eb) != GOV_OK)
+        fail_msg("produce to %s: %s", topic, eb);
     gov_free(buf);
+}
+
+void itest_produce_event(const char *topic, const char *type, json_t *event) {
+    itest_produce_event_at(topic, type, event, NULL, NULL);
 }
 
 static rd_kafka_t *admin_client(void) {
@@ -419,6 +471,60 @@ static void admin_wait(rd_kafka_queue_t *q, const char *what) {
     if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR)
         fail_msg("%s: %s", what, rd_kafka_event_error_string(ev));
     rd_kafka_event_destroy(ev);
+}
+
+int itest_topic_partitions(const char *topic) {
+    rd_kafka_t *rk = admin_client();
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(rk);
+    if (n <= 0)
+        fail_msg("no metadata for %s", topic);
+    return n;
+}
+
+int64_t itest_high_watermark(const char *topic, int32_t partition) {
+    rd_kafka_t *rk = admin_client();
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 10000);
+    rd_kafka_destroy(rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("watermarks of %s/%d: %s", topic, (int)partition, rd_kafka_err2str(e));
+    return hi;
+}
+
+int itest_topic_ends(const char *topic, int64_t *ends, int max) {
+    int n = itest_topic_partitions(topic);
+    if (n > max)
+        fail_msg("%s has %d partitions (room for %d)", topic, n, max);
+    rd_kafka_t *rk = admin_client();
+    for (int32_t i = 0; i < n; i++) {
+        int64_t lo = -1;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &ends[i], 15000);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_destroy(rk);
+            fail_msg("watermarks of %s/%d: %s", topic, (int)i, rd_kafka_err2str(e));
+        }
+    }
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+int64_t itest_topic_end(const char *topic) {
+    int64_t ends[64], sum = 0;
+    int n = itest_topic_ends(topic, ends, 64);
+    for (int i = 0; i < n; i++)
+        sum += ends[i];
+    return sum;
 }
 
 void itest_create_topic(const char *topic, int partitions) {
@@ -463,6 +569,41 @@ int itest_consume_until(const char *topic, itest_msg_fn fn, void *opaque, int ti
     }
     gov_kafka_consumer_close(c);
     return accepted;
+}
+
+typedef struct find_events {
+    const char *type;
+    itest_found_t *want;
+    size_t n, found;
+} find_events_t;
+
+static int match_events(void *opaque, const gov_kafka_msg_t *m) {
+    find_events_t *f = opaque;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[256];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    const char *id = json_string_value(json_object_get(ev, "event_id"));
+    for (size_t i = 0; id && strcmp(type, f->type) == 0 && i < f->n; i++) {
+        itest_found_t *w = &f->want[i];
+        if (w->found || strcmp(id, w->event_id) != 0)
+            continue;
+        w->found = 1;
+        w->partition = m->partition;
+        w->offset = m->offset;
+        snprintf(w->key, sizeof w->key, "%.*s", (int)m->key_len, (const char *)m->key);
+        w->event = json_incref(ev);
+        f->found++;
+    }
+    json_decref(ev);
+    return f->found == f->n;
+}
+
+int itest_find_events(const char *topic, const char *type, itest_found_t *want, size_t n,
+                      int timeout_ms) {
+    find_events_t f = {type, want, n, 0};
+    return itest_consume_until(topic, match_events, &f, timeout_ms);
 }
 
 void itest_msg_header(const gov_kafka_msg_t *m, const char *name, char *buf, size_t size) {
@@ -532,4 +673,366 @@ long long itest_wait_xlen(const char *key, long long want, int timeout_ms) {
         itest_sleep_ms(50);
     } while (gov_mono_micros() < end);
     return n;
+}
+
+/* --- files ------------------------------------------------------------------ */
+
+char *itest_read_file(const char *path, size_t *len) {
+    const char *full = path[0] == '/' ? path : itest_path(path);
+    FILE *f = fopen(full, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s: %s", full, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (nb == NULL)
+                fail_msg("out of memory reading %s", full);
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+void itest_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, len, f) != len) {
+        if (f)
+            fclose(f);
+        fail_msg("cannot write %s", path);
+    }
+    if (fclose(f) != 0)
+        fail_msg("cannot write %s", path);
+}
+
+char *itest_replace_once(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    if (at == NULL || strstr(at + 1, from) != NULL)
+        fail_msg("\"%s\" does not occur exactly once", from);
+    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(strlen(text) - fl + tl + 1);
+    memcpy(out, text, pre);
+    memcpy(out + pre, to, tl);
+    strcpy(out + pre + tl, at + fl);
+    return out;
+}
+
+int itest_workdir_new(const char *prefix, char *dir, size_t size) {
+    char name[96];
+    itest_unique(prefix, name, sizeof name);
+    snprintf(dir, size, "%s", itest_log_path(name));
+    if (mkdir(dir, 0700) != 0) {
+        fprintf(stderr, "cannot create %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void itest_workdir_remove(const char *dir) {
+    if (dir[0] == 0 || getenv("ITEST_KEEP") != NULL)
+        return;
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* --- running a command line tool ------------------------------------------- */
+
+int itest_run_capture(const char *const *argv, const char *const *extra_env, char *out,
+                      size_t out_size, char *err, size_t err_size) {
+    /* itest_run captures stdout; the child inherits our fd 2, pointed at a
+     * file for the duration. */
+    char errpath[PATH_MAX], name[64];
+    snprintf(name, sizeof name, "stderr-%d.txt", (int)getpid());
+    snprintf(errpath, sizeof errpath, "%s", itest_log_path(name));
+    fflush(stderr);
+    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail_msg("cannot create %s", errpath);
+    int saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+    int rc = itest_run(argv, extra_env, out, out_size);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fopen(errpath, "rb");
+    size_t n = f ? fread(err, 1, err_size - 1, f) : 0;
+    err[n] = 0;
+    if (f)
+        fclose(f);
+    unlink(errpath);
+    if (strstr(err, "Sanitizer") || strstr(err, "runtime error:"))
+        fail_msg("%s: sanitizer report:\n%s", argv[0], err);
+    if (getenv("ITEST_VERBOSE"))
+        fprintf(stderr, "$ %s %s ... -> %d\n%s%s", argv[0], argv[1] ? argv[1] : "", rc,
+                out ? out : "", err);
+    return rc;
+}
+
+int itest_govctl(const char *const *extra_env, const char *const *args, char *out, size_t out_size,
+                 char *err, size_t err_size) {
+    const char *argv[32];
+    size_t n = 0;
+    argv[n++] = itest_bin("govctl");
+    for (size_t i = 0; args[i]; i++) {
+        if (n + 1 >= sizeof argv / sizeof argv[0])
+            fail_msg("too many arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    return itest_run_capture(argv, extra_env, out, out_size, err, err_size);
+}
+
+void itest_expect_usage(int rc, const char *err, int line) {
+    if (rc != 2 || strstr(err, "govctl: usage: ") == NULL)
+        fail_msg("line %d: want exit 2 with a usage line; got exit %d, stderr:\n%s", line, rc,
+                 err);
+}
+
+void itest_expect_ok(int rc, const char *err, int line) {
+    if (rc != 0)
+        fail_msg("line %d: want exit 0; got %d, stderr:\n%s", line, rc, err);
+}
+
+/* --- Ed25519 keys, trust files, signed bundles ----------------------------- */
+
+EVP_PKEY *itest_ed25519_new(void) {
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    if (kc == NULL || EVP_PKEY_keygen_init(kc) != 1 || EVP_PKEY_keygen(kc, &k) != 1)
+        fail_msg("Ed25519 key generation failed");
+    EVP_PKEY_CTX_free(kc);
+    return k;
+}
+
+char *itest_public_pem(EVP_PKEY *k) {
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL || PEM_write_bio_PUBKEY(bio, k) != 1)
+        fail_msg("cannot write a public key PEM");
+    char *p;
+    long n = BIO_get_mem_data(bio, &p);
+    char *out = strndup(p, (size_t)n);
+    BIO_free(bio);
+    return out;
+}
+
+void itest_sign_hex(EVP_PKEY *k, const char *msg, char out[129]) {
+    unsigned char sig[64];
+    size_t sl = sizeof sig;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+        EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)msg, strlen(msg)) != 1 || sl != 64)
+        fail_msg("Ed25519 signing failed");
+    EVP_MD_CTX_free(ctx);
+    gov_hex_encode(sig, 64, out);
+}
+
+void itest_write_trust_pems(const char *path, int threshold, size_t n, const char *const *ids,
+                            const char *const *pems) {
+    json_t *map = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(map, ids[i], json_string(pems[i]));
+    json_t *t = json_pack("{s:i, s:o}", "threshold", threshold, "signers", map);
+    if (t == NULL || json_dump_file(t, path, JSON_INDENT(2)) != 0)
+        fail_msg("cannot write %s", path);
+    json_decref(t);
+}
+
+void itest_write_trust(const char *path, int threshold, size_t n, const char *const *ids,
+                       EVP_PKEY *const *keys) {
+    char *pems[8] = {NULL};
+    if (n > sizeof pems / sizeof pems[0])
+        fail_msg("too many signers for a test trust file");
+    for (size_t i = 0; i < n; i++)
+        pems[i] = itest_public_pem(keys[i]);
+    itest_write_trust_pems(path, threshold, n, ids, (const char *const *)pems);
+    for (size_t i = 0; i < n; i++)
+        free(pems[i]);
+}
+
+void itest_checksum(const char *doc, const char *canon, const char *alg, char out[129]) {
+    json_t *d = NULL;
+    char eb[200];
+    gov_canon_t kind;
+    if (gov_canon_from_name(canon, &kind) != 0)
+        fail_msg("unknown canonicalization %s", canon);
+    if (gov_canon_parse(doc, strlen(doc), &d, NULL, eb, sizeof eb) != GOV_OK)
+        fail_msg("test document does not parse: %s", eb);
+    if (gov_canon_checksum(d, kind, alg, out, eb, sizeof eb) != GOV_OK)
+        fail_msg("checksum: %s", eb);
+    json_decref(d);
+}
+
+json_t *itest_bundle_event(const char *tenant, const char *doc, const char *canon, const char *alg,
+                           const char *checksum, EVP_PKEY *const *keys, const char *const *ids,
+                           const int *who) {
+    char cs[129];
+    if (checksum)
+        snprintf(cs, sizeof cs, "%s", checksum);
+    else
+        itest_checksum(doc, canon, alg, cs);
+    json_t *sigs = json_array();
+    for (size_t i = 0; who[i] >= 0; i++) {
+        char sig[129];
+        itest_sign_hex(keys[who[i]], cs, sig);
+        json_array_append_new(sigs, json_pack("{s:s, s:s, s:s}", "signer_id", ids[who[i]],
+                                              "algorithm", "ed25519", "signature", sig));
+    }
+    char id[GOV_UUID_STRLEN + 1];
+    gov_uuid_v7(id);
+    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:n}", "event_id", id,
+                     "occurred_at", (json_int_t)gov_now_micros(), "tenant", tenant,
+                     "document_json", doc, "canonicalization", canon, "hash_alg", alg,
+                     "checksum", cs, "signatures", sigs, "source", "itest", "etag");
+}
+
+/* --- private processes ------------------------------------------------------ */
+
+int itest_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+        fail_msg("cannot find a free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
+                      const char *const *extra_env, const char *logname) {
+    char env_port[48], env_component[128], env_group[160];
+    const char *env[40];
+    size_t n = 0;
+    snprintf(p->bin, sizeof p->bin, "%s", bin);
+    snprintf(p->log, sizeof p->log, "%s", logname);
+    if (p->port == 0)
+        p->port = itest_free_port();
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", p->port);
+    snprintf(env_port, sizeof env_port, "%s=%d",
+             strcmp(bin, "gov-edge") == 0 ? "GOV_PORT" : "GOV_ADMIN_PORT", p->port);
+    env[n++] = env_port;
+    if (component != NULL) {
+        snprintf(env_component, sizeof env_component, "GOV_COMPONENT_NAME=%s", component);
+        if (p->group[0] == 0)
+            itest_unique(component, p->group, sizeof p->group);
+        snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", p->group);
+        env[n++] = env_component;
+        env[n++] = env_group;
+    }
+    for (const char *const *e = extra_env; e && *e; e++) {
+        if (n + 1 >= sizeof env / sizeof env[0])
+            fail_msg("too many environment entries for %s", bin);
+        env[n++] = *e;
+    }
+    env[n] = NULL;
+    const char *argv[] = {itest_bin(bin), NULL};
+    p->pid = itest_spawn(argv, env, logname);
+    char url[96];
+    snprintf(url, sizeof url, "%s/readyz", p->url);
+    if (!itest_wait_http(url, 200, 30000))
+        fail_msg("%s did not become ready on port %d (var/test-logs/%s)", bin, p->port, logname);
+}
+
+int itest_proc_stop(itest_proc_t *p) {
+    if (p->pid <= 0)
+        return 0;
+    int st = itest_stop(p->pid, SIGTERM, 15000);
+    p->pid = -1;
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "%s did not exit cleanly on SIGTERM (status %d); see var/test-logs/%s\n",
+                p->bin, st, p->log);
+        return -1;
+    }
+    return 0;
+}
+
+long itest_proc_get(const itest_proc_t *p, const char *path, char **body) {
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", p->url, path);
+    return itest_http_get(url, body);
+}
+
+double itest_proc_metric(const itest_proc_t *p, const char *name, const char *const *filters) {
+    char *body = NULL;
+    double v = -1;
+    if (itest_proc_get(p, "/metrics", &body) == 200)
+        v = itest_metric(body, name, filters);
+    free(body);
+    return v;
+}
+
+/* --- waiting on outcomes ---------------------------------------------------- */
+
+typedef struct offset_want {
+    gov_redis_t *r;
+    const char *key;
+    int64_t offset;
+} offset_want_t;
+
+static int offset_reached(void *opaque) {
+    offset_want_t *w = opaque;
+    redisReply *rep = NULL;
+    char eb[200];
+    int done = 0;
+    if (gov_redis_commandf(w->r, &rep, eb, sizeof eb, "GET %s", w->key) == GOV_OK) {
+        done = rep->type == REDIS_REPLY_STRING && atoll(rep->str) >= w->offset;
+        freeReplyObject(rep);
+    }
+    return done;
+}
+
+int itest_wait_offset(gov_redis_t *r, const char *processor, const char *topic, int32_t partition,
+                      int64_t offset, int timeout_ms) {
+    char key[256];
+    snprintf(key, sizeof key, "gov:offsets:%s:%s:%d", processor, topic, (int)partition);
+    offset_want_t w = {r, key, offset};
+    return itest_wait_for(offset_reached, &w, timeout_ms, 50) >= 0;
+}
+
+typedef struct audit_find {
+    const char *tenant, *component, *action, *correlation_id;
+    json_t *found;
+} audit_find_t;
+
+static int str_is(const json_t *o, const char *member, const char *want) {
+    const char *v = json_string_value(json_object_get(o, member));
+    return v != NULL && strcmp(v, want) == 0;
+}
+
+static int match_audit(void *opaque, const gov_kafka_msg_t *m) {
+    audit_find_t *f = opaque;
+    if (m->key_len != strlen(f->tenant) || memcmp(m->key, f->tenant, m->key_len) != 0)
+        return 0;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[200];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0; /* poison tests share the topic */
+    if (strcmp(type, "AuditEvent") == 0 && str_is(ev, "component", f->component) &&
+        (f->action == NULL || str_is(ev, "action", f->action)) &&
+        (f->correlation_id == NULL || str_is(ev, "correlation_id", f->correlation_id))) {
+        f->found = ev;
+        return 1;
+    }
+    json_decref(ev);
+    return 0;
+}
+
+json_t *itest_find_audit(const char *tenant, const char *component, const char *action,
+                         const char *correlation_id, int timeout_ms) {
+    audit_find_t f = {tenant, component, action, correlation_id, NULL};
+    itest_consume_until("identity.audit", match_audit, &f, timeout_ms);
+    return f.found;
 }

@@ -2,14 +2,30 @@
  *
  * Everything here talks to real servers: the Kafka broker and Redis that
  * deploy/stack.sh started (addresses from var/stack.env), binaries from
- * build/release/bin run as child processes, HTTP through libcurl.  Nothing
- * is simulated.  Helpers abort the test (cmocka fail) when the environment
- * is not usable, with a message saying what is missing.
+ * build/release/bin (or ITEST_BIN_DIR) run as child processes, HTTP through
+ * libcurl.  Nothing is simulated.  Helpers abort the test (cmocka fail) when
+ * the environment is not usable, with a message saying what is missing.
+ *
+ * Every test uses these rather than its own copy:
+ *   - keys and PEM files, trust files, signed bundles (itest_ed25519_new,
+ *     itest_public_pem, itest_write_trust, itest_bundle_event);
+ *   - a private processor with its own component name, consumer group and
+ *     admin port, ready when started (itest_proc_start / itest_proc_stop):
+ *     a test then reads only what that component emitted, so the stack's
+ *     processor on the same topics cannot pass the test in its place;
+ *   - waiting on an observable outcome with a deadline, never a bare sleep
+ *     (itest_wait_for, itest_wait_http, itest_wait_offset,
+ *     itest_find_audit, itest_find_events, itest_wait_caught_up);
+ *   - the stack's addresses (itest_env) and clients (itest_redis,
+ *     itest_producer).
+ * Not thread-safe: one test thread per binary.  Functions returning paths
+ * or values in static storage say so.
  */
 #ifndef ITEST_UTIL_H
 #define ITEST_UTIL_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -17,6 +33,13 @@
 #include "gov_avro.h"
 #include "gov_kafka.h"
 #include "gov_redis.h"
+
+/* --- the stack and the repository ------------------------------------------ */
+
+/* How long a private processor with a fresh consumer group may take to work
+ * through a topic's history before a test's own events: the history grows
+ * with every run on a long-lived stack, and the ASan build is slow. */
+#define ITEST_HISTORY_MS 240000
 
 /* A value from the environment, else var/stack.env, else fallback.  The
  * returned string is static storage valid until the next call. */
@@ -32,6 +55,9 @@ const char *itest_bin(const char *name);
 
 /* Absolute path of a repository file ("build/release/bin/gov-audit"). */
 const char *itest_path(const char *rel);
+/* Absolute path of var/test-logs/<name>, the folder made when missing
+ * (static storage, valid until the next call). */
+const char *itest_log_path(const char *name);
 
 /* Starts argv[0] (a path relative to the repository) with extra environment
  * entries "K=V" (NULL-terminated, may be NULL), stdout+stderr to logfile
@@ -93,5 +119,154 @@ json_t *itest_decision_event(const char *tenant, const char *decision_id);
 long long itest_wait_xlen(const char *key, long long want, int timeout_ms);
 
 void itest_sleep_ms(long ms);
+
+/* --- files ------------------------------------------------------------------ */
+
+/* The whole file at path (absolute, or relative to the repository) as a new
+ * NUL-terminated string (free); its length into *len when len is not NULL.
+ * Fails the test when it cannot be read. */
+char *itest_read_file(const char *path, size_t *len);
+/* Writes len bytes to path, replacing it.  Fails the test on error. */
+void itest_write_file(const char *path, const void *data, size_t len);
+/* A copy of text with `from`, which must occur exactly once, replaced by `to`
+ * (new memory, free).  Fails the test when `from` occurs 0 or 2+ times. */
+char *itest_replace_once(const char *text, const char *from, const char *to);
+/* Creates var/test-logs/<prefix>-<pid>-<random> (mode 0700) and writes its
+ * path into dir.  Returns 0, or -1 with a message on stderr (for a group
+ * setup, which must not fail_msg before the group runs). */
+int itest_workdir_new(const char *prefix, char *dir, size_t size);
+/* Removes what itest_workdir_new made, unless ITEST_KEEP is set. */
+void itest_workdir_remove(const char *dir);
+
+/* --- running a command line tool ------------------------------------------- */
+
+/* Runs argv like itest_run with stdout into out and stderr into err (through
+ * a file under var/test-logs, so the child writes freely).  A sanitizer
+ * report on stderr fails the test whatever the exit code.  Returns the exit
+ * code. */
+int itest_run_capture(const char *const *argv, const char *const *extra_env, char *out,
+                      size_t out_size, char *err, size_t err_size);
+/* itest_bin("govctl") with args (NULL-terminated) through itest_run_capture. */
+int itest_govctl(const char *const *extra_env, const char *const *args, char *out, size_t out_size,
+                 char *err, size_t err_size);
+/* Exit code 2 with "govctl: usage: " on stderr, else the test fails naming
+ * the caller's line. */
+void itest_expect_usage(int rc, const char *err, int line);
+/* Exit code 0, else the test fails naming the caller's line and stderr. */
+void itest_expect_ok(int rc, const char *err, int line);
+
+/* --- Ed25519 keys, trust files, signed bundles ----------------------------- */
+
+/* A fresh Ed25519 key pair from OpenSSL (new reference: EVP_PKEY_free). */
+EVP_PKEY *itest_ed25519_new(void);
+/* The SubjectPublicKeyInfo PEM of k's public half (new string, free). */
+char *itest_public_pem(EVP_PKEY *k);
+/* The Ed25519 signature of msg's bytes by k, as 128 lower-case hex digits. */
+void itest_sign_hex(EVP_PKEY *k, const char *msg, char out[129]);
+/* Writes a trust file as gov-constitution and `govctl verify` read it:
+ * {"threshold": t, "signers": {ids[i]: pems[i]}} for i < n (all borrowed). */
+void itest_write_trust_pems(const char *path, int threshold, size_t n, const char *const *ids,
+                            const char *const *pems);
+/* The same with the public halves of keys[i] (borrowed). */
+void itest_write_trust(const char *path, int threshold, size_t n, const char *const *ids,
+                       EVP_PKEY *const *keys);
+/* The checksum gov-constitution computes of a document text: canonical form
+ * `canon` ("jcs", "somabrain-json") hashed with `alg`, hex into out. */
+void itest_checksum(const char *doc, const char *canon, const char *alg, char out[129]);
+/* A ConstitutionBundle event for tenant (new reference): the document text,
+ * canon, alg, checksum (NULL: computed by itest_checksum), and one ed25519
+ * signature over the checksum text for each entry of who[] (an index into
+ * keys and ids; -1 ends), as gov-somabrain-sync and `govctl publish` send
+ * it (source "itest", etag null).  keys and ids are borrowed. */
+json_t *itest_bundle_event(const char *tenant, const char *doc, const char *canon, const char *alg,
+                           const char *checksum, EVP_PKEY *const *keys, const char *const *ids,
+                           const int *who);
+
+/* --- private processes ------------------------------------------------------ */
+
+/* A free TCP port on 127.0.0.1 (the kernel's pick; free when returned). */
+int itest_free_port(void);
+
+/* A binary of the project run as a private deployment next to the stack's:
+ * its own consumer group, its own component name (so its audit events and
+ * derived ids are told apart from the stack's processor, which reads the
+ * same topics), its own port. */
+typedef struct itest_proc {
+    pid_t pid;        /* -1 when not running */
+    int port;         /* admin port (processors) or HTTP port (gov-edge) */
+    char bin[64];     /* "gov-rulepacks" */
+    char log[128];    /* under var/test-logs/ */
+    char url[64];     /* http://127.0.0.1:<port> */
+    char group[128];  /* its consumer group, made at the first start */
+} itest_proc_t;
+
+/* Starts itest_bin(bin) with extra_env (NULL-terminated "K=V", may be NULL)
+ * plus its port (GOV_PORT for gov-edge, GOV_ADMIN_PORT otherwise: p->port,
+ * or a free port when p->port is 0), and for a processor (component not
+ * NULL) GOV_COMPONENT_NAME=component and GOV_KAFKA_GROUP=p->group (a fresh
+ * group when p->group is empty); a restart keeps port and group, so it
+ * resumes from its committed offsets.  Waits up to 30 s for its /readyz to
+ * answer 200 and fails the test, naming the log, when it does not.  p is
+ * zeroed by the caller before the first start. */
+void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
+                      const char *const *extra_env, const char *logname);
+/* SIGTERM, then waits up to 15 s: 0 when it exited with status 0, else -1
+ * with a message on stderr (a clean exit is part of every binary's contract,
+ * and LeakSanitizer reports at exit).  p->pid becomes -1; 0 when it was not
+ * running. */
+int itest_proc_stop(itest_proc_t *p);
+/* GET <p->url><path>: as itest_http_get. */
+long itest_proc_get(const itest_proc_t *p, const char *path, char **body);
+/* A metric of the process's /metrics as itest_metric; -1 when no sample
+ * matched or /metrics did not answer. */
+double itest_proc_metric(const itest_proc_t *p, const char *name, const char *const *filters);
+
+/* --- waiting on outcomes ---------------------------------------------------- */
+
+/* Polls ready(opaque) every interval_ms until it returns non-zero or
+ * timeout_ms passes.  Returns the ms waited, -1 on timeout. */
+long itest_wait_for(int (*ready)(void *opaque), void *opaque, int timeout_ms, int interval_ms);
+/* Waits until the offset key a processor writes last for a message,
+ * gov:offsets:<processor>:<topic>:<partition> in r (the processor's Redis),
+ * reaches offset.  1 when it did, 0 on timeout. */
+int itest_wait_offset(gov_redis_t *r, const char *processor, const char *topic, int32_t partition,
+                      int64_t offset, int timeout_ms);
+/* Reads identity.audit from its beginning until an AuditEvent keyed by
+ * tenant, emitted by `component` and, where not NULL, with this action and
+ * correlation_id; returns it (new reference) or NULL after timeout_ms. */
+json_t *itest_find_audit(const char *tenant, const char *component, const char *action,
+                         const char *correlation_id, int timeout_ms);
+
+/* --- Kafka ------------------------------------------------------------------ */
+
+/* An event looked for on a topic by its event_id, and where it was found. */
+typedef struct itest_found {
+    char event_id[48];   /* in */
+    int found;           /* out: 1 once seen */
+    int32_t partition;
+    int64_t offset;
+    char key[128];       /* the message key */
+    json_t *event;       /* the decoded event, a new reference (json_decref) */
+} itest_found_t;
+/* Reads topic from its beginning with a fresh group until every want[i]
+ * (a message of Avro type `type` whose event_id is want[i].event_id) is
+ * found, or timeout_ms passes; messages that do not decode are passed over
+ * (poison tests share the topics).  Returns 1 when all were found. */
+int itest_find_events(const char *topic, const char *type, itest_found_t *want, size_t n,
+                      int timeout_ms);
+
+/* itest_produce_event that also gives where the message landed. */
+void itest_produce_event_at(const char *topic, const char *type, json_t *event,
+                            int32_t *partition, int64_t *offset);
+/* Partitions of a topic, from the broker's metadata.  Fails the test when
+ * the topic is unknown. */
+int itest_topic_partitions(const char *topic);
+/* High watermark (the next offset) of one partition of a topic. */
+int64_t itest_high_watermark(const char *topic, int32_t partition);
+/* High watermarks of every partition of a topic into ends[0..n), one client
+ * for all; returns n.  Fails the test when the topic has more than max. */
+int itest_topic_ends(const char *topic, int64_t *ends, int max);
+/* Sum of the high watermarks of every partition of a topic. */
+int64_t itest_topic_end(const char *topic);
 
 #endif /* ITEST_UTIL_H */

@@ -23,20 +23,18 @@
 #include "gov_util.h"
 #include "itest_util.h"
 
-static pid_t redis_pid = -1, audit_pid = -1;
-static int redis_port;
-static char group[96], admin_port[16], admin_url[64];
-static char env_port[48], env_group[160], env_admin[48];
+#define COMPONENT "gov-audit-itest"
 
-static const char *const audit_env[] = {env_port, env_group, env_admin, NULL};
+static pid_t redis_pid = -1;
+static int redis_port;
+/* A deployment of its own, next to the stack's gov-audit on the same topics. */
+static itest_proc_t audit;
+static char env_port[48];
+
+static const char *const audit_env[] = {env_port, NULL};
 
 static void start_audit(void) {
-    const char *argv[] = {itest_bin("gov-audit"), NULL};
-    audit_pid = itest_spawn(argv, audit_env, "itest-gov-audit.log");
-    char url[96];
-    snprintf(url, sizeof url, "%s/readyz", admin_url);
-    if (!itest_wait_http(url, 200, 30000))
-        fail_msg("gov-audit did not become ready (see var/test-logs/itest-gov-audit.log)");
+    itest_proc_start(&audit, "gov-audit", COMPONENT, audit_env, "itest-gov-audit.log");
 }
 
 static int setup(void **state) {
@@ -44,12 +42,11 @@ static int setup(void **state) {
     redis_pid = itest_private_redis("audit", &redis_port);
     snprintf(env_port, sizeof env_port, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_port); /* itest helpers and govctl use it too */
-    itest_unique("itest-audit", group, sizeof group);
-    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
-    snprintf(admin_port, sizeof admin_port, "%d", 18700 + (int)(getpid() % 200));
-    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%s", admin_port);
-    snprintf(admin_url, sizeof admin_url, "http://127.0.0.1:%s", admin_port);
     start_audit();
+    /* A fresh group starts at the topics' beginning: once it has worked
+     * through the history, what it counts is this run's. */
+    if (!itest_wait_caught_up(audit.port, 6, ITEST_HISTORY_MS))
+        fail_msg("gov-audit did not catch up with its topics");
     return 0;
 }
 
@@ -57,15 +54,7 @@ static int setup(void **state) {
  * build, where LeakSanitizer reports at exit): anything else fails. */
 static int teardown(void **state) {
     (void)state;
-    int rc = 0;
-    if (audit_pid > 0) {
-        int st = itest_stop(audit_pid, SIGTERM, 15000);
-        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "gov-audit did not exit cleanly on SIGTERM (status %d); "
-                            "see var/test-logs/itest-gov-audit.log\n", st);
-            rc = -1;
-        }
-    }
+    int rc = itest_proc_stop(&audit);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     return rc;
@@ -169,9 +158,30 @@ static int match_dlq(void *opaque, const gov_kafka_msg_t *m) {
     return 1;
 }
 
+static const char *const dead_lettered_filter[] = {"outcome=\"dead_lettered\"",
+                                                   "topic=\"identity.audit\"", NULL};
+
+/* processor_events_total{outcome="dead_lettered",topic="identity.audit"} of
+ * the private gov-audit; 0 before the first. */
+static double dead_lettered(void) {
+    double v = itest_proc_metric(&audit, "processor_events_total", dead_lettered_filter);
+    return v < 0 ? 0 : v;
+}
+
+typedef struct dead_lettered_want {
+    double want, seen;
+} dead_lettered_t;
+
+static int dead_lettered_reached(void *opaque) {
+    dead_lettered_t *d = opaque;
+    d->seen = dead_lettered();
+    return d->seen >= d->want;
+}
+
 static void test_poison_goes_to_dlq_and_next_event_is_materialized(void **state) {
     (void)state;
     char tenant[64], key[128], nonce[64];
+    double before = dead_lettered();
     itest_unique("t", tenant, sizeof tenant);
     itest_unique("garbage", nonce, sizeof nonce);
 
@@ -196,8 +206,12 @@ static void test_poison_goes_to_dlq_and_next_event_is_materialized(void **state)
 
     snprintf(key, sizeof key, "audit:{%s}", tenant);
     assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
-    itest_sleep_ms(300);
-    assert_int_equal(itest_wait_xlen(key, 1, 10), 1); /* the poison did not land */
+    /* the private gov-audit has dead-lettered all three (it counts each
+     * once the DLQ acknowledged it) and the poison did not land */
+    dead_lettered_t dl = {before + 3, 0};
+    if (itest_wait_for(dead_lettered_reached, &dl, 20000, 50) < 0)
+        fail_msg("gov-audit dead-lettered %g of 3 poison messages", dl.seen - before);
+    assert_int_equal(itest_wait_xlen(key, 1, 10), 1);
 
     dlq_find_t f1 = {garbage, strlen(garbage), "", ""};
     assert_true(itest_consume_until("identity.audit.dlq", match_dlq, &f1, 30000));
@@ -211,19 +225,13 @@ static void test_poison_goes_to_dlq_and_next_event_is_materialized(void **state)
     assert_string_equal(f3.reason, "key_mismatch");
     free(buf);
 
-    char url[96], *body = NULL;
-    snprintf(url, sizeof url, "%s/metrics", admin_url);
-    assert_int_equal(itest_http_get(url, &body), 200);
-    const char *flt[] = {"outcome=\"dead_lettered\"", "topic=\"identity.audit\"", NULL};
-    assert_true(itest_metric(body, "processor_events_total", flt) >= 3);
-    free(body);
+    assert_true(dead_lettered() >= before + 3);
 }
 
 static void test_metrics_pass_promtool(void **state) {
     (void)state;
     char url[96], *body = NULL;
-    snprintf(url, sizeof url, "%s/metrics", admin_url);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_proc_get(&audit, "/metrics", &body), 200);
     assert_non_null(strstr(body, "processor_consumer_lag"));
     assert_non_null(strstr(body, "processor_events_total"));
     assert_int_equal(itest_promtool_check(body), 0);
@@ -273,39 +281,17 @@ static void test_replay_from_offset_zero_leaves_stream_identical(void **state) {
 
     /* A second gov-audit with a brand-new group replays both topics from
      * offset 0 into the same Redis. */
-    char g2[96], eg[160], ea[48], url[96];
-    itest_unique("itest-replay", g2, sizeof g2);
-    snprintf(eg, sizeof eg, "GOV_KAFKA_GROUP=%s", g2);
-    int port2 = atoi(admin_port) + 1;
-    snprintf(ea, sizeof ea, "GOV_ADMIN_PORT=%d", port2);
-    const char *env[] = {env_port, eg, ea, NULL};
-    const char *argv[] = {itest_bin("gov-audit"), NULL};
-    pid_t replayer = itest_spawn(argv, env, "itest-gov-audit-replay.log");
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port2);
-
+    itest_proc_t replay = {0};
+    itest_proc_start(&replay, "gov-audit", COMPONENT "-replay", audit_env,
+                     "itest-gov-audit-replay.log");
     /* Caught up = all six partitions report lag 0. */
-    int caught_up = 0;
-    double dups = 0;
-    for (int i = 0; i < 600 && !caught_up; i++) {
-        itest_sleep_ms(100);
-        char *body = NULL;
-        if (itest_http_get(url, &body) == 200) {
-            int series = 0;
-            double lag = 0;
-            for (const char *p = strstr(body, "\nprocessor_consumer_lag{"); p;
-                 p = strstr(p + 1, "\nprocessor_consumer_lag{")) {
-                series++;
-                lag += strtod(strchr(p + 1, ' ') + 1, NULL);
-            }
-            const char *flt[] = {"outcome=\"duplicate\"", NULL};
-            dups = itest_metric(body, "processor_events_total", flt);
-            caught_up = series >= 6 && lag == 0;
-        }
-        free(body);
-    }
-    itest_stop(replayer, SIGTERM, 15000);
+    int caught_up = itest_wait_caught_up(replay.port, 6, ITEST_HISTORY_MS);
+    const char *flt[] = {"outcome=\"duplicate\"", NULL};
+    double dups = itest_proc_metric(&replay, "processor_events_total", flt);
+    int stopped = itest_proc_stop(&replay);
     assert_true(caught_up);
     assert_true(dups >= 20); /* at least this run's events were seen again */
+    assert_int_equal(stopped, 0);
 
     char *after = stream_snapshot(key);
     assert_string_equal(before, after);
@@ -326,35 +312,47 @@ static void test_kill9_mid_stream_loses_and_duplicates_nothing(void **state) {
     /* Produce steadily; once gov-audit has materialized some of them, kill -9
      * it while production goes on, so the kill lands mid-stream. */
     long long at_kill = -1;
+    int32_t last_partition = -1;
+    int64_t last_offset = -1;
     for (int i = 0; i < N; i++) {
         json_t *e = itest_audit_event(tenant, "kill.test");
         snprintf(ids[i], 37, "%s", json_string_value(json_object_get(e, "event_id")));
-        unsigned char *buf = NULL;
-        size_t len = 0;
-        char eb[256];
-        assert_int_equal(gov_avro_encode(itest_avro(), "AuditEvent", e, &buf, &len, eb, sizeof eb), GOV_OK);
-        assert_int_equal(gov_kafka_produce(itest_producer(), "identity.audit", tenant, strlen(tenant),
-                                           buf, len, NULL, 0), GOV_OK);
-        free(buf);
+        if (i == N - 1) {
+            /* the last one acknowledged, to know where the stream ends */
+            itest_produce_event_at("identity.audit", "AuditEvent", e, &last_partition, &last_offset);
+        } else {
+            unsigned char *buf = NULL;
+            size_t len = 0;
+            char eb[256];
+            assert_int_equal(gov_avro_encode(itest_avro(), "AuditEvent", e, &buf, &len, eb, sizeof eb), GOV_OK);
+            assert_int_equal(gov_kafka_produce(itest_producer(), "identity.audit", tenant, strlen(tenant),
+                                               buf, len, NULL, 0), GOV_OK);
+            free(buf);
+        }
         json_decref(e);
         if (i % 10 == 9) {
             itest_sleep_ms(20);
-            if (audit_pid > 0 && itest_wait_xlen(key, 10, 1) >= 10) {
-                kill(audit_pid, SIGKILL);
-                waitpid(audit_pid, NULL, 0);
-                audit_pid = -1;
+            if (audit.pid > 0 && itest_wait_xlen(key, 10, 1) >= 10) {
+                kill(audit.pid, SIGKILL);
+                waitpid(audit.pid, NULL, 0);
+                audit.pid = -1;
                 at_kill = itest_wait_xlen(key, 0, 1);
             }
         }
     }
     assert_int_equal(gov_kafka_producer_flush(itest_producer(), 15000), GOV_OK);
-    assert_true(audit_pid == -1); /* it was killed */
+    assert_true(audit.pid == -1); /* it was killed */
     assert_true(at_kill >= 10 && at_kill < N); /* mid-stream */
     print_message("gov-audit killed with %lld of %d events materialized\n", at_kill, N);
     start_audit(); /* same group: resumes from the committed offsets */
     assert_int_equal(itest_wait_xlen(key, N, 60000), N);
-    itest_sleep_ms(1500);
-    assert_int_equal(itest_wait_xlen(key, N, 10), N); /* and not one more */
+    /* and not one more once it has handled the last message of the tenant's
+     * partition (its offset key is written after the entry) */
+    if (!itest_wait_offset(itest_redis(), "gov-audit", "identity.audit", last_partition,
+                           last_offset, 60000))
+        fail_msg("the restarted gov-audit did not reach offset %lld of identity.audit/%d",
+                 (long long)last_offset, (int)last_partition);
+    assert_int_equal(itest_wait_xlen(key, N, 10), N);
 
     /* Every event exactly once, in production order. */
     redisReply *r = NULL;

@@ -15,108 +15,59 @@
 #include <cmocka.h>
 
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
-#include "gov_canon.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 
-static pid_t redis_pid = -1, proc_pid = -1, edge_pid = -1;
-static int redis_port, proc_port, edge_port;
+#define COMPONENT "gov-constitution-itest"
+
+static pid_t redis_pid = -1;
+static int redis_port;
+/* A deployment of its own: the stack's gov-constitution consumes the same
+ * topic and audits the same bundles under its own name. */
+static itest_proc_t proc, edge;
 static char tenant[64], trust_path[512];
-static char env_redis[48], env_group[160], env_admin[48], env_trust[560], env_port[48],
-    env_maxdoc[48], env_reconcile[48];
+static char env_redis[48], env_trust[560], env_maxdoc[48], env_reconcile[48];
 static EVP_PKEY *keys[4]; /* alice, bob, carol trusted; mallory not */
 static const char *names[4] = {"alice", "bob", "carol", "mallory"};
 
-static char *pem_of(EVP_PKEY *k) {
-    BIO *bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(bio, k);
-    char *p;
-    long n = BIO_get_mem_data(bio, &p);
-    char *out = strndup(p, (size_t)n);
-    BIO_free(bio);
-    return out;
-}
-
 static void start_edge(void) {
-    const char *env[] = {env_redis, env_port, env_reconcile, NULL};
-    const char *argv[] = {itest_bin("gov-edge"), NULL};
-    edge_pid = itest_spawn(argv, env, "itest-constitution-edge.log");
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", edge_port);
-    if (!itest_wait_http(url, 200, 30000))
-        fail_msg("gov-edge did not become ready (var/test-logs/itest-constitution-edge.log)");
+    const char *env[] = {env_redis, env_reconcile, NULL};
+    itest_proc_start(&edge, "gov-edge", NULL, env, "itest-constitution-edge.log");
 }
 
 static int setup(void **state) {
     (void)state;
-    for (int i = 0; i < 4; i++) {
-        EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-        EVP_PKEY_keygen_init(kc);
-        EVP_PKEY_keygen(kc, &keys[i]);
-        EVP_PKEY_CTX_free(kc);
-    }
-    char *p0 = pem_of(keys[0]), *p1 = pem_of(keys[1]), *p2 = pem_of(keys[2]);
-    json_t *trust = json_pack("{s:i, s:{s:s, s:s, s:s}}", "threshold", 2, "signers", "alice", p0,
-                              "bob", p1, "carol", p2);
-    free(p0);
-    free(p1);
-    free(p2);
-    snprintf(trust_path, sizeof trust_path, "%s", itest_path("var/test-logs/itest-trust.json"));
-    if (json_dump_file(trust, trust_path, 0) != 0)
-        fail_msg("cannot write %s", trust_path);
-    json_decref(trust);
+    for (int i = 0; i < 4; i++)
+        keys[i] = itest_ed25519_new();
+    snprintf(trust_path, sizeof trust_path, "%s", itest_log_path("itest-trust.json"));
+    itest_write_trust(trust_path, 2, 3, names, keys);
 
     redis_pid = itest_private_redis("constitution", &redis_port);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis);
-    char group[96];
-    itest_unique("itest-constitution", group, sizeof group);
-    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
-    proc_port = 18900 + (int)(getpid() % 100);
-    edge_port = proc_port + 100;
-    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%d", proc_port);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
-    snprintf(env_port, sizeof env_port, "GOV_PORT=%d", edge_port);
     snprintf(env_maxdoc, sizeof env_maxdoc, "GOV_MAX_DOCUMENT=%d", 8192);
     snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "60s");
-    const char *env[] = {env_redis, env_group, env_admin, env_trust, env_maxdoc, NULL};
-    const char *argv[] = {itest_bin("gov-constitution"), NULL};
-    proc_pid = itest_spawn(argv, env, "itest-gov-constitution.log");
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", proc_port);
-    if (!itest_wait_http(url, 200, 30000))
-        fail_msg("gov-constitution did not become ready (var/test-logs/itest-gov-constitution.log)");
+    const char *env[] = {env_redis, env_trust, env_maxdoc, NULL};
+    itest_proc_start(&proc, "gov-constitution", COMPONENT, env, "itest-gov-constitution.log");
     start_edge();
-    if (!itest_wait_caught_up(proc_port, 3, 120000))
+    if (!itest_wait_caught_up(proc.port, 3, ITEST_HISTORY_MS))
         fail_msg("gov-constitution did not catch up with constitution.bundles");
     itest_unique("acme", tenant, sizeof tenant);
     return 0;
 }
 
-static int stop_clean(pid_t pid, const char *what) {
-    if (pid <= 0)
-        return 0;
-    int st = itest_stop(pid, SIGTERM, 15000);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "%s did not exit cleanly on SIGTERM (status %d)\n", what, st);
-        return -1;
-    }
-    return 0;
-}
-
 static int teardown(void **state) {
     (void)state;
-    int rc = stop_clean(edge_pid, "gov-edge") | stop_clean(proc_pid, "gov-constitution");
+    int rc = itest_proc_stop(&edge) | itest_proc_stop(&proc);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     for (int i = 0; i < 4; i++)
@@ -126,48 +77,11 @@ static int teardown(void **state) {
 
 /* --- building and publishing bundles --------------------------------------------- */
 
-static void sign_hex(int who, const char *msg, char out[129]) {
-    unsigned char sig[64];
-    size_t sl = 64;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestSignInit(ctx, NULL, NULL, NULL, keys[who]);
-    EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)msg, strlen(msg));
-    EVP_MD_CTX_free(ctx);
-    gov_hex_encode(sig, 64, out);
-}
-
-static void checksum_of(const char *doc, const char *canon, const char *alg, char out[129]) {
-    json_t *d = NULL;
-    char eb[200];
-    gov_canon_t kind;
-    assert_int_equal(gov_canon_from_name(canon, &kind), 0);
-    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, NULL, eb, sizeof eb), GOV_OK);
-    assert_int_equal(gov_canon_checksum(d, kind, alg, out, eb, sizeof eb), GOV_OK);
-    json_decref(d);
-}
-
-/* A bundle event: document text, forms, checksum (NULL = computed), signers
- * (indexes, -1 ends). */
+/* A bundle event of the tenant: document text, forms, checksum (NULL =
+ * computed), signers (indexes into keys and names, -1 ends). */
 static json_t *bundle(const char *doc, const char *canon, const char *alg, const char *checksum,
                       const int *who) {
-    char cs[129];
-    if (checksum)
-        snprintf(cs, sizeof cs, "%s", checksum);
-    else
-        checksum_of(doc, canon, alg, cs);
-    json_t *sigs = json_array();
-    for (int i = 0; who[i] >= 0; i++) {
-        char sig[129];
-        sign_hex(who[i], cs, sig);
-        json_array_append_new(sigs, json_pack("{s:s, s:s, s:s}", "signer_id", names[who[i]],
-                                              "algorithm", "ed25519", "signature", sig));
-    }
-    char id[37];
-    gov_uuid_v7(id);
-    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:n}", "event_id", id,
-                     "occurred_at", (json_int_t)gov_now_micros(), "tenant", tenant,
-                     "document_json", doc, "canonicalization", canon, "hash_alg", alg,
-                     "checksum", cs, "signatures", sigs, "source", "itest", "etag");
+    return itest_bundle_event(tenant, doc, canon, alg, checksum, keys, names, who);
 }
 
 static void doc_text(char *out, size_t size, const char *version, double max_risk) {
@@ -183,7 +97,7 @@ static const int AB[] = {0, 1, -1};
 
 static char *edge_get(const char *suffix, long *status) {
     char url[256], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/constitution/%s%s", edge_port, tenant, suffix);
+    snprintf(url, sizeof url, "%s/v1/constitution/%s%s", edge.url, tenant, suffix);
     *status = itest_http_get(url, &body);
     return body;
 }
@@ -241,9 +155,7 @@ static void test_accepted_bundle_is_served_within_a_second(void **state) {
     free(body);
 
     /* the listing, and the Redis state */
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/constitution", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_proc_get(&edge, "/v1/constitution", &body), 200);
     assert_non_null(strstr(body, tenant));
     free(body);
     redisReply *r = NULL;
@@ -259,17 +171,11 @@ typedef struct reason_case {
 } reason_case_t;
 
 static double rejected(const char *reason) {
-    char url[96], *body = NULL, f1[128], f2[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", proc_port);
-    if (itest_http_get(url, &body) != 200) {
-        free(body);
-        return -1;
-    }
+    char f1[128], f2[96];
     snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
     snprintf(f2, sizeof f2, "reason=\"%s\"", reason);
     const char *flt[] = {f1, f2, NULL};
-    double v = itest_metric(body, "constitution_rejected_total", flt);
-    free(body);
+    double v = itest_proc_metric(&proc, "constitution_rejected_total", flt);
     return v < 0 ? 0 : v;
 }
 
@@ -290,6 +196,9 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
         return 0;
     const char *action = json_string_value(json_object_get(ev, "action"));
     const char *reason = json_string_value(json_object_get(ev, "reason"));
+    const char *comp = json_string_value(json_object_get(ev, "component"));
+    if (comp == NULL || strcmp(comp, COMPONENT) != 0)
+        reason = NULL; /* the stack's gov-constitution audits the same bundles */
     if (action && strcmp(action, "constitution.rejected") == 0 && reason)
         for (size_t i = 0; i < a->n; i++)
             if (!a->seen[i] && strcmp(a->reasons[i], reason) == 0) {
@@ -305,7 +214,7 @@ static void test_every_bad_bundle_is_rejected_with_its_reason(void **state) {
     char doc[1024], other[1024], big[10000];
     doc_text(doc, sizeof doc, "2.0.0", 0.8);
     char cs[129];
-    checksum_of(doc, "jcs", "sha256", cs);
+    itest_checksum(doc, "jcs", "sha256", cs);
     reason_case_t cases[16];
     size_t n = 0;
 
@@ -406,8 +315,7 @@ static void test_replay_is_a_duplicate_and_newer_version_rebinds(void **state) {
 
 static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void **state) {
     (void)state;
-    assert_int_equal(stop_clean(edge_pid, "gov-edge"), 0);
-    edge_pid = -1;
+    assert_int_equal(itest_proc_stop(&edge), 0);
     start_edge();
     assert_true(wait_served(good_checksum, 5000) >= 0);
 
@@ -415,17 +323,14 @@ static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void
     char eb[200];
     assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
                                         "APPEND constitution:{%s}:doc %s", tenant, " "), GOV_OK);
-    assert_int_equal(stop_clean(edge_pid, "gov-edge"), 0);
-    edge_pid = -1;
+    assert_int_equal(itest_proc_stop(&edge), 0);
     start_edge();
     long st;
     char *body = edge_get("/hash", &st);
     assert_int_equal(st, 404);
     assert_non_null(strstr(body, "constitution_not_found"));
     free(body);
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_proc_get(&edge, "/metrics", &body), 200);
     char f1[128];
     snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
     const char *flt[] = {f1, "outcome=\"verification_failed\"", NULL};
@@ -435,24 +340,19 @@ static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void
 
 static void test_bad_requests_and_metrics(void **state) {
     (void)state;
-    char url[160], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/constitution/bad%%7Dtenant", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 400);
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&edge, "/v1/constitution/bad%7Dtenant", &body), 400);
     assert_non_null(strstr(body, "\"invalid_tenant\""));
     free(body);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/constitution/nobody-here", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 404);
+    assert_int_equal(itest_proc_get(&edge, "/v1/constitution/nobody-here", &body), 404);
     free(body);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/nothing", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 404);
+    assert_int_equal(itest_proc_get(&edge, "/v1/nothing", &body), 404);
     assert_non_null(strstr(body, "{\"error\":{\"code\":\"not_found\""));
     free(body);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", edge_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_proc_get(&edge, "/metrics", &body), 200);
     assert_int_equal(itest_promtool_check(body), 0);
     free(body);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", proc_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    assert_int_equal(itest_proc_get(&proc, "/metrics", &body), 200);
     assert_int_equal(itest_promtool_check(body), 0);
     free(body);
 }

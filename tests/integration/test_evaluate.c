@@ -14,25 +14,26 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
-#include "gov_canon.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 
 #define NPROC 5
-static pid_t redis_pid = -1, pids[NPROC];
+static pid_t redis_pid = -1;
 static const char *names[NPROC] = {"gov-constitution", "gov-rulepacks", "gov-audit", "gov-edge",
                                    "gov-edge"};
-static int ports[NPROC];
+/* The processors' own component names: the stack's processors read the same
+ * topics and audit the same events under theirs. */
+static const char *components[NPROC] = {"gov-constitution-itest-eval", "gov-rulepacks-itest-eval",
+                                        "gov-audit-itest-eval", NULL, NULL};
+static itest_proc_t procs[NPROC];
 static int redis_port;
 static char tenant[64], trust_path[512];
 static EVP_PKEY *keys[2];
@@ -86,7 +87,7 @@ static http_answer_t http(int which, const char *method, const char *path, const
     http_answer_t a;
     memset(&a, 0, sizeof a);
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", ports[3 + which], path);
+    snprintf(url, sizeof url, "%s%s", procs[3 + which].url, path);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
     if (content_type) {
@@ -121,74 +122,34 @@ static http_answer_t evaluate(int which, const char *body) {
 
 /* --- setup --------------------------------------------------------------------- */
 
-static char *pem_of(EVP_PKEY *k) {
-    BIO *bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(bio, k);
-    char *p;
-    long n = BIO_get_mem_data(bio, &p);
-    char *out = strndup(p, (size_t)n);
-    BIO_free(bio);
-    return out;
-}
-
-static void start(int i, const char *const *env, const char *log) {
-    const char *argv[] = {itest_bin(names[i]), NULL};
-    pids[i] = itest_spawn(argv, env, log);
-}
-
 static int setup(void **state) {
     (void)state;
-    for (int i = 0; i < 2; i++) {
-        EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-        EVP_PKEY_keygen_init(kc);
-        EVP_PKEY_keygen(kc, &keys[i]);
-        EVP_PKEY_CTX_free(kc);
-    }
-    char *p0 = pem_of(keys[0]), *p1 = pem_of(keys[1]);
-    json_t *trust = json_pack("{s:i, s:{s:s, s:s}}", "threshold", 2, "signers", "alice", p0, "bob", p1);
-    free(p0);
-    free(p1);
-    snprintf(trust_path, sizeof trust_path, "%s", itest_path("var/test-logs/itest-evaluate-trust.json"));
-    if (json_dump_file(trust, trust_path, 0) != 0)
-        fail_msg("cannot write %s", trust_path);
-    json_decref(trust);
+    for (int i = 0; i < 2; i++)
+        keys[i] = itest_ed25519_new();
+    snprintf(trust_path, sizeof trust_path, "%s", itest_log_path("itest-evaluate-trust.json"));
+    itest_write_trust(trust_path, 2, 2, signer_ids, keys);
 
     redis_pid = itest_private_redis("evaluate", &redis_port);
-    static char env_redis[48], env_trust[560], env_groups[NPROC][160], env_ports[NPROC][48];
+    static char env_redis[48], env_trust[560], env_edge_id[2][32];
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
-    int base = 19100 + (int)(getpid() % 150) * 5;
     for (int i = 0; i < NPROC; i++) {
-        ports[i] = base + i;
-        char g[96];
-        itest_unique("itest-evaluate", g, sizeof g);
-        snprintf(env_groups[i], sizeof env_groups[i], "GOV_KAFKA_GROUP=%s-%d", g, i);
-        snprintf(env_ports[i], sizeof env_ports[i], "%s=%d", i >= 3 ? "GOV_PORT" : "GOV_ADMIN_PORT", ports[i]);
-    }
-    static char env_edge_id[2][32];
-    for (int i = 0; i < NPROC; i++) {
-        const char *env[6] = {env_redis, env_groups[i], env_ports[i], NULL, NULL, NULL};
+        const char *env[3] = {env_redis, NULL, NULL};
         if (i == 0)
-            env[3] = env_trust;
+            env[1] = env_trust;
         if (i >= 3) {
             snprintf(env_edge_id[i - 3], sizeof env_edge_id[i - 3], "GOV_EDGE_ID=edge-%c", 'a' + i - 3);
-            env[3] = env_edge_id[i - 3];
+            env[1] = env_edge_id[i - 3];
         }
         char log[96];
         snprintf(log, sizeof log, "itest-evaluate-%s-%d.log", names[i], i);
-        start(i, env, log);
-    }
-    for (int i = 0; i < NPROC; i++) {
-        char url[96];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", ports[i]);
-        if (!itest_wait_http(url, 200, 30000))
-            fail_msg("%s (%d) did not become ready; see var/test-logs/itest-evaluate-*.log", names[i], i);
+        itest_proc_start(&procs[i], names[i], components[i], env, log);
     }
     /* Fresh groups start at the topics' beginning: wait until the private
      * processors worked through the history, so this test's events are next. */
     for (int i = 0; i < 3; i++)
-        if (!itest_wait_caught_up(ports[i], i == 2 ? 6 : 3, 120000))
+        if (!itest_wait_caught_up(procs[i].port, i == 2 ? 6 : 3, ITEST_HISTORY_MS))
             fail_msg("%s did not catch up with its topics", names[i]);
     itest_unique("eval", tenant, sizeof tenant);
     return 0;
@@ -197,15 +158,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     int rc = 0;
-    for (int i = NPROC - 1; i >= 0; i--) {
-        if (pids[i] <= 0)
-            continue;
-        int st = itest_stop(pids[i], SIGTERM, 15000);
-        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "%s did not exit cleanly (status %d)\n", names[i], st);
-            rc = -1;
-        }
-    }
+    for (int i = NPROC - 1; i >= 0; i--)
+        rc |= itest_proc_stop(&procs[i]);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     for (int i = 0; i < 2; i++)
@@ -224,37 +178,19 @@ static void publish_constitution(const char *version, const char *max_risk, cons
              "\"permitted_tool_categories\":[\"search\",\"email\"],\"max_risk_score\":%s,"
              "\"require_human_approval_above_risk\":%s},\"governance\":{\"signature_threshold\":2}}",
              version, tenant, max_risk, approval);
-    json_t *d = NULL;
-    char eb[200], cs[129];
-    assert_int_equal(gov_canon_parse(doc, strlen(doc), &d, NULL, eb, sizeof eb), GOV_OK);
-    assert_int_equal(gov_canon_checksum(d, GOV_CANON_JCS, "sha256", cs, eb, sizeof eb), GOV_OK);
-    json_decref(d);
-    json_t *sigs = json_array();
-    for (int i = 0; i < 2; i++) {
-        unsigned char sig[64];
-        size_t sl = 64;
-        char hex[129];
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_DigestSignInit(ctx, NULL, NULL, NULL, keys[i]);
-        EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)cs, strlen(cs));
-        EVP_MD_CTX_free(ctx);
-        gov_hex_encode(sig, 64, hex);
-        json_array_append_new(sigs, json_pack("{s:s, s:s, s:s}", "signer_id", signer_ids[i],
-                                              "algorithm", "ed25519", "signature", hex));
-    }
-    char id[37];
-    gov_uuid_v7(id);
-    json_t *b = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:n}", "event_id", id,
-                          "occurred_at", (json_int_t)gov_now_micros(), "tenant", tenant,
-                          "document_json", doc, "canonicalization", "jcs", "hash_alg", "sha256",
-                          "checksum", cs, "signatures", sigs, "source", "itest", "etag");
+    static const int both[] = {0, 1, -1};
+    json_t *b = itest_bundle_event(tenant, doc, "jcs", "sha256", NULL, keys, signer_ids, both);
+    char cs[129];
+    snprintf(cs, sizeof cs, "%s", json_string_value(json_object_get(b, "checksum")));
     itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
     json_decref(b);
     snprintf(constitution_hash, sizeof constitution_hash, "%s", cs);
 }
 
-/* The pack used here: weights chosen so scores are easy to follow. */
-static void publish_pack(const char *version, const char *email_weight) {
+/* The pack used here: weights chosen so scores are easy to follow.  The
+ * event id into id (the correlation id of gov-rulepacks' audit event). */
+static void publish_pack(const char *version, const char *email_weight,
+                         char id[GOV_UUID_STRLEN + 1]) {
     char pack[4096];
     snprintf(pack, sizeof pack,
         "{\"pack_id\":\"itest\",\"tenant\":\"%s\",\"version\":\"%s\","
@@ -270,7 +206,6 @@ static void publish_pack(const char *version, const char *email_weight) {
         " \"match\":{\"prompt\":[{\"literal\":\"rm -rf /\"}]}}"
         "]}",
         tenant, version, email_weight);
-    char id[37];
     gov_uuid_v7(id);
     json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
                            (json_int_t)gov_now_micros(), "tenant", tenant, "pack_id", "itest",
@@ -320,7 +255,8 @@ static void test_not_configured_tenant_is_503(void **state) {
 
 static void test_decisions_identical_on_both_replicas(void **state) {
     (void)state;
-    publish_pack("1", "0.35");
+    char id[GOV_UUID_STRLEN + 1];
+    publish_pack("1", "0.35", id);
     char *req = request("Password reset for bob@example.org please", "analyst", "search");
     long ms = wait_answer(0, req, 200, "\"rulepack_version\":\"1\"", 10000);
     assert_true(ms >= 0);
@@ -388,7 +324,8 @@ static void test_constitution_and_deny_rules_come_first(void **state) {
 static void test_new_pack_version_is_live_within_a_second(void **state) {
     (void)state;
     char *req = request("Password reset for bob@example.org please", "analyst", "search");
-    publish_pack("2", "0.5"); /* 0.5 + 0.3 = 0.8 > 0.7 -> deny */
+    char id[GOV_UUID_STRLEN + 1];
+    publish_pack("2", "0.5", id); /* 0.5 + 0.3 = 0.8 > 0.7 -> deny */
     long ms = wait_answer(0, req, 200, "\"rulepack_version\":\"2\"", 10000);
     long ms1 = wait_answer(1, req, 200, "\"rulepack_version\":\"2\"", 10000);
     print_message("pack v2 live on the replicas after %ld ms and %ld ms\n", ms, ms1);
@@ -398,9 +335,14 @@ static void test_new_pack_version_is_live_within_a_second(void **state) {
     assert_string_equal(a.decision_hdr, "deny");
     assert_string_equal(a.score_hdr, "0.800000");
     free(a.body);
-    /* a downgrade is refused by gov-rulepacks: v2 stays */
-    publish_pack("1", "0.01");
-    itest_sleep_ms(500);
+    /* a downgrade is refused by gov-rulepacks (its audit event says so, and
+     * it is emitted once the refusal is final): v2 stays */
+    publish_pack("1", "0.01", id);
+    json_t *refusal = itest_find_audit(tenant, components[1], "rulepack.rejected", id, 60000);
+    if (refusal == NULL)
+        fail_msg("no rulepack.rejected audit event for the downgrade %s", id);
+    assert_string_equal(json_string_value(json_object_get(refusal, "reason")), "version_rollback");
+    json_decref(refusal);
     a = evaluate(0, req);
     assert_non_null(strstr(a.body, "\"rulepack_version\":\"2\""));
     free(a.body);
@@ -525,18 +467,14 @@ static void test_bad_input_matrix(void **state) {
         free(a.body);
     }
     /* and both replicas are still healthy */
-    for (int w = 0; w < 2; w++) {
-        char url[96];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", ports[3 + w]);
-        assert_int_equal(itest_http_get(url, NULL), 200);
-    }
+    for (int w = 0; w < 2; w++)
+        assert_int_equal(itest_proc_get(&procs[3 + w], "/readyz", NULL), 200);
 }
 
 static void test_metrics(void **state) {
     (void)state;
-    char url[96], *body = NULL, f[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", ports[3]);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    char *body = NULL, f[128];
+    assert_int_equal(itest_proc_get(&procs[3], "/metrics", &body), 200);
     snprintf(f, sizeof f, "tenant=\"%s\"", tenant);
     const char *flt[] = {f, "policy_id=\"itest\"", NULL};
     assert_true(itest_metric(body, "policy_decision_total", flt) >= 20);

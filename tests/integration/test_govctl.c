@@ -19,7 +19,6 @@
 #include <cmocka.h>
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -44,54 +43,16 @@ static char g_err[1 << 16];     /* stderr of the last run */
 
 /* --- running govctl ---------------------------------------------------------- */
 
-static void slurp_into(const char *path, char *buf, size_t size) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-}
-
-/* Runs argv with extra env; stdout into g_out, stderr into g_err (itest_run
- * captures stdout; the child inherits our fd 2, pointed at a file for the
- * duration).  A sanitizer report fails the test whatever the exit code. */
+/* Runs argv with extra env; stdout into g_out, stderr into g_err.  A
+ * sanitizer report fails the test whatever the exit code; ITEST_VERBOSE
+ * echoes every run. */
 static int run_argv(const char *const *argv, const char *const *env) {
-    char errpath[PATH_MAX + 16];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", work);
-    fflush(stderr);
-    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        fail_msg("cannot create %s", errpath);
-    int saved = dup(2);
-    dup2(fd, 2);
-    close(fd);
-    int rc = itest_run(argv, env, g_out, sizeof g_out);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    slurp_into(errpath, g_err, sizeof g_err);
-    if (strstr(g_err, "Sanitizer") || strstr(g_err, "runtime error:"))
-        fail_msg("%s: sanitizer report:\n%s", argv[0], g_err);
-    if (getenv("ITEST_VERBOSE"))
-        fprintf(stderr, "$ %s %s ... -> %d\n%s%s", argv[0], argv[1] ? argv[1] : "", rc, g_out,
-                g_err);
-    return rc;
+    return itest_run_capture(argv, env, g_out, sizeof g_out, g_err, sizeof g_err);
 }
 
-static int run_govctl(const char *const *env, const char *const *args) {
-    const char *argv[32];
-    size_t n = 0;
-    argv[n++] = itest_bin("govctl");
-    for (size_t i = 0; args[i]; i++) {
-        if (n + 1 >= sizeof argv / sizeof argv[0])
-            fail_msg("too many arguments");
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-    return run_argv(argv, env);
-}
-
-#define GOVCTL(env, ...) run_govctl((env), (const char *const[]){__VA_ARGS__, NULL})
+#define GOVCTL(env, ...)                                                                         \
+    itest_govctl((env), (const char *const[]){__VA_ARGS__, NULL}, g_out, sizeof g_out, g_err,    \
+                 sizeof g_err)
 #define NOENV ((const char *const *)NULL)
 
 /* Exit 1 with "govctl: <code>: " on stderr. */
@@ -104,18 +65,8 @@ static void expect_fail(int rc, const char *code, int line) {
                  want, rc, g_err);
 }
 
-#define EXPECT_USAGE(rc) expect_usage((rc), __LINE__)
-static void expect_usage(int rc, int line) {
-    if (rc != 2 || strstr(g_err, "govctl: usage: ") == NULL)
-        fail_msg("line %d: want exit 2 with a usage line; got exit %d, stderr:\n%s", line, rc,
-                 g_err);
-}
-
-#define EXPECT_OK(rc) expect_ok((rc), __LINE__)
-static void expect_ok(int rc, int line) {
-    if (rc != 0)
-        fail_msg("line %d: want exit 0; got %d, stderr:\n%s", line, rc, g_err);
-}
+#define EXPECT_USAGE(rc) itest_expect_usage((rc), g_err, __LINE__)
+#define EXPECT_OK(rc) itest_expect_ok((rc), g_err, __LINE__)
 
 /* --- files ------------------------------------------------------------------- */
 
@@ -135,47 +86,7 @@ static const char *keep_path(const char *fmt, const char *a, const char *b) {
 
 static const char *wpath(const char *name) { return keep_path("%s/%s", work, name); }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    buf[n] = 0;
-    if (len)
-        *len = n;
-    return buf;
-}
-
-static void write_all(const char *path, const char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0)
-        fail_msg("cannot write %s", path);
-}
-
-static void write_str(const char *path, const char *s) { write_all(path, s, strlen(s)); }
-
-/* A copy of text with `from` (which must occur exactly once) replaced. */
-static char *replace_once(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    if (at == NULL || strstr(at + 1, from) != NULL)
-        fail_msg("\"%s\" does not occur exactly once", from);
-    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to);
-    char *out = malloc(strlen(text) - fl + tl + 1);
-    memcpy(out, text, pre);
-    memcpy(out + pre, to, tl);
-    strcpy(out + pre + tl, at + fl);
-    return out;
-}
+static void write_str(const char *path, const char *s) { itest_write_file(path, s, strlen(s)); }
 
 static void hex_digest(const EVP_MD *md, const void *buf, size_t len, char *hex) {
     unsigned char d[EVP_MAX_MD_SIZE];
@@ -187,7 +98,7 @@ static void hex_digest(const EVP_MD *md, const void *buf, size_t len, char *hex)
 /* The raw "document" text of a bundle file (new memory, free). */
 static char *document_text(const char *bundle_path, size_t *len) {
     size_t blen, off, dlen;
-    char *body = read_all(bundle_path, &blen), eb[200];
+    char *body = itest_read_file(bundle_path, &blen), eb[200];
     if (gov_bundle_extract_document_span(body, blen, &off, &dlen, eb, sizeof eb) != GOV_OK)
         fail_msg("%s: %s", bundle_path, eb);
     char *doc = strndup(body + off, dlen);
@@ -233,31 +144,24 @@ static void sign_as(const char *bundle, const char *signer) {
 
 /* Trust file at path: threshold + the .pub files of the named signers. */
 static void write_trust(const char *path, int threshold, const char *const *signers) {
-    json_t *map = json_object();
-    for (size_t i = 0; signers[i]; i++) {
-        char *pem = read_all(keyfile(signers[i], "pub"), NULL);
-        json_object_set_new(map, signers[i], json_string(pem));
-        free(pem);
+    char *pems[8] = {NULL};
+    size_t n = 0;
+    for (; signers[n]; n++) {
+        if (n == sizeof pems / sizeof pems[0])
+            fail_msg("too many signers");
+        pems[n] = itest_read_file(keyfile(signers[n], "pub"), NULL);
     }
-    json_t *t = json_pack("{s:i, s:o}", "threshold", threshold, "signers", map);
-    if (json_dump_file(t, path, JSON_INDENT(2)) != 0)
-        fail_msg("cannot write %s", path);
-    json_decref(t);
+    itest_write_trust_pems(path, threshold, n, signers, (const char *const *)pems);
+    for (size_t i = 0; i < n; i++)
+        free(pems[i]);
 }
 
 /* --- setup ------------------------------------------------------------------- */
 
 static int setup(void **state) {
     (void)state;
-    char name[96];
-    itest_unique("govctl", name, sizeof name);
-    mkdir(itest_path("var"), 0755);
-    mkdir(itest_path("var/test-logs"), 0755);
-    snprintf(work, sizeof work, "%s/%s", itest_path("var/test-logs"), name);
-    if (mkdir(work, 0700) != 0) {
-        fprintf(stderr, "cannot create %s\n", work);
+    if (itest_workdir_new("govctl", work, sizeof work) != 0)
         return -1;
-    }
     snprintf(keys, sizeof keys, "%s/keys", work);
     static const char *const signers[] = {"alice", "bob", "carol", "mallory"};
     for (size_t i = 0; i < 4; i++) {
@@ -274,12 +178,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    if (work[0] && getenv("ITEST_KEEP") == NULL) {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", work);
-    }
+    itest_workdir_remove(work);
     for (size_t i = 0; i < g_npaths; i++)
         free(g_paths[i]);
     free(g_paths);
@@ -320,7 +219,7 @@ static void test_keygen(void **state) {
 
     /* PKCS#8 PEM of an Ed25519 key whose public half is the .pub (SPKI). */
     size_t klen, plen;
-    char *kpem = read_all(key, &klen), *ppem = read_all(pub, &plen);
+    char *kpem = itest_read_file(key, &klen), *ppem = itest_read_file(pub, &plen);
     assert_true(strncmp(kpem, "-----BEGIN PRIVATE KEY-----\n", 28) == 0);
     assert_true(strncmp(ppem, "-----BEGIN PUBLIC KEY-----\n", 27) == 0);
     BIO *bk = BIO_new_mem_buf(kpem, (int)klen), *bp = BIO_new_mem_buf(ppem, (int)plen);
@@ -344,7 +243,7 @@ static void test_keygen(void **state) {
     /* Never overwritten: same bytes after a second keygen, which fails. */
     EXPECT_FAIL(GOVCTL(NOENV, "keygen", "--signer", "ops.alice@corp:1", "--out", dir), "key_exists");
     assert_string_equal(g_out, "");
-    char *k2 = read_all(key, NULL), *p2 = read_all(pub, NULL);
+    char *k2 = itest_read_file(key, NULL), *p2 = itest_read_file(pub, NULL);
     assert_string_equal(k2, kpem);
     assert_string_equal(p2, ppem);
     free(k2);
@@ -382,7 +281,7 @@ static void test_checksum_jcs_vectors(void **state) {
         strncat(outp, names[i], sizeof outp - strlen(outp) - 8);
         strcat(outp, ".json");
         size_t olen;
-        char *expected = read_all(outp, &olen);
+        char *expected = itest_read_file(outp, &olen);
         hex_digest(EVP_sha256(), expected, olen, h256);
         hex_digest(EVP_sha3_512(), expected, olen, h3);
 
@@ -419,7 +318,7 @@ static void test_checksum_somabrain_vectors(void **state) {
         size_t dlen;
         char *doc = document_text(bpath, &dlen);
         const char *docpath = wpath("somabrain-doc.json");
-        write_all(docpath, doc, dlen);
+        itest_write_file(docpath, doc, dlen);
         snprintf(want, sizeof want, "%s\n", stated);
 
         EXPECT_OK(GOVCTL(NOENV, "checksum", "--hash-alg", alg, docpath));
@@ -502,7 +401,7 @@ static void test_sign_verify_roundtrip(void **state) {
     /* the checksum is that of the document, as `govctl checksum` computes it */
     size_t dlen;
     char *doc = document_text(bundle, &dlen);
-    write_all(wpath("roundtrip-doc.json"), doc, dlen);
+    itest_write_file(wpath("roundtrip-doc.json"), doc, dlen);
     free(doc);
     EXPECT_OK(GOVCTL(NOENV, "checksum", wpath("roundtrip-doc.json")));
     snprintf(want, sizeof want, "%s\n", cs);
@@ -518,7 +417,7 @@ static void test_sign_verify_roundtrip(void **state) {
     assert_string_equal(g_out, want);
 
     /* signing again replaces alice's entry in place, never duplicates it */
-    char *before = read_all(bundle, NULL);
+    char *before = itest_read_file(bundle, NULL);
     sign_as(bundle, "alice");
     b = load_json(bundle);
     json_t *sigs = json_object_get(b, "signatures");
@@ -527,7 +426,7 @@ static void test_sign_verify_roundtrip(void **state) {
     assert_string_equal(member(json_array_get(sigs, 0), "algorithm"), "ed25519");
     assert_string_equal(member(json_array_get(sigs, 1), "signer_id"), "bob");
     json_decref(b);
-    char *after = read_all(bundle, NULL);
+    char *after = itest_read_file(bundle, NULL);
     assert_string_equal(after, before); /* Ed25519 is deterministic: same bytes */
     free(before);
     free(after);
@@ -550,10 +449,10 @@ static void test_sign_verify_roundtrip(void **state) {
     /* --out leaves the input alone and writes a new file */
     const char *fresh = wpath("roundtrip-unsigned.json"), *outp = wpath("roundtrip-out.json");
     write_bundle(fresh, "acme", DOC_PLAIN, "");
-    char *orig = read_all(fresh, NULL);
+    char *orig = itest_read_file(fresh, NULL);
     EXPECT_OK(GOVCTL(NOENV, "sign", "--signer", "carol", "--key", keyfile("carol", "key"),
                      "--out", outp, fresh));
-    char *unchanged = read_all(fresh, NULL);
+    char *unchanged = itest_read_file(fresh, NULL);
     assert_string_equal(unchanged, orig);
     free(unchanged);
     free(orig);
@@ -575,7 +474,7 @@ static void test_sign_jcs_sha256(void **state) {
     json_t *b = load_json(bundle);
     size_t dlen;
     char *doc = document_text(bundle, &dlen);
-    write_all(wpath("jcs-doc.json"), doc, dlen);
+    itest_write_file(wpath("jcs-doc.json"), doc, dlen);
     free(doc);
     EXPECT_OK(GOVCTL(NOENV, "checksum", "--canonicalization", "jcs", "--hash-alg", "sha256",
                      wpath("jcs-doc.json")));
@@ -604,24 +503,24 @@ static void test_verify_matrix(void **state) {
     sign_as(good, "alice");
     sign_as(good, "bob");
     EXPECT_OK(GOVCTL(NOENV, "verify", "--trust", trust, good));
-    char *text = read_all(good, NULL);
+    char *text = itest_read_file(good, NULL);
     json_t *b = load_json(good);
     char cs[129];
     snprintf(cs, sizeof cs, "%s", member(b, "checksum"));
     const char *sig_a = member(json_array_get(json_object_get(b, "signatures"), 0), "signature");
 
     /* tampered document */
-    char *t = replace_once(text, "\"max_risk_score\": 0.8", "\"max_risk_score\": 0.9");
+    char *t = itest_replace_once(text, "\"max_risk_score\": 0.8", "\"max_risk_score\": 0.9");
     EXPECT_FAIL(verify_text(trust, t), "checksum_mismatch");
     /* tampered document with its checksum recomputed: the signatures are over the old one */
     size_t dlen;
     write_str(wpath("t.json"), t);
     char *tdoc = document_text(wpath("t.json"), &dlen);
-    write_all(wpath("t-doc.json"), tdoc, dlen);
+    itest_write_file(wpath("t-doc.json"), tdoc, dlen);
     free(tdoc);
     EXPECT_OK(GOVCTL(NOENV, "checksum", wpath("t-doc.json")));
     g_out[strcspn(g_out, "\n")] = 0;
-    char *t2 = replace_once(t, cs, g_out);
+    char *t2 = itest_replace_once(t, cs, g_out);
     EXPECT_FAIL(verify_text(trust, t2), "invalid_signature");
     free(t2);
     free(t);
@@ -630,7 +529,7 @@ static void test_verify_matrix(void **state) {
     char cs2[129];
     snprintf(cs2, sizeof cs2, "%s", cs);
     cs2[10] = cs2[10] == '0' ? '1' : '0';
-    t = replace_once(text, cs, cs2);
+    t = itest_replace_once(text, cs, cs2);
     EXPECT_FAIL(verify_text(trust, t), "checksum_mismatch");
     free(t);
 
@@ -638,15 +537,15 @@ static void test_verify_matrix(void **state) {
     char sig2[129];
     snprintf(sig2, sizeof sig2, "%s", sig_a);
     sig2[20] = sig2[20] == 'a' ? 'b' : 'a';
-    t = replace_once(text, sig_a, sig2);
+    t = itest_replace_once(text, sig_a, sig2);
     EXPECT_FAIL(verify_text(trust, t), "invalid_signature");
     free(t);
 
     /* unknown hash algorithm */
-    t = replace_once(text, "\"hash_alg\": \"sha3-512\"", "\"hash_alg\": \"md5\"");
+    t = itest_replace_once(text, "\"hash_alg\": \"sha3-512\"", "\"hash_alg\": \"md5\"");
     EXPECT_FAIL(verify_text(trust, t), "unknown_hash_algorithm");
     free(t);
-    t = replace_once(text, "\"canonicalization\": \"somabrain-json\"",
+    t = itest_replace_once(text, "\"canonicalization\": \"somabrain-json\"",
                      "\"canonicalization\": \"c14n\"");
     EXPECT_FAIL(verify_text(trust, t), "unknown_canonicalization");
     free(t);
@@ -729,11 +628,11 @@ static void test_sign_refusals(void **state) {
     snprintf(rest, sizeof rest, ",\n \"canonicalization\": \"somabrain-json\", \"hash_alg\": "
              "\"sha3-512\",\n \"checksum\": \"%.128s\",\n \"signatures\": []", g_out);
     write_bundle(p, "acme", DOC_PLAIN, rest);
-    char *before = read_all(p, NULL);
+    char *before = itest_read_file(p, NULL);
     EXPECT_FAIL(GOVCTL(NOENV, "sign", "--signer", "alice", "--key", keyfile("alice", "key"), p),
                 "checksum_mismatch");
     assert_string_equal(g_out, "");
-    char *after = read_all(p, NULL);
+    char *after = itest_read_file(p, NULL);
     assert_string_equal(after, before);
     free(after);
     free(before);
@@ -748,8 +647,8 @@ static void test_sign_refusals(void **state) {
     for (char *c = upper; *c; c++)
         if (*c >= 'a' && *c <= 'f')
             *c = (char)(*c - 'a' + 'A');
-    char *text = read_all(p, NULL);
-    char *t = replace_once(text, member(b, "checksum"), upper);
+    char *text = itest_read_file(p, NULL);
+    char *t = itest_replace_once(text, member(b, "checksum"), upper);
     write_str(p, t);
     free(t);
     free(text);
@@ -763,17 +662,13 @@ static void test_sign_refusals(void **state) {
     write_pem_key(wpath("p256.pem"), ec, NULL, NULL);
     EVP_PKEY_free(ec);
     write_bundle(p, "acme", DOC_PLAIN, "");
-    before = read_all(p, NULL);
+    before = itest_read_file(p, NULL);
     EXPECT_FAIL(GOVCTL(NOENV, "sign", "--signer", "alice", "--key", wpath("p256.pem"), p),
                 "key_invalid");
     EXPECT_FAIL(GOVCTL(NOENV, "sign", "--signer", "alice", "--key", keyfile("alice", "pub"), p),
                 "key_invalid");
     /* an encrypted key is refused without prompting for a passphrase */
-    EVP_PKEY *ed = NULL;
-    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-    assert_int_equal(EVP_PKEY_keygen_init(kc), 1);
-    assert_int_equal(EVP_PKEY_keygen(kc, &ed), 1);
-    EVP_PKEY_CTX_free(kc);
+    EVP_PKEY *ed = itest_ed25519_new();
     write_pem_key(wpath("enc.pem"), ed, EVP_aes_256_cbc(), "secret-passphrase");
     EVP_PKEY_free(ed);
     EXPECT_FAIL(GOVCTL(NOENV, "sign", "--signer", "alice", "--key", wpath("enc.pem"), p),
@@ -781,7 +676,7 @@ static void test_sign_refusals(void **state) {
     EXPECT_FAIL(GOVCTL(NOENV, "sign", "--signer", "alice", "--key", wpath("no-such.key"), p),
                 "io_error");
     assert_null(strstr(g_err, "PRIVATE"));
-    after = read_all(p, NULL);
+    after = itest_read_file(p, NULL);
     assert_string_equal(after, before);
     free(after);
     free(before);
@@ -899,8 +794,8 @@ static void test_python_independent_check(void **state) {
     /* and it can fail: the wrong key, a tampered document */
     const char *wrong[] = {python3(), script_copy, keyfile("bob", "pub"), p, "alice", NULL};
     assert_int_equal(run_argv(wrong, NULL), 1);
-    char *text = read_all(p, NULL);
-    char *t = replace_once(text, "\"alpha\" : 0.10", "\"alpha\" : 0.11");
+    char *text = itest_read_file(p, NULL);
+    char *t = itest_replace_once(text, "\"alpha\" : 0.10", "\"alpha\" : 0.11");
     write_str(wpath("python-tampered.json"), t);
     free(t);
     free(text);
@@ -948,7 +843,7 @@ static void test_usage_errors(void **state) {
     EXPECT_USAGE(GOVCTL(NOENV, "publish", "--tenant", "acme"));
     EXPECT_USAGE(GOVCTL(NOENV, "publish", "--tenant", "acme", "--source", "", b));
     /* nothing ran: the bundle is as written */
-    char *text = read_all(b, NULL);
+    char *text = itest_read_file(b, NULL);
     assert_null(strstr(text, "signatures"));
     free(text);
     EXPECT_OK(GOVCTL(NOENV, "--help"));
@@ -958,45 +853,12 @@ static void test_usage_errors(void **state) {
 
 /* --- publish ----------------------------------------------------------------- */
 
+/* What `govctl publish` printed. */
 typedef struct published {
     char event_id[GOV_UUID_STRLEN + 1];
-    int found;
-    int32_t partition;
-    int64_t offset;
-    char key[96];
-    json_t *event;
     int printed_partition;
+    int64_t printed_offset;
 } published_t;
-
-typedef struct wanted {
-    published_t *p;
-    size_t n;
-} wanted_t;
-
-static int on_bundle(void *opaque, const gov_kafka_msg_t *m) {
-    wanted_t *w = opaque;
-    json_t *ev = NULL;
-    const char *name = NULL;
-    char eb[256];
-    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &name, eb, sizeof eb) != GOV_OK)
-        return 0; /* other producers' poison tests share the topic */
-    const char *id = json_string_value(json_object_get(ev, "event_id"));
-    for (size_t i = 0; id && i < w->n; i++) {
-        published_t *p = &w->p[i];
-        if (!p->found && strcmp(id, p->event_id) == 0 && strcmp(name, "ConstitutionBundle") == 0) {
-            p->found = 1;
-            p->partition = m->partition;
-            p->offset = m->offset;
-            snprintf(p->key, sizeof p->key, "%.*s", (int)m->key_len, (const char *)m->key);
-            p->event = json_incref(ev);
-        }
-    }
-    json_decref(ev);
-    size_t found = 0;
-    for (size_t i = 0; i < w->n; i++)
-        found += (size_t)w->p[i].found;
-    return found == w->n;
-}
 
 /* Parses "published constitution.bundles partition=P offset=O event_id=E\n". */
 static void parse_published(published_t *p) {
@@ -1008,18 +870,19 @@ static void parse_published(published_t *p) {
         fail_msg("unexpected publish output: %s", g_out);
     memset(p, 0, sizeof *p);
     snprintf(p->event_id, sizeof p->event_id, "%s", id);
-    p->offset = off; /* as printed; compared with the consumed message below */
+    p->printed_offset = off; /* compared with the consumed message below */
     p->printed_partition = part;
 }
 
-static void check_published(const published_t *p, int64_t printed_offset, const char *tenant,
+/* The event as consumed (got) against what govctl printed (p) and the file. */
+static void check_published(const published_t *p, const itest_found_t *got, const char *tenant,
                             const char *bundle_path, const char *source) {
-    if (!p->found)
+    if (!got->found)
         fail_msg("event %s not found on constitution.bundles", p->event_id);
-    assert_int_equal(p->offset, printed_offset);
-    assert_int_equal(p->partition, p->printed_partition);
-    assert_string_equal(p->key, tenant);
-    json_t *ev = p->event, *b = load_json(bundle_path);
+    assert_int_equal(got->offset, p->printed_offset);
+    assert_int_equal(got->partition, p->printed_partition);
+    assert_string_equal(got->key, tenant);
+    json_t *ev = got->event, *b = load_json(bundle_path);
     assert_string_equal(member(ev, "tenant"), tenant);
     assert_string_equal(member(ev, "source"), source);
     assert_true(json_is_null(json_object_get(ev, "etag")));
@@ -1051,28 +914,28 @@ static void test_publish(void **state) {
     sign_as(p, "bob");
 
     published_t pub[2];
-    int64_t printed[2];
     /* --brokers and --source given */
     EXPECT_OK(GOVCTL(NOENV, "publish", "--tenant", tenant, "--brokers", brokers, "--source",
                      "itest-govctl", p));
     parse_published(&pub[0]);
-    printed[0] = pub[0].offset;
     /* brokers from GOV_KAFKA_BROKERS, source from $USER */
     const char *env[] = {env_brokers, env_user, NULL};
     EXPECT_OK(GOVCTL(env, "publish", "--tenant", tenant, p));
     parse_published(&pub[1]);
-    printed[1] = pub[1].offset;
     assert_string_not_equal(pub[0].event_id, pub[1].event_id);
 
-    wanted_t w = {pub, 2};
-    if (!itest_consume_until("constitution.bundles", on_bundle, &w, 60000))
+    itest_found_t at[2];
+    memset(at, 0, sizeof at);
+    for (size_t i = 0; i < 2; i++)
+        snprintf(at[i].event_id, sizeof at[i].event_id, "%s", pub[i].event_id);
+    if (!itest_find_events("constitution.bundles", "ConstitutionBundle", at, 2, 60000))
         fail_msg("the published events did not arrive on constitution.bundles");
-    check_published(&pub[0], printed[0], tenant, p, "itest-govctl");
+    check_published(&pub[0], &at[0], tenant, p, "itest-govctl");
     char src[80];
     snprintf(src, sizeof src, "govctl:%s", env_user + 5);
-    check_published(&pub[1], printed[1], tenant, p, src);
-    json_decref(pub[0].event);
-    json_decref(pub[1].event);
+    check_published(&pub[1], &at[1], tenant, p, src);
+    json_decref(at[0].event);
+    json_decref(at[1].event);
 }
 
 static void test_publish_refusals(void **state) {

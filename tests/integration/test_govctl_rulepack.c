@@ -16,19 +16,11 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <librdkafka/rdkafka.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
@@ -46,47 +38,15 @@ static char *demo;              /* deploy/demo/rulepack-demo.json */
 
 /* --- running govctl ---------------------------------------------------------- */
 
-static void slurp_into(const char *path, char *buf, size_t size) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-}
-
 /* Runs argv with extra env; stdout into g_out, stderr into g_err.  A
  * sanitizer report fails the test whatever the exit code. */
 static int run_argv(const char *const *argv, const char *const *env) {
-    char errpath[PATH_MAX + 16];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", work);
-    fflush(stderr);
-    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        fail_msg("cannot create %s", errpath);
-    int saved = dup(2);
-    dup2(fd, 2);
-    close(fd);
-    int rc = itest_run(argv, env, g_out, sizeof g_out);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    slurp_into(errpath, g_err, sizeof g_err);
-    if (strstr(g_err, "Sanitizer") || strstr(g_err, "runtime error:"))
-        fail_msg("%s: sanitizer report:\n%s", argv[0], g_err);
-    return rc;
+    return itest_run_capture(argv, env, g_out, sizeof g_out, g_err, sizeof g_err);
 }
 
-static int run_govctl(const char *const *env, const char *const *args) {
-    const char *argv[16];
-    size_t n = 0;
-    argv[n++] = itest_bin("govctl");
-    for (size_t i = 0; args[i]; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return run_argv(argv, env);
-}
-
-#define GOVCTL(env, ...) run_govctl((env), (const char *const[]){__VA_ARGS__, NULL})
+#define GOVCTL(env, ...)                                                                         \
+    itest_govctl((env), (const char *const[]){__VA_ARGS__, NULL}, g_out, sizeof g_out, g_err,    \
+                 sizeof g_err)
 #define NOENV ((const char *const *)NULL)
 
 /* Exit 1 with a stderr line "govctl: <code>: <message...>", the message
@@ -104,39 +64,10 @@ static void expect_fail(int rc, const char *code, const char *starts, int line) 
                  "stdout:\n%s", line, want, rc, g_err, g_out);
 }
 
-#define EXPECT_USAGE(rc) expect_usage((rc), __LINE__)
-static void expect_usage(int rc, int line) {
-    if (rc != 2 || strstr(g_err, "govctl: usage: ") == NULL)
-        fail_msg("line %d: want exit 2 with a usage line; got exit %d, stderr:\n%s", line, rc,
-                 g_err);
-}
-
-#define EXPECT_OK(rc) expect_ok((rc), __LINE__)
-static void expect_ok(int rc, int line) {
-    if (rc != 0)
-        fail_msg("line %d: want exit 0; got %d, stderr:\n%s", line, rc, g_err);
-}
+#define EXPECT_USAGE(rc) itest_expect_usage((rc), g_err, __LINE__)
+#define EXPECT_OK(rc) itest_expect_ok((rc), g_err, __LINE__)
 
 /* --- files ------------------------------------------------------------------- */
-
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    buf[n] = 0;
-    return buf;
-}
 
 /* Writes s to work/name; returns the path (static, one of 8 rotating). */
 static const char *write_pack(const char *name, const char *s) {
@@ -144,23 +75,13 @@ static const char *write_pack(const char *name, const char *s) {
     static int next;
     char *p = paths[next++ % 8];
     snprintf(p, PATH_MAX + 64, "%s/%s", work, name);
-    FILE *f = fopen(p, "wb");
-    if (f == NULL || fwrite(s, 1, strlen(s), f) != strlen(s) || fclose(f) != 0)
-        fail_msg("cannot write %s", p);
+    itest_write_file(p, s, strlen(s));
     return p;
 }
 
 /* The demo pack with `from` (occurring exactly once) replaced by `to`. */
 static char *demo_with(const char *from, const char *to) {
-    const char *at = strstr(demo, from);
-    if (at == NULL || strstr(at + 1, from) != NULL)
-        fail_msg("\"%s\" does not occur exactly once", from);
-    size_t pre = (size_t)(at - demo), fl = strlen(from), tl = strlen(to);
-    char *out = malloc(strlen(demo) - fl + tl + 1);
-    memcpy(out, demo, pre);
-    memcpy(out + pre, to, tl);
-    strcpy(out + pre + tl, at + fl);
-    return out;
+    return itest_replace_once(demo, from, to);
 }
 
 /* The demo pack for tenant t (new memory). */
@@ -174,27 +95,15 @@ static char *demo_for(const char *t) {
 
 static int setup(void **state) {
     (void)state;
-    char name[96];
-    itest_unique("govctl-rp", name, sizeof name);
-    mkdir(itest_path("var"), 0755);
-    mkdir(itest_path("var/test-logs"), 0755);
-    snprintf(work, sizeof work, "%s/%s", itest_path("var/test-logs"), name);
-    if (mkdir(work, 0700) != 0) {
-        fprintf(stderr, "cannot create %s\n", work);
+    if (itest_workdir_new("govctl-rp", work, sizeof work) != 0)
         return -1;
-    }
-    demo = read_all(itest_path("deploy/demo/rulepack-demo.json"));
+    demo = itest_read_file("deploy/demo/rulepack-demo.json", NULL);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    if (work[0] && getenv("ITEST_KEEP") == NULL) {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", work);
-    }
+    itest_workdir_remove(work);
     free(demo);
     return 0;
 }
@@ -315,35 +224,12 @@ static void test_usage_errors(void **state) {
 
 /* --- publish ----------------------------------------------------------------- */
 
+/* What `govctl rulepack publish` printed, and the event as consumed. */
 typedef struct published {
-    char event_id[GOV_UUID_STRLEN + 1];
     int printed_partition;
     long long printed_offset;
-    int found;
-    int32_t partition;
-    int64_t offset;
-    char key[96];
-    json_t *event;
+    itest_found_t at;
 } published_t;
-
-static int on_pack(void *opaque, const gov_kafka_msg_t *m) {
-    published_t *p = opaque;
-    json_t *ev = NULL;
-    const char *name = NULL;
-    char eb[256];
-    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &name, eb, sizeof eb) != GOV_OK)
-        return 0; /* poison tests share the topic */
-    const char *id = json_string_value(json_object_get(ev, "event_id"));
-    if (id && strcmp(id, p->event_id) == 0 && strcmp(name, "RulePackPublished") == 0) {
-        p->found = 1;
-        p->partition = m->partition;
-        p->offset = m->offset;
-        snprintf(p->key, sizeof p->key, "%.*s", (int)m->key_len, (const char *)m->key);
-        p->event = json_incref(ev);
-    }
-    json_decref(ev);
-    return p->found;
-}
 
 /* Parses "published policy.rulepacks partition=P offset=O event_id=E\n". */
 static void parse_published(published_t *p) {
@@ -353,17 +239,17 @@ static void parse_published(published_t *p) {
                &p->printed_partition, &p->printed_offset, id, &nl) != 4 || nl != '\n' ||
         !gov_uuid_v7_valid(id) || p->printed_offset < 0 || p->printed_partition < 0)
         fail_msg("unexpected publish output: %s", g_out);
-    snprintf(p->event_id, sizeof p->event_id, "%s", id);
+    snprintf(p->at.event_id, sizeof p->at.event_id, "%s", id);
 }
 
 static void check_published(published_t *p, const char *tenant, const char *text,
                             const char *who) {
-    if (!itest_consume_until(TOPIC, on_pack, p, 60000))
-        fail_msg("event %s did not arrive on %s", p->event_id, TOPIC);
-    assert_int_equal(p->partition, p->printed_partition);
-    assert_int_equal(p->offset, p->printed_offset);
-    assert_string_equal(p->key, tenant);
-    json_t *ev = p->event;
+    if (!itest_find_events(TOPIC, "RulePackPublished", &p->at, 1, 60000))
+        fail_msg("event %s did not arrive on %s", p->at.event_id, TOPIC);
+    assert_int_equal(p->at.partition, p->printed_partition);
+    assert_int_equal(p->at.offset, p->printed_offset);
+    assert_string_equal(p->at.key, tenant);
+    json_t *ev = p->at.event;
     assert_string_equal(json_string_value(json_object_get(ev, "tenant")), tenant);
     assert_string_equal(json_string_value(json_object_get(ev, "pack_id")), "demo-baseline");
     assert_string_equal(json_string_value(json_object_get(ev, "version")), "1.0.0");
@@ -374,44 +260,6 @@ static void check_published(published_t *p, const char *tenant, const char *text
     json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
     assert_true(at > gov_now_micros() - 600LL * 1000000 && at <= gov_now_micros());
     json_decref(ev);
-}
-
-/* Sum of the high watermarks of every partition of the topic. */
-static int64_t topic_end(const char *topic) {
-    char eb[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
-                      eb, sizeof eb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
-    if (rk == NULL)
-        fail_msg("client: %s", eb);
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(rk, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1)
-        fail_msg("no metadata for %s", topic);
-    int64_t sum = 0;
-    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-        int64_t lo, hi;
-        if (rd_kafka_query_watermark_offsets(rk, topic, md->topics[0].partitions[i].id, &lo, &hi,
-                                             10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            fail_msg("watermarks of %s", topic);
-        sum += hi;
-    }
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(t);
-    rd_kafka_destroy(rk);
-    return sum;
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
-        fail_msg("cannot find a free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
@@ -435,7 +283,7 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     EXPECT_OK(GOVCTL(env_b, "rulepack", "publish", path));
     published_t p2;
     parse_published(&p2);
-    assert_string_not_equal(p1.event_id, p2.event_id);
+    assert_string_not_equal(p1.at.event_id, p2.at.event_id);
     check_published(&p1, tenant, text, who);
     check_published(&p2, tenant, text, who);
 
@@ -443,34 +291,21 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
      * once (the second publication is a replay) */
     int rport;
     pid_t rpid = itest_private_redis("govctl-rulepack", &rport);
-    char env_redis[48], env_group[160], env_admin[48], group[96];
+    char env_redis[48];
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", rport);
-    itest_unique("itest-govctl-rp", group, sizeof group);
-    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
-    int aport = free_port();
-    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%d", aport);
-    const char *penv[] = {env_redis, env_group, env_admin, env_brokers, NULL};
-    const char *pargv[] = {itest_bin("gov-rulepacks"), NULL};
-    pid_t ppid = itest_spawn(pargv, penv, "itest-govctl-gov-rulepacks.log");
+    const char *penv[] = {env_redis, env_brokers, NULL};
+    itest_proc_t proc = {0};
+    itest_proc_start(&proc, "gov-rulepacks", "gov-rulepacks-itest-govctl", penv,
+                     "itest-govctl-gov-rulepacks.log");
     gov_redis_t *r = NULL;
     char eb[256];
     assert_int_equal(gov_redis_new("127.0.0.1", rport, 2000, &r, eb, sizeof eb), GOV_OK);
-    char key[160], okey[160];
+    char key[160];
     snprintf(key, sizeof key, "policy:rulepack:{%s}", tenant);
-    snprintf(okey, sizeof okey, "gov:offsets:gov-rulepacks:" TOPIC ":%d", p2.partition);
-    int done = 0;
-    for (int i = 0; i < 600 && !done; i++) {
-        redisReply *rep = NULL;
-        if (gov_redis_commandf(r, &rep, eb, sizeof eb, "GET %s", okey) == GOV_OK) {
-            done = rep->type == REDIS_REPLY_STRING && atoll(rep->str) >= p2.offset;
-            freeReplyObject(rep);
-        }
-        if (!done)
-            itest_sleep_ms(50);
-    }
-    if (!done)
+    if (!itest_wait_offset(r, "gov-rulepacks", TOPIC, p2.at.partition, p2.at.offset,
+                           ITEST_HISTORY_MS))
         fail_msg("gov-rulepacks did not reach offset %lld (var/test-logs/itest-govctl-gov-rulepacks.log)",
-                 (long long)p2.offset);
+                 (long long)p2.at.offset);
     gov_rulepack_t *pack = NULL;
     assert_int_equal(gov_rulepack_parse(text, strlen(text), NULL, &pack, NULL, eb, sizeof eb), GOV_OK);
     redisReply *rep = NULL;
@@ -483,23 +318,22 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     freeReplyObject(rep);
     assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb,
                                         "HGET policy:rulepack:{%s}:meta event_id", tenant), GOV_OK);
-    assert_string_equal(rep->str, p1.event_id);   /* the first publication won */
+    assert_string_equal(rep->str, p1.at.event_id);   /* the first publication won */
     freeReplyObject(rep);
     gov_rulepack_free(pack);
     gov_redis_free(r);
 
-    char url[96], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", aport);
-    assert_int_equal(itest_http_get(url, &body), 200);
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&proc, "/metrics", &body), 200);
     char f1[128];
     snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
     const char *flt[] = {f1, NULL};
     assert_true(itest_metric(body, "rulepack_accepted_total", flt) == 1);
     assert_true(itest_metric(body, "rulepack_rejected_total", flt) < 0);   /* no sample */
     free(body);
-    int st = itest_stop(ppid, SIGTERM, 15000);
+    int st = itest_proc_stop(&proc);
     itest_stop(rpid, SIGTERM, 5000);
-    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(st, 0);
     free(text);
 }
 
@@ -512,13 +346,13 @@ static void test_publish_refuses_invalid_pack(void **state) {
     memcpy(from, "\"weight\": 2  ,", 14);
     const char *path = write_pack("refused.json", good);
     free(good);
-    int64_t before = topic_end(TOPIC);
+    int64_t before = itest_topic_end(TOPIC);
     EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", path), "out_of_range",
                 "rules[0] (pii.email): weight 2 is not in [0,1]\n");
     EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", write_pack("empty.json", "")),
                 "invalid_json", "pack is not valid JSON: ");
     /* nothing reached the topic */
-    assert_true(topic_end(TOPIC) == before);
+    assert_true(itest_topic_end(TOPIC) == before);
 }
 
 static void test_publish_kafka_unavailable(void **state) {

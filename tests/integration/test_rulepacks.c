@@ -18,15 +18,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <librdkafka/rdkafka.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,13 +34,15 @@
 #define TOPIC "policy.rulepacks"
 #define MAX_RULES_CONFIGURED 20
 
-static pid_t redis_pid = -1, proc_pid = -1;
-static int redis_port, admin_port;
-static char tenant[64], tenant2[64];
-static char env_redis[48], env_group[160], env_admin[48], env_brokers[300], env_rules[64];
+#define COMPONENT "gov-rulepacks-itest"
+
+static pid_t redis_pid = -1;
+static int redis_port;
 /* A deployment of its own: the stack's gov-rulepacks consumes the same topic
  * and audits the same events under its own name. */
-static char env_component[] = "GOV_COMPONENT_NAME=gov-rulepacks-itest";
+static itest_proc_t proc;
+static char tenant[64], tenant2[64];
+static char env_redis[48], env_brokers[300], env_rules[64];
 static char v1_canonical_sha[GOV_SHA256_HEXLEN + 1];
 static char *v1_canonical;         /* what Redis must hold while v1 is current */
 static char v1_event_id[GOV_UUID_STRLEN + 1];
@@ -53,61 +50,18 @@ static json_t *v1_event;           /* the accepted event, to deliver it again */
 
 /* --- helpers ------------------------------------------------------------------ */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
-        fail_msg("cannot find a free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static char *read_file(const char *rel) {
-    FILE *f = fopen(itest_path(rel), "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", rel);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    buf[n] = 0;
-    return buf;
-}
-
-/* A copy of text with `from` (which must occur exactly once) replaced. */
-static char *replace_once(const char *text, const char *from, const char *to) {
-    const char *at = strstr(text, from);
-    if (at == NULL || strstr(at + 1, from) != NULL)
-        fail_msg("\"%s\" does not occur exactly once", from);
-    size_t pre = (size_t)(at - text), fl = strlen(from), tl = strlen(to);
-    char *out = malloc(strlen(text) - fl + tl + 1);
-    memcpy(out, text, pre);
-    memcpy(out + pre, to, tl);
-    strcpy(out + pre + tl, at + fl);
-    return out;
-}
-
 /* The demo pack for tenant t at version v, then `from` -> `to` when given. */
 static char *demo_pack(const char *t, const char *v, const char *from, const char *to) {
-    char *text = read_file("deploy/demo/rulepack-demo.json"), buf[128];
+    char *text = itest_read_file("deploy/demo/rulepack-demo.json", NULL), buf[128];
     snprintf(buf, sizeof buf, "\"tenant\": \"%s\"", t);
-    char *a = replace_once(text, "\"tenant\": \"demo\"", buf);
+    char *a = itest_replace_once(text, "\"tenant\": \"demo\"", buf);
     snprintf(buf, sizeof buf, "\"version\": \"%s\"", v);
-    char *b = replace_once(a, "\"version\": \"1.0.0\"", buf);
+    char *b = itest_replace_once(a, "\"version\": \"1.0.0\"", buf);
     free(text);
     free(a);
     if (from == NULL)
         return b;
-    char *c = replace_once(b, from, to);
+    char *c = itest_replace_once(b, from, to);
     free(b);
     return c;
 }
@@ -147,17 +101,8 @@ typedef struct produced {
 } produced_t;
 
 static produced_t publish(json_t *ev) {
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    char eb[256];
     produced_t p = {-1, -1};
-    if (gov_avro_encode(itest_avro(), "RulePackPublished", ev, &buf, &len, eb, sizeof eb) != GOV_OK)
-        fail_msg("encode: %s", eb);
-    const char *key = json_string_value(json_object_get(ev, "tenant"));
-    if (gov_kafka_produce_sync(itest_producer(), TOPIC, key, strlen(key), buf, len, NULL, 0, 15000,
-                               &p.partition, &p.offset, eb, sizeof eb) != GOV_OK)
-        fail_msg("produce: %s", eb);
-    gov_free(buf);
+    itest_produce_event_at(TOPIC, "RulePackPublished", ev, &p.partition, &p.offset);
     return p;
 }
 
@@ -185,25 +130,17 @@ static char *redis_hget(const char *t, const char *field) {
 
 /* Waits until gov-rulepacks has finished the message at p (its offset key
  * in Redis is written last, after any audit event was acknowledged). */
-static void wait_processed(produced_t p) {
-    char key[128];
-    snprintf(key, sizeof key, "gov:offsets:gov-rulepacks:" TOPIC ":%d", (int)p.partition);
-    for (int i = 0; i < 600; i++) {
-        char *v = redis_get("%s", key);
-        long long have = v ? atoll(v) : -1;
-        free(v);
-        if (have >= p.offset)
-            return;
-        itest_sleep_ms(50);
-    }
-    fail_msg("gov-rulepacks did not process offset %lld of partition %d within 30 s",
-             (long long)p.offset, (int)p.partition);
+static void wait_processed_within(produced_t p, int timeout_ms) {
+    if (!itest_wait_offset(itest_redis(), "gov-rulepacks", TOPIC, p.partition, p.offset, timeout_ms))
+        fail_msg("gov-rulepacks did not process offset %lld of partition %d within %d s",
+                 (long long)p.offset, (int)p.partition, timeout_ms / 1000);
 }
 
+static void wait_processed(produced_t p) { wait_processed_within(p, 30000); }
+
 static char *metrics_text(void) {
-    char url[96], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin_port);
-    if (itest_http_get(url, &body) != 200)
+    char *body = NULL;
+    if (itest_proc_get(&proc, "/metrics", &body) != 200)
         fail_msg("/metrics of gov-rulepacks did not answer");
     return body;
 }
@@ -266,7 +203,7 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     w->partition = m->partition;
     const char *corr = json_string_value(json_object_get(ev, "correlation_id"));
     const char *comp = json_string_value(json_object_get(ev, "component"));
-    if (comp == NULL || strcmp(comp, "gov-rulepacks-itest") != 0)
+    if (comp == NULL || strcmp(comp, COMPONENT) != 0)
         corr = NULL; /* another deployment's audit of the same event */
     for (size_t i = 0; corr && i < w->n; i++) {
         if (strcmp(w->ids[i], corr) != 0)
@@ -299,49 +236,9 @@ static json_t *details_of(const json_t *audit) {
 
 static void derived_id(const json_t *ev, const char *action, char out[GOV_UUID_STRLEN + 1]) {
     char seed[128];
-    snprintf(seed, sizeof seed, "gov-rulepacks-itest/%s/%s", ev_id(ev), action);
+    snprintf(seed, sizeof seed, COMPONENT "/%s/%s", ev_id(ev), action);
     json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
     assert_int_equal(gov_uuid_v7_derive((uint64_t)(at / 1000), seed, out), GOV_OK);
-}
-
-/* The high watermark of identity.audit partition p: the next offset. */
-static int64_t audit_high_watermark(int32_t p) {
-    char eb[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
-                      eb, sizeof eb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
-    if (rk == NULL)
-        fail_msg("watermark client: %s", eb);
-    int64_t lo = -1, hi = -1;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, "identity.audit", p, &lo, &hi, 10000);
-    rd_kafka_destroy(rk);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        fail_msg("watermarks of identity.audit/%d: %s", (int)p, rd_kafka_err2str(e));
-    return hi;
-}
-
-/* Partitions of a topic, from the broker's metadata. */
-static int topic_partitions(const char *topic) {
-    char eb[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"),
-                      eb, sizeof eb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
-    if (rk == NULL)
-        fail_msg("metadata client: %s", eb);
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    int n = -1;
-    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
-        n = md->topics[0].partition_cnt;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(t);
-    rd_kafka_destroy(rk);
-    if (n <= 0)
-        fail_msg("no metadata for %s", topic);
-    return n;
 }
 
 /* The private gov-rulepacks starts its new group at the earliest offsets and
@@ -349,7 +246,7 @@ static int topic_partitions(const char *topic) {
  * pack that is not JSON, for a throw-away tenant) is produced into every
  * partition and waited for: after that, every event counted is this run's. */
 static void catch_up(void) {
-    int n = topic_partitions(TOPIC), seen = 0;
+    int n = itest_topic_partitions(TOPIC), seen = 0;
     char done[64] = {0};
     for (int tries = 0; seen < n && tries < 200; tries++) {
         char t[64];
@@ -358,7 +255,9 @@ static void catch_up(void) {
         produced_t p = publish(ev);
         json_decref(ev);
         if (p.partition >= 0 && p.partition < 64 && !done[p.partition]) {
-            wait_processed(p);
+            /* the whole history first: it grows with every run on a stack,
+             * and the sanitizer build compiles each pack slowly */
+            wait_processed_within(p, ITEST_HISTORY_MS);
             done[p.partition] = 1;
             seen++;
         }
@@ -374,23 +273,11 @@ static int setup(void **state) {
     redis_pid = itest_private_redis("rulepacks", &redis_port);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis); /* itest_redis() talks to the private Redis */
-    char group[96];
-    itest_unique("itest-rulepacks", group, sizeof group);
-    snprintf(env_group, sizeof env_group, "GOV_KAFKA_GROUP=%s", group);
-    admin_port = free_port();
-    snprintf(env_admin, sizeof env_admin, "GOV_ADMIN_PORT=%d", admin_port);
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
-    const char *env[] = {env_redis, env_group, env_admin, env_brokers, env_rules, env_component, NULL};
-    const char *argv[] = {itest_bin("gov-rulepacks"), NULL};
-    proc_pid = itest_spawn(argv, env, "itest-gov-rulepacks.log");
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", admin_port);
-    if (!itest_wait_http(url, 200, 30000)) {
-        fprintf(stderr, "gov-rulepacks did not become ready (var/test-logs/itest-gov-rulepacks.log)\n");
-        return -1;
-    }
+    const char *env[] = {env_redis, env_brokers, env_rules, NULL};
+    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     itest_unique("rp", tenant, sizeof tenant);
     itest_unique("rp2", tenant2, sizeof tenant2);
     catch_up();
@@ -399,14 +286,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    int rc = 0;
-    if (proc_pid > 0) {
-        int st = itest_stop(proc_pid, SIGTERM, 15000);
-        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "gov-rulepacks did not exit cleanly on SIGTERM (status %d)\n", st);
-            rc = -1;
-        }
-    }
+    int rc = itest_proc_stop(&proc);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     free(v1_canonical);
@@ -463,7 +343,7 @@ static void test_accepted_pack_is_materialized(void **state) {
     assert_string_equal(json_string_value(json_object_get(a, "event_id")), want_id);
     assert_string_equal(json_string_value(json_object_get(a, "action")), "rulepack.accepted");
     assert_string_equal(json_string_value(json_object_get(a, "outcome")), "success");
-    assert_string_equal(json_string_value(json_object_get(a, "component")), "gov-rulepacks-itest");
+    assert_string_equal(json_string_value(json_object_get(a, "component")), COMPONENT);
     assert_string_equal(json_string_value(json_object_get(a, "actor")), "itest-rulepacks");
     assert_string_equal(json_string_value(json_object_get(a, "subject")), "demo-baseline@1.0.0");
     json_t *d = details_of(a);
@@ -643,7 +523,7 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     w.n = 2;
     w.tenant_key = tenant;
     w.partition = part;
-    w.stop_offset = audit_high_watermark(part) - 1;
+    w.stop_offset = itest_high_watermark("identity.audit", part) - 1;
     assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
     assert_null(w.found[0]);
     assert_int_equal(w.copies[0], 0);

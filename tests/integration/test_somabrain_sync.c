@@ -64,17 +64,6 @@ static EVP_PKEY *signing_key;
 
 /* --- small helpers ------------------------------------------------------------ */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
-        fail_msg("cannot find a free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void write_file(const char *path, const void *data, size_t len) {
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -127,16 +116,8 @@ static void sha256_hex(const void *buf, size_t len, char out[65]) {
  * canonical bytes do), signature = Ed25519 over the ASCII checksum hex. */
 static char *make_bundle(const char *tenant, const char *doc) {
     char checksum[65], sig_hex[129];
-    unsigned char sig[64];
-    size_t siglen = sizeof sig;
     sha256_hex(doc, strlen(doc), checksum);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestSignInit(ctx, NULL, NULL, NULL, signing_key) != 1 ||
-        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)checksum, 64) != 1 ||
-        siglen != 64)
-        fail_msg("Ed25519 signing failed");
-    EVP_MD_CTX_free(ctx);
-    gov_hex_encode(sig, 64, sig_hex);
+    itest_sign_hex(signing_key, checksum, sig_hex);
     size_t n = strlen(doc) + 512;
     char *b = malloc(n);
     snprintf(b, n,
@@ -194,29 +175,9 @@ static rd_kafka_t *kafka_reader(void) {
     return rk;
 }
 
-static void topic_ends_with(rd_kafka_t *rk, const char *topic, offsets_t *o) {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        fail_msg("no metadata for topic %s (is the stack up?)", topic);
-    o->n = md->topics[0].partition_cnt;
-    assert_true(o->n > 0 && o->n <= MAX_PARTS);
-    for (int p = 0; p < o->n; p++) {
-        int64_t lo, hi;
-        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 15000) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-            fail_msg("watermarks of %s/%d", topic, p);
-        o->end[p] = hi;
-    }
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-}
-
 static void topic_ends(const char *topic, offsets_t *o) {
-    rd_kafka_t *rk = kafka_reader();
-    topic_ends_with(rk, topic, o);
-    rd_kafka_destroy(rk);
+    o->n = itest_topic_ends(topic, o->end, MAX_PARTS);
+    assert_true(o->n > 0);
 }
 
 /* Decodes every message keyed `key` between `from` and the current end of
@@ -224,7 +185,7 @@ static void topic_ends(const char *topic, offsets_t *o) {
 static json_t *events_since(const char *topic, const offsets_t *from, const char *key) {
     rd_kafka_t *rk = kafka_reader();
     offsets_t now;
-    topic_ends_with(rk, topic, &now);
+    topic_ends(topic, &now);
     json_t *out = json_array();
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(now.n);
     int pending = 0;
@@ -358,8 +319,8 @@ static int setup(void **state) {
     closed_port = ntohs(a.sin_port);
 
     for (int attempt = 0; attempt < 5; attempt++) {
-        http_port = free_port();
-        tls_port = free_port();
+        http_port = itest_free_port();
+        tls_port = itest_free_port();
         if (tls_port == http_port)
             continue;
         write_nginx_conf();
@@ -369,9 +330,7 @@ static int setup(void **state) {
     if (ngx_pid < 0)
         fail_msg("nginx did not start; see %s/error.log", ngx_dir);
 
-    signing_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    if (signing_key == NULL)
-        fail_msg("Ed25519 key generation failed");
+    signing_key = itest_ed25519_new();
     return 0;
 }
 
@@ -481,7 +440,7 @@ typedef struct daemon {
 static void daemon_start(daemon_t *d, const char *url_template, const char *tenants,
                          const char *logname) {
     char port[32];
-    int p = free_port();
+    int p = itest_free_port();
     snprintf(port, sizeof port, "GOV_ADMIN_PORT=%d", p);
     snprintf(d->url, sizeof d->url, "http://127.0.0.1:%d", p);
     snprintf(d->logname, sizeof d->logname, "%s", logname);
@@ -948,7 +907,7 @@ static void test_sigterm_abandons_a_slow_fetch(void **state) {
     offsets_t a0;
     topic_ends(TOPIC_AUDIT, &a0);
     char port[32];
-    int p = free_port();
+    int p = itest_free_port();
     snprintf(port, sizeof port, "GOV_ADMIN_PORT=%d", p);
     const char *extra[] = {port, "GOV_SOMABRAIN_TIMEOUT=20s", NULL};
     daemon_t d;
@@ -1002,7 +961,7 @@ static void test_configuration_is_checked(void **state) {
     /* not configured at all: a daemon stays up (the stack starts every
      * binary) and says so in /readyz */
     char port[32];
-    int p = free_port();
+    int p = itest_free_port();
     snprintf(port, sizeof port, "GOV_ADMIN_PORT=%d", p);
     const char *env2[] = {port, NULL};
     const char *argv[] = {itest_bin("gov-somabrain-sync"), NULL};
