@@ -13,10 +13,12 @@
  *   return gov_processor_shutdown(p);
  *
  * What the runtime does for the processor:
- *   - configuration: the base keys every processor has (Kafka, Redis, admin
- *     address, log level, group id) plus the processor's own table;
- *   - logging, metrics registry, component status, the admin HTTP server;
- *   - a consumer (group = config kafka_group) and an idempotent producer;
+ *   - start-up through gov_runtime: the shared rows every processor has
+ *     (Kafka, Redis, admin address, log level, component name) plus
+ *     kafka_group, dlq_timeout, retry_max and the processor's own rows;
+ *     logging, metrics registry, component status, the admin HTTP server,
+ *     Redis and an idempotent producer;
+ *   - a consumer (group = config kafka_group);
  *   - decoding: a message that does not decode (bad framing, unknown
  *     fingerprint, body that fails validation), whose schema is not one the
  *     topic carries, or whose key is not its tenant, is a poison message: it
@@ -50,6 +52,7 @@
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_redis.h"
+#include "gov_runtime.h"
 #include "gov_util.h"
 
 /* Which schemas a topic may carry. */

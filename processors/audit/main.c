@@ -34,9 +34,7 @@ static const gov_processor_spec_t spec = {
 static long decision_ttl_ms;
 
 static const gov_config_entry_t config[] = {
-    {"decision_ttl", GOV_CFG_DURATION_MS, "168h", 1000, 31L * 24 * 3600 * 1000,
-     "how long a materialized decision (policy:decision:{T}:<id>) is kept",
-     &decision_ttl_ms, NULL, 0},
+    GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
 };
 
 int main(int argc, char **argv) {

@@ -45,11 +45,8 @@ static char *trust_file;
 static long max_document;
 
 static const gov_config_entry_t config[] = {
-    {"trust_file", GOV_CFG_STRING, NULL, 0, 0,
-     "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}",
-     &trust_file, NULL, 0},
-    {"max_document", GOV_CFG_INT, "1048576", 1024, 16777216,
-     "largest constitution document accepted, in bytes", &max_document, NULL, 0},
+    GOV_CFG_STRING("trust_file", NULL, "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}", &trust_file),
+    GOV_CFG_INT("max_document", "1048576", 1024, 16777216, "largest constitution document accepted, in bytes", &max_document),
 };
 
 typedef struct ctx {
