@@ -24,7 +24,6 @@
  * -> shut down.
  */
 #include <curl/curl.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +34,7 @@
 #include "gov_admin.h"
 #include "gov_alloc.h"
 #include "gov_avro.h"
+#include "gov_backoff.h"
 #include "gov_bundle.h"
 #include "gov_config.h"
 #include "gov_kafka.h"
@@ -290,20 +290,10 @@ static int add_tenant(void *opaque, const char *s, size_t len) {
     return 0;
 }
 
-static double random_unit(void) {
-    unsigned char r[8];
-    if (RAND_bytes(r, sizeof r) != 1)
-        return 0.5; /* no randomness: no jitter, still a valid schedule */
-    uint64_t v = 0;
-    for (size_t i = 0; i < sizeof r; i++)
-        v = v << 8 | r[i];
-    return (double)(v >> 11) / 9007199254740992.0; /* 53 bits -> [0, 1) */
-}
-
 /* Sets t's next fetch time from now and returns the delay in ms. */
 static long schedule(tenant_t *t) {
-    long ms = gov_bundle_sync_delay_ms(sync_interval_ms, sync_jitter, backoff_base_ms,
-                                       backoff_max_ms, t->failures, random_unit());
+    long ms = gov_backoff_periodic_ms(sync_interval_ms, sync_jitter, backoff_base_ms,
+                                      backoff_max_ms, t->failures, gov_random_unit());
     t->next_due_us = gov_mono_micros() + (int64_t)ms * 1000;
     return ms;
 }
