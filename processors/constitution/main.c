@@ -27,6 +27,7 @@
 #include "gov_alloc.h"
 #include "gov_constitution.h"
 #include "gov_events.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_time.h"
@@ -55,19 +56,25 @@ typedef struct ctx {
     gov_metric_t *m_rejected, *m_accepted, *m_version;
 } ctx_t;
 
+/* The trust file is local configuration: at most this many bytes. */
+#define TRUST_FILE_MAX (1u << 20)
+
 static gov_trust_t *load_trust(const char *path) {
     char eb[512];
     gov_trust_t *t = NULL;
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (f == NULL) {
+    char *buf = NULL;
+    size_t n = 0;
+    if (path == NULL) {
         gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path",
-                path ? path : "(unset)", (const char *)NULL);
+                "(unset)", (const char *)NULL);
         return NULL;
     }
-    char *buf = gov_malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (buf && gov_trust_parse(buf, n, &t, eb, sizeof eb) != GOV_OK)
+    if (gov_file_read(path, TRUST_FILE_MAX, 0, &buf, &n, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path", path,
+                "error", eb, (const char *)NULL);
+        return NULL;
+    }
+    if (gov_trust_parse(buf, n, &t, eb, sizeof eb) != GOV_OK)
         gov_log(GOV_LOG_ERROR, "trust file rejected", "path", path, "error", eb, (const char *)NULL);
     gov_free(buf);
     return t;
