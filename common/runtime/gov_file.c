@@ -12,7 +12,6 @@
 #include "gov_file.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,20 +19,9 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_util.h"
 
 #define FIRST_CHUNK 4096u
-
-static void set_error(char *errbuf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *errbuf, size_t size, const char *fmt, ...) {
-    if (errbuf == NULL || size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, size, fmt, ap);
-    va_end(ap);
-}
 
 /* Wipes a secret buffer before freeing it; explicit_bzero is not optimized
  * away. */
@@ -55,7 +43,7 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
     if (out == NULL || out_len == NULL || path == NULL) {
-        set_error(errbuf, errbuf_size, "invalid arguments");
+        gov_errbuf(errbuf, errbuf_size, "invalid arguments");
         return GOV_ERR_INVALID_ARG;
     }
     *out = NULL;
@@ -65,24 +53,24 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
     int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        set_error(errbuf, errbuf_size, "cannot open %s: %s", path,
+        gov_errbuf(errbuf, errbuf_size, "cannot open %s: %s", path,
                   strerror_r(e, reason, sizeof reason));
         return e == ENOENT ? GOV_ERR_NOT_FOUND : GOV_ERR_IO;
     }
     struct stat st;
     if (fstat(fd, &st) == 0) {
         if (S_ISDIR(st.st_mode)) {
-            set_error(errbuf, errbuf_size, "%s is a directory", path);
+            gov_errbuf(errbuf, errbuf_size, "%s is a directory", path);
             goto out;
         }
         if (!S_ISREG(st.st_mode) && !(flags & GOV_FILE_ALLOW_STREAM) && !is_stdin) {
-            set_error(errbuf, errbuf_size, "%s is not a regular file", path);
+            gov_errbuf(errbuf, errbuf_size, "%s is not a regular file", path);
             goto out;
         }
     }
     cap = secret ? max + 1 : (max + 1 < FIRST_CHUNK ? max + 1 : FIRST_CHUNK);
     if ((buf = gov_malloc(cap + 1)) == NULL) {
-        set_error(errbuf, errbuf_size, "out of memory");
+        gov_errbuf(errbuf, errbuf_size, "out of memory");
         err = GOV_ERR_NOMEM;
         goto out;
     }
@@ -93,7 +81,7 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
             size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             char *nb = gov_realloc(buf, ncap + 1);
             if (nb == NULL) {
-                set_error(errbuf, errbuf_size, "out of memory");
+                gov_errbuf(errbuf, errbuf_size, "out of memory");
                 err = GOV_ERR_NOMEM;
                 goto out;
             }
@@ -104,7 +92,7 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_error(errbuf, errbuf_size, "cannot read %s: %s", path,
+            gov_errbuf(errbuf, errbuf_size, "cannot read %s: %s", path,
                       strerror_r(errno, reason, sizeof reason));
             goto out;
         }
@@ -113,7 +101,7 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
         len += (size_t)n;
     }
     if (len > max) {
-        set_error(errbuf, errbuf_size, "%s is larger than %zu bytes", path, max);
+        gov_errbuf(errbuf, errbuf_size, "%s is larger than %zu bytes", path, max);
         err = GOV_ERR_TOO_LARGE;
         goto out;
     }

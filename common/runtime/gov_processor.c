@@ -28,8 +28,6 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-#define MAX_TOPICS 16
-
 struct gov_processor {
     const gov_processor_spec_t *spec;
     gov_runtime_t *rt;
@@ -126,10 +124,6 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     char eb[512] = "";
     gov_err_t err;
     *exit_code = 1;
-    if (spec->ntopics > MAX_TOPICS) {
-        fprintf(stderr, "%s: more than %d topics\n", spec->name, MAX_TOPICS);
-        return GOV_ERR_INVALID_ARG;
-    }
     gov_processor_t *p = gov_calloc(1, sizeof *p);
     if (p == NULL) {
         fprintf(stderr, "%s: out of memory\n", spec->name);
@@ -160,11 +154,12 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     gov_status_register(p->status, "kafka");
     gov_status_register(p->status, "redis");
 
-    const char *topics[MAX_TOPICS];
-    for (size_t i = 0; i < spec->ntopics; i++)
-        topics[i] = spec->topics[i].topic;
+    const char *topics[GOV_PROCESSOR_MAX_TOPICS];
+    size_t ntopics = 0;
+    for (; ntopics < GOV_PROCESSOR_MAX_TOPICS && spec->topics[ntopics].topic; ntopics++)
+        topics[ntopics] = spec->topics[ntopics].topic;
     if ((err = gov_kafka_consumer_new(p->conf->kafka_brokers, p->kafka_group, spec->name,
-                                      topics, spec->ntopics, NULL, &p->consumer,
+                                      topics, ntopics, NULL, &p->consumer,
                                       eb, sizeof eb)) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "kafka consumer", "error", eb, (const char *)NULL);
         goto fail;
@@ -262,7 +257,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
 }
 
 static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *topic) {
-    for (size_t i = 0; i < p->spec->ntopics; i++)
+    for (size_t i = 0; i < GOV_PROCESSOR_MAX_TOPICS && p->spec->topics[i].topic; i++)
         if (strcmp(p->spec->topics[i].topic, topic) == 0)
             return &p->spec->topics[i];
     return NULL;

@@ -62,12 +62,20 @@ typedef struct gov_processor_topic {
     int key_is_tenant;           /* 1: the Kafka key must equal event.tenant */
 } gov_processor_topic_t;
 
+#define GOV_PROCESSOR_MAX_TOPICS 8
+
+/* What a processor is: its name, admin port and topics, written in place:
+ *   {.name = "gov-x", .default_admin_port = 8709,
+ *    .topics = {{"topic.a", GOV_PROCESSOR_SCHEMAS("SchemaA"), 1}}}
+ * The topic list ends at the first entry without a topic. */
 typedef struct gov_processor_spec {
     const char *name;                       /* "gov-audit" */
-    const gov_processor_topic_t *topics;
-    size_t ntopics;
     unsigned default_admin_port;            /* 8701..8709 */
+    gov_processor_topic_t topics[GOV_PROCESSOR_MAX_TOPICS];
 } gov_processor_spec_t;
+
+/* A NULL-terminated schema-name list for gov_processor_topic_t.schemas. */
+#define GOV_PROCESSOR_SCHEMAS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 typedef struct gov_processor_msg {
     gov_kafka_msg_t *kafka;   /* owned by the runtime until _done */

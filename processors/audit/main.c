@@ -16,19 +16,11 @@
 #include "gov_log.h"
 #include "gov_processor.h"
 
-static const char *const audit_schemas[] = {"AuditEvent", NULL};
-static const char *const decision_schemas[] = {"PolicyDecision", NULL};
-
-static const gov_processor_topic_t topics[] = {
-    {"identity.audit", audit_schemas, 1},
-    {"policy.decisions", decision_schemas, 1},
-};
-
 static const gov_processor_spec_t spec = {
     .name = "gov-audit",
-    .topics = topics,
-    .ntopics = sizeof topics / sizeof topics[0],
     .default_admin_port = 8704,
+    .topics = {{"identity.audit", GOV_PROCESSOR_SCHEMAS("AuditEvent"), 1},
+               {"policy.decisions", GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
 };
 
 static long decision_ttl_ms;

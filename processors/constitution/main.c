@@ -33,13 +33,10 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-static const char *const bundle_schemas[] = {"ConstitutionBundle", NULL};
-static const gov_processor_topic_t topics[] = {{"constitution.bundles", bundle_schemas, 1}};
 static const gov_processor_spec_t spec = {
     .name = "gov-constitution",
-    .topics = topics,
-    .ntopics = 1,
     .default_admin_port = 8701,
+    .topics = {{"constitution.bundles", GOV_PROCESSOR_SCHEMAS("ConstitutionBundle"), 1}},
 };
 
 static char *trust_file;

@@ -52,13 +52,10 @@
 #include "gov_util.h"
 #include "rulepack_store.h"
 
-static const char *const pack_schemas[] = {"RulePackPublished", NULL};
-static const gov_processor_topic_t topics[] = {{"policy.rulepacks", pack_schemas, 1}};
 static const gov_processor_spec_t spec = {
     .name = "gov-rulepacks",
-    .topics = topics,
-    .ntopics = 1,
     .default_admin_port = 8702,
+    .topics = {{"policy.rulepacks", GOV_PROCESSOR_SCHEMAS("RulePackPublished"), 1}},
 };
 
 /* Event text echoed into logs and audit events is cut to this many bytes. */
