@@ -193,6 +193,7 @@ gov_err_t gov_runtime_start(gov_runtime_t **out, const gov_runtime_spec_t *spec,
 
     *out = NULL;
     *exit_code = 1;
+    run_flag = 1; /* a process may start a runtime again after a shutdown (tests) */
     gov_alloc_install_jansson();
     gov_log_init(spec->name, GOV_LOG_INFO);
     gov_runtime_t *rt = gov_calloc(1, sizeof *rt);
