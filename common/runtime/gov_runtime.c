@@ -95,7 +95,34 @@ static int shared_row(gov_runtime_t *rt, const char *name, gov_config_entry_t *r
     return -1;
 }
 
-/* The full table: the binary's rows with placements filled in. */
+static int placed(const gov_config_entry_t *rows, size_t nrows, const char *name) {
+    for (size_t i = 0; i < nrows; i++)
+        if (rows[i].type == GOV_CFG_T_PLACEHOLDER && strcmp(rows[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A part the spec asks for needs the rows it is configured by: returns the
+ * name of a missing one, or NULL. */
+static const char *missing_row(const gov_runtime_spec_t *spec, const gov_config_entry_t *rows,
+                               size_t nrows) {
+    static const char *const admin_rows[] = {"admin_addr", "admin_port", NULL};
+    static const char *const redis_rows[] = {"redis_host", "redis_port", "redis_timeout", NULL};
+    static const char *const producer_rows[] = {"kafka_brokers", NULL};
+    const struct {
+        int wanted;
+        const char *const *names;
+    } parts[] = {{spec->admin, admin_rows}, {spec->redis, redis_rows},
+                 {spec->producer, producer_rows}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (const char *const *n = parts[i].names; parts[i].wanted && *n; n++)
+            if (!placed(rows, nrows, *n))
+                return *n;
+    return NULL;
+}
+
+/* The full table: the binary's rows with placements filled in, checked
+ * against the parts the spec asks for. */
 static gov_err_t build_table(gov_runtime_t *rt, const gov_config_entry_t *rows, size_t nrows) {
     rt->cfg = gov_calloc(nrows ? nrows : 1, sizeof *rt->cfg);
     if (rt->cfg == NULL)
@@ -113,6 +140,12 @@ static gov_err_t build_table(gov_runtime_t *rt, const gov_config_entry_t *rows, 
             rt->cfg[i].help = rows[i].help;
     }
     rt->ncfg = nrows;
+    const char *missing = missing_row(rt->spec, rows, nrows);
+    if (missing != NULL) {
+        fprintf(stderr, "%s: the configuration does not place the shared row \"%s\"\n",
+                rt->spec->name, missing);
+        return GOV_ERR_INVALID_ARG;
+    }
     return GOV_OK;
 }
 

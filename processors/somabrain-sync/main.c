@@ -20,8 +20,9 @@
  * --once fetches every tenant once and exits 0 when all succeeded, else 1;
  * it does not start the admin server (a daemon may hold the port).
  *
- * Reads top to bottom: config -> connect -> loop (fetch -> check -> publish)
- * -> shut down.
+ * Reads top to bottom: rows -> start (gov_runtime: config, log, signals,
+ * metrics, admin server, producer) -> loop (fetch -> check -> publish) ->
+ * shut down.
  */
 #include <curl/curl.h>
 #include <signal.h>

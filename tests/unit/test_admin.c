@@ -142,7 +142,7 @@ static json_t *parse_json(const http_result_t *r) {
     return v;
 }
 
-/* Asserts the DESIGN.md section 8 error body with the given code. */
+/* Asserts the error body of docs/contracts.md with the given code. */
 static void assert_error_body(const http_result_t *r, const char *code) {
     assert_string_equal(r->content_type, "application/json");
     json_t *v = parse_json(r);

@@ -155,6 +155,11 @@ static void test_values_and_exit_codes(void **state) {
     assert_int_equal(start(&rt, &quiet, bad, 1, &code, NULL), GOV_ERR_INVALID_ARG);
     assert_int_equal(code, 1);
     assert_null(rt);
+    /* a part asked for without its rows is a programming error too */
+    const gov_runtime_spec_t wants_redis = {.name = "gov-test", .redis = 1};
+    assert_int_equal(start(&rt, &wants_redis, rows, NROWS, &code, NULL), GOV_ERR_INVALID_ARG);
+    assert_int_equal(code, 1);
+    assert_null(rt);
     assert_int_equal(gov_runtime_shutdown(NULL, 3), 3);
 }
 

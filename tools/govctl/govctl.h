@@ -1,6 +1,6 @@
 /* govctl.h - shared pieces of the operator CLI.
  *
- * Exit codes (DESIGN.md section 5): 0 success, 1 rejected or failed (the
+ * Exit codes (docs/contracts.md): 0 success, 1 rejected or failed (the
  * reason code on stderr), 2 usage error.
  */
 #ifndef GOVCTL_H
