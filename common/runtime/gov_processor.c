@@ -370,7 +370,9 @@ int gov_processor_shutdown(gov_processor_t *p) {
      * still up; the runtime then stops the admin server and the rest. */
     gov_kafka_consumer_close(p->consumer);
     p->consumer = NULL;
-    gov_runtime_t *rt = p->rt;
+    /* The runtime borrows p's spec copy and frees p's string rows: it goes
+     * first. */
+    int code = gov_runtime_shutdown(p->rt, 0);
     free_processor(p);
-    return gov_runtime_shutdown(rt, 0);
+    return code;
 }

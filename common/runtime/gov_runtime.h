@@ -92,9 +92,10 @@ typedef struct gov_runtime_spec {
 
 typedef struct gov_runtime gov_runtime_t;
 
-/* Starts the binary as described above.  rows: the binary's own rows and
- * its GOV_RUNTIME_ROW placements (borrowed; their destinations must outlive
- * the runtime).  On GOV_OK *out is a new runtime (free it with
+/* Starts the binary as described above.  spec is borrowed and must outlive
+ * the runtime.  rows: the binary's own rows and its GOV_RUNTIME_ROW
+ * placements (copied; their destinations must outlive the runtime, which
+ * frees their strings at shutdown).  On GOV_OK *out is a new runtime (free it with
  * gov_runtime_shutdown).  Otherwise nothing is left running, the reason has
  * been printed (stderr for usage errors, the log for failures) and
  * *exit_code is what main returns: 0 after --help and friends, 2 for a
