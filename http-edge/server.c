@@ -25,6 +25,7 @@
 
 #include "edge.h"
 #include "gov_alloc.h"
+#include "gov_buf.h"
 #include "gov_log.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -179,9 +180,8 @@ void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
 /* --- libmicrohttpd glue ----------------------------------------------------------- */
 
 typedef struct conn_ctx {
-    char *body;
-    size_t len, cap;
-    int too_large;
+    gov_buf_t body; /* limit max_body: GOV_ERR_TOO_LARGE once past it */
+    int too_large;  /* by Content-Length or by the body itself */
     int64_t started_us;
 } conn_ctx_t;
 
@@ -253,6 +253,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (cc == NULL)
             return MHD_NO;
         cc->started_us = gov_mono_micros();
+        gov_buf_init(&cc->body, (size_t)e->cfg.max_body);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)e->cfg.max_body)
             cc->too_large = 1;
@@ -261,22 +262,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
-        if (!cc->too_large && cc->len + n > (size_t)e->cfg.max_body)
-            cc->too_large = 1;
         if (!cc->too_large) {
-            if (cc->len + n + 1 > cc->cap) {
-                size_t cap = cc->cap ? cc->cap : 1024;
-                while (cap < cc->len + n + 1)
-                    cap *= 2;
-                char *nb = gov_realloc(cc->body, cap);
-                if (nb == NULL)
-                    return MHD_NO;
-                cc->body = nb;
-                cc->cap = cap;
-            }
-            memcpy(cc->body + cc->len, upload_data, n);
-            cc->len += n;
-            cc->body[cc->len] = '\0';
+            gov_buf_put(&cc->body, upload_data, n);
+            if (cc->body.err == GOV_ERR_NOMEM)
+                return MHD_NO;
+            cc->too_large = cc->body.err == GOV_ERR_TOO_LARGE;
         }
         *upload_data_size = 0; /* consumed (or drained, when too large) */
         return MHD_YES;
@@ -288,8 +278,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     memset(&resp, 0, sizeof resp);
     req.method = method;
     req.path = url;
-    req.body = cc->body ? cc->body : "";
-    req.body_len = cc->len;
+    req.body = cc->body.data ? cc->body.data : "";
+    req.body_len = cc->body.len;
     req.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (cc->too_large) {
@@ -314,7 +304,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     conn_ctx_t *cc = *con_cls;
     if (cc) {
-        gov_free(cc->body);
+        gov_buf_free(&cc->body);
         gov_free(cc);
         *con_cls = NULL;
     }

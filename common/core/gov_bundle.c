@@ -1,5 +1,5 @@
-/* gov_bundle.c - bundle shape, raw document span, ConstitutionBundle event,
- * and the sync schedule.  See gov_bundle.h.
+/* gov_bundle.c - bundle shape, raw document span, ConstitutionBundle event.
+ * See gov_bundle.h.  (The sync schedule is gov_backoff_periodic_ms.)
  *
  * How the span scanner works: one forward pass over the bytes with an
  * explicit stack of open containers (one byte each, GOV_BUNDLE_MAX_DEPTH
@@ -524,41 +524,4 @@ gov_err_t gov_bundle_event_new(const json_t *bundle, const char *doc, size_t doc
 out:
     json_decref(sigs);
     return err;
-}
-
-/* --- schedule -------------------------------------------------------------- */
-
-long gov_bundle_sync_delay_ms(long interval_ms, double jitter, long backoff_base_ms,
-                              long backoff_max_ms, unsigned consecutive_failures,
-                              double u) {
-    if (!(u >= 0.0))          /* also NaN */
-        u = 0.0;
-    if (u >= 1.0)
-        u = nextafter(1.0, 0.0);
-    if (!(jitter >= 0.0))
-        jitter = 0.0;
-    if (jitter > 1.0)
-        jitter = 1.0;
-    double base;
-    double cap = -1.0;
-    if (consecutive_failures == 0) {
-        base = interval_ms > 0 ? (double)interval_ms : 1.0;
-    } else {
-        double b = backoff_base_ms > 0 ? (double)backoff_base_ms : 1.0;
-        cap = backoff_max_ms > 0 ? (double)backoff_max_ms : b;
-        /* 2^(failures-1) overflows nothing as a double exponent; stop at
-         * the cap long before that matters. */
-        unsigned shift = consecutive_failures - 1;
-        base = shift >= 62 ? cap : ldexp(b, (int)shift);
-        if (base > cap)
-            base = cap;
-    }
-    double d = base * (1.0 + jitter * (2.0 * u - 1.0));
-    if (cap >= 0.0 && d > cap)
-        d = cap;
-    if (d < 1.0)
-        d = 1.0;
-    if (d > (double)LONG_MAX / 2)
-        d = (double)LONG_MAX / 2;
-    return (long)d;
 }

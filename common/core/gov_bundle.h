@@ -16,9 +16,6 @@
  * non-recursive JSON scanner (RFC 8259 grammar, UTF-8 checked, escapes in
  * member names decoded before comparing, nesting bounded).
  *
- * Also here: the pure schedule of gov-somabrain-sync (interval with jitter,
- * exponential backoff), which takes its random input as an argument.
- *
  * Everything here is pure: no I/O, no clock, no globals.
  * Thread-safety: reentrant; json_t arguments are only read.
  */
@@ -101,16 +98,5 @@ gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_te
 gov_err_t gov_bundle_event_new(const json_t *bundle, const char *doc, size_t doc_len,
                                const char *event_id, int64_t occurred_at_us,
                                const char *source, const char *etag, json_t **event);
-
-/* The delay before a tenant's next fetch, in ms (always >= 1):
- *   consecutive_failures == 0: interval_ms scaled by 1 + jitter * (2u - 1),
- *                              i.e. uniformly within interval +/- jitter;
- *   otherwise: min(backoff_max_ms, backoff_base_ms * 2^(failures - 1)),
- *              jittered the same way, never above backoff_max_ms.
- * u is a uniform random number in [0, 1) (clamped into it); jitter is a
- * fraction in [0, 1] (clamped).  Pure; O(1); no overflow for any input. */
-long gov_bundle_sync_delay_ms(long interval_ms, double jitter, long backoff_base_ms,
-                              long backoff_max_ms, unsigned consecutive_failures,
-                              double u);
 
 #endif /* GOV_BUNDLE_H */

@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ typedef union parsed {
     char *s;
     long l;
     int b;
+    double d;
 } parsed_t;
 
 typedef struct load_ctx {
@@ -65,7 +67,8 @@ typedef struct load_ctx {
     size_t errbuf_size;
 } load_ctx_t;
 
-static const char *const type_names[] = {"string", "int", "bool", "duration"};
+static const char *const type_names[] = {"string", "int",      "bool",       "duration",
+                                          "enum",   "fraction", "placeholder"};
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -118,15 +121,41 @@ static void format_duration(long v, char *buf, size_t size) {
 }
 
 static int has_bounds(const gov_config_entry_t *e) {
-    return (e->type == GOV_CFG_INT || e->type == GOV_CFG_DURATION_MS) &&
+    return (e->type == GOV_CFG_T_INT || e->type == GOV_CFG_T_DURATION_MS) &&
            !(e->min == 0 && e->max == 0);
 }
 
 static void format_bound(const gov_config_entry_t *e, long v, char *buf, size_t size) {
-    if (e->type == GOV_CFG_DURATION_MS)
+    if (e->type == GOV_CFG_T_DURATION_MS)
         format_duration(v, buf, size);
     else
         snprintf(buf, size, "%ld", v);
+}
+
+static int has_fraction_bounds(const gov_config_entry_t *e) {
+    return e->type == GOV_CFG_T_FRACTION && !(e->fmin == 0.0 && e->fmax == 0.0);
+}
+
+/* The "range" text of a row, or "" when it has none: "1..65535", "10ms..1m",
+ * "0..1", or an enum's allowed names "a|b|c". */
+static void format_range(const gov_config_entry_t *e, char *buf, size_t size) {
+    char lo[32], hi[32];
+    buf[0] = '\0';
+    if (has_bounds(e)) {
+        format_bound(e, e->min, lo, sizeof(lo));
+        format_bound(e, e->max, hi, sizeof(hi));
+        snprintf(buf, size, "%s..%s", lo, hi);
+    } else if (has_fraction_bounds(e)) {
+        snprintf(buf, size, "%g..%g", e->fmin, e->fmax);
+    } else if (e->type == GOV_CFG_T_ENUM && e->choices != NULL) {
+        size_t o = 0;
+        for (const char *const *c = e->choices; *c && o + 1 < size; c++) {
+            int w = snprintf(buf + o, size - o, "%s%s", c == e->choices ? "" : "|", *c);
+            if (w < 0)
+                break;
+            o += (size_t)w;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -165,6 +194,29 @@ static int parse_duration_ms(const char *s, long *out) {
             if (v > LONG_MAX / units[i].factor)
                 return -1;
             *out = v * units[i].factor;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A finite decimal number, whole string. */
+static int parse_double(const char *s, double *out) {
+    char *end;
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_choice(const gov_config_entry_t *e, const char *s, int *out) {
+    for (int i = 0; e->choices != NULL && e->choices[i] != NULL; i++) {
+        if (strcmp(e->choices[i], s) == 0) {
+            *out = i;
             return 0;
         }
     }
@@ -217,43 +269,57 @@ static gov_err_t parse_entry(load_ctx_t *ctx, size_t i, const pending_t *p,
     const gov_config_entry_t *e = &ctx->table[i];
     const char *raw = p->raw;
     char reason[256] = "";
-    char lo[32], hi[32];
+    char range[200];
 
     memset(out, 0, sizeof(*out));
     if (raw == NULL) {
-        if (e->type == GOV_CFG_STRING)
+        if (e->type == GOV_CFG_T_STRING)
             return GOV_OK; /* no default: stays NULL */
         snprintf(reason, sizeof(reason), "a value is required");
         goto bad;
     }
     switch (e->type) {
-    case GOV_CFG_STRING:
+    case GOV_CFG_T_STRING:
+    case GOV_CFG_T_PLACEHOLDER: /* refused by check_table */
         break;
-    case GOV_CFG_INT:
+    case GOV_CFG_T_INT:
         if (parse_long(raw, &out->l) != 0) {
             snprintf(reason, sizeof(reason), "not an integer");
             goto bad;
         }
         break;
-    case GOV_CFG_DURATION_MS:
+    case GOV_CFG_T_DURATION_MS:
         if (parse_duration_ms(raw, &out->l) != 0) {
             snprintf(reason, sizeof(reason),
                      "not a duration (use e.g. 250ms, 5s, 5m, 1h or milliseconds)");
             goto bad;
         }
         break;
-    case GOV_CFG_BOOL:
+    case GOV_CFG_T_BOOL:
         if (parse_bool(raw, &out->b) != 0) {
             snprintf(reason, sizeof(reason),
                      "not a boolean (use true/false, 1/0, yes/no, on/off)");
             goto bad;
         }
         break;
+    case GOV_CFG_T_ENUM:
+        if (parse_choice(e, raw, &out->b) != 0) {
+            format_range(e, range, sizeof(range));
+            snprintf(reason, sizeof(reason), "not one of %s", range);
+            goto bad;
+        }
+        break;
+    case GOV_CFG_T_FRACTION:
+        if (parse_double(raw, &out->d) != 0) {
+            snprintf(reason, sizeof(reason), "not a number");
+            goto bad;
+        }
+        break;
     }
-    if (has_bounds(e) && (out->l < e->min || out->l > e->max)) {
-        format_bound(e, e->min, lo, sizeof(lo));
-        format_bound(e, e->max, hi, sizeof(hi));
-        snprintf(reason, sizeof(reason), "out of range %s..%s", lo, hi);
+    if ((has_bounds(e) && (out->l < e->min || out->l > e->max)) ||
+        (has_fraction_bounds(e) && !(out->d >= e->fmin && out->d <= e->fmax))) {
+        format_range(e, range, sizeof(range));
+        snprintf(reason, sizeof(reason), "out of range %s", range);
         goto bad;
     }
     if (e->validator && e->validator(raw, reason, sizeof(reason)) != 0) {
@@ -261,7 +327,7 @@ static gov_err_t parse_entry(load_ctx_t *ctx, size_t i, const pending_t *p,
             snprintf(reason, sizeof(reason), "rejected by validator");
         goto bad;
     }
-    if (e->type == GOV_CFG_STRING) {
+    if (e->type == GOV_CFG_T_STRING) {
         out->s = gov_strdup(raw);
         if (out->s == NULL) {
             set_error(ctx, "config: %s: out of memory", e->name);
@@ -422,7 +488,7 @@ static gov_err_t read_argv(load_ctx_t *ctx, int argc, char **argv,
         if (value == NULL) {
             if (next_is_value)
                 value = argv[++i];
-            else if (ctx->table[idx].type == GOV_CFG_BOOL)
+            else if (ctx->table[idx].type == GOV_CFG_T_BOOL)
                 value = "true";
             else {
                 set_error(ctx, "config: option --%s needs a value", ctx->table[idx].name);
@@ -443,7 +509,8 @@ static gov_err_t check_table(load_ctx_t *ctx) {
     for (size_t i = 0; i < ctx->n; i++) {
         const gov_config_entry_t *e = &ctx->table[i];
         if (e->name == NULL || e->name[0] == '\0' || strlen(e->name) > MAX_NAME_BYTES ||
-            e->dest == NULL || (unsigned)e->type > GOV_CFG_DURATION_MS) {
+            e->dest.any == NULL || (unsigned)e->type > GOV_CFG_T_FRACTION ||
+            (e->type == GOV_CFG_T_ENUM && (e->choices == NULL || e->choices[0] == NULL))) {
             set_error(ctx, "config: table entry %zu is malformed", i);
             return GOV_ERR_INVALID_ARG;
         }
@@ -479,12 +546,10 @@ static void print_help(const gov_config_entry_t *table, size_t n, const char *pr
                 e->help ? e->help : "", env);
         if (e->default_value)
             fprintf(out, ", default %s", e->secret ? "(secret)" : e->default_value);
-        if (has_bounds(e)) {
-            char lo[32], hi[32];
-            format_bound(e, e->min, lo, sizeof(lo));
-            format_bound(e, e->max, hi, sizeof(hi));
-            fprintf(out, ", range %s..%s", lo, hi);
-        }
+        char range[256];
+        format_range(e, range, sizeof(range));
+        if (range[0])
+            fprintf(out, e->type == GOV_CFG_T_ENUM ? ", one of %s" : ", range %s", range);
         fprintf(out, "\n");
     }
     fprintf(out, "  --config FILE\n      read `name = value` lines from FILE (env GOV_CONFIG_FILE)\n"
@@ -580,16 +645,24 @@ gov_err_t gov_config_load(const gov_config_entry_t *table, size_t n, int argc,
     for (size_t i = 0; i < n; i++) {
         const gov_config_entry_t *e = &table[i];
         switch (e->type) {
-        case GOV_CFG_STRING:
-            *(char **)e->dest = values[i].s;
+        case GOV_CFG_T_STRING:
+            *e->dest.str = values[i].s;
             values[i].s = NULL;
             break;
-        case GOV_CFG_INT:
-        case GOV_CFG_DURATION_MS:
-            *(long *)e->dest = values[i].l;
+        case GOV_CFG_T_INT:
+        case GOV_CFG_T_DURATION_MS:
+            *e->dest.num = values[i].l;
             break;
-        case GOV_CFG_BOOL:
-            *(int *)e->dest = values[i].b;
+        case GOV_CFG_T_BOOL:
+            *e->dest.flag = values[i].b;
+            break;
+        case GOV_CFG_T_ENUM:
+            *e->dest.choice = values[i].b;
+            break;
+        case GOV_CFG_T_FRACTION:
+            *e->dest.fraction = values[i].d;
+            break;
+        case GOV_CFG_T_PLACEHOLDER:
             break;
         }
     }
@@ -601,7 +674,7 @@ gov_err_t gov_config_load(const gov_config_entry_t *table, size_t n, int argc,
 out:
     if (values != NULL) {
         for (size_t i = 0; i < n; i++)
-            if (table[i].type == GOV_CFG_STRING)
+            if (table[i].type == GOV_CFG_T_STRING)
                 gov_free(values[i].s);
     }
     if (pending != NULL) {
@@ -620,28 +693,37 @@ void gov_config_print(const gov_config_entry_t *table, size_t n, FILE *out) {
     for (size_t i = 0; i < n; i++) {
         const gov_config_entry_t *e = &table[i];
         char num[32];
-        if (e->dest == NULL)
+        if (e->dest.any == NULL)
             continue;
         fprintf(out, "%s = ", e->name);
         switch (e->type) {
-        case GOV_CFG_STRING: {
-            const char *s = *(char *const *)e->dest;
+        case GOV_CFG_T_STRING: {
+            const char *s = *e->dest.str;
             if (e->secret)
                 fputs(s && s[0] ? "(set)" : "(unset)", out);
             else if (s)
                 fputs(s, out);
             break;
         }
-        case GOV_CFG_INT:
-            snprintf(num, sizeof(num), "%ld", *(long *)e->dest);
+        case GOV_CFG_T_INT:
+            snprintf(num, sizeof(num), "%ld", *e->dest.num);
             fputs(e->secret ? "(set)" : num, out);
             break;
-        case GOV_CFG_DURATION_MS:
-            format_duration(*(long *)e->dest, num, sizeof(num));
+        case GOV_CFG_T_DURATION_MS:
+            format_duration(*e->dest.num, num, sizeof(num));
             fputs(e->secret ? "(set)" : num, out);
             break;
-        case GOV_CFG_BOOL:
-            fputs(e->secret ? "(set)" : (*(int *)e->dest ? "true" : "false"), out);
+        case GOV_CFG_T_BOOL:
+            fputs(e->secret ? "(set)" : (*e->dest.flag ? "true" : "false"), out);
+            break;
+        case GOV_CFG_T_ENUM:
+            fputs(e->secret ? "(set)" : e->choices[*e->dest.choice], out);
+            break;
+        case GOV_CFG_T_FRACTION:
+            snprintf(num, sizeof(num), "%g", *e->dest.fraction);
+            fputs(e->secret ? "(set)" : num, out);
+            break;
+        case GOV_CFG_T_PLACEHOLDER:
             break;
         }
         fputc('\n', out);
@@ -678,12 +760,9 @@ void gov_config_print_docs(const gov_config_entry_t *table, size_t n, FILE *out)
             fputc('`', out);
         }
         fputs(" | ", out);
-        if (has_bounds(e)) {
-            char lo[32], hi[32];
-            format_bound(e, e->min, lo, sizeof(lo));
-            format_bound(e, e->max, hi, sizeof(hi));
-            fprintf(out, "%s..%s", lo, hi);
-        }
+        char range[256];
+        format_range(e, range, sizeof(range));
+        put_cell(out, range);
         fputs(" | ", out);
         put_cell(out, e->help ? e->help : "");
         fputs(e->secret ? " (secret) |\n" : " |\n", out);
@@ -694,10 +773,9 @@ void gov_config_free_strings(const gov_config_entry_t *table, size_t n) {
     if (table == NULL)
         return;
     for (size_t i = 0; i < n; i++) {
-        if (table[i].type == GOV_CFG_STRING && table[i].dest != NULL) {
-            char **dest = table[i].dest;
-            gov_free(*dest);
-            *dest = NULL;
+        if (table[i].type == GOV_CFG_T_STRING && table[i].dest.str != NULL) {
+            gov_free(*table[i].dest.str);
+            *table[i].dest.str = NULL;
         }
     }
 }

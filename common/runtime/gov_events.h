@@ -5,7 +5,7 @@
  * as key, waiting for the acknowledgement: the callers are the fail-closed
  * paths, where an event that Kafka did not take must not be assumed sent.
  *
- * gov_events_audit builds an AuditEvent (DESIGN.md section 3) and emits it
+ * gov_events_audit builds an AuditEvent (docs/contracts.md) and emits it
  * to identity.audit.  event_id may be given (a derived id for events that
  * may be re-emitted after a crash) or NULL for a fresh UUIDv7.
  *

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_buf.h"
 
 #define MAX_SERIES_PER_FAMILY 10000
 #define MAX_LABELS 16
@@ -208,52 +209,16 @@ static void format_double(double v, char *buf, size_t size) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Growable output buffer; the first failure sticks and is reported once.    */
+/* Rendering helpers over gov_buf (its first failure sticks).               */
 
-typedef struct strbuf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} strbuf_t;
-
-static void sb_append(strbuf_t *b, const char *s, size_t n) {
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = gov_realloc(b->data, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sb_puts(strbuf_t *b, const char *s) {
-    sb_append(b, s, strlen(s));
-}
-
-static void sb_put_u64(strbuf_t *b, uint64_t v) {
-    char num[32];
-    snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
-    sb_puts(b, num);
-}
-
-static void sb_put_double(strbuf_t *b, double v) {
+static void put_double(gov_buf_t *b, double v) {
     char num[40];
     format_double(v, num, sizeof(num));
-    sb_puts(b, num);
+    gov_buf_puts(b, num);
 }
 
 /* HELP text escapes '\' and newline; label values also escape '"'. */
-static void sb_put_escaped(strbuf_t *b, const char *s, int escape_quote) {
+static void put_escaped(gov_buf_t *b, const char *s, int escape_quote) {
     const char *run = s;
     for (const char *p = s; *p; p++) {
         const char *esc = NULL;
@@ -264,12 +229,12 @@ static void sb_put_escaped(strbuf_t *b, const char *s, int escape_quote) {
         else if (*p == '"' && escape_quote)
             esc = "\\\"";
         if (esc) {
-            sb_append(b, run, (size_t)(p - run));
-            sb_puts(b, esc);
+            gov_buf_put(b, run, (size_t)(p - run));
+            gov_buf_puts(b, esc);
             run = p + 1;
         }
     }
-    sb_puts(b, run);
+    gov_buf_puts(b, run);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -704,54 +669,54 @@ uint64_t gov_metrics_dropped(gov_metrics_t *reg) {
 /* Rendering                                                                 */
 
 /* Writes `name{l1="v1",...,le="x"} ` (braces omitted when empty). */
-static void render_series_name(strbuf_t *b, const gov_metric_t *m, const char *suffix,
+static void render_series_name(gov_buf_t *b, const gov_metric_t *m, const char *suffix,
                                const series_t *s, const char *le) {
-    sb_puts(b, m->name);
-    sb_puts(b, suffix);
+    gov_buf_puts(b, m->name);
+    gov_buf_puts(b, suffix);
     if (m->nlabels > 0 || le != NULL) {
-        sb_puts(b, "{");
+        gov_buf_puts(b, "{");
         for (size_t i = 0; i < m->nlabels; i++) {
             if (i > 0)
-                sb_puts(b, ",");
-            sb_puts(b, m->label_names[i]);
-            sb_puts(b, "=\"");
-            sb_put_escaped(b, s->label_values[i], 1);
-            sb_puts(b, "\"");
+                gov_buf_puts(b, ",");
+            gov_buf_puts(b, m->label_names[i]);
+            gov_buf_puts(b, "=\"");
+            put_escaped(b, s->label_values[i], 1);
+            gov_buf_puts(b, "\"");
         }
         if (le != NULL) {
             if (m->nlabels > 0)
-                sb_puts(b, ",");
-            sb_puts(b, "le=\"");
-            sb_puts(b, le);
-            sb_puts(b, "\"");
+                gov_buf_puts(b, ",");
+            gov_buf_puts(b, "le=\"");
+            gov_buf_puts(b, le);
+            gov_buf_puts(b, "\"");
         }
-        sb_puts(b, "}");
+        gov_buf_puts(b, "}");
     }
-    sb_puts(b, " ");
+    gov_buf_puts(b, " ");
 }
 
 /* Caller holds m->lock.  Cost: O(nseries * (nlabels + nbuckets)). */
-static void render_family_locked(strbuf_t *b, const gov_metric_t *m) {
-    sb_puts(b, "# HELP ");
-    sb_puts(b, m->name);
-    sb_puts(b, " ");
-    sb_put_escaped(b, m->help, 0);
-    sb_puts(b, "\n# TYPE ");
-    sb_puts(b, m->name);
-    sb_puts(b, " ");
-    sb_puts(b, kind_names[m->kind]);
-    sb_puts(b, "\n");
+static void render_family_locked(gov_buf_t *b, const gov_metric_t *m) {
+    gov_buf_puts(b, "# HELP ");
+    gov_buf_puts(b, m->name);
+    gov_buf_puts(b, " ");
+    put_escaped(b, m->help, 0);
+    gov_buf_puts(b, "\n# TYPE ");
+    gov_buf_puts(b, m->name);
+    gov_buf_puts(b, " ");
+    gov_buf_puts(b, kind_names[m->kind]);
+    gov_buf_puts(b, "\n");
     for (const series_t *s = m->first; s; s = s->next_created) {
         switch (m->kind) {
         case FAMILY_COUNTER:
             render_series_name(b, m, "", s, NULL);
-            sb_put_u64(b, s->counter);
-            sb_puts(b, "\n");
+            gov_buf_put_u64(b, s->counter);
+            gov_buf_puts(b, "\n");
             break;
         case FAMILY_GAUGE:
             render_series_name(b, m, "", s, NULL);
-            sb_put_double(b, s->gauge);
-            sb_puts(b, "\n");
+            put_double(b, s->gauge);
+            gov_buf_puts(b, "\n");
             break;
         case FAMILY_HISTOGRAM: {
             uint64_t cumulative = 0;
@@ -759,15 +724,15 @@ static void render_family_locked(strbuf_t *b, const gov_metric_t *m) {
                 cumulative += s->hist_counts[i];
                 render_series_name(b, m, "_bucket", s,
                                    i < m->nbuckets ? m->bucket_le[i] : "+Inf");
-                sb_put_u64(b, cumulative);
-                sb_puts(b, "\n");
+                gov_buf_put_u64(b, cumulative);
+                gov_buf_puts(b, "\n");
             }
             render_series_name(b, m, "_sum", s, NULL);
-            sb_put_double(b, s->hist_sum);
-            sb_puts(b, "\n");
+            put_double(b, s->hist_sum);
+            gov_buf_puts(b, "\n");
             render_series_name(b, m, "_count", s, NULL);
-            sb_put_u64(b, cumulative);
-            sb_puts(b, "\n");
+            gov_buf_put_u64(b, cumulative);
+            gov_buf_puts(b, "\n");
             break;
         }
         }
@@ -775,30 +740,20 @@ static void render_family_locked(strbuf_t *b, const gov_metric_t *m) {
 }
 
 gov_err_t gov_metrics_render(gov_metrics_t *reg, char **out, size_t *len) {
-    strbuf_t b = {0};
-    gov_err_t err = GOV_OK;
+    gov_buf_t b;
     if (reg == NULL || out == NULL)
         return GOV_ERR_INVALID_ARG;
     *out = NULL;
     if (len)
         *len = 0;
-    sb_append(&b, "", 0); /* an empty registry renders "" */
+    gov_buf_init(&b, 0);
     pthread_mutex_lock(&reg->lock);
-    for (gov_metric_t *m = reg->first; m && !b.failed; m = m->next) {
+    for (gov_metric_t *m = reg->first; m && b.err == GOV_OK; m = m->next) {
         pthread_mutex_lock(&m->lock);
         render_family_locked(&b, m);
         pthread_mutex_unlock(&m->lock);
     }
     pthread_mutex_unlock(&reg->lock);
-    if (b.failed) {
-        err = GOV_ERR_NOMEM;
-        goto out;
-    }
-    *out = b.data;
-    if (len)
-        *len = b.len;
-    b.data = NULL;
-out:
-    gov_free(b.data);
-    return err;
+    /* An empty registry renders "". */
+    return gov_buf_finish(&b, out, len);
 }

@@ -10,12 +10,15 @@
  * Invariant: an offset is stored only after the message's effect is durable
  * - in Redis (materialized), or in the DLQ topic (acknowledged by Kafka).
  *
+ * Start-up, configuration of the shared settings, signals, logging, metrics,
+ * the admin server, Redis and the producer are gov_runtime's; this layer adds
+ * the consumer and what a processor does with each message.
+ *
  * What it does not do: the Redis write itself (the processor's handler
  * writes state and offset together through gov_state).
  */
 #include "gov_processor.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,129 +28,93 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-static volatile sig_atomic_t run_flag = 1;
-
-static void on_signal(int sig) {
-    (void)sig;
-    run_flag = 0;
-}
-
 struct gov_processor {
     const gov_processor_spec_t *spec;
-    gov_config_entry_t *cfg;
-    size_t ncfg;
-    /* base configuration */
-    char *kafka_brokers;
+    gov_runtime_t *rt;
+    gov_runtime_spec_t rt_spec;
+    const gov_runtime_config_t *conf; /* the shared rows, borrowed from rt */
+    /* the processor rows */
     char *kafka_group;
-    char *redis_host;
-    long redis_port;
-    long redis_timeout_ms;
-    char *admin_addr;
-    long admin_port;
-    char *log_level;
-    char *component_name;
     long dlq_timeout_ms;
     long retry_max_ms;
-    /* runtime */
+    /* borrowed from rt */
     gov_metrics_t *metrics;
     gov_status_t *status;
-    gov_admin_t *admin;
-    gov_avro_registry_t *avro;
     gov_redis_t *redis;
     gov_kafka_producer_t *producer;
+    /* owned */
     gov_kafka_consumer_t *consumer;
     gov_metric_t *m_events;
     gov_metric_t *m_lag;
     gov_metric_t *m_duration;
     int64_t last_tick_us;
     unsigned retry_attempt;
-    char admin_port_default[16];
 };
 
 gov_redis_t *gov_processor_redis(gov_processor_t *p) { return p->redis; }
 gov_kafka_producer_t *gov_processor_producer(gov_processor_t *p) { return p->producer; }
 gov_metrics_t *gov_processor_metrics(gov_processor_t *p) { return p->metrics; }
 gov_status_t *gov_processor_status(gov_processor_t *p) { return p->status; }
-const gov_avro_registry_t *gov_processor_avro(gov_processor_t *p) { return p->avro; }
-const char *gov_processor_name(gov_processor_t *p) { return p->component_name; }
+const gov_avro_registry_t *gov_processor_avro(gov_processor_t *p) {
+    return gov_runtime_avro(p->rt);
+}
+const char *gov_processor_name(gov_processor_t *p) { return p->conf->component_name; }
 
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]) {
     char seed[256];
-    snprintf(seed, sizeof seed, "%s/%s/%s", p->component_name, event_id, action);
+    snprintf(seed, sizeof seed, "%s/%s/%s", p->conf->component_name, event_id, action);
     return gov_uuid_v7_derive(unix_ms, seed, out);
 }
-int gov_processor_running(gov_processor_t *p) { (void)p; return run_flag; }
+int gov_processor_running(gov_processor_t *p) { return gov_runtime_running(p->rt); }
 
-static int validate_component(const char *v, char *eb, size_t n) {
-    if (!gov_tenant_valid(v, strlen(v))) {
-        snprintf(eb, n, "must be 1-64 chars of [A-Za-z0-9._-]");
-        return -1;
-    }
-    return 0;
-}
-
-static int validate_log_level(const char *v, char *eb, size_t n) {
-    if (gov_log_level_parse(v) < 0) {
-        snprintf(eb, n, "must be debug, info, warn or error");
-        return -1;
-    }
-    return 0;
-}
-
-static gov_err_t build_config(gov_processor_t *p, const gov_config_entry_t *extra,
-                              size_t nextra) {
-    snprintf(p->admin_port_default, sizeof p->admin_port_default, "%u",
-             p->spec->default_admin_port);
+/* Starts the runtime with the processor rows (shared rows placed, then the
+ * consumer's own), followed by the processor's extra rows. */
+static gov_err_t start_runtime(gov_processor_t *p, const gov_config_entry_t *extra,
+                               size_t nextra, int argc, char **argv, int *exit_code) {
     const gov_config_entry_t base[] = {
-        {"kafka_brokers", GOV_CFG_STRING, "127.0.0.1:19092", 0, 0,
-         "Kafka bootstrap servers (host:port,...)", &p->kafka_brokers, NULL, 0},
-        {"kafka_group", GOV_CFG_STRING, p->spec->name, 0, 0,
-         "Kafka consumer group id", &p->kafka_group, NULL, 0},
-        {"redis_host", GOV_CFG_STRING, "127.0.0.1", 0, 0, "Redis host", &p->redis_host, NULL, 0},
-        {"redis_port", GOV_CFG_INT, "6390", 1, 65535, "Redis port", &p->redis_port, NULL, 0},
-        {"redis_timeout", GOV_CFG_DURATION_MS, "2s", 10, 60000,
-         "Redis connect and command timeout", &p->redis_timeout_ms, NULL, 0},
-        {"admin_addr", GOV_CFG_STRING, "127.0.0.1", 0, 0,
-         "address of the admin HTTP server (/healthz, /readyz, /metrics)", &p->admin_addr, NULL, 0},
-        {"admin_port", GOV_CFG_INT, p->admin_port_default, 1, 65535,
-         "port of the admin HTTP server", &p->admin_port, NULL, 0},
-        {"log_level", GOV_CFG_STRING, "info", 0, 0, "debug, info, warn or error",
-         &p->log_level, validate_log_level, 0},
-        {"component_name", GOV_CFG_STRING, p->spec->name, 0, 0,
-         "this deployment's name in its audit events (and in the seed of their ids): replicas "
-         "share it, a separate deployment on the same Kafka takes its own", &p->component_name,
-         validate_component, 0},
-        {"dlq_timeout", GOV_CFG_DURATION_MS, "10s", 100, 300000,
-         "how long to wait for the DLQ acknowledgement of a poison message", &p->dlq_timeout_ms, NULL, 0},
-        {"retry_max", GOV_CFG_DURATION_MS, "5s", 10, 300000,
-         "longest back-off between retries of a message whose write failed", &p->retry_max_ms, NULL, 0},
+        GOV_RUNTIME_ROW("kafka_brokers"),
+        GOV_CFG_STRING("kafka_group", p->spec->name, "Kafka consumer group id", &p->kafka_group),
+        GOV_RUNTIME_ROW("redis_host"),
+        GOV_RUNTIME_ROW("redis_port"),
+        GOV_RUNTIME_ROW("redis_timeout"),
+        GOV_RUNTIME_ROW("admin_addr"),
+        GOV_RUNTIME_ROW("admin_port"),
+        GOV_RUNTIME_ROW("log_level"),
+        GOV_RUNTIME_ROW("component_name"),
+        GOV_CFG_DURATION("dlq_timeout", "10s", 100, 300000,
+                         "how long to wait for the DLQ acknowledgement of a poison message",
+                         &p->dlq_timeout_ms),
+        GOV_CFG_DURATION("retry_max", "5s", 10, 300000,
+                         "longest back-off between retries of a message whose write failed",
+                         &p->retry_max_ms),
     };
-    size_t nbase = sizeof base / sizeof base[0];
-    p->cfg = gov_calloc(nbase + nextra, sizeof *p->cfg);
-    if (p->cfg == NULL)
+    const size_t nbase = sizeof base / sizeof base[0];
+    gov_config_entry_t *rows = gov_calloc(nbase + nextra, sizeof *rows);
+    if (rows == NULL) {
+        fprintf(stderr, "%s: out of memory\n", p->spec->name);
         return GOV_ERR_NOMEM;
-    memcpy(p->cfg, base, sizeof base);
+    }
+    memcpy(rows, base, sizeof base);
     if (nextra)
-        memcpy(p->cfg + nbase, extra, nextra * sizeof *extra);
-    p->ncfg = nbase + nextra;
-    return GOV_OK;
+        memcpy(rows + nbase, extra, nextra * sizeof *extra);
+    p->rt_spec = (gov_runtime_spec_t){
+        .name = p->spec->name,
+        .default_admin_port = p->spec->default_admin_port,
+        .admin = 1,
+        .redis = 1,
+        .producer = 1,
+    };
+    gov_err_t err = gov_runtime_start(&p->rt, &p->rt_spec, rows, nbase + nextra, argc, argv,
+                                      exit_code);
+    gov_free(rows); /* the runtime keeps its own copy */
+    return err;
 }
 
 static void free_processor(gov_processor_t *p) {
     if (p == NULL)
         return;
-    gov_admin_stop(p->admin);
     gov_kafka_consumer_close(p->consumer);
-    gov_kafka_producer_free(p->producer, 10000);
-    gov_redis_free(p->redis);
-    gov_avro_registry_free(p->avro);
-    gov_status_free(p->status);
-    gov_metrics_free(p->metrics);
-    if (p->cfg) {
-        gov_config_free_strings(p->cfg, p->ncfg);
-        gov_free(p->cfg);
-    }
     gov_free(p);
 }
 
@@ -157,42 +124,23 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     char eb[512] = "";
     gov_err_t err;
     *exit_code = 1;
-    gov_alloc_install_jansson();
-    gov_log_init(spec->name, GOV_LOG_INFO);
     gov_processor_t *p = gov_calloc(1, sizeof *p);
-    if (p == NULL)
+    if (p == NULL) {
+        fprintf(stderr, "%s: out of memory\n", spec->name);
         return GOV_ERR_NOMEM;
+    }
     p->spec = spec;
-    if ((err = build_config(p, extra, nextra)) != GOV_OK)
-        goto fail;
-
-    gov_config_result_t res;
-    err = gov_config_load(p->cfg, p->ncfg, argc, argv, &res, eb, sizeof eb);
-    if (err != GOV_OK) {
-        fprintf(stderr, "%s: %s\n", spec->name, eb);
-        *exit_code = 2;
-        goto fail;
+    if ((err = start_runtime(p, extra, nextra, argc, argv, exit_code)) != GOV_OK) {
+        gov_free(p);
+        return err;
     }
-    if (res == GOV_CONFIG_EXIT) {
-        *exit_code = 0;
-        err = GOV_ERR_STATE;
-        goto fail;
-    }
-    gov_log_init(spec->name, (gov_log_level_t)gov_log_level_parse(p->log_level));
+    *exit_code = 1;
+    p->conf = gov_runtime_config(p->rt);
+    p->metrics = gov_runtime_metrics(p->rt);
+    p->status = gov_runtime_status(p->rt);
+    p->redis = gov_runtime_redis(p->rt);
+    p->producer = gov_runtime_producer(p->rt);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    p->metrics = gov_metrics_new();
-    p->status = gov_status_new();
-    if (p->metrics == NULL || p->status == NULL) {
-        err = GOV_ERR_NOMEM;
-        goto fail;
-    }
     p->m_events = gov_metrics_counter(p->metrics, "processor_events_total",
         "Events handled by a processor, by outcome (materialized, duplicate, dead_lettered, retried).",
         3, (const char *[]){"processor", "topic", "outcome"});
@@ -206,50 +154,27 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     gov_status_register(p->status, "kafka");
     gov_status_register(p->status, "redis");
 
-    if ((err = gov_admin_start(p->admin_addr, (unsigned)p->admin_port, p->status,
-                               p->metrics, &p->admin, eb, sizeof eb)) != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "admin server did not start", "error", eb, (const char *)NULL);
-        goto fail;
-    }
-    if ((err = gov_avro_registry_new(&p->avro, eb, sizeof eb)) != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "schema registry did not load", "error", eb, (const char *)NULL);
-        goto fail;
-    }
-    err = gov_redis_new(p->redis_host, (int)p->redis_port, (int)p->redis_timeout_ms,
-                        &p->redis, eb, sizeof eb);
-    if (err == GOV_ERR_UNAVAILABLE) {
-        gov_log(GOV_LOG_WARN, "redis not reachable yet; will retry", "error", eb, (const char *)NULL);
-    } else if (err != GOV_OK) {
-        goto fail;
-    }
-    if ((err = gov_kafka_producer_new(p->kafka_brokers, spec->name, NULL, &p->producer,
-                                      eb, sizeof eb)) != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "kafka producer", "error", eb, (const char *)NULL);
-        goto fail;
-    }
-    const char *topics[16];
-    if (spec->ntopics > 16) {
-        err = GOV_ERR_INVALID_ARG;
-        goto fail;
-    }
-    for (size_t i = 0; i < spec->ntopics; i++)
-        topics[i] = spec->topics[i].topic;
-    if ((err = gov_kafka_consumer_new(p->kafka_brokers, p->kafka_group, spec->name,
-                                      topics, spec->ntopics, NULL, &p->consumer,
+    const char *topics[GOV_PROCESSOR_MAX_TOPICS];
+    size_t ntopics = 0;
+    for (; ntopics < GOV_PROCESSOR_MAX_TOPICS && spec->topics[ntopics].topic; ntopics++)
+        topics[ntopics] = spec->topics[ntopics].topic;
+    if ((err = gov_kafka_consumer_new(p->conf->kafka_brokers, p->kafka_group, spec->name,
+                                      topics, ntopics, NULL, &p->consumer,
                                       eb, sizeof eb)) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "kafka consumer", "error", eb, (const char *)NULL);
         goto fail;
     }
     char port[16], rport[16];
-    snprintf(port, sizeof port, "%ld", p->admin_port);
-    snprintf(rport, sizeof rport, "%ld", p->redis_port);
-    gov_log(GOV_LOG_INFO, "started", "kafka", p->kafka_brokers, "group", p->kafka_group,
-            "redis_host", p->redis_host, "redis_port", rport, "admin_port", port,
+    snprintf(port, sizeof port, "%ld", p->conf->admin_port);
+    snprintf(rport, sizeof rport, "%ld", p->conf->redis_port);
+    gov_log(GOV_LOG_INFO, "started", "kafka", p->conf->kafka_brokers, "group", p->kafka_group,
+            "redis_host", p->conf->redis_host, "redis_port", rport, "admin_port", port,
             (const char *)NULL);
     *out = p;
     *exit_code = 0;
     return GOV_OK;
 fail:
+    gov_runtime_shutdown(p->rt, 1);
     free_processor(p);
     return err == GOV_OK ? GOV_ERR_INTERNAL : err;
 }
@@ -296,7 +221,7 @@ static void backoff_and_rewind(gov_processor_t *p, gov_kafka_msg_t *km, const ch
             "offset", off, "retry_in_ms", delay, "error", why, (const char *)NULL);
     count(p, km->topic, "retried");
     gov_kafka_consumer_rewind(p->consumer, km);
-    gov_sleep_ms_interruptible(ms, &run_flag);
+    gov_runtime_sleep(p->rt, ms);
 }
 
 /* Sends km unchanged to <topic>.dlq and stores its offset only once the DLQ
@@ -332,7 +257,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
 }
 
 static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *topic) {
-    for (size_t i = 0; i < p->spec->ntopics; i++)
+    for (size_t i = 0; i < GOV_PROCESSOR_MAX_TOPICS && p->spec->topics[i].topic; i++)
         if (strcmp(p->spec->topics[i].topic, topic) == 0)
             return &p->spec->topics[i];
     return NULL;
@@ -378,7 +303,7 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
         gov_kafka_msg_free(km);
         return GOV_ERR_VERIFY;
     }
-    err = gov_avro_decode(p->avro, km->value, km->len, &ev, &type, eb, sizeof eb);
+    err = gov_avro_decode(gov_runtime_avro(p->rt), km->value, km->len, &ev, &type, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM) {
         backoff_and_rewind(p, km, "out of memory decoding");
         gov_kafka_msg_free(km);
@@ -443,7 +368,13 @@ gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_proce
 
 int gov_processor_shutdown(gov_processor_t *p) {
     gov_log(GOV_LOG_INFO, "shutting down", (const char *)NULL);
+    /* The consumer closes (and commits) while Redis and the producer are
+     * still up; the runtime then stops the admin server and the rest. */
+    gov_kafka_consumer_close(p->consumer);
+    p->consumer = NULL;
+    /* The runtime borrows p's spec copy and frees p's string rows: it goes
+     * first. */
+    int code = gov_runtime_shutdown(p->rt, 0);
     free_processor(p);
-    gov_log(GOV_LOG_INFO, "stopped", (const char *)NULL);
-    return 0;
+    return code;
 }

@@ -13,10 +13,12 @@
  *   return gov_processor_shutdown(p);
  *
  * What the runtime does for the processor:
- *   - configuration: the base keys every processor has (Kafka, Redis, admin
- *     address, log level, group id) plus the processor's own table;
- *   - logging, metrics registry, component status, the admin HTTP server;
- *   - a consumer (group = config kafka_group) and an idempotent producer;
+ *   - start-up through gov_runtime: the shared rows every processor has
+ *     (Kafka, Redis, admin address, log level, component name) plus
+ *     kafka_group, dlq_timeout, retry_max and the processor's own rows;
+ *     logging, metrics registry, component status, the admin HTTP server,
+ *     Redis and an idempotent producer;
+ *   - a consumer (group = config kafka_group);
  *   - decoding: a message that does not decode (bad framing, unknown
  *     fingerprint, body that fails validation), whose schema is not one the
  *     topic carries, or whose key is not its tenant, is a poison message: it
@@ -51,6 +53,7 @@
 #include "gov_metrics.h"
 #include "gov_reason.h"
 #include "gov_redis.h"
+#include "gov_runtime.h"
 #include "gov_state.h"
 #include "gov_util.h"
 
@@ -61,12 +64,20 @@ typedef struct gov_processor_topic {
     int key_is_tenant;           /* 1: the Kafka key must equal event.tenant */
 } gov_processor_topic_t;
 
+#define GOV_PROCESSOR_MAX_TOPICS 8
+
+/* What a processor is: its name, admin port and topics, written in place:
+ *   {.name = "gov-x", .default_admin_port = 8709,
+ *    .topics = {{"topic.a", GOV_PROCESSOR_SCHEMAS("SchemaA"), 1}}}
+ * The topic list ends at the first entry without a topic. */
 typedef struct gov_processor_spec {
     const char *name;                       /* "gov-audit" */
-    const gov_processor_topic_t *topics;
-    size_t ntopics;
     unsigned default_admin_port;            /* 8701..8709 */
+    gov_processor_topic_t topics[GOV_PROCESSOR_MAX_TOPICS];
 } gov_processor_spec_t;
+
+/* A NULL-terminated schema-name list for gov_processor_topic_t.schemas. */
+#define GOV_PROCESSOR_SCHEMAS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 typedef struct gov_processor_msg {
     gov_kafka_msg_t *kafka;   /* owned by the runtime until _done */

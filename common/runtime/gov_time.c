@@ -5,6 +5,8 @@
  */
 #include "gov_time.h"
 
+#include "gov_backoff.h"
+
 #include <openssl/rand.h>
 #include <time.h>
 
@@ -37,18 +39,16 @@ void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running) {
     }
 }
 
+double gov_random_unit(void) {
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof r) != 1)
+        return 0.5;
+    uint64_t v = 0;
+    for (size_t i = 0; i < sizeof r; i++)
+        v = v << 8 | r[i];
+    return (double)(v >> 11) / 9007199254740992.0; /* 53 bits -> [0, 1) */
+}
+
 long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms) {
-    long d = base_ms;
-    for (unsigned i = 0; i < attempt && d < cap_ms; i++)
-        d *= 2;
-    if (d > cap_ms)
-        d = cap_ms;
-    unsigned char r[2];
-    if (RAND_bytes(r, 2) != 1)
-        return d;
-    long span = d / 5; /* +/- 20% */
-    if (span == 0)
-        return d;
-    long jitter = (long)((r[0] << 8 | r[1]) % (unsigned)(2 * span + 1)) - span;
-    return d + jitter;
+    return gov_backoff_delay_ms(base_ms, cap_ms, attempt, 0.2, gov_random_unit());
 }

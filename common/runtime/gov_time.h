@@ -26,7 +26,13 @@ gov_err_t gov_uuid_v7(char out[GOV_UUID_STRLEN + 1]);
  * every 50 ms); running may be NULL. */
 void gov_sleep_ms_interruptible(long ms, volatile sig_atomic_t *running);
 
-/* Exponential backoff: base * 2^attempt, capped, with +/-20% jitter. */
+/* A uniform random number in [0, 1) from the OpenSSL CSPRNG (53 bits); 0.5
+ * when no randomness is available (then a jittered wait is simply not
+ * jittered, still valid). */
+double gov_random_unit(void);
+
+/* gov_backoff_delay_ms (core, gov_backoff.h) with +/-20% jitter and u drawn
+ * by gov_random_unit: base * 2^attempt, capped at cap_ms. */
 long gov_backoff_ms(unsigned attempt, long base_ms, long cap_ms);
 
 #endif /* GOV_TIME_H */

@@ -16,27 +16,17 @@
 #include "gov_processor.h"
 #include "gov_state.h"
 
-static const char *const audit_schemas[] = {"AuditEvent", NULL};
-static const char *const decision_schemas[] = {"PolicyDecision", NULL};
-
-static const gov_processor_topic_t topics[] = {
-    {"identity.audit", audit_schemas, 1},
-    {"policy.decisions", decision_schemas, 1},
-};
-
 static const gov_processor_spec_t spec = {
     .name = "gov-audit",
-    .topics = topics,
-    .ntopics = sizeof topics / sizeof topics[0],
     .default_admin_port = 8704,
+    .topics = {{"identity.audit", GOV_PROCESSOR_SCHEMAS("AuditEvent"), 1},
+               {"policy.decisions", GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
 };
 
 static long decision_ttl_ms;
 
 static const gov_config_entry_t config[] = {
-    {"decision_ttl", GOV_CFG_DURATION_MS, "168h", 1000, 31L * 24 * 3600 * 1000,
-     "how long a materialized decision (policy:decision:{T}:<id>) is kept",
-     &decision_ttl_ms, NULL, 0},
+    GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
 };
 
 int main(int argc, char **argv) {

@@ -26,29 +26,24 @@
 #include "gov_alloc.h"
 #include "gov_constitution.h"
 #include "gov_events.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
-static const char *const bundle_schemas[] = {"ConstitutionBundle", NULL};
-static const gov_processor_topic_t topics[] = {{"constitution.bundles", bundle_schemas, 1}};
 static const gov_processor_spec_t spec = {
     .name = "gov-constitution",
-    .topics = topics,
-    .ntopics = 1,
     .default_admin_port = 8701,
+    .topics = {{"constitution.bundles", GOV_PROCESSOR_SCHEMAS("ConstitutionBundle"), 1}},
 };
 
 static char *trust_file;
 static long max_document;
 
 static const gov_config_entry_t config[] = {
-    {"trust_file", GOV_CFG_STRING, NULL, 0, 0,
-     "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}",
-     &trust_file, NULL, 0},
-    {"max_document", GOV_CFG_INT, "1048576", 1024, 16777216,
-     "largest constitution document accepted, in bytes", &max_document, NULL, 0},
+    GOV_CFG_STRING("trust_file", NULL, "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}", &trust_file),
+    GOV_CFG_INT("max_document", "1048576", 1024, 16777216, "largest constitution document accepted, in bytes", &max_document),
 };
 
 typedef struct ctx {
@@ -57,19 +52,25 @@ typedef struct ctx {
     gov_metric_t *m_rejected, *m_accepted, *m_version;
 } ctx_t;
 
+/* The trust file is local configuration: at most this many bytes. */
+#define TRUST_FILE_MAX (1u << 20)
+
 static gov_trust_t *load_trust(const char *path) {
     char eb[512];
     gov_trust_t *t = NULL;
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (f == NULL) {
+    char *buf = NULL;
+    size_t n = 0;
+    if (path == NULL) {
         gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path",
-                path ? path : "(unset)", (const char *)NULL);
+                "(unset)", (const char *)NULL);
         return NULL;
     }
-    char *buf = gov_malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (buf && gov_trust_parse(buf, n, &t, eb, sizeof eb) != GOV_OK)
+    if (gov_file_read(path, TRUST_FILE_MAX, 0, &buf, &n, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path", path,
+                "error", eb, (const char *)NULL);
+        return NULL;
+    }
+    if (gov_trust_parse(buf, n, &t, eb, sizeof eb) != GOV_OK)
         gov_log(GOV_LOG_ERROR, "trust file rejected", "path", path, "error", eb, (const char *)NULL);
     gov_free(buf);
     return t;

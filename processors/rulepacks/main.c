@@ -51,13 +51,10 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-static const char *const pack_schemas[] = {"RulePackPublished", NULL};
-static const gov_processor_topic_t topics[] = {{"policy.rulepacks", pack_schemas, 1}};
 static const gov_processor_spec_t spec = {
     .name = "gov-rulepacks",
-    .topics = topics,
-    .ntopics = 1,
     .default_admin_port = 8702,
+    .topics = {{"policy.rulepacks", GOV_PROCESSOR_SCHEMAS("RulePackPublished"), 1}},
 };
 
 /* Event text echoed into logs and audit events is cut to this many bytes. */
@@ -77,27 +74,16 @@ static long lim[LIM_COUNT];
 static char def[LIM_COUNT][24];
 
 static gov_config_entry_t config[] = {
-    {"rulepack_max_bytes", GOV_CFG_INT, def[LIM_BYTES], 1024, 16L << 20,
-     "largest rule pack text accepted, in bytes", &lim[LIM_BYTES], NULL, 0},
-    {"rulepack_max_depth", GOV_CFG_INT, def[LIM_DEPTH], 2, 64,
-     "deepest JSON nesting of a rule pack (top level = 1)", &lim[LIM_DEPTH], NULL, 0},
-    {"rulepack_max_rules", GOV_CFG_INT, def[LIM_RULES], 1, 100000,
-     "most rules in one pack", &lim[LIM_RULES], NULL, 0},
-    {"rulepack_max_patterns", GOV_CFG_INT, def[LIM_PATTERNS], 1, 100000,
-     "most prompt patterns in one pack", &lim[LIM_PATTERNS], NULL, 0},
-    {"rulepack_max_pattern_bytes", GOV_CFG_INT, def[LIM_PATTERN_BYTES], 1, 16L << 20,
-     "sum of the lengths of a pack's patterns, in bytes", &lim[LIM_PATTERN_BYTES], NULL, 0},
-    {"rulepack_max_pattern_len", GOV_CFG_INT, def[LIM_PATTERN_LEN], 1, 1L << 20,
-     "longest single pattern, in bytes", &lim[LIM_PATTERN_LEN], NULL, 0},
-    {"rulepack_max_set_entries", GOV_CFG_INT, def[LIM_SET_ENTRIES], 1, 100000,
-     "most values in one role/action/tool_category/metadata \"in\" list",
-     &lim[LIM_SET_ENTRIES], NULL, 0},
-    {"rulepack_max_metadata_keys", GOV_CFG_INT, def[LIM_METADATA_KEYS], 1, 4096,
-     "most keys in one rule's match.metadata", &lim[LIM_METADATA_KEYS], NULL, 0},
-    {"rulepack_max_value_bytes", GOV_CFG_INT, def[LIM_VALUE_BYTES], 1, 65536,
-     "longest set entry, metadata key or value, in bytes", &lim[LIM_VALUE_BYTES], NULL, 0},
-    {"rulepack_max_text_bytes", GOV_CFG_INT, def[LIM_TEXT_BYTES], 1, 1L << 20,
-     "longest message or description, in bytes", &lim[LIM_TEXT_BYTES], NULL, 0},
+    GOV_CFG_INT("rulepack_max_bytes", def[LIM_BYTES], 1024, 16L << 20, "largest rule pack text accepted, in bytes", &lim[LIM_BYTES]),
+    GOV_CFG_INT("rulepack_max_depth", def[LIM_DEPTH], 2, 64, "deepest JSON nesting of a rule pack (top level = 1)", &lim[LIM_DEPTH]),
+    GOV_CFG_INT("rulepack_max_rules", def[LIM_RULES], 1, 100000, "most rules in one pack", &lim[LIM_RULES]),
+    GOV_CFG_INT("rulepack_max_patterns", def[LIM_PATTERNS], 1, 100000, "most prompt patterns in one pack", &lim[LIM_PATTERNS]),
+    GOV_CFG_INT("rulepack_max_pattern_bytes", def[LIM_PATTERN_BYTES], 1, 16L << 20, "sum of the lengths of a pack's patterns, in bytes", &lim[LIM_PATTERN_BYTES]),
+    GOV_CFG_INT("rulepack_max_pattern_len", def[LIM_PATTERN_LEN], 1, 1L << 20, "longest single pattern, in bytes", &lim[LIM_PATTERN_LEN]),
+    GOV_CFG_INT("rulepack_max_set_entries", def[LIM_SET_ENTRIES], 1, 100000, "most values in one role/action/tool_category/metadata \"in\" list", &lim[LIM_SET_ENTRIES]),
+    GOV_CFG_INT("rulepack_max_metadata_keys", def[LIM_METADATA_KEYS], 1, 4096, "most keys in one rule's match.metadata", &lim[LIM_METADATA_KEYS]),
+    GOV_CFG_INT("rulepack_max_value_bytes", def[LIM_VALUE_BYTES], 1, 65536, "longest set entry, metadata key or value, in bytes", &lim[LIM_VALUE_BYTES]),
+    GOV_CFG_INT("rulepack_max_text_bytes", def[LIM_TEXT_BYTES], 1, 1L << 20, "longest message or description, in bytes", &lim[LIM_TEXT_BYTES]),
 };
 
 static void render_default_limits(void) {

@@ -25,11 +25,12 @@
 #include <strings.h>
 
 #include "gov_alloc.h"
+#include "gov_buf.h"
 
 typedef struct fetch_ctx {
     somabrain_fetch_result_t *res;
     size_t max_body;
-    size_t cap;                 /* allocated bytes of res->body */
+    gov_buf_t body;             /* limit max_body; handed to res->body at the end */
     long status;                /* of the response being received */
     int too_large;
     int connected;
@@ -116,28 +117,16 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     size_t len = size * n;
     if (c->status != 200)
         return 0; /* the status says it all; do not read an error page */
-    if (len > c->max_body - r->body_len) {
+    gov_buf_put(&c->body, data, len);
+    if (c->body.err == GOV_ERR_TOO_LARGE) {
         c->too_large = 1;
         snprintf(r->detail, sizeof r->detail, "body exceeds max_body %zu bytes", c->max_body);
         return 0;
     }
-    if (r->body_len + len + 1 > c->cap) {
-        size_t want = c->cap ? c->cap : 16384;
-        while (want < r->body_len + len + 1)
-            want *= 2;
-        if (want > c->max_body + 1)
-            want = c->max_body + 1;
-        char *nb = gov_realloc(r->body, want);
-        if (nb == NULL) {
-            c->nomem = 1;
-            return 0;
-        }
-        r->body = nb;
-        c->cap = want;
+    if (c->body.err != GOV_OK) {
+        c->nomem = 1;
+        return 0;
     }
-    memcpy(r->body + r->body_len, data, len);
-    r->body_len += len;
-    r->body[r->body_len] = '\0';
     return len;
 }
 
@@ -209,9 +198,7 @@ static void classify(fetch_ctx_t *c, CURLcode cc, const char *curl_err, int cond
      * complete answer, not a transfer failure. */
     if (cc == CURLE_OK || (cc == CURLE_WRITE_ERROR && c->status != 200 && c->status != 0)) {
         if (c->status == 200) {
-            r->outcome = SOMABRAIN_FETCH_BODY;
-            if (r->body == NULL && (r->body = gov_calloc(1, 1)) == NULL) /* an empty 200 */
-                fail(r, GOV_REASON_TRANSFER_FAILED, "out of memory");
+            r->outcome = SOMABRAIN_FETCH_BODY; /* the body is handed over by the caller */
             return;
         }
         if (c->status == 304 && conditional) {
@@ -252,6 +239,7 @@ gov_err_t somabrain_fetch(const somabrain_fetch_opts_t *opts, const char *url,
     char inm[SOMABRAIN_ETAG_MAX + 32];
     memset(res, 0, sizeof *res);
     fetch_ctx_t c = {.res = res, .max_body = opts->max_body, .running = running};
+    gov_buf_init(&c.body, opts->max_body);
     int conditional = if_none_match != NULL && if_none_match[0] != '\0';
     int https = strncasecmp(url, "https://", 8) == 0;
 
@@ -310,16 +298,16 @@ gov_err_t somabrain_fetch(const somabrain_fetch_opts_t *opts, const char *url,
     }
     CURLcode cc = curl_easy_perform(h);
     classify(&c, cc, curl_err, conditional);
-    if (res->outcome != SOMABRAIN_FETCH_BODY) {
-        gov_free(res->body);
-        res->body = NULL;
-        res->body_len = 0;
-    }
+    /* An empty 200 is a body too: "" (allocated, so it can fail). */
+    if (res->outcome == SOMABRAIN_FETCH_BODY &&
+        gov_buf_finish(&c.body, &res->body, &res->body_len) != GOV_OK)
+        fail(res, GOV_REASON_TRANSFER_FAILED, "out of memory");
     goto out;
 nomem:
     snprintf(res->detail, sizeof res->detail, "out of memory");
     err = GOV_ERR_NOMEM;
 out:
+    gov_buf_free(&c.body);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
     return err;

@@ -20,11 +20,11 @@
  * --once fetches every tenant once and exits 0 when all succeeded, else 1;
  * it does not start the admin server (a daemon may hold the port).
  *
- * Reads top to bottom: config -> connect -> loop (fetch -> check -> publish)
- * -> shut down.
+ * Reads top to bottom: rows -> start (gov_runtime: config, log, signals,
+ * metrics, admin server, producer) -> loop (fetch -> check -> publish) ->
+ * shut down.
  */
 #include <curl/curl.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +35,13 @@
 #include "gov_admin.h"
 #include "gov_alloc.h"
 #include "gov_avro.h"
+#include "gov_backoff.h"
 #include "gov_bundle.h"
 #include "gov_config.h"
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_metrics.h"
+#include "gov_runtime.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -57,29 +59,18 @@ static const gov_reason_t all_reasons[] = {
     GOV_REASON_TENANT_MISMATCH, GOV_REASON_KAFKA_UNAVAILABLE, GOV_REASON_INTERNAL,
 };
 
-static volatile sig_atomic_t run_flag = 1;
-
-static void on_signal(int sig) {
-    (void)sig;
-    run_flag = 0;
-}
-
 /* --- configuration ------------------------------------------------------------ */
 
 static char *somabrain_url;
 static char *somabrain_tenants;
 static long sync_interval_ms;
-static char *sync_jitter;
+static double sync_jitter;
 static long connect_timeout_ms;
 static long total_timeout_ms;
 static long max_body;
 static long backoff_base_ms;
 static long backoff_max_ms;
 static long produce_timeout_ms;
-static char *kafka_brokers;
-static char *admin_addr;
-static long admin_port;
-static char *log_level;
 static char *ca_file;
 static int once;
 
@@ -179,65 +170,66 @@ static int validate_tenants(const char *v, char *eb, size_t n) {
     return r;
 }
 
-static int validate_jitter(const char *v, char *eb, size_t n) {
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end != '\0' || !(d >= 0.0 && d <= 1.0)) {
-        snprintf(eb, n, "must be a fraction between 0 and 1");
+/* --once fetches and exits: it needs something to fetch. */
+static int check_once(char *eb, size_t n) {
+    if (once && (somabrain_url == NULL || somabrain_tenants == NULL || !somabrain_tenants[0])) {
+        snprintf(eb, n, "--once needs somabrain_url and somabrain_tenants");
         return -1;
     }
     return 0;
 }
 
-static int validate_log_level(const char *v, char *eb, size_t n) {
-    if (gov_log_level_parse(v) < 0) {
-        snprintf(eb, n, "must be debug, info, warn or error");
-        return -1;
-    }
-    return 0;
-}
+/* --once has no admin server: a daemon may hold the port. */
+static const gov_runtime_spec_t spec = {
+    .name = COMPONENT,
+    .default_admin_port = 8705,
+    .admin = 1,
+    .admin_unless = &once,
+    .producer = 1,
+    .producer_message_timeout_ms = &produce_timeout_ms,
+    .producer_flush_ms = 5000,
+    .check_config = check_once,
+};
 
 static const gov_config_entry_t config[] = {
-    {"somabrain_url", GOV_CFG_STRING, NULL, 0, 0,
-     "bundle URL template, http(s), with {tenant}, e.g. https://somabrain/bundles/{tenant}.json",
-     &somabrain_url, validate_url, 0},
-    {"somabrain_tenants", GOV_CFG_STRING, NULL, 0, 0,
-     "comma-separated tenant ids whose bundles are fetched", &somabrain_tenants,
-     validate_tenants, 0},
-    {"sync_interval", GOV_CFG_DURATION_MS, "5m", 1000, 24L * 3600 * 1000,
-     "time between fetches of one tenant's bundle", &sync_interval_ms, NULL, 0},
-    {"sync_jitter", GOV_CFG_STRING, "0.1", 0, 0,
-     "fraction (0..1) by which each wait is randomly shortened or lengthened", &sync_jitter,
-     validate_jitter, 0},
-    {"somabrain_connect_timeout", GOV_CFG_DURATION_MS, "2s", 10, 60000,
-     "TCP + TLS connect timeout of a fetch", &connect_timeout_ms, NULL, 0},
-    {"somabrain_timeout", GOV_CFG_DURATION_MS, "10s", 100, 600000,
-     "timeout of a whole fetch, body included", &total_timeout_ms, NULL, 0},
-    {"somabrain_max_body", GOV_CFG_INT, "1048576", 256, GOV_AVRO_MAX_BODY,
-     "largest bundle body accepted, bytes (at most the 1 MiB Kafka message bound)", &max_body,
-     NULL, 0},
-    {"sync_backoff_base", GOV_CFG_DURATION_MS, "1s", 10, 3600000,
-     "wait after a tenant's first failure; doubled for each further one", &backoff_base_ms,
-     NULL, 0},
-    {"sync_backoff_max", GOV_CFG_DURATION_MS, "5m", 10, 24L * 3600 * 1000,
-     "longest wait after failures", &backoff_max_ms, NULL, 0},
-    {"produce_timeout", GOV_CFG_DURATION_MS, "10s", 1000, 300000,
-     "how long Kafka may take to acknowledge (acks=all) a bundle or audit event",
-     &produce_timeout_ms, NULL, 0},
-    {"kafka_brokers", GOV_CFG_STRING, "127.0.0.1:19092", 0, 0,
-     "Kafka bootstrap servers (host:port,...)", &kafka_brokers, NULL, 0},
-    {"admin_addr", GOV_CFG_STRING, "127.0.0.1", 0, 0,
-     "address of the admin HTTP server (/healthz, /readyz, /metrics)", &admin_addr, NULL, 0},
-    {"admin_port", GOV_CFG_INT, "8705", 1, 65535, "port of the admin HTTP server",
-     &admin_port, NULL, 0},
-    {"log_level", GOV_CFG_STRING, "info", 0, 0, "debug, info, warn or error", &log_level,
-     validate_log_level, 0},
-    {"somabrain_ca_file", GOV_CFG_STRING, NULL, 0, 0,
-     "PEM file of CA certificates for https (default: the system trust store)", &ca_file,
-     NULL, 0},
-    {"once", GOV_CFG_BOOL, "false", 0, 0,
-     "fetch every tenant once, publish, exit 0 if all succeeded else 1 (no admin server)",
-     &once, NULL, 0},
+    GOV_CFG_STRING("somabrain_url", NULL,
+                   "bundle URL template, http(s), with {tenant}, e.g. "
+                   "https://somabrain/bundles/{tenant}.json",
+                   &somabrain_url, GOV_CFG_VALIDATE(validate_url)),
+    GOV_CFG_STRING("somabrain_tenants", NULL,
+                   "comma-separated tenant ids whose bundles are fetched", &somabrain_tenants,
+                   GOV_CFG_VALIDATE(validate_tenants)),
+    GOV_CFG_DURATION("sync_interval", "5m", 1000, 24L * 3600 * 1000,
+                     "time between fetches of one tenant's bundle", &sync_interval_ms),
+    GOV_CFG_FRACTION("sync_jitter", "0.1", 0.0, 1.0,
+                     "fraction (0..1) by which each wait is randomly shortened or lengthened",
+                     &sync_jitter),
+    GOV_CFG_DURATION("somabrain_connect_timeout", "2s", 10, 60000,
+                     "TCP + TLS connect timeout of a fetch", &connect_timeout_ms),
+    GOV_CFG_DURATION("somabrain_timeout", "10s", 100, 600000,
+                     "timeout of a whole fetch, body included", &total_timeout_ms),
+    GOV_CFG_INT("somabrain_max_body", "1048576", 256, GOV_AVRO_MAX_BODY,
+                "largest bundle body accepted, bytes (at most the 1 MiB Kafka message bound)",
+                &max_body),
+    GOV_CFG_DURATION("sync_backoff_base", "1s", 10, 3600000,
+                     "wait after a tenant's first failure; doubled for each further one",
+                     &backoff_base_ms),
+    GOV_CFG_DURATION("sync_backoff_max", "5m", 10, 24L * 3600 * 1000,
+                     "longest wait after failures", &backoff_max_ms),
+    GOV_CFG_DURATION("produce_timeout", "10s", 1000, 300000,
+                     "how long Kafka may take to acknowledge (acks=all) a bundle or audit event",
+                     &produce_timeout_ms),
+    GOV_RUNTIME_ROW("kafka_brokers"),
+    GOV_RUNTIME_ROW("admin_addr"),
+    GOV_RUNTIME_ROW("admin_port"),
+    GOV_RUNTIME_ROW("log_level"),
+    GOV_CFG_STRING("somabrain_ca_file", NULL,
+                   "PEM file of CA certificates for https (default: the system trust store)",
+                   &ca_file),
+    GOV_CFG_BOOL("once", "false",
+                 "fetch every tenant once, publish, exit 0 if all succeeded else 1 (no admin "
+                 "server)",
+                 &once),
 };
 #define NCONFIG (sizeof config / sizeof config[0])
 
@@ -253,14 +245,14 @@ typedef struct tenant {
 } tenant_t;
 
 typedef struct app {
+    gov_runtime_t *rt;
     tenant_t *tenants;
     size_t ntenants;
-    double jitter;
     somabrain_fetch_opts_t fetch_opts;
+    /* borrowed from rt */
     gov_metrics_t *metrics;
     gov_status_t *status;
-    gov_admin_t *admin;
-    gov_avro_registry_t *avro;
+    const gov_avro_registry_t *avro;
     gov_kafka_producer_t *producer;
     gov_metric_t *m_sync;
     gov_metric_t *m_errors;
@@ -297,20 +289,10 @@ static int add_tenant(void *opaque, const char *s, size_t len) {
     return 0;
 }
 
-static double random_unit(void) {
-    unsigned char r[8];
-    if (RAND_bytes(r, sizeof r) != 1)
-        return 0.5; /* no randomness: no jitter, still a valid schedule */
-    uint64_t v = 0;
-    for (size_t i = 0; i < sizeof r; i++)
-        v = v << 8 | r[i];
-    return (double)(v >> 11) / 9007199254740992.0; /* 53 bits -> [0, 1) */
-}
-
 /* Sets t's next fetch time from now and returns the delay in ms. */
-static long schedule(app_t *a, tenant_t *t) {
-    long ms = gov_bundle_sync_delay_ms(sync_interval_ms, a->jitter, backoff_base_ms,
-                                       backoff_max_ms, t->failures, random_unit());
+static long schedule(tenant_t *t) {
+    long ms = gov_backoff_periodic_ms(sync_interval_ms, sync_jitter, backoff_base_ms,
+                                      backoff_max_ms, t->failures, gov_random_unit());
     t->next_due_us = gov_mono_micros() + (int64_t)ms * 1000;
     return ms;
 }
@@ -375,7 +357,7 @@ static void record_failure(app_t *a, tenant_t *t, gov_reason_t why, long http_st
     const char *d = detail ? detail : "(detail lost: out of memory)";
     if (t->failures < 64)
         t->failures++;
-    long retry_ms = once ? -1 : schedule(a, t);
+    long retry_ms = once ? -1 : schedule(t);
     audit_failure(a, t, why, http_status, d, retry_ms);
 
     char st[16], retry[24], fails[16];
@@ -396,7 +378,7 @@ static void record_failure(app_t *a, tenant_t *t, gov_reason_t why, long http_st
 static void record_success(app_t *a, tenant_t *t, const char *outcome, const char *revision) {
     t->failures = 0;
     if (!once)
-        schedule(a, t);
+        schedule(t);
     gov_metric_inc(a->m_sync, (const char *[]){t->id, outcome}, 1);
     gov_metric_set(a->m_last_sync, (const char *[]){t->id}, (double)gov_now_micros() / 1e6);
     gov_status_set(a->status, t->status_name, GOV_STATUS_OK, outcome, revision);
@@ -466,7 +448,7 @@ static int sync_tenant(app_t *a, tenant_t *t) {
     somabrain_fetch_result_t res;
     int64_t started = gov_mono_micros();
     gov_err_t err = somabrain_fetch(&a->fetch_opts, t->url, t->etag[0] ? t->etag : NULL,
-                                    &run_flag, &res);
+                                    gov_runtime_run_flag(a->rt), &res);
     gov_metric_observe(a->m_duration, (const char *[]){t->id},
                        (double)(gov_mono_micros() - started) / 1e6);
     int rc = 0;
@@ -490,10 +472,12 @@ static int sync_tenant(app_t *a, tenant_t *t) {
 
 /* --- setup and shutdown ------------------------------------------------------- */
 
-static gov_err_t app_init(app_t *a, char *eb, size_t ebn) {
+static gov_err_t app_init(app_t *a) {
     gov_err_t err;
-    char timeout[24];
-    a->jitter = strtod(sync_jitter, NULL);
+    a->metrics = gov_runtime_metrics(a->rt);
+    a->status = gov_runtime_status(a->rt);
+    a->avro = gov_runtime_avro(a->rt);
+    a->producer = gov_runtime_producer(a->rt);
     a->fetch_opts = (somabrain_fetch_opts_t){connect_timeout_ms, total_timeout_ms,
                                              (size_t)max_body, ca_file};
     if (somabrain_tenants != NULL &&
@@ -503,10 +487,6 @@ static gov_err_t app_init(app_t *a, char *eb, size_t ebn) {
         for_each_tenant(somabrain_tenants, add_tenant, a) != 0)
         return GOV_ERR_NOMEM;
 
-    a->metrics = gov_metrics_new();
-    a->status = gov_status_new();
-    if (a->metrics == NULL || a->status == NULL)
-        return GOV_ERR_NOMEM;
     a->m_sync = gov_metrics_counter(a->metrics, "somabrain_sync_total",
         "Successful bundle fetches, by outcome (published, not_modified).", 2,
         (const char *[]){"tenant", "outcome"});
@@ -541,22 +521,10 @@ static gov_err_t app_init(app_t *a, char *eb, size_t ebn) {
             gov_metric_inc(a->m_errors, (const char *[]){t->id, gov_reason_code(all_reasons[r])}, 0);
         t->next_due_us = 0; /* every tenant is due at start */
     }
-    if (!once && (err = gov_admin_start(admin_addr, (unsigned)admin_port, a->status, a->metrics,
-                                        &a->admin, eb, ebn)) != GOV_OK)
-        return err;
-    if ((err = gov_avro_registry_new(&a->avro, eb, ebn)) != GOV_OK)
-        return err;
-    snprintf(timeout, sizeof timeout, "%ld", produce_timeout_ms);
-    const char *const kconf[] = {"message.timeout.ms", timeout, NULL};
-    return gov_kafka_producer_new(kafka_brokers, COMPONENT, kconf, &a->producer, eb, ebn);
+    return GOV_OK;
 }
 
 static void app_free(app_t *a) {
-    gov_admin_stop(a->admin);
-    gov_kafka_producer_free(a->producer, 5000);
-    gov_avro_registry_free(a->avro);
-    gov_status_free(a->status);
-    gov_metrics_free(a->metrics);
     for (size_t i = 0; i < a->ntenants; i++)
         gov_free(a->tenants[i].url);
     gov_free(a->tenants);
@@ -571,68 +539,44 @@ static tenant_t *earliest_due(app_t *a) {
 }
 
 int main(int argc, char **argv) {
-    char eb[512] = "";
     int exit_code = 1;
     app_t app;
     memset(&app, 0, sizeof app);
 
-    /* config */
-    gov_alloc_install_jansson();
-    gov_log_init(COMPONENT, GOV_LOG_INFO);
+    /* start: config, log, signals, metrics, admin server, producer */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "%s: libcurl did not initialize\n", COMPONENT);
         return 1;
     }
-    gov_config_result_t res;
-    if (gov_config_load(config, NCONFIG, argc, argv, &res, eb, sizeof eb) != GOV_OK) {
-        fprintf(stderr, "%s: %s\n", COMPONENT, eb);
-        exit_code = 2;
+    if (gov_runtime_start(&app.rt, &spec, config, NCONFIG, argc, argv, &exit_code) != GOV_OK)
         goto out;
-    }
-    if (res == GOV_CONFIG_EXIT) {
-        exit_code = 0;
-        goto out;
-    }
-    gov_log_init(COMPONENT, (gov_log_level_t)gov_log_level_parse(log_level));
-    if (once && (somabrain_url == NULL || somabrain_tenants == NULL || !somabrain_tenants[0])) {
-        fprintf(stderr, "%s: --once needs somabrain_url and somabrain_tenants\n", COMPONENT);
-        exit_code = 2;
-        goto out;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    /* connect */
-    gov_err_t err = app_init(&app, eb, sizeof eb);
+    exit_code = 1;
+    gov_err_t err = app_init(&app);
     if (err != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "startup failed", "error", eb[0] ? eb : gov_err_str(err),
-                (const char *)NULL);
+        gov_log(GOV_LOG_ERROR, "startup failed", "error", gov_err_str(err), (const char *)NULL);
         goto out;
     }
+    const gov_runtime_config_t *shared = gov_runtime_config(app.rt);
     char n[16], iv[24], ap[16];
     snprintf(n, sizeof n, "%zu", app.ntenants);
     snprintf(iv, sizeof iv, "%ld", sync_interval_ms);
-    snprintf(ap, sizeof ap, "%ld", admin_port);
+    snprintf(ap, sizeof ap, "%ld", shared->admin_port);
     if (app.ntenants == 0)
         gov_log(GOV_LOG_ERROR, "not configured: set somabrain_url and somabrain_tenants; "
                 "idle until stopped", (const char *)NULL);
-    gov_log(GOV_LOG_INFO, "started", "kafka", kafka_brokers, "url", somabrain_url, "tenants", n,
-            "interval_ms", iv, "admin_port", once ? NULL : ap, "mode", once ? "once" : "daemon",
-            (const char *)NULL);
+    gov_log(GOV_LOG_INFO, "started", "kafka", shared->kafka_brokers, "url", somabrain_url,
+            "tenants", n, "interval_ms", iv, "admin_port", once ? NULL : ap, "mode",
+            once ? "once" : "daemon", (const char *)NULL);
 
     /* loop */
     if (once) {
         int all_ok = 1;
-        for (size_t i = 0; i < app.ntenants && run_flag; i++)
+        for (size_t i = 0; i < app.ntenants && gov_runtime_running(app.rt); i++)
             if (sync_tenant(&app, &app.tenants[i]) != 1)
                 all_ok = 0;
-        exit_code = all_ok && run_flag ? 0 : 1;
+        exit_code = all_ok && gov_runtime_running(app.rt) ? 0 : 1;
     } else {
-        while (run_flag) {
+        while (gov_runtime_running(app.rt)) {
             tenant_t *t = earliest_due(&app);
             int64_t now = gov_mono_micros();
             if (t != NULL && t->next_due_us <= now) {
@@ -640,7 +584,7 @@ int main(int argc, char **argv) {
                 continue;
             }
             long wait_ms = t ? (long)((t->next_due_us - now + 999) / 1000) : 200;
-            gov_sleep_ms_interruptible(wait_ms < 200 ? wait_ms : 200, &run_flag);
+            gov_runtime_sleep(app.rt, wait_ms < 200 ? wait_ms : 200);
         }
         exit_code = 0;
     }
@@ -649,7 +593,7 @@ int main(int argc, char **argv) {
     gov_log(GOV_LOG_INFO, "shutting down", (const char *)NULL);
 out:
     app_free(&app);
-    gov_config_free_strings(config, NCONFIG);
+    exit_code = gov_runtime_shutdown(app.rt, exit_code);
     curl_global_cleanup();
     return exit_code;
 }

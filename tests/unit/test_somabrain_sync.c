@@ -486,46 +486,6 @@ static void test_allocation_failures(void **state) {
     gov_avro_registry_free(reg);
 }
 
-/* --- schedule ------------------------------------------------------------------ */
-
-static void test_schedule(void **state) {
-    (void)state;
-    const long I = 300000, B = 1000, M = 300000;
-    /* success: interval +/- jitter, uniformly by u */
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, 0.0), 270000);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, 0.5), 300000);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, 0.75), 315000);
-    long top = gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, 0.9999999999);
-    assert_true(top >= 329999 && top <= 330000);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.0, B, M, 0, 0.123), I);
-    for (double u = 0; u < 1.0; u += 0.01) {
-        long d = gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, u);
-        assert_true(d >= 270000 && d <= 330000);
-    }
-    /* failures: base * 2^(n-1), capped, jittered but never above the cap */
-    long want[] = {1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000, 300000};
-    for (unsigned f = 1; f <= 11; f++)
-        assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, f, 0.5), want[f - 1]);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 1, 0.0), 900);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 3, 0.75), 4200);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 10, 0.99), M);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 10, 0.0), 270000);
-    /* no overflow however many failures */
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.0, B, M, 63, 0.5), M);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.0, B, M, 64, 0.5), M);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.0, B, M, 4000000000u, 0.5), M);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.0, 1L << 40, 1L << 50, 30, 0.5), 1L << 50);
-    /* inputs out of range are clamped, never a zero or negative wait */
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 5.0, B, M, 0, 0.0), 1);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, -1.0, B, M, 0, 0.0), I);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, -3.0), 270000);
-    assert_true(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, 7.0) <= 330000);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, B, M, 0, NAN), 270000);
-    assert_int_equal(gov_bundle_sync_delay_ms(0, 0.1, B, M, 0, 0.5), 1);
-    assert_int_equal(gov_bundle_sync_delay_ms(-5, 0.1, B, M, 0, 0.5), 1);
-    assert_int_equal(gov_bundle_sync_delay_ms(I, 0.1, 0, 0, 1, 0.5), 1);
-}
-
 int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
@@ -539,7 +499,6 @@ int main(void) {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_event_roundtrip_keeps_document_bytes),
         cmocka_unit_test(test_allocation_failures),
-        cmocka_unit_test(test_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

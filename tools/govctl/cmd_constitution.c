@@ -43,6 +43,7 @@
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
+#include "gov_file.h"
 #include "gov_hash.h"
 #include "gov_kafka.h"
 #include "gov_time.h"
@@ -98,68 +99,10 @@ static int bad_option(int argc, char **argv, int c, const char *help) {
  * caller can cleanse the only copy.  Returns GOVCTL_OK or, after printing
  * io_error / too_large, GOVCTL_FAIL.  Cost: O(file size). */
 static int slurp(const char *path, size_t max, int secret, char **out, size_t *out_len) {
-    int is_stdin = strcmp(path, "-") == 0;
-    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    int rc = GOVCTL_FAIL;
-    size_t cap = secret ? max + 1 : 4096, len = 0;
-    char *buf = NULL;
-    *out = NULL;
-    *out_len = 0;
-    if (fd < 0)
-        return fail_clean("io_error", "cannot open %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = fail_clean("io_error", "%s is a directory", path);
-        goto out;
-    }
-    if ((buf = gov_malloc(cap + 1)) == NULL) {
-        rc = fail_clean("internal_error", "out of memory");
-        goto out;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (secret || cap > max) {
-                rc = fail_clean("too_large", "%s is larger than %zu bytes", path, max);
-                goto out;
-            }
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            char *nb = gov_realloc(buf, ncap + 1);
-            if (nb == NULL) {
-                rc = fail_clean("internal_error", "out of memory");
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = fail_clean("io_error", "cannot read %s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (len > max) {
-        rc = fail_clean("too_large", "%s is larger than %zu bytes", path, max);
-        goto out;
-    }
-    buf[len] = 0;
-    *out = buf;
-    *out_len = len;
-    buf = NULL;
-    rc = GOVCTL_OK;
-out:
-    if (buf) {
-        if (secret)
-            OPENSSL_cleanse(buf, cap + 1);
-        gov_free(buf);
-    }
-    if (!is_stdin)
-        close(fd);
-    return rc;
+    char eb[1024];
+    unsigned flags = GOV_FILE_DASH_IS_STDIN | GOV_FILE_ALLOW_STREAM | (secret ? GOV_FILE_SECRET : 0);
+    gov_err_t err = gov_file_read(path, max, flags, out, out_len, eb, sizeof eb);
+    return err == GOV_OK ? GOVCTL_OK : fail_clean(govctl_file_error_code(err), "%s", eb);
 }
 
 /* Prints a gov_canon error ("reason: detail") with its reason as the code,

@@ -25,6 +25,9 @@ const char *govctl_env(const char *name, const char *fallback);
  * after printing io_error / too_large / internal_error, GOVCTL_FAIL.
  * Cost: O(file size). */
 int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len);
+/* The error code govctl prints for a gov_file_read failure: too_large,
+ * internal_error (out of memory) or io_error. */
+const char *govctl_file_error_code(gov_err_t err);
 
 /* Replaces, in place, what a terminal could take for a command: C0 and C1
  * controls, DEL, and bytes that are not well-formed UTF-8 (error messages

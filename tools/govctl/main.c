@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_util.h"
 #include "govctl.h"
@@ -59,63 +60,20 @@ void govctl_printable(char *s) {
     }
 }
 
+const char *govctl_file_error_code(gov_err_t err) {
+    if (err == GOV_ERR_NOMEM)
+        return "internal_error";
+    return err == GOV_ERR_TOO_LARGE ? "too_large" : "io_error";
+}
+
 int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len) {
-    int is_stdin = strcmp(path, "-") == 0;
-    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    int rc = GOVCTL_FAIL;
-    size_t cap = 4096, len = 0;
-    char *buf = NULL, shown[512];
-    *out = NULL;
-    *out_len = 0;
-    snprintf(shown, sizeof shown, "%s", path);
-    govctl_printable(shown);
-    if (fd < 0)
-        return govctl_fail("io_error", "cannot open %s: %s", shown, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = govctl_fail("io_error", "%s is a directory", shown);
-        goto out;
-    }
-    for (;;) {
-        if (buf == NULL || len == cap) {
-            if (buf != NULL && cap > max) {
-                rc = govctl_fail("too_large", "%s is larger than %zu bytes", shown, max);
-                goto out;
-            }
-            size_t ncap = buf == NULL ? cap : (cap * 2 > max + 1 ? max + 1 : cap * 2);
-            char *nb = gov_realloc(buf, ncap + 1);
-            if (nb == NULL) {
-                rc = govctl_fail("internal_error", "out of memory");
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = govctl_fail("io_error", "cannot read %s: %s", shown, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    if (len > max) {
-        rc = govctl_fail("too_large", "%s is larger than %zu bytes", shown, max);
-        goto out;
-    }
-    buf[len] = 0;
-    *out = buf;
-    *out_len = len;
-    buf = NULL;
-    rc = GOVCTL_OK;
-out:
-    gov_free(buf);
-    if (!is_stdin)
-        close(fd);
-    return rc;
+    char eb[1024];
+    gov_err_t err = gov_file_read(path, max, GOV_FILE_DASH_IS_STDIN | GOV_FILE_ALLOW_STREAM, out,
+                                  out_len, eb, sizeof eb);
+    if (err == GOV_OK)
+        return GOVCTL_OK;
+    govctl_printable(eb); /* the path is the operator's, shown as text */
+    return govctl_fail(govctl_file_error_code(err), "%s", eb);
 }
 
 void govctl_operator(char *buf, size_t size) {
