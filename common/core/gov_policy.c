@@ -128,8 +128,8 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
     }
     gov_policy_constitution_t *c = gov_calloc(1, sizeof *c);
     if (c == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "out of memory");
-        return GOV_ERR_NOMEM;
+        rc = GOV_ERR_NOMEM; /* out: says so */
+        goto out;
     }
     c->max_risk_micros = GOV_MICROS_ONE;
     c->approval_micros = GOV_MICROS_ONE;
