@@ -128,8 +128,8 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
     }
     gov_policy_constitution_t *c = gov_calloc(1, sizeof *c);
     if (c == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "out of memory");
-        return GOV_ERR_NOMEM;
+        rc = GOV_ERR_NOMEM; /* out: says so */
+        goto out;
     }
     c->max_risk_micros = GOV_MICROS_ONE;
     c->approval_micros = GOV_MICROS_ONE;
@@ -347,30 +347,31 @@ static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limi
         if (bad != NULL) {
             char key[48];
             gov_utf8_shorten(key, sizeof key, bad, KEY_SHOWN_MAX);
-            switch (md_why) {
-            case MD_EMPTY_KEY:
-                req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
-                         "metadata keys must not be empty");
-                return GOV_ERR_PARSE;
-            case MD_LONG_KEY:
-                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
-                         "metadata key %s is longer than %zu bytes", key, smax);
-                return GOV_ERR_TOO_LARGE;
-            case MD_TYPE:
-                req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
-                         "metadata.%s must be a string", key);
-                return GOV_ERR_PARSE;
-            case MD_LONG:
-                req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
-                         "metadata.%s is longer than %zu bytes", key, smax);
-                return GOV_ERR_TOO_LARGE;
-            case MD_NUL:
-            case MD_OK:
-                break;
-            }
-            req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
-                     "metadata.%s must not contain U+0000", key);
-            return GOV_ERR_PARSE;
+            /* What each kind of bad entry is reported as, by md_why. */
+            static const struct {
+                gov_reason_t reason;
+                gov_err_t err;
+            } md_fail[] = {
+                [MD_OK] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
+                [MD_EMPTY_KEY] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
+                [MD_LONG_KEY] = {GOV_REASON_TOO_LARGE, GOV_ERR_TOO_LARGE},
+                [MD_TYPE] = {GOV_REASON_INVALID_TYPE, GOV_ERR_PARSE},
+                [MD_LONG] = {GOV_REASON_TOO_LARGE, GOV_ERR_TOO_LARGE},
+                [MD_NUL] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
+            };
+            char msg[160];
+            if (md_why == MD_EMPTY_KEY)
+                snprintf(msg, sizeof msg, "metadata keys must not be empty");
+            else if (md_why == MD_LONG_KEY)
+                snprintf(msg, sizeof msg, "metadata key %s is longer than %zu bytes", key, smax);
+            else if (md_why == MD_TYPE)
+                snprintf(msg, sizeof msg, "metadata.%s must be a string", key);
+            else if (md_why == MD_LONG)
+                snprintf(msg, sizeof msg, "metadata.%s is longer than %zu bytes", key, smax);
+            else
+                snprintf(msg, sizeof msg, "metadata.%s must not contain U+0000", key);
+            req_fail(why, md_fail[md_why].reason, errbuf, errbuf_size, "%s", msg);
+            return md_fail[md_why].err;
         }
         r->metadata = md;
     }

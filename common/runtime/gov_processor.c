@@ -366,6 +366,18 @@ gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_proce
                              (int64_t)m->kafka->offset};
 }
 
+void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void *ctx) {
+    while (gov_processor_running(p)) {
+        gov_processor_msg_t m;
+        if (gov_processor_next(p, &m) != GOV_OK)
+            continue;
+        char eb[512] = "";
+        gov_reason_t reason = GOV_REASON_NONE;
+        gov_err_t e = handler(ctx, p, &m, &reason, eb, sizeof eb);
+        gov_processor_done(p, &m, e, reason, eb);
+    }
+}
+
 int gov_processor_shutdown(gov_processor_t *p) {
     gov_log(GOV_LOG_INFO, "shutting down", (const char *)NULL);
     /* The consumer closes (and commits) while Redis and the producer are

@@ -4,13 +4,17 @@
  *
  *   gov_processor_t *p;
  *   if (gov_processor_init(&p, &spec, extra_cfg, n_extra, argc, argv) ...)
+ *   gov_processor_run(p, materialize, &ctx);   // next -> materialize -> done
+ *   return gov_processor_shutdown(p);
+ *
+ * where the loop gov_processor_run drives is, spelled out:
+ *
  *   while (gov_processor_running(p)) {
  *       gov_processor_msg_t m;
  *       if (gov_processor_next(p, &m) != GOV_OK) continue;   // poll + decode
- *       gov_err_t e = materialize(p, &m, eb, sizeof eb);
- *       gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);   // commit/DLQ/retry
+ *       gov_err_t e = materialize(ctx, p, &m, &reason, eb, sizeof eb);
+ *       gov_processor_done(p, &m, e, reason, eb);            // commit/DLQ/retry
  *   }
- *   return gov_processor_shutdown(p);
  *
  * What the runtime does for the processor:
  *   - start-up through gov_runtime: the shared rows every processor has
@@ -113,6 +117,19 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m);
  * is logged with when the message is retried; NULL logs gov_err_str(). */
 void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m,
                         gov_err_t result, gov_reason_t reason, const char *detail);
+
+/* What a processor does with one decoded message: verify it and materialize
+ * it (through gov_state, offset included).  Returns the result that
+ * gov_processor_done maps; *reason (GOV_REASON_NONE on entry) may name the
+ * x-gov-dlq-reason of a poison result, and errbuf holds the detail logged
+ * with a retry.  ctx is the processor's own state, borrowed. */
+typedef gov_err_t (*gov_processor_handler_t)(void *ctx, gov_processor_t *p,
+                                             gov_processor_msg_t *m, gov_reason_t *reason,
+                                             char *errbuf, size_t errbuf_size);
+
+/* The loop every processor runs until a stop signal: next -> handler ->
+ * done.  Returns when gov_processor_running(p) is 0. */
+void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void *ctx);
 
 /* Stops the loop, commits, closes everything.  Returns the exit code. */
 int gov_processor_shutdown(gov_processor_t *p);

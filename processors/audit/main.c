@@ -29,6 +29,18 @@ static const gov_config_entry_t config[] = {
     GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
 };
 
+/* Appends one event to its tenant's chain (and materializes a decision); an
+ * event the script cannot store as it is, is dead-lettered as
+ * unmaterializable. */
+static gov_err_t append(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
+                        gov_reason_t *reason, char *eb, size_t ebsize) {
+    gov_state_pos_t pos = gov_processor_position(p, m);
+    gov_err_t e = gov_state_audit_append(ctx, m->event, m->type, m->source, &pos, eb, ebsize);
+    if (e == GOV_ERR_INVALID_ARG)
+        *reason = GOV_REASON_UNMATERIALIZABLE;
+    return e;
+}
+
 int main(int argc, char **argv) {
     int exit_code;
     gov_processor_t *p;
@@ -43,17 +55,7 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    while (gov_processor_running(p)) {
-        gov_processor_msg_t m;
-        if (gov_processor_next(p, &m) != GOV_OK)
-            continue;
-        char eb[256] = "";
-        gov_state_pos_t pos = gov_processor_position(p, &m);
-        gov_err_t e = gov_state_audit_append(store, m.event, m.type, m.source, &pos, eb,
-                                             sizeof eb);
-        gov_processor_done(p, &m, e,
-                           e == GOV_ERR_INVALID_ARG ? GOV_REASON_UNMATERIALIZABLE : GOV_REASON_NONE, eb);
-    }
+    gov_processor_run(p, append, store);
 
     gov_state_audit_free(store);
     return gov_processor_shutdown(p);

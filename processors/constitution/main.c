@@ -163,7 +163,11 @@ static gov_err_t emit_rejected(ctx_t *c, json_t *ev, const gov_verdict_t *v, cha
 /* Verifies and materializes one bundle.  Returns GOV_OK (accepted or
  * rejected - both are handled outcomes), GOV_ERR_DUPLICATE, or a transient
  * error for which the message is retried. */
-static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsize) {
+static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
+                        gov_reason_t *reason, char *eb, size_t ebsize) {
+    ctx_t *c = ctx;
+    (void)p;
+    (void)reason;
     json_t *ev = m->event;
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     json_t *docj = json_object_get(ev, "document_json");
@@ -281,14 +285,7 @@ int main(int argc, char **argv) {
     snprintf(n, sizeof n, "%zu", gov_trust_count(c.trust));
     gov_log(GOV_LOG_INFO, "trust loaded", "path", trust_file, "signers", n, (const char *)NULL);
 
-    while (gov_processor_running(p)) {
-        gov_processor_msg_t m;
-        if (gov_processor_next(p, &m) != GOV_OK)
-            continue;
-        char eb[512] = "";
-        gov_err_t e = handle(&c, &m, eb, sizeof eb);
-        gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);
-    }
+    gov_processor_run(p, handle, &c);
 
     gov_trust_free(c.trust);
     return gov_processor_shutdown(p);

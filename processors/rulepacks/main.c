@@ -368,7 +368,11 @@ static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rule
 /* Judges and materializes one event.  Returns GOV_OK (accepted or rejected:
  * both are handled outcomes), GOV_ERR_DUPLICATE, or a transient error for
  * which the message is delivered again. */
-static gov_err_t handle(ctx_t *c, gov_processor_msg_t *m, char *eb, size_t ebsize) {
+static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
+                        gov_reason_t *reason, char *eb, size_t ebsize) {
+    ctx_t *c = ctx;
+    (void)p;
+    (void)reason;
     announced_t a;
     announced_from(m->event, &a);
     gov_redis_t *r = gov_processor_redis(c->p);
@@ -477,13 +481,6 @@ int main(int argc, char **argv) {
     snprintf(nrules, sizeof nrules, "%zu", c.limits.max_rules);
     gov_log(GOV_LOG_INFO, "rule pack limits", "max_rules", nrules, (const char *)NULL);
 
-    while (gov_processor_running(p)) {
-        gov_processor_msg_t m;
-        if (gov_processor_next(p, &m) != GOV_OK)
-            continue;
-        char eb[512] = "";
-        gov_err_t e = handle(&c, &m, eb, sizeof eb);
-        gov_processor_done(p, &m, e, GOV_REASON_NONE, eb);
-    }
+    gov_processor_run(p, handle, &c);
     return gov_processor_shutdown(p);
 }
