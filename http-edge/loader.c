@@ -95,9 +95,10 @@ static gov_err_t build_constitution(edge_tenant_t *t, const gov_state_served_t *
 
 static void build_rulepack(edge_tenant_t *t, const char *pack, size_t pack_len) {
     edge_rulepack_t *rp = &t->rulepack;
-    unsigned char md[GOV_SHA256_LEN];
-    gov_sha256(pack, pack_len, md);
-    gov_hex_encode(md, GOV_SHA256_LEN, rp->sha256);
+    /* An empty digest never equals what the reconcile compares it with, so a
+     * failed hash means "reload", never a false "unchanged". */
+    if (gov_hash_hex(gov_hash_sha256(), pack, pack_len, rp->sha256) != GOV_OK)
+        rp->sha256[0] = '\0';
     gov_rulepack_error_t detail;
     if (gov_rulepack_parse(pack, pack_len, NULL, &rp->pack, &detail, rp->error,
                            sizeof rp->error) != GOV_OK) {

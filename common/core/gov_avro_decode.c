@@ -248,6 +248,16 @@ static gov_err_t read_block_header(reader_t *r, const gov_avro_node_t *n, size_t
                              kind, *block_size, left);
         }
     }
+    /* Every map entry takes at least one byte (its key's length), so a count
+     * beyond the remaining bytes is refused before the key table is sized
+     * from it.  (An array of nulls takes no bytes: the item caps bound it.) */
+    if (n->kind == GOV_AVRO_MAP && (uint64_t)*count > remaining(r)) {
+        size_t left = remaining(r);
+        r->p = at;
+        return read_fail(r, GOV_ERR_PARSE,
+                         "map block of %" PRId64 " entries is beyond the %zu remaining bytes",
+                         *count, left);
+    }
     if ((uint64_t)*count > GOV_AVRO_MAX_ITEMS - items) {
         r->p = at;
         return read_fail(r, GOV_ERR_PARSE, "too many items in one %s (more than %u)", kind,

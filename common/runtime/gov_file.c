@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,9 +49,16 @@ gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out
     }
     *out = NULL;
     *out_len = 0;
-    if (max == (size_t)-1)
-        max--; /* room for the NUL */
-    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (max > SIZE_MAX / 4) {
+        /* cap + 1 and the doubling must not wrap: no caller needs more. */
+        gov_errbuf(errbuf, errbuf_size, "a limit of %zu bytes is too large", max);
+        return GOV_ERR_INVALID_ARG;
+    }
+    /* Without streams a FIFO must be refused, not waited on: O_NONBLOCK makes
+     * the open of a FIFO with no writer return at once (fstat then refuses
+     * it); a regular file ignores the flag. */
+    int oflags = O_RDONLY | O_CLOEXEC | ((flags & GOV_FILE_ALLOW_STREAM) ? 0 : O_NONBLOCK);
+    int fd = is_stdin ? STDIN_FILENO : open(path, oflags);
     if (fd < 0) {
         int e = errno;
         gov_errbuf(errbuf, errbuf_size, "cannot open %s: %s", path,

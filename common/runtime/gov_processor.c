@@ -70,6 +70,26 @@ int gov_processor_running(gov_processor_t *p) { return gov_runtime_running(p->rt
 
 /* Starts the runtime with the processor rows (shared rows placed, then the
  * consumer's own), followed by the processor's extra rows. */
+/* The processor's metric families and readiness components, registered
+ * before the admin server answers its first request. */
+static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t *status) {
+    gov_processor_t *p = ctx;
+    p->m_events = gov_metrics_counter(metrics, "processor_events_total",
+        "Events handled by a processor, by outcome (materialized, duplicate, dead_lettered, retried).",
+        3, (const char *[]){"processor", "topic", "outcome"});
+    p->m_lag = gov_metrics_gauge(metrics, "processor_consumer_lag",
+        "Messages between the consumer's position and the partition's high watermark.",
+        3, (const char *[]){"processor", "topic", "partition"});
+    p->m_duration = gov_metrics_histogram(metrics, "processor_materialize_duration_seconds",
+        "Time from receiving a message to its offset being stored.", 1,
+        (const char *[]){"processor"}, gov_metrics_latency_bucket_count,
+        gov_metrics_latency_buckets);
+    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL)
+        return GOV_ERR_NOMEM;
+    gov_err_t err = gov_status_register(status, "kafka");
+    return err != GOV_OK ? err : gov_status_register(status, "redis");
+}
+
 static gov_err_t start_runtime(gov_processor_t *p, const gov_config_entry_t *extra,
                                size_t nextra, int argc, char **argv, int *exit_code) {
     const gov_config_entry_t base[] = {
@@ -104,6 +124,8 @@ static gov_err_t start_runtime(gov_processor_t *p, const gov_config_entry_t *ext
         .admin = 1,
         .redis = 1,
         .producer = 1,
+        .register_parts = register_parts,
+        .register_ctx = p,
     };
     gov_err_t err = gov_runtime_start(&p->rt, &p->rt_spec, rows, nbase + nextra, argc, argv,
                                       exit_code);
@@ -141,18 +163,6 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     p->redis = gov_runtime_redis(p->rt);
     p->producer = gov_runtime_producer(p->rt);
 
-    p->m_events = gov_metrics_counter(p->metrics, "processor_events_total",
-        "Events handled by a processor, by outcome (materialized, duplicate, dead_lettered, retried).",
-        3, (const char *[]){"processor", "topic", "outcome"});
-    p->m_lag = gov_metrics_gauge(p->metrics, "processor_consumer_lag",
-        "Messages between the consumer's position and the partition's high watermark.",
-        3, (const char *[]){"processor", "topic", "partition"});
-    p->m_duration = gov_metrics_histogram(p->metrics, "processor_materialize_duration_seconds",
-        "Time from receiving a message to its offset being stored.", 1,
-        (const char *[]){"processor"}, gov_metrics_latency_bucket_count,
-        gov_metrics_latency_buckets);
-    gov_status_register(p->status, "kafka");
-    gov_status_register(p->status, "redis");
 
     const char *topics[GOV_PROCESSOR_MAX_TOPICS];
     size_t ntopics = 0;
@@ -380,8 +390,11 @@ void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void
 
 int gov_processor_shutdown(gov_processor_t *p) {
     gov_log(GOV_LOG_INFO, "shutting down", (const char *)NULL);
-    /* The consumer closes (and commits) while Redis and the producer are
-     * still up; the runtime then stops the admin server and the rest. */
+    /* Readiness is no longer kept up to date from here on: stop answering
+     * it before the consumer's final commit, which can take as long as the
+     * broker does.  The consumer closes (and commits) while Redis and the
+     * producer are still up; the runtime then frees the rest. */
+    gov_runtime_stop_admin(p->rt);
     gov_kafka_consumer_close(p->consumer);
     p->consumer = NULL;
     /* The runtime borrows p's spec copy and frees p's string rows: it goes

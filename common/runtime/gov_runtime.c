@@ -149,8 +149,15 @@ static gov_err_t build_table(gov_runtime_t *rt, const gov_config_entry_t *rows, 
     return GOV_OK;
 }
 
-static void teardown(gov_runtime_t *rt) {
+void gov_runtime_stop_admin(gov_runtime_t *rt) {
+    if (rt == NULL)
+        return;
     gov_admin_stop(rt->admin);
+    rt->admin = NULL;
+}
+
+static void teardown(gov_runtime_t *rt) {
+    gov_runtime_stop_admin(rt);
     gov_kafka_producer_free(rt->producer,
                             rt->spec->producer_flush_ms > 0 ? rt->spec->producer_flush_ms : 10000);
     gov_redis_free(rt->redis);
@@ -175,6 +182,11 @@ static gov_err_t start_parts(gov_runtime_t *rt) {
     rt->status = gov_status_new();
     if (rt->metrics == NULL || rt->status == NULL)
         return GOV_ERR_NOMEM;
+    if (spec->register_parts != NULL &&
+        (err = spec->register_parts(spec->register_ctx, rt->metrics, rt->status)) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "start-up failed", "error", gov_err_str(err), (const char *)NULL);
+        return err;
+    }
     if (spec->admin && !(spec->admin_unless != NULL && *spec->admin_unless)) {
         err = gov_admin_start(c->admin_addr, (unsigned)c->admin_port, rt->status, rt->metrics,
                               &rt->admin, eb, sizeof eb);

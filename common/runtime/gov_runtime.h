@@ -31,7 +31,8 @@
  * configuration (exit code 2 on a usage error, 0 after --help,
  * --print-config or --print-config-docs), restart logging at log_level,
  * install SIGTERM/SIGINT (clear the run flag) and ignore SIGPIPE, create the
- * metrics registry and the status set, start the admin server (/healthz,
+ * metrics registry and the status set, let the binary register its parts
+ * (spec->register_parts), start the admin server (/healthz,
  * /readyz, /metrics) when asked, load the Avro registry, connect to Redis
  * when asked (unreachable is a warning: gov_redis reconnects), create the
  * producer when asked.  gov_runtime_shutdown undoes all of it in reverse.
@@ -88,6 +89,12 @@ typedef struct gov_runtime_spec {
      * anything starts; returns 0, or -1 with the reason in errbuf (printed
      * as "<name>: <reason>", exit code 2). */
     int (*check_config)(char *errbuf, size_t errbuf_size);
+    /* optional: registers the binary's status components and metric
+     * families on the new registries before the admin server starts, so
+     * the first scrape of /metrics and /readyz already has them. Returns
+     * GOV_OK or a start-up failure.  ctx is register_ctx. */
+    gov_err_t (*register_parts)(void *ctx, gov_metrics_t *metrics, gov_status_t *status);
+    void *register_ctx;
 } gov_runtime_spec_t;
 
 typedef struct gov_runtime gov_runtime_t;
@@ -120,6 +127,12 @@ gov_status_t *gov_runtime_status(gov_runtime_t *rt);
 gov_avro_registry_t *gov_runtime_avro(gov_runtime_t *rt);
 gov_redis_t *gov_runtime_redis(gov_runtime_t *rt);
 gov_kafka_producer_t *gov_runtime_producer(gov_runtime_t *rt);
+
+/* Stops the admin server now, so nothing answers /readyz with a state that
+ * is no longer kept up to date while the binary winds down (a consumer's
+ * final commit can take as long as the broker does).  Idempotent; also done
+ * by gov_runtime_shutdown. */
+void gov_runtime_stop_admin(gov_runtime_t *rt);
 
 /* Stops the admin server, flushes and frees the producer, closes Redis,
  * frees the registry, status, metrics and the configuration (the binary's

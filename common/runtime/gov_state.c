@@ -261,11 +261,9 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
     int same_cs = cs->type == REDIS_REPLY_STRING ? strcmp(cs->str, checksum) == 0 : checksum[0] == 0;
     int same_pack = pack_sha256[0] == 0 && pk->type != REDIS_REPLY_STRING;
     if (pk->type == REDIS_REPLY_STRING) {
-        unsigned char md[GOV_SHA256_LEN];
         char hex[GOV_SHA256_HEXLEN + 1];
-        gov_sha256(pk->str, pk->len, md);
-        gov_hex_encode(md, GOV_SHA256_LEN, hex);
-        same_pack = strcmp(hex, pack_sha256) == 0;
+        same_pack = gov_hash_hex(gov_hash_sha256(), pk->str, pk->len, hex) == GOV_OK &&
+                    strcmp(hex, pack_sha256) == 0;
     }
     freeReplyObject(cs);
     freeReplyObject(pk);

@@ -179,17 +179,6 @@ static int check_once(char *eb, size_t n) {
     return 0;
 }
 
-/* --once has no admin server: a daemon may hold the port. */
-static const gov_runtime_spec_t spec = {
-    .name = COMPONENT,
-    .default_admin_port = 8705,
-    .admin = 1,
-    .admin_unless = &once,
-    .producer = 1,
-    .producer_message_timeout_ms = &produce_timeout_ms,
-    .producer_flush_ms = 5000,
-    .check_config = check_once,
-};
 
 static const gov_config_entry_t config[] = {
     GOV_CFG_STRING("somabrain_url", NULL,
@@ -259,6 +248,23 @@ typedef struct app {
     gov_metric_t *m_last_sync;
     gov_metric_t *m_duration;
 } app_t;
+
+static app_t app;
+static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t *status);
+
+/* --once has no admin server: a daemon may hold the port. */
+static const gov_runtime_spec_t spec = {
+    .name = COMPONENT,
+    .default_admin_port = 8705,
+    .admin = 1,
+    .admin_unless = &once,
+    .producer = 1,
+    .producer_message_timeout_ms = &produce_timeout_ms,
+    .producer_flush_ms = 5000,
+    .check_config = check_once,
+    .register_parts = register_parts,
+    .register_ctx = &app,
+};
 
 /* Appends a tenant and its URL; returns -1 when out of memory. */
 static int add_tenant(void *opaque, const char *s, size_t len) {
@@ -472,12 +478,14 @@ static int sync_tenant(app_t *a, tenant_t *t) {
 
 /* --- setup and shutdown ------------------------------------------------------- */
 
-static gov_err_t app_init(app_t *a) {
+/* The tenants, their metric series and readiness components: registered
+ * by the runtime (spec.register_parts) before the admin server answers, so
+ * the first scrape already has every series. */
+static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t *status) {
+    app_t *a = ctx;
     gov_err_t err;
-    a->metrics = gov_runtime_metrics(a->rt);
-    a->status = gov_runtime_status(a->rt);
-    a->avro = gov_runtime_avro(a->rt);
-    a->producer = gov_runtime_producer(a->rt);
+    a->metrics = metrics;
+    a->status = status;
     a->fetch_opts = (somabrain_fetch_opts_t){connect_timeout_ms, total_timeout_ms,
                                              (size_t)max_body, ca_file};
     if (somabrain_tenants != NULL &&
@@ -540,8 +548,6 @@ static tenant_t *earliest_due(app_t *a) {
 
 int main(int argc, char **argv) {
     int exit_code = 1;
-    app_t app;
-    memset(&app, 0, sizeof app);
 
     /* start: config, log, signals, metrics, admin server, producer */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -551,11 +557,8 @@ int main(int argc, char **argv) {
     if (gov_runtime_start(&app.rt, &spec, config, NCONFIG, argc, argv, &exit_code) != GOV_OK)
         goto out;
     exit_code = 1;
-    gov_err_t err = app_init(&app);
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "startup failed", "error", gov_err_str(err), (const char *)NULL);
-        goto out;
-    }
+    app.avro = gov_runtime_avro(app.rt);
+    app.producer = gov_runtime_producer(app.rt);
     const gov_runtime_config_t *shared = gov_runtime_config(app.rt);
     char n[16], iv[24], ap[16];
     snprintf(n, sizeof n, "%zu", app.ntenants);

@@ -1702,6 +1702,24 @@ static void test_property_all_types(void **state) {
             fail_msg("case %zu: expected \"%s\", got %s \"%s\"", i, bad[i].reason,
                      gov_err_code(rc), err);
     }
+
+    /* A map block announcing more entries than there are bytes left is
+     * refused before anything is sized from its count (each entry takes at
+     * least one byte), whether the count comes plain or as a sized block. */
+    static const int64_t counts[] = {100000, 64, -64};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        body_t b = {.n = 0};
+        char err[256];
+        put_raw(&b, "\x01\x00\x00\x00\x00\x00\x00", 7); /* b, i, l, s, y, e, a */
+        put_long(&b, counts[i]);
+        if (counts[i] < 0)
+            put_long(&b, 3); /* the block's byte size */
+        put_raw(&b, "\x02a\x00", 3);  /* one entry's worth: key "a", value string "" */
+        gov_err_t rc = gov_avro_decode_body(both->tree->root, b.b, b.n, NULL, err, sizeof(err));
+        if (rc != GOV_ERR_PARSE || strstr(err, "map block of") == NULL)
+            fail_msg("map count %lld: expected a refusal naming the remaining bytes, got %s \"%s\"",
+                     (long long)counts[i], gov_err_code(rc), err);
+    }
     both_free(both);
 }
 

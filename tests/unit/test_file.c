@@ -143,12 +143,38 @@ static void test_allocation_failures(void **state) {
     assert_true(failed >= 2); /* the first buffer and at least one growth */
 }
 
+/* A FIFO with no writer is refused at once (a blocking open would hang the
+ * start-up of a binary pointed at it); a limit that would make the size
+ * arithmetic wrap is refused before anything is read. */
+static void test_fifo_refused_without_blocking(void **state) {
+    (void)state;
+    char fifo[160], *out = NULL;
+    size_t len = 0;
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(10); /* a hang fails the test instead of the suite */
+    assert_int_equal(gov_file_read(fifo, 100, 0, &out, &len, eb, sizeof eb), GOV_ERR_IO);
+    alarm(0);
+    assert_null(out);
+    assert_non_null(strstr(eb, "not a regular file"));
+    unlink(fifo);
+
+    write_file(path, "x", 1);
+    assert_int_equal(gov_file_read(path, SIZE_MAX, GOV_FILE_SECRET, &out, &len, eb, sizeof eb),
+                     GOV_ERR_INVALID_ARG);
+    assert_null(out);
+    assert_int_equal(gov_file_read(path, SIZE_MAX / 4, 0, &out, &len, eb, sizeof eb), GOV_OK);
+    assert_int_equal(len, 1);
+    gov_free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reads_whole_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_is_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_name_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused_without_blocking, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,6 +227,46 @@ static long http_get(unsigned port, const char *path) {
     return status;
 }
 
+/* register_parts runs before the admin server answers: its component and
+ * metric family are there at the first request.  gov_runtime_stop_admin
+ * stops answering at once, before the rest shuts down. */
+static gov_err_t register_probe(void *ctx, gov_metrics_t *metrics, gov_status_t *status) {
+    int *calls = ctx;
+    (*calls)++;
+    if (gov_metrics_counter(metrics, "probe_total", "Registered before serving.", 0, NULL) ==
+        NULL)
+        return GOV_ERR_NOMEM;
+    return gov_status_register(status, "probe");
+}
+
+static void test_parts_registered_before_serving(void **state) {
+    (void)state;
+    int calls = 0;
+    const gov_runtime_spec_t spec = {.name = "gov-test", .admin = 1,
+                                     .register_parts = register_probe, .register_ctx = &calls};
+    gov_runtime_t *rt = NULL;
+    int code = -1;
+    unsigned port = 0;
+    char opt[32];
+    for (unsigned i = 0; i < 200 && rt == NULL; i++) {
+        port = 21000 + (unsigned)(getpid() % 20000) + i * 13;
+        snprintf(opt, sizeof opt, "--admin_port=%u", port);
+        gov_err_t err = start(&rt, &spec, rows, NROWS, &code, opt, NULL);
+        if (err != GOV_OK)
+            assert_int_equal(err, GOV_ERR_IO); /* port taken: next one */
+    }
+    assert_non_null(rt);
+    assert_int_equal(calls, 1);
+    /* "probe" is registered and not ready: 503 names it, not an empty set */
+    assert_int_equal(http_get(port, "/readyz"), 503);
+    gov_status_set(gov_runtime_status(rt), "probe", GOV_STATUS_OK, NULL, NULL);
+    assert_int_equal(http_get(port, "/readyz"), 200);
+    gov_runtime_stop_admin(rt);
+    assert_int_equal(http_get(port, "/healthz"), 0); /* refused before shutdown */
+    gov_runtime_stop_admin(rt);                      /* idempotent */
+    assert_int_equal(gov_runtime_shutdown(rt, 0), 0);
+}
+
 static void test_admin_server_and_one_shot_mode(void **state) {
     (void)state;
     int once = 0;
@@ -289,6 +329,7 @@ int main(void) {
         cmocka_unit_test_setup(test_check_config_is_a_usage_error, setup),
         cmocka_unit_test_setup(test_sigterm_clears_the_run_flag, setup),
         cmocka_unit_test_setup(test_admin_server_and_one_shot_mode, setup),
+        cmocka_unit_test_setup(test_parts_registered_before_serving, setup),
         cmocka_unit_test_setup(test_allocation_failures, setup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
