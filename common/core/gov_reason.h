@@ -130,7 +130,11 @@
     /* rule pack events (gov-rulepacks) */ \
     X(PACK_ID_MISMATCH, "pack_id_mismatch", "the pack's pack_id is not the event's") \
     X(VERSION_MISMATCH, "version_mismatch", "the pack's version is not the event's") \
-    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read")
+    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read") \
+    /* codes the HTTP edge and govctl printed as literals before they became values */ \
+    X(TRUST_INVALID, "trust_invalid", "the trust file is not a usable trust configuration") \
+    X(BODY_TOO_LARGE, "body_too_large", "the request body exceeds the edge's limit") \
+    X(INVALID_PATH, "invalid_path", "the request path is not acceptable")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

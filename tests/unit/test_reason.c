@@ -113,6 +113,17 @@ static void test_stable_codes(void **state) {
         {GOV_REASON_UNEXPECTED_TOPIC, -1, "unexpected_topic"},
         {GOV_REASON_UNDECODABLE, -1, "undecodable"},
         {GOV_REASON_UNMATERIALIZABLE, -1, "unmaterializable"},
+        /* HTTP error bodies and govctl's stderr */
+        {GOV_REASON_UNSUPPORTED_MEDIA_TYPE, -1, "unsupported_media_type"},
+        {GOV_REASON_OUT_OF_MEMORY, -1, "out_of_memory"},
+        {GOV_REASON_STATE_NOT_LOADED, -1, "state_not_loaded"},
+        {GOV_REASON_METHOD_NOT_ALLOWED, -1, "method_not_allowed"},
+        {GOV_REASON_NOT_FOUND, -1, "not_found"},
+        {GOV_REASON_IO_ERROR, -1, "io_error"},
+        {GOV_REASON_TOO_LARGE, -1, "too_large"},
+        {GOV_REASON_TRUST_INVALID, -1, "trust_invalid"},
+        {GOV_REASON_BODY_TOO_LARGE, -1, "body_too_large"},
+        {GOV_REASON_INVALID_PATH, -1, "invalid_path"},
     };
     for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) {
         if (pinned[i].value >= 0)
@@ -120,6 +131,9 @@ static void test_stable_codes(void **state) {
         assert_string_equal(gov_reason_code(pinned[i].r), pinned[i].code);
     }
     assert_int_not_equal(GOV_REASON_INTERNAL, GOV_REASON_INTERNAL_ERROR);
+    /* Added at the end, after the codes that were there before them. */
+    assert_int_equal(GOV_REASON_TRUST_INVALID, GOV_REASON_CURRENT_PACK_UNREADABLE + 1);
+    assert_int_equal(GOV_REASON_INVALID_PATH, GOV_REASON_TRUST_INVALID + 2);
 }
 
 int main(void) {
