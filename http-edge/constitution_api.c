@@ -30,7 +30,8 @@ static json_t *metadata(const edge_tenant_t *t) {
 static int require_loaded(edge_t *e, edge_response_t *resp) {
     if (edge_state_loaded(e->state))
         return 1;
-    edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED, "the edge has not loaded its state yet");
+    edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
+                       "the edge has not loaded its state yet");
     return 0;
 }
 
@@ -51,7 +52,8 @@ void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_
 void edge_constitution_get(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     const char *tenant = req->seg[2];
     if (!gov_tenant_valid(tenant, strlen(tenant))) {
-        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT, "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT,
+                           "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
         return;
     }
     if (!require_loaded(e, resp))

@@ -162,7 +162,8 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     }
     if (!edge_state_loaded(e->state)) {
         gov_policy_request_clear(&pr);
-        edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED, "the edge has not loaded its state yet");
+        edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
+                           "the edge has not loaded its state yet");
         return;
     }
     edge_snapshot_t *s = edge_state_acquire(e->state);
@@ -181,8 +182,9 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
         goto out;
     }
     if (t->rulepack.pack == NULL) {
-        edge_respond_error(resp, 503, GOV_REASON_RULEPACK_MISSING, "no usable rule pack for tenant %s%s%s",
-                           pr.tenant, t->rulepack.error[0] ? ": " : "", t->rulepack.error);
+        edge_respond_error(resp, 503, GOV_REASON_RULEPACK_MISSING,
+                           "no usable rule pack for tenant %s%s%s", pr.tenant,
+                           t->rulepack.error[0] ? ": " : "", t->rulepack.error);
         goto out;
     }
     gov_matcher_scratch_t *scratch = thread_scratch();
@@ -197,7 +199,8 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
         snprintf(why, sizeof why, "%s: %s", gov_reason_code(reason), eb);
         gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr.tenant, "error", why,
                 (const char *)NULL);
-        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED, "the request could not be evaluated");
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "the request could not be evaluated");
         goto out;
     }
     gov_metric_observe(e->m_eval_duration, NULL, seconds);
@@ -205,7 +208,8 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     char decision_id[GOV_UUID_STRLEN + 1], evaluated[64], extra[768];
     int64_t now = gov_now_micros();
     if (gov_uuid_v7(decision_id) != GOV_OK) {
-        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED, "no randomness for a decision id");
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "no randomness for a decision id");
         goto out;
     }
     format_rfc3339_us(now, evaluated, sizeof evaluated);
@@ -246,7 +250,8 @@ out:
 void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     const char *tenant = req->seg[2], *id = req->seg[3];
     if (!gov_tenant_valid(tenant, strlen(tenant))) {
-        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT, "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT,
+                           "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
         return;
     }
     if (!gov_uuid_v7_valid(id)) {
@@ -257,13 +262,15 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
     char eb[256];
     redisReply *rep = NULL;
     if (r == NULL || gov_state_decision_read(r, tenant, id, &rep, eb, sizeof eb) != GOV_OK) {
-        edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE, "the decision store cannot be read");
+        edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
+                           "the decision store cannot be read");
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
         freeReplyObject(rep);
         edge_respond_error(resp, 404, GOV_REASON_DECISION_NOT_FOUND,
-                           "no decision %s for tenant %s (unknown, not yet logged, or expired)", id, tenant);
+                           "no decision %s for tenant %s (unknown, not yet logged, or expired)", id,
+                           tenant);
         return;
     }
     static const char *const fields[] = {"decision_id", "tenant", "decision", "constitution_hash",

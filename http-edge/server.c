@@ -65,7 +65,8 @@ void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
     va_end(ap);
     /* Messages may quote input: keep them valid UTF-8. */
     char *clean = gov_utf8_sanitize(msg, sizeof msg);
-    edge_respond_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", gov_reason_code(code), "message",
+    edge_respond_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code",
+                                           gov_reason_code(code), "message",
                                            clean ? clean : "error"));
     gov_free(clean);
 }

@@ -49,23 +49,6 @@
 #include "gov_hash.h"
 #include "gov_util.h"
 
-/* ---- errors ------------------------------------------------------------ */
-
-/* Records a refusal: the reason as a value in *why (never NULL here), the
- * detail alone in errbuf.  Returns rc. */
-static gov_err_t refuse(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
-                        size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static gov_err_t refuse(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
-                        size_t errbuf_size, const char *fmt, ...) {
-    va_list ap;
-    *why = reason;
-    va_start(ap, fmt);
-    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 /* ---- names ------------------------------------------------------------- */
 
 int gov_canon_from_name(const char *name, gov_canon_t *out) {
@@ -429,8 +412,8 @@ static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, i
     if (n > 0) {
         m = gov_calloc(n, sizeof *m);
         if (m == NULL) {
-            err = refuse(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
-                         "out of memory sorting %zu object members", n);
+            err = gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
+                                  "out of memory sorting %zu object members", n);
             goto out;
         }
     }
@@ -441,8 +424,8 @@ static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, i
         m[i].len = json_object_iter_key_len(it);
         m[i].value = json_object_iter_value(it);
         if (!gov_utf8_valid(m[i].key, m[i].len)) {
-            err = refuse(why, GOV_REASON_INVALID_UTF8, GOV_ERR_UNSUPPORTED, errbuf, errbuf_size,
-                         "object key is not UTF-8");
+            err = gov_reason_fail(why, GOV_REASON_INVALID_UTF8, GOV_ERR_UNSUPPORTED, errbuf,
+                                  errbuf_size, "object key is not UTF-8");
             goto out;
         }
     }
@@ -454,8 +437,8 @@ static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, i
         if (i > 0)
             gov_buf_putc(b, ',');
         if (put_string(b, m[i].key, m[i].len, kind) != GOV_OK) {
-            err = refuse(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
-                         "object key failed after validation"); /* validated above */
+            err = gov_reason_fail(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
+                                  "object key failed after validation"); /* validated above */
             goto out;
         }
         gov_buf_putc(b, ':');
@@ -475,14 +458,14 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
     char num[GOV_CANON_NUMBUF];
     gov_err_t err;
     if (v == NULL)
-        return refuse(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf, errbuf_size,
-                      "NULL value in document");
+        return gov_reason_fail(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL value in document");
     switch (json_typeof(v)) {
     case JSON_OBJECT:
     case JSON_ARRAY:
         if (depth + 1 > GOV_CANON_MAX_DEPTH)
-            return refuse(why, GOV_REASON_TOO_DEEP, GOV_ERR_TOO_LARGE, errbuf, errbuf_size,
-                          "nesting exceeds %d", GOV_CANON_MAX_DEPTH);
+            return gov_reason_fail(why, GOV_REASON_TOO_DEEP, GOV_ERR_TOO_LARGE, errbuf, errbuf_size,
+                                   "nesting exceeds %d", GOV_CANON_MAX_DEPTH);
         if (json_is_object(v))
             return put_object(b, v, kind, depth + 1, why, errbuf, errbuf_size);
         gov_buf_putc(b, '[');
@@ -498,8 +481,8 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
     case JSON_STRING:
         err = put_string(b, json_string_value(v), json_string_length(v), kind);
         if (err != GOV_OK)
-            return refuse(why, GOV_REASON_INVALID_UTF8, err, errbuf, errbuf_size,
-                          "string value is not UTF-8");
+            return gov_reason_fail(why, GOV_REASON_INVALID_UTF8, err, errbuf, errbuf_size,
+                                   "string value is not UTF-8");
         return GOV_OK;
     case JSON_INTEGER:
         if (kind == GOV_CANON_JCS) /* I-JSON: every number is a double */
@@ -513,8 +496,8 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
         int len = kind == GOV_CANON_JCS ? gov_canon_format_es6(d, num)
                                         : gov_canon_format_pyrepr(d, num);
         if (len < 0)
-            return refuse(why, GOV_REASON_NON_FINITE_NUMBER, GOV_ERR_UNSUPPORTED, errbuf,
-                          errbuf_size, "NaN and Infinity have no JSON form");
+            return gov_reason_fail(why, GOV_REASON_NON_FINITE_NUMBER, GOV_ERR_UNSUPPORTED, errbuf,
+                                   errbuf_size, "NaN and Infinity have no JSON form");
         gov_buf_put(b, num, (size_t)len);
         return GOV_OK;
     }
@@ -528,8 +511,8 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
         gov_buf_puts(b, "null");
         return GOV_OK;
     }
-    return refuse(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
-                  "unknown jansson type");
+    return gov_reason_fail(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
+                           "unknown jansson type");
 }
 
 gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
@@ -548,8 +531,8 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
         *out_len = 0;
     if (doc == NULL || out == NULL || out_len == NULL ||
         (kind != GOV_CANON_JCS && kind != GOV_CANON_SOMABRAIN))
-        return refuse(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf, errbuf_size,
-                      "NULL argument or unknown canonicalization");
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL argument or unknown canonicalization");
     err = put_value(&b, doc, kind, 0, reason, errbuf, errbuf_size);
     if (err != GOV_OK) {
         gov_buf_free(&b);
@@ -558,7 +541,7 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
     /* The buffer has no limit: its only failure is memory. */
     err = gov_buf_finish(&b, out, out_len);
     if (err != GOV_OK)
-        return refuse(reason, GOV_REASON_NOMEM, err, errbuf, errbuf_size, "output buffer");
+        return gov_reason_fail(reason, GOV_REASON_NOMEM, err, errbuf, errbuf_size, "output buffer");
     return GOV_OK;
 }
 
@@ -577,18 +560,18 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
     if (hex_out != NULL)
         hex_out[0] = '\0';
     if (hash_alg == NULL || hex_out == NULL)
-        return refuse(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf, errbuf_size,
-                      "NULL hash_alg or hex_out");
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL hash_alg or hex_out");
     const gov_hash_alg_t *alg = gov_hash_by_name(hash_alg);
     if (alg == NULL)
-        return refuse(reason, GOV_REASON_UNSUPPORTED_HASH_ALG, GOV_ERR_UNSUPPORTED, errbuf,
-                      errbuf_size, "'%.32s' (want " GOV_HASH_NAMES_TEXT ")", hash_alg);
+        return gov_reason_fail(reason, GOV_REASON_UNSUPPORTED_HASH_ALG, GOV_ERR_UNSUPPORTED, errbuf,
+                               errbuf_size, "'%.32s' (want " GOV_HASH_NAMES_TEXT ")", hash_alg);
     err = gov_canon_serialize(doc, kind, &bytes, &len, reason, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto out;
     if (gov_hash_hex(alg, bytes, len, hex_out) != GOV_OK) {
-        err = refuse(reason, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, errbuf, errbuf_size,
-                     "%s digest failed", hash_alg);
+        err = gov_reason_fail(reason, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, errbuf, errbuf_size,
+                              "%s digest failed", hash_alg);
         goto out;
     }
 out:

@@ -525,9 +525,6 @@ static gov_err_t add_reason(gov_policy_decision_t *d, const char *id, gov_severi
     return GOV_OK;
 }
 
-/* gov_policy_evaluate's refusals: req_fail's recording, and the value rc. */
-#define eval_fail(why, r, rc, ...) (req_fail((why), (r), errbuf, errbuf_size, __VA_ARGS__), (rc))
-
 gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rulepack_t *pack,
                               const gov_policy_request_t *req, gov_matcher_scratch_t *scratch,
                               gov_policy_decision_t *out, gov_reason_t *reason, char *errbuf,
@@ -544,17 +541,19 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
     if (out == NULL)
-        return eval_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, "NULL decision");
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL decision");
     memset(out, 0, sizeof *out);
     if (c == NULL || pack == NULL || req == NULL || req->doc == NULL)
-        return eval_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, "NULL argument");
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL argument");
     if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0)
-        return eval_fail(reason, GOV_REASON_TENANT_MISMATCH, GOV_ERR_INVALID_ARG,
-                    "the request is for another tenant than the rule pack");
+        return gov_reason_fail(reason, GOV_REASON_TENANT_MISMATCH, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "the request is for another tenant than the rule pack");
     const gov_matcher_t *m = gov_rulepack_matcher(pack);
     if (m != NULL && scratch == NULL)
-        return eval_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG,
-                    "the pack has patterns and no scratch given");
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "the pack has patterns and no scratch given");
     size_t nrules = gov_rulepack_rule_count(pack);
 
     out->max_risk_micros = c->max_risk_micros;

@@ -28,6 +28,8 @@
 
 #include <stddef.h>
 
+#include "gov_err.h"
+
 /* X(NAME, "code", "meaning") - append only. */
 #define GOV_REASON_LIST(X) \
     X(NONE, "none", "no reason: accepted, or the caller's gov_err_t code applies") \
@@ -154,5 +156,13 @@ const char *gov_reason_meaning(gov_reason_t r);
  * and sets *out, or -1 when code is NULL or not in the list.  O(number of
  * codes); meant for tests and tools, not for hot paths. */
 int gov_reason_from_code(const char *code, gov_reason_t *out);
+
+/* Records a refusal the way the parsers report one: *why = reason (why may
+ * be NULL) and the formatted detail in errbuf (may be NULL; no "code: "
+ * prefix, the code travels as the value).  Returns rc, so a caller can
+ * `return gov_reason_fail(...)`.  O(length of the detail). */
+gov_err_t gov_reason_fail(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
+                          size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 #endif /* GOV_REASON_H */

@@ -83,8 +83,9 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
                 printf("BROKEN tenant=%s entry=%s position=%" PRIu64 " reason=%s\n", tenant,
                        id, seq + 1, gov_audit_break_str(b));
                 freeReplyObject(page);
-                rc = govctl_fail(GOV_REASON_CHAIN_BROKEN, "audit chain of %s breaks at entry %s (position %"
-                                 PRIu64 "): %s", tenant, id, seq + 1, gov_audit_break_str(b));
+                rc = govctl_fail(GOV_REASON_CHAIN_BROKEN,
+                                 "audit chain of %s breaks at entry %s (position %" PRIu64 "): %s",
+                                 tenant, id, seq + 1, gov_audit_break_str(b));
                 goto out;
             }
             memcpy(prev, stored, sizeof prev);
@@ -107,9 +108,9 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     if (!head_ok) {
         printf("BROKEN tenant=%s position=%" PRIu64 " reason=head does not match the last entry\n",
                tenant, seq);
-        rc = govctl_fail(GOV_REASON_CHAIN_TRUNCATED, "%s is seq %s hash %s but the stream ends at seq %"
-                         PRIu64 " hash %s", head_key, hs ? hs : "(none)", hh ? hh : "(none)", seq,
-                         prev);
+        rc = govctl_fail(GOV_REASON_CHAIN_TRUNCATED,
+                         "%s is seq %s hash %s but the stream ends at seq %" PRIu64 " hash %s",
+                         head_key, hs ? hs : "(none)", hh ? hh : "(none)", seq, prev);
     } else if (!quiet) {
         printf("OK tenant=%s entries=%" PRIu64 " head=%s\n", tenant, seq, prev);
     }

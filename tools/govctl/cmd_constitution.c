@@ -128,7 +128,8 @@ static int write_atomically(const char *target, const char *data, size_t len) {
     mode_t mode;
     if (realpath(target, path) == NULL) {
         if (errno != ENOENT)
-            return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot resolve %s: %s", target, strerror(errno));
+            return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot resolve %s: %s", target,
+                                     strerror(errno));
         if (snprintf(path, sizeof path, "%s", target) >= (int)sizeof path)
             return govctl_fail_clean(GOV_REASON_IO_ERROR, "path too long: %s", target);
     }
@@ -148,8 +149,9 @@ static int write_atomically(const char *target, const char *data, size_t len) {
         snprintf(tmp, sizeof tmp, ".%s.govctl-XXXXXX", path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create a temporary file next to %s: %s", path,
-                                  strerror(errno));
+        return govctl_fail_clean(GOV_REASON_IO_ERROR,
+                                 "cannot create a temporary file next to %s: %s", path,
+                                 strerror(errno));
     if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
@@ -297,8 +299,10 @@ int govctl_cmd_keygen(int argc, char **argv) {
      * created through a planted symlink). */
     fdk = open(keypath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fdk < 0) {
-        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS, "%s exists; it is never overwritten", keypath)
-                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s", keypath, strerror(errno));
+        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS,
+                                                 "%s exists; it is never overwritten", keypath)
+                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s",
+                                                 keypath, strerror(errno));
         goto out;
     }
     created_key = 1;
@@ -306,14 +310,17 @@ int govctl_cmd_keygen(int argc, char **argv) {
      * builds the trust file, so the pair is created together or not at all. */
     fdp = open(pubpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fdp < 0) {
-        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS, "%s exists; it is never overwritten", pubpath)
-                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s", pubpath, strerror(errno));
+        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS,
+                                                 "%s exists; it is never overwritten", pubpath)
+                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s",
+                                                 pubpath, strerror(errno));
         goto out;
     }
     created_pub = 1;
     /* Exact modes whatever the umask. */
     if (fchmod(fdk, 0600) != 0 || fchmod(fdp, 0644) != 0) {
-        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot set file modes in %s: %s", dir, strerror(errno));
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot set file modes in %s: %s", dir,
+                               strerror(errno));
         goto out;
     }
     if (write_pem(fdk, key, 1) != 0) {
@@ -326,7 +333,8 @@ int govctl_cmd_keygen(int argc, char **argv) {
     }
     if (close(fdk) != 0 || close(fdp) != 0) {
         fdk = fdp = -1;
-        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot close the key files in %s: %s", dir, strerror(errno));
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot close the key files in %s: %s", dir,
+                               strerror(errno));
         goto out;
     }
     fdk = fdp = -1;
@@ -377,13 +385,14 @@ static int load_private_key(const char *path, EVP_PKEY **out) {
     gov_free(pem);
     ERR_clear_error();
     if (key == NULL)
-        return govctl_fail_clean(GOV_REASON_KEY_INVALID, "%s is not a PEM private key (encrypted keys are not "
-                                  "supported)", path);
+        return govctl_fail_clean(GOV_REASON_KEY_INVALID,
+                                 "%s is not a PEM private key (encrypted keys are not supported)",
+                                 path);
     if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
         const char *type = EVP_PKEY_get0_type_name(key);
         EVP_PKEY_free(key);
         return govctl_fail_clean(GOV_REASON_KEY_INVALID, "%s is %s %s key, not Ed25519", path,
-                                  type ? "an" : "a", type ? type : "non-Ed25519");
+                                 type ? "an" : "a", type ? type : "non-Ed25519");
     }
     *out = key;
     return GOVCTL_OK;
@@ -400,12 +409,12 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
     char eb[256] = "";
     if (gov_canon_from_name(canon_name, &kind) != 0)
         return govctl_fail_clean(GOV_REASON_UNKNOWN_CANONICALIZATION,
-                                  "canonicalization \"%.40s\" is not jcs or somabrain-json",
-                                  canon_name ? canon_name : "(not a string)");
+                                 "canonicalization \"%.40s\" is not jcs or somabrain-json",
+                                 canon_name ? canon_name : "(not a string)");
     if (gov_hash_by_name(alg) == NULL)
         return govctl_fail_clean(GOV_REASON_UNKNOWN_HASH_ALGORITHM,
-                                  "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
-                                  alg ? alg : "(not a string)");
+                                 "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
+                                 alg ? alg : "(not a string)");
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, &why, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM)
@@ -413,17 +422,20 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
     if (err != GOV_OK || !json_is_object(parsed)) {
         json_decref(parsed);
         return govctl_fail_clean(GOV_REASON_MALFORMED_DOCUMENT, "document: %s%s%s",
-                                  err != GOV_OK ? gov_reason_code(why) : "", err != GOV_OK ? ": " : "",
-                                  err != GOV_OK ? eb : "not a JSON object");
+                                 err != GOV_OK ? gov_reason_code(why) : "",
+                                 err != GOV_OK ? ": " : "",
+                                 err != GOV_OK ? eb : "not a JSON object");
     }
     err = gov_canon_checksum(parsed, kind, alg, hex, &why, eb, sizeof eb);
     json_decref(parsed);
     if (err == GOV_ERR_NOMEM)
-        return govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "document cannot be canonicalized: %s: %s",
-                                 gov_reason_code(why), eb);
+        return govctl_fail_clean(GOV_REASON_INTERNAL_ERROR,
+                                 "document cannot be canonicalized: %s: %s", gov_reason_code(why),
+                                 eb);
     if (err != GOV_OK)
-        return govctl_fail_clean(GOV_REASON_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s: %s",
-                                 gov_reason_code(why), eb);
+        return govctl_fail_clean(GOV_REASON_MALFORMED_DOCUMENT,
+                                 "document cannot be canonicalized: %s: %s", gov_reason_code(why),
+                                 eb);
     return GOVCTL_OK;
 }
 
@@ -563,7 +575,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     b = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (b == NULL) {
         rc = govctl_fail_clean(GOV_REASON_INVALID_JSON, "%s: not JSON: %s at byte %d", path,
-                                je.text, je.position);
+                               je.text, je.position);
         goto out;
     }
     if (!json_is_object(b)) {
@@ -573,8 +585,8 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     gov_err_t err = gov_bundle_extract_document_span(body, len, &doc_off, &doc_len, eb, sizeof eb);
     if (err != GOV_OK) {
         rc = govctl_fail_clean(err == GOV_ERR_PARSE ? GOV_REASON_INVALID_JSON
-                                                                     : GOV_REASON_INVALID_BUNDLE,
-                                "%s: %s", path, eb);
+                                                    : GOV_REASON_INVALID_BUNDLE,
+                               "%s: %s", path, eb);
         goto out;
     }
     if (set_default(b, "canonicalization", DEFAULT_CANONICALIZATION) != 0 ||
@@ -598,17 +610,17 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
         }
     } else if (!json_is_string(stated)) {
         rc = govctl_fail_clean(GOV_REASON_INVALID_BUNDLE, "%s: member \"checksum\" is not a string",
-                                path);
+                               path);
         goto out;
     } else if (strcmp(json_string_value(stated), hex) != 0) {
         if (strcasecmp(json_string_value(stated), hex) == 0)
             rc = govctl_fail_clean(GOV_REASON_MALFORMED_CHECKSUM,
-                                    "%s: the checksum must be lowercase hex", path);
+                                   "%s: the checksum must be lowercase hex", path);
         else
             rc = govctl_fail_clean(GOV_REASON_CHECKSUM_MISMATCH,
-                                    "%s: %s of the %s form of the document is %s, the bundle states "
-                                    "%.140s; refusing to sign", path, alg, canon_name, hex,
-                                    json_string_value(stated));
+                                   "%s: %s of the %s form of the document is %s, the bundle "
+                                   "states %.140s; refusing to sign",
+                                   path, alg, canon_name, hex, json_string_value(stated));
         goto out;
     }
     if (json_object_get(b, "signatures") == NULL &&
@@ -639,8 +651,10 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     err = gov_bundle_parse(text, text_len, NULL, &chk, &chk_off, &chk_len, &reason, eb, sizeof eb);
     if (err != GOV_OK || chk_len != doc_len || memcmp(text + chk_off, body + doc_off, doc_len) != 0 ||
         !json_equal(chk, b)) {
-        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "the signed bundle did not read back intact (%s); "
-                                "nothing was written", err != GOV_OK ? eb : "content differs");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR,
+                               "the signed bundle did not read back intact (%s); nothing was "
+                               "written",
+                               err != GOV_OK ? eb : "content differs");
         goto out;
     }
     if ((rc = write_atomically(target, text, text_len)) != GOVCTL_OK)
@@ -713,9 +727,9 @@ static int verify_bundle(const char *trust_path, const char *path,
     rc = GOVCTL_FAIL;
     gov_err_t err = gov_trust_parse(trust_text, trust_len, &trust, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = govctl_fail_clean(err == GOV_ERR_NOMEM ? GOV_REASON_INTERNAL_ERROR : GOV_REASON_TRUST_INVALID,
-                               "%s: %s",
-                                trust_path, err == GOV_ERR_NOMEM ? "out of memory" : eb);
+        rc = govctl_fail_clean(err == GOV_ERR_NOMEM ? GOV_REASON_INTERNAL_ERROR
+                                                    : GOV_REASON_TRUST_INVALID,
+                               "%s: %s", trust_path, err == GOV_ERR_NOMEM ? "out of memory" : eb);
         goto out;
     }
     if ((rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len)) != GOVCTL_OK)

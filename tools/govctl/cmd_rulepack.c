@@ -168,8 +168,8 @@ static int publish_pack(const char *path, const char *brokers) {
                    "rulepack_json", text, len, "published_by", who);
     if (ev == NULL) {
         /* published_by comes from $USER: the one member not checked yet */
-        rc = govctl_fail(GOV_REASON_INTERNAL_ERROR, "cannot build the RulePackPublished event "
-                                                    "(is $USER valid UTF-8?)");
+        rc = govctl_fail(GOV_REASON_INTERNAL_ERROR,
+                         "cannot build the RulePackPublished event (is $USER valid UTF-8?)");
         goto out;
     }
     rc = govctl_publish_event(brokers, TOPIC_RULEPACKS, "RulePackPublished", tenant, ev, id,
