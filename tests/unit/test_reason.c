@@ -136,11 +136,36 @@ static void test_stable_codes(void **state) {
     assert_int_equal(GOV_REASON_INVALID_PATH, GOV_REASON_TRUST_INVALID + 2);
 }
 
+/* gov_reason_fail: the value goes to *why, the detail alone to errbuf, rc
+ * comes back; NULL why or errbuf are allowed. */
+static void test_fail_records(void **state) {
+    (void)state;
+    char eb[32] = "stale";
+    gov_reason_t why = GOV_REASON_NONE;
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_TOO_DEEP, GOV_ERR_TOO_LARGE, eb, sizeof eb,
+                                     "nesting exceeds %d", 64),
+                     GOV_ERR_TOO_LARGE);
+    assert_int_equal(why, GOV_REASON_TOO_DEEP);
+    assert_string_equal(eb, "nesting exceeds 64");
+    /* Truncated to the buffer, still terminated. */
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_SYNTAX, GOV_ERR_PARSE, eb, 8, "%s",
+                                     "a long detail"),
+                     GOV_ERR_PARSE);
+    assert_int_equal(why, GOV_REASON_SYNTAX);
+    assert_string_equal(eb, "a long ");
+    assert_int_equal(gov_reason_fail(NULL, GOV_REASON_NOMEM, GOV_ERR_NOMEM, eb, sizeof eb, "oom"),
+                     GOV_ERR_NOMEM);
+    assert_string_equal(eb, "oom");
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, NULL, 0, "x"),
+                     GOV_ERR_CRYPTO);
+    assert_int_equal(why, GOV_REASON_CRYPTO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_value_named), cmocka_unit_test(test_codes_unique),
         cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_out_of_range),
-        cmocka_unit_test(test_stable_codes),
+        cmocka_unit_test(test_stable_codes),      cmocka_unit_test(test_fail_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
