@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
         gov_policy_decision_t d;
         gov_reason_t why = GOV_REASON_NONE;
         if (gov_policy_request_parse(line, ll, NULL, &pr, &why, eb, sizeof eb) != GOV_OK ||
-            gov_policy_evaluate(cons, pack, &pr, scratch, &d, eb, sizeof eb) != GOV_OK) {
+            gov_policy_evaluate(cons, pack, &pr, scratch, &d, &why, eb, sizeof eb) != GOV_OK) {
             fprintf(stderr, "equiv_check: request %zu: libgov: %s%s%s\ninput: %s\n", i + 1,
                     why != GOV_REASON_NONE ? gov_reason_code(why) : "",
                     why != GOV_REASON_NONE ? ": " : "", eb, line);

@@ -69,8 +69,9 @@ static int eval_one(const shared_t *sh, gov_matcher_scratch_t *scratch, size_t i
         fprintf(stderr, "scorer_bench: request %zu: %s: %s\n", i + 1, gov_reason_code(why), eb);
         return -1;
     }
-    if (gov_policy_evaluate(sh->cons, sh->pack, &req, scratch, &d, eb, sizeof eb) != GOV_OK) {
-        fprintf(stderr, "scorer_bench: request %zu: %s\n", i + 1, eb);
+    if (gov_policy_evaluate(sh->cons, sh->pack, &req, scratch, &d, &why, eb, sizeof eb) !=
+        GOV_OK) {
+        fprintf(stderr, "scorer_bench: request %zu: %s: %s\n", i + 1, gov_reason_code(why), eb);
         gov_policy_request_clear(&req);
         return -1;
     }

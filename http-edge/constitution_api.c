@@ -30,7 +30,8 @@ static json_t *metadata(const edge_tenant_t *t) {
 static int require_loaded(edge_t *e, edge_response_t *resp) {
     if (edge_state_loaded(e->state))
         return 1;
-    edge_respond_error(resp, 503, "state_not_loaded", "the edge has not loaded its state yet");
+    edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
+                       "the edge has not loaded its state yet");
     return 0;
 }
 
@@ -51,7 +52,8 @@ void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_
 void edge_constitution_get(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     const char *tenant = req->seg[2];
     if (!gov_tenant_valid(tenant, strlen(tenant))) {
-        edge_respond_error(resp, 400, "invalid_tenant", "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT,
+                           "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
         return;
     }
     if (!require_loaded(e, resp))
@@ -59,7 +61,7 @@ void edge_constitution_get(edge_t *e, const edge_request_t *req, edge_response_t
     edge_snapshot_t *s = edge_state_acquire(e->state);
     edge_tenant_t *t = edge_snapshot_find(s, tenant);
     if (t == NULL || t->constitution.checksum[0] == '\0') {
-        edge_respond_error(resp, 404, "constitution_not_found",
+        edge_respond_error(resp, 404, GOV_REASON_CONSTITUTION_NOT_FOUND,
                            "no verified constitution for tenant %s", tenant);
         goto out;
     }
@@ -80,7 +82,7 @@ void edge_constitution_get(edge_t *e, const edge_request_t *req, edge_response_t
         resp->body = gov_strndup(c->doc, c->doc_len);
         resp->body_len = resp->body ? c->doc_len : 0;
         if (resp->body == NULL)
-            edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+            edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
     }
 out:
     edge_snapshot_release(s);

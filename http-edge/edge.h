@@ -20,6 +20,7 @@
 #include "gov_avro.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
+#include "gov_reason.h"
 #include "snapshot.h"
 
 #define EDGE_MAX_SEGMENTS 8
@@ -79,8 +80,9 @@ typedef struct edge_response {
 
 /* Sets a JSON body (steals j) with status. */
 void edge_respond_json(edge_response_t *r, unsigned status, json_t *j);
-/* Sets the error body {"error":{"code","message"}} with status. */
-void edge_respond_error(edge_response_t *r, unsigned status, const char *code,
+/* Sets the error body {"error":{"code","message"}} with status; "code" is
+ * gov_reason_code(code), the message is fmt's text made valid UTF-8. */
+void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Adds a header (copied). */
 void edge_add_header(edge_response_t *r, const char *name, const char *value);

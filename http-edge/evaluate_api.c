@@ -143,7 +143,7 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     char eb[512];
     gov_reason_t reason = GOV_REASON_NONE;
     if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0) {
-        edge_respond_error(resp, 415, "unsupported_media_type", "send application/json");
+        edge_respond_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE, "send application/json");
         return;
     }
     gov_policy_request_t pr;
@@ -153,17 +153,17 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
                                             sizeof eb);
     if (err != GOV_OK) {
         if (err == GOV_ERR_NOMEM)
-            edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+            edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
         else
             edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400,
-                               gov_reason_code(reason != GOV_REASON_NONE ? reason
-                                                                         : GOV_REASON_INVALID_REQUEST),
+                               reason != GOV_REASON_NONE ? reason : GOV_REASON_INVALID_REQUEST,
                                "%s", eb);
         return;
     }
     if (!edge_state_loaded(e->state)) {
         gov_policy_request_clear(&pr);
-        edge_respond_error(resp, 503, "state_not_loaded", "the edge has not loaded its state yet");
+        edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
+                           "the edge has not loaded its state yet");
         return;
     }
     edge_snapshot_t *s = edge_state_acquire(e->state);
@@ -171,30 +171,36 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     gov_policy_decision_t d;
     memset(&d, 0, sizeof d);
     if (t == NULL || t->constitution.checksum[0] == '\0') {
-        edge_respond_error(resp, 503, "constitution_missing",
+        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_MISSING,
                            "no verified constitution for tenant %s", pr.tenant);
         goto out;
     }
     if (t->constitution.rules == NULL) {
-        edge_respond_error(resp, 503, "constitution_rules_invalid",
+        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_RULES_INVALID,
                            "the constitution of %s has rules this engine cannot apply: %s",
                            pr.tenant, t->constitution.rules_error);
         goto out;
     }
     if (t->rulepack.pack == NULL) {
-        edge_respond_error(resp, 503, "rulepack_missing", "no usable rule pack for tenant %s%s%s",
-                           pr.tenant, t->rulepack.error[0] ? ": " : "", t->rulepack.error);
+        edge_respond_error(resp, 503, GOV_REASON_RULEPACK_MISSING,
+                           "no usable rule pack for tenant %s%s%s", pr.tenant,
+                           t->rulepack.error[0] ? ": " : "", t->rulepack.error);
         goto out;
     }
     gov_matcher_scratch_t *scratch = thread_scratch();
     int64_t t0 = gov_mono_micros();
-    err = gov_policy_evaluate(t->constitution.rules, t->rulepack.pack, &pr, scratch, &d, eb, sizeof eb);
+    err = gov_policy_evaluate(t->constitution.rules, t->rulepack.pack, &pr, scratch, &d, &reason,
+                              eb, sizeof eb);
     double seconds = (double)(gov_mono_micros() - t0) / 1e6;
     if (err != GOV_OK) {
-        /* Fail closed with a clear error; never a pass. */
-        gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr.tenant, "error", eb,
+        /* Fail closed with a clear error; never a pass.  The log's "error"
+         * is "<reason>: <detail>", as it has always read. */
+        char why[sizeof eb + 64];
+        snprintf(why, sizeof why, "%s: %s", gov_reason_code(reason), eb);
+        gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr.tenant, "error", why,
                 (const char *)NULL);
-        edge_respond_error(resp, 503, "evaluation_failed", "the request could not be evaluated");
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "the request could not be evaluated");
         goto out;
     }
     gov_metric_observe(e->m_eval_duration, NULL, seconds);
@@ -202,7 +208,8 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     char decision_id[GOV_UUID_STRLEN + 1], evaluated[64], extra[768];
     int64_t now = gov_now_micros();
     if (gov_uuid_v7(decision_id) != GOV_OK) {
-        edge_respond_error(resp, 503, "evaluation_failed", "no randomness for a decision id");
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "no randomness for a decision id");
         goto out;
     }
     format_rfc3339_us(now, evaluated, sizeof evaluated);
@@ -217,7 +224,7 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     char *body = NULL;
     size_t body_len = 0;
     if (gov_policy_decision_to_json(&d, extra, &body, &body_len) != GOV_OK) {
-        edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
     resp->status = 200;
@@ -243,24 +250,27 @@ out:
 void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     const char *tenant = req->seg[2], *id = req->seg[3];
     if (!gov_tenant_valid(tenant, strlen(tenant))) {
-        edge_respond_error(resp, 400, "invalid_tenant", "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_TENANT,
+                           "tenant ids are 1-64 chars of [A-Za-z0-9._-]");
         return;
     }
     if (!gov_uuid_v7_valid(id)) {
-        edge_respond_error(resp, 400, "invalid_decision_id", "decision ids are UUIDv7");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_DECISION_ID, "decision ids are UUIDv7");
         return;
     }
     gov_redis_t *r = thread_redis(e);
     char eb[256];
     redisReply *rep = NULL;
     if (r == NULL || gov_state_decision_read(r, tenant, id, &rep, eb, sizeof eb) != GOV_OK) {
-        edge_respond_error(resp, 503, "decision_store_unavailable", "the decision store cannot be read");
+        edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
+                           "the decision store cannot be read");
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
         freeReplyObject(rep);
-        edge_respond_error(resp, 404, "decision_not_found",
-                           "no decision %s for tenant %s (unknown, not yet logged, or expired)", id, tenant);
+        edge_respond_error(resp, 404, GOV_REASON_DECISION_NOT_FOUND,
+                           "no decision %s for tenant %s (unknown, not yet logged, or expired)", id,
+                           tenant);
         return;
     }
     static const char *const fields[] = {"decision_id", "tenant", "decision", "constitution_hash",
@@ -297,7 +307,7 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
     char *body = rest ? gov_malloc(n) : NULL;
     if (body == NULL) {
         gov_free(rest);
-        edge_respond_error(resp, 503, "out_of_memory", "out of memory");
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
         return;
     }
     snprintf(body, n, "{\"score\":%s%s%s", score[0] ? score : "null", strlen(rest) > 2 ? "," : "",

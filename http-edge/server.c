@@ -56,7 +56,7 @@ void edge_respond_json(edge_response_t *r, unsigned status, json_t *j) {
     r->body_len = r->body ? strlen(r->body) : 0;
 }
 
-void edge_respond_error(edge_response_t *r, unsigned status, const char *code,
+void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
                         const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -65,7 +65,8 @@ void edge_respond_error(edge_response_t *r, unsigned status, const char *code,
     va_end(ap);
     /* Messages may quote input: keep them valid UTF-8. */
     char *clean = gov_utf8_sanitize(msg, sizeof msg);
-    edge_respond_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
+    edge_respond_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code",
+                                           gov_reason_code(code), "message",
                                            clean ? clean : "error"));
     gov_free(clean);
 }
@@ -108,7 +109,7 @@ static void serve_metrics(edge_t *e, const edge_request_t *req, edge_response_t 
     char *text = NULL;
     size_t len = 0;
     if (gov_metrics_render(e->metrics, &text, &len) != GOV_OK) {
-        edge_respond_error(resp, 503, "out_of_memory", "metrics could not be rendered");
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "metrics could not be rendered");
         return;
     }
     resp->status = 200;
@@ -167,14 +168,14 @@ void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     }
     if (path_match) {
         resp->route = path_match->name;
-        edge_respond_error(resp, 405, "method_not_allowed", "%s is not allowed here",
+        edge_respond_error(resp, 405, GOV_REASON_METHOD_NOT_ALLOWED, "%s is not allowed here",
                            req->method);
         edge_add_header(resp, "Allow", strcmp(path_match->method, "GET") == 0 ? "GET, HEAD"
                                                                                : path_match->method);
         return;
     }
     resp->route = "unknown";
-    edge_respond_error(resp, 404, "not_found", "no such endpoint");
+    edge_respond_error(resp, 404, GOV_REASON_NOT_FOUND, "no such endpoint");
 }
 
 /* --- libmicrohttpd glue ----------------------------------------------------------- */
@@ -284,11 +285,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (cc->too_large) {
         resp.route = "too_large";
-        edge_respond_error(&resp, 413, "body_too_large", "request body exceeds %ld bytes",
+        edge_respond_error(&resp, 413, GOV_REASON_BODY_TOO_LARGE, "request body exceeds %ld bytes",
                            e->cfg.max_body);
     } else if (split_path(url, &req) != 0) {
         resp.route = "invalid_path";
-        edge_respond_error(&resp, 400, "invalid_path", "the request path is not acceptable");
+        edge_respond_error(&resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
     } else {
         edge_route(e, &req, &resp);
     }

@@ -363,19 +363,9 @@ static const char *bounded_string(const json_t *v, size_t max) {
     return s;
 }
 
-static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbuf,
-                            size_t errbuf_size, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static gov_err_t shape_fail(gov_reason_t *reason, gov_reason_t code, char *errbuf,
-                            size_t errbuf_size, const char *fmt, ...) {
-    va_list ap;
-    *reason = code;
-    va_start(ap, fmt);
-    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
-    return GOV_ERR_VERIFY;
-}
+/* A shape refusal: GOV_ERR_VERIFY with the reason and the detail. */
+#define shape_fail(reason, code, errbuf, errbuf_size, ...) \
+    gov_reason_fail((reason), (code), GOV_ERR_VERIFY, (errbuf), (errbuf_size), __VA_ARGS__)
 
 gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tenant,
                                  gov_reason_t *reason, char *errbuf, size_t errbuf_size) {

@@ -49,9 +49,6 @@
 #include "gov_hash.h"
 #include "gov_util.h"
 
-/* ---- errors ------------------------------------------------------------ */
-
-
 /* ---- names ------------------------------------------------------------- */
 
 int gov_canon_from_name(const char *name, gov_canon_t *out) {
@@ -405,17 +402,18 @@ static int member_cmp_codepoint(const void *pa, const void *pb) {
 /* ---- the walker -------------------------------------------------------- */
 
 static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
-                           char *errbuf, size_t errbuf_size);
+                           gov_reason_t *why, char *errbuf, size_t errbuf_size);
 
 static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, int depth,
-                            char *errbuf, size_t errbuf_size) {
+                            gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     gov_err_t err = GOV_OK;
     size_t n = json_object_size(obj), i = 0;
     member_t *m = NULL;
     if (n > 0) {
         m = gov_calloc(n, sizeof *m);
         if (m == NULL) {
-            err = GOV_ERR_NOMEM;
+            err = gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
+                                  "out of memory sorting %zu object members", n);
             goto out;
         }
     }
@@ -426,8 +424,8 @@ static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, i
         m[i].len = json_object_iter_key_len(it);
         m[i].value = json_object_iter_value(it);
         if (!gov_utf8_valid(m[i].key, m[i].len)) {
-            gov_errbuf(errbuf, errbuf_size, "invalid_utf8: object key is not UTF-8");
-            err = GOV_ERR_UNSUPPORTED;
+            err = gov_reason_fail(why, GOV_REASON_INVALID_UTF8, GOV_ERR_UNSUPPORTED, errbuf,
+                                  errbuf_size, "object key is not UTF-8");
             goto out;
         }
     }
@@ -439,11 +437,12 @@ static gov_err_t put_object(gov_buf_t *b, const json_t *obj, gov_canon_t kind, i
         if (i > 0)
             gov_buf_putc(b, ',');
         if (put_string(b, m[i].key, m[i].len, kind) != GOV_OK) {
-            err = GOV_ERR_INTERNAL; /* validated above */
+            err = gov_reason_fail(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
+                                  "object key failed after validation"); /* validated above */
             goto out;
         }
         gov_buf_putc(b, ':');
-        err = put_value(b, m[i].value, kind, depth, errbuf, errbuf_size);
+        err = put_value(b, m[i].value, kind, depth, why, errbuf, errbuf_size);
         if (err != GOV_OK)
             goto out;
     }
@@ -455,27 +454,25 @@ out:
 
 /* Writes v; depth is the nesting of v's container (0 at the top). */
 static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int depth,
-                           char *errbuf, size_t errbuf_size) {
+                           gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     char num[GOV_CANON_NUMBUF];
     gov_err_t err;
-    if (v == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL value in document");
-        return GOV_ERR_INVALID_ARG;
-    }
+    if (v == NULL)
+        return gov_reason_fail(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL value in document");
     switch (json_typeof(v)) {
     case JSON_OBJECT:
     case JSON_ARRAY:
-        if (depth + 1 > GOV_CANON_MAX_DEPTH) {
-            gov_errbuf(errbuf, errbuf_size, "too_deep: nesting exceeds %d", GOV_CANON_MAX_DEPTH);
-            return GOV_ERR_TOO_LARGE;
-        }
+        if (depth + 1 > GOV_CANON_MAX_DEPTH)
+            return gov_reason_fail(why, GOV_REASON_TOO_DEEP, GOV_ERR_TOO_LARGE, errbuf, errbuf_size,
+                                   "nesting exceeds %d", GOV_CANON_MAX_DEPTH);
         if (json_is_object(v))
-            return put_object(b, v, kind, depth + 1, errbuf, errbuf_size);
+            return put_object(b, v, kind, depth + 1, why, errbuf, errbuf_size);
         gov_buf_putc(b, '[');
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i > 0)
                 gov_buf_putc(b, ',');
-            err = put_value(b, json_array_get(v, i), kind, depth + 1, errbuf, errbuf_size);
+            err = put_value(b, json_array_get(v, i), kind, depth + 1, why, errbuf, errbuf_size);
             if (err != GOV_OK)
                 return err;
         }
@@ -484,8 +481,9 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
     case JSON_STRING:
         err = put_string(b, json_string_value(v), json_string_length(v), kind);
         if (err != GOV_OK)
-            gov_errbuf(errbuf, errbuf_size, "invalid_utf8: string value is not UTF-8");
-        return err;
+            return gov_reason_fail(why, GOV_REASON_INVALID_UTF8, err, errbuf, errbuf_size,
+                                   "string value is not UTF-8");
+        return GOV_OK;
     case JSON_INTEGER:
         if (kind == GOV_CANON_JCS) /* I-JSON: every number is a double */
             gov_canon_format_es6((double)json_integer_value(v), num);
@@ -497,10 +495,9 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
         double d = json_real_value(v);
         int len = kind == GOV_CANON_JCS ? gov_canon_format_es6(d, num)
                                         : gov_canon_format_pyrepr(d, num);
-        if (len < 0) {
-            gov_errbuf(errbuf, errbuf_size, "non_finite_number: NaN and Infinity have no JSON form");
-            return GOV_ERR_UNSUPPORTED;
-        }
+        if (len < 0)
+            return gov_reason_fail(why, GOV_REASON_NON_FINITE_NUMBER, GOV_ERR_UNSUPPORTED, errbuf,
+                                   errbuf_size, "NaN and Infinity have no JSON form");
         gov_buf_put(b, num, (size_t)len);
         return GOV_OK;
     }
@@ -514,25 +511,29 @@ static gov_err_t put_value(gov_buf_t *b, const json_t *v, gov_canon_t kind, int 
         gov_buf_puts(b, "null");
         return GOV_OK;
     }
-    gov_errbuf(errbuf, errbuf_size, "internal: unknown jansson type");
-    return GOV_ERR_INTERNAL;
+    return gov_reason_fail(why, GOV_REASON_INTERNAL, GOV_ERR_INTERNAL, errbuf, errbuf_size,
+                           "unknown jansson type");
 }
 
 gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
-                              size_t *out_len, char *errbuf, size_t errbuf_size) {
+                              size_t *out_len, gov_reason_t *reason, char *errbuf,
+                              size_t errbuf_size) {
     gov_buf_t b;
     gov_err_t err;
+    gov_reason_t dummy;
+    if (reason == NULL)
+        reason = &dummy;
+    *reason = GOV_REASON_NONE;
     gov_buf_init(&b, 0);
     if (out != NULL)
         *out = NULL;
     if (out_len != NULL)
         *out_len = 0;
     if (doc == NULL || out == NULL || out_len == NULL ||
-        (kind != GOV_CANON_JCS && kind != GOV_CANON_SOMABRAIN)) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument or unknown canonicalization");
-        return GOV_ERR_INVALID_ARG;
-    }
-    err = put_value(&b, doc, kind, 0, errbuf, errbuf_size);
+        (kind != GOV_CANON_JCS && kind != GOV_CANON_SOMABRAIN))
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL argument or unknown canonicalization");
+    err = put_value(&b, doc, kind, 0, reason, errbuf, errbuf_size);
     if (err != GOV_OK) {
         gov_buf_free(&b);
         return err;
@@ -540,35 +541,37 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
     /* The buffer has no limit: its only failure is memory. */
     err = gov_buf_finish(&b, out, out_len);
     if (err != GOV_OK)
-        gov_errbuf(errbuf, errbuf_size, "nomem: output buffer");
-    return err;
+        return gov_reason_fail(reason, GOV_REASON_NOMEM, err, errbuf, errbuf_size, "output buffer");
+    return GOV_OK;
 }
 
 /* ---- checksum ---------------------------------------------------------- */
 
 gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *hash_alg,
-                             char *hex_out, char *errbuf, size_t errbuf_size) {
+                             char *hex_out, gov_reason_t *reason, char *errbuf,
+                             size_t errbuf_size) {
     char *bytes = NULL;
     size_t len = 0;
     gov_err_t err;
+    gov_reason_t dummy;
+    if (reason == NULL)
+        reason = &dummy;
+    *reason = GOV_REASON_NONE;
     if (hex_out != NULL)
         hex_out[0] = '\0';
-    if (hash_alg == NULL || hex_out == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL hash_alg or hex_out");
-        return GOV_ERR_INVALID_ARG;
-    }
+    if (hash_alg == NULL || hex_out == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL hash_alg or hex_out");
     const gov_hash_alg_t *alg = gov_hash_by_name(hash_alg);
-    if (alg == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "unsupported_hash_alg: '%.32s' (want " GOV_HASH_NAMES_TEXT ")",
-                hash_alg);
-        return GOV_ERR_UNSUPPORTED;
-    }
-    err = gov_canon_serialize(doc, kind, &bytes, &len, errbuf, errbuf_size);
+    if (alg == NULL)
+        return gov_reason_fail(reason, GOV_REASON_UNSUPPORTED_HASH_ALG, GOV_ERR_UNSUPPORTED, errbuf,
+                               errbuf_size, "'%.32s' (want " GOV_HASH_NAMES_TEXT ")", hash_alg);
+    err = gov_canon_serialize(doc, kind, &bytes, &len, reason, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto out;
     if (gov_hash_hex(alg, bytes, len, hex_out) != GOV_OK) {
-        gov_errbuf(errbuf, errbuf_size, "crypto: %s digest failed", hash_alg);
-        err = GOV_ERR_CRYPTO;
+        err = gov_reason_fail(reason, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, errbuf, errbuf_size,
+                              "%s digest failed", hash_alg);
         goto out;
     }
 out:

@@ -84,27 +84,37 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
  * NUL-terminated buffer *out of *out_len bytes (the NUL not counted); the
  * caller gov_free()s it.  The output never contains a NUL byte.
  *
- * Returns GOV_OK, or with *out = NULL:
- *   GOV_ERR_TOO_LARGE    nesting deeper than GOV_CANON_MAX_DEPTH
- *   GOV_ERR_UNSUPPORTED  a string that is not valid UTF-8 (only possible for
- *                        values built with jansson's *_nocheck functions), or
- *                        a non-finite real
- *   GOV_ERR_NOMEM, GOV_ERR_INVALID_ARG (NULL argument, unknown kind)
+ * Returns GOV_OK (*reason GOV_REASON_NONE), or, with *out = NULL, *reason
+ * (may be NULL) saying why and the detail alone in errbuf (may be NULL; no
+ * "reason: " prefix):
+ *   GOV_ERR_TOO_LARGE    GOV_REASON_TOO_DEEP: nesting deeper than
+ *                        GOV_CANON_MAX_DEPTH
+ *   GOV_ERR_UNSUPPORTED  GOV_REASON_INVALID_UTF8: a string or key that is not
+ *                        valid UTF-8 (only possible for values built with
+ *                        jansson's *_nocheck functions);
+ *                        GOV_REASON_NON_FINITE_NUMBER: a NaN or infinite real
+ *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
+ *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG (NULL argument, unknown kind)
+ *   GOV_ERR_INTERNAL     GOV_REASON_INTERNAL (a jansson type it does not know)
  * Both forms are fixed points of parse + serialize, with one exception in
  * JCS: an integral double with 2^63 <= |x| < 1e21 is written as plain digits
  * ("9223372036854776000"), which gov_canon_parse then refuses as
  * number_out_of_range because jansson reads it as a json_int_t.
  * Cost: O(size of output + sum over objects of k log k key comparisons). */
 gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
-                              size_t *out_len, char *errbuf, size_t errbuf_size);
+                              size_t *out_len, gov_reason_t *reason, char *errbuf,
+                              size_t errbuf_size);
 
 /* Lowercase hex digest of gov_canon_serialize(doc, kind) into hex_out, which
  * must hold GOV_CANON_HEX_MAX bytes.  hash_alg is a name gov_hash_by_name
- * knows ("sha3-512": 128 hex chars, "sha256": 64); anything else is
- * GOV_ERR_UNSUPPORTED.  doc is borrowed.
- * Errors are those of gov_canon_serialize plus GOV_ERR_CRYPTO. */
+ * knows ("sha3-512": 128 hex chars, "sha256": 64).  doc is borrowed.
+ * Errors, reported as gov_canon_serialize reports them, are its own plus:
+ *   GOV_ERR_UNSUPPORTED  GOV_REASON_UNSUPPORTED_HASH_ALG: any other hash_alg
+ *   GOV_ERR_CRYPTO       GOV_REASON_CRYPTO: the digest failed
+ *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG: NULL hash_alg or hex_out */
 gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *hash_alg,
-                             char *hex_out, char *errbuf, size_t errbuf_size);
+                             char *hex_out, gov_reason_t *reason, char *errbuf,
+                             size_t errbuf_size);
 
 /* Maps "jcs" / "somabrain-json" to the enum.  Returns 0, or -1 for any other
  * name (or NULL), leaving *out untouched. */

@@ -344,13 +344,14 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
     }
 
     /* 3. the checksum */
-    pe = gov_canon_serialize(doc, kind, &canon, &canon_len, eb, sizeof eb);
+    pe = gov_canon_serialize(doc, kind, &canon, &canon_len, &why, eb, sizeof eb);
     if (pe == GOV_ERR_NOMEM) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
     if (pe != GOV_OK) {
-        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s", eb);
+        err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document cannot be canonicalized: %s: %s",
+                     gov_reason_code(why), eb);
         goto out;
     }
     char hex[GOV_CHECKSUM_HEX_MAX + 1];

@@ -418,7 +418,7 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
     }
     if ((rc = request_validate(req, lim, why, errbuf, errbuf_size)) != GOV_OK)
         goto out;
-    rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, 0);
+    rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, NULL, 0);
     if (rc != GOV_OK) {
         req_fail(why, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_INVALID_VALUE, errbuf,
                  errbuf_size, "cannot canonicalize the request");
@@ -528,33 +528,33 @@ static gov_err_t add_reason(gov_policy_decision_t *d, const char *id, gov_severi
 
 gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rulepack_t *pack,
                               const gov_policy_request_t *req, gov_matcher_scratch_t *scratch,
-                              gov_policy_decision_t *out, char *errbuf, size_t errbuf_size) {
+                              gov_policy_decision_t *out, gov_reason_t *reason, char *errbuf,
+                              size_t errbuf_size) {
     gov_match_t *matches = NULL;
     size_t *matched = NULL, *ends = NULL, nmatched = 0;
     gov_err_t rc = GOV_OK;
+    gov_reason_t dummy;
     int deny = 0;
 
+    if (reason == NULL)
+        reason = &dummy;
+    *reason = GOV_REASON_NONE;
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
-    if (out == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL decision");
-        return GOV_ERR_INVALID_ARG;
-    }
+    if (out == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL decision");
     memset(out, 0, sizeof *out);
-    if (c == NULL || pack == NULL || req == NULL || req->doc == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: NULL argument");
-        return GOV_ERR_INVALID_ARG;
-    }
-    if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0) {
-        gov_errbuf(errbuf, errbuf_size, "tenant_mismatch: the request is for another tenant "
-                                     "than the rule pack");
-        return GOV_ERR_INVALID_ARG;
-    }
+    if (c == NULL || pack == NULL || req == NULL || req->doc == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL argument");
+    if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0)
+        return gov_reason_fail(reason, GOV_REASON_TENANT_MISMATCH, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "the request is for another tenant than the rule pack");
     const gov_matcher_t *m = gov_rulepack_matcher(pack);
-    if (m != NULL && scratch == NULL) {
-        gov_errbuf(errbuf, errbuf_size, "invalid_arg: the pack has patterns and no scratch given");
-        return GOV_ERR_INVALID_ARG;
-    }
+    if (m != NULL && scratch == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "the pack has patterns and no scratch given");
     size_t nrules = gov_rulepack_rule_count(pack);
 
     out->max_risk_micros = c->max_risk_micros;
@@ -576,8 +576,8 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
                               sizeof merr);
         if (rc != GOV_OK) {
-            gov_errbuf(errbuf, errbuf_size, "%s: the prompt scan failed: %s",
-                    rc == GOV_ERR_NOMEM ? "nomem" : "matcher", merr);
+            req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
+                     errbuf_size, "the prompt scan failed: %s", merr);
             if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
                 rc = GOV_ERR_INTERNAL;
             goto out;
@@ -654,8 +654,8 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     else
         out->decision = GOV_DECISION_ALLOW;
 out:
-    if (rc == GOV_ERR_NOMEM && (errbuf == NULL || errbuf_size == 0 || errbuf[0] == '\0'))
-        gov_errbuf(errbuf, errbuf_size, "nomem: out of memory");
+    if (rc == GOV_ERR_NOMEM && *reason == GOV_REASON_NONE)
+        req_fail(reason, GOV_REASON_NOMEM, errbuf, errbuf_size, "out of memory");
     gov_free(matches);
     gov_free(matched);
     gov_free(ends);

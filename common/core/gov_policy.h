@@ -154,17 +154,21 @@ typedef struct gov_policy_decision {
 /* Evaluates req against the constitution's rules and the pack (all
  * borrowed).  scratch may be NULL only when the pack has no prompt pattern;
  * it is fitted to the pack's matcher as needed.  On GOV_OK *out is filled
- * (gov_policy_decision_clear); otherwise it is empty:
- *   GOV_ERR_INVALID_ARG  NULL arguments, the request's tenant is not the
- *                        pack's ("tenant_mismatch"), scratch in use
- *   GOV_ERR_NOMEM
- *   GOV_ERR_INTERNAL     the matcher failed
+ * (gov_policy_decision_clear) and *reason (may be NULL) is GOV_REASON_NONE;
+ * otherwise *out is empty, *reason says why and errbuf holds the detail
+ * alone (no "code: " prefix):
+ *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG: NULL arguments, patterns and
+ *                        no scratch; GOV_REASON_TENANT_MISMATCH: the
+ *                        request's tenant is not the pack's;
+ *                        GOV_REASON_MATCHER: the scratch is in use
+ *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
+ *   GOV_ERR_INTERNAL     GOV_REASON_MATCHER: the matcher failed
  * Cost: one scan of the prompt (O(prompt)) plus O(rules x conditions x
  * log(set size)). */
 gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *constitution,
                               const gov_rulepack_t *pack, const gov_policy_request_t *req,
                               gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,
-                              char *errbuf, size_t errbuf_size);
+                              gov_reason_t *reason, char *errbuf, size_t errbuf_size);
 void gov_policy_decision_clear(gov_policy_decision_t *d);
 
 /* Writes the response body as a JSON object into a new buffer (*out,

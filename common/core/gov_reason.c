@@ -1,14 +1,19 @@
 /* gov_reason.c - name table of the stable reason codes.
  *
  * What: gov_reason_code / gov_reason_meaning / gov_reason_from_code over the
- * GOV_REASON_LIST of gov_reason.h.  How: both tables are generated from that
- * one list, indexed by value, so a code cannot drift from its value.  What it
- * does not do: decide which reason applies (each module does) or format
- * messages (the detail travels separately in an errbuf).
+ * GOV_REASON_LIST of gov_reason.h, and gov_reason_fail, the one way a
+ * refusal is recorded (reason value + detail in an errbuf).  How: both tables
+ * are generated from that one list, indexed by value, so a code cannot drift
+ * from its value.  What it does not do: decide which reason applies (each
+ * module does) or put the code into the message (the detail travels
+ * separately; the code is looked up where it leaves the process).
  */
 #include "gov_reason.h"
 
+#include <stdarg.h>
 #include <string.h>
+
+#include "gov_util.h"
 
 static const char *const reason_codes[GOV_REASON_COUNT_] = {
 #define GOV_REASON_CODE_(name, code, meaning) [GOV_REASON_##name] = code,
@@ -45,4 +50,15 @@ int gov_reason_from_code(const char *code, gov_reason_t *out) {
         }
     }
     return -1;
+}
+
+gov_err_t gov_reason_fail(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
+                          size_t errbuf_size, const char *fmt, ...) {
+    va_list ap;
+    if (why != NULL)
+        *why = reason;
+    va_start(ap, fmt);
+    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
+    va_end(ap);
+    return rc;
 }

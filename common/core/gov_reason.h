@@ -28,6 +28,8 @@
 
 #include <stddef.h>
 
+#include "gov_err.h"
+
 /* X(NAME, "code", "meaning") - append only. */
 #define GOV_REASON_LIST(X) \
     X(NONE, "none", "no reason: accepted, or the caller's gov_err_t code applies") \
@@ -130,7 +132,11 @@
     /* rule pack events (gov-rulepacks) */ \
     X(PACK_ID_MISMATCH, "pack_id_mismatch", "the pack's pack_id is not the event's") \
     X(VERSION_MISMATCH, "version_mismatch", "the pack's version is not the event's") \
-    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read")
+    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read") \
+    /* codes the HTTP edge and govctl printed as literals before they became values */ \
+    X(TRUST_INVALID, "trust_invalid", "the trust file is not a usable trust configuration") \
+    X(BODY_TOO_LARGE, "body_too_large", "the request body exceeds the edge's limit") \
+    X(INVALID_PATH, "invalid_path", "the request path is not acceptable")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
@@ -150,5 +156,13 @@ const char *gov_reason_meaning(gov_reason_t r);
  * and sets *out, or -1 when code is NULL or not in the list.  O(number of
  * codes); meant for tests and tools, not for hot paths. */
 int gov_reason_from_code(const char *code, gov_reason_t *out);
+
+/* Records a refusal the way the parsers report one: *why = reason (why may
+ * be NULL) and the formatted detail in errbuf (may be NULL; no "code: "
+ * prefix, the code travels as the value).  Returns rc, so a caller can
+ * `return gov_reason_fail(...)`.  O(length of the detail). */
+gov_err_t gov_reason_fail(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
+                          size_t errbuf_size, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 #endif /* GOV_REASON_H */

@@ -673,7 +673,7 @@ static gov_err_t render_canonical(const json_t *doc, const rule_build_t *b, size
             goto out;
     if (json_object_set(copy, "rules", sorted) != 0)
         goto out;
-    rc = gov_canon_serialize(copy, GOV_CANON_JCS, out, out_len, NULL, 0);
+    rc = gov_canon_serialize(copy, GOV_CANON_JCS, out, out_len, NULL, NULL, 0);
 out:
     json_decref(sorted);
     json_decref(copy);

@@ -89,8 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         return 0;
     }
-    CHECK(gov_canon_serialize(doc, GOV_CANON_JCS, &jcs, &jcs_len, err, sizeof err) == GOV_OK);
-    CHECK(gov_canon_serialize(doc, GOV_CANON_SOMABRAIN, &soma, &soma_len, err, sizeof err) ==
+    CHECK(gov_canon_serialize(doc, GOV_CANON_JCS, &jcs, &jcs_len, NULL, err, sizeof err) == GOV_OK);
+    CHECK(gov_canon_serialize(doc, GOV_CANON_SOMABRAIN, &soma, &soma_len, NULL, err, sizeof err) ==
           GOV_OK);
     CHECK(gov_utf8_valid(jcs, jcs_len));
     for (size_t i = 0; i < jcs_len; i++)
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     rc = gov_canon_parse(jcs, jcs_len, &again, &why, err, sizeof err);
     if (rc == GOV_OK) {
-        CHECK(gov_canon_serialize(again, GOV_CANON_JCS, &jcs2, &jcs2_len, err, sizeof err) ==
+        CHECK(gov_canon_serialize(again, GOV_CANON_JCS, &jcs2, &jcs2_len, NULL, err, sizeof err) ==
               GOV_OK);
         if (jcs2_len != jcs_len || memcmp(jcs, jcs2, jcs_len) != 0)
             fprintf(stderr, "not a fixed point:\n  %.*s\n  %.*s\n", (int)jcs_len, jcs,

@@ -46,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE || rc == GOV_ERR_UNSUPPORTED);
         return 0;
     }
-    CHECK(gov_canon_serialize(doc, GOV_CANON_SOMABRAIN, &soma, &soma_len, err, sizeof err) ==
+    CHECK(gov_canon_serialize(doc, GOV_CANON_SOMABRAIN, &soma, &soma_len, NULL, err, sizeof err) ==
           GOV_OK);
-    CHECK(gov_canon_serialize(doc, GOV_CANON_JCS, &jcs, &jcs_len, err, sizeof err) == GOV_OK);
+    CHECK(gov_canon_serialize(doc, GOV_CANON_JCS, &jcs, &jcs_len, NULL, err, sizeof err) == GOV_OK);
     for (size_t i = 0; i < soma_len; i++)
         CHECK(soma[i] >= 0x20 && soma[i] <= 0x7e);
 
@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 soma);
     CHECK(rc == GOV_OK);
     CHECK(json_equal(doc, again));
-    CHECK(gov_canon_serialize(again, GOV_CANON_SOMABRAIN, &soma2, &soma2_len, err, sizeof err) ==
+    CHECK(gov_canon_serialize(again, GOV_CANON_SOMABRAIN, &soma2, &soma2_len, NULL, err, sizeof err) ==
           GOV_OK);
     CHECK(soma2_len == soma_len && memcmp(soma, soma2, soma_len) == 0);
 
@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int k = 0; k < 2; k++) {
         for (int a = 0; a < 2; a++) {
             char hex[GOV_CANON_HEX_MAX];
-            CHECK(gov_canon_checksum(doc, (gov_canon_t)k, algs[a], hex, err, sizeof err) ==
+            CHECK(gov_canon_checksum(doc, (gov_canon_t)k, algs[a], hex, NULL, err, sizeof err) ==
                   GOV_OK);
             CHECK(strlen(hex) == (a == 0 ? 128u : 64u));
         }

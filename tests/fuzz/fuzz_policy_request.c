@@ -125,15 +125,17 @@ static void check_decision(const gov_policy_request_t *req, const gov_policy_dec
 static void evaluate_request(const gov_policy_request_t *req) {
     gov_policy_decision_t d, d2;
     char err[256];
-    gov_err_t rc = gov_policy_evaluate(constitution, pack, req, scratch, &d, err, sizeof err);
+    gov_reason_t why = GOV_REASON_COUNT_;
+    gov_err_t rc = gov_policy_evaluate(constitution, pack, req, scratch, &d, &why, err, sizeof err);
     if (strcmp(req->tenant, "demo") != 0) {
-        CHECK(rc == GOV_ERR_INVALID_ARG && strncmp(err, "tenant_mismatch", 15) == 0);
+        CHECK(rc == GOV_ERR_INVALID_ARG && why == GOV_REASON_TENANT_MISMATCH);
         return;
     }
     if (rc != GOV_OK) {
-        fprintf(stderr, "evaluate: %s: %s\n", gov_err_code(rc), err);
+        fprintf(stderr, "evaluate: %s %s: %s\n", gov_err_code(rc), gov_reason_code(why), err);
         abort();
     }
+    CHECK(why == GOV_REASON_NONE);
     check_decision(req, &d);
     char *a = NULL, *b = NULL;
     size_t alen = 0, blen = 0;
@@ -142,7 +144,8 @@ static void evaluate_request(const gov_policy_request_t *req) {
     CHECK(j != NULL);
     CHECK(json_array_size(json_object_get(j, "reasons")) == d.nreasons);
     json_decref(j);
-    CHECK(gov_policy_evaluate(constitution, pack, req, scratch, &d2, err, sizeof err) == GOV_OK);
+    CHECK(gov_policy_evaluate(constitution, pack, req, scratch, &d2, NULL, err, sizeof err) ==
+          GOV_OK);
     CHECK(gov_policy_decision_to_json(&d2, NULL, &b, &blen) == GOV_OK);
     CHECK(alen == blen && memcmp(a, b, alen) == 0);
     gov_free(a);
@@ -155,7 +158,7 @@ static void check_digest(const gov_policy_request_t *req) {
     CHECK(strlen(req->input_digest) == GOV_SHA256_HEXLEN);
     char *canon = NULL;
     size_t clen = 0;
-    CHECK(gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &clen, NULL, 0) == GOV_OK);
+    CHECK(gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &clen, NULL, NULL, 0) == GOV_OK);
     gov_policy_request_t again;
     char err[256];
     gov_err_t rc = gov_policy_request_parse(canon, clen, NULL, &again, NULL, err, sizeof err);

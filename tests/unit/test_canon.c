@@ -94,10 +94,12 @@ static void expect_canon(const char *what, const json_t *doc, gov_canon_t kind,
                          const char *want, size_t want_len) {
     char *out = NULL, err[256] = "";
     size_t len = 0;
-    gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, err, sizeof err);
+    gov_reason_t why = GOV_REASON_COUNT_;
+    gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, &why, err, sizeof err);
     if (rc != GOV_OK)
-        fail_msg("%s (%s): serialize failed: %s: %s", what, gov_canon_name(kind),
-                 gov_err_code(rc), err);
+        fail_msg("%s (%s): serialize failed: %s %s: %s", what, gov_canon_name(kind),
+                 gov_err_code(rc), gov_reason_code(why), err);
+    assert_int_equal(why, GOV_REASON_NONE);
     assert_int_equal(strlen(out), len); /* NUL-terminated, no inner NUL */
     if (len != want_len || memcmp(out, want, len) != 0)
         fail_msg("%s (%s):\n  got  %.*s\n  want %.*s", what, gov_canon_name(kind), (int)len,
@@ -107,7 +109,7 @@ static void expect_canon(const char *what, const json_t *doc, gov_canon_t kind,
 
 static void serialize_str(const json_t *doc, gov_canon_t kind, char **out) {
     size_t len;
-    assert_int_equal(gov_canon_serialize(doc, kind, out, &len, NULL, 0), GOV_OK);
+    assert_int_equal(gov_canon_serialize(doc, kind, out, &len, NULL, NULL, 0), GOV_OK);
 }
 
 static double from_hex(const char *hex) {
@@ -184,19 +186,29 @@ static void test_checksum_args(void **state) {
     (void)state;
     json_t *doc = must_parse("{\"b\":1,\"a\":[true]}", 18);
     char hex[GOV_CANON_HEX_MAX], err[128];
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "md5", hex, err, sizeof err),
+    gov_reason_t why = GOV_REASON_NONE;
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "md5", hex, &why, err, sizeof err),
                      GOV_ERR_UNSUPPORTED);
     assert_string_equal(hex, "");
-    assert_non_null(strstr(err, "unsupported_hash_alg"));
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "SHA3-512", hex, NULL, 0),
+    /* The reason is a value; errbuf holds the detail alone. */
+    assert_int_equal(why, GOV_REASON_UNSUPPORTED_HASH_ALG);
+    assert_string_equal(gov_reason_code(why), "unsupported_hash_alg");
+    assert_string_equal(err, "'md5' (want " GOV_HASH_NAMES_TEXT ")");
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "SHA3-512", hex, &why, NULL, 0),
                      GOV_ERR_UNSUPPORTED);
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, NULL, hex, NULL, 0),
+    assert_int_equal(why, GOV_REASON_UNSUPPORTED_HASH_ALG);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, NULL, hex, &why, NULL, 0),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_canon_checksum(doc, (gov_canon_t)7, "sha256", hex, NULL, 0),
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
+    assert_int_equal(gov_canon_checksum(doc, (gov_canon_t)7, "sha256", hex, &why, err, sizeof err),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", hex, NULL, 0), GOV_OK);
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
+    assert_string_equal(err, "NULL argument or unknown canonicalization");
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", hex, &why, NULL, 0),
+                     GOV_OK);
+    assert_int_equal(why, GOV_REASON_NONE);
     assert_int_equal(strlen(hex), 128);
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha256", hex, NULL, 0), GOV_OK);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha256", hex, NULL, NULL, 0), GOV_OK);
     assert_int_equal(strlen(hex), 64);
     /* The checksum is over the canonical bytes {"a":[true],"b":1}. */
     unsigned char md[32];
@@ -303,7 +315,7 @@ static void check_checksums(const char *name, const json_t *doc) {
         gov_canon_t kind;
         assert_int_equal(sscanf(line, "%31s %15s %128s", kind_name, alg, want), 3);
         assert_int_equal(gov_canon_from_name(kind_name, &kind), 0);
-        gov_err_t rc = gov_canon_checksum(doc, kind, alg, got, err, sizeof err);
+        gov_err_t rc = gov_canon_checksum(doc, kind, alg, got, NULL, err, sizeof err);
         if (rc != GOV_OK)
             fail_msg("%s %s %s: %s", name, kind_name, alg, err);
         if (strcmp(got, want) != 0)
@@ -474,17 +486,23 @@ static void test_serialize_depth(void **state) {
     }
     char *out = NULL, err[128];
     size_t len;
-    assert_int_equal(gov_canon_serialize(top, GOV_CANON_JCS, &out, &len, err, sizeof err),
+    gov_reason_t why = GOV_REASON_COUNT_;
+    assert_int_equal(gov_canon_serialize(top, GOV_CANON_JCS, &out, &len, &why, err, sizeof err),
                      GOV_OK);
+    assert_int_equal(why, GOV_REASON_NONE);
     assert_int_equal(len, 2 * GOV_CANON_MAX_DEPTH);
     gov_free(out);
     json_array_append_new(cur, json_object()); /* depth 65 */
     for (int k = 0; k < 2; k++) {
         out = (char *)0x1;
-        assert_int_equal(gov_canon_serialize(top, (gov_canon_t)k, &out, &len, err, sizeof err),
-                         GOV_ERR_TOO_LARGE);
+        why = GOV_REASON_NONE;
+        assert_int_equal(
+            gov_canon_serialize(top, (gov_canon_t)k, &out, &len, &why, err, sizeof err),
+            GOV_ERR_TOO_LARGE);
         assert_null(out);
         assert_int_equal(len, 0);
+        assert_int_equal(why, GOV_REASON_TOO_DEEP);
+        assert_string_equal(err, "nesting exceeds 64");
     }
     json_decref(top);
 }
@@ -494,18 +512,26 @@ static void test_serialize_bad_values(void **state) {
     char *out = NULL, err[128];
     size_t len;
     /* Values jansson did not validate (the _nocheck constructors). */
+    gov_reason_t why;
     json_t *doc = json_pack("[o]", json_stringn_nocheck("\xff", 1));
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(gov_canon_serialize(doc, (gov_canon_t)k, &out, &len, err, sizeof err),
-                         GOV_ERR_UNSUPPORTED);
+        why = GOV_REASON_NONE;
+        assert_int_equal(
+            gov_canon_serialize(doc, (gov_canon_t)k, &out, &len, &why, err, sizeof err),
+            GOV_ERR_UNSUPPORTED);
         assert_null(out);
-        assert_memory_equal(err, "invalid_utf8:", 13);
+        /* The code travels as a value, the detail alone in errbuf. */
+        assert_int_equal(why, GOV_REASON_INVALID_UTF8);
+        assert_string_equal(err, "string value is not UTF-8");
     }
     json_decref(doc);
     doc = json_object();
     json_object_setn_new_nocheck(doc, "\xed\xa0\x80", 3, json_true()); /* a surrogate */
-    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, &out, &len, NULL, 0),
+    why = GOV_REASON_NONE;
+    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, &out, &len, &why, err, sizeof err),
                      GOV_ERR_UNSUPPORTED);
+    assert_int_equal(why, GOV_REASON_INVALID_UTF8);
+    assert_string_equal(err, "object key is not UTF-8");
     json_decref(doc);
     /* A NUL inside a key (possible when built in code): the length is used. */
     doc = json_object();
@@ -513,12 +539,14 @@ static void test_serialize_bad_values(void **state) {
     expect_canon("nul key", doc, GOV_CANON_JCS, "{\"a\\u0000b\":true}", 17);
     json_decref(doc);
 
-    assert_int_equal(gov_canon_serialize(NULL, GOV_CANON_JCS, &out, &len, NULL, 0),
+    why = GOV_REASON_NONE;
+    assert_int_equal(gov_canon_serialize(NULL, GOV_CANON_JCS, &out, &len, &why, NULL, 0),
                      GOV_ERR_INVALID_ARG);
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
     doc = json_null();
-    assert_int_equal(gov_canon_serialize(doc, (gov_canon_t)2, &out, &len, NULL, 0),
+    assert_int_equal(gov_canon_serialize(doc, (gov_canon_t)2, &out, &len, NULL, NULL, 0),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, NULL, &len, NULL, 0),
+    assert_int_equal(gov_canon_serialize(doc, GOV_CANON_JCS, NULL, &len, NULL, NULL, 0),
                      GOV_ERR_INVALID_ARG);
     assert_int_equal(gov_canon_parse(NULL, 0, &doc, NULL, NULL, 0), GOV_ERR_INVALID_ARG);
     assert_int_equal(gov_canon_parse("1", 1, NULL, NULL, NULL, 0), GOV_ERR_INVALID_ARG);
@@ -543,21 +571,24 @@ static void test_parse_len_not_nul(void **state) {
 static void fail_every_allocation(const json_t *doc, gov_canon_t kind) {
     char *ref = NULL;
     size_t ref_len;
-    assert_int_equal(gov_canon_serialize(doc, kind, &ref, &ref_len, NULL, 0), GOV_OK);
+    assert_int_equal(gov_canon_serialize(doc, kind, &ref, &ref_len, NULL, NULL, 0), GOV_OK);
     long n;
     for (n = 0; n < 100000; n++) {
         char *out = (char *)0x1;
         size_t len = 99;
+        gov_reason_t why = GOV_REASON_COUNT_;
         gov_alloc_fail_after(n);
-        gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, NULL, 0);
+        gov_err_t rc = gov_canon_serialize(doc, kind, &out, &len, &why, NULL, 0);
         gov_alloc_fail_reset();
         if (rc == GOV_OK) {
+            assert_int_equal(why, GOV_REASON_NONE);
             assert_int_equal(len, ref_len);
             assert_memory_equal(out, ref, len);
             gov_free(out);
             break;
         }
         assert_int_equal(rc, GOV_ERR_NOMEM);
+        assert_int_equal(why, GOV_REASON_NOMEM);
         assert_null(out);
         assert_int_equal(len, 0);
     }
@@ -595,16 +626,20 @@ static void test_alloc_failure(void **state) {
     fail_every_allocation(doc, GOV_CANON_SOMABRAIN);
 
     char want[GOV_CANON_HEX_MAX], got[GOV_CANON_HEX_MAX];
-    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", want, NULL, 0), GOV_OK);
+    assert_int_equal(gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", want, NULL, NULL, 0),
+                     GOV_OK);
     for (long n = 0;; n++) {
+        gov_reason_t why = GOV_REASON_COUNT_;
         gov_alloc_fail_after(n);
-        gov_err_t rc = gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", got, NULL, 0);
+        gov_err_t rc = gov_canon_checksum(doc, GOV_CANON_JCS, "sha3-512", got, &why, NULL, 0);
         gov_alloc_fail_reset();
         if (rc == GOV_OK) {
+            assert_int_equal(why, GOV_REASON_NONE);
             assert_string_equal(got, want);
             break;
         }
         assert_int_equal(rc, GOV_ERR_NOMEM);
+        assert_int_equal(why, GOV_REASON_NOMEM);
         assert_string_equal(got, "");
     }
     /* Parsing: jansson allocates through gov_malloc (installed in main). */

@@ -139,9 +139,11 @@ static void evaluate(const gov_policy_constitution_t *c, const gov_rulepack_t *p
                      const gov_policy_request_t *req, gov_matcher_scratch_t *s,
                      gov_policy_decision_t *d) {
     char err[256] = "";
-    gov_err_t rc = gov_policy_evaluate(c, p, req, s, d, err, sizeof err);
+    gov_reason_t why = GOV_REASON_COUNT_;
+    gov_err_t rc = gov_policy_evaluate(c, p, req, s, d, &why, err, sizeof err);
     if (rc != GOV_OK)
-        fail_msg("evaluate failed: %s: %s", gov_err_code(rc), err);
+        fail_msg("evaluate failed: %s %s: %s", gov_err_code(rc), gov_reason_code(why), err);
+    assert_int_equal(why, GOV_REASON_NONE);
 }
 
 /* Evaluates and returns the response body (malloc'd by gov_malloc). */
@@ -1111,21 +1113,33 @@ static void test_evaluate_argument_errors(void **state) {
     assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
     gov_policy_decision_t d;
     char err[256];
-    assert_int_equal(gov_policy_evaluate(c, p, &req, s, &d, err, sizeof err), GOV_ERR_INVALID_ARG);
-    assert_non_null(strstr(err, "tenant_mismatch"));
+    gov_reason_t why = GOV_REASON_NONE;
+    assert_int_equal(gov_policy_evaluate(c, p, &req, s, &d, &why, err, sizeof err),
+                     GOV_ERR_INVALID_ARG);
+    /* The code is a value; errbuf carries the detail alone. */
+    assert_int_equal(why, GOV_REASON_TENANT_MISMATCH);
+    assert_string_equal(gov_reason_code(why), "tenant_mismatch");
+    assert_string_equal(err, "the request is for another tenant than the rule pack");
     assert_int_equal(d.nreasons, 0);
     assert_null(d.reasons);
     gov_policy_request_clear(&req);
     request_from_text("{" REQ_HEAD ",\"prompt\":\"p\"}", strlen("{" REQ_HEAD ",\"prompt\":\"p\"}"),
                       &req);
-    assert_int_equal(gov_policy_evaluate(c, p, &req, NULL, &d, err, sizeof err),
+    why = GOV_REASON_NONE;
+    assert_int_equal(gov_policy_evaluate(c, p, &req, NULL, &d, &why, err, sizeof err),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_policy_evaluate(NULL, p, &req, s, &d, err, sizeof err),
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
+    assert_string_equal(err, "the pack has patterns and no scratch given");
+    why = GOV_REASON_NONE;
+    assert_int_equal(gov_policy_evaluate(NULL, p, &req, s, &d, &why, err, sizeof err),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_policy_evaluate(c, NULL, &req, s, &d, err, sizeof err),
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
+    assert_int_equal(gov_policy_evaluate(c, NULL, &req, s, &d, NULL, err, sizeof err),
                      GOV_ERR_INVALID_ARG);
-    assert_int_equal(gov_policy_evaluate(c, p, &req, s, NULL, err, sizeof err),
+    why = GOV_REASON_NONE;
+    assert_int_equal(gov_policy_evaluate(c, p, &req, s, NULL, &why, err, sizeof err),
                      GOV_ERR_INVALID_ARG);
+    assert_int_equal(why, GOV_REASON_INVALID_ARG);
     assert_string_equal(gov_decision_name(GOV_DECISION_REVIEW), "review");
     gov_policy_request_clear(&req);
     gov_matcher_scratch_free(s);
@@ -1190,10 +1204,15 @@ static void test_allocation_failures(void **state) {
         gov_policy_decision_t d;
         char *out = NULL;
         char err[256] = "";
+        gov_reason_t why = GOV_REASON_NONE;
         gov_alloc_fail_after(n);
         gov_err_t rc = gov_matcher_scratch_new(NULL, &s);
-        if (rc == GOV_OK)
-            rc = gov_policy_evaluate(c, p, &req, s, &d, err, sizeof err);
+        if (rc == GOV_OK) {
+            rc = gov_policy_evaluate(c, p, &req, s, &d, &why, err, sizeof err);
+            /* Out of memory in the evaluation itself is reported as such. */
+            if (rc == GOV_ERR_NOMEM)
+                assert_int_equal(why, GOV_REASON_NOMEM);
+        }
         if (rc == GOV_OK) {
             rc = gov_policy_decision_to_json(&d, NULL, &out, NULL);
             gov_policy_decision_clear(&d);

@@ -113,6 +113,17 @@ static void test_stable_codes(void **state) {
         {GOV_REASON_UNEXPECTED_TOPIC, -1, "unexpected_topic"},
         {GOV_REASON_UNDECODABLE, -1, "undecodable"},
         {GOV_REASON_UNMATERIALIZABLE, -1, "unmaterializable"},
+        /* HTTP error bodies and govctl's stderr */
+        {GOV_REASON_UNSUPPORTED_MEDIA_TYPE, -1, "unsupported_media_type"},
+        {GOV_REASON_OUT_OF_MEMORY, -1, "out_of_memory"},
+        {GOV_REASON_STATE_NOT_LOADED, -1, "state_not_loaded"},
+        {GOV_REASON_METHOD_NOT_ALLOWED, -1, "method_not_allowed"},
+        {GOV_REASON_NOT_FOUND, -1, "not_found"},
+        {GOV_REASON_IO_ERROR, -1, "io_error"},
+        {GOV_REASON_TOO_LARGE, -1, "too_large"},
+        {GOV_REASON_TRUST_INVALID, -1, "trust_invalid"},
+        {GOV_REASON_BODY_TOO_LARGE, -1, "body_too_large"},
+        {GOV_REASON_INVALID_PATH, -1, "invalid_path"},
     };
     for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) {
         if (pinned[i].value >= 0)
@@ -120,13 +131,41 @@ static void test_stable_codes(void **state) {
         assert_string_equal(gov_reason_code(pinned[i].r), pinned[i].code);
     }
     assert_int_not_equal(GOV_REASON_INTERNAL, GOV_REASON_INTERNAL_ERROR);
+    /* Added at the end, after the codes that were there before them. */
+    assert_int_equal(GOV_REASON_TRUST_INVALID, GOV_REASON_CURRENT_PACK_UNREADABLE + 1);
+    assert_int_equal(GOV_REASON_INVALID_PATH, GOV_REASON_TRUST_INVALID + 2);
+}
+
+/* gov_reason_fail: the value goes to *why, the detail alone to errbuf, rc
+ * comes back; NULL why or errbuf are allowed. */
+static void test_fail_records(void **state) {
+    (void)state;
+    char eb[32] = "stale";
+    gov_reason_t why = GOV_REASON_NONE;
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_TOO_DEEP, GOV_ERR_TOO_LARGE, eb, sizeof eb,
+                                     "nesting exceeds %d", 64),
+                     GOV_ERR_TOO_LARGE);
+    assert_int_equal(why, GOV_REASON_TOO_DEEP);
+    assert_string_equal(eb, "nesting exceeds 64");
+    /* Truncated to the buffer, still terminated. */
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_SYNTAX, GOV_ERR_PARSE, eb, 8, "%s",
+                                     "a long detail"),
+                     GOV_ERR_PARSE);
+    assert_int_equal(why, GOV_REASON_SYNTAX);
+    assert_string_equal(eb, "a long ");
+    assert_int_equal(gov_reason_fail(NULL, GOV_REASON_NOMEM, GOV_ERR_NOMEM, eb, sizeof eb, "oom"),
+                     GOV_ERR_NOMEM);
+    assert_string_equal(eb, "oom");
+    assert_int_equal(gov_reason_fail(&why, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, NULL, 0, "x"),
+                     GOV_ERR_CRYPTO);
+    assert_int_equal(why, GOV_REASON_CRYPTO);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_value_named), cmocka_unit_test(test_codes_unique),
         cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_out_of_range),
-        cmocka_unit_test(test_stable_codes),
+        cmocka_unit_test(test_stable_codes),      cmocka_unit_test(test_fail_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

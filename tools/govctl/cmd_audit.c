@@ -40,7 +40,7 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     int rc = GOVCTL_OK;
     if (gov_redis_new(host, port, 5000, &r, eb, sizeof eb) != GOV_OK) {
         gov_redis_free(r);
-        return govctl_fail("redis_unavailable", "%s", eb);
+        return govctl_fail(GOV_REASON_REDIS_UNAVAILABLE, "%s", eb);
     }
     if (gov_state_key(GOV_STATE_AUDIT, tenant, key) != GOV_OK ||
         gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, head_key) != GOV_OK) {
@@ -50,12 +50,12 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     for (;;) {
         redisReply *page = NULL;
         if (gov_state_audit_range(r, tenant, start, 500, &page, eb, sizeof eb) != GOV_OK) {
-            rc = govctl_fail("redis_error", "%s", eb);
+            rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s", eb);
             goto out;
         }
         if (page->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(page);
-            rc = govctl_fail("redis_error", "%s is not a stream", key);
+            rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s is not a stream", key);
             goto out;
         }
         size_t n = page->elements;
@@ -83,8 +83,9 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
                 printf("BROKEN tenant=%s entry=%s position=%" PRIu64 " reason=%s\n", tenant,
                        id, seq + 1, gov_audit_break_str(b));
                 freeReplyObject(page);
-                rc = govctl_fail("chain_broken", "audit chain of %s breaks at entry %s (position %"
-                                 PRIu64 "): %s", tenant, id, seq + 1, gov_audit_break_str(b));
+                rc = govctl_fail(GOV_REASON_CHAIN_BROKEN,
+                                 "audit chain of %s breaks at entry %s (position %" PRIu64 "): %s",
+                                 tenant, id, seq + 1, gov_audit_break_str(b));
                 goto out;
             }
             memcpy(prev, stored, sizeof prev);
@@ -97,7 +98,7 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     }
     redisReply *head = NULL;
     if (gov_state_audit_head_read(r, tenant, &head, eb, sizeof eb) != GOV_OK) {
-        rc = govctl_fail("redis_error", "%s", eb);
+        rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s", eb);
         goto out;
     }
     const char *hh = head->element[0]->type == REDIS_REPLY_STRING ? head->element[0]->str : NULL;
@@ -107,9 +108,9 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     if (!head_ok) {
         printf("BROKEN tenant=%s position=%" PRIu64 " reason=head does not match the last entry\n",
                tenant, seq);
-        rc = govctl_fail("chain_truncated", "%s is seq %s hash %s but the stream ends at seq %"
-                         PRIu64 " hash %s", head_key, hs ? hs : "(none)", hh ? hh : "(none)", seq,
-                         prev);
+        rc = govctl_fail(GOV_REASON_CHAIN_TRUNCATED,
+                         "%s is seq %s hash %s but the stream ends at seq %" PRIu64 " hash %s",
+                         head_key, hs ? hs : "(none)", hh ? hh : "(none)", seq, prev);
     } else if (!quiet) {
         printf("OK tenant=%s entries=%" PRIu64 " head=%s\n", tenant, seq, prev);
     }

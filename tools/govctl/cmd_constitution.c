@@ -4,10 +4,11 @@
  * rule lives in libgov and is only called from here: gov_canon computes
  * checksums, gov_constitution verifies (so `govctl verify` answers exactly
  * what gov-constitution would), gov_bundle checks the shape, finds the
- * document's raw bytes and builds the ConstitutionBundle event, gov_avro and
- * gov_kafka put it on constitution.bundles.  What this file adds is file
- * handling: bounded reads, keys written with O_EXCL and the right modes,
- * and bundles rewritten atomically (temp file, fsync, rename).
+ * document's raw bytes and builds the ConstitutionBundle event, and
+ * govctl_publish_event (publish.c) puts it on constitution.bundles.  What
+ * this file adds is file handling: bounded reads, keys written with O_EXCL
+ * and the right modes, and bundles rewritten atomically (temp file, fsync,
+ * rename).
  *
  * The document of a bundle is never re-serialized.  Its number spellings
  * ("1e-7", "0.10") and escapes are what the signer hashed, so `sign` splices
@@ -28,7 +29,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,14 +38,12 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
-#include "gov_avro.h"
 #include "gov_buf.h"
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
 #include "gov_file.h"
 #include "gov_hash.h"
-#include "gov_kafka.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "govctl.h"
@@ -58,27 +56,10 @@
 #define GOVCTL_MAX_SOURCE 256
 
 #define TOPIC_BUNDLES "constitution.bundles"
-/* The acknowledgement wait of publish.  librdkafka's own message timeout is
- * set below it, so when the wait ends the message has either been
- * acknowledged or definitely failed: never "maybe sent later". */
-#define PUBLISH_ACK_TIMEOUT_MS 15000
-#define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
 
 #define DEFAULT_CANONICALIZATION "somabrain-json"
 
 /* --- shared helpers ---------------------------------------------------------- */
-
-/* govctl_fail with the message made printable. */
-static int fail_clean(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail_clean(const char *code, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    govctl_printable(msg);
-    return govctl_fail(code, "%s", msg);
-}
 
 /* A bad option seen by getopt_long (optstring starts with ':', opterr 0). */
 static int bad_option(int argc, char **argv, int c, const char *help) {
@@ -102,33 +83,7 @@ static int slurp(const char *path, size_t max, int secret, char **out, size_t *o
     char eb[1024];
     unsigned flags = GOV_FILE_DASH_IS_STDIN | GOV_FILE_ALLOW_STREAM | (secret ? GOV_FILE_SECRET : 0);
     gov_err_t err = gov_file_read(path, max, flags, out, out_len, eb, sizeof eb);
-    return err == GOV_OK ? GOVCTL_OK : fail_clean(govctl_file_error_code(err), "%s", eb);
-}
-
-/* Prints a gov_canon error ("reason: detail") with its reason as the code,
- * or with `fallback` when errbuf does not start with a snake_case reason. */
-static int fail_canon(const char *what, const char *eb, const char *fallback) {
-    char code[48];
-    size_t n = 0;
-    while (n + 1 < sizeof code &&
-           ((eb[n] >= 'a' && eb[n] <= 'z') || (eb[n] >= '0' && eb[n] <= '9') || eb[n] == '_')) {
-        code[n] = eb[n];
-        n++;
-    }
-    code[n] = 0;
-    if (n == 0 || eb[n] != ':')
-        return fail_clean(fallback, "%s: %s", what, eb);
-    const char *detail = eb + n + 1;
-    while (*detail == ' ')
-        detail++;
-    return fail_clean(code, "%s: %s", what, detail);
-}
-
-/* Flushes stdout; a full disk or a closed pipe is an error, not success. */
-static int finish_stdout(int rc) {
-    if (fflush(stdout) != 0 || ferror(stdout))
-        return fail_clean("io_error", "cannot write to standard output: %s", strerror(errno));
-    return rc;
+    return err == GOV_OK ? GOVCTL_OK : govctl_fail_clean(govctl_file_error_code(err), "%s", eb);
 }
 
 /* fsyncs the directory holding path, so a created or renamed entry is
@@ -173,13 +128,14 @@ static int write_atomically(const char *target, const char *data, size_t len) {
     mode_t mode;
     if (realpath(target, path) == NULL) {
         if (errno != ENOENT)
-            return fail_clean("io_error", "cannot resolve %s: %s", target, strerror(errno));
+            return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot resolve %s: %s", target,
+                                     strerror(errno));
         if (snprintf(path, sizeof path, "%s", target) >= (int)sizeof path)
-            return fail_clean("io_error", "path too long: %s", target);
+            return govctl_fail_clean(GOV_REASON_IO_ERROR, "path too long: %s", target);
     }
     if (stat(path, &st) == 0) {
         if (!S_ISREG(st.st_mode))
-            return fail_clean("io_error", "%s is not a regular file", path);
+            return govctl_fail_clean(GOV_REASON_IO_ERROR, "%s is not a regular file", path);
         mode = st.st_mode & 07777;
     } else {
         mode_t um = umask(0);
@@ -193,18 +149,19 @@ static int write_atomically(const char *target, const char *data, size_t len) {
         snprintf(tmp, sizeof tmp, ".%s.govctl-XXXXXX", path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return fail_clean("io_error", "cannot create a temporary file next to %s: %s", path,
-                           strerror(errno));
+        return govctl_fail_clean(GOV_REASON_IO_ERROR,
+                                 "cannot create a temporary file next to %s: %s", path,
+                                 strerror(errno));
     if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
-        return fail_clean("io_error", "cannot write %s: %s", tmp, strerror(e));
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot write %s: %s", tmp, strerror(e));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return fail_clean("io_error", "cannot replace %s: %s", path, strerror(e));
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot replace %s: %s", path, strerror(e));
     }
     fsync_parent(path);
     return GOVCTL_OK;
@@ -249,29 +206,24 @@ int govctl_cmd_checksum(int argc, char **argv) {
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &text, &len);
     if (rc != GOVCTL_OK)
         return rc;
+    /* Each gov_canon step names its reason as a value, which becomes the
+     * printed code; errbuf holds the detail. */
+    char hex[GOV_CANON_HEX_MAX];
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t err = gov_canon_parse(text, len, &doc, &why, eb, sizeof eb);
+    if (err == GOV_OK && print_canonical)
+        err = gov_canon_serialize(doc, kind, &canon, &canon_len, &why, eb, sizeof eb);
+    else if (err == GOV_OK)
+        err = gov_canon_checksum(doc, kind, alg, hex, &why, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reason_code(why), "%s: %s", path, eb);
+        rc = govctl_fail_clean(why, "%s: %s", path, eb);
         goto out;
     }
-    if (print_canonical) {
-        err = gov_canon_serialize(doc, kind, &canon, &canon_len, eb, sizeof eb);
-        if (err != GOV_OK) {
-            rc = fail_canon(path, eb, "unsupported");
-            goto out;
-        }
+    if (print_canonical)
         fwrite(canon, 1, canon_len, stdout);
-    } else {
-        char hex[GOV_CANON_HEX_MAX];
-        err = gov_canon_checksum(doc, kind, alg, hex, eb, sizeof eb);
-        if (err != GOV_OK) {
-            rc = fail_canon(path, eb, "unsupported");
-            goto out;
-        }
+    else
         printf("%s\n", hex);
-    }
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_finish_stdout(GOVCTL_OK);
 out:
     json_decref(doc);
     gov_free(canon);
@@ -321,7 +273,7 @@ int govctl_cmd_keygen(int argc, char **argv) {
 
     char dirbuf[PATH_MAX];
     if (snprintf(dirbuf, sizeof dirbuf, "%s", dir) >= (int)sizeof dirbuf)
-        return fail_clean("io_error", "path too long: %s", dir);
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "path too long: %s", dir);
     for (size_t n = strlen(dirbuf); n > 1 && dirbuf[n - 1] == '/'; n--)
         dirbuf[n - 1] = 0; /* "keys/" -> "keys", so the printed paths are clean */
     dir = dirbuf;
@@ -329,26 +281,28 @@ int govctl_cmd_keygen(int argc, char **argv) {
     char keypath[PATH_MAX], pubpath[PATH_MAX];
     if (snprintf(keypath, sizeof keypath, "%s%s%s.key", dir, sep, signer) >= (int)sizeof keypath ||
         snprintf(pubpath, sizeof pubpath, "%s%s%s.pub", dir, sep, signer) >= (int)sizeof pubpath)
-        return fail_clean("io_error", "path too long under %s", dir);
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "path too long under %s", dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return fail_clean("io_error", "cannot create %s: %s", dir, strerror(errno));
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return fail_clean("io_error", "%s is not a directory", dir);
+        return govctl_fail_clean(GOV_REASON_IO_ERROR, "%s is not a directory", dir);
 
     int rc = GOVCTL_FAIL, fdk = -1, fdp = -1, created_key = 0, created_pub = 0;
     EVP_PKEY *key = NULL;
     EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
     if (kc == NULL || EVP_PKEY_keygen_init(kc) != 1 || EVP_PKEY_keygen(kc, &key) != 1) {
-        rc = fail_clean("crypto_error", "Ed25519 key generation failed");
+        rc = govctl_fail_clean(GOV_REASON_CRYPTO_ERROR, "Ed25519 key generation failed");
         goto out;
     }
     /* O_EXCL: an existing private key is never overwritten (nor is a key
      * created through a planted symlink). */
     fdk = open(keypath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fdk < 0) {
-        rc = errno == EEXIST ? fail_clean("key_exists", "%s exists; it is never overwritten", keypath)
-                             : fail_clean("io_error", "cannot create %s: %s", keypath, strerror(errno));
+        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS,
+                                                 "%s exists; it is never overwritten", keypath)
+                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s",
+                                                 keypath, strerror(errno));
         goto out;
     }
     created_key = 1;
@@ -356,33 +310,37 @@ int govctl_cmd_keygen(int argc, char **argv) {
      * builds the trust file, so the pair is created together or not at all. */
     fdp = open(pubpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fdp < 0) {
-        rc = errno == EEXIST ? fail_clean("key_exists", "%s exists; it is never overwritten", pubpath)
-                             : fail_clean("io_error", "cannot create %s: %s", pubpath, strerror(errno));
+        rc = errno == EEXIST ? govctl_fail_clean(GOV_REASON_KEY_EXISTS,
+                                                 "%s exists; it is never overwritten", pubpath)
+                             : govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot create %s: %s",
+                                                 pubpath, strerror(errno));
         goto out;
     }
     created_pub = 1;
     /* Exact modes whatever the umask. */
     if (fchmod(fdk, 0600) != 0 || fchmod(fdp, 0644) != 0) {
-        rc = fail_clean("io_error", "cannot set file modes in %s: %s", dir, strerror(errno));
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot set file modes in %s: %s", dir,
+                               strerror(errno));
         goto out;
     }
     if (write_pem(fdk, key, 1) != 0) {
-        rc = fail_clean("io_error", "cannot write %s", keypath);
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot write %s", keypath);
         goto out;
     }
     if (write_pem(fdp, key, 0) != 0) {
-        rc = fail_clean("io_error", "cannot write %s", pubpath);
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot write %s", pubpath);
         goto out;
     }
     if (close(fdk) != 0 || close(fdp) != 0) {
         fdk = fdp = -1;
-        rc = fail_clean("io_error", "cannot close the key files in %s: %s", dir, strerror(errno));
+        rc = govctl_fail_clean(GOV_REASON_IO_ERROR, "cannot close the key files in %s: %s", dir,
+                               strerror(errno));
         goto out;
     }
     fdk = fdp = -1;
     fsync_parent(keypath);
     printf("%s\n%s\n", keypath, pubpath);
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_finish_stdout(GOVCTL_OK);
 out:
     if (fdk >= 0)
         close(fdk);
@@ -427,13 +385,14 @@ static int load_private_key(const char *path, EVP_PKEY **out) {
     gov_free(pem);
     ERR_clear_error();
     if (key == NULL)
-        return fail_clean("key_invalid", "%s is not a PEM private key (encrypted keys are not "
-                           "supported)", path);
+        return govctl_fail_clean(GOV_REASON_KEY_INVALID,
+                                 "%s is not a PEM private key (encrypted keys are not supported)",
+                                 path);
     if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
         const char *type = EVP_PKEY_get0_type_name(key);
         EVP_PKEY_free(key);
-        return fail_clean("key_invalid", "%s is %s %s key, not Ed25519", path,
-                           type ? "an" : "a", type ? type : "non-Ed25519");
+        return govctl_fail_clean(GOV_REASON_KEY_INVALID, "%s is %s %s key, not Ed25519", path,
+                                 type ? "an" : "a", type ? type : "non-Ed25519");
     }
     *out = key;
     return GOVCTL_OK;
@@ -449,29 +408,34 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
     json_t *parsed = NULL;
     char eb[256] = "";
     if (gov_canon_from_name(canon_name, &kind) != 0)
-        return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_CANONICALIZATION),
-                           "canonicalization \"%.40s\" is not jcs or somabrain-json",
-                           canon_name ? canon_name : "(not a string)");
+        return govctl_fail_clean(GOV_REASON_UNKNOWN_CANONICALIZATION,
+                                 "canonicalization \"%.40s\" is not jcs or somabrain-json",
+                                 canon_name ? canon_name : "(not a string)");
     if (gov_hash_by_name(alg) == NULL)
-        return fail_clean(gov_reason_code(GOV_REASON_UNKNOWN_HASH_ALGORITHM),
-                           "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
-                           alg ? alg : "(not a string)");
+        return govctl_fail_clean(GOV_REASON_UNKNOWN_HASH_ALGORITHM,
+                                 "hash_alg \"%.40s\" is not " GOV_HASH_NAMES_TEXT,
+                                 alg ? alg : "(not a string)");
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t err = gov_canon_parse(doc, doc_len, &parsed, &why, eb, sizeof eb);
     if (err == GOV_ERR_NOMEM)
-        return fail_clean("internal_error", "out of memory");
+        return govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
     if (err != GOV_OK || !json_is_object(parsed)) {
         json_decref(parsed);
-        return fail_clean(gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT), "document: %s%s%s",
-                           err != GOV_OK ? gov_reason_code(why) : "", err != GOV_OK ? ": " : "",
-                           err != GOV_OK ? eb : "not a JSON object");
+        return govctl_fail_clean(GOV_REASON_MALFORMED_DOCUMENT, "document: %s%s%s",
+                                 err != GOV_OK ? gov_reason_code(why) : "",
+                                 err != GOV_OK ? ": " : "",
+                                 err != GOV_OK ? eb : "not a JSON object");
     }
-    err = gov_canon_checksum(parsed, kind, alg, hex, eb, sizeof eb);
+    err = gov_canon_checksum(parsed, kind, alg, hex, &why, eb, sizeof eb);
     json_decref(parsed);
+    if (err == GOV_ERR_NOMEM)
+        return govctl_fail_clean(GOV_REASON_INTERNAL_ERROR,
+                                 "document cannot be canonicalized: %s: %s", gov_reason_code(why),
+                                 eb);
     if (err != GOV_OK)
-        return fail_clean(err == GOV_ERR_NOMEM ? "internal_error"
-                                                : gov_reason_code(GOV_REASON_MALFORMED_DOCUMENT),
-                           "document cannot be canonicalized: %s", eb);
+        return govctl_fail_clean(GOV_REASON_MALFORMED_DOCUMENT,
+                                 "document cannot be canonicalized: %s: %s", gov_reason_code(why),
+                                 eb);
     return GOVCTL_OK;
 }
 
@@ -495,7 +459,7 @@ static int sign_checksum(EVP_PKEY *key, const char *checksum, char out[129]) {
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     if (!ok)
-        return fail_clean("crypto_error", "Ed25519 signing failed");
+        return govctl_fail_clean(GOV_REASON_CRYPTO_ERROR, "Ed25519 signing failed");
     gov_hex_encode(sig, sizeof sig, out);
     return GOVCTL_OK;
 }
@@ -610,24 +574,24 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     memset(&je, 0, sizeof je);
     b = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (b == NULL) {
-        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_JSON), "%s: not JSON: %s at byte %d", path,
-                         je.text, je.position);
+        rc = govctl_fail_clean(GOV_REASON_INVALID_JSON, "%s: not JSON: %s at byte %d", path,
+                               je.text, je.position);
         goto out;
     }
     if (!json_is_object(b)) {
-        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_BUNDLE), "%s: bundle is not a JSON object", path);
+        rc = govctl_fail_clean(GOV_REASON_INVALID_BUNDLE, "%s: bundle is not a JSON object", path);
         goto out;
     }
     gov_err_t err = gov_bundle_extract_document_span(body, len, &doc_off, &doc_len, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reason_code(err == GOV_ERR_PARSE ? GOV_REASON_INVALID_JSON
-                                                              : GOV_REASON_INVALID_BUNDLE),
-                         "%s: %s", path, eb);
+        rc = govctl_fail_clean(err == GOV_ERR_PARSE ? GOV_REASON_INVALID_JSON
+                                                    : GOV_REASON_INVALID_BUNDLE,
+                               "%s: %s", path, eb);
         goto out;
     }
     if (set_default(b, "canonicalization", DEFAULT_CANONICALIZATION) != 0 ||
         set_default(b, "hash_alg", GOV_HASH_DEFAULT_NAME) != 0) {
-        rc = fail_clean("internal_error", "out of memory");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
 
@@ -641,31 +605,31 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     json_t *stated = json_object_get(b, "checksum");
     if (stated == NULL) {
         if (json_object_set_new(b, "checksum", json_string(hex)) != 0) {
-            rc = fail_clean("internal_error", "out of memory");
+            rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
             goto out;
         }
     } else if (!json_is_string(stated)) {
-        rc = fail_clean(gov_reason_code(GOV_REASON_INVALID_BUNDLE), "%s: member \"checksum\" is not a string",
-                         path);
+        rc = govctl_fail_clean(GOV_REASON_INVALID_BUNDLE, "%s: member \"checksum\" is not a string",
+                               path);
         goto out;
     } else if (strcmp(json_string_value(stated), hex) != 0) {
         if (strcasecmp(json_string_value(stated), hex) == 0)
-            rc = fail_clean(gov_reason_code(GOV_REASON_MALFORMED_CHECKSUM),
-                             "%s: the checksum must be lowercase hex", path);
+            rc = govctl_fail_clean(GOV_REASON_MALFORMED_CHECKSUM,
+                                   "%s: the checksum must be lowercase hex", path);
         else
-            rc = fail_clean(gov_reason_code(GOV_REASON_CHECKSUM_MISMATCH),
-                             "%s: %s of the %s form of the document is %s, the bundle states "
-                             "%.140s; refusing to sign", path, alg, canon_name, hex,
-                             json_string_value(stated));
+            rc = govctl_fail_clean(GOV_REASON_CHECKSUM_MISMATCH,
+                                   "%s: %s of the %s form of the document is %s, the bundle "
+                                   "states %.140s; refusing to sign",
+                                   path, alg, canon_name, hex, json_string_value(stated));
         goto out;
     }
     if (json_object_get(b, "signatures") == NULL &&
         json_object_set_new(b, "signatures", json_array()) != 0) {
-        rc = fail_clean("internal_error", "out of memory");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
     if (gov_bundle_check_shape(b, NULL, &reason, eb, sizeof eb) != GOV_OK) {
-        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
+        rc = govctl_fail_clean(reason, "%s: %s", path, eb);
         goto out;
     }
 
@@ -674,11 +638,11 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     rc = GOVCTL_FAIL;
     json_t *sigs = signatures_with(json_object_get(b, "signatures"), signer, sig_hex);
     if (sigs == NULL || json_object_set_new(b, "signatures", sigs) != 0) {
-        rc = fail_clean("internal_error", "out of memory");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
     if ((text = render_bundle(b, body + doc_off, doc_len, &text_len)) == NULL) {
-        rc = fail_clean("internal_error", "out of memory");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
 
@@ -687,15 +651,17 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
     err = gov_bundle_parse(text, text_len, NULL, &chk, &chk_off, &chk_len, &reason, eb, sizeof eb);
     if (err != GOV_OK || chk_len != doc_len || memcmp(text + chk_off, body + doc_off, doc_len) != 0 ||
         !json_equal(chk, b)) {
-        rc = fail_clean("internal_error", "the signed bundle did not read back intact (%s); "
-                         "nothing was written", err != GOV_OK ? eb : "content differs");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR,
+                               "the signed bundle did not read back intact (%s); nothing was "
+                               "written",
+                               err != GOV_OK ? eb : "content differs");
         goto out;
     }
     if ((rc = write_atomically(target, text, text_len)) != GOVCTL_OK)
         goto out;
     printf("signed %s signer=%s checksum=%s signatures=%zu\n", target, signer, hex,
            json_array_size(json_object_get(b, "signatures")));
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_finish_stdout(GOVCTL_OK);
 out:
     json_decref(chk);
     json_decref(b);
@@ -761,8 +727,9 @@ static int verify_bundle(const char *trust_path, const char *path,
     rc = GOVCTL_FAIL;
     gov_err_t err = gov_trust_parse(trust_text, trust_len, &trust, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : "trust_invalid", "%s: %s",
-                         trust_path, err == GOV_ERR_NOMEM ? "out of memory" : eb);
+        rc = govctl_fail_clean(err == GOV_ERR_NOMEM ? GOV_REASON_INTERNAL_ERROR
+                                                    : GOV_REASON_TRUST_INVALID,
+                               "%s: %s", trust_path, err == GOV_ERR_NOMEM ? "out of memory" : eb);
         goto out;
     }
     if ((rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len)) != GOVCTL_OK)
@@ -770,13 +737,13 @@ static int verify_bundle(const char *trust_path, const char *path,
     rc = GOVCTL_FAIL;
     err = gov_bundle_parse(body, len, NULL, &b, &doc_off, &doc_len, &reason, eb, sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
+        rc = govctl_fail_clean(reason, "%s: %s", path, eb);
         goto out;
     }
     const json_t *arr = json_object_get(b, "signatures");
     size_t nsigs = json_array_size(arr);
     if (nsigs > 0 && (sigs = gov_calloc(nsigs, sizeof *sigs)) == NULL) {
-        rc = fail_clean("internal_error", "out of memory");
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < nsigs; i++) {
@@ -798,11 +765,11 @@ static int verify_bundle(const char *trust_path, const char *path,
     err = gov_constitution_verify(&in, trust, state, &v);
     have_verdict = 1;
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reason_code(GOV_REASON_INTERNAL_ERROR), "%s: %s", path, gov_err_str(err));
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "%s: %s", path, gov_err_str(err));
         goto out;
     }
     if (v.outcome == GOV_VERIFY_REJECT) {
-        rc = fail_clean(gov_reason_code(v.reason), "%s: %s", path, v.detail);
+        rc = govctl_fail_clean(v.reason, "%s: %s", path, v.detail);
         goto out;
     }
     /* DUPLICATE: valid, and already what the tenant has (a replay): the
@@ -812,7 +779,7 @@ static int verify_bundle(const char *trust_path, const char *path,
     for (size_t i = 0; i < v.nsigners; i++)
         printf("%s%s", i ? "," : "", v.signers[i]);
     printf(" required=%d\n", v.required);
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_finish_stdout(GOVCTL_OK);
 out:
     if (have_verdict)
         gov_verdict_clear(&v);
@@ -866,17 +833,10 @@ int govctl_cmd_verify(int argc, char **argv) {
 
 static int publish_bundle(const char *path, const char *tenant, const char *brokers,
                           const char *source) {
-    static const char *const extra_conf[] = {"message.timeout.ms", PUBLISH_MESSAGE_TIMEOUT_MS,
-                                             NULL};
     char *body = NULL, eb[512] = "", id[GOV_UUID_STRLEN + 1];
-    size_t len = 0, doc_off = 0, doc_len = 0, msg_len = 0;
+    size_t len = 0, doc_off = 0, doc_len = 0;
     json_t *b = NULL, *ev = NULL;
-    unsigned char *msg = NULL;
-    gov_avro_registry_t *reg = NULL;
-    gov_kafka_producer_t *p = NULL;
     gov_reason_t reason = GOV_REASON_NONE;
-    int64_t offset = -1;
-    int32_t partition = -1;
     int rc = slurp(path, GOVCTL_MAX_INPUT, 0, &body, &len);
     if (rc != GOVCTL_OK)
         return rc;
@@ -884,44 +844,25 @@ static int publish_bundle(const char *path, const char *tenant, const char *brok
     gov_err_t err = gov_bundle_parse(body, len, tenant, &b, &doc_off, &doc_len, &reason, eb,
                                      sizeof eb);
     if (err != GOV_OK) {
-        rc = fail_clean(gov_reason_code(reason), "%s: %s", path, eb);
+        rc = govctl_fail_clean(reason, "%s: %s", path, eb);
         goto out;
     }
     if ((err = gov_uuid_v7(id)) != GOV_OK) {
-        rc = fail_clean("internal_error", "cannot make an event id: %s", gov_err_str(err));
+        rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "cannot make an event id: %s",
+                               gov_err_str(err));
         goto out;
     }
     err = gov_bundle_event_new(b, body + doc_off, doc_len, id, gov_now_micros(), source, NULL, &ev);
     if (err != GOV_OK) {
-        rc = fail_clean(err == GOV_ERR_NOMEM ? "internal_error" : gov_reason_code(GOV_REASON_INVALID_BUNDLE),
-                         "%s: cannot build the ConstitutionBundle event: %s", path, gov_err_str(err));
+        rc = govctl_fail_clean(err == GOV_ERR_NOMEM ? GOV_REASON_INTERNAL_ERROR
+                                                    : GOV_REASON_INVALID_BUNDLE,
+                               "%s: cannot build the ConstitutionBundle event: %s", path,
+                               gov_err_str(err));
         goto out;
     }
-    if ((err = gov_avro_registry_new(&reg, eb, sizeof eb)) != GOV_OK) {
-        rc = fail_clean("internal_error", "schemas: %s", eb);
-        goto out;
-    }
-    if ((err = gov_avro_encode(reg, "ConstitutionBundle", ev, &msg, &msg_len, eb, sizeof eb)) != GOV_OK) {
-        rc = fail_clean(err == GOV_ERR_TOO_LARGE ? "too_large" : "internal_error", "%s: %s", path, eb);
-        goto out;
-    }
-    if ((err = gov_kafka_producer_new(brokers, "govctl", extra_conf, &p, eb, sizeof eb)) != GOV_OK) {
-        rc = fail_clean("kafka_unavailable", "producer for %s: %s", brokers, eb);
-        goto out;
-    }
-    err = gov_kafka_produce_sync(p, TOPIC_BUNDLES, tenant, strlen(tenant), msg, msg_len, NULL, 0,
-                                 PUBLISH_ACK_TIMEOUT_MS, &partition, &offset, eb, sizeof eb);
-    if (err != GOV_OK) {
-        rc = fail_clean("kafka_unavailable", "%s was not acknowledged by %s: %s", path, brokers, eb);
-        goto out;
-    }
-    printf("published %s partition=%d offset=%lld event_id=%s\n", TOPIC_BUNDLES,
-           (int)partition, (long long)offset, id);
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_publish_event(brokers, TOPIC_BUNDLES, "ConstitutionBundle", tenant, ev, id, path,
+                              path);
 out:
-    gov_kafka_producer_free(p, 2000);
-    gov_avro_registry_free(reg);
-    gov_free(msg);
     json_decref(ev);
     json_decref(b);
     gov_free(body);

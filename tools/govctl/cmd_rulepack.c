@@ -5,7 +5,7 @@
  * validate` answers exactly what gov-rulepacks would for the pack itself,
  * under the same limits when the GOV_RULEPACK_MAX_* variables of the
  * processor are in the environment (the library defaults otherwise).
- * gov_avro and gov_kafka put the RulePackPublished event on
+ * govctl_publish_event (publish.c) puts the RulePackPublished event on
  * policy.rulepacks.
  *
  * The pack text is published as it is in the file, byte for byte: the
@@ -26,8 +26,6 @@
 #include <string.h>
 
 #include "gov_alloc.h"
-#include "gov_avro.h"
-#include "gov_kafka.h"
 #include "gov_rulepack.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -37,11 +35,6 @@
 /* Read bound of a pack file; the parse applies the real limit (max_bytes)
  * and names it, so the read bound only has to be above any sane limit. */
 #define RULEPACK_READ_MAX (16u << 20)
-/* As for `govctl publish`: librdkafka's message timeout is below the
- * acknowledgement wait, so when the wait ends the message has either been
- * acknowledged or definitely failed. */
-#define PUBLISH_ACK_TIMEOUT_MS 15000
-#define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
 
 static const char *const RULEPACK_HELP =
     "govctl rulepack validate FILE | govctl rulepack publish [--brokers B] FILE";
@@ -112,8 +105,10 @@ static int load_pack(const char *path, const gov_rulepack_limits_t *limits, char
     *text = NULL;
     govctl_printable(eb);
     if (err == GOV_ERR_NOMEM)
-        return govctl_fail("internal_error", "out of memory validating the pack");
-    return govctl_fail(detail.code != GOV_REASON_NONE ? gov_reason_code(detail.code) : gov_err_code(err),
+        return govctl_fail(GOV_REASON_INTERNAL_ERROR, "out of memory validating the pack");
+    /* gov_rulepack_parse names a reason for every refusal; a NONE would be
+     * its bug, reported as ours rather than as a pack error. */
+    return govctl_fail(detail.code != GOV_REASON_NONE ? detail.code : GOV_REASON_INTERNAL_ERROR,
                        "%s", eb);
 }
 
@@ -122,12 +117,6 @@ static size_t pattern_count(const gov_rulepack_t *pack) {
     for (size_t i = 0; i < gov_rulepack_rule_count(pack); i++)
         n += gov_rulepack_rule(pack, i)->pattern_count;
     return n;
-}
-
-static int finish_stdout(int rc) {
-    if (fflush(stdout) != 0 || ferror(stdout))
-        return govctl_fail("io_error", "cannot write to standard output: %s", strerror(errno));
-    return rc;
 }
 
 static int rulepack_validate(int argc, char **argv) {
@@ -148,23 +137,16 @@ static int rulepack_validate(int argc, char **argv) {
            pattern_count(pack));
     gov_rulepack_free(pack);
     gov_free(text);
-    return finish_stdout(GOVCTL_OK);
+    return govctl_finish_stdout(GOVCTL_OK);
 }
 
 /* --- publish ---------------------------------------------------------------------- */
 
 static int publish_pack(const char *path, const char *brokers) {
-    static const char *const extra_conf[] = {"message.timeout.ms", PUBLISH_MESSAGE_TIMEOUT_MS,
-                                             NULL};
-    char *text = NULL, eb[512] = "", id[GOV_UUID_STRLEN + 1], who[300];
-    size_t len = 0, msg_len = 0;
+    char *text = NULL, id[GOV_UUID_STRLEN + 1], who[300];
+    size_t len = 0;
     gov_rulepack_t *pack = NULL;
     json_t *ev = NULL;
-    unsigned char *msg = NULL;
-    gov_avro_registry_t *reg = NULL;
-    gov_kafka_producer_t *p = NULL;
-    int32_t partition = -1;
-    int64_t offset = -1;
     gov_rulepack_limits_t limits;
     int rc = limits_from_env(&limits);
     if (rc != GOVCTL_OK)
@@ -174,7 +156,8 @@ static int publish_pack(const char *path, const char *brokers) {
     rc = GOVCTL_FAIL;
     gov_err_t err = gov_uuid_v7(id);
     if (err != GOV_OK) {
-        rc = govctl_fail("internal_error", "cannot make an event id: %s", gov_err_str(err));
+        rc = govctl_fail(GOV_REASON_INTERNAL_ERROR, "cannot make an event id: %s",
+                         gov_err_str(err));
         goto out;
     }
     govctl_operator(who, sizeof who);
@@ -185,38 +168,13 @@ static int publish_pack(const char *path, const char *brokers) {
                    "rulepack_json", text, len, "published_by", who);
     if (ev == NULL) {
         /* published_by comes from $USER: the one member not checked yet */
-        rc = govctl_fail("internal_error", "cannot build the RulePackPublished event "
-                                           "(is $USER valid UTF-8?)");
+        rc = govctl_fail(GOV_REASON_INTERNAL_ERROR,
+                         "cannot build the RulePackPublished event (is $USER valid UTF-8?)");
         goto out;
     }
-    if ((err = gov_avro_registry_new(&reg, eb, sizeof eb)) != GOV_OK) {
-        rc = govctl_fail("internal_error", "schemas: %s", eb);
-        goto out;
-    }
-    if ((err = gov_avro_encode(reg, "RulePackPublished", ev, &msg, &msg_len, eb, sizeof eb)) !=
-        GOV_OK) {
-        rc = govctl_fail(err == GOV_ERR_TOO_LARGE ? "too_large" : "internal_error", "%s", eb);
-        goto out;
-    }
-    if ((err = gov_kafka_producer_new(brokers, "govctl", extra_conf, &p, eb, sizeof eb)) !=
-        GOV_OK) {
-        rc = govctl_fail("kafka_unavailable", "producer for %s: %s", brokers, eb);
-        goto out;
-    }
-    err = gov_kafka_produce_sync(p, TOPIC_RULEPACKS, tenant, strlen(tenant), msg, msg_len, NULL,
-                                 0, PUBLISH_ACK_TIMEOUT_MS, &partition, &offset, eb, sizeof eb);
-    if (err != GOV_OK) {
-        rc = govctl_fail("kafka_unavailable", "the pack was not acknowledged by %s: %s", brokers,
-                         eb);
-        goto out;
-    }
-    printf("published %s partition=%d offset=%lld event_id=%s\n", TOPIC_RULEPACKS,
-           (int)partition, (long long)offset, id);
-    rc = finish_stdout(GOVCTL_OK);
+    rc = govctl_publish_event(brokers, TOPIC_RULEPACKS, "RulePackPublished", tenant, ev, id,
+                              "the pack", NULL);
 out:
-    gov_kafka_producer_free(p, 2000);
-    gov_avro_registry_free(reg);
-    gov_free(msg);
     json_decref(ev);
     gov_rulepack_free(pack);
     gov_free(text);

@@ -6,14 +6,26 @@
 #ifndef GOVCTL_H
 #define GOVCTL_H
 
+#include <jansson.h>
 #include <stddef.h>
+
+#include "gov_err.h"
+#include "gov_reason.h"
 
 #define GOVCTL_OK 0
 #define GOVCTL_FAIL 1
 #define GOVCTL_USAGE 2
 
-/* Prints "govctl: <code>: <message>" on stderr and returns GOVCTL_FAIL. */
-int govctl_fail(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "govctl: <code>: <message>" on stderr, <code> being
+ * gov_reason_code(code), and returns GOVCTL_FAIL. */
+int govctl_fail(gov_reason_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* govctl_fail with the message made printable first (govctl_printable):
+ * for messages that quote file contents, paths or arguments. */
+int govctl_fail_clean(gov_reason_t code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Flushes stdout and returns rc; a full disk or a closed pipe is an error
+ * (io_error printed, GOVCTL_FAIL), not success. */
+int govctl_finish_stdout(int rc);
 /* Prints a usage error and returns GOVCTL_USAGE. */
 int govctl_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -25,9 +37,9 @@ const char *govctl_env(const char *name, const char *fallback);
  * after printing io_error / too_large / internal_error, GOVCTL_FAIL.
  * Cost: O(file size). */
 int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len);
-/* The error code govctl prints for a gov_file_read failure: too_large,
- * internal_error (out of memory) or io_error. */
-const char *govctl_file_error_code(gov_err_t err);
+/* The reason govctl prints for a gov_file_read failure: GOV_REASON_TOO_LARGE,
+ * GOV_REASON_INTERNAL_ERROR (out of memory) or GOV_REASON_IO_ERROR. */
+gov_reason_t govctl_file_error_code(gov_err_t err);
 
 /* Replaces, in place, what a terminal could take for a command: C0 and C1
  * controls, DEL, and bytes that are not well-formed UTF-8 (error messages
@@ -45,6 +57,19 @@ int govctl_cmd_keygen(int argc, char **argv);
 int govctl_cmd_sign(int argc, char **argv);
 int govctl_cmd_verify(int argc, char **argv);
 int govctl_cmd_publish(int argc, char **argv);
+
+/* publish.c: encodes ev (borrowed) as schema ("ConstitutionBundle",
+ * "RulePackPublished"), produces it on topic keyed by tenant with acks=all
+ * through a producer of its own, waits for the acknowledgement and prints
+ * "published <topic> partition=<p> offset=<o> event_id=<event_id>".
+ * Failures print internal_error ("schemas: ..."), too_large / internal_error
+ * ("<encode_prefix>: <detail>", or the detail alone when encode_prefix is
+ * NULL) or kafka_unavailable ("producer for <brokers>: ...", "<subject> was
+ * not acknowledged by <brokers>: ...") and return GOVCTL_FAIL.
+ * Cost: one encode plus a round trip to the brokers, at most 15 s. */
+int govctl_publish_event(const char *brokers, const char *topic, const char *schema,
+                         const char *tenant, json_t *ev, const char *event_id,
+                         const char *subject, const char *encode_prefix);
 
 /* cmd_rulepack.c: `rulepack validate|publish`; argv[0] is "rulepack". */
 int govctl_cmd_rulepack(int argc, char **argv);

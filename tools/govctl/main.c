@@ -20,14 +20,31 @@
 #include "gov_util.h"
 #include "govctl.h"
 
-int govctl_fail(const char *code, const char *fmt, ...) {
+int govctl_fail(gov_reason_t code, const char *fmt, ...) {
     va_list ap;
-    fprintf(stderr, "govctl: %s: ", code);
+    fprintf(stderr, "govctl: %s: ", gov_reason_code(code));
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     return GOVCTL_FAIL;
+}
+
+int govctl_fail_clean(gov_reason_t code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    govctl_printable(msg);
+    return govctl_fail(code, "%s", msg);
+}
+
+int govctl_finish_stdout(int rc) {
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return govctl_fail(GOV_REASON_IO_ERROR, "cannot write to standard output: %s",
+                           strerror(errno));
+    return rc;
 }
 
 int govctl_usage(const char *fmt, ...) {
@@ -60,10 +77,10 @@ void govctl_printable(char *s) {
     }
 }
 
-const char *govctl_file_error_code(gov_err_t err) {
+gov_reason_t govctl_file_error_code(gov_err_t err) {
     if (err == GOV_ERR_NOMEM)
-        return "internal_error";
-    return err == GOV_ERR_TOO_LARGE ? "too_large" : "io_error";
+        return GOV_REASON_INTERNAL_ERROR;
+    return err == GOV_ERR_TOO_LARGE ? GOV_REASON_TOO_LARGE : GOV_REASON_IO_ERROR;
 }
 
 int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len) {
@@ -72,8 +89,8 @@ int govctl_read_file(const char *path, size_t max, char **out, size_t *out_len) 
                                   out_len, eb, sizeof eb);
     if (err == GOV_OK)
         return GOVCTL_OK;
-    govctl_printable(eb); /* the path is the operator's, shown as text */
-    return govctl_fail(govctl_file_error_code(err), "%s", eb);
+    /* the path is the operator's, shown as text */
+    return govctl_fail_clean(govctl_file_error_code(err), "%s", eb);
 }
 
 void govctl_operator(char *buf, size_t size) {
