@@ -59,10 +59,7 @@ void edge_respond_json(edge_response_t *r, unsigned status, json_t *j) {
 void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
                         const char *fmt, ...) {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(msg, sizeof msg, fmt);
     /* Messages may quote input: keep them valid UTF-8. */
     char *clean = gov_utf8_sanitize(msg, sizeof msg);
     edge_respond_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code",

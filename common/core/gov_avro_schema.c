@@ -787,10 +787,7 @@ gov_err_t gov_avro_path_fail(const gov_avro_path_t *p, size_t offset, char *errb
     if (errbuf == NULL || errbuf_size == 0)
         return err;
     char reason[160], where[192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(reason, sizeof(reason), fmt);
     const char *path = gov_avro_path_format(p, where, sizeof(where));
     if (offset == GOV_AVRO_NO_OFFSET)
         snprintf(errbuf, errbuf_size, "%s: %s", path, reason);

@@ -215,12 +215,9 @@ static gov_err_t reject(gov_verdict_t *v, gov_reason_t r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static gov_err_t reject(gov_verdict_t *v, gov_reason_t r, const char *fmt, ...) {
-    va_list ap;
     v->outcome = GOV_VERIFY_REJECT;
     v->reason = r;
-    va_start(ap, fmt);
-    vsnprintf(v->detail, sizeof v->detail, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(v->detail, sizeof v->detail, fmt);
     return GOV_OK;
 }
 

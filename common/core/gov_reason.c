@@ -54,11 +54,8 @@ int gov_reason_from_code(const char *code, gov_reason_t *out) {
 
 gov_err_t gov_reason_fail(gov_reason_t *why, gov_reason_t reason, gov_err_t rc, char *errbuf,
                           size_t errbuf_size, const char *fmt, ...) {
-    va_list ap;
     if (why != NULL)
         *why = reason;
-    va_start(ap, fmt);
-    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(errbuf, errbuf_size, fmt);
     return rc;
 }

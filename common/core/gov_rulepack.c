@@ -111,10 +111,7 @@ static gov_err_t fail(pctx_t *c, gov_err_t rc, gov_reason_t code, const char *fi
 static gov_err_t fail(pctx_t *c, gov_err_t rc, gov_reason_t code, const char *field,
                       const char *fmt, ...) {
     char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    gov_errbuf_v(what, sizeof what, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(what, sizeof what, fmt);
     if (field == NULL)
         field = "";
     if (c->detail != NULL) {

@@ -19,10 +19,7 @@ void gov_errbuf_v(char *errbuf, size_t errbuf_size, const char *fmt, va_list ap)
 }
 
 void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    gov_errbuf_v(errbuf, errbuf_size, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(errbuf, errbuf_size, fmt);
 }
 
 void gov_hex_encode(const unsigned char *in, size_t len, char *out) {

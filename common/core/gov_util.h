@@ -27,6 +27,16 @@ void gov_errbuf(char *errbuf, size_t errbuf_size, const char *fmt, ...)
 void gov_errbuf_v(char *errbuf, size_t errbuf_size, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* Formats the arguments that follow `fmt` in the enclosing variadic function
+ * into buf[size] (NUL-terminated, cut when too long; nothing when size is 0):
+ * the one spelling of va_start / vsnprintf / va_end.  Needs <stdarg.h>. */
+#define GOV_FORMAT_VA(buf, size, fmt)                  \
+    do {                                               \
+        va_list gov_ap_;                               \
+        va_start(gov_ap_, fmt);                        \
+        gov_errbuf_v((buf), (size), (fmt), gov_ap_);   \
+        va_end(gov_ap_);                               \
+    } while (0)
 
 /* Pure: formats a UUIDv7 from a millisecond timestamp and 10 random bytes. */
 void gov_uuid_v7_format(uint64_t unix_ms, const unsigned char rnd[10],

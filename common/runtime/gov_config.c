@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include "gov_alloc.h"
+#include "gov_util.h"
 
 #define MAX_LINE_BYTES 4096
 #define MAX_NAME_BYTES 128
@@ -77,10 +78,7 @@ static void set_error(load_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void set_error(load_ctx_t *ctx, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->errbuf, ctx->errbuf_size, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(ctx->errbuf, ctx->errbuf_size, fmt);
 }
 
 /* GOV_ + name upper-cased, '-' and '.' as '_'.  buf holds MAX_NAME_BYTES+5. */

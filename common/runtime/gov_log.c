@@ -168,9 +168,6 @@ void gov_log(gov_log_level_t level, const char *msg, ...) {
 
 void gov_logf(gov_log_level_t level, const char *fmt, ...) {
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(msg, sizeof msg, fmt);
     gov_log(level, msg, (const char *)NULL);
 }

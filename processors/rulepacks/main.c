@@ -154,10 +154,7 @@ static void reject(verdict_t *v, gov_reason_t reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reject(verdict_t *v, gov_reason_t reason, const char *fmt, ...) {
     char raw[sizeof v->error];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(raw, sizeof raw, fmt);
     v->kind = VERDICT_REJECT;
     v->reason = reason;
     echo(raw, v->error, sizeof v->error);

@@ -32,10 +32,7 @@ int govctl_fail(gov_reason_t code, const char *fmt, ...) {
 
 int govctl_fail_clean(gov_reason_t code, const char *fmt, ...) {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    GOV_FORMAT_VA(msg, sizeof msg, fmt);
     govctl_printable(msg);
     return govctl_fail(code, "%s", msg);
 }
