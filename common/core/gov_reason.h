@@ -130,7 +130,11 @@
     /* rule pack events (gov-rulepacks) */ \
     X(PACK_ID_MISMATCH, "pack_id_mismatch", "the pack's pack_id is not the event's") \
     X(VERSION_MISMATCH, "version_mismatch", "the pack's version is not the event's") \
-    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read")
+    X(CURRENT_PACK_UNREADABLE, "current_pack_unreadable", "the tenant's current pack cannot be read") \
+    /* tenant binding and strict rules (gov_constitution) */ \
+    X(TENANT_NOT_TRUSTED, "tenant_not_trusted", "the trust configuration does not cover the tenant") \
+    X(UNBOUND_DOCUMENT, "unbound_document", "a document naming no tenant, for a tenant that takes none") \
+    X(INVALID_RULES, "invalid_rules", "the constitution's rules have an unknown member or a wrong type")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
