@@ -14,6 +14,15 @@
  * signer rejects the bundle even if enough others are good, because a bundle
  * that carries a forged signature is not one any signer vouched for whole.
  *
+ * The trust is per tenant: a signer counts only for the tenants the trust
+ * file binds it to (a bitmask over the at most 32 signers), so a bundle
+ * signed for tenant A carries no weight for B, and the tenant binding is
+ * checked right after the document parses.  Two ids holding one key are
+ * refused at parse time, which makes "distinct trusted ids" the same as
+ * "distinct keys" everywhere below.  The document in force (state) is
+ * re-read for its governance only once the incoming one would otherwise be
+ * accepted, so a replay stays a replay whatever the current governance says.
+ *
  * What it does not do: fetch anything, read keys from files, know the time.
  */
 #include "gov_constitution.h"

@@ -170,14 +170,17 @@ typedef struct reason_case {
     json_t *bundle;
 } reason_case_t;
 
-static double rejected(const char *reason) {
+/* constitution_rejected_total{tenant=t, reason} of our gov-constitution. */
+static double rejected_for(const char *t, const char *reason) {
     char f1[128], f2[96];
-    snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
     snprintf(f2, sizeof f2, "reason=\"%s\"", reason);
     const char *flt[] = {f1, f2, NULL};
     double v = itest_proc_metric(&proc, "constitution_rejected_total", flt);
     return v < 0 ? 0 : v;
 }
+
+static double rejected(const char *reason) { return rejected_for(tenant, reason); }
 
 typedef struct audit_seen {
     const char *reasons[20];
@@ -279,15 +282,6 @@ static void test_every_bad_bundle_is_rejected_with_its_reason(void **state) {
 }
 
 /* --- trust: tenant binding, continuity, strict rules (issue 8) -------------------- */
-
-static double rejected_for(const char *t, const char *reason) {
-    char f1[128], f2[96];
-    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
-    snprintf(f2, sizeof f2, "reason=\"%s\"", reason);
-    const char *flt[] = {f1, f2, NULL};
-    double v = itest_proc_metric(&proc, "constitution_rejected_total", flt);
-    return v < 0 ? 0 : v;
-}
 
 /* Produces b (consumed) for tenant t and waits for its rejection with
  * `reason`: the metric increments and the AuditEvent of our
