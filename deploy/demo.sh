@@ -2,7 +2,10 @@
 # deploy/demo.sh - the demo tenant of `make run`, signed for real.
 #
 #   demo.sh trust   two Ed25519 signer keys (govctl keygen) and the trust file of
-#                   gov-constitution (threshold 2); run before the services start
+#                   gov-constitution: both signers, threshold 2, for tenants "demo"
+#                   and "bench" only (bench/run.sh publishes for bench); neither
+#                   takes a document that names no tenant; run before the services
+#                   start
 #   demo.sh load    a SomaBrain-shaped constitution for tenant "demo", signed by both
 #                   signers (govctl sign), served by a real nginx on 127.0.0.1:8790 as
 #                   /bundles/demo.json; one gov-somabrain-sync pass publishes it,
@@ -24,6 +27,8 @@ TRUST="${GOV_TRUST_FILE:-$DEMO/trust.json}"
 NGINX_CONF="$DEMO/bundle-nginx.conf"
 NGINX_PID="$VAR/run/bundle-nginx.pid"
 SIGNERS=(human_operator somabrain_root)
+# The tenants the demo signers are trusted for (docs/runbooks/security.md).
+TRUST_TENANTS=(demo bench)
 
 say()  { printf '==> %s\n' "$*"; }
 die()  { printf 'demo.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -33,7 +38,9 @@ json_escape_file() { # prints the file as a JSON string body (PEM: only newlines
 }
 
 cmd_trust() {
-  if [[ -s $TRUST ]]; then
+  # A trust file this script wrote before tenants were bound (the older
+  # {"threshold", "signers"} form) is rewritten; the keys are kept.
+  if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
     return 0
   fi
   [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
@@ -43,13 +50,23 @@ cmd_trust() {
   for s in "${SIGNERS[@]}"; do
     [[ -s "$DEMO/keys/$s.key" ]] || "$GOVCTL" keygen --signer "$s" --out "$DEMO/keys" >/dev/null
   done
-  say "demo trust: signers ${SIGNERS[*]}, threshold 2 -> $TRUST"
+  say "demo trust: signers ${SIGNERS[*]}, threshold 2, tenants ${TRUST_TENANTS[*]} -> $TRUST"
+  local ids t
+  ids="$(printf '"%s", ' "${SIGNERS[@]}")"
+  ids="[${ids%, }]"
   {
-    printf '{"threshold": 2, "signers": {'
+    printf '{"signers": {'
     for s in "${SIGNERS[@]}"; do
       [[ $first -eq 1 ]] || printf ', '
       first=0
       printf '"%s": "%s"' "$s" "$(json_escape_file "$DEMO/keys/$s.pub")"
+    done
+    printf '},\n "tenants": {'
+    first=1
+    for t in "${TRUST_TENANTS[@]}"; do
+      [[ $first -eq 1 ]] || printf ','
+      first=0
+      printf '\n  "%s": {"threshold": 2, "signers": %s, "unbound_documents": false}' "$t" "$ids"
     done
     printf '}}\n'
   } >"$TRUST.tmp"

@@ -387,9 +387,19 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
         return shape_fail(reason, GOV_REASON_TENANT_MISMATCH, errbuf, errbuf_size,
                           "bundle is for tenant \"%s\", fetched for \"%s\"", tenant,
                           expected_tenant);
-    if (!json_is_object(json_object_get(bundle, "document")))
+    const json_t *doc = json_object_get(bundle, "document");
+    if (!json_is_object(doc))
         return shape_fail(reason, bad, errbuf, errbuf_size,
                           "member \"document\" is missing or not an object");
+    /* The rule gov_constitution_verify applies: a document that names a
+     * tenant names this one.  Only where the tenant is known (the sync's
+     * fetch); govctl passes NULL and lets verify --tenant decide. */
+    const json_t *dt = json_object_get(doc, "tenant");
+    if (expected_tenant != NULL && dt != NULL &&
+        (!json_is_string(dt) || strcmp(json_string_value(dt), expected_tenant) != 0))
+        return shape_fail(reason, GOV_REASON_TENANT_MISMATCH, errbuf, errbuf_size,
+                          "document.tenant is not \"%s\", the tenant it was fetched for",
+                          expected_tenant);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (bounded_string(json_object_get(bundle, fields[i]), GOV_BUNDLE_MAX_FIELD) == NULL)
             return shape_fail(reason, bad, errbuf, errbuf_size,

@@ -60,7 +60,10 @@ gov_err_t gov_bundle_extract_document_span(const char *text, size_t len, size_t 
 /* Checks the shape of a parsed bundle (borrowed): an object with
  *   tenant            string, valid tenant syntax, equal to expected_tenant
  *                     when that is not NULL (else reason tenant_mismatch)
- *   document          object
+ *   document          object; when expected_tenant is not NULL and the
+ *                     document names a tenant, it names expected_tenant
+ *                     (else tenant_mismatch, the rule gov_constitution_verify
+ *                     applies too)
  *   canonicalization, hash_alg, checksum
  *                     non-empty strings of at most GOV_BUNDLE_MAX_FIELD bytes
  *   signatures        array of at most GOV_BUNDLE_MAX_SIGNATURES objects, each

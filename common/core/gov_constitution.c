@@ -14,6 +14,15 @@
  * signer rejects the bundle even if enough others are good, because a bundle
  * that carries a forged signature is not one any signer vouched for whole.
  *
+ * The trust is per tenant: a signer counts only for the tenants the trust
+ * file binds it to (a bitmask over the at most 32 signers), so a bundle
+ * signed for tenant A carries no weight for B, and the tenant binding is
+ * checked right after the document parses.  Two ids holding one key are
+ * refused at parse time, which makes "distinct trusted ids" the same as
+ * "distinct keys" everywhere below.  The document in force (state) is
+ * re-read for its governance only once the incoming one would otherwise be
+ * accepted, so a replay stays a replay whatever the current governance says.
+ *
  * What it does not do: fetch anything, read keys from files, know the time.
  */
 #include "gov_constitution.h"
@@ -28,6 +37,7 @@
 #include "gov_alloc.h"
 #include "gov_canon.h"
 #include "gov_hash.h"
+#include "gov_policy.h"
 #include "gov_util.h"
 
 /* --- trust ------------------------------------------------------------------ */
@@ -35,12 +45,27 @@
 typedef struct trusted_signer {
     char id[GOV_SIGNER_ID_MAX + 1];
     EVP_PKEY *key;
+    unsigned char raw[32];   /* the raw public key: two ids, one key are refused */
 } trusted_signer_t;
 
-struct gov_trust {
+/* One tenant's binding: which signers count (bit i = signers[i]), how many
+ * must sign, whether a document naming no tenant is taken. */
+typedef struct trust_tenant {
+    char name[GOV_TENANT_MAX + 1];
     int threshold;
+    int unbound;
+    uint32_t mask;
+} trust_tenant_t;
+
+struct gov_trust {
     size_t n;
     trusted_signer_t signers[GOV_MAX_SIGNATURES];
+    /* The legacy format {"threshold", "signers"} binds every tenant to all
+     * signers and takes no unbound document: any_tenant holds that binding. */
+    int legacy;
+    trust_tenant_t any_tenant;
+    size_t ntenants;
+    trust_tenant_t *tenants;   /* gov_calloc'd, ntenants entries */
 };
 
 void gov_trust_free(gov_trust_t *t) {
@@ -48,11 +73,34 @@ void gov_trust_free(gov_trust_t *t) {
         return;
     for (size_t i = 0; i < t->n; i++)
         EVP_PKEY_free(t->signers[i].key);
+    gov_free(t->tenants);
     gov_free(t);
 }
 
-int gov_trust_threshold(const gov_trust_t *t) { return t->threshold; }
 size_t gov_trust_count(const gov_trust_t *t) { return t->n; }
+size_t gov_trust_tenant_count(const gov_trust_t *t) { return t->legacy ? 0 : t->ntenants; }
+
+static const trust_tenant_t *trust_tenant(const gov_trust_t *t, const char *tenant) {
+    if (tenant == NULL)
+        return NULL;
+    if (t->legacy)
+        return gov_tenant_valid(tenant, strlen(tenant)) ? &t->any_tenant : NULL;
+    for (size_t i = 0; i < t->ntenants; i++)
+        if (strcmp(t->tenants[i].name, tenant) == 0)
+            return &t->tenants[i];
+    return NULL;
+}
+
+int gov_trust_tenant(const gov_trust_t *t, const char *tenant, int *threshold, int *unbound) {
+    const trust_tenant_t *tt = trust_tenant(t, tenant);
+    if (tt == NULL)
+        return -1;
+    if (threshold)
+        *threshold = tt->threshold;
+    if (unbound)
+        *unbound = tt->unbound;
+    return 0;
+}
 
 int gov_signer_id_valid(const char *s) {
     size_t n = s ? strlen(s) : 0;
@@ -66,6 +114,118 @@ int gov_signer_id_valid(const char *s) {
             return 0;
     }
     return 1;
+}
+
+/* Reads the "signers" map into t.  Two ids holding one public key are
+ * refused: a threshold counts keys, and one key must not count twice. */
+static gov_err_t trust_parse_signers(gov_trust_t *t, json_t *sg, char *errbuf,
+                                     size_t errbuf_size) {
+    const char *k;
+    json_t *v;
+    if (!json_is_object(sg) || json_object_size(sg) == 0 ||
+        json_object_size(sg) > GOV_MAX_SIGNATURES) {
+        snprintf(errbuf, errbuf_size, "trust file: \"signers\" must map 1..%d signer ids to keys",
+                 GOV_MAX_SIGNATURES);
+        return GOV_ERR_CONFIG;
+    }
+    json_object_foreach(sg, k, v) {
+        if (!gov_signer_id_valid(k)) {
+            snprintf(errbuf, errbuf_size, "trust file: invalid signer id \"%.64s\"", k);
+            return GOV_ERR_CONFIG;
+        }
+        if (!json_is_string(v)) {
+            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not a PEM string", k);
+            return GOV_ERR_CONFIG;
+        }
+        BIO *bio = BIO_new_mem_buf(json_string_value(v), (int)json_string_length(v));
+        EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        trusted_signer_t *s = &t->signers[t->n];
+        size_t rl = sizeof s->raw;
+        if (key == NULL || EVP_PKEY_id(key) != EVP_PKEY_ED25519 ||
+            EVP_PKEY_get_raw_public_key(key, s->raw, &rl) != 1 || rl != sizeof s->raw) {
+            EVP_PKEY_free(key);
+            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not an Ed25519 public key (PEM)", k);
+            return GOV_ERR_CONFIG;
+        }
+        snprintf(s->id, sizeof s->id, "%s", k);
+        s->key = key;
+        t->n++;
+        for (size_t i = 0; i + 1 < t->n; i++)
+            if (memcmp(t->signers[i].raw, s->raw, sizeof s->raw) == 0) {
+                snprintf(errbuf, errbuf_size,
+                         "trust file: signers \"%s\" and \"%s\" have the same public key", 
+                         t->signers[i].id, k);
+                return GOV_ERR_CONFIG;
+            }
+    }
+    return GOV_OK;
+}
+
+static int trust_signer_index(const gov_trust_t *t, const char *id) {
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->signers[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Reads one member of "tenants": {"threshold": N, "signers": [ids],
+ * "unbound_documents": bool (default false)}. */
+static gov_err_t trust_parse_tenant(const gov_trust_t *t, const char *name, json_t *o,
+                                    trust_tenant_t *out, char *errbuf, size_t errbuf_size) {
+    const char *k;
+    json_t *v;
+    if (!gov_tenant_valid(name, strlen(name))) {
+        snprintf(errbuf, errbuf_size, "trust file: invalid tenant id \"%.64s\"", name);
+        return GOV_ERR_CONFIG;
+    }
+    if (!json_is_object(o)) {
+        snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\" is not an object", name);
+        return GOV_ERR_CONFIG;
+    }
+    json_object_foreach(o, k, v) {
+        if (strcmp(k, "threshold") != 0 && strcmp(k, "signers") != 0 &&
+            strcmp(k, "unbound_documents") != 0) {
+            snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": unknown member \"%.64s\"",
+                     name, k);
+            return GOV_ERR_CONFIG;
+        }
+    }
+    snprintf(out->name, sizeof out->name, "%s", name);
+    json_t *ub = json_object_get(o, "unbound_documents");
+    if (ub != NULL && !json_is_boolean(ub)) {
+        snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": \"unbound_documents\" must be true or false", name);
+        return GOV_ERR_CONFIG;
+    }
+    out->unbound = json_is_true(ub);
+    json_t *sg = json_object_get(o, "signers");
+    size_t i;
+    json_t *e;
+    if (!json_is_array(sg) || json_array_size(sg) == 0) {
+        snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": \"signers\" must be a non-empty array of signer ids", name);
+        return GOV_ERR_CONFIG;
+    }
+    int nsig = 0;
+    json_array_foreach(sg, i, e) {
+        int idx = json_is_string(e) ? trust_signer_index(t, json_string_value(e)) : -1;
+        if (idx < 0) {
+            snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": signers[%zu] is not a signer of \"signers\"", name, i);
+            return GOV_ERR_CONFIG;
+        }
+        if (out->mask & (1u << idx)) {
+            snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": signer \"%s\" listed twice", name, t->signers[idx].id);
+            return GOV_ERR_CONFIG;
+        }
+        out->mask |= 1u << idx;
+        nsig++;
+    }
+    json_t *th = json_object_get(o, "threshold");
+    if (!json_is_integer(th) || json_integer_value(th) < 1 || json_integer_value(th) > nsig) {
+        snprintf(errbuf, errbuf_size, "trust file: tenant \"%s\": \"threshold\" must be an integer 1..%d (its signers)", name, nsig);
+        return GOV_ERR_CONFIG;
+    }
+    out->threshold = (int)json_integer_value(th);
+    return GOV_OK;
 }
 
 gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
@@ -82,55 +242,55 @@ gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
     }
     const char *k;
     json_t *v;
+    json_t *tenants = json_object_get(root, "tenants");
     json_object_foreach(root, k, v) {
-        if (strcmp(k, "threshold") != 0 && strcmp(k, "signers") != 0) {
-            snprintf(errbuf, errbuf_size, "trust file: unknown member \"%s\"", k);
+        int known = strcmp(k, "signers") == 0 ||
+                    (tenants ? strcmp(k, "tenants") == 0 : strcmp(k, "threshold") == 0);
+        if (!known) {
+            snprintf(errbuf, errbuf_size, "trust file: unknown member \"%.64s\"%s", k,
+                     tenants && strcmp(k, "threshold") == 0
+                         ? " (with \"tenants\", each tenant has its own threshold)" : "");
             goto out;
         }
-    }
-    json_t *th = json_object_get(root, "threshold"), *sg = json_object_get(root, "signers");
-    if (!json_is_integer(th) || json_integer_value(th) < 1 ||
-        json_integer_value(th) > GOV_MAX_SIGNATURES) {
-        snprintf(errbuf, errbuf_size, "trust file: \"threshold\" must be an integer >= 1");
-        goto out;
-    }
-    if (!json_is_object(sg) || json_object_size(sg) == 0 ||
-        json_object_size(sg) > GOV_MAX_SIGNATURES) {
-        snprintf(errbuf, errbuf_size, "trust file: \"signers\" must map 1..%d signer ids to keys",
-                 GOV_MAX_SIGNATURES);
-        goto out;
-    }
-    if ((size_t)json_integer_value(th) > json_object_size(sg)) {
-        snprintf(errbuf, errbuf_size, "trust file: threshold %lld exceeds the %zu signers",
-                 (long long)json_integer_value(th), json_object_size(sg));
-        goto out;
     }
     t = gov_calloc(1, sizeof *t);
     if (t == NULL) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    t->threshold = (int)json_integer_value(th);
-    json_object_foreach(sg, k, v) {
-        if (!gov_signer_id_valid(k)) {
-            snprintf(errbuf, errbuf_size, "trust file: invalid signer id \"%.64s\"", k);
+    if ((err = trust_parse_signers(t, json_object_get(root, "signers"), errbuf, errbuf_size)) !=
+        GOV_OK)
+        goto out;
+    err = GOV_ERR_CONFIG;
+    if (tenants == NULL) {
+        json_t *th = json_object_get(root, "threshold");
+        if (!json_is_integer(th) || json_integer_value(th) < 1 ||
+            (size_t)json_integer_value(th) > t->n) {
+            snprintf(errbuf, errbuf_size,
+                     "trust file: \"threshold\" must be an integer 1..%zu (the signers)", t->n);
             goto out;
         }
-        if (!json_is_string(v)) {
-            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not a PEM string", k);
+        t->legacy = 1;
+        t->any_tenant.threshold = (int)json_integer_value(th);
+        t->any_tenant.mask = t->n >= 32 ? UINT32_MAX : (1u << t->n) - 1;
+    } else {
+        if (!json_is_object(tenants) || json_object_size(tenants) == 0 ||
+            json_object_size(tenants) > GOV_TRUST_TENANTS_MAX) {
+            snprintf(errbuf, errbuf_size, "trust file: \"tenants\" must map 1..%d tenant ids to bindings",
+                     GOV_TRUST_TENANTS_MAX);
             goto out;
         }
-        BIO *bio = BIO_new_mem_buf(json_string_value(v), (int)json_string_length(v));
-        EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-        BIO_free(bio);
-        if (key == NULL || EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
-            EVP_PKEY_free(key);
-            snprintf(errbuf, errbuf_size, "trust file: key of \"%s\" is not an Ed25519 public key (PEM)", k);
+        t->tenants = gov_calloc(json_object_size(tenants), sizeof *t->tenants);
+        if (t->tenants == NULL) {
+            err = GOV_ERR_NOMEM;
             goto out;
         }
-        snprintf(t->signers[t->n].id, sizeof t->signers[t->n].id, "%s", k);
-        t->signers[t->n].key = key;
-        t->n++;
+        json_object_foreach(tenants, k, v) {
+            if ((err = trust_parse_tenant(t, k, v, &t->tenants[t->ntenants], errbuf,
+                                          errbuf_size)) != GOV_OK)
+                goto out;
+            t->ntenants++;
+        }
     }
     *out = t;
     t = NULL;
@@ -141,11 +301,10 @@ out:
     return err;
 }
 
-static EVP_PKEY *trust_key(const gov_trust_t *t, const char *id) {
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->signers[i].id, id) == 0)
-            return t->signers[i].key;
-    return NULL;
+/* The key of signer id when it counts for tenant binding tt, else NULL. */
+static EVP_PKEY *trust_key(const gov_trust_t *t, const trust_tenant_t *tt, const char *id) {
+    int i = trust_signer_index(t, id);
+    return i >= 0 && (tt->mask & (1u << i)) ? t->signers[i].key : NULL;
 }
 
 /* --- signatures ------------------------------------------------------------- */
@@ -297,6 +456,59 @@ static int read_version(json_t *doc, char *out, size_t size, gov_version_t *ver)
     return gov_version_parse(out, ver);
 }
 
+/* Rule 8: the in-force document's governance (threshold, valid_signers)
+ * applies to its successor too, so a successor cannot lower the bar by
+ * dropping or rewriting its own governance section.  v->signers is narrowed
+ * to the signers the in-force document permits.  An in-force document that
+ * cannot be read refuses (fail closed).  Returns GOV_OK with a verdict, or
+ * GOV_ERR_NOMEM. */
+static gov_err_t continuity(const gov_constitution_state_t *state, gov_verdict_t *v, char *eb,
+                            size_t ebsize) {
+    json_t *prev = NULL;
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t pe = gov_canon_parse(state->document_json, state->document_len, &prev, &why, eb,
+                                   ebsize);
+    if (pe == GOV_ERR_NOMEM)
+        return GOV_ERR_NOMEM;
+    int prev_threshold = 0;
+    json_t *prev_vs = NULL;
+    if (pe != GOV_OK || !json_is_object(prev) ||
+        read_governance(prev, &prev_threshold, &prev_vs, eb, ebsize) != 0) {
+        json_decref(prev);
+        return reject(v, GOV_REASON_INTERNAL_ERROR, "the in-force document (version %.40s) is unreadable",
+                      state->version);
+    }
+    size_t kept = 0, dropped = 0;
+    const char *first_dropped = NULL;
+    for (size_t i = 0; i < v->nsigners; i++) {
+        if (prev_vs && !in_string_array(prev_vs, v->signers[i])) {
+            if (dropped++ == 0)
+                first_dropped = v->signers[i];
+            continue;
+        }
+        if (kept != i)
+            memcpy(v->signers[kept], v->signers[i], sizeof v->signers[0]);
+        kept++;
+    }
+    char culprit[GOV_SIGNER_ID_MAX + 1] = "";
+    if (first_dropped)
+        snprintf(culprit, sizeof culprit, "%s", first_dropped);
+    json_decref(prev);
+    v->nsigners = kept;
+    if (prev_threshold > v->required)
+        v->required = prev_threshold;
+    if ((int)v->nsigners >= v->required)
+        return GOV_OK;
+    if (dropped)
+        return reject(v, GOV_REASON_SIGNER_NOT_PERMITTED,
+                      "%zu of %d required signatures count; \"%s\" is not in the in-force "
+                      "version %.40s's governance.valid_signers",
+                      v->nsigners, v->required, culprit, state->version);
+    return reject(v, GOV_REASON_THRESHOLD_NOT_MET,
+                  "%zu of %d required signatures (the in-force version %.40s requires %d)",
+                  v->nsigners, v->required, state->version, prev_threshold);
+}
+
 gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *trust,
                                   const gov_constitution_state_t *state, gov_verdict_t *v) {
     memset(v, 0, sizeof *v);
@@ -337,6 +549,30 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         err = reject(v, GOV_REASON_MALFORMED_DOCUMENT, "document: %s%s%s",
                      pe != GOV_OK ? gov_reason_code(why) : "", pe != GOV_OK ? ": " : "",
                      pe != GOV_OK ? eb : "not a JSON object");
+        goto out;
+    }
+
+    /* 2b. tenant binding: the trust must cover the tenant; a document that
+     * names a tenant must name this one, and one that names none is taken
+     * only where the tenant's binding says so (a replay to another tenant
+     * is refused here, whatever its signatures) */
+    const trust_tenant_t *tt = trust_tenant(trust, b->tenant);
+    if (tt == NULL) {
+        err = reject(v, GOV_REASON_TENANT_NOT_TRUSTED,
+                     "tenant \"%.64s\" is not in the trust configuration",
+                     b->tenant ? b->tenant : "");
+        goto out;
+    }
+    json_t *dt = json_object_get(doc, "tenant");
+    if (dt != NULL && (!json_is_string(dt) || strcmp(json_string_value(dt), b->tenant) != 0)) {
+        err = reject(v, GOV_REASON_TENANT_MISMATCH, "document.tenant is not \"%.64s\"",
+                     b->tenant);
+        goto out;
+    }
+    if (dt == NULL && !tt->unbound) {
+        err = reject(v, GOV_REASON_UNBOUND_DOCUMENT,
+                     "the document names no tenant and tenant \"%.64s\" takes no unbound documents",
+                     b->tenant);
         goto out;
     }
 
@@ -411,7 +647,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
                          s->signer_id);
             goto out;
         }
-        EVP_PKEY *key = trust_key(trust, s->signer_id);
+        EVP_PKEY *key = trust_key(trust, tt, s->signer_id);
         if (key == NULL) {
             untrusted++;
             if (!first_untrusted)
@@ -437,8 +673,7 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         snprintf(v->signers[v->nsigners++], GOV_SIGNER_ID_MAX + 1, "%s", s->signer_id);
     }
     qsort(v->signers, v->nsigners, sizeof v->signers[0], cmp_str);
-    v->required = gov_trust_threshold(trust) > doc_threshold ? gov_trust_threshold(trust)
-                                                              : doc_threshold;
+    v->required = tt->threshold > doc_threshold ? tt->threshold : doc_threshold;
     if ((int)v->nsigners < v->required) {
         if (untrusted)
             err = reject(v, GOV_REASON_UNTRUSTED_SIGNER,
@@ -451,15 +686,6 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
         else
             err = reject(v, GOV_REASON_THRESHOLD_NOT_MET, "%zu of %d required signatures",
                          v->nsigners, v->required);
-        goto out;
-    }
-
-    /* 5b. a document that names its tenant must name this one */
-    json_t *dt = json_object_get(doc, "tenant");
-    if (dt != NULL && (!json_is_string(dt) || b->tenant == NULL ||
-                       strcmp(json_string_value(dt), b->tenant) != 0)) {
-        err = reject(v, GOV_REASON_TENANT_MISMATCH, "document.tenant is not \"%.64s\"",
-                     b->tenant ? b->tenant : "");
         goto out;
     }
 
@@ -502,6 +728,26 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
             goto out;
         }
     }
+    /* 8. continuity: the in-force document's governance binds its successor */
+    if (state && state->version && state->document_json) {
+        err = continuity(state, v, eb, sizeof eb);
+        if (err != GOV_OK || v->outcome == GOV_VERIFY_REJECT)
+            goto out;
+    }
+
+    /* 9. rules the policy engine can apply */
+    gov_policy_constitution_t *rules = NULL;
+    gov_err_t re = gov_policy_constitution_from_json(doc, &rules, eb, sizeof eb);
+    gov_policy_constitution_free(rules);
+    if (re == GOV_ERR_NOMEM) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    if (re != GOV_OK) {
+        err = reject(v, GOV_REASON_INVALID_RULES, "%s", eb);
+        goto out;
+    }
+
     v->outcome = GOV_VERIFY_ACCEPT;
     v->reason = GOV_REASON_NONE;
     snprintf(v->detail, sizeof v->detail, "accepted: version %s, %zu of %d required signers",

@@ -13,6 +13,10 @@
  *      checksum is lowercase hex of the right length     malformed_checksum
  *   2. the document parses (bounded, no duplicate keys)  malformed_document
  *      and is an object                                  malformed_document
+ *   2b. the trust configuration covers the tenant        tenant_not_trusted
+ *      document.tenant, when present, is this tenant     tenant_mismatch
+ *      a document naming no tenant only where the
+ *      tenant's binding takes unbound documents          unbound_document
  *   3. hash(canonical(document)) == checksum             checksum_mismatch
  *   4. 1..GOV_MAX_SIGNATURES signatures                  no_signatures / too_many_signatures
  *      each with algorithm "ed25519"                     unknown_signature_algorithm
@@ -22,9 +26,10 @@
  *      ASCII checksum hex                                invalid_signature
  *   5. governance.signature_threshold / valid_signers,
  *      when present, are well-formed                     invalid_governance
- *      distinct trusted signers (and, when the document
- *      lists valid_signers, only those in it) number at
- *      least max(trust threshold, document threshold)    untrusted_signer (some signer was not
+ *      distinct signers trusted FOR THIS TENANT (and,
+ *      when the document lists valid_signers, only those
+ *      in it) number at least max(tenant threshold,
+ *      document threshold)                               untrusted_signer (some signer was not
  *                                                        trusted), signer_not_permitted (some was
  *                                                        outside valid_signers), else
  *                                                        threshold_not_met
@@ -36,6 +41,16 @@
  *      (a replay: no change, no rejection); the same version with another
  *      checksum is                                       equivocation
  *      an older version never accepted is               version_rollback
+ *   8. continuity, for a successor of an in-force document (state->document_json):
+ *      only signers in ITS governance.valid_signers (when
+ *      it lists them) count, and they number at least
+ *      max(above, its signature_threshold)               signer_not_permitted / threshold_not_met
+ *      (an in-force document that cannot be read        internal_error)
+ *   9. the rules section is one gov_policy can apply
+ *      (gov_policy_constitution_from_json: no unknown
+ *      member, no wrong type)                            invalid_rules
+ * Signers are counted by key: gov_trust_parse refuses two ids with one key,
+ * so distinct trusted ids are distinct public keys.
  * A signature by an unknown signer never counts; there is no default key.
  *
  * Thread-safety: a gov_trust_t is immutable after parsing and may be shared;
@@ -66,15 +81,32 @@ int gov_signer_id_valid(const char *s);
 
 typedef struct gov_trust gov_trust_t;
 
-/* Parses {"threshold": N, "signers": {"<signer_id>": "<Ed25519 public key,
- * PEM (SubjectPublicKeyInfo)>"}}: N >= 1, N <= number of signers, signer ids
- * 1..64 chars, every key an Ed25519 key.  Unknown members are an error.
- * On GOV_OK *out is a new trust (gov_trust_free). */
+/* Most tenants one trust file binds. */
+#define GOV_TRUST_TENANTS_MAX 1024
+
+/* Parses a trust file (docs/contracts.md, "Constitution bundles"), either
+ *   {"signers": {"<signer_id>": "<Ed25519 public key, PEM>", ...},
+ *    "tenants": {"<tenant>": {"threshold": N, "signers": ["<signer_id>", ...],
+ *                             "unbound_documents": true|false}, ...}}
+ * (per tenant: the signers that count, 1 <= N <= their number; a document
+ * naming no tenant only where unbound_documents is true, default false), or
+ * the older single binding
+ *   {"threshold": N, "signers": {...}}
+ * which binds EVERY tenant to all its signers and takes no unbound document
+ * (so a document must name the tenant it is verified for).  Signer ids
+ * 1..64 chars, every key an Ed25519 key, no key under two ids (the error
+ * names both), tenant ids as gov_tenant_valid.  Unknown members are an
+ * error.  On GOV_OK *out is a new trust (gov_trust_free). */
 gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
                           char *errbuf, size_t errbuf_size);
 void gov_trust_free(gov_trust_t *t);
-int gov_trust_threshold(const gov_trust_t *t);
+/* Number of signers (keys) in the file. */
 size_t gov_trust_count(const gov_trust_t *t);
+/* Number of tenants listed; 0 for the older format (which covers all). */
+size_t gov_trust_tenant_count(const gov_trust_t *t);
+/* 0 when the trust covers tenant, with its threshold and whether it takes
+ * unbound documents (either out-pointer may be NULL); -1 when it does not. */
+int gov_trust_tenant(const gov_trust_t *t, const char *tenant, int *threshold, int *unbound);
 
 /* --- verification ---------------------------------------------------------- */
 
@@ -101,6 +133,10 @@ typedef struct gov_constitution_state {
     const char *checksum;
     const char *const *history;   /* checksums accepted before, any order */
     size_t nhistory;
+    /* The in-force document's text (rule 8); NULL when not known, and then
+     * only the incoming document's governance applies. */
+    const char *document_json;
+    size_t document_len;
 } gov_constitution_state_t;
 
 typedef enum gov_verify_outcome {

@@ -141,6 +141,19 @@ gov_err_t gov_policy_constitution_from_json(const json_t *document,
             rc = GOV_ERR_VERIFY;
             goto out;
         }
+        /* Strict: a member this engine does not know is refused, so a typo
+         * ("prohibited_action") cannot silently disable a rule. */
+        const char *k;
+        json_object_foreach((json_t *)rules, k, v) {
+            if (strcmp(k, "prohibited_actions") != 0 &&
+                strcmp(k, "permitted_tool_categories") != 0 &&
+                strcmp(k, "max_risk_score") != 0 &&
+                strcmp(k, "require_human_approval_above_risk") != 0) {
+                gov_errbuf(errbuf, errbuf_size, "rules.%.64s is not a known rule", k);
+                rc = GOV_ERR_VERIFY;
+                goto out;
+            }
+        }
         if ((v = json_object_get(rules, "prohibited_actions")) != NULL &&
             (rc = constitution_set(v, "prohibited_actions", &c->prohibited_actions, errbuf,
                                    errbuf_size)) != GOV_OK)

@@ -50,9 +50,9 @@ typedef struct gov_policy_constitution gov_policy_constitution_t;
  * not modified): prohibited_actions and permitted_tool_categories (arrays of
  * strings), max_risk_score and require_human_approval_above_risk (numbers in
  * [0,1], at most 6 decimals, 0/1 may be integers).  Each is optional; an
- * absent "rules" means no rules.  Other members of "rules" are ignored: the
- * document is signed by the constitution authority, and a rule this engine
- * does not know must not make the tenant unevaluable.
+ * absent "rules" means no rules.  Any other member of "rules" is refused
+ * (GOV_ERR_VERIFY, "rules.<member> is not a known rule"): a typo such as
+ * "prohibited_action" must not silently disable a prohibition.
  * On GOV_OK *out is new (gov_policy_constitution_free).  Otherwise
  * GOV_ERR_VERIFY with "rules.<field> ..." in errbuf, GOV_ERR_NOMEM,
  * GOV_ERR_INVALID_ARG.  O(size of "rules" + n log n). */

@@ -136,7 +136,11 @@
     /* codes the HTTP edge and govctl printed as literals before they became values */ \
     X(TRUST_INVALID, "trust_invalid", "the trust file is not a usable trust configuration") \
     X(BODY_TOO_LARGE, "body_too_large", "the request body exceeds the edge's limit") \
-    X(INVALID_PATH, "invalid_path", "the request path is not acceptable")
+    X(INVALID_PATH, "invalid_path", "the request path is not acceptable") \
+    /* tenant binding and strict rules (gov_constitution) */ \
+    X(TENANT_NOT_TRUSTED, "tenant_not_trusted", "the trust configuration does not cover the tenant") \
+    X(UNBOUND_DOCUMENT, "unbound_document", "a document naming no tenant, for a tenant that takes none") \
+    X(INVALID_RULES, "invalid_rules", "the constitution's rules have an unknown member or a wrong type")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

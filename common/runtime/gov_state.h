@@ -115,10 +115,13 @@ typedef struct gov_state_constitution {
     char *checksum;
     char *history[GOV_STATE_CONSTITUTION_HISTORY_MAX];
     size_t nhistory;
+    char *document;         /* the in-force canonical document; NULL when absent */
+    size_t document_len;
 } gov_state_constitution_t;
 
-/* Reads version, checksum and history.  On error cur is empty.  Cost: two
- * commands, O(history). */
+/* Reads version, checksum, history and the in-force document (its
+ * governance binds the successor).  On error cur is empty.  Cost: three
+ * commands, O(history + document). */
 gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
                                       gov_state_constitution_t *cur, char *errbuf,
                                       size_t errbuf_size);

@@ -41,6 +41,7 @@ void gov_state_constitution_clear(gov_state_constitution_t *cur) {
     gov_free(cur->checksum);
     for (size_t i = 0; i < cur->nhistory; i++)
         gov_free(cur->history[i]);
+    gov_free(cur->document);
     memset(cur, 0, sizeof *cur);
 }
 
@@ -48,9 +49,10 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
                                       gov_state_constitution_t *cur, char *errbuf,
                                       size_t errbuf_size) {
     memset(cur, 0, sizeof *cur);
-    char k_hash[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX], last[16];
+    char k_hash[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], last[16];
     gov_err_t err;
     if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash)) != GOV_OK ||
+        (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, tenant, k_doc)) != GOV_OK ||
         (err = gov_state_key(GOV_STATE_CONSTITUTION_HISTORY, tenant, k_hist)) != GOV_OK) {
         snprintf(errbuf, errbuf_size, "not a tenant id");
         return err;
@@ -84,6 +86,21 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
         cur->nhistory++;
     }
     freeReplyObject(rep);
+    if (err != GOV_OK)
+        goto out;
+    const char *get[] = {"GET", k_doc};
+    if ((err = gov_redis_command(r, &rep, 2, get, NULL, errbuf, errbuf_size)) != GOV_OK)
+        goto out;
+    if (rep->type == REDIS_REPLY_STRING) {
+        if ((cur->document = gov_malloc(rep->len + 1)) == NULL) {
+            err = GOV_ERR_NOMEM;
+        } else {
+            memcpy(cur->document, rep->str, rep->len);
+            cur->document[rep->len] = '\0';
+            cur->document_len = rep->len;
+        }
+    }
+    freeReplyObject(rep);
 out:
     if (err != GOV_OK)
         gov_state_constitution_clear(cur);
@@ -96,6 +113,8 @@ void gov_state_constitution_view(const gov_state_constitution_t *cur,
     st->checksum = cur->checksum;
     st->history = (const char *const *)cur->history;
     st->nhistory = cur->nhistory;
+    st->document_json = cur->document;
+    st->document_len = cur->document_len;
 }
 
 gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitution_accepted_t *a,

@@ -42,7 +42,7 @@ static char *trust_file;
 static long max_document;
 
 static const gov_config_entry_t config[] = {
-    GOV_CFG_STRING("trust_file", NULL, "trust configuration: {\"threshold\": N, \"signers\": {\"<id>\": \"<Ed25519 PEM>\"}}", &trust_file),
+    GOV_CFG_STRING("trust_file", NULL, "trust configuration: {\"signers\": {\"<id>\": \"<Ed25519 PEM>\"}, \"tenants\": {\"<tenant>\": {\"threshold\": N, \"signers\": [\"<id>\"], \"unbound_documents\": false}}} (or the older {\"threshold\": N, \"signers\": {...}}: every tenant, documents must name theirs)", &trust_file),
     GOV_CFG_INT("max_document", "1048576", 1024, 16777216, "largest constitution document accepted, in bytes", &max_document),
 };
 
@@ -281,9 +281,14 @@ int main(int argc, char **argv) {
     c.m_version = gov_metrics_gauge(mr, "constitution_bundle_version",
         "Version of the tenant's current constitution as major*1e6 + minor*1e3 + patch.", 1,
         (const char *[]){"tenant"});
-    char n[16];
+    char n[16], nt[16];
     snprintf(n, sizeof n, "%zu", gov_trust_count(c.trust));
-    gov_log(GOV_LOG_INFO, "trust loaded", "path", trust_file, "signers", n, (const char *)NULL);
+    if (gov_trust_tenant_count(c.trust) > 0)
+        snprintf(nt, sizeof nt, "%zu", gov_trust_tenant_count(c.trust));
+    else
+        snprintf(nt, sizeof nt, "all");
+    gov_log(GOV_LOG_INFO, "trust loaded", "path", trust_file, "signers", n, "tenants", nt,
+            (const char *)NULL);
 
     gov_processor_run(p, handle, &c);
 

@@ -838,15 +838,33 @@ void itest_sign_hex(EVP_PKEY *k, const char *msg, char out[129]) {
     gov_hex_encode(sig, 64, out);
 }
 
-void itest_write_trust_pems(const char *path, int threshold, size_t n, const char *const *ids,
-                            const char *const *pems) {
+/* Writes {"signers": {ids[i]: pems[i]}} plus `binding` (stolen) to path:
+ * the older {"threshold"} or the per-tenant {"tenants"}. */
+static void write_trust_file(const char *path, size_t n, const char *const *ids,
+                             const char *const *pems, const char *member, json_t *binding) {
     json_t *map = json_object();
     for (size_t i = 0; i < n; i++)
         json_object_set_new(map, ids[i], json_string(pems[i]));
-    json_t *t = json_pack("{s:i, s:o}", "threshold", threshold, "signers", map);
+    json_t *t = json_pack("{s:o, s:o}", "signers", map, member, binding);
     if (t == NULL || json_dump_file(t, path, JSON_INDENT(2)) != 0)
         fail_msg("cannot write %s", path);
     json_decref(t);
+}
+
+void itest_write_trust_pems(const char *path, int threshold, size_t n, const char *const *ids,
+                            const char *const *pems) {
+    write_trust_file(path, n, ids, pems, "threshold", json_integer(threshold));
+}
+
+void itest_write_trust_tenant_pems(const char *path, const char *tenant, int threshold,
+                                   int unbound, size_t n, const char *const *ids,
+                                   const char *const *pems) {
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_string(ids[i]));
+    json_t *tenants = json_pack("{s:{s:i, s:o, s:b}}", tenant, "threshold", threshold, "signers",
+                                list, "unbound_documents", unbound);
+    write_trust_file(path, n, ids, pems, "tenants", tenants);
 }
 
 void itest_write_trust(const char *path, int threshold, size_t n, const char *const *ids,

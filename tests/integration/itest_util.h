@@ -167,6 +167,11 @@ void itest_sign_hex(EVP_PKEY *k, const char *msg, char out[129]);
  * {"threshold": t, "signers": {ids[i]: pems[i]}} for i < n (all borrowed). */
 void itest_write_trust_pems(const char *path, int threshold, size_t n, const char *const *ids,
                             const char *const *pems);
+/* The per-tenant form: {"signers": {...}, "tenants": {tenant: {"threshold":
+ * t, "signers": all ids, "unbound_documents": unbound}}}. */
+void itest_write_trust_tenant_pems(const char *path, const char *tenant, int threshold,
+                                   int unbound, size_t n, const char *const *ids,
+                                   const char *const *pems);
 /* The same with the public halves of keys[i] (borrowed). */
 void itest_write_trust(const char *path, int threshold, size_t n, const char *const *ids,
                        EVP_PKEY *const *keys);

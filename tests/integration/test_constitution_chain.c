@@ -170,14 +170,17 @@ typedef struct reason_case {
     json_t *bundle;
 } reason_case_t;
 
-static double rejected(const char *reason) {
+/* constitution_rejected_total{tenant=t, reason} of our gov-constitution. */
+static double rejected_for(const char *t, const char *reason) {
     char f1[128], f2[96];
-    snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
     snprintf(f2, sizeof f2, "reason=\"%s\"", reason);
     const char *flt[] = {f1, f2, NULL};
     double v = itest_proc_metric(&proc, "constitution_rejected_total", flt);
     return v < 0 ? 0 : v;
 }
+
+static double rejected(const char *reason) { return rejected_for(tenant, reason); }
 
 typedef struct audit_seen {
     const char *reasons[20];
@@ -278,6 +281,101 @@ static void test_every_bad_bundle_is_rejected_with_its_reason(void **state) {
     assert_int_equal(seen.found, seen.n);
 }
 
+/* --- trust: tenant binding, continuity, strict rules (issue 8) -------------------- */
+
+/* Produces b (consumed) for tenant t and waits for its rejection with
+ * `reason`: the metric increments and the AuditEvent of our
+ * gov-constitution, correlated with the bundle, carries the reason. */
+static void expect_rejected(const char *t, json_t *b, const char *reason) {
+    char bundle_id[64];
+    snprintf(bundle_id, sizeof bundle_id, "%s", json_string_value(json_object_get(b, "event_id")));
+    double before = rejected_for(t, reason);
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    json_decref(b);
+    int ok = 0;
+    for (int w = 0; w < 200 && !ok; w++) {
+        ok = rejected_for(t, reason) >= before + 1;
+        if (!ok)
+            itest_sleep_ms(50);
+    }
+    if (!ok)
+        fail_msg("tenant %s: no constitution_rejected_total{reason=\"%s\"} increment", t, reason);
+    json_t *ev = itest_find_audit(t, COMPONENT, "constitution.rejected", bundle_id, 30000);
+    if (ev == NULL)
+        fail_msg("tenant %s: no constitution.rejected AuditEvent for bundle %s", t, bundle_id);
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), reason);
+    json_decref(ev);
+}
+
+/* The version in constitution:{t}, or NULL when there is none (new string). */
+static char *state_version(const char *t) {
+    redisReply *r = NULL;
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "HGET constitution:{%s} version", t), GOV_OK);
+    char *v = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+static void test_cross_tenant_replay_and_unbound_documents_refused(void **state) {
+    (void)state;
+    char victim[64], doc[1024];
+    itest_unique("victim", victim, sizeof victim);
+    /* tenant A's bundle, signed by signers B trusts too, replayed to B */
+    doc_text(doc, sizeof doc, "99.0.0", 0.8);
+    expect_rejected(victim, itest_bundle_event(victim, doc, "jcs", "sha256", NULL, keys, names, AB),
+                    "tenant_mismatch");
+    /* a document naming no tenant: this trust (the older single-binding
+     * format) takes none */
+    expect_rejected(victim, itest_bundle_event(victim, "{\"version\":\"99.0.0\"}", "jcs", "sha256",
+                                               NULL, keys, names, AB),
+                    "unbound_document");
+    /* a typo in the rules: refused before it can become current */
+    snprintf(doc, sizeof doc,
+             "{\"version\":\"1.0.0\",\"tenant\":\"%s\",\"rules\":{\"prohibited_action\":[\"x\"]}}",
+             victim);
+    expect_rejected(victim, itest_bundle_event(victim, doc, "jcs", "sha256", NULL, keys, names, AB),
+                    "invalid_rules");
+    /* B's state is untouched and the edge serves nothing for B */
+    assert_null(state_version(victim));
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/constitution/%s/hash", edge.url, victim);
+    assert_int_equal(itest_http_get(url, &body), 404);
+    free(body);
+    /* and A still has its own */
+    assert_true(wait_served(good_checksum, 1000) >= 0);
+}
+
+static void test_successor_dropping_governance_refused(void **state) {
+    (void)state;
+    char t[64], doc[512];
+    itest_unique("cont", t, sizeof t);
+    /* in force: version 1.0.0 requiring three signatures (the trust says 2) */
+    snprintf(doc, sizeof doc,
+             "{\"version\":\"1.0.0\",\"tenant\":\"%s\",\"governance\":{\"signature_threshold\":3}}", t);
+    const int ABC[] = {0, 1, 2, -1};
+    json_t *b = itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, names, ABC);
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    json_decref(b);
+    char *v = NULL;
+    for (int w = 0; w < 200 && v == NULL; w++) {
+        if ((v = state_version(t)) == NULL)
+            itest_sleep_ms(50);
+    }
+    if (v == NULL)
+        fail_msg("tenant %s: version 1.0.0 was not accepted", t);
+    assert_string_equal(v, "1.0.0");
+    free(v);
+    /* its successor drops the governance section: two signatures are not enough */
+    snprintf(doc, sizeof doc, "{\"version\":\"2.0.0\",\"tenant\":\"%s\"}", t);
+    expect_rejected(t, itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, names, AB),
+                    "threshold_not_met");
+    v = state_version(t);
+    assert_string_equal(v, "1.0.0");
+    free(v);
+}
+
 static void test_replay_is_a_duplicate_and_newer_version_rebinds(void **state) {
     (void)state;
     char doc[1024];
@@ -362,6 +460,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted_bundle_is_served_within_a_second),
         cmocka_unit_test(test_every_bad_bundle_is_rejected_with_its_reason),
+        cmocka_unit_test(test_cross_tenant_replay_and_unbound_documents_refused),
+        cmocka_unit_test(test_successor_dropping_governance_refused),
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_bad_requests_and_metrics),

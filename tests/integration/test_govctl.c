@@ -142,7 +142,9 @@ static void sign_as(const char *bundle, const char *signer) {
     EXPECT_OK(GOVCTL(NOENV, "sign", "--signer", signer, "--key", keyfile(signer, "key"), bundle));
 }
 
-/* Trust file at path: threshold + the .pub files of the named signers. */
+/* Trust file at path: tenant acme bound to the .pub files of the named
+ * signers with this threshold, taking unbound documents (DOC_PLAIN names no
+ * tenant, as SomaBrain's global constitution does). */
 static void write_trust(const char *path, int threshold, const char *const *signers) {
     char *pems[8] = {NULL};
     size_t n = 0;
@@ -151,7 +153,8 @@ static void write_trust(const char *path, int threshold, const char *const *sign
             fail_msg("too many signers");
         pems[n] = itest_read_file(keyfile(signers[n], "pub"), NULL);
     }
-    itest_write_trust_pems(path, threshold, n, signers, (const char *const *)pems);
+    itest_write_trust_tenant_pems(path, "acme", threshold, 1, n, signers,
+                                  (const char *const *)pems);
     for (size_t i = 0; i < n; i++)
         free(pems[i]);
 }
@@ -583,6 +586,56 @@ static void test_verify_matrix(void **state) {
     sign_as(p, "alice");
     sign_as(p, "bob");
     EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", trust, p), "tenant_mismatch");
+    /* --tenant says which tenant to verify for: this one is globex's */
+    const char *legacy = wpath("trust-legacy.json");
+    char *pa = itest_read_file(keyfile("alice", "pub"), NULL),
+         *pb = itest_read_file(keyfile("bob", "pub"), NULL);
+    itest_write_trust_pems(legacy, 2, 2, (const char *const[]){"alice", "bob"},
+                           (const char *const[]){pa, pb});
+    EXPECT_OK(GOVCTL(NOENV, "verify", "--trust", legacy, "--tenant", "globex", p));
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", legacy, "--tenant", "acme", p), "tenant_mismatch");
+    EXPECT_USAGE(GOVCTL(NOENV, "verify", "--trust", legacy, "--tenant", "a/b", p));
+    /* acme's bundle verified for a tenant the trust does not cover */
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", trust, "--tenant", "globex", good),
+                "tenant_not_trusted");
+    /* a document naming no tenant: the older trust format takes none */
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", legacy, good), "unbound_document");
+    /* one key under two ids is refused at load, naming both */
+    itest_write_trust_pems(wpath("trust-twice.json"), 2, 2, (const char *const[]){"alice", "alice2"},
+                           (const char *const[]){pa, pa});
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", wpath("trust-twice.json"), good), "trust_invalid");
+    assert_non_null(strstr(g_err, "\"alice\""));
+    assert_non_null(strstr(g_err, "\"alice2\""));
+    free(pa);
+    free(pb);
+
+    /* continuity: the in-force document requires 3 signatures; a successor
+     * that drops its governance section still needs them */
+    write_str(wpath("in-force-doc.json"),
+              "{\"version\": \"2.1.0\", \"governance\": {\"signature_threshold\": 3}}");
+    p = wpath("matrix-successor.json");
+    write_bundle(p, "acme", "{\"version\": \"3.0.0\"}", "");
+    sign_as(p, "alice");
+    sign_as(p, "bob");
+    EXPECT_OK(GOVCTL(NOENV, "verify", "--trust", trust3, "--current-version", "2.1.0",
+                     "--current-checksum", cs, p));
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", trust3, "--current-version", "2.1.0",
+                       "--current-checksum", cs, "--current-document", wpath("in-force-doc.json"), p),
+                "threshold_not_met");
+    sign_as(p, "carol");
+    EXPECT_OK(GOVCTL(NOENV, "verify", "--trust", trust3, "--current-version", "2.1.0",
+                     "--current-checksum", cs, "--current-document", wpath("in-force-doc.json"), p));
+    assert_true(strstr(g_out, " required=3\n") != NULL);
+    EXPECT_USAGE(GOVCTL(NOENV, "verify", "--trust", trust3, "--current-document",
+                        wpath("in-force-doc.json"), p));
+
+    /* a typo in the rules */
+    p = wpath("matrix-rules.json");
+    write_bundle(p, "acme", "{\"version\": 4, \"rules\": {\"prohibited_action\": [\"x\"]}}", "");
+    sign_as(p, "alice");
+    sign_as(p, "bob");
+    EXPECT_FAIL(GOVCTL(NOENV, "verify", "--trust", trust, p), "invalid_rules");
+    assert_non_null(strstr(g_err, "prohibited_action"));
 
     /* bad inputs */
     write_str(wpath("trust-bad.json"), "{\"threshold\": 3, \"signers\": {}}");

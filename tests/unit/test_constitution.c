@@ -128,17 +128,38 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* trust of alice, bob, carol (not mallory) with the given threshold */
-static gov_trust_t *make_trust(int threshold) {
-    json_t *j = json_pack("{s:i, s:{s:s, s:s, s:s}}", "threshold", threshold, "signers", "alice",
-                          signers[0].pem, "bob", signers[1].pem, "carol", signers[2].pem);
-    char *text = json_dumps(j, 0);
+/* Parses a trust file whose "signers" map is alice, bob, carol (not
+ * mallory) and whose other members are `rest` (JSON object members, no
+ * braces). */
+static gov_err_t parse_trust(const char *rest, gov_trust_t **t, char *eb, size_t ebsize) {
+    json_t *sg = json_pack("{s:s, s:s, s:s}", "alice", signers[0].pem, "bob", signers[1].pem,
+                           "carol", signers[2].pem);
+    char *sgt = json_dumps(sg, 0);
+    char text[8192];
+    snprintf(text, sizeof text, "{\"signers\": %s, %s}", sgt, rest);
+    gov_free(sgt);
+    json_decref(sg);
+    *t = NULL;
+    return gov_trust_parse(text, strlen(text), t, eb, ebsize);
+}
+
+static gov_trust_t *trust_of(const char *rest) {
     gov_trust_t *t = NULL;
-    char eb[200];
-    assert_int_equal(gov_trust_parse(text, strlen(text), &t, eb, sizeof eb), GOV_OK);
-    gov_free(text);
-    json_decref(j);
+    char eb[200] = "";
+    if (parse_trust(rest, &t, eb, sizeof eb) != GOV_OK)
+        fail_msg("trust refused: %s", eb);
     return t;
+}
+
+/* Tenant acme bound to alice, bob, carol with the given threshold, taking
+ * unbound documents (most fixtures below name no tenant). */
+static gov_trust_t *make_trust(int threshold) {
+    char rest[300];
+    snprintf(rest, sizeof rest,
+             "\"tenants\": {\"acme\": {\"threshold\": %d, \"signers\": [\"alice\", \"bob\", "
+             "\"carol\"], \"unbound_documents\": true}}",
+             threshold);
+    return trust_of(rest);
 }
 
 static void sign_hex(int who, const char *msg, char out[129]) {
@@ -331,7 +352,7 @@ static void test_anti_rollback_equivocation_duplicate(void **state) {
     test_bundle_t cur, b;
     build(&cur, DOC_V("2.0.0"), "jcs", "sha3-512", AB);
     const char *hist[] = {"00aa", NULL};
-    gov_constitution_state_t st = {"2.0.0", cur.checksum, hist, 1};
+    gov_constitution_state_t st = {"2.0.0", cur.checksum, hist, 1, NULL, 0};
     gov_verify_outcome_t o;
 
     build(&b, DOC_V("2.0.1"), "jcs", "sha3-512", AB);
@@ -355,7 +376,7 @@ static void test_anti_rollback_equivocation_duplicate(void **state) {
     /* an older one that was accepted before: also a replay */
     build(&b, DOC_V("1.0.0"), "jcs", "sha3-512", AB);
     const char *hist2[] = {b.checksum};
-    gov_constitution_state_t st2 = {"2.0.0", cur.checksum, hist2, 1};
+    gov_constitution_state_t st2 = {"2.0.0", cur.checksum, hist2, 1, NULL, 0};
     assert_int_equal(verify(&b, t, &st2, &o), GOV_REASON_NONE);
     assert_int_equal(o, GOV_VERIFY_DUPLICATE);
 
@@ -393,6 +414,241 @@ static void test_trust_parse_errors(void **state) {
     json_decref(j);
     BIO_free(bio);
     EVP_PKEY_free(rsa);
+}
+
+/* --- tenant binding ------------------------------------------------------------- */
+
+/* acme: alice+bob, 2 of them, no unbound documents; globex: all three, 2,
+ * takes unbound documents. */
+#define TWO_TENANTS \
+    "\"tenants\": {\"acme\": {\"threshold\": 2, \"signers\": [\"alice\", \"bob\"]}," \
+    " \"globex\": {\"threshold\": 2, \"signers\": [\"alice\", \"bob\", \"carol\"]," \
+    " \"unbound_documents\": true}}"
+
+static void test_tenant_binding(void **state) {
+    (void)state;
+    gov_trust_t *t = trust_of(TWO_TENANTS);
+    assert_int_equal(gov_trust_tenant_count(t), 2);
+    int th = 0, ub = -1;
+    assert_int_equal(gov_trust_tenant(t, "acme", &th, &ub), 0);
+    assert_int_equal(th, 2);
+    assert_int_equal(ub, 0);
+    assert_int_equal(gov_trust_tenant(t, "globex", NULL, &ub), 0);
+    assert_int_equal(ub, 1);
+    assert_int_equal(gov_trust_tenant(t, "victim", NULL, NULL), -1);
+
+    test_bundle_t b;
+    gov_verify_outcome_t o;
+    /* acme's own bundle verifies for acme ... */
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"acme\"}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, &o), GOV_REASON_NONE);
+    assert_int_equal(o, GOV_VERIFY_ACCEPT);
+    /* ... and replayed to globex (same signers, who globex trusts too) it is refused */
+    b.in.tenant = "globex";
+    assert_int_equal(verify(&b, t, NULL, &o), GOV_REASON_TENANT_MISMATCH);
+    assert_int_equal(o, GOV_VERIFY_REJECT);
+    /* a tenant the trust does not cover: refused whatever the document says */
+    b.in.tenant = "victim";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_NOT_TRUSTED);
+    build(&b, "{\"version\":\"99\"}", "jcs", "sha256", AB);
+    b.in.tenant = "victim";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_NOT_TRUSTED);
+    b.in.tenant = NULL;
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_NOT_TRUSTED);
+
+    /* an unbound document: refused for acme, accepted for globex */
+    b.in.tenant = "acme";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNBOUND_DOCUMENT);
+    b.in.tenant = "globex";
+    assert_int_equal(verify(&b, t, NULL, &o), GOV_REASON_NONE);
+    assert_int_equal(o, GOV_VERIFY_ACCEPT);
+    /* a tenant member that is not a string names no tenant we are */
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":7}", "jcs", "sha256", AB);
+    b.in.tenant = "globex";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_MISMATCH);
+
+    /* carol counts for globex, not for acme */
+    const int AC[] = {0, 2, -1};
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"acme\"}", "jcs", "sha256", AC);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNTRUSTED_SIGNER);
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"globex\"}", "jcs", "sha256", AC);
+    b.in.tenant = "globex";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_NONE);
+    gov_trust_free(t);
+}
+
+/* The older {"threshold", "signers"} format: every tenant, all signers, no
+ * unbound document. */
+static void test_legacy_trust_binds_named_tenant_only(void **state) {
+    (void)state;
+    gov_trust_t *t = trust_of("\"threshold\": 2");
+    assert_int_equal(gov_trust_tenant_count(t), 0);
+    int th = 0, ub = -1;
+    assert_int_equal(gov_trust_tenant(t, "anyone", &th, &ub), 0);
+    assert_int_equal(th, 2);
+    assert_int_equal(ub, 0);
+    test_bundle_t b;
+    gov_verify_outcome_t o;
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"acme\"}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, &o), GOV_REASON_NONE);
+    assert_int_equal(o, GOV_VERIFY_ACCEPT);
+    b.in.tenant = "globex";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_MISMATCH);
+    build(&b, "{\"version\":\"1.0.0\"}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_UNBOUND_DOCUMENT);
+    b.in.tenant = "../x";
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_NOT_TRUSTED);
+    gov_trust_free(t);
+}
+
+static void test_trust_one_key_two_ids(void **state) {
+    (void)state;
+    char eb[300] = "";
+    gov_trust_t *t = NULL;
+    /* alice's key again under "alice2": the same key must not count twice */
+    json_t *j = json_pack("{s:i, s:{s:s, s:s}}", "threshold", 2, "signers", "alice",
+                          signers[0].pem, "alice2", signers[0].pem);
+    char *text = json_dumps(j, 0);
+    assert_int_equal(gov_trust_parse(text, strlen(text), &t, eb, sizeof eb), GOV_ERR_CONFIG);
+    assert_null(t);
+    assert_non_null(strstr(eb, "\"alice\""));
+    assert_non_null(strstr(eb, "\"alice2\""));
+    assert_non_null(strstr(eb, "same public key"));
+    gov_free(text);
+    json_decref(j);
+    /* the same in the per-tenant format */
+    j = json_pack("{s:{s:s, s:s}, s:{s:{s:i, s:[s]}}}", "signers", "bob", signers[1].pem, "bob-too",
+                  signers[1].pem, "tenants", "acme", "threshold", 1, "signers", "bob");
+    text = json_dumps(j, 0);
+    eb[0] = '\0';
+    assert_int_equal(gov_trust_parse(text, strlen(text), &t, eb, sizeof eb), GOV_ERR_CONFIG);
+    assert_non_null(strstr(eb, "\"bob\""));
+    assert_non_null(strstr(eb, "\"bob-too\""));
+    gov_free(text);
+    json_decref(j);
+}
+
+static void test_trust_tenants_parse_errors(void **state) {
+    (void)state;
+    const char *bad[] = {
+        "\"tenants\": {}",
+        "\"tenants\": []",
+        "\"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": [\"mallory\"]}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 3, \"signers\": [\"alice\", \"bob\"]}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 0, \"signers\": [\"alice\"]}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": []}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": [\"alice\", \"alice\"]}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": [\"alice\"], \"unbound_documents\": 1}}",
+        "\"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": [\"alice\"], \"unbound\": true}}",
+        "\"tenants\": {\"a/b\": {\"threshold\": 1, \"signers\": [\"alice\"]}}",
+        "\"tenants\": {\"acme\": 1}",
+        "\"threshold\": 1, \"tenants\": {\"acme\": {\"threshold\": 1, \"signers\": [\"alice\"]}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gov_trust_t *t = NULL;
+        char eb[300] = "";
+        if (parse_trust(bad[i], &t, eb, sizeof eb) != GOV_ERR_CONFIG)
+            fail_msg("accepted: %s", bad[i]);
+        assert_null(t);
+        assert_true(strlen(eb) > 0);
+    }
+}
+
+/* --- continuity: the in-force document binds its successor ------------------------ */
+
+static void test_continuity(void **state) {
+    (void)state;
+    gov_trust_t *t = make_trust(1);
+    test_bundle_t cur, b;
+    gov_verify_outcome_t o;
+    const int A[] = {0, -1}, C[] = {2, -1}, AC[] = {0, 2, -1}, ABC[] = {0, 1, 2, -1};
+    /* in force: threshold 2, valid_signers alice, bob, mallory */
+    build(&cur, DOC_V("2.0.0"), "jcs", "sha3-512", AB);
+    gov_constitution_state_t st = {"2.0.0", cur.checksum, NULL, 0, cur.doc, strlen(cur.doc)};
+
+    /* a successor that drops its governance section needs the in-force threshold */
+    build(&b, "{\"version\":\"3.0.0\"}", "jcs", "sha3-512", A);
+    gov_verdict_t v;
+    assert_int_equal(gov_constitution_verify(&b.in, t, &st, &v), GOV_OK);
+    assert_int_equal(v.outcome, GOV_VERIFY_REJECT);
+    assert_int_equal(v.reason, GOV_REASON_THRESHOLD_NOT_MET);
+    assert_int_equal(v.required, 2);
+    gov_verdict_clear(&v);
+    /* (without the in-force document only the configured threshold 1 applies) */
+    gov_constitution_state_t blind = {"2.0.0", cur.checksum, NULL, 0, NULL, 0};
+    assert_int_equal(verify(&b, t, &blind, NULL), GOV_REASON_NONE);
+    build(&b, "{\"version\":\"3.0.0\"}", "jcs", "sha3-512", AB);
+    assert_int_equal(verify(&b, t, &st, &o), GOV_REASON_NONE);
+    assert_int_equal(o, GOV_VERIFY_ACCEPT);
+    /* lowering its own threshold does not help either */
+    build(&b, "{\"version\":\"3.0.0\",\"governance\":{\"signature_threshold\":1}}", "jcs", "sha3-512", A);
+    assert_int_equal(verify(&b, t, &st, NULL), GOV_REASON_THRESHOLD_NOT_MET);
+
+    /* valid_signers of the in-force document restrict the successor: carol
+     * is trusted, the successor permits her, the in-force one does not */
+    build(&b, "{\"version\":\"3.0.0\",\"governance\":{\"valid_signers\":[\"alice\",\"carol\"]}}",
+          "jcs", "sha3-512", AC);
+    assert_int_equal(verify(&b, t, &st, NULL), GOV_REASON_SIGNER_NOT_PERMITTED);
+    /* in force: no threshold, valid_signers alice, bob */
+    test_bundle_t cur2;
+    build(&cur2, "{\"version\":\"2.0.0\",\"governance\":{\"valid_signers\":[\"alice\",\"bob\"]}}",
+          "jcs", "sha3-512", AB);
+    gov_constitution_state_t st2 = {"2.0.0", cur2.checksum, NULL, 0, cur2.doc, strlen(cur2.doc)};
+    build(&b, "{\"version\":\"3.0.0\"}", "jcs", "sha3-512", C);
+    assert_int_equal(verify(&b, t, &st2, NULL), GOV_REASON_SIGNER_NOT_PERMITTED);
+    build(&b, "{\"version\":\"3.0.0\"}", "jcs", "sha3-512", AC);
+    assert_int_equal(gov_constitution_verify(&b.in, t, &st2, &v), GOV_OK);
+    assert_int_equal(v.outcome, GOV_VERIFY_ACCEPT);
+    assert_int_equal(v.nsigners, 1); /* carol does not count */
+    assert_string_equal(v.signers[0], "alice");
+    gov_verdict_clear(&v);
+
+    /* in force: threshold 3 */
+    test_bundle_t cur3;
+    build(&cur3, "{\"version\":\"2.0.0\",\"governance\":{\"signature_threshold\":3}}", "jcs",
+          "sha3-512", ABC);
+    gov_constitution_state_t st3 = {"2.0.0", cur3.checksum, NULL, 0, cur3.doc, strlen(cur3.doc)};
+    build(&b, "{\"version\":\"3.0.0\",\"governance\":{\"signature_threshold\":2}}", "jcs", "sha3-512", AB);
+    assert_int_equal(verify(&b, t, &st3, NULL), GOV_REASON_THRESHOLD_NOT_MET);
+    build(&b, "{\"version\":\"3.0.0\",\"governance\":{\"signature_threshold\":2}}", "jcs", "sha3-512", ABC);
+    assert_int_equal(verify(&b, t, &st3, NULL), GOV_REASON_NONE);
+
+    /* a replay of what was accepted before stays a replay */
+    build(&b, "{\"version\":\"1.0.0\"}", "jcs", "sha3-512", C);
+    const char *hist[] = {b.checksum};
+    gov_constitution_state_t st4 = {"2.0.0", cur2.checksum, hist, 1, cur2.doc, strlen(cur2.doc)};
+    assert_int_equal(verify(&b, t, &st4, &o), GOV_REASON_NONE);
+    assert_int_equal(o, GOV_VERIFY_DUPLICATE);
+
+    /* an in-force document that cannot be read refuses (fail closed) */
+    gov_constitution_state_t broken = {"2.0.0", cur.checksum, NULL, 0, "{\"governance\":7}", 16};
+    build(&b, "{\"version\":\"3.0.0\"}", "jcs", "sha3-512", ABC);
+    assert_int_equal(verify(&b, t, &broken, NULL), GOV_REASON_INTERNAL_ERROR);
+    gov_trust_free(t);
+}
+
+/* --- strict rules ------------------------------------------------------------------ */
+
+static void test_invalid_rules_refused(void **state) {
+    (void)state;
+    gov_trust_t *t = make_trust(2);
+    test_bundle_t b;
+    gov_verdict_t v;
+    build(&b, "{\"version\":\"1.0.0\",\"rules\":{\"prohibited_action\":[\"exfiltrate\"]}}", "jcs",
+          "sha256", AB);
+    assert_int_equal(gov_constitution_verify(&b.in, t, NULL, &v), GOV_OK);
+    assert_int_equal(v.outcome, GOV_VERIFY_REJECT);
+    assert_int_equal(v.reason, GOV_REASON_INVALID_RULES);
+    assert_non_null(strstr(v.detail, "prohibited_action"));
+    gov_verdict_clear(&v);
+    build(&b, "{\"version\":\"1.0.0\",\"rules\":{\"max_risk_score\":\"0.5\"}}", "jcs", "sha256", AB);
+    assert_int_equal(gov_constitution_verify(&b.in, t, NULL, &v), GOV_OK);
+    assert_int_equal(v.reason, GOV_REASON_INVALID_RULES);
+    assert_non_null(strstr(v.detail, "max_risk_score"));
+    gov_verdict_clear(&v);
+    build(&b, "{\"version\":\"1.0.0\",\"rules\":[]}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_RULES);
+    gov_trust_free(t);
 }
 
 /* --- SomaBrain-scheme bundles made by CPython ----------------------------------- */
@@ -485,6 +741,57 @@ static void test_allocation_failures(void **state) {
     gov_trust_free(t);
 }
 
+/* Sweeps every allocation failure over a bundle that must be refused, and
+ * asserts no failure ever turns it into an acceptance (or a replay). */
+static void sweep_reject(const gov_bundle_in_t *in, const gov_trust_t *t,
+                         const gov_constitution_state_t *st, gov_reason_t want) {
+    for (long n = 0;; n++) {
+        gov_verdict_t v;
+        gov_alloc_fail_after(n);
+        gov_err_t e = gov_constitution_verify(in, t, st, &v);
+        long failures = gov_alloc_failures();
+        gov_alloc_fail_reset();
+        gov_verify_outcome_t o = v.outcome;
+        gov_reason_t r = v.reason;
+        gov_verdict_clear(&v);
+        assert_true(e == GOV_ERR_NOMEM || e == GOV_OK);
+        assert_int_equal(o, GOV_VERIFY_REJECT);
+        if (failures == 0) {
+            assert_int_equal(e, GOV_OK);
+            assert_int_equal(r, want);
+            break;
+        }
+        assert_true(n < 10000);
+    }
+}
+
+static void test_allocation_failures_never_accept_a_rejection(void **state) {
+    (void)state;
+    gov_trust_t *t = trust_of(TWO_TENANTS);
+    test_bundle_t b, cur;
+    /* acme's bundle replayed to globex */
+    build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"acme\",\"rules\":{\"max_risk_score\":0.5}}",
+          "somabrain-json", "sha3-512", AB);
+    b.in.tenant = "globex";
+    sweep_reject(&b.in, t, NULL, GOV_REASON_TENANT_MISMATCH);
+    /* a successor below the in-force threshold (3; the trust says 2) */
+    const int ABC[] = {0, 1, 2, -1};
+    build(&cur, "{\"version\":\"2.0.0\",\"governance\":{\"signature_threshold\":3}}", "jcs",
+          "sha3-512", ABC);
+    cur.in.tenant = "globex";
+    gov_constitution_state_t st = {"2.0.0", cur.checksum, NULL, 0, cur.doc, strlen(cur.doc)};
+    build(&b, "{\"version\":\"3.0.0\",\"rules\":{\"prohibited_actions\":[\"x\",\"y\"]}}", "jcs",
+          "sha3-512", AB);
+    b.in.tenant = "globex";
+    sweep_reject(&b.in, t, &st, GOV_REASON_THRESHOLD_NOT_MET);
+    /* unknown rules member */
+    build(&b, "{\"version\":\"3.0.0\",\"rules\":{\"prohibited_actions\":[\"x\"],\"prohibited_action\":[\"y\"]}}",
+          "jcs", "sha3-512", ABC);
+    b.in.tenant = "globex";
+    sweep_reject(&b.in, t, &st, GOV_REASON_INVALID_RULES);
+    gov_trust_free(t);
+}
+
 int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
@@ -496,6 +803,13 @@ int main(void) {
         cmocka_unit_test(test_trust_parse_errors),
         cmocka_unit_test(test_somabrain_signed_bundles_verify),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_tenant_binding),
+        cmocka_unit_test(test_legacy_trust_binds_named_tenant_only),
+        cmocka_unit_test(test_trust_one_key_two_ids),
+        cmocka_unit_test(test_trust_tenants_parse_errors),
+        cmocka_unit_test(test_continuity),
+        cmocka_unit_test(test_invalid_rules_refused),
+        cmocka_unit_test(test_allocation_failures_never_accept_a_rejection),
     };
     return cmocka_run_group_tests_name("constitution", tests, setup, teardown);
 }

@@ -423,7 +423,7 @@ static void test_constitution_rules(void **state) {
     assert_int_equal(gov_policy_constitution_approval_micros(c), 1000000);
     gov_policy_constitution_free(c);
     c = constitution_from_text("{\"rules\":{\"max_risk_score\":0,\"require_human_approval_above_"
-                               "risk\":1,\"new_rule\":[1,2]}}");
+                               "risk\":1}}");
     assert_int_equal(gov_policy_constitution_max_risk_micros(c), 0);
     assert_int_equal(gov_policy_constitution_approval_micros(c), 1000000);
     gov_policy_constitution_free(c);
@@ -433,6 +433,11 @@ static void test_constitution_rules(void **state) {
         const char *doc, *msg;
     } bad[] = {
         {"{\"rules\":[]}", "rules must be an object"},
+        /* strict: an unknown member (a typo of a rule, or a rule this engine
+         * does not know) is refused, naming it */
+        {"{\"rules\":{\"max_risk_score\":0,\"new_rule\":[1,2]}}", "rules.new_rule is not a known rule"},
+        {"{\"rules\":{\"prohibited_action\":[\"exfiltrate_data\"]}}",
+         "rules.prohibited_action is not a known rule"},
         {"{\"rules\":{\"max_risk_score\":1.5}}", "rules.max_risk_score 1.5 is not in [0,1]"},
         {"{\"rules\":{\"max_risk_score\":-0.5}}", "rules.max_risk_score -0.5 is not in [0,1]"},
         {"{\"rules\":{\"require_human_approval_above_risk\":0.1234567}}",

@@ -237,6 +237,15 @@ static void test_shape(void **state) {
     expect_shape(b, "acme", NULL, NULL);
     expect_shape(b, NULL, NULL, NULL);
     expect_shape(b, "other", "tenant_mismatch", "other");
+    /* the document's own tenant too, where the tenant is known */
+    json_object_set_new(json_object_get(b, "document"), "tenant", json_string("other"));
+    expect_shape(b, "acme", "tenant_mismatch", "document.tenant");
+    expect_shape(b, NULL, NULL, NULL);
+    json_object_set_new(json_object_get(b, "document"), "tenant", json_integer(1));
+    expect_shape(b, "acme", "tenant_mismatch", "document.tenant");
+    json_object_set_new(json_object_get(b, "document"), "tenant", json_string("acme"));
+    expect_shape(b, "acme", NULL, NULL);
+    json_object_del(json_object_get(b, "document"), "tenant");
     json_object_set_new(b, "extra", json_integer(1)); /* ignored */
     json_array_clear(json_object_get(b, "signatures")); /* none: gov-constitution decides */
     expect_shape(b, "acme", NULL, NULL);

@@ -711,7 +711,8 @@ int govctl_cmd_sign(int argc, char **argv) {
 
 /* --- verify ------------------------------------------------------------------ */
 
-static int verify_bundle(const char *trust_path, const char *path,
+/* tenant: the tenant to verify for; NULL = the bundle's own "tenant". */
+static int verify_bundle(const char *trust_path, const char *path, const char *tenant,
                          const gov_constitution_state_t *state) {
     char *trust_text = NULL, *body = NULL, eb[512] = "";
     size_t trust_len = 0, len = 0, doc_off = 0, doc_len = 0;
@@ -753,7 +754,7 @@ static int verify_bundle(const char *trust_path, const char *path,
         sigs[i].signature = json_string_value(json_object_get(s, "signature"));
     }
     gov_bundle_in_t in = {
-        .tenant = json_string_value(json_object_get(b, "tenant")),
+        .tenant = tenant ? tenant : json_string_value(json_object_get(b, "tenant")),
         .document_json = body + doc_off,
         .document_len = doc_len,
         .canonicalization = json_string_value(json_object_get(b, "canonicalization")),
@@ -793,22 +794,28 @@ out:
 
 int govctl_cmd_verify(int argc, char **argv) {
     static const char *help =
-        "govctl verify --trust TRUST.json [--current-version V --current-checksum C] BUNDLE.json";
+        "govctl verify --trust TRUST.json [--tenant T] [--current-version V --current-checksum C"
+        " [--current-document DOC.json]] BUNDLE.json";
     static const struct option opts[] = {
         {"trust", required_argument, NULL, 't'},
+        {"tenant", required_argument, NULL, 'T'},
+        {"current-document", required_argument, NULL, 'D'},
         {"current-version", required_argument, NULL, 'V'},
         {"current-checksum", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
-    const char *trust = NULL, *cur_version = NULL, *cur_checksum = NULL;
+    const char *trust = NULL, *cur_version = NULL, *cur_checksum = NULL, *tenant = NULL,
+               *cur_doc = NULL;
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:V:C:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:V:C:T:D:", opts, NULL)) != -1) {
         switch (c) {
         case 't': trust = optarg; break;
         case 'V': cur_version = optarg; break;
         case 'C': cur_checksum = optarg; break;
+        case 'T': tenant = optarg; break;
+        case 'D': cur_doc = optarg; break;
         default: return bad_option(argc, argv, c, help);
         }
     }
@@ -822,11 +829,25 @@ int govctl_cmd_verify(int argc, char **argv) {
                             cur_version);
     if (cur_checksum && cur_checksum[0] == 0)
         return govctl_usage("%s  [--current-checksum is empty]", help);
+    if (cur_doc && cur_version == NULL)
+        return govctl_usage("%s  [--current-document needs --current-version]", help);
+    if (tenant && !gov_tenant_valid(tenant, strlen(tenant)))
+        return govctl_usage("%s  [--tenant '%s' is not a tenant id]", help, tenant);
     if (argc - optind != 1)
         return govctl_usage("%s  [exactly one BUNDLE.json is required]", help);
-    gov_constitution_state_t state = {
-        .version = cur_version, .checksum = cur_checksum, .history = NULL, .nhistory = 0};
-    return verify_bundle(trust, argv[optind], cur_version ? &state : NULL);
+    char *doc_text = NULL;
+    size_t doc_len = 0;
+    if (cur_doc) {
+        int rc = slurp(cur_doc, GOVCTL_MAX_INPUT, 0, &doc_text, &doc_len);
+        if (rc != GOVCTL_OK)
+            return rc;
+    }
+    gov_constitution_state_t state = {.version = cur_version, .checksum = cur_checksum,
+                                      .history = NULL, .nhistory = 0,
+                                      .document_json = doc_text, .document_len = doc_len};
+    int rc = verify_bundle(trust, argv[optind], tenant, cur_version ? &state : NULL);
+    gov_free(doc_text);
+    return rc;
 }
 
 /* --- publish ----------------------------------------------------------------- */

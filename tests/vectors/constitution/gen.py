@@ -6,7 +6,7 @@ sort_keys=True, separators=(",", ":")))) with Python's default ensure_ascii=True
 signer's Ed25519 signature over the ASCII checksum hex. This script does exactly that with
 CPython's json and hashlib and the `cryptography` package, and writes:
 
-  somabrain/trust.json           the signers' public keys (PEM), threshold 2
+  somabrain/trust.json           the signers' public keys (PEM); tenant demo, threshold 2
   somabrain/bundle-*.json        signed bundles (hex and base64 signatures)
 
 The C unit test (tests/unit/test_constitution.c) must accept every bundle-*.json here.
@@ -21,10 +21,13 @@ os.makedirs(here, exist_ok=True)
 
 signers = ["human_operator", "somabrain_root", "ethics_board"]
 keys = {s: Ed25519PrivateKey.generate() for s in signers}
-trust = {"threshold": 2, "signers": {
+# Per-tenant trust: tenant demo, threshold 2; it takes unbound documents
+# because two of SomaBrain's vectors name no tenant (SomaBrain's is global).
+trust = {"signers": {
     s: k.public_key().public_bytes(serialization.Encoding.PEM,
                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    for s, k in keys.items()}}
+    for s, k in keys.items()},
+    "tenants": {"demo": {"threshold": 2, "signers": sorted(signers), "unbound_documents": True}}}
 with open(os.path.join(here, "trust.json"), "w") as f:
     json.dump(trust, f, indent=2)
 

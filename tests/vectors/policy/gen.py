@@ -35,8 +35,7 @@ CONSTITUTIONS = {
     "open": {"title": "no rules section"},
     # Tight thresholds and an empty list of permitted tool categories.
     "strict": {"rules": {"prohibited_actions": [], "permitted_tool_categories": [],
-                         "max_risk_score": 0.3, "require_human_approval_above_risk": 0.1,
-                         "some_future_rule": {"ignored": True}}},
+                         "max_risk_score": 0.3, "require_human_approval_above_risk": 0.1}},
 }
 
 
