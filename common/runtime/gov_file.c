@@ -11,6 +11,8 @@
  */
 #include "gov_file.h"
 
+#include "gov_constitution.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -122,5 +124,22 @@ out:
     release(buf, cap, secret);
     if (!is_stdin)
         close(fd);
+    return err;
+}
+
+gov_err_t gov_file_trust_load(const char *path, gov_trust_t **out, char *errbuf,
+                              size_t errbuf_size) {
+    char *buf = NULL;
+    size_t n = 0;
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') {
+        gov_errbuf(errbuf, errbuf_size, "no trust file configured");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_err_t err = gov_file_read(path, GOV_TRUST_FILE_MAX, 0, &buf, &n, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    err = gov_trust_parse(buf, n, out, errbuf, errbuf_size);
+    gov_free(buf);
     return err;
 }
