@@ -6,6 +6,9 @@
  * reading one byte past the limit is how an over-long stream is detected
  * without trusting st_size, which a growing file or a pipe does not have.
  *
+ * gov_file_trust_load is that read followed by gov_trust_parse, so a trust
+ * file is bounded like every other file.
+ *
  * What it does not do: mmap, follow "include" directives, or retry on
  * anything but EINTR.
  */

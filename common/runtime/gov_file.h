@@ -14,6 +14,10 @@
  *   GOV_ERR_TOO_LARGE  "<path> is larger than <max> bytes"
  *   GOV_ERR_NOMEM      "out of memory"
  *
+ * gov_file_trust_load reads a trust file with it and parses it
+ * (gov_trust_parse, pure, in common/core): the I/O half of loading trust,
+ * shared by every binary that verifies signatures.
+ *
  * Thread-safety: thread-safe (no shared state).
  */
 #ifndef GOV_FILE_H
