@@ -18,6 +18,7 @@
 
 #include "gov_admin.h"
 #include "gov_avro.h"
+#include "gov_constitution.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_reason.h"
@@ -39,6 +40,7 @@ typedef struct edge_config {
     long reconcile_ms;
     char *log_level;
     char *edge_id;
+    char *trust_file;   /* constitution trust, the format gov-constitution reads */
 } edge_config_t;
 
 typedef struct edge {
@@ -50,6 +52,8 @@ typedef struct edge {
     gov_metric_t *m_duration;     /* http_request_duration_seconds{route} */
     gov_metric_t *m_snapshot_gen; /* edge_snapshot_generation */
     gov_metric_t *m_reloads;      /* edge_state_reloads_total{tenant,trigger,outcome} */
+    gov_metric_t *m_rejected;     /* edge_state_rejected_total{tenant,kind,reason} */
+    gov_trust_t *trust;           /* from trust_file; immutable */
     gov_metric_t *m_decisions;    /* policy_decision_total{tenant,decision,policy_id} */
     gov_metric_t *m_eval_duration;/* policy_evaluation_duration_seconds */
     gov_metric_t *m_log_failed;   /* policy_decision_log_failed_total{stage} */

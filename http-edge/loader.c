@@ -15,9 +15,20 @@
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
  * A tenant is read with MULTI/EXEC so the metadata and the document belong
- * together, and the document's hash is checked against its checksum before
- * it is served: a Redis that was tampered with is refused and logged, and
- * the last good state stays.  Failures back off exponentially.
+ * together.  Redis is not a trust root: before a constitution is served, the
+ * stored bytes must hash to the stored checksum, and the stored bundle
+ * (document, signatures, canonicalization, hash algorithm, checksum) must
+ * pass gov_constitution_verify against the edge's OWN trust file for the
+ * tenant being loaded - signatures, tenant binding, checksum, strict rules.
+ * Without a current state: the history rules (rollback, equivocation) are
+ * gov-constitution's business; the edge checks what it can check alone.
+ * What does not verify is never served: the last verified state of that
+ * tenant stays (or the tenant stays unknown: evaluate answers 503
+ * constitution_missing), the tenant's status component "tenant:<T>" turns
+ * DEGRADED (reported in /readyz, not failing readiness) and
+ * edge_state_rejected_total{tenant,kind,reason} counts it.  A later load
+ * that verifies turns the component back to OK.  Failures back off
+ * exponentially.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,20 +63,111 @@ static void count_reload(edge_t *e, const char *tenant, const char *trigger, con
     gov_metric_inc(e->m_reloads, (const char *[]){tenant, trigger, outcome}, 1);
 }
 
+/* Tenants whose stored state was refused (their status component is
+ * DEGRADED until a load verifies).  Loader thread only; bounded like the
+ * status set itself. */
+#define DEGRADED_MAX 64
+static char degraded[DEGRADED_MAX][GOV_TENANT_MAX + 1];
+static size_t ndegraded;
+
+static void status_name(const char *tenant, char *buf, size_t size) {
+    snprintf(buf, size, "tenant:%s", tenant);
+}
+
+/* Counts a refused state of `kind` for tenant and marks the tenant degraded. */
+static void refuse(edge_t *e, const char *tenant, const char *kind, gov_reason_t reason,
+                   const char *detail) {
+    char name[GOV_TENANT_MAX + 16], text[400];
+    gov_log(GOV_LOG_ERROR, "refusing state from Redis: it does not verify here", "tenant", tenant,
+            "kind", kind, "reason", gov_reason_code(reason), "detail", detail,
+            (const char *)NULL);
+    gov_metric_inc(e->m_rejected, (const char *[]){tenant, kind, gov_reason_code(reason)}, 1);
+    status_name(tenant, name, sizeof name);
+    snprintf(text, sizeof text, "%s refused (%s): serving the last verified state, if any", kind,
+             gov_reason_code(reason));
+    gov_status_set(e->status, name, GOV_STATUS_DEGRADED, text, NULL);
+    for (size_t i = 0; i < ndegraded; i++)
+        if (strcmp(degraded[i], tenant) == 0)
+            return;
+    if (ndegraded < DEGRADED_MAX)
+        snprintf(degraded[ndegraded++], sizeof degraded[0], "%s", tenant);
+}
+
+/* A verified load: a degraded tenant is well again. */
+static void recovered(edge_t *e, const char *tenant) {
+    for (size_t i = 0; i < ndegraded; i++)
+        if (strcmp(degraded[i], tenant) == 0) {
+            char name[GOV_TENANT_MAX + 16];
+            status_name(tenant, name, sizeof name);
+            gov_status_set(e->status, name, GOV_STATUS_OK, NULL, NULL);
+            memmove(degraded[i], degraded[i + 1], (ndegraded - i - 1) * sizeof degraded[0]);
+            ndegraded--;
+            return;
+        }
+}
+
+/* Runs gov_constitution_verify over the stored bundle against the edge's own
+ * trust, with no current state (the history is gov-constitution's).  GOV_OK
+ * when it verifies; GOV_ERR_VERIFY with *reason and detail otherwise. */
+static gov_err_t verify_stored(const edge_t *e, const char *tenant, const gov_state_served_t *h,
+                               gov_reason_t *reason, char *detail, size_t detail_size) {
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0;
+    json_t *arr = NULL;
+    if (h->signatures != NULL)
+        arr = json_loads(h->signatures, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        *reason = GOV_REASON_NO_SIGNATURES;
+        snprintf(detail, detail_size, "no readable signatures stored with the document");
+        return GOV_ERR_VERIFY;
+    }
+    /* One past the limit is enough for too_many_signatures. */
+    for (size_t i = 0; i < json_array_size(arr) && nsigs <= GOV_MAX_SIGNATURES; i++) {
+        json_t *sg = json_array_get(arr, i);
+        sigs[nsigs++] = (gov_bundle_sig_t){json_string_value(json_object_get(sg, "signer_id")),
+                                           json_string_value(json_object_get(sg, "algorithm")),
+                                           json_string_value(json_object_get(sg, "signature"))};
+    }
+    gov_bundle_in_t in = {tenant, h->doc, h->doc_len, h->canonicalization, h->hash_alg,
+                          h->checksum, sigs, nsigs};
+    gov_verdict_t v;
+    memset(&v, 0, sizeof v);
+    gov_err_t err = gov_constitution_verify(&in, e->trust, NULL, &v);
+    if (err == GOV_OK && v.outcome != GOV_VERIFY_ACCEPT) {
+        *reason = v.reason;
+        snprintf(detail, detail_size, "%s", v.detail);
+        err = GOV_ERR_VERIFY;
+    }
+    gov_verdict_clear(&v);
+    json_decref(arr);
+    return err;
+}
+
 /* Builds the constitution part of t from what Redis holds; GOV_ERR_VERIFY
- * when the stored document does not hash to its checksum. */
-static gov_err_t build_constitution(edge_tenant_t *t, const gov_state_served_t *h) {
+ * (counted, tenant degraded) when the stored document does not hash to its
+ * checksum or the stored bundle does not verify against the edge's trust. */
+static gov_err_t build_constitution(edge_t *e, edge_tenant_t *t, const gov_state_served_t *h) {
     char eb[256];
     const char *checksum = h->checksum;
     const char *alg = h->hash_alg;
     char hex[GOV_HASH_HEX_MAX];
-    if (gov_hash_hex(gov_hash_by_name(alg), h->doc, h->doc_len, hex) != GOV_OK)
-        return GOV_ERR_VERIFY;
-    if (strcmp(hex, checksum) != 0) {
+    /* The exact bytes stored must be the ones hashed: canonicalizing first
+     * would forgive edits that canonicalization erases (whitespace). */
+    if (gov_hash_hex(gov_hash_by_name(alg), h->doc, h->doc_len, hex) != GOV_OK ||
+        strcmp(hex, checksum) != 0) {
         gov_log(GOV_LOG_ERROR, "refusing state: the document in Redis does not match its checksum",
                 "tenant", t->name, "checksum", checksum, (const char *)NULL);
+        refuse(e, t->name, "constitution", GOV_REASON_CHECKSUM_MISMATCH,
+               "the stored document does not hash to the stored checksum");
         return GOV_ERR_VERIFY;
     }
+    gov_reason_t reason = GOV_REASON_NONE;
+    gov_err_t verr = verify_stored(e, t->name, h, &reason, eb, sizeof eb);
+    if (verr == GOV_ERR_VERIFY)
+        refuse(e, t->name, "constitution", reason, eb);
+    if (verr != GOV_OK)
+        return verr;
     edge_constitution_t *c = &t->constitution;
     snprintf(c->checksum, sizeof c->checksum, "%s", checksum);
     snprintf(c->hash_alg, sizeof c->hash_alg, "%s", alg);
@@ -138,11 +240,13 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    if (has_constitution && (err = build_constitution(t, &st)) != GOV_OK)
+    if (has_constitution && (err = build_constitution(l->edge, t, &st)) != GOV_OK)
         goto out;
     if (has_pack)
         build_rulepack(t, st.pack, st.pack_len);
     err = edge_state_put_take(l->edge->state, t);
+    if (err == GOV_OK)
+        recovered(l->edge, tenant);
     if (err == GOV_OK)
         gov_log(GOV_LOG_INFO, "tenant state loaded", "tenant", tenant, "constitution",
                 t->constitution.version[0] ? t->constitution.version : NULL, "rulepack",

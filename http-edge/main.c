@@ -15,6 +15,7 @@
 
 #include "edge.h"
 #include "gov_config.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_matcher.h"
 #include "gov_runtime.h"
@@ -47,11 +48,14 @@ static int register_metrics(edge_t *e) {
     e->m_reloads = gov_metrics_counter(e->metrics, "edge_state_reloads_total",
         "Tenant state loads from Redis, by trigger (startup, event, reconcile) and outcome.", 3,
         (const char *[]){"tenant", "trigger", "outcome"});
+    e->m_rejected = gov_metrics_counter(e->metrics, "edge_state_rejected_total",
+        "Tenant state in Redis that did not verify here and is not served, by kind "
+        "(constitution) and reason code.", 3, (const char *[]){"tenant", "kind", "reason"});
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
     return e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
-           e->m_eval_duration && e->m_log_failed && e->m_reloads;
+           e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 
 int main(int argc, char **argv) {
@@ -76,6 +80,7 @@ int main(int argc, char **argv) {
                          "period of the full comparison with Redis", &c->reconcile_ms),
         GOV_RUNTIME_ROW("log_level"),
         GOV_CFG_STRING("edge_id", "edge-1", "this replica's name, in decision logs", &c->edge_id),
+        GOV_CFG_STRING("trust_file", NULL, "constitution trust, the file gov-constitution reads: every constitution loaded from Redis is verified against it (signatures, tenant binding, checksum) before it is served", &c->trust_file),
     };
     char eb[512] = "";
     int rc = 1;
@@ -99,6 +104,13 @@ int main(int argc, char **argv) {
     e.producer = gov_runtime_producer(rt);
     e.avro = gov_runtime_avro(rt);
 
+    /* Redis is not a trust root: without its own trust the edge would serve
+     * whatever a Redis writer stored, so it does not start. */
+    if (gov_file_trust_load(c->trust_file, &e.trust, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "trust file cannot be used (set GOV_TRUST_FILE)", "path",
+                c->trust_file ? c->trust_file : "(unset)", "error", eb, (const char *)NULL);
+        goto out;
+    }
     e.state = edge_state_new();
     if (e.state == NULL || !register_metrics(&e)) {
         gov_log(GOV_LOG_ERROR, "start-up failed", "error", "out of memory", (const char *)NULL);
@@ -130,5 +142,6 @@ out:
     edge_server_stop(server);
     edge_loader_stop(loader);
     edge_state_free(e.state);
+    gov_trust_free(e.trust);
     return gov_runtime_shutdown(rt, rc);
 }

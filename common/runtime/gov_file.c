@@ -6,10 +6,15 @@
  * reading one byte past the limit is how an over-long stream is detected
  * without trusting st_size, which a growing file or a pipe does not have.
  *
+ * gov_file_trust_load is that read followed by gov_trust_parse, so a trust
+ * file is bounded like every other file.
+ *
  * What it does not do: mmap, follow "include" directives, or retry on
  * anything but EINTR.
  */
 #include "gov_file.h"
+
+#include "gov_constitution.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,5 +127,22 @@ out:
     release(buf, cap, secret);
     if (!is_stdin)
         close(fd);
+    return err;
+}
+
+gov_err_t gov_file_trust_load(const char *path, gov_trust_t **out, char *errbuf,
+                              size_t errbuf_size) {
+    char *buf = NULL;
+    size_t n = 0;
+    *out = NULL;
+    if (path == NULL || path[0] == '\0') {
+        gov_errbuf(errbuf, errbuf_size, "no trust file configured");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_err_t err = gov_file_read(path, GOV_TRUST_FILE_MAX, 0, &buf, &n, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    err = gov_trust_parse(buf, n, out, errbuf, errbuf_size);
+    gov_free(buf);
     return err;
 }

@@ -14,6 +14,10 @@
  *   GOV_ERR_TOO_LARGE  "<path> is larger than <max> bytes"
  *   GOV_ERR_NOMEM      "out of memory"
  *
+ * gov_file_trust_load reads a trust file with it and parses it
+ * (gov_trust_parse, pure, in common/core): the I/O half of loading trust,
+ * shared by every binary that verifies signatures.
+ *
  * Thread-safety: thread-safe (no shared state).
  */
 #ifndef GOV_FILE_H
@@ -42,5 +46,16 @@ enum {
  * growing, secrets excepted). */
 gov_err_t gov_file_read(const char *path, size_t max, unsigned flags, char **out,
                         size_t *out_len, char *errbuf, size_t errbuf_size);
+
+/* The largest trust file read (local configuration). */
+#define GOV_TRUST_FILE_MAX (1u << 20)
+
+struct gov_trust;
+/* Reads and parses a trust file (gov_trust_parse's format) at path: on
+ * GOV_OK *out is a new trust (gov_trust_free).  A NULL path is an error
+ * ("not configured").  gov-constitution and gov-edge load theirs here, so
+ * both read the same file the same way. */
+gov_err_t gov_file_trust_load(const char *path, struct gov_trust **out, char *errbuf,
+                              size_t errbuf_size);
 
 #endif /* GOV_FILE_H */

@@ -222,6 +222,7 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
     out->version = hash_field(h, "version");
     out->verified_at = hash_field(h, "verified_at");
     out->signers = hash_field(h, "signers");
+    out->signatures = hash_field(h, "signatures");
     out->source = hash_field(h, "source");
     if (doc->type == REDIS_REPLY_STRING) {
         out->doc = doc->str;

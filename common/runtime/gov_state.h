@@ -7,7 +7,10 @@
  *
  *   constitution:{T}              hash: checksum, hash_alg, version,
  *                                 verified_at, signers, source,
- *                                 canonicalization, bundle_event_id
+ *                                 canonicalization, bundle_event_id,
+ *                                 signatures (the bundle's, compact JSON:
+ *                                 with :doc, hash_alg, canonicalization and
+ *                                 checksum, what lets an edge verify again)
  *   constitution:{T}:doc          string: the verified document, canonical
  *   constitution:{T}:history      list: previous checksums, newest first (100)
  *   constitution:tenants          set: tenants that have a constitution
@@ -117,6 +120,7 @@ typedef struct gov_state_constitution {
     size_t nhistory;
     char *document;         /* the in-force canonical document; NULL when absent */
     size_t document_len;
+    int has_signatures;     /* 1 when its bundle's signatures are stored too */
 } gov_state_constitution_t;
 
 /* Reads version, checksum, history and the in-force document (its
@@ -144,6 +148,10 @@ typedef struct gov_state_constitution_accepted {
     long long verified_at_us;
     const char *canonical;
     size_t canonical_len;
+    /* The bundle's signatures as compact JSON, [{"signer_id","algorithm",
+     * "signature"}...]: stored so every edge can run gov_constitution_verify
+     * again over the canonical document (Redis is not a trust root). */
+    const char *signatures;
 } gov_state_constitution_accepted_t;
 
 /* Writes the accepted constitution, pushes the previous checksum to the
@@ -154,6 +162,14 @@ typedef struct gov_state_constitution_accepted {
 gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitution_accepted_t *a,
                                        const char *expected_checksum, const gov_state_pos_t *pos,
                                        char *errbuf, size_t errbuf_size);
+
+/* Stores `signatures` (compact JSON) beside the tenant's constitution when
+ * its checksum is still `checksum` and it has none: a constitution
+ * materialized before signatures were stored becomes verifiable by the
+ * edges when its bundle is replayed.  One script; no-op otherwise. */
+gov_err_t gov_state_constitution_add_signatures(gov_redis_t *r, const char *tenant,
+                                                const char *checksum, const char *signatures,
+                                                char *errbuf, size_t errbuf_size);
 
 /* SADD constitution:tenants tenant (idempotent). */
 gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,
@@ -237,7 +253,7 @@ void gov_state_tenants_clear(gov_state_tenants_t *t);
 typedef struct gov_state_served {
     redisReply *reply_;   /* private */
     const char *checksum, *hash_alg, *canonicalization, *version, *verified_at, *signers,
-        *source;          /* constitution:{T} fields */
+        *source, *signatures;   /* constitution:{T} fields */
     const char *doc;      /* constitution:{T}:doc */
     size_t doc_len;
     const char *pack;     /* policy:rulepack:{T} */

@@ -21,7 +21,8 @@ static gov_redis_script_t write_script = {
     /* KEYS: 1 hash, 2 doc, 3 history, 4 offset
      * ARGV: 1 expected ('' = none), 2 checksum, 3 hash_alg, 4 version,
      *       5 verified_at, 6 signers, 7 source, 8 canonicalization,
-     *       9 bundle_event_id, 10 document, 11 offset, 12 history cap */
+     *       9 bundle_event_id, 10 document, 11 offset, 12 history cap,
+     *       13 signatures (compact JSON) */
     "local cur = redis.call('HGET', KEYS[1], 'checksum') or ''\n"
     "if cur ~= ARGV[1] then return {'conflict', cur} end\n"
     "if cur ~= '' then\n"
@@ -30,10 +31,20 @@ static gov_redis_script_t write_script = {
     "end\n"
     "redis.call('HSET', KEYS[1], 'checksum', ARGV[2], 'hash_alg', ARGV[3], 'version', ARGV[4],\n"
     "  'verified_at', ARGV[5], 'signers', ARGV[6], 'source', ARGV[7],\n"
-    "  'canonicalization', ARGV[8], 'bundle_event_id', ARGV[9])\n"
+    "  'canonicalization', ARGV[8], 'bundle_event_id', ARGV[9], 'signatures', ARGV[13])\n"
     "redis.call('SET', KEYS[2], ARGV[10])\n"
     "redis.call('SET', KEYS[4], ARGV[11])\n"
     "return {'ok'}\n",
+    {0}};
+
+static gov_redis_script_t add_signatures_script = {
+    /* KEYS: 1 hash; ARGV: 1 checksum, 2 signatures */
+    "if redis.call('HGET', KEYS[1], 'checksum') == ARGV[1] and\n"
+    "   redis.call('HEXISTS', KEYS[1], 'signatures') == 0 then\n"
+    "  redis.call('HSET', KEYS[1], 'signatures', ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n",
     {0}};
 
 void gov_state_constitution_clear(gov_state_constitution_t *cur) {
@@ -58,13 +69,14 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
         return err;
     }
     redisReply *rep = NULL;
-    const char *hmget[] = {"HMGET", k_hash, "version", "checksum"};
-    if ((err = gov_redis_command(r, &rep, 4, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
+    const char *hmget[] = {"HMGET", k_hash, "version", "checksum", "signatures"};
+    if ((err = gov_redis_command(r, &rep, 5, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
         return err;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
         rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
         cur->version = gov_strdup(rep->element[0]->str);
         cur->checksum = gov_strdup(rep->element[1]->str);
+        cur->has_signatures = rep->element[2]->type == REDIS_REPLY_STRING;
         if (!cur->version || !cur->checksum)
             err = GOV_ERR_NOMEM;
     }
@@ -136,7 +148,7 @@ gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitut
     const char *argv[] = {k_hash, k_doc, k_hist, k_off,
                           expected_checksum ? expected_checksum : "", a->checksum, a->hash_alg,
                           a->version, at, a->signers, a->source, a->canonicalization,
-                          a->bundle_event_id, a->canonical, off, cap};
+                          a->bundle_event_id, a->canonical, off, cap, a->signatures};
     enum { NARGS = sizeof argv / sizeof argv[0] };
     size_t lens[NARGS];
     for (size_t i = 0; i < NARGS; i++)
@@ -145,6 +157,23 @@ gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitut
     return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
                                gov_state_constitution_index_key(), a->tenant, "constitution",
                                errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_constitution_add_signatures(gov_redis_t *r, const char *tenant,
+                                                const char *checksum, const char *signatures,
+                                                char *errbuf, size_t errbuf_size) {
+    char k_hash[GOV_STATE_KEY_MAX];
+    if (gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "not a tenant id");
+        return GOV_ERR_INVALID_ARG;
+    }
+    const char *argv[] = {k_hash, checksum, signatures};
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, &add_signatures_script, 1, 3, argv, NULL, &rep, errbuf,
+                                   errbuf_size);
+    if (rep)
+        freeReplyObject(rep);
+    return err;
 }
 
 gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,

@@ -117,7 +117,7 @@ void gov_status_set(gov_status_t *st, const char *component,
     component_t *c;
     if (st == NULL || !component_name_ok(component))
         return;
-    if (state != GOV_STATUS_NOT_READY && state != GOV_STATUS_OK)
+    if (state != GOV_STATUS_NOT_READY && state != GOV_STATUS_OK && state != GOV_STATUS_DEGRADED)
         state = GOV_STATUS_ERROR;
     /* Copies are made outside the lock.  If one fails, the state change still
      * happens: a missing detail is better than a stale state. */
@@ -149,20 +149,26 @@ out:
     gov_free(revision_copy);
 }
 
+/* 1 when ready (every component OK or DEGRADED), 2 when ready with some
+ * component DEGRADED, 0 when not ready. */
 static int status_ready_locked(const gov_status_t *st) {
     if (st->count == 0)
         return 0;
-    for (size_t i = 0; i < st->count; i++)
-        if (st->items[i].state != GOV_STATUS_OK)
+    int degraded = 0;
+    for (size_t i = 0; i < st->count; i++) {
+        if (st->items[i].state == GOV_STATUS_DEGRADED)
+            degraded = 1;
+        else if (st->items[i].state != GOV_STATUS_OK)
             return 0;
-    return 1;
+    }
+    return degraded ? 2 : 1;
 }
 
 int gov_status_ready(gov_status_t *st) {
     if (st == NULL)
         return 0;
     pthread_mutex_lock(&st->lock);
-    int ready = status_ready_locked(st);
+    int ready = status_ready_locked(st) != 0;
     pthread_mutex_unlock(&st->lock);
     return ready;
 }
@@ -173,6 +179,8 @@ static const char *state_name(gov_status_state_t s) {
         return "not_ready";
     case GOV_STATUS_OK:
         return "ok";
+    case GOV_STATUS_DEGRADED:
+        return "degraded";
     case GOV_STATUS_ERROR:
         break;
     }
@@ -199,9 +207,12 @@ static int set_text_or_null(json_t *obj, const char *key, const char *text) {
 json_t *gov_status_to_json(gov_status_t *st, int *ready) {
     json_t *root = NULL, *list = NULL, *result = NULL;
     pthread_mutex_lock(&st->lock);
-    *ready = status_ready_locked(st);
+    int level = status_ready_locked(st);
+    *ready = level != 0;
     root = json_object();
-    if (root == NULL || set_text_or_null(root, "status", *ready ? "ok" : "not_ready") != 0)
+    if (root == NULL ||
+        set_text_or_null(root, "status",
+                         level == 2 ? "degraded" : level ? "ok" : "not_ready") != 0)
         goto out;
     list = json_array();
     if (json_object_set_new(root, "components", list) != 0)

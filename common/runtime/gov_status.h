@@ -2,9 +2,13 @@
  *
  * Every long-running part of a binary (its Kafka consumer, its Redis
  * connection, its loaded state) registers a component and reports
- * NOT_READY / OK / ERROR with the time of its last success and its active
- * revision.  /readyz is computed from the set: ready when every registered
- * component is OK.
+ * NOT_READY / OK / DEGRADED / ERROR with the time of its last success and
+ * its active revision.  /readyz is computed from the set: ready when every
+ * registered component is OK or DEGRADED.  DEGRADED is for a part that
+ * serves less than it should but must not take the whole binary out of
+ * rotation (gov-edge: one tenant whose stored state did not verify keeps its
+ * last verified state, the other tenants are fine); it shows in the body
+ * ("status":"degraded", the component "degraded"), never in the code.
  *
  * Thread-safety: gov_status_* may be called from any thread.
  */
@@ -20,6 +24,7 @@ typedef enum gov_status_state {
     GOV_STATUS_NOT_READY = 0,
     GOV_STATUS_OK = 1,
     GOV_STATUS_ERROR = 2,
+    GOV_STATUS_DEGRADED = 3,   /* serving, with less than it should: still ready */
 } gov_status_state_t;
 
 typedef struct gov_status gov_status_t;
@@ -36,10 +41,12 @@ gov_err_t gov_status_register(gov_status_t *st, const char *component);
 void gov_status_set(gov_status_t *st, const char *component,
                     gov_status_state_t state, const char *detail,
                     const char *revision);
-/* 1 when every registered component is OK (and at least one exists). */
+/* 1 when every registered component is OK or DEGRADED (and at least one
+ * exists). */
 int gov_status_ready(gov_status_t *st);
 
-/* The /readyz body {"status":"ok"|"not_ready","components":[...]} as a new
+/* The /readyz body {"status":"ok"|"degraded"|"not_ready","components":[...]}
+ * ("degraded": ready, some component DEGRADED) as a new
  * JSON value (NULL on allocation failure); *ready set as gov_status_ready.
  * For servers that answer /readyz themselves (gov-edge). */
 json_t *gov_status_to_json(gov_status_t *st, int *ready);

@@ -52,9 +52,6 @@ typedef struct ctx {
     gov_metric_t *m_rejected, *m_accepted, *m_version;
 } ctx_t;
 
-/* The trust file is local configuration: at most this many bytes. */
-#define TRUST_FILE_MAX (1u << 20)
-
 static gov_trust_t *load_trust(const char *path) {
     char eb[512];
     gov_trust_t *t = NULL;
@@ -65,7 +62,7 @@ static gov_trust_t *load_trust(const char *path) {
                 "(unset)", (const char *)NULL);
         return NULL;
     }
-    if (gov_file_read(path, TRUST_FILE_MAX, 0, &buf, &n, eb, sizeof eb) != GOV_OK) {
+    if (gov_file_read(path, GOV_TRUST_FILE_MAX, 0, &buf, &n, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "trust file cannot be read (set GOV_TRUST_FILE)", "path", path,
                 "error", eb, (const char *)NULL);
         return NULL;
@@ -213,13 +210,18 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         join_signers(&v, signers, sizeof signers);
 
         if (v.outcome == GOV_VERIFY_ACCEPT) {
+            /* The signatures are stored with the document, so every edge
+             * verifies again what it loads (Redis is not a trust root). */
+            char *sigs_json = json_dumps(sigsj, JSON_COMPACT | JSON_SORT_KEYS);
             gov_state_constitution_accepted_t a = {
                 tenant, in.checksum, in.hash_alg, in.canonicalization, v.version, signers,
                 json_string_value(json_object_get(ev, "source")),
                 json_string_value(json_object_get(ev, "event_id")), gov_now_micros(),
-                v.canonical, v.canonical_len,
+                v.canonical, v.canonical_len, sigs_json,
             };
-            err = gov_state_constitution_write(r, &a, cur.checksum, &pos, eb, ebsize);
+            err = sigs_json ? gov_state_constitution_write(r, &a, cur.checksum, &pos, eb, ebsize)
+                            : GOV_ERR_NOMEM;
+            gov_free(sigs_json);
             if (err == GOV_OK) {
                 gov_log(GOV_LOG_INFO, "constitution accepted", "tenant", tenant, "version",
                         v.version, "checksum", in.checksum, "signers", signers, (const char *)NULL);
@@ -231,7 +233,18 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             err = GOV_ERR_DUPLICATE;
             if (cur.checksum && strcmp(cur.checksum, in.checksum) == 0) {
                 const char *prev = cur.nhistory ? cur.history[0] : NULL;
-                gov_err_t e2 = gov_state_constitution_index(r, tenant, eb, ebsize);
+                gov_err_t e2 = GOV_OK;
+                if (!cur.has_signatures) {
+                    /* Materialized before signatures were stored: the replay
+                     * (verified above) makes it verifiable by the edges. */
+                    char *sigs_json = json_dumps(sigsj, JSON_COMPACT | JSON_SORT_KEYS);
+                    e2 = sigs_json ? gov_state_constitution_add_signatures(r, tenant, in.checksum,
+                                                                           sigs_json, eb, ebsize)
+                                   : GOV_ERR_NOMEM;
+                    gov_free(sigs_json);
+                }
+                if (e2 == GOV_OK)
+                    e2 = gov_state_constitution_index(r, tenant, eb, ebsize);
                 if (e2 == GOV_OK)
                     e2 = emit_accepted(c, ev, v.version, signers, prev, eb, ebsize);
                 if (e2 != GOV_OK)

@@ -237,22 +237,39 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
     return add;
 }
 
-long itest_http_get(const char *url, char **body) {
+/* GET (json NULL) or a POST of json. */
+static long http_do(const char *url, const char *json, char **body) {
     CURL *c = curl_easy_init();
     membuf_t m = {NULL, 0};
     long status = 0;
+    struct curl_slist *h = NULL;
     curl_easy_setopt(c, CURLOPT_URL, url);
+    if (json) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(json));
+    }
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
+    curl_slist_free_all(h);
     if (body)
         *body = m.buf ? m.buf : strdup("");
     else
         free(m.buf);
     return status;
+}
+
+long itest_http_get(const char *url, char **body) {
+    return http_do(url, NULL, body);
+}
+
+long itest_http_post_json(const char *url, const char *json, char **body) {
+    return http_do(url, json, body);
 }
 
 long itest_wait_for(int (*ready)(void *opaque), void *opaque, int timeout_ms, int interval_ms) {

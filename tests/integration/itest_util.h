@@ -73,6 +73,9 @@ int itest_run(const char *const *argv, const char *const *extra_env, char *out, 
 /* HTTP GET; returns the status (0 on connection failure); *body is a new
  * NUL-terminated string (free) when body is not NULL. */
 long itest_http_get(const char *url, char **body);
+/* HTTP POST of a JSON body (Content-Type: application/json); as
+ * itest_http_get otherwise. */
+long itest_http_post_json(const char *url, const char *json, char **body);
 /* Polls url until it answers `want` or timeout_ms passes; returns 1 if so. */
 int itest_wait_http(const char *url, long want, int timeout_ms);
 /* Sum of a metric's samples whose label set contains every "k=\"v\"" filter

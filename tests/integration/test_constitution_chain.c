@@ -39,7 +39,7 @@ static EVP_PKEY *keys[4]; /* alice, bob, carol trusted; mallory not */
 static const char *names[4] = {"alice", "bob", "carol", "mallory"};
 
 static void start_edge(void) {
-    const char *env[] = {env_redis, env_reconcile, NULL};
+    const char *env[] = {env_redis, env_reconcile, env_trust, NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-constitution-edge.log");
 }
 
@@ -436,6 +436,198 @@ static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void
     free(body);
 }
 
+/* --- Redis is not a trust root ---------------------------------------------------- */
+
+static long get_hash(const char *t, char **body) {
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/constitution/%s/hash", edge.url, t);
+    return itest_http_get(url, body);
+}
+
+static long evaluate_status(const char *t, char **body) {
+    char url[256], req[256];
+    snprintf(url, sizeof url, "%s/v1/evaluate", edge.url);
+    snprintf(req, sizeof req,
+             "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"u\",\"role\":\"analyst\","
+             "\"prompt\":\"hello\"}", t);
+    return itest_http_post_json(url, req, body);
+}
+
+/* edge_state_rejected_total{tenant=t,kind=constitution,reason=reason}, -1 when none. */
+static double refused(const char *t, const char *reason) {
+    char f1[128], f3[96];
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
+    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
+    const char *flt[] = {f1, "kind=\"constitution\"", f3, NULL};
+    return itest_proc_metric(&edge, "edge_state_rejected_total", flt);
+}
+
+/* 1 when the edge's /readyz answers 200 and names component tenant:t degraded. */
+static int readyz_degraded(const char *t) {
+    char *body = NULL;
+    long st = itest_proc_get(&edge, "/readyz", &body);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    char name[96];
+    snprintf(name, sizeof name, "tenant:%s", t);
+    int found = 0;
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(j, "components"), i, c)
+        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0 &&
+            strcmp(json_string_value(json_object_get(c, "state")) ?: "", "degraded") == 0)
+            found = 1;
+    int top = strcmp(json_string_value(json_object_get(j, "status")) ?: "", "degraded") == 0;
+    json_decref(j);
+    return st == 200 && found && top;
+}
+
+/* Writes a constitution for tenant t straight into Redis, as a Redis writer
+ * could: the document text (which must be canonical JCS), its SHA-256
+ * checksum and the signatures of `who` (indexes into keys; -1 ends) over it. */
+static void forge(const char *t, const char *doc, const int *who, char checksum[129]) {
+    /* The bundle a signer would publish; its parts go straight to Redis. */
+    json_t *b = itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, names, who);
+    snprintf(checksum, 129, "%s", json_string_value(json_object_get(b, "checksum")));
+    char *sj = json_dumps(json_object_get(b, "signatures"), JSON_COMPACT);
+    json_decref(b);
+    char eb[200];
+    gov_redis_t *r = itest_redis();
+    const char *hset[] = {"HSET", NULL, "checksum", checksum, "hash_alg", "sha256",
+                          "canonicalization", "jcs", "version", "9.0.0", "signers", "forger",
+                          "source", "redis", "signatures", sj};
+    char k_hash[128], k_doc[128];
+    snprintf(k_hash, sizeof k_hash, "constitution:{%s}", t);
+    snprintf(k_doc, sizeof k_doc, "constitution:{%s}:doc", t);
+    hset[1] = k_hash;
+    assert_int_equal(gov_redis_command(r, NULL, (int)(sizeof hset / sizeof hset[0]), hset, NULL, eb, sizeof eb), GOV_OK);
+    const char *set[] = {"SET", k_doc, doc};
+    assert_int_equal(gov_redis_command(r, NULL, 3, set, NULL, eb, sizeof eb), GOV_OK);
+    const char *sadd[] = {"SADD", "constitution:tenants", t};
+    assert_int_equal(gov_redis_command(r, NULL, 3, sadd, NULL, eb, sizeof eb), GOV_OK);
+    free(sj);
+}
+
+/* Copies tenant from's constitution keys to tenant to's, byte for byte. */
+static void copy_constitution(const char *from, const char *to) {
+    char eb[200];
+    gov_redis_t *r = itest_redis();
+    const char *fields[] = {"checksum", "hash_alg", "canonicalization", "version", "signers",
+                            "source", "signatures", "verified_at", "bundle_event_id"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        redisReply *v = NULL;
+        assert_int_equal(gov_redis_commandf(r, &v, eb, sizeof eb, "HGET constitution:{%s} %s",
+                                            from, fields[i]), GOV_OK);
+        assert_int_equal(v->type, REDIS_REPLY_STRING);
+        assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                            "HSET constitution:{%s} %s %b", to, fields[i],
+                                            v->str, v->len), GOV_OK);
+        freeReplyObject(v);
+    }
+    redisReply *d = NULL;
+    assert_int_equal(gov_redis_commandf(r, &d, eb, sizeof eb, "GET constitution:{%s}:doc", from),
+                     GOV_OK);
+    assert_int_equal(d->type, REDIS_REPLY_STRING);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET constitution:{%s}:doc %b",
+                                        to, d->str, d->len), GOV_OK);
+    freeReplyObject(d);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SADD constitution:tenants %s",
+                                        to), GOV_OK);
+}
+
+static void test_edge_verifies_what_redis_holds(void **state) {
+    (void)state;
+    char good[64], copied[64], forged[64], doc[512], cs[129];
+    itest_unique("had", good, sizeof good);
+    itest_unique("copy", copied, sizeof copied);
+    itest_unique("forged", forged, sizeof forged);
+
+    /* A constitution accepted by gov-constitution, served by the edge. */
+    snprintf(doc, sizeof doc, "{\"governance\":{\"signature_threshold\":2},"
+             "\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},\"tenant\":\"%s\",\"version\":\"1.0.0\"}", good);
+    json_t *b = itest_bundle_event(good, doc, "jcs", "sha256", NULL, keys, names, AB);
+    char good_cs[129];
+    snprintf(good_cs, sizeof good_cs, "%s", json_string_value(json_object_get(b, "checksum")));
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    char *body = NULL;
+    int served = 0;
+    for (int i = 0; i < 1000 && !served; i++) {
+        served = get_hash(good, &body) == 200 && strstr(body, good_cs) != NULL;
+        free(body);
+        if (!served)
+            itest_sleep_ms(10);
+    }
+    assert_true(served);
+
+    /* A constitution materialized before signatures were stored gets them
+     * when its bundle is replayed (a duplicate otherwise changes nothing). */
+    char eb[200];
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "HDEL constitution:{%s} signatures", good), GOV_OK);
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    json_decref(b);
+    long long has = 0;
+    for (int i = 0; i < 1000 && has != 1; i++) {
+        redisReply *r = NULL;
+        assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                            "HEXISTS constitution:{%s} signatures", good), GOV_OK);
+        has = r->integer;
+        freeReplyObject(r);
+        if (has != 1)
+            itest_sleep_ms(10);
+    }
+    assert_int_equal(has, 1);
+
+    /* Signed for `good`, copied into `copied`'s keys; a document consistent
+     * with its checksum but signed by an untrusted key (mallory). */
+    copy_constitution(good, copied);
+    char fdoc[512];
+    snprintf(fdoc, sizeof fdoc, "{\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},\"tenant\":\"%s\",\"version\":\"1.0.0\"}",
+             forged);
+    forge(forged, fdoc, (const int[]){3, -1}, cs);
+
+    /* A restarted edge verifies everything it loads against its own trust:
+     * the good one is served, the other two never are; it is ready, and
+     * says which tenants are degraded and why. */
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "200ms");
+    start_edge();
+    assert_int_equal(get_hash(good, &body), 200);
+    assert_non_null(strstr(body, good_cs));
+    free(body);
+    const char *never[] = {copied, forged};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(get_hash(never[i], &body), 404);
+        assert_non_null(strstr(body, "constitution_not_found"));
+        free(body);
+        assert_int_equal(evaluate_status(never[i], &body), 503);
+        assert_non_null(strstr(body, "\"constitution_missing\""));
+        free(body);
+        assert_true(readyz_degraded(never[i]));
+    }
+    assert_true(refused(copied, "tenant_mismatch") >= 1);
+    assert_true(refused(forged, "untrusted_signer") >= 1);
+    assert_true(refused(good, "untrusted_signer") < 0);
+
+    /* A forged successor of the good one: the edge keeps serving the last
+     * verified document, turns the tenant degraded and counts it. */
+    snprintf(fdoc, sizeof fdoc, "{\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},\"tenant\":\"%s\",\"version\":\"2.0.0\"}", good);
+    forge(good, fdoc, (const int[]){3, -1}, cs);
+    int counted = 0;
+    for (int i = 0; i < 1000 && !counted; i++) {
+        counted = refused(good, "untrusted_signer") >= 1;
+        if (!counted)
+            itest_sleep_ms(10);
+    }
+    assert_true(counted);
+    assert_int_equal(get_hash(good, &body), 200);
+    assert_non_null(strstr(body, good_cs));
+    assert_null(strstr(body, cs));
+    free(body);
+    assert_true(readyz_degraded(good));
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "60s");
+}
+
 static void test_bad_requests_and_metrics(void **state) {
     (void)state;
     char *body = NULL;
@@ -464,6 +656,7 @@ int main(void) {
         cmocka_unit_test(test_successor_dropping_governance_refused),
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
+        cmocka_unit_test(test_edge_verifies_what_redis_holds),
         cmocka_unit_test(test_bad_requests_and_metrics),
     };
     return cmocka_run_group_tests_name("constitution-chain", tests, setup, teardown);

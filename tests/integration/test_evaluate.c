@@ -135,12 +135,14 @@ static int setup(void **state) {
     putenv(env_redis);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
     for (int i = 0; i < NPROC; i++) {
-        const char *env[3] = {env_redis, NULL, NULL};
+        /* gov-constitution and every edge verify against the same trust. */
+        const char *env[4] = {env_redis, NULL, NULL, NULL};
         if (i == 0)
             env[1] = env_trust;
         if (i >= 3) {
             snprintf(env_edge_id[i - 3], sizeof env_edge_id[i - 3], "GOV_EDGE_ID=edge-%c", 'a' + i - 3);
             env[1] = env_edge_id[i - 3];
+            env[2] = env_trust;
         }
         char log[96];
         snprintf(log, sizeof log, "itest-evaluate-%s-%d.log", names[i], i);

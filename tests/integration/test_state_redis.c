@@ -67,6 +67,7 @@ static gov_state_constitution_accepted_t constitution(const char *tenant, const 
     return (gov_state_constitution_accepted_t){
         tenant, checksum, "sha256", "rfc8785", version, "alice,bob", "itest", "bundle-1",
         1700000000000000LL, "{\"v\":1}", 7,
+        "[{\"signer_id\":\"alice\",\"algorithm\":\"ed25519\",\"signature\":\"aa\"}]",
     };
 }
 
@@ -105,6 +106,26 @@ static void test_constitution_write_is_compare_and_set(void **state) {
     assert_string_equal(got, "{\"v\":1}");
     redis_str(got, sizeof got, "HGET constitution:{%s} signers", tenant);
     assert_string_equal(got, "alice,bob");
+    redis_str(got, sizeof got, "HGET constitution:{%s} signatures", tenant);
+    assert_string_equal(got, "[{\"signer_id\":\"alice\",\"algorithm\":\"ed25519\",\"signature\":\"aa\"}]");
+    /* A constitution stored without signatures (before they were) gets
+     * them, only for its own checksum and only once. */
+    assert_int_equal(redis_int("HDEL constitution:{%s} signatures", tenant), 1);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.has_signatures, 0);
+    gov_state_constitution_clear(&cur);
+    assert_int_equal(gov_state_constitution_add_signatures(r, tenant, "c1", "[1]", eb, sizeof eb),
+                     GOV_OK);
+    assert_int_equal(redis_int("HEXISTS constitution:{%s} signatures", tenant), 0);
+    assert_int_equal(gov_state_constitution_add_signatures(r, tenant, "c2", "[2]", eb, sizeof eb),
+                     GOV_OK);
+    assert_int_equal(gov_state_constitution_add_signatures(r, tenant, "c2", "[3]", eb, sizeof eb),
+                     GOV_OK);
+    redis_str(got, sizeof got, "HGET constitution:{%s} signatures", tenant);
+    assert_string_equal(got, "[2]");
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.has_signatures, 1);
+    gov_state_constitution_clear(&cur);
     redis_str(got, sizeof got, "GET gov:offsets:gov-constitution:constitution.bundles:%s", "2");
     assert_string_equal(got, "11");
     assert_int_equal(redis_int("SISMEMBER constitution:tenants %s", tenant), 1);

@@ -340,6 +340,27 @@ static void test_readyz_transitions(void **state) {
     assert_int_equal(r.body_len, 0);
     http_result_clear(&r);
 
+    /* DEGRADED is still ready (200): the body says "degraded" and which
+     * component; back to OK, the body says "ok" again. */
+    gov_status_set(f->status, "tenant:acme", GOV_STATUS_DEGRADED, "constitution refused", NULL);
+    assert_int_equal(gov_status_ready(f->status), 1);
+    http_request(f->port, "GET", "/readyz", &r);
+    assert_int_equal(r.status, 200);
+    body = parse_json(&r);
+    assert_string_equal(json_string_value(json_object_get(body, "status")), "degraded");
+    assert_component(body, "tenant:acme", "degraded", NULL, "constitution refused");
+    json_decref(body);
+    http_result_clear(&r);
+    gov_status_set(f->status, "tenant:acme", GOV_STATUS_OK, NULL, NULL);
+    http_request(f->port, "GET", "/readyz", &r);
+    assert_int_equal(r.status, 200);
+    body = parse_json(&r);
+    assert_string_equal(json_string_value(json_object_get(body, "status")), "ok");
+    json_decref(body);
+    http_result_clear(&r);
+    /* DEGRADED next to an error is not ready. */
+    gov_status_set(f->status, "tenant:acme", GOV_STATUS_DEGRADED, NULL, NULL);
+
     /* An error: 503, detail shown, last success and revision kept. */
     gov_status_set(f->status, "kafka", GOV_STATUS_ERROR, "broker down", NULL);
     assert_int_equal(gov_status_ready(f->status), 0);
@@ -350,6 +371,7 @@ static void test_readyz_transitions(void **state) {
     assert_string_equal(
         json_string_value(json_object_get(find_component(body, "kafka"), "last_ok")),
         kafka_last_ok);
+    assert_string_equal(json_string_value(json_object_get(body, "status")), "not_ready");
     json_decref(body);
     http_result_clear(&r);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_constitution.h"
 #include "gov_file.h"
 
 static char dir[64];
@@ -146,6 +147,31 @@ static void test_allocation_failures(void **state) {
 /* A FIFO with no writer is refused at once (a blocking open would hang the
  * start-up of a binary pointed at it); a limit that would make the size
  * arithmetic wrap is refused before anything is read. */
+/* gov_file_trust_load: the same bounded read, then gov_trust_parse. */
+static void test_trust_load(void **state) {
+    (void)state;
+    gov_trust_t *t = (gov_trust_t *)&eb; /* overwritten with NULL on error */
+    assert_int_equal(gov_file_trust_load(NULL, &t, eb, sizeof eb), GOV_ERR_INVALID_ARG);
+    assert_null(t);
+    assert_non_null(strstr(eb, "no trust file"));
+    assert_int_not_equal(gov_file_trust_load("/nonexistent/trust.json", &t, eb, sizeof eb),
+                         GOV_OK);
+    assert_null(t);
+    write_file(path, "{\"threshold\":1}", 15);
+    assert_int_not_equal(gov_file_trust_load(path, &t, eb, sizeof eb), GOV_OK);
+    assert_null(t);
+    const char *ok = "{\"signers\":{\"op\":\"-----BEGIN PUBLIC KEY-----\\n"
+                     "MCowBQYDK2VwAyEA09R6Azol9+y/cub48/L3Uqdv9718SBkyYRt3hjoHZdk=\\n"
+                     "-----END PUBLIC KEY-----\\n\"},"
+                     "\"tenants\":{\"acme\":{\"threshold\":1,\"signers\":[\"op\"]}}}";
+    write_file(path, ok, strlen(ok));
+    assert_int_equal(gov_file_trust_load(path, &t, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_trust_count(t), 1);
+    assert_int_equal(gov_trust_tenant(t, "acme", NULL, NULL), 0);
+    assert_int_equal(gov_trust_tenant(t, "other", NULL, NULL), -1);
+    gov_trust_free(t);
+}
+
 static void test_fifo_refused_without_blocking(void **state) {
     (void)state;
     char fifo[160], *out = NULL;
@@ -175,6 +201,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_errors_name_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_refused_without_blocking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_load, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
