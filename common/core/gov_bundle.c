@@ -371,10 +371,10 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
                                  gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
     static const char *const fields[] = {"canonicalization", "hash_alg", "checksum"};
     static const char *const sig_fields[] = {"signer_id", "algorithm", "signature"};
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     const gov_reason_t bad = GOV_REASON_INVALID_BUNDLE;
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_NONE;
     if (!json_is_object(bundle))
         return shape_fail(reason, bad, errbuf, errbuf_size, "bundle is not a JSON object");
@@ -432,12 +432,12 @@ gov_err_t gov_bundle_check_shape(const json_t *bundle, const char *expected_tena
 gov_err_t gov_bundle_parse(const char *body, size_t len, const char *expected_tenant,
                            json_t **bundle, size_t *doc_off, size_t *doc_len,
                            gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     gov_err_t err;
     json_error_t jerr;
     json_t *b = NULL;
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_INTERNAL;
     if (bundle == NULL || doc_off == NULL || doc_len == NULL || (body == NULL && len > 0)) {
         gov_errbuf(errbuf, errbuf_size, "invalid argument");

@@ -520,9 +520,9 @@ gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
                               size_t errbuf_size) {
     gov_buf_t b;
     gov_err_t err;
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_NONE;
     gov_buf_init(&b, 0);
     if (out != NULL)
@@ -553,9 +553,9 @@ gov_err_t gov_canon_checksum(const json_t *doc, gov_canon_t kind, const char *ha
     char *bytes = NULL;
     size_t len = 0;
     gov_err_t err;
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_NONE;
     if (hex_out != NULL)
         hex_out[0] = '\0';
@@ -798,10 +798,10 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
     /* Zeroed: when jansson fails to allocate its lexer it returns without
      * setting an error, and json_error_code() would read an unset byte. */
     json_error_t jerr;
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     memset(&jerr, 0, sizeof jerr);
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_NONE;
     if (out != NULL)
         *out = NULL;

@@ -400,8 +400,8 @@ gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_polic
     size_t canon_len = 0;
     unsigned char digest[GOV_SHA256_LEN];
     gov_err_t rc;
-    gov_reason_t dummy;
-    gov_reason_t *why = reason ? reason : &dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
+    gov_reason_t *why = reason ? reason : &reason_sink;
 
     *why = GOV_REASON_NONE;
     if (errbuf != NULL && errbuf_size > 0)
@@ -546,11 +546,11 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     gov_match_t *matches = NULL;
     size_t *matched = NULL, *ends = NULL, nmatched = 0;
     gov_err_t rc = GOV_OK;
-    gov_reason_t dummy;
+    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     int deny = 0;
 
     if (reason == NULL)
-        reason = &dummy;
+        reason = &reason_sink;
     *reason = GOV_REASON_NONE;
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
