@@ -227,6 +227,26 @@ static long http_get(unsigned port, const char *path) {
     return status;
 }
 
+/* Starts spec with its admin server on a free port (tries ports from a
+ * pid-derived base; a taken port is GOV_ERR_IO with exit code 1) and
+ * returns the runtime, the port in *port. */
+static gov_runtime_t *start_on_free_port(const gov_runtime_spec_t *spec, unsigned *port) {
+    gov_runtime_t *rt = NULL;
+    int code = -1;
+    char opt[32];
+    for (unsigned i = 0; i < 200 && rt == NULL; i++) {
+        *port = 20000 + (unsigned)(getpid() % 20000) + i * 11;
+        snprintf(opt, sizeof opt, "--admin_port=%u", *port);
+        gov_err_t err = start(&rt, spec, rows, NROWS, &code, opt, NULL);
+        if (err != GOV_OK) {
+            assert_int_equal(err, GOV_ERR_IO); /* port taken: next one */
+            assert_int_equal(code, 1);
+        }
+    }
+    assert_non_null(rt);
+    return rt;
+}
+
 /* register_parts runs before the admin server answers: its component and
  * metric family are there at the first request.  gov_runtime_stop_admin
  * stops answering at once, before the rest shuts down. */
@@ -244,18 +264,8 @@ static void test_parts_registered_before_serving(void **state) {
     int calls = 0;
     const gov_runtime_spec_t spec = {.name = "gov-test", .admin = 1,
                                      .register_parts = register_probe, .register_ctx = &calls};
-    gov_runtime_t *rt = NULL;
-    int code = -1;
     unsigned port = 0;
-    char opt[32];
-    for (unsigned i = 0; i < 200 && rt == NULL; i++) {
-        port = 21000 + (unsigned)(getpid() % 20000) + i * 13;
-        snprintf(opt, sizeof opt, "--admin_port=%u", port);
-        gov_err_t err = start(&rt, &spec, rows, NROWS, &code, opt, NULL);
-        if (err != GOV_OK)
-            assert_int_equal(err, GOV_ERR_IO); /* port taken: next one */
-    }
-    assert_non_null(rt);
+    gov_runtime_t *rt = start_on_free_port(&spec, &port);
     assert_int_equal(calls, 1);
     /* "probe" is registered and not ready: 503 names it, not an empty set */
     assert_int_equal(http_get(port, "/readyz"), 503);
@@ -271,20 +281,11 @@ static void test_admin_server_and_one_shot_mode(void **state) {
     (void)state;
     int once = 0;
     const gov_runtime_spec_t spec = {.name = "gov-test", .admin = 1, .admin_unless = &once};
-    gov_runtime_t *rt = NULL;
-    int code = -1;
     unsigned port = 0;
+    int code = -1;
     char opt[32];
-    for (unsigned i = 0; i < 200 && rt == NULL; i++) {
-        port = 20000 + (unsigned)(getpid() % 20000) + i * 11;
-        snprintf(opt, sizeof opt, "--admin_port=%u", port);
-        gov_err_t err = start(&rt, &spec, rows, NROWS, &code, opt, NULL);
-        if (err != GOV_OK) {
-            assert_int_equal(err, GOV_ERR_IO); /* port taken: next one */
-            assert_int_equal(code, 1);
-        }
-    }
-    assert_non_null(rt);
+    gov_runtime_t *rt = start_on_free_port(&spec, &port);
+    snprintf(opt, sizeof opt, "--admin_port=%u", port);
     assert_int_equal(http_get(port, "/healthz"), 200);
     assert_int_equal(http_get(port, "/readyz"), 503); /* no component registered */
     assert_int_equal(gov_status_register(gov_runtime_status(rt), "x"), GOV_OK);
