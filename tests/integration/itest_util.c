@@ -1125,3 +1125,62 @@ int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waite
         status = 0;
     return status;
 }
+
+/* --- a private Redis that restarts slowly ------------------------------------------- */
+
+/* Runs one command (redisCommand format, one %s argument) on the Redis at port. */
+static void command_on(int port, const char *fmt, const char *arg) {
+    char eb[256];
+    gov_redis_t *r = NULL;
+    if (gov_redis_new("127.0.0.1", port, 10000, &r, eb, sizeof eb) != GOV_OK ||
+        gov_redis_commandf(r, NULL, eb, sizeof eb, fmt, arg) != GOV_OK)
+        fail_msg("redis on port %d: %s", port, eb);
+    gov_redis_free(r);
+}
+
+void itest_redis_fill_and_save(int port) {
+    char script[160];
+    snprintf(script, sizeof script,
+             "for i=1,%d do redis.call('SET','itest:fill:'..i,'x') end return 1", ITEST_FILL_KEYS);
+    command_on(port, "EVAL %s 0", script);
+    command_on(port, "SAVE", NULL);
+}
+
+void itest_redis_unfill(int port) {
+    char script[128];
+    snprintf(script, sizeof script, "for i=1,%d do redis.call('DEL','itest:fill:'..i) end return 1",
+             ITEST_FILL_KEYS);
+    command_on(port, "EVAL %s 0", script);
+}
+
+static int redis_loading(void *opaque) {
+    char eb[256];
+    gov_redis_t *r = NULL;
+    int loading = 0;
+    if (gov_redis_new("127.0.0.1", *(int *)opaque, 500, &r, eb, sizeof eb) == GOV_OK) {
+        redisReply *rep = NULL;
+        /* LOADING is "cannot serve now", like an outage. */
+        loading = gov_redis_commandf(r, &rep, eb, sizeof eb, "PING") == GOV_ERR_UNAVAILABLE &&
+                  strstr(eb, "LOADING") != NULL;
+        if (rep)
+            freeReplyObject(rep);
+    }
+    gov_redis_free(r);
+    return loading;
+}
+
+pid_t itest_private_redis_restart_loading(const char *name, int port) {
+    char dir[PATH_MAX], portbuf[16], logname[128];
+    snprintf(dir, sizeof dir, "%s/var/test-redis/%s", root(), name);
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    snprintf(logname, sizeof logname, "redis-%s.log", name);
+    /* 150 us a key, events served every KiB read: LOADING for ~3 s. */
+    const char *argv[] = {"/usr/bin/redis-server", "--port", portbuf, "--bind", "127.0.0.1",
+                          "--dir", dir, "--save", "", "--appendonly", "no",
+                          "--key-load-delay", "150", "--loading-process-events-interval-bytes",
+                          "1024", NULL};
+    pid_t pid = itest_spawn(argv, NULL, logname);
+    if (itest_wait_for(redis_loading, &port, 5000, 20) < 0)
+        fail_msg("the restarted redis-server on port %d never answered LOADING", port);
+    return pid;
+}

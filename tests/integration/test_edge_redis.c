@@ -37,7 +37,6 @@
 
 static pid_t redis_pid = -1;
 static int redis_port;
-static char redis_dir[512];
 static gov_redis_t *priv;   /* the test's own connection to the private Redis */
 static itest_proc_t edge;
 static char env_redis[48], env_trust[600];
@@ -122,28 +121,12 @@ static void start_edge(itest_proc_t *p, const char *id, const char *log) {
     itest_proc_start(p, "gov-edge", NULL, env, log);
 }
 
-/* Starts the private redis-server on redis_port over redis_dir; extra args
- * (NULL-terminated) appended.  Waits until it accepts connections (it may
- * answer LOADING). */
-static pid_t spawn_redis(const char *const *extra) {
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    const char *argv[24] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
-                            "--dir", redis_dir, "--save", "", "--appendonly", "no"};
-    size_t n = 11;
-    for (const char *const *e = extra; e && *e && n < 23; e++)
-        argv[n++] = *e;
-    argv[n] = NULL;
-    return itest_spawn(argv, NULL, "redis-itest-edge-redis.log");
-}
-
 /* --- setup ---------------------------------------------------------------------------- */
 
 static int setup(void **state) {
     (void)state;
     char eb[256];
     redis_pid = itest_private_redis("edge-redis", &redis_port);
-    snprintf(redis_dir, sizeof redis_dir, "%s", itest_path("var/test-redis/edge-redis"));
     if (gov_redis_new("127.0.0.1", redis_port, 5000, &priv, eb, sizeof eb) != GOV_OK)
         fail_msg("private redis: %s", eb);
     const char *flush[] = {"FLUSHALL"};
@@ -319,23 +302,6 @@ static void test_wrong_type_degrades_that_tenant_only(void **state) {
 
 /* --- point 2: Redis stopped, restarted from its RDB while it loads -------------------- */
 
-static int redis_loading(void *opaque) {
-    (void)opaque;
-    char eb[256];
-    gov_redis_t *r = NULL;
-    int loading = 0;
-    if (gov_redis_new("127.0.0.1", redis_port, 500, &r, eb, sizeof eb) == GOV_OK) {
-        redisReply *rep = NULL;
-        gov_err_t err = gov_redis_commandf(r, &rep, eb, sizeof eb, "PING");
-        /* LOADING is "cannot serve now", like an outage. */
-        loading = err == GOV_ERR_UNAVAILABLE && strstr(eb, "LOADING") != NULL;
-        if (rep)
-            freeReplyObject(rep);
-    }
-    gov_redis_free(r);
-    return loading;
-}
-
 static int redis_ok(void *opaque) {
     (void)opaque;
     return gov_redis_ping(priv) == GOV_OK;
@@ -351,11 +317,7 @@ static int log_mentions_loading(const itest_proc_t *p) {
 static void test_restart_while_loading_recovers(void **state) {
     (void)state;
     /* Enough keys that loading with a per-key delay takes seconds. */
-    const char *fill[] = {"EVAL", "for i=1,20000 do redis.call('SET','itest:fill:'..i,'x') end return 1",
-                          "0"};
-    freeReplyObject(cmd(priv, 3, fill, NULL));
-    const char *save[] = {"SAVE"};
-    freeReplyObject(cmd(priv, 1, save, NULL));
+    itest_redis_fill_and_save(redis_port);
     assert_true(itest_stop(redis_pid, SIGTERM, 10000) != -1);
     redis_pid = -1;
 
@@ -363,10 +325,7 @@ static void test_restart_while_loading_recovers(void **state) {
     assert_int_equal(evaluate_status(&edge), 200);
     assert_int_equal(lookup_status(&edge), 503);
 
-    const char *slow[] = {"--key-load-delay", "150", "--loading-process-events-interval-bytes",
-                          "1024", NULL};
-    redis_pid = spawn_redis(slow);
-    assert_true(itest_wait_for(redis_loading, NULL, 5000, 20) >= 0);
+    redis_pid = itest_private_redis_restart_loading("edge-redis", redis_port);
     /* While it loads: a fresh edge starts (and waits), the running one
      * keeps answering evaluate and lookups answer 503. */
     assert_int_equal(evaluate_status(&edge), 200);
@@ -386,8 +345,7 @@ static void test_restart_while_loading_recovers(void **state) {
     assert_true(itest_wait_for(redis_ok, NULL, 30000, 100) >= 0);
     assert_true(itest_wait_for(lookup_is_404, &edge, 15000, 100) >= 0);
     assert_int_equal(evaluate_status(&edge), 200);
-    const char *flush[] = {"EVAL", "for i=1,20000 do redis.call('DEL','itest:fill:'..i) end return 1", "0"};
-    freeReplyObject(cmd(priv, 3, flush, NULL));
+    itest_redis_unfill(redis_port);
 }
 
 int main(void) {

@@ -25,7 +25,6 @@
 
 static pid_t redis_pid = -1;
 static int redis_port;
-static char redis_dir[512];
 static gov_redis_t *priv;
 static itest_proc_t audit;
 
@@ -34,7 +33,6 @@ static int setup(void **state) {
     static char env_redis[48];
     char eb[256];
     redis_pid = itest_private_redis("proc-redis", &redis_port);
-    snprintf(redis_dir, sizeof redis_dir, "%s", itest_path("var/test-redis/proc-redis"));
     if (gov_redis_new("127.0.0.1", redis_port, 5000, &priv, eb, sizeof eb) != GOV_OK)
         fail_msg("private redis: %s", eb);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
@@ -93,60 +91,29 @@ static int log_mentions(const char *what) {
 
 static int log_has(void *what) { return log_mentions(what); }
 
-static int redis_loading(void *opaque) {
-    (void)opaque;
-    char eb[256];
-    gov_redis_t *r = NULL;
-    int loading = 0;
-    if (gov_redis_new("127.0.0.1", redis_port, 500, &r, eb, sizeof eb) == GOV_OK) {
-        redisReply *rep = NULL;
-        loading = gov_redis_commandf(r, &rep, eb, sizeof eb, "PING") == GOV_ERR_UNAVAILABLE &&
-                  strstr(eb, "LOADING") != NULL;
-        if (rep)
-            freeReplyObject(rep);
-    }
-    gov_redis_free(r);
-    return loading;
-}
-
 static void test_restart_while_loading_loses_nothing(void **state) {
     (void)state;
-    char tenant[64], key[GOV_STATE_KEY_MAX], eb[256];
+    char tenant[64], key[GOV_STATE_KEY_MAX];
     itest_unique("proc-redis", tenant, sizeof tenant);
     audit_key(tenant, key);
     produce(tenant, 1);
     xlen_wait_t w = {key, 1};
     assert_true(itest_wait_for(xlen_reached, &w, 30000, 50) >= 0);
 
-    redisReply *r = NULL;
-    assert_int_equal(gov_redis_commandf(priv, &r, eb, sizeof eb, "EVAL %s 0",
-                                        "for i=1,20000 do redis.call('SET','itest:fill:'..i,'x') end return 1"),
-                     GOV_OK);
-    freeReplyObject(r);
-    assert_int_equal(gov_redis_commandf(priv, &r, eb, sizeof eb, "SAVE"), GOV_OK);
-    freeReplyObject(r);
+    itest_redis_fill_and_save(redis_port);
     assert_true(itest_stop(redis_pid, SIGTERM, 10000) != -1);
     redis_pid = -1;
 
     /* Produced while Redis is down: retried, never skipped. */
     produce(tenant, 2);
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    const char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
-                          redis_dir, "--save", "", "--appendonly", "no", "--key-load-delay", "150",
-                          "--loading-process-events-interval-bytes", "1024", NULL};
-    redis_pid = itest_spawn(argv, NULL, "redis-itest-proc-redis.log");
-    assert_true(itest_wait_for(redis_loading, NULL, 5000, 20) >= 0);
+    redis_pid = itest_private_redis_restart_loading("proc-redis", redis_port);
 
     w.want = 3;
     assert_true(itest_wait_for(xlen_reached, &w, 60000, 100) >= 0);
     /* It went through the outage and the LOADING replies on its own. */
     assert_true(log_mentions("LOADING"));
     assert_true(xlen_reached(&(xlen_wait_t){key, 4}) == 0); /* exactly three: nothing twice */
-    assert_int_equal(gov_redis_commandf(priv, &r, eb, sizeof eb, "EVAL %s 0",
-                                        "for i=1,20000 do redis.call('DEL','itest:fill:'..i) end return 1"),
-                     GOV_OK);
-    freeReplyObject(r);
+    itest_redis_unfill(redis_port);
 }
 
 static void test_wrong_type_key_blocks_nothing_once_fixed(void **state) {
