@@ -4,8 +4,9 @@
  * own epoll set), with a per-connection timeout and a connection limit, bound
  * only to cfg.listen_addr.
  *
- * Framing is strict and decided before any body byte is read: once the
- * headers are in, the first call of the access callback refuses
+ * Framing is strict and decided before any body byte is read (the rules are
+ * gov_http's, pure): once the headers are in, the first call of the access
+ * callback refuses
  *   - a request target with a control byte, a byte outside ASCII, a broken
  *     percent escape, or an escape that decodes to a control byte (%00) or,
  *     in the path, to '/' (400 invalid_path) - checked on the raw target from
@@ -48,6 +49,7 @@
 #include "edge.h"
 #include "gov_alloc.h"
 #include "gov_buf.h"
+#include "gov_http.h"
 #include "gov_log.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -229,6 +231,7 @@ struct conn_ctx {
     gov_buf_t body;        /* limit max_body: GOV_ERR_TOO_LARGE once past it */
     int too_large;         /* by the body itself (chunked) */
     int bad_target;        /* the raw request target is not acceptable */
+    char target_error[128];
     int headers_checked;   /* the first access call happened */
     int answered;          /* a lookup thread filled resp */
     int64_t started_us;
@@ -237,42 +240,6 @@ struct conn_ctx {
     edge_response_t resp;
     conn_ctx_t *next;      /* lookup queue */
 };
-
-static int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* 1 when the raw request target (as the client sent it, not decoded) is
- * acceptable: printable ASCII only, every '%' followed by two hex digits,
- * no escape for a control byte (%00-%1F, %7F) anywhere nor for '/' in the
- * path (it would change how the path splits), no fragment.  Bytes above
- * ASCII must be percent-encoded; their UTF-8 is checked after decoding
- * (split_path).  O(length). */
-static int raw_target_acceptable(const char *target) {
-    int in_query = 0;
-    for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || *p == '#')
-            return 0;
-        if (*p == '?')
-            in_query = 1;
-        if (*p != '%')
-            continue;
-        int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-        if (hi < 0 || lo < 0)
-            return 0;
-        int v = hi * 16 + lo;
-        if (v < 0x20 || v == 0x7f || (!in_query && v == '/'))
-            return 0;
-        p += 2;
-    }
-    return 1;
-}
 
 /* Splits the (already percent-decoded) path into segments; -1 when there
  * are too many or a segment is not valid UTF-8. */
@@ -332,61 +299,43 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, edge_t *e,
 
 /* Counts the framing headers of a request (duplicates included: the
  * iterator sees every occurrence, lookups only the first). */
-typedef struct framing {
-    unsigned content_length, transfer_encoding;
-    const char *cl_value, *te_value;
-} framing_t;
-
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value) {
     (void)kind;
-    framing_t *f = cls;
+    gov_http_framing_t *f = cls;
     if (strcasecmp(key, "Content-Length") == 0) {
-        f->content_length++;
-        f->cl_value = value;
+        f->content_length_count++;
+        f->content_length = value;
     } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
-        f->transfer_encoding++;
-        f->te_value = value;
+        f->transfer_encoding_count++;
+        f->transfer_encoding = value;
     }
     return MHD_YES;
 }
 
-/* Decides on the headers alone whether the request is refused before its
- * body: fills resp and returns 1 when it is.  O(number of headers). */
+/* Decides on the target and the headers alone (gov_http) whether the
+ * request is refused before its body: fills resp and returns 1 when it is.
+ * O(number of headers). */
 static int refuse_early(edge_t *e, struct MHD_Connection *conn, const conn_ctx_t *cc,
                         edge_response_t *resp) {
     if (cc->bad_target) {
         resp->route = "invalid_path";
-        edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH,
-                           "the request target has a control byte, a byte outside ASCII, a "
-                           "broken percent escape or an encoded '/' in the path");
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "%s", cc->target_error);
         return 1;
     }
-    framing_t f;
+    gov_http_framing_t f;
     memset(&f, 0, sizeof f);
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
-    const char *why = NULL;
-    if (f.content_length > 1)
-        why = "more than one Content-Length";
-    else if (f.content_length && f.transfer_encoding)
-        why = "Content-Length together with Transfer-Encoding";
-    else if (f.transfer_encoding > 1 || (f.transfer_encoding && strcasecmp(f.te_value, "chunked") != 0))
-        why = "a Transfer-Encoding other than one \"chunked\"";
-    else if (f.content_length && (f.cl_value[0] == '\0' || strlen(f.cl_value) > 19 ||
-                                  strspn(f.cl_value, "0123456789") != strlen(f.cl_value)))
-        why = "a Content-Length that is not a decimal number";
-    if (why) {
-        resp->route = "invalid_framing";
-        edge_respond_error(resp, 400, GOV_REASON_INVALID_FRAMING, "the request has %s", why);
-        return 1;
-    }
-    if (f.content_length && strtoull(f.cl_value, NULL, 10) > (unsigned long long)e->cfg.max_body) {
-        resp->route = "too_large";
-        edge_respond_error(resp, 413, GOV_REASON_BODY_TOO_LARGE, "request body exceeds %ld bytes",
-                           e->cfg.max_body);
-        return 1;
-    }
-    return 0;
+    char detail[160];
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_http_framing_check(&f, (uint64_t)e->cfg.max_body, NULL, &why, detail,
+                                           sizeof detail);
+    if (err == GOV_OK)
+        return 0;
+    int too_large = why == GOV_REASON_BODY_TOO_LARGE;
+    resp->route = too_large ? "too_large" : "invalid_framing";
+    edge_respond_error(resp, too_large ? 413 : 400, why, "%s", detail);
+    return 1;
 }
 
 /* Queues cc for a lookup thread and suspends its connection; 0 when the
@@ -459,7 +408,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         return NULL;
     cc->started_us = gov_mono_micros();
     cc->conn = conn;
-    cc->bad_target = uri == NULL || !raw_target_acceptable(uri);
+    cc->bad_target = uri == NULL || gov_http_target_check(uri, strlen(uri), NULL, cc->target_error,
+                                                          sizeof cc->target_error) != GOV_OK;
     gov_buf_init(&cc->body, (size_t)s->edge->cfg.max_body);
     return cc;
 }
