@@ -19,7 +19,8 @@
  *   - a declared Content-Length over cfg.max_body (413 body_too_large).
  * The answer is queued in that first call, so libmicrohttpd sends no
  * "100 Continue", reads none of the body and closes the connection after the
- * answer.  A chunked body that grows past max_body is drained and refused.
+ * answer.  A chunked body that grows past max_body is drained and refused
+ * (413), and cut off unanswered once it runs max_body past the limit.
  *
  * Handlers marked "lookup" in the route table wait on Redis (GET
  * /v1/decisions).  They never run on the HTTP threads: the connection is
@@ -230,6 +231,7 @@ void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
 struct conn_ctx {
     gov_buf_t body;        /* limit max_body: GOV_ERR_TOO_LARGE once past it */
     int too_large;         /* by the body itself (chunked) */
+    uint64_t drained;      /* bytes read and dropped since too_large */
     int bad_target;        /* the raw request target is not acceptable */
     char target_error[128];
     int headers_checked;   /* the first access call happened */
@@ -441,6 +443,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (cc->body.err == GOV_ERR_NOMEM)
                 return MHD_NO;
             cc->too_large = cc->body.err == GOV_ERR_TOO_LARGE;
+        } else if ((cc->drained += n) > (uint64_t)e->cfg.max_body) {
+            /* libmicrohttpd cannot answer in the middle of a body: a chunked
+             * body is drained for its 413, but never more than max_body past
+             * the limit - a stream that goes on is cut off unanswered. */
+            gov_metric_inc(e->m_requests, (const char *[]){"too_large", "closed"}, 1);
+            return MHD_NO;
         }
         *upload_data_size = 0; /* consumed (or drained, when too large) */
         return MHD_YES;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "itest_util.h"
 
@@ -204,6 +205,34 @@ static void test_well_framed_requests_are_served(void **state) {
     expect("chunked body past the limit", big, (size_t)n, 413, "\"body_too_large\"");
 }
 
+static void test_endless_chunked_body_is_cut_off(void **state) {
+    (void)state;
+    /* 64 KiB over the limit and more is not drained for a 413: the edge
+     * closes the connection before the client is done sending. */
+    const char *head = "POST /v1/evaluate HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    int fd = itest_raw_send(edge.port, head, strlen(head));
+    static char chunk[16384 + 16];
+    int n = snprintf(chunk, sizeof chunk, "%x\r\n", 16384);
+    memset(chunk + n, 'a', 16384);
+    n += 16384;
+    memcpy(chunk + n, "\r\n", 2);
+    n += 2;
+    size_t sent = 0;
+    for (int i = 0; i < 4096; i++) { /* up to 64 MiB */
+        ssize_t w = send(fd, chunk, (size_t)n, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    char buf[1024];
+    int status = itest_raw_answer(fd, buf, sizeof buf, ANSWER_WAIT_MS, NULL);
+    if (sent >= (size_t)4096 * (size_t)n)
+        fail_msg("the edge read 64 MiB of a body over a 64 KiB limit (status %d)", status);
+    assert_true(itest_proc_metric(&edge, "http_requests_total",
+                                  (const char *[]){"route=\"too_large\"", "code=\"closed\"", NULL}) >= 1);
+}
+
 /* --- what an operator sees ------------------------------------------------------------ */
 
 static void test_refusals_are_counted(void **state) {
@@ -230,6 +259,7 @@ int main(void) {
         cmocka_unit_test(test_conflicting_lengths_are_refused),
         cmocka_unit_test(test_bad_bytes_in_the_path_are_refused),
         cmocka_unit_test(test_well_framed_requests_are_served),
+        cmocka_unit_test(test_endless_chunked_body_is_cut_off),
         cmocka_unit_test(test_refusals_are_counted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
