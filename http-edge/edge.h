@@ -3,12 +3,16 @@
  * The server (server.c) turns libmicrohttpd callbacks into one
  * edge_request_t per request - method, path segments, query, headers it
  * needs, and the body (bounded by max_body) - routes it to a handler, and
- * sends the handler's edge_response_t.  Handlers never touch libmicrohttpd
- * or Redis: they read the snapshot and fill a response, so they can be
- * reasoned about (and fuzzed) as plain functions.
+ * sends the handler's edge_response_t.  Handlers never touch libmicrohttpd:
+ * they read the snapshot and fill a response, so they can be reasoned about
+ * (and fuzzed) as plain functions.  The one kind that reads Redis, a lookup
+ * (edge_decision_get), runs on the server's lookup threads, never on the
+ * HTTP threads that answer /v1/evaluate.
  *
- * Thread-safety: handlers run on libmicrohttpd's pool threads; everything in
- * edge_t they use is thread-safe (snapshot, metrics) or read-only (config).
+ * Thread-safety: handlers run on libmicrohttpd's pool threads or on the
+ * lookup threads; everything in edge_t they use is thread-safe (snapshot,
+ * metrics) or read-only (config); per-thread resources (matcher scratch,
+ * Redis connection) are thread-local.
  */
 #ifndef EDGE_H
 #define EDGE_H
@@ -41,6 +45,9 @@ typedef struct edge_config {
     char *log_level;
     char *edge_id;
     char *trust_file;   /* constitution trust, the format gov-constitution reads */
+    long lookup_threads;    /* threads that run the Redis lookups (GET /v1/decisions) */
+    long lookup_queue;      /* lookups waiting for one; more get 503 at once */
+    long lookup_timeout_ms; /* Redis timeout of a lookup, and its hold-off after a failure */
 } edge_config_t;
 
 typedef struct edge {
@@ -96,6 +103,8 @@ void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Handlers (evaluate_api.c). */
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+/* A lookup: reads Redis (with lookup_timeout_ms), so it runs on a lookup
+ * thread only (server.c routes it there). */
 void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Handlers (constitution_api.c). */

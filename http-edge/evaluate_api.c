@@ -58,11 +58,12 @@ static gov_redis_t *thread_redis(edge_t *e) {
     if (r == NULL) {
         char eb[256];
         gov_err_t err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port,
-                                      (int)e->cfg.redis_timeout_ms, &r, eb, sizeof eb);
+                                      (int)e->cfg.lookup_timeout_ms, &r, eb, sizeof eb);
         if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE) {
             gov_redis_free(r);
             return NULL;
         }
+        gov_redis_set_hold_off(r, (int)e->cfg.lookup_timeout_ms);
         pthread_setspecific(redis_key, r);
     }
     return r;

@@ -29,6 +29,14 @@
  * edge_state_rejected_total{tenant,kind,reason} counts it.  A later load
  * that verifies turns the component back to OK.  Failures back off
  * exponentially.
+ * Redis replies: a tenant whose keys answer with an error reply (a key of
+ * the wrong type) is refused like state that does not verify (kind "state",
+ * reason state_unreadable) and the others load; a reply that says Redis
+ * cannot serve (LOADING, BUSY, a timeout: GOV_ERR_UNAVAILABLE) stops the
+ * pass, which is retried with back-off - the start-up load until it
+ * succeeds.  gov_redis drops a connection left with unread replies, so an
+ * error in the middle of a pipeline never pairs a later command with an
+ * earlier reply.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -228,8 +236,14 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
     gov_err_t err = gov_state_served_read(l->redis, tenant, &st, eb, sizeof eb);
     if (err != GOV_OK && !st.answered)
         return err;   /* connection trouble: not a reload outcome */
-    if (err != GOV_OK)
+    if (err != GOV_OK) {
+        /* Redis answered, but not with what a tenant's keys hold (a key of
+         * the wrong type): this tenant only is refused - its last verified
+         * state stays served, the other tenants load as usual. */
+        refuse(l->edge, tenant, "state", GOV_REASON_STATE_UNREADABLE, eb);
+        err = GOV_ERR_VERIFY;
         goto out;
+    }
     int has_constitution = st.checksum != NULL && st.doc != NULL;
     int has_pack = st.pack != NULL;
     if (!has_constitution && !has_pack) {
@@ -269,6 +283,13 @@ static int tenant_current(edge_loader_t *l, const edge_snapshot_t *s, const char
     int same = 1;
     *err = gov_state_served_same(l->redis, tenant, t ? t->constitution.checksum : "",
                                  t ? t->rulepack.sha256 : "", &same, eb, sizeof eb);
+    if (*err == GOV_ERR_REDIS) {
+        /* An error reply about this tenant's keys (WRONGTYPE), not about the
+         * connection: let load_tenant judge it, so one bad tenant never
+         * stops the reconcile of the others. */
+        *err = GOV_OK;
+        return 0;
+    }
     return same;
 }
 

@@ -2,8 +2,9 @@
  *
  * Serves the constitution read APIs (and, as later parts land, evaluate,
  * tokens, sessions and gateway authorization) from an in-memory snapshot of
- * the state the processors materialized in Redis.  A request never waits on
- * Redis; the loader thread keeps the snapshot current (constitution.updated
+ * the state the processors materialized in Redis.  An HTTP thread never waits
+ * on Redis (lookups have threads of their own, server.c); the loader thread
+ * keeps the snapshot current (constitution.updated
  * events plus periodic reconciliation).  /healthz, /readyz and /metrics are
  * served on the same port.
  *
@@ -50,7 +51,7 @@ static int register_metrics(edge_t *e) {
         (const char *[]){"tenant", "trigger", "outcome"});
     e->m_rejected = gov_metrics_counter(e->metrics, "edge_state_rejected_total",
         "Tenant state in Redis that did not verify here and is not served, by kind "
-        "(constitution) and reason code.", 3, (const char *[]){"tenant", "kind", "reason"});
+        "(constitution; state: keys that cannot be read as stored) and reason code.", 3, (const char *[]){"tenant", "kind", "reason"});
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
@@ -76,6 +77,15 @@ int main(int argc, char **argv) {
         GOV_RUNTIME_ROW("redis_host"),
         GOV_RUNTIME_ROW("redis_port"),
         GOV_RUNTIME_ROW_HELP("redis_timeout", "Redis timeout (loader only)"),
+        GOV_CFG_INT("lookup_threads", "2", 1, 64,
+                    "threads that run Redis lookups (GET /v1/decisions), apart from the HTTP "
+                    "threads so a slow Redis never delays /v1/evaluate", &c->lookup_threads),
+        GOV_CFG_INT("lookup_queue", "64", 1, 100000,
+                    "lookups waiting for a lookup thread; more are answered 503 at once",
+                    &c->lookup_queue),
+        GOV_CFG_DURATION("lookup_timeout", "250ms", 10, 10000,
+                         "Redis connect and command timeout of a lookup; after a failure, "
+                         "lookups answer 503 at once for as long", &c->lookup_timeout_ms),
         GOV_CFG_DURATION("reconcile", "30s", 100, 3600000,
                          "period of the full comparison with Redis", &c->reconcile_ms),
         GOV_RUNTIME_ROW("log_level"),

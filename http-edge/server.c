@@ -2,37 +2,76 @@
  *
  * libmicrohttpd runs an epoll thread pool (cfg.threads threads, each with its
  * own epoll set), with a per-connection timeout and a connection limit, bound
- * only to cfg.listen_addr.  The access callback accumulates the request body
- * into a per-connection buffer bounded by cfg.max_body (a larger
- * Content-Length is refused at once, a body that grows past it is drained
- * and refused), then builds an edge_request_t and calls the router.
+ * only to cfg.listen_addr.
+ *
+ * Framing is strict and decided before any body byte is read (the rules are
+ * gov_http's, pure): once the headers are in, the first call of the access
+ * callback refuses
+ *   - a request target with a control byte, a byte outside ASCII, a broken
+ *     percent escape, or an escape that decodes to a control byte (%00) or,
+ *     in the path, to '/' (400 invalid_path) - checked on the raw target from
+ *     MHD_OPTION_URI_LOG_CALLBACK, since libmicrohttpd hands the access
+ *     callback a decoded path cut at the first NUL;
+ *   - more than one Content-Length, Content-Length that is not plain digits,
+ *     Content-Length with Transfer-Encoding, a Transfer-Encoding other than
+ *     "chunked" (400 invalid_framing: RFC 9112 section 6.3, the
+ *     request-smuggling shapes);
+ *   - a declared Content-Length over cfg.max_body (413 body_too_large).
+ * The answer is queued in that first call, so libmicrohttpd sends no
+ * "100 Continue", reads none of the body and closes the connection after the
+ * answer.  A chunked body that grows past max_body is drained and refused
+ * (413), and cut off unanswered once it runs max_body past the limit.
+ *
+ * Handlers marked "lookup" in the route table wait on Redis (GET
+ * /v1/decisions).  They never run on the HTTP threads: the connection is
+ * suspended, queued (at most cfg.lookup_queue, else 503 at once) to
+ * cfg.lookup_threads threads of their own, and resumed with the answer, so
+ * a slow or unreachable Redis never delays /v1/evaluate.
  *
  * Error answers always have the JSON form {"error":{"code","message"}}.  The
  * router maps paths to handlers; an unknown path is 404, a known path with
  * another method 405 with an Allow header.
  *
  * What it does not do: TLS (the gateway in front terminates it), keep state
- * between requests, or block on anything but the snapshot mutex.
+ * between requests, or block an HTTP thread on anything but the snapshot
+ * mutex and the lookup queue's mutex.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "edge.h"
 #include "gov_alloc.h"
 #include "gov_buf.h"
+#include "gov_http.h"
 #include "gov_log.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
+typedef struct conn_ctx conn_ctx_t;
+
+/* The lookup threads and their queue (FIFO of suspended connections). */
+typedef struct lookup_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_ctx_t *head, *tail;
+    size_t queued;
+    int stopping;
+    size_t nthreads;      /* started */
+    pthread_t *threads;
+} lookup_pool_t;
+
 struct edge_server {
     struct MHD_Daemon *daemon;
     edge_t *edge;
+    lookup_pool_t lookups;
 };
 
 /* --- responses --------------------------------------------------------------- */
@@ -124,18 +163,19 @@ typedef struct route {
     const char *method;      /* GET routes also answer HEAD */
     const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, NULL ends */
     edge_handler_t handler;
+    int lookup;              /* waits on Redis: runs on a lookup thread */
 } route_t;
 
 static const route_t routes[] = {
-    {"healthz", "GET", {"healthz"}, serve_healthz},
-    {"readyz", "GET", {"readyz"}, serve_readyz},
-    {"metrics", "GET", {"metrics"}, serve_metrics},
-    {"constitution_list", "GET", {"v1", "constitution"}, edge_constitution_list},
-    {"constitution", "GET", {"v1", "constitution", "*"}, edge_constitution_get},
-    {"constitution_hash", "GET", {"v1", "constitution", "*", "hash"}, edge_constitution_get},
-    {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get},
-    {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate},
-    {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get},
+    {"healthz", "GET", {"healthz"}, serve_healthz, 0},
+    {"readyz", "GET", {"readyz"}, serve_readyz, 0},
+    {"metrics", "GET", {"metrics"}, serve_metrics, 0},
+    {"constitution_list", "GET", {"v1", "constitution"}, edge_constitution_list, 0},
+    {"constitution", "GET", {"v1", "constitution", "*"}, edge_constitution_get, 0},
+    {"constitution_hash", "GET", {"v1", "constitution", "*", "hash"}, edge_constitution_get, 0},
+    {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0},
+    {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0},
+    {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {
@@ -150,18 +190,28 @@ static int route_matches(const route_t *rt, const edge_request_t *req) {
     return 1;
 }
 
-void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    const route_t *path_match = NULL;
+/* The route that serves req (path and method), or NULL; *path_match (may be
+ * NULL) is set to a route with that path and any method. */
+static const route_t *route_find(const edge_request_t *req, const route_t **path_match) {
     const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (!route_matches(&routes[i], req))
             continue;
-        path_match = &routes[i];
-        if (strcmp(routes[i].method, method) == 0) {
-            resp->route = routes[i].name;
-            routes[i].handler(e, req, resp);
-            return;
-        }
+        if (path_match)
+            *path_match = &routes[i];
+        if (strcmp(routes[i].method, method) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    const route_t *path_match = NULL;
+    const route_t *rt = route_find(req, &path_match);
+    if (rt) {
+        resp->route = rt->name;
+        rt->handler(e, req, resp);
+        return;
     }
     if (path_match) {
         resp->route = path_match->name;
@@ -177,11 +227,21 @@ void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
 
 /* --- libmicrohttpd glue ----------------------------------------------------------- */
 
-typedef struct conn_ctx {
-    gov_buf_t body; /* limit max_body: GOV_ERR_TOO_LARGE once past it */
-    int too_large;  /* by Content-Length or by the body itself */
+/* One request's state, made by the URI callback (before the headers). */
+struct conn_ctx {
+    gov_buf_t body;        /* limit max_body: GOV_ERR_TOO_LARGE once past it */
+    int too_large;         /* by the body itself (chunked) */
+    uint64_t drained;      /* bytes read and dropped since too_large */
+    int bad_target;        /* the raw request target is not acceptable */
+    char target_error[128];
+    int headers_checked;   /* the first access call happened */
+    int answered;          /* a lookup thread filled resp */
     int64_t started_us;
-} conn_ctx_t;
+    struct MHD_Connection *conn;
+    edge_request_t req;    /* its segments are owned here */
+    edge_response_t resp;
+    conn_ctx_t *next;      /* lookup queue */
+};
 
 /* Splits the (already percent-decoded) path into segments; -1 when there
  * are too many or a segment is not valid UTF-8. */
@@ -239,25 +299,143 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, edge_t *e,
     return ret;
 }
 
+/* Counts the framing headers of a request (duplicates included: the
+ * iterator sees every occurrence, lookups only the first). */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+    (void)kind;
+    gov_http_framing_t *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        f->content_length_count++;
+        f->content_length = value;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->transfer_encoding_count++;
+        f->transfer_encoding = value;
+    }
+    return MHD_YES;
+}
+
+/* Decides on the target and the headers alone (gov_http) whether the
+ * request is refused before its body: fills resp and returns 1 when it is.
+ * O(number of headers). */
+static int refuse_early(edge_t *e, struct MHD_Connection *conn, const conn_ctx_t *cc,
+                        edge_response_t *resp) {
+    if (cc->bad_target) {
+        resp->route = "invalid_path";
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "%s", cc->target_error);
+        return 1;
+    }
+    gov_http_framing_t f;
+    memset(&f, 0, sizeof f);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    char detail[160];
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_http_framing_check(&f, (uint64_t)e->cfg.max_body, NULL, &why, detail,
+                                           sizeof detail);
+    if (err == GOV_OK)
+        return 0;
+    int too_large = why == GOV_REASON_BODY_TOO_LARGE;
+    resp->route = too_large ? "too_large" : "invalid_framing";
+    edge_respond_error(resp, too_large ? 413 : 400, why, "%s", detail);
+    return 1;
+}
+
+/* Queues cc for a lookup thread and suspends its connection; 0 when the
+ * queue is full or the pool is stopping (then the caller answers 503). */
+static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
+    lookup_pool_t *lp = &s->lookups;
+    pthread_mutex_lock(&lp->mu);
+    if (lp->stopping || lp->queued >= (size_t)s->edge->cfg.lookup_queue) {
+        pthread_mutex_unlock(&lp->mu);
+        return 0;
+    }
+    /* Suspended before a lookup thread can see it, so the resume that
+     * follows the answer always finds it suspended. */
+    MHD_suspend_connection(cc->conn);
+    cc->next = NULL;
+    if (lp->tail)
+        lp->tail->next = cc;
+    else
+        lp->head = cc;
+    lp->tail = cc;
+    lp->queued++;
+    pthread_cond_signal(&lp->cv);
+    pthread_mutex_unlock(&lp->mu);
+    return 1;
+}
+
+/* A lookup thread: runs queued lookups until the pool stops and the queue
+ * is empty (every suspended connection is resumed before it exits). */
+static void *lookup_main(void *arg) {
+    edge_server_t *s = arg;
+    lookup_pool_t *lp = &s->lookups;
+    for (;;) {
+        pthread_mutex_lock(&lp->mu);
+        while (lp->head == NULL && !lp->stopping)
+            pthread_cond_wait(&lp->cv, &lp->mu);
+        conn_ctx_t *cc = lp->head;
+        if (cc == NULL) {
+            pthread_mutex_unlock(&lp->mu);
+            return NULL;
+        }
+        lp->head = cc->next;
+        if (lp->head == NULL)
+            lp->tail = NULL;
+        lp->queued--;
+        pthread_mutex_unlock(&lp->mu);
+        edge_route(s->edge, &cc->req, &cc->resp);
+        cc->answered = 1;
+        MHD_resume_connection(cc->conn); /* its mutex orders the writes above */
+    }
+}
+
+static void lookup_pool_stop(lookup_pool_t *lp) {
+    pthread_mutex_lock(&lp->mu);
+    lp->stopping = 1;
+    pthread_cond_broadcast(&lp->cv);
+    pthread_mutex_unlock(&lp->mu);
+    for (size_t i = 0; i < lp->nthreads; i++)
+        pthread_join(lp->threads[i], NULL);
+    gov_free(lp->threads);
+    lp->threads = NULL;
+    lp->nthreads = 0;
+}
+
+/* Called by libmicrohttpd with the raw request target, before the headers
+ * are parsed; what it returns is the request's *con_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    edge_server_t *s = cls;
+    conn_ctx_t *cc = gov_calloc(1, sizeof *cc);
+    if (cc == NULL)
+        return NULL;
+    cc->started_us = gov_mono_micros();
+    cc->conn = conn;
+    cc->bad_target = uri == NULL || gov_http_target_check(uri, strlen(uri), NULL, cc->target_error,
+                                                          sizeof cc->target_error) != GOV_OK;
+    gov_buf_init(&cc->body, (size_t)s->edge->cfg.max_body);
+    return cc;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     (void)version;
-    edge_t *e = cls;
+    edge_server_t *s = cls;
+    edge_t *e = s->edge;
     conn_ctx_t *cc = *con_cls;
-    if (cc == NULL) {
-        cc = gov_calloc(1, sizeof *cc);
-        if (cc == NULL)
-            return MHD_NO;
-        cc->started_us = gov_mono_micros();
-        gov_buf_init(&cc->body, (size_t)e->cfg.max_body);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)e->cfg.max_body)
-            cc->too_large = 1;
-        *con_cls = cc;
+    if (cc == NULL)
+        return MHD_NO; /* the URI callback was out of memory: close */
+    if (!cc->headers_checked) {
+        cc->headers_checked = 1;
+        /* Answered now or never early: an answer queued here is sent
+         * without reading the body (and the connection is closed after). */
+        if (refuse_early(e, conn, cc, &cc->resp))
+            return send_response(conn, e, &cc->resp, cc->started_us);
         return MHD_YES;
     }
+    if (cc->answered)
+        return send_response(conn, e, &cc->resp, cc->started_us);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (!cc->too_large) {
@@ -265,34 +443,45 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (cc->body.err == GOV_ERR_NOMEM)
                 return MHD_NO;
             cc->too_large = cc->body.err == GOV_ERR_TOO_LARGE;
+        } else if ((cc->drained += n) > (uint64_t)e->cfg.max_body) {
+            /* libmicrohttpd cannot answer in the middle of a body: a chunked
+             * body is drained for its 413, but never more than max_body past
+             * the limit - a stream that goes on is cut off unanswered. */
+            gov_metric_inc(e->m_requests, (const char *[]){"too_large", "closed"}, 1);
+            return MHD_NO;
         }
         *upload_data_size = 0; /* consumed (or drained, when too large) */
         return MHD_YES;
     }
 
-    edge_request_t req;
-    memset(&req, 0, sizeof req);
-    edge_response_t resp;
-    memset(&resp, 0, sizeof resp);
-    req.method = method;
-    req.path = url;
-    req.body = cc->body.data ? cc->body.data : "";
-    req.body_len = cc->body.len;
-    req.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    req.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    edge_request_t *req = &cc->req;
+    edge_response_t *resp = &cc->resp;
+    req->method = method;
+    req->path = url;
+    req->body = cc->body.data ? cc->body.data : "";
+    req->body_len = cc->body.len;
+    req->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    req->authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (cc->too_large) {
-        resp.route = "too_large";
-        edge_respond_error(&resp, 413, GOV_REASON_BODY_TOO_LARGE, "request body exceeds %ld bytes",
+        resp->route = "too_large";
+        edge_respond_error(resp, 413, GOV_REASON_BODY_TOO_LARGE, "request body exceeds %ld bytes",
                            e->cfg.max_body);
-    } else if (split_path(url, &req) != 0) {
-        resp.route = "invalid_path";
-        edge_respond_error(&resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
+    } else if (split_path(url, req) != 0) {
+        resp->route = "invalid_path";
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
     } else {
-        edge_route(e, &req, &resp);
+        const route_t *rt = route_find(req, NULL);
+        if (rt && rt->lookup) {
+            if (lookup_enqueue(s, cc))
+                return MHD_YES; /* resumed with cc->answered set */
+            resp->route = rt->name;
+            edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
+                               "too many lookups waiting; try again");
+        } else {
+            edge_route(e, req, resp);
+        }
     }
-    for (size_t i = 0; i < req.nseg; i++)
-        gov_free(req.seg[i]);
-    return send_response(conn, e, &resp, cc->started_us);
+    return send_response(conn, e, resp, cc->started_us);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -302,6 +491,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     conn_ctx_t *cc = *con_cls;
     if (cc) {
+        for (size_t i = 0; i < cc->req.nseg; i++)
+            gov_free(cc->req.seg[i]);
+        response_clear(&cc->resp);
         gov_buf_free(&cc->body);
         gov_free(cc);
         *con_cls = NULL;
@@ -329,30 +521,60 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
     if (s == NULL)
         return GOV_ERR_NOMEM;
     s->edge = e;
+    lookup_pool_t *lp = &s->lookups;
+    pthread_mutex_init(&lp->mu, NULL);
+    pthread_cond_init(&lp->cv, NULL);
+    gov_err_t err = GOV_OK;
+    lp->threads = gov_calloc((size_t)e->cfg.lookup_threads, sizeof *lp->threads);
+    if (lp->threads == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto fail;
+    }
+    for (long i = 0; i < e->cfg.lookup_threads; i++) {
+        if (pthread_create(&lp->threads[i], NULL, lookup_main, s) != 0) {
+            snprintf(errbuf, errbuf_size, "cannot start lookup thread %ld", i);
+            err = GOV_ERR_INTERNAL;
+            goto fail;
+        }
+        lp->nthreads++;
+    }
     unsigned timeout_s = (unsigned)((e->cfg.connection_timeout_ms + 999) / 1000);
     s->daemon = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)e->cfg.port, NULL, NULL,
-        on_request, e,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
+        (uint16_t)e->cfg.port, NULL, NULL, on_request, s,
         /* first, so that what the other options report is logged our way */
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)e->cfg.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)e->cfg.connection_limit,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_END);
     if (s->daemon == NULL) {
         snprintf(errbuf, errbuf_size, "cannot listen on %s:%ld", e->cfg.listen_addr, e->cfg.port);
-        gov_free(s);
-        return GOV_ERR_IO;
+        err = GOV_ERR_IO;
+        goto fail;
     }
     *out = s;
     return GOV_OK;
+fail:
+    lookup_pool_stop(lp);
+    pthread_cond_destroy(&lp->cv);
+    pthread_mutex_destroy(&lp->mu);
+    gov_free(s);
+    return err;
 }
 
 void edge_server_stop(edge_server_t *s) {
     if (s == NULL)
         return;
+    /* The lookups first: queued ones are answered and their connections
+     * resumed (each bounded by the lookup timeout), later ones get 503 at
+     * once, so the daemon stops with no connection suspended. */
+    lookup_pool_stop(&s->lookups);
     MHD_stop_daemon(s->daemon);
+    pthread_cond_destroy(&s->lookups.cv);
+    pthread_mutex_destroy(&s->lookups.mu);
     gov_free(s);
 }

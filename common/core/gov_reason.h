@@ -140,7 +140,9 @@
     /* tenant binding and strict rules (gov_constitution) */ \
     X(TENANT_NOT_TRUSTED, "tenant_not_trusted", "the trust configuration does not cover the tenant") \
     X(UNBOUND_DOCUMENT, "unbound_document", "a document naming no tenant, for a tenant that takes none") \
-    X(INVALID_RULES, "invalid_rules", "the constitution's rules have an unknown member or a wrong type")
+    X(INVALID_RULES, "invalid_rules", "the constitution's rules have an unknown member or a wrong type") \
+    X(INVALID_FRAMING, "invalid_framing", "conflicting Content-Length headers, Content-Length with Transfer-Encoding, or another framing a proxy could read differently") \
+    X(STATE_UNREADABLE, "state_unreadable", "a tenant's state in Redis cannot be read as stored (a key of the wrong type)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

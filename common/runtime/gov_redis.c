@@ -3,6 +3,23 @@
  * The context is (re)created on demand: a NULL or broken context is replaced
  * at the start of the next call.  hiredis marks a context with err after any
  * I/O failure and it is unusable afterwards, so "broken" is simply ctx->err.
+ *
+ * A connection is also dropped on any doubt about where its reply stream
+ * stands: every pipelined command is counted when appended and uncounted
+ * when its reply (an error reply too) is read, and a connection whose
+ * pipeline was abandoned with replies still unread (a caller returned on an
+ * error reply) is never reused - the next call reconnects, so a later
+ * command can never be paired with an earlier command's reply.
+ *
+ * The error replies that say the server cannot serve now (LOADING, BUSY,
+ * MASTERDOWN, TRYAGAIN, CLUSTERDOWN, NOAUTH, READONLY, OOM) are reported as
+ * GOV_ERR_UNAVAILABLE, like a closed socket: callers retry them as they retry
+ * an outage.  Every other error reply (WRONGTYPE, a script error) is
+ * GOV_ERR_REDIS: a fact about the data, not about the server.
+ *
+ * An optional hold-off (gov_redis_set_hold_off) makes a handle that just
+ * failed to reach Redis answer GOV_ERR_UNAVAILABLE at once for a while, for
+ * callers that must answer promptly rather than wait a timeout per call.
  */
 #include "gov_redis.h"
 
@@ -13,6 +30,7 @@
 #include <sys/time.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 #include "gov_util.h"
 
 struct gov_redis {
@@ -20,14 +38,39 @@ struct gov_redis {
     int port;
     int timeout_ms;
     redisContext *ctx;
+    size_t pending;     /* pipelined commands whose reply is not read yet */
+    int reading;        /* a reply was read since the last append */
+    int doubt;          /* the reply stream's position is not known: drop */
+    int hold_off_ms;    /* 0: off */
+    int64_t down_until_us; /* monotonic; calls fail at once before it */
 };
 
-static gov_err_t ensure_connected(gov_redis_t *r, char *errbuf, size_t errbuf_size) {
-    if (r->ctx && r->ctx->err == 0)
-        return GOV_OK;
-    if (r->ctx) {
+static void drop(gov_redis_t *r) {
+    if (r->ctx)
         redisFree(r->ctx);
-        r->ctx = NULL;
+    r->ctx = NULL;
+    r->pending = 0;
+    r->reading = 0;
+    r->doubt = 0;
+}
+
+/* Remembers an unreachable Redis for the hold-off, when one is set. */
+static void mark_down(gov_redis_t *r) {
+    if (r->hold_off_ms > 0)
+        r->down_until_us = gov_mono_micros() + (int64_t)r->hold_off_ms * 1000;
+}
+
+/* A usable context whose reply stream holds nothing unread; `appending`: the
+ * caller continues a pipeline it has not started reading. */
+static gov_err_t ensure_ready(gov_redis_t *r, int appending, char *errbuf, size_t errbuf_size) {
+    if (r->ctx && r->ctx->err == 0 && !r->doubt &&
+        (r->pending == 0 || (appending && !r->reading)))
+        return GOV_OK;
+    drop(r);
+    if (r->down_until_us != 0 && gov_mono_micros() < r->down_until_us) {
+        snprintf(errbuf, errbuf_size, "redis %s:%d: unreachable a moment ago (holding off)",
+                 r->host, r->port);
+        return GOV_ERR_UNAVAILABLE;
     }
     struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
@@ -38,12 +81,18 @@ static gov_err_t ensure_connected(gov_redis_t *r, char *errbuf, size_t errbuf_si
     if (c->err) {
         snprintf(errbuf, errbuf_size, "redis %s:%d: %s", r->host, r->port, c->errstr);
         redisFree(c);
+        mark_down(r);
         return GOV_ERR_UNAVAILABLE;
     }
     redisSetTimeout(c, tv);
     redisEnableKeepAlive(c);
     r->ctx = c;
+    r->down_until_us = 0;
     return GOV_OK;
+}
+
+static gov_err_t ensure_connected(gov_redis_t *r, char *errbuf, size_t errbuf_size) {
+    return ensure_ready(r, 0, errbuf, errbuf_size);
 }
 
 gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
@@ -62,13 +111,29 @@ gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
     return ensure_connected(r, errbuf, errbuf_size);
 }
 
+void gov_redis_set_hold_off(gov_redis_t *r, int hold_off_ms) {
+    r->hold_off_ms = hold_off_ms > 0 ? hold_off_ms : 0;
+}
+
 void gov_redis_free(gov_redis_t *r) {
     if (r == NULL)
         return;
-    if (r->ctx)
-        redisFree(r->ctx);
+    drop(r);
     gov_free(r->host);
     gov_free(r);
+}
+
+/* 1 when an error reply says the server cannot serve now (it will later):
+ * the first word of the reply, as Redis sends it. */
+static int error_is_unavailable(const char *str, size_t len) {
+    static const char *const words[] = {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN",
+                                        "CLUSTERDOWN", "NOAUTH", "READONLY", "OOM"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i]);
+        if (len >= n && memcmp(str, words[i], n) == 0 && (len == n || str[n] == ' '))
+            return 1;
+    }
+    return 0;
 }
 
 /* Turns a hiredis result into gov_err_t, consuming `rep` unless handed out. */
@@ -77,13 +142,17 @@ static gov_err_t finish(gov_redis_t *r, redisReply *rep, redisReply **reply,
     if (rep == NULL) {
         snprintf(errbuf, errbuf_size, "redis %s:%d: %s", r->host, r->port,
                  r->ctx && r->ctx->err ? r->ctx->errstr : "no reply");
-        /* hiredis 0.14 reports a timeout as REDIS_ERR_IO with EAGAIN. */
+        /* hiredis 0.14 reports a timeout as REDIS_ERR_IO with EAGAIN; the
+         * context is unusable after it (ctx->err), and so after any doubt. */
+        r->doubt = 1;
+        mark_down(r);
         return GOV_ERR_UNAVAILABLE;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
         snprintf(errbuf, errbuf_size, "redis: %.*s", (int)rep->len, rep->str);
+        int unavailable = error_is_unavailable(rep->str, rep->len);
         freeReplyObject(rep);
-        return GOV_ERR_REDIS;
+        return unavailable ? GOV_ERR_UNAVAILABLE : GOV_ERR_REDIS;
     }
     if (reply)
         *reply = rep;
@@ -158,22 +227,33 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
 gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen) {
     char eb[128];
-    gov_err_t err = ensure_connected(r, eb, sizeof eb);
+    gov_err_t err = ensure_ready(r, 1, eb, sizeof eb);
     if (err != GOV_OK)
         return err;
-    return redisAppendCommandArgv(r->ctx, argc, argv, argvlen) == REDIS_OK
-               ? GOV_OK : GOV_ERR_NOMEM;
+    if (r->pending == 0)
+        r->reading = 0; /* a new pipeline */
+    if (redisAppendCommandArgv(r->ctx, argc, argv, argvlen) != REDIS_OK) {
+        r->doubt = 1; /* part of a pipeline may be queued: never send it */
+        return GOV_ERR_NOMEM;
+    }
+    r->pending++;
+    return GOV_OK;
 }
 
 gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
                          size_t errbuf_size) {
-    if (r->ctx == NULL || r->ctx->err) {
-        snprintf(errbuf, errbuf_size, "redis %s:%d: not connected", r->host, r->port);
-        return GOV_ERR_UNAVAILABLE;
+    if (r->ctx == NULL || r->ctx->err || r->doubt || r->pending == 0) {
+        snprintf(errbuf, errbuf_size, "redis %s:%d: %s", r->host, r->port,
+                 r->pending == 0 ? "no pipelined command to read" : "not connected");
+        r->doubt = 1;
+        return r->pending == 0 ? GOV_ERR_INVALID_ARG : GOV_ERR_UNAVAILABLE;
     }
     void *rep = NULL;
     if (redisGetReply(r->ctx, &rep) != REDIS_OK)
         rep = NULL;
+    r->reading = 1;
+    if (rep != NULL)
+        r->pending--;
     return finish(r, rep, reply, errbuf, errbuf_size);
 }
 

@@ -12,10 +12,15 @@
  * is how a processor writes its state and its offset atomically.
  *
  * Pipelining: gov_redis_append queues commands, gov_redis_read reads their
- * replies in order.
+ * replies in order.  A caller may stop reading early (on an error reply):
+ * the connection then holds unread replies and is dropped, never reused, by
+ * the next call, which reconnects.
  *
  * Replies are hiredis redisReply objects, freed with freeReplyObject.  A
- * Redis error reply is returned as GOV_ERR_REDIS with its text in errbuf.
+ * Redis error reply is returned as GOV_ERR_REDIS with its text in errbuf,
+ * except the replies that say the server cannot serve now (LOADING, BUSY,
+ * MASTERDOWN, TRYAGAIN, CLUSTERDOWN, NOAUTH, READONLY, OOM): those are
+ * GOV_ERR_UNAVAILABLE, like an outage, and are retried like one.
  */
 #ifndef GOV_REDIS_H
 #define GOV_REDIS_H
@@ -40,6 +45,12 @@ gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
                         gov_redis_t **out, char *errbuf, size_t errbuf_size);
 void gov_redis_free(gov_redis_t *r);
 
+/* After a call that found Redis unreachable (connect failed, a reply timed
+ * out), calls on r fail at once with GOV_ERR_UNAVAILABLE for hold_off_ms
+ * instead of waiting a timeout each (0, the default: never).  For callers
+ * that must answer promptly, such as gov-edge's lookups. */
+void gov_redis_set_hold_off(gov_redis_t *r, int hold_off_ms);
+
 /* Runs one command given as argv (binary-safe; argvlen may be NULL for C
  * strings).  On GOV_OK *reply is a new reply (may be NULL if reply is NULL:
  * then it is freed).  Redis error replies give GOV_ERR_REDIS. */
@@ -57,7 +68,11 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                          int argc, const char **argv, const size_t *argvlen,
                          redisReply **reply, char *errbuf, size_t errbuf_size);
 
-/* Pipelining. */
+/* Pipelining: append queues a command (argv borrowed, copied); read returns
+ * the next queued command's reply (a new reference) in order, GOV_ERR_REDIS
+ * or GOV_ERR_UNAVAILABLE for an error reply, which also counts as read.
+ * Stopping before the last reply is allowed: the connection is then dropped
+ * by the next call (see above). */
 gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen);
 gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,

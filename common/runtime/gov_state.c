@@ -209,9 +209,17 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
         return err;
     out->answered = 1;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY) {
+        rep->element[0]->type != REDIS_REPLY_ARRAY ||
+        rep->element[1]->type == REDIS_REPLY_ERROR || rep->element[2]->type == REDIS_REPLY_ERROR) {
+        const redisReply *bad = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 ? NULL : rep;
+        for (size_t i = 0; bad == NULL && i < 3; i++)
+            if (rep->element[i]->type == REDIS_REPLY_ERROR)
+                bad = rep->element[i];
+        snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s%s%.*s", tenant,
+                 bad && bad->type == REDIS_REPLY_ERROR ? ": " : "",
+                 bad && bad->type == REDIS_REPLY_ERROR ? (int)bad->len : 0,
+                 bad && bad->type == REDIS_REPLY_ERROR ? bad->str : "");
         freeReplyObject(rep);
-        snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s", tenant);
         return GOV_ERR_REDIS;
     }
     const redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2];

@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <openssl/pem.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1070,4 +1071,116 @@ json_t *itest_find_audit(const char *tenant, const char *component, const char *
     audit_find_t f = {tenant, component, action, correlation_id, NULL};
     itest_consume_until("identity.audit", match_audit, &f, timeout_ms);
     return f.found;
+}
+
+/* --- raw HTTP --------------------------------------------------------------------- */
+
+int itest_raw_send(int port, const void *data, size_t len) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        fail_msg("connect to port %d: %s", port, strerror(errno));
+    for (size_t off = 0; off < len;) {
+        ssize_t n = send(fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server may refuse before reading it all */
+        off += (size_t)n;
+    }
+    return fd;
+}
+
+int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waited_ms) {
+    int64_t t0 = gov_mono_micros(), deadline = t0 + (int64_t)timeout_ms * 1000;
+    size_t got = 0;
+    long first = -1;
+    for (;;) {
+        int64_t left = (deadline - gov_mono_micros()) / 1000;
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            break;
+        char tmp[4096];
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0)
+            break; /* closed (or reset) */
+        if (first < 0)
+            first = (long)((gov_mono_micros() - t0) / 1000);
+        size_t take = (size_t)n < size - 1 - got ? (size_t)n : size - 1 - got;
+        memcpy(buf + got, tmp, take);
+        got += take;
+    }
+    buf[got] = '\0';
+    close(fd);
+    if (waited_ms)
+        *waited_ms = first;
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    return status;
+}
+
+/* --- a private Redis that restarts slowly ------------------------------------------- */
+
+/* Runs one command (redisCommand format, one %s argument) on the Redis at port. */
+static void command_on(int port, const char *fmt, const char *arg) {
+    char eb[256];
+    gov_redis_t *r = NULL;
+    if (gov_redis_new("127.0.0.1", port, 10000, &r, eb, sizeof eb) != GOV_OK ||
+        gov_redis_commandf(r, NULL, eb, sizeof eb, fmt, arg) != GOV_OK)
+        fail_msg("redis on port %d: %s", port, eb);
+    gov_redis_free(r);
+}
+
+void itest_redis_fill_and_save(int port) {
+    char script[160];
+    snprintf(script, sizeof script,
+             "for i=1,%d do redis.call('SET','itest:fill:'..i,'x') end return 1", ITEST_FILL_KEYS);
+    command_on(port, "EVAL %s 0", script);
+    command_on(port, "SAVE", NULL);
+}
+
+void itest_redis_unfill(int port) {
+    char script[128];
+    snprintf(script, sizeof script, "for i=1,%d do redis.call('DEL','itest:fill:'..i) end return 1",
+             ITEST_FILL_KEYS);
+    command_on(port, "EVAL %s 0", script);
+}
+
+static int redis_loading(void *opaque) {
+    char eb[256];
+    gov_redis_t *r = NULL;
+    int loading = 0;
+    if (gov_redis_new("127.0.0.1", *(int *)opaque, 500, &r, eb, sizeof eb) == GOV_OK) {
+        redisReply *rep = NULL;
+        /* LOADING is "cannot serve now", like an outage. */
+        loading = gov_redis_commandf(r, &rep, eb, sizeof eb, "PING") == GOV_ERR_UNAVAILABLE &&
+                  strstr(eb, "LOADING") != NULL;
+        if (rep)
+            freeReplyObject(rep);
+    }
+    gov_redis_free(r);
+    return loading;
+}
+
+pid_t itest_private_redis_restart_loading(const char *name, int port) {
+    char dir[PATH_MAX], portbuf[16], logname[128];
+    snprintf(dir, sizeof dir, "%s/var/test-redis/%s", root(), name);
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    snprintf(logname, sizeof logname, "redis-%s.log", name);
+    /* 150 us a key, events served every KiB read: LOADING for ~3 s. */
+    const char *argv[] = {"/usr/bin/redis-server", "--port", portbuf, "--bind", "127.0.0.1",
+                          "--dir", dir, "--save", "", "--appendonly", "no",
+                          "--key-load-delay", "150", "--loading-process-events-interval-bytes",
+                          "1024", NULL};
+    pid_t pid = itest_spawn(argv, NULL, logname);
+    if (itest_wait_for(redis_loading, &port, 5000, 20) < 0)
+        fail_msg("the restarted redis-server on port %d never answered LOADING", port);
+    return pid;
 }

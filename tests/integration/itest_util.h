@@ -277,4 +277,30 @@ int itest_topic_ends(const char *topic, int64_t *ends, int max);
 /* Sum of the high watermarks of every partition of a topic. */
 int64_t itest_topic_end(const char *topic);
 
+/* --- a private Redis that restarts slowly ----------------------------------------- */
+
+/* Fills the Redis on port with ITEST_FILL_KEYS filler keys and SAVEs its
+ * RDB file, so that a restart over the same directory loads them. */
+#define ITEST_FILL_KEYS 20000
+void itest_redis_fill_and_save(int port);
+/* Starts redis-server again on port over var/test-redis/<name> (the private
+ * Redis of that name, stopped by the caller) with a per-key load delay, and
+ * waits until it answers LOADING (it loads for a few seconds).  Returns its
+ * pid; fails the test when it never answers LOADING. */
+pid_t itest_private_redis_restart_loading(const char *name, int port);
+/* Deletes the filler keys of itest_redis_fill_and_save. */
+void itest_redis_unfill(int port);
+
+/* --- raw HTTP (framing a client library would not send) ------------------------ */
+
+/* A TCP connection to 127.0.0.1:port with `data` (len bytes) sent on it; the
+ * socket, or fails the test. */
+int itest_raw_send(int port, const void *data, size_t len);
+/* Reads what the server sends on fd until it closes the connection or
+ * timeout_ms passes (a bounded wait, never a timing assertion), into buf
+ * (NUL-terminated, truncated to size - 1), then closes fd.  Returns the
+ * status of the first status line, 0 when none arrived in time; *waited_ms
+ * (may be NULL) gets the time until the first byte, or -1 when none came. */
+int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waited_ms);
+
 #endif /* ITEST_UTIL_H */

@@ -1,0 +1,50 @@
+/* gov_http.h - strict HTTP/1.1 request framing rules, pure.
+ *
+ * What gov-edge refuses before it reads a request body, decided from what
+ * the client sent and nothing else (no socket here): the raw request target
+ * and the framing headers (Content-Length, Transfer-Encoding, every
+ * occurrence counted).  http-edge/server.c feeds them from libmicrohttpd;
+ * the fuzz target and the unit test feed them directly.
+ *
+ * Thread-safety: stateless; every function may be called from any thread.
+ */
+#ifndef GOV_HTTP_H
+#define GOV_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gov_err.h"
+#include "gov_reason.h"
+
+/* The framing headers of one request, as received. */
+typedef struct gov_http_framing {
+    unsigned content_length_count;      /* occurrences of Content-Length */
+    const char *content_length;         /* the last one's value (borrowed), or NULL */
+    unsigned transfer_encoding_count;   /* occurrences of Transfer-Encoding */
+    const char *transfer_encoding;      /* the last one's value (borrowed), or NULL */
+} gov_http_framing_t;
+
+/* Checks the raw request target (len bytes, as the client sent it, before
+ * any decoding): printable ASCII only, every '%' followed by two hex digits,
+ * no escape of a control byte (%00-%1F, %7F) anywhere, no escaped '/' (%2F)
+ * in the path (before '?'), no '#'.  Bytes above ASCII must be escaped (their
+ * UTF-8 is the router's business once decoded).  GOV_OK, or GOV_ERR_PARSE
+ * with *why = GOV_REASON_INVALID_PATH (why may be NULL) and the offending
+ * offset in errbuf.  O(len). */
+gov_err_t gov_http_target_check(const char *target, size_t len, gov_reason_t *why, char *errbuf,
+                                size_t errbuf_size);
+
+/* Checks the framing headers against RFC 9112 section 6 as a strict server
+ * reads it: at most one Content-Length, of 1 to 19 decimal digits; never
+ * Content-Length with Transfer-Encoding; Transfer-Encoding, if present, once
+ * and exactly "chunked" (any case).  Then a Content-Length above max_body.
+ * GOV_OK with *declared = the Content-Length, or -1 when there is none
+ * (chunked or no body); GOV_ERR_PARSE with *why = GOV_REASON_INVALID_FRAMING,
+ * or GOV_ERR_TOO_LARGE with *why = GOV_REASON_BODY_TOO_LARGE, the detail in
+ * errbuf.  declared and why may be NULL.  O(length of the values). */
+gov_err_t gov_http_framing_check(const gov_http_framing_t *f, uint64_t max_body,
+                                 int64_t *declared, gov_reason_t *why, char *errbuf,
+                                 size_t errbuf_size);
+
+#endif /* GOV_HTTP_H */

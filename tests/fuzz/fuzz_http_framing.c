@@ -1,0 +1,81 @@
+/* fuzz_http_framing.c - gov_http_target_check and gov_http_framing_check.
+ *
+ * The input is a request target; it is also split at its first two '\n'
+ * into a Content-Length value and a Transfer-Encoding value, each present
+ * or repeated according to the first byte.  For any input:
+ *   - the target check gives GOV_OK or GOV_ERR_PARSE with invalid_path and a
+ *     detail, and never accepts a NUL, a control byte, a byte outside ASCII
+ *     or an escape of a control byte;
+ *   - the framing check gives GOV_OK (with *declared <= max_body, or -1
+ *     exactly when there is no Content-Length), GOV_ERR_PARSE with
+ *     invalid_framing, or GOV_ERR_TOO_LARGE with body_too_large - each with
+ *     a detail; never OK with two lengths or a length with an encoding.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_check.h"
+#include "gov_http.h"
+
+static int hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+static void check_target(const char *data, size_t size) {
+    char eb[160] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t rc = gov_http_target_check(data, size, &why, eb, sizeof eb);
+    if (rc != GOV_OK) {
+        CHECK(rc == GOV_ERR_PARSE && why == GOV_REASON_INVALID_PATH && eb[0] != '\0');
+        return;
+    }
+    CHECK(size > 0);
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)data[i];
+        CHECK(c > 0x20 && c < 0x7f && c != '#');
+        if (c == '%') {
+            CHECK(i + 2 < size && hex((unsigned char)data[i + 1]) && hex((unsigned char)data[i + 2]));
+            CHECK(data[i + 1] != '0' && data[i + 1] != '1'); /* %00-%1F */
+            CHECK(!(data[i + 1] == '7' && (data[i + 2] | 0x20) == 'f'));
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    check_target((const char *)data, size);
+    if (size == 0)
+        return 0;
+    /* Framing: byte 0 chooses the counts, the rest holds the two values. */
+    unsigned mode = data[0];
+    char *copy = malloc(size);
+    if (copy == NULL)
+        return 0;
+    memcpy(copy, data + 1, size - 1);
+    copy[size - 1] = '\0';
+    char *te = strchr(copy, '\n');
+    if (te)
+        *te++ = '\0';
+    gov_http_framing_t f = {mode & 3, copy, (mode >> 2) & 3, te};
+    if (f.content_length_count == 0)
+        f.content_length = NULL;
+    uint64_t max_body = 65536;
+    int64_t declared = 7;
+    char eb[160] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t rc = gov_http_framing_check(&f, max_body, &declared, &why, eb, sizeof eb);
+    if (rc == GOV_OK) {
+        CHECK(f.content_length_count <= 1 && f.transfer_encoding_count <= 1);
+        CHECK(!(f.content_length_count && f.transfer_encoding_count));
+        CHECK(f.content_length_count ? declared >= 0 && (uint64_t)declared <= max_body
+                                     : declared == -1);
+        CHECK(why == GOV_REASON_NONE);
+    } else {
+        CHECK((rc == GOV_ERR_PARSE && why == GOV_REASON_INVALID_FRAMING) ||
+              (rc == GOV_ERR_TOO_LARGE && why == GOV_REASON_BODY_TOO_LARGE));
+        CHECK(eb[0] != '\0');
+    }
+    free(copy);
+    return 0;
+}

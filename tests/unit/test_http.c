@@ -1,0 +1,119 @@
+/* test_http.c - gov_http: the request target and framing rules of gov-edge.
+ *
+ * Table-driven: targets a client may send (accepted) and the shapes refused
+ * - %00 and other escaped control bytes, %2F in the path (allowed in the
+ * query), raw bytes outside printable ASCII, broken escapes at the end of
+ * the input, fragments; then framing header sets from RFC 9112 section 6.3's
+ * list of what a server must refuse, and the body limit at its edge.  Every
+ * refusal must carry its reason and a detail.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "gov_http.h"
+
+static void test_targets(void **state) {
+    (void)state;
+    static const char *const good[] = {
+        "/", "/v1/constitution/demo", "/v1/constitution/no%2Dsuch", "/v1/decisions/a/b?x=%2F",
+        "/v1/constitution/%C3%A9t%C3%A9", "/healthz?", "/a%7e", "*",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char eb[128] = "";
+        gov_reason_t why = GOV_REASON_NONE;
+        if (gov_http_target_check(good[i], strlen(good[i]), &why, eb, sizeof eb) != GOV_OK)
+            fail_msg("refused %s: %s", good[i], eb);
+        assert_int_equal(why, GOV_REASON_NONE);
+    }
+    static const struct {
+        const char *target;
+        size_t len;   /* 0: strlen */
+        const char *detail;
+    } bad[] = {
+        {"/v1/constitution/demo%00x", 0, "escaped control byte at offset 21"},
+        {"/v1/constitution/demo%0A", 0, "escaped control byte"},
+        {"/a%1f", 0, "escaped control byte"},
+        {"/a%7F", 0, "escaped control byte"},
+        {"/a?q=%00", 0, "escaped control byte"},
+        {"/v1/constitution/demo%2Fhash", 0, "escaped '/' in the path"},
+        {"/v1/constitution/demo%2fhash", 0, "escaped '/' in the path"},
+        {"/a%zz", 0, "two hex digits"},
+        {"/a%4", 0, "two hex digits"},
+        {"/a%", 0, "two hex digits"},
+        {"/a b", 0, "control byte or a byte outside ASCII"},
+        {"/a\tb", 0, "control byte"},
+        {"/d\x80mo", 0, "outside ASCII"},
+        {"/a\x7f", 0, "outside ASCII"},
+        {"/a\0b", 4, "control byte"},
+        {"/a#frag", 0, "fragment"},
+        {"", 0, "empty"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char eb[128] = "";
+        gov_reason_t why = GOV_REASON_NONE;
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].target);
+        if (gov_http_target_check(bad[i].target, len, &why, eb, sizeof eb) != GOV_ERR_PARSE)
+            fail_msg("accepted case %zu", i);
+        assert_int_equal(why, GOV_REASON_INVALID_PATH);
+        if (strstr(eb, bad[i].detail) == NULL)
+            fail_msg("case %zu: detail \"%s\" lacks \"%s\"", i, eb, bad[i].detail);
+    }
+    /* A cut escape at the end of a longer buffer: only len bytes count. */
+    assert_int_equal(gov_http_target_check("/a%41", 4, NULL, NULL, 0), GOV_ERR_PARSE);
+}
+
+static void test_framing(void **state) {
+    (void)state;
+    static const struct {
+        gov_http_framing_t f;
+        gov_err_t rc;
+        gov_reason_t why;
+        int64_t declared;
+    } cases[] = {
+        {{0, NULL, 0, NULL}, GOV_OK, GOV_REASON_NONE, -1},
+        {{1, "0", 0, NULL}, GOV_OK, GOV_REASON_NONE, 0},
+        {{1, "65536", 0, NULL}, GOV_OK, GOV_REASON_NONE, 65536},
+        {{1, "0065536", 0, NULL}, GOV_OK, GOV_REASON_NONE, 65536},
+        {{0, NULL, 1, "chunked"}, GOV_OK, GOV_REASON_NONE, -1},
+        {{0, NULL, 1, "Chunked"}, GOV_OK, GOV_REASON_NONE, -1},
+        {{1, "65537", 0, NULL}, GOV_ERR_TOO_LARGE, GOV_REASON_BODY_TOO_LARGE, -1},
+        {{1, "104857600", 0, NULL}, GOV_ERR_TOO_LARGE, GOV_REASON_BODY_TOO_LARGE, -1},
+        {{1, "9999999999999999999", 0, NULL}, GOV_ERR_TOO_LARGE, GOV_REASON_BODY_TOO_LARGE, -1},
+        {{1, "18446744073709551617", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{2, "5", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, "5", 1, "chunked"}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{0, NULL, 2, "chunked"}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{0, NULL, 1, "gzip, chunked"}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{0, NULL, 1, "chunked, chunked"}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{0, NULL, 1, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, "", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, "+5", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, "5, 5", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, " 5", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, "0x10", 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+        {{1, NULL, 0, NULL}, GOV_ERR_PARSE, GOV_REASON_INVALID_FRAMING, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char eb[160] = "";
+        gov_reason_t why = GOV_REASON_NONE;
+        int64_t declared = 42;
+        gov_err_t rc = gov_http_framing_check(&cases[i].f, 65536, &declared, &why, eb, sizeof eb);
+        if (rc != cases[i].rc || why != cases[i].why || declared != cases[i].declared)
+            fail_msg("case %zu: rc %d why %d declared %lld (%s)", i, rc, why, (long long)declared,
+                     eb);
+        if (rc != GOV_OK && eb[0] == '\0')
+            fail_msg("case %zu: no detail", i);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_framing),
+    };
+    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}
