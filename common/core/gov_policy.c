@@ -13,11 +13,18 @@
  * constitution checks, scans the prompt once with the pack's matcher, tests
  * each rule's conditions (all must hold; a missing request value never
  * matches), sums the weights of matched "add" rules with saturation, and
- * applies the effective thresholds.  The response writer formats numbers
- * itself ("0.350000"): jansson would print 0.35.
+ * applies the effective thresholds.  Before the decision is returned, every
+ * excerpt is masked (docs/policy.md, "Redaction"): a second scan with the
+ * matcher's span database gives each match's start, the spans are merged per
+ * pattern and marked on the (merged, at most 64-byte) excerpt windows, and a
+ * covered character becomes '*' unless it is the excerpt's own rule's match
+ * and that rule has redact false.  So no caller can send an unmasked excerpt:
+ * the answer, the decision log, Redis and the audit chain all get it masked.
+ * The response writer formats numbers itself ("0.350000"): jansson would
+ * print 0.35.
  *
- * What it does not do: it does not pick the constitution or the pack for a
- * tenant, add decision_id / constitution_hash / rulepack_version /
+ * What it does not do: it keeps nothing of the prompt beyond the masked
+ * excerpts; it does not pick the constitution or the pack for a tenant, add decision_id / constitution_hash / rulepack_version /
  * evaluated_at (the caller owns those), or log.
  */
 #include "gov_policy.h"
