@@ -466,6 +466,16 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
                                  const size_t *rule_of, gov_reason_t *reason, char *errbuf,
                                  size_t errbuf_size);
 
+/* A failed scan of the prompt (`what`: "prompt", "redaction") as the
+ * evaluation's error: the reason and detail recorded, the code mapped
+ * (memory and argument errors as such, anything else internal). */
+static gov_err_t scan_failed(gov_err_t rc, const char *what, const char *merr,
+                             gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
+    req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
+             errbuf_size, "the %s scan failed: %s", what, merr);
+    return rc == GOV_ERR_NOMEM || rc == GOV_ERR_INVALID_ARG ? rc : GOV_ERR_INTERNAL;
+}
+
 static int is_cont(unsigned char c) {
     return (c & 0xC0) == 0x80;
 }
@@ -601,10 +611,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
                               sizeof merr);
         if (rc != GOV_OK) {
-            req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
-                     errbuf_size, "the prompt scan failed: %s", merr);
-            if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
-                rc = GOV_ERR_INTERNAL;
+            rc = scan_failed(rc, "prompt", merr, reason, errbuf, errbuf_size);
             goto out;
         }
     }
@@ -836,10 +843,7 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
     rc = gov_matcher_spans(m, scratch, req->prompt, req->prompt_len, redact_on_span, &c, merr,
                            sizeof merr);
     if (rc != GOV_OK) {
-        req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
-                 errbuf_size, "the redaction scan failed: %s", merr);
-        if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
-            rc = GOV_ERR_INTERNAL;
+        rc = scan_failed(rc, "redaction", merr, reason, errbuf, errbuf_size);
         goto out;
     }
     for (size_t p = 0; p < np; p++)
