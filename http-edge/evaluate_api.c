@@ -7,7 +7,9 @@
  * and delivered in the background; a decision that cannot be logged is
  * counted (policy_decision_log_failed_total), never allowed to delay or
  * change the answer.  The tenant's state is missing or unusable -> 503 with a
- * stable code: the edge never guesses.
+ * stable code: the edge never guesses.  The prompt is never logged or sent
+ * on: the answer and the PolicyDecision carry the excerpts gov_policy_evaluate
+ * has already masked, and input_digest.
  *
  * Decisions: reads the decision gov-audit materialized in Redis, through a
  * per-thread Redis connection, so a downstream service can check an

@@ -16,9 +16,15 @@
  * to the database first, so a scratch prepared for another pack cannot be
  * misused (Vectorscan itself checks only part of the fit).
  *
- * What it does not do: no start-of-match offsets (HS_FLAG_SOM_LEFTMOST costs
- * memory and refuses some patterns), no streaming mode, no caching: a caller
- * keeps its compiled matcher and its per-thread scratch.
+ * Start-of-match offsets (HS_FLAG_SOM_LEFTMOST) cost memory and scan time
+ * and Vectorscan refuses them for some patterns, so the scan database does
+ * without; a second, span database of the same patterns serves
+ * gov_matcher_spans, which gov_policy calls only to mask excerpts.  A
+ * pattern the engine refuses start tracking for is compiled into it without
+ * (its starts read 0); after SOM_RETRIES refusals no pattern gets it.
+ *
+ * What it does not do: no streaming mode, no caching: a caller keeps its
+ * compiled matcher and its per-thread scratch.
  */
 #include "gov_matcher.h"
 
@@ -37,6 +43,8 @@
 struct gov_matcher {
     const gov_matcher_backend_t *be;
     void *db;
+    void *som_db;  /* the span database: same patterns, start-of-match where som[i] */
+    unsigned char *som;   /* n flags: 1 when pattern i reports its true start */
     size_t n;
     int utf8_only;
     uint64_t id;   /* unique for the process's lifetime: never reused, unlike an address */
@@ -115,7 +123,8 @@ static int vs_error_is_nomem(const char *msg) {
                            strcmp(msg, "Could not allocate memory for bytecode.") == 0);
 }
 
-static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_out,
+static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, const unsigned char *som,
+                            void **db_out,
                             int *utf8_only, size_t *bad_index, char *errbuf,
                             size_t errbuf_size) {
     gov_err_t rc = GOV_OK;
@@ -157,7 +166,8 @@ static gov_err_t vs_compile(const gov_pattern_t *patterns, size_t n, void **db_o
             rc = GOV_ERR_NOMEM;
             goto out;
         }
-        flags[i] = (p->case_insensitive ? HS_FLAG_CASELESS : 0u) | (utf8 ? HS_FLAG_UTF8 : 0u);
+        flags[i] = (p->case_insensitive ? HS_FLAG_CASELESS : 0u) | (utf8 ? HS_FLAG_UTF8 : 0u) |
+                   (som != NULL && som[i] ? HS_FLAG_SOM_LEFTMOST : 0u);
         ids[i] = (unsigned)i;
         if (utf8)
             *utf8_only = 1;
@@ -230,6 +240,51 @@ static void vs_scratch_free(void *scratch) {
     hs_free_scratch(scratch);
 }
 
+typedef struct vs_span_ctx {
+    gov_match_span_fn fn;
+    void *ctx;
+    size_t n;
+} vs_span_ctx_t;
+
+static int vs_on_span(unsigned id, unsigned long long from, unsigned long long to,
+                      unsigned flags, void *ctx_) {
+    (void)flags;
+    vs_span_ctx_t *ctx = ctx_;
+    assert(id < ctx->n);
+    if (id >= ctx->n)
+        return 0;
+    return ctx->fn(ctx->ctx, id, (size_t)from, (size_t)to) != 0;
+}
+
+/* hs_scan's answer as a gov_err_t; a callback that stopped the scan is fine. */
+static gov_err_t vs_scan_result(hs_error_t hr, char *errbuf, size_t errbuf_size) {
+    switch (hr) {
+    case HS_SUCCESS:
+    case HS_SCAN_TERMINATED:
+        return GOV_OK;
+    case HS_NOMEM:
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: out of memory");
+        return GOV_ERR_NOMEM;
+    case HS_SCRATCH_IN_USE:
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: scratch in use by another scan");
+        return GOV_ERR_INVALID_ARG;
+    case HS_INVALID:
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: invalid database or scratch");
+        return GOV_ERR_INVALID_ARG;
+    default:
+        gov_errbuf(errbuf, errbuf_size, "vectorscan: hs_scan failed (%d)", (int)hr);
+        return GOV_ERR_INTERNAL;
+    }
+}
+
+static gov_err_t vs_scan_spans(const void *db, void *scratch, const char *data, size_t len,
+                               size_t n, gov_match_span_fn fn, void *ctx, char *errbuf,
+                               size_t errbuf_size) {
+    vs_span_ctx_t sc = {fn, ctx, n};
+    return vs_scan_result(hs_scan(db, data, (unsigned)len, 0, scratch, vs_on_span, &sc), errbuf,
+                          errbuf_size);
+}
+
 typedef struct vs_scan_ctx {
     gov_match_t *results;
     size_t n;
@@ -256,23 +311,8 @@ static int vs_on_match(unsigned id, unsigned long long from, unsigned long long 
 static gov_err_t vs_scan(const void *db, void *scratch, const char *data, size_t len,
                          gov_match_t *results, size_t n, char *errbuf, size_t errbuf_size) {
     vs_scan_ctx_t ctx = {results, n};
-    hs_error_t hr = hs_scan(db, data, (unsigned)len, 0, scratch, vs_on_match, &ctx);
-    switch (hr) {
-    case HS_SUCCESS:
-        return GOV_OK;
-    case HS_NOMEM:
-        gov_errbuf(errbuf, errbuf_size, "vectorscan: out of memory");
-        return GOV_ERR_NOMEM;
-    case HS_SCRATCH_IN_USE:
-        gov_errbuf(errbuf, errbuf_size, "vectorscan: scratch in use by another scan");
-        return GOV_ERR_INVALID_ARG;
-    case HS_INVALID:
-        gov_errbuf(errbuf, errbuf_size, "vectorscan: invalid database or scratch");
-        return GOV_ERR_INVALID_ARG;
-    default:
-        gov_errbuf(errbuf, errbuf_size, "vectorscan: hs_scan failed (%d)", (int)hr);
-        return GOV_ERR_INTERNAL;
-    }
+    return vs_scan_result(hs_scan(db, data, (unsigned)len, 0, scratch, vs_on_match, &ctx),
+                          errbuf, errbuf_size);
 }
 
 static const gov_matcher_backend_t vectorscan_backend = {
@@ -282,6 +322,7 @@ static const gov_matcher_backend_t vectorscan_backend = {
     .scratch_prepare = vs_scratch_prepare,
     .scratch_free = vs_scratch_free,
     .scan = vs_scan,
+    .scan_spans = vs_scan_spans,
 };
 
 const gov_matcher_backend_t *gov_matcher_backend_vectorscan(void) {
@@ -301,6 +342,46 @@ gov_err_t gov_matcher_install_allocator(void) {
 }
 
 /* ---- generic layer --------------------------------------------------------- */
+
+/* Refusals of start tracking tolerated before no pattern gets it: each one
+ * costs a whole compile, and a pack is bounded but may be large. */
+#define SOM_RETRIES 8
+
+/* Compiles m's span database: every pattern with start tracking, except
+ * those the engine refuses it for (one compile per refusal, at most
+ * SOM_RETRIES, then none).  The patterns compiled once already, so a
+ * failure other than memory can only be about start tracking.
+ * GOV_ERR_NOMEM, or GOV_ERR_INTERNAL when even the plain set fails. */
+static gov_err_t compile_span_db(gov_matcher_t *m, const gov_pattern_t *patterns,
+                                 char *errbuf, size_t errbuf_size) {
+    m->som = gov_malloc(m->n);
+    if (m->som == NULL) {
+        gov_errbuf(errbuf, errbuf_size, "out of memory");
+        return GOV_ERR_NOMEM;
+    }
+    memset(m->som, 1, m->n);
+    for (int attempt = 0;; attempt++) {
+        int utf8 = 0;
+        size_t bad = (size_t)-1;
+        char err[160] = "";
+        gov_err_t rc =
+            m->be->compile(patterns, m->n, m->som, &m->som_db, &utf8, &bad, err, sizeof err);
+        if (rc == GOV_OK)
+            return GOV_OK;
+        if (rc == GOV_ERR_NOMEM) {
+            gov_errbuf(errbuf, errbuf_size, "out of memory");
+            return rc;
+        }
+        if (bad < m->n && m->som[bad] && attempt < SOM_RETRIES) {
+            m->som[bad] = 0;
+        } else if (memchr(m->som, 1, m->n) != NULL) {
+            memset(m->som, 0, m->n);   /* the last try: the scan database's own flags */
+        } else {
+            gov_errbuf(errbuf, errbuf_size, "the span database failed: %s", err);
+            return GOV_ERR_INTERNAL;
+        }
+    }
+}
 
 gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pattern_t *patterns,
                               size_t n, gov_matcher_t **out, size_t *bad_index, char *errbuf,
@@ -337,9 +418,13 @@ gov_err_t gov_matcher_compile(const gov_matcher_backend_t *backend, const gov_pa
     m->n = n;
     m->id = atomic_fetch_add(&next_matcher_id, 1);
     gov_err_t rc =
-        backend->compile(patterns, n, &m->db, &m->utf8_only, bad_index, errbuf, errbuf_size);
+        backend->compile(patterns, n, NULL, &m->db, &m->utf8_only, bad_index, errbuf, errbuf_size);
     if (rc != GOV_OK) {
         gov_free(m);
+        return rc;
+    }
+    if ((rc = compile_span_db(m, patterns, errbuf, errbuf_size)) != GOV_OK) {
+        gov_matcher_free(m);
         return rc;
     }
     *out = m;
@@ -350,6 +435,9 @@ void gov_matcher_free(gov_matcher_t *m) {
     if (m == NULL)
         return;
     m->be->db_free(m->db);
+    if (m->som_db != NULL)
+        m->be->db_free(m->som_db);
+    gov_free(m->som);
     gov_free(m);
 }
 
@@ -395,6 +483,8 @@ gov_err_t gov_matcher_scratch_prepare(gov_matcher_scratch_t *s, const gov_matche
         return GOV_OK;
     gov_err_t rc = m->be->scratch_prepare(m->db, &s->state);
     if (rc == GOV_OK)
+        rc = m->be->scratch_prepare(m->som_db, &s->state);
+    if (rc == GOV_OK)
         scratch_remember(s, m->id);
     else if (s->state == NULL)
         s->nfitted = 0; /* the backend freed it: nothing is fitted any more */
@@ -409,13 +499,14 @@ void gov_matcher_scratch_free(gov_matcher_scratch_t *s) {
     gov_free(s);
 }
 
-gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
-                           size_t len, gov_match_t *results, char *errbuf, size_t errbuf_size) {
-    if (m == NULL || s == NULL || results == NULL || (data == NULL && len > 0)) {
-        gov_errbuf(errbuf, errbuf_size, "NULL argument");
-        return GOV_ERR_INVALID_ARG;
-    }
-    memset(results, 0, m->n * sizeof *results);
+int gov_matcher_pattern_has_start(const gov_matcher_t *m, size_t i) {
+    return m != NULL && i < m->n && m->som[i];
+}
+
+/* The checks every scan makes before the engine sees the data: the length
+ * fits the engine, UTF-8 databases get valid UTF-8, the scratch fits. */
+static gov_err_t scan_ready(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                            size_t len, char *errbuf, size_t errbuf_size) {
     if (len > UINT_MAX) {
         gov_errbuf(errbuf, errbuf_size, "data of %zu bytes exceeds the engine's limit", len);
         return GOV_ERR_TOO_LARGE;
@@ -425,11 +516,36 @@ gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, con
         return GOV_ERR_INVALID_ARG;
     }
     gov_err_t rc = gov_matcher_scratch_prepare(s, m);
-    if (rc != GOV_OK) {
+    if (rc != GOV_OK)
         gov_errbuf(errbuf, errbuf_size, "cannot fit the scratch to the database: %s",
-                gov_err_code(rc));
-        return rc;
+                   gov_err_code(rc));
+    return rc;
+}
+
+gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                           size_t len, gov_match_t *results, char *errbuf, size_t errbuf_size) {
+    if (m == NULL || s == NULL || results == NULL || (data == NULL && len > 0)) {
+        gov_errbuf(errbuf, errbuf_size, "NULL argument");
+        return GOV_ERR_INVALID_ARG;
     }
+    memset(results, 0, m->n * sizeof *results);
+    gov_err_t rc = scan_ready(m, s, data, len, errbuf, errbuf_size);
+    if (rc != GOV_OK)
+        return rc;
     return m->be->scan(m->db, s->state, data ? data : "", len, results, m->n, errbuf,
                        errbuf_size);
+}
+
+gov_err_t gov_matcher_spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                            size_t len, gov_match_span_fn fn, void *ctx, char *errbuf,
+                            size_t errbuf_size) {
+    if (m == NULL || s == NULL || fn == NULL || (data == NULL && len > 0)) {
+        gov_errbuf(errbuf, errbuf_size, "NULL argument");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_err_t rc = scan_ready(m, s, data, len, errbuf, errbuf_size);
+    if (rc != GOV_OK)
+        return rc;
+    return m->be->scan_spans(m->som_db, s->state, data ? data : "", len, m->n, fn, ctx, errbuf,
+                             errbuf_size);
 }

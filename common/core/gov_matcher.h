@@ -28,6 +28,17 @@
  *                        on character boundaries.  Such a database may only
  *                        scan valid UTF-8 (Vectorscan's behaviour is
  *                        undefined otherwise): gov_matcher_scan checks it.
+ * Spans for redaction: besides the scan database, every matcher compiles the
+ * same patterns a second time with HS_FLAG_SOM_LEFTMOST, so that
+ * gov_matcher_spans can say where each match STARTS (the leftmost start for
+ * each end).  That database is only scanned when a decision has excerpts to
+ * mask, so the common path (no match) pays nothing for it.  Vectorscan
+ * refuses start-of-match tracking for some patterns it compiles without it
+ * ("Pattern is too large.", e.g. a bounded repeat of a wide class before a
+ * literal); such a pattern stays in the span database without it, and its
+ * matches report start 0 - "somewhere before the end" - so a caller that
+ * masks [start, end) masks too much, never too little
+ * (gov_matcher_pattern_has_start says which patterns are exact).
  * HS_FLAG_SINGLEMATCH is not used: Vectorscan may report the matches of a
  * pattern with assertions (\b, $) out of end-offset order
  * (hs_expr_info_t.unordered_matches), so the single match it would keep need
@@ -67,15 +78,22 @@ typedef struct gov_match {
     size_t first_end;          /* lowest match end offset (exclusive), when matched */
 } gov_match_t;
 
+/* Called by gov_matcher_spans for every match: pattern id, leftmost start
+ * and end (exclusive) byte offsets.  Returns 0 to go on. */
+typedef int (*gov_match_span_fn)(void *ctx, size_t pattern, size_t start, size_t end);
+
 /* The backend table.  All members are required.  `db` and `scratch` are the
  * backend's private state; the generic layer never looks inside. */
 typedef struct gov_matcher_backend {
     const char *name;
-    /* Compiles n >= 1 patterns into *db.  On failure *bad_index is the index
-     * of the culprit pattern, or (size_t)-1 when the failure is not about one
-     * pattern, and errbuf names the engine's reason. */
-    gov_err_t (*compile)(const gov_pattern_t *patterns, size_t n, void **db, int *utf8_only,
-                         size_t *bad_index, char *errbuf, size_t errbuf_size);
+    /* Compiles n >= 1 patterns into *db; som (NULL: none) marks the
+     * patterns whose matches must report their leftmost start.  On failure
+     * *bad_index is the index of the culprit pattern, or (size_t)-1 when the
+     * failure is not about one pattern, and errbuf names the engine's
+     * reason. */
+    gov_err_t (*compile)(const gov_pattern_t *patterns, size_t n, const unsigned char *som,
+                         void **db, int *utf8_only, size_t *bad_index, char *errbuf,
+                         size_t errbuf_size);
     void (*db_free)(void *db);
     /* Makes *scratch (NULL: none yet) usable with db as well; on failure
      * *scratch is NULL (the old one is gone). */
@@ -84,6 +102,9 @@ typedef struct gov_matcher_backend {
     /* Scans data; results has one zeroed entry per pattern. */
     gov_err_t (*scan)(const void *db, void *scratch, const char *data, size_t len,
                       gov_match_t *results, size_t n, char *errbuf, size_t errbuf_size);
+    /* Scans data with a som database, calling fn for every match. */
+    gov_err_t (*scan_spans)(const void *db, void *scratch, const char *data, size_t len, size_t n,
+                            gov_match_span_fn fn, void *ctx, char *errbuf, size_t errbuf_size);
 } gov_matcher_backend_t;
 
 typedef struct gov_matcher gov_matcher_t;
@@ -146,5 +167,21 @@ void gov_matcher_scratch_free(gov_matcher_scratch_t *s);
  * match (at most patterns x len). */
 gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
                            size_t len, gov_match_t *results, char *errbuf, size_t errbuf_size);
+
+/* 1 when gov_matcher_spans reports the true leftmost start of pattern i's
+ * matches, 0 when it reports 0 for them (the engine refused start-of-match
+ * tracking for that pattern).  O(1). */
+int gov_matcher_pattern_has_start(const gov_matcher_t *m, size_t i);
+
+/* Scans data[0..len) again and calls fn(ctx, pattern, start, end) for EVERY
+ * match of every pattern, start being the leftmost start of a match with that
+ * end (0 for a pattern without start tracking), in the engine's order
+ * (mostly by end; not sorted).  Same argument, UTF-8 and scratch rules and
+ * errors as gov_matcher_scan.  fn returning non-zero stops the scan (GOV_OK).
+ * Cost: O(len) plus one call per match (at most patterns x len): a caller
+ * bounds what it does per call. */
+gov_err_t gov_matcher_spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                            size_t len, gov_match_span_fn fn, void *ctx, char *errbuf,
+                            size_t errbuf_size);
 
 #endif /* GOV_MATCHER_H */

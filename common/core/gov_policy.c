@@ -13,11 +13,18 @@
  * constitution checks, scans the prompt once with the pack's matcher, tests
  * each rule's conditions (all must hold; a missing request value never
  * matches), sums the weights of matched "add" rules with saturation, and
- * applies the effective thresholds.  The response writer formats numbers
- * itself ("0.350000"): jansson would print 0.35.
+ * applies the effective thresholds.  Before the decision is returned, every
+ * excerpt is masked (docs/policy.md, "Redaction"): a second scan with the
+ * matcher's span database gives each match's start, the spans are merged per
+ * pattern and marked on the (merged, at most 64-byte) excerpt windows, and a
+ * covered character becomes '*' unless it is the excerpt's own rule's match
+ * and that rule has redact false.  So no caller can send an unmasked excerpt:
+ * the answer, the decision log, Redis and the audit chain all get it masked.
+ * The response writer formats numbers itself ("0.350000"): jansson would
+ * print 0.35.
  *
- * What it does not do: it does not pick the constitution or the pack for a
- * tenant, add decision_id / constitution_hash / rulepack_version /
+ * What it does not do: it keeps nothing of the prompt beyond the masked
+ * excerpts; it does not pick the constitution or the pack for a tenant, add decision_id / constitution_hash / rulepack_version /
  * evaluated_at (the caller owns those), or log.
  */
 #include "gov_policy.h"
@@ -454,6 +461,21 @@ out:
 
 /* ---- evaluation ------------------------------------------------------------------ */
 
+static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_request_t *req,
+                                 gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,
+                                 const size_t *rule_of, gov_reason_t *reason, char *errbuf,
+                                 size_t errbuf_size);
+
+/* A failed scan of the prompt (`what`: "prompt", "redaction") as the
+ * evaluation's error: the reason and detail recorded, the code mapped
+ * (memory and argument errors as such, anything else internal). */
+static gov_err_t scan_failed(gov_err_t rc, const char *what, const char *merr,
+                             gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
+    req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
+             errbuf_size, "the %s scan failed: %s", what, merr);
+    return rc == GOV_ERR_NOMEM || rc == GOV_ERR_INVALID_ARG ? rc : GOV_ERR_INTERNAL;
+}
+
 static int is_cont(unsigned char c) {
     return (c & 0xC0) == 0x80;
 }
@@ -544,7 +566,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
                               gov_policy_decision_t *out, gov_reason_t *reason, char *errbuf,
                               size_t errbuf_size) {
     gov_match_t *matches = NULL;
-    size_t *matched = NULL, *ends = NULL, nmatched = 0;
+    size_t *matched = NULL, *ends = NULL, *rule_of = NULL, nmatched = 0;
     gov_err_t rc = GOV_OK;
     gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     int deny = 0;
@@ -589,10 +611,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
                               sizeof merr);
         if (rc != GOV_OK) {
-            req_fail(reason, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_MATCHER, errbuf,
-                     errbuf_size, "the prompt scan failed: %s", merr);
-            if (rc != GOV_ERR_NOMEM && rc != GOV_ERR_INVALID_ARG)
-                rc = GOV_ERR_INTERNAL;
+            rc = scan_failed(rc, "prompt", merr, reason, errbuf, errbuf_size);
             goto out;
         }
     }
@@ -623,7 +642,8 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     out->score_micros = score;
 
     out->reasons = gov_calloc(2 + nmatched, sizeof *out->reasons);
-    if (out->reasons == NULL) {
+    rule_of = gov_calloc(2 + nmatched, sizeof *rule_of);
+    if (out->reasons == NULL || rule_of == NULL) {
         rc = GOV_ERR_NOMEM;
         goto out;
     }
@@ -648,6 +668,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         if ((rc = add_reason(out, r->id, r->severity, r->effect, r->weight_micros, r->message)) !=
             GOV_OK)
             goto out;
+        rule_of[out->nreasons - 1] = matched[j];
         if (r->conditions & GOV_COND_PROMPT) {
             gov_policy_reason_t *x = &out->reasons[out->nreasons - 1];
             x->has_excerpt = 1;
@@ -659,6 +680,11 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
             x->excerpt[x->excerpt_len] = '\0';
         }
     }
+    /* Before anything leaves: no excerpt is used unmasked, not even on a
+     * failure (which fails the whole evaluation). */
+    if ((rc = redact_excerpts(pack, req, scratch, out, rule_of, reason, errbuf, errbuf_size)) !=
+        GOV_OK)
+        goto out;
 
     if (deny || score > out->max_risk_micros)
         out->decision = GOV_DECISION_DENY;
@@ -672,8 +698,187 @@ out:
     gov_free(matches);
     gov_free(matched);
     gov_free(ends);
+    gov_free(rule_of);
     if (rc != GOV_OK)
         gov_policy_decision_clear(out);
+    return rc;
+}
+
+/* ---- redaction ------------------------------------------------------------------------ */
+
+/* What a position inside an excerpt window is covered by: no match, the
+ * matches of one rule (its index + 1), or of several rules. */
+#define COVER_NONE 0
+#define COVER_MANY SIZE_MAX
+
+/* One merged excerpt window: prompt bytes [start, end), its coverage in
+ * cover[base .. base + end - start). */
+typedef struct redact_window {
+    size_t start, end, base;
+} redact_window_t;
+
+/* The span scan's state: windows, coverage, and per pattern the union of its
+ * overlapping spans not yet applied (spans of one pattern come mostly in end
+ * order, so merging them first keeps the work per match O(1)). */
+typedef struct redact_ctx {
+    redact_window_t *win;
+    size_t nwin;
+    size_t *cover;
+    size_t *pattern_rule;   /* pattern -> rule index */
+    size_t *cur_start, *cur_end;
+    unsigned char *cur_set;
+} redact_ctx_t;
+
+static int cmp_window(const void *a, const void *b) {
+    const redact_window_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Marks span [s, e) of rule `rule` in every window it overlaps.  O(log
+ * windows + bytes marked). */
+static void redact_apply(redact_ctx_t *c, size_t rule, size_t s, size_t e) {
+    size_t lo = 0, hi = c->nwin;
+    while (lo < hi) {   /* the first window that ends after s */
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->win[mid].end <= s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t w = lo; w < c->nwin && c->win[w].start < e; w++) {
+        size_t a = s > c->win[w].start ? s : c->win[w].start;
+        size_t b = e < c->win[w].end ? e : c->win[w].end;
+        for (size_t x = a; x < b; x++) {
+            size_t *o = &c->cover[c->win[w].base + (x - c->win[w].start)];
+            *o = *o == COVER_NONE || *o == rule + 1 ? rule + 1 : COVER_MANY;
+        }
+    }
+}
+
+static int redact_on_span(void *ctx, size_t pattern, size_t start, size_t end) {
+    redact_ctx_t *c = ctx;
+    if (start >= end)
+        return 0;
+    if (c->cur_set[pattern] && start <= c->cur_end[pattern] && end >= c->cur_start[pattern]) {
+        if (start < c->cur_start[pattern])
+            c->cur_start[pattern] = start;
+        if (end > c->cur_end[pattern])
+            c->cur_end[pattern] = end;
+        return 0;
+    }
+    if (c->cur_set[pattern])
+        redact_apply(c, c->pattern_rule[pattern], c->cur_start[pattern], c->cur_end[pattern]);
+    c->cur_set[pattern] = 1;
+    c->cur_start[pattern] = start;
+    c->cur_end[pattern] = end;
+    return 0;
+}
+
+/* Length of the UTF-8 character led by c (1 for a stray byte). */
+static size_t utf8_char_len(unsigned char c) {
+    return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+}
+
+/* Masks the excerpts of out (rule_of[i]: the pack rule of reason i, or
+ * SIZE_MAX): every byte of an excerpt covered by a match of any pattern is
+ * written as '*', except the matches of the excerpt's own rule when that rule
+ * has redact false; a masked byte masks its whole character, so an excerpt
+ * stays valid UTF-8 and no code point is cut.  One more scan of the prompt
+ * with the span database.  Cost: O(prompt) + O(matches x log windows) +
+ * O(patterns x window bytes) in the worst case. */
+static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_request_t *req,
+                                 gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,
+                                 const size_t *rule_of, gov_reason_t *reason, char *errbuf,
+                                 size_t errbuf_size) {
+    const gov_matcher_t *m = gov_rulepack_matcher(pack);
+    size_t np = gov_matcher_count(m), nex = 0, total = 0;
+    redact_ctx_t c;
+    gov_err_t rc = GOV_OK;
+    memset(&c, 0, sizeof c);
+    for (size_t i = 0; i < out->nreasons; i++)
+        nex += out->reasons[i].has_excerpt;
+    if (nex == 0 || m == NULL)
+        return GOV_OK;
+    c.win = gov_calloc(nex, sizeof *c.win);
+    c.pattern_rule = gov_calloc(np, sizeof *c.pattern_rule);
+    c.cur_start = gov_calloc(np, sizeof *c.cur_start);
+    c.cur_end = gov_calloc(np, sizeof *c.cur_end);
+    c.cur_set = gov_calloc(np, 1);
+    if (c.win == NULL || c.pattern_rule == NULL || c.cur_start == NULL || c.cur_end == NULL ||
+        c.cur_set == NULL) {
+        rc = GOV_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < gov_rulepack_rule_count(pack); i++) {
+        const gov_rule_t *r = gov_rulepack_rule(pack, i);
+        for (size_t k = 0; k < r->pattern_count; k++)
+            c.pattern_rule[r->pattern_first + k] = i;
+    }
+    /* The windows, sorted and merged where they overlap or touch. */
+    for (size_t i = 0; i < out->nreasons; i++)
+        if (out->reasons[i].has_excerpt)
+            c.win[c.nwin++] = (redact_window_t){out->reasons[i].excerpt_start,
+                                                out->reasons[i].excerpt_end, 0};
+    qsort(c.win, c.nwin, sizeof *c.win, cmp_window);
+    size_t merged = 0;
+    for (size_t i = 0; i < c.nwin; i++) {
+        if (merged > 0 && c.win[i].start <= c.win[merged - 1].end) {
+            if (c.win[i].end > c.win[merged - 1].end)
+                c.win[merged - 1].end = c.win[i].end;
+        } else {
+            c.win[merged++] = c.win[i];
+        }
+    }
+    c.nwin = merged;
+    for (size_t i = 0; i < c.nwin; i++) {
+        c.win[i].base = total;
+        total += c.win[i].end - c.win[i].start;
+    }
+    c.cover = gov_calloc(total ? total : 1, sizeof *c.cover);
+    if (c.cover == NULL) {
+        rc = GOV_ERR_NOMEM;
+        goto out;
+    }
+    char merr[160] = "";
+    rc = gov_matcher_spans(m, scratch, req->prompt, req->prompt_len, redact_on_span, &c, merr,
+                           sizeof merr);
+    if (rc != GOV_OK) {
+        rc = scan_failed(rc, "redaction", merr, reason, errbuf, errbuf_size);
+        goto out;
+    }
+    for (size_t p = 0; p < np; p++)
+        if (c.cur_set[p])
+            redact_apply(&c, c.pattern_rule[p], c.cur_start[p], c.cur_end[p]);
+
+    for (size_t i = 0; i < out->nreasons; i++) {
+        gov_policy_reason_t *x = &out->reasons[i];
+        if (!x->has_excerpt)
+            continue;
+        size_t w = 0;
+        while (w + 1 < c.nwin && c.win[w].end < x->excerpt_end)
+            w++;
+        const size_t *cov = c.cover + c.win[w].base + (x->excerpt_start - c.win[w].start);
+        size_t own = rule_of[i] + 1;
+        int own_masked = gov_rulepack_rule(pack, rule_of[i])->redact;
+        for (size_t k = 0; k < x->excerpt_len;) {
+            size_t n = utf8_char_len((unsigned char)x->excerpt[k]), mask = 0;
+            if (n > x->excerpt_len - k)
+                n = x->excerpt_len - k;
+            for (size_t b = k; b < k + n; b++)
+                if (cov[b] != COVER_NONE && (own_masked || cov[b] != own))
+                    mask = 1;
+            if (mask)
+                memset(x->excerpt + k, '*', n);
+            k += n;
+        }
+    }
+out:
+    gov_free(c.win);
+    gov_free(c.cover);
+    gov_free(c.pattern_rule);
+    gov_free(c.cur_start);
+    gov_free(c.cur_end);
+    gov_free(c.cur_set);
     return rc;
 }
 

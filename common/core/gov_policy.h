@@ -9,7 +9,8 @@
  *
  * The flow of one request:
  *   gov_policy_request_parse()     bounded parse + validation + input_digest
- *   gov_policy_evaluate()          constitution, rules, score, decision
+ *   gov_policy_evaluate()          constitution, rules, score, decision,
+ *                                  excerpts masked (redaction)
  *   gov_policy_decision_to_json()  the response body (score with 6 decimals)
  *
  * Thresholds: the constitution gives max_risk_score and
@@ -137,7 +138,9 @@ typedef struct gov_policy_reason {
     size_t excerpt_start;             /* byte offsets into the prompt, end exclusive */
     size_t excerpt_end;
     size_t excerpt_len;               /* excerpt_end - excerpt_start */
-    char excerpt[GOV_EXCERPT_MAX + 1];    /* NUL-terminated copy (may hold U+0000) */
+    char excerpt[GOV_EXCERPT_MAX + 1];    /* NUL-terminated copy (may hold U+0000), masked:
+                                             matched characters are '*' (docs/policy.md,
+                                             "Redaction"); same byte length */
     size_t match_end;                 /* end offset of the first prompt match */
 } gov_policy_reason_t;
 
@@ -162,9 +165,12 @@ typedef struct gov_policy_decision {
  *                        request's tenant is not the pack's;
  *                        GOV_REASON_MATCHER: the scratch is in use
  *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
- *   GOV_ERR_INTERNAL     GOV_REASON_MATCHER: the matcher failed
+ *   GOV_ERR_INTERNAL     GOV_REASON_MATCHER: the matcher failed (also the
+ *                        redaction scan: an excerpt is never left unmasked)
  * Cost: one scan of the prompt (O(prompt)) plus O(rules x conditions x
- * log(set size)). */
+ * log(set size)); when a reason has an excerpt, one more scan for the match
+ * spans, plus O(matches x log excerpts + patterns x 64 x excerpts) at
+ * worst to mark them. */
 gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *constitution,
                               const gov_rulepack_t *pack, const gov_policy_request_t *req,
                               gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,

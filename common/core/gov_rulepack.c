@@ -423,7 +423,7 @@ static const char *const severity_names[] = {"low", "medium", "high", "critical"
 
 static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build_t *b) {
     static const char *const allowed[] = {"id",     "description", "severity", "weight",
-                                          "effect", "message",     "match",    NULL};
+                                          "effect", "message",     "match",    "redact", NULL};
     static const char *const match_allowed[] = {"prompt", "role", "action", "tool_category",
                                                 "metadata", NULL};
     gov_rule_t *r = &b->rule;
@@ -505,6 +505,14 @@ static gov_err_t parse_rule(pctx_t *c, const json_t *v, size_t index, rule_build
         if ((r->description = gov_strdup(s)) == NULL)
             return fail_nomem(c);
     }
+
+    /* Whether excerpts mask this rule's matches (gov_policy): personal data
+     * and secrets by default, by the id namespace; docs/policy.md. */
+    const json_t *red = json_object_get(v, "redact");
+    if (red != NULL && !json_is_boolean(red))
+        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "redact", "must be true or false");
+    r->redact = red != NULL ? json_is_true(red)
+                            : strncmp(r->id, "pii.", 4) == 0 || strncmp(r->id, "secrets.", 8) == 0;
 
     const json_t *match = json_object_get(v, "match");
     if (match == NULL)

@@ -106,6 +106,8 @@ typedef struct gov_rule {
     char *message;
     char *description;             /* NULL when absent */
     unsigned conditions;           /* GOV_COND_* bits, at least one */
+    int redact;                    /* 1: mask this rule's matches in excerpts ("redact";
+                                      default 1 for ids under pii. and secrets.) */
     size_t pattern_first;          /* this rule's patterns in the pack matcher: */
     size_t pattern_count;          /*   [pattern_first, pattern_first + pattern_count) */
     gov_strset_t roles, actions, tool_categories;

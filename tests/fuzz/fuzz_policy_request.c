@@ -14,6 +14,10 @@
  *     weights), deny iff a constitution reason or a deny rule or score >
  *     max_risk, review iff not deny and score > approval; every excerpt is
  *     valid UTF-8, at most 64 bytes, and holds its match end;
+ *   - redaction: each excerpt is the prompt's window with whole characters
+ *     replaced by '*', and no excerpt shows an AWS key id (AKIA + 16 of
+ *     [0-9A-Z]) or an e-mail address of the pack's pii.email form: those are
+ *     matches of redacting rules, masked in every excerpt;
  *   - the response body is JSON, and a second evaluation gives the same bytes.
  */
 #include <jansson.h>
@@ -81,6 +85,52 @@ static const gov_rule_t *rule_by_id(const char *id) {
     return NULL;
 }
 
+static int is_upper_digit(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_lower_alnum(char c) {
+    c = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+}
+
+static int is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* 1 when t[0..n) holds "AKIA" + 16 of [0-9A-Z] (secrets.aws_key). */
+static int shows_aws_key(const char *t, size_t n) {
+    for (size_t i = 0; i + 20 <= n; i++) {
+        if (memcmp(t + i, "AKIA", 4) != 0)
+            continue;
+        size_t k = 4;
+        while (k < 20 && is_upper_digit(t[i + k]))
+            k++;
+        if (k == 20)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when t[0..n) holds a match of [a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,},
+ * case-insensitively (pii.email): a local character before an '@', then
+ * a run of domain characters in which some '.' after the first follows
+ * with two letters. */
+static int shows_email(const char *t, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        char l = t[i - 1];
+        if (t[i] != '@' || !(is_lower_alnum(l) || (l != '\0' && strchr("._%+-", l) != NULL)))
+            continue;
+        size_t j = i + 1;   /* the domain run: t[i+1 .. j) */
+        while (j < n && (is_lower_alnum(t[j]) || t[j] == '.' || t[j] == '-'))
+            j++;
+        for (size_t k = i + 2; k + 2 < j; k++)
+            if (t[k] == '.' && is_letter(t[k + 1]) && is_letter(t[k + 2]))
+                return 1;
+    }
+    return 0;
+}
+
 static void check_decision(const gov_policy_request_t *req, const gov_policy_decision_t *d) {
     CHECK(d->score_micros >= 0 && d->score_micros <= GOV_MICROS_ONE);
     CHECK(strcmp(d->input_digest, req->input_digest) == 0);
@@ -110,8 +160,21 @@ static void check_decision(const gov_policy_request_t *req, const gov_policy_dec
             CHECK(r->excerpt_end <= req->prompt_len && r->match_end >= 1);
             CHECK(r->excerpt_len == r->excerpt_end - r->excerpt_start);
             CHECK(r->excerpt_len <= GOV_EXCERPT_MAX);
-            CHECK(memcmp(r->excerpt, req->prompt + r->excerpt_start, r->excerpt_len) == 0);
+            /* The window's bytes, whole characters of it masked. */
+            const char *w = req->prompt + r->excerpt_start;
+            for (size_t i = 0; i < r->excerpt_len;) {
+                unsigned char b = (unsigned char)w[i];
+                size_t cl = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+                CHECK(i + cl <= r->excerpt_len);
+                int same = memcmp(r->excerpt + i, w + i, cl) == 0, stars = 1;
+                for (size_t q = i; q < i + cl; q++)
+                    stars &= r->excerpt[q] == '*';
+                CHECK(same || stars);
+                i += cl;
+            }
             CHECK(gov_utf8_valid(r->excerpt, r->excerpt_len));
+            CHECK(!shows_aws_key(r->excerpt, r->excerpt_len));
+            CHECK(!shows_email(r->excerpt, r->excerpt_len));
         }
     }
     CHECK(d->score_micros == (sum > GOV_MICROS_ONE ? GOV_MICROS_ONE : sum));

@@ -430,6 +430,136 @@ static void test_threads_share_database(void **state) {
 
 /* ---- allocation failures ---------------------------------------------------------- */
 
+/* ---- spans (gov_matcher_spans) ---------------------------------------------- */
+
+#define SPAN_MAX 4096
+
+typedef struct span_list {
+    size_t n;
+    size_t pattern[SPAN_MAX], start[SPAN_MAX], end[SPAN_MAX];
+} span_list_t;
+
+static int collect_span(void *ctx, size_t pattern, size_t start, size_t end) {
+    span_list_t *l = ctx;
+    if (l->n < SPAN_MAX) {
+        l->pattern[l->n] = pattern;
+        l->start[l->n] = start;
+        l->end[l->n] = end;
+        l->n++;
+    }
+    return 0;
+}
+
+static void spans_fresh(const gov_matcher_t *m, const char *data, size_t len, span_list_t *l) {
+    gov_matcher_scratch_t *s = NULL;
+    char err[256] = "";
+    l->n = 0;
+    assert_int_equal(gov_matcher_scratch_new(m, &s), GOV_OK);
+    gov_err_t rc = gov_matcher_spans(m, s, data, len, collect_span, l, err, sizeof err);
+    if (rc != GOV_OK)
+        fail_msg("spans failed: %s: %s", gov_err_code(rc), err);
+    gov_matcher_scratch_free(s);
+}
+
+static int has_span(const span_list_t *l, size_t pattern, size_t start, size_t end) {
+    for (size_t i = 0; i < l->n; i++)
+        if (l->pattern[i] == pattern && l->start[i] == start && l->end[i] == end)
+            return 1;
+    return 0;
+}
+
+/* Every match is reported with its leftmost start; a pattern Vectorscan
+ * cannot track starts for reports 0, and says so. */
+static void test_spans_report_starts(void **state) {
+    (void)state;
+    gov_pattern_t p[] = {
+        lit("abc", 0),                                                       /* 0 */
+        rx("a+b", 0),                                                        /* 1 */
+        rx("\\b(?:curl|wget) [^|;\\n]{1,200}\\| *(?:sudo +)?(?:ba|z)?sh\\b", 0), /* 2 */
+        lit("\xc3\xa9t\xc3\xa9", 1),                                            /* 3 */
+    };
+    gov_matcher_t *m = must_compile(p, 4);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 0), 1);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 1), 1);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 2), 0);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 3), 1);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 4), 0);
+    assert_int_equal(gov_matcher_pattern_has_start(NULL, 0), 0);
+    /* "xaab abc curl u | sh \xc3\x89T\xc3\x89" */
+    const char *t = "xaab abc curl u | sh \xc3\x89T\xc3\x89";
+    span_list_t *l = malloc(sizeof *l);
+    assert_non_null(l);
+    spans_fresh(m, t, strlen(t), l);
+    assert_true(has_span(l, 1, 1, 4));    /* "aab": leftmost start */
+    assert_true(has_span(l, 0, 5, 8));    /* "abc" */
+    assert_true(has_span(l, 1, 5, 7));    /* "ab" of "abc" */
+    assert_true(has_span(l, 2, 0, 20));   /* "curl u | sh": start unknown, 0 */
+    assert_true(has_span(l, 3, 21, 26));  /* "ÉTÉ", caseless, on character boundaries */
+    assert_int_equal(l->n, 5);
+    /* The same scratch serves scan and spans, in either order. */
+    gov_matcher_scratch_t *s = NULL;
+    gov_match_t r[4];
+    char err[128];
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    assert_int_equal(gov_matcher_spans(m, s, t, strlen(t), collect_span, l, err, sizeof err),
+                     GOV_OK);
+    assert_int_equal(gov_matcher_scan(m, s, t, strlen(t), r, err, sizeof err), GOV_OK);
+    expect_match(&r[1], 1, 4);
+    /* The checks of a scan apply. */
+    assert_int_equal(gov_matcher_spans(m, s, "\xff", 1, collect_span, l, err, sizeof err),
+                     GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_matcher_spans(m, s, t, 1, NULL, l, err, sizeof err), GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_matcher_spans(NULL, s, t, 1, collect_span, l, err, sizeof err),
+                     GOV_ERR_INVALID_ARG);
+    gov_matcher_scratch_free(s);
+    free(l);
+    gov_matcher_free(m);
+}
+
+/* Property: for random literals and texts, the spans are exactly the
+ * occurrences a naive search finds (case-sensitive: a literal's match is its
+ * own length). */
+static void test_spans_vs_reference(void **state) {
+    (void)state;
+    static const char alphabet[] = "abAB.*( ";
+    span_list_t *l = malloc(sizeof *l);
+    assert_non_null(l);
+    rng_state = 0xC0FFEEULL;
+    for (int iter = 0; iter < 300; iter++) {
+        enum { NP = 5 };
+        char pats[NP][8];
+        gov_pattern_t p[NP];
+        for (int i = 0; i < NP; i++) {
+            size_t n = 1 + rnd(3);
+            for (size_t k = 0; k < n; k++)
+                pats[i][k] = alphabet[rnd(sizeof alphabet - 1)];
+            pats[i][n] = '\0';
+            p[i] = lit(pats[i], 0);
+        }
+        char text[120];
+        size_t tn = rnd(sizeof text);
+        for (size_t k = 0; k < tn; k++)
+            text[k] = alphabet[rnd(sizeof alphabet - 1)];
+        gov_matcher_t *m = must_compile(p, NP);
+        spans_fresh(m, text, tn, l);
+        size_t want = 0;
+        for (int i = 0; i < NP; i++) {
+            size_t pl = strlen(pats[i]);
+            for (size_t s = 0; s + pl <= tn; s++) {
+                if (memcmp(text + s, pats[i], pl) != 0)
+                    continue;
+                want++;
+                if (!has_span(l, (size_t)i, s, s + pl))
+                    fail_msg("iter %d: \"%s\" at %zu not reported in \"%.*s\"", iter, pats[i], s,
+                             (int)tn, text);
+            }
+        }
+        assert_int_equal(l->n, want);   /* and nothing else */
+        gov_matcher_free(m);
+    }
+    free(l);
+}
+
 static void test_allocation_failures(void **state) {
     (void)state;
     gov_pattern_t p[] = {lit("alpha", 1), rx("be+ta\\b", 0), rx("[0-9]{3,5}", 0)};
@@ -485,6 +615,8 @@ int main(void) {
         cmocka_unit_test(test_random_literals_vs_reference),
         cmocka_unit_test(test_caseless_literal_equals_regex),
         cmocka_unit_test(test_threads_share_database),
+        cmocka_unit_test(test_spans_report_starts),
+        cmocka_unit_test(test_spans_vs_reference),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

