@@ -163,6 +163,16 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     p->redis = gov_runtime_redis(p->rt);
     p->producer = gov_runtime_producer(p->rt);
 
+    /* The group names the offset keys: it must be a key part. */
+    char probe[GOV_STATE_KEY_MAX];
+    gov_state_pos_t gp = {p->kafka_group, "topic", 0, 0, NULL};
+    if (gov_state_watermark_key(&gp, probe) != GOV_OK) {
+        fprintf(stderr, "%s: kafka_group must be non-empty, without ':' and short enough for a "
+                "Redis key\n", spec->name);
+        *exit_code = 2;
+        err = GOV_ERR_INVALID_ARG;
+        goto fail;
+    }
 
     const char *topics[GOV_PROCESSOR_MAX_TOPICS];
     size_t ntopics = 0;
@@ -216,6 +226,20 @@ static void housekeeping(gov_processor_t *p) {
     gov_kafka_consumer_lag(p->consumer, on_lag, p);
 }
 
+/* The message's effect is durable: store its offset for the commit and
+ * move the partition's watermark in Redis (a single-key SET ... GET after
+ * the tenant's script, docs/contracts.md "Rebuilding Redis").  A failed
+ * watermark write is only logged: the next message writes it again. */
+static void mark_done(gov_processor_t *p, const gov_kafka_msg_t *km) {
+    gov_kafka_consumer_store(p->consumer, km);
+    gov_state_pos_t pos = {p->kafka_group, km->topic, km->partition, km->offset, NULL};
+    int64_t previous = -1;
+    char eb[256] = "";
+    if (gov_state_watermark_swap(p->redis, &pos, &previous, eb, sizeof eb) != GOV_OK)
+        gov_log(GOV_LOG_WARN, "watermark not written", "topic", km->topic, "error", eb,
+                (const char *)NULL);
+}
+
 static void count(gov_processor_t *p, const char *topic, const char *outcome) {
     gov_metric_inc(p->m_events, (const char *[]){p->spec->name, topic, outcome}, 1);
 }
@@ -262,7 +286,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
             "partition", part, "offset", off, "reason", reason, "detail", det, "dlq", dlq,
             (const char *)NULL);
     count(p, km->topic, "dead_lettered");
-    gov_kafka_consumer_store(p->consumer, km);
+    mark_done(p, km);
     p->retry_attempt = 0;
 }
 
@@ -348,7 +372,7 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     switch (result) {
     case GOV_OK:
     case GOV_ERR_DUPLICATE:
-        gov_kafka_consumer_store(p->consumer, km);
+        mark_done(p, km);
         count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
         p->retry_attempt = 0;
         break;
@@ -372,8 +396,9 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
 }
 
 gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m) {
-    return (gov_state_pos_t){p->spec->name, m->kafka->topic, m->kafka->partition,
-                             (int64_t)m->kafka->offset};
+    return (gov_state_pos_t){p->kafka_group, m->kafka->topic, m->kafka->partition,
+                             (int64_t)m->kafka->offset,
+                             json_string_value(json_object_get(m->event, "tenant"))};
 }
 
 void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void *ctx) {

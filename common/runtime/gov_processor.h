@@ -29,6 +29,9 @@
  *     is produced unchanged to <topic>.dlq with headers saying why and
  *     where from, waited for (acks=all), counted and logged with its offset,
  *     and only then is its offset stored.  Nothing is silently dropped.
+ *   - once a message's effect is durable, its offset is stored and the
+ *     partition's watermark gov:offsets:<group>:<topic>:<partition> is set
+ *     in Redis (one SET ... GET, after the tenant's script);
  *   - gov_processor_done maps the handler's result:
  *       GOV_OK, GOV_ERR_DUPLICATE -> store the offset (materialized)
  *       GOV_ERR_VERIFY, GOV_ERR_PARSE, GOV_ERR_INVALID_ARG, GOV_ERR_TOO_LARGE,
@@ -151,9 +154,10 @@ const char *gov_processor_name(gov_processor_t *p);
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]);
 
-/* The message's position (processor name, topic, partition, offset) for
- * gov_state's writers, which write the offset with the state.  The strings
- * are borrowed from p and m: valid until gov_processor_done. */
+/* The message's position (consumer group, topic, partition, offset, the
+ * event's tenant) for gov_state's writers, which write the tenant's applied
+ * offset with the state.  The strings are borrowed from p and m: valid until
+ * gov_processor_done. */
 gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m);
 
 #endif /* GOV_PROCESSOR_H */

@@ -8,10 +8,12 @@
  *                 offset (compare-and-set on the current checksum); then
  *                 ConstitutionUpdated is produced to constitution.updated and
  *                 an AuditEvent (constitution.accepted) to identity.audit;
- *   duplicate  -> a replay of an accepted bundle: nothing changes; if it is
- *                 the current one its events are produced again with the
- *                 same event ids, which heals a crash between the Redis write
- *                 and the acknowledgement of the events;
+ *   duplicate  -> a replay of an accepted bundle: nothing changes and
+ *                 nothing is announced again (replays are silent); only when
+ *                 it is the current one and its events were never
+ *                 acknowledged (field `announced`: a crash between the Redis
+ *                 write and the acknowledgement) are they produced, with the
+ *                 same event ids;
  *   reject     -> nothing changes; constitution_rejected_total{tenant,reason}
  *                 and an AuditEvent (constitution.rejected, with the reason).
  * Event ids are derived from the bundle's event id, so any re-emission is
@@ -228,6 +230,8 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 gov_metric_inc(c->m_accepted, (const char *[]){tenant}, 1);
                 gov_metric_set(c->m_version, (const char *[]){tenant}, version_gauge(v.version));
                 err = emit_accepted(c, ev, v.version, signers, cur.checksum, eb, ebsize);
+                if (err == GOV_OK)
+                    err = gov_state_constitution_announced(r, tenant, in.checksum, eb, ebsize);
             }
         } else if (v.outcome == GOV_VERIFY_DUPLICATE) {
             err = GOV_ERR_DUPLICATE;
@@ -245,8 +249,13 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 }
                 if (e2 == GOV_OK)
                     e2 = gov_state_constitution_index(r, tenant, eb, ebsize);
-                if (e2 == GOV_OK)
+                /* Silent unless its events were never acknowledged (a crash
+                 * between the write and the announcement). */
+                if (e2 == GOV_OK && !cur.announced) {
                     e2 = emit_accepted(c, ev, v.version, signers, prev, eb, ebsize);
+                    if (e2 == GOV_OK)
+                        e2 = gov_state_constitution_announced(r, tenant, in.checksum, eb, ebsize);
+                }
                 if (e2 != GOV_OK)
                     err = e2;
             }
