@@ -167,6 +167,20 @@ gov_err_t gov_state_watermark_swap(gov_redis_t *r, const gov_state_pos_t *pos, i
     return watermark_command(r, pos, off, previous, errbuf, errbuf_size);
 }
 
+gov_err_t gov_state_watermark_reset(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
+                                    size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX], off[32];
+    gov_err_t err = gov_state_watermark_key(pos, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no watermark key for %s/%s", pos->processor, pos->topic);
+        return err;
+    }
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    const char *set[] = {"SET", key, off}, *del[] = {"DEL", key};
+    return pos->offset < 0 ? gov_redis_command(r, NULL, 2, del, NULL, errbuf, errbuf_size)
+                           : gov_redis_command(r, NULL, 3, set, NULL, errbuf, errbuf_size);
+}
+
 gov_err_t gov_state_watermark_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *value,
                                    char *errbuf, size_t errbuf_size) {
     return watermark_command(r, pos, NULL, value, errbuf, errbuf_size);

@@ -137,6 +137,12 @@ gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, cha
 gov_err_t gov_state_watermark_swap(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *previous,
                                    char *errbuf, size_t errbuf_size);
 
+/* Puts the partition's watermark back to pos->offset, or deletes it when
+ * pos->offset is -1 (after lost writes were found: a restart must resume
+ * from what Redis really holds).  One SET or DEL. */
+gov_err_t gov_state_watermark_reset(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
+                                    size_t errbuf_size);
+
 /* Reads the partition's watermark into *value (-1 when there is none, or
  * when the key holds something that is not an offset).  One GET. */
 gov_err_t gov_state_watermark_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *value,
@@ -336,6 +342,10 @@ typedef struct gov_state_audit gov_state_audit_t;
  * the TTL of materialized decisions.  NULL when out of memory. */
 gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s);
 void gov_state_audit_free(gov_state_audit_t *s);
+
+/* Forgets every cached head (after Redis lost writes: the next append of
+ * each tenant reads its head again). */
+void gov_state_audit_forget(gov_state_audit_t *s);
 
 /* Appends `event` (borrowed, decoded, of schema `type`) to its tenant's chain
  * and, for a PolicyDecision, materializes the decision; pos's offset is

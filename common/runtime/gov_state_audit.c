@@ -35,7 +35,9 @@
  * A decision record is written once: a second event naming a known
  * decision_id changes nothing (not the record, not the chain) and answers
  * 'decision_duplicate' - a producer on policy.decisions must not turn a
- * stored deny into an allow.  A record materialized before decision_ids
+ * stored deny into an allow.  Its event_id is noted in :ids (value
+ * 'decision_duplicate', no stream entry), so the same event delivered again
+ * is a plain replay, counted once.  A record materialized before decision_ids
  * existed counts as known too. */
 static gov_redis_script_t append_script = {
     "local seen = redis.call('HGET', KEYS[3], ARGV[1])\n"
@@ -46,6 +48,7 @@ static gov_redis_script_t append_script = {
     "if ARGV[7] ~= '' then\n"
     "  local owner = redis.call('HGET', KEYS[6], ARGV[7])\n"
     "  if owner or redis.call('EXISTS', KEYS[5]) == 1 then\n"
+    "    redis.call('HSET', KEYS[3], ARGV[1], 'decision_duplicate')\n"
     "    redis.call('SET', KEYS[4], ARGV[5])\n"
     "    return {'decision_duplicate', owner or ''}\n"
     "  end\n"
@@ -98,6 +101,10 @@ gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s) 
 
 void gov_state_audit_free(gov_state_audit_t *s) {
     gov_free(s);
+}
+
+void gov_state_audit_forget(gov_state_audit_t *s) {
+    memset(s->heads, 0, sizeof s->heads);
 }
 
 static head_slot_t *head_for(gov_state_audit_t *s, const char *tenant) {
@@ -307,8 +314,21 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
                    rep->element[1]->type == REDIS_REPLY_STRING &&
                    rep->element[1]->len == GOV_SHA256_HEXLEN &&
                    rep->element[2]->type == REDIS_REPLY_STRING) {
+            uint64_t found = strtoull(rep->element[2]->str, NULL, 10);
+            if (found < head->seq) {
+                /* A head only grows: one behind what this writer appended
+                 * means Redis lost writes (flushed, an older snapshot).
+                 * Appending now would re-link the chain from there. */
+                snprintf(errbuf, errbuf_size,
+                         "audit head of %s went back from seq %llu to %llu: Redis lost writes",
+                         tenant, (unsigned long long)head->seq, (unsigned long long)found);
+                head->tenant[0] = 0;   /* forget the cached head */
+                err = GOV_ERR_STATE;
+                freeReplyObject(rep);
+                break;
+            }
             memcpy(head->hash, rep->element[1]->str, GOV_SHA256_HEXLEN + 1);
-            head->seq = strtoull(rep->element[2]->str, NULL, 10);
+            head->seq = found;
             err = GOV_ERR_CONFLICT;
         } else {
             snprintf(errbuf, errbuf_size, "unexpected reply from append script");
