@@ -375,6 +375,21 @@ static int edge_serves(void *opaque) {
     return ok;
 }
 
+/* Waits until the edge evaluates with pack `version`, then records its
+ * answer: what every later answer must be. */
+static void record_served_answer(const char *version) {
+    edge_want_t w = {version};
+    if (itest_wait_for(edge_serves, &w, 60000, 20) < 0)
+        fail_msg("the edge does not serve pack %s of %s", version, tenant);
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/evaluate", procs[EDGE].url);
+    assert_int_equal(itest_http_post_json(url, request_body, &body), 200);
+    char *n = normalized(body);
+    snprintf(load.first, sizeof load.first, "%s", n);
+    free(n);
+    free(body);
+}
+
 static void start_redis_on(int port) {
     char portbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", port);
@@ -426,16 +441,7 @@ static int setup(void **state) {
     publish_pack("1");
     publish_constitution("1.1.0");
     publish_pack("2");
-    edge_want_t w = {"2"};
-    if (itest_wait_for(edge_serves, &w, 60000, 20) < 0)
-        fail_msg("the edge does not serve pack 2 of %s", tenant);
-    char url[256], *body = NULL;
-    snprintf(url, sizeof url, "%s/v1/evaluate", procs[EDGE].url);
-    assert_int_equal(itest_http_post_json(url, request_body, &body), 200);
-    char *n = normalized(body);
-    snprintf(load.first, sizeof load.first, "%s", n);
-    free(n);
-    free(body);
+    record_served_answer("2");
     return 0;
 }
 
@@ -571,16 +577,7 @@ static void test_older_snapshot_restored_is_rebuilt(void **state) {
     /* more writes after it: newer versions, more decisions */
     publish_constitution("1.2.0");
     publish_pack("3");
-    edge_want_t w = {"3"};
-    if (itest_wait_for(edge_serves, &w, 60000, 20) < 0)
-        fail_msg("the edge does not serve pack 3 of %s", tenant);
-    char url[256], *body = NULL;
-    snprintf(url, sizeof url, "%s/v1/evaluate", procs[EDGE].url);
-    assert_int_equal(itest_http_post_json(url, request_body, &body), 200);
-    char *n = normalized(body);
-    snprintf(load.first, sizeof load.first, "%s", n);
-    free(n);
-    free(body);
+    record_served_answer("3");
     load_start();
     wait_answers(30);
     load_stop();
