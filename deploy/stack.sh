@@ -42,6 +42,21 @@ TOPICS=(
 )
 TOPIC_PARTITIONS=3
 TOPIC_REPLICATION=1
+# What each state topic keeps (docs/contracts.md, "Retention"): Redis is a
+# view rebuilt from these, so they keep their whole history. Not compacted:
+# the constitution and rule pack histories (anti-rollback) and the audit
+# chain need every event, not the latest per tenant. identity.keys is keyed
+# by key id, where the latest KeyRotated per key suffices. Topics not named
+# keep the broker's default (7 days): constitution.updated only says when to
+# re-read Redis; identity.tokens has no consumer yet; the .dlq twins are for
+# operators.
+TOPIC_CONFIGS=(
+  "constitution.bundles=retention.ms=-1,retention.bytes=-1"
+  "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
+  "policy.decisions=retention.ms=-1,retention.bytes=-1"
+  "identity.audit=retention.ms=-1,retention.bytes=-1"
+  "identity.keys=cleanup.policy=compact,retention.ms=-1"
+)
 
 # --- settings ---------------------------------------------------------------
 HOST=127.0.0.1
@@ -382,6 +397,29 @@ create_topics() {
         --partitions "$TOPIC_PARTITIONS" --replication-factor "$TOPIC_REPLICATION"' _ {}
 }
 
+# ensure_topic_configs: sets TOPIC_CONFIGS on the topics, new or existing
+# (an older stack's topics get them too). Idempotent; skipped when the
+# settings recorded in $KAFKA_DIR/topic-configs.applied are these for this
+# broker's cluster, so a restart starts no JVM for it.
+ensure_topic_configs() {
+  local marker="$KAFKA_DIR/topic-configs.applied" want
+  want="$(cat "$KAFKA_DIR/cluster.id" 2>/dev/null) ${TOPIC_CONFIGS[*]}"
+  [[ -f $marker && "$(cat "$marker")" == "$want" ]] && { say "topic retention: as configured"; return 0; }
+  say "setting topic retention: ${TOPIC_CONFIGS[*]}"
+  if "$JAVA" --list-modules 2>/dev/null | grep -q '^jdk\.compiler@'; then
+    kafka_tool "$SCRIPT_DIR/kafka/TopicConfigs.java" "$HOST:$KAFKA_PORT" "${TOPIC_CONFIGS[@]}" \
+      >>"$LOG/kafka-tools.log" 2>&1 || { show_logs "$LOG/kafka-tools.log"; die "setting topic retention failed"; }
+  else
+    local tc
+    for tc in "${TOPIC_CONFIGS[@]}"; do
+      kafka_tool kafka.admin.ConfigCommand --bootstrap-server "$HOST:$KAFKA_PORT" --alter \
+        --entity-type topics --entity-name "${tc%%=*}" --add-config "${tc#*=}" \
+        >>"$LOG/kafka-tools.log" 2>&1 || { show_logs "$LOG/kafka-tools.log"; die "setting retention of ${tc%%=*} failed"; }
+    done
+  fi
+  printf '%s\n' "$want" >"$marker"
+}
+
 ensure_topics() {
   local -a want=() missing=()
   local t
@@ -627,6 +665,7 @@ cmd_start() {
   start_kafka
   ensure_softhsm
   ensure_topics
+  ensure_topic_configs
   write_env
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
     # Signer keys and the trust file must exist before gov-constitution starts.

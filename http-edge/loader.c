@@ -225,6 +225,29 @@ static void build_rulepack(edge_tenant_t *t, const char *pack, size_t pack_len) 
     }
 }
 
+/* 1 when t would take the edge back: a constitution or pack older than the
+ * one served, or none where one is served.  Redis behind the edge is Redis
+ * that lost writes while the processors rebuild it from Kafka (anti-rollback
+ * forbids older versions otherwise): the last verified state stays. */
+static int older_than_served(edge_loader_t *l, const edge_tenant_t *t) {
+    edge_snapshot_t *s = edge_state_acquire(l->edge->state);
+    const edge_tenant_t *cur = edge_snapshot_find(s, t->name);
+    int older = 0;
+    if (cur && cur->constitution.checksum[0]) {
+        gov_version_t a, b;
+        older = t->constitution.checksum[0] == 0 ||
+                (gov_version_parse(t->constitution.version, &a) == 0 &&
+                 gov_version_parse(cur->constitution.version, &b) == 0 &&
+                 gov_version_compare(&a, &b) < 0);
+    }
+    if (cur && cur->rulepack.pack)
+        older |= t->rulepack.pack == NULL ||
+                 gov_version_compare(gov_rulepack_version_parsed(t->rulepack.pack),
+                                     gov_rulepack_version_parsed(cur->rulepack.pack)) < 0;
+    edge_snapshot_release(s);
+    return older;
+}
+
 /* Reads one tenant (constitution and rule pack, in one MULTI/EXEC so they
  * belong together) and installs it.  GOV_ERR_NOT_FOUND when the tenant has
  * neither; GOV_ERR_VERIFY when Redis holds a document that does not match
@@ -258,6 +281,10 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
         goto out;
     if (has_pack)
         build_rulepack(t, st.pack, st.pack_len);
+    if (older_than_served(l, t)) {
+        err = GOV_ERR_STATE;
+        goto out;
+    }
     err = edge_state_put_take(l->edge->state, t);
     if (err == GOV_OK)
         recovered(l->edge, tenant);

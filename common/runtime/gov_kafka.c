@@ -9,7 +9,9 @@
  *
  * Consumer: offsets are stored explicitly (enable.auto.offset.store=false)
  * and auto-committed from the store; revocation commits synchronously before
- * the partitions are given up.  Broker-down errors are tracked so /readyz can
+ * the partitions are given up.  An optional assignment hook chooses where
+ * each assigned partition starts (gov_processor resumes from what Redis
+ * says is applied), and a partition can be moved back (seek) to rebuild.  Broker-down errors are tracked so /readyz can
  * report them.
  *
  * What it does not do: transactions (materialization is idempotent instead),
@@ -301,7 +303,52 @@ struct gov_kafka_consumer {
     rd_kafka_t *rk;
     atomic_int brokers_down;
     int assigned;
+    gov_kafka_assign_fn on_assign;
+    gov_kafka_revoke_fn on_revoke;
+    void *on_assign_opaque;
+    /* where each assigned partition started (explicit offsets, or logical
+     * ones): the lag of a partition nothing was consumed from yet */
+    rd_kafka_topic_partition_list_t *starts;
 };
+
+void gov_kafka_consumer_on_assign(gov_kafka_consumer_t *c, gov_kafka_assign_fn fn,
+                                  gov_kafka_revoke_fn revoke, void *opaque) {
+    c->on_assign = fn;
+    c->on_revoke = revoke;
+    c->on_assign_opaque = opaque;
+}
+
+/* Asks the assignment hook where each partition starts, given the group's
+ * committed offsets (fetched here: the hook compares them with its own
+ * record, e.g. what Redis says is applied). */
+static void choose_start(gov_kafka_consumer_t *c, rd_kafka_t *rk,
+                         rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_resp_err_t ce = rd_kafka_committed(rk, parts, 10000);
+    if (ce != RD_KAFKA_RESP_ERR_NO_ERROR)
+        gov_log(GOV_LOG_WARN, "committed offsets unknown at assignment", "error",
+                rd_kafka_err2str(ce), (const char *)NULL);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        int64_t committed = ce == RD_KAFKA_RESP_ERR_NO_ERROR && !tp->err && tp->offset >= 0
+                                ? tp->offset : -1;
+        int64_t start = c->on_assign(c->on_assign_opaque, tp->topic, tp->partition, committed);
+        int64_t lo = -1, hi = -1;
+        if (start == GOV_KAFKA_OFFSET_END &&
+            rd_kafka_query_watermark_offsets(rk, tp->topic, tp->partition, &lo, &hi, 10000) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR)
+            start = hi;   /* explicit: the lag is known before the first message */
+        else if (start == GOV_KAFKA_OFFSET_COMMITTED && committed >= 0)
+            start = committed;
+        tp->offset = start == GOV_KAFKA_OFFSET_BEGINNING ? RD_KAFKA_OFFSET_BEGINNING
+                     : start == GOV_KAFKA_OFFSET_END ? RD_KAFKA_OFFSET_END
+                     : start == GOV_KAFKA_OFFSET_COMMITTED ? RD_KAFKA_OFFSET_INVALID
+                     : start;
+        tp->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    if (c->starts)
+        rd_kafka_topic_partition_list_destroy(c->starts);
+    c->starts = rd_kafka_topic_partition_list_copy(parts);
+}
 
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)rk;
@@ -319,6 +366,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     char n[16];
     snprintf(n, sizeof n, "%d", parts ? parts->cnt : 0);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (c->on_assign && parts)
+            choose_start(c, rk, parts);
         rd_kafka_assign(rk, parts);
         c->assigned = 1;
         atomic_store(&c->brokers_down, 0);
@@ -332,6 +381,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                     rd_kafka_err2str(ce), (const char *)NULL);
         rd_kafka_assign(rk, NULL);
         c->assigned = 0;
+        if (c->on_revoke)
+            c->on_revoke(c->on_assign_opaque);
         gov_log(GOV_LOG_INFO, "partitions revoked", "count", n, (const char *)NULL);
     }
 }
@@ -469,6 +520,14 @@ static gov_err_t offset_op(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg, 
     return err;
 }
 
+gov_err_t gov_kafka_consumer_seek(gov_kafka_consumer_t *c, const char *topic, int32_t partition,
+                                  int64_t offset) {
+    gov_kafka_msg_t at = {.topic = topic, .partition = partition,
+                          .offset = offset == GOV_KAFKA_OFFSET_BEGINNING ? RD_KAFKA_OFFSET_BEGINNING
+                                                                         : offset};
+    return offset_op(c, &at, 0);
+}
+
 gov_err_t gov_kafka_consumer_store(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg) {
     return offset_op(c, msg, 1);
 }
@@ -500,8 +559,13 @@ void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *
         int64_t lo = -1, hi = -1, lag = -1;
         if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0) {
+            rd_kafka_topic_partition_t *st =
+                c->starts ? rd_kafka_topic_partition_list_find(c->starts, tp->topic, tp->partition)
+                          : NULL;
             if (tp->offset >= 0)
                 lag = hi - tp->offset;
+            else if (st && st->offset >= 0)
+                lag = hi - st->offset; /* nothing consumed yet; started there */
             else if (lo >= 0)
                 lag = hi - lo; /* nothing consumed yet in this assignment */
             if (lag < 0)
@@ -521,5 +585,7 @@ void gov_kafka_consumer_close(gov_kafka_consumer_t *c) {
                 (const char *)NULL);
     rd_kafka_consumer_close(c->rk);
     rd_kafka_destroy(c->rk);
+    if (c->starts)
+        rd_kafka_topic_partition_list_destroy(c->starts);
     gov_free(c);
 }

@@ -124,6 +124,29 @@ typedef void (*gov_kafka_lag_fn)(void *opaque, const char *topic,
                                  int32_t partition, int64_t lag);
 void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque);
 
+/* Where an assigned partition starts: an offset >= 0, or one of these. */
+#define GOV_KAFKA_OFFSET_BEGINNING (-2)    /* the oldest message kept */
+#define GOV_KAFKA_OFFSET_END (-1)          /* after the newest message */
+#define GOV_KAFKA_OFFSET_COMMITTED (-1001) /* the group's committed offset
+                                              (auto.offset.reset without one) */
+
+/* Called from the poll that receives a partition assignment, once per
+ * partition, with the group's committed offset (-1 when there is none or it
+ * could not be fetched); returns where the partition starts. */
+typedef int64_t (*gov_kafka_assign_fn)(void *opaque, const char *topic, int32_t partition,
+                                       int64_t committed);
+/* Called from the poll that revokes the assignment, after the commit. */
+typedef void (*gov_kafka_revoke_fn)(void *opaque);
+/* Sets the assignment hooks (NULL fn: start at the committed offsets;
+ * revoke may be NULL).  Call before the first poll; borrowed. */
+void gov_kafka_consumer_on_assign(gov_kafka_consumer_t *c, gov_kafka_assign_fn fn,
+                                  gov_kafka_revoke_fn revoke, void *opaque);
+
+/* Moves an assigned partition so the next poll delivers `offset` (>= 0, or
+ * GOV_KAFKA_OFFSET_BEGINNING).  Waits up to 5 s for the seek. */
+gov_err_t gov_kafka_consumer_seek(gov_kafka_consumer_t *c, const char *topic, int32_t partition,
+                                  int64_t offset);
+
 /* Commits stored offsets synchronously, leaves the group, frees. */
 void gov_kafka_consumer_close(gov_kafka_consumer_t *c);
 

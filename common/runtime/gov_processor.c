@@ -10,12 +10,25 @@
  * Invariant: an offset is stored only after the message's effect is durable
  * - in Redis (materialized), or in the DLQ topic (acknowledged by Kafka).
  *
+ * Redis is a view of Kafka (docs/contracts.md, "Rebuilding Redis"): after
+ * each message the partition's watermark is set with SET ... GET, and the
+ * processor remembers what it wrote.  Found missing or lower - before a
+ * message (one GET), by the write itself, or by the idle check every
+ * rebuild_check - it means Redis lost writes: the watermark is put back to
+ * what Redis holds, the partition seeks to just after it (its beginning
+ * when nothing is left) and what had been applied before is replayed with
+ * gov_processor_msg_t.replay set (handlers materialize, announce nothing; a
+ * poison replay is not dead-lettered again).  At assignment a partition
+ * starts from Redis's view when it is behind the committed offset.
+ *
  * Start-up, configuration of the shared settings, signals, logging, metrics,
  * the admin server, Redis and the producer are gov_runtime's; this layer adds
  * the consumer and what a processor does with each message.
  *
  * What it does not do: the Redis write itself (the processor's handler
- * writes state and offset together through gov_state).
+ * writes state and offset together through gov_state); the rebuild relies
+ * on the handlers' idempotence and does not reorder anything - it replays
+ * each partition in its own order.
  */
 #include "gov_processor.h"
 
@@ -27,6 +40,21 @@
 #include "gov_log.h"
 #include "gov_time.h"
 #include "gov_util.h"
+
+/* What the processor knows of one assigned partition: the watermark it
+ * expects Redis to hold (the last one it wrote, or read at assignment) and,
+ * after a rebuild, the last offset that had been applied before (messages up
+ * to it are replays: gov_processor_msg_t.replay). */
+#define MAX_PARTS 64
+#define WATERMARK_UNKNOWN INT64_MIN   /* Redis did not answer at assignment */
+
+typedef struct part_state {
+    char topic[128];
+    int32_t partition;
+    int used;
+    int64_t expected;      /* -1: none yet; WATERMARK_UNKNOWN */
+    int64_t replay_until;  /* -1: nothing to replay */
+} part_state_t;
 
 struct gov_processor {
     const gov_processor_spec_t *spec;
@@ -49,6 +77,13 @@ struct gov_processor {
     gov_metric_t *m_duration;
     int64_t last_tick_us;
     unsigned retry_attempt;
+    /* lost-write detection (docs/contracts.md, "Rebuilding Redis") */
+    long rebuild_check_ms;
+    int64_t last_check_us;
+    gov_metric_t *m_rebuilds;
+    uint64_t rebuilds;   /* since start: handlers drop caches when it moves */
+    int replaying;       /* the message in hand is a replay (rebuild) */
+    part_state_t parts[MAX_PARTS];
 };
 
 gov_redis_t *gov_processor_redis(gov_processor_t *p) { return p->redis; }
@@ -84,7 +119,10 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
         "Time from receiving a message to its offset being stored.", 1,
         (const char *[]){"processor"}, gov_metrics_latency_bucket_count,
         gov_metrics_latency_buckets);
-    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL)
+    p->m_rebuilds = gov_metrics_counter(metrics, "processor_rebuilds_total",
+        "Partitions replayed from Kafka because Redis lost writes (watermark missing or lower than written).",
+        3, (const char *[]){"processor", "topic", "partition"});
+    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_status_register(status, "kafka");
     return err != GOV_OK ? err : gov_status_register(status, "redis");
@@ -108,6 +146,9 @@ static gov_err_t start_runtime(gov_processor_t *p, const gov_config_entry_t *ext
         GOV_CFG_DURATION("retry_max", "5s", 10, 300000,
                          "longest back-off between retries of a message whose write failed",
                          &p->retry_max_ms),
+        GOV_CFG_DURATION("rebuild_check", "1s", 50, 60000,
+                         "how often an idle processor checks that Redis still holds its partition watermarks (missing or lower: Redis lost writes, rebuild from Kafka); every message is checked anyway",
+                         &p->rebuild_check_ms),
     };
     const size_t nbase = sizeof base / sizeof base[0];
     gov_config_entry_t *rows = gov_calloc(nbase + nextra, sizeof *rows);
@@ -132,6 +173,9 @@ static gov_err_t start_runtime(gov_processor_t *p, const gov_config_entry_t *ext
     gov_free(rows); /* the runtime keeps its own copy */
     return err;
 }
+
+static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int64_t committed);
+static void on_revoke(void *opaque);
 
 static void free_processor(gov_processor_t *p) {
     if (p == NULL)
@@ -163,6 +207,16 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     p->redis = gov_runtime_redis(p->rt);
     p->producer = gov_runtime_producer(p->rt);
 
+    /* The group names the offset keys: it must be a key part. */
+    char probe[GOV_STATE_KEY_MAX];
+    gov_state_pos_t gp = {p->kafka_group, "topic", 0, 0, NULL};
+    if (gov_state_watermark_key(&gp, probe) != GOV_OK) {
+        fprintf(stderr, "%s: kafka_group must be non-empty, without ':' and short enough for a "
+                "Redis key\n", spec->name);
+        *exit_code = 2;
+        err = GOV_ERR_INVALID_ARG;
+        goto fail;
+    }
 
     const char *topics[GOV_PROCESSOR_MAX_TOPICS];
     size_t ntopics = 0;
@@ -174,6 +228,7 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
         gov_log(GOV_LOG_ERROR, "kafka consumer", "error", eb, (const char *)NULL);
         goto fail;
     }
+    gov_kafka_consumer_on_assign(p->consumer, on_assign, on_revoke, p);
     char port[16], rport[16];
     snprintf(port, sizeof port, "%ld", p->conf->admin_port);
     snprintf(rport, sizeof rport, "%ld", p->conf->redis_port);
@@ -187,6 +242,128 @@ fail:
     gov_runtime_shutdown(p->rt, 1);
     free_processor(p);
     return err == GOV_OK ? GOV_ERR_INTERNAL : err;
+}
+
+/* The partition's state; a new one when create (NULL when the table is
+ * full: that partition is then not checked, only logged). */
+static part_state_t *part_find(gov_processor_t *p, const char *topic, int32_t partition,
+                               int create) {
+    part_state_t *free_slot = NULL;
+    for (size_t i = 0; i < MAX_PARTS; i++) {
+        part_state_t *ps = &p->parts[i];
+        if (ps->used && ps->partition == partition && strcmp(ps->topic, topic) == 0)
+            return ps;
+        if (!ps->used && free_slot == NULL)
+            free_slot = ps;
+    }
+    if (!create || free_slot == NULL || strlen(topic) >= sizeof free_slot->topic) {
+        if (create)
+            gov_log(GOV_LOG_WARN, "partition not tracked for lost-write detection", "topic",
+                    topic, (const char *)NULL);
+        return NULL;
+    }
+    memset(free_slot, 0, sizeof *free_slot);
+    snprintf(free_slot->topic, sizeof free_slot->topic, "%s", topic);
+    free_slot->partition = partition;
+    free_slot->used = 1;
+    free_slot->expected = -1;
+    free_slot->replay_until = -1;
+    return free_slot;
+}
+
+static int is_kafka_only(const gov_processor_t *p, const char *topic) {
+    for (const char *const *t = p->spec->kafka_only; t && *t; t++)
+        if (strcmp(*t, topic) == 0)
+            return 1;
+    return 0;
+}
+
+static void on_revoke(void *opaque) {
+    gov_processor_t *p = opaque;
+    memset(p->parts, 0, sizeof p->parts);
+}
+
+/* Where an assigned partition starts: Redis's view first.  The watermark
+ * says what Redis holds; when it is missing (Redis flushed, or never
+ * written) the partition is replayed from its beginning, when it is behind
+ * the group's committed offset (an older snapshot) from just after it.
+ * What lies between that and the committed offset was applied before: its
+ * replay is silent. */
+static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int64_t committed) {
+    gov_processor_t *p = opaque;
+    /* A relay's new group starts at the end: what is on the topic was
+     * relayed by the deployment before it (or is history it must not
+     * copy again); an existing group resumes where it committed. */
+    if (is_kafka_only(p, topic))
+        return committed < 0 ? GOV_KAFKA_OFFSET_END : GOV_KAFKA_OFFSET_COMMITTED;
+    part_state_t *ps = part_find(p, topic, partition, 1);
+    gov_state_pos_t pos = {p->kafka_group, topic, partition, 0, NULL};
+    int64_t wm = -1;
+    char eb[256] = "", part[16], c[32], w[32];
+    if (gov_state_watermark_read(p->redis, &pos, &wm, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "watermark unreadable at assignment; starting at the committed offset",
+                "topic", topic, "error", eb, (const char *)NULL);
+        if (ps)
+            ps->expected = WATERMARK_UNKNOWN;
+        return GOV_KAFKA_OFFSET_COMMITTED;
+    }
+    if (ps)
+        ps->expected = wm;
+    if (committed < 0 || committed <= wm + 1)
+        return committed < 0 && wm >= 0 ? wm + 1 : GOV_KAFKA_OFFSET_COMMITTED;
+    /* The group went further than Redis holds: rebuild. */
+    if (ps)
+        ps->replay_until = committed - 1;
+    snprintf(part, sizeof part, "%d", (int)partition);
+    snprintf(c, sizeof c, "%lld", (long long)committed);
+    snprintf(w, sizeof w, "%lld", (long long)wm);
+    gov_log(GOV_LOG_WARN, "Redis is behind the committed offset; rebuilding the partition from Kafka",
+            "topic", topic, "partition", part, "committed", c, "watermark", w, (const char *)NULL);
+    gov_metric_inc(p->m_rebuilds, (const char *[]){p->spec->name, topic, part}, 1);
+    p->rebuilds++;
+    return wm < 0 ? GOV_KAFKA_OFFSET_BEGINNING : wm + 1;
+}
+
+/* Redis lost writes of partition ps: its watermark is `found` (-1: gone)
+ * where the processor expected ps->expected.  Puts the watermark back to
+ * what Redis really holds (a crash now must resume from there), moves the
+ * partition back to just after it - the beginning when nothing is left -
+ * and marks everything up to `applied` as a replay.  Cost: one command, one
+ * seek. */
+static void rebuild(gov_processor_t *p, part_state_t *ps, int64_t found, int64_t applied) {
+    char part[16], exp[32], fnd[32], eb[256] = "";
+    snprintf(part, sizeof part, "%d", (int)ps->partition);
+    snprintf(exp, sizeof exp, "%lld", (long long)ps->expected);
+    snprintf(fnd, sizeof fnd, "%lld", (long long)found);
+    gov_log(GOV_LOG_WARN, "Redis lost writes; rebuilding the partition from Kafka", "topic",
+            ps->topic, "partition", part, "expected_watermark", exp, "found", fnd,
+            (const char *)NULL);
+    gov_metric_inc(p->m_rebuilds, (const char *[]){p->spec->name, ps->topic, part}, 1);
+    p->rebuilds++;
+    gov_state_pos_t pos = {p->kafka_group, ps->topic, ps->partition, found, NULL};
+    if (gov_state_watermark_reset(p->redis, &pos, eb, sizeof eb) != GOV_OK)
+        gov_log(GOV_LOG_WARN, "watermark not reset", "topic", ps->topic, "error", eb,
+                (const char *)NULL);
+    if (applied > ps->replay_until)
+        ps->replay_until = applied;
+    ps->expected = found;
+    gov_kafka_consumer_seek(p->consumer, ps->topic, ps->partition,
+                            found < 0 ? GOV_KAFKA_OFFSET_BEGINNING : found + 1);
+}
+
+/* Compares the partition's watermark in Redis with what the processor
+ * expects; rebuilds when it is missing or lower.  1 when it rebuilt.  Cost:
+ * one GET. */
+static int check_partition(gov_processor_t *p, part_state_t *ps) {
+    if (ps == NULL || ps->expected < 0)   /* nothing written yet, or unknown */
+        return 0;
+    gov_state_pos_t pos = {p->kafka_group, ps->topic, ps->partition, 0, NULL};
+    int64_t wm = -1;
+    char eb[256] = "";
+    if (gov_state_watermark_read(p->redis, &pos, &wm, eb, sizeof eb) != GOV_OK || wm >= ps->expected)
+        return 0;   /* unreachable: the write path will find out */
+    rebuild(p, ps, wm, ps->expected);
+    return 1;
 }
 
 typedef struct lag_ctx {
@@ -204,6 +381,12 @@ static void on_lag(void *opaque, const char *topic, int32_t partition, int64_t l
 /* Readiness and lag, at most once a second. */
 static void housekeeping(gov_processor_t *p) {
     int64_t now = gov_mono_micros();
+    if (now - p->last_check_us >= (int64_t)p->rebuild_check_ms * 1000) {
+        p->last_check_us = now;
+        for (size_t i = 0; i < MAX_PARTS; i++)
+            if (p->parts[i].used)
+                check_partition(p, &p->parts[i]);
+    }
     if (now - p->last_tick_us < 1000000)
         return;
     p->last_tick_us = now;
@@ -214,6 +397,31 @@ static void housekeeping(gov_processor_t *p) {
     gov_status_set(p->status, "kafka", kh ? GOV_STATUS_OK : GOV_STATUS_NOT_READY,
                    kh ? NULL : "waiting for partition assignment or brokers", NULL);
     gov_kafka_consumer_lag(p->consumer, on_lag, p);
+}
+
+/* The message's effect is durable: store its offset for the commit and
+ * move the partition's watermark in Redis (a single-key SET ... GET after
+ * the tenant's script, docs/contracts.md "Rebuilding Redis").  A failed
+ * watermark write is only logged: the next message writes it again. */
+static void mark_done(gov_processor_t *p, const gov_kafka_msg_t *km) {
+    gov_kafka_consumer_store(p->consumer, km);
+    gov_state_pos_t pos = {p->kafka_group, km->topic, km->partition, km->offset, NULL};
+    int64_t previous = -1;
+    char eb[256] = "";
+    if (gov_state_watermark_swap(p->redis, &pos, &previous, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "watermark not written", "topic", km->topic, "error", eb,
+                (const char *)NULL);
+        return;
+    }
+    part_state_t *ps = is_kafka_only(p, km->topic) ? NULL : part_find(p, km->topic, km->partition, 1);
+    if (ps == NULL)
+        return;
+    /* The write itself sees a watermark that vanished or went back since
+     * the check before this message: what came before it is lost. */
+    if (ps->expected != WATERMARK_UNKNOWN && previous < ps->expected)
+        rebuild(p, ps, previous, km->offset);
+    else
+        ps->expected = km->offset;
 }
 
 static void count(gov_processor_t *p, const char *topic, const char *outcome) {
@@ -239,6 +447,12 @@ static void backoff_and_rewind(gov_processor_t *p, gov_kafka_msg_t *km, const ch
 static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *reason,
                         const char *detail) {
     char dlq[256], part[16], off[32], eb[256];
+    if (p->replaying) {
+        /* Rebuilding Redis: this one went to the DLQ when it was first
+         * consumed; a replay is silent. */
+        mark_done(p, km);
+        return;
+    }
     snprintf(dlq, sizeof dlq, "%s.dlq", km->topic);
     snprintf(part, sizeof part, "%d", km->partition);
     snprintf(off, sizeof off, "%lld", (long long)km->offset);
@@ -262,7 +476,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
             "partition", part, "offset", off, "reason", reason, "detail", det, "dlq", dlq,
             (const char *)NULL);
     count(p, km->topic, "dead_lettered");
-    gov_kafka_consumer_store(p->consumer, km);
+    mark_done(p, km);
     p->retry_attempt = 0;
 }
 
@@ -304,6 +518,9 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
     if (err != GOV_OK)
         return err;
     int64_t started = gov_mono_micros();
+    part_state_t *ps = part_find(p, km->topic, km->partition, 0);
+    int replay = ps != NULL && km->offset <= ps->replay_until;
+    p->replaying = replay;
     const gov_processor_topic_t *t = find_topic(p, km->topic);
     char eb[256] = "";
     json_t *ev = NULL;
@@ -333,6 +550,17 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
         gov_kafka_msg_free(km);
         return GOV_ERR_VERIFY;
     }
+    /* Before anything is written: does Redis still hold what this
+     * partition wrote?  If not, the message is dropped (the seek delivers
+     * it again, after the replay of what was lost). */
+    /* (a replay skips it: a rebuild is under way, and the watermark write
+     * after it still sees a new loss) */
+    if (!replay && check_partition(p, ps)) {
+        json_decref(ev);
+        gov_kafka_msg_free(km);
+        return GOV_ERR_STATE;
+    }
+    m->replay = replay;
     m->kafka = km;
     m->event = ev;
     m->type = type;
@@ -348,7 +576,7 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     switch (result) {
     case GOV_OK:
     case GOV_ERR_DUPLICATE:
-        gov_kafka_consumer_store(p->consumer, km);
+        mark_done(p, km);
         count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
         p->retry_attempt = 0;
         break;
@@ -361,6 +589,10 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
                     m->type);
         break;
     default:
+        /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
+         * head behind what it appended) has the partition checked now. */
+        if (result == GOV_ERR_STATE && check_partition(p, part_find(p, km->topic, km->partition, 0)))
+            break;
         backoff_and_rewind(p, km, detail ? detail : gov_err_str(result));
         break;
     }
@@ -371,9 +603,18 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     memset(m, 0, sizeof *m);
 }
 
+uint64_t gov_processor_rebuilds(const gov_processor_t *p) {
+    return p->rebuilds;
+}
+
+int64_t gov_processor_msg_time_us(const gov_processor_msg_t *m) {
+    return m->kafka->timestamp_ms >= 0 ? m->kafka->timestamp_ms * 1000 : gov_now_micros();
+}
+
 gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m) {
-    return (gov_state_pos_t){p->spec->name, m->kafka->topic, m->kafka->partition,
-                             (int64_t)m->kafka->offset};
+    return (gov_state_pos_t){p->kafka_group, m->kafka->topic, m->kafka->partition,
+                             (int64_t)m->kafka->offset,
+                             json_string_value(json_object_get(m->event, "tenant"))};
 }
 
 void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void *ctx) {

@@ -29,6 +29,9 @@
  *     is produced unchanged to <topic>.dlq with headers saying why and
  *     where from, waited for (acks=all), counted and logged with its offset,
  *     and only then is its offset stored.  Nothing is silently dropped.
+ *   - once a message's effect is durable, its offset is stored and the
+ *     partition's watermark gov:offsets:<group>:<topic>:<partition> is set
+ *     in Redis (one SET ... GET, after the tenant's script);
  *   - gov_processor_done maps the handler's result:
  *       GOV_OK, GOV_ERR_DUPLICATE -> store the offset (materialized)
  *       GOV_ERR_VERIFY, GOV_ERR_PARSE, GOV_ERR_INVALID_ARG, GOV_ERR_TOO_LARGE,
@@ -36,9 +39,14 @@
  *       anything else             -> transient: rewind to the message and
  *                                    back off; it is delivered again
  *   - SIGTERM/SIGINT stop the loop; shutdown commits and closes cleanly;
+ *   - lost writes: a watermark found missing or lower than written (Redis
+ *     flushed, an older snapshot, a failover) rebuilds the partition from
+ *     Kafka (config rebuild_check; processor_rebuilds_total); replayed
+ *     messages carry m->replay;
  *   - readiness: Redis answers PING and the consumer has its assignment;
  *   - processor_events_total{processor,topic,outcome},
  *     processor_consumer_lag{processor,topic,partition},
+ *     processor_rebuilds_total{processor,topic,partition},
  *     processor_materialize_duration_seconds{processor}.
  *
  * Thread-safety: one processor per process; all calls from the main thread.
@@ -78,6 +86,12 @@ typedef struct gov_processor_spec {
     const char *name;                       /* "gov-audit" */
     unsigned default_admin_port;            /* 8701..8709 */
     gov_processor_topic_t topics[GOV_PROCESSOR_MAX_TOPICS];
+    /* Topics whose handler writes to Kafka only (a relay), NULL-terminated
+     * (may be NULL): their progress is the consumer group's committed
+     * offset alone - their Redis watermark is written but never rebuilt
+     * from, since a replay would write to Kafka again - and a new group
+     * starts at their end. */
+    const char *const *kafka_only;
 } gov_processor_spec_t;
 
 /* A NULL-terminated schema-name list for gov_processor_topic_t.schemas. */
@@ -89,6 +103,9 @@ typedef struct gov_processor_msg {
     const char *type;         /* schema name, borrowed */
     char source[300];         /* "<topic>/<partition>/<offset>" */
     int64_t started_us;
+    int replay;               /* 1: this message was applied before and is
+                                 replayed to rebuild Redis (lost writes):
+                                 materialize it, announce nothing */
 } gov_processor_msg_t;
 
 typedef struct gov_processor gov_processor_t;
@@ -151,9 +168,20 @@ const char *gov_processor_name(gov_processor_t *p);
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]);
 
-/* The message's position (processor name, topic, partition, offset) for
- * gov_state's writers, which write the offset with the state.  The strings
- * are borrowed from p and m: valid until gov_processor_done. */
+/* How many times Redis was found to have lost writes since start (each
+ * rebuild of a partition counts): a handler that caches what it read from
+ * Redis drops the cache when this moves. */
+uint64_t gov_processor_rebuilds(const gov_processor_t *p);
+
+/* The time the message was appended to Kafka (its timestamp), in µs since
+ * the epoch; the clock when it has none.  What a materialized "accepted at"
+ * records, so a rebuild from Kafka restores the same value. */
+int64_t gov_processor_msg_time_us(const gov_processor_msg_t *m);
+
+/* The message's position (consumer group, topic, partition, offset, the
+ * event's tenant) for gov_state's writers, which write the tenant's applied
+ * offset with the state.  The strings are borrowed from p and m: valid until
+ * gov_processor_done. */
 gov_state_pos_t gov_processor_position(const gov_processor_t *p, const gov_processor_msg_t *m);
 
 #endif /* GOV_PROCESSOR_H */

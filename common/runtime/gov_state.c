@@ -1,5 +1,5 @@
-/* gov_state.c - the key builders, offsets, tenant indexes and the reads
- * gov-edge makes (served state, decisions).
+/* gov_state.c - the key builders, offsets and watermarks, tenant indexes and
+ * the reads gov-edge makes (served state, decisions).
  *
  * How: every key is formatted by gov_state_key, gov_state_decision_key or
  * gov_state_offset_key from a table of prefixes and suffixes, into a fixed
@@ -33,6 +33,7 @@ static const struct {
     [GOV_STATE_AUDIT] = {"audit:", ""},
     [GOV_STATE_AUDIT_HEAD] = {"audit:", ":head"},
     [GOV_STATE_AUDIT_IDS] = {"audit:", ":ids"},
+    [GOV_STATE_AUDIT_DECISION_IDS] = {"audit:", ":decision_ids"},
 };
 
 /* GOV_OK when s is a tenant id (or a key part with the same syntax). */
@@ -86,6 +87,17 @@ static int name_ok(const char *s) {
 
 gov_err_t gov_state_offset_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]) {
     out[0] = 0;
+    gov_err_t err = check_id(pos->tenant);
+    if (err != GOV_OK)
+        return err;
+    if (!name_ok(pos->processor) || !name_ok(pos->topic) || pos->partition < 0)
+        return GOV_ERR_INVALID_ARG;
+    return format_key(out, "gov:applied:{%s}:%s:%s:%d", pos->tenant, pos->processor, pos->topic,
+                      (int)pos->partition);
+}
+
+gov_err_t gov_state_watermark_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]) {
+    out[0] = 0;
     if (!name_ok(pos->processor) || !name_ok(pos->topic) || pos->partition < 0)
         return GOV_ERR_INVALID_ARG;
     return format_key(out, "gov:offsets:%s:%s:%d", pos->processor, pos->topic,
@@ -111,6 +123,67 @@ gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, cha
     snprintf(off, sizeof off, "%lld", (long long)pos->offset);
     const char *argv[] = {"SET", key, off};
     return gov_redis_command(r, NULL, 3, argv, NULL, errbuf, errbuf_size);
+}
+
+/* An offset reply: its value, or -1 for nil or anything that is not a
+ * non-negative decimal (Redis is not trusted to hold what we wrote). */
+static int64_t offset_of(const redisReply *rep) {
+    if (rep->type != REDIS_REPLY_STRING || rep->len == 0 || rep->len > 19)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < rep->len; i++) {
+        if (rep->str[i] < '0' || rep->str[i] > '9')
+            return -1;
+        v = v * 10 + (rep->str[i] - '0');
+    }
+    return v;
+}
+
+/* One watermark command: GET, or SET ... GET when set_to is given. */
+static gov_err_t watermark_command(gov_redis_t *r, const gov_state_pos_t *pos, const char *set_to,
+                                   int64_t *value, char *errbuf, size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX];
+    *value = -1;
+    gov_err_t err = gov_state_watermark_key(pos, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no watermark key for %s/%s", pos->processor, pos->topic);
+        return err;
+    }
+    const char *set[] = {"SET", key, set_to, "GET"}, *get[] = {"GET", key};
+    redisReply *rep = NULL;
+    err = set_to ? gov_redis_command(r, &rep, 4, set, NULL, errbuf, errbuf_size)
+                 : gov_redis_command(r, &rep, 2, get, NULL, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    *value = offset_of(rep);
+    freeReplyObject(rep);
+    return GOV_OK;
+}
+
+gov_err_t gov_state_watermark_swap(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *previous,
+                                   char *errbuf, size_t errbuf_size) {
+    char off[32];
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    return watermark_command(r, pos, off, previous, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_watermark_reset(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
+                                    size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX], off[32];
+    gov_err_t err = gov_state_watermark_key(pos, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no watermark key for %s/%s", pos->processor, pos->topic);
+        return err;
+    }
+    snprintf(off, sizeof off, "%lld", (long long)pos->offset);
+    const char *set[] = {"SET", key, off}, *del[] = {"DEL", key};
+    return pos->offset < 0 ? gov_redis_command(r, NULL, 2, del, NULL, errbuf, errbuf_size)
+                           : gov_redis_command(r, NULL, 3, set, NULL, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_watermark_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *value,
+                                   char *errbuf, size_t errbuf_size) {
+    return watermark_command(r, pos, NULL, value, errbuf, errbuf_size);
 }
 
 gov_err_t gov_state_cas_write(gov_redis_t *r, gov_redis_script_t *script, int argc,

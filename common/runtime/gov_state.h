@@ -6,7 +6,7 @@
  * file formats a key.  The layout (docs/contracts.md, docs/architecture.md):
  *
  *   constitution:{T}              hash: checksum, hash_alg, version,
- *                                 verified_at, signers, source,
+ *                                 verified_at, signers, source, announced,
  *                                 canonicalization, bundle_event_id,
  *                                 signatures (the bundle's, compact JSON:
  *                                 with :doc, hash_alg, canonicalization and
@@ -24,14 +24,26 @@
  *   audit:{T}                     stream: the tenant's hash chain
  *   audit:{T}:head                hash: hash, seq of the last entry
  *   audit:{T}:ids                 hash: event_id -> stream entry id
- *   gov:offsets:<processor>:<topic>:<partition>   last materialized offset
+ *   audit:{T}:decision_ids        hash: decision_id -> event_id (write-once
+ *                                 decision records)
+ *   gov:applied:{T}:<group>:<topic>:<partition>
+ *                                 string: the last offset of that partition
+ *                                 applied to this tenant's keys
+ *   gov:offsets:<group>:<topic>:<partition>
+ *                                 string: the partition's watermark, the
+ *                                 last offset whose effect is durable
  *
  * {T} is a Redis Cluster hash tag, so all of a tenant's keys share a slot and
- * one script can write them together.  A writer that materializes a Kafka
- * message takes the message's position (gov_state_pos_t) and writes the
- * offset in the same script as the state, so state and offset never
- * disagree; the indexes live outside the tenant's slot and are written by a
- * separate idempotent SADD after the script.
+ * one script can write them together: every script touches exactly one
+ * slot.  A writer that materializes a Kafka message takes the message's
+ * position (gov_state_pos_t) and writes the tenant's applied offset in the
+ * same script as the state, so state and offset never disagree.  What is
+ * global - the tenant indexes, the partition watermark - is written by a
+ * separate single-key command after the script: the indexes by an
+ * idempotent SADD, the watermark by gov_processor once the message is done.
+ * The watermark is how a processor notices that Redis lost writes (flushed,
+ * an older snapshot restored, a failover): it is missing or lower than what
+ * the processor wrote last (docs/contracts.md, "Rebuilding Redis").
  *
  * What it does not do: decide.  Whether a bundle verifies, a pack is a
  * rollback or an event is poison is the processors' business; this module
@@ -69,15 +81,20 @@ typedef enum gov_state_key {
     GOV_STATE_AUDIT,                  /* audit:{T} */
     GOV_STATE_AUDIT_HEAD,             /* audit:{T}:head */
     GOV_STATE_AUDIT_IDS,              /* audit:{T}:ids */
+    GOV_STATE_AUDIT_DECISION_IDS,     /* audit:{T}:decision_ids */
 } gov_state_key_t;
 
-/* Where a Kafka message came from: what an offset key is built from.  The
- * strings are borrowed. */
+/* Where a Kafka message came from: what the offset keys are built from.
+ * The strings are borrowed. */
 typedef struct gov_state_pos {
-    const char *processor;   /* the processor's binary name, "gov-audit" */
+    const char *processor;   /* the processor's consumer group, "gov-audit" by
+                                default: separate deployments sharing a Redis
+                                keep separate offsets */
     const char *topic;
     int32_t partition;
     int64_t offset;
+    const char *tenant;      /* the event's tenant: whose slot holds the
+                                applied offset (NULL: none, watermark only) */
 } gov_state_pos_t;
 
 /* Writes the tenant's key of the given kind into out.  GOV_ERR_TOO_LARGE
@@ -91,10 +108,16 @@ gov_err_t gov_state_key(gov_state_key_t kind, const char *tenant, char out[GOV_S
 gov_err_t gov_state_decision_key(const char *tenant, const char *decision_id,
                                  char out[GOV_STATE_KEY_MAX]);
 
-/* gov:offsets:<processor>:<topic>:<partition>.  GOV_ERR_INVALID_ARG for a
- * missing or empty name, a ':' in one, or a negative partition;
- * GOV_ERR_TOO_LARGE when the key would not fit. */
+/* gov:applied:{T}:<processor>:<topic>:<partition>, the tenant's applied
+ * offset (in the tenant's slot).  GOV_ERR_INVALID_ARG for a tenant that is
+ * not a tenant id, a missing or empty name, a ':' in one, or a negative
+ * partition; GOV_ERR_TOO_LARGE when the key would not fit. */
 gov_err_t gov_state_offset_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]);
+
+/* gov:offsets:<processor>:<topic>:<partition>, the partition's watermark
+ * (pos->tenant and pos->offset are not used).  Errors as
+ * gov_state_offset_key. */
+gov_err_t gov_state_watermark_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]);
 
 /* The two tenant index sets (static strings). */
 const char *gov_state_constitution_index_key(void);   /* constitution:tenants */
@@ -102,10 +125,28 @@ const char *gov_state_rulepack_index_key(void);       /* policy:rulepack:tenants
 
 /* --- offsets ---------------------------------------------------------------- */
 
-/* Records pos->offset as processed without writing state (a rejection, a
- * replay).  One SET. */
+/* Records pos->offset as applied to pos->tenant without writing state (a
+ * rejection, a replay).  One SET in the tenant's slot. */
 gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
                                  size_t errbuf_size);
+
+/* Sets the partition's watermark to pos->offset and gives the value it
+ * replaced in *previous (-1 when there was none): one SET ... GET, so a
+ * watermark that vanished or went back since the processor last wrote it is
+ * seen by the write itself. */
+gov_err_t gov_state_watermark_swap(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *previous,
+                                   char *errbuf, size_t errbuf_size);
+
+/* Puts the partition's watermark back to pos->offset, or deletes it when
+ * pos->offset is -1 (after lost writes were found: a restart must resume
+ * from what Redis really holds).  One SET or DEL. */
+gov_err_t gov_state_watermark_reset(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
+                                    size_t errbuf_size);
+
+/* Reads the partition's watermark into *value (-1 when there is none, or
+ * when the key holds something that is not an offset).  One GET. */
+gov_err_t gov_state_watermark_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *value,
+                                   char *errbuf, size_t errbuf_size);
 
 /* --- constitution ---------------------------------------------------------- */
 
@@ -121,6 +162,8 @@ typedef struct gov_state_constitution {
     char *document;         /* the in-force canonical document; NULL when absent */
     size_t document_len;
     int has_signatures;     /* 1 when its bundle's signatures are stored too */
+    int announced;          /* 1 when its ConstitutionUpdated and accepted
+                               audit event were acknowledged by Kafka */
 } gov_state_constitution_t;
 
 /* Reads version, checksum, history and the in-force document (its
@@ -170,6 +213,13 @@ gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitut
 gov_err_t gov_state_constitution_add_signatures(gov_redis_t *r, const char *tenant,
                                                 const char *checksum, const char *signatures,
                                                 char *errbuf, size_t errbuf_size);
+
+/* Records that the events announcing the tenant's constitution `checksum`
+ * were acknowledged (field `announced` of constitution:{T}), when it is
+ * still the current one: a replay of it is then silent.  One script. */
+gov_err_t gov_state_constitution_announced(gov_redis_t *r, const char *tenant,
+                                           const char *checksum, char *errbuf,
+                                           size_t errbuf_size);
 
 /* SADD constitution:tenants tenant (idempotent). */
 gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,
@@ -293,17 +343,24 @@ typedef struct gov_state_audit gov_state_audit_t;
 gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s);
 void gov_state_audit_free(gov_state_audit_t *s);
 
+/* Forgets every cached head (after Redis lost writes: the next append of
+ * each tenant reads its head again). */
+void gov_state_audit_forget(gov_state_audit_t *s);
+
 /* Appends `event` (borrowed, decoded, of schema `type`) to its tenant's chain
  * and, for a PolicyDecision, materializes the decision; pos's offset is
- * written in the same script (a compare-and-append on the head; retried
- * against a moved head).  GOV_OK, GOV_ERR_DUPLICATE when the event_id is
- * already in the chain (replay: only the offset is written),
+ * written to the tenant's applied offset in the same script (pos->tenant is
+ * taken from the event; a compare-and-append on the head; retried against a
+ * moved head).  GOV_OK, GOV_ERR_DUPLICATE when the event_id is already in
+ * the chain (replay: only the offset is written) or when a PolicyDecision
+ * names a decision_id already recorded (*decision_dup = 1, when not NULL:
+ * decision records are write-once; nothing but the offset is written),
  * GOV_ERR_INVALID_ARG for an event that cannot be materialized (reason in
  * errbuf), or a transient error.  Cost: one EVALSHA, more after a cache miss
  * or a concurrent writer. */
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
-                                 const char *source, const gov_state_pos_t *pos, char *errbuf,
-                                 size_t errbuf_size);
+                                 const char *source, const gov_state_pos_t *pos,
+                                 int *decision_dup, char *errbuf, size_t errbuf_size);
 
 /* XRANGE audit:{T} <start> + COUNT count: *page is a new reply.  start is
  * "-" or an exclusive "(<id>". */

@@ -1,6 +1,7 @@
 /* gov_state_audit.c - gov-audit's materialization: one Lua script per event
- * writes the chain entry, the dedup index, the decision record and the
- * offset, all or nothing; and the reads `govctl audit verify` walks.
+ * writes the chain entry, the dedup indexes, the decision record and the
+ * tenant's applied offset, all or nothing and all in the tenant's hash slot;
+ * and the reads `govctl audit verify` walks.
  *
  * Redis Lua has no SHA-256, so the entry hash is computed here and the script
  * does a compare-and-append: it appends only if the tenant's head is still
@@ -26,14 +27,31 @@
 #include "gov_audit_chain.h"
 #include "gov_util.h"
 
-/* KEYS: 1 stream, 2 head, 3 ids, 4 offset key, [5 decision key]
+/* KEYS: 1 stream, 2 head, 3 ids, 4 applied offset, [5 decision key,
+ *       6 decision_ids] - all in the tenant's slot
  * ARGV: 1 event_id, 2 prev_hash, 3 seq, 4 hash, 5 offset, 6 ttl_s,
- *       7 n (entry field/value pairs), then the pairs, then decision pairs */
+ *       7 decision_id ('' for an AuditEvent), 8 n (entry field/value pairs),
+ *       then the pairs, then the decision pairs
+ * A decision record is written once: a second event naming a known
+ * decision_id changes nothing (not the record, not the chain) and answers
+ * 'decision_duplicate' - a producer on policy.decisions must not turn a
+ * stored deny into an allow.  Its event_id is noted in :ids (value
+ * 'decision_duplicate', no stream entry), so the same event delivered again
+ * is a plain replay, counted once.  A record materialized before decision_ids
+ * existed counts as known too. */
 static gov_redis_script_t append_script = {
     "local seen = redis.call('HGET', KEYS[3], ARGV[1])\n"
     "if seen then\n"
     "  redis.call('SET', KEYS[4], ARGV[5])\n"
     "  return {'duplicate', seen}\n"
+    "end\n"
+    "if ARGV[7] ~= '' then\n"
+    "  local owner = redis.call('HGET', KEYS[6], ARGV[7])\n"
+    "  if owner or redis.call('EXISTS', KEYS[5]) == 1 then\n"
+    "    redis.call('HSET', KEYS[3], ARGV[1], 'decision_duplicate')\n"
+    "    redis.call('SET', KEYS[4], ARGV[5])\n"
+    "    return {'decision_duplicate', owner or ''}\n"
+    "  end\n"
     "end\n"
     "local head = redis.call('HMGET', KEYS[2], 'hash', 'seq')\n"
     "local h = head[1] or '" GOV_AUDIT_GENESIS "'\n"
@@ -41,16 +59,16 @@ static gov_redis_script_t append_script = {
     "if h ~= ARGV[2] or tonumber(s) + 1 ~= tonumber(ARGV[3]) then\n"
     "  return {'conflict', h, s}\n"
     "end\n"
-    "local n = tonumber(ARGV[7])\n"
+    "local n = tonumber(ARGV[8])\n"
     "local entry = {}\n"
-    "for i = 8, 7 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
+    "for i = 9, 8 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
     "local id = redis.call('XADD', KEYS[1], '*', unpack(entry))\n"
     "redis.call('HSET', KEYS[3], ARGV[1], id)\n"
     "redis.call('HSET', KEYS[2], 'hash', ARGV[4], 'seq', ARGV[3])\n"
-    "if #KEYS >= 5 then\n"
+    "if ARGV[7] ~= '' then\n"
     "  local d = {}\n"
-    "  for i = 8 + 2 * n, #ARGV do d[#d + 1] = ARGV[i] end\n"
-    "  redis.call('DEL', KEYS[5])\n"
+    "  for i = 9 + 2 * n, #ARGV do d[#d + 1] = ARGV[i] end\n"
+    "  redis.call('HSET', KEYS[6], ARGV[7], ARGV[1])\n"
     "  redis.call('HSET', KEYS[5], unpack(d))\n"
     "  redis.call('EXPIRE', KEYS[5], ARGV[6])\n"
     "end\n"
@@ -83,6 +101,10 @@ gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s) 
 
 void gov_state_audit_free(gov_state_audit_t *s) {
     gov_free(s);
+}
+
+void gov_state_audit_forget(gov_state_audit_t *s) {
+    memset(s->heads, 0, sizeof s->heads);
 }
 
 static head_slot_t *head_for(gov_state_audit_t *s, const char *tenant) {
@@ -173,8 +195,10 @@ static int add_decision_fields(argv_buf_t *a, json_t *ev) {
 }
 
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
-                                 const char *source, const gov_state_pos_t *pos, char *errbuf,
-                                 size_t errbuf_size) {
+                                 const char *source, const gov_state_pos_t *pos,
+                                 int *decision_dup, char *errbuf, size_t errbuf_size) {
+    if (decision_dup)
+        *decision_dup = 0;
     const char *tenant = json_string_value(json_object_get(event, "tenant"));
     const char *event_id = json_string_value(json_object_get(event, "event_id"));
     json_t *at = json_object_get(event, "occurred_at");
@@ -194,12 +218,15 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
     if (payload == NULL)
         return GOV_ERR_NOMEM;
     char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
-        k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX];
+        k_dec[GOV_STATE_KEY_MAX], k_dec_ids[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX];
+    gov_state_pos_t tpos = *pos;
+    tpos.tenant = tenant; /* the applied offset lives in the event's tenant's slot */
     if (gov_state_key(GOV_STATE_AUDIT, tenant, k_stream) != GOV_OK ||
         gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, k_head) != GOV_OK ||
         gov_state_key(GOV_STATE_AUDIT_IDS, tenant, k_ids) != GOV_OK ||
-        (is_decision && gov_state_decision_key(tenant, decision_id, k_dec) != GOV_OK) ||
-        gov_state_offset_key(pos, offset_key) != GOV_OK) {
+        (is_decision && (gov_state_decision_key(tenant, decision_id, k_dec) != GOV_OK ||
+                         gov_state_key(GOV_STATE_AUDIT_DECISION_IDS, tenant, k_dec_ids) != GOV_OK)) ||
+        gov_state_offset_key(&tpos, offset_key) != GOV_OK) {
         gov_free(payload);
         snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
         return GOV_ERR_INVALID_ARG;
@@ -222,8 +249,10 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
         bad |= arg_add(&a, k_head, strlen(k_head));
         bad |= arg_add(&a, k_ids, strlen(k_ids));
         bad |= arg_add(&a, offset_key, strlen(offset_key));
-        if (is_decision)
+        if (is_decision) {
             bad |= arg_add(&a, k_dec, strlen(k_dec));
+            bad |= arg_add(&a, k_dec_ids, strlen(k_dec_ids));
+        }
         int nkeys = a.n;
         bad |= arg_add(&a, event_id, strlen(event_id));
         bad |= arg_add(&a, head->hash, GOV_SHA256_HEXLEN);
@@ -231,6 +260,7 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
         bad |= arg_add(&a, hash, GOV_SHA256_HEXLEN);
         bad |= arg_take(&a, fmt_dup("%lld", (long long)pos->offset));
         bad |= arg_take(&a, fmt_dup("%lld", (long long)s->decision_ttl_s));
+        bad |= is_decision ? arg_add(&a, decision_id, strlen(decision_id)) : arg_add(&a, "", 0);
         bad |= arg_add(&a, "8", 1); /* entry pairs below */
         bad |= arg_add(&a, "seq", 3);
         bad |= arg_take(&a, fmt_dup("%lld", (long long)e.seq));
@@ -276,12 +306,29 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
             err = GOV_OK;
         } else if (strcmp(status, "duplicate") == 0) {
             err = GOV_ERR_DUPLICATE;
+        } else if (strcmp(status, "decision_duplicate") == 0) {
+            if (decision_dup)
+                *decision_dup = 1;
+            err = GOV_ERR_DUPLICATE;
         } else if (strcmp(status, "conflict") == 0 && rep->elements == 3 &&
                    rep->element[1]->type == REDIS_REPLY_STRING &&
                    rep->element[1]->len == GOV_SHA256_HEXLEN &&
                    rep->element[2]->type == REDIS_REPLY_STRING) {
+            uint64_t found = strtoull(rep->element[2]->str, NULL, 10);
+            if (found < head->seq) {
+                /* A head only grows: one behind what this writer appended
+                 * means Redis lost writes (flushed, an older snapshot).
+                 * Appending now would re-link the chain from there. */
+                snprintf(errbuf, errbuf_size,
+                         "audit head of %s went back from seq %llu to %llu: Redis lost writes",
+                         tenant, (unsigned long long)head->seq, (unsigned long long)found);
+                head->tenant[0] = 0;   /* forget the cached head */
+                err = GOV_ERR_STATE;
+                freeReplyObject(rep);
+                break;
+            }
             memcpy(head->hash, rep->element[1]->str, GOV_SHA256_HEXLEN + 1);
-            head->seq = strtoull(rep->element[2]->str, NULL, 10);
+            head->seq = found;
             err = GOV_ERR_CONFLICT;
         } else {
             snprintf(errbuf, errbuf_size, "unexpected reply from append script");

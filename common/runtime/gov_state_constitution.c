@@ -1,6 +1,12 @@
 /* gov_state_constitution.c - read a tenant's constitution state; write an
  * accepted one atomically with a compare-and-set on the current checksum.
  *
+ * A replay must be silent (no second ConstitutionUpdated, no second
+ * accepted audit event), yet a crash between the write and the events'
+ * acknowledgement must not leave them unsent: the field `announced` records
+ * the checksum whose events Kafka acknowledged, so a replay re-emits only
+ * what was never announced.
+ *
  * The compare-and-set makes two gov-constitution replicas safe: both may
  * verify against the same state, only the first write lands, the second sees
  * CONFLICT, re-reads and (now comparing against the winner) decides again.
@@ -37,6 +43,15 @@ static gov_redis_script_t write_script = {
     "return {'ok'}\n",
     {0}};
 
+static gov_redis_script_t announce_script = {
+    /* KEYS: 1 hash; ARGV: 1 checksum */
+    "if redis.call('HGET', KEYS[1], 'checksum') == ARGV[1] then\n"
+    "  redis.call('HSET', KEYS[1], 'announced', ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n",
+    {0}};
+
 static gov_redis_script_t add_signatures_script = {
     /* KEYS: 1 hash; ARGV: 1 checksum, 2 signatures */
     "if redis.call('HGET', KEYS[1], 'checksum') == ARGV[1] and\n"
@@ -69,14 +84,16 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
         return err;
     }
     redisReply *rep = NULL;
-    const char *hmget[] = {"HMGET", k_hash, "version", "checksum", "signatures"};
-    if ((err = gov_redis_command(r, &rep, 5, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
+    const char *hmget[] = {"HMGET", k_hash, "version", "checksum", "signatures", "announced"};
+    if ((err = gov_redis_command(r, &rep, 6, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
         return err;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 &&
         rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
         cur->version = gov_strdup(rep->element[0]->str);
         cur->checksum = gov_strdup(rep->element[1]->str);
         cur->has_signatures = rep->element[2]->type == REDIS_REPLY_STRING;
+        cur->announced = rep->element[3]->type == REDIS_REPLY_STRING &&
+                         strcmp(rep->element[3]->str, rep->element[1]->str) == 0;
         if (!cur->version || !cur->checksum)
             err = GOV_ERR_NOMEM;
     }
@@ -135,10 +152,12 @@ gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitut
     char k_hash[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], k_hist[GOV_STATE_KEY_MAX],
         k_off[GOV_STATE_KEY_MAX], at[32], off[32], cap[16];
     gov_err_t err;
+    gov_state_pos_t tpos = *pos;
+    tpos.tenant = a->tenant; /* the applied offset lives in the tenant's slot */
     if ((err = gov_state_key(GOV_STATE_CONSTITUTION, a->tenant, k_hash)) != GOV_OK ||
         (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, a->tenant, k_doc)) != GOV_OK ||
         (err = gov_state_key(GOV_STATE_CONSTITUTION_HISTORY, a->tenant, k_hist)) != GOV_OK ||
-        (err = gov_state_offset_key(pos, k_off)) != GOV_OK) {
+        (err = gov_state_offset_key(&tpos, k_off)) != GOV_OK) {
         snprintf(errbuf, errbuf_size, "no state keys for tenant %s", a->tenant);
         return err;
     }
@@ -170,6 +189,23 @@ gov_err_t gov_state_constitution_add_signatures(gov_redis_t *r, const char *tena
     const char *argv[] = {k_hash, checksum, signatures};
     redisReply *rep = NULL;
     gov_err_t err = gov_redis_eval(r, &add_signatures_script, 1, 3, argv, NULL, &rep, errbuf,
+                                   errbuf_size);
+    if (rep)
+        freeReplyObject(rep);
+    return err;
+}
+
+gov_err_t gov_state_constitution_announced(gov_redis_t *r, const char *tenant,
+                                           const char *checksum, char *errbuf,
+                                           size_t errbuf_size) {
+    char k_hash[GOV_STATE_KEY_MAX];
+    if (gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "not a tenant id");
+        return GOV_ERR_INVALID_ARG;
+    }
+    const char *argv[] = {k_hash, checksum};
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, &announce_script, 1, 2, argv, NULL, &rep, errbuf,
                                    errbuf_size);
     if (rep)
         freeReplyObject(rep);

@@ -1,9 +1,20 @@
 /* gov-audit - materializes the audit trail and the decision log.
  *
- * Consumes identity.audit (AuditEvent) and policy.decisions (PolicyDecision)
- * and appends every event to its tenant's hash-chained stream audit:{T}; a
+ * Consumes policy.decisions and copies each PolicyDecision unchanged into
+ * identity.audit (the relay); consumes identity.audit (AuditEvent and the
+ * relayed PolicyDecision) and appends every event to its tenant's
+ * hash-chained stream audit:{T}.  Why the relay: a chain fed by two topics
+ * takes whatever interleaving the consumer saw, which a replay cannot
+ * reproduce; fed by one partition per tenant, the chain is a function of
+ * that partition, so Redis can be rebuilt from Kafka with the same entries
+ * and the same head (docs/contracts.md, "Rebuilding Redis").  The relay's
+ * progress is its committed offset only (kafka_only): a rebuild replays
+ * identity.audit, never the relay.  A
  * decision is also materialized as policy:decision:{T}:<decision_id> with a
- * TTL, so a downstream service can check an X-Policy-Decision-Id.  Offsets
+ * TTL, so a downstream service can check an X-Policy-Decision-Id.  A decision
+ * record is written once: a later PolicyDecision naming the same decision_id
+ * is a duplicate (logged, counted in audit_decision_duplicates_total), never
+ * an overwrite.  Offsets
  * are stored only after the Redis script that wrote the entry, the dedup
  * index and the offset key has succeeded; replays are recognised by
  * event_id.  Poison messages go to <topic>.dlq (gov_processor).
@@ -11,16 +22,23 @@
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
 #include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
 
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state.h"
 
+#define AUDIT_TOPIC "identity.audit"
+#define DECISIONS_TOPIC "policy.decisions"
+
 static const gov_processor_spec_t spec = {
     .name = "gov-audit",
     .default_admin_port = 8704,
-    .topics = {{"identity.audit", GOV_PROCESSOR_SCHEMAS("AuditEvent"), 1},
-               {"policy.decisions", GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
+    .topics = {{AUDIT_TOPIC, GOV_PROCESSOR_SCHEMAS("AuditEvent", "PolicyDecision"), 1},
+               {DECISIONS_TOPIC, GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
+    .kafka_only = (const char *const[]){DECISIONS_TOPIC, NULL},
 };
 
 static long decision_ttl_ms;
@@ -29,15 +47,52 @@ static const gov_config_entry_t config[] = {
     GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
 };
 
+typedef struct audit_ctx {
+    gov_state_audit_t *store;
+    gov_metric_t *m_decision_dups;
+    uint64_t rebuilds;   /* gov_processor_rebuilds when the cache was last valid */
+} audit_ctx_t;
+
+/* Copies a PolicyDecision, bytes and key unchanged, into identity.audit and
+ * waits for the acknowledgement: the tenant's partition of identity.audit
+ * is then the one order of its chain, so replaying it rebuilds the same
+ * chain.  A copy made twice (a crash before the commit) is a replay there:
+ * the first one decides its place. */
+static gov_err_t relay(gov_processor_t *p, gov_processor_msg_t *m, char *eb, size_t ebsize) {
+    const gov_kafka_msg_t *km = m->kafka;
+    gov_kafka_header_t h = {"x-gov-relayed-from", m->source, strlen(m->source)};
+    return gov_kafka_produce_sync(gov_processor_producer(p), AUDIT_TOPIC, km->key, km->key_len,
+                                  km->value, km->len, &h, 1, 15000, NULL, NULL, eb, ebsize);
+}
+
 /* Appends one event to its tenant's chain (and materializes a decision); an
  * event the script cannot store as it is, is dead-lettered as
  * unmaterializable. */
 static gov_err_t append(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                         gov_reason_t *reason, char *eb, size_t ebsize) {
+    audit_ctx_t *c = ctx;
+    if (strcmp(m->kafka->topic, DECISIONS_TOPIC) == 0)
+        return relay(p, m, eb, ebsize);
+    if (gov_processor_rebuilds(p) != c->rebuilds) {
+        /* Redis lost writes: the cached heads are ahead of it */
+        gov_state_audit_forget(c->store);
+        c->rebuilds = gov_processor_rebuilds(p);
+    }
     gov_state_pos_t pos = gov_processor_position(p, m);
-    gov_err_t e = gov_state_audit_append(ctx, m->event, m->type, m->source, &pos, eb, ebsize);
+    int decision_dup = 0;
+    gov_err_t e = gov_state_audit_append(c->store, m->event, m->type, m->source, &pos,
+                                         &decision_dup, eb, ebsize);
     if (e == GOV_ERR_INVALID_ARG)
         *reason = GOV_REASON_UNMATERIALIZABLE;
+    if (decision_dup) {
+        const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+        gov_log(GOV_LOG_WARN, "decision_id already recorded; the record is not overwritten",
+                "tenant", tenant, "decision_id",
+                json_string_value(json_object_get(m->event, "decision_id")), "event_id",
+                json_string_value(json_object_get(m->event, "event_id")), "source", m->source,
+                (const char *)NULL);
+        gov_metric_inc(c->m_decision_dups, (const char *[]){tenant}, 1);
+    }
     return e;
 }
 
@@ -48,15 +103,22 @@ int main(int argc, char **argv) {
                            argv, &exit_code) != GOV_OK)
         return exit_code;
 
-    gov_state_audit_t *store = gov_state_audit_new(gov_processor_redis(p), decision_ttl_ms / 1000);
-    if (store == NULL) {
+    audit_ctx_t c = {
+        .store = gov_state_audit_new(gov_processor_redis(p), decision_ttl_ms / 1000),
+        .m_decision_dups = gov_metrics_counter(gov_processor_metrics(p),
+            "audit_decision_duplicates_total",
+            "PolicyDecision events naming a decision_id already recorded (not materialized: decision records are write-once).",
+            1, (const char *[]){"tenant"}),
+    };
+    if (c.store == NULL || c.m_decision_dups == NULL) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
+        gov_state_audit_free(c.store);
         gov_processor_shutdown(p);
         return 1;
     }
 
-    gov_processor_run(p, append, store);
+    gov_processor_run(p, append, &c);
 
-    gov_state_audit_free(store);
+    gov_state_audit_free(c.store);
     return gov_processor_shutdown(p);
 }

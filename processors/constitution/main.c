@@ -8,12 +8,16 @@
  *                 offset (compare-and-set on the current checksum); then
  *                 ConstitutionUpdated is produced to constitution.updated and
  *                 an AuditEvent (constitution.accepted) to identity.audit;
- *   duplicate  -> a replay of an accepted bundle: nothing changes; if it is
- *                 the current one its events are produced again with the
- *                 same event ids, which heals a crash between the Redis write
- *                 and the acknowledgement of the events;
+ *   duplicate  -> a replay of an accepted bundle: nothing changes and
+ *                 nothing is announced again (replays are silent); only when
+ *                 it is the current one and its events were never
+ *                 acknowledged (field `announced`: a crash between the Redis
+ *                 write and the acknowledgement) are they produced, with the
+ *                 same event ids;
  *   reject     -> nothing changes; constitution_rejected_total{tenant,reason}
  *                 and an AuditEvent (constitution.rejected, with the reason).
+ * A message replayed to rebuild Redis (m->replay: Redis lost writes) is
+ * materialized the same way and announces nothing.
  * Event ids are derived from the bundle's event id, so any re-emission is
  * deduplicated downstream.  The offset is stored only after all of that.
  *
@@ -216,18 +220,26 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             gov_state_constitution_accepted_t a = {
                 tenant, in.checksum, in.hash_alg, in.canonicalization, v.version, signers,
                 json_string_value(json_object_get(ev, "source")),
-                json_string_value(json_object_get(ev, "event_id")), gov_now_micros(),
+                json_string_value(json_object_get(ev, "event_id")), gov_processor_msg_time_us(m),
                 v.canonical, v.canonical_len, sigs_json,
             };
             err = sigs_json ? gov_state_constitution_write(r, &a, cur.checksum, &pos, eb, ebsize)
                             : GOV_ERR_NOMEM;
             gov_free(sigs_json);
-            if (err == GOV_OK) {
+            if (err == GOV_OK && m->replay) {
+                /* Rebuilding Redis: this was announced when it was first
+                 * accepted; the replay is silent. */
+                gov_log(GOV_LOG_INFO, "constitution restored", "tenant", tenant, "version",
+                        v.version, "checksum", in.checksum, (const char *)NULL);
+                err = gov_state_constitution_announced(r, tenant, in.checksum, eb, ebsize);
+            } else if (err == GOV_OK) {
                 gov_log(GOV_LOG_INFO, "constitution accepted", "tenant", tenant, "version",
                         v.version, "checksum", in.checksum, "signers", signers, (const char *)NULL);
                 gov_metric_inc(c->m_accepted, (const char *[]){tenant}, 1);
                 gov_metric_set(c->m_version, (const char *[]){tenant}, version_gauge(v.version));
                 err = emit_accepted(c, ev, v.version, signers, cur.checksum, eb, ebsize);
+                if (err == GOV_OK)
+                    err = gov_state_constitution_announced(r, tenant, in.checksum, eb, ebsize);
             }
         } else if (v.outcome == GOV_VERIFY_DUPLICATE) {
             err = GOV_ERR_DUPLICATE;
@@ -245,8 +257,13 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 }
                 if (e2 == GOV_OK)
                     e2 = gov_state_constitution_index(r, tenant, eb, ebsize);
-                if (e2 == GOV_OK)
+                /* Silent unless its events were never acknowledged (a crash
+                 * between the write and the announcement). */
+                if (e2 == GOV_OK && !cur.announced && !m->replay) {
                     e2 = emit_accepted(c, ev, v.version, signers, prev, eb, ebsize);
+                    if (e2 == GOV_OK)
+                        e2 = gov_state_constitution_announced(r, tenant, in.checksum, eb, ebsize);
+                }
                 if (e2 != GOV_OK)
                     err = e2;
             }
@@ -259,8 +276,10 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             gov_log(GOV_LOG_WARN, "constitution rejected", "tenant", tenant, "reason",
                     gov_reason_code(v.reason), "detail", v.detail, "source",
                     json_string_value(json_object_get(ev, "source")), (const char *)NULL);
-            gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reason_code(v.reason)}, 1);
-            err = emit_rejected(c, ev, &v, eb, ebsize);
+            if (!m->replay) {
+                gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reason_code(v.reason)}, 1);
+                err = emit_rejected(c, ev, &v, eb, ebsize);
+            }
             if (err == GOV_OK)
                 err = gov_state_offset_write(r, &pos, eb, ebsize);
         }

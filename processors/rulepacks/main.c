@@ -419,7 +419,8 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             gov_state_rulepack_accepted_t acc = {
                 a.tenant, gov_rulepack_canonical_json(pack, &len), 0, sha256,
                 gov_rulepack_id(pack), gov_rulepack_version(pack),
-                gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor, gov_now_micros(),
+                gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor,
+                gov_processor_msg_time_us(m),
                 v.current_version,
             };
             acc.canonical_len = len;

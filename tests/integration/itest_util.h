@@ -234,9 +234,11 @@ double itest_proc_metric(const itest_proc_t *p, const char *name, const char *co
 /* Polls ready(opaque) every interval_ms until it returns non-zero or
  * timeout_ms passes.  Returns the ms waited, -1 on timeout. */
 long itest_wait_for(int (*ready)(void *opaque), void *opaque, int timeout_ms, int interval_ms);
-/* Waits until the offset key a processor writes last for a message,
- * gov:offsets:<processor>:<topic>:<partition> in r (the processor's Redis),
- * reaches offset.  1 when it did, 0 on timeout. */
+/* Waits until the partition watermark a processor writes last for a
+ * message, gov:offsets:<group>:<topic>:<partition> in r (the processor's
+ * Redis), reaches offset.  `processor` is the processor's consumer group: a
+ * private processor's itest_proc_t.group, "gov-audit" for the stack's.  1
+ * when it did, 0 on timeout. */
 int itest_wait_offset(gov_redis_t *r, const char *processor, const char *topic, int32_t partition,
                       int64_t offset, int timeout_ms);
 /* Reads identity.audit from its beginning until an AuditEvent keyed by

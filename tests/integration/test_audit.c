@@ -142,6 +142,55 @@ static void test_decision_is_materialized_with_ttl(void **state) {
     freeReplyObject(r);
 }
 
+typedef struct dup_want {
+    const char *tenant_filter;
+    double seen;
+} dup_want_t;
+
+static int dup_counted(void *opaque) {
+    dup_want_t *w = opaque;
+    const char *flt[] = {w->tenant_filter, NULL};
+    w->seen = itest_proc_metric(&audit, "audit_decision_duplicates_total", flt);
+    return w->seen >= 1;
+}
+
+/* Decision records are write-once: a second PolicyDecision (a new event)
+ * naming a known decision_id with another decision leaves the record and
+ * the chain as they were, and this deployment counts it. */
+static void test_second_decision_with_a_known_id_is_a_counted_duplicate(void **state) {
+    (void)state;
+    char tenant[64], did[37], key[200], eb[256];
+    itest_unique("wo", tenant, sizeof tenant);
+    gov_uuid_v7(did);
+    json_t *e = itest_decision_event(tenant, did);
+    json_object_set_new(e, "decision", json_string("deny"));
+    itest_produce_event("policy.decisions", "PolicyDecision", e);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+
+    char ev2[GOV_UUID_STRLEN + 1];
+    gov_uuid_v7(ev2);
+    json_object_set_new(e, "event_id", json_string(ev2));
+    json_object_set_new(e, "decision", json_string("allow"));
+    itest_produce_event("policy.decisions", "PolicyDecision", e);
+    json_decref(e);
+    /* the outcome this deployment reports once it has handled it */
+    char tf[96];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    dup_want_t w = {tf, 0};
+    if (itest_wait_for(dup_counted, &w, 20000, 20) < 0)
+        fail_msg("%s did not count the second decision as a duplicate", COMPONENT);
+    redisReply *r = NULL;
+    snprintf(key, sizeof key, "policy:decision:{%s}:%s", tenant, did);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s decision", key), GOV_OK);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "deny");
+    freeReplyObject(r);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 10), 1);
+    assert_true(w.seen == 1);
+}
+
 typedef struct dlq_find {
     const void *value;
     size_t len;
@@ -348,7 +397,7 @@ static void test_kill9_mid_stream_loses_and_duplicates_nothing(void **state) {
     assert_int_equal(itest_wait_xlen(key, N, 60000), N);
     /* and not one more once it has handled the last message of the tenant's
      * partition (its offset key is written after the entry) */
-    if (!itest_wait_offset(itest_redis(), "gov-audit", "identity.audit", last_partition,
+    if (!itest_wait_offset(itest_redis(), audit.group, "identity.audit", last_partition,
                            last_offset, 60000))
         fail_msg("the restarted gov-audit did not reach offset %lld of identity.audit/%d",
                  (long long)last_offset, (int)last_partition);
@@ -441,6 +490,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_is_materialized_in_order),
         cmocka_unit_test(test_decision_is_materialized_with_ttl),
+        cmocka_unit_test(test_second_decision_with_a_known_id_is_a_counted_duplicate),
         cmocka_unit_test(test_poison_goes_to_dlq_and_next_event_is_materialized),
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),

@@ -411,6 +411,87 @@ static void test_replay_is_a_duplicate_and_newer_version_rebinds(void **state) {
     snprintf(good_checksum, sizeof good_checksum, "%s", cs);
 }
 
+typedef struct count_ctx {
+    const char *event_id;
+    int *seen;
+} count_ctx_t;
+
+/* Counts the messages whose event has event_id; never stops early. */
+static int count_event_id(void *opaque, const gov_kafka_msg_t *m) {
+    count_ctx_t *c = opaque;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[200];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    const char *id = json_string_value(json_object_get(ev, "event_id"));
+    if (id && strcmp(id, c->event_id) == 0)
+        (*c->seen)++;
+    json_decref(ev);
+    return 0;
+}
+
+/* Produces bundle b to constitution.bundles and waits until this file's
+ * gov-constitution has finished it (its partition watermark, written after
+ * the events were acknowledged, reached the message). */
+static void produce_and_wait(json_t *b) {
+    int32_t part = -1;
+    int64_t off = -1;
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
+        fail_msg("%s did not finish offset %lld of constitution.bundles/%d", COMPONENT,
+                 (long long)off, (int)part);
+}
+
+/* The id gov-constitution derives for what it emits because of bundle b. */
+static void derived_id(json_t *b, const char *action, char out[GOV_UUID_STRLEN + 1]) {
+    char seed[256];
+    snprintf(seed, sizeof seed, "%s/%s/%s", COMPONENT,
+             json_string_value(json_object_get(b, "event_id")), action);
+    json_int_t at = json_integer_value(json_object_get(b, "occurred_at"));
+    assert_int_equal(gov_uuid_v7_derive((uint64_t)(at / 1000), seed, out), GOV_OK);
+}
+
+/* Replays are silent: the current bundle published again (a new event with
+ * the same signed content, and the very same event) changes nothing and
+ * announces nothing - no second ConstitutionUpdated, no second accepted
+ * audit event - while its first publication announced both. */
+static void test_replay_of_the_current_bundle_is_silent(void **state) {
+    (void)state;
+    char doc[1024];
+    doc_text(doc, sizeof doc, "1.2.0", 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    const char *first_id = json_string_value(json_object_get(b, "event_id"));
+    produce_and_wait(b);
+    json_t *audit = itest_find_audit(tenant, COMPONENT, "constitution.accepted", first_id, 30000);
+    assert_non_null(audit);   /* the first publication is announced */
+    json_decref(audit);
+    itest_found_t upd = {0};
+    derived_id(b, "constitution.updated", upd.event_id);
+    assert_int_equal(itest_find_events("constitution.updated", "ConstitutionUpdated", &upd, 1, 30000), 1);
+    json_decref(upd.event);
+
+    json_t *again = bundle(doc, "jcs", "sha3-512", NULL, AB);   /* new event_id */
+    produce_and_wait(again);
+    produce_and_wait(b);                                        /* the same event */
+    /* Both were finished, and what they would have emitted would have been
+     * acknowledged before that: a short look is conclusive. */
+    assert_null(itest_find_audit(tenant, COMPONENT, "constitution.accepted",
+                                 json_string_value(json_object_get(again, "event_id")), 2000));
+    itest_found_t upd2 = {0};
+    derived_id(again, "constitution.updated", upd2.event_id);
+    assert_int_equal(itest_find_events("constitution.updated", "ConstitutionUpdated", &upd2, 1, 2000), 0);
+    /* the same event again: still exactly one ConstitutionUpdated of its id */
+    int seen = 0;
+    count_ctx_t cc = {upd.event_id, &seen};
+    itest_consume_until("constitution.updated", count_event_id, &cc, 3000);
+    assert_int_equal(seen, 1);
+    snprintf(good_checksum, sizeof good_checksum, "%s",
+             json_string_value(json_object_get(b, "checksum")));
+    json_decref(again);
+    json_decref(b);
+}
+
 static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void **state) {
     (void)state;
     assert_int_equal(itest_proc_stop(&edge), 0);
@@ -655,6 +736,7 @@ int main(void) {
         cmocka_unit_test(test_cross_tenant_replay_and_unbound_documents_refused),
         cmocka_unit_test(test_successor_dropping_governance_refused),
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
+        cmocka_unit_test(test_replay_of_the_current_bundle_is_silent),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_edge_verifies_what_redis_holds),
         cmocka_unit_test(test_bad_requests_and_metrics),

@@ -302,7 +302,7 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     assert_int_equal(gov_redis_new("127.0.0.1", rport, 2000, &r, eb, sizeof eb), GOV_OK);
     char key[160];
     snprintf(key, sizeof key, "policy:rulepack:{%s}", tenant);
-    if (!itest_wait_offset(r, "gov-rulepacks", TOPIC, p2.at.partition, p2.at.offset,
+    if (!itest_wait_offset(r, proc.group, TOPIC, p2.at.partition, p2.at.offset,
                            ITEST_HISTORY_MS))
         fail_msg("gov-rulepacks did not reach offset %lld (var/test-logs/itest-govctl-gov-rulepacks.log)",
                  (long long)p2.at.offset);

@@ -131,7 +131,7 @@ static char *redis_hget(const char *t, const char *field) {
 /* Waits until gov-rulepacks has finished the message at p (its offset key
  * in Redis is written last, after any audit event was acknowledged). */
 static void wait_processed_within(produced_t p, int timeout_ms) {
-    if (!itest_wait_offset(itest_redis(), "gov-rulepacks", TOPIC, p.partition, p.offset, timeout_ms))
+    if (!itest_wait_offset(itest_redis(), proc.group, TOPIC, p.partition, p.offset, timeout_ms))
         fail_msg("gov-rulepacks did not process offset %lld of partition %d within %d s",
                  (long long)p.offset, (int)p.partition, timeout_ms / 1000);
 }

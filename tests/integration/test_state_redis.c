@@ -76,7 +76,7 @@ static void test_constitution_write_is_compare_and_set(void **state) {
     char tenant[64], eb[256], got[256];
     itest_unique("c", tenant, sizeof tenant);
     gov_redis_t *r = itest_redis();
-    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 2, 10};
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 2, 10, tenant};
 
     gov_state_constitution_accepted_t a = constitution(tenant, "c1", "1.0.0");
     assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb), GOV_OK);
@@ -87,7 +87,7 @@ static void test_constitution_write_is_compare_and_set(void **state) {
                      GOV_ERR_CONFLICT);
     redis_str(got, sizeof got, "HGET constitution:{%s} checksum", tenant);
     assert_string_equal(got, "c1");
-    redis_str(got, sizeof got, "GET gov:offsets:gov-constitution:constitution.bundles:%s", "2");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-constitution:constitution.bundles:2", tenant);
     assert_string_equal(got, "10");
     /* re-read, decide again against the winner: lands, c1 goes to the history */
     gov_state_constitution_t cur;
@@ -126,7 +126,7 @@ static void test_constitution_write_is_compare_and_set(void **state) {
     assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
     assert_int_equal(cur.has_signatures, 1);
     gov_state_constitution_clear(&cur);
-    redis_str(got, sizeof got, "GET gov:offsets:gov-constitution:constitution.bundles:%s", "2");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-constitution:constitution.bundles:2", tenant);
     assert_string_equal(got, "11");
     assert_int_equal(redis_int("SISMEMBER constitution:tenants %s", tenant), 1);
 
@@ -166,7 +166,7 @@ static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
     char tenant[64], eb[256], got[256], h1[GOV_SHA256_HEXLEN + 1], h2[GOV_SHA256_HEXLEN + 1];
     itest_unique("r", tenant, sizeof tenant);
     gov_redis_t *r = itest_redis();
-    gov_state_pos_t pos = {"gov-rulepacks", "policy.rulepacks", 0, 5};
+    gov_state_pos_t pos = {"gov-rulepacks", "policy.rulepacks", 0, 5, tenant};
     sha256_hex("{\"version\":\"1\"}", h1);
     sha256_hex("{\"version\":\"2\"}", h2);
 
@@ -183,7 +183,7 @@ static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
                      GOV_ERR_CONFLICT);
     redis_str(got, sizeof got, "GET policy:rulepack:{%s}", tenant);
     assert_string_equal(got, "{\"version\":\"1\"}");
-    redis_str(got, sizeof got, "GET gov:offsets:gov-rulepacks:policy.rulepacks:%s", "0");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-rulepacks:policy.rulepacks:0", tenant);
     assert_string_equal(got, "5");
 
     assert_int_equal(gov_state_rulepack_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
@@ -206,7 +206,7 @@ static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
     assert_string_equal(got, h2);
     redis_str(got, sizeof got, "HGET policy:rulepack:{%s}:meta patterns", tenant);
     assert_string_equal(got, "3");
-    redis_str(got, sizeof got, "GET gov:offsets:gov-rulepacks:policy.rulepacks:%s", "0");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-rulepacks:policy.rulepacks:0", tenant);
     assert_string_equal(got, "6");
     assert_int_equal(redis_int("SISMEMBER policy:rulepack:tenants %s", tenant), 1);
 }
@@ -216,7 +216,7 @@ static void test_served_state_reads_what_was_written(void **state) {
     char tenant[64], eb[256], h1[GOV_SHA256_HEXLEN + 1];
     itest_unique("s", tenant, sizeof tenant);
     gov_redis_t *r = itest_redis();
-    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1};
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1, tenant};
 
     gov_state_served_t st;
     assert_int_equal(gov_state_served_read(r, tenant, &st, eb, sizeof eb), GOV_OK);
@@ -233,7 +233,7 @@ static void test_served_state_reads_what_was_written(void **state) {
     sha256_hex("{\"version\":\"1\"}", h1);
     gov_state_rulepack_t none = {0};
     gov_state_rulepack_accepted_t p = rulepack(tenant, "{\"version\":\"1\"}", h1, "1", "");
-    pos = (gov_state_pos_t){"gov-rulepacks", "policy.rulepacks", 0, 1};
+    pos = (gov_state_pos_t){"gov-rulepacks", "policy.rulepacks", 0, 1, tenant};
     assert_int_equal(gov_state_rulepack_write(r, &p, &none, &pos, eb, sizeof eb), GOV_OK);
 
     assert_int_equal(gov_state_served_read(r, tenant, &st, eb, sizeof eb), GOV_OK);
@@ -282,9 +282,9 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     json_t *first = NULL;
     for (int i = 0; i < 10; i++) {
         json_t *e = itest_audit_event(tenant, "token.issued");
-        gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 100 + i};
+        gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 100 + i, NULL};
         assert_int_equal(gov_state_audit_append(i % 2 ? w2 : w1, e, "AuditEvent", "identity.audit/1/0",
-                                                &pos, eb, sizeof eb), GOV_OK);
+                                                &pos, NULL, eb, sizeof eb), GOV_OK);
         if (first == NULL)
             first = e;
         else
@@ -293,22 +293,45 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     char decision_id[GOV_UUID_STRLEN + 1];
     assert_int_equal(gov_uuid_v7(decision_id), GOV_OK);
     json_t *d = itest_decision_event(tenant, decision_id);
-    gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7};
+    gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7, NULL};
+    int decision_dup = -1;
     assert_int_equal(gov_state_audit_append(w2, d, "PolicyDecision", "policy.decisions/0/7", &dpos,
-                                            eb, sizeof eb), GOV_OK);
+                                            &decision_dup, eb, sizeof eb), GOV_OK);
+    assert_int_equal(decision_dup, 0);
+    /* Decision records are write-once: another event (a new event_id) naming
+     * the same decision_id, with another decision, is a duplicate: neither
+     * the record nor the chain changes. */
+    char record[64], dkey[200];
+    snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%s", tenant, decision_id);
+    redis_str(record, sizeof record, "HGET %s decision", dkey);
+    assert_string_equal(record, "review");
+    json_t *d2 = json_deep_copy(d);
+    char ev2[GOV_UUID_STRLEN + 1];
+    assert_int_equal(gov_uuid_v7(ev2), GOV_OK);
+    json_object_set_new(d2, "event_id", json_string(ev2));
+    json_object_set_new(d2, "decision", json_string("allow"));
+    dpos.offset = 8;
+    assert_int_equal(gov_state_audit_append(w1, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
+                                            &decision_dup, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    assert_int_equal(decision_dup, 1);
+    redis_str(record, sizeof record, "HGET %s decision", dkey);
+    assert_string_equal(record, "review");
+    json_decref(d2);
     json_decref(d);
     assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
     redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
     assert_string_equal(got, "11");
 
     /* a replay is a duplicate: the stream stays, the offset moves on */
-    gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200};
+    gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200, NULL};
     assert_int_equal(gov_state_audit_append(w2, first, "AuditEvent", "identity.audit/1/0",
-                                            &replay, eb, sizeof eb), GOV_ERR_DUPLICATE);
+                                            &replay, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(first);
     assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
-    redis_str(got, sizeof got, "GET gov:offsets:gov-audit:identity.audit:%s", "1");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:identity.audit:1", tenant);
     assert_string_equal(got, "200");
+    redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:policy.decisions:0", tenant);
+    assert_string_equal(got, "8");
 
     /* the decision is readable, with its TTL */
     redisReply *fields = NULL;
@@ -339,7 +362,7 @@ static void test_unsafe_tenant_touches_nothing(void **state) {
     char eb[256];
     gov_redis_t *r = itest_redis();
     long long before = redis_int("DBSIZE%s", "");
-    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1};
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1, "ok"};
     gov_state_constitution_accepted_t a = constitution("x}y", "c1", "1.0.0");
     assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb),
                      GOV_ERR_INVALID_ARG);
@@ -350,17 +373,83 @@ static void test_unsafe_tenant_touches_nothing(void **state) {
     json_t *e = itest_audit_event("ok", "token.issued");
     json_object_set_new(e, "tenant", json_string("a{b}"));
     gov_state_audit_t *w = gov_state_audit_new(r, 60);
-    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, eb, sizeof eb),
+    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, NULL, eb, sizeof eb),
                      GOV_ERR_INVALID_ARG);
     gov_state_audit_free(w);
     json_decref(e);
-    gov_state_pos_t bad = {"gov:x", "t", 0, 1};
+    gov_state_pos_t bad = {"gov:x", "t", 0, 1, "ok"};
+    assert_int_equal(gov_state_offset_write(r, &bad, eb, sizeof eb), GOV_ERR_INVALID_ARG);
+    int64_t prev = 0;
+    assert_int_equal(gov_state_watermark_swap(r, &bad, &prev, eb, sizeof eb), GOV_ERR_INVALID_ARG);
+    bad = (gov_state_pos_t){"g", "t", 0, 1, "x}y"};
     assert_int_equal(gov_state_offset_write(r, &bad, eb, sizeof eb), GOV_ERR_INVALID_ARG);
     assert_int_equal(redis_int("DBSIZE%s", ""), before);
 }
 
+/* The watermark answers what it replaced: a write finds out by itself that
+ * the key vanished or went back (FLUSHALL, an older snapshot). */
+static void test_watermark_swap_reports_what_it_replaced(void **state) {
+    (void)state;
+    char group[64], eb[256], key[128];
+    itest_unique("wm", group, sizeof group);
+    gov_redis_t *r = itest_redis();
+    gov_state_pos_t pos = {group, "identity.audit", 2, 5, NULL};
+    int64_t prev = 0, now = 0;
+    assert_int_equal(gov_state_watermark_read(r, &pos, &now, eb, sizeof eb), GOV_OK);
+    assert_int_equal(now, -1);
+    assert_int_equal(gov_state_watermark_swap(r, &pos, &prev, eb, sizeof eb), GOV_OK);
+    assert_int_equal(prev, -1);
+    pos.offset = 6;
+    assert_int_equal(gov_state_watermark_swap(r, &pos, &prev, eb, sizeof eb), GOV_OK);
+    assert_int_equal(prev, 5);
+    assert_int_equal(gov_state_watermark_read(r, &pos, &now, eb, sizeof eb), GOV_OK);
+    assert_int_equal(now, 6);
+    snprintf(key, sizeof key, "gov:offsets:%s:identity.audit:2", group);
+    assert_int_equal(redis_int("DEL %s", key), 1);
+    pos.offset = 7;
+    assert_int_equal(gov_state_watermark_swap(r, &pos, &prev, eb, sizeof eb), GOV_OK);
+    assert_int_equal(prev, -1);
+    /* what is not an offset reads as none */
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "SET %s 12x", key);
+    redis_int(cmd, "");
+    assert_int_equal(gov_state_watermark_read(r, &pos, &now, eb, sizeof eb), GOV_OK);
+    assert_int_equal(now, -1);
+}
+
+/* `announced` follows the current checksum only: a replay of an announced
+ * constitution is silent, a new one starts unannounced. */
+static void test_constitution_announced_follows_the_current_checksum(void **state) {
+    (void)state;
+    char tenant[64], eb[256];
+    itest_unique("an", tenant, sizeof tenant);
+    gov_redis_t *r = itest_redis();
+    gov_state_pos_t pos = {"gov-constitution", "constitution.bundles", 0, 1, tenant};
+    gov_state_constitution_accepted_t a = constitution(tenant, "c1", "1.0.0");
+    assert_int_equal(gov_state_constitution_write(r, &a, NULL, &pos, eb, sizeof eb), GOV_OK);
+    gov_state_constitution_t cur;
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.announced, 0);
+    gov_state_constitution_clear(&cur);
+    assert_int_equal(gov_state_constitution_announced(r, tenant, "c0", eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.announced, 0);   /* not the current one: ignored */
+    gov_state_constitution_clear(&cur);
+    assert_int_equal(gov_state_constitution_announced(r, tenant, "c1", eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.announced, 1);
+    gov_state_constitution_clear(&cur);
+    gov_state_constitution_accepted_t b = constitution(tenant, "c2", "2.0.0");
+    assert_int_equal(gov_state_constitution_write(r, &b, "c1", &pos, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_state_constitution_read(r, tenant, &cur, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cur.announced, 0);
+    gov_state_constitution_clear(&cur);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_watermark_swap_reports_what_it_replaced),
+        cmocka_unit_test(test_constitution_announced_follows_the_current_checksum),
         cmocka_unit_test(test_constitution_write_is_compare_and_set),
         cmocka_unit_test(test_rulepack_write_is_compare_and_set_on_the_bytes),
         cmocka_unit_test(test_served_state_reads_what_was_written),

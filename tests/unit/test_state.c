@@ -38,6 +38,7 @@ static void test_tenant_keys_match_the_layout(void **state) {
         {GOV_STATE_AUDIT, "audit:{acme-1}"},
         {GOV_STATE_AUDIT_HEAD, "audit:{acme-1}:head"},
         {GOV_STATE_AUDIT_IDS, "audit:{acme-1}:ids"},
+        {GOV_STATE_AUDIT_DECISION_IDS, "audit:{acme-1}:decision_ids"},
     };
     char key[GOV_STATE_KEY_MAX];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -55,15 +56,60 @@ static void test_decision_and_offset_keys_match_the_layout(void **state) {
                                             key), GOV_OK);
     assert_string_equal(key, "policy:decision:{_system}:017f22e2-79b0-7cc3-98c4-dc0c0c07398f");
 
-    gov_state_pos_t pos = {"gov-audit", "policy.decisions", 3, 42};
+    /* the applied offset lives in the tenant's slot; the watermark is global */
+    gov_state_pos_t pos = {"gov-audit", "policy.decisions", 3, 42, "acme"};
     assert_int_equal(gov_state_offset_key(&pos, key), GOV_OK);
+    assert_string_equal(key, "gov:applied:{acme}:gov-audit:policy.decisions:3");
+    assert_int_equal(gov_state_watermark_key(&pos, key), GOV_OK);
     assert_string_equal(key, "gov:offsets:gov-audit:policy.decisions:3");
-    pos = (gov_state_pos_t){"gov-constitution", "constitution.bundles", 0, 0};
+    pos = (gov_state_pos_t){"gov-constitution", "constitution.bundles", 0, 0, "_system"};
     assert_int_equal(gov_state_offset_key(&pos, key), GOV_OK);
+    assert_string_equal(key, "gov:applied:{_system}:gov-constitution:constitution.bundles:0");
+    assert_int_equal(gov_state_watermark_key(&pos, key), GOV_OK);
     assert_string_equal(key, "gov:offsets:gov-constitution:constitution.bundles:0");
-    pos = (gov_state_pos_t){"gov-rulepacks", "policy.rulepacks", INT32_MAX, 0};
+    pos = (gov_state_pos_t){"gov-rulepacks", "policy.rulepacks", INT32_MAX, 0, "acme"};
     assert_int_equal(gov_state_offset_key(&pos, key), GOV_OK);
+    assert_string_equal(key, "gov:applied:{acme}:gov-rulepacks:policy.rulepacks:2147483647");
+    /* no tenant: a watermark, but no applied offset */
+    pos.tenant = NULL;
+    assert_int_equal(gov_state_offset_key(&pos, key), GOV_ERR_INVALID_ARG);
+    assert_int_equal(gov_state_watermark_key(&pos, key), GOV_OK);
     assert_string_equal(key, "gov:offsets:gov-rulepacks:policy.rulepacks:2147483647");
+}
+
+/* The Redis Cluster hash tag of key (the part between the first '{' and the
+ * next '}', when not empty; else the whole key), as CLUSTER KEYSLOT hashes
+ * it. */
+static void hash_tag(const char *key, char *out, size_t size) {
+    const char *open = strchr(key, '{');
+    const char *close = open ? strchr(open + 1, '}') : NULL;
+    if (open && close && close > open + 1)
+        snprintf(out, size, "%.*s", (int)(close - open - 1), open + 1);
+    else
+        snprintf(out, size, "%s", key);
+}
+
+/* Every key a tenant's script touches hashes to the tenant's slot: a Redis
+ * Cluster runs the script (no CROSSSLOT). */
+static void test_every_key_a_script_touches_is_in_the_tenants_slot(void **state) {
+    (void)state;
+    static const char *const tenants[] = {"acme", "_system", "a.b-c_9"};
+    char key[GOV_STATE_KEY_MAX], tag[GOV_STATE_KEY_MAX];
+    for (size_t t = 0; t < sizeof tenants / sizeof tenants[0]; t++) {
+        for (int kind = GOV_STATE_CONSTITUTION; kind <= GOV_STATE_AUDIT_DECISION_IDS; kind++) {
+            assert_int_equal(gov_state_key((gov_state_key_t)kind, tenants[t], key), GOV_OK);
+            hash_tag(key, tag, sizeof tag);
+            assert_string_equal(tag, tenants[t]);
+        }
+        assert_int_equal(gov_state_decision_key(tenants[t], "017f22e2-79b0-7cc3-98c4-dc0c0c07398f",
+                                                key), GOV_OK);
+        hash_tag(key, tag, sizeof tag);
+        assert_string_equal(tag, tenants[t]);
+        gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 7, tenants[t]};
+        assert_int_equal(gov_state_offset_key(&pos, key), GOV_OK);
+        hash_tag(key, tag, sizeof tag);
+        assert_string_equal(tag, tenants[t]);
+    }
 }
 
 static void test_a_tenant_of_the_maximum_length_fits(void **state) {
@@ -108,21 +154,26 @@ static void test_over_long_or_unsafe_input_is_refused_not_truncated(void **state
     /* offsets: names without ':' and a partition >= 0; a key that does not
      * fit is refused whole */
     gov_state_pos_t bad[] = {
-        {NULL, "t", 0, 0}, {"p", NULL, 0, 0}, {"", "t", 0, 0}, {"p", "", 0, 0},
-        {"p:q", "t", 0, 0}, {"p", "t:u", 0, 0}, {"p", "t", -1, 0},
+        {NULL, "t", 0, 0, "a"}, {"p", NULL, 0, 0, "a"}, {"", "t", 0, 0, "a"},
+        {"p", "", 0, 0, "a"}, {"p:q", "t", 0, 0, "a"}, {"p", "t:u", 0, 0, "a"},
+        {"p", "t", -1, 0, "a"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(gov_state_offset_key(&bad[i], key), GOV_ERR_INVALID_ARG);
         assert_string_equal(key, "");
+        assert_int_equal(gov_state_watermark_key(&bad[i], key), GOV_ERR_INVALID_ARG);
+        assert_string_equal(key, "");
     }
+    gov_state_pos_t bad_tenant = {"p", "t", 0, 0, "a}b"};
+    assert_int_equal(gov_state_offset_key(&bad_tenant, key), GOV_ERR_INVALID_ARG);
     char topic[GOV_STATE_KEY_MAX];
     memset(topic, 't', sizeof topic - 1);
     topic[sizeof topic - 1] = 0;
-    gov_state_pos_t big = {"gov-audit", topic, 0, 0};
+    gov_state_pos_t big = {"gov-audit", topic, 0, 0, "acme"};
     assert_int_equal(gov_state_offset_key(&big, key), GOV_ERR_TOO_LARGE);
     assert_string_equal(key, "");
-    /* the longest topic that fits: "gov:offsets:gov-audit:" + topic + ":0" */
-    size_t fits = GOV_STATE_KEY_MAX - 1 - strlen("gov:offsets:gov-audit:") - strlen(":0");
+    /* the longest topic that fits: "gov:applied:{acme}:gov-audit:" + topic + ":0" */
+    size_t fits = GOV_STATE_KEY_MAX - 1 - strlen("gov:applied:{acme}:gov-audit:") - strlen(":0");
     topic[fits] = 0;
     assert_int_equal(gov_state_offset_key(&big, key), GOV_OK);
     assert_int_equal(strlen(key), GOV_STATE_KEY_MAX - 1);
@@ -135,6 +186,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tenant_keys_match_the_layout),
         cmocka_unit_test(test_decision_and_offset_keys_match_the_layout),
+        cmocka_unit_test(test_every_key_a_script_touches_is_in_the_tenants_slot),
         cmocka_unit_test(test_a_tenant_of_the_maximum_length_fits),
         cmocka_unit_test(test_over_long_or_unsafe_input_is_refused_not_truncated),
     };
