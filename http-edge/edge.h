@@ -41,6 +41,7 @@ typedef struct edge_config {
     char *log_level;
     char *edge_id;
     char *trust_file;   /* constitution trust, the format gov-constitution reads */
+    char *rulepack_trust_file;   /* rule-pack trust, the file gov-rulepacks reads */
 } edge_config_t;
 
 typedef struct edge {
@@ -54,6 +55,7 @@ typedef struct edge {
     gov_metric_t *m_reloads;      /* edge_state_reloads_total{tenant,trigger,outcome} */
     gov_metric_t *m_rejected;     /* edge_state_rejected_total{tenant,kind,reason} */
     gov_trust_t *trust;           /* from trust_file; immutable */
+    gov_trust_t *rulepack_trust;  /* from rulepack_trust_file; immutable */
     gov_metric_t *m_decisions;    /* policy_decision_total{tenant,decision,policy_id} */
     gov_metric_t *m_eval_duration;/* policy_evaluation_duration_seconds */
     gov_metric_t *m_log_failed;   /* policy_decision_log_failed_total{stage} */

@@ -20,6 +20,8 @@
  * (document, signatures, canonicalization, hash algorithm, checksum) must
  * pass gov_constitution_verify against the edge's OWN trust file for the
  * tenant being loaded - signatures, tenant binding, checksum, strict rules.
+ * A rule pack likewise: it must compile here and its stored signatures must
+ * verify against the edge's own rule-pack trust (rulepack_trust_file).
  * Without a current state: the history rules (rollback, equivocation) are
  * gov-constitution's business; the edge checks what it can check alone.
  * What does not verify is never served: the last verified state of that
@@ -195,32 +197,61 @@ static gov_err_t build_constitution(edge_t *e, edge_tenant_t *t, const gov_state
     return GOV_OK;
 }
 
-static void build_rulepack(edge_tenant_t *t, const char *pack, size_t pack_len) {
+/* Builds the rule pack part of t from what Redis holds: it must parse and
+ * compile here, and its stored signatures must verify against the edge's
+ * OWN rule-pack trust for this tenant (gov_rulepack_verify_signatures: the
+ * trust covers the tenant, the pack names it, enough trusted signers signed
+ * its canonical SHA-256 hex).  GOV_ERR_VERIFY (counted, tenant degraded)
+ * otherwise; GOV_ERR_NOMEM / GOV_ERR_CRYPTO when it could not be decided. */
+static gov_err_t build_rulepack(edge_t *e, edge_tenant_t *t, const gov_state_served_t *h) {
     edge_rulepack_t *rp = &t->rulepack;
+    gov_reason_t reason;
+    char detail[256];
     /* An empty digest never equals what the reconcile compares it with, so a
      * failed hash means "reload", never a false "unchanged". */
-    if (gov_hash_hex(gov_hash_sha256(), pack, pack_len, rp->sha256) != GOV_OK)
+    if (gov_hash_hex(gov_hash_sha256(), h->pack, h->pack_len, rp->sha256) != GOV_OK)
         rp->sha256[0] = '\0';
-    gov_rulepack_error_t detail;
-    if (gov_rulepack_parse(pack, pack_len, NULL, &rp->pack, &detail, rp->error,
-                           sizeof rp->error) != GOV_OK) {
+    gov_rulepack_error_t pe;
+    gov_err_t err = gov_rulepack_parse(h->pack, h->pack_len, NULL, &rp->pack, &pe, rp->error,
+                                       sizeof rp->error);
+    if (err == GOV_ERR_NOMEM)
+        return err;
+    if (err != GOV_OK) {
         rp->pack = NULL;
-        gov_log(GOV_LOG_ERROR, "stored rule pack cannot be compiled here", "tenant", t->name,
-                "error", rp->error, (const char *)NULL);
-        return;
+        reason = pe.code != GOV_REASON_NONE ? pe.code : GOV_REASON_INTERNAL_ERROR;
+        snprintf(detail, sizeof detail, "the stored pack cannot be compiled here: %.200s",
+                 rp->error);
+        goto refused;
     }
-    if (strcmp(gov_rulepack_tenant(rp->pack), t->name) != 0) {
-        snprintf(rp->error, sizeof rp->error, "the stored pack belongs to tenant %s",
-                 gov_rulepack_tenant(rp->pack));
-        gov_rulepack_free(rp->pack);
-        rp->pack = NULL;
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0;
+    json_t *arr = h->pack_signatures
+                      ? json_loads(h->pack_signatures, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (gov_signatures_from_json(arr, sigs, GOV_MAX_SIGNATURES + 1, &nsigs) != 0) {
+        json_decref(arr);
+        reason = GOV_REASON_NO_SIGNATURES;
+        snprintf(detail, sizeof detail, "no readable signatures stored with the pack");
+        goto refused;
     }
+    gov_sig_count_t sc;
+    err = gov_rulepack_verify_signatures(rp->pack, t->name, sigs, nsigs, e->rulepack_trust, &sc);
+    json_decref(arr);
+    if (err != GOV_OK)
+        return err;
+    if (sc.reason == GOV_REASON_NONE)
+        return GOV_OK;
+    reason = sc.reason;
+    snprintf(detail, sizeof detail, "%s", sc.detail);
+refused:
+    refuse(e, t->name, "rulepack", reason, detail);
+    return GOV_ERR_VERIFY;
 }
 
 /* Reads one tenant (constitution and rule pack, in one MULTI/EXEC so they
  * belong together) and installs it.  GOV_ERR_NOT_FOUND when the tenant has
- * neither; GOV_ERR_VERIFY when Redis holds a document that does not match
- * its checksum (then nothing changes). */
+ * neither; GOV_ERR_VERIFY when Redis holds a constitution or a pack that
+ * does not verify here (then nothing changes: the tenant's last verified
+ * constitution and pack stay, together). */
 static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
     char eb[256];
     gov_state_served_t st;
@@ -242,8 +273,8 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
     }
     if (has_constitution && (err = build_constitution(l->edge, t, &st)) != GOV_OK)
         goto out;
-    if (has_pack)
-        build_rulepack(t, st.pack, st.pack_len);
+    if (has_pack && (err = build_rulepack(l->edge, t, &st)) != GOV_OK)
+        goto out;
     err = edge_state_put_take(l->edge->state, t);
     if (err == GOV_OK)
         recovered(l->edge, tenant);

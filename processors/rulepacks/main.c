@@ -45,6 +45,7 @@
 #include "gov_canon.h"
 #include "gov_constitution.h"
 #include "gov_events.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_rulepack.h"
@@ -73,7 +74,10 @@ enum {
 static long lim[LIM_COUNT];
 static char def[LIM_COUNT][24];
 
+static char *trust_file;
+
 static gov_config_entry_t config[] = {
+    GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust: the operator keys that sign packs, per tenant, in the constitution trust format ({\"signers\": {...}, \"tenants\": {\"<tenant>\": {\"threshold\": N, \"signers\": [...]}}}); required", &trust_file),
     GOV_CFG_INT("rulepack_max_bytes", def[LIM_BYTES], 1024, 16L << 20, "largest rule pack text accepted, in bytes", &lim[LIM_BYTES]),
     GOV_CFG_INT("rulepack_max_depth", def[LIM_DEPTH], 2, 64, "deepest JSON nesting of a rule pack (top level = 1)", &lim[LIM_DEPTH]),
     GOV_CFG_INT("rulepack_max_rules", def[LIM_RULES], 1, 100000, "most rules in one pack", &lim[LIM_RULES]),
@@ -118,6 +122,7 @@ static gov_rulepack_limits_t configured_limits(void) {
 typedef struct ctx {
     gov_processor_t *p;
     gov_rulepack_limits_t limits;
+    gov_trust_t *trust;                     /* rule-pack trust, immutable */
     gov_metric_t *m_rejected, *m_accepted;
 } ctx_t;
 
@@ -130,6 +135,7 @@ typedef struct verdict {
     char error[768];                        /* names the rule and the field */
     gov_rulepack_error_t detail;            /* rule_index -1 when not about a rule */
     char current_version[GOV_VERSION_MAX];  /* "" when the tenant has no pack */
+    gov_sig_count_t sigs;                   /* who signed, once verified */
 } verdict_t;
 
 /* The event's fields (borrowed from the decoded event), and bounded copies
@@ -138,6 +144,7 @@ typedef struct announced {
     const char *tenant, *event_id, *pack_id, *version, *published_by;
     const char *text;
     size_t text_len;
+    const json_t *signatures;               /* the event's array */
     uint64_t occurred_ms;
     char pack_id_echo[ECHO_MAX + 1], version_echo[ECHO_MAX + 1], actor[ACTOR_MAX + 1];
 } announced_t;
@@ -211,6 +218,30 @@ static int check_announced(const gov_rulepack_t *pack, const announced_t *a, ver
     return 0;
 }
 
+/* Verifies the event's detached signatures over the pack against the
+ * rule-pack trust (gov_rulepack_verify_signatures: the trust covers the
+ * tenant, the pack names it, enough trusted signers signed its canonical
+ * SHA-256 hex).  GOV_OK with a rejection in v when they do not;
+ * GOV_ERR_CRYPTO when it could not be decided. */
+static gov_err_t check_signed(const ctx_t *c, const gov_rulepack_t *pack, const announced_t *a,
+                              const gov_bundle_sig_t *sigs, size_t nsigs, verdict_t *v) {
+    gov_err_t err = gov_rulepack_verify_signatures(pack, a->tenant, sigs, nsigs, c->trust,
+                                                   &v->sigs);
+    if (err == GOV_OK && v->sigs.reason != GOV_REASON_NONE) {
+        reject(v, v->sigs.reason, "%s", v->sigs.detail);
+        snprintf(v->detail.field, sizeof v->detail.field, "signatures");
+    }
+    return err;
+}
+
+/* The signers that counted, comma-separated, into buf. */
+static void signers_text(const gov_sig_count_t *sc, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sc->nsigners && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", sc->signers[i]);
+}
+
 /* Compares the new pack with the tenant's current one.  GOV_OK with the
  * verdict in v, or GOV_ERR_NOMEM. */
 static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *sha256,
@@ -254,21 +285,21 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
 
 static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
                                size_t patterns, const char *sha256, const char *previous,
-                               char *eb, size_t ebsize) {
+                               const char *signers, char *eb, size_t ebsize) {
     char audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
     gov_err_t err = gov_processor_derive_id(c->p, a->occurred_ms, a->event_id, "rulepack.accepted",
                                             audit_id);
     if (err != GOV_OK)
         return err;
     snprintf(subject, sizeof subject, "%s@%s", gov_rulepack_id(pack), gov_rulepack_version(pack));
-    json_t *details = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s?, s:s}",
+    json_t *details = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s?, s:s, s:s}",
                                 "pack_id", gov_rulepack_id(pack),
                                 "version", gov_rulepack_version(pack),
                                 "rules", (json_int_t)gov_rulepack_rule_count(pack),
                                 "patterns", (json_int_t)patterns,
                                 "sha256", sha256,
                                 "previous_version", previous && previous[0] ? previous : NULL,
-                                "published_by", a->actor);
+                                "published_by", a->actor, "signers", signers);
     if (details == NULL)
         return GOV_ERR_NOMEM;
     gov_audit_fields_t af = {
@@ -325,6 +356,7 @@ static void announced_from(const json_t *ev, announced_t *a) {
     a->published_by = json_string_value(json_object_get(ev, "published_by"));
     a->text = json_string_value(text);
     a->text_len = json_string_length(text);
+    a->signatures = json_object_get(ev, "signatures");
     a->occurred_ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
     echo(a->pack_id, a->pack_id_echo, sizeof a->pack_id_echo);
     echo(a->version, a->version_echo, sizeof a->version_echo);
@@ -342,20 +374,31 @@ static size_t pattern_count(const gov_rulepack_t *pack) {
 /* A replay: nothing changes.  If it is the very event that made the current
  * pack current (a redelivery after a crash between the Redis write and the
  * audit's acknowledgement), what may not have been finished is done again:
- * the index, and the accepted audit event under its derived id.  Returns
+ * the index, and the accepted audit event under its derived id.  A signed
+ * replay of the current pack that was materialized before packs were signed
+ * stores its signatures, so the edges can verify it.  Returns
  * GOV_ERR_DUPLICATE once the offset is stored, or a transient error. */
 static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
-                                  size_t patterns, const char *sha256,
-                                  const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
-                                  char *eb, size_t ebsize) {
+                                  size_t patterns, const char *sha256, const char *sig_json,
+                                  const char *signers, const gov_state_rulepack_t *cur,
+                                  const gov_state_pos_t *pos, char *eb, size_t ebsize) {
     gov_redis_t *r = gov_processor_redis(c->p);
     gov_err_t err = GOV_OK;
-    if (cur->event_id && strcmp(cur->event_id, a->event_id) == 0 &&
-        strcmp(cur->sha256, sha256) == 0) {
+    int current = cur->canonical != NULL && strcmp(cur->sha256, sha256) == 0;
+    if (current && !cur->has_signatures) {
+        int stored = 0;
+        err = gov_state_rulepack_add_signatures(r, a->tenant, sha256, sig_json, signers, &stored,
+                                                eb, ebsize);
+        if (err == GOV_OK && stored)
+            gov_log(GOV_LOG_INFO, "signatures stored for the current rule pack", "tenant",
+                    a->tenant, "sha256", sha256, "signers", signers, (const char *)NULL);
+    }
+    if (err == GOV_OK && current && cur->event_id && strcmp(cur->event_id, a->event_id) == 0) {
         err = gov_state_rulepack_index(r, a->tenant, eb, ebsize);
         if (err == GOV_OK)
             err = emit_accepted(c, a, pack, patterns, sha256,
-                                cur->previous_version ? cur->previous_version : "", eb, ebsize);
+                                cur->previous_version ? cur->previous_version : "", signers, eb,
+                                ebsize);
     }
     if (err == GOV_OK)
         err = gov_state_offset_write(r, pos, eb, ebsize);
@@ -379,7 +422,10 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     memset(&v, 0, sizeof v);
     gov_rulepack_t *pack = NULL;
     char sha256[GOV_SHA256_HEXLEN + 1] = "";
-    size_t patterns = 0;
+    char signers[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1] = "";
+    char *sig_json = NULL;
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0, patterns = 0;
     char raw[sizeof v.error];
     gov_err_t err = gov_rulepack_parse(a.text, a.text_len, &c->limits, &pack, &v.detail, raw,
                                        sizeof raw);
@@ -389,7 +435,15 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     }
     if (err != GOV_OK) {
         reject(&v, v.detail.code, "%s", raw);
-    } else if (check_announced(pack, &a, &v) == 0) {
+    } else if (check_announced(pack, &a, &v) == 0 &&
+               (gov_signatures_from_json(a.signatures, sigs, GOV_MAX_SIGNATURES + 1, &nsigs),
+                (err = check_signed(c, pack, &a, sigs, nsigs, &v)) != GOV_OK)) {
+        snprintf(eb, ebsize, "verifying the pack's signatures: %s", gov_err_str(err));
+        goto out;
+    } else if (v.kind != VERDICT_REJECT) {
+        if ((err = gov_signatures_to_json(sigs, nsigs, &sig_json)) != GOV_OK)
+            goto out;
+        signers_text(&v.sigs, signers, sizeof signers);
         size_t len;
         const char *canonical = gov_rulepack_canonical_json(pack, &len);
         unsigned char md[GOV_SHA256_LEN];
@@ -420,7 +474,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 a.tenant, gov_rulepack_canonical_json(pack, &len), 0, sha256,
                 gov_rulepack_id(pack), gov_rulepack_version(pack),
                 gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor, gov_now_micros(),
-                v.current_version,
+                v.current_version, sig_json, signers,
             };
             acc.canonical_len = len;
             err = gov_state_rulepack_write(r, &acc, &cur, &pos, eb, ebsize);
@@ -430,12 +484,14 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 gov_log(GOV_LOG_INFO, "rule pack accepted", "tenant", a.tenant, "pack_id",
                         gov_rulepack_id(pack), "version", gov_rulepack_version(pack), "rules",
                         nrules, "previous_version", v.current_version, "sha256", sha256,
-                        "published_by", a.actor, (const char *)NULL);
+                        "published_by", a.actor, "signers", signers, (const char *)NULL);
                 gov_metric_inc(c->m_accepted, (const char *[]){a.tenant}, 1);
-                err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version, eb, ebsize);
+                err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version, signers,
+                                    eb, ebsize);
             }
         } else if (v.kind == VERDICT_DUPLICATE) {
-            err = finish_duplicate(c, &a, pack, patterns, sha256, &cur, &pos, eb, ebsize);
+            err = finish_duplicate(c, &a, pack, patterns, sha256, sig_json, signers, &cur, &pos,
+                                   eb, ebsize);
         }
         gov_state_rulepack_clear(&cur);
         if (err != GOV_ERR_CONFLICT)
@@ -456,6 +512,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             err = gov_state_offset_write(r, &pos, eb, ebsize);
     }
 out:
+    gov_free(sig_json);
     gov_rulepack_free(pack);
     return err;
 }
@@ -469,6 +526,14 @@ int main(int argc, char **argv) {
         return exit_code;
 
     ctx_t c = {.p = p, .limits = configured_limits()};
+    /* Without its own trust it would accept packs nobody vouched for. */
+    char eb[512];
+    if (gov_file_trust_load(trust_file, &c.trust, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "rule-pack trust file cannot be used (set GOV_RULEPACK_TRUST_FILE)",
+                "path", trust_file ? trust_file : "(unset)", "error", eb, (const char *)NULL);
+        gov_processor_shutdown(p);
+        return 1;
+    }
     gov_metrics_t *mr = gov_processor_metrics(p);
     c.m_rejected = gov_metrics_counter(mr, "rulepack_rejected_total",
         "Rule packs rejected, by tenant and reason code.", 2, (const char *[]){"tenant", "reason"});
@@ -478,6 +543,13 @@ int main(int argc, char **argv) {
     snprintf(nrules, sizeof nrules, "%zu", c.limits.max_rules);
     gov_log(GOV_LOG_INFO, "rule pack limits", "max_rules", nrules, (const char *)NULL);
 
+    char nsigners[24];
+    snprintf(nsigners, sizeof nsigners, "%zu", gov_trust_count(c.trust));
+    gov_log(GOV_LOG_INFO, "rule-pack trust loaded", "path", trust_file, "signers", nsigners,
+            (const char *)NULL);
+
     gov_processor_run(p, handle, &c);
-    return gov_processor_shutdown(p);
+    int rc = gov_processor_shutdown(p);
+    gov_trust_free(c.trust);
+    return rc;
 }
