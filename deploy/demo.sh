@@ -4,8 +4,10 @@
 #   demo.sh trust   two Ed25519 signer keys (govctl keygen) and the trust file of
 #                   gov-constitution: both signers, threshold 2, for tenants "demo"
 #                   and "bench" only (bench/run.sh publishes for bench); neither
-#                   takes a document that names no tenant; run before the services
-#                   start
+#                   takes a document that names no tenant; and one rule-pack
+#                   operator key with the rule-pack trust of gov-rulepacks and
+#                   gov-edge (threshold 1, the same two tenants); run before the
+#                   services start
 #   demo.sh load    a SomaBrain-shaped constitution for tenant "demo", signed by both
 #                   signers (govctl sign), served by a real nginx on 127.0.0.1:8790 as
 #                   /bundles/demo.json; one gov-somabrain-sync pass publishes it,
@@ -24,9 +26,12 @@ BIN="$(realpath -m "${GOV_BIN_DIR:-$ROOT/build/release/bin}")"
 GOVCTL="$BIN/govctl"
 PORT="${GOV_BUNDLE_SERVER_PORT:-8790}"
 TRUST="${GOV_TRUST_FILE:-$DEMO/trust.json}"
+RULEPACK_TRUST="${GOV_RULEPACK_TRUST_FILE:-$DEMO/rulepack-trust.json}"
 NGINX_CONF="$DEMO/bundle-nginx.conf"
 NGINX_PID="$VAR/run/bundle-nginx.pid"
 SIGNERS=(human_operator somabrain_root)
+# The demo's rule-pack operator: signs the demo and bench packs.
+PACK_SIGNER=pack_operator
 # The tenants the demo signers are trusted for (docs/runbooks/security.md).
 TRUST_TENANTS=(demo bench)
 
@@ -37,7 +42,34 @@ json_escape_file() { # prints the file as a JSON string body (PEM: only newlines
   awk 'BEGIN { ORS = "" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print $0 "\\n" }' "$1"
 }
 
+# The rule-pack trust: the demo pack operator's key, threshold 1, for the demo
+# tenants (docs/contracts.md "Signed rule packs").  The key is made once and kept.
+rulepack_trust() {
+  if [[ -s $RULEPACK_TRUST ]]; then
+    return 0
+  fi
+  [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
+  mkdir -p "$DEMO/keys"
+  chmod 700 "$DEMO/keys"
+  [[ -s "$DEMO/keys/$PACK_SIGNER.key" ]] \
+    || "$GOVCTL" keygen --signer "$PACK_SIGNER" --out "$DEMO/keys" >/dev/null
+  say "demo rule-pack trust: signer $PACK_SIGNER, threshold 1, tenants ${TRUST_TENANTS[*]} -> $RULEPACK_TRUST"
+  local t first=1
+  {
+    printf '{"signers": {"%s": "%s"},\n "tenants": {' "$PACK_SIGNER" \
+      "$(json_escape_file "$DEMO/keys/$PACK_SIGNER.pub")"
+    for t in "${TRUST_TENANTS[@]}"; do
+      [[ $first -eq 1 ]] || printf ','
+      first=0
+      printf '\n  "%s": {"threshold": 1, "signers": ["%s"]}' "$t" "$PACK_SIGNER"
+    done
+    printf '}}\n'
+  } >"$RULEPACK_TRUST.tmp"
+  mv -f "$RULEPACK_TRUST.tmp" "$RULEPACK_TRUST"
+}
+
 cmd_trust() {
+  rulepack_trust
   # A trust file this script wrote before tenants were bound (the older
   # {"threshold", "signers"} form) is rewritten; the keys are kept.
   if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
@@ -164,20 +196,23 @@ EOF
   say "demo constitution signed by ${SIGNERS[*]}: $out"
 }
 
-# The demo tenant's rule pack (deploy/demo/rulepack-demo.json): validated and published
-# with govctl, then waited for until gov-rulepacks has materialized it. Publishing the
-# same file again is a replay that gov-rulepacks recognises and ignores.
+# The demo tenant's rule pack (deploy/demo/rulepack-demo.json): validated, signed by
+# the demo pack operator (detached, into var/demo) and published with govctl, then
+# waited for until gov-rulepacks has materialized it. Publishing the same file again
+# is a replay that gov-rulepacks recognises and ignores.
 publish_rulepack() {
   local pack="$SCRIPT_DIR/demo/rulepack-demo.json" key='policy:rulepack:{demo}:meta'
-  local summary version current="" i
+  local sigs="$DEMO/rulepack-demo.sig" summary version current="" i
   if [[ ! -x $BIN/gov-rulepacks ]]; then
     say "demo: gov-rulepacks not built, demo rule pack not published"
     return 0
   fi
   summary="$("$GOVCTL" rulepack validate "$pack")" || die "the demo rule pack does not validate: $pack"
   version="$(sed -n 's/^OK .* version=\([^ ]*\) .*/\1/p' <<<"$summary")"
-  say "publishing the demo rule pack (${summary#OK })"
-  "$GOVCTL" rulepack publish "$pack" >/dev/null || die "govctl rulepack publish failed"
+  "$GOVCTL" rulepack sign --signer "$PACK_SIGNER" --key "$DEMO/keys/$PACK_SIGNER.key" \
+    --sigs "$sigs" "$pack" >/dev/null || die "govctl rulepack sign failed"
+  say "publishing the demo rule pack (${summary#OK }), signed by $PACK_SIGNER"
+  "$GOVCTL" rulepack publish --sigs "$sigs" "$pack" >/dev/null || die "govctl rulepack publish failed"
   for i in $(seq 1 100); do
     current="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" \
       HGET "$key" version 2>/dev/null || true)"
