@@ -37,6 +37,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_rulepack.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -930,6 +931,25 @@ json_t *itest_bundle_event(const char *tenant, const char *doc, const char *cano
                      "occurred_at", (json_int_t)gov_now_micros(), "tenant", tenant,
                      "document_json", doc, "canonicalization", canon, "hash_alg", alg,
                      "checksum", cs, "signatures", sigs, "source", "itest", "etag");
+}
+
+void itest_sign_rulepack_event(json_t *ev, EVP_PKEY *const *keys, const char *const *ids,
+                               const int *who) {
+    json_t *text = json_object_get(ev, "rulepack_json"), *sigs = json_array();
+    gov_rulepack_t *pack = NULL;
+    char hex[GOV_SHA256_HEXLEN + 1];
+    if (gov_rulepack_parse(json_string_value(text), json_string_length(text), NULL, &pack, NULL,
+                           NULL, 0) == GOV_OK &&
+        gov_rulepack_digest_hex(pack, hex) == GOV_OK) {
+        for (size_t i = 0; who[i] >= 0; i++) {
+            char sig[129];
+            itest_sign_hex(keys[who[i]], hex, sig);
+            json_array_append_new(sigs, json_pack("{s:s, s:s, s:s}", "signer_id", ids[who[i]],
+                                                  "algorithm", "ed25519", "signature", sig));
+        }
+    }
+    gov_rulepack_free(pack);
+    json_object_set_new(ev, "signatures", sigs);
 }
 
 /* --- private processes ------------------------------------------------------ */

@@ -7,8 +7,9 @@
  * the environment is not usable, with a message saying what is missing.
  *
  * Every test uses these rather than its own copy:
- *   - keys and PEM files, trust files, signed bundles (itest_ed25519_new,
- *     itest_public_pem, itest_write_trust, itest_bundle_event);
+ *   - keys and PEM files, trust files, signed bundles and packs
+ *     (itest_ed25519_new, itest_public_pem, itest_write_trust,
+ *     itest_bundle_event, itest_sign_rulepack_event);
  *   - a private processor with its own component name, consumer group and
  *     admin port, ready when started (itest_proc_start / itest_proc_stop):
  *     a test then reads only what that component emitted, so the stack's
@@ -189,6 +190,15 @@ void itest_checksum(const char *doc, const char *canon, const char *alg, char ou
 json_t *itest_bundle_event(const char *tenant, const char *doc, const char *canon, const char *alg,
                            const char *checksum, EVP_PKEY *const *keys, const char *const *ids,
                            const int *who);
+
+/* Signs a RulePackPublished event (ev, borrowed; its "rulepack_json"): sets
+ * its "signatures" to one Ed25519 signature of the pack's digest
+ * (gov_rulepack_digest_hex, the pack parsed with the default limits) for
+ * each who[i] (an index into keys and ids; -1 ends), as `govctl rulepack
+ * sign` makes them.  A pack that does not parse gets an empty array
+ * (gov-rulepacks refuses it before it looks at signatures). */
+void itest_sign_rulepack_event(json_t *ev, EVP_PKEY *const *keys, const char *const *ids,
+                               const int *who);
 
 /* --- private processes ------------------------------------------------------ */
 

@@ -2,7 +2,10 @@
  *
  * Real processes against the real broker: a private redis-server and a
  * private gov-rulepacks (own consumer group, own admin port, max_rules
- * lowered to 20 through its configuration).  Packs are the demo pack of
+ * lowered to 20 through its configuration, its own rule-pack trust: signer
+ * itest-ops for this run's tenants, itest-ops-b for tenant2 only).  Every
+ * pack is signed by itest-ops as `govctl rulepack sign` signs, unless the
+ * case is about signatures.  Packs are the demo pack of
  * deploy/demo/rulepack-demo.json, re-targeted to a tenant no other run uses
  * and varied by text edits; each is produced to the real policy.rulepacks
  * topic as an Avro RulePackPublished, exactly what `govctl rulepack publish`
@@ -42,7 +45,12 @@ static int redis_port;
  * and audits the same events under its own name. */
 static itest_proc_t proc;
 static char tenant[64], tenant2[64];
-static char env_redis[48], env_brokers[300], env_rules[64];
+static char env_redis[48], env_brokers[300], env_rules[64], env_trust[600], tenant3[64];
+/* keys[i] signs as ids[i]: the trusted operator, an operator trusted for
+ * tenant2 only, and a key that is in no trust file posing as itest-ops. */
+static EVP_PKEY *keys[3];
+static const char *const ids[] = {"itest-ops", "itest-ops-b", "itest-ops"};
+static const int by_ops[] = {0, -1};
 static char v1_canonical_sha[GOV_SHA256_HEXLEN + 1];
 static char *v1_canonical;         /* what Redis must hold while v1 is current */
 static char v1_event_id[GOV_UUID_STRLEN + 1];
@@ -82,13 +90,23 @@ static char *canonical_of(const char *text, char sha[GOV_SHA256_HEXLEN + 1]) {
     return out;
 }
 
-static json_t *event_for(const char *t, const char *pack_id, const char *version,
-                         const char *text) {
+/* A RulePackPublished event for the pack text, signed as who[] says. */
+static json_t *event_signed(const char *t, const char *pack_id, const char *version,
+                            const char *text, const int *who) {
     char id[GOV_UUID_STRLEN + 1];
     assert_int_equal(gov_uuid_v7(id), GOV_OK);
-    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
-                     (json_int_t)gov_now_micros(), "tenant", t, "pack_id", pack_id, "version",
-                     version, "rulepack_json", text, "published_by", "itest-rulepacks");
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
+                           (json_int_t)gov_now_micros(), "tenant", t, "pack_id", pack_id,
+                           "version", version, "rulepack_json", text, "published_by",
+                           "itest-rulepacks");
+    itest_sign_rulepack_event(ev, keys, ids, who);
+    return ev;
+}
+
+/* The same, signed by the trusted operator. */
+static json_t *event_for(const char *t, const char *pack_id, const char *version,
+                         const char *text) {
+    return event_signed(t, pack_id, version, text, by_ops);
 }
 
 static const char *ev_id(const json_t *ev) {
@@ -276,10 +294,25 @@ static int setup(void **state) {
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
-    const char *env[] = {env_redis, env_brokers, env_rules, NULL};
-    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     itest_unique("rp", tenant, sizeof tenant);
     itest_unique("rp2", tenant2, sizeof tenant2);
+    itest_unique("rp3", tenant3, sizeof tenant3);
+    for (int i = 0; i < 3; i++)
+        keys[i] = itest_ed25519_new();
+    char *pem0 = itest_public_pem(keys[0]), *pem1 = itest_public_pem(keys[1]);
+    json_t *trust = json_pack(
+        "{s:{s:s, s:s}, s:{s:{s:i, s:[s]}, s:{s:i, s:[s, s]}, s:{s:i, s:[s]}}}", "signers",
+        ids[0], pem0, ids[1], pem1, "tenants", tenant, "threshold", 1, "signers", ids[0],
+        tenant2, "threshold", 1, "signers", ids[0], ids[1], tenant3, "threshold", 1, "signers",
+        ids[0]);
+    const char *trust_path = itest_log_path("itest-rulepacks-trust.json");
+    assert_int_equal(json_dump_file(trust, trust_path, 0), 0);
+    json_decref(trust);
+    free(pem0);
+    free(pem1);
+    snprintf(env_trust, sizeof env_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
+    const char *env[] = {env_redis, env_brokers, env_rules, env_trust, NULL};
+    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     catch_up();
     return 0;
 }
@@ -291,6 +324,8 @@ static int teardown(void **state) {
         itest_stop(redis_pid, SIGTERM, 5000);
     free(v1_canonical);
     json_decref(v1_event);
+    for (int i = 0; i < 3; i++)
+        EVP_PKEY_free(keys[i]);
     return rc;
 }
 
@@ -386,7 +421,7 @@ static char *pack_with_rules(const char *t, size_t n) {
 static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
     (void)state;
     assert_non_null(v1_canonical);
-    bad_case_t cases[20];
+    bad_case_t cases[24];
     size_t n = 0;
     char *t;
 #define PACK_CASE(reason_, part_, field_, from_, to_)                                            \
@@ -418,7 +453,34 @@ static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
     cases[n++] = (bad_case_t){"too_many_rules", "rules holds 21 rules (limit 20)", "rules",
                               event_for(tenant, "demo-baseline", "2.0.0", t)};
     free(t);
-    /* valid packs that are not what the event announces */
+    /* valid packs that are not signed as the rule-pack trust requires */
+    static const int nobody[] = {-1}, by_ops_b[] = {1, -1}, by_rogue[] = {2, -1};
+    t = demo_pack(tenant, "2.0.0", NULL, NULL);
+    cases[n++] = (bad_case_t){"no_signatures", "no signature", "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, nobody)};
+    /* itest-ops-b is trusted, for tenant2 only: no weight here */
+    cases[n++] = (bad_case_t){"untrusted_signer", "\"itest-ops-b\" is not a trusted signer",
+                              "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, by_ops_b)};
+    cases[n++] = (bad_case_t){"invalid_signature",
+                              "the signature of trusted signer \"itest-ops\" does not verify",
+                              "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, by_rogue)};
+    free(t);
+    /* a signed pack of another version than the signed one: signatures of
+     * the 2.0.0 pack carried by a 2.0.1 pack (the digest covers it all) */
+    t = demo_pack(tenant, "2.0.0", NULL, NULL);
+    json_t *signed_200 = event_for(tenant, "demo-baseline", "2.0.0", t);
+    free(t);
+    t = demo_pack(tenant, "2.0.1", NULL, NULL);
+    json_t *ev_201 = event_signed(tenant, "demo-baseline", "2.0.1", t, nobody);
+    json_object_set(ev_201, "signatures", json_object_get(signed_200, "signatures"));
+    json_decref(signed_200);
+    cases[n++] = (bad_case_t){"invalid_signature", "does not verify", "signatures", ev_201};
+    free(t);
+    /* valid packs that are not what the event announces; the first is
+     * signed for tenant2 by a signer trusted there, and published for
+     * tenant: refused whatever its signatures */
     t = demo_pack(tenant2, "2.0.0", NULL, NULL);
     cases[n++] = (bad_case_t){"tenant_mismatch", tenant2, "tenant",
                               event_for(tenant, "demo-baseline", "2.0.0", t)};
@@ -615,7 +677,7 @@ static void test_unreadable_current_pack_refuses_changes(void **state) {
     /* a key of the wrong type: the same refusal, not a retry loop that
      * would block every tenant of the partition */
     char t3[64];
-    itest_unique("rp3", t3, sizeof t3);
+    snprintf(t3, sizeof t3, "%s", tenant3);
     assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
                                         "HSET policy:rulepack:{%s}:history x y", t3), GOV_OK);
     text = demo_pack(t3, "1.0.0", NULL, NULL);
