@@ -360,6 +360,15 @@ static void test_accepted_pack_is_materialized(void **state) {
     v = redis_hget(tenant, "previous_version");
     assert_string_equal(v, "");
     free(v);
+    /* who signed, and the signatures themselves: what every edge verifies */
+    v = redis_hget(tenant, "signers");
+    assert_string_equal(v, "itest-ops");
+    free(v);
+    v = redis_hget(tenant, "signatures");
+    json_t *stored = json_loads(v ? v : "", 0, NULL);
+    assert_true(json_equal(stored, json_object_get(ev, "signatures")));
+    json_decref(stored);
+    free(v);
     redisReply *r = NULL;
     char eb[200];
     assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
@@ -387,6 +396,7 @@ static void test_accepted_pack_is_materialized(void **state) {
     assert_int_equal(json_integer_value(json_object_get(d, "rules")), 12);
     assert_string_equal(json_string_value(json_object_get(d, "sha256")), v1_canonical_sha);
     assert_true(json_is_null(json_object_get(d, "previous_version")));
+    assert_string_equal(json_string_value(json_object_get(d, "signers")), "itest-ops");
     json_decref(d);
     audit_want_clear(&w);
     snprintf(v1_event_id, sizeof v1_event_id, "%s", ev_id(ev));
@@ -731,6 +741,179 @@ static void test_poison_goes_to_dlq(void **state) {
     json_decref(ev);
 }
 
+/* --- what an edge serves -------------------------------------------------------------- */
+
+static itest_proc_t edge;
+static char env_ctrust[600];
+
+static void start_edge(void) {
+    static char env_reconcile[48] = "GOV_RECONCILE=200ms";
+    const char *env[] = {env_redis, env_ctrust, env_trust, env_reconcile, NULL};
+    itest_proc_start(&edge, "gov-edge", NULL, env, "itest-rulepacks-edge.log");
+}
+
+/* The rule pack version the edge evaluates tenant t with ("" when it
+ * answers otherwise), and the HTTP status. */
+static long served_pack(const char *t, char version[64]) {
+    char url[256], req[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/evaluate", edge.url);
+    snprintf(req, sizeof req,
+             "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"u\",\"role\":\"analyst\","
+             "\"prompt\":\"hello\"}", t);
+    long st = itest_http_post_json(url, req, &body);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    snprintf(version, 64, "%s", json_string_value(json_object_get(j, "rulepack_version")) ?: "");
+    json_decref(j);
+    free(body);
+    return st;
+}
+
+/* edge_state_rejected_total{tenant=t,kind="rulepack",reason}, -1 when none. */
+static double edge_refused(const char *t, const char *reason) {
+    char f1[128], f3[96];
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
+    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
+    const char *flt[] = {f1, "kind=\"rulepack\"", f3, NULL};
+    return itest_proc_metric(&edge, "edge_state_rejected_total", flt);
+}
+
+/* 1 when the edge's /readyz answers 200, degraded, naming tenant:t degraded. */
+static int edge_degraded(const char *t) {
+    char *body = NULL, name[96];
+    long st = itest_proc_get(&edge, "/readyz", &body);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    free(body);
+    snprintf(name, sizeof name, "tenant:%s", t);
+    int found = 0;
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(j, "components"), i, c)
+        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0 &&
+            strcmp(json_string_value(json_object_get(c, "state")) ?: "", "degraded") == 0)
+            found = 1;
+    int top = strcmp(json_string_value(json_object_get(j, "status")) ?: "", "degraded") == 0;
+    json_decref(j);
+    return st == 200 && found && top;
+}
+
+typedef struct pack_wait {
+    const char *tenant, *version;
+} pack_wait_t;
+
+static int serves_version(void *opaque) {
+    pack_wait_t *w = opaque;
+    char v[64];
+    return served_pack(w->tenant, v) == 200 && strcmp(v, w->version) == 0;
+}
+
+typedef struct refusal_wait {
+    const char *tenant, *reason;
+} refusal_wait_t;
+
+static int refused_now(void *opaque) {
+    refusal_wait_t *w = opaque;
+    return edge_refused(w->tenant, w->reason) >= 1;
+}
+
+/* Stores a constitution for t as gov-constitution stores an accepted one:
+ * a canonical (JCS) document, its SHA-256 and itest-ops's signature, which
+ * the edge verifies against env_ctrust.  Written here rather than through a
+ * private gov-constitution: the constitution is not what is under test, and
+ * it is verified all the same. */
+static void store_constitution(const char *t) {
+    char doc[512], eb[200];
+    snprintf(doc, sizeof doc, "{\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],"
+             "\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},"
+             "\"tenant\":\"%s\",\"version\":\"1.0.0\"}", t);
+    json_t *b = itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, ids, by_ops);
+    char *sj = json_dumps(json_object_get(b, "signatures"), JSON_COMPACT);
+    gov_redis_t *r = itest_redis();
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET constitution:{%s} checksum %s hash_alg sha256 "
+                                        "canonicalization jcs version 1.0.0 signers itest-ops "
+                                        "source itest verified_at 1 signatures %s", t,
+                                        json_string_value(json_object_get(b, "checksum")), sj),
+                     GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET constitution:{%s}:doc %s",
+                                        t, doc), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SADD constitution:tenants %s", t),
+                     GOV_OK);
+    free(sj);
+    json_decref(b);
+}
+
+/* Redis is not a trust root for packs either: a private gov-edge verifies
+ * every pack it loads against its own rule-pack trust.  A signed pack copied
+ * to another tenant and a forged successor (consistent meta, the signatures
+ * of the real pack) are refused - counted, the tenant degraded in /readyz -
+ * while the last verified pack stays served; after a restart, with nothing
+ * verified to fall back on, the tenant is not served at all. */
+static void test_edge_verifies_the_packs_redis_holds(void **state) {
+    (void)state;
+    char eb[200], v[64];
+    /* tenant's current pack is 1.1.0, accepted by gov-rulepacks above */
+    char *pems[1] = {itest_public_pem(keys[0])};
+    const char *ctrust = itest_log_path("itest-rulepacks-ctrust.json");
+    itest_write_trust_tenant_pems(ctrust, tenant, 1, 0, 1, ids, (const char *const *)pems);
+    free(pems[0]);
+    snprintf(env_ctrust, sizeof env_ctrust, "GOV_TRUST_FILE=%s", ctrust);
+    store_constitution(tenant);
+
+    /* tenant's signed pack copied byte for byte, signatures and all, to tenant3 */
+    gov_redis_t *r = itest_redis();
+    char *pack = redis_get("policy:rulepack:{%s}", tenant), *sigs = redis_hget(tenant, "signatures");
+    assert_non_null(pack);
+    assert_non_null(sigs);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET policy:rulepack:{%s} %s",
+                                        tenant3, pack), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:meta signatures %s", tenant3,
+                                        sigs), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "SADD policy:rulepack:tenants %s", tenant3), GOV_OK);
+
+    start_edge();
+    pack_wait_t want = {tenant, "1.1.0"};
+    if (itest_wait_for(serves_version, &want, 10000, 20) < 0)
+        fail_msg("the edge does not serve %s's signed pack 1.1.0", tenant);
+    refusal_wait_t copied = {tenant3, "tenant_mismatch"};
+    if (itest_wait_for(refused_now, &copied, 10000, 20) < 0)
+        fail_msg("the edge did not refuse the pack copied to %s", tenant3);
+    assert_true(edge_degraded(tenant3));
+    assert_true(edge_refused(tenant, "invalid_signature") < 0);
+
+    /* a forged successor: another pack (9.0.0, a higher threshold), the
+     * meta made consistent with it, the real pack's signatures beside it */
+    char *text = demo_pack(tenant, "9.0.0", "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.99");
+    char fsha[GOV_SHA256_HEXLEN + 1];
+    char *forged = canonical_of(text, fsha);
+    free(text);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET policy:rulepack:{%s} %s",
+                                        tenant, forged), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:meta sha256 %s version 9.0.0",
+                                        tenant, fsha), GOV_OK);
+    refusal_wait_t forged_w = {tenant, "invalid_signature"};
+    if (itest_wait_for(refused_now, &forged_w, 10000, 20) < 0)
+        fail_msg("the edge did not refuse the forged pack of %s", tenant);
+    assert_int_equal(served_pack(tenant, v), 200);
+    assert_string_equal(v, "1.1.0");   /* the last verified pack */
+    assert_true(edge_degraded(tenant));
+
+    /* restarted: the forged pack is refused again, and nothing is served */
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    start_edge();
+    if (itest_wait_for(refused_now, &forged_w, 10000, 20) < 0)
+        fail_msg("the restarted edge did not refuse the forged pack of %s", tenant);
+    assert_int_equal(served_pack(tenant, v), 503);
+    assert_string_equal(v, "");
+    assert_true(edge_degraded(tenant));
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    free(forged);
+    free(pack);
+    free(sigs);
+}
+
 static void test_metrics_pass_promtool(void **state) {
     (void)state;
     char *body = metrics_text();
@@ -750,6 +933,7 @@ int main(void) {
         cmocka_unit_test(test_unreadable_current_pack_refuses_changes),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_metrics_pass_promtool),
+        cmocka_unit_test(test_edge_verifies_the_packs_redis_holds),
     };
     return cmocka_run_group_tests_name("rulepacks", tests, setup, teardown);
 }
