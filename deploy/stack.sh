@@ -35,6 +35,7 @@ TOPICS=(
   constitution.bundles
   constitution.updated
   policy.rulepacks
+  policy.rulepacks.updated
   policy.decisions
   identity.tokens
   identity.keys

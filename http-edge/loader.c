@@ -1,16 +1,17 @@
 /* loader.c - keeps the edge's snapshot in step with Redis.
  *
  * One thread, one Redis connection, one Kafka consumer.  It:
- *   1. subscribes to constitution.updated and policy.rulepacks with a
- *      group of its own (every
- *      edge replica must see every event; new groups start at the end, and
- *      nothing is committed - the state of record is Redis, not the topic);
+ *   1. subscribes to constitution.updated and policy.rulepacks.updated with
+ *      a group of its own (every edge replica must see every event; new
+ *      groups start at the end, and nothing is committed - the state of
+ *      record is Redis, not the topic);
  *   2. loads every tenant listed in constitution:tenants or
  *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
- *   3. on each ConstitutionUpdated reloads that tenant from Redis; on each
- *      RulePackPublished too, and again every 50 ms for a few seconds until
- *      Redis holds that version (gov-rulepacks materializes it meanwhile);
+ *   3. on each ConstitutionUpdated or RulePackUpdated reloads that tenant
+ *      from Redis: both are produced by their processor AFTER the state is
+ *      materialized, so the reload finds it, whenever the processor got to
+ *      it (restarted, busy) - no edge lags Redis beyond the propagation time;
  *   4. every reconcile_ms compares each tenant's checksum in Redis with the
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
@@ -331,61 +332,6 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     return err;
 }
 
-/* A rule pack event can arrive before gov-rulepacks materialized the pack:
- * the tenant is reloaded until Redis has that version, for a few seconds. */
-#define PENDING_MAX 256
-#define PENDING_WINDOW_US 5000000
-
-typedef struct pending {
-    char tenant[GOV_TENANT_MAX + 1];
-    char version[GOV_VERSION_MAX];
-    int64_t deadline_us, next_us;
-} pending_t;
-
-static pending_t pending[PENDING_MAX];
-static size_t npending;
-
-static int pack_version_is(edge_loader_t *l, const char *tenant, const char *version) {
-    edge_snapshot_t *s = edge_state_acquire(l->edge->state);
-    const edge_tenant_t *t = edge_snapshot_find(s, tenant);
-    int yes = t && t->rulepack.pack && strcmp(gov_rulepack_version(t->rulepack.pack), version) == 0;
-    edge_snapshot_release(s);
-    return yes;
-}
-
-static void pending_add(const char *tenant, const char *version) {
-    int64_t now = gov_mono_micros();
-    for (size_t i = 0; i < npending; i++)
-        if (strcmp(pending[i].tenant, tenant) == 0) {
-            snprintf(pending[i].version, sizeof pending[i].version, "%s", version);
-            pending[i].deadline_us = now + PENDING_WINDOW_US;
-            return;
-        }
-    if (npending == PENDING_MAX)
-        return; /* the periodic reconcile still catches it */
-    pending_t *p = &pending[npending++];
-    snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
-    snprintf(p->version, sizeof p->version, "%s", version);
-    p->deadline_us = now + PENDING_WINDOW_US;
-    p->next_us = now + 50000;
-}
-
-static void pending_run(edge_loader_t *l) {
-    int64_t now = gov_mono_micros();
-    for (size_t i = 0; i < npending;) {
-        pending_t *p = &pending[i];
-        if (now >= p->next_us) {
-            load_tenant(l, p->tenant, "event");
-            p->next_us = now + 50000;
-            if (pack_version_is(l, p->tenant, p->version) || now >= p->deadline_us) {
-                pending[i] = pending[--npending];
-                continue;
-            }
-        }
-        i++;
-    }
-}
-
 static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     json_t *ev = NULL;
     const char *type = NULL;
@@ -397,14 +343,8 @@ static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     }
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     if (tenant && gov_tenant_valid(tenant, strlen(tenant))) {
-        if (strcmp(type, "ConstitutionUpdated") == 0) {
+        if (strcmp(type, "ConstitutionUpdated") == 0 || strcmp(type, "RulePackUpdated") == 0)
             load_tenant(l, tenant, "event");
-        } else if (strcmp(type, "RulePackPublished") == 0) {
-            const char *version = json_string_value(json_object_get(ev, "version"));
-            load_tenant(l, tenant, "event");
-            if (version && !pack_version_is(l, tenant, version))
-                pending_add(tenant, version);
-        }
     }
     json_decref(ev);
 }
@@ -431,12 +371,10 @@ static void *loader_main(void *arg) {
     attempt = 0;
     while (l->running) {
         gov_kafka_msg_t *m = NULL;
-        if (gov_kafka_consumer_poll(l->consumer, npending ? 20 : 200, &m) == GOV_OK) {
+        if (gov_kafka_consumer_poll(l->consumer, 200, &m) == GOV_OK) {
             on_event(l, m);
             gov_kafka_msg_free(m);
         }
-        if (npending)
-            pending_run(l);
         int64_t now = gov_mono_micros();
         if (now >= next_health) {
             next_health = now + 1000000;
@@ -494,7 +432,7 @@ gov_err_t edge_loader_start(edge_t *e, edge_loader_t **out, char *errbuf, size_t
     char group[160], host[64] = "host";
     gethostname(host, sizeof host - 1);
     snprintf(group, sizeof group, "gov-edge-%s-%s-%d", e->cfg.edge_id, host, (int)getpid());
-    const char *topics[] = {"constitution.updated", "policy.rulepacks"};
+    const char *topics[] = {"constitution.updated", "policy.rulepacks.updated"};
     const char *extra[] = {"auto.offset.reset", "latest", "enable.auto.commit", "false", NULL};
     err = gov_kafka_consumer_new(e->cfg.kafka_brokers, group, "gov-edge", topics, 2, extra,
                                  &l->consumer, errbuf, errbuf_size);

@@ -191,17 +191,30 @@ static void test_validate_errors_name_rule_and_field(void **state) {
         EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", path), cases[i].code, cases[i].message);
     }
 
-    /* the processor's limits, from its configuration variables */
+    /* the contract limits, the processor's and every edge's: nothing in
+     * the environment changes them */
     const char *path = write_pack("demo.json", demo);
     const char *env5[] = {"GOV_RULEPACK_MAX_RULES=5", NULL};
-    EXPECT_FAIL(GOVCTL(env5, "rulepack", "validate", path), "too_many_rules",
-                "rules holds 12 rules (limit 5)\n");
-    const char *envp[] = {"GOV_RULEPACK_MAX_PATTERN_LEN=16", NULL};
-    EXPECT_FAIL(GOVCTL(envp, "rulepack", "validate", path), "pattern_too_long",
-                "rules[0] (pii.email): match.prompt[0].regex is 37 bytes (limit 16)\n");
-    const char *envbad[] = {"GOV_RULEPACK_MAX_RULES=many", NULL};
-    EXPECT_USAGE(GOVCTL(envbad, "rulepack", "validate", path));
-    assert_non_null(strstr(g_err, "GOV_RULEPACK_MAX_RULES"));
+    EXPECT_OK(GOVCTL(env5, "rulepack", "validate", path));
+    json_t *doc = json_loads(demo, 0, NULL);
+    json_t *rules = json_object_get(doc, "rules");
+    json_t *plain = NULL;   /* a rule without prompt patterns: copies compile nothing */
+    for (size_t i = 0; plain == NULL && i < json_array_size(rules); i++)
+        if (json_object_get(json_object_get(json_array_get(rules, i), "match"), "prompt") == NULL)
+            plain = json_array_get(rules, i);
+    assert_non_null(plain);
+    for (size_t i = json_array_size(rules); i <= 500; i++) {
+        json_t *r = json_deep_copy(plain);
+        char id[32];
+        snprintf(id, sizeof id, "extra.rule_%03zu", i);
+        json_object_set_new(r, "id", json_string(id));
+        json_array_append_new(rules, r);
+    }
+    char *big = json_dumps(doc, 0);
+    json_decref(doc);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", write_pack("501.json", big)),
+                "too_many_rules", "rules holds 501 rules (limit 500)\n");
+    free(big);
 
     /* files */
     char missing[PATH_MAX + 32];

@@ -1,8 +1,8 @@
 /* test_rulepacks.c - RulePackPublished -> gov-rulepacks -> Redis + audit.
  *
  * Real processes against the real broker: a private redis-server and a
- * private gov-rulepacks (own consumer group, own admin port, max_rules
- * lowered to 20 through its configuration, its own rule-pack trust: signer
+ * private gov-rulepacks (own consumer group, own admin port, its own
+ * rule-pack trust: signer
  * itest-ops for this run's tenants, itest-ops-b for tenant2 only).  Every
  * pack is signed by itest-ops as `govctl rulepack sign` signs, unless the
  * case is about signatures.  Packs are the demo pack of
@@ -35,7 +35,9 @@
 #include "itest_util.h"
 
 #define TOPIC "policy.rulepacks"
-#define MAX_RULES_CONFIGURED 20
+/* The contract limit on rules (gov_rulepack_limits_default): the same for
+ * every processor and every edge, not configurable. */
+#define MAX_RULES_CONTRACT 500
 
 #define COMPONENT "gov-rulepacks-itest"
 
@@ -44,8 +46,10 @@ static int redis_port;
 /* A deployment of its own: the stack's gov-rulepacks consumes the same topic
  * and audits the same events under its own name. */
 static itest_proc_t proc;
+static itest_proc_t edge;   /* a private gov-edge on the private Redis, when running */
+static char env_ctrust[600];
 static char tenant[64], tenant2[64];
-static char env_redis[48], env_brokers[300], env_rules[64], env_trust[600], tenant3[64];
+static char env_redis[48], env_brokers[300], env_trust[600], tenant3[64], tenant4[64];
 /* keys[i] signs as ids[i]: the trusted operator, an operator trusted for
  * tenant2 only, and a key that is in no trust file posing as itest-ops. */
 static EVP_PKEY *keys[3];
@@ -238,6 +242,39 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     return w->nfound == w->n;
 }
 
+/* RulePackUpdated events on policy.rulepacks.updated emitted by COMPONENT
+ * (the stack's gov-rulepacks emits its own) for published events ids[]. */
+static int collect_updates(void *opaque, const gov_kafka_msg_t *m) {
+    audit_want_t *w = opaque;
+    int at_end = w->stop_offset >= 0 && m->partition == w->partition &&
+                 m->offset >= w->stop_offset;
+    if (m->key_len != strlen(w->tenant_key) || memcmp(m->key, w->tenant_key, m->key_len) != 0)
+        return at_end;
+    json_t *ev = NULL;
+    const char *type;
+    char eb[200];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return at_end;
+    w->partition = m->partition;
+    const char *pub = json_string_value(json_object_get(ev, "published_event_id"));
+    const char *comp = json_string_value(json_object_get(ev, "component"));
+    if (strcmp(type, "RulePackUpdated") != 0 || comp == NULL || strcmp(comp, COMPONENT) != 0)
+        pub = NULL;
+    for (size_t i = 0; pub && i < w->n; i++) {
+        if (strcmp(w->ids[i], pub) != 0)
+            continue;
+        if (w->found[i] == NULL) {
+            w->found[i] = json_incref(ev);
+            w->nfound++;
+        }
+        w->copies[i]++;
+    }
+    json_decref(ev);
+    if (w->stop_offset >= 0)
+        return at_end;
+    return w->nfound == w->n;
+}
+
 static void audit_want_clear(audit_want_t *w) {
     for (size_t i = 0; i < w->n; i++)
         json_decref(w->found[i]);
@@ -293,25 +330,25 @@ static int setup(void **state) {
     putenv(env_redis); /* itest_redis() talks to the private Redis */
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
     itest_unique("rp", tenant, sizeof tenant);
     itest_unique("rp2", tenant2, sizeof tenant2);
     itest_unique("rp3", tenant3, sizeof tenant3);
+    itest_unique("rp4", tenant4, sizeof tenant4);
     for (int i = 0; i < 3; i++)
         keys[i] = itest_ed25519_new();
     char *pem0 = itest_public_pem(keys[0]), *pem1 = itest_public_pem(keys[1]);
     json_t *trust = json_pack(
-        "{s:{s:s, s:s}, s:{s:{s:i, s:[s]}, s:{s:i, s:[s, s]}, s:{s:i, s:[s]}}}", "signers",
-        ids[0], pem0, ids[1], pem1, "tenants", tenant, "threshold", 1, "signers", ids[0],
-        tenant2, "threshold", 1, "signers", ids[0], ids[1], tenant3, "threshold", 1, "signers",
-        ids[0]);
+        "{s:{s:s, s:s}, s:{s:{s:i, s:[s]}, s:{s:i, s:[s, s]}, s:{s:i, s:[s]}, s:{s:i, s:[s]}}}",
+        "signers", ids[0], pem0, ids[1], pem1, "tenants", tenant, "threshold", 1, "signers",
+        ids[0], tenant2, "threshold", 1, "signers", ids[0], ids[1], tenant3, "threshold", 1,
+        "signers", ids[0], tenant4, "threshold", 1, "signers", ids[0]);
     const char *trust_path = itest_log_path("itest-rulepacks-trust.json");
     assert_int_equal(json_dump_file(trust, trust_path, 0), 0);
     json_decref(trust);
     free(pem0);
     free(pem1);
     snprintf(env_trust, sizeof env_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
-    const char *env[] = {env_redis, env_brokers, env_rules, env_trust, NULL};
+    const char *env[] = {env_redis, env_brokers, env_trust, NULL};
     itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     catch_up();
     return 0;
@@ -319,7 +356,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    int rc = itest_proc_stop(&proc);
+    int rc = itest_proc_stop(&edge);
+    rc |= itest_proc_stop(&proc);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     free(v1_canonical);
@@ -459,8 +497,8 @@ static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
               "\"id\": \"role.junior_export\", \"priority\": 3,");
     PACK_CASE("invalid_json", "pack is not valid JSON", NULL,
               "\"rules\": [", "\"rules\": [[");
-    t = pack_with_rules(tenant, MAX_RULES_CONFIGURED + 1);
-    cases[n++] = (bad_case_t){"too_many_rules", "rules holds 21 rules (limit 20)", "rules",
+    t = pack_with_rules(tenant, MAX_RULES_CONTRACT + 1);
+    cases[n++] = (bad_case_t){"too_many_rules", "rules holds 501 rules (limit 500)", "rules",
                               event_for(tenant, "demo-baseline", "2.0.0", t)};
     free(t);
     /* valid packs that are not signed as the rule-pack trust requires */
@@ -606,6 +644,33 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
     audit_want_clear(&w);
 
+    /* and no RulePackUpdated for the replay: replays are silent; the
+     * redelivered v1 event announces v1 again under its one derived id */
+    memset(&w, 0, sizeof w);
+    w.ids[0] = v1_event_id;
+    w.n = 1;
+    w.tenant_key = tenant;
+    w.partition = -1;
+    w.stop_offset = -1;
+    assert_true(itest_consume_until("policy.rulepacks.updated", collect_updates, &w, 60000));
+    part = w.partition;
+    audit_want_clear(&w);
+    memset(&w, 0, sizeof w);
+    w.ids[0] = ev_id(again);
+    w.ids[1] = v1_event_id;
+    w.n = 2;
+    w.tenant_key = tenant;
+    w.partition = part;
+    w.stop_offset = itest_high_watermark("policy.rulepacks.updated", part) - 1;
+    assert_true(itest_consume_until("policy.rulepacks.updated", collect_updates, &w, 60000));
+    assert_int_equal(w.copies[0], 0);
+    assert_true(w.copies[1] >= 2);
+    derived_id(v1_event, "rulepack.updated", want_id);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "sha256")), v1_canonical_sha);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "version")), "1.0.0");
+    audit_want_clear(&w);
+
     /* 3. a newer version replaces it; v1 goes to the history */
     text = demo_pack(tenant, "1.1.0", "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.65");
     char v2_sha[GOV_SHA256_HEXLEN + 1];
@@ -743,11 +808,11 @@ static void test_poison_goes_to_dlq(void **state) {
 
 /* --- what an edge serves -------------------------------------------------------------- */
 
-static itest_proc_t edge;
-static char env_ctrust[600];
-
-static void start_edge(void) {
-    static char env_reconcile[48] = "GOV_RECONCILE=200ms";
+/* reconcile: "200ms" where Redis is written by hand (no event), "60s"
+ * where only the update events may bring a change in time. */
+static void start_edge(const char *reconcile) {
+    static char env_reconcile[48];
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", reconcile);
     const char *env[] = {env_redis, env_ctrust, env_trust, env_reconcile, NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-rulepacks-edge.log");
 }
@@ -842,6 +907,112 @@ static void store_constitution(const char *t) {
     json_decref(b);
 }
 
+/* The edges' constitution trust: itest-ops, for every tenant (the older
+ * form); documents name their tenant. */
+static void write_constitution_trust(void) {
+    const char *ctrust = itest_log_path("itest-rulepacks-ctrust.json");
+    itest_write_trust(ctrust, 1, 1, ids, keys);
+    snprintf(env_ctrust, sizeof env_ctrust, "GOV_TRUST_FILE=%s", ctrust);
+}
+
+static int64_t percentile(int64_t *v, size_t n, int p) {
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            int64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    size_t k = (n * (size_t)p + 99) / 100;
+    return v[k ? k - 1 : 0];
+}
+
+/* The version of tenant t's pack in the private Redis ("" for none). */
+static void redis_version(const char *t, char out[64]) {
+    char *v = redis_hget(t, "version");
+    snprintf(out, 64, "%s", v ? v : "");
+    free(v);
+}
+
+/* A small signed pack for t at version v: two prompt literals, so what is
+ * measured below is propagation, not Vectorscan compiling a large pack
+ * (the demo pack's 18 patterns cost ~60 ms of CPU on every replica). */
+static char *small_pack(const char *t, const char *v) {
+    char *text = malloc(1024);
+    snprintf(text, 1024,
+             "{\"pack_id\":\"small\",\"tenant\":\"%s\",\"version\":\"%s\",\"rules\":["
+             "{\"id\":\"secrets.password\",\"severity\":\"high\",\"weight\":0.3,\"effect\":\"add\","
+             "\"message\":\"password\",\"match\":{\"prompt\":[{\"literal\":\"password\"}]}},"
+             "{\"id\":\"shell.rm\",\"severity\":\"critical\",\"weight\":0.1,\"effect\":\"deny\","
+             "\"message\":\"rm\",\"match\":{\"prompt\":[{\"literal\":\"rm -rf /\"}]}}]}", t, v);
+    return text;
+}
+
+/* Rule packs are announced after they are materialized (RulePackUpdated):
+ * an edge whose reconcile is a minute away serves what Redis holds within
+ * the propagation time, also when gov-rulepacks was down while the pack was
+ * published.  Measured: from the moment Redis holds a version to the moment
+ * the edge evaluates with it, p95 over 20 publications. */
+static void test_edge_follows_what_gov_rulepacks_materializes(void **state) {
+    (void)state;
+    char v[64], ver[16];
+    write_constitution_trust();
+    store_constitution(tenant4);
+    start_edge("60s");
+
+    int64_t lag_us[20];
+    for (int i = 0; i < 20; i++) {
+        snprintf(ver, sizeof ver, "1.0.%d", i);
+        char *text = small_pack(tenant4, ver);
+        json_t *ev = event_for(tenant4, "small", ver, text);
+        free(text);
+        publish(ev);
+        json_decref(ev);
+        int64_t t0 = gov_mono_micros(), in_redis = -1;
+        for (;;) {
+            if (gov_mono_micros() - t0 > 30000000LL)
+                fail_msg("version %s not in Redis and served within 30 s", ver);
+            if (in_redis < 0) {
+                redis_version(tenant4, v);
+                if (strcmp(v, ver) == 0)
+                    in_redis = gov_mono_micros();
+            }
+            if (served_pack(tenant4, v) == 200 && strcmp(v, ver) == 0) {
+                /* served no later than seen in Redis: no lag to measure */
+                lag_us[i] = in_redis < 0 ? 0 : gov_mono_micros() - in_redis;
+                break;
+            }
+        }
+    }
+    int64_t p95 = percentile(lag_us, 20, 95), p50 = percentile(lag_us, 20, 50);
+    print_message("edge behind Redis: p50 %lld us, p95 %lld us (20 publications)\n",
+                  (long long)p50, (long long)p95);
+    if (p95 > 100000)
+        fail_msg("the edge lagged Redis by %lld us at p95 (bound: 100 ms)", (long long)p95);
+
+    /* gov-rulepacks down while 2.0.0 is published: Redis and the edge keep
+     * 1.0.19; once it is back, the edge serves 2.0.0 within 10 s of its
+     * readiness - by the event, the reconcile is a minute away */
+    assert_int_equal(itest_proc_stop(&proc), 0);
+    char *text = small_pack(tenant4, "2.0.0");
+    json_t *ev = event_for(tenant4, "small", "2.0.0", text);
+    free(text);
+    produced_t p = publish(ev);
+    json_decref(ev);
+    redis_version(tenant4, v);
+    assert_string_equal(v, "1.0.19");
+    assert_int_equal(served_pack(tenant4, v), 200);
+    assert_string_equal(v, "1.0.19");
+    const char *env[] = {env_redis, env_brokers, env_trust, NULL};
+    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
+    pack_wait_t want = {tenant4, "2.0.0"};
+    long ms = itest_wait_for(serves_version, &want, 10000, 5);
+    if (ms < 0)
+        fail_msg("the edge did not serve 2.0.0 within 10 s of gov-rulepacks' restart");
+    wait_processed(p);
+    print_message("2.0.0 served %ld ms after gov-rulepacks was ready again\n", ms);
+    assert_int_equal(itest_proc_stop(&edge), 0);
+}
+
 /* Redis is not a trust root for packs either: a private gov-edge verifies
  * every pack it loads against its own rule-pack trust.  A signed pack copied
  * to another tenant and a forged successor (consistent meta, the signatures
@@ -852,11 +1023,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
     (void)state;
     char eb[200], v[64];
     /* tenant's current pack is 1.1.0, accepted by gov-rulepacks above */
-    char *pems[1] = {itest_public_pem(keys[0])};
-    const char *ctrust = itest_log_path("itest-rulepacks-ctrust.json");
-    itest_write_trust_tenant_pems(ctrust, tenant, 1, 0, 1, ids, (const char *const *)pems);
-    free(pems[0]);
-    snprintf(env_ctrust, sizeof env_ctrust, "GOV_TRUST_FILE=%s", ctrust);
+    write_constitution_trust();
     store_constitution(tenant);
 
     /* tenant's signed pack copied byte for byte, signatures and all, to tenant3 */
@@ -872,7 +1039,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
     assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
                                         "SADD policy:rulepack:tenants %s", tenant3), GOV_OK);
 
-    start_edge();
+    start_edge("200ms");
     pack_wait_t want = {tenant, "1.1.0"};
     if (itest_wait_for(serves_version, &want, 10000, 20) < 0)
         fail_msg("the edge does not serve %s's signed pack 1.1.0", tenant);
@@ -902,7 +1069,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
 
     /* restarted: the forged pack is refused again, and nothing is served */
     assert_int_equal(itest_proc_stop(&edge), 0);
-    start_edge();
+    start_edge("200ms");
     if (itest_wait_for(refused_now, &forged_w, 10000, 20) < 0)
         fail_msg("the restarted edge did not refuse the forged pack of %s", tenant);
     assert_int_equal(served_pack(tenant, v), 503);
@@ -933,6 +1100,7 @@ int main(void) {
         cmocka_unit_test(test_unreadable_current_pack_refuses_changes),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_metrics_pass_promtool),
+        cmocka_unit_test(test_edge_follows_what_gov_rulepacks_materializes),
         cmocka_unit_test(test_edge_verifies_the_packs_redis_holds),
     };
     return cmocka_run_group_tests_name("rulepacks", tests, setup, teardown);

@@ -2,9 +2,9 @@
  *
  * The operator's side of rule packs (docs/policy.md).  Every rule lives in
  * libgov: gov_rulepack_parse validates and compiles, so `govctl rulepack
- * validate` answers exactly what gov-rulepacks would for the pack itself,
- * under the same limits when the GOV_RULEPACK_MAX_* variables of the
- * processor are in the environment (the library defaults otherwise).
+ * validate` answers exactly what gov-rulepacks and every edge would for the
+ * pack itself, under the same limits (contract constants: nothing to
+ * configure, nothing to get out of step).
  * govctl_publish_event (publish.c) puts the RulePackPublished event on
  * policy.rulepacks.
  *
@@ -29,9 +29,7 @@
  * recognised as a replay there, and shows in its audit events), or publish
  * a pack it would reject.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,66 +55,19 @@ static const char *const RULEPACK_HELP =
     "govctl rulepack validate FILE | govctl rulepack sign --signer ID --key PRIV.pem "
     "[--sigs SIGFILE] FILE | govctl rulepack publish [--brokers B] [--sigs SIGFILE] FILE";
 
-/* --- limits --------------------------------------------------------------------- */
-
-/* The processor's limit keys, read from the environment the way gov-rulepacks
- * reads them (GOV_<KEY>), with its bounds. */
-typedef struct limit_key {
-    const char *env;
-    long min, max;
-    size_t off;      /* offset of the size_t field; (size_t)-1 for max_depth */
-} limit_key_t;
-
-#define LIMIT_FIELD(f) offsetof(gov_rulepack_limits_t, f)
-static const limit_key_t limit_keys[] = {
-    {"GOV_RULEPACK_MAX_BYTES", 1024, 16L << 20, LIMIT_FIELD(max_bytes)},
-    {"GOV_RULEPACK_MAX_DEPTH", 2, 64, (size_t)-1},
-    {"GOV_RULEPACK_MAX_RULES", 1, 100000, LIMIT_FIELD(max_rules)},
-    {"GOV_RULEPACK_MAX_PATTERNS", 1, 100000, LIMIT_FIELD(max_patterns)},
-    {"GOV_RULEPACK_MAX_PATTERN_BYTES", 1, 16L << 20, LIMIT_FIELD(max_pattern_bytes)},
-    {"GOV_RULEPACK_MAX_PATTERN_LEN", 1, 1L << 20, LIMIT_FIELD(max_pattern_len)},
-    {"GOV_RULEPACK_MAX_SET_ENTRIES", 1, 100000, LIMIT_FIELD(max_set_entries)},
-    {"GOV_RULEPACK_MAX_METADATA_KEYS", 1, 4096, LIMIT_FIELD(max_metadata_keys)},
-    {"GOV_RULEPACK_MAX_VALUE_BYTES", 1, 65536, LIMIT_FIELD(max_value_bytes)},
-    {"GOV_RULEPACK_MAX_TEXT_BYTES", 1, 1L << 20, LIMIT_FIELD(max_text_bytes)},
-};
-
-/* The library defaults, overridden by the GOV_RULEPACK_MAX_* variables that
- * are set.  GOVCTL_OK, or GOVCTL_USAGE naming a malformed variable. */
-static int limits_from_env(gov_rulepack_limits_t *l) {
-    *l = gov_rulepack_limits_default();
-    for (size_t i = 0; i < sizeof limit_keys / sizeof limit_keys[0]; i++) {
-        const limit_key_t *k = &limit_keys[i];
-        const char *v = getenv(k->env);
-        if (v == NULL || v[0] == 0)
-            continue;
-        char *end = NULL;
-        errno = 0;
-        long n = strtol(v, &end, 10);
-        if (errno != 0 || end == v || *end != 0 || n < k->min || n > k->max)
-            return govctl_usage("%s must be an integer in %ld..%ld", k->env, k->min, k->max);
-        if (k->off == (size_t)-1)
-            l->max_depth = (int)n;
-        else
-            *(size_t *)((char *)l + k->off) = (size_t)n;
-    }
-    return GOVCTL_OK;
-}
-
 /* --- validate -------------------------------------------------------------------- */
 
 /* Reads and validates path.  GOVCTL_OK with a new pack in *pack and the
  * text in *text (gov_free), or GOVCTL_FAIL after printing
  * "govctl: <code>: <message naming the rule and field>". */
-static int load_pack(const char *path, const gov_rulepack_limits_t *limits, char **text,
-                     size_t *text_len, gov_rulepack_t **pack) {
+static int load_pack(const char *path, char **text, size_t *text_len, gov_rulepack_t **pack) {
     char eb[1024] = "";
     gov_rulepack_error_t detail;
     *pack = NULL;
     int rc = govctl_read_file(path, RULEPACK_READ_MAX, text, text_len);
     if (rc != GOVCTL_OK)
         return rc;
-    gov_err_t err = gov_rulepack_parse(*text, *text_len, limits, pack, &detail, eb, sizeof eb);
+    gov_err_t err = gov_rulepack_parse(*text, *text_len, NULL, pack, &detail, eb, sizeof eb);
     if (err == GOV_OK)
         return GOVCTL_OK;
     gov_free(*text);
@@ -141,14 +92,11 @@ static int rulepack_validate(int argc, char **argv) {
     static const char *help = "govctl rulepack validate FILE";
     if (argc != 2 || (argv[1][0] == '-' && argv[1][1] != 0))
         return govctl_usage("%s  [exactly one FILE (or - for stdin) is required]", help);
-    gov_rulepack_limits_t limits;
-    int rc = limits_from_env(&limits);
-    if (rc != GOVCTL_OK)
-        return rc;
+    int rc;
     char *text = NULL;
     size_t len = 0;
     gov_rulepack_t *pack = NULL;
-    if ((rc = load_pack(argv[1], &limits, &text, &len, &pack)) != GOVCTL_OK)
+    if ((rc = load_pack(argv[1], &text, &len, &pack)) != GOVCTL_OK)
         return rc;
     printf("OK pack_id=%s tenant=%s version=%s rules=%zu patterns=%zu\n", gov_rulepack_id(pack),
            gov_rulepack_tenant(pack), gov_rulepack_version(pack), gov_rulepack_rule_count(pack),
@@ -205,12 +153,9 @@ static int sign_pack(const char *path, const char *sigfile, const char *signer, 
     size_t len = 0;
     gov_rulepack_t *pack = NULL;
     json_t *old = NULL, *doc = NULL;
-    gov_rulepack_limits_t limits;
-    int rc = limits_from_env(&limits);
-    if (rc != GOVCTL_OK)
-        return rc;
+    int rc;
     /* A signer never vouches for a pack gov-rulepacks would refuse. */
-    if ((rc = load_pack(path, &limits, &text, &len, &pack)) != GOVCTL_OK)
+    if ((rc = load_pack(path, &text, &len, &pack)) != GOVCTL_OK)
         return rc;
     rc = GOVCTL_FAIL;
     if (gov_rulepack_digest_hex(pack, hex) != GOV_OK) {
@@ -301,11 +246,8 @@ static int publish_pack(const char *path, const char *sigfile, const char *broke
     size_t len = 0;
     gov_rulepack_t *pack = NULL;
     json_t *ev = NULL, *sigs = NULL;
-    gov_rulepack_limits_t limits;
-    int rc = limits_from_env(&limits);
-    if (rc != GOVCTL_OK)
-        return rc;
-    if ((rc = load_pack(path, &limits, &text, &len, &pack)) != GOVCTL_OK)
+    int rc;
+    if ((rc = load_pack(path, &text, &len, &pack)) != GOVCTL_OK)
         return rc;
     rc = GOVCTL_FAIL;
     if (access(sigfile, F_OK) != 0) {

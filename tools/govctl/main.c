@@ -121,7 +121,7 @@ static void usage(FILE *out) {
           "  publish --tenant T [--brokers B] [--source S] BUNDLE.json\n"
           "                            produce the bundle to constitution.bundles (acks=all)\n"
           "  rulepack validate FILE|-  every rule pack rule of docs/policy.md, offline, as\n"
-          "                            gov-rulepacks (limits from GOV_RULEPACK_MAX_* when set)\n"
+          "                            gov-rulepacks and every edge (the contract limits)\n"
           "  rulepack sign --signer ID --key PRIV.pem [--sigs SIGFILE] FILE\n"
           "                            validate, then add ID's Ed25519 signature of the pack's\n"
           "                            canonical SHA-256 to SIGFILE (default FILE.sig)\n"
