@@ -65,7 +65,10 @@ enum {
 };
 
 /* Bounds on untrusted pack text.  gov_rulepack_limits_default() gives the
- * documented defaults (docs/policy.md, "Limits"). */
+ * contract limits (docs/policy.md "Limits", docs/contracts.md "Signed rule
+ * packs"): gov-rulepacks, every edge and govctl parse with them (limits
+ * NULL), and they are not configurable, so whatever gov-rulepacks accepts
+ * every edge loads.  Other values are for tests and fuzzing. */
 typedef struct gov_rulepack_limits {
     size_t max_bytes;            /* pack text; default 512 KiB (fits one 1 MiB Avro message) */
     int max_depth;               /* JSON nesting, top level = 1; default 8 (max 64) */
