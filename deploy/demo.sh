@@ -42,53 +42,23 @@ json_escape_file() { # prints the file as a JSON string body (PEM: only newlines
   awk 'BEGIN { ORS = "" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print $0 "\\n" }' "$1"
 }
 
-# The rule-pack trust: the demo pack operator's key, threshold 1, for the demo
-# tenants (docs/contracts.md "Signed rule packs").  The key is made once and kept.
-rulepack_trust() {
-  if [[ -s $RULEPACK_TRUST ]]; then
-    return 0
-  fi
+# write_trust FILE THRESHOLD EXTRA SIGNER...: makes the signers' keys (once; kept)
+# and writes FILE binding all of them, with THRESHOLD (and EXTRA members), to each of
+# TRUST_TENANTS (the trust-file format of docs/contracts.md).
+write_trust() {
+  local file=$1 threshold=$2 extra=$3 s t ids first=1
+  shift 3
   [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
   mkdir -p "$DEMO/keys"
   chmod 700 "$DEMO/keys"
-  [[ -s "$DEMO/keys/$PACK_SIGNER.key" ]] \
-    || "$GOVCTL" keygen --signer "$PACK_SIGNER" --out "$DEMO/keys" >/dev/null
-  say "demo rule-pack trust: signer $PACK_SIGNER, threshold 1, tenants ${TRUST_TENANTS[*]} -> $RULEPACK_TRUST"
-  local t first=1
-  {
-    printf '{"signers": {"%s": "%s"},\n "tenants": {' "$PACK_SIGNER" \
-      "$(json_escape_file "$DEMO/keys/$PACK_SIGNER.pub")"
-    for t in "${TRUST_TENANTS[@]}"; do
-      [[ $first -eq 1 ]] || printf ','
-      first=0
-      printf '\n  "%s": {"threshold": 1, "signers": ["%s"]}' "$t" "$PACK_SIGNER"
-    done
-    printf '}}\n'
-  } >"$RULEPACK_TRUST.tmp"
-  mv -f "$RULEPACK_TRUST.tmp" "$RULEPACK_TRUST"
-}
-
-cmd_trust() {
-  rulepack_trust
-  # A trust file this script wrote before tenants were bound (the older
-  # {"threshold", "signers"} form) is rewritten; the keys are kept.
-  if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
-    return 0
-  fi
-  [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
-  mkdir -p "$DEMO/keys"
-  chmod 700 "$DEMO/keys"
-  local s first=1
-  for s in "${SIGNERS[@]}"; do
+  for s in "$@"; do
     [[ -s "$DEMO/keys/$s.key" ]] || "$GOVCTL" keygen --signer "$s" --out "$DEMO/keys" >/dev/null
   done
-  say "demo trust: signers ${SIGNERS[*]}, threshold 2, tenants ${TRUST_TENANTS[*]} -> $TRUST"
-  local ids t
-  ids="$(printf '"%s", ' "${SIGNERS[@]}")"
+  ids="$(printf '"%s", ' "$@")"
   ids="[${ids%, }]"
   {
     printf '{"signers": {'
-    for s in "${SIGNERS[@]}"; do
+    for s in "$@"; do
       [[ $first -eq 1 ]] || printf ', '
       first=0
       printf '"%s": "%s"' "$s" "$(json_escape_file "$DEMO/keys/$s.pub")"
@@ -98,11 +68,27 @@ cmd_trust() {
     for t in "${TRUST_TENANTS[@]}"; do
       [[ $first -eq 1 ]] || printf ','
       first=0
-      printf '\n  "%s": {"threshold": 2, "signers": %s, "unbound_documents": false}' "$t" "$ids"
+      printf '\n  "%s": {"threshold": %s, "signers": %s%s}' "$t" "$threshold" "$ids" "$extra"
     done
     printf '}}\n'
-  } >"$TRUST.tmp"
-  mv -f "$TRUST.tmp" "$TRUST"
+  } >"$file.tmp"
+  mv -f "$file.tmp" "$file"
+}
+
+cmd_trust() {
+  # The rule-pack trust: the demo pack operator's key, threshold 1, for the demo
+  # tenants (docs/contracts.md "Signed rule packs").
+  if [[ ! -s $RULEPACK_TRUST ]]; then
+    say "demo rule-pack trust: signer $PACK_SIGNER, threshold 1, tenants ${TRUST_TENANTS[*]} -> $RULEPACK_TRUST"
+    write_trust "$RULEPACK_TRUST" 1 "" "$PACK_SIGNER"
+  fi
+  # A trust file this script wrote before tenants were bound (the older
+  # {"threshold", "signers"} form) is rewritten; the keys are kept.
+  if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
+    return 0
+  fi
+  say "demo trust: signers ${SIGNERS[*]}, threshold 2, tenants ${TRUST_TENANTS[*]} -> $TRUST"
+  write_trust "$TRUST" 2 ', "unbound_documents": false' "${SIGNERS[@]}"
 }
 
 write_nginx_conf() {

@@ -1000,6 +1000,37 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
         fail_msg("%s did not become ready on port %d (var/test-logs/%s)", bin, p->port, logname);
 }
 
+double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
+                          const char *reason) {
+    char f1[128], f2[64], f3[96];
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
+    snprintf(f2, sizeof f2, "kind=\"%s\"", kind);
+    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
+    const char *flt[] = {f1, f2, f3, NULL};
+    return itest_proc_metric(edge, "edge_state_rejected_total", flt);
+}
+
+int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
+    char *body = NULL, name[96];
+    long st = itest_proc_get(edge, "/readyz", &body);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    free(body);
+    snprintf(name, sizeof name, "tenant:%s", tenant);
+    int found = 0;
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(j, "components"), i, c) {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *state = json_string_value(json_object_get(c, "state"));
+        if (n && state && strcmp(n, name) == 0 && strcmp(state, "degraded") == 0)
+            found = 1;
+    }
+    const char *top = json_string_value(json_object_get(j, "status"));
+    int degraded = top != NULL && strcmp(top, "degraded") == 0;
+    json_decref(j);
+    return st == 200 && found && degraded;
+}
+
 int itest_proc_stop(itest_proc_t *p) {
     if (p->pid <= 0)
         return 0;

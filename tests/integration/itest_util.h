@@ -239,6 +239,13 @@ long itest_proc_get(const itest_proc_t *p, const char *path, char **body);
  * matched or /metrics did not answer. */
 double itest_proc_metric(const itest_proc_t *p, const char *name, const char *const *filters);
 
+/* For a private gov-edge: edge_state_rejected_total{tenant,kind,reason} of
+ * its /metrics (-1 when no sample), and 1 when its /readyz answers 200,
+ * "degraded", and names component tenant:<tenant> degraded. */
+double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
+                          const char *reason);
+int itest_edge_degraded(const itest_proc_t *edge, const char *tenant);
+
 /* --- waiting on outcomes ---------------------------------------------------- */
 
 /* Polls ready(opaque) every interval_ms until it returns non-zero or

@@ -209,8 +209,12 @@ typedef struct audit_want {
     const char *tenant_key;
     int32_t partition;     /* of the tenant's audit events, -1 until seen */
     int64_t stop_offset;   /* when >= 0: read up to this offset, then stop */
+    const char *type;      /* the schema looked for: NULL for AuditEvent */
 } audit_want_t;
 
+/* Events emitted by COMPONENT (the stack's gov-rulepacks emits its own for
+ * the same input) that refer to one of ids[]: AuditEvents by their
+ * correlation_id, RulePackUpdated (w->type) by its published_event_id. */
 static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     audit_want_t *w = opaque;
     int at_end = w->stop_offset >= 0 && m->partition == w->partition &&
@@ -223,45 +227,14 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
         return at_end;
     w->partition = m->partition;
-    const char *corr = json_string_value(json_object_get(ev, "correlation_id"));
+    const char *want_type = w->type ? w->type : "AuditEvent";
+    const char *corr = json_string_value(json_object_get(
+        ev, w->type ? "published_event_id" : "correlation_id"));
     const char *comp = json_string_value(json_object_get(ev, "component"));
-    if (comp == NULL || strcmp(comp, COMPONENT) != 0)
-        corr = NULL; /* another deployment's audit of the same event */
+    if (strcmp(type, want_type) != 0 || comp == NULL || strcmp(comp, COMPONENT) != 0)
+        corr = NULL; /* another deployment's event about the same input */
     for (size_t i = 0; corr && i < w->n; i++) {
         if (strcmp(w->ids[i], corr) != 0)
-            continue;
-        if (w->found[i] == NULL) {
-            w->found[i] = json_incref(ev);
-            w->nfound++;
-        }
-        w->copies[i]++;
-    }
-    json_decref(ev);
-    if (w->stop_offset >= 0)
-        return at_end;
-    return w->nfound == w->n;
-}
-
-/* RulePackUpdated events on policy.rulepacks.updated emitted by COMPONENT
- * (the stack's gov-rulepacks emits its own) for published events ids[]. */
-static int collect_updates(void *opaque, const gov_kafka_msg_t *m) {
-    audit_want_t *w = opaque;
-    int at_end = w->stop_offset >= 0 && m->partition == w->partition &&
-                 m->offset >= w->stop_offset;
-    if (m->key_len != strlen(w->tenant_key) || memcmp(m->key, w->tenant_key, m->key_len) != 0)
-        return at_end;
-    json_t *ev = NULL;
-    const char *type;
-    char eb[200];
-    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
-        return at_end;
-    w->partition = m->partition;
-    const char *pub = json_string_value(json_object_get(ev, "published_event_id"));
-    const char *comp = json_string_value(json_object_get(ev, "component"));
-    if (strcmp(type, "RulePackUpdated") != 0 || comp == NULL || strcmp(comp, COMPONENT) != 0)
-        pub = NULL;
-    for (size_t i = 0; pub && i < w->n; i++) {
-        if (strcmp(w->ids[i], pub) != 0)
             continue;
         if (w->found[i] == NULL) {
             w->found[i] = json_incref(ev);
@@ -591,6 +564,36 @@ static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
     audit_want_clear(&w);
 }
 
+/* Reads the tenant's partition of topic (events of `type`, NULL for
+ * AuditEvent) to its end: none of COMPONENT's refers to the replay
+ * `again`, and the ones for v1's event came at least twice (its first
+ * delivery and the redelivery).  w holds what was found (audit_want_clear). */
+static void replay_events(audit_want_t *w, const char *topic, const char *type,
+                          const char *again) {
+    memset(w, 0, sizeof *w);
+    w->ids[0] = v1_event_id;   /* first find the partition of the tenant's events */
+    w->n = 1;
+    w->tenant_key = tenant;
+    w->partition = -1;
+    w->stop_offset = -1;
+    w->type = type;
+    assert_true(itest_consume_until(topic, collect_audit, w, 60000));
+    int32_t part = w->partition;
+    audit_want_clear(w);
+    memset(w, 0, sizeof *w);
+    w->ids[0] = again;
+    w->ids[1] = v1_event_id;
+    w->n = 2;
+    w->tenant_key = tenant;
+    w->partition = part;
+    w->stop_offset = itest_high_watermark(topic, part) - 1;
+    w->type = type;
+    assert_true(itest_consume_until(topic, collect_audit, w, 60000));
+    assert_null(w->found[0]);
+    assert_int_equal(w->copies[0], 0);
+    assert_true(w->copies[1] >= 2);
+}
+
 static void test_replays_are_duplicates_and_newer_versions_replace(void **state) {
     (void)state;
     assert_non_null(v1_event);
@@ -617,54 +620,19 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     assert_current_is(tenant, v1_canonical);
 
     /* Everything gov-rulepacks produced for those two is acknowledged (the
-     * offset key is written after it): read the tenant's audit partition to
-     * its end.  No audit event for the re-published pack; the accepted one
-     * of v1 at least twice, every copy with the same derived id. */
-    audit_want_t w = {.ids = {ev_id(again), v1_event_id}, .n = 2, .tenant_key = tenant,
-                      .partition = -1, .stop_offset = -1};
-    w.n = 1;
-    w.ids[0] = v1_event_id;   /* first find the partition of the tenant's audit events */
-    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
-    audit_want_clear(&w);
-    int32_t part = w.partition;
-    memset(&w, 0, sizeof w);
-    w.ids[0] = ev_id(again);
-    w.ids[1] = v1_event_id;
-    w.n = 2;
-    w.tenant_key = tenant;
-    w.partition = part;
-    w.stop_offset = itest_high_watermark("identity.audit", part) - 1;
-    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
-    assert_null(w.found[0]);
-    assert_int_equal(w.copies[0], 0);
+     * offset key is written after it): read the tenant's partitions of
+     * identity.audit and policy.rulepacks.updated to their ends.  No audit
+     * event and no RulePackUpdated for the re-published pack (replays are
+     * silent); the accepted audit event and the update of v1 at least
+     * twice, every copy with its one derived id. */
+    audit_want_t w;
+    replay_events(&w, "identity.audit", NULL, ev_id(again));
     print_message("accepted audit event of v1 seen %d times, all with one event id\n", w.copies[1]);
-    assert_true(w.copies[1] >= 2);
     char want_id[GOV_UUID_STRLEN + 1];
     derived_id(v1_event, "rulepack.accepted", want_id);
     assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
     audit_want_clear(&w);
-
-    /* and no RulePackUpdated for the replay: replays are silent; the
-     * redelivered v1 event announces v1 again under its one derived id */
-    memset(&w, 0, sizeof w);
-    w.ids[0] = v1_event_id;
-    w.n = 1;
-    w.tenant_key = tenant;
-    w.partition = -1;
-    w.stop_offset = -1;
-    assert_true(itest_consume_until("policy.rulepacks.updated", collect_updates, &w, 60000));
-    part = w.partition;
-    audit_want_clear(&w);
-    memset(&w, 0, sizeof w);
-    w.ids[0] = ev_id(again);
-    w.ids[1] = v1_event_id;
-    w.n = 2;
-    w.tenant_key = tenant;
-    w.partition = part;
-    w.stop_offset = itest_high_watermark("policy.rulepacks.updated", part) - 1;
-    assert_true(itest_consume_until("policy.rulepacks.updated", collect_updates, &w, 60000));
-    assert_int_equal(w.copies[0], 0);
-    assert_true(w.copies[1] >= 2);
+    replay_events(&w, "policy.rulepacks.updated", "RulePackUpdated", ev_id(again));
     derived_id(v1_event, "rulepack.updated", want_id);
     assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
     assert_string_equal(json_string_value(json_object_get(w.found[1], "sha256")), v1_canonical_sha);
@@ -833,32 +801,8 @@ static long served_pack(const char *t, char version[64]) {
     return st;
 }
 
-/* edge_state_rejected_total{tenant=t,kind="rulepack",reason}, -1 when none. */
 static double edge_refused(const char *t, const char *reason) {
-    char f1[128], f3[96];
-    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
-    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
-    const char *flt[] = {f1, "kind=\"rulepack\"", f3, NULL};
-    return itest_proc_metric(&edge, "edge_state_rejected_total", flt);
-}
-
-/* 1 when the edge's /readyz answers 200, degraded, naming tenant:t degraded. */
-static int edge_degraded(const char *t) {
-    char *body = NULL, name[96];
-    long st = itest_proc_get(&edge, "/readyz", &body);
-    json_t *j = json_loads(body ? body : "", 0, NULL);
-    free(body);
-    snprintf(name, sizeof name, "tenant:%s", t);
-    int found = 0;
-    json_t *c;
-    size_t i;
-    json_array_foreach(json_object_get(j, "components"), i, c)
-        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0 &&
-            strcmp(json_string_value(json_object_get(c, "state")) ?: "", "degraded") == 0)
-            found = 1;
-    int top = strcmp(json_string_value(json_object_get(j, "status")) ?: "", "degraded") == 0;
-    json_decref(j);
-    return st == 200 && found && top;
+    return itest_edge_refused(&edge, t, "rulepack", reason);
 }
 
 typedef struct pack_wait {
@@ -1046,7 +990,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
     refusal_wait_t copied = {tenant3, "tenant_mismatch"};
     if (itest_wait_for(refused_now, &copied, 10000, 20) < 0)
         fail_msg("the edge did not refuse the pack copied to %s", tenant3);
-    assert_true(edge_degraded(tenant3));
+    assert_true(itest_edge_degraded(&edge, tenant3));
     assert_true(edge_refused(tenant, "invalid_signature") < 0);
 
     /* a forged successor: another pack (9.0.0, a higher threshold), the
@@ -1065,7 +1009,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
         fail_msg("the edge did not refuse the forged pack of %s", tenant);
     assert_int_equal(served_pack(tenant, v), 200);
     assert_string_equal(v, "1.1.0");   /* the last verified pack */
-    assert_true(edge_degraded(tenant));
+    assert_true(itest_edge_degraded(&edge, tenant));
 
     /* restarted: the forged pack is refused again, and nothing is served */
     assert_int_equal(itest_proc_stop(&edge), 0);
@@ -1074,7 +1018,7 @@ static void test_edge_verifies_the_packs_redis_holds(void **state) {
         fail_msg("the restarted edge did not refuse the forged pack of %s", tenant);
     assert_int_equal(served_pack(tenant, v), 503);
     assert_string_equal(v, "");
-    assert_true(edge_degraded(tenant));
+    assert_true(itest_edge_degraded(&edge, tenant));
     assert_int_equal(itest_proc_stop(&edge), 0);
     free(forged);
     free(pack);

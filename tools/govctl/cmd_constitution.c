@@ -670,31 +670,40 @@ out:
     return rc;
 }
 
-int govctl_cmd_sign(int argc, char **argv) {
-    static const char *help = "govctl sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json";
-    static const struct option opts[] = {
+int govctl_sign_options(int argc, char **argv, const char *help, const char *file_opt,
+                        const char **signer, const char **keypath, const char **file_val) {
+    const struct option opts[] = {
         {"signer", required_argument, NULL, 's'},
         {"key", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},
+        {file_opt, required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
-    const char *signer = NULL, *keypath = NULL, *out = NULL;
     int c;
+    *signer = *keypath = *file_val = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":s:k:o:", opts, NULL)) != -1) {
         switch (c) {
-        case 's': signer = optarg; break;
-        case 'k': keypath = optarg; break;
-        case 'o': out = optarg; break;
+        case 's': *signer = optarg; break;
+        case 'k': *keypath = optarg; break;
+        case 'o': *file_val = optarg; break;
         default: return bad_option(argc, argv, c, help);
         }
     }
-    if (signer == NULL || keypath == NULL)
+    if (*signer == NULL || *keypath == NULL)
         return govctl_usage("%s  [--signer and --key are required]", help);
-    if (!signer_id_valid(signer))
+    if (!signer_id_valid(*signer))
         return govctl_usage("%s  [signer id must be 1..%d chars of A-Z a-z 0-9 _ - . @ :]",
                             help, GOV_SIGNER_ID_MAX);
+    return GOVCTL_OK;
+}
+
+int govctl_cmd_sign(int argc, char **argv) {
+    static const char *help = "govctl sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json";
+    const char *signer, *keypath, *out;
+    int orc = govctl_sign_options(argc, argv, help, "out", &signer, &keypath, &out);
+    if (orc != GOVCTL_OK)
+        return orc;
     if (out != NULL && out[0] == 0)
         return govctl_usage("%s  [--out needs a file name]", help);
     if (argc - optind != 1)

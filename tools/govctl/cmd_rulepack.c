@@ -198,33 +198,10 @@ out:
 static int rulepack_sign(int argc, char **argv) {
     static const char *help =
         "govctl rulepack sign --signer ID --key PRIV.pem [--sigs SIGFILE] FILE";
-    static const struct option opts[] = {
-        {"signer", required_argument, NULL, 's'},
-        {"key", required_argument, NULL, 'k'},
-        {"sigs", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *signer = NULL, *keypath = NULL, *sigs_opt = NULL;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":s:k:o:", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': signer = optarg; break;
-        case 'k': keypath = optarg; break;
-        case 'o': sigs_opt = optarg; break;
-        default: {
-            const char *opt = optind >= 1 && optind - 1 < argc ? argv[optind - 1] : "?";
-            return govctl_usage(c == ':' ? "%s  [option '%s' needs a value]"
-                                         : "%s  [unknown option '%s']", help, opt);
-        }
-        }
-    }
-    if (signer == NULL || keypath == NULL)
-        return govctl_usage("%s  [--signer and --key are required]", help);
-    if (!gov_signer_id_valid(signer))
-        return govctl_usage("%s  [signer id must be 1..%d chars of A-Z a-z 0-9 _ - . @ :]", help,
-                            GOV_SIGNER_ID_MAX);
+    const char *signer, *keypath, *sigs_opt;
+    int orc = govctl_sign_options(argc, argv, help, "sigs", &signer, &keypath, &sigs_opt);
+    if (orc != GOVCTL_OK)
+        return orc;
     if (argc - optind != 1 || strcmp(argv[optind], "-") == 0)
         return govctl_usage("%s  [exactly one FILE (not stdin) is required]", help);
     char sigfile[4096];

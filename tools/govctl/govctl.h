@@ -84,6 +84,12 @@ int govctl_sign_hex(EVP_PKEY *key, const char *msg, char out[129]);
  * replaced by (or, when absent, followed by) {signer_id, algorithm
  * "ed25519", signature}.  A new array, or NULL when out of memory. */
 json_t *govctl_signatures_with(const json_t *old, const char *signer, const char *sig_hex);
+/* Parses the options of a signing command: --signer ID, --key PRIV.pem and
+ * --<file_opt> VALUE (optional; *file_val NULL when absent), all borrowed
+ * from argv; the signer id must be valid.  GOVCTL_OK with optind at the
+ * first operand, or GOVCTL_USAGE after printing help and why. */
+int govctl_sign_options(int argc, char **argv, const char *help, const char *file_opt,
+                        const char **signer, const char **keypath, const char **file_val);
 /* Replaces target with data atomically (temp file, fsync, rename). */
 int govctl_write_atomically(const char *target, const char *data, size_t len);
 
