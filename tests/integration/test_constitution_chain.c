@@ -39,7 +39,10 @@ static EVP_PKEY *keys[4]; /* alice, bob, carol trusted; mallory not */
 static const char *names[4] = {"alice", "bob", "carol", "mallory"};
 
 static void start_edge(void) {
-    const char *env[] = {env_redis, env_reconcile, env_trust, NULL};
+    /* the edge needs a rule-pack trust too; this test publishes no pack */
+    static char env_rp_trust[600];
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
+    const char *env[] = {env_redis, env_reconcile, env_trust, env_rp_trust, NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-constitution-edge.log");
 }
 
