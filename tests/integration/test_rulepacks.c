@@ -934,8 +934,14 @@ static void test_edge_follows_what_gov_rulepacks_materializes(void **state) {
     int64_t p95 = percentile(lag_us, N, 95), p50 = percentile(lag_us, N, 50);
     print_message("edge behind Redis: p50 %lld us, p95 %lld us (%d publications)\n",
                   (long long)p50, (long long)p95, N);
-    if (p95 > 100000)
-        fail_msg("the edge lagged Redis by %lld us at p95 (bound: 100 ms)", (long long)p95);
+    /* The contract's bound holds for the release binaries; the sanitizer
+     * build (the suite's second pass) runs every process several times
+     * slower, so it is held to five times the bound. */
+    const char *bins = getenv("ITEST_BIN_DIR");
+    int64_t bound = bins && strstr(bins, "asan") ? 500000 : 100000;
+    if (p95 > bound)
+        fail_msg("the edge lagged Redis by %lld us at p95 (bound: %lld ms)", (long long)p95,
+                 (long long)(bound / 1000));
 
     /* gov-rulepacks down while 2.0.0 is published: Redis and the edge keep
      * 1.0.39; once it is back, the edge serves 2.0.0 within 10 s of its
