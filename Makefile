@@ -57,7 +57,7 @@ $(1)_ITEST := $$(patsubst tests/integration/%.c,build/$(1)/itests/%,$$(ITEST_SRC
 
 build/$(1)/obj/%.o: %.c $$(COMMON_HDR) | build/gen/gov_schemas_gen.h
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$($(2)) $$(PKG_CFLAGS) -c $$< -o $$@
+	$$(CC) $$($(2)) $$(PKG_CFLAGS) -MMD -MP -c $$< -o $$@
 
 build/$(1)/libgov_core.a: $$($(1)_CORE_OBJ)
 	@rm -f $$@
@@ -132,7 +132,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon/core -Ibuil
 fuzz_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(CORE_SRC))
 build/fuzz/obj/%.o: %.c $(COMMON_HDR) | build/gen/gov_schemas_gen.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(CLANG) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 build/fuzz/libgov_core.a: $(fuzz_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -199,3 +199,8 @@ build/release/bench/%: build/release/obj/bench/%.o build/release/obj/bench/bench
 .PHONY: bench-tools
 bench-tools: deps-check $(BENCH_BINS)
 # --- end of bench block -------------------------------------------------------
+
+# Each object also depends on the headers it actually includes (a binary's
+# own headers, such as http-edge/edge.h, are not in COMMON_HDR): the
+# compiler writes them into a .d file beside the object.
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,11 +1,14 @@
 /* publish_rulepack - puts a rule pack on policy.rulepacks (RulePackPublished).
  *
- *   publish_rulepack [--brokers B] [--published-by WHO] PACK.json
+ *   publish_rulepack [--brokers B] [--published-by WHO] --sigs SIGFILE PACK.json
  *
- * The stand-in bench/run.sh uses while `govctl rulepack publish` does not
- * exist yet; when it does, run.sh uses govctl.  It is the real path all the
- * same: the pack is validated here with gov_rulepack_parse (what
- * gov-rulepacks will do again), the event is the RulePackPublished schema
+ * A stand-alone publisher for benchmarks that must not depend on govctl
+ * (bench/run.sh uses `govctl rulepack sign` and `govctl rulepack publish`).
+ * It is the real path all the same: the pack is validated here with
+ * gov_rulepack_parse (what gov-rulepacks will do again), its detached
+ * signatures come from SIGFILE as `govctl rulepack sign` writes it
+ * ({"pack_sha256", "signatures"}: gov-rulepacks refuses an unsigned pack)
+ * and must be of this pack's digest, the event is the RulePackPublished schema
  * (gov_avro_encode, single-object encoding), produced with acks=all to
  * policy.rulepacks keyed by the tenant (gov_kafka_produce_sync), and
  * gov-rulepacks validates, materializes and announces it as it would any
@@ -33,20 +36,25 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"published-by", required_argument, NULL, 'p'},
+        {"sigs", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
+    const char *sigfile = NULL;
+    static const char *const usage =
+        "usage: publish_rulepack [--brokers B] [--published-by WHO] --sigs SIGFILE PACK.json\n";
     int c;
-    while ((c = getopt_long(argc, argv, "b:p:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:p:s:", opts, NULL)) != -1) {
         switch (c) {
         case 'b': brokers = optarg; break;
         case 'p': by = optarg; break;
+        case 's': sigfile = optarg; break;
         default:
-            fputs("usage: publish_rulepack [--brokers B] [--published-by WHO] PACK.json\n", stderr);
+            fputs(usage, stderr);
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        fputs("usage: publish_rulepack [--brokers B] [--published-by WHO] PACK.json\n", stderr);
+    if (optind != argc - 1 || sigfile == NULL) {
+        fputs(usage, stderr);
         return 2;
     }
     if (brokers == NULL || *brokers == '\0')
@@ -62,16 +70,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "publish_rulepack: %s: %s\n", argv[optind], eb);
         return 1;
     }
+    size_t slen = 0;
+    char *stext = bu_read_file(sigfile, &slen), hex[GOV_SHA256_HEXLEN + 1];
+    json_t *sdoc = stext ? json_loadb(stext, slen, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    free(stext);
+    const char *signed_sha = json_string_value(json_object_get(sdoc, "pack_sha256"));
+    if (gov_rulepack_digest_hex(pack, hex) != GOV_OK || signed_sha == NULL ||
+        strcmp(signed_sha, hex) != 0 || !json_is_array(json_object_get(sdoc, "signatures"))) {
+        fprintf(stderr, "publish_rulepack: %s holds no signatures of this pack (sha256 %s): "
+                        "govctl rulepack sign it\n", sigfile, hex);
+        return 1;
+    }
     char id[GOV_UUID_STRLEN + 1];
     if (gov_uuid_v7(id) != GOV_OK) {
         fprintf(stderr, "publish_rulepack: cannot make an event id\n");
         return 1;
     }
-    json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s%, s:s}", "event_id", id, "occurred_at",
-                           (json_int_t)gov_now_micros(), "tenant", gov_rulepack_tenant(pack),
-                           "pack_id", gov_rulepack_id(pack), "version",
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s%, s:s, s:O}", "event_id", id,
+                           "occurred_at", (json_int_t)gov_now_micros(), "tenant",
+                           gov_rulepack_tenant(pack), "pack_id", gov_rulepack_id(pack), "version",
                            gov_rulepack_version(pack), "rulepack_json", text, len,
-                           "published_by", by);
+                           "published_by", by, "signatures",
+                           json_object_get(sdoc, "signatures"));
     gov_avro_registry_t *reg = NULL;
     unsigned char *msg = NULL;
     size_t mlen = 0;
@@ -97,6 +117,7 @@ int main(int argc, char **argv) {
     gov_avro_registry_free(reg);
     gov_free(msg);
     json_decref(ev);
+    json_decref(sdoc);
     gov_rulepack_free(pack);
     free(text);
     return 0;

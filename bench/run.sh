@@ -15,8 +15,9 @@
 # What it does: starts the stack if needed (deploy/stack.sh start), builds the bench tools
 # (make bench-tools), generates the requests (bench/gen_requests, seeded), publishes the
 # bench tenant through the real path (constitution signed with the demo signers and
-# published with govctl; the rule pack with `govctl rulepack publish`, or
-# bench/publish_rulepack while govctl lacks it), waits until gov-edge serves it, builds
+# published with govctl; the rule pack signed by the demo rule-pack operator with
+# `govctl rulepack sign` and published with `govctl rulepack publish`), waits until
+# gov-edge serves it, builds
 # OPA once (cached in $HOME/.cache/soma-gov/opa-<version>), generates the Rego, starts
 # OPA, checks that libgov, the edge and OPA agree on EVERY request (any difference
 # aborts, printing the input), then measures. Results: var/bench/results.json (list of
@@ -303,19 +304,20 @@ publish_tenant() {
     "$govctl" publish --tenant "$TENANT" --source bench/run.sh "$CONSTITUTION"
   fi
 
-  # Rule pack: govctl rulepack publish when govctl has it, else bench/publish_rulepack.
+  # Rule pack: signed and published with govctl.
   head -n 1 "$REQS" >"$OUT/probe.ndjson"
   if "$TOOLS/equiv_check" --pack "$PACK" --constitution "$CONSTITUTION" --requests "$OUT/probe.ndjson" \
        --edge "$edge/v1/evaluate" 2>/dev/null; then
     say "the edge already evaluates tenant $TENANT with this rule pack's version"
   else
-    if [[ "$("$govctl" --help 2>/dev/null || true)" == *"rulepack publish"* ]]; then
-      say "publishing the bench rule pack (govctl rulepack publish $PACK)"
-      "$govctl" rulepack publish "$PACK"
-    else
-      say "publishing the bench rule pack (bench/publish_rulepack $PACK; govctl has no 'rulepack' yet)"
-      "$TOOLS/publish_rulepack" --published-by bench/run.sh "$PACK"
-    fi
+    # Signed by the demo rule-pack operator the stack's gov-rulepacks and gov-edge trust
+    # for tenant bench (deploy/demo.sh); the signatures stay detached, under $OUT.
+    local pack_key="$keys/pack_operator.key" sigs="$OUT/rulepack.sig"
+    [[ -s $pack_key && -s ${GOV_RULEPACK_TRUST_FILE:-} ]] \
+      || die "the demo rule-pack operator is missing ($pack_key, GOV_RULEPACK_TRUST_FILE): run deploy/stack.sh start"
+    "$govctl" rulepack sign --signer pack_operator --key "$pack_key" --sigs "$sigs" "$PACK" >/dev/null
+    say "publishing the bench rule pack (govctl rulepack publish $PACK, signed by pack_operator)"
+    "$govctl" rulepack publish --sigs "$sigs" "$PACK"
   fi
 
   say "waiting until gov-edge serves tenant $TENANT ($edge/v1/evaluate, up to ${SERVE_TIMEOUT}s)"

@@ -4,8 +4,10 @@
 #   demo.sh trust   two Ed25519 signer keys (govctl keygen) and the trust file of
 #                   gov-constitution: both signers, threshold 2, for tenants "demo"
 #                   and "bench" only (bench/run.sh publishes for bench); neither
-#                   takes a document that names no tenant; run before the services
-#                   start
+#                   takes a document that names no tenant; and one rule-pack
+#                   operator key with the rule-pack trust of gov-rulepacks and
+#                   gov-edge (threshold 1, the same two tenants); run before the
+#                   services start
 #   demo.sh load    a SomaBrain-shaped constitution for tenant "demo", signed by both
 #                   signers (govctl sign), served by a real nginx on 127.0.0.1:8790 as
 #                   /bundles/demo.json; one gov-somabrain-sync pass publishes it,
@@ -24,9 +26,12 @@ BIN="$(realpath -m "${GOV_BIN_DIR:-$ROOT/build/release/bin}")"
 GOVCTL="$BIN/govctl"
 PORT="${GOV_BUNDLE_SERVER_PORT:-8790}"
 TRUST="${GOV_TRUST_FILE:-$DEMO/trust.json}"
+RULEPACK_TRUST="${GOV_RULEPACK_TRUST_FILE:-$DEMO/rulepack-trust.json}"
 NGINX_CONF="$DEMO/bundle-nginx.conf"
 NGINX_PID="$VAR/run/bundle-nginx.pid"
 SIGNERS=(human_operator somabrain_root)
+# The demo's rule-pack operator: signs the demo and bench packs.
+PACK_SIGNER=pack_operator
 # The tenants the demo signers are trusted for (docs/runbooks/security.md).
 TRUST_TENANTS=(demo bench)
 
@@ -37,26 +42,23 @@ json_escape_file() { # prints the file as a JSON string body (PEM: only newlines
   awk 'BEGIN { ORS = "" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print $0 "\\n" }' "$1"
 }
 
-cmd_trust() {
-  # A trust file this script wrote before tenants were bound (the older
-  # {"threshold", "signers"} form) is rewritten; the keys are kept.
-  if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
-    return 0
-  fi
+# write_trust FILE THRESHOLD EXTRA SIGNER...: makes the signers' keys (once; kept)
+# and writes FILE binding all of them, with THRESHOLD (and EXTRA members), to each of
+# TRUST_TENANTS (the trust-file format of docs/contracts.md).
+write_trust() {
+  local file=$1 threshold=$2 extra=$3 s t ids first=1
+  shift 3
   [[ -x $GOVCTL ]] || die "$GOVCTL is not built (make release)"
   mkdir -p "$DEMO/keys"
   chmod 700 "$DEMO/keys"
-  local s first=1
-  for s in "${SIGNERS[@]}"; do
+  for s in "$@"; do
     [[ -s "$DEMO/keys/$s.key" ]] || "$GOVCTL" keygen --signer "$s" --out "$DEMO/keys" >/dev/null
   done
-  say "demo trust: signers ${SIGNERS[*]}, threshold 2, tenants ${TRUST_TENANTS[*]} -> $TRUST"
-  local ids t
-  ids="$(printf '"%s", ' "${SIGNERS[@]}")"
+  ids="$(printf '"%s", ' "$@")"
   ids="[${ids%, }]"
   {
     printf '{"signers": {'
-    for s in "${SIGNERS[@]}"; do
+    for s in "$@"; do
       [[ $first -eq 1 ]] || printf ', '
       first=0
       printf '"%s": "%s"' "$s" "$(json_escape_file "$DEMO/keys/$s.pub")"
@@ -66,11 +68,27 @@ cmd_trust() {
     for t in "${TRUST_TENANTS[@]}"; do
       [[ $first -eq 1 ]] || printf ','
       first=0
-      printf '\n  "%s": {"threshold": 2, "signers": %s, "unbound_documents": false}' "$t" "$ids"
+      printf '\n  "%s": {"threshold": %s, "signers": %s%s}' "$t" "$threshold" "$ids" "$extra"
     done
     printf '}}\n'
-  } >"$TRUST.tmp"
-  mv -f "$TRUST.tmp" "$TRUST"
+  } >"$file.tmp"
+  mv -f "$file.tmp" "$file"
+}
+
+cmd_trust() {
+  # The rule-pack trust: the demo pack operator's key, threshold 1, for the demo
+  # tenants (docs/contracts.md "Signed rule packs").
+  if [[ ! -s $RULEPACK_TRUST ]]; then
+    say "demo rule-pack trust: signer $PACK_SIGNER, threshold 1, tenants ${TRUST_TENANTS[*]} -> $RULEPACK_TRUST"
+    write_trust "$RULEPACK_TRUST" 1 "" "$PACK_SIGNER"
+  fi
+  # A trust file this script wrote before tenants were bound (the older
+  # {"threshold", "signers"} form) is rewritten; the keys are kept.
+  if [[ -s $TRUST ]] && { [[ $TRUST != "$DEMO/"* ]] || grep -q '"tenants"' "$TRUST"; }; then
+    return 0
+  fi
+  say "demo trust: signers ${SIGNERS[*]}, threshold 2, tenants ${TRUST_TENANTS[*]} -> $TRUST"
+  write_trust "$TRUST" 2 ', "unbound_documents": false' "${SIGNERS[@]}"
 }
 
 write_nginx_conf() {
@@ -164,20 +182,23 @@ EOF
   say "demo constitution signed by ${SIGNERS[*]}: $out"
 }
 
-# The demo tenant's rule pack (deploy/demo/rulepack-demo.json): validated and published
-# with govctl, then waited for until gov-rulepacks has materialized it. Publishing the
-# same file again is a replay that gov-rulepacks recognises and ignores.
+# The demo tenant's rule pack (deploy/demo/rulepack-demo.json): validated, signed by
+# the demo pack operator (detached, into var/demo) and published with govctl, then
+# waited for until gov-rulepacks has materialized it. Publishing the same file again
+# is a replay that gov-rulepacks recognises and ignores.
 publish_rulepack() {
   local pack="$SCRIPT_DIR/demo/rulepack-demo.json" key='policy:rulepack:{demo}:meta'
-  local summary version current="" i
+  local sigs="$DEMO/rulepack-demo.sig" summary version current="" i
   if [[ ! -x $BIN/gov-rulepacks ]]; then
     say "demo: gov-rulepacks not built, demo rule pack not published"
     return 0
   fi
   summary="$("$GOVCTL" rulepack validate "$pack")" || die "the demo rule pack does not validate: $pack"
   version="$(sed -n 's/^OK .* version=\([^ ]*\) .*/\1/p' <<<"$summary")"
-  say "publishing the demo rule pack (${summary#OK })"
-  "$GOVCTL" rulepack publish "$pack" >/dev/null || die "govctl rulepack publish failed"
+  "$GOVCTL" rulepack sign --signer "$PACK_SIGNER" --key "$DEMO/keys/$PACK_SIGNER.key" \
+    --sigs "$sigs" "$pack" >/dev/null || die "govctl rulepack sign failed"
+  say "publishing the demo rule pack (${summary#OK }), signed by $PACK_SIGNER"
+  "$GOVCTL" rulepack publish --sigs "$sigs" "$pack" >/dev/null || die "govctl rulepack publish failed"
   for i in $(seq 1 100); do
     current="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" \
       HGET "$key" version 2>/dev/null || true)"

@@ -35,6 +35,7 @@ TOPICS=(
   constitution.bundles
   constitution.updated
   policy.rulepacks
+  policy.rulepacks.updated
   policy.decisions
   identity.tokens
   identity.keys
@@ -566,6 +567,7 @@ write_env() {
       # The demo tenant (deploy/demo.sh): trust of gov-constitution, the local
       # bundle server that gov-somabrain-sync polls.
       echo "GOV_TRUST_FILE=${GOV_TRUST_FILE:-$VAR/demo/trust.json}"
+      echo "GOV_RULEPACK_TRUST_FILE=${GOV_RULEPACK_TRUST_FILE:-$VAR/demo/rulepack-trust.json}"
       local default_url="http://$HOST:$BUNDLE_PORT/bundles/{tenant}.json"
       echo "GOV_SOMABRAIN_URL=${GOV_SOMABRAIN_URL:-$default_url}"
       echo "GOV_SOMABRAIN_TENANTS=${GOV_SOMABRAIN_TENANTS:-demo}"

@@ -48,6 +48,7 @@ typedef struct edge_config {
     long lookup_threads;    /* threads that run the Redis lookups (GET /v1/decisions) */
     long lookup_queue;      /* lookups waiting for one; more get 503 at once */
     long lookup_timeout_ms; /* Redis timeout of a lookup, and its hold-off after a failure */
+    char *rulepack_trust_file;   /* rule-pack trust, the file gov-rulepacks reads */
 } edge_config_t;
 
 typedef struct edge {
@@ -61,6 +62,7 @@ typedef struct edge {
     gov_metric_t *m_reloads;      /* edge_state_reloads_total{tenant,trigger,outcome} */
     gov_metric_t *m_rejected;     /* edge_state_rejected_total{tenant,kind,reason} */
     gov_trust_t *trust;           /* from trust_file; immutable */
+    gov_trust_t *rulepack_trust;  /* from rulepack_trust_file; immutable */
     gov_metric_t *m_decisions;    /* policy_decision_total{tenant,decision,policy_id} */
     gov_metric_t *m_eval_duration;/* policy_evaluation_duration_seconds */
     gov_metric_t *m_log_failed;   /* policy_decision_log_failed_total{stage} */

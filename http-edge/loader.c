@@ -1,16 +1,17 @@
 /* loader.c - keeps the edge's snapshot in step with Redis.
  *
  * One thread, one Redis connection, one Kafka consumer.  It:
- *   1. subscribes to constitution.updated and policy.rulepacks with a
- *      group of its own (every
- *      edge replica must see every event; new groups start at the end, and
- *      nothing is committed - the state of record is Redis, not the topic);
+ *   1. subscribes to constitution.updated and policy.rulepacks.updated with
+ *      a group of its own (every edge replica must see every event; new
+ *      groups start at the end, and nothing is committed - the state of
+ *      record is Redis, not the topic);
  *   2. loads every tenant listed in constitution:tenants or
  *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
- *   3. on each ConstitutionUpdated reloads that tenant from Redis; on each
- *      RulePackPublished too, and again every 50 ms for a few seconds until
- *      Redis holds that version (gov-rulepacks materializes it meanwhile);
+ *   3. on each ConstitutionUpdated or RulePackUpdated reloads that tenant
+ *      from Redis: both are produced by their processor AFTER the state is
+ *      materialized, so the reload finds it, whenever the processor got to
+ *      it (restarted, busy) - no edge lags Redis beyond the propagation time;
  *   4. every reconcile_ms compares each tenant's checksum in Redis with the
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
@@ -20,6 +21,8 @@
  * (document, signatures, canonicalization, hash algorithm, checksum) must
  * pass gov_constitution_verify against the edge's OWN trust file for the
  * tenant being loaded - signatures, tenant binding, checksum, strict rules.
+ * A rule pack likewise: it must compile here and its stored signatures must
+ * verify against the edge's own rule-pack trust (rulepack_trust_file).
  * Without a current state: the history rules (rollback, equivocation) are
  * gov-constitution's business; the edge checks what it can check alone.
  * What does not verify is never served: the last verified state of that
@@ -203,26 +206,54 @@ static gov_err_t build_constitution(edge_t *e, edge_tenant_t *t, const gov_state
     return GOV_OK;
 }
 
-static void build_rulepack(edge_tenant_t *t, const char *pack, size_t pack_len) {
+/* Builds the rule pack part of t from what Redis holds: it must parse and
+ * compile here, and its stored signatures must verify against the edge's
+ * OWN rule-pack trust for this tenant (gov_rulepack_verify_signatures: the
+ * trust covers the tenant, the pack names it, enough trusted signers signed
+ * its canonical SHA-256 hex).  GOV_ERR_VERIFY (counted, tenant degraded)
+ * otherwise; GOV_ERR_NOMEM / GOV_ERR_CRYPTO when it could not be decided. */
+static gov_err_t build_rulepack(edge_t *e, edge_tenant_t *t, const gov_state_served_t *h) {
     edge_rulepack_t *rp = &t->rulepack;
+    gov_reason_t reason;
+    char detail[256];
     /* An empty digest never equals what the reconcile compares it with, so a
      * failed hash means "reload", never a false "unchanged". */
-    if (gov_hash_hex(gov_hash_sha256(), pack, pack_len, rp->sha256) != GOV_OK)
+    if (gov_hash_hex(gov_hash_sha256(), h->pack, h->pack_len, rp->sha256) != GOV_OK)
         rp->sha256[0] = '\0';
-    gov_rulepack_error_t detail;
-    if (gov_rulepack_parse(pack, pack_len, NULL, &rp->pack, &detail, rp->error,
-                           sizeof rp->error) != GOV_OK) {
+    gov_rulepack_error_t pe;
+    gov_err_t err = gov_rulepack_parse(h->pack, h->pack_len, NULL, &rp->pack, &pe, rp->error,
+                                       sizeof rp->error);
+    if (err == GOV_ERR_NOMEM)
+        return err;
+    if (err != GOV_OK) {
         rp->pack = NULL;
-        gov_log(GOV_LOG_ERROR, "stored rule pack cannot be compiled here", "tenant", t->name,
-                "error", rp->error, (const char *)NULL);
-        return;
+        reason = pe.code != GOV_REASON_NONE ? pe.code : GOV_REASON_INTERNAL_ERROR;
+        snprintf(detail, sizeof detail, "the stored pack cannot be compiled here: %.200s",
+                 rp->error);
+        goto refused;
     }
-    if (strcmp(gov_rulepack_tenant(rp->pack), t->name) != 0) {
-        snprintf(rp->error, sizeof rp->error, "the stored pack belongs to tenant %s",
-                 gov_rulepack_tenant(rp->pack));
-        gov_rulepack_free(rp->pack);
-        rp->pack = NULL;
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0;
+    json_t *arr = h->pack_signatures
+                      ? json_loads(h->pack_signatures, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (gov_signatures_from_json(arr, sigs, GOV_MAX_SIGNATURES + 1, &nsigs) != 0) {
+        json_decref(arr);
+        reason = GOV_REASON_NO_SIGNATURES;
+        snprintf(detail, sizeof detail, "no readable signatures stored with the pack");
+        goto refused;
     }
+    gov_sig_count_t sc;
+    err = gov_rulepack_verify_signatures(rp->pack, t->name, sigs, nsigs, e->rulepack_trust, &sc);
+    json_decref(arr);
+    if (err != GOV_OK)
+        return err;
+    if (sc.reason == GOV_REASON_NONE)
+        return GOV_OK;
+    reason = sc.reason;
+    snprintf(detail, sizeof detail, "%s", sc.detail);
+refused:
+    refuse(e, t->name, "rulepack", reason, detail);
+    return GOV_ERR_VERIFY;
 }
 
 /* 1 when t would take the edge back: a constitution or pack older than the
@@ -250,8 +281,9 @@ static int older_than_served(edge_loader_t *l, const edge_tenant_t *t) {
 
 /* Reads one tenant (constitution and rule pack, in one MULTI/EXEC so they
  * belong together) and installs it.  GOV_ERR_NOT_FOUND when the tenant has
- * neither; GOV_ERR_VERIFY when Redis holds a document that does not match
- * its checksum (then nothing changes). */
+ * neither; GOV_ERR_VERIFY when Redis holds a constitution or a pack that
+ * does not verify here (then nothing changes: the tenant's last verified
+ * constitution and pack stay, together). */
 static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
     char eb[256];
     gov_state_served_t st;
@@ -279,8 +311,8 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
     }
     if (has_constitution && (err = build_constitution(l->edge, t, &st)) != GOV_OK)
         goto out;
-    if (has_pack)
-        build_rulepack(t, st.pack, st.pack_len);
+    if (has_pack && (err = build_rulepack(l->edge, t, &st)) != GOV_OK)
+        goto out;
     if (older_than_served(l, t)) {
         err = GOV_ERR_STATE;
         goto out;
@@ -348,61 +380,6 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     return err;
 }
 
-/* A rule pack event can arrive before gov-rulepacks materialized the pack:
- * the tenant is reloaded until Redis has that version, for a few seconds. */
-#define PENDING_MAX 256
-#define PENDING_WINDOW_US 5000000
-
-typedef struct pending {
-    char tenant[GOV_TENANT_MAX + 1];
-    char version[GOV_VERSION_MAX];
-    int64_t deadline_us, next_us;
-} pending_t;
-
-static pending_t pending[PENDING_MAX];
-static size_t npending;
-
-static int pack_version_is(edge_loader_t *l, const char *tenant, const char *version) {
-    edge_snapshot_t *s = edge_state_acquire(l->edge->state);
-    const edge_tenant_t *t = edge_snapshot_find(s, tenant);
-    int yes = t && t->rulepack.pack && strcmp(gov_rulepack_version(t->rulepack.pack), version) == 0;
-    edge_snapshot_release(s);
-    return yes;
-}
-
-static void pending_add(const char *tenant, const char *version) {
-    int64_t now = gov_mono_micros();
-    for (size_t i = 0; i < npending; i++)
-        if (strcmp(pending[i].tenant, tenant) == 0) {
-            snprintf(pending[i].version, sizeof pending[i].version, "%s", version);
-            pending[i].deadline_us = now + PENDING_WINDOW_US;
-            return;
-        }
-    if (npending == PENDING_MAX)
-        return; /* the periodic reconcile still catches it */
-    pending_t *p = &pending[npending++];
-    snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
-    snprintf(p->version, sizeof p->version, "%s", version);
-    p->deadline_us = now + PENDING_WINDOW_US;
-    p->next_us = now + 50000;
-}
-
-static void pending_run(edge_loader_t *l) {
-    int64_t now = gov_mono_micros();
-    for (size_t i = 0; i < npending;) {
-        pending_t *p = &pending[i];
-        if (now >= p->next_us) {
-            load_tenant(l, p->tenant, "event");
-            p->next_us = now + 50000;
-            if (pack_version_is(l, p->tenant, p->version) || now >= p->deadline_us) {
-                pending[i] = pending[--npending];
-                continue;
-            }
-        }
-        i++;
-    }
-}
-
 static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     json_t *ev = NULL;
     const char *type = NULL;
@@ -414,14 +391,8 @@ static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     }
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     if (tenant && gov_tenant_valid(tenant, strlen(tenant))) {
-        if (strcmp(type, "ConstitutionUpdated") == 0) {
+        if (strcmp(type, "ConstitutionUpdated") == 0 || strcmp(type, "RulePackUpdated") == 0)
             load_tenant(l, tenant, "event");
-        } else if (strcmp(type, "RulePackPublished") == 0) {
-            const char *version = json_string_value(json_object_get(ev, "version"));
-            load_tenant(l, tenant, "event");
-            if (version && !pack_version_is(l, tenant, version))
-                pending_add(tenant, version);
-        }
     }
     json_decref(ev);
 }
@@ -448,12 +419,10 @@ static void *loader_main(void *arg) {
     attempt = 0;
     while (l->running) {
         gov_kafka_msg_t *m = NULL;
-        if (gov_kafka_consumer_poll(l->consumer, npending ? 20 : 200, &m) == GOV_OK) {
+        if (gov_kafka_consumer_poll(l->consumer, 200, &m) == GOV_OK) {
             on_event(l, m);
             gov_kafka_msg_free(m);
         }
-        if (npending)
-            pending_run(l);
         int64_t now = gov_mono_micros();
         if (now >= next_health) {
             next_health = now + 1000000;
@@ -511,7 +480,7 @@ gov_err_t edge_loader_start(edge_t *e, edge_loader_t **out, char *errbuf, size_t
     char group[160], host[64] = "host";
     gethostname(host, sizeof host - 1);
     snprintf(group, sizeof group, "gov-edge-%s-%s-%d", e->cfg.edge_id, host, (int)getpid());
-    const char *topics[] = {"constitution.updated", "policy.rulepacks"};
+    const char *topics[] = {"constitution.updated", "policy.rulepacks.updated"};
     const char *extra[] = {"auto.offset.reset", "latest", "enable.auto.commit", "false", NULL};
     err = gov_kafka_consumer_new(e->cfg.kafka_brokers, group, "gov-edge", topics, 2, extra,
                                  &l->consumer, errbuf, errbuf_size);

@@ -91,6 +91,7 @@ int main(int argc, char **argv) {
         GOV_RUNTIME_ROW("log_level"),
         GOV_CFG_STRING("edge_id", "edge-1", "this replica's name, in decision logs", &c->edge_id),
         GOV_CFG_STRING("trust_file", NULL, "constitution trust, the file gov-constitution reads: every constitution loaded from Redis is verified against it (signatures, tenant binding, checksum) before it is served", &c->trust_file),
+        GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";
     int rc = 1;
@@ -119,6 +120,12 @@ int main(int argc, char **argv) {
     if (gov_file_trust_load(c->trust_file, &e.trust, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "trust file cannot be used (set GOV_TRUST_FILE)", "path",
                 c->trust_file ? c->trust_file : "(unset)", "error", eb, (const char *)NULL);
+        goto out;
+    }
+    if (gov_file_trust_load(c->rulepack_trust_file, &e.rulepack_trust, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "rule-pack trust file cannot be used (set GOV_RULEPACK_TRUST_FILE)",
+                "path", c->rulepack_trust_file ? c->rulepack_trust_file : "(unset)", "error", eb,
+                (const char *)NULL);
         goto out;
     }
     e.state = edge_state_new();
@@ -153,5 +160,6 @@ out:
     edge_loader_stop(loader);
     edge_state_free(e.state);
     gov_trust_free(e.trust);
+    gov_trust_free(e.rulepack_trust);
     return gov_runtime_shutdown(rt, rc);
 }

@@ -65,56 +65,16 @@
 #include "gov_err.h"
 #include "gov_hash.h"
 #include "gov_reason.h"
+#include "gov_signature.h"
 #include "gov_version.h"
 
-#define GOV_MAX_SIGNATURES 32
-#define GOV_SIGNER_ID_MAX 64
 /* The longest checksum hex, without the NUL (SHA3-512's 128). */
 #define GOV_CHECKSUM_HEX_MAX (GOV_HASH_HEX_MAX - 1)
 
-
-/* --- trust ----------------------------------------------------------------- */
-
-/* 1 when s is a signer id: 1..GOV_SIGNER_ID_MAX chars of [A-Za-z0-9_.@:-]
- * (locale-independent; no '/', so an id is also a safe file name stem). */
-int gov_signer_id_valid(const char *s);
-
-typedef struct gov_trust gov_trust_t;
-
-/* Most tenants one trust file binds. */
-#define GOV_TRUST_TENANTS_MAX 1024
-
-/* Parses a trust file (docs/contracts.md, "Constitution bundles"), either
- *   {"signers": {"<signer_id>": "<Ed25519 public key, PEM>", ...},
- *    "tenants": {"<tenant>": {"threshold": N, "signers": ["<signer_id>", ...],
- *                             "unbound_documents": true|false}, ...}}
- * (per tenant: the signers that count, 1 <= N <= their number; a document
- * naming no tenant only where unbound_documents is true, default false), or
- * the older single binding
- *   {"threshold": N, "signers": {...}}
- * which binds EVERY tenant to all its signers and takes no unbound document
- * (so a document must name the tenant it is verified for).  Signer ids
- * 1..64 chars, every key an Ed25519 key, no key under two ids (the error
- * names both), tenant ids as gov_tenant_valid.  Unknown members are an
- * error.  On GOV_OK *out is a new trust (gov_trust_free). */
-gov_err_t gov_trust_parse(const char *json_text, size_t len, gov_trust_t **out,
-                          char *errbuf, size_t errbuf_size);
-void gov_trust_free(gov_trust_t *t);
-/* Number of signers (keys) in the file. */
-size_t gov_trust_count(const gov_trust_t *t);
-/* Number of tenants listed; 0 for the older format (which covers all). */
-size_t gov_trust_tenant_count(const gov_trust_t *t);
-/* 0 when the trust covers tenant, with its threshold and whether it takes
- * unbound documents (either out-pointer may be NULL); -1 when it does not. */
-int gov_trust_tenant(const gov_trust_t *t, const char *tenant, int *threshold, int *unbound);
+/* The trust file (gov_trust_*), gov_bundle_sig_t and the signature rules
+ * (rules 4 and 5) are gov_signature.h's, shared with signed rule packs. */
 
 /* --- verification ---------------------------------------------------------- */
-
-typedef struct gov_bundle_sig {
-    const char *signer_id;
-    const char *algorithm;
-    const char *signature;
-} gov_bundle_sig_t;
 
 typedef struct gov_bundle_in {
     const char *tenant;
@@ -165,10 +125,5 @@ typedef struct gov_verdict {
 gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *trust,
                                   const gov_constitution_state_t *state, gov_verdict_t *v);
 void gov_verdict_clear(gov_verdict_t *v);
-
-/* Pure helper, exposed for tests and govctl sign: decodes a signature given
- * as 128 hex chars, or standard/URL-safe base64 (padding optional) of 64
- * bytes.  Returns 0 or -1. */
-int gov_signature_decode(const char *text, unsigned char out[64]);
 
 #endif /* GOV_CONSTITUTION_H */

@@ -920,3 +920,44 @@ gov_err_t gov_rulepack_render_canonical(const gov_rulepack_t *p, char **out, siz
         *out_len = p->canonical_len;
     return GOV_OK;
 }
+
+/* --- signatures ------------------------------------------------------------------ */
+
+gov_err_t gov_rulepack_digest_hex(const gov_rulepack_t *p, char out[GOV_SHA256_HEXLEN + 1]) {
+    size_t len;
+    const char *canonical = gov_rulepack_canonical_json(p, &len);
+    return gov_hash_hex(gov_hash_sha256(), canonical, len, out);
+}
+
+/* The order is the contract's (docs/contracts.md, "Signed rule packs"): the
+ * trust must cover the tenant, the pack must name it, then the signatures'
+ * form and count exactly as for constitutions (gov_signature.c), over the
+ * ASCII SHA-256 hex of the canonical JSON.  The tenant checks come first so
+ * a pack replayed to another tenant is named for what it is, whoever
+ * signed it. */
+gov_err_t gov_rulepack_verify_signatures(const gov_rulepack_t *p, const char *tenant,
+                                         const gov_bundle_sig_t *sigs, size_t nsigs,
+                                         const gov_trust_t *trust, gov_sig_count_t *out) {
+    memset(out, 0, sizeof *out);
+    if (tenant == NULL || gov_trust_tenant(trust, tenant, NULL, NULL) != 0) {
+        out->reason = GOV_REASON_TENANT_NOT_TRUSTED;
+        snprintf(out->detail, sizeof out->detail,
+                 "tenant \"%.64s\" is not in the rule-pack trust configuration",
+                 tenant ? tenant : "");
+        return GOV_OK;
+    }
+    if (strcmp(gov_rulepack_tenant(p), tenant) != 0) {
+        out->reason = GOV_REASON_TENANT_MISMATCH;
+        snprintf(out->detail, sizeof out->detail, "the pack names tenant \"%.64s\", not \"%.64s\"",
+                 gov_rulepack_tenant(p), tenant);
+        return GOV_OK;
+    }
+    out->reason = gov_signatures_check_form(sigs, nsigs, out->detail, sizeof out->detail);
+    if (out->reason != GOV_REASON_NONE)
+        return GOV_OK;
+    char hex[GOV_SHA256_HEXLEN + 1];
+    gov_err_t err = gov_rulepack_digest_hex(p, hex);
+    if (err != GOV_OK)
+        return err;
+    return gov_signatures_count(trust, tenant, sigs, nsigs, hex, GOV_SHA256_HEXLEN, 0, NULL, out);
+}

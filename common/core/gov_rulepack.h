@@ -31,7 +31,8 @@
 #include <stdint.h>
 
 #include "gov_canon.h"
-#include "gov_constitution.h"
+#include "gov_hash.h"
+#include "gov_signature.h"
 #include "gov_err.h"
 #include "gov_reason.h"
 #include "gov_matcher.h"
@@ -64,7 +65,10 @@ enum {
 };
 
 /* Bounds on untrusted pack text.  gov_rulepack_limits_default() gives the
- * documented defaults (docs/policy.md, "Limits"). */
+ * contract limits (docs/policy.md "Limits", docs/contracts.md "Signed rule
+ * packs"): gov-rulepacks, every edge and govctl parse with them (limits
+ * NULL), and they are not configurable, so whatever gov-rulepacks accepts
+ * every edge loads.  Other values are for tests and fuzzing. */
 typedef struct gov_rulepack_limits {
     size_t max_bytes;            /* pack text; default 512 KiB (fits one 1 MiB Avro message) */
     int max_depth;               /* JSON nesting, top level = 1; default 8 (max 64) */
@@ -166,5 +170,30 @@ gov_err_t gov_rulepack_render_canonical(const gov_rulepack_t *p, char **out, siz
 /* Stable names: "low".."critical", "add"/"deny". */
 const char *gov_severity_name(gov_severity_t s);
 const char *gov_effect_name(gov_effect_t e);
+
+/* --- signed packs (docs/contracts.md, "Signed rule packs") --------------------- */
+
+/* What a pack signer signs: the lowercase SHA-256 hex of the pack's
+ * canonical JSON (gov_rulepack_canonical_json), as ASCII - the scheme of
+ * constitution bundles.  So a signature covers the pack whatever the order
+ * of its rules or its whitespace as published, and the edge can check it
+ * again on the exact bytes Redis holds.  GOV_ERR_CRYPTO on a hash failure. */
+gov_err_t gov_rulepack_digest_hex(const gov_rulepack_t *p, char out[GOV_SHA256_HEXLEN + 1]);
+
+/* Verifies detached signatures sigs[0..nsigs) (borrowed) of pack p for
+ * tenant against trust (the rule-pack trust file, the constitution trust
+ * format; borrowed):
+ *   the trust covers the tenant                    tenant_not_trusted
+ *   the pack names this tenant                     tenant_mismatch
+ *   then gov_signatures_check_form and gov_signatures_count over the digest
+ *   above, threshold = the tenant's (at least 1)   no_signatures, untrusted_signer,
+ *                                                  invalid_signature, ...
+ * GOV_OK with out->reason GOV_REASON_NONE when it verifies, another reason
+ * (and out->detail) when not; GOV_ERR_CRYPTO when it could not be decided.
+ * Cost: one SHA-256 of the canonical JSON, one Ed25519 check per trusted
+ * signature. */
+gov_err_t gov_rulepack_verify_signatures(const gov_rulepack_t *p, const char *tenant,
+                                         const gov_bundle_sig_t *sigs, size_t nsigs,
+                                         const gov_trust_t *trust, gov_sig_count_t *out);
 
 #endif /* GOV_RULEPACK_H */

@@ -258,22 +258,26 @@ static const char *hash_field(const redisReply *arr, const char *name) {
 gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
                                 char *errbuf, size_t errbuf_size) {
     memset(out, 0, sizeof *out);
-    char k_hash[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], k_pack[GOV_STATE_KEY_MAX];
+    char k_hash[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], k_pack[GOV_STATE_KEY_MAX],
+        k_meta[GOV_STATE_KEY_MAX];
     gov_err_t err;
     if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash)) ||
         (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, tenant, k_doc)) ||
-        (err = gov_state_key(GOV_STATE_RULEPACK, tenant, k_pack)))
+        (err = gov_state_key(GOV_STATE_RULEPACK, tenant, k_pack)) ||
+        (err = gov_state_key(GOV_STATE_RULEPACK_META, tenant, k_meta)))
         return err;
     const char *multi[] = {"MULTI"}, *hgetall[] = {"HGETALL", k_hash}, *get[] = {"GET", k_doc},
-               *getp[] = {"GET", k_pack}, *exec[] = {"EXEC"};
+               *getp[] = {"GET", k_pack}, *hgets[] = {"HGET", k_meta, "signatures"},
+               *exec[] = {"EXEC"};
     if ((err = gov_redis_append(r, 1, multi, NULL)) ||
         (err = gov_redis_append(r, 2, hgetall, NULL)) ||
         (err = gov_redis_append(r, 2, get, NULL)) ||
         (err = gov_redis_append(r, 2, getp, NULL)) ||
+        (err = gov_redis_append(r, 3, hgets, NULL)) ||
         (err = gov_redis_append(r, 1, exec, NULL)))
         return err;
     redisReply *rep = NULL;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if ((err = gov_redis_read(r, &rep, errbuf, errbuf_size)) != GOV_OK)
             return err;
         freeReplyObject(rep);
@@ -281,11 +285,12 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
     if ((err = gov_redis_read(r, &rep, errbuf, errbuf_size)) != GOV_OK)
         return err;
     out->answered = 1;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
         rep->element[0]->type != REDIS_REPLY_ARRAY ||
-        rep->element[1]->type == REDIS_REPLY_ERROR || rep->element[2]->type == REDIS_REPLY_ERROR) {
-        const redisReply *bad = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 ? NULL : rep;
-        for (size_t i = 0; bad == NULL && i < 3; i++)
+        rep->element[1]->type == REDIS_REPLY_ERROR || rep->element[2]->type == REDIS_REPLY_ERROR ||
+        rep->element[3]->type == REDIS_REPLY_ERROR) {
+        const redisReply *bad = rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 ? NULL : rep;
+        for (size_t i = 0; bad == NULL && i < 4; i++)
             if (rep->element[i]->type == REDIS_REPLY_ERROR)
                 bad = rep->element[i];
         snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s%s%.*s", tenant,
@@ -295,7 +300,8 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
         freeReplyObject(rep);
         return GOV_ERR_REDIS;
     }
-    const redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2];
+    const redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2],
+                     *psig = rep->element[3];
     out->reply_ = rep;
     out->checksum = hash_field(h, "checksum");
     out->hash_alg = hash_field(h, "hash_alg");
@@ -313,6 +319,8 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
         out->pack = pack->str;
         out->pack_len = pack->len;
     }
+    if (psig->type == REDIS_REPLY_STRING)
+        out->pack_signatures = psig->str;
     return GOV_OK;
 }
 

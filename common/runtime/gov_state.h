@@ -17,7 +17,9 @@
  *   policy:rulepack:{T}           string: the accepted pack's canonical JSON
  *   policy:rulepack:{T}:meta      hash: pack_id, version, sha256, rules,
  *                                 patterns, event_id, published_by,
- *                                 accepted_at, previous_version
+ *                                 accepted_at, previous_version, signers,
+ *                                 signatures (the pack's, compact JSON: what
+ *                                 lets an edge verify the pack again)
  *   policy:rulepack:{T}:history   list: SHA-256 of earlier packs, newest first
  *   policy:rulepack:tenants       set: tenants that have a pack
  *   policy:decision:{T}:<id>      hash of a PolicyDecision, with a TTL
@@ -237,6 +239,7 @@ typedef struct gov_state_rulepack {
     char sha256[GOV_SHA256_HEXLEN + 1];   /* of canonical, computed here; "" when none */
     char *event_id;               /* meta: the RulePackPublished that made it current */
     char *previous_version;       /* meta: version it replaced ("" none); NULL if unknown */
+    int has_signatures;           /* meta: 1 when its signatures are stored too */
     char *history[GOV_STATE_RULEPACK_HISTORY_MAX];
     size_t nhistory;
 } gov_state_rulepack_t;
@@ -265,6 +268,12 @@ typedef struct gov_state_rulepack_accepted {
     const char *published_by;
     long long accepted_at_us;
     const char *previous_version;   /* "" when none */
+    /* The pack's signatures as compact JSON [{"signer_id","algorithm",
+     * "signature"}...] and the signers that counted (comma-separated):
+     * stored so every edge verifies the pack again (Redis is not a trust
+     * root). */
+    const char *signatures;
+    const char *signers;
 } gov_state_rulepack_accepted_t;
 
 /* Writes the accepted pack and its meta hash, pushes the previous pack's
@@ -276,6 +285,16 @@ typedef struct gov_state_rulepack_accepted {
 gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_accepted_t *a,
                                    const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
                                    char *errbuf, size_t errbuf_size);
+
+/* Stores `signatures` and `signers` in the tenant's pack meta when its pack
+ * is still the one of SHA-256 hex `sha256` and has no signatures: a pack
+ * materialized before packs were signed becomes verifiable by the edges
+ * when its signed event is replayed.  *stored is 1 when it wrote.  One
+ * script. */
+gov_err_t gov_state_rulepack_add_signatures(gov_redis_t *r, const char *tenant,
+                                            const char *sha256, const char *signatures,
+                                            const char *signers, int *stored, char *errbuf,
+                                            size_t errbuf_size);
 
 /* SADD policy:rulepack:tenants tenant (idempotent). */
 gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,
@@ -308,12 +327,13 @@ typedef struct gov_state_served {
     size_t doc_len;
     const char *pack;     /* policy:rulepack:{T} */
     size_t pack_len;
+    const char *pack_signatures;   /* policy:rulepack:{T}:meta signatures */
     int answered;         /* 1 once the transaction's reply arrived, even when
                              its shape was wrong */
 } gov_state_served_t;
 
 /* Reads what gov-edge serves for tenant (pipelined MULTI, HGETALL, GET, GET,
- * EXEC).  GOV_ERR_REDIS (with answered = 1) for a reply of the wrong shape,
+ * HGET, EXEC).  GOV_ERR_REDIS (with answered = 1) for a reply of the wrong shape,
  * e.g. a key of another type; other errors leave answered 0. */
 gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
                                 char *errbuf, size_t errbuf_size);

@@ -8,7 +8,9 @@
  * second sees CONFLICT, re-reads and (now comparing against the winner)
  * decides again.  Carrying the current pack back to Redis costs one more
  * copy of at most rulepack_max_bytes per accepted publication, which are
- * rare.  The offset is written by the same script.
+ * rare.  The offset is written by the same script, and so are the pack's
+ * signatures (meta "signatures"), which every edge verifies again before it
+ * serves the pack.
  *
  * What it does not do: decide anything.  Versions, equivocation and replays
  * are judged by gov-rulepacks on what gov_state_rulepack_read returned.
@@ -31,9 +33,9 @@ static gov_redis_script_t read_script = {
     "  if t ~= 'none' and t ~= want[i] then return {'wrongtype', KEYS[i], t} end\n"
     "end\n"
     "local cur = redis.call('GET', KEYS[1])\n"
-    "local meta = redis.call('HMGET', KEYS[2], 'event_id', 'previous_version')\n"
+    "local meta = redis.call('HMGET', KEYS[2], 'event_id', 'previous_version', 'signatures')\n"
     "local hist = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1)\n"
-    "return {cur, meta[1], meta[2], hist}\n",
+    "return {cur, meta[1], meta[2], hist, meta[3] and 1 or 0}\n",
     {0}};
 
 static gov_redis_script_t write_script = {
@@ -41,7 +43,7 @@ static gov_redis_script_t write_script = {
      * ARGV: 1 expected pack ('' = none), 2 canonical, 3 sha256, 4 version,
      *       5 pack_id, 6 rules, 7 patterns, 8 event_id, 9 published_by,
      *       10 accepted_at, 11 previous_version, 12 previous sha256,
-     *       13 offset, 14 history cap */
+     *       13 offset, 14 history cap, 15 signatures, 16 signers */
     "local cur = redis.call('GET', KEYS[1]) or ''\n"
     "if cur ~= ARGV[1] then return {'conflict'} end\n"
     "if cur ~= '' then\n"
@@ -52,9 +54,19 @@ static gov_redis_script_t write_script = {
     "redis.call('DEL', KEYS[2])\n"
     "redis.call('HSET', KEYS[2], 'sha256', ARGV[3], 'version', ARGV[4], 'pack_id', ARGV[5],\n"
     "  'rules', ARGV[6], 'patterns', ARGV[7], 'event_id', ARGV[8], 'published_by', ARGV[9],\n"
-    "  'accepted_at', ARGV[10], 'previous_version', ARGV[11])\n"
+    "  'accepted_at', ARGV[10], 'previous_version', ARGV[11], 'signatures', ARGV[15],\n"
+    "  'signers', ARGV[16])\n"
     "redis.call('SET', KEYS[4], ARGV[13])\n"
     "return {'ok'}\n",
+    {0}};
+
+static gov_redis_script_t add_signatures_script = {
+    /* KEYS: 1 meta   ARGV: 1 sha256 of the current pack, 2 signatures,
+     * 3 signers.  Only a pack that is still current and has none. */
+    "if redis.call('HGET', KEYS[1], 'sha256') ~= ARGV[1] then return 0 end\n"
+    "if redis.call('HEXISTS', KEYS[1], 'signatures') == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'signatures', ARGV[2], 'signers', ARGV[3])\n"
+    "return 1\n",
     {0}};
 
 /* The tenant's three rule pack keys; errbuf says why when there are none. */
@@ -120,7 +132,7 @@ gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_
         freeReplyObject(rep);
         return GOV_ERR_STATE;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
         rep->element[3]->type != REDIS_REPLY_ARRAY) {
         snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack read script");
         freeReplyObject(rep);
@@ -139,6 +151,7 @@ gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_
     }
     cur->event_id = dup_reply(rep->element[1], &nomem);
     cur->previous_version = dup_reply(rep->element[2], &nomem);
+    cur->has_signatures = rep->element[4]->type == REDIS_REPLY_INTEGER && rep->element[4]->integer == 1;
     const redisReply *h = rep->element[3];
     for (size_t i = 0; i < h->elements && i < GOV_STATE_RULEPACK_HISTORY_MAX; i++) {
         char *s = dup_reply(h->element[i], &nomem);
@@ -176,7 +189,7 @@ gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_acce
         k_pack, k_meta, k_hist, k_off,
         cur->canonical ? cur->canonical : "", a->canonical, a->sha256, a->version, a->pack_id,
         rules, patterns, a->event_id, a->published_by, at, a->previous_version,
-        cur->canonical ? cur->sha256 : "", off, cap,
+        cur->canonical ? cur->sha256 : "", off, cap, a->signatures, a->signers,
     };
     enum { NARGS = sizeof argv / sizeof argv[0] };
     size_t lens[NARGS];
@@ -187,6 +200,27 @@ gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_acce
     return gov_state_cas_write(r, &write_script, NARGS, argv, lens,
                                gov_state_rulepack_index_key(), a->tenant, "rule pack", errbuf,
                                errbuf_size);
+}
+
+gov_err_t gov_state_rulepack_add_signatures(gov_redis_t *r, const char *tenant,
+                                            const char *sha256, const char *signatures,
+                                            const char *signers, int *stored, char *errbuf,
+                                            size_t errbuf_size) {
+    char k_meta[GOV_STATE_KEY_MAX];
+    *stored = 0;
+    gov_err_t err = gov_state_key(GOV_STATE_RULEPACK_META, tenant, k_meta);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no rule pack keys for tenant %s", tenant);
+        return err;
+    }
+    const char *argv[] = {k_meta, sha256, signatures, signers};
+    redisReply *rep = NULL;
+    err = gov_redis_eval(r, &add_signatures_script, 1, 4, argv, NULL, &rep, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    *stored = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return GOV_OK;
 }
 
 gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,

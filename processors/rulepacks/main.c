@@ -1,38 +1,47 @@
-/* gov-rulepacks - validates published rule packs and materializes the
+/* gov-rulepacks - verifies published rule packs and materializes the
  * accepted ones.
  *
  * Consumes policy.rulepacks.  For each RulePackPublished it parses the pack
- * text with gov_rulepack_parse under the configured limits (every rule of
- * docs/policy.md, patterns compiled), checks that the pack is the one the
- * event announces (tenant, pack_id, version), reads the tenant's current
- * pack from Redis and compares versions (gov_version_compare), then:
+ * text with gov_rulepack_parse under the contract limits (every rule of
+ * docs/policy.md, patterns compiled; the same limits every edge applies),
+ * checks that the pack is the one the event announces (tenant, pack_id,
+ * version), verifies the event's detached signatures against the rule-pack
+ * trust (gov_rulepack_verify_signatures: Ed25519 over the SHA-256 hex of the
+ * canonical pack, trusted for this tenant, threshold >= 1), reads the
+ * tenant's current pack from Redis and compares versions, then:
  *   accept     -> one script writes policy:rulepack:{T} (canonical JSON),
- *                 its meta hash, the history and the offset, compare-and-set
- *                 on the current pack's bytes; then SADD
- *                 policy:rulepack:tenants; then an AuditEvent
- *                 (rulepack.accepted) to identity.audit;
+ *                 its meta hash (with the signatures and signers, so every
+ *                 edge verifies again), the history and the offset,
+ *                 compare-and-set on the current pack's bytes; then SADD
+ *                 policy:rulepack:tenants; then RulePackUpdated to
+ *                 policy.rulepacks.updated (every edge reloads the tenant
+ *                 on it) and an AuditEvent (rulepack.accepted);
  *   duplicate  -> the same canonical pack as the current one, or one that
  *                 was current before (its SHA-256 is in the history): a
- *                 replay, nothing changes, no audit.  If it is the very
+ *                 replay, silent - nothing changes, no audit, no update.
+ *                 Two exceptions finish what may be unfinished: the very
  *                 event that made the current pack current (a redelivery
- *                 after a crash between the write and the audit's
- *                 acknowledgement), the index and the audit event are
- *                 produced again, with the same derived event id, which
- *                 gov-audit deduplicates;
+ *                 after a crash between the write and the acknowledgements)
+ *                 produces the index, RulePackUpdated and the audit event
+ *                 again under the same derived ids; and a signed replay of
+ *                 a current pack stored without signatures (materialized
+ *                 before packs were signed) stores them and announces it;
  *   reject     -> nothing changes; rulepack_rejected_total{tenant,reason}
  *                 and an AuditEvent (rulepack.rejected) naming the reason,
  *                 the rule and the field.  Reasons: the gov_rulepack_error_t
  *                 code, tenant_mismatch, pack_id_mismatch, version_mismatch,
+ *                 the signature reasons (no_signatures, untrusted_signer,
+ *                 invalid_signature, tenant_not_trusted, ...),
  *                 version_rollback, equivocation, and current_pack_unreadable
  *                 (the stored state was damaged by hand: nothing is
  *                 accepted over a version that cannot be read, and the
  *                 partition is not blocked by retrying).
- * The offset is stored only after all of that.  gov-edge follows
- * policy.rulepacks itself and re-reads Redis: nothing else is produced.
+ * The offset is stored only after all of that.
  *
  * What it does not do: trust anything in the event beyond its shape
- * (gov_processor checks framing, schema, UUIDv7 and key = tenant), or echo
- * unbounded event text into logs and audit events.
+ * (gov_processor checks framing, schema, UUIDv7 and key = tenant) and the
+ * signatures its own trust file vouches for, or echo unbounded event text
+ * into logs and audit events.
  *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
@@ -45,6 +54,7 @@
 #include "gov_canon.h"
 #include "gov_constitution.h"
 #include "gov_events.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_rulepack.h"
@@ -57,67 +67,30 @@ static const gov_processor_spec_t spec = {
     .topics = {{"policy.rulepacks", GOV_PROCESSOR_SCHEMAS("RulePackPublished"), 1}},
 };
 
+/* Where every edge hears that a tenant's pack changed in Redis. */
+#define TOPIC_UPDATED "policy.rulepacks.updated"
+
 /* Event text echoed into logs and audit events is cut to this many bytes. */
 #define ECHO_MAX 128
 #define ACTOR_MAX 256
 
 /* --- configuration ---------------------------------------------------------------- */
 
-/* The limits of gov_rulepack_limits_t, one key each.  Defaults are the
- * library's (gov_rulepack_limits_default), rendered into def[] at start, so
- * docs/policy.md and this table cannot drift apart. */
-enum {
-    LIM_BYTES, LIM_DEPTH, LIM_RULES, LIM_PATTERNS, LIM_PATTERN_BYTES, LIM_PATTERN_LEN,
-    LIM_SET_ENTRIES, LIM_METADATA_KEYS, LIM_VALUE_BYTES, LIM_TEXT_BYTES, LIM_COUNT
-};
-static long lim[LIM_COUNT];
-static char def[LIM_COUNT][24];
+/* No limit rows: the rule-pack limits are contract constants
+ * (gov_rulepack_limits_default, docs/contracts.md "Signed rule packs"), the
+ * same in every processor and every edge, so whatever is accepted here
+ * every edge loads. */
+static char *trust_file;
 
 static gov_config_entry_t config[] = {
-    GOV_CFG_INT("rulepack_max_bytes", def[LIM_BYTES], 1024, 16L << 20, "largest rule pack text accepted, in bytes", &lim[LIM_BYTES]),
-    GOV_CFG_INT("rulepack_max_depth", def[LIM_DEPTH], 2, 64, "deepest JSON nesting of a rule pack (top level = 1)", &lim[LIM_DEPTH]),
-    GOV_CFG_INT("rulepack_max_rules", def[LIM_RULES], 1, 100000, "most rules in one pack", &lim[LIM_RULES]),
-    GOV_CFG_INT("rulepack_max_patterns", def[LIM_PATTERNS], 1, 100000, "most prompt patterns in one pack", &lim[LIM_PATTERNS]),
-    GOV_CFG_INT("rulepack_max_pattern_bytes", def[LIM_PATTERN_BYTES], 1, 16L << 20, "sum of the lengths of a pack's patterns, in bytes", &lim[LIM_PATTERN_BYTES]),
-    GOV_CFG_INT("rulepack_max_pattern_len", def[LIM_PATTERN_LEN], 1, 1L << 20, "longest single pattern, in bytes", &lim[LIM_PATTERN_LEN]),
-    GOV_CFG_INT("rulepack_max_set_entries", def[LIM_SET_ENTRIES], 1, 100000, "most values in one role/action/tool_category/metadata \"in\" list", &lim[LIM_SET_ENTRIES]),
-    GOV_CFG_INT("rulepack_max_metadata_keys", def[LIM_METADATA_KEYS], 1, 4096, "most keys in one rule's match.metadata", &lim[LIM_METADATA_KEYS]),
-    GOV_CFG_INT("rulepack_max_value_bytes", def[LIM_VALUE_BYTES], 1, 65536, "longest set entry, metadata key or value, in bytes", &lim[LIM_VALUE_BYTES]),
-    GOV_CFG_INT("rulepack_max_text_bytes", def[LIM_TEXT_BYTES], 1, 1L << 20, "longest message or description, in bytes", &lim[LIM_TEXT_BYTES]),
+    GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust: the operator keys that sign packs, per tenant, in the constitution trust format ({\"signers\": {...}, \"tenants\": {\"<tenant>\": {\"threshold\": N, \"signers\": [...]}}}); required", &trust_file),
 };
-
-static void render_default_limits(void) {
-    gov_rulepack_limits_t d = gov_rulepack_limits_default();
-    const size_t v[LIM_COUNT] = {
-        d.max_bytes, (size_t)d.max_depth, d.max_rules, d.max_patterns, d.max_pattern_bytes,
-        d.max_pattern_len, d.max_set_entries, d.max_metadata_keys, d.max_value_bytes,
-        d.max_text_bytes,
-    };
-    for (int i = 0; i < LIM_COUNT; i++)
-        snprintf(def[i], sizeof def[i], "%zu", v[i]);
-}
-
-static gov_rulepack_limits_t configured_limits(void) {
-    gov_rulepack_limits_t l = {
-        .max_bytes = (size_t)lim[LIM_BYTES],
-        .max_depth = (int)lim[LIM_DEPTH],
-        .max_rules = (size_t)lim[LIM_RULES],
-        .max_patterns = (size_t)lim[LIM_PATTERNS],
-        .max_pattern_bytes = (size_t)lim[LIM_PATTERN_BYTES],
-        .max_pattern_len = (size_t)lim[LIM_PATTERN_LEN],
-        .max_set_entries = (size_t)lim[LIM_SET_ENTRIES],
-        .max_metadata_keys = (size_t)lim[LIM_METADATA_KEYS],
-        .max_value_bytes = (size_t)lim[LIM_VALUE_BYTES],
-        .max_text_bytes = (size_t)lim[LIM_TEXT_BYTES],
-    };
-    return l;
-}
 
 /* --- judging one event ---------------------------------------------------------------- */
 
 typedef struct ctx {
     gov_processor_t *p;
-    gov_rulepack_limits_t limits;
+    gov_trust_t *trust;                     /* rule-pack trust, immutable */
     gov_metric_t *m_rejected, *m_accepted;
 } ctx_t;
 
@@ -130,6 +103,7 @@ typedef struct verdict {
     char error[768];                        /* names the rule and the field */
     gov_rulepack_error_t detail;            /* rule_index -1 when not about a rule */
     char current_version[GOV_VERSION_MAX];  /* "" when the tenant has no pack */
+    gov_sig_count_t sigs;                   /* who signed, once verified */
 } verdict_t;
 
 /* The event's fields (borrowed from the decoded event), and bounded copies
@@ -138,6 +112,7 @@ typedef struct announced {
     const char *tenant, *event_id, *pack_id, *version, *published_by;
     const char *text;
     size_t text_len;
+    const json_t *signatures;               /* the event's array */
     uint64_t occurred_ms;
     char pack_id_echo[ECHO_MAX + 1], version_echo[ECHO_MAX + 1], actor[ACTOR_MAX + 1];
 } announced_t;
@@ -211,6 +186,30 @@ static int check_announced(const gov_rulepack_t *pack, const announced_t *a, ver
     return 0;
 }
 
+/* Verifies the event's detached signatures over the pack against the
+ * rule-pack trust (gov_rulepack_verify_signatures: the trust covers the
+ * tenant, the pack names it, enough trusted signers signed its canonical
+ * SHA-256 hex).  GOV_OK with a rejection in v when they do not;
+ * GOV_ERR_CRYPTO when it could not be decided. */
+static gov_err_t check_signed(const ctx_t *c, const gov_rulepack_t *pack, const announced_t *a,
+                              const gov_bundle_sig_t *sigs, size_t nsigs, verdict_t *v) {
+    gov_err_t err = gov_rulepack_verify_signatures(pack, a->tenant, sigs, nsigs, c->trust,
+                                                   &v->sigs);
+    if (err == GOV_OK && v->sigs.reason != GOV_REASON_NONE) {
+        reject(v, v->sigs.reason, "%s", v->sigs.detail);
+        snprintf(v->detail.field, sizeof v->detail.field, "signatures");
+    }
+    return err;
+}
+
+/* The signers that counted, comma-separated, into buf. */
+static void signers_text(const gov_sig_count_t *sc, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sc->nsigners && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", sc->signers[i]);
+}
+
 /* Compares the new pack with the tenant's current one.  GOV_OK with the
  * verdict in v, or GOV_ERR_NOMEM. */
 static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *sha256,
@@ -254,21 +253,21 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
 
 static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
                                size_t patterns, const char *sha256, const char *previous,
-                               char *eb, size_t ebsize) {
+                               const char *signers, char *eb, size_t ebsize) {
     char audit_id[GOV_UUID_STRLEN + 1], subject[2 * ECHO_MAX + 2];
     gov_err_t err = gov_processor_derive_id(c->p, a->occurred_ms, a->event_id, "rulepack.accepted",
                                             audit_id);
     if (err != GOV_OK)
         return err;
     snprintf(subject, sizeof subject, "%s@%s", gov_rulepack_id(pack), gov_rulepack_version(pack));
-    json_t *details = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s?, s:s}",
+    json_t *details = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s?, s:s, s:s}",
                                 "pack_id", gov_rulepack_id(pack),
                                 "version", gov_rulepack_version(pack),
                                 "rules", (json_int_t)gov_rulepack_rule_count(pack),
                                 "patterns", (json_int_t)patterns,
                                 "sha256", sha256,
                                 "previous_version", previous && previous[0] ? previous : NULL,
-                                "published_by", a->actor);
+                                "published_by", a->actor, "signers", signers);
     if (details == NULL)
         return GOV_ERR_NOMEM;
     gov_audit_fields_t af = {
@@ -278,6 +277,40 @@ static gov_err_t emit_accepted(ctx_t *c, const announced_t *a, const gov_rulepac
     };
     err = gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af, eb, ebsize);
     json_decref(details);
+    return err;
+}
+
+/* RulePackUpdated on policy.rulepacks.updated, after the pack (or its
+ * signatures) is in Redis: every edge reloads the tenant when it sees it.
+ * The id is derived from the published event and `seed`, so a re-emission
+ * after a crash is the same event. */
+static gov_err_t emit_updated(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
+                              const char *sha256, const char *previous,
+                              const gov_sig_count_t *sc, const char *seed, char *eb,
+                              size_t ebsize) {
+    char id[GOV_UUID_STRLEN + 1];
+    gov_err_t err = gov_processor_derive_id(c->p, a->occurred_ms, a->event_id, seed, id);
+    if (err != GOV_OK)
+        return err;
+    json_t *signers = json_array();
+    for (size_t i = 0; signers != NULL && i < sc->nsigners; i++)
+        if (json_array_append_new(signers, json_string(sc->signers[i])) != 0) {
+            json_decref(signers);
+            signers = NULL;
+        }
+    json_t *ev = signers == NULL ? NULL
+        : json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s}", "event_id", id,
+                    "occurred_at", (json_int_t)gov_now_micros(), "tenant", a->tenant, "pack_id",
+                    gov_rulepack_id(pack), "version", gov_rulepack_version(pack), "sha256",
+                    sha256, "previous_version",
+                    previous && previous[0] ? json_string(previous) : json_null(), "signers",
+                    signers, "published_event_id", a->event_id, "component",
+                    gov_processor_name(c->p));
+    if (ev == NULL)
+        return GOV_ERR_NOMEM;
+    err = gov_events_emit(gov_processor_producer(c->p), gov_processor_avro(c->p),
+                          TOPIC_UPDATED, "RulePackUpdated", a->tenant, ev, eb, ebsize);
+    json_decref(ev);
     return err;
 }
 
@@ -325,6 +358,7 @@ static void announced_from(const json_t *ev, announced_t *a) {
     a->published_by = json_string_value(json_object_get(ev, "published_by"));
     a->text = json_string_value(text);
     a->text_len = json_string_length(text);
+    a->signatures = json_object_get(ev, "signatures");
     a->occurred_ms = (uint64_t)(json_integer_value(json_object_get(ev, "occurred_at")) / 1000);
     echo(a->pack_id, a->pack_id_echo, sizeof a->pack_id_echo);
     echo(a->version, a->version_echo, sizeof a->version_echo);
@@ -342,20 +376,39 @@ static size_t pattern_count(const gov_rulepack_t *pack) {
 /* A replay: nothing changes.  If it is the very event that made the current
  * pack current (a redelivery after a crash between the Redis write and the
  * audit's acknowledgement), what may not have been finished is done again:
- * the index, and the accepted audit event under its derived id.  Returns
+ * the index, and the accepted audit event under its derived id.  A signed
+ * replay of the current pack that was materialized before packs were signed
+ * stores its signatures, so the edges can verify it.  Returns
  * GOV_ERR_DUPLICATE once the offset is stored, or a transient error. */
 static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rulepack_t *pack,
-                                  size_t patterns, const char *sha256,
+                                  size_t patterns, const char *sha256, const char *sig_json,
+                                  const char *signers, const gov_sig_count_t *sc,
                                   const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
                                   char *eb, size_t ebsize) {
     gov_redis_t *r = gov_processor_redis(c->p);
     gov_err_t err = GOV_OK;
-    if (cur->event_id && strcmp(cur->event_id, a->event_id) == 0 &&
-        strcmp(cur->sha256, sha256) == 0) {
+    int current = cur->canonical != NULL && strcmp(cur->sha256, sha256) == 0;
+    if (current && !cur->has_signatures) {
+        int stored = 0;
+        err = gov_state_rulepack_add_signatures(r, a->tenant, sha256, sig_json, signers, &stored,
+                                                eb, ebsize);
+        if (err == GOV_OK && stored) {
+            gov_log(GOV_LOG_INFO, "signatures stored for the current rule pack", "tenant",
+                    a->tenant, "sha256", sha256, "signers", signers, (const char *)NULL);
+            /* the edges refused it unsigned: now they can verify it */
+            err = emit_updated(c, a, pack, sha256, cur->previous_version, sc,
+                               "rulepack.signatures", eb, ebsize);
+        }
+    }
+    if (err == GOV_OK && current && cur->event_id && strcmp(cur->event_id, a->event_id) == 0) {
         err = gov_state_rulepack_index(r, a->tenant, eb, ebsize);
         if (err == GOV_OK)
+            err = emit_updated(c, a, pack, sha256, cur->previous_version, sc, "rulepack.updated",
+                               eb, ebsize);
+        if (err == GOV_OK)
             err = emit_accepted(c, a, pack, patterns, sha256,
-                                cur->previous_version ? cur->previous_version : "", eb, ebsize);
+                                cur->previous_version ? cur->previous_version : "", signers, eb,
+                                ebsize);
     }
     if (err == GOV_OK)
         err = gov_state_offset_write(r, pos, eb, ebsize);
@@ -379,9 +432,12 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     memset(&v, 0, sizeof v);
     gov_rulepack_t *pack = NULL;
     char sha256[GOV_SHA256_HEXLEN + 1] = "";
-    size_t patterns = 0;
+    char signers[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1] = "";
+    char *sig_json = NULL;
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0, patterns = 0;
     char raw[sizeof v.error];
-    gov_err_t err = gov_rulepack_parse(a.text, a.text_len, &c->limits, &pack, &v.detail, raw,
+    gov_err_t err = gov_rulepack_parse(a.text, a.text_len, NULL, &pack, &v.detail, raw,
                                        sizeof raw);
     if (err == GOV_ERR_NOMEM) {
         snprintf(eb, ebsize, "out of memory parsing the rule pack");
@@ -389,7 +445,15 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     }
     if (err != GOV_OK) {
         reject(&v, v.detail.code, "%s", raw);
-    } else if (check_announced(pack, &a, &v) == 0) {
+    } else if (check_announced(pack, &a, &v) == 0 &&
+               (gov_signatures_from_json(a.signatures, sigs, GOV_MAX_SIGNATURES + 1, &nsigs),
+                (err = check_signed(c, pack, &a, sigs, nsigs, &v)) != GOV_OK)) {
+        snprintf(eb, ebsize, "verifying the pack's signatures: %s", gov_err_str(err));
+        goto out;
+    } else if (v.kind != VERDICT_REJECT) {
+        if ((err = gov_signatures_to_json(sigs, nsigs, &sig_json)) != GOV_OK)
+            goto out;
+        signers_text(&v.sigs, signers, sizeof signers);
         size_t len;
         const char *canonical = gov_rulepack_canonical_json(pack, &len);
         unsigned char md[GOV_SHA256_LEN];
@@ -421,7 +485,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 gov_rulepack_id(pack), gov_rulepack_version(pack),
                 gov_rulepack_rule_count(pack), patterns, a.event_id, a.actor,
                 gov_processor_msg_time_us(m),
-                v.current_version,
+                v.current_version, sig_json, signers,
             };
             acc.canonical_len = len;
             err = gov_state_rulepack_write(r, &acc, &cur, &pos, eb, ebsize);
@@ -431,12 +495,17 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
                 gov_log(GOV_LOG_INFO, "rule pack accepted", "tenant", a.tenant, "pack_id",
                         gov_rulepack_id(pack), "version", gov_rulepack_version(pack), "rules",
                         nrules, "previous_version", v.current_version, "sha256", sha256,
-                        "published_by", a.actor, (const char *)NULL);
+                        "published_by", a.actor, "signers", signers, (const char *)NULL);
                 gov_metric_inc(c->m_accepted, (const char *[]){a.tenant}, 1);
-                err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version, eb, ebsize);
+                err = emit_updated(c, &a, pack, sha256, v.current_version, &v.sigs,
+                                   "rulepack.updated", eb, ebsize);
+                if (err == GOV_OK)
+                    err = emit_accepted(c, &a, pack, patterns, sha256, v.current_version,
+                                        signers, eb, ebsize);
             }
         } else if (v.kind == VERDICT_DUPLICATE) {
-            err = finish_duplicate(c, &a, pack, patterns, sha256, &cur, &pos, eb, ebsize);
+            err = finish_duplicate(c, &a, pack, patterns, sha256, sig_json, signers, &v.sigs,
+                                   &cur, &pos, eb, ebsize);
         }
         gov_state_rulepack_clear(&cur);
         if (err != GOV_ERR_CONFLICT)
@@ -457,6 +526,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             err = gov_state_offset_write(r, &pos, eb, ebsize);
     }
 out:
+    gov_free(sig_json);
     gov_rulepack_free(pack);
     return err;
 }
@@ -464,21 +534,32 @@ out:
 int main(int argc, char **argv) {
     int exit_code;
     gov_processor_t *p;
-    render_default_limits();
     if (gov_processor_init(&p, &spec, config, sizeof config / sizeof config[0], argc, argv,
                            &exit_code) != GOV_OK)
         return exit_code;
 
-    ctx_t c = {.p = p, .limits = configured_limits()};
+    ctx_t c = {.p = p};
+    /* Without its own trust it would accept packs nobody vouched for. */
+    char eb[512];
+    if (gov_file_trust_load(trust_file, &c.trust, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "rule-pack trust file cannot be used (set GOV_RULEPACK_TRUST_FILE)",
+                "path", trust_file ? trust_file : "(unset)", "error", eb, (const char *)NULL);
+        gov_processor_shutdown(p);
+        return 1;
+    }
     gov_metrics_t *mr = gov_processor_metrics(p);
     c.m_rejected = gov_metrics_counter(mr, "rulepack_rejected_total",
         "Rule packs rejected, by tenant and reason code.", 2, (const char *[]){"tenant", "reason"});
     c.m_accepted = gov_metrics_counter(mr, "rulepack_accepted_total",
         "Rule packs validated and materialized.", 1, (const char *[]){"tenant"});
-    char nrules[24];
-    snprintf(nrules, sizeof nrules, "%zu", c.limits.max_rules);
-    gov_log(GOV_LOG_INFO, "rule pack limits", "max_rules", nrules, (const char *)NULL);
+
+    char nsigners[24];
+    snprintf(nsigners, sizeof nsigners, "%zu", gov_trust_count(c.trust));
+    gov_log(GOV_LOG_INFO, "rule-pack trust loaded", "path", trust_file, "signers", nsigners,
+            (const char *)NULL);
 
     gov_processor_run(p, handle, &c);
-    return gov_processor_shutdown(p);
+    int rc = gov_processor_shutdown(p);
+    gov_trust_free(c.trust);
+    return rc;
 }

@@ -38,6 +38,7 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_rulepack.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -933,6 +934,25 @@ json_t *itest_bundle_event(const char *tenant, const char *doc, const char *cano
                      "checksum", cs, "signatures", sigs, "source", "itest", "etag");
 }
 
+void itest_sign_rulepack_event(json_t *ev, EVP_PKEY *const *keys, const char *const *ids,
+                               const int *who) {
+    json_t *text = json_object_get(ev, "rulepack_json"), *sigs = json_array();
+    gov_rulepack_t *pack = NULL;
+    char hex[GOV_SHA256_HEXLEN + 1];
+    if (gov_rulepack_parse(json_string_value(text), json_string_length(text), NULL, &pack, NULL,
+                           NULL, 0) == GOV_OK &&
+        gov_rulepack_digest_hex(pack, hex) == GOV_OK) {
+        for (size_t i = 0; who[i] >= 0; i++) {
+            char sig[129];
+            itest_sign_hex(keys[who[i]], hex, sig);
+            json_array_append_new(sigs, json_pack("{s:s, s:s, s:s}", "signer_id", ids[who[i]],
+                                                  "algorithm", "ed25519", "signature", sig));
+        }
+    }
+    gov_rulepack_free(pack);
+    json_object_set_new(ev, "signatures", sigs);
+}
+
 /* --- private processes ------------------------------------------------------ */
 
 int itest_free_port(void) {
@@ -979,6 +999,37 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
     snprintf(url, sizeof url, "%s/readyz", p->url);
     if (!itest_wait_http(url, 200, 30000))
         fail_msg("%s did not become ready on port %d (var/test-logs/%s)", bin, p->port, logname);
+}
+
+double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
+                          const char *reason) {
+    char f1[128], f2[64], f3[96];
+    snprintf(f1, sizeof f1, "tenant=\"%s\"", tenant);
+    snprintf(f2, sizeof f2, "kind=\"%s\"", kind);
+    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
+    const char *flt[] = {f1, f2, f3, NULL};
+    return itest_proc_metric(edge, "edge_state_rejected_total", flt);
+}
+
+int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
+    char *body = NULL, name[96];
+    long st = itest_proc_get(edge, "/readyz", &body);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    free(body);
+    snprintf(name, sizeof name, "tenant:%s", tenant);
+    int found = 0;
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(j, "components"), i, c) {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *state = json_string_value(json_object_get(c, "state"));
+        if (n && state && strcmp(n, name) == 0 && strcmp(state, "degraded") == 0)
+            found = 1;
+    }
+    const char *top = json_string_value(json_object_get(j, "status"));
+    int degraded = top != NULL && strcmp(top, "degraded") == 0;
+    json_decref(j);
+    return st == 200 && found && degraded;
 }
 
 int itest_proc_stop(itest_proc_t *p) {

@@ -7,8 +7,9 @@
  * the environment is not usable, with a message saying what is missing.
  *
  * Every test uses these rather than its own copy:
- *   - keys and PEM files, trust files, signed bundles (itest_ed25519_new,
- *     itest_public_pem, itest_write_trust, itest_bundle_event);
+ *   - keys and PEM files, trust files, signed bundles and packs
+ *     (itest_ed25519_new, itest_public_pem, itest_write_trust,
+ *     itest_bundle_event, itest_sign_rulepack_event);
  *   - a private processor with its own component name, consumer group and
  *     admin port, ready when started (itest_proc_start / itest_proc_stop):
  *     a test then reads only what that component emitted, so the stack's
@@ -190,6 +191,15 @@ json_t *itest_bundle_event(const char *tenant, const char *doc, const char *cano
                            const char *checksum, EVP_PKEY *const *keys, const char *const *ids,
                            const int *who);
 
+/* Signs a RulePackPublished event (ev, borrowed; its "rulepack_json"): sets
+ * its "signatures" to one Ed25519 signature of the pack's digest
+ * (gov_rulepack_digest_hex, the pack parsed with the default limits) for
+ * each who[i] (an index into keys and ids; -1 ends), as `govctl rulepack
+ * sign` makes them.  A pack that does not parse gets an empty array
+ * (gov-rulepacks refuses it before it looks at signatures). */
+void itest_sign_rulepack_event(json_t *ev, EVP_PKEY *const *keys, const char *const *ids,
+                               const int *who);
+
 /* --- private processes ------------------------------------------------------ */
 
 /* A free TCP port on 127.0.0.1 (the kernel's pick; free when returned). */
@@ -228,6 +238,13 @@ long itest_proc_get(const itest_proc_t *p, const char *path, char **body);
 /* A metric of the process's /metrics as itest_metric; -1 when no sample
  * matched or /metrics did not answer. */
 double itest_proc_metric(const itest_proc_t *p, const char *name, const char *const *filters);
+
+/* For a private gov-edge: edge_state_rejected_total{tenant,kind,reason} of
+ * its /metrics (-1 when no sample), and 1 when its /readyz answers 200,
+ * "degraded", and names component tenant:<tenant> degraded. */
+double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
+                          const char *reason);
+int itest_edge_degraded(const itest_proc_t *edge, const char *tenant);
 
 /* --- waiting on outcomes ---------------------------------------------------- */
 

@@ -65,8 +65,17 @@ static json_t *sample(const char *type, int nulls) {
             "signers", "human_operator", "somabrain", "source", "govctl:root",
             "bundle_event_id", "0190a7b2-3c4d-7e5f-8a6b-7c8d9e0f1a2b"));
     if (strcmp(type, "RulePackPublished") == 0)
-        return with(e, json_pack("{s:s, s:s, s:s, s:s, s:s}", "tenant", "acme", "pack_id", "base",
-            "version", "12", "rulepack_json", "{\"rules\":[]}", "published_by", "govctl:root"));
+        return with(e, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "tenant", "acme", "pack_id", "base",
+            "version", "12", "rulepack_json", "{\"rules\":[]}", "published_by", "govctl:root",
+            "signatures", nulls ? json_array()
+                                : json_pack("[{s:s, s:s, s:s}]", "signer_id", "ops", "algorithm",
+                                            "ed25519", "signature", "deadbeef")));
+    if (strcmp(type, "RulePackUpdated") == 0)
+        return with(e, json_pack("{s:s, s:s, s:s, s:s, s:o, s:[s], s:s, s:s}", "tenant", "acme",
+            "pack_id", "base", "version", "13", "sha256", "abcd",
+            "previous_version", nulls ? json_null() : json_string("12"), "signers", "ops",
+            "published_event_id", "0190a7b2-3c4d-7e5f-8a6b-7c8d9e0f1a2b", "component",
+            "gov-rulepacks"));
     if (strcmp(type, "PolicyDecision") == 0) {
         json_t *d = itest_decision_event("acme", "0190a7b2-3c4d-7e5f-8a6b-7c8d9e0f1a2d");
         json_decref(e);
@@ -114,7 +123,8 @@ static json_t *sample(const char *type, int nulls) {
 }
 
 static const char *const types[] = {"ConstitutionBundle", "ConstitutionUpdated",
-                                    "RulePackPublished", "PolicyDecision", "TokenIssued",
+                                    "RulePackPublished", "RulePackUpdated", "PolicyDecision",
+                                    "TokenIssued",
                                     "TokenRevoked", "KeyRotated", "AuditEvent"};
 #define NTYPES (sizeof types / sizeof types[0])
 

@@ -39,7 +39,10 @@ static EVP_PKEY *keys[4]; /* alice, bob, carol trusted; mallory not */
 static const char *names[4] = {"alice", "bob", "carol", "mallory"};
 
 static void start_edge(void) {
-    const char *env[] = {env_redis, env_reconcile, env_trust, NULL};
+    /* the edge needs a rule-pack trust too; this test publishes no pack */
+    static char env_rp_trust[600];
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
+    const char *env[] = {env_redis, env_reconcile, env_trust, env_rp_trust, NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-constitution-edge.log");
 }
 
@@ -536,31 +539,12 @@ static long evaluate_status(const char *t, char **body) {
 
 /* edge_state_rejected_total{tenant=t,kind=constitution,reason=reason}, -1 when none. */
 static double refused(const char *t, const char *reason) {
-    char f1[128], f3[96];
-    snprintf(f1, sizeof f1, "tenant=\"%s\"", t);
-    snprintf(f3, sizeof f3, "reason=\"%s\"", reason);
-    const char *flt[] = {f1, "kind=\"constitution\"", f3, NULL};
-    return itest_proc_metric(&edge, "edge_state_rejected_total", flt);
+    return itest_edge_refused(&edge, t, "constitution", reason);
 }
 
 /* 1 when the edge's /readyz answers 200 and names component tenant:t degraded. */
 static int readyz_degraded(const char *t) {
-    char *body = NULL;
-    long st = itest_proc_get(&edge, "/readyz", &body);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    char name[96];
-    snprintf(name, sizeof name, "tenant:%s", t);
-    int found = 0;
-    json_t *c;
-    size_t i;
-    json_array_foreach(json_object_get(j, "components"), i, c)
-        if (strcmp(json_string_value(json_object_get(c, "name")) ?: "", name) == 0 &&
-            strcmp(json_string_value(json_object_get(c, "state")) ?: "", "degraded") == 0)
-            found = 1;
-    int top = strcmp(json_string_value(json_object_get(j, "status")) ?: "", "degraded") == 0;
-    json_decref(j);
-    return st == 200 && found && top;
+    return itest_edge_degraded(&edge, t);
 }
 
 /* Writes a constitution for tenant t straight into Redis, as a Redis writer

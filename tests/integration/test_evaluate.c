@@ -128,21 +128,29 @@ static int setup(void **state) {
         keys[i] = itest_ed25519_new();
     snprintf(trust_path, sizeof trust_path, "%s", itest_log_path("itest-evaluate-trust.json"));
     itest_write_trust(trust_path, 2, 2, signer_ids, keys);
+    /* rule packs: signed by alice (the older trust form covers every tenant) */
+    static char rp_trust_path[512];
+    snprintf(rp_trust_path, sizeof rp_trust_path, "%s", itest_log_path("itest-evaluate-rulepack-trust.json"));
+    itest_write_trust(rp_trust_path, 1, 1, signer_ids, keys);
 
     redis_pid = itest_private_redis("evaluate", &redis_port);
-    static char env_redis[48], env_trust[560], env_edge_id[2][32];
+    static char env_redis[48], env_trust[560], env_edge_id[2][32], env_rp_trust[600];
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", rp_trust_path);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
     for (int i = 0; i < NPROC; i++) {
         /* gov-constitution and every edge verify against the same trust. */
-        const char *env[4] = {env_redis, NULL, NULL, NULL};
+        const char *env[5] = {env_redis, NULL, NULL, NULL, NULL};
         if (i == 0)
             env[1] = env_trust;
+        if (i == 1)
+            env[1] = env_rp_trust;
         if (i >= 3) {
             snprintf(env_edge_id[i - 3], sizeof env_edge_id[i - 3], "GOV_EDGE_ID=edge-%c", 'a' + i - 3);
             env[1] = env_edge_id[i - 3];
             env[2] = env_trust;
+            env[3] = env_rp_trust;
         }
         char log[96];
         snprintf(log, sizeof log, "itest-evaluate-%s-%d.log", names[i], i);
@@ -212,6 +220,7 @@ static void publish_pack(const char *version, const char *email_weight,
     json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
                            (json_int_t)gov_now_micros(), "tenant", tenant, "pack_id", "itest",
                            "version", version, "rulepack_json", pack, "published_by", "itest");
+    itest_sign_rulepack_event(ev, keys, signer_ids, (const int[]){0, -1});
     itest_produce_event("policy.rulepacks", "RulePackPublished", ev);
     json_decref(ev);
 }

@@ -1,4 +1,4 @@
-/* test_govctl_rulepack.c - `govctl rulepack validate | publish`, driven the
+/* test_govctl_rulepack.c - `govctl rulepack validate | sign | publish`, driven the
  * way an operator drives them: the real binary (itest_bin("govctl"), so the
  * suite's second pass runs the ASan + UBSan build), real files, the real
  * broker of the stack, and a private gov-rulepacks with a private Redis that
@@ -9,7 +9,9 @@
  * summary line on stdout, the RulePackPublished that arrives on
  * policy.rulepacks (consumed and decoded: key, partition and offset as
  * printed, the file's bytes as is), that a refused pack never reaches the
- * topic, and the pack materialized in Redis by gov-rulepacks.
+ * topic, and the pack materialized in Redis by gov-rulepacks.  Signing keys
+ * are made with `govctl keygen`; the private gov-rulepacks trusts ops-a for
+ * the test's tenant through its own rule-pack trust file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +37,7 @@ static char work[PATH_MAX];     /* var/test-logs/govctl-rp-<pid>-<rnd>, removed 
 static char g_out[1 << 16];     /* stdout of the last run */
 static char g_err[1 << 16];     /* stderr of the last run */
 static char *demo;              /* deploy/demo/rulepack-demo.json */
+static char keydir[PATH_MAX + 16], key_a[PATH_MAX + 32], key_b[PATH_MAX + 32];
 
 /* --- running govctl ---------------------------------------------------------- */
 
@@ -98,6 +101,12 @@ static int setup(void **state) {
     if (itest_workdir_new("govctl-rp", work, sizeof work) != 0)
         return -1;
     demo = itest_read_file("deploy/demo/rulepack-demo.json", NULL);
+    snprintf(keydir, sizeof keydir, "%s/keys", work);
+    snprintf(key_a, sizeof key_a, "%s/ops-a.key", keydir);
+    snprintf(key_b, sizeof key_b, "%s/ops-b.key", keydir);
+    if (GOVCTL(NOENV, "keygen", "--signer", "ops-a", "--out", keydir) != 0 ||
+        GOVCTL(NOENV, "keygen", "--signer", "ops-b", "--out", keydir) != 0)
+        return -1;
     return 0;
 }
 
@@ -182,17 +191,30 @@ static void test_validate_errors_name_rule_and_field(void **state) {
         EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", path), cases[i].code, cases[i].message);
     }
 
-    /* the processor's limits, from its configuration variables */
+    /* the contract limits, the processor's and every edge's: nothing in
+     * the environment changes them */
     const char *path = write_pack("demo.json", demo);
     const char *env5[] = {"GOV_RULEPACK_MAX_RULES=5", NULL};
-    EXPECT_FAIL(GOVCTL(env5, "rulepack", "validate", path), "too_many_rules",
-                "rules holds 12 rules (limit 5)\n");
-    const char *envp[] = {"GOV_RULEPACK_MAX_PATTERN_LEN=16", NULL};
-    EXPECT_FAIL(GOVCTL(envp, "rulepack", "validate", path), "pattern_too_long",
-                "rules[0] (pii.email): match.prompt[0].regex is 37 bytes (limit 16)\n");
-    const char *envbad[] = {"GOV_RULEPACK_MAX_RULES=many", NULL};
-    EXPECT_USAGE(GOVCTL(envbad, "rulepack", "validate", path));
-    assert_non_null(strstr(g_err, "GOV_RULEPACK_MAX_RULES"));
+    EXPECT_OK(GOVCTL(env5, "rulepack", "validate", path));
+    json_t *doc = json_loads(demo, 0, NULL);
+    json_t *rules = json_object_get(doc, "rules");
+    json_t *plain = NULL;   /* a rule without prompt patterns: copies compile nothing */
+    for (size_t i = 0; plain == NULL && i < json_array_size(rules); i++)
+        if (json_object_get(json_object_get(json_array_get(rules, i), "match"), "prompt") == NULL)
+            plain = json_array_get(rules, i);
+    assert_non_null(plain);
+    for (size_t i = json_array_size(rules); i <= 500; i++) {
+        json_t *r = json_deep_copy(plain);
+        char id[32];
+        snprintf(id, sizeof id, "extra.rule_%03zu", i);
+        json_object_set_new(r, "id", json_string(id));
+        json_array_append_new(rules, r);
+    }
+    char *big = json_dumps(doc, 0);
+    json_decref(doc);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "validate", write_pack("501.json", big)),
+                "too_many_rules", "rules holds 501 rules (limit 500)\n");
+    free(big);
 
     /* files */
     char missing[PATH_MAX + 32];
@@ -217,9 +239,110 @@ static void test_usage_errors(void **state) {
     EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--brokers"));
     EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--tenant", "x", path));
     EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "publish", "--brokers", "", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", "--key", key_a, path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", "--signer", "a/b", "--key", key_a, path));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, "-"));
+    EXPECT_USAGE(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a));
     EXPECT_OK(GOVCTL(NOENV, "--help"));
     assert_non_null(strstr(g_out, "rulepack validate FILE"));
-    assert_non_null(strstr(g_out, "rulepack publish [--brokers B] FILE"));
+    assert_non_null(strstr(g_out, "rulepack sign --signer ID --key PRIV.pem [--sigs SIGFILE] FILE"));
+    assert_non_null(strstr(g_out, "rulepack publish [--brokers B] [--sigs SIGFILE] FILE"));
+}
+
+/* --- sign -------------------------------------------------------------------- */
+
+/* The SHA-256 hex of the pack's canonical JSON, by the library. */
+static void digest_of(const char *text, char hex[GOV_SHA256_HEXLEN + 1]) {
+    gov_rulepack_t *pack = NULL;
+    char eb[256];
+    assert_int_equal(gov_rulepack_parse(text, strlen(text), NULL, &pack, NULL, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_rulepack_digest_hex(pack, hex), GOV_OK);
+    gov_rulepack_free(pack);
+}
+
+/* The signature file at path, parsed (new reference). */
+static json_t *sigfile(const char *path) {
+    char *text = itest_read_file(path, NULL);
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    if (j == NULL)
+        fail_msg("%s is not JSON", path);
+    return j;
+}
+
+static void test_sign_adds_detached_signatures(void **state) {
+    (void)state;
+    char hex[GOV_SHA256_HEXLEN + 1], sig[PATH_MAX + 64], want[PATH_MAX + 256];
+    const char *path = write_pack("signed.json", demo);
+    snprintf(sig, sizeof sig, "%s.sig", path);
+    digest_of(demo, hex);
+
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, path));
+    snprintf(want, sizeof want, "signed %s signer=ops-a pack_sha256=%s signatures=1\n", sig, hex);
+    assert_string_equal(g_out, want);
+    /* the pack file is untouched; the signature verifies over the digest */
+    char *after = itest_read_file(path, NULL);
+    assert_string_equal(after, demo);
+    free(after);
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-b", "--key", key_b, path));
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, path));
+    json_t *j = sigfile(sig);
+    assert_string_equal(json_string_value(json_object_get(j, "pack_sha256")), hex);
+    json_t *arr = json_object_get(j, "signatures");
+    assert_int_equal(json_array_size(arr), 2);   /* ops-a signing again replaced its entry */
+    char pem_path[PATH_MAX + 32];
+    snprintf(pem_path, sizeof pem_path, "%s/ops-a.pub", keydir);
+    char *pem = itest_read_file(pem_path, NULL);
+    char trust[8192];
+    json_t *tj = json_pack("{s:{s:s}, s:i}", "signers", "ops-a", pem, "threshold", 1);
+    char *ts = json_dumps(tj, 0);
+    snprintf(trust, sizeof trust, "%s", ts);
+    free(ts);
+    json_decref(tj);
+    free(pem);
+    gov_trust_t *t = NULL;
+    char eb[256];
+    assert_int_equal(gov_trust_parse(trust, strlen(trust), &t, eb, sizeof eb), GOV_OK);
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t n = 0;
+    assert_int_equal(gov_signatures_from_json(arr, sigs, GOV_MAX_SIGNATURES + 1, &n), 0);
+    gov_rulepack_t *pack = NULL;
+    assert_int_equal(gov_rulepack_parse(demo, strlen(demo), NULL, &pack, NULL, eb, sizeof eb), GOV_OK);
+    gov_sig_count_t sc;
+    assert_int_equal(gov_rulepack_verify_signatures(pack, "demo", sigs, n, t, &sc), GOV_OK);
+    assert_int_equal(sc.reason, GOV_REASON_NONE);
+    assert_int_equal(sc.nsigners, 1);   /* ops-b is not in this trust */
+    gov_rulepack_free(pack);
+    gov_trust_free(t);
+    json_decref(j);
+
+    /* the pack edited: signatures of the old digest are dropped, not kept */
+    char *edited = demo_with("\"max_risk_score\": 0.7", "\"max_risk_score\": 0.65");
+    write_pack("signed.json", edited);
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-b", "--key", key_b, path));
+    assert_non_null(strstr(g_err, "held signatures of another version of the pack"));
+    j = sigfile(sig);
+    digest_of(edited, hex);
+    assert_string_equal(json_string_value(json_object_get(j, "pack_sha256")), hex);
+    assert_int_equal(json_array_size(json_object_get(j, "signatures")), 1);
+    json_decref(j);
+    free(edited);
+
+    /* --sigs elsewhere; a key that is not Ed25519; a pack that does not validate */
+    char other[PATH_MAX + 64];
+    snprintf(other, sizeof other, "%s/elsewhere.sig", work);
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, "--sigs",
+                     other, path));
+    assert_true(access(other, F_OK) == 0);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", path, path),
+                "key_invalid", "");
+    const char *bad = write_pack("bad.json", "{}");
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, bad),
+                "missing_field", "");
+    snprintf(sig, sizeof sig, "%s.sig", bad);
+    assert_true(access(sig, F_OK) != 0);   /* nothing signed */
 }
 
 /* --- publish ----------------------------------------------------------------- */
@@ -257,6 +380,12 @@ static void check_published(published_t *p, const char *tenant, const char *text
     json_t *rj = json_object_get(ev, "rulepack_json");
     assert_int_equal(json_string_length(rj), strlen(text));
     assert_memory_equal(json_string_value(rj), text, strlen(text));   /* the file, as is */
+    /* the signatures of FILE.sig, carried as they are */
+    char sig[PATH_MAX + 64];
+    snprintf(sig, sizeof sig, "%s/publish.json.sig", work);
+    json_t *sj = sigfile(sig);
+    assert_true(json_equal(json_object_get(ev, "signatures"), json_object_get(sj, "signatures")));
+    json_decref(sj);
     json_int_t at = json_integer_value(json_object_get(ev, "occurred_at"));
     assert_true(at > gov_now_micros() - 600LL * 1000000 && at <= gov_now_micros());
     json_decref(ev);
@@ -272,6 +401,25 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     snprintf(who, sizeof who, "govctl:ops-%d", (int)getpid());
     char *text = demo_for(tenant);
     const char *path = write_pack("publish.json", text);
+
+    /* unsigned: refused before anything is produced */
+    int64_t before = itest_topic_end(TOPIC);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", path), "no_signatures",
+                "no signature file ");
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, path));
+    /* signatures of another pack: refused */
+    char *edited = itest_replace_once(text, "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.6");
+    const char *epath = write_pack("publish-edited.json", edited);
+    char esig[PATH_MAX + 64], psig[PATH_MAX + 64];
+    snprintf(esig, sizeof esig, "%s.sig", epath);
+    snprintf(psig, sizeof psig, "%s.sig", path);
+    char *stext = itest_read_file(psig, NULL);
+    itest_write_file(esig, stext, strlen(stext));
+    free(stext);
+    free(edited);
+    EXPECT_FAIL(GOVCTL(NOENV, "rulepack", "publish", epath), "checksum_mismatch",
+                "the signatures in ");
+    assert_true(itest_topic_end(TOPIC) == before);
 
     /* --brokers given */
     const char *env_u[] = {env_user, NULL};
@@ -293,7 +441,16 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     pid_t rpid = itest_private_redis("govctl-rulepack", &rport);
     char env_redis[48];
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", rport);
-    const char *penv[] = {env_redis, env_brokers, NULL};
+    /* its own rule-pack trust: ops-a for this tenant */
+    char pub[PATH_MAX + 32], tpath[PATH_MAX + 64], env_trust[PATH_MAX + 96];
+    snprintf(pub, sizeof pub, "%s/ops-a.pub", keydir);
+    char *pem = itest_read_file(pub, NULL);
+    const char *tids[] = {"ops-a"}, *tpems[] = {pem};
+    snprintf(tpath, sizeof tpath, "%s/rulepack-trust.json", work);
+    itest_write_trust_tenant_pems(tpath, tenant, 1, 0, 1, tids, tpems);
+    free(pem);
+    snprintf(env_trust, sizeof env_trust, "GOV_RULEPACK_TRUST_FILE=%s", tpath);
+    const char *penv[] = {env_redis, env_brokers, env_trust, NULL};
     itest_proc_t proc = {0};
     itest_proc_start(&proc, "gov-rulepacks", "gov-rulepacks-itest-govctl", penv,
                      "itest-govctl-gov-rulepacks.log");
@@ -319,6 +476,10 @@ static void test_publish_then_gov_rulepacks_materializes_it(void **state) {
     assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb,
                                         "HGET policy:rulepack:{%s}:meta event_id", tenant), GOV_OK);
     assert_string_equal(rep->str, p1.at.event_id);   /* the first publication won */
+    freeReplyObject(rep);
+    assert_int_equal(gov_redis_commandf(r, &rep, eb, sizeof eb,
+                                        "HGET policy:rulepack:{%s}:meta signers", tenant), GOV_OK);
+    assert_string_equal(rep->str, "ops-a");
     freeReplyObject(rep);
     gov_rulepack_free(pack);
     gov_redis_free(r);
@@ -358,6 +519,7 @@ static void test_publish_refuses_invalid_pack(void **state) {
 static void test_publish_kafka_unavailable(void **state) {
     (void)state;
     const char *path = write_pack("down.json", demo);
+    EXPECT_OK(GOVCTL(NOENV, "rulepack", "sign", "--signer", "ops-a", "--key", key_a, path));
     const char *env[] = {"GOV_KAFKA_BROKERS=127.0.0.1:1", NULL};
     int64_t t0 = gov_mono_micros();
     EXPECT_FAIL(GOVCTL(env, "rulepack", "publish", path), "kafka_unavailable",
@@ -373,6 +535,7 @@ int main(void) {
         cmocka_unit_test(test_validate_ok),
         cmocka_unit_test(test_validate_errors_name_rule_and_field),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_sign_adds_detached_signatures),
         cmocka_unit_test(test_publish_then_gov_rulepacks_materializes_it),
         cmocka_unit_test(test_publish_refuses_invalid_pack),
         cmocka_unit_test(test_publish_kafka_unavailable),

@@ -1,8 +1,11 @@
 /* test_rulepacks.c - RulePackPublished -> gov-rulepacks -> Redis + audit.
  *
  * Real processes against the real broker: a private redis-server and a
- * private gov-rulepacks (own consumer group, own admin port, max_rules
- * lowered to 20 through its configuration).  Packs are the demo pack of
+ * private gov-rulepacks (own consumer group, own admin port, its own
+ * rule-pack trust: signer
+ * itest-ops for this run's tenants, itest-ops-b for tenant2 only).  Every
+ * pack is signed by itest-ops as `govctl rulepack sign` signs, unless the
+ * case is about signatures.  Packs are the demo pack of
  * deploy/demo/rulepack-demo.json, re-targeted to a tenant no other run uses
  * and varied by text edits; each is produced to the real policy.rulepacks
  * topic as an Avro RulePackPublished, exactly what `govctl rulepack publish`
@@ -32,7 +35,9 @@
 #include "itest_util.h"
 
 #define TOPIC "policy.rulepacks"
-#define MAX_RULES_CONFIGURED 20
+/* The contract limit on rules (gov_rulepack_limits_default): the same for
+ * every processor and every edge, not configurable. */
+#define MAX_RULES_CONTRACT 500
 
 #define COMPONENT "gov-rulepacks-itest"
 
@@ -41,8 +46,15 @@ static int redis_port;
 /* A deployment of its own: the stack's gov-rulepacks consumes the same topic
  * and audits the same events under its own name. */
 static itest_proc_t proc;
+static itest_proc_t edge;   /* a private gov-edge on the private Redis, when running */
+static char env_ctrust[600];
 static char tenant[64], tenant2[64];
-static char env_redis[48], env_brokers[300], env_rules[64];
+static char env_redis[48], env_brokers[300], env_trust[600], tenant3[64], tenant4[64];
+/* keys[i] signs as ids[i]: the trusted operator, an operator trusted for
+ * tenant2 only, and a key that is in no trust file posing as itest-ops. */
+static EVP_PKEY *keys[3];
+static const char *const ids[] = {"itest-ops", "itest-ops-b", "itest-ops"};
+static const int by_ops[] = {0, -1};
 static char v1_canonical_sha[GOV_SHA256_HEXLEN + 1];
 static char *v1_canonical;         /* what Redis must hold while v1 is current */
 static char v1_event_id[GOV_UUID_STRLEN + 1];
@@ -82,13 +94,23 @@ static char *canonical_of(const char *text, char sha[GOV_SHA256_HEXLEN + 1]) {
     return out;
 }
 
-static json_t *event_for(const char *t, const char *pack_id, const char *version,
-                         const char *text) {
+/* A RulePackPublished event for the pack text, signed as who[] says. */
+static json_t *event_signed(const char *t, const char *pack_id, const char *version,
+                            const char *text, const int *who) {
     char id[GOV_UUID_STRLEN + 1];
     assert_int_equal(gov_uuid_v7(id), GOV_OK);
-    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
-                     (json_int_t)gov_now_micros(), "tenant", t, "pack_id", pack_id, "version",
-                     version, "rulepack_json", text, "published_by", "itest-rulepacks");
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event_id", id, "occurred_at",
+                           (json_int_t)gov_now_micros(), "tenant", t, "pack_id", pack_id,
+                           "version", version, "rulepack_json", text, "published_by",
+                           "itest-rulepacks");
+    itest_sign_rulepack_event(ev, keys, ids, who);
+    return ev;
+}
+
+/* The same, signed by the trusted operator. */
+static json_t *event_for(const char *t, const char *pack_id, const char *version,
+                         const char *text) {
+    return event_signed(t, pack_id, version, text, by_ops);
 }
 
 static const char *ev_id(const json_t *ev) {
@@ -187,8 +209,12 @@ typedef struct audit_want {
     const char *tenant_key;
     int32_t partition;     /* of the tenant's audit events, -1 until seen */
     int64_t stop_offset;   /* when >= 0: read up to this offset, then stop */
+    const char *type;      /* the schema looked for: NULL for AuditEvent */
 } audit_want_t;
 
+/* Events emitted by COMPONENT (the stack's gov-rulepacks emits its own for
+ * the same input) that refer to one of ids[]: AuditEvents by their
+ * correlation_id, RulePackUpdated (w->type) by its published_event_id. */
 static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     audit_want_t *w = opaque;
     int at_end = w->stop_offset >= 0 && m->partition == w->partition &&
@@ -201,10 +227,12 @@ static int collect_audit(void *opaque, const gov_kafka_msg_t *m) {
     if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
         return at_end;
     w->partition = m->partition;
-    const char *corr = json_string_value(json_object_get(ev, "correlation_id"));
+    const char *want_type = w->type ? w->type : "AuditEvent";
+    const char *corr = json_string_value(json_object_get(
+        ev, w->type ? "published_event_id" : "correlation_id"));
     const char *comp = json_string_value(json_object_get(ev, "component"));
-    if (comp == NULL || strcmp(comp, COMPONENT) != 0)
-        corr = NULL; /* another deployment's audit of the same event */
+    if (strcmp(type, want_type) != 0 || comp == NULL || strcmp(comp, COMPONENT) != 0)
+        corr = NULL; /* another deployment's event about the same input */
     for (size_t i = 0; corr && i < w->n; i++) {
         if (strcmp(w->ids[i], corr) != 0)
             continue;
@@ -275,22 +303,40 @@ static int setup(void **state) {
     putenv(env_redis); /* itest_redis() talks to the private Redis */
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    snprintf(env_rules, sizeof env_rules, "GOV_RULEPACK_MAX_RULES=%d", MAX_RULES_CONFIGURED);
-    const char *env[] = {env_redis, env_brokers, env_rules, NULL};
-    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     itest_unique("rp", tenant, sizeof tenant);
     itest_unique("rp2", tenant2, sizeof tenant2);
+    itest_unique("rp3", tenant3, sizeof tenant3);
+    itest_unique("rp4", tenant4, sizeof tenant4);
+    for (int i = 0; i < 3; i++)
+        keys[i] = itest_ed25519_new();
+    char *pem0 = itest_public_pem(keys[0]), *pem1 = itest_public_pem(keys[1]);
+    json_t *trust = json_pack(
+        "{s:{s:s, s:s}, s:{s:{s:i, s:[s]}, s:{s:i, s:[s, s]}, s:{s:i, s:[s]}, s:{s:i, s:[s]}}}",
+        "signers", ids[0], pem0, ids[1], pem1, "tenants", tenant, "threshold", 1, "signers",
+        ids[0], tenant2, "threshold", 1, "signers", ids[0], ids[1], tenant3, "threshold", 1,
+        "signers", ids[0], tenant4, "threshold", 1, "signers", ids[0]);
+    const char *trust_path = itest_log_path("itest-rulepacks-trust.json");
+    assert_int_equal(json_dump_file(trust, trust_path, 0), 0);
+    json_decref(trust);
+    free(pem0);
+    free(pem1);
+    snprintf(env_trust, sizeof env_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
+    const char *env[] = {env_redis, env_brokers, env_trust, NULL};
+    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
     catch_up();
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    int rc = itest_proc_stop(&proc);
+    int rc = itest_proc_stop(&edge);
+    rc |= itest_proc_stop(&proc);
     if (redis_pid > 0)
         itest_stop(redis_pid, SIGTERM, 5000);
     free(v1_canonical);
     json_decref(v1_event);
+    for (int i = 0; i < 3; i++)
+        EVP_PKEY_free(keys[i]);
     return rc;
 }
 
@@ -325,6 +371,15 @@ static void test_accepted_pack_is_materialized(void **state) {
     v = redis_hget(tenant, "previous_version");
     assert_string_equal(v, "");
     free(v);
+    /* who signed, and the signatures themselves: what every edge verifies */
+    v = redis_hget(tenant, "signers");
+    assert_string_equal(v, "itest-ops");
+    free(v);
+    v = redis_hget(tenant, "signatures");
+    json_t *stored = json_loads(v ? v : "", 0, NULL);
+    assert_true(json_equal(stored, json_object_get(ev, "signatures")));
+    json_decref(stored);
+    free(v);
     redisReply *r = NULL;
     char eb[200];
     assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
@@ -352,6 +407,7 @@ static void test_accepted_pack_is_materialized(void **state) {
     assert_int_equal(json_integer_value(json_object_get(d, "rules")), 12);
     assert_string_equal(json_string_value(json_object_get(d, "sha256")), v1_canonical_sha);
     assert_true(json_is_null(json_object_get(d, "previous_version")));
+    assert_string_equal(json_string_value(json_object_get(d, "signers")), "itest-ops");
     json_decref(d);
     audit_want_clear(&w);
     snprintf(v1_event_id, sizeof v1_event_id, "%s", ev_id(ev));
@@ -386,7 +442,7 @@ static char *pack_with_rules(const char *t, size_t n) {
 static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
     (void)state;
     assert_non_null(v1_canonical);
-    bad_case_t cases[20];
+    bad_case_t cases[24];
     size_t n = 0;
     char *t;
 #define PACK_CASE(reason_, part_, field_, from_, to_)                                            \
@@ -414,11 +470,38 @@ static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
               "\"id\": \"role.junior_export\", \"priority\": 3,");
     PACK_CASE("invalid_json", "pack is not valid JSON", NULL,
               "\"rules\": [", "\"rules\": [[");
-    t = pack_with_rules(tenant, MAX_RULES_CONFIGURED + 1);
-    cases[n++] = (bad_case_t){"too_many_rules", "rules holds 21 rules (limit 20)", "rules",
+    t = pack_with_rules(tenant, MAX_RULES_CONTRACT + 1);
+    cases[n++] = (bad_case_t){"too_many_rules", "rules holds 501 rules (limit 500)", "rules",
                               event_for(tenant, "demo-baseline", "2.0.0", t)};
     free(t);
-    /* valid packs that are not what the event announces */
+    /* valid packs that are not signed as the rule-pack trust requires */
+    static const int nobody[] = {-1}, by_ops_b[] = {1, -1}, by_rogue[] = {2, -1};
+    t = demo_pack(tenant, "2.0.0", NULL, NULL);
+    cases[n++] = (bad_case_t){"no_signatures", "no signature", "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, nobody)};
+    /* itest-ops-b is trusted, for tenant2 only: no weight here */
+    cases[n++] = (bad_case_t){"untrusted_signer", "\"itest-ops-b\" is not a trusted signer",
+                              "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, by_ops_b)};
+    cases[n++] = (bad_case_t){"invalid_signature",
+                              "the signature of trusted signer \"itest-ops\" does not verify",
+                              "signatures",
+                              event_signed(tenant, "demo-baseline", "2.0.0", t, by_rogue)};
+    free(t);
+    /* a signed pack of another version than the signed one: signatures of
+     * the 2.0.0 pack carried by a 2.0.1 pack (the digest covers it all) */
+    t = demo_pack(tenant, "2.0.0", NULL, NULL);
+    json_t *signed_200 = event_for(tenant, "demo-baseline", "2.0.0", t);
+    free(t);
+    t = demo_pack(tenant, "2.0.1", NULL, NULL);
+    json_t *ev_201 = event_signed(tenant, "demo-baseline", "2.0.1", t, nobody);
+    json_object_set(ev_201, "signatures", json_object_get(signed_200, "signatures"));
+    json_decref(signed_200);
+    cases[n++] = (bad_case_t){"invalid_signature", "does not verify", "signatures", ev_201};
+    free(t);
+    /* valid packs that are not what the event announces; the first is
+     * signed for tenant2 by a signer trusted there, and published for
+     * tenant: refused whatever its signatures */
     t = demo_pack(tenant2, "2.0.0", NULL, NULL);
     cases[n++] = (bad_case_t){"tenant_mismatch", tenant2, "tenant",
                               event_for(tenant, "demo-baseline", "2.0.0", t)};
@@ -481,6 +564,36 @@ static void test_every_invalid_pack_is_rejected_with_its_reason(void **state) {
     audit_want_clear(&w);
 }
 
+/* Reads the tenant's partition of topic (events of `type`, NULL for
+ * AuditEvent) to its end: none of COMPONENT's refers to the replay
+ * `again`, and the ones for v1's event came at least twice (its first
+ * delivery and the redelivery).  w holds what was found (audit_want_clear). */
+static void replay_events(audit_want_t *w, const char *topic, const char *type,
+                          const char *again) {
+    memset(w, 0, sizeof *w);
+    w->ids[0] = v1_event_id;   /* first find the partition of the tenant's events */
+    w->n = 1;
+    w->tenant_key = tenant;
+    w->partition = -1;
+    w->stop_offset = -1;
+    w->type = type;
+    assert_true(itest_consume_until(topic, collect_audit, w, 60000));
+    int32_t part = w->partition;
+    audit_want_clear(w);
+    memset(w, 0, sizeof *w);
+    w->ids[0] = again;
+    w->ids[1] = v1_event_id;
+    w->n = 2;
+    w->tenant_key = tenant;
+    w->partition = part;
+    w->stop_offset = itest_high_watermark(topic, part) - 1;
+    w->type = type;
+    assert_true(itest_consume_until(topic, collect_audit, w, 60000));
+    assert_null(w->found[0]);
+    assert_int_equal(w->copies[0], 0);
+    assert_true(w->copies[1] >= 2);
+}
+
 static void test_replays_are_duplicates_and_newer_versions_replace(void **state) {
     (void)state;
     assert_non_null(v1_event);
@@ -507,31 +620,23 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     assert_current_is(tenant, v1_canonical);
 
     /* Everything gov-rulepacks produced for those two is acknowledged (the
-     * offset key is written after it): read the tenant's audit partition to
-     * its end.  No audit event for the re-published pack; the accepted one
-     * of v1 at least twice, every copy with the same derived id. */
-    audit_want_t w = {.ids = {ev_id(again), v1_event_id}, .n = 2, .tenant_key = tenant,
-                      .partition = -1, .stop_offset = -1};
-    w.n = 1;
-    w.ids[0] = v1_event_id;   /* first find the partition of the tenant's audit events */
-    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
-    audit_want_clear(&w);
-    int32_t part = w.partition;
-    memset(&w, 0, sizeof w);
-    w.ids[0] = ev_id(again);
-    w.ids[1] = v1_event_id;
-    w.n = 2;
-    w.tenant_key = tenant;
-    w.partition = part;
-    w.stop_offset = itest_high_watermark("identity.audit", part) - 1;
-    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
-    assert_null(w.found[0]);
-    assert_int_equal(w.copies[0], 0);
+     * offset key is written after it): read the tenant's partitions of
+     * identity.audit and policy.rulepacks.updated to their ends.  No audit
+     * event and no RulePackUpdated for the re-published pack (replays are
+     * silent); the accepted audit event and the update of v1 at least
+     * twice, every copy with its one derived id. */
+    audit_want_t w;
+    replay_events(&w, "identity.audit", NULL, ev_id(again));
     print_message("accepted audit event of v1 seen %d times, all with one event id\n", w.copies[1]);
-    assert_true(w.copies[1] >= 2);
     char want_id[GOV_UUID_STRLEN + 1];
     derived_id(v1_event, "rulepack.accepted", want_id);
     assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
+    audit_want_clear(&w);
+    replay_events(&w, "policy.rulepacks.updated", "RulePackUpdated", ev_id(again));
+    derived_id(v1_event, "rulepack.updated", want_id);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "event_id")), want_id);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "sha256")), v1_canonical_sha);
+    assert_string_equal(json_string_value(json_object_get(w.found[1], "version")), "1.0.0");
     audit_want_clear(&w);
 
     /* 3. a newer version replaces it; v1 goes to the history */
@@ -615,7 +720,7 @@ static void test_unreadable_current_pack_refuses_changes(void **state) {
     /* a key of the wrong type: the same refusal, not a retry loop that
      * would block every tenant of the partition */
     char t3[64];
-    itest_unique("rp3", t3, sizeof t3);
+    snprintf(t3, sizeof t3, "%s", tenant3);
     assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
                                         "HSET policy:rulepack:{%s}:history x y", t3), GOV_OK);
     text = demo_pack(t3, "1.0.0", NULL, NULL);
@@ -669,6 +774,267 @@ static void test_poison_goes_to_dlq(void **state) {
     json_decref(ev);
 }
 
+/* --- what an edge serves -------------------------------------------------------------- */
+
+/* reconcile: "200ms" where Redis is written by hand (no event), "60s"
+ * where only the update events may bring a change in time. */
+static void start_edge(const char *reconcile) {
+    static char env_reconcile[48];
+    itest_proc_stop(&edge);   /* one left running by a test that failed */
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", reconcile);
+    const char *env[] = {env_redis, env_ctrust, env_trust, env_reconcile, NULL};
+    itest_proc_start(&edge, "gov-edge", NULL, env, "itest-rulepacks-edge.log");
+}
+
+/* The rule pack version the edge evaluates tenant t with ("" when it
+ * answers otherwise), and the HTTP status. */
+static long served_pack(const char *t, char version[64]) {
+    char url[256], req[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/evaluate", edge.url);
+    snprintf(req, sizeof req,
+             "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"u\",\"role\":\"analyst\","
+             "\"prompt\":\"hello\"}", t);
+    long st = itest_http_post_json(url, req, &body);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
+    snprintf(version, 64, "%s", json_string_value(json_object_get(j, "rulepack_version")) ?: "");
+    json_decref(j);
+    free(body);
+    return st;
+}
+
+static double edge_refused(const char *t, const char *reason) {
+    return itest_edge_refused(&edge, t, "rulepack", reason);
+}
+
+typedef struct pack_wait {
+    const char *tenant, *version;
+} pack_wait_t;
+
+static int serves_version(void *opaque) {
+    pack_wait_t *w = opaque;
+    char v[64];
+    return served_pack(w->tenant, v) == 200 && strcmp(v, w->version) == 0;
+}
+
+typedef struct refusal_wait {
+    const char *tenant, *reason;
+} refusal_wait_t;
+
+static int refused_now(void *opaque) {
+    refusal_wait_t *w = opaque;
+    return edge_refused(w->tenant, w->reason) >= 1;
+}
+
+/* Stores a constitution for t as gov-constitution stores an accepted one:
+ * a canonical (JCS) document, its SHA-256 and itest-ops's signature, which
+ * the edge verifies against env_ctrust.  Written here rather than through a
+ * private gov-constitution: the constitution is not what is under test, and
+ * it is verified all the same. */
+static void store_constitution(const char *t) {
+    char doc[512], eb[200];
+    snprintf(doc, sizeof doc, "{\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],"
+             "\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},"
+             "\"tenant\":\"%s\",\"version\":\"1.0.0\"}", t);
+    json_t *b = itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, ids, by_ops);
+    char *sj = json_dumps(json_object_get(b, "signatures"), JSON_COMPACT);
+    gov_redis_t *r = itest_redis();
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET constitution:{%s} checksum %s hash_alg sha256 "
+                                        "canonicalization jcs version 1.0.0 signers itest-ops "
+                                        "source itest verified_at 1 signatures %s", t,
+                                        json_string_value(json_object_get(b, "checksum")), sj),
+                     GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET constitution:{%s}:doc %s",
+                                        t, doc), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SADD constitution:tenants %s", t),
+                     GOV_OK);
+    free(sj);
+    json_decref(b);
+}
+
+/* The edges' constitution trust: itest-ops, for every tenant (the older
+ * form); documents name their tenant. */
+static void write_constitution_trust(void) {
+    const char *ctrust = itest_log_path("itest-rulepacks-ctrust.json");
+    itest_write_trust(ctrust, 1, 1, ids, keys);
+    snprintf(env_ctrust, sizeof env_ctrust, "GOV_TRUST_FILE=%s", ctrust);
+}
+
+static int64_t percentile(int64_t *v, size_t n, int p) {
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            int64_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    size_t k = (n * (size_t)p + 99) / 100;
+    return v[k ? k - 1 : 0];
+}
+
+/* The version of tenant t's pack in the private Redis ("" for none). */
+static void redis_version(const char *t, char out[64]) {
+    char *v = redis_hget(t, "version");
+    snprintf(out, 64, "%s", v ? v : "");
+    free(v);
+}
+
+/* A small signed pack for t at version v: two prompt literals, so what is
+ * measured below is propagation, not Vectorscan compiling a large pack
+ * (the demo pack's 18 patterns cost ~60 ms of CPU on every replica). */
+static char *small_pack(const char *t, const char *v) {
+    char *text = malloc(1024);
+    snprintf(text, 1024,
+             "{\"pack_id\":\"small\",\"tenant\":\"%s\",\"version\":\"%s\",\"rules\":["
+             "{\"id\":\"secrets.password\",\"severity\":\"high\",\"weight\":0.3,\"effect\":\"add\","
+             "\"message\":\"password\",\"match\":{\"prompt\":[{\"literal\":\"password\"}]}},"
+             "{\"id\":\"shell.rm\",\"severity\":\"critical\",\"weight\":0.1,\"effect\":\"deny\","
+             "\"message\":\"rm\",\"match\":{\"prompt\":[{\"literal\":\"rm -rf /\"}]}}]}", t, v);
+    return text;
+}
+
+/* Rule packs are announced after they are materialized (RulePackUpdated):
+ * an edge whose reconcile is a minute away serves what Redis holds within
+ * the propagation time, also when gov-rulepacks was down while the pack was
+ * published.  Measured: from the moment Redis holds a version to the moment
+ * the edge evaluates with it, p95 over 20 publications. */
+static void test_edge_follows_what_gov_rulepacks_materializes(void **state) {
+    (void)state;
+    char v[64], ver[16];
+    write_constitution_trust();
+    store_constitution(tenant4);
+    start_edge("60s");
+
+    /* The lag of one publication: from accepted_at (meta, the wall clock of
+     * gov-rulepacks just before its Redis write, so the lag is if anything
+     * over-estimated) to the moment the edge answers with the version,
+     * polled every 2 ms.  40 publications. */
+    enum { N = 40 };
+    int64_t lag_us[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ver, sizeof ver, "1.0.%d", i);
+        char *text = small_pack(tenant4, ver);
+        json_t *ev = event_for(tenant4, "small", ver, text);
+        free(text);
+        publish(ev);
+        json_decref(ev);
+        int64_t t0 = gov_mono_micros();
+        while (!(served_pack(tenant4, v) == 200 && strcmp(v, ver) == 0)) {
+            if (gov_mono_micros() - t0 > 30000000LL)
+                fail_msg("version %s not served within 30 s", ver);
+            itest_sleep_ms(2);
+        }
+        int64_t seen = gov_now_micros();
+        char *at = redis_hget(tenant4, "accepted_at");
+        redis_version(tenant4, v);
+        if (at == NULL || strcmp(v, ver) != 0)
+            fail_msg("Redis does not hold %s (it holds \"%s\") while the edge serves it", ver, v);
+        lag_us[i] = seen - strtoll(at, NULL, 10);
+        free(at);
+    }
+    int64_t p95 = percentile(lag_us, N, 95), p50 = percentile(lag_us, N, 50);
+    print_message("edge behind Redis: p50 %lld us, p95 %lld us (%d publications)\n",
+                  (long long)p50, (long long)p95, N);
+    /* The contract's bound holds for the release binaries; the sanitizer
+     * build (the suite's second pass) runs every process several times
+     * slower, so it is held to five times the bound. */
+    const char *bins = getenv("ITEST_BIN_DIR");
+    int64_t bound = bins && strstr(bins, "asan") ? 500000 : 100000;
+    if (p95 > bound)
+        fail_msg("the edge lagged Redis by %lld us at p95 (bound: %lld ms)", (long long)p95,
+                 (long long)(bound / 1000));
+
+    /* gov-rulepacks down while 2.0.0 is published: Redis and the edge keep
+     * 1.0.39; once it is back, the edge serves 2.0.0 within 10 s of its
+     * readiness - by the event, the reconcile is a minute away */
+    assert_int_equal(itest_proc_stop(&proc), 0);
+    char *text = small_pack(tenant4, "2.0.0");
+    json_t *ev = event_for(tenant4, "small", "2.0.0", text);
+    free(text);
+    produced_t p = publish(ev);
+    json_decref(ev);
+    redis_version(tenant4, v);
+    assert_string_equal(v, "1.0.39");
+    assert_int_equal(served_pack(tenant4, v), 200);
+    assert_string_equal(v, "1.0.39");
+    const char *env[] = {env_redis, env_brokers, env_trust, NULL};
+    itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-gov-rulepacks.log");
+    pack_wait_t want = {tenant4, "2.0.0"};
+    long ms = itest_wait_for(serves_version, &want, 10000, 5);
+    if (ms < 0)
+        fail_msg("the edge did not serve 2.0.0 within 10 s of gov-rulepacks' restart");
+    wait_processed(p);
+    print_message("2.0.0 served %ld ms after gov-rulepacks was ready again\n", ms);
+    assert_int_equal(itest_proc_stop(&edge), 0);
+}
+
+/* Redis is not a trust root for packs either: a private gov-edge verifies
+ * every pack it loads against its own rule-pack trust.  A signed pack copied
+ * to another tenant and a forged successor (consistent meta, the signatures
+ * of the real pack) are refused - counted, the tenant degraded in /readyz -
+ * while the last verified pack stays served; after a restart, with nothing
+ * verified to fall back on, the tenant is not served at all. */
+static void test_edge_verifies_the_packs_redis_holds(void **state) {
+    (void)state;
+    char eb[200], v[64];
+    /* tenant's current pack is 1.1.0, accepted by gov-rulepacks above */
+    write_constitution_trust();
+    store_constitution(tenant);
+
+    /* tenant's signed pack copied byte for byte, signatures and all, to tenant3 */
+    gov_redis_t *r = itest_redis();
+    char *pack = redis_get("policy:rulepack:{%s}", tenant), *sigs = redis_hget(tenant, "signatures");
+    assert_non_null(pack);
+    assert_non_null(sigs);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET policy:rulepack:{%s} %s",
+                                        tenant3, pack), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:meta signatures %s", tenant3,
+                                        sigs), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "SADD policy:rulepack:tenants %s", tenant3), GOV_OK);
+
+    start_edge("200ms");
+    pack_wait_t want = {tenant, "1.1.0"};
+    if (itest_wait_for(serves_version, &want, 10000, 20) < 0)
+        fail_msg("the edge does not serve %s's signed pack 1.1.0", tenant);
+    refusal_wait_t copied = {tenant3, "tenant_mismatch"};
+    if (itest_wait_for(refused_now, &copied, 10000, 20) < 0)
+        fail_msg("the edge did not refuse the pack copied to %s", tenant3);
+    assert_true(itest_edge_degraded(&edge, tenant3));
+    assert_true(edge_refused(tenant, "invalid_signature") < 0);
+
+    /* a forged successor: another pack (9.0.0, a higher threshold), the
+     * meta made consistent with it, the real pack's signatures beside it */
+    char *text = demo_pack(tenant, "9.0.0", "\"max_risk_score\": 0.7", "\"max_risk_score\": 0.99");
+    char fsha[GOV_SHA256_HEXLEN + 1];
+    char *forged = canonical_of(text, fsha);
+    free(text);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb, "SET policy:rulepack:{%s} %s",
+                                        tenant, forged), GOV_OK);
+    assert_int_equal(gov_redis_commandf(r, NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:meta sha256 %s version 9.0.0",
+                                        tenant, fsha), GOV_OK);
+    refusal_wait_t forged_w = {tenant, "invalid_signature"};
+    if (itest_wait_for(refused_now, &forged_w, 10000, 20) < 0)
+        fail_msg("the edge did not refuse the forged pack of %s", tenant);
+    assert_int_equal(served_pack(tenant, v), 200);
+    assert_string_equal(v, "1.1.0");   /* the last verified pack */
+    assert_true(itest_edge_degraded(&edge, tenant));
+
+    /* restarted: the forged pack is refused again, and nothing is served */
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    start_edge("200ms");
+    if (itest_wait_for(refused_now, &forged_w, 10000, 20) < 0)
+        fail_msg("the restarted edge did not refuse the forged pack of %s", tenant);
+    assert_int_equal(served_pack(tenant, v), 503);
+    assert_string_equal(v, "");
+    assert_true(itest_edge_degraded(&edge, tenant));
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    free(forged);
+    free(pack);
+    free(sigs);
+}
+
 static void test_metrics_pass_promtool(void **state) {
     (void)state;
     char *body = metrics_text();
@@ -688,6 +1054,8 @@ int main(void) {
         cmocka_unit_test(test_unreadable_current_pack_refuses_changes),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_metrics_pass_promtool),
+        cmocka_unit_test(test_edge_follows_what_gov_rulepacks_materializes),
+        cmocka_unit_test(test_edge_verifies_the_packs_redis_holds),
     };
     return cmocka_run_group_tests_name("rulepacks", tests, setup, teardown);
 }

@@ -151,7 +151,7 @@ static gov_state_rulepack_accepted_t rulepack(const char *tenant, const char *ca
                                               const char *previous) {
     return (gov_state_rulepack_accepted_t){
         tenant, canonical, strlen(canonical), sha256, "pack-1", version, 2, 3, "ev-1",
-        "alice", 1700000000000000LL, previous,
+        "alice", 1700000000000000LL, previous, "[]", "",
     };
 }
 

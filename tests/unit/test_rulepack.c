@@ -6,6 +6,12 @@
  * field by field, and their canonical JSON against bytes written by hand
  * (RFC 8785: keys sorted, no whitespace, shortest numbers).  Patterns are
  * compiled by the real Vectorscan; its refusals are provoked for real.
+ *
+ * Signed packs: known answers made by CPython + the `cryptography` package
+ * with the RFC 8032 section 7.1 keys (tests/vectors/rulepack/gen.py): the
+ * canonical bytes, their SHA-256 and two signatures must be what libgov
+ * computes and accepts; each rule of gov_rulepack_verify_signatures is broken
+ * once; an allocation-failure sweep runs over accepted AND refused packs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +25,7 @@
 
 #include "gov_alloc.h"
 #include "gov_rulepack.h"
+#include "gov_signature.h"
 
 /* A valid rule with id ID and the given extra members (or replacements
  * appended after; the test texts never repeat a member). */
@@ -624,6 +631,198 @@ static void test_error_field_is_sanitized(void **state) {
     assert_null(strchr(err, '\n'));
 }
 
+/* ---- signed packs ------------------------------------------------------------ */
+
+static char *slurp(const char *rel, size_t *len) {
+    char path[1024];
+    const char *root = getenv("GOV_ROOT");
+    snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s (run from the repository root or set GOV_ROOT)", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = 0;
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+typedef struct signed_vec {
+    char *pack_text, *canonical, *sha256, *trust_text, *sigs_text;
+    gov_rulepack_t *pack;
+    gov_trust_t *trust;
+    json_t *sigs_json;
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs;
+} signed_vec_t;
+
+static void signed_vec_load(signed_vec_t *v) {
+    memset(v, 0, sizeof *v);
+    v->pack_text = slurp("tests/vectors/rulepack/signed/pack.json", NULL);
+    v->canonical = slurp("tests/vectors/rulepack/signed/canonical.json", NULL);
+    v->sha256 = slurp("tests/vectors/rulepack/signed/sha256", NULL);
+    v->sha256[strcspn(v->sha256, "\n")] = 0;
+    v->trust_text = slurp("tests/vectors/rulepack/signed/trust.json", NULL);
+    v->sigs_text = slurp("tests/vectors/rulepack/signed/signatures.json", NULL);
+    v->pack = must_parse(v->pack_text);
+    char eb[256];
+    assert_int_equal(gov_trust_parse(v->trust_text, strlen(v->trust_text), &v->trust, eb, sizeof eb),
+                     GOV_OK);
+    v->sigs_json = json_loads(v->sigs_text, 0, NULL);
+    assert_int_equal(gov_signatures_from_json(v->sigs_json, v->sigs, GOV_MAX_SIGNATURES + 1,
+                                              &v->nsigs), 0);
+    assert_int_equal(v->nsigs, 2);
+}
+
+static void signed_vec_free(signed_vec_t *v) {
+    gov_rulepack_free(v->pack);
+    gov_trust_free(v->trust);
+    json_decref(v->sigs_json);
+    free(v->pack_text);
+    free(v->canonical);
+    free(v->sha256);
+    free(v->trust_text);
+    free(v->sigs_text);
+}
+
+static gov_reason_t verify_reason(const gov_rulepack_t *p, const char *tenant,
+                                  const gov_bundle_sig_t *sigs, size_t n, const gov_trust_t *t,
+                                  gov_sig_count_t *sc) {
+    assert_int_equal(gov_rulepack_verify_signatures(p, tenant, sigs, n, t, sc), GOV_OK);
+    return sc->reason;
+}
+
+static void test_signed_pack_known_answers(void **state) {
+    (void)state;
+    signed_vec_t v;
+    signed_vec_load(&v);
+    size_t len;
+    assert_string_equal(gov_rulepack_canonical_json(v.pack, &len), v.canonical);
+    char hex[GOV_SHA256_HEXLEN + 1];
+    assert_int_equal(gov_rulepack_digest_hex(v.pack, hex), GOV_OK);
+    assert_string_equal(hex, v.sha256);
+    gov_sig_count_t sc;
+    assert_int_equal(verify_reason(v.pack, "demo", v.sigs, 2, v.trust, &sc), GOV_REASON_NONE);
+    assert_int_equal(sc.nsigners, 2);
+    assert_int_equal(sc.required, 2);
+    assert_string_equal(sc.signers[0], "ops-1");
+    assert_string_equal(sc.signers[1], "ops-2");
+    /* the signatures carried through the JSON form come back the same */
+    char *round = NULL;
+    assert_int_equal(gov_signatures_to_json(v.sigs, 2, &round), GOV_OK);
+    json_t *rj = json_loads(round, 0, NULL);
+    assert_true(json_equal(rj, v.sigs_json));
+    json_decref(rj);
+    gov_free(round);
+    signed_vec_free(&v);
+}
+
+static void test_signed_pack_every_rule(void **state) {
+    (void)state;
+    signed_vec_t v;
+    signed_vec_load(&v);
+    gov_sig_count_t sc;
+    gov_bundle_sig_t s[GOV_MAX_SIGNATURES + 1];
+
+    /* tenant: the trust must cover it, the pack must name it */
+    assert_int_equal(verify_reason(v.pack, "other", v.sigs, 2, v.trust, &sc),
+                     GOV_REASON_TENANT_NOT_TRUSTED);
+    const char *trust2 = "{\"signers\":{},\"tenants\":{}}";
+    gov_trust_t *t2 = NULL;
+    char eb[256];
+    assert_int_not_equal(gov_trust_parse(trust2, strlen(trust2), &t2, eb, sizeof eb), GOV_OK);
+    /* the same signers, trusted for "demo" and "acme": a demo pack for acme */
+    json_t *tj = json_loads(v.trust_text, 0, NULL);
+    json_object_set(json_object_get(tj, "tenants"), "acme",
+                    json_object_get(json_object_get(tj, "tenants"), "demo"));
+    char *tt = json_dumps(tj, 0);
+    json_decref(tj);
+    assert_int_equal(gov_trust_parse(tt, strlen(tt), &t2, eb, sizeof eb), GOV_OK);
+    free(tt);
+    assert_int_equal(verify_reason(v.pack, "acme", v.sigs, 2, t2, &sc), GOV_REASON_TENANT_MISMATCH);
+    gov_trust_free(t2);
+
+    /* form */
+    assert_int_equal(verify_reason(v.pack, "demo", v.sigs, 0, v.trust, &sc),
+                     GOV_REASON_NO_SIGNATURES);
+    for (size_t i = 0; i <= GOV_MAX_SIGNATURES; i++)
+        s[i] = v.sigs[0];
+    assert_int_equal(verify_reason(v.pack, "demo", s, GOV_MAX_SIGNATURES + 1, v.trust, &sc),
+                     GOV_REASON_TOO_MANY_SIGNATURES);
+    s[0] = v.sigs[0];
+    s[1] = v.sigs[0];
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc), GOV_REASON_DUPLICATE_SIGNER);
+    s[1] = v.sigs[1];
+    s[1].algorithm = "rsa";
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc),
+                     GOV_REASON_UNKNOWN_SIGNATURE_ALGORITHM);
+    s[1] = v.sigs[1];
+    s[1].signer_id = "bad/id";
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc), GOV_REASON_MALFORMED_SIGNATURE);
+    s[1] = v.sigs[1];
+    s[1].signature = "abcd";
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc), GOV_REASON_MALFORMED_SIGNATURE);
+
+    /* count: one signature short of the threshold; an unknown signer; a
+     * trusted id with another key's signature; another pack's signatures */
+    assert_int_equal(verify_reason(v.pack, "demo", v.sigs, 1, v.trust, &sc),
+                     GOV_REASON_THRESHOLD_NOT_MET);
+    assert_int_equal(sc.nsigners, 1);
+    s[0] = v.sigs[0];
+    s[1] = v.sigs[1];
+    s[1].signer_id = "ops-3";
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc), GOV_REASON_UNTRUSTED_SIGNER);
+    assert_non_null(strstr(sc.detail, "\"ops-3\" is not a trusted signer"));
+    s[1] = v.sigs[1];
+    s[1].signer_id = "ops-1";
+    s[0] = v.sigs[1];   /* ops-2's signature under ops-1's id */
+    s[0].signer_id = "ops-1";
+    s[1] = v.sigs[1];
+    assert_int_equal(verify_reason(v.pack, "demo", s, 2, v.trust, &sc), GOV_REASON_INVALID_SIGNATURE);
+    char *other = strdup(v.pack_text);
+    char *at = strstr(other, "\"2.1.0\"");
+    assert_non_null(at);
+    memcpy(at, "\"2.1.1\"", 7);
+    gov_rulepack_t *p2 = must_parse(other);
+    assert_int_equal(verify_reason(p2, "demo", v.sigs, 2, v.trust, &sc), GOV_REASON_INVALID_SIGNATURE);
+    gov_rulepack_free(p2);
+    free(other);
+    signed_vec_free(&v);
+}
+
+/* Verification allocates nothing of its own (OpenSSL's memory is not
+ * gov_malloc's); what does is the JSON form the processor stores: each
+ * allocation failing in turn gives GOV_ERR_NOMEM and no string, never a
+ * truncated one. */
+static void test_signatures_json_allocation_failures(void **state) {
+    (void)state;
+    signed_vec_t v;
+    signed_vec_load(&v);
+    long k;
+    for (k = 0;; k++) {
+        char *out = (char *)0x1;
+        gov_alloc_fail_after(k);
+        gov_err_t rc = gov_signatures_to_json(v.sigs, v.nsigs, &out);
+        gov_alloc_fail_reset();
+        if (rc == GOV_OK) {
+            json_t *j = json_loads(out, 0, NULL);
+            assert_true(json_equal(j, v.sigs_json));
+            json_decref(j);
+            gov_free(out);
+            break;
+        }
+        assert_int_equal(rc, GOV_ERR_NOMEM);
+        assert_null(out);
+    }
+    assert_true(k > 3);
+    signed_vec_free(&v);
+}
+
 static void test_allocation_failures(void **state) {
     (void)state;
     gov_rulepack_t *ref = must_parse(docs_example);
@@ -665,6 +864,9 @@ int main(void) {
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_error_field_is_sanitized),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_signed_pack_known_answers),
+        cmocka_unit_test(test_signed_pack_every_rule),
+        cmocka_unit_test(test_signatures_json_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

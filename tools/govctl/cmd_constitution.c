@@ -122,7 +122,7 @@ static int write_all(int fd, const char *data, size_t len) {
  * the file it points to is replaced).  The new file keeps target's mode, or
  * gets 0666 & ~umask when target does not exist yet.  On failure target is
  * untouched and the temp file removed. */
-static int write_atomically(const char *target, const char *data, size_t len) {
+int govctl_write_atomically(const char *target, const char *data, size_t len) {
     char path[PATH_MAX], tmp[PATH_MAX + 32];
     struct stat st;
     mode_t mode;
@@ -371,7 +371,7 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u) {
 }
 
 /* Loads an Ed25519 private key from a PEM file into *out. */
-static int load_private_key(const char *path, EVP_PKEY **out) {
+int govctl_load_private_key(const char *path, EVP_PKEY **out) {
     char *pem = NULL;
     size_t len = 0;
     *out = NULL;
@@ -442,7 +442,7 @@ static int document_checksum(const char *doc, size_t doc_len, const char *canon_
 /* Ed25519 signature of the ASCII checksum hex, as lowercase hex; the
  * signature is checked with the same key before it is used, so a faulty
  * computation is never written out. */
-static int sign_checksum(EVP_PKEY *key, const char *checksum, char out[129]) {
+int govctl_sign_hex(EVP_PKEY *key, const char *checksum, char out[129]) {
     unsigned char sig[64];
     size_t sl = sizeof sig;
     int ok = 0;
@@ -527,7 +527,7 @@ static int set_default(json_t *b, const char *name, const char *value) {
 /* The signatures with signer's entry replaced by (or, when absent, followed
  * by) {signer_id, algorithm: "ed25519", signature}; a signer listed more
  * than once keeps one entry.  Returns a new array, or NULL. */
-static json_t *signatures_with(const json_t *old, const char *signer, const char *sig_hex) {
+json_t *govctl_signatures_with(const json_t *old, const char *signer, const char *sig_hex) {
     json_t *sigs = json_array();
     json_t *mine = json_pack("{s:s, s:s, s:s}", "signer_id", signer, "algorithm", "ed25519",
                              "signature", sig_hex);
@@ -633,10 +633,10 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
         goto out;
     }
 
-    if ((rc = sign_checksum(key, hex, sig_hex)) != GOVCTL_OK)
+    if ((rc = govctl_sign_hex(key, hex, sig_hex)) != GOVCTL_OK)
         goto out;
     rc = GOVCTL_FAIL;
-    json_t *sigs = signatures_with(json_object_get(b, "signatures"), signer, sig_hex);
+    json_t *sigs = govctl_signatures_with(json_object_get(b, "signatures"), signer, sig_hex);
     if (sigs == NULL || json_object_set_new(b, "signatures", sigs) != 0) {
         rc = govctl_fail_clean(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
@@ -657,7 +657,7 @@ static int sign_bundle(const char *path, const char *target, const char *signer,
                                err != GOV_OK ? eb : "content differs");
         goto out;
     }
-    if ((rc = write_atomically(target, text, text_len)) != GOVCTL_OK)
+    if ((rc = govctl_write_atomically(target, text, text_len)) != GOVCTL_OK)
         goto out;
     printf("signed %s signer=%s checksum=%s signatures=%zu\n", target, signer, hex,
            json_array_size(json_object_get(b, "signatures")));
@@ -670,38 +670,47 @@ out:
     return rc;
 }
 
-int govctl_cmd_sign(int argc, char **argv) {
-    static const char *help = "govctl sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json";
-    static const struct option opts[] = {
+int govctl_sign_options(int argc, char **argv, const char *help, const char *file_opt,
+                        const char **signer, const char **keypath, const char **file_val) {
+    const struct option opts[] = {
         {"signer", required_argument, NULL, 's'},
         {"key", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},
+        {file_opt, required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
-    const char *signer = NULL, *keypath = NULL, *out = NULL;
     int c;
+    *signer = *keypath = *file_val = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":s:k:o:", opts, NULL)) != -1) {
         switch (c) {
-        case 's': signer = optarg; break;
-        case 'k': keypath = optarg; break;
-        case 'o': out = optarg; break;
+        case 's': *signer = optarg; break;
+        case 'k': *keypath = optarg; break;
+        case 'o': *file_val = optarg; break;
         default: return bad_option(argc, argv, c, help);
         }
     }
-    if (signer == NULL || keypath == NULL)
+    if (*signer == NULL || *keypath == NULL)
         return govctl_usage("%s  [--signer and --key are required]", help);
-    if (!signer_id_valid(signer))
+    if (!signer_id_valid(*signer))
         return govctl_usage("%s  [signer id must be 1..%d chars of A-Z a-z 0-9 _ - . @ :]",
                             help, GOV_SIGNER_ID_MAX);
+    return GOVCTL_OK;
+}
+
+int govctl_cmd_sign(int argc, char **argv) {
+    static const char *help = "govctl sign --signer ID --key PRIV.pem [--out FILE] BUNDLE.json";
+    const char *signer, *keypath, *out;
+    int orc = govctl_sign_options(argc, argv, help, "out", &signer, &keypath, &out);
+    if (orc != GOVCTL_OK)
+        return orc;
     if (out != NULL && out[0] == 0)
         return govctl_usage("%s  [--out needs a file name]", help);
     if (argc - optind != 1)
         return govctl_usage("%s  [exactly one BUNDLE.json is required]", help);
     const char *path = argv[optind];
     EVP_PKEY *key = NULL;
-    int rc = load_private_key(keypath, &key);
+    int rc = govctl_load_private_key(keypath, &key);
     if (rc != GOVCTL_OK)
         return rc;
     rc = sign_bundle(path, out ? out : path, signer, key);

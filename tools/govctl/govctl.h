@@ -7,6 +7,7 @@
 #define GOVCTL_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 
 #include "gov_err.h"
@@ -71,7 +72,28 @@ int govctl_publish_event(const char *brokers, const char *topic, const char *sch
                          const char *tenant, json_t *ev, const char *event_id,
                          const char *subject, const char *encode_prefix);
 
-/* cmd_rulepack.c: `rulepack validate|publish`; argv[0] is "rulepack". */
+/* cmd_constitution.c, shared with `rulepack sign`: */
+/* Loads an Ed25519 private key from a PEM file (no passphrase) into *out
+ * (new reference, EVP_PKEY_free); GOVCTL_FAIL after printing key_invalid. */
+int govctl_load_private_key(const char *path, EVP_PKEY **out);
+/* The Ed25519 signature of the ASCII text msg, as 128 lowercase hex digits,
+ * checked with the same key before it is returned; GOVCTL_FAIL after
+ * printing crypto_error. */
+int govctl_sign_hex(EVP_PKEY *key, const char *msg, char out[129]);
+/* The signatures array old (borrowed, may be NULL) with signer's entry
+ * replaced by (or, when absent, followed by) {signer_id, algorithm
+ * "ed25519", signature}.  A new array, or NULL when out of memory. */
+json_t *govctl_signatures_with(const json_t *old, const char *signer, const char *sig_hex);
+/* Parses the options of a signing command: --signer ID, --key PRIV.pem and
+ * --<file_opt> VALUE (optional; *file_val NULL when absent), all borrowed
+ * from argv; the signer id must be valid.  GOVCTL_OK with optind at the
+ * first operand, or GOVCTL_USAGE after printing help and why. */
+int govctl_sign_options(int argc, char **argv, const char *help, const char *file_opt,
+                        const char **signer, const char **keypath, const char **file_val);
+/* Replaces target with data atomically (temp file, fsync, rename). */
+int govctl_write_atomically(const char *target, const char *data, size_t len);
+
+/* cmd_rulepack.c: `rulepack validate|sign|publish`; argv[0] is "rulepack". */
 int govctl_cmd_rulepack(int argc, char **argv);
 
 #endif
