@@ -29,6 +29,12 @@
  * Parsing is jansson's, behind a grammar/depth pass of our own (see the parse
  * section): jansson 2.14 reports its allocation failures as syntax errors,
  * and a bundle refused for lack of memory must not be logged as malformed.
+ * The same pass makes both forms round-trip (docs/contracts.md, "Canonical
+ * JSON"): JCS writes an integral double with 2^63 <= |x| < 1e21 as plain
+ * digits, which jansson would refuse as an integer beyond json_int_t, so an
+ * integer literal spelled exactly that way is respelled with an exponent
+ * ("...00" -> "...e2", same length, same value) before jansson reads it,
+ * and becomes the real it stands for.
  *
  * What it does not do: no I/O and no hashing beyond one gov_hash call in
  * gov_canon_checksum; it does not decide whether a document is a valid
@@ -594,6 +600,8 @@ typedef struct {
     size_t n, i;
     gov_reason_t reason; /* SYNTAX, INVALID_UTF8, TRAILING_GARBAGE, TOO_DEEP */
     const char *detail;
+    size_t jcs_big_ints; /* integer literals beyond json_int_t that JCS wrote */
+    char *rewrite;       /* when set: a copy of s where those are respelled */
 } scan_t;
 
 static int scan_fail(scan_t *sc, gov_reason_t reason, const char *detail) {
@@ -676,9 +684,34 @@ static int scan_token_end(scan_t *sc) {
     return 0;
 }
 
+/* 1 when tok[0..n) (an integer literal: '-'? digits, no fraction or
+ * exponent; the caller checks) is beyond json_int_t
+ * and is exactly what gov_canon_format_es6 writes for the double nearest to
+ * it.  JCS writes an integral double with 2^63 <= |x| < 1e21 as plain
+ * digits ("9223372036854776000" for 2^63); jansson would refuse them as too
+ * big an integer.  Its shortest digits are at most 17 of the 19-21, so such
+ * a spelling always ends in "00".  Any other literal beyond json_int_t
+ * ("9223372036854775808") is left alone and refused: reading it as a double
+ * would round it, silently. */
+static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
+    int neg = tok[0] == '-';
+    size_t nd = n - (size_t)neg;
+    if (nd < 19 || nd > 21)
+        return 0;
+    if (nd == 19 && memcmp(tok + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0)
+        return 0; /* a json_int_t */
+    if (tok[n - 1] != '0' || tok[n - 2] != '0')
+        return 0;
+    char lit[24], es6[GOV_CANON_NUMBUF];
+    memcpy(lit, tok, n);
+    lit[n] = '\0';
+    int len = gov_canon_format_es6(strtod(lit, NULL), es6); /* digits only: no locale */
+    return len == (int)n && memcmp(es6, lit, n) == 0;
+}
+
 static int scan_number(scan_t *sc) {
     const unsigned char *s = sc->s;
-    size_t n = sc->n;
+    size_t n = sc->n, start = sc->i;
     if (sc->i < n && s[sc->i] == '-')
         sc->i++;
     if (sc->i < n && s[sc->i] == '0') {
@@ -689,6 +722,7 @@ static int scan_number(scan_t *sc) {
     } else {
         return scan_fail(sc, GOV_REASON_SYNTAX, "invalid number");
     }
+    size_t int_end = sc->i; /* the token is an integer literal when it ends here */
     if (sc->i < n && s[sc->i] == '.') {
         sc->i++;
         if (sc->i >= n || !is_digit(s[sc->i]))
@@ -705,7 +739,16 @@ static int scan_number(scan_t *sc) {
         while (sc->i < n && is_digit(s[sc->i]))
             sc->i++;
     }
-    return scan_token_end(sc);
+    if (scan_token_end(sc) != 0)
+        return -1;
+    if (sc->i == int_end && jcs_integer_beyond_int64(s + start, sc->i - start)) {
+        /* "...00" -> "...e2": the same value and length, but a real to
+         * jansson, so byte offsets in its messages stay the caller's. */
+        sc->jcs_big_ints++;
+        if (sc->rewrite != NULL)
+            memcpy(sc->rewrite + sc->i - 2, "e2", 2);
+    }
+    return 0;
 }
 
 static int scan_literal(scan_t *sc, const char *lit) {
@@ -810,7 +853,7 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
         gov_errbuf(errbuf, errbuf_size, "NULL text or out");
         return GOV_ERR_INVALID_ARG;
     }
-    scan_t sc = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL};
+    scan_t sc = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL, 0, NULL};
     if (scan_json(&sc, GOV_CANON_MAX_DEPTH) != 0) {
         int deep = sc.reason == GOV_REASON_TOO_DEEP;
         *reason = sc.reason;
@@ -821,8 +864,24 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
             gov_errbuf(errbuf, errbuf_size, "%s (byte %zu)", sc.detail, sc.i);
         return deep ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE;
     }
-    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
-                      &jerr);
+    char *respelled = NULL;
+    if (sc.jcs_big_ints > 0) {
+        /* A second pass over a copy respells them; it cannot fail where the
+         * first one passed. */
+        if ((respelled = gov_malloc(len)) == NULL) {
+            *reason = GOV_REASON_NOMEM;
+            gov_errbuf(errbuf, errbuf_size, "copy of %zu bytes to respell numbers", len);
+            return GOV_ERR_NOMEM;
+        }
+        memcpy(respelled, text, len);
+        scan_t again = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL, 0, respelled};
+        int rescan = scan_json(&again, GOV_CANON_MAX_DEPTH);
+        assert(rescan == 0 && again.jcs_big_ints == sc.jcs_big_ints);
+        (void)rescan;
+    }
+    *out = json_loadb(respelled ? respelled : text, len,
+                      JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+    gov_free(respelled);
     if (*out != NULL)
         return GOV_OK;
     /* The text is well-formed (above), so this is a semantic refusal or memory. */
