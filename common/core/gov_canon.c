@@ -144,37 +144,48 @@ static void decimal_step(decimal_t *dec, int up) {
     }
 }
 
-/* Shortest digits that read back as x (finite, > 0), the nearest to x among
- * them.  At most 17 printf/strtod pairs (34 when an interval is lopsided). */
-static void shortest_digits(double x, decimal_t *out) {
-    for (int p = 1; p <= 17; p++) {
-        char s[48];
-        decimal_t near;
-        snprintf(s, sizeof s, "%.*e", p - 1, x);
-        decimal_from_e(s, &near);
-        double v = decimal_value(&near);
-        if (v == x) {
-            *out = near;
-            goto trim;
-        }
-        /* The nearest p-digit decimal misses; the one on the other side of x
-         * can still hit when x is a power of two (its lower gap is half the
-         * upper one).  No other p-digit decimal can. */
-        decimal_t other = near;
-        decimal_step(&other, v < x);
-        if (decimal_value(&other) == x) {
-            *out = other;
-            goto trim;
-        }
+/* The p-digit decimal that reads back as x (finite, > 0), nearest to x
+ * first, into *out (untrimmed); 0 when no p-digit decimal does.  One
+ * printf and at most two strtod. */
+static int digits_at(double x, int p, decimal_t *out) {
+    char s[48];
+    decimal_t near;
+    snprintf(s, sizeof s, "%.*e", p - 1, x);
+    decimal_from_e(s, &near);
+    double v = decimal_value(&near);
+    if (v == x) {
+        *out = near;
+        return 1;
     }
+    /* The nearest p-digit decimal misses; the one on the other side of x
+     * can still hit when x is a power of two (its lower gap is half the
+     * upper one).  No other p-digit decimal can. */
+    decimal_t other = near;
+    decimal_step(&other, v < x);
+    if (decimal_value(&other) == x) {
+        *out = other;
+        return 1;
+    }
+    return 0;
+}
+
+static void trim_zeros(decimal_t *dec) {
+    while (dec->k > 1 && dec->d[dec->k - 1] == '0')
+        dec->k--;
+}
+
+/* Shortest digits that read back as x (finite, > 0), the nearest to x among
+ * them.  At most 17 digits_at calls. */
+static void shortest_digits(double x, decimal_t *out) {
+    for (int p = 1; p <= 17; p++)
+        if (digits_at(x, p, out)) {
+            trim_zeros(out);
+            return;
+        }
     assert(!"17 significant digits always round-trip");
-    out->d[0] = '0';
+    out->d[0] = '1';
     out->k = 1;
     out->point = 1;
-    return;
-trim:
-    while (out->k > 1 && out->d[out->k - 1] == '0')
-        out->k--;
 }
 
 /* ---- number formatters ------------------------------------------------- */
@@ -684,29 +695,67 @@ static int scan_token_end(scan_t *sc) {
     return 0;
 }
 
+/* 1 when q * 10^z, written "<q>e<z>", reads back as x. */
+static int reads_back(unsigned long long q, int z, double x) {
+    char s[48];
+    snprintf(s, sizeof s, "%llue%d", q, z);
+    return strtod(s, NULL) == x; /* digits and exponent only: no locale */
+}
+
 /* 1 when tok[0..n) (an integer literal: '-'? digits, no fraction or
- * exponent; the caller checks) is beyond json_int_t
- * and is exactly what gov_canon_format_es6 writes for the double nearest to
- * it.  JCS writes an integral double with 2^63 <= |x| < 1e21 as plain
- * digits ("9223372036854776000" for 2^63); jansson would refuse them as too
- * big an integer.  Its shortest digits are at most 17 of the 19-21, so such
- * a spelling always ends in "00".  Any other literal beyond json_int_t
+ * exponent; the caller checks) is beyond json_int_t and is exactly what
+ * gov_canon_format_es6 writes for the double nearest to it.  JCS writes an
+ * integral double with 2^63 <= |x| < 1e21 as plain digits
+ * ("9223372036854776000" for 2^63); jansson would refuse them as too big an
+ * integer.  Its shortest digits are at most 17 of the 19-21, so such a
+ * spelling always ends in "00".  Any other literal beyond json_int_t
  * ("9223372036854775808") is left alone and refused: reading it as a double
- * would round it, silently. */
+ * would round it, silently.
+ *
+ * How: with tok = D * 10^z (D without trailing zeros) and x the double
+ * nearest to it, D is x's shortest digits exactly when no multiple of
+ * 10^(z+1) reads back as x (only the two around x can: an interval holding
+ * x and one of them holds the nearer) and D is what shortest_digits picks
+ * among the multiples of 10^z: the nearest to x (ties to even, as printf
+ * rounds), or, when that one does not read back, its neighbour on the
+ * other side of x.  x is an integer below 2^70 here, so the nearest is
+ * found exactly in 128-bit arithmetic.  Cost: at most five strtod, against
+ * up to seventeen printf/strtod rounds for gov_canon_format_es6 - a body
+ * of such numbers must not parse ten times slower than any other. */
 static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
     int neg = tok[0] == '-';
-    size_t nd = n - (size_t)neg;
-    if (nd < 19 || nd > 21)
+    size_t nd = n - (size_t)neg, k = nd;
+    if (nd < 19 || nd > 21 || tok[n - 1] != '0' || tok[n - 2] != '0')
         return 0;
     if (nd == 19 && memcmp(tok + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0)
         return 0; /* a json_int_t */
-    if (tok[n - 1] != '0' || tok[n - 2] != '0')
-        return 0;
-    char lit[24], es6[GOV_CANON_NUMBUF];
-    memcpy(lit, tok, n);
-    lit[n] = '\0';
-    int len = gov_canon_format_es6(strtod(lit, NULL), es6); /* digits only: no locale */
-    return len == (int)n && memcmp(es6, lit, n) == 0;
+    while (tok[neg + k - 1] == '0')
+        k--; /* tok[neg] != '0': JSON has no leading zeros */
+    if (k > 17)
+        return 0; /* more digits than any shortest form has */
+    unsigned long long d = 0;
+    for (size_t i = 0; i < k; i++)
+        d = d * 10 + (unsigned)(tok[neg + i] - '0');
+    int z = (int)(nd - k); /* 2..20 */
+    unsigned __int128 u = 1;
+    for (int i = 0; i < z; i++)
+        u *= 10;
+    char lit[24];
+    memcpy(lit, tok + neg, nd);
+    lit[nd] = '\0';
+    double x = strtod(lit, NULL); /* digits only: no locale */
+    unsigned __int128 big = (unsigned __int128)x; /* exact: x is an integer < 2^70 */
+    unsigned long long coarse = (unsigned long long)(big / (u * 10));
+    if (reads_back(coarse, z + 1, x) || reads_back(coarse + 1, z + 1, x))
+        return 0; /* a shorter spelling reads back as x */
+    unsigned long long q = (unsigned long long)(big / u);
+    unsigned __int128 r2 = (big % u) * 2;
+    unsigned long long near = q + (r2 > u || (r2 == u && (q & 1)));
+    if (near == d)
+        return 1;
+    if (reads_back(near, z, x))
+        return 0; /* the nearest reads back: it is what JCS writes */
+    return d == (near * u < big ? near + 1 : near - 1);
 }
 
 static int scan_number(scan_t *sc) {

@@ -616,6 +616,8 @@ static void test_roundtrip_property(void **state) {
  * would be rounded and is refused. */
 static void test_parse_big_integer_literals(void **state) {
     (void)state;
+    json_t *doc = NULL;
+    char err[256] = "";
     static const struct {
         const char *text;
         double want; /* 0: refused as number_out_of_range */
@@ -632,9 +634,8 @@ static void test_parse_big_integer_literals(void **state) {
         {"[92233720368547760000]", 0x1p64 * 5}, /* 2^63 * 10 is JCS's spelling */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *doc = NULL;
         gov_reason_t why = GOV_REASON_COUNT_;
-        char err[256] = "";
+        doc = NULL;
         gov_err_t rc = gov_canon_parse(cases[i].text, strlen(cases[i].text), &doc, &why, err,
                                        sizeof err);
         if (cases[i].want == 0) {
@@ -651,10 +652,56 @@ static void test_parse_big_integer_literals(void **state) {
         expect_canon(cases[i].text, doc, GOV_CANON_JCS, cases[i].text, strlen(cases[i].text));
         json_decref(doc);
     }
+    /* The parser's fast test against gov_canon_format_es6 itself: random
+     * literals of 19-21 digits with at most 17 significant ones (the only
+     * ones that can be a JCS spelling), accepted exactly when formatting
+     * their double gives them back.  Neighbours of JCS spellings included,
+     * where the two disagree if either is wrong. */
+    uint64_t seed = 0x5eed0009c0ffee01ULL;
+    int accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        char lit[40], es6[GOV_CANON_NUMBUF], text[48];
+        uint64_t r = next_random(&seed);
+        if (i % 2 == 0) { /* a JCS spelling, one unit off in its last digit, or not */
+            double x = ldexp((double)((r >> 11) | (1ULL << 52)), 11 + (int)(r % 7)); /* >= 2^63 */
+            if (x >= 1e21)
+                continue;
+            int len = gov_canon_format_es6(x, es6);
+            snprintf(lit, sizeof lit, "%s", es6);
+            int last = len - 1;
+            while (last > 0 && lit[last] == '0')
+                last--;
+            int step = (int)(next_random(&seed) % 3) - 1; /* -1, 0, +1 */
+            if (step != 0 && ((step < 0 && lit[last] > '1') || (step > 0 && lit[last] < '9')))
+                lit[last] = (char)(lit[last] + step);
+        } else { /* 1-17 significant digits, zeros up to 19-21 digits */
+            int k = 1 + (int)(r % 17), nd = 19 + (int)(next_random(&seed) % 3);
+            uint64_t d = next_random(&seed) % 100000000000000000ULL;
+            snprintf(lit, sizeof lit, "%" PRIu64, d);
+            lit[k] = '\0';
+            lit[0] = lit[0] == '0' ? '1' : lit[0];
+            if (lit[k - 1] == '0')
+                lit[k - 1] = '7';
+            while ((int)strlen(lit) < nd)
+                strcat(lit, "0");
+        }
+        double x = strtod(lit, NULL);
+        gov_canon_format_es6(x, es6);
+        int beyond = strlen(lit) > 19 || (strlen(lit) == 19 && strcmp(lit, "9223372036854775807") > 0);
+        int want = beyond && strcmp(es6, lit) == 0;
+        snprintf(text, sizeof text, "[%s]", lit);
+        gov_err_t rc = gov_canon_parse(text, strlen(text), &doc, NULL, err, sizeof err);
+        if ((rc == GOV_OK) != (want || !beyond))
+            fail_msg("%s: parse %s, es6 of its double is %s", lit, gov_err_code(rc), es6);
+        accepted += want;
+        if (rc == GOV_OK)
+            json_decref(doc);
+        doc = NULL;
+    }
+    assert_true(accepted > 1000);
+
     /* error offsets are the caller's: the respelling keeps every length */
     const char *dup = "{\"a\":[9223372036854776000,18446744073709552000],\"a\":1}";
-    json_t *doc = NULL;
-    char err[256] = "";
     gov_reason_t why = GOV_REASON_COUNT_;
     assert_int_equal(gov_canon_parse(dup, strlen(dup), &doc, &why, err, sizeof err),
                      GOV_ERR_PARSE);
