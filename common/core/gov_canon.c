@@ -695,6 +695,35 @@ static int scan_token_end(scan_t *sc) {
     return 0;
 }
 
+/* The exact decimal digits of x, an integer with 2^53 <= x < 2^70, into
+ * out (NUL-terminated); returns their number (0 outside that range).
+ * x = m * 2^e with m < 2^53
+ * and e <= 17, multiplied out in base-10^9 limbs: no printf, which would
+ * run its multi-precision path for this. */
+static int integer_digits(double x, char out[32]) {
+    int exp2;
+    double frac = frexp(x, &exp2);
+    if (exp2 < 53 || exp2 > 70)
+        return 0; /* not in range: the caller refuses the literal */
+    unsigned long long m = (unsigned long long)ldexp(frac, 53), lim[3];
+    unsigned long long shift = 1ULL << (exp2 - 53);
+    const unsigned long long base = 1000000000ULL;
+    unsigned long long lo = (m % base) * shift, hi = (m / base) * shift + lo / base;
+    lim[0] = lo % base;
+    lim[1] = hi % base;
+    lim[2] = hi / base; /* < 10^4: x < 2^70 < 1.2e21 */
+    char all[28];
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < 9; i++, lim[l] /= 10)
+            all[26 - 9 * l - i] = (char)('0' + lim[l] % 10);
+    int start = 0;
+    while (start < 26 && all[start] == '0')
+        start++;
+    memcpy(out, all + start, (size_t)(27 - start));
+    out[27 - start] = '\0';
+    return 27 - start;
+}
+
 /* 1 when q * 10^z, written "<q>e<z>", reads back as x. */
 static int reads_back(unsigned long long q, int z, double x) {
     char s[48];
@@ -718,10 +747,11 @@ static int reads_back(unsigned long long q, int z, double x) {
  * x and one of them holds the nearer) and D is what shortest_digits picks
  * among the multiples of 10^z: the nearest to x (ties to even, as printf
  * rounds), or, when that one does not read back, its neighbour on the
- * other side of x.  x is an integer below 2^70 here, so the nearest is
- * found exactly in 128-bit arithmetic.  Cost: at most five strtod, against
- * up to seventeen printf/strtod rounds for gov_canon_format_es6 - a body
- * of such numbers must not parse ten times slower than any other. */
+ * other side of x.  x is an integer below 2^70 here, so its exact digits
+ * are cheap (integer_digits) and the nearest is found in integer
+ * arithmetic.  Cost: at most five strtod, against up to seventeen
+ * printf/strtod rounds for gov_canon_format_es6 - a body of such numbers
+ * must not parse ten times slower than any other. */
 static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
     int neg = tok[0] == '-';
     size_t nd = n - (size_t)neg, k = nd;
@@ -737,25 +767,32 @@ static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
     for (size_t i = 0; i < k; i++)
         d = d * 10 + (unsigned)(tok[neg + i] - '0');
     int z = (int)(nd - k); /* 2..20 */
-    unsigned __int128 u = 1;
-    for (int i = 0; i < z; i++)
-        u *= 10;
-    char lit[24];
+    char lit[24], exact[32];
     memcpy(lit, tok + neg, nd);
     lit[nd] = '\0';
     double x = strtod(lit, NULL); /* digits only: no locale */
-    unsigned __int128 big = (unsigned __int128)x; /* exact: x is an integer < 2^70 */
-    unsigned long long coarse = (unsigned long long)(big / (u * 10));
-    if (reads_back(coarse, z + 1, x) || reads_back(coarse + 1, z + 1, x))
+    /* x's exact decimal digits, split as q * 10^z + r; q < 10^19 fits in
+     * 64 bits. */
+    int len = integer_digits(x, exact);
+    if (len <= z || len - z > 19)
+        return 0;
+    unsigned long long q = 0;
+    for (int i = 0; i < len - z; i++)
+        q = q * 10 + (unsigned)(exact[i] - '0');
+    const char *r = exact + len - z;
+    if (reads_back(q / 10, z + 1, x) || reads_back(q / 10 + 1, z + 1, x))
         return 0; /* a shorter spelling reads back as x */
-    unsigned long long q = (unsigned long long)(big / u);
-    unsigned __int128 r2 = (big % u) * 2;
-    unsigned long long near = q + (r2 > u || (r2 == u && (q & 1)));
+    char half[24];
+    memset(half, '0', (size_t)z);
+    half[0] = '5';
+    int cmp = memcmp(r, half, (size_t)z);
+    unsigned long long near = q + (cmp > 0 || (cmp == 0 && (q & 1)));
     if (near == d)
         return 1;
     if (reads_back(near, z, x))
         return 0; /* the nearest reads back: it is what JCS writes */
-    return d == (near * u < big ? near + 1 : near - 1);
+    /* near is q (x above it: r > 0 here) or q + 1 (x below it) */
+    return d == (near == q ? near + 1 : near - 1);
 }
 
 static int scan_number(scan_t *sc) {
