@@ -144,48 +144,37 @@ static void decimal_step(decimal_t *dec, int up) {
     }
 }
 
-/* The p-digit decimal that reads back as x (finite, > 0), nearest to x
- * first, into *out (untrimmed); 0 when no p-digit decimal does.  One
- * printf and at most two strtod. */
-static int digits_at(double x, int p, decimal_t *out) {
-    char s[48];
-    decimal_t near;
-    snprintf(s, sizeof s, "%.*e", p - 1, x);
-    decimal_from_e(s, &near);
-    double v = decimal_value(&near);
-    if (v == x) {
-        *out = near;
-        return 1;
-    }
-    /* The nearest p-digit decimal misses; the one on the other side of x
-     * can still hit when x is a power of two (its lower gap is half the
-     * upper one).  No other p-digit decimal can. */
-    decimal_t other = near;
-    decimal_step(&other, v < x);
-    if (decimal_value(&other) == x) {
-        *out = other;
-        return 1;
-    }
-    return 0;
-}
-
-static void trim_zeros(decimal_t *dec) {
-    while (dec->k > 1 && dec->d[dec->k - 1] == '0')
-        dec->k--;
-}
-
 /* Shortest digits that read back as x (finite, > 0), the nearest to x among
- * them.  At most 17 digits_at calls. */
+ * them.  At most 17 printf/strtod pairs (34 when an interval is lopsided). */
 static void shortest_digits(double x, decimal_t *out) {
-    for (int p = 1; p <= 17; p++)
-        if (digits_at(x, p, out)) {
-            trim_zeros(out);
-            return;
+    for (int p = 1; p <= 17; p++) {
+        char s[48];
+        decimal_t near;
+        snprintf(s, sizeof s, "%.*e", p - 1, x);
+        decimal_from_e(s, &near);
+        double v = decimal_value(&near);
+        if (v == x) {
+            *out = near;
+            goto trim;
         }
+        /* The nearest p-digit decimal misses; the one on the other side of x
+         * can still hit when x is a power of two (its lower gap is half the
+         * upper one).  No other p-digit decimal can. */
+        decimal_t other = near;
+        decimal_step(&other, v < x);
+        if (decimal_value(&other) == x) {
+            *out = other;
+            goto trim;
+        }
+    }
     assert(!"17 significant digits always round-trip");
-    out->d[0] = '1';
+    out->d[0] = '0';
     out->k = 1;
     out->point = 1;
+    return;
+trim:
+    while (out->k > 1 && out->d[out->k - 1] == '0')
+        out->k--;
 }
 
 /* ---- number formatters ------------------------------------------------- */
@@ -697,9 +686,8 @@ static int scan_token_end(scan_t *sc) {
 
 /* The exact decimal digits of x, an integer with 2^53 <= x < 2^70, into
  * out (NUL-terminated); returns their number (0 outside that range).
- * x = m * 2^e with m < 2^53
- * and e <= 17, multiplied out in base-10^9 limbs: no printf, which would
- * run its multi-precision path for this. */
+ * x = m * 2^e with m < 2^53 and e <= 17, multiplied out in base-10^9
+ * limbs: no printf, whose multi-precision path is slow for this. */
 static int integer_digits(double x, char out[32]) {
     int exp2;
     double frac = frexp(x, &exp2);
