@@ -29,6 +29,12 @@
  * Parsing is jansson's, behind a grammar/depth pass of our own (see the parse
  * section): jansson 2.14 reports its allocation failures as syntax errors,
  * and a bundle refused for lack of memory must not be logged as malformed.
+ * The same pass makes both forms round-trip (docs/contracts.md, "Canonical
+ * JSON"): JCS writes an integral double with 2^63 <= |x| < 1e21 as plain
+ * digits, which jansson would refuse as an integer beyond json_int_t, so an
+ * integer literal spelled exactly that way is respelled with an exponent
+ * ("...00" -> "...e2", same length, same value) before jansson reads it,
+ * and becomes the real it stands for.
  *
  * What it does not do: no I/O and no hashing beyond one gov_hash call in
  * gov_canon_checksum; it does not decide whether a document is a valid
@@ -594,6 +600,8 @@ typedef struct {
     size_t n, i;
     gov_reason_t reason; /* SYNTAX, INVALID_UTF8, TRAILING_GARBAGE, TOO_DEEP */
     const char *detail;
+    size_t jcs_big_ints; /* integer literals beyond json_int_t that JCS wrote */
+    char *rewrite;       /* when set: a copy of s where those are respelled */
 } scan_t;
 
 static int scan_fail(scan_t *sc, gov_reason_t reason, const char *detail) {
@@ -676,9 +684,108 @@ static int scan_token_end(scan_t *sc) {
     return 0;
 }
 
+/* The exact decimal digits of x, an integer with 2^53 <= x < 2^70, into
+ * out (NUL-terminated); returns their number (0 outside that range).
+ * x = m * 2^e with m < 2^53 and e <= 17, multiplied out in base-10^9
+ * limbs: no printf, whose multi-precision path is slow for this. */
+static int integer_digits(double x, char out[32]) {
+    int exp2;
+    double frac = frexp(x, &exp2);
+    if (exp2 < 53 || exp2 > 70)
+        return 0; /* not in range: the caller refuses the literal */
+    unsigned long long m = (unsigned long long)ldexp(frac, 53), lim[3];
+    unsigned long long shift = 1ULL << (exp2 - 53);
+    const unsigned long long base = 1000000000ULL;
+    unsigned long long lo = (m % base) * shift, hi = (m / base) * shift + lo / base;
+    lim[0] = lo % base;
+    lim[1] = hi % base;
+    lim[2] = hi / base; /* < 10^4: x < 2^70 < 1.2e21 */
+    char all[28];
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < 9; i++, lim[l] /= 10)
+            all[26 - 9 * l - i] = (char)('0' + lim[l] % 10);
+    int start = 0;
+    while (start < 26 && all[start] == '0')
+        start++;
+    memcpy(out, all + start, (size_t)(27 - start));
+    out[27 - start] = '\0';
+    return 27 - start;
+}
+
+/* 1 when q * 10^z, written "<q>e<z>", reads back as x. */
+static int reads_back(unsigned long long q, int z, double x) {
+    char s[48];
+    snprintf(s, sizeof s, "%llue%d", q, z);
+    return strtod(s, NULL) == x; /* digits and exponent only: no locale */
+}
+
+/* 1 when tok[0..n) (an integer literal: '-'? digits, no fraction or
+ * exponent; the caller checks) is beyond json_int_t and is exactly what
+ * gov_canon_format_es6 writes for the double nearest to it.  JCS writes an
+ * integral double with 2^63 <= |x| < 1e21 as plain digits
+ * ("9223372036854776000" for 2^63); jansson would refuse them as too big an
+ * integer.  Its shortest digits are at most 17 of the 19-21, so such a
+ * spelling always ends in "00".  Any other literal beyond json_int_t
+ * ("9223372036854775808") is left alone and refused: reading it as a double
+ * would round it, silently.
+ *
+ * How: with tok = D * 10^z (D without trailing zeros) and x the double
+ * nearest to it, D is x's shortest digits exactly when no multiple of
+ * 10^(z+1) reads back as x (only the two around x can: an interval holding
+ * x and one of them holds the nearer) and D is what shortest_digits picks
+ * among the multiples of 10^z: the nearest to x (ties to even, as printf
+ * rounds), or, when that one does not read back, its neighbour on the
+ * other side of x.  x is an integer below 2^70 here, so its exact digits
+ * are cheap (integer_digits) and the nearest is found in integer
+ * arithmetic.  Cost: at most five strtod, against up to seventeen
+ * printf/strtod rounds for gov_canon_format_es6 - a body of such numbers
+ * must not parse ten times slower than any other. */
+static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
+    int neg = tok[0] == '-';
+    size_t nd = n - (size_t)neg, k = nd;
+    if (nd < 19 || nd > 21 || tok[n - 1] != '0' || tok[n - 2] != '0')
+        return 0;
+    if (nd == 19 && memcmp(tok + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) <= 0)
+        return 0; /* a json_int_t */
+    while (tok[neg + k - 1] == '0')
+        k--; /* tok[neg] != '0': JSON has no leading zeros */
+    if (k > 17)
+        return 0; /* more digits than any shortest form has */
+    unsigned long long d = 0;
+    for (size_t i = 0; i < k; i++)
+        d = d * 10 + (unsigned)(tok[neg + i] - '0');
+    int z = (int)(nd - k); /* 2..20 */
+    char lit[24], exact[32];
+    memcpy(lit, tok + neg, nd);
+    lit[nd] = '\0';
+    double x = strtod(lit, NULL); /* digits only: no locale */
+    /* x's exact decimal digits, split as q * 10^z + r; q < 10^19 fits in
+     * 64 bits. */
+    int len = integer_digits(x, exact);
+    if (len <= z || len - z > 19)
+        return 0;
+    unsigned long long q = 0;
+    for (int i = 0; i < len - z; i++)
+        q = q * 10 + (unsigned)(exact[i] - '0');
+    const char *r = exact + len - z;
+    if (reads_back(q / 10, z + 1, x) || reads_back(q / 10 + 1, z + 1, x))
+        return 0; /* a shorter spelling reads back as x */
+    char half[24];
+    memset(half, '0', (size_t)z);
+    half[0] = '5';
+    int cmp = memcmp(r, half, (size_t)z);
+    unsigned long long near = q + (cmp > 0 || (cmp == 0 && (q & 1)));
+    if (near == d)
+        return 1;
+    if (reads_back(near, z, x))
+        return 0; /* the nearest reads back: it is what JCS writes */
+    /* near is q (x above it: r > 0 here) or q + 1 (x below it) */
+    return d == (near == q ? near + 1 : near - 1);
+}
+
 static int scan_number(scan_t *sc) {
     const unsigned char *s = sc->s;
-    size_t n = sc->n;
+    size_t n = sc->n, start = sc->i;
     if (sc->i < n && s[sc->i] == '-')
         sc->i++;
     if (sc->i < n && s[sc->i] == '0') {
@@ -689,6 +796,7 @@ static int scan_number(scan_t *sc) {
     } else {
         return scan_fail(sc, GOV_REASON_SYNTAX, "invalid number");
     }
+    size_t int_end = sc->i; /* the token is an integer literal when it ends here */
     if (sc->i < n && s[sc->i] == '.') {
         sc->i++;
         if (sc->i >= n || !is_digit(s[sc->i]))
@@ -705,7 +813,16 @@ static int scan_number(scan_t *sc) {
         while (sc->i < n && is_digit(s[sc->i]))
             sc->i++;
     }
-    return scan_token_end(sc);
+    if (scan_token_end(sc) != 0)
+        return -1;
+    if (sc->i == int_end && jcs_integer_beyond_int64(s + start, sc->i - start)) {
+        /* "...00" -> "...e2": the same value and length, but a real to
+         * jansson, so byte offsets in its messages stay the caller's. */
+        sc->jcs_big_ints++;
+        if (sc->rewrite != NULL)
+            memcpy(sc->rewrite + sc->i - 2, "e2", 2);
+    }
+    return 0;
 }
 
 static int scan_literal(scan_t *sc, const char *lit) {
@@ -810,7 +927,7 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
         gov_errbuf(errbuf, errbuf_size, "NULL text or out");
         return GOV_ERR_INVALID_ARG;
     }
-    scan_t sc = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL};
+    scan_t sc = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL, 0, NULL};
     if (scan_json(&sc, GOV_CANON_MAX_DEPTH) != 0) {
         int deep = sc.reason == GOV_REASON_TOO_DEEP;
         *reason = sc.reason;
@@ -821,8 +938,24 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
             gov_errbuf(errbuf, errbuf_size, "%s (byte %zu)", sc.detail, sc.i);
         return deep ? GOV_ERR_TOO_LARGE : GOV_ERR_PARSE;
     }
-    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
-                      &jerr);
+    char *respelled = NULL;
+    if (sc.jcs_big_ints > 0) {
+        /* A second pass over a copy respells them; it cannot fail where the
+         * first one passed. */
+        if ((respelled = gov_malloc(len)) == NULL) {
+            *reason = GOV_REASON_NOMEM;
+            gov_errbuf(errbuf, errbuf_size, "copy of %zu bytes to respell numbers", len);
+            return GOV_ERR_NOMEM;
+        }
+        memcpy(respelled, text, len);
+        scan_t again = {(const unsigned char *)text, len, 0, GOV_REASON_NONE, NULL, 0, respelled};
+        int rescan = scan_json(&again, GOV_CANON_MAX_DEPTH);
+        assert(rescan == 0 && again.jcs_big_ints == sc.jcs_big_ints);
+        (void)rescan;
+    }
+    *out = json_loadb(respelled ? respelled : text, len,
+                      JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+    gov_free(respelled);
     if (*out != NULL)
         return GOV_OK;
     /* The text is well-formed (above), so this is a semantic refusal or memory. */

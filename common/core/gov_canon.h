@@ -26,6 +26,11 @@
  * json_error_numeric_overflow ("too big integer") instead of falling back to a
  * real, and a real literal beyond DBL_MAX the same way ("real number
  * overflow"); we report both as GOV_ERR_UNSUPPORTED "number_out_of_range".
+ * One kind of integer literal beyond json_int_t is read, as a real: the
+ * exact spelling JCS gives an integral double with 2^63 <= |x| < 1e21
+ * ("9223372036854776000" for 2^63), so that JCS output always parses back.
+ * Any other such literal ("9223372036854775808") would be rounded to become
+ * a double and is refused instead.
  * Python would accept them (as a bignum, or as Infinity, which json.dumps then
  * writes as the non-JSON token Infinity).  Underflowing reals (1e-400) parse as
  * 0.0 / -0.0 in both.  Lone surrogate escapes ("\ud800"), which Python
@@ -76,7 +81,9 @@ typedef enum { GOV_CANON_JCS, GOV_CANON_SOMABRAIN } gov_canon_t;
  *   GOV_ERR_UNSUPPORTED  GOV_REASON_NUMBER_OUT_OF_RANGE, _NUL_IN_KEY
  *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
  *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG
- * Cost: O(len), two passes. */
+ * Cost: O(len), two passes (three, and a copy of the text, when it holds an
+ * integer beyond json_int_t in JCS's spelling); each 19-21 digit integer
+ * literal costs up to five strtod more. */
 gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason_t *reason,
                           char *errbuf, size_t errbuf_size);
 
@@ -96,10 +103,9 @@ gov_err_t gov_canon_parse(const char *text, size_t len, json_t **out, gov_reason
  *   GOV_ERR_NOMEM        GOV_REASON_NOMEM
  *   GOV_ERR_INVALID_ARG  GOV_REASON_INVALID_ARG (NULL argument, unknown kind)
  *   GOV_ERR_INTERNAL     GOV_REASON_INTERNAL (a jansson type it does not know)
- * Both forms are fixed points of parse + serialize, with one exception in
- * JCS: an integral double with 2^63 <= |x| < 1e21 is written as plain digits
- * ("9223372036854776000"), which gov_canon_parse then refuses as
- * number_out_of_range because jansson reads it as a json_int_t.
+ * Both forms round-trip: gov_canon_parse reads any output back, every
+ * number as the same double (JCS) or the same integer or real (SomaBrain),
+ * and serializing that again gives the same bytes.
  * Cost: O(size of output + sum over objects of k log k key comparisons). */
 gov_err_t gov_canon_serialize(const json_t *doc, gov_canon_t kind, char **out,
                               size_t *out_len, gov_reason_t *reason, char *errbuf,

@@ -105,18 +105,6 @@ static int in_string_array(json_t *arr, const char *s) {
     return 0;
 }
 
-/* Reads document.version as text: a string, or a non-negative integer. */
-static int read_version(json_t *doc, char *out, size_t size, gov_version_t *ver) {
-    json_t *v = json_object_get(doc, "version");
-    if (json_is_string(v))
-        snprintf(out, size, "%s", json_string_value(v));
-    else if (json_is_integer(v) && json_integer_value(v) >= 0)
-        snprintf(out, size, "%lld", (long long)json_integer_value(v));
-    else
-        return -1;
-    return gov_version_parse(out, ver);
-}
-
 /* Rule 8: the in-force document's governance (threshold, valid_signers)
  * applies to its successor too, so a successor cannot lower the bar by
  * dropping or rewriting its own governance section.  v->signers is narrowed
@@ -288,9 +276,17 @@ gov_err_t gov_constitution_verify(const gov_bundle_in_t *b, const gov_trust_t *t
 
     /* 6. version */
     gov_version_t ver;
-    if (read_version(doc, v->version, sizeof v->version, &ver) != 0) {
-        err = reject(v, GOV_REASON_INVALID_VERSION,
-                     "document.version must be semver or a non-negative integer");
+    gov_reason_t vreason;
+    char vwhy[160];
+    if (gov_version_from_json(json_object_get(doc, "version"), v->version, &ver, &vreason, vwhy,
+                              sizeof vwhy) != GOV_OK) {
+        /* Too long or beyond 2^53 - 1 keep their own codes: never truncated
+         * or rounded (docs/contracts.md, "Versions"). */
+        err = reject(v, vreason == GOV_REASON_VERSION_TOO_LONG ||
+                                vreason == GOV_REASON_VERSION_TOO_LARGE
+                            ? vreason
+                            : GOV_REASON_INVALID_VERSION,
+                     "document.version %s", vwhy);
         goto out;
     }
 

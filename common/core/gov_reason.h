@@ -142,7 +142,11 @@
     X(UNBOUND_DOCUMENT, "unbound_document", "a document naming no tenant, for a tenant that takes none") \
     X(INVALID_RULES, "invalid_rules", "the constitution's rules have an unknown member or a wrong type") \
     X(INVALID_FRAMING, "invalid_framing", "conflicting Content-Length headers, Content-Length with Transfer-Encoding, or another framing a proxy could read differently") \
-    X(STATE_UNREADABLE, "state_unreadable", "a tenant's state in Redis cannot be read as stored (a key of the wrong type)")
+    X(STATE_UNREADABLE, "state_unreadable", "a tenant's state in Redis cannot be read as stored (a key of the wrong type)") \
+    /* version limits (gov_version) and the audit chain's presence (govctl) */ \
+    X(VERSION_TOO_LARGE, "version_too_large", "a number in the version is beyond 2^53-1") \
+    X(VERSION_TOO_LONG, "version_too_long", "the version text is longer than its field") \
+    X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -610,31 +610,14 @@ static gov_err_t parse_header(pctx_t *c, const json_t *doc, gov_rulepack_t *p) {
     if ((p->tenant = gov_strdup(json_string_value(v))) == NULL)
         return fail_nomem(c);
 
-    v = json_object_get(doc, "version");
-    char vbuf[GOV_VERSION_MAX];
-    if (v == NULL)
-        return fail(c, GOV_ERR_VERIFY, GOV_REASON_MISSING_FIELD, "version", "is required");
-    if (json_is_integer(v)) {
-        if (json_integer_value(v) < 0)
-            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
-                        "must be semver or a non-negative integer");
-        snprintf(vbuf, sizeof vbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    } else if (json_is_string(v)) {
-        size_t vlen = json_string_length(v);
-        if (vlen >= sizeof vbuf)
-            return fail(c, GOV_ERR_TOO_LARGE, GOV_REASON_TOO_LARGE, "version",
-                        "is longer than %zu bytes", sizeof vbuf - 1);
-        if (memchr(json_string_value(v), '\0', vlen) != NULL)
-            return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
-                        "must be semver or a non-negative integer");
-        memcpy(vbuf, json_string_value(v), vlen + 1);
-    } else {
-        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_TYPE, "version",
-                    "must be a string or an integer");
-    }
-    if (gov_version_parse(vbuf, &p->version_parsed) != 0)
-        return fail(c, GOV_ERR_VERIFY, GOV_REASON_INVALID_VALUE, "version",
-                    "must be semver or a non-negative integer");
+    /* gov_version_from_json: the limits (2^53 - 1, 63 bytes) and their
+     * reason codes are the constitution's too (docs/contracts.md). */
+    char vbuf[GOV_VERSION_MAX], vwhy[160];
+    gov_reason_t vreason;
+    rc = gov_version_from_json(json_object_get(doc, "version"), vbuf, &p->version_parsed,
+                               &vreason, vwhy, sizeof vwhy);
+    if (rc != GOV_OK)
+        return fail(c, rc, vreason, "version", "%s", vwhy);
     if ((p->version = gov_strdup(vbuf)) == NULL)
         return fail_nomem(c);
 

@@ -1,9 +1,14 @@
 /* gov_version.c - semantic versions of constitutions and rule packs.
  *
  * How it works: one left-to-right pass over at most GOV_VERSION_MAX bytes;
- * numbers are read without leading zeros and refused on overflow rather
- * than wrapped, so "18446744073709551616" is not version 0.  Comparison is
+ * numbers are read without leading zeros and refused above
+ * GOV_VERSION_NUM_MAX (2^53 - 1) rather than wrapped or rounded, so
+ * "18446744073709551616" is not version 0 and 9223372036854775807 is not
+ * stored as the 9223372036854776000 JCS would write for it.  Comparison is
  * semver 2.0.0 precedence (section 11) on the parsed parts.
+ * gov_version_from_json is the one reader of a "version" member, shared by
+ * gov_constitution and gov_rulepack, so both refuse the same inputs with the
+ * same reason codes.
  *
  * What it does not do: decide which version may follow which (a higher one
  * is accepted, a replay is a duplicate: gov_constitution and gov-rulepacks
@@ -12,19 +17,28 @@
 #include "gov_version.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <string.h>
 
-/* Parses a decimal without leading zeros; returns chars consumed or 0. */
-static size_t parse_num(const char *s, unsigned long long *out) {
+#include "gov_util.h"
+
+/* Why a version text was refused. */
+typedef enum { SCAN_OK, SCAN_SYNTAX, SCAN_TOO_LARGE } scan_result_t;
+
+/* Parses a decimal without leading zeros; returns chars consumed or 0.  A
+ * number above GOV_VERSION_NUM_MAX is consumed whole and flagged in *big
+ * (the value then saturates), so the caller can tell it from bad syntax. */
+static size_t parse_num(const char *s, unsigned long long *out, int *big) {
     size_t i = 0;
     unsigned long long v = 0;
     if (!isdigit((unsigned char)s[0]) || (s[0] == '0' && isdigit((unsigned char)s[1])))
         return 0;
     while (isdigit((unsigned char)s[i])) {
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (~0ULL - d) / 10)
-            return 0;
-        v = v * 10 + d;
+        if (v > (GOV_VERSION_NUM_MAX - d) / 10)
+            *big = 1;
+        else
+            v = v * 10 + d;
         i++;
     }
     *out = v;
@@ -56,43 +70,121 @@ static int identifiers_valid(const char *s, size_t n, int strict_numeric) {
     return 1;
 }
 
-int gov_version_parse(const char *s, gov_version_t *out) {
-    if (s == NULL || strlen(s) >= GOV_VERSION_MAX)
-        return -1;
+/* s is NUL-terminated and shorter than GOV_VERSION_MAX. */
+static scan_result_t version_scan(const char *s, gov_version_t *out) {
     gov_version_t v;
+    int big = 0;
     memset(&v, 0, sizeof v);
-    size_t i = parse_num(s, &v.major);
+    size_t i = parse_num(s, &v.major, &big);
     if (i == 0)
-        return -1;
-    if (s[i] == '\0') { /* a plain integer N reads as N.0.0 */
-        *out = v;
-        return 0;
-    }
+        return SCAN_SYNTAX;
+    if (s[i] == '\0') /* a plain integer N reads as N.0.0 */
+        goto done;
     size_t k;
-    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.minor)) == 0)
-        return -1;
+    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.minor, &big)) == 0)
+        return SCAN_SYNTAX;
     i += 1 + k;
-    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.patch)) == 0)
-        return -1;
+    if (s[i] != '.' || (k = parse_num(s + i + 1, &v.patch, &big)) == 0)
+        return SCAN_SYNTAX;
     i += 1 + k;
     if (s[i] == '-') {
         const char *pre = s + i + 1;
         size_t plen = strcspn(pre, "+");
         if (!identifiers_valid(pre, plen, 1))
-            return -1;
+            return SCAN_SYNTAX;
         memcpy(v.pre, pre, plen);
         v.pre[plen] = '\0';
         i += 1 + plen;
     }
     if (s[i] == '+') {
         if (!identifiers_valid(s + i + 1, strlen(s + i + 1), 0))
-            return -1;
+            return SCAN_SYNTAX;
         i += strlen(s + i);
     }
     if (s[i] != '\0')
-        return -1;
+        return SCAN_SYNTAX;
+done:
+    if (big) /* well-formed, but a number in it cannot be carried exactly */
+        return SCAN_TOO_LARGE;
     *out = v;
-    return 0;
+    return SCAN_OK;
+}
+
+int gov_version_parse(const char *s, gov_version_t *out) {
+    if (s == NULL || out == NULL || strlen(s) >= GOV_VERSION_MAX)
+        return -1;
+    return version_scan(s, out) == SCAN_OK ? 0 : -1;
+}
+
+#define NOT_A_VERSION "must be semver or a non-negative integer"
+
+gov_err_t gov_version_parse_text(const char *s, size_t len, gov_version_t *out,
+                                 gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
+    char text[GOV_VERSION_MAX];
+    if (reason != NULL)
+        *reason = GOV_REASON_NONE;
+    if (s == NULL || out == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL version text or out");
+    if (len >= GOV_VERSION_MAX)
+        return gov_reason_fail(reason, GOV_REASON_VERSION_TOO_LONG, GOV_ERR_TOO_LARGE, errbuf,
+                               errbuf_size, "is longer than %d bytes (%zu)", GOV_VERSION_MAX - 1,
+                               len);
+    memcpy(text, s, len);
+    text[len] = '\0';
+    switch (memchr(s, '\0', len) != NULL ? SCAN_SYNTAX : version_scan(text, out)) {
+    case SCAN_OK:
+        return GOV_OK;
+    case SCAN_TOO_LARGE:
+        return gov_reason_fail(reason, GOV_REASON_VERSION_TOO_LARGE, GOV_ERR_TOO_LARGE, errbuf,
+                               errbuf_size, "has a number above 2^53-1 (%" PRIu64 ")",
+                               (uint64_t)GOV_VERSION_NUM_MAX);
+    case SCAN_SYNTAX:
+        break;
+    }
+    return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, errbuf, errbuf_size,
+                           NOT_A_VERSION);
+}
+
+gov_err_t gov_version_from_json(const json_t *v, char text[GOV_VERSION_MAX], gov_version_t *out,
+                                gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
+    gov_err_t err;
+    if (text != NULL)
+        text[0] = '\0';
+    if (reason != NULL)
+        *reason = GOV_REASON_NONE;
+    if (text == NULL || out == NULL)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                               errbuf_size, "NULL text or out");
+    if (v == NULL)
+        return gov_reason_fail(reason, GOV_REASON_MISSING_FIELD, GOV_ERR_VERIFY, errbuf,
+                               errbuf_size, "is required");
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        if (n < 0)
+            return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, errbuf,
+                                   errbuf_size, NOT_A_VERSION);
+        if ((unsigned long long)n > GOV_VERSION_NUM_MAX)
+            return gov_reason_fail(reason, GOV_REASON_VERSION_TOO_LARGE, GOV_ERR_TOO_LARGE,
+                                   errbuf, errbuf_size,
+                                   "%" JSON_INTEGER_FORMAT " is above 2^53-1 (%" PRIu64
+                                   "), which JCS cannot write exactly",
+                                   n, (uint64_t)GOV_VERSION_NUM_MAX);
+        char num[GOV_VERSION_MAX];
+        int len = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, n);
+        err = gov_version_parse_text(num, (size_t)len, out, reason, errbuf, errbuf_size);
+        if (err == GOV_OK)
+            memcpy(text, num, (size_t)len + 1);
+        return err;
+    }
+    if (!json_is_string(v))
+        return gov_reason_fail(reason, GOV_REASON_INVALID_TYPE, GOV_ERR_VERIFY, errbuf,
+                               errbuf_size, "must be a string or an integer");
+    size_t len = json_string_length(v);
+    err = gov_version_parse_text(json_string_value(v), len, out, reason, errbuf, errbuf_size);
+    if (err == GOV_OK)
+        memcpy(text, json_string_value(v), len + 1);
+    return err;
 }
 
 static int cmp_ull(unsigned long long a, unsigned long long b) {

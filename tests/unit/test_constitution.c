@@ -340,6 +340,18 @@ static void test_rejections_each_rule(void **state) {
     assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_VERSION);
     build(&b, "{\"version\":-3}", "jcs", "sha256", AB);
     assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_INVALID_VERSION);
+    /* beyond 2^53 - 1 or longer than the field: refused, never rounded or
+     * cut (gov_version_from_json; a signed 9223372036854775807 would be
+     * stored by JCS as 9223372036854776000) */
+    build(&b, "{\"version\":9223372036854775807}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_VERSION_TOO_LARGE);
+    build(&b, "{\"version\":\"9007199254740992.0.0\"}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_VERSION_TOO_LARGE);
+    build(&b, "{\"version\":\"1.0.0-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+          "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_VERSION_TOO_LONG);
+    build(&b, "{\"version\":9007199254740991}", "jcs", "sha256", AB);
+    assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_NONE);
 
     build(&b, "{\"version\":\"1.0.0\",\"tenant\":\"globex\"}", "jcs", "sha256", AB);
     assert_int_equal(verify(&b, t, NULL, NULL), GOV_REASON_TENANT_MISMATCH);
