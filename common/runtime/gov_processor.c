@@ -464,6 +464,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
         {"x-gov-source-partition", part, strlen(part)},
         {"x-gov-source-offset", off, strlen(off)},
         {"x-gov-processor", p->spec->name, strlen(p->spec->name)},
+        {"x-gov-component", p->conf->component_name, strlen(p->conf->component_name)},
     };
     gov_err_t err = gov_kafka_produce_sync(p->producer, dlq, km->key, km->key_len,
                                            km->value, km->len, h, sizeof h / sizeof h[0],
