@@ -52,7 +52,8 @@ static pid_t redis_pid = -1;
 static int redis_port;
 static itest_proc_t proc, cproc, edge;
 static char tenant[64], trust_path[512];
-static char env_redis[48], env_brokers[300], env_trust[560];
+static char env_redis[48], env_brokers[300], env_trust[560], env_rp_trust[580];
+static char rp_trust_path[512];
 static EVP_PKEY *keys[2];
 static const char *names[2] = {"alice", "bob"};
 static const int AB[] = {0, 1, -1};
@@ -63,13 +64,18 @@ static int setup(void **state) {
         keys[i] = itest_ed25519_new();
     snprintf(trust_path, sizeof trust_path, "%s", itest_log_path("itest-canon-trust.json"));
     itest_write_trust(trust_path, 2, 2, names, keys);
+    /* packs are signed by the same two keys, one signature suffices */
+    snprintf(rp_trust_path, sizeof rp_trust_path, "%s",
+             itest_log_path("itest-canon-rulepack-trust.json"));
+    itest_write_trust(rp_trust_path, 1, 2, names, keys);
     redis_pid = itest_private_redis("canon-chain", &redis_port);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis); /* itest_redis() talks to the private Redis */
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
-    const char *env[] = {env_redis, env_brokers, env_trust, NULL};
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", rp_trust_path);
+    const char *env[] = {env_redis, env_brokers, env_trust, env_rp_trust, NULL};
     itest_proc_start(&proc, "gov-rulepacks", COMPONENT, env, "itest-canon-rulepacks.log");
     itest_proc_start(&cproc, "gov-constitution", COMPONENT_C, env, "itest-canon-constitution.log");
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-canon-edge.log");
@@ -120,12 +126,13 @@ static void publish_and_wait(const char *version_json, const char *version_text,
                            (json_int_t)gov_now_micros(), "tenant", tenant, "pack_id",
                            "demo-baseline", "version", version_text, "rulepack_json", text,
                            "published_by", "itest-version-limits");
+    itest_sign_rulepack_event(ev, keys, names, AB);
     int32_t partition = -1;
     int64_t offset = -1;
     itest_produce_event_at(TOPIC, "RulePackPublished", ev, &partition, &offset);
     json_decref(ev);
     free(text);
-    wait_processed("gov-rulepacks", TOPIC, partition, offset);
+    wait_processed(proc.group, TOPIC, partition, offset);
 }
 
 /* The tenant's stored pack, parsed the way every edge's loader parses it;
@@ -211,7 +218,7 @@ static void publish_bundle(const char *t, const char *doc, char cs[129]) {
     int64_t offset = -1;
     itest_produce_event_at(BUNDLES, "ConstitutionBundle", b, &partition, &offset);
     json_decref(b);
-    wait_processed("gov-constitution", BUNDLES, partition, offset);
+    wait_processed(cproc.group, BUNDLES, partition, offset);
 }
 
 static char *edge_get(const char *t, const char *suffix, long *status) {

@@ -32,7 +32,7 @@ static EVP_PKEY *key;
 
 static int setup(void **state) {
     (void)state;
-    static char env_redis[48], env_trust[560], env_id[64];
+    static char env_redis[48], env_trust[560], env_rp_trust[580], env_id[64];
     char trust_path[512];
     const char *ids[] = {"framing-signer"};
     key = itest_ed25519_new();
@@ -42,8 +42,10 @@ static int setup(void **state) {
     redis_pid = itest_private_redis("framing", &port);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", port);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
+    /* no pack is ever stored here: the same key stands for the pack signer */
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", trust_path);
     snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=edge-itest-framing");
-    const char *env[] = {env_redis, env_trust, env_id, "GOV_MAX_BODY=65536", NULL};
+    const char *env[] = {env_redis, env_trust, env_rp_trust, env_id, "GOV_MAX_BODY=65536", NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-framing-gov-edge.log");
     return 0;
 }
