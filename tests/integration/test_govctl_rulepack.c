@@ -121,7 +121,7 @@ static int teardown(void **state) {
 
 static void test_validate_ok(void **state) {
     (void)state;
-    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=18\n";
+    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=20\n";
     EXPECT_OK(GOVCTL(NOENV, "rulepack", "validate", itest_path("deploy/demo/rulepack-demo.json")));
     assert_string_equal(g_out, want);
     assert_string_equal(g_err, "");
