@@ -28,14 +28,21 @@ static int hex(unsigned char c) {
     return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
+/* 1 when a check refused (then as a parse error with its reason and a
+ * detail), 0 when it accepted. */
+static int refused(gov_err_t rc, gov_reason_t why, gov_reason_t want, const char *eb) {
+    if (rc == GOV_OK)
+        return 0;
+    CHECK(rc == GOV_ERR_PARSE && why == want && eb[0] != '\0');
+    return 1;
+}
+
 static void check_target(const char *data, size_t size) {
     char eb[160] = "";
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t rc = gov_http_target_check(data, size, &why, eb, sizeof eb);
-    if (rc != GOV_OK) {
-        CHECK(rc == GOV_ERR_PARSE && why == GOV_REASON_INVALID_PATH && eb[0] != '\0');
+    if (refused(rc, why, GOV_REASON_INVALID_PATH, eb))
         return;
-    }
     CHECK(size > 0);
     for (size_t i = 0; i < size; i++) {
         unsigned char c = (unsigned char)data[i];
@@ -52,10 +59,8 @@ static void check_field(const char *name, const char *value) {
     char eb[160] = "";
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t rc = gov_http_field_check(name, value, &why, eb, sizeof eb);
-    if (rc != GOV_OK) {
-        CHECK(rc == GOV_ERR_PARSE && why == GOV_REASON_INVALID_FRAMING && eb[0] != '\0');
+    if (refused(rc, why, GOV_REASON_INVALID_FRAMING, eb))
         return;
-    }
     CHECK(why == GOV_REASON_NONE && name[0] != '\0');
     for (const char *p = name; *p; p++)
         CHECK(*p > 0x20 && *p < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", *p) == NULL);
