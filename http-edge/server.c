@@ -16,10 +16,15 @@
  *     Content-Length with Transfer-Encoding, a Transfer-Encoding other than
  *     "chunked" (400 invalid_framing: RFC 9112 section 6.3, the
  *     request-smuggling shapes);
+ *   - a header field libmicrohttpd reads differently from RFC 9112:
+ *     whitespace before the colon, an obs-fold continuation line, any name
+ *     that is not a token, a control byte in a value (400 invalid_framing;
+ *     RFC 9112 sections 5.1, 5.2 - see gov_http_field_check);
  *   - a declared Content-Length over cfg.max_body (413 body_too_large).
- * The answer is queued in that first call, so libmicrohttpd sends no
- * "100 Continue", reads none of the body and closes the connection after the
- * answer.  A chunked body that grows past max_body is drained and refused
+ * The answer is queued in that first call with "Connection: close", so
+ * libmicrohttpd sends no "100 Continue", reads none of the body and closes
+ * the connection after the answer: bytes after a misread header are never
+ * taken for a second request.  A chunked body that grows past max_body is drained and refused
  * (413), and cut off unanswered once it runs max_body past the limit.
  *
  * Handlers marked "lookup" in the route table wait on Redis (GET
@@ -299,44 +304,62 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, edge_t *e,
     return ret;
 }
 
-/* Counts the framing headers of a request (duplicates included: the
- * iterator sees every occurrence, lookups only the first). */
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value) {
+/* What refuse_early learns from the header fields: the framing headers
+ * (duplicates included: the iterator sees every occurrence, lookups only the
+ * first) and the first field gov_http_field_check refuses. */
+typedef struct header_scan {
+    gov_http_framing_t framing;
+    int bad_field;
+    char detail[160];
+} header_scan_t;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
     (void)kind;
-    gov_http_framing_t *f = cls;
+    header_scan_t *h = cls;
+    if (!h->bad_field && gov_http_field_check(key, value, NULL, h->detail, sizeof h->detail) !=
+                             GOV_OK)
+        h->bad_field = 1;
     if (strcasecmp(key, "Content-Length") == 0) {
-        f->content_length_count++;
-        f->content_length = value;
+        h->framing.content_length_count++;
+        h->framing.content_length = value;
     } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
-        f->transfer_encoding_count++;
-        f->transfer_encoding = value;
+        h->framing.transfer_encoding_count++;
+        h->framing.transfer_encoding = value;
     }
     return MHD_YES;
 }
 
 /* Decides on the target and the headers alone (gov_http) whether the
  * request is refused before its body: fills resp and returns 1 when it is.
- * O(number of headers). */
+ * Every such answer closes the connection ("Connection: close"): when a
+ * field was misread, what follows the headers may be a body we lost track
+ * of, and must never be read as another request.  O(total header bytes). */
 static int refuse_early(edge_t *e, struct MHD_Connection *conn, const conn_ctx_t *cc,
                         edge_response_t *resp) {
+    header_scan_t h;
+    memset(&h, 0, sizeof h);
     if (cc->bad_target) {
         resp->route = "invalid_path";
         edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "%s", cc->target_error);
-        return 1;
+        goto refused;
     }
-    gov_http_framing_t f;
-    memset(&f, 0, sizeof f);
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
-    char detail[160];
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
+    if (h.bad_field) {
+        resp->route = "invalid_framing";
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_FRAMING, "%s", h.detail);
+        goto refused;
+    }
     gov_reason_t why = GOV_REASON_NONE;
-    gov_err_t err = gov_http_framing_check(&f, (uint64_t)e->cfg.max_body, NULL, &why, detail,
-                                           sizeof detail);
+    gov_err_t err = gov_http_framing_check(&h.framing, (uint64_t)e->cfg.max_body, NULL, &why,
+                                           h.detail, sizeof h.detail);
     if (err == GOV_OK)
         return 0;
     int too_large = why == GOV_REASON_BODY_TOO_LARGE;
     resp->route = too_large ? "too_large" : "invalid_framing";
-    edge_respond_error(resp, too_large ? 413 : 400, why, "%s", detail);
+    edge_respond_error(resp, too_large ? 413 : 400, why, "%s", h.detail);
+refused:
+    edge_add_header(resp, "Connection", "close");
     return 1;
 }
 

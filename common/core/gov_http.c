@@ -1,12 +1,14 @@
 /* gov_http.c - strict HTTP/1.1 request framing rules, pure.
  *
- * Two scanners over bytes a client controls: the raw request target, and
- * the framing headers already counted by the caller.  Both look at each byte
+ * Three scanners over bytes a client controls: the raw request target, the
+ * framing headers already counted by the caller, and each header field.  Both look at each byte
  * once and allocate nothing; the first rule broken decides the reason.  They
  * refuse what a proxy in front could read differently from us (several or
  * mixed length headers: request smuggling) and what would change meaning
  * once decoded (%00 cuts the path where the router sees it, %2F re-splits
- * it).
+ * it), and header fields libmicrohttpd reads differently from RFC 9112
+ * (whitespace before the colon, obs-fold lines: a proxy that honours the
+ * field and we who lose it disagree on where the body ends).
  *
  * What it does not do: parse HTTP itself (libmicrohttpd does), decode the
  * target, or know any route.
@@ -107,4 +109,50 @@ gov_err_t gov_http_framing_check(const gov_http_framing_t *f, uint64_t max_body,
     if (declared)
         *declared = (int64_t)n;
     return GOV_OK;
+}
+
+/* RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" /
+ * "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static int is_tchar(unsigned char c) {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* 1 when name starts with prefix (any case) and has more after it. */
+static int extends_name(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    return strncasecmp(name, prefix, n) == 0 && name[n] != '\0';
+}
+
+gov_err_t gov_http_field_check(const char *name, const char *value, gov_reason_t *why,
+                               char *errbuf, size_t errbuf_size) {
+    const char *problem = NULL;
+    size_t at = 0;
+    if (name == NULL || value == NULL || name[0] == '\0') {
+        problem = "an empty header name";
+    } else {
+        for (; name[at] != '\0'; at++)
+            if (!is_tchar((unsigned char)name[at])) {
+                problem = "a header name that is not a token (whitespace before the colon, "
+                          "or a folded line)";
+                break;
+            }
+        if (problem == NULL &&
+            (extends_name(name, "Content-Length") || extends_name(name, "Transfer-Encoding"))) {
+            problem = "a folded Content-Length or Transfer-Encoding line";
+            at = 0;
+        }
+        for (size_t i = 0; problem == NULL && value[i] != '\0'; i++) {
+            unsigned char c = (unsigned char)value[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                problem = "a header value with a control byte";
+                at = i;
+            }
+        }
+    }
+    if (problem == NULL)
+        return GOV_OK;
+    return gov_reason_fail(why, GOV_REASON_INVALID_FRAMING, GOV_ERR_PARSE, errbuf, errbuf_size,
+                           "the request has %s at offset %zu", problem, at);
 }

@@ -2,8 +2,8 @@
  *
  * What gov-edge refuses before it reads a request body, decided from what
  * the client sent and nothing else (no socket here): the raw request target
- * and the framing headers (Content-Length, Transfer-Encoding, every
- * occurrence counted).  http-edge/server.c feeds them from libmicrohttpd;
+ * the framing headers (Content-Length, Transfer-Encoding, every
+ * occurrence counted), and the name and value of every header field.  http-edge/server.c feeds them from libmicrohttpd;
  * the fuzz target and the unit test feed them directly.
  *
  * Thread-safety: stateless; every function may be called from any thread.
@@ -46,5 +46,21 @@ gov_err_t gov_http_target_check(const char *target, size_t len, gov_reason_t *wh
 gov_err_t gov_http_framing_check(const gov_http_framing_t *f, uint64_t max_body,
                                  int64_t *declared, gov_reason_t *why, char *errbuf,
                                  size_t errbuf_size);
+
+/* Checks one header field as libmicrohttpd 0.9.75 hands it over (name
+ * without the colon, value without surrounding whitespace).  That parser
+ * keeps whitespace between the name and the colon in the name
+ * ("Content-Length " is not Content-Length to it, so a body becomes a second
+ * request), and joins an obs-fold continuation line to the *name* of the
+ * field before it, leading whitespace dropped ("Content-Length: 5\r\n 0"
+ * arrives as "Content-Length0: 5").  RFC 9112 sections 5.1 and 5.2 want 400
+ * for both, so refused are: a name that is not a token (RFC 9110 section
+ * 5.6.2: empty, or holding a space, tab, ':' or any other delimiter); a name
+ * that starts with Content-Length or Transfer-Encoding and goes on (a folded
+ * framing field); a value with a control byte other than tab.  GOV_OK, or
+ * GOV_ERR_PARSE with *why = GOV_REASON_INVALID_FRAMING (why may be NULL) and
+ * the detail in errbuf.  NULL name or value is refused.  O(length). */
+gov_err_t gov_http_field_check(const char *name, const char *value, gov_reason_t *why,
+                               char *errbuf, size_t errbuf_size);
 
 #endif /* GOV_HTTP_H */

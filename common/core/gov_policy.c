@@ -18,7 +18,11 @@
  * matcher's span database gives each match's start, the spans are merged per
  * pattern and marked on the (merged, at most 64-byte) excerpt windows, and a
  * covered character becomes '*' unless it is the excerpt's own rule's match
- * and that rule has redact false.  So no caller can send an unmasked excerpt:
+ * and that rule has redact false.  A match of a rule with redact true also
+ * masks everything after its start, in every excerpt: such rules find the
+ * sign of a secret ("my password is", a PEM header, a key id), and the
+ * secret itself comes after it, where no pattern of theirs can see its
+ * shape.  So no caller can send an unmasked excerpt:
  * the answer, the decision log, Redis and the audit chain all get it masked.
  * The response writer formats numbers itself ("0.350000"): jansson would
  * print 0.35.
@@ -727,6 +731,8 @@ typedef struct redact_ctx {
     size_t *pattern_rule;   /* pattern -> rule index */
     size_t *cur_start, *cur_end;
     unsigned char *cur_set;
+    const gov_rulepack_t *pack;
+    size_t tail_from;       /* first start of a redacting rule's match, or SIZE_MAX */
 } redact_ctx_t;
 
 static int cmp_window(const void *a, const void *b) {
@@ -759,6 +765,8 @@ static int redact_on_span(void *ctx, size_t pattern, size_t start, size_t end) {
     redact_ctx_t *c = ctx;
     if (start >= end)
         return 0;
+    if (start < c->tail_from && gov_rulepack_rule(c->pack, c->pattern_rule[pattern])->redact)
+        c->tail_from = start;
     if (c->cur_set[pattern] && start <= c->cur_end[pattern] && end >= c->cur_start[pattern]) {
         if (start < c->cur_start[pattern])
             c->cur_start[pattern] = start;
@@ -782,7 +790,9 @@ static size_t utf8_char_len(unsigned char c) {
 /* Masks the excerpts of out (rule_of[i]: the pack rule of reason i, or
  * SIZE_MAX): every byte of an excerpt covered by a match of any pattern is
  * written as '*', except the matches of the excerpt's own rule when that rule
- * has redact false; a masked byte masks its whole character, so an excerpt
+ * has redact false; every byte at or after the start of the prompt's first
+ * match of a rule with redact true is '*' too (the secret that follows its
+ * sign); a masked byte masks its whole character, so an excerpt
  * stays valid UTF-8 and no code point is cut.  One more scan of the prompt
  * with the span database.  Cost: O(prompt) + O(matches x log windows) +
  * O(patterns x window bytes) in the worst case. */
@@ -795,6 +805,8 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
     redact_ctx_t c;
     gov_err_t rc = GOV_OK;
     memset(&c, 0, sizeof c);
+    c.pack = pack;
+    c.tail_from = SIZE_MAX;
     for (size_t i = 0; i < out->nreasons; i++)
         nex += out->reasons[i].has_excerpt;
     if (nex == 0 || m == NULL)
@@ -865,7 +877,8 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
             if (n > x->excerpt_len - k)
                 n = x->excerpt_len - k;
             for (size_t b = k; b < k + n; b++)
-                if (cov[b] != COVER_NONE && (own_masked || cov[b] != own))
+                if ((cov[b] != COVER_NONE && (own_masked || cov[b] != own)) ||
+                    x->excerpt_start + b >= c.tail_from)
                     mask = 1;
             if (mask)
                 memset(x->excerpt + k, '*', n);

@@ -9,12 +9,17 @@
  *   - the framing check gives GOV_OK (with *declared <= max_body, or -1
  *     exactly when there is no Content-Length), GOV_ERR_PARSE with
  *     invalid_framing, or GOV_ERR_TOO_LARGE with body_too_large - each with
- *     a detail; never OK with two lengths or a length with an encoding.
+ *     a detail; never OK with two lengths or a length with an encoding;
+ *   - the field check, on the same two values as a name and a value, gives
+ *     GOV_OK only for a token name that is no framing name with more after
+ *     it and a value without control bytes but tab, else GOV_ERR_PARSE with
+ *     invalid_framing and a detail.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz_check.h"
 #include "gov_http.h"
@@ -23,14 +28,21 @@ static int hex(unsigned char c) {
     return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
+/* 1 when a check refused (then as a parse error with its reason and a
+ * detail), 0 when it accepted. */
+static int refused(gov_err_t rc, gov_reason_t why, gov_reason_t want, const char *eb) {
+    if (rc == GOV_OK)
+        return 0;
+    CHECK(rc == GOV_ERR_PARSE && why == want && eb[0] != '\0');
+    return 1;
+}
+
 static void check_target(const char *data, size_t size) {
     char eb[160] = "";
     gov_reason_t why = GOV_REASON_NONE;
     gov_err_t rc = gov_http_target_check(data, size, &why, eb, sizeof eb);
-    if (rc != GOV_OK) {
-        CHECK(rc == GOV_ERR_PARSE && why == GOV_REASON_INVALID_PATH && eb[0] != '\0');
+    if (refused(rc, why, GOV_REASON_INVALID_PATH, eb))
         return;
-    }
     CHECK(size > 0);
     for (size_t i = 0; i < size; i++) {
         unsigned char c = (unsigned char)data[i];
@@ -41,6 +53,21 @@ static void check_target(const char *data, size_t size) {
             CHECK(!(data[i + 1] == '7' && (data[i + 2] | 0x20) == 'f'));
         }
     }
+}
+
+static void check_field(const char *name, const char *value) {
+    char eb[160] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t rc = gov_http_field_check(name, value, &why, eb, sizeof eb);
+    if (refused(rc, why, GOV_REASON_INVALID_FRAMING, eb))
+        return;
+    CHECK(why == GOV_REASON_NONE && name[0] != '\0');
+    for (const char *p = name; *p; p++)
+        CHECK(*p > 0x20 && *p < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", *p) == NULL);
+    CHECK(strncasecmp(name, "Content-Length", 14) != 0 || name[14] == '\0');
+    CHECK(strncasecmp(name, "Transfer-Encoding", 17) != 0 || name[17] == '\0');
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        CHECK((*p >= 0x20 || *p == '\t') && *p != 0x7f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -57,6 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *te = strchr(copy, '\n');
     if (te)
         *te++ = '\0';
+    check_field(copy, te ? te : "");
     gov_http_framing_t f = {mode & 3, copy, (mode >> 2) & 3, te};
     if (f.content_length_count == 0)
         f.content_length = NULL;

@@ -17,7 +17,9 @@
  *   - redaction: each excerpt is the prompt's window with whole characters
  *     replaced by '*', and no excerpt shows an AWS key id (AKIA + 16 of
  *     [0-9A-Z]) or an e-mail address of the pack's pii.email form: those are
- *     matches of redacting rules, masked in every excerpt;
+ *     matches of redacting rules, masked in every excerpt; and every excerpt
+ *     byte from the first such key id or "my password is" (any case) on is
+ *     '*' (what follows a redacting match is masked);
  *   - the response body is JSON, and a second evaluation gives the same bytes.
  */
 #include <jansson.h>
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
@@ -98,6 +101,23 @@ static int is_letter(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+/* Where the first "AKIA" + 16 of [0-9A-Z] (secrets.aws_key) or "my password
+ * is" in any case (pii.email) starts in t[0..n), or n: both redacting
+ * matches, so every excerpt byte from there on must be '*'. */
+static size_t first_redacting_sign(const char *t, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (n - i >= 14 && strncasecmp(t + i, "my password is", 14) == 0)
+            return i;
+        size_t k = 0;
+        if (n - i >= 20 && memcmp(t + i, "AKIA", 4) == 0)
+            for (k = 4; k < 20 && is_upper_digit(t[i + k]);)
+                k++;
+        if (k == 20)
+            return i;
+    }
+    return n;
+}
+
 /* 1 when t[0..n) holds "AKIA" + 16 of [0-9A-Z] (secrets.aws_key). */
 static int shows_aws_key(const char *t, size_t n) {
     for (size_t i = 0; i + 20 <= n; i++) {
@@ -134,6 +154,7 @@ static int shows_email(const char *t, size_t n) {
 static void check_decision(const gov_policy_request_t *req, const gov_policy_decision_t *d) {
     CHECK(d->score_micros >= 0 && d->score_micros <= GOV_MICROS_ONE);
     CHECK(strcmp(d->input_digest, req->input_digest) == 0);
+    size_t tail = first_redacting_sign(req->prompt, req->prompt_len);
     int64_t sum = 0;
     int deny = 0;
     size_t k = 0;
@@ -175,6 +196,8 @@ static void check_decision(const gov_policy_request_t *req, const gov_policy_dec
             CHECK(gov_utf8_valid(r->excerpt, r->excerpt_len));
             CHECK(!shows_aws_key(r->excerpt, r->excerpt_len));
             CHECK(!shows_email(r->excerpt, r->excerpt_len));
+            for (size_t q = r->excerpt_start; q < r->excerpt_end; q++)
+                CHECK(q < tail || r->excerpt[q - r->excerpt_start] == '*');
         }
     }
     CHECK(d->score_micros == (sum > GOV_MICROS_ONE ? GOV_MICROS_ONE : sum));

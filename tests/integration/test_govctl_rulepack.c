@@ -121,7 +121,7 @@ static int teardown(void **state) {
 
 static void test_validate_ok(void **state) {
     (void)state;
-    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=18\n";
+    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=20\n";
     EXPECT_OK(GOVCTL(NOENV, "rulepack", "validate", itest_path("deploy/demo/rulepack-demo.json")));
     assert_string_equal(g_out, want);
     assert_string_equal(g_err, "");
@@ -134,7 +134,7 @@ static void test_validate_ok(void **state) {
     for (size_t i = 0; i < gov_rulepack_rule_count(p); i++)
         patterns += gov_rulepack_rule(p, i)->pattern_count;
     assert_int_equal(gov_rulepack_rule_count(p), 12);
-    assert_int_equal(patterns, 18);
+    assert_int_equal(patterns, 20);
     gov_rulepack_free(p);
 
     /* from standard input, and an integer version */
@@ -147,7 +147,7 @@ static void test_validate_ok(void **state) {
              bin[0] == '/' ? bin : itest_path(bin), path);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     EXPECT_OK(run_argv(argv, NULL));
-    assert_string_equal(g_out, "OK pack_id=demo-baseline tenant=demo version=7 rules=12 patterns=18\n");
+    assert_string_equal(g_out, "OK pack_id=demo-baseline tenant=demo version=7 rules=12 patterns=20\n");
 }
 
 typedef struct bad {

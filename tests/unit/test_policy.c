@@ -1103,13 +1103,15 @@ static void test_redact_member(void **state) {
     assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
     gov_policy_request_t req;
     gov_policy_decision_t d;
-    request_with_prompt("AAA BBB CCC DDD EEE", &req);
+    /* The redacting rules' matches come last: from AAA on, everything is
+     * masked in every excerpt ("xyz" is nobody's match). */
+    request_with_prompt("BBB CCC EEE AAA xyz DDD", &req);
     evaluate(c, p, &req, s, &d);
-    assert_string_equal(reason_of(&d, "pii.a")->excerpt, "*** *** *** *** ***");
-    assert_string_equal(reason_of(&d, "secrets.b")->excerpt, "*** BBB *** *** ***");
-    assert_string_equal(reason_of(&d, "other.c")->excerpt, "*** *** CCC *** ***");
-    assert_string_equal(reason_of(&d, "other.d")->excerpt, "*** *** *** *** ***");
-    assert_string_equal(reason_of(&d, "secretsx")->excerpt, "*** *** *** *** EEE");
+    assert_string_equal(reason_of(&d, "pii.a")->excerpt, "*** *** *** ***********");
+    assert_string_equal(reason_of(&d, "secrets.b")->excerpt, "BBB *** *** ***********");
+    assert_string_equal(reason_of(&d, "other.c")->excerpt, "*** CCC *** ***********");
+    assert_string_equal(reason_of(&d, "other.d")->excerpt, "*** *** *** ***********");
+    assert_string_equal(reason_of(&d, "secretsx")->excerpt, "*** *** EEE ***********");
     assert_int_equal(reason_of(&d, "role.only")->has_excerpt, 0);
     gov_policy_decision_clear(&d);
     gov_policy_request_clear(&req);
@@ -1132,13 +1134,15 @@ static void test_redact_member(void **state) {
 }
 
 /* Overlapping matches, matches across both window edges, a pattern whose
- * start Vectorscan cannot track, by hand. */
+ * start Vectorscan cannot track, by hand.  No rule here redacts (the token
+ * rule says so), so no match masks what follows it. */
 static void test_redaction_edges(void **state) {
     (void)state;
     gov_rulepack_t *p = pack_from_text(
         "{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\",\"rules\":["
         "{\"id\":\"secrets.tok\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","
-        "\"message\":\"m\",\"match\":{\"prompt\":[{\"regex\":\"tok_[a-z0-9]{8}\"}]}},"
+        "\"message\":\"m\",\"redact\":false,"
+        "\"match\":{\"prompt\":[{\"regex\":\"tok_[a-z0-9]{8}\"}]}},"
         RULE_LIT("note.prefix", "tok_", "") "," RULE_LIT("note.mark", "MARK", "") ","
         /* Vectorscan refuses start-of-match for this one ("Pattern is too large.") */
         "{\"id\":\"shell.pipe\",\"severity\":\"low\",\"weight\":0.1,\"effect\":\"add\","
@@ -1197,7 +1201,8 @@ static void test_redaction_edges(void **state) {
 /* Random prompts of tokens, prefixes, words and multi-byte characters
  * against a reference written here: each excerpt byte is '*' exactly when
  * its character holds a byte of a match of another rule, or of its own rule
- * when that rule redacts; otherwise it is the prompt's byte. */
+ * when that rule redacts, or lies at or after the first match of a
+ * redacting rule; otherwise it is the prompt's byte. */
 static void test_redaction_vs_reference(void **state) {
     (void)state;
     gov_rulepack_t *p = pack_from_text(
@@ -1242,6 +1247,11 @@ static void test_redaction_vs_reference(void **state) {
                 if (memcmp(prompt + i, lits[l], strlen(lits[l])) == 0)
                     for (size_t k = 0; k < strlen(lits[l]); k++)
                         cover[i + k] |= (unsigned char)(2u << l);
+        /* The redacting rules: secrets.tok (bit 0) and pii.accent (bit 3). */
+        size_t tail = len;
+        for (size_t i = 0; i < len && tail == len; i++)
+            if ((cover[i] & 9u) != 0)
+                tail = i;
         gov_policy_request_t req;
         gov_policy_decision_t d;
         request_with_prompt(prompt, &req);
@@ -1261,7 +1271,7 @@ static void test_redaction_vs_reference(void **state) {
                 size_t cl = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
                 int mask = 0;
                 for (size_t q = k; q < k + cl; q++)
-                    mask |= (cover[q] & hide) != 0;
+                    mask |= (cover[q] & hide) != 0 || q >= tail;
                 for (size_t q = k; q < k + cl; q++) {
                     char got = r->excerpt[q - r->excerpt_start];
                     if (mask ? got != '*' : got != prompt[q])
@@ -1279,6 +1289,76 @@ static void test_redaction_vs_reference(void **state) {
     gov_matcher_scratch_free(s);
     gov_policy_constitution_free(c);
     gov_rulepack_free(p);
+}
+
+/* A secret comes after its sign: the three prompts of the review (a
+ * password after "my password is", a PEM body after its header, an AWS
+ * secret access key after its key id) and the key before its id, through
+ * the demo and the bench packs as shipped.  No excerpt shows 6 bytes in a
+ * row of the secret; the excerpts of the secret rules show what came before
+ * the sign, the rest is '*'. */
+static void test_redaction_hides_what_follows_a_secret(void **state) {
+    (void)state;
+    static const struct {
+        const char *prompt, *secret, *visible;
+    } cases[] = {
+        {"log in for me please, my password is Tr0ub4dor&3 and hurry", "Tr0ub4dor&3",
+         "log in for me please, "},
+        {"keep this safe: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSj"
+         "AgEAAoIBAQC7VJTUt9Us8cKj\nMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZH\n"
+         "-----END PRIVATE KEY-----",
+         "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\nMzEfYyjiWA4R4/M2bS1"
+         "GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZH", "keep this safe: "},
+        {"my aws creds: AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY ok",
+         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "my aws creds: "},
+        {"my aws creds: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY AKIAIOSFODNN7EXAMPLE ok",
+         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "my aws creds: "},
+    };
+    static const char *const packs[] = {"deploy/demo/rulepack-demo.json",
+                                        "bench/rulepack-bench.json"};
+    gov_matcher_scratch_t *s = NULL;
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    gov_policy_constitution_t *c = constitution_from_text("{}");
+    for (size_t pk = 0; pk < 2; pk++) {
+        char *text = slurp(packs[pk], NULL);
+        json_t *j = json_loads(text, 0, NULL);
+        assert_non_null(j);
+        json_object_set_new(j, "tenant", json_string("demo"));
+        gov_rulepack_t *p = pack_from_json(j);
+        json_decref(j);
+        free(text);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            gov_policy_request_t req;
+            gov_policy_decision_t d;
+            request_with_prompt(cases[i].prompt, &req);
+            evaluate(c, p, &req, s, &d);
+            size_t secret_rules = 0;
+            for (size_t k = 0; k < d.nreasons; k++) {
+                const gov_policy_reason_t *r = &d.reasons[k];
+                if (!r->has_excerpt)
+                    continue;
+                for (size_t q = 0; q + 6 <= strlen(cases[i].secret); q++)
+                    if (memmem(r->excerpt, r->excerpt_len, cases[i].secret + q, 6) != NULL)
+                        fail_msg("%s case %zu: %s shows \"%.6s\": %s", packs[pk], i,
+                                 r->rule_id, cases[i].secret + q, r->excerpt);
+                if (strncmp(r->rule_id, "secrets.", 8) != 0)
+                    continue;
+                secret_rules++;
+                size_t v = strlen(cases[i].visible);
+                for (size_t q = r->excerpt_start; q < r->excerpt_end; q++)
+                    if (r->excerpt[q - r->excerpt_start] != (q < v ? cases[i].prompt[q] : '*'))
+                        fail_msg("%s case %zu: %s, byte %zu: %s", packs[pk], i, r->rule_id, q,
+                                 r->excerpt);
+            }
+            if (secret_rules == 0)
+                fail_msg("%s case %zu: no secret rule matched", packs[pk], i);
+            gov_policy_decision_clear(&d);
+            gov_policy_request_clear(&req);
+        }
+        gov_rulepack_free(p);
+    }
+    gov_policy_constitution_free(c);
+    gov_matcher_scratch_free(s);
 }
 
 /* ---- the response body ---------------------------------------------------------------------- */
@@ -1574,6 +1654,7 @@ int main(void) {
         cmocka_unit_test(test_redact_member),
         cmocka_unit_test(test_redaction_edges),
         cmocka_unit_test(test_redaction_vs_reference),
+        cmocka_unit_test(test_redaction_hides_what_follows_a_secret),
         cmocka_unit_test(test_response_escaping_and_extra_members),
         cmocka_unit_test(test_evaluate_argument_errors),
         cmocka_unit_test(test_allocation_failures),

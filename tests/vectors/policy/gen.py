@@ -16,8 +16,10 @@ What this script derives, sharing no code with common/core/gov_policy.c:
                  match prompt[s:e] of any pattern of the pack (brute force
                  over all s < e), except the matches of the excerpt's own rule
                  when that rule has redact false, becomes "*" with the rest of
-                 its character.  redact defaults to true for ids under "pii."
-                 and "secrets.".
+                 its character; so does every byte from the first byte of the
+                 prompt covered by a rule with redact true to the end (what
+                 follows the sign of a secret).  redact defaults to true for
+                 ids under "pii." and "secrets.".
   expect_json    the whole response body, written here from the above with the
                  number format of docs/policy.md (exactly 6 decimals).
 
@@ -272,15 +274,17 @@ CASES = [
      req("my email is a.b@c.io and tok_abcd1234 ok"),
      "allow", 320000, ["note.email_word", "note.tok_prefix", "pii.email", "secrets.token"],
      (1000000, 1000000)),
-    # the token straddles the start of pii.city's window, another its end
+    # the token straddles the start of pii.city's window, another its end;
+    # secrets.token redacts, so from the first token on every excerpt is masked
     ("redact_window_edges", "redaction", "open",
      req("x" * 10 + "tok_aaaabbbb" + "y" * 30 + " Z\u00fcrich " + "z" * 12 + "tok_ccccdddd"
          + "w" * 30),
      "allow", 220000, ["note.tok_prefix", "pii.city", "secrets.token"], (1000000, 1000000)),
-    # the pass phrase is masked as whole characters (10 bytes, 8 characters);
-    # pii.city has redact false: its own match stays readable
+    # the pass phrase is masked as whole characters (10 bytes, 8 characters),
+    # and what follows it too; pii.city has redact false: its own match,
+    # before the pass phrase, stays readable
     ("redact_utf8", "redaction", "open",
-     req("\u00e9\u00e9 p\u00e4ssw\u00f6rd \u00e0 Z\u00fcrich \U0001F642"),
+     req("\u00e9\u00e9 \u00e0 Z\u00fcrich p\u00e4ssw\u00f6rd \U0001F642"),
      "allow", 20000, ["pii.city", "word.secret"], (1000000, 1000000)),
     # strict: (min(0.3,0.7), min(0.1,0.4)) = (300000, 100000); no tool category permitted
     ("strict_no_tools", "base", "strict", req("search the web", tool={"name": "g",
@@ -346,12 +350,12 @@ def redact_default(r):
     return r.get("redact", r["id"].startswith("pii.") or r["id"].startswith("secrets."))
 
 
-def masked_excerpt(pb, s, e, cov, r):
+def masked_excerpt(pb, s, e, cov, r, tail):
     out = bytearray(pb[s:e])
     k = s
     while k < e:
         n = 4 if pb[k] >= 0xF0 else 3 if pb[k] >= 0xE0 else 2 if pb[k] >= 0xC0 else 1
-        if any(cov[x] - ({r["id"]} if not redact_default(r) else set())
+        if any(cov[x] - ({r["id"]} if not redact_default(r) else set()) or x >= tail
                for x in range(k, k + n)):
             out[k - s:k - s + n] = b"*" * n
         k += n
@@ -380,6 +384,9 @@ def main():
         pb = request["prompt"].encode()
         cov = covered(pb, PACKS[pack]) if any("prompt" in rules[x]["match"] for x in reasons
                                               if x in rules) else None
+        # The first byte covered by a redacting rule: everything from it on is masked.
+        tail = min((x for x in range(len(pb))
+                    if cov and any(redact_default(rules[i]) for i in cov[x])), default=len(pb))
         parts = []
         excerpts = {}
         for rid in reasons:
@@ -398,7 +405,7 @@ def main():
                 end = first_end(pb, r["match"]["prompt"])
                 assert end is not None, (name, rid)
                 s, e = window(pb, end)
-                text = masked_excerpt(pb, s, e, cov, r)
+                text = masked_excerpt(pb, s, e, cov, r, tail)
                 excerpts[rid] = {"start": s, "end": e, "match_end": end, "text": text}
                 item += ',"excerpt":%s,"excerpt_start":%d,"excerpt_end":%d' % (jstr(text), s, e)
             parts.append(item + "}")
