@@ -109,7 +109,7 @@ static char *pack_text(const char *version_json) {
     snprintf(buf, sizeof buf, "\"tenant\": \"%s\"", tenant);
     char *a = itest_replace_once(text, "\"tenant\": \"demo\"", buf);
     snprintf(buf, sizeof buf, "\"version\": %s", version_json);
-    char *b = itest_replace_once(a, "\"version\": \"1.0.0\"", buf);
+    char *b = itest_replace_once(a, "\"version\": \"1.1.0\"", buf);
     free(text);
     free(a);
     return b;

@@ -121,7 +121,7 @@ static int teardown(void **state) {
 
 static void test_validate_ok(void **state) {
     (void)state;
-    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.0.0 rules=12 patterns=20\n";
+    const char *want = "OK pack_id=demo-baseline tenant=demo version=1.1.0 rules=12 patterns=20\n";
     EXPECT_OK(GOVCTL(NOENV, "rulepack", "validate", itest_path("deploy/demo/rulepack-demo.json")));
     assert_string_equal(g_out, want);
     assert_string_equal(g_err, "");
@@ -138,7 +138,7 @@ static void test_validate_ok(void **state) {
     gov_rulepack_free(p);
 
     /* from standard input, and an integer version */
-    char *t = demo_with("\"version\": \"1.0.0\"", "\"version\": 7");
+    char *t = demo_with("\"version\": \"1.1.0\"", "\"version\": 7");
     const char *path = write_pack("int-version.json", t);
     free(t);
     const char *bin = itest_bin("govctl");
@@ -375,7 +375,7 @@ static void check_published(published_t *p, const char *tenant, const char *text
     json_t *ev = p->at.event;
     assert_string_equal(json_string_value(json_object_get(ev, "tenant")), tenant);
     assert_string_equal(json_string_value(json_object_get(ev, "pack_id")), "demo-baseline");
-    assert_string_equal(json_string_value(json_object_get(ev, "version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(ev, "version")), "1.1.0");
     assert_string_equal(json_string_value(json_object_get(ev, "published_by")), who);
     json_t *rj = json_object_get(ev, "rulepack_json");
     assert_int_equal(json_string_length(rj), strlen(text));

@@ -68,7 +68,7 @@ static char *demo_pack(const char *t, const char *v, const char *from, const cha
     snprintf(buf, sizeof buf, "\"tenant\": \"%s\"", t);
     char *a = itest_replace_once(text, "\"tenant\": \"demo\"", buf);
     snprintf(buf, sizeof buf, "\"version\": \"%s\"", v);
-    char *b = itest_replace_once(a, "\"version\": \"1.0.0\"", buf);
+    char *b = itest_replace_once(a, "\"version\": \"1.1.0\"", buf);
     free(text);
     free(a);
     if (from == NULL)
