@@ -291,11 +291,14 @@ static void on_revoke(void *opaque) {
  * replay is silent. */
 static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int64_t committed) {
     gov_processor_t *p = opaque;
-    /* A relay's new group starts at the end: what is on the topic was
-     * relayed by the deployment before it (or is history it must not
-     * copy again); an existing group resumes where it committed. */
+    /* A relay's new group (first start, or its offsets expired) starts at
+     * the earliest retained message: starting at the end would never relay
+     * what was produced before.  Copying again what an earlier deployment
+     * relayed is safe: the copy is byte-identical, so gov-audit's dedup
+     * takes it as a replay (docs/contracts.md, "The decision relay").  An
+     * existing group resumes where it committed. */
     if (is_kafka_only(p, topic))
-        return committed < 0 ? GOV_KAFKA_OFFSET_END : GOV_KAFKA_OFFSET_COMMITTED;
+        return committed < 0 ? GOV_KAFKA_OFFSET_BEGINNING : GOV_KAFKA_OFFSET_COMMITTED;
     part_state_t *ps = part_find(p, topic, partition, 1);
     gov_state_pos_t pos = {p->kafka_group, topic, partition, 0, NULL};
     int64_t wm = -1;

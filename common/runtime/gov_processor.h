@@ -90,7 +90,8 @@ typedef struct gov_processor_spec {
      * (may be NULL): their progress is the consumer group's committed
      * offset alone - their Redis watermark is written but never rebuilt
      * from, since a replay would write to Kafka again - and a new group
-     * starts at their end. */
+     * starts at their earliest retained message (nothing is skipped; the
+     * handler must make a second copy harmless). */
     const char *const *kafka_only;
 } gov_processor_spec_t;
 

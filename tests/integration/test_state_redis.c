@@ -294,13 +294,14 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     assert_int_equal(gov_uuid_v7(decision_id), GOV_OK);
     json_t *d = itest_decision_event(tenant, decision_id);
     gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7, NULL};
-    int decision_dup = -1;
+    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_EVENT_ID;
     assert_int_equal(gov_state_audit_append(w2, d, "PolicyDecision", "policy.decisions/0/7", &dpos,
-                                            &decision_dup, eb, sizeof eb), GOV_OK);
-    assert_int_equal(decision_dup, 0);
+                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
     /* Decision records are write-once: another event (a new event_id) naming
-     * the same decision_id, with another decision, is a duplicate: neither
-     * the record nor the chain changes. */
+     * the same decision_id, with another decision, is a conflicting twin:
+     * chained as its own entry (nothing is lost), the record is not
+     * overwritten but marked with the twin's event_id. */
     char record[64], dkey[200];
     snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%s", tenant, decision_id);
     redis_str(record, sizeof record, "HGET %s decision", dkey);
@@ -312,22 +313,27 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     json_object_set_new(d2, "decision", json_string("allow"));
     dpos.offset = 8;
     assert_int_equal(gov_state_audit_append(w1, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
-                                            &decision_dup, eb, sizeof eb), GOV_ERR_DUPLICATE);
-    assert_int_equal(decision_dup, 1);
+                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_DECISION_ID);
     redis_str(record, sizeof record, "HGET %s decision", dkey);
     assert_string_equal(record, "review");
+    redis_str(record, sizeof record, "HGET %s conflicting_event_id", dkey);
+    assert_string_equal(record, ev2);
+    /* the twin again is a plain replay: no third entry */
+    assert_int_equal(gov_state_audit_append(w2, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
+                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(d2);
     json_decref(d);
-    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
     redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
-    assert_string_equal(got, "11");
+    assert_string_equal(got, "12");
 
     /* a replay is a duplicate: the stream stays, the offset moves on */
     gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200, NULL};
     assert_int_equal(gov_state_audit_append(w2, first, "AuditEvent", "identity.audit/1/0",
                                             &replay, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(first);
-    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:identity.audit:1", tenant);
     assert_string_equal(got, "200");
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:policy.decisions:0", tenant);
@@ -352,9 +358,72 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     /* the chain verifies end to end (govctl reads through gov_state too) */
     const char *argv[] = {itest_bin("govctl"), "audit", "verify", "--tenant", tenant, NULL};
     assert_int_equal(itest_run(argv, NULL, out, sizeof out), 0);
-    assert_non_null(strstr(out, "entries=11"));
+    assert_non_null(strstr(out, "entries=12"));
     gov_state_audit_free(w1);
     gov_state_audit_free(w2);
+}
+
+/* Dedup compares content: whoever writes an event_id first cannot keep a
+ * later, different event under that id out of the chain (review finding 2b:
+ * a harmless event pre-published under a derived id). */
+static void test_audit_same_id_other_content_is_chained(void **state) {
+    (void)state;
+    char tenant[64], eb[256], got[256];
+    itest_unique("tw", tenant, sizeof tenant);
+    gov_state_audit_t *w = gov_state_audit_new(itest_redis(), 3600);
+    assert_non_null(w);
+    gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 10, NULL};
+    json_t *harmless = itest_audit_event(tenant, "rulepack.accepted");
+    json_t *real = json_deep_copy(harmless);
+    json_object_set_new(real, "action", json_string("rulepack.rejected"));
+    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
+    assert_int_equal(gov_state_audit_append(w, harmless, "AuditEvent", "identity.audit/1/10", &pos,
+                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
+    /* the identical event again (a producer retry): silent */
+    pos.offset = 11;
+    assert_int_equal(gov_state_audit_append(w, harmless, "AuditEvent", "identity.audit/1/11", &pos,
+                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    /* the real one under the same id: chained as a twin */
+    pos.offset = 12;
+    assert_int_equal(gov_state_audit_append(w, real, "AuditEvent", "identity.audit/1/12", &pos,
+                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_EVENT_ID);
+    pos.offset = 13;
+    assert_int_equal(gov_state_audit_append(w, real, "AuditEvent", "identity.audit/1/13", &pos,
+                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 2);
+    redisReply *last = NULL;
+    const char *argv[] = {"XREVRANGE", NULL, "+", "-", "COUNT", "1"};
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    argv[1] = key;
+    assert_int_equal(gov_redis_command(itest_redis(), &last, 6, argv, NULL, eb, sizeof eb), GOV_OK);
+    assert_int_equal(last->elements, 1);
+    int has_rejected = 0;
+    redisReply *fv = last->element[0]->element[1];
+    for (size_t i = 0; i + 1 < fv->elements; i += 2)
+        if (strcmp(fv->element[i]->str, "payload") == 0)
+            has_rejected = strstr(fv->element[i + 1]->str, "rulepack.rejected") != NULL;
+    freeReplyObject(last);
+    assert_true(has_rejected);
+
+    /* Bounded (finding 10): with a zero window, the next append drops every
+     * earlier id from :ids and its age index, and keeps its own. */
+    gov_state_audit_set_id_window(w, 0);
+    assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 2);
+    json_t *later = itest_audit_event(tenant, "token.issued");
+    pos.offset = 14;
+    assert_int_equal(gov_state_audit_append(w, later, "AuditEvent", "identity.audit/1/14", &pos,
+                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 1);
+    assert_int_equal(redis_int("ZCARD audit:{%s}:ids:age", tenant), 1);
+    redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
+    assert_string_equal(got, "3");
+    json_decref(later);
+    json_decref(real);
+    json_decref(harmless);
+    gov_state_audit_free(w);
 }
 
 static void test_unsafe_tenant_touches_nothing(void **state) {
@@ -454,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_rulepack_write_is_compare_and_set_on_the_bytes),
         cmocka_unit_test(test_served_state_reads_what_was_written),
         cmocka_unit_test(test_audit_writers_sharing_a_tenant_keep_one_chain),
+        cmocka_unit_test(test_audit_same_id_other_content_is_chained),
         cmocka_unit_test(test_unsafe_tenant_touches_nothing),
     };
     return cmocka_run_group_tests_name("gov_state", tests, setup, teardown);
