@@ -269,13 +269,24 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
     char *payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
     if (payload == NULL)
         return GOV_ERR_NOMEM;
-    /* the content the dedup compares: the event as it is chained */
+    /* The content the dedup compares: the event as it is chained, without
+     * occurred_at - a processor re-emitting after a crash re-derives the
+     * same event_id and content but stamps a new emission time, and that
+     * copy is a replay, not a conflict. */
     unsigned char md[GOV_SHA256_LEN];
     char digest[GOV_SHA256_HEXLEN + 1];
-    if (gov_sha256(payload, strlen(payload), md) != GOV_OK) {
+    json_t *content = json_copy(event);   /* shallow: the values are shared */
+    char *content_text = NULL;
+    if (content == NULL || json_object_del(content, "occurred_at") != 0 ||
+        (content_text = json_dumps(content, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
+        gov_sha256(content_text, strlen(content_text), md) != GOV_OK) {
+        json_decref(content);
+        gov_free(content_text);
         gov_free(payload);
         return GOV_ERR_NOMEM;
     }
+    json_decref(content);
+    gov_free(content_text);
     gov_hex_encode(md, GOV_SHA256_LEN, digest);
     long long now_ms = (long long)(gov_now_micros() / 1000);
     char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],

@@ -70,9 +70,13 @@ typedef struct audit_ctx {
  * the first one decides its place. */
 static gov_err_t relay(gov_processor_t *p, gov_processor_msg_t *m, char *eb, size_t ebsize) {
     const gov_kafka_msg_t *km = m->kafka;
-    gov_kafka_header_t h = {"x-gov-relayed-from", m->source, strlen(m->source)};
+    const char *component = gov_processor_name(p);
+    /* x-gov-component names the deployment that copied it (an operator, or
+     * a test, tells two relays on the same topics apart) */
+    gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
+                              {"x-gov-component", component, strlen(component)}};
     return gov_kafka_produce_sync(gov_processor_producer(p), AUDIT_TOPIC, km->key, km->key_len,
-                                  km->value, km->len, &h, 1, 15000, NULL, NULL, eb, ebsize);
+                                  km->value, km->len, h, 2, 15000, NULL, NULL, eb, ebsize);
 }
 
 /* Appends one event to its tenant's chain (and materializes a decision); an

@@ -384,6 +384,14 @@ static void test_audit_same_id_other_content_is_chained(void **state) {
     pos.offset = 11;
     assert_int_equal(gov_state_audit_append(w, harmless, "AuditEvent", "identity.audit/1/11", &pos,
                                             &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    /* ...and so is a re-emission that differs only in occurred_at (a
+     * processor re-deriving the id after a crash) */
+    json_t *reemitted = json_deep_copy(harmless);
+    json_object_set_new(reemitted, "occurred_at",
+                        json_integer(json_integer_value(json_object_get(harmless, "occurred_at")) + 7));
+    assert_int_equal(gov_state_audit_append(w, reemitted, "AuditEvent", "identity.audit/1/11", &pos,
+                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    json_decref(reemitted);
     /* the real one under the same id: chained as a twin */
     pos.offset = 12;
     assert_int_equal(gov_state_audit_append(w, real, "AuditEvent", "identity.audit/1/12", &pos,
