@@ -44,6 +44,12 @@
  *     Kafka (config rebuild_check; processor_rebuilds_total); replayed
  *     messages carry m->replay;
  *   - readiness: Redis answers PING and the consumer has its assignment;
+ *     a tenant whose write fails with a data error (WRONGTYPE: one of its
+ *     keys has the wrong type) shows as component tenant:<T>, degraded,
+ *     naming the key, until a write of it succeeds - the message is retried
+ *     meanwhile (its partition waits; nothing is skipped), logged at error
+ *     once with the key and counted every time in
+ *     processor_tenant_write_errors_total{processor,tenant};
  *   - processor_events_total{processor,topic,outcome},
  *     processor_consumer_lag{processor,topic,partition},
  *     processor_rebuilds_total{processor,topic,partition},

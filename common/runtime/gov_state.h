@@ -354,6 +354,15 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size);
 
+/* The first of the tenant's keys whose Redis type is not the one its
+ * scripts write (gov_state_check.c), into key (its name) and type ("string
+ * (want hash)"); both "" when every key has its type or is absent.  For the
+ * log of a write that failed with WRONGTYPE.  GOV_OK, or the Redis error.
+ * Cost: one TYPE per key kind. */
+gov_err_t gov_state_wrong_type_key(gov_redis_t *r, const char *tenant, char *key, size_t key_size,
+                                   char *type, size_t type_size, char *errbuf,
+                                   size_t errbuf_size);
+
 /* --- audit ----------------------------------------------------------------- */
 
 typedef struct gov_state_audit gov_state_audit_t;

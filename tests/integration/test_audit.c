@@ -351,6 +351,64 @@ static void test_new_relay_group_relays_earlier_decisions(void **state) {
     assert_int_equal(stopped, 0);
 }
 
+/* Review finding 9: one tenant's wrong-typed key stops its partition (the
+ * message is retried: nothing is lost) but no longer silently - this
+ * deployment's /readyz names tenant:<T> degraded with the key (still 200),
+ * processor_tenant_write_errors_total counts it, the log names the key; once
+ * the key is repaired the event is chained and the tenant is ok again. */
+typedef struct degraded_want {
+    const char *tenant;
+    int want;
+} degraded_want_t;
+
+static int degraded_is(void *opaque) {
+    degraded_want_t *w = opaque;
+    return itest_edge_degraded(&audit, w->tenant) == w->want;
+}
+
+static void test_wrong_typed_key_is_named_and_degraded(void **state) {
+    (void)state;
+    char tenant[64], key[128], ids_key[128], eb[256];
+    itest_unique("wt", tenant, sizeof tenant);
+    produce_audit_events(tenant, 1, NULL);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+    snprintf(ids_key, sizeof ids_key, "audit:{%s}:ids", tenant);
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DEL %s", ids_key), GOV_OK);
+    freeReplyObject(r);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "SET %s x", ids_key), GOV_OK);
+    freeReplyObject(r);
+    produce_audit_events(tenant, 1, NULL);
+
+    degraded_want_t w = {tenant, 1};
+    if (itest_wait_for(degraded_is, &w, 20000, 20) < 0)
+        fail_msg("%s did not report tenant:%s degraded", COMPONENT, tenant);
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&audit, "/readyz", &body), 200);
+    assert_non_null(strstr(body, ids_key));
+    free(body);
+    char tf[96];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    const char *flt[] = {tf, NULL};
+    assert_true(itest_proc_metric(&audit, "processor_tenant_write_errors_total", flt) >= 1);
+    size_t len = 0;
+    char *log = itest_read_file(itest_log_path("itest-gov-audit.log"), &len);
+    char want[200];
+    snprintf(want, sizeof want, "\"key\":\"%s\"", ids_key);
+    assert_non_null(log);
+    assert_non_null(strstr(log, want));
+    free(log);
+    assert_int_equal(itest_wait_xlen(key, 2, 10), 1);   /* held, not skipped */
+
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DEL %s", ids_key), GOV_OK);
+    freeReplyObject(r);
+    assert_int_equal(itest_wait_xlen(key, 2, 30000), 2);
+    w.want = 0;
+    if (itest_wait_for(degraded_is, &w, 20000, 20) < 0)
+        fail_msg("%s still reports tenant:%s degraded after the repair", COMPONENT, tenant);
+}
+
 typedef struct dlq_find {
     const void *value;
     size_t len;
@@ -658,6 +716,7 @@ int main(void) {
         cmocka_unit_test(test_forged_decision_cannot_preempt_the_relayed_one),
         cmocka_unit_test(test_prepublished_audit_id_cannot_hide_the_real_event),
         cmocka_unit_test(test_new_relay_group_relays_earlier_decisions),
+        cmocka_unit_test(test_wrong_typed_key_is_named_and_degraded),
         cmocka_unit_test(test_poison_goes_to_dlq_and_next_event_is_materialized),
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),

@@ -16,7 +16,10 @@
  *     versions and decide more, stop Redis, put the old dump back, start
  *     it): the same, against the dumps of the newer state;
  *   - every evaluate answer during all of it is the first one (decision_id
- *     and evaluated_at aside): the edge kept serving its verified snapshot.
+ *     and evaluated_at aside): the edge kept serving its verified snapshot;
+ *   - gov-rulepacks' replays announce nothing: after its watermarks are
+ *     deleted three times, its RulePackUpdated and rulepack.accepted for
+ *     the tenant still number exactly its accepted packs.
  * Every wait is on an outcome (a metric, a dump, a count), never a sleep.
  */
 #include <setjmp.h>
@@ -33,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gov_avro.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
@@ -47,7 +51,8 @@ static pid_t redis_pid = -1;
 static int redis_port;
 static char redis_dir[512];
 static char tenant[64], trust_path[512];
-static char env_redis[48], env_trust[560], env_check[48];
+static char env_redis[48], env_trust[560], env_pack_trust[600], env_check[48];
+static char pack_trust_path[512];
 static EVP_PKEY *keys[2];
 static const char *signer_ids[2] = {"alice", "bob"};
 
@@ -79,6 +84,8 @@ static void publish_pack(const char *version) {
                            (json_int_t)gov_now_micros(), "tenant", tenant, "pack_id",
                            "itest-rebuild", "version", version, "rulepack_json", pack,
                            "published_by", "itest");
+    static const int first[] = {0, -1};
+    itest_sign_rulepack_event(ev, keys, signer_ids, first);
     itest_produce_event("policy.rulepacks", "RulePackPublished", ev);
     json_decref(ev);
 }
@@ -421,10 +428,20 @@ static int setup(void **state) {
     putenv(env_redis);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
     snprintf(env_check, sizeof env_check, "GOV_REBUILD_CHECK=%s", "200ms");
+    /* packs are signed: the tenant's pack trust, for gov-rulepacks and the edge */
+    itest_unique("rebuild", tenant, sizeof tenant);
+    char *pems[2] = {itest_public_pem(keys[0]), itest_public_pem(keys[1])};
+    snprintf(pack_trust_path, sizeof pack_trust_path, "%s",
+             itest_log_path("itest-rebuild-pack-trust.json"));
+    itest_write_trust_tenant_pems(pack_trust_path, tenant, 1, 0, 2, signer_ids,
+                                  (const char *const *)pems);
+    free(pems[0]);
+    free(pems[1]);
+    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s", pack_trust_path);
     for (int i = 0; i < NPROC; i++) {
-        const char *env[] = {env_redis, env_trust, env_check, NULL};
+        const char *env[] = {env_redis, env_trust, env_pack_trust, env_check, NULL};
         if (i == EDGE)
-            env[2] = NULL;
+            env[3] = NULL;
         char log[96];
         snprintf(log, sizeof log, "itest-rebuild-%s.log", bins[i]);
         itest_proc_start(&procs[i], bins[i], components[i], env, log);
@@ -432,7 +449,6 @@ static int setup(void **state) {
     for (int i = PC; i <= PA; i++)
         if (!itest_wait_caught_up(procs[i].port, i == PA ? 6 : 3, ITEST_HISTORY_MS))
             fail_msg("%s did not catch up with its topics", bins[i]);
-    itest_unique("rebuild", tenant, sizeof tenant);
     snprintf(request_body, sizeof request_body,
              "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"alice\",\"role\":\"analyst\","
              "\"prompt\":\"mail carol@example.com the summary\"}", tenant);
@@ -610,10 +626,89 @@ static void test_older_snapshot_restored_is_rebuilt(void **state) {
     free(chain2);
 }
 
+/* --- replays announce nothing (review finding 7) ------------------------------------ */
+
+/* Counts this deployment's announcements for the tenant on one topic until
+ * the marker (pack version "marker") shows up. */
+typedef struct announced_count {
+    const char *type;     /* "RulePackUpdated" or "AuditEvent" */
+    const char *marker;   /* version of the marker pack */
+    int count;            /* before the marker */
+} announced_count_t;
+
+static int count_announced(void *opaque, const gov_kafka_msg_t *m) {
+    announced_count_t *w = opaque;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[256], subject[64];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    int done = 0;
+    const char *t = json_string_value(json_object_get(ev, "tenant"));
+    const char *comp = json_string_value(json_object_get(ev, "component"));
+    if (strcmp(type, w->type) == 0 && t && strcmp(t, tenant) == 0 && comp &&
+        strcmp(comp, components[PR]) == 0) {
+        const char *version;
+        if (strcmp(type, "AuditEvent") == 0) {
+            const char *action = json_string_value(json_object_get(ev, "action"));
+            const char *subj = json_string_value(json_object_get(ev, "subject"));
+            snprintf(subject, sizeof subject, "%s", subj ? subj : "");
+            char *at = strchr(subject, '@');
+            version = at && action && strcmp(action, "rulepack.accepted") == 0 ? at + 1 : NULL;
+        } else {
+            version = json_string_value(json_object_get(ev, "version"));
+        }
+        if (version && strcmp(version, w->marker) == 0)
+            done = 1;
+        else if (version)
+            w->count++;
+    }
+    json_decref(ev);
+    return done;
+}
+
+/* Deleting gov-rulepacks' watermarks makes it replay its partitions (a
+ * rebuild): the replays materialize and announce nothing - no
+ * RulePackUpdated, no rulepack.accepted, not counted.  So, after three
+ * rebuilds (and the FLUSHALL and snapshot rebuilds before), this
+ * deployment announced each pack exactly as often as it accepted one
+ * (rulepack_accepted_total); the marker pack published after them ends the
+ * count on each topic (one partition per tenant: it comes after every
+ * replay's announcement). */
+static void test_rulepacks_replays_announce_nothing(void **state) {
+    (void)state;
+    char tf[96], eb[256];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    const char *flt[] = {tf, NULL};
+    double accepted = itest_proc_metric(&procs[PR], "rulepack_accepted_total", flt);
+    assert_true(accepted >= 2);
+    for (int round = 0; round < 3; round++) {
+        double before = rebuilds(PR);
+        for (int part = 0; part < 3; part++) {
+            redisReply *r = NULL;
+            assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                                "DEL gov:offsets:%s:policy.rulepacks:%d",
+                                                procs[PR].group, part), GOV_OK);
+            freeReplyObject(r);
+        }
+        wait_rebuilt(PR, before + 1);
+    }
+    publish_pack("99");
+    announced_count_t upd = {"RulePackUpdated", "99", 0}, aud = {"AuditEvent", "99", 0};
+    assert_true(itest_consume_until("policy.rulepacks.updated", count_announced, &upd,
+                                    ITEST_HISTORY_MS));
+    assert_true(itest_consume_until("identity.audit", count_announced, &aud, ITEST_HISTORY_MS));
+    print_message("accepted %.0f; announced %d RulePackUpdated, %d rulepack.accepted\n", accepted,
+                  upd.count, aud.count);
+    assert_int_equal(upd.count, (int)accepted);
+    assert_int_equal(aud.count, (int)accepted);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flushall_under_load_rebuilds_identical_state),
         cmocka_unit_test(test_older_snapshot_restored_is_rebuilt),
+        cmocka_unit_test(test_rulepacks_replays_announce_nothing),
     };
     return cmocka_run_group_tests_name("rebuild", tests, setup, teardown);
 }
