@@ -222,6 +222,19 @@ static void test_second_decision_with_a_known_id_is_a_counted_conflict(void **st
     assert_string_equal(got, ev2);
 }
 
+typedef struct lookup_want {
+    char url[512];
+} lookup_want_t;
+
+static int lookup_marked(void *opaque) {
+    lookup_want_t *w = opaque;
+    char *body = NULL;
+    long st = itest_http_get(w->url, &body);
+    int marked = st == 200 && body && strstr(body, "\"conflicting_event_id\"") != NULL;
+    free(body);
+    return marked;
+}
+
 /* Review finding 2a: a forged PolicyDecision produced straight to
  * identity.audit under the real decision's event_id and decision_id, before
  * the real one is relayed, no longer keeps the real one out: the relayed
@@ -255,6 +268,13 @@ static void test_forged_decision_cannot_preempt_the_relayed_one(void **state) {
     char out[512];
     assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
     assert_int_equal(itest_wait_xlen(key, 3, 10), 2);
+    /* End to end through the stack (its gov-audit saw the same two events,
+     * its edge reads its Redis): GET /v1/decisions shows the mark. */
+    lookup_want_t lw;
+    snprintf(lw.url, sizeof lw.url, "%s/v1/decisions/%s/%s",
+             itest_env("GOV_EDGE_URL", "http://127.0.0.1:8080"), tenant, did);
+    if (itest_wait_for(lookup_marked, &lw, 30000, 50) < 0)
+        fail_msg("GET %s never showed conflicting_event_id", lw.url);
 }
 
 /* Review finding 2b: processor audit ids are derivable

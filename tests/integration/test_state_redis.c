@@ -366,40 +366,43 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
 /* Dedup compares content: whoever writes an event_id first cannot keep a
  * later, different event under that id out of the chain (review finding 2b:
  * a harmless event pre-published under a derived id). */
+/* Appends ev as the message at `offset` of identity.audit partition 1. */
+static gov_err_t append_at(gov_state_audit_t *w, json_t *ev, int64_t offset,
+                           gov_state_audit_twin_t *twin) {
+    char eb[256], source[64];
+    snprintf(source, sizeof source, "identity.audit/1/%lld", (long long)offset);
+    gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, offset, NULL};
+    gov_err_t err = gov_state_audit_append(w, ev, "AuditEvent", source, &pos, twin, eb, sizeof eb);
+    if (err != GOV_OK && err != GOV_ERR_DUPLICATE)
+        print_message("append at %lld: %s\n", (long long)offset, eb);
+    return err;
+}
+
 static void test_audit_same_id_other_content_is_chained(void **state) {
     (void)state;
     char tenant[64], eb[256], got[256];
     itest_unique("tw", tenant, sizeof tenant);
     gov_state_audit_t *w = gov_state_audit_new(itest_redis(), 3600);
     assert_non_null(w);
-    gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 10, NULL};
     json_t *harmless = itest_audit_event(tenant, "rulepack.accepted");
     json_t *real = json_deep_copy(harmless);
     json_object_set_new(real, "action", json_string("rulepack.rejected"));
     gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
-    assert_int_equal(gov_state_audit_append(w, harmless, "AuditEvent", "identity.audit/1/10", &pos,
-                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(append_at(w, harmless, 10, &twin), GOV_OK);
     assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
     /* the identical event again (a producer retry): silent */
-    pos.offset = 11;
-    assert_int_equal(gov_state_audit_append(w, harmless, "AuditEvent", "identity.audit/1/11", &pos,
-                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    assert_int_equal(append_at(w, harmless, 11, &twin), GOV_ERR_DUPLICATE);
     /* ...and so is a re-emission that differs only in occurred_at (a
      * processor re-deriving the id after a crash) */
     json_t *reemitted = json_deep_copy(harmless);
     json_object_set_new(reemitted, "occurred_at",
                         json_integer(json_integer_value(json_object_get(harmless, "occurred_at")) + 7));
-    assert_int_equal(gov_state_audit_append(w, reemitted, "AuditEvent", "identity.audit/1/11", &pos,
-                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    assert_int_equal(append_at(w, reemitted, 11, &twin), GOV_ERR_DUPLICATE);
     json_decref(reemitted);
     /* the real one under the same id: chained as a twin */
-    pos.offset = 12;
-    assert_int_equal(gov_state_audit_append(w, real, "AuditEvent", "identity.audit/1/12", &pos,
-                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(append_at(w, real, 12, &twin), GOV_OK);
     assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_EVENT_ID);
-    pos.offset = 13;
-    assert_int_equal(gov_state_audit_append(w, real, "AuditEvent", "identity.audit/1/13", &pos,
-                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+    assert_int_equal(append_at(w, real, 13, &twin), GOV_ERR_DUPLICATE);
     assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 2);
     redisReply *last = NULL;
     const char *argv[] = {"XREVRANGE", NULL, "+", "-", "COUNT", "1"};
@@ -421,9 +424,7 @@ static void test_audit_same_id_other_content_is_chained(void **state) {
     gov_state_audit_set_id_window(w, 0);
     assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 2);
     json_t *later = itest_audit_event(tenant, "token.issued");
-    pos.offset = 14;
-    assert_int_equal(gov_state_audit_append(w, later, "AuditEvent", "identity.audit/1/14", &pos,
-                                            &twin, eb, sizeof eb), GOV_OK);
+    assert_int_equal(append_at(w, later, 14, &twin), GOV_OK);
     assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 1);
     assert_int_equal(redis_int("ZCARD audit:{%s}:ids:age", tenant), 1);
     redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
