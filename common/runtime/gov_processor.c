@@ -48,6 +48,18 @@
 #define MAX_PARTS 64
 #define WATERMARK_UNKNOWN INT64_MIN   /* Redis did not answer at assignment */
 #define MAX_BLOCKED 16                /* tenants tracked for recovery */
+#define APPLIED_SLOTS 1024            /* (tenant, partition) applied offsets kept */
+
+/* The last offset this processor applied to one tenant's keys from one
+ * partition (what gov:applied:{T}:... must hold at least).  A fixed table
+ * indexed by hash: a collision forgets the older entry (it is then not
+ * checked until written again), so memory stays bounded. */
+typedef struct applied_slot {
+    char tenant[GOV_TENANT_MAX + 1];
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+} applied_slot_t;
 
 typedef struct part_state {
     char topic[128];
@@ -90,6 +102,9 @@ struct gov_processor {
     gov_metric_t *m_tenant_errors;
     char blocked[MAX_BLOCKED][GOV_TENANT_MAX + 1];
     int nblocked;
+    /* per-tenant applied offsets (docs/contracts.md, "Rebuilding Redis") */
+    applied_slot_t applied[APPLIED_SLOTS];
+    int rebuilt_now;   /* the handler's message started a rebuild */
 };
 
 gov_redis_t *gov_processor_redis(gov_processor_t *p) { return p->redis; }
@@ -662,8 +677,11 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     default:
         /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
          * head behind what it appended) has the partition checked now. */
-        if (result == GOV_ERR_STATE && check_partition(p, part_find(p, km->topic, km->partition, 0)))
+        if (result == GOV_ERR_STATE &&
+            (p->rebuilt_now || check_partition(p, part_find(p, km->topic, km->partition, 0)))) {
+            p->rebuilt_now = 0;   /* the partition was moved back: no rewind */
             break;
+        }
         if (result == GOV_ERR_REDIS)
             tenant_blocked(p, m, detail);
         backoff_and_rewind(p, km, detail ? detail : gov_err_str(result));
@@ -674,6 +692,50 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     json_decref(m->event);
     gov_kafka_msg_free(km);
     memset(m, 0, sizeof *m);
+}
+
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before) {
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    const gov_kafka_msg_t *km = m->kafka;
+    if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128 ||
+        applied_before == GOV_STATE_APPLIED_UNKNOWN)
+        return 0;
+    uint32_t h = 2166136261u; /* FNV-1a over tenant, topic, partition */
+    for (const char *c = tenant; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = km->topic; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    h = (h ^ (uint32_t)km->partition) * 16777619u;
+    applied_slot_t *slot = &p->applied[h % APPLIED_SLOTS];
+    int known = slot->tenant[0] && strcmp(slot->tenant, tenant) == 0 &&
+                strcmp(slot->topic, km->topic) == 0 && slot->partition == km->partition;
+    if (known && !m->replay && applied_before < slot->offset) {
+        /* The tenant's keys went back while the partition watermark did not:
+         * its hash slot lost writes (a Redis Cluster failover, a restored
+         * key).  Rebuild the partition from what the tenant still has. */
+        char part[16], had[32], now[32];
+        snprintf(part, sizeof part, "%d", (int)km->partition);
+        snprintf(had, sizeof had, "%lld", (long long)slot->offset);
+        snprintf(now, sizeof now, "%lld", (long long)applied_before);
+        gov_log(GOV_LOG_WARN, "a tenant's applied offset went back: its keys lost writes; rebuilding the partition from Kafka",
+                "tenant", tenant, "topic", km->topic, "partition", part, "applied", had,
+                "found", now, (const char *)NULL);
+        part_state_t *ps = part_find(p, km->topic, km->partition, 0);
+        slot->tenant[0] = 0;   /* re-learned from the replay */
+        if (ps == NULL)
+            return 0;
+        int64_t last = ps->expected > slot->offset ? ps->expected : slot->offset;
+        rebuild(p, ps, applied_before, last);
+        p->rebuilt_now = 1;
+        return 1;
+    }
+    snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
+    snprintf(slot->topic, sizeof slot->topic, "%s", km->topic);
+    slot->partition = km->partition;
+    if (!known || (int64_t)km->offset > slot->offset)
+        slot->offset = (int64_t)km->offset;
+    return 0;
 }
 
 uint64_t gov_processor_rebuilds(const gov_processor_t *p) {

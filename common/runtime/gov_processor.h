@@ -175,6 +175,19 @@ const char *gov_processor_name(gov_processor_t *p);
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]);
 
+/* Per-tenant lost-write detection: a handler whose tenant script reported
+ * the tenant's applied offset as Redis held it before the write
+ * (applied_before: -1 none; GOV_STATE_APPLIED_UNKNOWN is ignored) passes it
+ * here.  The processor remembers the last offset it applied per (tenant,
+ * topic, partition) (a bounded table); a stored offset lower than that
+ * means the tenant's hash slot lost writes while the partition watermark
+ * did not: the partition is rebuilt from applied_before (as for a lost
+ * watermark; processor_rebuilds_total) and 1 is returned - the handler then
+ * returns GOV_ERR_STATE, and the message comes again in the replay.  0
+ * otherwise (the offset is remembered). */
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before);
+
 /* How many times Redis was found to have lost writes since start (each
  * rebuild of a partition counts): a handler that caches what it read from
  * Redis drops the cache when this moves. */

@@ -377,6 +377,8 @@ void gov_state_audit_free(gov_state_audit_t *s);
  * than the gap a replay of an unapplied offset can have.  Decision ids stay
  * in audit:{T}:decision_ids as long as the decision TTL. */
 #define GOV_STATE_AUDIT_ID_WINDOW_MS (7LL * 24 * 3600 * 1000)
+/* An applied offset the script did not report. */
+#define GOV_STATE_APPLIED_UNKNOWN INT64_MIN
 void gov_state_audit_set_id_window(gov_state_audit_t *s, long long window_ms);
 
 /* What an appended event met: nothing, an earlier event with its event_id
@@ -397,16 +399,19 @@ void gov_state_audit_forget(gov_state_audit_t *s);
  * and, for a PolicyDecision, materializes the decision; pos's offset is
  * written to the tenant's applied offset in the same script (pos->tenant is
  * taken from the event; a compare-and-append on the head; retried against a
- * moved head).  GOV_OK (appended; *twin, when not NULL, says whether it
- * is a conflicting twin), GOV_ERR_DUPLICATE when the same event_id with the
+ * moved head).  *applied_before (when not NULL): the tenant's applied
+ * offset for pos's partition as Redis held it before this call (-1: none,
+ * GOV_STATE_APPLIED_UNKNOWN: the script did not answer), for
+ * gov_processor_applied.  GOV_OK (appended; *twin, when not NULL, says
+ * whether it is a conflicting twin), GOV_ERR_DUPLICATE when the same event_id with the
  * same content is already in the chain (replay: only the offset is
  * written), GOV_ERR_INVALID_ARG for an event that cannot be materialized (reason in
  * errbuf), or a transient error.  Cost: one EVALSHA, more after a cache miss
  * or a concurrent writer. */
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
                                  const char *source, const gov_state_pos_t *pos,
-                                 gov_state_audit_twin_t *twin, char *errbuf,
-                                 size_t errbuf_size);
+                                 gov_state_audit_twin_t *twin, int64_t *applied_before,
+                                 char *errbuf, size_t errbuf_size);
 
 /* XRANGE audit:{T} <start> + COUNT count: *page is a new reply.  start is
  * "-" or an exclusive "(<id>". */

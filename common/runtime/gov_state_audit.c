@@ -47,7 +47,10 @@
  *     a conflicting twin too - chained; the record is never overwritten but
  *     marked (conflicting_event_id), so GET /v1/decisions says so.
  * A value without a digest (written before digests) counts as a replay.
- * The reply's third element names the twin ('event_id', 'decision_id', '').
+ * The reply's third element names the twin ('event_id', 'decision_id', '');
+ * the last element of every reply is the tenant's applied offset as it was
+ * before this call ('' when none): the processor compares it with what it
+ * applied (a lower one means the tenant's slot lost writes).
  *
  * Bounded: every id noted in :ids (:decision_ids) is scored with the time
  * in the age zset; each append first removes at most 64 ids older than the
@@ -61,6 +64,9 @@ static gov_redis_script_t append_script = {
     "    redis.call('ZREM', z, unpack(old))\n"
     "  end\n"
     "end\n"
+    "local function applied()\n"
+    "  return redis.call('SET', KEYS[4], ARGV[5], 'GET') or ''\n"
+    "end\n"
     "local now = tonumber(ARGV[9])\n"
     "local dec = ARGV[7] ~= ''\n"
     "local idf = ARGV[1]\n"
@@ -68,14 +74,12 @@ static gov_redis_script_t append_script = {
     "local seen = redis.call('HGET', KEYS[3], idf)\n"
     "if seen then\n"
     "  if string.len(seen) < 65 or string.sub(seen, 1, 64) == ARGV[8] then\n"
-    "    redis.call('SET', KEYS[4], ARGV[5])\n"
-    "    return {'duplicate', seen}\n"
+    "    return {'duplicate', seen, applied()}\n"
     "  end\n"
     "  idf = ARGV[1] .. '#' .. ARGV[8]\n"
     "  local again = redis.call('HGET', KEYS[3], idf)\n"
     "  if again then\n"
-    "    redis.call('SET', KEYS[4], ARGV[5])\n"
-    "    return {'duplicate', again}\n"
+    "    return {'duplicate', again, applied()}\n"
     "  end\n"
     "  twin = 'event_id'\n"
     "end\n"
@@ -83,8 +87,7 @@ static gov_redis_script_t append_script = {
     "if dec then\n"
     "  local owner = redis.call('HGET', KEYS[7], ARGV[7])\n"
     "  if owner == ARGV[1] and twin == '' then\n"
-    "    redis.call('SET', KEYS[4], ARGV[5])\n"
-    "    return {'duplicate', ''}\n"
+    "    return {'duplicate', '', applied()}\n"
     "  end\n"
     "  known = owner or redis.call('EXISTS', KEYS[6]) == 1\n"
     "  if known and twin == '' then twin = 'decision_id' end\n"
@@ -93,7 +96,7 @@ static gov_redis_script_t append_script = {
     "local h = head[1] or '" GOV_AUDIT_GENESIS "'\n"
     "local s = head[2] or '0'\n"
     "if h ~= ARGV[2] or tonumber(s) + 1 ~= tonumber(ARGV[3]) then\n"
-    "  return {'conflict', h, s}\n"
+    "  return {'conflict', h, s, redis.call('GET', KEYS[4]) or ''}\n"
     "end\n"
     "local n = tonumber(ARGV[11])\n"
     "local entry = {}\n"
@@ -117,8 +120,7 @@ static gov_redis_script_t append_script = {
     "    redis.call('HSET', KEYS[6], 'conflicting_event_id', ARGV[1])\n"
     "  end\n"
     "end\n"
-    "redis.call('SET', KEYS[4], ARGV[5])\n"
-    "return {'ok', id, twin}\n",
+    "return {'ok', id, twin, applied()}\n",
     {0}};
 
 #define HEAD_SLOTS 256
@@ -247,10 +249,12 @@ static int add_decision_fields(argv_buf_t *a, json_t *ev) {
 
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
                                  const char *source, const gov_state_pos_t *pos,
-                                 gov_state_audit_twin_t *twin, char *errbuf,
-                                 size_t errbuf_size) {
+                                 gov_state_audit_twin_t *twin, int64_t *applied_before,
+                                 char *errbuf, size_t errbuf_size) {
     if (twin)
         *twin = GOV_STATE_AUDIT_TWIN_NONE;
+    if (applied_before)
+        *applied_before = GOV_STATE_APPLIED_UNKNOWN;
     const char *tenant = json_string_value(json_object_get(event, "tenant"));
     const char *event_id = json_string_value(json_object_get(event, "event_id"));
     json_t *at = json_object_get(event, "occurred_at");
@@ -382,6 +386,11 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
         const char *status = (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
                               rep->element[0]->type == REDIS_REPLY_STRING)
                                  ? rep->element[0]->str : "";
+        if (applied_before && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3) {
+            const redisReply *last = rep->element[rep->elements - 1];
+            if (last->type == REDIS_REPLY_STRING)
+                *applied_before = last->len == 0 ? -1 : strtoll(last->str, NULL, 10);
+        }
         if (strcmp(status, "ok") == 0) {
             memcpy(head->hash, hash, sizeof head->hash);
             head->seq = e.seq;
@@ -394,7 +403,7 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
                 *twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
         } else if (strcmp(status, "duplicate") == 0) {
             err = GOV_ERR_DUPLICATE;
-        } else if (strcmp(status, "conflict") == 0 && rep->elements == 3 &&
+        } else if (strcmp(status, "conflict") == 0 && rep->elements == 4 &&
                    rep->element[1]->type == REDIS_REPLY_STRING &&
                    rep->element[1]->len == GOV_SHA256_HEXLEN &&
                    rep->element[2]->type == REDIS_REPLY_STRING) {

@@ -94,10 +94,19 @@ static gov_err_t append(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     }
     gov_state_pos_t pos = gov_processor_position(p, m);
     gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_NONE;
+    int64_t applied_before = GOV_STATE_APPLIED_UNKNOWN;
     gov_err_t e = gov_state_audit_append(c->store, m->event, m->type, m->source, &pos, &twin,
-                                         eb, ebsize);
+                                         &applied_before, eb, ebsize);
     if (e == GOV_ERR_INVALID_ARG)
         *reason = GOV_REASON_UNMATERIALIZABLE;
+    /* the tenant's slot lost writes (its applied offset went back): the
+     * partition is being rebuilt, this message comes again in the replay */
+    if ((e == GOV_OK || e == GOV_ERR_DUPLICATE || e == GOV_ERR_STATE) &&
+        gov_processor_applied(p, m, applied_before)) {
+        gov_state_audit_forget(c->store);
+        snprintf(eb, ebsize, "tenant's applied offset went back; rebuilding");
+        return GOV_ERR_STATE;
+    }
     if (e == GOV_OK && twin != GOV_STATE_AUDIT_TWIN_NONE) {
         /* Someone produced two different events under one id: both are in
          * the chain now; which one is genuine is for an operator to judge. */

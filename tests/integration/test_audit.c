@@ -429,6 +429,51 @@ static void test_wrong_typed_key_is_named_and_degraded(void **state) {
         fail_msg("%s still reports tenant:%s degraded after the repair", COMPONENT, tenant);
 }
 
+/* Review finding 8: the per-tenant applied offsets are read.  Lowering one
+ * tenant's gov:applied key (what a Redis Cluster failover that loses the
+ * tenant's slot but keeps the partition watermark looks like) makes this
+ * deployment rebuild the partition (processor_rebuilds_total moves), and
+ * the tenant's next event is chained once, after the replay. */
+typedef struct rebuild_want {
+    double at_least, seen;
+} rebuild_want_t;
+
+static int audit_rebuilt(void *opaque) {
+    rebuild_want_t *w = opaque;
+    w->seen = itest_proc_metric(&audit, "processor_rebuilds_total", NULL);
+    return w->seen >= w->at_least;
+}
+
+static void test_lowered_tenant_applied_offset_rebuilds(void **state) {
+    (void)state;
+    char tenant[64], key[128], eb[256], applied_key[256] = "";
+    itest_unique("ap", tenant, sizeof tenant);
+    produce_audit_events(tenant, 2, NULL);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 2, 20000), 2);
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "KEYS gov:applied:{%s}:%s:identity.audit:*", tenant,
+                                        audit.group), GOV_OK);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    snprintf(applied_key, sizeof applied_key, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    rebuild_want_t w = {0, 0};
+    w.seen = itest_proc_metric(&audit, "processor_rebuilds_total", NULL);
+    w.at_least = (w.seen < 0 ? 0 : w.seen) + 1;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DECRBY %s 1",
+                                        applied_key), GOV_OK);
+    freeReplyObject(r);
+    produce_audit_events(tenant, 1, NULL);
+    if (itest_wait_for(audit_rebuilt, &w, 30000, 20) < 0)
+        fail_msg("%s did not rebuild (processor_rebuilds_total %g)", COMPONENT, w.seen);
+    assert_int_equal(itest_wait_xlen(key, 3, 30000), 3);
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+    assert_non_null(strstr(out, "entries=3"));
+}
+
 typedef struct dlq_find {
     const void *value;
     size_t len;
@@ -737,6 +782,7 @@ int main(void) {
         cmocka_unit_test(test_prepublished_audit_id_cannot_hide_the_real_event),
         cmocka_unit_test(test_new_relay_group_relays_earlier_decisions),
         cmocka_unit_test(test_wrong_typed_key_is_named_and_degraded),
+        cmocka_unit_test(test_lowered_tenant_applied_offset_rebuilds),
         cmocka_unit_test(test_poison_goes_to_dlq_and_next_event_is_materialized),
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),

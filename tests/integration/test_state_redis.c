@@ -284,7 +284,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
         json_t *e = itest_audit_event(tenant, "token.issued");
         gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 100 + i, NULL};
         assert_int_equal(gov_state_audit_append(i % 2 ? w2 : w1, e, "AuditEvent", "identity.audit/1/0",
-                                                &pos, NULL, eb, sizeof eb), GOV_OK);
+                                                &pos, NULL, NULL, eb, sizeof eb), GOV_OK);
         if (first == NULL)
             first = e;
         else
@@ -296,7 +296,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7, NULL};
     gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_EVENT_ID;
     assert_int_equal(gov_state_audit_append(w2, d, "PolicyDecision", "policy.decisions/0/7", &dpos,
-                                            &twin, eb, sizeof eb), GOV_OK);
+                                            &twin, NULL, eb, sizeof eb), GOV_OK);
     assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
     /* Decision records are write-once: another event (a new event_id) naming
      * the same decision_id, with another decision, is a conflicting twin:
@@ -313,7 +313,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     json_object_set_new(d2, "decision", json_string("allow"));
     dpos.offset = 8;
     assert_int_equal(gov_state_audit_append(w1, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
-                                            &twin, eb, sizeof eb), GOV_OK);
+                                            &twin, NULL, eb, sizeof eb), GOV_OK);
     assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_DECISION_ID);
     redis_str(record, sizeof record, "HGET %s decision", dkey);
     assert_string_equal(record, "review");
@@ -321,7 +321,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     assert_string_equal(record, ev2);
     /* the twin again is a plain replay: no third entry */
     assert_int_equal(gov_state_audit_append(w2, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
-                                            &twin, eb, sizeof eb), GOV_ERR_DUPLICATE);
+                                            &twin, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(d2);
     json_decref(d);
     assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
@@ -331,7 +331,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     /* a replay is a duplicate: the stream stays, the offset moves on */
     gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200, NULL};
     assert_int_equal(gov_state_audit_append(w2, first, "AuditEvent", "identity.audit/1/0",
-                                            &replay, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
+                                            &replay, NULL, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(first);
     assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:identity.audit:1", tenant);
@@ -372,7 +372,7 @@ static gov_err_t append_at(gov_state_audit_t *w, json_t *ev, int64_t offset,
     char eb[256], source[64];
     snprintf(source, sizeof source, "identity.audit/1/%lld", (long long)offset);
     gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, offset, NULL};
-    gov_err_t err = gov_state_audit_append(w, ev, "AuditEvent", source, &pos, twin, eb, sizeof eb);
+    gov_err_t err = gov_state_audit_append(w, ev, "AuditEvent", source, &pos, twin, NULL, eb, sizeof eb);
     if (err != GOV_OK && err != GOV_ERR_DUPLICATE)
         print_message("append at %lld: %s\n", (long long)offset, eb);
     return err;
@@ -451,7 +451,7 @@ static void test_unsafe_tenant_touches_nothing(void **state) {
     json_t *e = itest_audit_event("ok", "token.issued");
     json_object_set_new(e, "tenant", json_string("a{b}"));
     gov_state_audit_t *w = gov_state_audit_new(r, 60);
-    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, NULL, eb, sizeof eb),
+    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, NULL, NULL, eb, sizeof eb),
                      GOV_ERR_INVALID_ARG);
     gov_state_audit_free(w);
     json_decref(e);
