@@ -679,9 +679,11 @@ static int watermark_is(void *opaque) {
     if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "GET gov:offsets:%s:policy.rulepacks:%d",
                            procs[PR].group, w->partition) != GOV_OK)
         return 0;
-    int same = r->type == REDIS_REPLY_STRING && strcmp(r->str, w->value) == 0;
+    /* at or past it: the partition may still be replaying an earlier
+     * rebuild, and then it moves on beyond that value */
+    int back = r->type == REDIS_REPLY_STRING && atoll(r->str) >= atoll(w->value);
     freeReplyObject(r);
-    return same;
+    return back;
 }
 
 /* Deleting gov-rulepacks' watermarks makes it replay its partitions (a
@@ -712,14 +714,14 @@ static void test_rulepacks_replays_announce_nothing(void **state) {
             freeReplyObject(r);
         }
         wait_rebuilt(PR, before + 1);
-        /* the replay is over once each watermark is back where it was (a
-         * deletion during a replay would be absorbed by it) */
+        /* the replay is over once each watermark is back where it was, or
+         * further (a deletion during a replay would be absorbed by it) */
         for (int part = 0; part < 3; part++) {
             if (was[part][0] == 0)
                 continue;
             watermark_want_t ww = {part, was[part]};
             if (itest_wait_for(watermark_is, &ww, ITEST_HISTORY_MS, 50) < 0)
-                fail_msg("gov-rulepacks' watermark of partition %d did not come back to %s", part,
+                fail_msg("gov-rulepacks' watermark of partition %d did not come back to %s or more", part,
                          was[part]);
         }
     }
