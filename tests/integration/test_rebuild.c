@@ -50,9 +50,8 @@ static itest_proc_t procs[NPROC];
 static pid_t redis_pid = -1;
 static int redis_port;
 static char redis_dir[512];
-static char tenant[64], trust_path[512];
-static char env_redis[48], env_trust[560], env_pack_trust[600], env_check[48];
-static char pack_trust_path[512];
+static char tenant[64], trust_path[512], rp_trust_path[512];
+static char env_redis[48], env_trust[560], env_rp_trust[580], env_check[48];
 static EVP_PKEY *keys[2];
 static const char *signer_ids[2] = {"alice", "bob"};
 
@@ -84,8 +83,8 @@ static void publish_pack(const char *version) {
                            (json_int_t)gov_now_micros(), "tenant", tenant, "pack_id",
                            "itest-rebuild", "version", version, "rulepack_json", pack,
                            "published_by", "itest");
-    static const int first[] = {0, -1};
-    itest_sign_rulepack_event(ev, keys, signer_ids, first);
+    static const int alice[] = {0, -1};
+    itest_sign_rulepack_event(ev, keys, signer_ids, alice);
     itest_produce_event("policy.rulepacks", "RulePackPublished", ev);
     json_decref(ev);
 }
@@ -137,7 +136,7 @@ static char *dump_state(void) {
     append_cmd(&t, "GET policy:rulepack:{%s}", tenant);
     static const char *const pfields[] = {"sha256", "version", "pack_id", "rules", "patterns",
                                           "event_id", "published_by", "accepted_at",
-                                          "previous_version", NULL};
+                                          "previous_version", "signers", "signatures", NULL};
     for (const char *const *f = pfields; *f; f++)
         append_cmd(&t, "HGET policy:rulepack:{%s}:meta %s", tenant, *f);
     append_cmd(&t, "LRANGE policy:rulepack:{%s}:history 0 -1", tenant);
@@ -419,6 +418,9 @@ static int setup(void **state) {
         keys[i] = itest_ed25519_new();
     snprintf(trust_path, sizeof trust_path, "%s", itest_log_path("itest-rebuild-trust.json"));
     itest_write_trust(trust_path, 2, 2, signer_ids, keys);
+    snprintf(rp_trust_path, sizeof rp_trust_path, "%s",
+             itest_log_path("itest-rebuild-rulepack-trust.json"));
+    itest_write_trust(rp_trust_path, 1, 2, signer_ids, keys);
     /* where itest_private_redis keeps it: var/test-redis/<name>; a
      * snapshot an earlier run left there would be loaded at start */
     snprintf(redis_dir, sizeof redis_dir, "%s", itest_log_path("../test-redis/rebuild"));
@@ -427,19 +429,10 @@ static int setup(void **state) {
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_redis);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", trust_path);
+    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", rp_trust_path);
     snprintf(env_check, sizeof env_check, "GOV_REBUILD_CHECK=%s", "200ms");
-    /* packs are signed: the tenant's pack trust, for gov-rulepacks and the edge */
-    itest_unique("rebuild", tenant, sizeof tenant);
-    char *pems[2] = {itest_public_pem(keys[0]), itest_public_pem(keys[1])};
-    snprintf(pack_trust_path, sizeof pack_trust_path, "%s",
-             itest_log_path("itest-rebuild-pack-trust.json"));
-    itest_write_trust_tenant_pems(pack_trust_path, tenant, 1, 0, 2, signer_ids,
-                                  (const char *const *)pems);
-    free(pems[0]);
-    free(pems[1]);
-    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s", pack_trust_path);
     for (int i = 0; i < NPROC; i++) {
-        const char *env[] = {env_redis, env_trust, env_pack_trust, env_check, NULL};
+        const char *env[] = {env_redis, env_trust, env_rp_trust, env_check, NULL};
         if (i == EDGE)
             env[3] = NULL;
         char log[96];
@@ -449,6 +442,7 @@ static int setup(void **state) {
     for (int i = PC; i <= PA; i++)
         if (!itest_wait_caught_up(procs[i].port, i == PA ? 6 : 3, ITEST_HISTORY_MS))
             fail_msg("%s did not catch up with its topics", bins[i]);
+    itest_unique("rebuild", tenant, sizeof tenant);
     snprintf(request_body, sizeof request_body,
              "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"alice\",\"role\":\"analyst\","
              "\"prompt\":\"mail carol@example.com the summary\"}", tenant);
