@@ -278,7 +278,9 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
     }
     static const char *const fields[] = {"decision_id", "tenant", "decision", "constitution_hash",
         "policy_id", "rulepack_version", "input_digest", "session_id", "user", "role", "action",
-        "tool_name", "tool_category", "edge_id", "event_id"};
+        "tool_name", "tool_category", "edge_id", "event_id",
+        /* set by gov-audit when another event claimed this decision_id */
+        "conflicting_event_id"};
     json_t *out = json_object();
     char score[GOV_MICROS_TEXT] = "";
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {

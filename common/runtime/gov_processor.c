@@ -47,6 +47,19 @@
  * to it are replays: gov_processor_msg_t.replay). */
 #define MAX_PARTS 64
 #define WATERMARK_UNKNOWN INT64_MIN   /* Redis did not answer at assignment */
+#define MAX_BLOCKED 16                /* tenants tracked for recovery */
+#define APPLIED_SLOTS 1024            /* (tenant, partition) applied offsets kept */
+
+/* The last offset this processor applied to one tenant's keys from one
+ * partition (what gov:applied:{T}:... must hold at least).  A fixed table
+ * indexed by hash: a collision forgets the older entry (it is then not
+ * checked until written again), so memory stays bounded. */
+typedef struct applied_slot {
+    char tenant[GOV_TENANT_MAX + 1];
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+} applied_slot_t;
 
 typedef struct part_state {
     char topic[128];
@@ -84,6 +97,14 @@ struct gov_processor {
     uint64_t rebuilds;   /* since start: handlers drop caches when it moves */
     int replaying;       /* the message in hand is a replay (rebuild) */
     part_state_t parts[MAX_PARTS];
+    /* tenants whose writes fail with a data error (a wrong-typed key):
+     * marked degraded in /readyz until a write of theirs succeeds */
+    gov_metric_t *m_tenant_errors;
+    char blocked[MAX_BLOCKED][GOV_TENANT_MAX + 1];
+    int nblocked;
+    /* per-tenant applied offsets (docs/contracts.md, "Rebuilding Redis") */
+    applied_slot_t applied[APPLIED_SLOTS];
+    int rebuilt_now;   /* the handler's message started a rebuild */
 };
 
 gov_redis_t *gov_processor_redis(gov_processor_t *p) { return p->redis; }
@@ -122,7 +143,11 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_rebuilds = gov_metrics_counter(metrics, "processor_rebuilds_total",
         "Partitions replayed from Kafka because Redis lost writes (watermark missing or lower than written).",
         3, (const char *[]){"processor", "topic", "partition"});
-    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL)
+    p->m_tenant_errors = gov_metrics_counter(metrics, "processor_tenant_write_errors_total",
+        "Writes of a tenant's state that failed with a data error (e.g. WRONGTYPE: a key of the wrong type); the message is retried and its partition waits.",
+        2, (const char *[]){"processor", "tenant"});
+    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL ||
+        p->m_tenant_errors == NULL)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_status_register(status, "kafka");
     return err != GOV_OK ? err : gov_status_register(status, "redis");
@@ -291,11 +316,14 @@ static void on_revoke(void *opaque) {
  * replay is silent. */
 static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int64_t committed) {
     gov_processor_t *p = opaque;
-    /* A relay's new group starts at the end: what is on the topic was
-     * relayed by the deployment before it (or is history it must not
-     * copy again); an existing group resumes where it committed. */
+    /* A relay's new group (first start, or its offsets expired) starts at
+     * the earliest retained message: starting at the end would never relay
+     * what was produced before.  Copying again what an earlier deployment
+     * relayed is safe: the copy is byte-identical, so gov-audit's dedup
+     * takes it as a replay (docs/contracts.md, "The decision relay").  An
+     * existing group resumes where it committed. */
     if (is_kafka_only(p, topic))
-        return committed < 0 ? GOV_KAFKA_OFFSET_END : GOV_KAFKA_OFFSET_COMMITTED;
+        return committed < 0 ? GOV_KAFKA_OFFSET_BEGINNING : GOV_KAFKA_OFFSET_COMMITTED;
     part_state_t *ps = part_find(p, topic, partition, 1);
     gov_state_pos_t pos = {p->kafka_group, topic, partition, 0, NULL};
     int64_t wm = -1;
@@ -571,6 +599,62 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
     return GOV_OK;
 }
 
+static int blocked_find(const gov_processor_t *p, const char *tenant) {
+    for (int i = 0; i < p->nblocked; i++)
+        if (strcmp(p->blocked[i], tenant) == 0)
+            return i;
+    return -1;
+}
+
+/* A write of the message's tenant failed with a data error (GOV_ERR_REDIS:
+ * WRONGTYPE, a script error - not an outage).  The message is retried, so
+ * nothing is lost, but its partition waits for it: make that visible -
+ * counted every time, and the first time logged at error with the key at
+ * fault and /readyz's component tenant:<T> set degraded with the reason.
+ * Cost: a dozen TYPE commands the first time, nothing after. */
+static void tenant_blocked(gov_processor_t *p, const gov_processor_msg_t *m, const char *why) {
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    if (tenant == NULL || !gov_tenant_valid(tenant, strlen(tenant)))
+        return;
+    gov_metric_inc(p->m_tenant_errors, (const char *[]){p->spec->name, tenant}, 1);
+    if (blocked_find(p, tenant) >= 0)
+        return;
+    char key[GOV_STATE_KEY_MAX + 8], type[64], eb[256] = "", comp[GOV_TENANT_MAX + 8],
+        detail[GOV_STATE_KEY_MAX + 400], off[32];
+    if (gov_state_wrong_type_key(p->redis, tenant, key, sizeof key, type, sizeof type, eb,
+                                 sizeof eb) != GOV_OK)
+        snprintf(key, sizeof key, "(not found: %s)", eb);
+    snprintf(off, sizeof off, "%lld", (long long)m->kafka->offset);
+    gov_log(GOV_LOG_ERROR,
+            "a tenant's state cannot be written; its message is retried and the partition waits",
+            "tenant", tenant, "key", key, "key_type", type, "topic", m->kafka->topic, "offset",
+            off, "error", why ? why : "", (const char *)NULL);
+    snprintf(comp, sizeof comp, "tenant:%s", tenant);
+    snprintf(detail, sizeof detail, "writes fail%s%s%s%s: %.200s", key[0] ? ": key " : "", key,
+             type[0] ? " is a " : "", type, why ? why : "");
+    if (gov_status_register(p->status, comp) == GOV_OK)
+        gov_status_set(p->status, comp, GOV_STATUS_DEGRADED, detail, NULL);
+    if (p->nblocked < MAX_BLOCKED)
+        snprintf(p->blocked[p->nblocked++], sizeof p->blocked[0], "%s", tenant);
+}
+
+/* A write of a tenant marked blocked succeeded: its component is OK again. */
+static void tenant_recovered(gov_processor_t *p, const gov_processor_msg_t *m) {
+    if (p->nblocked == 0)
+        return;
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    int i = tenant ? blocked_find(p, tenant) : -1;
+    if (i < 0)
+        return;
+    char comp[GOV_TENANT_MAX + 8];
+    snprintf(comp, sizeof comp, "tenant:%s", tenant);
+    gov_status_set(p->status, comp, GOV_STATUS_OK, "writes succeed again", NULL);
+    gov_log(GOV_LOG_INFO, "a tenant's state is written again", "tenant", tenant,
+            (const char *)NULL);
+    memmove(p->blocked[i], p->blocked[i + 1], (size_t)(p->nblocked - i - 1) * sizeof p->blocked[0]);
+    p->nblocked--;
+}
+
 void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
                         gov_reason_t reason, const char *detail) {
     gov_kafka_msg_t *km = m->kafka;
@@ -580,6 +664,7 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
         mark_done(p, km);
         count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
         p->retry_attempt = 0;
+        tenant_recovered(p, m);
         break;
     case GOV_ERR_VERIFY:
     case GOV_ERR_PARSE:
@@ -592,8 +677,13 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     default:
         /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
          * head behind what it appended) has the partition checked now. */
-        if (result == GOV_ERR_STATE && check_partition(p, part_find(p, km->topic, km->partition, 0)))
+        if (result == GOV_ERR_STATE &&
+            (p->rebuilt_now || check_partition(p, part_find(p, km->topic, km->partition, 0)))) {
+            p->rebuilt_now = 0;   /* the partition was moved back: no rewind */
             break;
+        }
+        if (result == GOV_ERR_REDIS)
+            tenant_blocked(p, m, detail);
         backoff_and_rewind(p, km, detail ? detail : gov_err_str(result));
         break;
     }
@@ -602,6 +692,50 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     json_decref(m->event);
     gov_kafka_msg_free(km);
     memset(m, 0, sizeof *m);
+}
+
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before) {
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    const gov_kafka_msg_t *km = m->kafka;
+    if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128 ||
+        applied_before == GOV_STATE_APPLIED_UNKNOWN)
+        return 0;
+    uint32_t h = 2166136261u; /* FNV-1a over tenant, topic, partition */
+    for (const char *c = tenant; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = km->topic; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    h = (h ^ (uint32_t)km->partition) * 16777619u;
+    applied_slot_t *slot = &p->applied[h % APPLIED_SLOTS];
+    int known = slot->tenant[0] && strcmp(slot->tenant, tenant) == 0 &&
+                strcmp(slot->topic, km->topic) == 0 && slot->partition == km->partition;
+    if (known && !m->replay && applied_before < slot->offset) {
+        /* The tenant's keys went back while the partition watermark did not:
+         * its hash slot lost writes (a Redis Cluster failover, a restored
+         * key).  Rebuild the partition from what the tenant still has. */
+        char part[16], had[32], now[32];
+        snprintf(part, sizeof part, "%d", (int)km->partition);
+        snprintf(had, sizeof had, "%lld", (long long)slot->offset);
+        snprintf(now, sizeof now, "%lld", (long long)applied_before);
+        gov_log(GOV_LOG_WARN, "a tenant's applied offset went back: its keys lost writes; rebuilding the partition from Kafka",
+                "tenant", tenant, "topic", km->topic, "partition", part, "applied", had,
+                "found", now, (const char *)NULL);
+        part_state_t *ps = part_find(p, km->topic, km->partition, 0);
+        slot->tenant[0] = 0;   /* re-learned from the replay */
+        if (ps == NULL)
+            return 0;
+        int64_t last = ps->expected > slot->offset ? ps->expected : slot->offset;
+        rebuild(p, ps, applied_before, last);
+        p->rebuilt_now = 1;
+        return 1;
+    }
+    snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
+    snprintf(slot->topic, sizeof slot->topic, "%s", km->topic);
+    slot->partition = km->partition;
+    if (!known || (int64_t)km->offset > slot->offset)
+        slot->offset = (int64_t)km->offset;
+    return 0;
 }
 
 uint64_t gov_processor_rebuilds(const gov_processor_t *p) {

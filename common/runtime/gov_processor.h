@@ -44,6 +44,12 @@
  *     Kafka (config rebuild_check; processor_rebuilds_total); replayed
  *     messages carry m->replay;
  *   - readiness: Redis answers PING and the consumer has its assignment;
+ *     a tenant whose write fails with a data error (WRONGTYPE: one of its
+ *     keys has the wrong type) shows as component tenant:<T>, degraded,
+ *     naming the key, until a write of it succeeds - the message is retried
+ *     meanwhile (its partition waits; nothing is skipped), logged at error
+ *     once with the key and counted every time in
+ *     processor_tenant_write_errors_total{processor,tenant};
  *   - processor_events_total{processor,topic,outcome},
  *     processor_consumer_lag{processor,topic,partition},
  *     processor_rebuilds_total{processor,topic,partition},
@@ -90,7 +96,8 @@ typedef struct gov_processor_spec {
      * (may be NULL): their progress is the consumer group's committed
      * offset alone - their Redis watermark is written but never rebuilt
      * from, since a replay would write to Kafka again - and a new group
-     * starts at their end. */
+     * starts at their earliest retained message (nothing is skipped; the
+     * handler must make a second copy harmless). */
     const char *const *kafka_only;
 } gov_processor_spec_t;
 
@@ -167,6 +174,19 @@ const char *gov_processor_name(gov_processor_t *p);
  * separate deployment sharing the topics emits its own. */
 gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const char *event_id,
                                   const char *action, char out[GOV_UUID_STRLEN + 1]);
+
+/* Per-tenant lost-write detection: a handler whose tenant script reported
+ * the tenant's applied offset as Redis held it before the write
+ * (applied_before: -1 none; GOV_STATE_APPLIED_UNKNOWN is ignored) passes it
+ * here.  The processor remembers the last offset it applied per (tenant,
+ * topic, partition) (a bounded table); a stored offset lower than that
+ * means the tenant's hash slot lost writes while the partition watermark
+ * did not: the partition is rebuilt from applied_before (as for a lost
+ * watermark; processor_rebuilds_total) and 1 is returned - the handler then
+ * returns GOV_ERR_STATE, and the message comes again in the replay.  0
+ * otherwise (the offset is remembered). */
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before);
 
 /* How many times Redis was found to have lost writes since start (each
  * rebuild of a partition counts): a handler that caches what it read from

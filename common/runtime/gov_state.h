@@ -354,6 +354,15 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size);
 
+/* The first of the tenant's keys whose Redis type is not the one its
+ * scripts write (gov_state_check.c), into key (its name) and type ("string
+ * (want hash)"); both "" when every key has its type or is absent.  For the
+ * log of a write that failed with WRONGTYPE.  GOV_OK, or the Redis error.
+ * Cost: one TYPE per key kind. */
+gov_err_t gov_state_wrong_type_key(gov_redis_t *r, const char *tenant, char *key, size_t key_size,
+                                   char *type, size_t type_size, char *errbuf,
+                                   size_t errbuf_size);
+
 /* --- audit ----------------------------------------------------------------- */
 
 typedef struct gov_state_audit gov_state_audit_t;
@@ -363,6 +372,25 @@ typedef struct gov_state_audit gov_state_audit_t;
 gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s);
 void gov_state_audit_free(gov_state_audit_t *s);
 
+/* How long an event_id stays in audit:{T}:ids for dedup (default
+ * GOV_STATE_AUDIT_ID_WINDOW_MS, 7 days): longer than any producer retry and
+ * than the gap a replay of an unapplied offset can have.  Decision ids stay
+ * in audit:{T}:decision_ids as long as the decision TTL. */
+#define GOV_STATE_AUDIT_ID_WINDOW_MS (7LL * 24 * 3600 * 1000)
+/* An applied offset the script did not report. */
+#define GOV_STATE_APPLIED_UNKNOWN INT64_MIN
+void gov_state_audit_set_id_window(gov_state_audit_t *s, long long window_ms);
+
+/* What an appended event met: nothing, an earlier event with its event_id
+ * and other content, or (a PolicyDecision) an earlier decision with its
+ * decision_id under another event_id.  A twin is chained as its own entry;
+ * a decision record is never overwritten but gets conflicting_event_id. */
+typedef enum gov_state_audit_twin {
+    GOV_STATE_AUDIT_TWIN_NONE = 0,
+    GOV_STATE_AUDIT_TWIN_EVENT_ID,
+    GOV_STATE_AUDIT_TWIN_DECISION_ID,
+} gov_state_audit_twin_t;
+
 /* Forgets every cached head (after Redis lost writes: the next append of
  * each tenant reads its head again). */
 void gov_state_audit_forget(gov_state_audit_t *s);
@@ -371,16 +399,19 @@ void gov_state_audit_forget(gov_state_audit_t *s);
  * and, for a PolicyDecision, materializes the decision; pos's offset is
  * written to the tenant's applied offset in the same script (pos->tenant is
  * taken from the event; a compare-and-append on the head; retried against a
- * moved head).  GOV_OK, GOV_ERR_DUPLICATE when the event_id is already in
- * the chain (replay: only the offset is written) or when a PolicyDecision
- * names a decision_id already recorded (*decision_dup = 1, when not NULL:
- * decision records are write-once; nothing but the offset is written),
- * GOV_ERR_INVALID_ARG for an event that cannot be materialized (reason in
+ * moved head).  *applied_before (when not NULL): the tenant's applied
+ * offset for pos's partition as Redis held it before this call (-1: none,
+ * GOV_STATE_APPLIED_UNKNOWN: the script did not answer), for
+ * gov_processor_applied.  GOV_OK (appended; *twin, when not NULL, says
+ * whether it is a conflicting twin), GOV_ERR_DUPLICATE when the same event_id with the
+ * same content is already in the chain (replay: only the offset is
+ * written), GOV_ERR_INVALID_ARG for an event that cannot be materialized (reason in
  * errbuf), or a transient error.  Cost: one EVALSHA, more after a cache miss
  * or a concurrent writer. */
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
                                  const char *source, const gov_state_pos_t *pos,
-                                 int *decision_dup, char *errbuf, size_t errbuf_size);
+                                 gov_state_audit_twin_t *twin, int64_t *applied_before,
+                                 char *errbuf, size_t errbuf_size);
 
 /* XRANGE audit:{T} <start> + COUNT count: *page is a new reply.  start is
  * "-" or an exclusive "(<id>". */

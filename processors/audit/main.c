@@ -11,13 +11,21 @@
  * progress is its committed offset only (kafka_only): a rebuild replays
  * identity.audit, never the relay.  A
  * decision is also materialized as policy:decision:{T}:<decision_id> with a
- * TTL, so a downstream service can check an X-Policy-Decision-Id.  A decision
- * record is written once: a later PolicyDecision naming the same decision_id
- * is a duplicate (logged, counted in audit_decision_duplicates_total), never
- * an overwrite.  Offsets
- * are stored only after the Redis script that wrote the entry, the dedup
- * index and the offset key has succeeded; replays are recognised by
- * event_id.  Poison messages go to <topic>.dlq (gov_processor).
+ * TTL, so a downstream service can check an X-Policy-Decision-Id.
+ *
+ * Dedup compares content: an event whose event_id is known with the same
+ * content is a replay (silent); the same id with other content - or a
+ * PolicyDecision naming a known decision_id under another event_id - is a
+ * conflict.  Nothing is lost: the twin is chained as its own entry, counted
+ * in audit_event_conflicts_total{tenant} and logged at error; a decision
+ * record is never overwritten but is marked (conflicting_event_id), and
+ * GET /v1/decisions shows the mark.  Whoever produces first therefore
+ * cannot keep a later event out of the chain.  Offsets are stored only after
+ * the Redis script that wrote the entry, the dedup index and the offset key
+ * has succeeded.  Poison messages go to <topic>.dlq (gov_processor).
+ *
+ * The relay's new consumer group starts at the earliest retained decision:
+ * a copy of what an earlier deployment relayed is byte-identical, a replay.
  *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
@@ -42,14 +50,16 @@ static const gov_processor_spec_t spec = {
 };
 
 static long decision_ttl_ms;
+static long event_id_window_ms;
 
 static const gov_config_entry_t config[] = {
     GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
+    GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (decision ids are kept for decision_ttl)", &event_id_window_ms),
 };
 
 typedef struct audit_ctx {
     gov_state_audit_t *store;
-    gov_metric_t *m_decision_dups;
+    gov_metric_t *m_conflicts;
     uint64_t rebuilds;   /* gov_processor_rebuilds when the cache was last valid */
 } audit_ctx_t;
 
@@ -60,9 +70,13 @@ typedef struct audit_ctx {
  * the first one decides its place. */
 static gov_err_t relay(gov_processor_t *p, gov_processor_msg_t *m, char *eb, size_t ebsize) {
     const gov_kafka_msg_t *km = m->kafka;
-    gov_kafka_header_t h = {"x-gov-relayed-from", m->source, strlen(m->source)};
+    const char *component = gov_processor_name(p);
+    /* x-gov-component names the deployment that copied it (an operator, or
+     * a test, tells two relays on the same topics apart) */
+    gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
+                              {"x-gov-component", component, strlen(component)}};
     return gov_kafka_produce_sync(gov_processor_producer(p), AUDIT_TOPIC, km->key, km->key_len,
-                                  km->value, km->len, &h, 1, 15000, NULL, NULL, eb, ebsize);
+                                  km->value, km->len, h, 2, 15000, NULL, NULL, eb, ebsize);
 }
 
 /* Appends one event to its tenant's chain (and materializes a decision); an
@@ -79,19 +93,33 @@ static gov_err_t append(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         c->rebuilds = gov_processor_rebuilds(p);
     }
     gov_state_pos_t pos = gov_processor_position(p, m);
-    int decision_dup = 0;
-    gov_err_t e = gov_state_audit_append(c->store, m->event, m->type, m->source, &pos,
-                                         &decision_dup, eb, ebsize);
+    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_NONE;
+    int64_t applied_before = GOV_STATE_APPLIED_UNKNOWN;
+    gov_err_t e = gov_state_audit_append(c->store, m->event, m->type, m->source, &pos, &twin,
+                                         &applied_before, eb, ebsize);
     if (e == GOV_ERR_INVALID_ARG)
         *reason = GOV_REASON_UNMATERIALIZABLE;
-    if (decision_dup) {
+    /* the tenant's slot lost writes (its applied offset went back): the
+     * partition is being rebuilt, this message comes again in the replay */
+    if ((e == GOV_OK || e == GOV_ERR_DUPLICATE || e == GOV_ERR_STATE) &&
+        gov_processor_applied(p, m, applied_before)) {
+        gov_state_audit_forget(c->store);
+        snprintf(eb, ebsize, "tenant's applied offset went back; rebuilding");
+        return GOV_ERR_STATE;
+    }
+    if (e == GOV_OK && twin != GOV_STATE_AUDIT_TWIN_NONE) {
+        /* Someone produced two different events under one id: both are in
+         * the chain now; which one is genuine is for an operator to judge. */
         const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
-        gov_log(GOV_LOG_WARN, "decision_id already recorded; the record is not overwritten",
-                "tenant", tenant, "decision_id",
-                json_string_value(json_object_get(m->event, "decision_id")), "event_id",
-                json_string_value(json_object_get(m->event, "event_id")), "source", m->source,
-                (const char *)NULL);
-        gov_metric_inc(c->m_decision_dups, (const char *[]){tenant}, 1);
+        const char *decision_id = json_string_value(json_object_get(m->event, "decision_id"));
+        gov_log(GOV_LOG_ERROR,
+                twin == GOV_STATE_AUDIT_TWIN_EVENT_ID
+                    ? "event_id already chained with other content; chained as a conflicting twin"
+                    : "decision_id already recorded by another event; chained as a conflicting twin, the record is marked, not overwritten",
+                "tenant", tenant, "type", m->type, "event_id",
+                json_string_value(json_object_get(m->event, "event_id")), "decision_id",
+                decision_id ? decision_id : "", "source", m->source, (const char *)NULL);
+        gov_metric_inc(c->m_conflicts, (const char *[]){tenant}, 1);
     }
     return e;
 }
@@ -105,17 +133,18 @@ int main(int argc, char **argv) {
 
     audit_ctx_t c = {
         .store = gov_state_audit_new(gov_processor_redis(p), decision_ttl_ms / 1000),
-        .m_decision_dups = gov_metrics_counter(gov_processor_metrics(p),
-            "audit_decision_duplicates_total",
-            "PolicyDecision events naming a decision_id already recorded (not materialized: decision records are write-once).",
+        .m_conflicts = gov_metrics_counter(gov_processor_metrics(p),
+            "audit_event_conflicts_total",
+            "Events chained as conflicting twins: a known event_id with other content, or a PolicyDecision naming a decision_id recorded by another event.",
             1, (const char *[]){"tenant"}),
     };
-    if (c.store == NULL || c.m_decision_dups == NULL) {
+    if (c.store == NULL || c.m_conflicts == NULL) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
         gov_state_audit_free(c.store);
         gov_processor_shutdown(p);
         return 1;
     }
+    gov_state_audit_set_id_window(c.store, event_id_window_ms);
 
     gov_processor_run(p, append, &c);
 

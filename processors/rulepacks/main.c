@@ -38,6 +38,12 @@
  *                 partition is not blocked by retrying).
  * The offset is stored only after all of that.
  *
+ * A replay (m->replay: a rebuild after Redis lost writes) materializes the
+ * same state and announces nothing: no RulePackUpdated, no audit event, no
+ * count of accepted or rejected packs - all of that happened when the event
+ * was first judged, and a Redis writer deleting the watermark must not make
+ * gov-rulepacks repeat it (docs/contracts.md, "Rebuilding Redis").
+ *
  * What it does not do: trust anything in the event beyond its shape
  * (gov_processor checks framing, schema, UUIDv7 and key = tenant) and the
  * signatures its own trust file vouches for, or echo unbounded event text
@@ -384,7 +390,7 @@ static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rule
                                   size_t patterns, const char *sha256, const char *sig_json,
                                   const char *signers, const gov_sig_count_t *sc,
                                   const gov_state_rulepack_t *cur, const gov_state_pos_t *pos,
-                                  char *eb, size_t ebsize) {
+                                  int replay, char *eb, size_t ebsize) {
     gov_redis_t *r = gov_processor_redis(c->p);
     gov_err_t err = GOV_OK;
     int current = cur->canonical != NULL && strcmp(cur->sha256, sha256) == 0;
@@ -392,7 +398,7 @@ static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rule
         int stored = 0;
         err = gov_state_rulepack_add_signatures(r, a->tenant, sha256, sig_json, signers, &stored,
                                                 eb, ebsize);
-        if (err == GOV_OK && stored) {
+        if (err == GOV_OK && stored && !replay) {
             gov_log(GOV_LOG_INFO, "signatures stored for the current rule pack", "tenant",
                     a->tenant, "sha256", sha256, "signers", signers, (const char *)NULL);
             /* the edges refused it unsigned: now they can verify it */
@@ -402,10 +408,10 @@ static gov_err_t finish_duplicate(ctx_t *c, const announced_t *a, const gov_rule
     }
     if (err == GOV_OK && current && cur->event_id && strcmp(cur->event_id, a->event_id) == 0) {
         err = gov_state_rulepack_index(r, a->tenant, eb, ebsize);
-        if (err == GOV_OK)
+        if (err == GOV_OK && !replay)
             err = emit_updated(c, a, pack, sha256, cur->previous_version, sc, "rulepack.updated",
                                eb, ebsize);
-        if (err == GOV_OK)
+        if (err == GOV_OK && !replay)
             err = emit_accepted(c, a, pack, patterns, sha256,
                                 cur->previous_version ? cur->previous_version : "", signers, eb,
                                 ebsize);
@@ -489,7 +495,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             };
             acc.canonical_len = len;
             err = gov_state_rulepack_write(r, &acc, &cur, &pos, eb, ebsize);
-            if (err == GOV_OK) {
+            if (err == GOV_OK && !m->replay) {
                 char nrules[24];
                 snprintf(nrules, sizeof nrules, "%zu", gov_rulepack_rule_count(pack));
                 gov_log(GOV_LOG_INFO, "rule pack accepted", "tenant", a.tenant, "pack_id",
@@ -505,7 +511,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             }
         } else if (v.kind == VERDICT_DUPLICATE) {
             err = finish_duplicate(c, &a, pack, patterns, sha256, sig_json, signers, &v.sigs,
-                                   &cur, &pos, eb, ebsize);
+                                   &cur, &pos, m->replay, eb, ebsize);
         }
         gov_state_rulepack_clear(&cur);
         if (err != GOV_ERR_CONFLICT)
@@ -513,7 +519,10 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         v.kind = VERDICT_ACCEPT;   /* decide again against the winner */
     }
 
-    if (v.kind == VERDICT_REJECT) {
+    if (v.kind == VERDICT_REJECT && m->replay) {
+        /* counted, logged and audited when it was first judged */
+        err = gov_state_offset_write(r, &pos, eb, ebsize);
+    } else if (v.kind == VERDICT_REJECT) {
         char idx[24];
         snprintf(idx, sizeof idx, "%ld", v.detail.rule_index);
         gov_log(GOV_LOG_WARN, "rule pack rejected", "tenant", a.tenant, "reason", gov_reason_code(v.reason),

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gov_avro.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
@@ -142,24 +143,60 @@ static void test_decision_is_materialized_with_ttl(void **state) {
     freeReplyObject(r);
 }
 
-typedef struct dup_want {
+typedef struct conflict_want {
     const char *tenant_filter;
-    double seen;
-} dup_want_t;
+    double want, seen;
+} conflict_want_t;
 
-static int dup_counted(void *opaque) {
-    dup_want_t *w = opaque;
+static int conflicts_counted(void *opaque) {
+    conflict_want_t *w = opaque;
     const char *flt[] = {w->tenant_filter, NULL};
-    w->seen = itest_proc_metric(&audit, "audit_decision_duplicates_total", flt);
-    return w->seen >= 1;
+    w->seen = itest_proc_metric(&audit, "audit_event_conflicts_total", flt);
+    return w->seen >= w->want;
 }
 
-/* Decision records are write-once: a second PolicyDecision (a new event)
- * naming a known decision_id with another decision leaves the record and
- * the chain as they were, and this deployment counts it. */
-static void test_second_decision_with_a_known_id_is_a_counted_duplicate(void **state) {
+static void wait_conflicts(const char *tenant, double want) {
+    char tf[96];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    conflict_want_t w = {tf, want, 0};
+    if (itest_wait_for(conflicts_counted, &w, 20000, 20) < 0)
+        fail_msg("%s counted %g conflicts for %s, not %g", COMPONENT, w.seen, tenant, want);
+}
+
+static void hget(const char *key, const char *field, char *out, size_t size) {
+    char eb[256];
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s %s", key, field),
+                     GOV_OK);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "(nil)");
+    freeReplyObject(r);
+}
+
+/* How many entries of the chain `key` have a payload containing `needle`. */
+static int chain_count(const char *key, const char *needle) {
+    char eb[256];
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key),
+                     GOV_OK);
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2)
+            if (strcmp(f->element[k]->str, "payload") == 0 && strstr(f->element[k + 1]->str, needle))
+                n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* Decision records are write-once, and nothing is lost: a second
+ * PolicyDecision (a new event) naming a known decision_id with another
+ * decision is chained as its own entry, the record keeps the first
+ * decision but is marked with the twin's event_id, and this deployment
+ * counts the conflict. */
+static void test_second_decision_with_a_known_id_is_a_counted_conflict(void **state) {
     (void)state;
-    char tenant[64], did[37], key[200], eb[256];
+    char tenant[64], did[37], key[200], got[64];
     itest_unique("wo", tenant, sizeof tenant);
     gov_uuid_v7(did);
     json_t *e = itest_decision_event(tenant, did);
@@ -174,21 +211,267 @@ static void test_second_decision_with_a_known_id_is_a_counted_duplicate(void **s
     json_object_set_new(e, "decision", json_string("allow"));
     itest_produce_event("policy.decisions", "PolicyDecision", e);
     json_decref(e);
-    /* the outcome this deployment reports once it has handled it */
+    wait_conflicts(tenant, 1);
+    assert_int_equal(itest_wait_xlen(key, 2, 20000), 2);
+    assert_int_equal(chain_count(key, ev2), 1);
+    char dkey[200];
+    snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%s", tenant, did);
+    hget(dkey, "decision", got, sizeof got);
+    assert_string_equal(got, "deny");
+    hget(dkey, "conflicting_event_id", got, sizeof got);
+    assert_string_equal(got, ev2);
+}
+
+typedef struct lookup_want {
+    char url[512];
+} lookup_want_t;
+
+static int lookup_marked(void *opaque) {
+    lookup_want_t *w = opaque;
+    char *body = NULL;
+    long st = itest_http_get(w->url, &body);
+    int marked = st == 200 && body && strstr(body, "\"conflicting_event_id\"") != NULL;
+    free(body);
+    return marked;
+}
+
+/* Review finding 2a: a forged PolicyDecision produced straight to
+ * identity.audit under the real decision's event_id and decision_id, before
+ * the real one is relayed, no longer keeps the real one out: the relayed
+ * deny is chained too, the record (the forgery's allow) is marked with the
+ * conflict, and the conflict is counted by this deployment. */
+static void test_forged_decision_cannot_preempt_the_relayed_one(void **state) {
+    (void)state;
+    char tenant[64], did[37], key[200], dkey[200], got[64];
+    itest_unique("fg", tenant, sizeof tenant);
+    gov_uuid_v7(did);
+    json_t *real = itest_decision_event(tenant, did);
+    json_object_set_new(real, "decision", json_string("deny"));
+    json_t *forged = json_deep_copy(real);
+    json_object_set_new(forged, "decision", json_string("allow"));
+    itest_produce_event("identity.audit", "PolicyDecision", forged);
+    json_decref(forged);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+
+    itest_produce_event("policy.decisions", "PolicyDecision", real);
+    json_decref(real);
+    wait_conflicts(tenant, 1);
+    assert_int_equal(itest_wait_xlen(key, 2, 20000), 2);
+    assert_int_equal(chain_count(key, "\"decision\":\"deny\""), 1);
+    assert_int_equal(chain_count(key, "\"decision\":\"allow\""), 1);
+    snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%s", tenant, did);
+    hget(dkey, "conflicting_event_id", got, sizeof got);
+    assert_int_equal(strlen(got), GOV_UUID_STRLEN);
+    /* the relay delivered its copy (and gov-audit may see it twice): still
+     * two entries, one conflict */
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+    assert_int_equal(itest_wait_xlen(key, 3, 10), 2);
+    /* End to end through the stack (its gov-audit saw the same two events,
+     * its edge reads its Redis): GET /v1/decisions shows the mark. */
+    lookup_want_t lw;
+    snprintf(lw.url, sizeof lw.url, "%s/v1/decisions/%s/%s",
+             itest_env("GOV_EDGE_URL", "http://127.0.0.1:8080"), tenant, did);
+    if (itest_wait_for(lookup_marked, &lw, 30000, 50) < 0)
+        fail_msg("GET %s never showed conflicting_event_id", lw.url);
+}
+
+/* Review finding 2b: processor audit ids are derivable
+ * (gov_processor_derive_id: "<component>/<event_id>/<action>").  A harmless
+ * AuditEvent pre-published under the id a future rulepack.rejected will
+ * have does not keep the real one out: it is chained as a twin and counted.
+ * The same event again (a producer retry) is a silent replay, and so is a
+ * re-emission that differs only in occurred_at (a processor after a
+ * crash). */
+static void test_prepublished_audit_id_cannot_hide_the_real_event(void **state) {
+    (void)state;
+    char tenant[64], key[200], seed[256], aid[GOV_UUID_STRLEN + 1], pub[GOV_UUID_STRLEN + 1];
+    itest_unique("pp", tenant, sizeof tenant);
+    gov_uuid_v7(pub);
+    uint64_t ms = (uint64_t)(gov_now_micros() / 1000);
+    snprintf(seed, sizeof seed, "gov-rulepacks/%s/rulepack.rejected", pub);
+    assert_int_equal(gov_uuid_v7_derive(ms, seed, aid), GOV_OK);
+    json_t *harmless = itest_audit_event(tenant, "rulepack.accepted");
+    json_object_set_new(harmless, "event_id", json_string(aid));
+    itest_produce_event("identity.audit", "AuditEvent", harmless);
+    itest_produce_event("identity.audit", "AuditEvent", harmless);  /* a retry */
+    json_decref(harmless);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+
+    json_t *rejected = itest_audit_event(tenant, "rulepack.rejected");
+    json_object_set_new(rejected, "event_id", json_string(aid));
+    json_object_set_new(rejected, "component", json_string("gov-rulepacks"));
+    itest_produce_event("identity.audit", "AuditEvent", rejected);
+    json_object_set_new(rejected, "occurred_at", json_integer(gov_now_micros() + 1000));
+    itest_produce_event("identity.audit", "AuditEvent", rejected);  /* re-emitted */
+    json_decref(rejected);
+    wait_conflicts(tenant, 1);
+    assert_int_equal(itest_wait_xlen(key, 2, 20000), 2);
+    assert_int_equal(chain_count(key, "rulepack.rejected"), 1);
+    /* a marker after all of it: once it is chained, everything before it was
+     * handled - still two entries for the id, one conflict */
+    json_t *marker = itest_audit_event(tenant, "token.issued");
+    itest_produce_event("identity.audit", "AuditEvent", marker);
+    json_decref(marker);
+    assert_int_equal(itest_wait_xlen(key, 3, 20000), 3);
+    assert_int_equal(chain_count(key, aid), 2);
+    wait_conflicts(tenant, 1);
+    const char *flt[] = {NULL, NULL};
     char tf[96];
     snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
-    dup_want_t w = {tf, 0};
-    if (itest_wait_for(dup_counted, &w, 20000, 20) < 0)
-        fail_msg("%s did not count the second decision as a duplicate", COMPONENT);
-    redisReply *r = NULL;
-    snprintf(key, sizeof key, "policy:decision:{%s}:%s", tenant, did);
-    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HGET %s decision", key), GOV_OK);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_string_equal(r->str, "deny");
-    freeReplyObject(r);
+    flt[0] = tf;
+    assert_true(itest_proc_metric(&audit, "audit_event_conflicts_total", flt) == 1);
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+}
+
+/* Review finding 12: a relay group that has never run starts at the
+ * earliest retained decision, so a decision produced before it exists is
+ * relayed - by this deployment (x-gov-component), not only by the stack's. */
+typedef struct relayed_want {
+    const char *component;
+    const char *decision_id;
+} relayed_want_t;
+
+static int relayed_by(void *opaque, const gov_kafka_msg_t *m) {
+    relayed_want_t *w = opaque;
+    char from[128], comp[128];
+    itest_msg_header(m, "x-gov-relayed-from", from, sizeof from);
+    itest_msg_header(m, "x-gov-component", comp, sizeof comp);
+    if (from[0] == 0 || strcmp(comp, w->component) != 0)
+        return 0;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[256];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    const char *did = json_string_value(json_object_get(ev, "decision_id"));
+    int match = did && strcmp(did, w->decision_id) == 0;
+    json_decref(ev);
+    return match;
+}
+
+static void test_new_relay_group_relays_earlier_decisions(void **state) {
+    (void)state;
+    char tenant[64], did[37];
+    itest_unique("rl", tenant, sizeof tenant);
+    gov_uuid_v7(did);
+    json_t *e = itest_decision_event(tenant, did);
+    itest_produce_event("policy.decisions", "PolicyDecision", e);
+    json_decref(e);
+    /* the relay's group is created only now, after the decision */
+    itest_proc_t late = {0};
+    itest_proc_start(&late, "gov-audit", COMPONENT "-late", audit_env, "itest-gov-audit-late.log");
+    relayed_want_t w = {COMPONENT "-late", did};
+    int found = itest_consume_until("identity.audit", relayed_by, &w, ITEST_HISTORY_MS);
+    int stopped = itest_proc_stop(&late);
+    assert_true(found);
+    assert_int_equal(stopped, 0);
+}
+
+/* Review finding 9: one tenant's wrong-typed key stops its partition (the
+ * message is retried: nothing is lost) but no longer silently - this
+ * deployment's /readyz names tenant:<T> degraded with the key (still 200),
+ * processor_tenant_write_errors_total counts it, the log names the key; once
+ * the key is repaired the event is chained and the tenant is ok again. */
+typedef struct degraded_want {
+    const char *tenant;
+    int want;
+} degraded_want_t;
+
+static int degraded_is(void *opaque) {
+    degraded_want_t *w = opaque;
+    return itest_edge_degraded(&audit, w->tenant) == w->want;
+}
+
+static void test_wrong_typed_key_is_named_and_degraded(void **state) {
+    (void)state;
+    char tenant[64], key[128], ids_key[128], eb[256];
+    itest_unique("wt", tenant, sizeof tenant);
+    produce_audit_events(tenant, 1, NULL);
     snprintf(key, sizeof key, "audit:{%s}", tenant);
-    assert_int_equal(itest_wait_xlen(key, 1, 10), 1);
-    assert_true(w.seen == 1);
+    assert_int_equal(itest_wait_xlen(key, 1, 20000), 1);
+    snprintf(ids_key, sizeof ids_key, "audit:{%s}:ids", tenant);
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DEL %s", ids_key), GOV_OK);
+    freeReplyObject(r);
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "SET %s x", ids_key), GOV_OK);
+    freeReplyObject(r);
+    produce_audit_events(tenant, 1, NULL);
+
+    degraded_want_t w = {tenant, 1};
+    if (itest_wait_for(degraded_is, &w, 20000, 20) < 0)
+        fail_msg("%s did not report tenant:%s degraded", COMPONENT, tenant);
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&audit, "/readyz", &body), 200);
+    assert_non_null(strstr(body, ids_key));
+    free(body);
+    char tf[96];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    const char *flt[] = {tf, NULL};
+    assert_true(itest_proc_metric(&audit, "processor_tenant_write_errors_total", flt) >= 1);
+    size_t len = 0;
+    char *log = itest_read_file(itest_log_path("itest-gov-audit.log"), &len);
+    char want[200];
+    snprintf(want, sizeof want, "\"key\":\"%s\"", ids_key);
+    assert_non_null(log);
+    assert_non_null(strstr(log, want));
+    free(log);
+    assert_int_equal(itest_wait_xlen(key, 2, 10), 1);   /* held, not skipped */
+
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DEL %s", ids_key), GOV_OK);
+    freeReplyObject(r);
+    assert_int_equal(itest_wait_xlen(key, 2, 30000), 2);
+    w.want = 0;
+    if (itest_wait_for(degraded_is, &w, 20000, 20) < 0)
+        fail_msg("%s still reports tenant:%s degraded after the repair", COMPONENT, tenant);
+}
+
+/* Review finding 8: the per-tenant applied offsets are read.  Lowering one
+ * tenant's gov:applied key (what a Redis Cluster failover that loses the
+ * tenant's slot but keeps the partition watermark looks like) makes this
+ * deployment rebuild the partition (processor_rebuilds_total moves), and
+ * the tenant's next event is chained once, after the replay. */
+typedef struct rebuild_want {
+    double at_least, seen;
+} rebuild_want_t;
+
+static int audit_rebuilt(void *opaque) {
+    rebuild_want_t *w = opaque;
+    w->seen = itest_proc_metric(&audit, "processor_rebuilds_total", NULL);
+    return w->seen >= w->at_least;
+}
+
+static void test_lowered_tenant_applied_offset_rebuilds(void **state) {
+    (void)state;
+    char tenant[64], key[128], eb[256], applied_key[256] = "";
+    itest_unique("ap", tenant, sizeof tenant);
+    produce_audit_events(tenant, 2, NULL);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    assert_int_equal(itest_wait_xlen(key, 2, 20000), 2);
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                        "KEYS gov:applied:{%s}:%s:identity.audit:*", tenant,
+                                        audit.group), GOV_OK);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    snprintf(applied_key, sizeof applied_key, "%s", r->element[0]->str);
+    freeReplyObject(r);
+    rebuild_want_t w = {0, 0};
+    w.seen = itest_proc_metric(&audit, "processor_rebuilds_total", NULL);
+    w.at_least = (w.seen < 0 ? 0 : w.seen) + 1;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DECRBY %s 1",
+                                        applied_key), GOV_OK);
+    freeReplyObject(r);
+    produce_audit_events(tenant, 1, NULL);
+    if (itest_wait_for(audit_rebuilt, &w, 30000, 20) < 0)
+        fail_msg("%s did not rebuild (processor_rebuilds_total %g)", COMPONENT, w.seen);
+    assert_int_equal(itest_wait_xlen(key, 3, 30000), 3);
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+    assert_non_null(strstr(out, "entries=3"));
 }
 
 typedef struct dlq_find {
@@ -494,7 +777,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_is_materialized_in_order),
         cmocka_unit_test(test_decision_is_materialized_with_ttl),
-        cmocka_unit_test(test_second_decision_with_a_known_id_is_a_counted_duplicate),
+        cmocka_unit_test(test_second_decision_with_a_known_id_is_a_counted_conflict),
+        cmocka_unit_test(test_forged_decision_cannot_preempt_the_relayed_one),
+        cmocka_unit_test(test_prepublished_audit_id_cannot_hide_the_real_event),
+        cmocka_unit_test(test_new_relay_group_relays_earlier_decisions),
+        cmocka_unit_test(test_wrong_typed_key_is_named_and_degraded),
+        cmocka_unit_test(test_lowered_tenant_applied_offset_rebuilds),
         cmocka_unit_test(test_poison_goes_to_dlq_and_next_event_is_materialized),
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),

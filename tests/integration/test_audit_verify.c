@@ -56,8 +56,7 @@ static void write_chain(const char *tenant) {
         char source[64];
         snprintf(source, sizeof source, "identity.audit/0/%d", i);
         gov_state_pos_t pos = {"gov-audit-itest-verify", "identity.audit", 0, i, tenant};
-        int dup = 0;
-        if (gov_state_audit_append(w, e, "AuditEvent", source, &pos, &dup, eb, sizeof eb) != GOV_OK)
+        if (gov_state_audit_append(w, e, "AuditEvent", source, &pos, NULL, NULL, eb, sizeof eb) != GOV_OK)
             fail_msg("append: %s", eb);
         json_decref(e);
     }

@@ -16,7 +16,10 @@
  *     versions and decide more, stop Redis, put the old dump back, start
  *     it): the same, against the dumps of the newer state;
  *   - every evaluate answer during all of it is the first one (decision_id
- *     and evaluated_at aside): the edge kept serving its verified snapshot.
+ *     and evaluated_at aside): the edge kept serving its verified snapshot;
+ *   - gov-rulepacks' replays announce nothing: after its watermarks are
+ *     deleted three times, its RulePackUpdated and rulepack.accepted for
+ *     the tenant still number exactly its accepted packs.
  * Every wait is on an outcome (a metric, a dump, a count), never a sleep.
  */
 #include <setjmp.h>
@@ -33,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gov_avro.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
@@ -616,10 +620,121 @@ static void test_older_snapshot_restored_is_rebuilt(void **state) {
     free(chain2);
 }
 
+/* --- replays announce nothing (review finding 7) ------------------------------------ */
+
+/* Counts this deployment's announcements for the tenant on one topic until
+ * the marker (pack version "marker") shows up. */
+typedef struct announced_count {
+    const char *type;     /* "RulePackUpdated" or "AuditEvent" */
+    const char *marker;   /* version of the marker pack */
+    int count;            /* before the marker */
+} announced_count_t;
+
+static int count_announced(void *opaque, const gov_kafka_msg_t *m) {
+    announced_count_t *w = opaque;
+    json_t *ev = NULL;
+    const char *type = NULL;
+    char eb[256], subject[64];
+    if (gov_avro_decode(itest_avro(), m->value, m->len, &ev, &type, eb, sizeof eb) != GOV_OK)
+        return 0;
+    int done = 0;
+    const char *t = json_string_value(json_object_get(ev, "tenant"));
+    const char *comp = json_string_value(json_object_get(ev, "component"));
+    if (strcmp(type, w->type) == 0 && t && strcmp(t, tenant) == 0 && comp &&
+        strcmp(comp, components[PR]) == 0) {
+        const char *version;
+        if (strcmp(type, "AuditEvent") == 0) {
+            const char *action = json_string_value(json_object_get(ev, "action"));
+            const char *subj = json_string_value(json_object_get(ev, "subject"));
+            snprintf(subject, sizeof subject, "%s", subj ? subj : "");
+            char *at = strchr(subject, '@');
+            version = at && action && strcmp(action, "rulepack.accepted") == 0 ? at + 1 : NULL;
+        } else {
+            version = json_string_value(json_object_get(ev, "version"));
+        }
+        if (version && strcmp(version, w->marker) == 0)
+            done = 1;
+        else if (version)
+            w->count++;
+    }
+    json_decref(ev);
+    return done;
+}
+
+typedef struct watermark_want {
+    int partition;
+    const char *value;
+} watermark_want_t;
+
+static int watermark_is(void *opaque) {
+    watermark_want_t *w = opaque;
+    char eb[256];
+    redisReply *r = NULL;
+    if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "GET gov:offsets:%s:policy.rulepacks:%d",
+                           procs[PR].group, w->partition) != GOV_OK)
+        return 0;
+    /* at or past it: the partition may still be replaying an earlier
+     * rebuild, and then it moves on beyond that value */
+    int back = r->type == REDIS_REPLY_STRING && atoll(r->str) >= atoll(w->value);
+    freeReplyObject(r);
+    return back;
+}
+
+/* Deleting gov-rulepacks' watermarks makes it replay its partitions (a
+ * rebuild): the replays materialize and announce nothing - no
+ * RulePackUpdated, no rulepack.accepted, not counted.  So, after three
+ * rebuilds (and the FLUSHALL and snapshot rebuilds before), this
+ * deployment announced each pack exactly as often as it accepted one
+ * (rulepack_accepted_total); the marker pack published after them ends the
+ * count on each topic (one partition per tenant: it comes after every
+ * replay's announcement). */
+static void test_rulepacks_replays_announce_nothing(void **state) {
+    (void)state;
+    char tf[96], eb[256];
+    snprintf(tf, sizeof tf, "tenant=\"%s\"", tenant);
+    const char *flt[] = {tf, NULL};
+    double accepted = itest_proc_metric(&procs[PR], "rulepack_accepted_total", flt);
+    assert_true(accepted >= 2);
+    for (int round = 0; round < 3; round++) {
+        double before = rebuilds(PR);
+        char was[3][32];
+        for (int part = 0; part < 3; part++) {
+            redisReply *r = NULL;
+            assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
+                                                "GETDEL gov:offsets:%s:policy.rulepacks:%d",
+                                                procs[PR].group, part), GOV_OK);
+            snprintf(was[part], sizeof was[part], "%s",
+                     r->type == REDIS_REPLY_STRING ? r->str : "");
+            freeReplyObject(r);
+        }
+        wait_rebuilt(PR, before + 1);
+        /* the replay is over once each watermark is back where it was, or
+         * further (a deletion during a replay would be absorbed by it) */
+        for (int part = 0; part < 3; part++) {
+            if (was[part][0] == 0)
+                continue;
+            watermark_want_t ww = {part, was[part]};
+            if (itest_wait_for(watermark_is, &ww, ITEST_HISTORY_MS, 50) < 0)
+                fail_msg("gov-rulepacks' watermark of partition %d did not come back to %s or more", part,
+                         was[part]);
+        }
+    }
+    publish_pack("99");
+    announced_count_t upd = {"RulePackUpdated", "99", 0}, aud = {"AuditEvent", "99", 0};
+    assert_true(itest_consume_until("policy.rulepacks.updated", count_announced, &upd,
+                                    ITEST_HISTORY_MS));
+    assert_true(itest_consume_until("identity.audit", count_announced, &aud, ITEST_HISTORY_MS));
+    print_message("accepted %.0f; announced %d RulePackUpdated, %d rulepack.accepted\n", accepted,
+                  upd.count, aud.count);
+    assert_int_equal(upd.count, (int)accepted);
+    assert_int_equal(aud.count, (int)accepted);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flushall_under_load_rebuilds_identical_state),
         cmocka_unit_test(test_older_snapshot_restored_is_rebuilt),
+        cmocka_unit_test(test_rulepacks_replays_announce_nothing),
     };
     return cmocka_run_group_tests_name("rebuild", tests, setup, teardown);
 }

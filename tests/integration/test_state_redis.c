@@ -284,7 +284,7 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
         json_t *e = itest_audit_event(tenant, "token.issued");
         gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, 100 + i, NULL};
         assert_int_equal(gov_state_audit_append(i % 2 ? w2 : w1, e, "AuditEvent", "identity.audit/1/0",
-                                                &pos, NULL, eb, sizeof eb), GOV_OK);
+                                                &pos, NULL, NULL, eb, sizeof eb), GOV_OK);
         if (first == NULL)
             first = e;
         else
@@ -294,13 +294,14 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     assert_int_equal(gov_uuid_v7(decision_id), GOV_OK);
     json_t *d = itest_decision_event(tenant, decision_id);
     gov_state_pos_t dpos = {"gov-audit", "policy.decisions", 0, 7, NULL};
-    int decision_dup = -1;
+    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_EVENT_ID;
     assert_int_equal(gov_state_audit_append(w2, d, "PolicyDecision", "policy.decisions/0/7", &dpos,
-                                            &decision_dup, eb, sizeof eb), GOV_OK);
-    assert_int_equal(decision_dup, 0);
+                                            &twin, NULL, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
     /* Decision records are write-once: another event (a new event_id) naming
-     * the same decision_id, with another decision, is a duplicate: neither
-     * the record nor the chain changes. */
+     * the same decision_id, with another decision, is a conflicting twin:
+     * chained as its own entry (nothing is lost), the record is not
+     * overwritten but marked with the twin's event_id. */
     char record[64], dkey[200];
     snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%s", tenant, decision_id);
     redis_str(record, sizeof record, "HGET %s decision", dkey);
@@ -312,22 +313,27 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     json_object_set_new(d2, "decision", json_string("allow"));
     dpos.offset = 8;
     assert_int_equal(gov_state_audit_append(w1, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
-                                            &decision_dup, eb, sizeof eb), GOV_ERR_DUPLICATE);
-    assert_int_equal(decision_dup, 1);
+                                            &twin, NULL, eb, sizeof eb), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_DECISION_ID);
     redis_str(record, sizeof record, "HGET %s decision", dkey);
     assert_string_equal(record, "review");
+    redis_str(record, sizeof record, "HGET %s conflicting_event_id", dkey);
+    assert_string_equal(record, ev2);
+    /* the twin again is a plain replay: no third entry */
+    assert_int_equal(gov_state_audit_append(w2, d2, "PolicyDecision", "policy.decisions/0/8", &dpos,
+                                            &twin, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(d2);
     json_decref(d);
-    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
     redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
-    assert_string_equal(got, "11");
+    assert_string_equal(got, "12");
 
     /* a replay is a duplicate: the stream stays, the offset moves on */
     gov_state_pos_t replay = {"gov-audit", "identity.audit", 1, 200, NULL};
     assert_int_equal(gov_state_audit_append(w2, first, "AuditEvent", "identity.audit/1/0",
-                                            &replay, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
+                                            &replay, NULL, NULL, eb, sizeof eb), GOV_ERR_DUPLICATE);
     json_decref(first);
-    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 11);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 12);
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:identity.audit:1", tenant);
     assert_string_equal(got, "200");
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-audit:policy.decisions:0", tenant);
@@ -352,9 +358,81 @@ static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
     /* the chain verifies end to end (govctl reads through gov_state too) */
     const char *argv[] = {itest_bin("govctl"), "audit", "verify", "--tenant", tenant, NULL};
     assert_int_equal(itest_run(argv, NULL, out, sizeof out), 0);
-    assert_non_null(strstr(out, "entries=11"));
+    assert_non_null(strstr(out, "entries=12"));
     gov_state_audit_free(w1);
     gov_state_audit_free(w2);
+}
+
+/* Dedup compares content: whoever writes an event_id first cannot keep a
+ * later, different event under that id out of the chain (review finding 2b:
+ * a harmless event pre-published under a derived id). */
+/* Appends ev as the message at `offset` of identity.audit partition 1. */
+static gov_err_t append_at(gov_state_audit_t *w, json_t *ev, int64_t offset,
+                           gov_state_audit_twin_t *twin) {
+    char eb[256], source[64];
+    snprintf(source, sizeof source, "identity.audit/1/%lld", (long long)offset);
+    gov_state_pos_t pos = {"gov-audit", "identity.audit", 1, offset, NULL};
+    gov_err_t err = gov_state_audit_append(w, ev, "AuditEvent", source, &pos, twin, NULL, eb, sizeof eb);
+    if (err != GOV_OK && err != GOV_ERR_DUPLICATE)
+        print_message("append at %lld: %s\n", (long long)offset, eb);
+    return err;
+}
+
+static void test_audit_same_id_other_content_is_chained(void **state) {
+    (void)state;
+    char tenant[64], eb[256], got[256];
+    itest_unique("tw", tenant, sizeof tenant);
+    gov_state_audit_t *w = gov_state_audit_new(itest_redis(), 3600);
+    assert_non_null(w);
+    json_t *harmless = itest_audit_event(tenant, "rulepack.accepted");
+    json_t *real = json_deep_copy(harmless);
+    json_object_set_new(real, "action", json_string("rulepack.rejected"));
+    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
+    assert_int_equal(append_at(w, harmless, 10, &twin), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_NONE);
+    /* the identical event again (a producer retry): silent */
+    assert_int_equal(append_at(w, harmless, 11, &twin), GOV_ERR_DUPLICATE);
+    /* ...and so is a re-emission that differs only in occurred_at (a
+     * processor re-deriving the id after a crash) */
+    json_t *reemitted = json_deep_copy(harmless);
+    json_object_set_new(reemitted, "occurred_at",
+                        json_integer(json_integer_value(json_object_get(harmless, "occurred_at")) + 7));
+    assert_int_equal(append_at(w, reemitted, 11, &twin), GOV_ERR_DUPLICATE);
+    json_decref(reemitted);
+    /* the real one under the same id: chained as a twin */
+    assert_int_equal(append_at(w, real, 12, &twin), GOV_OK);
+    assert_int_equal(twin, GOV_STATE_AUDIT_TWIN_EVENT_ID);
+    assert_int_equal(append_at(w, real, 13, &twin), GOV_ERR_DUPLICATE);
+    assert_int_equal(redis_int("XLEN audit:{%s}", tenant), 2);
+    redisReply *last = NULL;
+    const char *argv[] = {"XREVRANGE", NULL, "+", "-", "COUNT", "1"};
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+    argv[1] = key;
+    assert_int_equal(gov_redis_command(itest_redis(), &last, 6, argv, NULL, eb, sizeof eb), GOV_OK);
+    assert_int_equal(last->elements, 1);
+    int has_rejected = 0;
+    redisReply *fv = last->element[0]->element[1];
+    for (size_t i = 0; i + 1 < fv->elements; i += 2)
+        if (strcmp(fv->element[i]->str, "payload") == 0)
+            has_rejected = strstr(fv->element[i + 1]->str, "rulepack.rejected") != NULL;
+    freeReplyObject(last);
+    assert_true(has_rejected);
+
+    /* Bounded (finding 10): with a zero window, the next append drops every
+     * earlier id from :ids and its age index, and keeps its own. */
+    gov_state_audit_set_id_window(w, 0);
+    assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 2);
+    json_t *later = itest_audit_event(tenant, "token.issued");
+    assert_int_equal(append_at(w, later, 14, &twin), GOV_OK);
+    assert_int_equal(redis_int("HLEN audit:{%s}:ids", tenant), 1);
+    assert_int_equal(redis_int("ZCARD audit:{%s}:ids:age", tenant), 1);
+    redis_str(got, sizeof got, "HGET audit:{%s}:head seq", tenant);
+    assert_string_equal(got, "3");
+    json_decref(later);
+    json_decref(real);
+    json_decref(harmless);
+    gov_state_audit_free(w);
 }
 
 static void test_unsafe_tenant_touches_nothing(void **state) {
@@ -373,7 +451,7 @@ static void test_unsafe_tenant_touches_nothing(void **state) {
     json_t *e = itest_audit_event("ok", "token.issued");
     json_object_set_new(e, "tenant", json_string("a{b}"));
     gov_state_audit_t *w = gov_state_audit_new(r, 60);
-    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, NULL, eb, sizeof eb),
+    assert_int_equal(gov_state_audit_append(w, e, "AuditEvent", "s", &pos, NULL, NULL, eb, sizeof eb),
                      GOV_ERR_INVALID_ARG);
     gov_state_audit_free(w);
     json_decref(e);
@@ -454,6 +532,7 @@ int main(void) {
         cmocka_unit_test(test_rulepack_write_is_compare_and_set_on_the_bytes),
         cmocka_unit_test(test_served_state_reads_what_was_written),
         cmocka_unit_test(test_audit_writers_sharing_a_tenant_keep_one_chain),
+        cmocka_unit_test(test_audit_same_id_other_content_is_chained),
         cmocka_unit_test(test_unsafe_tenant_touches_nothing),
     };
     return cmocka_run_group_tests_name("gov_state", tests, setup, teardown);
