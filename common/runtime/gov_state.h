@@ -332,16 +332,29 @@ typedef struct gov_state_served {
                              its shape was wrong */
 } gov_state_served_t;
 
-/* Reads what gov-edge serves for tenant (pipelined MULTI, HGETALL, GET, GET,
- * HGET, EXEC).  GOV_ERR_REDIS (with answered = 1) for a reply of the wrong shape,
- * e.g. a key of another type; other errors leave answered 0. */
+/* Bounds on what gov-edge reads from Redis (docs/contracts.md "State size
+ * bounds"): a constitution document (gov-constitution's max_document upper
+ * bound), a rule pack (the fixed pack limit) and any one hash field. */
+#define GOV_STATE_DOC_MAX (16u * 1024 * 1024)
+#define GOV_STATE_FIELD_MAX (64u * 1024)
+/* The rule pack bound: gov_rulepack_limits_default().max_bytes. */
+size_t gov_state_served_pack_max(void);
+
+/* Reads what gov-edge serves for tenant in one script (atomic, so the
+ * constitution and the pack belong together), which checks every key's
+ * type and every value's size BEFORE sending any value.  GOV_ERR_REDIS
+ * (with answered = 1) for a key of another type or a reply of the wrong
+ * shape; GOV_ERR_TOO_LARGE (answered = 1) for a value beyond its bound
+ * (nothing of it was sent or allocated); other errors leave answered 0. */
 gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
                                 char *errbuf, size_t errbuf_size);
 void gov_state_served_clear(gov_state_served_t *s);
 
 /* Sets *same to 1 when Redis still holds constitution checksum `checksum`
  * and a pack whose SHA-256 hex is `pack_sha256` ("" for none, either).
- * Pipelined HGET + GET.  On error *same is 1: nothing should be reloaded on
+ * One script that sends the pack only within its bound (a key of another
+ * type or a value too large: *same = 0, so the loader reads and refuses
+ * it).  Cost: one round trip and one SHA-256 of at most the pack bound.  On error *same is 1: nothing should be reloaded on
  * a guess. */
 gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *checksum,
                                 const char *pack_sha256, int *same, char *errbuf,

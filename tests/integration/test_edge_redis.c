@@ -39,7 +39,7 @@ static pid_t redis_pid = -1;
 static int redis_port;
 static gov_redis_t *priv;   /* the test's own connection to the private Redis */
 static itest_proc_t edge;
-static char env_redis[48], env_trust[600];
+static char env_redis[48], env_trust[600], env_pack_trust[600];
 
 static const char *const eval_body =
     "{\"tenant\":\"demo\",\"session_id\":\"s-itest-redis\",\"user\":\"u\",\"role\":\"analyst\","
@@ -76,7 +76,7 @@ static void state_key(gov_state_key_t kind, const char *tenant, char out[GOV_STA
 
 static void copy_demo(void) {
     static const gov_state_key_t kinds[] = {GOV_STATE_CONSTITUTION, GOV_STATE_CONSTITUTION_DOC,
-                                            GOV_STATE_RULEPACK};
+                                            GOV_STATE_RULEPACK, GOV_STATE_RULEPACK_META};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         char k[GOV_STATE_KEY_MAX];
         state_key(kinds[i], "demo", k);
@@ -116,7 +116,7 @@ static void start_edge(itest_proc_t *p, const char *id, const char *log) {
     static char env_id[2][64];
     int slot = p == &edge ? 0 : 1;
     snprintf(env_id[slot], sizeof env_id[slot], "GOV_EDGE_ID=%s", id);
-    const char *env[] = {env_redis, env_trust, env_id[slot], "GOV_RECONCILE=300ms",
+    const char *env[] = {env_redis, env_trust, env_pack_trust, env_id[slot], "GOV_RECONCILE=300ms",
                          "GOV_LOOKUP_TIMEOUT=250ms", NULL};
     itest_proc_start(p, "gov-edge", NULL, env, log);
 }
@@ -134,6 +134,8 @@ static int setup(void **state) {
     copy_demo();
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
+    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
+             itest_path("var/demo/rulepack-trust.json"));
     start_edge(&edge, EDGE_ID, "itest-edge-redis-gov-edge.log");
     if (evaluate_status(&edge) != 200)
         fail_msg("the private edge does not serve the copied demo tenant");
