@@ -126,29 +126,10 @@ static void recovered(edge_t *e, const char *tenant) {
 static gov_err_t verify_stored(const edge_t *e, const char *tenant, const gov_state_served_t *h,
                                edge_constitution_t *c, gov_reason_t *reason, char *detail,
                                size_t detail_size) {
-    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
-    size_t nsigs = 0;
-    json_t *arr = NULL;
-    if (h->signatures != NULL)
-        arr = json_loads(h->signatures, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_array(arr)) {
-        json_decref(arr);
-        *reason = GOV_REASON_NO_SIGNATURES;
-        snprintf(detail, detail_size, "no readable signatures stored with the document");
-        return GOV_ERR_VERIFY;
-    }
-    /* One past the limit is enough for too_many_signatures. */
-    for (size_t i = 0; i < json_array_size(arr) && nsigs <= GOV_MAX_SIGNATURES; i++) {
-        json_t *sg = json_array_get(arr, i);
-        sigs[nsigs++] = (gov_bundle_sig_t){json_string_value(json_object_get(sg, "signer_id")),
-                                           json_string_value(json_object_get(sg, "algorithm")),
-                                           json_string_value(json_object_get(sg, "signature"))};
-    }
-    gov_bundle_in_t in = {tenant, h->doc, h->doc_len, h->canonicalization, h->hash_alg,
-                          h->checksum, sigs, nsigs};
     gov_verdict_t v;
-    memset(&v, 0, sizeof v);
-    gov_err_t err = gov_constitution_verify(&in, e->trust, NULL, &v);
+    gov_err_t err = gov_state_constitution_reverify(e->trust, tenant, h->doc, h->doc_len,
+                                                    h->canonicalization, h->hash_alg,
+                                                    h->checksum, h->signatures, &v);
     if (err == GOV_OK && v.outcome != GOV_VERIFY_ACCEPT) {
         *reason = v.reason;
         snprintf(detail, detail_size, "%s", v.detail);
@@ -166,7 +147,6 @@ static gov_err_t verify_stored(const edge_t *e, const char *tenant, const gov_st
             err = GOV_ERR_NOMEM;
     }
     gov_verdict_clear(&v);
-    json_decref(arr);
     return err;
 }
 

@@ -166,6 +166,9 @@ typedef struct gov_state_constitution {
     int has_signatures;     /* 1 when its bundle's signatures are stored too */
     int announced;          /* 1 when its ConstitutionUpdated and accepted
                                audit event were acknowledged by Kafka */
+    char *hash_alg, *canonicalization, *signatures;   /* stored with it; NULL if absent */
+    int document_too_large; /* 1: the stored document is beyond GOV_STATE_DOC_MAX
+                               (not read; document is NULL) */
 } gov_state_constitution_t;
 
 /* Reads version, checksum, history and the in-force document (its
@@ -175,6 +178,19 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
                                       gov_state_constitution_t *cur, char *errbuf,
                                       size_t errbuf_size);
 void gov_state_constitution_clear(gov_state_constitution_t *cur);
+
+/* Runs gov_constitution_verify (no current state) over a stored bundle:
+ * the document bytes, its forms, checksum and signatures (compact JSON as
+ * stored; NULL when absent) against trust - Redis is not a trust root, so
+ * what it holds counts only once it verifies here.  All borrowed.  Fills *v
+ * (gov_verdict_clear after); GOV_OK whenever a verdict was reached
+ * (missing signatures or document: REJECT no_signatures).  Cost: one
+ * verification. */
+gov_err_t gov_state_constitution_reverify(const gov_trust_t *trust, const char *tenant,
+                                          const char *doc, size_t doc_len,
+                                          const char *canonicalization, const char *hash_alg,
+                                          const char *checksum, const char *signatures,
+                                          gov_verdict_t *v);
 
 /* Fills st with pointers borrowed from cur, for gov_constitution_verify. */
 void gov_state_constitution_view(const gov_state_constitution_t *cur,
@@ -240,13 +256,16 @@ typedef struct gov_state_rulepack {
     char *event_id;               /* meta: the RulePackPublished that made it current */
     char *previous_version;       /* meta: version it replaced ("" none); NULL if unknown */
     int has_signatures;           /* meta: 1 when its signatures are stored too */
+    char *signatures;             /* meta: those signatures (compact JSON); NULL when
+                                     absent or beyond GOV_STATE_FIELD_MAX */
     char *history[GOV_STATE_RULEPACK_HISTORY_MAX];
     size_t nhistory;
 } gov_state_rulepack_t;
 
 /* Reads the tenant's pack, meta fields and history atomically (one script).
  * GOV_ERR_STATE (errbuf naming the key) when one of the keys holds another
- * Redis type: the state was damaged by hand.  Cost: O(pack + history). */
+ * Redis type or the pack is beyond the pack bound (not sent): the state was
+ * damaged by hand.  Cost: O(pack + history). */
 gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_rulepack_t *cur,
                                   char *errbuf, size_t errbuf_size);
 void gov_state_rulepack_clear(gov_state_rulepack_t *cur);
