@@ -1,0 +1,250 @@
+/* test_edge_bounds.c - gov-edge's cost is bounded by what changed, not by
+ * what anyone sends it (review findings 5 and 6).
+ *
+ * A private redis-server holds a copy of the stack's demo tenant (DUMP and
+ * RESTORE, so the stack's trust files verify it); a private gov-edge
+ * ("edge-itest-bounds", its own port, reconcile 60 s so only events and the
+ * start-up load move it) serves it.  Then, as the reviewer did:
+ *   - 300 replayed RulePackUpdated for demo and update events for made-up
+ *     tenants cost one comparison per burst and tenant: no full reload, no
+ *     metric series for a tenant the edge does not serve; a real change
+ *     announced after them is loaded once;
+ *   - the pack in Redis grows to 256 MiB: the edge refuses it before reading
+ *     it (kind "state", reason too_large, tenant degraded), keeps serving the
+ *     last verified state, and its peak RSS stays far below the value.
+ * Every wait is on an observable outcome (a metric, /readyz), bounded.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gov_alloc.h"
+#include "gov_redis.h"
+#include "gov_state.h"
+#include "gov_time.h"
+#include "gov_util.h"
+#include "itest_util.h"
+
+#define EDGE_ID "edge-itest-bounds"
+#define FLOOD 300
+#define MADE_UP 50
+
+static pid_t redis_pid = -1;
+static int redis_port;
+static gov_redis_t *priv;
+static itest_proc_t edge;
+static char env_redis[48], env_trust[600], env_pack_trust[600];
+
+static const char *const eval_body =
+    "{\"tenant\":\"demo\",\"session_id\":\"s-itest-bounds\",\"user\":\"u\",\"role\":\"analyst\","
+    "\"prompt\":\"hello\"}";
+
+static redisReply *cmd(gov_redis_t *r, int argc, const char **argv, const size_t *lens) {
+    char eb[256];
+    redisReply *rep = NULL;
+    if (gov_redis_command(r, &rep, argc, argv, lens, eb, sizeof eb) != GOV_OK)
+        fail_msg("redis %s: %s", argv[0], eb);
+    return rep;
+}
+
+static void copy_key(const char *key) {
+    const char *dump[] = {"DUMP", key};
+    redisReply *d = cmd(itest_redis(), 2, dump, NULL);
+    if (d->type != REDIS_REPLY_STRING)
+        fail_msg("the stack's Redis has no %s: is the demo tenant loaded (deploy/stack.sh)?", key);
+    const char *restore[] = {"RESTORE", key, "0", d->str, "REPLACE"};
+    size_t lens[] = {strlen("RESTORE"), strlen(key), 1, d->len, strlen("REPLACE")};
+    freeReplyObject(cmd(priv, 5, restore, lens));
+    freeReplyObject(d);
+}
+
+static int evaluate_status(void) {
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/evaluate", edge.url);
+    long st = itest_http_post_json(url, eval_body, &body);
+    free(body);
+    return (int)st;
+}
+
+/* edge_state_reloads_total{tenant,trigger="event",outcome}, 0 when none. */
+static double event_reloads(const char *tenant, const char *outcome) {
+    char ft[128], fo[64];
+    snprintf(ft, sizeof ft, "tenant=\"%s\"", tenant);
+    snprintf(fo, sizeof fo, "outcome=\"%s\"", outcome);
+    double v = itest_proc_metric(&edge, "edge_state_reloads_total",
+                                 (const char *[]){ft, "trigger=\"event\"", fo, NULL});
+    return v < 0 ? 0 : v;
+}
+
+/* A RulePackUpdated for tenant (its content is not what the edge acts on:
+ * it reads Redis); where it landed in *partition. */
+static void produce_updated(const char *tenant, int32_t *partition) {
+    char id[GOV_UUID_STRLEN + 1];
+    assert_int_equal(gov_uuid_v7(id), GOV_OK);
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:n, s:[s], s:s, s:s}", "event_id", id,
+                           "occurred_at", (json_int_t)gov_now_micros(), "tenant", tenant,
+                           "pack_id", "demo-baseline", "version", "1.0.0", "sha256",
+                           "0000000000000000000000000000000000000000000000000000000000000000",
+                           "previous_version", "signers", "itest", "published_event_id", id,
+                           "component", "itest-bounds");
+    int64_t offset;
+    itest_produce_event_at("policy.rulepacks.updated", "RulePackUpdated", ev, partition, &offset);
+    json_decref(ev);
+}
+
+static int setup(void **state) {
+    (void)state;
+    char eb[256];
+    redis_pid = itest_private_redis("edge-bounds", &redis_port);
+    if (gov_redis_new("127.0.0.1", redis_port, 20000, &priv, eb, sizeof eb) != GOV_OK)
+        fail_msg("private redis: %s", eb);
+    const char *flush[] = {"FLUSHALL"};
+    freeReplyObject(cmd(priv, 1, flush, NULL));
+    static const gov_state_key_t kinds[] = {GOV_STATE_CONSTITUTION, GOV_STATE_CONSTITUTION_DOC,
+                                            GOV_STATE_RULEPACK, GOV_STATE_RULEPACK_META};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char k[GOV_STATE_KEY_MAX];
+        assert_int_equal(gov_state_key(kinds[i], "demo", k), GOV_OK);
+        copy_key(k);
+    }
+    const char *sadd1[] = {"SADD", gov_state_constitution_index_key(), "demo"};
+    const char *sadd2[] = {"SADD", gov_state_rulepack_index_key(), "demo"};
+    freeReplyObject(cmd(priv, 3, sadd1, NULL));
+    freeReplyObject(cmd(priv, 3, sadd2, NULL));
+    snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
+    snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
+    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
+             itest_path("var/demo/rulepack-trust.json"));
+    const char *env[] = {env_redis, env_trust, env_pack_trust, "GOV_EDGE_ID=" EDGE_ID,
+                         "GOV_RECONCILE=60s", NULL};
+    itest_proc_start(&edge, "gov-edge", NULL, env, "itest-edge-bounds-gov-edge.log");
+    if (evaluate_status() != 200)
+        fail_msg("the private edge does not serve the copied demo tenant");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    int rc = itest_proc_stop(&edge);
+    gov_redis_free(priv);
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 10000);
+    return rc;
+}
+
+typedef struct reload_wait {
+    const char *tenant, *outcome;
+    double at_least;
+} reload_wait_t;
+
+static int reloads_reached(void *opaque) {
+    const reload_wait_t *w = opaque;
+    return event_reloads(w->tenant, w->outcome) >= w->at_least;
+}
+
+/* Finding 5: a replayed flood of update events costs comparisons, not
+ * reloads; made-up tenants make no series; a real change still loads. */
+static void test_update_flood_costs_no_reloads(void **state) {
+    (void)state;
+    double loaded0 = event_reloads("demo", "loaded");
+    int32_t demo_partition = -1, p;
+    for (int i = 0; i < FLOOD; i++)
+        produce_updated("demo", &demo_partition);
+    char prefix[64], names[MADE_UP][96];
+    int same_partition[MADE_UP], nsame = 0;
+    itest_unique("zz-nobody", prefix, sizeof prefix);
+    for (int i = 0; i < MADE_UP; i++) {
+        snprintf(names[i], sizeof names[i], "%s-%d", prefix, i);
+        produce_updated(names[i], &p);
+        same_partition[i] = p == demo_partition;
+        nsame += same_partition[i];
+    }
+    assert_true(nsame > 0);
+    reload_wait_t unchanged = {"demo", "unchanged", 1};
+    assert_true(itest_wait_for(reloads_reached, &unchanged, 30000, 20) >= 0);
+
+    /* A real change (the same signed pack, re-serialized: other bytes, the
+     * same verified content), announced after the flood in its partition:
+     * once it is loaded, every earlier event of the partition was handled. */
+    char k[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(GOV_STATE_RULEPACK, "demo", k), GOV_OK);
+    const char *get[] = {"GET", k};
+    redisReply *pack = cmd(priv, 2, get, NULL);
+    assert_int_equal(pack->type, REDIS_REPLY_STRING);
+    const char *append[] = {"APPEND", k, "\n"};
+    freeReplyObject(cmd(priv, 3, append, NULL));
+    freeReplyObject(pack);
+    produce_updated("demo", &p);
+    assert_int_equal(p, demo_partition);
+    reload_wait_t loaded = {"demo", "loaded", loaded0 + 1};
+    assert_true(itest_wait_for(reloads_reached, &loaded, 30000, 20) >= 0);
+    /* One reload for 301 events (main: 301 full reloads). */
+    assert_true(event_reloads("demo", "loaded") == loaded0 + 1);
+    assert_int_equal(evaluate_status(), 200);
+
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&edge, "/metrics", &body), 200);
+    for (int i = 0; i < MADE_UP; i++)
+        if (same_partition[i])
+            assert_null(strstr(body, names[i]));
+    assert_int_equal(itest_promtool_check(body), 0);
+    free(body);
+}
+
+/* Peak resident set of a process, in KiB (VmHWM); -1 when unreadable. */
+static long peak_rss_kib(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+static int refused_too_large(void *opaque) {
+    (void)opaque;
+    return itest_edge_refused(&edge, "demo", "state", "too_large") >= 1;
+}
+
+/* Finding 6: a 256 MiB pack in Redis is refused before it is read. */
+static void test_oversized_value_is_never_read(void **state) {
+    (void)state;
+    long before = peak_rss_kib(edge.pid);
+    assert_true(before > 0);
+    char k[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(GOV_STATE_RULEPACK, "demo", k), GOV_OK);
+    const char *grow[] = {"SETRANGE", k, "268435455", "x"};
+    freeReplyObject(cmd(priv, 4, grow, NULL));
+    int32_t p;
+    produce_updated("demo", &p);
+    assert_true(itest_wait_for(refused_too_large, NULL, 30000, 20) >= 0);
+    assert_true(itest_edge_degraded(&edge, "demo"));
+    /* The last verified state stays served. */
+    assert_int_equal(evaluate_status(), 200);
+    long after = peak_rss_kib(edge.pid);
+    /* Reading the value would have taken at least its 256 MiB. */
+    assert_true(after - before < 64 * 1024);
+    const char *del[] = {"DEL", k};
+    freeReplyObject(cmd(priv, 2, del, NULL));
+}
+
+int main(void) {
+    gov_alloc_install_jansson();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_update_flood_costs_no_reloads),
+        cmocka_unit_test(test_oversized_value_is_never_read),
+    };
+    return cmocka_run_group_tests_name("edge-bounds", tests, setup, teardown);
+}
