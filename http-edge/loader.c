@@ -8,10 +8,14 @@
  *   2. loads every tenant listed in constitution:tenants or
  *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
- *   3. on each ConstitutionUpdated or RulePackUpdated reloads that tenant
- *      from Redis: both are produced by their processor AFTER the state is
- *      materialized, so the reload finds it, whenever the processor got to
- *      it (restarted, busy) - no edge lags Redis beyond the propagation time;
+ *   3. on ConstitutionUpdated or RulePackUpdated compares that tenant in
+ *      Redis with what it serves and reloads it when it differs: both are
+ *      produced by their processor AFTER the state is materialized, so the
+ *      reload finds it, whenever the processor got to it (restarted, busy) -
+ *      no edge lags Redis beyond the propagation time.  Events are drained
+ *      in bursts and each tenant is compared once per burst, so a replayed
+ *      flood costs comparisons, not reloads (outcome "unchanged"), and a
+ *      made-up tenant with nothing in Redis costs one and leaves no series;
  *   4. every reconcile_ms compares each tenant's checksum in Redis with the
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
@@ -25,6 +29,14 @@
  * verify against the edge's own rule-pack trust (rulepack_trust_file).
  * Without a current state: the history rules (rollback, equivocation) are
  * gov-constitution's business; the edge checks what it can check alone.
+ * What is served comes from what verified: the version and signers of the
+ * verdict, never the hash fields beside the document.  Constitution and
+ * pack are judged each on its own merit, so one refused never freezes the
+ * other.  Values are size-checked inside Redis before they are sent
+ * (gov_state_served_read): an oversized one is refused (kind "state",
+ * too_large) with nothing allocated.  A verified state older than the one
+ * served (or none where one is served) is "state_behind": the served one
+ * stays and the tenant is degraded.
  * What does not verify is never served: the last verified state of that
  * tenant stays (or the tenant stays unknown: evaluate answers 503
  * constitution_missing), the tenant's status component "tenant:<T>" turns

@@ -46,25 +46,6 @@ static const char *const eval_body =
     "{\"tenant\":\"demo\",\"session_id\":\"s-itest-bounds\",\"user\":\"u\",\"role\":\"analyst\","
     "\"prompt\":\"hello\"}";
 
-static redisReply *cmd(gov_redis_t *r, int argc, const char **argv, const size_t *lens) {
-    char eb[256];
-    redisReply *rep = NULL;
-    if (gov_redis_command(r, &rep, argc, argv, lens, eb, sizeof eb) != GOV_OK)
-        fail_msg("redis %s: %s", argv[0], eb);
-    return rep;
-}
-
-static void copy_key(const char *key) {
-    const char *dump[] = {"DUMP", key};
-    redisReply *d = cmd(itest_redis(), 2, dump, NULL);
-    if (d->type != REDIS_REPLY_STRING)
-        fail_msg("the stack's Redis has no %s: is the demo tenant loaded (deploy/stack.sh)?", key);
-    const char *restore[] = {"RESTORE", key, "0", d->str, "REPLACE"};
-    size_t lens[] = {strlen("RESTORE"), strlen(key), 1, d->len, strlen("REPLACE")};
-    freeReplyObject(cmd(priv, 5, restore, lens));
-    freeReplyObject(d);
-}
-
 static int evaluate_status(void) {
     char url[96], *body = NULL;
     snprintf(url, sizeof url, "%s/v1/evaluate", edge.url);
@@ -106,18 +87,8 @@ static int setup(void **state) {
     if (gov_redis_new("127.0.0.1", redis_port, 20000, &priv, eb, sizeof eb) != GOV_OK)
         fail_msg("private redis: %s", eb);
     const char *flush[] = {"FLUSHALL"};
-    freeReplyObject(cmd(priv, 1, flush, NULL));
-    static const gov_state_key_t kinds[] = {GOV_STATE_CONSTITUTION, GOV_STATE_CONSTITUTION_DOC,
-                                            GOV_STATE_RULEPACK, GOV_STATE_RULEPACK_META};
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        char k[GOV_STATE_KEY_MAX];
-        assert_int_equal(gov_state_key(kinds[i], "demo", k), GOV_OK);
-        copy_key(k);
-    }
-    const char *sadd1[] = {"SADD", gov_state_constitution_index_key(), "demo"};
-    const char *sadd2[] = {"SADD", gov_state_rulepack_index_key(), "demo"};
-    freeReplyObject(cmd(priv, 3, sadd1, NULL));
-    freeReplyObject(cmd(priv, 3, sadd2, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 1, flush, NULL));
+    itest_copy_tenant(priv, "demo");
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
     snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
@@ -176,10 +147,10 @@ static void test_update_flood_costs_no_reloads(void **state) {
     char k[GOV_STATE_KEY_MAX];
     assert_int_equal(gov_state_key(GOV_STATE_RULEPACK, "demo", k), GOV_OK);
     const char *get[] = {"GET", k};
-    redisReply *pack = cmd(priv, 2, get, NULL);
+    redisReply *pack = itest_redis_cmd(priv, 2, get, NULL);
     assert_int_equal(pack->type, REDIS_REPLY_STRING);
     const char *append[] = {"APPEND", k, "\n"};
-    freeReplyObject(cmd(priv, 3, append, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 3, append, NULL));
     freeReplyObject(pack);
     produce_updated("demo", &p);
     assert_int_equal(p, demo_partition);
@@ -226,7 +197,7 @@ static void test_oversized_value_is_never_read(void **state) {
     char k[GOV_STATE_KEY_MAX];
     assert_int_equal(gov_state_key(GOV_STATE_RULEPACK, "demo", k), GOV_OK);
     const char *grow[] = {"SETRANGE", k, "268435455", "x"};
-    freeReplyObject(cmd(priv, 4, grow, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 4, grow, NULL));
     int32_t p;
     produce_updated("demo", &p);
     assert_true(itest_wait_for(refused_too_large, NULL, 30000, 20) >= 0);
@@ -237,7 +208,7 @@ static void test_oversized_value_is_never_read(void **state) {
     /* Reading the value would have taken at least its 256 MiB. */
     assert_true(after - before < 64 * 1024);
     const char *del[] = {"DEL", k};
-    freeReplyObject(cmd(priv, 2, del, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 2, del, NULL));
 }
 
 int main(void) {
