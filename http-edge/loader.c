@@ -101,8 +101,8 @@ static void status_name(const char *tenant, char *buf, size_t size) {
 static void refuse(edge_t *e, const char *tenant, const char *kind, gov_reason_t reason,
                    const char *detail) {
     char name[GOV_TENANT_MAX + 16], text[400];
-    gov_log(GOV_LOG_ERROR, "refusing state from Redis: it does not verify here", "tenant", tenant,
-            "kind", kind, "reason", gov_reason_code(reason), "detail", detail,
+    gov_log(GOV_LOG_ERROR, "refusing state from Redis: the last verified state stays", "tenant",
+            tenant, "kind", kind, "reason", gov_reason_code(reason), "detail", detail,
             (const char *)NULL);
     gov_metric_inc(e->m_rejected, (const char *[]){tenant, kind, gov_reason_code(reason)}, 1);
     status_name(tenant, name, sizeof name);
@@ -342,7 +342,8 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
         if (err != GOV_OK && err != GOV_ERR_VERIFY)
             goto out;
         pc = err == GOV_OK ? PART_NEW : PART_KEPT_REFUSED;
-        if (pc == PART_NEW && served_c && constitution_older(&t->constitution, &cur->constitution)) {
+        if (pc == PART_NEW && served_c &&
+            constitution_older(&t->constitution, &cur->constitution)) {
             behind(l->edge, tenant, "constitution", t->constitution.version,
                    cur->constitution.version);
             edge_constitution_clear(&t->constitution);

@@ -74,8 +74,9 @@ gov_err_t edge_constitution_copy(edge_constitution_t *dst, const edge_constituti
     dst->source = gov_strdup(src->source ? src->source : "");
     dst->doc = gov_strndup(src->doc, src->doc_len);
     dst->doc_len = src->doc_len;
-    gov_err_t err = dst->signers && dst->source && dst->doc ? edge_constitution_compile(dst, eb, sizeof eb)
-                                                            : GOV_ERR_NOMEM;
+    gov_err_t err = GOV_ERR_NOMEM;
+    if (dst->signers && dst->source && dst->doc)
+        err = edge_constitution_compile(dst, eb, sizeof eb);
     if (err != GOV_OK)
         edge_constitution_clear(dst);
     return err;

@@ -148,7 +148,7 @@
     X(VERSION_TOO_LONG, "version_too_long", "the version text is longer than its field") \
     X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head") \
     /* the edge's reload (loader.c) */ \
-    X(STATE_BEHIND, "state_behind", "Redis holds an older (or no) verified version than the one served: the served one stays")
+    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -373,8 +373,8 @@ void gov_state_served_clear(gov_state_served_t *s);
  * and a pack whose SHA-256 hex is `pack_sha256` ("" for none, either).
  * One script that sends the pack only within its bound (a key of another
  * type or a value too large: *same = 0, so the loader reads and refuses
- * it).  Cost: one round trip and one SHA-256 of at most the pack bound.  On error *same is 1: nothing should be reloaded on
- * a guess. */
+ * it).  Cost: one round trip and one SHA-256 of at most the pack bound.
+ * On error *same is 1: nothing should be reloaded on a guess. */
 gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *checksum,
                                 const char *pack_sha256, int *same, char *errbuf,
                                 size_t errbuf_size);
