@@ -9,6 +9,8 @@
  *     tenants cost one comparison per burst and tenant: no full reload, no
  *     metric series for a tenant the edge does not serve; a real change
  *     announced after them is loaded once;
+ *   - a pack refused keeps the last verified pack while the constitution
+ *     reloads, and the reverse (finding 11);
  *   - the pack in Redis grows to 256 MiB: the edge refuses it before reading
  *     it (kind "state", reason too_large, tenant degraded), keeps serving the
  *     last verified state, and its peak RSS stays far below the value.
@@ -169,6 +171,82 @@ static void test_update_flood_costs_no_reloads(void **state) {
     free(body);
 }
 
+typedef struct refused_wait {
+    const char *kind;
+    double at_least;
+} refused_wait_t;
+
+static int refused_no_signatures(void *opaque) {
+    const refused_wait_t *w = opaque;
+    return itest_edge_refused(&edge, "demo", w->kind, "no_signatures") >= w->at_least;
+}
+
+/* HGET/HSET of one field of one of demo's hashes in the private Redis. */
+static char *hget(gov_state_key_t kind, const char *field) {
+    char k[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(kind, "demo", k), GOV_OK);
+    const char *argv[] = {"HGET", k, field};
+    redisReply *r = itest_redis_cmd(priv, 3, argv, NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    char *v = strdup(r->str);
+    freeReplyObject(r);
+    return v;
+}
+
+static void hset(gov_state_key_t kind, const char *field, const char *value) {
+    char k[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(kind, "demo", k), GOV_OK);
+    const char *argv[] = {"HSET", k, field, value};
+    freeReplyObject(itest_redis_cmd(priv, 4, argv, NULL));
+}
+
+/* Other pack bytes with the same signed content (so the edge reloads), then
+ * an update event. */
+static void touch_pack(void) {
+    char k[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(GOV_STATE_RULEPACK, "demo", k), GOV_OK);
+    const char *append[] = {"APPEND", k, " "};
+    freeReplyObject(itest_redis_cmd(priv, 3, append, NULL));
+    int32_t p;
+    produce_updated("demo", &p);
+}
+
+/* Finding 11: a refused pack keeps the last verified pack while the
+ * constitution is loaded, and a refused constitution keeps the last verified
+ * constitution while the pack is loaded; evaluation goes on with both. */
+static void test_one_part_refused_keeps_the_other(void **state) {
+    (void)state;
+    char *pack_sigs = hget(GOV_STATE_RULEPACK_META, "signatures");
+    char *doc_sigs = hget(GOV_STATE_CONSTITUTION, "signatures");
+    double pack0 = itest_edge_refused(&edge, "demo", "rulepack", "no_signatures");
+    double doc0 = itest_edge_refused(&edge, "demo", "constitution", "no_signatures");
+
+    hset(GOV_STATE_RULEPACK_META, "signatures", "[]");
+    touch_pack();
+    refused_wait_t wp = {"rulepack", (pack0 < 0 ? 0 : pack0) + 1};
+    assert_true(itest_wait_for(refused_no_signatures, &wp, 30000, 20) >= 0);
+    assert_int_equal(evaluate_status(), 200);
+    assert_true(itest_edge_degraded(&edge, "demo"));
+
+    hset(GOV_STATE_RULEPACK_META, "signatures", pack_sigs);
+    hset(GOV_STATE_CONSTITUTION, "signatures", "[]");
+    touch_pack();
+    refused_wait_t wc = {"constitution", (doc0 < 0 ? 0 : doc0) + 1};
+    assert_true(itest_wait_for(refused_no_signatures, &wc, 30000, 20) >= 0);
+    assert_int_equal(evaluate_status(), 200);
+    assert_true(itest_edge_degraded(&edge, "demo"));
+
+    hset(GOV_STATE_CONSTITUTION, "signatures", doc_sigs);
+    double loaded = event_reloads("demo", "loaded");
+    touch_pack();
+    reload_wait_t wl = {"demo", "loaded", loaded + 1};
+    assert_true(itest_wait_for(reloads_reached, &wl, 30000, 20) >= 0);
+    assert_false(itest_edge_degraded(&edge, "demo"));
+    assert_int_equal(evaluate_status(), 200);
+    free(pack_sigs);
+    free(doc_sigs);
+}
+
 /* Peak resident set of a process, in KiB (VmHWM); -1 when unreadable. */
 static long peak_rss_kib(pid_t pid) {
     char path[64], line[256];
@@ -215,6 +293,7 @@ int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_update_flood_costs_no_reloads),
+        cmocka_unit_test(test_one_part_refused_keeps_the_other),
         cmocka_unit_test(test_oversized_value_is_never_read),
     };
     return cmocka_run_group_tests_name("edge-bounds", tests, setup, teardown);
