@@ -408,14 +408,35 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
 
 /* --- decisions ------------------------------------------------------------- */
 
+/* A decision record is read only when it is the size gov-audit writes: a
+ * record grown by a Redis writer (many fields, a huge value) is an error
+ * reply, never sent (finding 6). */
+static gov_redis_script_t decision_read_script = {
+    /* KEYS: 1 record   ARGV: 1 max fields, 2 max bytes (names and values) */
+    "if redis.call('TYPE', KEYS[1]).ok == 'hash' then\n"
+    "  if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then\n"
+    "    return redis.error_reply('TOOLARGE decision record has too many fields') end\n"
+    "  local total = 0\n"
+    "  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+    "    total = total + string.len(f) + redis.call('HSTRLEN', KEYS[1], f)\n"
+    "  end\n"
+    "  if total > tonumber(ARGV[2]) then\n"
+    "    return redis.error_reply('TOOLARGE decision record beyond its bound') end\n"
+    "end\n"
+    "return redis.call('HGETALL', KEYS[1])\n",
+    {0}};
+
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size) {
-    char key[GOV_STATE_KEY_MAX];
+    char key[GOV_STATE_KEY_MAX], nmax[16], fmax[24];
     gov_err_t err = gov_state_decision_key(tenant, decision_id, key);
     if (err != GOV_OK) {
         snprintf(errbuf, errbuf_size, "no decision key for tenant %s", tenant);
         return err;
     }
-    const char *argv[] = {"HGETALL", key};
-    return gov_redis_command(r, fields, 2, argv, NULL, errbuf, errbuf_size);
+    snprintf(nmax, sizeof nmax, "%d", GOV_STATE_DECISION_FIELDS_MAX);
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_DECISION_BYTES_MAX);
+    const char *argv[] = {key, nmax, fmax};
+    return gov_redis_eval(r, &decision_read_script, 1, 3, argv, NULL, fields, errbuf,
+                          errbuf_size);
 }

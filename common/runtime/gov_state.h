@@ -382,7 +382,13 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
 /* --- decisions ------------------------------------------------------------- */
 
 /* HGETALL policy:decision:{T}:<id>: *fields is a new reply (an array of
- * field/value pairs; empty when there is no such decision). */
+ * field/value pairs; empty when there is no such decision).  In one script
+ * that first checks the record's size: more than GOV_STATE_DECISION_FIELDS_MAX
+ * fields or more than GOV_STATE_DECISION_BYTES_MAX bytes of names and values
+ * (the Kafka message bound the record came from) is GOV_ERR_REDIS (nothing
+ * of it sent). */
+#define GOV_STATE_DECISION_FIELDS_MAX 64
+#define GOV_STATE_DECISION_BYTES_MAX (1024u * 1024)
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size);
 

@@ -289,12 +289,39 @@ static void test_oversized_value_is_never_read(void **state) {
     freeReplyObject(itest_redis_cmd(priv, 2, del, NULL));
 }
 
+/* Finding 6, decisions: a decision record grown in Redis past the size of
+ * the Kafka message it came from is not sent to the edge (503), while a
+ * record of normal size is answered. */
+static void test_oversized_decision_is_never_read(void **state) {
+    (void)state;
+    char id[GOV_UUID_STRLEN + 1], key[GOV_STATE_KEY_MAX], url[256], *body = NULL;
+    assert_int_equal(gov_uuid_v7(id), GOV_OK);
+    assert_int_equal(gov_state_decision_key("demo", id, key), GOV_OK);
+    const char *small[] = {"HSET", key, "decision_id", id, "tenant", "demo", "decision", "allow"};
+    freeReplyObject(itest_redis_cmd(priv, 8, small, NULL));
+    snprintf(url, sizeof url, "%s/v1/decisions/demo/%s", edge.url, id);
+    assert_int_equal(itest_http_get(url, &body), 200);
+    free(body);
+    /* 2 MiB in one field (HSET of a large value built here). */
+    size_t big = 2u * 1024 * 1024;
+    char *value = malloc(big);
+    memset(value, 'x', big);
+    const char *hset[] = {"HSET", key, "reasons", value};
+    size_t lens[] = {4, strlen(key), 7, big};
+    freeReplyObject(itest_redis_cmd(priv, 4, hset, lens));
+    free(value);
+    assert_int_equal(itest_http_get(url, &body), 503);
+    assert_non_null(strstr(body, "decision_store_unavailable"));
+    free(body);
+}
+
 int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_update_flood_costs_no_reloads),
         cmocka_unit_test(test_one_part_refused_keeps_the_other),
         cmocka_unit_test(test_oversized_value_is_never_read),
+        cmocka_unit_test(test_oversized_decision_is_never_read),
     };
     return cmocka_run_group_tests_name("edge-bounds", tests, setup, teardown);
 }
