@@ -721,6 +721,24 @@ static void test_damaged_current_pack_decides_nothing(void **state) {
     assert_true(metric("rulepack_state_unverified_total", NULL, "reason=") >=
                 unverified + 1);
     assert_current_is(tenant2, canonical);
+    json_decref(ev);
+
+    /* The reviewer's repro: the stored pack's version edited to 9999.0.0
+     * (its signatures no longer verify); a signed 5.0.1 is not a rollback. */
+    char *forged = itest_replace_once(canonical, "\"version\":\"5.0.0\"",
+                                      "\"version\":\"9999.0.0\"");
+    free(canonical);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "SET policy:rulepack:{%s} %s", tenant2, forged), GOV_OK);
+    free(forged);
+    double rollbacks = rejected(tenant2, "version_rollback");
+    text = demo_pack(tenant2, "5.0.1", NULL, NULL);
+    ev = event_for(tenant2, "demo-baseline", "5.0.1", text);
+    canonical = canonical_of(text, sha);
+    free(text);
+    wait_processed(publish(ev));
+    assert_true(rejected(tenant2, "version_rollback") == rollbacks);
+    assert_current_is(tenant2, canonical);
     free(canonical);
     json_decref(ev);
 
