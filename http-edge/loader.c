@@ -8,10 +8,14 @@
  *   2. loads every tenant listed in constitution:tenants or
  *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
- *   3. on each ConstitutionUpdated or RulePackUpdated reloads that tenant
- *      from Redis: both are produced by their processor AFTER the state is
- *      materialized, so the reload finds it, whenever the processor got to
- *      it (restarted, busy) - no edge lags Redis beyond the propagation time;
+ *   3. on ConstitutionUpdated or RulePackUpdated compares that tenant in
+ *      Redis with what it serves and reloads it when it differs: both are
+ *      produced by their processor AFTER the state is materialized, so the
+ *      reload finds it, whenever the processor got to it (restarted, busy) -
+ *      no edge lags Redis beyond the propagation time.  Events are drained
+ *      in bursts and each tenant is compared once per burst, so a replayed
+ *      flood costs comparisons, not reloads (outcome "unchanged"), and a
+ *      made-up tenant with nothing in Redis costs one and leaves no series;
  *   4. every reconcile_ms compares each tenant's checksum in Redis with the
  *      snapshot and reloads what differs, so a missed event (the edge was
  *      down, the consumer was rebalancing) heals within one period.
@@ -25,6 +29,14 @@
  * verify against the edge's own rule-pack trust (rulepack_trust_file).
  * Without a current state: the history rules (rollback, equivocation) are
  * gov-constitution's business; the edge checks what it can check alone.
+ * What is served comes from what verified: the version and signers of the
+ * verdict, never the hash fields beside the document.  Constitution and
+ * pack are judged each on its own merit, so one refused never freezes the
+ * other.  Values are size-checked inside Redis before they are sent
+ * (gov_state_served_read): an oversized one is refused (kind "state",
+ * too_large) with nothing allocated.  A verified state older than the one
+ * served (or none where one is served) is "state_behind": the served one
+ * stays and the tenant is degraded.
  * What does not verify is never served: the last verified state of that
  * tenant stays (or the tenant stays unknown: evaluate answers 503
  * constitution_missing), the tenant's status component "tenant:<T>" turns
@@ -89,8 +101,8 @@ static void status_name(const char *tenant, char *buf, size_t size) {
 static void refuse(edge_t *e, const char *tenant, const char *kind, gov_reason_t reason,
                    const char *detail) {
     char name[GOV_TENANT_MAX + 16], text[400];
-    gov_log(GOV_LOG_ERROR, "refusing state from Redis: it does not verify here", "tenant", tenant,
-            "kind", kind, "reason", gov_reason_code(reason), "detail", detail,
+    gov_log(GOV_LOG_ERROR, "refusing state from Redis: the last verified state stays", "tenant",
+            tenant, "kind", kind, "reason", gov_reason_code(reason), "detail", detail,
             (const char *)NULL);
     gov_metric_inc(e->m_rejected, (const char *[]){tenant, kind, gov_reason_code(reason)}, 1);
     status_name(tenant, name, sizeof name);
@@ -119,99 +131,100 @@ static void recovered(edge_t *e, const char *tenant) {
 
 /* Runs gov_constitution_verify over the stored bundle against the edge's own
  * trust, with no current state (the history is gov-constitution's).  GOV_OK
- * when it verifies; GOV_ERR_VERIFY with *reason and detail otherwise. */
+ * when it verifies, with c->version and c->signers taken from the verdict -
+ * the document's own version and the trusted signers whose signatures
+ * counted, never the hash fields beside it; GOV_ERR_VERIFY with *reason and
+ * detail otherwise. */
 static gov_err_t verify_stored(const edge_t *e, const char *tenant, const gov_state_served_t *h,
-                               gov_reason_t *reason, char *detail, size_t detail_size) {
-    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
-    size_t nsigs = 0;
-    json_t *arr = NULL;
-    if (h->signatures != NULL)
-        arr = json_loads(h->signatures, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_array(arr)) {
-        json_decref(arr);
-        *reason = GOV_REASON_NO_SIGNATURES;
-        snprintf(detail, detail_size, "no readable signatures stored with the document");
-        return GOV_ERR_VERIFY;
-    }
-    /* One past the limit is enough for too_many_signatures. */
-    for (size_t i = 0; i < json_array_size(arr) && nsigs <= GOV_MAX_SIGNATURES; i++) {
-        json_t *sg = json_array_get(arr, i);
-        sigs[nsigs++] = (gov_bundle_sig_t){json_string_value(json_object_get(sg, "signer_id")),
-                                           json_string_value(json_object_get(sg, "algorithm")),
-                                           json_string_value(json_object_get(sg, "signature"))};
-    }
-    gov_bundle_in_t in = {tenant, h->doc, h->doc_len, h->canonicalization, h->hash_alg,
-                          h->checksum, sigs, nsigs};
+                               edge_constitution_t *c, gov_reason_t *reason, char *detail,
+                               size_t detail_size) {
     gov_verdict_t v;
-    memset(&v, 0, sizeof v);
-    gov_err_t err = gov_constitution_verify(&in, e->trust, NULL, &v);
+    gov_err_t err = gov_state_constitution_reverify(e->trust, tenant, h->doc, h->doc_len,
+                                                    h->canonicalization, h->hash_alg,
+                                                    h->checksum, h->signatures, &v);
     if (err == GOV_OK && v.outcome != GOV_VERIFY_ACCEPT) {
         *reason = v.reason;
         snprintf(detail, detail_size, "%s", v.detail);
         err = GOV_ERR_VERIFY;
     }
+    if (err == GOV_OK) {
+        char list[GOV_MAX_SIGNATURES * (GOV_SIGNER_ID_MAX + 1) + 1];
+        size_t used = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < v.nsigners; i++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? "," : "",
+                                     v.signers[i]);
+        snprintf(c->version, sizeof c->version, "%s", v.version);
+        if ((c->signers = gov_strdup(list)) == NULL)
+            err = GOV_ERR_NOMEM;
+    }
     gov_verdict_clear(&v);
-    json_decref(arr);
     return err;
 }
 
 /* Builds the constitution part of t from what Redis holds; GOV_ERR_VERIFY
- * (counted, tenant degraded) when the stored document does not hash to its
- * checksum or the stored bundle does not verify against the edge's trust. */
+ * (counted, tenant degraded, t->constitution left empty) when the stored
+ * document does not hash to its checksum or the stored bundle does not
+ * verify against the edge's trust.  What is served comes from what verified:
+ * version and signers from the verdict, source from the document's own
+ * top-level "source" (the bundle's envelope source is not signed, so the
+ * edge does not repeat it).  verified_at stays gov-constitution's record. */
 static gov_err_t build_constitution(edge_t *e, edge_tenant_t *t, const gov_state_served_t *h) {
     char eb[256];
     const char *checksum = h->checksum;
     const char *alg = h->hash_alg;
     char hex[GOV_HASH_HEX_MAX];
+    edge_constitution_t *c = &t->constitution;
     /* The exact bytes stored must be the ones hashed: canonicalizing first
      * would forgive edits that canonicalization erases (whitespace). */
     if (gov_hash_hex(gov_hash_by_name(alg), h->doc, h->doc_len, hex) != GOV_OK ||
         strcmp(hex, checksum) != 0) {
-        gov_log(GOV_LOG_ERROR, "refusing state: the document in Redis does not match its checksum",
-                "tenant", t->name, "checksum", checksum, (const char *)NULL);
         refuse(e, t->name, "constitution", GOV_REASON_CHECKSUM_MISMATCH,
                "the stored document does not hash to the stored checksum");
         return GOV_ERR_VERIFY;
     }
     gov_reason_t reason = GOV_REASON_NONE;
-    gov_err_t verr = verify_stored(e, t->name, h, &reason, eb, sizeof eb);
-    if (verr == GOV_ERR_VERIFY)
+    gov_err_t err = verify_stored(e, t->name, h, c, &reason, eb, sizeof eb);
+    if (err == GOV_ERR_VERIFY)
         refuse(e, t->name, "constitution", reason, eb);
-    if (verr != GOV_OK)
-        return verr;
-    edge_constitution_t *c = &t->constitution;
+    if (err != GOV_OK)
+        goto out;
     snprintf(c->checksum, sizeof c->checksum, "%s", checksum);
     snprintf(c->hash_alg, sizeof c->hash_alg, "%s", alg);
     snprintf(c->canonicalization, sizeof c->canonicalization, "%s",
              h->canonicalization ? h->canonicalization : "");
-    snprintf(c->version, sizeof c->version, "%s", h->version ? h->version : "");
     c->verified_at_us = h->verified_at ? strtoll(h->verified_at, NULL, 10) : 0;
-    c->signers = gov_strdup(h->signers ? h->signers : "");
-    c->source = gov_strdup(h->source ? h->source : "");
     c->doc = gov_strndup(h->doc, h->doc_len);
     c->doc_len = h->doc_len;
-    if (!c->signers || !c->source || !c->doc)
-        return GOV_ERR_NOMEM;
-    gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, NULL, eb, sizeof eb);
-    if (err != GOV_OK)
-        return err;
+    if (c->doc == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    if ((err = edge_constitution_compile(c, eb, sizeof eb)) != GOV_OK)
+        goto out;
+    const char *src = json_string_value(json_object_get(c->doc_json, "source"));
+    if ((c->source = gov_strdup(src ? src : "")) == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
     /* A constitution whose rules this engine cannot read is still served by
      * the read APIs, but evaluation refuses the tenant (503), never guesses. */
-    if (gov_policy_constitution_from_json(c->doc_json, &c->rules, c->rules_error,
-                                          sizeof c->rules_error) != GOV_OK) {
-        c->rules = NULL;
+    if (c->rules == NULL)
         gov_log(GOV_LOG_ERROR, "constitution rules cannot be evaluated", "tenant", t->name,
                 "error", c->rules_error, (const char *)NULL);
-    }
-    return GOV_OK;
+out:
+    if (err != GOV_OK)
+        edge_constitution_clear(c);
+    return err;
 }
 
 /* Builds the rule pack part of t from what Redis holds: it must parse and
  * compile here, and its stored signatures must verify against the edge's
  * OWN rule-pack trust for this tenant (gov_rulepack_verify_signatures: the
  * trust covers the tenant, the pack names it, enough trusted signers signed
- * its canonical SHA-256 hex).  GOV_ERR_VERIFY (counted, tenant degraded)
- * otherwise; GOV_ERR_NOMEM / GOV_ERR_CRYPTO when it could not be decided. */
+ * its canonical SHA-256 hex).  GOV_ERR_VERIFY (counted, tenant degraded,
+ * t->rulepack left empty) otherwise; GOV_ERR_NOMEM / GOV_ERR_CRYPTO when it
+ * could not be decided.  Its version is the verified pack's own. */
 static gov_err_t build_rulepack(edge_t *e, edge_tenant_t *t, const gov_state_served_t *h) {
     edge_rulepack_t *rp = &t->rulepack;
     gov_reason_t reason;
@@ -224,7 +237,7 @@ static gov_err_t build_rulepack(edge_t *e, edge_tenant_t *t, const gov_state_ser
     gov_err_t err = gov_rulepack_parse(h->pack, h->pack_len, NULL, &rp->pack, &pe, rp->error,
                                        sizeof rp->error);
     if (err == GOV_ERR_NOMEM)
-        return err;
+        goto out;
     if (err != GOV_OK) {
         rp->pack = NULL;
         reason = pe.code != GOV_REASON_NONE ? pe.code : GOV_REASON_INTERNAL_ERROR;
@@ -245,57 +258,67 @@ static gov_err_t build_rulepack(edge_t *e, edge_tenant_t *t, const gov_state_ser
     gov_sig_count_t sc;
     err = gov_rulepack_verify_signatures(rp->pack, t->name, sigs, nsigs, e->rulepack_trust, &sc);
     json_decref(arr);
-    if (err != GOV_OK)
-        return err;
-    if (sc.reason == GOV_REASON_NONE)
-        return GOV_OK;
+    if (err != GOV_OK || sc.reason == GOV_REASON_NONE)
+        goto out;
     reason = sc.reason;
     snprintf(detail, sizeof detail, "%s", sc.detail);
 refused:
     refuse(e, t->name, "rulepack", reason, detail);
-    return GOV_ERR_VERIFY;
+    err = GOV_ERR_VERIFY;
+out:
+    if (err != GOV_OK)
+        edge_rulepack_clear(rp);
+    return err;
 }
 
-/* 1 when t would take the edge back: a constitution or pack older than the
- * one served, or none where one is served.  Redis behind the edge is Redis
- * that lost writes while the processors rebuild it from Kafka (anti-rollback
- * forbids older versions otherwise): the last verified state stays. */
-static int older_than_served(edge_loader_t *l, const edge_tenant_t *t) {
-    edge_snapshot_t *s = edge_state_acquire(l->edge->state);
-    const edge_tenant_t *cur = edge_snapshot_find(s, t->name);
-    int older = 0;
-    if (cur && cur->constitution.checksum[0]) {
-        gov_version_t a, b;
-        older = t->constitution.checksum[0] == 0 ||
-                (gov_version_parse(t->constitution.version, &a) == 0 &&
-                 gov_version_parse(cur->constitution.version, &b) == 0 &&
-                 gov_version_compare(&a, &b) < 0);
-    }
-    if (cur && cur->rulepack.pack)
-        older |= t->rulepack.pack == NULL ||
-                 gov_version_compare(gov_rulepack_version_parsed(t->rulepack.pack),
-                                     gov_rulepack_version_parsed(cur->rulepack.pack)) < 0;
-    edge_snapshot_release(s);
-    return older;
+/* Redis behind the edge: an older verified version than the one served, or
+ * none where one is served - Redis that lost writes while the processors
+ * rebuild it from Kafka (anti-rollback forbids older versions otherwise).
+ * The served one stays; the tenant is degraded until Redis catches up. */
+static void behind(edge_t *e, const char *tenant, const char *kind, const char *redis_version,
+                   const char *served_version) {
+    char detail[256];
+    snprintf(detail, sizeof detail, "Redis holds %s %s, older than the served %s", kind,
+             redis_version && redis_version[0] ? redis_version : "none", served_version);
+    refuse(e, tenant, kind, GOV_REASON_STATE_BEHIND, detail);
 }
 
-/* Reads one tenant (constitution and rule pack, in one MULTI/EXEC so they
- * belong together) and installs it.  GOV_ERR_NOT_FOUND when the tenant has
- * neither; GOV_ERR_VERIFY when Redis holds a constitution or a pack that
- * does not verify here (then nothing changes: the tenant's last verified
- * constitution and pack stay, together). */
+/* 1 when the verified constitution in t is older than the served one (both
+ * versions come from verified documents). */
+static int constitution_older(const edge_constitution_t *t, const edge_constitution_t *cur) {
+    gov_version_t a, b;
+    return gov_version_parse(t->version, &a) == 0 && gov_version_parse(cur->version, &b) == 0 &&
+           gov_version_compare(&a, &b) < 0;
+}
+
+/* Part outcomes of one load. */
+enum part { PART_NONE, PART_NEW, PART_KEPT_REFUSED, PART_KEPT_BEHIND };
+
+/* Reads one tenant (constitution and rule pack, in one script so they belong
+ * together) and installs what verified.  The two parts are judged on their
+ * own merit: a part that does not verify (or is behind the served one)
+ * keeps its last verified state - copied into the new tenant state - while
+ * the other part is replaced, so a pack refused by one edge never freezes
+ * the tenant's constitution there, and vice versa.  GOV_ERR_NOT_FOUND when
+ * the tenant has neither; GOV_ERR_VERIFY / GOV_ERR_STATE (outcome
+ * "state_behind") when no part was replaced. */
 static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *trigger) {
     char eb[256];
+    const char *outcome = NULL;
     gov_state_served_t st;
     edge_tenant_t *t = NULL;
+    edge_snapshot_t *s = NULL;
+    enum part pc = PART_NONE, pp = PART_NONE;
     gov_err_t err = gov_state_served_read(l->redis, tenant, &st, eb, sizeof eb);
     if (err != GOV_OK && !st.answered)
         return err;   /* connection trouble: not a reload outcome */
     if (err != GOV_OK) {
         /* Redis answered, but not with what a tenant's keys hold (a key of
-         * the wrong type): this tenant only is refused - its last verified
-         * state stays served, the other tenants load as usual. */
-        refuse(l->edge, tenant, "state", GOV_REASON_STATE_UNREADABLE, eb);
+         * the wrong type, a value beyond its bound): this tenant only is
+         * refused - its last verified state stays served, the other tenants
+         * load as usual. */
+        refuse(l->edge, tenant, "state",
+               err == GOV_ERR_TOO_LARGE ? GOV_REASON_TOO_LARGE : GOV_REASON_STATE_UNREADABLE, eb);
         err = GOV_ERR_VERIFY;
         goto out;
     }
@@ -309,27 +332,78 @@ static gov_err_t load_tenant(edge_loader_t *l, const char *tenant, const char *t
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    if (has_constitution && (err = build_constitution(l->edge, t, &st)) != GOV_OK)
-        goto out;
-    if (has_pack && (err = build_rulepack(l->edge, t, &st)) != GOV_OK)
-        goto out;
-    if (older_than_served(l, t)) {
-        err = GOV_ERR_STATE;
+    s = edge_state_acquire(l->edge->state);
+    const edge_tenant_t *cur = edge_snapshot_find(s, tenant);
+    int served_c = cur && cur->constitution.checksum[0];
+    int served_p = cur && cur->rulepack.pack;
+
+    if (has_constitution) {
+        err = build_constitution(l->edge, t, &st);
+        if (err != GOV_OK && err != GOV_ERR_VERIFY)
+            goto out;
+        pc = err == GOV_OK ? PART_NEW : PART_KEPT_REFUSED;
+        if (pc == PART_NEW && served_c &&
+            constitution_older(&t->constitution, &cur->constitution)) {
+            behind(l->edge, tenant, "constitution", t->constitution.version,
+                   cur->constitution.version);
+            edge_constitution_clear(&t->constitution);
+            pc = PART_KEPT_BEHIND;
+        }
+    } else if (served_c) {
+        behind(l->edge, tenant, "constitution", NULL, cur->constitution.version);
+        pc = PART_KEPT_BEHIND;
+    }
+    if (has_pack) {
+        err = build_rulepack(l->edge, t, &st);
+        if (err != GOV_OK && err != GOV_ERR_VERIFY)
+            goto out;
+        pp = err == GOV_OK ? PART_NEW : PART_KEPT_REFUSED;
+        if (pp == PART_NEW && served_p &&
+            gov_version_compare(gov_rulepack_version_parsed(t->rulepack.pack),
+                                gov_rulepack_version_parsed(cur->rulepack.pack)) < 0) {
+            behind(l->edge, tenant, "rulepack", gov_rulepack_version(t->rulepack.pack),
+                   gov_rulepack_version(cur->rulepack.pack));
+            edge_rulepack_clear(&t->rulepack);
+            pp = PART_KEPT_BEHIND;
+        }
+    } else if (served_p) {
+        behind(l->edge, tenant, "rulepack", NULL, gov_rulepack_version(cur->rulepack.pack));
+        pp = PART_KEPT_BEHIND;
+    }
+    outcome = pc == PART_KEPT_REFUSED || pp == PART_KEPT_REFUSED ? gov_err_code(GOV_ERR_VERIFY)
+              : pc == PART_KEPT_BEHIND || pp == PART_KEPT_BEHIND ? "state_behind"
+                                                                 : "loaded";
+    if (pc != PART_NEW && pp != PART_NEW) {
+        err = pc == PART_KEPT_REFUSED || pp == PART_KEPT_REFUSED ? GOV_ERR_VERIFY : GOV_ERR_STATE;
         goto out;
     }
+    /* Keep the last verified state of the part that was not replaced. */
+    if (pc != PART_NEW && served_c &&
+        (err = edge_constitution_copy(&t->constitution, &cur->constitution)) != GOV_OK)
+        goto out;
+    if (pp != PART_NEW && served_p &&
+        (err = edge_rulepack_copy(&t->rulepack, &cur->rulepack)) != GOV_OK)
+        goto out;
+    edge_snapshot_release(s);
+    s = NULL;
     err = edge_state_put_take(l->edge->state, t);
-    if (err == GOV_OK)
+    if (err == GOV_OK && pc != PART_KEPT_REFUSED && pc != PART_KEPT_BEHIND &&
+        pp != PART_KEPT_REFUSED && pp != PART_KEPT_BEHIND)
         recovered(l->edge, tenant);
     if (err == GOV_OK)
         gov_log(GOV_LOG_INFO, "tenant state loaded", "tenant", tenant, "constitution",
                 t->constitution.version[0] ? t->constitution.version : NULL, "rulepack",
                 t->rulepack.pack ? gov_rulepack_version(t->rulepack.pack) : NULL, "trigger",
-                trigger, (const char *)NULL);
+                trigger, "outcome", outcome, (const char *)NULL);
     t = NULL;
 out:
+    edge_snapshot_release(s);
     edge_tenant_unref(t);
     gov_state_served_clear(&st);
-    count_reload(l->edge, tenant, trigger, err == GOV_OK ? "loaded" : gov_err_code(err));
+    if (err != GOV_OK && err != GOV_ERR_VERIFY && err != GOV_ERR_STATE)
+        outcome = NULL;
+    count_reload(l->edge, tenant, trigger,
+                 outcome ? outcome : err == GOV_OK ? "loaded" : gov_err_code(err));
     return err;
 }
 
@@ -380,7 +454,31 @@ static gov_err_t sync_all(edge_loader_t *l, const char *trigger) {
     return err;
 }
 
-static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
+/* Tenants named by update events of one burst, each once: a burst of
+ * events (a replay, a flood of RulePackUpdated) costs one comparison per
+ * distinct tenant, and a reload only where Redis differs from what is
+ * served - never one full reload per event.  More distinct tenants than fit
+ * turn into one reconcile pass (every tenant compared once). */
+#define PENDING_MAX 256
+#define BURST_MAX 1000
+typedef struct pending {
+    size_t n;
+    int overflow;
+    char names[PENDING_MAX][GOV_TENANT_MAX + 1];
+} pending_t;
+
+static void pending_add(pending_t *p, const char *tenant) {
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->names[i], tenant) == 0)
+            return;
+    if (p->n == PENDING_MAX) {
+        p->overflow = 1;
+        return;
+    }
+    snprintf(p->names[p->n++], sizeof p->names[0], "%s", tenant);
+}
+
+static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m, pending_t *p) {
     json_t *ev = NULL;
     const char *type = NULL;
     char eb[256];
@@ -392,9 +490,34 @@ static void on_event(edge_loader_t *l, const gov_kafka_msg_t *m) {
     const char *tenant = json_string_value(json_object_get(ev, "tenant"));
     if (tenant && gov_tenant_valid(tenant, strlen(tenant))) {
         if (strcmp(type, "ConstitutionUpdated") == 0 || strcmp(type, "RulePackUpdated") == 0)
-            load_tenant(l, tenant, "event");
+            pending_add(p, tenant);
     }
     json_decref(ev);
+}
+
+/* Reloads each pending tenant whose state in Redis differs from the served
+ * one (one cheap comparison each); an overflowed burst reconciles all. */
+static gov_err_t apply_pending(edge_loader_t *l, pending_t *p) {
+    gov_err_t err = GOV_OK;
+    if (p->overflow) {
+        err = sync_all(l, "event");
+    } else {
+        edge_snapshot_t *s = edge_state_acquire(l->edge->state);
+        for (size_t i = 0; err == GOV_OK && i < p->n; i++) {
+            if (tenant_current(l, s, p->names[i], &err) || err != GOV_OK) {
+                /* Counted only for a tenant the edge serves: an event may
+                 * name anything, and a made-up name must not make a series. */
+                if (err == GOV_OK && edge_snapshot_find(s, p->names[i]) != NULL)
+                    count_reload(l->edge, p->names[i], "event", "unchanged");
+                continue;
+            }
+            load_tenant(l, p->names[i], "event");
+        }
+        edge_snapshot_release(s);
+    }
+    p->n = 0;
+    p->overflow = 0;
+    return err;
 }
 
 static void *loader_main(void *arg) {
@@ -417,12 +540,23 @@ static void *loader_main(void *arg) {
     int64_t next_health = 0;
     int was_assigned = 0;
     attempt = 0;
+    pending_t *pend = gov_calloc(1, sizeof *pend);
+    if (pend == NULL) {
+        gov_log(GOV_LOG_ERROR, "loader: out of memory", (const char *)NULL);
+        return NULL;
+    }
     while (l->running) {
         gov_kafka_msg_t *m = NULL;
-        if (gov_kafka_consumer_poll(l->consumer, 200, &m) == GOV_OK) {
-            on_event(l, m);
+        /* Drain what is already fetched (bounded), then act once per tenant. */
+        for (int n = 0; n < BURST_MAX &&
+                        gov_kafka_consumer_poll(l->consumer, n == 0 ? 200 : 0, &m) == GOV_OK;
+             n++) {
+            on_event(l, m, pend);
             gov_kafka_msg_free(m);
+            m = NULL;
         }
+        if (pend->n > 0 || pend->overflow)
+            apply_pending(l, pend);
         int64_t now = gov_mono_micros();
         if (now >= next_health) {
             next_health = now + 1000000;
@@ -461,6 +595,7 @@ static void *loader_main(void *arg) {
             next_reconcile = now + (int64_t)delay * 1000;
         }
     }
+    gov_free(pend);
     return NULL;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_canon.h"
 #include "gov_time.h"
 
 edge_tenant_t *edge_tenant_new(const char *name) {
@@ -30,16 +31,69 @@ edge_tenant_t *edge_tenant_ref(edge_tenant_t *t) {
     return t;
 }
 
+void edge_constitution_clear(edge_constitution_t *c) {
+    gov_free(c->signers);
+    gov_free(c->source);
+    gov_free(c->doc);
+    json_decref(c->doc_json);
+    gov_policy_constitution_free(c->rules);
+    memset(c, 0, sizeof *c);
+}
+
+void edge_rulepack_clear(edge_rulepack_t *p) {
+    gov_rulepack_free(p->pack);
+    memset(p, 0, sizeof *p);
+}
+
 void edge_tenant_unref(edge_tenant_t *t) {
     if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
-    gov_free(t->constitution.signers);
-    gov_free(t->constitution.source);
-    gov_free(t->constitution.doc);
-    json_decref(t->constitution.doc_json);
-    gov_policy_constitution_free(t->constitution.rules);
-    gov_rulepack_free(t->rulepack.pack);
+    edge_constitution_clear(&t->constitution);
+    edge_rulepack_clear(&t->rulepack);
     gov_free(t);
+}
+
+gov_err_t edge_constitution_compile(edge_constitution_t *c, char *errbuf, size_t errbuf_size) {
+    gov_err_t err = gov_canon_parse(c->doc, c->doc_len, &c->doc_json, NULL, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    if (gov_policy_constitution_from_json(c->doc_json, &c->rules, c->rules_error,
+                                          sizeof c->rules_error) != GOV_OK)
+        c->rules = NULL;
+    return GOV_OK;
+}
+
+gov_err_t edge_constitution_copy(edge_constitution_t *dst, const edge_constitution_t *src) {
+    char eb[256];
+    memcpy(dst->checksum, src->checksum, sizeof dst->checksum);
+    memcpy(dst->hash_alg, src->hash_alg, sizeof dst->hash_alg);
+    memcpy(dst->canonicalization, src->canonicalization, sizeof dst->canonicalization);
+    memcpy(dst->version, src->version, sizeof dst->version);
+    dst->verified_at_us = src->verified_at_us;
+    dst->signers = gov_strdup(src->signers ? src->signers : "");
+    dst->source = gov_strdup(src->source ? src->source : "");
+    dst->doc = gov_strndup(src->doc, src->doc_len);
+    dst->doc_len = src->doc_len;
+    gov_err_t err = GOV_ERR_NOMEM;
+    if (dst->signers && dst->source && dst->doc)
+        err = edge_constitution_compile(dst, eb, sizeof eb);
+    if (err != GOV_OK)
+        edge_constitution_clear(dst);
+    return err;
+}
+
+gov_err_t edge_rulepack_copy(edge_rulepack_t *dst, const edge_rulepack_t *src) {
+    size_t len = 0;
+    const char *text = gov_rulepack_canonical_json(src->pack, &len);
+    gov_rulepack_error_t pe;
+    gov_err_t err = gov_rulepack_parse(text, len, NULL, &dst->pack, &pe, dst->error,
+                                       sizeof dst->error);
+    if (err != GOV_OK) {
+        edge_rulepack_clear(dst);
+        return err;
+    }
+    memcpy(dst->sha256, src->sha256, sizeof dst->sha256);
+    return GOV_OK;
 }
 
 static int cmp_name(const void *key, const void *elem) {

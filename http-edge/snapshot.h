@@ -57,6 +57,26 @@ typedef struct edge_tenant {
     edge_rulepack_t rulepack;
 } edge_tenant_t;
 
+/* Parses c->doc (c->doc_len canonical bytes, already verified) into
+ * c->doc_json and compiles its "rules" into c->rules; rules that this engine
+ * cannot read leave c->rules NULL with the reason in c->rules_error (the
+ * read APIs still serve the document, evaluation refuses the tenant).
+ * GOV_ERR_NOMEM, or the parse error with errbuf.  O(doc_len). */
+gov_err_t edge_constitution_compile(edge_constitution_t *c, char *errbuf, size_t errbuf_size);
+
+/* Releases what c owns and zeroes it ("none"). */
+void edge_constitution_clear(edge_constitution_t *c);
+void edge_rulepack_clear(edge_rulepack_t *p);
+
+/* Copies a served part into an empty one of a new tenant state, so the last
+ * verified constitution (or pack) stays served while the other part is
+ * replaced: rebuilt from the verified canonical bytes src holds (nothing is
+ * shared, so the two tenant states stay independent).  GOV_ERR_NOMEM or the
+ * rebuild's error (dst left empty).  Cost: a parse (and for a pack the
+ * matcher compile) of bytes that verified before. */
+gov_err_t edge_constitution_copy(edge_constitution_t *dst, const edge_constitution_t *src);
+gov_err_t edge_rulepack_copy(edge_rulepack_t *dst, const edge_rulepack_t *src);
+
 /* A new tenant state with one reference, or NULL. */
 edge_tenant_t *edge_tenant_new(const char *name);
 edge_tenant_t *edge_tenant_ref(edge_tenant_t *t);

@@ -146,7 +146,9 @@
     /* version limits (gov_version) and the audit chain's presence (govctl) */ \
     X(VERSION_TOO_LARGE, "version_too_large", "a number in the version is beyond 2^53-1") \
     X(VERSION_TOO_LONG, "version_too_long", "the version text is longer than its field") \
-    X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head")
+    X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head") \
+    /* the edge's reload (loader.c) */ \
+    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

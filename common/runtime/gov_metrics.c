@@ -25,7 +25,9 @@
  *
  * What it does not do: summaries, timestamps, exemplars, OpenMetrics, series
  * removal.  A family holds at most MAX_SERIES_PER_FAMILY series; each update
- * that would create one more is counted in `dropped` and ignored.  An update
+ * that would create one more is counted in `dropped` and ignored, and
+ * exported as metrics_series_dropped_total{family} (rendered only once a
+ * family dropped one).  An update
  * whose series cannot be allocated is ignored (updates return nothing), so
  * under memory pressure a metric may lag; it never crashes.
  *
@@ -92,6 +94,7 @@ struct gov_metric {
     size_t nseries;
     series_t **slots;
     size_t nslots; /* power of two */
+    uint64_t dropped; /* updates refused because the family was full */
 };
 
 struct gov_metrics {
@@ -342,6 +345,7 @@ static series_t *series_get_locked(gov_metric_t *m, const series_key_t *key) {
         return s;
     if (m->nseries >= MAX_SERIES_PER_FAMILY) {
         atomic_fetch_add(&m->reg->dropped, 1);
+        m->dropped++;
         return NULL;
     }
     s = gov_calloc(1, sizeof(*s));
@@ -752,6 +756,26 @@ gov_err_t gov_metrics_render(gov_metrics_t *reg, char **out, size_t *len) {
         pthread_mutex_lock(&m->lock);
         render_family_locked(&b, m);
         pthread_mutex_unlock(&m->lock);
+    }
+    /* The refused series are exported, so a full family is visible rather
+     * than silently frozen: one series per family that dropped any. */
+    int header = 0;
+    for (gov_metric_t *m = reg->first; m && b.err == GOV_OK; m = m->next) {
+        pthread_mutex_lock(&m->lock);
+        uint64_t dropped = m->dropped;
+        pthread_mutex_unlock(&m->lock);
+        if (dropped == 0)
+            continue;
+        if (!header)
+            gov_buf_puts(&b, "# HELP metrics_series_dropped_total Updates refused because their "
+                             "metric family reached its series limit.\n"
+                             "# TYPE metrics_series_dropped_total counter\n");
+        header = 1;
+        gov_buf_puts(&b, "metrics_series_dropped_total{family=\"");
+        gov_buf_puts(&b, m->name);
+        gov_buf_puts(&b, "\"} ");
+        gov_buf_put_u64(&b, dropped);
+        gov_buf_puts(&b, "\n");
     }
     pthread_mutex_unlock(&reg->lock);
     /* An empty registry renders "". */

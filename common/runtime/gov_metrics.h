@@ -14,7 +14,8 @@
  *
  * Values are doubles for gauges and histogram sums; counters are uint64.
  * Label values are copied.  A family may hold at most 10000 series; past
- * that, new series are counted into gov_metrics_dropped and ignored, so a
+ * that, new series are counted into gov_metrics_dropped and exported as
+ * metrics_series_dropped_total{family}, and ignored, so a
  * hostile label value (e.g. a tenant name) cannot exhaust memory.
  *
  * Thread-safety: all functions are thread-safe (one mutex per family; the

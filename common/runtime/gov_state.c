@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_rulepack.h"
 #include "gov_state_internal.h"
 
 /* prefix{T}suffix, in gov_state_key_t order. */
@@ -247,70 +248,111 @@ void gov_state_tenants_clear(gov_state_tenants_t *t) {
 
 /* --- served state (gov-edge) ----------------------------------------------- */
 
-static const char *hash_field(const redisReply *arr, const char *name) {
-    for (size_t i = 0; i + 1 < arr->elements; i += 2)
-        if (arr->element[i]->type == REDIS_REPLY_STRING && strcmp(arr->element[i]->str, name) == 0 &&
-            arr->element[i + 1]->type == REDIS_REPLY_STRING)
-            return arr->element[i + 1]->str;
-    return NULL;
+/* Sizes are checked inside Redis, before any value is sent: a value edited
+ * to hundreds of megabytes costs the edge one short reply, never the
+ * allocation (docs/contracts.md "State size bounds"). */
+static gov_redis_script_t served_read_script = {
+    /* KEYS: 1 constitution hash, 2 doc, 3 pack, 4 pack meta
+     * ARGV: 1 doc max, 2 pack max, 3 field max
+     * {'ok', {fields...}, doc, pack, pack signatures}, or
+     * {'wrongtype', key, type} / {'too_large', key, size}. */
+    "local want = {'hash', 'string', 'string', 'hash'}\n"
+    "for i = 1, 4 do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t ~= 'none' and t ~= want[i] then return {'wrongtype', KEYS[i], t} end\n"
+    "end\n"
+    "local f = {'checksum', 'hash_alg', 'canonicalization', 'version', 'verified_at',\n"
+    "  'signers', 'source', 'signatures'}\n"
+    "local fmax = tonumber(ARGV[3])\n"
+    "for _, n in ipairs(f) do\n"
+    "  local l = redis.call('HSTRLEN', KEYS[1], n)\n"
+    "  if l > fmax then return {'too_large', KEYS[1] .. ' ' .. n, tostring(l)} end\n"
+    "end\n"
+    "local l = redis.call('HSTRLEN', KEYS[4], 'signatures')\n"
+    "if l > fmax then return {'too_large', KEYS[4] .. ' signatures', tostring(l)} end\n"
+    "l = redis.call('STRLEN', KEYS[2])\n"
+    "if l > tonumber(ARGV[1]) then return {'too_large', KEYS[2], tostring(l)} end\n"
+    "l = redis.call('STRLEN', KEYS[3])\n"
+    "if l > tonumber(ARGV[2]) then return {'too_large', KEYS[3], tostring(l)} end\n"
+    "return {'ok', redis.call('HMGET', KEYS[1], unpack(f)), redis.call('GET', KEYS[2]),\n"
+    "  redis.call('GET', KEYS[3]), redis.call('HGET', KEYS[4], 'signatures')}\n",
+    {0}};
+
+static gov_redis_script_t served_same_script = {
+    /* KEYS: 1 constitution hash, 2 pack   ARGV: 1 pack max, 2 field max
+     * {checksum, pack}, or {'too_large'} / {'wrongtype'}: never the same. */
+    "if redis.call('TYPE', KEYS[1]).ok ~= 'hash' and redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "  return {'wrongtype'} end\n"
+    "if redis.call('TYPE', KEYS[2]).ok ~= 'string' and redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  return {'wrongtype'} end\n"
+    "if redis.call('HSTRLEN', KEYS[1], 'checksum') > tonumber(ARGV[2]) or\n"
+    "   redis.call('STRLEN', KEYS[2]) > tonumber(ARGV[1]) then return {'too_large'} end\n"
+    "return {'ok', redis.call('HGET', KEYS[1], 'checksum'), redis.call('GET', KEYS[2])}\n",
+    {0}};
+
+size_t gov_state_served_pack_max(void) {
+    return gov_rulepack_limits_default().max_bytes;
+}
+
+/* The four keys of what gov-edge serves for tenant. */
+static gov_err_t served_keys(const char *tenant, char k[4][GOV_STATE_KEY_MAX]) {
+    gov_err_t err;
+    if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k[0])) ||
+        (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, tenant, k[1])) ||
+        (err = gov_state_key(GOV_STATE_RULEPACK, tenant, k[2])) ||
+        (err = gov_state_key(GOV_STATE_RULEPACK_META, tenant, k[3])))
+        return err;
+    return GOV_OK;
+}
+
+static const char *str_of(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING ? e->str : NULL;
 }
 
 gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
                                 char *errbuf, size_t errbuf_size) {
     memset(out, 0, sizeof *out);
-    char k_hash[GOV_STATE_KEY_MAX], k_doc[GOV_STATE_KEY_MAX], k_pack[GOV_STATE_KEY_MAX],
-        k_meta[GOV_STATE_KEY_MAX];
-    gov_err_t err;
-    if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash)) ||
-        (err = gov_state_key(GOV_STATE_CONSTITUTION_DOC, tenant, k_doc)) ||
-        (err = gov_state_key(GOV_STATE_RULEPACK, tenant, k_pack)) ||
-        (err = gov_state_key(GOV_STATE_RULEPACK_META, tenant, k_meta)))
+    char k[4][GOV_STATE_KEY_MAX], dmax[24], pmax[24], fmax[24];
+    gov_err_t err = served_keys(tenant, k);
+    if (err != GOV_OK)
         return err;
-    const char *multi[] = {"MULTI"}, *hgetall[] = {"HGETALL", k_hash}, *get[] = {"GET", k_doc},
-               *getp[] = {"GET", k_pack}, *hgets[] = {"HGET", k_meta, "signatures"},
-               *exec[] = {"EXEC"};
-    if ((err = gov_redis_append(r, 1, multi, NULL)) ||
-        (err = gov_redis_append(r, 2, hgetall, NULL)) ||
-        (err = gov_redis_append(r, 2, get, NULL)) ||
-        (err = gov_redis_append(r, 2, getp, NULL)) ||
-        (err = gov_redis_append(r, 3, hgets, NULL)) ||
-        (err = gov_redis_append(r, 1, exec, NULL)))
-        return err;
+    snprintf(dmax, sizeof dmax, "%zu", (size_t)GOV_STATE_DOC_MAX);
+    snprintf(pmax, sizeof pmax, "%zu", gov_state_served_pack_max());
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_FIELD_MAX);
+    const char *argv[] = {k[0], k[1], k[2], k[3], dmax, pmax, fmax};
     redisReply *rep = NULL;
-    for (int i = 0; i < 5; i++) {
-        if ((err = gov_redis_read(r, &rep, errbuf, errbuf_size)) != GOV_OK)
-            return err;
-        freeReplyObject(rep);
-    }
-    if ((err = gov_redis_read(r, &rep, errbuf, errbuf_size)) != GOV_OK)
+    if ((err = gov_redis_eval(r, &served_read_script, 4, 7, argv, NULL, &rep, errbuf,
+                              errbuf_size)) != GOV_OK)
         return err;
     out->answered = 1;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY ||
-        rep->element[1]->type == REDIS_REPLY_ERROR || rep->element[2]->type == REDIS_REPLY_ERROR ||
-        rep->element[3]->type == REDIS_REPLY_ERROR) {
-        const redisReply *bad = rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 ? NULL : rep;
-        for (size_t i = 0; bad == NULL && i < 4; i++)
-            if (rep->element[i]->type == REDIS_REPLY_ERROR)
-                bad = rep->element[i];
-        snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s%s%.*s", tenant,
-                 bad && bad->type == REDIS_REPLY_ERROR ? ": " : "",
-                 bad && bad->type == REDIS_REPLY_ERROR ? (int)bad->len : 0,
-                 bad && bad->type == REDIS_REPLY_ERROR ? bad->str : "");
+    const char *status = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1
+                             ? str_of(rep->element[0]) : NULL;
+    if (status && rep->elements == 3 && str_of(rep->element[1]) && str_of(rep->element[2]) &&
+        (strcmp(status, "wrongtype") == 0 || strcmp(status, "too_large") == 0)) {
+        int big = strcmp(status, "too_large") == 0;
+        snprintf(errbuf, errbuf_size, big ? "%s holds %s bytes, beyond its bound"
+                                          : "%s is a %s, not what it should be",
+                 rep->element[1]->str, rep->element[2]->str);
+        freeReplyObject(rep);
+        return big ? GOV_ERR_TOO_LARGE : GOV_ERR_REDIS;
+    }
+    if (status == NULL || strcmp(status, "ok") != 0 || rep->elements != 5 ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[1]->elements != 8) {
+        snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s", tenant);
         freeReplyObject(rep);
         return GOV_ERR_REDIS;
     }
-    const redisReply *h = rep->element[0], *doc = rep->element[1], *pack = rep->element[2],
-                     *psig = rep->element[3];
+    redisReply **h = rep->element[1]->element;
+    const redisReply *doc = rep->element[2], *pack = rep->element[3];
     out->reply_ = rep;
-    out->checksum = hash_field(h, "checksum");
-    out->hash_alg = hash_field(h, "hash_alg");
-    out->canonicalization = hash_field(h, "canonicalization");
-    out->version = hash_field(h, "version");
-    out->verified_at = hash_field(h, "verified_at");
-    out->signers = hash_field(h, "signers");
-    out->signatures = hash_field(h, "signatures");
-    out->source = hash_field(h, "source");
+    out->checksum = str_of(h[0]);
+    out->hash_alg = str_of(h[1]);
+    out->canonicalization = str_of(h[2]);
+    out->version = str_of(h[3]);
+    out->verified_at = str_of(h[4]);
+    out->signers = str_of(h[5]);
+    out->source = str_of(h[6]);
+    out->signatures = str_of(h[7]);
     if (doc->type == REDIS_REPLY_STRING) {
         out->doc = doc->str;
         out->doc_len = doc->len;
@@ -319,8 +361,7 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
         out->pack = pack->str;
         out->pack_len = pack->len;
     }
-    if (psig->type == REDIS_REPLY_STRING)
-        out->pack_signatures = psig->str;
+    out->pack_signatures = str_of(rep->element[4]);
     return GOV_OK;
 }
 
@@ -334,20 +375,25 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
                                 const char *pack_sha256, int *same, char *errbuf,
                                 size_t errbuf_size) {
     *same = 1;
-    char k_hash[GOV_STATE_KEY_MAX], k_pack[GOV_STATE_KEY_MAX];
-    gov_err_t err;
-    if ((err = gov_state_key(GOV_STATE_CONSTITUTION, tenant, k_hash)) ||
-        (err = gov_state_key(GOV_STATE_RULEPACK, tenant, k_pack)))
+    char k[4][GOV_STATE_KEY_MAX], pmax[24], fmax[24];
+    gov_err_t err = served_keys(tenant, k);
+    if (err != GOV_OK)
         return err;
-    const char *hget[] = {"HGET", k_hash, "checksum"}, *get[] = {"GET", k_pack};
-    redisReply *cs = NULL, *pk = NULL;
-    if ((err = gov_redis_append(r, 3, hget, NULL)) || (err = gov_redis_append(r, 2, get, NULL)) ||
-        (err = gov_redis_read(r, &cs, errbuf, errbuf_size)) ||
-        (err = gov_redis_read(r, &pk, errbuf, errbuf_size))) {
-        if (cs)
-            freeReplyObject(cs);
+    snprintf(pmax, sizeof pmax, "%zu", gov_state_served_pack_max());
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_FIELD_MAX);
+    const char *argv[] = {k[0], k[2], pmax, fmax};
+    redisReply *rep = NULL;
+    if ((err = gov_redis_eval(r, &served_same_script, 2, 4, argv, NULL, &rep, errbuf,
+                              errbuf_size)) != GOV_OK)
         return err;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        /* wrongtype, too_large or a shape we do not know: let the loader
+         * read and judge it (and count what it refuses). */
+        freeReplyObject(rep);
+        *same = 0;
+        return GOV_OK;
     }
+    const redisReply *cs = rep->element[1], *pk = rep->element[2];
     int same_cs = cs->type == REDIS_REPLY_STRING ? strcmp(cs->str, checksum) == 0 : checksum[0] == 0;
     int same_pack = pack_sha256[0] == 0 && pk->type != REDIS_REPLY_STRING;
     if (pk->type == REDIS_REPLY_STRING) {
@@ -355,22 +401,42 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
         same_pack = gov_hash_hex(gov_hash_sha256(), pk->str, pk->len, hex) == GOV_OK &&
                     strcmp(hex, pack_sha256) == 0;
     }
-    freeReplyObject(cs);
-    freeReplyObject(pk);
+    freeReplyObject(rep);
     *same = same_cs && same_pack;
     return GOV_OK;
 }
 
 /* --- decisions ------------------------------------------------------------- */
 
+/* A decision record is read only when it is the size gov-audit writes: a
+ * record grown by a Redis writer (many fields, a huge value) is an error
+ * reply, never sent (finding 6). */
+static gov_redis_script_t decision_read_script = {
+    /* KEYS: 1 record   ARGV: 1 max fields, 2 max bytes (names and values) */
+    "if redis.call('TYPE', KEYS[1]).ok == 'hash' then\n"
+    "  if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then\n"
+    "    return redis.error_reply('TOOLARGE decision record has too many fields') end\n"
+    "  local total = 0\n"
+    "  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+    "    total = total + string.len(f) + redis.call('HSTRLEN', KEYS[1], f)\n"
+    "  end\n"
+    "  if total > tonumber(ARGV[2]) then\n"
+    "    return redis.error_reply('TOOLARGE decision record beyond its bound') end\n"
+    "end\n"
+    "return redis.call('HGETALL', KEYS[1])\n",
+    {0}};
+
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size) {
-    char key[GOV_STATE_KEY_MAX];
+    char key[GOV_STATE_KEY_MAX], nmax[16], fmax[24];
     gov_err_t err = gov_state_decision_key(tenant, decision_id, key);
     if (err != GOV_OK) {
         snprintf(errbuf, errbuf_size, "no decision key for tenant %s", tenant);
         return err;
     }
-    const char *argv[] = {"HGETALL", key};
-    return gov_redis_command(r, fields, 2, argv, NULL, errbuf, errbuf_size);
+    snprintf(nmax, sizeof nmax, "%d", GOV_STATE_DECISION_FIELDS_MAX);
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_DECISION_BYTES_MAX);
+    const char *argv[] = {key, nmax, fmax};
+    return gov_redis_eval(r, &decision_read_script, 1, 3, argv, NULL, fields, errbuf,
+                          errbuf_size);
 }

@@ -166,6 +166,9 @@ typedef struct gov_state_constitution {
     int has_signatures;     /* 1 when its bundle's signatures are stored too */
     int announced;          /* 1 when its ConstitutionUpdated and accepted
                                audit event were acknowledged by Kafka */
+    char *hash_alg, *canonicalization, *signatures;   /* stored with it; NULL if absent */
+    int document_too_large; /* 1: the stored document is beyond GOV_STATE_DOC_MAX
+                               (not read; document is NULL) */
 } gov_state_constitution_t;
 
 /* Reads version, checksum, history and the in-force document (its
@@ -175,6 +178,19 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
                                       gov_state_constitution_t *cur, char *errbuf,
                                       size_t errbuf_size);
 void gov_state_constitution_clear(gov_state_constitution_t *cur);
+
+/* Runs gov_constitution_verify (no current state) over a stored bundle:
+ * the document bytes, its forms, checksum and signatures (compact JSON as
+ * stored; NULL when absent) against trust - Redis is not a trust root, so
+ * what it holds counts only once it verifies here.  All borrowed.  Fills *v
+ * (gov_verdict_clear after); GOV_OK whenever a verdict was reached
+ * (missing signatures or document: REJECT no_signatures).  Cost: one
+ * verification. */
+gov_err_t gov_state_constitution_reverify(const gov_trust_t *trust, const char *tenant,
+                                          const char *doc, size_t doc_len,
+                                          const char *canonicalization, const char *hash_alg,
+                                          const char *checksum, const char *signatures,
+                                          gov_verdict_t *v);
 
 /* Fills st with pointers borrowed from cur, for gov_constitution_verify. */
 void gov_state_constitution_view(const gov_state_constitution_t *cur,
@@ -240,13 +256,16 @@ typedef struct gov_state_rulepack {
     char *event_id;               /* meta: the RulePackPublished that made it current */
     char *previous_version;       /* meta: version it replaced ("" none); NULL if unknown */
     int has_signatures;           /* meta: 1 when its signatures are stored too */
+    char *signatures;             /* meta: those signatures (compact JSON); NULL when
+                                     absent or beyond GOV_STATE_FIELD_MAX */
     char *history[GOV_STATE_RULEPACK_HISTORY_MAX];
     size_t nhistory;
 } gov_state_rulepack_t;
 
 /* Reads the tenant's pack, meta fields and history atomically (one script).
  * GOV_ERR_STATE (errbuf naming the key) when one of the keys holds another
- * Redis type: the state was damaged by hand.  Cost: O(pack + history). */
+ * Redis type or the pack is beyond the pack bound (not sent): the state was
+ * damaged by hand.  Cost: O(pack + history). */
 gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_rulepack_t *cur,
                                   char *errbuf, size_t errbuf_size);
 void gov_state_rulepack_clear(gov_state_rulepack_t *cur);
@@ -332,17 +351,30 @@ typedef struct gov_state_served {
                              its shape was wrong */
 } gov_state_served_t;
 
-/* Reads what gov-edge serves for tenant (pipelined MULTI, HGETALL, GET, GET,
- * HGET, EXEC).  GOV_ERR_REDIS (with answered = 1) for a reply of the wrong shape,
- * e.g. a key of another type; other errors leave answered 0. */
+/* Bounds on what gov-edge reads from Redis (docs/contracts.md "State size
+ * bounds"): a constitution document (gov-constitution's max_document upper
+ * bound), a rule pack (the fixed pack limit) and any one hash field. */
+#define GOV_STATE_DOC_MAX (16u * 1024 * 1024)
+#define GOV_STATE_FIELD_MAX (64u * 1024)
+/* The rule pack bound: gov_rulepack_limits_default().max_bytes. */
+size_t gov_state_served_pack_max(void);
+
+/* Reads what gov-edge serves for tenant in one script (atomic, so the
+ * constitution and the pack belong together), which checks every key's
+ * type and every value's size BEFORE sending any value.  GOV_ERR_REDIS
+ * (with answered = 1) for a key of another type or a reply of the wrong
+ * shape; GOV_ERR_TOO_LARGE (answered = 1) for a value beyond its bound
+ * (nothing of it was sent or allocated); other errors leave answered 0. */
 gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_served_t *out,
                                 char *errbuf, size_t errbuf_size);
 void gov_state_served_clear(gov_state_served_t *s);
 
 /* Sets *same to 1 when Redis still holds constitution checksum `checksum`
  * and a pack whose SHA-256 hex is `pack_sha256` ("" for none, either).
- * Pipelined HGET + GET.  On error *same is 1: nothing should be reloaded on
- * a guess. */
+ * One script that sends the pack only within its bound (a key of another
+ * type or a value too large: *same = 0, so the loader reads and refuses
+ * it).  Cost: one round trip and one SHA-256 of at most the pack bound.
+ * On error *same is 1: nothing should be reloaded on a guess. */
 gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *checksum,
                                 const char *pack_sha256, int *same, char *errbuf,
                                 size_t errbuf_size);
@@ -350,7 +382,13 @@ gov_err_t gov_state_served_same(gov_redis_t *r, const char *tenant, const char *
 /* --- decisions ------------------------------------------------------------- */
 
 /* HGETALL policy:decision:{T}:<id>: *fields is a new reply (an array of
- * field/value pairs; empty when there is no such decision). */
+ * field/value pairs; empty when there is no such decision).  In one script
+ * that first checks the record's size: more than GOV_STATE_DECISION_FIELDS_MAX
+ * fields or more than GOV_STATE_DECISION_BYTES_MAX bytes of names and values
+ * (the Kafka message bound the record came from) is GOV_ERR_REDIS (nothing
+ * of it sent). */
+#define GOV_STATE_DECISION_FIELDS_MAX 64
+#define GOV_STATE_DECISION_BYTES_MAX (1024u * 1024)
 gov_err_t gov_state_decision_read(gov_redis_t *r, const char *tenant, const char *decision_id,
                                   redisReply **fields, char *errbuf, size_t errbuf_size);
 

@@ -65,6 +65,9 @@ static gov_redis_script_t add_signatures_script = {
 void gov_state_constitution_clear(gov_state_constitution_t *cur) {
     gov_free(cur->version);
     gov_free(cur->checksum);
+    gov_free(cur->hash_alg);
+    gov_free(cur->canonicalization);
+    gov_free(cur->signatures);
     for (size_t i = 0; i < cur->nhistory; i++)
         gov_free(cur->history[i]);
     gov_free(cur->document);
@@ -84,18 +87,45 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
         return err;
     }
     redisReply *rep = NULL;
-    const char *hmget[] = {"HMGET", k_hash, "version", "checksum", "signatures", "announced"};
-    if ((err = gov_redis_command(r, &rep, 6, hmget, NULL, errbuf, errbuf_size)) != GOV_OK)
+    /* Every field is bounded before it is sent (finding 6: Redis values are
+     * not trusted to be small): an oversized field reads as absent, which
+     * the re-verification then refuses. */
+    static gov_redis_script_t fields_script = {
+        "local f = {'version', 'checksum', 'signatures', 'announced', 'hash_alg',\n"
+        "  'canonicalization'}\n"
+        "local out = {}\n"
+        "for i, n in ipairs(f) do\n"
+        "  if redis.call('HSTRLEN', KEYS[1], n) <= tonumber(ARGV[1]) then\n"
+        "    out[i] = redis.call('HGET', KEYS[1], n)\n"
+        "  else out[i] = false end\n"
+        "end\n"
+        "return out\n",
+        {0}};
+    char fmax[24];
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_FIELD_MAX);
+    const char *fargv[] = {k_hash, fmax};
+    if ((err = gov_redis_eval(r, &fields_script, 1, 2, fargv, NULL, &rep, errbuf,
+                              errbuf_size)) != GOV_OK)
         return err;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 &&
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
         rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
         cur->version = gov_strdup(rep->element[0]->str);
         cur->checksum = gov_strdup(rep->element[1]->str);
         cur->has_signatures = rep->element[2]->type == REDIS_REPLY_STRING;
+        if (cur->has_signatures && (cur->signatures = gov_strdup(rep->element[2]->str)) == NULL)
+            err = GOV_ERR_NOMEM;
         cur->announced = rep->element[3]->type == REDIS_REPLY_STRING &&
                          strcmp(rep->element[3]->str, rep->element[1]->str) == 0;
+        if (rep->element[4]->type == REDIS_REPLY_STRING &&
+            (cur->hash_alg = gov_strdup(rep->element[4]->str)) == NULL)
+            err = GOV_ERR_NOMEM;
+        if (rep->element[5]->type == REDIS_REPLY_STRING &&
+            (cur->canonicalization = gov_strdup(rep->element[5]->str)) == NULL)
+            err = GOV_ERR_NOMEM;
         if (!cur->version || !cur->checksum)
             err = GOV_ERR_NOMEM;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        err = GOV_ERR_REDIS;
     }
     freeReplyObject(rep);
     if (err != GOV_OK || cur->version == NULL)
@@ -117,10 +147,16 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
     freeReplyObject(rep);
     if (err != GOV_OK)
         goto out;
-    const char *get[] = {"GET", k_doc};
-    if ((err = gov_redis_command(r, &rep, 2, get, NULL, errbuf, errbuf_size)) != GOV_OK)
+    /* At most one byte past the bound is read: a longer document is not
+     * fetched (it is refused as unverifiable by the caller). */
+    char last_byte[24];
+    snprintf(last_byte, sizeof last_byte, "%zu", (size_t)GOV_STATE_DOC_MAX);
+    const char *get[] = {"GETRANGE", k_doc, "0", last_byte};
+    if ((err = gov_redis_command(r, &rep, 4, get, NULL, errbuf, errbuf_size)) != GOV_OK)
         goto out;
-    if (rep->type == REDIS_REPLY_STRING) {
+    if (rep->type == REDIS_REPLY_STRING && rep->len > GOV_STATE_DOC_MAX) {
+        cur->document_too_large = 1;
+    } else if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
         if ((cur->document = gov_malloc(rep->len + 1)) == NULL) {
             err = GOV_ERR_NOMEM;
         } else {
@@ -133,6 +169,37 @@ gov_err_t gov_state_constitution_read(gov_redis_t *r, const char *tenant,
 out:
     if (err != GOV_OK)
         gov_state_constitution_clear(cur);
+    return err;
+}
+
+gov_err_t gov_state_constitution_reverify(const gov_trust_t *trust, const char *tenant,
+                                          const char *doc, size_t doc_len,
+                                          const char *canonicalization, const char *hash_alg,
+                                          const char *checksum, const char *signatures,
+                                          gov_verdict_t *v) {
+    gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+    size_t nsigs = 0;
+    memset(v, 0, sizeof *v);
+    json_t *arr = signatures ? json_loads(signatures, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (!json_is_array(arr) || doc == NULL || checksum == NULL) {
+        json_decref(arr);
+        v->outcome = GOV_VERIFY_REJECT;
+        v->reason = GOV_REASON_NO_SIGNATURES;
+        snprintf(v->detail, sizeof v->detail,
+                 doc && checksum ? "no readable signatures stored with the document"
+                                 : "no stored document or checksum");
+        return GOV_OK;
+    }
+    /* One past the limit is enough for too_many_signatures. */
+    for (size_t i = 0; i < json_array_size(arr) && nsigs <= GOV_MAX_SIGNATURES; i++) {
+        json_t *sg = json_array_get(arr, i);
+        sigs[nsigs++] = (gov_bundle_sig_t){json_string_value(json_object_get(sg, "signer_id")),
+                                           json_string_value(json_object_get(sg, "algorithm")),
+                                           json_string_value(json_object_get(sg, "signature"))};
+    }
+    gov_bundle_in_t in = {tenant, doc, doc_len, canonicalization, hash_alg, checksum, sigs, nsigs};
+    gov_err_t err = gov_constitution_verify(&in, trust, NULL, v);
+    json_decref(arr);
     return err;
 }
 

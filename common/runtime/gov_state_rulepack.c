@@ -24,7 +24,8 @@
 #include "gov_state_internal.h"
 
 static gov_redis_script_t read_script = {
-    /* KEYS: 1 pack, 2 meta, 3 history   ARGV: 1 history cap
+    /* KEYS: 1 pack, 2 meta, 3 history   ARGV: 1 history cap, 2 pack max,
+     * 3 field max (a value beyond its bound is not sent: finding 6)
      * A key of the wrong type (Redis edited by hand) is reported, not
      * raised: an error would retry the message forever. */
     "local want = {'string', 'hash', 'list'}\n"
@@ -32,10 +33,14 @@ static gov_redis_script_t read_script = {
     "  local t = redis.call('TYPE', KEYS[i]).ok\n"
     "  if t ~= 'none' and t ~= want[i] then return {'wrongtype', KEYS[i], t} end\n"
     "end\n"
+    "if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then\n"
+    "  return {'too_large', KEYS[1], tostring(redis.call('STRLEN', KEYS[1]))} end\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "local meta = redis.call('HMGET', KEYS[2], 'event_id', 'previous_version', 'signatures')\n"
     "local hist = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1)\n"
-    "return {cur, meta[1], meta[2], hist, meta[3] and 1 or 0}\n",
+    "local sigs = false\n"
+    "if redis.call('HSTRLEN', KEYS[2], 'signatures') <= tonumber(ARGV[3]) then sigs = meta[3] end\n"
+    "return {cur, meta[1], meta[2], hist, meta[3] and 1 or 0, sigs}\n",
     {0}};
 
 static gov_redis_script_t write_script = {
@@ -85,6 +90,7 @@ void gov_state_rulepack_clear(gov_state_rulepack_t *cur) {
     gov_free(cur->canonical);
     gov_free(cur->event_id);
     gov_free(cur->previous_version);
+    gov_free(cur->signatures);
     for (size_t i = 0; i < cur->nhistory; i++)
         gov_free(cur->history[i]);
     memset(cur, 0, sizeof *cur);
@@ -116,12 +122,23 @@ gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_
     gov_err_t err = keys_of(tenant, k_pack, k_meta, k_hist, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
+    char pmax[24], fmax[24];
     snprintf(cap, sizeof cap, "%d", GOV_STATE_RULEPACK_HISTORY_MAX);
-    const char *argv[] = {k_pack, k_meta, k_hist, cap};
+    snprintf(pmax, sizeof pmax, "%zu", gov_state_served_pack_max());
+    snprintf(fmax, sizeof fmax, "%zu", (size_t)GOV_STATE_FIELD_MAX);
+    const char *argv[] = {k_pack, k_meta, k_hist, cap, pmax, fmax};
     redisReply *rep = NULL;
-    err = gov_redis_eval(r, &read_script, 3, 4, argv, NULL, &rep, errbuf, errbuf_size);
+    err = gov_redis_eval(r, &read_script, 3, 6, argv, NULL, &rep, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "too_large") == 0) {
+        snprintf(errbuf, errbuf_size, "%s holds %s bytes, beyond the pack bound",
+                 rep->element[1]->str, rep->element[2]->str);
+        freeReplyObject(rep);
+        return GOV_ERR_STATE;
+    }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
         rep->element[0]->type == REDIS_REPLY_STRING &&
         strcmp(rep->element[0]->str, "wrongtype") == 0) {
@@ -132,7 +149,7 @@ gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_
         freeReplyObject(rep);
         return GOV_ERR_STATE;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6 ||
         rep->element[3]->type != REDIS_REPLY_ARRAY) {
         snprintf(errbuf, errbuf_size, "unexpected reply from the rule pack read script");
         freeReplyObject(rep);
@@ -152,6 +169,7 @@ gov_err_t gov_state_rulepack_read(gov_redis_t *r, const char *tenant, gov_state_
     cur->event_id = dup_reply(rep->element[1], &nomem);
     cur->previous_version = dup_reply(rep->element[2], &nomem);
     cur->has_signatures = rep->element[4]->type == REDIS_REPLY_INTEGER && rep->element[4]->integer == 1;
+    cur->signatures = dup_reply(rep->element[5], &nomem);
     const redisReply *h = rep->element[3];
     for (size_t i = 0; i < h->elements && i < GOV_STATE_RULEPACK_HISTORY_MAX; i++) {
         char *s = dup_reply(h->element[i], &nomem);

@@ -53,7 +53,7 @@ static const gov_config_entry_t config[] = {
 typedef struct ctx {
     gov_processor_t *p;
     gov_trust_t *trust;
-    gov_metric_t *m_rejected, *m_accepted, *m_version;
+    gov_metric_t *m_rejected, *m_accepted, *m_version, *m_unverified;
 } ctx_t;
 
 static gov_trust_t *load_trust(const char *path) {
@@ -91,6 +91,58 @@ static void join_signers(const gov_verdict_t *v, char *out, size_t size) {
         size_t l = strlen(out);
         snprintf(out + l, size - l, "%s%s", i ? "," : "", v->signers[i]);
     }
+}
+
+/* The view of the tenant's current state that anti-rollback may trust
+ * (docs/runbooks/security.md, "Redis writer"): the stored current bundle is
+ * verified again here, under this processor's own trust; when it verifies,
+ * the comparison uses the version read from the verified document (never
+ * the hash field `version`) and its governance binds the successor.  When
+ * it does not (tampered, unsigned, or signed by a signer since removed),
+ * nothing stored about it is trusted to decide: it is counted
+ * (constitution_state_unverified_total{reason}), logged at error, and the
+ * view has no version and no in-force document - only the checksums kept
+ * (current and history), which main.c still treats as replays.  *version
+ * holds the verified version (or "").  GOV_ERR_NOMEM / GOV_ERR_CRYPTO when
+ * it could not be decided. */
+static gov_err_t trusted_view(ctx_t *c, const char *tenant, const gov_state_constitution_t *cur,
+                              gov_constitution_state_t *st, char version[GOV_VERSION_MAX]) {
+    gov_state_constitution_view(cur, st);
+    version[0] = '\0';
+    if (cur->version == NULL)
+        return GOV_OK;
+    gov_verdict_t v;
+    gov_err_t err = gov_state_constitution_reverify(c->trust, tenant, cur->document,
+                                                    cur->document_len, cur->canonicalization,
+                                                    cur->hash_alg, cur->checksum,
+                                                    cur->signatures, &v);
+    if (err == GOV_OK && v.outcome == GOV_VERIFY_ACCEPT) {
+        snprintf(version, GOV_VERSION_MAX, "%s", v.version);
+        st->version = version;
+    } else if (err == GOV_OK) {
+        gov_reason_t why = cur->document_too_large ? GOV_REASON_TOO_LARGE : v.reason;
+        gov_log(GOV_LOG_ERROR,
+                "the stored current constitution does not verify here: its version is not "
+                "used for anti-rollback", "tenant", tenant, "reason", gov_reason_code(why),
+                "detail", v.detail, "checksum", cur->checksum, (const char *)NULL);
+        gov_metric_inc(c->m_unverified, (const char *[]){gov_reason_code(why)}, 1);
+        st->version = NULL;
+        st->document_json = NULL;
+        st->document_len = 0;
+    }
+    gov_verdict_clear(&v);
+    return err;
+}
+
+/* 1 when checksum was accepted before for the tenant (current or history):
+ * the replay rule that still holds when the stored current does not verify. */
+static int known_checksum(const gov_state_constitution_t *cur, const char *checksum) {
+    if (checksum == NULL)
+        return 0;
+    for (size_t i = 0; i < cur->nhistory; i++)
+        if (strcmp(cur->history[i], checksum) == 0)
+            return 1;
+    return 0;
 }
 
 /* Produces ConstitutionUpdated and the accepted AuditEvent with ids derived
@@ -198,10 +250,19 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         if ((err = gov_state_constitution_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
             return err;
         gov_constitution_state_t st;
-        gov_state_constitution_view(&cur, &st);
+        char cur_version[GOV_VERSION_MAX];
+        if ((err = trusted_view(c, tenant, &cur, &st, cur_version)) != GOV_OK) {
+            gov_state_constitution_clear(&cur);
+            return err;
+        }
         gov_verdict_t v;
         memset(&v, 0, sizeof v);
-        if (in.document_len > (size_t)max_document) {
+        if (st.version == NULL && cur.version != NULL && known_checksum(&cur, in.checksum)) {
+            /* Unverified current: an older accepted bundle replayed stays a
+             * replay (never a rollback to it). */
+            v.outcome = GOV_VERIFY_DUPLICATE;
+            snprintf(v.detail, sizeof v.detail, "accepted before (in the history)");
+        } else if (in.document_len > (size_t)max_document) {
             v.outcome = GOV_VERIFY_REJECT;
             v.reason = GOV_REASON_DOCUMENT_TOO_LARGE;
             snprintf(v.detail, sizeof v.detail, "document of %zu bytes exceeds max_document %ld",
@@ -310,6 +371,10 @@ int main(int argc, char **argv) {
         (const char *[]){"tenant", "reason"});
     c.m_accepted = gov_metrics_counter(mr, "constitution_accepted_total",
         "Constitution bundles verified and materialized.", 1, (const char *[]){"tenant"});
+    c.m_unverified = gov_metrics_counter(mr, "constitution_state_unverified_total",
+        "Times the stored current constitution did not verify under this processor's trust "
+        "(its version was not used for anti-rollback), by reason code.", 1,
+        (const char *[]){"reason"});
     c.m_version = gov_metrics_gauge(mr, "constitution_bundle_version",
         "Version of the tenant's current constitution as major*1e6 + minor*1e3 + patch.", 1,
         (const char *[]){"tenant"});

@@ -97,7 +97,7 @@ static gov_config_entry_t config[] = {
 typedef struct ctx {
     gov_processor_t *p;
     gov_trust_t *trust;                     /* rule-pack trust, immutable */
-    gov_metric_t *m_rejected, *m_accepted;
+    gov_metric_t *m_rejected, *m_accepted, *m_unverified;
 } ctx_t;
 
 typedef enum { VERDICT_ACCEPT, VERDICT_DUPLICATE, VERDICT_REJECT } verdict_kind_t;
@@ -139,33 +139,6 @@ static void reject(verdict_t *v, gov_reason_t reason, const char *fmt, ...) {
     v->kind = VERDICT_REJECT;
     v->reason = reason;
     echo(raw, v->error, sizeof v->error);
-}
-
-/* The version written inside a stored canonical pack (a string, or an
- * integer as gov_rulepack_parse accepts it).  Only this member is read: the
- * stored pack was validated when it was accepted, and re-validating it
- * under today's (possibly lower) limits must not make it unreadable.
- * GOV_ERR_VERIFY when it is not a pack with a version, GOV_ERR_NOMEM. */
-static gov_err_t stored_version(const char *text, size_t len, char out[GOV_VERSION_MAX],
-                                gov_version_t *parsed) {
-    json_t *doc = NULL;
-    gov_err_t err = gov_canon_parse(text, len, &doc, NULL, NULL, 0);
-    if (err != GOV_OK)
-        return err == GOV_ERR_NOMEM ? err : GOV_ERR_VERIFY;
-    const json_t *v = json_object_get(doc, "version");
-    err = GOV_ERR_VERIFY;
-    if (json_is_string(v) && json_string_length(v) < GOV_VERSION_MAX &&
-        strlen(json_string_value(v)) == json_string_length(v))
-        snprintf(out, GOV_VERSION_MAX, "%s", json_string_value(v));
-    else if (json_is_integer(v) && json_integer_value(v) >= 0)
-        snprintf(out, GOV_VERSION_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else
-        goto out;
-    if (gov_version_parse(out, parsed) == 0)
-        err = GOV_OK;
-out:
-    json_decref(doc);
-    return err;
 }
 
 /* Checks that the parsed pack is the one the event announces.  0 or a
@@ -216,9 +189,70 @@ static void signers_text(const gov_sig_count_t *sc, char *buf, size_t size) {
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", sc->signers[i]);
 }
 
-/* Compares the new pack with the tenant's current one.  GOV_OK with the
- * verdict in v, or GOV_ERR_NOMEM. */
-static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *sha256,
+/* The tenant's current pack, if it verifies here: the stored bytes parsed
+ * with the fixed pack limits and its stored signatures checked against this
+ * processor's own trust, exactly as an edge does before serving it (Redis
+ * is not a trust root).  *out is the parsed pack (gov_rulepack_free) or
+ * NULL when it does not verify; then the stored pack is counted
+ * (rulepack_state_unverified_total{reason}), logged at error, and its
+ * version is not used for anti-rollback (docs/runbooks/security.md).
+ * GOV_ERR_NOMEM / GOV_ERR_CRYPTO when it could not be decided.  Cost: a
+ * parse and matcher compile of at most the pack bound. */
+static gov_err_t verified_current(const ctx_t *c, const char *tenant,
+                                  const gov_state_rulepack_t *cur, gov_rulepack_t **out) {
+    char eb[256];
+    gov_rulepack_error_t pe;
+    gov_reason_t why = GOV_REASON_NONE;
+    const char *detail = eb;
+    gov_rulepack_t *stored = NULL;
+    *out = NULL;
+    gov_err_t err = gov_rulepack_parse(cur->canonical, cur->canonical_len, NULL, &stored, &pe, eb,
+                                       sizeof eb);
+    if (err == GOV_ERR_NOMEM)
+        return err;
+    if (err != GOV_OK) {
+        why = pe.code != GOV_REASON_NONE ? pe.code : GOV_REASON_CURRENT_PACK_UNREADABLE;
+    } else {
+        gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
+        size_t nsigs = 0;
+        json_t *arr = cur->signatures ? json_loads(cur->signatures, JSON_REJECT_DUPLICATES, NULL)
+                                      : NULL;
+        gov_sig_count_t sc;
+        memset(&sc, 0, sizeof sc);
+        if (gov_signatures_from_json(arr, sigs, GOV_MAX_SIGNATURES + 1, &nsigs) != 0) {
+            why = GOV_REASON_NO_SIGNATURES;
+            detail = "no readable signatures stored with the pack";
+        } else if ((err = gov_rulepack_verify_signatures(stored, tenant, sigs, nsigs, c->trust,
+                                                         &sc)) == GOV_OK) {
+            why = sc.reason;
+            snprintf(eb, sizeof eb, "%s", sc.detail);
+        }
+        json_decref(arr);
+        if (err != GOV_OK) {
+            gov_rulepack_free(stored);
+            return err;
+        }
+    }
+    if (why == GOV_REASON_NONE) {
+        *out = stored;
+        return GOV_OK;
+    }
+    gov_rulepack_free(stored);
+    gov_log(GOV_LOG_ERROR,
+            "the stored current rule pack does not verify here: its version is not used for "
+            "anti-rollback", "tenant", tenant, "reason", gov_reason_code(why), "detail", detail,
+            "sha256", cur->sha256, (const char *)NULL);
+    gov_metric_inc(c->m_unverified, (const char *[]){gov_reason_code(why)}, 1);
+    return GOV_OK;
+}
+
+/* Compares the new pack with the tenant's current one, as far as the
+ * current one verifies (verified_current): an unverified current is treated
+ * as absent, except that a pack whose digest Redis lists (current or
+ * history) stays a replay.  GOV_OK with the verdict in v, or GOV_ERR_NOMEM /
+ * GOV_ERR_CRYPTO. */
+static gov_err_t judge_against_current(const ctx_t *c, const char *tenant,
+                                       const gov_rulepack_t *pack, const char *sha256,
                                        const gov_state_rulepack_t *cur, verdict_t *v) {
     size_t len;
     const char *canonical = gov_rulepack_canonical_json(pack, &len);
@@ -226,18 +260,19 @@ static gov_err_t judge_against_current(const gov_rulepack_t *pack, const char *s
     v->current_version[0] = '\0';
     if (cur->canonical == NULL)
         return GOV_OK;
-    gov_version_t cv;
-    gov_err_t err = stored_version(cur->canonical, cur->canonical_len, v->current_version, &cv);
-    if (err == GOV_ERR_NOMEM)
+    gov_rulepack_t *stored = NULL;
+    gov_err_t err = verified_current(c, tenant, cur, &stored);
+    if (err != GOV_OK)
         return err;
-    if (err != GOV_OK) {
-        v->current_version[0] = '\0';
-        reject(v, GOV_REASON_CURRENT_PACK_UNREADABLE,
-               "the tenant's stored pack (sha256 %s) has no readable version; "
-               "repair policy:rulepack:{T} before publishing", cur->sha256);
+    if (stored == NULL) {
+        if (gov_state_rulepack_knows(cur, sha256))
+            v->kind = VERDICT_DUPLICATE;
         return GOV_OK;
     }
-    int cmp = gov_version_compare(gov_rulepack_version_parsed(pack), &cv);
+    snprintf(v->current_version, sizeof v->current_version, "%s", gov_rulepack_version(stored));
+    int cmp = gov_version_compare(gov_rulepack_version_parsed(pack),
+                                  gov_rulepack_version_parsed(stored));
+    gov_rulepack_free(stored);
     if (cmp > 0)
         return GOV_OK;
     if (gov_state_rulepack_knows(cur, sha256)) {
@@ -480,7 +515,7 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         }
         if (err != GOV_OK)
             goto out;
-        if ((err = judge_against_current(pack, sha256, &cur, &v)) != GOV_OK) {
+        if ((err = judge_against_current(c, a.tenant, pack, sha256, &cur, &v)) != GOV_OK) {
             gov_state_rulepack_clear(&cur);
             goto out;
         }
@@ -561,6 +596,10 @@ int main(int argc, char **argv) {
         "Rule packs rejected, by tenant and reason code.", 2, (const char *[]){"tenant", "reason"});
     c.m_accepted = gov_metrics_counter(mr, "rulepack_accepted_total",
         "Rule packs validated and materialized.", 1, (const char *[]){"tenant"});
+    c.m_unverified = gov_metrics_counter(mr, "rulepack_state_unverified_total",
+        "Times the stored current pack did not verify under this processor's trust (its "
+        "version was not used for anti-rollback), by reason code.", 1,
+        (const char *[]){"reason"});
 
     char nsigners[24];
     snprintf(nsigners, sizeof nsigners, "%zu", gov_trust_count(c.trust));

@@ -39,6 +39,7 @@
 #include "gov_alloc.h"
 #include "gov_canon.h"
 #include "gov_rulepack.h"
+#include "gov_state.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -1234,4 +1235,38 @@ pid_t itest_private_redis_restart_loading(const char *name, int port) {
     if (itest_wait_for(redis_loading, &port, 5000, 20) < 0)
         fail_msg("the restarted redis-server on port %d never answered LOADING", port);
     return pid;
+}
+
+redisReply *itest_redis_cmd(gov_redis_t *r, int argc, const char **argv, const size_t *lens) {
+    char eb[256];
+    redisReply *rep = NULL;
+    if (gov_redis_command(r, &rep, argc, argv, lens, eb, sizeof eb) != GOV_OK)
+        fail_msg("redis %s: %s", argv[0], eb);
+    return rep;
+}
+
+void itest_copy_key(gov_redis_t *to, const char *key, const char *as) {
+    const char *dump[] = {"DUMP", key};
+    redisReply *d = itest_redis_cmd(itest_redis(), 2, dump, NULL);
+    if (d->type != REDIS_REPLY_STRING)
+        fail_msg("the stack's Redis has no %s: is the tenant loaded (deploy/stack.sh)?", key);
+    const char *restore[] = {"RESTORE", as, "0", d->str, "REPLACE"};
+    size_t lens[] = {strlen("RESTORE"), strlen(as), 1, d->len, strlen("REPLACE")};
+    freeReplyObject(itest_redis_cmd(to, 5, restore, lens));
+    freeReplyObject(d);
+}
+
+void itest_copy_tenant(gov_redis_t *to, const char *tenant) {
+    static const gov_state_key_t kinds[] = {GOV_STATE_CONSTITUTION, GOV_STATE_CONSTITUTION_DOC,
+                                            GOV_STATE_RULEPACK, GOV_STATE_RULEPACK_META};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char key[GOV_STATE_KEY_MAX];
+        if (gov_state_key(kinds[i], tenant, key) != GOV_OK)
+            fail_msg("no state key for %s", tenant);
+        itest_copy_key(to, key, key);
+    }
+    const char *sadd1[] = {"SADD", gov_state_constitution_index_key(), tenant};
+    const char *sadd2[] = {"SADD", gov_state_rulepack_index_key(), tenant};
+    freeReplyObject(itest_redis_cmd(to, 3, sadd1, NULL));
+    freeReplyObject(itest_redis_cmd(to, 3, sadd2, NULL));
 }

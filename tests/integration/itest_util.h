@@ -97,6 +97,16 @@ const gov_avro_registry_t *itest_avro(void);
 /* Starts a private redis-server on a free port under var/test-redis/<name>;
  * returns its pid and port. */
 pid_t itest_private_redis(const char *name, int *port);
+/* Copies a tenant's served state (constitution hash and document, rule pack
+ * and its meta) from the stack's Redis into `to`, byte for byte (DUMP and
+ * RESTORE, so the stack's trust files verify it there), and adds the tenant
+ * to both indexes.  Fails the test when the stack has no such state. */
+void itest_copy_tenant(gov_redis_t *to, const char *tenant);
+/* Copies one key of the stack's Redis into `to` under the name `as`. */
+void itest_copy_key(gov_redis_t *to, const char *key, const char *as);
+/* One command on r (argv binary-safe with lens, or C strings with NULL):
+ * its reply (new; freeReplyObject).  Fails the test on an error. */
+redisReply *itest_redis_cmd(gov_redis_t *r, int argc, const char **argv, const size_t *lens);
 
 /* Encodes the event as `type` and produces it with the tenant key, waiting
  * for the acknowledgement.  Fails the test on error. */

@@ -693,6 +693,176 @@ static void test_edge_verifies_what_redis_holds(void **state) {
     snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "60s");
 }
 
+/* --- review finding 1 and 11: nothing unverified decides ---------------------------- */
+
+/* edge_state_reloads_total{tenant=t,outcome=outcome}, -1 when none. */
+static double edge_reloads(const char *t, const char *outcome) {
+    char ft[128], fo[64];
+    snprintf(ft, sizeof ft, "tenant=\"%s\"", t);
+    snprintf(fo, sizeof fo, "outcome=\"%s\"", outcome);
+    return itest_proc_metric(&edge, "edge_state_reloads_total", (const char *[]){ft, fo, NULL});
+}
+
+/* A JCS document of tenant t at version, signed by alice and bob, produced to
+ * constitution.bundles; its checksum in cs. */
+static void publish_version(const char *t, const char *version, char cs[129]) {
+    char doc[512];
+    snprintf(doc, sizeof doc, "{\"governance\":{\"signature_threshold\":2},"
+             "\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],"
+             "\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},"
+             "\"tenant\":\"%s\",\"version\":\"%s\"}", t, version);
+    json_t *b = itest_bundle_event(t, doc, "jcs", "sha256", NULL, keys, names, AB);
+    snprintf(cs, 129, "%s", json_string_value(json_object_get(b, "checksum")));
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    json_decref(b);
+}
+
+typedef struct served_wait {
+    const char *tenant, *checksum;
+} served_wait_t;
+
+static int serves(void *opaque) {
+    const served_wait_t *w = opaque;
+    char *body = NULL;
+    int ok = get_hash(w->tenant, &body) == 200 && strstr(body, w->checksum) != NULL;
+    free(body);
+    return ok;
+}
+
+static int wait_serves(const char *t, const char *checksum) {
+    served_wait_t w = {t, checksum};
+    return itest_wait_for(serves, &w, 15000, 20) >= 0;
+}
+
+typedef struct metric_wait {
+    const char *tenant, *outcome;
+} metric_wait_t;
+
+static int reloaded_with(void *opaque) {
+    const metric_wait_t *w = opaque;
+    return edge_reloads(w->tenant, w->outcome) >= 1;
+}
+
+static int refused_pack(void *opaque) {
+    char ft[128];
+    snprintf(ft, sizeof ft, "tenant=\"%s\"", (const char *)opaque);
+    return itest_proc_metric(&edge, "edge_state_rejected_total",
+                             (const char *[]){ft, "kind=\"rulepack\"", NULL}) >= 1;
+}
+
+static int processor_unverified(void *opaque) {
+    (void)opaque;
+    return itest_proc_metric(&proc, "constitution_state_unverified_total", NULL) >= 1;
+}
+
+/* Finding 1 of the review: a Redis writer edits the hash fields beside a
+ * verified document (version 999.0.0, signers, source).  The edge serves
+ * what verified (the document's version, the signers that counted), so a
+ * newer signed version is not "older than served"; gov-constitution judges
+ * the rollback against the verified stored document, not the field; a
+ * stored current that does not verify is counted and does not lock the
+ * tenant out; an older verified state in Redis is "state_behind", not
+ * served, and the tenant is degraded. */
+static void test_forged_fields_never_decide(void **state) {
+    (void)state;
+    char t[64], cs1[129], cs2[129], cs3[129], cs_old[129], eb[200];
+    itest_unique("fv", t, sizeof t);
+    publish_version(t, "1.0.0", cs1);
+    assert_true(wait_serves(t, cs1));
+
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "HSET constitution:{%s} version 999.0.0 signers "
+                                        "ceo_approved source https://evil.example/x", t),
+                     GOV_OK);
+    /* A restarted edge loads the forged fields with the verified document. */
+    assert_int_equal(itest_proc_stop(&edge), 0);
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "200ms");
+    start_edge();
+    char path[160], *body = NULL;
+    snprintf(path, sizeof path, "/v1/constitution/%s", t);
+    assert_int_equal(itest_proc_get(&edge, path, &body), 200);
+    json_t *meta = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(meta);
+    /* The top-level fields (the document itself is in "document"). */
+    assert_string_equal(json_string_value(json_object_get(meta, "version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(meta, "source")), "");
+    json_t *signers = json_object_get(meta, "signers");
+    assert_int_equal(json_array_size(signers), 2);
+    assert_string_equal(json_string_value(json_array_get(signers, 0)), "alice");
+    assert_string_equal(json_string_value(json_array_get(signers, 1)), "bob");
+    json_decref(meta);
+
+    /* A correctly signed 1.0.1 is newer than what verified: accepted by
+     * gov-constitution, served by the edge. */
+    publish_version(t, "1.0.1", cs2);
+    assert_true(wait_serves(t, cs2));
+    char ft[128];
+    snprintf(ft, sizeof ft, "tenant=\"%s\"", t);
+    assert_true(itest_proc_metric(&proc, "constitution_rejected_total",
+                                  (const char *[]){ft, NULL}) < 0);
+
+    /* The stored current loses its signatures: it no longer verifies, so its
+     * version decides nothing (counted); a signed successor goes through. */
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "HSET constitution:{%s} signatures [] version 999.0.0",
+                                        t), GOV_OK);
+    publish_version(t, "1.0.2", cs3);
+    assert_true(wait_serves(t, cs3));
+    assert_true(itest_wait_for(processor_unverified, NULL, 5000, 20) >= 0);
+
+    /* Redis goes back to an older, verified version: the edge keeps 1.0.2,
+     * reports "state_behind" and the tenant degraded. */
+    char old_doc[512];
+    snprintf(old_doc, sizeof old_doc, "{\"governance\":{\"signature_threshold\":2},"
+             "\"rules\":{\"max_risk_score\":0.8,\"permitted_tool_categories\":[\"search\"],"
+             "\"prohibited_actions\":[\"exfiltrate\"],\"require_human_approval_above_risk\":0.5},"
+             "\"tenant\":\"%s\",\"version\":\"1.0.0\"}", t);
+    forge(t, old_doc, AB, cs_old);
+    metric_wait_t mw = {t, "state_behind"};
+    assert_true(itest_wait_for(reloaded_with, &mw, 10000, 20) >= 0);
+    assert_true(wait_serves(t, cs3));
+    assert_true(readyz_degraded(t));
+    assert_true(refused(t, "state_behind") >= 1);
+    snprintf(env_reconcile, sizeof env_reconcile, "GOV_RECONCILE=%s", "60s");
+}
+
+/* Finding 11 of the review: a pack this edge refuses (signed by a key its
+ * rule-pack trust does not hold) does not freeze the tenant's constitution:
+ * a newly verified constitution is served, the pack stays refused. */
+static void test_refused_pack_does_not_freeze_the_constitution(void **state) {
+    (void)state;
+    char t[64], cs1[129], cs2[129], eb[200];
+    itest_unique("fp", t, sizeof t);
+    publish_version(t, "1.0.0", cs1);
+    assert_true(wait_serves(t, cs1));
+
+    /* The demo pack for t, signed by mallory only, written straight to Redis. */
+    char *text = itest_read_file("deploy/demo/rulepack-demo.json", NULL), buf[128];
+    snprintf(buf, sizeof buf, "\"tenant\": \"%s\"", t);
+    char *pack = itest_replace_once(text, "\"tenant\": \"demo\"", buf);
+    free(text);
+    json_t *ev = json_pack("{s:s}", "rulepack_json", pack);
+    itest_sign_rulepack_event(ev, keys, names, (const int[]){3, -1});
+    char *sigs = json_dumps(json_object_get(ev, "signatures"), JSON_COMPACT);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "SET policy:rulepack:{%s} %s", t, pack), GOV_OK);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "HSET policy:rulepack:{%s}:meta signatures %s", t, sigs),
+                     GOV_OK);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "SADD policy:rulepack:tenants %s", t), GOV_OK);
+    free(sigs);
+    free(pack);
+    json_decref(ev);
+
+    /* The running edge (reconcile 60 s) hears of it with the next update. */
+    publish_version(t, "1.0.1", cs2);
+    assert_true(wait_serves(t, cs2));
+    assert_true(itest_wait_for(refused_pack, t, 10000, 20) >= 0);
+    assert_true(readyz_degraded(t));
+}
+
 static void test_bad_requests_and_metrics(void **state) {
     (void)state;
     char *body = NULL;
@@ -723,6 +893,8 @@ int main(void) {
         cmocka_unit_test(test_replay_of_the_current_bundle_is_silent),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_edge_verifies_what_redis_holds),
+        cmocka_unit_test(test_forged_fields_never_decide),
+        cmocka_unit_test(test_refused_pack_does_not_freeze_the_constitution),
         cmocka_unit_test(test_bad_requests_and_metrics),
     };
     return cmocka_run_group_tests_name("constitution-chain", tests, setup, teardown);

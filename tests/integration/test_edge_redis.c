@@ -39,7 +39,7 @@ static pid_t redis_pid = -1;
 static int redis_port;
 static gov_redis_t *priv;   /* the test's own connection to the private Redis */
 static itest_proc_t edge;
-static char env_redis[48], env_trust[600], env_rp_trust[620];
+static char env_redis[48], env_trust[600], env_pack_trust[600];
 
 static const char *const eval_body =
     "{\"tenant\":\"demo\",\"session_id\":\"s-itest-redis\",\"user\":\"u\",\"role\":\"analyst\","
@@ -49,43 +49,9 @@ static const char *const lookup_path = "/v1/decisions/demo/0190b3f0-0000-7000-80
 
 /* --- helpers ------------------------------------------------------------------------ */
 
-static redisReply *cmd(gov_redis_t *r, int argc, const char **argv, const size_t *lens) {
-    char eb[256];
-    redisReply *rep = NULL;
-    if (gov_redis_command(r, &rep, argc, argv, lens, eb, sizeof eb) != GOV_OK)
-        fail_msg("redis %s: %s", argv[0], eb);
-    return rep;
-}
-
-/* Copies one key from the stack's Redis into the private one (DUMP/RESTORE). */
-static void copy_key(const char *key, const char *as) {
-    const char *dump[] = {"DUMP", key};
-    redisReply *d = cmd(itest_redis(), 2, dump, NULL);
-    if (d->type != REDIS_REPLY_STRING)
-        fail_msg("the stack's Redis has no %s: is the demo tenant loaded (deploy/stack.sh)?", key);
-    const char *restore[] = {"RESTORE", as, "0", d->str, "REPLACE"};
-    size_t lens[] = {strlen("RESTORE"), strlen(as), 1, d->len, strlen("REPLACE")};
-    freeReplyObject(cmd(priv, 5, restore, lens));
-    freeReplyObject(d);
-}
-
 static void state_key(gov_state_key_t kind, const char *tenant, char out[GOV_STATE_KEY_MAX]) {
     if (gov_state_key(kind, tenant, out) != GOV_OK)
         fail_msg("no state key for %s", tenant);
-}
-
-static void copy_demo(void) {
-    static const gov_state_key_t kinds[] = {GOV_STATE_CONSTITUTION, GOV_STATE_CONSTITUTION_DOC,
-                                            GOV_STATE_RULEPACK, GOV_STATE_RULEPACK_META};
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        char k[GOV_STATE_KEY_MAX];
-        state_key(kinds[i], "demo", k);
-        copy_key(k, k);
-    }
-    const char *sadd1[] = {"SADD", gov_state_constitution_index_key(), "demo"};
-    const char *sadd2[] = {"SADD", gov_state_rulepack_index_key(), "demo"};
-    freeReplyObject(cmd(priv, 3, sadd1, NULL));
-    freeReplyObject(cmd(priv, 3, sadd2, NULL));
 }
 
 /* One raw request to a gov-edge port; the status within wait_ms, 0 if none. */
@@ -116,7 +82,7 @@ static void start_edge(itest_proc_t *p, const char *id, const char *log) {
     static char env_id[2][64];
     int slot = p == &edge ? 0 : 1;
     snprintf(env_id[slot], sizeof env_id[slot], "GOV_EDGE_ID=%s", id);
-    const char *env[] = {env_redis, env_trust, env_rp_trust, env_id[slot], "GOV_RECONCILE=300ms",
+    const char *env[] = {env_redis, env_trust, env_pack_trust, env_id[slot], "GOV_RECONCILE=300ms",
                          "GOV_LOOKUP_TIMEOUT=250ms", NULL};
     itest_proc_start(p, "gov-edge", NULL, env, log);
 }
@@ -130,11 +96,11 @@ static int setup(void **state) {
     if (gov_redis_new("127.0.0.1", redis_port, 5000, &priv, eb, sizeof eb) != GOV_OK)
         fail_msg("private redis: %s", eb);
     const char *flush[] = {"FLUSHALL"};
-    freeReplyObject(cmd(priv, 1, flush, NULL));
-    copy_demo();
+    freeReplyObject(itest_redis_cmd(priv, 1, flush, NULL));
+    itest_copy_tenant(priv, "demo");
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
-    snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s",
+    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
              itest_path("var/demo/rulepack-trust.json"));
     start_edge(&edge, EDGE_ID, "itest-edge-redis-gov-edge.log");
     if (evaluate_status(&edge) != 200)
@@ -161,7 +127,7 @@ static void test_abandoned_pipeline_never_desynchronizes(void **state) {
     gov_redis_t *r = NULL;
     assert_int_equal(gov_redis_new("127.0.0.1", redis_port, 2000, &r, eb, sizeof eb), GOV_OK);
     const char *set[] = {"SET", "itest:pipe", "a-string"};
-    freeReplyObject(cmd(r, 3, set, NULL));
+    freeReplyObject(itest_redis_cmd(r, 3, set, NULL));
     const char *get[] = {"GET", "itest:pipe"}, *hgetall[] = {"HGETALL", "itest:pipe"},
                *echo[] = {"ECHO", "third-reply"};
     assert_int_equal(gov_redis_append(r, 2, get, NULL), GOV_OK);
@@ -190,7 +156,7 @@ static void test_abandoned_pipeline_never_desynchronizes(void **state) {
     assert_string_equal(rep->str, "a-string");
     freeReplyObject(rep);
     const char *del[] = {"DEL", "itest:pipe"};
-    freeReplyObject(cmd(r, 2, del, NULL));
+    freeReplyObject(itest_redis_cmd(r, 2, del, NULL));
     gov_redis_free(r);
 }
 
@@ -262,16 +228,16 @@ static void test_wrong_type_degrades_that_tenant_only(void **state) {
     /* t_hash: its constitution hash is a list. */
     state_key(GOV_STATE_CONSTITUTION, t_hash, k);
     const char *rpush[] = {"RPUSH", k, "not-a-hash"};
-    freeReplyObject(cmd(priv, 3, rpush, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 3, rpush, NULL));
     /* t_doc: a readable hash (demo's), its document a list. */
     state_key(GOV_STATE_CONSTITUTION, "demo", k_demo);
     state_key(GOV_STATE_CONSTITUTION, t_doc, k);
-    copy_key(k_demo, k);
+    itest_copy_key(priv, k_demo, k);
     state_key(GOV_STATE_CONSTITUTION_DOC, t_doc, k);
     rpush[1] = k;
-    freeReplyObject(cmd(priv, 3, rpush, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 3, rpush, NULL));
     const char *sadd[] = {"SADD", gov_state_constitution_index_key(), t_hash, t_doc};
-    freeReplyObject(cmd(priv, 4, sadd, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 4, sadd, NULL));
 
     /* The running edge: the next reconcile (300 ms) degrades both, serves demo. */
     degraded_wait_t w1 = {&edge, t_hash}, w2 = {&edge, t_doc};
@@ -299,7 +265,7 @@ static void test_wrong_type_degrades_that_tenant_only(void **state) {
     assert_int_equal(itest_proc_stop(&fresh), 0);
 
     const char *srem[] = {"SREM", gov_state_constitution_index_key(), t_hash, t_doc};
-    freeReplyObject(cmd(priv, 4, srem, NULL));
+    freeReplyObject(itest_redis_cmd(priv, 4, srem, NULL));
 }
 
 /* --- point 2: Redis stopped, restarted from its RDB while it loads -------------------- */

@@ -701,20 +701,45 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     json_decref(down);
 }
 
-static void test_unreadable_current_pack_refuses_changes(void **state) {
+static void test_damaged_current_pack_decides_nothing(void **state) {
     (void)state;
-    /* Redis damaged by hand: the version to compare with is unknown, so
-     * nothing is accepted over it (and the partition is not blocked). */
-    char eb[200];
+    /* Redis damaged by hand: a stored current that does not verify decides
+     * nothing (review finding 1) - it is counted, and a signed pack replaces
+     * it instead of the tenant being locked out (the partition is not
+     * blocked either). */
+    char eb[200], sha[GOV_SHA256_HEXLEN + 1];
     assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
                                         "SET policy:rulepack:{%s} %s", tenant2, "{\"not\":\"a pack\"}"),
                      GOV_OK);
+    double unverified = metric("rulepack_state_unverified_total", NULL, "reason=");
     char *text = demo_pack(tenant2, "5.0.0", NULL, NULL);
     json_t *ev = event_for(tenant2, "demo-baseline", "5.0.0", text);
+    char *canonical = canonical_of(text, sha);
     free(text);
     wait_processed(publish(ev));
-    assert_true(rejected(tenant2, "current_pack_unreadable") == 1);
-    assert_current_is(tenant2, "{\"not\":\"a pack\"}");
+    assert_true(rejected(tenant2, "current_pack_unreadable") < 1);
+    assert_true(metric("rulepack_state_unverified_total", NULL, "reason=") >=
+                unverified + 1);
+    assert_current_is(tenant2, canonical);
+    json_decref(ev);
+
+    /* The reviewer's repro: the stored pack's version edited to 9999.0.0
+     * (its signatures no longer verify); a signed 5.0.1 is not a rollback. */
+    char *forged = itest_replace_once(canonical, "\"version\":\"5.0.0\"",
+                                      "\"version\":\"9999.0.0\"");
+    free(canonical);
+    assert_int_equal(gov_redis_commandf(itest_redis(), NULL, eb, sizeof eb,
+                                        "SET policy:rulepack:{%s} %s", tenant2, forged), GOV_OK);
+    free(forged);
+    double rollbacks = rejected(tenant2, "version_rollback");
+    text = demo_pack(tenant2, "5.0.1", NULL, NULL);
+    ev = event_for(tenant2, "demo-baseline", "5.0.1", text);
+    canonical = canonical_of(text, sha);
+    free(text);
+    wait_processed(publish(ev));
+    assert_true(rejected(tenant2, "version_rollback") == rollbacks);
+    assert_current_is(tenant2, canonical);
+    free(canonical);
     json_decref(ev);
 
     /* a key of the wrong type: the same refusal, not a retry loop that
@@ -1053,7 +1078,7 @@ int main(void) {
         cmocka_unit_test(test_accepted_pack_is_materialized),
         cmocka_unit_test(test_every_invalid_pack_is_rejected_with_its_reason),
         cmocka_unit_test(test_replays_are_duplicates_and_newer_versions_replace),
-        cmocka_unit_test(test_unreadable_current_pack_refuses_changes),
+        cmocka_unit_test(test_damaged_current_pack_decides_nothing),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_edge_follows_what_gov_rulepacks_materializes),

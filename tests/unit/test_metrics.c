@@ -519,8 +519,11 @@ static void test_series_limit(void **state) {
     assert_int_equal(gov_metrics_dropped(reg), 3);
 
     char *text = render(reg, NULL);
-    assert_int_equal(count_lines(text), 2 + 10000 + 2 + 1);
+    /* The refused updates are exported per family: HELP, TYPE, one series. */
+    assert_int_equal(count_lines(text), 2 + 10000 + 2 + 1 + 3);
     assert_null(strstr(text, "too-many"));
+    assert_non_null(strstr(text, "\nmetrics_series_dropped_total{family=\"limit_events_total\"} 3\n"));
+    assert_null(strstr(text, "family=\"limit_other_value\""));
     /* Creation order is kept through hash table growth. */
     const char *first = strstr(text, "limit_events_total{tenant=\"t0\"} 1\n");
     const char *second = strstr(text, "limit_events_total{tenant=\"t1\"} 1\n");
