@@ -289,7 +289,7 @@ static int answered_reached(void *opaque) {
 
 static void wait_answers(long more) {
     count_want_t w = {atomic_load(&load.answered) + more};
-    if (itest_wait_for(answered_reached, &w, 60000, 10) < 0)
+    if (itest_wait_for(answered_reached, &w, ITEST_HISTORY_MS, 10) < 0)
         fail_msg("the edge stopped answering (%ld answers)", atomic_load(&load.answered));
 }
 
@@ -385,7 +385,7 @@ static int edge_serves(void *opaque) {
  * answer: what every later answer must be. */
 static void record_served_answer(const char *version) {
     edge_want_t w = {version};
-    if (itest_wait_for(edge_serves, &w, 60000, 20) < 0)
+    if (itest_wait_for(edge_serves, &w, ITEST_HISTORY_MS, 20) < 0)
         fail_msg("the edge does not serve pack %s of %s", version, tenant);
     char url[256], *body = NULL;
     snprintf(url, sizeof url, "%s/v1/evaluate", procs[EDGE].url);
