@@ -49,6 +49,18 @@ static const char a1_pem[] = "-----BEGIN PUBLIC KEY-----\n"
                              "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
                              "-----END PUBLIC KEY-----\n";
 
+/* fill_claims() below, issued by an independent implementation: Python's
+ * json.dumps(sort_keys=True, separators=(",", ":")) and the cryptography
+ * package's Ed25519 with the A.1 key (tests/vectors/jwt/independent_token.py). */
+static const char python_token[] =
+    "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0."
+    "eyJhdWQiOiJnb3YtZWRnZSIsImNsaWVudF9pZCI6ImNsaWVudC0xIiwiY29uc3RpdHV0aW9uX2hhc2giOiI5Zjg2ZDA4"
+    "MTg4NGM3ZDY1OWEyZmVhYTBjNTVhZDAxNWEzYmY0ZjFiMmIwYjgyMmNkMTVkNmMxNWIwZjAwYTA4IiwiZXhwIjoxNzAw"
+    "MDAwNjAwLCJpYXQiOjE3MDAwMDAwMDAsImlzcyI6Imh0dHBzOi8vZ292LmV4YW1wbGUiLCJqdGkiOiIwMThjMmI2ZS00"
+    "ZDAwLTdhYmMtOGRlZi0wMTIzNDU2Nzg5YWIiLCJuYmYiOjE3MDAwMDAwMDAsInNjb3BlIjoicG9saWN5OmV2YWx1YXRl"
+    "IGRlY2lzaW9uczpyZWFkIiwic3ViIjoiY2xpZW50LTEiLCJ0ZW5hbnQiOiJkZW1vIn0."
+    "_C0OQxHCX-mBxn-e6D15JxipJ7n5xYAARCfwGrDScLrzJf5340CRHyEO7qwORApgFHbin2pUHqG5ivTyRUjSBA";
+
 #define NOW INT64_C(1700000000)
 #define KID "k1"
 
@@ -421,6 +433,22 @@ static void test_round_trip(void **state) {
                      GOV_OK);
     assert_claims_equal(&c, &back);
     gov_free(tok);
+}
+
+/* Our bytes are the independent implementation's bytes, both ways. */
+static void test_independent_known_answer(void **state) {
+    (void)state;
+    gov_jwt_claims_t c, back;
+    fill_claims(&c);
+    char *tok = issue(&c);
+    assert_string_equal(tok, python_token);
+    gov_free(tok);
+    gov_reason_t why;
+    char eb[256];
+    assert_int_equal(gov_jwt_verify(python_token, strlen(python_token), &opts, NOW, &back, &why,
+                                    eb, sizeof eb),
+                     GOV_OK);
+    assert_claims_equal(&c, &back);
 }
 
 static void test_sign_refusals(void **state) {
@@ -972,6 +1000,7 @@ int main(void) {
         cmocka_unit_test(test_b64url_one_spelling),
         cmocka_unit_test_setup(test_rfc8037_a4, setup),
         cmocka_unit_test_setup(test_round_trip, setup),
+        cmocka_unit_test_setup(test_independent_known_answer, setup),
         cmocka_unit_test_setup(test_sign_refusals, setup),
         cmocka_unit_test_setup(test_reject_alg, setup),
         cmocka_unit_test_setup(test_reject_header, setup),
