@@ -618,6 +618,13 @@ gov_err_t gov_jwt_verify(const char *token, size_t len, const gov_jwt_verify_opt
                    gov_err_str(rc));
         goto out;
     }
+    if (key.active_from < 0 || key.active_from > GOV_JWT_TIME_MAX || key.retired_at < 0 ||
+        key.retired_at > GOV_JWT_TIME_MAX) {
+        rc = gov_reason_fail(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
+                             errbuf_size, "key lookup for kid %s answered times out of range",
+                             shown);
+        goto out;
+    }
     rc = GOV_ERR_VERIFY;
     if (key.retired || (key.retired_at != 0 && now_s >= key.retired_at)) {
         gov_reason_fail(why, GOV_REASON_TOKEN_KEY_RETIRED, rc, errbuf, errbuf_size,

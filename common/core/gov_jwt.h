@@ -106,6 +106,7 @@ gov_err_t gov_jwt_sign(const gov_jwt_claims_t *c, const char *kid, gov_jwt_sign_
 /* What a key lookup answers for a kid. */
 typedef struct gov_jwt_key {
     uint8_t pub[32];        /* raw Ed25519 public key (RFC 8032) */
+    /* both times 0..GOV_JWT_TIME_MAX; other values are GOV_ERR_INVALID_ARG */
     int64_t active_from;    /* the key signs tokens issued at or after this; 0: always */
     int64_t retired_at;     /* from this time on the key verifies nothing; 0: never */
     int retired;            /* non-zero: retired now, whatever the times say */

@@ -604,6 +604,17 @@ static void test_reject_keys(void **state) {
     keys.k1.active_from = NOW + 30;
     expect(tok, GOV_REASON_NONE);
     keys.k1.active_from = 0;
+    /* a lookup answering nonsense times is the caller's bug, not an acceptance */
+    keys.k1.active_from = INT64_MIN;
+    gov_reason_t why0;
+    char eb0[256];
+    assert_int_equal(gov_jwt_verify(tok, strlen(tok), &opts, NOW, NULL, &why0, eb0, sizeof eb0),
+                     GOV_ERR_INVALID_ARG);
+    keys.k1.active_from = 0;
+    keys.k1.retired_at = -1;
+    assert_int_equal(gov_jwt_verify(tok, strlen(tok), &opts, NOW, NULL, &why0, eb0, sizeof eb0),
+                     GOV_ERR_INVALID_ARG);
+    keys.k1.retired_at = 0;
     /* signed by another key */
     json_t *p = claims_json();
     char *pt = json_dumps(p, JSON_COMPACT);
