@@ -28,14 +28,10 @@
 #include "gov_canon.h"
 #include "gov_jwt.h"
 #include "gov_reason.h"
+#include "../vectors/jwt/rfc8037_a1.h"
 
-/* RFC 8037 A.1: d and x */
-static const uint8_t a1_d[32] = {
-    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
-    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
-static const uint8_t a1_x[32] = {
-    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
-    0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a};
+static const uint8_t *const a1_d = rfc8037_a1_d;
+static const uint8_t *const a1_x = rfc8037_a1_x;
 /* RFC 8032 §7.1 TEST 2's secret key: a second, unrelated signer */
 static const uint8_t other_d[32] = {
     0x4c, 0xcd, 0x08, 0x9b, 0x28, 0xff, 0x96, 0xda, 0x9d, 0xb6, 0xc3, 0x46, 0xec, 0x11, 0x4e, 0x0f,
@@ -66,22 +62,7 @@ static const char python_token[] =
 
 /* --- the test's own signer and key set --------------------------------------- */
 
-static gov_err_t openssl_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64],
-                              char *errbuf, size_t errbuf_size) {
-    const uint8_t *d = ctx;
-    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, d, 32);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    size_t siglen = 64;
-    gov_err_t rc = GOV_ERR_CRYPTO;
-    if (key != NULL && md != NULL && EVP_DigestSignInit(md, NULL, NULL, NULL, key) == 1 &&
-        EVP_DigestSign(md, sig, &siglen, msg, len) == 1 && siglen == 64)
-        rc = GOV_OK;
-    else
-        snprintf(errbuf, errbuf_size, "test signer failed");
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(key);
-    return rc;
-}
+#define openssl_sign rfc8037_sign
 
 static gov_err_t failing_sign(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64],
                               char *errbuf, size_t errbuf_size) {
@@ -224,6 +205,14 @@ static void expect(const char *tok, gov_reason_t want) {
 static void expect_free(char *tok, gov_reason_t want) {
     expect(tok, want);
     gov_free(tok);
+}
+
+static char *issue(const gov_jwt_claims_t *c);
+
+/* fill_claims(c), issued. */
+static char *issue_default(gov_jwt_claims_t *c) {
+    fill_claims(c);
+    return issue(c);
 }
 
 static char *issue(const gov_jwt_claims_t *c) {
@@ -589,8 +578,7 @@ static void test_reject_header(void **state) {
 static void test_reject_keys(void **state) {
     (void)state;
     gov_jwt_claims_t c;
-    fill_claims(&c);
-    char *tok = issue(&c);
+    char *tok = issue_default(&c);
     keys.k1.retired = 1;
     expect(tok, GOV_REASON_TOKEN_KEY_RETIRED);
     keys.k1.retired = 0;
@@ -635,8 +623,7 @@ static void test_reject_keys(void **state) {
 static void test_reject_size(void **state) {
     (void)state;
     gov_jwt_claims_t c;
-    fill_claims(&c);
-    char *tok = issue(&c);
+    char *tok = issue_default(&c);
     size_t n = strlen(tok);
     opts.max_token_bytes = n;
     expect(tok, GOV_REASON_NONE);
@@ -729,8 +716,7 @@ static void test_reject_iss_aud(void **state) {
 static void test_reject_tampered(void **state) {
     (void)state;
     gov_jwt_claims_t c;
-    fill_claims(&c);
-    char *tok = issue(&c);
+    char *tok = issue_default(&c);
     char *dot1 = strchr(tok, '.'), *dot2 = strchr(dot1 + 1, '.');
     /* the payload of another tenant under the original signature */
     strcpy(c.tenant, "evil");
@@ -824,8 +810,7 @@ static void test_reject_noncanonical(void **state) {
 static void test_reject_serializations(void **state) {
     (void)state;
     gov_jwt_claims_t c;
-    fill_claims(&c);
-    char *tok = issue(&c);
+    char *tok = issue_default(&c);
     char *d1 = strchr(tok, '.'), *d2 = strchr(d1 + 1, '.');
     /* the flattened JWS JSON serialization of the same token */
     char json[4096];
@@ -902,8 +887,7 @@ static void test_reject_payload(void **state) {
 static void test_verify_options(void **state) {
     (void)state;
     gov_jwt_claims_t c;
-    fill_claims(&c);
-    char *tok = issue(&c);
+    char *tok = issue_default(&c);
     gov_reason_t why;
     char eb[256];
     static const char *const algs[] = {"HS256", "none", "", NULL};
