@@ -103,7 +103,10 @@ gov_err_t gov_jwt_sign(const gov_jwt_claims_t *c, const char *kid, gov_jwt_sign_
 
 /* --- verification ---------------------------------------------------------- */
 
-/* What a key lookup answers for a kid. */
+/* What a key lookup answers for a kid.  "Retired" here means the key no
+ * longer verifies; a key that has only stopped signing (rotated out) must
+ * be answered as not retired until the last token it signed has expired
+ * (docs/contracts.md, "JWT"), or those tokens fail early. */
 typedef struct gov_jwt_key {
     uint8_t pub[32];        /* raw Ed25519 public key (RFC 8032) */
     /* both times 0..GOV_JWT_TIME_MAX; other values are GOV_ERR_INVALID_ARG */
