@@ -148,7 +148,28 @@
     X(VERSION_TOO_LONG, "version_too_long", "the version text is longer than its field") \
     X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head") \
     /* the edge's reload (loader.c) */ \
-    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served")
+    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served") \
+    /* access tokens (gov_jwt; docs/contracts.md, "JWT") */ \
+    X(TOKEN_TOO_LARGE, "token_too_large", "the token is longer than the verifier's limit") \
+    X(TOKEN_UNSUPPORTED_SERIALIZATION, "token_unsupported_serialization", "a JWS JSON serialization or a nested JWT, not a compact JWS of claims") \
+    X(TOKEN_MALFORMED, "token_malformed", "not three base64url parts with a JSON object header and payload") \
+    X(TOKEN_NONCANONICAL, "token_noncanonical", "a part is padded base64url or has non-zero unused bits") \
+    X(TOKEN_DUPLICATE_CLAIM, "token_duplicate_claim", "the header or the payload names a member twice") \
+    X(TOKEN_CRIT_HEADER, "token_crit_header", "the header carries crit, which no verifier here understands") \
+    X(TOKEN_ALG_NOT_ALLOWED, "token_alg_not_allowed", "the header's alg is not the configured one (none and HMAC never are)") \
+    X(TOKEN_HEADER_INVALID, "token_header_invalid", "the header has a member other than alg, kid and typ, or a typ other than JWT") \
+    X(TOKEN_UNKNOWN_KID, "token_unknown_kid", "the header names no kid, or one the key set does not hold") \
+    X(TOKEN_KEY_RETIRED, "token_key_retired", "the signing key is retired") \
+    X(TOKEN_KEY_NOT_ACTIVE, "token_key_not_active", "the token says it was issued before its key became active") \
+    X(TOKEN_BAD_SIGNATURE, "token_bad_signature", "the signature does not verify under the named key") \
+    X(TOKEN_INVALID_CLAIM, "token_invalid_claim", "a claim is missing, of the wrong type or out of its bounds") \
+    X(TOKEN_WRONG_ISSUER, "token_wrong_issuer", "iss is not the configured issuer") \
+    X(TOKEN_WRONG_AUDIENCE, "token_wrong_audience", "aud does not name the configured audience") \
+    X(TOKEN_EXPIRED, "token_expired", "now is at or past exp plus the leeway") \
+    X(TOKEN_NOT_YET_VALID, "token_not_yet_valid", "now is before nbf, or before iat, minus the leeway") \
+    X(TOKEN_LIFETIME_TOO_LONG, "token_lifetime_too_long", "exp - iat is beyond the verifier's maximum lifetime") \
+    X(TOKEN_CONSTITUTION_STALE, "token_constitution_stale", "constitution_hash is neither the tenant's current one nor in its grace window") \
+    X(TOKEN_REVOKED, "token_revoked", "the token's jti was revoked")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
