@@ -148,7 +148,12 @@
     X(VERSION_TOO_LONG, "version_too_long", "the version text is longer than its field") \
     X(CHAIN_MISSING, "chain_missing", "a known tenant has no audit stream and no head") \
     /* the edge's reload (loader.c) */ \
-    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served")
+    X(STATE_BEHIND, "state_behind", "Redis holds an older verified state (or none) than the one served") \
+    /* signing key stores (gov_signer_pem, gov_signer_pkcs11) */ \
+    X(KEY_INSECURE, "key_insecure", "a key file, key directory or PIN file is open to other users or not owned by this user") \
+    X(KEY_NOT_FOUND, "key_not_found", "the key store holds no key with that kid") \
+    X(KEYSTORE_UNAVAILABLE, "keystore_unavailable", "the key store (directory, PKCS#11 module or token) cannot be used") \
+    X(PIN_INCORRECT, "pin_incorrect", "the PKCS#11 token refused the PIN")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
