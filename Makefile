@@ -188,7 +188,7 @@ docs-config: release
 # Benchmark tools: C programs under bench/, linked against the release libraries.
 # bench/run.sh builds them with `make bench-tools`; `make bench` runs them.
 # Benchmarks are never part of `make test`.
-BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack
+BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack sign_bench
 BENCH_BINS  := $(addprefix build/release/bench/,$(BENCH_TOOLS))
 
 $(patsubst %,build/release/obj/bench/%.o,$(BENCH_TOOLS) bench_util): bench/bench_util.h
