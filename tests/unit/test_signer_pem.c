@@ -250,6 +250,30 @@ static void test_config_rows_and_pin_file(void **state) {
     assert_true(rows[5].secret);
     assert_string_equal(rows[5].name, "pkcs11_pin");
 
+    /* Loaded from the environment as a binary would; the PIN is in the
+     * struct and never in the printed configuration. */
+    setenv("GOV_SIGNER_BACKEND", "pkcs11", 1);
+    setenv("GOV_PKCS11_PIN", "pin-3141592653", 1);
+    char *argv[] = {"test", NULL};
+    gov_config_result_t res;
+    assert_int_equal(gov_config_load(rows, 6, 1, argv, &res, eb, sizeof eb), GOV_OK);
+    unsetenv("GOV_SIGNER_BACKEND");
+    unsetenv("GOV_PKCS11_PIN");
+    assert_int_equal(c.backend, GOV_KEYSTORE_PKCS11);
+    assert_string_equal(c.pkcs11_pin, "pin-3141592653");
+    char *printed = NULL;
+    size_t plen = 0;
+    FILE *mf = open_memstream(&printed, &plen);
+    assert_non_null(mf);
+    gov_config_print(rows, 6, mf);
+    gov_config_print_docs(rows, 6, mf);
+    fclose(mf);
+    assert_non_null(strstr(printed, "signer_backend = pkcs11"));
+    assert_non_null(strstr(printed, "pkcs11_pin = (set)"));
+    assert_null(strstr(printed, "3141592653"));
+    free(printed);
+    gov_config_free_strings(rows, 6);
+
     /* The façade's own checks. */
     gov_keystore_t *ks = NULL;
     gov_reason_t why;
