@@ -156,8 +156,9 @@ void gov_keystore_list_sort(char **kids, size_t n) {
         qsort(kids, n, sizeof *kids, cmp_str);
 }
 
-gov_err_t gov_keystore_check_private(const struct stat *st, const char *path, const char *what,
-                                     gov_reason_t *why, char *errbuf, size_t errbuf_size) {
+/* The ownership rule, applied to the descriptor that is read. */
+static gov_err_t check_private(const struct stat *st, const char *path, const char *what,
+                               gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     if (!S_ISREG(st->st_mode))
         return gov_reason_fail(why, GOV_REASON_KEY_INSECURE, GOV_ERR_CONFIG, errbuf, errbuf_size,
                                "%s %s is not a regular file", what, path);
@@ -173,69 +174,92 @@ gov_err_t gov_keystore_check_private(const struct stat *st, const char *path, co
     return GOV_OK;
 }
 
-gov_err_t gov_keystore_read_secret_file(const char *path, char **out, gov_reason_t *why,
-                                        char *errbuf, size_t errbuf_size) {
+gov_err_t gov_keystore_read_private(const char *path, const char *what, size_t max, char **out,
+                                    size_t *out_len, gov_reason_t *why, char *errbuf,
+                                    size_t errbuf_size) {
     gov_err_t rc;
     char *buf = NULL;
     size_t len = 0;
     struct stat st;
     *out = NULL;
+    *out_len = 0;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE,
-                               errno == ENOENT ? GOV_ERR_NOT_FOUND : GOV_ERR_IO, errbuf,
-                               errbuf_size, "cannot open PIN file %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_NOT_FOUND, errbuf,
+                                   errbuf_size, "%s %s does not exist", what, path);
+        if (errno == ELOOP)
+            return gov_reason_fail(why, GOV_REASON_KEY_INSECURE, GOV_ERR_CONFIG, errbuf,
+                                   errbuf_size, "%s %s is a symbolic link", what, path);
+        return gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_IO, errbuf, errbuf_size,
+                               "cannot open %s %s: %s", what, path, strerror(errno));
+    }
     if (fstat(fd, &st) != 0) {
         rc = gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_IO, errbuf, errbuf_size,
-                             "cannot stat PIN file %s: %s", path, strerror(errno));
+                             "cannot stat %s %s: %s", what, path, strerror(errno));
         goto out;
     }
-    if ((rc = gov_keystore_check_private(&st, path, "PIN file", why, errbuf, errbuf_size)) !=
-        GOV_OK)
+    if ((rc = check_private(&st, path, what, why, errbuf, errbuf_size)) != GOV_OK)
         goto out;
-    buf = gov_malloc(SECRET_FILE_MAX + 1);
+    /* One buffer, never grown: no copy of the secret is left behind. */
+    buf = gov_malloc(max + 1);
     if (buf == NULL) {
         rc = gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_NOMEM, errbuf, errbuf_size,
                              "out of memory");
         goto out;
     }
     for (;;) {
-        ssize_t r = read(fd, buf + len, SECRET_FILE_MAX + 1 - len);
+        ssize_t r = read(fd, buf + len, max + 1 - len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             rc = gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_IO, errbuf, errbuf_size,
-                                 "cannot read PIN file %s: %s", path, strerror(errno));
+                                 "cannot read %s %s: %s", what, path, strerror(errno));
             goto out;
         }
         if (r == 0)
             break;
         len += (size_t)r;
-        if (len > SECRET_FILE_MAX) {
-            rc = gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_TOO_LARGE, errbuf,
-                                 errbuf_size, "PIN file %s is longer than %d bytes", path,
-                                 SECRET_FILE_MAX);
+        if (len > max) {
+            rc = gov_reason_fail(why, GOV_REASON_TOO_LARGE, GOV_ERR_TOO_LARGE, errbuf, errbuf_size,
+                                 "%s %s is larger than %zu bytes", what, path, max);
             goto out;
         }
     }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    rc = GOV_OK;
+out:
+    if (buf != NULL) {
+        OPENSSL_cleanse(buf, max + 1);
+        gov_free(buf);
+    }
+    close(fd);
+    return rc;
+}
+
+gov_err_t gov_keystore_read_secret_file(const char *path, char **out, gov_reason_t *why,
+                                        char *errbuf, size_t errbuf_size) {
+    char *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    gov_err_t rc = gov_keystore_read_private(path, "PIN file", SECRET_FILE_MAX, &buf, &len, why,
+                                             errbuf, errbuf_size);
+    if (rc != GOV_OK)
+        return rc;
     if (len > 0 && buf[len - 1] == '\n')
         len--;
     if (len > 0 && buf[len - 1] == '\r')
         len--;
     buf[len] = '\0';
     if (len == 0 || memchr(buf, '\n', len) != NULL || memchr(buf, '\0', len) != NULL) {
-        rc = gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_CONFIG, errbuf,
-                             errbuf_size, "PIN file %s must hold one non-empty line", path);
-        goto out;
-    }
-    *out = buf;
-    buf = NULL;
-    rc = GOV_OK;
-out:
-    if (buf != NULL) {
         OPENSSL_cleanse(buf, SECRET_FILE_MAX + 1);
         gov_free(buf);
+        return gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_CONFIG, errbuf,
+                               errbuf_size, "PIN file %s must hold one non-empty line", path);
     }
-    close(fd);
-    return rc;
+    *out = buf;
+    return GOV_OK;
 }

@@ -69,25 +69,13 @@ static gov_err_t key_path(const pem_store_t *ps, const char *name, char *path, s
 
 /* --- open -------------------------------------------------------------------------- */
 
-/* Reads the whole key file of fd into buf (KEY_FILE_MAX + 1 bytes). */
-static gov_err_t read_key_fd(int fd, const char *path, char *buf, size_t *len, gov_reason_t *why,
-                             char *errbuf, size_t errbuf_size) {
-    *len = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + *len, KEY_FILE_MAX + 1 - *len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_IO, errbuf, errbuf_size,
-                                   "cannot read key file %s: %s", path, strerror(errno));
-        if (r == 0)
-            return GOV_OK;
-        *len += (size_t)r;
-        if (*len > KEY_FILE_MAX)
-            return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_TOO_LARGE, errbuf,
-                                   errbuf_size, "key file %s is larger than %d bytes", path,
-                                   KEY_FILE_MAX);
-    }
+/* The in-process signer of a key this backend loaded or made: key STOLEN. */
+static gov_err_t file_signer_take(EVP_PKEY *key, gov_signer_t **out, gov_reason_t *why,
+                                  char *errbuf, size_t errbuf_size) {
+    gov_err_t rc = gov_signer_from_evp_take(key, "file", out, errbuf, errbuf_size);
+    if (rc != GOV_OK && why != NULL)
+        *why = GOV_REASON_CRYPTO_ERROR;
+    return rc;
 }
 
 static gov_err_t pem_signer(void *ctx, const char *kid, gov_signer_t **out, gov_reason_t *why,
@@ -99,8 +87,6 @@ static gov_err_t pem_signer(void *ctx, const char *kid, gov_signer_t **out, gov_
     BIO *bio = NULL;
     EVP_PKEY *key = NULL;
     gov_signer_t *s = NULL;
-    struct stat st;
-    int fd = -1;
     gov_err_t rc;
 
     if ((rc = check_dir(ps->dir, why, errbuf, errbuf_size)) != GOV_OK)
@@ -109,30 +95,13 @@ static gov_err_t pem_signer(void *ctx, const char *kid, gov_signer_t **out, gov_
     if (key_path(ps, name, path, sizeof path) != GOV_OK)
         return gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_TOO_LARGE, errbuf,
                                errbuf_size, "key directory path too long");
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return gov_reason_fail(why, GOV_REASON_KEY_NOT_FOUND, GOV_ERR_NOT_FOUND, errbuf,
-                                   errbuf_size, "no key %s in %s", kid, ps->dir);
-        return gov_reason_fail(why, errno == ELOOP ? GOV_REASON_KEY_INSECURE : GOV_REASON_IO_ERROR,
-                               GOV_ERR_IO, errbuf, errbuf_size, "cannot open key file %s: %s",
-                               path, errno == ELOOP ? "it is a symbolic link" : strerror(errno));
-    }
-    if (fstat(fd, &st) != 0) {
-        rc = gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_IO, errbuf, errbuf_size,
-                             "cannot stat key file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((rc = gov_keystore_check_private(&st, path, "key file", why, errbuf, errbuf_size)) != GOV_OK)
-        goto out;
-    buf = gov_malloc(KEY_FILE_MAX + 1);
-    if (buf == NULL) {
-        rc = gov_reason_fail(why, GOV_REASON_IO_ERROR, GOV_ERR_NOMEM, errbuf, errbuf_size,
-                             "out of memory");
-        goto out;
-    }
-    if ((rc = read_key_fd(fd, path, buf, &len, why, errbuf, errbuf_size)) != GOV_OK)
-        goto out;
+    rc = gov_keystore_read_private(path, "key file", KEY_FILE_MAX, &buf, &len, why, errbuf,
+                                   errbuf_size);
+    if (rc == GOV_ERR_NOT_FOUND)
+        return gov_reason_fail(why, GOV_REASON_KEY_NOT_FOUND, GOV_ERR_NOT_FOUND, errbuf,
+                               errbuf_size, "no key %s in %s", kid, ps->dir);
+    if (rc != GOV_OK)
+        return rc;
     bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL) {
         rc = gov_reason_fail(why, GOV_REASON_CRYPTO_ERROR, GOV_ERR_NOMEM, errbuf, errbuf_size,
@@ -148,13 +117,10 @@ static gov_err_t pem_signer(void *ctx, const char *kid, gov_signer_t **out, gov_
                              path);
         goto out;
     }
-    rc = gov_signer_from_evp_take(key, "file", &s, errbuf, errbuf_size);
+    rc = file_signer_take(key, &s, why, errbuf, errbuf_size);
     key = NULL;
-    if (rc != GOV_OK) {
-        if (why != NULL)
-            *why = GOV_REASON_CRYPTO_ERROR;
+    if (rc != GOV_OK)
         goto out;
-    }
     if (strcmp(gov_signer_kid(s), kid) != 0) {
         rc = gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_VERIFY, errbuf, errbuf_size,
                              "key file %s holds the key %s, not %s", path, gov_signer_kid(s), kid);
@@ -171,8 +137,6 @@ out:
         OPENSSL_cleanse(buf, KEY_FILE_MAX + 1);
         gov_free(buf);
     }
-    if (fd >= 0)
-        close(fd);
     return rc;
 }
 
@@ -226,21 +190,14 @@ static gov_err_t pem_generate(void *ctx, gov_signer_t **out, gov_reason_t *why, 
                              "cannot encode the new key as PKCS#8 PEM");
         goto out;
     }
-    rc = gov_signer_from_evp_take(key, "file", &s, errbuf, errbuf_size);
+    rc = file_signer_take(key, &s, why, errbuf, errbuf_size);
     key = NULL;
-    if (rc != GOV_OK) {
-        if (why != NULL)
-            *why = GOV_REASON_CRYPTO_ERROR;
+    if (rc != GOV_OK)
         goto out;
-    }
     snprintf(name, sizeof name, ".%s.pem.tmp.%ld", gov_signer_kid(s), (long)getpid());
-    if (key_path(ps, name, tmp, sizeof tmp) != GOV_OK) {
-        rc = gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_TOO_LARGE, errbuf,
-                             errbuf_size, "key directory path too long");
-        goto out;
-    }
+    gov_err_t tmp_rc = key_path(ps, name, tmp, sizeof tmp);
     snprintf(name, sizeof name, "%s.pem", gov_signer_kid(s));
-    if (key_path(ps, name, path, sizeof path) != GOV_OK) {
+    if (tmp_rc != GOV_OK || key_path(ps, name, path, sizeof path) != GOV_OK) {
         rc = gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_TOO_LARGE, errbuf,
                              errbuf_size, "key directory path too long");
         goto out;

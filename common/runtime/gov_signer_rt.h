@@ -159,12 +159,16 @@ gov_err_t gov_keystore_list_add(char ***kids, size_t *n, const char *kid);
 /* Sorts the list (strcmp order). */
 void gov_keystore_list_sort(char **kids, size_t n);
 
-struct stat;
-/* The one ownership rule for private files (key files, PIN files): st (of
- * the opened file) must be a regular file owned by the effective user with
- * no access for group or others.  GOV_OK, or GOV_ERR_CONFIG with
- * key_insecure and "<what> <path> ..." in errbuf. */
-gov_err_t gov_keystore_check_private(const struct stat *st, const char *path, const char *what,
-                                     gov_reason_t *why, char *errbuf, size_t errbuf_size);
+/* The one reader of private files (key files, PIN files): opens path
+ * without following a symbolic link, checks the open file (a regular file
+ * owned by the effective user, no access for group or others: else
+ * GOV_ERR_CONFIG with key_insecure) and reads at most max bytes of it.  On
+ * GOV_OK *out is a new buffer of max + 1 bytes (NUL-terminated, *out_len
+ * bytes) the caller cleanses (OPENSSL_cleanse over max + 1) and frees;
+ * on failure nothing is left in memory.  what ("key file") starts the
+ * messages.  A missing file is GOV_ERR_NOT_FOUND (keystore_unavailable). */
+gov_err_t gov_keystore_read_private(const char *path, const char *what, size_t max, char **out,
+                                    size_t *out_len, gov_reason_t *why, char *errbuf,
+                                    size_t errbuf_size);
 
 #endif /* GOV_SIGNER_RT_H */
