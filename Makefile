@@ -16,7 +16,8 @@ SHELL := /bin/bash
 CC      ?= cc
 CLANG   ?= clang
 PKGS    := rdkafka avro-c hiredis libmicrohttpd openssl jansson libcurl libhs
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# p11-kit-1: the PKCS#11 headers only (gov_signer_pkcs11 dlopens the module).
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) p11-kit-1 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 # What core may link: no librdkafka, hiredis, libmicrohttpd or libcurl.
 CORE_PKGS  := avro-c openssl jansson libhs
@@ -42,7 +43,7 @@ SCHEMAS      := $(sort $(wildcard schemas/*.avsc))
 # Unit tests of runtime modules link both libraries; every other unit test
 # (the core modules') links libgov_core.a alone, so a core test that reaches
 # for I/O does not link.
-RUNTIME_UNIT := test_admin test_config test_file test_log test_metrics test_runtime test_state test_time
+RUNTIME_UNIT := test_admin test_config test_file test_log test_metrics test_runtime test_signer_pem test_state test_time
 
 # variant -> object dir, flags
 define variant_rules
@@ -187,7 +188,7 @@ docs-config: release
 # Benchmark tools: C programs under bench/, linked against the release libraries.
 # bench/run.sh builds them with `make bench-tools`; `make bench` runs them.
 # Benchmarks are never part of `make test`.
-BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack
+BENCH_TOOLS := gen_requests scorer_bench rego_gen equiv_check loadgen report publish_rulepack sign_bench
 BENCH_BINS  := $(addprefix build/release/bench/,$(BENCH_TOOLS))
 
 $(patsubst %,build/release/obj/bench/%.o,$(BENCH_TOOLS) bench_util): bench/bench_util.h

@@ -21,6 +21,7 @@ BUILD_PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev
   librdkafka-dev libavro-dev libhiredis-dev libmicrohttpd-dev libssl-dev
   libjansson-dev libcmocka-dev libcurl4-openssl-dev libvectorscan-dev valgrind
+  libp11-kit-dev
 )
 # libvectorscan-dev conflicts with (and replaces) libhyperscan-dev: apt removes
 # the latter when it installs the former. That is intended.

@@ -169,7 +169,12 @@
     X(TOKEN_NOT_YET_VALID, "token_not_yet_valid", "now is before nbf, or before iat, minus the leeway") \
     X(TOKEN_LIFETIME_TOO_LONG, "token_lifetime_too_long", "exp - iat is beyond the verifier's maximum lifetime") \
     X(TOKEN_CONSTITUTION_STALE, "token_constitution_stale", "constitution_hash is neither the tenant's current one nor in its grace window") \
-    X(TOKEN_REVOKED, "token_revoked", "the token's jti was revoked")
+    X(TOKEN_REVOKED, "token_revoked", "the token's jti was revoked") \
+    /* signing key stores (gov_signer_pem, gov_signer_pkcs11) */ \
+    X(KEY_INSECURE, "key_insecure", "a key file, key directory or PIN file is open to other users or not owned by this user") \
+    X(KEY_NOT_FOUND, "key_not_found", "the key store holds no key with that kid") \
+    X(KEYSTORE_UNAVAILABLE, "keystore_unavailable", "the key store (directory, PKCS#11 module or token) cannot be used") \
+    X(PIN_INCORRECT, "pin_incorrect", "the PKCS#11 token refused the PIN")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
