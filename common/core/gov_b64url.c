@@ -38,32 +38,39 @@ size_t gov_b64url_decoded_len(size_t len) {
     return len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
 }
 
+void gov_b64url_encode(const void *in, size_t n, char *out) {
+    const uint8_t *p = in;
+    size_t i = 0, o = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        out[o++] = alphabet[p[i] >> 2];
+        out[o++] = alphabet[(p[i] & 3) << 4];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 8 | p[i + 1];
+        out[o++] = alphabet[v >> 10];
+        out[o++] = alphabet[(v >> 4) & 63];
+        out[o++] = alphabet[(v << 2) & 63];
+    }
+    out[o] = '\0';
+}
+
 void gov_b64url_put(gov_buf_t *b, const void *in, size_t n) {
     const uint8_t *p = in;
-    char quad[4];
-    size_t i = 0;
+    char chunk[4 * 64 + 1];
     /* nothing to reserve for nothing: an empty reservation would allocate
      * without the NUL an append writes */
     if (n == 0 || gov_buf_reserve(b, gov_b64url_encoded_len(n)) != GOV_OK)
         return;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        quad[0] = alphabet[v >> 18];
-        quad[1] = alphabet[(v >> 12) & 63];
-        quad[2] = alphabet[(v >> 6) & 63];
-        quad[3] = alphabet[v & 63];
-        gov_buf_put(b, quad, 4);
-    }
-    if (n - i == 1) {
-        quad[0] = alphabet[p[i] >> 2];
-        quad[1] = alphabet[(p[i] & 3) << 4];
-        gov_buf_put(b, quad, 2);
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 8 | p[i + 1];
-        quad[0] = alphabet[v >> 10];
-        quad[1] = alphabet[(v >> 4) & 63];
-        quad[2] = alphabet[(v << 2) & 63];
-        gov_buf_put(b, quad, 3);
+    for (size_t i = 0; i < n; i += 3 * 64) {
+        size_t take = n - i < 3 * 64 ? n - i : 3 * 64;
+        gov_b64url_encode(p + i, take, chunk);
+        gov_buf_put(b, chunk, gov_b64url_encoded_len(take));
     }
 }
 

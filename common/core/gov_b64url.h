@@ -32,6 +32,10 @@ size_t gov_b64url_encoded_len(size_t n);
  * (floor(3len/4)); an upper bound for out_cap. */
 size_t gov_b64url_decoded_len(size_t len);
 
+/* Writes the encoding of in[0..n) to out, which must hold
+ * gov_b64url_encoded_len(n) + 1 bytes, and NUL-terminates it.  O(n). */
+void gov_b64url_encode(const void *in, size_t n, char *out);
+
 /* Appends the encoding of in[0..n) to b (borrowed; b's sticky error records
  * a failure).  in may be NULL when n is 0.  O(n). */
 void gov_b64url_put(gov_buf_t *b, const void *in, size_t n);

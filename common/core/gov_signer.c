@@ -16,6 +16,8 @@
  */
 #include "gov_signer.h"
 
+#include "gov_b64url.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -39,34 +41,6 @@ static void set_err(char *errbuf, size_t errbuf_size, const char *msg) {
         snprintf(errbuf, errbuf_size, "%s", msg);
 }
 
-/* --- base64url ----------------------------------------------------------------- */
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-size_t gov_signer_b64url_len(size_t n) { return (n / 3) * 4 + (n % 3 == 0 ? 0 : n % 3 + 1); }
-
-void gov_signer_b64url(const uint8_t *in, size_t n, char *out) {
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-    }
-    out[o] = '\0';
-}
 
 /* --- kid and JWK ------------------------------------------------------------------ */
 
@@ -76,25 +50,23 @@ gov_err_t gov_signer_kid_of(const uint8_t pub[GOV_SIGNER_PUB_LEN], char kid[GOV_
     char x[GOV_SIGNER_KID_SIZE];
     char json[96];
     unsigned char digest[GOV_SHA256_LEN];
-    gov_signer_b64url(pub, GOV_SIGNER_PUB_LEN, x);
+    gov_b64url_encode(pub, GOV_SIGNER_PUB_LEN, x);
     int n = snprintf(json, sizeof json, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
     if (n < 0 || (size_t)n >= sizeof json)
         return GOV_ERR_INTERNAL;
     if (gov_sha256(json, (size_t)n, digest) != GOV_OK)
         return GOV_ERR_CRYPTO;
-    gov_signer_b64url(digest, sizeof digest, kid);
+    gov_b64url_encode(digest, sizeof digest, kid);
     return GOV_OK;
 }
 
 int gov_signer_kid_valid(const char *s) {
-    if (s == NULL)
-        return 0;
+    uint8_t digest[32];
     size_t n = 0;
-    for (; s[n] != '\0'; n++) {
-        if (n >= GOV_SIGNER_KID_LEN || memchr(b64url_alphabet, s[n], 64) == NULL)
-            return 0;
-    }
-    return n == GOV_SIGNER_KID_LEN;
+    /* a kid is the canonical spelling of a SHA-256 digest, nothing else */
+    return s != NULL && strnlen(s, GOV_SIGNER_KID_LEN + 1) == GOV_SIGNER_KID_LEN &&
+           gov_b64url_decode(s, GOV_SIGNER_KID_LEN, digest, sizeof digest, &n, NULL, 0) == GOV_OK &&
+           n == sizeof digest;
 }
 
 gov_err_t gov_signer_public_jwk(const uint8_t pub[GOV_SIGNER_PUB_LEN], const char *kid,
@@ -102,7 +74,7 @@ gov_err_t gov_signer_public_jwk(const uint8_t pub[GOV_SIGNER_PUB_LEN], const cha
     if (pub == NULL || out == NULL || !gov_signer_kid_valid(kid))
         return GOV_ERR_INVALID_ARG;
     char x[GOV_SIGNER_KID_SIZE];
-    gov_signer_b64url(pub, GOV_SIGNER_PUB_LEN, x);
+    gov_b64url_encode(pub, GOV_SIGNER_PUB_LEN, x);
     /* kid and x are base64url: nothing in them needs escaping. */
     gov_buf_printf(out,
                    "{\"alg\":\"EdDSA\",\"crv\":\"Ed25519\",\"kid\":\"%s\",\"kty\":\"OKP\","

@@ -105,9 +105,5 @@ gov_err_t gov_signer_from_ed25519_raw(const uint8_t seed[GOV_SIGNER_SEED_LEN], c
 gov_err_t gov_signer_from_evp_take(void *evp_pkey, const char *backend, gov_signer_t **out,
                                    char *errbuf, size_t errbuf_size);
 
-/* Base64url without padding of in[0..n) into out (at least
- * gov_signer_b64url_len(n) + 1 bytes, NUL-terminated). */
-size_t gov_signer_b64url_len(size_t n);
-void gov_signer_b64url(const uint8_t *in, size_t n, char *out);
 
 #endif /* GOV_SIGNER_H */
