@@ -27,11 +27,12 @@
  * lost, and a purged in-flight message that the broker did write is a
  * duplicate the consumers' idempotent materialization absorbs.
  * kafka_producer_recreated_total counts recreations (gov_kafka_producer_
- * metrics).  Bounded: when a fatal error comes GOV_KAFKA_RECREATE_LIMIT
+ * report).  Bounded: when a fatal error comes GOV_KAFKA_RECREATE_LIMIT
  * times more within GOV_KAFKA_RECREATE_WINDOW_S seconds, recreating does not
  * help (the cause is outside the process) - the producer gives up for good:
  * it logs "kafka producer fatal error; giving up", and every produce returns
- * GOV_ERR_KAFKA with that reason in errbuf until the process is restarted.
+ * GOV_ERR_KAFKA with that reason in errbuf until the process is restarted,
+ * and the status component "kafka_producer" turns ERROR (/readyz).
  *
  * Consumer: offsets are stored explicitly (enable.auto.offset.store=false)
  * and auto-committed from the store; revocation commits synchronously before
@@ -74,6 +75,7 @@ struct gov_kafka_producer {
     int gave_up;             /* set under the write lock, read under the read lock */
     char gave_up_reason[384];
     gov_metric_t *m_recreated; /* borrowed; may be NULL (write lock) */
+    gov_status_t *status;      /* borrowed; may be NULL (write lock) */
     int message_timeout_ms;  /* librdkafka gives up on a message after this */
     pthread_t poller;
     atomic_int stop;
@@ -196,6 +198,9 @@ static void producer_recreate(gov_kafka_producer_t *p, uint64_t gen) {
         gov_log(GOV_LOG_ERROR, "kafka producer fatal error; giving up", "error",
                 rd_kafka_err2name(fe), "reason", reason, "detail", p->gave_up_reason,
                 (const char *)NULL);
+        if (p->status)
+            gov_status_set(p->status, "kafka_producer", GOV_STATUS_ERROR, p->gave_up_reason,
+                           NULL);
         goto out;
     }
     gov_log(GOV_LOG_ERROR, "kafka producer fatal error; recreating the producer", "error",
@@ -321,15 +326,20 @@ out:
     return err;
 }
 
-gov_err_t gov_kafka_producer_metrics(gov_kafka_producer_t *p, gov_metrics_t *reg) {
+gov_err_t gov_kafka_producer_report(gov_kafka_producer_t *p, gov_metrics_t *reg,
+                                    gov_status_t *status) {
     gov_metric_t *m = gov_metrics_counter(
         reg, "kafka_producer_recreated_total",
         "Times the Kafka producer was recreated after a librdkafka fatal error.", 0, NULL);
-    if (m == NULL)
+    if (m == NULL || (status && gov_status_register(status, "kafka_producer") != GOV_OK))
         return GOV_ERR_NOMEM;
     pthread_rwlock_wrlock(&p->lock);
     p->m_recreated = m;
+    p->status = status;
     uint64_t before = (uint64_t)atomic_load(&p->recreated);
+    if (status)
+        gov_status_set(status, "kafka_producer", p->gave_up ? GOV_STATUS_ERROR : GOV_STATUS_OK,
+                       p->gave_up ? p->gave_up_reason : NULL, NULL);
     pthread_rwlock_unlock(&p->lock);
     if (before > 0)
         gov_metric_inc(m, NULL, before);

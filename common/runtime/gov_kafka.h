@@ -40,6 +40,7 @@
 
 #include "gov_err.h"
 #include "gov_metrics.h"
+#include "gov_status.h"
 
 typedef struct gov_kafka_producer gov_kafka_producer_t;
 typedef struct gov_kafka_consumer gov_kafka_consumer_t;
@@ -93,10 +94,15 @@ uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p);
 /* Times the librdkafka handle was recreated after a fatal error, since
  * start. */
 uint64_t gov_kafka_producer_recreated(gov_kafka_producer_t *p);
-/* Registers kafka_producer_recreated_total (a counter without labels) in reg
- * and counts each recreation there (earlier ones included).  reg is borrowed
- * and must outlive p.  GOV_ERR_NOMEM when the registration failed. */
-gov_err_t gov_kafka_producer_metrics(gov_kafka_producer_t *p, gov_metrics_t *reg);
+/* Reports the producer's fatal-error handling: registers
+ * kafka_producer_recreated_total (a counter without labels) in reg and
+ * counts each recreation there (earlier ones included); when status is not
+ * NULL, registers the component "kafka_producer", OK until the producer
+ * gives up, then ERROR with the reason (so /readyz shows it).  reg and
+ * status are borrowed and must outlive p.  GOV_ERR_NOMEM when a
+ * registration failed. */
+gov_err_t gov_kafka_producer_report(gov_kafka_producer_t *p, gov_metrics_t *reg,
+                                    gov_status_t *status);
 /* Puts the current handle in librdkafka's genuine fatal state
  * (rd_kafka_test_fatal_error, OUT_OF_ORDER_SEQUENCE_NUMBER, reason
  * borrowed), for tests of the recovery and give-up paths.  GOV_ERR_KAFKA

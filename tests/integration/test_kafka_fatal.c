@@ -19,7 +19,8 @@
  * test's own component with librdkafka's reason.  Then, with six forged ids
  * in a row, each recreated handle collides again: after
  * GOV_KAFKA_RECREATE_LIMIT recreations the producer gives up and every send
- * returns GOV_ERR_KAFKA naming why.  Without the recovery the second send
+ * returns GOV_ERR_KAFKA naming why, and the status component turns ERROR
+ * (/readyz not ready).  Without the recovery the second send
  * fails and the test fails.
  *
  * Another client creating an idempotent producer between the forging and
@@ -41,6 +42,7 @@
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_metrics.h"
+#include "gov_status.h"
 #include "itest_util.h"
 
 #define ROUNDS 5
@@ -94,13 +96,13 @@ static void forge(const char *topic, int count) {
         fail_msg("kafka_forge_producer_state.py exited %d", rc);
 }
 
-static gov_kafka_producer_t *producer_new(gov_metrics_t *reg) {
+static gov_kafka_producer_t *producer_new(gov_metrics_t *reg, gov_status_t *status) {
     gov_kafka_producer_t *p = NULL;
     char eb[512] = "";
     if (gov_kafka_producer_new(itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"), component,
                                NULL, &p, eb, sizeof eb) != GOV_OK)
         fail_msg("producer: %s", eb);
-    assert_int_equal(gov_kafka_producer_metrics(p, reg), GOV_OK);
+    assert_int_equal(gov_kafka_producer_report(p, reg, status), GOV_OK);
     return p;
 }
 
@@ -159,7 +161,7 @@ static void test_recovers_from_a_real_fatal_error(void **state) {
         forge(topic, 1);
         gov_metrics_t *reg = gov_metrics_new();
         assert_non_null(reg);
-        gov_kafka_producer_t *p = producer_new(reg);
+        gov_kafka_producer_t *p = producer_new(reg, NULL);
         int32_t part = -1;
         int64_t off = -1;
         gov_err_t err = send(p, topic, first, &part, &off, eb, sizeof eb);
@@ -209,7 +211,9 @@ static void test_gives_up_after_repeated_fatal_errors(void **state) {
         forge(topic, GOV_KAFKA_RECREATE_LIMIT + 1);
         gov_metrics_t *reg = gov_metrics_new();
         assert_non_null(reg);
-        gov_kafka_producer_t *p = producer_new(reg);
+        gov_status_t *st = gov_status_new();
+        assert_non_null(st);
+        gov_kafka_producer_t *p = producer_new(reg, st);
         int32_t part;
         int64_t off;
         gov_err_t err = GOV_ERR_KAFKA;
@@ -223,11 +227,13 @@ static void test_gives_up_after_repeated_fatal_errors(void **state) {
         if (err == GOV_OK) {
             /* a handle got an id nobody forged: another client took one */
             gov_kafka_producer_free(p, 2000);
+            gov_status_free(st);
             gov_metrics_free(reg);
             itest_delete_topic(topic);
             continue;
         }
         gave_up = 1;
+        assert_int_equal(gov_status_ready(st), 0); /* /readyz shows it */
         if (strstr(eb, "kafka producer gave up") == NULL || strstr(eb, "restart the process") == NULL)
             fail_msg("expected the give-up reason, got: %s", eb);
         assert_int_equal(gov_kafka_producer_recreated(p), GOV_KAFKA_RECREATE_LIMIT);
@@ -240,6 +246,7 @@ static void test_gives_up_after_repeated_fatal_errors(void **state) {
                                                          component, NULL}),
                          1);
         gov_kafka_producer_free(p, 2000);
+        gov_status_free(st);
         gov_metrics_free(reg);
         itest_delete_topic(topic);
     }

@@ -10,7 +10,7 @@
  * producing while it happens - the ASan build catches a handle used after it
  * was destroyed), the count reaches kafka_producer_recreated_total, and
  * after GOV_KAFKA_RECREATE_LIMIT recreations within the window the next
- * fatal error is final with a clear error.  The broker-side fatal error
+ * fatal error is final with a clear error, which /readyz shows.  The broker-side fatal error
  * itself is provoked in tests/integration/test_kafka_fatal.c.
  */
 #include <setjmp.h>
@@ -22,26 +22,28 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gov_alloc.h"
 #include "gov_kafka.h"
 #include "gov_log.h"
 #include "gov_metrics.h"
+#include "gov_status.h"
 #include "gov_time.h"
 
 /* Port 1 on loopback: nothing listens there; librdkafka's own log is kept
  * below error so its connection failures do not drown the output. */
 static const char *const quiet[] = {"log_level", "2", NULL};
 
-static gov_kafka_producer_t *producer_new(gov_metrics_t *reg) {
+static gov_kafka_producer_t *producer_new(gov_metrics_t *reg, gov_status_t *status) {
     gov_kafka_producer_t *p = NULL;
     char eb[256] = "";
     gov_err_t err = gov_kafka_producer_new("127.0.0.1:1", "test-kafka", quiet, &p, eb, sizeof eb);
     if (err != GOV_OK)
         fail_msg("producer: %s", eb);
     if (reg)
-        assert_int_equal(gov_kafka_producer_metrics(p, reg), GOV_OK);
+        assert_int_equal(gov_kafka_producer_report(p, reg, status), GOV_OK);
     return p;
 }
 
@@ -57,7 +59,10 @@ static void test_recreates_then_gives_up(void **state) {
     (void)state;
     gov_metrics_t *reg = gov_metrics_new();
     assert_non_null(reg);
-    gov_kafka_producer_t *p = producer_new(reg);
+    gov_status_t *st = gov_status_new();
+    assert_non_null(st);
+    gov_kafka_producer_t *p = producer_new(reg, st);
+    assert_int_equal(gov_status_ready(st), 1);
     gov_metric_t *m = gov_metrics_counter(reg, "kafka_producer_recreated_total",
                                           "Times the Kafka producer was recreated after a "
                                           "librdkafka fatal error.",
@@ -71,6 +76,7 @@ static void test_recreates_then_gives_up(void **state) {
         assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_OK);
         assert_true(wait_recreated(p, i));
         assert_true(gov_metric_value(m, NULL) == (double)i);
+        assert_int_equal(gov_status_ready(st), 1);
     }
 
     assert_int_equal(gov_kafka_producer_test_fatal(p, "once too often"), GOV_OK);
@@ -87,20 +93,31 @@ static void test_recreates_then_gives_up(void **state) {
     assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_ERR_KAFKA);
     assert_int_equal(gov_kafka_producer_recreated(p), GOV_KAFKA_RECREATE_LIMIT);
     assert_true(gov_metric_value(m, NULL) == (double)GOV_KAFKA_RECREATE_LIMIT);
+    /* and /readyz says so */
+    int ready = 1;
+    json_t *body = gov_status_to_json(st, &ready);
+    assert_non_null(body);
+    assert_int_equal(ready, 0);
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (strstr(text, "\"kafka_producer\"") == NULL || strstr(text, "kafka producer gave up") == NULL)
+        fail_msg("readyz body without the give-up reason: %s", text);
+    free(text);
+    json_decref(body);
     gov_kafka_producer_free(p, 1000);
+    gov_status_free(st);
     gov_metrics_free(reg);
 }
 
 /* A recreation registered after the fact still reaches the metric. */
 static void test_metric_counts_earlier_recreations(void **state) {
     (void)state;
-    gov_kafka_producer_t *p = producer_new(NULL);
+    gov_kafka_producer_t *p = producer_new(NULL, NULL);
     assert_int_equal(gov_kafka_producer_test_fatal(p, "before metrics"), GOV_OK);
     assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_OK);
     assert_true(wait_recreated(p, 1));
     gov_metrics_t *reg = gov_metrics_new();
     assert_non_null(reg);
-    assert_int_equal(gov_kafka_producer_metrics(p, reg), GOV_OK);
+    assert_int_equal(gov_kafka_producer_report(p, reg, NULL), GOV_OK);
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(gov_metrics_render(reg, &text, &len), GOV_OK);
@@ -131,7 +148,7 @@ static void *produce_loop(void *arg) {
  * event is acted on once, and no thread touches a destroyed handle. */
 static void test_concurrent_producers_across_recreations(void **state) {
     (void)state;
-    gov_kafka_producer_t *p = producer_new(NULL);
+    gov_kafka_producer_t *p = producer_new(NULL, NULL);
     atomic_int stop = 0;
     worker_t w[4];
     pthread_t t[4];
