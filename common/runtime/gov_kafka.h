@@ -19,7 +19,7 @@
  * GOV_KAFKA_RECREATE_LIMIT recreations within GOV_KAFKA_RECREATE_WINDOW_S
  * seconds, a further fatal error makes it give up: every produce then
  * returns GOV_ERR_KAFKA ("kafka producer gave up: ...; restart the
- * process").
+ * process") and the status component "kafka_producer" is ERROR.
  *
  * Consumer: a consumer-group member with enable.auto.offset.store=false.
  * The processor calls gov_kafka_consumer_store(msg) only after the Redis
