@@ -7,6 +7,33 @@
  * return while the report is still in flight without either side touching
  * freed memory.
  *
+ * Fatal errors.  After rd_kafka_fatal_error() a librdkafka producer is
+ * unusable for good: every produce fails with "Local: Fatal error".  The
+ * idempotent producer gets there when the broker's sequence state for its
+ * producer id disagrees with its own (OUT_OF_ORDER_SEQUENCE_NUMBER on the
+ * first request in flight - e.g. its id collided with a stale one after a
+ * broker was replaced).  So the handle is recreated in place: error_cb flags
+ * RD_KAFKA_RESP_ERR__FATAL for the poll thread, and a produce that meets
+ * RD_KAFKA_RESP_ERR__FATAL does the same work itself; either takes the write
+ * lock, and only the first for a given handle generation acts.  It logs
+ * "kafka producer fatal error; recreating the producer" once at error level
+ * with librdkafka's reason, builds a new handle from a duplicate of the
+ * configuration kept from start-up (rd_kafka_conf_dup before rd_kafka_new),
+ * swaps it in, then purges the old handle (queued and in-flight), serves its
+ * remaining delivery reports and destroys it.  Callers produce under the
+ * read lock.  Messages of the old handle fail with an error delivery report
+ * (a synchronous send returns GOV_ERR_KAFKA), so the caller's own retry
+ * (the processor loop retries a failed message) sends them again: nothing is
+ * lost, and a purged in-flight message that the broker did write is a
+ * duplicate the consumers' idempotent materialization absorbs.
+ * kafka_producer_recreated_total counts recreations (gov_kafka_producer_
+ * report).  Bounded: when a fatal error comes GOV_KAFKA_RECREATE_LIMIT
+ * times more within GOV_KAFKA_RECREATE_WINDOW_S seconds, recreating does not
+ * help (the cause is outside the process) - the producer gives up for good:
+ * it logs "kafka producer fatal error; giving up", and every produce returns
+ * GOV_ERR_KAFKA with that reason in errbuf until the process is restarted,
+ * and the status component "kafka_producer" turns ERROR (/readyz).
+ *
  * Consumer: offsets are stored explicitly (enable.auto.offset.store=false)
  * and auto-committed from the store; revocation commits synchronously before
  * the partitions are given up.  An optional assignment hook chooses where
@@ -15,7 +42,9 @@
  * report them.
  *
  * What it does not do: transactions (materialization is idempotent instead),
- * schema handling (gov_avro), retries above librdkafka's own.
+ * schema handling (gov_avro), retries above librdkafka's own, recovery of a
+ * consumer's fatal errors (a consumer group member has none to raise
+ * without static membership, which we do not use).
  */
 #include "gov_kafka.h"
 
@@ -29,13 +58,30 @@
 
 #include "gov_alloc.h"
 #include "gov_log.h"
+#include "gov_metrics.h"
+#include "gov_time.h"
 
 struct gov_kafka_producer {
+    /* The handle is read under the read lock by every caller and the poll
+     * thread; a recreation swaps it under the write lock (writer-preferring,
+     * so a stream of producers cannot starve it). */
+    pthread_rwlock_t lock;
     rd_kafka_t *rk;
+    rd_kafka_conf_t *conf;   /* pristine copy taken before rd_kafka_new: each
+                              * recreated handle gets a duplicate of it */
+    uint64_t generation;     /* bumped by each recreation (write lock) */
+    int64_t recreated_at_us[GOV_KAFKA_RECREATE_LIMIT]; /* ring (write lock) */
+    size_t recreated_next;
+    int gave_up;             /* set under the write lock, read under the read lock */
+    char gave_up_reason[384];
+    gov_metric_t *m_recreated; /* borrowed; may be NULL (write lock) */
+    gov_status_t *status;      /* borrowed; may be NULL (write lock) */
     int message_timeout_ms;  /* librdkafka gives up on a message after this */
     pthread_t poller;
     atomic_int stop;
+    atomic_int fatal_pending; /* error_cb saw RD_KAFKA_RESP_ERR__FATAL */
     atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t recreated;
 };
 
 typedef struct sync_waiter {
@@ -56,6 +102,9 @@ static void waiter_release(sync_waiter_t *w) {
     }
 }
 
+/* Runs on whichever thread serves the handle's queue (the poll thread, a
+ * flushing caller, or the recreation retiring an old handle); takes no lock
+ * of the producer. */
 static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     gov_kafka_producer_t *p = opaque;
@@ -80,6 +129,21 @@ static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
     }
 }
 
+/* A fatal error is only flagged here: the handle cannot be replaced from
+ * inside its own callback.  The poll thread (or the next produce) recreates
+ * it; the reason is read then from rd_kafka_fatal_error. */
+static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    gov_kafka_producer_t *p = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        atomic_store(&p->fatal_pending, 1);
+        return;
+    }
+    gov_log(GOV_LOG_WARN, "kafka producer error", "error",
+            rd_kafka_err2name((rd_kafka_resp_err_t)err), "reason", reason,
+            (const char *)NULL);
+}
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
     gov_log_level_t lv = level <= 3 ? GOV_LOG_ERROR : level <= 4 ? GOV_LOG_WARN
@@ -87,10 +151,94 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     gov_log(lv, buf, "source", "librdkafka", "facility", fac, (const char *)NULL);
 }
 
+/* Fails what the old handle still holds with error delivery reports (so
+ * every waiter is released and every caller sees a failure it retries),
+ * then destroys it.  Called without the lock: the handle is no longer
+ * reachable from p.  Cost: bounded by the flush (5 s) and librdkafka's
+ * thread shutdown. */
+static void producer_retire(rd_kafka_t *old) {
+    rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (rd_kafka_flush(old, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char n[32];
+        snprintf(n, sizeof n, "%d", rd_kafka_outq_len(old));
+        gov_log(GOV_LOG_ERROR, "kafka producer retired with undelivered messages",
+                "count", n, (const char *)NULL);
+    }
+    rd_kafka_destroy(old);
+}
+
+/* Recreates the handle of generation gen if it is in librdkafka's fatal
+ * state; a no-op when another thread already did (the generation moved
+ * on), when the handle is not fatal, or after giving up.  Takes the write
+ * lock; the caller holds no lock of p.  Cost: one rd_kafka_new, plus
+ * retiring the old handle (producer_retire). */
+static void producer_recreate(gov_kafka_producer_t *p, uint64_t gen) {
+    char reason[512] = "";
+    char eb[512] = "";
+    rd_kafka_t *old = NULL;
+    pthread_rwlock_wrlock(&p->lock);
+    if (p->generation != gen || p->gave_up)
+        goto out;
+    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(p->rk, reason, sizeof reason);
+    if (fe == RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto out;
+    int64_t now = gov_mono_micros();
+    size_t recent = 0;
+    for (size_t i = 0; i < GOV_KAFKA_RECREATE_LIMIT; i++)
+        if (p->recreated_at_us[i] != 0 &&
+            now - p->recreated_at_us[i] < (int64_t)GOV_KAFKA_RECREATE_WINDOW_S * 1000000)
+            recent++;
+    if (recent >= GOV_KAFKA_RECREATE_LIMIT) {
+        p->gave_up = 1;
+        snprintf(p->gave_up_reason, sizeof p->gave_up_reason,
+                 "kafka producer gave up: fatal error %d times within %d s (last: %s: %.200s); "
+                 "restart the process",
+                 GOV_KAFKA_RECREATE_LIMIT + 1, GOV_KAFKA_RECREATE_WINDOW_S,
+                 rd_kafka_err2name(fe), reason);
+        gov_log(GOV_LOG_ERROR, "kafka producer fatal error; giving up", "error",
+                rd_kafka_err2name(fe), "reason", reason, "detail", p->gave_up_reason,
+                (const char *)NULL);
+        if (p->status)
+            gov_status_set(p->status, "kafka_producer", GOV_STATUS_ERROR, p->gave_up_reason,
+                           NULL);
+        goto out;
+    }
+    gov_log(GOV_LOG_ERROR, "kafka producer fatal error; recreating the producer", "error",
+            rd_kafka_err2name(fe), "reason", reason, (const char *)NULL);
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
+    if (rk == NULL) {
+        /* Keep the fatal handle: the next produce meets RD_KAFKA_RESP_ERR__FATAL
+         * again and tries again. */
+        rd_kafka_conf_destroy(conf);
+        gov_log(GOV_LOG_ERROR, "kafka producer could not be recreated", "error", eb,
+                (const char *)NULL);
+        goto out;
+    }
+    old = p->rk;
+    p->rk = rk;
+    p->generation++;
+    p->recreated_at_us[p->recreated_next] = now;
+    p->recreated_next = (p->recreated_next + 1) % GOV_KAFKA_RECREATE_LIMIT;
+    atomic_fetch_add(&p->recreated, 1);
+    if (p->m_recreated)
+        gov_metric_inc(p->m_recreated, NULL, 1);
+out:
+    pthread_rwlock_unlock(&p->lock);
+    if (old)
+        producer_retire(old);
+}
+
 static void *producer_poll_thread(void *arg) {
     gov_kafka_producer_t *p = arg;
-    while (!atomic_load(&p->stop))
+    while (!atomic_load(&p->stop)) {
+        pthread_rwlock_rdlock(&p->lock);
+        uint64_t gen = p->generation;
         rd_kafka_poll(p->rk, 100);
+        pthread_rwlock_unlock(&p->lock);
+        if (atomic_exchange(&p->fatal_pending, 0))
+            producer_recreate(p, gen);
+    }
     return NULL;
 }
 
@@ -117,9 +265,20 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
                                  size_t errbuf_size) {
     gov_err_t err = GOV_OK;
     rd_kafka_conf_t *conf = NULL;
+    int lock_made = 0;
     gov_kafka_producer_t *p = gov_calloc(1, sizeof *p);
     if (p == NULL)
         return GOV_ERR_NOMEM;
+    pthread_rwlockattr_t la;
+    pthread_rwlockattr_init(&la);
+    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    lock_made = pthread_rwlock_init(&p->lock, &la) == 0;
+    pthread_rwlockattr_destroy(&la);
+    if (!lock_made) {
+        snprintf(errbuf, errbuf_size, "cannot create the producer lock");
+        err = GOV_ERR_INTERNAL;
+        goto out;
+    }
     conf = rd_kafka_conf_new();
     if ((err = conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size)) ||
         (err = conf_set(conf, "client.id", client_id, errbuf, errbuf_size)) ||
@@ -130,6 +289,7 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
         (err = conf_set_list(conf, extra_conf, errbuf, errbuf_size)))
         goto out;
     rd_kafka_conf_set_dr_msg_cb(conf, producer_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, producer_error_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_opaque(conf, p);
     char mt[32];
@@ -137,6 +297,7 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
     p->message_timeout_ms = 30000;
     if (rd_kafka_conf_get(conf, "message.timeout.ms", mt, &mtlen) == RD_KAFKA_CONF_OK)
         p->message_timeout_ms = atoi(mt);
+    p->conf = rd_kafka_conf_dup(conf); /* for recreating after a fatal error */
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
     if (p->rk == NULL) {
         err = GOV_ERR_KAFKA;
@@ -145,8 +306,6 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
     conf = NULL; /* owned by rk now */
     if (pthread_create(&p->poller, NULL, producer_poll_thread, p) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start delivery report thread");
-        rd_kafka_destroy(p->rk);
-        p->rk = NULL;
         err = GOV_ERR_INTERNAL;
         goto out;
     }
@@ -155,13 +314,42 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
 out:
     if (conf)
         rd_kafka_conf_destroy(conf);
-    gov_free(p);
+    if (p) {
+        if (p->rk)
+            rd_kafka_destroy(p->rk);
+        if (p->conf)
+            rd_kafka_conf_destroy(p->conf);
+        if (lock_made)
+            pthread_rwlock_destroy(&p->lock);
+        gov_free(p);
+    }
     return err;
+}
+
+gov_err_t gov_kafka_producer_report(gov_kafka_producer_t *p, gov_metrics_t *reg,
+                                    gov_status_t *status) {
+    gov_metric_t *m = gov_metrics_counter(
+        reg, "kafka_producer_recreated_total",
+        "Times the Kafka producer was recreated after a librdkafka fatal error.", 0, NULL);
+    if (m == NULL || (status && gov_status_register(status, "kafka_producer") != GOV_OK))
+        return GOV_ERR_NOMEM;
+    pthread_rwlock_wrlock(&p->lock);
+    p->m_recreated = m;
+    p->status = status;
+    uint64_t before = (uint64_t)atomic_load(&p->recreated);
+    if (status)
+        gov_status_set(status, "kafka_producer", p->gave_up ? GOV_STATUS_ERROR : GOV_STATUS_OK,
+                       p->gave_up ? p->gave_up_reason : NULL, NULL);
+    pthread_rwlock_unlock(&p->lock);
+    if (before > 0)
+        gov_metric_inc(m, NULL, before);
+    return GOV_OK;
 }
 
 void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms) {
     if (p == NULL)
         return;
+    pthread_rwlock_rdlock(&p->lock);
     rd_kafka_resp_err_t fe = rd_kafka_flush(p->rk, flush_timeout_ms);
     if (fe != RD_KAFKA_RESP_ERR_NO_ERROR) {
         char n[32];
@@ -169,9 +357,12 @@ void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms) {
         gov_log(GOV_LOG_ERROR, "kafka producer closed with undelivered messages",
                 "count", n, (const char *)NULL);
     }
+    pthread_rwlock_unlock(&p->lock);
     atomic_store(&p->stop, 1);
     pthread_join(p->poller, NULL);
     rd_kafka_destroy(p->rk);
+    rd_kafka_conf_destroy(p->conf);
+    pthread_rwlock_destroy(&p->lock);
     gov_free(p);
 }
 
@@ -184,42 +375,71 @@ static rd_kafka_headers_t *make_headers(const gov_kafka_header_t *h, size_t n) {
     return hdrs;
 }
 
-static rd_kafka_resp_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
-                                       const void *key, size_t key_len,
-                                       const void *value, size_t len,
-                                       const gov_kafka_header_t *headers,
-                                       size_t nheaders, void *opaque) {
+/* Queues one message on the current handle, under the read lock.  A full
+ * local queue drains as the poller serves reports: wait a little, boundedly
+ * (50 x 10 ms, the lock released meanwhile), rather than drop.  A handle in
+ * the fatal state is recreated here and the message queued once more on the
+ * new one (it was never queued on the old).  GOV_OK, or GOV_ERR_KAFKA with
+ * the reason in errbuf. */
+static gov_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
+                             const void *key, size_t key_len,
+                             const void *value, size_t len,
+                             const gov_kafka_header_t *headers,
+                             size_t nheaders, void *opaque, char *errbuf,
+                             size_t errbuf_size) {
     rd_kafka_headers_t *hdrs = make_headers(headers, nheaders);
-    rd_kafka_resp_err_t e;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    int fatal_retried = 0;
     for (int attempt = 0;; attempt++) {
+        pthread_rwlock_rdlock(&p->lock);
+        if (p->gave_up) {
+            snprintf(errbuf, errbuf_size, "%s", p->gave_up_reason);
+            pthread_rwlock_unlock(&p->lock);
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+            return GOV_ERR_KAFKA;
+        }
+        uint64_t gen = p->generation;
         e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
                               RD_KAFKA_V_KEY((void *)key, key_len),
                               RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                               RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
                               RD_KAFKA_V_END);
-        /* A full local queue drains as the poller serves reports: wait a
-         * little, boundedly, rather than drop. */
+        pthread_rwlock_unlock(&p->lock);
+        if (e == RD_KAFKA_RESP_ERR__FATAL && !fatal_retried) {
+            fatal_retried = 1;
+            producer_recreate(p, gen);
+            continue;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
             break;
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && hdrs)
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return GOV_OK;
+    if (hdrs)
         rd_kafka_headers_destroy(hdrs); /* not taken on failure */
-    return e;
+    pthread_rwlock_rdlock(&p->lock);
+    if (p->gave_up)
+        snprintf(errbuf, errbuf_size, "%s", p->gave_up_reason);
+    else
+        snprintf(errbuf, errbuf_size, "produce to %s: %s", topic, rd_kafka_err2str(e));
+    pthread_rwlock_unlock(&p->lock);
+    return GOV_ERR_KAFKA;
 }
 
 gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
                             const void *key, size_t key_len, const void *value,
                             size_t len, const gov_kafka_header_t *headers,
                             size_t nheaders) {
-    rd_kafka_resp_err_t e = produce_one(p, topic, key, key_len, value, len,
-                                        headers, nheaders, NULL);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    char eb[512];
+    if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, NULL, eb,
+                    sizeof eb) != GOV_OK) {
         atomic_fetch_add(&p->failed, 1);
-        gov_log(GOV_LOG_ERROR, "kafka produce failed", "topic", topic, "error",
-                rd_kafka_err2str(e), (const char *)NULL);
+        gov_log(GOV_LOG_ERROR, "kafka produce failed", "topic", topic, "error", eb,
+                (const char *)NULL);
         return GOV_ERR_KAFKA;
     }
     return GOV_OK;
@@ -243,10 +463,8 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
     pthread_condattr_destroy(&ca);
     atomic_store(&w->refs, 2);
 
-    rd_kafka_resp_err_t e = produce_one(p, topic, key, key_len, value, len,
-                                        headers, nheaders, w);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errbuf, errbuf_size, "produce to %s: %s", topic, rd_kafka_err2str(e));
+    if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, w, errbuf,
+                    errbuf_size) != GOV_OK) {
         atomic_store(&w->refs, 1); /* the callback will never run */
         waiter_release(w);
         return GOV_ERR_KAFKA;
@@ -292,11 +510,26 @@ uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p) {
     return (uint64_t)atomic_load(&p->failed);
 }
 
-gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms) {
-    return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
-               ? GOV_OK : GOV_ERR_TIMEOUT;
+uint64_t gov_kafka_producer_recreated(gov_kafka_producer_t *p) {
+    return (uint64_t)atomic_load(&p->recreated);
 }
 
+gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms) {
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
+    pthread_rwlock_unlock(&p->lock);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? GOV_OK : GOV_ERR_TIMEOUT;
+}
+
+gov_err_t gov_kafka_producer_test_fatal(gov_kafka_producer_t *p, const char *reason) {
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_resp_err_t e =
+        rd_kafka_test_fatal_error(p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
+    pthread_rwlock_unlock(&p->lock);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? GOV_OK : GOV_ERR_KAFKA;
+}
+
+/* --- consumer ------------------------------------------------------------ */
 /* --- consumer ------------------------------------------------------------ */
 
 struct gov_kafka_consumer {

@@ -10,6 +10,17 @@
  *                           (acks=all) or the timeout ran out - for the
  *                           fail-closed paths (token issuance audit, DLQ).
  *
+ * A producer that librdkafka puts in its fatal state (rd_kafka_fatal_error:
+ * e.g. the broker's sequence state for its producer id disagrees with its
+ * own) is recreated in place, logged once at error level ("kafka producer
+ * fatal error; recreating the producer") and counted
+ * (kafka_producer_recreated_total).  Messages queued on the old handle fail
+ * with an error delivery report; callers retry as for any failure.  After
+ * GOV_KAFKA_RECREATE_LIMIT recreations within GOV_KAFKA_RECREATE_WINDOW_S
+ * seconds, a further fatal error makes it give up: every produce then
+ * returns GOV_ERR_KAFKA ("kafka producer gave up: ...; restart the
+ * process") and the status component "kafka_producer" is ERROR.
+ *
  * Consumer: a consumer-group member with enable.auto.offset.store=false.
  * The processor calls gov_kafka_consumer_store(msg) only after the Redis
  * write that materializes the message succeeded; the stored offsets are
@@ -28,9 +39,16 @@
 #include <stdint.h>
 
 #include "gov_err.h"
+#include "gov_metrics.h"
+#include "gov_status.h"
 
 typedef struct gov_kafka_producer gov_kafka_producer_t;
 typedef struct gov_kafka_consumer gov_kafka_consumer_t;
+
+/* Fatal errors: at most this many recreations of the producer's handle
+ * within this window; the next fatal error within it is final. */
+#define GOV_KAFKA_RECREATE_LIMIT 5
+#define GOV_KAFKA_RECREATE_WINDOW_S 60
 
 /* A header for produce calls; name and value are borrowed. */
 typedef struct gov_kafka_header {
@@ -73,6 +91,23 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
 
 /* Messages whose delivery failed after queueing, since start. */
 uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p);
+/* Times the librdkafka handle was recreated after a fatal error, since
+ * start. */
+uint64_t gov_kafka_producer_recreated(gov_kafka_producer_t *p);
+/* Reports the producer's fatal-error handling: registers
+ * kafka_producer_recreated_total (a counter without labels) in reg and
+ * counts each recreation there (earlier ones included); when status is not
+ * NULL, registers the component "kafka_producer", OK until the producer
+ * gives up, then ERROR with the reason (so /readyz shows it).  reg and
+ * status are borrowed and must outlive p.  GOV_ERR_NOMEM when a
+ * registration failed. */
+gov_err_t gov_kafka_producer_report(gov_kafka_producer_t *p, gov_metrics_t *reg,
+                                    gov_status_t *status);
+/* Puts the current handle in librdkafka's genuine fatal state
+ * (rd_kafka_test_fatal_error, OUT_OF_ORDER_SEQUENCE_NUMBER, reason
+ * borrowed), for tests of the recovery and give-up paths.  GOV_ERR_KAFKA
+ * when the handle is fatal already. */
+gov_err_t gov_kafka_producer_test_fatal(gov_kafka_producer_t *p, const char *reason);
 /* Waits until every queued message is delivered or failed; GOV_ERR_TIMEOUT
  * if some remain after timeout_ms. */
 gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms);

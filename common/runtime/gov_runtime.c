@@ -225,6 +225,8 @@ static gov_err_t start_parts(gov_runtime_t *rt) {
             gov_log(GOV_LOG_ERROR, "kafka producer", "error", eb, (const char *)NULL);
             return err;
         }
+        if ((err = gov_kafka_producer_report(rt->producer, rt->metrics, rt->status)) != GOV_OK)
+            return err;
     }
     return GOV_OK;
 }

@@ -35,7 +35,8 @@
  * (spec->register_parts), start the admin server (/healthz,
  * /readyz, /metrics) when asked, load the Avro registry, connect to Redis
  * when asked (unreachable is a warning: gov_redis reconnects), create the
- * producer when asked.  gov_runtime_shutdown undoes all of it in reverse.
+ * producer when asked (with its metric kafka_producer_recreated_total and
+ * its status component kafka_producer, gov_kafka_producer_report).  gov_runtime_shutdown undoes all of it in reverse.
  *
  * Thread-safety: one runtime per process, started and shut down from main;
  * gov_runtime_running may be read from any thread.
