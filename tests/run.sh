@@ -127,6 +127,12 @@ integration() {
     done
     note "integration tests again, driving the ASan + UBSan binaries"
     for t in build/release/itests/test_*; do
+        # A test whose subject is library code in its own process (not a
+        # binary it starts) runs as its ASan build.  test_signer_pkcs11 stays
+        # release: SoftHSM2 2.6.1 leaks in C_SignInit (runbook, key stores).
+        case "$(basename "$t")" in
+            test_kafka_fatal) t=build/asan/itests/$(basename "$t") ;;
+        esac
         [ -x "$t" ] && ITEST_BIN_DIR=build/asan/bin \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             run_cmocka "itest-asan-$(basename "$t")" "$t"
