@@ -188,3 +188,24 @@ json_t *gov_events_token_revoked_new(const char *event_id, int64_t occurred_at,
                  json_object_set_new(ev, "revoked_by", str_or_null(revoked_by));
     return built(ev, failed);
 }
+
+int gov_events_scope_token_valid(const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > GOV_EVENTS_SCOPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x21 || ch > 0x7E || ch == 0x22 || ch == 0x5C)
+            return 0;
+    }
+    return 1;
+}
+
+int gov_events_secret_hash_valid(const char *s) {
+    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+        return 0;
+    for (const char *c = s + 7; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return 0;
+    return 1;
+}

@@ -76,6 +76,17 @@ typedef struct gov_client_registered {
 } gov_client_registered_t;
 json_t *gov_events_client_registered_new(const gov_client_registered_t *c);
 
+/* The field rules of a ClientRegistered, shared by govctl (before it
+ * produces) and gov-identity (which refuses what breaks them):
+ * a scope is an RFC 6749 scope-token (1*( %x21 / %x23-5B / %x5D-7E )) of at
+ * most GOV_EVENTS_SCOPE_MAX bytes; a secret_hash is "sha256:" and 64
+ * lowercase hex digits; at most GOV_EVENTS_CLIENT_LIST_MAX tenants and
+ * scopes.  Pure. */
+#define GOV_EVENTS_SCOPE_MAX 128
+#define GOV_EVENTS_CLIENT_LIST_MAX 64
+int gov_events_scope_token_valid(const char *s);
+int gov_events_secret_hash_valid(const char *s);
+
 json_t *gov_events_client_removed_new(const char *event_id, int64_t occurred_at,
                                       const char *client_id, const char *removed_by);
 

@@ -47,9 +47,9 @@
 #define TOPIC_TOKENS GOV_TOPIC_IDENTITY_TOKENS
 
 /* Bounds on a client's lists: what one ClientRegistered may carry. */
-#define CLIENT_TENANTS_MAX 64
-#define CLIENT_SCOPES_MAX 64
-#define SCOPE_TOKEN_MAX 128
+#define CLIENT_TENANTS_MAX GOV_EVENTS_CLIENT_LIST_MAX
+#define CLIENT_SCOPES_MAX GOV_EVENTS_CLIENT_LIST_MAX
+#define SCOPE_TOKEN_MAX GOV_EVENTS_SCOPE_MAX
 #define JWK_MAX 1024
 
 static const gov_processor_spec_t spec = {
@@ -260,29 +260,6 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
 
 /* --- clients -------------------------------------------------------------------- */
 
-/* RFC 6749 appendix A.4: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
-static int scope_token_valid(const char *s) {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > SCOPE_TOKEN_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x21 || ch > 0x7E || ch == 0x22 || ch == 0x5C)
-            return 0;
-    }
-    return 1;
-}
-
-/* 1 when s is "sha256:" and 64 lowercase hex digits. */
-static int secret_hash_valid(const char *s) {
-    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
-        return 0;
-    for (const char *c = s + 7; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
-            return 0;
-    return 1;
-}
-
 /* Joins a string array (each checked by valid, no duplicates) with sep into
  * out.  0 when an item is bad, repeated, the list empty or too long. */
 static int join_list(json_t *arr, size_t max, int (*valid)(const char *), char sep, char *out,
@@ -338,10 +315,10 @@ static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reaso
     } else {
         char tenants[CLIENT_TENANTS_MAX * (GOV_TENANT_MAX + 1) + 1];
         char scopes[CLIENT_SCOPES_MAX * (SCOPE_TOKEN_MAX + 1) + 1];
-        if (!secret_hash_valid(str(ev, "secret_hash")) ||
+        if (!gov_events_secret_hash_valid(str(ev, "secret_hash")) ||
             !join_list(json_object_get(ev, "tenants"), CLIENT_TENANTS_MAX, tenant_ok, ',',
                        tenants, sizeof tenants) ||
-            !join_list(json_object_get(ev, "scopes"), CLIENT_SCOPES_MAX, scope_token_valid, ' ',
+            !join_list(json_object_get(ev, "scopes"), CLIENT_SCOPES_MAX, gov_events_scope_token_valid, ' ',
                        scopes, sizeof scopes))
             return gov_reason_fail(reason, GOV_REASON_INVALID_CLIENT, GOV_ERR_VERIFY, eb, ebsize,
                                    "secret_hash is not sha256:<64 hex>, or tenants/scopes are empty, repeated or malformed");
