@@ -185,7 +185,7 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
                                        const gov_state_pos_t *pos,
                                        gov_state_identity_outcome_t *outcome,
                                        char *previous_state, char *errbuf, size_t errbuf_size) {
-    char k_key[GOV_STATE_KEY_MAX], k_off[GOV_STATE_KEY_MAX], off[32], rank[8], created[32],
+    char k_key[GOV_STATE_KEY_MAX], k_off[GOV_STATE_KEY_MAX], off[32], rank[16], created[32],
         activates[32], retires[32];
     gov_err_t err;
     *outcome = GOV_STATE_IDENTITY_REPLAY;
