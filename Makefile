@@ -139,6 +139,8 @@ build/fuzz/libgov_core.a: $(fuzz_OBJ)
 build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $^ $(CORE_LIBS)
+# gov-identity's JWK check is processor code, pure, fuzzed with core.
+build/fuzz/fuzz_identity_jwk: processors/identity/jwk.c
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 # --- machine setup ----------------------------------------------------------

@@ -34,13 +34,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "gov_events.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state_identity.h"
 #include "gov_time.h"
+#include "jwk.h"
 
 #define TOPIC_KEYS GOV_TOPIC_IDENTITY_KEYS
 #define TOPIC_CLIENTS GOV_TOPIC_IDENTITY_CLIENTS
@@ -50,7 +49,6 @@
 #define CLIENT_TENANTS_MAX GOV_EVENTS_CLIENT_LIST_MAX
 #define CLIENT_SCOPES_MAX GOV_EVENTS_CLIENT_LIST_MAX
 #define SCOPE_TOKEN_MAX GOV_EVENTS_SCOPE_MAX
-#define JWK_MAX 1024
 
 static const gov_processor_spec_t spec = {
     .name = "gov-identity",
@@ -78,91 +76,6 @@ static int64_t num(json_t *ev, const char *name) {
 static int key_is(const gov_processor_msg_t *m, const char *s) {
     size_t n = s ? strlen(s) : 0;
     return s && m->kafka->key && m->kafka->key_len == n && memcmp(m->kafka->key, s, n) == 0;
-}
-
-/* --- JWK checks ------------------------------------------------------------- */
-
-/* base64url without padding of n bytes into out (room for 4*ceil(n/3)+1). */
-static void b64url(const unsigned char *in, size_t n, char *out) {
-    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    while (len > 0 && out[len - 1] == '=')
-        len--;
-    out[len] = 0;
-    for (char *c = out; *c; c++)
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-}
-
-/* 1 when x is the canonical base64url (no padding) of exactly 32 bytes. */
-static int x_is_ed25519(const char *x) {
-    unsigned char raw[48];
-    char std[48], again[48];
-    if (x == NULL || strlen(x) != 43)
-        return 0;
-    for (int i = 0; i < 43; i++) {
-        char c = x[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return 0;
-        std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-    }
-    std[43] = '=';
-    std[44] = 0;
-    if (EVP_DecodeBlock(raw, (const unsigned char *)std, 44) != 33)   /* 32 + 1 pad byte */
-        return 0;
-    b64url(raw, 32, again);
-    return strcmp(again, x) == 0;   /* non-canonical trailing bits are refused */
-}
-
-/* Checks public_jwk (an Ed25519 OKP public JWK whose kid, when present, is
- * `kid`, and whose RFC 7638 thumbprint is `kid`) and writes its normalized
- * form (sorted members alg, crv, kid, kty, use, x) into norm.  GOV_OK, or
- * GOV_ERR_VERIFY with *reason. */
-static gov_err_t check_jwk(const char *public_jwk, const char *kid, char *norm, size_t norm_size,
-                           gov_reason_t *reason, char *eb, size_t ebsize) {
-    json_error_t je;
-    gov_err_t err = GOV_ERR_VERIFY;
-    json_t *j = public_jwk && strlen(public_jwk) <= JWK_MAX
-                    ? json_loads(public_jwk, JSON_REJECT_DUPLICATES, &je) : NULL;
-    const char *kty = str(j, "kty"), *crv = str(j, "crv"), *x = str(j, "x");
-    const char *jkid = str(j, "kid"), *alg = str(j, "alg"), *use = str(j, "use");
-    *reason = GOV_REASON_INVALID_JWK;
-    if (!json_is_object(j) || !kty || strcmp(kty, "OKP") || !crv || strcmp(crv, "Ed25519") ||
-        !x_is_ed25519(x)) {
-        snprintf(eb, ebsize, "public_jwk is not an Ed25519 OKP JWK");
-        goto out;
-    }
-    if (json_object_get(j, "d") || (alg && strcmp(alg, "EdDSA")) || (use && strcmp(use, "sig")) ||
-        (json_object_get(j, "kid") && !jkid) || (json_object_get(j, "alg") && !alg) ||
-        (json_object_get(j, "use") && !use)) {
-        snprintf(eb, ebsize, "public_jwk has a private part or a wrong alg, use or kid");
-        goto out;
-    }
-    /* RFC 7638 section 3.2: the required members in lexicographic order, no
-     * whitespace; x is base64url already, so no escaping is needed */
-    char members[128], thumb[48];
-    unsigned char digest[32];
-    unsigned int dlen = 0;
-    snprintf(members, sizeof members, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
-    if (EVP_Digest(members, strlen(members), digest, &dlen, EVP_sha256(), NULL) != 1 ||
-        dlen != 32) {
-        snprintf(eb, ebsize, "SHA-256 failed");
-        err = GOV_ERR_CRYPTO;
-        goto out;
-    }
-    b64url(digest, 32, thumb);
-    if (strcmp(thumb, kid) != 0 || (jkid && strcmp(jkid, kid) != 0)) {
-        *reason = GOV_REASON_KID_NOT_THUMBPRINT;
-        snprintf(eb, ebsize, "kid %.64s is not the thumbprint %s of its JWK", kid, thumb);
-        goto out;
-    }
-    snprintf(norm, norm_size,
-             "{\"alg\":\"EdDSA\",\"crv\":\"Ed25519\",\"kid\":\"%s\",\"kty\":\"OKP\","
-             "\"use\":\"sig\",\"x\":\"%s\"}", kid, x);
-    *reason = GOV_REASON_NONE;
-    err = GOV_OK;
-out:
-    json_decref(j);
-    return err;
 }
 
 /* --- audit ---------------------------------------------------------------------- */
@@ -199,7 +112,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
                         size_t ebsize) {
     json_t *ev = m->event;
     const char *kid = str(ev, "kid"), *alg = str(ev, "alg"), *backend = str(ev, "backend");
-    char norm[256];
+    char norm[IDENTITY_JWK_NORM_MAX];
     if (!key_is(m, kid))
         return gov_reason_fail(reason, GOV_REASON_KEY_MISMATCH, GOV_ERR_VERIFY, eb, ebsize,
                                "the Kafka key is not the event's kid");
@@ -209,7 +122,8 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
     if (!alg || strcmp(alg, "EdDSA") != 0 || !backend || backend[0] == 0 || strlen(backend) > 32)
         return gov_reason_fail(reason, GOV_REASON_INVALID_JWK, GOV_ERR_VERIFY, eb, ebsize,
                                "alg must be EdDSA and backend a short name");
-    gov_err_t err = check_jwk(str(ev, "public_jwk"), kid, norm, sizeof norm, reason, eb, ebsize);
+    gov_err_t err = identity_jwk_check(str(ev, "public_jwk"), kid, norm, sizeof norm, reason, eb,
+                                       ebsize);
     if (err != GOV_OK)
         return err;
     json_t *rj = json_object_get(ev, "retires_at");
