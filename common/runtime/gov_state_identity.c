@@ -10,7 +10,9 @@
  *
  * Replays: a key or client message at or below the slot's applied offset is
  * a replay and changes nothing (a rebuild after lost writes starts below it
- * only when Redis lost the state too).  Token writes set fields and an
+ * only when Redis lost the state too).  A refused message (a key moved
+ * back, a removed client) does not move the applied offset: delivered
+ * again, it is refused again - never mistaken for an applied replay.  Token writes set fields and an
  * absolute expiry, so applying one twice is the same as once; the first
  * revocation's time and reason stay.
  *
@@ -112,10 +114,16 @@ static gov_redis_script_t key_script = {
     /* KEYS: 1 key hash, 2 kid set, 3 jwks, 4 applied offset
      * ARGV: 1 offset, 2 kid, 3 alg, 4 public_jwk, 5 backend, 6 state,
      *       7 state rank, 8 created_at, 9 activates_at, 10 retires_at ('' none),
-     *       11 previous_kid ('' none), 12 key-hash prefix
-     * {'ok'|'replay'|'changed'|'backwards', detail, previous state} */
+     *       11 previous_kid ('' none), 12 key-hash prefix, 13 event_id
+     * {'ok'|'applied'|'replay'|'changed'|'backwards', detail, previous state}
+     * ('applied': this very event was applied before, a redelivery) */
     "local applied = tonumber(redis.call('GET', KEYS[4]) or '-1') or -1\n"
-    "if tonumber(ARGV[1]) <= applied then return {'replay', 'offset', ''} end\n"
+    "if tonumber(ARGV[1]) <= applied then\n"
+    "  if redis.call('HGET', KEYS[1], 'event_id') == ARGV[13] then\n"
+    "    return {'applied', '', ARGV[6]}\n"
+    "  end\n"
+    "  return {'replay', 'offset', ''}\n"
+    "end\n"
     "local ranks = {pending = 0, active = 1, retiring = 2, retired = 3}\n"
     "local cur = redis.call('HMGET', KEYS[1], 'alg', 'public_jwk', 'backend', 'created_at',\n"
     "  'previous_kid', 'state', 'activates_at', 'retires_at')\n"
@@ -124,10 +132,7 @@ static gov_redis_script_t key_script = {
     "  local fixed = {{'alg', ARGV[3]}, {'public_jwk', ARGV[4]}, {'backend', ARGV[5]},\n"
     "    {'created_at', ARGV[8]}, {'previous_kid', ARGV[11]}}\n"
     "  for i, f in ipairs(fixed) do\n"
-    "    if cur[i] ~= f[2] then\n"
-    "      redis.call('SET', KEYS[4], ARGV[1])\n"
-    "      return {'changed', f[1], prev}\n"
-    "    end\n"
+    "    if cur[i] ~= f[2] then return {'changed', f[1], prev} end\n"
     "  end\n"
     "  local why = nil\n"
     "  if tonumber(ARGV[7]) < (ranks[cur[6]] or -1) then\n"
@@ -138,10 +143,7 @@ static gov_redis_script_t key_script = {
     "         tonumber(ARGV[10]) < (tonumber(cur[8]) or 0)) then\n"
     "    why = 'retires_at ' .. cur[8] .. ' -> ' .. (ARGV[10] == '' and 'none' or ARGV[10])\n"
     "  end\n"
-    "  if why then\n"
-    "    redis.call('SET', KEYS[4], ARGV[1])\n"
-    "    return {'backwards', why, prev}\n"
-    "  end\n"
+    "  if why then return {'backwards', why, prev} end\n"
     "  if cur[6] == ARGV[6] and cur[7] == ARGV[9] and (cur[8] or '') == ARGV[10] then\n"
     "    redis.call('SET', KEYS[4], ARGV[1])\n"
     "    return {'replay', 'same', prev}\n"
@@ -149,7 +151,7 @@ static gov_redis_script_t key_script = {
     "end\n"
     "redis.call('HSET', KEYS[1], 'alg', ARGV[3], 'public_jwk', ARGV[4], 'backend', ARGV[5],\n"
     "  'state', ARGV[6], 'created_at', ARGV[8], 'activates_at', ARGV[9],\n"
-    "  'retires_at', ARGV[10], 'previous_kid', ARGV[11])\n"
+    "  'retires_at', ARGV[10], 'previous_kid', ARGV[11], 'event_id', ARGV[13])\n"
     "redis.call('SADD', KEYS[2], ARGV[2])\n"
     "local ks = {}\n"
     "for _, kid in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
@@ -210,15 +212,17 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
     const char *argv[] = {k_key, gov_state_identity_kids_key(), gov_state_identity_jwks_key(),
                           k_off, off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
                           created, activates, retires,
-                          k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:"};
+                          k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:",
+                          k->event_id ? k->event_id : ""};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &key_script, 4, 16, argv, NULL, &rep, errbuf, errbuf_size)) !=
+    if ((err = gov_redis_eval(r, &key_script, 4, 17, argv, NULL, &rep, errbuf, errbuf_size)) !=
         GOV_OK)
         return err;
     const char *st = status_of(rep, 3);
     if (strcmp(st, "ok") == 0 || strcmp(st, "replay") == 0 || strcmp(st, "changed") == 0 ||
-        strcmp(st, "backwards") == 0) {
+        strcmp(st, "backwards") == 0 || strcmp(st, "applied") == 0) {
         *outcome = st[0] == 'o'   ? GOV_STATE_IDENTITY_WRITTEN
+                   : st[0] == 'a' ? GOV_STATE_IDENTITY_APPLIED
                    : st[0] == 'r' ? GOV_STATE_IDENTITY_REPLAY
                    : st[0] == 'c' ? GOV_STATE_IDENTITY_CHANGED
                                   : GOV_STATE_IDENTITY_BACKWARDS;
@@ -423,16 +427,22 @@ static gov_redis_script_t client_add_script = {
     /* KEYS: 1 client hash, 2 tombstone, 3 applied offset
      * ARGV: 1 offset, 2 secret_hash, 3 tenants, 4 scopes, 5 registered_at,
      *       6 registered_by, 7 event_id
-     * 'ok' | 'replay' | 'changed' | 'removed' */
+     * 'ok' | 'applied' (this event, redelivered) | 'replay' | 'changed' | 'removed' */
     "local applied = tonumber(redis.call('GET', KEYS[3]) or '-1') or -1\n"
-    "if tonumber(ARGV[1]) <= applied then return 'replay' end\n"
-    "redis.call('SET', KEYS[3], ARGV[1])\n"
+    "if tonumber(ARGV[1]) <= applied then\n"
+    "  if redis.call('HGET', KEYS[1], 'event_id') == ARGV[7] then return 'applied' end\n"
+    "  return 'replay'\n"
+    "end\n"
     "if redis.call('EXISTS', KEYS[2]) == 1 then return 'removed' end\n"
     "local cur = redis.call('HMGET', KEYS[1], 'secret_hash', 'tenants', 'scopes')\n"
     "if cur[1] then\n"
-    "  if cur[1] == ARGV[2] and cur[2] == ARGV[3] and cur[3] == ARGV[4] then return 'replay' end\n"
+    "  if cur[1] == ARGV[2] and cur[2] == ARGV[3] and cur[3] == ARGV[4] then\n"
+    "    redis.call('SET', KEYS[3], ARGV[1])\n"
+    "    return 'replay'\n"
+    "  end\n"
     "  return 'changed'\n"
     "end\n"
+    "redis.call('SET', KEYS[3], ARGV[1])\n"
     "redis.call('HSET', KEYS[1], 'secret_hash', ARGV[2], 'tenants', ARGV[3], 'scopes', ARGV[4],\n"
     "  'registered_at', ARGV[5], 'registered_by', ARGV[6], 'event_id', ARGV[7])\n"
     "return 'ok'\n",
@@ -441,9 +451,12 @@ static gov_redis_script_t client_add_script = {
 static gov_redis_script_t client_remove_script = {
     /* KEYS: 1 client hash, 2 tombstone, 3 applied offset
      * ARGV: 1 offset, 2 removed_at, 3 removed_by, 4 event_id
-     * {'ok'|'replay', existed} */
+     * {'ok'|'applied'|'replay', existed} */
     "local applied = tonumber(redis.call('GET', KEYS[3]) or '-1') or -1\n"
-    "if tonumber(ARGV[1]) <= applied then return {'replay', 0} end\n"
+    "if tonumber(ARGV[1]) <= applied then\n"
+    "  if redis.call('HGET', KEYS[2], 'event_id') == ARGV[4] then return {'applied', 0} end\n"
+    "  return {'replay', 0}\n"
+    "end\n"
     "local existed = redis.call('DEL', KEYS[1])\n"
     "if redis.call('EXISTS', KEYS[2]) == 0 then\n"
     "  redis.call('HSET', KEYS[2], 'removed_at', ARGV[2], 'removed_by', ARGV[3],\n"
@@ -486,6 +499,8 @@ gov_err_t gov_state_identity_client_add(gov_redis_t *r, const gov_state_identity
         *outcome = GOV_STATE_IDENTITY_WRITTEN;
     else if (strcmp(st, "replay") == 0)
         *outcome = GOV_STATE_IDENTITY_REPLAY;
+    else if (strcmp(st, "applied") == 0)
+        *outcome = GOV_STATE_IDENTITY_APPLIED;
     else if (strcmp(st, "changed") == 0)
         *outcome = GOV_STATE_IDENTITY_CHANGED;
     else if (strcmp(st, "removed") == 0)
@@ -517,8 +532,10 @@ gov_err_t gov_state_identity_client_remove(gov_redis_t *r, const char *client_id
                               errbuf_size)) != GOV_OK)
         return err;
     const char *st = status_of(rep, 2);
-    if (strcmp(st, "ok") == 0 || strcmp(st, "replay") == 0) {
-        *outcome = st[0] == 'o' ? GOV_STATE_IDENTITY_WRITTEN : GOV_STATE_IDENTITY_REPLAY;
+    if (strcmp(st, "ok") == 0 || strcmp(st, "replay") == 0 || strcmp(st, "applied") == 0) {
+        *outcome = st[0] == 'o'   ? GOV_STATE_IDENTITY_WRITTEN
+                   : st[0] == 'a' ? GOV_STATE_IDENTITY_APPLIED
+                                  : GOV_STATE_IDENTITY_REPLAY;
         *existed = rep->element[1]->type == REDIS_REPLY_INTEGER && rep->element[1]->integer > 0;
     } else {
         snprintf(errbuf, errbuf_size, "unexpected reply from the client remove script");

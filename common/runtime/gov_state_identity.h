@@ -4,7 +4,7 @@
  *
  *   identity:{keys}:key:<kid>     hash: alg, public_jwk, backend, state,
  *                                 created_at, activates_at, retires_at (""
- *                                 none), previous_kid ("" none)
+ *                                 none), previous_kid ("" none), event_id
  *   identity:{keys}:kids          set: every kid ever materialized
  *   identity:{keys}:jwks          string: {"keys":[...]} of every key not
  *                                 retired, by activates_at then kid
@@ -59,6 +59,9 @@ typedef enum gov_state_identity_outcome {
     GOV_STATE_IDENTITY_WRITTEN = 0,   /* the state changed */
     GOV_STATE_IDENTITY_REPLAY,        /* at or below the applied offset, or the
                                          same content: nothing changed */
+    GOV_STATE_IDENTITY_APPLIED,       /* this very event (its event_id) is what the
+                                         state holds: a redelivery of a message
+                                         applied before; nothing changed */
     GOV_STATE_IDENTITY_BACKWARDS,     /* key: state/activates_at/retires_at earlier */
     GOV_STATE_IDENTITY_CHANGED,       /* key: a fixed field differs; client: the
                                          client_id is registered with other content */
@@ -69,6 +72,7 @@ typedef enum gov_state_identity_outcome {
 
 /* A key as materialized (all borrowed). */
 typedef struct gov_state_identity_key {
+    const char *event_id;   /* the KeyRotated's, stored: recognises a redelivery */
     const char *kid, *alg, *public_jwk, *backend, *state, *previous_kid;  /* previous_kid "" none */
     int64_t created_at, activates_at, retires_at;   /* µs; retires_at < 0: none */
 } gov_state_identity_key_t;
@@ -79,10 +83,11 @@ int gov_state_identity_key_rank(const char *state);
 
 /* Writes a KeyRotated: the key hash, the kid index, the JWKS rebuilt from
  * every stored key, and pos's applied offset (pos->tenant is ignored: the
- * {keys} slot's), in one script.  *outcome: WRITTEN, REPLAY, BACKWARDS or
- * CHANGED (errbuf names the field; the applied offset is written, nothing
- * else); *previous_state the stored state before ("" none; may be NULL,
- * else GOV_STATE_IDENTITY_STATE_MAX bytes).  GOV_ERR_INVALID_ARG for a kid
+ * {keys} slot's), in one script.  *outcome: WRITTEN, APPLIED, REPLAY,
+ * BACKWARDS or CHANGED (errbuf names the field; nothing is written, not
+ * even the applied offset: a redelivery is refused again); *previous_state
+ * the stored state before ("" none; may be NULL, else
+ * GOV_STATE_IDENTITY_STATE_MAX bytes).  GOV_ERR_INVALID_ARG for a kid
  * that is not a thumbprint or an unknown state.  Cost: one script, O(keys)
  * for the JWKS. */
 #define GOV_STATE_IDENTITY_STATE_MAX 16
@@ -131,9 +136,10 @@ typedef struct gov_state_identity_client {
 } gov_state_identity_client_t;
 
 /* Registers a client (ClientRegistered) with pos's applied offset (in the
- * client's slot), in one script.  *outcome: WRITTEN, REPLAY (same content
- * already stored, or at or below the applied offset), CHANGED (registered
- * with other content) or REMOVED (tombstoned).  Cost: one script. */
+ * client's slot), in one script.  *outcome: WRITTEN, APPLIED (this event,
+ * redelivered), REPLAY (same content already stored, or at or below the
+ * applied offset), CHANGED (registered with other content) or REMOVED
+ * (tombstoned); neither of the last two writes anything.  Cost: one script. */
 gov_err_t gov_state_identity_client_add(gov_redis_t *r, const gov_state_identity_client_t *c,
                                         const gov_state_pos_t *pos,
                                         gov_state_identity_outcome_t *outcome, char *errbuf,
@@ -141,7 +147,8 @@ gov_err_t gov_state_identity_client_add(gov_redis_t *r, const gov_state_identity
 
 /* Removes a client (ClientRemoved): deletes its hash and writes the
  * tombstone and pos's applied offset, in one script.  *existed: 1 when the
- * hash was there.  *outcome: WRITTEN or REPLAY. */
+ * hash was there.  *outcome: WRITTEN, APPLIED (this event, redelivered)
+ * or REPLAY. */
 gov_err_t gov_state_identity_client_remove(gov_redis_t *r, const char *client_id,
                                            const char *removed_by, const char *event_id,
                                            int64_t removed_at, const gov_state_pos_t *pos,

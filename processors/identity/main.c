@@ -128,7 +128,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
         return err;
     json_t *rj = json_object_get(ev, "retires_at");
     gov_state_identity_key_t k = {
-        .kid = kid, .alg = alg, .public_jwk = norm, .backend = backend, .state = str(ev, "state"),
+        .event_id = str(ev, "event_id"), .kid = kid, .alg = alg, .public_jwk = norm, .backend = backend, .state = str(ev, "state"),
         .previous_kid = str(ev, "previous_kid") ? str(ev, "previous_kid") : "",
         .created_at = num(ev, "created_at"), .activates_at = num(ev, "activates_at"),
         .retires_at = json_is_integer(rj) ? (int64_t)json_integer_value(rj) : -1,
@@ -151,20 +151,23 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
     if (strcmp(k.state, "active") == 0 && k.activates_at > c->newest_active_us)
         c->newest_active_us = k.activates_at;
     key_age_update(c);
-    if (m->replay)
+    /* announced: a change, or a redelivery of the change (its audit event
+     * may not have been acknowledged); a rebuild announces nothing */
+    if (m->replay || (outcome != GOV_STATE_IDENTITY_WRITTEN &&
+                      outcome != GOV_STATE_IDENTITY_APPLIED))
         return outcome == GOV_STATE_IDENTITY_WRITTEN ? GOV_OK : GOV_ERR_DUPLICATE;
     if (outcome == GOV_STATE_IDENTITY_WRITTEN && strcmp(before, k.state) != 0)
         gov_metric_inc(c->m_rotations, (const char *[]){k.state}, 1);
     char action[48];
     snprintf(action, sizeof action, "identity.key_%s", k.state);
-    json_t *details = json_pack("{s:s, s:s, s:I, s:o}", "previous_state", before, "backend",
-                                backend, "activates_at", (json_int_t)k.activates_at,
-                                "retires_at", k.retires_at >= 0 ? json_integer(k.retires_at)
-                                                                : json_null());
+    /* details come from the event alone: a redelivery announces the same
+     * content under the same id (gov-audit sees a replay, not a twin) */
+    json_t *details = json_pack("{s:s, s:I, s:o, s:s}", "backend", backend, "activates_at",
+                                (json_int_t)k.activates_at, "retires_at",
+                                k.retires_at >= 0 ? json_integer(k.retires_at) : json_null(),
+                                "previous_kid", k.previous_kid);
     if (details == NULL)
         return GOV_ERR_NOMEM;
-    /* a redelivery (REPLAY by offset) announces again under the same id: the
-     * first attempt may have failed after the script */
     err = announce(c, m, action, "gov-identity", kid, details, eb, ebsize);
     json_decref(details);
     if (err != GOV_OK)
@@ -225,7 +228,10 @@ static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reaso
                                                &pos, &outcome, &existed, eb, ebsize);
         if (err != GOV_OK)
             return err;
-        details = json_pack("{s:b}", "existed", existed);
+        if (!existed && outcome == GOV_STATE_IDENTITY_WRITTEN)
+            gov_log(GOV_LOG_WARN, "ClientRemoved for a client that is not registered; tombstoned",
+                    "client_id", client_id, "source", m->source, (const char *)NULL);
+        details = json_object();
     } else {
         char tenants[CLIENT_TENANTS_MAX * (GOV_TENANT_MAX + 1) + 1];
         char scopes[CLIENT_SCOPES_MAX * (SCOPE_TOKEN_MAX + 1) + 1];
@@ -259,7 +265,9 @@ static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reaso
     }
     if (details == NULL)
         return GOV_ERR_NOMEM;
-    if (!m->replay)
+    /* a change, or a redelivery of it, is announced (same id, same content) */
+    if (!m->replay &&
+        (outcome == GOV_STATE_IDENTITY_WRITTEN || outcome == GOV_STATE_IDENTITY_APPLIED))
         err = announce(c, m, action, actor ? actor : "unknown", client_id, details, eb, ebsize);
     json_decref(details);
     if (err != GOV_OK)
