@@ -442,6 +442,29 @@ static void test_key_lifecycle_and_jwks(void **state) {
     assert_true(jwks_pos(doc, kid2) >= 0);
     free(doc);
 
+    /* the read API a later gov-edge uses */
+    char **kids = NULL, eb[256];
+    size_t nk = 0;
+    int saw1 = 0, saw2 = 0;
+    assert_int_equal(gov_state_identity_key_list(itest_redis(), &kids, &nk, eb, sizeof eb), GOV_OK);
+    for (size_t i = 0; i < nk; i++) {
+        saw1 |= strcmp(kids[i], kid1) == 0;
+        saw2 |= strcmp(kids[i], kid2) == 0;
+    }
+    gov_state_identity_kids_free(kids, nk);
+    assert_true(saw1 && saw2);
+    gov_state_identity_key_rec_t rec;
+    assert_int_equal(gov_state_identity_key_get(itest_redis(), kid1, &rec, eb, sizeof eb), GOV_OK);
+    assert_true(rec.found);
+    assert_string_equal(rec.state, "retired");
+    assert_string_equal(rec.alg, "EdDSA");
+    assert_string_equal(rec.backend, "file");
+    assert_int_equal(rec.activates_at, act1);
+    assert_int_equal(rec.retires_at, ret);
+    assert_int_equal(rec.created_at, created);
+    assert_non_null(strstr(rec.public_jwk, kid1));
+    gov_state_identity_key_clear(&rec);
+
     /* an audit event per state change, from this component */
     json_t *audit = itest_find_audit("_system", COMPONENT, "identity.key_retired", NULL, WAIT_MS);
     assert_non_null(audit);
