@@ -39,6 +39,7 @@ TOPICS=(
   policy.decisions
   identity.tokens
   identity.keys
+  identity.clients
   identity.audit
 )
 TOPIC_PARTITIONS=3
@@ -49,14 +50,19 @@ TOPIC_REPLICATION=1
 # chain need every event, not the latest per tenant. identity.keys is keyed
 # by key id, where the latest KeyRotated per key suffices. Topics not named
 # keep the broker's default (7 days): constitution.updated only says when to
-# re-read Redis; identity.tokens has no consumer yet; the .dlq twins are for
-# operators.
+# re-read Redis; the .dlq twins are for operators. identity.clients keeps
+# everything, not compacted: a removal (the tombstone that makes it final)
+# must never be cleaned away, and clients are few. identity.tokens keeps 7
+# days: longer than the longest token lifetime gov-edge may issue, so a
+# rebuild of Redis restores every token and revocation still in force.
 TOPIC_CONFIGS=(
   "constitution.bundles=retention.ms=-1,retention.bytes=-1"
   "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
   "policy.decisions=retention.ms=-1,retention.bytes=-1"
   "identity.audit=retention.ms=-1,retention.bytes=-1"
   "identity.keys=cleanup.policy=compact,retention.ms=-1"
+  "identity.clients=retention.ms=-1,retention.bytes=-1"
+  "identity.tokens=retention.ms=604800000,retention.bytes=-1"
 )
 
 # --- settings ---------------------------------------------------------------

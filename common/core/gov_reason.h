@@ -174,7 +174,14 @@
     X(KEY_INSECURE, "key_insecure", "a key file, key directory or PIN file is open to other users or not owned by this user") \
     X(KEY_NOT_FOUND, "key_not_found", "the key store holds no key with that kid") \
     X(KEYSTORE_UNAVAILABLE, "keystore_unavailable", "the key store (directory, PKCS#11 module or token) cannot be used") \
-    X(PIN_INCORRECT, "pin_incorrect", "the PKCS#11 token refused the PIN")
+    X(PIN_INCORRECT, "pin_incorrect", "the PKCS#11 token refused the PIN") \
+    /* gov-identity (KeyRotated, ClientRegistered) */ \
+    X(INVALID_JWK, "invalid_jwk", "a public key is not an Ed25519 OKP JWK (kty OKP, crv Ed25519, x base64url of 32 bytes, no private part)") \
+    X(KID_NOT_THUMBPRINT, "kid_not_thumbprint", "a key's kid is not the RFC 7638 SHA-256 thumbprint of its public JWK") \
+    X(KEY_STATE_BACKWARDS, "key_state_backwards", "a KeyRotated moves a known key back (state, activates_at or retires_at earlier than stored)") \
+    X(KEY_CHANGED, "key_changed", "a KeyRotated changes what is fixed for a known kid (alg, public_jwk, created_at, backend, previous_kid)") \
+    X(INVALID_CLIENT, "invalid_client", "a ClientRegistered with a malformed client_id, secret_hash, tenant or scope") \
+    X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -1,4 +1,9 @@
-/* gov_events.c - encode + produce-and-wait for shared events. */
+/* gov_events.c - encode + produce-and-wait for shared events, and the
+ * builders of the identity events.
+ *
+ * The builders fill a jansson object member by member and give up on the
+ * first failed set (out of memory): an event is either whole or NULL.
+ */
 #include "gov_events.h"
 
 #include <stdio.h>
@@ -68,4 +73,139 @@ out:
     json_decref(ev);
     gov_free(details);
     return err;
+}
+
+/* --- identity event builders ------------------------------------------------ */
+
+/* Sets the envelope: event_id (given, or a fresh UUIDv7) and occurred_at
+ * (given, or now).  0 on success. */
+static int set_envelope(json_t *ev, const char *event_id, int64_t occurred_at) {
+    char id[GOV_UUID_STRLEN + 1];
+    if (event_id == NULL) {
+        if (gov_uuid_v7(id) != GOV_OK)
+            return -1;
+        event_id = id;
+    }
+    return json_object_set_new(ev, "event_id", json_string(event_id)) ||
+           json_object_set_new(ev, "occurred_at",
+                               json_integer(occurred_at ? occurred_at : gov_now_micros()));
+}
+
+static json_t *string_array(const char *const *items, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, str_or_null(items[i]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* Finishes a builder: ev when every set succeeded (failed == 0), else NULL. */
+static json_t *built(json_t *ev, int failed) {
+    if (failed) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+json_t *gov_events_client_registered_new(const gov_client_registered_t *c) {
+    json_t *ev = json_object();
+    if (ev == NULL)
+        return NULL;
+    int failed = set_envelope(ev, c->event_id, c->occurred_at) ||
+                 json_object_set_new(ev, "client_id", str_or_null(c->client_id)) ||
+                 json_object_set_new(ev, "secret_hash", str_or_null(c->secret_hash)) ||
+                 json_object_set_new(ev, "tenants", string_array(c->tenants, c->ntenants)) ||
+                 json_object_set_new(ev, "scopes", string_array(c->scopes, c->nscopes)) ||
+                 json_object_set_new(ev, "registered_by", str_or_null(c->registered_by));
+    return built(ev, failed);
+}
+
+json_t *gov_events_client_removed_new(const char *event_id, int64_t occurred_at,
+                                      const char *client_id, const char *removed_by) {
+    json_t *ev = json_object();
+    if (ev == NULL)
+        return NULL;
+    int failed = set_envelope(ev, event_id, occurred_at) ||
+                 json_object_set_new(ev, "client_id", str_or_null(client_id)) ||
+                 json_object_set_new(ev, "removed_by", str_or_null(removed_by));
+    return built(ev, failed);
+}
+
+json_t *gov_events_key_rotated_new(const gov_key_rotated_t *k) {
+    json_t *ev = json_object();
+    if (ev == NULL)
+        return NULL;
+    int failed =
+        set_envelope(ev, k->event_id, k->occurred_at) ||
+        json_object_set_new(ev, "kid", str_or_null(k->kid)) ||
+        json_object_set_new(ev, "alg", str_or_null(k->alg)) ||
+        json_object_set_new(ev, "public_jwk", str_or_null(k->public_jwk)) ||
+        json_object_set_new(ev, "backend", str_or_null(k->backend)) ||
+        json_object_set_new(ev, "state", str_or_null(k->state)) ||
+        json_object_set_new(ev, "created_at", json_integer(k->created_at)) ||
+        json_object_set_new(ev, "activates_at", json_integer(k->activates_at)) ||
+        json_object_set_new(ev, "retires_at",
+                            k->retires_at < 0 ? json_null() : json_integer(k->retires_at)) ||
+        json_object_set_new(ev, "previous_kid", str_or_null(k->previous_kid));
+    return built(ev, failed);
+}
+
+json_t *gov_events_token_issued_new(const gov_token_issued_t *t) {
+    json_t *ev = json_object();
+    if (ev == NULL)
+        return NULL;
+    int failed = set_envelope(ev, t->event_id, t->occurred_at) ||
+                 json_object_set_new(ev, "tenant", str_or_null(t->tenant)) ||
+                 json_object_set_new(ev, "jti", str_or_null(t->jti)) ||
+                 json_object_set_new(ev, "sub", str_or_null(t->sub)) ||
+                 json_object_set_new(ev, "client_id", str_or_null(t->client_id)) ||
+                 json_object_set_new(ev, "scope", str_or_null(t->scope)) ||
+                 json_object_set_new(ev, "aud", str_or_null(t->aud)) ||
+                 json_object_set_new(ev, "kid", str_or_null(t->kid)) ||
+                 json_object_set_new(ev, "constitution_hash", str_or_null(t->constitution_hash)) ||
+                 json_object_set_new(ev, "issued_at", json_integer(t->issued_at)) ||
+                 json_object_set_new(ev, "not_before", json_integer(t->not_before)) ||
+                 json_object_set_new(ev, "expires_at", json_integer(t->expires_at)) ||
+                 json_object_set_new(ev, "session_id", str_or_null(t->session_id)) ||
+                 json_object_set_new(ev, "decision_id", str_or_null(t->decision_id));
+    return built(ev, failed);
+}
+
+json_t *gov_events_token_revoked_new(const char *event_id, int64_t occurred_at,
+                                     const char *tenant, const char *jti, int64_t expires_at,
+                                     const char *reason, const char *revoked_by) {
+    json_t *ev = json_object();
+    if (ev == NULL)
+        return NULL;
+    int failed = set_envelope(ev, event_id, occurred_at) ||
+                 json_object_set_new(ev, "tenant", str_or_null(tenant)) ||
+                 json_object_set_new(ev, "jti", str_or_null(jti)) ||
+                 json_object_set_new(ev, "expires_at", json_integer(expires_at)) ||
+                 json_object_set_new(ev, "reason", str_or_null(reason)) ||
+                 json_object_set_new(ev, "revoked_by", str_or_null(revoked_by));
+    return built(ev, failed);
+}
+
+int gov_events_scope_token_valid(const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > GOV_EVENTS_SCOPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x21 || ch > 0x7E || ch == 0x22 || ch == 0x5C)
+            return 0;
+    }
+    return 1;
+}
+
+int gov_events_secret_hash_valid(const char *s) {
+    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+        return 0;
+    for (const char *c = s + 7; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return 0;
+    return 1;
 }

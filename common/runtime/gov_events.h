@@ -9,12 +9,20 @@
  * to identity.audit.  event_id may be given (a derived id for events that
  * may be re-emitted after a crash) or NULL for a fresh UUIDv7.
  *
- * Thread-safety: as thread-safe as the producer (which is).
+ * The identity events (ClientRegistered, ClientRemoved, KeyRotated,
+ * TokenIssued, TokenRevoked) are built from C structs by the
+ * gov_events_*_new builders below, so every producer (govctl, gov-edge, the
+ * tests) spells them the same way; decoding is gov_avro's, as for every
+ * event.
+ *
+ * Thread-safety: as thread-safe as the producer (which is); the builders are
+ * pure and thread-safe.
  */
 #ifndef GOV_EVENTS_H
 #define GOV_EVENTS_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "gov_avro.h"
 #include "gov_err.h"
@@ -44,5 +52,66 @@ typedef struct gov_audit_fields {
 
 gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
                            const gov_audit_fields_t *f, char *errbuf, size_t errbuf_size);
+
+/* --- identity events (docs/contracts.md "Identity") --------------------------
+ * Each builder returns a new JSON object in gov_avro's mapping (jansson
+ * reference owned by the caller), or NULL when out of memory.  Strings are
+ * borrowed and copied; event_id NULL means a fresh UUIDv7 and occurred_at 0
+ * the clock.  Nothing is validated here: the consumer (gov-identity) judges.
+ */
+#define GOV_TOPIC_IDENTITY_CLIENTS "identity.clients"
+#define GOV_TOPIC_IDENTITY_KEYS "identity.keys"
+#define GOV_TOPIC_IDENTITY_TOKENS "identity.tokens"
+
+typedef struct gov_client_registered {
+    const char *event_id;
+    int64_t occurred_at;
+    const char *client_id;
+    const char *secret_hash;          /* "sha256:<64 hex>" */
+    const char *const *tenants;       /* ntenants strings */
+    size_t ntenants;
+    const char *const *scopes;
+    size_t nscopes;
+    const char *registered_by;
+} gov_client_registered_t;
+json_t *gov_events_client_registered_new(const gov_client_registered_t *c);
+
+/* The field rules of a ClientRegistered, shared by govctl (before it
+ * produces) and gov-identity (which refuses what breaks them):
+ * a scope is an RFC 6749 scope-token (1*( %x21 / %x23-5B / %x5D-7E )) of at
+ * most GOV_EVENTS_SCOPE_MAX bytes; a secret_hash is "sha256:" and 64
+ * lowercase hex digits; at most GOV_EVENTS_CLIENT_LIST_MAX tenants and
+ * scopes.  Pure. */
+#define GOV_EVENTS_SCOPE_MAX 128
+#define GOV_EVENTS_CLIENT_LIST_MAX 64
+int gov_events_scope_token_valid(const char *s);
+int gov_events_secret_hash_valid(const char *s);
+
+json_t *gov_events_client_removed_new(const char *event_id, int64_t occurred_at,
+                                      const char *client_id, const char *removed_by);
+
+typedef struct gov_key_rotated {
+    const char *event_id;
+    int64_t occurred_at;
+    const char *kid, *alg, *public_jwk, *backend;
+    const char *state;                /* pending | active | retiring | retired */
+    int64_t created_at, activates_at;
+    int64_t retires_at;               /* < 0: null */
+    const char *previous_kid;         /* NULL: null */
+} gov_key_rotated_t;
+json_t *gov_events_key_rotated_new(const gov_key_rotated_t *k);
+
+typedef struct gov_token_issued {
+    const char *event_id;
+    int64_t occurred_at;
+    const char *tenant, *jti, *sub, *client_id, *scope, *aud, *kid, *constitution_hash;
+    int64_t issued_at, not_before, expires_at;
+    const char *session_id, *decision_id;   /* NULL: null */
+} gov_token_issued_t;
+json_t *gov_events_token_issued_new(const gov_token_issued_t *t);
+
+json_t *gov_events_token_revoked_new(const char *event_id, int64_t occurred_at,
+                                     const char *tenant, const char *jti, int64_t expires_at,
+                                     const char *reason, const char *revoked_by);
 
 #endif

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gov_err.h"
 #include "gov_reason.h"
@@ -71,6 +72,18 @@ int govctl_cmd_publish(int argc, char **argv);
 int govctl_publish_event(const char *brokers, const char *topic, const char *schema,
                          const char *tenant, json_t *ev, const char *event_id,
                          const char *subject, const char *encode_prefix);
+
+/* publish.c: govctl_publish_event without the "published" line: produces
+ * ev keyed by `key`, waits for the acknowledgement and gives its partition
+ * and offset; prints only failures (stderr).  For commands whose stdout is
+ * their own (`clients add` prints one JSON object). */
+int govctl_produce_event(const char *brokers, const char *topic, const char *schema,
+                         const char *key, json_t *ev, const char *subject,
+                         const char *encode_prefix, int32_t *partition_out,
+                         int64_t *offset_out);
+
+/* cmd_clients.c: `clients add` / `clients remove`. */
+int govctl_cmd_clients(int argc, char **argv);
 
 /* cmd_constitution.c, shared with `rulepack sign`: */
 /* Loads an Ed25519 private key from a PEM file (no passphrase) into *out

@@ -129,6 +129,11 @@ static void usage(FILE *out) {
           "                            validate, then produce RulePackPublished with the\n"
           "                            signatures of SIGFILE to policy.rulepacks keyed by\n"
           "                            the pack's tenant (acks=all)\n"
+          "  clients add --tenants A,B --scopes \"X Y\" [--brokers B]\n"
+          "                            register a client (ClientRegistered on identity.clients,\n"
+          "                            acks=all); prints {\"client_id\",\"client_secret\"} once\n"
+          "  clients remove [--brokers B] CLIENT_ID\n"
+          "                            produce ClientRemoved (final)\n"
           "\n"
           "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
@@ -161,6 +166,8 @@ int main(int argc, char **argv) {
         return govctl_cmd_publish(argc - 1, argv + 1);
     if (strcmp(cmd, "rulepack") == 0)
         return govctl_cmd_rulepack(argc - 1, argv + 1);
+    if (strcmp(cmd, "clients") == 0)
+        return govctl_cmd_clients(argc - 1, argv + 1);
     usage(stderr);
     return govctl_usage("unknown command '%s'", cmd);
 }

@@ -28,9 +28,10 @@
 #define PUBLISH_ACK_TIMEOUT_MS 15000
 #define PUBLISH_MESSAGE_TIMEOUT_MS "12000"
 
-int govctl_publish_event(const char *brokers, const char *topic, const char *schema,
-                         const char *tenant, json_t *ev, const char *event_id,
-                         const char *subject, const char *encode_prefix) {
+int govctl_produce_event(const char *brokers, const char *topic, const char *schema,
+                         const char *key, json_t *ev, const char *subject,
+                         const char *encode_prefix, int32_t *partition_out,
+                         int64_t *offset_out) {
     static const char *const extra_conf[] = {"message.timeout.ms", PUBLISH_MESSAGE_TIMEOUT_MS,
                                              NULL};
     char eb[512] = "";
@@ -58,19 +59,33 @@ int govctl_publish_event(const char *brokers, const char *topic, const char *sch
         rc = govctl_fail_clean(GOV_REASON_KAFKA_UNAVAILABLE, "producer for %s: %s", brokers, eb);
         goto out;
     }
-    err = gov_kafka_produce_sync(p, topic, tenant, strlen(tenant), msg, msg_len, NULL, 0,
+    err = gov_kafka_produce_sync(p, topic, key, strlen(key), msg, msg_len, NULL, 0,
                                  PUBLISH_ACK_TIMEOUT_MS, &partition, &offset, eb, sizeof eb);
     if (err != GOV_OK) {
         rc = govctl_fail_clean(GOV_REASON_KAFKA_UNAVAILABLE, "%s was not acknowledged by %s: %s",
                                subject, brokers, eb);
         goto out;
     }
-    printf("published %s partition=%d offset=%lld event_id=%s\n", topic, (int)partition,
-           (long long)offset, event_id);
-    rc = govctl_finish_stdout(GOVCTL_OK);
+    *partition_out = partition;
+    *offset_out = offset;
+    rc = GOVCTL_OK;
 out:
     gov_kafka_producer_free(p, 2000);
     gov_avro_registry_free(reg);
     gov_free(msg);
     return rc;
+}
+
+int govctl_publish_event(const char *brokers, const char *topic, const char *schema,
+                         const char *tenant, json_t *ev, const char *event_id,
+                         const char *subject, const char *encode_prefix) {
+    int32_t partition = -1;
+    int64_t offset = -1;
+    int rc = govctl_produce_event(brokers, topic, schema, tenant, ev, subject, encode_prefix,
+                                  &partition, &offset);
+    if (rc != GOVCTL_OK)
+        return rc;
+    printf("published %s partition=%d offset=%lld event_id=%s\n", topic, (int)partition,
+           (long long)offset, event_id);
+    return govctl_finish_stdout(GOVCTL_OK);
 }

@@ -1,0 +1,358 @@
+/* gov-identity - materializes identity: signing keys and the JWKS, OAuth
+ * clients, issued and revoked tokens.
+ *
+ * Consumes three topics (docs/contracts.md "Identity"):
+ *   identity.keys     KeyRotated, key = kid.  The public JWK must be an
+ *                     Ed25519 OKP key without a private part, and kid its
+ *                     RFC 7638 thumbprint (else poison: invalid_jwk,
+ *                     kid_not_thumbprint).  A known kid moves forward only
+ *                     (pending -> active -> retiring -> retired; activates_at
+ *                     and retires_at never earlier) and keeps what is fixed
+ *                     (key_state_backwards, key_changed).  The JWK is stored
+ *                     normalized and identity:{keys}:jwks is rebuilt in the
+ *                     same script.
+ *   identity.clients  ClientRegistered / ClientRemoved, key = client_id.  Only
+ *                     the secret's hash ever arrives; a malformed client is
+ *                     poison (invalid_client), a second registration of an id
+ *                     with other content is duplicate_id, a registration of a
+ *                     removed id is client_removed (removal is final).
+ *   identity.tokens   TokenIssued / TokenRevoked, key = tenant: one record per
+ *                     jti with a TTL at exp; a revocation is kept until exp even
+ *                     when the issue is not (yet) materialized.
+ * Each accepted change of a key or a client is announced by an AuditEvent on
+ * identity.audit (identity.key_<state>, identity.client_registered,
+ * identity.client_removed) with an id derived from the input event, so a
+ * redelivery re-emits the same event (gov-audit deduplicates); a rebuild of
+ * Redis (m->replay) announces nothing.  Offsets are stored only after the
+ * state script and the audit event are durable (gov_processor).
+ *
+ * What it does not do: sign, rotate or issue (govctl and gov-edge do), or
+ * judge tokens (gov-edge verifies them against this state).
+ *
+ * Reads top to bottom: config -> connect -> loop -> shut down.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gov_events.h"
+#include "gov_log.h"
+#include "gov_processor.h"
+#include "gov_state_identity.h"
+#include "gov_time.h"
+#include "jwk.h"
+
+#define TOPIC_KEYS GOV_TOPIC_IDENTITY_KEYS
+#define TOPIC_CLIENTS GOV_TOPIC_IDENTITY_CLIENTS
+#define TOPIC_TOKENS GOV_TOPIC_IDENTITY_TOKENS
+
+/* Bounds on a client's lists: what one ClientRegistered may carry. */
+#define CLIENT_TENANTS_MAX GOV_EVENTS_CLIENT_LIST_MAX
+#define CLIENT_SCOPES_MAX GOV_EVENTS_CLIENT_LIST_MAX
+#define SCOPE_TOKEN_MAX GOV_EVENTS_SCOPE_MAX
+
+static const gov_processor_spec_t spec = {
+    .name = "gov-identity",
+    .default_admin_port = 8703,
+    .topics = {{TOPIC_KEYS, GOV_PROCESSOR_SCHEMAS("KeyRotated"), 0},
+               {TOPIC_CLIENTS, GOV_PROCESSOR_SCHEMAS("ClientRegistered", "ClientRemoved"), 0},
+               {TOPIC_TOKENS, GOV_PROCESSOR_SCHEMAS("TokenIssued", "TokenRevoked"), 1}},
+};
+
+typedef struct ctx {
+    gov_processor_t *p;
+    gov_metric_t *m_rotations, *m_key_age, *m_clients, *m_tokens, *m_revoked;
+    int64_t newest_active_us;   /* activates_at of the newest active key seen; 0 none */
+} ctx_t;
+
+static const char *str(json_t *ev, const char *name) {
+    return json_string_value(json_object_get(ev, name));
+}
+
+static int64_t num(json_t *ev, const char *name) {
+    return (int64_t)json_integer_value(json_object_get(ev, name));
+}
+
+/* 1 when the Kafka key is exactly s. */
+static int key_is(const gov_processor_msg_t *m, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    return s && m->kafka->key && m->kafka->key_len == n && memcmp(m->kafka->key, s, n) == 0;
+}
+
+/* --- audit ---------------------------------------------------------------------- */
+
+/* Announces a change of identity state with an id derived from the input
+ * event (a redelivery re-emits the same event). */
+static gov_err_t announce(ctx_t *c, gov_processor_msg_t *m, const char *action,
+                          const char *actor, const char *subject, json_t *details, char *eb,
+                          size_t ebsize) {
+    char id[GOV_UUID_STRLEN + 1];
+    const char *event_id = str(m->event, "event_id");
+    gov_err_t err = gov_processor_derive_id(c->p, (uint64_t)(num(m->event, "occurred_at") / 1000),
+                                            event_id, action, id);
+    if (err != GOV_OK)
+        return err;
+    gov_audit_fields_t af = {
+        .tenant = "_system", .component = gov_processor_name(c->p), .actor = actor,
+        .action = action, .outcome = "success", .subject = subject,
+        .correlation_id = event_id, .details = details, .event_id = id,
+    };
+    return gov_events_audit(gov_processor_producer(c->p), gov_processor_avro(c->p), &af, eb,
+                            ebsize);
+}
+
+/* --- keys ----------------------------------------------------------------------- */
+
+static void key_age_update(ctx_t *c) {
+    if (c->newest_active_us > 0)
+        gov_metric_set(c->m_key_age, NULL,
+                       (double)(gov_now_micros() - c->newest_active_us) / 1e6);
+}
+
+static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, char *eb,
+                        size_t ebsize) {
+    json_t *ev = m->event;
+    const char *kid = str(ev, "kid"), *alg = str(ev, "alg"), *backend = str(ev, "backend");
+    char norm[IDENTITY_JWK_NORM_MAX];
+    if (!key_is(m, kid))
+        return gov_reason_fail(reason, GOV_REASON_KEY_MISMATCH, GOV_ERR_VERIFY, eb, ebsize,
+                               "the Kafka key is not the event's kid");
+    if (!gov_state_identity_kid_valid(kid))
+        return gov_reason_fail(reason, GOV_REASON_KID_NOT_THUMBPRINT, GOV_ERR_VERIFY, eb, ebsize,
+                               "kid is not 43 base64url characters");
+    if (!alg || strcmp(alg, "EdDSA") != 0 || !backend || backend[0] == 0 || strlen(backend) > 32)
+        return gov_reason_fail(reason, GOV_REASON_INVALID_JWK, GOV_ERR_VERIFY, eb, ebsize,
+                               "alg must be EdDSA and backend a short name");
+    gov_err_t err = identity_jwk_check(str(ev, "public_jwk"), kid, norm, sizeof norm, reason, eb,
+                                       ebsize);
+    if (err != GOV_OK)
+        return err;
+    json_t *rj = json_object_get(ev, "retires_at");
+    gov_state_identity_key_t k = {
+        .event_id = str(ev, "event_id"), .kid = kid, .alg = alg, .public_jwk = norm, .backend = backend, .state = str(ev, "state"),
+        .previous_kid = str(ev, "previous_kid") ? str(ev, "previous_kid") : "",
+        .created_at = num(ev, "created_at"), .activates_at = num(ev, "activates_at"),
+        .retires_at = json_is_integer(rj) ? (int64_t)json_integer_value(rj) : -1,
+    };
+    if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
+        return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,
+                               "activates_at before created_at, or retires_at before activates_at");
+    gov_state_pos_t pos = gov_processor_position(c->p, m);
+    gov_state_identity_outcome_t outcome;
+    char before[GOV_STATE_IDENTITY_STATE_MAX];
+    err = gov_state_identity_key_write(gov_processor_redis(c->p), &k, &pos, &outcome, before, eb,
+                                       ebsize);
+    if (err != GOV_OK)
+        return err;
+    if (outcome == GOV_STATE_IDENTITY_BACKWARDS || outcome == GOV_STATE_IDENTITY_CHANGED) {
+        *reason = outcome == GOV_STATE_IDENTITY_BACKWARDS ? GOV_REASON_KEY_STATE_BACKWARDS
+                                                          : GOV_REASON_KEY_CHANGED;
+        return GOV_ERR_VERIFY;
+    }
+    if (strcmp(k.state, "active") == 0 && k.activates_at > c->newest_active_us)
+        c->newest_active_us = k.activates_at;
+    key_age_update(c);
+    /* announced: a change, or a redelivery of the change (its audit event
+     * may not have been acknowledged); a rebuild announces nothing */
+    if (m->replay || (outcome != GOV_STATE_IDENTITY_WRITTEN &&
+                      outcome != GOV_STATE_IDENTITY_APPLIED))
+        return outcome == GOV_STATE_IDENTITY_WRITTEN ? GOV_OK : GOV_ERR_DUPLICATE;
+    if (outcome == GOV_STATE_IDENTITY_WRITTEN && strcmp(before, k.state) != 0)
+        gov_metric_inc(c->m_rotations, (const char *[]){k.state}, 1);
+    char action[48];
+    snprintf(action, sizeof action, "identity.key_%s", k.state);
+    /* details come from the event alone: a redelivery announces the same
+     * content under the same id (gov-audit sees a replay, not a twin) */
+    json_t *details = json_pack("{s:s, s:I, s:o, s:s}", "backend", backend, "activates_at",
+                                (json_int_t)k.activates_at, "retires_at",
+                                k.retires_at >= 0 ? json_integer(k.retires_at) : json_null(),
+                                "previous_kid", k.previous_kid);
+    if (details == NULL)
+        return GOV_ERR_NOMEM;
+    err = announce(c, m, action, "gov-identity", kid, details, eb, ebsize);
+    json_decref(details);
+    if (err != GOV_OK)
+        return err;
+    return outcome == GOV_STATE_IDENTITY_WRITTEN ? GOV_OK : GOV_ERR_DUPLICATE;
+}
+
+/* --- clients -------------------------------------------------------------------- */
+
+/* Joins a string array (each checked by valid, no duplicates) with sep into
+ * out.  0 when an item is bad, repeated, the list empty or too long. */
+static int join_list(json_t *arr, size_t max, int (*valid)(const char *), char sep, char *out,
+                     size_t out_size) {
+    size_t n = json_array_size(arr), used = 0;
+    out[0] = 0;
+    if (!json_is_array(arr) || n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(arr, i));
+        if (!valid(s))
+            return 0;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s, json_string_value(json_array_get(arr, j))) == 0)
+                return 0;
+        int w = snprintf(out + used, out_size - used, "%s%s", i ? (char[]){sep, 0} : "", s);
+        if (w < 0 || (size_t)w >= out_size - used)
+            return 0;
+        used += (size_t)w;
+    }
+    return 1;
+}
+
+static int tenant_ok(const char *s) {
+    return s && gov_tenant_valid(s, strlen(s));
+}
+
+static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, char *eb,
+                           size_t ebsize) {
+    json_t *ev = m->event;
+    const char *client_id = str(ev, "client_id");
+    if (!key_is(m, client_id))
+        return gov_reason_fail(reason, GOV_REASON_KEY_MISMATCH, GOV_ERR_VERIFY, eb, ebsize,
+                               "the Kafka key is not the event's client_id");
+    if (!tenant_ok(client_id))
+        return gov_reason_fail(reason, GOV_REASON_INVALID_CLIENT, GOV_ERR_VERIFY, eb, ebsize,
+                               "client_id is not an id (letters, digits, '.', '_', '-')");
+    gov_state_pos_t pos = gov_processor_position(c->p, m);
+    gov_state_identity_outcome_t outcome;
+    gov_err_t err;
+    json_t *details = NULL;
+    const char *action, *actor;
+    if (strcmp(m->type, "ClientRemoved") == 0) {
+        int existed = 0;
+        actor = str(ev, "removed_by");
+        action = "identity.client_removed";
+        err = gov_state_identity_client_remove(gov_processor_redis(c->p), client_id, actor,
+                                               str(ev, "event_id"), gov_processor_msg_time_us(m),
+                                               &pos, &outcome, &existed, eb, ebsize);
+        if (err != GOV_OK)
+            return err;
+        if (!existed && outcome == GOV_STATE_IDENTITY_WRITTEN)
+            gov_log(GOV_LOG_WARN, "ClientRemoved for a client that is not registered; tombstoned",
+                    "client_id", client_id, "source", m->source, (const char *)NULL);
+        details = json_object();
+    } else {
+        char tenants[CLIENT_TENANTS_MAX * (GOV_TENANT_MAX + 1) + 1];
+        char scopes[CLIENT_SCOPES_MAX * (SCOPE_TOKEN_MAX + 1) + 1];
+        if (!gov_events_secret_hash_valid(str(ev, "secret_hash")) ||
+            !join_list(json_object_get(ev, "tenants"), CLIENT_TENANTS_MAX, tenant_ok, ',',
+                       tenants, sizeof tenants) ||
+            !join_list(json_object_get(ev, "scopes"), CLIENT_SCOPES_MAX, gov_events_scope_token_valid, ' ',
+                       scopes, sizeof scopes))
+            return gov_reason_fail(reason, GOV_REASON_INVALID_CLIENT, GOV_ERR_VERIFY, eb, ebsize,
+                                   "secret_hash is not sha256:<64 hex>, or tenants/scopes are empty, repeated or malformed");
+        actor = str(ev, "registered_by");
+        action = "identity.client_registered";
+        gov_state_identity_client_t cl = {
+            .client_id = client_id, .secret_hash = str(ev, "secret_hash"), .tenants = tenants,
+            .scopes = scopes, .registered_by = actor, .event_id = str(ev, "event_id"),
+            .registered_at = gov_processor_msg_time_us(m),
+        };
+        err = gov_state_identity_client_add(gov_processor_redis(c->p), &cl, &pos, &outcome, eb,
+                                            ebsize);
+        if (err != GOV_OK)
+            return err;
+        if (outcome == GOV_STATE_IDENTITY_CHANGED)
+            return gov_reason_fail(reason, GOV_REASON_DUPLICATE_ID, GOV_ERR_VERIFY, eb, ebsize,
+                                   "client_id is registered with other content");
+        if (outcome == GOV_STATE_IDENTITY_REMOVED)
+            return gov_reason_fail(reason, GOV_REASON_CLIENT_REMOVED, GOV_ERR_VERIFY, eb, ebsize,
+                                   "client_id was removed; removal is final");
+        if (outcome == GOV_STATE_IDENTITY_WRITTEN && !m->replay)
+            gov_metric_inc(c->m_clients, NULL, 1);
+        details = json_pack("{s:s, s:s}", "tenants", tenants, "scopes", scopes);
+    }
+    if (details == NULL)
+        return GOV_ERR_NOMEM;
+    /* a change, or a redelivery of it, is announced (same id, same content) */
+    if (!m->replay &&
+        (outcome == GOV_STATE_IDENTITY_WRITTEN || outcome == GOV_STATE_IDENTITY_APPLIED))
+        err = announce(c, m, action, actor ? actor : "unknown", client_id, details, eb, ebsize);
+    json_decref(details);
+    if (err != GOV_OK)
+        return err;
+    return outcome == GOV_STATE_IDENTITY_WRITTEN ? GOV_OK : GOV_ERR_DUPLICATE;
+}
+
+/* --- tokens --------------------------------------------------------------------- */
+
+static gov_err_t on_token(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, char *eb,
+                          size_t ebsize) {
+    json_t *ev = m->event;
+    gov_state_pos_t pos = gov_processor_position(c->p, m);
+    int64_t applied_before = GOV_STATE_APPLIED_UNKNOWN;
+    int revoked = strcmp(m->type, "TokenRevoked") == 0;
+    gov_err_t err;
+    if (revoked) {
+        err = gov_state_identity_token_revoke(gov_processor_redis(c->p), str(ev, "tenant"),
+                                              str(ev, "jti"), num(ev, "expires_at"),
+                                              num(ev, "occurred_at"), str(ev, "reason"), &pos,
+                                              &applied_before, eb, ebsize);
+    } else {
+        gov_state_identity_token_t t = {
+            .tenant = str(ev, "tenant"), .jti = str(ev, "jti"), .sub = str(ev, "sub"),
+            .client_id = str(ev, "client_id"), .scope = str(ev, "scope"), .aud = str(ev, "aud"),
+            .kid = str(ev, "kid"), .constitution_hash = str(ev, "constitution_hash"),
+            .issued_at = num(ev, "issued_at"), .not_before = num(ev, "not_before"),
+            .expires_at = num(ev, "expires_at"),
+        };
+        err = gov_state_identity_token_issue(gov_processor_redis(c->p), &t, &pos, &applied_before,
+                                             eb, ebsize);
+    }
+    if (err == GOV_ERR_INVALID_ARG) {
+        *reason = GOV_REASON_UNMATERIALIZABLE;
+        return err;
+    }
+    if (err != GOV_OK)
+        return err;
+    if (gov_processor_applied(c->p, m, applied_before)) {
+        snprintf(eb, ebsize, "tenant's applied offset went back; rebuilding");
+        return GOV_ERR_STATE;
+    }
+    if (!m->replay)
+        gov_metric_inc(revoked ? c->m_revoked : c->m_tokens, NULL, 1);
+    return GOV_OK;
+}
+
+static gov_err_t materialize(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
+                             gov_reason_t *reason, char *eb, size_t ebsize) {
+    ctx_t *c = ctx;
+    (void)p;
+    if (strcmp(m->kafka->topic, TOPIC_KEYS) == 0)
+        return on_key(c, m, reason, eb, ebsize);
+    key_age_update(c);
+    if (strcmp(m->kafka->topic, TOPIC_CLIENTS) == 0)
+        return on_client(c, m, reason, eb, ebsize);
+    return on_token(c, m, reason, eb, ebsize);
+}
+
+int main(int argc, char **argv) {
+    int exit_code;
+    gov_processor_t *p;
+    if (gov_processor_init(&p, &spec, NULL, 0, argc, argv, &exit_code) != GOV_OK)
+        return exit_code;
+    gov_metrics_t *mr = gov_processor_metrics(p);
+    ctx_t c = {
+        .p = p,
+        .m_rotations = gov_metrics_counter(mr, "identity_key_rotations_total",
+            "Signing-key state changes materialized (a KeyRotated that moved a key to this state).",
+            1, (const char *[]){"state"}),
+        .m_key_age = gov_metrics_gauge(mr, "identity_active_key_age_seconds",
+            "Seconds since the newest active signing key's activates_at (updated with each message handled).",
+            0, NULL),
+        .m_clients = gov_metrics_counter(mr, "identity_clients_registered_total",
+            "Clients registered (ClientRegistered materialized).", 0, NULL),
+        .m_tokens = gov_metrics_counter(mr, "identity_tokens_materialized_total",
+            "TokenIssued events materialized into identity:token:{T}:<jti>.", 0, NULL),
+        .m_revoked = gov_metrics_counter(mr, "identity_tokens_revoked_total",
+            "TokenRevoked events materialized.", 0, NULL),
+    };
+    if (!c.m_rotations || !c.m_key_age || !c.m_clients || !c.m_tokens || !c.m_revoked) {
+        gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
+        gov_processor_shutdown(p);
+        return 1;
+    }
+    gov_processor_run(p, materialize, &c);
+    return gov_processor_shutdown(p);
+}
