@@ -139,7 +139,7 @@ build/fuzz/libgov_core.a: $(fuzz_OBJ)
 	ar rcs $@ $^
 build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $^ $(CORE_LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $(filter %.c,$^) $(filter %.a,$^) $(CORE_LIBS)
 # gov-identity's JWK check is processor code, pure, fuzzed with core.
 build/fuzz/fuzz_identity_jwk: processors/identity/jwk.c
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))

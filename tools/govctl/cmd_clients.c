@@ -27,22 +27,13 @@
 
 #include "gov_alloc.h"
 #include "gov_events.h"
+#include "gov_b64url.h"
 #include "gov_util.h"
 #include "govctl.h"
 
 #define CLIENTS_HELP                                                                           \
     "govctl clients add --tenants A,B --scopes \"X Y\" [--brokers B] | "                      \
     "govctl clients remove [--brokers B] CLIENT_ID"
-
-/* base64url without padding of n bytes (out: 4*ceil(n/3)+1 bytes). */
-static void b64url(const unsigned char *in, size_t n, char *out) {
-    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    while (len > 0 && out[len - 1] == '=')
-        len--;
-    out[len] = 0;
-    for (char *c = out; *c; c++)
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-}
 
 /* Splits s (copied into buf) at any of seps into items (at most max);
  * returns the count, or -1 when there are more than max. */
@@ -141,8 +132,8 @@ static int clients_add(int argc, char **argv) {
         rc = govctl_fail(GOV_REASON_CRYPTO_ERROR, "the CSPRNG failed");
         goto out;
     }
-    b64url(raw, sizeof raw, secret);
-    b64url(id_raw, sizeof id_raw, id_b64);
+    gov_b64url_encode(raw, sizeof raw, secret);
+    gov_b64url_encode(id_raw, sizeof id_raw, id_b64);
     snprintf(client_id, sizeof client_id, "client-%s", id_b64);
     if (EVP_Digest(secret, strlen(secret), digest, &dlen, EVP_sha256(), NULL) != 1) {
         rc = govctl_fail(GOV_REASON_CRYPTO_ERROR, "SHA-256 failed");
