@@ -53,6 +53,7 @@
  *   - processor_events_total{processor,topic,outcome},
  *     processor_consumer_lag{processor,topic,partition},
  *     processor_rebuilds_total{processor,topic,partition},
+ *     processor_already_applied_total{processor,topic},
  *     processor_materialize_duration_seconds{processor}.
  *
  * Thread-safety: one processor per process; all calls from the main thread.
@@ -187,6 +188,19 @@ gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const ch
  * otherwise (the offset is remembered). */
 int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
                           int64_t applied_before);
+
+/* The per-tenant applied-offset check of a handler that judges before it
+ * writes (gov-constitution, gov-rulepacks): reads the tenant's applied
+ * offset for m's partition (gov_state_applied_read) and passes it to
+ * gov_processor_applied.  GOV_OK: not applied yet, judge it;
+ * GOV_ERR_DUPLICATE: the tenant's keys already hold this message's effect
+ * (a rewound or rebuilt partition, the tenant's slot intact) - the handler
+ * returns it at once, writing and announcing nothing (logged, counted in
+ * processor_already_applied_total{processor,topic}); GOV_ERR_STATE: the
+ * tenant's slot lost writes, the partition is being rebuilt (return it);
+ * or the Redis error.  Cost: one GET. */
+gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                                       char *errbuf, size_t errbuf_size);
 
 /* How many times Redis was found to have lost writes since start (each
  * rebuild of a partition counts): a handler that caches what it read from

@@ -18,6 +18,11 @@
  *                 and an AuditEvent (constitution.rejected, with the reason).
  * A message replayed to rebuild Redis (m->replay: Redis lost writes) is
  * materialized the same way and announces nothing.
+ * Before any of that, a message at or below the tenant's applied offset
+ * (gov:applied:{T}:..., kept by the same scripts) is finished as a
+ * duplicate without being judged again (gov_processor_tenant_applied): a
+ * rewound or rebuilt partition re-applies and re-counts nothing the
+ * tenant's keys already hold.
  * Event ids are derived from the bundle's event id, so any re-emission is
  * deduplicated downstream.  The offset is stored only after all of that.
  *
@@ -227,6 +232,11 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     json_t *sigsj = json_object_get(ev, "signatures");
     gov_state_pos_t pos = gov_processor_position(c->p, m);
     gov_redis_t *r = gov_processor_redis(c->p);
+    /* Already applied for the tenant (a rewound or rebuilt partition): not
+     * judged again, nothing written, nothing announced. */
+    gov_err_t err = gov_processor_tenant_applied(c->p, m, eb, ebsize);
+    if (err != GOV_OK)
+        return err;
 
     gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
     size_t nsigs = json_array_size(sigsj);
@@ -244,7 +254,6 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         json_string_value(json_object_get(ev, "checksum")), sigs, nsigs,
     };
 
-    gov_err_t err = GOV_OK;
     for (int attempt = 0; attempt < 5; attempt++) {
         gov_state_constitution_t cur;
         if ((err = gov_state_constitution_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
