@@ -747,9 +747,10 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
 }
 
 gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
-                                       char *errbuf, size_t errbuf_size) {
+                                       int *redelivered, char *errbuf, size_t errbuf_size) {
     gov_state_pos_t pos = gov_processor_position(p, m);
     int64_t applied = -1;
+    *redelivered = 0;
     gov_err_t err = gov_state_applied_read(p->redis, &pos, &applied, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
@@ -757,7 +758,12 @@ gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_m
         snprintf(errbuf, errbuf_size, "tenant's applied offset went back; rebuilding");
         return GOV_ERR_STATE;
     }
-    if (applied < pos.offset)
+    /* At the applied offset itself the write landed but what follows it
+     * (announcing an accepted state) may not have: the handler finishes
+     * it.  Below it, a later message of the tenant was judged after this
+     * one was finished (a partition is processed in order): nothing left. */
+    *redelivered = applied == pos.offset;
+    if (applied <= pos.offset)
         return GOV_OK;
     char part[16], off[32], stored[32];
     snprintf(part, sizeof part, "%d", (int)pos.partition);

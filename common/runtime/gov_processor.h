@@ -192,15 +192,23 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
 /* The per-tenant applied-offset check of a handler that judges before it
  * writes (gov-constitution, gov-rulepacks): reads the tenant's applied
  * offset for m's partition (gov_state_applied_read) and passes it to
- * gov_processor_applied.  GOV_OK: not applied yet, judge it;
- * GOV_ERR_DUPLICATE: the tenant's keys already hold this message's effect
- * (a rewound or rebuilt partition, the tenant's slot intact) - the handler
- * returns it at once, writing and announcing nothing (logged, counted in
- * processor_already_applied_total{processor,topic}); GOV_ERR_STATE: the
- * tenant's slot lost writes, the partition is being rebuilt (return it);
- * or the Redis error.  Cost: one GET. */
+ * gov_processor_applied.
+ *   GOV_OK, *redelivered 0: not applied yet, judge it;
+ *   GOV_OK, *redelivered 1: m is the tenant's applied offset itself - its
+ *     write landed, and what follows a write may not have (a crash before
+ *     an accepted state was announced): judge it to finish that, but
+ *     count and announce no rejection again (a rejection's offset is
+ *     written after its audit event was acknowledged);
+ *   GOV_ERR_DUPLICATE: below the applied offset - a later message of the
+ *     tenant was judged after this one was finished (a rewound or rebuilt
+ *     partition, the tenant's slot intact): the handler returns it at once,
+ *     writing and announcing nothing (logged, counted in
+ *     processor_already_applied_total{processor,topic});
+ *   GOV_ERR_STATE: the tenant's slot lost writes, the partition is being
+ *     rebuilt (return it); or the Redis error.
+ * Cost: one GET. */
 gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
-                                       char *errbuf, size_t errbuf_size);
+                                       int *redelivered, char *errbuf, size_t errbuf_size);
 
 /* How many times Redis was found to have lost writes since start (each
  * rebuild of a partition counts): a handler that caches what it read from

@@ -1379,12 +1379,13 @@ int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *to
     return left > 0 && itest_wait_offset(r, p->group, topic, partition, offset, left);
 }
 
-int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset) {
+int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset,
+                              int64_t applied) {
     char *log = itest_read_file(itest_log_path(p->log), NULL);
     char tmark[96], omark[48], amark[48];
     snprintf(tmark, sizeof tmark, "\"tenant\":\"%s\"", tenant);
     snprintf(omark, sizeof omark, "\"offset\":\"%lld\"", (long long)offset);
-    snprintf(amark, sizeof amark, "\"applied\":\"%lld\"", (long long)offset);
+    snprintf(amark, sizeof amark, "\"applied\":\"%lld\"", (long long)applied);
     int named = 0;
     for (char *save = NULL, *line = strtok_r(log, "\n", &save); line && !named;
          line = strtok_r(NULL, "\n", &save))

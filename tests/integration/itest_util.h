@@ -349,9 +349,10 @@ char *itest_redis_snapshot(gov_redis_t *r, const char *const *keys, size_t n);
  * beyond - every message up to offset was consumed again.  1 when both
  * happened within timeout_ms. */
 /* 1 when the private processor p logged (var/test-logs/<p->log>) that it
- * finished the tenant's message at `offset` as already applied, with the
- * tenant's applied offset it holds now equal to offset (the stored one). */
-int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset);
+ * finished the tenant's message at `offset` as already applied, naming
+ * `applied` as the tenant's applied offset it holds (the stored one). */
+int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset,
+                              int64_t applied);
 int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *topic,
                            int32_t partition, int64_t offset, int timeout_ms);
 

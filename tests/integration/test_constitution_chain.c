@@ -505,11 +505,12 @@ static int copies_of(const char *topic, const char *event_id) {
 
 /* A partition consumed again (its watermark deleted, so gov-constitution
  * rebuilds it from the beginning) re-applies nothing the tenant's keys
- * already hold: the tenant's applied offset covers its messages, each is
- * finished without being judged again - the tenant's keys byte for byte as
- * before, no second ConstitutionUpdated or audit event - and the
- * processor's applied offset for the tenant is the stored one (named in
- * its log line for the message). */
+ * already hold: the accepted bundle lies below the tenant's applied offset
+ * (its replay came after it) and is finished without being judged again,
+ * the replay at the applied offset itself is judged a silent duplicate -
+ * the tenant's keys byte for byte as before, no second ConstitutionUpdated
+ * or audit event - and the processor's applied offset for the tenant is
+ * the stored one (named in its log line for the accepted bundle). */
 static void test_rewound_partition_reapplies_nothing(void **state) {
     (void)state;
     char doc[1024];
@@ -520,6 +521,12 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
     if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
         fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    int32_t part2 = -1;
+    int64_t off2 = -1;   /* the same event again: the tenant's applied offset */
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part2, &off2);
+    assert_int_equal(part2, part);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off2, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off2);
     char k[5][320], want[32];
     snprintf(k[0], sizeof k[0], "constitution:{%s}", tenant);
     snprintf(k[1], sizeof k[1], "constitution:{%s}:doc", tenant);
@@ -528,7 +535,7 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:constitution.bundles:%d", tenant, proc.group,
              (int)part);
     const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};
-    snprintf(want, sizeof want, "%lld", (long long)off);
+    snprintf(want, sizeof want, "%lld", (long long)off2);
     const char *get[] = {"GET", k[4]};
     redisReply *r = itest_redis_cmd(itest_redis(), 2, get, NULL);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -538,7 +545,7 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     const char *flt[] = {"topic=\"constitution.bundles\"", NULL};
     double skipped = itest_proc_metric(&proc, "processor_already_applied_total", flt);
 
-    assert_true(itest_replay_partition(&proc, itest_redis(), "constitution.bundles", part, off,
+    assert_true(itest_replay_partition(&proc, itest_redis(), "constitution.bundles", part, off2,
                                        ITEST_HISTORY_MS));
     char *after = itest_redis_snapshot(itest_redis(), state_keys, 5);
     assert_string_equal(before, after);
@@ -552,7 +559,7 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     assert_int_equal(copies_of("constitution.updated", upd_id), 1);
     assert_int_equal(copies_of("identity.audit", audit_id), 1);
     /* the processor's applied offset for the tenant: the stored one */
-    assert_true(itest_log_already_applied(&proc, tenant, off));
+    assert_true(itest_log_already_applied(&proc, tenant, off, off2));
     free(before);
     free(after);
     snprintf(good_checksum, sizeof good_checksum, "%s",

@@ -728,19 +728,24 @@ static int audit_copies(const char *id) {
 
 /* A partition consumed again (its watermark deleted, so gov-rulepacks
  * rebuilds it from the beginning) re-judges nothing the tenant's keys
- * already hold: its messages are covered by the tenant's applied offset and
- * finished without being judged again - the tenant's keys byte for byte as
- * before, no second rejection counted or audited - and the processor's
- * applied offset for the tenant is the stored one (named in its log). */
+ * already hold: a rejected rollback below the tenant's applied offset (a
+ * second one came after it) is finished without being judged again, the
+ * second, at the applied offset, is neither counted nor audited again - the
+ * tenant's keys byte for byte as before - and the processor's applied
+ * offset for the tenant is the stored one (named in its log). */
 static void test_rewound_partition_rejudges_nothing(void **state) {
     (void)state;
     char *text = demo_pack(tenant, "1.0.2", NULL, NULL);
     json_t *down = event_for(tenant, "demo-baseline", "1.0.2", text);   /* a rollback */
+    json_t *down2 = event_for(tenant, "demo-baseline", "1.0.2", text);
     free(text);
     double rb = rejected(tenant, "version_rollback");
     produced_t p = publish(down);
     wait_processed(p);
-    assert_true(rejected(tenant, "version_rollback") == rb + 1);
+    produced_t p2 = publish(down2);   /* the tenant's applied offset */
+    assert_int_equal(p2.partition, p.partition);
+    wait_processed(p2);
+    assert_true(rejected(tenant, "version_rollback") == rb + 2);
 
     char k[5][320], want[32];
     snprintf(k[0], sizeof k[0], "policy:rulepack:{%s}", tenant);
@@ -750,7 +755,7 @@ static void test_rewound_partition_rejudges_nothing(void **state) {
     snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:%s:%d", tenant, proc.group, TOPIC,
              (int)p.partition);
     const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};
-    snprintf(want, sizeof want, "%lld", (long long)p.offset);
+    snprintf(want, sizeof want, "%lld", (long long)p2.offset);
     char *applied = redis_get("%s", k[4]);
     assert_non_null(applied);
     assert_string_equal(applied, want);   /* written with the verdict */
@@ -758,18 +763,20 @@ static void test_rewound_partition_rejudges_nothing(void **state) {
     char *before = itest_redis_snapshot(itest_redis(), state_keys, 5);
     double skipped = metric("processor_already_applied_total", NULL, "topic=\"" TOPIC "\"");
 
-    assert_true(itest_replay_partition(&proc, itest_redis(), TOPIC, p.partition, p.offset,
+    assert_true(itest_replay_partition(&proc, itest_redis(), TOPIC, p.partition, p2.offset,
                                        ITEST_HISTORY_MS));
     char *after = itest_redis_snapshot(itest_redis(), state_keys, 5);
     assert_string_equal(before, after);
     assert_true(metric("processor_already_applied_total", NULL, "topic=\"" TOPIC "\"") > skipped);
-    assert_true(rejected(tenant, "version_rollback") == rb + 1);
+    assert_true(rejected(tenant, "version_rollback") == rb + 2);
     assert_int_equal(audit_copies(ev_id(down)), 1);
+    assert_int_equal(audit_copies(ev_id(down2)), 1);
     /* the processor's applied offset for the tenant: the stored one */
-    assert_true(itest_log_already_applied(&proc, tenant, p.offset));
+    assert_true(itest_log_already_applied(&proc, tenant, p.offset, p2.offset));
     free(before);
     free(after);
     json_decref(down);
+    json_decref(down2);
 }
 
 static void test_damaged_current_pack_decides_nothing(void **state) {
