@@ -698,8 +698,13 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     memset(m, 0, sizeof *m);
 }
 
-int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
-                          int64_t applied_before) {
+/* gov_processor_applied; with to_stored, the remembered offset is raised to
+ * applied_before when that is higher (a writer that never lowers the stored
+ * offset: what Redis holds is then what is applied).  gov-audit's script
+ * sets the offset of every message, so there the message's offset is what
+ * is applied after it. */
+static int note_applied(gov_processor_t *p, const gov_processor_msg_t *m, int64_t applied_before,
+                        int to_stored) {
     const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
     const gov_kafka_msg_t *km = m->kafka;
     if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128 ||
@@ -737,13 +742,16 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
     snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
     snprintf(slot->topic, sizeof slot->topic, "%s", km->topic);
     slot->partition = km->partition;
-    /* what is applied for the tenant: this message, or more when Redis
-     * already held a later one (a rewound partition) */
-    int64_t now_applied = (int64_t)km->offset > applied_before ? (int64_t)km->offset
-                                                                : applied_before;
+    int64_t now_applied = to_stored && applied_before > (int64_t)km->offset
+                              ? applied_before : (int64_t)km->offset;
     if (!known || now_applied > slot->offset)
         slot->offset = now_applied;
     return 0;
+}
+
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before) {
+    return note_applied(p, m, applied_before, 0);
 }
 
 gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
@@ -754,7 +762,9 @@ gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_m
     gov_err_t err = gov_state_applied_read(p->redis, &pos, &applied, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    if (gov_processor_applied(p, m, applied)) {
+    /* the stored offset only grows here (a message below it is passed
+     * over, not written): it is what is applied for the tenant */
+    if (note_applied(p, m, applied, 1)) {
         snprintf(errbuf, errbuf_size, "tenant's applied offset went back; rebuilding");
         return GOV_ERR_STATE;
     }

@@ -191,8 +191,10 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
 
 /* The per-tenant applied-offset check of a handler that judges before it
  * writes (gov-constitution, gov-rulepacks): reads the tenant's applied
- * offset for m's partition (gov_state_applied_read) and passes it to
- * gov_processor_applied.
+ * offset for m's partition (gov_state_applied_read) and checks it as
+ * gov_processor_applied does - except that the offset remembered for the
+ * tenant becomes the stored one when that is higher (these writers never
+ * lower it).
  *   GOV_OK, *redelivered 0: not applied yet, judge it;
  *   GOV_OK, *redelivered 1: m is the tenant's applied offset itself - its
  *     write landed, and what follows a write may not have (a crash before
