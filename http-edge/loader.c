@@ -2,9 +2,11 @@
  *
  * One thread, one Redis connection, one Kafka consumer.  It:
  *   1. subscribes to constitution.updated and policy.rulepacks.updated with
- *      a group of its own (every edge replica must see every event; new
- *      groups start at the end, and nothing is committed - the state of
- *      record is Redis, not the topic);
+ *      a group of its own (every edge replica must see every event; nothing
+ *      is committed - the state of record is Redis, not the topic); each
+ *      assigned partition starts at its end, fixed at assignment (on_assign),
+ *      and Redis is reconciled right after it, so an update is either seen
+ *      by that reconcile or consumed from the topic, never lost;
  *   2. loads every tenant listed in constitution:tenants or
  *      policy:rulepack:tenants (constitution and pack together), then marks the
  *      state loaded (until then the edge answers 503, never a guess);
@@ -80,7 +82,25 @@ struct edge_loader {
     gov_kafka_consumer_t *consumer;
     gov_avro_registry_t *avro;
     uint64_t delivery_failed_seen;
+    int assigned_now;   /* set by on_assign (loader thread): reconcile now */
 };
+
+/* Where each assigned update partition starts: its end, fixed here - the
+ * high watermark is read in the poll that receives the assignment, before
+ * the reconcile that follows reads Redis.  An update produced after this
+ * point is consumed from the topic; one produced before it was produced
+ * after its state was materialized, so that reconcile sees the state.
+ * Either way nothing falls between the two (with a lazily resolved
+ * "latest", the end could be fixed after the reconcile had read Redis).
+ * Nothing is committed, so `committed` is ignored.  Loader thread. */
+static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int64_t committed) {
+    edge_loader_t *l = opaque;
+    (void)topic;
+    (void)partition;
+    (void)committed;
+    l->assigned_now = 1;
+    return GOV_KAFKA_OFFSET_END;
+}
 
 static void count_reload(edge_t *e, const char *tenant, const char *trigger, const char *outcome) {
     gov_metric_inc(e->m_reloads, (const char *[]){tenant, trigger, outcome}, 1);
@@ -558,16 +578,18 @@ static void *loader_main(void *arg) {
         if (pend->n > 0 || pend->overflow)
             apply_pending(l, pend);
         int64_t now = gov_mono_micros();
+        if (l->assigned_now) {
+            /* the end offsets are fixed: compare with Redis now */
+            l->assigned_now = 0;
+            next_reconcile = now;
+        }
         if (now >= next_health) {
             next_health = now + 1000000;
             int kh = gov_kafka_consumer_healthy(l->consumer);
             gov_status_set(e->status, "kafka", kh ? GOV_STATUS_OK : GOV_STATUS_NOT_READY,
                            kh ? NULL : "waiting for partition assignment or brokers", NULL);
-            /* The consumer starts at the end of the topics once it has its
-             * partitions; an event produced between the last full load and
-             * that moment is not delivered.  Compare with Redis right after
-             * each (re)assignment, so that gap is closed at once rather than
-             * at the next periodic reconcile. */
+            /* Back from a broker outage (or a rebalance the hook did not
+             * see): compare with Redis at once as after an assignment. */
             if (kh && !was_assigned)
                 next_reconcile = now;
             was_assigned = kh;
@@ -621,6 +643,7 @@ gov_err_t edge_loader_start(edge_t *e, edge_loader_t **out, char *errbuf, size_t
                                  &l->consumer, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto fail;
+    gov_kafka_consumer_on_assign(l->consumer, on_assign, NULL, l);
     if (pthread_create(&l->thread, NULL, loader_main, l) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start the loader thread");
         err = GOV_ERR_INTERNAL;

@@ -100,6 +100,7 @@ struct gov_processor {
     /* tenants whose writes fail with a data error (a wrong-typed key):
      * marked degraded in /readyz until a write of theirs succeeds */
     gov_metric_t *m_tenant_errors;
+    gov_metric_t *m_already_applied;
     char blocked[MAX_BLOCKED][GOV_TENANT_MAX + 1];
     int nblocked;
     /* per-tenant applied offsets (docs/contracts.md, "Rebuilding Redis") */
@@ -146,8 +147,11 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_tenant_errors = gov_metrics_counter(metrics, "processor_tenant_write_errors_total",
         "Writes of a tenant's state that failed with a data error (e.g. WRONGTYPE: a key of the wrong type); the message is retried and its partition waits.",
         2, (const char *[]){"processor", "tenant"});
+    p->m_already_applied = gov_metrics_counter(metrics, "processor_already_applied_total",
+        "Messages finished without judging them again: the tenant's applied offset (gov:applied:{T}:...) already covered them (a rewound or rebuilt partition).",
+        2, (const char *[]){"processor", "topic"});
     if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL ||
-        p->m_tenant_errors == NULL)
+        p->m_tenant_errors == NULL || p->m_already_applied == NULL)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_status_register(status, "kafka");
     return err != GOV_OK ? err : gov_status_register(status, "redis");
@@ -694,8 +698,13 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     memset(m, 0, sizeof *m);
 }
 
-int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
-                          int64_t applied_before) {
+/* gov_processor_applied; with to_stored, the remembered offset is raised to
+ * applied_before when that is higher (a writer that never lowers the stored
+ * offset: what Redis holds is then what is applied).  gov-audit's script
+ * sets the offset of every message, so there the message's offset is what
+ * is applied after it. */
+static int note_applied(gov_processor_t *p, const gov_processor_msg_t *m, int64_t applied_before,
+                        int to_stored) {
     const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
     const gov_kafka_msg_t *km = m->kafka;
     if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128 ||
@@ -733,9 +742,48 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
     snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
     snprintf(slot->topic, sizeof slot->topic, "%s", km->topic);
     slot->partition = km->partition;
-    if (!known || (int64_t)km->offset > slot->offset)
-        slot->offset = (int64_t)km->offset;
+    int64_t now_applied = to_stored && applied_before > (int64_t)km->offset
+                              ? applied_before : (int64_t)km->offset;
+    if (!known || now_applied > slot->offset)
+        slot->offset = now_applied;
     return 0;
+}
+
+int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                          int64_t applied_before) {
+    return note_applied(p, m, applied_before, 0);
+}
+
+gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                                       int *redelivered, char *errbuf, size_t errbuf_size) {
+    gov_state_pos_t pos = gov_processor_position(p, m);
+    int64_t applied = -1;
+    *redelivered = 0;
+    gov_err_t err = gov_state_applied_read(p->redis, &pos, &applied, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    /* the stored offset only grows here (a message below it is passed
+     * over, not written): it is what is applied for the tenant */
+    if (note_applied(p, m, applied, 1)) {
+        snprintf(errbuf, errbuf_size, "tenant's applied offset went back; rebuilding");
+        return GOV_ERR_STATE;
+    }
+    /* At the applied offset itself the write landed but what follows it
+     * (announcing an accepted state) may not have: the handler finishes
+     * it.  Below it, a later message of the tenant was judged after this
+     * one was finished (a partition is processed in order): nothing left. */
+    *redelivered = applied == pos.offset;
+    if (applied <= pos.offset)
+        return GOV_OK;
+    char part[16], off[32], stored[32];
+    snprintf(part, sizeof part, "%d", (int)pos.partition);
+    snprintf(off, sizeof off, "%lld", (long long)pos.offset);
+    snprintf(stored, sizeof stored, "%lld", (long long)applied);
+    gov_log(GOV_LOG_INFO, "message already applied for its tenant; finished without judging it again",
+            "tenant", pos.tenant, "topic", pos.topic, "partition", part, "offset", off,
+            "applied", stored, (const char *)NULL);
+    gov_metric_inc(p->m_already_applied, (const char *[]){p->spec->name, pos.topic}, 1);
+    return GOV_ERR_DUPLICATE;
 }
 
 uint64_t gov_processor_rebuilds(const gov_processor_t *p) {

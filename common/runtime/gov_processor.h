@@ -53,6 +53,7 @@
  *   - processor_events_total{processor,topic,outcome},
  *     processor_consumer_lag{processor,topic,partition},
  *     processor_rebuilds_total{processor,topic,partition},
+ *     processor_already_applied_total{processor,topic},
  *     processor_materialize_duration_seconds{processor}.
  *
  * Thread-safety: one processor per process; all calls from the main thread.
@@ -187,6 +188,29 @@ gov_err_t gov_processor_derive_id(gov_processor_t *p, uint64_t unix_ms, const ch
  * otherwise (the offset is remembered). */
 int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
                           int64_t applied_before);
+
+/* The per-tenant applied-offset check of a handler that judges before it
+ * writes (gov-constitution, gov-rulepacks): reads the tenant's applied
+ * offset for m's partition (gov_state_applied_read) and checks it as
+ * gov_processor_applied does - except that the offset remembered for the
+ * tenant becomes the stored one when that is higher (these writers never
+ * lower it).
+ *   GOV_OK, *redelivered 0: not applied yet, judge it;
+ *   GOV_OK, *redelivered 1: m is the tenant's applied offset itself - its
+ *     write landed, and what follows a write may not have (a crash before
+ *     an accepted state was announced): judge it to finish that, but
+ *     count and announce no rejection again (a rejection's offset is
+ *     written after its audit event was acknowledged);
+ *   GOV_ERR_DUPLICATE: below the applied offset - a later message of the
+ *     tenant was judged after this one was finished (a rewound or rebuilt
+ *     partition, the tenant's slot intact): the handler returns it at once,
+ *     writing and announcing nothing (logged, counted in
+ *     processor_already_applied_total{processor,topic});
+ *   GOV_ERR_STATE: the tenant's slot lost writes, the partition is being
+ *     rebuilt (return it); or the Redis error.
+ * Cost: one GET. */
+gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
+                                       int *redelivered, char *errbuf, size_t errbuf_size);
 
 /* How many times Redis was found to have lost writes since start (each
  * rebuild of a partition counts): a handler that caches what it read from

@@ -140,6 +140,24 @@ static int64_t offset_of(const redisReply *rep) {
     return v;
 }
 
+gov_err_t gov_state_applied_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *applied,
+                                 char *errbuf, size_t errbuf_size) {
+    char key[GOV_STATE_KEY_MAX];
+    *applied = -1;
+    gov_err_t err = gov_state_offset_key(pos, key);
+    if (err != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "no offset key for %s/%s", pos->processor, pos->topic);
+        return err;
+    }
+    const char *get[] = {"GET", key};
+    redisReply *rep = NULL;
+    if ((err = gov_redis_command(r, &rep, 2, get, NULL, errbuf, errbuf_size)) != GOV_OK)
+        return err;
+    *applied = offset_of(rep);
+    freeReplyObject(rep);
+    return GOV_OK;
+}
+
 /* One watermark command: GET, or SET ... GET when set_to is given. */
 static gov_err_t watermark_command(gov_redis_t *r, const gov_state_pos_t *pos, const char *set_to,
                                    int64_t *value, char *errbuf, size_t errbuf_size) {

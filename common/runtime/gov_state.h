@@ -132,6 +132,15 @@ const char *gov_state_rulepack_index_key(void);       /* policy:rulepack:tenants
 gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
                                  size_t errbuf_size);
 
+/* Reads the tenant's applied offset for pos's partition (the key of
+ * gov_state_offset_key; pos->offset is not used) into *applied: -1 when
+ * there is none or it is not a decimal offset (Redis is not trusted to hold
+ * what we wrote).  What gov-constitution and gov-rulepacks check before
+ * judging a message (gov_processor_tenant_applied): a message at or below
+ * it was applied for the tenant already.  One GET. */
+gov_err_t gov_state_applied_read(gov_redis_t *r, const gov_state_pos_t *pos, int64_t *applied,
+                                 char *errbuf, size_t errbuf_size);
+
 /* Sets the partition's watermark to pos->offset and gives the value it
  * replaced in *previous (-1 when there was none): one SET ... GET, so a
  * watermark that vanished or went back since the processor last wrote it is

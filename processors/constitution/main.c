@@ -18,6 +18,13 @@
  *                 and an AuditEvent (constitution.rejected, with the reason).
  * A message replayed to rebuild Redis (m->replay: Redis lost writes) is
  * materialized the same way and announces nothing.
+ * Before any of that, a message below the tenant's applied offset
+ * (gov:applied:{T}:..., kept by the same scripts) is finished as a
+ * duplicate without being judged again (gov_processor_tenant_applied): a
+ * rewound or rebuilt partition re-applies and re-counts nothing the
+ * tenant's keys already hold.  The message at the applied offset itself is
+ * judged (an accept written but not announced is finished) without a
+ * second rejection count or audit event.
  * Event ids are derived from the bundle's event id, so any re-emission is
  * deduplicated downstream.  The offset is stored only after all of that.
  *
@@ -227,6 +234,13 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     json_t *sigsj = json_object_get(ev, "signatures");
     gov_state_pos_t pos = gov_processor_position(c->p, m);
     gov_redis_t *r = gov_processor_redis(c->p);
+    /* Already applied for the tenant (a rewound or rebuilt partition): not
+     * judged again, nothing written, nothing announced.  At the applied
+     * offset itself, an unannounced accept is finished below. */
+    int redelivered = 0;
+    gov_err_t err = gov_processor_tenant_applied(c->p, m, &redelivered, eb, ebsize);
+    if (err != GOV_OK)
+        return err;
 
     gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
     size_t nsigs = json_array_size(sigsj);
@@ -244,7 +258,6 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         json_string_value(json_object_get(ev, "checksum")), sigs, nsigs,
     };
 
-    gov_err_t err = GOV_OK;
     for (int attempt = 0; attempt < 5; attempt++) {
         gov_state_constitution_t cur;
         if ((err = gov_state_constitution_read(r, tenant, &cur, eb, ebsize)) != GOV_OK)
@@ -337,7 +350,8 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
             gov_log(GOV_LOG_WARN, "constitution rejected", "tenant", tenant, "reason",
                     gov_reason_code(v.reason), "detail", v.detail, "source",
                     json_string_value(json_object_get(ev, "source")), (const char *)NULL);
-            if (!m->replay) {
+            if (!m->replay && !redelivered) {
+                /* (redelivered: counted and audited before its offset) */
                 gov_metric_inc(c->m_rejected, (const char *[]){tenant, gov_reason_code(v.reason)}, 1);
                 err = emit_rejected(c, ev, &v, eb, ebsize);
             }

@@ -36,7 +36,13 @@
  *                 (the stored state was damaged by hand: nothing is
  *                 accepted over a version that cannot be read, and the
  *                 partition is not blocked by retrying).
- * The offset is stored only after all of that.
+ * The offset is stored only after all of that.  Before any of it, a message
+ * below the tenant's applied offset (gov:applied:{T}:..., written with the
+ * state) is finished as a duplicate without being judged again
+ * (gov_processor_tenant_applied): a rewound or rebuilt partition re-applies
+ * and re-counts nothing the tenant's keys already hold.  The message at the
+ * applied offset itself is judged (what an accept left unannounced is
+ * finished) without a second rejection count or audit event.
  *
  * A replay (m->replay: a rebuild after Redis lost writes) materializes the
  * same state and announces nothing: no RulePackUpdated, no audit event, no
@@ -478,8 +484,15 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
     gov_bundle_sig_t sigs[GOV_MAX_SIGNATURES + 1];
     size_t nsigs = 0, patterns = 0;
     char raw[sizeof v.error];
-    gov_err_t err = gov_rulepack_parse(a.text, a.text_len, NULL, &pack, &v.detail, raw,
-                                       sizeof raw);
+    /* Already applied for the tenant (a rewound or rebuilt partition): not
+     * judged again, nothing written, nothing announced or counted.  At the
+     * applied offset itself, an accept's announcements are finished below
+     * (finish_duplicate) and a rejection is not counted again. */
+    int redelivered = 0;
+    gov_err_t err = gov_processor_tenant_applied(c->p, m, &redelivered, eb, ebsize);
+    if (err != GOV_OK)
+        return err;
+    err = gov_rulepack_parse(a.text, a.text_len, NULL, &pack, &v.detail, raw, sizeof raw);
     if (err == GOV_ERR_NOMEM) {
         snprintf(eb, ebsize, "out of memory parsing the rule pack");
         return err;
@@ -554,8 +567,9 @@ static gov_err_t handle(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
         v.kind = VERDICT_ACCEPT;   /* decide again against the winner */
     }
 
-    if (v.kind == VERDICT_REJECT && m->replay) {
-        /* counted, logged and audited when it was first judged */
+    if (v.kind == VERDICT_REJECT && (m->replay || redelivered)) {
+        /* counted, logged and audited when it was first judged (a
+         * rejection's offset is written after its audit event) */
         err = gov_state_offset_write(r, &pos, eb, ebsize);
     } else if (v.kind == VERDICT_REJECT) {
         char idx[24];

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -134,13 +135,58 @@ void itest_unique(const char *prefix, char *buf, size_t size) {
     snprintf(buf, size, "%s-%d-%s", prefix, (int)getpid(), hex);
 }
 
+/* Every process itest_spawn started and itest_stop has not reaped: killed
+ * when the test exits, however it exits (a failed assertion longjmps past
+ * the test's own stop; cmocka then returns from main).  A test killed
+ * outright (SIGKILL, a crash) cannot run this: its children die by
+ * PR_SET_PDEATHSIG, set in the child before exec. */
+#define SPAWNED_MAX 64
+static pid_t spawned[SPAWNED_MAX];
+
+static void spawned_forget(pid_t pid) {
+    for (int i = 0; i < SPAWNED_MAX; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+}
+
+/* atexit: SIGKILL what is still running.  Only un-reaped children are
+ * signalled (waitpid WNOHANG answers 0 for them), so a pid reaped elsewhere
+ * and reused by an unrelated process is never hit. */
+static void spawned_kill_all(void) {
+    for (int i = 0; i < SPAWNED_MAX; i++) {
+        pid_t pid = spawned[i];
+        spawned[i] = 0;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+}
+
+static void spawned_add(pid_t pid) {
+    static int registered;
+    if (!registered && atexit(spawned_kill_all) == 0)
+        registered = 1;
+    for (int i = 0; i < SPAWNED_MAX; i++)
+        if (spawned[i] == 0) {
+            spawned[i] = pid;
+            return;
+        }
+    /* full: the child still dies with the test by PR_SET_PDEATHSIG */
+}
+
 pid_t itest_spawn(const char *const *argv, const char *const *extra_env, const char *logname) {
     char logpath[PATH_MAX];
     snprintf(logpath, sizeof logpath, "%s", itest_log_path(logname));
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
+        /* die with the test, even when it is killed outright; a test that
+         * died before this line leaves no parent to wait for */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -158,6 +204,7 @@ pid_t itest_spawn(const char *const *argv, const char *const *extra_env, const c
         fprintf(stderr, "exec %s: %s\n", exe, strerror(errno));
         _exit(127);
     }
+    spawned_add(pid);
     return pid;
 }
 
@@ -166,12 +213,15 @@ int itest_stop(pid_t pid, int sig, int timeout_ms) {
     kill(pid, sig);
     for (int waited = 0; waited < timeout_ms; waited += 20) {
         pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
+        if (r == pid) {
+            spawned_forget(pid);
             return status;
+        }
         itest_sleep_ms(20);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
+    spawned_forget(pid);
     return -1;
 }
 
@@ -1269,4 +1319,78 @@ void itest_copy_tenant(gov_redis_t *to, const char *tenant) {
     const char *sadd2[] = {"SADD", gov_state_rulepack_index_key(), tenant};
     freeReplyObject(itest_redis_cmd(to, 3, sadd1, NULL));
     freeReplyObject(itest_redis_cmd(to, 3, sadd2, NULL));
+}
+
+/* --- replaying a partition (per-tenant applied offsets) ---------------------- */
+
+char *itest_redis_snapshot(gov_redis_t *r, const char *const *keys, size_t n) {
+    size_t cap = 1, len = 0;
+    char *out = malloc(cap);
+    if (out == NULL)
+        fail_msg("out of memory");
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[] = {"DUMP", keys[i]};
+        redisReply *rep = itest_redis_cmd(r, 2, argv, NULL);
+        size_t vlen = rep->type == REDIS_REPLY_STRING ? rep->len : 0;
+        size_t need = len + strlen(keys[i]) + 2 * vlen + 16;
+        char *grown = realloc(out, need);
+        if (grown == NULL)
+            fail_msg("out of memory");
+        out = grown;
+        len += (size_t)sprintf(out + len, "%s ", keys[i]);
+        if (rep->type == REDIS_REPLY_STRING)
+            for (size_t j = 0; j < vlen; j++)
+                len += (size_t)sprintf(out + len, "%02x", (unsigned char)rep->str[j]);
+        else
+            len += (size_t)sprintf(out + len, "(nil)");
+        out[len++] = '\n';
+        out[len] = 0;
+        freeReplyObject(rep);
+    }
+    return out;
+}
+
+typedef struct rebuild_want {
+    const itest_proc_t *p;
+    const char *const *filters;
+    double before;
+} rebuild_want_t;
+
+static int rebuild_counted(void *opaque) {
+    rebuild_want_t *w = opaque;
+    return itest_proc_metric(w->p, "processor_rebuilds_total", w->filters) > w->before;
+}
+
+int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *topic,
+                           int32_t partition, int64_t offset, int timeout_ms) {
+    char key[256], ftopic[160], fpart[48];
+    snprintf(key, sizeof key, "gov:offsets:%s:%s:%d", p->group, topic, (int)partition);
+    snprintf(ftopic, sizeof ftopic, "topic=\"%s\"", topic);
+    snprintf(fpart, sizeof fpart, "partition=\"%d\"", (int)partition);
+    const char *filters[] = {ftopic, fpart, NULL};
+    rebuild_want_t w = {p, filters, itest_proc_metric(p, "processor_rebuilds_total", filters)};
+    const char *del[] = {"DEL", key};
+    freeReplyObject(itest_redis_cmd(r, 2, del, NULL));
+    int64_t start = gov_mono_micros();
+    if (itest_wait_for(rebuild_counted, &w, timeout_ms, 50) < 0)
+        return 0;
+    int left = timeout_ms - (int)((gov_mono_micros() - start) / 1000);
+    return left > 0 && itest_wait_offset(r, p->group, topic, partition, offset, left);
+}
+
+int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset,
+                              int64_t applied) {
+    char *log = itest_read_file(itest_log_path(p->log), NULL);
+    char tmark[96], omark[48], amark[48];
+    snprintf(tmark, sizeof tmark, "\"tenant\":\"%s\"", tenant);
+    snprintf(omark, sizeof omark, "\"offset\":\"%lld\"", (long long)offset);
+    snprintf(amark, sizeof amark, "\"applied\":\"%lld\"", (long long)applied);
+    int named = 0;
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line && !named;
+         line = strtok_r(NULL, "\n", &save))
+        named = strstr(line, "already applied for its tenant") && strstr(line, tmark) &&
+                strstr(line, omark) && strstr(line, amark);
+    free(log);
+    return named;
 }

@@ -62,7 +62,11 @@ const char *itest_log_path(const char *name);
 
 /* Starts argv[0] (a path relative to the repository) with extra environment
  * entries "K=V" (NULL-terminated, may be NULL), stdout+stderr to logfile
- * (under var/test-logs/).  Returns the pid. */
+ * (under var/test-logs/).  Returns the pid.  The process dies with the
+ * test: SIGKILL when the test exits with it still running (a failed
+ * assertion included), and by PR_SET_PDEATHSIG when the test is killed
+ * outright (call it from the main thread: the signal follows the thread
+ * that forked). */
 pid_t itest_spawn(const char *const *argv, const char *const *extra_env, const char *logname);
 /* Sends sig and waits up to timeout_ms for exit; returns the wait status or
  * -1 on timeout (then SIGKILL was sent). */
@@ -331,5 +335,25 @@ int itest_raw_send(int port, const void *data, size_t len);
  * status of the first status line, 0 when none arrived in time; *waited_ms
  * (may be NULL) gets the time until the first byte, or -1 when none came. */
 int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waited_ms);
+
+/* --- replaying a partition (per-tenant applied offsets) ---------------------- */
+
+/* The exact state of keys[0..n) in r: one line per key, its name and the
+ * hex of its DUMP (type and value byte for byte; "(nil)" when absent).
+ * New string (free). */
+char *itest_redis_snapshot(gov_redis_t *r, const char *const *keys, size_t n);
+/* Makes the private processor p replay a partition as after a lost
+ * watermark: deletes gov:offsets:<p->group>:<topic>:<partition> in r (its
+ * Redis), then waits until p counted a rebuild of that partition
+ * (processor_rebuilds_total) and its watermark is back at `offset` or
+ * beyond - every message up to offset was consumed again.  1 when both
+ * happened within timeout_ms. */
+/* 1 when the private processor p logged (var/test-logs/<p->log>) that it
+ * finished the tenant's message at `offset` as already applied, naming
+ * `applied` as the tenant's applied offset it holds (the stored one). */
+int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t offset,
+                              int64_t applied);
+int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *topic,
+                           int32_t partition, int64_t offset, int timeout_ms);
 
 #endif /* ITEST_UTIL_H */

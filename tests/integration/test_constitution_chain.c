@@ -495,6 +495,78 @@ static void test_replay_of_the_current_bundle_is_silent(void **state) {
     json_decref(b);
 }
 
+/* Counts the messages of topic whose event_id is event_id, to the end. */
+static int copies_of(const char *topic, const char *event_id) {
+    int seen = 0;
+    count_ctx_t cc = {event_id, &seen};
+    itest_consume_until(topic, count_event_id, &cc, 3000);
+    return seen;
+}
+
+/* A partition consumed again (its watermark deleted, so gov-constitution
+ * rebuilds it from the beginning) re-applies nothing the tenant's keys
+ * already hold: the accepted bundle lies below the tenant's applied offset
+ * (its replay came after it) and is finished without being judged again,
+ * the replay at the applied offset itself is judged a silent duplicate -
+ * the tenant's keys byte for byte as before, no second ConstitutionUpdated
+ * or audit event - and the processor's applied offset for the tenant is
+ * the stored one (named in its log line for the accepted bundle). */
+static void test_rewound_partition_reapplies_nothing(void **state) {
+    (void)state;
+    char doc[1024];
+    doc_text(doc, sizeof doc, "1.3.0", 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    int32_t part = -1;
+    int64_t off = -1;
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    int32_t part2 = -1;
+    int64_t off2 = -1;   /* the same event again: the tenant's applied offset */
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part2, &off2);
+    assert_int_equal(part2, part);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off2, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off2);
+    char k[5][320], want[32];
+    snprintf(k[0], sizeof k[0], "constitution:{%s}", tenant);
+    snprintf(k[1], sizeof k[1], "constitution:{%s}:doc", tenant);
+    snprintf(k[2], sizeof k[2], "constitution:{%s}:history", tenant);
+    snprintf(k[3], sizeof k[3], "constitution:tenants");
+    snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:constitution.bundles:%d", tenant, proc.group,
+             (int)part);
+    const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};
+    snprintf(want, sizeof want, "%lld", (long long)off2);
+    const char *get[] = {"GET", k[4]};
+    redisReply *r = itest_redis_cmd(itest_redis(), 2, get, NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, want);   /* written with the state */
+    freeReplyObject(r);
+    char *before = itest_redis_snapshot(itest_redis(), state_keys, 5);
+    const char *flt[] = {"topic=\"constitution.bundles\"", NULL};
+    double skipped = itest_proc_metric(&proc, "processor_already_applied_total", flt);
+
+    assert_true(itest_replay_partition(&proc, itest_redis(), "constitution.bundles", part, off2,
+                                       ITEST_HISTORY_MS));
+    char *after = itest_redis_snapshot(itest_redis(), state_keys, 5);
+    assert_string_equal(before, after);
+    assert_true(itest_proc_metric(&proc, "processor_already_applied_total", flt) >
+                (skipped < 0 ? 0 : skipped));
+    /* everything of the replay was acknowledged before the watermark moved
+     * past it: exactly the first publication's events */
+    char upd_id[GOV_UUID_STRLEN + 1], audit_id[GOV_UUID_STRLEN + 1];
+    derived_id(b, "constitution.updated", upd_id);
+    derived_id(b, "constitution.accepted", audit_id);
+    assert_int_equal(copies_of("constitution.updated", upd_id), 1);
+    assert_int_equal(copies_of("identity.audit", audit_id), 1);
+    /* the processor's applied offset for the tenant: the stored one */
+    assert_true(itest_log_already_applied(&proc, tenant, off, off2));
+    free(before);
+    free(after);
+    snprintf(good_checksum, sizeof good_checksum, "%s",
+             json_string_value(json_object_get(b, "checksum")));
+    json_decref(b);
+}
+
 static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void **state) {
     (void)state;
     assert_int_equal(itest_proc_stop(&edge), 0);
@@ -891,6 +963,7 @@ int main(void) {
         cmocka_unit_test(test_successor_dropping_governance_refused),
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
         cmocka_unit_test(test_replay_of_the_current_bundle_is_silent),
+        cmocka_unit_test(test_rewound_partition_reapplies_nothing),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_edge_verifies_what_redis_holds),
         cmocka_unit_test(test_forged_fields_never_decide),

@@ -701,6 +701,84 @@ static void test_replays_are_duplicates_and_newer_versions_replace(void **state)
     json_decref(down);
 }
 
+/* How many AuditEvents of COMPONENT on the tenant's partition of
+ * identity.audit refer to published event `id` (read to the end). */
+static int audit_copies(const char *id) {
+    audit_want_t w;
+    memset(&w, 0, sizeof w);
+    w.ids[0] = id;
+    w.n = 1;
+    w.tenant_key = tenant;
+    w.partition = -1;
+    w.stop_offset = -1;
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    int32_t part = w.partition;
+    audit_want_clear(&w);
+    memset(&w, 0, sizeof w);
+    w.ids[0] = id;
+    w.n = 1;
+    w.tenant_key = tenant;
+    w.partition = part;
+    w.stop_offset = itest_high_watermark("identity.audit", part) - 1;
+    assert_true(itest_consume_until("identity.audit", collect_audit, &w, 60000));
+    int copies = w.copies[0];
+    audit_want_clear(&w);
+    return copies;
+}
+
+/* A partition consumed again (its watermark deleted, so gov-rulepacks
+ * rebuilds it from the beginning) re-judges nothing the tenant's keys
+ * already hold: a rejected rollback below the tenant's applied offset (a
+ * second one came after it) is finished without being judged again, the
+ * second, at the applied offset, is neither counted nor audited again - the
+ * tenant's keys byte for byte as before - and the processor's applied
+ * offset for the tenant is the stored one (named in its log). */
+static void test_rewound_partition_rejudges_nothing(void **state) {
+    (void)state;
+    char *text = demo_pack(tenant, "1.0.2", NULL, NULL);
+    json_t *down = event_for(tenant, "demo-baseline", "1.0.2", text);   /* a rollback */
+    json_t *down2 = event_for(tenant, "demo-baseline", "1.0.2", text);
+    free(text);
+    double rb = rejected(tenant, "version_rollback");
+    produced_t p = publish(down);
+    wait_processed(p);
+    produced_t p2 = publish(down2);   /* the tenant's applied offset */
+    assert_int_equal(p2.partition, p.partition);
+    wait_processed(p2);
+    assert_true(rejected(tenant, "version_rollback") == rb + 2);
+
+    char k[5][320], want[32];
+    snprintf(k[0], sizeof k[0], "policy:rulepack:{%s}", tenant);
+    snprintf(k[1], sizeof k[1], "policy:rulepack:{%s}:meta", tenant);
+    snprintf(k[2], sizeof k[2], "policy:rulepack:{%s}:history", tenant);
+    snprintf(k[3], sizeof k[3], "policy:rulepack:tenants");
+    snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:%s:%d", tenant, proc.group, TOPIC,
+             (int)p.partition);
+    const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};
+    snprintf(want, sizeof want, "%lld", (long long)p2.offset);
+    char *applied = redis_get("%s", k[4]);
+    assert_non_null(applied);
+    assert_string_equal(applied, want);   /* written with the verdict */
+    free(applied);
+    char *before = itest_redis_snapshot(itest_redis(), state_keys, 5);
+    double skipped = metric("processor_already_applied_total", NULL, "topic=\"" TOPIC "\"");
+
+    assert_true(itest_replay_partition(&proc, itest_redis(), TOPIC, p.partition, p2.offset,
+                                       ITEST_HISTORY_MS));
+    char *after = itest_redis_snapshot(itest_redis(), state_keys, 5);
+    assert_string_equal(before, after);
+    assert_true(metric("processor_already_applied_total", NULL, "topic=\"" TOPIC "\"") > skipped);
+    assert_true(rejected(tenant, "version_rollback") == rb + 2);
+    assert_int_equal(audit_copies(ev_id(down)), 1);
+    assert_int_equal(audit_copies(ev_id(down2)), 1);
+    /* the processor's applied offset for the tenant: the stored one */
+    assert_true(itest_log_already_applied(&proc, tenant, p.offset, p2.offset));
+    free(before);
+    free(after);
+    json_decref(down);
+    json_decref(down2);
+}
+
 static void test_damaged_current_pack_decides_nothing(void **state) {
     (void)state;
     /* Redis damaged by hand: a stored current that does not verify decides
@@ -1078,6 +1156,7 @@ int main(void) {
         cmocka_unit_test(test_accepted_pack_is_materialized),
         cmocka_unit_test(test_every_invalid_pack_is_rejected_with_its_reason),
         cmocka_unit_test(test_replays_are_duplicates_and_newer_versions_replace),
+        cmocka_unit_test(test_rewound_partition_rejudges_nothing),
         cmocka_unit_test(test_damaged_current_pack_decides_nothing),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_metrics_pass_promtool),

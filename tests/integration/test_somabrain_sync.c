@@ -15,7 +15,11 @@
  * What is checked is what an operator checks: the binary's exit code, the
  * events on constitution.bundles and identity.audit (read back from the
  * offsets they had before the run and decoded), /metrics (also through
- * promtool), /readyz, the JSON log lines and nginx's access log.
+ * promtool), /readyz, the JSON log lines and nginx's access log.  Waits are
+ * on outcomes, never on the clock: a fetch in flight is nginx's
+ * stub_status "Writing" count, a newer file is its mtime observed to
+ * change, "nothing arrived later" is a marker produced after the process
+ * was reaped being the tenant's only event up to the end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -34,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
@@ -132,6 +138,32 @@ static void publish_file(const char *tenant, const char *doc) {
     char *b = make_bundle(tenant, doc);
     write_www(tenant, b, strlen(b));
     free(b);
+}
+
+/* The file's mtime in whole seconds (what nginx's ETag carries). */
+static time_t www_mtime(const char *tenant) {
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/b/%s.json", www, tenant);
+    if (stat(path, &st) != 0)
+        fail_msg("stat %s", path);
+    return st.st_mtime;
+}
+
+/* publish_file over an existing file, with an mtime observed to differ
+ * from the old one: when the rewrite landed in the same second, the file's
+ * time is moved one second on (no waiting for the clock to tick). */
+static void publish_file_newer(const char *tenant, const char *doc) {
+    time_t old = www_mtime(tenant);
+    publish_file(tenant, doc);
+    if (www_mtime(tenant) == old) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/b/%s.json", www, tenant);
+        struct timespec ts[2] = {{old + 1, 0}, {old + 1, 0}};
+        if (utimensat(AT_FDCWD, path, ts, 0) != 0)
+            fail_msg("utimensat %s: %s", path, strerror(errno));
+    }
+    assert_true(www_mtime(tenant) != old);
 }
 
 static int verify_signature(const char *checksum, const char *sig_hex) {
@@ -258,6 +290,7 @@ static void write_nginx_conf(void) {
         "    ssl_certificate_key %1$s/key.pem;\n"
         "    root %1$s/www;\n"
         "    location ~ ^/b/slow- { limit_rate 50; }\n"
+        "    location = /nginx-status { stub_status; access_log off; }\n"
         "    location ~ ^/b/chunked- {\n"
         "      sub_filter_types *; sub_filter '@@never@@' '@@never@@'; sub_filter_once off;\n"
         "    }\n"
@@ -629,8 +662,7 @@ static void test_daemon_conditional_fetch_and_change(void **state) {
     json_decref(comp);
 
     /* SomaBrain publishes a new bundle: a new ETag, one new publication */
-    itest_sleep_ms(1100); /* a different mtime as well as a different size */
-    publish_file(tenant, DOC_V2);
+    publish_file_newer(tenant, DOC_V2); /* a different mtime as well as a different size */
     nginx_etag(tenant, etag2, sizeof etag2);
     assert_string_not_equal(etag1, etag2);
     wait_metric(&d, "somabrain_sync_total", tenant, "outcome", "published", 2, 15000);
@@ -853,11 +885,18 @@ static void test_kafka_unavailable(void **state) {
     assert_true(log_has(log, "bundle sync failed", tenant, "kafka_unavailable"));
     assert_true(log_has(log, "audit event not delivered", tenant, "kafka_unavailable"));
     free(log);
-    /* and, on the real broker, nothing arrived later either */
-    itest_sleep_ms(500);
+    /* and, on the real broker, nothing arrived later either: a marker
+     * bundle of the tenant (same key, same partition), produced after the
+     * process was reaped, is the only event of the tenant up to the end */
+    json_t *marker = itest_bundle_event(tenant, "{\"version\":\"1.0.0\"}", "jcs", "sha3-512",
+                                        NULL, (EVP_PKEY *const[]){signing_key},
+                                        (const char *const[]){"marker"}, (const int[]){0, -1});
+    itest_produce_event(TOPIC_BUNDLES, "ConstitutionBundle", marker);
     json_t *evs = events_since(TOPIC_BUNDLES, &b0, tenant);
-    assert_int_equal(json_array_size(evs), 0);
+    assert_int_equal(json_array_size(evs), 1);
+    assert_string_equal(jstr(json_array_get(evs, 0), "event_id"), jstr(marker, "event_id"));
     json_decref(evs);
+    json_decref(marker);
 }
 
 static void test_https_verifies_the_server(void **state) {
@@ -895,6 +934,29 @@ static void test_https_verifies_the_server(void **state) {
     json_decref(evs);
 }
 
+/* nginx's stub_status "Writing" count: responses being written, the
+ * status page's own included; -1 when it did not answer. */
+static long nginx_writing(void) {
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/nginx-status", http_port);
+    long st = itest_http_get(url, &body);
+    const char *w = st == 200 && body ? strstr(body, "Writing: ") : NULL;
+    long n = w ? strtol(w + 9, NULL, 10) : -1;
+    free(body);
+    return n;
+}
+
+static int nginx_writing_at_most_one(void *opaque) {
+    (void)opaque;
+    long n = nginx_writing();
+    return n >= 0 && n <= 1;
+}
+
+static int nginx_writing_two(void *opaque) {
+    (void)opaque;
+    return nginx_writing() >= 2;
+}
+
 /* A fetch in flight does not hold up a shutdown: total_timeout is 20 s and
  * nginx trickles the body, yet SIGTERM ends the process within about a
  * second, and the abandoned fetch is no failure (nothing audited). */
@@ -906,6 +968,10 @@ static void test_sigterm_abandons_a_slow_fetch(void **state) {
     http_template(tmpl, sizeof tmpl);
     offsets_t a0;
     topic_ends(TOPIC_AUDIT, &a0);
+    /* nginx writes no response but the status page's own (earlier tests'
+     * trickled fetches are over) */
+    if (itest_wait_for(nginx_writing_at_most_one, NULL, 30000, 50) < 0)
+        fail_msg("nginx still writes an earlier response");
     char port[32];
     int p = itest_free_port();
     snprintf(port, sizeof port, "GOV_ADMIN_PORT=%d", p);
@@ -918,7 +984,9 @@ static void test_sigterm_abandons_a_slow_fetch(void **state) {
     char hz[96];
     snprintf(hz, sizeof hz, "%s/healthz", d.url);
     assert_true(itest_wait_http(hz, 200, 20000));
-    itest_sleep_ms(1500); /* the first fetch (due at start) is in flight */
+    /* the first fetch (due at start) is in flight: nginx is trickling it */
+    if (itest_wait_for(nginx_writing_two, NULL, 20000, 20) < 0)
+        fail_msg("the first fetch never reached nginx (see %s)", d.logname);
     json_t *comp = NULL;
     char cname[96];
     snprintf(cname, sizeof cname, "tenant:%s", tenant);
