@@ -356,10 +356,19 @@ static void test_private_key_stays_in_its_file(void **state) {
 
 static void test_rotate_pkcs11(void **state) {
     (void)state;
-    if (getenv("GOV_PKCS11_MODULE") == NULL || getenv("SOFTHSM2_CONF") == NULL)
-        fail_msg("the stack's SoftHSM2 (GOV_PKCS11_MODULE, SOFTHSM2_CONF) is not in the environment");
-    /* a token of this test's own in the stack's SoftHSM2: its first key
-     * cannot collide with any other test's keys */
+    /* the stack's SoftHSM2 (var/stack.env when not in the environment),
+     * for softhsm2-util and govctl alike */
+    const char *module = itest_env("GOV_PKCS11_MODULE", NULL);   /* itest_env's buffer */
+    if (module == NULL)
+        fail_msg("the stack's SoftHSM2 module (GOV_PKCS11_MODULE) is not configured");
+    setenv("GOV_PKCS11_MODULE", module, 1);
+    const char *conf = itest_env("SOFTHSM2_CONF", NULL);
+    if (conf == NULL)
+        fail_msg("the stack's SOFTHSM2_CONF is not configured");
+    setenv("SOFTHSM2_CONF", conf, 1);
+    /* a token of this test's own in the stack's SoftHSM2: a rotation
+     * retires the store's current keys, and the stack token's belong to
+     * other tests and the edge */
     itest_unique("itk", token_label, 32);
     const char *init[] = {"softhsm2-util", "--init-token", "--free", "--label", token_label,
                           "--so-pin", "itest-so-pin", "--pin", "itest-user-pin", NULL};
