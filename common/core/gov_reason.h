@@ -183,7 +183,8 @@
     X(INVALID_CLIENT, "invalid_client", "a ClientRegistered with a malformed client_id, secret_hash, tenant or scope") \
     X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)") \
     /* key rotation (govctl keys rotate, gov-identity's rotator) */ \
-    X(KEY_ACTIVATION_TOO_SOON, "key_activation_too_soon", "a rotation asks a new key to activate sooner than the propagation delay while a current key exists")
+    X(KEY_ACTIVATION_TOO_SOON, "key_activation_too_soon", "a rotation asks a new key to activate sooner than the propagation delay while a current key exists") \
+    X(KEY_ALREADY_RETIRED, "key_already_retired", "govctl keys retire names a key that is retired already (nothing produced)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

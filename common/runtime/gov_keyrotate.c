@@ -244,3 +244,23 @@ gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_regi
     }
     return GOV_OK;
 }
+
+gov_err_t gov_keyrotate_retire_now(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                   const gov_keyrotate_key_t *keys, size_t n, const char *kid,
+                                   int64_t now_us, int64_t *retires_at, gov_reason_t *why,
+                                   char *errbuf, size_t errbuf_size) {
+    for (size_t i = 0; i < n; i++) {
+        const gov_keyrotate_key_t *k = &keys[i];
+        if (strcmp(k->kid, kid) != 0)
+            continue;
+        if (strcmp(k->state, "retired") == 0)
+            return gov_reason_fail(why, GOV_REASON_KEY_ALREADY_RETIRED, GOV_ERR_DUPLICATE, errbuf, errbuf_size,
+                                   "key %s is retired already", kid);
+        *retires_at = k->retires_at >= 0           ? k->retires_at
+                      : now_us < k->activates_at ? k->activates_at
+                                                 : now_us;
+        return produce_state(p, reg, k, "retired", *retires_at, why, errbuf, errbuf_size);
+    }
+    return gov_reason_fail(why, GOV_REASON_KEY_NOT_FOUND, GOV_ERR_NOT_FOUND, errbuf, errbuf_size,
+                           "no key %s is materialized", kid);
+}

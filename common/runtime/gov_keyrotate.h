@@ -131,6 +131,19 @@ gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_regi
                                     int *produced, gov_reason_t *why, char *errbuf,
                                     size_t errbuf_size);
 
+/* Emergency retirement (a compromised key): produces KeyRotated{state
+ * retired} for kid at once, whatever its store, its retires_at kept when
+ * set (a KeyRotated may not move it earlier) else max(now, activates_at).
+ * gov-identity then drops it from the JWKS and every token it signed stops
+ * verifying.  GOV_ERR_NOT_FOUND (key_not_found) for a kid not materialized,
+ * GOV_ERR_DUPLICATE (key_already_retired) when it is retired already
+ * (nothing produced).  Errors
+ * otherwise as gov_keyrotate_rotate. */
+gov_err_t gov_keyrotate_retire_now(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                   const gov_keyrotate_key_t *keys, size_t n, const char *kid,
+                                   int64_t now_us, int64_t *retires_at, gov_reason_t *why,
+                                   char *errbuf, size_t errbuf_size);
+
 /* 1 when a scheduled rotation is due: period_s > 0, the store has a current
  * key, and the newest one was created period_s or more before now_us.  No
  * current key: 0 (the first key is an operator's act, `govctl keys rotate

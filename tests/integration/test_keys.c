@@ -15,7 +15,8 @@
  * times, and the retired key leaves the JWKS only then; an activation
  * sooner than the delay is refused with key_activation_too_soon; the
  * scheduled rotation fires on its own; the metrics show on the private
- * admin port; a PKCS#11 rotation keeps the key in the token; the key file
+ * admin port; a PKCS#11 rotation keeps the key in the token; `keys retire`
+ * (the emergency path) takes a key out of the JWKS at once; the key file
  * is 0600 in a 0700 directory and its private bytes are in no Kafka
  * message, Redis value or log.
  */
@@ -396,6 +397,24 @@ static void test_rotate_pkcs11(void **state) {
     k = key_get(kid2);
     assert_string_equal(k.state, "active");
     gov_state_identity_key_clear(&k);
+
+    /* emergency: retired at once, out of the JWKS; twice is refused */
+    rc = govctl_keys(NULL, (const char *const[]){"keys", "retire", kid, NULL});
+    itest_expect_ok(rc, g_err, __LINE__);
+    line = rotate_line();
+    assert_true(json_integer_value(json_object_get(line, "retires_at")) > 0);
+    json_decref(line);
+    wait_state(kid, "retired");
+    assert_false(in_jwks(kid));
+    rc = govctl_keys(NULL, (const char *const[]){"keys", "retire", kid, NULL});
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(g_err, "govctl: key_already_retired: "));
+    rc = govctl_keys(NULL, (const char *const[]){"keys", "retire",
+                                                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL});
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(g_err, "govctl: key_not_found: "));
+    rc = govctl_keys(NULL, (const char *const[]){"keys", "retire", NULL});
+    itest_expect_usage(rc, g_err, __LINE__);
 }
 
 /* --- the scheduled rotation ------------------------------------------------------------ */

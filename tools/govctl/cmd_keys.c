@@ -14,6 +14,10 @@
  * list: the materialized keys, one JSON line each: kid, state,
  * activates_at, retires_at, backend.
  *
+ * retire KID: the emergency path (a compromised key): KeyRotated{state
+ * retired} at once (gov_keyrotate_retire_now); the key leaves the JWKS and
+ * its tokens stop verifying.  Prints {"kid","retires_at"}.
+ *
  * Options: the configuration table below (--name=value, GOV_<NAME>), with
  * the short spellings --activate-in, --backend and --brokers.
  *
@@ -33,7 +37,8 @@
 
 #define KEYS_HELP                                                                           \
     "govctl keys rotate [--activate-in SECONDS] [--backend file|pkcs11] [--brokers B] "      \
-    "[--NAME=VALUE of the key store and timing rows] | govctl keys list"
+    "[--NAME=VALUE of the key store and timing rows] | govctl keys list | "                 \
+    "govctl keys retire KID"
 #define ARGS_MAX 64
 
 typedef struct keys_cfg {
@@ -45,6 +50,8 @@ typedef struct keys_cfg {
 
 /* Loads the table from env and argv (argv[0] is the subcommand), mapping
  * the short option spellings.  GOVCTL_OK, or GOVCTL_USAGE after printing. */
+enum { KEYS_LIST, KEYS_ROTATE, KEYS_RETIRE };
+
 static int load(int argc, char **argv, gov_config_entry_t *rows, size_t nrows) {
     static const char *const alias[][2] = {{"--activate-in", "--activate_in"},
                                            {"--backend", "--signer_backend"},
@@ -79,7 +86,17 @@ static void json_time(FILE *out, const char *name, int64_t us) {
         fprintf(out, "\"%s\":%" PRId64, name, us);
 }
 
-static int keys_run(int argc, char **argv, int rotate) {
+static int keys_run(int argc, char **argv, int what) {
+    int rotate = what == KEYS_ROTATE;
+    const char *kid = NULL;
+    if (what == KEYS_RETIRE) {
+        /* the one operand, last: the rows take --name=value before it */
+        if (argc < 2 || argv[argc - 1][0] == '-')
+            return govctl_usage("%s  [keys retire needs a KID]", KEYS_HELP);
+        kid = argv[--argc];
+        if (!gov_signer_kid_valid(kid))
+            return govctl_fail_clean(GOV_REASON_KEY_NOT_FOUND, "'%s' is not a kid", kid);
+    }
     keys_cfg_t c = {0};
     gov_config_entry_t rows[] = {
         GOV_CFG_STRING("kafka_brokers", "127.0.0.1:19092", "Kafka bootstrap servers", &c.brokers),
@@ -116,7 +133,7 @@ static int keys_run(int argc, char **argv, int rotate) {
         rc = govctl_fail_clean(why, "%s", eb);
         goto out;
     }
-    if (!rotate) {
+    if (what == KEYS_LIST) {
         for (size_t i = 0; i < n; i++) {
             printf("{\"kid\":\"%s\",\"state\":\"%s\",", keys[i].kid, keys[i].state);
             json_time(stdout, "activates_at", keys[i].activates_at);
@@ -134,6 +151,19 @@ static int keys_run(int argc, char **argv, int rotate) {
     }
     if (gov_kafka_producer_new(c.brokers, "govctl", extra_conf, &p, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail_clean(GOV_REASON_KAFKA_UNAVAILABLE, "producer for %s: %s", c.brokers, eb);
+        goto out;
+    }
+    if (what == KEYS_RETIRE) {
+        int64_t ret = -1;
+        if (gov_keyrotate_retire_now(p, reg, keys, n, kid, gov_now_micros(), &ret, &why, eb,
+                                     sizeof eb) != GOV_OK) {
+            rc = govctl_fail_clean(why, "%s", eb);
+            goto out;
+        }
+        printf("{\"kid\":\"%s\",", kid);
+        json_time(stdout, "retires_at", ret);
+        printf("}\n");
+        rc = govctl_finish_stdout(GOVCTL_OK);
         goto out;
     }
     gov_keyrotate_result_t res;
@@ -165,8 +195,10 @@ int govctl_cmd_keys(int argc, char **argv) {
     if (argc < 2)
         return govctl_usage("%s", KEYS_HELP);
     if (strcmp(argv[1], "rotate") == 0)
-        return keys_run(argc - 1, argv + 1, 1);
+        return keys_run(argc - 1, argv + 1, KEYS_ROTATE);
     if (strcmp(argv[1], "list") == 0)
-        return keys_run(argc - 1, argv + 1, 0);
+        return keys_run(argc - 1, argv + 1, KEYS_LIST);
+    if (strcmp(argv[1], "retire") == 0)
+        return keys_run(argc - 1, argv + 1, KEYS_RETIRE);
     return govctl_usage("%s  [unknown subcommand '%s']", KEYS_HELP, argv[1]);
 }

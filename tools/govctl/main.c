@@ -138,6 +138,8 @@ static void usage(FILE *out) {
           "                            new Ed25519 key in the key store, KeyRotated pending and\n"
           "                            the previous key retiring (acks=all); prints one JSON line\n"
           "  keys list                 the keys gov-identity materialized, one JSON line each\n"
+          "  keys retire KID           emergency: KeyRotated retired now (leaves the JWKS; its\n"
+          "                            tokens stop verifying)\n"
           "\n"
           "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
