@@ -101,6 +101,7 @@ REDIS_DIR="$VAR/redis"
 HSM_DIR="$VAR/softhsm"
 HSM_CONF="$HSM_DIR/softhsm2.conf"
 HSM_PINS="$HSM_DIR/pins.env"
+KEYS_DIR="$VAR/keys"        # the stack's signing-key store (file backend)
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 say()  { printf '==> %s\n' "$*"; }
@@ -547,6 +548,43 @@ EOF
   fi
 }
 
+# --- signing keys -----------------------------------------------------------------
+
+# The file key store of the stack (GOV_SIGNER_KEY_DIR): 0700, one <kid>.pem
+# (0600) per key; gov_keystore refuses a directory open to group or others.
+ensure_key_store() {
+  mkdir -p "$KEYS_DIR"
+  chmod 0700 "$KEYS_DIR"
+}
+
+# When the key store has no current key, the very first one: `govctl keys
+# rotate --activate-in 0` (published active at once), after gov-identity is
+# up, then waits until it is in the JWKS gov-identity materializes.  With a
+# current key, govctl refuses --activate-in 0 (key_activation_too_soon)
+# before generating anything: nothing to do.  Later rotations are
+# gov-identity's (GOV_KEY_ROTATION_PERIOD_S) or an operator's.
+bootstrap_signing_key() {
+  local govctl="$BIN_DIR/govctl" out rc kid deadline
+  [[ -x "$govctl" && -x "$BIN_DIR/gov-identity" ]] || return 0
+  set +e
+  out="$( set -a; . "$ENV_FILE"; set +a; "$govctl" keys rotate --activate-in 0 2>&1 )"
+  rc=$?
+  set -e
+  if (( rc != 0 )); then
+    [[ $out == *key_activation_too_soon* ]] && return 0
+    die "govctl keys rotate --activate-in 0 failed: $out"
+  fi
+  kid="$(sed -n 's/^{"kid":"\([A-Za-z0-9_-]*\)".*/\1/p' <<<"$out")"
+  [[ -n $kid ]] || die "govctl keys rotate printed no kid: $out"
+  say "first signing key $kid (file store $KEYS_DIR)"
+  deadline=$(( SECONDS + SERVICE_READY_TIMEOUT ))
+  until redis-cli -h "$HOST" -p "$REDIS_PORT" --raw GET 'identity:{keys}:jwks' 2>/dev/null \
+          | grep -q "\"kid\":\"$kid\""; do
+    (( SECONDS < deadline )) || die "key $kid did not reach identity:{keys}:jwks within ${SERVICE_READY_TIMEOUT}s"
+    sleep 0.1
+  done
+}
+
 # --- stack.env ------------------------------------------------------------------
 
 write_env() {
@@ -566,6 +604,7 @@ write_env() {
       for line in "${SERVICES[@]}"; do
         echo "GOV_ADMIN_$(svc_env "$(svc_name "$line")")=http://$HOST:$(svc_port "$line")"
       done
+      echo "GOV_SIGNER_KEY_DIR=$KEYS_DIR"
       echo "SOFTHSM2_CONF=$HSM_CONF"
       echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
       echo "GOV_PKCS11_TOKEN_LABEL=$TOKEN_LABEL"
@@ -672,6 +711,7 @@ cmd_start() {
   start_redis
   start_kafka
   ensure_softhsm
+  ensure_key_store
   ensure_topics
   ensure_topic_configs
   write_env
@@ -681,6 +721,7 @@ cmd_start() {
     ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" trust 9>&- ) || die "deploy/demo.sh trust failed"
   fi
   start_services
+  bootstrap_signing_key
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
     say "loading the demo tenant (deploy/demo.sh)"
     # shellcheck source=/dev/null

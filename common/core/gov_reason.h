@@ -181,7 +181,10 @@
     X(KEY_STATE_BACKWARDS, "key_state_backwards", "a KeyRotated moves a known key back (state, activates_at or retires_at earlier than stored)") \
     X(KEY_CHANGED, "key_changed", "a KeyRotated changes what is fixed for a known kid (alg, public_jwk, created_at, backend, previous_kid)") \
     X(INVALID_CLIENT, "invalid_client", "a ClientRegistered with a malformed client_id, secret_hash, tenant or scope") \
-    X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)")
+    X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)") \
+    /* key rotation (govctl keys rotate, gov-identity's rotator) */ \
+    X(KEY_ACTIVATION_TOO_SOON, "key_activation_too_soon", "a rotation asks a new key to activate sooner than the propagation delay while a current key exists") \
+    X(KEY_ALREADY_RETIRED, "key_already_retired", "govctl keys retire names a key that is retired already (nothing produced)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -696,3 +696,38 @@ gov_err_t gov_state_identity_token_status(gov_redis_t *r, const char *tenant, co
     gov_free(v[1]);
     return GOV_OK;
 }
+
+/* --- the rotator lease -------------------------------------------------------------- */
+
+static gov_redis_script_t lease_script = {
+    /* KEYS: 1 the lease.  ARGV: 1 owner, 2 lease ms.
+     * 1: the caller holds it (taken or renewed), 0: another owner does */
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
+    "if v then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return 1\n",
+    {0}};
+
+const char *gov_state_identity_rotator_key(void) {
+    return KEYS_PREFIX "rotator";
+}
+
+gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
+                                           int *held, char *errbuf, size_t errbuf_size) {
+    char ms[24];
+    *held = 0;
+    if (owner == NULL || owner[0] == 0 || strlen(owner) > 200 || lease_ms <= 0) {
+        snprintf(errbuf, errbuf_size, "rotator lease: an owner of 1..200 bytes and a lease > 0");
+        return GOV_ERR_INVALID_ARG;
+    }
+    snprintf(ms, sizeof ms, "%ld", lease_ms);
+    const char *argv[] = {gov_state_identity_rotator_key(), owner, ms};
+    redisReply *rep = NULL;
+    gov_err_t err = gov_redis_eval(r, &lease_script, 1, 3, argv, NULL, &rep, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return GOV_OK;
+}

@@ -214,4 +214,17 @@ gov_err_t gov_state_identity_token_key(const char *tenant, const char *jti,
 const char *gov_state_identity_jwks_key(void);
 const char *gov_state_identity_kids_key(void);
 
+/* --- the rotator lease ----------------------------------------------------------
+ *
+ *   identity:{keys}:rotator       string: the owner id of the one gov-identity
+ *                                 that performs time-driven key transitions and
+ *                                 scheduled rotation; PX lease_ms
+ *
+ * Takes or renews the lease for owner (borrowed, 1..200 bytes): *held 1 when
+ * owner holds it after the call (it was free, expired or already owner's),
+ * 0 when another owner does.  One script (GET, then SET PX or PEXPIRE). */
+gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
+                                           int *held, char *errbuf, size_t errbuf_size);
+const char *gov_state_identity_rotator_key(void);
+
 #endif /* GOV_STATE_IDENTITY_H */

@@ -26,8 +26,14 @@
  * Redis (m->replay) announces nothing.  Offsets are stored only after the
  * state script and the audit event are durable (gov_processor).
  *
- * What it does not do: sign, rotate or issue (govctl and gov-edge do), or
- * judge tokens (gov-edge verifies them against this state).
+ * The key rotator (rotator.c; on when a key store is configured): one
+ * gov-identity per Redis, the holder of a lease, produces the KeyRotated of
+ * each key transition whose time has come and, every key_rotation_period_s,
+ * a rotation (gov_keyrotate, as `govctl keys rotate`).  It runs between
+ * messages in this same loop; what it produces comes back through it.
+ *
+ * What it does not do: sign or issue tokens (gov-edge does), or judge them
+ * (gov-edge verifies them against this state).
  *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
@@ -40,6 +46,7 @@
 #include "gov_state_identity.h"
 #include "gov_time.h"
 #include "jwk.h"
+#include "rotator.h"
 
 #define TOPIC_KEYS GOV_TOPIC_IDENTITY_KEYS
 #define TOPIC_CLIENTS GOV_TOPIC_IDENTITY_CLIENTS
@@ -60,7 +67,7 @@ static const gov_processor_spec_t spec = {
 
 typedef struct ctx {
     gov_processor_t *p;
-    gov_metric_t *m_rotations, *m_key_age, *m_clients, *m_tokens, *m_revoked;
+    gov_metric_t *m_transitions, *m_key_age, *m_clients, *m_tokens, *m_revoked;
     int64_t newest_active_us;   /* activates_at of the newest active key seen; 0 none */
 } ctx_t;
 
@@ -157,7 +164,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
                       outcome != GOV_STATE_IDENTITY_APPLIED))
         return outcome == GOV_STATE_IDENTITY_WRITTEN ? GOV_OK : GOV_ERR_DUPLICATE;
     if (outcome == GOV_STATE_IDENTITY_WRITTEN && strcmp(before, k.state) != 0)
-        gov_metric_inc(c->m_rotations, (const char *[]){k.state}, 1);
+        gov_metric_inc(c->m_transitions, (const char *[]){k.state}, 1);
     char action[48];
     snprintf(action, sizeof action, "identity.key_%s", k.state);
     /* details come from the event alone: a redelivery announces the same
@@ -327,15 +334,20 @@ static gov_err_t materialize(void *ctx, gov_processor_t *p, gov_processor_msg_t 
     return on_token(c, m, reason, eb, ebsize);
 }
 
+static identity_rotator_config_t rotator_cfg;
+static const gov_config_entry_t extra_rows[] = {IDENTITY_ROTATOR_CONFIG_ROWS(&rotator_cfg)};
+
 int main(int argc, char **argv) {
     int exit_code;
     gov_processor_t *p;
-    if (gov_processor_init(&p, &spec, NULL, 0, argc, argv, &exit_code) != GOV_OK)
+    identity_rotator_t *rot = NULL;
+    if (gov_processor_init(&p, &spec, extra_rows, sizeof extra_rows / sizeof extra_rows[0], argc,
+                           argv, &exit_code) != GOV_OK)
         return exit_code;
     gov_metrics_t *mr = gov_processor_metrics(p);
     ctx_t c = {
         .p = p,
-        .m_rotations = gov_metrics_counter(mr, "identity_key_rotations_total",
+        .m_transitions = gov_metrics_counter(mr, "identity_key_transitions_total",
             "Signing-key state changes materialized (a KeyRotated that moved a key to this state).",
             1, (const char *[]){"state"}),
         .m_key_age = gov_metrics_gauge(mr, "identity_active_key_age_seconds",
@@ -348,11 +360,27 @@ int main(int argc, char **argv) {
         .m_revoked = gov_metrics_counter(mr, "identity_tokens_revoked_total",
             "TokenRevoked events materialized.", 0, NULL),
     };
-    if (!c.m_rotations || !c.m_key_age || !c.m_clients || !c.m_tokens || !c.m_revoked) {
+    if (!c.m_transitions || !c.m_key_age || !c.m_clients || !c.m_tokens || !c.m_revoked) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
         gov_processor_shutdown(p);
         return 1;
     }
-    gov_processor_run(p, materialize, &c);
+    if (identity_rotator_new(p, &rotator_cfg, &rot) != GOV_OK) {
+        gov_processor_shutdown(p);
+        return 1;
+    }
+    /* gov_processor_run's loop, with the rotator's tick between messages */
+    while (gov_processor_running(p)) {
+        gov_processor_msg_t m;
+        if (gov_processor_next(p, &m) == GOV_OK) {
+            char eb[512] = "";
+            gov_reason_t reason = GOV_REASON_NONE;
+            gov_err_t e = materialize(&c, p, &m, &reason, eb, sizeof eb);
+            gov_processor_done(p, &m, e, reason, eb);
+        }
+        identity_rotator_tick(rot);
+        key_age_update(&c);
+    }
+    identity_rotator_free(rot);
     return gov_processor_shutdown(p);
 }

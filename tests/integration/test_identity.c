@@ -368,7 +368,7 @@ static void test_key_lifecycle_and_jwks(void **state) {
     new_jwk(jwk2, kid2);
     int64_t now = gov_now_micros(), created = now - 10000000, act1 = now,
             act2 = now + 3600000000LL;
-    double rot_before = itest_proc_metric(&proc, "identity_key_rotations_total",
+    double rot_before = itest_proc_metric(&proc, "identity_key_transitions_total",
                                           (const char *[]){"state", "active", NULL});
 
     produce_and_wait(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid1,
@@ -405,7 +405,7 @@ static void test_key_lifecycle_and_jwks(void **state) {
     long p1 = jwks_pos(doc, kid1), p2 = jwks_pos(doc, kid2);
     assert_true(p1 >= 0 && p2 > p1);   /* by activates_at */
     free(doc);
-    assert_true(itest_proc_metric(&proc, "identity_key_rotations_total",
+    assert_true(itest_proc_metric(&proc, "identity_key_transitions_total",
                                   (const char *[]){"state", "active", NULL}) >=
                 (rot_before < 0 ? 0 : rot_before) + 1);
     assert_true(itest_proc_metric(&proc, "identity_active_key_age_seconds", NULL) >= 0);

@@ -85,6 +85,9 @@ int govctl_produce_event(const char *brokers, const char *topic, const char *sch
 /* cmd_clients.c: `clients add` / `clients remove`. */
 int govctl_cmd_clients(int argc, char **argv);
 
+/* cmd_keys.c: `keys rotate` / `keys list`; argv[0] is "keys". */
+int govctl_cmd_keys(int argc, char **argv);
+
 /* cmd_constitution.c, shared with `rulepack sign`: */
 /* Loads an Ed25519 private key from a PEM file (no passphrase) into *out
  * (new reference, EVP_PKEY_free); GOVCTL_FAIL after printing key_invalid. */

@@ -134,6 +134,12 @@ static void usage(FILE *out) {
           "                            acks=all); prints {\"client_id\",\"client_secret\"} once\n"
           "  clients remove [--brokers B] CLIENT_ID\n"
           "                            produce ClientRemoved (final)\n"
+          "  keys rotate [--activate-in SECONDS] [--backend file|pkcs11] [--brokers B]\n"
+          "                            new Ed25519 key in the key store, KeyRotated pending and\n"
+          "                            the previous key retiring (acks=all); prints one JSON line\n"
+          "  keys list                 the keys gov-identity materialized, one JSON line each\n"
+          "  keys retire KID           emergency: KeyRotated retired now (leaves the JWKS; its\n"
+          "                            tokens stop verifying)\n"
           "\n"
           "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
@@ -168,6 +174,8 @@ int main(int argc, char **argv) {
         return govctl_cmd_rulepack(argc - 1, argv + 1);
     if (strcmp(cmd, "clients") == 0)
         return govctl_cmd_clients(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return govctl_cmd_keys(argc - 1, argv + 1);
     usage(stderr);
     return govctl_usage("unknown command '%s'", cmd);
 }
