@@ -729,8 +729,13 @@ int main(int argc, char **argv) {
     bu_sort_u64(lag.v, lag.n);
     char command[4096];
     size_t o = 0;
-    for (int i = 0; i < argc && o < sizeof command - 2; i++)
-        o += (size_t)snprintf(command + o, sizeof command - o, "%s%s", i ? " " : "", argv[i]);
+    for (int i = 0; i < argc && o < sizeof command - 2; i++) {
+        /* the client secret of --basic stays out of the results */
+        int secret = i > 0 && strcmp(argv[i - 1], "--basic") == 0 && strchr(argv[i], ':');
+        o += (size_t)snprintf(command + o, sizeof command - o, "%s%.*s%s", i ? " " : "",
+                              secret ? (int)(strchr(argv[i], ':') - argv[i]) : (int)strlen(argv[i]),
+                              argv[i], secret ? ":SECRET" : "");
+    }
     json_t *e = json_object();
     json_object_set_new(e, "name", json_string(name));
     json_object_set_new(e, "mode", json_string(closed ? "closed-loop" : "fixed-rate"));
