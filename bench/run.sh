@@ -263,17 +263,35 @@ say "generating $REQUESTS_N requests (seed $SEED, prompts of $PROMPT_BYTES bytes
 "$TOOLS/gen_requests" --count "$REQUESTS_N" --seed "$SEED" --tenant "$TENANT" \
   --prompt-bytes "$PROMPT_BYTES" --out "$REQS"
 
-# --- OPA -------------------------------------------------------------------------------------
-stop_opa() {
-  [[ -s $OPA_PIDFILE ]] || return 0
-  local pid; pid="$(cat "$OPA_PIDFILE")"
-  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$OPA" ]]; then
+# --- servers this script starts (OPA, Hydra, the pkcs11 gov-edge) -----------------------------
+# stop_pid PIDFILE EXE: SIGTERM (then SIGKILL after 5 s) to the process of PIDFILE, only when it
+# still runs EXE (a recycled pid is left alone).
+stop_pid() {
+  local f=$1 exe=$2
+  [[ -s $f ]] || return 0
+  local pid; pid="$(cat "$f")"
+  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     local i; for (( i = 0; i < 50; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$OPA_PIDFILE"
+  rm -f "$f"
 }
+port_in_use() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
+# wait_up NAME URL PIDFILE LOG SECONDS: until URL answers 200; dies (showing LOG) when the
+# process of PIDFILE exits or SECONDS pass.
+wait_up() {
+  local name=$1 url=$2 pidfile=$3 log=$4 i
+  for (( i = 0; i < $5 * 10; i++ )); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" == 200 ]] && return 0
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited"; }
+    sleep 0.1
+  done
+  die "$name did not answer $url with 200 within $5 s (log: $log)"
+}
+
+# --- OPA -------------------------------------------------------------------------------------
+stop_opa() { stop_pid "$OPA_PIDFILE" "$OPA"; }
 
 build_opa() {
   if [[ -x $OPA ]] && "$OPA" version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}\$"; then
@@ -292,41 +310,20 @@ build_opa() {
 
 start_opa() {
   stop_opa
-  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$OPA_PORT" 2>/dev/null; then
+  if port_in_use "$OPA_PORT"; then
     die "127.0.0.1:$OPA_PORT is in use by a process this script did not start (set BENCH_OPA_PORT)"
   fi
   say "starting OPA $OPA_VERSION on 127.0.0.1:$OPA_PORT with $REGO"
   setsid "$OPA" run --server --addr "127.0.0.1:$OPA_PORT" --disable-telemetry \
     --log-level error "$REGO" >"$LOGS/opa.log" 2>&1 </dev/null &
   echo $! >"$OPA_PIDFILE"
-  local i
-  for (( i = 0; i < 100; i++ )); do
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OPA_PORT/health" || true)" == 200 ]] && return 0
-    kill -0 "$(cat "$OPA_PIDFILE")" 2>/dev/null || { cat "$LOGS/opa.log" >&2; die "OPA exited"; }
-    sleep 0.1
-  done
-  die "OPA did not answer /health within 10 s (log: $LOGS/opa.log)"
+  wait_up OPA "http://127.0.0.1:$OPA_PORT/health" "$OPA_PIDFILE" "$LOGS/opa.log" 10
 }
 
 # --- Ory Hydra and the token benchmarks ---------------------------------------------------------
-# stop_pid PIDFILE EXE: SIGTERM (then SIGKILL after 5 s) to the process of PIDFILE, only when it
-# still runs EXE (a recycled pid is left alone).
-stop_pid() {
-  local f=$1 exe=$2
-  [[ -s $f ]] || return 0
-  local pid; pid="$(cat "$f")"
-  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i; for (( i = 0; i < 50; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
-}
 stop_hydra() { stop_pid "$HYDRA_PIDFILE" "$HYDRA"; }
 stop_edge11() { stop_pid "$EDGE11_PIDFILE" "$ROOT/$BIN/gov-edge"; }
 trap 'stop_opa; stop_hydra; stop_edge11' EXIT
-
-port_in_use() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
 
 # Hydra's go.mod replaces github.com/ory/hydra-client-go/v2 with ./internal/httpclient, a nested
 # module that the module zip does not carry, so `go install github.com/ory/hydra/v2@VERSION`
@@ -375,13 +372,7 @@ start_hydra() {
     SECRETS_SYSTEM="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" LOG_LEVEL=error \
     setsid "$HYDRA" serve all --dev --sqa-opt-out >"$LOGS/hydra.log" 2>&1 </dev/null &
   echo $! >"$HYDRA_PIDFILE"
-  local i
-  for (( i = 0; i < 300; i++ )); do
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HYDRA_ADMIN_PORT/health/ready" || true)" == 200 ]] && return 0
-    kill -0 "$(cat "$HYDRA_PIDFILE")" 2>/dev/null || { cat "$LOGS/hydra.log" >&2; die "Hydra exited"; }
-    sleep 0.1
-  done
-  die "Hydra did not answer /health/ready within 30 s (log: $LOGS/hydra.log)"
+  wait_up Hydra "http://127.0.0.1:$HYDRA_ADMIN_PORT/health/ready" "$HYDRA_PIDFILE" "$LOGS/hydra.log" 30
 }
 
 json_member() { # JSON text, member name -> the member's string value (flat objects)
@@ -444,13 +435,7 @@ start_edge11() {
     exec setsid "$ROOT/$BIN/gov-edge" ) >"$LOGS/gov-edge-pkcs11.log" 2>&1 </dev/null &
   echo $! >"$EDGE11_PIDFILE"
   EDGE11_URL="http://127.0.0.1:$port"
-  local i
-  for (( i = 0; i < 300; i++ )); do
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$EDGE11_URL/healthz" || true)" == 200 ]] && return 0
-    kill -0 "$(cat "$EDGE11_PIDFILE")" 2>/dev/null || { tail -n 20 "$LOGS/gov-edge-pkcs11.log" >&2; die "the pkcs11 gov-edge exited"; }
-    sleep 0.1
-  done
-  die "the pkcs11 gov-edge did not answer /healthz within 30 s (log: $LOGS/gov-edge-pkcs11.log)"
+  wait_up "the pkcs11 gov-edge" "$EDGE11_URL/healthz" "$EDGE11_PIDFILE" "$LOGS/gov-edge-pkcs11.log" 30
 }
 
 # TokenIssued events on identity.tokens that name client $1. The client is fresh (random id),
@@ -467,17 +452,12 @@ token_events() {
 # flight, so no token was issued that nobody received).
 run_token() {
   local name=$1 url=$2 form=$3 id=$4 secret=$5 pid=$6 probes=${7:-}
-  local cmd=("$TOOLS/loadgen" --url "$url" --form "$form" --basic "$id:$secret" --expect-token
-             --closed-loop --duration "$DURATION" --warmup "$WARMUP" --connections "$TOKEN_CONNS"
-             --name "$name" --out "$PARTS/$name.json")
-  wait_quiet
-  say "$name: ${WARMUP}s + ${DURATION}s, $TOKEN_CONNS connections, closed loop (bench/loadgen) -> $url"
-  meta_begin "$pid"
-  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
-  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed (every answer must be 200 with a token that parses; a run with failures is not a result)"; }
-  meta_end
-  write_meta "$name"
-  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+  run_loadgen "$name" "$pid" \
+    "${WARMUP}s + ${DURATION}s, $TOKEN_CONNS connections, closed loop (bench/loadgen) -> $url" \
+    "every answer must be 200 with a token that parses; a run with failures is not a result" \
+    "$TOOLS/loadgen" --url "$url" --form "$form" --basic "$id:$secret" --expect-token \
+    --closed-loop --duration "$DURATION" --warmup "$WARMUP" --connections "$TOKEN_CONNS" \
+    --name "$name" --out "$PARTS/$name.json"
   [[ -n $probes ]] || return 0
   local got handed events
   got="$(sed -n 's/^ *"tokens_received": *\([0-9]*\).*/\1/p' "$PARTS/$name.json")"
@@ -598,19 +578,27 @@ run_wrk() { # name url plain|wrap server-pid
   grep -E 'Requests/sec|Latency|Non-2xx|Socket errors' "$LOGS/$name.wrk.txt" | sed 's/^/    /'
 }
 
+# run_loadgen NAME SERVER-PID WHAT WHY-IT-FAILS CMD...: one bench/loadgen run, measured
+# (meta_begin/meta_end around it), its stderr summary printed.
+run_loadgen() {
+  local name=$1 pid=$2 what=$3 why=$4
+  shift 4
+  wait_quiet
+  say "$name: $what"
+  meta_begin "$pid"
+  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
+  gen_cpu "$@" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed${why:+ ($why)}"; }
+  meta_end
+  write_meta "$name"
+  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+}
+
 run_rate() { # name url rate wrap? server-pid
   local name=$1 url=$2 rate=$3 wrap=$4 pid=$5
   local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$DURATION"
              --warmup "$WARMUP" --connections "$CONNS" --name "$name" --out "$PARTS/$name.json")
   [[ $wrap == wrap ]] && cmd+=(--wrap-input)
-  wait_quiet
-  say "$name: ${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)"
-  meta_begin "$pid"
-  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
-  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed"; }
-  meta_end
-  write_meta "$name"
-  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+  run_loadgen "$name" "$pid" "${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)" "" "${cmd[@]}"
 }
 
 if want scorer-inprocess; then
