@@ -508,7 +508,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    const char *url = NULL, *bodies = NULL, *name = "fixed-rate", *out_path = NULL;
+    const char *url = NULL, *bodies = NULL, *name = NULL, *out_path = NULL;
     const char *form = NULL, *basic = NULL;
     double rate = 0, duration = 15, warmup = 3, drain = 5;
     int wrap = 0, closed = 0;
@@ -561,6 +561,8 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    if (name == NULL)
+        name = closed ? "closed-loop" : "fixed-rate";
     char auth[2400] = "";
     if (basic && basic_header(basic, auth, sizeof auth) != 0) {
         fprintf(stderr, "loadgen: --basic wants ID:SECRET (at most 512 bytes)\n");
