@@ -431,7 +431,7 @@ start_edge11() {
   port_in_use "$port" && die "127.0.0.1:$port is in use (set BENCH_PKCS11_EDGE_PORT)"
   say "starting a gov-edge with GOV_SIGNER_BACKEND=pkcs11 on 127.0.0.1:$port"
   ( set -a; . var/stack.env; set +a
-    export GOV_PORT="$port" GOV_ADMIN_PORT="$port" GOV_SIGNER_BACKEND=pkcs11 GOV_COMPONENT_NAME=gov-edge-bench-pkcs11
+    export GOV_PORT="$port" GOV_ADMIN_PORT="$port" GOV_SIGNER_BACKEND=pkcs11 GOV_EDGE_ID=bench-pkcs11
     exec setsid "$ROOT/$BIN/gov-edge" ) >"$LOGS/gov-edge-pkcs11.log" 2>&1 </dev/null &
   echo $! >"$EDGE11_PIDFILE"
   EDGE11_URL="http://127.0.0.1:$port"
