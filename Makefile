@@ -151,6 +151,7 @@ deps-check:
 
 deps:
 	@bash deploy/install-deps.sh --all
+	@bash tests/interop/install.sh >/dev/null
 
 run: deps release
 	@bash deploy/stack.sh start

@@ -3,6 +3,8 @@
  *   loadgen --url http://HOST:PORT/PATH --bodies FILE [--wrap-input]
  *           --rate R [--duration S] [--warmup S] [--connections C]
  *           [--drain S] [--name NAME] [--out FILE]
+ *   loadgen --url http://HOST:PORT/PATH --form BODY [--basic ID:SECRET] [--expect-token]
+ *           --closed-loop [--duration S] [--warmup S] [--connections C] ...
  *
  * Why it exists: wrk (Debian's 4.1) is closed-loop - each connection sends
  * its next request when the previous answer arrives - so it measures the
@@ -30,6 +32,28 @@
  * still unanswered at the end are counted as errors ("unfinished") and enter
  * the percentiles with the time they had waited so far (a lower bound).
  *
+ * --closed-loop (instead of --rate) measures the most a server delivers at a
+ * fixed concurrency, as wrk does, but ends cleanly: each of the C
+ * connections sends its next request as soon as its answer arrived, until
+ * the end of the measured window; then every request in flight is awaited
+ * (up to --drain s), so every request sent has its answer read.  That is
+ * what makes a count of what the server did (the TokenIssued events of
+ * bench/run.sh's token benchmarks) comparable with what was received:
+ * wrk drops the answers in flight at its end.  Latency is from the actual
+ * send.
+ *
+ * Token issuance (RFC 6749 §4.4): --form BODY posts one
+ * application/x-www-form-urlencoded body ("grant_type=client_credentials&
+ * scope=..") for every request, --basic ID:SECRET adds HTTP Basic client
+ * authentication (RFC 6749 §2.3.1: id and secret form-urlencoded, then
+ * base64), and --expect-token checks EVERY answer, warm-up included: status
+ * 200 and a JSON object whose "token_type" is Bearer and whose
+ * "access_token" is a compact JWS, three strict base64url parts
+ * (gov_b64url) whose header and payload decode to JSON objects, the header
+ * naming "alg" and the payload carrying a numeric "exp".  Any other answer
+ * is a bad token ("tokens_bad", and an error when measured);
+ * "tokens_received" counts the good ones over the whole run.
+ *
  * throughput_rps is the delivered rate: answers (to any request, warm-up
  * ones included) received during the measured window, per second.
  *
@@ -39,7 +63,9 @@
  * "completed","errors","unfinished","status","send_lag_p50_ms",
  * "send_lag_p99_ms","send_lag_max_ms","backlog_max","command"}.  send_lag is
  * actual send time minus intended time: near zero when the generator keeps
- * up and the server frees connections in time.
+ * up and the server frees connections in time.  With --closed-loop, "mode"
+ * is "closed-loop" (no target_rps, no send_lag); with --expect-token the
+ * object adds "tokens_received" and "tokens_bad".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,6 +74,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +85,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "gov_b64url.h"
 
 typedef enum { C_DOWN = 0, C_CONNECTING, C_IDLE, C_BUSY } cstate_t;
 
@@ -101,6 +129,9 @@ static int nconns;
 static sample_vec_t lat, lag;
 static long long completed, errors, unfinished, status_counts[6];
 static long long conn_failures;
+/* --expect-token: every answer checked (warm-up included). */
+static int expect_token;
+static long long tokens_received, tokens_bad;
 /* Answers (any request's) received inside the measured window: the delivered rate. */
 static long long window_answers;
 static int64_t win_from, win_to;
@@ -220,7 +251,8 @@ static void send_on(conn_t *c, pending_t p, int64_t now) {
 
 /* Parses a complete HTTP/1.1 response at the start of c->r: returns its
  * length, 0 when incomplete, -1 when malformed.  *status, *close set. */
-static long parse_response(const conn_t *c, int *status, int *close_after) {
+static long parse_response(const conn_t *c, int *status, int *close_after, size_t *body_off,
+                           int *is_chunked) {
     const char *r = c->r;
     size_t n = c->rlen;
     const char *hend = memmem(r, n, "\r\n\r\n", 4);
@@ -247,6 +279,8 @@ static long parse_response(const conn_t *c, int *status, int *close_after) {
             *close_after = 1;
         line = eol + 1;
     }
+    *body_off = hlen;
+    *is_chunked = chunked;
     if (chunked) {
         size_t off = hlen;
         for (;;) {
@@ -274,6 +308,85 @@ static long parse_response(const conn_t *c, int *status, int *close_after) {
     if (n < hlen + (size_t)clen)
         return 0;
     return (long)(hlen + (size_t)clen);
+}
+
+/* The body of a complete answer r[0..len) whose body starts at off, de-chunked
+ * when chunked, into a NUL-terminated malloc'd string; NULL when malformed. */
+static char *answer_body(const char *r, size_t len, size_t off, int chunked) {
+    char *b = malloc(len - off + 1);
+    if (b == NULL)
+        return NULL;
+    size_t n = 0;
+    if (!chunked) {
+        memcpy(b, r + off, len - off);
+        n = len - off;
+    } else {
+        while (off < len) {
+            const char *le = memmem(r + off, len - off, "\r\n", 2);
+            long sz = le ? strtol(r + off, NULL, 16) : -1;
+            if (sz < 0 || (size_t)(le - r) + 2 + (size_t)sz > len) {
+                free(b);
+                return NULL;
+            }
+            off = (size_t)(le - r) + 2;
+            if (sz == 0)
+                break;
+            memcpy(b + n, r + off, (size_t)sz);
+            n += (size_t)sz;
+            off += (size_t)sz + 2;
+        }
+    }
+    b[n] = '\0';
+    return b;
+}
+
+/* One base64url JWS part that must decode to a JSON object holding member
+ * `want` of type `type`. */
+static int jws_part_ok(const char *p, size_t n, const char *want, json_type type) {
+    uint8_t dec[8192];
+    size_t dl = 0;
+    if (n == 0 || gov_b64url_decode(p, n, dec, sizeof dec, &dl, NULL, 0) != GOV_OK)
+        return 0;
+    json_t *o = json_loadb((const char *)dec, dl, JSON_REJECT_DUPLICATES, NULL);
+    json_t *v = json_object_get(o, want);
+    int ok = json_is_object(o) && v != NULL && json_typeof(v) == type;
+    json_decref(o);
+    return ok;
+}
+
+/* An RFC 6749 §5.1 answer carrying a compact JWS access token (see the header). */
+static int token_ok(const char *body) {
+    json_t *o = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+    const char *tok = json_string_value(json_object_get(o, "access_token"));
+    const char *type = json_string_value(json_object_get(o, "token_type"));
+    int ok = 0;
+    if (tok && type && strcasecmp(type, "bearer") == 0) {
+        const char *d1 = strchr(tok, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+        size_t sl = d2 ? strlen(d2 + 1) : 0;
+        uint8_t sig[1024];
+        size_t dl = 0;
+        ok = d2 && strchr(d2 + 1, '.') == NULL &&
+             jws_part_ok(tok, (size_t)(d1 - tok), "alg", JSON_STRING) &&
+             jws_part_ok(d1 + 1, (size_t)(d2 - d1 - 1), "exp", JSON_INTEGER) && sl > 0 &&
+             gov_b64url_decode(d2 + 1, sl, sig, sizeof sig, &dl, NULL, 0) == GOV_OK;
+    }
+    json_decref(o);
+    return ok;
+}
+
+/* --expect-token: 1 when the answer r[0..len) is a good token answer. */
+static int check_token_answer(const conn_t *c, long len, int status, size_t off, int chunked) {
+    char *body = status == 200 ? answer_body(c->r, (size_t)len, off, chunked) : NULL;
+    int ok = body != NULL && token_ok(body);
+    if (ok) {
+        tokens_received++;
+    } else {
+        if (tokens_bad++ == 0)
+            fprintf(stderr, "loadgen: first bad token answer: status %d: %.300s\n", status,
+                    body ? body : "(no body)");
+    }
+    free(body);
+    return ok;
 }
 
 static void on_readable(conn_t *c, int64_t *now) {
@@ -306,8 +419,9 @@ static void on_readable(conn_t *c, int64_t *now) {
     }
     if (c->st != C_BUSY)
         return;
-    int status = 0, close_after = 0;
-    long len = parse_response(c, &status, &close_after);
+    int status = 0, close_after = 0, chunked = 0;
+    size_t body_off = 0;
+    long len = parse_response(c, &status, &close_after, &body_off, &chunked);
     if (len == 0)
         return;
     *now = bu_now_ns();
@@ -317,12 +431,13 @@ static void on_readable(conn_t *c, int64_t *now) {
         fail_request(c);
         return;
     }
+    int good = !expect_token || check_token_answer(c, len, status, body_off, chunked);
     if (c->measured) {
         completed++;
         push(&lat, (uint64_t)(*now - c->intended_ns));
         int cls = status / 100;
         status_counts[cls >= 1 && cls <= 5 ? cls : 0]++;
-        if (status != 200)
+        if (status != 200 || !good)
             errors++;
     }
     c->st = C_IDLE;
@@ -346,17 +461,57 @@ static int parse_url(const char *url, char *host, size_t hsz, int *port, const c
     return *port > 0 && *port < 65536 ? 0 : -1;
 }
 
+/* RFC 6749 Appendix B form-urlencoding of s into out (3x + 1 bytes). */
+static void form_encode(const char *s, char *out) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            *out++ = (char)ch;
+        } else if (ch == ' ') {
+            *out++ = '+';
+        } else {
+            *out++ = '%';
+            *out++ = hex[ch >> 4];
+            *out++ = hex[ch & 15];
+        }
+    }
+    *out = '\0';
+}
+
+/* "Authorization: Basic ...\r\n" for ID:SECRET (split at the first ':') into
+ * out; -1 when it has no ':' or does not fit. */
+static int basic_header(const char *cred, char *out, size_t size) {
+    const char *colon = strchr(cred, ':');
+    if (colon == NULL || strlen(cred) > 512)
+        return -1;
+    char id[520], enc[2 * 3 * 520 + 2], b64[2200];
+    snprintf(id, sizeof id, "%.*s", (int)(colon - cred), cred);
+    form_encode(id, enc);
+    size_t n = strlen(enc);
+    enc[n++] = ':';
+    form_encode(colon + 1, enc + n);
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)enc, (int)strlen(enc));
+    int w = snprintf(out, size, "Authorization: Basic %s\r\n", b64);
+    return w > 0 && (size_t)w < size ? 0 : -1;
+}
+
 static void usage(FILE *f) {
     fputs("usage: loadgen --url http://HOST:PORT/PATH --bodies FILE [--wrap-input] --rate R\n"
           "               [--duration S] [--warmup S] [--connections C] [--drain S]\n"
-          "               [--name NAME] [--out FILE]\n",
+          "               [--name NAME] [--out FILE]\n"
+          "       loadgen --url http://HOST:PORT/PATH --form BODY [--basic ID:SECRET]\n"
+          "               [--expect-token] --closed-loop [--duration S] [--warmup S]\n"
+          "               [--connections C] [--drain S] [--name NAME] [--out FILE]\n",
           f);
 }
 
 int main(int argc, char **argv) {
-    const char *url = NULL, *bodies = NULL, *name = "fixed-rate", *out_path = NULL;
+    const char *url = NULL, *bodies = NULL, *name = NULL, *out_path = NULL;
+    const char *form = NULL, *basic = NULL;
     double rate = 0, duration = 15, warmup = 3, drain = 5;
-    int wrap = 0;
+    int wrap = 0, closed = 0;
     nconns = 32;
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},      {"bodies", required_argument, NULL, 'b'},
@@ -364,10 +519,12 @@ int main(int argc, char **argv) {
         {"duration", required_argument, NULL, 'd'}, {"warmup", required_argument, NULL, 'w'},
         {"connections", required_argument, NULL, 'c'}, {"drain", required_argument, NULL, 'D'},
         {"name", required_argument, NULL, 'n'},     {"out", required_argument, NULL, 'o'},
+        {"form", required_argument, NULL, 'F'},     {"basic", required_argument, NULL, 'B'},
+        {"expect-token", no_argument, NULL, 'T'},   {"closed-loop", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "u:b:Wr:d:w:c:D:n:o:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "u:b:Wr:d:w:c:D:n:o:F:B:TLh", opts, NULL)) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'b': bodies = optarg; break;
@@ -379,6 +536,10 @@ int main(int argc, char **argv) {
         case 'D': drain = atof(optarg); break;
         case 'n': name = optarg; break;
         case 'o': out_path = optarg; break;
+        case 'F': form = optarg; break;
+        case 'B': basic = optarg; break;
+        case 'T': expect_token = 1; break;
+        case 'L': closed = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -386,7 +547,8 @@ int main(int argc, char **argv) {
     char host[256];
     int port;
     const char *path;
-    if (!url || !bodies || rate <= 0 || duration <= 0 || warmup < 0 || nconns < 1 ||
+    if (!url || (bodies == NULL) == (form == NULL) || (form && wrap) || (basic && !form) ||
+        (closed ? rate != 0 : rate <= 0) || duration <= 0 || warmup < 0 || nconns < 1 ||
         nconns > 10000 || optind != argc || parse_url(url, host, sizeof host, &port, &path) != 0) {
         usage(stderr);
         return 2;
@@ -399,13 +561,35 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    bu_lines_t lines;
-    if (bu_read_lines(bodies, &lines) != 0)
+    if (name == NULL)
+        name = closed ? "closed-loop" : "fixed-rate";
+    char auth[2400] = "";
+    if (basic && basic_header(basic, auth, sizeof auth) != 0) {
+        fprintf(stderr, "loadgen: --basic wants ID:SECRET (at most 512 bytes)\n");
+        return 2;
+    }
+    bu_lines_t lines = {0};
+    if (form) { /* one request, sent every time */
+        nreqs = 1;
+        size_t cap = strlen(form) + strlen(path) + strlen(host) + strlen(auth) + 200;
+        reqs = calloc(1, sizeof *reqs);
+        reqlen = calloc(1, sizeof *reqlen);
+        reqs[0] = malloc(cap);
+        reqlen[0] = (size_t)snprintf(reqs[0], cap,
+                                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\n%s"
+                                     "Accept: application/json\r\n"
+                                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                                     "Content-Length: %zu\r\n\r\n%s",
+                                     path, host, port, auth, strlen(form), form);
+    } else if (bu_read_lines(bodies, &lines) != 0) {
         return 1;
-    nreqs = lines.n;
-    reqs = calloc(nreqs, sizeof *reqs);
-    reqlen = calloc(nreqs, sizeof *reqlen);
-    for (size_t i = 0; i < nreqs; i++) {
+    }
+    if (bodies) {
+        nreqs = lines.n;
+        reqs = calloc(nreqs, sizeof *reqs);
+        reqlen = calloc(nreqs, sizeof *reqlen);
+    }
+    for (size_t i = 0; bodies && i < nreqs; i++) {
         size_t blen = lines.len[i] + (wrap ? 10 : 0);
         size_t cap = blen + strlen(path) + strlen(host) + 200;
         reqs[i] = malloc(cap);
@@ -430,7 +614,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    const double interval_ns = 1e9 / rate;
+    const double interval_ns = closed ? 0 : 1e9 / rate;
     int64_t start = bu_now_ns() + 200000000; /* connections settle for 200 ms */
     int64_t measure_from = start + (int64_t)(warmup * 1e9);
     int64_t end_sched = measure_from + (int64_t)(duration * 1e9);
@@ -443,8 +627,18 @@ int main(int argc, char **argv) {
 
     for (;;) {
         int64_t now = bu_now_ns();
+        if (closed) { /* each idle connection sends its next request at once */
+            for (int i = 0; i < nconns && now >= start && now < end_sched; i++) {
+                if (conns[i].st != C_IDLE)
+                    continue;
+                pending_t p = {.t = now, .idx = (size_t)(k++ % nreqs),
+                               .measured = now >= measure_from};
+                scheduled_measured += p.measured;
+                send_on(&conns[i], p, now);
+            }
+        }
         /* schedule what is due */
-        for (;;) {
+        for (; !closed;) {
             int64_t t = start + (int64_t)((double)k * interval_ns);
             if (t > now || t >= end_sched)
                 break;
@@ -460,13 +654,14 @@ int main(int argc, char **argv) {
         int busy = 0;
         for (int i = 0; i < nconns; i++)
             busy += conns[i].st == C_BUSY;
-        int64_t next = start + (int64_t)((double)k * interval_ns);
-        if (next >= end_sched && qlen == 0 && busy == 0)
+        int64_t next = closed ? (now < start ? start : end_sched)
+                              : start + (int64_t)((double)k * interval_ns);
+        if ((closed ? now >= end_sched : next >= end_sched) && qlen == 0 && busy == 0)
             break;
         if (now >= hard_end)
             break;
         /* arm the timer at the next scheduled send (or the hard end) */
-        int64_t wake = next < end_sched ? next : hard_end;
+        int64_t wake = next < end_sched && next > now ? next : hard_end;
         struct itimerspec its = {.it_value = {.tv_sec = wake / 1000000000,
                                               .tv_nsec = wake % 1000000000}};
         timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
@@ -536,13 +731,19 @@ int main(int argc, char **argv) {
     bu_sort_u64(lag.v, lag.n);
     char command[4096];
     size_t o = 0;
-    for (int i = 0; i < argc && o < sizeof command - 2; i++)
-        o += (size_t)snprintf(command + o, sizeof command - o, "%s%s", i ? " " : "", argv[i]);
+    for (int i = 0; i < argc && o < sizeof command - 2; i++) {
+        /* the client secret of --basic stays out of the results */
+        int secret = i > 0 && strcmp(argv[i - 1], "--basic") == 0 && strchr(argv[i], ':');
+        o += (size_t)snprintf(command + o, sizeof command - o, "%s%.*s%s", i ? " " : "",
+                              secret ? (int)(strchr(argv[i], ':') - argv[i]) : (int)strlen(argv[i]),
+                              argv[i], secret ? ":SECRET" : "");
+    }
     json_t *e = json_object();
     json_object_set_new(e, "name", json_string(name));
-    json_object_set_new(e, "mode", json_string("fixed-rate"));
+    json_object_set_new(e, "mode", json_string(closed ? "closed-loop" : "fixed-rate"));
     json_object_set_new(e, "url", json_string(url));
-    json_object_set_new(e, "target_rps", json_real(rate));
+    if (!closed)
+        json_object_set_new(e, "target_rps", json_real(rate));
     json_object_set_new(e, "throughput_rps",
                         json_real((double)(long long)((double)window_answers / duration + 0.5)));
     bu_put_latency(e, lat.v, lat.n);
@@ -557,23 +758,36 @@ int main(int argc, char **argv) {
                                                status_counts[0], "1xx", status_counts[1], "2xx",
                                                status_counts[2], "3xx", status_counts[3], "4xx",
                                                status_counts[4], "5xx", status_counts[5]));
-    json_object_set_new(e, "send_lag_p50_ms",
-                        json_real((double)bu_percentile(lag.v, lag.n, 50) / 1e6));
-    json_object_set_new(e, "send_lag_p99_ms",
-                        json_real((double)bu_percentile(lag.v, lag.n, 99) / 1e6));
-    json_object_set_new(e, "send_lag_max_ms",
-                        json_real(lag.n ? (double)lag.v[lag.n - 1] / 1e6 : 0));
-    json_object_set_new(e, "backlog_max", json_integer((json_int_t)backlog_max));
-    json_object_set_new(e, "latency_from", json_string("intended send time (open loop)"));
+    if (expect_token) {
+        json_object_set_new(e, "tokens_received", json_integer(tokens_received));
+        json_object_set_new(e, "tokens_bad", json_integer(tokens_bad));
+    }
+    if (!closed) {
+        json_object_set_new(e, "send_lag_p50_ms",
+                            json_real((double)bu_percentile(lag.v, lag.n, 50) / 1e6));
+        json_object_set_new(e, "send_lag_p99_ms",
+                            json_real((double)bu_percentile(lag.v, lag.n, 99) / 1e6));
+        json_object_set_new(e, "send_lag_max_ms",
+                            json_real(lag.n ? (double)lag.v[lag.n - 1] / 1e6 : 0));
+        json_object_set_new(e, "backlog_max", json_integer((json_int_t)backlog_max));
+    }
+    json_object_set_new(e, "latency_from",
+                        json_string(closed ? "actual send, per connection (closed loop, loadgen)"
+                                           : "intended send time (open loop)"));
     json_object_set_new(e, "command", json_string(command));
     int rc = out_path ? json_dump_file(e, out_path, JSON_INDENT(1) | JSON_REAL_PRECISION(10))
                       : json_dumpf(e, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
     fprintf(stderr,
-            "loadgen: %s: %.0f rps offered, %lld completed, %lld errors, p50 %.3f ms, "
+            "loadgen: %s: %.0f rps %s, %lld completed, %lld errors, p50 %.3f ms, "
             "p95 %.3f ms, p99 %.3f ms\n",
-            name, rate, completed, errors, (double)bu_percentile(lat.v, lat.n, 50) / 1e6,
+            name, closed ? (double)window_answers / duration : rate,
+            closed ? "delivered (closed loop)" : "offered", completed, errors,
+            (double)bu_percentile(lat.v, lat.n, 50) / 1e6,
             (double)bu_percentile(lat.v, lat.n, 95) / 1e6,
             (double)bu_percentile(lat.v, lat.n, 99) / 1e6);
+    if (expect_token)
+        fprintf(stderr, "loadgen: %s: %lld tokens received (warm-up included), %lld bad answers\n",
+                name, tokens_received, tokens_bad);
     json_decref(e);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 && (!expect_token || tokens_bad == 0) ? 0 : 1;
 }

@@ -18,10 +18,18 @@
  *   cpu         OPA's server CPU per request / the edge's (wrk entries, from run.sh's
  *               /proc accounting)
  *   and the p95 pair for the fixed-rate entries evaluate-rate-R / opa-evaluate-rate-R,
- *   when both answered every request (else "n/a").
+ *   when both answered every request (else "n/a");
+ *   tokens      token-issue-pem / hydra-token-issue and token-issue-pkcs11 /
+ *               hydra-token-issue (tokens/s, same load, same run), and each edge's
+ *               tokens/s over the raw signing rate of its key store (sign-raw-pem,
+ *               sign-raw-pkcs11: bench/sign_bench, normalized here from "tool":
+ *               "sign_bench": throughput_rps = signatures_per_s, errors = failed).
  * The targets of the issue are judged from the same entries:
  *   "p95 <= 1 ms at 10,000 rps"  evaluate-rate-10000: p95_ms <= 1 with no errors
  *   ">= 3x OPA's throughput"     throughput ratio >= 3
+ *   ">= 10,000 tokens/s, PEM, every audit event acknowledged"  token-issue-pem with
+ *                                no errors, no bad token, audit.all_acknowledged
+ *   ">= 5x Hydra's token throughput"  token-issue-pem / hydra-token-issue >= 5
  * They go to SUMMARY.json with the machine facts passed in the environment
  * (BENCH_NPROC, BENCH_CPU_MODEL, BENCH_KERNEL, BENCH_LOADAVG, BENCH_STARTED_AT,
  * BENCH_OPA_VERSION, BENCH_WRK_VERSION, BENCH_REDIS_USED_BEFORE/AFTER).
@@ -44,6 +52,17 @@ static double r3(double x) {
 
 static json_t *normalize(json_t *e) {
     const char *tool = json_string_value(json_object_get(e, "tool"));
+    if (tool != NULL && strcmp(tool, "sign_bench") == 0) {
+        json_t *o = json_object(), *sb = json_object_get(e, "sign_bench");
+        json_object_update(o, e);
+        json_object_del(o, "sign_bench");
+        json_object_update_missing(o, sb);
+        json_object_set_new(o, "throughput_rps", json_real(num(sb, "signatures_per_s")));
+        json_object_set_new(o, "concurrency", json_integer((json_int_t)num(sb, "threads")));
+        json_object_set_new(o, "errors", json_integer((json_int_t)num(sb, "failed")));
+        json_object_set_new(o, "latency_from", json_string("one gov_signer_sign call (in process)"));
+        return o;
+    }
     if (tool == NULL || strcmp(tool, "wrk") != 0)
         return json_incref(e);
     json_t *w = json_object_get(e, "wrk");
@@ -109,7 +128,9 @@ static void apply_meta(json_t *list, json_t *metas) {
 
 static int rank(const char *name) {
     static const char *const order[] = {"scorer-inprocess-1t", "scorer-inprocess", "evaluate",
-                                        "opa-evaluate", "evaluate-rate", "opa-evaluate-rate"};
+                                        "opa-evaluate", "evaluate-rate", "opa-evaluate-rate",
+                                        "sign-raw-pem", "token-issue-pem", "sign-raw-pkcs11",
+                                        "token-issue-pkcs11", "hydra-token-issue"};
     int best = 99;
     size_t best_len = 0;
     for (int i = 0; i < (int)(sizeof order / sizeof order[0]); i++) {
@@ -129,6 +150,49 @@ static int cmp_entries(const void *a, const void *b) {
     if (rx != ry)
         return rx - ry;
     return strcmp(x ? x : "", y ? y : "");
+}
+
+/* 1 when a token entry is a result: no error, no bad token and, for the edge's, every
+ * TokenIssued acknowledged (run.sh's audit count equal to the tokens handed out). */
+static int token_clean(const json_t *e, int audited) {
+    return num(e, "errors") == 0 && num(e, "tokens_bad") == 0 &&
+           (!audited ||
+            json_is_true(json_object_get(json_object_get(e, "audit"), "all_acknowledged")));
+}
+
+/* The token ratios and targets (see the header), printed and put in ratios/targets. */
+static void token_ratios(json_t *list, json_t *ratios, json_t *targets) {
+    static const char *const pairs[][3] = {
+        {"token-issue-pem", "hydra-token-issue", "tokens_pem_over_hydra"},
+        {"token-issue-pkcs11", "hydra-token-issue", "tokens_pkcs11_over_hydra"},
+        {"token-issue-pem", "sign-raw-pem", "tokens_pem_over_raw_signing_pem"},
+        {"token-issue-pkcs11", "sign-raw-pkcs11", "tokens_pkcs11_over_raw_signing_pkcs11"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        json_t *a = find(list, pairs[i][0]), *b = find(list, pairs[i][1]);
+        if (a == NULL || b == NULL)
+            continue;
+        double r = num(a, "throughput_rps") / num(b, "throughput_rps");
+        printf("%s / %s, same run: %.2fx (%.0f vs %.0f per s)\n", pairs[i][0], pairs[i][1], r,
+               num(a, "throughput_rps"), num(b, "throughput_rps"));
+        json_object_set_new(ratios, pairs[i][2], json_real(r3(r)));
+    }
+    json_t *pem = find(list, "token-issue-pem"), *hy = find(list, "hydra-token-issue");
+    if (pem) {
+        double rps = num(pem, "throughput_rps");
+        int clean = token_clean(pem, 1);
+        json_object_set_new(targets, "tokens_pem_at_least_10000_per_s_audited",
+                            json_pack("{s:b, s:f, s:b}", "met", rps >= 10000 && clean,
+                                      "tokens_per_s", rps, "every_audit_event_acknowledged",
+                                      clean));
+    }
+    if (pem && hy) {
+        double r = num(pem, "throughput_rps") / num(hy, "throughput_rps");
+        json_object_set_new(targets, "tokens_at_least_5x_hydra",
+                            json_pack("{s:b, s:f}", "met",
+                                      r >= 5 && token_clean(pem, 1) && token_clean(hy, 0),
+                                      "ratio", r3(r)));
+    }
 }
 
 static void fmt(char *buf, size_t n, double v, const char *f) {
@@ -276,8 +340,10 @@ int main(int argc, char **argv) {
                                 json_pack("{s:b, s:f, s:I}", "met", p95 <= 1.0 && errs == 0,
                                           "p95_ms", p95, "errors", (json_int_t)errs));
     }
-    const char *keys[] = {"throughput_at_least_3x_opa", "p95_at_most_1ms_at_10000_rps"};
-    for (size_t k = 0; k < 2; k++) {
+    token_ratios(list, ratios, targets);
+    const char *keys[] = {"throughput_at_least_3x_opa", "p95_at_most_1ms_at_10000_rps",
+                          "tokens_pem_at_least_10000_per_s_audited", "tokens_at_least_5x_hydra"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *t = json_object_get(targets, keys[k]);
         if (t)
             printf("target %-30s %s\n", keys[k],
@@ -290,6 +356,7 @@ int main(int argc, char **argv) {
                                  {"loadavg_before", "BENCH_LOADAVG"},
                                  {"started_at", "BENCH_STARTED_AT"},
                                  {"opa_version", "BENCH_OPA_VERSION"},
+                                 {"hydra_version", "BENCH_HYDRA_VERSION"},
                                  {"wrk_version", "BENCH_WRK_VERSION"},
                                  {"redis_used_memory_before", "BENCH_REDIS_USED_BEFORE"},
                                  {"redis_used_memory_after", "BENCH_REDIS_USED_AFTER"}};

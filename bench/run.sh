@@ -11,6 +11,19 @@
 #   opa-evaluate         Open Policy Agent, same policy (bench/rego_gen), same wrk settings
 #   evaluate-rate        gov-edge at fixed rates (bench/loadgen, open loop): evaluate-rate-<R>
 #   opa-evaluate-rate    OPA at the same fixed rates: opa-evaluate-rate-<R>
+#   sign-raw-pem         raw Ed25519 signatures/s of the PEM-file key store (bench/sign_bench file)
+#   sign-raw-pkcs11      the same through PKCS#11 on the stack's SoftHSM2 token (sign_bench pkcs11)
+#   token-issue-pem      gov-edge POST /v1/tokens/issue (client credentials, HTTP Basic, form body),
+#                        the stack's edge (GOV_SIGNER_BACKEND=file); bench/loadgen --closed-loop at
+#                        BENCH_TOKEN_CONNECTIONS, every answer checked to be a token that parses;
+#                        then every TokenIssued of the bench's client on identity.tokens is counted
+#                        and must equal the tokens handed out ("every audit event acknowledged")
+#   token-issue-pkcs11   the same against a second gov-edge with GOV_SIGNER_BACKEND=pkcs11 on the
+#                        stack's SoftHSM2 token (started and stopped here)
+#   hydra-token-issue    Ory Hydra (built once from the Go module proxy, cached in
+#                        $HOME/.cache/soma-gov/hydra-<version>; DSN=memory, JWT access tokens) under
+#                        the same load: POST /oauth2/token with a client-credentials client made
+#                        through its admin API
 #
 # What it does: starts the stack if needed (deploy/stack.sh start), builds the bench tools
 # (make bench-tools), generates the requests (bench/gen_requests, seeded), publishes the
@@ -30,6 +43,9 @@
 # BENCH_RESULTS_DIR (var/bench: where results.json and summary.json go; e.g. a rate sweep
 # BENCH_RATES="1000 2000 4000" BENCH_RESULTS_DIR=var/bench/sweep make bench BENCH=evaluate-rate
 # keeps the main run's results).
+# Tokens: BENCH_TOKEN_CONNECTIONS (BENCH_CONNECTIONS), BENCH_TOKEN_SCOPE (bench.tokens),
+# BENCH_SIGN_DURATION (5 s), BENCH_HYDRA_VERSION (v2.3.0), BENCH_HYDRA_PORT (4444 +
+# GOV_PORT_OFFSET; the admin API on the next port), BENCH_PKCS11_EDGE_PORT (a free port).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +64,15 @@ OPA_VERSION=${BENCH_OPA_VERSION:-v1.22.2}
 OPA_PORT=${BENCH_OPA_PORT:-8181}
 SERVE_TIMEOUT=${BENCH_SERVE_TIMEOUT:-90}
 
-ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate)
+TOKEN_CONNS=${BENCH_TOKEN_CONNECTIONS:-$CONNS}
+TOKEN_SCOPE=${BENCH_TOKEN_SCOPE:-bench.tokens}
+SIGN_DURATION=${BENCH_SIGN_DURATION:-5}
+HYDRA_VERSION=${BENCH_HYDRA_VERSION:-v2.3.0}
+HYDRA_PORT=${BENCH_HYDRA_PORT:-$(( 4444 + ${GOV_PORT_OFFSET:-0} ))}
+HYDRA_ADMIN_PORT=$(( HYDRA_PORT + 1 ))
+
+ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate
+     sign-raw-pem sign-raw-pkcs11 token-issue-pem token-issue-pkcs11 hydra-token-issue)
 BIN=build/release/bin
 TOOLS=build/release/bench
 OUT=var/bench
@@ -65,6 +89,10 @@ OPA_DIR="${HOME:-/root}/.cache/soma-gov/opa-$OPA_VERSION"
 OPA="$OPA_DIR/bin/opa"
 OPA_URL="http://127.0.0.1:$OPA_PORT/v1/data/soma/decision"
 OPA_PIDFILE=$OUT/opa.pid
+HYDRA_DIR="${HOME:-/root}/.cache/soma-gov/hydra-$HYDRA_VERSION"
+HYDRA="$HYDRA_DIR/bin/hydra"
+HYDRA_PIDFILE=$OUT/hydra.pid
+EDGE11_PIDFILE=$OUT/gov-edge-pkcs11.pid
 
 say()  { printf '==> %s\n' "$*"; }
 die()  { printf 'bench/run.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -83,7 +111,8 @@ else
 fi
 want() { [[ -n ${WANT[$1]:-} ]]; }
 NEED_EDGE=0; NEED_OPA=0
-{ want evaluate || want evaluate-rate; } && NEED_EDGE=1
+# The token benchmarks issue for tenant bench, whose constitution publish_tenant publishes.
+{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11; } && NEED_EDGE=1
 { want opa-evaluate || want opa-evaluate-rate; } && NEED_OPA=1
 
 mkdir -p "$PARTS" "$LOGS"
@@ -234,18 +263,35 @@ say "generating $REQUESTS_N requests (seed $SEED, prompts of $PROMPT_BYTES bytes
 "$TOOLS/gen_requests" --count "$REQUESTS_N" --seed "$SEED" --tenant "$TENANT" \
   --prompt-bytes "$PROMPT_BYTES" --out "$REQS"
 
-# --- OPA -------------------------------------------------------------------------------------
-stop_opa() {
-  [[ -s $OPA_PIDFILE ]] || return 0
-  local pid; pid="$(cat "$OPA_PIDFILE")"
-  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$OPA" ]]; then
+# --- servers this script starts (OPA, Hydra, the pkcs11 gov-edge) -----------------------------
+# stop_pid PIDFILE EXE: SIGTERM (then SIGKILL after 5 s) to the process of PIDFILE, only when it
+# still runs EXE (a recycled pid is left alone).
+stop_pid() {
+  local f=$1 exe=$2
+  [[ -s $f ]] || return 0
+  local pid; pid="$(cat "$f")"
+  if [[ $pid =~ ^[0-9]+$ ]] && [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     local i; for (( i = 0; i < 50; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$OPA_PIDFILE"
+  rm -f "$f"
 }
-trap stop_opa EXIT
+port_in_use() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
+# wait_up NAME URL PIDFILE LOG SECONDS: until URL answers 200; dies (showing LOG) when the
+# process of PIDFILE exits or SECONDS pass.
+wait_up() {
+  local name=$1 url=$2 pidfile=$3 log=$4 i
+  for (( i = 0; i < $5 * 10; i++ )); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" == 200 ]] && return 0
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited"; }
+    sleep 0.1
+  done
+  die "$name did not answer $url with 200 within $5 s (log: $log)"
+}
+
+# --- OPA -------------------------------------------------------------------------------------
+stop_opa() { stop_pid "$OPA_PIDFILE" "$OPA"; }
 
 build_opa() {
   if [[ -x $OPA ]] && "$OPA" version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}\$"; then
@@ -264,20 +310,163 @@ build_opa() {
 
 start_opa() {
   stop_opa
-  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$OPA_PORT" 2>/dev/null; then
+  if port_in_use "$OPA_PORT"; then
     die "127.0.0.1:$OPA_PORT is in use by a process this script did not start (set BENCH_OPA_PORT)"
   fi
   say "starting OPA $OPA_VERSION on 127.0.0.1:$OPA_PORT with $REGO"
   setsid "$OPA" run --server --addr "127.0.0.1:$OPA_PORT" --disable-telemetry \
     --log-level error "$REGO" >"$LOGS/opa.log" 2>&1 </dev/null &
   echo $! >"$OPA_PIDFILE"
-  local i
-  for (( i = 0; i < 100; i++ )); do
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OPA_PORT/health" || true)" == 200 ]] && return 0
-    kill -0 "$(cat "$OPA_PIDFILE")" 2>/dev/null || { cat "$LOGS/opa.log" >&2; die "OPA exited"; }
-    sleep 0.1
+  wait_up OPA "http://127.0.0.1:$OPA_PORT/health" "$OPA_PIDFILE" "$LOGS/opa.log" 10
+}
+
+# --- Ory Hydra and the token benchmarks ---------------------------------------------------------
+stop_hydra() { stop_pid "$HYDRA_PIDFILE" "$HYDRA"; }
+stop_edge11() { stop_pid "$EDGE11_PIDFILE" "$ROOT/$BIN/gov-edge"; }
+trap 'stop_opa; stop_hydra; stop_edge11' EXIT
+
+# Hydra's go.mod replaces github.com/ory/hydra-client-go/v2 with ./internal/httpclient, a nested
+# module that the module zip does not carry, so `go install github.com/ory/hydra/v2@VERSION`
+# (which refuses replace directives) cannot build it. So: download the module, copy it out of
+# the module cache, point that replace at the published hydra-client-go/v2 of the version its
+# go.mod requires, and build with the sqlite tags of Hydra's own Makefile (the in-memory store,
+# DSN=memory, is SQLite: go-sqlite3, so cgo).
+build_hydra() {
+  if [[ -x $HYDRA ]] && "$HYDRA" version 2>/dev/null | grep -Eq "^Version:[[:space:]]+$HYDRA_VERSION\$"; then
+    return 0
+  fi
+  local go=/usr/local/go/bin/go
+  [[ -x $go ]] || die "Go is not installed at $go (needed once to build Ory Hydra $HYDRA_VERSION)"
+  command -v cc >/dev/null || die "a C compiler is needed to build Ory Hydra (go-sqlite3 is cgo)"
+  say "building Ory Hydra $HYDRA_VERSION with $($go version | cut -d' ' -f3) (once; cached in $HYDRA_DIR; several minutes)"
+  mkdir -p "$HYDRA_DIR"
+  ( set -e
+    export GOPATH="$HYDRA_DIR/gopath" GOMODCACHE="$HYDRA_DIR/gomodcache" GOCACHE="$HYDRA_DIR/gocache" \
+           GOTOOLCHAIN=local CGO_ENABLED=1 GOFLAGS="-modcacherw -mod=mod"
+    cd "$HYDRA_DIR"
+    local dir cv
+    dir="$("$go" mod download -json "github.com/ory/hydra/v2@$HYDRA_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d $dir ]] || { echo "go mod download gave no module directory" >&2; exit 1; }
+    cv="$(sed -n 's#^[[:space:]]*github.com/ory/hydra-client-go/v2 \(v[^ ]*\)$#\1#p' "$dir/go.mod" | head -n1)"
+    [[ -n $cv ]] || { echo "no github.com/ory/hydra-client-go/v2 requirement in $dir/go.mod" >&2; exit 1; }
+    rm -rf src && cp -r "$dir" src && chmod -R u+w src && cd src
+    "$go" mod edit -replace "github.com/ory/hydra-client-go/v2=github.com/ory/hydra-client-go/v2@$cv"
+    time "$go" build -tags sqlite,sqlite_omit_load_extension \
+      -ldflags "-X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" -o "$HYDRA" . ) \
+    >"$HYDRA_DIR/build.log" 2>&1 || { tail -n 20 "$HYDRA_DIR/build.log" >&2; die "building Ory Hydra failed (log: $HYDRA_DIR/build.log)"; }
+  "$HYDRA" version | grep -Eq "^Version:[[:space:]]+$HYDRA_VERSION\$" || die "$HYDRA is not version $HYDRA_VERSION"
+}
+
+# Hydra with its in-memory store and JWT access tokens (its default signing key for them: a
+# generated RS256 key), loopback only, --dev for plain HTTP (as the edge serves it here).
+start_hydra() {
+  stop_hydra
+  local p
+  for p in "$HYDRA_PORT" "$HYDRA_ADMIN_PORT"; do
+    port_in_use "$p" && die "127.0.0.1:$p is in use by a process this script did not start (set BENCH_HYDRA_PORT)"
   done
-  die "OPA did not answer /health within 10 s (log: $LOGS/opa.log)"
+  say "starting Ory Hydra $HYDRA_VERSION on 127.0.0.1:$HYDRA_PORT (admin $HYDRA_ADMIN_PORT), DSN=memory, STRATEGIES_ACCESS_TOKEN=jwt"
+  env DSN=memory STRATEGIES_ACCESS_TOKEN=jwt URLS_SELF_ISSUER="http://127.0.0.1:$HYDRA_PORT" \
+    SERVE_PUBLIC_HOST=127.0.0.1 SERVE_PUBLIC_PORT="$HYDRA_PORT" \
+    SERVE_ADMIN_HOST=127.0.0.1 SERVE_ADMIN_PORT="$HYDRA_ADMIN_PORT" \
+    SECRETS_SYSTEM="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" LOG_LEVEL=error \
+    setsid "$HYDRA" serve all --dev --sqa-opt-out >"$LOGS/hydra.log" 2>&1 </dev/null &
+  echo $! >"$HYDRA_PIDFILE"
+  wait_up Hydra "http://127.0.0.1:$HYDRA_ADMIN_PORT/health/ready" "$HYDRA_PIDFILE" "$LOGS/hydra.log" 30
+}
+
+json_member() { # JSON text, member name -> the member's string value (flat objects)
+  sed -n "s/.*\"$2\" *: *\"\\([^\"]*\\)\".*/\\1/p" <<<"$1"
+}
+
+# hydra_client: a client-credentials client through Hydra's admin API -> HYDRA_ID, HYDRA_SECRET;
+# then one token must come back (200, a JWT) before anything is timed.
+hydra_client() {
+  local c
+  c="$(curl -s -X POST "http://127.0.0.1:$HYDRA_ADMIN_PORT/admin/clients" -H 'Content-Type: application/json' \
+        -d "{\"client_name\":\"soma-gov-bench\",\"grant_types\":[\"client_credentials\"],\"scope\":\"$TOKEN_SCOPE\",\"token_endpoint_auth_method\":\"client_secret_basic\"}")"
+  HYDRA_ID="$(json_member "$c" client_id)"; HYDRA_SECRET="$(json_member "$c" client_secret)"
+  [[ -n $HYDRA_ID && -n $HYDRA_SECRET ]] || die "Hydra's admin API made no client: $c"
+  local t
+  t="$(curl -s -u "$HYDRA_ID:$HYDRA_SECRET" -d grant_type=client_credentials -d "scope=$TOKEN_SCOPE" \
+        "http://127.0.0.1:$HYDRA_PORT/oauth2/token")"
+  [[ "$(json_member "$t" access_token)" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] \
+    || die "Hydra issued no JWT access token: $t"
+  local h; h="$(json_member "$t" access_token | cut -d. -f1 | tr '_-' '/+')"
+  while (( ${#h} % 4 )); do h+="="; done
+  HYDRA_ALG="$(json_member "$(base64 -d <<<"$h" 2>/dev/null || true)" alg)"
+  say "Hydra issues JWT access tokens (client $HYDRA_ID, alg ${HYDRA_ALG:-?})"
+}
+
+# edge_client EDGE_URL: registers a fresh bench client (govctl clients add, tenant bench) ->
+# TOK_ID, TOK_SECRET, and waits until EDGE_URL issues it a token (gov-identity materializes the
+# client into Redis, where the edge reads it). TOK_PROBES: the tokens those probes got (they
+# count among the tokens handed out).
+edge_client() {
+  local edge=$1 c code deadline=$(( SECONDS + SERVE_TIMEOUT ))
+  c="$("$BIN/govctl" clients add --tenants "$TENANT" --scopes "$TOKEN_SCOPE")" || die "govctl clients add failed"
+  TOK_ID="$(json_member "$c" client_id)"; TOK_SECRET="$(json_member "$c" client_secret)"
+  [[ -n $TOK_ID && -n $TOK_SECRET ]] || die "govctl clients add printed no client: $c"
+  TOK_PROBES=0
+  while :; do
+    code="$(curl -s -o "$OUT/token-probe.json" -w '%{http_code}' -u "$TOK_ID:$TOK_SECRET" \
+             -d grant_type=client_credentials -d "scope=$TOKEN_SCOPE" -d "tenant=$TENANT" \
+             "$edge/v1/tokens/issue" || true)"
+    [[ $code == 200 ]] && { TOK_PROBES=$(( TOK_PROBES + 1 )); break; }
+    (( SECONDS >= deadline )) && die "$edge/v1/tokens/issue did not issue a token to the new client $TOK_ID within ${SERVE_TIMEOUT}s (last: $code $(head -c 300 "$OUT/token-probe.json"))"
+    sleep 0.2
+  done
+}
+
+# A second gov-edge, the stack's configuration with GOV_SIGNER_BACKEND=pkcs11 (the stack's
+# SoftHSM2 token: GOV_PKCS11_MODULE, GOV_PKCS11_TOKEN_LABEL, GOV_PKCS11_PIN of var/stack.env).
+start_edge11() {
+  stop_edge11
+  local port=${BENCH_PKCS11_EDGE_PORT:-}
+  if [[ -z $port ]]; then
+    for port in $(seq $(( 9300 + ${GOV_PORT_OFFSET:-0} )) $(( 9399 + ${GOV_PORT_OFFSET:-0} ))); do
+      port_in_use "$port" || break
+    done
+  fi
+  port_in_use "$port" && die "127.0.0.1:$port is in use (set BENCH_PKCS11_EDGE_PORT)"
+  say "starting a gov-edge with GOV_SIGNER_BACKEND=pkcs11 on 127.0.0.1:$port"
+  ( set -a; . var/stack.env; set +a
+    export GOV_PORT="$port" GOV_ADMIN_PORT="$port" GOV_SIGNER_BACKEND=pkcs11 GOV_EDGE_ID=bench-pkcs11
+    exec setsid "$ROOT/$BIN/gov-edge" ) >"$LOGS/gov-edge-pkcs11.log" 2>&1 </dev/null &
+  echo $! >"$EDGE11_PIDFILE"
+  EDGE11_URL="http://127.0.0.1:$port"
+  wait_up "the pkcs11 gov-edge" "$EDGE11_URL/healthz" "$EDGE11_PIDFILE" "$LOGS/gov-edge-pkcs11.log" 30
+}
+
+# TokenIssued events on identity.tokens that name client $1. The client is fresh (random id),
+# and TokenRevoked carries no client id, so every message that holds the id is its TokenIssued.
+# kcat -J prints one JSON envelope a line (the Avro payload's control bytes escaped).
+token_events() {
+  kcat -C -b "$GOV_KAFKA_BROKERS" -t identity.tokens -o beginning -e -q -J 2>"$LOGS/kcat.err" \
+    | grep -c -F -- "$1" || true
+}
+
+# run_token NAME URL FORM ID SECRET SERVER-PID PROBES: closed-loop token load (bench/loadgen);
+# with PROBES set (gov-edge), the audit check: TokenIssued events of client ID == tokens handed
+# out (PROBES + every token loadgen received, warm-up included; loadgen awaits every request in
+# flight, so no token was issued that nobody received).
+run_token() {
+  local name=$1 url=$2 form=$3 id=$4 secret=$5 pid=$6 probes=${7:-}
+  run_loadgen "$name" "$pid" \
+    "${WARMUP}s + ${DURATION}s, $TOKEN_CONNS connections, closed loop (bench/loadgen) -> $url" \
+    "every answer must be 200 with a token that parses; a run with failures is not a result" \
+    "$TOOLS/loadgen" --url "$url" --form "$form" --basic "$id:$secret" --expect-token \
+    --closed-loop --duration "$DURATION" --warmup "$WARMUP" --connections "$TOKEN_CONNS" \
+    --name "$name" --out "$PARTS/$name.json"
+  [[ -n $probes ]] || return 0
+  local got handed events
+  got="$(sed -n 's/^ *"tokens_received": *\([0-9]*\).*/\1/p' "$PARTS/$name.json")"
+  handed=$(( probes + got ))
+  events="$(token_events "$id")"
+  printf '{"meta_for":["%s"],"audit":{"topic":"identity.tokens","client_id":"%s","token_issued_events":%s,"tokens_handed_out":%s,"all_acknowledged":%s}}\n' \
+    "$name" "$id" "$events" "$handed" "$( [[ $events == "$handed" ]] && echo true || echo false)" >"$PARTS/meta-audit-$name.json"
+  say "$name: $events TokenIssued events on identity.tokens for client $id, $handed tokens handed out"
+  [[ $events == "$handed" ]] || die "$name: TokenIssued events ($events) != tokens handed out ($handed): not every issuance was audited"
 }
 
 # --- the bench tenant on the stack -----------------------------------------------------------
@@ -343,7 +532,13 @@ else
   # Without the edge nothing is published: the scorer and rego_gen read only the
   # document's rules, which signing does not change.
   CONSTITUTION=$CONSTITUTION_SRC
+  if want sign-raw-pkcs11; then # the stack's SoftHSM2 token
+    say "making sure the stack is up (deploy/stack.sh start)"
+    bash deploy/stack.sh start >"$LOGS/stack.log" 2>&1 || { tail -n 30 "$LOGS/stack.log" >&2; die "deploy/stack.sh start failed (log: $LOGS/stack.log)"; }
+    set -a; . var/stack.env; set +a
+  fi
 fi
+want hydra-token-issue && build_hydra
 
 if (( NEED_OPA )); then
   build_opa
@@ -383,19 +578,27 @@ run_wrk() { # name url plain|wrap server-pid
   grep -E 'Requests/sec|Latency|Non-2xx|Socket errors' "$LOGS/$name.wrk.txt" | sed 's/^/    /'
 }
 
+# run_loadgen NAME SERVER-PID WHAT WHY-IT-FAILS CMD...: one bench/loadgen run, measured
+# (meta_begin/meta_end around it), its stderr summary printed.
+run_loadgen() {
+  local name=$1 pid=$2 what=$3 why=$4
+  shift 4
+  wait_quiet
+  say "$name: $what"
+  meta_begin "$pid"
+  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
+  gen_cpu "$@" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed${why:+ ($why)}"; }
+  meta_end
+  write_meta "$name"
+  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+}
+
 run_rate() { # name url rate wrap? server-pid
   local name=$1 url=$2 rate=$3 wrap=$4 pid=$5
   local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$DURATION"
              --warmup "$WARMUP" --connections "$CONNS" --name "$name" --out "$PARTS/$name.json")
   [[ $wrap == wrap ]] && cmd+=(--wrap-input)
-  wait_quiet
-  say "$name: ${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)"
-  meta_begin "$pid"
-  GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
-  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.loadgen.txt" >&2; die "$name: loadgen failed"; }
-  meta_end
-  write_meta "$name"
-  sed 's/^/    /' "$LOGS/$name.loadgen.txt"
+  run_loadgen "$name" "$pid" "${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)" "" "${cmd[@]}"
 }
 
 if want scorer-inprocess; then
@@ -416,6 +619,46 @@ for rate in $RATES; do
   want evaluate-rate && run_rate "evaluate-rate-$rate" "$EDGE_URL" "$rate" plain "$EDGE_PID"
   want opa-evaluate-rate && run_rate "opa-evaluate-rate-$rate" "$OPA_URL" "$rate" wrap "$(cat "$OPA_PIDFILE")"
 done
+
+# Tokens: the raw signing rate of each key store next to the tokens/s of the edge that uses it,
+# and Hydra under the same load, all in this run.
+run_sign() { # name file|pkcs11
+  local name=$1 backend=$2
+  local cmd=("$TOOLS/sign_bench" "$backend" "$THREADS" "$SIGN_DURATION")
+  wait_quiet
+  say "$name: ${SIGN_DURATION}s of Ed25519 signatures through the $backend key store, $THREADS threads (bench/sign_bench)"
+  meta_begin
+  GEN_OUT="$LOGS/$name.out" GEN_ERR="$LOGS/$name.err"
+  gen_cpu "${cmd[@]}" || { cat "$LOGS/$name.err" >&2; die "$name: sign_bench failed"; }
+  meta_end
+  printf '{"name":"%s","tool":"sign_bench","command":"%s","sign_bench":%s}\n' \
+    "$name" "$(json_str "${cmd[*]}")" "$(cat "$LOGS/$name.out")" >"$PARTS/$name.json"
+  write_meta "$name"
+  sed 's/^/    /' "$LOGS/$name.out"
+}
+want sign-raw-pem && run_sign sign-raw-pem file
+want sign-raw-pkcs11 && run_sign sign-raw-pkcs11 pkcs11
+EDGE_FORM="grant_type=client_credentials&scope=${TOKEN_SCOPE// /+}&tenant=$TENANT"
+if want token-issue-pem; then
+  edge_client "$GOV_EDGE_URL"
+  run_token token-issue-pem "$GOV_EDGE_URL/v1/tokens/issue" "$EDGE_FORM" "$TOK_ID" "$TOK_SECRET" "$EDGE_PID" "$TOK_PROBES"
+fi
+if want token-issue-pkcs11; then
+  start_edge11
+  edge_client "$EDGE11_URL"
+  run_token token-issue-pkcs11 "$EDGE11_URL/v1/tokens/issue" "$EDGE_FORM" "$TOK_ID" "$TOK_SECRET" "$(cat "$EDGE11_PIDFILE")" "$TOK_PROBES"
+  stop_edge11
+fi
+if want hydra-token-issue; then
+  start_hydra
+  hydra_client
+  run_token hydra-token-issue "http://127.0.0.1:$HYDRA_PORT/oauth2/token" \
+    "grant_type=client_credentials&scope=${TOKEN_SCOPE// /+}" "$HYDRA_ID" "$HYDRA_SECRET" "$(cat "$HYDRA_PIDFILE")"
+  stop_hydra
+  printf '{"meta_for":["hydra-token-issue"],"hydra":{"version":"%s","dsn":"memory","access_token_strategy":"jwt","access_token_alg":"%s"}}\n' \
+    "$HYDRA_VERSION" "${HYDRA_ALG:-}" >"$PARTS/meta-hydra-token-issue.json"
+  export BENCH_HYDRA_VERSION="$HYDRA_VERSION"
+fi
 
 # --- report -------------------------------------------------------------------------------
 if (( NEED_EDGE )); then
