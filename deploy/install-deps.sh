@@ -154,6 +154,12 @@ ensure_runtime() {
   mapfile -t missing < <(missing_pkgs "${BUILD_PKGS[@]}" "${RUNTIME_PKGS[@]}")
   if ! have_java17; then missing+=("$JAVA_PKG"); fi
   if ! command -v mvn >/dev/null 2>&1; then missing+=("$MAVEN_PKG"); fi
+  # Node runs only the interop checks (tests/interop). A node already on PATH
+  # (another vendor's package, which brings its own npm) is used as it is:
+  # Debian's npm would conflict with it.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+  fi
   if [[ ${#missing[@]} -gt 0 ]]; then
     apt_install "${missing[@]}"
   fi
