@@ -782,6 +782,18 @@ int gov_kafka_consumer_healthy(gov_kafka_consumer_t *c) {
     return 0;
 }
 
+int64_t gov_kafka_consumer_end(gov_kafka_consumer_t *c, const char *topic, int32_t partition,
+                               int confirm, int timeout_ms) {
+    int64_t lo = -1, hi = -1;
+    if (!confirm && rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) ==
+                        RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0)
+        return hi;
+    if (rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi, timeout_ms) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return hi >= 0 ? hi : -1;
+}
+
 void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque) {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || parts == NULL)

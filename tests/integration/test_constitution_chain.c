@@ -567,6 +567,76 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     json_decref(b);
 }
 
+/* 1 when the private processor's log has the error line for a tenant's
+ * applied offset beyond the partition's end (tenant, offset, stored value). */
+static int log_applied_ahead(const char *t, int64_t offset, const char *applied) {
+    char *log = itest_read_file(itest_log_path(proc.log), NULL);
+    char tmark[96], omark[48], amark[64];
+    snprintf(tmark, sizeof tmark, "\"tenant\":\"%s\"", t);
+    snprintf(omark, sizeof omark, "\"offset\":\"%lld\"", (long long)offset);
+    snprintf(amark, sizeof amark, "\"applied\":\"%s\"", applied);
+    int named = 0;
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line && !named;
+         line = strtok_r(NULL, "\n", &save))
+        named = strstr(line, "beyond the end of the partition") && strstr(line, tmark) &&
+                strstr(line, omark) && strstr(line, amark) && strstr(line, "\"error\"");
+    free(log);
+    return named;
+}
+
+/* A topic deleted and recreated restarts its offsets at 0 while Redis keeps
+ * the tenant's applied offsets of the old topic.  Such an offset is not
+ * below the partition's end - no message of this topic was ever applied
+ * there - so a new bundle under it must be judged and served, not passed
+ * over as "already applied" (the update would be lost unseen), and the
+ * operator told why (error log line, processor_applied_offset_ahead_total).
+ * The state is made without deleting the stack's shared topic: the
+ * tenant's applied offset on every partition is set past that partition's
+ * end (what a recreated topic leaves, and what a Redis writer could set). */
+static void test_applied_offset_beyond_the_partition_end_is_judged(void **state) {
+    (void)state;
+    int nparts = itest_topic_partitions("constitution.bundles");
+    assert_true(nparts > 0 && nparts <= 16);
+    char stale[16][32];
+    for (int i = 0; i < nparts; i++) {
+        char key[320];
+        snprintf(key, sizeof key, "gov:applied:{%s}:%s:constitution.bundles:%d", tenant,
+                 proc.group, i);
+        snprintf(stale[i], sizeof stale[i], "%lld",
+                 (long long)(itest_high_watermark("constitution.bundles", i) + 100000));
+        const char *set[] = {"SET", key, stale[i]};
+        freeReplyObject(itest_redis_cmd(itest_redis(), 3, set, NULL));
+    }
+    const char *flt[] = {"topic=\"constitution.bundles\"", NULL};
+    double ahead = itest_proc_metric(&proc, "processor_applied_offset_ahead_total", flt);
+
+    char doc[1024];
+    doc_text(doc, sizeof doc, "1.4.0", 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    int32_t part = -1;
+    int64_t off = -1;
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    const char *cs = json_string_value(json_object_get(b, "checksum"));
+    assert_true(wait_served(cs, 5000) >= 0);   /* judged and accepted, not passed over */
+    /* the stale offset is replaced by the message's own */
+    char key[320], want[32];
+    snprintf(key, sizeof key, "gov:applied:{%s}:%s:constitution.bundles:%d", tenant, proc.group,
+             (int)part);
+    snprintf(want, sizeof want, "%lld", (long long)off);
+    const char *get[] = {"GET", key};
+    redisReply *r = itest_redis_cmd(itest_redis(), 2, get, NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, want);
+    freeReplyObject(r);
+    assert_true(itest_proc_metric(&proc, "processor_applied_offset_ahead_total", flt) >
+                (ahead < 0 ? 0 : ahead));
+    assert_true(log_applied_ahead(tenant, off, stale[part]));
+    snprintf(good_checksum, sizeof good_checksum, "%s", cs);
+    json_decref(b);
+}
+
 static void test_restarted_edge_loads_from_redis_and_refuses_tampered_state(void **state) {
     (void)state;
     assert_int_equal(itest_proc_stop(&edge), 0);
@@ -964,6 +1034,7 @@ int main(void) {
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
         cmocka_unit_test(test_replay_of_the_current_bundle_is_silent),
         cmocka_unit_test(test_rewound_partition_reapplies_nothing),
+        cmocka_unit_test(test_applied_offset_beyond_the_partition_end_is_judged),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_edge_verifies_what_redis_holds),
         cmocka_unit_test(test_forged_fields_never_decide),
