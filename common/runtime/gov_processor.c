@@ -20,6 +20,11 @@
  * gov_processor_msg_t.replay set (handlers materialize, announce nothing; a
  * poison replay is not dead-lettered again).  At assignment a partition
  * starts from Redis's view when it is behind the committed offset.
+ * Offsets Redis holds that are not below the partition's end never came
+ * from this topic (it was deleted and recreated: offsets restart at 0;
+ * or they were written by hand): they are logged at error, counted, and
+ * not trusted - the partition starts at its committed offset or
+ * beginning, a message under such a tenant applied offset is judged.
  *
  * Start-up, configuration of the shared settings, signals, logging, metrics,
  * the admin server, Redis and the producer are gov_runtime's; this layer adds
@@ -151,9 +156,9 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_already_applied = gov_metrics_counter(metrics, "processor_already_applied_total",
         "Messages finished without judging them again: the tenant's applied offset (gov:applied:{T}:...) already covered them (a rewound or rebuilt partition).",
         2, (const char *[]){"processor", "topic"});
-    p->m_applied_ahead = gov_metrics_counter(metrics, "processor_applied_offset_ahead_total",
-        "Messages judged although the tenant's applied offset was above them: that offset is not below the partition's end, so it belongs to a deleted and recreated topic (offsets restarted at 0) or was written by hand.",
-        2, (const char *[]){"processor", "topic"});
+    p->m_applied_ahead = gov_metrics_counter(metrics, "processor_offset_ahead_total",
+        "Offsets in Redis not below the partition's end: they belong to a deleted and recreated topic (offsets restarted at 0), another Kafka cluster, or were written by hand. kind=applied: a tenant's applied offset, the message was judged anyway; kind=watermark: a partition watermark at assignment, the partition started at its committed offset or beginning.",
+        3, (const char *[]){"processor", "topic", "kind"});
     if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL ||
         p->m_tenant_errors == NULL || p->m_already_applied == NULL || p->m_applied_ahead == NULL)
         return GOV_ERR_NOMEM;
@@ -345,6 +350,30 @@ static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int
     }
     if (ps)
         ps->expected = wm;
+    if (wm >= 0 && (committed < 0 || committed <= wm)) {
+        /* Redis says more of the partition was applied than it holds: the
+         * topic was deleted and recreated (its offsets restarted at 0, the
+         * group's committed offsets went with it), or Redis belongs to
+         * another cluster, or the key was written by hand.  Resuming after
+         * the watermark would skip the new topic's messages. */
+        int64_t end = gov_kafka_consumer_end(p->consumer, topic, partition, 1, 5000);
+        if (end >= 0 && wm >= end) {
+            char e[32];
+            snprintf(part, sizeof part, "%d", (int)partition);
+            snprintf(c, sizeof c, "%lld", (long long)committed);
+            snprintf(w, sizeof w, "%lld", (long long)wm);
+            snprintf(e, sizeof e, "%lld", (long long)end);
+            gov_log(GOV_LOG_ERROR,
+                    "partition watermark in Redis is beyond the end of the partition: the topic was "
+                    "deleted and recreated, Redis belongs to another Kafka cluster, or the key was "
+                    "written by hand; starting at the committed offset, else the beginning",
+                    "topic", topic, "partition", part, "committed", c, "watermark", w,
+                    "partition_end", e, (const char *)NULL);
+            gov_metric_inc(p->m_applied_ahead, (const char *[]){p->spec->name, topic, "watermark"},
+                           1);
+            return committed >= 0 ? GOV_KAFKA_OFFSET_COMMITTED : GOV_KAFKA_OFFSET_BEGINNING;
+        }
+    }
     if (committed < 0 || committed <= wm + 1)
         return committed < 0 && wm >= 0 ? wm + 1 : GOV_KAFKA_OFFSET_COMMITTED;
     /* The group went further than Redis holds: rebuild. */
@@ -747,7 +776,7 @@ static int applied_ahead_of_topic(gov_processor_t *p, const gov_processor_msg_t 
             "tenant", json_string_value(json_object_get(m->event, "tenant")), "topic", km->topic,
             "partition", part, "offset", off, "applied", stored, "partition_end", ends,
             (const char *)NULL);
-    gov_metric_inc(p->m_applied_ahead, (const char *[]){p->spec->name, km->topic}, 1);
+    gov_metric_inc(p->m_applied_ahead, (const char *[]){p->spec->name, km->topic, "applied"}, 1);
     applied_slot_t *slot = applied_slot_of(p, m);
     if (slot != NULL)
         slot->tenant[0] = 0;   /* re-learned from the handler's write */
