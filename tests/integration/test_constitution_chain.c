@@ -503,6 +503,19 @@ static int copies_of(const char *topic, const char *event_id) {
     return seen;
 }
 
+/* Publishes a jcs bundle of `version` signed by alice and bob and waits
+ * until this file's gov-constitution has finished it; returns the bundle
+ * (new reference) with its partition and offset. */
+static json_t *publish_finished(const char *version, int32_t *part, int64_t *off) {
+    char doc[1024];
+    doc_text(doc, sizeof doc, version, 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, part, off);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", *part, *off, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)*off);
+    return b;
+}
+
 /* A partition consumed again (its watermark deleted, so gov-constitution
  * rebuilds it from the beginning) re-applies nothing the tenant's keys
  * already hold: the accepted bundle lies below the tenant's applied offset
@@ -513,14 +526,9 @@ static int copies_of(const char *topic, const char *event_id) {
  * the stored one (named in its log line for the accepted bundle). */
 static void test_rewound_partition_reapplies_nothing(void **state) {
     (void)state;
-    char doc[1024];
-    doc_text(doc, sizeof doc, "1.3.0", 0.7);
-    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
     int32_t part = -1;
     int64_t off = -1;
-    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
-    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
-        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    json_t *b = publish_finished("1.3.0", &part, &off);
     int32_t part2 = -1;
     int64_t off2 = -1;   /* the same event again: the tenant's applied offset */
     itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part2, &off2);
@@ -614,14 +622,9 @@ static void test_applied_offset_beyond_the_partition_end_is_judged(void **state)
     const char *flt[] = {"topic=\"constitution.bundles\"", "kind=\"applied\"", NULL};
     double ahead = itest_proc_metric(&proc, "processor_offset_ahead_total", flt);
 
-    char doc[1024];
-    doc_text(doc, sizeof doc, "1.4.0", 0.7);
-    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
     int32_t part = -1;
     int64_t off = -1;
-    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
-    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
-        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    json_t *b = publish_finished("1.4.0", &part, &off);
     const char *cs = json_string_value(json_object_get(b, "checksum"));
     assert_true(wait_served(cs, 5000) >= 0);   /* judged and accepted, not passed over */
     /* the stale offset is replaced by the message's own */
