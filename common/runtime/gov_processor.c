@@ -759,7 +759,7 @@ static applied_slot_t *applied_slot_of(gov_processor_t *p, const gov_processor_m
 static int applied_ahead_of_topic(gov_processor_t *p, const gov_processor_msg_t *m,
                                   int64_t applied) {
     const gov_kafka_msg_t *km = m->kafka;
-    int64_t end = gov_kafka_consumer_end(p->consumer, km->topic, km->partition, 0, 0);
+    int64_t end = gov_kafka_consumer_end(p->consumer, km->topic, km->partition, 0, 5000);
     if (end < 0 || applied < end)
         return 0;
     end = gov_kafka_consumer_end(p->consumer, km->topic, km->partition, 1, 5000);
