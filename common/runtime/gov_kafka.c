@@ -23,9 +23,14 @@
  * remaining delivery reports and destroys it.  Callers produce under the
  * read lock.  Messages of the old handle fail with an error delivery report
  * (a synchronous send returns GOV_ERR_KAFKA), so the caller's own retry
- * (the processor loop retries a failed message) sends them again: nothing is
- * lost, and a purged in-flight message that the broker did write is a
- * duplicate the consumers' idempotent materialization absorbs.
+ * (the processor loop retries a failed message) sends them again.  An
+ * asynchronous message (gov_kafka_produce: nobody waits for it, nobody
+ * retries it - gov-edge's decisions) that fails because its handle is fatal
+ * is kept by the delivery callback and produced again by the poll thread
+ * once the handle works (requeue_keep/requeue_drain; after other messages
+ * queued meanwhile).  So nothing is lost, and a purged in-flight message
+ * that the broker did write is a duplicate the consumers' idempotent
+ * materialization absorbs.
  * kafka_producer_recreated_total counts recreations (gov_kafka_producer_
  * report).  Bounded: when a fatal error comes GOV_KAFKA_RECREATE_LIMIT
  * times more within GOV_KAFKA_RECREATE_WINDOW_S seconds, recreating does not
@@ -82,7 +87,22 @@ struct gov_kafka_producer {
     atomic_int fatal_pending; /* error_cb saw RD_KAFKA_RESP_ERR__FATAL */
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t recreated;
+    /* async messages failed because their handle turned fatal, kept to be
+     * produced again on the recreated handle (requeue_mu; the delivery
+     * callback cannot take the handle lock) */
+    pthread_mutex_t requeue_mu;
+    struct requeued *requeue;
+    atomic_int requeue_pending;
 };
+
+/* One message to produce again: its topic, key and value follow it. */
+typedef struct requeued {
+    struct requeued *next;
+    rd_kafka_headers_t *hdrs;   /* owned; NULL when none */
+    size_t topic_len, key_len, len;
+    int has_key;
+    char data[];
+} requeued_t;
 
 typedef struct sync_waiter {
     pthread_mutex_t mu;
@@ -105,10 +125,47 @@ static void waiter_release(sync_waiter_t *w) {
 /* Runs on whichever thread serves the handle's queue (the poll thread, a
  * flushing caller, or the recreation retiring an old handle); takes no lock
  * of the producer. */
+/* An asynchronous message (no waiter: nobody retries it) failed because
+ * its handle is in the fatal state - purged from the queue by librdkafka
+ * itself or by producer_retire, or failed in flight: it is kept for the
+ * recreated handle instead of being lost.  One that the broker did write
+ * comes out twice; consumers take the byte-identical copy as a replay
+ * (gov-audit's dedup).  1 when kept. */
+static int requeue_keep(gov_kafka_producer_t *p, rd_kafka_t *rk, const rd_kafka_message_t *m) {
+    if (rd_kafka_fatal_error(rk, NULL, 0) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    size_t tl = strlen(topic);
+    requeued_t *q = gov_malloc(sizeof *q + tl + 1 + m->key_len + m->len);
+    if (q == NULL)
+        return 0;
+    q->next = NULL;
+    q->hdrs = NULL;
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h)
+        q->hdrs = rd_kafka_headers_copy(h);
+    q->topic_len = tl;
+    q->key_len = m->key_len;
+    q->has_key = m->key != NULL;
+    q->len = m->len;
+    memcpy(q->data, topic, tl + 1);
+    if (m->key_len)
+        memcpy(q->data + tl + 1, m->key, m->key_len);
+    if (m->len)
+        memcpy(q->data + tl + 1 + m->key_len, m->payload, m->len);
+    pthread_mutex_lock(&p->requeue_mu);
+    q->next = p->requeue;   /* reversed; requeue_drain restores the order */
+    p->requeue = q;
+    pthread_mutex_unlock(&p->requeue_mu);
+    atomic_store(&p->requeue_pending, 1);
+    return 1;
+}
+
 static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
     gov_kafka_producer_t *p = opaque;
     sync_waiter_t *w = m->_private;
+    if (m->err && w == NULL && requeue_keep(p, rk, m))
+        return;
     if (m->err) {
         atomic_fetch_add(&p->failed, 1);
         char part[16];
@@ -229,6 +286,8 @@ out:
         producer_retire(old);
 }
 
+static void requeue_drain(gov_kafka_producer_t *p);
+
 static void *producer_poll_thread(void *arg) {
     gov_kafka_producer_t *p = arg;
     while (!atomic_load(&p->stop)) {
@@ -238,6 +297,11 @@ static void *producer_poll_thread(void *arg) {
         pthread_rwlock_unlock(&p->lock);
         if (atomic_exchange(&p->fatal_pending, 0))
             producer_recreate(p, gen);
+        pthread_rwlock_rdlock(&p->lock);
+        int fatal = rd_kafka_fatal_error(p->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+        pthread_rwlock_unlock(&p->lock);
+        if (!fatal)   /* kept messages go to a working handle only */
+            requeue_drain(p);
     }
     return NULL;
 }
@@ -273,6 +337,7 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
     pthread_rwlockattr_init(&la);
     pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     lock_made = pthread_rwlock_init(&p->lock, &la) == 0;
+    pthread_mutex_init(&p->requeue_mu, NULL);
     pthread_rwlockattr_destroy(&la);
     if (!lock_made) {
         snprintf(errbuf, errbuf_size, "cannot create the producer lock");
@@ -321,6 +386,7 @@ out:
             rd_kafka_conf_destroy(p->conf);
         if (lock_made)
             pthread_rwlock_destroy(&p->lock);
+        pthread_mutex_destroy(&p->requeue_mu);
         gov_free(p);
     }
     return err;
@@ -363,6 +429,14 @@ void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms) {
     rd_kafka_destroy(p->rk);
     rd_kafka_conf_destroy(p->conf);
     pthread_rwlock_destroy(&p->lock);
+    for (requeued_t *q = p->requeue, *next; q; q = next) {   /* never produced again */
+        next = q->next;
+        atomic_fetch_add(&p->failed, 1);
+        if (q->hdrs)
+            rd_kafka_headers_destroy(q->hdrs);
+        gov_free(q);
+    }
+    pthread_mutex_destroy(&p->requeue_mu);
     gov_free(p);
 }
 
@@ -381,13 +455,11 @@ static rd_kafka_headers_t *make_headers(const gov_kafka_header_t *h, size_t n) {
  * the fatal state is recreated here and the message queued once more on the
  * new one (it was never queued on the old).  GOV_OK, or GOV_ERR_KAFKA with
  * the reason in errbuf. */
-static gov_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
-                             const void *key, size_t key_len,
-                             const void *value, size_t len,
-                             const gov_kafka_header_t *headers,
-                             size_t nheaders, void *opaque, char *errbuf,
-                             size_t errbuf_size) {
-    rd_kafka_headers_t *hdrs = make_headers(headers, nheaders);
+static gov_err_t produce_hdrs(gov_kafka_producer_t *p, const char *topic,
+                              const void *key, size_t key_len,
+                              const void *value, size_t len,
+                              rd_kafka_headers_t *hdrs, void *opaque, char *errbuf,
+                              size_t errbuf_size) {
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     int fatal_retried = 0;
     for (int attempt = 0;; attempt++) {
@@ -428,6 +500,58 @@ static gov_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
         snprintf(errbuf, errbuf_size, "produce to %s: %s", topic, rd_kafka_err2str(e));
     pthread_rwlock_unlock(&p->lock);
     return GOV_ERR_KAFKA;
+}
+
+/* produce_hdrs with the headers made from an array (hdrs taken by it). */
+static gov_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
+                             const void *key, size_t key_len,
+                             const void *value, size_t len,
+                             const gov_kafka_header_t *headers,
+                             size_t nheaders, void *opaque, char *errbuf,
+                             size_t errbuf_size) {
+    return produce_hdrs(p, topic, key, key_len, value, len, make_headers(headers, nheaders),
+                        opaque, errbuf, errbuf_size);
+}
+
+/* Produces again, in their first order, the messages requeue_keep kept
+ * (on the recreated handle; a failure now is counted and logged as any
+ * failed async produce).  Takes no lock on entry; the read lock per
+ * message.  Cost: one produce per kept message. */
+static void requeue_drain(gov_kafka_producer_t *p) {
+    if (!atomic_exchange(&p->requeue_pending, 0))
+        return;
+    pthread_mutex_lock(&p->requeue_mu);
+    requeued_t *q = p->requeue, *ordered = NULL;
+    p->requeue = NULL;
+    pthread_mutex_unlock(&p->requeue_mu);
+    size_t n = 0;
+    while (q) {
+        requeued_t *next = q->next;
+        q->next = ordered;
+        ordered = q;
+        q = next;
+    }
+    for (q = ordered; q; q = ordered) {
+        ordered = q->next;
+        char eb[512];
+        const char *topic = q->data;
+        if (produce_hdrs(p, topic, q->has_key ? q->data + q->topic_len + 1 : NULL, q->key_len,
+                         q->data + q->topic_len + 1 + q->key_len, q->len, q->hdrs, NULL, eb,
+                         sizeof eb) != GOV_OK) {
+            atomic_fetch_add(&p->failed, 1);
+            gov_log(GOV_LOG_ERROR, "kafka produce failed", "topic", topic, "error", eb,
+                    (const char *)NULL);
+        } else {
+            n++;
+        }
+        gov_free(q);
+    }
+    if (n > 0) {
+        char c[32];
+        snprintf(c, sizeof c, "%zu", n);
+        gov_log(GOV_LOG_WARN, "messages of the fatal kafka producer produced again", "count", c,
+                (const char *)NULL);
+    }
 }
 
 gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
@@ -780,6 +904,18 @@ int gov_kafka_consumer_healthy(gov_kafka_consumer_t *c) {
         return c->assigned;
     }
     return 0;
+}
+
+int64_t gov_kafka_consumer_end(gov_kafka_consumer_t *c, const char *topic, int32_t partition,
+                               int confirm, int timeout_ms) {
+    int64_t lo = -1, hi = -1;
+    if (!confirm && rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) ==
+                        RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0)
+        return hi;
+    if (rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi, timeout_ms) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return hi >= 0 ? hi : -1;
 }
 
 void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque) {

@@ -159,6 +159,15 @@ typedef void (*gov_kafka_lag_fn)(void *opaque, const char *topic,
                                  int32_t partition, int64_t lag);
 void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque);
 
+/* The end offset (high watermark) of a partition: the consumer's cached
+ * value, which a fetch that delivered a message of it has set, or, when
+ * that is unknown or `confirm` is set, the broker's answer (waits up to
+ * timeout_ms).  -1 when neither is known.  Offsets of one incarnation of a
+ * topic stay below it; an offset recorded elsewhere (Redis) that is not
+ * below it belongs to a deleted and recreated topic, or was forged. */
+int64_t gov_kafka_consumer_end(gov_kafka_consumer_t *c, const char *topic, int32_t partition,
+                               int confirm, int timeout_ms);
+
 /* Where an assigned partition starts: an offset >= 0, or one of these. */
 #define GOV_KAFKA_OFFSET_BEGINNING (-2)    /* the oldest message kept */
 #define GOV_KAFKA_OFFSET_END (-1)          /* after the newest message */

@@ -20,6 +20,11 @@
  * gov_processor_msg_t.replay set (handlers materialize, announce nothing; a
  * poison replay is not dead-lettered again).  At assignment a partition
  * starts from Redis's view when it is behind the committed offset.
+ * Offsets Redis holds that are not below the partition's end never came
+ * from this topic (it was deleted and recreated: offsets restart at 0;
+ * or they were written by hand): they are logged at error, counted, and
+ * not trusted - the partition starts at its committed offset or
+ * beginning, a message under such a tenant applied offset is judged.
  *
  * Start-up, configuration of the shared settings, signals, logging, metrics,
  * the admin server, Redis and the producer are gov_runtime's; this layer adds
@@ -101,6 +106,7 @@ struct gov_processor {
      * marked degraded in /readyz until a write of theirs succeeds */
     gov_metric_t *m_tenant_errors;
     gov_metric_t *m_already_applied;
+    gov_metric_t *m_applied_ahead;
     char blocked[MAX_BLOCKED][GOV_TENANT_MAX + 1];
     int nblocked;
     /* per-tenant applied offsets (docs/contracts.md, "Rebuilding Redis") */
@@ -150,8 +156,11 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_already_applied = gov_metrics_counter(metrics, "processor_already_applied_total",
         "Messages finished without judging them again: the tenant's applied offset (gov:applied:{T}:...) already covered them (a rewound or rebuilt partition).",
         2, (const char *[]){"processor", "topic"});
+    p->m_applied_ahead = gov_metrics_counter(metrics, "processor_offset_ahead_total",
+        "Offsets in Redis not below the partition's end: they belong to a deleted and recreated topic (offsets restarted at 0), another Kafka cluster, or were written by hand. kind=applied: a tenant's applied offset, the message was judged anyway; kind=watermark: a partition watermark at assignment, the partition started at its committed offset or beginning.",
+        3, (const char *[]){"processor", "topic", "kind"});
     if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL ||
-        p->m_tenant_errors == NULL || p->m_already_applied == NULL)
+        p->m_tenant_errors == NULL || p->m_already_applied == NULL || p->m_applied_ahead == NULL)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_status_register(status, "kafka");
     return err != GOV_OK ? err : gov_status_register(status, "redis");
@@ -341,6 +350,30 @@ static int64_t on_assign(void *opaque, const char *topic, int32_t partition, int
     }
     if (ps)
         ps->expected = wm;
+    if (wm >= 0 && (committed < 0 || committed <= wm)) {
+        /* Redis says more of the partition was applied than it holds: the
+         * topic was deleted and recreated (its offsets restarted at 0, the
+         * group's committed offsets went with it), or Redis belongs to
+         * another cluster, or the key was written by hand.  Resuming after
+         * the watermark would skip the new topic's messages. */
+        int64_t end = gov_kafka_consumer_end(p->consumer, topic, partition, 1, 5000);
+        if (end >= 0 && wm >= end) {
+            char e[32];
+            snprintf(part, sizeof part, "%d", (int)partition);
+            snprintf(c, sizeof c, "%lld", (long long)committed);
+            snprintf(w, sizeof w, "%lld", (long long)wm);
+            snprintf(e, sizeof e, "%lld", (long long)end);
+            gov_log(GOV_LOG_ERROR,
+                    "partition watermark in Redis is beyond the end of the partition: the topic was "
+                    "deleted and recreated, Redis belongs to another Kafka cluster, or the key was "
+                    "written by hand; starting at the committed offset, else the beginning",
+                    "topic", topic, "partition", part, "committed", c, "watermark", w,
+                    "partition_end", e, (const char *)NULL);
+            gov_metric_inc(p->m_applied_ahead, (const char *[]){p->spec->name, topic, "watermark"},
+                           1);
+            return committed >= 0 ? GOV_KAFKA_OFFSET_COMMITTED : GOV_KAFKA_OFFSET_BEGINNING;
+        }
+    }
     if (committed < 0 || committed <= wm + 1)
         return committed < 0 && wm >= 0 ? wm + 1 : GOV_KAFKA_OFFSET_COMMITTED;
     /* The group went further than Redis holds: rebuild. */
@@ -698,6 +731,58 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
     memset(m, 0, sizeof *m);
 }
 
+/* The table slot of the message's (tenant, topic, partition); NULL when the
+ * message has no tenant or its names do not fit. */
+static applied_slot_t *applied_slot_of(gov_processor_t *p, const gov_processor_msg_t *m) {
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    const gov_kafka_msg_t *km = m->kafka;
+    if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128)
+        return NULL;
+    uint32_t h = 2166136261u; /* FNV-1a over tenant, topic, partition */
+    for (const char *c = tenant; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = km->topic; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    h = (h ^ (uint32_t)km->partition) * 16777619u;
+    return &p->applied[h % APPLIED_SLOTS];
+}
+
+/* The tenant's stored applied offset is above the message but not below
+ * the partition's end (the broker is asked to confirm what the consumer's
+ * cache says): no message of this partition was ever applied there.  The
+ * topic was deleted and recreated (its offsets restarted at 0 while Redis
+ * kept the old ones) or the key was written by hand.  Passing the message
+ * over would drop a new update unseen, so it is judged instead - the
+ * anti-rollback check against the stored state still holds - and the
+ * handler's write replaces the stale offset.  Logged at error, counted.
+ * Cost: one broker round trip, only on this path. */
+static int applied_ahead_of_topic(gov_processor_t *p, const gov_processor_msg_t *m,
+                                  int64_t applied) {
+    const gov_kafka_msg_t *km = m->kafka;
+    int64_t end = gov_kafka_consumer_end(p->consumer, km->topic, km->partition, 0, 5000);
+    if (end < 0 || applied < end)
+        return 0;
+    end = gov_kafka_consumer_end(p->consumer, km->topic, km->partition, 1, 5000);
+    if (end < 0 || applied < end)
+        return 0;
+    char part[16], off[32], stored[32], ends[32];
+    snprintf(part, sizeof part, "%d", (int)km->partition);
+    snprintf(off, sizeof off, "%lld", (long long)km->offset);
+    snprintf(stored, sizeof stored, "%lld", (long long)applied);
+    snprintf(ends, sizeof ends, "%lld", (long long)end);
+    gov_log(GOV_LOG_ERROR,
+            "tenant's applied offset is beyond the end of the partition: the topic was deleted and "
+            "recreated or the key was written by hand; judging the message instead of passing it over",
+            "tenant", json_string_value(json_object_get(m->event, "tenant")), "topic", km->topic,
+            "partition", part, "offset", off, "applied", stored, "partition_end", ends,
+            (const char *)NULL);
+    gov_metric_inc(p->m_applied_ahead, (const char *[]){p->spec->name, km->topic, "applied"}, 1);
+    applied_slot_t *slot = applied_slot_of(p, m);
+    if (slot != NULL)
+        slot->tenant[0] = 0;   /* re-learned from the handler's write */
+    return 1;
+}
+
 /* gov_processor_applied; with to_stored, the remembered offset is raised to
  * applied_before when that is higher (a writer that never lowers the stored
  * offset: what Redis holds is then what is applied).  gov-audit's script
@@ -707,16 +792,9 @@ static int note_applied(gov_processor_t *p, const gov_processor_msg_t *m, int64_
                         int to_stored) {
     const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
     const gov_kafka_msg_t *km = m->kafka;
-    if (tenant == NULL || strlen(tenant) > GOV_TENANT_MAX || strlen(km->topic) >= 128 ||
-        applied_before == GOV_STATE_APPLIED_UNKNOWN)
+    applied_slot_t *slot = applied_slot_of(p, m);
+    if (slot == NULL || applied_before == GOV_STATE_APPLIED_UNKNOWN)
         return 0;
-    uint32_t h = 2166136261u; /* FNV-1a over tenant, topic, partition */
-    for (const char *c = tenant; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    for (const char *c = km->topic; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    h = (h ^ (uint32_t)km->partition) * 16777619u;
-    applied_slot_t *slot = &p->applied[h % APPLIED_SLOTS];
     int known = slot->tenant[0] && strcmp(slot->tenant, tenant) == 0 &&
                 strcmp(slot->topic, km->topic) == 0 && slot->partition == km->partition;
     if (known && !m->replay && applied_before < slot->offset) {
@@ -762,6 +840,8 @@ gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_m
     gov_err_t err = gov_state_applied_read(p->redis, &pos, &applied, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
+    if (applied > pos.offset && applied_ahead_of_topic(p, m, applied))
+        return GOV_OK;
     /* the stored offset only grows here (a message below it is passed
      * over, not written): it is what is applied for the tenant */
     if (note_applied(p, m, applied, 1)) {

@@ -208,7 +208,13 @@ int gov_processor_applied(gov_processor_t *p, const gov_processor_msg_t *m,
  *     processor_already_applied_total{processor,topic});
  *   GOV_ERR_STATE: the tenant's slot lost writes, the partition is being
  *     rebuilt (return it); or the Redis error.
- * Cost: one GET. */
+ * An applied offset above m that is not below the partition's end (the
+ * broker confirms it) was never an offset of this topic: it was deleted and
+ * recreated, or the key was written by hand.  Then m is judged (GOV_OK,
+ * *redelivered 0), logged at error and counted in
+ * processor_offset_ahead_total{processor,topic,kind="applied"}: passing it over
+ * would drop a new update unseen.
+ * Cost: one GET (and one broker round trip on that path). */
 gov_err_t gov_processor_tenant_applied(gov_processor_t *p, const gov_processor_msg_t *m,
                                        int *redelivered, char *errbuf, size_t errbuf_size);
 

@@ -503,6 +503,19 @@ static int copies_of(const char *topic, const char *event_id) {
     return seen;
 }
 
+/* Publishes a jcs bundle of `version` signed by alice and bob and waits
+ * until this file's gov-constitution has finished it; returns the bundle
+ * (new reference) with its partition and offset. */
+static json_t *publish_finished(const char *version, int32_t *part, int64_t *off) {
+    char doc[1024];
+    doc_text(doc, sizeof doc, version, 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, part, off);
+    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", *part, *off, 30000))
+        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)*off);
+    return b;
+}
+
 /* A partition consumed again (its watermark deleted, so gov-constitution
  * rebuilds it from the beginning) re-applies nothing the tenant's keys
  * already hold: the accepted bundle lies below the tenant's applied offset
@@ -513,14 +526,9 @@ static int copies_of(const char *topic, const char *event_id) {
  * the stored one (named in its log line for the accepted bundle). */
 static void test_rewound_partition_reapplies_nothing(void **state) {
     (void)state;
-    char doc[1024];
-    doc_text(doc, sizeof doc, "1.3.0", 0.7);
-    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
     int32_t part = -1;
     int64_t off = -1;
-    itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part, &off);
-    if (!itest_wait_offset(itest_redis(), proc.group, "constitution.bundles", part, off, 30000))
-        fail_msg("%s did not finish offset %lld", COMPONENT, (long long)off);
+    json_t *b = publish_finished("1.3.0", &part, &off);
     int32_t part2 = -1;
     int64_t off2 = -1;   /* the same event again: the tenant's applied offset */
     itest_produce_event_at("constitution.bundles", "ConstitutionBundle", b, &part2, &off2);
@@ -564,6 +572,114 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     free(after);
     snprintf(good_checksum, sizeof good_checksum, "%s",
              json_string_value(json_object_get(b, "checksum")));
+    json_decref(b);
+}
+
+/* 1 when one line of the private processor's log holds every mark. */
+static int log_has(const char *const *marks) {
+    char *log = itest_read_file(itest_log_path(proc.log), NULL);
+    int found = 0;
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        found = 1;
+        for (const char *const *m = marks; *m && found; m++)
+            found = strstr(line, *m) != NULL;
+    }
+    free(log);
+    return found;
+}
+
+/* Sets what(i) = the end of constitution.bundles/i + 100000 for every
+ * partition i (its values in stale[i]); returns the partition count. */
+static int set_beyond_ends(const char *fmt, char stale[16][32]) {
+    int nparts = itest_topic_partitions("constitution.bundles");
+    assert_true(nparts > 0 && nparts <= 16);
+    for (int i = 0; i < nparts; i++) {
+        char key[320];
+        snprintf(key, sizeof key, fmt, proc.group, i);
+        snprintf(stale[i], sizeof stale[i], "%lld",
+                 (long long)(itest_high_watermark("constitution.bundles", i) + 100000));
+        const char *set[] = {"SET", key, stale[i]};
+        freeReplyObject(itest_redis_cmd(itest_redis(), 3, set, NULL));
+    }
+    return nparts;
+}
+
+/* A topic deleted and recreated restarts its offsets at 0 while Redis keeps
+ * the tenant's applied offsets of the old topic.  Such an offset is not
+ * below the partition's end - no message of this topic was ever applied
+ * there - so a new bundle under it must be judged and served, not passed
+ * over as "already applied" (the update would be lost unseen), and the
+ * operator told why (error log line, processor_applied_offset_ahead_total).
+ * The state is made without deleting the stack's shared topic: the
+ * tenant's applied offset on every partition is set past that partition's
+ * end (what a recreated topic leaves, and what a Redis writer could set). */
+static void test_applied_offset_beyond_the_partition_end_is_judged(void **state) {
+    (void)state;
+    char stale[16][32], fmt[160];
+    snprintf(fmt, sizeof fmt, "gov:applied:{%s}:%%s:constitution.bundles:%%d", tenant);
+    set_beyond_ends(fmt, stale);
+    const char *flt[] = {"topic=\"constitution.bundles\"", "kind=\"applied\"", NULL};
+    double ahead = itest_proc_metric(&proc, "processor_offset_ahead_total", flt);
+
+    int32_t part = -1;
+    int64_t off = -1;
+    json_t *b = publish_finished("1.4.0", &part, &off);
+    const char *cs = json_string_value(json_object_get(b, "checksum"));
+    assert_true(wait_served(cs, 5000) >= 0);   /* judged and accepted, not passed over */
+    /* the stale offset is replaced by the message's own */
+    char key[320], want[32];
+    snprintf(key, sizeof key, "gov:applied:{%s}:%s:constitution.bundles:%d", tenant, proc.group,
+             (int)part);
+    snprintf(want, sizeof want, "%lld", (long long)off);
+    const char *get[] = {"GET", key};
+    redisReply *r = itest_redis_cmd(itest_redis(), 2, get, NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, want);
+    freeReplyObject(r);
+    assert_true(itest_proc_metric(&proc, "processor_offset_ahead_total", flt) >
+                (ahead < 0 ? 0 : ahead));
+    char tmark[96], omark[48], amark[64];
+    snprintf(tmark, sizeof tmark, "\"tenant\":\"%s\"", tenant);
+    snprintf(omark, sizeof omark, "\"offset\":\"%lld\"", (long long)off);
+    snprintf(amark, sizeof amark, "\"applied\":\"%s\"", stale[part]);
+    const char *marks[] = {"\"level\":\"error\"", "applied offset is beyond the end of the partition",
+                           tmark, omark, amark, NULL};
+    assert_true(log_has(marks));
+    snprintf(good_checksum, sizeof good_checksum, "%s", cs);
+    json_decref(b);
+}
+
+/* The same for the partition watermarks a recreated topic leaves behind
+ * (gov:offsets:<group>:<topic>:<p> beyond the partition's end): a restart
+ * says so at error for each partition, naming watermark and end, counts it
+ * (kind="watermark") and starts at the committed offset - resuming after
+ * the watermark would pass the new topic's messages over - and a new
+ * bundle is served. */
+static void test_watermark_beyond_the_partition_end_is_explained(void **state) {
+    (void)state;
+    assert_int_equal(itest_proc_stop(&proc), 0);
+    char stale[16][32];
+    int nparts = set_beyond_ends("gov:offsets:%s:constitution.bundles:%d", stale);
+    const char *env[] = {env_redis, env_trust, env_maxdoc, NULL};
+    itest_proc_start(&proc, "gov-constitution", COMPONENT, env, "itest-gov-constitution.log");
+    const char *flt[] = {"topic=\"constitution.bundles\"", "kind=\"watermark\"", NULL};
+    assert_true(itest_proc_metric(&proc, "processor_offset_ahead_total", flt) >= nparts);
+    for (int i = 0; i < nparts; i++) {
+        char pmark[48], wmark[64];
+        snprintf(pmark, sizeof pmark, "\"partition\":\"%d\"", i);
+        snprintf(wmark, sizeof wmark, "\"watermark\":\"%s\"", stale[i]);
+        const char *marks[] = {"\"level\":\"error\"", "watermark in Redis is beyond the end",
+                               pmark, wmark, "partition_end", NULL};
+        assert_true(log_has(marks));
+    }
+    char doc[1024];
+    doc_text(doc, sizeof doc, "1.5.0", 0.7);
+    json_t *b = bundle(doc, "jcs", "sha3-512", NULL, AB);
+    const char *cs = json_string_value(json_object_get(b, "checksum"));
+    itest_produce_event("constitution.bundles", "ConstitutionBundle", b);
+    assert_true(wait_served(cs, 10000) >= 0);
+    snprintf(good_checksum, sizeof good_checksum, "%s", cs);
     json_decref(b);
 }
 
@@ -964,6 +1080,8 @@ int main(void) {
         cmocka_unit_test(test_replay_is_a_duplicate_and_newer_version_rebinds),
         cmocka_unit_test(test_replay_of_the_current_bundle_is_silent),
         cmocka_unit_test(test_rewound_partition_reapplies_nothing),
+        cmocka_unit_test(test_applied_offset_beyond_the_partition_end_is_judged),
+        cmocka_unit_test(test_watermark_beyond_the_partition_end_is_explained),
         cmocka_unit_test(test_restarted_edge_loads_from_redis_and_refuses_tampered_state),
         cmocka_unit_test(test_edge_verifies_what_redis_holds),
         cmocka_unit_test(test_forged_fields_never_decide),

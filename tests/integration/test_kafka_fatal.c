@@ -149,6 +149,65 @@ static double recreated_metric(gov_metrics_t *reg) {
     return v;
 }
 
+#define ASYNC_N 20000
+
+typedef struct seen_all {
+    const char *prefix;
+    unsigned char seen[ASYNC_N];
+    int distinct;
+} seen_all_t;
+
+/* Counts the distinct "<prefix>-<i>" values; stops when all were seen. */
+static int count_distinct(void *opaque, const gov_kafka_msg_t *m) {
+    seen_all_t *s = opaque;
+    char v[192];
+    size_t pl = strlen(s->prefix);
+    if (m->len >= sizeof v || m->len <= pl + 1)
+        return 0;
+    memcpy(v, m->value, m->len);
+    v[m->len] = 0;
+    if (strncmp(v, s->prefix, pl) != 0 || v[pl] != '-')
+        return 0;
+    int i = atoi(v + pl + 1);
+    if (i >= 0 && i < ASYNC_N && !s->seen[i]) {
+        s->seen[i] = 1;
+        s->distinct++;
+    }
+    return s->distinct == ASYNC_N;
+}
+
+/* Asynchronous messages (gov-edge's decisions) queued when the producer
+ * turns fatal are not lost: librdkafka fails them with the handle, nobody
+ * retries them, so gov_kafka keeps them and produces them again on the
+ * recreated handle - every one reaches the topic. */
+static void test_async_messages_survive_a_recreation(void **state) {
+    (void)state;
+    char topic[128];
+    itest_unique("itest.kfatal-async", topic, sizeof topic);
+    itest_create_topic(topic, 1);
+    gov_metrics_t *reg = gov_metrics_new();
+    assert_non_null(reg);
+    gov_kafka_producer_t *p = producer_new(reg, NULL);
+    for (int i = 0; i < ASYNC_N; i++) {
+        char v[192];
+        int n = snprintf(v, sizeof v, "%s-%d", topic, i);
+        assert_int_equal(gov_kafka_produce(p, topic, "k", 1, v, (size_t)n, NULL, 0), GOV_OK);
+    }
+    assert_int_equal(gov_kafka_producer_test_fatal(p, "itest: fatal with messages queued"),
+                     GOV_OK);
+    seen_all_t *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->prefix = topic;
+    int all = itest_consume_until(topic, count_distinct, s, 60000);
+    print_message("%d of %d asynchronous messages reached the topic\n", s->distinct, ASYNC_N);
+    assert_true(all);
+    assert_int_equal(gov_kafka_producer_recreated(p), 1);
+    free(s);
+    gov_kafka_producer_free(p, 5000);
+    gov_metrics_free(reg);
+    itest_delete_topic(topic);
+}
+
 static void test_recovers_from_a_real_fatal_error(void **state) {
     (void)state;
     int collided = 0;
@@ -257,6 +316,7 @@ static void test_gives_up_after_repeated_fatal_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recovers_from_a_real_fatal_error),
+        cmocka_unit_test(test_async_messages_survive_a_recreation),
         cmocka_unit_test(test_gives_up_after_repeated_fatal_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
