@@ -181,7 +181,12 @@
     X(KEY_STATE_BACKWARDS, "key_state_backwards", "a KeyRotated moves a known key back (state, activates_at or retires_at earlier than stored)") \
     X(KEY_CHANGED, "key_changed", "a KeyRotated changes what is fixed for a known kid (alg, public_jwk, created_at, backend, previous_kid)") \
     X(INVALID_CLIENT, "invalid_client", "a ClientRegistered with a malformed client_id, secret_hash, tenant or scope") \
-    X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)")
+    X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)") \
+    X(UNSUPPORTED_GRANT_TYPE, "unsupported_grant_type", "the token request's grant_type is not client_credentials (RFC 6749 section 5.2)") \
+    X(INVALID_SCOPE, "invalid_scope", "a requested scope is malformed or not one of the client's (RFC 6749 section 5.2)") \
+    X(UNAUTHORIZED_CLIENT, "unauthorized_client", "the client may not do this: a tenant not its own, or a token issued to another client") \
+    X(SIGNING_KEY_UNAVAILABLE, "signing_key_unavailable", "no published, active signing key that this edge's keystore holds: tokens cannot be issued") \
+    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
