@@ -125,7 +125,8 @@ gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out) {
     memcpy(out->pub, k->pub, sizeof out->pub);
     out->active_from = k->activates_at > 0 ? k->activates_at / 1000000 : 0;
     /* a retires_at of 0 would mean "never" to gov_jwt: the epoch is past anyway */
-    out->retired_at = k->retires_at < 0 ? 0 : k->retires_at / 1000000;
+    /* rounded up: a key retires no earlier than its retires_at */
+    out->retired_at = k->retires_at < 0 ? 0 : (k->retires_at + 999999) / 1000000;
     out->retired = k->rank == 3 || k->retires_at == 0;
     if (out->active_from > GOV_JWT_TIME_MAX)
         out->active_from = GOV_JWT_TIME_MAX;
