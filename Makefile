@@ -142,6 +142,8 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $(filter %.c,$^) $(filter %.a,$^) $(CORE_LIBS)
 # gov-identity's JWK check is processor code, pure, fuzzed with core.
 build/fuzz/fuzz_identity_jwk: processors/identity/jwk.c
+# gov-edge's token endpoint parameters: edge code, pure, fuzzed with core.
+build/fuzz/fuzz_oauth_params: http-edge/oauth_params.c
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 # --- machine setup ----------------------------------------------------------

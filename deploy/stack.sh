@@ -630,6 +630,12 @@ start_services() {
     # shellcheck source=/dev/null
     ( set -a; . "$ENV_FILE"; set +a
       export GOV_ADMIN_PORT="$port" GOV_PORT="$port"   # gov-edge serves on GOV_PORT
+      # gov-edge signs tokens with keys of its file key store (0700); a key
+      # signs once `govctl keys rotate` published it (docs/runbooks/security.md)
+      if [[ $name == gov-edge ]]; then
+        mkdir -p "$VAR/edge-keys" && chmod 0700 "$VAR/edge-keys"
+        export GOV_SIGNER_KEY_DIR="${GOV_SIGNER_KEY_DIR:-$VAR/edge-keys}"
+      fi
       spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
     STARTED_SERVICES+=("$name"); waiting+=("$line")
   done
