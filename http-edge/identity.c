@@ -10,8 +10,8 @@
  * update topic, so every identity_refresh_ms the thread reads the key list,
  * each key hash and the JWKS through gov_state_identity (O(keys) small
  * reads) and compares their fingerprint with the served one; only a
- * difference (or a key whose signer the keystore did not have yet) builds a
- * new snapshot, which is swapped in under a mutex held for a few
+ * difference (or, once per reconcile period, keys whose signer the keystore
+ * did not hold) builds a new snapshot, which is swapped in under a mutex held for a few
  * instructions.  A request holds its snapshot for as long as it needs it.
  * The signing key is chosen per request (edge_identity_signing_key): the
  * newest key whose activates_at <= now, that the keystore holds, whose
@@ -57,6 +57,8 @@ struct edge_identity {
     pthread_t thread;
     int started;
     gov_redis_t *redis;        /* the thread's */
+    int failing;               /* the last refresh failed (the thread's) */
+    int64_t signers_tried_us;  /* when the keystore was last asked (monotonic; the thread's) */
     /* constitution grace, under mu */
     edge_grace_t grace[GRACE_MAX];
     size_t ngrace;
@@ -214,17 +216,29 @@ static gov_err_t read_snapshot(edge_identity_t *id, edge_idsnap_t **out, char *e
     return GOV_OK;
 }
 
-/* Opens the keystore's signer of every key (those it holds). */
+/* Opens the keystore's signer of every key it holds: one listing, then one
+ * open per held key (a PKCS#11 search each), not one per published key. */
 static void open_signers(edge_t *e, edge_idsnap_t *s) {
-    for (size_t i = 0; e->keystore && i < s->n; i++) {
-        char eb[256];
-        if (s->keys[i].rank > 1 ||
+    char **held = NULL;
+    size_t nheld = 0;
+    char eb[256];
+    if (e->keystore == NULL || s->n == 0 ||
+        gov_keystore_list(e->keystore, &held, &nheld, NULL, eb, sizeof eb) != GOV_OK) {
+        s->missing_signers = s->n;
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        int listed = 0;
+        for (size_t h = 0; h < nheld && !listed; h++)
+            listed = strcmp(held[h], s->keys[i].kid) == 0;
+        if (!listed || s->keys[i].rank > 1 ||
             gov_keystore_signer(e->keystore, s->keys[i].kid, &s->keys[i].signer, NULL, eb,
                                 sizeof eb) != GOV_OK) {
             s->keys[i].signer = NULL;
             s->missing_signers++;
         }
     }
+    gov_keystore_list_free(held, nheld);
 }
 
 /* Notes replaced constitution hashes (grace list).  Under no lock but mu
@@ -287,17 +301,30 @@ static void refresh(edge_identity_t *id) {
     track_constitutions(id, gov_now_micros());
     gov_err_t err = read_snapshot(id, &s, eb, sizeof eb);
     if (err != GOV_OK) {
-        gov_log(GOV_LOG_WARN, "identity snapshot not refreshed", "error", eb[0] ? eb : gov_err_str(err),
-                (const char *)NULL);
+        /* once per outage, not once per period */
+        if (!id->failing)
+            gov_log(GOV_LOG_WARN, "identity snapshot not refreshed", "error",
+                    eb[0] ? eb : gov_err_str(err), (const char *)NULL);
+        id->failing = 1;
         return;
     }
+    if (id->failing)
+        gov_log(GOV_LOG_INFO, "identity snapshot refreshed again", (const char *)NULL);
+    id->failing = 0;
+    /* Keys the keystore did not hold are looked for again only every
+     * reconcile period: a lookup is a token search on PKCS#11, and most
+     * published keys (other edges', old ones) are never held here. */
+    int64_t now = gov_mono_micros();
     edge_idsnap_t *old = edge_identity_acquire(id->edge);
-    int same = old && old->missing_signers == 0 && strcmp(old->fingerprint, s->fingerprint) == 0;
+    int retry = old && old->missing_signers > 0 &&
+                now - id->signers_tried_us >= id->edge->cfg.reconcile_ms * 1000;
+    int same = old && !retry && strcmp(old->fingerprint, s->fingerprint) == 0;
     edge_idsnap_release(old);
     if (same) {
         snap_free(s);
         return;
     }
+    id->signers_tried_us = now;
     open_signers(id->edge, s);
     pthread_mutex_lock(&id->mu);
     old = id->cur;

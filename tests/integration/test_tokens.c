@@ -4,7 +4,7 @@
  * A private Redis holds a copy of the stack's demo tenant; a private
  * gov-identity ("gov-identity-itest-tokens") materializes identity.keys and
  * identity.clients into it; two private gov-edge replicas
- * ("edge-itest-tokens-a", "-b") share a private key directory.  The test
+ * ("edge-itest-tokens-a-<unique>", "-b-<unique>") share a private key directory.  The test
  * creates keys with the keystore API and publishes their KeyRotated the way
  * `govctl keys rotate` does, registers a client with `govctl clients add`,
  * and checks what a client and an operator see:
@@ -50,15 +50,16 @@
 #include "itest_util.h"
 
 #define COMPONENT "gov-identity-itest-tokens"
-#define EDGE_A "edge-itest-tokens-a"
-#define EDGE_B "edge-itest-tokens-b"
+/* Edge ids, made unique per run (itest_unique): a replica's loader group
+ * is named after its id, so a run never waits for a crashed run's member. */
+static char id_a[96], id_b[96], id_hsm[96], id_nokafka[96];
 #define TENANT "demo"
 #define WAIT_MS 20000
 
 static pid_t redis_pid = -1;
 static int redis_port;
 static gov_redis_t *priv;
-static itest_proc_t ident, edge_a, edge_b;
+static itest_proc_t ident, edge_a, edge_b, edge_hsm;   /* teardown stops every one */
 static char keydir[256];
 static gov_keystore_t *ks;
 static gov_signer_t *key1, *key2;
@@ -225,15 +226,15 @@ static int client_known(void *opaque) {
 }
 
 static void start_edge(itest_proc_t *p, const char *id, const char *const *more, const char *log) {
-    static char env_id[4][80];
+    static char env_id[4][128];
     static int slot;
     int s = slot++ % 4;
     snprintf(env_id[s], sizeof env_id[s], "GOV_EDGE_ID=%s", id);
-    const char *env[16] = {env_redis, env_trust, env_pack_trust, env_id[s],
+    const char *env[20] = {env_redis, env_trust, env_pack_trust, env_id[s],
                            "GOV_IDENTITY_REFRESH=200ms", "GOV_TOKEN_ISSUER=https://gov.test",
                            "GOV_LOOKUP_TIMEOUT=2s"};
     size_t n = 7;
-    for (size_t i = 0; more && more[i] && n < 15; i++)
+    for (size_t i = 0; more && more[i] && n < 19; i++)
         env[n++] = more[i];
     env[n] = NULL;
     itest_proc_start(p, "gov-edge", NULL, env, log);
@@ -286,8 +287,12 @@ static int setup(void **state) {
         fail_msg("client %s was not materialized", client_id);
 
     const char *more[] = {env_keydir, NULL};
-    start_edge(&edge_a, EDGE_A, more, "itest-tokens-edge-a.log");
-    start_edge(&edge_b, EDGE_B, more, "itest-tokens-edge-b.log");
+    itest_unique("edge-itest-tokens-a", id_a, sizeof id_a);
+    itest_unique("edge-itest-tokens-b", id_b, sizeof id_b);
+    itest_unique("edge-itest-tokens-hsm", id_hsm, sizeof id_hsm);
+    itest_unique("edge-itest-tokens-nokafka", id_nokafka, sizeof id_nokafka);
+    start_edge(&edge_a, id_a, more, "itest-tokens-edge-a.log");
+    start_edge(&edge_b, id_b, more, "itest-tokens-edge-b.log");
     return 0;
 }
 
@@ -295,6 +300,7 @@ static int teardown(void **state) {
     (void)state;
     int rc = itest_proc_stop(&edge_a);
     rc |= itest_proc_stop(&edge_b);
+    rc |= itest_proc_stop(&edge_hsm);
     rc |= itest_proc_stop(&ident);
     gov_signer_free(key1);
     gov_signer_free(key2);
@@ -359,7 +365,7 @@ static void test_issue_verify_revoke(void **state) {
     json_t *audit = itest_find_audit(TENANT, "gov-edge", "token.issued", NULL, 1000);
     assert_non_null(audit);
     json_decref(audit);
-    scan_t s3 = {EDGE_A, NULL, 0, 0};
+    scan_t s3 = {id_a, NULL, 0, 0};
     itest_consume_until(GOV_TOPIC_AUDIT, scan_msgs, &s3, 5000);
     assert_true(s3.holds >= 1);
 
@@ -573,8 +579,8 @@ static void test_kafka_unavailable(void **state) {
     /* The edge serves without Kafka (the loader reads Redis); it is not
      * ready while Kafka is away, so it is started by hand and waited for on
      * /healthz. */
-    static char env_id[64];
-    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=edge-itest-tokens-nokafka");
+    static char env_id[128];
+    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", id_nokafka);
     c.port = itest_free_port();
     snprintf(c.url, sizeof c.url, "http://127.0.0.1:%d", c.port);
     char env_port[32];
@@ -633,8 +639,7 @@ static void test_pkcs11_backend(void **state) {
     gov_signer_free(hkey);
     gov_keystore_free(hsm);
 
-    itest_proc_t h;
-    memset(&h, 0, sizeof h);
+    itest_proc_t *h = &edge_hsm;
     char m[512], l[128], pn[128];
     snprintf(m, sizeof m, "GOV_PKCS11_MODULE=%s", module);
     snprintf(l, sizeof l, "GOV_PKCS11_TOKEN_LABEL=%s", label);
@@ -644,13 +649,13 @@ static void test_pkcs11_backend(void **state) {
     snprintf(lsan, sizeof lsan, "LSAN_OPTIONS=suppressions=%s",
              itest_path("tests/integration/lsan-softhsm.supp"));
     const char *more[] = {"GOV_SIGNER_BACKEND=pkcs11", m, l, pn, lsan, NULL};
-    start_edge(&h, "edge-itest-tokens-hsm", more, "itest-tokens-edge-hsm.log");
-    kidwait_t w = {.want = kid, .edge = &h};
+    start_edge(h, id_hsm, more, "itest-tokens-edge-hsm.log");
+    kidwait_t w = {.want = kid, .edge = h};
     if (itest_wait_for(signs_with, &w, 10000, 100) < 0)
-        fail_msg("the PKCS#11 edge never signed with the token's key (see %s)", h.log);
+        fail_msg("the PKCS#11 edge never signed with the token's key (see %s)", h->log);
     expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
-    expect_verify(&h, w.tok, 200, NULL, __LINE__);
-    assert_int_equal(itest_proc_stop(&h), 0);
+    expect_verify(h, w.tok, 200, NULL, __LINE__);
+    assert_int_equal(itest_proc_stop(h), 0);
 }
 
 /* --- well-known ------------------------------------------------------------------------------------- */
