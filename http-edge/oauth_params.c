@@ -40,16 +40,6 @@ static char **slot(oauth_params_t *p, const char *name, size_t n) {
     return NULL;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; NULL with *bad set when the
  * escape is broken, the result holds a NUL or is not UTF-8. */
 static char *form_decode(const char *s, size_t n, int *bad) {
@@ -62,9 +52,10 @@ static char *form_decode(const char *s, size_t n, int *bad) {
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            if (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+            unsigned char byte;
+            if (n - i < 3 || gov_hex_decode(s + i + 1, 2, &byte, 1) != 0)
                 goto bad;
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            c = (char)byte;
             i += 2;
         }
         if (c == '\0')

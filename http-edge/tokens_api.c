@@ -103,8 +103,7 @@ static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
     memset(d, 0, sizeof d);
     gov_sha256(secret, strlen(secret), d);
     memcpy(out, "sha256:", 7);
-    for (size_t i = 0; i < sizeof d; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", d[i]);
+    gov_hex_encode(d, sizeof d, out + 7);
     OPENSSL_cleanse(d, sizeof d);
 }
 
@@ -460,20 +459,31 @@ out:
     oauth_params_clear(&p);
 }
 
+/* The start of introspect and revoke: the form, the client, the token
+ * parameter.  0 when the request may go on (p and client filled: the caller
+ * clears both); else resp is filled and nothing is left to clear. */
+static int oauth_token_request(edge_t *e, const edge_request_t *req, oauth_params_t *p,
+                               gov_state_identity_client_rec_t *client, edge_response_t *resp) {
+    memset(client, 0, sizeof *client);
+    if (read_params(req, 1, 0, p, resp) != 0)
+        return -1;
+    if (client_auth(e, p, client, resp) == GOV_OK) {
+        if (p->token != NULL)
+            return 0;
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
+    }
+    gov_state_identity_client_clear(client);
+    oauth_params_clear(p);
+    return -1;
+}
+
 /* --- POST /v1/tokens/introspect ------------------------------------------------- */
 
 void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     oauth_params_t p;
     gov_state_identity_client_rec_t client;
-    memset(&client, 0, sizeof client);
-    if (read_params(req, 1, 0, &p, resp) != 0)
+    if (oauth_token_request(e, req, &p, &client, resp) != 0)
         return;
-    if (client_auth(e, &p, &client, resp) != GOV_OK)
-        goto out;
-    if (p.token == NULL) {
-        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
-        goto out;
-    }
     gov_jwt_claims_t c;
     gov_reason_t why;
     char eb[256] = "";
@@ -493,7 +503,6 @@ void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t
         }
         edge_respond_json(resp, 200, j);
     }
-out:
     gov_state_identity_client_clear(&client);
     oauth_params_clear(&p);
 }
@@ -535,15 +544,8 @@ static gov_err_t revoke_token(edge_t *e, const gov_jwt_claims_t *c, const char *
 void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     oauth_params_t p;
     gov_state_identity_client_rec_t client;
-    memset(&client, 0, sizeof client);
-    if (read_params(req, 1, 0, &p, resp) != 0)
+    if (oauth_token_request(e, req, &p, &client, resp) != 0)
         return;
-    if (client_auth(e, &p, &client, resp) != GOV_OK)
-        goto out;
-    if (p.token == NULL) {
-        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
-        goto out;
-    }
     gov_jwt_claims_t c;
     gov_reason_t why;
     char eb[256] = "";
