@@ -84,6 +84,11 @@ build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o build/$(1)/libgov_core.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
 
+# gov-edge's parameter reader is edge code, pure: tested with core alone.
+build/$(1)/tests/test_oauth_params: build/$(1)/obj/tests/unit/test_oauth_params.o build/$(1)/obj/http-edge/oauth_params.o build/$(1)/libgov_core.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
+
 build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka

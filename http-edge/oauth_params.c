@@ -262,8 +262,9 @@ static gov_err_t parse_basic(const char *authz, oauth_params_t *p, gov_reason_t 
     char *dec = n <= OAUTH_PARAM_MAX ? b64_decode(b, n, &bad) : NULL;
     char *colon = dec ? strchr(dec, ':') : NULL;
     if (colon == NULL) {
+        int nomem = dec == NULL && !bad && n <= OAUTH_PARAM_MAX;
         gov_free(dec);
-        if (!bad && n <= OAUTH_PARAM_MAX)
+        if (nomem)
             return fail(p, why, GOV_REASON_OUT_OF_MEMORY, GOV_ERR_NOMEM, errbuf, errbuf_size,
                         "out of memory");
         return fail(p, why, GOV_REASON_INVALID_REQUEST, GOV_ERR_INVALID_ARG, errbuf, errbuf_size,
