@@ -84,6 +84,11 @@ build/$(1)/tests/%: build/$(1)/obj/tests/unit/%.o build/$(1)/libgov_core.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
 
+# gov-edge's parameter reader is edge code, pure: tested with core alone.
+build/$(1)/tests/test_oauth_params: build/$(1)/obj/tests/unit/test_oauth_params.o build/$(1)/obj/http-edge/oauth_params.o build/$(1)/libgov_core.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
+
 build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
@@ -142,6 +147,8 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $(filter %.c,$^) $(filter %.a,$^) $(CORE_LIBS)
 # gov-identity's JWK check is processor code, pure, fuzzed with core.
 build/fuzz/fuzz_identity_jwk: processors/identity/jwk.c
+# gov-edge's token endpoint parameters: edge code, pure, fuzzed with core.
+build/fuzz/fuzz_oauth_params: http-edge/oauth_params.c
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 # --- machine setup ----------------------------------------------------------

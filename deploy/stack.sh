@@ -669,6 +669,9 @@ start_services() {
     # shellcheck source=/dev/null
     ( set -a; . "$ENV_FILE"; set +a
       export GOV_ADMIN_PORT="$port" GOV_PORT="$port"   # gov-edge serves on GOV_PORT
+      # gov-edge signs tokens with keys of the stack's file key store
+      # (GOV_SIGNER_KEY_DIR from the env file, ensure_key_store); a key signs
+      # once `govctl keys rotate` published it (bootstrap_signing_key)
       spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
     STARTED_SERVICES+=("$name"); waiting+=("$line")
   done

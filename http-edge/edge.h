@@ -26,6 +26,8 @@
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_reason.h"
+#include "gov_redis.h"
+#include "gov_signer_rt.h"
 #include "snapshot.h"
 
 #define EDGE_MAX_SEGMENTS 8
@@ -49,7 +51,18 @@ typedef struct edge_config {
     long lookup_queue;      /* lookups waiting for one; more get 503 at once */
     long lookup_timeout_ms; /* Redis timeout of a lookup, and its hold-off after a failure */
     char *rulepack_trust_file;   /* rule-pack trust, the file gov-rulepacks reads */
+    /* tokens (tokens_api.c, identity.c) */
+    gov_keystore_config_t keystore;   /* where the signing keys are */
+    char *token_issuer;               /* iss of every token, and the base of the endpoints */
+    char *token_audience;             /* aud of every token */
+    long token_ttl_default_s;
+    long token_ttl_max_s;
+    long token_leeway_s;
+    long token_constitution_grace_s;  /* a replaced constitution hash still accepted */
+    long identity_refresh_ms;         /* period of the identity snapshot refresh */
 } edge_config_t;
+
+typedef struct edge_identity edge_identity_t;
 
 typedef struct edge {
     edge_config_t cfg;
@@ -68,6 +81,9 @@ typedef struct edge {
     gov_metric_t *m_log_failed;   /* policy_decision_log_failed_total{stage} */
     gov_kafka_producer_t *producer;   /* decision log; thread-safe */
     gov_avro_registry_t *avro;        /* immutable */
+    gov_keystore_t *keystore;         /* NULL: none configured (issuance answers 503) */
+    edge_identity_t *identity;        /* signing keys, JWKS, constitution grace (identity.c) */
+    gov_metric_t *m_tokens;           /* identity_tokens_issued_total{outcome} */
 } edge_t;
 
 typedef struct edge_request {
@@ -112,6 +128,32 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
 /* Handlers (constitution_api.c). */
 void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 void edge_constitution_get(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* The OAuth error shape (RFC 6749 section 5.2) the token endpoints answer:
+ * {"error":"<code>","error_description":"<message>"}, code the reason's
+ * stable code (server.c). */
+void edge_respond_oauth_error(edge_response_t *r, unsigned status, gov_reason_t code,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* This thread's Redis connection for lookups (lookup_timeout_ms; NULL when
+ * out of memory); owned by the thread (evaluate_api.c). */
+gov_redis_t *edge_thread_redis(edge_t *e);
+
+/* Handlers (tokens_api.c); issue, verify, introspect and revoke are lookups
+ * (they wait on Redis and Kafka). */
+void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_token_verify(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_jwks(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+void edge_openid_configuration(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* Identity snapshot (identity.c): the signing keys (Redis, via
+ * gov_state_identity, with the keystore's signers), the JWKS, and the
+ * constitution hashes replaced less than token_constitution_grace_s ago.
+ * A thread refreshes it every identity_refresh_ms. */
+gov_err_t edge_identity_start(edge_t *e, char *errbuf, size_t errbuf_size);
+void edge_identity_stop(edge_t *e);
 
 /* Server lifecycle (server.c). */
 typedef struct edge_server edge_server_t;

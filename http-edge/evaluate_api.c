@@ -54,7 +54,7 @@ static gov_matcher_scratch_t *thread_scratch(void) {
     return s;
 }
 
-static gov_redis_t *thread_redis(edge_t *e) {
+gov_redis_t *edge_thread_redis(edge_t *e) {
     pthread_once(&keys_once, make_keys);
     gov_redis_t *r = pthread_getspecific(redis_key);
     if (r == NULL) {
@@ -261,7 +261,7 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
         edge_respond_error(resp, 400, GOV_REASON_INVALID_DECISION_ID, "decision ids are UUIDv7");
         return;
     }
-    gov_redis_t *r = thread_redis(e);
+    gov_redis_t *r = edge_thread_redis(e);
     char eb[256];
     redisReply *rep = NULL;
     if (r == NULL || gov_state_decision_read(r, tenant, id, &rep, eb, sizeof eb) != GOV_OK) {

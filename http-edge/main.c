@@ -52,10 +52,14 @@ static int register_metrics(edge_t *e) {
     e->m_rejected = gov_metrics_counter(e->metrics, "edge_state_rejected_total",
         "Tenant state in Redis that did not verify here and is not served, by kind "
         "(constitution; state: keys that cannot be read as stored) and reason code.", 3, (const char *[]){"tenant", "kind", "reason"});
+    e->m_tokens = gov_metrics_counter(e->metrics, "identity_tokens_issued_total",
+        "Token issuance requests that reached signing, by outcome (issued; kafka_unavailable: "
+        "the TokenIssued or AuditEvent was not acknowledged and no token was answered).", 1,
+        (const char *[]){"outcome"});
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
-    return e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
+    return e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
            e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 
@@ -91,6 +95,14 @@ int main(int argc, char **argv) {
         GOV_RUNTIME_ROW("log_level"),
         GOV_CFG_STRING("edge_id", "edge-1", "this replica's name, in decision logs", &c->edge_id),
         GOV_CFG_STRING("trust_file", NULL, "constitution trust, the file gov-constitution reads: every constitution loaded from Redis is verified against it (signatures, tenant binding, checksum) before it is served", &c->trust_file),
+        GOV_KEYSTORE_CONFIG_ROWS(&c->keystore),
+        GOV_CFG_STRING("token_issuer", "http://127.0.0.1:8700", "iss of every token this edge issues and accepts, and the base URL of the endpoints in /.well-known/openid-configuration", &c->token_issuer),
+        GOV_CFG_STRING("token_audience", "soma-governance", "aud of every token this edge issues and accepts", &c->token_audience),
+        GOV_CFG_INT("token_ttl_default_s", "900", 1, 86400, "lifetime of a token when the request names none, seconds", &c->token_ttl_default_s),
+        GOV_CFG_INT("token_ttl_max_s", "3600", 1, 86400, "largest token lifetime: a longer ttl asked for is capped, a token living longer is refused (must stay below identity.tokens' 7-day retention)", &c->token_ttl_max_s),
+        GOV_CFG_INT("token_leeway_s", "30", 0, 3600, "clock skew allowed on exp, nbf and iat when verifying", &c->token_leeway_s),
+        GOV_CFG_INT("token_constitution_grace_s", "0", 0, 86400, "how long after a tenant's constitution was replaced tokens bound to the previous hash still verify (0: only the current hash)", &c->token_constitution_grace_s),
+        GOV_CFG_DURATION("identity_refresh", "1s", 100, 600000, "period of the identity snapshot refresh (signing keys and JWKS from Redis)", &c->identity_refresh_ms),
         GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";
@@ -138,6 +150,23 @@ int main(int argc, char **argv) {
                 (const char *)NULL);
         goto out;
     }
+    /* The keystore is optional: without one (file backend, no key
+     * directory) the edge serves everything but issuance (503). */
+    if (c->keystore.backend != GOV_KEYSTORE_FILE || c->keystore.key_dir != NULL) {
+        gov_reason_t why = GOV_REASON_NONE;
+        if (gov_keystore_open(&c->keystore, &e.keystore, &why, eb, sizeof eb) != GOV_OK) {
+            gov_log(GOV_LOG_ERROR, "keystore cannot be opened", "reason", gov_reason_code(why),
+                    "error", eb, (const char *)NULL);
+            goto out;
+        }
+    } else {
+        gov_log(GOV_LOG_INFO, "no keystore configured (GOV_SIGNER_KEY_DIR): tokens are not issued",
+                (const char *)NULL);
+    }
+    if (edge_identity_start(&e, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "identity snapshot did not start", "error", eb, (const char *)NULL);
+        goto out;
+    }
     if (edge_loader_start(&e, &loader, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "loader did not start", "error", eb, (const char *)NULL);
         goto out;
@@ -158,6 +187,8 @@ int main(int argc, char **argv) {
 out:
     edge_server_stop(server);
     edge_loader_stop(loader);
+    edge_identity_stop(&e);
+    gov_keystore_free(e.keystore);
     edge_state_free(e.state);
     gov_trust_free(e.trust);
     gov_trust_free(e.rulepack_trust);

@@ -112,6 +112,16 @@ void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
     gov_free(clean);
 }
 
+void edge_respond_oauth_error(edge_response_t *r, unsigned status, gov_reason_t code,
+                              const char *fmt, ...) {
+    char msg[512];
+    GOV_FORMAT_VA(msg, sizeof msg, fmt);
+    char *clean = gov_utf8_sanitize(msg, sizeof msg);
+    edge_respond_json(r, status, json_pack("{s:s, s:s}", "error", gov_reason_code(code),
+                                           "error_description", clean ? clean : "error"));
+    gov_free(clean);
+}
+
 void edge_add_header(edge_response_t *r, const char *name, const char *value) {
     if (r->nheaders >= sizeof r->headers / sizeof r->headers[0])
         return;
@@ -181,6 +191,13 @@ static const route_t routes[] = {
     {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0},
     {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0},
     {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1},
+    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, 1},
+    {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1},
+    {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1},
+    {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1},
+    {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0},
+    {"openid_configuration", "GET", {".well-known", "openid-configuration"},
+     edge_openid_configuration, 0},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {
@@ -284,7 +301,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, edge_t *e,
     resp->body = NULL; /* owned by libmicrohttpd now (freed with free) */
     MHD_add_response_header(r, "Content-Type", resp->content_type ? resp->content_type
                                                                   : "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* no-store unless the handler chose a cache policy (the JWKS) */
+    int cache_set = 0;
+    for (size_t i = 0; i < resp->nheaders; i++)
+        cache_set |= strncasecmp(resp->headers[i], "Cache-Control:", 14) == 0;
+    if (!cache_set)
+        MHD_add_response_header(r, "Cache-Control", "no-store");
     for (size_t i = 0; i < resp->nheaders; i++) {
         char *colon = strchr(resp->headers[i], ':');
         if (colon == NULL)

@@ -184,7 +184,13 @@
     X(CLIENT_REMOVED, "client_removed", "a ClientRegistered for a client_id that was removed (removal is final)") \
     /* key rotation (govctl keys rotate, gov-identity's rotator) */ \
     X(KEY_ACTIVATION_TOO_SOON, "key_activation_too_soon", "a rotation asks a new key to activate sooner than the propagation delay while a current key exists") \
-    X(KEY_ALREADY_RETIRED, "key_already_retired", "govctl keys retire names a key that is retired already (nothing produced)")
+    X(KEY_ALREADY_RETIRED, "key_already_retired", "govctl keys retire names a key that is retired already (nothing produced)") \
+    /* the token endpoints of gov-edge (tokens_api.c) */ \
+    X(UNSUPPORTED_GRANT_TYPE, "unsupported_grant_type", "the token request's grant_type is not client_credentials (RFC 6749 section 5.2)") \
+    X(INVALID_SCOPE, "invalid_scope", "a requested scope is malformed or not one of the client's (RFC 6749 section 5.2)") \
+    X(UNAUTHORIZED_CLIENT, "unauthorized_client", "the client may not do this: a tenant not its own, or a token issued to another client") \
+    X(SIGNING_KEY_UNAVAILABLE, "signing_key_unavailable", "no published, active signing key that this edge's keystore holds: tokens cannot be issued") \
+    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

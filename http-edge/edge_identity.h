@@ -1,0 +1,62 @@
+/* edge_identity.h - the identity snapshot of gov-edge (identity.c): signing
+ * keys with their signers, the JWKS, and the constitution grace list.
+ *
+ * Thread-safety: edge_identity_* are thread-safe; a snapshot is immutable
+ * and may be read (and its signers used) by any number of threads while
+ * a reference is held.
+ */
+#ifndef EDGE_IDENTITY_H
+#define EDGE_IDENTITY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "edge.h"
+#include "gov_jwt.h"
+#include "gov_signer.h"
+
+typedef struct edge_idkey {
+    char kid[GOV_SIGNER_KID_SIZE];
+    uint8_t pub[GOV_SIGNER_PUB_LEN];
+    int rank;                   /* gov_state_identity_key_rank of its state */
+    int64_t activates_at;       /* µs */
+    int64_t retires_at;         /* µs; < 0: none */
+    gov_signer_t *signer;       /* NULL: the keystore does not hold it (or it retires) */
+} edge_idkey_t;
+
+typedef struct edge_idsnap {
+    atomic_int refs;
+    size_t n;
+    edge_idkey_t *keys;
+    char *jwks;                 /* NULL: none materialized */
+    size_t jwks_len;
+    char *fingerprint;          /* what the refresh compares */
+    size_t missing_signers;     /* keys the keystore did not hold: retried each refresh */
+} edge_idsnap_t;
+
+typedef struct edge_grace {
+    char tenant[GOV_TENANT_MAX + 1];
+    char hash[GOV_JWT_HASH_MAX + 1];
+    int64_t until_s;
+} edge_grace_t;
+
+/* The current snapshot with a reference (edge_idsnap_release), or NULL
+ * before the first successful read. */
+edge_idsnap_t *edge_identity_acquire(edge_t *e);
+void edge_idsnap_release(edge_idsnap_t *s);
+
+/* Borrowed key of a held snapshot, or NULL.  O(keys). */
+const edge_idkey_t *edge_identity_find(const edge_idsnap_t *s, const char *kid);
+
+/* The key to sign with at now_us (borrowed), or NULL: the newest (by
+ * activates_at, then kid) whose activates_at <= now, not past retires_at,
+ * state pending or active, that the keystore holds.  O(keys). */
+const edge_idkey_t *edge_identity_signing_key(const edge_idsnap_t *s, int64_t now_us);
+
+/* A gov_jwt_key_lookup_fn over a held snapshot (ctx: the edge_idsnap_t). */
+gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out);
+
+/* Copies up to max grace entries of tenant into out; returns how many. */
+size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max);
+
+#endif

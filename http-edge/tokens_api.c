@@ -1,0 +1,623 @@
+/* tokens_api.c - the token endpoints of gov-edge (docs/api.md "Tokens").
+ *
+ *   POST /v1/tokens/issue       client credentials (RFC 6749 section 4.4)
+ *   POST /v1/tokens/verify      the house check: claims or the reason code
+ *   POST /v1/tokens/introspect  RFC 7662
+ *   POST /v1/tokens/revoke      RFC 7009
+ *   GET  /.well-known/jwks.json, GET /.well-known/openid-configuration
+ *
+ * How: the four POSTs are lookups (server.c runs them on the lookup
+ * threads): they read the client and the token status from Redis through
+ * this thread's connection (gov_state_identity) and wait for Kafka.
+ * Issuance is fail-closed: the token is signed, then its TokenIssued
+ * (identity.tokens, claims only) and an AuditEvent (identity.audit) are
+ * produced and acknowledged (acks=all) one after the other on this lookup
+ * thread; only when both are acknowledged is the token answered.  When
+ * either is refused or times out the answer is 503 and the token, which
+ * exists only in this function's buffer, is wiped: it is never answered,
+ * logged or sent anywhere.
+ * Client secrets are compared as "sha256:<hex>" with CRYPTO_memcmp (constant
+ * time), and an unknown client costs the same hash and comparison.
+ * Revocation is read-your-writes: after its TokenRevoked is acknowledged,
+ * the edge writes the same revocation through gov_state_identity_token_revoke
+ * (idempotent: gov-identity applying the event again gives the same hash)
+ * before answering 200, so every replica, which reads the status from the
+ * same Redis, refuses the token from then on.  Writing through was chosen
+ * over waiting for gov-identity: the answer then does not depend on
+ * gov-identity's lag or liveness, and the write carries its own applied
+ * offset under the edge's own group name ("gov-edge"), so it never moves
+ * gov-identity's bookkeeping.
+ * Errors: issue, introspect and revoke are OAuth endpoints and answer the
+ * RFC 6749 section 5.2 shape {"error","error_description"}, "error" one of
+ * the stable reason codes (invalid_client, invalid_request, invalid_scope,
+ * unsupported_grant_type, ...); verify and the well-known documents answer
+ * the house shape {"error":{"code","message"}}.
+ *
+ * What it does not do: log a token or a secret, create keys (identity.c
+ * only picks among the published ones), or trust anything in a token before
+ * gov_jwt_verify accepted it.
+ */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "edge.h"
+#include "edge_identity.h"
+#include "gov_alloc.h"
+#include "gov_buf.h"
+#include "gov_events.h"
+#include "gov_hash.h"
+#include "gov_jwt.h"
+#include "gov_log.h"
+#include "gov_state_identity.h"
+#include "gov_time.h"
+#include "gov_util.h"
+#include "oauth_params.h"
+
+#define SECRET_HASH_LEN (7 + GOV_SHA256_HEXLEN)
+/* The audit component and the group of the revocation write-through. */
+#define TOKENS_COMPONENT "gov-edge"
+
+/* --- request helpers -------------------------------------------------------- */
+
+static int content_type_is(const char *ct, const char *want) {
+    size_t n = strlen(want);
+    return ct && strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Reads the parameters; on failure fills resp (oauth: the OAuth shape) and
+ * returns -1. */
+static int read_params(const edge_request_t *req, int oauth, int json_ok, oauth_params_t *p,
+                       edge_response_t *resp) {
+    int form = content_type_is(req->content_type, "application/x-www-form-urlencoded");
+    if (!form && !(json_ok && content_type_is(req->content_type, "application/json"))) {
+        if (oauth)
+            edge_respond_oauth_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE,
+                                     "the body must be application/x-www-form-urlencoded%s",
+                                     json_ok ? " or application/json" : "");
+        else
+            edge_respond_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE,
+                               "the body must be application/json or "
+                               "application/x-www-form-urlencoded");
+        return -1;
+    }
+    char eb[160];
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = oauth_params_parse(req->body, req->body_len, form, req->authorization, p, &why,
+                                       eb, sizeof eb);
+    if (err == GOV_OK)
+        return 0;
+    unsigned status = err == GOV_ERR_NOMEM ? 503 : 400;
+    if (oauth)
+        edge_respond_oauth_error(resp, status, why, "%s", eb);
+    else
+        edge_respond_error(resp, status, why, "%s", eb);
+    return -1;
+}
+
+/* "sha256:<hex>" of secret. */
+static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
+    unsigned char d[GOV_SHA256_LEN];
+    memset(d, 0, sizeof d);
+    gov_sha256(secret, strlen(secret), d);
+    memcpy(out, "sha256:", 7);
+    gov_hex_encode(d, sizeof d, out + 7);
+    OPENSSL_cleanse(d, sizeof d);
+}
+
+/* Authenticates the client of p; on GOV_OK *c holds its record (the caller
+ * clears it).  Otherwise resp is filled: 401 invalid_client, 503 when the
+ * client store cannot be read, 400 when no credentials came. */
+static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_identity_client_rec_t *c,
+                             edge_response_t *resp) {
+    memset(c, 0, sizeof *c);
+    if (p->client_id == NULL || p->client_secret == NULL) {
+        edge_respond_oauth_error(resp, 401, GOV_REASON_INVALID_CLIENT,
+                                 "client authentication required (HTTP Basic or "
+                                 "client_id/client_secret)");
+        edge_add_header(resp, "WWW-Authenticate", "Basic realm=\"gov-edge\"");
+        return GOV_ERR_VERIFY;
+    }
+    char eb[256];
+    gov_redis_t *r = edge_thread_redis(e);
+    if (r == NULL || strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX) {
+        if (r == NULL) {
+            edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                     "the client store cannot be read");
+            return GOV_ERR_UNAVAILABLE;
+        }
+    } else if (gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb) != GOV_OK) {
+        gov_state_identity_client_clear(c);
+        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                 "the client store cannot be read");
+        return GOV_ERR_UNAVAILABLE;
+    }
+    char given[SECRET_HASH_LEN + 1];
+    secret_hash(p->client_secret, given);
+    /* an unknown client costs the same hash and comparison */
+    static const char dummy[SECRET_HASH_LEN + 1] =
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    const char *stored = c->found && c->secret_hash && strlen(c->secret_hash) == SECRET_HASH_LEN
+                             ? c->secret_hash
+                             : dummy;
+    int ok = CRYPTO_memcmp(given, stored, SECRET_HASH_LEN) == 0 && stored != dummy;
+    OPENSSL_cleanse(given, sizeof given);
+    if (!ok) {
+        gov_state_identity_client_clear(c);
+        edge_respond_oauth_error(resp, 401, GOV_REASON_INVALID_CLIENT,
+                                 "unknown client or wrong secret");
+        if (p->basic)
+            edge_add_header(resp, "WWW-Authenticate", "Basic realm=\"gov-edge\"");
+        return GOV_ERR_VERIFY;
+    }
+    return GOV_OK;
+}
+
+/* 1 when word[0..n) is an element of the list sep-separated list. */
+static int list_has(const char *list, char sep, const char *word, size_t n) {
+    const char *p = list;
+    while (p && *p) {
+        const char *end = strchr(p, sep);
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == n && memcmp(p, word, n) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* The requested scope checked against the client's: every scope-token (a
+ * single space between them) one of the client's.  -1 with detail. */
+static int scope_check(const char *want, const char *have, char *bad, size_t bad_size) {
+    const char *p = want;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        const char *end = strchr(p, ' ');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char tok[GOV_EVENTS_SCOPE_MAX + 1];
+        if (n == 0 || n > GOV_EVENTS_SCOPE_MAX) {
+            snprintf(bad, bad_size, "scope must be scope-tokens separated by single spaces");
+            return -1;
+        }
+        memcpy(tok, p, n);
+        tok[n] = '\0';
+        if (!gov_events_scope_token_valid(tok) || !list_has(have, ' ', p, n)) {
+            snprintf(bad, bad_size, "scope %.128s is not one of the client's", tok);
+            return -1;
+        }
+        if (!end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* --- verification shared by verify, introspect, revoke ---------------------- */
+
+/* Verifies token against the identity snapshot, then (full) revocation and
+ * the constitution binding.  GOV_OK; GOV_ERR_VERIFY with *why; or
+ * GOV_ERR_UNAVAILABLE when the keys or the token store cannot be read
+ * (detail in eb).  c is filled on GOV_OK (and for revoke's ownership check,
+ * on the signature-only pass). */
+static gov_err_t token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
+                             gov_reason_t *why, char *eb, size_t ebs) {
+    *why = GOV_REASON_NONE;
+    edge_idsnap_t *snap = edge_identity_acquire(e);
+    if (snap == NULL) {
+        snprintf(eb, ebs, "the signing keys are not loaded yet");
+        return GOV_ERR_UNAVAILABLE;
+    }
+    gov_jwt_verify_opts_t o = {
+        .alg = GOV_JWT_ALG_EDDSA,
+        .iss = e->cfg.token_issuer,
+        .aud = e->cfg.token_audience,
+        .leeway_s = e->cfg.token_leeway_s,
+        .max_lifetime_s = e->cfg.token_ttl_max_s,
+        .lookup = edge_identity_lookup,
+        .lookup_ctx = snap,
+    };
+    int64_t now_us = gov_now_micros();
+    gov_err_t err = gov_jwt_verify(token, strlen(token), &o, now_us / 1000000, c, why, eb, ebs);
+    edge_idsnap_release(snap);
+    if (err != GOV_OK || !full)
+        return err == GOV_ERR_VERIFY || err == GOV_OK ? err : GOV_ERR_UNAVAILABLE;
+
+    gov_redis_t *r = edge_thread_redis(e);
+    gov_state_token_status_t st = GOV_STATE_TOKEN_UNKNOWN;
+    int64_t exp = 0;
+    if (r == NULL || gov_state_identity_token_status(r, c->tenant, c->jti, &st, &exp, eb, ebs) !=
+                         GOV_OK)
+        return GOV_ERR_UNAVAILABLE;
+    if (st == GOV_STATE_TOKEN_REVOKED) {
+        *why = GOV_REASON_TOKEN_REVOKED;
+        snprintf(eb, ebs, "token %s was revoked", c->jti);
+        return GOV_ERR_VERIFY;
+    }
+    /* UNKNOWN is not a refusal: gov-identity may not have materialized the
+     * issue yet; a revocation is written before revoke answers. */
+
+    edge_snapshot_t *s = edge_state_acquire(e->state);
+    const edge_tenant_t *t = s ? edge_snapshot_find(s, c->tenant) : NULL;
+    const char *current = t && t->constitution.checksum[0] ? t->constitution.checksum : NULL;
+    edge_grace_t g[16];
+    gov_jwt_grace_t grace[16];
+    size_t ng = edge_identity_grace(e, c->tenant, g, 16);
+    for (size_t i = 0; i < ng; i++) {
+        grace[i].hash = g[i].hash;
+        grace[i].until_s = g[i].until_s;
+    }
+    err = gov_jwt_check_constitution(c, current, grace, ng, now_us / 1000000, why, eb, ebs);
+    edge_snapshot_release(s);
+    return err == GOV_OK || err == GOV_ERR_VERIFY ? err : GOV_ERR_UNAVAILABLE;
+}
+
+/* The claims as JSON (a new reference). */
+static json_t *claims_json(const gov_jwt_claims_t *c) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "iss", c->iss,
+                          "sub", c->sub, "aud", c->aud, "exp", (json_int_t)c->exp, "nbf",
+                          (json_int_t)c->nbf, "iat", (json_int_t)c->iat, "jti", c->jti, "tenant",
+                          c->tenant, "scope", c->scope, "constitution_hash",
+                          c->constitution_hash);
+    if (j && c->client_id[0])
+        json_object_set_new(j, "client_id", json_string(c->client_id));
+    return j;
+}
+
+/* --- POST /v1/tokens/issue ---------------------------------------------------- */
+
+static gov_err_t sign_with(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64],
+                           char *errbuf, size_t errbuf_size) {
+    return gov_signer_sign(ctx, msg, len, sig, errbuf, errbuf_size);
+}
+
+/* Produces the TokenIssued and the AuditEvent of c and waits for both
+ * acknowledgements.  GOV_OK, or the error with eb. */
+static gov_err_t publish_issued(edge_t *e, const gov_jwt_claims_t *c, const char *kid,
+                                char *eb, size_t ebs) {
+    int64_t now_us = gov_now_micros();
+    gov_token_issued_t ti = {
+        .occurred_at = now_us, .tenant = c->tenant, .jti = c->jti, .sub = c->sub,
+        .client_id = c->client_id, .scope = c->scope, .aud = c->aud, .kid = kid,
+        .constitution_hash = c->constitution_hash, .issued_at = c->iat * 1000000,
+        .not_before = c->nbf * 1000000, .expires_at = c->exp * 1000000,
+    };
+    json_t *ev = gov_events_token_issued_new(&ti);
+    if (ev == NULL) {
+        snprintf(eb, ebs, "out of memory");
+        return GOV_ERR_NOMEM;
+    }
+    gov_err_t err = gov_events_emit(e->producer, e->avro, GOV_TOPIC_IDENTITY_TOKENS, "TokenIssued",
+                                    c->tenant, ev, eb, ebs);
+    json_decref(ev);
+    if (err != GOV_OK)
+        return err;
+    json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", kid, "scope", c->scope,
+                                "edge_id", e->cfg.edge_id, "exp", (json_int_t)c->exp,
+                                "constitution_hash", c->constitution_hash);
+    gov_audit_fields_t af = {
+        .tenant = c->tenant, .component = TOKENS_COMPONENT, .actor = c->client_id,
+        .action = "token.issued", .outcome = "success", .subject = c->jti, .details = details,
+    };
+    err = details ? gov_events_audit(e->producer, e->avro, &af, eb, ebs) : GOV_ERR_NOMEM;
+    json_decref(details);
+    return err;
+}
+
+void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    oauth_params_t p;
+    gov_state_identity_client_rec_t client;
+    gov_jwt_claims_t c;
+    gov_buf_t tok;
+    edge_idsnap_t *snap = NULL;
+    edge_snapshot_t *s = NULL;
+    char eb[256] = "";
+    memset(&client, 0, sizeof client);
+    memset(&c, 0, sizeof c);
+    gov_buf_init(&tok, 0);
+    if (read_params(req, 1, 1, &p, resp) != 0)
+        return;
+    if (p.grant_type == NULL) {
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "grant_type is required");
+        goto out;
+    }
+    if (strcmp(p.grant_type, "client_credentials") != 0) {
+        edge_respond_oauth_error(resp, 400, GOV_REASON_UNSUPPORTED_GRANT_TYPE,
+                                 "only grant_type=client_credentials is supported");
+        goto out;
+    }
+    if (client_auth(e, &p, &client, resp) != GOV_OK)
+        goto out;
+    /* scope: what was asked (a subset of the client's), else all of them */
+    const char *scope = p.scope ? p.scope : (client.scopes ? client.scopes : "");
+    if (p.scope && scope_check(p.scope, client.scopes ? client.scopes : "", eb, sizeof eb) != 0) {
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_SCOPE, "%s", eb);
+        goto out;
+    }
+    /* tenant: the one asked for (one of the client's), else its only one */
+    char tenant[GOV_TENANT_MAX + 1];
+    const char *tenants = client.tenants ? client.tenants : "";
+    if (p.tenant) {
+        if (!list_has(tenants, ',', p.tenant, strlen(p.tenant))) {
+            edge_respond_oauth_error(resp, 403, GOV_REASON_UNAUTHORIZED_CLIENT,
+                                     "tenant %.64s is not one of the client's", p.tenant);
+            goto out;
+        }
+        snprintf(tenant, sizeof tenant, "%s", p.tenant);
+    } else if (tenants[0] == '\0' || strchr(tenants, ',') != NULL ||
+               strlen(tenants) > GOV_TENANT_MAX) {
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST,
+                                 "the client has several tenants: name one (tenant=)");
+        goto out;
+    } else {
+        snprintf(tenant, sizeof tenant, "%s", tenants);
+    }
+    long ttl = e->cfg.token_ttl_default_s;
+    if (p.ttl) {
+        char *end = NULL;
+        long long v = strtoll(p.ttl, &end, 10);
+        if (end == p.ttl || *end != '\0' || v <= 0) {
+            edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST,
+                                     "ttl must be a positive integer (seconds)");
+            goto out;
+        }
+        ttl = v > e->cfg.token_ttl_max_s ? e->cfg.token_ttl_max_s : (long)v;
+    }
+    s = edge_state_acquire(e->state);
+    const edge_tenant_t *t = s ? edge_snapshot_find(s, tenant) : NULL;
+    if (t == NULL || t->constitution.checksum[0] == '\0') {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_CONSTITUTION_MISSING,
+                                 "tenant %s has no verified constitution", tenant);
+        goto out;
+    }
+    int64_t now_us = gov_now_micros();
+    snap = edge_identity_acquire(e);
+    const edge_idkey_t *key = edge_identity_signing_key(snap, now_us);
+    if (key == NULL) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                                 "no active signing key is available to this edge");
+        goto out;
+    }
+    int64_t now_s = now_us / 1000000;
+    snprintf(c.iss, sizeof c.iss, "%s", e->cfg.token_issuer);
+    snprintf(c.sub, sizeof c.sub, "%s", p.client_id);
+    snprintf(c.client_id, sizeof c.client_id, "%s", p.client_id);
+    snprintf(c.aud, sizeof c.aud, "%s", e->cfg.token_audience);
+    snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
+    snprintf(c.constitution_hash, sizeof c.constitution_hash, "%s", t->constitution.checksum);
+    if (strlen(scope) > GOV_JWT_SCOPE_MAX) {
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_SCOPE, "scope is too long");
+        goto out;
+    }
+    snprintf(c.scope, sizeof c.scope, "%s", scope);
+    c.iat = now_s;
+    c.nbf = now_s;
+    c.exp = now_s + ttl;
+    if (gov_uuid_v7(c.jti) != GOV_OK) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_INTERNAL_ERROR, "no jti");
+        goto out;
+    }
+    gov_err_t err = gov_jwt_sign(&c, key->kid, sign_with, key->signer, &tok, eb, sizeof eb);
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "token signing failed", "kid", key->kid, "error", eb,
+                (const char *)NULL);
+        edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                                 "the signing key could not sign");
+        goto out;
+    }
+    err = publish_issued(e, &c, key->kid, eb, sizeof eb);
+    if (err != GOV_OK) {
+        gov_metric_inc(e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
+        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
+                c.tenant, "client_id", c.client_id, "jti", c.jti, "error", eb,
+                (const char *)NULL);
+        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
+                                 "the issuance could not be recorded; no token was issued");
+        goto out;
+    }
+    json_t *j = json_pack("{s:s%, s:s, s:I, s:s}", "access_token", tok.data, tok.len,
+                          "token_type", "Bearer", "expires_in", (json_int_t)ttl, "scope", c.scope);
+    if (j)
+        json_object_set_new(j, "tenant", json_string(c.tenant));
+    edge_respond_json(resp, 200, j);
+    gov_metric_inc(e->m_tokens, (const char *[]){resp->status == 200 ? "issued" : "failed"}, 1);
+    edge_add_header(resp, "Pragma", "no-cache");
+out:
+    if (tok.data)
+        OPENSSL_cleanse(tok.data, tok.len);
+    gov_buf_free(&tok);
+    edge_idsnap_release(snap);
+    edge_snapshot_release(s);
+    gov_state_identity_client_clear(&client);
+    oauth_params_clear(&p);
+}
+
+/* --- POST /v1/tokens/verify ----------------------------------------------------- */
+
+void edge_token_verify(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    oauth_params_t p;
+    if (read_params(req, 0, 1, &p, resp) != 0)
+        return;
+    if (p.token == NULL) {
+        edge_respond_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
+        goto out;
+    }
+    gov_jwt_claims_t c;
+    gov_reason_t why;
+    char eb[256] = "";
+    gov_err_t err = token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
+    if (err == GOV_OK)
+        edge_respond_json(resp, 200, json_pack("{s:b, s:o}", "active", 1, "claims",
+                                               claims_json(&c)));
+    else if (err == GOV_ERR_VERIFY)
+        edge_respond_error(resp, 401, why, "%s", eb);
+    else
+        edge_respond_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                           "the token cannot be checked now: %s", eb);
+out:
+    oauth_params_clear(&p);
+}
+
+/* The start of introspect and revoke: the form, the client, the token
+ * parameter.  0 when the request may go on (p and client filled: the caller
+ * clears both); else resp is filled and nothing is left to clear. */
+static int oauth_token_request(edge_t *e, const edge_request_t *req, oauth_params_t *p,
+                               gov_state_identity_client_rec_t *client, edge_response_t *resp) {
+    memset(client, 0, sizeof *client);
+    if (read_params(req, 1, 0, p, resp) != 0)
+        return -1;
+    if (client_auth(e, p, client, resp) == GOV_OK) {
+        if (p->token != NULL)
+            return 0;
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
+    }
+    gov_state_identity_client_clear(client);
+    oauth_params_clear(p);
+    return -1;
+}
+
+/* --- POST /v1/tokens/introspect ------------------------------------------------- */
+
+void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    oauth_params_t p;
+    gov_state_identity_client_rec_t client;
+    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+        return;
+    gov_jwt_claims_t c;
+    gov_reason_t why;
+    char eb[256] = "";
+    gov_err_t err = token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
+    if (err == GOV_ERR_VERIFY) {
+        edge_respond_json(resp, 200, json_pack("{s:b}", "active", 0));
+    } else if (err != GOV_OK) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                 "the token cannot be checked now");
+    } else {
+        json_t *j = claims_json(&c);
+        if (j) {
+            json_object_set_new(j, "active", json_true());
+            json_object_set_new(j, "token_type", json_string("Bearer"));
+            if (!c.client_id[0])
+                json_object_set_new(j, "client_id", json_string(c.sub));
+        }
+        edge_respond_json(resp, 200, j);
+    }
+    gov_state_identity_client_clear(&client);
+    oauth_params_clear(&p);
+}
+
+/* --- POST /v1/tokens/revoke ------------------------------------------------------ */
+
+/* Produces the TokenRevoked of c (acknowledged) and writes the revocation
+ * through to Redis.  GOV_OK or the error with eb. */
+static gov_err_t revoke_token(edge_t *e, const gov_jwt_claims_t *c, const char *by, char *eb,
+                              size_t ebs) {
+    int64_t now_us = gov_now_micros();
+    int64_t exp_us = c->exp * 1000000;
+    json_t *ev = gov_events_token_revoked_new(NULL, now_us, c->tenant, c->jti, exp_us,
+                                              "revoked by client", by);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    gov_err_t err = ev ? gov_avro_encode(e->avro, "TokenRevoked", ev, &buf, &len, eb, ebs)
+                       : GOV_ERR_NOMEM;
+    json_decref(ev);
+    if (err == GOV_OK)
+        err = gov_kafka_produce_sync(e->producer, GOV_TOPIC_IDENTITY_TOKENS, c->tenant,
+                                     strlen(c->tenant), buf, len, NULL, 0,
+                                     GOV_EVENTS_ACK_TIMEOUT_MS, &partition, &offset, eb, ebs);
+    gov_free(buf);
+    if (err != GOV_OK)
+        return err;
+    gov_redis_t *r = edge_thread_redis(e);
+    gov_state_pos_t pos = {.processor = TOKENS_COMPONENT, .topic = GOV_TOPIC_IDENTITY_TOKENS,
+                           .partition = partition, .offset = offset, .tenant = c->tenant};
+    int64_t before = -1;
+    if (r == NULL)
+        return GOV_ERR_UNAVAILABLE;
+    return gov_state_identity_token_revoke(r, c->tenant, c->jti, exp_us, now_us,
+                                           "revoked by client", &pos, &before, eb, ebs);
+}
+
+void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    oauth_params_t p;
+    gov_state_identity_client_rec_t client;
+    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+        return;
+    gov_jwt_claims_t c;
+    gov_reason_t why;
+    char eb[256] = "";
+    gov_err_t err = token_check(e, p.token, 0, &c, &why, eb, sizeof eb);
+    if (err == GOV_ERR_VERIFY) {
+        /* RFC 7009 section 2.2: an invalid token is answered 200 too */
+        edge_respond_json(resp, 200, json_object());
+        goto out;
+    }
+    if (err != GOV_OK) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                 "the token cannot be checked now");
+        goto out;
+    }
+    const char *owner = c.client_id[0] ? c.client_id : c.sub;
+    if (strcmp(owner, p.client_id) != 0) {
+        edge_respond_oauth_error(resp, 403, GOV_REASON_UNAUTHORIZED_CLIENT,
+                                 "the token was not issued to this client");
+        goto out;
+    }
+    err = revoke_token(e, &c, p.client_id, eb, sizeof eb);
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "token not revoked", "tenant", c.tenant, "jti", c.jti, "error", eb,
+                (const char *)NULL);
+        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
+                                 "the revocation could not be recorded; try again");
+        goto out;
+    }
+    edge_respond_json(resp, 200, json_object());
+out:
+    gov_state_identity_client_clear(&client);
+    oauth_params_clear(&p);
+}
+
+/* --- well-known documents -------------------------------------------------------- */
+
+void edge_jwks(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    (void)req;
+    edge_idsnap_t *snap = edge_identity_acquire(e);
+    const char *jwks = snap && snap->jwks ? snap->jwks : "{\"keys\":[]}";
+    resp->status = 200;
+    resp->content_type = "application/json";
+    resp->body = gov_strdup(jwks);
+    resp->body_len = resp->body ? strlen(resp->body) : 0;
+    edge_idsnap_release(snap);
+    if (resp->body == NULL) {
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
+        return;
+    }
+    /* short: a key is published ahead of its activates_at by more than this */
+    edge_add_header(resp, "Cache-Control", "public, max-age=60");
+}
+
+void edge_openid_configuration(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    (void)req;
+    const char *iss = e->cfg.token_issuer;
+    size_t n = strlen(iss);
+    char base[GOV_JWT_ISS_MAX + 1];
+    snprintf(base, sizeof base, "%.*s", (int)(n > 0 && iss[n - 1] == '/' ? n - 1 : n), iss);
+    char jwks[512], issue[512], intro[512], revoke[512];
+    snprintf(jwks, sizeof jwks, "%s/.well-known/jwks.json", base);
+    snprintf(issue, sizeof issue, "%s/v1/tokens/issue", base);
+    snprintf(intro, sizeof intro, "%s/v1/tokens/introspect", base);
+    snprintf(revoke, sizeof revoke, "%s/v1/tokens/revoke", base);
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s,s], s:[s,s], s:[s,s], s:[]}", "issuer", iss,
+        "jwks_uri", jwks, "token_endpoint", issue, "introspection_endpoint", intro,
+        "revocation_endpoint", revoke, "grant_types_supported", "client_credentials",
+        "token_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
+        "introspection_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "revocation_endpoint_auth_methods_supported",
+        "client_secret_basic", "client_secret_post", "response_types_supported");
+    edge_respond_json(resp, 200, j);
+    edge_add_header(resp, "Cache-Control", "public, max-age=60");
+}

@@ -1,0 +1,704 @@
+/* test_tokens.c - gov-edge's token endpoints against the real Kafka, Redis
+ * and SoftHSM2 of the stack.
+ *
+ * A private Redis holds a copy of the stack's demo tenant; a private
+ * gov-identity ("gov-identity-itest-tokens") materializes identity.keys and
+ * identity.clients into it; two private gov-edge replicas
+ * ("edge-itest-tokens-a-<unique>", "-b-<unique>") share a private key directory.  The test
+ * creates keys with the keystore API and publishes their KeyRotated the way
+ * `govctl keys rotate` does, registers a client with `govctl clients add`,
+ * and checks what a client and an operator see:
+ *   - issue (HTTP Basic) -> verify and introspect active on BOTH replicas;
+ *     the TokenIssued and the AuditEvent (component gov-edge, subject the
+ *     jti, details.edge_id the replica) are on their topics, the token is in
+ *     neither;
+ *   - revoke (client_secret_post) -> verify and introspect inactive on both
+ *     replicas at once (read-your-writes);
+ *   - refusals: wrong secret 401 invalid_client, scope not the client's 400
+ *     invalid_scope, tenant not the client's 403, another grant type, and
+ *     crafted tokens reaching the HTTP answer with their reason (alg none,
+ *     unknown kid, expired, tampered);
+ *   - rotation with overlap: a pending key does not sign; once its
+ *     activates_at passes new tokens carry its kid and old ones still
+ *     verify; after the old key's retires_at they do not;
+ *   - Kafka unreachable: issue answers 503 and the token is nowhere;
+ *   - the PKCS#11 backend end to end: an edge over the stack's SoftHSM2
+ *     token signs with a key generated on the token, another edge verifies.
+ * Every wait is on an observable outcome, bounded.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gov_alloc.h"
+#include "gov_b64url.h"
+#include "gov_events.h"
+#include "gov_jwt.h"
+#include "gov_signer.h"
+#include "gov_signer_rt.h"
+#include "gov_state_identity.h"
+#include "gov_time.h"
+#include "itest_util.h"
+
+#define COMPONENT "gov-identity-itest-tokens"
+/* Edge ids, made unique per run (itest_unique): a replica's loader group
+ * is named after its id, so a run never waits for a crashed run's member. */
+static char id_a[96], id_b[96], id_hsm[96], id_nokafka[96];
+#define TENANT "demo"
+#define WAIT_MS 20000
+
+static pid_t redis_pid = -1;
+static int redis_port;
+static gov_redis_t *priv;
+static itest_proc_t ident, edge_a, edge_b, edge_hsm;   /* teardown stops every one */
+static char keydir[256];
+static gov_keystore_t *ks;
+static gov_signer_t *key1, *key2;
+static char client_id[80], secret[80];
+static char env_redis[64], env_brokers[160], env_trust[512], env_pack_trust[512], env_keydir[320];
+static char token1[4096];
+static int64_t key1_activates;   /* fixed once published: a KeyRotated may not move it */
+
+/* --- HTTP ----------------------------------------------------------------------------- */
+
+/* POSTs body to port with content type ctype and Authorization authz (may
+ * be NULL); the status (0: no answer), the response body in *json (parsed;
+ * NULL when it is not JSON) and the raw answer in raw. */
+static int post(int port, const char *path, const char *ctype, const char *authz,
+                const char *body, json_t **json, char *raw, size_t raw_size) {
+    size_t n = strlen(body) + 1024;
+    char *req = malloc(n);
+    assert_non_null(req);
+    char auth[512] = "";
+    if (authz)
+        snprintf(auth, sizeof auth, "Authorization: %s\r\n", authz);
+    int len = snprintf(req, n,
+                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                       path, auth, ctype, strlen(body), body);
+    int fd = itest_raw_send(port, req, (size_t)len);
+    free(req);
+    int status = itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+    if (json) {
+        const char *b = strstr(raw, "\r\n\r\n");
+        *json = b ? json_loads(b + 4, 0, NULL) : NULL;
+    }
+    return status;
+}
+
+static void basic(const char *id, const char *sec, char out[512]) {
+    char pair[256];
+    snprintf(pair, sizeof pair, "%s:%s", id, sec);
+    strcpy(out, "Basic ");
+    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)pair, (int)strlen(pair));
+}
+
+#define FORM "application/x-www-form-urlencoded"
+
+/* Issues through HTTP Basic with extra form parameters; the status, the
+ * token in tok (when 200), the JSON answer in *j (may be NULL). */
+static int issue(const itest_proc_t *p, const char *extra, char *tok, size_t tok_size,
+                 json_t **j) {
+    char authz[512], body[512], raw[16384];
+    basic(client_id, secret, authz);
+    snprintf(body, sizeof body, "grant_type=client_credentials%s", extra ? extra : "");
+    json_t *ans = NULL;
+    int st = post(p->port, "/v1/tokens/issue", FORM, authz, body, &ans, raw, sizeof raw);
+    if (st == 200 && tok) {
+        const char *t = json_string_value(json_object_get(ans, "access_token"));
+        assert_non_null(t);
+        snprintf(tok, tok_size, "%s", t);
+    }
+    if (j)
+        *j = ans;
+    else
+        json_decref(ans);
+    return st;
+}
+
+/* POST /v1/tokens/verify {"token"}: the status, *code the error code (or ""). */
+static int verify(const itest_proc_t *p, const char *tok, char code[64]) {
+    char body[8192], raw[16384];
+    snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
+    json_t *j = NULL;
+    int st = post(p->port, "/v1/tokens/verify", "application/json", NULL, body, &j, raw,
+                  sizeof raw);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    snprintf(code, 64, "%s", c ? c : "");
+    if (st == 200)
+        assert_true(json_is_true(json_object_get(j, "active")));
+    json_decref(j);
+    return st;
+}
+
+/* POST /v1/tokens/introspect as the client: the "active" member (-1: no 200). */
+static int introspect(const itest_proc_t *p, const char *tok, json_t **out) {
+    char body[8192], raw[16384], authz[512];
+    basic(client_id, secret, authz);
+    snprintf(body, sizeof body, "token=%s&token_type_hint=access_token", tok);
+    json_t *j = NULL;
+    int st = post(p->port, "/v1/tokens/introspect", FORM, authz, body, &j, raw, sizeof raw);
+    int active = st == 200 ? json_is_true(json_object_get(j, "active")) : -1;
+    if (out)
+        *out = j;
+    else
+        json_decref(j);
+    return active;
+}
+
+static void expect_verify(const itest_proc_t *p, const char *tok, int want, const char *code,
+                          int line) {
+    char got[64];
+    int st = verify(p, tok, got);
+    if (st != want || (code && strcmp(got, code) != 0))
+        fail_msg("line %d: verify on %s: want %d %s, got %d %s", line, p->log, want,
+                 code ? code : "", st, got);
+}
+
+/* The kid in a token's header. */
+static void token_kid(const char *tok, char kid[64]) {
+    const char *dot = strchr(tok, '.');
+    assert_non_null(dot);
+    uint8_t hdr[512];
+    size_t n = 0;
+    assert_int_equal(gov_b64url_decode(tok, (size_t)(dot - tok), hdr, sizeof hdr - 1, &n, NULL, 0),
+                     GOV_OK);
+    hdr[n] = 0;
+    json_t *h = json_loads((const char *)hdr, 0, NULL);
+    snprintf(kid, 64, "%s", json_string_value(json_object_get(h, "kid")));
+    json_decref(h);
+}
+
+/* --- keys ------------------------------------------------------------------------------ */
+
+/* Publishes a KeyRotated for s and waits until the private gov-identity
+ * handled it. */
+static void publish_key(gov_signer_t *s, const char *state, int64_t activates_at,
+                        int64_t retires_at, const char *backend) {
+    gov_buf_t jwk;
+    gov_buf_init(&jwk, 0);
+    assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
+                     GOV_OK);
+    int64_t created = activates_at - 1000000;
+    gov_key_rotated_t k = {.occurred_at = gov_now_micros(), .kid = gov_signer_kid(s),
+                           .alg = "EdDSA", .public_jwk = jwk.data, .backend = backend,
+                           .state = state, .created_at = created, .activates_at = activates_at,
+                           .retires_at = retires_at};
+    json_t *ev = gov_events_key_rotated_new(&k);
+    gov_buf_free(&jwk);
+    assert_non_null(ev);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256];
+    int32_t part = -1;
+    int64_t off = -1;
+    if (gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb) != GOV_OK)
+        fail_msg("encode: %s", eb);
+    json_decref(ev);
+    const char *kid = gov_signer_kid(s);
+    if (gov_kafka_produce_sync(itest_producer(), GOV_TOPIC_IDENTITY_KEYS, kid, strlen(kid), buf,
+                               len, NULL, 0, 15000, &part, &off, eb, sizeof eb) != GOV_OK)
+        fail_msg("produce: %s", eb);
+    gov_free(buf);
+    if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
+        fail_msg("KeyRotated %s was not handled by %s", kid, COMPONENT);
+}
+
+/* --- setup ----------------------------------------------------------------------------- */
+
+static int client_known(void *opaque) {
+    (void)opaque;
+    gov_state_identity_client_rec_t c;
+    char eb[256];
+    int found = gov_state_identity_client_get(priv, client_id, &c, eb, sizeof eb) == GOV_OK &&
+                c.found;
+    gov_state_identity_client_clear(&c);
+    return found;
+}
+
+static void start_edge(itest_proc_t *p, const char *id, const char *const *more, const char *log) {
+    static char env_id[4][128];
+    static int slot;
+    int s = slot++ % 4;
+    snprintf(env_id[s], sizeof env_id[s], "GOV_EDGE_ID=%s", id);
+    const char *env[20] = {env_redis, env_trust, env_pack_trust, env_id[s],
+                           "GOV_IDENTITY_REFRESH=200ms", "GOV_TOKEN_ISSUER=https://gov.test",
+                           "GOV_LOOKUP_TIMEOUT=2s"};
+    size_t n = 7;
+    for (size_t i = 0; more && more[i] && n < 19; i++)
+        env[n++] = more[i];
+    env[n] = NULL;
+    itest_proc_start(p, "gov-edge", NULL, env, log);
+}
+
+static int setup(void **state) {
+    (void)state;
+    char eb[256];
+    redis_pid = itest_private_redis("tokens", &redis_port);
+    if (gov_redis_new("127.0.0.1", redis_port, 5000, &priv, eb, sizeof eb) != GOV_OK)
+        fail_msg("private redis: %s", eb);
+    itest_copy_tenant(priv, TENANT);
+    snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
+    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
+    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
+             itest_path("var/demo/rulepack-trust.json"));
+    const char *ienv[] = {env_redis, env_brokers, NULL};
+    itest_proc_start(&ident, "gov-identity", COMPONENT, ienv, "itest-tokens-gov-identity.log");
+    if (!itest_wait_caught_up(ident.port, 9, 120000))
+        fail_msg("%s did not catch up with the identity topics", COMPONENT);
+
+    /* the key store the edges share, and the first key, active */
+    if (itest_workdir_new("tokens-keys", keydir, sizeof keydir) != 0)
+        fail_msg("no work directory");
+    chmod(keydir, 0700);
+    gov_reason_t why;
+    if (gov_keystore_open_dir(keydir, &ks, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(ks, &key1, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    key1_activates = gov_now_micros() - 5000000;
+    publish_key(key1, "active", key1_activates, -1, "file");
+    snprintf(env_keydir, sizeof env_keydir, "GOV_SIGNER_KEY_DIR=%s", keydir);
+
+    /* a client of the demo tenant */
+    char out[1024], err[4096];
+    const char *genv[] = {env_brokers, NULL};
+    int rc = itest_govctl(genv,
+                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
+                                                "read write", NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    snprintf(client_id, sizeof client_id, "%s",
+             json_string_value(json_object_get(o, "client_id")));
+    snprintf(secret, sizeof secret, "%s", json_string_value(json_object_get(o, "client_secret")));
+    json_decref(o);
+    if (itest_wait_for(client_known, NULL, WAIT_MS, 50) < 0)
+        fail_msg("client %s was not materialized", client_id);
+
+    const char *more[] = {env_keydir, NULL};
+    itest_unique("edge-itest-tokens-a", id_a, sizeof id_a);
+    itest_unique("edge-itest-tokens-b", id_b, sizeof id_b);
+    itest_unique("edge-itest-tokens-hsm", id_hsm, sizeof id_hsm);
+    itest_unique("edge-itest-tokens-nokafka", id_nokafka, sizeof id_nokafka);
+    start_edge(&edge_a, id_a, more, "itest-tokens-edge-a.log");
+    start_edge(&edge_b, id_b, more, "itest-tokens-edge-b.log");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    int rc = itest_proc_stop(&edge_a);
+    rc |= itest_proc_stop(&edge_b);
+    rc |= itest_proc_stop(&edge_hsm);
+    rc |= itest_proc_stop(&ident);
+    gov_signer_free(key1);
+    gov_signer_free(key2);
+    gov_keystore_free(ks);
+    gov_redis_free(priv);
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 5000);
+    itest_workdir_remove(keydir);
+    return rc;
+}
+
+/* --- issue, verify, introspect, revoke --------------------------------------------------- */
+
+typedef struct scan {
+    const char *needle, *forbidden;
+    int holds, leaked;
+} scan_t;
+
+static int scan_msgs(void *opaque, const gov_kafka_msg_t *m) {
+    scan_t *s = opaque;
+    if (memmem(m->value, m->len, s->needle, strlen(s->needle)))
+        s->holds++;
+    if (s->forbidden && memmem(m->value, m->len, s->forbidden, strlen(s->forbidden)))
+        s->leaked = 1;
+    return 0;
+}
+
+static void test_issue_verify_revoke(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    int st = issue(&edge_a, NULL, token1, sizeof token1, &j);
+    if (st != 200)
+        fail_msg("issue answered %d (see %s)", st, edge_a.log);
+    assert_string_equal(json_string_value(json_object_get(j, "token_type")), "Bearer");
+    assert_string_equal(json_string_value(json_object_get(j, "scope")), "read write");
+    assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 900);
+    json_decref(j);
+    char kid[64];
+    token_kid(token1, kid);
+    assert_string_equal(kid, gov_signer_kid(key1));
+
+    expect_verify(&edge_a, token1, 200, NULL, __LINE__);
+    expect_verify(&edge_b, token1, 200, NULL, __LINE__);
+    json_t *in = NULL;
+    assert_int_equal(introspect(&edge_b, token1, &in), 1);
+    assert_string_equal(json_string_value(json_object_get(in, "client_id")), client_id);
+    assert_string_equal(json_string_value(json_object_get(in, "tenant")), TENANT);
+    assert_string_equal(json_string_value(json_object_get(in, "iss")), "https://gov.test");
+    char jti[64];
+    snprintf(jti, sizeof jti, "%s", json_string_value(json_object_get(in, "jti")));
+    json_decref(in);
+
+    /* the TokenIssued and the AuditEvent (by this replica) hold the jti, never the token */
+    const char *sig = strrchr(token1, '.') + 1;
+    scan_t s1 = {jti, sig, 0, 0}, s2 = {jti, sig, 0, 0};
+    itest_consume_until(GOV_TOPIC_IDENTITY_TOKENS, scan_msgs, &s1, 5000);
+    assert_true(s1.holds >= 1);
+    assert_false(s1.leaked);
+    itest_consume_until(GOV_TOPIC_AUDIT, scan_msgs, &s2, 5000);
+    assert_true(s2.holds >= 1);
+    assert_false(s2.leaked);
+    json_t *audit = itest_find_audit(TENANT, "gov-edge", "token.issued", NULL, 1000);
+    assert_non_null(audit);
+    json_decref(audit);
+    scan_t s3 = {id_a, NULL, 0, 0};
+    itest_consume_until(GOV_TOPIC_AUDIT, scan_msgs, &s3, 5000);
+    assert_true(s3.holds >= 1);
+
+    /* revoke (client_secret_post), then inactive on both replicas at once */
+    char body[8192], raw[8192];
+    snprintf(body, sizeof body, "token=%s&client_id=%s&client_secret=%s", token1, client_id,
+             secret);
+    assert_int_equal(post(edge_b.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
+                          sizeof raw),
+                     200);
+    expect_verify(&edge_a, token1, 401, "token_revoked", __LINE__);
+    expect_verify(&edge_b, token1, 401, "token_revoked", __LINE__);
+    assert_int_equal(introspect(&edge_a, token1, NULL), 0);
+    assert_int_equal(introspect(&edge_b, token1, NULL), 0);
+    /* revoking an unknown or invalid token is 200 as well (RFC 7009) */
+    snprintf(body, sizeof body, "token=not-a-token&client_id=%s&client_secret=%s", client_id,
+             secret);
+    assert_int_equal(post(edge_a.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
+                          sizeof raw),
+                     200);
+    /* the log never holds the token */
+    size_t ll = 0;
+    char *log = itest_read_file(itest_log_path(edge_a.log), &ll);
+    if (log)
+        assert_null(memmem(log, ll, sig, strlen(sig)));
+    free(log);
+}
+
+/* --- refusals -------------------------------------------------------------------------------- */
+
+static void expect_oauth_error(int st, json_t *j, int want, const char *code, int line) {
+    const char *got = json_string_value(json_object_get(j, "error"));
+    if (st != want || got == NULL || strcmp(got, code) != 0)
+        fail_msg("line %d: want %d %s, got %d %s", line, want, code, st, got ? got : "(none)");
+    assert_non_null(json_string_value(json_object_get(j, "error_description")));
+    json_decref(j);
+}
+
+static void test_issue_refusals(void **state) {
+    (void)state;
+    char authz[512], raw[8192];
+    json_t *j = NULL;
+    basic(client_id, "wrong-secret", authz);
+    int st = post(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=client_credentials",
+                  &j, raw, sizeof raw);
+    expect_oauth_error(st, j, 401, "invalid_client", __LINE__);
+    assert_non_null(strstr(raw, "WWW-Authenticate: Basic"));
+    st = issue(&edge_a, "&scope=read+admin", NULL, 0, &j);
+    expect_oauth_error(st, j, 400, "invalid_scope", __LINE__);
+    st = issue(&edge_a, "&tenant=someone-else", NULL, 0, &j);
+    expect_oauth_error(st, j, 403, "unauthorized_client", __LINE__);
+    basic(client_id, secret, authz);
+    st = post(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=password", &j, raw,
+              sizeof raw);
+    expect_oauth_error(st, j, 400, "unsupported_grant_type", __LINE__);
+    st = post(edge_a.port, "/v1/tokens/issue", FORM, authz,
+              "grant_type=client_credentials&scope=read&scope=write", &j, raw, sizeof raw);
+    expect_oauth_error(st, j, 400, "invalid_request", __LINE__);
+    /* a subset of the scopes, in a JSON body with client_secret_post, ttl capped */
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"grant_type\":\"client_credentials\",\"client_id\":\"%s\",\"client_secret\":"
+             "\"%s\",\"scope\":\"read\",\"ttl\":999999}",
+             client_id, secret);
+    st = post(edge_a.port, "/v1/tokens/issue", "application/json", NULL, body, &j, raw, sizeof raw);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "scope")), "read");
+    assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 3600);
+    assert_non_null(strstr(raw, "Cache-Control: no-store"));
+    json_decref(j);
+}
+
+static gov_err_t sign_cb(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64], char *eb,
+                         size_t ebs) {
+    return gov_signer_sign(ctx, msg, len, sig, eb, ebs);
+}
+
+static void craft(gov_signer_t *s, int64_t iat, int64_t exp, char *out, size_t size) {
+    gov_jwt_claims_t c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.iss, sizeof c.iss, "https://gov.test");
+    snprintf(c.sub, sizeof c.sub, "%s", client_id);
+    snprintf(c.client_id, sizeof c.client_id, "%s", client_id);
+    snprintf(c.aud, sizeof c.aud, "soma-governance");
+    snprintf(c.tenant, sizeof c.tenant, TENANT);
+    snprintf(c.scope, sizeof c.scope, "read");
+    memset(c.constitution_hash, 'a', 128);   /* a SHA3-512 hex no constitution has */
+    assert_int_equal(gov_uuid_v7(c.jti), GOV_OK);
+    c.iat = c.nbf = iat;
+    c.exp = exp;
+    gov_buf_t b;
+    gov_buf_init(&b, 0);
+    char eb[256];
+    if (gov_jwt_sign(&c, gov_signer_kid(s), sign_cb, s, &b, eb, sizeof eb) != GOV_OK)
+        fail_msg("sign: %s", eb);
+    snprintf(out, size, "%s", b.data);
+    gov_buf_free(&b);
+}
+
+static void test_crafted_tokens(void **state) {
+    (void)state;
+    char tok[4096], kid[64];
+    /* alg none: header {"alg":"none","typ":"JWT"} over a real payload */
+    assert_int_equal(issue(&edge_a, NULL, tok, sizeof tok, NULL), 200);
+    expect_verify(&edge_b, tok, 200, NULL, __LINE__);
+    char none[4096];
+    snprintf(none, sizeof none, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0%s", strchr(tok, '.'));
+    expect_verify(&edge_a, none, 401, "token_alg_not_allowed", __LINE__);
+    /* tampered: one payload character changed */
+    char tampered[4096];
+    snprintf(tampered, sizeof tampered, "%s", tok);
+    char *p = strchr(tampered, '.') + 5;
+    *p = *p == 'A' ? 'B' : 'A';
+    expect_verify(&edge_a, tampered, 401, "token_bad_signature", __LINE__);
+    /* a key nobody published */
+    gov_signer_t *stranger = NULL;
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(i * 7 + 1);
+    char eb[256];
+    assert_int_equal(gov_signer_from_ed25519_raw(seed, "memory", &stranger, eb, sizeof eb), GOV_OK);
+    int64_t now = gov_now_micros() / 1000000;
+    craft(stranger, now, now + 60, tok, sizeof tok);
+    gov_signer_free(stranger);
+    expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+    /* expired (beyond the 30 s leeway), signed by the published key */
+    craft(key1, now - 600, now - 300, tok, sizeof tok);
+    token_kid(tok, kid);
+    expect_verify(&edge_b, tok, 401, "token_expired", __LINE__);
+    /* a wrong constitution hash */
+    craft(key1, now, now + 60, tok, sizeof tok);
+    expect_verify(&edge_b, tok, 401, "token_constitution_stale", __LINE__);
+}
+
+/* --- rotation ----------------------------------------------------------------------------------- */
+
+typedef struct kidwait {
+    const char *want;
+    const itest_proc_t *edge;
+    char tok[4096];
+} kidwait_t;
+
+static int signs_with(void *opaque) {
+    kidwait_t *w = opaque;
+    char kid[64];
+    if (issue(w->edge, NULL, w->tok, sizeof w->tok, NULL) != 200)
+        return 0;
+    token_kid(w->tok, kid);
+    return strcmp(kid, w->want) == 0;
+}
+
+static const char *retired_tok;
+
+static int refused_retired(void *opaque) {
+    (void)opaque;
+    char code[64];
+    return verify(&edge_b, retired_tok, code) == 401 && strcmp(code, "token_key_retired") == 0;
+}
+
+static void test_rotation_overlap(void **state) {
+    (void)state;
+    char eb[256], old[4096], kid[64];
+    gov_reason_t why;
+    assert_int_equal(gov_keystore_generate(ks, &key2, &why, eb, sizeof eb), GOV_OK);
+    int64_t activates = gov_now_micros() + 3000000;
+    publish_key(key2, "pending", activates, -1, "file");
+    /* pending: the old key still signs */
+    assert_int_equal(issue(&edge_a, NULL, old, sizeof old, NULL), 200);
+    token_kid(old, kid);
+    assert_string_equal(kid, gov_signer_kid(key1));
+    /* once its activates_at passed, the new one signs; the old token still verifies */
+    kidwait_t w = {.want = gov_signer_kid(key2), .edge = &edge_b};
+    if (itest_wait_for(signs_with, &w, 15000, 100) < 0)
+        fail_msg("the new key never signed");
+    assert_true(gov_now_micros() >= activates);
+    expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
+    expect_verify(&edge_a, old, 200, NULL, __LINE__);
+    /* the old key retires: its tokens stop verifying at retires_at */
+    int64_t retires = gov_now_micros() + 2000000;
+    publish_key(key1, "retiring", key1_activates, retires, "file");
+    expect_verify(&edge_b, old, 200, NULL, __LINE__);
+    retired_tok = old;
+    if (itest_wait_for(refused_retired, NULL, 15000, 100) < 0)
+        fail_msg("the old key's token never stopped verifying");
+    assert_true(gov_now_micros() >= retires);
+}
+
+/* --- Kafka unavailable ------------------------------------------------------------------------------- */
+
+static const itest_proc_t *nokafka;
+
+static int edge_has_state(void *opaque) {
+    (void)opaque;
+    char *body = NULL;
+    int ok = itest_proc_get(nokafka, "/.well-known/jwks.json", &body) == 200 && body &&
+             strstr(body, gov_signer_kid(key2)) != NULL;
+    free(body);
+    body = NULL;
+    ok = ok && itest_proc_get(nokafka, "/v1/constitution/" TENANT, &body) == 200;
+    free(body);
+    return ok;
+}
+
+static void test_kafka_unavailable(void **state) {
+    (void)state;
+    itest_proc_t c;
+    memset(&c, 0, sizeof c);
+    char bad[64];
+    snprintf(bad, sizeof bad, "GOV_KAFKA_BROKERS=127.0.0.1:%d", itest_free_port());
+    const char *more[] = {env_keydir, bad, NULL};
+    /* The edge serves without Kafka (the loader reads Redis); it is not
+     * ready while Kafka is away, so it is started by hand and waited for on
+     * /healthz. */
+    static char env_id[128];
+    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", id_nokafka);
+    c.port = itest_free_port();
+    snprintf(c.url, sizeof c.url, "http://127.0.0.1:%d", c.port);
+    char env_port[32];
+    snprintf(env_port, sizeof env_port, "GOV_PORT=%d", c.port);
+    const char *env[] = {env_redis, env_trust, env_pack_trust, env_id, env_port,
+                         "GOV_IDENTITY_REFRESH=200ms", "GOV_TOKEN_ISSUER=https://gov.test",
+                         more[0], more[1], NULL};
+    c.pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env,
+                        "itest-tokens-edge-nokafka.log");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", c.port);
+    if (!itest_wait_http(url, 200, 30000))
+        fail_msg("the edge without Kafka did not start");
+    json_t *j = NULL;
+    char tok[4096] = "";
+    /* the edge has its keys and the tenant once /v1/tokens/jwks lists the key
+     * and the constitution API serves the tenant */
+    nokafka = &c;
+    if (itest_wait_for(edge_has_state, NULL, 20000, 100) < 0)
+        fail_msg("the edge without Kafka did not load the keys and the tenant");
+    int st = issue(&c, NULL, tok, sizeof tok, &j);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    if (st != 503 || err == NULL || strcmp(err, "kafka_unavailable") != 0)
+        fail_msg("want 503 kafka_unavailable, got %d %s", st, err ? err : "(none)");
+    assert_null(json_object_get(j, "access_token"));
+    json_decref(j);
+    assert_int_equal(itest_stop(c.pid, SIGTERM, 15000), 0);
+    size_t ll = 0;
+    char *log = itest_read_file(itest_log_path("itest-tokens-edge-nokafka.log"), &ll);
+    assert_non_null(log);
+    /* no JWS header (every token starts with the same base64url) in its log */
+    assert_null(memmem(log, ll, "eyJhbGciOiJFZERTQSI", 19));
+    assert_non_null(memmem(log, ll, "token not issued", 16));
+    free(log);
+}
+
+/* --- PKCS#11 ---------------------------------------------------------------------------------------- */
+
+static void test_pkcs11_backend(void **state) {
+    (void)state;
+    const char *module = getenv("GOV_PKCS11_MODULE"), *label = getenv("GOV_PKCS11_TOKEN_LABEL"),
+               *pin = getenv("GOV_PKCS11_PIN");
+    if (!module || !label || !pin)
+        fail_msg("GOV_PKCS11_MODULE/TOKEN_LABEL/PIN missing (set -a; . var/stack.env)");
+    gov_keystore_t *hsm = NULL;
+    gov_signer_t *hkey = NULL;
+    gov_reason_t why;
+    char eb[256];
+    if (gov_keystore_open_pkcs11(module, label, pin, NULL, &hsm, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(hsm, &hkey, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("pkcs11: %s", eb);
+    /* newer than every file key, so the HSM edge signs with it */
+    publish_key(hkey, "active", gov_now_micros() - 1000000, -1, "pkcs11");
+    char kid[64];
+    snprintf(kid, sizeof kid, "%s", gov_signer_kid(hkey));
+    gov_signer_free(hkey);
+    gov_keystore_free(hsm);
+
+    itest_proc_t *h = &edge_hsm;
+    char m[512], l[128], pn[128];
+    snprintf(m, sizeof m, "GOV_PKCS11_MODULE=%s", module);
+    snprintf(l, sizeof l, "GOV_PKCS11_TOKEN_LABEL=%s", label);
+    snprintf(pn, sizeof pn, "GOV_PKCS11_PIN=%s", pin);
+    /* an ASan edge: SoftHSM2's own leak (C_SignInit) is suppressed, nothing else */
+    char lsan[600];
+    snprintf(lsan, sizeof lsan, "LSAN_OPTIONS=suppressions=%s",
+             itest_path("tests/integration/lsan-softhsm.supp"));
+    const char *more[] = {"GOV_SIGNER_BACKEND=pkcs11", m, l, pn, lsan, NULL};
+    start_edge(h, id_hsm, more, "itest-tokens-edge-hsm.log");
+    kidwait_t w = {.want = kid, .edge = h};
+    if (itest_wait_for(signs_with, &w, 10000, 100) < 0)
+        fail_msg("the PKCS#11 edge never signed with the token's key (see %s)", h->log);
+    expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
+    expect_verify(h, w.tok, 200, NULL, __LINE__);
+    assert_int_equal(itest_proc_stop(h), 0);
+}
+
+/* --- well-known ------------------------------------------------------------------------------------- */
+
+static void test_well_known(void **state) {
+    (void)state;
+    char *body = NULL;
+    assert_int_equal(itest_proc_get(&edge_a, "/.well-known/jwks.json", &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    assert_true(json_is_array(json_object_get(j, "keys")));
+    int seen = 0;
+    size_t i;
+    json_t *k;
+    json_array_foreach(json_object_get(j, "keys"), i, k) {
+        if (strcmp(json_string_value(json_object_get(k, "kid")), gov_signer_kid(key1)) == 0)
+            seen = 1;
+    }
+    assert_true(seen);
+    json_decref(j);
+    assert_int_equal(itest_proc_get(&edge_b, "/.well-known/openid-configuration", &body), 200);
+    j = json_loads(body, 0, NULL);
+    free(body);
+    assert_string_equal(json_string_value(json_object_get(j, "issuer")), "https://gov.test");
+    assert_string_equal(json_string_value(json_object_get(j, "token_endpoint")),
+                        "https://gov.test/v1/tokens/issue");
+    assert_string_equal(json_string_value(json_object_get(j, "jwks_uri")),
+                        "https://gov.test/.well-known/jwks.json");
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(j, "grant_types_supported"), 0)),
+        "client_credentials");
+    json_decref(j);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_well_known),
+        cmocka_unit_test(test_issue_verify_revoke),
+        cmocka_unit_test(test_issue_refusals),
+        cmocka_unit_test(test_crafted_tokens),
+        cmocka_unit_test(test_rotation_overlap),
+        cmocka_unit_test(test_pkcs11_backend),
+        cmocka_unit_test(test_kafka_unavailable),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
