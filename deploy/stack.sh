@@ -600,6 +600,10 @@ write_env() {
       echo "GOV_REDIS_HOST=$HOST"
       echo "GOV_REDIS_PORT=$REDIS_PORT"
       echo "GOV_EDGE_URL=http://$HOST:$(svc_port_of gov-edge)"
+      # what the stack's edges put in (and demand of) every token: the issuer
+      # is the edge's own URL, so openid-configuration names reachable endpoints
+      echo "GOV_TOKEN_ISSUER=http://$HOST:$(svc_port_of gov-edge)"
+      echo "GOV_TOKEN_AUDIENCE=${GOV_TOKEN_AUDIENCE:-soma-governance}"
       echo "GOV_GATEWAY_URL=http://$HOST:$GATEWAY_PORT"
       for line in "${SERVICES[@]}"; do
         echo "GOV_ADMIN_$(svc_env "$(svc_name "$line")")=http://$HOST:$(svc_port "$line")"

@@ -621,10 +621,19 @@ static void test_kafka_unavailable(void **state) {
 
 static void test_pkcs11_backend(void **state) {
     (void)state;
-    const char *module = getenv("GOV_PKCS11_MODULE"), *label = getenv("GOV_PKCS11_TOKEN_LABEL"),
-               *pin = getenv("GOV_PKCS11_PIN");
-    if (!module || !label || !pin)
-        fail_msg("GOV_PKCS11_MODULE/TOKEN_LABEL/PIN missing (set -a; . var/stack.env)");
+    /* the stack's token (environment, else var/stack.env: the suite exports
+     * only the stack's addresses) */
+    static const char *names[] = {"GOV_PKCS11_MODULE", "GOV_PKCS11_TOKEN_LABEL",
+                                  "GOV_PKCS11_PIN", "SOFTHSM2_CONF"};
+    static char vals[4][512];   /* itest_env answers in one static buffer: copy each */
+    for (int i = 0; i < 4; i++) {
+        const char *v = itest_env(names[i], NULL);
+        if (v == NULL || !*v)
+            fail_msg("%s missing (set -a; . var/stack.env)", names[i]);
+        snprintf(vals[i], sizeof vals[i], "%s", v);
+    }
+    const char *module = vals[0], *label = vals[1], *pin = vals[2];
+    setenv("SOFTHSM2_CONF", vals[3], 1);   /* this process and the edge it starts */
     gov_keystore_t *hsm = NULL;
     gov_signer_t *hkey = NULL;
     gov_reason_t why;
@@ -640,7 +649,7 @@ static void test_pkcs11_backend(void **state) {
     gov_keystore_free(hsm);
 
     itest_proc_t *h = &edge_hsm;
-    char m[512], l[128], pn[128];
+    char m[600], l[600], pn[600];
     snprintf(m, sizeof m, "GOV_PKCS11_MODULE=%s", module);
     snprintf(l, sizeof l, "GOV_PKCS11_TOKEN_LABEL=%s", label);
     snprintf(pn, sizeof pn, "GOV_PKCS11_PIN=%s", pin);
