@@ -25,9 +25,12 @@
 #include "gov_constitution.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
+#include "gov_micros.h"
+#include "gov_policy.h"
 #include "gov_reason.h"
 #include "gov_redis.h"
 #include "gov_signer_rt.h"
+#include "gov_util.h"
 #include "snapshot.h"
 
 #define EDGE_MAX_SEGMENTS 8
@@ -118,6 +121,30 @@ void edge_add_header(edge_response_t *r, const char *name, const char *value);
 
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* One evaluated decision (evaluate_api.c): what /v1/evaluate answers, and
+ * what /v1/sessions/start and /v1/authz build on. */
+typedef struct edge_decision {
+    gov_policy_decision_t d;                 /* owned */
+    char decision_id[GOV_UUID_STRLEN + 1];
+    char score[GOV_MICROS_TEXT];             /* "0.350000" */
+    int64_t evaluated_us;
+    edge_snapshot_t *snapshot;               /* held reference: tenant stays valid */
+    const edge_tenant_t *tenant;             /* borrowed from snapshot: constitution, pack */
+} edge_decision_t;
+
+/* Evaluates pr (parsed and validated by gov_policy_request_parse) against
+ * its tenant's state and queues the decision log entry (PolicyDecision),
+ * counting policy_decision_total.  0: *out is filled (edge_decision_clear);
+ * -1: resp holds the error (503 state_not_loaded, constitution_missing,
+ * constitution_rules_invalid, rulepack_missing, evaluation_failed) and *out
+ * is empty.  Never waits on Redis or Kafka. */
+int edge_decide(edge_t *e, const gov_policy_request_t *pr, edge_decision_t *out,
+                edge_response_t *resp);
+void edge_decision_clear(edge_decision_t *d);
+/* Adds X-Policy-Decision, X-Policy-Score, X-Constitution-Hash and
+ * X-Policy-Decision-Id of d to resp. */
+void edge_decision_headers(const edge_decision_t *d, edge_response_t *resp);
 
 /* Handlers (evaluate_api.c). */
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);

@@ -59,4 +59,14 @@ gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out);
 /* Copies up to max grace entries of tenant into out; returns how many. */
 size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max);
 
+/* Verifies token against the identity snapshot, then (full) revocation (a
+ * Redis read on this thread's connection: lookup threads only) and the
+ * constitution binding (current hash or the grace window).  GOV_OK;
+ * GOV_ERR_VERIFY with *why; or GOV_ERR_UNAVAILABLE when the keys or the
+ * token store cannot be read (detail in eb).  c is filled on GOV_OK (and,
+ * for revoke's ownership check, on the signature-only pass, full = 0)
+ * (tokens_api.c). */
+gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
+                           gov_reason_t *why, char *eb, size_t ebs);
+
 #endif

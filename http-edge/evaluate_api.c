@@ -140,6 +140,90 @@ static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_req
     json_decref(ev);
 }
 
+/* --- the decision (shared by evaluate, sessions and authz) -------------------- */
+
+void edge_decision_clear(edge_decision_t *d) {
+    if (d == NULL)
+        return;
+    gov_policy_decision_clear(&d->d);
+    if (d->snapshot)
+        edge_snapshot_release(d->snapshot);
+    memset(d, 0, sizeof *d);
+}
+
+int edge_decide(edge_t *e, const gov_policy_request_t *pr, edge_decision_t *out,
+                edge_response_t *resp) {
+    char eb[512];
+    gov_reason_t reason = GOV_REASON_NONE;
+    memset(out, 0, sizeof *out);
+    if (!edge_state_loaded(e->state)) {
+        edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
+                           "the edge has not loaded its state yet");
+        return -1;
+    }
+    edge_snapshot_t *s = edge_state_acquire(e->state);
+    const edge_tenant_t *t = edge_snapshot_find(s, pr->tenant);
+    if (t == NULL || t->constitution.checksum[0] == '\0') {
+        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_MISSING,
+                           "no verified constitution for tenant %s", pr->tenant);
+        goto fail;
+    }
+    if (t->constitution.rules == NULL) {
+        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_RULES_INVALID,
+                           "the constitution of %s has rules this engine cannot apply: %s",
+                           pr->tenant, t->constitution.rules_error);
+        goto fail;
+    }
+    if (t->rulepack.pack == NULL) {
+        edge_respond_error(resp, 503, GOV_REASON_RULEPACK_MISSING,
+                           "no usable rule pack for tenant %s%s%s", pr->tenant,
+                           t->rulepack.error[0] ? ": " : "", t->rulepack.error);
+        goto fail;
+    }
+    gov_matcher_scratch_t *scratch = thread_scratch();
+    int64_t t0 = gov_mono_micros();
+    gov_err_t err = gov_policy_evaluate(t->constitution.rules, t->rulepack.pack, pr, scratch,
+                                        &out->d, &reason, eb, sizeof eb);
+    double seconds = (double)(gov_mono_micros() - t0) / 1e6;
+    if (err != GOV_OK) {
+        /* Fail closed with a clear error; never a pass.  The log's "error"
+         * is "<reason>: <detail>", as it has always read. */
+        char why[sizeof eb + 64];
+        snprintf(why, sizeof why, "%s: %s", gov_reason_code(reason), eb);
+        gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr->tenant, "error", why,
+                (const char *)NULL);
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "the request could not be evaluated");
+        goto fail;
+    }
+    gov_metric_observe(e->m_eval_duration, NULL, seconds);
+    if (gov_uuid_v7(out->decision_id) != GOV_OK) {
+        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                           "no randomness for a decision id");
+        goto fail;
+    }
+    out->snapshot = s;
+    out->tenant = t;
+    out->evaluated_us = gov_now_micros();
+    micros_text(out->d.score_micros, out->score, sizeof out->score);
+    gov_metric_inc(e->m_decisions, (const char *[]){t->name, gov_decision_name(out->d.decision),
+                                                    gov_rulepack_id(t->rulepack.pack)}, 1);
+    log_decision(e, t, pr, &out->d, out->decision_id, out->evaluated_us);
+    return 0;
+fail:
+    gov_policy_decision_clear(&out->d);
+    edge_snapshot_release(s);
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+void edge_decision_headers(const edge_decision_t *d, edge_response_t *resp) {
+    edge_add_header(resp, "X-Policy-Decision", gov_decision_name(d->d.decision));
+    edge_add_header(resp, "X-Policy-Score", d->score);
+    edge_add_header(resp, "X-Constitution-Hash", d->tenant->constitution.checksum);
+    edge_add_header(resp, "X-Policy-Decision-Id", d->decision_id);
+}
+
 /* --- POST /v1/evaluate ------------------------------------------------------- */
 
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
@@ -163,70 +247,24 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
                                "%s", eb);
         return;
     }
-    if (!edge_state_loaded(e->state)) {
+    edge_decision_t d;
+    if (edge_decide(e, &pr, &d, resp) != 0) {
         gov_policy_request_clear(&pr);
-        edge_respond_error(resp, 503, GOV_REASON_STATE_NOT_LOADED,
-                           "the edge has not loaded its state yet");
         return;
     }
-    edge_snapshot_t *s = edge_state_acquire(e->state);
-    const edge_tenant_t *t = edge_snapshot_find(s, pr.tenant);
-    gov_policy_decision_t d;
-    memset(&d, 0, sizeof d);
-    if (t == NULL || t->constitution.checksum[0] == '\0') {
-        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_MISSING,
-                           "no verified constitution for tenant %s", pr.tenant);
-        goto out;
-    }
-    if (t->constitution.rules == NULL) {
-        edge_respond_error(resp, 503, GOV_REASON_CONSTITUTION_RULES_INVALID,
-                           "the constitution of %s has rules this engine cannot apply: %s",
-                           pr.tenant, t->constitution.rules_error);
-        goto out;
-    }
-    if (t->rulepack.pack == NULL) {
-        edge_respond_error(resp, 503, GOV_REASON_RULEPACK_MISSING,
-                           "no usable rule pack for tenant %s%s%s", pr.tenant,
-                           t->rulepack.error[0] ? ": " : "", t->rulepack.error);
-        goto out;
-    }
-    gov_matcher_scratch_t *scratch = thread_scratch();
-    int64_t t0 = gov_mono_micros();
-    err = gov_policy_evaluate(t->constitution.rules, t->rulepack.pack, &pr, scratch, &d, &reason,
-                              eb, sizeof eb);
-    double seconds = (double)(gov_mono_micros() - t0) / 1e6;
-    if (err != GOV_OK) {
-        /* Fail closed with a clear error; never a pass.  The log's "error"
-         * is "<reason>: <detail>", as it has always read. */
-        char why[sizeof eb + 64];
-        snprintf(why, sizeof why, "%s: %s", gov_reason_code(reason), eb);
-        gov_log(GOV_LOG_ERROR, "evaluation failed", "tenant", pr.tenant, "error", why,
-                (const char *)NULL);
-        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
-                           "the request could not be evaluated");
-        goto out;
-    }
-    gov_metric_observe(e->m_eval_duration, NULL, seconds);
-
-    char decision_id[GOV_UUID_STRLEN + 1], evaluated[64], extra[768];
-    int64_t now = gov_now_micros();
-    if (gov_uuid_v7(decision_id) != GOV_OK) {
-        edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
-                           "no randomness for a decision id");
-        goto out;
-    }
-    format_rfc3339_us(now, evaluated, sizeof evaluated);
-    const char *policy_id = gov_rulepack_id(t->rulepack.pack);
-    const char *pack_version = gov_rulepack_version(t->rulepack.pack);
+    const edge_tenant_t *t = d.tenant;
+    char evaluated[64], extra[768];
+    format_rfc3339_us(d.evaluated_us, evaluated, sizeof evaluated);
     /* Every value here is of a checked syntax (uuid, hex, tenant, pack id,
      * version): no escaping can be needed. */
     snprintf(extra, sizeof extra,
              "\"decision_id\":\"%s\",\"tenant\":\"%s\",\"constitution_hash\":\"%s\","
              "\"policy_id\":\"%s\",\"rulepack_version\":\"%s\",\"evaluated_at\":\"%s\"",
-             decision_id, t->name, t->constitution.checksum, policy_id, pack_version, evaluated);
+             d.decision_id, t->name, t->constitution.checksum, gov_rulepack_id(t->rulepack.pack),
+             gov_rulepack_version(t->rulepack.pack), evaluated);
     char *body = NULL;
     size_t body_len = 0;
-    if (gov_policy_decision_to_json(&d, extra, &body, &body_len) != GOV_OK) {
+    if (gov_policy_decision_to_json(&d.d, extra, &body, &body_len) != GOV_OK) {
         edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
@@ -234,17 +272,9 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) 
     resp->content_type = "application/json";
     resp->body = body;
     resp->body_len = body_len;
-    char score[GOV_MICROS_TEXT];
-    micros_text(d.score_micros, score, sizeof score);
-    edge_add_header(resp, "X-Policy-Decision", gov_decision_name(d.decision));
-    edge_add_header(resp, "X-Policy-Score", score);
-    edge_add_header(resp, "X-Constitution-Hash", t->constitution.checksum);
-    edge_add_header(resp, "X-Policy-Decision-Id", decision_id);
-    gov_metric_inc(e->m_decisions, (const char *[]){t->name, gov_decision_name(d.decision), policy_id}, 1);
-    log_decision(e, t, &pr, &d, decision_id, now);
+    edge_decision_headers(&d, resp);
 out:
-    gov_policy_decision_clear(&d);
-    edge_snapshot_release(s);
+    edge_decision_clear(&d);
     gov_policy_request_clear(&pr);
 }
 

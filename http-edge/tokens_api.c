@@ -196,12 +196,7 @@ static int scope_check(const char *want, const char *have, char *bad, size_t bad
 
 /* --- verification shared by verify, introspect, revoke ---------------------- */
 
-/* Verifies token against the identity snapshot, then (full) revocation and
- * the constitution binding.  GOV_OK; GOV_ERR_VERIFY with *why; or
- * GOV_ERR_UNAVAILABLE when the keys or the token store cannot be read
- * (detail in eb).  c is filled on GOV_OK (and for revoke's ownership check,
- * on the signature-only pass). */
-static gov_err_t token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
+gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
                              gov_reason_t *why, char *eb, size_t ebs) {
     *why = GOV_REASON_NONE;
     edge_idsnap_t *snap = edge_identity_acquire(e);
@@ -446,7 +441,7 @@ void edge_token_verify(edge_t *e, const edge_request_t *req, edge_response_t *re
     gov_jwt_claims_t c;
     gov_reason_t why;
     char eb[256] = "";
-    gov_err_t err = token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
+    gov_err_t err = edge_token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
     if (err == GOV_OK)
         edge_respond_json(resp, 200, json_pack("{s:b, s:o}", "active", 1, "claims",
                                                claims_json(&c)));
@@ -487,7 +482,7 @@ void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t
     gov_jwt_claims_t c;
     gov_reason_t why;
     char eb[256] = "";
-    gov_err_t err = token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
+    gov_err_t err = edge_token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
     if (err == GOV_ERR_VERIFY) {
         edge_respond_json(resp, 200, json_pack("{s:b}", "active", 0));
     } else if (err != GOV_OK) {
@@ -549,7 +544,7 @@ void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *re
     gov_jwt_claims_t c;
     gov_reason_t why;
     char eb[256] = "";
-    gov_err_t err = token_check(e, p.token, 0, &c, &why, eb, sizeof eb);
+    gov_err_t err = edge_token_check(e, p.token, 0, &c, &why, eb, sizeof eb);
     if (err == GOV_ERR_VERIFY) {
         /* RFC 7009 section 2.2: an invalid token is answered 200 too */
         edge_respond_json(resp, 200, json_object());
