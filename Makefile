@@ -1,6 +1,7 @@
 # Soma Governance Core - build, run, test.
 #
-#   make run     the whole chain on loopback, with a demo tenant (installs what is missing)
+#   make run     the whole chain on loopback, with a demo tenant (installs what is missing);
+#                returns when every component answers 200 on /readyz
 #   make test    the whole suite: unit (release + ASan/UBSan + valgrind), fuzz, integration
 #   make stop    stops what `make run` started
 #   make bench   benchmarks (never part of `make test`)

@@ -48,6 +48,12 @@ probe() {
   printf '%s %s' "${out##*$'\n'}" "${out%$'\n'*}"
 }
 
+# elapsed: seconds since the start, to a tenth (EPOCHREALTIME, bash 5).
+elapsed() {
+  local us=$(( ${EPOCHREALTIME/./} - start_us ))
+  printf '%d.%d' $(( us / 1000000 )) $(( us / 100000 % 10 ))
+}
+
 # gone PID: 0 when the process has exited (a zombie counts as exited).
 gone() {
   local stat
@@ -57,8 +63,8 @@ gone() {
   [[ ${stat:0:1} == Z ]]
 }
 
-t0=$SECONDS
-deadline=$(( t0 + TIMEOUT ))
+start_us=${EPOCHREALTIME/./}
+deadline=$(( SECONDS + TIMEOUT ))
 pending=("${!names[@]}")
 shown=""; last_print=-2
 say "waiting until ${#pending[@]} components answer 200 on /readyz (at most ${TIMEOUT}s)"
@@ -87,9 +93,9 @@ while :; do
   fi
   line="$(for i in "${pending[@]}"; do printf '%s(%s) ' "${names[$i]}" "${last[$i]%% *}"; done)"
   if [[ $line != "$shown" ]] || (( now - last_print >= 2 )); then
-    say "  not ready yet ($(( now - t0 ))s): ${line% }"
+    say "  not ready yet ($(elapsed) s): ${line% }"
     shown=$line; last_print=$now
   fi
   sleep 0.2
 done
-say "all ${#names[@]} components are ready ($(( SECONDS - t0 ))s)"
+say "all ${#names[@]} components are ready ($(elapsed) s)"
