@@ -4,7 +4,8 @@
 #   bash tests/compose/check.sh            build Compose once (cached), then check
 #   bash tests/compose/check.sh --build    only build (or find) Compose; print its path
 #
-# What it checks (tests/run.sh counts each as one check):
+# What it checks (tests/run.sh counts the build as one check and these as one more;
+# the first that fails stops it, naming what is wrong):
 #   1. `docker-compose config -q` accepts the file: the Compose Specification as
 #      Docker Compose v5 reads it (no Docker engine needed for `config`).
 #   2. Every binary the Makefile builds (`make -s print-bins`, not a hand list)
@@ -75,9 +76,10 @@ build_compose() {
       -o "$COMPOSE.tmp" ./cmd ) >"$log" 2>&1 </dev/null &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
-    # wait up to 20 s for the build, then say how far it got
-    local i; for (( i = 0; i < 200 && $(kill -0 "$pid" 2>/dev/null; echo $?) == 0; i++ )); do sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && say "  still building ($(( SECONDS - started )) s, $(grep -c . "$log") packages so far)"
+    # wait up to 20 s for the build, then say how far it got (go build -v
+    # prints each package it compiles)
+    local i; for (( i = 0; i < 200; i++ )); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && say "  still building ($(( SECONDS - started )) s, $(grep -vc '^go: ' "$log") packages so far)"
   done
   if ! wait "$pid"; then
     tail -n 20 "$log" >&2
