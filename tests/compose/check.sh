@@ -207,15 +207,29 @@ check_dockerfile() {
   want=" $(awk '/^FROM /{stage++} {print stage "\t" $0}' "$df" \
             | awk -F'\t' -v last="$(grep -c '^FROM ' "$df")" '$1 == last {print $2}' \
             | sed -n '/apt-get install/,/rm -rf/p' | tr -s ' \\\n' ' ') "
+  # library name -> the paths dpkg may have it under: ldd's and the resolved
+  # one, each with and without the /usr prefix (merged /usr)
+  local -A where=() users=()
+  local c
   for b in "$bin"/*; do
     while read -r lib; do
       path="$(ldd "$b" | awk -v l="$lib" '$1 == l {print $3}')"
       [[ -n $path ]] || die "$(basename "$b"): ldd does not resolve $lib"
-      pkg="$(dpkg -S "$(realpath "$path")" 2>/dev/null | head -n1 | cut -d: -f1)" \
-        || pkg="$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1)"
-      [[ -n $pkg ]] || die "$(basename "$b"): no Debian package owns $path"
-      [[ $pkg == libc6 || $want == *" $pkg "* ]] || missing+=("$pkg ($lib of $(basename "$b"))")
+      for c in "$path" "$(realpath "$path")"; do
+        where[$lib]+="$c ${c#/usr} /usr${c#/usr} "
+      done
+      users[$lib]+="$(basename "$b") "
     done < <(objdump -p "$b" | awk '$1 == "NEEDED" {print $2}')
+  done
+  # one dpkg -S for all of them ("package[:arch]: path" per path it knows;
+  # it exits 1 for the spellings it does not know, which is expected)
+  local owners
+  # shellcheck disable=SC2046 # the lists are space-separated paths
+  owners="$(dpkg -S $(printf '%s ' "${where[@]}" | tr ' ' '\n' | sort -u) 2>/dev/null || true)"
+  for lib in "${!where[@]}"; do
+    pkg="$(awk -v want=" ${where[$lib]}" 'index(want, " " $NF " ") {sub(/:.*/, "", $1); print $1; exit}' <<<"$owners")"
+    [[ -n $pkg ]] || die "no Debian package owns $lib (${where[$lib]})"
+    [[ $pkg == libc6 || $want == *" $pkg "* ]] || missing+=("$pkg ($lib of ${users[$lib]% })")
   done
   (( ${#missing[@]} == 0 )) || die "deploy/Dockerfile's runtime stage does not install: ${missing[*]}"
   say "deploy/Dockerfile: the runtime stage installs the package of every library the binaries link"
