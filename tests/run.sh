@@ -151,7 +151,12 @@ integration() {
 # one more (tests/compose/check.sh).
 compose() {
     note "docker-compose.yml (Docker Compose v5, tests/compose/check.sh)"
-    run_check "compose-build" bash tests/compose/check.sh --build
+    # The first build takes minutes: its progress lines go to the terminal (fd 3)
+    # as well as to the log.
+    exec 3>&1
+    run_check "compose-build" bash -c 'set -o pipefail; bash tests/compose/check.sh --build 2>&1 |
+        while IFS= read -r line; do printf "%s\n" "$line"; printf "      %s\n" "$line" >&3; done'
+    exec 3>&-
     run_check "compose-config" bash tests/compose/check.sh
 }
 

@@ -2,7 +2,7 @@
 # tests/compose/check.sh - checks docker-compose.yml with Docker Compose itself.
 #
 #   bash tests/compose/check.sh            build Compose once (cached), then check
-#   bash tests/compose/check.sh --build    only build (or find) Compose; print its path
+#   bash tests/compose/check.sh --build    only build (or find) Compose; say where it is
 #
 # What it checks (tests/run.sh counts the build as one check and these as one more;
 # the first that fails stops it, naming what is wrong):
@@ -256,7 +256,7 @@ if "edge" not in (svc.get("depends_on") or {}):
 }
 
 case "${1:-}" in
-  --build) build_compose; printf '%s\n' "$COMPOSE" ;;
+  --build) build_compose; say "Docker Compose $COMPOSE_VERSION: $COMPOSE" ;;
   "")      build_compose; check_config; check_binaries; check_topology; check_gateway; check_dockerfile ;;
   *)       sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
