@@ -1,6 +1,7 @@
 # Soma Governance Core - build, run, test.
 #
-#   make run     the whole chain on loopback, with a demo tenant (installs what is missing)
+#   make run     the whole chain on loopback, with a demo tenant (installs what is missing);
+#                returns when every component answers 200 on /readyz
 #   make test    the whole suite: unit (release + ASan/UBSan + valgrind), fuzz, integration
 #   make stop    stops what `make run` started
 #   make bench   benchmarks (never part of `make test`)
@@ -124,7 +125,7 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 	bash tools/embed-schemas.sh build/gen $(SCHEMAS)
 	@touch $@
 
-.PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean docs-config
+.PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean docs-config print-bins compose-check
 
 all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
@@ -165,6 +166,14 @@ run: deps release
 
 stop:
 	@bash deploy/stack.sh stop
+
+# The binaries `make release` builds, on one line (tests/compose/check.sh checks
+# that docker-compose.yml runs each).
+print-bins:
+	@echo $(notdir $(release_BINS))
+
+compose-check:
+	@bash tests/run.sh compose
 
 # --- tests ------------------------------------------------------------------
 test: deps release asan fuzz-bins

@@ -700,6 +700,27 @@ service_names() {
   local line; for line in "${SERVICES[@]}"; do svc_name "$line"; echo; done
 }
 
+# --- readiness (ops) --------------------------------------------------------------
+# `start` returns only when every service it started or reused answers 200 on
+# its /readyz (Kafka assignment, Redis, loaded state); /healthz, which
+# start_services waits for, only says the loop runs. tools/wait-ready.sh polls
+# them together, prints progress, and after GOV_READY_TIMEOUT seconds (default
+# 60) names each one not ready with its /readyz status and body; a service
+# whose process exits meanwhile fails at once.
+READY_TIMEOUT="${GOV_READY_TIMEOUT:-60}"
+wait_ready() {
+  local name pid
+  local -a targets=()
+  for name in "${STARTED_SERVICES[@]}"; do
+    pid="$(running_pid "$name")" || { show_logs "$LOG/$name.log"; die "$name exited during startup"; }
+    targets+=("$name,http://$HOST:$(svc_port_of "$name"),$pid")
+  done
+  (( ${#targets[@]} > 0 )) || return 0
+  bash "$ROOT/tools/wait-ready.sh" --timeout "$READY_TIMEOUT" "${targets[@]}" \
+    || die "the stack is not ready (logs: $LOG/<name>.log; it is still running: bash deploy/stack.sh stop)"
+}
+# --- end of readiness (ops) --------------------------------------------------------
+
 # --- commands -------------------------------------------------------------------
 
 lock() {
@@ -734,6 +755,7 @@ cmd_start() {
     # shellcheck source=/dev/null
     ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" load 9>&- ) || die "deploy/demo.sh load failed"
   fi
+  wait_ready
   local ms=$(( ( $(date +%s%N) - t0ns ) / 1000000 ))
   say "stack is up ($(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 ))) s)"
   print_addresses

@@ -4,6 +4,7 @@
 #   tests/run.sh unit          cmocka unit tests, release and ASan/UBSan builds, then valgrind
 #   tests/run.sh fuzz          every libFuzzer target for a short run (FUZZ_SECONDS, default 20)
 #   tests/run.sh integration   integration tests against the real stack (started if not up)
+#   tests/run.sh compose       docker-compose.yml checked by Docker Compose v5 (built once, cached)
 #   tests/run.sh all           all of the above
 #
 # Each cmocka test case counts once per build it runs in; valgrind and fuzz runs count one
@@ -117,6 +118,8 @@ integration() {
         echo "    FAIL the stack did not start; see var/log/"
         return
     fi
+    # `stack.sh start` returned: every component must be ready now, not later.
+    run_check "stack-readyz" bash tests/stack/readiness.sh
     # The stack's addresses (only those: tests set everything else themselves).
     export GOV_KAFKA_BROKERS GOV_REDIS_HOST GOV_REDIS_PORT
     GOV_KAFKA_BROKERS=$(sed -n 's/^GOV_KAFKA_BROKERS=//p' var/stack.env)
@@ -143,12 +146,27 @@ integration() {
     fi
 }
 
+# docker-compose.yml, checked by Docker Compose itself (no engine needed): the
+# build of Compose is one check, `config -q` and the binaries/gateway checks
+# one more (tests/compose/check.sh).
+compose() {
+    note "docker-compose.yml (Docker Compose v5, tests/compose/check.sh)"
+    # The first build takes minutes: its progress lines go to the terminal (fd 3)
+    # as well as to the log.
+    exec 3>&1
+    run_check "compose-build" bash -c 'set -o pipefail; bash tests/compose/check.sh --build 2>&1 |
+        while IFS= read -r line; do printf "%s\n" "$line"; printf "      %s\n" "$line" >&3; done'
+    exec 3>&-
+    run_check "compose-config" bash tests/compose/check.sh
+}
+
 case "$what" in
     unit) unit ;;
     fuzz) fuzz ;;
     integration) integration ;;
-    all) unit; fuzz; integration ;;
-    *) echo "usage: tests/run.sh unit|fuzz|integration|all" >&2; exit 2 ;;
+    compose) compose ;;
+    all) unit; fuzz; compose; integration ;;
+    *) echo "usage: tests/run.sh unit|fuzz|integration|compose|all" >&2; exit 2 ;;
 esac
 
 if [ ${#failures[@]} -gt 0 ]; then
