@@ -66,7 +66,7 @@ build_compose() {
   # which `docker-compose version` reports).
   ( set -e
     export GOPATH="$CACHE/gopath" GOMODCACHE="$CACHE/gomodcache" GOCACHE="$CACHE/gocache" \
-           GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-modcacherw
+           GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw ${GOV_COMPOSE_GOFLAGS:-}"
     cd "$CACHE"
     dir="$("$GO" mod download -json "$COMPOSE_MODULE@$COMPOSE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
     [[ -d $dir ]] || { echo "go mod download gave no module directory" >&2; exit 1; }
