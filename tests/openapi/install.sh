@@ -11,10 +11,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${GOV_OPENAPI_CACHE:-${HOME:-/root}/.cache/soma-gov/openapi-venv}"
 PY="${GOV_OPENAPI_PYTHON:-python3}"
 command -v "$PY" >/dev/null 2>&1 || { echo "tests/openapi/install.sh: $PY not found (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
-# CPython before 3.11.5 can raise "AST constructor recursion depth mismatch" inside
-# Hypothesis (gh-106905); refuse it rather than report its crash as a finding.
-"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11, 5) else 1)' || {
-  echo "tests/openapi/install.sh: $PY is $("$PY" -V 2>&1); need >= 3.11.5 (set GOV_OPENAPI_PYTHON)" >&2; exit 1; }
+# Debian 12's python3 (3.11.2) runs the stage; GOV_OPENAPI_PYTHON may name another.
+# (CPython before 3.11.5 can crash inside Hypothesis with "AST constructor recursion depth
+# mismatch", gh-106905, but only while reporting a schema it cannot generate from: a
+# description error, which the spec validator and the run's own errors point at.)
 mark="$("$PY" -V 2>&1) $(sha256sum "$HERE/requirements.txt" | cut -c1-64)"
 if [[ ! -x $CACHE/bin/schemathesis || ! -x $CACHE/bin/openapi-spec-validator ]] \
    || [[ "$(cat "$CACHE/.soma-gov-installed" 2>/dev/null)" != "$mark" ]]; then
