@@ -160,6 +160,7 @@ deps-check:
 deps:
 	@bash deploy/install-deps.sh --all
 	@bash tests/interop/install.sh >/dev/null
+	@bash tests/openapi/install.sh >/dev/null
 
 run: deps release
 	@bash deploy/stack.sh start

@@ -128,11 +128,16 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
                                      "the client store cannot be read");
             return GOV_ERR_UNAVAILABLE;
         }
-    } else if (gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb) != GOV_OK) {
-        gov_state_identity_client_clear(c);
-        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-                                 "the client store cannot be read");
-        return GOV_ERR_UNAVAILABLE;
+    } else {
+        gov_err_t gerr = gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb);
+        /* A client_id that is not an id names no client: 401 below, not 503. */
+        if (gerr != GOV_OK)
+            gov_state_identity_client_clear(c);
+        if (gerr != GOV_OK && gerr != GOV_ERR_INVALID_ARG) {
+            edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                     "the client store cannot be read");
+            return GOV_ERR_UNAVAILABLE;
+        }
     }
     char given[SECRET_HASH_LEN + 1];
     secret_hash(p->client_secret, given);
