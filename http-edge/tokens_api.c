@@ -128,7 +128,7 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
                                      "the client store cannot be read");
             return GOV_ERR_UNAVAILABLE;
         }
-    } else if (gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb) != GOV_OK) {
+    } else if (edge_identity_client_get(e, r, p->client_id, c, eb, sizeof eb) != GOV_OK) {
         gov_state_identity_client_clear(c);
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the client store cannot be read");
