@@ -45,6 +45,8 @@
  * a key signs only once its KeyRotated was materialized, so every verifier
  * can find it in the JWKS.
  */
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -243,7 +245,7 @@ static gov_err_t build_jwks(const edge_idsnap_t *s, char **out, size_t *len) {
     gov_buf_t b;
     const edge_idkey_t **order = NULL;
     size_t n = 0;
-    gov_buf_init(&b, 256);
+    gov_buf_init(&b, GOV_STATE_FIELD_MAX);   /* what gov-identity's JWKS may hold */
     if (s->n > 0 && (order = gov_calloc(s->n, sizeof *order)) == NULL)
         return GOV_ERR_NOMEM;
     for (size_t i = 0; i < s->n; i++)
@@ -339,6 +341,27 @@ out:
     return GOV_OK;
 }
 
+/* 1 when signer's signature over a probe verifies under pub (the published
+ * key): proof that the private key the keystore uses is that key, whatever
+ * the backend says its public half is.  One signature, one verification. */
+static int signs_as_published(gov_signer_t *signer, const uint8_t pub[GOV_SIGNER_PUB_LEN]) {
+    static const char probe[] = "gov-edge: is this keystore key the published one?";
+    uint8_t sig[GOV_SIGNER_SIG_LEN];
+    char eb[128];
+    if (gov_signer_sign(signer, (const uint8_t *)probe, sizeof probe - 1, sig, eb, sizeof eb) !=
+        GOV_OK)
+        return 0;
+    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, GOV_SIGNER_PUB_LEN);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = k && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) == 1 &&
+             EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)probe,
+                              sizeof probe - 1) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
+}
+
 /* Opens the keystore's signer of every key it holds: one listing, then one
  * open per held key (a PKCS#11 search each), not one per published key. */
 static void open_signers(edge_t *e, edge_idsnap_t *s) {
@@ -362,10 +385,11 @@ static void open_signers(edge_t *e, edge_idsnap_t *s) {
             continue;
         }
         /* signs only with the published key: a keystore entry under this
-         * kid holding another key would issue tokens nobody can verify,
-         * or verify tokens the published key never signed */
+         * kid holding another key (its public half, or only its private
+         * half, swapped) would issue tokens nobody can verify */
         if (memcmp(gov_signer_public_key(s->keys[i].signer), s->keys[i].pub,
-                   GOV_SIGNER_PUB_LEN) != 0) {
+                   GOV_SIGNER_PUB_LEN) != 0 ||
+            !signs_as_published(s->keys[i].signer, s->keys[i].pub)) {
             gov_sig_count_t sc = {.reason = GOV_REASON_KEY_CHANGED};
             snprintf(sc.detail, sizeof sc.detail,
                      "the keystore's key under this kid is not the published public key");
@@ -567,7 +591,7 @@ void edge_identity_stop(edge_t *e) {
  * item is not a string or out of memory. */
 static char *join_strings(const json_t *arr, char sep) {
     gov_buf_t b;
-    gov_buf_init(&b, 64);
+    gov_buf_init(&b, GOV_IDENTITY_SIG_PAYLOAD_MAX);   /* within the payload it came from */
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const char *v = json_string_value(json_array_get(arr, i));
         if (v == NULL) {
