@@ -102,7 +102,10 @@ const char *itest_env(const char *name, const char *fallback) {
     const char *e = getenv(name);
     if (e && *e)
         return e;
-    FILE *f = fopen(itest_path("var/stack.env"), "r");
+    /* its own path buffer: a caller may hold an itest_path() result */
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/var/stack.env", root());
+    FILE *f = fopen(path, "r");
     if (f) {
         char line[1200];
         size_t nl = strlen(name);
