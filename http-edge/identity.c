@@ -175,6 +175,8 @@ size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, siz
 /* Pulls the raw public key out of a stored JWK's "x" (strict base64url).
  * -1 when the JWK is not readable as one. */
 static int jwk_pub(const char *jwk, uint8_t pub[32]) {
+    if (jwk == NULL)
+        return -1;
     json_t *j = json_loads(jwk, JSON_REJECT_DUPLICATES, NULL);
     const char *x = j ? json_string_value(json_object_get(j, "x")) : NULL;
     size_t n = 0;

@@ -16,19 +16,10 @@
  */
 #include <jansson.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "gov_identity_sig.h"
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 static const char trust_text[] =
     "{\"threshold\": 1, \"signers\": {\"ops\": \"-----BEGIN PUBLIC KEY-----\\n"
