@@ -585,6 +585,37 @@ bootstrap_signing_key() {
   done
 }
 
+# --- identity trust (docs/contracts.md "Signed identity events") -----------------
+# The stack's identity operator: one Ed25519 key (var/identity/operator.key,
+# 0600; govctl keygen) that signs every KeyRotated, ClientRegistered and
+# ClientRemoved the stack produces - gov-identity's rotator, the first key
+# (bootstrap_signing_key) and `govctl clients add` with var/stack.env loaded
+# - and the identity trust file that lists it (threshold 1), read by
+# gov-identity and every gov-edge.  Kept across restarts, like the demo keys.
+IDENTITY_DIR="$VAR/identity"
+IDENTITY_SIGNER="stack-identity-operator"
+ensure_identity_trust() {
+  local govctl="$BIN_DIR/govctl" pub
+  [[ -x $govctl ]] || return 0
+  mkdir -p "$IDENTITY_DIR"
+  chmod 0700 "$IDENTITY_DIR"
+  if [[ ! -s "$IDENTITY_DIR/$IDENTITY_SIGNER.key" ]]; then
+    "$govctl" keygen --signer "$IDENTITY_SIGNER" --out "$IDENTITY_DIR" >/dev/null \
+      || die "govctl keygen of the identity operator key failed"
+  fi
+  chmod 0600 "$IDENTITY_DIR/$IDENTITY_SIGNER.key"
+  pub="$(awk 'BEGIN { ORS = "" } { print $0 "\\n" }' "$IDENTITY_DIR/$IDENTITY_SIGNER.pub")"
+  ( umask 077
+    printf '{"threshold": 1, "signers": {"%s": "%s"}}\n' "$IDENTITY_SIGNER" "$pub" \
+      >"$IDENTITY_DIR/trust.json.tmp" )
+  mv -f "$IDENTITY_DIR/trust.json.tmp" "$IDENTITY_DIR/trust.json"
+}
+# The stack.env lines of the identity trust (write_env).
+identity_trust_env() {
+  echo "GOV_IDENTITY_TRUST_FILE=${GOV_IDENTITY_TRUST_FILE:-$IDENTITY_DIR/trust.json}"
+  echo "GOV_IDENTITY_OPERATOR_KEY_FILE=${GOV_IDENTITY_OPERATOR_KEY_FILE:-$IDENTITY_DIR/$IDENTITY_SIGNER.key}"
+}
+
 # --- stack.env ------------------------------------------------------------------
 
 write_env() {
@@ -617,6 +648,7 @@ write_env() {
       # bundle server that gov-somabrain-sync polls.
       echo "GOV_TRUST_FILE=${GOV_TRUST_FILE:-$VAR/demo/trust.json}"
       echo "GOV_RULEPACK_TRUST_FILE=${GOV_RULEPACK_TRUST_FILE:-$VAR/demo/rulepack-trust.json}"
+      identity_trust_env
       local default_url="http://$HOST:$BUNDLE_PORT/bundles/{tenant}.json"
       echo "GOV_SOMABRAIN_URL=${GOV_SOMABRAIN_URL:-$default_url}"
       echo "GOV_SOMABRAIN_TENANTS=${GOV_SOMABRAIN_TENANTS:-demo}"
@@ -740,6 +772,7 @@ cmd_start() {
   start_kafka
   ensure_softhsm
   ensure_key_store
+  ensure_identity_trust
   ensure_topics
   ensure_topic_configs
   write_env

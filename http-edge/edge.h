@@ -63,6 +63,7 @@ typedef struct edge_config {
     long token_leeway_s;
     long token_constitution_grace_s;  /* a replaced constitution hash still accepted */
     long identity_refresh_ms;         /* period of the identity snapshot refresh */
+    char *identity_trust_file;        /* identity trust: keys and clients re-verified (identity.c) */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;

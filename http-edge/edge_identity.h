@@ -14,6 +14,7 @@
 #include "edge.h"
 #include "gov_jwt.h"
 #include "gov_signer.h"
+#include "gov_state_identity.h"
 
 typedef struct edge_idkey {
     char kid[GOV_SIGNER_KID_SIZE];
@@ -58,6 +59,19 @@ gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out);
 
 /* Copies up to max grace entries of tenant into out; returns how many. */
 size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max);
+
+/* Reads client_id's record through r (the caller's connection) and
+ * re-verifies it against the edge's identity trust: a record whose signed
+ * payload lacks a threshold of trusted signatures, or names another client,
+ * reads as not found (out->found 0; counted in
+ * identity_records_refused_total, logged).  On a verified record,
+ * secret_hash, tenants (comma-joined) and scopes (space-joined) come from
+ * the signed payload, not from the record's own fields.  Errors: the Redis
+ * read's, GOV_ERR_NOMEM.  out is cleared by the caller
+ * (gov_state_identity_client_clear) in every case.  Cost: one script and
+ * one Ed25519 verification per trusted signature. */
+gov_err_t edge_identity_client_get(edge_t *e, gov_redis_t *r, const char *client_id,
+                                   gov_state_identity_client_rec_t *out, char *eb, size_t ebs);
 
 /* Verifies token against the identity snapshot, then (full) revocation (a
  * Redis read on this thread's connection: lookup threads only) and the

@@ -26,11 +26,27 @@
  * list is this replica's observation (constitution:{T}:history carries no
  * times); replicas see a change within one reconcile of each other.
  *
+ * Redis is a view, not a trust root (docs/contracts.md, "Signed identity
+ * events"): every key record is re-verified against the edge's own
+ * identity trust (identity_trust_file) - the signed payload gov-identity
+ * stored with it must carry a threshold of trusted signatures - and the
+ * key is then taken from that payload alone (public key, state, times),
+ * never from the record's other fields.  A record that does not verify is
+ * not in the snapshot: it neither verifies a token nor appears in the JWKS,
+ * which is built here from the verified keys (not read from Redis).  A
+ * keystore key signs only when its public key is the published one: a
+ * keystore entry under a published kid but with another key (a swapped
+ * file, a token object replaced) is not used.  Clients are read per
+ * request and checked the same way (edge_identity_client_get).  Each
+ * refusal counts in identity_records_refused_total{kind,rule}.
+ *
  * What it does not do: create, rotate or publish keys (govctl keys rotate,
  * gov-identity), or trust a key the keystore holds but Redis does not list:
  * a key signs only once its KeyRotated was materialized, so every verifier
  * can find it in the JWKS.
  */
+#include <openssl/err.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,6 +58,10 @@
 #include "gov_alloc.h"
 #include "gov_b64url.h"
 #include "gov_buf.h"
+#include "gov_file.h"
+#include "gov_hash.h"
+#include "gov_identity_sig.h"
+#include "gov_util.h"
 #include "gov_log.h"
 #include "gov_state_identity.h"
 #include "gov_time.h"
@@ -59,6 +79,8 @@ struct edge_identity {
     gov_redis_t *redis;        /* the thread's */
     int failing;               /* the last refresh failed (the thread's) */
     int64_t signers_tried_us;  /* when the keystore was last asked (monotonic; the thread's) */
+    gov_trust_t *trust;        /* identity trust (identity_trust_file); immutable */
+    gov_metric_t *m_refused;   /* identity_records_refused_total{kind,rule} */
     /* constitution grace, under mu */
     edge_grace_t grace[GRACE_MAX];
     size_t ngrace;
@@ -153,6 +175,8 @@ size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, siz
 /* Pulls the raw public key out of a stored JWK's "x" (strict base64url).
  * -1 when the JWK is not readable as one. */
 static int jwk_pub(const char *jwk, uint8_t pub[32]) {
+    if (jwk == NULL)
+        return -1;
     json_t *j = json_loads(jwk, JSON_REJECT_DUPLICATES, NULL);
     const char *x = j ? json_string_value(json_object_get(j, "x")) : NULL;
     size_t n = 0;
@@ -164,56 +188,180 @@ static int jwk_pub(const char *jwk, uint8_t pub[32]) {
     return rc;
 }
 
-/* Reads the keys and the JWKS into a new snapshot (not yet with signers)
- * and its fingerprint.  O(keys) Redis reads. */
-static gov_err_t read_snapshot(edge_identity_t *id, edge_idsnap_t **out, char *eb, size_t ebs) {
+/* Counts and logs one refused record (kind "key", "client" or
+ * "keystore_key"); the log names the rule and the record. */
+static void refused(edge_identity_t *id, const char *kind, const char *what,
+                    const gov_sig_count_t *sc) {
+    const char *rule = gov_reason_code(sc->reason);
+    gov_metric_inc(id->m_refused, (const char *[]){kind, rule}, 1);
+    gov_log(GOV_LOG_WARN, "identity record not used: its signatures do not verify", "kind", kind,
+            "id", what, "rule", rule, "detail", sc->detail, (const char *)NULL);
+}
+
+/* The verified content of a key record into k: its signed payload must
+ * carry the identity trust's threshold, name this kid, and hold an Ed25519
+ * JWK whose thumbprint is the kid.  -1 (counted, logged) otherwise. */
+static int key_verified(edge_identity_t *id, const char *kid,
+                        const gov_state_identity_key_rec_t *rec, edge_idkey_t *k) {
+    json_t *content = NULL;
+    gov_sig_count_t sc;
+    const char *pl = rec->signed_payload, *sg = rec->signatures;
+    if (gov_identity_sig_check_stored(id->trust, "KeyRotated", "kid", kid, pl, pl ? strlen(pl) : 0,
+                                      sg, sg ? strlen(sg) : 0, &content, &sc) != GOV_OK) {
+        refused(id, "key", kid, &sc);
+        return -1;
+    }
+    char thumb[GOV_SIGNER_KID_SIZE];
+    json_t *ret = json_object_get(content, "retires_at");
+    const char *state = json_string_value(json_object_get(content, "state"));
+    int ok = jwk_pub(json_string_value(json_object_get(content, "public_jwk")), k->pub) == 0 &&
+             gov_signer_kid_of(k->pub, thumb) == GOV_OK && strcmp(thumb, kid) == 0 &&
+             json_is_integer(json_object_get(content, "activates_at")) &&
+             (json_is_null(ret) || json_is_integer(ret)) &&
+             gov_state_identity_key_rank(state) >= 0;
+    if (ok) {
+        memcpy(k->kid, thumb, sizeof k->kid);
+        k->rank = gov_state_identity_key_rank(state);
+        k->activates_at = (int64_t)json_integer_value(json_object_get(content, "activates_at"));
+        k->retires_at = json_is_integer(ret) ? (int64_t)json_integer_value(ret) : -1;
+    } else {
+        sc.reason = GOV_REASON_INVALID_JWK;
+        snprintf(sc.detail, sizeof sc.detail,
+                 "the signed KeyRotated holds no Ed25519 JWK of this kid or no valid times");
+        refused(id, "key", kid, &sc);
+    }
+    json_decref(content);
+    return ok ? 0 : -1;
+}
+
+static int key_order(const void *a, const void *b) {
+    const edge_idkey_t *x = *(const edge_idkey_t *const *)a, *y = *(const edge_idkey_t *const *)b;
+    if (x->activates_at != y->activates_at)
+        return x->activates_at < y->activates_at ? -1 : 1;
+    return strcmp(x->kid, y->kid);
+}
+
+/* The JWKS of the verified keys that are not retired, by activates_at then
+ * kid (the order gov-identity writes): a new string in *out. */
+static gov_err_t build_jwks(const edge_idsnap_t *s, char **out, size_t *len) {
+    gov_buf_t b;
+    const edge_idkey_t **order = NULL;
+    size_t n = 0;
+    gov_buf_init(&b, GOV_STATE_FIELD_MAX);   /* what gov-identity's JWKS may hold */
+    if (s->n > 0 && (order = gov_calloc(s->n, sizeof *order)) == NULL)
+        return GOV_ERR_NOMEM;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->keys[i].rank != 3)
+            order[n++] = &s->keys[i];
+    if (n > 1)
+        qsort(order, n, sizeof *order, key_order);
+    gov_buf_puts(&b, "{\"keys\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            gov_buf_puts(&b, ",");
+        gov_signer_public_jwk(order[i]->pub, order[i]->kid, &b);
+    }
+    gov_buf_puts(&b, "]}");
+    gov_free(order);
+    gov_err_t err = gov_buf_finish(&b, out, len);
+    gov_buf_free(&b);
+    return err;
+}
+
+/* Appends the SHA-256 of one record's kid, signed payload and signatures
+ * to fp: the fingerprint covers what was read, verified or not, so only a
+ * changed record is verified (and, when it fails, counted) again. */
+static void fingerprint_record(gov_buf_t *fp, const char *kid,
+                               const gov_state_identity_key_rec_t *rec) {
+    unsigned char d[GOV_SHA256_LEN];
+    char hex[2 * GOV_SHA256_LEN + 1];
+    gov_buf_t rb;
+    gov_buf_init(&rb, 0);
+    gov_buf_printf(&rb, "%s|%s|%s", kid, rec->signed_payload ? rec->signed_payload : "",
+                   rec->signatures ? rec->signatures : "");
+    if (rb.err == GOV_OK && gov_sha256(rb.data, rb.len, d) == GOV_OK) {
+        gov_hex_encode(d, sizeof d, hex);
+        gov_buf_printf(fp, "%s;", hex);
+    } else if (fp->err == GOV_OK) {
+        fp->err = rb.err != GOV_OK ? rb.err : GOV_ERR_CRYPTO;
+    }
+    gov_buf_free(&rb);
+}
+
+/* Reads the key records; when their fingerprint is prev_fp (may be NULL)
+ * *out is NULL (nothing changed, nothing verified).  Otherwise a new
+ * snapshot (not yet with signers) of the records that verify
+ * (key_verified), the JWKS built from them, and the fingerprint.  O(keys)
+ * Redis reads, and on a change O(keys) Ed25519 verifications. */
+static gov_err_t read_snapshot(edge_identity_t *id, const char *prev_fp, edge_idsnap_t **out,
+                               char *eb, size_t ebs) {
     char **kids = NULL;
-    size_t nkids = 0;
+    size_t nkids = 0, nrecs = 0;
+    gov_state_identity_key_rec_t *recs = NULL;
     gov_buf_t fp;
     gov_buf_init(&fp, 0);
+    *out = NULL;
     edge_idsnap_t *s = gov_calloc(1, sizeof *s);
     gov_err_t err = s ? GOV_OK : GOV_ERR_NOMEM;
     if (err == GOV_OK)
         err = gov_state_identity_key_list(id->redis, &kids, &nkids, eb, ebs);
-    if (err == GOV_OK && nkids > 0 && (s->keys = gov_calloc(nkids, sizeof *s->keys)) == NULL)
+    if (err == GOV_OK && nkids > 0 &&
+        ((s->keys = gov_calloc(nkids, sizeof *s->keys)) == NULL ||
+         (recs = gov_calloc(nkids, sizeof *recs)) == NULL))
         err = GOV_ERR_NOMEM;
-    for (size_t i = 0; err == GOV_OK && i < nkids; i++) {
-        gov_state_identity_key_rec_t rec;
-        err = gov_state_identity_key_get(id->redis, kids[i], &rec, eb, ebs);
-        if (err != GOV_OK)
-            break;
-        edge_idkey_t *k = &s->keys[s->n];
-        if (rec.found && gov_signer_kid_valid(kids[i]) && rec.public_jwk &&
-            jwk_pub(rec.public_jwk, k->pub) == 0) {
-            char kid[GOV_SIGNER_KID_SIZE];
-            /* the kid must be the thumbprint of the key it names */
-            if (gov_signer_kid_of(k->pub, kid) == GOV_OK && strcmp(kid, kids[i]) == 0) {
-                memcpy(k->kid, kid, sizeof k->kid);
-                k->rank = gov_state_identity_key_rank(rec.state);
-                k->activates_at = rec.activates_at;
-                k->retires_at = rec.retires_at;
-                gov_buf_printf(&fp, "%s|%d|%lld|%lld;", k->kid, k->rank,
-                               (long long)k->activates_at, (long long)k->retires_at);
-                s->n++;
-            }
-        }
-        gov_state_identity_key_clear(&rec);
+    for (; err == GOV_OK && nrecs < nkids; nrecs++) {
+        err = gov_state_identity_key_get(id->redis, kids[nrecs], &recs[nrecs], eb, ebs);
+        if (err == GOV_OK && recs[nrecs].found)
+            fingerprint_record(&fp, kids[nrecs], &recs[nrecs]);
     }
     if (err == GOV_OK)
-        err = gov_state_identity_jwks_get(id->redis, &s->jwks, &s->jwks_len, eb, ebs);
-    if (err == GOV_OK) {
-        gov_buf_puts(&fp, s->jwks ? s->jwks : "");
         err = gov_buf_finish(&fp, &s->fingerprint, NULL);
+    if (err == GOV_OK && prev_fp && strcmp(prev_fp, s->fingerprint) == 0) {
+        snap_free(s);   /* the same records: the served snapshot stands */
+        s = NULL;
+        goto out;
     }
+    for (size_t i = 0; err == GOV_OK && i < nkids; i++)
+        if (recs[i].found && gov_signer_kid_valid(kids[i]) &&
+            key_verified(id, kids[i], &recs[i], &s->keys[s->n]) == 0)
+            s->n++;
+    if (err == GOV_OK)
+        err = build_jwks(s, &s->jwks, &s->jwks_len);
+out:
+    for (size_t i = 0; recs && i < nrecs; i++)
+        gov_state_identity_key_clear(&recs[i]);
+    gov_free(recs);
     gov_state_identity_kids_free(kids, nkids);
     gov_buf_free(&fp);
     if (err != GOV_OK) {
         snap_free(s);
         return err;
     }
-    atomic_init(&s->refs, 1);
+    if (s != NULL)
+        atomic_init(&s->refs, 1);
     *out = s;
     return GOV_OK;
+}
+
+/* 1 when signer's signature over a probe verifies under pub (the published
+ * key): proof that the private key the keystore uses is that key, whatever
+ * the backend says its public half is.  One signature, one verification. */
+static int signs_as_published(gov_signer_t *signer, const uint8_t pub[GOV_SIGNER_PUB_LEN]) {
+    static const char probe[] = "gov-edge: is this keystore key the published one?";
+    uint8_t sig[GOV_SIGNER_SIG_LEN];
+    char eb[128];
+    if (gov_signer_sign(signer, (const uint8_t *)probe, sizeof probe - 1, sig, eb, sizeof eb) !=
+        GOV_OK)
+        return 0;
+    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, GOV_SIGNER_PUB_LEN);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = k && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) == 1 &&
+             EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)probe,
+                              sizeof probe - 1) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
 }
 
 /* Opens the keystore's signer of every key it holds: one listing, then one
@@ -236,6 +384,20 @@ static void open_signers(edge_t *e, edge_idsnap_t *s) {
                                 sizeof eb) != GOV_OK) {
             s->keys[i].signer = NULL;
             s->missing_signers++;
+            continue;
+        }
+        /* signs only with the published key: a keystore entry under this
+         * kid holding another key (its public half, or only its private
+         * half, swapped) would issue tokens nobody can verify */
+        if (memcmp(gov_signer_public_key(s->keys[i].signer), s->keys[i].pub,
+                   GOV_SIGNER_PUB_LEN) != 0 ||
+            !signs_as_published(s->keys[i].signer, s->keys[i].pub)) {
+            gov_sig_count_t sc = {.reason = GOV_REASON_KEY_CHANGED};
+            snprintf(sc.detail, sizeof sc.detail,
+                     "the keystore's key under this kid is not the published public key");
+            refused(e->identity, "keystore_key", s->keys[i].kid, &sc);
+            gov_signer_free(s->keys[i].signer);
+            s->keys[i].signer = NULL;
         }
     }
     gov_keystore_list_free(held, nheld);
@@ -299,7 +461,15 @@ static void refresh(edge_identity_t *id) {
     char eb[256] = "";
     edge_idsnap_t *s = NULL;
     track_constitutions(id, gov_now_micros());
-    gov_err_t err = read_snapshot(id, &s, eb, sizeof eb);
+    /* Keys the keystore did not hold are looked for again only every
+     * reconcile period: a lookup is a token search on PKCS#11, and most
+     * published keys (other edges', old ones) are never held here. */
+    int64_t now = gov_mono_micros();
+    edge_idsnap_t *old = edge_identity_acquire(id->edge);
+    int retry = old && old->missing_signers > 0 &&
+                now - id->signers_tried_us >= id->edge->cfg.reconcile_ms * 1000;
+    gov_err_t err = read_snapshot(id, old && !retry ? old->fingerprint : NULL, &s, eb, sizeof eb);
+    edge_idsnap_release(old);
     if (err != GOV_OK) {
         /* once per outage, not once per period */
         if (!id->failing)
@@ -311,19 +481,8 @@ static void refresh(edge_identity_t *id) {
     if (id->failing)
         gov_log(GOV_LOG_INFO, "identity snapshot refreshed again", (const char *)NULL);
     id->failing = 0;
-    /* Keys the keystore did not hold are looked for again only every
-     * reconcile period: a lookup is a token search on PKCS#11, and most
-     * published keys (other edges', old ones) are never held here. */
-    int64_t now = gov_mono_micros();
-    edge_idsnap_t *old = edge_identity_acquire(id->edge);
-    int retry = old && old->missing_signers > 0 &&
-                now - id->signers_tried_us >= id->edge->cfg.reconcile_ms * 1000;
-    int same = old && !retry && strcmp(old->fingerprint, s->fingerprint) == 0;
-    edge_idsnap_release(old);
-    if (same) {
-        snap_free(s);
+    if (s == NULL)   /* nothing changed */
         return;
-    }
     id->signers_tried_us = now;
     open_signers(id->edge, s);
     pthread_mutex_lock(&id->mu);
@@ -364,8 +523,29 @@ gov_err_t edge_identity_start(edge_t *e, char *errbuf, size_t errbuf_size) {
     id->edge = e;
     pthread_mutex_init(&id->mu, NULL);
     pthread_cond_init(&id->cv, NULL);
-    gov_err_t err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port,
-                                  (int)e->cfg.redis_timeout_ms, &id->redis, errbuf, errbuf_size);
+    /* no identity trust, no identity: Redis alone would decide which keys
+     * verify tokens and which clients get them */
+    gov_err_t err = gov_file_trust_load(e->cfg.identity_trust_file, &id->trust, errbuf,
+                                        errbuf_size);
+    if (err != GOV_OK) {
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s", errbuf);
+        snprintf(errbuf, errbuf_size, "identity trust file (GOV_IDENTITY_TRUST_FILE) %s: %s",
+                 e->cfg.identity_trust_file ? e->cfg.identity_trust_file : "unset", detail);
+        goto fail;
+    }
+    id->m_refused = gov_metrics_counter(
+        e->metrics, "identity_records_refused_total",
+        "Identity records read from Redis that gov-edge did not use: a key or client whose "
+        "signatures do not verify against its identity trust, or a keystore key that is not "
+        "the published one (kind key|client|keystore_key, rule the reason).",
+        2, (const char *[]){"kind", "rule"});
+    if (id->m_refused == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto fail;
+    }
+    err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port, (int)e->cfg.redis_timeout_ms,
+                        &id->redis, errbuf, errbuf_size);
     if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE)
         goto fail;
     e->identity = id;
@@ -382,6 +562,7 @@ gov_err_t edge_identity_start(edge_t *e, char *errbuf, size_t errbuf_size) {
 fail:
     edge_idsnap_release(id->cur);
     gov_redis_free(id->redis);
+    gov_trust_free(id->trust);
     pthread_cond_destroy(&id->cv);
     pthread_mutex_destroy(&id->mu);
     gov_free(id);
@@ -401,8 +582,73 @@ void edge_identity_stop(edge_t *e) {
     e->identity = NULL;
     edge_idsnap_release(id->cur);
     gov_redis_free(id->redis);
+    gov_trust_free(id->trust);
     gov_free(id->seen);
     pthread_cond_destroy(&id->cv);
     pthread_mutex_destroy(&id->mu);
     gov_free(id);
+}
+
+/* Joins a JSON array of strings with sep into a new string; NULL when an
+ * item is not a string or out of memory. */
+static char *join_strings(const json_t *arr, char sep) {
+    gov_buf_t b;
+    gov_buf_init(&b, GOV_IDENTITY_SIG_PAYLOAD_MAX);   /* within the payload it came from */
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *v = json_string_value(json_array_get(arr, i));
+        if (v == NULL) {
+            gov_buf_free(&b);
+            return NULL;
+        }
+        if (i)
+            gov_buf_printf(&b, "%c", sep);
+        gov_buf_puts(&b, v);
+    }
+    char *out = NULL;
+    if (gov_buf_finish(&b, &out, NULL) != GOV_OK)
+        out = NULL;
+    gov_buf_free(&b);
+    return out;
+}
+
+gov_err_t edge_identity_client_get(edge_t *e, gov_redis_t *r, const char *client_id,
+                                   gov_state_identity_client_rec_t *out, char *eb, size_t ebs) {
+    edge_identity_t *id = e->identity;
+    gov_err_t err = gov_state_identity_client_get(r, client_id, out, eb, ebs);
+    if (err != GOV_OK || !out->found)
+        return err;
+    json_t *content = NULL;
+    gov_sig_count_t sc;
+    const char *pl = out->signed_payload, *sg = out->signatures;
+    char *tenants = NULL, *scopes = NULL, *hash = NULL;
+    if (id == NULL ||
+        gov_identity_sig_check_stored(id->trust, "ClientRegistered", "client_id", client_id, pl,
+                                      pl ? strlen(pl) : 0, sg, sg ? strlen(sg) : 0, &content,
+                                      &sc) != GOV_OK) {
+        if (id != NULL)
+            refused(id, "client", client_id, &sc);
+        gov_state_identity_client_clear(out);   /* found 0: unknown client */
+        return GOV_OK;
+    }
+    /* what authenticates and authorizes is the signed content alone */
+    const char *h = json_string_value(json_object_get(content, "secret_hash"));
+    tenants = join_strings(json_object_get(content, "tenants"), ',');
+    scopes = join_strings(json_object_get(content, "scopes"), ' ');
+    hash = h ? gov_strdup(h) : NULL;
+    json_decref(content);
+    if (tenants == NULL || scopes == NULL || hash == NULL) {
+        gov_free(tenants);
+        gov_free(scopes);
+        gov_free(hash);
+        gov_state_identity_client_clear(out);
+        snprintf(eb, ebs, "out of memory, or a signed client without secret_hash");
+        return h == NULL ? GOV_OK : GOV_ERR_NOMEM;
+    }
+    gov_free(out->tenants);
+    gov_free(out->scopes);
+    gov_free(out->secret_hash);
+    out->tenants = tenants;
+    out->scopes = scopes;
+    out->secret_hash = hash;
+    return GOV_OK;
 }

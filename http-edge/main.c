@@ -103,6 +103,7 @@ int main(int argc, char **argv) {
         GOV_CFG_INT("token_leeway_s", "30", 0, 3600, "clock skew allowed on exp, nbf and iat when verifying", &c->token_leeway_s),
         GOV_CFG_INT("token_constitution_grace_s", "0", 0, 86400, "how long after a tenant's constitution was replaced tokens bound to the previous hash still verify (0: only the current hash)", &c->token_constitution_grace_s),
         GOV_CFG_DURATION("identity_refresh", "1s", 100, 600000, "period of the identity snapshot refresh (signing keys and JWKS from Redis)", &c->identity_refresh_ms),
+        GOV_CFG_STRING("identity_trust_file", NULL, "identity trust, the file gov-identity reads: every signing key and client loaded from Redis is re-verified against it (signatures over the signed payload of its KeyRotated or ClientRegistered) before it is used or served in the JWKS", &c->identity_trust_file),
         GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";

@@ -129,7 +129,7 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
             return GOV_ERR_UNAVAILABLE;
         }
     } else {
-        gov_err_t gerr = gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb);
+        gov_err_t gerr = edge_identity_client_get(e, r, p->client_id, c, eb, sizeof eb);
         /* A client_id that is not an id names no client: 401 below, not 503. */
         if (gerr != GOV_OK)
             gov_state_identity_client_clear(c);

@@ -190,7 +190,8 @@
     X(INVALID_SCOPE, "invalid_scope", "a requested scope is malformed or not one of the client's (RFC 6749 section 5.2)") \
     X(UNAUTHORIZED_CLIENT, "unauthorized_client", "the client may not do this: a tenant not its own, or a token issued to another client") \
     X(SIGNING_KEY_UNAVAILABLE, "signing_key_unavailable", "no published, active signing key that this edge's keystore holds: tokens cannot be issued") \
-    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now")
+    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now") \
+    X(IDENTITY_SIGNATURE_INVALID, "identity_signature_invalid", "a KeyRotated, ClientRegistered or ClientRemoved (or its record in Redis) lacks a threshold of valid signatures by the identity trust file's signers")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

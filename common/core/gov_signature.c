@@ -70,6 +70,15 @@ void gov_trust_free(gov_trust_t *t) {
 size_t gov_trust_count(const gov_trust_t *t) { return t->n; }
 size_t gov_trust_tenant_count(const gov_trust_t *t) { return t->legacy ? 0 : t->ntenants; }
 
+int gov_trust_signer_of(const gov_trust_t *t, const unsigned char pub[32], char *id) {
+    for (size_t i = 0; t && i < t->n; i++)
+        if (memcmp(t->signers[i].raw, pub, 32) == 0) {
+            snprintf(id, GOV_SIGNER_ID_MAX + 1, "%s", t->signers[i].id);
+            return 0;
+        }
+    return -1;
+}
+
 static const trust_tenant_t *trust_tenant(const gov_trust_t *t, const char *tenant) {
     if (tenant == NULL)
         return NULL;

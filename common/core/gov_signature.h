@@ -73,6 +73,11 @@ size_t gov_trust_tenant_count(const gov_trust_t *t);
  * unbound documents (either out-pointer may be NULL); -1 when it does not. */
 int gov_trust_tenant(const gov_trust_t *t, const char *tenant, int *threshold, int *unbound);
 
+/* The id of the signer whose public key is pub (32 raw Ed25519 bytes) into
+ * id (GOV_SIGNER_ID_MAX + 1 bytes): 0, or -1 when no signer has that key.
+ * Lets a process holding a private key find the id it signs under.  O(n). */
+int gov_trust_signer_of(const gov_trust_t *t, const unsigned char pub[32], char *id);
+
 /* --- signatures ------------------------------------------------------------ */
 
 /* One detached signature as it travels (all borrowed). */

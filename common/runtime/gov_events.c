@@ -9,7 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #include "gov_alloc.h"
+#include "gov_identity_sig.h"
+#include "gov_signer_rt.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -119,7 +126,8 @@ json_t *gov_events_client_registered_new(const gov_client_registered_t *c) {
                  json_object_set_new(ev, "secret_hash", str_or_null(c->secret_hash)) ||
                  json_object_set_new(ev, "tenants", string_array(c->tenants, c->ntenants)) ||
                  json_object_set_new(ev, "scopes", string_array(c->scopes, c->nscopes)) ||
-                 json_object_set_new(ev, "registered_by", str_or_null(c->registered_by));
+                 json_object_set_new(ev, "registered_by", str_or_null(c->registered_by)) ||
+                 json_object_set_new(ev, "signatures", json_array());
     return built(ev, failed);
 }
 
@@ -130,7 +138,8 @@ json_t *gov_events_client_removed_new(const char *event_id, int64_t occurred_at,
         return NULL;
     int failed = set_envelope(ev, event_id, occurred_at) ||
                  json_object_set_new(ev, "client_id", str_or_null(client_id)) ||
-                 json_object_set_new(ev, "removed_by", str_or_null(removed_by));
+                 json_object_set_new(ev, "removed_by", str_or_null(removed_by)) ||
+                 json_object_set_new(ev, "signatures", json_array());
     return built(ev, failed);
 }
 
@@ -149,7 +158,8 @@ json_t *gov_events_key_rotated_new(const gov_key_rotated_t *k) {
         json_object_set_new(ev, "activates_at", json_integer(k->activates_at)) ||
         json_object_set_new(ev, "retires_at",
                             k->retires_at < 0 ? json_null() : json_integer(k->retires_at)) ||
-        json_object_set_new(ev, "previous_kid", str_or_null(k->previous_kid));
+        json_object_set_new(ev, "previous_kid", str_or_null(k->previous_kid)) ||
+        json_object_set_new(ev, "signatures", json_array());
     return built(ev, failed);
 }
 
@@ -208,4 +218,63 @@ int gov_events_secret_hash_valid(const char *s) {
         if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
             return 0;
     return 1;
+}
+
+/* --- signing identity events --------------------------------------------------- */
+
+gov_err_t gov_events_sign(json_t *ev, const char *type, const gov_events_signer_t *signers,
+                          size_t n, char *errbuf, size_t errbuf_size) {
+    char *payload = NULL;
+    size_t len = 0;
+    json_t *sigs = json_array();
+    gov_err_t err = sigs ? GOV_OK : GOV_ERR_NOMEM;
+    if (err == GOV_OK && n == 0) {
+        snprintf(errbuf, errbuf_size, "no operator key to sign the %s with", type);
+        err = GOV_ERR_INVALID_ARG;
+    }
+    if (err == GOV_OK)
+        err = gov_identity_sig_payload(type, ev, &payload, &len, errbuf, errbuf_size);
+    for (size_t i = 0; err == GOV_OK && i < n; i++)
+        err = gov_identity_sig_sign(signers[i].signer, signers[i].signer_id, payload, len, sigs,
+                                    errbuf, errbuf_size);
+    if (err == GOV_OK && json_object_set(ev, "signatures", sigs) != 0)
+        err = GOV_ERR_NOMEM;
+    if (err == GOV_ERR_NOMEM)
+        snprintf(errbuf, errbuf_size, "out of memory signing a %s", type);
+    json_decref(sigs);
+    gov_free(payload);
+    return err;
+}
+
+/* The largest operator key file read (a PKCS#8 Ed25519 PEM is 119 bytes). */
+#define OPERATOR_KEY_MAX 4096
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1;
+}
+
+gov_err_t gov_events_operator_key_load(const char *path, gov_signer_t **out, gov_reason_t *why,
+                                       char *errbuf, size_t errbuf_size) {
+    char *pem = NULL;
+    size_t len = 0;
+    *out = NULL;
+    gov_err_t err = gov_keystore_read_private(path, "operator key file", OPERATOR_KEY_MAX, &pem,
+                                              &len, why, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(pem, OPERATOR_KEY_MAX + 1);
+    gov_free(pem);
+    ERR_clear_error();
+    if (key == NULL)
+        return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,
+                               "%s is not an unencrypted PEM private key", path);
+    /* the key is stolen: freed on failure too */
+    if ((err = gov_signer_from_evp_take(key, "file", out, errbuf, errbuf_size)) != GOV_OK)
+        return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,
+                               "%s is not an Ed25519 private key", path);
+    return GOV_OK;
 }

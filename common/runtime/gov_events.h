@@ -27,6 +27,8 @@
 #include "gov_avro.h"
 #include "gov_err.h"
 #include "gov_kafka.h"
+#include "gov_reason.h"
+#include "gov_signer.h"
 
 #define GOV_TOPIC_AUDIT "identity.audit"
 #define GOV_EVENTS_ACK_TIMEOUT_MS 10000
@@ -113,5 +115,34 @@ json_t *gov_events_token_issued_new(const gov_token_issued_t *t);
 json_t *gov_events_token_revoked_new(const char *event_id, int64_t occurred_at,
                                      const char *tenant, const char *jti, int64_t expires_at,
                                      const char *reason, const char *revoked_by);
+
+/* --- signing identity events (docs/contracts.md "Signed identity events") ----
+ * Every KeyRotated, ClientRegistered and ClientRemoved carries operator
+ * signatures over its signed payload (gov_identity_sig.h); the builders
+ * above leave "signatures" empty, gov_events_sign fills it. */
+
+/* One operator signing identity events: its id in the identity trust file
+ * and its key (both borrowed). */
+typedef struct gov_events_signer {
+    const char *signer_id;
+    gov_signer_t *signer;
+} gov_events_signer_t;
+
+/* Replaces ev's "signatures" (ev borrowed, modified) by the signatures of
+ * signers[0..n) over gov_identity_sig_payload(type, ev).  Sign last: any
+ * later change of a content field voids them.  GOV_ERR_INVALID_ARG (no
+ * signer, not a signed kind, a bad signer id), the signer's error, or
+ * GOV_ERR_NOMEM; errbuf says which. */
+gov_err_t gov_events_sign(json_t *ev, const char *type, const gov_events_signer_t *signers,
+                          size_t n, char *errbuf, size_t errbuf_size);
+
+/* Loads an operator's Ed25519 private key from the PEM file path under the
+ * file backend's rules (gov_keystore_read_private: a regular file of this
+ * user, no access for group or others, else key_insecure).  On GOV_OK *out
+ * is a new signer (gov_signer_free; backend "file").  Errors: the reader's
+ * (key_insecure, keystore_unavailable), GOV_ERR_CONFIG with key_invalid
+ * for anything but an unencrypted Ed25519 key. */
+gov_err_t gov_events_operator_key_load(const char *path, gov_signer_t **out, gov_reason_t *why,
+                                       char *errbuf, size_t errbuf_size);
 
 #endif

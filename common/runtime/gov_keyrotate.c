@@ -8,6 +8,10 @@
  * materializes like any other.  A KeyRotated for a known key repeats its
  * fixed fields from Redis and changes only state (and retires_at).
  *
+ * Every KeyRotated is signed by the caller's operator keys (gov_events_sign)
+ * just before it is produced: gov-identity and gov-edge believe no key
+ * whose publication a trusted operator did not sign.
+ *
  * What it does not do: write Redis (gov-identity does, from Kafka), decide
  * who may act (the caller: an operator, or the lease holder), or touch a
  * key its store does not hold.
@@ -124,16 +128,23 @@ int gov_keyrotate_due(const gov_keyrotate_key_t *keys, size_t n, long period_s, 
 /* Produces one KeyRotated (built by gov_events) keyed by its kid and waits
  * for the acknowledgement. */
 static gov_err_t produce(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
-                         const gov_key_rotated_t *k, gov_reason_t *why, char *errbuf,
-                         size_t errbuf_size) {
+                         const gov_keyrotate_signers_t *op, const gov_key_rotated_t *k,
+                         gov_reason_t *why, char *errbuf, size_t errbuf_size) {
     json_t *ev = gov_events_key_rotated_new(k);
     if (ev == NULL) {
         *why = GOV_REASON_INTERNAL_ERROR;
         snprintf(errbuf, errbuf_size, "out of memory");
         return GOV_ERR_NOMEM;
     }
-    gov_err_t err = gov_events_emit(p, reg, GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", k->kid, ev,
-                                    errbuf, errbuf_size);
+    /* signed last, over exactly what is produced */
+    gov_err_t err = gov_events_sign(ev, "KeyRotated", op->signers, op->n, errbuf, errbuf_size);
+    if (err != GOV_OK) {
+        *why = GOV_REASON_INTERNAL_ERROR;
+        json_decref(ev);
+        return err;
+    }
+    err = gov_events_emit(p, reg, GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", k->kid, ev, errbuf,
+                          errbuf_size);
     json_decref(ev);
     if (err != GOV_OK)
         *why = err == GOV_ERR_NOMEM || err == GOV_ERR_TOO_LARGE ? GOV_REASON_INTERNAL_ERROR
@@ -143,7 +154,7 @@ static gov_err_t produce(gov_kafka_producer_t *p, const gov_avro_registry_t *reg
 
 /* A stored key moved to state (retires_at as given; -1 keeps none). */
 static gov_err_t produce_state(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
-                               const gov_keyrotate_key_t *k, const char *state,
+                               const gov_keyrotate_signers_t *op, const gov_keyrotate_key_t *k, const char *state,
                                int64_t retires_at, gov_reason_t *why, char *errbuf,
                                size_t errbuf_size) {
     const char *prev = k->rec.previous_kid;
@@ -153,11 +164,12 @@ static gov_err_t produce_state(gov_kafka_producer_t *p, const gov_avro_registry_
         .activates_at = k->activates_at, .retires_at = retires_at,
         .previous_kid = prev && prev[0] ? prev : NULL,
     };
-    return produce(p, reg, &ev, why, errbuf, errbuf_size);
+    return produce(p, reg, op, &ev, why, errbuf, errbuf_size);
 }
 
 gov_err_t gov_keyrotate_rotate(gov_keystore_t *ks, gov_kafka_producer_t *p,
-                               const gov_avro_registry_t *reg, const gov_keyrotate_config_t *cfg,
+                               const gov_avro_registry_t *reg, const gov_keyrotate_signers_t *op,
+                               const gov_keyrotate_config_t *cfg,
                                const gov_keyrotate_key_t *keys, size_t n, int64_t now_us,
                                long activate_in_s, gov_keyrotate_result_t *out, gov_reason_t *why,
                                char *errbuf, size_t errbuf_size) {
@@ -201,7 +213,7 @@ gov_err_t gov_keyrotate_rotate(gov_keystore_t *ks, gov_kafka_producer_t *p,
         .activates_at = out->activates_at, .retires_at = -1,
         .previous_kid = newest ? newest->kid : NULL,
     };
-    if ((err = produce(p, reg, &ev, why, errbuf, errbuf_size)) != GOV_OK)
+    if ((err = produce(p, reg, op, &ev, why, errbuf, errbuf_size)) != GOV_OK)
         goto out;
     /* every current key of the store retires (normally the one newest) */
     for (size_t i = 0; i < n; i++) {
@@ -210,7 +222,7 @@ gov_err_t gov_keyrotate_rotate(gov_keystore_t *ks, gov_kafka_producer_t *p,
         int64_t ret = gov_keyrotate_retires_at(cfg, keys[i].activates_at, out->activates_at);
         if (&keys[i] == newest)
             out->retires_at = ret;
-        if ((err = produce_state(p, reg, &keys[i], "retiring", ret, why, errbuf,
+        if ((err = produce_state(p, reg, op, &keys[i], "retiring", ret, why, errbuf,
                                  errbuf_size)) != GOV_OK)
             goto out;
     }
@@ -221,6 +233,7 @@ out:
 }
 
 gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                    const gov_keyrotate_signers_t *op,
                                     const gov_keyrotate_key_t *keys, size_t n, int64_t now_us,
                                     int *produced, gov_reason_t *why, char *errbuf,
                                     size_t errbuf_size) {
@@ -237,7 +250,7 @@ gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_regi
             to = "retired";
         if (to == NULL)
             continue;
-        gov_err_t err = produce_state(p, reg, k, to, k->retires_at, why, errbuf, errbuf_size);
+        gov_err_t err = produce_state(p, reg, op, k, to, k->retires_at, why, errbuf, errbuf_size);
         if (err != GOV_OK)
             return err;
         (*produced)++;
@@ -246,6 +259,7 @@ gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_regi
 }
 
 gov_err_t gov_keyrotate_retire_now(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                   const gov_keyrotate_signers_t *op,
                                    const gov_keyrotate_key_t *keys, size_t n, const char *kid,
                                    int64_t now_us, int64_t *retires_at, gov_reason_t *why,
                                    char *errbuf, size_t errbuf_size) {
@@ -259,7 +273,7 @@ gov_err_t gov_keyrotate_retire_now(gov_kafka_producer_t *p, const gov_avro_regis
         *retires_at = k->retires_at >= 0           ? k->retires_at
                       : now_us < k->activates_at ? k->activates_at
                                                  : now_us;
-        return produce_state(p, reg, k, "retired", *retires_at, why, errbuf, errbuf_size);
+        return produce_state(p, reg, op, k, "retired", *retires_at, why, errbuf, errbuf_size);
     }
     return gov_reason_fail(why, GOV_REASON_KEY_NOT_FOUND, GOV_ERR_NOT_FOUND, errbuf, errbuf_size,
                            "no key %s is materialized", kid);

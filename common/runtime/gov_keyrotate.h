@@ -42,6 +42,7 @@
 #include "gov_avro.h"
 #include "gov_config.h"
 #include "gov_err.h"
+#include "gov_events.h"
 #include "gov_kafka.h"
 #include "gov_reason.h"
 #include "gov_redis.h"
@@ -69,6 +70,13 @@ typedef struct gov_keyrotate_config {
     GOV_CFG_INT("token_leeway_s", "60", 0, 3600,                                            \
                 "verifiers' clock-skew leeway, added to a retiring key's stay",             \
                 &(c)->leeway_s)
+
+/* The operators whose signatures every KeyRotated produced here carries
+ * (docs/contracts.md "Signed identity events"): n >= 1 signers, borrowed. */
+typedef struct gov_keyrotate_signers {
+    const gov_events_signer_t *signers;
+    size_t n;
+} gov_keyrotate_signers_t;
 
 /* One key as the rotation sees it (copied from Redis). */
 typedef struct gov_keyrotate_key {
@@ -111,13 +119,15 @@ typedef struct gov_keyrotate_result {
  * propagation delay while the store has a current key is refused before
  * anything is generated: GOV_ERR_INVALID_ARG, key_activation_too_soon.
  * keys/n: the state gov_keyrotate_keys_load read (borrowed).  Produces
- * through p (borrowed; acks=all) with events encoded by reg.  Errors:
+ * through p (borrowed; acks=all) with events encoded by reg, each signed
+ * by op (borrowed).  Errors:
  * the key store's (its *why), kafka_unavailable (a KeyRotated not
  * acknowledged: the key exists in the store, unpublished, and is never
  * used), internal_error.  Cost: one key generation, 1 + current produce
  * round trips. */
 gov_err_t gov_keyrotate_rotate(gov_keystore_t *ks, gov_kafka_producer_t *p,
-                               const gov_avro_registry_t *reg, const gov_keyrotate_config_t *cfg,
+                               const gov_avro_registry_t *reg, const gov_keyrotate_signers_t *op,
+                               const gov_keyrotate_config_t *cfg,
                                const gov_keyrotate_key_t *keys, size_t n, int64_t now_us,
                                long activate_in_s, gov_keyrotate_result_t *out, gov_reason_t *why,
                                char *errbuf, size_t errbuf_size);
@@ -127,6 +137,7 @@ gov_err_t gov_keyrotate_rotate(gov_keystore_t *ks, gov_kafka_producer_t *p,
  * activates_at, retiring -> retired at retires_at.  *produced: how many.
  * Errors as gov_keyrotate_rotate. */
 gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                    const gov_keyrotate_signers_t *op,
                                     const gov_keyrotate_key_t *keys, size_t n, int64_t now_us,
                                     int *produced, gov_reason_t *why, char *errbuf,
                                     size_t errbuf_size);
@@ -140,6 +151,7 @@ gov_err_t gov_keyrotate_transitions(gov_kafka_producer_t *p, const gov_avro_regi
  * (nothing produced).  Errors
  * otherwise as gov_keyrotate_rotate. */
 gov_err_t gov_keyrotate_retire_now(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                                   const gov_keyrotate_signers_t *op,
                                    const gov_keyrotate_key_t *keys, size_t n, const char *kid,
                                    int64_t now_us, int64_t *retires_at, gov_reason_t *why,
                                    char *errbuf, size_t errbuf_size);

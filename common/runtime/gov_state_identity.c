@@ -114,7 +114,8 @@ static gov_redis_script_t key_script = {
     /* KEYS: 1 key hash, 2 kid set, 3 jwks, 4 applied offset
      * ARGV: 1 offset, 2 kid, 3 alg, 4 public_jwk, 5 backend, 6 state,
      *       7 state rank, 8 created_at, 9 activates_at, 10 retires_at ('' none),
-     *       11 previous_kid ('' none), 12 key-hash prefix, 13 event_id
+     *       11 previous_kid ('' none), 12 key-hash prefix, 13 event_id,
+     *       14 signed payload, 15 signatures (JSON)
      * {'ok'|'applied'|'replay'|'changed'|'backwards', detail, previous state}
      * ('applied': this very event was applied before, a redelivery) */
     "local applied = tonumber(redis.call('GET', KEYS[4]) or '-1') or -1\n"
@@ -151,7 +152,8 @@ static gov_redis_script_t key_script = {
     "end\n"
     "redis.call('HSET', KEYS[1], 'alg', ARGV[3], 'public_jwk', ARGV[4], 'backend', ARGV[5],\n"
     "  'state', ARGV[6], 'created_at', ARGV[8], 'activates_at', ARGV[9],\n"
-    "  'retires_at', ARGV[10], 'previous_kid', ARGV[11], 'event_id', ARGV[13])\n"
+    "  'retires_at', ARGV[10], 'previous_kid', ARGV[11], 'event_id', ARGV[13],\n"
+    "  'signed', ARGV[14], 'signatures', ARGV[15])\n"
     "redis.call('SADD', KEYS[2], ARGV[2])\n"
     "local ks = {}\n"
     "for _, kid in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
@@ -213,9 +215,11 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
                           k_off, off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
                           created, activates, retires,
                           k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:",
-                          k->event_id ? k->event_id : ""};
+                          k->event_id ? k->event_id : "",
+                          k->signed_payload ? k->signed_payload : "",
+                          k->signatures ? k->signatures : ""};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &key_script, 4, 17, argv, NULL, &rep, errbuf, errbuf_size)) !=
+    if ((err = gov_redis_eval(r, &key_script, 4, 19, argv, NULL, &rep, errbuf, errbuf_size)) !=
         GOV_OK)
         return err;
     const char *st = status_of(rep, 3);
@@ -314,16 +318,19 @@ gov_err_t gov_state_identity_key_get(gov_redis_t *r, const char *kid,
                                      gov_state_identity_key_rec_t *out, char *errbuf,
                                      size_t errbuf_size) {
     static const char *const fields[] = {"alg", "public_jwk", "backend", "state", "previous_kid",
-                                         "created_at", "activates_at", "retires_at"};
-    char key[GOV_STATE_KEY_MAX], *v[8];
+                                         "created_at", "activates_at", "retires_at", "signed",
+                                         "signatures"};
+    char key[GOV_STATE_KEY_MAX], *v[10];
     memset(out, 0, sizeof *out);
     if (gov_state_identity_key_key(kid, key) != GOV_OK) {
         snprintf(errbuf, errbuf_size, "kid is not a thumbprint");
         return GOV_ERR_INVALID_ARG;
     }
-    gov_err_t err = hash_read(r, key, fields, 8, v, &out->found, errbuf, errbuf_size);
+    gov_err_t err = hash_read(r, key, fields, 10, v, &out->found, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
+    out->signed_payload = v[8];
+    out->signatures = v[9];
     out->alg = v[0];
     out->public_jwk = v[1];
     out->backend = v[2];
@@ -344,6 +351,8 @@ void gov_state_identity_key_clear(gov_state_identity_key_rec_t *k) {
     gov_free(k->backend);
     gov_free(k->state);
     gov_free(k->previous_kid);
+    gov_free(k->signed_payload);
+    gov_free(k->signatures);
     memset(k, 0, sizeof *k);
 }
 
@@ -426,7 +435,7 @@ gov_err_t gov_state_identity_jwks_get(gov_redis_t *r, char **json, size_t *len, 
 static gov_redis_script_t client_add_script = {
     /* KEYS: 1 client hash, 2 tombstone, 3 applied offset
      * ARGV: 1 offset, 2 secret_hash, 3 tenants, 4 scopes, 5 registered_at,
-     *       6 registered_by, 7 event_id
+     *       6 registered_by, 7 event_id, 8 signed payload, 9 signatures (JSON)
      * 'ok' | 'applied' (this event, redelivered) | 'replay' | 'changed' | 'removed' */
     "local applied = tonumber(redis.call('GET', KEYS[3]) or '-1') or -1\n"
     "if tonumber(ARGV[1]) <= applied then\n"
@@ -444,7 +453,8 @@ static gov_redis_script_t client_add_script = {
     "end\n"
     "redis.call('SET', KEYS[3], ARGV[1])\n"
     "redis.call('HSET', KEYS[1], 'secret_hash', ARGV[2], 'tenants', ARGV[3], 'scopes', ARGV[4],\n"
-    "  'registered_at', ARGV[5], 'registered_by', ARGV[6], 'event_id', ARGV[7])\n"
+    "  'registered_at', ARGV[5], 'registered_by', ARGV[6], 'event_id', ARGV[7],\n"
+    "  'signed', ARGV[8], 'signatures', ARGV[9])\n"
     "return 'ok'\n",
     {0}};
 
@@ -489,9 +499,11 @@ gov_err_t gov_state_identity_client_add(gov_redis_t *r, const gov_state_identity
     snprintf(off, sizeof off, "%lld", (long long)pos->offset);
     snprintf(at, sizeof at, "%lld", (long long)c->registered_at);
     const char *argv[] = {k[0], k[1], k[2], off, c->secret_hash, c->tenants, c->scopes, at,
-                          c->registered_by, c->event_id};
+                          c->registered_by, c->event_id,
+                          c->signed_payload ? c->signed_payload : "",
+                          c->signatures ? c->signatures : ""};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &client_add_script, 3, 10, argv, NULL, &rep, errbuf,
+    if ((err = gov_redis_eval(r, &client_add_script, 3, 12, argv, NULL, &rep, errbuf,
                               errbuf_size)) != GOV_OK)
         return err;
     const char *st = status_of(rep, 1);
@@ -549,16 +561,18 @@ gov_err_t gov_state_identity_client_get(gov_redis_t *r, const char *client_id,
                                         gov_state_identity_client_rec_t *out, char *errbuf,
                                         size_t errbuf_size) {
     static const char *const fields[] = {"secret_hash", "tenants", "scopes", "registered_by",
-                                         "registered_at"};
-    char key[GOV_STATE_KEY_MAX], *v[5];
+                                         "registered_at", "signed", "signatures"};
+    char key[GOV_STATE_KEY_MAX], *v[7];
     memset(out, 0, sizeof *out);
     if (gov_state_identity_client_key(client_id, key) != GOV_OK) {
         snprintf(errbuf, errbuf_size, "client_id is not an id");
         return GOV_ERR_INVALID_ARG;
     }
-    gov_err_t err = hash_read(r, key, fields, 5, v, &out->found, errbuf, errbuf_size);
+    gov_err_t err = hash_read(r, key, fields, 7, v, &out->found, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
+    out->signed_payload = v[5];
+    out->signatures = v[6];
     out->secret_hash = v[0];
     out->tenants = v[1];
     out->scopes = v[2];
@@ -573,6 +587,8 @@ void gov_state_identity_client_clear(gov_state_identity_client_rec_t *c) {
     gov_free(c->tenants);
     gov_free(c->scopes);
     gov_free(c->registered_by);
+    gov_free(c->signed_payload);
+    gov_free(c->signatures);
     memset(c, 0, sizeof *c);
 }
 

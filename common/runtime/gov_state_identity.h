@@ -4,13 +4,17 @@
  *
  *   identity:{keys}:key:<kid>     hash: alg, public_jwk, backend, state,
  *                                 created_at, activates_at, retires_at (""
- *                                 none), previous_kid ("" none), event_id
+ *                                 none), previous_kid ("" none), event_id,
+ *                                 signed, signatures (the signed payload of
+ *                                 the KeyRotated that wrote it and its
+ *                                 signatures: a reader re-verifies them)
  *   identity:{keys}:kids          set: every kid ever materialized
  *   identity:{keys}:jwks          string: {"keys":[...]} of every key not
  *                                 retired, by activates_at then kid
  *   identity:client:{<client_id>} hash: secret_hash, tenants (comma-
  *                                 separated), scopes (space-separated),
- *                                 registered_at, registered_by, event_id
+ *                                 registered_at, registered_by, event_id,
+ *                                 signed, signatures (as a key's)
  *   identity:client:{<client_id>}:removed
  *                                 hash: removed_at, removed_by, event_id -
  *                                 the tombstone that makes removal final
@@ -75,6 +79,8 @@ typedef struct gov_state_identity_key {
     const char *event_id;   /* the KeyRotated's, stored: recognises a redelivery */
     const char *kid, *alg, *public_jwk, *backend, *state, *previous_kid;  /* previous_kid "" none */
     int64_t created_at, activates_at, retires_at;   /* µs; retires_at < 0: none */
+    const char *signed_payload;   /* gov_identity_sig_payload of the event (NULL: "") */
+    const char *signatures;       /* its signatures array, JSON text (NULL: "") */
 } gov_state_identity_key_t;
 
 /* Rank of a key state: pending 0, active 1, retiring 2, retired 3; -1 for
@@ -102,6 +108,7 @@ typedef struct gov_state_identity_key_rec {
     int found;
     char *alg, *public_jwk, *backend, *state, *previous_kid;
     int64_t created_at, activates_at, retires_at;   /* retires_at -1: none */
+    char *signed_payload, *signatures;              /* NULL: absent (unverifiable) */
 } gov_state_identity_key_rec_t;
 
 /* Reads identity:{keys}:key:<kid>, every field bounded by
@@ -133,6 +140,8 @@ typedef struct gov_state_identity_client {
     const char *scopes;         /* space-separated */
     const char *registered_by, *event_id;
     int64_t registered_at;      /* µs: the event's Kafka timestamp */
+    const char *signed_payload; /* gov_identity_sig_payload of the event (NULL: "") */
+    const char *signatures;     /* its signatures array, JSON text (NULL: "") */
 } gov_state_identity_client_t;
 
 /* Registers a client (ClientRegistered) with pos's applied offset (in the
@@ -160,6 +169,7 @@ typedef struct gov_state_identity_client_rec {
     int found;
     char *secret_hash, *tenants, *scopes, *registered_by;
     int64_t registered_at;
+    char *signed_payload, *signatures;   /* NULL: absent (unverifiable) */
 } gov_state_identity_client_rec_t;
 
 /* Reads identity:client:{<client_id>}, fields bounded as key_get. */

@@ -19,6 +19,16 @@
  *   identity.tokens   TokenIssued / TokenRevoked, key = tenant: one record per
  *                     jti with a TTL at exp; a revocation is kept until exp even
  *                     when the issue is not (yet) materialized.
+ * Only signatures decide (docs/contracts.md, "Signed identity events"):
+ * before anything else, a KeyRotated, ClientRegistered or ClientRemoved
+ * must carry a threshold of valid signatures by the identity trust file's
+ * signers (identity_trust_file, required) over its signed payload
+ * (gov_identity_sig); otherwise it is dead-lettered with
+ * identity_signature_invalid (the detail names the rule: no_signatures,
+ * invalid_signature, untrusted_signer, threshold_not_met, ...), counted in
+ * identity_signature_rejections_total, and the state stays as it was.  The
+ * signed payload and the signatures are stored with the record, so gov-edge
+ * re-verifies what it reads instead of believing Redis.
  * Each accepted change of a key or a client is announced by an AuditEvent on
  * identity.audit (identity.key_<state>, identity.client_registered,
  * identity.client_removed) with an id derived from the input event, so a
@@ -29,8 +39,13 @@
  * The key rotator (rotator.c; on when a key store is configured): one
  * gov-identity per Redis, the holder of a lease, produces the KeyRotated of
  * each key transition whose time has come and, every key_rotation_period_s,
- * a rotation (gov_keyrotate, as `govctl keys rotate`).  It runs between
- * messages in this same loop; what it produces comes back through it.
+ * a rotation (gov_keyrotate, as `govctl keys rotate`), signed with the
+ * identity operator key (identity_operator_key_file; without it the rotator
+ * is off).  It runs between messages in this same loop; what it produces
+ * comes back through it.
+ * identity_active_key_age_seconds is refreshed every key_rotator_tick from
+ * the materialized keys, so it grows on an idle processor too (and is right
+ * after a restart that consumes nothing).
  *
  * What it does not do: sign or issue tokens (gov-edge does), or judge them
  * (gov-edge verifies them against this state).
@@ -40,7 +55,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gov_alloc.h"
 #include "gov_events.h"
+#include "gov_file.h"
+#include "gov_identity_sig.h"
+#include "gov_keyrotate.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state_identity.h"
@@ -67,8 +86,10 @@ static const gov_processor_spec_t spec = {
 
 typedef struct ctx {
     gov_processor_t *p;
-    gov_metric_t *m_transitions, *m_key_age, *m_clients, *m_tokens, *m_revoked;
+    const gov_trust_t *trust;   /* the identity trust (borrowed) */
+    gov_metric_t *m_transitions, *m_key_age, *m_clients, *m_tokens, *m_revoked, *m_sig_refused;
     int64_t newest_active_us;   /* activates_at of the newest active key seen; 0 none */
+    int64_t key_age_read_us;    /* when the keys were last read for the gauge (monotonic) */
 } ctx_t;
 
 static const char *str(json_t *ev, const char *name) {
@@ -107,6 +128,40 @@ static gov_err_t announce(ctx_t *c, gov_processor_msg_t *m, const char *action,
                             ebsize);
 }
 
+/* --- signatures ----------------------------------------------------------------- */
+
+/* Checks m's signatures against the identity trust.  GOV_OK with *payload
+ * (the signed payload) and *sigs (the signatures as compact JSON), both new
+ * (gov_free), for the state write; GOV_ERR_VERIFY with
+ * identity_signature_invalid (the rule in eb) when they do not hold;
+ * GOV_ERR_NOMEM / GOV_ERR_CRYPTO (retried). */
+static gov_err_t verify_signed(ctx_t *c, gov_processor_msg_t *m, char **payload, char **sigs,
+                               gov_reason_t *reason, char *eb, size_t ebsize) {
+    size_t len = 0;
+    gov_sig_count_t sc;
+    json_t *arr = json_object_get(m->event, "signatures");
+    *payload = *sigs = NULL;
+    gov_err_t err = gov_identity_sig_payload(m->type, m->event, payload, &len, eb, ebsize);
+    if (err == GOV_ERR_NOMEM)
+        return err;
+    if (err != GOV_OK) {
+        sc.reason = GOV_REASON_IDENTITY_SIGNATURE_INVALID;
+        snprintf(sc.detail, sizeof sc.detail, "no signed payload: %.200s", eb);
+    } else if ((err = gov_identity_sig_check(c->trust, *payload, len, arr, &sc)) == GOV_OK) {
+        if ((*sigs = json_dumps(arr, JSON_COMPACT)) != NULL)
+            return GOV_OK;
+        err = GOV_ERR_NOMEM;
+    }
+    gov_free(*payload);
+    *payload = NULL;
+    if (err != GOV_ERR_VERIFY && err != GOV_ERR_INVALID_ARG && err != GOV_ERR_TOO_LARGE)
+        return err;
+    if (!m->replay)
+        gov_metric_inc(c->m_sig_refused, (const char *[]){m->type, gov_reason_code(sc.reason)}, 1);
+    return gov_reason_fail(reason, GOV_REASON_IDENTITY_SIGNATURE_INVALID, GOV_ERR_VERIFY, eb,
+                           ebsize, "%s: %s", gov_reason_code(sc.reason), sc.detail);
+}
+
 /* --- keys ----------------------------------------------------------------------- */
 
 static void key_age_update(ctx_t *c) {
@@ -115,8 +170,32 @@ static void key_age_update(ctx_t *c) {
                        (double)(gov_now_micros() - c->newest_active_us) / 1e6);
 }
 
-static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, char *eb,
-                        size_t ebsize) {
+/* Every period_ms, the newest active key's activates_at from what is
+ * materialized (a restart, another replica's events, an idle topic), then
+ * the gauge.  A failed read keeps what was known. */
+static void key_age_refresh(ctx_t *c, long period_ms) {
+    int64_t now = gov_mono_micros();
+    if (c->key_age_read_us != 0 && now - c->key_age_read_us < (int64_t)period_ms * 1000) {
+        key_age_update(c);
+        return;
+    }
+    c->key_age_read_us = now;
+    gov_keyrotate_key_t *keys = NULL;
+    size_t n = 0;
+    gov_reason_t why = GOV_REASON_NONE;
+    char eb[256];
+    if (gov_keyrotate_keys_load(gov_processor_redis(c->p), NULL, &keys, &n, &why, eb,
+                                sizeof eb) == GOV_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(keys[i].state, "active") == 0 && keys[i].activates_at > c->newest_active_us)
+                c->newest_active_us = keys[i].activates_at;
+        gov_keyrotate_keys_free(keys, n);
+    }
+    key_age_update(c);
+}
+
+static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
+                        const char *sigs, gov_reason_t *reason, char *eb, size_t ebsize) {
     json_t *ev = m->event;
     const char *kid = str(ev, "kid"), *alg = str(ev, "alg"), *backend = str(ev, "backend");
     char norm[IDENTITY_JWK_NORM_MAX];
@@ -139,6 +218,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, 
         .previous_kid = str(ev, "previous_kid") ? str(ev, "previous_kid") : "",
         .created_at = num(ev, "created_at"), .activates_at = num(ev, "activates_at"),
         .retires_at = json_is_integer(rj) ? (int64_t)json_integer_value(rj) : -1,
+        .signed_payload = payload, .signatures = sigs,
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,
@@ -211,8 +291,8 @@ static int tenant_ok(const char *s) {
     return s && gov_tenant_valid(s, strlen(s));
 }
 
-static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reason, char *eb,
-                           size_t ebsize) {
+static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, const char *payload,
+                           const char *sigs, gov_reason_t *reason, char *eb, size_t ebsize) {
     json_t *ev = m->event;
     const char *client_id = str(ev, "client_id");
     if (!key_is(m, client_id))
@@ -255,6 +335,7 @@ static gov_err_t on_client(ctx_t *c, gov_processor_msg_t *m, gov_reason_t *reaso
             .client_id = client_id, .secret_hash = str(ev, "secret_hash"), .tenants = tenants,
             .scopes = scopes, .registered_by = actor, .event_id = str(ev, "event_id"),
             .registered_at = gov_processor_msg_time_us(m),
+            .signed_payload = payload, .signatures = sigs,
         };
         err = gov_state_identity_client_add(gov_processor_redis(c->p), &cl, &pos, &outcome, eb,
                                             ebsize);
@@ -326,32 +407,58 @@ static gov_err_t materialize(void *ctx, gov_processor_t *p, gov_processor_msg_t 
                              gov_reason_t *reason, char *eb, size_t ebsize) {
     ctx_t *c = ctx;
     (void)p;
-    if (strcmp(m->kafka->topic, TOPIC_KEYS) == 0)
-        return on_key(c, m, reason, eb, ebsize);
-    key_age_update(c);
-    if (strcmp(m->kafka->topic, TOPIC_CLIENTS) == 0)
-        return on_client(c, m, reason, eb, ebsize);
-    return on_token(c, m, reason, eb, ebsize);
+    int keys = strcmp(m->kafka->topic, TOPIC_KEYS) == 0;
+    if (!keys && strcmp(m->kafka->topic, TOPIC_CLIENTS) != 0)
+        return on_token(c, m, reason, eb, ebsize);
+    /* only signatures decide: nothing unsigned reaches the state */
+    char *payload = NULL, *sigs = NULL;
+    gov_err_t err = verify_signed(c, m, &payload, &sigs, reason, eb, ebsize);
+    if (err == GOV_OK)
+        err = keys ? on_key(c, m, payload, sigs, reason, eb, ebsize)
+                   : on_client(c, m, payload, sigs, reason, eb, ebsize);
+    gov_free(payload);
+    gov_free(sigs);
+    return err;
 }
 
 static identity_rotator_config_t rotator_cfg;
-static const gov_config_entry_t extra_rows[] = {IDENTITY_ROTATOR_CONFIG_ROWS(&rotator_cfg)};
+static char *identity_trust_file;
+static const gov_config_entry_t extra_rows[] = {
+    IDENTITY_ROTATOR_CONFIG_ROWS(&rotator_cfg),
+    GOV_CFG_STRING("identity_trust_file", NULL,
+                   "identity trust (the rule-pack trust format; signers bound to the scope "
+                   "\"identity\", or the single-binding format): every KeyRotated, "
+                   "ClientRegistered and ClientRemoved needs its threshold of signatures; "
+                   "required by gov-identity and gov-edge",
+                   &identity_trust_file),
+};
 
 int main(int argc, char **argv) {
     int exit_code;
     gov_processor_t *p;
     identity_rotator_t *rot = NULL;
+    gov_trust_t *trust = NULL;
+    char teb[512] = "";
     if (gov_processor_init(&p, &spec, extra_rows, sizeof extra_rows / sizeof extra_rows[0], argc,
                            argv, &exit_code) != GOV_OK)
         return exit_code;
+    /* no trust, no identity: without it every event would be refused anyway */
+    if (gov_file_trust_load(identity_trust_file, &trust, teb, sizeof teb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "identity trust file cannot be used (set GOV_IDENTITY_TRUST_FILE)",
+                "path", identity_trust_file ? identity_trust_file : "(unset)", "error", teb,
+                (const char *)NULL);
+        gov_processor_shutdown(p);
+        return 1;
+    }
     gov_metrics_t *mr = gov_processor_metrics(p);
     ctx_t c = {
         .p = p,
+        .trust = trust,
         .m_transitions = gov_metrics_counter(mr, "identity_key_transitions_total",
             "Signing-key state changes materialized (a KeyRotated that moved a key to this state).",
             1, (const char *[]){"state"}),
         .m_key_age = gov_metrics_gauge(mr, "identity_active_key_age_seconds",
-            "Seconds since the newest active signing key's activates_at (updated with each message handled).",
+            "Seconds since the newest active signing key's activates_at (refreshed every key_rotator_tick, with or without messages).",
             0, NULL),
         .m_clients = gov_metrics_counter(mr, "identity_clients_registered_total",
             "Clients registered (ClientRegistered materialized).", 0, NULL),
@@ -359,13 +466,20 @@ int main(int argc, char **argv) {
             "TokenIssued events materialized into identity:token:{T}:<jti>.", 0, NULL),
         .m_revoked = gov_metrics_counter(mr, "identity_tokens_revoked_total",
             "TokenRevoked events materialized.", 0, NULL),
+        .m_sig_refused = gov_metrics_counter(mr, "identity_signature_rejections_total",
+            "Identity events dead-lettered as identity_signature_invalid, by event type and the "
+            "signature rule that refused them.",
+            2, (const char *[]){"type", "rule"}),
     };
-    if (!c.m_transitions || !c.m_key_age || !c.m_clients || !c.m_tokens || !c.m_revoked) {
+    if (!c.m_transitions || !c.m_key_age || !c.m_clients || !c.m_tokens || !c.m_revoked ||
+        !c.m_sig_refused) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
+        gov_trust_free(trust);
         gov_processor_shutdown(p);
         return 1;
     }
-    if (identity_rotator_new(p, &rotator_cfg, &rot) != GOV_OK) {
+    if (identity_rotator_new(p, &rotator_cfg, trust, &rot) != GOV_OK) {
+        gov_trust_free(trust);
         gov_processor_shutdown(p);
         return 1;
     }
@@ -379,8 +493,10 @@ int main(int argc, char **argv) {
             gov_processor_done(p, &m, e, reason, eb);
         }
         identity_rotator_tick(rot);
-        key_age_update(&c);
+        key_age_refresh(&c, rotator_cfg.tick_ms);
     }
     identity_rotator_free(rot);
-    return gov_processor_shutdown(p);
+    exit_code = gov_processor_shutdown(p);
+    gov_trust_free(trust);
+    return exit_code;
 }

@@ -18,6 +18,12 @@
  * so after one the rotator waits until the new kid is materialized (at most
  * a minute) before it considers another.
  *
+ * Every KeyRotated it produces is signed with the identity operator key
+ * (identity_operator_key_file), under the id the identity trust file gives
+ * that key: without a key, or with one the trust file does not list, the
+ * rotator is off (said once at start-up), since gov-identity itself would
+ * dead-letter what it produced (identity_signature_invalid).
+ *
  * What it does not do: act on keys its store does not hold (another
  * deployment's, a test's), or create the very first key (an operator's
  * `govctl keys rotate --activate-in 0`; deploy/stack.sh does it).
@@ -29,6 +35,7 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
+#include "gov_identity_sig.h"
 #include "gov_log.h"
 #include "gov_time.h"
 
@@ -39,6 +46,10 @@ struct identity_rotator {
     gov_processor_t *p;
     identity_rotator_config_t cfg;   /* strings borrowed from the config table */
     gov_keystore_t *ks;
+    gov_signer_t *op_key;                      /* the identity operator key */
+    char op_id[GOV_SIGNER_ID_MAX + 1];         /* its id in the identity trust */
+    gov_events_signer_t op_signer;
+    gov_keyrotate_signers_t op;
     gov_metric_t *m_rotations;
     char owner[256];
     long lease_ms;
@@ -48,8 +59,33 @@ struct identity_rotator {
     int64_t awaiting_since_us;
 };
 
+/* Loads the operator key and finds its id in the trust.  GOV_OK with
+ * r->op set, or an error logged. */
+static gov_err_t operator_open(identity_rotator_t *r, const gov_trust_t *trust) {
+    char eb[512] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t err = gov_events_operator_key_load(r->cfg.operator_key_file, &r->op_key, &why, eb,
+                                                 sizeof eb);
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "identity operator key cannot be used", "path",
+                r->cfg.operator_key_file, "reason", gov_reason_code(why), "detail", eb,
+                (const char *)NULL);
+        return err;
+    }
+    if (gov_trust_signer_of(trust, gov_signer_public_key(r->op_key), r->op_id) != 0) {
+        gov_log(GOV_LOG_ERROR,
+                "the identity operator key is not a signer of the identity trust file: what it "
+                "signed would be refused (add its public key to identity_trust_file)",
+                "path", r->cfg.operator_key_file, (const char *)NULL);
+        return GOV_ERR_CONFIG;
+    }
+    r->op_signer = (gov_events_signer_t){.signer_id = r->op_id, .signer = r->op_key};
+    r->op = (gov_keyrotate_signers_t){.signers = &r->op_signer, .n = 1};
+    return GOV_OK;
+}
+
 gov_err_t identity_rotator_new(gov_processor_t *p, const identity_rotator_config_t *cfg,
-                               identity_rotator_t **out) {
+                               const gov_trust_t *trust, identity_rotator_t **out) {
     char eb[512] = "", host[128] = "";
     gov_reason_t why = GOV_REASON_NONE;
     *out = NULL;
@@ -58,12 +94,24 @@ gov_err_t identity_rotator_new(gov_processor_t *p, const identity_rotator_config
                 (const char *)NULL);
         return GOV_OK;
     }
+    if (cfg->operator_key_file == NULL) {
+        gov_log(GOV_LOG_WARN,
+                "no identity operator key (identity_operator_key_file): key rotator off - no "
+                "scheduled rotation and no key transitions are produced by this process",
+                (const char *)NULL);
+        return GOV_OK;
+    }
     identity_rotator_t *r = gov_calloc(1, sizeof *r);
     if (r == NULL)
         return GOV_ERR_NOMEM;
     r->p = p;
     r->cfg = *cfg;
-    gov_err_t err = gov_keystore_open(&cfg->ks, &r->ks, &why, eb, sizeof eb);
+    gov_err_t err = operator_open(r, trust);
+    if (err != GOV_OK) {
+        identity_rotator_free(r);
+        return err;
+    }
+    err = gov_keystore_open(&cfg->ks, &r->ks, &why, eb, sizeof eb);
     if (err != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "key store", "reason", gov_reason_code(why), "detail", eb,
                 (const char *)NULL);
@@ -91,7 +139,7 @@ gov_err_t identity_rotator_new(gov_processor_t *p, const identity_rotator_config
     gov_status_set(gov_processor_status(p), COMPONENT, GOV_STATUS_OK, "waiting for the first tick",
                    gov_keystore_backend(r->ks));
     gov_log(GOV_LOG_INFO, "key rotator on", "backend", gov_keystore_backend(r->ks), "owner",
-            r->owner, (const char *)NULL);
+            r->owner, "operator", r->op_id, (const char *)NULL);
     *out = r;
     return GOV_OK;
 }
@@ -100,6 +148,7 @@ void identity_rotator_free(identity_rotator_t *r) {
     if (r == NULL)
         return;
     gov_keystore_free(r->ks);
+    gov_signer_free(r->op_key);
     gov_free(r);
 }
 
@@ -150,8 +199,8 @@ void identity_rotator_tick(identity_rotator_t *r) {
         return;
     }
     int produced = 0;
-    if (gov_keyrotate_transitions(gov_processor_producer(r->p), gov_processor_avro(r->p), keys, n,
-                                  now, &produced, &why, eb, sizeof eb) != GOV_OK) {
+    if (gov_keyrotate_transitions(gov_processor_producer(r->p), gov_processor_avro(r->p), &r->op,
+                                  keys, n, now, &produced, &why, eb, sizeof eb) != GOV_OK) {
         failed(r, "transition", why, eb);
         goto out;
     }
@@ -161,7 +210,7 @@ void identity_rotator_tick(identity_rotator_t *r) {
     if (r->awaiting_kid[0] == 0 && gov_keyrotate_due(keys, n, r->cfg.period_s, now)) {
         gov_keyrotate_result_t res;
         if (gov_keyrotate_rotate(r->ks, gov_processor_producer(r->p), gov_processor_avro(r->p),
-                                 &r->cfg.timing, keys, n, now, -1, &res, &why, eb,
+                                 &r->op, &r->cfg.timing, keys, n, now, -1, &res, &why, eb,
                                  sizeof eb) != GOV_OK) {
             failed(r, "rotate", why, eb);
             goto out;

@@ -8,6 +8,7 @@
 
 #include "gov_keyrotate.h"
 #include "gov_processor.h"
+#include "gov_signature.h"
 #include "gov_signer_rt.h"
 
 /* The rotator's configuration rows (place them in the binary's table). */
@@ -16,6 +17,7 @@ typedef struct identity_rotator_config {
     gov_keyrotate_config_t timing;
     long period_s;   /* key_rotation_period_s; 0: no scheduled rotation */
     long tick_ms;    /* key_rotator_tick */
+    char *operator_key_file;   /* identity_operator_key_file; NULL: rotator off */
 } identity_rotator_config_t;
 
 #define IDENTITY_ROTATOR_CONFIG_ROWS(c)                                                     \
@@ -27,16 +29,25 @@ typedef struct identity_rotator_config {
     GOV_CFG_DURATION("key_rotator_tick", "1s", 100, 60000,                                  \
                      "how often gov-identity checks key transitions and rotation; the "     \
                      "rotator lease lasts 5 ticks (at least 3 s)",                          \
-                     &(c)->tick_ms)
+                     &(c)->tick_ms),                                                        \
+    GOV_CFG_STRING("identity_operator_key_file", NULL,                                      \
+                   "Ed25519 PEM private key (mode 0600, as key files) that signs the "      \
+                   "KeyRotated events gov-identity's rotator produces; it authorizes key "  \
+                   "publication, so its public key must be a signer of "                    \
+                   "identity_trust_file. Unset: no scheduled rotation, no key transitions", \
+                   &(c)->operator_key_file)
 
 typedef struct identity_rotator identity_rotator_t;
 
-/* Opens the key store cfg names (borrowed) and registers the rotator's
- * metrics and status component with p.  *out NULL (and GOV_OK) when no key
- * store is configured (file backend without signer_key_dir): the rotator
- * is off, logged once.  Errors: the key store's (logged). */
+/* Opens the key store cfg names (borrowed) and the operator key, finds the
+ * key's signer id in trust (borrowed, must outlive the rotator), and
+ * registers the rotator's metrics and status component with p.  *out NULL
+ * (and GOV_OK) when no key store or no operator key is configured: the
+ * rotator is off, logged once.  Errors (logged): the key store's, the
+ * operator key's (key_insecure, key_invalid), GOV_ERR_CONFIG for an
+ * operator key the trust does not list. */
 gov_err_t identity_rotator_new(gov_processor_t *p, const identity_rotator_config_t *cfg,
-                               identity_rotator_t **out);
+                               const gov_trust_t *trust, identity_rotator_t **out);
 
 /* Does what is due, at most once per tick: renews the lease, and when this
  * process holds it, produces the due transitions and a due scheduled

@@ -39,6 +39,9 @@
 
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_events.h"
+#include "gov_file.h"
+#include "gov_signature.h"
 #include "gov_rulepack.h"
 #include "gov_state.h"
 #include "gov_time.h"
@@ -99,7 +102,10 @@ const char *itest_env(const char *name, const char *fallback) {
     const char *e = getenv(name);
     if (e && *e)
         return e;
-    FILE *f = fopen(itest_path("var/stack.env"), "r");
+    /* its own path buffer: a caller may hold an itest_path() result */
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/var/stack.env", root());
+    FILE *f = fopen(path, "r");
     if (f) {
         char line[1200];
         size_t nl = strlen(name);
@@ -850,8 +856,61 @@ int itest_run_capture(const char *const *argv, const char *const *extra_env, cha
     return rc;
 }
 
+/* --- the stack's identity trust (docs/contracts.md "Signed identity events") --- */
+
+/* "NAME=<value of var/stack.env>" in buf, or NULL when the stack has none. */
+static const char *stack_env_entry(const char *name, char *buf, size_t size) {
+    const char *v = itest_env(name, NULL);
+    if (v == NULL || v[0] == 0)
+        return NULL;
+    snprintf(buf, size, "%s=%s", name, v);
+    return buf;
+}
+
+json_t *itest_identity_signed(json_t *ev, const char *type) {
+    static gov_signer_t *op;
+    static char op_id[GOV_SIGNER_ID_MAX + 1];
+    char eb[512] = "", path[1024];
+    gov_reason_t why = GOV_REASON_NONE;
+    if (ev == NULL)
+        fail_msg("no %s to sign", type);
+    if (op == NULL) {
+        gov_trust_t *t = NULL;
+        snprintf(path, sizeof path, "%s", itest_env("GOV_IDENTITY_OPERATOR_KEY_FILE", ""));
+        if (gov_events_operator_key_load(path, &op, &why, eb, sizeof eb) != GOV_OK)
+            fail_msg("the stack's identity operator key (%s): %s: %s", path,
+                     gov_reason_code(why), eb);
+        snprintf(path, sizeof path, "%s", itest_env("GOV_IDENTITY_TRUST_FILE", ""));
+        if (gov_file_trust_load(path, &t, eb, sizeof eb) != GOV_OK ||
+            gov_trust_signer_of(t, gov_signer_public_key(op), op_id) != 0)
+            fail_msg("the stack's identity trust (%s) does not list its operator key %s", path,
+                     eb);
+        gov_trust_free(t);
+    }
+    gov_events_signer_t s = {.signer_id = op_id, .signer = op};
+    if (gov_events_sign(ev, type, &s, 1, eb, sizeof eb) != GOV_OK)
+        fail_msg("signing a %s: %s", type, eb);
+    return ev;
+}
+
 int itest_govctl(const char *const *extra_env, const char *const *args, char *out, size_t out_size,
                  char *err, size_t err_size) {
+    /* govctl signs identity events as the stack's identity operator unless
+     * the caller's environment says otherwise (extra_env comes last) */
+    static char trust[1100], key[1100];
+    const char *env[48];
+    size_t ne = 0;
+    if (stack_env_entry("GOV_IDENTITY_TRUST_FILE", trust, sizeof trust))
+        env[ne++] = trust;
+    if (stack_env_entry("GOV_IDENTITY_OPERATOR_KEY_FILE", key, sizeof key))
+        env[ne++] = key;
+    for (const char *const *e = extra_env; e && *e; e++) {
+        if (ne + 1 >= sizeof env / sizeof env[0])
+            fail_msg("too many environment entries for govctl");
+        env[ne++] = *e;
+    }
+    env[ne] = NULL;
+    extra_env = env;
     const char *argv[32];
     size_t n = 0;
     argv[n++] = itest_bin("govctl");
@@ -1030,6 +1089,11 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
     snprintf(env_port, sizeof env_port, "%s=%d",
              strcmp(bin, "gov-edge") == 0 ? "GOV_PORT" : "GOV_ADMIN_PORT", p->port);
     env[n++] = env_port;
+    /* every gov-identity and gov-edge needs the identity trust: the
+     * stack's, unless extra_env names another (it comes later, and wins) */
+    char env_idtrust[1100];
+    if (stack_env_entry("GOV_IDENTITY_TRUST_FILE", env_idtrust, sizeof env_idtrust))
+        env[n++] = env_idtrust;
     if (component != NULL) {
         snprintf(env_component, sizeof env_component, "GOV_COMPONENT_NAME=%s", component);
         if (p->group[0] == 0)

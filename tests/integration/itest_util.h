@@ -356,4 +356,13 @@ int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t
 int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *topic,
                            int32_t partition, int64_t offset, int timeout_ms);
 
+/* Signs ev (a KeyRotated, ClientRegistered or ClientRemoved built by
+ * gov_events; borrowed, modified) as the stack's identity operator
+ * (GOV_IDENTITY_OPERATOR_KEY_FILE under the id GOV_IDENTITY_TRUST_FILE
+ * gives it, from var/stack.env) and returns it; fails the test when the
+ * stack has no identity operator.  itest_govctl and itest_proc_start pass
+ * the same identity trust (and govctl the operator key) to what they start
+ * unless extra_env names others. */
+json_t *itest_identity_signed(json_t *ev, const char *type);
+
 #endif /* ITEST_UTIL_H */

@@ -99,12 +99,15 @@ static json_t *sample(const char *type, int nulls) {
         return with(e, json_pack("{s:s, s:s, s:I, s:s, s:s}", "tenant", "acme", "jti", "j-1",
             "expires_at", (json_int_t)(now + 1000), "reason", "operator", "revoked_by", "svc"));
     if (strcmp(type, "KeyRotated") == 0)
-        return with(e, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:o}",
+        return with(e, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o}",
             "kid", "k2", "alg", "EdDSA", "public_jwk", "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\"}",
             "backend", "pkcs11", "state", "active", "created_at", (json_int_t)now,
             "activates_at", (json_int_t)now,
             "retires_at", nulls ? json_null() : json_integer(now + 86400000000LL),
-            "previous_kid", nulls ? json_null() : json_string("k1")));
+            "previous_kid", nulls ? json_null() : json_string("k1"),
+            "signatures", nulls ? json_array()
+                                : json_pack("[{s:s, s:s, s:s}]", "signer_id", "ops", "algorithm",
+                                            "ed25519", "signature", "deadbeef")));
     if (strcmp(type, "AuditEvent") == 0) {
         json_decref(e);
         json_t *a = itest_audit_event("acme", "constitution.rejected");

@@ -14,7 +14,10 @@
  * TokenRevoked marks it revoked (also before its issue); poison bytes go to
  * the DLQ; and a second private gov-identity, a new group reading every
  * topic from offset 0 into an empty Redis, builds byte-identical state.
- * Token and key events are built with the gov_events builders.
+ * Token and key events are built with the gov_events builders; key and
+ * client events are signed as the stack's identity operator
+ * (itest_identity_signed), and unsigned, wrongly signed or tampered ones
+ * are dead-lettered as identity_signature_invalid without changing state.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +33,8 @@
 
 #include "gov_alloc.h"
 #include "gov_events.h"
+#include "gov_identity_sig.h"
+#include "gov_signer.h"
 #include "gov_state_identity.h"
 #include "gov_time.h"
 #include "gov_util.h"
@@ -176,7 +181,7 @@ static json_t *key_event(const char *kid, const char *jwk, const char *state, in
     gov_key_rotated_t k = {.kid = kid, .alg = "EdDSA", .public_jwk = jwk, .backend = "file",
                            .state = state, .created_at = created, .activates_at = activates,
                            .retires_at = retires};
-    return gov_events_key_rotated_new(&k);
+    return itest_identity_signed(gov_events_key_rotated_new(&k), "KeyRotated");
 }
 
 /* Every byte of every key of Redis r in one buffer (DUMP of each key). */
@@ -335,7 +340,8 @@ static void test_clients_add_and_remove(void **state) {
                                      .tenants = tl, .ntenants = 1, .scopes = sl, .nscopes = 1,
                                      .registered_by = "itest"};
     expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", client_id,
-               gov_events_client_registered_new(&again), "client_removed");
+               itest_identity_signed(gov_events_client_registered_new(&again), "ClientRegistered"),
+               "client_removed");
     assert_int_equal(int_cmd("EXISTS", ck), 0);
 
     /* malformed clients: refused by govctl before Kafka, and by gov-identity */
@@ -352,11 +358,13 @@ static void test_clients_add_and_remove(void **state) {
                                    .ntenants = 1, .scopes = bad_scope, .nscopes = 1,
                                    .registered_by = "itest"};
     expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", bad_id,
-               gov_events_client_registered_new(&bad), "invalid_client");
+               itest_identity_signed(gov_events_client_registered_new(&bad), "ClientRegistered"),
+               "invalid_client");
     /* a Kafka key that is not the client_id */
     bad.scopes = sl;
     expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", "someone-else",
-               gov_events_client_registered_new(&bad), "key_mismatch");
+               itest_identity_signed(gov_events_client_registered_new(&bad), "ClientRegistered"),
+               "key_mismatch");
 }
 
 /* --- keys ------------------------------------------------------------------------------ */
@@ -510,6 +518,141 @@ static json_t *issued(const char *jti, int64_t exp) {
                             .constitution_hash = "sha3-512:00", .issued_at = now,
                             .not_before = now, .expires_at = exp};
     return gov_events_token_issued_new(&t);
+}
+
+/* Signs ev with a key the identity trust does not hold, under signer_id. */
+static json_t *signed_by_stranger(json_t *ev, const char *type, const char *signer_id) {
+    gov_signer_t *s = NULL;
+    char eb[256];
+    assert_int_equal(gov_signer_from_evp_take(itest_ed25519_new(), "memory", &s, eb, sizeof eb),
+                     GOV_OK);
+    gov_events_signer_t es = {.signer_id = signer_id, .signer = s};
+    assert_int_equal(gov_events_sign(ev, type, &es, 1, eb, sizeof eb), GOV_OK);
+    gov_signer_free(s);
+    return ev;
+}
+
+/* The id the stack's identity trust gives its operator (the first signer). */
+static void trusted_id(char *out, size_t size) {
+    json_t *t = json_load_file(itest_env("GOV_IDENTITY_TRUST_FILE", ""), 0, NULL);
+    const char *id = NULL;
+    json_t *v;
+    json_object_foreach(json_object_get(t, "signers"), id, v) break;
+    if (id == NULL)
+        fail_msg("the stack's identity trust file lists no signer");
+    snprintf(out, size, "%s", id);
+    json_decref(t);
+}
+
+/* Only signatures decide: an unsigned KeyRotated or client event, one
+ * signed by a key the identity trust does not hold (under a stranger's id
+ * or the trusted operator's), and a signed one changed after signing are
+ * all dead-lettered as identity_signature_invalid, counted by rule, and
+ * change nothing: no key hash, no JWKS entry, no client. */
+static void test_unsigned_and_forged_events_are_dead_lettered(void **state) {
+    (void)state;
+    char jwk[160], kid[48], kk[GOV_STATE_KEY_MAX], ck[GOV_STATE_KEY_MAX], op_id[80];
+    char client_id[64], hash[80];
+    new_jwk(jwk, kid);
+    trusted_id(op_id, sizeof op_id);
+    int64_t now = gov_now_micros();
+    char *before = jwks();
+    double unsigned_before = itest_proc_metric(
+        &proc, "identity_signature_rejections_total",
+        (const char *[]){"type", "KeyRotated", "rule", "no_signatures", NULL});
+    gov_key_rotated_t k = {.kid = kid, .alg = "EdDSA", .public_jwk = jwk, .backend = "file",
+                           .state = "active", .created_at = now, .activates_at = now,
+                           .retires_at = -1};
+    expect_dlq(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid, gov_events_key_rotated_new(&k),
+               "identity_signature_invalid");
+    expect_dlq(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid,
+               signed_by_stranger(gov_events_key_rotated_new(&k), "KeyRotated", "mallory"),
+               "identity_signature_invalid");
+    expect_dlq(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid,
+               signed_by_stranger(gov_events_key_rotated_new(&k), "KeyRotated", op_id),
+               "identity_signature_invalid");
+    /* signed by the operator, then moved to another state */
+    json_t *tampered = itest_identity_signed(gov_events_key_rotated_new(&k), "KeyRotated");
+    json_object_set_new(tampered, "activates_at", json_integer(now - 1));
+    expect_dlq(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid, tampered, "identity_signature_invalid");
+    assert_int_equal(gov_state_identity_key_key(kid, kk), GOV_OK);
+    assert_int_equal(int_cmd("EXISTS", kk), 0);
+    char *after = jwks();
+    assert_int_equal(jwks_pos(after, kid), -1);
+    assert_string_equal(after ? after : "", before ? before : "");
+    free(before);
+    free(after);
+    assert_true(itest_proc_metric(&proc, "identity_signature_rejections_total",
+                                  (const char *[]){"type", "KeyRotated", "rule", "no_signatures",
+                                                   NULL}) >=
+                (unsigned_before < 0 ? 0 : unsigned_before) + 1);
+    assert_true(itest_proc_metric(&proc, "identity_signature_rejections_total",
+                                  (const char *[]){"type", "KeyRotated", "rule",
+                                                   "invalid_signature", NULL}) >= 1);
+
+    /* a client nobody signed for, one with a scope added after signing */
+    itest_unique("client-forged", client_id, sizeof client_id);
+    snprintf(hash, sizeof hash, "sha256:%064d", 0);
+    const char *tl[] = {tenant}, *sl[] = {"read"};
+    gov_client_registered_t c = {.client_id = client_id, .secret_hash = hash, .tenants = tl,
+                                 .ntenants = 1, .scopes = sl, .nscopes = 1,
+                                 .registered_by = "itest"};
+    expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", client_id,
+               gov_events_client_registered_new(&c), "identity_signature_invalid");
+    json_t *more = itest_identity_signed(gov_events_client_registered_new(&c), "ClientRegistered");
+    json_array_append_new(json_object_get(more, "scopes"), json_string("admin"));
+    expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", client_id, more,
+               "identity_signature_invalid");
+    assert_int_equal(gov_state_identity_client_key(client_id, ck), GOV_OK);
+    assert_int_equal(int_cmd("EXISTS", ck), 0);
+
+    /* the same client signed is registered; an unsigned removal leaves it */
+    produce_and_wait(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered", client_id,
+                     itest_identity_signed(gov_events_client_registered_new(&c),
+                                           "ClientRegistered"));
+    assert_int_equal(int_cmd("EXISTS", ck), 1);
+    char *signed_payload = hget(ck, "signed");
+    assert_non_null(signed_payload);   /* stored for the edges to re-verify */
+    assert_non_null(strstr(signed_payload, "\"type\":\"ClientRegistered\""));
+    free(signed_payload);
+    expect_dlq(GOV_TOPIC_IDENTITY_CLIENTS, "ClientRemoved", client_id,
+               gov_events_client_removed_new(NULL, 0, client_id, "mallory"),
+               "identity_signature_invalid");
+    assert_int_equal(int_cmd("EXISTS", ck), 1);
+}
+
+typedef struct age_above {
+    double than;
+} age_above_t;
+
+static int key_age_above(void *opaque) {
+    age_above_t *a = opaque;
+    return itest_proc_metric(&proc, "identity_active_key_age_seconds", NULL) > a->than;
+}
+
+/* identity_active_key_age_seconds follows the clock on an idle processor:
+ * restarted on its own group (its offsets committed: nothing to consume),
+ * the private gov-identity reads the age of the newest active key from its
+ * Redis and the gauge grows between two reads of /metrics, with no event
+ * on any topic for it. */
+static void test_key_age_grows_when_idle(void **state) {
+    (void)state;
+    char jwk[160], kid[48];
+    new_jwk(jwk, kid);
+    int64_t now = gov_now_micros();
+    produce_and_wait(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid,
+                     key_event(kid, jwk, "active", now - 5000000, now - 5000000, -1));
+    assert_int_equal(itest_proc_stop(&proc), 0);
+    const char *env[] = {env_redis, env_brokers, NULL};
+    itest_proc_start(&proc, "gov-identity", COMPONENT, env, "itest-gov-identity-restarted.log");
+    age_above_t a = {4.0};
+    if (itest_wait_for(key_age_above, &a, WAIT_MS, 100) < 0)
+        fail_msg("identity_active_key_age_seconds of the restarted %s is not set", COMPONENT);
+    double first = itest_proc_metric(&proc, "identity_active_key_age_seconds", NULL);
+    a.than = first;
+    if (itest_wait_for(key_age_above, &a, 10000, 100) < 0)
+        fail_msg("identity_active_key_age_seconds stayed at %.3f on an idle %s", first,
+                 COMPONENT);
 }
 
 static void test_tokens_issue_and_revoke(void **state) {
@@ -689,6 +832,8 @@ int main(void) {
         cmocka_unit_test(test_clients_add_and_remove),
         cmocka_unit_test(test_key_lifecycle_and_jwks),
         cmocka_unit_test(test_forged_key_is_dead_lettered),
+        cmocka_unit_test(test_unsigned_and_forged_events_are_dead_lettered),
+        cmocka_unit_test(test_key_age_grows_when_idle),
         cmocka_unit_test(test_tokens_issue_and_revoke),
         cmocka_unit_test(test_poison_goes_to_dlq),
         cmocka_unit_test(test_replay_from_zero_builds_the_same_state),

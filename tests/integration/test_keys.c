@@ -66,11 +66,15 @@ static const char *timing_env[] = {"GOV_KEY_PROPAGATION_S=3", "GOV_TOKEN_TTL_MAX
 /* The private gov-identity's env: private Redis, key dir, short timings,
  * a fast tick, and the rotation period given. */
 static void start_identity(const char *period) {
-    char env_period[64];
+    char env_period[64], env_op[1100];
     snprintf(env_period, sizeof env_period, "GOV_KEY_ROTATION_PERIOD_S=%s", period);
+    /* its rotator signs what it produces with the stack's identity operator
+     * key, which the stack's identity trust lists */
+    snprintf(env_op, sizeof env_op, "GOV_IDENTITY_OPERATOR_KEY_FILE=%s",
+             itest_env("GOV_IDENTITY_OPERATOR_KEY_FILE", ""));
     const char *env[] = {env_redis, env_brokers, env_dir, env_period,
                          "GOV_KEY_ROTATOR_TICK=200ms", timing_env[0], timing_env[1],
-                         timing_env[2], timing_env[3], NULL};
+                         timing_env[2], timing_env[3], env_op, NULL};
     itest_proc_start(&proc, "gov-identity", COMPONENT, env, "itest-gov-identity-keys.log");
 }
 
@@ -475,6 +479,84 @@ static void test_scheduled_rotation(void **state) {
     freeReplyObject(rep);
 }
 
+/* A DLQ message keyed kid, dead-lettered by COMPONENT. */
+typedef struct dlq_key {
+    const char *kid;
+    char reason[64];
+} dlq_key_t;
+
+static int match_dlq_key(void *opaque, const gov_kafka_msg_t *m) {
+    dlq_key_t *f = opaque;
+    char comp[96] = "";
+    if (m->key_len != strlen(f->kid) || memcmp(m->key, f->kid, m->key_len) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-component", comp, sizeof comp);
+    if (strcmp(comp, COMPONENT) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
+    return 1;
+}
+
+static int count_key_files(void) {
+    char cmdline[600], out[64] = "";
+    snprintf(cmdline, sizeof cmdline, "ls -1 '%s' | grep -c '\\.pem$'", key_dir);
+    const char *argv[] = {"sh", "-c", cmdline, NULL};
+    itest_run(argv, NULL, out, sizeof out);
+    return atoi(out);
+}
+
+/* Only a trusted operator publishes keys: without an operator key govctl
+ * refuses before generating anything (no_signatures); a key file open to
+ * others is refused (key_insecure); a rotation signed by a key the
+ * identity trust does not hold is produced, but the private gov-identity
+ * dead-letters it (identity_signature_invalid) and the key never appears. */
+static void test_rotation_needs_a_trusted_operator(void **state) {
+    (void)state;
+    assert_int_equal(itest_proc_stop(&proc), 0);
+    start_identity("0");
+    int files = count_key_files();
+    int rc = govctl_keys((const char *[]){"GOV_IDENTITY_OPERATOR_KEY_FILE=", NULL},
+                         (const char *const[]){"keys", "rotate", NULL});
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(g_err, "govctl: no_signatures: "));
+    assert_string_equal(g_out, "");
+    assert_int_equal(count_key_files(), files);
+
+    char dir[300], pem_path[400], key_env[460];
+    assert_int_equal(itest_workdir_new("stranger", dir, sizeof dir), 0);
+    snprintf(pem_path, sizeof pem_path, "%s/stranger.pem", dir);
+    EVP_PKEY *k = itest_ed25519_new();
+    FILE *f = fopen(pem_path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    EVP_PKEY_free(k);
+    assert_int_equal(chmod(pem_path, 0644), 0);
+    snprintf(key_env, sizeof key_env, "GOV_IDENTITY_OPERATOR_KEY_FILE=%s", pem_path);
+    rc = govctl_keys((const char *[]){key_env, NULL},
+                     (const char *const[]){"keys", "rotate", "--signer", "mallory", NULL});
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(g_err, "govctl: key_insecure: "));
+    assert_int_equal(chmod(pem_path, 0600), 0);
+    rc = govctl_keys((const char *[]){key_env, NULL},
+                     (const char *const[]){"keys", "rotate", "--signer", "mallory", NULL});
+    itest_expect_ok(rc, g_err, __LINE__);
+    json_t *line = rotate_line();
+    char kid[GOV_SIGNER_KID_SIZE];
+    copy_kid(line, "kid", kid);
+    json_decref(line);
+    dlq_key_t dk = {kid, ""};
+    if (!itest_consume_until(GOV_TOPIC_IDENTITY_KEYS ".dlq", match_dlq_key, &dk, WAIT_MS))
+        fail_msg("the KeyRotated of %s signed by an untrusted key was not dead-lettered by %s",
+                 kid, COMPONENT);
+    assert_string_equal(dk.reason, "identity_signature_invalid");
+    gov_state_identity_key_rec_t rec = key_get(kid);
+    assert_false(rec.found);
+    gov_state_identity_key_clear(&rec);
+    assert_false(in_jwks(kid));
+    itest_workdir_remove(dir);
+}
+
 int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
@@ -482,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_private_key_stays_in_its_file),
         cmocka_unit_test(test_rotate_pkcs11),
         cmocka_unit_test(test_scheduled_rotation),
+        cmocka_unit_test(test_rotation_needs_a_trusted_operator),
     };
     return cmocka_run_group_tests_name("keys", tests, setup, teardown);
 }

@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,10 +181,9 @@ static void token_kid(const char *tok, char kid[64]) {
 
 /* --- keys ------------------------------------------------------------------------------ */
 
-/* Publishes a KeyRotated for s and waits until the private gov-identity
- * handled it. */
-static void publish_key(gov_signer_t *s, const char *state, int64_t activates_at,
-                        int64_t retires_at, const char *backend) {
+/* A KeyRotated for s as `govctl keys rotate` builds it, not yet signed. */
+static json_t *key_rotated(gov_signer_t *s, const char *state, int64_t activates_at,
+                           int64_t retires_at, const char *backend) {
     gov_buf_t jwk;
     gov_buf_init(&jwk, 0);
     assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
@@ -196,6 +196,12 @@ static void publish_key(gov_signer_t *s, const char *state, int64_t activates_at
     json_t *ev = gov_events_key_rotated_new(&k);
     gov_buf_free(&jwk);
     assert_non_null(ev);
+    return ev;
+}
+
+/* Produces ev (a KeyRotated of kid; stolen) and waits until the private
+ * gov-identity handled it (materialized or dead-lettered). */
+static void produce_key(json_t *ev, const char *kid) {
     unsigned char *buf = NULL;
     size_t len = 0;
     char eb[256];
@@ -204,13 +210,21 @@ static void publish_key(gov_signer_t *s, const char *state, int64_t activates_at
     if (gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb) != GOV_OK)
         fail_msg("encode: %s", eb);
     json_decref(ev);
-    const char *kid = gov_signer_kid(s);
     if (gov_kafka_produce_sync(itest_producer(), GOV_TOPIC_IDENTITY_KEYS, kid, strlen(kid), buf,
                                len, NULL, 0, 15000, &part, &off, eb, sizeof eb) != GOV_OK)
         fail_msg("produce: %s", eb);
     gov_free(buf);
     if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
         fail_msg("KeyRotated %s was not handled by %s", kid, COMPONENT);
+}
+
+/* Publishes a KeyRotated for s, signed as the stack's identity operator,
+ * and waits until the private gov-identity handled it. */
+static void publish_key(gov_signer_t *s, const char *state, int64_t activates_at,
+                        int64_t retires_at, const char *backend) {
+    produce_key(itest_identity_signed(key_rotated(s, state, activates_at, retires_at, backend),
+                                      "KeyRotated"),
+                gov_signer_kid(s));
 }
 
 /* --- setup ----------------------------------------------------------------------------- */
@@ -585,9 +599,12 @@ static void test_kafka_unavailable(void **state) {
     snprintf(c.url, sizeof c.url, "http://127.0.0.1:%d", c.port);
     char env_port[32];
     snprintf(env_port, sizeof env_port, "GOV_PORT=%d", c.port);
+    static char env_idtrust[1100];
+    snprintf(env_idtrust, sizeof env_idtrust, "GOV_IDENTITY_TRUST_FILE=%s",
+             itest_env("GOV_IDENTITY_TRUST_FILE", ""));
     const char *env[] = {env_redis, env_trust, env_pack_trust, env_id, env_port,
                          "GOV_IDENTITY_REFRESH=200ms", "GOV_TOKEN_ISSUER=https://gov.test",
-                         more[0], more[1], NULL};
+                         env_idtrust, more[0], more[1], NULL};
     c.pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env,
                         "itest-tokens-edge-nokafka.log");
     char url[64];
@@ -699,6 +716,261 @@ static void test_well_known(void **state) {
     json_decref(j);
 }
 
+/* --- only signatures decide --------------------------------------------------------------------- */
+
+/* The kid the edge signs with now. */
+static void signing_kid(const itest_proc_t *edge, char kid[64]) {
+    char tok[4096];
+    assert_int_equal(issue(edge, NULL, tok, sizeof tok, NULL), 200);
+    token_kid(tok, kid);
+}
+
+static int in_edge_jwks(const itest_proc_t *edge, const char *kid) {
+    char *body = NULL;
+    int in = itest_proc_get(edge, "/.well-known/jwks.json", &body) == 200 && body &&
+             strstr(body, kid) != NULL;
+    free(body);
+    return in;
+}
+
+/* A key in the edges' own keystore whose KeyRotated nobody signed, produced
+ * straight to identity.keys as the newest active key: the private
+ * gov-identity dead-letters it, so no edge lists it, signs with it or
+ * accepts a token it signed. */
+static void test_forged_key_is_never_used(void **state) {
+    (void)state;
+    char before[64], now_kid[64], tok[4096], eb[256];
+    gov_reason_t why;
+    gov_signer_t *forged = NULL;
+    signing_kid(&edge_a, before);
+    assert_int_equal(gov_keystore_generate(ks, &forged, &why, eb, sizeof eb), GOV_OK);
+    const char *kid = gov_signer_kid(forged);
+    produce_key(key_rotated(forged, "active", gov_now_micros() - 1000000, -1, "file"), kid);
+    gov_state_identity_key_rec_t rec;
+    assert_int_equal(gov_state_identity_key_get(priv, kid, &rec, eb, sizeof eb), GOV_OK);
+    assert_false(rec.found);
+    gov_state_identity_key_clear(&rec);
+    assert_true(itest_proc_metric(&ident, "identity_signature_rejections_total",
+                                  (const char *[]){"type", "KeyRotated", "rule", "no_signatures",
+                                                   NULL}) >= 1);
+    /* two refreshes of the edges later (200 ms each), still the old key */
+    signing_kid(&edge_a, now_kid);
+    assert_string_equal(now_kid, before);
+    signing_kid(&edge_b, now_kid);
+    assert_string_equal(now_kid, before);
+    assert_false(in_edge_jwks(&edge_a, kid));
+    int64_t now = gov_now_micros() / 1000000;
+    craft(forged, now, now + 60, tok, sizeof tok);
+    expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+    expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
+    gov_signer_free(forged);
+}
+
+typedef struct refused_want {
+    const itest_proc_t *edge;
+    const char *rule;
+    double above;
+} refused_want_t;
+
+static int edge_refused(void *opaque) {
+    refused_want_t *w = opaque;
+    return itest_proc_metric(w->edge, "identity_records_refused_total",
+                             (const char *[]){"kind", "key", "rule", w->rule, NULL}) > w->above;
+}
+
+static void hset_key(const char *kid, const char *const *fields, size_t n) {
+    char kk[GOV_STATE_KEY_MAX];
+    const char *argv[32];
+    size_t a = 0;
+    assert_int_equal(gov_state_identity_key_key(kid, kk), GOV_OK);
+    argv[a++] = "HSET";
+    argv[a++] = kk;
+    for (size_t i = 0; i < n; i++)
+        argv[a++] = fields[i];
+    freeReplyObject(itest_redis_cmd(priv, (int)a, argv, NULL));
+    freeReplyObject(itest_redis_cmd(
+        priv, 3, (const char *[]){"SADD", gov_state_identity_kids_key(), kid}, NULL));
+}
+
+/* Redis is a view: a key record written straight into Redis - without
+ * signatures, or with the valid signatures of another key's record - is
+ * refused by every edge (identity_records_refused_total), is not in the
+ * JWKS they serve though it is in the JWKS string gov-identity keeps in
+ * Redis, does not sign although the edges' keystore holds it, and does not
+ * verify a token it signed. */
+static void test_key_written_into_redis_is_not_used(void **state) {
+    (void)state;
+    char before[64], now_kid[64], tok[4096], eb[256], act[32];
+    gov_reason_t why;
+    gov_signer_t *bare = NULL, *borrowed = NULL;
+    signing_kid(&edge_a, before);
+    assert_int_equal(gov_keystore_generate(ks, &bare, &why, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_keystore_generate(ks, &borrowed, &why, eb, sizeof eb), GOV_OK);
+    /* both records are refused: one has no signed payload at all, the
+     * other a signed payload about another kid */
+    const char *rule = "identity_signature_invalid";
+    refused_want_t ra = {&edge_a, rule, 0}, rb = {&edge_b, rule, 0};
+    ra.above = itest_proc_metric(&edge_a, "identity_records_refused_total",
+                                 (const char *[]){"kind", "key", "rule", rule, NULL});
+    rb.above = itest_proc_metric(&edge_b, "identity_records_refused_total",
+                                 (const char *[]){"kind", "key", "rule", rule, NULL});
+    ra.above = (ra.above < 0 ? 0 : ra.above) + 1;
+    rb.above = (rb.above < 0 ? 0 : rb.above) + 1;
+    snprintf(act, sizeof act, "%lld", (long long)(gov_now_micros() - 1000000));
+    /* the signed payload and signatures of a real key, under another kid */
+    char kk1[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_identity_key_key(gov_signer_kid(key1), kk1), GOV_OK);
+    redisReply *sp = itest_redis_cmd(priv, 3, (const char *[]){"HGET", kk1, "signed"}, NULL);
+    redisReply *sg = itest_redis_cmd(priv, 3, (const char *[]){"HGET", kk1, "signatures"}, NULL);
+    assert_int_equal(sp->type, REDIS_REPLY_STRING);
+    assert_int_equal(sg->type, REDIS_REPLY_STRING);
+    gov_signer_t *both[] = {bare, borrowed};
+    gov_buf_t jwks;
+    gov_buf_init(&jwks, 0);
+    gov_buf_puts(&jwks, "{\"keys\":[");
+    for (int i = 0; i < 2; i++) {
+        gov_buf_t jwk;
+        gov_buf_init(&jwk, 0);
+        assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(both[i]),
+                                               gov_signer_kid(both[i]), &jwk),
+                         GOV_OK);
+        gov_buf_printf(&jwks, "%s%.*s", i ? "," : "", (int)jwk.len, jwk.data);
+        const char *f[] = {"alg", "EdDSA", "public_jwk", jwk.data, "backend", "file", "state",
+                           "active", "created_at", act, "activates_at", act, "retires_at", "",
+                           "previous_kid", "", "event_id", "written-into-redis",
+                           "signed", i ? sp->str : "", "signatures", i ? sg->str : ""};
+        hset_key(gov_signer_kid(both[i]), f, i ? 22 : 18);
+        gov_buf_free(&jwk);
+    }
+    gov_buf_puts(&jwks, "]}");
+    freeReplyObject(itest_redis_cmd(
+        priv, 3, (const char *[]){"SET", gov_state_identity_jwks_key(), jwks.data}, NULL));
+    gov_buf_free(&jwks);
+    freeReplyObject(sp);
+    freeReplyObject(sg);
+    if (itest_wait_for(edge_refused, &ra, WAIT_MS, 50) < 0)
+        fail_msg("%s did not refuse the key records written into Redis", edge_a.log);
+    if (itest_wait_for(edge_refused, &rb, WAIT_MS, 50) < 0)
+        fail_msg("%s did not refuse the key records written into Redis", edge_b.log);
+    int64_t now = gov_now_micros() / 1000000;
+    for (int i = 0; i < 2; i++) {
+        const char *kid = gov_signer_kid(both[i]);
+        assert_false(in_edge_jwks(&edge_a, kid));
+        assert_false(in_edge_jwks(&edge_b, kid));
+        craft(both[i], now, now + 60, tok, sizeof tok);
+        expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+        expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
+    }
+    signing_kid(&edge_a, now_kid);
+    assert_string_equal(now_kid, before);
+    signing_kid(&edge_b, now_kid);
+    assert_string_equal(now_kid, before);
+    /* the served JWKS still holds the real keys */
+    assert_true(in_edge_jwks(&edge_a, before));
+    for (int i = 0; i < 2; i++) {
+        char kk[GOV_STATE_KEY_MAX];
+        assert_int_equal(gov_state_identity_key_key(gov_signer_kid(both[i]), kk), GOV_OK);
+        freeReplyObject(itest_redis_cmd(priv, 2, (const char *[]){"DEL", kk}, NULL));
+        freeReplyObject(itest_redis_cmd(
+            priv, 3, (const char *[]){"SREM", gov_state_identity_kids_key(), gov_signer_kid(both[i])},
+            NULL));
+        gov_signer_free(both[i]);
+    }
+}
+
+static int in_edge_jwks_is(void *opaque) {
+    kidwait_t *w = opaque;
+    return in_edge_jwks(w->edge, w->want);
+}
+
+/* A published (signed) key that the edges' keystore holds under its kid
+ * but as another key is not used to sign: the edges keep signing with the
+ * key before it, and verification of that key's tokens goes through the
+ * published public key alone. */
+static void test_keystore_key_not_the_published_one(void **state) {
+    (void)state;
+    char before[64], now_kid[64], eb[256], other_dir[256], path[600];
+    gov_reason_t why;
+    gov_keystore_t *elsewhere = NULL;
+    gov_signer_t *published = NULL;
+    signing_kid(&edge_a, before);
+    if (itest_workdir_new("tokens-elsewhere", other_dir, sizeof other_dir) != 0)
+        fail_msg("no work directory");
+    chmod(other_dir, 0700);
+    assert_int_equal(gov_keystore_open_dir(other_dir, &elsewhere, &why, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_keystore_generate(elsewhere, &published, &why, eb, sizeof eb), GOV_OK);
+    const char *kid = gov_signer_kid(published);
+    /* the edges' keystore: the published kid's file holds another key */
+    snprintf(path, sizeof path, "%s/%s.pem", keydir, kid);
+    EVP_PKEY *other = itest_ed25519_new();
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(PEM_write_PrivateKey(f, other, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    EVP_PKEY_free(other);
+    publish_key(published, "active", gov_now_micros() - 1000000, -1, "file");
+    kidwait_t w = {.want = kid, .edge = &edge_a};
+    if (itest_wait_for(in_edge_jwks_is, &w, WAIT_MS, 50) < 0)
+        fail_msg("the published key %s never reached %s's JWKS", kid, edge_a.log);
+    /* newest and published, but not the keystore's: the previous key signs */
+    signing_kid(&edge_a, now_kid);
+    assert_string_equal(now_kid, before);
+    signing_kid(&edge_b, now_kid);
+    assert_string_equal(now_kid, before);
+    /* a token of the published key verifies through its published key */
+    char tok[4096];
+    int64_t now = gov_now_micros() / 1000000;
+    craft(published, now, now + 60, tok, sizeof tok);
+    expect_verify(&edge_a, tok, 401, "token_constitution_stale", __LINE__);
+    unlink(path);
+    gov_signer_free(published);
+    gov_keystore_free(elsewhere);
+    itest_workdir_remove(other_dir);
+}
+
+/* A client written straight into Redis gets no token (401 invalid_client),
+ * and a scope added to a registered client's record in Redis is not the
+ * client's (400 invalid_scope): the edges authenticate and authorize from
+ * the signed ClientRegistered stored with the record, not from the fields
+ * beside it. */
+static void test_client_written_into_redis_is_not_used(void **state) {
+    (void)state;
+    char id[80], ck[GOV_STATE_KEY_MAX], hash[80], authz[512], raw[16384];
+    const char *sec = "written-into-redis-secret";
+    unsigned char d[32];
+    unsigned int dl = 0;
+    itest_unique("client-injected", id, sizeof id);
+    assert_int_equal(EVP_Digest(sec, strlen(sec), d, &dl, EVP_sha256(), NULL), 1);
+    strcpy(hash, "sha256:");
+    for (int i = 0; i < 32; i++)
+        snprintf(hash + 7 + 2 * i, 3, "%02x", d[i]);
+    assert_int_equal(gov_state_identity_client_key(id, ck), GOV_OK);
+    freeReplyObject(itest_redis_cmd(
+        priv, 12,
+        (const char *[]){"HSET", ck, "secret_hash", hash, "tenants", TENANT, "scopes", "read",
+                         "registered_by", "redis-writer", "registered_at", "1"},
+        NULL));
+    basic(id, sec, authz);
+    json_t *j = NULL;
+    int st = post(edge_a.port, "/v1/tokens/issue", FORM, authz,
+                  "grant_type=client_credentials", &j, raw, sizeof raw);
+    assert_int_equal(st, 401);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "invalid_client");
+    json_decref(j);
+    freeReplyObject(itest_redis_cmd(priv, 2, (const char *[]){"DEL", ck}, NULL));
+    /* the registered client, its scopes widened in Redis */
+    assert_int_equal(gov_state_identity_client_key(client_id, ck), GOV_OK);
+    freeReplyObject(itest_redis_cmd(
+        priv, 4, (const char *[]){"HSET", ck, "scopes", "read write admin"}, NULL));
+    assert_int_equal(issue(&edge_a, "&scope=admin", NULL, 0, &j), 400);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "invalid_scope");
+    json_decref(j);
+    assert_int_equal(issue(&edge_b, "&scope=read", NULL, 0, NULL), 200);
+    freeReplyObject(itest_redis_cmd(
+        priv, 4, (const char *[]){"HSET", ck, "scopes", "read write"}, NULL));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_well_known),
@@ -708,6 +980,10 @@ int main(void) {
         cmocka_unit_test(test_rotation_overlap),
         cmocka_unit_test(test_pkcs11_backend),
         cmocka_unit_test(test_kafka_unavailable),
+        cmocka_unit_test(test_forged_key_is_never_used),
+        cmocka_unit_test(test_key_written_into_redis_is_not_used),
+        cmocka_unit_test(test_keystore_key_not_the_published_one),
+        cmocka_unit_test(test_client_written_into_redis_is_not_used),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,12 @@
  * remove: produces ClientRemoved for the id (acks=all); gov-identity
  * deletes the client and keeps a tombstone, so the id cannot come back.
  *
+ * Both sign their event with an identity operator key (--key PEM, --signer
+ * ID, or GOV_IDENTITY_OPERATOR_KEY_FILE and the id the identity trust file
+ * gives the key): gov-identity dead-letters an identity event without a
+ * threshold of trusted signatures, and gov-edge uses no client whose record
+ * does not verify.
+ *
  * What it does not do: talk to Redis (gov-identity materializes), or retry
  * (a failure exits 1 with kafka_unavailable and nothing was registered
  * that the operator was told about).
@@ -28,12 +34,15 @@
 #include "gov_alloc.h"
 #include "gov_events.h"
 #include "gov_b64url.h"
+#include "gov_file.h"
+#include "gov_signature.h"
+#include "gov_signer.h"
 #include "gov_util.h"
 #include "govctl.h"
 
 #define CLIENTS_HELP                                                                           \
-    "govctl clients add --tenants A,B --scopes \"X Y\" [--brokers B] | "                      \
-    "govctl clients remove [--brokers B] CLIENT_ID"
+    "govctl clients add --tenants A,B --scopes \"X Y\" [--key PEM] [--signer ID] [--brokers B] | " \
+    "govctl clients remove [--key PEM] [--signer ID] [--brokers B] CLIENT_ID"
 
 /* Splits s (copied into buf) at any of seps into items (at most max);
  * returns the count, or -1 when there are more than max. */
@@ -49,9 +58,67 @@ static int split(const char *s, const char *seps, char *buf, size_t buf_size, ch
     return n;
 }
 
-/* Shared option parsing: --brokers, and for add --tenants/--scopes. */
+int govctl_identity_signer(const char *keypath, const char *signer_id, gov_signer_t **key,
+                           char id[GOV_SIGNER_ID_MAX + 1]) {
+    char eb[512] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_trust_t *trust = NULL;
+    *key = NULL;
+    if (keypath == NULL)
+        keypath = govctl_env("GOV_IDENTITY_OPERATOR_KEY_FILE", NULL);
+    if (signer_id == NULL)
+        signer_id = govctl_env("GOV_IDENTITY_SIGNER", NULL);
+    if (keypath == NULL || keypath[0] == 0)
+        return govctl_fail(GOV_REASON_NO_SIGNATURES,
+                           "identity events are signed: give the operator key (--key PEM or "
+                           "GOV_IDENTITY_OPERATOR_KEY_FILE)");
+    if (gov_events_operator_key_load(keypath, key, &why, eb, sizeof eb) != GOV_OK)
+        return govctl_fail_clean(why, "%s", eb);
+    if (signer_id && signer_id[0]) {
+        if (!gov_signer_id_valid(signer_id)) {
+            gov_signer_free(*key);
+            *key = NULL;
+            return govctl_fail_clean(GOV_REASON_MALFORMED_SIGNATURE, "'%s' is not a signer id",
+                                     signer_id);
+        }
+        snprintf(id, GOV_SIGNER_ID_MAX + 1, "%s", signer_id);
+        return GOVCTL_OK;
+    }
+    /* no id given: the one the identity trust file gives this key */
+    const char *tpath = govctl_env("GOV_IDENTITY_TRUST_FILE", NULL);
+    int found = tpath && gov_file_trust_load(tpath, &trust, eb, sizeof eb) == GOV_OK &&
+                gov_trust_signer_of(trust, gov_signer_public_key(*key), id) == 0;
+    gov_trust_free(trust);
+    if (found)
+        return GOVCTL_OK;
+    gov_signer_free(*key);
+    *key = NULL;
+    return govctl_fail_clean(GOV_REASON_UNTRUSTED_SIGNER,
+                             "no --signer given and the identity trust file (%s) lists no signer "
+                             "with the key of %s%s%s",
+                             tpath ? tpath : "GOV_IDENTITY_TRUST_FILE unset", keypath,
+                             eb[0] ? ": " : "", eb);
+}
+
+/* Signs ev (a ClientRegistered or ClientRemoved) as the operator o names.
+ * GOVCTL_OK, or GOVCTL_FAIL after printing. */
+static int sign_event(json_t *ev, const char *type, const char *keypath, const char *signer_id) {
+    gov_signer_t *key = NULL;
+    char id[GOV_SIGNER_ID_MAX + 1], eb[256] = "";
+    int rc = govctl_identity_signer(keypath, signer_id, &key, id);
+    if (rc != GOVCTL_OK)
+        return rc;
+    gov_events_signer_t s = {.signer_id = id, .signer = key};
+    if (gov_events_sign(ev, type, &s, 1, eb, sizeof eb) != GOV_OK)
+        rc = govctl_fail(GOV_REASON_CRYPTO_ERROR, "signing the %s: %s", type, eb);
+    gov_signer_free(key);
+    return rc;
+}
+
+/* Shared option parsing: --brokers, --key, --signer, and for add
+ * --tenants/--scopes. */
 typedef struct opts {
-    const char *brokers, *tenants, *scopes;
+    const char *brokers, *tenants, *scopes, *key, *signer;
 } opts_t;
 
 static int parse(int argc, char **argv, opts_t *o, const char *help) {
@@ -59,15 +126,21 @@ static int parse(int argc, char **argv, opts_t *o, const char *help) {
         {"brokers", required_argument, NULL, 'b'},
         {"tenants", required_argument, NULL, 't'},
         {"scopes", required_argument, NULL, 's'},
+        {"key", required_argument, NULL, 'k'},
+        {"signer", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     int c;
     o->brokers = govctl_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092");
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":b:t:s:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":b:t:s:k:i:", longopts, NULL)) != -1) {
         if (c == 'b')
             o->brokers = optarg;
+        else if (c == 'k')
+            o->key = optarg;
+        else if (c == 'i')
+            o->signer = optarg;
         else if (c == 't')
             o->tenants = optarg;
         else if (c == 's')
@@ -84,7 +157,8 @@ static int parse(int argc, char **argv, opts_t *o, const char *help) {
 }
 
 static int clients_add(int argc, char **argv) {
-    static const char *help = "govctl clients add --tenants A,B --scopes \"X Y\" [--brokers B]";
+    static const char *help =
+        "govctl clients add --tenants A,B --scopes \"X Y\" [--key PEM] [--signer ID] [--brokers B]";
     opts_t o = {0};
     int rc = parse(argc, argv, &o, help);
     if (rc != GOVCTL_OK)
@@ -153,6 +227,8 @@ static int clients_add(int argc, char **argv) {
         rc = govctl_fail(GOV_REASON_INTERNAL_ERROR, "out of memory");
         goto out;
     }
+    if ((rc = sign_event(ev, "ClientRegistered", o.key, o.signer)) != GOVCTL_OK)
+        goto out;
     int32_t partition;
     int64_t offset;
     if ((rc = govctl_produce_event(o.brokers, GOV_TOPIC_IDENTITY_CLIENTS, "ClientRegistered",
@@ -179,7 +255,8 @@ out:
 }
 
 static int clients_remove(int argc, char **argv) {
-    static const char *help = "govctl clients remove [--brokers B] CLIENT_ID";
+    static const char *help =
+        "govctl clients remove [--key PEM] [--signer ID] [--brokers B] CLIENT_ID";
     opts_t o = {0};
     int rc = parse(argc, argv, &o, help);
     if (rc != GOVCTL_OK)
@@ -194,6 +271,10 @@ static int clients_remove(int argc, char **argv) {
     json_t *ev = gov_events_client_removed_new(NULL, 0, client_id, operator_name);
     if (ev == NULL)
         return govctl_fail(GOV_REASON_INTERNAL_ERROR, "out of memory");
+    if ((rc = sign_event(ev, "ClientRemoved", o.key, o.signer)) != GOVCTL_OK) {
+        json_decref(ev);
+        return rc;
+    }
     rc = govctl_publish_event(o.brokers, GOV_TOPIC_IDENTITY_CLIENTS, "ClientRemoved", client_id,
                               ev, json_string_value(json_object_get(ev, "event_id")),
                               "the ClientRemoved", NULL);

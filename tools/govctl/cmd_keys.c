@@ -18,8 +18,14 @@
  * retired} at once (gov_keyrotate_retire_now); the key leaves the JWKS and
  * its tokens stop verifying.  Prints {"kid","retires_at"}.
  *
+ * rotate and retire sign every KeyRotated with the identity operator key
+ * (--key PEM / GOV_IDENTITY_OPERATOR_KEY_FILE, under --signer ID or the id
+ * the identity trust file GOV_IDENTITY_TRUST_FILE gives it): gov-identity
+ * and gov-edge believe no key publication a trusted operator did not sign.
+ *
  * Options: the configuration table below (--name=value, GOV_<NAME>), with
- * the short spellings --activate-in, --backend and --brokers.
+ * the short spellings --activate-in, --backend, --brokers, --key and
+ * --signer.
  *
  * What it does not do: write Redis, or wait for gov-identity (the JSONL
  * shows what was published; `keys list` shows what is materialized).
@@ -32,18 +38,21 @@
 #include "gov_config.h"
 #include "gov_events.h"
 #include "gov_keyrotate.h"
+#include "gov_signature.h"
 #include "gov_time.h"
 #include "govctl.h"
 
 #define KEYS_HELP                                                                           \
-    "govctl keys rotate [--activate-in SECONDS] [--backend file|pkcs11] [--brokers B] "      \
+    "govctl keys rotate [--key PEM] [--signer ID] [--activate-in SECONDS] "                  \
+    "[--backend file|pkcs11] [--brokers B] "                                                \
     "[--NAME=VALUE of the key store and timing rows] | govctl keys list | "                 \
-    "govctl keys retire KID"
+    "govctl keys retire [--key PEM] [--signer ID] KID"
 #define ARGS_MAX 64
 
 typedef struct keys_cfg {
     char *brokers, *redis_host;
     long redis_port, activate_in;
+    char *operator_key_file, *signer;
     gov_keystore_config_t ks;
     gov_keyrotate_config_t timing;
 } keys_cfg_t;
@@ -55,8 +64,10 @@ enum { KEYS_LIST, KEYS_ROTATE, KEYS_RETIRE };
 static int load(int argc, char **argv, gov_config_entry_t *rows, size_t nrows) {
     static const char *const alias[][2] = {{"--activate-in", "--activate_in"},
                                            {"--backend", "--signer_backend"},
-                                           {"--brokers", "--kafka_brokers"}};
-    char *args[ARGS_MAX + 1], mapped[ARGS_MAX][96];
+                                           {"--brokers", "--kafka_brokers"},
+                                           {"--key", "--identity_operator_key_file"},
+                                           {"--signer", "--identity_signer"}};
+    char *args[ARGS_MAX + 1], mapped[ARGS_MAX][320];
     char eb[512] = "";
     gov_config_result_t res;
     if (argc > ARGS_MAX)
@@ -66,7 +77,7 @@ static int load(int argc, char **argv, gov_config_entry_t *rows, size_t nrows) {
         for (size_t a = 0; a < sizeof alias / sizeof alias[0]; a++) {
             size_t n = strlen(alias[a][0]);
             if (strncmp(argv[i], alias[a][0], n) == 0 && (argv[i][n] == 0 || argv[i][n] == '=')) {
-                snprintf(mapped[i], sizeof mapped[i], "%s%.64s", alias[a][1], argv[i] + n);
+                snprintf(mapped[i], sizeof mapped[i], "%s%.256s", alias[a][1], argv[i] + n);
                 args[i] = mapped[i];
             }
         }
@@ -105,6 +116,13 @@ static int keys_run(int argc, char **argv, int what) {
         GOV_CFG_INT("activate_in", "-1", -1, 31536000,
                     "seconds until the new key activates (-1: key_propagation_s)",
                     &c.activate_in),
+        GOV_CFG_STRING("identity_operator_key_file", NULL,
+                       "Ed25519 PEM (0600) that signs the KeyRotated events (--key)",
+                       &c.operator_key_file),
+        GOV_CFG_STRING("identity_signer", NULL,
+                       "its signer id (--signer; unset: the id GOV_IDENTITY_TRUST_FILE gives "
+                       "the key)",
+                       &c.signer),
         GOV_KEYSTORE_CONFIG_ROWS(&c.ks),
         GOV_KEYROTATE_CONFIG_ROWS(&c.timing),
     };
@@ -117,9 +135,18 @@ static int keys_run(int argc, char **argv, int what) {
     gov_avro_registry_t *reg = NULL;
     gov_keyrotate_key_t *keys = NULL;
     size_t n = 0;
+    gov_signer_t *op_key = NULL;
+    char op_id[GOV_SIGNER_ID_MAX + 1];
     int rc = load(argc, argv, rows, nrows);
     if (rc != GOVCTL_OK)
         goto out;
+    /* the operator first: nothing is generated for an event nobody may sign */
+    if (what != KEYS_LIST &&
+        (rc = govctl_identity_signer(c.operator_key_file ? c.operator_key_file : "",
+                                     c.signer, &op_key, op_id)) != GOVCTL_OK)
+        goto out;
+    gov_events_signer_t op_signer = {.signer_id = op_id, .signer = op_key};
+    gov_keyrotate_signers_t op = {.signers = &op_signer, .n = 1};
     rc = GOVCTL_FAIL;
     if (gov_redis_new(c.redis_host, (int)c.redis_port, 5000, &r, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail_clean(GOV_REASON_REDIS_UNAVAILABLE, "%s", eb);
@@ -155,7 +182,7 @@ static int keys_run(int argc, char **argv, int what) {
     }
     if (what == KEYS_RETIRE) {
         int64_t ret = -1;
-        if (gov_keyrotate_retire_now(p, reg, keys, n, kid, gov_now_micros(), &ret, &why, eb,
+        if (gov_keyrotate_retire_now(p, reg, &op, keys, n, kid, gov_now_micros(), &ret, &why, eb,
                                      sizeof eb) != GOV_OK) {
             rc = govctl_fail_clean(why, "%s", eb);
             goto out;
@@ -167,7 +194,7 @@ static int keys_run(int argc, char **argv, int what) {
         goto out;
     }
     gov_keyrotate_result_t res;
-    if (gov_keyrotate_rotate(ks, p, reg, &c.timing, keys, n, gov_now_micros(), c.activate_in,
+    if (gov_keyrotate_rotate(ks, p, reg, &op, &c.timing, keys, n, gov_now_micros(), c.activate_in,
                              &res, &why, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail_clean(why, "%s", eb);
         goto out;
@@ -183,6 +210,7 @@ static int keys_run(int argc, char **argv, int what) {
     rc = govctl_finish_stdout(GOVCTL_OK);
 out:
     gov_keyrotate_keys_free(keys, n);
+    gov_signer_free(op_key);
     gov_kafka_producer_free(p, 2000);
     gov_avro_registry_free(reg);
     gov_keystore_free(ks);

@@ -85,6 +85,17 @@ int govctl_produce_event(const char *brokers, const char *topic, const char *sch
 /* cmd_clients.c: `clients add` / `clients remove`. */
 int govctl_cmd_clients(int argc, char **argv);
 
+/* cmd_clients.c, shared with `keys`: the operator who signs identity events
+ * (docs/contracts.md "Signed identity events").  keypath: the Ed25519 PEM
+ * (--key; NULL: GOV_IDENTITY_OPERATOR_KEY_FILE), read under the key file
+ * rules (0600); signer_id: --signer (NULL: GOV_IDENTITY_SIGNER, else the id
+ * the identity trust file GOV_IDENTITY_TRUST_FILE gives that key).  On
+ * GOVCTL_OK *key is a new signer (gov_signer_free) and id holds its id;
+ * GOVCTL_FAIL after printing why (no_signatures when no key is given). */
+struct gov_signer;
+int govctl_identity_signer(const char *keypath, const char *signer_id, struct gov_signer **key,
+                           char id[65]);
+
 /* cmd_keys.c: `keys rotate` / `keys list`; argv[0] is "keys". */
 int govctl_cmd_keys(int argc, char **argv);
 
