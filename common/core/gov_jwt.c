@@ -707,9 +707,12 @@ gov_err_t gov_jwt_check_constitution(const gov_jwt_claims_t *c, const char *curr
     if (c == NULL || (grace == NULL && n > 0))
         return gov_reason_fail(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
                                errbuf_size, "invalid argument");
+    /* No verified constitution accepts nothing, not even a hash in its
+     * grace window: a tenant whose constitution stopped verifying (or was
+     * removed) must not keep honouring the one before it. */
     if (current_hash != NULL && strcmp(c->constitution_hash, current_hash) == 0)
         return GOV_OK;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; current_hash != NULL && i < n; i++)
         if (grace[i].hash != NULL && now_s < grace[i].until_s &&
             strcmp(c->constitution_hash, grace[i].hash) == 0)
             return GOV_OK;
