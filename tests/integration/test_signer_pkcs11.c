@@ -361,6 +361,53 @@ static void test_four_threads(void **state) {
     gov_keystore_free(ks);
 }
 
+/* review10: a thread's session closed under it (another user of the
+ * module - here the test itself, through the same function list - closes
+ * it) costs one retry, not every later signature.  The store opened its
+ * login session first and this thread's signing session last, so the
+ * highest live handle is the thread's; the login session stays open, so
+ * the token stays logged in and a new session can sign.  Before the fix
+ * every later gov_signer_sign answered CKR_SESSION_HANDLE_INVALID. */
+static void test_lost_session_is_replaced(void **state) {
+    (void)state;
+    gov_keystore_t *ks = open_store();
+    gov_signer_t *s = NULL;
+    gov_reason_t why;
+    if (gov_keystore_signer(ks, kid1, &s, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("signer %s: %s", kid1, eb);
+    const uint8_t msg[] = "lost session";
+    uint8_t sig[64];
+    assert_int_equal(gov_signer_sign(s, msg, sizeof msg - 1, sig, eb, sizeof eb), GOV_OK);
+
+    /* the module is loaded already: dlopen hands back the same one */
+    void *dl = dlopen(module, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    assert_non_null(dl);
+    CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
+    CK_FUNCTION_LIST_PTR f = NULL;
+    assert_int_equal(get(&f), CKR_OK);
+    CK_SESSION_HANDLE last = CK_INVALID_HANDLE;
+    int live = 0;
+    for (CK_SESSION_HANDLE h = 1; h < 4096; h++) {
+        CK_SESSION_INFO info;
+        if (f->C_GetSessionInfo(h, &info) == CKR_OK) {
+            last = h;
+            live++;
+        }
+    }
+    assert_true(live >= 2); /* the login session and this thread's */
+    assert_int_equal(f->C_CloseSession(last), CKR_OK);
+
+    for (int i = 0; i < 3; i++) {
+        memset(sig, 0, sizeof sig);
+        if (gov_signer_sign(s, msg, sizeof msg - 1, sig, eb, sizeof eb) != GOV_OK)
+            fail_msg("signature %d after the session was closed: %s", i, eb);
+        assert_true(openssl_verify(pub1, msg, sizeof msg - 1, sig));
+    }
+    dlclose(dl);
+    gov_signer_free(s);
+    gov_keystore_free(ks);
+}
+
 static void test_wrong_pin_and_pin_file(void **state) {
     (void)state;
     gov_keystore_t *ks = NULL;
@@ -411,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_generate_sign_verify),
         cmocka_unit_test(test_token_objects),
         cmocka_unit_test(test_four_threads),
+        cmocka_unit_test(test_lost_session_is_replaced),
         cmocka_unit_test(test_wrong_pin_and_pin_file),
     };
     return cmocka_run_group_tests(tests, setup_token, teardown_token);
