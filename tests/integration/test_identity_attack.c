@@ -24,7 +24,10 @@
  *     verifies);
  *   - crafted tokens signed by the edge's real key: kid with path
  *     characters, times at and beyond the int64/NumericDate limits,
- *     nbf after exp, duplicate claims - each refused with its reason.
+ *     nbf after exp, duplicate claims - each refused with its reason;
+ *   - the signing key file made group-readable while the edge runs:
+ *     issuance stops (503 signing_key_unavailable) at the next rebuild,
+ *     verification goes on, chmod 600 brings issuance back.
  *
  * Pending (GOV_ITEST_PENDING=1; they FAIL today, findings of REVIEW10 in
  * files other engineers own - left out of the default run so the suite
@@ -36,7 +39,9 @@
  *   - P2 a removed client's tokens keep verifying until they expire
  *     (tokens_api.c edge_token_check never looks the client up);
  *   - P3 any authenticated client introspects any tenant's token and reads
- *     its claims (tokens_api.c edge_token_introspect).
+ *     its claims (tokens_api.c edge_token_introspect);
+ *   - P4 when the key store refuses the signing key the edge logs nothing
+ *     (identity.c open_signers): only clients see the 503.
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -259,15 +264,14 @@ static void publish_next_constitution(void) {
  * key, and waits until the private gov-identity handled it.  (govctl itself
  * would retire the newest key gov-identity holds - another test's, on the
  * shared topic - so the event is produced here.) */
-static void publish_key(gov_signer_t *s) {
+static void publish_key(gov_signer_t *s, const char *state, int64_t activates) {
     gov_buf_t jwk;
     gov_buf_init(&jwk, 0);
     assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
                      GOV_OK);
-    int64_t activates = gov_now_micros() - 5000000;
     gov_key_rotated_t k = {.occurred_at = gov_now_micros(), .kid = gov_signer_kid(s),
                            .alg = "EdDSA", .public_jwk = jwk.data, .backend = "file",
-                           .state = "active", .created_at = activates - 1000000,
+                           .state = state, .created_at = activates - 1000000,
                            .activates_at = activates, .retires_at = -1};
     json_t *ev = gov_events_key_rotated_new(&k);
     gov_buf_free(&jwk);
@@ -312,7 +316,7 @@ static void add_client(const char *tenants, const char *scopes, client_t *c) {
 /* Starts a private gov-edge (id prefix-<unique>) with the grace and the
  * identity refresh given. */
 static void start_edge(itest_proc_t *p, const char *prefix, int grace_s, const char *refresh,
-                       const char *log) {
+                       const char *keydir_env, const char *log) {
     static char ids[4][128], graces[4][64], refreshes[4][64];
     static int slot;
     int s = slot++ % 4;
@@ -321,8 +325,9 @@ static void start_edge(itest_proc_t *p, const char *prefix, int grace_s, const c
     snprintf(ids[s], sizeof ids[s], "GOV_EDGE_ID=%s", id);
     snprintf(graces[s], sizeof graces[s], "GOV_TOKEN_CONSTITUTION_GRACE_S=%d", grace_s);
     snprintf(refreshes[s], sizeof refreshes[s], "GOV_IDENTITY_REFRESH=%s", refresh);
-    const char *env[] = {env_redis, env_brokers, env_trust, env_rp_trust, env_keydir, env_issuer,
-                         ids[s], graces[s], refreshes[s], "GOV_LOOKUP_TIMEOUT=2s", NULL};
+    const char *env[] = {env_redis, env_brokers, env_trust, env_rp_trust, keydir_env, env_issuer,
+                         ids[s], graces[s], refreshes[s], "GOV_LOOKUP_TIMEOUT=2s",
+                         "GOV_RECONCILE=1s", NULL};
     itest_proc_start(p, "gov-edge", NULL, env, log);
 }
 
@@ -376,13 +381,13 @@ static int setup(void **state) {
     if (gov_keystore_open_dir(keydir, &ks, &why, eb, sizeof eb) != GOV_OK ||
         gov_keystore_generate(ks, &key, &why, eb, sizeof eb) != GOV_OK)
         fail_msg("key store: %s", eb);
-    publish_key(key);
+    publish_key(key, "active", gov_now_micros() - 5000000);
     snprintf(env_keydir, sizeof env_keydir, "GOV_SIGNER_KEY_DIR=%s", keydir);
     snprintf(env_issuer, sizeof env_issuer, "GOV_TOKEN_ISSUER=%s", ISSUER);
 
     add_client(tenant, "read write", &alice_client);
     add_client(other_tenant, "read", &other_client);
-    start_edge(&edge, "edge-itest-attack", GRACE_S, "100ms", "itest-attack-edge.log");
+    start_edge(&edge, "edge-itest-attack", GRACE_S, "100ms", env_keydir, "itest-attack-edge.log");
     publish_next_constitution();
     return 0;
 }
@@ -668,6 +673,77 @@ static void test_crafted_tokens(void **state) {
 #undef CLAIMS
 }
 
+/* --- a key file made readable while the edge runs ------------------------------------------ */
+
+static int insecure_logged = -1; /* the edge's log named the key file's mode (pending P4) */
+
+typedef struct issue_wait {
+    const itest_proc_t *p;
+    int want;
+    char code[64];
+} issue_wait_t;
+
+static int issue_answers(void *opaque) {
+    issue_wait_t *w = opaque;
+    return issue(w->p, &alice_client, NULL, NULL, 0, w->code) == w->want;
+}
+
+/* The operator's 3 a.m.: someone runs chmod g+r on the signing key.  The
+ * edge already holds the key; at its next snapshot rebuild (here: another
+ * key published) the key store refuses the file (key_insecure), issuance
+ * answers 503 signing_key_unavailable while verification goes on, and once
+ * the mode is 0600 again issuance comes back within a reconcile period. */
+static void test_key_file_made_readable(void **state) {
+    (void)state;
+    itest_proc_t *p = &extra[2];
+    char dir2[320], env_dir2[360], eb[256], file[400], tok[4096], code[64];
+    gov_keystore_t *ks2 = NULL, *ks3 = NULL;
+    gov_signer_t *k2 = NULL, *k3 = NULL;
+    gov_reason_t why;
+    snprintf(dir2, sizeof dir2, "%s/keys2", work);
+    if (gov_keystore_open_dir(dir2, &ks2, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(ks2, &k2, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    publish_key(k2, "active", gov_now_micros() - 4000000);
+    snprintf(env_dir2, sizeof env_dir2, "GOV_SIGNER_KEY_DIR=%s", dir2);
+    start_edge(p, "edge-itest-attack-keyfile", 0, "100ms", env_dir2,
+               "itest-attack-edge-keyfile.log");
+    wait_serves(p, current_hash);
+    issue_wait_t w = {p, 200, ""};
+    if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
+        fail_msg("the edge over %s never issued: %s", dir2, w.code);
+    assert_int_equal(issue(p, &alice_client, NULL, tok, sizeof tok, code), 200);
+
+    snprintf(file, sizeof file, "%s/%s.pem", dir2, gov_signer_kid(k2));
+    assert_int_equal(chmod(file, 0640), 0);
+    /* a rebuild: another key, pending for a day, appears */
+    snprintf(dir2, sizeof dir2, "%s/keys3", work);
+    if (gov_keystore_open_dir(dir2, &ks3, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(ks3, &k3, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    publish_key(k3, "pending", gov_now_micros() + 86400LL * 1000000);
+    w.want = 503;
+    if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
+        fail_msg("the edge still issues with a group-readable key file");
+    assert_string_equal(w.code, "signing_key_unavailable");
+    expect_verify(p, tok, 200, NULL, __LINE__);
+    size_t ll = 0;
+    char *log = itest_read_file(itest_log_path(p->log), &ll);
+    insecure_logged = log != NULL && (memmem(log, ll, "key_insecure", 12) != NULL ||
+                                      memmem(log, ll, "0640", 4) != NULL);
+    free(log);
+
+    assert_int_equal(chmod(file, 0600), 0);
+    w.want = 200;
+    if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
+        fail_msg("issuance did not come back once the key file was 0600 again: %s", w.code);
+    assert_int_equal(itest_proc_stop(p), 0);
+    gov_signer_free(k2);
+    gov_signer_free(k3);
+    gov_keystore_free(ks2);
+    gov_keystore_free(ks3);
+}
+
 /* --- pending: findings in other engineers' files (GOV_ITEST_PENDING=1) --------------------- */
 
 /* P1: the grace window is the same on every replica and starts when the
@@ -678,7 +754,7 @@ static void test_pending_grace_on_every_replica(void **state) {
     (void)state;
     itest_proc_t *slow = &extra[0], *late = &extra[1];
     char tok[4096], code[64], failures[512] = "";
-    start_edge(slow, "edge-itest-attack-slow", 60, "30s", "itest-attack-edge-slow.log");
+    start_edge(slow, "edge-itest-attack-slow", 60, "30s", env_keydir, "itest-attack-edge-slow.log");
     wait_serves(slow, current_hash);
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
     expect_verify(slow, tok, 200, NULL, __LINE__);
@@ -688,7 +764,8 @@ static void test_pending_grace_on_every_replica(void **state) {
     if (st != 200)
         snprintf(failures + strlen(failures), sizeof failures - strlen(failures),
                  "replica with a 30 s identity refresh: %d %s right after the swap; ", st, code);
-    start_edge(late, "edge-itest-attack-late", 60, "100ms", "itest-attack-edge-late.log");
+    start_edge(late, "edge-itest-attack-late", 60, "100ms", env_keydir,
+               "itest-attack-edge-late.log");
     wait_serves(late, current_hash);
     st = verify(late, tok, code, NULL);
     if (st != 200)
@@ -751,21 +828,35 @@ static void test_pending_introspect_other_tenant(void **state) {
                  other_tenant, tenant, seen);
 }
 
+/* P4: the edge says why it stopped issuing - the key store's refusal
+ * (key_insecure, the file's mode) is in its log, not only a 503 to clients
+ * (identity.c open_signers drops the error). */
+static void test_pending_unusable_key_is_logged(void **state) {
+    (void)state;
+    if (insecure_logged < 0)
+        fail_msg("test_key_file_made_readable did not run");
+    if (!insecure_logged)
+        fail_msg("issuance stopped (signing_key_unavailable) and %s names no cause",
+                 "itest-attack-edge-keyfile.log");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grace_window),
         cmocka_unit_test(test_request_games),
         cmocka_unit_test(test_clients_against_each_other),
         cmocka_unit_test(test_crafted_tokens),
+        cmocka_unit_test(test_key_file_made_readable),
         /* pending: last, run only with GOV_ITEST_PENDING=1 */
         cmocka_unit_test(test_pending_grace_on_every_replica),
         cmocka_unit_test(test_pending_grace_is_not_shortened),
         cmocka_unit_test(test_pending_removed_client_tokens_refused),
         cmocka_unit_test(test_pending_introspect_other_tenant),
+        cmocka_unit_test(test_pending_unusable_key_is_logged),
     };
     const char *pending = getenv("GOV_ITEST_PENDING");
     size_t n = sizeof tests / sizeof tests[0];
     if (pending == NULL || strcmp(pending, "1") != 0)
-        n -= 4;
+        n -= 5;
     return _cmocka_run_group_tests("test_identity_attack", tests, n, setup, teardown);
 }
