@@ -41,7 +41,10 @@
  *   - P3 any authenticated client introspects any tenant's token and reads
  *     its claims (tokens_api.c edge_token_introspect);
  *   - P4 when the key store refuses the signing key the edge logs nothing
- *     (identity.c open_signers): only clients see the 503.
+ *     (identity.c open_signers): only clients see the 503;
+ *   - P5 past 1024 kids ever published the edge reads a random subset of
+ *     identity:kids (gov_state_identity_key_list, SRANDMEMBER) and valid
+ *     tokens are refused at random.
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -840,6 +843,45 @@ static void test_pending_unusable_key_is_logged(void **state) {
                  "itest-attack-edge-keyfile.log");
 }
 
+/* P5: a deployment that has rotated more than 1024 times.  identity:kids
+ * keeps every kid ever published (retired ones are never removed) and the
+ * edge reads it with SRANDMEMBER 1024 (gov_state_identity_key_list): past
+ * that size each refresh sees a random subset, and the signing key drops
+ * in and out.  20000 old kids stand in for the rotations; a valid token
+ * must verify every time. */
+static void test_pending_many_rotations_keep_the_key(void **state) {
+    (void)state;
+    char tok[4096], code[64];
+    assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
+    enum { OLD = 20000 };
+    const char **argv = calloc(OLD + 2, sizeof *argv);
+    char(*kids)[64] = calloc(OLD, sizeof *kids);
+    assert_true(argv != NULL && kids != NULL);
+    argv[0] = "SADD";
+    argv[1] = gov_state_identity_kids_key();
+    for (int i = 0; i < OLD; i++) {
+        snprintf(kids[i], sizeof kids[i], "old-rotation-%030d", i);
+        argv[2 + i] = kids[i];
+    }
+    freeReplyObject(itest_redis_cmd(priv, OLD + 2, argv, NULL));
+    int refused = 0;
+    char last[64] = "";
+    for (int i = 0; i < 20; i++) {
+        if (verify(&edge, tok, code, NULL) != 200) {
+            refused++;
+            snprintf(last, sizeof last, "%s", code);
+        }
+        itest_sleep_ms(150); /* more than one identity refresh (100 ms) */
+    }
+    argv[0] = "SREM";
+    freeReplyObject(itest_redis_cmd(priv, OLD + 2, argv, NULL));
+    free(argv);
+    free(kids);
+    if (refused)
+        fail_msg("with %d old kids in %s a valid token was refused %d times of 20 (%s)", OLD,
+                 gov_state_identity_kids_key(), refused, last);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grace_window),
@@ -853,10 +895,11 @@ int main(void) {
         cmocka_unit_test(test_pending_removed_client_tokens_refused),
         cmocka_unit_test(test_pending_introspect_other_tenant),
         cmocka_unit_test(test_pending_unusable_key_is_logged),
+        cmocka_unit_test(test_pending_many_rotations_keep_the_key),
     };
     const char *pending = getenv("GOV_ITEST_PENDING");
     size_t n = sizeof tests / sizeof tests[0];
     if (pending == NULL || strcmp(pending, "1") != 0)
-        n -= 5;
+        n -= 6;
     return _cmocka_run_group_tests("test_identity_attack", tests, n, setup, teardown);
 }
