@@ -21,6 +21,9 @@
  * outlive the store handle; the last release closes the sessions, logs out,
  * calls C_Finalize and dlcloses.
  *
+ * Opening a key by kid signs one probe and verifies it under the public
+ * key, so a private object under another key's CKA_ID is refused.
+ *
  * What it does not do: manage the token (init, PINs: softhsm2-util or the
  * HSM's tools), delete keys, or accept a key whose CKA_ID is not the
  * thumbprint of its public key.  One store per module per process: PKCS#11
@@ -366,6 +369,33 @@ static gov_err_t find_keys(p11_t *p, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, c
     return rc;
 }
 
+/* The private object was found by its CKA_ID alone, and only the public
+ * object's point was checked against the kid: one signature verified in
+ * process under that public key proves the private object is its other
+ * half.  A private key put on the token under another key's CKA_ID (or
+ * a token fault) would otherwise sign tokens no verifier accepts, and
+ * every issuance would look fine to the edge.  On failure *out is freed.
+ * Cost: one signature on the token and one verification. */
+static gov_err_t pair_check(gov_signer_t **out, const char *kid, gov_reason_t *why, char *errbuf,
+                            size_t errbuf_size) {
+    static const uint8_t probe[] = "gov_signer_pkcs11 key pair check";
+    uint8_t sig[GOV_SIGNER_SIG_LEN];
+    gov_err_t rc = gov_signer_sign(*out, probe, sizeof probe - 1, sig, errbuf, errbuf_size);
+    if (rc == GOV_OK &&
+        gov_signer_verify(gov_signer_public_key(*out), probe, sizeof probe - 1, sig) != 1)
+        rc = gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_VERIFY, errbuf, errbuf_size,
+                             "pkcs11: the private key with CKA_ID %s does not sign for its public "
+                             "key",
+                             kid);
+    else if (rc != GOV_OK && why != NULL)
+        *why = GOV_REASON_KEYSTORE_UNAVAILABLE;
+    if (rc != GOV_OK) {
+        gov_signer_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static gov_err_t p11_signer(void *ctx, const char *kid, gov_signer_t **out, gov_reason_t *why,
                             char *errbuf, size_t errbuf_size) {
     p11_t *p = ctx;
@@ -394,7 +424,9 @@ static gov_err_t p11_signer(void *ctx, const char *kid, gov_signer_t **out, gov_
     if (gov_signer_kid_of(pub, actual) != GOV_OK || strcmp(actual, kid) != 0)
         return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_VERIFY, errbuf, errbuf_size,
                                "pkcs11: the key with CKA_ID %s has the thumbprint %s", kid, actual);
-    return make_signer(p, priv[0], pub, out, why, errbuf, errbuf_size);
+    if ((rc = make_signer(p, priv[0], pub, out, why, errbuf, errbuf_size)) != GOV_OK)
+        return rc;
+    return pair_check(out, kid, why, errbuf, errbuf_size);
 }
 
 static gov_err_t p11_generate(void *ctx, gov_signer_t **out, gov_reason_t *why, char *errbuf,

@@ -253,12 +253,31 @@ static void test_b64url_rfc4648(void **state) {
     gov_buf_free(&b);
 }
 
+/* A text a decoder must refuse, and with which error. */
+typedef struct b64_refusal {
+    const char *text;
+    gov_err_t rc;
+} b64_refusal_t;
+
+typedef gov_err_t (*b64_decode_fn)(const char *, size_t, uint8_t *, size_t, size_t *, char *,
+                                   size_t);
+
+/* Each bad[i] refused by decode with its error and a detail. */
+static void expect_b64_refusals(b64_decode_fn decode, const b64_refusal_t *bad, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t out[8];
+        size_t len;
+        char eb[128] = "";
+        gov_err_t rc = decode(bad[i].text, strlen(bad[i].text), out, sizeof out, &len, eb, sizeof eb);
+        if (rc != bad[i].rc)
+            fail_msg("%s: want %s, got %s", bad[i].text, gov_err_str(bad[i].rc), gov_err_str(rc));
+        assert_true(eb[0] != '\0');
+    }
+}
+
 static void test_b64url_refusals(void **state) {
     (void)state;
-    static const struct {
-        const char *text;
-        gov_err_t rc;
-    } bad[] = {
+    static const b64_refusal_t bad[] = {
         {"Zg==", GOV_ERR_UNSUPPORTED}, /* padding */
         {"Zm8=", GOV_ERR_UNSUPPORTED},
         {"Zh", GOV_ERR_UNSUPPORTED},   /* 'f' with a non-zero unused bit */
@@ -271,15 +290,7 @@ static void test_b64url_refusals(void **state) {
         {" Zg", GOV_ERR_PARSE},
         {"Z\x80", GOV_ERR_PARSE},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t out[8];
-        size_t n;
-        char eb[128] = "";
-        assert_int_equal(
-            gov_b64url_decode(bad[i].text, strlen(bad[i].text), out, sizeof out, &n, eb, sizeof eb),
-            bad[i].rc);
-        assert_true(eb[0] != '\0');
-    }
+    expect_b64_refusals(gov_b64url_decode, bad, sizeof bad / sizeof bad[0]);
     uint8_t out[8];
     size_t n;
     assert_int_equal(gov_b64url_decode("Zm9v\0", 5, out, sizeof out, &n, NULL, 0), GOV_ERR_PARSE);
@@ -303,10 +314,7 @@ static void test_b64_standard(void **state) {
         assert_int_equal(n, strlen(vec[i][0]));
         assert_memory_equal(out, vec[i][0], n);
     }
-    static const struct {
-        const char *text;
-        gov_err_t rc;
-    } bad[] = {
+    static const b64_refusal_t bad[] = {
         {"Zg", GOV_ERR_PARSE},          /* padding missing */
         {"Zm8", GOV_ERR_PARSE},
         {"Zg=", GOV_ERR_PARSE},
@@ -320,16 +328,7 @@ static void test_b64_standard(void **state) {
         {"Zm9v\n", GOV_ERR_PARSE},
         {"Zm 9", GOV_ERR_PARSE},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t out[8];
-        size_t n;
-        char eb[128] = "";
-        gov_err_t rc =
-            gov_b64_decode(bad[i].text, strlen(bad[i].text), out, sizeof out, &n, eb, sizeof eb);
-        if (rc != bad[i].rc)
-            fail_msg("%s: want %s, got %s", bad[i].text, gov_err_str(bad[i].rc), gov_err_str(rc));
-        assert_true(eb[0] != '\0');
-    }
+    expect_b64_refusals(gov_b64_decode, bad, sizeof bad / sizeof bad[0]);
     uint8_t out[8];
     size_t n;
     assert_int_equal(gov_b64_decode("Zm9vYmFy", 8, out, 5, &n, NULL, 0), GOV_ERR_TOO_LARGE);
