@@ -98,40 +98,8 @@ static client_t alice_client, other_client;
 
 /* --- HTTP ------------------------------------------------------------------------------- */
 
-/* POSTs body to the edge at port (content type ctype, Authorization authz
- * or none); the status (0: no answer), the parsed JSON answer in *json (may
- * be NULL; NULL when not JSON), the raw answer in raw. */
-static int post(int port, const char *path, const char *ctype, const char *authz,
-                const char *body, json_t **json, char *raw, size_t raw_size) {
-    size_t n = strlen(body) + 1024;
-    char *req = malloc(n);
-    assert_non_null(req);
-    char auth[600] = "";
-    if (authz)
-        snprintf(auth, sizeof auth, "Authorization: %s\r\n", authz);
-    int len = snprintf(req, n,
-                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s"
-                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                       path, auth, ctype, strlen(body), body);
-    int fd = itest_raw_send(port, req, (size_t)len);
-    free(req);
-    int status = itest_raw_answer(fd, raw, raw_size, 30000, NULL);
-    if (json) {
-        const char *b = strstr(raw, "\r\n\r\n");
-        *json = b ? json_loads(b + 4, 0, NULL) : NULL;
-    }
-    return status;
-}
-
-static void basic_of(const char *pair, char out[512]) {
-    strcpy(out, "Basic ");
-    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)pair, (int)strlen(pair));
-}
-
 static void basic(const client_t *c, char out[512]) {
-    char pair[200];
-    snprintf(pair, sizeof pair, "%s:%s", c->id, c->secret);
-    basic_of(pair, out);
+    itest_basic_auth(c->id, c->secret, out);
 }
 
 /* The OAuth error of an answer: its status, and "error" in code. */
@@ -139,7 +107,7 @@ static int oauth_call(const itest_proc_t *p, const char *path, const char *authz
                       const char *body, char code[64], json_t **out) {
     char raw[16384];
     json_t *j = NULL;
-    int st = post(p->port, path, FORM, authz, body, &j, raw, sizeof raw);
+    int st = itest_http_post_raw(p->port, path, FORM, authz, body, &j, raw, sizeof raw);
     const char *e = json_string_value(json_object_get(j, "error"));
     snprintf(code, 64, "%s", e ? e : "");
     if (out)
@@ -168,13 +136,8 @@ static int issue(const itest_proc_t *p, const client_t *c, const char *extra_par
 /* POST /v1/tokens/verify: the status, the error code (or "") in code, the
  * token's constitution_hash (when 200) in hash (may be NULL). */
 static int verify(const itest_proc_t *p, const char *tok, char code[64], char hash[129]) {
-    char body[8192], raw[16384];
-    snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
     json_t *j = NULL;
-    int st = post(p->port, "/v1/tokens/verify", "application/json", NULL, body, &j, raw,
-                  sizeof raw);
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(code, 64, "%s", c ? c : "");
+    int st = itest_token_verify(p->port, tok, code, &j);
     if (hash) {
         const char *h = json_string_value(
             json_object_get(json_object_get(j, "claims"), "constitution_hash"));
@@ -182,15 +145,6 @@ static int verify(const itest_proc_t *p, const char *tok, char code[64], char ha
     }
     json_decref(j);
     return st;
-}
-
-static void expect_verify(const itest_proc_t *p, const char *tok, int want, const char *code,
-                          int line) {
-    char got[64];
-    int st = verify(p, tok, got, NULL);
-    if (st != want || (code && strcmp(got, code) != 0))
-        fail_msg("line %d: verify on %s: want %d %s, got %d %s", line, p->log, want,
-                 code ? code : "", st, got);
 }
 
 static void expect_oauth(int st, const char *code, int want, const char *want_code, int line) {
@@ -437,7 +391,7 @@ static long grace_flip_ms(int *ok_after) {
             if (st != 401 || strcmp(code, "token_constitution_stale") != 0)
                 fail_msg("verify after the replacement answered %d %s", st, code);
             /* refused from now on */
-            expect_verify(&edge, tok, 401, "token_constitution_stale", __LINE__);
+            itest_expect_verify(&edge, tok, 401, "token_constitution_stale", __LINE__);
             return (long)((gov_mono_micros() - served_us) / 1000);
         }
         (*ok_after)++;
@@ -472,11 +426,10 @@ static void test_grace_window(void **state) {
 
 static void test_request_games(void **state) {
     (void)state;
-    char code[64], authz[512], pair[256], body[1024];
+    char code[64], authz[512], body[1024];
     json_t *j = NULL;
     /* Basic credentials that are not the one spelling of id:secret */
-    snprintf(pair, sizeof pair, "%s:%s", alice_client.id, alice_client.secret);
-    basic_of(pair, authz);
+    basic(&alice_client, authz);
     size_t n = strlen(authz);
     char respelled[512];
     static const char *const bad_basic[] = {
@@ -559,11 +512,11 @@ static void test_request_games(void **state) {
     memset(huge + 36, 'a', big);
     huge[36 + big] = '\0';
     char raw[4096];
-    st = post(edge.port, "/v1/tokens/issue", FORM, authz, huge, NULL, raw, sizeof raw);
+    st = itest_http_post_raw(edge.port, "/v1/tokens/issue", FORM, authz, huge, NULL, raw, sizeof raw);
     free(huge);
     if (st != 413 && st != 400)
         fail_msg("a 1 MiB body answered %d", st);
-    expect_verify(&edge, tok, 200, NULL, __LINE__); /* the edge is still fine */
+    itest_expect_verify(&edge, tok, 200, NULL, __LINE__); /* the edge is still fine */
 }
 
 /* --- clients against each other ---------------------------------------------------------------- */
@@ -590,13 +543,13 @@ static void test_clients_against_each_other(void **state) {
     snprintf(body, sizeof body, "token=%s&token_type_hint=refresh_token", tok);
     expect_oauth(oauth_call(&edge, "/v1/tokens/revoke", authz, body, code, NULL), code, 403,
                  "unauthorized_client", __LINE__);
-    expect_verify(&edge, tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge, tok, 200, NULL, __LINE__);
     /* its own client revokes it, whatever the hint says */
     basic(&alice_client, authz);
     snprintf(body, sizeof body, "token=%s&token_type_hint=refresh_token", tok);
     int st = oauth_call(&edge, "/v1/tokens/revoke", authz, body, code, NULL);
     assert_int_equal(st, 200);
-    expect_verify(&edge, tok, 401, "token_revoked", __LINE__);
+    itest_expect_verify(&edge, tok, 401, "token_revoked", __LINE__);
 }
 
 /* --- crafted tokens with the edge's real key --------------------------------------------------- */
@@ -637,7 +590,7 @@ static void test_crafted_tokens(void **state) {
     /* the control: well-formed, verifies */
     CLAIMS(e, n, n, "");
     jws(hdr, payload, tok, sizeof tok);
-    expect_verify(&edge, tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge, tok, 200, NULL, __LINE__);
     /* times at and beyond the limits */
     static const struct {
         const char *exp, *nbf, *iat, *code;
@@ -664,14 +617,14 @@ static void test_crafted_tokens(void **state) {
     /* duplicate claims, and a kid with path characters */
     CLAIMS(e, n, n, ",\"tenant\":\"demo\"");
     jws(hdr, payload, tok, sizeof tok);
-    expect_verify(&edge, tok, 401, "token_duplicate_claim", __LINE__);
+    itest_expect_verify(&edge, tok, 401, "token_duplicate_claim", __LINE__);
     CLAIMS(e, n, n, "");
     static const char *const kids[] = {"../../../etc/passwd", "..%2F..%2Fkeys", "/dev/zero",
                                        "kid\\u0000", "a/b"};
     for (size_t i = 0; i < sizeof kids / sizeof kids[0]; i++) {
         snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"%s\",\"typ\":\"JWT\"}", kids[i]);
         jws(hdr, payload, tok, sizeof tok);
-        expect_verify(&edge, tok, 401, "token_unknown_kid", __LINE__);
+        itest_expect_verify(&edge, tok, 401, "token_unknown_kid", __LINE__);
     }
 #undef CLAIMS
 }
@@ -729,7 +682,7 @@ static void test_key_file_made_readable(void **state) {
     if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
         fail_msg("the edge still issues with a group-readable key file");
     assert_string_equal(w.code, "signing_key_unavailable");
-    expect_verify(p, tok, 200, NULL, __LINE__);
+    itest_expect_verify(p, tok, 200, NULL, __LINE__);
     size_t ll = 0;
     char *log = itest_read_file(itest_log_path(p->log), &ll);
     insecure_logged = log != NULL && (memmem(log, ll, "key_insecure", 12) != NULL ||
@@ -760,7 +713,7 @@ static void test_pending_grace_on_every_replica(void **state) {
     start_edge(slow, "edge-itest-attack-slow", 60, "30s", env_keydir, "itest-attack-edge-slow.log");
     wait_serves(slow, current_hash);
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
-    expect_verify(slow, tok, 200, NULL, __LINE__);
+    itest_expect_verify(slow, tok, 200, NULL, __LINE__);
     publish_next_constitution();
     wait_serves(slow, current_hash);
     int st = verify(slow, tok, code, NULL);
@@ -796,7 +749,7 @@ static void test_pending_removed_client_tokens_refused(void **state) {
     char tok[4096], code[64], out[1024];
     add_client(tenant, "read", &gone);
     assert_int_equal(issue(&edge, &gone, NULL, tok, sizeof tok, code), 200);
-    expect_verify(&edge, tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge, tok, 200, NULL, __LINE__);
     govctl((const char *const[]){"clients", "remove", gone.id, NULL}, out, sizeof out, __LINE__);
     client_wait_t w = {gone.id, 0};
     if (itest_wait_for(client_is, &w, WAIT_MS, 20) < 0)
