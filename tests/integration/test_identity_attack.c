@@ -44,7 +44,10 @@
  *     (identity.c open_signers): only clients see the 503;
  *   - P5 past 1024 kids ever published the edge reads a random subset of
  *     identity:kids (gov_state_identity_key_list, SRANDMEMBER) and valid
- *     tokens are refused at random.
+ *     tokens are refused at random;
+ *   - P6 a later TokenRevoked with an earlier expires_at shortens a
+ *     revocation (gov_state_identity.c token scripts, PEXPIREAT) and the
+ *     revoked token verifies again.
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -835,6 +838,55 @@ static void test_pending_many_rotations_keep_the_key(void **state) {
                  gov_state_identity_kids_key(), refused, last);
 }
 
+/* 1 once the token record key of the jti in opaque is gone from Redis. */
+static int token_record_gone(void *opaque) {
+    char rec[GOV_STATE_KEY_MAX];
+    if (gov_state_identity_token_key(tenant, opaque, rec) != GOV_OK)
+        return 0;
+    const char *argv[] = {"EXISTS", rec};
+    redisReply *r = itest_redis_cmd(priv, 2, argv, NULL);
+    int gone = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    freeReplyObject(r);
+    return gone;
+}
+
+/* P6: a revocation lasts until the token expires.  The token scripts set
+ * the record's expiry from each event's expires_at (PEXPIREAT), so a later
+ * TokenRevoked for the same jti with an earlier expires_at - a replay, a
+ * skewed clock, any producer - shortens the revocation; once the record is
+ * gone "no record" is accepted and the revoked token verifies again. */
+static void test_pending_revocation_not_shortened(void **state) {
+    (void)state;
+    char tok[4096], code[64], body[8192], authz[512];
+    assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
+    json_t *ans = NULL;
+    assert_int_equal(itest_token_verify(edge.port, tok, code, &ans), 200);
+    char jti[GOV_JWT_JTI_MAX + 1];
+    snprintf(jti, sizeof jti, "%s",
+             json_string_value(json_object_get(json_object_get(ans, "claims"), "jti")));
+    json_decref(ans);
+    basic(&alice_client, authz);
+    snprintf(body, sizeof body, "token=%s", tok);
+    assert_int_equal(oauth_call(&edge, "/v1/tokens/revoke", authz, body, code, NULL), 200);
+    itest_expect_verify(&edge, tok, 401, "token_revoked", __LINE__);
+
+    int64_t now = gov_now_micros();
+    json_t *ev = gov_events_token_revoked_new(NULL, now, tenant, jti, now + 1000000,
+                                              "revoked again", alice_client.id);
+    assert_non_null(ev);
+    int32_t part = -1;
+    int64_t off = -1;
+    itest_produce_event_at(GOV_TOPIC_IDENTITY_TOKENS, "TokenRevoked", ev, &part, &off);
+    json_decref(ev);
+    if (itest_wait_for(token_record_gone, jti, 5000, 50) >= 0) {
+        int st = verify(&edge, tok, code, NULL);
+        if (st != 401)
+            fail_msg("a second TokenRevoked with an earlier expires_at removed the revocation of "
+                     "%s: verify answers %d %s",
+                     jti, st, code);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grace_window),
@@ -849,10 +901,11 @@ int main(void) {
         cmocka_unit_test(test_pending_introspect_other_tenant),
         cmocka_unit_test(test_pending_unusable_key_is_logged),
         cmocka_unit_test(test_pending_many_rotations_keep_the_key),
+        cmocka_unit_test(test_pending_revocation_not_shortened),
     };
     const char *pending = getenv("GOV_ITEST_PENDING");
     size_t n = sizeof tests / sizeof tests[0];
     if (pending == NULL || strcmp(pending, "1") != 0)
-        n -= 6;
+        n -= 7;
     return _cmocka_run_group_tests("test_identity_attack", tests, n, setup, teardown);
 }
