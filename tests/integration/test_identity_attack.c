@@ -220,28 +220,50 @@ static void publish_next_constitution(void) {
     wait_serves(&edge, current_hash);
 }
 
-/* Publishes a KeyRotated for s, as `govctl keys rotate` does for a first
- * key, and waits until the private gov-identity handled it.  (govctl itself
- * would retire the newest key gov-identity holds - another test's, on the
- * shared topic - so the event is produced here.) */
-static void publish_key(gov_signer_t *s, const char *state, int64_t activates) {
-    gov_buf_t jwk;
-    gov_buf_init(&jwk, 0);
-    assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
-                     GOV_OK);
-    gov_key_rotated_t k = {.occurred_at = gov_now_micros(), .kid = gov_signer_kid(s),
-                           .alg = "EdDSA", .public_jwk = jwk.data, .backend = "file",
-                           .state = state, .created_at = activates - 1000000,
-                           .activates_at = activates, .retires_at = -1};
-    json_t *ev = gov_events_key_rotated_new(&k);
-    gov_buf_free(&jwk);
+/* Every key this test published, so teardown can retire it: the topic is
+ * shared, and a key left active would stay in every JWKS built from it. */
+typedef struct published_key {
+    char kid[GOV_SIGNER_KID_SIZE];
+    char jwk[256];
+    int64_t activates;
+} published_key_t;
+static published_key_t published[4];
+static size_t npublished;
+
+/* Produces the KeyRotated of k in state (retires_at when retiring, else
+ * none); with wait, waits until the private gov-identity handled it. */
+static void produce_key_event(const published_key_t *k, const char *state, int64_t retires_at,
+                              int wait) {
+    gov_key_rotated_t e = {.occurred_at = gov_now_micros(), .kid = k->kid, .alg = "EdDSA",
+                           .public_jwk = k->jwk, .backend = "file", .state = state,
+                           .created_at = k->activates - 1000000, .activates_at = k->activates,
+                           .retires_at = retires_at};
+    json_t *ev = gov_events_key_rotated_new(&e);
     assert_non_null(ev);
     int32_t part = -1;
     int64_t off = -1;
     itest_produce_event_at(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", ev, &part, &off);
     json_decref(ev);
-    if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
-        fail_msg("KeyRotated %s was not handled by %s", gov_signer_kid(s), COMP_IDENTITY);
+    if (wait && !itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
+        fail_msg("KeyRotated %s was not handled by %s", k->kid, COMP_IDENTITY);
+}
+
+/* Publishes a KeyRotated for s, as `govctl keys rotate` does for a first
+ * key, and waits until the private gov-identity handled it.  (govctl itself
+ * would retire the newest key gov-identity holds - another test's, on the
+ * shared topic - so the event is produced here.) */
+static void publish_key(gov_signer_t *s, const char *state, int64_t activates) {
+    assert_true(npublished < sizeof published / sizeof published[0]);
+    published_key_t *k = &published[npublished++];
+    gov_buf_t jwk;
+    gov_buf_init(&jwk, 0);
+    assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
+                     GOV_OK);
+    snprintf(k->kid, sizeof k->kid, "%s", gov_signer_kid(s));
+    snprintf(k->jwk, sizeof k->jwk, "%s", jwk.data);
+    gov_buf_free(&jwk);
+    k->activates = activates;
+    produce_key_event(k, state, -1, 1);
 }
 
 typedef struct client_wait {
@@ -354,6 +376,12 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    for (size_t i = 0; i < npublished; i++) {
+        /* retires_at may not precede activates_at (a pending key's is ahead) */
+        int64_t now = gov_now_micros();
+        produce_key_event(&published[i], "retired",
+                          published[i].activates > now ? published[i].activates : now, 0);
+    }
     int rc = itest_proc_stop(&edge);
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
         rc |= itest_proc_stop(&extra[i]);
