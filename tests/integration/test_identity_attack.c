@@ -464,7 +464,11 @@ static void test_request_games(void **state) {
     size_t n = strlen(authz);
     char respelled[512];
     static const char *const bad_basic[] = {
-        "Basic", "Basic ", "Basic !!!!", "Basic YWJj" /* no colon */, "Basic YWI6Y2Q" /* unpadded */,
+        "Basic",
+        "Basic ",
+        "Basic !!!!",
+        "Basic YWJj" /* no colon */,
+        "Basic YWI6Y2Q" /* unpadded */,
         "Basic YWI6Y2R=" /* unused bits */, "Basic YWI6Y2Q==" /* padding over */,
     };
     for (size_t i = 0; i < sizeof bad_basic / sizeof bad_basic[0]; i++) {
@@ -543,14 +547,15 @@ static void test_request_games(void **state) {
     memset(huge + 36, 'a', big);
     huge[36 + big] = '\0';
     char raw[4096];
-    st = itest_http_post_raw(edge.port, "/v1/tokens/issue", FORM, authz, huge, NULL, raw, sizeof raw);
+    st = itest_http_post_raw(edge.port, "/v1/tokens/issue", FORM, authz, huge, NULL, raw,
+                             sizeof raw);
     free(huge);
     if (st != 413 && st != 400)
         fail_msg("a 1 MiB body answered %d", st);
     itest_expect_verify(&edge, tok, 200, NULL, __LINE__); /* the edge is still fine */
 }
 
-/* --- clients against each other ---------------------------------------------------------------- */
+/* --- clients against each other ------------------------------------------------------- */
 
 static void test_clients_against_each_other(void **state) {
     (void)state;
@@ -583,7 +588,7 @@ static void test_clients_against_each_other(void **state) {
     itest_expect_verify(&edge, tok, 401, "token_revoked", __LINE__);
 }
 
-/* --- crafted tokens with the edge's real key --------------------------------------------------- */
+/* --- crafted tokens with the edge's real key ------------------------------------------ */
 
 static gov_err_t sign_cb(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[64], char *eb,
                          size_t ebs) {

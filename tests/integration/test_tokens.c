@@ -80,7 +80,8 @@ static int issue(const itest_proc_t *p, const char *extra, char *tok, size_t tok
     itest_basic_auth(client_id, secret, authz);
     snprintf(body, sizeof body, "grant_type=client_credentials%s", extra ? extra : "");
     json_t *ans = NULL;
-    int st = itest_http_post_raw(p->port, "/v1/tokens/issue", FORM, authz, body, &ans, raw, sizeof raw);
+    int st = itest_http_post_raw(p->port, "/v1/tokens/issue", FORM, authz, body, &ans, raw,
+                                 sizeof raw);
     if (st == 200 && tok) {
         const char *t = json_string_value(json_object_get(ans, "access_token"));
         assert_non_null(t);
@@ -104,7 +105,8 @@ static int introspect(const itest_proc_t *p, const char *tok, json_t **out) {
     itest_basic_auth(client_id, secret, authz);
     snprintf(body, sizeof body, "token=%s&token_type_hint=access_token", tok);
     json_t *j = NULL;
-    int st = itest_http_post_raw(p->port, "/v1/tokens/introspect", FORM, authz, body, &j, raw, sizeof raw);
+    int st = itest_http_post_raw(p->port, "/v1/tokens/introspect", FORM, authz, body, &j, raw,
+                                 sizeof raw);
     int active = st == 200 ? json_is_true(json_object_get(j, "active")) : -1;
     if (out)
         *out = j;
@@ -322,8 +324,8 @@ static void test_issue_verify_revoke(void **state) {
     char body[8192], raw[8192];
     snprintf(body, sizeof body, "token=%s&client_id=%s&client_secret=%s", token1, client_id,
              secret);
-    assert_int_equal(itest_http_post_raw(edge_b.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
-                          sizeof raw),
+    assert_int_equal(itest_http_post_raw(edge_b.port, "/v1/tokens/revoke", FORM, NULL, body, NULL,
+                                         raw, sizeof raw),
                      200);
     itest_expect_verify(&edge_a, token1, 401, "token_revoked", __LINE__);
     itest_expect_verify(&edge_b, token1, 401, "token_revoked", __LINE__);
@@ -332,8 +334,8 @@ static void test_issue_verify_revoke(void **state) {
     /* revoking an unknown or invalid token is 200 as well (RFC 7009) */
     snprintf(body, sizeof body, "token=not-a-token&client_id=%s&client_secret=%s", client_id,
              secret);
-    assert_int_equal(itest_http_post_raw(edge_a.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
-                          sizeof raw),
+    assert_int_equal(itest_http_post_raw(edge_a.port, "/v1/tokens/revoke", FORM, NULL, body, NULL,
+                                         raw, sizeof raw),
                      200);
     /* the log never holds the token */
     size_t ll = 0;
@@ -358,8 +360,8 @@ static void test_issue_refusals(void **state) {
     char authz[512], raw[8192];
     json_t *j = NULL;
     itest_basic_auth(client_id, "wrong-secret", authz);
-    int st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=client_credentials",
-                  &j, raw, sizeof raw);
+    int st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz,
+                                 "grant_type=client_credentials", &j, raw, sizeof raw);
     expect_oauth_error(st, j, 401, "invalid_client", __LINE__);
     assert_non_null(strstr(raw, "WWW-Authenticate: Basic"));
     st = issue(&edge_a, "&scope=read+admin", NULL, 0, &j);
@@ -367,8 +369,8 @@ static void test_issue_refusals(void **state) {
     st = issue(&edge_a, "&tenant=someone-else", NULL, 0, &j);
     expect_oauth_error(st, j, 403, "unauthorized_client", __LINE__);
     itest_basic_auth(client_id, secret, authz);
-    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=password", &j, raw,
-              sizeof raw);
+    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=password",
+                             &j, raw, sizeof raw);
     expect_oauth_error(st, j, 400, "unsupported_grant_type", __LINE__);
     st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz,
               "grant_type=client_credentials&scope=read&scope=write", &j, raw, sizeof raw);
@@ -379,7 +381,8 @@ static void test_issue_refusals(void **state) {
              "{\"grant_type\":\"client_credentials\",\"client_id\":\"%s\",\"client_secret\":"
              "\"%s\",\"scope\":\"read\",\"ttl\":999999}",
              client_id, secret);
-    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", "application/json", NULL, body, &j, raw, sizeof raw);
+    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", "application/json", NULL, body, &j,
+                             raw, sizeof raw);
     assert_int_equal(st, 200);
     assert_string_equal(json_string_value(json_object_get(j, "scope")), "read");
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 3600);
