@@ -5,7 +5,8 @@
  * it is filled already (RFC 6749 section 3.2: a parameter MUST NOT appear
  * twice), every value bounded, percent-decoded ('+' is a space, RFC 6749
  * appendix B), NUL-free and valid UTF-8.  Basic credentials are base64 of
- * form-urlencoded id and secret (RFC 6749 section 2.3.1).
+ * form-urlencoded id and secret (RFC 6749 section 2.3.1), decoded by the
+ * shared strict decoder (gov_b64_decode: padding required, one spelling).
  *
  * What it does not do: decide whether a client, scope or tenant is allowed
  * (tokens_api.c), or keep anything: pure, no I/O.
@@ -21,6 +22,7 @@
 #include <strings.h>
 
 #include "gov_alloc.h"
+#include "gov_b64url.h"
 #include "gov_util.h"
 
 static char **slot(oauth_params_t *p, const char *name, size_t n) {
@@ -89,16 +91,14 @@ static gov_err_t fail(oauth_params_t *p, gov_reason_t *why, gov_reason_t r, gov_
     return err;
 }
 
-/* Stores v (stolen) in the slot of name[0..n); -1 when it is taken. */
+/* Stores v (stolen) in the slot of name[0..n); -1 when it is taken.  A
+ * value dropped is wiped first: it may be a second client_secret. */
 static int put(oauth_params_t *p, const char *name, size_t n, char *v) {
     char **s = slot(p, name, n);
-    if (s == NULL) {
+    if (s == NULL || *s != NULL) {
+        OPENSSL_cleanse(v, strlen(v));
         gov_free(v);
-        return 0;
-    }
-    if (*s != NULL) {
-        gov_free(v);
-        return -1;
+        return s == NULL ? 0 : -1;
     }
     *s = v;
     return 0;
@@ -191,58 +191,23 @@ static gov_err_t parse_json(const char *body, size_t len, oauth_params_t *p, gov
     return err;
 }
 
-static int b64val(unsigned char c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 (RFC 4648 section 4, padding required) of s[0..n) into a
- * new NUL-terminated string; NULL when it is not that. */
+/* Standard padded base64 (RFC 4648 section 4, strict: gov_b64_decode) of
+ * s[0..n) into a new NUL-terminated string; NULL with *bad set when it is
+ * not that or decodes to a NUL, NULL alone when out of memory. */
 static char *b64_decode(const char *s, size_t n, int *bad) {
-    if (n == 0 || n % 4 != 0) {
-        *bad = 1;
-        return NULL;
-    }
-    char *out = gov_malloc(n / 4 * 3 + 1);
-    size_t k = 0;
+    size_t cap = gov_b64url_decoded_len(n), k = 0;
+    char *out = gov_malloc(cap + 1);
     if (out == NULL)
         return NULL;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int j = 0; j < 4; j++) {
-            if (s[i + j] == '=' && i + 4 == n && j >= 2) {
-                v[j] = 0;
-                pad++;
-            } else if (pad || (v[j] = b64val((unsigned char)s[i + j])) < 0) {
-                goto bad;
-            }
-        }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
-        out[k++] = (char)(w >> 16);
-        if (pad < 2)
-            out[k++] = (char)(w >> 8);
-        if (pad < 1)
-            out[k++] = (char)w;
+    if (n == 0 || gov_b64_decode(s, n, (uint8_t *)out, cap, &k, NULL, 0) != GOV_OK ||
+        memchr(out, '\0', k) != NULL) {
+        *bad = 1;
+        OPENSSL_cleanse(out, cap + 1);
+        gov_free(out);
+        return NULL;
     }
     out[k] = '\0';
-    if (memchr(out, '\0', k) != NULL)
-        goto bad;
     return out;
-bad:
-    *bad = 1;
-    gov_free(out);
-    return NULL;
 }
 
 static gov_err_t parse_basic(const char *authz, oauth_params_t *p, gov_reason_t *why,
@@ -260,9 +225,13 @@ static gov_err_t parse_basic(const char *authz, oauth_params_t *p, gov_reason_t 
                     "client credentials in both the Authorization header and the body");
     int bad = 0;
     char *dec = n <= OAUTH_PARAM_MAX ? b64_decode(b, n, &bad) : NULL;
+    /* dec holds the secret: wiped before it is freed, like the slots */
+    size_t dec_len = dec ? strlen(dec) : 0;
     char *colon = dec ? strchr(dec, ':') : NULL;
     if (colon == NULL) {
         int nomem = dec == NULL && !bad && n <= OAUTH_PARAM_MAX;
+        if (dec)
+            OPENSSL_cleanse(dec, dec_len);
         gov_free(dec);
         if (nomem)
             return fail(p, why, GOV_REASON_OUT_OF_MEMORY, GOV_ERR_NOMEM, errbuf, errbuf_size,
@@ -273,6 +242,7 @@ static gov_err_t parse_basic(const char *authz, oauth_params_t *p, gov_reason_t 
     *colon = '\0';
     p->client_id = form_decode(dec, strlen(dec), &bad);
     p->client_secret = p->client_id ? form_decode(colon + 1, strlen(colon + 1), &bad) : NULL;
+    OPENSSL_cleanse(dec, dec_len);
     gov_free(dec);
     if (p->client_secret == NULL)
         return fail(p, why, bad ? GOV_REASON_INVALID_REQUEST : GOV_REASON_OUT_OF_MEMORY,

@@ -1,5 +1,5 @@
 /* gov_b64url.h - strict, unpadded base64url (RFC 4648 §5, as JWS uses it:
- * RFC 7515 §2).
+ * RFC 7515 §2), and strict padded standard base64 (gov_b64_decode).
  *
  * Encoding writes the alphabet A-Z a-z 0-9 '-' '_' with no padding.
  * Decoding accepts exactly what the encoder writes, so every byte string
@@ -46,5 +46,18 @@ void gov_b64url_put(gov_buf_t *b, const void *in, size_t n);
  * contents of out are unspecified.  O(len). */
 gov_err_t gov_b64url_decode(const char *text, size_t len, uint8_t *out, size_t out_cap,
                             size_t *out_len, char *errbuf, size_t errbuf_size);
+
+/* Standard base64 (RFC 4648 section 4, alphabet '+' '/'), padded: text's
+ * length is a multiple of 4 and ends in exactly the '=' (none, one or two)
+ * the encoded length calls for; the rest decodes as gov_b64url_decode does
+ * (unused bits zero, so one spelling per byte string).  For HTTP Basic
+ * credentials (RFC 7617).  GOV_ERR_PARSE for a length that is not a
+ * multiple of 4 or a character outside the alphabet (including '-' '_',
+ * whitespace and NUL); GOV_ERR_UNSUPPORTED for '=' where it does not belong
+ * or non-zero unused bits; GOV_ERR_TOO_LARGE.  Decodes into
+ * out[0..out_cap) (gov_b64url_decoded_len(len) always suffices); *out_len
+ * the bytes written.  O(len). */
+gov_err_t gov_b64_decode(const char *text, size_t len, uint8_t *out, size_t out_cap,
+                         size_t *out_len, char *errbuf, size_t errbuf_size);
 
 #endif /* GOV_B64URL_H */

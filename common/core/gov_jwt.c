@@ -23,13 +23,13 @@
 #include "gov_jwt.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <string.h>
 
 #include "gov_alloc.h"
 #include "gov_b64url.h"
 #include "gov_canon.h"
 #include "gov_json.h"
+#include "gov_signer.h"
 #include "gov_util.h"
 
 static const char header_prefix[] = "{\"alg\":\"EdDSA\",\"kid\":";
@@ -113,23 +113,6 @@ static const char *claims_invalid(const gov_jwt_claims_t *c) {
     if (c->exp <= c->nbf || c->exp > GOV_JWT_TIME_MAX)
         return "exp";
     return NULL;
-}
-
-/* 1 valid, 0 invalid, -1 OpenSSL could not run the check. */
-static int ed25519_verify(const uint8_t pub[32], const uint8_t sig[64], const void *msg,
-                          size_t len) {
-    EVP_PKEY *key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int r = -1;
-    if (key == NULL || ctx == NULL)
-        goto out;
-    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1)
-        goto out;
-    r = EVP_DigestVerify(ctx, sig, 64, msg, len) == 1 ? 1 : 0;
-out:
-    EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(key);
-    return r;
 }
 
 /* --- issuing ----------------------------------------------------------------- */
@@ -410,7 +393,7 @@ out:
 static gov_err_t jws_check_signature(const jws_t *j, const uint8_t pub[32], gov_reason_t *why,
                                      char *errbuf, size_t errbuf_size) {
     size_t input_len = j->part_len[0] + 1 + j->part_len[1];
-    int ok = ed25519_verify(pub, j->sig, j->part[0], input_len);
+    int ok = gov_signer_verify(pub, (const uint8_t *)j->part[0], input_len, j->sig);
     if (ok < 0)
         return gov_reason_fail(why, GOV_REASON_CRYPTO, GOV_ERR_CRYPTO, errbuf, errbuf_size,
                                "Ed25519 verification could not run");
@@ -707,9 +690,12 @@ gov_err_t gov_jwt_check_constitution(const gov_jwt_claims_t *c, const char *curr
     if (c == NULL || (grace == NULL && n > 0))
         return gov_reason_fail(why, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
                                errbuf_size, "invalid argument");
+    /* No verified constitution accepts nothing, not even a hash in its
+     * grace window: a tenant whose constitution stopped verifying (or was
+     * removed) must not keep honouring the one before it. */
     if (current_hash != NULL && strcmp(c->constitution_hash, current_hash) == 0)
         return GOV_OK;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; current_hash != NULL && i < n; i++)
         if (grace[i].hash != NULL && now_s < grace[i].until_s &&
             strcmp(c->constitution_hash, grace[i].hash) == 0)
             return GOV_OK;

@@ -194,8 +194,8 @@ typedef struct gov_jwt_grace {
 
 /* Whether c's constitution_hash binds it to the tenant's constitution at now:
  * equal to current_hash (borrowed; NULL when the tenant has no verified
- * constitution, which accepts nothing), or equal to a grace[i].hash with
- * now < grace[i].until_s.  GOV_OK (*why none) or GOV_ERR_VERIFY with
+ * constitution, which accepts nothing, grace entries included), or equal to
+ * a grace[i].hash with now < grace[i].until_s.  GOV_OK (*why none) or GOV_ERR_VERIFY with
  * token_constitution_stale and the detail; GOV_ERR_INVALID_ARG for NULL c or
  * grace with n > 0.  O(n) string comparisons. */
 gov_err_t gov_jwt_check_constitution(const gov_jwt_claims_t *c, const char *current_hash,

@@ -130,6 +130,19 @@ void gov_signer_free(gov_signer_t *s) {
     gov_free(s);
 }
 
+int gov_signer_verify(const uint8_t pub[GOV_SIGNER_PUB_LEN], const uint8_t *msg, size_t len,
+                      const uint8_t sig[GOV_SIGNER_SIG_LEN]) {
+    static const uint8_t empty[1] = {0};
+    EVP_PKEY *key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, GOV_SIGNER_PUB_LEN);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int r = -1;
+    if (key != NULL && ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1)
+        r = EVP_DigestVerify(ctx, sig, GOV_SIGNER_SIG_LEN, msg != NULL ? msg : empty, len) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return r;
+}
+
 /* --- the in-process backend ------------------------------------------------------------ */
 
 static gov_err_t evp_sign(void *ctx, const uint8_t *msg, size_t len,

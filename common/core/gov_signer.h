@@ -65,6 +65,13 @@ gov_signer_t *gov_signer_wrap(const gov_signer_ops_t *ops, void *ctx,
 gov_err_t gov_signer_sign(gov_signer_t *s, const uint8_t *msg, size_t len,
                           uint8_t sig[GOV_SIGNER_SIG_LEN], char *errbuf, size_t errbuf_size);
 
+/* Checks sig as an Ed25519 (RFC 8032) signature of msg[0..len) under the
+ * raw public key pub, in process with OpenSSL: 1 valid, 0 invalid, -1 the
+ * check could not run (out of memory).  msg may be NULL when len is 0.
+ * Pure and reentrant; O(len). */
+int gov_signer_verify(const uint8_t pub[GOV_SIGNER_PUB_LEN], const uint8_t *msg, size_t len,
+                      const uint8_t sig[GOV_SIGNER_SIG_LEN]);
+
 /* Borrowed, valid until gov_signer_free: the 43-char kid, the 32-byte
  * public key, the backend name. */
 const char *gov_signer_kid(const gov_signer_t *s);

@@ -9,7 +9,8 @@
  *
  * How: a handle is a table pointer plus the backend's context.  The secret
  * file is checked on the descriptor it is read from (fstat after open with
- * O_NOFOLLOW), so what was checked is what is read.
+ * O_NOFOLLOW and O_NONBLOCK, so neither a link nor a FIFO is followed or
+ * waited on), so what was checked is what is read.
  *
  * What it does not do: hold keys (the backends do), or read the
  * environment (the configuration table does, GOV_KEYSTORE_CONFIG_ROWS).
@@ -183,7 +184,10 @@ gov_err_t gov_keystore_read_private(const char *path, const char *what, size_t m
     struct stat st;
     *out = NULL;
     *out_len = 0;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in the file's place must not make open wait
+     * for a writer; it is refused below as not a regular file (the flag
+     * does nothing to the reads of a regular file). */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT)
             return gov_reason_fail(why, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_NOT_FOUND, errbuf,

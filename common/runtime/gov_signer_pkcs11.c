@@ -15,10 +15,14 @@
  * object, private, sensitive, not extractable, sign-only; then sets CKA_ID
  * and CKA_LABEL of both halves to the kid computed from the public
  * CKA_EC_POINT (a DER OCTET STRING around the 32 bytes).  Signing is
- * C_SignInit(CKM_EDDSA) + C_Sign on the thread's session.  The store's
+ * C_SignInit(CKM_EDDSA) + C_Sign on the thread's session; a session found
+ * closed under the thread is replaced once and the signature retried.  The store's
  * state is reference counted: each signer holds a reference, so signers may
  * outlive the store handle; the last release closes the sessions, logs out,
  * calls C_Finalize and dlcloses.
+ *
+ * Opening a key by kid signs one probe and verifies it under the public
+ * key, so a private object under another key's CKA_ID is refused.
  *
  * What it does not do: manage the token (init, PINs: softhsm2-util or the
  * HSM's tools), delete keys, or accept a key whose CKA_ID is not the
@@ -114,6 +118,8 @@ static const char *ckr_name(CK_RV rv, char *tmp, size_t n) {
     case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
     case CKR_CRYPTOKI_ALREADY_INITIALIZED: return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
     case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
+    case CKR_SESSION_CLOSED: return "CKR_SESSION_CLOSED";
+    case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
     case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
     case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
     default: snprintf(tmp, n, "CKR 0x%lx", (unsigned long)rv); return tmp;
@@ -211,26 +217,67 @@ typedef struct p11_key {
     CK_OBJECT_HANDLE priv;
 } p11_key_t;
 
+/* 1 when rv says the session itself is gone (closed by another party, the
+ * token's slot reset), so a fresh session may succeed where it failed. */
+static int session_lost(CK_RV rv) {
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED;
+}
+
+/* Forgets the calling thread's session (closing it if it still exists), so
+ * its next thread_session opens a new one. */
+static void thread_session_drop(p11_t *p) {
+    p11_thread_t *t = pthread_getspecific(p->key);
+    if (t == NULL)
+        return;
+    pthread_setspecific(p->key, NULL);
+    thread_session_close(t);
+}
+
+/* C_SignInit + C_Sign on the thread's session.  A session found lost is
+ * replaced once and the signature tried again: without that, a thread whose
+ * session was closed under it (another process of the same token calling
+ * C_CloseAllSessions, a module reset) would fail every signature for the
+ * rest of its life while the store and the key are fine.  Not logged in
+ * (CKR_USER_NOT_LOGGED_IN: the process's login went with its last session)
+ * is not retried: the PIN is not kept, so only a restart logs in again;
+ * the error says so.  Cost: one or two signatures on the token. */
 static gov_err_t p11_sign(void *ctx, const uint8_t *msg, size_t len,
                           uint8_t sig[GOV_SIGNER_SIG_LEN], char *errbuf, size_t errbuf_size) {
     p11_key_t *k = ctx;
-    gov_err_t rc;
-    CK_SESSION_HANDLE s;
-    if ((rc = thread_session(k->p, &s, NULL, errbuf, errbuf_size)) != GOV_OK)
-        return rc;
-    CK_MECHANISM mech = {CKM_EDDSA, NULL, 0};
-    CK_RV rv = k->p->f->C_SignInit(s, &mech, k->priv);
-    if (rv != CKR_OK) {
-        P11_FAIL(NULL, GOV_REASON_CRYPTO_ERROR, GOV_ERR_CRYPTO, "C_SignInit(CKM_EDDSA)", rv);
+    gov_err_t rc = GOV_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        CK_SESSION_HANDLE s;
+        if ((rc = thread_session(k->p, &s, NULL, errbuf, errbuf_size)) != GOV_OK)
+            return rc;
+        CK_MECHANISM mech = {CKM_EDDSA, NULL, 0};
+        CK_RV rv = k->p->f->C_SignInit(s, &mech, k->priv);
+        const char *what = "C_SignInit(CKM_EDDSA)";
+        CK_ULONG siglen = GOV_SIGNER_SIG_LEN;
+        if (rv == CKR_OK) {
+            what = "C_Sign";
+            rv = k->p->f->C_Sign(s, (CK_BYTE_PTR)msg, (CK_ULONG)len, sig, &siglen);
+        }
+        if (rv == CKR_OK && siglen == GOV_SIGNER_SIG_LEN)
+            return GOV_OK;
+        if (session_lost(rv) && attempt == 0) {
+            thread_session_drop(k->p);
+            continue;
+        }
+        if (rv == CKR_OK) {
+            rc = gov_reason_fail(NULL, GOV_REASON_CRYPTO_ERROR, GOV_ERR_CRYPTO, errbuf,
+                                 errbuf_size, "pkcs11: C_Sign returned %lu bytes, not %d",
+                                 (unsigned long)siglen, GOV_SIGNER_SIG_LEN);
+        } else if (rv == CKR_USER_NOT_LOGGED_IN || session_lost(rv) ||
+                   rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT) {
+            if (session_lost(rv))
+                thread_session_drop(k->p);
+            P11_FAIL(NULL, GOV_REASON_KEYSTORE_UNAVAILABLE, GOV_ERR_UNAVAILABLE, what, rv);
+        } else {
+            P11_FAIL(NULL, GOV_REASON_CRYPTO_ERROR, GOV_ERR_CRYPTO, what, rv);
+        }
         return rc;
     }
-    CK_ULONG siglen = GOV_SIGNER_SIG_LEN;
-    rv = k->p->f->C_Sign(s, (CK_BYTE_PTR)msg, (CK_ULONG)len, sig, &siglen);
-    if (rv != CKR_OK || siglen != GOV_SIGNER_SIG_LEN) {
-        P11_FAIL(NULL, GOV_REASON_CRYPTO_ERROR, GOV_ERR_CRYPTO, "C_Sign", rv);
-        return rc;
-    }
-    return GOV_OK;
+    return rc;
 }
 
 static void p11_key_free(void *ctx) {
@@ -322,6 +369,33 @@ static gov_err_t find_keys(p11_t *p, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, c
     return rc;
 }
 
+/* The private object was found by its CKA_ID alone, and only the public
+ * object's point was checked against the kid: one signature verified in
+ * process under that public key proves the private object is its other
+ * half.  A private key put on the token under another key's CKA_ID (or
+ * a token fault) would otherwise sign tokens no verifier accepts, and
+ * every issuance would look fine to the edge.  On failure *out is freed.
+ * Cost: one signature on the token and one verification. */
+static gov_err_t pair_check(gov_signer_t **out, const char *kid, gov_reason_t *why, char *errbuf,
+                            size_t errbuf_size) {
+    static const uint8_t probe[] = "gov_signer_pkcs11 key pair check";
+    uint8_t sig[GOV_SIGNER_SIG_LEN];
+    gov_err_t rc = gov_signer_sign(*out, probe, sizeof probe - 1, sig, errbuf, errbuf_size);
+    if (rc == GOV_OK &&
+        gov_signer_verify(gov_signer_public_key(*out), probe, sizeof probe - 1, sig) != 1)
+        rc = gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_VERIFY, errbuf, errbuf_size,
+                             "pkcs11: the private key with CKA_ID %s does not sign for its public "
+                             "key",
+                             kid);
+    else if (rc != GOV_OK && why != NULL)
+        *why = GOV_REASON_KEYSTORE_UNAVAILABLE;
+    if (rc != GOV_OK) {
+        gov_signer_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static gov_err_t p11_signer(void *ctx, const char *kid, gov_signer_t **out, gov_reason_t *why,
                             char *errbuf, size_t errbuf_size) {
     p11_t *p = ctx;
@@ -350,7 +424,9 @@ static gov_err_t p11_signer(void *ctx, const char *kid, gov_signer_t **out, gov_
     if (gov_signer_kid_of(pub, actual) != GOV_OK || strcmp(actual, kid) != 0)
         return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_VERIFY, errbuf, errbuf_size,
                                "pkcs11: the key with CKA_ID %s has the thumbprint %s", kid, actual);
-    return make_signer(p, priv[0], pub, out, why, errbuf, errbuf_size);
+    if ((rc = make_signer(p, priv[0], pub, out, why, errbuf, errbuf_size)) != GOV_OK)
+        return rc;
+    return pair_check(out, kid, why, errbuf, errbuf_size);
 }
 
 static gov_err_t p11_generate(void *ctx, gov_signer_t **out, gov_reason_t *why, char *errbuf,

@@ -5,8 +5,12 @@
  *     output always fits gov_b64url_decoded_len), never a crash;
  *   - what decodes re-encodes to exactly the input (one spelling per byte
  *     string), and is refused again with one unused bit flipped;
- *   - the encoding of the input, taken as bytes, decodes back to them.
+ *   - the encoding of the input, taken as bytes, decodes back to them;
+ *   - the padded standard decoder (gov_b64_decode, HTTP Basic) answers the
+ *     same three codes, and what it takes is exactly what OpenSSL's
+ *     EVP_EncodeBlock writes for the decoded bytes (one spelling).
  */
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -51,6 +55,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(m == size && memcmp(back, data, size) == 0);
     gov_free(back);
     gov_buf_free(&b);
+
+    rc = gov_b64_decode((const char *)data, size, out, cap, &n, NULL, 0);
+    CHECK(rc == GOV_OK || rc == GOV_ERR_PARSE || rc == GOV_ERR_UNSUPPORTED);
+    if (rc == GOV_OK && size < 65536) {
+        CHECK(size % 4 == 0 && n <= cap);
+        unsigned char *std = gov_malloc(size + 1);
+        CHECK(std != NULL);
+        int w = EVP_EncodeBlock(std, out, (int)n);
+        CHECK(w >= 0 && (size_t)w == size && memcmp(std, data, size) == 0);
+        gov_free(std);
+    }
     gov_free(out);
     return 0;
 }

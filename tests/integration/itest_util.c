@@ -1292,6 +1292,62 @@ int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waite
     return status;
 }
 
+int itest_http_post_raw(int port, const char *path, const char *ctype, const char *authz,
+                        const char *body, json_t **json, char *raw, size_t raw_size) {
+    size_t n = strlen(body) + strlen(path) + strlen(ctype) + (authz ? strlen(authz) : 0) + 256;
+    char *req = malloc(n);
+    if (req == NULL)
+        fail_msg("out of memory");
+    int len = snprintf(req, n,
+                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s%s%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                       path, authz ? "Authorization: " : "", authz ? authz : "",
+                       authz ? "\r\n" : "", ctype, strlen(body), body);
+    int fd = itest_raw_send(port, req, (size_t)len);
+    free(req);
+    int status = itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+    if (json) {
+        const char *b = strstr(raw, "\r\n\r\n");
+        *json = b ? json_loads(b + 4, 0, NULL) : NULL;
+    }
+    return status;
+}
+
+void itest_basic_auth(const char *id, const char *secret, char out[512]) {
+    char pair[301];
+    if ((size_t)snprintf(pair, sizeof pair, "%s:%s", id, secret) >= sizeof pair)
+        fail_msg("Basic credentials longer than %zu bytes", sizeof pair - 1);
+    memcpy(out, "Basic ", 6);
+    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)pair, (int)strlen(pair));
+}
+
+int itest_token_verify(int port, const char *tok, char code[64], json_t **answer) {
+    char body[8192], raw[16384];
+    if ((size_t)snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok) >= sizeof body)
+        fail_msg("a token of %zu bytes does not fit the verify request", strlen(tok));
+    json_t *j = NULL;
+    int st = itest_http_post_raw(port, "/v1/tokens/verify", "application/json", NULL, body, &j,
+                                 raw, sizeof raw);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    snprintf(code, 64, "%s", c ? c : "");
+    if (st == 200 && !json_is_true(json_object_get(j, "active")))
+        fail_msg("verify answered 200 without \"active\": true: %s", raw);
+    if (answer)
+        *answer = j;
+    else
+        json_decref(j);
+    return st;
+}
+
+void itest_expect_verify(const itest_proc_t *p, const char *tok, int want, const char *code,
+                         int line) {
+    char got[64];
+    int st = itest_token_verify(p->port, tok, got, NULL);
+    if (st != want || (code && strcmp(got, code) != 0))
+        fail_msg("line %d: verify on %s: want %d %s, got %d %s", line, p->log, want,
+                 code ? code : "", st, got);
+}
+
 /* --- a private Redis that restarts slowly ------------------------------------------- */
 
 /* Runs one command (redisCommand format, one %s argument) on the Redis at port. */

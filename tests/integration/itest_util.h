@@ -252,6 +252,10 @@ long itest_proc_get(const itest_proc_t *p, const char *path, char **body);
 /* A metric of the process's /metrics as itest_metric; -1 when no sample
  * matched or /metrics did not answer. */
 double itest_proc_metric(const itest_proc_t *p, const char *name, const char *const *filters);
+/* Fails the test, naming line and p's log, unless verifying tok on the
+ * gov-edge p answers want and, when code is not NULL, that error code. */
+void itest_expect_verify(const itest_proc_t *p, const char *tok, int want, const char *code,
+                         int line);
 
 /* For a private gov-edge: edge_state_rejected_total{tenant,kind,reason} of
  * its /metrics (-1 when no sample), and 1 when its /readyz answers 200,
@@ -335,6 +339,22 @@ int itest_raw_send(int port, const void *data, size_t len);
  * status of the first status line, 0 when none arrived in time; *waited_ms
  * (may be NULL) gets the time until the first byte, or -1 when none came. */
 int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waited_ms);
+/* POSTs body to 127.0.0.1:port path as one HTTP/1.1 request (Connection:
+ * close) with Content-Type ctype and, when authz is not NULL,
+ * "Authorization: <authz>"; waits up to 30 s for the answer.  Returns its
+ * status (0: none), the raw answer in raw (as itest_raw_answer) and, when
+ * json is not NULL, the answer's body parsed as JSON in *json (a new
+ * reference; NULL when it is not JSON). */
+int itest_http_post_raw(int port, const char *path, const char *ctype, const char *authz,
+                        const char *body, json_t **json, char *raw, size_t raw_size);
+/* "Basic " and the standard base64 of "<id>:<secret>" (RFC 7617) into out,
+ * which holds 512 bytes (id and secret together at most 300). */
+void itest_basic_auth(const char *id, const char *secret, char out[512]);
+/* POST /v1/tokens/verify {"token":tok} (tok at most 8000 bytes) to the
+ * gov-edge at port: the status; the house error code (or "") in code; the
+ * answer in *answer when answer is not NULL (a new reference).  A 200 must
+ * say "active": true, else the test fails. */
+int itest_token_verify(int port, const char *tok, char code[64], json_t **answer);
 
 /* --- replaying a partition (per-tenant applied offsets) ---------------------- */
 

@@ -361,6 +361,97 @@ static void test_four_threads(void **state) {
     gov_keystore_free(ks);
 }
 
+/* review10: a thread's session closed under it (another user of the
+ * module - here the test itself, through the same function list - closes
+ * it) costs one retry, not every later signature.  The store opened its
+ * login session first and this thread's signing session last, so the
+ * highest live handle is the thread's; the login session stays open, so
+ * the token stays logged in and a new session can sign.  Before the fix
+ * every later gov_signer_sign answered CKR_SESSION_HANDLE_INVALID. */
+static void test_lost_session_is_replaced(void **state) {
+    (void)state;
+    gov_keystore_t *ks = open_store();
+    gov_signer_t *s = NULL;
+    gov_reason_t why;
+    if (gov_keystore_signer(ks, kid1, &s, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("signer %s: %s", kid1, eb);
+    const uint8_t msg[] = "lost session";
+    uint8_t sig[64];
+    assert_int_equal(gov_signer_sign(s, msg, sizeof msg - 1, sig, eb, sizeof eb), GOV_OK);
+
+    /* the module is loaded already: dlopen hands back the same one */
+    void *dl = dlopen(module, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    assert_non_null(dl);
+    CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
+    CK_FUNCTION_LIST_PTR f = NULL;
+    assert_int_equal(get(&f), CKR_OK);
+    CK_SESSION_HANDLE last = CK_INVALID_HANDLE;
+    int live = 0;
+    for (CK_SESSION_HANDLE h = 1; h < 4096; h++) {
+        CK_SESSION_INFO info;
+        if (f->C_GetSessionInfo(h, &info) == CKR_OK) {
+            last = h;
+            live++;
+        }
+    }
+    assert_true(live >= 2); /* the login session and this thread's */
+    assert_int_equal(f->C_CloseSession(last), CKR_OK);
+
+    for (int i = 0; i < 3; i++) {
+        memset(sig, 0, sizeof sig);
+        if (gov_signer_sign(s, msg, sizeof msg - 1, sig, eb, sizeof eb) != GOV_OK)
+            fail_msg("signature %d after the session was closed: %s", i, eb);
+        assert_true(openssl_verify(pub1, msg, sizeof msg - 1, sig));
+    }
+    dlclose(dl);
+    gov_signer_free(s);
+    gov_keystore_free(ks);
+}
+
+/* review10: a private key put on the token under another key's CKA_ID.
+ * The store finds the private object by CKA_ID and checked only the public
+ * object's point, so it opened a signer whose signatures no verifier
+ * accepts; it now signs a probe at open and refuses the pair
+ * (key_invalid).  Runs last: it replaces kid1's private key. */
+static void test_planted_private_key_refused(void **state) {
+    (void)state;
+    raw_token_t t;
+    raw_open(&t);
+    assert_int_equal(t.f->C_DestroyObject(t.s, raw_find(&t, CKO_PRIVATE_KEY, kid1)), CKR_OK);
+    static const CK_BYTE oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+    CK_MECHANISM mech = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
+    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+    CK_ATTRIBUTE pt[] = {{CKA_TOKEN, &no, sizeof no}, {CKA_EC_PARAMS, (void *)oid, sizeof oid}};
+    CK_ATTRIBUTE st[] = {{CKA_TOKEN, &yes, sizeof yes},
+                         {CKA_PRIVATE, &yes, sizeof yes},
+                         {CKA_SIGN, &yes, sizeof yes},
+                         {CKA_ID, kid1, GOV_SIGNER_KID_LEN}};
+    CK_OBJECT_HANDLE hp, hs;
+    assert_int_equal(t.f->C_GenerateKeyPair(t.s, &mech, pt, 2, st, 4, &hp, &hs), CKR_OK);
+    t.f->C_DestroyObject(t.s, hp);
+    raw_close(&t);
+
+    gov_keystore_t *ks = open_store();
+    gov_signer_t *s = NULL;
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_err_t rc = gov_keystore_signer(ks, kid1, &s, &why, eb, sizeof eb);
+    if (rc == GOV_OK) {
+        uint8_t sig[64];
+        const uint8_t msg[] = "planted";
+        int verifies = gov_signer_sign(s, msg, sizeof msg - 1, sig, eb, sizeof eb) == GOV_OK &&
+                       openssl_verify(pub1, msg, sizeof msg - 1, sig);
+        gov_signer_free(s);
+        gov_keystore_free(ks);
+        fail_msg("a planted private key was opened as %s (its signatures verify: %d)", kid1,
+                 verifies);
+    }
+    assert_int_equal(rc, GOV_ERR_VERIFY);
+    assert_int_equal(why, GOV_REASON_KEY_INVALID);
+    assert_null(s);
+    assert_non_null(strstr(eb, "does not sign for its public key"));
+    gov_keystore_free(ks);
+}
+
 static void test_wrong_pin_and_pin_file(void **state) {
     (void)state;
     gov_keystore_t *ks = NULL;
@@ -411,7 +502,9 @@ int main(void) {
         cmocka_unit_test(test_generate_sign_verify),
         cmocka_unit_test(test_token_objects),
         cmocka_unit_test(test_four_threads),
+        cmocka_unit_test(test_lost_session_is_replaced),
         cmocka_unit_test(test_wrong_pin_and_pin_file),
+        cmocka_unit_test(test_planted_private_key_refused),
     };
     return cmocka_run_group_tests(tests, setup_token, teardown_token);
 }

@@ -71,38 +71,6 @@ static int64_t key1_activates;   /* fixed once published: a KeyRotated may not m
 
 /* --- HTTP ----------------------------------------------------------------------------- */
 
-/* POSTs body to port with content type ctype and Authorization authz (may
- * be NULL); the status (0: no answer), the response body in *json (parsed;
- * NULL when it is not JSON) and the raw answer in raw. */
-static int post(int port, const char *path, const char *ctype, const char *authz,
-                const char *body, json_t **json, char *raw, size_t raw_size) {
-    size_t n = strlen(body) + 1024;
-    char *req = malloc(n);
-    assert_non_null(req);
-    char auth[512] = "";
-    if (authz)
-        snprintf(auth, sizeof auth, "Authorization: %s\r\n", authz);
-    int len = snprintf(req, n,
-                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s"
-                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                       path, auth, ctype, strlen(body), body);
-    int fd = itest_raw_send(port, req, (size_t)len);
-    free(req);
-    int status = itest_raw_answer(fd, raw, raw_size, 30000, NULL);
-    if (json) {
-        const char *b = strstr(raw, "\r\n\r\n");
-        *json = b ? json_loads(b + 4, 0, NULL) : NULL;
-    }
-    return status;
-}
-
-static void basic(const char *id, const char *sec, char out[512]) {
-    char pair[256];
-    snprintf(pair, sizeof pair, "%s:%s", id, sec);
-    strcpy(out, "Basic ");
-    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)pair, (int)strlen(pair));
-}
-
 #define FORM "application/x-www-form-urlencoded"
 
 /* Issues through HTTP Basic with extra form parameters; the status, the
@@ -110,10 +78,11 @@ static void basic(const char *id, const char *sec, char out[512]) {
 static int issue(const itest_proc_t *p, const char *extra, char *tok, size_t tok_size,
                  json_t **j) {
     char authz[512], body[512], raw[16384];
-    basic(client_id, secret, authz);
+    itest_basic_auth(client_id, secret, authz);
     snprintf(body, sizeof body, "grant_type=client_credentials%s", extra ? extra : "");
     json_t *ans = NULL;
-    int st = post(p->port, "/v1/tokens/issue", FORM, authz, body, &ans, raw, sizeof raw);
+    int st = itest_http_post_raw(p->port, "/v1/tokens/issue", FORM, authz, body, &ans, raw,
+                                 sizeof raw);
     if (st == 200 && tok) {
         const char *t = json_string_value(json_object_get(ans, "access_token"));
         assert_non_null(t);
@@ -128,41 +97,23 @@ static int issue(const itest_proc_t *p, const char *extra, char *tok, size_t tok
 
 /* POST /v1/tokens/verify {"token"}: the status, *code the error code (or ""). */
 static int verify(const itest_proc_t *p, const char *tok, char code[64]) {
-    char body[8192], raw[16384];
-    snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
-    json_t *j = NULL;
-    int st = post(p->port, "/v1/tokens/verify", "application/json", NULL, body, &j, raw,
-                  sizeof raw);
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(code, 64, "%s", c ? c : "");
-    if (st == 200)
-        assert_true(json_is_true(json_object_get(j, "active")));
-    json_decref(j);
-    return st;
+    return itest_token_verify(p->port, tok, code, NULL);
 }
 
 /* POST /v1/tokens/introspect as the client: the "active" member (-1: no 200). */
 static int introspect(const itest_proc_t *p, const char *tok, json_t **out) {
     char body[8192], raw[16384], authz[512];
-    basic(client_id, secret, authz);
+    itest_basic_auth(client_id, secret, authz);
     snprintf(body, sizeof body, "token=%s&token_type_hint=access_token", tok);
     json_t *j = NULL;
-    int st = post(p->port, "/v1/tokens/introspect", FORM, authz, body, &j, raw, sizeof raw);
+    int st = itest_http_post_raw(p->port, "/v1/tokens/introspect", FORM, authz, body, &j, raw,
+                                 sizeof raw);
     int active = st == 200 ? json_is_true(json_object_get(j, "active")) : -1;
     if (out)
         *out = j;
     else
         json_decref(j);
     return active;
-}
-
-static void expect_verify(const itest_proc_t *p, const char *tok, int want, const char *code,
-                          int line) {
-    char got[64];
-    int st = verify(p, tok, got);
-    if (st != want || (code && strcmp(got, code) != 0))
-        fail_msg("line %d: verify on %s: want %d %s, got %d %s", line, p->log, want,
-                 code ? code : "", st, got);
 }
 
 /* The kid in a token's header. */
@@ -356,8 +307,8 @@ static void test_issue_verify_revoke(void **state) {
     token_kid(token1, kid);
     assert_string_equal(kid, gov_signer_kid(key1));
 
-    expect_verify(&edge_a, token1, 200, NULL, __LINE__);
-    expect_verify(&edge_b, token1, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_a, token1, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_b, token1, 200, NULL, __LINE__);
     json_t *in = NULL;
     assert_int_equal(introspect(&edge_b, token1, &in), 1);
     assert_string_equal(json_string_value(json_object_get(in, "client_id")), client_id);
@@ -387,18 +338,18 @@ static void test_issue_verify_revoke(void **state) {
     char body[8192], raw[8192];
     snprintf(body, sizeof body, "token=%s&client_id=%s&client_secret=%s", token1, client_id,
              secret);
-    assert_int_equal(post(edge_b.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
-                          sizeof raw),
+    assert_int_equal(itest_http_post_raw(edge_b.port, "/v1/tokens/revoke", FORM, NULL, body, NULL,
+                                         raw, sizeof raw),
                      200);
-    expect_verify(&edge_a, token1, 401, "token_revoked", __LINE__);
-    expect_verify(&edge_b, token1, 401, "token_revoked", __LINE__);
+    itest_expect_verify(&edge_a, token1, 401, "token_revoked", __LINE__);
+    itest_expect_verify(&edge_b, token1, 401, "token_revoked", __LINE__);
     assert_int_equal(introspect(&edge_a, token1, NULL), 0);
     assert_int_equal(introspect(&edge_b, token1, NULL), 0);
     /* revoking an unknown or invalid token is 200 as well (RFC 7009) */
     snprintf(body, sizeof body, "token=not-a-token&client_id=%s&client_secret=%s", client_id,
              secret);
-    assert_int_equal(post(edge_a.port, "/v1/tokens/revoke", FORM, NULL, body, NULL, raw,
-                          sizeof raw),
+    assert_int_equal(itest_http_post_raw(edge_a.port, "/v1/tokens/revoke", FORM, NULL, body, NULL,
+                                         raw, sizeof raw),
                      200);
     /* the log never holds the token */
     size_t ll = 0;
@@ -422,20 +373,20 @@ static void test_issue_refusals(void **state) {
     (void)state;
     char authz[512], raw[8192];
     json_t *j = NULL;
-    basic(client_id, "wrong-secret", authz);
-    int st = post(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=client_credentials",
-                  &j, raw, sizeof raw);
+    itest_basic_auth(client_id, "wrong-secret", authz);
+    int st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz,
+                                 "grant_type=client_credentials", &j, raw, sizeof raw);
     expect_oauth_error(st, j, 401, "invalid_client", __LINE__);
     assert_non_null(strstr(raw, "WWW-Authenticate: Basic"));
     st = issue(&edge_a, "&scope=read+admin", NULL, 0, &j);
     expect_oauth_error(st, j, 400, "invalid_scope", __LINE__);
     st = issue(&edge_a, "&tenant=someone-else", NULL, 0, &j);
     expect_oauth_error(st, j, 403, "unauthorized_client", __LINE__);
-    basic(client_id, secret, authz);
-    st = post(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=password", &j, raw,
-              sizeof raw);
+    itest_basic_auth(client_id, secret, authz);
+    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz, "grant_type=password",
+                             &j, raw, sizeof raw);
     expect_oauth_error(st, j, 400, "unsupported_grant_type", __LINE__);
-    st = post(edge_a.port, "/v1/tokens/issue", FORM, authz,
+    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz,
               "grant_type=client_credentials&scope=read&scope=write", &j, raw, sizeof raw);
     expect_oauth_error(st, j, 400, "invalid_request", __LINE__);
     /* a subset of the scopes, in a JSON body with client_secret_post, ttl capped */
@@ -444,7 +395,8 @@ static void test_issue_refusals(void **state) {
              "{\"grant_type\":\"client_credentials\",\"client_id\":\"%s\",\"client_secret\":"
              "\"%s\",\"scope\":\"read\",\"ttl\":999999}",
              client_id, secret);
-    st = post(edge_a.port, "/v1/tokens/issue", "application/json", NULL, body, &j, raw, sizeof raw);
+    st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", "application/json", NULL, body, &j,
+                             raw, sizeof raw);
     assert_int_equal(st, 200);
     assert_string_equal(json_string_value(json_object_get(j, "scope")), "read");
     assert_int_equal(json_integer_value(json_object_get(j, "expires_in")), 3600);
@@ -484,16 +436,16 @@ static void test_crafted_tokens(void **state) {
     char tok[4096], kid[64];
     /* alg none: header {"alg":"none","typ":"JWT"} over a real payload */
     assert_int_equal(issue(&edge_a, NULL, tok, sizeof tok, NULL), 200);
-    expect_verify(&edge_b, tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_b, tok, 200, NULL, __LINE__);
     char none[4096];
     snprintf(none, sizeof none, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0%s", strchr(tok, '.'));
-    expect_verify(&edge_a, none, 401, "token_alg_not_allowed", __LINE__);
+    itest_expect_verify(&edge_a, none, 401, "token_alg_not_allowed", __LINE__);
     /* tampered: one payload character changed */
     char tampered[4096];
     snprintf(tampered, sizeof tampered, "%s", tok);
     char *p = strchr(tampered, '.') + 5;
     *p = *p == 'A' ? 'B' : 'A';
-    expect_verify(&edge_a, tampered, 401, "token_bad_signature", __LINE__);
+    itest_expect_verify(&edge_a, tampered, 401, "token_bad_signature", __LINE__);
     /* a key nobody published */
     gov_signer_t *stranger = NULL;
     uint8_t seed[32];
@@ -504,14 +456,14 @@ static void test_crafted_tokens(void **state) {
     int64_t now = gov_now_micros() / 1000000;
     craft(stranger, now, now + 60, tok, sizeof tok);
     gov_signer_free(stranger);
-    expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+    itest_expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
     /* expired (beyond the 30 s leeway), signed by the published key */
     craft(key1, now - 600, now - 300, tok, sizeof tok);
     token_kid(tok, kid);
-    expect_verify(&edge_b, tok, 401, "token_expired", __LINE__);
+    itest_expect_verify(&edge_b, tok, 401, "token_expired", __LINE__);
     /* a wrong constitution hash */
     craft(key1, now, now + 60, tok, sizeof tok);
-    expect_verify(&edge_b, tok, 401, "token_constitution_stale", __LINE__);
+    itest_expect_verify(&edge_b, tok, 401, "token_constitution_stale", __LINE__);
 }
 
 /* --- rotation ----------------------------------------------------------------------------------- */
@@ -555,12 +507,12 @@ static void test_rotation_overlap(void **state) {
     if (itest_wait_for(signs_with, &w, 15000, 100) < 0)
         fail_msg("the new key never signed");
     assert_true(gov_now_micros() >= activates);
-    expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
-    expect_verify(&edge_a, old, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_a, old, 200, NULL, __LINE__);
     /* the old key retires: its tokens stop verifying at retires_at */
     int64_t retires = gov_now_micros() + 2000000;
     publish_key(key1, "retiring", key1_activates, retires, "file");
-    expect_verify(&edge_b, old, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_b, old, 200, NULL, __LINE__);
     retired_tok = old;
     if (itest_wait_for(refused_retired, NULL, 15000, 100) < 0)
         fail_msg("the old key's token never stopped verifying");
@@ -679,8 +631,8 @@ static void test_pkcs11_backend(void **state) {
     kidwait_t w = {.want = kid, .edge = h};
     if (itest_wait_for(signs_with, &w, 10000, 100) < 0)
         fail_msg("the PKCS#11 edge never signed with the token's key (see %s)", h->log);
-    expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
-    expect_verify(h, w.tok, 200, NULL, __LINE__);
+    itest_expect_verify(&edge_a, w.tok, 200, NULL, __LINE__);
+    itest_expect_verify(h, w.tok, 200, NULL, __LINE__);
     assert_int_equal(itest_proc_stop(h), 0);
 }
 

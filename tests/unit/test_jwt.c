@@ -253,12 +253,31 @@ static void test_b64url_rfc4648(void **state) {
     gov_buf_free(&b);
 }
 
+/* A text a decoder must refuse, and with which error. */
+typedef struct b64_refusal {
+    const char *text;
+    gov_err_t rc;
+} b64_refusal_t;
+
+typedef gov_err_t (*b64_decode_fn)(const char *, size_t, uint8_t *, size_t, size_t *, char *,
+                                   size_t);
+
+/* Each bad[i] refused by decode with its error and a detail. */
+static void expect_b64_refusals(b64_decode_fn decode, const b64_refusal_t *bad, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint8_t out[8];
+        size_t len;
+        char eb[128] = "";
+        gov_err_t rc = decode(bad[i].text, strlen(bad[i].text), out, sizeof out, &len, eb, sizeof eb);
+        if (rc != bad[i].rc)
+            fail_msg("%s: want %s, got %s", bad[i].text, gov_err_str(bad[i].rc), gov_err_str(rc));
+        assert_true(eb[0] != '\0');
+    }
+}
+
 static void test_b64url_refusals(void **state) {
     (void)state;
-    static const struct {
-        const char *text;
-        gov_err_t rc;
-    } bad[] = {
+    static const b64_refusal_t bad[] = {
         {"Zg==", GOV_ERR_UNSUPPORTED}, /* padding */
         {"Zm8=", GOV_ERR_UNSUPPORTED},
         {"Zh", GOV_ERR_UNSUPPORTED},   /* 'f' with a non-zero unused bit */
@@ -271,20 +290,49 @@ static void test_b64url_refusals(void **state) {
         {" Zg", GOV_ERR_PARSE},
         {"Z\x80", GOV_ERR_PARSE},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t out[8];
-        size_t n;
-        char eb[128] = "";
-        assert_int_equal(
-            gov_b64url_decode(bad[i].text, strlen(bad[i].text), out, sizeof out, &n, eb, sizeof eb),
-            bad[i].rc);
-        assert_true(eb[0] != '\0');
-    }
+    expect_b64_refusals(gov_b64url_decode, bad, sizeof bad / sizeof bad[0]);
     uint8_t out[8];
     size_t n;
     assert_int_equal(gov_b64url_decode("Zm9v\0", 5, out, sizeof out, &n, NULL, 0), GOV_ERR_PARSE);
     assert_int_equal(gov_b64url_decode("Zm9vYmFy", 8, out, 5, &n, NULL, 0), GOV_ERR_TOO_LARGE);
     assert_int_equal(gov_b64url_decode("Zm9vYmFy", 8, out, 6, &n, NULL, 0), GOV_OK);
+}
+
+/* Standard padded base64 (gov_b64_decode, HTTP Basic): the RFC 4648
+ * section 10 vectors, '+' and '/', and every re-spelling refused - the
+ * padding the length calls for, no more, no less, and zero unused bits. */
+static void test_b64_standard(void **state) {
+    (void)state;
+    static const char *const vec[][2] = {{"", ""},           {"f", "Zg=="},         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},    {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}, {"\xfb\xff\xbf", "+/+/"}};
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        uint8_t out[8];
+        size_t n = 99;
+        assert_int_equal(gov_b64_decode(vec[i][1], strlen(vec[i][1]), out, sizeof out, &n, NULL, 0),
+                         GOV_OK);
+        assert_int_equal(n, strlen(vec[i][0]));
+        assert_memory_equal(out, vec[i][0], n);
+    }
+    static const b64_refusal_t bad[] = {
+        {"Zg", GOV_ERR_PARSE},          /* padding missing */
+        {"Zm8", GOV_ERR_PARSE},
+        {"Zg=", GOV_ERR_PARSE},
+        {"Zh==", GOV_ERR_UNSUPPORTED},  /* 'f' with a non-zero unused bit */
+        {"Zm9=", GOV_ERR_UNSUPPORTED},  /* "fo" with unused bits 01 */
+        {"Z===", GOV_ERR_UNSUPPORTED},  /* one '=' more than a length calls for */
+        {"====", GOV_ERR_UNSUPPORTED},
+        {"Zg==Zg==", GOV_ERR_UNSUPPORTED}, /* padding inside */
+        {"Zm-v", GOV_ERR_PARSE},        /* the URL alphabet */
+        {"Zm_v", GOV_ERR_PARSE},
+        {"Zm9v\n", GOV_ERR_PARSE},
+        {"Zm 9", GOV_ERR_PARSE},
+    };
+    expect_b64_refusals(gov_b64_decode, bad, sizeof bad / sizeof bad[0]);
+    uint8_t out[8];
+    size_t n;
+    assert_int_equal(gov_b64_decode("Zm9vYmFy", 8, out, 5, &n, NULL, 0), GOV_ERR_TOO_LARGE);
+    assert_int_equal(gov_b64_decode(NULL, 4, out, 5, &n, NULL, 0), GOV_ERR_INVALID_ARG);
 }
 
 /* One spelling per byte string: every 2- and 3-character text over the
@@ -945,6 +993,13 @@ static void test_constitution(void **state) {
     assert_int_equal(gov_jwt_check_constitution(&c, NULL, NULL, 0, NOW, &why, eb, sizeof eb),
                      GOV_ERR_VERIFY);
     assert_int_equal(why, GOV_REASON_TOKEN_CONSTITUTION_STALE);
+    /* review10: the grace list used to be consulted without a current hash */
+    gov_jwt_grace_t own[1] = {{c.constitution_hash, NOW + 100}};
+    assert_int_equal(gov_jwt_check_constitution(&c, NULL, own, 1, NOW, &why, eb, sizeof eb),
+                     GOV_ERR_VERIFY);
+    assert_int_equal(why, GOV_REASON_TOKEN_CONSTITUTION_STALE);
+    assert_int_equal(gov_jwt_check_constitution(&c, "ffff", own, 1, NOW, &why, eb, sizeof eb),
+                     GOV_OK);
     assert_int_equal(gov_jwt_check_constitution(&c, cur, NULL, 1, NOW, &why, eb, sizeof eb),
                      GOV_ERR_INVALID_ARG);
 }
@@ -993,6 +1048,7 @@ int main(void) {
         cmocka_unit_test(test_b64url_rfc4648),
         cmocka_unit_test(test_b64url_refusals),
         cmocka_unit_test(test_b64url_one_spelling),
+        cmocka_unit_test(test_b64_standard),
         cmocka_unit_test_setup(test_rfc8037_a4, setup),
         cmocka_unit_test_setup(test_round_trip, setup),
         cmocka_unit_test_setup(test_independent_known_answer, setup),

@@ -62,6 +62,13 @@ static void test_form_refusals(void **state) {
     expect_refused("token=%zz", 1, NULL, GOV_REASON_INVALID_REQUEST);
     expect_refused("token=a%00b", 1, NULL, GOV_REASON_INVALID_REQUEST);
     expect_refused("token=%ff%fe", 1, NULL, GOV_REASON_INVALID_REQUEST); /* not UTF-8 */
+    /* review10: a name spelled with escapes is the same parameter, and a
+     * duplicate through it is refused, as is an overlong UTF-8 '/' */
+    expect_refused("client_id=a&client%5Fid=b", 1, NULL, GOV_REASON_INVALID_REQUEST);
+    expect_refused("scope=a&%73cope=b", 1, NULL, GOV_REASON_INVALID_REQUEST);
+    expect_refused("tenant=%c0%af", 1, NULL, GOV_REASON_INVALID_REQUEST);
+    expect_refused("{\"scope\":\"a\",\"scope\":\"b\"}", 0, NULL, GOV_REASON_INVALID_JSON);
+    expect_refused("{\"scope\":\"a\\u0000b\"}", 0, NULL, GOV_REASON_INVALID_JSON);
 }
 
 static void test_basic_rfc6749(void **state) {
@@ -95,6 +102,13 @@ static void test_basic_refusals(void **state) {
     expect_refused("", 1, "Basic YWJj", GOV_REASON_INVALID_REQUEST);     /* "abc": no colon */
     expect_refused("", 1, "Basic YWI6Y2Q", GOV_REASON_INVALID_REQUEST);  /* unpadded */
     expect_refused("", 1, "Basic YQ==YQ==", GOV_REASON_INVALID_REQUEST); /* padding inside */
+    /* review10: one spelling per credential - "ab:cd" is YWI6Y2Q=, and
+     * YWI6Y2R= (non-zero unused bits) used to decode to it as well */
+    expect_refused("", 1, "Basic YWI6Y2R=", GOV_REASON_INVALID_REQUEST);
+    expect_refused("", 1, "Basic YWI6Y2Q==", GOV_REASON_INVALID_REQUEST); /* padding over */
+    expect_refused("", 1, "Basic YWI6Y2Q-", GOV_REASON_INVALID_REQUEST);  /* URL alphabet */
+    expect_refused("", 1, "Basic ", GOV_REASON_INVALID_REQUEST);
+    expect_refused("", 1, "Basic AA==", GOV_REASON_INVALID_REQUEST); /* a NUL */
 }
 
 static void test_json(void **state) {

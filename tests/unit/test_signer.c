@@ -45,6 +45,10 @@ static void test_rfc8032_through_interface(void **state) {
         memset(sig, 0, sizeof sig);
         assert_int_equal(gov_signer_sign(s, mlen ? msg : NULL, mlen, sig, eb, sizeof eb), GOV_OK);
         assert_memory_equal(sig, want, 64);
+        /* gov_signer_verify on the same vector, and on it with one bit off */
+        assert_int_equal(gov_signer_verify(pub, mlen ? msg : NULL, mlen, want), 1);
+        want[63] ^= 0x01;
+        assert_int_equal(gov_signer_verify(pub, mlen ? msg : NULL, mlen, want), 0);
         gov_signer_free(s);
     }
 }

@@ -198,6 +198,18 @@ static void test_insecure_key_file_refused(void **state) {
     assert_int_not_equal(gov_keystore_signer(ks, gov_signer_kid(s), &again, &why, eb, sizeof eb),
                          GOV_OK);
     assert_int_equal(why, GOV_REASON_KEY_INSECURE);
+
+    /* review10: a FIFO in place of the key file is refused at once; the
+     * open used to wait for a writer, hanging the edge's identity thread
+     * (the alarm turns a hang into a failure) */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10);
+    assert_int_equal(gov_keystore_signer(ks, gov_signer_kid(s), &again, &why, eb, sizeof eb),
+                     GOV_ERR_CONFIG);
+    alarm(0);
+    assert_int_equal(why, GOV_REASON_KEY_INSECURE);
+    assert_non_null(strstr(eb, "not a regular file"));
     gov_signer_free(s);
     gov_keystore_free(ks);
 }
