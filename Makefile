@@ -118,7 +118,7 @@ $(foreach p,$(PROCESSORS),$(eval $(call processor_rule,asan,ASAN_CFLAGS,$(p))))
 
 # The integration helper is not itself a test.
 release_ITEST := $(filter-out %/itest_util,$(release_ITEST)) build/release/itests/upstream_counter
-asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST)) build/asan/itests/upstream_counter
+asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
 # Every integration test includes its shared helper's header: a change to it
 # rebuilds them (a stale object would read a changed struct wrongly).
 $(foreach v,release asan,$(patsubst %.c,build/$(v)/obj/%.o,$(ITEST_SRC) tests/integration/itest_util.c)): \
@@ -138,7 +138,7 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 
 all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
-asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT)
+asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT) build/asan/itests/upstream_counter
 
 # --- fuzz targets (clang + libFuzzer + ASan/UBSan) --------------------------
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon/core -Ibuild/gen -O1 -g \
