@@ -55,7 +55,8 @@ static pid_t upstream_pid = -1, nginx_pid = -1, nginx_hole_pid = -1;
 static int upstream_port, gw_port, gw_hole_port, hole_fd = -1;
 static char prefix[256], prefix_hole[256];
 static char client_id[80], secret[80], token[4096];
-static char env_id[128], env_issuer[320], env_audience[160], env_trust[512], env_pack_trust[512];
+static char env_id[128], env_issuer[320], env_audience[160], env_trust[512], env_pack_trust[512],
+    env_brokers[256], env_redis_host[128], env_redis_port[64];
 
 /* --- HTTP ------------------------------------------------------------------------------ */
 
@@ -133,7 +134,10 @@ static int client_known(void *opaque) {
  * when `clients add` changes (an operator signature), only this changes. */
 static void register_client(void) {
     char out[1024], err[4096];
-    const char *genv[] = {NULL};
+    char brokers[256];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    const char *genv[] = {brokers, NULL};
     int rc = itest_govctl(genv, (const char *const[]){"clients", "add", "--tenants", TENANT,
                                                       "--scopes", "read", NULL},
                           out, sizeof out, err, sizeof err);
@@ -249,7 +253,14 @@ static int setup(void **state) {
     snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
     snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
              itest_path("var/demo/rulepack-trust.json"));
-    const char *env[] = {env_id, env_issuer, env_audience, env_trust, env_pack_trust,
+    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    snprintf(env_redis_host, sizeof env_redis_host, "GOV_REDIS_HOST=%s",
+             itest_env("GOV_REDIS_HOST", "127.0.0.1"));
+    snprintf(env_redis_port, sizeof env_redis_port, "GOV_REDIS_PORT=%s",
+             itest_env("GOV_REDIS_PORT", "6390"));
+    const char *env[] = {env_brokers, env_redis_host, env_redis_port, env_id, env_issuer,
+                         env_audience, env_trust, env_pack_trust,
                          "GOV_IDENTITY_REFRESH=200ms", "GOV_LOOKUP_TIMEOUT=2s", NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-gateway-edge.log");
 
