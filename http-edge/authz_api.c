@@ -97,12 +97,15 @@ static void original_of(const edge_request_t *req, authz_original_t *o) {
         o->transfer_encoding = edge_request_header(req, "X-Original-Transfer-Encoding");
         return;
     }
-    /* Envoy ext_authz: the original method on <prefix><original path> */
+    /* Envoy ext_authz: the original method on <prefix><original path>,
+     * which is never the bare prefix: a bare /v1/authz without
+     * X-Original-URI is a gateway that forgot to say what it asks about,
+     * refused (o->uri stays NULL) rather than taken for "/". */
+    if (strncmp(req->path, AUTHZ_PREFIX "/", sizeof AUTHZ_PREFIX) != 0)
+        return;
     o->method = req->method;
     o->uri = req->path + strlen(AUTHZ_PREFIX);
     o->uri_decoded = 1;
-    if (o->uri[0] == '\0')
-        o->uri = "/";
 }
 
 /* The tenant's current constitution hash into out ("" when none) and its

@@ -20,6 +20,10 @@
  *     without a Content-Digest) never reaches the upstream;
  *   - no token and an invalid token: 401 and nothing reaches the upstream;
  *   - the check times out: 503 deny, nothing reaches the upstream;
+ *   - Envoy's form of the check (no Envoy here: the request as Envoy's
+ *     ext_authz HTTP service sends it, to the private edge): the carried
+ *     body is bound, a wrong Content-Digest, a destructive path, a bare
+ *     prefix and a decision header on the check are refused;
  *   - the private edge stopped: 503 deny, nothing reaches the upstream.
  * Every wait is on an observable outcome, bounded.
  */
@@ -455,6 +459,60 @@ static void test_authz_timeout_denied(void **state) {
     assert_int_equal(requests_seen(), before);
 }
 
+/* The error code of a raw JSON answer into out ("" when none). */
+static void error_code_of(const char *raw, char *out, size_t size) {
+    const char *b = strstr(raw, "\r\n\r\n");
+    json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    snprintf(out, size, "%s", c ? c : "");
+    json_decref(j);
+}
+
+/* Envoy's ext_authz HTTP service, as Envoy sends a check (path_prefix
+ * /v1/authz, the original method and path, the body with
+ * with_request_body), straight to the private edge - no Envoy here. */
+static void test_envoy_check_form(void **state) {
+    (void)state;
+    char raw[16384], auth[4200], hdrs[4400], decision[32], code[64], digest[96];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    int st = gw(edge.port, "POST", "/v1/authz/api/items", auth, "hello", raw, sizeof raw);
+    if (st != 200)
+        fail_msg("want 200, got %d: %s", st, raw);
+    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    header_of(raw, "X-Policy-Input-Digest", digest, sizeof digest);
+    assert_string_equal(decision, "allow");
+    assert_int_equal(strlen(digest), 64);
+    /* the body is bound: another body, another input digest */
+    char other[96];
+    assert_int_equal(gw(edge.port, "POST", "/v1/authz/api/items", auth, "hellO", raw, sizeof raw),
+                     200);
+    header_of(raw, "X-Policy-Input-Digest", other, sizeof other);
+    assert_string_not_equal(digest, other);
+    /* a Content-Digest that is not the body's */
+    snprintf(hdrs, sizeof hdrs, "%sContent-Digest: " DIGEST_HELLO "\r\n", auth);
+    assert_int_equal(gw(edge.port, "POST", "/v1/authz/api/items", hdrs, "hellO", raw, sizeof raw),
+                     403);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_body_digest_invalid");
+    /* the demo pack denies a destructive command in the path */
+    assert_int_equal(gw(edge.port, "GET", "/v1/authz/shell/rm%20-rf%20~", auth, NULL, raw,
+                        sizeof raw), 403);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_denied");
+    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "deny");
+    /* the bare prefix without X-Original-URI says nothing: refused, not "/" */
+    assert_int_equal(gw(edge.port, "GET", "/v1/authz", auth, NULL, raw, sizeof raw), 403);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_original_request_invalid");
+    /* a decision header on the check itself */
+    snprintf(hdrs, sizeof hdrs, "%sX-Policy-Decision: allow\r\n", auth);
+    assert_int_equal(gw(edge.port, "GET", "/v1/authz/api/items", hdrs, NULL, raw, sizeof raw),
+                     403);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_policy_header_forged");
+}
+
 /* The edge stopped: 503 deny, nothing passes. */
 static void test_edge_stopped_denied(void **state) {
     (void)state;
@@ -481,6 +539,7 @@ int main(void) {
         cmocka_unit_test(test_denied_never_reaches_upstream),
         cmocka_unit_test(test_identity_refused),
         cmocka_unit_test(test_authz_timeout_denied),
+        cmocka_unit_test(test_envoy_check_form),
         cmocka_unit_test(test_edge_stopped_denied), /* last: it stops the edge */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
