@@ -203,9 +203,11 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
     gov_jwt_grace_t grace[GRACE_MAX];
     size_t ng = constitution_now(e, c.tenant, current, sizeof current, g, grace);
     const char *outcome;
-    if (authz_decision_consistent(d.tenant->constitution.checksum, current, c.constitution_hash,
-                                  grace, ng, gov_now_micros() / 1000000, d.d.input_digest,
-                                  expected, &why, eb, sizeof eb) != GOV_OK) {
+    int consistent = authz_decision_consistent(d.tenant->constitution.checksum, current,
+                                               c.constitution_hash, grace, ng,
+                                               gov_now_micros() / 1000000, d.d.input_digest,
+                                               expected, &why, eb, sizeof eb) == GOV_OK;
+    if (!consistent) {
         gov_log(GOV_LOG_WARN, "authz: inconsistent decision denied", "tenant", c.tenant,
                 "decision_id", d.decision_id, "reason", gov_reason_code(why), "error", eb,
                 (const char *)NULL);
@@ -219,10 +221,15 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
                  d.score, d.decision_id, d.tenant->constitution.checksum, d.d.input_digest);
         gov_free(resp->body);
         resp->body = gov_strdup(body);
-        resp->body_len = resp->body ? strlen(resp->body) : 0;
-        resp->status = resp->body ? 200 : 503;
+        if (resp->body == NULL) {
+            edge_decision_clear(&d);
+            deny(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory; denied");
+            return "error";
+        }
+        resp->body_len = strlen(resp->body);
+        resp->status = 200;
         resp->content_type = "application/json";
-        outcome = resp->body ? "allow" : "error";
+        outcome = "allow";
     } else {
         int review = d.d.decision == GOV_DECISION_REVIEW;
         edge_respond_error(resp, 403, review ? GOV_REASON_AUTHZ_REVIEW_REQUIRED
@@ -230,7 +237,7 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
                            "the policy decision is %s", gov_decision_name(d.d.decision));
         outcome = review ? "review" : "deny";
     }
-    if (strcmp(outcome, "deny") != 0 || why == GOV_REASON_AUTHZ_DENIED) {
+    if (consistent) {
         edge_decision_headers(&d, resp);   /* allow, review or deny as decided */
     } else {
         /* inconsistent: deny, whatever was evaluated */
