@@ -27,21 +27,6 @@
 #include "gov_hash.h"
 #include "gov_util.h"
 
-static gov_err_t refuse(gov_reason_t *why, gov_reason_t r, char *eb, size_t ebs, const char *fmt,
-                        ...) __attribute__((format(printf, 5, 6)));
-static gov_err_t refuse(gov_reason_t *why, gov_reason_t r, char *eb, size_t ebs, const char *fmt,
-                        ...) {
-    if (why)
-        *why = r;
-    if (eb && ebs) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(eb, ebs, fmt, ap);
-        va_end(ap);
-    }
-    return GOV_ERR_INVALID_ARG;
-}
-
 /* RFC 9110 methods as every gateway sends them: upper-case letters. */
 static int method_valid(const char *m) {
     size_t n = m ? strlen(m) : 0;
@@ -51,16 +36,6 @@ static int method_valid(const char *m) {
         if (m[i] < 'A' || m[i] > 'Z')
             return 0;
     return 1;
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* Decodes the target into out (at least strlen(uri) + 1 bytes): once, %XX
@@ -89,13 +64,11 @@ static int target_decode(const char *uri, int decoded, char *out, char *eb, size
             return -1;
         }
         if (c == '%') {
-            int hi = i + 2 < n ? hexval(uri[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(uri[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
+            unsigned char d;
+            if (i + 2 >= n || gov_hex_decode(uri + i + 1, 2, &d, 1) != 0) {
                 snprintf(eb, ebs, "broken percent escape at %zu of the original target", i);
                 return -1;
             }
-            unsigned char d = (unsigned char)(hi * 16 + lo);
             if (d < 0x20 || d == 0x7f) {
                 snprintf(eb, ebs, "the original target escapes a control byte (%%%02X)", d);
                 return -1;
@@ -174,43 +147,51 @@ gov_err_t authz_request_build(const authz_original_t *o, const authz_caller_t *w
     if (why)
         *why = GOV_REASON_NONE;
     if (!method_valid(o->method))
-        return refuse(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, errbuf, errbuf_size,
-                      "the original method (X-Original-Method) is missing or not 1-%d "
-                      "upper-case letters", AUTHZ_METHOD_MAX);
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "the original method (X-Original-Method) is missing or not 1-%d "
+                               "upper-case letters",
+                               AUTHZ_METHOD_MAX);
     if (o->uri == NULL)
-        return refuse(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, errbuf, errbuf_size,
-                      "the original target (X-Original-URI) is missing");
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "the original target (X-Original-URI) is missing");
     int declared = body_declared(o);
     if (declared < 0)
-        return refuse(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, errbuf, errbuf_size,
-                      "X-Original-Content-Length is not a decimal length");
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "X-Original-Content-Length is not a decimal length");
 
     char carried[64] = "";
     const char *digest = o->content_digest && o->content_digest[0] ? o->content_digest : NULL;
     if (digest && !content_digest_valid(digest))
-        return refuse(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, errbuf, errbuf_size,
-                      "Content-Digest must be one sha-256 or sha-512 member with the padded "
-                      "base64 of the digest (RFC 9530)");
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "Content-Digest must be one sha-256 or sha-512 member with the "
+                               "padded base64 of the digest (RFC 9530)");
     if (o->body_len > 0) {
         if (body_digest(o->body, o->body_len, carried, sizeof carried) != 0)
-            return refuse(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, errbuf, errbuf_size,
-                          "the body's digest could not be computed");
+            return gov_reason_fail(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, GOV_ERR_INVALID_ARG,
+                                   errbuf, errbuf_size, "the body's digest could not be computed");
         if (digest && strcmp(digest, carried) != 0)
-            return refuse(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, errbuf, errbuf_size,
-                          "Content-Digest is not the sha-256 of the body the check carries");
+            return gov_reason_fail(why, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID, GOV_ERR_INVALID_ARG,
+                                   errbuf, errbuf_size,
+                                   "Content-Digest is not the sha-256 of the body the check "
+                                   "carries");
         digest = carried;
     } else if (declared && digest == NULL) {
-        return refuse(why, GOV_REASON_AUTHZ_BODY_DIGEST_REQUIRED, errbuf, errbuf_size,
-                      "the original request has a body: send its Content-Digest (RFC 9530, "
-                      "sha-256) so that the decision is bound to it");
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_BODY_DIGEST_REQUIRED, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "the original request has a body: send its Content-Digest "
+                               "(RFC 9530, sha-256) so that the decision is bound to it");
     }
 
     size_t mlen = strlen(o->method);
     size_t ulen = strnlen(o->uri, AUTHZ_URI_MAX + 1);
     char *prompt = gov_malloc(mlen + 1 + ulen + 1);
     if (prompt == NULL) {
-        refuse(why, GOV_REASON_NOMEM, errbuf, errbuf_size, "out of memory");
-        return GOV_ERR_NOMEM;
+        return gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
+                               "out of memory");
     }
     memcpy(prompt, o->method, mlen);
     prompt[mlen] = ' ';
@@ -219,8 +200,8 @@ gov_err_t authz_request_build(const authz_original_t *o, const authz_caller_t *w
         gov_free(prompt);
         if (ulen > AUTHZ_URI_MAX)
             snprintf(detail, sizeof detail, "the original target is over %d bytes", AUTHZ_URI_MAX);
-        return refuse(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, errbuf, errbuf_size, "%s",
-                      detail);
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size, "%s", detail);
     }
     char action[AUTHZ_METHOD_MAX + 1];
     for (size_t i = 0; i <= mlen; i++)
@@ -232,8 +213,8 @@ gov_err_t authz_request_build(const authz_original_t *o, const authz_caller_t *w
                             digest ? digest : "none");
     gov_free(prompt);
     if (req == NULL) {
-        refuse(why, GOV_REASON_NOMEM, errbuf, errbuf_size, "out of memory");
-        return GOV_ERR_NOMEM;
+        return gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
+                               "out of memory");
     }
     *out = req;
     return GOV_OK;
@@ -263,25 +244,23 @@ gov_err_t authz_decision_consistent(const char *decision_hash, const char *curre
                       ((current_hash && strcmp(decision_hash, current_hash) == 0) ||
                        in_grace(decision_hash, grace, ngrace, now_s));
     if (!decision_ok) {
-        refuse(why, GOV_REASON_AUTHZ_CONSTITUTION_MISMATCH, errbuf, errbuf_size,
-               "the decision's constitution is neither the tenant's current one nor within the "
-               "grace window");
-        return GOV_ERR_VERIFY;
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_CONSTITUTION_MISMATCH, GOV_ERR_VERIFY, errbuf,
+                               errbuf_size, "the decision's constitution is neither the tenant's "
+                               "current one nor within the grace window");
     }
     int token_ok = token_hash && token_hash[0] &&
                    (strcmp(token_hash, decision_hash) == 0 ||
                     in_grace(token_hash, grace, ngrace, now_s));
     if (!token_ok) {
-        refuse(why, GOV_REASON_AUTHZ_CONSTITUTION_MISMATCH, errbuf, errbuf_size,
-               "the token is bound to another constitution than the decision used, outside the "
-               "grace window");
-        return GOV_ERR_VERIFY;
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_CONSTITUTION_MISMATCH, GOV_ERR_VERIFY, errbuf,
+                               errbuf_size, "the token is bound to another constitution than the "
+                               "decision used, outside the grace window");
     }
     if (decision_digest == NULL || expected_digest == NULL || decision_digest[0] == '\0' ||
         strcmp(decision_digest, expected_digest) != 0) {
-        refuse(why, GOV_REASON_AUTHZ_INPUT_DIGEST_MISMATCH, errbuf, errbuf_size,
-               "the decision's input_digest is not the digest of the request asked about");
-        return GOV_ERR_VERIFY;
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_INPUT_DIGEST_MISMATCH, GOV_ERR_VERIFY, errbuf,
+                               errbuf_size, "the decision's input_digest is not the digest of "
+                               "the request asked about");
     }
     return GOV_OK;
 }

@@ -58,7 +58,7 @@ static itest_proc_t edge;
 static pid_t upstream_pid = -1, nginx_pid = -1, nginx_hole_pid = -1;
 static int upstream_port, gw_port, gw_hole_port, hole_fd = -1;
 static char prefix[256], prefix_hole[256];
-static char client_id[80], secret[80], token[4096];
+static char client_id[80], secret[80], token[4096], auth[4200];
 static char env_id[128], env_issuer[320], env_audience[160], env_trust[512], env_pack_trust[512],
     env_brokers[256], env_redis_host[128], env_redis_port[64];
 
@@ -155,29 +155,26 @@ static void register_client(void) {
         fail_msg("client %s was not materialized by the stack's gov-identity", client_id);
 }
 
-/* A token from the stack's edge for the registered client (HTTP Basic). */
+/* A token from the stack's edge for the registered client (HTTP Basic);
+ * auth becomes its "Authorization: Bearer" line. */
 static void issue_token(void) {
     const char *url = itest_env("GOV_EDGE_URL", "http://127.0.0.1:8700");
     const char *colon = strrchr(url, ':');
     assert_non_null(colon);
-    int port = atoi(colon + 1);
     char pair[256], basic[512], hdr[640], raw[16384];
     snprintf(pair, sizeof pair, "%s:%s", client_id, secret);
     EVP_EncodeBlock((unsigned char *)basic, (const unsigned char *)pair, (int)strlen(pair));
-    const char *body = "grant_type=client_credentials&tenant=" TENANT;
-    char req[2048];
-    snprintf(hdr, sizeof hdr, "Authorization: Basic %s\r\n", basic);
-    int n = snprintf(req, sizeof req,
-                     "POST /v1/tokens/issue HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s"
-                     "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-                     hdr, strlen(body), body);
-    int st = itest_raw_answer(itest_raw_send(port, req, (size_t)n), raw, sizeof raw, 30000, NULL);
+    snprintf(hdr, sizeof hdr, "Authorization: Basic %s\r\n"
+             "Content-Type: application/x-www-form-urlencoded\r\n", basic);
+    int st = gw(atoi(colon + 1), "POST", "/v1/tokens/issue", hdr,
+                "grant_type=client_credentials&tenant=" TENANT, raw, sizeof raw);
     if (st != 200)
         fail_msg("token issue answered %d: %s", st, raw);
     json_t *j = json_loads(strstr(raw, "\r\n\r\n") + 4, 0, NULL);
     const char *t = json_string_value(json_object_get(j, "access_token"));
     assert_non_null(t);
     snprintf(token, sizeof token, "%s", t);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t);
     json_decref(j);
 }
 
@@ -331,8 +328,7 @@ static void test_allowed_passes_with_edge_headers(void **state) {
     (void)state;
     long before = requests_seen();
     double allowed = gw_metric("decision=\"allow\"");
-    char raw[16384], hdrs[4800], auth[4200];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    char raw[16384], hdrs[4800];
     snprintf(hdrs, sizeof hdrs,
              "%sX-Policy-Decision: forged\r\nX-Policy-Score: 0.999999\r\n"
              "X-Policy-Decision-Id: forged\r\nX-Policy-Input-Digest: forged\r\n"
@@ -378,7 +374,7 @@ static void test_unknown_policy_header_refused(void **state) {
     (void)state;
     long before = requests_seen();
     char raw[16384], hdrs[4400];
-    snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\nX-Policy-Approved-By: me\r\n", token);
+    snprintf(hdrs, sizeof hdrs, "%sX-Policy-Approved-By: me\r\n", auth);
     int st = gw(gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char decision[32];
@@ -392,8 +388,7 @@ static void test_denied_never_reaches_upstream(void **state) {
     (void)state;
     long before = requests_seen();
     double denied = gw_metric("decision=\"deny\"");
-    char raw[16384], auth[4200], hdrs[4400];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    char raw[16384], hdrs[4400];
     /* the demo pack denies destructive commands, however they are escaped */
     int st = gw(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", auth, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
@@ -445,18 +440,22 @@ static void test_identity_refused(void **state) {
     assert_true(gw_metric("decision=\"unauthenticated\"") >= (unauth < 0 ? 0 : unauth) + 2);
 }
 
-/* The check does not answer in time: 503 deny, nothing passes. */
-static void test_authz_timeout_denied(void **state) {
-    (void)state;
-    long before = requests_seen();
-    char raw[16384], auth[4200], decision[32];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
-    int st = gw(gw_hole_port, "GET", "/api/items", auth, NULL, raw, sizeof raw);
+/* A request through the gateway on port is answered 503 authz_unavailable
+ * with X-Policy-Decision: deny, and the upstream saw nothing more. */
+static void expect_unavailable(int port, long before) {
+    char raw[16384], decision[32];
+    int st = gw(port, "GET", "/api/items", auth, NULL, raw, sizeof raw);
     assert_int_equal(st, 503);
     header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(raw, "\"authz_unavailable\""));
     assert_int_equal(requests_seen(), before);
+}
+
+/* The check does not answer in time: 503 deny, nothing passes. */
+static void test_authz_timeout_denied(void **state) {
+    (void)state;
+    expect_unavailable(gw_hole_port, requests_seen());
 }
 
 /* The error code of a raw JSON answer into out ("" when none). */
@@ -473,8 +472,7 @@ static void error_code_of(const char *raw, char *out, size_t size) {
  * with_request_body), straight to the private edge - no Envoy here. */
 static void test_envoy_check_form(void **state) {
     (void)state;
-    char raw[16384], auth[4200], hdrs[4400], decision[32], code[64], digest[96];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    char raw[16384], hdrs[4400], decision[32], code[64], digest[96];
     int st = gw(edge.port, "POST", "/v1/authz/api/items", auth, "hello", raw, sizeof raw);
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
@@ -517,19 +515,13 @@ static void test_envoy_check_form(void **state) {
 static void test_edge_stopped_denied(void **state) {
     (void)state;
     long before = requests_seen();
-    char raw[16384], auth[4200], decision[32];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    char raw[16384];
     assert_int_equal(gw(gw_port, "GET", "/api/items", auth, NULL, raw, sizeof raw), 200);
     before++;
     /* SIGTERM: its exit must be clean (LeakSanitizer reports at exit in the
      * ASan run); then nothing answers on its port */
     assert_int_equal(itest_proc_stop(&edge), 0);
-    int st = gw(gw_port, "GET", "/api/items", auth, NULL, raw, sizeof raw);
-    assert_int_equal(st, 503);
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
-    assert_string_equal(decision, "deny");
-    assert_non_null(strstr(raw, "\"authz_unavailable\""));
-    assert_int_equal(requests_seen(), before);
+    expect_unavailable(gw_port, before);
 }
 
 int main(void) {
