@@ -18,7 +18,8 @@
  *     X-Policy-* name is refused);
  *   - a denied request (a destructive command in the target; a body
  *     without a Content-Digest) never reaches the upstream;
- *   - no token and an invalid token: 401 and nothing reaches the upstream;
+ *   - no token, an invalid token, a revoked token: 401 and nothing reaches
+ *     the upstream; a review decision does not pass either;
  *   - the check times out: 503 deny, nothing reaches the upstream;
  *   - Envoy's form of the check (no Envoy here: the request as Envoy's
  *     ext_authz HTTP service sends it, to the private edge): the carried
@@ -155,26 +156,31 @@ static void register_client(void) {
         fail_msg("client %s was not materialized by the stack's gov-identity", client_id);
 }
 
-/* A token from the stack's edge for the registered client (HTTP Basic);
- * auth becomes its "Authorization: Bearer" line. */
-static void issue_token(void) {
+/* A form POST to the stack's edge as the registered client (HTTP Basic):
+ * the status, the raw answer in raw. */
+static int stack_edge_post(const char *path, const char *form, char *raw, size_t raw_size) {
     const char *url = itest_env("GOV_EDGE_URL", "http://127.0.0.1:8700");
     const char *colon = strrchr(url, ':');
     assert_non_null(colon);
-    char pair[256], basic[512], hdr[640], raw[16384];
+    char pair[256], basic[512], hdr[640];
     snprintf(pair, sizeof pair, "%s:%s", client_id, secret);
     EVP_EncodeBlock((unsigned char *)basic, (const unsigned char *)pair, (int)strlen(pair));
     snprintf(hdr, sizeof hdr, "Authorization: Basic %s\r\n"
              "Content-Type: application/x-www-form-urlencoded\r\n", basic);
-    int st = gw(atoi(colon + 1), "POST", "/v1/tokens/issue", hdr,
-                "grant_type=client_credentials&tenant=" TENANT, raw, sizeof raw);
+    return gw(atoi(colon + 1), "POST", path, hdr, form, raw, raw_size);
+}
+
+/* A token from the stack's edge for the registered client into tok. */
+static void issue_token(char *tok, size_t size) {
+    char raw[16384];
+    int st = stack_edge_post("/v1/tokens/issue", "grant_type=client_credentials&tenant=" TENANT,
+                             raw, sizeof raw);
     if (st != 200)
         fail_msg("token issue answered %d: %s", st, raw);
     json_t *j = json_loads(strstr(raw, "\r\n\r\n") + 4, 0, NULL);
     const char *t = json_string_value(json_object_get(j, "access_token"));
     assert_non_null(t);
-    snprintf(token, sizeof token, "%s", t);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t);
+    snprintf(tok, size, "%s", t);
     json_decref(j);
 }
 
@@ -241,7 +247,8 @@ static pid_t start_nginx(const char *what, int edge_port, int port, char *dir, s
 static int setup(void **state) {
     (void)state;
     register_client();
-    issue_token();
+    issue_token(token, sizeof token);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
 
     itest_unique("edge-itest-gateway", edge_id, sizeof edge_id);
     itest_unique("upstream-itest-gateway", upstream_name, sizeof upstream_name);
@@ -397,11 +404,18 @@ static void test_denied_never_reaches_upstream(void **state) {
     header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
     assert_string_equal(decision, "deny");
     assert_true(gov_uuid_v7_valid(id));
+    /* review (an e-mail address and a password: 0.45 > the pack's 0.4) does not pass either */
+    st = gw(gw_port, "GET", "/api/mail?to=ann@example.com&password=hunter2", auth, NULL, raw,
+            sizeof raw);
+    assert_int_equal(st, 403);
+    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "review");
     /* a body without its Content-Digest */
     st = gw(gw_port, "POST", "/api/items", auth, "hello", raw, sizeof raw);
     assert_int_equal(st, 403);
     assert_int_equal(requests_seen(), before);
     assert_true(gw_metric("decision=\"deny\"") >= (denied < 0 ? 0 : denied) + 2);
+    assert_true(gw_metric("decision=\"review\"") >= 1);
 
     /* with it, the body passes, and the upstream finds the body matches */
     snprintf(hdrs, sizeof hdrs, "%sContent-Digest: " DIGEST_HELLO "\r\n", auth);
@@ -436,8 +450,19 @@ static void test_identity_refused(void **state) {
     assert_non_null(strstr(www, "error=\"invalid_token\""));
     header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
+    /* a token that passed once, revoked: refused at once */
+    char second[4096], form[4200];
+    issue_token(second, sizeof second);
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", second);
+    assert_int_equal(gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 200);
+    before++;
+    snprintf(form, sizeof form, "token=%s", second);
+    assert_int_equal(stack_edge_post("/v1/tokens/revoke", form, raw, sizeof raw), 200);
+    assert_int_equal(gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 401);
+    header_of(raw, "WWW-Authenticate", www, sizeof www);
+    assert_non_null(strstr(www, "error_description=\"token_revoked\""));
     assert_int_equal(requests_seen(), before);
-    assert_true(gw_metric("decision=\"unauthenticated\"") >= (unauth < 0 ? 0 : unauth) + 2);
+    assert_true(gw_metric("decision=\"unauthenticated\"") >= (unauth < 0 ? 0 : unauth) + 3);
 }
 
 /* A request through the gateway on port is answered 503 authz_unavailable
