@@ -180,8 +180,9 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
     memset(&pr, 0, sizeof pr);
     if (text == NULL || err != GOV_OK ||
         gov_policy_request_parse(text, strlen(text), NULL, &pr, &why, eb, sizeof eb) != GOV_OK) {
+        int refused = text != NULL && err == GOV_OK && why != GOV_REASON_NOMEM;
         gov_free(text);
-        if (text != NULL && err == GOV_OK && why != GOV_REASON_NOMEM) {
+        if (refused) {
             deny(resp, 403, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, eb);
             return "deny";
         }

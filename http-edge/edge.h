@@ -104,7 +104,9 @@ typedef struct edge_request {
 } edge_request_t;
 
 /* The first value of request header name (case-insensitive), borrowed for
- * the request's life, or NULL (server.c). */
+ * the request's life, or NULL (server.c).  Safe on a lookup thread too: the
+ * connection is suspended there, and its headers are not written after they
+ * were parsed. */
 const char *edge_request_header(const edge_request_t *req, const char *name);
 /* Calls fn(ctx, name, value) for every request header in order until fn
  * returns non-zero; returns that value, or 0 (server.c). */

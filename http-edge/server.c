@@ -200,8 +200,9 @@ typedef void (*edge_handler_t)(edge_t *, const edge_request_t *, edge_response_t
 
 typedef struct route {
     const char *name;        /* metric label */
-    const char *method;      /* GET routes also answer HEAD */
-    const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, NULL ends */
+    const char *method;      /* GET routes also answer HEAD; "*" any method */
+    const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, a last "**" any
+                                               number of them, NULL ends */
     edge_handler_t handler;
     int lookup;              /* waits on Redis: runs on a lookup thread */
 } route_t;
