@@ -90,6 +90,16 @@ build/$(1)/tests/test_oauth_params: build/$(1)/obj/tests/unit/test_oauth_params.
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
 
+# /v1/authz's request mapping and consistency rules: edge code, pure, tested with core alone.
+build/$(1)/tests/test_authz_request: build/$(1)/obj/tests/unit/test_authz_request.o build/$(1)/obj/http-edge/authz_request.o build/$(1)/libgov_core.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(CORE_LIBS) -lcmocka
+
+# The gateway's upstream (test_gateway, the stack's nginx): a server, not a test.
+build/$(1)/itests/upstream_counter: build/$(1)/obj/tests/integration/upstream_counter.o build/$(1)/libgov_core.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS)
+
 build/$(1)/itests/%: build/$(1)/obj/tests/integration/%.o build/$(1)/obj/tests/integration/itest_util.o $$($(1)_LIBS)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$($(2)) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
@@ -108,7 +118,7 @@ $(foreach p,$(PROCESSORS),$(eval $(call processor_rule,release,REL_CFLAGS,$(p)))
 $(foreach p,$(PROCESSORS),$(eval $(call processor_rule,asan,ASAN_CFLAGS,$(p))))
 
 # The integration helper is not itself a test.
-release_ITEST := $(filter-out %/itest_util,$(release_ITEST))
+release_ITEST := $(filter-out %/itest_util,$(release_ITEST)) build/release/itests/upstream_counter
 asan_ITEST    := $(filter-out %/itest_util,$(asan_ITEST))
 # Every integration test includes its shared helper's header: a change to it
 # rebuilds them (a stale object would read a changed struct wrongly).
@@ -129,7 +139,7 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 
 all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
-asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT)
+asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT) build/asan/itests/upstream_counter
 
 # --- fuzz targets (clang + libFuzzer + ASan/UBSan) --------------------------
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon/core -Ibuild/gen -O1 -g \
@@ -150,6 +160,8 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/libgov_core.a
 build/fuzz/fuzz_identity_jwk: processors/identity/jwk.c
 # gov-edge's token endpoint parameters: edge code, pure, fuzzed with core.
 build/fuzz/fuzz_oauth_params: http-edge/oauth_params.c
+# /v1/authz's original-request mapping: edge code, pure, fuzzed with core.
+build/fuzz/fuzz_authz_request: http-edge/authz_request.c
 fuzz-bins: deps-check $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 # --- machine setup ----------------------------------------------------------

@@ -728,6 +728,79 @@ start_services() {
   done
 }
 
+# --- the nginx gateway (deploy/nginx) ---------------------------------------------
+# nginx on GATEWAY_PORT in front of gov-edge: gov-edge's own API (/v1/...,
+# /.well-known/...) passes through, everything else goes to the protected
+# upstream after gov-edge's /v1/authz allowed it. The upstream is
+# GOV_GATEWAY_UPSTREAM (host:port) when set, else the counting echo server of
+# the tests (build/release/itests/upstream_counter, "upstream_counter") on
+# GOV_GATEWAY_UPSTREAM_PORT (8781 + offset). One nginx process, no master
+# (-g 'daemon off; master_process off;'), tracked like the others:
+# var/run/nginx.pid, its prefix var/nginx (nginx.conf, logs), var/log/nginx.log.
+# Skipped, with a note, when nginx or the upstream is missing or a port is taken.
+GATEWAY_PREFIX="$VAR/nginx"
+GATEWAY_UPSTREAM_PORT="${GOV_GATEWAY_UPSTREAM_PORT:-$((8781 + PORT_OFFSET))}"
+GATEWAY_UPSTREAM_BIN="$ROOT/build/release/itests/upstream_counter"
+
+nginx_path() { PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v nginx; }
+
+gateway_wait() { # port what log
+  local deadline=$(( SECONDS + SERVICE_READY_TIMEOUT )) code
+  until code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$HOST:$1/$2" 2>/dev/null)"         && [[ $code == "$3" ]]; do
+    (( SECONDS < deadline )) || { show_logs "$4"; die "$HOST:$1 did not answer /$2 with $3 within ${SERVICE_READY_TIMEOUT}s"; }
+    sleep 0.1
+  done
+}
+
+start_gateway() {
+  local nginx upstream pid
+  nginx="$(nginx_path)" || { say "nginx not installed: gateway skipped (bash deploy/install-deps.sh --all)"; return 0; }
+  if [[ -n ${GOV_GATEWAY_UPSTREAM:-} ]]; then
+    upstream=$GOV_GATEWAY_UPSTREAM
+  elif [[ -x $GATEWAY_UPSTREAM_BIN ]]; then
+    upstream="$HOST:$GATEWAY_UPSTREAM_PORT"
+    if pid="$(running_pid upstream_counter)" \
+       && [[ "$(stat -L -c %d:%i "/proc/$pid/exe" 2>/dev/null)" == "$(stat -c %d:%i "$GATEWAY_UPSTREAM_BIN")" ]]; then
+      say "gateway upstream already running (pid $pid), reusing"
+    else
+      stop_all upstream_counter
+      if port_open "$GATEWAY_UPSTREAM_PORT"; then
+        warn "$HOST:$GATEWAY_UPSTREAM_PORT is in use (GOV_GATEWAY_UPSTREAM_PORT): gateway skipped"; return 0
+      fi
+      say "starting the gateway's upstream (upstream_counter) on $upstream"
+      spawn upstream_counter "$LOG/upstream_counter.log" "$GATEWAY_UPSTREAM_BIN" "$GATEWAY_UPSTREAM_PORT" upstream-stack
+      gateway_wait "$GATEWAY_UPSTREAM_PORT" __counts 200 "$LOG/upstream_counter.log"
+    fi
+  else
+    say "no gateway upstream (set GOV_GATEWAY_UPSTREAM or make release): gateway skipped"
+    return 0
+  fi
+  cp -f "$GATEWAY_PREFIX/nginx.conf" "$GATEWAY_PREFIX/nginx.conf.running" 2>/dev/null || true
+  bash "$SCRIPT_DIR/nginx/render.sh" "$GATEWAY_PREFIX" "$HOST:$GATEWAY_PORT" \
+    "$HOST:$(svc_port_of gov-edge)" "$upstream" >/dev/null || die "deploy/nginx/render.sh failed"
+  if pid="$(running_pid nginx)"; then
+    if cmp -s "$GATEWAY_PREFIX/nginx.conf" "$GATEWAY_PREFIX/nginx.conf.running"; then
+      say "nginx gateway already running (pid $pid), reusing"; STARTED_SERVICES+=(nginx); return 0
+    fi
+    say "nginx gateway configuration changed, restarting"
+    stop_all nginx
+  fi
+  rm -f "$GATEWAY_PREFIX/nginx.conf.running"
+  # Not fatal: nothing else of the stack needs the gateway (test_gateway runs
+  # its own), and with offsets 10 apart 8780 + offset is a neighbour's 8790.
+  if port_open "$GATEWAY_PORT"; then
+    warn "$HOST:$GATEWAY_PORT is in use by another process (GOV_GATEWAY_PORT): gateway skipped"; return 0
+  fi
+  say "starting the nginx gateway on http://$HOST:$GATEWAY_PORT (upstream $upstream)"
+  spawn nginx "$LOG/nginx.log" "$nginx" -p "$GATEWAY_PREFIX" -c "$GATEWAY_PREFIX/nginx.conf" \
+    -e "$GATEWAY_PREFIX/error.log" -g 'daemon off; master_process off;'
+  # nginx answers /v1/authz itself (404): the gateway is up
+  gateway_wait "$GATEWAY_PORT" v1/authz 404 "$GATEWAY_PREFIX/error.log"
+  STARTED_SERVICES+=(nginx)
+}
+
+stop_gateway() { stop_all nginx upstream_counter; }
+
 service_names() {
   local line; for line in "${SERVICES[@]}"; do svc_name "$line"; echo; done
 }
@@ -788,6 +861,7 @@ cmd_start() {
     # shellcheck source=/dev/null
     ( set -a; . "$ENV_FILE"; set +a; "$SCRIPT_DIR/demo.sh" load 9>&- ) || die "deploy/demo.sh load failed"
   fi
+  start_gateway
   wait_ready
   local ms=$(( ( $(date +%s%N) - t0ns ) / 1000000 ))
   say "stack is up ($(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 ))) s)"
@@ -806,6 +880,7 @@ print_addresses() {
       printf '    %-20s %-34s %s\n' "$name" "http://$HOST:$(svc_port "$line")" "log $LOG/$name.log"
     fi
   done
+  [[ " ${STARTED_SERVICES[*]} " == *" nginx "* ]] && printf '    %-20s %-34s %s\n' "nginx gateway" "http://$HOST:$GATEWAY_PORT" "log $GATEWAY_PREFIX/error.log"
   printf '    %-20s %s\n' "addresses" "$ENV_FILE"
 }
 
@@ -821,6 +896,7 @@ cmd_stop() {
   mapfile -t all < <(service_names)
   local i
   for (( i = ${#all[@]} - 1; i >= 0; i-- )); do svcs+=("${all[$i]}"); done
+  stop_gateway
   stop_all "${svcs[@]}"
   if [[ -x "$SCRIPT_DIR/demo.sh" ]]; then
     GOV_VAR_DIR="$VAR" "$SCRIPT_DIR/demo.sh" stop || warn "deploy/demo.sh stop failed"

@@ -88,6 +88,8 @@ typedef struct edge {
     gov_keystore_t *keystore;         /* NULL: none configured (issuance answers 503) */
     edge_identity_t *identity;        /* signing keys, JWKS, constitution grace (identity.c) */
     gov_metric_t *m_tokens;           /* identity_tokens_issued_total{outcome} */
+    gov_metric_t *m_gw_requests;      /* gateway_requests_total{route,decision} */
+    gov_metric_t *m_gw_duration;      /* gateway_policy_duration_seconds */
 } edge_t;
 
 typedef struct edge_request {
@@ -99,7 +101,18 @@ typedef struct edge_request {
     size_t body_len;
     const char *content_type;
     const char *authorization;
+    void *conn;                     /* the server's connection: edge_request_header */
 } edge_request_t;
+
+/* The first value of request header name (case-insensitive), borrowed for
+ * the request's life, or NULL (server.c).  Safe on a lookup thread too: the
+ * connection is suspended there, and its headers are not written after they
+ * were parsed. */
+const char *edge_request_header(const edge_request_t *req, const char *name);
+/* Calls fn(ctx, name, value) for every request header in order until fn
+ * returns non-zero; returns that value, or 0 (server.c). */
+typedef int (*edge_header_fn)(void *ctx, const char *name, const char *value);
+int edge_request_headers(const edge_request_t *req, edge_header_fn fn, void *ctx);
 
 typedef struct edge_response {
     unsigned status;
@@ -152,6 +165,10 @@ void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 /* A lookup: reads Redis (with lookup_timeout_ms), so it runs on a lookup
  * thread only (server.c routes it there). */
 void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* Gateway authorization (authz_api.c): nginx auth_request and Envoy
+ * ext_authz (HTTP service).  A lookup (edge_token_check reads Redis). */
+void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Handlers (constitution_api.c). */
 void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_t *resp);

@@ -56,10 +56,16 @@ static int register_metrics(edge_t *e) {
         "Token issuance requests that reached signing, by outcome (issued; kafka_unavailable: "
         "the TokenIssued or AuditEvent was not acknowledged and no token was answered).", 1,
         (const char *[]){"outcome"});
+    e->m_gw_requests = gov_metrics_counter(e->metrics, "gateway_requests_total",
+        "Gateway authorization checks (/v1/authz), by route and outcome (allow, deny, review, "
+        "unauthenticated, error).", 2, (const char *[]){"route", "decision"});
+    e->m_gw_duration = gov_metrics_histogram(e->metrics, "gateway_policy_duration_seconds",
+        "Time to decide one gateway check: token, evaluation and consistency checks.", 0, NULL,
+        gov_metrics_latency_bucket_count, gov_metrics_latency_buckets);
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
-    return e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
+    return e->m_gw_requests && e->m_gw_duration && e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
            e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 

@@ -140,6 +140,31 @@ static void response_clear(edge_response_t *r) {
     memset(r, 0, sizeof *r);
 }
 
+const char *edge_request_header(const edge_request_t *req, const char *name) {
+    return req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+typedef struct header_walk {
+    edge_header_fn fn;
+    void *ctx;
+    int rc;
+} header_walk_t;
+
+static enum MHD_Result header_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value) {
+    (void)kind;
+    header_walk_t *w = cls;
+    w->rc = w->fn(w->ctx, key, value ? value : "");
+    return w->rc ? MHD_NO : MHD_YES;
+}
+
+int edge_request_headers(const edge_request_t *req, edge_header_fn fn, void *ctx) {
+    header_walk_t w = {fn, ctx, 0};
+    if (req->conn)
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, header_walk_one, &w);
+    return w.rc;
+}
+
 /* --- built-in routes ----------------------------------------------------------- */
 
 static void serve_healthz(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
@@ -175,8 +200,9 @@ typedef void (*edge_handler_t)(edge_t *, const edge_request_t *, edge_response_t
 
 typedef struct route {
     const char *name;        /* metric label */
-    const char *method;      /* GET routes also answer HEAD */
-    const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, NULL ends */
+    const char *method;      /* GET routes also answer HEAD; "*" any method */
+    const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, a last "**" any
+                                               number of them, NULL ends */
     edge_handler_t handler;
     int lookup;              /* waits on Redis: runs on a lookup thread */
 } route_t;
@@ -198,14 +224,20 @@ static const route_t routes[] = {
     {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
      edge_openid_configuration, 0},
+    {"authz", "*", {"v1", "authz", "**"}, edge_authz, 1},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {
     size_t n = 0;
     while (n < EDGE_MAX_SEGMENTS && rt->pattern[n])
         n++;
-    if (n != req->nseg)
+    /* a last "**" takes any number of segments (Envoy's path after /v1/authz) */
+    if (n > 0 && strcmp(rt->pattern[n - 1], "**") == 0) {
+        if (req->nseg < --n)
+            return 0;
+    } else if (n != req->nseg) {
         return 0;
+    }
     for (size_t i = 0; i < n; i++)
         if (strcmp(rt->pattern[i], "*") != 0 && strcmp(rt->pattern[i], req->seg[i]) != 0)
             return 0;
@@ -221,7 +253,7 @@ static const route_t *route_find(const edge_request_t *req, const route_t **path
             continue;
         if (path_match)
             *path_match = &routes[i];
-        if (strcmp(routes[i].method, method) == 0)
+        if (strcmp(routes[i].method, "*") == 0 || strcmp(routes[i].method, method) == 0)
             return &routes[i];
     }
     return NULL;
@@ -507,6 +539,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     req->body_len = cc->body.len;
     req->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     req->authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    req->conn = conn;
     if (cc->too_large) {
         resp->route = "too_large";
         edge_respond_error(resp, 413, GOV_REASON_BODY_TOO_LARGE, "request body exceeds %ld bytes",

@@ -191,7 +191,18 @@
     X(UNAUTHORIZED_CLIENT, "unauthorized_client", "the client may not do this: a tenant not its own, or a token issued to another client") \
     X(SIGNING_KEY_UNAVAILABLE, "signing_key_unavailable", "no published, active signing key that this edge's keystore holds: tokens cannot be issued") \
     X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now") \
-    X(IDENTITY_SIGNATURE_INVALID, "identity_signature_invalid", "a KeyRotated, ClientRegistered or ClientRemoved (or its record in Redis) lacks a threshold of valid signatures by the identity trust file's signers")
+    X(IDENTITY_SIGNATURE_INVALID, "identity_signature_invalid", "a KeyRotated, ClientRegistered or ClientRemoved (or its record in Redis) lacks a threshold of valid signatures by the identity trust file's signers") \
+    /* gateway authorization (/v1/authz, http-edge/authz_api.c) */ \
+    X(AUTHZ_TOKEN_MISSING, "authz_token_missing", "a /v1/authz check without an Authorization: Bearer token (401)") \
+    X(AUTHZ_ORIGINAL_REQUEST_INVALID, "authz_original_request_invalid", "the original request of a /v1/authz check (X-Original-Method, X-Original-URI) is missing or malformed") \
+    X(AUTHZ_BODY_DIGEST_REQUIRED, "authz_body_digest_required", "the original request has a body but no Content-Digest to bind the decision to") \
+    X(AUTHZ_BODY_DIGEST_INVALID, "authz_body_digest_invalid", "the original request's Content-Digest is not one sha-256 or sha-512 member (RFC 9530), or not the digest of the body the check carries") \
+    X(AUTHZ_DENIED, "authz_denied", "the policy decision for the original request is deny (403)") \
+    X(AUTHZ_REVIEW_REQUIRED, "authz_review_required", "the policy decision for the original request is review: it does not pass until approved (403)") \
+    X(AUTHZ_CONSTITUTION_MISMATCH, "authz_constitution_mismatch", "the decision's constitution hash is not the token's or not the current one (nor within the grace window): denied") \
+    X(AUTHZ_INPUT_DIGEST_MISMATCH, "authz_input_digest_mismatch", "the decision's input_digest is not the digest of the request the gateway asked about: denied") \
+    X(AUTHZ_UNAVAILABLE, "authz_unavailable", "the nginx gateway got no decision from /v1/authz (an error, a timeout, an edge down): denied, 503 (deploy/nginx)") \
+    X(AUTHZ_POLICY_HEADER_FORGED, "authz_policy_header_forged", "the checked request carries an X-Policy-* or X-Constitution-Hash header the gateway did not remove: only the client can have sent it (403)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# deploy/nginx/render.sh - writes an nginx gateway configuration from
+# deploy/nginx/gateway.conf.in, and makes its prefix directory.
+#
+#   bash deploy/nginx/render.sh PREFIX LISTEN EDGE UPSTREAM [AUTHZ_TIMEOUT [CONNECT_TIMEOUT]]
+#
+#   PREFIX    directory for nginx.conf, nginx.pid, the logs and temp files
+#   LISTEN    host:port the gateway listens on
+#   EDGE      host:port of gov-edge (its /v1/authz and its own API)
+#   UPSTREAM  host:port of the protected upstream
+#   AUTHZ_TIMEOUT    send/read timeout of the check (default 2s)
+#   CONNECT_TIMEOUT  connect timeout to gov-edge (default 1s)
+#
+# Prints the path of the configuration written (PREFIX/nginx.conf). Run it:
+#   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log -g 'daemon off; master_process off;'
+set -euo pipefail
+[[ $# -ge 4 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+prefix=$1 listen=$2 edge=$3 upstream=$4 timeout=${5:-2s} connect=${6:-1s}
+for v in "$listen" "$edge" "$upstream"; do
+  [[ $v =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]] || { echo "render.sh: $v is not host:port" >&2; exit 2; }
+done
+for v in "$timeout" "$connect"; do
+  [[ $v =~ ^[0-9]+(ms|s)$ ]] || { echo "render.sh: $v is not an nginx time (e.g. 2s, 500ms)" >&2; exit 2; }
+done
+[[ $prefix == /* && $prefix != *[[:space:]\;\'\"]* ]] \
+  || { echo "render.sh: PREFIX must be an absolute path without spaces or quotes" >&2; exit 2; }
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mkdir -p "$prefix/tmp"
+tmp="$prefix/nginx.conf.tmp"
+sed -e "s|@PREFIX@|$prefix|g" -e "s|@LISTEN@|$listen|g" -e "s|@EDGE@|$edge|g" \
+    -e "s|@UPSTREAM@|$upstream|g" -e "s|@AUTHZ_TIMEOUT@|$timeout|g" \
+    -e "s|@AUTHZ_CONNECT_TIMEOUT@|$connect|g" "$here/gateway.conf.in" >"$tmp"
+if grep -q '@[A-Z_]*@' "$tmp"; then
+  echo "render.sh: unfilled placeholders: $(grep -o '@[A-Z_]*@' "$tmp" | sort -u | tr '\n' ' ')" >&2
+  exit 1
+fi
+mv -f "$tmp" "$prefix/nginx.conf"
+printf '%s\n' "$prefix/nginx.conf"

@@ -1,0 +1,93 @@
+/* fuzz_authz_request.c - the original request of a /v1/authz check as
+ * untrusted input (http-edge/authz_request.c, pure, linked here with core):
+ * what a client controls through nginx (the target, the Content-Digest, the
+ * declared length) or through Envoy (the path and the body).
+ *
+ * Input: one mode byte (bit 0: Envoy form - the path is decoded already and
+ * the rest is the body; bit 1: a Content-Digest line; bit 2: a declared
+ * length line), then newline-separated fields: method, target, [digest],
+ * [length], and for Envoy the body.
+ * For any input:
+ *   - the mapper returns GOV_OK, or GOV_ERR_INVALID_ARG with one of the four
+ *     authz_* request codes (GOV_ERR_NOMEM only with nomem) - never anything
+ *     else, never a crash;
+ *   - on success the request parses as an evaluation request
+ *     (gov_policy_request_parse), its prompt starts with the method and is
+ *     valid UTF-8 without control bytes, and its tenant is the caller's.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../http-edge/authz_request.h"
+#include "fuzz_check.h"
+#include "gov_policy.h"
+#include "gov_util.h"
+
+/* The next newline-terminated field of *p (NUL-terminated in place), or NULL. */
+static char *field(char **p, char *end) {
+    if (*p >= end)
+        return NULL;
+    char *s = *p, *nl = memchr(s, '\n', (size_t)(end - s));
+    if (nl == NULL) {
+        *p = end;
+        return s;
+    }
+    *nl = '\0';
+    *p = nl + 1;
+    return s;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1 || size > 16384)
+        return 0;
+    int envoy = data[0] & 1, with_digest = data[0] & 2, with_length = data[0] & 4;
+    char *buf = malloc(size);
+    CHECK(buf != NULL);
+    memcpy(buf, data + 1, size - 1);
+    buf[size - 1] = 0;
+    char *p = buf, *end = buf + size - 1;
+    authz_original_t o = {0};
+    o.method = field(&p, end);
+    o.uri = field(&p, end);
+    o.uri_decoded = envoy;
+    if (with_digest)
+        o.content_digest = field(&p, end);
+    if (with_length)
+        o.content_length = field(&p, end);
+    if (envoy && p < end) {
+        o.body = p;
+        o.body_len = (size_t)(end - p);
+    }
+    authz_caller_t who = {.tenant = "demo", .sub = "fuzz", .jti = "fuzz-jti"};
+    json_t *j = NULL;
+    gov_reason_t why = GOV_REASON_NONE;
+    char eb[256];
+    gov_err_t err = authz_request_build(&o, &who, &j, &why, eb, sizeof eb);
+    if (err == GOV_OK) {
+        CHECK(j != NULL);
+        char *text = json_dumps(j, JSON_COMPACT);
+        CHECK(text != NULL);
+        gov_policy_request_t pr;
+        gov_reason_t pwhy;
+        CHECK(gov_policy_request_parse(text, strlen(text), NULL, &pr, &pwhy, eb, sizeof eb) ==
+              GOV_OK);
+        size_t ml = strlen(o.method);
+        CHECK(pr.prompt_len > ml && memcmp(pr.prompt, o.method, ml) == 0);
+        CHECK(gov_utf8_valid(pr.prompt, pr.prompt_len));
+        for (size_t i = 0; i < pr.prompt_len; i++)
+            CHECK((unsigned char)pr.prompt[i] >= 0x20 && pr.prompt[i] != 0x7f);
+        CHECK(strcmp(pr.tenant, "demo") == 0);
+        gov_policy_request_clear(&pr);
+        free(text);
+        json_decref(j);
+    } else {
+        CHECK(j == NULL);
+        CHECK(err == GOV_ERR_INVALID_ARG || err == GOV_ERR_NOMEM);
+        CHECK(err != GOV_ERR_INVALID_ARG || why == GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID ||
+              why == GOV_REASON_AUTHZ_BODY_DIGEST_REQUIRED ||
+              why == GOV_REASON_AUTHZ_BODY_DIGEST_INVALID);
+    }
+    free(buf);
+    return 0;
+}
