@@ -16,7 +16,7 @@
 #      SERVICES runs with its admin port published on loopback, the kafka-topics
 #      service creates its TOPICS and sets its TOPIC_CONFIGS, Kafka, Redis, the
 #      gateway and the bundle server publish its default ports.
-#   4. The nginx gateway service mounts deploy/nginx/nginx.conf and stands in
+#   4. The nginx gateway service renders deploy/nginx/gateway.conf.in and stands in
 #      front of the edge (depends on it).
 #   5. deploy/Dockerfile (no engine to build it): its runtime stage installs the
 #      Debian package of every shared library the release binaries link, and it
@@ -93,7 +93,7 @@ build_compose() {
 
 # docker-compose with the repository's file and no engine, no user config.
 compose() {
-  DOCKER_CONFIG="$CACHE/docker-config" COMPOSE_PROFILES='*' \
+  GOV_GATEWAY_UPSTREAM="${GOV_GATEWAY_UPSTREAM:-app:8080}" DOCKER_CONFIG="$CACHE/docker-config" COMPOSE_PROFILES='*' \
     "$COMPOSE" --project-directory "$ROOT" -f "$COMPOSE_FILE" "$@" </dev/null
 }
 
@@ -235,7 +235,7 @@ check_dockerfile() {
   say "deploy/Dockerfile: the runtime stage installs the package of every library the binaries link"
 }
 
-# The gateway: nginx with deploy/nginx/nginx.conf, in front of the edge.
+# The gateway: nginx rendering deploy/nginx/gateway.conf.in, in front of the edge.
 check_gateway() {
   local json
   json="$(compose config --format json)" || die "docker-compose config --format json failed"
@@ -247,12 +247,14 @@ if svc is None:
 if not str(svc.get("image", "")).startswith("nginx"):
     sys.exit("the gateway service is not nginx: %r" % svc.get("image"))
 mounts = [v.get("source", "") for v in svc.get("volumes", [])]
-if not any(m.endswith("/deploy/nginx/nginx.conf") for m in mounts):
-    sys.exit("the gateway does not mount deploy/nginx/nginx.conf: %r" % mounts)
+if not any(m.endswith("/deploy/nginx") for m in mounts):
+    sys.exit("the gateway does not mount deploy/nginx: %r" % mounts)
+if "render.sh" not in " ".join(svc.get("command") or []):
+    sys.exit("the gateway does not render deploy/nginx/gateway.conf.in with render.sh")
 if "edge" not in (svc.get("depends_on") or {}):
     sys.exit("the gateway does not depend on the edge service")
 ' || die "docker-compose.yml: the nginx gateway is not as described"
-  say "gateway: nginx with deploy/nginx/nginx.conf in front of edge"
+  say "gateway: nginx rendering deploy/nginx/gateway.conf.in in front of edge"
 }
 
 case "${1:-}" in
