@@ -63,6 +63,8 @@ typedef struct edge_config {
     long token_leeway_s;
     long token_constitution_grace_s;  /* a replaced constitution hash still accepted */
     long identity_refresh_ms;         /* period of the identity snapshot refresh */
+    long deferred_max;                /* answers awaiting a completion; more get 503 */
+    long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -87,6 +89,7 @@ typedef struct edge {
     gov_keystore_t *keystore;         /* NULL: none configured (issuance answers 503) */
     edge_identity_t *identity;        /* signing keys, JWKS, constitution grace (identity.c) */
     gov_metric_t *m_tokens;           /* identity_tokens_issued_total{outcome} */
+    gov_metric_t *m_deferred;         /* edge_deferred_requests (gauge) */
 } edge_t;
 
 typedef struct edge_request {
@@ -108,6 +111,7 @@ typedef struct edge_response {
     const char *route;              /* static route name for metrics */
     char *headers[16];              /* owned "Name: value" strings */
     size_t nheaders;
+    void *server_ctx;               /* the server's request (server.c); NULL outside it */
 } edge_response_t;
 
 /* Sets a JSON body (steals j) with status. */
@@ -118,6 +122,33 @@ void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Adds a header (copied). */
 void edge_add_header(edge_response_t *r, const char *name, const char *value);
+
+/* Deferred answers (server.c).  A handler that waits on something that
+ * completes elsewhere (Kafka acknowledgements) does not hold its thread:
+ *
+ *     edge_deferred_t *d = edge_defer(resp);
+ *     if (d == NULL) return;            // resp holds the 503
+ *     ... hand d to whoever completes (never touch resp again) ...
+ *     // later, on any thread:
+ *     edge_response_t *r = edge_deferred_response(d);  // fill r
+ *     edge_deferred_finish(d);
+ *
+ * The connection stays suspended (libmicrohttpd reads and times out
+ * nothing of it) until both the handler has returned and the completion
+ * has finished; whichever comes last resumes it, and it is answered then.
+ * A client that closed meanwhile is noticed on that answer, so the request
+ * context outlives every completion.  At most deferred_max at once. */
+typedef struct edge_deferred edge_deferred_t;
+/* Takes over resp (the caller must not touch it after handing the handle
+ * on).  NULL when over deferred_max, when the server is stopping, or when
+ * resp is not a server's (a handler called directly): resp then holds the
+ * 503 (deferred_capacity, or the OAuth shape when oauth) to answer now. */
+edge_deferred_t *edge_defer(edge_response_t *resp, int oauth);
+/* The response to fill (borrowed, until edge_deferred_finish). */
+edge_response_t *edge_deferred_response(edge_deferred_t *d);
+/* Sends what the response holds; d is gone when this returns.  Any thread,
+ * exactly once per handle; never blocks. */
+void edge_deferred_finish(edge_deferred_t *d);
 
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);

@@ -8,14 +8,23 @@
  *
  * How: the four POSTs are lookups (server.c runs them on the lookup
  * threads): they read the client and the token status from Redis through
- * this thread's connection (gov_state_identity) and wait for Kafka.
- * Issuance is fail-closed: the token is signed, then its TokenIssued
+ * this thread's connection (gov_state_identity).
+ * Issuance is fail-closed and asynchronous (edge_token_mint, shared with
+ * /v1/sessions/start): the token is signed, its TokenIssued
  * (identity.tokens, claims only) and an AuditEvent (identity.audit) are
- * produced and acknowledged (acks=all) one after the other on this lookup
- * thread; only when both are acknowledged is the token answered.  When
- * either is refused or times out the answer is 503 and the token, which
- * exists only in this function's buffer, is wiped: it is never answered,
- * logged or sent anywhere.
+ * queued together as one gov_kafka group, and the answer is deferred
+ * (edge_defer): the lookup thread is free at once, and the group's
+ * completion - on the producer's delivery-report thread, when BOTH are
+ * acknowledged (acks=all) - answers 200 with the token.  When either is
+ * refused, purged or times out (kafka_ack_timeout) the answer is 503 and
+ * the token, which exists only in the mint's buffer, is wiped: it is never
+ * answered, logged or sent anywhere.  Why a lookup thread still runs it:
+ * the client record is read from Redis on each request (a removed client
+ * stops at once; no cache to invalidate), and that read must not stall an
+ * HTTP thread; what held the thread before - two sequential
+ * acknowledgements, ~2 x 30 ms - is gone, so a lookup thread now spends
+ * one Redis round trip, one signature and two encodings per token
+ * (docs/benchmarks.md, "Token results", measures what then limits it).
  * Client secrets are compared as "sha256:<hex>" with CRYPTO_memcmp (constant
  * time), and an unknown client costs the same hash and comparison.
  * Revocation is read-your-writes: after its TokenRevoked is acknowledged,
@@ -267,50 +276,147 @@ static gov_err_t sign_with(void *ctx, const uint8_t *msg, size_t len, uint8_t si
     return gov_signer_sign(ctx, msg, len, sig, errbuf, errbuf_size);
 }
 
-/* Produces the TokenIssued and the AuditEvent of c and waits for both
- * acknowledgements.  GOV_OK, or the error with eb. */
-static gov_err_t publish_issued(edge_t *e, const gov_jwt_claims_t *c, const char *kid,
-                                char *eb, size_t ebs) {
-    int64_t now_us = gov_now_micros();
+/* One token in flight: signed, its events queued, its answer deferred.
+ * Owned by the group's completion (mint_done), which frees it. */
+typedef struct mint {
+    edge_t *e;
+    edge_deferred_t *d;
+    gov_jwt_claims_t c;
+    gov_buf_t tok;                 /* the token: wiped before it is freed */
+    edge_mint_answer_fn answer;
+    void *arg;
+    void (*arg_free)(void *);
+} mint_t;
+
+static void mint_free(mint_t *m) {
+    if (m->tok.data)
+        OPENSSL_cleanse(m->tok.data, m->tok.len);
+    gov_buf_free(&m->tok);
+    if (m->arg_free)
+        m->arg_free(m->arg);
+    OPENSSL_cleanse(&m->c, sizeof m->c);
+    gov_free(m);
+}
+
+/* The group's outcome (on the delivery-report thread, or in the seal): the
+ * answer, then the connection resumed.  Never blocks. */
+static void mint_done(void *arg, gov_err_t err, const char *detail) {
+    mint_t *m = arg;
+    edge_response_t *resp = edge_deferred_response(m->d);
+    if (err != GOV_OK) {
+        gov_metric_inc(m->e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
+        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
+                m->c.tenant, "client_id", m->c.client_id, "jti", m->c.jti, "error", detail,
+                (const char *)NULL);
+        m->answer(m->arg, err, NULL, 0, &m->c, resp);
+    } else {
+        gov_metric_inc(m->e->m_tokens, (const char *[]){"issued"}, 1);
+        m->answer(m->arg, GOV_OK, m->tok.data, m->tok.len, &m->c, resp);
+    }
+    edge_deferred_t *d = m->d;
+    mint_free(m);
+    edge_deferred_finish(d);
+}
+
+/* Encodes ev (borrowed) as type and queues it in g keyed by the tenant; a
+ * message that cannot even be encoded fails the group. */
+static void mint_queue(mint_t *m, gov_kafka_group_t *g, const char *topic, const char *type,
+                       json_t *ev) {
+    char eb[256] = "out of memory building an event";
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (ev == NULL || gov_avro_encode(m->e->avro, type, ev, &buf, &len, eb, sizeof eb) != GOV_OK)
+        gov_kafka_group_fail(g, GOV_ERR_NOMEM, eb);
+    else
+        gov_kafka_group_produce(g, topic, m->c.tenant, strlen(m->c.tenant), buf, len, NULL, 0);
+    gov_free(buf);
+    json_decref(ev);
+}
+
+int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,
+                    const char *action, int oauth, edge_response_t *resp,
+                    edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *)) {
+    char eb[256] = "";
+    gov_kafka_group_t *g = NULL;
+    mint_t *m = gov_calloc(1, sizeof *m);
+    if (m == NULL) {
+        if (arg_free)
+            arg_free(arg);
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
+        return -1;
+    }
+    m->e = e;
+    m->c = *c;
+    m->answer = answer;
+    m->arg = arg;
+    m->arg_free = arg_free;
+    gov_buf_init(&m->tok, 0);
+    if (gov_jwt_sign(c, key->kid, sign_with, key->signer, &m->tok, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "token signing failed", "kid", key->kid, "error", eb,
+                (const char *)NULL);
+        if (oauth)
+            edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                                     "the signing key could not sign");
+        else
+            edge_respond_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                               "the signing key could not sign");
+        mint_free(m);
+        return -1;
+    }
+    if ((m->d = edge_defer(resp, oauth)) == NULL) {   /* resp holds the 503 */
+        mint_free(m);
+        return -1;
+    }
+    if (gov_kafka_group_new(e->producer, mint_done, m, &g) != GOV_OK) {
+        mint_done(m, GOV_ERR_NOMEM, "out of memory");
+        return 0;
+    }
     gov_token_issued_t ti = {
-        .occurred_at = now_us, .tenant = c->tenant, .jti = c->jti, .sub = c->sub,
-        .client_id = c->client_id, .scope = c->scope, .aud = c->aud, .kid = kid,
+        .occurred_at = gov_now_micros(), .tenant = c->tenant, .jti = c->jti, .sub = c->sub,
+        .client_id = c->client_id, .scope = c->scope, .aud = c->aud, .kid = key->kid,
         .constitution_hash = c->constitution_hash, .issued_at = c->iat * 1000000,
         .not_before = c->nbf * 1000000, .expires_at = c->exp * 1000000,
     };
-    json_t *ev = gov_events_token_issued_new(&ti);
-    if (ev == NULL) {
-        snprintf(eb, ebs, "out of memory");
-        return GOV_ERR_NOMEM;
-    }
-    gov_err_t err = gov_events_emit(e->producer, e->avro, GOV_TOPIC_IDENTITY_TOKENS, "TokenIssued",
-                                    c->tenant, ev, eb, ebs);
-    json_decref(ev);
-    if (err != GOV_OK)
-        return err;
-    json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", kid, "scope", c->scope,
+    mint_queue(m, g, GOV_TOPIC_IDENTITY_TOKENS, "TokenIssued", gov_events_token_issued_new(&ti));
+    json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", key->kid, "scope", c->scope,
                                 "edge_id", e->cfg.edge_id, "exp", (json_int_t)c->exp,
                                 "constitution_hash", c->constitution_hash);
     gov_audit_fields_t af = {
-        .tenant = c->tenant, .component = TOKENS_COMPONENT, .actor = c->client_id,
-        .action = "token.issued", .outcome = "success", .subject = c->jti, .details = details,
+        .tenant = c->tenant, .component = TOKENS_COMPONENT,
+        .actor = c->client_id[0] ? c->client_id : c->sub, .action = action,
+        .outcome = "success", .subject = c->jti, .details = details,
     };
-    err = details ? gov_events_audit(e->producer, e->avro, &af, eb, ebs) : GOV_ERR_NOMEM;
+    mint_queue(m, g, GOV_TOPIC_AUDIT, "AuditEvent", details ? gov_events_audit_new(&af) : NULL);
     json_decref(details);
-    return err;
+    gov_kafka_group_seal(g);   /* m belongs to mint_done from here */
+    return 0;
+}
+
+/* The answer of POST /v1/tokens/issue (mint_done's callback). */
+static void issue_answer(void *arg, gov_err_t err, const char *tok, size_t tok_len,
+                         const gov_jwt_claims_t *c, edge_response_t *resp) {
+    (void)arg;
+    if (err != GOV_OK) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
+                                 "the issuance could not be recorded; no token was issued");
+        return;
+    }
+    json_t *j = json_pack("{s:s%, s:s, s:I, s:s, s:s}", "access_token", tok, tok_len,
+                          "token_type", "Bearer", "expires_in", (json_int_t)(c->exp - c->iat),
+                          "scope", c->scope, "tenant", c->tenant);
+    edge_respond_json(resp, 200, j);
+    edge_add_header(resp, "Pragma", "no-cache");
 }
 
 void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     oauth_params_t p;
     gov_state_identity_client_rec_t client;
     gov_jwt_claims_t c;
-    gov_buf_t tok;
     edge_idsnap_t *snap = NULL;
     edge_snapshot_t *s = NULL;
     char eb[256] = "";
     memset(&client, 0, sizeof client);
     memset(&c, 0, sizeof c);
-    gov_buf_init(&tok, 0);
     if (read_params(req, 1, 1, &p, resp) != 0)
         return;
     if (p.grant_type == NULL) {
@@ -393,35 +499,9 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
         edge_respond_oauth_error(resp, 503, GOV_REASON_INTERNAL_ERROR, "no jti");
         goto out;
     }
-    gov_err_t err = gov_jwt_sign(&c, key->kid, sign_with, key->signer, &tok, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "token signing failed", "kid", key->kid, "error", eb,
-                (const char *)NULL);
-        edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
-                                 "the signing key could not sign");
-        goto out;
-    }
-    err = publish_issued(e, &c, key->kid, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_metric_inc(e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
-        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
-                c.tenant, "client_id", c.client_id, "jti", c.jti, "error", eb,
-                (const char *)NULL);
-        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
-                                 "the issuance could not be recorded; no token was issued");
-        goto out;
-    }
-    json_t *j = json_pack("{s:s%, s:s, s:I, s:s}", "access_token", tok.data, tok.len,
-                          "token_type", "Bearer", "expires_in", (json_int_t)ttl, "scope", c.scope);
-    if (j)
-        json_object_set_new(j, "tenant", json_string(c.tenant));
-    edge_respond_json(resp, 200, j);
-    gov_metric_inc(e->m_tokens, (const char *[]){resp->status == 200 ? "issued" : "failed"}, 1);
-    edge_add_header(resp, "Pragma", "no-cache");
+    /* answered later (deferred) by issue_answer, or now with an error */
+    edge_token_mint(e, &c, key, "token.issued", 1, resp, issue_answer, NULL, NULL);
 out:
-    if (tok.data)
-        OPENSSL_cleanse(tok.data, tok.len);
-    gov_buf_free(&tok);
     edge_idsnap_release(snap);
     edge_snapshot_release(s);
     gov_state_identity_client_clear(&client);
@@ -454,52 +534,66 @@ out:
     oauth_params_clear(&p);
 }
 
+/* What introspect and revoke share: the form, the client, the token and
+ * its check. */
+typedef struct token_request {
+    oauth_params_t p;
+    gov_state_identity_client_rec_t client;
+    gov_jwt_claims_t c;
+    gov_reason_t why;
+    gov_err_t check;       /* edge_token_check's result */
+    char eb[256];
+} token_request_t;
+
 /* The start of introspect and revoke: the form, the client, the token
- * parameter.  0 when the request may go on (p and client filled: the caller
- * clears both); else resp is filled and nothing is left to clear. */
-static int oauth_token_request(edge_t *e, const edge_request_t *req, oauth_params_t *p,
-                               gov_state_identity_client_rec_t *client, edge_response_t *resp) {
-    memset(client, 0, sizeof *client);
-    if (read_params(req, 1, 0, p, resp) != 0)
+ * parameter, then edge_token_check (full: revocation and constitution too)
+ * into t->check.  0 when the request may go on (t filled: the caller ends
+ * it with token_request_end); else resp is filled and nothing is left to
+ * clear. */
+static int token_request_begin(edge_t *e, const edge_request_t *req, int full, token_request_t *t,
+                               edge_response_t *resp) {
+    memset(t, 0, sizeof *t);
+    if (read_params(req, 1, 0, &t->p, resp) != 0)
         return -1;
-    if (client_auth(e, p, client, resp) == GOV_OK) {
-        if (p->token != NULL)
+    if (client_auth(e, &t->p, &t->client, resp) == GOV_OK) {
+        if (t->p.token != NULL) {
+            t->check = edge_token_check(e, t->p.token, full, &t->c, &t->why, t->eb, sizeof t->eb);
             return 0;
+        }
         edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
     }
-    gov_state_identity_client_clear(client);
-    oauth_params_clear(p);
+    gov_state_identity_client_clear(&t->client);
+    oauth_params_clear(&t->p);
     return -1;
+}
+
+static void token_request_end(token_request_t *t) {
+    gov_state_identity_client_clear(&t->client);
+    oauth_params_clear(&t->p);
 }
 
 /* --- POST /v1/tokens/introspect ------------------------------------------------- */
 
 void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    oauth_params_t p;
-    gov_state_identity_client_rec_t client;
-    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+    token_request_t t;
+    if (token_request_begin(e, req, 1, &t, resp) != 0)
         return;
-    gov_jwt_claims_t c;
-    gov_reason_t why;
-    char eb[256] = "";
-    gov_err_t err = edge_token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
+    if (t.check == GOV_ERR_VERIFY) {
         edge_respond_json(resp, 200, json_pack("{s:b}", "active", 0));
-    } else if (err != GOV_OK) {
+    } else if (t.check != GOV_OK) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the token cannot be checked now");
     } else {
-        json_t *j = claims_json(&c);
+        json_t *j = claims_json(&t.c);
         if (j) {
             json_object_set_new(j, "active", json_true());
             json_object_set_new(j, "token_type", json_string("Bearer"));
-            if (!c.client_id[0])
-                json_object_set_new(j, "client_id", json_string(c.sub));
+            if (!t.c.client_id[0])
+                json_object_set_new(j, "client_id", json_string(t.c.sub));
         }
         edge_respond_json(resp, 200, j);
     }
-    gov_state_identity_client_clear(&client);
-    oauth_params_clear(&p);
+    token_request_end(&t);
 }
 
 /* --- POST /v1/tokens/revoke ------------------------------------------------------ */
@@ -537,42 +631,35 @@ static gov_err_t revoke_token(edge_t *e, const gov_jwt_claims_t *c, const char *
 }
 
 void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    oauth_params_t p;
-    gov_state_identity_client_rec_t client;
-    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+    token_request_t t;
+    if (token_request_begin(e, req, 0, &t, resp) != 0)
         return;
-    gov_jwt_claims_t c;
-    gov_reason_t why;
-    char eb[256] = "";
-    gov_err_t err = edge_token_check(e, p.token, 0, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
+    if (t.check == GOV_ERR_VERIFY) {
         /* RFC 7009 section 2.2: an invalid token is answered 200 too */
         edge_respond_json(resp, 200, json_object());
         goto out;
     }
-    if (err != GOV_OK) {
+    if (t.check != GOV_OK) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the token cannot be checked now");
         goto out;
     }
-    const char *owner = c.client_id[0] ? c.client_id : c.sub;
-    if (strcmp(owner, p.client_id) != 0) {
+    const char *owner = t.c.client_id[0] ? t.c.client_id : t.c.sub;
+    if (strcmp(owner, t.p.client_id) != 0) {
         edge_respond_oauth_error(resp, 403, GOV_REASON_UNAUTHORIZED_CLIENT,
                                  "the token was not issued to this client");
         goto out;
     }
-    err = revoke_token(e, &c, p.client_id, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_WARN, "token not revoked", "tenant", c.tenant, "jti", c.jti, "error", eb,
-                (const char *)NULL);
+    if (revoke_token(e, &t.c, t.p.client_id, t.eb, sizeof t.eb) != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "token not revoked", "tenant", t.c.tenant, "jti", t.c.jti, "error",
+                t.eb, (const char *)NULL);
         edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
                                  "the revocation could not be recorded; try again");
         goto out;
     }
     edge_respond_json(resp, 200, json_object());
 out:
-    gov_state_identity_client_clear(&client);
-    oauth_params_clear(&p);
+    token_request_end(&t);
 }
 
 /* --- well-known documents -------------------------------------------------------- */

@@ -190,7 +190,12 @@
     X(INVALID_SCOPE, "invalid_scope", "a requested scope is malformed or not one of the client's (RFC 6749 section 5.2)") \
     X(UNAUTHORIZED_CLIENT, "unauthorized_client", "the client may not do this: a tenant not its own, or a token issued to another client") \
     X(SIGNING_KEY_UNAVAILABLE, "signing_key_unavailable", "no published, active signing key that this edge's keystore holds: tokens cannot be issued") \
-    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now")
+    X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now") \
+    /* deferred answers and sessions (gov-edge server.c, sessions_api.c) */ \
+    X(DEFERRED_CAPACITY, "deferred_capacity", "too many answers are awaiting their Kafka acknowledgements (deferred_max); try again") \
+    X(INSUFFICIENT_SCOPE, "insufficient_scope", "the bearer token lacks the scope the endpoint requires (RFC 6750 section 3.1)") \
+    X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
+    X(INVALID_TOKEN, "invalid_token", "no bearer token (Authorization: Bearer) came with the request (RFC 6750 section 3.1)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
