@@ -177,6 +177,13 @@ void edge_decision_clear(edge_decision_t *d);
  * X-Policy-Decision-Id of d to resp. */
 void edge_decision_headers(const edge_decision_t *d, edge_response_t *resp);
 
+/* Reads req's body as an evaluation request (415 unless JSON; parsed and
+ * bounded by gov_policy_request_parse, limit max_body).  0: *pr is filled
+ * (gov_policy_request_clear); -1: resp holds the 400/413/415/503.
+ * (evaluate_api.c; /v1/evaluate and /v1/sessions/start) */
+int edge_policy_request_read(edge_t *e, const edge_request_t *req, gov_policy_request_t *pr,
+                             edge_response_t *resp);
+
 /* Handlers (evaluate_api.c). */
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 /* A lookup: reads Redis (with lookup_timeout_ms), so it runs on a lookup
@@ -205,6 +212,12 @@ void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t
 void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 void edge_jwks(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 void edge_openid_configuration(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* POST /v1/sessions/start (sessions_api.c): bearer token (scope
+ * sessions:start) -> evaluation -> a session token on allow, answered
+ * through edge_defer once its events are acknowledged.  A lookup (the
+ * token's revocation is read from Redis). */
+void edge_session_start(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Identity snapshot (identity.c): the signing keys (Redis, via
  * gov_state_identity, with the keystore's signers), the JWKS, and the

@@ -80,7 +80,8 @@ typedef void (*edge_mint_answer_fn)(void *arg, gov_err_t err, const char *token,
 
 /* Signs c (copied) with key (borrowed: its snapshot held by the caller
  * until this returns), queues its TokenIssued (identity.tokens) and an
- * AuditEvent (identity.audit; action, component gov-edge, subject the jti)
+ * AuditEvent (identity.audit; action, component gov-edge, subject the jti,
+ * correlation_id (borrowed, may be NULL))
  * as one gov_kafka group, and defers resp (edge_defer): when both are
  * acknowledged answer(arg, GOV_OK, token) fills it; when either fails or
  * times out answer(arg, err, NULL) does, and the token, which never left
@@ -91,7 +92,8 @@ typedef void (*edge_mint_answer_fn)(void *arg, gov_err_t err, const char *token,
  * is never called.  Cost: one signature and two encodings on the caller's
  * thread; the acknowledgements are waited for by nobody (tokens_api.c). */
 int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,
-                    const char *action, int oauth, edge_response_t *resp,
+                    const char *action, const char *correlation_id, int oauth,
+                    edge_response_t *resp,
                     edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *));
 
 #endif

@@ -219,6 +219,7 @@ static const route_t routes[] = {
     {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1},
     {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1},
     {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1},
+    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1},
     {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
      edge_openid_configuration, 0},

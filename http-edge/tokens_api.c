@@ -334,7 +334,8 @@ static void mint_queue(mint_t *m, gov_kafka_group_t *g, const char *topic, const
 }
 
 int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,
-                    const char *action, int oauth, edge_response_t *resp,
+                    const char *action, const char *correlation_id, int oauth,
+                    edge_response_t *resp,
                     edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *)) {
     char eb[256] = "";
     gov_kafka_group_t *g = NULL;
@@ -384,7 +385,8 @@ int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *ke
     gov_audit_fields_t af = {
         .tenant = c->tenant, .component = TOKENS_COMPONENT,
         .actor = c->client_id[0] ? c->client_id : c->sub, .action = action,
-        .outcome = "success", .subject = c->jti, .details = details,
+        .outcome = "success", .subject = c->jti, .correlation_id = correlation_id,
+        .details = details,
     };
     mint_queue(m, g, GOV_TOPIC_AUDIT, "AuditEvent", details ? gov_events_audit_new(&af) : NULL);
     json_decref(details);
@@ -500,7 +502,7 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
         goto out;
     }
     /* answered later (deferred) by issue_answer, or now with an error */
-    edge_token_mint(e, &c, key, "token.issued", 1, resp, issue_answer, NULL, NULL);
+    edge_token_mint(e, &c, key, "token.issued", NULL, 1, resp, issue_answer, NULL, NULL);
 out:
     edge_idsnap_release(snap);
     edge_snapshot_release(s);
