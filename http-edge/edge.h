@@ -65,6 +65,7 @@ typedef struct edge_config {
     long identity_refresh_ms;         /* period of the identity snapshot refresh */
     long deferred_max;                /* answers awaiting a completion; more get 503 */
     long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
+    long client_cache_ttl_ms;         /* how long a client record read from Redis is reused */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -112,6 +113,7 @@ typedef struct edge_response {
     char *headers[16];              /* owned "Name: value" strings */
     size_t nheaders;
     void *server_ctx;               /* the server's request (server.c); NULL outside it */
+    int needs_lookup;               /* edge_respond_lookup: run again on a lookup thread */
 } edge_response_t;
 
 /* Sets a JSON body (steals j) with status. */
@@ -149,6 +151,15 @@ edge_response_t *edge_deferred_response(edge_deferred_t *d);
 /* Sends what the response holds; d is gone when this returns.  Any thread,
  * exactly once per handle; never blocks. */
 void edge_deferred_finish(edge_deferred_t *d);
+
+/* For a handler of a route that runs on the HTTP threads unless it needs
+ * Redis (token issuance: the client record, when not cached): says so
+ * instead of answering (resp holds nothing else); the server queues the
+ * request to a lookup thread, where the handler runs again from the start.
+ * Never called on a lookup thread. */
+void edge_respond_lookup(edge_response_t *resp);
+/* 1 on the server's lookup threads (where Redis may be waited on). */
+int edge_on_lookup_thread(void);
 
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);

@@ -106,6 +106,12 @@ int main(int argc, char **argv) {
                          "events are not acknowledged within it is answered 503, and shutdown "
                          "waits at most this (+5 s) for answers in flight",
                          &c->kafka_ack_timeout_ms),
+        GOV_CFG_DURATION("client_cache_ttl", "1s", 0, 60000,
+                         "how long a client record read from Redis is reused for token "
+                         "issuance (issuance then needs no Redis read and runs on the HTTP "
+                         "threads); a client removed in Redis is accepted for up to this long "
+                         "after; 0: every issuance reads Redis on a lookup thread",
+                         &c->client_cache_ttl_ms),
         GOV_CFG_DURATION("reconcile", "30s", 100, 3600000,
                          "period of the full comparison with Redis", &c->reconcile_ms),
         GOV_RUNTIME_ROW("log_level"),

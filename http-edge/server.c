@@ -31,7 +31,10 @@
  * /v1/decisions).  They never run on the HTTP threads: the connection is
  * suspended, queued (at most cfg.lookup_queue, else 503 at once) to
  * cfg.lookup_threads threads of their own, and resumed with the answer, so
- * a slow or unreachable Redis never delays /v1/evaluate.
+ * a slow or unreachable Redis never delays /v1/evaluate.  A route marked
+ * LOOKUP_ON_DEMAND (token issuance) runs on the HTTP thread and goes to a
+ * lookup thread only when its handler asks (edge_respond_lookup: the
+ * client record is not cached), where it runs again from the start.
  *
  * Deferred answers (edge_defer): a handler that waits on Kafka
  * acknowledgements (token issuance, sessions) hands its response to the
@@ -202,8 +205,11 @@ typedef struct route {
     const char *method;      /* GET routes also answer HEAD */
     const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, NULL ends */
     edge_handler_t handler;
-    int lookup;              /* waits on Redis: runs on a lookup thread */
+    int lookup;              /* waits on Redis: runs on a lookup thread; LOOKUP_ON_DEMAND:
+                              * on the HTTP thread unless it asks (edge_respond_lookup) */
 } route_t;
+
+#define LOOKUP_ON_DEMAND 2
 
 static const route_t routes[] = {
     {"healthz", "GET", {"healthz"}, serve_healthz, 0},
@@ -215,7 +221,7 @@ static const route_t routes[] = {
     {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0},
     {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0},
     {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1},
-    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, 1},
+    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, LOOKUP_ON_DEMAND},
     {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1},
     {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1},
     {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1},
@@ -413,6 +419,16 @@ refused:
     return 1;
 }
 
+/* --- lookups on demand ------------------------------------------------------------ */
+
+static _Thread_local int on_lookup_thread;
+
+int edge_on_lookup_thread(void) { return on_lookup_thread; }
+
+void edge_respond_lookup(edge_response_t *resp) {
+    resp->needs_lookup = 1;
+}
+
 /* --- deferred answers ------------------------------------------------------------ */
 
 edge_deferred_t *edge_defer(edge_response_t *resp, int oauth) {
@@ -493,6 +509,7 @@ static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
 static void *lookup_main(void *arg) {
     edge_server_t *s = arg;
     lookup_pool_t *lp = &s->lookups;
+    on_lookup_thread = 1;
     for (;;) {
         pthread_mutex_lock(&lp->mu);
         while (lp->head == NULL && !lp->stopping)
@@ -601,21 +618,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
     } else {
         const route_t *rt = route_find(req, NULL);
-        if (rt && rt->lookup) {
-            if (lookup_enqueue(s, cc))
-                return MHD_YES; /* resumed with cc->answered set */
-            resp->route = rt->name;
-            edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
-                               "too many lookups waiting; try again");
-        } else {
+        int queue = rt && rt->lookup == 1;
+        if (!queue) {
             edge_route(e, req, resp);
-            if (cc->deferred) {
+            queue = resp->needs_lookup;   /* a LOOKUP_ON_DEMAND route asked */
+            resp->needs_lookup = 0;
+            if (!queue && cc->deferred) {
                 /* suspended before the arm is dropped, so the completion's
                  * resume (if it is the last) always finds it suspended */
                 MHD_suspend_connection(conn);
                 deferred_drop_arm(cc);
                 return MHD_YES;
             }
+        }
+        if (queue) {
+            if (lookup_enqueue(s, cc))
+                return MHD_YES; /* resumed with cc->answered set */
+            resp->route = rt ? rt->name : "unknown";
+            edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
+                               "too many lookups waiting; try again");
         }
     }
     return send_response(conn, e, resp, cc->started_us);

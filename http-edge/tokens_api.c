@@ -6,25 +6,28 @@
  *   POST /v1/tokens/revoke      RFC 7009
  *   GET  /.well-known/jwks.json, GET /.well-known/openid-configuration
  *
- * How: the four POSTs are lookups (server.c runs them on the lookup
- * threads): they read the client and the token status from Redis through
- * this thread's connection (gov_state_identity).
+ * How: verify, introspect and revoke are lookups (server.c runs them on
+ * the lookup threads): they read the client and the token status from
+ * Redis through this thread's connection (gov_state_identity).  Issue runs
+ * on the HTTP thread when the client's record is in the client cache
+ * (client_cache_ttl), else on a lookup thread that reads it (server.c,
+ * LOOKUP_ON_DEMAND).
  * Issuance is fail-closed and asynchronous (edge_token_mint, shared with
  * /v1/sessions/start): the token is signed, its TokenIssued
  * (identity.tokens, claims only) and an AuditEvent (identity.audit) are
  * queued together as one gov_kafka group, and the answer is deferred
- * (edge_defer): the lookup thread is free at once, and the group's
- * completion - on the producer's delivery-report thread, when BOTH are
- * acknowledged (acks=all) - answers 200 with the token.  When either is
- * refused, purged or times out (kafka_ack_timeout) the answer is 503 and
- * the token, which exists only in the mint's buffer, is wiped: it is never
- * answered, logged or sent anywhere.  Why a lookup thread still runs it:
- * the client record is read from Redis on each request (a removed client
- * stops at once; no cache to invalidate), and that read must not stall an
- * HTTP thread; what held the thread before - two sequential
- * acknowledgements, ~2 x 30 ms - is gone, so a lookup thread now spends
- * one Redis round trip, one signature and two encodings per token
- * (docs/benchmarks.md, "Token results", measures what then limits it).
+ * (edge_defer): the thread is free at once, and the group's completion -
+ * on the producer's delivery-report thread, when BOTH are acknowledged
+ * (acks=all) - answers 200 with the token.  When either is refused, purged
+ * or times out (kafka_ack_timeout) the answer is 503 and the token, which
+ * exists only in the mint's buffer, is wiped: it is never answered, logged
+ * or sent anywhere.  Why the cache: measured under load, a blocking Redis
+ * read per token on two lookup threads, not the signature, bounded
+ * issuance (each read waits for the scheduler on a busy machine); with the
+ * record cached the HTTP thread signs (one Ed25519 signature) and queues
+ * the events, and waits for nothing (docs/benchmarks.md, "Token results").
+ * Its price: a client removed in Redis is still accepted by this edge for
+ * up to client_cache_ttl.
  * Client secrets are compared as "sha256:<hex>" with CRYPTO_memcmp (constant
  * time), and an unknown client costs the same hash and comparison.
  * Revocation is read-your-writes: after its TokenRevoked is acknowledged,
@@ -47,6 +50,7 @@
  * gov_jwt_verify accepted it.
  */
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,9 +120,81 @@ static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
     OPENSSL_cleanse(d, sizeof d);
 }
 
+/* --- the client cache --------------------------------------------------------- */
+
+/* Client records read from Redis, kept client_cache_ttl so that issuance
+ * for a known client needs no Redis round trip and so no lookup thread
+ * (under load that round trip, not the signature, bounded issuance: each
+ * blocking read waits for the scheduler on a busy machine).  Direct-mapped
+ * by a hash of the client id, one mutex held only to copy; a slot holds a
+ * record that was found in Redis (never an unknown client).  The cost: a
+ * client removed (or whose secret changed) in Redis keeps being accepted
+ * by this edge for up to client_cache_ttl; 0 disables the cache. */
+#define CLIENT_CACHE_SLOTS 1024
+
+typedef struct cached_client {
+    char id[GOV_JWT_CLIENT_ID_MAX + 1];
+    gov_state_identity_client_rec_t rec;   /* owned copies */
+    int64_t until_us;
+} cached_client_t;
+
+static cached_client_t client_cache[CLIENT_CACHE_SLOTS];
+static pthread_mutex_t client_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static cached_client_t *cache_slot(const char *id) {
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (const unsigned char *q = (const unsigned char *)id; *q; q++)
+        h = (h ^ *q) * 16777619u;
+    return &client_cache[h % CLIENT_CACHE_SLOTS];
+}
+
+/* Copies rec's strings into out; 0, or -1 when out of memory (out cleared). */
+static int client_rec_copy(const gov_state_identity_client_rec_t *rec,
+                           gov_state_identity_client_rec_t *out) {
+    memset(out, 0, sizeof *out);
+    out->found = rec->found;
+    out->registered_at = rec->registered_at;
+    const char *const from[] = {rec->secret_hash, rec->tenants, rec->scopes, rec->registered_by};
+    char **const to[] = {&out->secret_hash, &out->tenants, &out->scopes, &out->registered_by};
+    for (size_t i = 0; i < 4; i++)
+        if (from[i] && (*to[i] = gov_strdup(from[i])) == NULL) {
+            gov_state_identity_client_clear(out);
+            return -1;
+        }
+    return 0;
+}
+
+/* 1 when id's record is cached and fresh (copied into out). */
+static int cache_get(const char *id, gov_state_identity_client_rec_t *out) {
+    cached_client_t *c = cache_slot(id);
+    int hit = 0;
+    pthread_mutex_lock(&client_cache_mu);
+    if (strcmp(c->id, id) == 0 && gov_mono_micros() < c->until_us)
+        hit = client_rec_copy(&c->rec, out) == 0;
+    pthread_mutex_unlock(&client_cache_mu);
+    return hit;
+}
+
+static void cache_put(edge_t *e, const char *id, const gov_state_identity_client_rec_t *rec) {
+    if (e->cfg.client_cache_ttl_ms <= 0 || !rec->found)
+        return;
+    gov_state_identity_client_rec_t copy;
+    if (client_rec_copy(rec, &copy) != 0)
+        return;
+    cached_client_t *c = cache_slot(id);
+    pthread_mutex_lock(&client_cache_mu);
+    gov_state_identity_client_clear(&c->rec);
+    c->rec = copy;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    c->until_us = gov_mono_micros() + e->cfg.client_cache_ttl_ms * 1000;
+    pthread_mutex_unlock(&client_cache_mu);
+}
+
 /* Authenticates the client of p; on GOV_OK *c holds its record (the caller
  * clears it).  Otherwise resp is filled: 401 invalid_client, 503 when the
- * client store cannot be read, 400 when no credentials came. */
+ * client store cannot be read, 400 when no credentials came - or, off a
+ * lookup thread when the record is not cached, edge_respond_lookup (the
+ * request runs again on a lookup thread) and GOV_ERR_UNAVAILABLE. */
 static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_identity_client_rec_t *c,
                              edge_response_t *resp) {
     memset(c, 0, sizeof *c);
@@ -130,18 +206,25 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
         return GOV_ERR_VERIFY;
     }
     char eb[256];
-    gov_redis_t *r = edge_thread_redis(e);
-    if (r == NULL || strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX) {
-        if (r == NULL) {
-            edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-                                     "the client store cannot be read");
-            return GOV_ERR_UNAVAILABLE;
-        }
+    int long_id = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX;
+    if (!long_id && !edge_on_lookup_thread() && !cache_get(p->client_id, c)) {
+        edge_respond_lookup(resp);
+        return GOV_ERR_UNAVAILABLE;
+    }
+    gov_redis_t *r = c->found ? NULL : edge_thread_redis(e);
+    if (c->found || long_id) {
+        /* cached, or an id no client can have: no read */
+    } else if (r == NULL) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                 "the client store cannot be read");
+        return GOV_ERR_UNAVAILABLE;
     } else if (gov_state_identity_client_get(r, p->client_id, c, eb, sizeof eb) != GOV_OK) {
         gov_state_identity_client_clear(c);
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the client store cannot be read");
         return GOV_ERR_UNAVAILABLE;
+    } else {
+        cache_put(e, p->client_id, c);
     }
     char given[SECRET_HASH_LEN + 1];
     secret_hash(p->client_secret, given);

@@ -18,7 +18,10 @@
  *     LeakSanitizer reports, and a use after free aborts the edge;
  *   - Kafka unreachable: 503 kafka_unavailable after the ack timeout, no
  *     token in the answer;
- *   - over deferred_max: 503 deferred_capacity at once while one is pending.
+ *   - over deferred_max: 503 deferred_capacity at once while one is pending;
+ *   - the client cache (client_cache_ttl, 1 s by default) does not outlive
+ *     a removal: after `govctl clients remove` the edge refuses the client
+ *     within a bounded wait (401 invalid_client).
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -301,12 +304,42 @@ static void test_deferred_capacity(void **state) {
     stop_edge(&one);
 }
 
+static int client_refused(void *opaque) {
+    (void)opaque;
+    json_t *j = NULL;
+    int st = issue(live.port, &j);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    int refused = st == 401 && err && strcmp(err, "invalid_client") == 0;
+    json_decref(j);
+    return refused;
+}
+
+/* Last: the client is gone afterwards. */
+static void test_removed_client_is_refused(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(issue(live.port, &j), 200);   /* cached now */
+    json_decref(j);
+    char brokers[200], out[1024], err[4096];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "remove", client_id, NULL}, out,
+                          sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    /* the stack's gov-identity materializes the removal; the cache entry
+     * expires within client_cache_ttl of it */
+    if (itest_wait_for(client_refused, NULL, WAIT_MS, 100) < 0)
+        fail_msg("the removed client kept getting tokens");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_in_flight),
         cmocka_unit_test(test_close_mid_issue_live),
         cmocka_unit_test(test_close_mid_issue_dead_broker),
         cmocka_unit_test(test_deferred_capacity),
+        cmocka_unit_test(test_removed_client_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
