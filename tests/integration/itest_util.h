@@ -259,6 +259,15 @@ double itest_proc_metric(const itest_proc_t *p, const char *name, const char *co
 double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
                           const char *reason);
 int itest_edge_degraded(const itest_proc_t *edge, const char *tenant);
+/* A private gov-edge over the stack's own state: the stack's Redis, trust
+ * files and key directory (var/stack.env), its own id "<prefix>-<unique>"
+ * and a free port, with extra env "K=V" (NULL-terminated, at most 8; e.g.
+ * GOV_KAFKA_BROKERS, which is not set otherwise).  Waits for /healthz, then
+ * until it serves the JWKS and the demo tenant's constitution (an edge
+ * without Kafka is never ready, so /readyz is not waited for); fails the
+ * test naming the log otherwise.  Stop it with itest_proc_stop. */
+void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *const *extra,
+                               const char *logname);
 
 /* --- waiting on outcomes ---------------------------------------------------- */
 

@@ -98,6 +98,15 @@ static void produce(gov_kafka_group_t *g, const char *topic, const char *value) 
                      GOV_OK);
 }
 
+/* One message to a topic no broker serves, in a sealed group reporting to o. */
+static void nowhere_group(gov_kafka_producer_t *p, outcome_t *o, const char *value) {
+    outcome_init(o);
+    gov_kafka_group_t *g = NULL;
+    assert_int_equal(gov_kafka_group_new(p, on_done, o, &g), GOV_OK);
+    produce(g, "itest-kafka-group-nowhere", value);
+    gov_kafka_group_seal(g);
+}
+
 static int find_value(void *opaque, const gov_kafka_msg_t *m) {
     const char *want = opaque;
     return m->len == strlen(want) && memcmp(m->value, want, m->len) == 0;
@@ -134,11 +143,7 @@ static void test_timeout(void **state) {
     (void)state;
     gov_kafka_producer_t *p = producer(dead_broker(), "1500");
     outcome_t o;
-    outcome_init(&o);
-    gov_kafka_group_t *g = NULL;
-    assert_int_equal(gov_kafka_group_new(p, on_done, &o, &g), GOV_OK);
-    produce(g, "itest-kafka-group-nowhere", "lost");
-    gov_kafka_group_seal(g);
+    nowhere_group(p, &o, "lost");
     assert_int_equal(wait_done(&o, 15000), 1);
     if (o.err != GOV_ERR_TIMEOUT)
         fail_msg("want GOV_ERR_TIMEOUT, got %d: %s", o.err, o.detail);
@@ -151,11 +156,7 @@ static void test_fatal_error_fails_the_group(void **state) {
     (void)state;
     gov_kafka_producer_t *p = producer(dead_broker(), "30000");
     outcome_t o;
-    outcome_init(&o);
-    gov_kafka_group_t *g = NULL;
-    assert_int_equal(gov_kafka_group_new(p, on_done, &o, &g), GOV_OK);
-    produce(g, "itest-kafka-group-nowhere", "purged");
-    gov_kafka_group_seal(g);
+    nowhere_group(p, &o, "purged");
     assert_int_equal(gov_kafka_producer_test_fatal(p, "itest: forced fatal error"), GOV_OK);
     /* the poll thread recreates the handle and purges the old one's queue */
     assert_int_equal(wait_done(&o, 15000), 1);
@@ -171,11 +172,7 @@ static void test_free_completes_pending(void **state) {
     (void)state;
     gov_kafka_producer_t *p = producer(dead_broker(), "30000");
     outcome_t o;
-    outcome_init(&o);
-    gov_kafka_group_t *g = NULL;
-    assert_int_equal(gov_kafka_group_new(p, on_done, &o, &g), GOV_OK);
-    produce(g, "itest-kafka-group-nowhere", "pending");
-    gov_kafka_group_seal(g);
+    nowhere_group(p, &o, "pending");
     assert_int_equal(o.calls, 0);
     gov_kafka_producer_free(p, 200);
     assert_int_equal(o.calls, 1);

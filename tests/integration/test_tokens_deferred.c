@@ -45,69 +45,23 @@
 #define CLOSERS 100
 
 static char client_id[128], secret[128], authz[512];
-static char env_redis_host[96], env_redis_port[48], env_trust[512], env_pack_trust[512],
-    env_keydir[512];
 static itest_proc_t live;   /* a working broker */
 static char live_log[] = "itest-deferred-edge-live.log";
 
 /* --- edges ------------------------------------------------------------------------ */
 
-static const itest_proc_t *probe;
-
-/* The edge has its keys and the tenant. */
-static int edge_has_state(void *opaque) {
-    (void)opaque;
-    char *body = NULL;
-    int ok = itest_proc_get(probe, "/.well-known/jwks.json", &body) == 200 && body &&
-             strstr(body, "\"kid\"") != NULL;
-    free(body);
-    body = NULL;
-    ok = ok && itest_proc_get(probe, "/v1/constitution/" TENANT, &body) == 200;
-    free(body);
-    return ok;
-}
-
-/* Starts a private gov-edge named id-prefix-<unique> with extra (NULL-ended,
- * may be NULL), waits for /healthz and for its keys and tenant: an edge
- * without Kafka is never ready, so /readyz is not waited for. */
 static void start_edge(itest_proc_t *c, const char *prefix, const char *const *extra,
                        const char *log) {
-    static char env_id[4][128], env_port[4][32];
-    static int slot;
-    int s = slot++ % 4;
-    char id[96];
-    itest_unique(prefix, id, sizeof id);
-    memset(c, 0, sizeof *c);
-    c->port = itest_free_port();
-    snprintf(c->url, sizeof c->url, "http://127.0.0.1:%d", c->port);
-    snprintf(env_id[s], sizeof env_id[s], "GOV_EDGE_ID=%s", id);
-    snprintf(env_port[s], sizeof env_port[s], "GOV_PORT=%d", c->port);
-    const char *env[20] = {env_redis_host, env_redis_port, env_trust, env_pack_trust, env_keydir,
-                           env_id[s], env_port[s], "GOV_IDENTITY_REFRESH=200ms",
-                           "GOV_LOOKUP_QUEUE=4096"};
-    size_t n = 9;
-    for (size_t i = 0; extra && extra[i] && n < 19; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    c->pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env, log);
-    snprintf(c->log, sizeof c->log, "%s", log);
-    char url[96];
-    snprintf(url, sizeof url, "%s/healthz", c->url);
-    if (!itest_wait_http(url, 200, 30000))
-        fail_msg("%s did not start (log var/test-logs/%s)", id, log);
-    probe = c;
-    if (itest_wait_for(edge_has_state, NULL, WAIT_MS, 100) < 0)
-        fail_msg("%s did not load the keys and the tenant (log var/test-logs/%s)", id, log);
+    const char *env[8] = {"GOV_LOOKUP_QUEUE=4096"};
+    for (size_t i = 0; extra && extra[i] && i < 6; i++)
+        env[i + 1] = extra[i];
+    itest_edge_start_on_stack(c, prefix, env, log);
 }
 
 /* Stops c: it must exit with status 0 (LeakSanitizer reports at exit). */
 static void stop_edge(itest_proc_t *c) {
-    if (c->pid <= 0)
-        return;
-    int st = itest_stop(c->pid, SIGTERM, 30000);
-    c->pid = -1;
-    if (st != 0)
-        fail_msg("the edge did not exit cleanly (status %d; log var/test-logs/%s)", st, c->log);
+    if (c->pid > 0 && itest_proc_stop(c) != 0)
+        fail_msg("the edge did not exit cleanly (log var/test-logs/%s)", c->log);
 }
 
 /* --- requests --------------------------------------------------------------------- */
@@ -169,15 +123,6 @@ static double issued(const itest_proc_t *c, const char *outcome) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(env_redis_host, sizeof env_redis_host, "GOV_REDIS_HOST=%s",
-             itest_env("GOV_REDIS_HOST", "127.0.0.1"));
-    snprintf(env_redis_port, sizeof env_redis_port, "GOV_REDIS_PORT=%s",
-             itest_env("GOV_REDIS_PORT", "6379"));
-    snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
-    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
-             itest_path("var/demo/rulepack-trust.json"));
-    snprintf(env_keydir, sizeof env_keydir, "GOV_SIGNER_KEY_DIR=%s",
-             itest_env("GOV_SIGNER_KEY_DIR", itest_path("var/keys")));
     char brokers[200], out[1024], err[4096];
     snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
