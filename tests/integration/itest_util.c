@@ -1062,6 +1062,22 @@ double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const ch
     return itest_proc_metric(edge, "edge_state_rejected_total", flt);
 }
 
+int itest_raw_post(int port, const char *path, const char *ctype, const char *authz,
+                   const char *body, char *raw, size_t raw_size) {
+    size_t n = strlen(body) + (authz ? strlen(authz) : 0) + strlen(path) + strlen(ctype) + 256;
+    char *req = malloc(n);
+    if (req == NULL)
+        fail_msg("out of memory");
+    int len = snprintf(req, n,
+                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s%s%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                       path, authz ? "Authorization: " : "", authz ? authz : "",
+                       authz ? "\r\n" : "", ctype, strlen(body), body);
+    int fd = itest_raw_send(port, req, (size_t)len);
+    free(req);
+    return itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+}
+
 static const itest_proc_t *edge_probe;
 
 /* The probed edge serves the JWKS (with a key) and the demo tenant. */

@@ -344,6 +344,11 @@ int itest_raw_send(int port, const void *data, size_t len);
  * status of the first status line, 0 when none arrived in time; *waited_ms
  * (may be NULL) gets the time until the first byte, or -1 when none came. */
 int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waited_ms);
+/* POSTs body (Content-Type ctype; Authorization authz when not NULL) to
+ * path on 127.0.0.1:port over a new connection ("Connection: close") and
+ * reads the answer as itest_raw_answer (30 s) into raw: its status. */
+int itest_raw_post(int port, const char *path, const char *ctype, const char *authz,
+                   const char *body, char *raw, size_t raw_size);
 
 /* --- replaying a partition (per-tenant applied offsets) ---------------------- */
 

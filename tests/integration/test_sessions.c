@@ -76,19 +76,7 @@ static void header(const answer_t *a, const char *name, char *out, size_t size) 
 
 static void post(int port, const char *path, const char *ctype, const char *authz,
                  const char *body, answer_t *a) {
-    size_t n = strlen(body) + 8192;
-    char *req = malloc(n);
-    assert_non_null(req);
-    char auth[4200] = "";
-    if (authz)
-        snprintf(auth, sizeof auth, "Authorization: %s\r\n", authz);
-    int len = snprintf(req, n,
-                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s"
-                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                       path, auth, ctype, strlen(body), body);
-    int fd = itest_raw_send(port, req, (size_t)len);
-    free(req);
-    a->status = itest_raw_answer(fd, a->raw, sizeof a->raw, 30000, NULL);
+    a->status = itest_raw_post(port, path, ctype, authz, body, a->raw, sizeof a->raw);
     const char *b = strstr(a->raw, "\r\n\r\n");
     a->j = b ? json_loads(b + 4, 0, NULL) : NULL;
 }
