@@ -54,6 +54,11 @@
  * is a bad token ("tokens_bad", and an error when measured);
  * "tokens_received" counts the good ones over the whole run.
  *
+ * Sessions: --bearer TOKEN adds "Authorization: Bearer TOKEN" to every
+ * --bodies request, and --expect-session checks every answer as for
+ * --expect-token but for POST /v1/sessions/start: status 201, a session_id
+ * and a compact JWS "token" (counted in tokens_received).
+ *
  * throughput_rps is the delivered rate: answers (to any request, warm-up
  * ones included) received during the measured window, per second.
  *
@@ -131,6 +136,8 @@ static long long completed, errors, unfinished, status_counts[6];
 static long long conn_failures;
 /* --expect-token: every answer checked (warm-up included). */
 static int expect_token;
+static int expect_session;   /* --expect-session: 201 with a session token */
+static int want_status = 200;
 static long long tokens_received, tokens_bad;
 /* Answers (any request's) received inside the measured window: the delivered rate. */
 static long long window_answers;
@@ -354,13 +361,10 @@ static int jws_part_ok(const char *p, size_t n, const char *want, json_type type
     return ok;
 }
 
-/* An RFC 6749 §5.1 answer carrying a compact JWS access token (see the header). */
-static int token_ok(const char *body) {
-    json_t *o = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
-    const char *tok = json_string_value(json_object_get(o, "access_token"));
-    const char *type = json_string_value(json_object_get(o, "token_type"));
+/* A compact JWS whose header names alg and whose payload holds exp. */
+static int jws_ok(const char *tok) {
     int ok = 0;
-    if (tok && type && strcasecmp(type, "bearer") == 0) {
+    if (tok) {
         const char *d1 = strchr(tok, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
         size_t sl = d2 ? strlen(d2 + 1) : 0;
         uint8_t sig[1024];
@@ -370,13 +374,30 @@ static int token_ok(const char *body) {
              jws_part_ok(d1 + 1, (size_t)(d2 - d1 - 1), "exp", JSON_INTEGER) && sl > 0 &&
              gov_b64url_decode(d2 + 1, sl, sig, sizeof sig, &dl, NULL, 0) == GOV_OK;
     }
+    return ok;
+}
+
+/* An RFC 6749 §5.1 answer carrying a compact JWS access token (see the
+ * header), or with --expect-session a /v1/sessions/start answer: a
+ * session_id and a compact JWS "token". */
+static int token_ok(const char *body) {
+    json_t *o = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+    int ok;
+    if (expect_session) {
+        ok = json_string_value(json_object_get(o, "session_id")) != NULL &&
+             jws_ok(json_string_value(json_object_get(o, "token")));
+    } else {
+        const char *type = json_string_value(json_object_get(o, "token_type"));
+        ok = type && strcasecmp(type, "bearer") == 0 &&
+             jws_ok(json_string_value(json_object_get(o, "access_token")));
+    }
     json_decref(o);
     return ok;
 }
 
 /* --expect-token: 1 when the answer r[0..len) is a good token answer. */
 static int check_token_answer(const conn_t *c, long len, int status, size_t off, int chunked) {
-    char *body = status == 200 ? answer_body(c->r, (size_t)len, off, chunked) : NULL;
+    char *body = status == want_status ? answer_body(c->r, (size_t)len, off, chunked) : NULL;
     int ok = body != NULL && token_ok(body);
     if (ok) {
         tokens_received++;
@@ -437,7 +458,7 @@ static void on_readable(conn_t *c, int64_t *now) {
         push(&lat, (uint64_t)(*now - c->intended_ns));
         int cls = status / 100;
         status_counts[cls >= 1 && cls <= 5 ? cls : 0]++;
-        if (status != 200 || !good)
+        if (status != want_status || !good)
             errors++;
     }
     c->st = C_IDLE;
@@ -503,13 +524,15 @@ static void usage(FILE *f) {
           "               [--name NAME] [--out FILE]\n"
           "       loadgen --url http://HOST:PORT/PATH --form BODY [--basic ID:SECRET]\n"
           "               [--expect-token] --closed-loop [--duration S] [--warmup S]\n"
-          "               [--connections C] [--drain S] [--name NAME] [--out FILE]\n",
+          "               [--connections C] [--drain S] [--name NAME] [--out FILE]\n"
+          "       loadgen --url http://HOST:PORT/v1/sessions/start --bodies FILE\n"
+          "               --bearer TOKEN --expect-session --closed-loop [...]\n",
           f);
 }
 
 int main(int argc, char **argv) {
     const char *url = NULL, *bodies = NULL, *name = NULL, *out_path = NULL;
-    const char *form = NULL, *basic = NULL;
+    const char *form = NULL, *basic = NULL, *bearer = NULL;
     double rate = 0, duration = 15, warmup = 3, drain = 5;
     int wrap = 0, closed = 0;
     nconns = 32;
@@ -521,10 +544,11 @@ int main(int argc, char **argv) {
         {"name", required_argument, NULL, 'n'},     {"out", required_argument, NULL, 'o'},
         {"form", required_argument, NULL, 'F'},     {"basic", required_argument, NULL, 'B'},
         {"expect-token", no_argument, NULL, 'T'},   {"closed-loop", no_argument, NULL, 'L'},
+        {"bearer", required_argument, NULL, 'A'},   {"expect-session", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "u:b:Wr:d:w:c:D:n:o:F:B:TLh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "u:b:Wr:d:w:c:D:n:o:F:B:TLA:Sh", opts, NULL)) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'b': bodies = optarg; break;
@@ -540,6 +564,8 @@ int main(int argc, char **argv) {
         case 'B': basic = optarg; break;
         case 'T': expect_token = 1; break;
         case 'L': closed = 1; break;
+        case 'A': bearer = optarg; break;
+        case 'S': expect_session = expect_token = 1; want_status = 201; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -547,7 +573,7 @@ int main(int argc, char **argv) {
     char host[256];
     int port;
     const char *path;
-    if (!url || (bodies == NULL) == (form == NULL) || (form && wrap) || (basic && !form) ||
+    if (!url || (bodies == NULL) == (form == NULL) || (form && wrap) || (basic && !form) || (bearer && !bodies) || (bearer && strlen(bearer) > 8192) ||
         (closed ? rate != 0 : rate <= 0) || duration <= 0 || warmup < 0 || nconns < 1 ||
         nconns > 10000 || optind != argc || parse_url(url, host, sizeof host, &port, &path) != 0) {
         usage(stderr);
@@ -591,13 +617,14 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; bodies && i < nreqs; i++) {
         size_t blen = lines.len[i] + (wrap ? 10 : 0);
-        size_t cap = blen + strlen(path) + strlen(host) + 200;
+        size_t cap = blen + strlen(path) + strlen(host) + (bearer ? strlen(bearer) : 0) + 240;
         reqs[i] = malloc(cap);
         int h = snprintf(reqs[i], cap,
                          "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\n\r\n%s%s%s",
-                         path, host, port, blen, wrap ? "{\"input\":" : "", lines.line[i],
-                         wrap ? "}" : "");
+                         "%s%s%sContent-Length: %zu\r\n\r\n%s%s%s",
+                         path, host, port, bearer ? "Authorization: Bearer " : "",
+                         bearer ? bearer : "", bearer ? "\r\n" : "", blen,
+                         wrap ? "{\"input\":" : "", lines.line[i], wrap ? "}" : "");
         reqlen[i] = (size_t)h;
     }
 

@@ -24,6 +24,11 @@
 #                        $HOME/.cache/soma-gov/hydra-<version>; DSN=memory, JWT access tokens) under
 #                        the same load: POST /oauth2/token with a client-credentials client made
 #                        through its admin API
+#   sessions-start       gov-edge POST /v1/sessions/start straight to the stack's edge (no gateway):
+#                        one allowed request of tenant bench with a bearer token (scope
+#                        sessions:start), bench/loadgen --closed-loop --expect-session at
+#                        BENCH_TOKEN_CONNECTIONS; every answer 201 with a session token, and every
+#                        session token's TokenIssued counted on identity.tokens
 #
 # What it does: starts the stack if needed (deploy/stack.sh start), builds the bench tools
 # (make bench-tools), generates the requests (bench/gen_requests, seeded), publishes the
@@ -72,7 +77,8 @@ HYDRA_PORT=${BENCH_HYDRA_PORT:-$(( 4444 + ${GOV_PORT_OFFSET:-0} ))}
 HYDRA_ADMIN_PORT=$(( HYDRA_PORT + 1 ))
 
 ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate
-     sign-raw-pem sign-raw-pkcs11 token-issue-pem token-issue-pkcs11 hydra-token-issue)
+     sign-raw-pem sign-raw-pkcs11 token-issue-pem token-issue-pkcs11 hydra-token-issue
+     sessions-start)
 BIN=build/release/bin
 TOOLS=build/release/bench
 OUT=var/bench
@@ -112,7 +118,7 @@ fi
 want() { [[ -n ${WANT[$1]:-} ]]; }
 NEED_EDGE=0; NEED_OPA=0
 # The token benchmarks issue for tenant bench, whose constitution publish_tenant publishes.
-{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11; } && NEED_EDGE=1
+{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11 || want sessions-start; } && NEED_EDGE=1
 { want opa-evaluate || want opa-evaluate-rate; } && NEED_OPA=1
 
 mkdir -p "$PARTS" "$LOGS"
@@ -658,6 +664,33 @@ if want hydra-token-issue; then
   printf '{"meta_for":["hydra-token-issue"],"hydra":{"version":"%s","dsn":"memory","access_token_strategy":"jwt","access_token_alg":"%s"}}\n' \
     "$HYDRA_VERSION" "${HYDRA_ALG:-}" >"$PARTS/meta-hydra-token-issue.json"
   export BENCH_HYDRA_VERSION="$HYDRA_VERSION"
+fi
+
+# Sessions: POST /v1/sessions/start straight to the stack's gov-edge (no gateway) with one allowed
+# request of tenant bench and a bearer token (scope sessions:start) of a fresh client; every
+# answer must be 201 with a session token, and, as for the tokens, every session token handed out
+# must have its TokenIssued on identity.tokens.
+if want sessions-start; then
+  TOKEN_SCOPE="sessions:start" edge_client "$GOV_EDGE_URL"
+  bearer="$(json_member "$(cat "$OUT/token-probe.json")" access_token)"
+  [[ -n $bearer ]] || die "sessions-start: no bearer token for client $TOK_ID"
+  printf '{"tenant":"%s","session_id":"bench-session","user":"bench-user","role":"engineer","prompt":"Summarize the release notes of the billing service."}\n' \
+    "$TENANT" >"$OUT/session-bodies.ndjson"
+  code="$(curl -s -o "$OUT/session-probe.json" -w '%{http_code}' -H "Authorization: Bearer $bearer" \
+           -H 'Content-Type: application/json' --data-binary @"$OUT/session-bodies.ndjson" \
+           "$GOV_EDGE_URL/v1/sessions/start" || true)"
+  [[ $code == 201 ]] || die "sessions-start: the probe session was answered $code: $(head -c 300 "$OUT/session-probe.json")"
+  run_loadgen sessions-start "$EDGE_PID" \
+    "${WARMUP}s + ${DURATION}s, $TOKEN_CONNS connections, closed loop (bench/loadgen) -> $GOV_EDGE_URL/v1/sessions/start" \
+    "every answer must be 201 with a session token; a run with failures is not a result" \
+    "$TOOLS/loadgen" --url "$GOV_EDGE_URL/v1/sessions/start" --bodies "$OUT/session-bodies.ndjson" \
+    --bearer "$bearer" --expect-session --closed-loop --duration "$DURATION" --warmup "$WARMUP" \
+    --connections "$TOKEN_CONNS" --name sessions-start --out "$PARTS/sessions-start.json"
+  got="$(sed -n 's/^ *"tokens_received": *\([0-9]*\).*/\1/p' "$PARTS/sessions-start.json")"
+  handed=$(( got + TOK_PROBES + 1 ))   # + the bearer token + the probe session
+  events="$(token_events "$TOK_ID")"
+  say "sessions-start: $events TokenIssued events on identity.tokens for client $TOK_ID, $handed tokens handed out (the bearer token included)"
+  [[ $events == "$handed" ]] || die "sessions-start: TokenIssued events ($events) != tokens handed out ($handed)"
 fi
 
 # --- report -------------------------------------------------------------------------------

@@ -64,6 +64,9 @@ typedef struct edge_config {
     long token_constitution_grace_s;  /* a replaced constitution hash still accepted */
     long identity_refresh_ms;         /* period of the identity snapshot refresh */
     char *identity_trust_file;        /* identity trust: keys and clients re-verified (identity.c) */
+    long deferred_max;                /* answers awaiting a completion; more get 503 */
+    long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
+    long client_cache_ttl_ms;         /* how long a client record read from Redis is reused */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -90,6 +93,7 @@ typedef struct edge {
     gov_metric_t *m_tokens;           /* identity_tokens_issued_total{outcome} */
     gov_metric_t *m_gw_requests;      /* gateway_requests_total{route,decision} */
     gov_metric_t *m_gw_duration;      /* gateway_policy_duration_seconds */
+    gov_metric_t *m_deferred;         /* edge_deferred_requests (gauge) */
 } edge_t;
 
 typedef struct edge_request {
@@ -122,6 +126,8 @@ typedef struct edge_response {
     const char *route;              /* static route name for metrics */
     char *headers[16];              /* owned "Name: value" strings */
     size_t nheaders;
+    void *server_ctx;               /* the server's request (server.c); NULL outside it */
+    int needs_lookup;               /* edge_respond_lookup: run again on a lookup thread */
 } edge_response_t;
 
 /* Sets a JSON body (steals j) with status. */
@@ -132,6 +138,42 @@ void edge_respond_error(edge_response_t *r, unsigned status, gov_reason_t code,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Adds a header (copied). */
 void edge_add_header(edge_response_t *r, const char *name, const char *value);
+
+/* Deferred answers (server.c).  A handler that waits on something that
+ * completes elsewhere (Kafka acknowledgements) does not hold its thread:
+ *
+ *     edge_deferred_t *d = edge_defer(resp);
+ *     if (d == NULL) return;            // resp holds the 503
+ *     ... hand d to whoever completes (never touch resp again) ...
+ *     // later, on any thread:
+ *     edge_response_t *r = edge_deferred_response(d);  // fill r
+ *     edge_deferred_finish(d);
+ *
+ * The connection stays suspended (libmicrohttpd reads and times out
+ * nothing of it) until both the handler has returned and the completion
+ * has finished; whichever comes last resumes it, and it is answered then.
+ * A client that closed meanwhile is noticed on that answer, so the request
+ * context outlives every completion.  At most deferred_max at once. */
+typedef struct edge_deferred edge_deferred_t;
+/* Takes over resp (the caller must not touch it after handing the handle
+ * on).  NULL when over deferred_max, when the server is stopping, or when
+ * resp is not a server's (a handler called directly): resp then holds the
+ * 503 (deferred_capacity, or the OAuth shape when oauth) to answer now. */
+edge_deferred_t *edge_defer(edge_response_t *resp, int oauth);
+/* The response to fill (borrowed, until edge_deferred_finish). */
+edge_response_t *edge_deferred_response(edge_deferred_t *d);
+/* Sends what the response holds; d is gone when this returns.  Any thread,
+ * exactly once per handle; never blocks. */
+void edge_deferred_finish(edge_deferred_t *d);
+
+/* For a handler of a route that runs on the HTTP threads unless it needs
+ * Redis (token issuance: the client record, when not cached): says so
+ * instead of answering (resp holds nothing else); the server queues the
+ * request to a lookup thread, where the handler runs again from the start.
+ * Never called on a lookup thread. */
+void edge_respond_lookup(edge_response_t *resp);
+/* 1 on the server's lookup threads (where Redis may be waited on). */
+int edge_on_lookup_thread(void);
 
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);
@@ -159,6 +201,13 @@ void edge_decision_clear(edge_decision_t *d);
 /* Adds X-Policy-Decision, X-Policy-Score, X-Constitution-Hash and
  * X-Policy-Decision-Id of d to resp. */
 void edge_decision_headers(const edge_decision_t *d, edge_response_t *resp);
+
+/* Reads req's body as an evaluation request (415 unless JSON; parsed and
+ * bounded by gov_policy_request_parse, limit max_body).  0: *pr is filled
+ * (gov_policy_request_clear); -1: resp holds the 400/413/415/503.
+ * (evaluate_api.c; /v1/evaluate and /v1/sessions/start) */
+int edge_policy_request_read(edge_t *e, const edge_request_t *req, gov_policy_request_t *pr,
+                             edge_response_t *resp);
 
 /* Handlers (evaluate_api.c). */
 void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp);
@@ -192,6 +241,12 @@ void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t
 void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 void edge_jwks(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 void edge_openid_configuration(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+
+/* POST /v1/sessions/start (sessions_api.c): bearer token (scope
+ * sessions:start) -> evaluation -> a session token on allow, answered
+ * through edge_defer once its events are acknowledged.  A lookup (the
+ * token's revocation is read from Redis). */
+void edge_session_start(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 
 /* Identity snapshot (identity.c): the signing keys (Redis, via
  * gov_state_identity, with the keystore's signers), the JWKS, and the

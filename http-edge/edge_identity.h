@@ -83,4 +83,31 @@ gov_err_t edge_identity_client_get(edge_t *e, gov_redis_t *r, const char *client
 gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
                            gov_reason_t *why, char *eb, size_t ebs);
 
+/* The answer of a minted token (edge_token_mint): err GOV_OK with the
+ * token (borrowed: copy it into resp, it is wiped after the call), or the
+ * failure (token NULL: answer a 503 without it).  c holds the claims.
+ * Runs once, on the Kafka delivery-report thread or the minting thread;
+ * must not block. */
+typedef void (*edge_mint_answer_fn)(void *arg, gov_err_t err, const char *token,
+                                    size_t token_len, const gov_jwt_claims_t *c,
+                                    edge_response_t *resp);
+
+/* Signs c (copied) with key (borrowed: its snapshot held by the caller
+ * until this returns), queues its TokenIssued (identity.tokens) and an
+ * AuditEvent (identity.audit; action, component gov-edge, subject the jti,
+ * correlation_id (borrowed, may be NULL))
+ * as one gov_kafka group, and defers resp (edge_defer): when both are
+ * acknowledged answer(arg, GOV_OK, token) fills it; when either fails or
+ * times out answer(arg, err, NULL) does, and the token, which never left
+ * this function's buffer, is wiped.  arg is freed with arg_free (may be
+ * NULL) after the answer, or before returning -1.  0: deferred (the caller
+ * must not touch resp again); -1: resp holds the error now (signing failed,
+ * deferred_capacity; oauth picks the OAuth or the house shape) and answer
+ * is never called.  Cost: one signature and two encodings on the caller's
+ * thread; the acknowledgements are waited for by nobody (tokens_api.c). */
+int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,
+                    const char *action, const char *correlation_id, int oauth,
+                    edge_response_t *resp,
+                    edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *));
+
 #endif

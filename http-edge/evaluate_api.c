@@ -226,27 +226,33 @@ void edge_decision_headers(const edge_decision_t *d, edge_response_t *resp) {
 
 /* --- POST /v1/evaluate ------------------------------------------------------- */
 
-void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+int edge_policy_request_read(edge_t *e, const edge_request_t *req, gov_policy_request_t *pr,
+                             edge_response_t *resp) {
     char eb[512];
     gov_reason_t reason = GOV_REASON_NONE;
     if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0) {
         edge_respond_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE, "send application/json");
-        return;
+        return -1;
     }
-    gov_policy_request_t pr;
     gov_policy_limits_t lim = gov_policy_limits_default();
     lim.max_bytes = (size_t)e->cfg.max_body;
-    gov_err_t err = gov_policy_request_parse(req->body, req->body_len, &lim, &pr, &reason, eb,
+    gov_err_t err = gov_policy_request_parse(req->body, req->body_len, &lim, pr, &reason, eb,
                                             sizeof eb);
-    if (err != GOV_OK) {
-        if (err == GOV_ERR_NOMEM)
-            edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
-        else
-            edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400,
-                               reason != GOV_REASON_NONE ? reason : GOV_REASON_INVALID_REQUEST,
-                               "%s", eb);
+    if (err == GOV_OK)
+        return 0;
+    if (err == GOV_ERR_NOMEM)
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
+    else
+        edge_respond_error(resp, err == GOV_ERR_TOO_LARGE ? 413 : 400,
+                           reason != GOV_REASON_NONE ? reason : GOV_REASON_INVALID_REQUEST, "%s",
+                           eb);
+    return -1;
+}
+
+void edge_evaluate(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    gov_policy_request_t pr;
+    if (edge_policy_request_read(e, req, &pr, resp) != 0)
         return;
-    }
     edge_decision_t d;
     if (edge_decide(e, &pr, &d, resp) != 0) {
         gov_policy_request_clear(&pr);

@@ -23,9 +23,13 @@
 
 /* The HTTP server answers /healthz, /readyz and /metrics on its own port:
  * no admin server.  Redis is the loader's (its own connection). */
+static edge_t the_edge;
 static const gov_runtime_spec_t spec = {
     .name = "gov-edge",
-    .producer = 1, /* the decision log */
+    .producer = 1, /* the decision log, token and session events */
+    /* bounds every deferred answer: librdkafka reports each message,
+     * acknowledged or failed, within it */
+    .producer_message_timeout_ms = &the_edge.cfg.kafka_ack_timeout_ms,
 };
 
 /* Registers the edge's metrics and readiness components. */
@@ -62,16 +66,19 @@ static int register_metrics(edge_t *e) {
     e->m_gw_duration = gov_metrics_histogram(e->metrics, "gateway_policy_duration_seconds",
         "Time to decide one gateway check: token, evaluation and consistency checks.", 0, NULL,
         gov_metrics_latency_bucket_count, gov_metrics_latency_buckets);
+    e->m_deferred = gov_metrics_gauge(e->metrics, "edge_deferred_requests",
+        "Requests whose answer awaits its Kafka acknowledgements (token issuance, sessions); "
+        "at most deferred_max.", 0, NULL);
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
-    return e->m_gw_requests && e->m_gw_duration && e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
+    return e->m_gw_requests && e->m_gw_duration && e->m_deferred && e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
            e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 
 int main(int argc, char **argv) {
-    static edge_t e;
-    edge_config_t *c = &e.cfg;
+    edge_t *const ep = &the_edge;
+    edge_config_t *c = &ep->cfg;
     const gov_config_entry_t rows[] = {
         GOV_CFG_STRING("listen_addr", "127.0.0.1", "IPv4 address to listen on", &c->listen_addr),
         GOV_CFG_INT("port", "8700", 1, 65535, "HTTP port", &c->port),
@@ -96,6 +103,21 @@ int main(int argc, char **argv) {
         GOV_CFG_DURATION("lookup_timeout", "250ms", 10, 10000,
                          "Redis connect and command timeout of a lookup; after a failure, "
                          "lookups answer 503 at once for as long", &c->lookup_timeout_ms),
+        GOV_CFG_INT("deferred_max", "4096", 1, 1000000,
+                    "requests whose answer awaits its Kafka acknowledgements (token issuance, "
+                    "sessions) at once; more are answered 503 deferred_capacity at once",
+                    &c->deferred_max),
+        GOV_CFG_DURATION("kafka_ack_timeout", "10s", 1000, 300000,
+                         "message.timeout.ms of the edge's producer: a token or session whose "
+                         "events are not acknowledged within it is answered 503, and shutdown "
+                         "waits at most this (+5 s) for answers in flight",
+                         &c->kafka_ack_timeout_ms),
+        GOV_CFG_DURATION("client_cache_ttl", "1s", 0, 60000,
+                         "how long a client record read from Redis is reused for token "
+                         "issuance (issuance then needs no Redis read and runs on the HTTP "
+                         "threads); a client removed in Redis is accepted for up to this long "
+                         "after; 0: every issuance reads Redis on a lookup thread",
+                         &c->client_cache_ttl_ms),
         GOV_CFG_DURATION("reconcile", "30s", 100, 3600000,
                          "period of the full comparison with Redis", &c->reconcile_ms),
         GOV_RUNTIME_ROW("log_level"),
@@ -129,26 +151,26 @@ int main(int argc, char **argv) {
     c->redis_port = shared->redis_port;
     c->redis_timeout_ms = shared->redis_timeout_ms;
     c->log_level = shared->log_level;
-    e.metrics = gov_runtime_metrics(rt);
-    e.status = gov_runtime_status(rt);
-    e.producer = gov_runtime_producer(rt);
-    e.avro = gov_runtime_avro(rt);
+    ep->metrics = gov_runtime_metrics(rt);
+    ep->status = gov_runtime_status(rt);
+    ep->producer = gov_runtime_producer(rt);
+    ep->avro = gov_runtime_avro(rt);
 
     /* Redis is not a trust root: without its own trust the edge would serve
      * whatever a Redis writer stored, so it does not start. */
-    if (gov_file_trust_load(c->trust_file, &e.trust, eb, sizeof eb) != GOV_OK) {
+    if (gov_file_trust_load(c->trust_file, &ep->trust, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "trust file cannot be used (set GOV_TRUST_FILE)", "path",
                 c->trust_file ? c->trust_file : "(unset)", "error", eb, (const char *)NULL);
         goto out;
     }
-    if (gov_file_trust_load(c->rulepack_trust_file, &e.rulepack_trust, eb, sizeof eb) != GOV_OK) {
+    if (gov_file_trust_load(c->rulepack_trust_file, &ep->rulepack_trust, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "rule-pack trust file cannot be used (set GOV_RULEPACK_TRUST_FILE)",
                 "path", c->rulepack_trust_file ? c->rulepack_trust_file : "(unset)", "error", eb,
                 (const char *)NULL);
         goto out;
     }
-    e.state = edge_state_new();
-    if (e.state == NULL || !register_metrics(&e)) {
+    ep->state = edge_state_new();
+    if (ep->state == NULL || !register_metrics(ep)) {
         gov_log(GOV_LOG_ERROR, "start-up failed", "error", "out of memory", (const char *)NULL);
         goto out;
     }
@@ -161,7 +183,7 @@ int main(int argc, char **argv) {
      * directory) the edge serves everything but issuance (503). */
     if (c->keystore.backend != GOV_KEYSTORE_FILE || c->keystore.key_dir != NULL) {
         gov_reason_t why = GOV_REASON_NONE;
-        if (gov_keystore_open(&c->keystore, &e.keystore, &why, eb, sizeof eb) != GOV_OK) {
+        if (gov_keystore_open(&c->keystore, &ep->keystore, &why, eb, sizeof eb) != GOV_OK) {
             gov_log(GOV_LOG_ERROR, "keystore cannot be opened", "reason", gov_reason_code(why),
                     "error", eb, (const char *)NULL);
             goto out;
@@ -170,15 +192,15 @@ int main(int argc, char **argv) {
         gov_log(GOV_LOG_INFO, "no keystore configured (GOV_SIGNER_KEY_DIR): tokens are not issued",
                 (const char *)NULL);
     }
-    if (edge_identity_start(&e, eb, sizeof eb) != GOV_OK) {
+    if (edge_identity_start(ep, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "identity snapshot did not start", "error", eb, (const char *)NULL);
         goto out;
     }
-    if (edge_loader_start(&e, &loader, eb, sizeof eb) != GOV_OK) {
+    if (edge_loader_start(ep, &loader, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "loader did not start", "error", eb, (const char *)NULL);
         goto out;
     }
-    if (edge_server_start(&e, &server, eb, sizeof eb) != GOV_OK) {
+    if (edge_server_start(ep, &server, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "HTTP server did not start", "error", eb, (const char *)NULL);
         goto out;
     }
@@ -194,10 +216,10 @@ int main(int argc, char **argv) {
 out:
     edge_server_stop(server);
     edge_loader_stop(loader);
-    edge_identity_stop(&e);
-    gov_keystore_free(e.keystore);
-    edge_state_free(e.state);
-    gov_trust_free(e.trust);
-    gov_trust_free(e.rulepack_trust);
+    edge_identity_stop(ep);
+    gov_keystore_free(ep->keystore);
+    edge_state_free(ep->state);
+    gov_trust_free(ep->trust);
+    gov_trust_free(ep->rulepack_trust);
     return gov_runtime_shutdown(rt, rc);
 }

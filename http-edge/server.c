@@ -31,7 +31,28 @@
  * /v1/decisions).  They never run on the HTTP threads: the connection is
  * suspended, queued (at most cfg.lookup_queue, else 503 at once) to
  * cfg.lookup_threads threads of their own, and resumed with the answer, so
- * a slow or unreachable Redis never delays /v1/evaluate.
+ * a slow or unreachable Redis never delays /v1/evaluate.  A route marked
+ * LOOKUP_ON_DEMAND (token issuance) runs on the HTTP thread and goes to a
+ * lookup thread only when its handler asks (edge_respond_lookup: the
+ * client record is not cached), where it runs again from the start.
+ *
+ * Deferred answers (edge_defer): a handler that waits on Kafka
+ * acknowledgements (token issuance, sessions) hands its response to the
+ * completion and returns at once, releasing its thread.  The connection is
+ * suspended and resumed by whichever of two "arms" finishes last: the
+ * server's (after the handler returned, on the thread that ran it) and the
+ * completion's (edge_deferred_finish, usually on the Kafka delivery-report
+ * thread).  libmicrohttpd allows MHD_resume_connection from any thread when
+ * it owns its event loop (internal threads with an inter-thread channel),
+ * and the resumed connection is processed by the pool thread that owns it,
+ * after that thread's current callback returns - so the request context
+ * (conn_ctx) lives until both arms are done and the answer is sent: a
+ * suspended connection is neither read nor timed out, and a client that
+ * closed meanwhile is noticed only when the answer is written, after which
+ * on_completed frees the context.  Nothing can free it under a completion.
+ * At most cfg.deferred_max at once (503 deferred_capacity beyond); stopping
+ * the server refuses new ones and waits, bounded by the producer's
+ * message.timeout.ms, for those in flight (every one completes by then).
  *
  * Error answers always have the JSON form {"error":{"code","message"}}.  The
  * router maps paths to handlers; an unknown path is 404, a known path with
@@ -46,11 +67,13 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "edge.h"
 #include "gov_alloc.h"
@@ -77,6 +100,8 @@ struct edge_server {
     struct MHD_Daemon *daemon;
     edge_t *edge;
     lookup_pool_t lookups;
+    atomic_long deferred;   /* answers awaiting edge_deferred_finish */
+    atomic_int stopping;    /* no new deferred answers */
 };
 
 /* --- responses --------------------------------------------------------------- */
@@ -137,7 +162,9 @@ static void response_clear(edge_response_t *r) {
     gov_free(r->body);
     for (size_t i = 0; i < r->nheaders; i++)
         gov_free(r->headers[i]);
+    void *ctx = r->server_ctx;
     memset(r, 0, sizeof *r);
+    r->server_ctx = ctx;
 }
 
 const char *edge_request_header(const edge_request_t *req, const char *name) {
@@ -204,8 +231,11 @@ typedef struct route {
     const char *pattern[EDGE_MAX_SEGMENTS]; /* literal segments, "*" any, a last "**" any
                                                number of them, NULL ends */
     edge_handler_t handler;
-    int lookup;              /* waits on Redis: runs on a lookup thread */
+    int lookup;              /* waits on Redis: runs on a lookup thread; LOOKUP_ON_DEMAND:
+                              * on the HTTP thread unless it asks (edge_respond_lookup) */
 } route_t;
+
+#define LOOKUP_ON_DEMAND 2
 
 static const route_t routes[] = {
     {"healthz", "GET", {"healthz"}, serve_healthz, 0},
@@ -217,10 +247,11 @@ static const route_t routes[] = {
     {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0},
     {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0},
     {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1},
-    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, 1},
+    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, LOOKUP_ON_DEMAND},
     {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1},
     {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1},
     {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1},
+    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1},
     {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
      edge_openid_configuration, 0},
@@ -289,7 +320,10 @@ struct conn_ctx {
     int bad_target;        /* the raw request target is not acceptable */
     char target_error[128];
     int headers_checked;   /* the first access call happened */
-    int answered;          /* a lookup thread filled resp */
+    int answered;          /* a lookup thread or a completion filled resp */
+    int deferred;          /* the handler called edge_defer (its thread only) */
+    atomic_int arms;       /* deferred: server + completion; the last resumes */
+    edge_server_t *server;
     int64_t started_us;
     struct MHD_Connection *conn;
     edge_request_t req;    /* its segments are owned here */
@@ -417,6 +451,67 @@ refused:
     return 1;
 }
 
+/* --- lookups on demand ------------------------------------------------------------ */
+
+static _Thread_local int on_lookup_thread;
+
+int edge_on_lookup_thread(void) { return on_lookup_thread; }
+
+void edge_respond_lookup(edge_response_t *resp) {
+    resp->needs_lookup = 1;
+}
+
+/* --- deferred answers ------------------------------------------------------------ */
+
+edge_deferred_t *edge_defer(edge_response_t *resp, int oauth) {
+    conn_ctx_t *cc = resp->server_ctx;
+    edge_server_t *s = cc ? cc->server : NULL;
+    if (s != NULL) {
+        long n = atomic_fetch_add(&s->deferred, 1);
+        /* stopping is read after the count is up, so a stop that waits for
+         * the count to drain either sees this one or refuses it here */
+        if (n < s->edge->cfg.deferred_max && !atomic_load(&s->stopping)) {
+            cc->deferred = 1;
+            atomic_store(&cc->arms, 2);
+            gov_metric_set(s->edge->m_deferred, NULL, (double)(n + 1));
+            return (edge_deferred_t *)cc;
+        }
+        atomic_fetch_sub(&s->deferred, 1);
+    }
+    if (oauth)
+        edge_respond_oauth_error(resp, 503, GOV_REASON_DEFERRED_CAPACITY,
+                                 "too many requests are awaiting their acknowledgements; "
+                                 "try again");
+    else
+        edge_respond_error(resp, 503, GOV_REASON_DEFERRED_CAPACITY,
+                           "too many requests are awaiting their acknowledgements; try again");
+    return NULL;
+}
+
+edge_response_t *edge_deferred_response(edge_deferred_t *d) {
+    return &((conn_ctx_t *)d)->resp;
+}
+
+/* Drops one arm of a deferred request; the last one resumes the connection
+ * (the connection is suspended by then: the server suspends before it
+ * drops its arm).  cc must not be touched after this: once resumed, the
+ * connection's own thread may answer and free it. */
+static void deferred_drop_arm(conn_ctx_t *cc) {
+    struct MHD_Connection *conn = cc->conn;
+    if (atomic_fetch_sub(&cc->arms, 1) == 1)
+        MHD_resume_connection(conn);
+}
+
+void edge_deferred_finish(edge_deferred_t *d) {
+    conn_ctx_t *cc = (conn_ctx_t *)d;
+    edge_server_t *s = cc->server;
+    cc->answered = 1;
+    deferred_drop_arm(cc);
+    /* last: edge_server_stop may go on once this reaches zero */
+    long n = atomic_fetch_sub(&s->deferred, 1) - 1;
+    gov_metric_set(s->edge->m_deferred, NULL, (double)n);
+}
+
 /* Queues cc for a lookup thread and suspends its connection; 0 when the
  * queue is full or the pool is stopping (then the caller answers 503). */
 static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
@@ -446,6 +541,7 @@ static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
 static void *lookup_main(void *arg) {
     edge_server_t *s = arg;
     lookup_pool_t *lp = &s->lookups;
+    on_lookup_thread = 1;
     for (;;) {
         pthread_mutex_lock(&lp->mu);
         while (lp->head == NULL && !lp->stopping)
@@ -461,6 +557,10 @@ static void *lookup_main(void *arg) {
         lp->queued--;
         pthread_mutex_unlock(&lp->mu);
         edge_route(s->edge, &cc->req, &cc->resp);
+        if (cc->deferred) {
+            deferred_drop_arm(cc); /* the completion answers (or did) */
+            continue;
+        }
         cc->answered = 1;
         MHD_resume_connection(cc->conn); /* its mutex orders the writes above */
     }
@@ -487,6 +587,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
         return NULL;
     cc->started_us = gov_mono_micros();
     cc->conn = conn;
+    cc->server = s;
+    cc->resp.server_ctx = cc;
     cc->bad_target = uri == NULL || gov_http_target_check(uri, strlen(uri), NULL, cc->target_error,
                                                           sizeof cc->target_error) != GOV_OK;
     gov_buf_init(&cc->body, (size_t)s->edge->cfg.max_body);
@@ -549,14 +651,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
     } else {
         const route_t *rt = route_find(req, NULL);
-        if (rt && rt->lookup) {
+        int queue = rt && rt->lookup == 1;
+        if (!queue) {
+            edge_route(e, req, resp);
+            queue = resp->needs_lookup;   /* a LOOKUP_ON_DEMAND route asked */
+            resp->needs_lookup = 0;
+            if (!queue && cc->deferred) {
+                /* suspended before the arm is dropped, so the completion's
+                 * resume (if it is the last) always finds it suspended */
+                MHD_suspend_connection(conn);
+                deferred_drop_arm(cc);
+                return MHD_YES;
+            }
+        }
+        if (queue) {
             if (lookup_enqueue(s, cc))
                 return MHD_YES; /* resumed with cc->answered set */
-            resp->route = rt->name;
+            resp->route = rt ? rt->name : "unknown";
             edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
                                "too many lookups waiting; try again");
-        } else {
-            edge_route(e, req, resp);
         }
     }
     return send_response(conn, e, resp, cc->started_us);
@@ -647,9 +760,24 @@ fail:
 void edge_server_stop(edge_server_t *s) {
     if (s == NULL)
         return;
-    /* The lookups first: queued ones are answered and their connections
-     * resumed (each bounded by the lookup timeout), later ones get 503 at
-     * once, so the daemon stops with no connection suspended. */
+    /* Deferred answers first: new ones are refused (503), those in flight
+     * complete within the producer's message.timeout.ms (librdkafka reports
+     * every message by then).  Then the lookups: queued ones are answered
+     * and their connections resumed (each bounded by the lookup timeout),
+     * later ones get 503 at once, so the daemon stops with no connection
+     * suspended. */
+    atomic_store(&s->stopping, 1);
+    int64_t give_up = gov_mono_micros() + (s->edge->cfg.kafka_ack_timeout_ms + 5000) * 1000;
+    while (atomic_load(&s->deferred) > 0 && gov_mono_micros() < give_up) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&s->deferred) > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
+        gov_log(GOV_LOG_ERROR, "deferred answers still pending at shutdown", "count", n,
+                (const char *)NULL);
+    }
     lookup_pool_stop(&s->lookups);
     MHD_stop_daemon(s->daemon);
     pthread_cond_destroy(&s->lookups.cv);

@@ -6,16 +6,28 @@
  *   POST /v1/tokens/revoke      RFC 7009
  *   GET  /.well-known/jwks.json, GET /.well-known/openid-configuration
  *
- * How: the four POSTs are lookups (server.c runs them on the lookup
- * threads): they read the client and the token status from Redis through
- * this thread's connection (gov_state_identity) and wait for Kafka.
- * Issuance is fail-closed: the token is signed, then its TokenIssued
+ * How: verify, introspect and revoke are lookups (server.c runs them on
+ * the lookup threads): they read the client and the token status from
+ * Redis through this thread's connection (gov_state_identity).  Issue runs
+ * on the HTTP thread when the client's record is in the client cache
+ * (client_cache_ttl), else on a lookup thread that reads it (server.c,
+ * LOOKUP_ON_DEMAND).
+ * Issuance is fail-closed and asynchronous (edge_token_mint, shared with
+ * /v1/sessions/start): the token is signed, its TokenIssued
  * (identity.tokens, claims only) and an AuditEvent (identity.audit) are
- * produced and acknowledged (acks=all) one after the other on this lookup
- * thread; only when both are acknowledged is the token answered.  When
- * either is refused or times out the answer is 503 and the token, which
- * exists only in this function's buffer, is wiped: it is never answered,
- * logged or sent anywhere.
+ * queued together as one gov_kafka group, and the answer is deferred
+ * (edge_defer): the thread is free at once, and the group's completion -
+ * on the producer's delivery-report thread, when BOTH are acknowledged
+ * (acks=all) - answers 200 with the token.  When either is refused, purged
+ * or times out (kafka_ack_timeout) the answer is 503 and the token, which
+ * exists only in the mint's buffer, is wiped: it is never answered, logged
+ * or sent anywhere.  Why the cache: measured under load, a blocking Redis
+ * read per token on two lookup threads, not the signature, bounded
+ * issuance (each read waits for the scheduler on a busy machine); with the
+ * record cached the HTTP thread signs (one Ed25519 signature) and queues
+ * the events, and waits for nothing (docs/benchmarks.md, "Token results").
+ * Its price: a client removed in Redis is still accepted by this edge for
+ * up to client_cache_ttl.
  * Client secrets are compared as "sha256:<hex>" with CRYPTO_memcmp (constant
  * time), and an unknown client costs the same hash and comparison.
  * Revocation is read-your-writes: after its TokenRevoked is acknowledged,
@@ -38,6 +50,7 @@
  * gov_jwt_verify accepted it.
  */
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,9 +120,81 @@ static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
     OPENSSL_cleanse(d, sizeof d);
 }
 
+/* --- the client cache --------------------------------------------------------- */
+
+/* Client records read from Redis, kept client_cache_ttl so that issuance
+ * for a known client needs no Redis round trip and so no lookup thread
+ * (under load that round trip, not the signature, bounded issuance: each
+ * blocking read waits for the scheduler on a busy machine).  Direct-mapped
+ * by a hash of the client id, one mutex held only to copy; a slot holds a
+ * record that was found in Redis (never an unknown client).  The cost: a
+ * client removed (or whose secret changed) in Redis keeps being accepted
+ * by this edge for up to client_cache_ttl; 0 disables the cache. */
+#define CLIENT_CACHE_SLOTS 1024
+
+typedef struct cached_client {
+    char id[GOV_JWT_CLIENT_ID_MAX + 1];
+    gov_state_identity_client_rec_t rec;   /* owned copies */
+    int64_t until_us;
+} cached_client_t;
+
+static cached_client_t client_cache[CLIENT_CACHE_SLOTS];
+static pthread_mutex_t client_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static cached_client_t *cache_slot(const char *id) {
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (const unsigned char *q = (const unsigned char *)id; *q; q++)
+        h = (h ^ *q) * 16777619u;
+    return &client_cache[h % CLIENT_CACHE_SLOTS];
+}
+
+/* Copies rec's strings into out; 0, or -1 when out of memory (out cleared). */
+static int client_rec_copy(const gov_state_identity_client_rec_t *rec,
+                           gov_state_identity_client_rec_t *out) {
+    memset(out, 0, sizeof *out);
+    out->found = rec->found;
+    out->registered_at = rec->registered_at;
+    const char *const from[] = {rec->secret_hash, rec->tenants, rec->scopes, rec->registered_by};
+    char **const to[] = {&out->secret_hash, &out->tenants, &out->scopes, &out->registered_by};
+    for (size_t i = 0; i < 4; i++)
+        if (from[i] && (*to[i] = gov_strdup(from[i])) == NULL) {
+            gov_state_identity_client_clear(out);
+            return -1;
+        }
+    return 0;
+}
+
+/* 1 when id's record is cached and fresh (copied into out). */
+static int cache_get(const char *id, gov_state_identity_client_rec_t *out) {
+    cached_client_t *c = cache_slot(id);
+    int hit = 0;
+    pthread_mutex_lock(&client_cache_mu);
+    if (strcmp(c->id, id) == 0 && gov_mono_micros() < c->until_us)
+        hit = client_rec_copy(&c->rec, out) == 0;
+    pthread_mutex_unlock(&client_cache_mu);
+    return hit;
+}
+
+static void cache_put(edge_t *e, const char *id, const gov_state_identity_client_rec_t *rec) {
+    if (e->cfg.client_cache_ttl_ms <= 0 || !rec->found)
+        return;
+    gov_state_identity_client_rec_t copy;
+    if (client_rec_copy(rec, &copy) != 0)
+        return;
+    cached_client_t *c = cache_slot(id);
+    pthread_mutex_lock(&client_cache_mu);
+    gov_state_identity_client_clear(&c->rec);
+    c->rec = copy;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    c->until_us = gov_mono_micros() + e->cfg.client_cache_ttl_ms * 1000;
+    pthread_mutex_unlock(&client_cache_mu);
+}
+
 /* Authenticates the client of p; on GOV_OK *c holds its record (the caller
  * clears it).  Otherwise resp is filled: 401 invalid_client, 503 when the
- * client store cannot be read, 400 when no credentials came. */
+ * client store cannot be read, 400 when no credentials came - or, off a
+ * lookup thread when the record is not cached, edge_respond_lookup (the
+ * request runs again on a lookup thread) and GOV_ERR_UNAVAILABLE. */
 static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_identity_client_rec_t *c,
                              edge_response_t *resp) {
     memset(c, 0, sizeof *c);
@@ -121,14 +206,20 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
         return GOV_ERR_VERIFY;
     }
     char eb[256];
-    gov_redis_t *r = edge_thread_redis(e);
-    if (r == NULL || strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX) {
-        if (r == NULL) {
-            edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-                                     "the client store cannot be read");
-            return GOV_ERR_UNAVAILABLE;
-        }
+    int long_id = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX;
+    if (!long_id && !edge_on_lookup_thread() && !cache_get(p->client_id, c)) {
+        edge_respond_lookup(resp);
+        return GOV_ERR_UNAVAILABLE;
+    }
+    gov_redis_t *r = c->found ? NULL : edge_thread_redis(e);
+    if (c->found || long_id) {
+        /* cached, or an id no client can have: no read */
+    } else if (r == NULL) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+                                 "the client store cannot be read");
+        return GOV_ERR_UNAVAILABLE;
     } else {
+        /* signatures re-checked against the identity trust (identity.c) */
         gov_err_t gerr = edge_identity_client_get(e, r, p->client_id, c, eb, sizeof eb);
         /* A client_id that is not an id names no client: 401 below, not 503. */
         if (gerr != GOV_OK)
@@ -138,6 +229,8 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
                                      "the client store cannot be read");
             return GOV_ERR_UNAVAILABLE;
         }
+        if (gerr == GOV_OK)
+            cache_put(e, p->client_id, c);
     }
     char given[SECRET_HASH_LEN + 1];
     secret_hash(p->client_secret, given);
@@ -272,50 +365,149 @@ static gov_err_t sign_with(void *ctx, const uint8_t *msg, size_t len, uint8_t si
     return gov_signer_sign(ctx, msg, len, sig, errbuf, errbuf_size);
 }
 
-/* Produces the TokenIssued and the AuditEvent of c and waits for both
- * acknowledgements.  GOV_OK, or the error with eb. */
-static gov_err_t publish_issued(edge_t *e, const gov_jwt_claims_t *c, const char *kid,
-                                char *eb, size_t ebs) {
-    int64_t now_us = gov_now_micros();
+/* One token in flight: signed, its events queued, its answer deferred.
+ * Owned by the group's completion (mint_done), which frees it. */
+typedef struct mint {
+    edge_t *e;
+    edge_deferred_t *d;
+    gov_jwt_claims_t c;
+    gov_buf_t tok;                 /* the token: wiped before it is freed */
+    edge_mint_answer_fn answer;
+    void *arg;
+    void (*arg_free)(void *);
+} mint_t;
+
+static void mint_free(mint_t *m) {
+    if (m->tok.data)
+        OPENSSL_cleanse(m->tok.data, m->tok.len);
+    gov_buf_free(&m->tok);
+    if (m->arg_free)
+        m->arg_free(m->arg);
+    OPENSSL_cleanse(&m->c, sizeof m->c);
+    gov_free(m);
+}
+
+/* The group's outcome (on the delivery-report thread, or in the seal): the
+ * answer, then the connection resumed.  Never blocks. */
+static void mint_done(void *arg, gov_err_t err, const char *detail) {
+    mint_t *m = arg;
+    edge_response_t *resp = edge_deferred_response(m->d);
+    if (err != GOV_OK) {
+        gov_metric_inc(m->e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
+        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
+                m->c.tenant, "client_id", m->c.client_id, "jti", m->c.jti, "error", detail,
+                (const char *)NULL);
+        m->answer(m->arg, err, NULL, 0, &m->c, resp);
+    } else {
+        gov_metric_inc(m->e->m_tokens, (const char *[]){"issued"}, 1);
+        m->answer(m->arg, GOV_OK, m->tok.data, m->tok.len, &m->c, resp);
+    }
+    edge_deferred_t *d = m->d;
+    mint_free(m);
+    edge_deferred_finish(d);
+}
+
+/* Encodes ev (borrowed) as type and queues it in g keyed by the tenant; a
+ * message that cannot even be encoded fails the group. */
+static void mint_queue(mint_t *m, gov_kafka_group_t *g, const char *topic, const char *type,
+                       json_t *ev) {
+    char eb[256] = "out of memory building an event";
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (ev == NULL || gov_avro_encode(m->e->avro, type, ev, &buf, &len, eb, sizeof eb) != GOV_OK)
+        gov_kafka_group_fail(g, GOV_ERR_NOMEM, eb);
+    else
+        gov_kafka_group_produce(g, topic, m->c.tenant, strlen(m->c.tenant), buf, len, NULL, 0);
+    gov_free(buf);
+    json_decref(ev);
+}
+
+int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,
+                    const char *action, const char *correlation_id, int oauth,
+                    edge_response_t *resp,
+                    edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *)) {
+    char eb[256] = "";
+    gov_kafka_group_t *g = NULL;
+    mint_t *m = gov_calloc(1, sizeof *m);
+    if (m == NULL) {
+        if (arg_free)
+            arg_free(arg);
+        edge_respond_error(resp, 503, GOV_REASON_OUT_OF_MEMORY, "out of memory");
+        return -1;
+    }
+    m->e = e;
+    m->c = *c;
+    m->answer = answer;
+    m->arg = arg;
+    m->arg_free = arg_free;
+    gov_buf_init(&m->tok, 0);
+    if (gov_jwt_sign(c, key->kid, sign_with, key->signer, &m->tok, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "token signing failed", "kid", key->kid, "error", eb,
+                (const char *)NULL);
+        if (oauth)
+            edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                                     "the signing key could not sign");
+        else
+            edge_respond_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
+                               "the signing key could not sign");
+        mint_free(m);
+        return -1;
+    }
+    if ((m->d = edge_defer(resp, oauth)) == NULL) {   /* resp holds the 503 */
+        mint_free(m);
+        return -1;
+    }
+    if (gov_kafka_group_new(e->producer, mint_done, m, &g) != GOV_OK) {
+        mint_done(m, GOV_ERR_NOMEM, "out of memory");
+        return 0;
+    }
     gov_token_issued_t ti = {
-        .occurred_at = now_us, .tenant = c->tenant, .jti = c->jti, .sub = c->sub,
-        .client_id = c->client_id, .scope = c->scope, .aud = c->aud, .kid = kid,
+        .occurred_at = gov_now_micros(), .tenant = c->tenant, .jti = c->jti, .sub = c->sub,
+        .client_id = c->client_id, .scope = c->scope, .aud = c->aud, .kid = key->kid,
         .constitution_hash = c->constitution_hash, .issued_at = c->iat * 1000000,
         .not_before = c->nbf * 1000000, .expires_at = c->exp * 1000000,
     };
-    json_t *ev = gov_events_token_issued_new(&ti);
-    if (ev == NULL) {
-        snprintf(eb, ebs, "out of memory");
-        return GOV_ERR_NOMEM;
-    }
-    gov_err_t err = gov_events_emit(e->producer, e->avro, GOV_TOPIC_IDENTITY_TOKENS, "TokenIssued",
-                                    c->tenant, ev, eb, ebs);
-    json_decref(ev);
-    if (err != GOV_OK)
-        return err;
-    json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", kid, "scope", c->scope,
+    mint_queue(m, g, GOV_TOPIC_IDENTITY_TOKENS, "TokenIssued", gov_events_token_issued_new(&ti));
+    json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", key->kid, "scope", c->scope,
                                 "edge_id", e->cfg.edge_id, "exp", (json_int_t)c->exp,
                                 "constitution_hash", c->constitution_hash);
     gov_audit_fields_t af = {
-        .tenant = c->tenant, .component = TOKENS_COMPONENT, .actor = c->client_id,
-        .action = "token.issued", .outcome = "success", .subject = c->jti, .details = details,
+        .tenant = c->tenant, .component = TOKENS_COMPONENT,
+        .actor = c->client_id[0] ? c->client_id : c->sub, .action = action,
+        .outcome = "success", .subject = c->jti, .correlation_id = correlation_id,
+        .details = details,
     };
-    err = details ? gov_events_audit(e->producer, e->avro, &af, eb, ebs) : GOV_ERR_NOMEM;
+    mint_queue(m, g, GOV_TOPIC_AUDIT, "AuditEvent", details ? gov_events_audit_new(&af) : NULL);
     json_decref(details);
-    return err;
+    gov_kafka_group_seal(g);   /* m belongs to mint_done from here */
+    return 0;
+}
+
+/* The answer of POST /v1/tokens/issue (mint_done's callback). */
+static void issue_answer(void *arg, gov_err_t err, const char *tok, size_t tok_len,
+                         const gov_jwt_claims_t *c, edge_response_t *resp) {
+    (void)arg;
+    if (err != GOV_OK) {
+        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
+                                 "the issuance could not be recorded; no token was issued");
+        return;
+    }
+    json_t *j = json_pack("{s:s%, s:s, s:I, s:s, s:s}", "access_token", tok, tok_len,
+                          "token_type", "Bearer", "expires_in", (json_int_t)(c->exp - c->iat),
+                          "scope", c->scope, "tenant", c->tenant);
+    edge_respond_json(resp, 200, j);
+    edge_add_header(resp, "Pragma", "no-cache");
 }
 
 void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     oauth_params_t p;
     gov_state_identity_client_rec_t client;
     gov_jwt_claims_t c;
-    gov_buf_t tok;
     edge_idsnap_t *snap = NULL;
     edge_snapshot_t *s = NULL;
     char eb[256] = "";
     memset(&client, 0, sizeof client);
     memset(&c, 0, sizeof c);
-    gov_buf_init(&tok, 0);
     if (read_params(req, 1, 1, &p, resp) != 0)
         return;
     if (p.grant_type == NULL) {
@@ -398,35 +590,9 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
         edge_respond_oauth_error(resp, 503, GOV_REASON_INTERNAL_ERROR, "no jti");
         goto out;
     }
-    gov_err_t err = gov_jwt_sign(&c, key->kid, sign_with, key->signer, &tok, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_ERROR, "token signing failed", "kid", key->kid, "error", eb,
-                (const char *)NULL);
-        edge_respond_oauth_error(resp, 503, GOV_REASON_SIGNING_KEY_UNAVAILABLE,
-                                 "the signing key could not sign");
-        goto out;
-    }
-    err = publish_issued(e, &c, key->kid, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_metric_inc(e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
-        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
-                c.tenant, "client_id", c.client_id, "jti", c.jti, "error", eb,
-                (const char *)NULL);
-        edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
-                                 "the issuance could not be recorded; no token was issued");
-        goto out;
-    }
-    json_t *j = json_pack("{s:s%, s:s, s:I, s:s}", "access_token", tok.data, tok.len,
-                          "token_type", "Bearer", "expires_in", (json_int_t)ttl, "scope", c.scope);
-    if (j)
-        json_object_set_new(j, "tenant", json_string(c.tenant));
-    edge_respond_json(resp, 200, j);
-    gov_metric_inc(e->m_tokens, (const char *[]){resp->status == 200 ? "issued" : "failed"}, 1);
-    edge_add_header(resp, "Pragma", "no-cache");
+    /* answered later (deferred) by issue_answer, or now with an error */
+    edge_token_mint(e, &c, key, "token.issued", NULL, 1, resp, issue_answer, NULL, NULL);
 out:
-    if (tok.data)
-        OPENSSL_cleanse(tok.data, tok.len);
-    gov_buf_free(&tok);
     edge_idsnap_release(snap);
     edge_snapshot_release(s);
     gov_state_identity_client_clear(&client);
@@ -459,52 +625,66 @@ out:
     oauth_params_clear(&p);
 }
 
+/* What introspect and revoke share: the form, the client, the token and
+ * its check. */
+typedef struct token_request {
+    oauth_params_t p;
+    gov_state_identity_client_rec_t client;
+    gov_jwt_claims_t c;
+    gov_reason_t why;
+    gov_err_t check;       /* edge_token_check's result */
+    char eb[256];
+} token_request_t;
+
 /* The start of introspect and revoke: the form, the client, the token
- * parameter.  0 when the request may go on (p and client filled: the caller
- * clears both); else resp is filled and nothing is left to clear. */
-static int oauth_token_request(edge_t *e, const edge_request_t *req, oauth_params_t *p,
-                               gov_state_identity_client_rec_t *client, edge_response_t *resp) {
-    memset(client, 0, sizeof *client);
-    if (read_params(req, 1, 0, p, resp) != 0)
+ * parameter, then edge_token_check (full: revocation and constitution too)
+ * into t->check.  0 when the request may go on (t filled: the caller ends
+ * it with token_request_end); else resp is filled and nothing is left to
+ * clear. */
+static int token_request_begin(edge_t *e, const edge_request_t *req, int full, token_request_t *t,
+                               edge_response_t *resp) {
+    memset(t, 0, sizeof *t);
+    if (read_params(req, 1, 0, &t->p, resp) != 0)
         return -1;
-    if (client_auth(e, p, client, resp) == GOV_OK) {
-        if (p->token != NULL)
+    if (client_auth(e, &t->p, &t->client, resp) == GOV_OK) {
+        if (t->p.token != NULL) {
+            t->check = edge_token_check(e, t->p.token, full, &t->c, &t->why, t->eb, sizeof t->eb);
             return 0;
+        }
         edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST, "token is required");
     }
-    gov_state_identity_client_clear(client);
-    oauth_params_clear(p);
+    gov_state_identity_client_clear(&t->client);
+    oauth_params_clear(&t->p);
     return -1;
+}
+
+static void token_request_end(token_request_t *t) {
+    gov_state_identity_client_clear(&t->client);
+    oauth_params_clear(&t->p);
 }
 
 /* --- POST /v1/tokens/introspect ------------------------------------------------- */
 
 void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    oauth_params_t p;
-    gov_state_identity_client_rec_t client;
-    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+    token_request_t t;
+    if (token_request_begin(e, req, 1, &t, resp) != 0)
         return;
-    gov_jwt_claims_t c;
-    gov_reason_t why;
-    char eb[256] = "";
-    gov_err_t err = edge_token_check(e, p.token, 1, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
+    if (t.check == GOV_ERR_VERIFY) {
         edge_respond_json(resp, 200, json_pack("{s:b}", "active", 0));
-    } else if (err != GOV_OK) {
+    } else if (t.check != GOV_OK) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the token cannot be checked now");
     } else {
-        json_t *j = claims_json(&c);
+        json_t *j = claims_json(&t.c);
         if (j) {
             json_object_set_new(j, "active", json_true());
             json_object_set_new(j, "token_type", json_string("Bearer"));
-            if (!c.client_id[0])
-                json_object_set_new(j, "client_id", json_string(c.sub));
+            if (!t.c.client_id[0])
+                json_object_set_new(j, "client_id", json_string(t.c.sub));
         }
         edge_respond_json(resp, 200, j);
     }
-    gov_state_identity_client_clear(&client);
-    oauth_params_clear(&p);
+    token_request_end(&t);
 }
 
 /* --- POST /v1/tokens/revoke ------------------------------------------------------ */
@@ -542,42 +722,35 @@ static gov_err_t revoke_token(edge_t *e, const gov_jwt_claims_t *c, const char *
 }
 
 void edge_token_revoke(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    oauth_params_t p;
-    gov_state_identity_client_rec_t client;
-    if (oauth_token_request(e, req, &p, &client, resp) != 0)
+    token_request_t t;
+    if (token_request_begin(e, req, 0, &t, resp) != 0)
         return;
-    gov_jwt_claims_t c;
-    gov_reason_t why;
-    char eb[256] = "";
-    gov_err_t err = edge_token_check(e, p.token, 0, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
+    if (t.check == GOV_ERR_VERIFY) {
         /* RFC 7009 section 2.2: an invalid token is answered 200 too */
         edge_respond_json(resp, 200, json_object());
         goto out;
     }
-    if (err != GOV_OK) {
+    if (t.check != GOV_OK) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the token cannot be checked now");
         goto out;
     }
-    const char *owner = c.client_id[0] ? c.client_id : c.sub;
-    if (strcmp(owner, p.client_id) != 0) {
+    const char *owner = t.c.client_id[0] ? t.c.client_id : t.c.sub;
+    if (strcmp(owner, t.p.client_id) != 0) {
         edge_respond_oauth_error(resp, 403, GOV_REASON_UNAUTHORIZED_CLIENT,
                                  "the token was not issued to this client");
         goto out;
     }
-    err = revoke_token(e, &c, p.client_id, eb, sizeof eb);
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_WARN, "token not revoked", "tenant", c.tenant, "jti", c.jti, "error", eb,
-                (const char *)NULL);
+    if (revoke_token(e, &t.c, t.p.client_id, t.eb, sizeof t.eb) != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "token not revoked", "tenant", t.c.tenant, "jti", t.c.jti, "error",
+                t.eb, (const char *)NULL);
         edge_respond_oauth_error(resp, 503, GOV_REASON_KAFKA_UNAVAILABLE,
                                  "the revocation could not be recorded; try again");
         goto out;
     }
     edge_respond_json(resp, 200, json_object());
 out:
-    gov_state_identity_client_clear(&client);
-    oauth_params_clear(&p);
+    token_request_end(&t);
 }
 
 /* --- well-known documents -------------------------------------------------------- */

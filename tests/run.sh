@@ -147,7 +147,7 @@ integration() {
         # binary it starts) runs as its ASan build.  test_signer_pkcs11 stays
         # release: SoftHSM2 2.6.1 leaks in C_SignInit (runbook, key stores).
         case "$(basename "$t")" in
-            test_kafka_fatal) t=build/asan/itests/$(basename "$t") ;;
+            test_kafka_fatal|test_kafka_group) t=build/asan/itests/$(basename "$t") ;;
         esac
         [ -x "$t" ] && ITEST_BIN_DIR=build/asan/bin \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -202,7 +202,12 @@
     X(AUTHZ_CONSTITUTION_MISMATCH, "authz_constitution_mismatch", "the decision's constitution hash is not the token's or not the current one (nor within the grace window): denied") \
     X(AUTHZ_INPUT_DIGEST_MISMATCH, "authz_input_digest_mismatch", "the decision's input_digest is not the digest of the request the gateway asked about: denied") \
     X(AUTHZ_UNAVAILABLE, "authz_unavailable", "the nginx gateway got no decision from /v1/authz (an error, a timeout, an edge down): denied, 503 (deploy/nginx)") \
-    X(AUTHZ_POLICY_HEADER_FORGED, "authz_policy_header_forged", "the checked request carries an X-Policy-* or X-Constitution-Hash header the gateway did not remove: only the client can have sent it (403)")
+    X(AUTHZ_POLICY_HEADER_FORGED, "authz_policy_header_forged", "the checked request carries an X-Policy-* or X-Constitution-Hash header the gateway did not remove: only the client can have sent it (403)") \
+    /* deferred answers and sessions (gov-edge server.c, sessions_api.c) */ \
+    X(DEFERRED_CAPACITY, "deferred_capacity", "too many answers are awaiting their Kafka acknowledgements (deferred_max); try again") \
+    X(INSUFFICIENT_SCOPE, "insufficient_scope", "the bearer token lacks the scope the endpoint requires (RFC 6750 section 3.1)") \
+    X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
+    X(INVALID_TOKEN, "invalid_token", "no bearer token (Authorization: Bearer) came with the request (RFC 6750 section 3.1)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

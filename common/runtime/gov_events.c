@@ -48,19 +48,16 @@ static json_t *str_or_null(const char *s) {
     return j;
 }
 
-gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
-                           const gov_audit_fields_t *f, char *errbuf, size_t errbuf_size) {
+json_t *gov_events_audit_new(const gov_audit_fields_t *f) {
     char id[GOV_UUID_STRLEN + 1];
     if (f->event_id)
         snprintf(id, sizeof id, "%s", f->event_id);
     else if (gov_uuid_v7(id) != GOV_OK)
-        return GOV_ERR_CRYPTO;
+        return NULL;
     char *details = f->details ? json_dumps(f->details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_t *ev = json_object();
-    gov_err_t err = GOV_ERR_NOMEM;
-    if (ev == NULL || (f->details && details == NULL))
-        goto out;
-    if (json_object_set_new(ev, "event_id", json_string(id)) ||
+    if (ev == NULL || (f->details && details == NULL) ||
+        json_object_set_new(ev, "event_id", json_string(id)) ||
         json_object_set_new(ev, "occurred_at", json_integer(gov_now_micros())) ||
         json_object_set_new(ev, "tenant", str_or_null(f->tenant)) ||
         json_object_set_new(ev, "component", str_or_null(f->component)) ||
@@ -70,15 +67,24 @@ gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *r
         json_object_set_new(ev, "reason", str_or_null(f->reason)) ||
         json_object_set_new(ev, "subject", str_or_null(f->subject)) ||
         json_object_set_new(ev, "correlation_id", str_or_null(f->correlation_id)) ||
-        json_object_set_new(ev, "details_json", str_or_null(details)))
-        goto out;
-    err = gov_events_emit(p, reg, GOV_TOPIC_AUDIT, "AuditEvent", f->tenant, ev, errbuf,
-                          errbuf_size);
-out:
-    if (err == GOV_ERR_NOMEM)
-        snprintf(errbuf, errbuf_size, "out of memory building an audit event");
-    json_decref(ev);
+        json_object_set_new(ev, "details_json", str_or_null(details))) {
+        json_decref(ev);
+        ev = NULL;
+    }
     gov_free(details);
+    return ev;
+}
+
+gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                           const gov_audit_fields_t *f, char *errbuf, size_t errbuf_size) {
+    json_t *ev = gov_events_audit_new(f);
+    if (ev == NULL) {
+        snprintf(errbuf, errbuf_size, "out of memory building an audit event");
+        return GOV_ERR_NOMEM;
+    }
+    gov_err_t err = gov_events_emit(p, reg, GOV_TOPIC_AUDIT, "AuditEvent", f->tenant, ev, errbuf,
+                                    errbuf_size);
+    json_decref(ev);
     return err;
 }
 

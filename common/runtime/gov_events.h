@@ -54,6 +54,10 @@ typedef struct gov_audit_fields {
 
 gov_err_t gov_events_audit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
                            const gov_audit_fields_t *f, char *errbuf, size_t errbuf_size);
+/* The AuditEvent of f alone (a new reference), for a caller that produces
+ * it itself (gov-edge's asynchronous issuance); NULL when out of memory or
+ * no UUIDv7 could be drawn. */
+json_t *gov_events_audit_new(const gov_audit_fields_t *f);
 
 /* --- identity events (docs/contracts.md "Identity") --------------------------
  * Each builder returns a new JSON object in gov_avro's mapping (jansson

@@ -5,7 +5,13 @@
  * reference-counted waiter as the message opaque: the delivery callback and
  * the waiting caller each hold one reference, so a caller that times out can
  * return while the report is still in flight without either side touching
- * freed memory.
+ * freed memory.  A group (gov_kafka_group_*) is the asynchronous form: the
+ * opaque of each of its messages, reference-counted the same way (one per
+ * queued message, one for the caller until the seal); a mutex-guarded count
+ * of pending reports and the first failure decide its outcome, and the one
+ * thread that decides it (a delivery report or the seal) calls its
+ * callback, so it runs exactly once and never while the group can still
+ * change.  Nobody waits on a thread for it.
  *
  * Fatal errors.  After rd_kafka_fatal_error() a librdkafka producer is
  * unusable for good: every produce fails with "Local: Fatal error".  The
@@ -23,7 +29,9 @@
  * remaining delivery reports and destroys it.  Callers produce under the
  * read lock.  Messages of the old handle fail with an error delivery report
  * (a synchronous send returns GOV_ERR_KAFKA), so the caller's own retry
- * (the processor loop retries a failed message) sends them again.  An
+ * (the processor loop retries a failed message) sends them again.  A
+ * group's message of the old handle fails its group: its caller answers the
+ * failure, and re-sending it later would act behind that answer.  An
  * asynchronous message (gov_kafka_produce: nobody waits for it, nobody
  * retries it - gov-edge's decisions) that fails because its handle is fatal
  * is kept by the delivery callback and produced again by the poll thread
@@ -104,7 +112,13 @@ typedef struct requeued {
     char data[];
 } requeued_t;
 
+/* What a message's opaque points to: a waiter (gov_kafka_produce_sync) or
+ * a group (gov_kafka_group_*); the tag tells the delivery callback which.
+ * NULL: an asynchronous message nobody waits for. */
+enum { OPAQUE_WAITER = 1, OPAQUE_GROUP = 2 };
+
 typedef struct sync_waiter {
+    int tag;                 /* OPAQUE_WAITER; first member */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done;
@@ -161,10 +175,15 @@ static int requeue_keep(gov_kafka_producer_t *p, rd_kafka_t *rk, const rd_kafka_
     return 1;
 }
 
+static void group_report(gov_kafka_group_t *g, rd_kafka_resp_err_t err, const char *topic);
+
 static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     gov_kafka_producer_t *p = opaque;
-    sync_waiter_t *w = m->_private;
-    if (m->err && w == NULL && requeue_keep(p, rk, m))
+    int *tag = m->_private;
+    /* read once: a released waiter is freed memory */
+    int kind = tag ? *tag : 0;
+    sync_waiter_t *w = kind == OPAQUE_WAITER ? m->_private : NULL;
+    if (m->err && tag == NULL && requeue_keep(p, rk, m))
         return;
     if (m->err) {
         atomic_fetch_add(&p->failed, 1);
@@ -184,6 +203,8 @@ static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
         pthread_mutex_unlock(&w->mu);
         waiter_release(w);
     }
+    if (kind == OPAQUE_GROUP)
+        group_report(m->_private, m->err, rd_kafka_topic_name(m->rkt));
 }
 
 /* A fatal error is only flagged here: the handle cannot be replaced from
@@ -422,6 +443,10 @@ void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms) {
         snprintf(n, sizeof n, "%d", rd_kafka_outq_len(p->rk));
         gov_log(GOV_LOG_ERROR, "kafka producer closed with undelivered messages",
                 "count", n, (const char *)NULL);
+        /* Fail them with delivery reports, so every waiter and every group
+         * learns its outcome (rd_kafka_destroy alone reports nothing). */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(p->rk, 1000);
     }
     pthread_rwlock_unlock(&p->lock);
     atomic_store(&p->stop, 1);
@@ -585,6 +610,7 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &ca);
     pthread_condattr_destroy(&ca);
+    w->tag = OPAQUE_WAITER;
     atomic_store(&w->refs, 2);
 
     if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, w, errbuf,
@@ -628,6 +654,127 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
     pthread_mutex_unlock(&w->mu);
     waiter_release(w);
     return err;
+}
+
+/* --- groups of asynchronous messages ----------------------------------------- */
+
+/* One reference for the caller until gov_kafka_group_seal, one per queued
+ * message until its delivery report; the last release frees it.  fn is
+ * called once, outside mu, by whoever decides the outcome. */
+struct gov_kafka_group {
+    int tag;                    /* OPAQUE_GROUP; first member */
+    gov_kafka_producer_t *p;
+    gov_kafka_group_fn fn;
+    void *arg;
+    pthread_mutex_t mu;
+    atomic_int refs;
+    size_t pending;             /* queued, not yet reported (mu) */
+    int sealed;                 /* no more messages (mu) */
+    int done;                   /* fn called or being called (mu) */
+    gov_err_t err;              /* the first failure (mu) */
+    char detail[256];
+};
+
+static void group_release(gov_kafka_group_t *g) {
+    if (atomic_fetch_sub(&g->refs, 1) == 1) {
+        pthread_mutex_destroy(&g->mu);
+        gov_free(g);
+    }
+}
+
+/* With g->mu held: 1 when the outcome is now known and fn was not called
+ * yet (then done is set and the caller calls fn after unlocking, with the
+ * copies it takes here). */
+static int group_decide(gov_kafka_group_t *g, gov_err_t *err, char *detail, size_t size) {
+    if (g->done || !g->sealed || (g->err == GOV_OK && g->pending > 0))
+        return 0;
+    g->done = 1;
+    *err = g->err;
+    snprintf(detail, size, "%s", g->err == GOV_OK ? "acknowledged" : g->detail);
+    return 1;
+}
+
+static void group_fail(gov_kafka_group_t *g, gov_err_t err, const char *detail) {
+    if (g->err == GOV_OK) {
+        g->err = err;
+        snprintf(g->detail, sizeof g->detail, "%s", detail);
+    }
+}
+
+/* From the delivery callback: one message of g reported. */
+static void group_report(gov_kafka_group_t *g, rd_kafka_resp_err_t e, const char *topic) {
+    gov_err_t out = GOV_OK;
+    char detail[256];
+    pthread_mutex_lock(&g->mu);
+    g->pending--;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char d[256];
+        snprintf(d, sizeof d, "delivery to %s: %s", topic, rd_kafka_err2str(e));
+        group_fail(g, e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ? GOV_ERR_TIMEOUT : GOV_ERR_KAFKA, d);
+    }
+    int fire = group_decide(g, &out, detail, sizeof detail);
+    pthread_mutex_unlock(&g->mu);
+    if (fire)
+        g->fn(g->arg, out, detail);
+    group_release(g);
+}
+
+gov_err_t gov_kafka_group_new(gov_kafka_producer_t *p, gov_kafka_group_fn fn, void *arg,
+                              gov_kafka_group_t **out) {
+    gov_kafka_group_t *g = gov_calloc(1, sizeof *g);
+    if (g == NULL)
+        return GOV_ERR_NOMEM;
+    g->tag = OPAQUE_GROUP;
+    g->p = p;
+    g->fn = fn;
+    g->arg = arg;
+    pthread_mutex_init(&g->mu, NULL);
+    atomic_store(&g->refs, 1);
+    *out = g;
+    return GOV_OK;
+}
+
+gov_err_t gov_kafka_group_produce(gov_kafka_group_t *g, const char *topic, const void *key,
+                                  size_t key_len, const void *value, size_t len,
+                                  const gov_kafka_header_t *headers, size_t nheaders) {
+    char eb[256];
+    pthread_mutex_lock(&g->mu);
+    if (g->sealed || g->err != GOV_OK) {   /* a failed group sends nothing more */
+        gov_err_t prior = g->sealed ? GOV_ERR_INTERNAL : g->err;
+        pthread_mutex_unlock(&g->mu);
+        return prior;
+    }
+    g->pending++;
+    atomic_fetch_add(&g->refs, 1);
+    pthread_mutex_unlock(&g->mu);
+    gov_err_t err = produce_one(g->p, topic, key, key_len, value, len, headers, nheaders, g, eb,
+                                sizeof eb);
+    if (err == GOV_OK)
+        return GOV_OK;
+    pthread_mutex_lock(&g->mu);
+    g->pending--;                           /* never queued: no report comes */
+    group_fail(g, err, eb);
+    pthread_mutex_unlock(&g->mu);
+    group_release(g);
+    return err;
+}
+
+void gov_kafka_group_fail(gov_kafka_group_t *g, gov_err_t err, const char *detail) {
+    pthread_mutex_lock(&g->mu);
+    group_fail(g, err, detail);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gov_kafka_group_seal(gov_kafka_group_t *g) {
+    gov_err_t out = GOV_OK;
+    char detail[256];
+    pthread_mutex_lock(&g->mu);
+    g->sealed = 1;
+    int fire = group_decide(g, &out, detail, sizeof detail);
+    pthread_mutex_unlock(&g->mu);
+    if (fire)
+        g->fn(g->arg, out, detail);
+    group_release(g);
 }
 
 uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p) {

@@ -8,7 +8,13 @@
  *                           not delay an answer;
  *   gov_kafka_produce_sync  waits until the broker acknowledged the message
  *                           (acks=all) or the timeout ran out - for the
- *                           fail-closed paths (token issuance audit, DLQ).
+ *                           fail-closed paths that may block (DLQ, govctl);
+ *   gov_kafka_group_*       a group of messages with one completion callback,
+ *                           called once when every message is acknowledged
+ *                           or when one has failed for good - for the
+ *                           fail-closed paths that must not hold a thread
+ *                           while they wait (gov-edge's token issuance);
+ *                           a single message is a group of one.
  *
  * A producer that librdkafka puts in its fatal state (rd_kafka_fatal_error:
  * e.g. the broker's sequence state for its producer id disagrees with its
@@ -29,7 +35,15 @@
  * materialized, and a crash re-delivers at most what was not committed
  * (materialization is idempotent, so that is harmless).
  *
- * Thread-safety: a producer is thread-safe.  A consumer belongs to the one
+ * A group's outcome is always definite: librdkafka reports every message,
+ * acknowledged or failed, within message.timeout.ms (a timed-out one is
+ * GOV_ERR_TIMEOUT), a message of a handle recreated after a fatal error
+ * fails with it (it is not produced again behind the group's back), and
+ * gov_kafka_producer_free fails what it could not flush - so the callback
+ * always comes, exactly once.
+ *
+ * Thread-safety: a producer is thread-safe.  A group is used by one thread
+ * until it is sealed.  A consumer belongs to the one
  * thread that polls it.
  */
 #ifndef GOV_KAFKA_H
@@ -66,7 +80,8 @@ gov_err_t gov_kafka_producer_new(const char *brokers, const char *client_id,
                                  const char *const *extra_conf,
                                  gov_kafka_producer_t **out, char *errbuf,
                                  size_t errbuf_size);
-/* Flushes for up to flush_timeout_ms, then frees.  NULL is a no-op. */
+/* Flushes for up to flush_timeout_ms, fails what is left (every waiter and
+ * group hears of it), then frees.  NULL is a no-op. */
 void gov_kafka_producer_free(gov_kafka_producer_t *p, int flush_timeout_ms);
 
 /* Queues one message (key, value and headers are copied). */
@@ -88,6 +103,40 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
                                  size_t nheaders, int timeout_ms,
                                  int32_t *partition, int64_t *offset, char *errbuf,
                                  size_t errbuf_size);
+
+/* --- groups: asynchronous completion ------------------------------------------- */
+
+typedef struct gov_kafka_group gov_kafka_group_t;
+
+/* The outcome of a group: GOV_OK when every message was acknowledged
+ * (acks=all); else the first failure - GOV_ERR_TIMEOUT (message.timeout.ms
+ * ran out), GOV_ERR_KAFKA (refused, purged by a fatal-error recreation, the
+ * producer gave up), GOV_ERR_NOMEM - with detail (borrowed, valid during the
+ * call).  Runs once, on the producer's delivery-report thread, or on the
+ * thread of gov_kafka_group_seal when the outcome is known by then (a
+ * message could not be queued, or every report came before the seal).  It
+ * must not block: it is called with no lock of the producer held, but every
+ * delivery report of the process waits behind it. */
+typedef void (*gov_kafka_group_fn)(void *arg, gov_err_t err, const char *detail);
+
+/* A new, empty group whose outcome goes to fn(arg) (arg borrowed: it must
+ * live until fn ran).  GOV_ERR_NOMEM. */
+gov_err_t gov_kafka_group_new(gov_kafka_producer_t *p, gov_kafka_group_fn fn, void *arg,
+                              gov_kafka_group_t **out);
+/* Queues one message of g (key, value and headers are copied).  GOV_OK, or
+ * the error that failed the group (it was not queued; the group's outcome
+ * is that error, and once failed a group queues nothing more).  Only
+ * before gov_kafka_group_seal. */
+gov_err_t gov_kafka_group_produce(gov_kafka_group_t *g, const char *topic, const void *key,
+                                  size_t key_len, const void *value, size_t len,
+                                  const gov_kafka_header_t *headers, size_t nheaders);
+/* Fails g with err and detail (copied) unless it already failed: for a
+ * member the caller could not even build.  Only before the seal. */
+void gov_kafka_group_fail(gov_kafka_group_t *g, gov_err_t err, const char *detail);
+/* Closes g: no more messages.  Steals the caller's reference: fn is called
+ * (here, when the outcome is already known, else later) and g frees itself
+ * after the last report.  The caller must not touch g afterwards. */
+void gov_kafka_group_seal(gov_kafka_group_t *g);
 
 /* Messages whose delivery failed after queueing, since start. */
 uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p);

@@ -1126,6 +1126,72 @@ double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const ch
     return itest_proc_metric(edge, "edge_state_rejected_total", flt);
 }
 
+int itest_raw_post(int port, const char *path, const char *ctype, const char *authz,
+                   const char *body, char *raw, size_t raw_size) {
+    size_t n = strlen(body) + (authz ? strlen(authz) : 0) + strlen(path) + strlen(ctype) + 256;
+    char *req = malloc(n);
+    if (req == NULL)
+        fail_msg("out of memory");
+    int len = snprintf(req, n,
+                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s%s%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                       path, authz ? "Authorization: " : "", authz ? authz : "",
+                       authz ? "\r\n" : "", ctype, strlen(body), body);
+    int fd = itest_raw_send(port, req, (size_t)len);
+    free(req);
+    return itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+}
+
+static const itest_proc_t *edge_probe;
+
+/* The probed edge serves the JWKS (with a key) and the demo tenant. */
+static int edge_has_state(void *opaque) {
+    (void)opaque;
+    char *body = NULL;
+    int ok = itest_proc_get(edge_probe, "/.well-known/jwks.json", &body) == 200 && body &&
+             strstr(body, "\"kid\"") != NULL;
+    free(body);
+    body = NULL;
+    ok = ok && itest_proc_get(edge_probe, "/v1/constitution/demo", &body) == 200;
+    free(body);
+    return ok;
+}
+
+void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *const *extra,
+                               const char *logname) {
+    char id[96], env_id[128], env_port[32], host[96], port[48], trust[8300], pack[8300],
+        keys[8300];
+    itest_unique(prefix, id, sizeof id);
+    memset(c, 0, sizeof *c);
+    c->port = itest_free_port();
+    snprintf(c->url, sizeof c->url, "http://127.0.0.1:%d", c->port);
+    snprintf(c->log, sizeof c->log, "%s", logname);
+    snprintf(c->bin, sizeof c->bin, "gov-edge");
+    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", id);
+    snprintf(env_port, sizeof env_port, "GOV_PORT=%d", c->port);
+    snprintf(host, sizeof host, "GOV_REDIS_HOST=%s", itest_env("GOV_REDIS_HOST", "127.0.0.1"));
+    snprintf(port, sizeof port, "GOV_REDIS_PORT=%s", itest_env("GOV_REDIS_PORT", "6379"));
+    snprintf(trust, sizeof trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
+    snprintf(pack, sizeof pack, "GOV_RULEPACK_TRUST_FILE=%s",
+             itest_path("var/demo/rulepack-trust.json"));
+    snprintf(keys, sizeof keys, "GOV_SIGNER_KEY_DIR=%s",
+             itest_env("GOV_SIGNER_KEY_DIR", itest_path("var/keys")));
+    const char *env[20] = {host, port, trust, pack, keys, env_id, env_port,
+                           "GOV_IDENTITY_REFRESH=200ms"};
+    size_t n = 8;
+    for (size_t i = 0; extra && extra[i] && n < 16; i++)
+        env[n++] = extra[i];
+    env[n] = NULL;
+    c->pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env, logname);
+    char url[96];
+    snprintf(url, sizeof url, "%s/healthz", c->url);
+    if (!itest_wait_http(url, 200, 30000))
+        fail_msg("%s did not start (log var/test-logs/%s)", id, logname);
+    edge_probe = c;
+    if (itest_wait_for(edge_has_state, NULL, 60000, 100) < 0)
+        fail_msg("%s did not load the keys and the tenant (log var/test-logs/%s)", id, logname);
+}
+
 int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
     char *body = NULL, name[96];
     long st = itest_proc_get(edge, "/readyz", &body);

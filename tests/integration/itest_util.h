@@ -263,6 +263,15 @@ void itest_expect_verify(const itest_proc_t *p, const char *tok, int want, const
 double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const char *kind,
                           const char *reason);
 int itest_edge_degraded(const itest_proc_t *edge, const char *tenant);
+/* A private gov-edge over the stack's own state: the stack's Redis, trust
+ * files and key directory (var/stack.env), its own id "<prefix>-<unique>"
+ * and a free port, with extra env "K=V" (NULL-terminated, at most 8; e.g.
+ * GOV_KAFKA_BROKERS, which is not set otherwise).  Waits for /healthz, then
+ * until it serves the JWKS and the demo tenant's constitution (an edge
+ * without Kafka is never ready, so /readyz is not waited for); fails the
+ * test naming the log otherwise.  Stop it with itest_proc_stop. */
+void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *const *extra,
+                               const char *logname);
 
 /* --- waiting on outcomes ---------------------------------------------------- */
 
@@ -355,6 +364,11 @@ void itest_basic_auth(const char *id, const char *secret, char out[512]);
  * answer in *answer when answer is not NULL (a new reference).  A 200 must
  * say "active": true, else the test fails. */
 int itest_token_verify(int port, const char *tok, char code[64], json_t **answer);
+/* POSTs body (Content-Type ctype; Authorization authz when not NULL) to
+ * path on 127.0.0.1:port over a new connection ("Connection: close") and
+ * reads the answer as itest_raw_answer (30 s) into raw: its status. */
+int itest_raw_post(int port, const char *path, const char *ctype, const char *authz,
+                   const char *body, char *raw, size_t raw_size);
 
 /* --- replaying a partition (per-tenant applied offsets) ---------------------- */
 
