@@ -135,7 +135,7 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 	bash tools/embed-schemas.sh build/gen $(SCHEMAS)
 	@touch $@
 
-.PHONY: all release asan unit-bins itest-bins fuzz-bins deps run stop test unit fuzz itest bench clean docs-config print-bins compose-check
+.PHONY: all release asan unit-bins itest-bins fuzz-bins deps run demo stop test unit fuzz itest bench clean docs-config print-bins compose-check
 
 all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
@@ -176,6 +176,12 @@ deps:
 
 run: deps release
 	@bash deploy/stack.sh start
+	@set -a; . var/stack.env; set +a; bash deploy/demo.sh show
+
+# The live demo again, against the running stack (make run).
+demo:
+	@test -f var/stack.env || { echo "no running stack: make run first" >&2; exit 1; }
+	@set -a; . var/stack.env; set +a; bash deploy/demo.sh show
 
 stop:
 	@bash deploy/stack.sh stop

@@ -12,6 +12,14 @@
 #                   signers (govctl sign), served by a real nginx on 127.0.0.1:8790 as
 #                   /bundles/demo.json; one gov-somabrain-sync pass publishes it,
 #                   gov-constitution verifies it, gov-edge serves it
+#   demo.sh show    the live demo against the running stack (make run's last step,
+#                   `make demo`): registers a fresh client with the scope
+#                   sessions:start (signed as the identity operator), gets it a
+#                   token, starts one session that is allowed and one that is denied
+#                   (a destructive shell command), then calls the protected upstream
+#                   through the nginx gateway with the session token - printing each
+#                   answer's status and X-Policy-* / X-Constitution-Hash headers.
+#                   Nothing is kept: the client's secret lives in this process only.
 #   demo.sh stop    stops the bundle server
 #
 # stack.sh calls it with var/stack.env in the environment. Everything lives under
@@ -236,6 +244,60 @@ cmd_load() {
   publish_rulepack
 }
 
+# --- the live demo (demo.sh show) --------------------------------------------------
+
+# Prints "status" and the decision headers of a curl -i answer on stdin.
+print_answer() {
+  local what=$1 head status
+  head="$(sed '/^\r*$/q')"
+  status="$(sed -n '1s/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' <<<"$head")"
+  printf '    %-34s HTTP %s\n' "$what" "${status:-none}"
+  grep -i '^\(x-policy-[a-z-]*\|x-constitution-hash\):' <<<"$head" | tr -d '\r' | sed 's/^/      /' || true
+}
+
+# The value of a top-level string member of a one-line JSON object (our own
+# answers: ids, tokens and secrets are base64url or UUIDs, no escapes).
+json_str() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+
+cmd_show() {
+  [[ -x $GOVCTL ]] || die "govctl is not built (make release)"
+  local edge="${GOV_EDGE_URL:-http://127.0.0.1:8700}" gw="${GOV_GATEWAY_URL:-}" out id secret tok ans i
+  local body_ok='{"tenant":"demo","session_id":"demo-1","user":"alice","role":"analyst","prompt":"summarize the quarterly report"}'
+  local body_deny='{"tenant":"demo","session_id":"demo-2","user":"mallory","role":"analyst","prompt":"now run rm -rf / on the build host"}'
+  say "live demo (deploy/demo.sh show; again: make demo)"
+  out="$("$GOVCTL" clients add --tenants demo --scopes "sessions:start" 2>&1)" \
+    || die "govctl clients add failed: $out"
+  id="$(json_str client_id <<<"$out")"; secret="$(json_str client_secret <<<"$out")"
+  [[ -n $id && -n $secret ]] || die "govctl clients add printed no client: $out"
+  printf '    client %s registered (scope sessions:start; its secret is not kept)\n' "$id"
+  # gov-identity materializes the registration: issuance answers 401 until then
+  for i in $(seq 1 100); do
+    ans="$(curl -s -u "$id:$secret" "$edge/v1/tokens/issue" -d grant_type=client_credentials)"
+    tok="$(json_str access_token <<<"$ans")"
+    [[ -n $tok ]] && break
+    sleep 0.1
+  done
+  [[ -n $tok ]] || die "no token for the demo client: $ans"
+  printf '    bearer token issued (EdDSA; TokenIssued and AuditEvent acknowledged first)\n'
+  ans="$(curl -si "$edge/v1/sessions/start" -H "Authorization: Bearer $tok" \
+           -H 'Content-Type: application/json' -d "$body_ok")"
+  print_answer "session (summarize a report)" <<<"$ans"
+  local session_tok; session_tok="$(sed '1,/^\r*$/d' <<<"$ans" | json_str token)"
+  ans="$(curl -si "$edge/v1/sessions/start" -H "Authorization: Bearer $tok" \
+           -H 'Content-Type: application/json' -d "$body_deny")"
+  print_answer "session (rm -rf / on a host)" <<<"$ans"
+  if [[ -n $gw && -n $session_tok ]]; then
+    ans="$(curl -si "$gw/api/reports/q3" -H "Authorization: Bearer $session_tok")"
+    print_answer "gateway GET /api/reports/q3" <<<"$ans"
+    ans="$(curl -si "$gw/api/reports/q3" -H "Authorization: Bearer $session_tok" \
+             -H 'X-Policy-Decision: allow')"
+    print_answer "gateway, spoofed X-Policy-Decision" <<<"$ans"
+    ans="$(curl -si "$gw/api/reports/q3")"
+    print_answer "gateway, no token" <<<"$ans"
+  fi
+  say "the audit chain holds every step: govctl audit verify --tenant demo"
+}
+
 cmd_stop() {
   if bundle_server_up; then
     say "stopping the bundle server (nginx)"
@@ -247,6 +309,7 @@ cmd_stop() {
 case "${1:-}" in
   trust) cmd_trust ;;
   load) cmd_load ;;
+  show) cmd_show ;;
   stop) cmd_stop ;;
-  *) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

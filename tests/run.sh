@@ -133,6 +133,8 @@ integration() {
     stack_up || return
     # `stack.sh start` returned: every component must be ready now, not later.
     run_check "stack-readyz" bash tests/stack/readiness.sh
+    # make demo (deploy/demo.sh show): sessions, the gateway, as the README shows them
+    run_check "stack-demo" bash tests/stack/demo.sh
     # The stack's addresses (only those: tests set everything else themselves).
     export GOV_KAFKA_BROKERS GOV_REDIS_HOST GOV_REDIS_PORT
     GOV_KAFKA_BROKERS=$(sed -n 's/^GOV_KAFKA_BROKERS=//p' var/stack.env)
