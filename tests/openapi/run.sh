@@ -51,7 +51,10 @@ TENANT="$(curl -sf --max-time 10 "$EDGE/v1/constitution" |
 SCOPE="read sessions:start"
 
 # A client of our own, for this run only.
-client_json="$("$GOVCTL" clients add --brokers "$BROKERS" --tenants "$TENANT" --scopes "$SCOPE")"
+# signed as the stack's identity operator (identity events carry signatures)
+client_json="$(GOV_IDENTITY_OPERATOR_KEY_FILE="$(env_of GOV_IDENTITY_OPERATOR_KEY_FILE)" \
+    GOV_IDENTITY_TRUST_FILE="$(env_of GOV_IDENTITY_TRUST_FILE)" \
+    "$GOVCTL" clients add --brokers "$BROKERS" --tenants "$TENANT" --scopes "$SCOPE")"
 CLIENT_ID="$(printf '%s' "$client_json" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')"
 CLIENT_SECRET="$(printf '%s' "$client_json" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')"
 
