@@ -29,6 +29,10 @@
 #                        sessions:start), bench/loadgen --closed-loop --expect-session at
 #                        BENCH_TOKEN_CONNECTIONS; every answer 201 with a session token, and every
 #                        session token's TokenIssued counted on identity.tokens
+#   sessions-start-gateway       the same through the stack's nginx gateway (GOV_GATEWAY_URL,
+#                        which proxies /v1/ to gov-edge), closed loop
+#   sessions-start-gateway-rate  through the gateway at BENCH_SESSION_RATE sessions/s (default
+#                        1000; issue 11's target: p95 <= 5 ms), open loop (bench/loadgen --rate)
 #
 # What it does: starts the stack if needed (deploy/stack.sh start), builds the bench tools
 # (make bench-tools), generates the requests (bench/gen_requests, seeded), publishes the
@@ -78,7 +82,8 @@ HYDRA_ADMIN_PORT=$(( HYDRA_PORT + 1 ))
 
 ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate
      sign-raw-pem sign-raw-pkcs11 token-issue-pem token-issue-pkcs11 hydra-token-issue
-     sessions-start)
+     sessions-start sessions-start-gateway sessions-start-gateway-rate)
+SESSION_RATE=${BENCH_SESSION_RATE:-1000}
 BIN=build/release/bin
 TOOLS=build/release/bench
 OUT=var/bench
@@ -118,7 +123,8 @@ fi
 want() { [[ -n ${WANT[$1]:-} ]]; }
 NEED_EDGE=0; NEED_OPA=0
 # The token benchmarks issue for tenant bench, whose constitution publish_tenant publishes.
-{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11 || want sessions-start; } && NEED_EDGE=1
+{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11 || want sessions-start ||
+  want sessions-start-gateway || want sessions-start-gateway-rate; } && NEED_EDGE=1
 { want opa-evaluate || want opa-evaluate-rate; } && NEED_OPA=1
 
 mkdir -p "$PARTS" "$LOGS"
@@ -670,27 +676,41 @@ fi
 # request of tenant bench and a bearer token (scope sessions:start) of a fresh client; every
 # answer must be 201 with a session token, and, as for the tokens, every session token handed out
 # must have its TokenIssued on identity.tokens.
-if want sessions-start; then
+# One sessions benchmark: name, base URL, and the loadgen mode ("closed" or a rate).
+run_sessions() {
+  local name=$1 base=$2 mode=$3 bearer code got handed events
   TOKEN_SCOPE="sessions:start" edge_client "$GOV_EDGE_URL"
   bearer="$(json_member "$(cat "$OUT/token-probe.json")" access_token)"
-  [[ -n $bearer ]] || die "sessions-start: no bearer token for client $TOK_ID"
+  [[ -n $bearer ]] || die "$name: no bearer token for client $TOK_ID"
   printf '{"tenant":"%s","session_id":"bench-session","user":"bench-user","role":"engineer","prompt":"Summarize the release notes of the billing service."}\n' \
     "$TENANT" >"$OUT/session-bodies.ndjson"
   code="$(curl -s -o "$OUT/session-probe.json" -w '%{http_code}' -H "Authorization: Bearer $bearer" \
            -H 'Content-Type: application/json' --data-binary @"$OUT/session-bodies.ndjson" \
-           "$GOV_EDGE_URL/v1/sessions/start" || true)"
-  [[ $code == 201 ]] || die "sessions-start: the probe session was answered $code: $(head -c 300 "$OUT/session-probe.json")"
-  run_loadgen sessions-start "$EDGE_PID" \
-    "${WARMUP}s + ${DURATION}s, $TOKEN_CONNS connections, closed loop (bench/loadgen) -> $GOV_EDGE_URL/v1/sessions/start" \
+           "$base/v1/sessions/start" || true)"
+  [[ $code == 201 ]] || die "$name: the probe session was answered $code: $(head -c 300 "$OUT/session-probe.json")"
+  local -a load=(--closed-loop --connections "$TOKEN_CONNS")
+  local how="closed loop, $TOKEN_CONNS connections"
+  if [[ $mode != closed ]]; then
+    load=(--rate "$mode" --connections "$CONNS"); how="$mode sessions/s over $CONNS connections"
+  fi
+  run_loadgen "$name" "$EDGE_PID" \
+    "${WARMUP}s + ${DURATION}s, $how (bench/loadgen) -> $base/v1/sessions/start" \
     "every answer must be 201 with a session token; a run with failures is not a result" \
-    "$TOOLS/loadgen" --url "$GOV_EDGE_URL/v1/sessions/start" --bodies "$OUT/session-bodies.ndjson" \
-    --bearer "$bearer" --expect-session --closed-loop --duration "$DURATION" --warmup "$WARMUP" \
-    --connections "$TOKEN_CONNS" --name sessions-start --out "$PARTS/sessions-start.json"
-  got="$(sed -n 's/^ *"tokens_received": *\([0-9]*\).*/\1/p' "$PARTS/sessions-start.json")"
+    "$TOOLS/loadgen" --url "$base/v1/sessions/start" --bodies "$OUT/session-bodies.ndjson" \
+    --bearer "$bearer" --expect-session "${load[@]}" --duration "$DURATION" --warmup "$WARMUP" \
+    --name "$name" --out "$PARTS/$name.json"
+  got="$(sed -n 's/^ *"tokens_received": *\([0-9]*\).*/\1/p' "$PARTS/$name.json")"
   handed=$(( got + TOK_PROBES + 1 ))   # + the bearer token + the probe session
   events="$(token_events "$TOK_ID")"
-  say "sessions-start: $events TokenIssued events on identity.tokens for client $TOK_ID, $handed tokens handed out (the bearer token included)"
-  [[ $events == "$handed" ]] || die "sessions-start: TokenIssued events ($events) != tokens handed out ($handed)"
+  say "$name: $events TokenIssued events on identity.tokens for client $TOK_ID, $handed tokens handed out (the bearer token included)"
+  [[ $events == "$handed" ]] || die "$name: TokenIssued events ($events) != tokens handed out ($handed)"
+}
+
+want sessions-start && run_sessions sessions-start "$GOV_EDGE_URL" closed
+if want sessions-start-gateway || want sessions-start-gateway-rate; then
+  [[ -n ${GOV_GATEWAY_URL:-} ]] || die "sessions through the gateway: the stack has no nginx gateway (GOV_GATEWAY_URL; is nginx installed?)"
+  want sessions-start-gateway && run_sessions sessions-start-gateway "$GOV_GATEWAY_URL" closed
+  want sessions-start-gateway-rate && run_sessions sessions-start-gateway-rate "$GOV_GATEWAY_URL" "$SESSION_RATE"
 fi
 
 # --- report -------------------------------------------------------------------------------

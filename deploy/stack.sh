@@ -624,6 +624,7 @@ write_env() {
   ( umask 077
     {
       echo "GOV_VAR_DIR=$VAR"
+      echo "GOV_PORT_OFFSET=$PORT_OFFSET"
       echo "GOV_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
       echo "GOV_KAFKA_CONTROLLER=$HOST:$KAFKA_CONTROLLER_PORT"
       echo "GOV_KAFKA_LIBS=$KAFKA_LIBS"
@@ -838,8 +839,25 @@ lock() {
   fi
 }
 
+# One var/ holds one stack: a start with another GOV_PORT_OFFSET than the
+# running stack's would find its processes on other ports, take them for
+# strangers and drop their pid files. var/run/port-offset records the offset
+# of the stack that runs there; another offset is refused while it runs.
+check_offset() {
+  local f="$RUN/port-offset" other name
+  if [[ -s $f ]] && other="$(cat "$f")" && [[ $other != "$PORT_OFFSET" ]]; then
+    for name in redis kafka; do
+      if [[ -s $RUN/$name.pid ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+        die "$VAR holds a running stack on port offset $other (this start asks for $PORT_OFFSET): use GOV_PORT_OFFSET=$other, or stop it first (GOV_PORT_OFFSET=$other bash deploy/stack.sh stop)"
+      fi
+    done
+  fi
+  printf '%s\n' "$PORT_OFFSET" >"$f"
+}
+
 cmd_start() {
   lock
+  check_offset
   local t0ns; t0ns="$(date +%s%N)"
   ensure_prereqs
   mkdir -p "$KAFKA_DIR"
