@@ -175,6 +175,13 @@ void edge_respond_lookup(edge_response_t *resp);
 /* 1 on the server's lookup threads (where Redis may be waited on). */
 int edge_on_lookup_thread(void);
 
+/* 1 when the Content-Type ct (borrowed, may be NULL: 0) is the media type
+ * want (lower case, borrowed): compared without regard to case (RFC 9110
+ * section 8.3.1) and followed by nothing, or by optional whitespace and
+ * ";" parameters - so "application/jsonx" and "application/json-seq" are
+ * not "application/json".  O(strlen(want)). */
+int edge_content_type_is(const char *ct, const char *want);
+
 /* The router: fills resp for req. */
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 

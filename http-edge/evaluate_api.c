@@ -230,7 +230,7 @@ int edge_policy_request_read(edge_t *e, const edge_request_t *req, gov_policy_re
                              edge_response_t *resp) {
     char eb[512];
     gov_reason_t reason = GOV_REASON_NONE;
-    if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0) {
+    if (req->content_type && !edge_content_type_is(req->content_type, "application/json")) {
         edge_respond_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE, "send application/json");
         return -1;
     }

@@ -457,6 +457,15 @@ static _Thread_local int on_lookup_thread;
 
 int edge_on_lookup_thread(void) { return on_lookup_thread; }
 
+int edge_content_type_is(const char *ct, const char *want) {
+    size_t n = strlen(want);
+    if (ct == NULL || strncasecmp(ct, want, n) != 0)
+        return 0;
+    ct += n;
+    ct += strspn(ct, " \t");   /* OWS before ";" */
+    return *ct == '\0' || *ct == ';';
+}
+
 void edge_respond_lookup(edge_response_t *resp) {
     resp->needs_lookup = 1;
 }

@@ -183,7 +183,7 @@ void edge_session_start(edge_t *e, const edge_request_t *req, edge_response_t *r
     memset(&d, 0, sizeof d);
     const char *tok = bearer(req->authorization);
     if (tok == NULL) {
-        edge_respond_error(resp, 401, GOV_REASON_INVALID_TOKEN,
+        edge_respond_error(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING,
                            "a bearer token (Authorization: Bearer) is required");
         edge_add_header(resp, "WWW-Authenticate", "Bearer realm=\"gov-edge\"");
         deny_headers(NULL, resp);

@@ -27,7 +27,10 @@
  * record cached the HTTP thread signs (one Ed25519 signature) and queues
  * the events, and waits for nothing (docs/benchmarks.md, "Token results").
  * Its price: a client removed in Redis is still accepted by this edge for
- * up to client_cache_ttl.
+ * up to client_cache_ttl.  A removed (or unknown) client's tokens stop
+ * verifying within the same ttl (token_client_live: the cache, else one
+ * client read); introspection shows claims only to the token's own client
+ * or a client of its tenant (may_introspect).
  * Client secrets are compared as "sha256:<hex>" with CRYPTO_memcmp (constant
  * time), and an unknown client costs the same hash and comparison.
  * Revocation is read-your-writes: after its TokenRevoked is acknowledged,
@@ -51,6 +54,7 @@
  */
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,17 +79,12 @@
 
 /* --- request helpers -------------------------------------------------------- */
 
-static int content_type_is(const char *ct, const char *want) {
-    size_t n = strlen(want);
-    return ct && strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* Reads the parameters; on failure fills resp (oauth: the OAuth shape) and
  * returns -1. */
 static int read_params(const edge_request_t *req, int oauth, int json_ok, oauth_params_t *p,
                        edge_response_t *resp) {
-    int form = content_type_is(req->content_type, "application/x-www-form-urlencoded");
-    if (!form && !(json_ok && content_type_is(req->content_type, "application/json"))) {
+    int form = edge_content_type_is(req->content_type, "application/x-www-form-urlencoded");
+    if (!form && !(json_ok && edge_content_type_is(req->content_type, "application/json"))) {
         if (oauth)
             edge_respond_oauth_error(resp, 415, GOV_REASON_UNSUPPORTED_MEDIA_TYPE,
                                      "the body must be application/x-www-form-urlencoded%s",
@@ -171,6 +170,15 @@ static int cache_get(const char *id, gov_state_identity_client_rec_t *out) {
     pthread_mutex_lock(&client_cache_mu);
     if (strcmp(c->id, id) == 0 && gov_mono_micros() < c->until_us)
         hit = client_rec_copy(&c->rec, out) == 0;
+    pthread_mutex_unlock(&client_cache_mu);
+    return hit;
+}
+
+/* 1 when id's record is cached and fresh (nothing copied). */
+static int cache_fresh(const char *id) {
+    cached_client_t *c = cache_slot(id);
+    pthread_mutex_lock(&client_cache_mu);
+    int hit = strcmp(c->id, id) == 0 && gov_mono_micros() < c->until_us;
     pthread_mutex_unlock(&client_cache_mu);
     return hit;
 }
@@ -294,6 +302,36 @@ static int scope_check(const char *want, const char *have, char *bad, size_t bad
 
 /* --- verification shared by verify, introspect, revoke ---------------------- */
 
+/* REVIEW10 P2: a removed client's tokens stop verifying (the compromised-
+ * client runbook).  gov-identity deletes the client's record when it
+ * removes it (the tombstone only keeps the id from coming back), so "no
+ * record" is the test, and it covers a client that never existed too.
+ * Cost on the verify path: nothing while the client is in the client
+ * cache, else one client read (a script and the signature check of
+ * edge_identity_client_get) that fills the cache - at most one read per
+ * client per client_cache_ttl; a removal is seen within that ttl.
+ * GOV_OK, GOV_ERR_VERIFY (token_client_removed) or GOV_ERR_UNAVAILABLE. */
+static gov_err_t token_client_live(edge_t *e, gov_redis_t *r, const gov_jwt_claims_t *c,
+                                   gov_reason_t *why, char *eb, size_t ebs) {
+    gov_state_identity_client_rec_t rec;
+    memset(&rec, 0, sizeof rec);
+    if (c->client_id[0] && cache_fresh(c->client_id))
+        return GOV_OK;
+    gov_err_t err = GOV_ERR_INVALID_ARG;   /* no client_id: no client */
+    if (c->client_id[0])
+        err = edge_identity_client_get(e, r, c->client_id, &rec, eb, ebs);
+    int found = err == GOV_OK && rec.found;
+    if (found)
+        cache_put(e, c->client_id, &rec);
+    gov_state_identity_client_clear(&rec);
+    if (err != GOV_OK && err != GOV_ERR_INVALID_ARG)
+        return GOV_ERR_UNAVAILABLE;
+    if (!found)
+        return gov_reason_fail(why, GOV_REASON_TOKEN_CLIENT_REMOVED, GOV_ERR_VERIFY, eb, ebs,
+                               "the token's client %s was removed or is unknown", c->client_id);
+    return GOV_OK;
+}
+
 gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claims_t *c,
                              gov_reason_t *why, char *eb, size_t ebs) {
     *why = GOV_REASON_NONE;
@@ -330,6 +368,8 @@ gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claim
     }
     /* UNKNOWN is not a refusal: gov-identity may not have materialized the
      * issue yet; a revocation is written before revoke answers. */
+    if ((err = token_client_live(e, r, c, why, eb, ebs)) != GOV_OK)
+        return err;
 
     edge_snapshot_t *s = edge_state_acquire(e->state);
     const edge_tenant_t *t = s ? edge_snapshot_find(s, c->tenant) : NULL;
@@ -387,6 +427,11 @@ static void mint_free(mint_t *m) {
     gov_free(m);
 }
 
+/* 1 while issuance fails (a Kafka outage): the WARN is logged when it
+ * starts, not per request (REVIEW10 L10); the metric still counts each.
+ * Process-wide: one gov-edge per process. */
+static atomic_int mint_failing;
+
 /* The group's outcome (on the delivery-report thread, or in the seal): the
  * answer, then the connection resumed.  Never blocks. */
 static void mint_done(void *arg, gov_err_t err, const char *detail) {
@@ -394,11 +439,15 @@ static void mint_done(void *arg, gov_err_t err, const char *detail) {
     edge_response_t *resp = edge_deferred_response(m->d);
     if (err != GOV_OK) {
         gov_metric_inc(m->e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
-        gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged", "tenant",
-                m->c.tenant, "client_id", m->c.client_id, "jti", m->c.jti, "error", detail,
-                (const char *)NULL);
+        if (!atomic_exchange(&mint_failing, 1))
+            gov_log(GOV_LOG_WARN, "token not issued: its events were not acknowledged "
+                    "(logged once per outage; identity_tokens_issued_total counts "
+                    "each)", "tenant", m->c.tenant, "client_id", m->c.client_id, "jti",
+                    m->c.jti, "error", detail, (const char *)NULL);
         m->answer(m->arg, err, NULL, 0, &m->c, resp);
     } else {
+        if (atomic_exchange(&mint_failing, 0))
+            gov_log(GOV_LOG_INFO, "token issuance acknowledged again", (const char *)NULL);
         gov_metric_inc(m->e->m_tokens, (const char *[]){"issued"}, 1);
         m->answer(m->arg, GOV_OK, m->tok.data, m->tok.len, &m->c, resp);
     }
@@ -530,6 +579,13 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
     /* tenant: the one asked for (one of the client's), else its only one */
     char tenant[GOV_TENANT_MAX + 1];
     const char *tenants = client.tenants ? client.tenants : "";
+    if ((p.tenant && strlen(p.tenant) > GOV_TENANT_MAX) ||
+        (!p.tenant && strchr(tenants, ',') == NULL && strlen(tenants) > GOV_TENANT_MAX)) {
+        /* never cut to a prefix, which may name another tenant (REVIEW10 L4) */
+        edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST,
+                                 "the tenant is longer than %d bytes", GOV_TENANT_MAX);
+        goto out;
+    }
     if (p.tenant) {
         if (!list_has(tenants, ',', p.tenant, strlen(p.tenant))) {
             edge_respond_oauth_error(resp, 403, GOV_REASON_UNAUTHORIZED_CLIENT,
@@ -537,8 +593,7 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
             goto out;
         }
         snprintf(tenant, sizeof tenant, "%s", p.tenant);
-    } else if (tenants[0] == '\0' || strchr(tenants, ',') != NULL ||
-               strlen(tenants) > GOV_TENANT_MAX) {
+    } else if (tenants[0] == '\0' || strchr(tenants, ',') != NULL) {
         edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST,
                                  "the client has several tenants: name one (tenant=)");
         goto out;
@@ -547,9 +602,11 @@ void edge_token_issue(edge_t *e, const edge_request_t *req, edge_response_t *res
     }
     long ttl = e->cfg.token_ttl_default_s;
     if (p.ttl) {
+        /* digits only: strtoll alone takes "+5" and " 5" (REVIEW10 L3) */
         char *end = NULL;
+        size_t digits = strspn(p.ttl, "0123456789");
         long long v = strtoll(p.ttl, &end, 10);
-        if (end == p.ttl || *end != '\0' || v <= 0) {
+        if (digits == 0 || p.ttl[digits] != '\0' || v <= 0) {
             edge_respond_oauth_error(resp, 400, GOV_REASON_INVALID_REQUEST,
                                      "ttl must be a positive integer (seconds)");
             goto out;
@@ -665,11 +722,23 @@ static void token_request_end(token_request_t *t) {
 
 /* --- POST /v1/tokens/introspect ------------------------------------------------- */
 
+/* REVIEW10 P3 (RFC 7662 section 4 leaves it to the server): a client
+ * learns a token's claims only when it is the token's own client or one of
+ * its tenants is the token's; any other caller gets active:false, exactly
+ * what an unknown token answers, so it does not even learn that the token
+ * is valid.  1 when caller (authenticated as p->client_id) may see c. */
+static int may_introspect(const gov_state_identity_client_rec_t *caller, const oauth_params_t *p,
+                          const gov_jwt_claims_t *c) {
+    if (c->client_id[0] && strcmp(p->client_id, c->client_id) == 0)
+        return 1;
+    return caller->tenants && list_has(caller->tenants, ',', c->tenant, strlen(c->tenant));
+}
+
 void edge_token_introspect(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     token_request_t t;
     if (token_request_begin(e, req, 1, &t, resp) != 0)
         return;
-    if (t.check == GOV_ERR_VERIFY) {
+    if (t.check == GOV_ERR_VERIFY || (t.check == GOV_OK && !may_introspect(&t.client, &t.p, &t.c))) {
         edge_respond_json(resp, 200, json_pack("{s:b}", "active", 0));
     } else if (t.check != GOV_OK) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,

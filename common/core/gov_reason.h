@@ -193,7 +193,7 @@
     X(IDENTITY_STORE_UNAVAILABLE, "identity_store_unavailable", "the identity state (clients, keys, token status) cannot be read now") \
     X(IDENTITY_SIGNATURE_INVALID, "identity_signature_invalid", "a KeyRotated, ClientRegistered or ClientRemoved (or its record in Redis) lacks a threshold of valid signatures by the identity trust file's signers") \
     /* gateway authorization (/v1/authz, http-edge/authz_api.c) */ \
-    X(AUTHZ_TOKEN_MISSING, "authz_token_missing", "a /v1/authz check without an Authorization: Bearer token (401)") \
+    X(AUTHZ_TOKEN_MISSING, "authz_token_missing", "a request to /v1/authz or /v1/sessions/start without an Authorization: Bearer token (401)") \
     X(AUTHZ_ORIGINAL_REQUEST_INVALID, "authz_original_request_invalid", "the original request of a /v1/authz check (X-Original-Method, X-Original-URI) is missing or malformed") \
     X(AUTHZ_BODY_DIGEST_REQUIRED, "authz_body_digest_required", "the original request has a body but no Content-Digest to bind the decision to") \
     X(AUTHZ_BODY_DIGEST_INVALID, "authz_body_digest_invalid", "the original request's Content-Digest is not one sha-256 or sha-512 member (RFC 9530), or not the digest of the body the check carries") \
@@ -207,7 +207,9 @@
     X(DEFERRED_CAPACITY, "deferred_capacity", "too many answers are awaiting their Kafka acknowledgements (deferred_max); try again") \
     X(INSUFFICIENT_SCOPE, "insufficient_scope", "the bearer token lacks the scope the endpoint requires (RFC 6750 section 3.1)") \
     X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
-    X(INVALID_TOKEN, "invalid_token", "no bearer token (Authorization: Bearer) came with the request (RFC 6750 section 3.1)")
+    X(INVALID_TOKEN, "invalid_token", "alias of authz_token_missing, no longer answered (was: no bearer token at /v1/sessions/start)") \
+    /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
+    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

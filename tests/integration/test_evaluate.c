@@ -466,6 +466,13 @@ static void test_bad_input_matrix(void **state) {
         {"deep nesting", deep, "POST", "application/json", 413, "too_deep"},
         {"oversize body", big, "POST", "application/json", 413, "body_too_large"},
         {"wrong content type", unknown, "POST", "text/plain", 415, "unsupported_media_type"},
+        /* RFC 9110 section 8.3.1: the type is case-insensitive and ends at ";" or the end -
+         * unknown_field shows the body was read as JSON */
+        {"JSON in capitals", unknown, "POST", "Application/JSON", 400, "unknown_field"},
+        {"JSON with a parameter", unknown, "POST", "APPLICATION/json ; charset=utf-8", 400,
+         "unknown_field"},
+        {"a longer type", unknown, "POST", "application/jsonx", 415, "unsupported_media_type"},
+        {"json-seq", unknown, "POST", "application/json-seq", 415, "unsupported_media_type"},
         {"GET on evaluate", NULL, "GET", NULL, 405, "method_not_allowed"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -255,7 +255,7 @@ static void test_refusals_fail_closed(void **state) {
     (void)state;
     static answer_t a;
     start(&edge, TENANT, ALLOW_PROMPT, NULL, &a);
-    expect_refused(&a, 401, "invalid_token", __LINE__);
+    expect_refused(&a, 401, "authz_token_missing", __LINE__);
     json_decref(a.j);
 
     char bad[4096];
