@@ -39,13 +39,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 #include "gov_util.h"
 #include "itest_util.h"
@@ -70,38 +67,6 @@ static size_t n_decision_ids;
 
 /* --- HTTP ------------------------------------------------------------------------- */
 
-/* One request to 127.0.0.1:port: method, target, extra header lines
- * ("Name: value\r\n"...), a body (may be NULL).  The status (0: none), the
- * raw answer in raw. */
-static int request(int port, const char *method, const char *target, const char *headers,
-                   const char *body, char *raw, size_t raw_size) {
-    char req[12288], length[48] = "";
-    if (body)
-        snprintf(length, sizeof length, "Content-Length: %zu\r\n", strlen(body));
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n%s%s\r\n%s",
-                     method, target, headers ? headers : "", length, body ? body : "");
-    assert_true(n > 0 && (size_t)n < sizeof req);
-    int fd = itest_raw_send(port, req, (size_t)n);
-    return itest_raw_answer(fd, raw, raw_size, 30000, NULL);
-}
-
-/* The value of the first header `name` of a raw answer into out ("" if none). */
-static void header_of(const char *raw, const char *name, char *out, size_t size) {
-    out[0] = '\0';
-    const char *end = strstr(raw, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *p = strstr(raw, "\r\n"); p && (!end || p < end); p = strstr(p + 2, "\r\n")) {
-        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
-            const char *v = p + 3 + nl;
-            while (*v == ' ')
-                v++;
-            snprintf(out, size, "%.*s", (int)strcspn(v, "\r\n"), v);
-            return;
-        }
-    }
-}
-
 /* The body of a raw answer parsed as JSON (a new reference; NULL if not JSON). */
 static json_t *body_of(const char *raw) {
     const char *b = strstr(raw, "\r\n\r\n");
@@ -111,7 +76,7 @@ static json_t *body_of(const char *raw) {
 /* Keeps the X-Policy-Decision-Id of an answer for step 7; fails when absent. */
 static void keep_decision_id(const char *raw, int line) {
     char id[64];
-    header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
     if (!gov_uuid_v7_valid(id))
         fail_msg("line %d: no valid X-Policy-Decision-Id ('%s')", line, id);
     assert_true(n_decision_ids < MAX_IDS);
@@ -121,13 +86,13 @@ static void keep_decision_id(const char *raw, int line) {
 /* The four decision headers are present and X-Policy-Decision is want. */
 static void expect_decision_headers(const char *raw, const char *want, int line) {
     char v[256];
-    header_of(raw, "X-Policy-Decision", v, sizeof v);
+    itest_header_of(raw, "X-Policy-Decision", v, sizeof v);
     if (strcmp(v, want) != 0)
         fail_msg("line %d: X-Policy-Decision '%s', want %s: %s", line, v, want, raw);
     static const char *const names[] = {"X-Policy-Score", "X-Constitution-Hash",
                                         "X-Policy-Decision-Id"};
     for (size_t i = 0; i < 3; i++) {
-        header_of(raw, names[i], v, sizeof v);
+        itest_header_of(raw, names[i], v, sizeof v);
         if (v[0] == '\0')
             fail_msg("line %d: no %s header: %s", line, names[i], raw);
     }
@@ -144,16 +109,9 @@ static int start_session(int port, const char *session, const char *prompt, char
     return itest_raw_post(port, "/v1/sessions/start", "application/json", authz, body, raw, size);
 }
 
-/* The upstream's /__counts (a new object), read on its own port. */
+/* The private upstream's /__counts (a new object). */
 static json_t *counts(void) {
-    char url[96], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", upstream_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "name")), upstream_name);
-    return j;
+    return itest_upstream_counts(upstream_port, upstream_name);
 }
 
 static long requests_seen(void) {
@@ -178,49 +136,6 @@ static int got_start_token(void *opaque) {
         snprintf(start_tok, sizeof start_tok, "%s", t);
     json_decref(j);
     return ok;
-}
-
-/* The nginx binary: the first on PATH, then /usr/sbin.  Static storage. */
-static const char *nginx_bin(void) {
-    static char path[512];
-    const char *env = getenv("PATH");
-    char dirs[2048];
-    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/local/sbin", env ? env : "");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof path, "%s/nginx", d);
-        if (d[0] == '/' && access(path, X_OK) == 0)
-            return path;
-    }
-    fail_msg("nginx is not installed (bash deploy/install-deps.sh --all)");
-    return NULL;
-}
-
-/* Renders deploy/nginx/gateway.conf.in into a fresh prefix over edge_port
- * and the private upstream, starts nginx on port; waits until it answers
- * its own 404 for /v1/authz. */
-static pid_t start_nginx(const char *what, int edge_port, int port, char *dir, size_t dir_size) {
-    char listen_at[64], edge_at[64], up_at[64], conf[320], err_log[320], logname[96], out[512];
-    if (itest_workdir_new(what, dir, dir_size) != 0)
-        fail_msg("no work directory for %s", what);
-    snprintf(listen_at, sizeof listen_at, "127.0.0.1:%d", port);
-    snprintf(edge_at, sizeof edge_at, "127.0.0.1:%d", edge_port);
-    snprintf(up_at, sizeof up_at, "127.0.0.1:%d", upstream_port);
-    int rc = itest_run((const char *const[]){"bash", itest_path("deploy/nginx/render.sh"), dir,
-                                             listen_at, edge_at, up_at, "2s", "2s", NULL},
-                       NULL, out, sizeof out);
-    assert_int_equal(rc, 0);
-    snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
-    snprintf(err_log, sizeof err_log, "%s/error.log", dir);
-    snprintf(logname, sizeof logname, "itest-%s.log", what);
-    pid_t pid = itest_spawn((const char *const[]){nginx_bin(), "-p", dir, "-c", conf, "-e", err_log,
-                                                  "-g", "daemon off; master_process off;", NULL},
-                            NULL, logname);
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/authz", port);
-    if (!itest_wait_http(url, 404, 15000))
-        fail_msg("nginx (%s) did not answer on port %d; see %s and %s", what, port, logname,
-                 err_log);
-    return pid;
 }
 
 static int setup(void **state) {
@@ -250,23 +165,11 @@ static int setup(void **state) {
         return -1;
     }
 
-    /* the upstream, next to the binaries of this build */
-    char bin[512], up[600], port_s[16], url[96];
     itest_unique("upstream-itest-chain", upstream_name, sizeof upstream_name);
-    snprintf(bin, sizeof bin, "%s", itest_bin("gov-edge"));
-    snprintf(up, sizeof up, "%s/../itests/upstream_counter", dirname(bin));
-    if (access(up, X_OK) != 0) /* not under test itself: the release build serves too */
-        snprintf(up, sizeof up, "%s", itest_path("build/release/itests/upstream_counter"));
-    upstream_port = itest_free_port();
-    snprintf(port_s, sizeof port_s, "%d", upstream_port);
-    upstream_pid = itest_spawn((const char *const[]){up, port_s, upstream_name, NULL}, NULL,
-                               "itest-chain-upstream.log");
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", upstream_port);
-    if (!itest_wait_http(url, 200, 15000))
-        fail_msg("the upstream did not start (%s)", up);
-
+    upstream_pid = itest_upstream_start(upstream_name, "itest-chain-upstream.log", &upstream_port);
     gw_port = itest_free_port();
-    nginx_pid = start_nginx("chain-nginx", edge.port, gw_port, prefix, sizeof prefix);
+    nginx_pid = itest_gateway_start("chain-nginx", edge.port, upstream_port, gw_port, "2s", prefix,
+                                    sizeof prefix);
     return 0;
 }
 
@@ -297,7 +200,7 @@ static void test_1_session_started_through_gateway(void **state) {
         fail_msg("sessions/start through nginx: want 201, got %d: %s", st, raw);
     expect_decision_headers(raw, "allow", __LINE__);
     keep_decision_id(raw, __LINE__);
-    header_of(raw, "X-Constitution-Hash", session_hash, sizeof session_hash);
+    itest_header_of(raw, "X-Constitution-Hash", session_hash, sizeof session_hash);
     assert_int_equal(strlen(session_hash), 128);
     json_t *j = body_of(raw);
     assert_non_null(j);
@@ -317,13 +220,13 @@ static void test_2_upstream_call_passes_with_headers(void **state) {
     static char raw[32768];
     char hdrs[4400];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    int st = request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("upstream call with the session token: want 200, got %d: %s", st, raw);
     expect_decision_headers(raw, "allow", __LINE__);
     keep_decision_id(raw, __LINE__);
     char id[64];
-    header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
 
     json_t *c = counts();
     assert_int_equal(json_integer_value(json_object_get(c, "requests")), before + 1);
@@ -352,11 +255,11 @@ static void test_3_denied_never_reaches_upstream(void **state) {
 
     char hdrs[4400];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    st = request(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", hdrs, NULL, raw, sizeof raw);
+    st = itest_http_request(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", hdrs, NULL, raw, sizeof raw);
     if (st != 403)
         fail_msg("denied upstream call: want 403, got %d: %s", st, raw);
     char decision[32];
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     keep_decision_id(raw, __LINE__);
     assert_int_equal(requests_seen(), before);
@@ -372,13 +275,13 @@ static void test_4_spoofed_headers_stripped(void **state) {
              "Authorization: Bearer %s\r\nX-Policy-Decision: spoofed\r\n"
              "X-Policy-Score: 0.000001\r\nX-Policy-Decision-Id: spoofed\r\n"
              "X-Policy-Input-Digest: spoofed\r\nX-Constitution-Hash: spoofed\r\n", session_tok);
-    int st = request(gw_port, "GET", "/api/reports/q4", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(gw_port, "GET", "/api/reports/q4", hdrs, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("call with spoofed headers: want 200, got %d: %s", st, raw);
     keep_decision_id(raw, __LINE__);
     char id[64], score[32];
-    header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
-    header_of(raw, "X-Policy-Score", score, sizeof score);
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    itest_header_of(raw, "X-Policy-Score", score, sizeof score);
 
     json_t *c = counts();
     assert_int_equal(json_integer_value(json_object_get(c, "requests")), before + 1);
@@ -458,10 +361,10 @@ static void test_5_edge_stopped_nginx_denies(void **state) {
     static char raw[32768];
     char hdrs[4400], decision[32];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    int st = request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
     if (st != 503)
         fail_msg("edge down: want 503, got %d: %s", st, raw);
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(raw, "\"authz_unavailable\""));
     /* a session cannot be started either: nginx has no edge to ask */
@@ -480,15 +383,15 @@ static void test_6_kafka_stopped_no_token(void **state) {
                               (const char *const[]){bad, "GOV_KAFKA_ACK_TIMEOUT=2s", NULL},
                               "itest-chain-edge-nokafka.log");
     gw_dead_port = itest_free_port();
-    nginx_dead_pid = start_nginx("chain-nginx-nokafka", dead_edge.port, gw_dead_port, prefix_dead,
-                                 sizeof prefix_dead);
+    nginx_dead_pid = itest_gateway_start("chain-nginx-nokafka", dead_edge.port, upstream_port,
+                                         gw_dead_port, "2s", prefix_dead, sizeof prefix_dead);
     long before = requests_seen();
     static char raw[32768];
     int st = start_session(gw_dead_port, "chain-6", ALLOW_PROMPT, raw, sizeof raw);
     if (st != 503)
         fail_msg("Kafka down: want 503, got %d: %s", st, raw);
     char decision[32];
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     json_t *j = body_of(raw);
     assert_null(json_object_get(j, "token"));
