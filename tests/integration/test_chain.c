@@ -336,7 +336,9 @@ static int chain_has(void *opaque) {
 static long wait_decisions_chained(void) {
     long waited = 0;
     for (size_t i = 0; i < n_decision_ids; i++) {
-        chain_find_t f = {decision_ids[i], "decision_id"};
+        char field[96];   /* the PolicyDecision itself, not an event naming it */
+        snprintf(field, sizeof field, "\"decision_id\":\"%s\"", decision_ids[i]);
+        chain_find_t f = {field, NULL};
         long w = itest_wait_for(chain_has, &f, WAIT_MS, 100);
         if (w < 0)
             fail_msg("decision %s (the %zu. kept) is not in audit:{" TENANT "}", decision_ids[i],
