@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1579,4 +1581,102 @@ int itest_log_already_applied(const itest_proc_t *p, const char *tenant, int64_t
                 strstr(line, omark) && strstr(line, amark);
     free(log);
     return named;
+}
+
+/* --- the nginx gateway and its counting upstream ------------------------------- */
+
+int itest_http_request(int port, const char *method, const char *target, const char *headers,
+                       const char *body, char *raw, size_t raw_size) {
+    char req[12288], length[48] = "";
+    if (body)
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", strlen(body));
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n%s%s\r\n%s",
+                     method, target, headers ? headers : "", length, body ? body : "");
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    int fd = itest_raw_send(port, req, (size_t)n);
+    return itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+}
+
+void itest_header_of(const char *raw, const char *name, char *out, size_t size) {
+    out[0] = '\0';
+    const char *end = strstr(raw, "\r\n\r\n");
+    size_t nl = strlen(name);
+    for (const char *p = strstr(raw, "\r\n"); p && (!end || p < end); p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
+            const char *v = p + 3 + nl;
+            while (*v == ' ')
+                v++;
+            snprintf(out, size, "%.*s", (int)strcspn(v, "\r\n"), v);
+            return;
+        }
+    }
+}
+
+pid_t itest_upstream_start(const char *name, const char *logname, int *port) {
+    char bin[512], up[8300], port_s[16], url[96];
+    snprintf(bin, sizeof bin, "%s", itest_bin("gov-edge"));
+    snprintf(up, sizeof up, "%s/../itests/upstream_counter", dirname(bin));
+    if (access(up, X_OK) != 0) /* not under test itself: the release build serves too */
+        snprintf(up, sizeof up, "%s", itest_path("build/release/itests/upstream_counter"));
+    *port = itest_free_port();
+    snprintf(port_s, sizeof port_s, "%d", *port);
+    pid_t pid = itest_spawn((const char *const[]){up, port_s, name, NULL}, NULL, logname);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", *port);
+    if (!itest_wait_http(url, 200, 15000))
+        fail_msg("the upstream did not start (%s)", up);
+    return pid;
+}
+
+json_t *itest_upstream_counts(int port, const char *name) {
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", port);
+    assert_int_equal(itest_http_get(url, &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), name);
+    return j;
+}
+
+/* The nginx binary: the first on PATH, then /usr/sbin (Debian's place,
+ * often not on a user's PATH).  Static storage. */
+static const char *nginx_bin(void) {
+    static char path[512];
+    const char *env = getenv("PATH");
+    char dirs[2048];
+    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/local/sbin", env ? env : "");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/nginx", d);
+        if (d[0] == '/' && access(path, X_OK) == 0)
+            return path;
+    }
+    fail_msg("nginx is not installed (bash deploy/install-deps.sh --all)");
+    return NULL;
+}
+
+pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, int port,
+                          const char *timeout, char *dir, size_t dir_size) {
+    char listen_at[64], edge_at[64], up_at[64], conf[320], err_log[320], logname[96], out[512];
+    if (itest_workdir_new(what, dir, dir_size) != 0)
+        fail_msg("no work directory for %s", what);
+    snprintf(listen_at, sizeof listen_at, "127.0.0.1:%d", port);
+    snprintf(edge_at, sizeof edge_at, "127.0.0.1:%d", edge_port);
+    snprintf(up_at, sizeof up_at, "127.0.0.1:%d", upstream_port);
+    int rc = itest_run((const char *const[]){"bash", itest_path("deploy/nginx/render.sh"), dir,
+                                             listen_at, edge_at, up_at, timeout, timeout, NULL},
+                       NULL, out, sizeof out);
+    assert_int_equal(rc, 0);
+    snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
+    snprintf(err_log, sizeof err_log, "%s/error.log", dir);
+    snprintf(logname, sizeof logname, "itest-%s.log", what);
+    pid_t pid = itest_spawn((const char *const[]){nginx_bin(), "-p", dir, "-c", conf, "-e", err_log,
+                                                  "-g", "daemon off; master_process off;", NULL},
+                            NULL, logname);
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/authz", port);
+    if (!itest_wait_http(url, 404, 15000))
+        fail_msg("nginx (%s) did not answer on port %d; see %s and %s", what, port, logname,
+                 err_log);
+    return pid;
 }

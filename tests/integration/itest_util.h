@@ -399,4 +399,31 @@ int itest_replay_partition(const itest_proc_t *p, gov_redis_t *r, const char *to
  * unless extra_env names others. */
 json_t *itest_identity_signed(json_t *ev, const char *type);
 
+/* --- the nginx gateway (deploy/nginx) and its counting upstream ---------------- */
+
+/* One HTTP/1.1 request (Connection: close) to 127.0.0.1:port: method,
+ * target, extra header lines ("Name: value\r\n"..., may be NULL), a body
+ * (may be NULL; Content-Length is added).  The status (0: none), the raw
+ * answer in raw (as itest_raw_answer, 30 s). */
+int itest_http_request(int port, const char *method, const char *target, const char *headers,
+                       const char *body, char *raw, size_t raw_size);
+/* The value of the first header `name` (any case) of the raw answer raw
+ * into out ("" when absent). */
+void itest_header_of(const char *raw, const char *name, char *out, size_t size);
+/* Starts tests/integration/upstream_counter named `name` on a free port
+ * (*port), the build's own beside itest_bin("gov-edge") or the release one;
+ * waits until its /__counts answers; fails the test otherwise. */
+pid_t itest_upstream_start(const char *name, const char *logname, int *port);
+/* The counting upstream's /__counts on its own port (a new reference);
+ * fails the test unless it answers 200 under `name`. */
+json_t *itest_upstream_counts(int port, const char *name);
+/* Renders deploy/nginx/gateway.conf.in into a fresh work directory (dir)
+ * for `what`: listening on port, over the gov-edge at edge_port and the
+ * upstream at upstream_port, authz timeouts `timeout` ("2s"); starts nginx
+ * on it (one process, no daemon) and waits until it answers its own 404
+ * for /v1/authz.  Its pid; fails the test otherwise.  Remove dir with
+ * itest_workdir_remove after stopping it. */
+pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, int port,
+                          const char *timeout, char *dir, size_t dir_size);
+
 #endif /* ITEST_UTIL_H */

@@ -34,13 +34,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,44 +68,12 @@ static char env_id[128], env_issuer[320], env_audience[160], env_trust[512], env
  * raw answer in raw. */
 static int gw(int port, const char *method, const char *target, const char *headers,
               const char *body, char *raw, size_t raw_size) {
-    char req[8192], length[48] = "";
-    if (body)
-        snprintf(length, sizeof length, "Content-Length: %zu\r\n", strlen(body));
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n%s%s\r\n%s",
-                     method, target, headers ? headers : "", length, body ? body : "");
-    assert_true(n > 0 && (size_t)n < sizeof req);
-    int fd = itest_raw_send(port, req, (size_t)n);
-    return itest_raw_answer(fd, raw, raw_size, 30000, NULL);
-}
-
-/* The value of the first header `name` of a raw answer into out ("" if none). */
-static void header_of(const char *raw, const char *name, char *out, size_t size) {
-    out[0] = '\0';
-    const char *end = strstr(raw, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *p = strstr(raw, "\r\n"); p && (!end || p < end); p = strstr(p + 2, "\r\n")) {
-        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
-            const char *v = p + 3 + nl;
-            while (*v == ' ')
-                v++;
-            size_t len = strcspn(v, "\r\n");
-            snprintf(out, size, "%.*s", (int)len, v);
-            return;
-        }
-    }
+    return itest_http_request(port, method, target, headers, body, raw, raw_size);
 }
 
 /* The upstream's /__counts (a new object), read on its own port. */
 static json_t *counts(void) {
-    char url[96], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", upstream_port);
-    assert_int_equal(itest_http_get(url, &body), 200);
-    json_t *j = json_loads(body, 0, NULL);
-    free(body);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "name")), upstream_name);
-    return j;
+    return itest_upstream_counts(upstream_port, upstream_name);
 }
 
 static long requests_seen(void) {
@@ -199,51 +165,6 @@ static int black_hole(int *port) {
     return fd;
 }
 
-/* The nginx binary: the first on PATH, then /usr/sbin (Debian's place,
- * often not on a user's PATH).  Static storage. */
-static const char *nginx_bin(void) {
-    static char path[512];
-    const char *env = getenv("PATH");
-    char dirs[2048];
-    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/local/sbin", env ? env : "");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof path, "%s/nginx", d);
-        if (d[0] == '/' && access(path, X_OK) == 0)
-            return path;
-    }
-    fail_msg("nginx is not installed (bash deploy/install-deps.sh --all)");
-    return NULL;
-}
-
-/* Renders deploy/nginx/gateway.conf.in into a fresh prefix and starts nginx
- * on it; waits until nginx answers its own 404 for /v1/authz. */
-static pid_t start_nginx(const char *what, int edge_port, int port, char *dir, size_t dir_size,
-                         const char *timeout) {
-    char listen_at[64], edge_at[64], up_at[64], conf[320], err_log[320], logname[96];
-    if (itest_workdir_new(what, dir, dir_size) != 0)
-        fail_msg("no work directory for %s", what);
-    snprintf(listen_at, sizeof listen_at, "127.0.0.1:%d", port);
-    snprintf(edge_at, sizeof edge_at, "127.0.0.1:%d", edge_port);
-    snprintf(up_at, sizeof up_at, "127.0.0.1:%d", upstream_port);
-    char out[512];
-    int rc = itest_run((const char *const[]){"bash", itest_path("deploy/nginx/render.sh"), dir,
-                                             listen_at, edge_at, up_at, timeout, timeout, NULL},
-                       NULL, out, sizeof out);
-    assert_int_equal(rc, 0);
-    snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
-    snprintf(err_log, sizeof err_log, "%s/error.log", dir);
-    snprintf(logname, sizeof logname, "itest-%s.log", what);
-    pid_t pid = itest_spawn((const char *const[]){nginx_bin(), "-p", dir, "-c", conf, "-e", err_log,
-                                                  "-g", "daemon off; master_process off;", NULL},
-                            NULL, logname);
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/authz", port);
-    if (!itest_wait_http(url, 404, 15000))
-        fail_msg("nginx (%s) did not answer on port %d; see %s and %s", what, port, logname,
-                 err_log);
-    return pid;
-}
-
 static int setup(void **state) {
     (void)state;
     register_client();
@@ -272,28 +193,16 @@ static int setup(void **state) {
                          "GOV_IDENTITY_REFRESH=200ms", "GOV_LOOKUP_TIMEOUT=2s", NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-gateway-edge.log");
 
-    /* the upstream, next to the binaries of this build */
-    char bin[512], up[600], port_s[16];
-    snprintf(bin, sizeof bin, "%s", itest_bin("gov-edge"));
-    snprintf(up, sizeof up, "%s/../itests/upstream_counter", dirname(bin));
-    if (access(up, X_OK) != 0) /* not under test itself: the release build serves too */
-        snprintf(up, sizeof up, "%s", itest_path("build/release/itests/upstream_counter"));
-    upstream_port = itest_free_port();
-    snprintf(port_s, sizeof port_s, "%d", upstream_port);
-    upstream_pid = itest_spawn((const char *const[]){up, port_s, upstream_name, NULL}, NULL,
-                               "itest-gateway-upstream.log");
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/__counts", upstream_port);
-    if (!itest_wait_http(url, 200, 15000))
-        fail_msg("the upstream did not start (%s)", up);
+    upstream_pid = itest_upstream_start(upstream_name, "itest-gateway-upstream.log", &upstream_port);
 
     gw_port = itest_free_port();
-    nginx_pid = start_nginx("gateway-nginx", edge.port, gw_port, prefix, sizeof prefix, "2s");
+    nginx_pid = itest_gateway_start("gateway-nginx", edge.port, upstream_port, gw_port, "2s", prefix,
+                                    sizeof prefix);
     int hole_port;
     hole_fd = black_hole(&hole_port);
     gw_hole_port = itest_free_port();
-    nginx_hole_pid = start_nginx("gateway-nginx-hole", hole_port, gw_hole_port, prefix_hole,
-                                 sizeof prefix_hole, "1s");
+    nginx_hole_pid = itest_gateway_start("gateway-nginx-hole", hole_port, upstream_port,
+                                         gw_hole_port, "1s", prefix_hole, sizeof prefix_hole);
     return 0;
 }
 
@@ -344,10 +253,10 @@ static void test_allowed_passes_with_edge_headers(void **state) {
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
     char decision[64], id[64], hash[160], score[32];
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
-    header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
-    header_of(raw, "X-Constitution-Hash", hash, sizeof hash);
-    header_of(raw, "X-Policy-Score", score, sizeof score);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    itest_header_of(raw, "X-Constitution-Hash", hash, sizeof hash);
+    itest_header_of(raw, "X-Policy-Score", score, sizeof score);
     assert_string_equal(decision, "allow");
     assert_true(gov_uuid_v7_valid(id));
     assert_int_equal(strlen(hash), 128);
@@ -385,7 +294,7 @@ static void test_unknown_policy_header_refused(void **state) {
     int st = gw(gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char decision[32];
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_int_equal(requests_seen(), before);
 }
@@ -400,15 +309,15 @@ static void test_denied_never_reaches_upstream(void **state) {
     int st = gw(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", auth, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char decision[32], id[64];
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
-    header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
     assert_string_equal(decision, "deny");
     assert_true(gov_uuid_v7_valid(id));
     /* review (an e-mail address and a password: 0.45 > the pack's 0.4) does not pass either */
     st = gw(gw_port, "GET", "/api/mail?to=ann@example.com&password=hunter2", auth, NULL, raw,
             sizeof raw);
     assert_int_equal(st, 403);
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "review");
     /* a body without its Content-Digest */
     st = gw(gw_port, "POST", "/api/items", auth, "hello", raw, sizeof raw);
@@ -436,7 +345,7 @@ static void test_identity_refused(void **state) {
     char raw[16384], www[256], decision[32];
     int st = gw(gw_port, "GET", "/api/items", NULL, NULL, raw, sizeof raw);
     assert_int_equal(st, 401);
-    header_of(raw, "WWW-Authenticate", www, sizeof www);
+    itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_string_equal(www, "Bearer realm=\"soma-governance\"");
     /* a token with its signature changed */
     char bad[4200], hdr[4400];
@@ -446,9 +355,9 @@ static void test_identity_refused(void **state) {
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", bad);
     st = gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw);
     assert_int_equal(st, 401);
-    header_of(raw, "WWW-Authenticate", www, sizeof www);
+    itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error=\"invalid_token\""));
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     /* a token that passed once, revoked: refused at once */
     char second[4096], form[4200];
@@ -459,7 +368,7 @@ static void test_identity_refused(void **state) {
     snprintf(form, sizeof form, "token=%s", second);
     assert_int_equal(stack_edge_post("/v1/tokens/revoke", form, raw, sizeof raw), 200);
     assert_int_equal(gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 401);
-    header_of(raw, "WWW-Authenticate", www, sizeof www);
+    itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error_description=\"token_revoked\""));
     assert_int_equal(requests_seen(), before);
     assert_true(gw_metric("decision=\"unauthenticated\"") >= (unauth < 0 ? 0 : unauth) + 3);
@@ -471,7 +380,7 @@ static void expect_unavailable(int port, long before) {
     char raw[16384], decision[32];
     int st = gw(port, "GET", "/api/items", auth, NULL, raw, sizeof raw);
     assert_int_equal(st, 503);
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(raw, "\"authz_unavailable\""));
     assert_int_equal(requests_seen(), before);
@@ -501,15 +410,15 @@ static void test_envoy_check_form(void **state) {
     int st = gw(edge.port, "POST", "/v1/authz/api/items", auth, "hello", raw, sizeof raw);
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
-    header_of(raw, "X-Policy-Input-Digest", digest, sizeof digest);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Input-Digest", digest, sizeof digest);
     assert_string_equal(decision, "allow");
     assert_int_equal(strlen(digest), 64);
     /* the body is bound: another body, another input digest */
     char other[96];
     assert_int_equal(gw(edge.port, "POST", "/v1/authz/api/items", auth, "hellO", raw, sizeof raw),
                      200);
-    header_of(raw, "X-Policy-Input-Digest", other, sizeof other);
+    itest_header_of(raw, "X-Policy-Input-Digest", other, sizeof other);
     assert_string_not_equal(digest, other);
     /* a Content-Digest that is not the body's */
     snprintf(hdrs, sizeof hdrs, "%sContent-Digest: " DIGEST_HELLO "\r\n", auth);
@@ -522,7 +431,7 @@ static void test_envoy_check_form(void **state) {
                         sizeof raw), 403);
     error_code_of(raw, code, sizeof code);
     assert_string_equal(code, "authz_denied");
-    header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     /* the bare prefix without X-Original-URI says nothing: refused, not "/" */
     assert_int_equal(gw(edge.port, "GET", "/v1/authz", auth, NULL, raw, sizeof raw), 403);
