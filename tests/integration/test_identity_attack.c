@@ -238,7 +238,7 @@ static void produce_key_event(const published_key_t *k, const char *state, int64
                            .public_jwk = k->jwk, .backend = "file", .state = state,
                            .created_at = k->activates - 1000000, .activates_at = k->activates,
                            .retires_at = retires_at};
-    json_t *ev = gov_events_key_rotated_new(&e);
+    json_t *ev = itest_identity_signed(gov_events_key_rotated_new(&e), "KeyRotated");
     assert_non_null(ev);
     int32_t part = -1;
     int64_t off = -1;
@@ -724,11 +724,22 @@ static void test_key_file_made_readable(void **state) {
     insecure_logged = log != NULL && (memmem(log, ll, "key_insecure", 12) != NULL ||
                                       memmem(log, ll, "0640", 4) != NULL);
     free(log);
+    /* the operator's view: no usable signing key, /readyz 200 but degraded on signing */
+    double usable = itest_proc_metric(p, "identity_signing_keys_usable", NULL);
+    char *body = NULL;
+    long ready = itest_proc_get(p, "/readyz", &body);
+    int degraded = body && strstr(body, "\"signing\"") && strstr(body, "key_insecure");
+    free(body);
+    if (usable != 0 || ready != 200 || !degraded)
+        fail_msg("key file 0640: identity_signing_keys_usable %g, /readyz %ld %s", usable, ready,
+                 degraded ? "names it" : "does not show signing degraded with key_insecure");
 
     assert_int_equal(chmod(file, 0600), 0);
     w.want = 200;
     if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
         fail_msg("issuance did not come back once the key file was 0600 again: %s", w.code);
+    if (itest_proc_metric(p, "identity_signing_keys_usable", NULL) < 1)
+        fail_msg("issuance is back but identity_signing_keys_usable is not");
     assert_int_equal(itest_proc_stop(p), 0);
     gov_signer_free(k2);
     gov_signer_free(k3);
@@ -769,7 +780,7 @@ static void test_pending_grace_on_every_replica(void **state) {
 
 /* P1b: the grace lasts the configured seconds, not up to one second less
  * (identity.c: until_s = now_us / 1000000 + grace truncates). */
-static void test_pending_grace_is_not_shortened(void **state) {
+static void test_grace_is_not_shortened(void **state) {
     (void)state;
     int ok_after = 0;
     long flip_ms = grace_flip_ms(&ok_after);
@@ -823,7 +834,7 @@ static void test_pending_introspect_other_tenant(void **state) {
 /* P4: the edge says why it stopped issuing - the key store's refusal
  * (key_insecure, the file's mode) is in its log, not only a 503 to clients
  * (identity.c open_signers drops the error). */
-static void test_pending_unusable_key_is_logged(void **state) {
+static void test_unusable_key_is_logged(void **state) {
     (void)state;
     if (insecure_logged < 0)
         fail_msg("test_key_file_made_readable did not run");
@@ -832,13 +843,18 @@ static void test_pending_unusable_key_is_logged(void **state) {
                  "itest-attack-edge-keyfile.log");
 }
 
+/* 1 once the gov-edge in opaque reads its kid index whole again. */
+static int index_in_bound(void *opaque) {
+    return itest_proc_metric(opaque, "identity_key_index_over_bound", NULL) == 0;
+}
+
 /* P5: a deployment that has rotated more than 1024 times.  identity:kids
  * keeps every kid ever published (retired ones are never removed) and the
  * edge reads it with SRANDMEMBER 1024 (gov_state_identity_key_list): past
  * that size each refresh sees a random subset, and the signing key drops
  * in and out.  20000 old kids stand in for the rotations; a valid token
  * must verify every time. */
-static void test_pending_many_rotations_keep_the_key(void **state) {
+static void test_many_rotations_keep_the_key(void **state) {
     (void)state;
     char tok[4096], code[64];
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -862,6 +878,12 @@ static void test_pending_many_rotations_keep_the_key(void **state) {
         }
         itest_sleep_ms(150); /* more than one identity refresh (100 ms) */
     }
+    /* loud, not silent: the gauge and /readyz (degraded, still 200) */
+    double over = itest_proc_metric(&edge, "identity_key_index_over_bound", NULL);
+    char *body = NULL;
+    long ready = itest_proc_get(&edge, "/readyz", &body);
+    int degraded = body && strstr(body, "\"identity\"") && strstr(body, "degraded");
+    free(body);
     argv[0] = "SREM";
     freeReplyObject(itest_redis_cmd(priv, OLD + 2, argv, NULL));
     free(argv);
@@ -869,6 +891,12 @@ static void test_pending_many_rotations_keep_the_key(void **state) {
     if (refused)
         fail_msg("with %d old kids in %s a valid token was refused %d times of 20 (%s)", OLD,
                  gov_state_identity_kids_key(), refused, last);
+    if (over != 1 || ready != 200 || !degraded)
+        fail_msg("kid index over its bound: identity_key_index_over_bound %g, /readyz %ld %s",
+                 over, ready, degraded ? "degraded" : "not degraded on identity");
+    /* and back once the index is small again */
+    if (itest_wait_for(index_in_bound, &edge, WAIT_MS, 50) < 0)
+        fail_msg("identity_key_index_over_bound stayed set after the index shrank");
 }
 
 /* 1 once the token record key of the jti in opaque is gone from Redis. */
@@ -888,7 +916,7 @@ static int token_record_gone(void *opaque) {
  * TokenRevoked for the same jti with an earlier expires_at - a replay, a
  * skewed clock, any producer - shortens the revocation; once the record is
  * gone "no record" is accepted and the revoked token verifies again. */
-static void test_pending_revocation_not_shortened(void **state) {
+static void test_revocation_not_shortened(void **state) {
     (void)state;
     char tok[4096], code[64], body[8192], authz[512];
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -927,18 +955,18 @@ int main(void) {
         cmocka_unit_test(test_clients_against_each_other),
         cmocka_unit_test(test_crafted_tokens),
         cmocka_unit_test(test_key_file_made_readable),
+        cmocka_unit_test(test_many_rotations_keep_the_key),
+        cmocka_unit_test(test_revocation_not_shortened),
+        cmocka_unit_test(test_unusable_key_is_logged),
+        cmocka_unit_test(test_grace_is_not_shortened),
         /* pending: last, run only with GOV_ITEST_PENDING=1 */
         cmocka_unit_test(test_pending_grace_on_every_replica),
-        cmocka_unit_test(test_pending_grace_is_not_shortened),
         cmocka_unit_test(test_pending_removed_client_tokens_refused),
         cmocka_unit_test(test_pending_introspect_other_tenant),
-        cmocka_unit_test(test_pending_unusable_key_is_logged),
-        cmocka_unit_test(test_pending_many_rotations_keep_the_key),
-        cmocka_unit_test(test_pending_revocation_not_shortened),
     };
     const char *pending = getenv("GOV_ITEST_PENDING");
     size_t n = sizeof tests / sizeof tests[0];
     if (pending == NULL || strcmp(pending, "1") != 0)
-        n -= 7;
+        n -= 3;
     return _cmocka_run_group_tests("test_identity_attack", tests, n, setup, teardown);
 }

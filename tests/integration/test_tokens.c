@@ -713,8 +713,8 @@ static void test_forged_key_is_never_used(void **state) {
     assert_false(in_edge_jwks(&edge_a, kid));
     int64_t now = gov_now_micros() / 1000000;
     craft(forged, now, now + 60, tok, sizeof tok);
-    expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
-    expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
+    itest_expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+    itest_expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
     gov_signer_free(forged);
 }
 
@@ -810,8 +810,8 @@ static void test_key_written_into_redis_is_not_used(void **state) {
         assert_false(in_edge_jwks(&edge_a, kid));
         assert_false(in_edge_jwks(&edge_b, kid));
         craft(both[i], now, now + 60, tok, sizeof tok);
-        expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
-        expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
+        itest_expect_verify(&edge_a, tok, 401, "token_unknown_kid", __LINE__);
+        itest_expect_verify(&edge_b, tok, 401, "token_unknown_kid", __LINE__);
     }
     signing_kid(&edge_a, now_kid);
     assert_string_equal(now_kid, before);
@@ -874,7 +874,7 @@ static void test_keystore_key_not_the_published_one(void **state) {
     char tok[4096];
     int64_t now = gov_now_micros() / 1000000;
     craft(published, now, now + 60, tok, sizeof tok);
-    expect_verify(&edge_a, tok, 401, "token_constitution_stale", __LINE__);
+    itest_expect_verify(&edge_a, tok, 401, "token_constitution_stale", __LINE__);
     unlink(path);
     gov_signer_free(published);
     gov_keystore_free(elsewhere);
@@ -903,9 +903,9 @@ static void test_client_written_into_redis_is_not_used(void **state) {
         (const char *[]){"HSET", ck, "secret_hash", hash, "tenants", TENANT, "scopes", "read",
                          "registered_by", "redis-writer", "registered_at", "1"},
         NULL));
-    basic(id, sec, authz);
+    itest_basic_auth(id, sec, authz);
     json_t *j = NULL;
-    int st = post(edge_a.port, "/v1/tokens/issue", FORM, authz,
+    int st = itest_http_post_raw(edge_a.port, "/v1/tokens/issue", FORM, authz,
                   "grant_type=client_credentials", &j, raw, sizeof raw);
     assert_int_equal(st, 401);
     assert_string_equal(json_string_value(json_object_get(j, "error")), "invalid_client");
