@@ -3,7 +3,7 @@
  * What: an immutable, reference-counted identity snapshot - every key
  * gov-identity materialized (kid, public key, state, activates_at,
  * retires_at), the keystore's signer for each key it holds, the JWKS text -
- * plus the constitution hashes a tenant replaced less than
+ * and the grace of the constitution hash a tenant replaced less than
  * token_constitution_grace_s ago (docs/contracts.md, "Tokens").
  *
  * How: one thread with its own Redis connection.  gov-identity has no
@@ -20,11 +20,13 @@
  * on every replica, without waiting for a refresh.  Verification looks
  * keys up in the same snapshot (active_from = activates_at, retired_at =
  * retires_at, retired = state retired).
- * Constitution grace: the same thread compares each tenant's served
- * constitution hash with the one it saw last; a replaced hash is kept, with
- * the time it was seen replaced plus the grace, in a bounded list.  The
- * list is this replica's observation (constitution:{T}:history carries no
- * times); replicas see a change within one reconcile of each other.
+ * Constitution grace (edge_identity_grace): computed per request from the
+ * served tenant - the hash its constitution replaced and when
+ * gov-constitution verified the replacement (constitution:{T}
+ * previous_checksum, replaced_at) plus token_constitution_grace_s, rounded
+ * up to the second - so every replica, whenever it started and however
+ * often it refreshes, honours the same window from the moment it serves the
+ * new constitution.  Only the hash replaced last has a grace.
  *
  * Redis is a view, not a trust root (docs/contracts.md, "Signed identity
  * events"): every key record is re-verified against the edge's own
@@ -67,7 +69,6 @@
 #include "gov_state_identity.h"
 #include "gov_time.h"
 
-#define GRACE_MAX 256
 
 struct edge_identity {
     edge_t *edge;
@@ -86,14 +87,6 @@ struct edge_identity {
     gov_metric_t *m_over;      /* identity_key_index_over_bound (0/1) */
     gov_metric_t *m_usable;    /* identity_signing_keys_usable */
     char *refusals;            /* "\nkid reason\n..." of the last rebuild (the thread's) */
-    /* constitution grace, under mu */
-    edge_grace_t grace[GRACE_MAX];
-    size_t ngrace;
-    struct seen {
-        char tenant[GOV_TENANT_MAX + 1];
-        char hash[GOV_JWT_HASH_MAX + 1];
-    } *seen;
-    size_t nseen, seen_cap;
 };
 
 static void snap_free(edge_idsnap_t *s) {
@@ -165,15 +158,22 @@ gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out) {
 }
 
 size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max) {
-    edge_identity_t *id = e->identity;
     size_t n = 0;
-    if (id == NULL)
+    if (max == 0 || e->cfg.token_constitution_grace_s <= 0)
         return 0;
-    pthread_mutex_lock(&id->mu);
-    for (size_t i = 0; i < id->ngrace && n < max; i++)
-        if (strcmp(id->grace[i].tenant, tenant) == 0)
-            out[n++] = id->grace[i];
-    pthread_mutex_unlock(&id->mu);
+    edge_snapshot_t *snap = edge_state_acquire(e->state);
+    const edge_tenant_t *t = snap ? edge_snapshot_find(snap, tenant) : NULL;
+    if (t && t->constitution.checksum[0] && t->constitution.previous_checksum[0] &&
+        t->constitution.replaced_at_us > 0) {
+        /* rounded up: the grace lasts at least its seconds, never up to one
+         * second less */
+        snprintf(out[0].tenant, sizeof out[0].tenant, "%s", tenant);
+        snprintf(out[0].hash, sizeof out[0].hash, "%s", t->constitution.previous_checksum);
+        out[0].until_s =
+            (t->constitution.replaced_at_us + 999999) / 1000000 + e->cfg.token_constitution_grace_s;
+        n = 1;
+    }
+    edge_snapshot_release(snap);
     return n;
 }
 
@@ -459,66 +459,10 @@ static void open_signers(edge_t *e, edge_idsnap_t *s) {
                        first[0] ? first : "no published signing key is in the key store", NULL);
 }
 
-/* Notes replaced constitution hashes (grace list).  Under no lock but mu
- * for the list; O(tenants). */
-static void track_constitutions(edge_identity_t *id, int64_t now_us) {
-    edge_t *e = id->edge;
-    edge_snapshot_t *snap = edge_state_acquire(e->state);
-    if (snap == NULL)
-        return;
-    pthread_mutex_lock(&id->mu);
-    /* expired entries leave */
-    size_t w = 0;
-    for (size_t i = 0; i < id->ngrace; i++)
-        if (id->grace[i].until_s * 1000000 > now_us)
-            id->grace[w++] = id->grace[i];
-    id->ngrace = w;
-    for (size_t t = 0; t < snap->n; t++) {
-        const edge_tenant_t *ten = snap->tenants[t];
-        const char *hash = ten->constitution.checksum;
-        struct seen *sn = NULL;
-        for (size_t i = 0; i < id->nseen; i++)
-            if (strcmp(id->seen[i].tenant, ten->name) == 0)
-                sn = &id->seen[i];
-        if (sn == NULL) {
-            if (id->nseen == id->seen_cap) {
-                size_t cap = id->seen_cap ? id->seen_cap * 2 : 16;
-                struct seen *ns = gov_realloc(id->seen, cap * sizeof *ns);
-                if (ns == NULL)
-                    break;
-                id->seen = ns;
-                id->seen_cap = cap;
-            }
-            sn = &id->seen[id->nseen++];
-            snprintf(sn->tenant, sizeof sn->tenant, "%s", ten->name);
-            snprintf(sn->hash, sizeof sn->hash, "%s", hash);
-            continue;
-        }
-        if (strcmp(sn->hash, hash) == 0)
-            continue;
-        if (sn->hash[0] && e->cfg.token_constitution_grace_s > 0) {
-            if (id->ngrace == GRACE_MAX) /* the oldest goes first */
-                memmove(&id->grace[0], &id->grace[1], (GRACE_MAX - 1) * sizeof id->grace[0]);
-            else
-                id->ngrace++;
-            edge_grace_t *g = &id->grace[id->ngrace - 1];
-            snprintf(g->tenant, sizeof g->tenant, "%s", sn->tenant);
-            snprintf(g->hash, sizeof g->hash, "%s", sn->hash);
-            /* rounded up: the grace lasts at least its seconds, never up to
-             * one second less */
-            g->until_s = (now_us + 999999) / 1000000 + e->cfg.token_constitution_grace_s;
-        }
-        snprintf(sn->hash, sizeof sn->hash, "%s", hash);
-    }
-    pthread_mutex_unlock(&id->mu);
-    edge_snapshot_release(snap);
-}
-
 /* One refresh: read, and swap when something changed. */
 static void refresh(edge_identity_t *id) {
     char eb[256] = "";
     edge_idsnap_t *s = NULL;
-    track_constitutions(id, gov_now_micros());
     /* Keys the keystore did not hold are looked for again only every
      * reconcile period: a lookup is a token search on PKCS#11, and most
      * published keys (other edges', old ones) are never held here. */
@@ -667,7 +611,6 @@ void edge_identity_stop(edge_t *e) {
     edge_idsnap_release(id->cur);
     gov_redis_free(id->redis);
     gov_trust_free(id->trust);
-    gov_free(id->seen);
     gov_free(id->refusals);
     pthread_cond_destroy(&id->cv);
     pthread_mutex_destroy(&id->mu);
