@@ -57,7 +57,10 @@ const edge_idkey_t *edge_identity_signing_key(const edge_idsnap_t *s, int64_t no
 /* A gov_jwt_key_lookup_fn over a held snapshot (ctx: the edge_idsnap_t). */
 gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out);
 
-/* Copies up to max grace entries of tenant into out; returns how many. */
+/* The grace entry of tenant (at most one: the hash its served constitution
+ * replaced, until the replacement's replaced_at + token_constitution_grace_s,
+ * rounded up) copied into out; returns how many (0 or 1).  Reads the served
+ * snapshot: the same on every replica.  Any thread. */
 size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max);
 
 /* Reads client_id's record through r (the caller's connection) and

@@ -3,7 +3,7 @@
  * What: an immutable, reference-counted identity snapshot - every key
  * gov-identity materialized (kid, public key, state, activates_at,
  * retires_at), the keystore's signer for each key it holds, the JWKS text -
- * plus the constitution hashes a tenant replaced less than
+ * and the grace of the constitution hash a tenant replaced less than
  * token_constitution_grace_s ago (docs/contracts.md, "Tokens").
  *
  * How: one thread with its own Redis connection.  gov-identity has no
@@ -20,11 +20,13 @@
  * on every replica, without waiting for a refresh.  Verification looks
  * keys up in the same snapshot (active_from = activates_at, retired_at =
  * retires_at, retired = state retired).
- * Constitution grace: the same thread compares each tenant's served
- * constitution hash with the one it saw last; a replaced hash is kept, with
- * the time it was seen replaced plus the grace, in a bounded list.  The
- * list is this replica's observation (constitution:{T}:history carries no
- * times); replicas see a change within one reconcile of each other.
+ * Constitution grace (edge_identity_grace): computed per request from the
+ * served tenant - the hash its constitution replaced and when
+ * gov-constitution verified the replacement (constitution:{T}
+ * previous_checksum, replaced_at) plus token_constitution_grace_s, rounded
+ * up to the second - so every replica, whenever it started and however
+ * often it refreshes, honours the same window from the moment it serves the
+ * new constitution.  Only the hash replaced last has a grace.
  *
  * Redis is a view, not a trust root (docs/contracts.md, "Signed identity
  * events"): every key record is re-verified against the edge's own
@@ -63,10 +65,10 @@
 #include "gov_identity_sig.h"
 #include "gov_util.h"
 #include "gov_log.h"
+#include "gov_status.h"
 #include "gov_state_identity.h"
 #include "gov_time.h"
 
-#define GRACE_MAX 256
 
 struct edge_identity {
     edge_t *edge;
@@ -77,18 +79,14 @@ struct edge_identity {
     pthread_t thread;
     int started;
     gov_redis_t *redis;        /* the thread's */
-    int failing;               /* the last refresh failed (the thread's) */
+    int failing;               /* the last refresh failed: 1, 2 the kid index over its
+                                  bound (the thread's) */
     int64_t signers_tried_us;  /* when the keystore was last asked (monotonic; the thread's) */
     gov_trust_t *trust;        /* identity trust (identity_trust_file); immutable */
     gov_metric_t *m_refused;   /* identity_records_refused_total{kind,rule} */
-    /* constitution grace, under mu */
-    edge_grace_t grace[GRACE_MAX];
-    size_t ngrace;
-    struct seen {
-        char tenant[GOV_TENANT_MAX + 1];
-        char hash[GOV_JWT_HASH_MAX + 1];
-    } *seen;
-    size_t nseen, seen_cap;
+    gov_metric_t *m_over;      /* identity_key_index_over_bound (0/1) */
+    gov_metric_t *m_usable;    /* identity_signing_keys_usable */
+    char *refusals;            /* "\nkid reason\n..." of the last rebuild (the thread's) */
 };
 
 static void snap_free(edge_idsnap_t *s) {
@@ -160,15 +158,22 @@ gov_err_t edge_identity_lookup(void *ctx, const char *kid, gov_jwt_key_t *out) {
 }
 
 size_t edge_identity_grace(edge_t *e, const char *tenant, edge_grace_t *out, size_t max) {
-    edge_identity_t *id = e->identity;
     size_t n = 0;
-    if (id == NULL)
+    if (max == 0 || e->cfg.token_constitution_grace_s <= 0)
         return 0;
-    pthread_mutex_lock(&id->mu);
-    for (size_t i = 0; i < id->ngrace && n < max; i++)
-        if (strcmp(id->grace[i].tenant, tenant) == 0)
-            out[n++] = id->grace[i];
-    pthread_mutex_unlock(&id->mu);
+    edge_snapshot_t *snap = edge_state_acquire(e->state);
+    const edge_tenant_t *t = snap ? edge_snapshot_find(snap, tenant) : NULL;
+    if (t && t->constitution.checksum[0] && t->constitution.previous_checksum[0] &&
+        t->constitution.replaced_at_us > 0) {
+        /* rounded up: the grace lasts at least its seconds, never up to one
+         * second less */
+        snprintf(out[0].tenant, sizeof out[0].tenant, "%s", tenant);
+        snprintf(out[0].hash, sizeof out[0].hash, "%s", t->constitution.previous_checksum);
+        out[0].until_s =
+            (t->constitution.replaced_at_us + 999999) / 1000000 + e->cfg.token_constitution_grace_s;
+        n = 1;
+    }
+    edge_snapshot_release(snap);
     return n;
 }
 
@@ -364,24 +369,57 @@ static int signs_as_published(gov_signer_t *signer, const uint8_t pub[GOV_SIGNER
     return ok;
 }
 
+/* Notes the key store's refusal of kid ("*": the listing) in this
+ * rebuild's list and logs it when the previous rebuild did not refuse kid
+ * for the same reason: once per (kid, reason) change, not once per
+ * rebuild.  The first refusal's text becomes *first (the readyz detail). */
+static void signer_refused(edge_identity_t *id, gov_buf_t *now, const char *kid,
+                           gov_reason_t why, const char *detail, char *first,
+                           size_t first_size) {
+    char line[128];
+    const char *code = why != GOV_REASON_NONE ? gov_reason_code(why) : "keystore_error";
+    snprintf(line, sizeof line, "\n%s %s\n", kid, code);
+    gov_buf_puts(now, line + 1);
+    if (id->refusals == NULL || strstr(id->refusals, line) == NULL)
+        gov_log(GOV_LOG_ERROR, "signing key not usable: the key store refused it", "kid", kid,
+                "reason", code, "detail", detail, (const char *)NULL);
+    if (first[0] == 0)
+        snprintf(first, first_size, "key store refused %s: %s: %s", kid, code, detail);
+}
+
 /* Opens the keystore's signer of every key it holds: one listing, then one
- * open per held key (a PKCS#11 search each), not one per published key. */
+ * open per held key (a PKCS#11 search each), not one per published key.
+ * Reports what it found (P4 of the identity review): each refusal logged
+ * once per (kid, reason) change, identity_signing_keys_usable, and the
+ * "signing" readyz component - degraded, never unready (verification and
+ * evaluation go on), when no published key can sign. */
 static void open_signers(edge_t *e, edge_idsnap_t *s) {
+    edge_identity_t *id = e->identity;
     char **held = NULL;
-    size_t nheld = 0;
-    char eb[256];
-    if (e->keystore == NULL || s->n == 0 ||
-        gov_keystore_list(e->keystore, &held, &nheld, NULL, eb, sizeof eb) != GOV_OK) {
+    size_t nheld = 0, usable = 0;
+    char eb[256], first[400] = "";
+    gov_reason_t why = GOV_REASON_NONE;
+    gov_buf_t now;
+    gov_buf_init(&now, 0);
+    gov_buf_putc(&now, '\n');
+    int listed_ok = 0;
+    if (e->keystore == NULL || s->n == 0)
         s->missing_signers = s->n;
-        return;
-    }
-    for (size_t i = 0; i < s->n; i++) {
+    else if (gov_keystore_list(e->keystore, &held, &nheld, &why, eb, sizeof eb) != GOV_OK) {
+        s->missing_signers = s->n;
+        signer_refused(id, &now, "*", why, eb, first, sizeof first);
+    } else
+        listed_ok = 1;
+    for (size_t i = 0; listed_ok && i < s->n; i++) {
         int listed = 0;
         for (size_t h = 0; h < nheld && !listed; h++)
             listed = strcmp(held[h], s->keys[i].kid) == 0;
+        why = GOV_REASON_NONE;
         if (!listed || s->keys[i].rank > 1 ||
-            gov_keystore_signer(e->keystore, s->keys[i].kid, &s->keys[i].signer, NULL, eb,
+            gov_keystore_signer(e->keystore, s->keys[i].kid, &s->keys[i].signer, &why, eb,
                                 sizeof eb) != GOV_OK) {
+            if (listed && s->keys[i].rank <= 1)
+                signer_refused(id, &now, s->keys[i].kid, why, eb, first, sizeof first);
             s->keys[i].signer = NULL;
             s->missing_signers++;
             continue;
@@ -398,69 +436,33 @@ static void open_signers(edge_t *e, edge_idsnap_t *s) {
             refused(e->identity, "keystore_key", s->keys[i].kid, &sc);
             gov_signer_free(s->keys[i].signer);
             s->keys[i].signer = NULL;
+            if (first[0] == 0)
+                snprintf(first, sizeof first, "key store key %s is not the published one",
+                         s->keys[i].kid);
+            continue;
         }
+        usable++;
     }
     gov_keystore_list_free(held, nheld);
-}
-
-/* Notes replaced constitution hashes (grace list).  Under no lock but mu
- * for the list; O(tenants). */
-static void track_constitutions(edge_identity_t *id, int64_t now_us) {
-    edge_t *e = id->edge;
-    edge_snapshot_t *snap = edge_state_acquire(e->state);
-    if (snap == NULL)
-        return;
-    pthread_mutex_lock(&id->mu);
-    /* expired entries leave */
-    size_t w = 0;
-    for (size_t i = 0; i < id->ngrace; i++)
-        if (id->grace[i].until_s * 1000000 > now_us)
-            id->grace[w++] = id->grace[i];
-    id->ngrace = w;
-    for (size_t t = 0; t < snap->n; t++) {
-        const edge_tenant_t *ten = snap->tenants[t];
-        const char *hash = ten->constitution.checksum;
-        struct seen *sn = NULL;
-        for (size_t i = 0; i < id->nseen; i++)
-            if (strcmp(id->seen[i].tenant, ten->name) == 0)
-                sn = &id->seen[i];
-        if (sn == NULL) {
-            if (id->nseen == id->seen_cap) {
-                size_t cap = id->seen_cap ? id->seen_cap * 2 : 16;
-                struct seen *ns = gov_realloc(id->seen, cap * sizeof *ns);
-                if (ns == NULL)
-                    break;
-                id->seen = ns;
-                id->seen_cap = cap;
-            }
-            sn = &id->seen[id->nseen++];
-            snprintf(sn->tenant, sizeof sn->tenant, "%s", ten->name);
-            snprintf(sn->hash, sizeof sn->hash, "%s", hash);
-            continue;
-        }
-        if (strcmp(sn->hash, hash) == 0)
-            continue;
-        if (sn->hash[0] && e->cfg.token_constitution_grace_s > 0) {
-            if (id->ngrace == GRACE_MAX) /* the oldest goes first */
-                memmove(&id->grace[0], &id->grace[1], (GRACE_MAX - 1) * sizeof id->grace[0]);
-            else
-                id->ngrace++;
-            edge_grace_t *g = &id->grace[id->ngrace - 1];
-            snprintf(g->tenant, sizeof g->tenant, "%s", sn->tenant);
-            snprintf(g->hash, sizeof g->hash, "%s", sn->hash);
-            g->until_s = now_us / 1000000 + e->cfg.token_constitution_grace_s;
-        }
-        snprintf(sn->hash, sizeof sn->hash, "%s", hash);
+    char *text = NULL;
+    if (gov_buf_finish(&now, &text, NULL) == GOV_OK) {
+        gov_free(id->refusals);
+        id->refusals = text;
     }
-    pthread_mutex_unlock(&id->mu);
-    edge_snapshot_release(snap);
+    gov_metric_set(id->m_usable, NULL, (double)usable);
+    if (e->keystore == NULL)
+        return;   /* no key store configured: this edge does not sign */
+    if (usable > 0)
+        gov_status_set(e->status, "signing", GOV_STATUS_OK, NULL, NULL);
+    else
+        gov_status_set(e->status, "signing", GOV_STATUS_DEGRADED,
+                       first[0] ? first : "no published signing key is in the key store", NULL);
 }
 
 /* One refresh: read, and swap when something changed. */
 static void refresh(edge_identity_t *id) {
     char eb[256] = "";
     edge_idsnap_t *s = NULL;
-    track_constitutions(id, gov_now_micros());
     /* Keys the keystore did not hold are looked for again only every
      * reconcile period: a lookup is a token search on PKCS#11, and most
      * published keys (other edges', old ones) are never held here. */
@@ -471,15 +473,29 @@ static void refresh(edge_identity_t *id) {
     gov_err_t err = read_snapshot(id, old && !retry ? old->fingerprint : NULL, &s, eb, sizeof eb);
     edge_idsnap_release(old);
     if (err != GOV_OK) {
-        /* once per outage, not once per period */
-        if (!id->failing)
-            gov_log(GOV_LOG_WARN, "identity snapshot not refreshed", "error",
-                    eb[0] ? eb : gov_err_str(err), (const char *)NULL);
-        id->failing = 1;
+        /* once per outage, not once per period.  A kid index past its bound
+         * is never sampled (a sample drops live keys at random): the last
+         * snapshot stays, loudly - an error, the gauge, /readyz degraded */
+        int over = err == GOV_ERR_TOO_LARGE;
+        if (id->failing != (over ? 2 : 1))
+            gov_log(over ? GOV_LOG_ERROR : GOV_LOG_WARN,
+                    over ? "identity snapshot not refreshed: the kid index is over its bound, "
+                           "the last snapshot is kept"
+                         : "identity snapshot not refreshed",
+                    "error", eb[0] ? eb : gov_err_str(err), (const char *)NULL);
+        if (over) {
+            gov_metric_set(id->m_over, NULL, 1);
+            gov_status_set(id->edge->status, "identity", GOV_STATUS_DEGRADED, eb, NULL);
+        }
+        id->failing = over ? 2 : 1;
         return;
     }
     if (id->failing)
         gov_log(GOV_LOG_INFO, "identity snapshot refreshed again", (const char *)NULL);
+    if (id->failing == 2) {
+        gov_metric_set(id->m_over, NULL, 0);
+        gov_status_set(id->edge->status, "identity", GOV_STATUS_OK, NULL, NULL);
+    }
     id->failing = 0;
     if (s == NULL)   /* nothing changed */
         return;
@@ -540,7 +556,18 @@ gov_err_t edge_identity_start(edge_t *e, char *errbuf, size_t errbuf_size) {
         "signatures do not verify against its identity trust, or a keystore key that is not "
         "the published one (kind key|client|keystore_key, rule the reason).",
         2, (const char *[]){"kind", "rule"});
-    if (id->m_refused == NULL) {
+    id->m_over = gov_metrics_gauge(
+        e->metrics, "identity_key_index_over_bound",
+        "1 while identity:{keys}:kids holds more kids than gov-edge reads (1024): the identity "
+        "snapshot is not refreshed (the last one serves) and /readyz shows identity degraded.",
+        0, NULL);
+    id->m_usable = gov_metrics_gauge(
+        e->metrics, "identity_signing_keys_usable",
+        "Published pending or active keys this gov-edge can sign with (the key store holds "
+        "them, opened them and they are the published key); 0 with a key store: issuance "
+        "answers 503 signing_key_unavailable and /readyz shows signing degraded.",
+        0, NULL);
+    if (id->m_refused == NULL || id->m_over == NULL || id->m_usable == NULL) {
         err = GOV_ERR_NOMEM;
         goto fail;
     }
@@ -563,6 +590,7 @@ fail:
     edge_idsnap_release(id->cur);
     gov_redis_free(id->redis);
     gov_trust_free(id->trust);
+    gov_free(id->refusals);
     pthread_cond_destroy(&id->cv);
     pthread_mutex_destroy(&id->mu);
     gov_free(id);
@@ -583,7 +611,7 @@ void edge_identity_stop(edge_t *e) {
     edge_idsnap_release(id->cur);
     gov_redis_free(id->redis);
     gov_trust_free(id->trust);
-    gov_free(id->seen);
+    gov_free(id->refusals);
     pthread_cond_destroy(&id->cv);
     pthread_mutex_destroy(&id->mu);
     gov_free(id);

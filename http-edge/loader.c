@@ -214,6 +214,13 @@ static gov_err_t build_constitution(edge_t *e, edge_tenant_t *t, const gov_state
     snprintf(c->canonicalization, sizeof c->canonicalization, "%s",
              h->canonicalization ? h->canonicalization : "");
     c->verified_at_us = h->verified_at ? strtoll(h->verified_at, NULL, 10) : 0;
+    /* the replacement gov-constitution recorded with it: the grace of the
+     * replaced hash (edge_identity_grace) is computed from this, alike on
+     * every replica (docs/contracts.md, "Tokens") */
+    if (h->previous_checksum && h->replaced_at && strlen(h->previous_checksum) < sizeof c->previous_checksum) {
+        snprintf(c->previous_checksum, sizeof c->previous_checksum, "%s", h->previous_checksum);
+        c->replaced_at_us = strtoll(h->replaced_at, NULL, 10);
+    }
     c->doc = gov_strndup(h->doc, h->doc_len);
     c->doc_len = h->doc_len;
     if (c->doc == NULL) {

@@ -30,6 +30,8 @@ typedef struct edge_constitution {
     char canonicalization[20];
     char version[64];
     long long verified_at_us;
+    char previous_checksum[129];   /* the hash this one replaced ("" none) and when */
+    long long replaced_at_us;      /* gov-constitution verified the replacement (µs) */
     char *signers;          /* comma-separated */
     char *source;
     char *doc;              /* canonical bytes, NUL-terminated */

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_b64url.h"
 #include "gov_util.h"
 
 /* --- trust ------------------------------------------------------------------ */
@@ -308,22 +309,18 @@ static EVP_PKEY *trust_key(const gov_trust_t *t, const trust_tenant_t *tt, const
 
 /* --- signatures ------------------------------------------------------------- */
 
-static int b64val(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
+/* A signature's text: 128 hex digits, or the 64 bytes in base64 of either
+ * alphabet - 86 symbols, optionally followed by "==" - decoded by the
+ * shared strict decoders (gov_b64url.h): the URL alphabet by
+ * gov_b64url_decode, the standard one (a '+' or '/' present) by
+ * gov_b64_decode with its padding restored.  One alphabet per text, unused
+ * bits zero: one accepted spelling per alphabet for each signature. */
 int gov_signature_decode(const char *text, unsigned char out[64]) {
     if (text == NULL)
         return -1;
     size_t n = strlen(text);
     if (n == 128)
         return gov_hex_decode(text, 128, out, 64);
-    /* base64 of 64 bytes: 86 symbols, then optionally "==" */
     if (n == 88) {
         if (text[86] != '=' || text[87] != '=')
             return -1;
@@ -331,28 +328,17 @@ int gov_signature_decode(const char *text, unsigned char out[64]) {
     }
     if (n != 86)
         return -1;
-    int url = 0, std = 0;
-    unsigned acc = 0, bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(text[i]);
-        if (v < 0)
-            return -1;
-        url |= text[i] == '-' || text[i] == '_';
-        std |= text[i] == '+' || text[i] == '/';
-        acc = acc << 6 | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o < 64)
-                out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    size_t got = 0;
+    gov_err_t err;
+    if (memchr(text, '+', 86) != NULL || memchr(text, '/', 86) != NULL) {
+        char padded[89];
+        memcpy(padded, text, 86);
+        memcpy(padded + 86, "==", 3);
+        err = gov_b64_decode(padded, 88, out, 64, &got, NULL, 0);
+    } else {
+        err = gov_b64url_decode(text, 86, out, 64, &got, NULL, 0);
     }
-    /* one alphabet only, and the 4 leftover bits must be zero (canonical) */
-    if (url && std)
-        return -1;
-    return o == 64 && acc == 0 ? 0 : -1;
+    return err == GOV_OK && got == 64 ? 0 : -1;
 }
 
 static int ed25519_verify(EVP_PKEY *key, const unsigned char sig[64], const char *msg,

@@ -14,6 +14,9 @@
  * the in-process signer of gov_signer.c; the PEM text is read into one
  * buffer and cleansed, never logged.
  *
+ * Temporaries a crashed generation left behind are removed when the store
+ * is opened (their pid no longer runs).
+ *
  * What it does not do: rotate or delete keys (that is key lifecycle, above
  * this), encrypt keys at rest (the directory's permissions are the
  * protection; use the pkcs11 backend for more), or follow symlinks.
@@ -25,7 +28,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -302,6 +307,38 @@ static const gov_keystore_ops_t pem_ops = {
     .free = pem_free,
 };
 
+/* Removes the temporaries `.<kid>.pem.tmp.<pid>` a generation left when its
+ * process died before linking them (a crash mid-generate): a temporary
+ * whose pid no longer runs (kill(pid, 0) ESRCH).  A live generator's, or
+ * one under a reused pid, stays - it is never listed as a key anyway.
+ * Best effort, O(directory entries); called once per open. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    static const char tag[] = ".pem.tmp.";
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        if (len <= 1 + GOV_SIGNER_KID_LEN + sizeof tag - 1 || n[0] != '.' ||
+            memcmp(n + 1 + GOV_SIGNER_KID_LEN, tag, sizeof tag - 1) != 0)
+            continue;
+        char kid[GOV_SIGNER_KID_SIZE], *end = NULL;
+        memcpy(kid, n + 1, GOV_SIGNER_KID_LEN);
+        kid[GOV_SIGNER_KID_LEN] = '\0';
+        const char *digits = n + 1 + GOV_SIGNER_KID_LEN + sizeof tag - 1;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (!gov_signer_kid_valid(kid) || digits[0] < '0' || digits[0] > '9' || errno != 0 ||
+            *end != '\0' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            (void)unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 gov_err_t gov_keystore_open_dir(const char *dir, gov_keystore_t **out, gov_reason_t *why,
                                 char *errbuf, size_t errbuf_size) {
     *out = NULL;
@@ -316,6 +353,7 @@ gov_err_t gov_keystore_open_dir(const char *dir, gov_keystore_t **out, gov_reaso
     gov_err_t rc = check_dir(dir, why, errbuf, errbuf_size);
     if (rc != GOV_OK)
         return rc;
+    remove_stale_temporaries(dir);
     pem_store_t *ps = gov_calloc(1, sizeof *ps);
     if (ps == NULL || (ps->dir = gov_strdup(dir)) == NULL) {
         gov_free(ps);

@@ -280,7 +280,7 @@ static gov_redis_script_t served_read_script = {
     "  if t ~= 'none' and t ~= want[i] then return {'wrongtype', KEYS[i], t} end\n"
     "end\n"
     "local f = {'checksum', 'hash_alg', 'canonicalization', 'version', 'verified_at',\n"
-    "  'signers', 'source', 'signatures'}\n"
+    "  'signers', 'source', 'signatures', 'previous_checksum', 'replaced_at'}\n"
     "local fmax = tonumber(ARGV[3])\n"
     "for _, n in ipairs(f) do\n"
     "  local l = redis.call('HSTRLEN', KEYS[1], n)\n"
@@ -355,7 +355,7 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
         return big ? GOV_ERR_TOO_LARGE : GOV_ERR_REDIS;
     }
     if (status == NULL || strcmp(status, "ok") != 0 || rep->elements != 5 ||
-        rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[1]->elements != 8) {
+        rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[1]->elements != 10) {
         snprintf(errbuf, errbuf_size, "unexpected reply reading tenant %s", tenant);
         freeReplyObject(rep);
         return GOV_ERR_REDIS;
@@ -371,6 +371,8 @@ gov_err_t gov_state_served_read(gov_redis_t *r, const char *tenant, gov_state_se
     out->signers = str_of(h[5]);
     out->source = str_of(h[6]);
     out->signatures = str_of(h[7]);
+    out->previous_checksum = str_of(h[8]);
+    out->replaced_at = str_of(h[9]);
     if (doc->type == REDIS_REPLY_STRING) {
         out->doc = doc->str;
         out->doc_len = doc->len;

@@ -351,6 +351,7 @@ typedef struct gov_state_served {
     redisReply *reply_;   /* private */
     const char *checksum, *hash_alg, *canonicalization, *version, *verified_at, *signers,
         *source, *signatures;   /* constitution:{T} fields */
+    const char *previous_checksum, *replaced_at;   /* the replacement (NULL: none) */
     const char *doc;      /* constitution:{T}:doc */
     size_t doc_len;
     const char *pack;     /* policy:rulepack:{T} */

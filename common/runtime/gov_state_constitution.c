@@ -34,6 +34,8 @@ static gov_redis_script_t write_script = {
     "if cur ~= '' then\n"
     "  redis.call('LPUSH', KEYS[3], cur)\n"
     "  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[12]) - 1)\n"
+    /* the replacement, for the token grace every edge computes alike */
+    "  redis.call('HSET', KEYS[1], 'previous_checksum', cur, 'replaced_at', ARGV[5])\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'checksum', ARGV[2], 'hash_alg', ARGV[3], 'version', ARGV[4],\n"
     "  'verified_at', ARGV[5], 'signers', ARGV[6], 'source', ARGV[7],\n"

@@ -13,8 +13,9 @@
  * only when Redis lost the state too).  A refused message (a key moved
  * back, a removed client) does not move the applied offset: delivered
  * again, it is refused again - never mistaken for an applied replay.  Token writes set fields and an
- * absolute expiry, so applying one twice is the same as once; the first
- * revocation's time and reason stay.
+ * absolute expiry that only moves later (the latest expires_at seen), so
+ * applying one twice is the same as once and no event shortens a record;
+ * the first revocation's time and reason stay.
  *
  * The JWKS is rebuilt inside the key script from the stored key hashes,
  * found through the kid set identity:{keys}:kids; those hashes are named
@@ -34,6 +35,7 @@
 #include <string.h>
 
 #include "gov_alloc.h"
+#include "gov_time.h"
 
 #define KEYS_PREFIX "identity:{" GOV_STATE_IDENTITY_KEYS_SLOT "}:"
 
@@ -88,6 +90,10 @@ const char *gov_state_identity_kids_key(void) {
     return KEYS_PREFIX "kids";
 }
 
+const char *gov_state_identity_retired_key(void) {
+    return KEYS_PREFIX "retired";
+}
+
 /* The applied-offset key of pos in the slot `slot`. */
 static gov_err_t applied_key(const gov_state_pos_t *pos, const char *slot,
                              char out[GOV_STATE_KEY_MAX], char *errbuf, size_t errbuf_size) {
@@ -115,7 +121,10 @@ static gov_redis_script_t key_script = {
      * ARGV: 1 offset, 2 kid, 3 alg, 4 public_jwk, 5 backend, 6 state,
      *       7 state rank, 8 created_at, 9 activates_at, 10 retires_at ('' none),
      *       11 previous_kid ('' none), 12 key-hash prefix, 13 event_id,
-     *       14 signed payload, 15 signatures (JSON)
+     *       14 signed payload, 15 signatures (JSON), 16 now (µs),
+     *       17 longest token lifetime (µs), 18 retired hash kept (ms),
+     *       19 sweep batch
+     * KEYS 5: the retired kids by the time they leave the index (ms)
      * {'ok'|'applied'|'replay'|'changed'|'backwards', detail, previous state}
      * ('applied': this very event was applied before, a redelivery) */
     "local applied = tonumber(redis.call('GET', KEYS[4]) or '-1') or -1\n"
@@ -155,6 +164,21 @@ static gov_redis_script_t key_script = {
     "  'retires_at', ARGV[10], 'previous_kid', ARGV[11], 'event_id', ARGV[13],\n"
     "  'signed', ARGV[14], 'signatures', ARGV[15])\n"
     "redis.call('SADD', KEYS[2], ARGV[2])\n"
+    /* a retired kid leaves the index once no token it signed can be alive:
+     * retires_at (activates_at when none) + the longest token lifetime - a
+     * function of the event, so a replay schedules the same; the sweep
+     * takes a bounded batch per write, so no write touches every kid ever */
+    "if ARGV[6] == 'retired' then\n"
+    "  local r = tonumber(ARGV[10]) or tonumber(ARGV[9]) or 0\n"
+    "  redis.call('ZADD', KEYS[5], string.format('%.0f',\n"
+    "    math.floor((r + tonumber(ARGV[17])) / 1000)), ARGV[2])\n"
+    "end\n"
+    "for _, kid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf',\n"
+    "    math.floor(tonumber(ARGV[16]) / 1000), 'LIMIT', 0, tonumber(ARGV[19]))) do\n"
+    "  redis.call('SREM', KEYS[2], kid)\n"
+    "  redis.call('ZREM', KEYS[5], kid)\n"
+    "  redis.call('PEXPIRE', ARGV[12] .. kid, ARGV[18])\n"
+    "end\n"
     "local ks = {}\n"
     "for _, kid in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
     "  local v = redis.call('HMGET', ARGV[12] .. kid, 'state', 'public_jwk', 'activates_at')\n"
@@ -211,15 +235,21 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
         snprintf(retires, sizeof retires, "%lld", (long long)k->retires_at);
     else
         retires[0] = 0;
+    char now[32], lifetime[32], keep[32], batch[16];
+    snprintf(now, sizeof now, "%lld", (long long)gov_now_micros());
+    snprintf(lifetime, sizeof lifetime, "%lld",
+             (long long)(k->token_lifetime_us > 0 ? k->token_lifetime_us : 0));
+    snprintf(keep, sizeof keep, "%lld", (long long)GOV_STATE_IDENTITY_RETIRED_KEEP_S * 1000);
+    snprintf(batch, sizeof batch, "%d", GOV_STATE_IDENTITY_SWEEP_BATCH);
     const char *argv[] = {k_key, gov_state_identity_kids_key(), gov_state_identity_jwks_key(),
-                          k_off, off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
+                          k_off, gov_state_identity_retired_key(), off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
                           created, activates, retires,
                           k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:",
                           k->event_id ? k->event_id : "",
                           k->signed_payload ? k->signed_payload : "",
-                          k->signatures ? k->signatures : ""};
+                          k->signatures ? k->signatures : "", now, lifetime, keep, batch};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &key_script, 4, 19, argv, NULL, &rep, errbuf, errbuf_size)) !=
+    if ((err = gov_redis_eval(r, &key_script, 5, 24, argv, NULL, &rep, errbuf, errbuf_size)) !=
         GOV_OK)
         return err;
     const char *st = status_of(rep, 3);
@@ -356,21 +386,37 @@ void gov_state_identity_key_clear(gov_state_identity_key_rec_t *k) {
     memset(k, 0, sizeof *k);
 }
 
+/* The whole kid index, or its size when it holds more than ARGV[1]: never
+ * a sample (a sample drops live keys at random). */
+static gov_redis_script_t kids_read_script = {
+    /* KEYS: 1 kid set   ARGV: 1 bound */
+    "local n = redis.call('SCARD', KEYS[1])\n"
+    "if n > tonumber(ARGV[1]) then return n end\n"
+    "return redis.call('SMEMBERS', KEYS[1])\n",
+    {0}};
+
 gov_err_t gov_state_identity_key_list(gov_redis_t *r, char ***kids, size_t *n, char *errbuf,
                                       size_t errbuf_size) {
     *kids = NULL;
     *n = 0;
     char count[16];
     snprintf(count, sizeof count, "%d", GOV_STATE_IDENTITY_KIDS_MAX);
-    /* SRANDMEMBER with a positive count returns distinct members, at most
-     * `count` of them: a bounded read of the whole set when it is small */
-    const char *argv[] = {"SRANDMEMBER", gov_state_identity_kids_key(), count};
+    const char *argv[] = {gov_state_identity_kids_key(), count};
     redisReply *rep = NULL;
-    gov_err_t err = gov_redis_command(r, &rep, 3, argv, NULL, errbuf, errbuf_size);
+    gov_err_t err = gov_redis_eval(r, &kids_read_script, 1, 2, argv, NULL, &rep, errbuf,
+                                   errbuf_size);
     if (err != GOV_OK)
         return err;
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        snprintf(errbuf, errbuf_size, "%s is not a set", gov_state_identity_kids_key());
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        snprintf(errbuf, errbuf_size, "%s holds %lld kids, more than the bound %d",
+                 gov_state_identity_kids_key(), (long long)rep->integer,
+                 GOV_STATE_IDENTITY_KIDS_MAX);
+        freeReplyObject(rep);
+        return GOV_ERR_TOO_LARGE;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements > GOV_STATE_IDENTITY_KIDS_MAX) {
+        snprintf(errbuf, errbuf_size, "%s is not a set of at most %d kids",
+                 gov_state_identity_kids_key(), GOV_STATE_IDENTITY_KIDS_MAX);
         freeReplyObject(rep);
         return GOV_ERR_REDIS;
     }
@@ -594,6 +640,20 @@ void gov_state_identity_client_clear(gov_state_identity_client_rec_t *c) {
 
 /* --- tokens ------------------------------------------------------------------------- */
 
+/* The token record's exp (µs, field exp) and its key's expiry (ms, ARGV[2])
+ * only ever move later: the latest expires_at any TokenIssued or
+ * TokenRevoked of the jti carried.  An event with an earlier one (a replay,
+ * a skewed producer) never shortens a record - a revocation that expired
+ * early would let its token verify again.  Every write of the record sets
+ * both together, so a stored exp at or past this one means the key's expiry
+ * already is. */
+#define TOKEN_EXP_MAX_LUA(exp_us_argv)                                                          \
+    "local cur_exp = tonumber(redis.call('HGET', KEYS[1], 'exp') or '')\n"                     \
+    "if cur_exp == nil or tonumber(ARGV[" exp_us_argv "]) >= cur_exp then\n"                   \
+    "  redis.call('HSET', KEYS[1], 'exp', ARGV[" exp_us_argv "])\n"                            \
+    "  redis.call('PEXPIREAT', KEYS[1], ARGV[2])\n"                                            \
+    "end\n"
+
 static gov_redis_script_t token_issue_script = {
     /* KEYS: 1 token hash, 2 applied offset
      * ARGV: 1 offset, 2 exp (ms), 3 sub, 4 client_id, 5 scope, 6 aud, 7 kid,
@@ -603,9 +663,9 @@ static gov_redis_script_t token_issue_script = {
     "redis.call('SET', KEYS[2], ARGV[1])\n"
     "redis.call('HSET', KEYS[1], 'sub', ARGV[3], 'client_id', ARGV[4], 'scope', ARGV[5],\n"
     "  'aud', ARGV[6], 'kid', ARGV[7], 'constitution_hash', ARGV[8], 'iat', ARGV[9],\n"
-    "  'nbf', ARGV[10], 'exp', ARGV[11])\n"
+    "  'nbf', ARGV[10])\n"
     "redis.call('HSETNX', KEYS[1], 'status', 'active')\n"
-    "redis.call('PEXPIREAT', KEYS[1], ARGV[2])\n"
+    TOKEN_EXP_MAX_LUA("11")
     "return before\n",
     {0}};
 
@@ -618,8 +678,7 @@ static gov_redis_script_t token_revoke_script = {
     "redis.call('HSET', KEYS[1], 'status', 'revoked')\n"
     "redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[4])\n"
     "redis.call('HSETNX', KEYS[1], 'revoke_reason', ARGV[5])\n"
-    "redis.call('HSETNX', KEYS[1], 'exp', ARGV[3])\n"
-    "redis.call('PEXPIREAT', KEYS[1], ARGV[2])\n"
+    TOKEN_EXP_MAX_LUA("3")
     "return before\n",
     {0}};
 

@@ -81,6 +81,8 @@ typedef struct gov_state_identity_key {
     int64_t created_at, activates_at, retires_at;   /* µs; retires_at < 0: none */
     const char *signed_payload;   /* gov_identity_sig_payload of the event (NULL: "") */
     const char *signatures;       /* its signatures array, JSON text (NULL: "") */
+    int64_t token_lifetime_us;    /* the longest token lifetime + leeway (µs): how long a
+                                     retired kid stays in the index past its retires_at */
 } gov_state_identity_key_t;
 
 /* Rank of a key state: pending 0, active 1, retiring 2, retired 3; -1 for
@@ -88,8 +90,14 @@ typedef struct gov_state_identity_key {
 int gov_state_identity_key_rank(const char *state);
 
 /* Writes a KeyRotated: the key hash, the kid index, the JWKS rebuilt from
- * every stored key, and pos's applied offset (pos->tenant is ignored: the
- * {keys} slot's), in one script.  *outcome: WRITTEN, APPLIED, REPLAY,
+ * every key in the index, and pos's applied offset (pos->tenant is ignored:
+ * the {keys} slot's), in one script.  The index holds live keys only: a
+ * retired kid is noted in identity:{keys}:retired (a sorted set scored by
+ * retires_at - activates_at when none - + k->token_lifetime_us, in ms) and every write
+ * removes up to GOV_STATE_IDENTITY_SWEEP_BATCH kids past their time from
+ * the index, their hashes then expiring after
+ * GOV_STATE_IDENTITY_RETIRED_KEEP_S (kept so a late event for the kid is
+ * still refused as backwards).  *outcome: WRITTEN, APPLIED, REPLAY,
  * BACKWARDS or CHANGED (errbuf names the field; nothing is written, not
  * even the applied offset: a redelivery is refused again); *previous_state
  * the stored state before ("" none; may be NULL, else
@@ -118,10 +126,15 @@ gov_err_t gov_state_identity_key_get(gov_redis_t *r, const char *kid,
                                      size_t errbuf_size);
 void gov_state_identity_key_clear(gov_state_identity_key_rec_t *k);
 
-/* The materialized kids (SMEMBERS identity:{keys}:kids, at most
- * GOV_STATE_IDENTITY_KIDS_MAX; the rest are not read): *kids is a new
- * array of *n new strings, gov_state_identity_kids_free. */
+/* The materialized kids, the whole index identity:{keys}:kids (never a
+ * sample): *kids is a new array of *n new strings,
+ * gov_state_identity_kids_free.  GOV_ERR_TOO_LARGE (errbuf gives the size)
+ * when the index holds more than GOV_STATE_IDENTITY_KIDS_MAX kids - only a
+ * Redis writer or a broken sweep gets there; callers fail loudly and keep
+ * what they had.  One script. */
 #define GOV_STATE_IDENTITY_KIDS_MAX 1024
+#define GOV_STATE_IDENTITY_SWEEP_BATCH 64
+#define GOV_STATE_IDENTITY_RETIRED_KEEP_S (30LL * 86400)
 gov_err_t gov_state_identity_key_list(gov_redis_t *r, char ***kids, size_t *n, char *errbuf,
                                       size_t errbuf_size);
 void gov_state_identity_kids_free(char **kids, size_t n);
@@ -223,6 +236,9 @@ gov_err_t gov_state_identity_token_key(const char *tenant, const char *jti,
                                        char out[GOV_STATE_KEY_MAX]);
 const char *gov_state_identity_jwks_key(void);
 const char *gov_state_identity_kids_key(void);
+/* identity:{keys}:retired: retired kids scored by when they leave the
+ * index (ms).  Static string. */
+const char *gov_state_identity_retired_key(void);
 
 /* --- the rotator lease ----------------------------------------------------------
  *

@@ -90,6 +90,7 @@ typedef struct ctx {
     gov_metric_t *m_transitions, *m_key_age, *m_clients, *m_tokens, *m_revoked, *m_sig_refused;
     int64_t newest_active_us;   /* activates_at of the newest active key seen; 0 none */
     int64_t key_age_read_us;    /* when the keys were last read for the gauge (monotonic) */
+    int64_t token_lifetime_us;  /* token_ttl_max_s + token_leeway_s: a retired kid's stay */
 } ctx_t;
 
 static const char *str(json_t *ev, const char *name) {
@@ -219,6 +220,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
         .created_at = num(ev, "created_at"), .activates_at = num(ev, "activates_at"),
         .retires_at = json_is_integer(rj) ? (int64_t)json_integer_value(rj) : -1,
         .signed_payload = payload, .signatures = sigs,
+        .token_lifetime_us = c->token_lifetime_us,
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,
@@ -454,6 +456,8 @@ int main(int argc, char **argv) {
     ctx_t c = {
         .p = p,
         .trust = trust,
+        .token_lifetime_us =
+            (rotator_cfg.timing.token_ttl_max_s + rotator_cfg.timing.leeway_s) * 1000000LL,
         .m_transitions = gov_metrics_counter(mr, "identity_key_transitions_total",
             "Signing-key state changes materialized (a KeyRotated that moved a key to this state).",
             1, (const char *[]){"state"}),

@@ -41,6 +41,9 @@
 #include "itest_util.h"
 
 #define COMPONENT "gov-identity-itest"
+/* the longest token lifetime gov-identity assumes: 1 s (+ no leeway), so a
+ * retired key leaves the kid index 1 s after its retires_at */
+#define ENV_LIFETIME "GOV_TOKEN_TTL_MAX_S=1", "GOV_TOKEN_LEEWAY_S=0"
 #define COMPONENT_REPLAY "gov-identity-itest-replay"
 #define WAIT_MS 60000
 
@@ -225,7 +228,7 @@ static int setup(void **state) {
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     itest_unique("idt", tenant, sizeof tenant);
-    const char *env[] = {env_redis, env_brokers, NULL};
+    const char *env[] = {env_redis, env_brokers, ENV_LIFETIME, NULL};
     itest_proc_start(&proc, "gov-identity", COMPONENT, env, "itest-gov-identity.log");
     /* a new group works through the history of three topics first */
     if (!itest_wait_caught_up(proc.port, 9, ITEST_HISTORY_MS))
@@ -479,6 +482,37 @@ static void test_key_lifecycle_and_jwks(void **state) {
     json_decref(audit);
 }
 
+/* The kid index holds live keys only (docs/contracts.md, identity:{keys}:kids):
+ * a key retired longer ago than the longest token lifetime leaves it (and
+ * the JWKS) at the next key write - here its own - while its hash stays,
+ * with a TTL, so a late event for it is still judged against it. */
+static void test_retired_key_leaves_the_index(void **state) {
+    (void)state;
+    char jwk[160], kid[48], kk[GOV_STATE_KEY_MAX];
+    new_jwk(jwk, kid);
+    int64_t now = gov_now_micros();
+    produce_and_wait(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid,
+                     key_event(kid, jwk, "retired", now - 20000000, now - 20000000,
+                               now - 10000000));
+    assert_int_equal(gov_state_identity_key_key(kid, kk), GOV_OK);
+    redisReply *m = cmd(itest_redis(), (const char *[]){"SISMEMBER",
+                                                        gov_state_identity_kids_key(), kid}, 3);
+    redisReply *t = cmd(itest_redis(), (const char *[]){"PTTL", kk}, 2);
+    assert_int_equal(m->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(t->type, REDIS_REPLY_INTEGER);
+    if (m->integer != 0 || t->integer <= 0)
+        fail_msg("a key retired 10 s ago (lifetime 1 s): in %s %lld, its hash's PTTL %lld",
+                 gov_state_identity_kids_key(), m->integer, t->integer);
+    freeReplyObject(m);
+    freeReplyObject(t);
+    char *st = hget(kk, "state");
+    assert_string_equal(st, "retired");
+    free(st);
+    char *doc = jwks();
+    assert_int_equal(jwks_pos(doc, kid), -1);
+    free(doc);
+}
+
 static void test_forged_key_is_dead_lettered(void **state) {
     (void)state;
     char jwk[160], kid[48], jwk_other[160], kid_other[48], kk[GOV_STATE_KEY_MAX];
@@ -643,7 +677,7 @@ static void test_key_age_grows_when_idle(void **state) {
     produce_and_wait(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", kid,
                      key_event(kid, jwk, "active", now - 5000000, now - 5000000, -1));
     assert_int_equal(itest_proc_stop(&proc), 0);
-    const char *env[] = {env_redis, env_brokers, NULL};
+    const char *env[] = {env_redis, env_brokers, ENV_LIFETIME, NULL};
     itest_proc_start(&proc, "gov-identity", COMPONENT, env, "itest-gov-identity-restarted.log");
     age_above_t a = {4.0};
     if (itest_wait_for(key_age_above, &a, WAIT_MS, 100) < 0)
@@ -795,7 +829,7 @@ static void test_replay_from_zero_builds_the_same_state(void **state) {
     char env2[64], eb[256];
     redis2_pid = itest_private_redis("identity-replay", &redis2_port);
     snprintf(env2, sizeof env2, "GOV_REDIS_PORT=%d", redis2_port);
-    const char *env[] = {env2, env_brokers, NULL};
+    const char *env[] = {env2, env_brokers, ENV_LIFETIME, NULL};
     itest_proc_start(&replay, "gov-identity", COMPONENT_REPLAY, env, "itest-gov-identity-replay.log");
     gov_redis_t *r2 = NULL;
     assert_int_equal(gov_redis_new("127.0.0.1", redis2_port, 5000, &r2, eb, sizeof eb), GOV_OK);
@@ -831,6 +865,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clients_add_and_remove),
         cmocka_unit_test(test_key_lifecycle_and_jwks),
+        cmocka_unit_test(test_retired_key_leaves_the_index),
         cmocka_unit_test(test_forged_key_is_dead_lettered),
         cmocka_unit_test(test_unsigned_and_forged_events_are_dead_lettered),
         cmocka_unit_test(test_key_age_grows_when_idle),

@@ -29,25 +29,18 @@
  *     issuance stops (503 signing_key_unavailable) at the next rebuild,
  *     verification goes on, chmod 600 brings issuance back.
  *
- * Pending (GOV_ITEST_PENDING=1; they FAIL today, findings of REVIEW10 in
- * files other engineers own - left out of the default run so the suite
- * stays green):
- *   - P1 the grace window starts only at the identity refresh after the
- *     swap (http-edge/identity.c track_constitutions), and a replica started
- *     after a replacement has no grace at all: replicas disagree; and it is
- *     cut up to a second short (until_s truncated to whole seconds);
- *   - P2 a removed client's tokens keep verifying until they expire
- *     (tokens_api.c edge_token_check never looks the client up);
- *   - P3 any authenticated client introspects any tenant's token and reads
- *     its claims (tokens_api.c edge_token_introspect);
- *   - P4 when the key store refuses the signing key the edge logs nothing
- *     (identity.c open_signers): only clients see the 503;
- *   - P5 past 1024 kids ever published the edge reads a random subset of
- *     identity:kids (gov_state_identity_key_list, SRANDMEMBER) and valid
- *     tokens are refused at random;
- *   - P6 a later TokenRevoked with an earlier expires_at shortens a
- *     revocation (gov_state_identity.c token scripts, PEXPIREAT) and the
- *     revoked token verifies again.
+ *   - review 10's findings fixed in the identity code, each test failing
+ *     before its fix: P1 the grace is the same on a replica that refreshes
+ *     slowly and on one started after the replacement (computed from
+ *     constitution:{T} previous_checksum/replaced_at); P1b it lasts the
+ *     configured seconds from the recorded replacement (rounded up); P4 the
+ *     key store's refusal is logged, identity_signing_keys_usable 0, /readyz
+ *     signing degraded; P5 past 1024 kids in identity:{keys}:kids the edge
+ *     keeps its last snapshot and says so (gauge, readyz) instead of
+ *     sampling; P6 a later TokenRevoked with an earlier expires_at does not
+ *     shorten a revocation; P2 a removed client's tokens stop verifying
+ *     (token_client_removed, within client_cache_ttl); P3 a client sees the
+ *     claims of its own or its tenants' tokens only.
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -69,6 +62,7 @@
 #include "gov_jwt.h"
 #include "gov_signer.h"
 #include "gov_signer_rt.h"
+#include "gov_state.h"
 #include "gov_state_identity.h"
 #include "gov_time.h"
 #include "itest_util.h"
@@ -403,6 +397,8 @@ static int teardown(void **state) {
  * token_constitution_stale (bounded: the grace plus 10 s).  Returns the ms
  * from the edge serving the new hash to the flip; *ok_after the 200s seen
  * after the swap. */
+static int64_t flip_wall_us; /* wall clock of grace_flip_ms's first refusal */
+
 static long grace_flip_ms(int *ok_after) {
     char tok[4096], code[64], hash[129], before[129];
     snprintf(before, sizeof before, "%s", current_hash);
@@ -422,6 +418,7 @@ static long grace_flip_ms(int *ok_after) {
             if (st != 401 || strcmp(code, "token_constitution_stale") != 0)
                 fail_msg("verify after the replacement answered %d %s", st, code);
             /* refused from now on */
+            flip_wall_us = gov_now_micros();
             itest_expect_verify(&edge, tok, 401, "token_constitution_stale", __LINE__);
             return (long)((gov_mono_micros() - served_us) / 1000);
         }
@@ -434,9 +431,9 @@ static long grace_flip_ms(int *ok_after) {
 }
 
 /* H1 -> H2: the H1 token verifies inside the grace, then is stale; a new
- * token carries H2.  The window is counted from the edge's identity
- * refresh after the swap (100 ms here) in whole seconds (identity.c keeps
- * until_s truncated, REVIEW10: up to 1 s short; pending test below), so the
+ * token carries H2.  The window is counted from the replacement
+ * gov-constitution recorded, which precedes the edge serving H2 by the
+ * propagation (test_grace_is_not_shortened checks the exact bound), so the
  * bound checked here is GRACE_S - 1 s. */
 static void test_grace_window(void **state) {
     (void)state;
@@ -724,11 +721,22 @@ static void test_key_file_made_readable(void **state) {
     insecure_logged = log != NULL && (memmem(log, ll, "key_insecure", 12) != NULL ||
                                       memmem(log, ll, "0640", 4) != NULL);
     free(log);
+    /* the operator's view: no usable signing key, /readyz 200 but degraded on signing */
+    double usable = itest_proc_metric(p, "identity_signing_keys_usable", NULL);
+    char *body = NULL;
+    long ready = itest_proc_get(p, "/readyz", &body);
+    int degraded = body && strstr(body, "\"signing\"") && strstr(body, "key_insecure");
+    free(body);
+    if (usable != 0 || ready != 200 || !degraded)
+        fail_msg("key file 0640: identity_signing_keys_usable %g, /readyz %ld %s", usable, ready,
+                 degraded ? "names it" : "does not show signing degraded with key_insecure");
 
     assert_int_equal(chmod(file, 0600), 0);
     w.want = 200;
     if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
         fail_msg("issuance did not come back once the key file was 0600 again: %s", w.code);
+    if (itest_proc_metric(p, "identity_signing_keys_usable", NULL) < 1)
+        fail_msg("issuance is back but identity_signing_keys_usable is not");
     assert_int_equal(itest_proc_stop(p), 0);
     gov_signer_free(k2);
     gov_signer_free(k3);
@@ -736,13 +744,13 @@ static void test_key_file_made_readable(void **state) {
     gov_keystore_free(ks3);
 }
 
-/* --- pending: findings in other engineers' files (GOV_ITEST_PENDING=1) --------------------- */
+/* --- review 10 findings (each failed before its fix) ------------------------------------- */
 
 /* P1: the grace window is the same on every replica and starts when the
  * replacement is served.  edge_slow refreshes its identity snapshot every
  * 30 s; edge_late starts after the replacement.  Both have a 60 s grace, so
  * both should verify a token bound to the replaced hash right away. */
-static void test_pending_grace_on_every_replica(void **state) {
+static void test_grace_on_every_replica(void **state) {
     (void)state;
     itest_proc_t *slow = &extra[0], *late = &extra[1];
     char tok[4096], code[64], failures[512] = "";
@@ -767,14 +775,24 @@ static void test_pending_grace_on_every_replica(void **state) {
         fail_msg("a token inside its 60 s grace window is refused: %s", failures);
 }
 
-/* P1b: the grace lasts the configured seconds, not up to one second less
- * (identity.c: until_s = now_us / 1000000 + grace truncates). */
-static void test_pending_grace_is_not_shortened(void **state) {
+/* P1b: the grace lasts the configured seconds from the replacement
+ * gov-constitution recorded (constitution:{T} replaced_at), not up to one
+ * second less (until_s was truncated), and at most a second more (rounded
+ * up to the second) plus the 20 ms poll. */
+static void test_grace_is_not_shortened(void **state) {
     (void)state;
     int ok_after = 0;
-    long flip_ms = grace_flip_ms(&ok_after);
-    if (flip_ms < GRACE_S * 1000 - 150)
-        fail_msg("a %d s grace ended %ld ms after the replacement was served", GRACE_S, flip_ms);
+    grace_flip_ms(&ok_after);
+    char hkey[GOV_STATE_KEY_MAX];
+    assert_int_equal(gov_state_key(GOV_STATE_CONSTITUTION, tenant, hkey), GOV_OK);
+    const char *argv[] = {"HGET", hkey, "replaced_at"};
+    redisReply *r = itest_redis_cmd(priv, 3, argv, NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    long long replaced_at = strtoll(r->str, NULL, 10);
+    freeReplyObject(r);
+    long long after_ms = (flip_wall_us - replaced_at) / 1000;
+    if (after_ms < GRACE_S * 1000 || after_ms > (GRACE_S + 1) * 1000 + 250)
+        fail_msg("a %d s grace ended %lld ms after the recorded replacement", GRACE_S, after_ms);
 }
 
 typedef struct removed_wait {
@@ -790,7 +808,7 @@ static int token_refused(void *opaque) {
 
 /* P2: a removed client's tokens stop verifying (the compromised-client
  * runbook: `govctl clients remove`). */
-static void test_pending_removed_client_tokens_refused(void **state) {
+static void test_removed_client_tokens_refused(void **state) {
     (void)state;
     client_t gone;
     char tok[4096], code[64], out[1024];
@@ -816,7 +834,7 @@ static void test_pending_removed_client_tokens_refused(void **state) {
 
 /* P3: a client of another tenant does not learn a token's claims through
  * introspection (RFC 7662 section 4: the server decides who may ask). */
-static void test_pending_introspect_other_tenant(void **state) {
+static void test_introspect_other_tenant(void **state) {
     (void)state;
     char tok[4096], code[64], body[8192], authz[512];
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -837,7 +855,7 @@ static void test_pending_introspect_other_tenant(void **state) {
 /* P4: the edge says why it stopped issuing - the key store's refusal
  * (key_insecure, the file's mode) is in its log, not only a 503 to clients
  * (identity.c open_signers drops the error). */
-static void test_pending_unusable_key_is_logged(void **state) {
+static void test_unusable_key_is_logged(void **state) {
     (void)state;
     if (insecure_logged < 0)
         fail_msg("test_key_file_made_readable did not run");
@@ -846,13 +864,18 @@ static void test_pending_unusable_key_is_logged(void **state) {
                  "itest-attack-edge-keyfile.log");
 }
 
+/* 1 once the gov-edge in opaque reads its kid index whole again. */
+static int index_in_bound(void *opaque) {
+    return itest_proc_metric(opaque, "identity_key_index_over_bound", NULL) == 0;
+}
+
 /* P5: a deployment that has rotated more than 1024 times.  identity:kids
  * keeps every kid ever published (retired ones are never removed) and the
  * edge reads it with SRANDMEMBER 1024 (gov_state_identity_key_list): past
  * that size each refresh sees a random subset, and the signing key drops
  * in and out.  20000 old kids stand in for the rotations; a valid token
  * must verify every time. */
-static void test_pending_many_rotations_keep_the_key(void **state) {
+static void test_many_rotations_keep_the_key(void **state) {
     (void)state;
     char tok[4096], code[64];
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -876,6 +899,12 @@ static void test_pending_many_rotations_keep_the_key(void **state) {
         }
         itest_sleep_ms(150); /* more than one identity refresh (100 ms) */
     }
+    /* loud, not silent: the gauge and /readyz (degraded, still 200) */
+    double over = itest_proc_metric(&edge, "identity_key_index_over_bound", NULL);
+    char *body = NULL;
+    long ready = itest_proc_get(&edge, "/readyz", &body);
+    int degraded = body && strstr(body, "\"identity\"") && strstr(body, "degraded");
+    free(body);
     argv[0] = "SREM";
     freeReplyObject(itest_redis_cmd(priv, OLD + 2, argv, NULL));
     free(argv);
@@ -883,6 +912,12 @@ static void test_pending_many_rotations_keep_the_key(void **state) {
     if (refused)
         fail_msg("with %d old kids in %s a valid token was refused %d times of 20 (%s)", OLD,
                  gov_state_identity_kids_key(), refused, last);
+    if (over != 1 || ready != 200 || !degraded)
+        fail_msg("kid index over its bound: identity_key_index_over_bound %g, /readyz %ld %s",
+                 over, ready, degraded ? "degraded" : "not degraded on identity");
+    /* and back once the index is small again */
+    if (itest_wait_for(index_in_bound, &edge, WAIT_MS, 50) < 0)
+        fail_msg("identity_key_index_over_bound stayed set after the index shrank");
 }
 
 /* 1 once the token record key of the jti in opaque is gone from Redis. */
@@ -902,7 +937,7 @@ static int token_record_gone(void *opaque) {
  * TokenRevoked for the same jti with an earlier expires_at - a replay, a
  * skewed clock, any producer - shortens the revocation; once the record is
  * gone "no record" is accepted and the revoked token verifies again. */
-static void test_pending_revocation_not_shortened(void **state) {
+static void test_revocation_not_shortened(void **state) {
     (void)state;
     char tok[4096], code[64], body[8192], authz[512];
     assert_int_equal(issue(&edge, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -941,18 +976,13 @@ int main(void) {
         cmocka_unit_test(test_clients_against_each_other),
         cmocka_unit_test(test_crafted_tokens),
         cmocka_unit_test(test_key_file_made_readable),
-        cmocka_unit_test(test_pending_removed_client_tokens_refused),
-        cmocka_unit_test(test_pending_introspect_other_tenant),
-        /* pending: last, run only with GOV_ITEST_PENDING=1 */
-        cmocka_unit_test(test_pending_grace_on_every_replica),
-        cmocka_unit_test(test_pending_grace_is_not_shortened),
-        cmocka_unit_test(test_pending_unusable_key_is_logged),
-        cmocka_unit_test(test_pending_many_rotations_keep_the_key),
-        cmocka_unit_test(test_pending_revocation_not_shortened),
+        cmocka_unit_test(test_many_rotations_keep_the_key),
+        cmocka_unit_test(test_revocation_not_shortened),
+        cmocka_unit_test(test_unusable_key_is_logged),
+        cmocka_unit_test(test_grace_is_not_shortened),
+        cmocka_unit_test(test_grace_on_every_replica),
+        cmocka_unit_test(test_removed_client_tokens_refused),
+        cmocka_unit_test(test_introspect_other_tenant),
     };
-    const char *pending = getenv("GOV_ITEST_PENDING");
-    size_t n = sizeof tests / sizeof tests[0];
-    if (pending == NULL || strcmp(pending, "1") != 0)
-        n -= 5;
-    return _cmocka_run_group_tests("test_identity_attack", tests, n, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -53,6 +53,21 @@ static void test_rfc8032_vectors(void **state) {
         EVP_EncodeBlock(b64, sig, 64);
         assert_int_equal(gov_signature_decode((char *)b64, dec), 0);
         assert_memory_equal(dec, sig, 64);
+        /* the accepted spellings (gov_signature.h): either alphabet, with or
+         * without the "==" - the same 64 bytes each time */
+        char v[4][89];
+        snprintf(v[0], sizeof v[0], "%.86s", (char *)b64);   /* standard, unpadded */
+        snprintf(v[1], sizeof v[1], "%.88s", (char *)b64);
+        for (char *c = v[1]; *c; c++)
+            *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;     /* URL alphabet, padded */
+        snprintf(v[2], sizeof v[2], "%.86s", v[1]);           /* URL, unpadded */
+        snprintf(v[3], sizeof v[3], "%.86s=", (char *)b64);  /* one '=': refused */
+        for (int k = 0; k < 3; k++) {
+            memset(dec, 0, sizeof dec);
+            assert_int_equal(gov_signature_decode(v[k], dec), 0);
+            assert_memory_equal(dec, sig, 64);
+        }
+        assert_int_equal(gov_signature_decode(v[3], dec), -1);
     }
 }
 

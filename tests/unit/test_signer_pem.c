@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gov_alloc.h"
@@ -318,6 +319,43 @@ static void test_config_rows_and_pin_file(void **state) {
 
 /* Every allocation failing in turn through generate and open: an error,
  * never a crash or a leak (valgrind and ASan watch). */
+/* A temporary a crashed generation left (its process gone) is removed when
+ * the store opens; one of a running process (this one's parent stands in
+ * for a live generator) stays; neither is ever listed as a key. */
+static void test_stale_temporaries_removed(void **state) {
+    (void)state;
+    const char *kid = "dixDjxGpkL6Rnt1NYIgX9NH5BEoTjtNld_mTpSi6XME";
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child); /* reaped: its pid runs no more */
+    char stale[256], live[256], other[256];
+    snprintf(stale, sizeof stale, "%s/.%s.pem.tmp.%ld", dir, kid, (long)child);
+    snprintf(live, sizeof live, "%s/.%s.pem.tmp.%ld", dir, kid, (long)getppid());
+    snprintf(other, sizeof other, "%s/.notakid.pem.tmp.%ld", dir, (long)child);
+    const char *paths[] = {stale, live, other};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(paths[i], "w");
+        assert_non_null(f);
+        fputs("partial", f);
+        fclose(f);
+        chmod(paths[i], 0600);
+    }
+    gov_keystore_t *ks = open_store();
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0); /* not a generation's name: not ours to remove */
+    char **kids = NULL;
+    size_t n = 9;
+    gov_reason_t why = GOV_REASON_COUNT_;
+    assert_int_equal(gov_keystore_list(ks, &kids, &n, &why, eb, sizeof eb), GOV_OK);
+    assert_int_equal(n, 0);
+    gov_keystore_list_free(kids, n);
+    gov_keystore_free(ks);
+}
+
 static void test_oom(void **state) {
     (void)state;
     int ok = 0;
@@ -350,6 +388,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_insecure_key_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found_and_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_rows_and_pin_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_temporaries_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
