@@ -1181,7 +1181,11 @@ void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *
     const char *env[20] = {host, port, trust, pack, keys, env_id, env_port,
                            "GOV_IDENTITY_REFRESH=200ms"};
     size_t n = 8;
-    for (size_t i = 0; extra && extra[i] && n < 16; i++)
+    /* the stack's identity trust: the edge re-verifies keys and clients */
+    char idtrust[1100];
+    if (stack_env_entry("GOV_IDENTITY_TRUST_FILE", idtrust, sizeof idtrust))
+        env[n++] = idtrust;
+    for (size_t i = 0; extra && extra[i] && n < 17; i++)
         env[n++] = extra[i];
     env[n] = NULL;
     c->pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env, logname);
