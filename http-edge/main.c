@@ -75,7 +75,9 @@ static int register_metrics(edge_t *e) {
         "the acknowledgement breaker is open; shutting_down: the edge is stopping).", 1,
         (const char *[]){"reason"});
     e->m_conn_limited = gov_metrics_counter(e->metrics, "edge_connection_limit_refused_total",
-        "Connections closed at once because connection_limit was reached.", 0, NULL);
+        "Connections libmicrohttpd accepted and closed at once because connection_limit was "
+        "reached (at the limit it mostly stops accepting: new connections then wait in the "
+        "kernel's backlog, uncounted).", 0, NULL);
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");

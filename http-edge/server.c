@@ -764,8 +764,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
-/* libmicrohttpd logs "Server reached connection limit" once per refused
- * connection: at a thousand requests a second that is a flood hiding
+/* libmicrohttpd logs "Server reached connection limit" once per connection
+ * it accepts and closes at the limit (at the limit it mostly stops
+ * accepting, but the workers of the pool race on the shared listening
+ * socket): at a thousand requests a second that can be a flood hiding
  * everything else.  Those lines are counted
  * (edge_connection_limit_refused_total) and logged once per episode - a
  * run of them with gaps under CONN_LIMIT_EPISODE_US.  Every other line
