@@ -882,8 +882,11 @@ void edge_server_stop(edge_server_t *s) {
      * (each bounded by the lookup timeout), later ones get 503 at once. */
     edge_t *e = s->edge;
     atomic_store(&s->stopping, 1);
+    char n[24];
+    snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
+    gov_log(GOV_LOG_INFO, "stopping: new deferred answers are refused (shutting_down)",
+            "pending", n, (const char *)NULL);
     if (!deferred_drain(s, e->cfg.shutdown_grace_ms)) {
-        char n[24];
         snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
         gov_log(GOV_LOG_WARN, "deferred answers pending at shutdown: purging their Kafka "
                 "messages (their clients get 503)", "count", n, (const char *)NULL);

@@ -1204,15 +1204,7 @@ int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
     json_t *j = json_loads(body ? body : "", 0, NULL);
     free(body);
     snprintf(name, sizeof name, "tenant:%s", tenant);
-    int found = 0;
-    json_t *c;
-    size_t i;
-    json_array_foreach(json_object_get(j, "components"), i, c) {
-        const char *n = json_string_value(json_object_get(c, "name"));
-        const char *state = json_string_value(json_object_get(c, "state"));
-        if (n && state && strcmp(n, name) == 0 && strcmp(state, "degraded") == 0)
-            found = 1;
-    }
+    int found = itest_component_is(j, name, "degraded");
     const char *top = json_string_value(json_object_get(j, "status"));
     int degraded = top != NULL && strcmp(top, "degraded") == 0;
     json_decref(j);
@@ -1686,6 +1678,32 @@ pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, in
 }
 
 /* --- Kafka stalls and registered clients ------------------------------------- */
+
+int itest_component_is(const json_t *readyz, const char *name, const char *state) {
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(readyz, "components"), i, c) {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *st = json_string_value(json_object_get(c, "state"));
+        if (n && st && strcmp(n, name) == 0 && strcmp(st, state) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int itest_edge_start_stalled(itest_proc_t *edge, const char *prefix, const char *const *extra,
+                             const char *logname) {
+    int port = 0;
+    int bh = itest_kafka_blackhole(&port);
+    char brokers[64];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=127.0.0.1:%d", port);
+    const char *env[8] = {brokers};
+    for (size_t i = 0; extra && extra[i] && i < 6; i++)
+        env[i + 1] = extra[i];
+    itest_write_file(itest_log_path(logname), "", 0);
+    itest_edge_start_on_stack(edge, prefix, env, logname);
+    return bh;
+}
 
 int itest_kafka_blackhole(int *port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

