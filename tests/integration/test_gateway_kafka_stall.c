@@ -243,6 +243,26 @@ static int readyz_acks_degraded(int port, long *ms, int *st) {
     return found;
 }
 
+/* CPU seconds (user + system) process pid has used, from /proc/<pid>/stat;
+ * -1 when unreadable.  For the report, not an assertion: the machine is
+ * shared. */
+static double cpu_seconds(pid_t pid) {
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* the name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                            &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int deferred_zero(void *opaque) {
     return itest_proc_metric(opaque, "edge_deferred_requests", NULL) == 0;
 }
@@ -302,13 +322,14 @@ static void test_stall_keeps_evaluate(void **state) {
     }
     atomic_store(&d.stop, 1);
     pthread_join(d.thread, NULL);
+    double cpu = cpu_seconds(edge.pid);
     fprintf(stderr, "stall: %ld issuances sent: %ld 503 (%ld at once kafka_unavailable), "
             "%ld 200, %ld closed, %ld unanswered, %ld other, %ld connect failed, slowest "
             "%ld ms; %ld evaluates, %ld bad (first status %d), slowest %ld ms; /readyz "
-            "slowest %ld ms, %ld unanswered; deferred at most %g\n",
+            "slowest %ld ms, %ld unanswered; deferred at most %g; edge CPU %.2f s\n",
             d.sent, d.s503, d.breaker_fast, d.ok200, d.closed, d.unanswered, d.other,
             d.connect_failed, d.max_ms, evals, eval_bad, eval_bad_status, eval_max, ready_max,
-            readyz_none, deferred_max_seen);
+            readyz_none, deferred_max_seen, cpu);
     for (size_t i = 0; i < CODES && d.code[i][0]; i++)
         fprintf(stderr, "  503 %s: %ld\n", d.code[i], d.code_n[i]);
 
