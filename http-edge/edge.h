@@ -67,6 +67,7 @@ typedef struct edge_config {
     long deferred_max;                /* answers awaiting a completion; more get 503 */
     long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
     long client_cache_ttl_ms;         /* how long a client record read from Redis is reused */
+    long shutdown_grace_ms;           /* a stop waits this for deferred answers, then purges */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -94,6 +95,8 @@ typedef struct edge {
     gov_metric_t *m_gw_requests;      /* gateway_requests_total{route,decision} */
     gov_metric_t *m_gw_duration;      /* gateway_policy_duration_seconds */
     gov_metric_t *m_deferred;         /* edge_deferred_requests (gauge) */
+    gov_metric_t *m_deferred_refused; /* edge_deferred_refused_total{reason} */
+    gov_metric_t *m_conn_limited;     /* edge_connection_limit_refused_total */
 } edge_t;
 
 typedef struct edge_request {
@@ -127,7 +130,6 @@ typedef struct edge_response {
     char *headers[16];              /* owned "Name: value" strings */
     size_t nheaders;
     void *server_ctx;               /* the server's request (server.c); NULL outside it */
-    int needs_lookup;               /* edge_respond_lookup: run again on a lookup thread */
 } edge_response_t;
 
 /* Sets a JSON body (steals j) with status. */
@@ -158,8 +160,15 @@ typedef struct edge_deferred edge_deferred_t;
 /* Takes over resp (the caller must not touch it after handing the handle
  * on).  NULL when over deferred_max, when the server is stopping, or when
  * resp is not a server's (a handler called directly): resp then holds the
- * 503 (deferred_capacity, or the OAuth shape when oauth) to answer now. */
+ * 503 (deferred_capacity, shutting_down; the OAuth shape when oauth) to
+ * answer now. */
 edge_deferred_t *edge_defer(edge_response_t *resp, int oauth);
+/* Answers resp 503 why (deferred_capacity, shutting_down,
+ * kafka_unavailable: a request that would await Kafka acknowledgements and
+ * is refused at once) with msg, in the OAuth or the house shape, with
+ * Retry-After, and counts it in edge_deferred_refused_total{reason}. */
+void edge_deferred_refused(edge_t *e, edge_response_t *resp, gov_reason_t why, int oauth,
+                           const char *msg);
 /* The response to fill (borrowed, until edge_deferred_finish). */
 edge_response_t *edge_deferred_response(edge_deferred_t *d);
 /* Sends what the response holds; d is gone when this returns.  Any thread,

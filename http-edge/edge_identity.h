@@ -105,7 +105,9 @@ typedef void (*edge_mint_answer_fn)(void *arg, gov_err_t err, const char *token,
  * this function's buffer, is wiped.  arg is freed with arg_free (may be
  * NULL) after the answer, or before returning -1.  0: deferred (the caller
  * must not touch resp again); -1: resp holds the error now (signing failed,
- * deferred_capacity; oauth picks the OAuth or the house shape) and answer
+ * deferred_capacity, shutting_down, kafka_unavailable while the
+ * acknowledgement breaker is open; oauth picks the OAuth or the house
+ * shape) and answer
  * is never called.  Cost: one signature and two encodings on the caller's
  * thread; the acknowledgements are waited for by nobody (tokens_api.c). */
 int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *key,

@@ -566,6 +566,7 @@ static void *loader_main(void *arg) {
     int64_t next_reconcile = gov_mono_micros() + e->cfg.reconcile_ms * 1000;
     int64_t next_health = 0;
     int was_assigned = 0;
+    int ever_assigned = 0;   /* the consumer worked once: the state is loaded */
     attempt = 0;
     pending_t *pend = gov_calloc(1, sizeof *pend);
     if (pend == NULL) {
@@ -593,8 +594,17 @@ static void *loader_main(void *arg) {
         if (now >= next_health) {
             next_health = now + 1000000;
             int kh = gov_kafka_consumer_healthy(l->consumer);
-            gov_status_set(e->status, "kafka", kh ? GOV_STATUS_OK : GOV_STATUS_NOT_READY,
-                           kh ? NULL : "waiting for partition assignment or brokers", NULL);
+            /* Once it has worked, losing the brokers (a Kafka stall) is
+             * DEGRADED, not NOT_READY: the snapshot is served from Redis
+             * and reconciled every reconcile_ms, and /v1/evaluate and
+             * /v1/authz must stay in rotation (REVIEW11 H1). */
+            ever_assigned |= kh;
+            gov_status_set(e->status, "kafka", kh ? GOV_STATUS_OK
+                           : ever_assigned ? GOV_STATUS_DEGRADED : GOV_STATUS_NOT_READY,
+                           kh ? NULL : ever_assigned
+                           ? "consumer lost its brokers or assignment: updates come from the "
+                             "periodic reconcile with Redis"
+                           : "waiting for partition assignment or brokers", NULL);
             /* Back from a broker outage (or a rebalance the hook did not
              * see): compare with Redis at once as after an assignment. */
             if (kh && !was_assigned)

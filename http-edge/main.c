@@ -68,11 +68,24 @@ static int register_metrics(edge_t *e) {
         gov_metrics_latency_bucket_count, gov_metrics_latency_buckets);
     e->m_deferred = gov_metrics_gauge(e->metrics, "edge_deferred_requests",
         "Requests whose answer awaits its Kafka acknowledgements (token issuance, sessions); "
-        "at most deferred_max.", 0, NULL);
+        "at most deferred_max (read from the count when /metrics is rendered).", 0, NULL);
+    e->m_deferred_refused = gov_metrics_counter(e->metrics, "edge_deferred_refused_total",
+        "Requests that would await Kafka acknowledgements (token issuance, sessions) answered "
+        "503 at once, by reason (deferred_capacity: deferred_max reached; kafka_unavailable: "
+        "the acknowledgement breaker is open; shutting_down: the edge is stopping).", 1,
+        (const char *[]){"reason"});
+    e->m_conn_limited = gov_metrics_counter(e->metrics, "edge_connection_limit_refused_total",
+        "Connections libmicrohttpd accepted and closed at once because connection_limit was "
+        "reached (at the limit it mostly stops accepting: new connections then wait in the "
+        "kernel's backlog, uncounted).", 0, NULL);
     gov_status_register(e->status, "state");
     gov_status_register(e->status, "redis");
     gov_status_register(e->status, "kafka");
-    return e->m_gw_requests && e->m_gw_duration && e->m_deferred && e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
+    /* the producer's acknowledgements (tokens_api.c breaker): DEGRADED, never
+     * NOT_READY, while they stall - /v1/evaluate and /v1/authz need none */
+    gov_status_register(e->status, "kafka_acks");
+    gov_status_set(e->status, "kafka_acks", GOV_STATUS_OK, NULL, NULL);
+    return e->m_deferred_refused && e->m_conn_limited && e->m_gw_requests && e->m_gw_duration && e->m_deferred && e->m_tokens && e->m_requests && e->m_duration && e->m_snapshot_gen && e->m_decisions &&
            e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 
@@ -103,15 +116,21 @@ int main(int argc, char **argv) {
         GOV_CFG_DURATION("lookup_timeout", "250ms", 10, 10000,
                          "Redis connect and command timeout of a lookup; after a failure, "
                          "lookups answer 503 at once for as long", &c->lookup_timeout_ms),
-        GOV_CFG_INT("deferred_max", "4096", 1, 1000000,
+        GOV_CFG_INT("deferred_max", "256", 1, 1000000,
                     "requests whose answer awaits its Kafka acknowledgements (token issuance, "
-                    "sessions) at once; more are answered 503 deferred_capacity at once",
-                    &c->deferred_max),
+                    "sessions) at once; more are answered 503 deferred_capacity at once; at "
+                    "most connection_limit/4 (refused at start-up otherwise), so a Kafka stall "
+                    "cannot hold every connection", &c->deferred_max),
         GOV_CFG_DURATION("kafka_ack_timeout", "10s", 1000, 300000,
                          "message.timeout.ms of the edge's producer: a token or session whose "
-                         "events are not acknowledged within it is answered 503, and shutdown "
-                         "waits at most this (+5 s) for answers in flight",
-                         &c->kafka_ack_timeout_ms),
+                         "events are not acknowledged within it is answered 503; when the "
+                         "last 20 issuances within it all timed out, issuance answers 503 "
+                         "kafka_unavailable at once (one probe a second) until one is "
+                         "acknowledged", &c->kafka_ack_timeout_ms),
+        GOV_CFG_DURATION("shutdown_grace", "5s", 0, 300000,
+                         "how long a stop waits for answers awaiting Kafka acknowledgements; "
+                         "then their messages are purged and their clients answered 503",
+                         &c->shutdown_grace_ms),
         GOV_CFG_DURATION("client_cache_ttl", "1s", 0, 60000,
                          "how long a client record read from Redis is reused for token "
                          "issuance (issuance then needs no Redis read and runs on the HTTP "
@@ -144,6 +163,16 @@ int main(int argc, char **argv) {
         GOV_OK)
         return rc;
     rc = 1;
+    /* Deferred answers hold their connections: at most a quarter of them,
+     * so a Kafka stall leaves the rest to /v1/evaluate and /v1/authz. */
+    if (c->deferred_max > c->connection_limit / 4) {
+        char dm[24], cl[24];
+        snprintf(dm, sizeof dm, "%ld", c->deferred_max);
+        snprintf(cl, sizeof cl, "%ld", c->connection_limit);
+        gov_log(GOV_LOG_ERROR, "deferred_max must be at most connection_limit/4",
+                "deferred_max", dm, "connection_limit", cl, (const char *)NULL);
+        goto out;
+    }
     /* The shared settings, for the loader and the handlers (borrowed). */
     const gov_runtime_config_t *shared = gov_runtime_config(rt);
     c->kafka_brokers = shared->kafka_brokers;

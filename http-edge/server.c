@@ -50,9 +50,15 @@
  * suspended connection is neither read nor timed out, and a client that
  * closed meanwhile is noticed only when the answer is written, after which
  * on_completed frees the context.  Nothing can free it under a completion.
- * At most cfg.deferred_max at once (503 deferred_capacity beyond); stopping
- * the server refuses new ones and waits, bounded by the producer's
- * message.timeout.ms, for those in flight (every one completes by then).
+ * At most cfg.deferred_max at once (503 deferred_capacity beyond, one WARN
+ * per episode; main.c keeps it at most connection_limit/4, so deferred
+ * answers can never hold every connection and /v1/evaluate and /v1/authz
+ * keep theirs during a Kafka stall - REVIEW11 H1).  Stopping the server
+ * refuses new ones (503 shutting_down), waits cfg.shutdown_grace for those
+ * in flight, then purges the producer so the rest complete (503) before
+ * the daemon stops (edge_server_stop).  Every refusal is counted in
+ * edge_deferred_refused_total{reason}; the gauge edge_deferred_requests
+ * is read from the count when /metrics is rendered.
  *
  * Error answers always have the JSON form {"error":{"code","message"}}.  The
  * router maps paths to handlers; an unknown path is 404, a known path with
@@ -100,8 +106,12 @@ struct edge_server {
     struct MHD_Daemon *daemon;
     edge_t *edge;
     lookup_pool_t lookups;
-    atomic_long deferred;   /* answers awaiting edge_deferred_finish */
+    atomic_long deferred;   /* answers awaiting edge_deferred_finish; the gauge
+                             * edge_deferred_requests is read from it when
+                             * /metrics is rendered, never set by the movers */
     atomic_int stopping;    /* no new deferred answers */
+    atomic_int refusing;    /* deferred_capacity episode: its WARN is logged */
+    atomic_llong conn_limit_last_us; /* MHD's last "connection limit" line */
 };
 
 /* --- responses --------------------------------------------------------------- */
@@ -207,8 +217,16 @@ static void serve_readyz(edge_t *e, const edge_request_t *req, edge_response_t *
     edge_respond_json(resp, ready ? 200 : 503, j);
 }
 
+static long server_deferred_of(const edge_response_t *resp);
+
 static void serve_metrics(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     (void)req;
+    /* The gauge is taken from the count at collect time: set by the
+     * threads that move the count, the last set could carry a value read
+     * before another thread's move (REVIEW11 L3). */
+    long deferred = server_deferred_of(resp);
+    if (deferred >= 0)
+        gov_metric_set(e->m_deferred, NULL, (double)deferred);
     char *text = NULL;
     size_t len = 0;
     if (gov_metrics_render(e->metrics, &text, &len) != GOV_OK) {
@@ -322,6 +340,8 @@ struct conn_ctx {
     int headers_checked;   /* the first access call happened */
     int answered;          /* a lookup thread or a completion filled resp */
     int deferred;          /* the handler called edge_defer (its thread only) */
+    int needs_lookup;      /* edge_respond_lookup: run again on a lookup thread
+                            * (the handler's thread only, before it returns) */
     atomic_int arms;       /* deferred: server + completion; the last resumes */
     edge_server_t *server;
     int64_t started_us;
@@ -467,34 +487,76 @@ int edge_content_type_is(const char *ct, const char *want) {
 }
 
 void edge_respond_lookup(edge_response_t *resp) {
-    resp->needs_lookup = 1;
+    conn_ctx_t *cc = resp->server_ctx;
+    if (cc != NULL)
+        cc->needs_lookup = 1;
 }
 
 /* --- deferred answers ------------------------------------------------------------ */
 
+void edge_deferred_refused(edge_t *e, edge_response_t *resp, gov_reason_t why, int oauth,
+                           const char *msg) {
+    gov_metric_inc(e->m_deferred_refused, (const char *[]){gov_reason_code(why)}, 1);
+    if (oauth)
+        edge_respond_oauth_error(resp, 503, why, "%s", msg);
+    else
+        edge_respond_error(resp, 503, why, "%s", msg);
+    edge_add_header(resp, "Retry-After", "1");
+}
+
 edge_deferred_t *edge_defer(edge_response_t *resp, int oauth) {
     conn_ctx_t *cc = resp->server_ctx;
     edge_server_t *s = cc ? cc->server : NULL;
+    gov_reason_t why = GOV_REASON_DEFERRED_CAPACITY;
     if (s != NULL) {
-        long n = atomic_fetch_add(&s->deferred, 1);
+        edge_t *e = s->edge;
+        /* counted up only below deferred_max, so the count (and the gauge
+         * read from it) never passes it, not even for a moment */
+        long n = atomic_load(&s->deferred);
+        int got = 0;
+        while (n < e->cfg.deferred_max &&
+               !(got = atomic_compare_exchange_weak(&s->deferred, &n, n + 1))) {
+        }
         /* stopping is read after the count is up, so a stop that waits for
          * the count to drain either sees this one or refuses it here */
-        if (n < s->edge->cfg.deferred_max && !atomic_load(&s->stopping)) {
+        if (got && atomic_load(&s->stopping)) {
+            atomic_fetch_sub(&s->deferred, 1);
+            why = GOV_REASON_SHUTTING_DOWN;
+        } else if (got) {
             cc->deferred = 1;
             atomic_store(&cc->arms, 2);
-            gov_metric_set(s->edge->m_deferred, NULL, (double)(n + 1));
+            if (atomic_load(&s->refusing) && atomic_exchange(&s->refusing, 0))
+                gov_log(GOV_LOG_INFO, "deferred answers accepted again", (const char *)NULL);
             return (edge_deferred_t *)cc;
+        } else if (atomic_load(&s->stopping)) {
+            why = GOV_REASON_SHUTTING_DOWN;
+        } else if (!atomic_exchange(&s->refusing, 1)) {
+            char max[24];
+            snprintf(max, sizeof max, "%ld", e->cfg.deferred_max);
+            gov_log(GOV_LOG_WARN, "deferred answers at deferred_max: issuance and sessions "
+                    "answer 503 deferred_capacity (logged once per episode; "
+                    "edge_deferred_refused_total counts each)", "deferred_max", max,
+                    (const char *)NULL);
         }
-        atomic_fetch_sub(&s->deferred, 1);
+        edge_deferred_refused(e, resp, why, oauth, why == GOV_REASON_SHUTTING_DOWN
+                              ? "this edge is stopping; try again (another replica)"
+                              : "too many requests are awaiting their acknowledgements; "
+                                "try again");
+        return NULL;
     }
     if (oauth)
-        edge_respond_oauth_error(resp, 503, GOV_REASON_DEFERRED_CAPACITY,
-                                 "too many requests are awaiting their acknowledgements; "
-                                 "try again");
+        edge_respond_oauth_error(resp, 503, why, "too many requests are awaiting their "
+                                 "acknowledgements; try again");
     else
-        edge_respond_error(resp, 503, GOV_REASON_DEFERRED_CAPACITY,
+        edge_respond_error(resp, 503, why,
                            "too many requests are awaiting their acknowledgements; try again");
     return NULL;
+}
+
+/* The deferred count of the server that owns resp; -1 outside a server. */
+static long server_deferred_of(const edge_response_t *resp) {
+    const conn_ctx_t *cc = resp->server_ctx;
+    return cc ? atomic_load(&cc->server->deferred) : -1;
 }
 
 edge_response_t *edge_deferred_response(edge_deferred_t *d) {
@@ -516,9 +578,9 @@ void edge_deferred_finish(edge_deferred_t *d) {
     edge_server_t *s = cc->server;
     cc->answered = 1;
     deferred_drop_arm(cc);
-    /* last: edge_server_stop may go on once this reaches zero */
-    long n = atomic_fetch_sub(&s->deferred, 1) - 1;
-    gov_metric_set(s->edge->m_deferred, NULL, (double)n);
+    /* last, and nothing of s after it: once the count reaches zero,
+     * edge_server_stop may go on and free s (REVIEW11 M4) */
+    atomic_fetch_sub(&s->deferred, 1);
 }
 
 /* Queues cc for a lookup thread and suspends its connection; 0 when the
@@ -663,8 +725,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int queue = rt && rt->lookup == 1;
         if (!queue) {
             edge_route(e, req, resp);
-            queue = resp->needs_lookup;   /* a LOOKUP_ON_DEMAND route asked */
-            resp->needs_lookup = 0;
+            /* a LOOKUP_ON_DEMAND route asked; kept in cc, not in resp: a
+             * deferred resp belongs to its completion once handed on */
+            queue = cc->needs_lookup;
+            cc->needs_lookup = 0;
             if (!queue && cc->deferred) {
                 /* suspended before the arm is dropped, so the completion's
                  * resume (if it is the last) always finds it suspended */
@@ -700,11 +764,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* libmicrohttpd logs "Server reached connection limit" once per connection
+ * it accepts and closes at the limit (at the limit it mostly stops
+ * accepting, but the workers of the pool race on the shared listening
+ * socket): at a thousand requests a second that can be a flood hiding
+ * everything else.  Those lines are counted
+ * (edge_connection_limit_refused_total) and logged once per episode - a
+ * run of them with gaps under CONN_LIMIT_EPISODE_US.  Every other line
+ * goes out as it is. */
+#define CONN_LIMIT_EPISODE_US (10 * 1000000LL)
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
+    edge_server_t *s = cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
+    if (s != NULL && strncmp(msg, "Server reached connection limit", 31) == 0) {
+        gov_metric_inc(s->edge->m_conn_limited, NULL, 1);
+        long long now = (long long)gov_mono_micros();
+        long long prev = atomic_exchange(&s->conn_limit_last_us, now);
+        if (prev != 0 && now - prev < CONN_LIMIT_EPISODE_US)
+            return;
+        char limit[24];
+        snprintf(limit, sizeof limit, "%ld", s->edge->cfg.connection_limit);
+        gov_log(GOV_LOG_WARN, "connection limit reached: new connections are closed at once "
+                "(logged once per episode; edge_connection_limit_refused_total counts each)",
+                "source", "libmicrohttpd", "connection_limit", limit, (const char *)NULL);
+        return;
+    }
     gov_log(GOV_LOG_WARN, msg, "source", "libmicrohttpd", (const char *)NULL);
 }
 
@@ -743,7 +830,7 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
         (uint16_t)e->cfg.port, NULL, NULL, on_request, s,
         /* first, so that what the other options report is logged our way */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)e->cfg.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
@@ -766,26 +853,53 @@ fail:
     return err;
 }
 
-void edge_server_stop(edge_server_t *s) {
-    if (s == NULL)
-        return;
-    /* Deferred answers first: new ones are refused (503), those in flight
-     * complete within the producer's message.timeout.ms (librdkafka reports
-     * every message by then).  Then the lookups: queued ones are answered
-     * and their connections resumed (each bounded by the lookup timeout),
-     * later ones get 503 at once, so the daemon stops with no connection
-     * suspended. */
-    atomic_store(&s->stopping, 1);
-    int64_t give_up = gov_mono_micros() + (s->edge->cfg.kafka_ack_timeout_ms + 5000) * 1000;
+/* Waits up to ms for the deferred count to reach zero; 1 when it did. */
+static int deferred_drain(edge_server_t *s, long ms) {
+    int64_t give_up = gov_mono_micros() + (int64_t)ms * 1000;
     while (atomic_load(&s->deferred) > 0 && gov_mono_micros() < give_up) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (atomic_load(&s->deferred) > 0) {
-        char n[24];
+    return atomic_load(&s->deferred) == 0;
+}
+
+/* How long a stop waits for the completions after purging the producer:
+ * the purge runs them itself; this covers a handler between edge_defer
+ * and its group's seal. */
+#define STOP_AFTER_PURGE_MS 5000
+
+void edge_server_stop(edge_server_t *s) {
+    if (s == NULL)
+        return;
+    /* Deferred answers first (REVIEW11 M4): new ones are refused (503
+     * shutting_down); those in flight get shutdown_grace to complete by
+     * themselves.  What is left is purged from the producer while the
+     * daemon, s and the state are alive, so every group's completion runs
+     * now (its client gets 503) - never later, from gov_runtime_shutdown's
+     * producer_free, on freed memory - and the daemon is stopped only once
+     * no connection is suspended (libmicrohttpd panics on one).  Then the
+     * lookups: queued ones are answered and their connections resumed
+     * (each bounded by the lookup timeout), later ones get 503 at once. */
+    edge_t *e = s->edge;
+    atomic_store(&s->stopping, 1);
+    char n[24];
+    snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
+    gov_log(GOV_LOG_INFO, "stopping: new deferred answers are refused (shutting_down)",
+            "pending", n, (const char *)NULL);
+    if (!deferred_drain(s, e->cfg.shutdown_grace_ms)) {
         snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
-        gov_log(GOV_LOG_ERROR, "deferred answers still pending at shutdown", "count", n,
-                (const char *)NULL);
+        gov_log(GOV_LOG_WARN, "deferred answers pending at shutdown: purging their Kafka "
+                "messages (their clients get 503)", "count", n, (const char *)NULL);
+        gov_kafka_producer_purge(e->producer, STOP_AFTER_PURGE_MS);
+        if (!deferred_drain(s, STOP_AFTER_PURGE_MS)) {
+            /* Not reached while every group completes (gov_kafka's
+             * contract); stopping the daemon now would abort in
+             * libmicrohttpd, so it is left to the exit. */
+            snprintf(n, sizeof n, "%ld", atomic_load(&s->deferred));
+            gov_log(GOV_LOG_ERROR, "deferred answers still pending after the purge; the "
+                    "HTTP server is left to the process exit", "count", n, (const char *)NULL);
+            return;
+        }
     }
     lookup_pool_stop(&s->lookups);
     MHD_stop_daemon(s->daemon);

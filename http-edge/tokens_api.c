@@ -21,7 +21,15 @@
  * (acks=all) - answers 200 with the token.  When either is refused, purged
  * or times out (kafka_ack_timeout) the answer is 503 and the token, which
  * exists only in the mint's buffer, is wiped: it is never answered, logged
- * or sent anywhere.  Why the cache: measured under load, a blocking Redis
+ * or sent anywhere.  A Kafka stall (brokers that accept and never
+ * acknowledge) would make every issuance hold a connection for the whole
+ * kafka_ack_timeout: a circuit breaker (REVIEW11 H1) opens when the last
+ * BREAKER_TRIP groups all failed by timeout within kafka_ack_timeout, and
+ * while it is open issuance and sessions answer 503 kafka_unavailable at
+ * once, without signing or deferring, except one probe a second that is
+ * deferred as usual; the first acknowledged group closes it.  While open
+ * the status component "kafka_acks" is DEGRADED (never NOT_READY: the
+ * edge's other routes need no acknowledgement) and one WARN is logged.  Why the cache: measured under load, a blocking Redis
  * read per token on two lookup threads, not the signature, bounded
  * issuance (each read waits for the scheduler on a busy machine); with the
  * record cached the HTTP thread signs (one Ed25519 signature) and queues
@@ -432,11 +440,79 @@ static void mint_free(mint_t *m) {
  * Process-wide: one gov-edge per process. */
 static atomic_int mint_failing;
 
+/* --- the acknowledgement breaker (REVIEW11 H1) -------------------------------- */
+
+#define BREAKER_TRIP 20               /* groups failed by timeout in a row */
+#define BREAKER_PROBE_US 1000000      /* one deferred probe a second while open */
+
+/* Process-wide, like mint_failing.  mu guards every field; each operation
+ * is O(1) under it. */
+static struct {
+    pthread_mutex_t mu;
+    int open;
+    int streak;                       /* groups failed by timeout in a row */
+    int64_t failed_at[BREAKER_TRIP];  /* when the last BREAKER_TRIP of them failed (ring) */
+    size_t next;
+    int64_t probe_at;                 /* the last probe let through (open) */
+} breaker = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* 1 when a mint may go on to Kafka: the breaker is closed, or it is open
+ * and no probe went through in the last second (this one is the probe). */
+static int breaker_allows(void) {
+    int64_t now = gov_mono_micros();
+    pthread_mutex_lock(&breaker.mu);
+    int ok = !breaker.open || now - breaker.probe_at >= BREAKER_PROBE_US;
+    if (breaker.open && ok)
+        breaker.probe_at = now;
+    pthread_mutex_unlock(&breaker.mu);
+    return ok;
+}
+
+/* Records a group's outcome: an acknowledgement closes the breaker, a
+ * timeout extends the streak and opens it at BREAKER_TRIP within
+ * kafka_ack_timeout, any other failure (refused, purged: Kafka answered)
+ * ends the streak. */
+static void breaker_record(edge_t *e, gov_err_t err) {
+    int64_t now = gov_mono_micros();
+    pthread_mutex_lock(&breaker.mu);
+    if (err == GOV_OK) {
+        breaker.streak = 0;
+        if (breaker.open) {
+            breaker.open = 0;
+            gov_status_set(e->status, "kafka_acks", GOV_STATUS_OK, NULL, NULL);
+            gov_log(GOV_LOG_INFO, "kafka acknowledgements back: issuance deferred again",
+                    (const char *)NULL);
+        }
+    } else if (err == GOV_ERR_TIMEOUT) {
+        breaker.failed_at[breaker.next] = now;
+        breaker.next = (breaker.next + 1) % BREAKER_TRIP;
+        if (breaker.streak < BREAKER_TRIP)
+            breaker.streak++;
+        /* failed_at[next] is now the oldest of the last BREAKER_TRIP */
+        if (!breaker.open && breaker.streak >= BREAKER_TRIP &&
+            now - breaker.failed_at[breaker.next] <= e->cfg.kafka_ack_timeout_ms * 1000) {
+            breaker.open = 1;
+            breaker.probe_at = now;
+            gov_status_set(e->status, "kafka_acks", GOV_STATUS_DEGRADED,
+                           "Kafka does not acknowledge: issuance and sessions answer 503 "
+                           "kafka_unavailable at once (one probe a second)", NULL);
+            gov_log(GOV_LOG_WARN, "kafka acknowledgements stalled: issuance and sessions "
+                    "answer 503 kafka_unavailable at once until one is acknowledged "
+                    "(logged once per episode; edge_deferred_refused_total counts each)",
+                    (const char *)NULL);
+        }
+    } else {
+        breaker.streak = 0;
+    }
+    pthread_mutex_unlock(&breaker.mu);
+}
+
 /* The group's outcome (on the delivery-report thread, or in the seal): the
  * answer, then the connection resumed.  Never blocks. */
 static void mint_done(void *arg, gov_err_t err, const char *detail) {
     mint_t *m = arg;
     edge_response_t *resp = edge_deferred_response(m->d);
+    breaker_record(m->e, err);
     if (err != GOV_OK) {
         gov_metric_inc(m->e->m_tokens, (const char *[]){"kafka_unavailable"}, 1);
         if (!atomic_exchange(&mint_failing, 1))
@@ -477,6 +553,13 @@ int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *ke
                     edge_mint_answer_fn answer, void *arg, void (*arg_free)(void *)) {
     char eb[256] = "";
     gov_kafka_group_t *g = NULL;
+    if (!breaker_allows()) {   /* nothing signed, nothing deferred */
+        if (arg_free)
+            arg_free(arg);
+        edge_deferred_refused(e, resp, GOV_REASON_KAFKA_UNAVAILABLE, oauth,
+                              "Kafka is not acknowledging; no token was issued; try again");
+        return -1;
+    }
     mint_t *m = gov_calloc(1, sizeof *m);
     if (m == NULL) {
         if (arg_free)

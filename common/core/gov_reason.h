@@ -209,7 +209,9 @@
     X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
     X(INVALID_TOKEN, "invalid_token", "alias of authz_token_missing, no longer answered (was: no bearer token at /v1/sessions/start)") \
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
-    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify")
+    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
+    /* gov-edge stopping (server.c, REVIEW11 M4) */ \
+    X(SHUTTING_DOWN, "shutting_down", "the edge is stopping: a request that would await Kafka acknowledgements is refused (503); try another replica")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -95,6 +95,8 @@ struct gov_kafka_producer {
     atomic_int fatal_pending; /* error_cb saw RD_KAFKA_RESP_ERR__FATAL */
     atomic_uint_fast64_t failed;
     atomic_uint_fast64_t recreated;
+    atomic_uint_fast64_t queue_full;   /* refused at once: local queue full */
+    atomic_int queue_full_logged;      /* gov_kafka_produce: one line per episode */
     /* async messages failed because their handle turned fatal, kept to be
      * produced again on the recreated handle (requeue_mu; the delivery
      * callback cannot take the handle lock) */
@@ -475,16 +477,20 @@ static rd_kafka_headers_t *make_headers(const gov_kafka_header_t *h, size_t n) {
 }
 
 /* Queues one message on the current handle, under the read lock.  A full
- * local queue drains as the poller serves reports: wait a little, boundedly
- * (50 x 10 ms, the lock released meanwhile), rather than drop.  A handle in
- * the fatal state is recreated here and the message queued once more on the
- * new one (it was never queued on the old).  GOV_OK, or GOV_ERR_KAFKA with
- * the reason in errbuf. */
+ * local queue drains as the poller serves reports: when may_wait, wait a
+ * little, boundedly (50 x 10 ms, the lock released meanwhile), rather than
+ * drop - for the callers that may block (produce_sync, the requeue on the
+ * poll thread).  The others (gov_kafka_produce, groups: gov-edge's HTTP
+ * threads, which must never stall /v1/evaluate) fail at once, counted in
+ * queue_full.  A handle in the fatal state is recreated here and the
+ * message queued once more on the new one (it was never queued on the
+ * old).  GOV_OK; GOV_ERR_UNAVAILABLE (the local queue is full and the caller
+ * may not wait) or GOV_ERR_KAFKA, with the reason in errbuf. */
 static gov_err_t produce_hdrs(gov_kafka_producer_t *p, const char *topic,
                               const void *key, size_t key_len,
                               const void *value, size_t len,
-                              rd_kafka_headers_t *hdrs, void *opaque, char *errbuf,
-                              size_t errbuf_size) {
+                              rd_kafka_headers_t *hdrs, void *opaque, int may_wait,
+                              char *errbuf, size_t errbuf_size) {
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     int fatal_retried = 0;
     for (int attempt = 0;; attempt++) {
@@ -509,6 +515,10 @@ static gov_err_t produce_hdrs(gov_kafka_producer_t *p, const char *topic,
             producer_recreate(p, gen);
             continue;
         }
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !may_wait) {
+            atomic_fetch_add(&p->queue_full, 1);
+            break;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
             break;
         struct timespec ts = {0, 10 * 1000000L};
@@ -523,8 +533,9 @@ static gov_err_t produce_hdrs(gov_kafka_producer_t *p, const char *topic,
         snprintf(errbuf, errbuf_size, "%s", p->gave_up_reason);
     else
         snprintf(errbuf, errbuf_size, "produce to %s: %s", topic, rd_kafka_err2str(e));
+    int full = !p->gave_up && e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !may_wait;
     pthread_rwlock_unlock(&p->lock);
-    return GOV_ERR_KAFKA;
+    return full ? GOV_ERR_UNAVAILABLE : GOV_ERR_KAFKA;
 }
 
 /* produce_hdrs with the headers made from an array (hdrs taken by it). */
@@ -532,10 +543,10 @@ static gov_err_t produce_one(gov_kafka_producer_t *p, const char *topic,
                              const void *key, size_t key_len,
                              const void *value, size_t len,
                              const gov_kafka_header_t *headers,
-                             size_t nheaders, void *opaque, char *errbuf,
+                             size_t nheaders, void *opaque, int may_wait, char *errbuf,
                              size_t errbuf_size) {
     return produce_hdrs(p, topic, key, key_len, value, len, make_headers(headers, nheaders),
-                        opaque, errbuf, errbuf_size);
+                        opaque, may_wait, errbuf, errbuf_size);
 }
 
 /* Produces again, in their first order, the messages requeue_keep kept
@@ -561,7 +572,7 @@ static void requeue_drain(gov_kafka_producer_t *p) {
         char eb[512];
         const char *topic = q->data;
         if (produce_hdrs(p, topic, q->has_key ? q->data + q->topic_len + 1 : NULL, q->key_len,
-                         q->data + q->topic_len + 1 + q->key_len, q->len, q->hdrs, NULL, eb,
+                         q->data + q->topic_len + 1 + q->key_len, q->len, q->hdrs, NULL, 1, eb,
                          sizeof eb) != GOV_OK) {
             atomic_fetch_add(&p->failed, 1);
             gov_log(GOV_LOG_ERROR, "kafka produce failed", "topic", topic, "error", eb,
@@ -584,14 +595,21 @@ gov_err_t gov_kafka_produce(gov_kafka_producer_t *p, const char *topic,
                             size_t len, const gov_kafka_header_t *headers,
                             size_t nheaders) {
     char eb[512];
-    if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, NULL, eb,
-                    sizeof eb) != GOV_OK) {
-        atomic_fetch_add(&p->failed, 1);
+    gov_err_t err = produce_one(p, topic, key, key_len, value, len, headers, nheaders, NULL, 0,
+                                eb, sizeof eb);
+    if (err == GOV_OK) {
+        if (atomic_exchange(&p->queue_full_logged, 0))
+            gov_log(GOV_LOG_INFO, "kafka producer queue accepts messages again", "topic", topic,
+                    (const char *)NULL);
+        return GOV_OK;
+    }
+    atomic_fetch_add(&p->failed, 1);
+    /* a full queue refuses every message until it drains: one line per
+     * episode, the count is in gov_kafka_producer_queue_full */
+    if (err != GOV_ERR_UNAVAILABLE || !atomic_exchange(&p->queue_full_logged, 1))
         gov_log(GOV_LOG_ERROR, "kafka produce failed", "topic", topic, "error", eb,
                 (const char *)NULL);
-        return GOV_ERR_KAFKA;
-    }
-    return GOV_OK;
+    return GOV_ERR_KAFKA;
 }
 
 gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
@@ -613,7 +631,7 @@ gov_err_t gov_kafka_produce_sync(gov_kafka_producer_t *p, const char *topic,
     w->tag = OPAQUE_WAITER;
     atomic_store(&w->refs, 2);
 
-    if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, w, errbuf,
+    if (produce_one(p, topic, key, key_len, value, len, headers, nheaders, w, 1, errbuf,
                     errbuf_size) != GOV_OK) {
         atomic_store(&w->refs, 1); /* the callback will never run */
         waiter_release(w);
@@ -747,10 +765,11 @@ gov_err_t gov_kafka_group_produce(gov_kafka_group_t *g, const char *topic, const
     g->pending++;
     atomic_fetch_add(&g->refs, 1);
     pthread_mutex_unlock(&g->mu);
-    gov_err_t err = produce_one(g->p, topic, key, key_len, value, len, headers, nheaders, g, eb,
-                                sizeof eb);
+    gov_err_t err = produce_one(g->p, topic, key, key_len, value, len, headers, nheaders, g, 0,
+                                eb, sizeof eb);
     if (err == GOV_OK)
         return GOV_OK;
+    err = GOV_ERR_KAFKA;   /* a full queue too: the group's outcomes are documented */
     pthread_mutex_lock(&g->mu);
     g->pending--;                           /* never queued: no report comes */
     group_fail(g, err, eb);
@@ -783,6 +802,18 @@ uint64_t gov_kafka_producer_failed(gov_kafka_producer_t *p) {
 
 uint64_t gov_kafka_producer_recreated(gov_kafka_producer_t *p) {
     return (uint64_t)atomic_load(&p->recreated);
+}
+
+uint64_t gov_kafka_producer_queue_full(gov_kafka_producer_t *p) {
+    return (uint64_t)atomic_load(&p->queue_full);
+}
+
+gov_err_t gov_kafka_producer_purge(gov_kafka_producer_t *p, int flush_timeout_ms) {
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, flush_timeout_ms);
+    pthread_rwlock_unlock(&p->lock);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? GOV_OK : GOV_ERR_TIMEOUT;
 }
 
 gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms) {

@@ -5,7 +5,9 @@
  *   gov_kafka_produce       fire-and-track: returns once queued; a delivery
  *                           failure is counted (gov_kafka_producer_failed)
  *                           and logged - for the decision log, which must
- *                           not delay an answer;
+ *                           not delay an answer (a full local queue fails
+ *                           it at once, never waits: it runs on gov-edge's
+ *                           HTTP threads; groups likewise);
  *   gov_kafka_produce_sync  waits until the broker acknowledged the message
  *                           (acks=all) or the timeout ran out - for the
  *                           fail-closed paths that may block (DLQ, govctl);
@@ -160,6 +162,19 @@ gov_err_t gov_kafka_producer_test_fatal(gov_kafka_producer_t *p, const char *rea
 /* Waits until every queued message is delivered or failed; GOV_ERR_TIMEOUT
  * if some remain after timeout_ms. */
 gov_err_t gov_kafka_producer_flush(gov_kafka_producer_t *p, int timeout_ms);
+/* Gives up on every message not yet acknowledged - queued and in flight
+ * (rd_kafka_purge) - and serves their delivery reports for up to
+ * flush_timeout_ms, so each fails (GOV_ERR_KAFKA, "purged") and every
+ * group's callback and every waiter runs now, while the caller's state is
+ * still alive: for a stop that cannot wait out message.timeout.ms
+ * (gov-edge's shutdown, REVIEW11 M4).  The producer stays usable.  GOV_OK
+ * when nothing is left; GOV_ERR_TIMEOUT otherwise.  Cost: bounded by
+ * flush_timeout_ms. */
+gov_err_t gov_kafka_producer_purge(gov_kafka_producer_t *p, int flush_timeout_ms);
+/* Messages refused at once because the local queue was full (by
+ * gov_kafka_produce or a group: those never wait; produce_sync waits up
+ * to 500 ms for room first), since start. */
+uint64_t gov_kafka_producer_queue_full(gov_kafka_producer_t *p);
 
 /* --- consumer ------------------------------------------------------------ */
 

@@ -1204,15 +1204,7 @@ int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
     json_t *j = json_loads(body ? body : "", 0, NULL);
     free(body);
     snprintf(name, sizeof name, "tenant:%s", tenant);
-    int found = 0;
-    json_t *c;
-    size_t i;
-    json_array_foreach(json_object_get(j, "components"), i, c) {
-        const char *n = json_string_value(json_object_get(c, "name"));
-        const char *state = json_string_value(json_object_get(c, "state"));
-        if (n && state && strcmp(n, name) == 0 && strcmp(state, "degraded") == 0)
-            found = 1;
-    }
+    int found = itest_component_is(j, name, "degraded");
     const char *top = json_string_value(json_object_get(j, "status"));
     int degraded = top != NULL && strcmp(top, "degraded") == 0;
     json_decref(j);
@@ -1683,4 +1675,76 @@ pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, in
         fail_msg("nginx (%s) did not answer on port %d; see %s and %s", what, port, logname,
                  err_log);
     return pid;
+}
+
+/* --- Kafka stalls and registered clients ------------------------------------- */
+
+int itest_component_is(const json_t *readyz, const char *name, const char *state) {
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(readyz, "components"), i, c) {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        const char *st = json_string_value(json_object_get(c, "state"));
+        if (n && st && strcmp(n, name) == 0 && strcmp(st, state) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int itest_edge_start_stalled(itest_proc_t *edge, const char *prefix, const char *const *extra,
+                             const char *logname) {
+    int port = 0;
+    int bh = itest_kafka_blackhole(&port);
+    char brokers[64];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=127.0.0.1:%d", port);
+    const char *env[8] = {brokers};
+    for (size_t i = 0; extra && extra[i] && i < 6; i++)
+        env[i + 1] = extra[i];
+    itest_write_file(itest_log_path(logname), "", 0);
+    itest_edge_start_on_stack(edge, prefix, env, logname);
+    return bh;
+}
+
+int itest_kafka_blackhole(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("black-hole listener: %s", strerror(errno));
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
+                           char authz[512]) {
+    char brokers[200], out[1024], err[4096], secret[128];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "add", "--tenants", tenant, "--scopes",
+                                                scopes, NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    snprintf(id, id_size, "%s", json_string_value(json_object_get(o, "client_id")));
+    snprintf(secret, sizeof secret, "%s", json_string_value(json_object_get(o, "client_secret")));
+    json_decref(o);
+    itest_basic_auth(id, secret, authz);
+    int edge_port = 0;
+    if (sscanf(itest_env("GOV_EDGE_URL", "http://127.0.0.1:8700"), "http://%*[^:]:%d",
+               &edge_port) != 1)
+        fail_msg("GOV_EDGE_URL is not http://host:port");
+    int64_t give_up = gov_mono_micros() + 60 * 1000000LL;
+    static char raw[16384];
+    while (itest_http_post_raw(edge_port, "/v1/tokens/issue", "application/x-www-form-urlencoded",
+                               authz, "grant_type=client_credentials", NULL, raw,
+                               sizeof raw) != 200) {
+        if (gov_mono_micros() > give_up)
+            fail_msg("client %s was never accepted by the stack's edge", id);
+        itest_sleep_ms(100);
+    }
 }

@@ -426,4 +426,28 @@ json_t *itest_upstream_counts(int port, const char *name);
 pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, int port,
                           const char *timeout, char *dir, size_t dir_size);
 
+/* --- Kafka stalls and registered clients (REVIEW11 H1, M4) --------------------- */
+
+/* A TCP listener on 127.0.0.1 that never accepts: the kernel completes
+ * every handshake into its backlog and buffers what is sent, and nothing
+ * ever answers - at the socket level exactly a broker whose process is
+ * stopped (SIGSTOP), without touching the stack's broker.  Its port in
+ * *port; the socket (close it when done).  Fails the test otherwise. */
+int itest_kafka_blackhole(int *port);
+/* A private gov-edge (itest_edge_start_on_stack with extra, at most 6)
+ * whose brokers are a fresh itest_kafka_blackhole, its log emptied first;
+ * the black hole's socket (close it after stopping the edge). */
+int itest_edge_start_stalled(itest_proc_t *edge, const char *prefix, const char *const *extra,
+                             const char *logname);
+/* 1 when the /readyz body readyz (borrowed) lists component name in state
+ * ("degraded", "ok", ...). */
+int itest_component_is(const json_t *readyz, const char *name, const char *state);
+/* Registers a client of tenant with scopes (`govctl clients add`, on the
+ * stack's Kafka) and waits until the stack's gov-edge (GOV_EDGE_URL)
+ * issues it a token (the stack's gov-identity materialized it).  Its id
+ * (id_size bytes) and the Basic Authorization value into authz.  Fails
+ * the test otherwise. */
+void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
+                           char authz[512]);
+
 #endif /* ITEST_UTIL_H */

@@ -12,6 +12,9 @@
  * after GOV_KAFKA_RECREATE_LIMIT recreations within the window the next
  * fatal error is final with a clear error, which /readyz shows.  The broker-side fatal error
  * itself is provoked in tests/integration/test_kafka_fatal.c.
+ * Also (REVIEW11): a full local queue fails gov_kafka_produce and a group at
+ * once (gov-edge's HTTP threads must not wait 500 ms for room) and counts
+ * it; gov_kafka_producer_purge runs a pending group's callback now.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,6 +56,69 @@ static int wait_recreated(gov_kafka_producer_t *p, uint64_t want) {
     while (gov_kafka_producer_recreated(p) < want && gov_mono_micros() < end)
         gov_sleep_ms_interruptible(5, NULL);
     return gov_kafka_producer_recreated(p) == want;
+}
+
+/* A queue of one message: the second produce meets a full queue. */
+static const char *const one_slot[] = {"log_level", "2", "queue.buffering.max.messages", "1",
+                                       NULL};
+
+typedef struct outcome {
+    atomic_int calls;
+    gov_err_t err;
+} outcome_t;
+
+static void record_outcome(void *arg, gov_err_t err, const char *detail) {
+    (void)detail;
+    outcome_t *o = arg;
+    o->err = err;
+    atomic_fetch_add(&o->calls, 1);
+}
+
+static void test_queue_full_fails_fast(void **state) {
+    (void)state;
+    gov_kafka_producer_t *p = NULL;
+    char eb[256] = "";
+    assert_int_equal(gov_kafka_producer_new("127.0.0.1:1", "test-kafka", one_slot, &p, eb,
+                                            sizeof eb), GOV_OK);
+    assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_OK);
+    /* it used to wait 50 x 10 ms per message for room: a bound below that
+     * (not tighter: valgrind runs this too) */
+    int64_t t0 = gov_mono_micros();
+    assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_ERR_KAFKA);
+    int64_t waited_ms = (gov_mono_micros() - t0) / 1000;
+    if (waited_ms >= 500)
+        fail_msg("a full queue held gov_kafka_produce %lld ms", (long long)waited_ms);
+    /* a group member likewise: the group fails in its seal, at once */
+    outcome_t o = {0};
+    gov_kafka_group_t *g = NULL;
+    assert_int_equal(gov_kafka_group_new(p, record_outcome, &o, &g), GOV_OK);
+    t0 = gov_mono_micros();
+    assert_int_equal(gov_kafka_group_produce(g, "t", "k", 1, "v", 1, NULL, 0), GOV_ERR_KAFKA);
+    waited_ms = (gov_mono_micros() - t0) / 1000;
+    if (waited_ms >= 500)
+        fail_msg("a full queue held gov_kafka_group_produce %lld ms", (long long)waited_ms);
+    gov_kafka_group_seal(g);
+    assert_int_equal(atomic_load(&o.calls), 1);
+    assert_int_equal(o.err, GOV_ERR_KAFKA);
+    assert_int_equal(gov_kafka_producer_queue_full(p), 2);
+    gov_kafka_producer_free(p, 0);
+}
+
+static void test_purge_completes_groups(void **state) {
+    (void)state;
+    gov_kafka_producer_t *p = producer_new(NULL, NULL);
+    outcome_t o = {0};
+    gov_kafka_group_t *g = NULL;
+    assert_int_equal(gov_kafka_group_new(p, record_outcome, &o, &g), GOV_OK);
+    assert_int_equal(gov_kafka_group_produce(g, "t", "k", 1, "v", 1, NULL, 0), GOV_OK);
+    gov_kafka_group_seal(g);
+    assert_int_equal(atomic_load(&o.calls), 0);   /* no broker: pending for message.timeout.ms */
+    assert_int_equal(gov_kafka_producer_purge(p, 5000), GOV_OK);
+    assert_int_equal(atomic_load(&o.calls), 1);   /* ran within the purge */
+    assert_int_equal(o.err, GOV_ERR_KAFKA);
+    /* still usable */
+    assert_int_equal(gov_kafka_produce(p, "t", "k", 1, "v", 1, NULL, 0), GOV_OK);
+    gov_kafka_producer_free(p, 0);
 }
 
 static void test_recreates_then_gives_up(void **state) {
@@ -174,6 +240,8 @@ static void test_concurrent_producers_across_recreations(void **state) {
 int main(void) {
     gov_log_init("test-kafka", GOV_LOG_ERROR);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_queue_full_fails_fast),
+        cmocka_unit_test(test_purge_completes_groups),
         cmocka_unit_test(test_recreates_then_gives_up),
         cmocka_unit_test(test_metric_counts_earlier_recreations),
         cmocka_unit_test(test_concurrent_producers_across_recreations),
