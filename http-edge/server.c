@@ -28,13 +28,26 @@
  * (413), and cut off unanswered once it runs max_body past the limit.
  *
  * Handlers marked "lookup" in the route table wait on Redis (GET
- * /v1/decisions).  They never run on the HTTP threads: the connection is
- * suspended, queued (at most cfg.lookup_queue, else 503 at once) to
- * cfg.lookup_threads threads of their own, and resumed with the answer, so
- * a slow or unreachable Redis never delays /v1/evaluate.  A route marked
+ * /v1/decisions, the token endpoints, /v1/authz, /v1/sessions/start).
+ * They never run on the HTTP threads: the connection is suspended, queued
+ * to a lane's threads of their own, and resumed with the answer, so a slow
+ * or unreachable Redis never delays /v1/evaluate.  A route marked
  * LOOKUP_ON_DEMAND (token issuance) runs on the HTTP thread and goes to a
  * lookup thread only when its handler asks (edge_respond_lookup: the
  * client record is not cached), where it runs again from the start.
+ * Two lanes, each its own queue and threads (REVIEW11 H2): the policy
+ * routes (ROUTE_POLICY: the gateway's check and session start;
+ * cfg.policy_lookup_threads/queue) and the general lane for the rest
+ * (cfg.lookup_threads/queue) - so a flood of the token endpoints, which
+ * anyone can call, fills the general queue only and never refuses a
+ * gateway check.  A full queue is 503 lookup_capacity at once, counted per
+ * route (edge_lookup_queue_full_total) and logged once per episode.
+ *
+ * Policy routes fail closed on every path (REVIEW11 L1, L2): every non-2xx
+ * answer in their path area - handler, framing, 413, 404/405, a full lane
+ * - carries X-Policy-Decision: deny (send_response), and a request that
+ * names Authorization, Content-Digest or an X-Original-* header twice is
+ * refused (400 duplicate_header) before any lookup.
  *
  * Deferred answers (edge_defer): a handler that waits on Kafka
  * acknowledgements (token issuance, sessions) hands its response to the
@@ -665,7 +678,11 @@ static void lane_episode_log(const lookup_pool_t *lp, int start, const char *rou
 static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route) {
     edge_server_t *s = lp->server;
     pthread_mutex_lock(&lp->mu);
-    if (lp->stopping || lp->queued >= lp->capacity) {
+    if (lp->stopping) {
+        pthread_mutex_unlock(&lp->mu);
+        return 0;
+    }
+    if (lp->queued >= lp->capacity) {
         int64_t now = gov_mono_micros();
         int start = !lp->full || now - lp->last_refused_us > LANE_EPISODE_GAP_US;
         if (start) {
@@ -676,7 +693,7 @@ static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route) 
         lp->last_refused_us = now;
         pthread_mutex_unlock(&lp->mu);
         gov_metric_inc(s->m_queue_full, (const char *[]){route}, 1);
-        if (start && !lp->stopping)
+        if (start)
             lane_episode_log(lp, 1, route, 0);
         return 0;
     }
