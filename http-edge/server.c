@@ -40,8 +40,11 @@
  * cfg.policy_lookup_threads/queue) and the general lane for the rest
  * (cfg.lookup_threads/queue) - so a flood of the token endpoints, which
  * anyone can call, fills the general queue only and never refuses a
- * gateway check.  A full queue is 503 lookup_capacity at once, counted per
- * route (edge_lookup_queue_full_total) and logged once per episode.
+ * gateway check.  Session start, which anyone can call through the
+ * gateway too, may fill at most half of the policy queue (ROUTE_LANE_HALF),
+ * so the checks always keep the other half.  A full queue is 503
+ * lookup_capacity at once, counted per route
+ * (edge_lookup_queue_full_total) and logged once per episode.
  *
  * Policy routes fail closed on every path (REVIEW11 L1, L2): every non-2xx
  * answer in their path area - handler, framing, 413, 404/405, a full lane
@@ -108,6 +111,7 @@ typedef struct lookup_pool {
     pthread_cond_t cv;
     conn_ctx_t *head, *tail;
     size_t queued;
+    size_t queued_half;   /* of them, ROUTE_LANE_HALF requests */
     int stopping;
     size_t nthreads;      /* started */
     pthread_t *threads;
@@ -269,6 +273,10 @@ typedef struct route {
 #define ROUTE_POLICY 1u
 /* An OAuth endpoint: the server's own refusals take the RFC 6749 shape. */
 #define ROUTE_OAUTH 2u
+/* May fill at most half of its lane's queue: /v1/sessions/start, which
+ * anyone can call through the gateway, shares the policy lane with the
+ * gateway's own checks, and must never be able to refuse them all. */
+#define ROUTE_LANE_HALF 4u
 
 static const route_t routes[] = {
     {"healthz", "GET", {"healthz"}, serve_healthz, 0, 0},
@@ -286,7 +294,8 @@ static const route_t routes[] = {
     {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1,
      ROUTE_OAUTH},
     {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1, ROUTE_OAUTH},
-    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1, ROUTE_POLICY},
+    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1,
+     ROUTE_POLICY | ROUTE_LANE_HALF},
     {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
      edge_openid_configuration, 0, 0},
@@ -387,6 +396,7 @@ struct conn_ctx {
     int answered;          /* a lookup thread or a completion filled resp */
     int deferred;          /* the handler called edge_defer (its thread only) */
     int policy;            /* the path is a policy route's (path_is_policy) */
+    int lane_half;         /* queued as a ROUTE_LANE_HALF request */
     atomic_int arms;       /* deferred: server + completion; the last resumes */
     edge_server_t *server;
     int64_t started_us;
@@ -672,17 +682,20 @@ static void lane_episode_log(const lookup_pool_t *lp, int start, const char *rou
 }
 
 /* Queues cc for a thread of lane lp and suspends its connection; 0 when the
- * queue is full or the lane is stopping (then the caller answers 503).
- * Counts edge_lookups_total or edge_lookup_queue_full_total for route, and
- * logs one WARN per queue-full episode. */
-static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route) {
+ * queue is full - for a half request (ROUTE_LANE_HALF), when half of it
+ * (at least 1) holds half requests already - or the lane is stopping (then
+ * the caller answers 503).  Counts edge_lookups_total or
+ * edge_lookup_queue_full_total for route, and logs one WARN per queue-full
+ * episode. */
+static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route, int half) {
     edge_server_t *s = lp->server;
+    size_t half_max = lp->capacity / 2 > 0 ? lp->capacity / 2 : 1;
     pthread_mutex_lock(&lp->mu);
     if (lp->stopping) {
         pthread_mutex_unlock(&lp->mu);
         return 0;
     }
-    if (lp->queued >= lp->capacity) {
+    if (lp->queued >= lp->capacity || (half && lp->queued_half >= half_max)) {
         int64_t now = gov_mono_micros();
         int start = !lp->full || now - lp->last_refused_us > LANE_EPISODE_GAP_US;
         if (start) {
@@ -707,6 +720,8 @@ static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route) 
         lp->head = cc;
     lp->tail = cc;
     lp->queued++;
+    cc->lane_half = half;
+    lp->queued_half += (size_t)half;
     pthread_cond_signal(&lp->cv);
     pthread_mutex_unlock(&lp->mu);
     gov_metric_inc(s->m_lookups, (const char *[]){route}, 1);
@@ -733,6 +748,7 @@ static void *lookup_main(void *arg) {
         if (lp->head == NULL)
             lp->tail = NULL;
         lp->queued--;
+        lp->queued_half -= (size_t)cc->lane_half;
         uint64_t refused = 0;
         int ended = lp->full && gov_mono_micros() - lp->last_refused_us > LANE_EPISODE_GAP_US;
         if (ended) {
@@ -876,7 +892,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (queue) {
             const char *route = rt ? rt->name : "unknown";
             lookup_pool_t *lane = rt && (rt->flags & ROUTE_POLICY) ? &s->policy : &s->lookups;
-            if (lookup_enqueue(lane, cc, route))
+            if (lookup_enqueue(lane, cc, route, rt && (rt->flags & ROUTE_LANE_HALF)))
                 return MHD_YES; /* resumed with cc->answered set */
             response_clear(resp);
             resp->route = route;

@@ -8,7 +8,7 @@
  * so the stack's edge cannot pass any check in its place.  Its lanes are
  * made small on purpose, so that a handful of client threads on a shared
  * machine fills them: the general lane 1 thread / 4 queued, the policy
- * lane 1 thread / 1 queued.
+ * lane 1 thread / 4 queued (session start at most 2 of them).
  *   - H2: while one thread asks /v1/authz in a loop with a valid session
  *     token, FLOOD_THREADS threads post /v1/tokens/issue with random
  *     client ids for FLOOD_MS: every check answers 200, the general lane
@@ -16,6 +16,10 @@
  *     grew), the policy lane refused nothing, and the edge logged one WARN
  *     per episode, not one per refusal.  Before the lanes (one shared
  *     queue) checks answered 503 during the flood.
+ *   - H2, the policy lane's other route: the same while FLOOD_THREADS
+ *     threads start sessions (a valid bearer token, a denied prompt): the
+ *     session starts are refused lookup_capacity, the checks never, since
+ *     session start may fill only half of the lane's queue.
  *   - L4: an unknown client id issued twice takes one lookup
  *     (edge_lookups_total{route="token_issue"} grows by 1), as a known one.
  *   - L1: two Authorization, two Content-Digest or two X-Original-URI
@@ -206,7 +210,7 @@ static int setup(void **state) {
                               (const char *const[]){env_brokers, "GOV_LOOKUP_THREADS=1",
                                                     "GOV_LOOKUP_QUEUE=4",
                                                     "GOV_POLICY_LOOKUP_THREADS=1",
-                                                    "GOV_POLICY_LOOKUP_QUEUE=1",
+                                                    "GOV_POLICY_LOOKUP_QUEUE=4",
                                                     "GOV_LOOKUP_TIMEOUT=2s",
                                                     "GOV_CLIENT_CACHE_TTL=10s", NULL},
                               "itest-lanes-edge.log");
@@ -229,6 +233,7 @@ typedef struct flood {
     pthread_t thread;
     int id;
     int64_t until_us;
+    const char *req;   /* the request to repeat; NULL: issuance, a random client id */
     long sent, refused_lane, unanswered;
 } flood_t;
 
@@ -263,6 +268,12 @@ static void *flood_main(void *arg) {
     flood_t *f = arg;
     char buf[4096], req[1024], pair[128], basic[256];
     const char *body = "grant_type=client_credentials";
+    while (gov_mono_micros() < f->until_us && f->req) {
+        int st = flood_one(edge.port, f->req, strlen(f->req), buf, sizeof buf);
+        f->sent++;
+        f->refused_lane += st == 503 && strstr(buf, "lookup_capacity") != NULL;
+        f->unanswered += st == 0;
+    }
     while (gov_mono_micros() < f->until_us) {
         char uuid[GOV_UUID_STRLEN + 1];
         if (gov_uuid_v7(uuid) != GOV_OK)
@@ -283,22 +294,27 @@ static void *flood_main(void *arg) {
     return NULL;
 }
 
-static void test_authz_survives_token_flood(void **state) {
-    (void)state;
-    char raw[16384];
+/* Floods route with FLOOD_THREADS threads repeating req (NULL: issuance
+ * with random client ids) for FLOOD_MS while this thread checks /v1/authz
+ * in a loop: fails unless every check answers 200, the flood was refused
+ * lookup_capacity (its lane was full meanwhile), the checks were never
+ * refused, and lane logged one WARN per episode. */
+static void flood_and_check(const char *route, const char *req, const char *lane) {
+    char raw[16384], lane_field[64];
+    snprintf(lane_field, sizeof lane_field, "\"lane\":\"%s\"", lane);
     /* the check passes before the flood */
     int st = authz(session_auth, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("the check before the flood answered %d: %.600s", st, raw);
-    double full_before = metric("edge_lookup_queue_full_total", "token_issue");
+    double full_before = metric("edge_lookup_queue_full_total", route);
     double authz_full_before = metric("edge_lookup_queue_full_total", "authz");
     double authz_lookups_before = metric("edge_lookups_total", "authz");
-    int warns_before = log_lines_with("lookup lane full", "\"lane\":\"general\"");
+    int warns_before = log_lines_with("lookup lane full", lane_field);
 
     static flood_t floods[FLOOD_THREADS];
     int64_t until = gov_mono_micros() + (int64_t)FLOOD_MS * 1000;
     for (int i = 0; i < FLOOD_THREADS; i++) {
-        floods[i] = (flood_t){.id = i, .until_us = until};
+        floods[i] = (flood_t){.id = i, .until_us = until, .req = req};
         assert_int_equal(pthread_create(&floods[i].thread, NULL, flood_main, &floods[i]), 0);
     }
     long checks = 0, passed = 0;
@@ -318,26 +334,42 @@ static void test_authz_survives_token_flood(void **state) {
         refused += floods[i].refused_lane;
         unanswered += floods[i].unanswered;
     }
-    fprintf(stderr, "flood: %ld issue requests, %ld refused lookup_capacity, %ld unanswered; "
-            "checks: %ld, %ld answered 200\n", sent, refused, unanswered, checks, passed);
+    fprintf(stderr, "flood: %ld %s requests, %ld refused lookup_capacity, %ld unanswered; "
+            "checks: %ld, %ld answered 200\n", sent, route, refused, unanswered, checks, passed);
     if (passed != checks)
         fail_msg("%ld of %ld checks did not pass during the flood; first: %s", checks - passed,
                  checks, first_bad);
     assert_true(checks >= 5);
     /* the flood did fill the general lane meanwhile: the check was tested */
-    double full_after = metric("edge_lookup_queue_full_total", "token_issue");
+    double full_after = metric("edge_lookup_queue_full_total", route);
     if (full_after - full_before < 1 || refused < 1)
-        fail_msg("the flood never filled the general lane (%.0f refusals counted, %ld seen)",
+        fail_msg("the flood never filled the %s lane (%.0f refusals counted, %ld seen)", lane,
                  full_after - full_before, refused);
     assert_true(full_after - full_before >= (double)refused);
     /* the policy lane refused nothing, and ran every check */
     assert_true(metric("edge_lookup_queue_full_total", "authz") == authz_full_before);
     assert_true(metric("edge_lookups_total", "authz") - authz_lookups_before >= (double)checks);
     /* one WARN per episode, not one per refusal */
-    int warns = log_lines_with("lookup lane full", "\"lane\":\"general\"") - warns_before;
+    int warns = log_lines_with("lookup lane full", lane_field) - warns_before;
     if (warns < 1 || warns > FLOOD_MS / 1000 + 1)
         fail_msg("%d WARN lines for %.0f refusals (want 1 per episode)", warns,
                  full_after - full_before);
+}
+
+static void test_authz_survives_token_flood(void **state) {
+    (void)state;
+    flood_and_check("token_issue", NULL, "general");
+}
+
+static void test_authz_survives_session_flood(void **state) {
+    (void)state;
+    static char req[8192];
+    const char *body = "{\"tenant\":\"" TENANT "\",\"session_id\":\"s-lanes\",\"user\":\"u-1\","
+                       "\"role\":\"analyst\",\"prompt\":\"" DENY_PROMPT "\"}";
+    snprintf(req, sizeof req, "POST /v1/sessions/start HTTP/1.1\r\nHost: edge\r\n"
+             "Connection: close\r\n%sContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s", bearer_auth, strlen(body), body);
+    flood_and_check("session_start", req, "policy");
 }
 
 /* --- L4: an unknown client id is cached as absent ---------------------------------------- */
@@ -443,7 +475,7 @@ static void test_policy_refusals_say_deny(void **state) {
              "Content-Length: 999999999\r\n\r\n");
     expect_deny(raw, raw_request(big, raw, sizeof raw), 413, "body_too_large", __LINE__);
 
-    /* a full policy lane (1 thread, 1 queued): concurrent checks and
+    /* a full policy lane (1 thread, 4 queued): concurrent checks and
      * session starts are refused 503 lookup_capacity, deny */
     double full_before = metric("edge_lookup_queue_full_total", "authz");
     double sess_full_before = metric("edge_lookup_queue_full_total", "session_start");
@@ -476,6 +508,7 @@ int main(void) {
     gov_alloc_install_jansson();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_authz_survives_token_flood),
+        cmocka_unit_test(test_authz_survives_session_flood),
         cmocka_unit_test(test_unknown_client_takes_one_lookup),
         cmocka_unit_test(test_duplicate_headers_refused),
         cmocka_unit_test(test_policy_refusals_say_deny),
