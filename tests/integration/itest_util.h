@@ -426,4 +426,15 @@ json_t *itest_upstream_counts(int port, const char *name);
 pid_t itest_gateway_start(const char *what, int edge_port, int upstream_port, int port,
                           const char *timeout, char *dir, size_t dir_size);
 
+/* --- clients ------------------------------------------------------------------ */
+
+/* Registers a client with `govctl clients add --tenants tenants --scopes
+ * scopes` (extra_env as itest_govctl, e.g. GOV_KAFKA_BROKERS), its id and
+ * secret into id/secret (each of size bytes), then waits up to timeout_ms
+ * until the stack's gov-identity materialized it in Redis (read directly,
+ * not through an edge, which would cache the id as absent).  Fails the test
+ * otherwise. */
+void itest_client_add(const char *const *extra_env, const char *tenants, const char *scopes,
+                      char *id, char *secret, size_t size, int timeout_ms);
+
 #endif /* ITEST_UTIL_H */

@@ -51,7 +51,6 @@
 #include <unistd.h>
 
 #include "gov_alloc.h"
-#include "gov_state_identity.h"
 #include "gov_time.h"
 #include "itest_util.h"
 
@@ -152,16 +151,6 @@ static int log_lines_with(const char *a, const char *b) {
 
 /* --- set-up --------------------------------------------------------------------------- */
 
-static int client_known(void *opaque) {
-    (void)opaque;
-    gov_state_identity_client_rec_t c;
-    char eb[256];
-    int found = gov_state_identity_client_get(itest_redis(), client_id, &c, eb, sizeof eb) ==
-                    GOV_OK && c.found;
-    gov_state_identity_client_clear(&c);
-    return found;
-}
-
 /* The session token of an allowed /v1/sessions/start into session_auth. */
 static int got_session(void *opaque) {
     (void)opaque;
@@ -188,24 +177,9 @@ static int setup(void **state) {
     (void)state;
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    char out[1024], err[4096];
-    int rc = itest_govctl((const char *const[]){env_brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
-                                                "sessions:start", NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    snprintf(client_id, sizeof client_id, "%s",
-             json_string_value(json_object_get(o, "client_id")));
-    snprintf(client_secret, sizeof client_secret, "%s",
-             json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
     /* materialized before the edge asks: an id it found absent is cached so */
-    if (itest_wait_for(client_known, NULL, WAIT_MS, 50) < 0) {
-        fprintf(stderr, "client %s was never materialized by the stack's gov-identity\n",
-                client_id);
-        return -1;
-    }
+    itest_client_add((const char *const[]){env_brokers, NULL}, TENANT, "sessions:start",
+                     client_id, client_secret, sizeof client_id, WAIT_MS);
     itest_edge_start_on_stack(&edge, "edge-itest-lanes",
                               (const char *const[]){env_brokers, "GOV_LOOKUP_THREADS=1",
                                                     "GOV_LOOKUP_QUEUE=4",
