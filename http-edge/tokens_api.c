@@ -10,7 +10,8 @@
  * the lookup threads): they read the client and the token status from
  * Redis through this thread's connection (gov_state_identity).  Issue runs
  * on the HTTP thread when the client's record is in the client cache
- * (client_cache_ttl), else on a lookup thread that reads it (server.c,
+ * (client_cache_ttl) or its id is cached as absent (or cannot be an id),
+ * else on a lookup thread of the general lane that reads it (server.c,
  * LOOKUP_ON_DEMAND).
  * Issuance is fail-closed and asynchronous (edge_token_mint, shared with
  * /v1/sessions/start): the token is signed, its TokenIssued
