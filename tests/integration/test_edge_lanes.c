@@ -209,7 +209,18 @@ typedef struct flood {
     int64_t until_us;
     const char *req;   /* the request to repeat; NULL: issuance, a random client id */
     long sent, refused_lane, unanswered;
+    char sample[4096];   /* the first answer refused lookup_capacity */
 } flood_t;
+
+/* Counts st/buf into f. */
+static void flood_count(flood_t *f, int st, const char *buf) {
+    f->sent++;
+    f->unanswered += st == 0;
+    if (st == 503 && strstr(buf, "lookup_capacity") != NULL) {
+        if (f->refused_lane++ == 0)
+            snprintf(f->sample, sizeof f->sample, "%s", buf);
+    }
+}
 
 /* One request on a fresh connection, its status (0: none in 10 s); no
  * cmocka call (it runs off the test's thread). */
@@ -244,9 +255,7 @@ static void *flood_main(void *arg) {
     const char *body = "grant_type=client_credentials";
     while (gov_mono_micros() < f->until_us && f->req) {
         int st = flood_one(edge.port, f->req, strlen(f->req), buf, sizeof buf);
-        f->sent++;
-        f->refused_lane += st == 503 && strstr(buf, "lookup_capacity") != NULL;
-        f->unanswered += st == 0;
+        flood_count(f, st, buf);
     }
     while (gov_mono_micros() < f->until_us) {
         char uuid[GOV_UUID_STRLEN + 1];
@@ -261,11 +270,29 @@ static void *flood_main(void *arg) {
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
         int st = flood_one(edge.port, req, (size_t)n, buf, sizeof buf);
-        f->sent++;
-        f->refused_lane += st == 503 && strstr(buf, "lookup_capacity") != NULL;
-        f->unanswered += st == 0;
+        flood_count(f, st, buf);
     }
     return NULL;
+}
+
+static const char *probe_lane;
+static int probe_ends_before;
+
+/* One lookup on probe_lane (an unknown id's issuance on the general lane,
+ * a check on the policy lane); 1 once the lane logged an episode's end. */
+static int episode_ended(void *opaque) {
+    (void)opaque;
+    char raw[16384], field[64], uuid[GOV_UUID_STRLEN + 1], id[64];
+    if (strcmp(probe_lane, "general") == 0) {
+        if (gov_uuid_v7(uuid) != GOV_OK)
+            return 0;
+        snprintf(id, sizeof id, "probe-%s", uuid);
+        issue(id, "not-the-secret", raw, sizeof raw);
+    } else {
+        authz(session_auth, NULL, raw, sizeof raw);
+    }
+    snprintf(field, sizeof field, "\"lane\":\"%s\"", probe_lane);
+    return log_lines_with("lookup lane accepts again", field) > probe_ends_before;
 }
 
 /* Floods route with FLOOD_THREADS threads repeating req (NULL: issuance
@@ -302,11 +329,14 @@ static void flood_and_check(const char *route, const char *req, const char *lane
             snprintf(first_bad, sizeof first_bad, "%d %.600s", st, raw);
     }
     long sent = 0, refused = 0, unanswered = 0;
+    const char *sample = NULL;
     for (int i = 0; i < FLOOD_THREADS; i++) {
         pthread_join(floods[i].thread, NULL);
         sent += floods[i].sent;
         refused += floods[i].refused_lane;
         unanswered += floods[i].unanswered;
+        if (sample == NULL && floods[i].refused_lane > 0)
+            sample = floods[i].sample;
     }
     fprintf(stderr, "flood: %ld %s requests, %ld refused lookup_capacity, %ld unanswered; "
             "checks: %ld, %ld answered 200\n", sent, route, refused, unanswered, checks, passed);
@@ -320,6 +350,14 @@ static void flood_and_check(const char *route, const char *req, const char *lane
         fail_msg("the flood never filled the %s lane (%.0f refusals counted, %ld seen)", lane,
                  full_after - full_before, refused);
     assert_true(full_after - full_before >= (double)refused);
+    /* the refusal: OAuth shape on the token endpoint, deny on a policy route */
+    char retry[16];
+    itest_header_of(sample, "Retry-After", retry, sizeof retry);
+    assert_string_equal(retry, "1");
+    if (req == NULL)
+        assert_non_null(strstr(sample, "\"error\":\"lookup_capacity\""));
+    else
+        expect_deny(sample, 503, 503, "lookup_capacity", __LINE__);
     /* the policy lane refused nothing, and ran every check */
     assert_true(metric("edge_lookup_queue_full_total", "authz") == authz_full_before);
     assert_true(metric("edge_lookups_total", "authz") - authz_lookups_before >= (double)checks);
@@ -328,6 +366,11 @@ static void flood_and_check(const char *route, const char *req, const char *lane
     if (warns < 1 || warns > FLOOD_MS / 1000 + 1)
         fail_msg("%d WARN lines for %.0f refusals (want 1 per episode)", warns,
                  full_after - full_before);
+    /* and the episode's end, at the lane's first lookup a second after */
+    probe_lane = lane;
+    probe_ends_before = log_lines_with("lookup lane accepts again", lane_field);
+    if (itest_wait_for(episode_ended, NULL, 15000, 200) < 0)
+        fail_msg("the %s lane never logged the end of its episode", lane);
 }
 
 static void test_authz_survives_token_flood(void **state) {
