@@ -56,7 +56,7 @@
 
 #define TENANT "demo"
 #define WAIT_MS 60000
-#define FLOOD_THREADS 12
+#define FLOOD_THREADS 8
 #define FLOOD_MS 5000
 #define BURST 40
 #define ALLOW_PROMPT "hello there"
@@ -222,30 +222,52 @@ static void flood_count(flood_t *f, int st, const char *buf) {
     }
 }
 
-/* One request on a fresh connection, its status (0: none in 10 s); no
- * cmocka call (it runs off the test's thread). */
-static int flood_one(int port, const char *req, size_t len, char *buf, size_t size) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
+/* The length of the complete answer at the start of buf[0..got), or 0
+ * while it is not complete (headers, then Content-Length bytes). */
+static size_t answer_length(const char *buf, size_t got) {
+    const char *end = strstr(buf, "\r\n\r\n");
+    if (end == NULL)
         return 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t body = cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
+    size_t total = (size_t)(end + 4 - buf) + body;
+    return got >= total ? total : 0;
+}
+
+/* One request on the thread's keep-alive connection *fd (opened when -1,
+ * closed and set to -1 after an error or a "Connection: close" answer):
+ * its status (0: none within 10 s), the answer in buf.  Keep-alive keeps
+ * the flood from spending thousands of sockets.  No cmocka call (it runs
+ * off the test's thread). */
+static int flood_one(int *fd, int port, const char *req, size_t len, char *buf, size_t size) {
     int status = 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len) {
-        size_t got = 0;
-        struct pollfd p = {fd, POLLIN, 0};
-        while (got < size - 1 && poll(&p, 1, 10000) > 0) {
-            ssize_t n = recv(fd, buf + got, size - 1 - got, 0);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        buf[got] = '\0';
-        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-            status = 0;
+    size_t got = 0;
+    buf[0] = '\0';
+    if (*fd < 0) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (*fd >= 0 && connect(*fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+            goto closed;
     }
-    close(fd);
+    if (*fd < 0 || send(*fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+        goto closed;
+    struct pollfd p = {*fd, POLLIN, 0};
+    while (got < size - 1 && answer_length(buf, got) == 0 && poll(&p, 1, 10000) > 0) {
+        ssize_t n = recv(*fd, buf + got, size - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    if (answer_length(buf, got) == 0 || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    if (status != 0 && strcasestr(buf, "\r\nConnection: close") == NULL)
+        return status;
+closed:
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
     return status;
 }
 
@@ -253,8 +275,9 @@ static void *flood_main(void *arg) {
     flood_t *f = arg;
     char buf[4096], req[1024], pair[128], basic[256];
     const char *body = "grant_type=client_credentials";
+    int fd = -1;
     while (gov_mono_micros() < f->until_us && f->req) {
-        int st = flood_one(edge.port, f->req, strlen(f->req), buf, sizeof buf);
+        int st = flood_one(&fd, edge.port, f->req, strlen(f->req), buf, sizeof buf);
         flood_count(f, st, buf);
     }
     while (gov_mono_micros() < f->until_us) {
@@ -265,13 +288,15 @@ static void *flood_main(void *arg) {
         snprintf(pair, sizeof pair, "flood-%s:not-the-secret", uuid);
         EVP_EncodeBlock((unsigned char *)basic, (const unsigned char *)pair, (int)strlen(pair));
         int n = snprintf(req, sizeof req,
-                         "POST /v1/tokens/issue HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n"
+                         "POST /v1/tokens/issue HTTP/1.1\r\nHost: edge\r\n"
                          "Authorization: Basic %s\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
-        int st = flood_one(edge.port, req, (size_t)n, buf, sizeof buf);
+        int st = flood_one(&fd, edge.port, req, (size_t)n, buf, sizeof buf);
         flood_count(f, st, buf);
     }
+    if (fd >= 0)
+        close(fd);
     return NULL;
 }
 
@@ -384,7 +409,7 @@ static void test_authz_survives_session_flood(void **state) {
     const char *body = "{\"tenant\":\"" TENANT "\",\"session_id\":\"s-lanes\",\"user\":\"u-1\","
                        "\"role\":\"analyst\",\"prompt\":\"" DENY_PROMPT "\"}";
     snprintf(req, sizeof req, "POST /v1/sessions/start HTTP/1.1\r\nHost: edge\r\n"
-             "Connection: close\r\n%sContent-Type: application/json\r\n"
+             "%sContent-Type: application/json\r\n"
              "Content-Length: %zu\r\n\r\n%s", bearer_auth, strlen(body), body);
     flood_and_check("session_start", req, "policy");
 }
