@@ -957,8 +957,10 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
     s->m_queue_full = gov_metrics_counter(e->metrics, "edge_lookup_queue_full_total",
         "Requests refused (503 lookup_capacity) because their lookup lane's queue was full, "
         "by route.", 1, (const char *[]){"route"});
-    if (s->m_lookups == NULL || s->m_queue_full == NULL)
+    if (s->m_lookups == NULL || s->m_queue_full == NULL) {
+        snprintf(errbuf, errbuf_size, "cannot register the lookup metrics");
         goto fail;
+    }
     /* Two lanes: a flood of one route family (token endpoints, which
      * anyone can call) cannot fill the queue of the gateway's check. */
     err = lookup_pool_start(s, &s->lookups, "general", e->cfg.lookup_threads,
