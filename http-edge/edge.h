@@ -53,6 +53,8 @@ typedef struct edge_config {
     long lookup_threads;    /* threads that run the Redis lookups (GET /v1/decisions) */
     long lookup_queue;      /* lookups waiting for one; more get 503 at once */
     long lookup_timeout_ms; /* Redis timeout of a lookup, and its hold-off after a failure */
+    long policy_lookup_threads; /* the policy lane's threads (/v1/authz, /v1/sessions/start) */
+    long policy_lookup_queue;   /* the policy lane's queue; more get 503 lookup_capacity */
     char *rulepack_trust_file;   /* rule-pack trust, the file gov-rulepacks reads */
     /* tokens (tokens_api.c, identity.c) */
     gov_keystore_config_t keystore;   /* where the signing keys are */

@@ -108,11 +108,22 @@ int main(int argc, char **argv) {
         GOV_RUNTIME_ROW("redis_port"),
         GOV_RUNTIME_ROW_HELP("redis_timeout", "Redis timeout (loader only)"),
         GOV_CFG_INT("lookup_threads", "2", 1, 64,
-                    "threads that run Redis lookups (GET /v1/decisions), apart from the HTTP "
-                    "threads so a slow Redis never delays /v1/evaluate", &c->lookup_threads),
+                    "threads that run Redis lookups (GET /v1/decisions, the token endpoints), "
+                    "apart from the HTTP threads so a slow Redis never delays /v1/evaluate",
+                    &c->lookup_threads),
         GOV_CFG_INT("lookup_queue", "64", 1, 100000,
-                    "lookups waiting for a lookup thread; more are answered 503 at once",
+                    "lookups waiting for a lookup thread; more are answered 503 "
+                    "lookup_capacity at once",
                     &c->lookup_queue),
+        GOV_CFG_INT("policy_lookup_threads", "2", 1, 64,
+                    "threads of the policy lane, the lookups of /v1/authz and "
+                    "/v1/sessions/start, apart from the other lookups (token endpoints, "
+                    "decisions) so a flood of those never refuses the gateway's checks",
+                    &c->policy_lookup_threads),
+        GOV_CFG_INT("policy_lookup_queue", "64", 1, 100000,
+                    "policy-lane lookups waiting for a thread; more are answered 503 "
+                    "lookup_capacity (with X-Policy-Decision: deny) at once",
+                    &c->policy_lookup_queue),
         GOV_CFG_DURATION("lookup_timeout", "250ms", 10, 10000,
                          "Redis connect and command timeout of a lookup; after a failure, "
                          "lookups answer 503 at once for as long", &c->lookup_timeout_ms),

@@ -28,13 +28,29 @@
  * (413), and cut off unanswered once it runs max_body past the limit.
  *
  * Handlers marked "lookup" in the route table wait on Redis (GET
- * /v1/decisions).  They never run on the HTTP threads: the connection is
- * suspended, queued (at most cfg.lookup_queue, else 503 at once) to
- * cfg.lookup_threads threads of their own, and resumed with the answer, so
- * a slow or unreachable Redis never delays /v1/evaluate.  A route marked
+ * /v1/decisions, the token endpoints, /v1/authz, /v1/sessions/start).
+ * They never run on the HTTP threads: the connection is suspended, queued
+ * to a lane's threads of their own, and resumed with the answer, so a slow
+ * or unreachable Redis never delays /v1/evaluate.  A route marked
  * LOOKUP_ON_DEMAND (token issuance) runs on the HTTP thread and goes to a
  * lookup thread only when its handler asks (edge_respond_lookup: the
  * client record is not cached), where it runs again from the start.
+ * Two lanes, each its own queue and threads (REVIEW11 H2): the policy
+ * routes (ROUTE_POLICY: the gateway's check and session start;
+ * cfg.policy_lookup_threads/queue) and the general lane for the rest
+ * (cfg.lookup_threads/queue) - so a flood of the token endpoints, which
+ * anyone can call, fills the general queue only and never refuses a
+ * gateway check.  Session start, which anyone can call through the
+ * gateway too, may fill at most half of the policy queue (ROUTE_LANE_HALF),
+ * so the checks always keep the other half.  A full queue is 503
+ * lookup_capacity at once, counted per route
+ * (edge_lookup_queue_full_total) and logged once per episode.
+ *
+ * Policy routes fail closed on every path (REVIEW11 L1, L2): every non-2xx
+ * answer in their path area - handler, framing, 413, 404/405, a full lane
+ * - carries X-Policy-Decision: deny (send_response), and a request that
+ * names Authorization, Content-Digest or an X-Original-* header twice is
+ * refused (400 duplicate_header) before any lookup.
  *
  * Deferred answers (edge_defer): a handler that waits on Kafka
  * acknowledgements (token issuance, sessions) hands its response to the
@@ -91,21 +107,34 @@
 
 typedef struct conn_ctx conn_ctx_t;
 
-/* The lookup threads and their queue (FIFO of suspended connections). */
+/* One lookup lane: its threads and their queue (FIFO of suspended
+ * connections), at most capacity waiting. */
 typedef struct lookup_pool {
+    const char *name;     /* "general", "policy": in logs */
+    edge_server_t *server;
+    size_t capacity;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     conn_ctx_t *head, *tail;
     size_t queued;
+    size_t queued_half;   /* of them, ROUTE_LANE_HALF requests */
     int stopping;
     size_t nthreads;      /* started */
     pthread_t *threads;
+    /* the current queue-full episode (under mu): open from the first
+     * refusal until LANE_EPISODE_GAP_US passes without one */
+    int full;
+    int64_t last_refused_us;   /* monotonic */
+    uint64_t refused;          /* in this episode */
 } lookup_pool_t;
 
 struct edge_server {
     struct MHD_Daemon *daemon;
     edge_t *edge;
-    lookup_pool_t lookups;
+    lookup_pool_t lookups;  /* the general lane: decisions, tokens */
+    lookup_pool_t policy;   /* the policy lane: authz, session_start (ROUTE_POLICY) */
+    gov_metric_t *m_lookups;     /* edge_lookups_total{route} */
+    gov_metric_t *m_queue_full;  /* edge_lookup_queue_full_total{route} */
     atomic_long deferred;   /* answers awaiting edge_deferred_finish; the gauge
                              * edge_deferred_requests is read from it when
                              * /metrics is rendered, never set by the movers */
@@ -251,29 +280,44 @@ typedef struct route {
     edge_handler_t handler;
     int lookup;              /* waits on Redis: runs on a lookup thread; LOOKUP_ON_DEMAND:
                               * on the HTTP thread unless it asks (edge_respond_lookup) */
+    unsigned flags;          /* ROUTE_* */
 } route_t;
 
 #define LOOKUP_ON_DEMAND 2
+/* A policy route (the gateway's check, session start): its lookups run on
+ * the policy lane, every non-2xx answer on its path carries
+ * X-Policy-Decision: deny, and a request naming Authorization,
+ * Content-Digest or an X-Original-* header twice is refused (400). */
+#define ROUTE_POLICY 1u
+/* An OAuth endpoint: the server's own refusals take the RFC 6749 shape. */
+#define ROUTE_OAUTH 2u
+/* May fill at most half of its lane's queue: /v1/sessions/start, which
+ * anyone can call through the gateway, shares the policy lane with the
+ * gateway's own checks, and must never be able to refuse them all. */
+#define ROUTE_LANE_HALF 4u
 
 static const route_t routes[] = {
-    {"healthz", "GET", {"healthz"}, serve_healthz, 0},
-    {"readyz", "GET", {"readyz"}, serve_readyz, 0},
-    {"metrics", "GET", {"metrics"}, serve_metrics, 0},
-    {"constitution_list", "GET", {"v1", "constitution"}, edge_constitution_list, 0},
-    {"constitution", "GET", {"v1", "constitution", "*"}, edge_constitution_get, 0},
-    {"constitution_hash", "GET", {"v1", "constitution", "*", "hash"}, edge_constitution_get, 0},
-    {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0},
-    {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0},
-    {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1},
-    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, LOOKUP_ON_DEMAND},
-    {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1},
-    {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1},
-    {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1},
-    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1},
-    {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0},
+    {"healthz", "GET", {"healthz"}, serve_healthz, 0, 0},
+    {"readyz", "GET", {"readyz"}, serve_readyz, 0, 0},
+    {"metrics", "GET", {"metrics"}, serve_metrics, 0, 0},
+    {"constitution_list", "GET", {"v1", "constitution"}, edge_constitution_list, 0, 0},
+    {"constitution", "GET", {"v1", "constitution", "*"}, edge_constitution_get, 0, 0},
+    {"constitution_hash", "GET", {"v1", "constitution", "*", "hash"}, edge_constitution_get, 0, 0},
+    {"constitution_document", "GET", {"v1", "constitution", "*", "document"}, edge_constitution_get, 0, 0},
+    {"evaluate", "POST", {"v1", "evaluate"}, edge_evaluate, 0, 0},
+    {"decision", "GET", {"v1", "decisions", "*", "*"}, edge_decision_get, 1, 0},
+    {"token_issue", "POST", {"v1", "tokens", "issue"}, edge_token_issue, LOOKUP_ON_DEMAND,
+     ROUTE_OAUTH},
+    {"token_verify", "POST", {"v1", "tokens", "verify"}, edge_token_verify, 1, 0},
+    {"token_introspect", "POST", {"v1", "tokens", "introspect"}, edge_token_introspect, 1,
+     ROUTE_OAUTH},
+    {"token_revoke", "POST", {"v1", "tokens", "revoke"}, edge_token_revoke, 1, ROUTE_OAUTH},
+    {"session_start", "POST", {"v1", "sessions", "start"}, edge_session_start, 1,
+     ROUTE_POLICY | ROUTE_LANE_HALF},
+    {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
-     edge_openid_configuration, 0},
-    {"authz", "*", {"v1", "authz", "**"}, edge_authz, 1},
+     edge_openid_configuration, 0, 0},
+    {"authz", "*", {"v1", "authz", "**"}, edge_authz, 1, ROUTE_POLICY},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {
@@ -306,6 +350,35 @@ static const route_t *route_find(const edge_request_t *req, const route_t **path
             return &routes[i];
     }
     return NULL;
+}
+
+/* 1 when the decoded path url lies in a policy route's area: its first two
+ * non-empty segments are those of a ROUTE_POLICY pattern (/v1/authz...,
+ * /v1/sessions/...), whatever follows and whatever the method, so that a
+ * 404, a 405 or a framing refusal there says deny as well.  Empty segments
+ * are skipped as split_path skips them.  Allocates nothing; O(strlen(url)). */
+static int path_is_policy(const char *url) {
+    const char *seg[2];
+    size_t len[2], n = 0;
+    for (const char *p = url; n < 2 && p && *p;) {
+        p += strspn(p, "/");
+        if (*p == '\0')
+            break;
+        seg[n] = p;
+        len[n] = strcspn(p, "/");
+        p += len[n++];
+    }
+    if (n < 2)
+        return 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const route_t *rt = &routes[i];
+        if (!(rt->flags & ROUTE_POLICY) || rt->pattern[0] == NULL || rt->pattern[1] == NULL)
+            continue;
+        if (strlen(rt->pattern[0]) == len[0] && memcmp(rt->pattern[0], seg[0], len[0]) == 0 &&
+            strlen(rt->pattern[1]) == len[1] && memcmp(rt->pattern[1], seg[1], len[1]) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 void edge_route(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
@@ -342,6 +415,8 @@ struct conn_ctx {
     int deferred;          /* the handler called edge_defer (its thread only) */
     int needs_lookup;      /* edge_respond_lookup: run again on a lookup thread
                             * (the handler's thread only, before it returns) */
+    int policy;            /* the path is a policy route's (path_is_policy) */
+    int lane_half;         /* queued as a ROUTE_LANE_HALF request */
     atomic_int arms;       /* deferred: server + completion; the last resumes */
     edge_server_t *server;
     int64_t started_us;
@@ -388,11 +463,21 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, edge_t *e,
     MHD_add_response_header(r, "Content-Type", resp->content_type ? resp->content_type
                                                                   : "application/json");
     /* no-store unless the handler chose a cache policy (the JWKS) */
-    int cache_set = 0;
-    for (size_t i = 0; i < resp->nheaders; i++)
+    int cache_set = 0, decision_set = 0;
+    for (size_t i = 0; i < resp->nheaders; i++) {
         cache_set |= strncasecmp(resp->headers[i], "Cache-Control:", 14) == 0;
+        decision_set |= strncasecmp(resp->headers[i], "X-Policy-Decision:", 18) == 0;
+    }
     if (!cache_set)
         MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* A policy route fails closed on every path (REVIEW11 L2): an answer
+     * that is not 2xx says deny even when no handler ran (framing, 413,
+     * 404/405, a full lane), so a gateway reading only this header never
+     * takes a refusal for a pass. */
+    const conn_ctx_t *owner = resp->server_ctx;
+    if (owner != NULL && owner->policy && (resp->status < 200 || resp->status > 299) &&
+        !decision_set)
+        MHD_add_response_header(r, "X-Policy-Decision", "deny");
     for (size_t i = 0; i < resp->nheaders; i++) {
         char *colon = strchr(resp->headers[i], ':');
         if (colon == NULL)
@@ -468,6 +553,63 @@ static int refuse_early(edge_t *e, struct MHD_Connection *conn, const conn_ctx_t
     edge_respond_error(resp, too_large ? 413 : 400, why, "%s", h.detail);
 refused:
     edge_add_header(resp, "Connection", "close");
+    return 1;
+}
+
+/* What refuse_duplicate_headers counts: the headers a policy decision
+ * reads, each of which must come at most once. */
+typedef struct policy_headers {
+    unsigned authorization, content_digest;
+    const char *original[16];   /* the distinct X-Original-* names seen */
+    size_t noriginal;
+    char detail[128];
+} policy_headers_t;
+
+/* edge_header_fn: stops at the first name seen twice (detail says which). */
+static int count_policy_header(void *ctx, const char *name, const char *value) {
+    (void)value;
+    policy_headers_t *h = ctx;
+    if (strcasecmp(name, "Authorization") == 0) {
+        if (h->authorization++ == 0)
+            return 0;
+    } else if (strcasecmp(name, "Content-Digest") == 0) {
+        if (h->content_digest++ == 0)
+            return 0;
+    } else if (strncasecmp(name, "X-Original-", 11) != 0) {
+        return 0;
+    } else {
+        size_t i = 0;
+        while (i < h->noriginal && strcasecmp(h->original[i], name) != 0)
+            i++;
+        if (i == h->noriginal && i < sizeof h->original / sizeof h->original[0]) {
+            h->original[h->noriginal++] = name;
+            return 0;
+        }
+        if (i == h->noriginal) {
+            snprintf(h->detail, sizeof h->detail, "more than %zu distinct X-Original-* headers",
+                     i);
+            return 1;
+        }
+    }
+    snprintf(h->detail, sizeof h->detail, "%.64s is sent more than once", name);
+    return 1;
+}
+
+/* REVIEW11 L1: on a policy route, the decision reads the first
+ * Authorization, Content-Digest and X-Original-* value, while a proxy or
+ * upstream behind the gateway may read another: a request that names one
+ * of them twice is refused (400 duplicate_header; send_response adds the
+ * deny).  Returns 1 with resp filled when refused.  O(header fields). */
+static int refuse_duplicate_headers(const edge_request_t *req, edge_response_t *resp) {
+    const route_t *rt = route_find(req, NULL);
+    if (rt == NULL || !(rt->flags & ROUTE_POLICY))
+        return 0;
+    policy_headers_t h;
+    memset(&h, 0, sizeof h);
+    if (edge_request_headers(req, count_policy_header, &h) == 0)
+        return 0;
+    resp->route = rt->name;
+    edge_respond_error(resp, 400, GOV_REASON_DUPLICATE_HEADER, "%s", h.detail);
     return 1;
 }
 
@@ -583,13 +725,51 @@ void edge_deferred_finish(edge_deferred_t *d) {
     atomic_fetch_sub(&s->deferred, 1);
 }
 
-/* Queues cc for a lookup thread and suspends its connection; 0 when the
- * queue is full or the pool is stopping (then the caller answers 503). */
-static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
-    lookup_pool_t *lp = &s->lookups;
+/* An episode of refusals ends after this long without one. */
+#define LANE_EPISODE_GAP_US (1000 * 1000)
+
+/* Logs the start (WARN) or the end (INFO) of a lane's queue-full episode;
+ * called outside the lane's mutex. */
+static void lane_episode_log(const lookup_pool_t *lp, int start, const char *route,
+                             uint64_t refused) {
+    char cap[24], n[24];
+    snprintf(cap, sizeof cap, "%zu", lp->capacity);
+    snprintf(n, sizeof n, "%llu", (unsigned long long)refused);
+    if (start)
+        gov_log(GOV_LOG_WARN, "lookup lane full: refusing lookups (503 lookup_capacity)", "lane",
+                lp->name, "route", route, "queue", cap, (const char *)NULL);
+    else
+        gov_log(GOV_LOG_INFO, "lookup lane accepts again", "lane", lp->name, "refused", n,
+                (const char *)NULL);
+}
+
+/* Queues cc for a thread of lane lp and suspends its connection; 0 when the
+ * queue is full - for a half request (ROUTE_LANE_HALF), when half of it
+ * (at least 1) holds half requests already - or the lane is stopping (then
+ * the caller answers 503).  Counts edge_lookups_total or
+ * edge_lookup_queue_full_total for route, and logs one WARN per queue-full
+ * episode. */
+static int lookup_enqueue(lookup_pool_t *lp, conn_ctx_t *cc, const char *route, int half) {
+    edge_server_t *s = lp->server;
+    size_t half_max = lp->capacity / 2 > 0 ? lp->capacity / 2 : 1;
     pthread_mutex_lock(&lp->mu);
-    if (lp->stopping || lp->queued >= (size_t)s->edge->cfg.lookup_queue) {
+    if (lp->stopping) {
         pthread_mutex_unlock(&lp->mu);
+        return 0;
+    }
+    if (lp->queued >= lp->capacity || (half && lp->queued_half >= half_max)) {
+        int64_t now = gov_mono_micros();
+        int start = !lp->full || now - lp->last_refused_us > LANE_EPISODE_GAP_US;
+        if (start) {
+            lp->full = 1;
+            lp->refused = 0;
+        }
+        lp->refused++;
+        lp->last_refused_us = now;
+        pthread_mutex_unlock(&lp->mu);
+        gov_metric_inc(s->m_queue_full, (const char *[]){route}, 1);
+        if (start)
+            lane_episode_log(lp, 1, route, 0);
         return 0;
     }
     /* Suspended before a lookup thread can see it, so the resume that
@@ -602,16 +782,20 @@ static int lookup_enqueue(edge_server_t *s, conn_ctx_t *cc) {
         lp->head = cc;
     lp->tail = cc;
     lp->queued++;
+    cc->lane_half = half;
+    lp->queued_half += (size_t)half;
     pthread_cond_signal(&lp->cv);
     pthread_mutex_unlock(&lp->mu);
+    gov_metric_inc(s->m_lookups, (const char *[]){route}, 1);
     return 1;
 }
 
-/* A lookup thread: runs queued lookups until the pool stops and the queue
- * is empty (every suspended connection is resumed before it exits). */
+/* A lookup thread of lane arg: runs queued lookups until the lane stops
+ * and its queue is empty (every suspended connection is resumed before it
+ * exits). */
 static void *lookup_main(void *arg) {
-    edge_server_t *s = arg;
-    lookup_pool_t *lp = &s->lookups;
+    lookup_pool_t *lp = arg;
+    edge_server_t *s = lp->server;
     on_lookup_thread = 1;
     for (;;) {
         pthread_mutex_lock(&lp->mu);
@@ -626,7 +810,16 @@ static void *lookup_main(void *arg) {
         if (lp->head == NULL)
             lp->tail = NULL;
         lp->queued--;
+        lp->queued_half -= (size_t)cc->lane_half;
+        uint64_t refused = 0;
+        int ended = lp->full && gov_mono_micros() - lp->last_refused_us > LANE_EPISODE_GAP_US;
+        if (ended) {
+            lp->full = 0;
+            refused = lp->refused;
+        }
         pthread_mutex_unlock(&lp->mu);
+        if (ended)
+            lane_episode_log(lp, 0, NULL, refused);
         edge_route(s->edge, &cc->req, &cc->resp);
         if (cc->deferred) {
             deferred_drop_arm(cc); /* the completion answers (or did) */
@@ -635,6 +828,26 @@ static void *lookup_main(void *arg) {
         cc->answered = 1;
         MHD_resume_connection(cc->conn); /* its mutex orders the writes above */
     }
+}
+
+/* Initializes lane lp of s and starts its threads; on failure (errbuf
+ * filled) the threads started so far run until lookup_pool_stop. */
+static gov_err_t lookup_pool_start(edge_server_t *s, lookup_pool_t *lp, const char *name,
+                                   long threads, long capacity, char *errbuf, size_t errbuf_size) {
+    lp->server = s;
+    lp->name = name;
+    lp->threads = gov_calloc((size_t)threads, sizeof *lp->threads);
+    if (lp->threads == NULL)
+        return GOV_ERR_NOMEM;
+    lp->capacity = (size_t)capacity;
+    for (long i = 0; i < threads; i++) {
+        if (pthread_create(&lp->threads[i], NULL, lookup_main, lp) != 0) {
+            snprintf(errbuf, errbuf_size, "cannot start %s lookup thread %ld", name, i);
+            return GOV_ERR_INTERNAL;
+        }
+        lp->nthreads++;
+    }
+    return GOV_OK;
 }
 
 static void lookup_pool_stop(lookup_pool_t *lp) {
@@ -678,6 +891,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_NO; /* the URI callback was out of memory: close */
     if (!cc->headers_checked) {
         cc->headers_checked = 1;
+        cc->policy = path_is_policy(url);
         /* Answered now or never early: an answer queued here is sent
          * without reading the body (and the connection is closed after). */
         if (refuse_early(e, conn, cc, &cc->resp))
@@ -720,6 +934,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else if (split_path(url, req) != 0) {
         resp->route = "invalid_path";
         edge_respond_error(resp, 400, GOV_REASON_INVALID_PATH, "the request path is not acceptable");
+    } else if (refuse_duplicate_headers(req, resp)) {
+        /* resp holds the 400 (policy routes only) */
     } else {
         const route_t *rt = route_find(req, NULL);
         int queue = rt && rt->lookup == 1;
@@ -738,11 +954,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         }
         if (queue) {
-            if (lookup_enqueue(s, cc))
+            const char *route = rt ? rt->name : "unknown";
+            lookup_pool_t *lane = rt && (rt->flags & ROUTE_POLICY) ? &s->policy : &s->lookups;
+            if (lookup_enqueue(lane, cc, route, rt && (rt->flags & ROUTE_LANE_HALF)))
                 return MHD_YES; /* resumed with cc->answered set */
-            resp->route = rt ? rt->name : "unknown";
-            edge_respond_error(resp, 503, GOV_REASON_DECISION_STORE_UNAVAILABLE,
-                               "too many lookups waiting; try again");
+            response_clear(resp);
+            resp->route = route;
+            if (rt && (rt->flags & ROUTE_OAUTH))
+                edge_respond_oauth_error(resp, 503, GOV_REASON_LOOKUP_CAPACITY,
+                                         "too many lookups waiting; try again");
+            else
+                edge_respond_error(resp, 503, GOV_REASON_LOOKUP_CAPACITY,
+                                   "too many lookups waiting; try again");
+            edge_add_header(resp, "Retry-After", "1");
         }
     }
     return send_response(conn, e, resp, cc->started_us);
@@ -808,23 +1032,31 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
     if (s == NULL)
         return GOV_ERR_NOMEM;
     s->edge = e;
-    lookup_pool_t *lp = &s->lookups;
-    pthread_mutex_init(&lp->mu, NULL);
-    pthread_cond_init(&lp->cv, NULL);
-    gov_err_t err = GOV_OK;
-    lp->threads = gov_calloc((size_t)e->cfg.lookup_threads, sizeof *lp->threads);
-    if (lp->threads == NULL) {
-        err = GOV_ERR_NOMEM;
+    lookup_pool_t *const lanes[] = {&s->lookups, &s->policy};
+    for (size_t i = 0; i < 2; i++) {
+        pthread_mutex_init(&lanes[i]->mu, NULL);
+        pthread_cond_init(&lanes[i]->cv, NULL);
+    }
+    gov_err_t err = GOV_ERR_NOMEM;
+    s->m_lookups = gov_metrics_counter(e->metrics, "edge_lookups_total",
+        "Requests queued to a lookup lane (they wait on Redis), by route.", 1,
+        (const char *[]){"route"});
+    s->m_queue_full = gov_metrics_counter(e->metrics, "edge_lookup_queue_full_total",
+        "Requests refused (503 lookup_capacity) because their lookup lane's queue was full, "
+        "by route.", 1, (const char *[]){"route"});
+    if (s->m_lookups == NULL || s->m_queue_full == NULL) {
+        snprintf(errbuf, errbuf_size, "cannot register the lookup metrics");
         goto fail;
     }
-    for (long i = 0; i < e->cfg.lookup_threads; i++) {
-        if (pthread_create(&lp->threads[i], NULL, lookup_main, s) != 0) {
-            snprintf(errbuf, errbuf_size, "cannot start lookup thread %ld", i);
-            err = GOV_ERR_INTERNAL;
-            goto fail;
-        }
-        lp->nthreads++;
-    }
+    /* Two lanes: a flood of one route family (token endpoints, which
+     * anyone can call) cannot fill the queue of the gateway's check. */
+    err = lookup_pool_start(s, &s->lookups, "general", e->cfg.lookup_threads,
+                            e->cfg.lookup_queue, errbuf, errbuf_size);
+    if (err == GOV_OK)
+        err = lookup_pool_start(s, &s->policy, "policy", e->cfg.policy_lookup_threads,
+                                e->cfg.policy_lookup_queue, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        goto fail;
     unsigned timeout_s = (unsigned)((e->cfg.connection_timeout_ms + 999) / 1000);
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
@@ -846,9 +1078,11 @@ gov_err_t edge_server_start(edge_t *e, edge_server_t **out, char *errbuf, size_t
     *out = s;
     return GOV_OK;
 fail:
-    lookup_pool_stop(lp);
-    pthread_cond_destroy(&lp->cv);
-    pthread_mutex_destroy(&lp->mu);
+    for (size_t i = 0; i < 2; i++) {
+        lookup_pool_stop(lanes[i]);
+        pthread_cond_destroy(&lanes[i]->cv);
+        pthread_mutex_destroy(&lanes[i]->mu);
+    }
     gov_free(s);
     return err;
 }
@@ -902,8 +1136,11 @@ void edge_server_stop(edge_server_t *s) {
         }
     }
     lookup_pool_stop(&s->lookups);
+    lookup_pool_stop(&s->policy);
     MHD_stop_daemon(s->daemon);
     pthread_cond_destroy(&s->lookups.cv);
     pthread_mutex_destroy(&s->lookups.mu);
+    pthread_cond_destroy(&s->policy.cv);
+    pthread_mutex_destroy(&s->policy.mu);
     gov_free(s);
 }

@@ -10,7 +10,8 @@
  * the lookup threads): they read the client and the token status from
  * Redis through this thread's connection (gov_state_identity).  Issue runs
  * on the HTTP thread when the client's record is in the client cache
- * (client_cache_ttl), else on a lookup thread that reads it (server.c,
+ * (client_cache_ttl) or its id is cached as absent (or cannot be an id),
+ * else on a lookup thread of the general lane that reads it (server.c,
  * LOOKUP_ON_DEMAND).
  * Issuance is fail-closed and asynchronous (edge_token_mint, shared with
  * /v1/sessions/start): the token is signed, its TokenIssued
@@ -134,9 +135,19 @@ static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
  * (under load that round trip, not the signature, bounded issuance: each
  * blocking read waits for the scheduler on a busy machine).  Direct-mapped
  * by a hash of the client id, one mutex held only to copy; a slot holds a
- * record that was found in Redis (never an unknown client).  The cost: a
- * client removed (or whose secret changed) in Redis keeps being accepted
- * by this edge for up to client_cache_ttl; 0 disables the cache. */
+ * record that was found in Redis.  The cost: a client removed (or whose
+ * secret changed) in Redis keeps being accepted by this edge for up to
+ * client_cache_ttl; 0 disables the cache.
+ * Unknown ids are cached too, apart (REVIEW11 H2, L4): an id whose read
+ * answered "no such client" (or a record that did not verify, which is
+ * refused the same way) is answered 401 from the absent cache for
+ * client_cache_ttl with no lookup, so repeating an unknown id takes no
+ * lookup thread and costs what a known one costs (no timing tells them
+ * apart).  Only a read that succeeded fills it - a Redis error caches
+ * nothing - and it has its own slots, so a flood of random ids evicts
+ * other absent ids, never a known client's record.  The cost: a client
+ * registered right after an edge saw its id as unknown is refused by that
+ * edge for up to client_cache_ttl. */
 #define CLIENT_CACHE_SLOTS 1024
 
 typedef struct cached_client {
@@ -145,14 +156,42 @@ typedef struct cached_client {
     int64_t until_us;
 } cached_client_t;
 
+typedef struct absent_client {
+    char id[GOV_JWT_CLIENT_ID_MAX + 1];
+    int64_t until_us;
+} absent_client_t;
+
 static cached_client_t client_cache[CLIENT_CACHE_SLOTS];
+static absent_client_t absent_cache[CLIENT_CACHE_SLOTS];
 static pthread_mutex_t client_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static cached_client_t *cache_slot(const char *id) {
+static size_t cache_index(const char *id) {
     uint32_t h = 2166136261u;   /* FNV-1a */
     for (const unsigned char *q = (const unsigned char *)id; *q; q++)
         h = (h ^ *q) * 16777619u;
-    return &client_cache[h % CLIENT_CACHE_SLOTS];
+    return h % CLIENT_CACHE_SLOTS;
+}
+
+static cached_client_t *cache_slot(const char *id) { return &client_cache[cache_index(id)]; }
+
+/* 1 when id is cached as absent and fresh. */
+static int cache_absent(const char *id) {
+    absent_client_t *a = &absent_cache[cache_index(id)];
+    pthread_mutex_lock(&client_cache_mu);
+    int hit = strcmp(a->id, id) == 0 && gov_mono_micros() < a->until_us;
+    pthread_mutex_unlock(&client_cache_mu);
+    return hit;
+}
+
+/* Records that a successful read found no (verified) client id. */
+static void cache_absent_put(edge_t *e, const char *id) {
+    if (e->cfg.client_cache_ttl_ms <= 0)
+        return;
+    absent_client_t *a = &absent_cache[cache_index(id)];
+    pthread_mutex_lock(&client_cache_mu);
+    snprintf(a->id, sizeof a->id, "%s", id);
+    a->until_us = gov_mono_micros() + e->cfg.client_cache_ttl_ms * 1000;
+    pthread_mutex_unlock(&client_cache_mu);
 }
 
 /* Copies rec's strings into out; 0, or -1 when out of memory (out cleared). */
@@ -198,7 +237,10 @@ static void cache_put(edge_t *e, const char *id, const gov_state_identity_client
     if (client_rec_copy(rec, &copy) != 0)
         return;
     cached_client_t *c = cache_slot(id);
+    absent_client_t *a = &absent_cache[cache_index(id)];
     pthread_mutex_lock(&client_cache_mu);
+    if (strcmp(a->id, id) == 0)
+        a->until_us = 0;   /* found since: no longer absent */
     gov_state_identity_client_clear(&c->rec);
     c->rec = copy;
     snprintf(c->id, sizeof c->id, "%s", id);
@@ -221,15 +263,19 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
         edge_add_header(resp, "WWW-Authenticate", "Basic realm=\"gov-edge\"");
         return GOV_ERR_VERIFY;
     }
-    char eb[256];
-    int long_id = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX;
-    if (!long_id && !edge_on_lookup_thread() && !cache_get(p->client_id, c)) {
+    char eb[256], key[GOV_STATE_KEY_MAX];
+    /* An id no client can have, or one a read just found absent: no read,
+     * and so no lookup thread (the same 401 as an unknown id, below). */
+    int absent = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX ||
+                 gov_state_identity_client_key(p->client_id, key) != GOV_OK ||
+                 cache_absent(p->client_id);
+    if (!absent && !edge_on_lookup_thread() && !cache_get(p->client_id, c)) {
         edge_respond_lookup(resp);
         return GOV_ERR_UNAVAILABLE;
     }
-    gov_redis_t *r = c->found ? NULL : edge_thread_redis(e);
-    if (c->found || long_id) {
-        /* cached, or an id no client can have: no read */
+    gov_redis_t *r = c->found || absent ? NULL : edge_thread_redis(e);
+    if (c->found || absent) {
+        /* cached, known or absent: no read */
     } else if (r == NULL) {
         edge_respond_oauth_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
                                  "the client store cannot be read");
@@ -245,8 +291,10 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
                                      "the client store cannot be read");
             return GOV_ERR_UNAVAILABLE;
         }
-        if (gerr == GOV_OK)
+        if (gerr == GOV_OK && c->found)
             cache_put(e, p->client_id, c);
+        else if (gerr == GOV_OK)
+            cache_absent_put(e, p->client_id);
     }
     char given[SECRET_HASH_LEN + 1];
     secret_hash(p->client_secret, given);
@@ -326,11 +374,13 @@ static gov_err_t token_client_live(edge_t *e, gov_redis_t *r, const gov_jwt_clai
     if (c->client_id[0] && cache_fresh(c->client_id))
         return GOV_OK;
     gov_err_t err = GOV_ERR_INVALID_ARG;   /* no client_id: no client */
-    if (c->client_id[0])
+    if (c->client_id[0] && !cache_absent(c->client_id))
         err = edge_identity_client_get(e, r, c->client_id, &rec, eb, ebs);
     int found = err == GOV_OK && rec.found;
     if (found)
         cache_put(e, c->client_id, &rec);
+    else if (err == GOV_OK)
+        cache_absent_put(e, c->client_id);
     gov_state_identity_client_clear(&rec);
     if (err != GOV_OK && err != GOV_ERR_INVALID_ARG)
         return GOV_ERR_UNAVAILABLE;

@@ -211,7 +211,10 @@
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
     X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
     /* gov-edge stopping (server.c, REVIEW11 M4) */ \
-    X(SHUTTING_DOWN, "shutting_down", "the edge is stopping: a request that would await Kafka acknowledgements is refused (503); try another replica")
+    X(SHUTTING_DOWN, "shutting_down", "the edge is stopping: a request that would await Kafka acknowledgements is refused (503); try another replica") \
+    /* gov-edge lookup lanes and policy-route headers (server.c, REVIEW11 H2, L1, L2) */ \
+    X(LOOKUP_CAPACITY, "lookup_capacity", "the lookup lane of the route has its queue full: answered 503 at once, nothing was looked up") \
+    X(DUPLICATE_HEADER, "duplicate_header", "a policy route got Authorization, Content-Digest or an X-Original-* header more than once")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -46,6 +46,7 @@
 #include "gov_signature.h"
 #include "gov_rulepack.h"
 #include "gov_state.h"
+#include "gov_state_identity.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -1747,4 +1748,34 @@ void itest_client_register(const char *tenant, const char *scopes, char *id, siz
             fail_msg("client %s was never accepted by the stack's edge", id);
         itest_sleep_ms(100);
     }
+static const char *client_probe;
+
+static int client_materialized(void *opaque) {
+    (void)opaque;
+    gov_state_identity_client_rec_t c;
+    char eb[256];
+    int found = gov_state_identity_client_get(itest_redis(), client_probe, &c, eb, sizeof eb) ==
+                    GOV_OK && c.found;
+    gov_state_identity_client_clear(&c);
+    return found;
+}
+
+void itest_client_add(const char *const *extra_env, const char *tenants, const char *scopes,
+                      char *id, char *secret, size_t size, int timeout_ms) {
+    char out[1024], err[4096];
+    int rc = itest_govctl(extra_env, (const char *const[]){"clients", "add", "--tenants", tenants,
+                                                           "--scopes", scopes, NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    const char *i = json_string_value(json_object_get(o, "client_id"));
+    const char *sec = json_string_value(json_object_get(o, "client_secret"));
+    if (i == NULL || sec == NULL)
+        fail_msg("govctl clients add printed no client_id/client_secret: %s", out);
+    snprintf(id, size, "%s", i);
+    snprintf(secret, size, "%s", sec);
+    json_decref(o);
+    client_probe = id;
+    if (itest_wait_for(client_materialized, NULL, timeout_ms, 50) < 0)
+        fail_msg("client %s was not materialized by the stack's gov-identity", id);
 }

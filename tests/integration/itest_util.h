@@ -449,5 +449,15 @@ int itest_component_is(const json_t *readyz, const char *name, const char *state
  * the test otherwise. */
 void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
                            char authz[512]);
+/* --- clients ------------------------------------------------------------------ */
+
+/* Registers a client with `govctl clients add --tenants tenants --scopes
+ * scopes` (extra_env as itest_govctl, e.g. GOV_KAFKA_BROKERS), its id and
+ * secret into id/secret (each of size bytes), then waits up to timeout_ms
+ * until the stack's gov-identity materialized it in Redis (read directly,
+ * not through an edge, which would cache the id as absent).  Fails the test
+ * otherwise. */
+void itest_client_add(const char *const *extra_env, const char *tenants, const char *scopes,
+                      char *id, char *secret, size_t size, int timeout_ms);
 
 #endif /* ITEST_UTIL_H */
