@@ -1720,34 +1720,6 @@ int itest_kafka_blackhole(int *port) {
     return fd;
 }
 
-void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
-                           char authz[512]) {
-    char brokers[200], out[1024], err[4096], secret[128];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    int rc = itest_govctl((const char *const[]){brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", tenant, "--scopes",
-                                                scopes, NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    snprintf(id, id_size, "%s", json_string_value(json_object_get(o, "client_id")));
-    snprintf(secret, sizeof secret, "%s", json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
-    itest_basic_auth(id, secret, authz);
-    int edge_port = 0;
-    if (sscanf(itest_env("GOV_EDGE_URL", "http://127.0.0.1:8700"), "http://%*[^:]:%d",
-               &edge_port) != 1)
-        fail_msg("GOV_EDGE_URL is not http://host:port");
-    int64_t give_up = gov_mono_micros() + 60 * 1000000LL;
-    static char raw[16384];
-    while (itest_http_post_raw(edge_port, "/v1/tokens/issue", "application/x-www-form-urlencoded",
-                               authz, "grant_type=client_credentials", NULL, raw,
-                               sizeof raw) != 200) {
-        if (gov_mono_micros() > give_up)
-            fail_msg("client %s was never accepted by the stack's edge", id);
-        itest_sleep_ms(100);
-    }
 static const char *client_probe;
 
 static int client_materialized(void *opaque) {
@@ -1778,4 +1750,30 @@ void itest_client_add(const char *const *extra_env, const char *tenants, const c
     client_probe = id;
     if (itest_wait_for(client_materialized, NULL, timeout_ms, 50) < 0)
         fail_msg("client %s was not materialized by the stack's gov-identity", id);
+}
+
+void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
+                           char authz[512]) {
+    char brokers[200], secret[128], cid[128];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    itest_client_add((const char *const[]){brokers, NULL}, tenant, scopes, cid, secret,
+                     sizeof cid, 60 * 1000);
+    snprintf(id, id_size, "%s", cid);
+    itest_basic_auth(cid, secret, authz);
+    /* materialized in Redis; the stack's edge may still hold the id as
+     * absent for client_cache_ttl, so wait until it issues */
+    int edge_port = 0;
+    if (sscanf(itest_env("GOV_EDGE_URL", "http://127.0.0.1:8700"), "http://%*[^:]:%d",
+               &edge_port) != 1)
+        fail_msg("GOV_EDGE_URL is not http://host:port");
+    int64_t give_up = gov_mono_micros() + 60 * 1000000LL;
+    static char raw[16384];
+    while (itest_http_post_raw(edge_port, "/v1/tokens/issue", "application/x-www-form-urlencoded",
+                               authz, "grant_type=client_credentials", NULL, raw,
+                               sizeof raw) != 200) {
+        if (gov_mono_micros() > give_up)
+            fail_msg("client %s was never accepted by the stack's edge", cid);
+        itest_sleep_ms(100);
+    }
 }
