@@ -28,6 +28,7 @@
  * an auth subrequest: the decision binds the Content-Digest, and the
  * upstream checks the body against it).
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -37,6 +38,7 @@
 #include "edge_identity.h"
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_time.h"
 
@@ -44,6 +46,11 @@
 #define AUTHZ_PREFIX "/v1/authz"
 #define REALM "soma-governance"
 #define GRACE_MAX 16
+/* The gateway credential: the header the gateway's check location sets
+ * (deploy/nginx/gateway.conf.in), and the bounds of its value. */
+#define CREDENTIAL_HEADER "X-Gov-Gateway-Credential"
+#define CREDENTIAL_MIN 32
+#define CREDENTIAL_MAX 256
 
 /* Fills resp with a refusal that says deny: the error body, status, and
  * X-Policy-Decision: deny. */
@@ -97,15 +104,60 @@ static void original_of(const edge_request_t *req, authz_original_t *o) {
         o->transfer_encoding = edge_request_header(req, "X-Original-Transfer-Encoding");
         return;
     }
-    /* Envoy ext_authz: the original method on <prefix><original path>,
+    /* Envoy ext_authz: the original method on <prefix><original target>,
      * which is never the bare prefix: a bare /v1/authz without
      * X-Original-URI is a gateway that forgot to say what it asks about,
-     * refused (o->uri stays NULL) rather than taken for "/". */
-    if (strncmp(req->path, AUTHZ_PREFIX "/", sizeof AUTHZ_PREFIX) != 0)
+     * refused (o->uri stays NULL) rather than taken for "/".  The raw
+     * target, query included (review 11, M3): the same prompt as nginx's
+     * X-Original-URI gives for the same request. */
+    if (req->target == NULL || strncmp(req->target, AUTHZ_PREFIX "/", sizeof AUTHZ_PREFIX) != 0)
         return;
     o->method = req->method;
-    o->uri = req->path + strlen(AUTHZ_PREFIX);
-    o->uri_decoded = 1;
+    o->uri = req->target + strlen(AUTHZ_PREFIX);
+}
+
+gov_err_t edge_authz_init(edge_t *e, char *errbuf, size_t errbuf_size) {
+    const char *path = e->cfg.authz_gateway_credential_file;
+    e->authz_credential = NULL;
+    if (path == NULL || path[0] == '\0')
+        return GOV_OK;
+    char *s = NULL;
+    size_t n = 0;
+    gov_err_t err = gov_file_read(path, CREDENTIAL_MAX + 1, GOV_FILE_SECRET, &s, &n, errbuf,
+                                  errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    if (n > 0 && s[n - 1] == '\n')
+        s[--n] = '\0';
+    int ok = n >= CREDENTIAL_MIN && n <= CREDENTIAL_MAX &&
+             strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+/=-") == n;
+    if (!ok) {
+        OPENSSL_cleanse(s, n);
+        gov_free(s);
+        snprintf(errbuf, errbuf_size, "%s: the gateway credential must be one line of %d-%d "
+                 "bytes of [A-Za-z0-9._~+/=-]", path, CREDENTIAL_MIN, CREDENTIAL_MAX);
+        return GOV_ERR_INVALID_ARG;
+    }
+    e->authz_credential = s;
+    return GOV_OK;
+}
+
+void edge_authz_fini(edge_t *e) {
+    if (e->authz_credential) {
+        OPENSSL_cleanse(e->authz_credential, strlen(e->authz_credential));
+        gov_free(e->authz_credential);
+        e->authz_credential = NULL;
+    }
+}
+
+/* 1 when the check carries the configured gateway credential (or none is
+ * configured).  Compared in constant time over the configured length. */
+static int from_gateway(const edge_t *e, const edge_request_t *req) {
+    if (e->authz_credential == NULL)
+        return 1;
+    const char *got = edge_request_header(req, CREDENTIAL_HEADER);
+    size_t n = strlen(e->authz_credential);
+    return got != NULL && strlen(got) == n && CRYPTO_memcmp(got, e->authz_credential, n) == 0;
 }
 
 /* The tenant's current constitution hash into out ("" when none) and its
@@ -131,6 +183,13 @@ static size_t constitution_now(edge_t *e, const char *tenant, char *out, size_t 
 static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     char eb[512];
     gov_reason_t why = GOV_REASON_NONE;
+    if (!from_gateway(e, req)) {
+        /* a client that reached /v1/authz past the gateway (review 11, M1):
+         * no token is looked at, nothing is decided or logged */
+        deny(resp, 403, GOV_REASON_AUTHZ_GATEWAY_CREDENTIAL_INVALID,
+             "/v1/authz answers the gateway only (" CREDENTIAL_HEADER ")");
+        return "deny";
+    }
     const char *token = bearer(req->authorization);
     if (token == NULL) {
         unauthenticated(resp, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");

@@ -209,7 +209,10 @@
     X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
     X(INVALID_TOKEN, "invalid_token", "alias of authz_token_missing, no longer answered (was: no bearer token at /v1/sessions/start)") \
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
-    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify")
+    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
+    /* the gateway paths (gov-edge authz_api.c, review 11 M1/M6) */ \
+    X(AUTHZ_GATEWAY_CREDENTIAL_INVALID, "authz_gateway_credential_invalid", "a /v1/authz check without the gateway credential (X-Gov-Gateway-Credential) this edge is configured with: only the gateway may ask (403)") \
+    X(AUTHZ_PARENT_REVOKED, "authz_parent_revoked", "the session token's bearer (the token that started the session) is revoked, expired or unknown: its sessions end with it (401)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

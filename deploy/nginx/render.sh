@@ -11,6 +11,13 @@
 #   AUTHZ_TIMEOUT    send/read timeout of the check (default 2s)
 #   CONNECT_TIMEOUT  connect timeout to gov-edge (default 1s)
 #
+# GOV_GATEWAY_CREDENTIAL_FILE (optional): a file holding the gateway credential
+# (one line, 32-256 bytes of [A-Za-z0-9._~+/=-]) that gov-edge requires of
+# /v1/authz (its authz_gateway_credential_file, the same file). It is written
+# to PREFIX/gateway-credential.conf (0600), which the check location includes;
+# the value is never in the repository nor in nginx.conf. Unset: the check
+# sends the header empty (an edge without a credential ignores it).
+#
 # Prints the path of the configuration written (PREFIX/nginx.conf). Run it:
 #   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log -g 'daemon off; master_process off;'
 set -euo pipefail
@@ -26,6 +33,17 @@ done
   || { echo "render.sh: PREFIX must be an absolute path without spaces or quotes" >&2; exit 2; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mkdir -p "$prefix/tmp"
+credential=""
+if [[ -n ${GOV_GATEWAY_CREDENTIAL_FILE:-} ]]; then
+  credential="$(head -c 300 "$GOV_GATEWAY_CREDENTIAL_FILE")" \
+    || { echo "render.sh: cannot read GOV_GATEWAY_CREDENTIAL_FILE" >&2; exit 2; }
+  [[ $credential =~ ^[A-Za-z0-9._~+/=-]{32,256}$ ]] \
+    || { echo "render.sh: GOV_GATEWAY_CREDENTIAL_FILE must hold one line of 32-256 bytes of [A-Za-z0-9._~+/=-]" >&2; exit 2; }
+fi
+( umask 077
+  printf '# written by deploy/nginx/render.sh: the gateway credential of /v1/authz\nproxy_set_header X-Gov-Gateway-Credential "%s";\n' \
+    "$credential" >"$prefix/gateway-credential.conf.tmp" )
+mv -f "$prefix/gateway-credential.conf.tmp" "$prefix/gateway-credential.conf"
 tmp="$prefix/nginx.conf.tmp"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@LISTEN@|$listen|g" -e "s|@EDGE@|$edge|g" \
     -e "s|@UPSTREAM@|$upstream|g" -e "s|@AUTHZ_TIMEOUT@|$timeout|g" \

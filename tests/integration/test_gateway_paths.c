@@ -1,0 +1,351 @@
+/* test_gateway_paths.c - the request paths of the stack's nginx gateway and
+ * gov-edge's /v1/authz (review 11: M1, M2, M3), against the running stack:
+ * its nginx (GOV_GATEWAY_URL), its gov-edge (GOV_EDGE_URL, configured by
+ * deploy/stack.sh with the gateway credential var/gateway/credential), its
+ * counting upstream ("upstream-stack", 8781 + GOV_PORT_OFFSET), Kafka, Redis
+ * and gov-audit's chain audit:{demo}.
+ *
+ * Nothing private runs here: the subject is the stack's own gateway as an
+ * operator deploys it.  What is this test's own is the client it registers
+ * and the session token it starts through the gateway: every decision made
+ * for that token carries its jti as session_id, so the audit chain is read
+ * for that jti only.
+ * What an operator would check:
+ *   - M1: /v1/authz/.., /v1/authz/%2e%2e and /v1/authz/../evaluate through
+ *     nginx with a valid session token and a spoofed X-Original-URI answer
+ *     400 (invalid_path) with no decision id; /v1/authz at the edge without
+ *     the gateway credential answers 403 authz_gateway_credential_invalid
+ *     with no decision; with it, it decides;
+ *   - M2: /public/../admin, //admin, /%2561dmin (a path that is not its own
+ *     canonical form) and /x?q=rm+-rf+/ (the demo pack's destructive command
+ *     once form-decoded) through nginx: 403 and the upstream count unchanged;
+ *   - M3: the Envoy form at the edge, GET /v1/authz/x?q=rm%20-rf%20/: the
+ *     query is evaluated, 403 deny;
+ *   - the audit chain holds a PolicyDecision for this token's jti exactly
+ *     for the answers that carried a decision id, none for the probes.
+ * Every wait is on an observable outcome, bounded.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gov_util.h"
+#include "itest_util.h"
+
+#define TENANT "demo"
+#define WAIT_MS 30000
+#define FORM "application/x-www-form-urlencoded"
+#define MAX_IDS 32
+
+static int gw_port, edge_port, upstream_port;
+static char client_id[128], client_secret[128], start_tok[4096];
+static char session_tok[4096], session_jti[64], auth[4200], credential[300];
+static char decision_ids[MAX_IDS][64];
+static size_t n_decision_ids;
+
+/* --- helpers ---------------------------------------------------------------------- */
+
+/* The port of an "http://host:port" setting of var/stack.env. */
+static int port_of(const char *name, const char *fallback) {
+    const char *url = itest_env(name, fallback);
+    const char *colon = strrchr(url, ':');
+    assert_non_null(colon);
+    return atoi(colon + 1);
+}
+
+static json_t *body_of(const char *raw) {
+    const char *b = strstr(raw, "\r\n\r\n");
+    return b ? json_loads(b + 4, 0, NULL) : NULL;
+}
+
+/* The error code of a JSON error answer into out ("" when none). */
+static void error_code_of(const char *raw, char *out, size_t size) {
+    json_t *j = body_of(raw);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    snprintf(out, size, "%s", c ? c : "");
+    json_decref(j);
+}
+
+/* Keeps the answer's X-Policy-Decision-Id, if it has one, for the chain check. */
+static void keep_decision_id(const char *raw) {
+    char id[64];
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    if (id[0] == '\0')
+        return;
+    assert_true(gov_uuid_v7_valid(id));
+    assert_true(n_decision_ids < MAX_IDS);
+    snprintf(decision_ids[n_decision_ids++], sizeof decision_ids[0], "%s", id);
+}
+
+static long upstream_requests(void) {
+    json_t *j = itest_upstream_counts(upstream_port, "upstream-stack");
+    long n = (long)json_integer_value(json_object_get(j, "requests"));
+    json_decref(j);
+    return n;
+}
+
+static int got_start_token(void *opaque) {
+    (void)opaque;
+    char basic[512], raw[16384];
+    itest_basic_auth(client_id, client_secret, basic);
+    int st = itest_raw_post(edge_port, "/v1/tokens/issue", FORM, basic,
+                            "grant_type=client_credentials&scope=sessions:start", raw, sizeof raw);
+    json_t *j = body_of(raw);
+    const char *t = json_string_value(json_object_get(j, "access_token"));
+    int ok = st == 200 && t;
+    if (ok)
+        snprintf(start_tok, sizeof start_tok, "%s", t);
+    json_decref(j);
+    return ok;
+}
+
+/* --- set-up ----------------------------------------------------------------------- */
+
+static int setup(void **state) {
+    (void)state;
+    gw_port = port_of("GOV_GATEWAY_URL", "http://127.0.0.1:8780");
+    edge_port = port_of("GOV_EDGE_URL", "http://127.0.0.1:8700");
+    upstream_port = 8781 + atoi(itest_env("GOV_PORT_OFFSET", "0"));
+    size_t clen = 0;
+    char *c = itest_read_file(itest_path("var/gateway/credential"), &clen);
+    if (c == NULL || clen == 0 || clen >= sizeof credential) {
+        fprintf(stderr, "no var/gateway/credential: the stack was not started by deploy/stack.sh\n");
+        free(c);
+        return -1;
+    }
+    snprintf(credential, sizeof credential, "%.*s", (int)strcspn(c, "\r\n"), c);
+    free(c);
+
+    char brokers[256], out[1024], err[4096];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
+                                                "sessions:start", NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    snprintf(client_id, sizeof client_id, "%s", json_string_value(json_object_get(o, "client_id")));
+    snprintf(client_secret, sizeof client_secret, "%s",
+             json_string_value(json_object_get(o, "client_secret")));
+    json_decref(o);
+    /* the stack's gov-identity materializes the client; its edge reads it */
+    if (itest_wait_for(got_start_token, NULL, WAIT_MS, 100) < 0) {
+        fprintf(stderr, "client %s was never accepted by the stack's edge\n", client_id);
+        return -1;
+    }
+    /* a session started through the gateway: its token is what passes it */
+    static char raw[32768];
+    char authz[4200];
+    snprintf(authz, sizeof authz, "Bearer %s", start_tok);
+    int st = itest_raw_post(gw_port, "/v1/sessions/start", "application/json", authz,
+                            "{\"tenant\":\"" TENANT "\",\"session_id\":\"gwpaths-1\",\"user\":"
+                            "\"u-gwpaths\",\"role\":\"analyst\",\"prompt\":\"weather in Paris\"}",
+                            raw, sizeof raw);
+    if (st != 201) {
+        fprintf(stderr, "sessions/start through nginx answered %d: %s\n", st, raw);
+        return -1;
+    }
+    json_t *j = body_of(raw);
+    snprintf(session_tok, sizeof session_tok, "%s",
+             json_string_value(json_object_get(j, "token")));
+    snprintf(session_jti, sizeof session_jti, "%s",
+             json_string_value(json_object_get(j, "session_id")));
+    json_decref(j);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", session_tok);
+    return session_tok[0] && gov_uuid_v7_valid(session_jti) ? 0 : -1;
+}
+
+/* --- M1: /v1/authz is the gateway's only ------------------------------------------ */
+
+/* Dot segments reach the edge as sent (nginx routes them to location /v1/):
+ * refused before any route, no decision. */
+static void test_dot_segments_refused(void **state) {
+    (void)state;
+    static const char *const targets[] = {"/v1/authz/..", "/v1/authz/%2e%2e",
+                                          "/v1/authz/../evaluate", "/v1/authz/%2E%2e/x"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        char raw[16384], hdrs[4800], id[64], code[64];
+        snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: DELETE\r\n"
+                 "X-Original-URI: /admin/users\r\n", auth);
+        int st = itest_http_request(gw_port, "GET", targets[i], hdrs, NULL, raw, sizeof raw);
+        if (st != 400 && st != 404)
+            fail_msg("%s through nginx: want 400/404, got %d: %s", targets[i], st, raw);
+        itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+        if (id[0] != '\0')
+            fail_msg("%s: a decision was made (%s)", targets[i], id);
+        error_code_of(raw, code, sizeof code);
+        if (st == 400 && strcmp(code, "invalid_path") != 0)
+            fail_msg("%s: want invalid_path, got '%s': %s", targets[i], code, raw);
+    }
+}
+
+/* The edge itself: a check without the gateway credential is refused before
+ * the token is looked at; with it, the same check is decided. */
+static void test_credential_required(void **state) {
+    (void)state;
+    char raw[16384], hdrs[4800], id[64], code[64], decision[32];
+    snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: /api/items\r\n",
+             auth);
+    int st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+    if (st != 403)
+        fail_msg("/v1/authz without the credential: want 403, got %d: %s", st, raw);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_gateway_credential_invalid");
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "deny");
+    itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+    assert_string_equal(id, "");
+    /* a wrong one of the right length is refused the same way */
+    char wrong[300];
+    snprintf(wrong, sizeof wrong, "%s", credential);
+    wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+    snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: /api/items\r\n"
+             "X-Gov-Gateway-Credential: %s\r\n", auth, wrong);
+    st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+    assert_int_equal(st, 403);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_gateway_credential_invalid");
+    /* the gateway's credential: decided (allow) */
+    snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: /api/items\r\n"
+             "X-Gov-Gateway-Credential: %s\r\n", auth, credential);
+    st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+    if (st != 200)
+        fail_msg("/v1/authz with the credential: want 200, got %d: %s", st, raw);
+    keep_decision_id(raw);
+}
+
+/* --- M2: the policy decides the path the upstream resolves ------------------------ */
+
+static void test_non_canonical_targets_denied(void **state) {
+    (void)state;
+    static const struct {
+        const char *target, *code;
+    } cases[] = {
+        {"/public/../admin", "authz_original_request_invalid"},
+        {"//admin", "authz_original_request_invalid"},
+        {"/%2561dmin", "authz_original_request_invalid"},
+        {"/x?q=rm+-rf+/", NULL},   /* a decision: the demo pack denies it */
+    };
+    char raw[16384];
+    /* the counter counts: an allowed request reaches it */
+    long before = upstream_requests();
+    int st = itest_http_request(gw_port, "GET", "/api/items?q=weather", auth, NULL, raw,
+                                sizeof raw);
+    if (st != 200)
+        fail_msg("an allowed request through nginx: want 200, got %d: %s", st, raw);
+    keep_decision_id(raw);
+    assert_int_equal(upstream_requests(), before + 1);
+    before = upstream_requests();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char decision[32], id[64];
+        st = itest_http_request(gw_port, "GET", cases[i].target, auth, NULL, raw, sizeof raw);
+        if (st != 403)
+            fail_msg("%s through nginx: want 403, got %d: %s", cases[i].target, st, raw);
+        itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+        assert_string_equal(decision, "deny");
+        itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
+        if ((cases[i].code == NULL) != (id[0] != '\0'))
+            fail_msg("%s: decision id '%s' not as expected", cases[i].target, id);
+        keep_decision_id(raw);
+    }
+    assert_int_equal(upstream_requests(), before);
+}
+
+/* --- M3: the Envoy form evaluates the query --------------------------------------- */
+
+static void test_envoy_query_evaluated(void **state) {
+    (void)state;
+    char raw[16384], hdrs[4800], decision[32], code[64];
+    snprintf(hdrs, sizeof hdrs, "%sX-Gov-Gateway-Credential: %s\r\n", auth, credential);
+    int st = itest_http_request(edge_port, "GET", "/v1/authz/x?q=rm%20-rf%20/", hdrs, NULL, raw,
+                                sizeof raw);
+    if (st != 403)
+        fail_msg("Envoy form with a denied query: want 403, got %d: %s", st, raw);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "deny");
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "authz_denied");
+    keep_decision_id(raw);
+    /* the same path without the query passes: the query decided */
+    st = itest_http_request(edge_port, "GET", "/v1/authz/x?q=weather", hdrs, NULL, raw,
+                            sizeof raw);
+    if (st != 200)
+        fail_msg("Envoy form with a harmless query: want 200, got %d: %s", st, raw);
+    keep_decision_id(raw);
+}
+
+/* --- the audit chain ------------------------------------------------------------- */
+
+/* How many entries of audit:{TENANT} have a payload holding needle (and
+ * also, when not NULL); -1 when Redis did not answer. */
+static long chain_count(const char *needle, const char *also) {
+    char eb[256];
+    redisReply *r = NULL;
+    if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE audit:{" TENANT "} - +") !=
+        GOV_OK)
+        return -1;
+    long n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+            const char *val = fields->element[k + 1]->str;
+            if (strcmp(fields->element[k]->str, "payload") == 0 && strstr(val, needle) &&
+                (!also || strstr(val, also)))
+                n++;
+        }
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static int last_chained(void *opaque) {
+    (void)opaque;
+    char field[96];
+    snprintf(field, sizeof field, "\"decision_id\":\"%.63s\"", decision_ids[n_decision_ids - 1]);
+    return chain_count(field, NULL) > 0;
+}
+
+/* Runs last: every decision this token got is chained, and nothing else for
+ * its jti - the refused probes left no PolicyDecision behind. */
+static void test_chain_has_decided_only(void **state) {
+    (void)state;
+    /* a last allowed request through nginx: its decision is the barrier */
+    char raw[16384];
+    int st = itest_http_request(gw_port, "GET", "/api/items?q=last", auth, NULL, raw, sizeof raw);
+    assert_int_equal(st, 200);
+    keep_decision_id(raw);
+    long waited = itest_wait_for(last_chained, NULL, 60000, 100);
+    if (waited < 0)
+        fail_msg("decision %s is not in audit:{" TENANT "}", decision_ids[n_decision_ids - 1]);
+    char jti[96];
+    snprintf(jti, sizeof jti, "\"session_id\":\"%s\"", session_jti);
+    long n = chain_count(jti, "\"decision_id\"");
+    for (size_t i = 0; i < n_decision_ids; i++) {
+        char field[96];
+        snprintf(field, sizeof field, "\"decision_id\":\"%.63s\"", decision_ids[i]);
+        if (chain_count(field, jti) != 1)
+            fail_msg("decision %s is not chained once under jti %s", decision_ids[i],
+                     session_jti);
+    }
+    if (n != (long)n_decision_ids)
+        fail_msg("audit:{" TENANT "} holds %ld decisions for jti %s, want %zu (the probes "
+                 "left decisions)", n, session_jti, n_decision_ids);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dot_segments_refused),
+        cmocka_unit_test(test_credential_required),
+        cmocka_unit_test(test_non_canonical_targets_denied),
+        cmocka_unit_test(test_envoy_query_evaluated),
+        cmocka_unit_test(test_chain_has_decided_only),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
