@@ -59,19 +59,6 @@ static void deny(edge_response_t *resp, unsigned status, gov_reason_t why, const
     edge_add_header(resp, "X-Policy-Decision", "deny");
 }
 
-/* 401 with RFC 6750 section 3 WWW-Authenticate: no error attribute when no
- * token was sent, invalid_token with the reason code otherwise. */
-static void unauthenticated(edge_response_t *resp, gov_reason_t why, const char *msg) {
-    char h[160];
-    deny(resp, 401, why, msg);
-    if (why == GOV_REASON_AUTHZ_TOKEN_MISSING)
-        snprintf(h, sizeof h, "Bearer realm=\"%s\"", REALM);
-    else
-        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"invalid_token\", "
-                 "error_description=\"%s\"", REALM, gov_reason_code(why));
-    edge_add_header(resp, "WWW-Authenticate", h);
-}
-
 /* The token of "Authorization: Bearer <token>" (borrowed), or NULL. */
 static const char *bearer(const char *authz) {
     if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
@@ -80,6 +67,57 @@ static const char *bearer(const char *authz) {
     while (*authz == ' ')
         authz++;
     return *authz ? authz : NULL;
+}
+
+/* 1 when scope (space-separated) holds want. */
+static int scope_has(const char *scope, const char *want) {
+    size_t n = strlen(want);
+    for (const char *p = scope; p && *p;) {
+        const char *end = strchr(p, ' ');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == n && memcmp(p, want, n) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
+                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp) {
+    char eb[512], h[320];
+    gov_reason_t why = GOV_REASON_NONE;
+    const char *token = bearer(req->authorization);
+    if (token == NULL) {
+        /* RFC 6750 section 3: no error attribute when no token was sent */
+        deny(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
+        snprintf(h, sizeof h, "Bearer realm=\"%s\"", realm);
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    gov_err_t err = edge_token_check(e, token, 1, c, &why, eb, sizeof eb);
+    if (err == GOV_ERR_VERIFY) {
+        deny(resp, 401, why, eb);
+        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"invalid_token\", "
+                 "error_description=\"%s\"", realm, gov_reason_code(why));
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "the bearer token cannot be checked now", "path", req->path,
+                "error", eb, (const char *)NULL);
+        deny(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+             "the token cannot be checked now; denied");
+        return -1;
+    }
+    if (scope && scope[0] && !scope_has(c->scope, scope)) {
+        snprintf(eb, sizeof eb, "the token's scope lacks %s", scope);
+        deny(resp, 403, GOV_REASON_INSUFFICIENT_SCOPE, eb);
+        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"insufficient_scope\", "
+                 "scope=\"%.128s\"", realm, scope);
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    return 0;
 }
 
 /* edge_header_fn: stops at the first policy header, its name into ctx. */
@@ -190,25 +228,10 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
              "/v1/authz answers the gateway only (" CREDENTIAL_HEADER ")");
         return "deny";
     }
-    const char *token = bearer(req->authorization);
-    if (token == NULL) {
-        unauthenticated(resp, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
-        return "unauthenticated";
-    }
     gov_jwt_claims_t c;
-    gov_err_t err = edge_token_check(e, token, 1, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
-        unauthenticated(resp, why, eb);
-        return "unauthenticated";
-    }
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_WARN, "authz: the token cannot be checked now", "error", eb,
-                (const char *)NULL);
-        deny(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-             "the token cannot be checked now; denied");
-        return "error";
-    }
-
+    if (edge_bearer_check(e, req, REALM, e->cfg.authz_required_scope, &c, resp) != 0)
+        return resp->status == 401 ? "unauthenticated" : resp->status == 403 ? "deny" : "error";
+    gov_err_t err;
     char forged[128] = "";
     if (edge_request_headers(req, forged_header, forged) != 0) {
         char msg[192];

@@ -23,6 +23,7 @@
 #include "gov_admin.h"
 #include "gov_avro.h"
 #include "gov_constitution.h"
+#include "gov_jwt.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_micros.h"
@@ -229,6 +230,16 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
 /* Gateway authorization (authz_api.c): nginx auth_request and Envoy
  * ext_authz (HTTP service).  A lookup (edge_token_check reads Redis). */
 void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+/* The bearer prologue of /v1/authz and /v1/sessions/start (authz_api.c):
+ * the Authorization: Bearer token verified in full (edge_token_check: a
+ * lookup thread only) into *c, then its scope must hold `scope` (NULL or
+ * "": any).  0: verified.  -1: resp holds the refusal, always with
+ * X-Policy-Decision: deny - 401 authz_token_missing or the token's reason
+ * (WWW-Authenticate: Bearer realm="<realm>", with error="invalid_token" and
+ * error_description the reason for a bad token), 403 insufficient_scope
+ * (error="insufficient_scope", scope), 503 identity_store_unavailable. */
+int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
+                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp);
 /* Reads the gateway credential of authz_gateway_credential_file into
  * e->authz_credential (owned; edge_authz_fini wipes and frees it): one line
  * of 32-256 bytes of [A-Za-z0-9._~+/=-] (a trailing newline is dropped).

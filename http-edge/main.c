@@ -133,6 +133,7 @@ int main(int argc, char **argv) {
         GOV_CFG_DURATION("identity_refresh", "1s", 100, 600000, "period of the identity snapshot refresh (signing keys and JWKS from Redis)", &c->identity_refresh_ms),
         GOV_CFG_STRING("identity_trust_file", NULL, "identity trust, the file gov-identity reads: every signing key and client loaded from Redis is re-verified against it (signatures over the signed payload of its KeyRotated or ClientRegistered) before it is used or served in the JWKS", &c->identity_trust_file),
         GOV_CFG_STRING("authz_gateway_credential_file", NULL, "file holding the gateway credential (one line, 32-256 bytes): when set, /v1/authz answers only a check carrying it in X-Gov-Gateway-Credential (the nginx gateway's check location sets it; deploy/nginx/render.sh) and refuses any other with 403 authz_gateway_credential_invalid; unset: /v1/authz answers any caller (an edge not reachable but through the gateway)", &c->authz_gateway_credential_file),
+        GOV_CFG_STRING("authz_required_scope", "session", "the scope a bearer token must hold to pass /v1/authz (a session token from /v1/sessions/start holds \"session\"): any other token is refused 403 insufficient_scope; \"\": any verified token passes", &c->authz_required_scope),
         GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";

@@ -212,7 +212,7 @@
     X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
     /* the gateway paths (gov-edge authz_api.c, review 11 M1/M6) */ \
     X(AUTHZ_GATEWAY_CREDENTIAL_INVALID, "authz_gateway_credential_invalid", "a /v1/authz check without the gateway credential (X-Gov-Gateway-Credential) this edge is configured with: only the gateway may ask (403)") \
-    X(AUTHZ_PARENT_REVOKED, "authz_parent_revoked", "the session token's bearer (the token that started the session) is revoked, expired or unknown: its sessions end with it (401)")
+    X(TOKEN_PARENT_REVOKED, "token_parent_revoked", "the session token's parent (parent_jti: the bearer token that started the session) was revoked: its sessions end with it (401)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

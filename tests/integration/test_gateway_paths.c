@@ -21,6 +21,11 @@
  *     once form-decoded) through nginx: 403 and the upstream count unchanged;
  *   - M3: the Envoy form at the edge, GET /v1/authz/x?q=rm%20-rf%20/: the
  *     query is evaluated, 403 deny;
+ *   - M6: a client token (scope sessions:start, not "session") through nginx
+ *     is 403 insufficient_scope, nothing passes; a session started from a
+ *     5 s bearer is given at most 5 s and is refused (401 token_expired)
+ *     once the bearer expired (past the edge's leeway); revoking the bearer
+ *     ends its session at once (401 token_parent_revoked);
  *   - the audit chain holds a PolicyDecision for this token's jti exactly
  *     for the answers that carried a decision id, none for the probes.
  * Every wait is on an observable outcome, bounded.
@@ -34,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
 
@@ -281,6 +287,143 @@ static void test_envoy_query_evaluated(void **state) {
     keep_decision_id(raw);
 }
 
+/* --- M6: only sessions pass, and they end with their bearer ----------------------- */
+
+/* A bearer token of scope sessions:start (the client token, not a session)
+ * is refused at the gateway: 403 insufficient_scope, deny, nothing passes. */
+static void test_client_token_refused(void **state) {
+    (void)state;
+    char raw[16384], hdrs[4800], decision[32], www[256];
+    snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", start_tok);
+    long before = upstream_requests();
+    int st = itest_http_request(gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
+    if (st != 403)
+        fail_msg("a client token through nginx: want 403, got %d: %s", st, raw);
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "deny");
+    assert_int_equal(upstream_requests(), before);
+    /* the edge's answer itself names the reason */
+    snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\nX-Gov-Gateway-Credential: %s\r\n"
+             "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n", start_tok, credential);
+    st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+    assert_int_equal(st, 403);
+    char code[64];
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "insufficient_scope");
+    itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
+    assert_non_null(strstr(www, "error=\"insufficient_scope\""));
+}
+
+/* A client token of ttl seconds (a fresh client of its own) into tok, and
+ * its client's credentials into id/secret. */
+static void start_token_with_ttl(const char *ttl, char *tok, size_t size, char *id,
+                                 char *sec) {
+    char brokers[256], out[1024], err[4096], basic[512], raw[16384], form[128];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
+                                                "sessions:start", NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    snprintf(id, 128, "%s", json_string_value(json_object_get(o, "client_id")));
+    snprintf(sec, 128, "%s", json_string_value(json_object_get(o, "client_secret")));
+    json_decref(o);
+    itest_basic_auth(id, sec, basic);
+    snprintf(form, sizeof form, "grant_type=client_credentials&scope=sessions:start&ttl=%s", ttl);
+    int64_t end = gov_mono_micros() + (int64_t)WAIT_MS * 1000;
+    int st;
+    while ((st = itest_raw_post(edge_port, "/v1/tokens/issue", FORM, basic, form, raw,
+                                sizeof raw)) != 200 && gov_mono_micros() < end)
+        itest_sleep_ms(100);   /* until the stack's gov-identity materialized the client */
+    if (st != 200)
+        fail_msg("issue with ttl %s answered %d: %s", ttl, st, raw);
+    json_t *j = body_of(raw);
+    snprintf(tok, size, "%s", json_string_value(json_object_get(j, "access_token")));
+    json_decref(j);
+}
+
+/* A session started through nginx with bearer tok: its token and its
+ * expires_in. */
+static long start_session_with(const char *tok, char *out, size_t size) {
+    static char raw[32768];
+    char authz[4200];
+    snprintf(authz, sizeof authz, "Bearer %s", tok);
+    int st = itest_raw_post(gw_port, "/v1/sessions/start", "application/json", authz,
+                            "{\"tenant\":\"" TENANT "\",\"session_id\":\"gwpaths-2\",\"user\":"
+                            "\"u-gwpaths\",\"role\":\"analyst\",\"prompt\":\"weather\"}",
+                            raw, sizeof raw);
+    if (st != 201)
+        fail_msg("sessions/start through nginx answered %d: %s", st, raw);
+    json_t *j = body_of(raw);
+    snprintf(out, size, "%s", json_string_value(json_object_get(j, "token")));
+    long expires_in = (long)json_integer_value(json_object_get(j, "expires_in"));
+    json_decref(j);
+    return expires_in;
+}
+
+typedef struct refused_wait {
+    const char *tok;
+    int status;
+    char code[64];
+} refused_wait_t;
+
+/* 1 once the session token w->tok no longer passes the gateway (its status
+ * kept in w->status), with its reason as the edge gives it in w->code. */
+static int session_refused(void *opaque) {
+    refused_wait_t *w = opaque;
+    char raw[16384], hdrs[4800];
+    snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", w->tok);
+    w->status = itest_http_request(gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
+    if (w->status == 200)
+        return 0;
+    snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\nX-Gov-Gateway-Credential: %s\r\n"
+             "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n", w->tok, credential);
+    itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+    error_code_of(raw, w->code, sizeof w->code);
+    return 1;
+}
+
+/* A session never outlives its bearer: started from a 5 s bearer, it is
+ * given at most 5 s and is refused once the bearer expired (plus the
+ * edge's leeway). */
+static void test_session_ends_with_bearer_expiry(void **state) {
+    (void)state;
+    char tok[4096], id[128], sec[128], session[4096];
+    start_token_with_ttl("5", tok, sizeof tok, id, sec);
+    long expires_in = start_session_with(tok, session, sizeof session);
+    if (expires_in < 1 || expires_in > 5)
+        fail_msg("a session of a 5 s bearer is given %ld s", expires_in);
+    refused_wait_t w = {.tok = session};
+    assert_false(session_refused(&w));   /* it passes while the bearer lives */
+    long waited = itest_wait_for(session_refused, &w, 90000, 500);
+    if (waited < 0)
+        fail_msg("the session of an expired bearer still passes the gateway");
+    assert_int_equal(w.status, 401);
+    assert_string_equal(w.code, "token_expired");
+}
+
+/* Revoking the bearer ends its sessions: 401 token_parent_revoked. */
+static void test_session_ends_with_bearer_revocation(void **state) {
+    (void)state;
+    char tok[4096], id[128], sec[128], session[4096], basic[512], raw[16384], form[4200];
+    start_token_with_ttl("600", tok, sizeof tok, id, sec);
+    start_session_with(tok, session, sizeof session);
+    refused_wait_t w = {.tok = session};
+    assert_false(session_refused(&w));
+    itest_basic_auth(id, sec, basic);
+    snprintf(form, sizeof form, "token=%s", tok);
+    int st = itest_raw_post(edge_port, "/v1/tokens/revoke", FORM, basic, form, raw, sizeof raw);
+    if (st != 200)
+        fail_msg("revoke answered %d: %s", st, raw);
+    /* revoke answers once every replica refuses the token: at once */
+    assert_true(session_refused(&w));
+    assert_int_equal(w.status, 401);
+    assert_string_equal(w.code, "token_parent_revoked");
+}
+
 /* --- the audit chain ------------------------------------------------------------- */
 
 /* How many entries of audit:{TENANT} have a payload holding needle (and
@@ -345,6 +488,9 @@ int main(void) {
         cmocka_unit_test(test_credential_required),
         cmocka_unit_test(test_non_canonical_targets_denied),
         cmocka_unit_test(test_envoy_query_evaluated),
+        cmocka_unit_test(test_client_token_refused),
+        cmocka_unit_test(test_session_ends_with_bearer_revocation),
+        cmocka_unit_test(test_session_ends_with_bearer_expiry),
         cmocka_unit_test(test_chain_has_decided_only),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
