@@ -791,7 +791,13 @@ start_gateway() {
     return 0
   fi
   cp -f "$GATEWAY_PREFIX/nginx.conf" "$GATEWAY_PREFIX/nginx.conf.running" 2>/dev/null || true
+  # the per-address issuance limits are raised for this stack: its benchmark
+  # (bench/run.sh sessions-start-gateway-rate) starts 1,000 sessions/s from
+  # one address; render.sh's defaults are a production's
   GOV_GATEWAY_CREDENTIAL_FILE="$GATEWAY_CREDENTIAL" \
+    GOV_GATEWAY_ISSUE_RATE="${GOV_GATEWAY_ISSUE_RATE:-5000r/s}" \
+    GOV_GATEWAY_ISSUE_BURST="${GOV_GATEWAY_ISSUE_BURST:-5000}" \
+    GOV_GATEWAY_ISSUE_CONN="${GOV_GATEWAY_ISSUE_CONN:-4096}" \
     bash "$SCRIPT_DIR/nginx/render.sh" "$GATEWAY_PREFIX" "$HOST:$GATEWAY_PORT" \
     "$HOST:$(svc_port_of gov-edge)" "$upstream" >/dev/null || die "deploy/nginx/render.sh failed"
   if pid="$(running_pid nginx)"; then

@@ -77,7 +77,7 @@ static int in_grace(edge_t *e, const char *tenant, const char *hash) {
     size_t n = edge_identity_grace(e, tenant, g, 16);
     int64_t now_s = gov_now_micros() / 1000000;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(g[i].hash, hash) == 0 && g[i].until_s >= now_s)
+        if (strcmp(g[i].hash, hash) == 0 && now_s < g[i].until_s)   /* as gov_jwt, authz */
             return 1;
     return 0;
 }

@@ -212,7 +212,9 @@
     X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
     /* the gateway paths (gov-edge authz_api.c, review 11 M1/M6) */ \
     X(AUTHZ_GATEWAY_CREDENTIAL_INVALID, "authz_gateway_credential_invalid", "a /v1/authz check without the gateway credential (X-Gov-Gateway-Credential) this edge is configured with: only the gateway may ask (403)") \
-    X(TOKEN_PARENT_REVOKED, "token_parent_revoked", "the session token's parent (parent_jti: the bearer token that started the session) was revoked: its sessions end with it (401)")
+    X(TOKEN_PARENT_REVOKED, "token_parent_revoked", "the session token's parent (parent_jti: the bearer token that started the session) was revoked: its sessions end with it (401)") \
+    X(GATEWAY_RATE_LIMITED, "gateway_rate_limited", "the nginx gateway refused a token or session request over its per-address rate or connection limit: 429, X-Policy-Decision: deny (deploy/nginx)") \
+    X(GATEWAY_EDGE_UNAVAILABLE, "gateway_edge_unavailable", "the nginx gateway could not reach gov-edge for its own API (/v1/...): 503, X-Policy-Decision: deny (deploy/nginx)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -18,6 +18,11 @@
 # the value is never in the repository nor in nginx.conf. Unset: the check
 # sends the header empty (an edge without a credential ignores it).
 #
+# Per client address on /v1/tokens/ and /v1/sessions/ (limit_req, limit_conn):
+#   GOV_GATEWAY_ISSUE_RATE   requests per second, an nginx rate (default 50r/s)
+#   GOV_GATEWAY_ISSUE_BURST  requests above the rate taken at once (default 100)
+#   GOV_GATEWAY_ISSUE_CONN   requests in flight at once (default 64)
+#
 # Prints the path of the configuration written (PREFIX/nginx.conf). Run it:
 #   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log -g 'daemon off; master_process off;'
 set -euo pipefail
@@ -28,6 +33,11 @@ for v in "$listen" "$edge" "$upstream"; do
 done
 for v in "$timeout" "$connect"; do
   [[ $v =~ ^[0-9]+(ms|s)$ ]] || { echo "render.sh: $v is not an nginx time (e.g. 2s, 500ms)" >&2; exit 2; }
+done
+rate=${GOV_GATEWAY_ISSUE_RATE:-50r/s} burst=${GOV_GATEWAY_ISSUE_BURST:-100} conns=${GOV_GATEWAY_ISSUE_CONN:-64}
+[[ $rate =~ ^[1-9][0-9]{0,6}r/(s|m)$ ]] || { echo "render.sh: GOV_GATEWAY_ISSUE_RATE $rate is not an nginx rate (e.g. 50r/s)" >&2; exit 2; }
+for v in "$burst" "$conns"; do
+  [[ $v =~ ^[1-9][0-9]{0,6}$ ]] || { echo "render.sh: $v is not a positive count (GOV_GATEWAY_ISSUE_BURST, _CONN)" >&2; exit 2; }
 done
 [[ $prefix == /* && $prefix != *[[:space:]\;\'\"]* ]] \
   || { echo "render.sh: PREFIX must be an absolute path without spaces or quotes" >&2; exit 2; }
@@ -47,7 +57,8 @@ mv -f "$prefix/gateway-credential.conf.tmp" "$prefix/gateway-credential.conf"
 tmp="$prefix/nginx.conf.tmp"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@LISTEN@|$listen|g" -e "s|@EDGE@|$edge|g" \
     -e "s|@UPSTREAM@|$upstream|g" -e "s|@AUTHZ_TIMEOUT@|$timeout|g" \
-    -e "s|@AUTHZ_CONNECT_TIMEOUT@|$connect|g" "$here/gateway.conf.in" >"$tmp"
+    -e "s|@AUTHZ_CONNECT_TIMEOUT@|$connect|g" -e "s|@ISSUE_RATE@|$rate|g" \
+    -e "s|@ISSUE_BURST@|$burst|g" -e "s|@ISSUE_CONN@|$conns|g" "$here/gateway.conf.in" >"$tmp"
 if grep -q '@[A-Z_]*@' "$tmp"; then
   echo "render.sh: unfilled placeholders: $(grep -o '@[A-Z_]*@' "$tmp" | sort -u | tr '\n' ' ')" >&2
   exit 1

@@ -26,6 +26,10 @@
  *     5 s bearer is given at most 5 s and is refused (401 token_expired)
  *     once the bearer expired (past the edge's leeway); revoking the bearer
  *     ends its session at once (401 token_parent_revoked);
+ *   - nginx (two private ones from render.sh, named gwpaths-nginx-*, one
+ *     request/s and a burst of one): token issuance over the rate is 429
+ *     gateway_rate_limited with X-Policy-Decision: deny; with the edge
+ *     unreachable a session start is 503 gateway_edge_unavailable, deny;
  *   - the audit chain holds a PolicyDecision for this token's jti exactly
  *     for the answers that carried a decision id, none for the probes.
  * Every wait is on an observable outcome, bounded.
@@ -35,6 +39,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +429,75 @@ static void test_session_ends_with_bearer_revocation(void **state) {
     assert_string_equal(w.code, "token_parent_revoked");
 }
 
+/* --- nginx: issuance limited per address, the edge's absence a JSON deny ---------- */
+
+/* A private nginx from render.sh (prefix into dir) over edge_at_port with
+ * one request per second and a burst of one on /v1/tokens/ and
+ * /v1/sessions/; its port. */
+static int private_gateway(const char *what, int edge_at_port, pid_t *pid, char *dir,
+                           size_t dir_size) {
+    setenv("GOV_GATEWAY_ISSUE_RATE", "1r/s", 1);
+    setenv("GOV_GATEWAY_ISSUE_BURST", "1", 1);
+    setenv("GOV_GATEWAY_ISSUE_CONN", "4", 1);
+    int port = itest_free_port();
+    *pid = itest_gateway_start(what, edge_at_port, upstream_port, port, "2s", dir, dir_size);
+    unsetenv("GOV_GATEWAY_ISSUE_RATE");
+    unsetenv("GOV_GATEWAY_ISSUE_BURST");
+    unsetenv("GOV_GATEWAY_ISSUE_CONN");
+    return port;
+}
+
+/* Over its rate, token issuance through the gateway is refused by nginx
+ * itself: 429 gateway_rate_limited with X-Policy-Decision: deny. */
+static void test_issuance_rate_limited(void **state) {
+    (void)state;
+    char dir[256], raw[16384], basic[512], code[64], decision[32];
+    pid_t pid;
+    int port = private_gateway("gwpaths-nginx-limited", edge_port, &pid, dir, sizeof dir);
+    itest_basic_auth(client_id, client_secret, basic);
+    int limited = 0, passed = 0;
+    for (int i = 0; i < 6 && !limited; i++) {
+        int st = itest_raw_post(port, "/v1/tokens/issue", FORM, basic,
+                                "grant_type=client_credentials&scope=sessions:start", raw,
+                                sizeof raw);
+        if (st == 200) {
+            passed++;
+            continue;
+        }
+        if (st != 429)
+            fail_msg("issue through the limited gateway: want 200 or 429, got %d: %s", st, raw);
+        limited = 1;
+        error_code_of(raw, code, sizeof code);
+        assert_string_equal(code, "gateway_rate_limited");
+        itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+        assert_string_equal(decision, "deny");
+    }
+    assert_int_equal(itest_stop(pid, SIGTERM, 10000), 0);
+    itest_workdir_remove(dir);
+    assert_true(passed >= 1);   /* the limit is a rate, not a wall */
+    assert_true(limited);
+}
+
+/* The edge unreachable: a session start through the gateway is a JSON
+ * deny from nginx (503 gateway_edge_unavailable), not nginx's HTML 502. */
+static void test_edge_unreachable_json_deny(void **state) {
+    (void)state;
+    char dir[256], raw[16384], code[64], decision[32], authz[4200];
+    pid_t pid;
+    int port = private_gateway("gwpaths-nginx-noedge", itest_free_port(), &pid, dir, sizeof dir);
+    snprintf(authz, sizeof authz, "Bearer %s", start_tok);
+    int st = itest_raw_post(port, "/v1/sessions/start", "application/json", authz,
+                            "{\"tenant\":\"" TENANT "\"}", raw, sizeof raw);
+    assert_int_equal(itest_stop(pid, SIGTERM, 10000), 0);
+    itest_workdir_remove(dir);
+    if (st != 503)
+        fail_msg("sessions/start with the edge unreachable: want 503, got %d: %s", st, raw);
+    error_code_of(raw, code, sizeof code);
+    assert_string_equal(code, "gateway_edge_unavailable");
+    itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
+    assert_string_equal(decision, "deny");
+}
+
 /* --- the audit chain ------------------------------------------------------------- */
 
 /* How many entries of audit:{TENANT} have a payload holding needle (and
@@ -491,6 +565,8 @@ int main(void) {
         cmocka_unit_test(test_client_token_refused),
         cmocka_unit_test(test_session_ends_with_bearer_revocation),
         cmocka_unit_test(test_session_ends_with_bearer_expiry),
+        cmocka_unit_test(test_issuance_rate_limited),
+        cmocka_unit_test(test_edge_unreachable_json_deny),
         cmocka_unit_test(test_chain_has_decided_only),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
