@@ -100,19 +100,67 @@ static long upstream_requests(void) {
     return n;
 }
 
-static int got_start_token(void *opaque) {
-    (void)opaque;
-    char basic[512], raw[16384];
-    itest_basic_auth(client_id, client_secret, basic);
-    int st = itest_raw_post(edge_port, "/v1/tokens/issue", FORM, basic,
-                            "grant_type=client_credentials&scope=sessions:start", raw, sizeof raw);
+/* Registers a client of TENANT with the scope sessions:start (govctl, as the
+ * stack's identity operator); its id and secret into id and sec (128 B). */
+static void register_client(char *id, char *sec) {
+    char brokers[256], out[1024], err[4096];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
+                                                "sessions:start", NULL},
+                          out, sizeof out, err, sizeof err);
+    itest_expect_ok(rc, err, __LINE__);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    snprintf(id, 128, "%s", json_string_value(json_object_get(o, "client_id")));
+    snprintf(sec, 128, "%s", json_string_value(json_object_get(o, "client_secret")));
+    json_decref(o);
+}
+
+typedef struct issue_wait {
+    const char *id, *sec, *ttl;   /* ttl may be NULL: the edge's default */
+    char *tok;
+    size_t size;
+} issue_wait_t;
+
+/* 1 once the stack's edge issued w->id a token of scope sessions:start (into
+ * w->tok): the stack's gov-identity materialized the client. */
+static int got_token(void *opaque) {
+    issue_wait_t *w = opaque;
+    char basic[512], raw[16384], form[128];
+    itest_basic_auth(w->id, w->sec, basic);
+    snprintf(form, sizeof form, "grant_type=client_credentials&scope=sessions:start%s%s",
+             w->ttl ? "&ttl=" : "", w->ttl ? w->ttl : "");
+    int st = itest_raw_post(edge_port, "/v1/tokens/issue", FORM, basic, form, raw, sizeof raw);
     json_t *j = body_of(raw);
     const char *t = json_string_value(json_object_get(j, "access_token"));
     int ok = st == 200 && t;
     if (ok)
-        snprintf(start_tok, sizeof start_tok, "%s", t);
+        snprintf(w->tok, w->size, "%s", t);
     json_decref(j);
     return ok;
+}
+
+/* A session started through nginx with bearer tok: its token into out, its
+ * session_id into jti (64 B, may be NULL); returns its expires_in. */
+static long start_session_with(const char *tok, char *out, size_t size, char *jti) {
+    static char raw[32768];
+    char authz[4200];
+    snprintf(authz, sizeof authz, "Bearer %s", tok);
+    int st = itest_raw_post(gw_port, "/v1/sessions/start", "application/json", authz,
+                            "{\"tenant\":\"" TENANT "\",\"session_id\":\"gwpaths\",\"user\":"
+                            "\"u-gwpaths\",\"role\":\"analyst\",\"prompt\":\"weather\"}",
+                            raw, sizeof raw);
+    if (st != 201)
+        fail_msg("sessions/start through nginx answered %d: %s", st, raw);
+    json_t *j = body_of(raw);
+    snprintf(out, size, "%s", json_string_value(json_object_get(j, "token")));
+    if (jti)
+        snprintf(jti, 64, "%s", json_string_value(json_object_get(j, "session_id")));
+    long expires_in = (long)json_integer_value(json_object_get(j, "expires_in"));
+    json_decref(j);
+    return expires_in;
 }
 
 /* --- set-up ----------------------------------------------------------------------- */
@@ -132,43 +180,14 @@ static int setup(void **state) {
     snprintf(credential, sizeof credential, "%.*s", (int)strcspn(c, "\r\n"), c);
     free(c);
 
-    char brokers[256], out[1024], err[4096];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    int rc = itest_govctl((const char *const[]){brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
-                                                "sessions:start", NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    assert_non_null(o);
-    snprintf(client_id, sizeof client_id, "%s", json_string_value(json_object_get(o, "client_id")));
-    snprintf(client_secret, sizeof client_secret, "%s",
-             json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
-    /* the stack's gov-identity materializes the client; its edge reads it */
-    if (itest_wait_for(got_start_token, NULL, WAIT_MS, 100) < 0) {
+    register_client(client_id, client_secret);
+    issue_wait_t w = {client_id, client_secret, NULL, start_tok, sizeof start_tok};
+    if (itest_wait_for(got_token, &w, WAIT_MS, 100) < 0) {
         fprintf(stderr, "client %s was never accepted by the stack's edge\n", client_id);
         return -1;
     }
     /* a session started through the gateway: its token is what passes it */
-    static char raw[32768];
-    char authz[4200];
-    snprintf(authz, sizeof authz, "Bearer %s", start_tok);
-    int st = itest_raw_post(gw_port, "/v1/sessions/start", "application/json", authz,
-                            "{\"tenant\":\"" TENANT "\",\"session_id\":\"gwpaths-1\",\"user\":"
-                            "\"u-gwpaths\",\"role\":\"analyst\",\"prompt\":\"weather in Paris\"}",
-                            raw, sizeof raw);
-    if (st != 201) {
-        fprintf(stderr, "sessions/start through nginx answered %d: %s\n", st, raw);
-        return -1;
-    }
-    json_t *j = body_of(raw);
-    snprintf(session_tok, sizeof session_tok, "%s",
-             json_string_value(json_object_get(j, "token")));
-    snprintf(session_jti, sizeof session_jti, "%s",
-             json_string_value(json_object_get(j, "session_id")));
-    json_decref(j);
+    start_session_with(start_tok, session_tok, sizeof session_tok, session_jti);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", session_tok);
     return session_tok[0] && gov_uuid_v7_valid(session_jti) ? 0 : -1;
 }
@@ -320,53 +339,13 @@ static void test_client_token_refused(void **state) {
 }
 
 /* A client token of ttl seconds (a fresh client of its own) into tok, and
- * its client's credentials into id/secret. */
+ * its client's credentials into id/secret (128 B). */
 static void start_token_with_ttl(const char *ttl, char *tok, size_t size, char *id,
                                  char *sec) {
-    char brokers[256], out[1024], err[4096], basic[512], raw[16384], form[128];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    int rc = itest_govctl((const char *const[]){brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
-                                                "sessions:start", NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    assert_non_null(o);
-    snprintf(id, 128, "%s", json_string_value(json_object_get(o, "client_id")));
-    snprintf(sec, 128, "%s", json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
-    itest_basic_auth(id, sec, basic);
-    snprintf(form, sizeof form, "grant_type=client_credentials&scope=sessions:start&ttl=%s", ttl);
-    int64_t end = gov_mono_micros() + (int64_t)WAIT_MS * 1000;
-    int st;
-    while ((st = itest_raw_post(edge_port, "/v1/tokens/issue", FORM, basic, form, raw,
-                                sizeof raw)) != 200 && gov_mono_micros() < end)
-        itest_sleep_ms(100);   /* until the stack's gov-identity materialized the client */
-    if (st != 200)
-        fail_msg("issue with ttl %s answered %d: %s", ttl, st, raw);
-    json_t *j = body_of(raw);
-    snprintf(tok, size, "%s", json_string_value(json_object_get(j, "access_token")));
-    json_decref(j);
-}
-
-/* A session started through nginx with bearer tok: its token and its
- * expires_in. */
-static long start_session_with(const char *tok, char *out, size_t size) {
-    static char raw[32768];
-    char authz[4200];
-    snprintf(authz, sizeof authz, "Bearer %s", tok);
-    int st = itest_raw_post(gw_port, "/v1/sessions/start", "application/json", authz,
-                            "{\"tenant\":\"" TENANT "\",\"session_id\":\"gwpaths-2\",\"user\":"
-                            "\"u-gwpaths\",\"role\":\"analyst\",\"prompt\":\"weather\"}",
-                            raw, sizeof raw);
-    if (st != 201)
-        fail_msg("sessions/start through nginx answered %d: %s", st, raw);
-    json_t *j = body_of(raw);
-    snprintf(out, size, "%s", json_string_value(json_object_get(j, "token")));
-    long expires_in = (long)json_integer_value(json_object_get(j, "expires_in"));
-    json_decref(j);
-    return expires_in;
+    register_client(id, sec);
+    issue_wait_t w = {id, sec, ttl, tok, size};
+    if (itest_wait_for(got_token, &w, WAIT_MS, 100) < 0)
+        fail_msg("client %s got no token of ttl %s", id, ttl);
 }
 
 typedef struct refused_wait {
@@ -398,7 +377,7 @@ static void test_session_ends_with_bearer_expiry(void **state) {
     (void)state;
     char tok[4096], id[128], sec[128], session[4096];
     start_token_with_ttl("5", tok, sizeof tok, id, sec);
-    long expires_in = start_session_with(tok, session, sizeof session);
+    long expires_in = start_session_with(tok, session, sizeof session, NULL);
     if (expires_in < 1 || expires_in > 5)
         fail_msg("a session of a 5 s bearer is given %ld s", expires_in);
     refused_wait_t w = {.tok = session};
@@ -415,7 +394,7 @@ static void test_session_ends_with_bearer_revocation(void **state) {
     (void)state;
     char tok[4096], id[128], sec[128], session[4096], basic[512], raw[16384], form[4200];
     start_token_with_ttl("600", tok, sizeof tok, id, sec);
-    start_session_with(tok, session, sizeof session);
+    start_session_with(tok, session, sizeof session, NULL);
     refused_wait_t w = {.tok = session};
     assert_false(session_refused(&w));
     itest_basic_auth(id, sec, basic);
