@@ -221,9 +221,10 @@ static size_t constitution_now(edge_t *e, const char *tenant, char *out, size_t 
 static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     char eb[512];
     gov_reason_t why = GOV_REASON_NONE;
-    if (!from_gateway(e, req)) {
+    if (bearer(req->authorization) != NULL && !from_gateway(e, req)) {
         /* a client that reached /v1/authz past the gateway (review 11, M1):
-         * no token is looked at, nothing is decided or logged */
+         * no token is looked at, nothing is decided or logged (without any
+         * token it is the 401 below, as RFC 6750 wants, also cheap) */
         deny(resp, 403, GOV_REASON_AUTHZ_GATEWAY_CREDENTIAL_INVALID,
              "/v1/authz answers the gateway only (" CREDENTIAL_HEADER ")");
         return "deny";
