@@ -616,6 +616,19 @@ identity_trust_env() {
   echo "GOV_IDENTITY_OPERATOR_KEY_FILE=${GOV_IDENTITY_OPERATOR_KEY_FILE:-$IDENTITY_DIR/$IDENTITY_SIGNER.key}"
 }
 
+# The gateway credential (review 11, M1): a random secret that the stack's
+# gov-edge requires of /v1/authz (GOV_AUTHZ_GATEWAY_CREDENTIAL_FILE, set for
+# gov-edge only) and that only the nginx gateway's check location sends
+# (render.sh, GOV_GATEWAY_CREDENTIAL_FILE). Kept across restarts, 0600.
+GATEWAY_CREDENTIAL="$VAR/gateway/credential"
+ensure_gateway_credential() {
+  [[ -s $GATEWAY_CREDENTIAL ]] && return 0
+  mkdir -p "$(dirname "$GATEWAY_CREDENTIAL")"
+  chmod 0700 "$(dirname "$GATEWAY_CREDENTIAL")"
+  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$GATEWAY_CREDENTIAL.tmp" )
+  mv -f "$GATEWAY_CREDENTIAL.tmp" "$GATEWAY_CREDENTIAL"
+}
+
 # --- stack.env ------------------------------------------------------------------
 
 write_env() {
@@ -709,6 +722,7 @@ start_services() {
       # gov-edge signs tokens with keys of the stack's file key store
       # (GOV_SIGNER_KEY_DIR from the env file, ensure_key_store); a key signs
       # once `govctl keys rotate` published it (bootstrap_signing_key)
+      [[ $name == gov-edge ]] && export GOV_AUTHZ_GATEWAY_CREDENTIAL_FILE="$GATEWAY_CREDENTIAL"
       spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
     STARTED_SERVICES+=("$name"); waiting+=("$line")
   done
@@ -777,7 +791,14 @@ start_gateway() {
     return 0
   fi
   cp -f "$GATEWAY_PREFIX/nginx.conf" "$GATEWAY_PREFIX/nginx.conf.running" 2>/dev/null || true
-  bash "$SCRIPT_DIR/nginx/render.sh" "$GATEWAY_PREFIX" "$HOST:$GATEWAY_PORT" \
+  # the per-address issuance limits are raised for this stack: its benchmark
+  # (bench/run.sh sessions-start-gateway-rate) starts 1,000 sessions/s from
+  # one address; render.sh's defaults are a production's
+  GOV_GATEWAY_CREDENTIAL_FILE="$GATEWAY_CREDENTIAL" \
+    GOV_GATEWAY_ISSUE_RATE="${GOV_GATEWAY_ISSUE_RATE:-5000r/s}" \
+    GOV_GATEWAY_ISSUE_BURST="${GOV_GATEWAY_ISSUE_BURST:-5000}" \
+    GOV_GATEWAY_ISSUE_CONN="${GOV_GATEWAY_ISSUE_CONN:-4096}" \
+    bash "$SCRIPT_DIR/nginx/render.sh" "$GATEWAY_PREFIX" "$HOST:$GATEWAY_PORT" \
     "$HOST:$(svc_port_of gov-edge)" "$upstream" >/dev/null || die "deploy/nginx/render.sh failed"
   if pid="$(running_pid nginx)"; then
     if cmp -s "$GATEWAY_PREFIX/nginx.conf" "$GATEWAY_PREFIX/nginx.conf.running"; then
@@ -866,6 +887,7 @@ cmd_start() {
   ensure_softhsm
   ensure_key_store
   ensure_identity_trust
+  ensure_gateway_credential
   ensure_topics
   ensure_topic_configs
   write_env

@@ -28,6 +28,7 @@
  * an auth subrequest: the decision binds the Content-Digest, and the
  * upstream checks the body against it).
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -37,6 +38,7 @@
 #include "edge_identity.h"
 #include "gov_alloc.h"
 #include "gov_canon.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_time.h"
 
@@ -44,25 +46,17 @@
 #define AUTHZ_PREFIX "/v1/authz"
 #define REALM "soma-governance"
 #define GRACE_MAX 16
+/* The gateway credential: the header the gateway's check location sets
+ * (deploy/nginx/gateway.conf.in), and the bounds of its value. */
+#define CREDENTIAL_HEADER "X-Gov-Gateway-Credential"
+#define CREDENTIAL_MIN 32
+#define CREDENTIAL_MAX 256
 
 /* Fills resp with a refusal that says deny: the error body, status, and
  * X-Policy-Decision: deny. */
 static void deny(edge_response_t *resp, unsigned status, gov_reason_t why, const char *msg) {
     edge_respond_error(resp, status, why, "%s", msg);
     edge_add_header(resp, "X-Policy-Decision", "deny");
-}
-
-/* 401 with RFC 6750 section 3 WWW-Authenticate: no error attribute when no
- * token was sent, invalid_token with the reason code otherwise. */
-static void unauthenticated(edge_response_t *resp, gov_reason_t why, const char *msg) {
-    char h[160];
-    deny(resp, 401, why, msg);
-    if (why == GOV_REASON_AUTHZ_TOKEN_MISSING)
-        snprintf(h, sizeof h, "Bearer realm=\"%s\"", REALM);
-    else
-        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"invalid_token\", "
-                 "error_description=\"%s\"", REALM, gov_reason_code(why));
-    edge_add_header(resp, "WWW-Authenticate", h);
 }
 
 /* The token of "Authorization: Bearer <token>" (borrowed), or NULL. */
@@ -73,6 +67,57 @@ static const char *bearer(const char *authz) {
     while (*authz == ' ')
         authz++;
     return *authz ? authz : NULL;
+}
+
+/* 1 when scope (space-separated) holds want. */
+static int scope_has(const char *scope, const char *want) {
+    size_t n = strlen(want);
+    for (const char *p = scope; p && *p;) {
+        const char *end = strchr(p, ' ');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == n && memcmp(p, want, n) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
+                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp) {
+    char eb[512], h[320];
+    gov_reason_t why = GOV_REASON_NONE;
+    const char *token = bearer(req->authorization);
+    if (token == NULL) {
+        /* RFC 6750 section 3: no error attribute when no token was sent */
+        deny(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
+        snprintf(h, sizeof h, "Bearer realm=\"%s\"", realm);
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    gov_err_t err = edge_token_check(e, token, 1, c, &why, eb, sizeof eb);
+    if (err == GOV_ERR_VERIFY) {
+        deny(resp, 401, why, eb);
+        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"invalid_token\", "
+                 "error_description=\"%s\"", realm, gov_reason_code(why));
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_WARN, "the bearer token cannot be checked now", "path", req->path,
+                "error", eb, (const char *)NULL);
+        deny(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
+             "the token cannot be checked now; denied");
+        return -1;
+    }
+    if (scope && scope[0] && !scope_has(c->scope, scope)) {
+        snprintf(eb, sizeof eb, "the token's scope lacks %s", scope);
+        deny(resp, 403, GOV_REASON_INSUFFICIENT_SCOPE, eb);
+        snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"insufficient_scope\", "
+                 "scope=\"%.128s\"", realm, scope);
+        edge_add_header(resp, "WWW-Authenticate", h);
+        return -1;
+    }
+    return 0;
 }
 
 /* edge_header_fn: stops at the first policy header, its name into ctx. */
@@ -97,15 +142,60 @@ static void original_of(const edge_request_t *req, authz_original_t *o) {
         o->transfer_encoding = edge_request_header(req, "X-Original-Transfer-Encoding");
         return;
     }
-    /* Envoy ext_authz: the original method on <prefix><original path>,
+    /* Envoy ext_authz: the original method on <prefix><original target>,
      * which is never the bare prefix: a bare /v1/authz without
      * X-Original-URI is a gateway that forgot to say what it asks about,
-     * refused (o->uri stays NULL) rather than taken for "/". */
-    if (strncmp(req->path, AUTHZ_PREFIX "/", sizeof AUTHZ_PREFIX) != 0)
+     * refused (o->uri stays NULL) rather than taken for "/".  The raw
+     * target, query included (review 11, M3): the same prompt as nginx's
+     * X-Original-URI gives for the same request. */
+    if (req->target == NULL || strncmp(req->target, AUTHZ_PREFIX "/", sizeof AUTHZ_PREFIX) != 0)
         return;
     o->method = req->method;
-    o->uri = req->path + strlen(AUTHZ_PREFIX);
-    o->uri_decoded = 1;
+    o->uri = req->target + strlen(AUTHZ_PREFIX);
+}
+
+gov_err_t edge_authz_init(edge_t *e, char *errbuf, size_t errbuf_size) {
+    const char *path = e->cfg.authz_gateway_credential_file;
+    e->authz_credential = NULL;
+    if (path == NULL || path[0] == '\0')
+        return GOV_OK;
+    char *s = NULL;
+    size_t n = 0;
+    gov_err_t err = gov_file_read(path, CREDENTIAL_MAX + 1, GOV_FILE_SECRET, &s, &n, errbuf,
+                                  errbuf_size);
+    if (err != GOV_OK)
+        return err;
+    if (n > 0 && s[n - 1] == '\n')
+        s[--n] = '\0';
+    int ok = n >= CREDENTIAL_MIN && n <= CREDENTIAL_MAX &&
+             strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+/=-") == n;
+    if (!ok) {
+        OPENSSL_cleanse(s, n);
+        gov_free(s);
+        snprintf(errbuf, errbuf_size, "%s: the gateway credential must be one line of %d-%d "
+                 "bytes of [A-Za-z0-9._~+/=-]", path, CREDENTIAL_MIN, CREDENTIAL_MAX);
+        return GOV_ERR_INVALID_ARG;
+    }
+    e->authz_credential = s;
+    return GOV_OK;
+}
+
+void edge_authz_fini(edge_t *e) {
+    if (e->authz_credential) {
+        OPENSSL_cleanse(e->authz_credential, strlen(e->authz_credential));
+        gov_free(e->authz_credential);
+        e->authz_credential = NULL;
+    }
+}
+
+/* 1 when the check carries the configured gateway credential (or none is
+ * configured).  Compared in constant time over the configured length. */
+static int from_gateway(const edge_t *e, const edge_request_t *req) {
+    if (e->authz_credential == NULL)
+        return 1;
+    const char *got = edge_request_header(req, CREDENTIAL_HEADER);
+    size_t n = strlen(e->authz_credential);
+    return got != NULL && strlen(got) == n && CRYPTO_memcmp(got, e->authz_credential, n) == 0;
 }
 
 /* The tenant's current constitution hash into out ("" when none) and its
@@ -131,25 +221,18 @@ static size_t constitution_now(edge_t *e, const char *tenant, char *out, size_t 
 static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     char eb[512];
     gov_reason_t why = GOV_REASON_NONE;
-    const char *token = bearer(req->authorization);
-    if (token == NULL) {
-        unauthenticated(resp, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
-        return "unauthenticated";
+    if (bearer(req->authorization) != NULL && !from_gateway(e, req)) {
+        /* a client that reached /v1/authz past the gateway (review 11, M1):
+         * no token is looked at, nothing is decided or logged (without any
+         * token it is the 401 below, as RFC 6750 wants, also cheap) */
+        deny(resp, 403, GOV_REASON_AUTHZ_GATEWAY_CREDENTIAL_INVALID,
+             "/v1/authz answers the gateway only (" CREDENTIAL_HEADER ")");
+        return "deny";
     }
     gov_jwt_claims_t c;
-    gov_err_t err = edge_token_check(e, token, 1, &c, &why, eb, sizeof eb);
-    if (err == GOV_ERR_VERIFY) {
-        unauthenticated(resp, why, eb);
-        return "unauthenticated";
-    }
-    if (err != GOV_OK) {
-        gov_log(GOV_LOG_WARN, "authz: the token cannot be checked now", "error", eb,
-                (const char *)NULL);
-        deny(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-             "the token cannot be checked now; denied");
-        return "error";
-    }
-
+    if (edge_bearer_check(e, req, REALM, e->cfg.authz_required_scope, &c, resp) != 0)
+        return resp->status == 401 ? "unauthenticated" : resp->status == 403 ? "deny" : "error";
+    gov_err_t err;
     char forged[128] = "";
     if (edge_request_headers(req, forged_header, forged) != 0) {
         char msg[192];

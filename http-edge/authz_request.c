@@ -3,9 +3,12 @@
  *
  * How: the gateway's description of the original request (method, target,
  * Content-Digest, whether a body was declared; or, from Envoy, the check's
- * own method, path and body) is checked byte by byte against fixed bounds,
- * the target percent-decoded once (so a rule pack sees "rm -rf /" however the
- * client escaped it), and mapped to the /v1/evaluate request shape with the
+ * own method, raw target and body) is checked byte by byte against fixed
+ * bounds, the target made canonical (authz_prompt: a path that is not its
+ * own canonical form - dot segments, "//", "%25", a backslash - is refused,
+ * since an upstream would resolve it to another path than the one decided;
+ * the path and query percent-decoded once, the query also form-decoded, so
+ * a rule pack sees "rm -rf /" however the client escaped it), and mapped to the /v1/evaluate request shape with the
  * caller taken from the verified token.  The body is bound through its
  * digest, which goes into the request's metadata and so into input_digest.
  * authz_decision_consistent() is the fail-closed cross-check of issue 11
@@ -25,6 +28,7 @@
 
 #include "gov_alloc.h"
 #include "gov_hash.h"
+#include "gov_http.h"
 #include "gov_util.h"
 
 /* RFC 9110 methods as every gateway sends them: upper-case letters. */
@@ -38,53 +42,83 @@ static int method_valid(const char *m) {
     return 1;
 }
 
-/* Decodes the target into out (at least strlen(uri) + 1 bytes): once, %XX
- * only ('+' stays: it is a space only in form bodies).  0, or -1 with the
- * detail.  The result is NUL-free, control-free valid UTF-8. */
-static int target_decode(const char *uri, int decoded, char *out, char *eb, size_t ebs) {
-    size_t n = strlen(uri), o = 0;
-    if (n == 0 || n > AUTHZ_URI_MAX || uri[0] != '/') {
-        snprintf(eb, ebs, "the original target must be origin-form (\"/path?query\"), 1-%d bytes",
-                 AUTHZ_URI_MAX);
-        return -1;
-    }
+/* Decodes the n bytes at s (escapes already checked well-formed) into out
+ * at *o: %XX once; '+' a space when form (application/x-www-form-urlencoded,
+ * as an upstream reads a query). */
+static void decode_into(const char *s, size_t n, int form, char *out, size_t *o) {
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)uri[i];
-        if (decoded) {
-            /* Envoy's path, decoded by libmicrohttpd: UTF-8 checked below */
-            if (c < 0x20 || c == 0x7f) {
-                snprintf(eb, ebs, "the original path holds a control byte");
-                return -1;
-            }
-            out[o++] = (char)c;
-            continue;
-        }
-        if (c < 0x21 || c > 0x7e) {
-            snprintf(eb, ebs, "the original target holds byte 0x%02x at %zu", c, i);
-            return -1;
-        }
-        if (c == '%') {
-            unsigned char d;
-            if (i + 2 >= n || gov_hex_decode(uri + i + 1, 2, &d, 1) != 0) {
-                snprintf(eb, ebs, "broken percent escape at %zu of the original target", i);
-                return -1;
-            }
-            if (d < 0x20 || d == 0x7f) {
-                snprintf(eb, ebs, "the original target escapes a control byte (%%%02X)", d);
-                return -1;
-            }
-            out[o++] = (char)d;
+        unsigned char d;
+        if (s[i] == '%' && i + 2 < n && gov_hex_decode(s + i + 1, 2, &d, 1) == 0) {
+            out[(*o)++] = (char)d;
             i += 2;
-            continue;
+        } else {
+            out[(*o)++] = form && s[i] == '+' ? ' ' : s[i];
         }
-        out[o++] = (char)c;
     }
-    out[o] = '\0';
-    if (!gov_utf8_valid(out, o)) {
-        snprintf(eb, ebs, "the decoded original target is not valid UTF-8");
-        return -1;
+}
+
+gov_err_t authz_prompt(const char *method, const char *uri, char **out, gov_reason_t *why,
+                       char *errbuf, size_t errbuf_size) {
+    char detail[160];
+    *out = NULL;
+    if (why)
+        *why = GOV_REASON_NONE;
+    size_t n = uri ? strnlen(uri, AUTHZ_URI_MAX + 1) : 0;
+    const char *problem = NULL;
+    if (!method_valid(method)) {
+        problem = "the original method is not 1-32 upper-case letters";
+    } else if (n == 0 || n > AUTHZ_URI_MAX || uri[0] != '/') {
+        snprintf(detail, sizeof detail,
+                 "the original target must be origin-form (\"/path?query\"), 1-%d bytes",
+                 AUTHZ_URI_MAX);
+        problem = detail;
+    } else if (gov_http_target_check(uri, n, NULL, detail, sizeof detail) != GOV_OK) {
+        problem = detail;   /* bytes, escapes, %2F, "." and "..", '#' */
     }
-    return 0;
+    size_t q = 0;
+    while (problem == NULL && q < n && uri[q] != '?') {
+        /* the path must be its own canonical form: what the policy sees is
+         * what any upstream resolves, however many times it decodes */
+        if (uri[q] == '\\' || (uri[q] == '%' && uri[q + 1] == '5' && (uri[q + 2] | 0x20) == 'c'))
+            problem = "a backslash in the original path (read as '/' by some servers)";
+        else if (uri[q] == '%' && uri[q + 1] == '2' && uri[q + 2] == '5')
+            problem = "an escaped '%' (%25) in the original path (decoded twice, another path)";
+        else if (uri[q] == '/' && q + 1 < n && uri[q + 1] == '/')
+            problem = "an empty segment (\"//\") in the original path (merged by servers)";
+        if (problem && problem != detail) {
+            snprintf(detail, sizeof detail, "%s at %zu", problem, q);
+            problem = detail;
+        }
+        q++;
+    }
+    if (problem)
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size, "%s", problem);
+    size_t mlen = strlen(method);
+    int form = memchr(uri + q, '+', n - q) != NULL;
+    size_t cap = (mlen + 1 + n) * (form ? 2 : 1) + 2, o = 0;
+    char *p = gov_malloc(cap);
+    if (p == NULL)
+        return gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
+                               "out of memory");
+    for (int line = 0; line <= form; line++) {
+        if (line)
+            p[o++] = '\n';
+        memcpy(p + o, method, mlen);
+        o += mlen;
+        p[o++] = ' ';
+        decode_into(uri, q, 0, p, &o);
+        decode_into(uri + q, n - q, line, p, &o);
+    }
+    p[o] = '\0';
+    if (!gov_utf8_valid(p, o)) {
+        gov_free(p);
+        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
+                               errbuf, errbuf_size,
+                               "the decoded original target is not valid UTF-8");
+    }
+    *out = p;
+    return GOV_OK;
 }
 
 /* 1 when v is exactly one "sha-256=:<b64>:" or "sha-512=:<b64>:" member
@@ -142,7 +176,6 @@ static int body_declared(const authz_original_t *o) {
 
 gov_err_t authz_request_build(const authz_original_t *o, const authz_caller_t *who, json_t **out,
                               gov_reason_t *why, char *errbuf, size_t errbuf_size) {
-    char detail[160];
     *out = NULL;
     if (why)
         *why = GOV_REASON_NONE;
@@ -186,23 +219,11 @@ gov_err_t authz_request_build(const authz_original_t *o, const authz_caller_t *w
                                "(RFC 9530, sha-256) so that the decision is bound to it");
     }
 
+    char *prompt = NULL;
+    gov_err_t err = authz_prompt(o->method, o->uri, &prompt, why, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        return err;
     size_t mlen = strlen(o->method);
-    size_t ulen = strnlen(o->uri, AUTHZ_URI_MAX + 1);
-    char *prompt = gov_malloc(mlen + 1 + ulen + 1);
-    if (prompt == NULL) {
-        return gov_reason_fail(why, GOV_REASON_NOMEM, GOV_ERR_NOMEM, errbuf, errbuf_size,
-                               "out of memory");
-    }
-    memcpy(prompt, o->method, mlen);
-    prompt[mlen] = ' ';
-    if (ulen > AUTHZ_URI_MAX ||
-        target_decode(o->uri, o->uri_decoded, prompt + mlen + 1, detail, sizeof detail) != 0) {
-        gov_free(prompt);
-        if (ulen > AUTHZ_URI_MAX)
-            snprintf(detail, sizeof detail, "the original target is over %d bytes", AUTHZ_URI_MAX);
-        return gov_reason_fail(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID, GOV_ERR_INVALID_ARG,
-                               errbuf, errbuf_size, "%s", detail);
-    }
     char action[AUTHZ_METHOD_MAX + 1];
     for (size_t i = 0; i <= mlen; i++)
         action[i] = (char)(o->method[i] >= 'A' && o->method[i] <= 'Z' ? o->method[i] + 32

@@ -28,8 +28,8 @@
  * each may be NULL when the gateway did not send it. */
 typedef struct authz_original {
     const char *method;           /* X-Original-Method (nginx) or the check's own method (Envoy) */
-    const char *uri;              /* X-Original-URI: the raw request target, "/path?query" */
-    int uri_decoded;              /* 1: uri is already percent-decoded (Envoy: the check's path) */
+    const char *uri;              /* the raw request target, "/path?query": X-Original-URI
+                                   * (nginx) or the check's own target after the prefix (Envoy) */
     const char *content_digest;   /* Content-Digest of the original request (RFC 9530) */
     const char *content_length;   /* X-Original-Content-Length (nginx) */
     const char *transfer_encoding;/* X-Original-Transfer-Encoding (nginx) */
@@ -44,9 +44,26 @@ typedef struct authz_caller {
     const char *jti;      /* session_id: the decision names the token it was made for */
 } authz_caller_t;
 
+/* The prompt of the original request (docs/api.md, "/v1/authz"; rule packs
+ * match this canonical form): "<METHOD> <path>?<query>" with the path and
+ * the query percent-decoded once and, when the query holds a '+', a second
+ * line "<METHOD> <path>?<query form-decoded>" ('+' a space), so a rule sees
+ * what an upstream that decodes forms reads.  The raw uri must be origin
+ * form, 1..AUTHZ_URI_MAX bytes, pass gov_http_target_check (printable
+ * ASCII, well-formed escapes, no escaped control byte, no %2F in the path,
+ * no "." / ".." segment however escaped, no '#'), and its path must be its
+ * own canonical form - no "//", no "%25", no backslash raw or as %5C:
+ * anything an upstream may resolve to another path than the one decided is
+ * refused, never rewritten (review 11, M2).  On GOV_OK *out is a new string
+ * (gov_free), valid UTF-8 without control bytes but the '\n' between lines.
+ * Else GOV_ERR_INVALID_ARG with *why authz_original_request_invalid, or
+ * GOV_ERR_NOMEM (out_of_memory); errbuf has the detail.  O(strlen(uri)). */
+gov_err_t authz_prompt(const char *method, const char *uri, char **out, gov_reason_t *why,
+                       char *errbuf, size_t errbuf_size);
+
 /* Maps o and who to the evaluation request (docs/api.md, "/v1/authz"):
  *   {"tenant": tenant, "session_id": jti, "user": sub, "role": "gateway",
- *    "prompt": "<METHOD> <percent-decoded target>", "action": "<method, lower case>",
+ *    "prompt": authz_prompt(method, uri), "action": "<method, lower case>",
  *    "metadata": {"content_digest": "<Content-Digest>" or "none"}}
  * The body digest is bound in the metadata, so input_digest covers it.  When
  * the check carries a body (Envoy), its SHA-256 is the digest ("sha-256=:<b64>:")
@@ -54,10 +71,8 @@ typedef struct authz_caller {
  * On GOV_OK *out is a new object (json_decref).  Refusals, GOV_ERR_INVALID_ARG
  * with *why:
  *   authz_original_request_invalid  no or bad method (not an RFC 9110 token of
- *       1..AUTHZ_METHOD_MAX upper-case letters), no or bad target (not origin
- *       form, over AUTHZ_URI_MAX, a byte outside 0x21..0x7E, a broken escape,
- *       an escape that decodes to a control byte or invalid UTF-8), a bad
- *       X-Original-Content-Length
+ *       1..AUTHZ_METHOD_MAX upper-case letters), no or bad target (what
+ *       authz_prompt refuses), a bad X-Original-Content-Length
  *   authz_body_digest_required  a body was declared and there is no Content-Digest
  *   authz_body_digest_invalid   Content-Digest is not one "sha-256=:..:" or
  *       "sha-512=:..:" member with canonical padded base64 of 32 / 64 bytes, or

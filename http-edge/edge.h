@@ -23,6 +23,7 @@
 #include "gov_admin.h"
 #include "gov_avro.h"
 #include "gov_constitution.h"
+#include "gov_jwt.h"
 #include "gov_kafka.h"
 #include "gov_metrics.h"
 #include "gov_micros.h"
@@ -70,6 +71,8 @@ typedef struct edge_config {
     long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
     long client_cache_ttl_ms;         /* how long a client record read from Redis is reused */
     long shutdown_grace_ms;           /* a stop waits this for deferred answers, then purges */
+    char *authz_gateway_credential_file; /* the secret /v1/authz requires (NULL: none) */
+    char *authz_required_scope;       /* the scope a token needs at /v1/authz ("session") */
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -99,11 +102,13 @@ typedef struct edge {
     gov_metric_t *m_deferred;         /* edge_deferred_requests (gauge) */
     gov_metric_t *m_deferred_refused; /* edge_deferred_refused_total{reason} */
     gov_metric_t *m_conn_limited;     /* edge_connection_limit_refused_total */
+    char *authz_credential;           /* from authz_gateway_credential_file; NULL: not required */
 } edge_t;
 
 typedef struct edge_request {
     const char *method;
-    const char *path;
+    const char *path;               /* percent-decoded, without the query */
+    const char *target;             /* the raw request target as sent, query included */
     size_t nseg;
     char *seg[EDGE_MAX_SEGMENTS];   /* decoded path segments (owned by the server) */
     const char *body;               /* NUL-terminated, may contain NUL only if body_len says */
@@ -236,6 +241,23 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
 /* Gateway authorization (authz_api.c): nginx auth_request and Envoy
  * ext_authz (HTTP service).  A lookup (edge_token_check reads Redis). */
 void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+/* The bearer prologue of /v1/authz and /v1/sessions/start (authz_api.c):
+ * the Authorization: Bearer token verified in full (edge_token_check: a
+ * lookup thread only) into *c, then its scope must hold `scope` (NULL or
+ * "": any).  0: verified.  -1: resp holds the refusal, always with
+ * X-Policy-Decision: deny - 401 authz_token_missing or the token's reason
+ * (WWW-Authenticate: Bearer realm="<realm>", with error="invalid_token" and
+ * error_description the reason for a bad token), 403 insufficient_scope
+ * (error="insufficient_scope", scope), 503 identity_store_unavailable. */
+int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
+                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp);
+/* Reads the gateway credential of authz_gateway_credential_file into
+ * e->authz_credential (owned; edge_authz_fini wipes and frees it): one line
+ * of 32-256 bytes of [A-Za-z0-9._~+/=-] (a trailing newline is dropped).
+ * Not configured: GOV_OK and no credential required.  GOV_ERR_* with the
+ * detail in errbuf: the edge does not start (authz_api.c). */
+gov_err_t edge_authz_init(edge_t *e, char *errbuf, size_t errbuf_size);
+void edge_authz_fini(edge_t *e);
 
 /* Handlers (constitution_api.c). */
 void edge_constitution_list(edge_t *e, const edge_request_t *req, edge_response_t *resp);

@@ -162,6 +162,8 @@ int main(int argc, char **argv) {
         GOV_CFG_INT("token_constitution_grace_s", "0", 0, 86400, "how long after a tenant's constitution was replaced tokens bound to the previous hash still verify (0: only the current hash)", &c->token_constitution_grace_s),
         GOV_CFG_DURATION("identity_refresh", "1s", 100, 600000, "period of the identity snapshot refresh (signing keys and JWKS from Redis)", &c->identity_refresh_ms),
         GOV_CFG_STRING("identity_trust_file", NULL, "identity trust, the file gov-identity reads: every signing key and client loaded from Redis is re-verified against it (signatures over the signed payload of its KeyRotated or ClientRegistered) before it is used or served in the JWKS", &c->identity_trust_file),
+        GOV_CFG_STRING("authz_gateway_credential_file", NULL, "file holding the gateway credential (one line, 32-256 bytes): when set, /v1/authz answers only a check carrying it in X-Gov-Gateway-Credential (the nginx gateway's check location sets it; deploy/nginx/render.sh) and refuses any other with 403 authz_gateway_credential_invalid; unset: /v1/authz answers any caller (an edge not reachable but through the gateway)", &c->authz_gateway_credential_file),
+        GOV_CFG_STRING("authz_required_scope", "session", "the scope a bearer token must hold to pass /v1/authz (a session token from /v1/sessions/start holds \"session\"): any other token is refused 403 insufficient_scope; \"\": any verified token passes", &c->authz_required_scope),
         GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";
@@ -207,6 +209,11 @@ int main(int argc, char **argv) {
         gov_log(GOV_LOG_ERROR, "rule-pack trust file cannot be used (set GOV_RULEPACK_TRUST_FILE)",
                 "path", c->rulepack_trust_file ? c->rulepack_trust_file : "(unset)", "error", eb,
                 (const char *)NULL);
+        goto out;
+    }
+    if (edge_authz_init(ep, eb, sizeof eb) != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "gateway credential cannot be used (authz_gateway_credential_file)",
+                "error", eb, (const char *)NULL);
         goto out;
     }
     ep->state = edge_state_new();
@@ -261,5 +268,6 @@ out:
     edge_state_free(ep->state);
     gov_trust_free(ep->trust);
     gov_trust_free(ep->rulepack_trust);
+    edge_authz_fini(ep);
     return gov_runtime_shutdown(rt, rc);
 }

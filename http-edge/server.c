@@ -409,6 +409,7 @@ struct conn_ctx {
     int too_large;         /* by the body itself (chunked) */
     uint64_t drained;      /* bytes read and dropped since too_large */
     int bad_target;        /* the raw request target is not acceptable */
+    char *target;          /* the raw request target, as sent (req.target) */
     char target_error[128];
     int headers_checked;   /* the first access call happened */
     int answered;          /* a lookup thread or a completion filled resp */
@@ -875,6 +876,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     cc->resp.server_ctx = cc;
     cc->bad_target = uri == NULL || gov_http_target_check(uri, strlen(uri), NULL, cc->target_error,
                                                           sizeof cc->target_error) != GOV_OK;
+    /* kept as sent: libmicrohttpd decodes its copy in place and cuts the query off */
+    cc->target = gov_strdup(uri ? uri : "");
+    if (cc->target == NULL) {
+        gov_free(cc);
+        return NULL;
+    }
     gov_buf_init(&cc->body, (size_t)s->edge->cfg.max_body);
     return cc;
 }
@@ -922,6 +929,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     edge_response_t *resp = &cc->resp;
     req->method = method;
     req->path = url;
+    req->target = cc->target;
     req->body = cc->body.data ? cc->body.data : "";
     req->body_len = cc->body.len;
     req->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
@@ -983,6 +991,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             gov_free(cc->req.seg[i]);
         response_clear(&cc->resp);
         gov_buf_free(&cc->body);
+        gov_free(cc->target);
         gov_free(cc);
         *con_cls = NULL;
     }

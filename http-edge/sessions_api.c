@@ -23,9 +23,11 @@
  * downstream service requires of a session token; it grants nothing at the
  * token endpoints), the tenant, and constitution_hash the hash of the
  * constitution the decision was made under - so the token is bound to the
- * decision's constitution.  session_id is the token's jti (a UUIDv7):
- * gov_jwt issues no extra claims, so no separate sid claim exists.  Its
- * lifetime is token_ttl_default_s.
+ * decision's constitution - and parent_jti the bearer token's jti (also in
+ * the session.started AuditEvent's details): edge_token_check refuses a
+ * session token whose parent was revoked (token_parent_revoked).
+ * session_id is the token's jti (a UUIDv7).  Its lifetime is
+ * token_ttl_default_s, but never past the bearer's exp.
  *
  * Consistency: the bearer token must verify in full (signature, claims,
  * revocation, its constitution hash current or in the grace window:
@@ -56,6 +58,7 @@
 
 #define SESSION_SCOPE "session"
 #define REQUIRED_SCOPE "sessions:start"
+#define REALM "gov-edge"
 
 /* Fail-closed headers of an answer without a token: deny, and the
  * decision's other headers when one was made (d may be NULL). */
@@ -68,36 +71,13 @@ static void deny_headers(const edge_decision_t *d, edge_response_t *resp) {
     edge_add_header(resp, "X-Policy-Decision-Id", d->decision_id);
 }
 
-/* The bearer token of the Authorization header, or NULL. */
-static const char *bearer(const char *authz) {
-    if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
-        return NULL;
-    authz += 7;
-    while (*authz == ' ')
-        authz++;
-    return *authz ? authz : NULL;
-}
-
-/* 1 when scope (space-separated) holds want. */
-static int scope_has(const char *scope, const char *want) {
-    size_t n = strlen(want);
-    for (const char *p = scope; p && *p;) {
-        const char *end = strchr(p, ' ');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-        if (l == n && memcmp(p, want, n) == 0)
-            return 1;
-        p = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
 /* 1 when hash is in tenant's constitution grace window now. */
 static int in_grace(edge_t *e, const char *tenant, const char *hash) {
     edge_grace_t g[16];
     size_t n = edge_identity_grace(e, tenant, g, 16);
     int64_t now_s = gov_now_micros() / 1000000;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(g[i].hash, hash) == 0 && g[i].until_s >= now_s)
+        if (strcmp(g[i].hash, hash) == 0 && now_s < g[i].until_s)   /* as gov_jwt, authz */
             return 1;
     return 0;
 }
@@ -179,39 +159,9 @@ void edge_session_start(edge_t *e, const edge_request_t *req, edge_response_t *r
     edge_idsnap_t *snap = NULL;
     session_t *s = NULL;
     int decided = 0;
-    char eb[256] = "";
     memset(&d, 0, sizeof d);
-    const char *tok = bearer(req->authorization);
-    if (tok == NULL) {
-        edge_respond_error(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING,
-                           "a bearer token (Authorization: Bearer) is required");
-        edge_add_header(resp, "WWW-Authenticate", "Bearer realm=\"gov-edge\"");
-        deny_headers(NULL, resp);
-        return;
-    }
-    gov_reason_t why = GOV_REASON_NONE;
-    gov_err_t err = edge_token_check(e, tok, 1, &bc, &why, eb, sizeof eb);
-    if (err != GOV_OK) {
-        if (err == GOV_ERR_VERIFY) {
-            edge_respond_error(resp, 401, why, "%s", eb);
-            edge_add_header(resp, "WWW-Authenticate",
-                            "Bearer realm=\"gov-edge\", error=\"invalid_token\"");
-        } else {
-            edge_respond_error(resp, 503, GOV_REASON_IDENTITY_STORE_UNAVAILABLE,
-                               "the token cannot be checked now");
-        }
-        deny_headers(NULL, resp);
-        return;
-    }
-    if (!scope_has(bc.scope, REQUIRED_SCOPE)) {
-        edge_respond_error(resp, 403, GOV_REASON_INSUFFICIENT_SCOPE,
-                           "the token's scope lacks " REQUIRED_SCOPE);
-        edge_add_header(resp, "WWW-Authenticate",
-                        "Bearer realm=\"gov-edge\", error=\"insufficient_scope\", "
-                        "scope=\"" REQUIRED_SCOPE "\"");
-        deny_headers(NULL, resp);
-        return;
-    }
+    if (edge_bearer_check(e, req, REALM, REQUIRED_SCOPE, &bc, resp) != 0)
+        return;   /* resp holds the 401/403/503 with X-Policy-Decision: deny */
     if (edge_policy_request_read(e, req, &pr, resp) != 0) {
         deny_headers(NULL, resp);
         return;
@@ -258,9 +208,21 @@ void edge_session_start(edge_t *e, const edge_request_t *req, edge_response_t *r
     snprintf(sc.tenant, sizeof sc.tenant, "%s", bc.tenant);
     snprintf(sc.scope, sizeof sc.scope, "%s", SESSION_SCOPE);
     snprintf(sc.constitution_hash, sizeof sc.constitution_hash, "%s", hash);
+    snprintf(sc.parent_jti, sizeof sc.parent_jti, "%s", bc.jti);
     sc.iat = now_s;
     sc.nbf = now_s;
+    /* never outlives its bearer (review 11, M6) */
     sc.exp = now_s + e->cfg.token_ttl_default_s;
+    if (sc.exp > bc.exp)
+        sc.exp = bc.exp;
+    if (sc.exp <= now_s) {   /* verified within the leeway, but nothing left to give */
+        edge_respond_error(resp, 401, GOV_REASON_TOKEN_EXPIRED,
+                           "the bearer token expires now: no session outlives it");
+        edge_add_header(resp, "WWW-Authenticate",
+                        "Bearer realm=\"gov-edge\", error=\"invalid_token\"");
+        deny_headers(&d, resp);
+        goto out;
+    }
     if (gov_uuid_v7(sc.jti) != GOV_OK || (s = gov_calloc(1, sizeof *s)) == NULL) {
         edge_respond_error(resp, 503, GOV_REASON_INTERNAL_ERROR, "no session id");
         deny_headers(&d, resp);

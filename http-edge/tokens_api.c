@@ -426,6 +426,19 @@ gov_err_t edge_token_check(edge_t *e, const char *token, int full, gov_jwt_claim
     }
     /* UNKNOWN is not a refusal: gov-identity may not have materialized the
      * issue yet; a revocation is written before revoke answers. */
+    if (c->parent_jti[0] != '\0') {
+        /* a session token ends with the bearer that started it (review 11,
+         * M6); its exp is never past the parent's (sessions_api.c) */
+        if (gov_state_identity_token_status(r, c->tenant, c->parent_jti, &st, &exp, eb, ebs) !=
+            GOV_OK)
+            return GOV_ERR_UNAVAILABLE;
+        if (st == GOV_STATE_TOKEN_REVOKED) {
+            *why = GOV_REASON_TOKEN_PARENT_REVOKED;
+            snprintf(eb, ebs, "token %s was started by token %s, which was revoked", c->jti,
+                     c->parent_jti);
+            return GOV_ERR_VERIFY;
+        }
+    }
     if ((err = token_client_live(e, r, c, why, eb, ebs)) != GOV_OK)
         return err;
 
@@ -453,6 +466,8 @@ static json_t *claims_json(const gov_jwt_claims_t *c) {
                           c->constitution_hash);
     if (j && c->client_id[0])
         json_object_set_new(j, "client_id", json_string(c->client_id));
+    if (j && c->parent_jti[0])
+        json_object_set_new(j, "parent_jti", json_string(c->parent_jti));
     return j;
 }
 
@@ -653,6 +668,8 @@ int edge_token_mint(edge_t *e, const gov_jwt_claims_t *c, const edge_idkey_t *ke
     json_t *details = json_pack("{s:s, s:s, s:s, s:I, s:s}", "kid", key->kid, "scope", c->scope,
                                 "edge_id", e->cfg.edge_id, "exp", (json_int_t)c->exp,
                                 "constitution_hash", c->constitution_hash);
+    if (details && c->parent_jti[0])   /* a session: the bearer that started it */
+        json_object_set_new(details, "parent_jti", json_string(c->parent_jti));
     gov_audit_fields_t af = {
         .tenant = c->tenant, .component = TOKENS_COMPONENT,
         .actor = c->client_id[0] ? c->client_id : c->sub, .action = action,

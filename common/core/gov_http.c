@@ -6,7 +6,8 @@
  * refuse what a proxy in front could read differently from us (several or
  * mixed length headers: request smuggling) and what would change meaning
  * once decoded (%00 cuts the path where the router sees it, %2F re-splits
- * it), and header fields libmicrohttpd reads differently from RFC 9112
+ * it, "." and ".." segments are removed by a proxy that routes on the
+ * result), and header fields libmicrohttpd reads differently from RFC 9112
  * (whitespace before the colon, obs-fold lines: a proxy that honours the
  * field and we who lose it disagree on where the body ends).
  *
@@ -29,16 +30,48 @@ static int hexval(unsigned char c) {
     return -1;
 }
 
+/* 1 when the n bytes at s, a path segment as sent, decode to "." or "..":
+ * each byte a '.' or a "%2e" / "%2E" escape (RFC 3986 section 2.3: an
+ * escaped unreserved byte is that byte). */
+static int dot_segment(const char *s, size_t n) {
+    size_t dots = 0;
+    for (size_t i = 0; i < n; dots++) {
+        if (s[i] == '.') {
+            i++;
+        } else if (s[i] == '%' && n - i >= 3 &&
+                   s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) {
+            i += 3;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 1 || dots == 2;
+}
+
 gov_err_t gov_http_target_check(const char *target, size_t len, gov_reason_t *why, char *errbuf,
                                 size_t errbuf_size) {
     int in_query = 0;
     const char *problem = NULL;
-    size_t i = 0;
+    size_t i = 0, seg = 0;   /* seg: where the current path segment starts */
     if (target == NULL || len == 0) {
         problem = "an empty request target";
     }
-    for (; problem == NULL && i < len; i++) {
-        unsigned char c = (unsigned char)target[i];
+    for (; problem == NULL && i <= len; i++) {
+        int end = i == len;
+        unsigned char c = end ? '/' : (unsigned char)target[i];
+        if (!in_query && (c == '/' || c == '?')) {
+            /* the segment [seg, i) ends: "." and ".." would be removed by
+             * RFC 3986 remove_dot_segments in a proxy in front (nginx routes
+             * on the result) but kept as names here */
+            if (dot_segment(target + seg, i - seg)) {
+                problem = "a \".\" or \"..\" path segment";
+                i = seg;
+                break;
+            }
+            seg = i + 1;
+        }
+        if (end)
+            break;
         if (c <= 0x20 || c >= 0x7f) {
             problem = "a control byte or a byte outside ASCII";
             break;

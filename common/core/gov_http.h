@@ -28,8 +28,12 @@ typedef struct gov_http_framing {
 /* Checks the raw request target (len bytes, as the client sent it, before
  * any decoding): printable ASCII only, every '%' followed by two hex digits,
  * no escape of a control byte (%00-%1F, %7F) anywhere, no escaped '/' (%2F)
- * in the path (before '?'), no '#'.  Bytes above ASCII must be escaped (their
- * UTF-8 is the router's business once decoded).  GOV_OK, or GOV_ERR_PARSE
+ * in the path (before '?'), no '#', and no path segment that is "." or ".."
+ * once decoded ("%2e%2e" too): a proxy in front routes on the path with
+ * them removed (RFC 3986 section 5.2.4) and may forward it as sent, so the
+ * two would route one request differently (review 11, M1).  Bytes above
+ * ASCII must be escaped (their UTF-8 is the router's business once
+ * decoded).  GOV_OK, or GOV_ERR_PARSE
  * with *why = GOV_REASON_INVALID_PATH (why may be NULL) and the offending
  * offset in errbuf.  O(len). */
 gov_err_t gov_http_target_check(const char *target, size_t len, gov_reason_t *why, char *errbuf,

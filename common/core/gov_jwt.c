@@ -93,6 +93,7 @@ static const char *claims_invalid(const gov_jwt_claims_t *c) {
         {"scope", offsetof(gov_jwt_claims_t, scope), GOV_JWT_SCOPE_MAX, 0},
         {"constitution_hash", offsetof(gov_jwt_claims_t, constitution_hash), GOV_JWT_HASH_MAX, 1},
         {"client_id", offsetof(gov_jwt_claims_t, client_id), GOV_JWT_CLIENT_ID_MAX, 0},
+        {"parent_jti", offsetof(gov_jwt_claims_t, parent_jti), GOV_JWT_JTI_MAX, 0},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         const char *s = (const char *)c + strings[i].off;
@@ -209,6 +210,8 @@ gov_err_t gov_jwt_sign(const gov_jwt_claims_t *c, const char *kid, gov_jwt_sign_
     put_string_member(&payload, "iss", c->iss, 0);
     put_string_member(&payload, "jti", c->jti, 0);
     put_int_member(&payload, "nbf", c->nbf);
+    if (c->parent_jti[0] != '\0')
+        put_string_member(&payload, "parent_jti", c->parent_jti, 0);
     put_string_member(&payload, "scope", c->scope, 0);
     put_string_member(&payload, "sub", c->sub, 0);
     put_string_member(&payload, "tenant", c->tenant, 1);
@@ -483,14 +486,18 @@ static const char *claims_read(const json_t *payload, gov_jwt_claims_t *c) {
         {"scope", c->scope, GOV_JWT_SCOPE_MAX},
         {"constitution_hash", c->constitution_hash, GOV_JWT_HASH_MAX},
         {"client_id", c->client_id, GOV_JWT_CLIENT_ID_MAX},
+        {"parent_jti", c->parent_jti, GOV_JWT_JTI_MAX},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (claim_string(payload, strings[i].name, strings[i].dst, strings[i].cap) != 0)
             return strings[i].name;
     /* present but empty would read back as absent: refuse the ambiguity */
-    const json_t *cid = json_object_get(payload, "client_id");
-    if (cid != NULL && json_string_length(cid) == 0)
-        return "client_id";
+    const char *optional[] = {"client_id", "parent_jti"};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(payload, optional[i]);
+        if (v != NULL && json_string_length(v) == 0)
+            return optional[i];
+    }
     /* scope is required even though it may be empty */
     if (json_object_get(payload, "scope") == NULL)
         return "scope";

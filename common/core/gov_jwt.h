@@ -57,8 +57,11 @@
 
 /* The claims of an access token (docs/contracts.md, "JWT").  Strings are
  * NUL-terminated UTF-8 held in the struct; times are NumericDate (seconds
- * since the epoch, integers).  client_id is optional: "" means absent (not
- * written when issuing; absent when verified). */
+ * since the epoch, integers).  client_id and parent_jti are optional: ""
+ * means absent (not written when issuing; absent when verified).
+ * parent_jti is the jti of the token a session token was started with
+ * (gov-edge /v1/sessions/start): the session ends when its parent is
+ * revoked (review 11, M6). */
 typedef struct gov_jwt_claims {
     char iss[GOV_JWT_ISS_MAX + 1];
     char sub[GOV_JWT_SUB_MAX + 1];
@@ -71,6 +74,7 @@ typedef struct gov_jwt_claims {
     char scope[GOV_JWT_SCOPE_MAX + 1]; /* RFC 6749 §3.3 scope-tokens, single spaces; may be "" */
     char constitution_hash[GOV_JWT_HASH_MAX + 1];
     char client_id[GOV_JWT_CLIENT_ID_MAX + 1];
+    char parent_jti[GOV_JWT_JTI_MAX + 1];
 } gov_jwt_claims_t;
 
 /* --- signing --------------------------------------------------------------- */

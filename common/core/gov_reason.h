@@ -214,7 +214,12 @@
     X(SHUTTING_DOWN, "shutting_down", "the edge is stopping: a request that would await Kafka acknowledgements is refused (503); try another replica") \
     /* gov-edge lookup lanes and policy-route headers (server.c, REVIEW11 H2, L1, L2) */ \
     X(LOOKUP_CAPACITY, "lookup_capacity", "the lookup lane of the route has its queue full: answered 503 at once, nothing was looked up") \
-    X(DUPLICATE_HEADER, "duplicate_header", "a policy route got Authorization, Content-Digest or an X-Original-* header more than once")
+    X(DUPLICATE_HEADER, "duplicate_header", "a policy route got Authorization, Content-Digest or an X-Original-* header more than once") \
+    /* the gateway paths (gov-edge authz_api.c, review 11 M1/M6) */ \
+    X(AUTHZ_GATEWAY_CREDENTIAL_INVALID, "authz_gateway_credential_invalid", "a /v1/authz check without the gateway credential (X-Gov-Gateway-Credential) this edge is configured with: only the gateway may ask (403)") \
+    X(TOKEN_PARENT_REVOKED, "token_parent_revoked", "the session token's parent (parent_jti: the bearer token that started the session) was revoked: its sessions end with it (401)") \
+    X(GATEWAY_RATE_LIMITED, "gateway_rate_limited", "the nginx gateway refused a token or session request over its per-address rate or connection limit: 429, X-Policy-Decision: deny (deploy/nginx)") \
+    X(GATEWAY_EDGE_UNAVAILABLE, "gateway_edge_unavailable", "the nginx gateway could not reach gov-edge for its own API (/v1/...): 503, X-Policy-Decision: deny (deploy/nginx)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

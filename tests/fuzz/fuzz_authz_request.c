@@ -3,8 +3,8 @@
  * what a client controls through nginx (the target, the Content-Digest, the
  * declared length) or through Envoy (the path and the body).
  *
- * Input: one mode byte (bit 0: Envoy form - the path is decoded already and
- * the rest is the body; bit 1: a Content-Digest line; bit 2: a declared
+ * Input: one mode byte (bit 0: Envoy form - the rest after the fields is
+ * the body; bit 1: a Content-Digest line; bit 2: a declared
  * length line), then newline-separated fields: method, target, [digest],
  * [length], and for Envoy the body.
  * For any input:
@@ -12,8 +12,10 @@
  *     authz_* request codes (GOV_ERR_NOMEM only with nomem) - never anything
  *     else, never a crash;
  *   - on success the request parses as an evaluation request
- *     (gov_policy_request_parse), its prompt starts with the method and is
- *     valid UTF-8 without control bytes, and its tenant is the caller's.
+ *     (gov_policy_request_parse), its prompt is one or two lines (the second
+ *     the form-decoded query), each starting with the method, valid UTF-8
+ *     without control bytes, its tenant is the caller's, and the path
+ *     accepted was canonical (no "//", "%25", backslash, "." segment).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,7 +52,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     authz_original_t o = {0};
     o.method = field(&p, end);
     o.uri = field(&p, end);
-    o.uri_decoded = envoy;
     if (with_digest)
         o.content_digest = field(&p, end);
     if (with_length)
@@ -75,8 +76,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t ml = strlen(o.method);
         CHECK(pr.prompt_len > ml && memcmp(pr.prompt, o.method, ml) == 0);
         CHECK(gov_utf8_valid(pr.prompt, pr.prompt_len));
-        for (size_t i = 0; i < pr.prompt_len; i++)
+        /* control-free but the one '\n' before the form-decoded line, which
+         * starts with the method too */
+        size_t lines = 1;
+        for (size_t i = 0; i < pr.prompt_len; i++) {
+            if (pr.prompt[i] == '\n') {
+                lines++;
+                CHECK(pr.prompt_len - i - 1 > ml && memcmp(pr.prompt + i + 1, o.method, ml) == 0);
+                continue;
+            }
             CHECK((unsigned char)pr.prompt[i] >= 0x20 && pr.prompt[i] != 0x7f);
+        }
+        CHECK(lines <= 2);
+        /* the accepted path is canonical: no "//", "%25", backslash, dot segment */
+        size_t q = strcspn(o.uri, "?");
+        for (size_t i = 0; i < q; i++) {
+            CHECK(o.uri[i] != '\\' && !(o.uri[i] == '/' && o.uri[i + 1] == '/'));
+            CHECK(!(o.uri[i] == '%' && o.uri[i + 1] == '2' && o.uri[i + 2] == '5'));
+            CHECK(!(o.uri[i] == '/' && o.uri[i + 1] == '.' &&
+                    (o.uri[i + 2] == '/' || o.uri[i + 2] == '?' || o.uri[i + 2] == '\0')));
+        }
         CHECK(strcmp(pr.tenant, "demo") == 0);
         gov_policy_request_clear(&pr);
         free(text);

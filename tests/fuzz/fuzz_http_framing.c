@@ -4,8 +4,9 @@
  * into a Content-Length value and a Transfer-Encoding value, each present
  * or repeated according to the first byte.  For any input:
  *   - the target check gives GOV_OK or GOV_ERR_PARSE with invalid_path and a
- *     detail, and never accepts a NUL, a control byte, a byte outside ASCII
- *     or an escape of a control byte;
+ *     detail, and never accepts a NUL, a control byte, a byte outside ASCII,
+ *     an escape of a control byte, or a path segment that decodes to "." or
+ *     "..";
  *   - the framing check gives GOV_OK (with *declared <= max_body, or -1
  *     exactly when there is no Content-Length), GOV_ERR_PARSE with
  *     invalid_framing, or GOV_ERR_TOO_LARGE with body_too_large - each with
@@ -52,6 +53,27 @@ static void check_target(const char *data, size_t size) {
             CHECK(data[i + 1] != '0' && data[i + 1] != '1'); /* %00-%1F */
             CHECK(!(data[i + 1] == '7' && (data[i + 2] | 0x20) == 'f'));
         }
+    }
+    /* no accepted path holds a dot segment: count the dots of each
+     * segment made of '.' and "%2e" only */
+    size_t path = 0;
+    while (path < size && data[path] != '?')
+        path++;
+    for (size_t s = 0; s <= path;) {
+        size_t e = s, dots = 0, k = s;
+        while (e < path && data[e] != '/')
+            e++;
+        while (k < e) {
+            if (data[k] == '.')
+                k++;
+            else if (data[k] == '%' && e - k >= 3 && data[k + 1] == '2' && (data[k + 2] | 0x20) == 'e')
+                k += 3;
+            else
+                break;
+            dots++;
+        }
+        CHECK(k < e || dots == 0 || dots > 2);
+        s = e + 1;
     }
 }
 

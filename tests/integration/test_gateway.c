@@ -190,7 +190,9 @@ static int setup(void **state) {
              itest_env("GOV_REDIS_PORT", "6390"));
     const char *env[] = {env_brokers, env_redis_host, env_redis_port, env_id, env_issuer,
                          env_audience, env_trust, env_pack_trust,
-                         "GOV_IDENTITY_REFRESH=200ms", "GOV_LOOKUP_TIMEOUT=2s", NULL};
+                         "GOV_IDENTITY_REFRESH=200ms", "GOV_LOOKUP_TIMEOUT=2s",
+                         /* its tokens are client tokens of scope "read", not sessions */
+                         "GOV_AUTHZ_REQUIRED_SCOPE=read", NULL};
     itest_proc_start(&edge, "gov-edge", NULL, env, "itest-gateway-edge.log");
 
     upstream_pid = itest_upstream_start(upstream_name, "itest-gateway-upstream.log", &upstream_port);

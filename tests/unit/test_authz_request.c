@@ -1,6 +1,7 @@
 /* test_authz_request.c - /v1/authz's original-request mapping and the
  * consistency rules (http-edge/authz_request.c): the nginx and Envoy forms,
- * percent-decoding of the target, the body digest, every refusal, and
+ * the canonical prompt (decoded once, the query also form-decoded, a path
+ * that is not canonical refused), the body digest, every refusal, and
  * allocation failures.
  *
  * Known answers: the Content-Digest examples of RFC 9530 section 2 for the
@@ -60,7 +61,8 @@ static void test_nginx_mapping(void **state) {
     authz_original_t o = {.method = "GET", .uri = "/api/items?q=rm%20-rf%20%2F&x=a+b"};
     char *t = build_text(&o);
     assert_string_equal(t, "{\"action\":\"get\",\"metadata\":{\"content_digest\":\"none\"},"
-                           "\"prompt\":\"GET /api/items?q=rm -rf /&x=a+b\",\"role\":\"gateway\","
+                           "\"prompt\":\"GET /api/items?q=rm -rf /&x=a+b\\nGET /api/items?q=rm "
+                           "-rf /&x=a b\",\"role\":\"gateway\","
                            "\"session_id\":\"jti-1\",\"tenant\":\"demo\",\"user\":\"client-1\"}");
     /* the mapped request is a valid evaluation request */
     gov_policy_request_t pr;
@@ -98,14 +100,14 @@ static void test_body_digest_bound(void **state) {
     free(c);
 }
 
-/* Envoy: the check's own method and decoded path; a carried body is
+/* Envoy: the check's own method and raw target; a carried body is
  * digested here, and a Content-Digest must match it. */
 static void test_envoy_body(void **state) {
     (void)state;
-    authz_original_t o = {.method = "PUT", .uri = "/api/x y", .uri_decoded = 1,
+    authz_original_t o = {.method = "PUT", .uri = "/api/x%20y?q=1",
                           .body = RFC9530_BODY, .body_len = strlen(RFC9530_BODY)};
     char *t = build_text(&o);
-    assert_non_null(strstr(t, "\"prompt\":\"PUT /api/x y\""));
+    assert_non_null(strstr(t, "\"prompt\":\"PUT /api/x y?q=1\""));
     assert_non_null(strstr(t, RFC9530_SHA256));
     free(t);
     o.content_digest = RFC9530_SHA256;
@@ -113,11 +115,64 @@ static void test_envoy_body(void **state) {
     free(t);
     o.content_digest = "sha-256=:LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=:";
     expect_refused(&o, GOV_REASON_AUTHZ_BODY_DIGEST_INVALID);
-    /* already decoded: '%41' stays as it is (no second decoding) */
-    authz_original_t e = {.method = "GET", .uri = "/a%41", .uri_decoded = 1};
-    t = build_text(&e);
-    assert_non_null(strstr(t, "\"prompt\":\"GET /a%41\""));
-    free(t);
+}
+
+/* The canonical prompt (review 11, M2): known answers, and every target an
+ * upstream could resolve to another path than the one decided refused. */
+static void test_prompt_canonical(void **state) {
+    (void)state;
+    static const struct {
+        const char *uri, *prompt;
+    } good[] = {
+        {"/", "GET /"},
+        {"/admin", "GET /admin"},
+        {"/%61dmin", "GET /admin"},                       /* decoded once */
+        {"/a/", "GET /a/"},                               /* a trailing slash is a name */
+        {"/a/.../b", "GET /a/.../b"},                     /* three dots are a name */
+        {"/x?q=rm+-rf+/", "GET /x?q=rm+-rf+/\nGET /x?q=rm -rf /"},
+        {"/x?q=a%2Bb+c", "GET /x?q=a+b+c\nGET /x?q=a+b c"},  /* %2B stays '+' in the form line */
+        {"/x?q=%2561", "GET /x?q=%61"},                   /* %25 in the query: decoded once */
+        {"/x?a=..//./b", "GET /x?a=..//./b"},             /* the query is not a path */
+        {"/%C3%A9t%C3%A9", "GET /\xc3\xa9t\xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *p = NULL, eb[160] = "";
+        gov_reason_t why = GOV_REASON_COUNT_;
+        if (authz_prompt("GET", good[i].uri, &p, &why, eb, sizeof eb) != GOV_OK)
+            fail_msg("refused %s: %s", good[i].uri, eb);
+        assert_int_equal(why, GOV_REASON_NONE);
+        if (strcmp(p, good[i].prompt) != 0)
+            fail_msg("%s: prompt \"%s\", want \"%s\"", good[i].uri, p, good[i].prompt);
+        gov_free(p);
+    }
+    static const struct {
+        const char *uri, *detail;
+    } bad[] = {
+        {"/public/../admin", "path segment"},
+        {"/public/%2e%2e/admin", "path segment"},
+        {"/public/%2E./admin", "path segment"},
+        {"/./admin", "path segment"},
+        {"/admin/.", "path segment"},
+        {"//admin", "empty segment"},
+        {"/a//b", "empty segment"},
+        {"/%2561dmin", "%25"},
+        {"/a%25", "%25"},
+        {"/a\\..\\admin", "backslash"},
+        {"/a%5c..%5Cadmin", "backslash"},
+        {"/a%2Fb", "escaped '/'"},
+        {"/a%C3", "UTF-8"},
+        {"/a#b", "fragment"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *p = (char *)1, eb[160] = "";
+        gov_reason_t why = GOV_REASON_NONE;
+        if (authz_prompt("GET", bad[i].uri, &p, &why, eb, sizeof eb) != GOV_ERR_INVALID_ARG)
+            fail_msg("accepted %s", bad[i].uri);
+        assert_null(p);
+        assert_int_equal(why, GOV_REASON_AUTHZ_ORIGINAL_REQUEST_INVALID);
+        if (strstr(eb, bad[i].detail) == NULL)
+            fail_msg("%s: detail \"%s\" lacks \"%s\"", bad[i].uri, eb, bad[i].detail);
+    }
 }
 
 static void test_refusals(void **state) {
@@ -247,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_nginx_mapping),
         cmocka_unit_test(test_body_digest_bound),
         cmocka_unit_test(test_envoy_body),
+        cmocka_unit_test(test_prompt_canonical),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_consistency),
         cmocka_unit_test(test_policy_headers),

@@ -3,7 +3,8 @@
  * Table-driven: targets a client may send (accepted) and the shapes refused
  * - %00 and other escaped control bytes, %2F in the path (allowed in the
  * query), raw bytes outside printable ASCII, broken escapes at the end of
- * the input, fragments; then framing header sets from RFC 9112 section 6.3's
+ * the input, fragments, "." and ".." path segments however escaped (a
+ * proxy in front routes on the path without them); then framing header sets from RFC 9112 section 6.3's
  * list of what a server must refuse, and the body limit at its edge; then
  * header fields as libmicrohttpd 0.9.75 hands them over after it met
  * whitespace before a colon or an obs-fold line (RFC 9112 sections 5.1,
@@ -24,6 +25,9 @@ static void test_targets(void **state) {
     static const char *const good[] = {
         "/", "/v1/constitution/demo", "/v1/constitution/no%2Dsuch", "/v1/decisions/a/b?x=%2F",
         "/v1/constitution/%C3%A9t%C3%A9", "/healthz?", "/a%7e", "*",
+        /* dots that are names, not dot segments; dots in the query */
+        "/a/.../b", "/a/.b", "/a/b.", "/a/..b/c", "/a/%2e%2e%2e", "/a/%2ex", "/v1/x?p=../..",
+        "/a?./", "/a/b?q=%2e%2e",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         char eb[128] = "";
@@ -54,6 +58,19 @@ static void test_targets(void **state) {
         {"/a\0b", 4, "control byte"},
         {"/a#frag", 0, "fragment"},
         {"", 0, "empty"},
+        /* RFC 3986 dot segments, in every spelling (review 11, M1) */
+        {"/v1/authz/..", 0, "\"..\" path segment at offset 10"},
+        {"/v1/authz/../evaluate", 0, "path segment at offset 10"},
+        {"/v1/authz/.", 0, "path segment"},
+        {"/v1/./authz", 0, "path segment at offset 4"},
+        {"/v1/authz/%2e%2e", 0, "path segment"},
+        {"/v1/authz/%2E%2e/x", 0, "path segment"},
+        {"/v1/authz/.%2E", 0, "path segment"},
+        {"/v1/authz/%2e", 0, "path segment"},
+        {"/v1/authz/..?q=1", 0, "path segment"},
+        {"/..", 0, "path segment at offset 1"},
+        {"..", 0, "path segment at offset 0"},
+        {"/a/..", 4, "path segment"},   /* the segment ends where len does */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char eb[128] = "";

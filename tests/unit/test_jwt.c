@@ -417,6 +417,7 @@ static void assert_claims_equal(const gov_jwt_claims_t *a, const gov_jwt_claims_
     assert_string_equal(a->scope, b->scope);
     assert_string_equal(a->constitution_hash, b->constitution_hash);
     assert_string_equal(a->client_id, b->client_id);
+    assert_string_equal(a->parent_jti, b->parent_jti);
 }
 
 static void test_round_trip(void **state) {
@@ -468,6 +469,16 @@ static void test_round_trip(void **state) {
     tok = issue(&c);
     assert_int_equal(gov_jwt_verify(tok, strlen(tok), &opts, NOW, &back, &why, eb, sizeof eb),
                      GOV_OK);
+    assert_claims_equal(&c, &back);
+    assert_string_equal(back.parent_jti, "");
+    gov_free(tok);
+
+    /* parent_jti (a session's bearer) is signed in its RFC 8785 place and read back */
+    strcpy(c.parent_jti, "01890a5d-ac96-774b-bcce-b302099a8057");
+    tok = issue(&c);
+    assert_int_equal(gov_jwt_verify(tok, strlen(tok), &opts, NOW, &back, &why, eb, sizeof eb),
+                     GOV_OK);
+    assert_string_equal(back.parent_jti, c.parent_jti);
     assert_claims_equal(&c, &back);
     gov_free(tok);
 }
@@ -906,6 +917,7 @@ static void test_reject_payload(void **state) {
         {"tenant", "\"bad tenant\""}, {"scope", "[\"a\",\"b\"]"}, {"scope", "\" a\""},
         {"constitution_hash", "\"ABCDEF\""}, {"constitution_hash", "\"\""},
         {"client_id", "\"\""},    {"client_id", "7"},      {"sub", "\"a\\u0000b\""},
+        {"parent_jti", "\"\""},   {"parent_jti", "7"},     {"parent_jti", "null"},
         {"nbf", "1699999999"}, /* before iat */
         {"exp", "1700000000"}, /* not after nbf */
     };
