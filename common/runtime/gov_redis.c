@@ -224,6 +224,29 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
     return err;
 }
 
+gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
+                                int argc, const char **argv, const size_t *argvlen) {
+    enum { MAX_ARGS = 160 };
+    if (argc < 0 || argc > MAX_ARGS - 3 || nkeys > argc)
+        return GOV_ERR_INVALID_ARG;
+    script_sha1(script);
+    const char *av[MAX_ARGS];
+    size_t al[MAX_ARGS];
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    av[0] = "EVALSHA";
+    av[1] = script->sha1;
+    av[2] = nk;
+    al[0] = 7;
+    al[1] = 40;
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[3 + i] = argv[i];
+        al[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    return gov_redis_append(r, argc + 3, av, al);
+}
+
 gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen) {
     char eb[128];
