@@ -532,6 +532,77 @@ static batch_tenant_t *batch_tenant(batch_tenant_t *t, size_t *nt, const char *t
     return NULL;
 }
 
+/* FNV-1a of an event id and digest, for the batch's own replays. */
+static uint32_t id_hash(const audit_prep_t *pr) {
+    uint32_t h = 2166136261u;
+    for (const char *c = pr->event_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = pr->digest; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
+/* replay[i] = 1 for an item the script will answer "duplicate": its
+ * event_id is in audit:{T}:ids with the same content digest (or without
+ * one), or it is a PolicyDecision whose decision_id that same event_id
+ * recorded, or an earlier item of the batch is the same event.  A
+ * prediction only - the script decides - but a replay chained on as if it
+ * were appended would send every later item of its tenant down the slow
+ * path (a relayed decision is often in identity.audit twice: each relay
+ * deployment copies it).  Cost: one pipelined round trip of one or two
+ * HGETs per item, and a hash set of the batch's ids.  A failed read
+ * predicts nothing.  GOV_ERR_NOMEM. */
+static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
+                                 const gov_state_audit_item_t *items, size_t n,
+                                 unsigned char *replay) {
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *set = gov_calloc(cap, sizeof *set);   /* item index + 1; 0 empty */
+    if (set == NULL)
+        return GOV_ERR_NOMEM;
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        if (items[i].result != GOV_ERR_INTERNAL)
+            continue;
+        const audit_prep_t *pr = &prs[i];
+        const char *get_id[] = {"HGET", pr->k_ids, pr->event_id};
+        const char *get_dec[] = {"HGET", pr->k_dec_ids, pr->decision_id};
+        ok = gov_redis_append(s->redis, 3, get_id, NULL) == GOV_OK &&
+             (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK);
+    }
+    for (size_t i = 0; i < n && ok; i++) {
+        if (items[i].result != GOV_ERR_INTERNAL)
+            continue;
+        const audit_prep_t *pr = &prs[i];
+        redisReply *seen = NULL, *owner = NULL;
+        char eb[128];
+        ok = gov_redis_read(s->redis, &seen, eb, sizeof eb) == GOV_OK &&
+             (!pr->is_decision || gov_redis_read(s->redis, &owner, eb, sizeof eb) == GOV_OK);
+        if (ok && seen->type == REDIS_REPLY_STRING)
+            replay[i] = seen->len < GOV_SHA256_HEXLEN + 1 ||
+                        memcmp(seen->str, pr->digest, GOV_SHA256_HEXLEN) == 0;
+        else if (ok && owner && owner->type == REDIS_REPLY_STRING)
+            replay[i] = strcmp(owner->str, pr->event_id) == 0;
+        freeReplyObject(seen);
+        freeReplyObject(owner);
+        /* the same event earlier in this batch */
+        size_t slot = id_hash(pr) & (cap - 1);
+        while (set[slot] && !replay[i]) {
+            const audit_prep_t *o = &prs[set[slot] - 1];
+            if (strcmp(o->event_id, pr->event_id) == 0 && strcmp(o->digest, pr->digest) == 0)
+                replay[i] = 1;
+            slot = (slot + 1) & (cap - 1);
+        }
+        if (!replay[i])
+            set[slot] = i + 1;
+    }
+    if (!ok)
+        memset(replay, 0, n);
+    gov_free(set);
+    return GOV_OK;
+}
+
 static int transient(gov_err_t e) {
     return e != GOV_OK && e != GOV_ERR_DUPLICATE && e != GOV_ERR_INVALID_ARG;
 }
@@ -544,6 +615,7 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
     char(*hashes)[GOV_SHA256_HEXLEN + 1] = gov_calloc(n ? n : 1, sizeof *hashes);
     uint64_t *seqs = gov_calloc(n ? n : 1, sizeof *seqs);
     unsigned char *sent = gov_calloc(n ? n : 1, 1);
+    unsigned char *replay = gov_calloc(n ? n : 1, 1);
     size_t nt = 0;
     gov_err_t err = GOV_OK;
     for (size_t i = 0; i < n; i++) {
@@ -552,20 +624,30 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         items[i].applied_before = GOV_STATE_APPLIED_UNKNOWN;
         items[i].errbuf[0] = 0;
     }
-    if (prs == NULL || tenants == NULL || hashes == NULL || seqs == NULL || sent == NULL) {
+    if (prs == NULL || tenants == NULL || hashes == NULL || seqs == NULL || sent == NULL ||
+        replay == NULL) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    /* 1. prepare and queue */
-    int queue_ok = 1;
+    /* 0. prepare; which items are replays (one pipelined read) */
     for (size_t i = 0; i < n; i++) {
         gov_state_audit_item_t *it = &items[i];
         gov_err_t e = prep(it->event, it->type, it->source, &it->pos, &prs[i], it->errbuf,
                            sizeof it->errbuf);
-        if (e != GOV_OK) {
+        if (e != GOV_OK)
             it->result = e;
+    }
+    if (predict_replays(s, prs, items, n, replay) != GOV_OK) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    /* 1. queue, chaining each item on its tenant's predicted head */
+    int queue_ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        gov_state_audit_item_t *it = &items[i];
+        gov_err_t e;
+        if (it->result != GOV_ERR_INTERNAL)
             continue;
-        }
         batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
         if (t == NULL && nt < BATCH_TENANTS) {
             t = &tenants[nt++];
@@ -592,8 +674,10 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         if (!queue_ok)
             continue;
         sent[i] = 1;
-        memcpy(t->hash, hashes[i], sizeof t->hash);
-        t->seq = seqs[i];
+        if (!replay[i]) {   /* a replay leaves the head where it is */
+            memcpy(t->hash, hashes[i], sizeof t->hash);
+            t->seq = seqs[i];
+        }
     }
     /* 2. read every reply, in order */
     for (size_t i = 0; i < n; i++) {
@@ -648,6 +732,7 @@ out:
     gov_free(hashes);
     gov_free(seqs);
     gov_free(sent);
+    gov_free(replay);
     return err;
 }
 
