@@ -734,24 +734,49 @@ static void tenant_recovered(gov_processor_t *p, const gov_processor_msg_t *m) {
     p->nblocked--;
 }
 
-void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
-                        gov_reason_t reason, const char *detail) {
-    gov_kafka_msg_t *km = m->kafka;
+/* What a handler's result means for its message (gov_processor.h). */
+enum { RESULT_DONE, RESULT_POISON, RESULT_RETRY };
+static int result_kind(gov_err_t result) {
     switch (result) {
     case GOV_OK:
     case GOV_ERR_DUPLICATE:
-        mark_done(p, km);
-        count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
-        p->retry_attempt = 0;
-        tenant_recovered(p, m);
-        break;
+        return RESULT_DONE;
     case GOV_ERR_VERIFY:
     case GOV_ERR_PARSE:
     case GOV_ERR_INVALID_ARG:
     case GOV_ERR_TOO_LARGE:
     case GOV_ERR_UNSUPPORTED:
-        dead_letter(p, km, reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
-                    m->type);
+        return RESULT_POISON;
+    default:
+        return RESULT_RETRY;
+    }
+}
+
+/* A message materialized (or a replay), its offset stored: counted. */
+static void finished(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t result) {
+    count(p, m->kafka->topic, result == GOV_OK ? "materialized" : "duplicate");
+    p->retry_attempt = 0;
+    tenant_recovered(p, m);
+}
+
+/* A message the handler found poison: to the DLQ with its reason. */
+static void dead_letter_result(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t result,
+                               gov_reason_t reason) {
+    dead_letter(p, m->kafka,
+                reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
+                m->type);
+}
+
+void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
+                        gov_reason_t reason, const char *detail) {
+    gov_kafka_msg_t *km = m->kafka;
+    switch (result_kind(result)) {
+    case RESULT_DONE:
+        mark_done(p, km);
+        finished(p, m, result);
+        break;
+    case RESULT_POISON:
+        dead_letter_result(p, m, result, reason);
         break;
     default:
         /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
@@ -977,29 +1002,20 @@ static void done_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
         int li = part_listed(last, nlast, km);
         p->replaying = m->replay;
         gov_err_t result = results[i];
-        switch (result) {
-        case GOV_OK:
-        case GOV_ERR_DUPLICATE:
+        switch (result_kind(result)) {
+        case RESULT_DONE:
             gov_kafka_consumer_store(p->consumer, km);
             if (li)
                 last[li - 1] = km;
             else
                 last[nlast++] = km;
-            count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
-            p->retry_attempt = 0;
-            tenant_recovered(p, m);
+            finished(p, m, result);
             break;
-        case GOV_ERR_VERIFY:
-        case GOV_ERR_PARSE:
-        case GOV_ERR_INVALID_ARG:
-        case GOV_ERR_TOO_LARGE:
-        case GOV_ERR_UNSUPPORTED:
+        case RESULT_POISON:
             /* its watermark write covers the partition's earlier messages */
             if (li)
                 last[li - 1] = NULL;
-            dead_letter(p, km, reasons[i] != GOV_REASON_NONE ? gov_reason_code(reasons[i])
-                                                             : gov_err_code(result),
-                        m->type);
+            dead_letter_result(p, m, result, reasons[i]);
             break;
         default: {
             if (li) {
