@@ -9,7 +9,9 @@
 #   scorer-inprocess     libgov's scorer in process, 1 and 2 threads (scorer-inprocess-1t, scorer-inprocess)
 #   evaluate             gov-edge POST /v1/evaluate, wrk, closed loop, C connections, T threads
 #   opa-evaluate         Open Policy Agent, same policy (bench/rego_gen), same wrk settings
-#   evaluate-rate        gov-edge at fixed rates (bench/loadgen, open loop): evaluate-rate-<R>
+#   evaluate-rate        gov-edge at fixed rates (bench/loadgen, open loop): evaluate-rate-<R>;
+#                        each entry's "decision_log": CPU per decision of gov-audit + Redis + the
+#                        broker (/proc, until gov-audit's lag is 0 again) and that drain time
 #   opa-evaluate-rate    OPA at the same fixed rates: opa-evaluate-rate-<R>
 #   sign-raw-pem         raw Ed25519 signatures/s of the PEM-file key store (bench/sign_bench file)
 #   sign-raw-pkcs11      the same through PKCS#11 on the stack's SoftHSM2 token (sign_bench pkcs11)
@@ -605,12 +607,62 @@ run_loadgen() {
   sed 's/^/    /' "$LOGS/$name.loadgen.txt"
 }
 
+# The decision log's CPU (issue 12: <= 40 us per decision for gov-audit + Redis + the broker):
+# utime+stime (/proc/PID/stat) of the stack's gov-audit, redis-server and Kafka JVM (their
+# var/run pid files: another stack's processes on the machine are not counted) from before the
+# run until gov-audit's lag on policy.decisions and identity.audit is back to 0, divided by the
+# decisions gov-audit handled on policy.decisions meanwhile (its processor_events_total). The
+# drain time (end of the run -> lag 0) is the "lag back to zero within 5 s" figure.
+audit_decisions() { # decisions gov-audit finished on policy.decisions (any outcome but retried)
+  curl -s -m 2 "${GOV_ADMIN_AUDIT:-}/metrics" 2>/dev/null \
+    | awk '/^processor_events_total\{.*topic="policy.decisions"/ && !/outcome="retried"/ { s += $NF } END { print s + 0 }'
+}
+audit_lag_all() { # gov-audit's lag over both its topics, or -1
+  curl -s -m 2 "${GOV_ADMIN_AUDIT:-}/metrics" 2>/dev/null \
+    | awk '/^processor_consumer_lag\{/ { s += $NF; n++ } END { print n ? s : -1 }'
+}
+pipeline_begin() {
+  P_AUDIT0=$(proc_ticks "$(cat var/run/gov-audit.pid 2>/dev/null || echo 0)")
+  P_REDIS0=$(proc_ticks "$(cat var/run/redis.pid 2>/dev/null || echo 0)")
+  P_KAFKA0=$(proc_ticks "$(cat var/run/kafka.pid 2>/dev/null || echo 0)")
+  P_DEC0=$(audit_decisions)
+}
+pipeline_end() { # name: waits for the lag to reach 0 (BENCH_AUDIT_DRAIN_TIMEOUT, 120 s), writes the meta
+  local name=$1 t0 lag dec drained=true
+  t0=$(date +%s%N)
+  # the lag gauge is refreshed once a second: a 0 is believed once the decision count is still too
+  while :; do
+    lag=$(audit_lag_all); dec=$(audit_decisions)
+    if [[ $lag == 0 ]]; then
+      sleep 1.1
+      [[ $(audit_lag_all) == 0 && $(audit_decisions) == "$dec" ]] && break
+    fi
+    if (( ($(date +%s%N) - t0) / 1000000000 >= ${BENCH_AUDIT_DRAIN_TIMEOUT:-120} )); then drained=false; break; fi
+    sleep 0.2
+  done
+  local drain_ns=$(( $(date +%s%N) - t0 ))
+  local a r k n
+  a=$(( $(proc_ticks "$(cat var/run/gov-audit.pid 2>/dev/null || echo 0)") - P_AUDIT0 ))
+  r=$(( $(proc_ticks "$(cat var/run/redis.pid 2>/dev/null || echo 0)") - P_REDIS0 ))
+  k=$(( $(proc_ticks "$(cat var/run/kafka.pid 2>/dev/null || echo 0)") - P_KAFKA0 ))
+  n=$(( $(audit_decisions) - P_DEC0 ))
+  awk -v name="$name" -v a="$a" -v r="$r" -v k="$k" -v n="$n" -v hz="$CLK_TCK" -v d="$drain_ns" -v ok="$drained" 'BEGIN {
+    per = n > 0 ? (a + r + k) / hz * 1e6 / n : -1
+    printf "{\"meta_for\":[\"%s\"],\"decision_log\":{\"decisions\":%d,\"gov_audit_cpu_s\":%.2f,\"redis_cpu_s\":%.2f,\"broker_cpu_s\":%.2f,", name, n, a / hz, r / hz, k / hz
+    printf "\"cpu_us_per_decision\":%.1f,\"drained\":%s,\"drain_s\":%.1f,\"measured_until\":\"gov-audit lag 0 on policy.decisions and identity.audit\"}}\n", per, ok, d / 1e9
+  }' >"$PARTS/meta-$name-decision-log.json"
+  say "$name: decision log: $(sed 's/.*"decision_log"://; s/}}$/}/' "$PARTS/meta-$name-decision-log.json")"
+}
+
 run_rate() { # name url rate wrap? server-pid
   local name=$1 url=$2 rate=$3 wrap=$4 pid=$5
   local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$DURATION"
              --warmup "$WARMUP" --connections "$CONNS" --name "$name" --out "$PARTS/$name.json")
   [[ $wrap == wrap ]] && cmd+=(--wrap-input)
+  # the edge's entries: the decision log's CPU per decision, measured until gov-audit caught up
+  [[ $wrap == wrap ]] || { wait_quiet; pipeline_begin; }
   run_loadgen "$name" "$pid" "${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)" "" "${cmd[@]}"
+  [[ $wrap == wrap ]] || pipeline_end "$name"
 }
 
 if want scorer-inprocess; then

@@ -72,6 +72,7 @@ typedef struct part_state {
     int used;
     int64_t expected;      /* -1: none yet; WATERMARK_UNKNOWN */
     int64_t replay_until;  /* -1: nothing to replay */
+    int moved;             /* a handler's message rebuilt it (batch: no rewind) */
 } part_state_t;
 
 struct gov_processor {
@@ -93,6 +94,7 @@ struct gov_processor {
     gov_metric_t *m_events;
     gov_metric_t *m_lag;
     gov_metric_t *m_duration;
+    gov_metric_t *m_batch;   /* messages per batch (gov_processor_run_batch) */
     int64_t last_tick_us;
     unsigned retry_attempt;
     /* lost-write detection (docs/contracts.md, "Rebuilding Redis") */
@@ -112,6 +114,15 @@ struct gov_processor {
     /* per-tenant applied offsets (docs/contracts.md, "Rebuilding Redis") */
     applied_slot_t applied[APPLIED_SLOTS];
     int rebuilt_now;   /* the handler's message started a rebuild */
+    /* batch collection (gov_processor_run_batch): messages held but not yet
+     * applied.  While any are held, a poison message is not dead-lettered
+     * at once (that would store its offset above theirs): it waits here
+     * until the batch is finished. */
+    size_t batch_held;
+    gov_kafka_msg_t *pending_km;
+    const char *pending_reason;   /* static reason code */
+    char pending_detail[256];
+    int pending_replay;
 };
 
 gov_redis_t *gov_processor_redis(gov_processor_t *p) { return p->redis; }
@@ -147,6 +158,11 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
         "Time from receiving a message to its offset being stored.", 1,
         (const char *[]){"processor"}, gov_metrics_latency_bucket_count,
         gov_metrics_latency_buckets);
+    static const double batch_buckets[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+    p->m_batch = gov_metrics_histogram(metrics, "processor_batch_messages",
+        "Messages per batch of a batching processor (gov-audit): one handler call, one Redis round trip for its writes.",
+        1, (const char *[]){"processor"}, sizeof batch_buckets / sizeof batch_buckets[0],
+        batch_buckets);
     p->m_rebuilds = gov_metrics_counter(metrics, "processor_rebuilds_total",
         "Partitions replayed from Kafka because Redis lost writes (watermark missing or lower than written).",
         3, (const char *[]){"processor", "topic", "partition"});
@@ -159,7 +175,8 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_applied_ahead = gov_metrics_counter(metrics, "processor_offset_ahead_total",
         "Offsets in Redis not below the partition's end: they belong to a deleted and recreated topic (offsets restarted at 0), another Kafka cluster, or were written by hand. kind=applied: a tenant's applied offset, the message was judged anyway; kind=watermark: a partition watermark at assignment, the partition started at its committed offset or beginning.",
         3, (const char *[]){"processor", "topic", "kind"});
-    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_rebuilds == NULL ||
+    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_batch == NULL ||
+        p->m_rebuilds == NULL ||
         p->m_tenant_errors == NULL || p->m_already_applied == NULL || p->m_applied_ahead == NULL)
         return GOV_ERR_NOMEM;
     gov_err_t err = gov_status_register(status, "kafka");
@@ -468,8 +485,14 @@ static void housekeeping(gov_processor_t *p) {
  * move the partition's watermark in Redis (a single-key SET ... GET after
  * the tenant's script, docs/contracts.md "Rebuilding Redis").  A failed
  * watermark write is only logged: the next message writes it again. */
+static void watermark_note(gov_processor_t *p, const gov_kafka_msg_t *km);
 static void mark_done(gov_processor_t *p, const gov_kafka_msg_t *km) {
     gov_kafka_consumer_store(p->consumer, km);
+    watermark_note(p, km);
+}
+
+/* mark_done's Redis half: the partition's watermark moves to km. */
+static void watermark_note(gov_processor_t *p, const gov_kafka_msg_t *km) {
     gov_state_pos_t pos = {p->kafka_group, km->topic, km->partition, km->offset, NULL};
     int64_t previous = -1;
     char eb[256] = "";
@@ -546,6 +569,22 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
     p->retry_attempt = 0;
 }
 
+/* A poison message found by gov_processor_next: dead-lettered now, or,
+ * while a batch is held, kept until the batch is finished (its offset must
+ * not be stored above messages not yet applied).  Takes km. */
+static void poison(gov_processor_t *p, gov_kafka_msg_t *km, const char *reason,
+                   const char *detail) {
+    if (p->batch_held > 0 && p->pending_km == NULL) {
+        p->pending_km = km;
+        p->pending_reason = reason;
+        p->pending_replay = p->replaying;
+        snprintf(p->pending_detail, sizeof p->pending_detail, "%s", detail ? detail : "");
+        return;
+    }
+    dead_letter(p, km, reason, detail);
+    gov_kafka_msg_free(km);
+}
+
 static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *topic) {
     for (size_t i = 0; i < GOV_PROCESSOR_MAX_TOPICS && p->spec->topics[i].topic; i++)
         if (strcmp(p->spec->topics[i].topic, topic) == 0)
@@ -576,11 +615,11 @@ static gov_reason_t check_envelope(const gov_processor_topic_t *t, const gov_kaf
     return GOV_REASON_NONE;
 }
 
-gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
+static gov_err_t next_msg(gov_processor_t *p, gov_processor_msg_t *m, int timeout_ms) {
     memset(m, 0, sizeof *m);
     housekeeping(p);
     gov_kafka_msg_t *km = NULL;
-    gov_err_t err = gov_kafka_consumer_poll(p->consumer, 200, &km);
+    gov_err_t err = gov_kafka_consumer_poll(p->consumer, timeout_ms, &km);
     if (err != GOV_OK)
         return err;
     int64_t started = gov_mono_micros();
@@ -592,8 +631,7 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
     json_t *ev = NULL;
     const char *type = NULL;
     if (t == NULL) {
-        dead_letter(p, km, gov_reason_code(GOV_REASON_UNEXPECTED_TOPIC), km->topic);
-        gov_kafka_msg_free(km);
+        poison(p, km, gov_reason_code(GOV_REASON_UNEXPECTED_TOPIC), km->topic);
         return GOV_ERR_VERIFY;
     }
     err = gov_avro_decode(gov_runtime_avro(p->rt), km->value, km->len, &ev, &type, eb, sizeof eb);
@@ -603,25 +641,25 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
         return err;
     }
     if (err != GOV_OK) {
-        dead_letter(p, km, gov_reason_code(err == GOV_ERR_UNSUPPORTED ? GOV_REASON_UNKNOWN_SCHEMA
-                                                                      : GOV_REASON_UNDECODABLE),
-                    eb);
-        gov_kafka_msg_free(km);
+        poison(p, km, gov_reason_code(err == GOV_ERR_UNSUPPORTED ? GOV_REASON_UNKNOWN_SCHEMA
+                                                                 : GOV_REASON_UNDECODABLE),
+               eb);
         return GOV_ERR_PARSE;
     }
     gov_reason_t why = check_envelope(t, km, ev, type);
     if (why != GOV_REASON_NONE) {
-        dead_letter(p, km, gov_reason_code(why), type);
+        poison(p, km, gov_reason_code(why), type);
         json_decref(ev);
-        gov_kafka_msg_free(km);
         return GOV_ERR_VERIFY;
     }
     /* Before anything is written: does Redis still hold what this
      * partition wrote?  If not, the message is dropped (the seek delivers
      * it again, after the replay of what was lost). */
     /* (a replay skips it: a rebuild is under way, and the watermark write
-     * after it still sees a new loss) */
-    if (!replay && check_partition(p, ps)) {
+     * after it still sees a new loss; so does a batch's second and later
+     * message: the check ran before its first, and a rebuild now would
+     * seek the partition under messages already held) */
+    if (!replay && p->batch_held == 0 && check_partition(p, ps)) {
         json_decref(ev);
         gov_kafka_msg_free(km);
         return GOV_ERR_STATE;
@@ -634,6 +672,10 @@ gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
     snprintf(m->source, sizeof m->source, "%s/%d/%lld", km->topic, km->partition,
              (long long)km->offset);
     return GOV_OK;
+}
+
+gov_err_t gov_processor_next(gov_processor_t *p, gov_processor_msg_t *m) {
+    return next_msg(p, m, 200);
 }
 
 static int blocked_find(const gov_processor_t *p, const char *tenant) {
@@ -692,24 +734,49 @@ static void tenant_recovered(gov_processor_t *p, const gov_processor_msg_t *m) {
     p->nblocked--;
 }
 
-void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
-                        gov_reason_t reason, const char *detail) {
-    gov_kafka_msg_t *km = m->kafka;
+/* What a handler's result means for its message (gov_processor.h). */
+enum { RESULT_DONE, RESULT_POISON, RESULT_RETRY };
+static int result_kind(gov_err_t result) {
     switch (result) {
     case GOV_OK:
     case GOV_ERR_DUPLICATE:
-        mark_done(p, km);
-        count(p, km->topic, result == GOV_OK ? "materialized" : "duplicate");
-        p->retry_attempt = 0;
-        tenant_recovered(p, m);
-        break;
+        return RESULT_DONE;
     case GOV_ERR_VERIFY:
     case GOV_ERR_PARSE:
     case GOV_ERR_INVALID_ARG:
     case GOV_ERR_TOO_LARGE:
     case GOV_ERR_UNSUPPORTED:
-        dead_letter(p, km, reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
-                    m->type);
+        return RESULT_POISON;
+    default:
+        return RESULT_RETRY;
+    }
+}
+
+/* A message materialized (or a replay), its offset stored: counted. */
+static void finished(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t result) {
+    count(p, m->kafka->topic, result == GOV_OK ? "materialized" : "duplicate");
+    p->retry_attempt = 0;
+    tenant_recovered(p, m);
+}
+
+/* A message the handler found poison: to the DLQ with its reason. */
+static void dead_letter_result(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t result,
+                               gov_reason_t reason) {
+    dead_letter(p, m->kafka,
+                reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
+                m->type);
+}
+
+void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t result,
+                        gov_reason_t reason, const char *detail) {
+    gov_kafka_msg_t *km = m->kafka;
+    switch (result_kind(result)) {
+    case RESULT_DONE:
+        mark_done(p, km);
+        finished(p, m, result);
+        break;
+    case RESULT_POISON:
+        dead_letter_result(p, m, result, reason);
         break;
     default:
         /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
@@ -815,6 +882,7 @@ static int note_applied(gov_processor_t *p, const gov_processor_msg_t *m, int64_
         int64_t last = ps->expected > slot->offset ? ps->expected : slot->offset;
         rebuild(p, ps, applied_before, last);
         p->rebuilt_now = 1;
+        ps->moved = 1;
         return 1;
     }
     snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
@@ -890,6 +958,145 @@ void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void
         gov_err_t e = handler(ctx, p, &m, &reason, eb, sizeof eb);
         gov_processor_done(p, &m, e, reason, eb);
     }
+}
+
+/* The poison message kept while a batch was held: dead-lettered now that
+ * the batch before it is finished (its partition's order is kept: the
+ * batch stopped at it). */
+static void finish_pending(gov_processor_t *p) {
+    if (p->pending_km == NULL)
+        return;
+    gov_kafka_msg_t *km = p->pending_km;
+    p->pending_km = NULL;
+    p->replaying = p->pending_replay;
+    dead_letter(p, km, p->pending_reason, p->pending_detail);
+    gov_kafka_msg_free(km);
+}
+
+/* Is (topic, partition) among the n partitions listed in topics/parts? */
+static int part_listed(const gov_kafka_msg_t *const *kms, size_t n, const gov_kafka_msg_t *km) {
+    for (size_t i = 0; i < n; i++)
+        if (kms[i] && kms[i]->partition == km->partition && strcmp(kms[i]->topic, km->topic) == 0)
+            return (int)i + 1;
+    return 0;
+}
+
+/* gov_processor_done for a batch, in the batch's order.  A partition's
+ * offsets are stored message by message, its watermark written once, after
+ * its last applied message (one SET ... GET per partition and batch, not
+ * per message).  A transient failure rewinds its partition to that message
+ * and the partition's later messages in the batch are left alone (the
+ * rewind delivers them again; they were applied or not - a replay of an
+ * applied one is a duplicate).  Cost: one Redis command per partition,
+ * plus what a poison or failed message costs alone. */
+static void done_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
+                       const gov_err_t *results, const gov_reason_t *reasons,
+                       const char *detail, const gov_kafka_msg_t **last,
+                       const gov_kafka_msg_t **stopped) {
+    size_t nlast = 0, nstopped = 0;
+    for (size_t i = 0; i < n; i++) {
+        gov_processor_msg_t *m = &msgs[i];
+        gov_kafka_msg_t *km = m->kafka;
+        if (part_listed(stopped, nstopped, km))
+            continue;
+        int li = part_listed(last, nlast, km);
+        p->replaying = m->replay;
+        gov_err_t result = results[i];
+        switch (result_kind(result)) {
+        case RESULT_DONE:
+            gov_kafka_consumer_store(p->consumer, km);
+            if (li)
+                last[li - 1] = km;
+            else
+                last[nlast++] = km;
+            finished(p, m, result);
+            break;
+        case RESULT_POISON:
+            /* its watermark write covers the partition's earlier messages */
+            if (li)
+                last[li - 1] = NULL;
+            dead_letter_result(p, m, result, reasons[i]);
+            break;
+        default: {
+            if (li) {
+                watermark_note(p, last[li - 1]);
+                last[li - 1] = NULL;
+            }
+            stopped[nstopped++] = km;
+            part_state_t *ps = part_find(p, km->topic, km->partition, 0);
+            if (result == GOV_ERR_STATE && ((ps && ps->moved) || check_partition(p, ps)))
+                break;   /* the partition was moved back: no rewind */
+            if (result == GOV_ERR_REDIS)
+                tenant_blocked(p, m, detail);
+            backoff_and_rewind(p, km, detail && detail[0] ? detail : gov_err_str(result));
+            break;
+        }
+        }
+    }
+    for (size_t i = 0; i < nlast; i++)
+        if (last[i])
+            watermark_note(p, last[i]);
+    p->rebuilt_now = 0;
+    for (size_t i = 0; i < n; i++) {
+        gov_metric_observe(p->m_duration, (const char *[]){p->spec->name},
+                           (double)(gov_mono_micros() - msgs[i].started_us) / 1e6);
+        json_decref(msgs[i].event);
+        gov_kafka_msg_free(msgs[i].kafka);
+        memset(&msgs[i], 0, sizeof msgs[i]);
+    }
+}
+
+gov_err_t gov_processor_run_batch(gov_processor_t *p, gov_processor_batch_handler_t handler,
+                                  void *ctx, const gov_processor_batch_limits_t *limits) {
+    gov_err_t err = GOV_OK;
+    size_t max = limits->max_count > 0 ? limits->max_count : 1;
+    gov_processor_msg_t *msgs = gov_calloc(max, sizeof *msgs);
+    gov_err_t *results = gov_calloc(max, sizeof *results);
+    gov_reason_t *reasons = gov_calloc(max, sizeof *reasons);
+    const gov_kafka_msg_t **last = gov_calloc(max, sizeof *last);
+    const gov_kafka_msg_t **stopped = gov_calloc(max, sizeof *stopped);
+    if (msgs == NULL || results == NULL || reasons == NULL || last == NULL || stopped == NULL) {
+        gov_log(GOV_LOG_ERROR, "out of memory for the batch arrays", (const char *)NULL);
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    while (gov_processor_running(p)) {
+        p->batch_held = 0;
+        if (next_msg(p, &msgs[0], 200) != GOV_OK)
+            continue;
+        size_t n = 1, bytes = msgs[0].kafka->len;
+        p->batch_held = 1;
+        int64_t until = gov_mono_micros() + (int64_t)limits->linger_ms * 1000;
+        /* Take what else arrives within the linger, up to the bounds; a
+         * poison message ends the batch (it waits in pending_km). */
+        while (n < max && bytes < limits->max_bytes && gov_processor_running(p)) {
+            int64_t left_us = until - gov_mono_micros();
+            if (next_msg(p, &msgs[n], left_us > 0 ? (int)((left_us + 999) / 1000) : 0) != GOV_OK)
+                break;
+            bytes += msgs[n].kafka->len;
+            p->batch_held = ++n;
+        }
+        p->batch_held = 0;
+        for (size_t i = 0; i < MAX_PARTS; i++)
+            p->parts[i].moved = 0;
+        p->rebuilt_now = 0;
+        char eb[512] = "";
+        for (size_t i = 0; i < n; i++) {
+            results[i] = GOV_ERR_INTERNAL;
+            reasons[i] = GOV_REASON_NONE;
+        }
+        gov_metric_observe(p->m_batch, (const char *[]){p->spec->name}, (double)n);
+        handler(ctx, p, msgs, n, results, reasons, eb, sizeof eb);
+        done_batch(p, msgs, n, results, reasons, eb, last, stopped);
+        finish_pending(p);
+    }
+out:
+    gov_free(msgs);
+    gov_free(results);
+    gov_free(reasons);
+    gov_free(last);
+    gov_free(stopped);
+    return err;
 }
 
 int gov_processor_shutdown(gov_processor_t *p) {

@@ -54,7 +54,8 @@
  *     processor_consumer_lag{processor,topic,partition},
  *     processor_rebuilds_total{processor,topic,partition},
  *     processor_already_applied_total{processor,topic},
- *     processor_materialize_duration_seconds{processor}.
+ *     processor_materialize_duration_seconds{processor},
+ *     processor_batch_messages{processor} (batching processors only).
  *
  * Thread-safety: one processor per process; all calls from the main thread.
  */
@@ -155,6 +156,41 @@ typedef gov_err_t (*gov_processor_handler_t)(void *ctx, gov_processor_t *p,
 /* The loop every processor runs until a stop signal: next -> handler ->
  * done.  Returns when gov_processor_running(p) is 0. */
 void gov_processor_run(gov_processor_t *p, gov_processor_handler_t handler, void *ctx);
+
+/* Batches (gov-audit): how many messages one handler call takes at most -
+ * by count, by bytes (the message that crosses max_bytes is the last) - and
+ * how long, after the first, to wait for more (linger_ms; what is already
+ * fetched is taken without waiting). */
+typedef struct gov_processor_batch_limits {
+    size_t max_count;
+    size_t max_bytes;
+    long linger_ms;
+} gov_processor_batch_limits_t;
+
+/* What a processor does with a batch of decoded messages msgs[0..n), in
+ * their consumed order: apply them and set results[i] (and reasons[i] for a
+ * poison result) as a per-message handler's return value would be;
+ * results[] enter as GOV_ERR_INTERNAL (a message left so is retried),
+ * reasons[] as GOV_REASON_NONE.  errbuf: the detail logged with retries.
+ * A handler must apply a partition's messages in order and must not apply
+ * a message after one of its partition that it failed transiently (the
+ * partition is rewound to that one). */
+typedef void (*gov_processor_batch_handler_t)(void *ctx, gov_processor_t *p,
+                                              gov_processor_msg_t *msgs, size_t n,
+                                              gov_err_t *results, gov_reason_t *reasons,
+                                              char *errbuf, size_t errbuf_size);
+
+/* gov_processor_run with batches: collects up to limits' bounds (the
+ * lost-write check runs before the batch's first message), calls handler
+ * once, then finishes the messages in order - offsets stored per message,
+ * each partition's watermark written once after its last applied message,
+ * a transient failure rewinding its partition there.  A poison message met
+ * while collecting ends the batch and is dead-lettered after it, so no
+ * offset is ever stored above a message not yet applied.  Returns GOV_OK
+ * when gov_processor_running(p) is 0, GOV_ERR_NOMEM at once when the
+ * batch's arrays cannot be allocated. */
+gov_err_t gov_processor_run_batch(gov_processor_t *p, gov_processor_batch_handler_t handler,
+                                  void *ctx, const gov_processor_batch_limits_t *limits);
 
 /* Stops the loop, commits, closes everything.  Returns the exit code. */
 int gov_processor_shutdown(gov_processor_t *p);

@@ -192,17 +192,16 @@ static void script_sha1(gov_redis_script_t *s) {
     gov_hex_encode(md, 20, s->sha1);
 }
 
-gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
-                         int argc, const char **argv, const size_t *argvlen,
-                         redisReply **reply, char *errbuf, size_t errbuf_size) {
-    enum { MAX_ARGS = 160 };
-    if (argc < 0 || argc > MAX_ARGS - 3 || nkeys > argc)
+enum { EVAL_MAX_ARGS = 160 };
+
+/* av/al = EVALSHA <sha1> <nkeys> argv...; nk holds the count's text.
+ * GOV_ERR_INVALID_ARG when the arguments do not fit. */
+static gov_err_t evalsha_argv(gov_redis_script_t *script, int nkeys, int argc, const char **argv,
+                              const size_t *argvlen, const char **av, size_t *al, char nk[16]) {
+    if (argc < 0 || argc > EVAL_MAX_ARGS - 3 || nkeys > argc)
         return GOV_ERR_INVALID_ARG;
     script_sha1(script);
-    const char *av[MAX_ARGS];
-    size_t al[MAX_ARGS];
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
+    snprintf(nk, 16, "%d", nkeys);
     av[0] = "EVALSHA";
     av[1] = script->sha1;
     av[2] = nk;
@@ -213,7 +212,19 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
         av[3 + i] = argv[i];
         al[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
     }
-    gov_err_t err = gov_redis_command(r, reply, argc + 3, av, al, errbuf, errbuf_size);
+    return GOV_OK;
+}
+
+gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
+                         int argc, const char **argv, const size_t *argvlen,
+                         redisReply **reply, char *errbuf, size_t errbuf_size) {
+    const char *av[EVAL_MAX_ARGS];
+    size_t al[EVAL_MAX_ARGS];
+    char nk[16];
+    gov_err_t err = evalsha_argv(script, nkeys, argc, argv, argvlen, av, al, nk);
+    if (err != GOV_OK)
+        return err;
+    err = gov_redis_command(r, reply, argc + 3, av, al, errbuf, errbuf_size);
     if (err == GOV_ERR_REDIS && strstr(errbuf, "NOSCRIPT") != NULL) {
         av[0] = "EVAL";
         al[0] = 4;
@@ -222,6 +233,15 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
         err = gov_redis_command(r, reply, argc + 3, av, al, errbuf, errbuf_size);
     }
     return err;
+}
+
+gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
+                                int argc, const char **argv, const size_t *argvlen) {
+    const char *av[EVAL_MAX_ARGS];
+    size_t al[EVAL_MAX_ARGS];
+    char nk[16];
+    gov_err_t err = evalsha_argv(script, nkeys, argc, argv, argvlen, av, al, nk);
+    return err != GOV_OK ? err : gov_redis_append(r, argc + 3, av, al);
 }
 
 gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,

@@ -77,6 +77,12 @@ gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen);
 gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
                          size_t errbuf_size);
+/* Queues EVALSHA of script (argv as for gov_redis_eval, copied).  Unlike
+ * gov_redis_eval it cannot load the script: a reply "NOSCRIPT" (Redis
+ * restarted or flushed its scripts) is the caller's to handle, e.g. by
+ * running that call again through gov_redis_eval. */
+gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
+                                int argc, const char **argv, const size_t *argvlen);
 
 /* PING; GOV_OK when the server answered PONG. */
 gov_err_t gov_redis_ping(gov_redis_t *r);

@@ -461,6 +461,30 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
                                  gov_state_audit_twin_t *twin, int64_t *applied_before,
                                  char *errbuf, size_t errbuf_size);
 
+/* One event of gov_state_audit_append_batch: the inputs as for
+ * gov_state_audit_append (borrowed), and its outcome. */
+typedef struct gov_state_audit_item {
+    json_t *event;
+    const char *type;
+    const char *source;
+    gov_state_pos_t pos;
+    gov_err_t result;                 /* as gov_state_audit_append returns */
+    gov_state_audit_twin_t twin;
+    int64_t applied_before;
+    char errbuf[256];
+} gov_state_audit_item_t;
+
+/* gov_state_audit_append for items[0..n) in order, each with its own
+ * result (same dedup, conflict and chain rules, per event): the scripts go
+ * as one pipeline (one round trip) chained on the predicted heads; items
+ * the pipeline did not settle are appended one by one after it, and once
+ * an item of a tenant failed transiently the tenant's later items are not
+ * applied (GOV_ERR_UNAVAILABLE).  Returns GOV_ERR_NOMEM when the batch
+ * could not be started (every result GOV_ERR_INTERNAL), else GOV_OK.
+ * Cost: one round trip plus one per item left over. */
+gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_item_t *items,
+                                       size_t n);
+
 /* XRANGE audit:{T} <start> + COUNT count: *page is a new reply.  start is
  * "-" or an exclusive "(<id>". */
 gov_err_t gov_state_audit_range(gov_redis_t *r, const char *tenant, const char *start,

@@ -1,4 +1,5 @@
 /* gov_state_audit.c - gov-audit's materialization: one Lua script per event
+ * (pipelined per batch)
  * writes the chain entry, the dedup indexes, the decision record and the
  * tenant's applied offset, all or nothing and all in the tenant's hash slot;
  * and the reads `govctl audit verify` walks.
@@ -14,7 +15,9 @@
  * conflicting twin: nothing a producer sends first can hide a later event).
  *
  * Cost: one EVALSHA per event (two after a cache miss or a concurrent
- * writer); hashing is one pass over the payload.
+ * writer); hashing is one pass over the payload.  gov_state_audit_append_batch
+ * sends a batch's scripts as one pipeline (one round trip), each event still
+ * compared and appended alone.
  *
  * What it does not do: verify the chain (gov_audit_chain, govctl).
  */
@@ -247,6 +250,243 @@ static int add_decision_fields(argv_buf_t *a, json_t *ev) {
     return arg_take(a, gov_strdup(score));
 }
 
+/* One event made ready for the script: everything but the head it is
+ * chained to.  Owns payload. */
+typedef struct audit_prep {
+    const char *tenant, *event_id, *decision_id, *type, *source;
+    json_t *event;
+    int is_decision;
+    int64_t occurred_at, offset;
+    char *payload;
+    size_t payload_len;
+    char digest[GOV_SHA256_HEXLEN + 1];
+    long long now_ms;
+    char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
+        k_dec[GOV_STATE_KEY_MAX], k_dec_ids[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX],
+        k_ids_age[GOV_STATE_KEY_MAX + 8], k_dec_ids_age[GOV_STATE_KEY_MAX + 8];
+} audit_prep_t;
+
+/* Validates event and fills pr (payload, content digest, keys).
+ * GOV_ERR_INVALID_ARG for an event that cannot be materialized,
+ * GOV_ERR_NOMEM.  On GOV_OK, pr->payload is the caller's (gov_free). */
+static gov_err_t prep(json_t *event, const char *type, const char *source,
+                      const gov_state_pos_t *pos, audit_prep_t *pr, char *errbuf,
+                      size_t errbuf_size) {
+    memset(pr, 0, sizeof *pr);
+    pr->event = event;
+    pr->type = type;
+    pr->source = source;
+    pr->offset = pos->offset;
+    pr->tenant = json_string_value(json_object_get(event, "tenant"));
+    pr->event_id = json_string_value(json_object_get(event, "event_id"));
+    json_t *at = json_object_get(event, "occurred_at");
+    pr->is_decision = strcmp(type, "PolicyDecision") == 0;
+    pr->decision_id = json_string_value(json_object_get(event, "decision_id"));
+    if (pr->tenant == NULL || pr->event_id == NULL || !json_is_integer(at)) {
+        snprintf(errbuf, errbuf_size, "event lacks tenant, event_id or occurred_at");
+        return GOV_ERR_INVALID_ARG;
+    }
+    pr->occurred_at = (int64_t)json_integer_value(at);
+    if (pr->is_decision &&
+        (pr->decision_id == NULL || !gov_tenant_valid(pr->decision_id, strlen(pr->decision_id)))) {
+        snprintf(errbuf, errbuf_size, "decision_id missing or not a safe key part");
+        return GOV_ERR_INVALID_ARG;
+    }
+    gov_state_pos_t tpos = *pos;
+    tpos.tenant = pr->tenant; /* the applied offset lives in the event's tenant's slot */
+    if (gov_state_key(GOV_STATE_AUDIT, pr->tenant, pr->k_stream) != GOV_OK ||
+        gov_state_key(GOV_STATE_AUDIT_HEAD, pr->tenant, pr->k_head) != GOV_OK ||
+        gov_state_key(GOV_STATE_AUDIT_IDS, pr->tenant, pr->k_ids) != GOV_OK ||
+        (pr->is_decision &&
+         (gov_state_decision_key(pr->tenant, pr->decision_id, pr->k_dec) != GOV_OK ||
+          gov_state_key(GOV_STATE_AUDIT_DECISION_IDS, pr->tenant, pr->k_dec_ids) != GOV_OK)) ||
+        gov_state_offset_key(&tpos, pr->offset_key) != GOV_OK) {
+        snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
+        return GOV_ERR_INVALID_ARG;
+    }
+    /* the age indexes of the two id hashes: same slot, ":age" appended */
+    snprintf(pr->k_ids_age, sizeof pr->k_ids_age, "%s:age", pr->k_ids);
+    if (pr->is_decision)
+        snprintf(pr->k_dec_ids_age, sizeof pr->k_dec_ids_age, "%s:age", pr->k_dec_ids);
+
+    pr->payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
+    if (pr->payload == NULL)
+        return GOV_ERR_NOMEM;
+    pr->payload_len = strlen(pr->payload);
+    /* The content the dedup compares: the event as it is chained, without
+     * occurred_at - a processor re-emitting after a crash re-derives the
+     * same event_id and content but stamps a new emission time, and that
+     * copy is a replay, not a conflict. */
+    unsigned char md[GOV_SHA256_LEN];
+    json_t *content = json_copy(event);   /* shallow: the values are shared */
+    char *content_text = NULL;
+    gov_err_t err = GOV_OK;
+    if (content == NULL || json_object_del(content, "occurred_at") != 0 ||
+        (content_text = json_dumps(content, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
+        gov_sha256(content_text, strlen(content_text), md) != GOV_OK)
+        err = GOV_ERR_NOMEM;
+    json_decref(content);
+    gov_free(content_text);
+    if (err != GOV_OK) {
+        gov_free(pr->payload);
+        pr->payload = NULL;
+        return err;
+    }
+    gov_hex_encode(md, GOV_SHA256_LEN, pr->digest);
+    pr->now_ms = (long long)(gov_now_micros() / 1000);
+    return GOV_OK;
+}
+
+/* The script's arguments for pr chained after (prev_hash, seq - 1); hash
+ * receives the entry's hash.  a's strings borrow from pr, prev_hash and
+ * hash: keep them until the call.  GOV_OK, GOV_ERR_INVALID_ARG (too many
+ * fields), GOV_ERR_NOMEM; a is to be arg_free'd in every case. */
+static gov_err_t build(const gov_state_audit_t *s, const audit_prep_t *pr, const char *prev_hash,
+                       uint64_t seq, char hash[GOV_SHA256_HEXLEN + 1], argv_buf_t *a,
+                       int *nkeys, char *errbuf, size_t errbuf_size) {
+    memset(a, 0, sizeof *a);
+    gov_audit_entry_t e = {
+        .prev_hash = prev_hash, .seq = seq, .event_id = pr->event_id,
+        .type = pr->type, .occurred_at = pr->occurred_at,
+        .source = pr->source, .payload = pr->payload, .payload_len = pr->payload_len,
+    };
+    gov_err_t err = gov_audit_chain_hash(&e, hash);
+    if (err != GOV_OK)
+        return err;
+    int bad = 0;
+    bad |= arg_add(a, pr->k_stream, strlen(pr->k_stream));
+    bad |= arg_add(a, pr->k_head, strlen(pr->k_head));
+    bad |= arg_add(a, pr->k_ids, strlen(pr->k_ids));
+    bad |= arg_add(a, pr->offset_key, strlen(pr->offset_key));
+    bad |= arg_add(a, pr->k_ids_age, strlen(pr->k_ids_age));
+    if (pr->is_decision) {
+        bad |= arg_add(a, pr->k_dec, strlen(pr->k_dec));
+        bad |= arg_add(a, pr->k_dec_ids, strlen(pr->k_dec_ids));
+        bad |= arg_add(a, pr->k_dec_ids_age, strlen(pr->k_dec_ids_age));
+    }
+    *nkeys = a->n;
+    bad |= arg_add(a, pr->event_id, strlen(pr->event_id));
+    bad |= arg_add(a, prev_hash, GOV_SHA256_HEXLEN);
+    bad |= arg_take(a, fmt_dup("%lld", (long long)seq));
+    bad |= arg_add(a, hash, GOV_SHA256_HEXLEN);
+    bad |= arg_take(a, fmt_dup("%lld", (long long)pr->offset));
+    bad |= arg_take(a, fmt_dup("%lld", (long long)s->decision_ttl_s));
+    bad |= pr->is_decision ? arg_add(a, pr->decision_id, strlen(pr->decision_id))
+                           : arg_add(a, "", 0);
+    bad |= arg_add(a, pr->digest, GOV_SHA256_HEXLEN);
+    bad |= arg_take(a, fmt_dup("%lld", pr->now_ms));
+    bad |= arg_take(a, fmt_dup("%lld", s->id_window_ms));
+    bad |= arg_add(a, "8", 1); /* entry pairs below */
+    bad |= arg_add(a, "seq", 3);
+    bad |= arg_take(a, fmt_dup("%lld", (long long)seq));
+    bad |= arg_add(a, "event_id", 8);
+    bad |= arg_add(a, pr->event_id, strlen(pr->event_id));
+    bad |= arg_add(a, "type", 4);
+    bad |= arg_add(a, pr->type, strlen(pr->type));
+    bad |= arg_add(a, "occurred_at", 11);
+    bad |= arg_take(a, fmt_dup("%lld", (long long)pr->occurred_at));
+    bad |= arg_add(a, "source", 6);
+    bad |= arg_add(a, pr->source, strlen(pr->source));
+    bad |= arg_add(a, "payload", 7);
+    bad |= arg_add(a, pr->payload, pr->payload_len);
+    bad |= arg_add(a, "prev_hash", 9);
+    bad |= arg_add(a, prev_hash, GOV_SHA256_HEXLEN);
+    bad |= arg_add(a, "hash", 4);
+    bad |= arg_add(a, hash, GOV_SHA256_HEXLEN);
+    if (pr->is_decision)
+        bad |= add_decision_fields(a, pr->event);
+    if (!bad)
+        return GOV_OK;
+    if (a->overflow) {
+        snprintf(errbuf, errbuf_size, "event has more fields than a chain entry can hold");
+        return GOV_ERR_INVALID_ARG;
+    }
+    snprintf(errbuf, errbuf_size, "out of memory building the chain entry");
+    return GOV_ERR_NOMEM;
+}
+
+/* Reads the script's reply for pr, appended as (hash, seq) to head:
+ *   GOV_OK (head moved to it; *twin), GOV_ERR_DUPLICATE,
+ *   GOV_ERR_CONFLICT (head was elsewhere: head now holds it),
+ *   GOV_ERR_STATE (the head went back: Redis lost writes), GOV_ERR_REDIS.
+ * *applied_before as gov_state_audit_append documents. */
+static gov_err_t parse_reply(const audit_prep_t *pr, const redisReply *rep, head_slot_t *head,
+                             const char *hash, uint64_t seq, gov_state_audit_twin_t *twin,
+                             int64_t *applied_before, char *errbuf, size_t errbuf_size) {
+    const char *status = (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+                          rep->element[0]->type == REDIS_REPLY_STRING)
+                             ? rep->element[0]->str : "";
+    if (applied_before && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3) {
+        const redisReply *last = rep->element[rep->elements - 1];
+        if (last->type == REDIS_REPLY_STRING)
+            *applied_before = last->len == 0 ? -1 : strtoll(last->str, NULL, 10);
+    }
+    if (strcmp(status, "ok") == 0) {
+        memcpy(head->hash, hash, sizeof head->hash);
+        head->seq = seq;
+        const char *kind = rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING
+                               ? rep->element[2]->str : "";
+        if (twin && strcmp(kind, "event_id") == 0)
+            *twin = GOV_STATE_AUDIT_TWIN_EVENT_ID;
+        else if (twin && strcmp(kind, "decision_id") == 0)
+            *twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
+        return GOV_OK;
+    }
+    if (strcmp(status, "duplicate") == 0)
+        return GOV_ERR_DUPLICATE;
+    if (strcmp(status, "conflict") == 0 && rep->elements == 4 &&
+        rep->element[1]->type == REDIS_REPLY_STRING &&
+        rep->element[1]->len == GOV_SHA256_HEXLEN &&
+        rep->element[2]->type == REDIS_REPLY_STRING) {
+        uint64_t found = strtoull(rep->element[2]->str, NULL, 10);
+        if (found < head->seq) {
+            /* A head only grows: one behind what this writer appended
+             * means Redis lost writes (flushed, an older snapshot).
+             * Appending now would re-link the chain from there. */
+            snprintf(errbuf, errbuf_size,
+                     "audit head of %s went back from seq %llu to %llu: Redis lost writes",
+                     pr->tenant, (unsigned long long)head->seq, (unsigned long long)found);
+            head->tenant[0] = 0;   /* forget the cached head */
+            return GOV_ERR_STATE;
+        }
+        memcpy(head->hash, rep->element[1]->str, GOV_SHA256_HEXLEN + 1);
+        head->seq = found;
+        return GOV_ERR_CONFLICT;
+    }
+    snprintf(errbuf, errbuf_size, "unexpected reply from append script");
+    return GOV_ERR_REDIS;
+}
+
+/* gov_state_audit_append once pr is ready. */
+static gov_err_t append_prepared(gov_state_audit_t *s, const audit_prep_t *pr,
+                                 gov_state_audit_twin_t *twin, int64_t *applied_before,
+                                 char *errbuf, size_t errbuf_size) {
+    gov_err_t err = GOV_OK;
+    head_slot_t *head = head_for(s, pr->tenant);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char hash[GOV_SHA256_HEXLEN + 1], prev[GOV_SHA256_HEXLEN + 1];
+        memcpy(prev, head->hash, sizeof prev);
+        uint64_t seq = head->seq + 1;
+        argv_buf_t a;
+        int nkeys = 0;
+        err = build(s, pr, prev, seq, hash, &a, &nkeys, errbuf, errbuf_size);
+        redisReply *rep = NULL;
+        if (err == GOV_OK)
+            err = gov_redis_eval(s->redis, &append_script, nkeys, a.n, a.v, a.len, &rep, errbuf,
+                                 errbuf_size);
+        arg_free(&a);
+        if (err != GOV_OK)
+            break;
+        err = parse_reply(pr, rep, head, hash, seq, twin, applied_before, errbuf, errbuf_size);
+        freeReplyObject(rep);
+        if (err != GOV_ERR_CONFLICT)
+            break;
+    }
+    if (err == GOV_ERR_CONFLICT)
+        snprintf(errbuf, errbuf_size, "audit head kept moving; will retry");
+    return err;
+}
+
 gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char *type,
                                  const char *source, const gov_state_pos_t *pos,
                                  gov_state_audit_twin_t *twin, int64_t *applied_before,
@@ -255,185 +495,244 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
         *twin = GOV_STATE_AUDIT_TWIN_NONE;
     if (applied_before)
         *applied_before = GOV_STATE_APPLIED_UNKNOWN;
-    const char *tenant = json_string_value(json_object_get(event, "tenant"));
-    const char *event_id = json_string_value(json_object_get(event, "event_id"));
-    json_t *at = json_object_get(event, "occurred_at");
-    int is_decision = strcmp(type, "PolicyDecision") == 0;
-    const char *decision_id = json_string_value(json_object_get(event, "decision_id"));
-    if (tenant == NULL || event_id == NULL || !json_is_integer(at)) {
-        snprintf(errbuf, errbuf_size, "event lacks tenant, event_id or occurred_at");
-        return GOV_ERR_INVALID_ARG;
-    }
-    if (is_decision && (decision_id == NULL || !gov_tenant_valid(decision_id, strlen(decision_id)))) {
-        snprintf(errbuf, errbuf_size, "decision_id missing or not a safe key part");
-        return GOV_ERR_INVALID_ARG;
-    }
+    audit_prep_t pr;
+    gov_err_t err = prep(event, type, source, pos, &pr, errbuf, errbuf_size);
+    if (err == GOV_OK)
+        err = append_prepared(s, &pr, twin, applied_before, errbuf, errbuf_size);
+    gov_free(pr.payload);
+    return err;
+}
 
+/* The batch: every item is prepared and chained after the head its tenant
+ * will have if the items before it are appended (the cached head, then each
+ * earlier item of the tenant: a prediction), and the scripts are sent as
+ * one pipeline - one round trip.  The script still compares and appends per
+ * event, so a wrong prediction costs nothing but a retry: a reply "ok" or
+ * "duplicate" is final (the script checked the head; a replay is known
+ * before the head is looked at), and every other item (a head that moved,
+ * a duplicate before it, a NOSCRIPT after a Redis restart, a lost reply)
+ * goes through gov_state_audit_append's path one by one, in order, after
+ * the pipeline was read.  A tenant whose
+ * item failed transiently has its later items failed too (not applied: the
+ * caller's rewind delivers them again).  Cost: one round trip, plus one per
+ * item of a tenant whose prediction failed. */
+#define BATCH_TENANTS 64   /* distinct tenants predicted per batch; more go one by one */
+
+typedef struct batch_tenant {
+    const char *tenant;
+    char hash[GOV_SHA256_HEXLEN + 1];
+    uint64_t seq;
+    int failed;   /* an item failed transiently: the rest is not applied */
+} batch_tenant_t;
+
+static batch_tenant_t *batch_tenant(batch_tenant_t *t, size_t *nt, const char *tenant) {
+    for (size_t i = 0; i < *nt; i++)
+        if (strcmp(t[i].tenant, tenant) == 0)
+            return &t[i];
+    return NULL;
+}
+
+/* FNV-1a of an event id and digest, for the batch's own replays. */
+static uint32_t id_hash(const audit_prep_t *pr) {
+    uint32_t h = 2166136261u;
+    for (const char *c = pr->event_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = pr->digest; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
+/* replay[i] = 1 for an item the script will answer "duplicate": its
+ * event_id is in audit:{T}:ids with the same content digest (or without
+ * one), or it is a PolicyDecision whose decision_id that same event_id
+ * recorded, or an earlier item of the batch is the same event.  A
+ * prediction only - the script decides - but a replay chained on as if it
+ * were appended would send every later item of its tenant down the slow
+ * path (a relayed decision is often in identity.audit twice: each relay
+ * deployment copies it).  Cost: one pipelined round trip of one or two
+ * HGETs per item, and a hash set of the batch's ids.  A failed read
+ * predicts nothing.  GOV_ERR_NOMEM. */
+static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
+                                 const gov_state_audit_item_t *items, size_t n,
+                                 unsigned char *replay) {
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *set = gov_calloc(cap, sizeof *set);   /* item index + 1; 0 empty */
+    if (set == NULL)
+        return GOV_ERR_NOMEM;
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        if (items[i].result != GOV_ERR_INTERNAL)
+            continue;
+        const audit_prep_t *pr = &prs[i];
+        const char *get_id[] = {"HGET", pr->k_ids, pr->event_id};
+        const char *get_dec[] = {"HGET", pr->k_dec_ids, pr->decision_id};
+        ok = gov_redis_append(s->redis, 3, get_id, NULL) == GOV_OK &&
+             (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK);
+    }
+    for (size_t i = 0; i < n && ok; i++) {
+        if (items[i].result != GOV_ERR_INTERNAL)
+            continue;
+        const audit_prep_t *pr = &prs[i];
+        redisReply *seen = NULL, *owner = NULL;
+        char eb[128];
+        ok = gov_redis_read(s->redis, &seen, eb, sizeof eb) == GOV_OK &&
+             (!pr->is_decision || gov_redis_read(s->redis, &owner, eb, sizeof eb) == GOV_OK);
+        if (ok && seen->type == REDIS_REPLY_STRING)
+            replay[i] = seen->len < GOV_SHA256_HEXLEN + 1 ||
+                        memcmp(seen->str, pr->digest, GOV_SHA256_HEXLEN) == 0;
+        else if (ok && owner && owner->type == REDIS_REPLY_STRING)
+            replay[i] = strcmp(owner->str, pr->event_id) == 0;
+        freeReplyObject(seen);
+        freeReplyObject(owner);
+        /* the same event earlier in this batch */
+        size_t slot = id_hash(pr) & (cap - 1);
+        while (set[slot] && !replay[i]) {
+            const audit_prep_t *o = &prs[set[slot] - 1];
+            if (strcmp(o->event_id, pr->event_id) == 0 && strcmp(o->digest, pr->digest) == 0)
+                replay[i] = 1;
+            slot = (slot + 1) & (cap - 1);
+        }
+        if (!replay[i])
+            set[slot] = i + 1;
+    }
+    if (!ok)
+        memset(replay, 0, n);
+    gov_free(set);
+    return GOV_OK;
+}
+
+static int transient(gov_err_t e) {
+    return e != GOV_OK && e != GOV_ERR_DUPLICATE && e != GOV_ERR_INVALID_ARG;
+}
+
+gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_item_t *items,
+                                       size_t n) {
+    audit_prep_t *prs = gov_calloc(n ? n : 1, sizeof *prs);
+    batch_tenant_t *tenants = gov_calloc(BATCH_TENANTS, sizeof *tenants);
+    /* per item: its predicted hash and seq, and 1 when it was sent */
+    char(*hashes)[GOV_SHA256_HEXLEN + 1] = gov_calloc(n ? n : 1, sizeof *hashes);
+    uint64_t *seqs = gov_calloc(n ? n : 1, sizeof *seqs);
+    unsigned char *sent = gov_calloc(n ? n : 1, 1);
+    unsigned char *replay = gov_calloc(n ? n : 1, 1);
+    size_t nt = 0;
     gov_err_t err = GOV_OK;
-    char *payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
-    if (payload == NULL)
-        return GOV_ERR_NOMEM;
-    /* The content the dedup compares: the event as it is chained, without
-     * occurred_at - a processor re-emitting after a crash re-derives the
-     * same event_id and content but stamps a new emission time, and that
-     * copy is a replay, not a conflict. */
-    unsigned char md[GOV_SHA256_LEN];
-    char digest[GOV_SHA256_HEXLEN + 1];
-    json_t *content = json_copy(event);   /* shallow: the values are shared */
-    char *content_text = NULL;
-    if (content == NULL || json_object_del(content, "occurred_at") != 0 ||
-        (content_text = json_dumps(content, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
-        gov_sha256(content_text, strlen(content_text), md) != GOV_OK) {
-        json_decref(content);
-        gov_free(content_text);
-        gov_free(payload);
-        return GOV_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = GOV_ERR_INTERNAL;
+        items[i].twin = GOV_STATE_AUDIT_TWIN_NONE;
+        items[i].applied_before = GOV_STATE_APPLIED_UNKNOWN;
+        items[i].errbuf[0] = 0;
     }
-    json_decref(content);
-    gov_free(content_text);
-    gov_hex_encode(md, GOV_SHA256_LEN, digest);
-    long long now_ms = (long long)(gov_now_micros() / 1000);
-    char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
-        k_dec[GOV_STATE_KEY_MAX], k_dec_ids[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX],
-        k_ids_age[GOV_STATE_KEY_MAX + 8], k_dec_ids_age[GOV_STATE_KEY_MAX + 8];
-    gov_state_pos_t tpos = *pos;
-    tpos.tenant = tenant; /* the applied offset lives in the event's tenant's slot */
-    if (gov_state_key(GOV_STATE_AUDIT, tenant, k_stream) != GOV_OK ||
-        gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, k_head) != GOV_OK ||
-        gov_state_key(GOV_STATE_AUDIT_IDS, tenant, k_ids) != GOV_OK ||
-        (is_decision && (gov_state_decision_key(tenant, decision_id, k_dec) != GOV_OK ||
-                         gov_state_key(GOV_STATE_AUDIT_DECISION_IDS, tenant, k_dec_ids) != GOV_OK)) ||
-        gov_state_offset_key(&tpos, offset_key) != GOV_OK) {
-        gov_free(payload);
-        snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
-        return GOV_ERR_INVALID_ARG;
+    if (prs == NULL || tenants == NULL || hashes == NULL || seqs == NULL || sent == NULL ||
+        replay == NULL) {
+        err = GOV_ERR_NOMEM;
+        goto out;
     }
-    /* the age indexes of the two id hashes: same slot, ":age" appended */
-    snprintf(k_ids_age, sizeof k_ids_age, "%s:age", k_ids);
-    if (is_decision)
-        snprintf(k_dec_ids_age, sizeof k_dec_ids_age, "%s:age", k_dec_ids);
-
-    head_slot_t *head = head_for(s, tenant);
-    for (int attempt = 0; attempt < 8; attempt++) {
-        gov_audit_entry_t e = {
-            .prev_hash = head->hash, .seq = head->seq + 1, .event_id = event_id,
-            .type = type, .occurred_at = (int64_t)json_integer_value(at),
-            .source = source, .payload = payload, .payload_len = strlen(payload),
-        };
-        char hash[GOV_SHA256_HEXLEN + 1];
-        if ((err = gov_audit_chain_hash(&e, hash)) != GOV_OK)
-            break;
+    /* 0. prepare; which items are replays (one pipelined read) */
+    for (size_t i = 0; i < n; i++) {
+        gov_state_audit_item_t *it = &items[i];
+        gov_err_t e = prep(it->event, it->type, it->source, &it->pos, &prs[i], it->errbuf,
+                           sizeof it->errbuf);
+        if (e != GOV_OK)
+            it->result = e;
+    }
+    if (predict_replays(s, prs, items, n, replay) != GOV_OK) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    /* 1. queue, chaining each item on its tenant's predicted head */
+    int queue_ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        gov_state_audit_item_t *it = &items[i];
+        gov_err_t e;
+        if (it->result != GOV_ERR_INTERNAL)
+            continue;
+        batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
+        if (t == NULL && nt < BATCH_TENANTS) {
+            t = &tenants[nt++];
+            head_slot_t *h = head_for(s, prs[i].tenant);
+            t->tenant = prs[i].tenant;
+            memcpy(t->hash, h->hash, sizeof t->hash);
+            t->seq = h->seq;
+        }
+        if (t == NULL || !queue_ok)
+            continue;   /* one by one below */
         argv_buf_t a;
-        memset(&a, 0, sizeof a);
-        int bad = 0;
-        bad |= arg_add(&a, k_stream, strlen(k_stream));
-        bad |= arg_add(&a, k_head, strlen(k_head));
-        bad |= arg_add(&a, k_ids, strlen(k_ids));
-        bad |= arg_add(&a, offset_key, strlen(offset_key));
-        bad |= arg_add(&a, k_ids_age, strlen(k_ids_age));
-        if (is_decision) {
-            bad |= arg_add(&a, k_dec, strlen(k_dec));
-            bad |= arg_add(&a, k_dec_ids, strlen(k_dec_ids));
-            bad |= arg_add(&a, k_dec_ids_age, strlen(k_dec_ids_age));
-        }
-        int nkeys = a.n;
-        bad |= arg_add(&a, event_id, strlen(event_id));
-        bad |= arg_add(&a, head->hash, GOV_SHA256_HEXLEN);
-        bad |= arg_take(&a, fmt_dup("%lld", (long long)e.seq));
-        bad |= arg_add(&a, hash, GOV_SHA256_HEXLEN);
-        bad |= arg_take(&a, fmt_dup("%lld", (long long)pos->offset));
-        bad |= arg_take(&a, fmt_dup("%lld", (long long)s->decision_ttl_s));
-        bad |= is_decision ? arg_add(&a, decision_id, strlen(decision_id)) : arg_add(&a, "", 0);
-        bad |= arg_add(&a, digest, GOV_SHA256_HEXLEN);
-        bad |= arg_take(&a, fmt_dup("%lld", now_ms));
-        bad |= arg_take(&a, fmt_dup("%lld", s->id_window_ms));
-        bad |= arg_add(&a, "8", 1); /* entry pairs below */
-        bad |= arg_add(&a, "seq", 3);
-        bad |= arg_take(&a, fmt_dup("%lld", (long long)e.seq));
-        bad |= arg_add(&a, "event_id", 8);
-        bad |= arg_add(&a, event_id, strlen(event_id));
-        bad |= arg_add(&a, "type", 4);
-        bad |= arg_add(&a, type, strlen(type));
-        bad |= arg_add(&a, "occurred_at", 11);
-        bad |= arg_take(&a, fmt_dup("%lld", (long long)e.occurred_at));
-        bad |= arg_add(&a, "source", 6);
-        bad |= arg_add(&a, source, strlen(source));
-        bad |= arg_add(&a, "payload", 7);
-        bad |= arg_add(&a, payload, e.payload_len);
-        bad |= arg_add(&a, "prev_hash", 9);
-        bad |= arg_add(&a, head->hash, GOV_SHA256_HEXLEN);
-        bad |= arg_add(&a, "hash", 4);
-        bad |= arg_add(&a, hash, GOV_SHA256_HEXLEN);
-        if (is_decision)
-            bad |= add_decision_fields(&a, event);
-        if (bad) {
-            arg_free(&a);
-            if (a.overflow) {
-                snprintf(errbuf, errbuf_size, "event has more fields than a chain entry can hold");
-                err = GOV_ERR_INVALID_ARG;
-            } else {
-                snprintf(errbuf, errbuf_size, "out of memory building the chain entry");
-                err = GOV_ERR_NOMEM;
-            }
-            break;
-        }
-        redisReply *rep = NULL;
-        err = gov_redis_eval(s->redis, &append_script, nkeys, a.n, a.v,
-                             a.len, &rep, errbuf, errbuf_size);
+        int nkeys = 0;
+        seqs[i] = t->seq + 1;
+        e = build(s, &prs[i], t->hash, seqs[i], hashes[i], &a, &nkeys, it->errbuf,
+                  sizeof it->errbuf);
+        if (e == GOV_OK && gov_redis_append_eval(s->redis, &append_script, nkeys, a.n, a.v,
+                                                 a.len) != GOV_OK)
+            queue_ok = 0;   /* not connected: the rest goes one by one (and says why) */
         arg_free(&a);
-        if (err != GOV_OK)
-            break;
-        const char *status = (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-                              rep->element[0]->type == REDIS_REPLY_STRING)
-                                 ? rep->element[0]->str : "";
-        if (applied_before && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3) {
-            const redisReply *last = rep->element[rep->elements - 1];
-            if (last->type == REDIS_REPLY_STRING)
-                *applied_before = last->len == 0 ? -1 : strtoll(last->str, NULL, 10);
+        if (e != GOV_OK) {
+            it->result = e;   /* INVALID_ARG or NOMEM: not sent, the prediction stays */
+            continue;
         }
-        if (strcmp(status, "ok") == 0) {
-            memcpy(head->hash, hash, sizeof head->hash);
-            head->seq = e.seq;
-            err = GOV_OK;
-            const char *kind = rep->elements >= 3 && rep->element[2]->type == REDIS_REPLY_STRING
-                                   ? rep->element[2]->str : "";
-            if (twin && strcmp(kind, "event_id") == 0)
-                *twin = GOV_STATE_AUDIT_TWIN_EVENT_ID;
-            else if (twin && strcmp(kind, "decision_id") == 0)
-                *twin = GOV_STATE_AUDIT_TWIN_DECISION_ID;
-        } else if (strcmp(status, "duplicate") == 0) {
-            err = GOV_ERR_DUPLICATE;
-        } else if (strcmp(status, "conflict") == 0 && rep->elements == 4 &&
-                   rep->element[1]->type == REDIS_REPLY_STRING &&
-                   rep->element[1]->len == GOV_SHA256_HEXLEN &&
-                   rep->element[2]->type == REDIS_REPLY_STRING) {
-            uint64_t found = strtoull(rep->element[2]->str, NULL, 10);
-            if (found < head->seq) {
-                /* A head only grows: one behind what this writer appended
-                 * means Redis lost writes (flushed, an older snapshot).
-                 * Appending now would re-link the chain from there. */
-                snprintf(errbuf, errbuf_size,
-                         "audit head of %s went back from seq %llu to %llu: Redis lost writes",
-                         tenant, (unsigned long long)head->seq, (unsigned long long)found);
-                head->tenant[0] = 0;   /* forget the cached head */
-                err = GOV_ERR_STATE;
-                freeReplyObject(rep);
-                break;
-            }
-            memcpy(head->hash, rep->element[1]->str, GOV_SHA256_HEXLEN + 1);
-            head->seq = found;
-            err = GOV_ERR_CONFLICT;
-        } else {
-            snprintf(errbuf, errbuf_size, "unexpected reply from append script");
-            err = GOV_ERR_REDIS;
+        if (!queue_ok)
+            continue;
+        sent[i] = 1;
+        if (!replay[i]) {   /* a replay leaves the head where it is */
+            memcpy(t->hash, hashes[i], sizeof t->hash);
+            t->seq = seqs[i];
         }
-        freeReplyObject(rep);
-        if (err != GOV_ERR_CONFLICT)
-            break;
     }
-    if (err == GOV_ERR_CONFLICT)
-        snprintf(errbuf, errbuf_size, "audit head kept moving; will retry");
-    gov_free(payload);
+    /* 2. read every reply, in order */
+    for (size_t i = 0; i < n; i++) {
+        if (!sent[i])
+            continue;
+        gov_state_audit_item_t *it = &items[i];
+        batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
+        redisReply *rep = NULL;
+        gov_err_t e = gov_redis_read(s->redis, &rep, it->errbuf, sizeof it->errbuf);
+        if (e == GOV_OK) {
+            e = parse_reply(&prs[i], rep, head_for(s, prs[i].tenant), hashes[i], seqs[i],
+                            &it->twin, &it->applied_before, it->errbuf, sizeof it->errbuf);
+            freeReplyObject(rep);
+        }
+        /* "ok" and "duplicate" are final whatever was predicted (the script
+         * checked the head, and it recognises a replay before it looks at
+         * the head); anything else is settled below */
+        if (e == GOV_OK || e == GOV_ERR_DUPLICATE) {
+            it->result = e;
+        } else if (e == GOV_ERR_STATE) {
+            it->result = e;
+            t->failed = 1;
+        } else {
+            it->twin = GOV_STATE_AUDIT_TWIN_NONE;
+            it->applied_before = GOV_STATE_APPLIED_UNKNOWN;
+        }
+    }
+    /* 3. what the pipeline did not settle, one by one, in order */
+    for (size_t i = 0; i < n; i++) {
+        gov_state_audit_item_t *it = &items[i];
+        if (it->result != GOV_ERR_INTERNAL || prs[i].payload == NULL)
+            continue;
+        batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
+        if (t && t->failed) {
+            snprintf(it->errbuf, sizeof it->errbuf, "an earlier event of tenant %s failed",
+                     prs[i].tenant);
+            it->result = GOV_ERR_UNAVAILABLE;
+            continue;
+        }
+        it->twin = GOV_STATE_AUDIT_TWIN_NONE;
+        it->applied_before = GOV_STATE_APPLIED_UNKNOWN;
+        it->result = append_prepared(s, &prs[i], &it->twin, &it->applied_before, it->errbuf,
+                                     sizeof it->errbuf);
+        if (t && transient(it->result))
+            t->failed = 1;
+    }
+out:
+    for (size_t i = 0; prs && i < n; i++)
+        gov_free(prs[i].payload);
+    gov_free(prs);
+    gov_free(tenants);
+    gov_free(hashes);
+    gov_free(seqs);
+    gov_free(sent);
+    gov_free(replay);
     return err;
 }
 

@@ -29,11 +29,13 @@
  *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "gov_alloc.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state.h"
@@ -51,77 +53,176 @@ static const gov_processor_spec_t spec = {
 
 static long decision_ttl_ms;
 static long event_id_window_ms;
+static long batch_max;
+static long batch_max_bytes;
+static long batch_linger_ms;
 
 static const gov_config_entry_t config[] = {
-    GOV_CFG_DURATION("decision_ttl", "168h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept", &decision_ttl_ms),
+    GOV_CFG_DURATION("decision_ttl", "1h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept for lookups by id (GET /v1/decisions; the chain keeps every decision regardless)", &decision_ttl_ms),
     GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (decision ids are kept for decision_ttl)", &event_id_window_ms),
+    GOV_CFG_INT("batch_max", "500", 1, 10000, "most messages gov-audit takes into one batch (one Redis round trip for the chain, one broker acknowledgement for the relay)", &batch_max),
+    GOV_CFG_INT("batch_max_bytes", "4194304", 1024, 268435456, "most bytes of Kafka values in one batch (the message that crosses it is the last)", &batch_max_bytes),
+    GOV_CFG_DURATION("batch_linger", "10ms", 0, 1000, "how long a batch waits for more messages after its first (what is already fetched is taken without waiting)", &batch_linger_ms),
 };
 
 typedef struct audit_ctx {
     gov_state_audit_t *store;
     gov_metric_t *m_conflicts;
     uint64_t rebuilds;   /* gov_processor_rebuilds when the cache was last valid */
+    gov_state_audit_item_t *items;   /* batch_max entries */
+    size_t *item_msg;                /* items[k] is msgs[item_msg[k]] */
 } audit_ctx_t;
 
-/* Copies a PolicyDecision, bytes and key unchanged, into identity.audit and
- * waits for the acknowledgement: the tenant's partition of identity.audit
- * is then the one order of its chain, so replaying it rebuilds the same
- * chain.  A copy made twice (a crash before the commit) is a replay there:
- * the first one decides its place. */
-static gov_err_t relay(gov_processor_t *p, gov_processor_msg_t *m, char *eb, size_t ebsize) {
-    const gov_kafka_msg_t *km = m->kafka;
-    const char *component = gov_processor_name(p);
-    /* x-gov-component names the deployment that copied it (an operator, or
-     * a test, tells two relays on the same topics apart) */
-    gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
-                              {"x-gov-component", component, strlen(component)}};
-    return gov_kafka_produce_sync(gov_processor_producer(p), AUDIT_TOPIC, km->key, km->key_len,
-                                  km->value, km->len, h, 2, 15000, NULL, NULL, eb, ebsize);
+/* The outcome of one batch's relay group, from the producer's thread. */
+typedef struct relay_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    gov_err_t err;
+    char detail[256];
+} relay_wait_t;
+
+static void relay_done(void *arg, gov_err_t err, const char *detail) {
+    relay_wait_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->err = err;
+    snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
-/* Appends one event to its tenant's chain (and materializes a decision); an
- * event the script cannot store as it is, is dead-lettered as
- * unmaterializable. */
-static gov_err_t append(void *ctx, gov_processor_t *p, gov_processor_msg_t *m,
-                        gov_reason_t *reason, char *eb, size_t ebsize) {
+/* Copies the batch's PolicyDecisions, bytes and key unchanged, into
+ * identity.audit and waits for all of their acknowledgements (one group):
+ * the tenant's partition of identity.audit is then the one order of its
+ * chain, so replaying it rebuilds the same chain.  The copies keep the
+ * batch's order (one producer, idempotent: a partition's messages are
+ * written in the order queued).  If any copy fails, every decision of the
+ * batch is retried: a copy made twice is a replay there (the first one
+ * decides its place).  Cost: one acknowledgement wait per batch. */
+static void relay_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
+                        gov_err_t *results, char *eb, size_t ebsize) {
+    const char *component = gov_processor_name(p);
+    relay_wait_t w = {.err = GOV_OK};
+    gov_kafka_group_t *g = NULL;
+    size_t nrelay = 0;
+    for (size_t i = 0; i < n; i++)
+        nrelay += strcmp(msgs[i].kafka->topic, DECISIONS_TOPIC) == 0;
+    if (nrelay == 0)
+        return;
+    gov_err_t err = GOV_OK;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if ((err = gov_kafka_group_new(gov_processor_producer(p), relay_done, &w, &g)) != GOV_OK) {
+        snprintf(eb, ebsize, "relay: %s", gov_err_str(err));
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const gov_processor_msg_t *m = &msgs[i];
+        const gov_kafka_msg_t *km = m->kafka;
+        if (strcmp(km->topic, DECISIONS_TOPIC) != 0)
+            continue;
+        /* x-gov-component names the deployment that copied it (an operator,
+         * or a test, tells two relays on the same topics apart) */
+        gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
+                                  {"x-gov-component", component, strlen(component)}};
+        if (gov_kafka_group_produce(g, AUDIT_TOPIC, km->key, km->key_len, km->value, km->len, h,
+                                    2) != GOV_OK)
+            break;   /* the group failed: its outcome says why */
+    }
+    gov_kafka_group_seal(g);   /* relay_done runs exactly once, now or later */
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    err = w.err;
+    if (err != GOV_OK)
+        snprintf(eb, ebsize, "relay: %s", w.detail);
+out:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(msgs[i].kafka->topic, DECISIONS_TOPIC) == 0)
+            results[i] = err;
+}
+
+/* Someone produced two different events under one id: both are in the
+ * chain now; which one is genuine is for an operator to judge. */
+static void note_twin(audit_ctx_t *c, const gov_processor_msg_t *m, gov_state_audit_twin_t twin) {
+    const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
+    const char *decision_id = json_string_value(json_object_get(m->event, "decision_id"));
+    gov_log(GOV_LOG_ERROR,
+            twin == GOV_STATE_AUDIT_TWIN_EVENT_ID
+                ? "event_id already chained with other content; chained as a conflicting twin"
+                : "decision_id already recorded by another event; chained as a conflicting twin, the record is marked, not overwritten",
+            "tenant", tenant, "type", m->type, "event_id",
+            json_string_value(json_object_get(m->event, "event_id")), "decision_id",
+            decision_id ? decision_id : "", "source", m->source, (const char *)NULL);
+    gov_metric_inc(c->m_conflicts, (const char *[]){tenant}, 1);
+}
+
+/* One batch: the decisions are relayed (one acknowledgement wait), the
+ * chain's events appended (one pipelined round trip; the hash chain, dedup
+ * and conflict rules per event, gov_state_audit_append_batch).  An event
+ * the script cannot store as it is, is dead-lettered as unmaterializable. */
+static void append_batch(void *ctx, gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
+                         gov_err_t *results, gov_reason_t *reasons, char *eb, size_t ebsize) {
     audit_ctx_t *c = ctx;
-    if (strcmp(m->kafka->topic, DECISIONS_TOPIC) == 0)
-        return relay(p, m, eb, ebsize);
+    relay_batch(p, msgs, n, results, eb, ebsize);
     if (gov_processor_rebuilds(p) != c->rebuilds) {
         /* Redis lost writes: the cached heads are ahead of it */
         gov_state_audit_forget(c->store);
         c->rebuilds = gov_processor_rebuilds(p);
     }
-    gov_state_pos_t pos = gov_processor_position(p, m);
-    gov_state_audit_twin_t twin = GOV_STATE_AUDIT_TWIN_NONE;
-    int64_t applied_before = GOV_STATE_APPLIED_UNKNOWN;
-    gov_err_t e = gov_state_audit_append(c->store, m->event, m->type, m->source, &pos, &twin,
-                                         &applied_before, eb, ebsize);
-    if (e == GOV_ERR_INVALID_ARG)
-        *reason = GOV_REASON_UNMATERIALIZABLE;
-    /* the tenant's slot lost writes (its applied offset went back): the
-     * partition is being rebuilt, this message comes again in the replay */
-    if ((e == GOV_OK || e == GOV_ERR_DUPLICATE || e == GOV_ERR_STATE) &&
-        gov_processor_applied(p, m, applied_before)) {
-        gov_state_audit_forget(c->store);
-        snprintf(eb, ebsize, "tenant's applied offset went back; rebuilding");
-        return GOV_ERR_STATE;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(msgs[i].kafka->topic, AUDIT_TOPIC) != 0)
+            continue;
+        c->items[k] = (gov_state_audit_item_t){
+            .event = msgs[i].event, .type = msgs[i].type, .source = msgs[i].source,
+            .pos = gov_processor_position(p, &msgs[i]),
+        };
+        c->item_msg[k++] = i;
     }
-    if (e == GOV_OK && twin != GOV_STATE_AUDIT_TWIN_NONE) {
-        /* Someone produced two different events under one id: both are in
-         * the chain now; which one is genuine is for an operator to judge. */
-        const char *tenant = json_string_value(json_object_get(m->event, "tenant"));
-        const char *decision_id = json_string_value(json_object_get(m->event, "decision_id"));
-        gov_log(GOV_LOG_ERROR,
-                twin == GOV_STATE_AUDIT_TWIN_EVENT_ID
-                    ? "event_id already chained with other content; chained as a conflicting twin"
-                    : "decision_id already recorded by another event; chained as a conflicting twin, the record is marked, not overwritten",
-                "tenant", tenant, "type", m->type, "event_id",
-                json_string_value(json_object_get(m->event, "event_id")), "decision_id",
-                decision_id ? decision_id : "", "source", m->source, (const char *)NULL);
-        gov_metric_inc(c->m_conflicts, (const char *[]){tenant}, 1);
+    if (k == 0)
+        return;
+    if (gov_state_audit_append_batch(c->store, c->items, k) != GOV_OK) {
+        snprintf(eb, ebsize, "out of memory for the batch");
+        return;   /* every result stays GOV_ERR_INTERNAL: retried */
     }
-    return e;
+    /* partitions found rebuilding in this batch: their later messages come
+     * again in the replay */
+    int32_t rebuilt[GOV_PROCESSOR_MAX_TOPICS * 8];
+    size_t nrebuilt = 0;
+    for (size_t j = 0; j < k; j++) {
+        gov_processor_msg_t *m = &msgs[c->item_msg[j]];
+        gov_state_audit_item_t *it = &c->items[j];
+        gov_err_t e = it->result;
+        int skip = 0;
+        for (size_t r = 0; r < nrebuilt; r++)
+            skip |= rebuilt[r] == m->kafka->partition;
+        if (skip) {
+            results[c->item_msg[j]] = GOV_ERR_STATE;
+            continue;
+        }
+        if (e == GOV_ERR_INVALID_ARG)
+            reasons[c->item_msg[j]] = GOV_REASON_UNMATERIALIZABLE;
+        /* the tenant's slot lost writes (its applied offset went back): the
+         * partition is being rebuilt, this message comes again in the replay */
+        if ((e == GOV_OK || e == GOV_ERR_DUPLICATE || e == GOV_ERR_STATE) &&
+            gov_processor_applied(p, m, it->applied_before)) {
+            gov_state_audit_forget(c->store);
+            snprintf(it->errbuf, sizeof it->errbuf, "tenant's applied offset went back; rebuilding");
+            e = GOV_ERR_STATE;
+            if (nrebuilt < sizeof rebuilt / sizeof rebuilt[0])
+                rebuilt[nrebuilt++] = m->kafka->partition;
+        }
+        if (e == GOV_OK && it->twin != GOV_STATE_AUDIT_TWIN_NONE)
+            note_twin(c, m, it->twin);
+        if (e != GOV_OK && e != GOV_ERR_DUPLICATE && eb[0] == 0)
+            snprintf(eb, ebsize, "%s", it->errbuf);
+        results[c->item_msg[j]] = e;
+    }
 }
 
 int main(int argc, char **argv) {
@@ -133,21 +234,30 @@ int main(int argc, char **argv) {
 
     audit_ctx_t c = {
         .store = gov_state_audit_new(gov_processor_redis(p), decision_ttl_ms / 1000),
+        .items = gov_calloc((size_t)batch_max, sizeof *c.items),
+        .item_msg = gov_calloc((size_t)batch_max, sizeof *c.item_msg),
         .m_conflicts = gov_metrics_counter(gov_processor_metrics(p),
             "audit_event_conflicts_total",
             "Events chained as conflicting twins: a known event_id with other content, or a PolicyDecision naming a decision_id recorded by another event.",
             1, (const char *[]){"tenant"}),
     };
-    if (c.store == NULL || c.m_conflicts == NULL) {
+    int code = 1;
+    if (c.store == NULL || c.m_conflicts == NULL || c.items == NULL || c.item_msg == NULL) {
         gov_log(GOV_LOG_ERROR, "out of memory", (const char *)NULL);
-        gov_state_audit_free(c.store);
         gov_processor_shutdown(p);
-        return 1;
+        goto out;
     }
     gov_state_audit_set_id_window(c.store, event_id_window_ms);
 
-    gov_processor_run(p, append, &c);
-
+    gov_processor_batch_limits_t limits = {(size_t)batch_max, (size_t)batch_max_bytes,
+                                           batch_linger_ms};
+    gov_err_t err = gov_processor_run_batch(p, append_batch, &c, &limits);
+    code = gov_processor_shutdown(p);
+    if (err != GOV_OK)
+        code = 1;
+out:
     gov_state_audit_free(c.store);
-    return gov_processor_shutdown(p);
+    gov_free(c.items);
+    gov_free(c.item_msg);
+    return code;
 }

@@ -708,6 +708,106 @@ static void test_kill9_mid_stream_loses_and_duplicates_nothing(void **state) {
     assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
 }
 
+/* Batches (docs/contracts.md, "Audit batches"): a burst of AuditEvents and
+ * PolicyDecisions (through the relay) lies in Kafka before gov-audit is
+ * killed -9 while it works through it in batches - between a batch's
+ * pipelined writes and its offsets, or amid the pipeline.  Restarted in the
+ * same group, it replays the unfinished batch: every event is chained
+ * exactly once, every decision materialized, the chain verifies; and it did
+ * work in batches (processor_batch_messages: more than one message per
+ * batch on average - one Redis round trip per batch). */
+static int cmp_id(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+static void test_kill9_mid_batch_chains_every_event_once(void **state) {
+    (void)state;
+    enum { N = 2000 };
+    char tenant[64], key[128], eb[256];
+    static char ids[N][37], dids[N][37];
+    itest_unique("t", tenant, sizeof tenant);
+    snprintf(key, sizeof key, "audit:{%s}", tenant);
+
+    /* the private gov-audit is stopped while the burst is produced, so
+     * that the burst waits in Kafka and is taken in full batches */
+    assert_int_equal(itest_proc_stop(&audit), 0);
+    int ndec = 0;
+    for (int i = 0; i < N; i++) {
+        int decision = i % 2 == 1;
+        json_t *e;
+        if (decision) {
+            gov_uuid_v7(dids[ndec]);
+            e = itest_decision_event(tenant, dids[ndec++]);
+        } else {
+            e = itest_audit_event(tenant, "batch.test");
+        }
+        snprintf(ids[i], 37, "%s", json_string_value(json_object_get(e, "event_id")));
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        const char *type = decision ? "PolicyDecision" : "AuditEvent";
+        assert_int_equal(gov_avro_encode(itest_avro(), type, e, &buf, &len, eb, sizeof eb), GOV_OK);
+        assert_int_equal(gov_kafka_produce(itest_producer(),
+                                           decision ? "policy.decisions" : "identity.audit", tenant,
+                                           strlen(tenant), buf, len, NULL, 0), GOV_OK);
+        free(buf);
+        json_decref(e);
+    }
+    assert_int_equal(gov_kafka_producer_flush(itest_producer(), 15000), GOV_OK);
+
+    start_audit();
+    /* kill -9 as soon as some - not all - of the burst is chained */
+    long long at_kill = -1;
+    for (int t = 0; t < 60000 && at_kill < 0; t++) {
+        long long x = itest_wait_xlen(key, 0, 1);
+        if (x >= 50) {
+            kill(audit.pid, SIGKILL);
+            waitpid(audit.pid, NULL, 0);
+            audit.pid = -1;
+            at_kill = itest_wait_xlen(key, 0, 1);
+        } else {
+            itest_sleep_ms(1);
+        }
+    }
+    assert_true(at_kill >= 50 && at_kill < N);
+    print_message("gov-audit killed -9 with %lld of %d events chained\n", at_kill, N);
+
+    start_audit(); /* same group: resumes from the committed offsets */
+    assert_int_equal(itest_wait_xlen(key, N, 60000), N);
+    /* the burst in batches: on average well over one message per batch */
+    double batches = itest_proc_metric(&audit, "processor_batch_messages_count",
+                                       (const char *[]){"processor=\"gov-audit\"", NULL});
+    double messages = itest_proc_metric(&audit, "processor_batch_messages_sum",
+                                        (const char *[]){"processor=\"gov-audit\"", NULL});
+    print_message("restarted gov-audit: %.0f messages in %.0f batches\n", messages, batches);
+    assert_true(batches > 0 && messages >= 4 * batches);
+
+    /* every event exactly once, each tenant's chain intact */
+    redisReply *r = NULL;
+    assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE %s - +", key), GOV_OK);
+    assert_int_equal(r->elements, N);
+    static char seen[N][37];
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2)
+            if (strcmp(f->element[k]->str, "event_id") == 0)
+                snprintf(seen[i], 37, "%s", f->element[k + 1]->str);
+    }
+    freeReplyObject(r);
+    qsort(seen, N, 37, cmp_id);
+    qsort(ids, N, 37, cmp_id);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(seen[i], ids[i]);
+    for (int i = 0; i < ndec; i++) {
+        char dkey[200];
+        snprintf(dkey, sizeof dkey, "policy:decision:{%s}:%.36s", tenant, dids[i]);
+        assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "EXISTS %s", dkey), GOV_OK);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    char out[512];
+    assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
+}
+
 /* Rewrites the stream with the same ids and fields except `change` applied
  * to entry `at` (0-based): "payload" alters its payload, "delete" drops it. */
 static void rewrite_stream(const char *key, size_t at, const char *change) {
@@ -787,6 +887,7 @@ int main(void) {
         cmocka_unit_test(test_metrics_pass_promtool),
         cmocka_unit_test(test_replay_from_offset_zero_leaves_stream_identical),
         cmocka_unit_test(test_kill9_mid_stream_loses_and_duplicates_nothing),
+        cmocka_unit_test(test_kill9_mid_batch_chains_every_event_once),
         cmocka_unit_test(test_tampered_entry_is_found_by_govctl),
     };
     return cmocka_run_group_tests_name("gov-audit", tests, setup, teardown);
