@@ -209,7 +209,9 @@
     X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
     X(INVALID_TOKEN, "invalid_token", "alias of authz_token_missing, no longer answered (was: no bearer token at /v1/sessions/start)") \
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
-    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify")
+    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
+    X(KEY_RETIRED, "key_retired", "a KeyRotated would bring back a retired kid: retired is final (its tombstone is permanent)") \
+    X(KEY_STALE, "key_stale", "a KeyRotated for an unknown kid, pending or active, whose activates_at is older than the longest token lifetime (a forgotten key replayed)")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
