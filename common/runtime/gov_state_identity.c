@@ -831,34 +831,69 @@ gov_err_t gov_state_identity_token_status(gov_redis_t *r, const char *tenant, co
 /* --- the rotator lease -------------------------------------------------------------- */
 
 static gov_redis_script_t lease_script = {
-    /* KEYS: 1 the lease.  ARGV: 1 owner, 2 lease ms.
-     * 1: the caller holds it (taken or renewed), 0: another owner does */
+    /* KEYS: 1 the lease, 2 its epoch counter.  ARGV: 1 owner, 2 lease ms,
+     * 3 '1' take it over from any holder.
+     * {1|0 the caller holds it (taken or renewed) | another owner does,
+     *  the epoch} - every take (not a renewal) increments the epoch */
     "local v = redis.call('GET', KEYS[1])\n"
-    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
-    "if v then return 0 end\n"
+    "if v == ARGV[1] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
+    "end\n"
+    "if v and ARGV[3] ~= '1' then\n"
+    "  return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
+    "end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "return 1\n",
+    "return {1, redis.call('INCR', KEYS[2])}\n",
     {0}};
 
 const char *gov_state_identity_rotator_key(void) {
     return KEYS_PREFIX "rotator";
 }
 
-gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
-                                           int *held, char *errbuf, size_t errbuf_size) {
+const char *gov_state_identity_rotator_epoch_key(void) {
+    return KEYS_PREFIX "rotator:epoch";
+}
+
+static gov_err_t rotator_lease(gov_redis_t *r, const char *owner, long lease_ms, int take_over,
+                               int *held, int64_t *epoch, char *errbuf, size_t errbuf_size) {
     char ms[24];
     *held = 0;
+    if (epoch)
+        *epoch = 0;
     if (owner == NULL || owner[0] == 0 || strlen(owner) > 200 || lease_ms <= 0) {
         snprintf(errbuf, errbuf_size, "rotator lease: an owner of 1..200 bytes and a lease > 0");
         return GOV_ERR_INVALID_ARG;
     }
     snprintf(ms, sizeof ms, "%ld", lease_ms);
-    const char *argv[] = {gov_state_identity_rotator_key(), owner, ms};
+    const char *argv[] = {gov_state_identity_rotator_key(), gov_state_identity_rotator_epoch_key(),
+                          owner, ms, take_over ? "1" : "0"};
     redisReply *rep = NULL;
-    gov_err_t err = gov_redis_eval(r, &lease_script, 1, 3, argv, NULL, &rep, errbuf, errbuf_size);
+    gov_err_t err = gov_redis_eval(r, &lease_script, 2, 5, argv, NULL, &rep, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        snprintf(errbuf, errbuf_size, "unexpected reply from the rotator lease script");
+        freeReplyObject(rep);
+        return GOV_ERR_REDIS;
+    }
+    *held = rep->element[0]->integer == 1;
+    if (epoch)
+        *epoch = (int64_t)rep->element[1]->integer;
     freeReplyObject(rep);
     return GOV_OK;
+}
+
+gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
+                                           int *held, int64_t *epoch, char *errbuf,
+                                           size_t errbuf_size) {
+    return rotator_lease(r, owner, lease_ms, 0, held, epoch, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_identity_rotator_take(gov_redis_t *r, const char *owner, long lease_ms,
+                                          int64_t *epoch, char *errbuf, size_t errbuf_size) {
+    int held = 0;
+    return rotator_lease(r, owner, lease_ms, 1, &held, epoch, errbuf, errbuf_size);
 }

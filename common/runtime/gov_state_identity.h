@@ -264,14 +264,27 @@ gov_err_t gov_state_identity_key_tombstone_key(const char *kid, char out[GOV_STA
 /* --- the rotator lease ----------------------------------------------------------
  *
  *   identity:{keys}:rotator       string: the owner id of the one gov-identity
- *                                 that performs time-driven key transitions and
- *                                 scheduled rotation; PX lease_ms
+ *                                 (or govctl) that performs time-driven key
+ *                                 transitions and rotation; PX lease_ms
+ *   identity:{keys}:rotator:epoch string: the lease's epoch, incremented by
+ *                                 every take (never by a renewal)
  *
  * Takes or renews the lease for owner (borrowed, 1..200 bytes): *held 1 when
  * owner holds it after the call (it was free, expired or already owner's),
- * 0 when another owner does.  One script (GET, then SET PX or PEXPIRE). */
+ * 0 when another owner does; *epoch (may be NULL) the lease's epoch after
+ * the call.  A holder whose epoch changed between two calls lost the lease
+ * meanwhile (another took it): what it was about to do is no longer its
+ * business.  One script. */
 gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
-                                           int *held, char *errbuf, size_t errbuf_size);
+                                           int *held, int64_t *epoch, char *errbuf,
+                                           size_t errbuf_size);
+/* Takes the lease over from any holder (an operator's `govctl keys
+ * rotate`): owner holds it for lease_ms, *epoch the new epoch - the holder
+ * it replaced sees another owner (or another epoch) at its next call and
+ * stands by.  One script. */
+gov_err_t gov_state_identity_rotator_take(gov_redis_t *r, const char *owner, long lease_ms,
+                                          int64_t *epoch, char *errbuf, size_t errbuf_size);
 const char *gov_state_identity_rotator_key(void);
+const char *gov_state_identity_rotator_epoch_key(void);
 
 #endif /* GOV_STATE_IDENTITY_H */
