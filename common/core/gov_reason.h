@@ -211,7 +211,8 @@
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
     X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
     X(KEY_RETIRED, "key_retired", "a KeyRotated would bring back a retired kid: retired is final (its tombstone is permanent)") \
-    X(KEY_STALE, "key_stale", "a KeyRotated for an unknown kid, pending or active, whose activates_at is older than the longest token lifetime (a forgotten key replayed)")
+    X(KEY_STALE, "key_stale", "a KeyRotated for an unknown kid, pending or active, whose activates_at is older than the longest token lifetime (a forgotten key replayed)") \
+    X(KEY_LEASE_STALE, "key_lease_stale", "a KeyRotated produced under a rotator lease epoch older than the lease's: its producer lost the lease since")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

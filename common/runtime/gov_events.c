@@ -22,18 +22,25 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
-                          const char *topic, const char *type, const char *key,
-                          json_t *event, char *errbuf, size_t errbuf_size) {
+gov_err_t gov_events_emit_with(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                               const char *topic, const char *type, const char *key,
+                               json_t *event, const gov_kafka_header_t *headers,
+                               size_t nheaders, char *errbuf, size_t errbuf_size) {
     unsigned char *buf = NULL;
     size_t len = 0;
     gov_err_t err = gov_avro_encode(reg, type, event, &buf, &len, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    err = gov_kafka_produce_sync(p, topic, key, strlen(key), buf, len, NULL, 0,
+    err = gov_kafka_produce_sync(p, topic, key, strlen(key), buf, len, headers, nheaders,
                                  GOV_EVENTS_ACK_TIMEOUT_MS, NULL, NULL, errbuf, errbuf_size);
     gov_free(buf);
     return err;
+}
+
+gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                          const char *topic, const char *type, const char *key,
+                          json_t *event, char *errbuf, size_t errbuf_size) {
+    return gov_events_emit_with(p, reg, topic, type, key, event, NULL, 0, errbuf, errbuf_size);
 }
 
 /* A JSON string of s; bytes that are not UTF-8 become U+FFFD, so a caller's

@@ -39,6 +39,11 @@
 gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
                           const char *topic, const char *type, const char *key,
                           json_t *event, char *errbuf, size_t errbuf_size);
+/* gov_events_emit with Kafka headers (borrowed; nheaders may be 0). */
+gov_err_t gov_events_emit_with(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                               const char *topic, const char *type, const char *key,
+                               json_t *event, const gov_kafka_header_t *headers,
+                               size_t nheaders, char *errbuf, size_t errbuf_size);
 
 typedef struct gov_audit_fields {
     const char *tenant;        /* required; "_system" for none */

@@ -140,9 +140,10 @@ static gov_redis_script_t key_script = {
      *       17 longest token lifetime (µs), 18 retired hash kept (ms),
      *       19 sweep batch
      * KEYS 5: the retired kids by the time they leave the index (ms)
-     * KEYS 6: the kid's retired tombstone (permanent)
-     * ARGV 20: the event's time (µs; 0: no freshness rule)
-     * {'ok'|'applied'|'replay'|'changed'|'backwards'|'retired'|'stale',
+     * KEYS 6: the kid's retired tombstone (permanent), 7: the rotator lease epoch
+     * ARGV 20: the event's time (µs; 0: no freshness rule), 21: the producer's
+     *          lease epoch ('' none)
+     * {'ok'|'applied'|'replay'|'changed'|'backwards'|'retired'|'stale'|'fenced',
      *  detail, previous state}
      * ('applied': this very event was applied before, a redelivery) */
     "local applied = tonumber(redis.call('GET', KEYS[4]) or '-1') or -1\n"
@@ -151,6 +152,11 @@ static gov_redis_script_t key_script = {
     "    return {'applied', '', ARGV[6]}\n"
     "  end\n"
     "  return {'replay', 'offset', ''}\n"
+    "end\n"
+    /* a producer that lost the rotator lease since (a newer epoch) no
+     * longer speaks for this deployment */
+    "if ARGV[21] ~= '' and tonumber(ARGV[21]) < tonumber(redis.call('GET', KEYS[7]) or '0') then\n"
+    "  return {'fenced', ARGV[21], ''}\n"
     "end\n"
     "local ranks = {pending = 0, active = 1, retiring = 2, retired = 3}\n"
     "local cur = redis.call('HMGET', KEYS[1], 'alg', 'public_jwk', 'backend', 'created_at',\n"
@@ -272,7 +278,9 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
         retires[0] = 0;
     char tomb[GOV_STATE_KEY_MAX];
     gov_state_identity_key_tombstone_key(k->kid, tomb);
-    char now[32], lifetime[32], keep[32], batch[16], event_time[32];
+    char now[32], lifetime[32], keep[32], batch[16], event_time[32], epoch[24] = "";
+    if (k->lease_epoch > 0)
+        snprintf(epoch, sizeof epoch, "%lld", (long long)k->lease_epoch);
     snprintf(now, sizeof now, "%lld", (long long)gov_now_micros());
     snprintf(lifetime, sizeof lifetime, "%lld",
              (long long)(k->token_lifetime_us > 0 ? k->token_lifetime_us : 0));
@@ -283,15 +291,16 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
              (long long)(k->event_time_us > 0 ? k->event_time_us : 0));
     snprintf(batch, sizeof batch, "%d", GOV_STATE_IDENTITY_SWEEP_BATCH);
     const char *argv[] = {k_key, gov_state_identity_kids_key(), gov_state_identity_jwks_key(),
-                          k_off, gov_state_identity_retired_key(), tomb, off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
+                          k_off, gov_state_identity_retired_key(), tomb,
+                          gov_state_identity_rotator_epoch_key(), off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
                           created, activates, retires,
                           k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:",
                           k->event_id ? k->event_id : "",
                           k->signed_payload ? k->signed_payload : "",
                           k->signatures ? k->signatures : "", now, lifetime, keep, batch,
-                          event_time};
+                          event_time, epoch};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &key_script, 6, 26, argv, NULL, &rep, errbuf, errbuf_size)) !=
+    if ((err = gov_redis_eval(r, &key_script, 7, 28, argv, NULL, &rep, errbuf, errbuf_size)) !=
         GOV_OK)
         return err;
     const char *st = status_of(rep, 3);
@@ -302,7 +311,7 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
         {"ok", GOV_STATE_IDENTITY_WRITTEN},        {"applied", GOV_STATE_IDENTITY_APPLIED},
         {"replay", GOV_STATE_IDENTITY_REPLAY},     {"changed", GOV_STATE_IDENTITY_CHANGED},
         {"backwards", GOV_STATE_IDENTITY_BACKWARDS}, {"retired", GOV_STATE_IDENTITY_RETIRED},
-        {"stale", GOV_STATE_IDENTITY_STALE},
+        {"stale", GOV_STATE_IDENTITY_STALE},       {"fenced", GOV_STATE_IDENTITY_FENCED},
     };
     size_t i = 0;
     while (i < sizeof outcomes / sizeof outcomes[0] && strcmp(st, outcomes[i].status) != 0)
@@ -317,6 +326,10 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
                      rep->element[1]->str);
         else if (*outcome == GOV_STATE_IDENTITY_RETIRED)
             snprintf(errbuf, errbuf_size, "kid %s was retired (retires_at %s); retired is final",
+                     k->kid, rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_FENCED)
+            snprintf(errbuf, errbuf_size,
+                     "kid %s: produced under rotator lease epoch %s, older than the lease's",
                      k->kid, rep->element[1]->str);
         else if (*outcome == GOV_STATE_IDENTITY_STALE)
             snprintf(errbuf, errbuf_size,

@@ -78,6 +78,8 @@ typedef enum gov_state_identity_outcome {
     GOV_STATE_IDENTITY_STALE,         /* key: an unknown kid, pending or active, whose
                                          activates_at is older than event time - the
                                          longest token lifetime */
+    GOV_STATE_IDENTITY_FENCED,        /* key: produced under a rotator lease epoch older
+                                         than the lease's current one */
 } gov_state_identity_outcome_t;
 
 /* --- keys ------------------------------------------------------------------- */
@@ -96,6 +98,8 @@ typedef struct gov_state_identity_key {
                                      what an unknown kid's freshness is judged at; 0 none */
     int64_t retired_keep_ms;      /* how long a swept retired kid's hash is kept (ms;
                                      <= 0: GOV_STATE_IDENTITY_RETIRED_KEEP_S) */
+    int64_t lease_epoch;          /* the producer's rotator lease epoch (> 0), checked
+                                     against identity:{keys}:rotator:epoch; 0 none */
 } gov_state_identity_key_t;
 
 /* Rank of a key state: pending 0, active 1, retiring 2, retired 3; -1 for
@@ -115,8 +119,10 @@ int gov_state_identity_key_rank(const char *state);
  * retired is final, whether or not the hash is still there.  An unknown
  * kid (no hash, no tombstone) in state pending or active whose
  * activates_at + k->token_lifetime_us is before k->event_time_us is STALE
- * (a forgotten key replayed).  *outcome: WRITTEN, APPLIED, REPLAY,
- * BACKWARDS, CHANGED, RETIRED or STALE (errbuf names the field; nothing is written, not
+ * (a forgotten key replayed).  An event whose k->lease_epoch is below the
+ * lease's epoch is FENCED (its producer lost the rotator lease since).
+ * *outcome: WRITTEN, APPLIED, REPLAY,
+ * BACKWARDS, CHANGED, RETIRED, STALE or FENCED (errbuf names the field; nothing is written, not
  * even the applied offset: a redelivery is refused again); *previous_state
  * the stored state before ("" none; may be NULL, else
  * GOV_STATE_IDENTITY_STATE_MAX bytes).  GOV_ERR_INVALID_ARG for a kid

@@ -12,7 +12,10 @@
  *                     a retired kid's permanent tombstone refuses any other
  *                     state for it (key_retired), and an unknown kid whose
  *                     activates_at is older than the longest token lifetime
- *                     at the message's time is a replay (key_stale).  The JWK is stored
+ *                     at the message's time is a replay (key_stale); one
+ *                     produced under a rotator lease epoch (header
+ *                     x-gov-lease-epoch) older than the lease's is fenced
+ *                     (key_lease_stale).  The JWK is stored
  *                     normalized and identity:{keys}:jwks is rebuilt in the
  *                     same script.
  *   identity.clients  ClientRegistered / ClientRemoved, key = client_id.  Only
@@ -57,6 +60,7 @@
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gov_alloc.h"
@@ -200,6 +204,16 @@ static void key_age_refresh(ctx_t *c, long period_ms) {
     key_age_update(c);
 }
 
+/* The producer's rotator lease epoch (header GOV_KEYROTATE_EPOCH_HEADER);
+ * 0 when absent or not a positive decimal. */
+static int64_t lease_epoch_of(const gov_processor_msg_t *m) {
+    char v[24], *end = NULL;
+    if (!gov_kafka_msg_header(m->kafka, GOV_KEYROTATE_EPOCH_HEADER, v, sizeof v) || v[0] == 0)
+        return 0;
+    long long e = strtoll(v, &end, 10);
+    return end && *end == 0 && e > 0 ? (int64_t)e : 0;
+}
+
 static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
                         const char *sigs, gov_reason_t *reason, char *eb, size_t ebsize) {
     json_t *ev = m->event;
@@ -230,6 +244,8 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
          * history judges each key at the time it was published */
         .event_time_us = gov_processor_msg_time_us(m),
         .retired_keep_ms = c->retired_keep_ms,
+        /* a rebuild re-applies what was applied: no fencing then */
+        .lease_epoch = m->replay ? 0 : lease_epoch_of(m),
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,
@@ -246,6 +262,7 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
     case GOV_STATE_IDENTITY_CHANGED: *reason = GOV_REASON_KEY_CHANGED; return GOV_ERR_VERIFY;
     case GOV_STATE_IDENTITY_RETIRED: *reason = GOV_REASON_KEY_RETIRED; return GOV_ERR_VERIFY;
     case GOV_STATE_IDENTITY_STALE: *reason = GOV_REASON_KEY_STALE; return GOV_ERR_VERIFY;
+    case GOV_STATE_IDENTITY_FENCED: *reason = GOV_REASON_KEY_LEASE_STALE; return GOV_ERR_VERIFY;
     default: break;
     }
     if (strcmp(k.state, "active") == 0 && k.activates_at > c->newest_active_us)

@@ -15,10 +15,10 @@
  * `govctl keys rotate` takes the lease over (a new epoch) for its own
  * rotation: the rotator checks the lease and its epoch again right before
  * it generates a key, so an operator's rotation and a scheduled one never
- * both publish.  What is not fenced: a holder paused between that check and
- * its produce - the events carry no epoch for gov-identity to check (a
- * KeyRotated field would change the schema's fingerprint, and gov_avro
- * does not decode older fingerprints).
+ * both publish.  Every KeyRotated it produces carries its lease epoch
+ * (header x-gov-lease-epoch): one produced by a holder paused past its
+ * lease and materialized after another took it is refused by gov-identity
+ * (key_lease_stale); the new holder produces what is still due.
  *
  * Duplicates: the events the rotator produces come back through this very
  * processor, a moment later.  A transition produced twice before the first
@@ -203,6 +203,7 @@ void identity_rotator_tick(identity_rotator_t *r) {
     }
     r->held = held;
     r->epoch = epoch;
+    r->op.lease_epoch = epoch;   /* every event of this tick carries it */
     if (!held) {
         gov_status_set(gov_processor_status(r->p), COMPONENT, GOV_STATUS_OK,
                        "standby: another gov-identity holds the rotator lease", NULL);

@@ -479,6 +479,32 @@ static void test_scheduled_rotation(void **state) {
     freeReplyObject(rep);
 }
 
+/* A DLQ message keyed kid, dead-lettered by COMPONENT. */
+typedef struct dlq_key {
+    const char *kid;
+    char reason[64];
+} dlq_key_t;
+
+static int match_dlq_key(void *opaque, const gov_kafka_msg_t *m) {
+    dlq_key_t *f = opaque;
+    char comp[96] = "";
+    if (m->key_len != strlen(f->kid) || memcmp(m->key, f->kid, m->key_len) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-component", comp, sizeof comp);
+    if (strcmp(comp, COMPONENT) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
+    return 1;
+}
+
+static int count_key_files(void) {
+    char cmdline[600], out[64] = "";
+    snprintf(cmdline, sizeof cmdline, "ls -1 '%s' | grep -c '\\.pem$'", key_dir);
+    const char *argv[] = {"sh", "-c", cmdline, NULL};
+    itest_run(argv, NULL, out, sizeof out);
+    return atoi(out);
+}
+
 /* The rotator lease's owner (into owner) and epoch. */
 static int64_t lease_of(char *owner, size_t size) {
     redisReply *rep = itest_redis_cmd(itest_redis(), 2,
@@ -525,6 +551,39 @@ static void test_operator_rotation_takes_the_lease(void **state) {
         fail_msg("govctl keys rotate did not take the rotator lease over (epoch %lld, was %lld)",
                  (long long)e2, (long long)e1);
     wait_state(kid, "pending");
+    /* the scheduled rotator, paused past its lease, wakes up and produces
+     * what was due in its epoch e1: the new key's activation, early.
+     * gov-identity refuses it (key_lease_stale); the key stays pending. */
+    gov_state_identity_key_rec_t rec = key_get(kid);
+    gov_key_rotated_t e = {.occurred_at = gov_now_micros(), .kid = kid, .alg = rec.alg,
+                           .public_jwk = rec.public_jwk, .backend = rec.backend,
+                           .state = "active", .created_at = rec.created_at,
+                           .activates_at = rec.activates_at, .retires_at = -1,
+                           .previous_kid = rec.previous_kid};
+    json_t *ev = itest_identity_signed(gov_events_key_rotated_new(&e), "KeyRotated");
+    gov_state_identity_key_clear(&rec);
+    assert_non_null(ev);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256], stale[24];
+    assert_int_equal(gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    json_decref(ev);
+    snprintf(stale, sizeof stale, "%lld", (long long)e1);
+    gov_kafka_header_t h = {GOV_KEYROTATE_EPOCH_HEADER, stale, strlen(stale)};
+    assert_int_equal(gov_kafka_produce_sync(itest_producer(), GOV_TOPIC_IDENTITY_KEYS, kid,
+                                            strlen(kid), buf, len, &h, 1, 15000, NULL, NULL, eb,
+                                            sizeof eb),
+                     GOV_OK);
+    gov_free(buf);
+    dlq_key_t dk = {kid, ""};
+    if (!itest_consume_until(GOV_TOPIC_IDENTITY_KEYS ".dlq", match_dlq_key, &dk, WAIT_MS))
+        fail_msg("the KeyRotated of %s under stale lease epoch %lld was not dead-lettered by %s",
+                 kid, (long long)e1, COMPONENT);
+    assert_string_equal(dk.reason, "key_lease_stale");
+    rec = key_get(kid);
+    assert_string_equal(rec.state, "pending");
+    gov_state_identity_key_clear(&rec);
     /* while govctl holds it, no scheduled rotation of its key (due after 2 s) */
     int64_t until = gov_mono_micros() + 20LL * 1000000;
     int polls = 0;
@@ -533,7 +592,6 @@ static void test_operator_rotation_takes_the_lease(void **state) {
         gov_keyrotate_key_t *keys = NULL;
         size_t n = 0;
         gov_reason_t why;
-        char eb[200];
         assert_int_equal(
             gov_keyrotate_keys_load(itest_redis(), NULL, &keys, &n, &why, eb, sizeof eb), GOV_OK);
         for (size_t i = 0; i < n; i++)
@@ -555,32 +613,6 @@ static void test_operator_rotation_takes_the_lease(void **state) {
     if (e3 <= e2)
         fail_msg("the rotator took the lease back under epoch %lld, not a newer one than %lld",
                  (long long)e3, (long long)e2);
-}
-
-/* A DLQ message keyed kid, dead-lettered by COMPONENT. */
-typedef struct dlq_key {
-    const char *kid;
-    char reason[64];
-} dlq_key_t;
-
-static int match_dlq_key(void *opaque, const gov_kafka_msg_t *m) {
-    dlq_key_t *f = opaque;
-    char comp[96] = "";
-    if (m->key_len != strlen(f->kid) || memcmp(m->key, f->kid, m->key_len) != 0)
-        return 0;
-    itest_msg_header(m, "x-gov-component", comp, sizeof comp);
-    if (strcmp(comp, COMPONENT) != 0)
-        return 0;
-    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
-    return 1;
-}
-
-static int count_key_files(void) {
-    char cmdline[600], out[64] = "";
-    snprintf(cmdline, sizeof cmdline, "ls -1 '%s' | grep -c '\\.pem$'", key_dir);
-    const char *argv[] = {"sh", "-c", cmdline, NULL};
-    itest_run(argv, NULL, out, sizeof out);
-    return atoi(out);
 }
 
 /* Only a trusted operator publishes keys: without an operator key govctl

@@ -210,6 +210,7 @@ static int keys_run(int argc, char **argv, int what) {
         rc = govctl_fail_clean(GOV_REASON_REDIS_UNAVAILABLE, "rotator lease: %s", eb);
         goto out;
     }
+    op.lease_epoch = epoch;
     /* the keys again, under the lease: a rotation the rotator finished
      * just before is seen */
     gov_keyrotate_keys_free(keys, n);
