@@ -98,11 +98,10 @@ const char *gov_state_identity_kids_key(void) {
 }
 
 gov_err_t gov_state_identity_key_tombstone_key(const char *kid, char out[GOV_STATE_KEY_MAX]) {
-    out[0] = 0;
-    if (!gov_state_identity_kid_valid(kid))
-        return GOV_ERR_INVALID_ARG;
-    snprintf(out, GOV_STATE_KEY_MAX, KEYS_PREFIX "key:%s:retired", kid);
-    return GOV_OK;
+    gov_err_t err = gov_state_identity_key_key(kid, out);
+    if (err == GOV_OK)
+        strncat(out, ":retired", GOV_STATE_KEY_MAX - strlen(out) - 1);
+    return err;
 }
 
 const char *gov_state_identity_retired_key(void) {

@@ -618,16 +618,22 @@ static gov_err_t sign_cb(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[
     return gov_signer_sign(ctx, msg, len, sig, eb, ebs);
 }
 
-/* A compact JWS of header and payload (exact bytes) signed by the edge's key. */
-static void jws(const char *header, const char *payload, char *out, size_t size) {
+/* A compact JWS of header and payload (exact bytes) signed by s. */
+static void jws_by(gov_signer_t *s, const char *header, const char *payload, char *out,
+                   size_t size) {
     gov_buf_t b;
     gov_buf_init(&b, 0);
     char eb[256];
-    if (gov_jws_sign_compact(header, strlen(header), payload, strlen(payload), sign_cb, key, &b,
+    if (gov_jws_sign_compact(header, strlen(header), payload, strlen(payload), sign_cb, s, &b,
                              eb, sizeof eb) != GOV_OK)
         fail_msg("sign: %s", eb);
     snprintf(out, size, "%s", b.data);
     gov_buf_free(&b);
+}
+
+/* ... by the edge's key. */
+static void jws(const char *header, const char *payload, char *out, size_t size) {
+    jws_by(key, header, payload, out, size);
 }
 
 static void test_crafted_tokens(void **state) {
@@ -1001,7 +1007,7 @@ static void test_revocation_not_shortened(void **state) {
 /* A token for alice signed by s under its kid (the edge's issuer and
  * audience, 300 s). */
 static void token_signed_by(gov_signer_t *s, char *out, size_t size) {
-    char hdr[256], payload[1024], eb[256];
+    char hdr[256], payload[1024];
     long long now = (long long)(gov_now_micros() / 1000000);
     snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
              gov_signer_kid(s));
@@ -1011,13 +1017,7 @@ static void token_signed_by(gov_signer_t *s, char *out, size_t size) {
              "\"scope\":\"read\",\"sub\":\"%s\",\"tenant\":\"%s\"}",
              alice_client.id, current_hash, now + 300, now - 1, now, now - 1, alice_client.id,
              tenant);
-    gov_buf_t b;
-    gov_buf_init(&b, 0);
-    if (gov_jws_sign_compact(hdr, strlen(hdr), payload, strlen(payload), sign_cb, s, &b, eb,
-                             sizeof eb) != GOV_OK)
-        fail_msg("sign: %s", eb);
-    snprintf(out, size, "%s", b.data);
-    gov_buf_free(&b);
+    jws_by(s, hdr, payload, out, size);
 }
 
 typedef struct verify_wait {
