@@ -563,6 +563,62 @@ ensure_key_store() {
 # current key, govctl refuses --activate-in 0 (key_activation_too_soon)
 # before generating anything: nothing to do.  Later rotations are
 # gov-identity's (GOV_KEY_ROTATION_PERIOD_S) or an operator's.
+# The readyz "signing" component of the stack's gov-edge: "ok", or
+# "<state>: <detail>"; "" when the edge does not answer or has none.
+edge_signing_state() {
+  local port
+  port="$(svc_port_of gov-edge)" || return 0
+  curl -s --max-time 1 "http://$HOST:$port/readyz" 2>/dev/null \
+    | jq -r '.components[]? | select(.name == "signing")
+             | if .state == "ok" then "ok" else "\(.state): \(.detail // "")" end' 2>/dev/null || true
+}
+
+# The current (pending or active) kids of Redis whose record carries no
+# signatures: written before identity events were signed (an old var/).
+# gov-edge re-verifies every key record and never signs with such a key,
+# yet `govctl keys rotate` counts it as current.
+unsigned_current_kids() {
+  local govctl="$BIN_DIR/govctl" kid sigs
+  ( set -a; . "$ENV_FILE"; set +a; "$govctl" keys list 2>/dev/null ) \
+    | jq -r 'select(.state == "pending" or .state == "active") | .kid' 2>/dev/null \
+    | while read -r kid; do
+        sigs="$(redis-cli -h "$HOST" -p "$REDIS_PORT" --raw HGET "identity:{keys}:key:$kid" signatures 2>/dev/null)"
+        [[ -z $sigs ]] && echo "$kid"
+      done
+}
+
+# The store already has a current key (key_activation_too_soon): fine only
+# if gov-edge can sign with it.  An unsigned key left by an old var/ is
+# retired (it is unusable: nothing trusts its record) and a first key made
+# again; any other reason the edge cannot sign stops the start, with the
+# edge's own words.
+bootstrap_check_current_key() {
+  local govctl="$BIN_DIR/govctl" state="" kid out deadline
+  [[ " ${STARTED_SERVICES[*]} " == *" gov-edge "* ]] || return 0
+  deadline=$(( SECONDS + SERVICE_READY_TIMEOUT ))
+  while (( SECONDS < deadline )); do
+    state="$(edge_signing_state)"
+    [[ $state == ok ]] && return 0
+    sleep 0.2
+  done
+  local -a unsigned=()
+  mapfile -t unsigned < <(unsigned_current_kids)
+  if (( ${#unsigned[@]} == 0 )); then
+    die "gov-edge cannot sign with the current key of $KEYS_DIR (readyz signing: ${state:-no answer}); see $LOG/gov-edge.log and \`govctl keys list\`"
+  fi
+  for kid in "${unsigned[@]}"; do
+    say "current key $kid in Redis is unsigned (a var/ from before signed identity events): retiring it"
+    out="$( set -a; . "$ENV_FILE"; set +a; "$govctl" keys retire "$kid" 2>&1 )" \
+      || die "govctl keys retire $kid failed: $out (or start from an empty var/: bash deploy/stack.sh stop; rm -rf var)"
+    deadline=$(( SECONDS + SERVICE_READY_TIMEOUT ))
+    until [[ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" --raw HGET "identity:{keys}:key:$kid" state 2>/dev/null)" == retired ]]; do
+      (( SECONDS < deadline )) || die "key $kid was not retired within ${SERVICE_READY_TIMEOUT}s"
+      sleep 0.1
+    done
+  done
+  BOOTSTRAP_AGAIN=1
+}
+
 bootstrap_signing_key() {
   local govctl="$BIN_DIR/govctl" out rc kid deadline
   [[ -x "$govctl" && -x "$BIN_DIR/gov-identity" ]] || return 0
@@ -571,8 +627,12 @@ bootstrap_signing_key() {
   rc=$?
   set -e
   if (( rc != 0 )); then
-    [[ $out == *key_activation_too_soon* ]] && return 0
-    die "govctl keys rotate --activate-in 0 failed: $out"
+    [[ $out == *key_activation_too_soon* ]] || die "govctl keys rotate --activate-in 0 failed: $out"
+    BOOTSTRAP_AGAIN=0
+    bootstrap_check_current_key
+    (( BOOTSTRAP_AGAIN )) || return 0
+    out="$( set -a; . "$ENV_FILE"; set +a; "$govctl" keys rotate --activate-in 0 2>&1 )" \
+      || die "govctl keys rotate --activate-in 0 failed after retiring the unsigned key: $out"
   fi
   kid="$(sed -n 's/^{"kid":"\([A-Za-z0-9_-]*\)".*/\1/p' <<<"$out")"
   [[ -n $kid ]] || die "govctl keys rotate printed no kid: $out"

@@ -219,7 +219,10 @@
     X(AUTHZ_GATEWAY_CREDENTIAL_INVALID, "authz_gateway_credential_invalid", "a /v1/authz check without the gateway credential (X-Gov-Gateway-Credential) this edge is configured with: only the gateway may ask (403)") \
     X(TOKEN_PARENT_REVOKED, "token_parent_revoked", "the session token's parent (parent_jti: the bearer token that started the session) was revoked: its sessions end with it (401)") \
     X(GATEWAY_RATE_LIMITED, "gateway_rate_limited", "the nginx gateway refused a token or session request over its per-address rate or connection limit: 429, X-Policy-Decision: deny (deploy/nginx)") \
-    X(GATEWAY_EDGE_UNAVAILABLE, "gateway_edge_unavailable", "the nginx gateway could not reach gov-edge for its own API (/v1/...): 503, X-Policy-Decision: deny (deploy/nginx)")
+    X(GATEWAY_EDGE_UNAVAILABLE, "gateway_edge_unavailable", "the nginx gateway could not reach gov-edge for its own API (/v1/...): 503, X-Policy-Decision: deny (deploy/nginx)") \
+    X(KEY_RETIRED, "key_retired", "a KeyRotated would bring back a retired kid: retired is final (its tombstone is permanent)") \
+    X(KEY_STALE, "key_stale", "a KeyRotated for an unknown kid, pending or active, whose activates_at is older than the longest token lifetime (a forgotten key replayed)") \
+    X(KEY_LEASE_STALE, "key_lease_stale", "a KeyRotated produced under a rotator lease epoch older than the lease's: its producer lost the lease since")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdint.h>
+
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -20,18 +22,25 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
-gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
-                          const char *topic, const char *type, const char *key,
-                          json_t *event, char *errbuf, size_t errbuf_size) {
+gov_err_t gov_events_emit_with(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                               const char *topic, const char *type, const char *key,
+                               json_t *event, const gov_kafka_header_t *headers,
+                               size_t nheaders, char *errbuf, size_t errbuf_size) {
     unsigned char *buf = NULL;
     size_t len = 0;
     gov_err_t err = gov_avro_encode(reg, type, event, &buf, &len, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    err = gov_kafka_produce_sync(p, topic, key, strlen(key), buf, len, NULL, 0,
+    err = gov_kafka_produce_sync(p, topic, key, strlen(key), buf, len, headers, nheaders,
                                  GOV_EVENTS_ACK_TIMEOUT_MS, NULL, NULL, errbuf, errbuf_size);
     gov_free(buf);
     return err;
+}
+
+gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                          const char *topic, const char *type, const char *key,
+                          json_t *event, char *errbuf, size_t errbuf_size) {
+    return gov_events_emit_with(p, reg, topic, type, key, event, NULL, 0, errbuf, errbuf_size);
 }
 
 /* A JSON string of s; bytes that are not UTF-8 become U+FFFD, so a caller's
@@ -255,29 +264,52 @@ gov_err_t gov_events_sign(json_t *ev, const char *type, const gov_events_signer_
 /* The largest operator key file read (a PKCS#8 Ed25519 PEM is 119 bytes). */
 #define OPERATOR_KEY_MAX 4096
 
+/* Refuses every passphrase request: an encrypted key fails instead of
+ * blocking on a terminal prompt. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u) {
     (void)buf, (void)size, (void)rwflag, (void)u;
     return -1;
+}
+
+gov_err_t gov_events_pem_private_key(const char *pem, size_t len, const char *path,
+                                     EVP_PKEY **out, gov_reason_t *why, char *errbuf,
+                                     size_t errbuf_size) {
+    *out = NULL;
+    BIO *bio = len <= INT32_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    ERR_clear_error();
+    if (key == NULL)
+        return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,
+                               "%s is not a PEM private key (encrypted keys are not supported)",
+                               path);
+    if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
+        const char *type = EVP_PKEY_get0_type_name(key);
+        gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,
+                        "%s is %s %s key, not Ed25519", path, type ? "an" : "a",
+                        type ? type : "non-Ed25519");
+        EVP_PKEY_free(key);
+        return GOV_ERR_CONFIG;
+    }
+    *out = key;
+    return GOV_OK;
 }
 
 gov_err_t gov_events_operator_key_load(const char *path, gov_signer_t **out, gov_reason_t *why,
                                        char *errbuf, size_t errbuf_size) {
     char *pem = NULL;
     size_t len = 0;
+    EVP_PKEY *key = NULL;
     *out = NULL;
     gov_err_t err = gov_keystore_read_private(path, "operator key file", OPERATOR_KEY_MAX, &pem,
                                               &len, why, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
+    err = gov_events_pem_private_key(pem, len, path, &key, why, errbuf, errbuf_size);
     OPENSSL_cleanse(pem, OPERATOR_KEY_MAX + 1);
     gov_free(pem);
-    ERR_clear_error();
-    if (key == NULL)
-        return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,
-                               "%s is not an unencrypted PEM private key", path);
+    if (err != GOV_OK)
+        return err;
     /* the key is stolen: freed on failure too */
     if ((err = gov_signer_from_evp_take(key, "file", out, errbuf, errbuf_size)) != GOV_OK)
         return gov_reason_fail(why, GOV_REASON_KEY_INVALID, GOV_ERR_CONFIG, errbuf, errbuf_size,

@@ -22,6 +22,7 @@
 #define GOV_EVENTS_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 
 #include "gov_avro.h"
@@ -38,6 +39,11 @@
 gov_err_t gov_events_emit(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
                           const char *topic, const char *type, const char *key,
                           json_t *event, char *errbuf, size_t errbuf_size);
+/* gov_events_emit with Kafka headers (borrowed; nheaders may be 0). */
+gov_err_t gov_events_emit_with(gov_kafka_producer_t *p, const gov_avro_registry_t *reg,
+                               const char *topic, const char *type, const char *key,
+                               json_t *event, const gov_kafka_header_t *headers,
+                               size_t nheaders, char *errbuf, size_t errbuf_size);
 
 typedef struct gov_audit_fields {
     const char *tenant;        /* required; "_system" for none */
@@ -139,6 +145,16 @@ typedef struct gov_events_signer {
  * GOV_ERR_NOMEM; errbuf says which. */
 gov_err_t gov_events_sign(json_t *ev, const char *type, const gov_events_signer_t *signers,
                           size_t n, char *errbuf, size_t errbuf_size);
+
+/* Parses an unencrypted Ed25519 private key from the PEM text pem (len
+ * bytes, borrowed: the caller cleanses its buffer), naming path in errors.
+ * The one PEM private-key parser of the operator tools and the rotator: a
+ * passphrase prompt is refused (never waited for).  On GOV_OK *out is a new
+ * key (EVP_PKEY_free).  GOV_ERR_CONFIG with key_invalid: no PEM private
+ * key, an encrypted one, or another type than Ed25519. */
+gov_err_t gov_events_pem_private_key(const char *pem, size_t len, const char *path,
+                                     EVP_PKEY **out, gov_reason_t *why, char *errbuf,
+                                     size_t errbuf_size);
 
 /* Loads an operator's Ed25519 private key from the PEM file path under the
  * file backend's rules (gov_keystore_read_private: a regular file of this

@@ -1136,3 +1136,17 @@ void gov_kafka_consumer_close(gov_kafka_consumer_t *c) {
         rd_kafka_topic_partition_list_destroy(c->starts);
     gov_free(c);
 }
+
+int gov_kafka_msg_header(const gov_kafka_msg_t *msg, const char *name, char *buf, size_t size) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    if (size > 0)
+        buf[0] = 0;
+    if (msg == NULL || msg->priv == NULL || size == 0 ||
+        rd_kafka_message_headers(msg->priv, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    snprintf(buf, size, "%.*s", (int)(len < size ? len : size - 1), v ? (const char *)v : "");
+    return 1;
+}

@@ -206,6 +206,10 @@ gov_err_t gov_kafka_consumer_poll(gov_kafka_consumer_t *c, int timeout_ms,
                                   gov_kafka_msg_t **msg);
 void gov_kafka_msg_free(gov_kafka_msg_t *msg);
 
+/* The last value of header `name` of msg into buf (NUL-terminated, cut to
+ * size - 1 bytes): 1 when present, 0 when absent (buf ""). */
+int gov_kafka_msg_header(const gov_kafka_msg_t *msg, const char *name, char *buf, size_t size);
+
 /* Marks msg as materialized: its offset + 1 will be committed. */
 gov_err_t gov_kafka_consumer_store(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg);
 

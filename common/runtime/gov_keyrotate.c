@@ -143,8 +143,11 @@ static gov_err_t produce(gov_kafka_producer_t *p, const gov_avro_registry_t *reg
         json_decref(ev);
         return err;
     }
-    err = gov_events_emit(p, reg, GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", k->kid, ev, errbuf,
-                          errbuf_size);
+    char epoch[24];
+    snprintf(epoch, sizeof epoch, "%lld", (long long)op->lease_epoch);
+    gov_kafka_header_t h = {GOV_KEYROTATE_EPOCH_HEADER, epoch, strlen(epoch)};
+    err = gov_events_emit_with(p, reg, GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", k->kid, ev, &h,
+                               op->lease_epoch > 0 ? 1 : 0, errbuf, errbuf_size);
     json_decref(ev);
     if (err != GOV_OK)
         *why = err == GOV_ERR_NOMEM || err == GOV_ERR_TOO_LARGE ? GOV_REASON_INTERNAL_ERROR

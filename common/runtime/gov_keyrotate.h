@@ -76,7 +76,17 @@ typedef struct gov_keyrotate_config {
 typedef struct gov_keyrotate_signers {
     const gov_events_signer_t *signers;
     size_t n;
+    int64_t lease_epoch;   /* > 0: the rotator lease epoch the producer holds, sent as
+                              header GOV_KEYROTATE_EPOCH_HEADER; gov-identity refuses an
+                              event whose epoch is older than the lease's (key_lease_stale) */
 } gov_keyrotate_signers_t;
+
+/* The Kafka header of a KeyRotated that carries its producer's lease epoch
+ * (decimal).  A header, not a field: a field changes KeyRotated's schema
+ * fingerprint, and records framed with the older one would no longer
+ * decode.  Unsigned: it fences honest holders that lost the lease; a
+ * writer of identity.keys can only make its own event refused with it. */
+#define GOV_KEYROTATE_EPOCH_HEADER "x-gov-lease-epoch"
 
 /* One key as the rotation sees it (copied from Redis). */
 typedef struct gov_keyrotate_key {

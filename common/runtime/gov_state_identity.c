@@ -17,6 +17,13 @@
  * applying one twice is the same as once and no event shortens a record;
  * the first revocation's time and reason stay.
  *
+ * Retired is final: the key script writes a permanent tombstone
+ * identity:{keys}:key:<kid>:retired with the retired state and checks it
+ * before anything else, so a signed event captured while the key lived
+ * cannot bring it back once its hash has expired; an unknown kid whose
+ * activates_at is older than the longest token lifetime at the event's
+ * time is refused as stale (the second line, for a lost tombstone).
+ *
  * The JWKS is rebuilt inside the key script from the stored key hashes,
  * found through the kid set identity:{keys}:kids; those hashes are named
  * from the set inside the script (not declared as KEYS) - they carry the
@@ -90,6 +97,13 @@ const char *gov_state_identity_kids_key(void) {
     return KEYS_PREFIX "kids";
 }
 
+gov_err_t gov_state_identity_key_tombstone_key(const char *kid, char out[GOV_STATE_KEY_MAX]) {
+    gov_err_t err = gov_state_identity_key_key(kid, out);
+    if (err == GOV_OK)
+        strncat(out, ":retired", GOV_STATE_KEY_MAX - strlen(out) - 1);
+    return err;
+}
+
 const char *gov_state_identity_retired_key(void) {
     return KEYS_PREFIX "retired";
 }
@@ -125,7 +139,11 @@ static gov_redis_script_t key_script = {
      *       17 longest token lifetime (µs), 18 retired hash kept (ms),
      *       19 sweep batch
      * KEYS 5: the retired kids by the time they leave the index (ms)
-     * {'ok'|'applied'|'replay'|'changed'|'backwards', detail, previous state}
+     * KEYS 6: the kid's retired tombstone (permanent), 7: the rotator lease epoch
+     * ARGV 20: the event's time (µs; 0: no freshness rule), 21: the producer's
+     *          lease epoch ('' none)
+     * {'ok'|'applied'|'replay'|'changed'|'backwards'|'retired'|'stale'|'fenced',
+     *  detail, previous state}
      * ('applied': this very event was applied before, a redelivery) */
     "local applied = tonumber(redis.call('GET', KEYS[4]) or '-1') or -1\n"
     "if tonumber(ARGV[1]) <= applied then\n"
@@ -134,10 +152,31 @@ static gov_redis_script_t key_script = {
     "  end\n"
     "  return {'replay', 'offset', ''}\n"
     "end\n"
+    /* a producer that lost the rotator lease since (a newer epoch) no
+     * longer speaks for this deployment */
+    "if ARGV[21] ~= '' and tonumber(ARGV[21]) < tonumber(redis.call('GET', KEYS[7]) or '0') then\n"
+    "  return {'fenced', ARGV[21], ''}\n"
+    "end\n"
     "local ranks = {pending = 0, active = 1, retiring = 2, retired = 3}\n"
     "local cur = redis.call('HMGET', KEYS[1], 'alg', 'public_jwk', 'backend', 'created_at',\n"
     "  'previous_kid', 'state', 'activates_at', 'retires_at')\n"
     "local prev = cur[6] or ''\n"
+    /* 'retired' is final, first of all: the tombstone outlives the hash, so
+     * a signed event captured while the key lived cannot bring it back */
+    "local tomb = redis.call('GET', KEYS[6])\n"
+    "if tomb then\n"
+    "  if ARGV[6] ~= 'retired' then return {'retired', tomb, 'retired'} end\n"
+    "  if not cur[6] then\n"
+    "    redis.call('SET', KEYS[4], ARGV[1])\n"
+    "    return {'replay', 'retired', 'retired'}\n"
+    "  end\n"
+    "end\n"
+    /* an unknown kid must be fresh: one that activated longer ago than a
+     * token lives is a replay of a key this store has forgotten */
+    "if not cur[6] and tonumber(ARGV[20]) > 0 and (ARGV[6] == 'pending' or\n"
+    "    ARGV[6] == 'active') and tonumber(ARGV[9]) + tonumber(ARGV[17]) < tonumber(ARGV[20]) then\n"
+    "  return {'stale', 'activates_at ' .. ARGV[9], ''}\n"
+    "end\n"
     "if cur[6] then\n"
     "  local fixed = {{'alg', ARGV[3]}, {'public_jwk', ARGV[4]}, {'backend', ARGV[5]},\n"
     "    {'created_at', ARGV[8]}, {'previous_kid', ARGV[11]}}\n"
@@ -169,6 +208,7 @@ static gov_redis_script_t key_script = {
      * function of the event, so a replay schedules the same; the sweep
      * takes a bounded batch per write, so no write touches every kid ever */
     "if ARGV[6] == 'retired' then\n"
+    "  redis.call('SET', KEYS[6], ARGV[10] ~= '' and ARGV[10] or ARGV[9])\n"
     "  local r = tonumber(ARGV[10]) or tonumber(ARGV[9]) or 0\n"
     "  redis.call('ZADD', KEYS[5], string.format('%.0f',\n"
     "    math.floor((r + tonumber(ARGV[17])) / 1000)), ARGV[2])\n"
@@ -235,37 +275,65 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
         snprintf(retires, sizeof retires, "%lld", (long long)k->retires_at);
     else
         retires[0] = 0;
-    char now[32], lifetime[32], keep[32], batch[16];
+    char tomb[GOV_STATE_KEY_MAX];
+    gov_state_identity_key_tombstone_key(k->kid, tomb);
+    char now[32], lifetime[32], keep[32], batch[16], event_time[32], epoch[24] = "";
+    if (k->lease_epoch > 0)
+        snprintf(epoch, sizeof epoch, "%lld", (long long)k->lease_epoch);
     snprintf(now, sizeof now, "%lld", (long long)gov_now_micros());
     snprintf(lifetime, sizeof lifetime, "%lld",
              (long long)(k->token_lifetime_us > 0 ? k->token_lifetime_us : 0));
-    snprintf(keep, sizeof keep, "%lld", (long long)GOV_STATE_IDENTITY_RETIRED_KEEP_S * 1000);
+    snprintf(keep, sizeof keep, "%lld",
+             (long long)(k->retired_keep_ms > 0 ? k->retired_keep_ms
+                                                : GOV_STATE_IDENTITY_RETIRED_KEEP_S * 1000));
+    snprintf(event_time, sizeof event_time, "%lld",
+             (long long)(k->event_time_us > 0 ? k->event_time_us : 0));
     snprintf(batch, sizeof batch, "%d", GOV_STATE_IDENTITY_SWEEP_BATCH);
     const char *argv[] = {k_key, gov_state_identity_kids_key(), gov_state_identity_jwks_key(),
-                          k_off, gov_state_identity_retired_key(), off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
+                          k_off, gov_state_identity_retired_key(), tomb,
+                          gov_state_identity_rotator_epoch_key(), off, k->kid, k->alg, k->public_jwk, k->backend, k->state, rank,
                           created, activates, retires,
                           k->previous_kid ? k->previous_kid : "", KEYS_PREFIX "key:",
                           k->event_id ? k->event_id : "",
                           k->signed_payload ? k->signed_payload : "",
-                          k->signatures ? k->signatures : "", now, lifetime, keep, batch};
+                          k->signatures ? k->signatures : "", now, lifetime, keep, batch,
+                          event_time, epoch};
     redisReply *rep = NULL;
-    if ((err = gov_redis_eval(r, &key_script, 5, 24, argv, NULL, &rep, errbuf, errbuf_size)) !=
+    if ((err = gov_redis_eval(r, &key_script, 7, 28, argv, NULL, &rep, errbuf, errbuf_size)) !=
         GOV_OK)
         return err;
     const char *st = status_of(rep, 3);
-    if (strcmp(st, "ok") == 0 || strcmp(st, "replay") == 0 || strcmp(st, "changed") == 0 ||
-        strcmp(st, "backwards") == 0 || strcmp(st, "applied") == 0) {
-        *outcome = st[0] == 'o'   ? GOV_STATE_IDENTITY_WRITTEN
-                   : st[0] == 'a' ? GOV_STATE_IDENTITY_APPLIED
-                   : st[0] == 'r' ? GOV_STATE_IDENTITY_REPLAY
-                   : st[0] == 'c' ? GOV_STATE_IDENTITY_CHANGED
-                                  : GOV_STATE_IDENTITY_BACKWARDS;
-        if (st[0] == 'c')
+    static const struct {
+        const char *status;
+        gov_state_identity_outcome_t outcome;
+    } outcomes[] = {
+        {"ok", GOV_STATE_IDENTITY_WRITTEN},        {"applied", GOV_STATE_IDENTITY_APPLIED},
+        {"replay", GOV_STATE_IDENTITY_REPLAY},     {"changed", GOV_STATE_IDENTITY_CHANGED},
+        {"backwards", GOV_STATE_IDENTITY_BACKWARDS}, {"retired", GOV_STATE_IDENTITY_RETIRED},
+        {"stale", GOV_STATE_IDENTITY_STALE},       {"fenced", GOV_STATE_IDENTITY_FENCED},
+    };
+    size_t i = 0;
+    while (i < sizeof outcomes / sizeof outcomes[0] && strcmp(st, outcomes[i].status) != 0)
+        i++;
+    if (i < sizeof outcomes / sizeof outcomes[0]) {
+        *outcome = outcomes[i].outcome;
+        if (*outcome == GOV_STATE_IDENTITY_CHANGED)
             snprintf(errbuf, errbuf_size, "kid %s is stored with another %s", k->kid,
                      rep->element[1]->str);
-        else if (st[0] == 'b')
+        else if (*outcome == GOV_STATE_IDENTITY_BACKWARDS)
             snprintf(errbuf, errbuf_size, "kid %s would move back: %s", k->kid,
                      rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_RETIRED)
+            snprintf(errbuf, errbuf_size, "kid %s was retired (retires_at %s); retired is final",
+                     k->kid, rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_FENCED)
+            snprintf(errbuf, errbuf_size,
+                     "kid %s: produced under rotator lease epoch %s, older than the lease's",
+                     k->kid, rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_STALE)
+            snprintf(errbuf, errbuf_size,
+                     "kid %s is unknown and its %s is older than the longest token lifetime",
+                     k->kid, rep->element[1]->str);
         if (previous_state)
             snprintf(previous_state, GOV_STATE_IDENTITY_STATE_MAX, "%s", rep->element[2]->str);
     } else {
@@ -775,34 +843,69 @@ gov_err_t gov_state_identity_token_status(gov_redis_t *r, const char *tenant, co
 /* --- the rotator lease -------------------------------------------------------------- */
 
 static gov_redis_script_t lease_script = {
-    /* KEYS: 1 the lease.  ARGV: 1 owner, 2 lease ms.
-     * 1: the caller holds it (taken or renewed), 0: another owner does */
+    /* KEYS: 1 the lease, 2 its epoch counter.  ARGV: 1 owner, 2 lease ms,
+     * 3 '1' take it over from any holder.
+     * {1|0 the caller holds it (taken or renewed) | another owner does,
+     *  the epoch} - every take (not a renewal) increments the epoch */
     "local v = redis.call('GET', KEYS[1])\n"
-    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
-    "if v then return 0 end\n"
+    "if v == ARGV[1] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
+    "end\n"
+    "if v and ARGV[3] ~= '1' then\n"
+    "  return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
+    "end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "return 1\n",
+    "return {1, redis.call('INCR', KEYS[2])}\n",
     {0}};
 
 const char *gov_state_identity_rotator_key(void) {
     return KEYS_PREFIX "rotator";
 }
 
-gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
-                                           int *held, char *errbuf, size_t errbuf_size) {
+const char *gov_state_identity_rotator_epoch_key(void) {
+    return KEYS_PREFIX "rotator:epoch";
+}
+
+static gov_err_t rotator_lease(gov_redis_t *r, const char *owner, long lease_ms, int take_over,
+                               int *held, int64_t *epoch, char *errbuf, size_t errbuf_size) {
     char ms[24];
     *held = 0;
+    if (epoch)
+        *epoch = 0;
     if (owner == NULL || owner[0] == 0 || strlen(owner) > 200 || lease_ms <= 0) {
         snprintf(errbuf, errbuf_size, "rotator lease: an owner of 1..200 bytes and a lease > 0");
         return GOV_ERR_INVALID_ARG;
     }
     snprintf(ms, sizeof ms, "%ld", lease_ms);
-    const char *argv[] = {gov_state_identity_rotator_key(), owner, ms};
+    const char *argv[] = {gov_state_identity_rotator_key(), gov_state_identity_rotator_epoch_key(),
+                          owner, ms, take_over ? "1" : "0"};
     redisReply *rep = NULL;
-    gov_err_t err = gov_redis_eval(r, &lease_script, 1, 3, argv, NULL, &rep, errbuf, errbuf_size);
+    gov_err_t err = gov_redis_eval(r, &lease_script, 2, 5, argv, NULL, &rep, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
-    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        snprintf(errbuf, errbuf_size, "unexpected reply from the rotator lease script");
+        freeReplyObject(rep);
+        return GOV_ERR_REDIS;
+    }
+    *held = rep->element[0]->integer == 1;
+    if (epoch)
+        *epoch = (int64_t)rep->element[1]->integer;
     freeReplyObject(rep);
     return GOV_OK;
+}
+
+gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
+                                           int *held, int64_t *epoch, char *errbuf,
+                                           size_t errbuf_size) {
+    return rotator_lease(r, owner, lease_ms, 0, held, epoch, errbuf, errbuf_size);
+}
+
+gov_err_t gov_state_identity_rotator_take(gov_redis_t *r, const char *owner, long lease_ms,
+                                          int64_t *epoch, char *errbuf, size_t errbuf_size) {
+    int held = 0;
+    return rotator_lease(r, owner, lease_ms, 1, &held, epoch, errbuf, errbuf_size);
 }

@@ -8,7 +8,10 @@
  *                                 signed, signatures (the signed payload of
  *                                 the KeyRotated that wrote it and its
  *                                 signatures: a reader re-verifies them)
- *   identity:{keys}:kids          set: every kid ever materialized
+ *   identity:{keys}:key:<kid>:retired
+ *                                 string: the retired kid's retires_at - its
+ *                                 permanent tombstone (retired is final)
+ *   identity:{keys}:kids          set: the live kids (retired ones leave it)
  *   identity:{keys}:jwks          string: {"keys":[...]} of every key not
  *                                 retired, by activates_at then kid
  *   identity:client:{<client_id>} hash: secret_hash, tenants (comma-
@@ -70,6 +73,13 @@ typedef enum gov_state_identity_outcome {
     GOV_STATE_IDENTITY_CHANGED,       /* key: a fixed field differs; client: the
                                          client_id is registered with other content */
     GOV_STATE_IDENTITY_REMOVED,       /* client: the client_id was removed (final) */
+    GOV_STATE_IDENTITY_RETIRED,       /* key: the kid was retired (its tombstone is
+                                         permanent) and the event is not 'retired' */
+    GOV_STATE_IDENTITY_STALE,         /* key: an unknown kid, pending or active, whose
+                                         activates_at is older than event time - the
+                                         longest token lifetime */
+    GOV_STATE_IDENTITY_FENCED,        /* key: produced under a rotator lease epoch older
+                                         than the lease's current one */
 } gov_state_identity_outcome_t;
 
 /* --- keys ------------------------------------------------------------------- */
@@ -82,7 +92,14 @@ typedef struct gov_state_identity_key {
     const char *signed_payload;   /* gov_identity_sig_payload of the event (NULL: "") */
     const char *signatures;       /* its signatures array, JSON text (NULL: "") */
     int64_t token_lifetime_us;    /* the longest token lifetime + leeway (µs): how long a
-                                     retired kid stays in the index past its retires_at */
+                                     retired kid stays in the index past its retires_at,
+                                     and how old an unknown kid's activates_at may be */
+    int64_t event_time_us;        /* when the event arrived (µs; the Kafka timestamp):
+                                     what an unknown kid's freshness is judged at; 0 none */
+    int64_t retired_keep_ms;      /* how long a swept retired kid's hash is kept (ms;
+                                     <= 0: GOV_STATE_IDENTITY_RETIRED_KEEP_S) */
+    int64_t lease_epoch;          /* the producer's rotator lease epoch (> 0), checked
+                                     against identity:{keys}:rotator:epoch; 0 none */
 } gov_state_identity_key_t;
 
 /* Rank of a key state: pending 0, active 1, retiring 2, retired 3; -1 for
@@ -95,10 +112,17 @@ int gov_state_identity_key_rank(const char *state);
  * retired kid is noted in identity:{keys}:retired (a sorted set scored by
  * retires_at - activates_at when none - + k->token_lifetime_us, in ms) and every write
  * removes up to GOV_STATE_IDENTITY_SWEEP_BATCH kids past their time from
- * the index, their hashes then expiring after
- * GOV_STATE_IDENTITY_RETIRED_KEEP_S (kept so a late event for the kid is
- * still refused as backwards).  *outcome: WRITTEN, APPLIED, REPLAY,
- * BACKWARDS or CHANGED (errbuf names the field; nothing is written, not
+ * the index, their hashes then expiring after k->retired_keep_ms
+ * (GOV_STATE_IDENTITY_RETIRED_KEEP_S by default).  A retired kid also gets a
+ * permanent tombstone identity:{keys}:key:<kid>:retired (its retires_at),
+ * checked first: any later event for it other than 'retired' is RETIRED -
+ * retired is final, whether or not the hash is still there.  An unknown
+ * kid (no hash, no tombstone) in state pending or active whose
+ * activates_at + k->token_lifetime_us is before k->event_time_us is STALE
+ * (a forgotten key replayed).  An event whose k->lease_epoch is below the
+ * lease's epoch is FENCED (its producer lost the rotator lease since).
+ * *outcome: WRITTEN, APPLIED, REPLAY,
+ * BACKWARDS, CHANGED, RETIRED, STALE or FENCED (errbuf names the field; nothing is written, not
  * even the applied offset: a redelivery is refused again); *previous_state
  * the stored state before ("" none; may be NULL, else
  * GOV_STATE_IDENTITY_STATE_MAX bytes).  GOV_ERR_INVALID_ARG for a kid
@@ -239,18 +263,34 @@ const char *gov_state_identity_kids_key(void);
 /* identity:{keys}:retired: retired kids scored by when they leave the
  * index (ms).  Static string. */
 const char *gov_state_identity_retired_key(void);
+/* identity:{keys}:key:<kid>:retired, the permanent tombstone of a retired
+ * kid (GOV_ERR_INVALID_ARG for a kid that is not a thumbprint). */
+gov_err_t gov_state_identity_key_tombstone_key(const char *kid, char out[GOV_STATE_KEY_MAX]);
 
 /* --- the rotator lease ----------------------------------------------------------
  *
  *   identity:{keys}:rotator       string: the owner id of the one gov-identity
- *                                 that performs time-driven key transitions and
- *                                 scheduled rotation; PX lease_ms
+ *                                 (or govctl) that performs time-driven key
+ *                                 transitions and rotation; PX lease_ms
+ *   identity:{keys}:rotator:epoch string: the lease's epoch, incremented by
+ *                                 every take (never by a renewal)
  *
  * Takes or renews the lease for owner (borrowed, 1..200 bytes): *held 1 when
  * owner holds it after the call (it was free, expired or already owner's),
- * 0 when another owner does.  One script (GET, then SET PX or PEXPIRE). */
+ * 0 when another owner does; *epoch (may be NULL) the lease's epoch after
+ * the call.  A holder whose epoch changed between two calls lost the lease
+ * meanwhile (another took it): what it was about to do is no longer its
+ * business.  One script. */
 gov_err_t gov_state_identity_rotator_lease(gov_redis_t *r, const char *owner, long lease_ms,
-                                           int *held, char *errbuf, size_t errbuf_size);
+                                           int *held, int64_t *epoch, char *errbuf,
+                                           size_t errbuf_size);
+/* Takes the lease over from any holder (an operator's `govctl keys
+ * rotate`): owner holds it for lease_ms, *epoch the new epoch - the holder
+ * it replaced sees another owner (or another epoch) at its next call and
+ * stands by.  One script. */
+gov_err_t gov_state_identity_rotator_take(gov_redis_t *r, const char *owner, long lease_ms,
+                                          int64_t *epoch, char *errbuf, size_t errbuf_size);
 const char *gov_state_identity_rotator_key(void);
+const char *gov_state_identity_rotator_epoch_key(void);
 
 #endif /* GOV_STATE_IDENTITY_H */

@@ -8,7 +8,14 @@
  *                     kid_not_thumbprint).  A known kid moves forward only
  *                     (pending -> active -> retiring -> retired; activates_at
  *                     and retires_at never earlier) and keeps what is fixed
- *                     (key_state_backwards, key_changed).  The JWK is stored
+ *                     (key_state_backwards, key_changed).  Retired is final:
+ *                     a retired kid's permanent tombstone refuses any other
+ *                     state for it (key_retired), and an unknown kid whose
+ *                     activates_at is older than the longest token lifetime
+ *                     at the message's time is a replay (key_stale); one
+ *                     produced under a rotator lease epoch (header
+ *                     x-gov-lease-epoch) older than the lease's is fenced
+ *                     (key_lease_stale).  The JWK is stored
  *                     normalized and identity:{keys}:jwks is rebuilt in the
  *                     same script.
  *   identity.clients  ClientRegistered / ClientRemoved, key = client_id.  Only
@@ -53,6 +60,7 @@
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gov_alloc.h"
@@ -91,6 +99,7 @@ typedef struct ctx {
     int64_t newest_active_us;   /* activates_at of the newest active key seen; 0 none */
     int64_t key_age_read_us;    /* when the keys were last read for the gauge (monotonic) */
     int64_t token_lifetime_us;  /* token_ttl_max_s + token_leeway_s: a retired kid's stay */
+    int64_t retired_keep_ms;    /* key_retired_keep_s: a swept retired kid's hash kept */
 } ctx_t;
 
 static const char *str(json_t *ev, const char *name) {
@@ -195,6 +204,16 @@ static void key_age_refresh(ctx_t *c, long period_ms) {
     key_age_update(c);
 }
 
+/* The producer's rotator lease epoch (header GOV_KEYROTATE_EPOCH_HEADER);
+ * 0 when absent or not a positive decimal. */
+static int64_t lease_epoch_of(const gov_processor_msg_t *m) {
+    char v[24], *end = NULL;
+    if (!gov_kafka_msg_header(m->kafka, GOV_KEYROTATE_EPOCH_HEADER, v, sizeof v) || v[0] == 0)
+        return 0;
+    long long e = strtoll(v, &end, 10);
+    return end && *end == 0 && e > 0 ? (int64_t)e : 0;
+}
+
 static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
                         const char *sigs, gov_reason_t *reason, char *eb, size_t ebsize) {
     json_t *ev = m->event;
@@ -221,6 +240,12 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
         .retires_at = json_is_integer(rj) ? (int64_t)json_integer_value(rj) : -1,
         .signed_payload = payload, .signatures = sigs,
         .token_lifetime_us = c->token_lifetime_us,
+        /* the Kafka timestamp, not now: a deployment reading the topic's
+         * history judges each key at the time it was published */
+        .event_time_us = gov_processor_msg_time_us(m),
+        .retired_keep_ms = c->retired_keep_ms,
+        /* a rebuild re-applies what was applied: no fencing then */
+        .lease_epoch = m->replay ? 0 : lease_epoch_of(m),
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,
@@ -232,10 +257,13 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
                                        ebsize);
     if (err != GOV_OK)
         return err;
-    if (outcome == GOV_STATE_IDENTITY_BACKWARDS || outcome == GOV_STATE_IDENTITY_CHANGED) {
-        *reason = outcome == GOV_STATE_IDENTITY_BACKWARDS ? GOV_REASON_KEY_STATE_BACKWARDS
-                                                          : GOV_REASON_KEY_CHANGED;
-        return GOV_ERR_VERIFY;
+    switch (outcome) {
+    case GOV_STATE_IDENTITY_BACKWARDS: *reason = GOV_REASON_KEY_STATE_BACKWARDS; return GOV_ERR_VERIFY;
+    case GOV_STATE_IDENTITY_CHANGED: *reason = GOV_REASON_KEY_CHANGED; return GOV_ERR_VERIFY;
+    case GOV_STATE_IDENTITY_RETIRED: *reason = GOV_REASON_KEY_RETIRED; return GOV_ERR_VERIFY;
+    case GOV_STATE_IDENTITY_STALE: *reason = GOV_REASON_KEY_STALE; return GOV_ERR_VERIFY;
+    case GOV_STATE_IDENTITY_FENCED: *reason = GOV_REASON_KEY_LEASE_STALE; return GOV_ERR_VERIFY;
+    default: break;
     }
     if (strcmp(k.state, "active") == 0 && k.activates_at > c->newest_active_us)
         c->newest_active_us = k.activates_at;
@@ -425,8 +453,14 @@ static gov_err_t materialize(void *ctx, gov_processor_t *p, gov_processor_msg_t 
 
 static identity_rotator_config_t rotator_cfg;
 static char *identity_trust_file;
+static long key_retired_keep_s;
 static const gov_config_entry_t extra_rows[] = {
     IDENTITY_ROTATOR_CONFIG_ROWS(&rotator_cfg),
+    GOV_CFG_INT("key_retired_keep_s", "2592000", 1, 315360000,
+                "seconds a retired key's hash is kept once it left the kid index (a late "
+                "event for it is refused as key_state_backwards meanwhile); its tombstone "
+                "is permanent either way, so a retired kid never comes back (key_retired)",
+                &key_retired_keep_s),
     GOV_CFG_STRING("identity_trust_file", NULL,
                    "identity trust (the rule-pack trust format; signers bound to the scope "
                    "\"identity\", or the single-binding format): every KeyRotated, "
@@ -458,6 +492,7 @@ int main(int argc, char **argv) {
         .trust = trust,
         .token_lifetime_us =
             (rotator_cfg.timing.token_ttl_max_s + rotator_cfg.timing.leeway_s) * 1000000LL,
+        .retired_keep_ms = key_retired_keep_s * 1000LL,
         .m_transitions = gov_metrics_counter(mr, "identity_key_transitions_total",
             "Signing-key state changes materialized (a KeyRotated that moved a key to this state).",
             1, (const char *[]){"state"}),

@@ -1,8 +1,8 @@
 /* rotator.c - gov-identity's key rotator.
  *
  * Every tick (key_rotator_tick) the rotator renews a Redis lease,
- * identity:{keys}:rotator (SET NX PX through gov_state_identity), and only
- * the holder acts: it reads the keys gov-identity materialized, produces the
+ * identity:{keys}:rotator (SET NX PX through gov_state_identity; every take
+ * increments its epoch), and only the holder acts: it reads the keys gov-identity materialized, produces the
  * KeyRotated of each transition whose time has come (pending -> active at
  * activates_at, retiring -> retired at retires_at), and when the newest key
  * of its store is key_rotation_period_s old, rotates exactly as
@@ -11,6 +11,14 @@
  * partitions the topic has or on the consumer group's assignment (a
  * rebalance moves partitions, the lease just expires: 5 ticks, at least
  * 3 s, after its holder stops), and it is per Redis, i.e. per deployment.
+ *
+ * `govctl keys rotate` takes the lease over (a new epoch) for its own
+ * rotation: the rotator checks the lease and its epoch again right before
+ * it generates a key, so an operator's rotation and a scheduled one never
+ * both publish.  Every KeyRotated it produces carries its lease epoch
+ * (header x-gov-lease-epoch): one produced by a holder paused past its
+ * lease and materialized after another took it is refused by gov-identity
+ * (key_lease_stale); the new holder produces what is still due.
  *
  * Duplicates: the events the rotator produces come back through this very
  * processor, a moment later.  A transition produced twice before the first
@@ -55,6 +63,7 @@ struct identity_rotator {
     long lease_ms;
     int64_t next_tick_us;
     int held;                                  /* the lease, at the last tick */
+    int64_t epoch;                             /* its epoch when held */
     char awaiting_kid[GOV_SIGNER_KID_SIZE];    /* a rotation's new kid not yet seen */
     int64_t awaiting_since_us;
 };
@@ -180,15 +189,21 @@ void identity_rotator_tick(identity_rotator_t *r) {
     gov_keyrotate_key_t *keys = NULL;
     size_t n = 0;
     int held = 0;
-    if (gov_state_identity_rotator_lease(redis, r->owner, r->lease_ms, &held, eb, sizeof eb) !=
-        GOV_OK) {
+    int64_t epoch = 0;
+    if (gov_state_identity_rotator_lease(redis, r->owner, r->lease_ms, &held, &epoch, eb,
+                                         sizeof eb) != GOV_OK) {
         failed(r, "lease", GOV_REASON_REDIS_UNAVAILABLE, eb);
         return;
     }
-    if (held != r->held)
+    if (held != r->held || (held && epoch != r->epoch)) {
+        char ep[24];
+        snprintf(ep, sizeof ep, "%lld", (long long)epoch);
         gov_log(GOV_LOG_INFO, held ? "key rotator lease taken" : "key rotator lease held elsewhere",
-                "owner", r->owner, (const char *)NULL);
+                "owner", r->owner, "epoch", ep, (const char *)NULL);
+    }
     r->held = held;
+    r->epoch = epoch;
+    r->op.lease_epoch = epoch;   /* every event of this tick carries it */
     if (!held) {
         gov_status_set(gov_processor_status(r->p), COMPONENT, GOV_STATUS_OK,
                        "standby: another gov-identity holds the rotator lease", NULL);
@@ -209,6 +224,17 @@ void identity_rotator_tick(identity_rotator_t *r) {
         r->awaiting_kid[0] = 0;
     if (r->awaiting_kid[0] == 0 && gov_keyrotate_due(keys, n, r->cfg.period_s, now)) {
         gov_keyrotate_result_t res;
+        /* the lease again, right before generating: an operator's `govctl
+         * keys rotate` takes it over (a new epoch), and then this rotation
+         * is theirs, not ours - two would publish two new keys */
+        if (gov_state_identity_rotator_lease(redis, r->owner, r->lease_ms, &held, &epoch, eb,
+                                             sizeof eb) != GOV_OK ||
+            !held || epoch != r->epoch) {
+            gov_log(GOV_LOG_INFO, "key rotator lease lost before a rotation: not rotating",
+                    "owner", r->owner, (const char *)NULL);
+            r->held = 0;
+            goto out;
+        }
         if (gov_keyrotate_rotate(r->ks, gov_processor_producer(r->p), gov_processor_avro(r->p),
                                  &r->op, &r->cfg.timing, keys, n, now, -1, &res, &why, eb,
                                  sizeof eb) != GOV_OK) {

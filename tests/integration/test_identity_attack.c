@@ -41,6 +41,11 @@
  *     shorten a revocation; P2 a removed client's tokens stop verifying
  *     (token_client_removed, within client_cache_ttl); P3 a client sees the
  *     claims of its own or its tenants' tokens only.
+ *   - review 11's M5: a retired kid is retired forever - the signed active
+ *     event captured while the key lived, replayed after the retired hash
+ *     expired (GOV_KEY_RETIRED_KEEP_S=2, observed), is dead-lettered
+ *     key_retired and its token stays refused; an unknown kid activated
+ *     longer ago than the token lifetime is key_stale.
  * Every wait is on an observable outcome, bounded.
  */
 #include <setjmp.h>
@@ -72,6 +77,7 @@
 #define ISSUER "https://gov.attack.test"
 #define WAIT_MS 20000
 #define GRACE_S 2
+#define LIFETIME_S "3" /* the private gov-identity's token_ttl_max_s (leeway 0) */
 #define FORM "application/x-www-form-urlencoded"
 
 static pid_t redis_pid = -1;
@@ -226,20 +232,43 @@ static size_t npublished;
 
 /* Produces the KeyRotated of k in state (retires_at when retiring, else
  * none); with wait, waits until the private gov-identity handled it. */
-static void produce_key_event(const published_key_t *k, const char *state, int64_t retires_at,
-                              int wait) {
+static void produce_key_json(const char *kid, json_t *ev, int wait) {
+    int32_t part = -1;
+    int64_t off = -1;
+    itest_produce_event_at(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", ev, &part, &off);
+    if (wait && !itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
+        fail_msg("KeyRotated %s was not handled by %s", kid, COMP_IDENTITY);
+}
+
+/* The signed KeyRotated of k in state (retires_at when retiring, else
+ * none): a new reference. */
+static json_t *key_event(const published_key_t *k, const char *state, int64_t retires_at) {
     gov_key_rotated_t e = {.occurred_at = gov_now_micros(), .kid = k->kid, .alg = "EdDSA",
                            .public_jwk = k->jwk, .backend = "file", .state = state,
                            .created_at = k->activates - 1000000, .activates_at = k->activates,
                            .retires_at = retires_at};
     json_t *ev = itest_identity_signed(gov_events_key_rotated_new(&e), "KeyRotated");
     assert_non_null(ev);
-    int32_t part = -1;
-    int64_t off = -1;
-    itest_produce_event_at(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", ev, &part, &off);
+    return ev;
+}
+
+static void produce_key_event(const published_key_t *k, const char *state, int64_t retires_at,
+                              int wait) {
+    json_t *ev = key_event(k, state, retires_at);
+    produce_key_json(k->kid, ev, wait);
     json_decref(ev);
-    if (wait && !itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
-        fail_msg("KeyRotated %s was not handled by %s", k->kid, COMP_IDENTITY);
+}
+
+/* k's kid and normalized public JWK from signer s, activating at activates. */
+static void key_of(gov_signer_t *s, int64_t activates, published_key_t *k) {
+    gov_buf_t jwk;
+    gov_buf_init(&jwk, 0);
+    assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
+                     GOV_OK);
+    snprintf(k->kid, sizeof k->kid, "%s", gov_signer_kid(s));
+    snprintf(k->jwk, sizeof k->jwk, "%s", jwk.data);
+    gov_buf_free(&jwk);
+    k->activates = activates;
 }
 
 /* Publishes a KeyRotated for s, as `govctl keys rotate` does for a first
@@ -249,14 +278,7 @@ static void produce_key_event(const published_key_t *k, const char *state, int64
 static void publish_key(gov_signer_t *s, const char *state, int64_t activates) {
     assert_true(npublished < sizeof published / sizeof published[0]);
     published_key_t *k = &published[npublished++];
-    gov_buf_t jwk;
-    gov_buf_init(&jwk, 0);
-    assert_int_equal(gov_signer_public_jwk(gov_signer_public_key(s), gov_signer_kid(s), &jwk),
-                     GOV_OK);
-    snprintf(k->kid, sizeof k->kid, "%s", gov_signer_kid(s));
-    snprintf(k->jwk, sizeof k->jwk, "%s", jwk.data);
-    gov_buf_free(&jwk);
-    k->activates = activates;
+    key_of(s, activates, k);
     produce_key_event(k, state, -1, 1);
 }
 
@@ -344,7 +366,11 @@ static int setup(void **state) {
     const char *cenv[] = {env_redis, env_brokers, env_trust, NULL};
     itest_proc_start(&constitution, "gov-constitution", COMP_CONSTITUTION, cenv,
                      "itest-attack-gov-constitution.log");
-    const char *ienv[] = {env_redis, env_brokers, NULL};
+    /* a 3 s token lifetime and a 2 s keep: a retired kid leaves the index
+     * and its hash expires within seconds (M5); keys published below
+     * activate 1 s back, fresh within that lifetime */
+    const char *ienv[] = {env_redis, env_brokers, "GOV_TOKEN_TTL_MAX_S=" LIFETIME_S,
+                          "GOV_TOKEN_LEEWAY_S=0", "GOV_KEY_RETIRED_KEEP_S=2", NULL};
     itest_proc_start(&ident, "gov-identity", COMP_IDENTITY, ienv, "itest-attack-gov-identity.log");
     if (!itest_wait_caught_up(constitution.port, 3, ITEST_HISTORY_MS))
         fail_msg("%s did not catch up with constitution.bundles", COMP_CONSTITUTION);
@@ -357,7 +383,7 @@ static int setup(void **state) {
     if (gov_keystore_open_dir(keydir, &ks, &why, eb, sizeof eb) != GOV_OK ||
         gov_keystore_generate(ks, &key, &why, eb, sizeof eb) != GOV_OK)
         fail_msg("key store: %s", eb);
-    publish_key(key, "active", gov_now_micros() - 5000000);
+    publish_key(key, "active", gov_now_micros() - 1000000);
     snprintf(env_keydir, sizeof env_keydir, "GOV_SIGNER_KEY_DIR=%s", keydir);
     snprintf(env_issuer, sizeof env_issuer, "GOV_TOKEN_ISSUER=%s", ISSUER);
 
@@ -592,16 +618,22 @@ static gov_err_t sign_cb(void *ctx, const uint8_t *msg, size_t len, uint8_t sig[
     return gov_signer_sign(ctx, msg, len, sig, eb, ebs);
 }
 
-/* A compact JWS of header and payload (exact bytes) signed by the edge's key. */
-static void jws(const char *header, const char *payload, char *out, size_t size) {
+/* A compact JWS of header and payload (exact bytes) signed by s. */
+static void jws_by(gov_signer_t *s, const char *header, const char *payload, char *out,
+                   size_t size) {
     gov_buf_t b;
     gov_buf_init(&b, 0);
     char eb[256];
-    if (gov_jws_sign_compact(header, strlen(header), payload, strlen(payload), sign_cb, key, &b,
+    if (gov_jws_sign_compact(header, strlen(header), payload, strlen(payload), sign_cb, s, &b,
                              eb, sizeof eb) != GOV_OK)
         fail_msg("sign: %s", eb);
     snprintf(out, size, "%s", b.data);
     gov_buf_free(&b);
+}
+
+/* ... by the edge's key. */
+static void jws(const char *header, const char *payload, char *out, size_t size) {
+    jws_by(key, header, payload, out, size);
 }
 
 static void test_crafted_tokens(void **state) {
@@ -693,7 +725,7 @@ static void test_key_file_made_readable(void **state) {
     if (gov_keystore_open_dir(dir2, &ks2, &why, eb, sizeof eb) != GOV_OK ||
         gov_keystore_generate(ks2, &k2, &why, eb, sizeof eb) != GOV_OK)
         fail_msg("key store: %s", eb);
-    publish_key(k2, "active", gov_now_micros() - 4000000);
+    publish_key(k2, "active", gov_now_micros() - 1000000);
     snprintf(env_dir2, sizeof env_dir2, "GOV_SIGNER_KEY_DIR=%s", dir2);
     start_edge(p, "edge-itest-attack-keyfile", 0, "100ms", env_dir2,
                "itest-attack-edge-keyfile.log");
@@ -969,6 +1001,201 @@ static void test_revocation_not_shortened(void **state) {
     }
 }
 
+
+/* --- M5 (review 11): a retired kid is retired forever -------------------------------------- */
+
+/* A token for alice signed by s under its kid (the edge's issuer and
+ * audience, 300 s). */
+static void token_signed_by(gov_signer_t *s, char *out, size_t size) {
+    char hdr[256], payload[1024];
+    long long now = (long long)(gov_now_micros() / 1000000);
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"EdDSA\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
+             gov_signer_kid(s));
+    snprintf(payload, sizeof payload,
+             "{\"aud\":\"soma-governance\",\"client_id\":\"%s\",\"constitution_hash\":\"%s\","
+             "\"exp\":%lld,\"iat\":%lld,\"iss\":\"" ISSUER "\",\"jti\":\"m5-%lld\",\"nbf\":%lld,"
+             "\"scope\":\"read\",\"sub\":\"%s\",\"tenant\":\"%s\"}",
+             alice_client.id, current_hash, now + 300, now - 1, now, now - 1, alice_client.id,
+             tenant);
+    jws_by(s, hdr, payload, out, size);
+}
+
+typedef struct verify_wait {
+    const char *tok;
+    int want;
+    char code[64];
+} verify_wait_t;
+
+static int verify_answers(void *opaque) {
+    verify_wait_t *w = opaque;
+    return verify(&edge, w->tok, w->code, NULL) == w->want;
+}
+
+/* 1 when the private Redis has key `name`. */
+static int priv_exists(const char *name) {
+    redisReply *r = itest_redis_cmd(priv, 2, (const char *[]){"EXISTS", name}, NULL);
+    int found = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return found;
+}
+
+/* 1 when the private JWKS names kid. */
+static int in_priv_jwks(const char *kid) {
+    redisReply *r = itest_redis_cmd(priv, 2, (const char *[]){"GET", gov_state_identity_jwks_key()},
+                                    NULL);
+    int found = r->type == REDIS_REPLY_STRING && strstr(r->str, kid) != NULL;
+    freeReplyObject(r);
+    return found;
+}
+
+/* The wait for a retired kid's hash to expire.  The sweep that starts the
+ * keep period runs on a key write once the kid's time in the index is
+ * over, so while the kid is still indexed each poll (at most every 300 ms)
+ * writes one: a throwaway kid published retired, which never signs or
+ * enters a JWKS. */
+typedef struct hash_wait {
+    const char *kid;
+    gov_keystore_t *ks;
+    int64_t last_write_us;
+    int writes;
+} hash_wait_t;
+
+static int hash_gone(void *opaque) {
+    hash_wait_t *w = opaque;
+    char hkey[GOV_STATE_KEY_MAX], eb[256];
+    assert_int_equal(gov_state_identity_key_key(w->kid, hkey), GOV_OK);
+    if (!priv_exists(hkey))
+        return 1;
+    redisReply *r = itest_redis_cmd(
+        priv, 3, (const char *[]){"SISMEMBER", gov_state_identity_kids_key(), w->kid}, NULL);
+    int indexed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (indexed && gov_mono_micros() - w->last_write_us > 300000 && w->writes < 40) {
+        gov_signer_t *t = NULL;
+        gov_reason_t why;
+        published_key_t k;
+        if (gov_keystore_generate(w->ks, &t, &why, eb, sizeof eb) != GOV_OK)
+            fail_msg("key store: %s", eb);
+        int64_t now = gov_now_micros();
+        key_of(t, now, &k);
+        produce_key_event(&k, "retired", now, 0);
+        gov_signer_free(t);
+        w->last_write_us = gov_mono_micros();
+        w->writes++;
+    }
+    return 0;
+}
+
+/* A DLQ message of identity.keys keyed kid, dead-lettered by the private
+ * gov-identity (the stack's own and other tests' consume the same topic). */
+typedef struct dlq_kid {
+    const char *kid;
+    char reason[64];
+} dlq_kid_t;
+
+static int match_dlq_kid(void *opaque, const gov_kafka_msg_t *m) {
+    dlq_kid_t *f = opaque;
+    char comp[96] = "";
+    if (m->key_len != strlen(f->kid) || memcmp(m->key, f->kid, m->key_len) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-component", comp, sizeof comp);
+    if (strcmp(comp, COMP_IDENTITY) != 0)
+        return 0;
+    itest_msg_header(m, "x-gov-dlq-reason", f->reason, sizeof f->reason);
+    return 1;
+}
+
+static void expect_key_dlq(const char *kid, const char *reason) {
+    dlq_kid_t f = {kid, ""};
+    if (!itest_consume_until(GOV_TOPIC_IDENTITY_KEYS ".dlq", match_dlq_kid, &f, WAIT_MS))
+        fail_msg("the KeyRotated of %s was not dead-lettered by %s", kid, COMP_IDENTITY);
+    assert_string_equal(f.reason, reason);
+}
+
+/* M5: key K is published and active (a token it signs verifies), then
+ * retired (a compromised key); once its hash has expired (the keep period,
+ * 2 s here, observed: the hash is gone) the operator-signed active event
+ * captured while K lived is produced again.  It must be dead-lettered
+ * (key_retired), K must stay out of the index and the JWKS, and the token
+ * must stay refused.  Before the tombstone, "no hash" meant a new key: K
+ * was active again and its token verified. */
+static void test_retired_key_stays_retired(void **state) {
+    (void)state;
+    char dir[320], eb[256], tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
+    gov_keystore_t *ks_m5 = NULL;
+    gov_signer_t *k = NULL;
+    gov_reason_t why;
+    snprintf(dir, sizeof dir, "%s/keys-m5", work);
+    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    published_key_t pk;
+    key_of(k, gov_now_micros() - 1000000, &pk);
+    json_t *captured = key_event(&pk, "active", -1);
+    produce_key_json(pk.kid, captured, 1);
+    token_signed_by(k, tok, sizeof tok);
+    verify_wait_t vw = {tok, 200, ""};
+    if (itest_wait_for(verify_answers, &vw, WAIT_MS, 20) < 0)
+        fail_msg("a token signed by active key %s never verified: %s", pk.kid, vw.code);
+
+    produce_key_event(&pk, "retired", pk.activates, 1);
+    assert_int_equal(gov_state_identity_key_tombstone_key(pk.kid, tomb), GOV_OK);
+    assert_true(priv_exists(tomb));
+    hash_wait_t hw = {pk.kid, ks_m5, 0, 0};
+    if (itest_wait_for(hash_gone, &hw, WAIT_MS, 50) < 0)
+        fail_msg("the hash of retired kid %s did not expire (%d writes)", pk.kid, hw.writes);
+    vw.want = 401;
+    if (itest_wait_for(verify_answers, &vw, WAIT_MS, 20) < 0)
+        fail_msg("a token signed by retired key %s still verifies", pk.kid);
+
+    /* the replay */
+    produce_key_json(pk.kid, captured, 1);
+    json_decref(captured);
+    expect_key_dlq(pk.kid, "key_retired");
+    assert_int_equal(gov_state_identity_key_key(pk.kid, hkey), GOV_OK);
+    assert_false(priv_exists(hkey));
+    assert_false(in_priv_jwks(pk.kid));
+    assert_true(priv_exists(tomb));
+    /* the edge reads the same state every 100 ms: refused across refreshes */
+    for (int i = 0; i < 5; i++) {
+        char code[64];
+        int st = verify(&edge, tok, code, NULL);
+        if (st != 401)
+            fail_msg("replayed retired key %s: its token answers %d %s", pk.kid, st, code);
+        itest_sleep_ms(60);
+    }
+    gov_signer_free(k);
+    gov_keystore_free(ks_m5);
+}
+
+/* M5, second line: a kid this Redis never saw (its tombstone lost with a
+ * restored backup, say) published active with an activates_at older than
+ * the longest token lifetime (3 s here) is a replay, not a new key
+ * (key_stale); a fresh one is accepted. */
+static void test_stale_unknown_key_refused(void **state) {
+    (void)state;
+    char dir[320], eb[256], hkey[GOV_STATE_KEY_MAX];
+    gov_keystore_t *ks_m5 = NULL;
+    gov_signer_t *k = NULL;
+    gov_reason_t why;
+    snprintf(dir, sizeof dir, "%s/keys-m5b", work);
+    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    published_key_t pk;
+    key_of(k, gov_now_micros() - 60LL * 1000000, &pk);
+    produce_key_event(&pk, "active", -1, 1);
+    expect_key_dlq(pk.kid, "key_stale");
+    assert_int_equal(gov_state_identity_key_key(pk.kid, hkey), GOV_OK);
+    assert_false(priv_exists(hkey));
+    assert_false(in_priv_jwks(pk.kid));
+    /* every other gov-identity on the topic (the stack's: a longer token
+     * lifetime) may have taken it: retired, it leaves their JWKS */
+    produce_key_event(&pk, "retired", pk.activates, 0);
+    gov_signer_free(k);
+    gov_keystore_free(ks_m5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grace_window),
@@ -983,6 +1210,8 @@ int main(void) {
         cmocka_unit_test(test_grace_on_every_replica),
         cmocka_unit_test(test_removed_client_tokens_refused),
         cmocka_unit_test(test_introspect_other_tenant),
+        cmocka_unit_test(test_retired_key_stays_retired),
+        cmocka_unit_test(test_stale_unknown_key_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

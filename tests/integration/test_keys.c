@@ -505,6 +505,116 @@ static int count_key_files(void) {
     return atoi(out);
 }
 
+/* The rotator lease's owner (into owner) and epoch. */
+static int64_t lease_of(char *owner, size_t size) {
+    redisReply *rep = itest_redis_cmd(itest_redis(), 2,
+                                      (const char *[]){"GET", gov_state_identity_rotator_key()},
+                                      NULL);
+    snprintf(owner, size, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
+    freeReplyObject(rep);
+    rep = itest_redis_cmd(itest_redis(), 2,
+                          (const char *[]){"GET", gov_state_identity_rotator_epoch_key()}, NULL);
+    int64_t epoch = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    return epoch;
+}
+
+static int lease_is_ours(void *opaque) {
+    char owner[256];
+    (void)opaque;
+    lease_of(owner, sizeof owner);
+    return strncmp(owner, COMPONENT "/", strlen(COMPONENT) + 1) == 0;
+}
+
+/* Two rotators (review 10, L2): the scheduled one (this gov-identity, a 2 s
+ * period: a rotation is due 2 s after every new key) and an operator's
+ * `govctl keys rotate`.  govctl takes the lease over (a new epoch) and keeps
+ * it 10 s past its rotation; meanwhile the scheduled rotator stands by and
+ * does not rotate the operator's new key again; then it takes the lease
+ * back under a newer epoch.  Before: govctl ignored the lease, and the
+ * rotator rotated the operator's key 2 s later - two rotations for one. */
+static void test_operator_rotation_takes_the_lease(void **state) {
+    (void)state;
+    char owner[256];
+    if (itest_wait_for(lease_is_ours, NULL, WAIT_MS, 50) < 0)
+        fail_msg("%s does not hold the rotator lease", COMPONENT);
+    int64_t e1 = lease_of(owner, sizeof owner);
+    assert_true(e1 >= 1);
+    int rc = govctl_keys(NULL, (const char *const[]){"keys", "rotate", NULL});
+    itest_expect_ok(rc, g_err, __LINE__);
+    json_t *line = rotate_line();
+    char kid[GOV_SIGNER_KID_SIZE];
+    copy_kid(line, "kid", kid);
+    int64_t e2 = (int64_t)json_integer_value(json_object_get(line, "lease_epoch"));
+    json_decref(line);
+    if (e2 <= e1)
+        fail_msg("govctl keys rotate did not take the rotator lease over (epoch %lld, was %lld)",
+                 (long long)e2, (long long)e1);
+    wait_state(kid, "pending");
+    /* the scheduled rotator, paused past its lease, wakes up and produces
+     * what was due in its epoch e1: the new key's activation, early.
+     * gov-identity refuses it (key_lease_stale); the key stays pending. */
+    gov_state_identity_key_rec_t rec = key_get(kid);
+    gov_key_rotated_t e = {.occurred_at = gov_now_micros(), .kid = kid, .alg = rec.alg,
+                           .public_jwk = rec.public_jwk, .backend = rec.backend,
+                           .state = "active", .created_at = rec.created_at,
+                           .activates_at = rec.activates_at, .retires_at = -1,
+                           .previous_kid = rec.previous_kid};
+    json_t *ev = itest_identity_signed(gov_events_key_rotated_new(&e), "KeyRotated");
+    gov_state_identity_key_clear(&rec);
+    assert_non_null(ev);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256], stale[24];
+    assert_int_equal(gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    json_decref(ev);
+    snprintf(stale, sizeof stale, "%lld", (long long)e1);
+    gov_kafka_header_t h = {GOV_KEYROTATE_EPOCH_HEADER, stale, strlen(stale)};
+    assert_int_equal(gov_kafka_produce_sync(itest_producer(), GOV_TOPIC_IDENTITY_KEYS, kid,
+                                            strlen(kid), buf, len, &h, 1, 15000, NULL, NULL, eb,
+                                            sizeof eb),
+                     GOV_OK);
+    gov_free(buf);
+    dlq_key_t dk = {kid, ""};
+    if (!itest_consume_until(GOV_TOPIC_IDENTITY_KEYS ".dlq", match_dlq_key, &dk, WAIT_MS))
+        fail_msg("the KeyRotated of %s under stale lease epoch %lld was not dead-lettered by %s",
+                 kid, (long long)e1, COMPONENT);
+    assert_string_equal(dk.reason, "key_lease_stale");
+    rec = key_get(kid);
+    assert_string_equal(rec.state, "pending");
+    gov_state_identity_key_clear(&rec);
+    /* while govctl holds it, no scheduled rotation of its key (due after 2 s) */
+    int64_t until = gov_mono_micros() + 20LL * 1000000;
+    int polls = 0;
+    while (lease_of(owner, sizeof owner) == e2 && strncmp(owner, "govctl/", 7) == 0) {
+        successor_t s = {{0}};
+        gov_keyrotate_key_t *keys = NULL;
+        size_t n = 0;
+        gov_reason_t why;
+        assert_int_equal(
+            gov_keyrotate_keys_load(itest_redis(), NULL, &keys, &n, &why, eb, sizeof eb), GOV_OK);
+        for (size_t i = 0; i < n; i++)
+            if (keys[i].rec.previous_kid && strcmp(keys[i].rec.previous_kid, kid) == 0)
+                snprintf(s.kid, sizeof s.kid, "%s", keys[i].kid);
+        gov_keyrotate_keys_free(keys, n);
+        if (s.kid[0])
+            fail_msg("the scheduled rotator rotated %s (new %s) while govctl held the lease", kid,
+                     s.kid);
+        if (gov_mono_micros() > until)
+            fail_msg("govctl's lease did not end");
+        polls++;
+        itest_sleep_ms(100);
+    }
+    assert_true(polls > 20); /* held for seconds: a rotation was due meanwhile */
+    if (itest_wait_for(lease_is_ours, NULL, WAIT_MS, 50) < 0)
+        fail_msg("%s did not take the rotator lease back", COMPONENT);
+    int64_t e3 = lease_of(owner, sizeof owner);
+    if (e3 <= e2)
+        fail_msg("the rotator took the lease back under epoch %lld, not a newer one than %lld",
+                 (long long)e3, (long long)e2);
+}
+
 /* Only a trusted operator publishes keys: without an operator key govctl
  * refuses before generating anything (no_signatures); a key file open to
  * others is refused (key_insecure); a rotation signed by a key the
@@ -564,6 +674,7 @@ int main(void) {
         cmocka_unit_test(test_private_key_stays_in_its_file),
         cmocka_unit_test(test_rotate_pkcs11),
         cmocka_unit_test(test_scheduled_rotation),
+        cmocka_unit_test(test_operator_rotation_takes_the_lease),
         cmocka_unit_test(test_rotation_needs_a_trusted_operator),
     };
     return cmocka_run_group_tests_name("keys", tests, setup, teardown);

@@ -287,6 +287,63 @@ static void test_sign_and_operator_key(void **state) {
     rmdir(dir);
 }
 
+/* The PEM of key (private, encrypted with pass when not NULL) in a new
+ * string (free). */
+static char *pem_of(EVP_PKEY *key, const char *pass) {
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_non_null(b);
+    assert_int_equal(PEM_write_bio_PrivateKey(b, key, pass ? EVP_aes_256_cbc() : NULL,
+                                              (unsigned char *)pass, pass ? (int)strlen(pass) : 0,
+                                              NULL, NULL),
+                     1);
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    assert_non_null(out);
+    return out;
+}
+
+/* gov_events_pem_private_key, the one PEM private-key parser (govctl sign,
+ * govctl rulepack sign, the operator key): an Ed25519 key is taken; a P-256
+ * key, an encrypted key (no prompt), a public key and junk are key_invalid
+ * with the path named. */
+static void test_pem_private_key(void **state) {
+    (void)state;
+    char eb[256];
+    gov_reason_t why = GOV_REASON_NONE;
+    EVP_PKEY *got = NULL;
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ed);
+    assert_non_null(ec);
+    char *pem = pem_of(ed, NULL);
+    assert_int_equal(gov_events_pem_private_key(pem, strlen(pem), "ed.pem", &got, &why, eb,
+                                                sizeof eb),
+                     GOV_OK);
+    assert_int_equal(EVP_PKEY_eq(got, ed), 1);
+    EVP_PKEY_free(got);
+    free(pem);
+    char *bad[4];
+    bad[0] = pem_of(ec, NULL);
+    bad[1] = pem_of(ed, "secret-passphrase");
+    bad[2] = strdup("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n");
+    bad[3] = strdup("not a key at all");
+    for (size_t i = 0; i < 4; i++) {
+        got = NULL;
+        why = GOV_REASON_NONE;
+        assert_int_equal(gov_events_pem_private_key(bad[i], strlen(bad[i]), "bad.pem", &got, &why,
+                                                    eb, sizeof eb),
+                         GOV_ERR_CONFIG);
+        assert_null(got);
+        assert_int_equal(why, GOV_REASON_KEY_INVALID);
+        assert_non_null(strstr(eb, "bad.pem"));
+        free(bad[i]);
+    }
+    EVP_PKEY_free(ed);
+    EVP_PKEY_free(ec);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_events_round_trip),
@@ -294,6 +351,7 @@ int main(void) {
         cmocka_unit_test(test_builders_survive_allocation_failures),
         cmocka_unit_test(test_client_field_rules),
         cmocka_unit_test(test_sign_and_operator_key),
+        cmocka_unit_test(test_pem_private_key),
     };
     return cmocka_run_group_tests_name("events", tests, setup, teardown);
 }

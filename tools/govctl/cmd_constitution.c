@@ -42,6 +42,7 @@
 #include "gov_bundle.h"
 #include "gov_canon.h"
 #include "gov_constitution.h"
+#include "gov_events.h"
 #include "gov_file.h"
 #include "gov_hash.h"
 #include "gov_time.h"
@@ -360,42 +361,20 @@ out:
 
 /* --- sign -------------------------------------------------------------------- */
 
-/* Refuses every passphrase request: an encrypted key fails instead of
- * blocking on a terminal prompt. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u) {
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
-/* Loads an Ed25519 private key from a PEM file into *out. */
+/* Loads an Ed25519 private key from a PEM file ("-": stdin) into *out
+ * (gov_events_pem_private_key, the parser gov-identity's rotator uses). */
 int govctl_load_private_key(const char *path, EVP_PKEY **out) {
-    char *pem = NULL;
+    char *pem = NULL, eb[512] = "";
     size_t len = 0;
+    gov_reason_t why = GOV_REASON_NONE;
     *out = NULL;
     int rc = slurp(path, GOVCTL_MAX_KEY_FILE, 1, &pem, &len);
     if (rc != GOVCTL_OK)
         return rc;
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
+    gov_err_t err = gov_events_pem_private_key(pem, len, path, out, &why, eb, sizeof eb);
     OPENSSL_cleanse(pem, GOVCTL_MAX_KEY_FILE + 1);
     gov_free(pem);
-    ERR_clear_error();
-    if (key == NULL)
-        return govctl_fail_clean(GOV_REASON_KEY_INVALID,
-                                 "%s is not a PEM private key (encrypted keys are not supported)",
-                                 path);
-    if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
-        const char *type = EVP_PKEY_get0_type_name(key);
-        EVP_PKEY_free(key);
-        return govctl_fail_clean(GOV_REASON_KEY_INVALID, "%s is %s %s key, not Ed25519", path,
-                                 type ? "an" : "a", type ? type : "non-Ed25519");
-    }
-    *out = key;
-    return GOVCTL_OK;
+    return err == GOV_OK ? GOVCTL_OK : govctl_fail_clean(why, "%s", eb);
 }
 
 /* Computes the checksum of the raw document text the way

@@ -27,12 +27,13 @@
  * the short spellings --activate-in, --backend, --brokers, --key and
  * --signer.
  *
- * What it does not do: write Redis, or wait for gov-identity (the JSONL
+ * What it does not do: write Redis (but the rotator lease), or wait for gov-identity (the JSONL
  * shows what was published; `keys list` shows what is materialized).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gov_alloc.h"
 #include "gov_config.h"
@@ -48,6 +49,10 @@
     "[--NAME=VALUE of the key store and timing rows] | govctl keys list | "                 \
     "govctl keys retire [--key PEM] [--signer ID] KID"
 #define ARGS_MAX 64
+/* The rotator lease while a rotation runs (its produce waits are bounded by
+ * message.timeout.ms, 12 s each), then after it. */
+#define LEASE_ROTATE_MS 120000
+#define LEASE_AFTER_MS 10000
 
 typedef struct keys_cfg {
     char *brokers, *redis_host;
@@ -127,7 +132,7 @@ static int keys_run(int argc, char **argv, int what) {
         GOV_KEYROTATE_CONFIG_ROWS(&c.timing),
     };
     size_t nrows = sizeof rows / sizeof rows[0];
-    char eb[512] = "";
+    char eb[512] = "", eb2[256] = "";
     gov_reason_t why = GOV_REASON_NONE;
     gov_redis_t *r = NULL;
     gov_keystore_t *ks = NULL;
@@ -193,13 +198,40 @@ static int keys_run(int argc, char **argv, int what) {
         rc = govctl_finish_stdout(GOVCTL_OK);
         goto out;
     }
-    gov_keyrotate_result_t res;
-    if (gov_keyrotate_rotate(ks, p, reg, &op, &c.timing, keys, n, gov_now_micros(), c.activate_in,
-                             &res, &why, eb, sizeof eb) != GOV_OK) {
+    /* the rotator lease, taken over: gov-identity's scheduled rotator stands
+     * by while this rotation runs and until what it published is
+     * materialized, instead of rotating too (two new keys) */
+    char owner[128];
+    int64_t epoch = 0;
+    int held = 0;
+    snprintf(owner, sizeof owner, "govctl/%ld/%lld", (long)getpid(), (long long)gov_now_micros());
+    if (gov_state_identity_rotator_take(r, owner, LEASE_ROTATE_MS, &epoch, eb, sizeof eb) !=
+        GOV_OK) {
+        rc = govctl_fail_clean(GOV_REASON_REDIS_UNAVAILABLE, "rotator lease: %s", eb);
+        goto out;
+    }
+    op.lease_epoch = epoch;
+    /* the keys again, under the lease: a rotation the rotator finished
+     * just before is seen */
+    gov_keyrotate_keys_free(keys, n);
+    keys = NULL;
+    n = 0;
+    if (gov_keyrotate_keys_load(r, ks, &keys, &n, &why, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail_clean(why, "%s", eb);
         goto out;
     }
-    printf("{\"kid\":\"%s\",", res.kid);
+    gov_keyrotate_result_t res;
+    gov_err_t rerr = gov_keyrotate_rotate(ks, p, reg, &op, &c.timing, keys, n, gov_now_micros(),
+                                          c.activate_in, &res, &why, eb, sizeof eb);
+    /* kept a little longer either way: gov-identity materializes what was
+     * published before the rotator may act again */
+    (void)gov_state_identity_rotator_lease(r, owner, LEASE_AFTER_MS, &held, NULL, eb2,
+                                           sizeof eb2);
+    if (rerr != GOV_OK) {
+        rc = govctl_fail_clean(why, "%s", eb);
+        goto out;
+    }
+    printf("{\"lease_epoch\":%lld,\"kid\":\"%s\",", (long long)epoch, res.kid);
     json_time(stdout, "activates_at", res.activates_at);
     if (res.previous_kid[0])
         printf(",\"previous_kid\":\"%s\",", res.previous_kid);
