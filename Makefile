@@ -195,7 +195,12 @@ compose-check:
 	@bash tests/run.sh compose
 
 # --- tests ------------------------------------------------------------------
-test: deps release asan fuzz-bins
+# The three builds are independent: `make test` compiles them on every core
+# (TEST_JOBS, default nproc) once the dependencies are in place, even when it
+# was itself started without -j (as .ci/run does).
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test: deps
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) release asan fuzz-bins
 	@bash tests/run.sh all
 
 unit: release asan
