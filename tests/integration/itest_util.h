@@ -235,7 +235,8 @@ typedef struct itest_proc {
 
 /* Starts itest_bin(bin) with extra_env (NULL-terminated "K=V", may be NULL)
  * plus its port (GOV_PORT for gov-edge, GOV_ADMIN_PORT otherwise: p->port,
- * or a free port when p->port is 0), and for a processor (component not
+ * or a free port when p->port is 0), the stack's GOV_IDENTITY_TRUST_FILE
+ * (extra_env may name another; it wins), and for a processor (component not
  * NULL) GOV_COMPONENT_NAME=component and GOV_KAFKA_GROUP=p->group (a fresh
  * group when p->group is empty); a restart keeps port and group, so it
  * resumes from its committed offsets.  Waits up to 30 s for its /readyz to
