@@ -236,8 +236,14 @@ integration() {
             #   test_token_interop starts only `govctl clients add`, which the
             #     ASan runs of test_chain, test_gateway, test_sessions and
             #     test_tokens_deferred drive; the tokens it checks come from
-            #     the stack's own (release) edge.
-            test_avro_kafka|test_redaction|test_signer_pkcs11|test_state_redis|test_token_interop)
+            #     the stack's own (release) edge;
+            #   test_chain, the acceptance test, drives its private gov-edge
+            #     through routes whose ASan runs stay: POST /v1/sessions/start
+            #     with and without Kafka (test_sessions), /v1/authz behind
+            #     nginx (test_gateway), client-credentials tokens (test_tokens);
+            #     what it adds is the order of the whole chain and the audit
+            #     chain at its end, which the release pass checks.
+            test_avro_kafka|test_redaction|test_signer_pkcs11|test_state_redis|test_token_interop|test_chain)
                 note "skipped under ASan: $(basename "$t") (starts no binary the ASan pass would add; see tests/run.sh)"
                 continue ;;
         esac
