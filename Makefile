@@ -139,7 +139,11 @@ build/gen/schemas.stamp: $(SCHEMAS) tools/embed-schemas.sh
 
 all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
-asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT) build/asan/itests/upstream_counter
+# The integration tests whose subject is library code in their own process run
+# as their ASan build in the suite's second pass (tests/run.sh): built here.
+ASAN_SELF_ITEST := test_kafka_fatal test_kafka_group
+asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT) build/asan/itests/upstream_counter \
+      $(addprefix build/asan/itests/,$(ASAN_SELF_ITEST))
 
 # --- fuzz targets (clang + libFuzzer + ASan/UBSan) --------------------------
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon/core -Ibuild/gen -O1 -g \
@@ -195,7 +199,12 @@ compose-check:
 	@bash tests/run.sh compose
 
 # --- tests ------------------------------------------------------------------
-test: deps release asan fuzz-bins
+# The three builds are independent: `make test` compiles them on every core
+# (TEST_JOBS, default nproc) once the dependencies are in place, even when it
+# was itself started without -j (as .ci/run does).
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test: deps
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) release asan fuzz-bins
 	@bash tests/run.sh all
 
 unit: release asan

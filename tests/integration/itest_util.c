@@ -1079,9 +1079,16 @@ int itest_free_port(void) {
     return ntohs(a.sin_port);
 }
 
-void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
-                      const char *const *extra_env, const char *logname) {
-    char env_port[48], env_component[128], env_group[160];
+/* The one spawn-environment builder of a private process: its port
+ * (GOV_PORT for gov-edge, GOV_ADMIN_PORT otherwise), the stack's identity
+ * trust file (every gov-identity and gov-edge needs one; the stack's,
+ * unless extra_env names another: it comes later, and wins), for a
+ * processor its component name and consumer group, then extra_env.  Starts
+ * it and returns without waiting: the caller waits on what "started" means
+ * for it. */
+static void proc_spawn(itest_proc_t *p, const char *bin, const char *component,
+                       const char *const *extra_env, const char *logname) {
+    char env_port[48], env_component[128], env_group[160], env_idtrust[1100];
     const char *env[40];
     size_t n = 0;
     snprintf(p->bin, sizeof p->bin, "%s", bin);
@@ -1092,9 +1099,6 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
     snprintf(env_port, sizeof env_port, "%s=%d",
              strcmp(bin, "gov-edge") == 0 ? "GOV_PORT" : "GOV_ADMIN_PORT", p->port);
     env[n++] = env_port;
-    /* every gov-identity and gov-edge needs the identity trust: the
-     * stack's, unless extra_env names another (it comes later, and wins) */
-    char env_idtrust[1100];
     if (stack_env_entry("GOV_IDENTITY_TRUST_FILE", env_idtrust, sizeof env_idtrust))
         env[n++] = env_idtrust;
     if (component != NULL) {
@@ -1113,6 +1117,11 @@ void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
     env[n] = NULL;
     const char *argv[] = {itest_bin(bin), NULL};
     p->pid = itest_spawn(argv, env, logname);
+}
+
+void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
+                      const char *const *extra_env, const char *logname) {
+    proc_spawn(p, bin, component, extra_env, logname);
     char url[96];
     snprintf(url, sizeof url, "%s/readyz", p->url);
     if (!itest_wait_http(url, 200, 30000))
@@ -1162,16 +1171,11 @@ static int edge_has_state(void *opaque) {
 
 void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *const *extra,
                                const char *logname) {
-    char id[96], env_id[128], env_port[32], host[96], port[48], trust[8300], pack[8300],
-        keys[8300];
-    itest_unique(prefix, id, sizeof id);
+    char env_id[128], host[96], port[48], trust[8300], pack[8300], keys[8300], issuer[1100],
+        audience[1100];
     memset(c, 0, sizeof *c);
-    c->port = itest_free_port();
-    snprintf(c->url, sizeof c->url, "http://127.0.0.1:%d", c->port);
-    snprintf(c->log, sizeof c->log, "%s", logname);
-    snprintf(c->bin, sizeof c->bin, "gov-edge");
-    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", id);
-    snprintf(env_port, sizeof env_port, "GOV_PORT=%d", c->port);
+    itest_unique(prefix, c->id, sizeof c->id);
+    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", c->id);
     snprintf(host, sizeof host, "GOV_REDIS_HOST=%s", itest_env("GOV_REDIS_HOST", "127.0.0.1"));
     snprintf(port, sizeof port, "GOV_REDIS_PORT=%s", itest_env("GOV_REDIS_PORT", "6379"));
     snprintf(trust, sizeof trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
@@ -1179,24 +1183,29 @@ void itest_edge_start_on_stack(itest_proc_t *c, const char *prefix, const char *
              itest_path("var/demo/rulepack-trust.json"));
     snprintf(keys, sizeof keys, "GOV_SIGNER_KEY_DIR=%s",
              itest_env("GOV_SIGNER_KEY_DIR", itest_path("var/keys")));
-    const char *env[20] = {host, port, trust, pack, keys, env_id, env_port,
-                           "GOV_IDENTITY_REFRESH=200ms"};
-    size_t n = 8;
-    /* the stack's identity trust: the edge re-verifies keys and clients */
-    char idtrust[1100];
-    if (stack_env_entry("GOV_IDENTITY_TRUST_FILE", idtrust, sizeof idtrust))
-        env[n++] = idtrust;
-    for (size_t i = 0; extra && extra[i] && n < 17; i++)
+    const char *env[20] = {host, port, trust, pack, keys, env_id, "GOV_IDENTITY_REFRESH=200ms"};
+    size_t n = 7;
+    /* the stack's issuer and audience: it signs with the stack's keys, and
+     * verifies the tokens the stack's edge issued */
+    if (stack_env_entry("GOV_TOKEN_ISSUER", issuer, sizeof issuer))
+        env[n++] = issuer;
+    if (stack_env_entry("GOV_TOKEN_AUDIENCE", audience, sizeof audience))
+        env[n++] = audience;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (n + 1 >= sizeof env / sizeof env[0])
+            fail_msg("too many environment entries for %s", c->id);
         env[n++] = extra[i];
+    }
     env[n] = NULL;
-    c->pid = itest_spawn((const char *const[]){itest_bin("gov-edge"), NULL}, env, logname);
+    /* the port and the stack's identity trust come from the one builder */
+    proc_spawn(c, "gov-edge", NULL, env, logname);
     char url[96];
     snprintf(url, sizeof url, "%s/healthz", c->url);
     if (!itest_wait_http(url, 200, 30000))
-        fail_msg("%s did not start (log var/test-logs/%s)", id, logname);
+        fail_msg("%s did not start (log var/test-logs/%s)", c->id, logname);
     edge_probe = c;
     if (itest_wait_for(edge_has_state, NULL, 60000, 100) < 0)
-        fail_msg("%s did not load the keys and the tenant (log var/test-logs/%s)", id, logname);
+        fail_msg("%s did not load the keys and the tenant (log var/test-logs/%s)", c->id, logname);
 }
 
 int itest_edge_degraded(const itest_proc_t *edge, const char *tenant) {
@@ -1359,18 +1368,7 @@ int itest_raw_answer(int fd, char *buf, size_t size, int timeout_ms, long *waite
 
 int itest_http_post_raw(int port, const char *path, const char *ctype, const char *authz,
                         const char *body, json_t **json, char *raw, size_t raw_size) {
-    size_t n = strlen(body) + strlen(path) + strlen(ctype) + (authz ? strlen(authz) : 0) + 256;
-    char *req = malloc(n);
-    if (req == NULL)
-        fail_msg("out of memory");
-    int len = snprintf(req, n,
-                       "POST %s HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n%s%s%s"
-                       "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s",
-                       path, authz ? "Authorization: " : "", authz ? authz : "",
-                       authz ? "\r\n" : "", ctype, strlen(body), body);
-    int fd = itest_raw_send(port, req, (size_t)len);
-    free(req);
-    int status = itest_raw_answer(fd, raw, raw_size, 30000, NULL);
+    int status = itest_raw_post(port, path, ctype, authz, body, raw, raw_size);
     if (json) {
         const char *b = strstr(raw, "\r\n\r\n");
         *json = b ? json_loads(b + 4, 0, NULL) : NULL;
@@ -1720,9 +1718,12 @@ int itest_kafka_blackhole(int *port) {
     return fd;
 }
 
+/* --- a client, a private edge, upstream and nginx over the stack ------------- */
+
 static const char *client_probe;
 
-static int client_materialized(void *opaque) {
+/* The stack's gov-identity materialized client_probe in the stack's Redis. */
+static int client_known(void *opaque) {
     (void)opaque;
     gov_state_identity_client_rec_t c;
     char eb[256];
@@ -1732,33 +1733,33 @@ static int client_materialized(void *opaque) {
     return found;
 }
 
-void itest_client_add(const char *const *extra_env, const char *tenants, const char *scopes,
-                      char *id, char *secret, size_t size, int timeout_ms) {
-    char out[1024], err[4096];
-    int rc = itest_govctl(extra_env, (const char *const[]){"clients", "add", "--tenants", tenants,
-                                                           "--scopes", scopes, NULL},
+void itest_client_add(const char *tenant, const char *scopes, char *id, size_t id_size,
+                      char *secret, size_t secret_size) {
+    char out[1024], err[4096], brokers[256];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    int rc = itest_govctl((const char *const[]){brokers, NULL},
+                          (const char *const[]){"clients", "add", "--tenants", tenant, "--scopes",
+                                                scopes, NULL},
                           out, sizeof out, err, sizeof err);
     itest_expect_ok(rc, err, __LINE__);
     json_t *o = json_loads(out, 0, NULL);
-    const char *i = json_string_value(json_object_get(o, "client_id"));
-    const char *sec = json_string_value(json_object_get(o, "client_secret"));
-    if (i == NULL || sec == NULL)
-        fail_msg("govctl clients add printed no client_id/client_secret: %s", out);
-    snprintf(id, size, "%s", i);
-    snprintf(secret, size, "%s", sec);
+    const char *cid = json_string_value(json_object_get(o, "client_id"));
+    const char *csecret = json_string_value(json_object_get(o, "client_secret"));
+    if (cid == NULL || csecret == NULL)
+        fail_msg("govctl clients add printed no {client_id, client_secret}: %s", out);
+    snprintf(id, id_size, "%s", cid);
+    snprintf(secret, secret_size, "%s", csecret);
     json_decref(o);
     client_probe = id;
-    if (itest_wait_for(client_materialized, NULL, timeout_ms, 50) < 0)
+    if (itest_wait_for(client_known, NULL, 20000, 50) < 0)
         fail_msg("client %s was not materialized by the stack's gov-identity", id);
 }
 
 void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
                            char authz[512]) {
-    char brokers[200], secret[128], cid[128];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    itest_client_add((const char *const[]){brokers, NULL}, tenant, scopes, cid, secret,
-                     sizeof cid, 60 * 1000);
+    char secret[128], cid[128];
+    itest_client_add(tenant, scopes, cid, sizeof cid, secret, sizeof secret);
     snprintf(id, id_size, "%s", cid);
     itest_basic_auth(cid, secret, authz);
     /* materialized in Redis; the stack's edge may still hold the id as
@@ -1776,4 +1777,55 @@ void itest_client_register(const char *tenant, const char *scopes, char *id, siz
             fail_msg("client %s was never accepted by the stack's edge", cid);
         itest_sleep_ms(100);
     }
+}
+
+void itest_rig_start(itest_rig_t *g, const char *name, const char *tenant, const char *scopes,
+                     const char *const *edge_extra) {
+    char prefix[96], upstream_log[128], edge_log[128], nginx[96];
+    memset(g, 0, sizeof *g);
+    g->upstream_pid = g->nginx_pid = -1;
+    g->edge.pid = -1;
+    itest_client_add(tenant, scopes, g->client_id, sizeof g->client_id, g->client_secret,
+                     sizeof g->client_secret);
+    snprintf(prefix, sizeof prefix, "edge-itest-%s", name);
+    snprintf(edge_log, sizeof edge_log, "itest-%s-edge.log", name);
+    itest_edge_start_on_stack(&g->edge, prefix, edge_extra, edge_log);
+    /* over the stack's Kafka it becomes ready: nginx asks a whole edge */
+    char url[128];
+    snprintf(url, sizeof url, "%s/readyz", g->edge.url);
+    if (!itest_wait_http(url, 200, 30000))
+        fail_msg("%s did not become ready (log var/test-logs/%s)", g->edge.id, edge_log);
+    snprintf(prefix, sizeof prefix, "upstream-itest-%s", name);
+    itest_unique(prefix, g->upstream_name, sizeof g->upstream_name);
+    snprintf(upstream_log, sizeof upstream_log, "itest-%s-upstream.log", name);
+    g->upstream_pid = itest_upstream_start(g->upstream_name, upstream_log, &g->upstream_port);
+    g->gw_port = itest_free_port();
+    snprintf(nginx, sizeof nginx, "%s-nginx", name);
+    g->nginx_pid = itest_gateway_start(nginx, g->edge.port, g->upstream_port, g->gw_port, "2s",
+                                       g->prefix, sizeof g->prefix);
+}
+
+int itest_rig_stop(itest_rig_t *g) {
+    int rc = 0;
+    if (g->nginx_pid > 0)
+        rc |= itest_stop(g->nginx_pid, SIGTERM, 10000) != 0;
+    if (g->upstream_pid > 0)
+        rc |= itest_stop(g->upstream_pid, SIGTERM, 10000) != 0;
+    g->nginx_pid = g->upstream_pid = -1;
+    rc |= itest_proc_stop(&g->edge) != 0;
+    if (g->prefix[0] != '\0')
+        itest_workdir_remove(g->prefix);
+    g->prefix[0] = '\0';
+    return rc ? -1 : 0;
+}
+
+json_t *itest_rig_counts(const itest_rig_t *g) {
+    return itest_upstream_counts(g->upstream_port, g->upstream_name);
+}
+
+long itest_rig_requests(const itest_rig_t *g) {
+    json_t *j = itest_rig_counts(g);
+    long n = (long)json_integer_value(json_object_get(j, "requests"));
+    json_decref(j);
+    return n;
 }

@@ -230,11 +230,13 @@ typedef struct itest_proc {
     char log[128];    /* under var/test-logs/ */
     char url[64];     /* http://127.0.0.1:<port> */
     char group[128];  /* its consumer group, made at the first start */
+    char id[96];      /* a gov-edge's GOV_EDGE_ID (itest_edge_start_on_stack) */
 } itest_proc_t;
 
 /* Starts itest_bin(bin) with extra_env (NULL-terminated "K=V", may be NULL)
  * plus its port (GOV_PORT for gov-edge, GOV_ADMIN_PORT otherwise: p->port,
- * or a free port when p->port is 0), and for a processor (component not
+ * or a free port when p->port is 0), the stack's GOV_IDENTITY_TRUST_FILE
+ * (extra_env may name another; it wins), and for a processor (component not
  * NULL) GOV_COMPONENT_NAME=component and GOV_KAFKA_GROUP=p->group (a fresh
  * group when p->group is empty); a restart keeps port and group, so it
  * resumes from its committed offsets.  Waits up to 30 s for its /readyz to
@@ -264,8 +266,9 @@ double itest_edge_refused(const itest_proc_t *edge, const char *tenant, const ch
                           const char *reason);
 int itest_edge_degraded(const itest_proc_t *edge, const char *tenant);
 /* A private gov-edge over the stack's own state: the stack's Redis, trust
- * files and key directory (var/stack.env), its own id "<prefix>-<unique>"
- * and a free port, with extra env "K=V" (NULL-terminated, at most 8; e.g.
+ * files, identity trust, key directory, token issuer and audience
+ * (var/stack.env), its own id "<prefix>-<unique>" (c->id) and a free port,
+ * with extra env "K=V" (NULL-terminated, at most 10; they win; e.g.
  * GOV_KAFKA_BROKERS, which is not set otherwise).  Waits for /healthz, then
  * until it serves the JWKS and the demo tenant's constitution (an edge
  * without Kafka is never ready, so /readyz is not waited for); fails the
@@ -449,15 +452,43 @@ int itest_component_is(const json_t *readyz, const char *name, const char *state
  * the test otherwise. */
 void itest_client_register(const char *tenant, const char *scopes, char *id, size_t id_size,
                            char authz[512]);
-/* --- clients ------------------------------------------------------------------ */
 
-/* Registers a client with `govctl clients add --tenants tenants --scopes
- * scopes` (extra_env as itest_govctl, e.g. GOV_KAFKA_BROKERS), its id and
- * secret into id/secret (each of size bytes), then waits up to timeout_ms
- * until the stack's gov-identity materialized it in Redis (read directly,
- * not through an edge, which would cache the id as absent).  Fails the test
- * otherwise. */
-void itest_client_add(const char *const *extra_env, const char *tenants, const char *scopes,
-                      char *id, char *secret, size_t size, int timeout_ms);
+/* --- a client, a private edge, upstream and nginx over the stack ------------- */
+
+/* Registers a client of tenant with scopes ("read", "sessions:start") by
+ * `govctl clients add` against the stack's Kafka, its id and secret into
+ * id/secret, and waits until the stack's gov-identity materialized it in the
+ * stack's Redis; fails the test otherwise.  The one place that registers:
+ * when `clients add` changes, only this changes. */
+void itest_client_add(const char *tenant, const char *scopes, char *id, size_t id_size,
+                      char *secret, size_t secret_size);
+
+/* The set-up test_chain and test_gateway share: a client of the tenant, a
+ * private gov-edge over the stack (itest_edge_start_on_stack, id
+ * "edge-itest-<name>-<unique>", waited until its /readyz answers 200), a
+ * private counting upstream
+ * ("upstream-itest-<name>-<unique>") and a private nginx over both (authz
+ * timeouts 2 s).  Logs var/test-logs/itest-<name>-{edge,upstream,nginx}.log. */
+typedef struct itest_rig {
+    char client_id[128], client_secret[128];
+    itest_proc_t edge;
+    char upstream_name[96];
+    pid_t upstream_pid, nginx_pid;     /* -1 when not running */
+    int upstream_port, gw_port;        /* gw_port: nginx's */
+    char prefix[256];                  /* nginx's work directory */
+} itest_rig_t;
+
+/* Starts all of it for `name` ("chain", "gateway"); edge_extra is
+ * itest_edge_start_on_stack's extra (GOV_KAFKA_BROKERS at least).  Fails the
+ * test when a part does not start. */
+void itest_rig_start(itest_rig_t *g, const char *name, const char *tenant, const char *scopes,
+                     const char *const *edge_extra);
+/* Stops nginx, the upstream and the edge, removes nginx's directory: 0 when
+ * each exited cleanly (or was not running), -1 otherwise. */
+int itest_rig_stop(itest_rig_t *g);
+/* The upstream's /__counts (a new reference) and its request count; fail
+ * the test unless it answers under its own name. */
+json_t *itest_rig_counts(const itest_rig_t *g);
+long itest_rig_requests(const itest_rig_t *g);
 
 #endif /* ITEST_UTIL_H */

@@ -55,12 +55,13 @@
 #define TOKEN_PREFIX "eyJhbGciOiJFZERTQSI"   /* every token this edge signs starts so */
 #define MAX_IDS 8
 
-static char env_brokers[200], upstream_name[96];
-static itest_proc_t edge, dead_edge;
-static pid_t upstream_pid = -1, nginx_pid = -1, nginx_dead_pid = -1;
-static int upstream_port, gw_port, gw_dead_port;
-static char prefix[256], prefix_dead[256];
-static char client_id[128], client_secret[128], start_tok[4096];
+static char env_brokers[200];
+static itest_rig_t rig;   /* client, private edge, upstream and nginx */
+static itest_proc_t dead_edge;
+static pid_t nginx_dead_pid = -1;
+static int gw_dead_port;
+static char prefix_dead[256];
+static char start_tok[4096];
 static char session_tok[4096], session_hash[160];
 static char decision_ids[MAX_IDS][64];
 static size_t n_decision_ids;
@@ -109,25 +110,13 @@ static int start_session(int port, const char *session, const char *prompt, char
     return itest_raw_post(port, "/v1/sessions/start", "application/json", authz, body, raw, size);
 }
 
-/* The private upstream's /__counts (a new object). */
-static json_t *counts(void) {
-    return itest_upstream_counts(upstream_port, upstream_name);
-}
-
-static long requests_seen(void) {
-    json_t *j = counts();
-    long n = (long)json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
-}
-
 /* --- set-up ------------------------------------------------------------------------ */
 
 static int got_start_token(void *opaque) {
     (void)opaque;
     char basic[512], raw[16384];
-    itest_basic_auth(client_id, client_secret, basic);
-    int st = itest_raw_post(edge.port, "/v1/tokens/issue", FORM, basic,
+    itest_basic_auth(rig.client_id, rig.client_secret, basic);
+    int st = itest_raw_post(rig.edge.port, "/v1/tokens/issue", FORM, basic,
                             "grant_type=client_credentials&scope=sessions:start", raw, sizeof raw);
     json_t *j = body_of(raw);
     const char *t = json_string_value(json_object_get(j, "access_token"));
@@ -142,49 +131,23 @@ static int setup(void **state) {
     (void)state;
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    char out[1024], err[4096];
-    int rc = itest_govctl((const char *const[]){env_brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
-                                                "sessions:start", NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    assert_non_null(o);
-    snprintf(client_id, sizeof client_id, "%s",
-             json_string_value(json_object_get(o, "client_id")));
-    snprintf(client_secret, sizeof client_secret, "%s",
-             json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
-
-    itest_edge_start_on_stack(&edge, "edge-itest-chain", (const char *const[]){env_brokers, NULL},
-                              "itest-chain-edge.log");
-    /* the stack's gov-identity materializes the client; the edge reads it */
+    itest_rig_start(&rig, "chain", TENANT, "sessions:start",
+                    (const char *const[]){env_brokers, NULL});
+    /* the stack's gov-identity materialized the client; the edge reads it */
     if (itest_wait_for(got_start_token, NULL, WAIT_MS, 100) < 0) {
-        fprintf(stderr, "client %s was never accepted (log var/test-logs/%s)\n", client_id,
-                edge.log);
+        fprintf(stderr, "client %s was never accepted (log var/test-logs/%s)\n", rig.client_id,
+                rig.edge.log);
         return -1;
     }
-
-    itest_unique("upstream-itest-chain", upstream_name, sizeof upstream_name);
-    upstream_pid = itest_upstream_start(upstream_name, "itest-chain-upstream.log", &upstream_port);
-    gw_port = itest_free_port();
-    nginx_pid = itest_gateway_start("chain-nginx", edge.port, upstream_port, gw_port, "2s", prefix,
-                                    sizeof prefix);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    int rc = 0;
-    if (nginx_pid > 0)
-        rc |= itest_stop(nginx_pid, SIGTERM, 10000) != 0;
+    int rc = itest_rig_stop(&rig) != 0;
     if (nginx_dead_pid > 0)
         rc |= itest_stop(nginx_dead_pid, SIGTERM, 10000) != 0;
-    if (upstream_pid > 0)
-        rc |= itest_stop(upstream_pid, SIGTERM, 10000) != 0;
-    rc |= itest_proc_stop(&edge) != 0;
     rc |= itest_proc_stop(&dead_edge) != 0;
-    itest_workdir_remove(prefix);
     itest_workdir_remove(prefix_dead);
     return rc;
 }
@@ -195,7 +158,7 @@ static int teardown(void **state) {
 static void test_1_session_started_through_gateway(void **state) {
     (void)state;
     static char raw[32768];
-    int st = start_session(gw_port, "chain-1", ALLOW_PROMPT, raw, sizeof raw);
+    int st = start_session(rig.gw_port, "chain-1", ALLOW_PROMPT, raw, sizeof raw);
     if (st != 201)
         fail_msg("sessions/start through nginx: want 201, got %d: %s", st, raw);
     expect_decision_headers(raw, "allow", __LINE__);
@@ -216,11 +179,11 @@ static void test_1_session_started_through_gateway(void **state) {
 static void test_2_upstream_call_passes_with_headers(void **state) {
     (void)state;
     assert_true(session_tok[0] != '\0');
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     static char raw[32768];
     char hdrs[4400];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    int st = itest_http_request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(rig.gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("upstream call with the session token: want 200, got %d: %s", st, raw);
     expect_decision_headers(raw, "allow", __LINE__);
@@ -228,7 +191,7 @@ static void test_2_upstream_call_passes_with_headers(void **state) {
     char id[64];
     itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
 
-    json_t *c = counts();
+    json_t *c = itest_rig_counts(&rig);
     assert_int_equal(json_integer_value(json_object_get(c, "requests")), before + 1);
     json_t *policy = json_object_get(json_object_get(c, "last"), "policy");
     assert_string_equal(json_string_value(json_object_get(policy, "x-policy-decision")), "allow");
@@ -241,9 +204,9 @@ static void test_2_upstream_call_passes_with_headers(void **state) {
 /* 3. A denied prompt mints nothing; a denied request never reaches the upstream. */
 static void test_3_denied_never_reaches_upstream(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     static char raw[32768];
-    int st = start_session(gw_port, "chain-3", DENY_PROMPT, raw, sizeof raw);
+    int st = start_session(rig.gw_port, "chain-3", DENY_PROMPT, raw, sizeof raw);
     if (st != 403)
         fail_msg("denied prompt through nginx: want 403, got %d: %s", st, raw);
     expect_decision_headers(raw, "deny", __LINE__);
@@ -255,27 +218,27 @@ static void test_3_denied_never_reaches_upstream(void **state) {
 
     char hdrs[4400];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    st = itest_http_request(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", hdrs, NULL, raw, sizeof raw);
+    st = itest_http_request(rig.gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", hdrs, NULL, raw, sizeof raw);
     if (st != 403)
         fail_msg("denied upstream call: want 403, got %d: %s", st, raw);
     char decision[32];
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     keep_decision_id(raw, __LINE__);
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
 }
 
 /* 4. A client's X-Policy-* / X-Constitution-Hash values never reach the upstream. */
 static void test_4_spoofed_headers_stripped(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     static char raw[32768];
     char hdrs[4800];
     snprintf(hdrs, sizeof hdrs,
              "Authorization: Bearer %s\r\nX-Policy-Decision: spoofed\r\n"
              "X-Policy-Score: 0.000001\r\nX-Policy-Decision-Id: spoofed\r\n"
              "X-Policy-Input-Digest: spoofed\r\nX-Constitution-Hash: spoofed\r\n", session_tok);
-    int st = itest_http_request(gw_port, "GET", "/api/reports/q4", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(rig.gw_port, "GET", "/api/reports/q4", hdrs, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("call with spoofed headers: want 200, got %d: %s", st, raw);
     keep_decision_id(raw, __LINE__);
@@ -283,7 +246,7 @@ static void test_4_spoofed_headers_stripped(void **state) {
     itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
     itest_header_of(raw, "X-Policy-Score", score, sizeof score);
 
-    json_t *c = counts();
+    json_t *c = itest_rig_counts(&rig);
     assert_int_equal(json_integer_value(json_object_get(c, "requests")), before + 1);
     json_t *policy = json_object_get(json_object_get(c, "last"), "policy");
     assert_int_equal(json_object_size(policy), 5);
@@ -356,24 +319,24 @@ static void test_5_edge_stopped_nginx_denies(void **state) {
      * decisions already answered.  The decisions of steps 1-4 are waited
      * for in the chain first, so step 7 checks what the kill cannot take. */
     fprintf(stderr, "decisions of steps 1-4 chained after %ld ms\n", wait_decisions_chained());
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     /* killed, not stopped: no clean shutdown, nothing said to nginx; reaped */
-    assert_true(itest_stop(edge.pid, SIGKILL, 15000) != -1);
-    edge.pid = -1;
+    assert_true(itest_stop(rig.edge.pid, SIGKILL, 15000) != -1);
+    rig.edge.pid = -1;
     static char raw[32768];
     char hdrs[4400], decision[32];
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\n", session_tok);
-    int st = itest_http_request(gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
+    int st = itest_http_request(rig.gw_port, "GET", "/api/reports/q3", hdrs, NULL, raw, sizeof raw);
     if (st != 503)
         fail_msg("edge down: want 503, got %d: %s", st, raw);
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(raw, "\"authz_unavailable\""));
     /* a session cannot be started either: nginx has no edge to ask */
-    st = start_session(gw_port, "chain-5", ALLOW_PROMPT, raw, sizeof raw);
+    st = start_session(rig.gw_port, "chain-5", ALLOW_PROMPT, raw, sizeof raw);
     assert_true(st >= 500);
     assert_null(strstr(raw, TOKEN_PREFIX));
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
 }
 
 /* 6. The edge restarted with Kafka out of reach: no token is minted. */
@@ -385,9 +348,9 @@ static void test_6_kafka_stopped_no_token(void **state) {
                               (const char *const[]){bad, "GOV_KAFKA_ACK_TIMEOUT=2s", NULL},
                               "itest-chain-edge-nokafka.log");
     gw_dead_port = itest_free_port();
-    nginx_dead_pid = itest_gateway_start("chain-nginx-nokafka", dead_edge.port, upstream_port,
+    nginx_dead_pid = itest_gateway_start("chain-nginx-nokafka", dead_edge.port, rig.upstream_port,
                                          gw_dead_port, "2s", prefix_dead, sizeof prefix_dead);
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     static char raw[32768];
     int st = start_session(gw_dead_port, "chain-6", ALLOW_PROMPT, raw, sizeof raw);
     if (st != 503)
@@ -401,7 +364,7 @@ static void test_6_kafka_stopped_no_token(void **state) {
                         "kafka_unavailable");
     json_decref(j);
     assert_null(strstr(raw, TOKEN_PREFIX));
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
 }
 
 static void test_7_audit_chain_holds_every_step(void **state) {

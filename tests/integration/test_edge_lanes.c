@@ -178,8 +178,8 @@ static int setup(void **state) {
     snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
     /* materialized before the edge asks: an id it found absent is cached so */
-    itest_client_add((const char *const[]){env_brokers, NULL}, TENANT, "sessions:start",
-                     client_id, client_secret, sizeof client_id, WAIT_MS);
+    itest_client_add(TENANT, "sessions:start", client_id, sizeof client_id, client_secret,
+                     sizeof client_secret);
     itest_edge_start_on_stack(&edge, "edge-itest-lanes",
                               (const char *const[]){env_brokers, "GOV_LOOKUP_THREADS=1",
                                                     "GOV_LOOKUP_QUEUE=4",

@@ -44,7 +44,6 @@
 
 #include <openssl/evp.h>
 
-#include "gov_state_identity.h"
 #include "gov_util.h"
 #include "itest_util.h"
 
@@ -52,14 +51,11 @@
 #define WAIT_MS 20000
 #define DIGEST_HELLO "sha-256=:LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=:"   /* "hello" */
 
-static char edge_id[96], upstream_name[96];
-static itest_proc_t edge;
-static pid_t upstream_pid = -1, nginx_pid = -1, nginx_hole_pid = -1;
-static int upstream_port, gw_port, gw_hole_port, hole_fd = -1;
-static char prefix[256], prefix_hole[256];
-static char client_id[80], secret[80], token[4096], auth[4200];
-static char env_id[128], env_issuer[320], env_audience[160], env_trust[512], env_pack_trust[512],
-    env_brokers[256], env_redis_host[128], env_redis_port[64];
+static itest_rig_t rig;   /* client, private edge, upstream and nginx */
+static pid_t nginx_hole_pid = -1;
+static int gw_hole_port, hole_fd = -1;
+static char prefix_hole[256];
+static char token[4096], auth[4200];
 
 /* --- HTTP ------------------------------------------------------------------------------ */
 
@@ -71,56 +67,12 @@ static int gw(int port, const char *method, const char *target, const char *head
     return itest_http_request(port, method, target, headers, body, raw, raw_size);
 }
 
-/* The upstream's /__counts (a new object), read on its own port. */
-static json_t *counts(void) {
-    return itest_upstream_counts(upstream_port, upstream_name);
-}
-
-static long requests_seen(void) {
-    json_t *j = counts();
-    long n = (long)json_integer_value(json_object_get(j, "requests"));
-    json_decref(j);
-    return n;
-}
-
 static double gw_metric(const char *decision) {
-    return itest_proc_metric(&edge, "gateway_requests_total",
+    return itest_proc_metric(&rig.edge, "gateway_requests_total",
                              (const char *const[]){"route=\"authz\"", decision, NULL});
 }
 
 /* --- set-up ---------------------------------------------------------------------------- */
-
-static int client_known(void *opaque) {
-    (void)opaque;
-    gov_state_identity_client_rec_t c;
-    char eb[256];
-    int found = gov_state_identity_client_get(itest_redis(), client_id, &c, eb, sizeof eb) ==
-                    GOV_OK && c.found;
-    gov_state_identity_client_clear(&c);
-    return found;
-}
-
-/* Registers a client of TENANT with `govctl clients add` and waits until the
- * stack's gov-identity materialized it.  The one place that registers:
- * when `clients add` changes (an operator signature), only this changes. */
-static void register_client(void) {
-    char out[1024], err[4096];
-    char brokers[256];
-    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    const char *genv[] = {brokers, NULL};
-    int rc = itest_govctl(genv, (const char *const[]){"clients", "add", "--tenants", TENANT,
-                                                      "--scopes", "read", NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    assert_non_null(o);
-    snprintf(client_id, sizeof client_id, "%s", json_string_value(json_object_get(o, "client_id")));
-    snprintf(secret, sizeof secret, "%s", json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
-    if (itest_wait_for(client_known, NULL, WAIT_MS, 50) < 0)
-        fail_msg("client %s was not materialized by the stack's gov-identity", client_id);
-}
 
 /* A form POST to the stack's edge as the registered client (HTTP Basic):
  * the status, the raw answer in raw. */
@@ -129,7 +81,7 @@ static int stack_edge_post(const char *path, const char *form, char *raw, size_t
     const char *colon = strrchr(url, ':');
     assert_non_null(colon);
     char pair[256], basic[512], hdr[640];
-    snprintf(pair, sizeof pair, "%s:%s", client_id, secret);
+    snprintf(pair, sizeof pair, "%s:%s", rig.client_id, rig.client_secret);
     EVP_EncodeBlock((unsigned char *)basic, (const unsigned char *)pair, (int)strlen(pair));
     snprintf(hdr, sizeof hdr, "Authorization: Basic %s\r\n"
              "Content-Type: application/x-www-form-urlencoded\r\n", basic);
@@ -150,77 +102,33 @@ static void issue_token(char *tok, size_t size) {
     json_decref(j);
 }
 
-/* A listening socket that never accepts: connections complete in the
- * backlog and are never answered.  Its port into *port. */
-static int black_hole(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(fd, 64), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static int setup(void **state) {
     (void)state;
-    register_client();
+    char brokers[256];
+    snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
+    itest_rig_start(&rig, "gateway", TENANT, "read",
+                    /* its tokens are client tokens of scope "read", not sessions */
+                    (const char *const[]){brokers, "GOV_LOOKUP_TIMEOUT=2s",
+                                          "GOV_AUTHZ_REQUIRED_SCOPE=read", NULL});
     issue_token(token, sizeof token);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
 
-    itest_unique("edge-itest-gateway", edge_id, sizeof edge_id);
-    itest_unique("upstream-itest-gateway", upstream_name, sizeof upstream_name);
-    snprintf(env_id, sizeof env_id, "GOV_EDGE_ID=%s", edge_id);
-    /* the stack's issuer and audience: the stack's edge issued the token */
-    snprintf(env_issuer, sizeof env_issuer, "GOV_TOKEN_ISSUER=%s",
-             itest_env("GOV_TOKEN_ISSUER", "http://127.0.0.1:8700"));
-    snprintf(env_audience, sizeof env_audience, "GOV_TOKEN_AUDIENCE=%s",
-             itest_env("GOV_TOKEN_AUDIENCE", "soma-governance"));
-    snprintf(env_trust, sizeof env_trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
-    snprintf(env_pack_trust, sizeof env_pack_trust, "GOV_RULEPACK_TRUST_FILE=%s",
-             itest_path("var/demo/rulepack-trust.json"));
-    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
-             itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
-    snprintf(env_redis_host, sizeof env_redis_host, "GOV_REDIS_HOST=%s",
-             itest_env("GOV_REDIS_HOST", "127.0.0.1"));
-    snprintf(env_redis_port, sizeof env_redis_port, "GOV_REDIS_PORT=%s",
-             itest_env("GOV_REDIS_PORT", "6390"));
-    const char *env[] = {env_brokers, env_redis_host, env_redis_port, env_id, env_issuer,
-                         env_audience, env_trust, env_pack_trust,
-                         "GOV_IDENTITY_REFRESH=200ms", "GOV_LOOKUP_TIMEOUT=2s",
-                         /* its tokens are client tokens of scope "read", not sessions */
-                         "GOV_AUTHZ_REQUIRED_SCOPE=read", NULL};
-    itest_proc_start(&edge, "gov-edge", NULL, env, "itest-gateway-edge.log");
-
-    upstream_pid = itest_upstream_start(upstream_name, "itest-gateway-upstream.log", &upstream_port);
-
-    gw_port = itest_free_port();
-    nginx_pid = itest_gateway_start("gateway-nginx", edge.port, upstream_port, gw_port, "2s", prefix,
-                                    sizeof prefix);
     int hole_port;
-    hole_fd = black_hole(&hole_port);
+    hole_fd = itest_kafka_blackhole(&hole_port);
     gw_hole_port = itest_free_port();
-    nginx_hole_pid = itest_gateway_start("gateway-nginx-hole", hole_port, upstream_port,
+    nginx_hole_pid = itest_gateway_start("gateway-nginx-hole", hole_port, rig.upstream_port,
                                          gw_hole_port, "1s", prefix_hole, sizeof prefix_hole);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    int rc = 0;
-    if (nginx_pid > 0)
-        rc |= itest_stop(nginx_pid, SIGTERM, 10000) != 0;
+    int rc = itest_rig_stop(&rig) != 0;
     if (nginx_hole_pid > 0)
         rc |= itest_stop(nginx_hole_pid, SIGTERM, 10000) != 0;
-    if (upstream_pid > 0)
-        rc |= itest_stop(upstream_pid, SIGTERM, 10000) != 0;
-    rc |= itest_proc_stop(&edge) != 0;
     if (hole_fd >= 0)
         close(hole_fd);
-    itest_workdir_remove(prefix);
     itest_workdir_remove(prefix_hole);
     return rc;
 }
@@ -235,7 +143,7 @@ static int decision_logged(void *opaque) {
     decision_wait_t *w = opaque;
     char *body = NULL;
     long st = itest_http_get(w->url, &body);
-    int ok = st == 200 && body && strstr(body, edge_id) != NULL;
+    int ok = st == 200 && body && strstr(body, rig.edge.id) != NULL;
     free(body);
     return ok;
 }
@@ -244,14 +152,14 @@ static int decision_logged(void *opaque) {
  * those; the client's own values of the same names are replaced. */
 static void test_allowed_passes_with_edge_headers(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     double allowed = gw_metric("decision=\"allow\"");
     char raw[16384], hdrs[4800];
     snprintf(hdrs, sizeof hdrs,
              "%sX-Policy-Decision: forged\r\nX-Policy-Score: 0.999999\r\n"
              "X-Policy-Decision-Id: forged\r\nX-Policy-Input-Digest: forged\r\n"
              "X-Constitution-Hash: forged\r\nX-Policy-Decision: forged-again\r\n", auth);
-    int st = gw(gw_port, "GET", "/api/items?q=weather", hdrs, NULL, raw, sizeof raw);
+    int st = gw(rig.gw_port, "GET", "/api/items?q=weather", hdrs, NULL, raw, sizeof raw);
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
     char decision[64], id[64], hash[160], score[32];
@@ -265,8 +173,8 @@ static void test_allowed_passes_with_edge_headers(void **state) {
     assert_string_equal(score, "0.000000");
 
     /* exactly one request reached the upstream, with exactly the edge's five */
-    assert_int_equal(requests_seen(), before + 1);
-    json_t *c = counts();
+    assert_int_equal(itest_rig_requests(&rig), before + 1);
+    json_t *c = itest_rig_counts(&rig);
     json_t *policy = json_object_get(json_object_get(c, "last"), "policy");
     assert_int_equal(json_object_size(policy), 5);
     assert_string_equal(json_string_value(json_object_get(policy, "x-policy-decision")), "allow");
@@ -279,36 +187,36 @@ static void test_allowed_passes_with_edge_headers(void **state) {
     json_decref(c);
     assert_true(gw_metric("decision=\"allow\"") >= (allowed < 0 ? 0 : allowed) + 1);
 
-    /* the decision is this edge's: logged with its edge_id, materialized by gov-audit */
+    /* the decision is this edge's: logged with its rig.edge.id, materialized by gov-audit */
     decision_wait_t w;
-    snprintf(w.url, sizeof w.url, "%s/v1/decisions/%s/%s", edge.url, TENANT, id);
+    snprintf(w.url, sizeof w.url, "%s/v1/decisions/%s/%s", rig.edge.url, TENANT, id);
     if (itest_wait_for(decision_logged, &w, 60000, 100) < 0)
-        fail_msg("decision %s of %s was not found at %s", id, edge_id, w.url);
+        fail_msg("decision %s of %s was not found at %s", id, rig.edge.id, w.url);
 }
 
 /* A client's X-Policy-* header of another name cannot be removed by nginx:
  * the edge refuses the request, and nothing reaches the upstream. */
 static void test_unknown_policy_header_refused(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     char raw[16384], hdrs[4400];
     snprintf(hdrs, sizeof hdrs, "%sX-Policy-Approved-By: me\r\n", auth);
-    int st = gw(gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
+    int st = gw(rig.gw_port, "GET", "/api/items", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char decision[32];
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
 }
 
 /* Denied requests never reach the upstream; a body must come with its digest. */
 static void test_denied_never_reaches_upstream(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     double denied = gw_metric("decision=\"deny\"");
     char raw[16384], hdrs[4400];
     /* the demo pack denies destructive commands, however they are escaped */
-    int st = gw(gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", auth, NULL, raw, sizeof raw);
+    int st = gw(rig.gw_port, "GET", "/api/run?cmd=rm%20-rf%20%2F", auth, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char decision[32], id[64];
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
@@ -316,24 +224,24 @@ static void test_denied_never_reaches_upstream(void **state) {
     assert_string_equal(decision, "deny");
     assert_true(gov_uuid_v7_valid(id));
     /* review (an e-mail address and a password: 0.45 > the pack's 0.4) does not pass either */
-    st = gw(gw_port, "GET", "/api/mail?to=ann@example.com&password=hunter2", auth, NULL, raw,
+    st = gw(rig.gw_port, "GET", "/api/mail?to=ann@example.com&password=hunter2", auth, NULL, raw,
             sizeof raw);
     assert_int_equal(st, 403);
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "review");
     /* a body without its Content-Digest */
-    st = gw(gw_port, "POST", "/api/items", auth, "hello", raw, sizeof raw);
+    st = gw(rig.gw_port, "POST", "/api/items", auth, "hello", raw, sizeof raw);
     assert_int_equal(st, 403);
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
     assert_true(gw_metric("decision=\"deny\"") >= (denied < 0 ? 0 : denied) + 2);
     assert_true(gw_metric("decision=\"review\"") >= 1);
 
     /* with it, the body passes, and the upstream finds the body matches */
     snprintf(hdrs, sizeof hdrs, "%sContent-Digest: " DIGEST_HELLO "\r\n", auth);
-    st = gw(gw_port, "POST", "/api/items", hdrs, "hello", raw, sizeof raw);
+    st = gw(rig.gw_port, "POST", "/api/items", hdrs, "hello", raw, sizeof raw);
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
-    json_t *c = counts();
+    json_t *c = itest_rig_counts(&rig);
     assert_int_equal(json_integer_value(json_object_get(c, "requests")), before + 1);
     assert_true(json_is_true(json_object_get(json_object_get(c, "last"), "digest_ok")));
     json_decref(c);
@@ -342,10 +250,10 @@ static void test_denied_never_reaches_upstream(void **state) {
 /* No token, a bad token: 401 with WWW-Authenticate, nothing passes. */
 static void test_identity_refused(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     double unauth = gw_metric("decision=\"unauthenticated\"");
     char raw[16384], www[256], decision[32];
-    int st = gw(gw_port, "GET", "/api/items", NULL, NULL, raw, sizeof raw);
+    int st = gw(rig.gw_port, "GET", "/api/items", NULL, NULL, raw, sizeof raw);
     assert_int_equal(st, 401);
     itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_string_equal(www, "Bearer realm=\"soma-governance\"");
@@ -355,7 +263,7 @@ static void test_identity_refused(void **state) {
     size_t n = strlen(bad);
     bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", bad);
-    st = gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw);
+    st = gw(rig.gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw);
     assert_int_equal(st, 401);
     itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error=\"invalid_token\""));
@@ -365,14 +273,14 @@ static void test_identity_refused(void **state) {
     char second[4096], form[4200];
     issue_token(second, sizeof second);
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", second);
-    assert_int_equal(gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 200);
+    assert_int_equal(gw(rig.gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 200);
     before++;
     snprintf(form, sizeof form, "token=%s", second);
     assert_int_equal(stack_edge_post("/v1/tokens/revoke", form, raw, sizeof raw), 200);
-    assert_int_equal(gw(gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 401);
+    assert_int_equal(gw(rig.gw_port, "GET", "/api/items", hdr, NULL, raw, sizeof raw), 401);
     itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error_description=\"token_revoked\""));
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
     assert_true(gw_metric("decision=\"unauthenticated\"") >= (unauth < 0 ? 0 : unauth) + 3);
 }
 
@@ -385,13 +293,13 @@ static void expect_unavailable(int port, long before) {
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(raw, "\"authz_unavailable\""));
-    assert_int_equal(requests_seen(), before);
+    assert_int_equal(itest_rig_requests(&rig), before);
 }
 
 /* The check does not answer in time: 503 deny, nothing passes. */
 static void test_authz_timeout_denied(void **state) {
     (void)state;
-    expect_unavailable(gw_hole_port, requests_seen());
+    expect_unavailable(gw_hole_port, itest_rig_requests(&rig));
 }
 
 /* The error code of a raw JSON answer into out ("" when none). */
@@ -409,7 +317,7 @@ static void error_code_of(const char *raw, char *out, size_t size) {
 static void test_envoy_check_form(void **state) {
     (void)state;
     char raw[16384], hdrs[4400], decision[32], code[64], digest[96];
-    int st = gw(edge.port, "POST", "/v1/authz/api/items", auth, "hello", raw, sizeof raw);
+    int st = gw(rig.edge.port, "POST", "/v1/authz/api/items", auth, "hello", raw, sizeof raw);
     if (st != 200)
         fail_msg("want 200, got %d: %s", st, raw);
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
@@ -418,30 +326,30 @@ static void test_envoy_check_form(void **state) {
     assert_int_equal(strlen(digest), 64);
     /* the body is bound: another body, another input digest */
     char other[96];
-    assert_int_equal(gw(edge.port, "POST", "/v1/authz/api/items", auth, "hellO", raw, sizeof raw),
+    assert_int_equal(gw(rig.edge.port, "POST", "/v1/authz/api/items", auth, "hellO", raw, sizeof raw),
                      200);
     itest_header_of(raw, "X-Policy-Input-Digest", other, sizeof other);
     assert_string_not_equal(digest, other);
     /* a Content-Digest that is not the body's */
     snprintf(hdrs, sizeof hdrs, "%sContent-Digest: " DIGEST_HELLO "\r\n", auth);
-    assert_int_equal(gw(edge.port, "POST", "/v1/authz/api/items", hdrs, "hellO", raw, sizeof raw),
+    assert_int_equal(gw(rig.edge.port, "POST", "/v1/authz/api/items", hdrs, "hellO", raw, sizeof raw),
                      403);
     error_code_of(raw, code, sizeof code);
     assert_string_equal(code, "authz_body_digest_invalid");
     /* the demo pack denies a destructive command in the path */
-    assert_int_equal(gw(edge.port, "GET", "/v1/authz/shell/rm%20-rf%20~", auth, NULL, raw,
+    assert_int_equal(gw(rig.edge.port, "GET", "/v1/authz/shell/rm%20-rf%20~", auth, NULL, raw,
                         sizeof raw), 403);
     error_code_of(raw, code, sizeof code);
     assert_string_equal(code, "authz_denied");
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
     /* the bare prefix without X-Original-URI says nothing: refused, not "/" */
-    assert_int_equal(gw(edge.port, "GET", "/v1/authz", auth, NULL, raw, sizeof raw), 403);
+    assert_int_equal(gw(rig.edge.port, "GET", "/v1/authz", auth, NULL, raw, sizeof raw), 403);
     error_code_of(raw, code, sizeof code);
     assert_string_equal(code, "authz_original_request_invalid");
     /* a decision header on the check itself */
     snprintf(hdrs, sizeof hdrs, "%sX-Policy-Decision: allow\r\n", auth);
-    assert_int_equal(gw(edge.port, "GET", "/v1/authz/api/items", hdrs, NULL, raw, sizeof raw),
+    assert_int_equal(gw(rig.edge.port, "GET", "/v1/authz/api/items", hdrs, NULL, raw, sizeof raw),
                      403);
     error_code_of(raw, code, sizeof code);
     assert_string_equal(code, "authz_policy_header_forged");
@@ -450,14 +358,14 @@ static void test_envoy_check_form(void **state) {
 /* The edge stopped: 503 deny, nothing passes. */
 static void test_edge_stopped_denied(void **state) {
     (void)state;
-    long before = requests_seen();
+    long before = itest_rig_requests(&rig);
     char raw[16384];
-    assert_int_equal(gw(gw_port, "GET", "/api/items", auth, NULL, raw, sizeof raw), 200);
+    assert_int_equal(gw(rig.gw_port, "GET", "/api/items", auth, NULL, raw, sizeof raw), 200);
     before++;
     /* SIGTERM: its exit must be clean (LeakSanitizer reports at exit in the
      * ASan run); then nothing answers on its port */
-    assert_int_equal(itest_proc_stop(&edge), 0);
-    expect_unavailable(gw_port, before);
+    assert_int_equal(itest_proc_stop(&rig.edge), 0);
+    expect_unavailable(rig.gw_port, before);
 }
 
 int main(void) {

@@ -124,16 +124,7 @@ static int got_noscope_token(void *opaque) {
 /* --- edges ------------------------------------------------------------------------ */
 
 static void add_client(const char *scopes, char *id, char *sec) {
-    char out[1024], err[4096];
-    int rc = itest_govctl((const char *const[]){env_brokers, NULL},
-                          (const char *const[]){"clients", "add", "--tenants", TENANT, "--scopes",
-                                                scopes, NULL},
-                          out, sizeof out, err, sizeof err);
-    itest_expect_ok(rc, err, __LINE__);
-    json_t *o = json_loads(out, 0, NULL);
-    snprintf(id, 128, "%s", json_string_value(json_object_get(o, "client_id")));
-    snprintf(sec, 128, "%s", json_string_value(json_object_get(o, "client_secret")));
-    json_decref(o);
+    itest_client_add(TENANT, scopes, id, 128, sec, 128);
 }
 
 static int setup(void **state) {
