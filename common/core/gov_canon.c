@@ -367,7 +367,7 @@ typedef struct {
  * in order from UTF-16 units only across the surrogate block: U+E000..U+FFFF
  * (one unit >= 0xE000) sort after U+10000.. (a lead unit 0xD800..0xDBFF).
  * Keys are valid UTF-8 here (checked before sorting). */
-static int utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+int gov_canon_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
     size_t i = 0, j = 0;
     while (i < alen && j < blen) {
@@ -392,7 +392,7 @@ static int utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
 
 static int member_cmp_jcs(const void *pa, const void *pb) {
     const member_t *a = pa, *b = pb;
-    return utf16_cmp(a->key, a->len, b->key, b->len);
+    return gov_canon_utf16_cmp(a->key, a->len, b->key, b->len);
 }
 
 /* Python str order is code point order, which UTF-8 byte order preserves. */
@@ -740,7 +740,7 @@ static int reads_back(unsigned long long q, int z, double x) {
  * arithmetic.  Cost: at most five strtod, against up to seventeen
  * printf/strtod rounds for gov_canon_format_es6 - a body of such numbers
  * must not parse ten times slower than any other. */
-static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
+int gov_canon_jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
     int neg = tok[0] == '-';
     size_t nd = n - (size_t)neg, k = nd;
     if (nd < 19 || nd > 21 || tok[n - 1] != '0' || tok[n - 2] != '0')
@@ -815,7 +815,7 @@ static int scan_number(scan_t *sc) {
     }
     if (scan_token_end(sc) != 0)
         return -1;
-    if (sc->i == int_end && jcs_integer_beyond_int64(s + start, sc->i - start)) {
+    if (sc->i == int_end && gov_canon_jcs_integer_beyond_int64(s + start, sc->i - start)) {
         /* "...00" -> "...e2": the same value and length, but a real to
          * jansson, so byte offsets in its messages stay the caller's. */
         sc->jcs_big_ints++;

@@ -144,4 +144,16 @@ int gov_canon_format_es6(double x, char buf[GOV_CANON_NUMBUF]);
  * which json.dumps would write as the non-JSON tokens NaN/Infinity. */
 int gov_canon_format_pyrepr(double x, char buf[GOV_CANON_NUMBUF]);
 
+/* RFC 8785's member order: compares the UTF-8 strings a[0..alen) and
+ * b[0..blen) (valid UTF-8) by their UTF-16 code units.  <0, 0, >0.
+ * O(min(alen, blen)). */
+int gov_canon_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* 1 when tok[0..n), an integer literal ('-'? digits, no fraction or
+ * exponent) beyond int64, is exactly JCS's spelling of a double
+ * ("9223372036854776000" for 2^63): gov_canon_parse reads such a literal
+ * as that double; any other integer beyond int64 is refused
+ * (number_out_of_range).  At most five strtod. */
+int gov_canon_jcs_integer_beyond_int64(const unsigned char *tok, size_t n);
+
 #endif /* GOV_CANON_H */

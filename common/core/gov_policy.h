@@ -79,11 +79,20 @@ typedef struct gov_policy_limits {
 
 gov_policy_limits_t gov_policy_limits_default(void);
 
-/* A validated request.  Every pointer is borrowed from doc, which the
- * request owns; strings are NUL-terminated and hold no U+0000, except the
- * prompt, which may (use prompt_len). */
+/* One metadata entry of a request: both strings NUL-terminated, without
+ * U+0000, borrowed from the request. */
+typedef struct gov_policy_meta {
+    const char *key;
+    const char *value;
+    size_t value_len;
+} gov_policy_meta_t;
+
+/* A validated request.  Every string is borrowed from mem, which the
+ * request owns (one allocation of the body's length + 1); strings are
+ * NUL-terminated and hold no U+0000, except the prompt, which may (use
+ * prompt_len). */
 typedef struct gov_policy_request {
-    json_t *doc;
+    char *mem;                     /* owned: the decoded strings */
     const char *tenant;
     const char *session_id;
     const char *user;
@@ -93,28 +102,35 @@ typedef struct gov_policy_request {
     const char *action;            /* NULL when absent */
     const char *tool_name;         /* NULL when there is no tool */
     const char *tool_category;     /* NULL when there is no tool */
-    const json_t *metadata;        /* object of strings, NULL when absent */
+    gov_policy_meta_t *metadata;   /* owned; sorted by key (bytewise); NULL when absent */
+    size_t nmetadata;
     char input_digest[GOV_SHA256_HEXLEN + 1];   /* hex SHA-256 of JCS(request) */
 } gov_policy_request_t;
 
 /* Parses and validates text[0..len) as an evaluation request (docs/policy.md,
- * "Request") and computes its input_digest.  limits NULL: the defaults.  On
+ * "Request") and computes its input_digest, in one pass over the text
+ * (gov_policy_request.c).  limits NULL: the defaults.  On
  * GOV_OK *req is filled (gov_policy_request_clear) and *reason is
  * GOV_REASON_NONE; otherwise *req is empty, *reason (may be NULL) is the
  * stable code and errbuf the detail (no "code: " prefix), the code one of
  *   GOV_ERR_PARSE      syntax, trailing_garbage, duplicate_key, invalid_utf8,
- *                      number_out_of_range, nul_in_key (from gov_canon_parse),
+ *                      number_out_of_range, nul_in_key (gov_canon_parse's
+ *                      grammar and refusals, in its precedence: a grammar
+ *                      error anywhere first, then the earliest refusal),
  *                      invalid_type, unknown_field, missing_field,
  *                      invalid_value (empty, or holds U+0000), invalid_tenant
  *   GOV_ERR_TOO_LARGE  too_large (body, a string, metadata), too_deep
  *   GOV_ERR_NOMEM      nomem
  *   GOV_ERR_INVALID_ARG invalid_arg
- *   GOV_ERR_INTERNAL and others: internal
- * Cost: O(len): one grammar pass, one jansson parse, one JCS serialization,
- * one SHA-256. */
+ *   GOV_ERR_INTERNAL   internal
+ * Cost: O(len): one pass over the text, one RFC 8785 serialization of the
+ * validated members, one SHA-256; O(k log k) more for an object of k > 16
+ * keys; two to four allocations. */
 gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
                                    gov_policy_request_t *req, gov_reason_t *reason, char *errbuf,
                                    size_t errbuf_size);
+/* The value of metadata key `key` (borrowed), or NULL.  O(log entries). */
+const char *gov_policy_request_metadata(const gov_policy_request_t *req, const char *key);
 void gov_policy_request_clear(gov_policy_request_t *req);
 
 /* --- decision ------------------------------------------------------------------ */

@@ -278,7 +278,7 @@ static void expect_request_error(const char *text, size_t len, const gov_policy_
     if (rc != want_rc || strncmp(shown, want_prefix, strlen(want_prefix)) != 0)
         fail_msg("request %.60s: got %s \"%s\", want %s \"%s...\"", text, gov_err_code(rc), shown,
                  gov_err_code(want_rc), want_prefix);
-    assert_null(req.doc);
+    assert_null(req.mem);
     assert_null(req.tenant);
 }
 
@@ -1487,7 +1487,7 @@ static void test_allocation_failures(void **state) {
         }
         if (rc != GOV_ERR_NOMEM)
             fail_msg("request allocation %ld: %s: %s", n, gov_err_code(rc), err);
-        assert_null(req.doc);
+        assert_null(req.mem);
     }
     total += n;
 
