@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gov_buf.h"
 #include "gov_err.h"
 #include "gov_matcher.h"
 #include "gov_reason.h"
@@ -205,6 +206,35 @@ void gov_policy_decision_clear(gov_policy_decision_t *d);
  * with exactly 6 decimals.  O(size of the output). */
 gov_err_t gov_policy_decision_to_json(const gov_policy_decision_t *d, const char *extra_members,
                                       char **out, size_t *out_len);
+
+/* --- the decision log ------------------------------------------------------------- */
+
+typedef struct gov_avro_registry gov_avro_registry_t;
+
+/* What a PolicyDecision carries besides the request and the decision: the
+ * caller's ids, clocks and state (all borrowed, NUL-terminated, of checked
+ * syntax: UUIDs, tenant, hex, pack id and version, the edge's id). */
+typedef struct gov_policy_log {
+    const char *event_id;
+    int64_t occurred_at_us;
+    const char *tenant;
+    const char *decision_id;
+    const char *constitution_hash;
+    const char *policy_id;
+    const char *rulepack_version;
+    int64_t evaluated_at_us;
+    const char *edge_id;
+} gov_policy_log_t;
+
+/* Appends the PolicyDecision event of decision d on request req to out as an
+ * Avro single-object message (schemas/PolicyDecision.avsc, the registry's
+ * fingerprint), written directly: no JSON event in between
+ * (gov_policy_log.c).  Returns out's sticky error (GOV_ERR_NOMEM,
+ * GOV_ERR_TOO_LARGE past its limit), GOV_ERR_NOT_FOUND when the registry
+ * lacks PolicyDecision, GOV_ERR_INVALID_ARG on NULL.  O(size of the event). */
+gov_err_t gov_policy_decision_avro(const gov_avro_registry_t *reg, const gov_policy_log_t *log,
+                                   const gov_policy_request_t *req,
+                                   const gov_policy_decision_t *d, gov_buf_t *out);
 
 /* The excerpt window for a match ending at match_end in a prompt of len
  * bytes: at most GOV_EXCERPT_MAX bytes, up to GOV_EXCERPT_BEFORE of them
