@@ -616,6 +616,41 @@ static void scan_ws(scan_t *sc) {
         sc->i++;
 }
 
+/* At "\\u" (s[*i] is the backslash): decodes the escape, a surrogate pair
+ * as one code point.  The rules and messages of the grammar pass. */
+int gov_canon_u_escape(const unsigned char *s, size_t n, size_t *i, uint32_t *cp,
+                       gov_reason_t *reason, const char **detail) {
+    uint32_t u, lo;
+    if (n - *i < 6 || gov_hex_u16(s + *i + 2, &u) != 0)
+        goto syntax;
+    *i += 6;
+    if (u >= 0xDC00 && u <= 0xDFFF) {
+        *reason = GOV_REASON_INVALID_UTF8;
+        *detail = "lone trail surrogate escape";
+        return -1;
+    }
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        if (n - *i < 6 || s[*i] != '\\' || s[*i + 1] != 'u')
+            goto lone_lead;
+        if (gov_hex_u16(s + *i + 2, &lo) != 0)
+            goto syntax;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            goto lone_lead;
+        *i += 6;
+        u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    *cp = u;
+    return 0;
+syntax:
+    *reason = GOV_REASON_SYNTAX;
+    *detail = "invalid \\u escape";
+    return -1;
+lone_lead:
+    *reason = GOV_REASON_INVALID_UTF8;
+    *detail = "lone lead surrogate escape";
+    return -1;
+}
+
 /* At '"': consumes the string. */
 static int scan_string(scan_t *sc) {
     sc->i++;
@@ -651,21 +686,10 @@ static int scan_string(scan_t *sc) {
             continue;
         }
         uint32_t u;
-        if (sc->n - sc->i < 6 || gov_hex_u16(sc->s + sc->i + 2, &u) != 0)
-            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
-        sc->i += 6;
-        if (u >= 0xDC00 && u <= 0xDFFF)
-            return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone trail surrogate escape");
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            uint32_t lo;
-            if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
-                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            if (gov_hex_u16(sc->s + sc->i + 2, &lo) != 0)
-                return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            sc->i += 6;
-        }
+        gov_reason_t why;
+        const char *detail;
+        if (gov_canon_u_escape(sc->s, sc->n, &sc->i, &u, &why, &detail) != 0)
+            return scan_fail(sc, why, detail);
     }
 }
 

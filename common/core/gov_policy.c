@@ -41,12 +41,8 @@
 #include "gov_alloc.h"
 #include "gov_buf.h"
 #include "gov_canon.h"
-#include "gov_json.h"
 #include "gov_util.h"
 
-
-/* A key named in an error message: 32 bytes at most (gov_utf8_shorten). */
-#define KEY_SHOWN_MAX 32
 
 const char *gov_decision_name(gov_decision_t d) {
     switch (d) {

@@ -210,22 +210,10 @@ static int read_string(parse_t *p, const char **out, size_t *out_len) {
             continue;
         }
         uint32_t u;
-        if (p->n - p->i < 6 || gov_hex_u16(p->s + p->i + 2, &u) != 0)
-            return scan_fail(p, GOV_REASON_SYNTAX, "invalid \\u escape");
-        p->i += 6;
-        if (u >= 0xDC00 && u <= 0xDFFF)
-            return scan_fail(p, GOV_REASON_INVALID_UTF8, "lone trail surrogate escape");
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            uint32_t lo;
-            if (p->n - p->i < 6 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
-                return scan_fail(p, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            if (gov_hex_u16(p->s + p->i + 2, &lo) != 0)
-                return scan_fail(p, GOV_REASON_SYNTAX, "invalid \\u escape");
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return scan_fail(p, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            p->i += 6;
-            u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-        }
+        gov_reason_t why;
+        const char *detail;
+        if (gov_canon_u_escape(p->s, p->n, &p->i, &u, &why, &detail) != 0)
+            return scan_fail(p, why, detail);
         d += put_utf8(d, u);
     }
 }
