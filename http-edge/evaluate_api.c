@@ -88,56 +88,44 @@ static void micros_text(int64_t micros, char *out, size_t size) {
     snprintf(out, size, "%u.%06u", (m / 1000000u) % 10u, m % 1000000u);
 }
 
-/* The PolicyDecision event of a decision (a new object), or NULL. */
-static json_t *decision_event(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
-                              const gov_policy_decision_t *d, const char *decision_id,
-                              int64_t evaluated_us) {
-    char event_id[GOV_UUID_STRLEN + 1];
-    if (gov_uuid_v7(event_id) != GOV_OK)
-        return NULL;
-    json_t *reasons = json_array();
-    for (size_t i = 0; reasons && i < d->nreasons; i++) {
-        const gov_policy_reason_t *r = &d->reasons[i];
-        json_array_append_new(reasons, json_pack("{s:s, s:s, s:I, s:s, s:o}", "rule_id", r->rule_id,
-            "severity", gov_severity_name(r->severity), "weight_micros", (json_int_t)r->weight_micros,
-            "message", r->message ? r->message : "",
-            "excerpt", r->has_excerpt ? json_stringn_nocheck(r->excerpt, r->excerpt_len) : json_null()));
-    }
-    const gov_rulepack_t *pack = t->rulepack.pack;
-#define OPT(s) ((s) ? json_string(s) : json_null())
-    return json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:o, s:s, s:s, s:s, s:s, s:I, s:s}",
-        "event_id", event_id, "occurred_at", (json_int_t)evaluated_us, "tenant", t->name,
-        "decision_id", decision_id, "session_id", req->session_id, "user", req->user,
-        "role", req->role, "action", OPT(req->action), "tool_name", OPT(req->tool_name),
-        "tool_category", OPT(req->tool_category), "decision", gov_decision_name(d->decision),
-        "score_micros", (json_int_t)d->score_micros, "reasons", reasons,
-        "constitution_hash", t->constitution.checksum, "policy_id", gov_rulepack_id(pack),
-        "rulepack_version", gov_rulepack_version(pack), "input_digest", d->input_digest,
-        "evaluated_at", (json_int_t)evaluated_us, "edge_id", e->cfg.edge_id);
-#undef OPT
-}
-
-/* Queues the decision log entry; never blocks the answer. */
+/* Queues the decision log entry; never blocks the answer.  The PolicyDecision
+ * is written straight into a buffer (gov_policy_decision_avro): no JSON
+ * event in between. */
 static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
                          const gov_policy_decision_t *d, const char *decision_id, int64_t at) {
     if (e->producer == NULL)
         return;
-    char eb[256];
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    json_t *ev = decision_event(e, t, req, d, decision_id, at);
-    gov_err_t err = ev ? gov_avro_encode(e->avro, "PolicyDecision", ev, &buf, &len, eb, sizeof eb)
-                       : GOV_ERR_NOMEM;
-    if (err == GOV_OK)
-        err = gov_kafka_produce(e->producer, "policy.decisions", t->name, strlen(t->name), buf, len,
-                                NULL, 0);
+    char event_id[GOV_UUID_STRLEN + 1];
+    gov_buf_t b;
+    gov_buf_init(&b, GOV_AVRO_HEADER_LEN + GOV_AVRO_MAX_BODY);
+    gov_err_t err = gov_uuid_v7(event_id);
+    if (err == GOV_OK) {
+        const gov_rulepack_t *pack = t->rulepack.pack;
+        gov_policy_log_t l = {
+            .event_id = event_id,
+            .occurred_at_us = at,
+            .tenant = t->name,
+            .decision_id = decision_id,
+            .constitution_hash = t->constitution.checksum,
+            .policy_id = gov_rulepack_id(pack),
+            .rulepack_version = gov_rulepack_version(pack),
+            .evaluated_at_us = at,
+            .edge_id = e->cfg.edge_id,
+        };
+        err = gov_policy_decision_avro(e->avro, &l, req, d, &b);
+    }
+    const char *why = gov_err_code(err);
+    if (err == GOV_OK) {
+        err = gov_kafka_produce(e->producer, "policy.decisions", t->name, strlen(t->name),
+                                (const unsigned char *)b.data, b.len, NULL, 0);
+        why = "queue refused";
+    }
     if (err != GOV_OK) {
         gov_metric_inc(e->m_log_failed, (const char *[]){"enqueue"}, 1);
         gov_log(GOV_LOG_ERROR, "decision could not be logged", "tenant", t->name, "decision_id",
-                decision_id, "error", err == GOV_ERR_KAFKA ? "queue refused" : eb, (const char *)NULL);
+                decision_id, "error", why, (const char *)NULL);
     }
-    gov_free(buf);
-    json_decref(ev);
+    gov_buf_free(&b);
 }
 
 /* --- the decision (shared by evaluate, sessions and authz) -------------------- */

@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gov_buf.h"
 #include "gov_err.h"
 
 #define GOV_AVRO_MAGIC0 0xC3
@@ -81,6 +82,12 @@ const char *gov_avro_registry_canonical(const gov_avro_registry_t *reg,
                                         const char *name);
 
 /* --- encode / decode ----------------------------------------------------- */
+
+/* An Avro long (or int) as the binary encoding writes it: zig-zag, then
+ * base-128 groups, least significant first (1..10 bytes), appended to out.
+ * For writers that encode one known schema directly, without a JSON event
+ * (gov_policy_decision_avro). */
+void gov_avro_write_long(gov_buf_t *out, int64_t v);
 
 /* Encodes `event` (borrowed; a JSON object following the mapping above) as a
  * single-object message of schema `name`.  Missing fields with a default take

@@ -37,9 +37,7 @@ typedef struct writer {
                        __VA_ARGS__)
 
 /* long and int: zig-zag, then base-128 groups, least significant first. */
-static void put_long(writer_t *w, int64_t v) {
-    if (w->out == NULL)
-        return;
+void gov_avro_write_long(gov_buf_t *out, int64_t v) {
     unsigned char b[10];
     size_t n = 0;
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -48,7 +46,12 @@ static void put_long(writer_t *w, int64_t v) {
         z >>= 7;
     }
     b[n++] = (unsigned char)z;
-    gov_buf_put(w->out, b, n);
+    gov_buf_put(out, b, n);
+}
+
+static void put_long(writer_t *w, int64_t v) {
+    if (w->out != NULL)
+        gov_avro_write_long(w->out, v);
 }
 
 static void put_raw(writer_t *w, const void *p, size_t n) {

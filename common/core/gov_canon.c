@@ -367,7 +367,7 @@ typedef struct {
  * in order from UTF-16 units only across the surrogate block: U+E000..U+FFFF
  * (one unit >= 0xE000) sort after U+10000.. (a lead unit 0xD800..0xDBFF).
  * Keys are valid UTF-8 here (checked before sorting). */
-static int utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+int gov_canon_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     const unsigned char *ua = (const unsigned char *)a, *ub = (const unsigned char *)b;
     size_t i = 0, j = 0;
     while (i < alen && j < blen) {
@@ -392,7 +392,7 @@ static int utf16_cmp(const char *a, size_t alen, const char *b, size_t blen) {
 
 static int member_cmp_jcs(const void *pa, const void *pb) {
     const member_t *a = pa, *b = pb;
-    return utf16_cmp(a->key, a->len, b->key, b->len);
+    return gov_canon_utf16_cmp(a->key, a->len, b->key, b->len);
 }
 
 /* Python str order is code point order, which UTF-8 byte order preserves. */
@@ -616,6 +616,41 @@ static void scan_ws(scan_t *sc) {
         sc->i++;
 }
 
+/* At "\\u" (s[*i] is the backslash): decodes the escape, a surrogate pair
+ * as one code point.  The rules and messages of the grammar pass. */
+int gov_canon_u_escape(const unsigned char *s, size_t n, size_t *i, uint32_t *cp,
+                       gov_reason_t *reason, const char **detail) {
+    uint32_t u, lo;
+    if (n - *i < 6 || gov_hex_u16(s + *i + 2, &u) != 0)
+        goto syntax;
+    *i += 6;
+    if (u >= 0xDC00 && u <= 0xDFFF) {
+        *reason = GOV_REASON_INVALID_UTF8;
+        *detail = "lone trail surrogate escape";
+        return -1;
+    }
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        if (n - *i < 6 || s[*i] != '\\' || s[*i + 1] != 'u')
+            goto lone_lead;
+        if (gov_hex_u16(s + *i + 2, &lo) != 0)
+            goto syntax;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            goto lone_lead;
+        *i += 6;
+        u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    *cp = u;
+    return 0;
+syntax:
+    *reason = GOV_REASON_SYNTAX;
+    *detail = "invalid \\u escape";
+    return -1;
+lone_lead:
+    *reason = GOV_REASON_INVALID_UTF8;
+    *detail = "lone lead surrogate escape";
+    return -1;
+}
+
 /* At '"': consumes the string. */
 static int scan_string(scan_t *sc) {
     sc->i++;
@@ -651,21 +686,10 @@ static int scan_string(scan_t *sc) {
             continue;
         }
         uint32_t u;
-        if (sc->n - sc->i < 6 || gov_hex_u16(sc->s + sc->i + 2, &u) != 0)
-            return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
-        sc->i += 6;
-        if (u >= 0xDC00 && u <= 0xDFFF)
-            return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone trail surrogate escape");
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            uint32_t lo;
-            if (sc->n - sc->i < 6 || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u')
-                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            if (gov_hex_u16(sc->s + sc->i + 2, &lo) != 0)
-                return scan_fail(sc, GOV_REASON_SYNTAX, "invalid \\u escape");
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return scan_fail(sc, GOV_REASON_INVALID_UTF8, "lone lead surrogate escape");
-            sc->i += 6;
-        }
+        gov_reason_t why;
+        const char *detail;
+        if (gov_canon_u_escape(sc->s, sc->n, &sc->i, &u, &why, &detail) != 0)
+            return scan_fail(sc, why, detail);
     }
 }
 
@@ -740,7 +764,7 @@ static int reads_back(unsigned long long q, int z, double x) {
  * arithmetic.  Cost: at most five strtod, against up to seventeen
  * printf/strtod rounds for gov_canon_format_es6 - a body of such numbers
  * must not parse ten times slower than any other. */
-static int jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
+int gov_canon_jcs_integer_beyond_int64(const unsigned char *tok, size_t n) {
     int neg = tok[0] == '-';
     size_t nd = n - (size_t)neg, k = nd;
     if (nd < 19 || nd > 21 || tok[n - 1] != '0' || tok[n - 2] != '0')
@@ -815,7 +839,7 @@ static int scan_number(scan_t *sc) {
     }
     if (scan_token_end(sc) != 0)
         return -1;
-    if (sc->i == int_end && jcs_integer_beyond_int64(s + start, sc->i - start)) {
+    if (sc->i == int_end && gov_canon_jcs_integer_beyond_int64(s + start, sc->i - start)) {
         /* "...00" -> "...e2": the same value and length, but a real to
          * jansson, so byte offsets in its messages stay the caller's. */
         sc->jcs_big_ints++;

@@ -47,6 +47,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gov_err.h"
 #include "gov_hash.h"
@@ -143,5 +144,25 @@ int gov_canon_format_es6(double x, char buf[GOV_CANON_NUMBUF]);
  * -0.0 gives "-0.0".  Returns the length, or -1 (buf = "") for NaN/infinity,
  * which json.dumps would write as the non-JSON tokens NaN/Infinity. */
 int gov_canon_format_pyrepr(double x, char buf[GOV_CANON_NUMBUF]);
+
+/* At a JSON "\\u" escape (s[*i] is the backslash, n the text's length):
+ * decodes it - a surrogate pair as one code point - into *cp and moves *i
+ * past it; 0.  -1 with *reason and *detail as gov_canon_parse reports them
+ * (GOV_REASON_SYNTAX "invalid \\u escape", GOV_REASON_INVALID_UTF8 "lone
+ * trail/lead surrogate escape"), *i where the grammar pass stops.  O(1). */
+int gov_canon_u_escape(const unsigned char *s, size_t n, size_t *i, uint32_t *cp,
+                       gov_reason_t *reason, const char **detail);
+
+/* RFC 8785's member order: compares the UTF-8 strings a[0..alen) and
+ * b[0..blen) (valid UTF-8) by their UTF-16 code units.  <0, 0, >0.
+ * O(min(alen, blen)). */
+int gov_canon_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* 1 when tok[0..n), an integer literal ('-'? digits, no fraction or
+ * exponent) beyond int64, is exactly JCS's spelling of a double
+ * ("9223372036854776000" for 2^63): gov_canon_parse reads such a literal
+ * as that double; any other integer beyond int64 is refused
+ * (number_out_of_range).  At most five strtod. */
+int gov_canon_jcs_integer_beyond_int64(const unsigned char *tok, size_t n);
 
 #endif /* GOV_CANON_H */

@@ -506,12 +506,12 @@ int gov_matcher_pattern_has_start(const gov_matcher_t *m, size_t i) {
 /* The checks every scan makes before the engine sees the data: the length
  * fits the engine, UTF-8 databases get valid UTF-8, the scratch fits. */
 static gov_err_t scan_ready(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
-                            size_t len, char *errbuf, size_t errbuf_size) {
+                            size_t len, int known_utf8, char *errbuf, size_t errbuf_size) {
     if (len > UINT_MAX) {
         gov_errbuf(errbuf, errbuf_size, "data of %zu bytes exceeds the engine's limit", len);
         return GOV_ERR_TOO_LARGE;
     }
-    if (m->utf8_only && !gov_utf8_valid(data ? data : "", len)) {
+    if (m->utf8_only && !known_utf8 && !gov_utf8_valid(data ? data : "", len)) {
         gov_errbuf(errbuf, errbuf_size, "data is not valid UTF-8");
         return GOV_ERR_INVALID_ARG;
     }
@@ -529,23 +529,35 @@ gov_err_t gov_matcher_scan(const gov_matcher_t *m, gov_matcher_scratch_t *s, con
         return GOV_ERR_INVALID_ARG;
     }
     memset(results, 0, m->n * sizeof *results);
-    gov_err_t rc = scan_ready(m, s, data, len, errbuf, errbuf_size);
+    gov_err_t rc = scan_ready(m, s, data, len, 0, errbuf, errbuf_size);
     if (rc != GOV_OK)
         return rc;
     return m->be->scan(m->db, s->state, data ? data : "", len, results, m->n, errbuf,
                        errbuf_size);
 }
 
-gov_err_t gov_matcher_spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
-                            size_t len, gov_match_span_fn fn, void *ctx, char *errbuf,
-                            size_t errbuf_size) {
+static gov_err_t spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                       size_t len, int known_utf8, gov_match_span_fn fn, void *ctx, char *errbuf,
+                       size_t errbuf_size) {
     if (m == NULL || s == NULL || fn == NULL || (data == NULL && len > 0)) {
         gov_errbuf(errbuf, errbuf_size, "NULL argument");
         return GOV_ERR_INVALID_ARG;
     }
-    gov_err_t rc = scan_ready(m, s, data, len, errbuf, errbuf_size);
+    gov_err_t rc = scan_ready(m, s, data, len, known_utf8, errbuf, errbuf_size);
     if (rc != GOV_OK)
         return rc;
     return m->be->scan_spans(m->som_db, s->state, data ? data : "", len, m->n, fn, ctx, errbuf,
                              errbuf_size);
+}
+
+gov_err_t gov_matcher_spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, const char *data,
+                            size_t len, gov_match_span_fn fn, void *ctx, char *errbuf,
+                            size_t errbuf_size) {
+    return spans(m, s, data, len, 0, fn, ctx, errbuf, errbuf_size);
+}
+
+gov_err_t gov_matcher_spans_utf8(const gov_matcher_t *m, gov_matcher_scratch_t *s,
+                                 const char *data, size_t len, gov_match_span_fn fn, void *ctx,
+                                 char *errbuf, size_t errbuf_size) {
+    return spans(m, s, data, len, 1, fn, ctx, errbuf, errbuf_size);
 }

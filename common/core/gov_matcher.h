@@ -184,4 +184,13 @@ gov_err_t gov_matcher_spans(const gov_matcher_t *m, gov_matcher_scratch_t *s, co
                             size_t len, gov_match_span_fn fn, void *ctx, char *errbuf,
                             size_t errbuf_size);
 
+/* gov_matcher_spans for data the caller has already checked to be valid
+ * UTF-8 (gov_policy_request_parse checks every byte of the prompt as it
+ * decodes it), so a UTF-8 database's guard does not read it a second time.
+ * Passing anything else is undefined behaviour in Vectorscan: the caller
+ * vouches.  Same arguments, errors and cost otherwise. */
+gov_err_t gov_matcher_spans_utf8(const gov_matcher_t *m, gov_matcher_scratch_t *s,
+                                 const char *data, size_t len, gov_match_span_fn fn, void *ctx,
+                                 char *errbuf, size_t errbuf_size);
+
 #endif /* GOV_MATCHER_H */

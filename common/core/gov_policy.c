@@ -7,9 +7,9 @@
  * fixed: rules are visited in id order (the pack keeps them so), reasons come
  * out constitution first, then rules by id.
  *
- * How it works: the request is parsed with gov_canon_parse (bounded, no
- * duplicate keys, UTF-8 checked), then validated member by member; its
- * input_digest is SHA-256 over its RFC 8785 bytes.  Evaluation runs the
+ * How it works: the request is parsed, validated and digested in one pass
+ * (gov_policy_request.c; input_digest is SHA-256 over its RFC 8785 bytes).
+ * Evaluation runs the
  * constitution checks, scans the prompt once with the pack's matcher, tests
  * each rule's conditions (all must hold; a missing request value never
  * matches), sums the weights of matched "add" rules with saturation, and
@@ -41,12 +41,8 @@
 #include "gov_alloc.h"
 #include "gov_buf.h"
 #include "gov_canon.h"
-#include "gov_json.h"
 #include "gov_util.h"
 
-
-/* A key named in an error message: 32 bytes at most (gov_utf8_shorten). */
-#define KEY_SHOWN_MAX 32
 
 const char *gov_decision_name(gov_decision_t d) {
     switch (d) {
@@ -204,271 +200,20 @@ int64_t gov_policy_constitution_approval_micros(const gov_policy_constitution_t 
     return c->approval_micros;
 }
 
-/* ---- request ---------------------------------------------------------------- */
-
-gov_policy_limits_t gov_policy_limits_default(void) {
-    gov_policy_limits_t l = {
-        .max_bytes = 2 * 1024 * 1024,
-        .max_depth = 4,
-        .max_prompt_bytes = 1024 * 1024,
-        .max_string_bytes = 256,
-        .max_metadata_entries = 64,
-    };
-    return l;
-}
-
-void gov_policy_request_clear(gov_policy_request_t *req) {
-    if (req == NULL)
-        return;
-    json_decref(req->doc);
-    memset(req, 0, sizeof *req);
-}
+/* ---- request: gov_policy_request.c ------------------------------------------- */
 
 /* Records why a request is refused: the reason value in *why, the detail
  * (without the code) in errbuf. */
 #define req_fail(why, r, errbuf, errbuf_size, ...) \
     (*(why) = (r), gov_errbuf((errbuf), (errbuf_size), __VA_ARGS__))
 
-/* A string member: NULL (absent) is allowed when optional.  Checks type,
- * length (min_len..max) and U+0000 (unless allow_nul).  *out stays NULL when
- * absent. */
-static gov_err_t req_string(const json_t *obj, const char *name, const char *path, int required,
-                            size_t min_len, size_t max, int allow_nul, const char **out,
-                            size_t *out_len, gov_reason_t *why, char *errbuf, size_t errbuf_size) {
-    const json_t *v = json_object_get(obj, name);
-    *out = NULL;
-    if (v == NULL) {
-        if (!required)
-            return GOV_OK;
-        req_fail(why, GOV_REASON_MISSING_FIELD, errbuf, errbuf_size, "%s is required", path);
-        return GOV_ERR_PARSE;
-    }
-    if (!json_is_string(v)) {
-        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "%s must be a string", path);
-        return GOV_ERR_PARSE;
-    }
-    size_t n = json_string_length(v);
-    if (n > max) {
-        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
-                 "%s is %zu bytes (limit %zu)", path, n, max);
-        return GOV_ERR_TOO_LARGE;
-    }
-    if (n < min_len) {
-        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size, "%s must not be empty", path);
-        return GOV_ERR_PARSE;
-    }
-    if (!allow_nul && memchr(json_string_value(v), '\0', n) != NULL) {
-        req_fail(why, GOV_REASON_INVALID_VALUE, errbuf, errbuf_size,
-                 "%s must not contain U+0000", path);
-        return GOV_ERR_PARSE;
-    }
-    *out = json_string_value(v);
-    if (out_len != NULL)
-        *out_len = n;
-    return GOV_OK;
-}
-
-/* Names the bytewise-smallest member of obj not in allowed[]. */
-static gov_err_t req_members(const json_t *obj, const char *const *allowed, const char *prefix,
-                             gov_reason_t *why, char *errbuf, size_t errbuf_size) {
-    const char *worst = gov_json_unknown_member(obj, allowed);
-    if (worst == NULL)
-        return GOV_OK;
-    char key[48];
-    gov_utf8_shorten(key, sizeof key, worst, KEY_SHOWN_MAX);
-    req_fail(why, GOV_REASON_UNKNOWN_FIELD, errbuf, errbuf_size,
-             "%s%s is not a known member", prefix, key);
-    return GOV_ERR_PARSE;
-}
-
-static gov_err_t request_validate(gov_policy_request_t *r, const gov_policy_limits_t *lim,
-                                  gov_reason_t *why, char *errbuf, size_t errbuf_size) {
-    static const char *const allowed[] = {"tenant", "session_id", "user",     "role", "prompt",
-                                          "action", "tool",       "metadata", NULL};
-    static const char *const tool_allowed[] = {"name", "category", NULL};
-    const json_t *doc = r->doc;
-    size_t smax = lim->max_string_bytes, tlen = 0;
-    gov_err_t rc;
-
-    if (!json_is_object(doc)) {
-        req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
-                 "the request must be a JSON object");
-        return GOV_ERR_PARSE;
-    }
-    if ((rc = req_members(doc, allowed, "", why, errbuf, errbuf_size)) != GOV_OK)
-        return rc;
-    if ((rc = req_string(doc, "tenant", "tenant", 1, 1, GOV_TENANT_MAX, 0, &r->tenant, &tlen,
-                         why, errbuf, errbuf_size)) != GOV_OK)
-        return rc;
-    if (!gov_tenant_valid(r->tenant, tlen)) {
-        req_fail(why, GOV_REASON_INVALID_TENANT, errbuf, errbuf_size,
-                 "tenant must be 1-64 characters of [A-Za-z0-9._-], not "
-                 "starting with . or -");
-        return GOV_ERR_PARSE;
-    }
-    if ((rc = req_string(doc, "session_id", "session_id", 1, 1, smax, 0, &r->session_id, NULL,
-                         why, errbuf, errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "user", "user", 1, 1, smax, 0, &r->user, NULL, why, errbuf,
-                         errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "role", "role", 1, 1, smax, 0, &r->role, NULL, why, errbuf,
-                         errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "prompt", "prompt", 1, 0, lim->max_prompt_bytes, 1, &r->prompt,
-                         &r->prompt_len, why, errbuf, errbuf_size)) != GOV_OK ||
-        (rc = req_string(doc, "action", "action", 0, 1, smax, 0, &r->action, NULL, why, errbuf,
-                         errbuf_size)) != GOV_OK)
-        return rc;
-
-    const json_t *tool = json_object_get(doc, "tool");
-    if (tool != NULL) {
-        if (!json_is_object(tool)) {
-            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size, "tool must be an object");
-            return GOV_ERR_PARSE;
-        }
-        if ((rc = req_members(tool, tool_allowed, "tool.", why, errbuf, errbuf_size)) != GOV_OK ||
-            (rc = req_string(tool, "name", "tool.name", 1, 1, smax, 0, &r->tool_name, NULL,
-                             why, errbuf, errbuf_size)) != GOV_OK ||
-            (rc = req_string(tool, "category", "tool.category", 1, 1, smax, 0,
-                             &r->tool_category, NULL, why, errbuf, errbuf_size)) != GOV_OK)
-            return rc;
-    }
-
-    const json_t *md = json_object_get(doc, "metadata");
-    if (md != NULL) {
-        if (!json_is_object(md)) {
-            req_fail(why, GOV_REASON_INVALID_TYPE, errbuf, errbuf_size,
-                     "metadata must be an object of strings");
-            return GOV_ERR_PARSE;
-        }
-        if (json_object_size(md) > lim->max_metadata_entries) {
-            req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
-                     "metadata has %zu entries (limit %zu)", json_object_size(md),
-                     lim->max_metadata_entries);
-            return GOV_ERR_TOO_LARGE;
-        }
-        /* Of several bad entries the bytewise-smallest key is named, so the
-         * error does not depend on the member order. */
-        enum { MD_OK, MD_EMPTY_KEY, MD_LONG_KEY, MD_TYPE, MD_LONG, MD_NUL } md_why = MD_OK;
-        const char *bad = NULL, *k;
-        json_t *v;
-        json_object_foreach((json_t *)md, k, v) {
-            size_t klen = strlen(k);
-            int w = MD_OK;
-            if (klen == 0)
-                w = MD_EMPTY_KEY;
-            else if (klen > smax)
-                w = MD_LONG_KEY;
-            else if (!json_is_string(v))
-                w = MD_TYPE;
-            else if (json_string_length(v) > smax)
-                w = MD_LONG;
-            else if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
-                w = MD_NUL;
-            if (w != MD_OK && (bad == NULL || strcmp(k, bad) < 0)) {
-                bad = k;
-                md_why = w;
-            }
-        }
-        if (bad != NULL) {
-            char key[48];
-            gov_utf8_shorten(key, sizeof key, bad, KEY_SHOWN_MAX);
-            /* What each kind of bad entry is reported as, by md_why. */
-            static const struct {
-                gov_reason_t reason;
-                gov_err_t err;
-            } md_fail[] = {
-                [MD_OK] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
-                [MD_EMPTY_KEY] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
-                [MD_LONG_KEY] = {GOV_REASON_TOO_LARGE, GOV_ERR_TOO_LARGE},
-                [MD_TYPE] = {GOV_REASON_INVALID_TYPE, GOV_ERR_PARSE},
-                [MD_LONG] = {GOV_REASON_TOO_LARGE, GOV_ERR_TOO_LARGE},
-                [MD_NUL] = {GOV_REASON_INVALID_VALUE, GOV_ERR_PARSE},
-            };
-            char msg[160];
-            if (md_why == MD_EMPTY_KEY)
-                snprintf(msg, sizeof msg, "metadata keys must not be empty");
-            else if (md_why == MD_LONG_KEY)
-                snprintf(msg, sizeof msg, "metadata key %s is longer than %zu bytes", key, smax);
-            else if (md_why == MD_TYPE)
-                snprintf(msg, sizeof msg, "metadata.%s must be a string", key);
-            else if (md_why == MD_LONG)
-                snprintf(msg, sizeof msg, "metadata.%s is longer than %zu bytes", key, smax);
-            else
-                snprintf(msg, sizeof msg, "metadata.%s must not contain U+0000", key);
-            req_fail(why, md_fail[md_why].reason, errbuf, errbuf_size, "%s", msg);
-            return md_fail[md_why].err;
-        }
-        r->metadata = md;
-    }
-    return GOV_OK;
-}
-
-gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
-                                   gov_policy_request_t *req, gov_reason_t *reason, char *errbuf,
-                                   size_t errbuf_size) {
-    gov_policy_limits_t deflim = gov_policy_limits_default();
-    const gov_policy_limits_t *lim = limits ? limits : &deflim;
-    char *canon = NULL;
-    size_t canon_len = 0;
-    unsigned char digest[GOV_SHA256_LEN];
-    gov_err_t rc;
-    gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
-    gov_reason_t *why = reason ? reason : &reason_sink;
-
-    *why = GOV_REASON_NONE;
-    if (errbuf != NULL && errbuf_size > 0)
-        errbuf[0] = '\0';
-    if (req == NULL || text == NULL) {
-        req_fail(why, GOV_REASON_INVALID_ARG, errbuf, errbuf_size, "NULL argument");
-        return GOV_ERR_INVALID_ARG;
-    }
-    memset(req, 0, sizeof *req);
-    if (len > lim->max_bytes) {
-        req_fail(why, GOV_REASON_TOO_LARGE, errbuf, errbuf_size,
-                 "the request is %zu bytes (limit %zu)", len, lim->max_bytes);
-        return GOV_ERR_TOO_LARGE;
-    }
-    rc = gov_canon_parse(text, len, &req->doc, why, errbuf, errbuf_size);
-    if (rc != GOV_OK) {
-        /* gov_canon's reasons are in the same code vocabulary. */
-        if (rc == GOV_ERR_UNSUPPORTED)
-            rc = GOV_ERR_PARSE;
-        return rc;
-    }
-    if (gov_json_depth(req->doc) > lim->max_depth) {
-        req_fail(why, GOV_REASON_TOO_DEEP, errbuf, errbuf_size,
-                 "the request nests deeper than %d", lim->max_depth);
-        rc = GOV_ERR_TOO_LARGE;
-        goto out;
-    }
-    if ((rc = request_validate(req, lim, why, errbuf, errbuf_size)) != GOV_OK)
-        goto out;
-    rc = gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &canon_len, NULL, NULL, 0);
-    if (rc != GOV_OK) {
-        req_fail(why, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_INVALID_VALUE, errbuf,
-                 errbuf_size, "cannot canonicalize the request");
-        if (rc != GOV_ERR_NOMEM)
-            rc = GOV_ERR_PARSE;
-        goto out;
-    }
-    if ((rc = gov_sha256(canon, canon_len, digest)) != GOV_OK) {
-        req_fail(why, rc == GOV_ERR_NOMEM ? GOV_REASON_NOMEM : GOV_REASON_INTERNAL, errbuf,
-                 errbuf_size, "SHA-256 failed");
-        goto out;
-    }
-    gov_hex_encode(digest, sizeof digest, req->input_digest);
-out:
-    gov_free(canon);
-    if (rc != GOV_OK)
-        gov_policy_request_clear(req);
-    return rc;
-}
-
 /* ---- evaluation ------------------------------------------------------------------ */
 
+typedef struct scan_rec scan_rec_t;
 static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_request_t *req,
                                  gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,
-                                 const size_t *rule_of, gov_reason_t *reason, char *errbuf,
-                                 size_t errbuf_size);
+                                 const size_t *rule_of, const scan_rec_t *rec,
+                                 gov_reason_t *reason, char *errbuf, size_t errbuf_size);
 
 /* A failed scan of the prompt (`what`: "prompt", "redaction") as the
  * evaluation's error: the reason and detail recorded, the code mapped
@@ -514,6 +259,115 @@ static int64_t min64(int64_t a, int64_t b) {
     return a < b ? a : b;
 }
 
+/* ---- the one scan ---------------------------------------------------------------- */
+
+/* Merged spans kept for redaction: enough for any ordinary prompt; past it
+ * the excerpts are masked from a second scan instead (redact_excerpts), so
+ * a prompt that matches everywhere costs time, never unbounded memory. */
+#define SPANS_MAX 4096
+
+typedef struct span {
+    size_t pattern, start, end;
+} span_t;
+
+typedef struct redact_ctx redact_ctx_t;
+static void redact_apply(redact_ctx_t *c, size_t rule, size_t s, size_t e);
+
+/* What the one scan of the prompt records (gov_matcher_spans on the span
+ * database: every match with its start): per pattern whether it matched and
+ * its lowest end (what gov_matcher_scan would give: the span database holds
+ * the same patterns, so the same ends), the union of each pattern's
+ * overlapping spans (closed ones in spans[], the open one in cur_*), and
+ * where the first match of a redacting rule starts. */
+struct scan_rec {
+    gov_match_t *matches;
+    size_t *pattern_rule;   /* pattern -> rule index */
+    size_t *cur_start, *cur_end;
+    unsigned char *cur_set;
+    const gov_rulepack_t *pack;
+    size_t tail_from;       /* first start of a redacting rule's match, or SIZE_MAX */
+    span_t *spans;
+    size_t nspans, capspans;
+    int overflow;           /* spans[] ran out: redaction scans again */
+    redact_ctx_t *apply;    /* set: spans are marked on these windows, not kept */
+};
+
+static void rec_push(scan_rec_t *r, size_t pattern, size_t start, size_t end) {
+    if (r->apply != NULL) {
+        redact_apply(r->apply, r->pattern_rule[pattern], start, end);
+        return;
+    }
+    if (r->overflow)
+        return;
+    if (r->nspans == r->capspans) {
+        size_t cap = r->capspans ? 2 * r->capspans : 64;
+        span_t *sp = cap <= SPANS_MAX ? gov_realloc(r->spans, cap * sizeof *sp) : NULL;
+        if (sp == NULL) {
+            /* no room: redaction falls back to a second scan */
+            r->overflow = 1;
+            return;
+        }
+        r->spans = sp;
+        r->capspans = cap;
+    }
+    r->spans[r->nspans++] = (span_t){pattern, start, end};
+}
+
+/* Every match of the scan: the lowest end per pattern, then the span
+ * bookkeeping of redaction (the same merging redact_on_span does). */
+static int rec_on_match(void *ctx, size_t pattern, size_t start, size_t end) {
+    scan_rec_t *r = ctx;
+    gov_match_t *m = &r->matches[pattern];
+    if (!m->matched || end < m->first_end) {
+        m->matched = 1;
+        m->first_end = end;
+    }
+    if (start >= end)
+        return 0;
+    if (start < r->tail_from && gov_rulepack_rule(r->pack, r->pattern_rule[pattern])->redact)
+        r->tail_from = start;
+    if (r->cur_set[pattern] && start <= r->cur_end[pattern] && end >= r->cur_start[pattern]) {
+        if (start < r->cur_start[pattern])
+            r->cur_start[pattern] = start;
+        if (end > r->cur_end[pattern])
+            r->cur_end[pattern] = end;
+        return 0;
+    }
+    if (r->cur_set[pattern])
+        rec_push(r, pattern, r->cur_start[pattern], r->cur_end[pattern]);
+    r->cur_set[pattern] = 1;
+    r->cur_start[pattern] = start;
+    r->cur_end[pattern] = end;
+    return 0;
+}
+
+/* The per-pattern arrays of a scan record, in one allocation. */
+static gov_err_t rec_init(scan_rec_t *r, const gov_rulepack_t *pack, size_t np) {
+    memset(r, 0, sizeof *r);
+    r->pack = pack;
+    r->tail_from = SIZE_MAX;
+    size_t each = sizeof(gov_match_t) + 3 * sizeof(size_t) + 1;
+    unsigned char *blk = gov_calloc(np ? np : 1, each);
+    if (blk == NULL)
+        return GOV_ERR_NOMEM;
+    r->matches = (gov_match_t *)blk;
+    r->pattern_rule = (size_t *)(blk + np * sizeof(gov_match_t));
+    r->cur_start = r->pattern_rule + np;
+    r->cur_end = r->cur_start + np;
+    r->cur_set = (unsigned char *)(r->cur_end + np);
+    for (size_t i = 0; i < gov_rulepack_rule_count(pack); i++) {
+        const gov_rule_t *rule = gov_rulepack_rule(pack, i);
+        for (size_t k = 0; k < rule->pattern_count; k++)
+            r->pattern_rule[rule->pattern_first + k] = i;
+    }
+    return GOV_OK;
+}
+
+static void rec_free(scan_rec_t *r) {
+    gov_free(r->matches);
+    gov_free(r->spans);
+}
+
 /* 1 when every condition the rule gives holds for the request.  matches may
  * be NULL when the pack has no patterns. */
 static int rule_holds(const gov_rule_t *r, const gov_policy_request_t *req,
@@ -541,9 +395,8 @@ static int rule_holds(const gov_rule_t *r, const gov_policy_request_t *req,
         return 0;
     if (r->conditions & GOV_COND_METADATA) {
         for (size_t i = 0; i < r->nmetadata; i++) {
-            const json_t *v =
-                req->metadata ? json_object_get(req->metadata, r->metadata[i].key) : NULL;
-            if (v == NULL || !gov_strset_contains(&r->metadata[i].values, json_string_value(v)))
+            const char *v = gov_policy_request_metadata(req, r->metadata[i].key);
+            if (v == NULL || !gov_strset_contains(&r->metadata[i].values, v))
                 return 0;
         }
     }
@@ -571,6 +424,8 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
                               size_t errbuf_size) {
     gov_match_t *matches = NULL;
     size_t *matched = NULL, *ends = NULL, *rule_of = NULL, nmatched = 0;
+    scan_rec_t rec;
+    memset(&rec, 0, sizeof rec);
     gov_err_t rc = GOV_OK;
     gov_reason_t reason_sink; /* where a caller that passed no reason pointer gets it */
     int deny = 0;
@@ -584,7 +439,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
                                errbuf_size, "NULL decision");
     memset(out, 0, sizeof *out);
-    if (c == NULL || pack == NULL || req == NULL || req->doc == NULL)
+    if (c == NULL || pack == NULL || req == NULL || req->mem == NULL)
         return gov_reason_fail(reason, GOV_REASON_INVALID_ARG, GOV_ERR_INVALID_ARG, errbuf,
                                errbuf_size, "NULL argument");
     if (strcmp(req->tenant, gov_rulepack_tenant(pack)) != 0)
@@ -604,16 +459,16 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
         out->approval_micros = min64(out->approval_micros, gov_rulepack_approval_micros(pack));
     memcpy(out->input_digest, req->input_digest, sizeof out->input_digest);
 
-    /* Rules: one scan of the prompt, then each rule in id order. */
+    /* Rules: one scan of the prompt (which also records the match spans
+     * redaction needs), then each rule in id order. */
     if (m != NULL) {
-        matches = gov_calloc(gov_matcher_count(m), sizeof *matches);
-        if (matches == NULL) {
-            rc = GOV_ERR_NOMEM;
+        if ((rc = rec_init(&rec, pack, gov_matcher_count(m))) != GOV_OK)
             goto out;
-        }
+        matches = rec.matches;
         char merr[160] = "";
-        rc = gov_matcher_scan(m, scratch, req->prompt, req->prompt_len, matches, merr,
-                              sizeof merr);
+        /* the parser checked every byte of the prompt: no second UTF-8 pass */
+        rc = gov_matcher_spans_utf8(m, scratch, req->prompt, req->prompt_len, rec_on_match,
+                                    &rec, merr, sizeof merr);
         if (rc != GOV_OK) {
             rc = scan_failed(rc, "prompt", merr, reason, errbuf, errbuf_size);
             goto out;
@@ -686,8 +541,8 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
     }
     /* Before anything leaves: no excerpt is used unmasked, not even on a
      * failure (which fails the whole evaluation). */
-    if ((rc = redact_excerpts(pack, req, scratch, out, rule_of, reason, errbuf, errbuf_size)) !=
-        GOV_OK)
+    if ((rc = redact_excerpts(pack, req, scratch, out, rule_of, &rec, reason, errbuf,
+                              errbuf_size)) != GOV_OK)
         goto out;
 
     if (deny || score > out->max_risk_micros)
@@ -699,7 +554,7 @@ gov_err_t gov_policy_evaluate(const gov_policy_constitution_t *c, const gov_rule
 out:
     if (rc == GOV_ERR_NOMEM && *reason == GOV_REASON_NONE)
         req_fail(reason, GOV_REASON_NOMEM, errbuf, errbuf_size, "out of memory");
-    gov_free(matches);
+    rec_free(&rec);
     gov_free(matched);
     gov_free(ends);
     gov_free(rule_of);
@@ -721,19 +576,12 @@ typedef struct redact_window {
     size_t start, end, base;
 } redact_window_t;
 
-/* The span scan's state: windows, coverage, and per pattern the union of its
- * overlapping spans not yet applied (spans of one pattern come mostly in end
- * order, so merging them first keeps the work per match O(1)). */
-typedef struct redact_ctx {
+/* The masking state: the merged windows and their coverage. */
+struct redact_ctx {
     redact_window_t *win;
     size_t nwin;
     size_t *cover;
-    size_t *pattern_rule;   /* pattern -> rule index */
-    size_t *cur_start, *cur_end;
-    unsigned char *cur_set;
-    const gov_rulepack_t *pack;
-    size_t tail_from;       /* first start of a redacting rule's match, or SIZE_MAX */
-} redact_ctx_t;
+};
 
 static int cmp_window(const void *a, const void *b) {
     const redact_window_t *x = a, *y = b;
@@ -761,27 +609,6 @@ static void redact_apply(redact_ctx_t *c, size_t rule, size_t s, size_t e) {
     }
 }
 
-static int redact_on_span(void *ctx, size_t pattern, size_t start, size_t end) {
-    redact_ctx_t *c = ctx;
-    if (start >= end)
-        return 0;
-    if (start < c->tail_from && gov_rulepack_rule(c->pack, c->pattern_rule[pattern])->redact)
-        c->tail_from = start;
-    if (c->cur_set[pattern] && start <= c->cur_end[pattern] && end >= c->cur_start[pattern]) {
-        if (start < c->cur_start[pattern])
-            c->cur_start[pattern] = start;
-        if (end > c->cur_end[pattern])
-            c->cur_end[pattern] = end;
-        return 0;
-    }
-    if (c->cur_set[pattern])
-        redact_apply(c, c->pattern_rule[pattern], c->cur_start[pattern], c->cur_end[pattern]);
-    c->cur_set[pattern] = 1;
-    c->cur_start[pattern] = start;
-    c->cur_end[pattern] = end;
-    return 0;
-}
-
 /* Length of the UTF-8 character led by c (1 for a stray byte). */
 static size_t utf8_char_len(unsigned char c) {
     return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
@@ -793,38 +620,30 @@ static size_t utf8_char_len(unsigned char c) {
  * has redact false; every byte at or after the start of the prompt's first
  * match of a rule with redact true is '*' too (the secret that follows its
  * sign); a masked byte masks its whole character, so an excerpt
- * stays valid UTF-8 and no code point is cut.  One more scan of the prompt
- * with the span database.  Cost: O(prompt) + O(matches x log windows) +
- * O(patterns x window bytes) in the worst case. */
+ * stays valid UTF-8 and no code point is cut.  The spans come from the
+ * evaluation's own scan (rec); only when it kept too many to hold
+ * (SPANS_MAX) is the prompt scanned again, marking as it goes.  Cost:
+ * O(spans x log windows) + O(patterns x window bytes) in the worst case,
+ * plus O(prompt) for the second scan when there is one. */
 static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_request_t *req,
                                  gov_matcher_scratch_t *scratch, gov_policy_decision_t *out,
-                                 const size_t *rule_of, gov_reason_t *reason, char *errbuf,
-                                 size_t errbuf_size) {
+                                 const size_t *rule_of, const scan_rec_t *rec,
+                                 gov_reason_t *reason, char *errbuf, size_t errbuf_size) {
     const gov_matcher_t *m = gov_rulepack_matcher(pack);
-    size_t np = gov_matcher_count(m), nex = 0, total = 0;
+    size_t np = gov_matcher_count(m), nex = 0, total = 0, tail_from = SIZE_MAX;
     redact_ctx_t c;
+    scan_rec_t again;
     gov_err_t rc = GOV_OK;
     memset(&c, 0, sizeof c);
-    c.pack = pack;
-    c.tail_from = SIZE_MAX;
+    memset(&again, 0, sizeof again);
     for (size_t i = 0; i < out->nreasons; i++)
         nex += out->reasons[i].has_excerpt;
     if (nex == 0 || m == NULL)
         return GOV_OK;
     c.win = gov_calloc(nex, sizeof *c.win);
-    c.pattern_rule = gov_calloc(np, sizeof *c.pattern_rule);
-    c.cur_start = gov_calloc(np, sizeof *c.cur_start);
-    c.cur_end = gov_calloc(np, sizeof *c.cur_end);
-    c.cur_set = gov_calloc(np, 1);
-    if (c.win == NULL || c.pattern_rule == NULL || c.cur_start == NULL || c.cur_end == NULL ||
-        c.cur_set == NULL) {
+    if (c.win == NULL) {
         rc = GOV_ERR_NOMEM;
         goto out;
-    }
-    for (size_t i = 0; i < gov_rulepack_rule_count(pack); i++) {
-        const gov_rule_t *r = gov_rulepack_rule(pack, i);
-        for (size_t k = 0; k < r->pattern_count; k++)
-            c.pattern_rule[r->pattern_first + k] = i;
     }
     /* The windows, sorted and merged where they overlap or touch. */
     for (size_t i = 0; i < out->nreasons; i++)
@@ -851,16 +670,29 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
         rc = GOV_ERR_NOMEM;
         goto out;
     }
-    char merr[160] = "";
-    rc = gov_matcher_spans(m, scratch, req->prompt, req->prompt_len, redact_on_span, &c, merr,
-                           sizeof merr);
-    if (rc != GOV_OK) {
-        rc = scan_failed(rc, "redaction", merr, reason, errbuf, errbuf_size);
-        goto out;
+    const scan_rec_t *src = rec;
+    if (rec->overflow) {
+        /* Too many spans were kept: scan again, marking as the spans close. */
+        if ((rc = rec_init(&again, pack, np)) != GOV_OK)
+            goto out;
+        again.apply = &c;
+        char merr[160] = "";
+        rc = gov_matcher_spans(m, scratch, req->prompt, req->prompt_len, rec_on_match, &again,
+                               merr, sizeof merr);
+        if (rc != GOV_OK) {
+            rc = scan_failed(rc, "redaction", merr, reason, errbuf, errbuf_size);
+            goto out;
+        }
+        src = &again;
+    } else {
+        for (size_t i = 0; i < rec->nspans; i++)
+            redact_apply(&c, rec->pattern_rule[rec->spans[i].pattern], rec->spans[i].start,
+                         rec->spans[i].end);
     }
     for (size_t p = 0; p < np; p++)
-        if (c.cur_set[p])
-            redact_apply(&c, c.pattern_rule[p], c.cur_start[p], c.cur_end[p]);
+        if (src->cur_set[p])
+            redact_apply(&c, src->pattern_rule[p], src->cur_start[p], src->cur_end[p]);
+    tail_from = src->tail_from;
 
     for (size_t i = 0; i < out->nreasons; i++) {
         gov_policy_reason_t *x = &out->reasons[i];
@@ -878,7 +710,7 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
                 n = x->excerpt_len - k;
             for (size_t b = k; b < k + n; b++)
                 if ((cov[b] != COVER_NONE && (own_masked || cov[b] != own)) ||
-                    x->excerpt_start + b >= c.tail_from)
+                    x->excerpt_start + b >= tail_from)
                     mask = 1;
             if (mask)
                 memset(x->excerpt + k, '*', n);
@@ -888,10 +720,7 @@ static gov_err_t redact_excerpts(const gov_rulepack_t *pack, const gov_policy_re
 out:
     gov_free(c.win);
     gov_free(c.cover);
-    gov_free(c.pattern_rule);
-    gov_free(c.cur_start);
-    gov_free(c.cur_end);
-    gov_free(c.cur_set);
+    rec_free(&again);
     return rc;
 }
 

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gov_buf.h"
 #include "gov_err.h"
 #include "gov_matcher.h"
 #include "gov_reason.h"
@@ -79,11 +80,20 @@ typedef struct gov_policy_limits {
 
 gov_policy_limits_t gov_policy_limits_default(void);
 
-/* A validated request.  Every pointer is borrowed from doc, which the
- * request owns; strings are NUL-terminated and hold no U+0000, except the
- * prompt, which may (use prompt_len). */
+/* One metadata entry of a request: both strings NUL-terminated, without
+ * U+0000, borrowed from the request. */
+typedef struct gov_policy_meta {
+    const char *key;
+    const char *value;
+    size_t value_len;
+} gov_policy_meta_t;
+
+/* A validated request.  Every string is borrowed from mem, which the
+ * request owns (one allocation of the body's length + 1); strings are
+ * NUL-terminated and hold no U+0000, except the prompt, which may (use
+ * prompt_len). */
 typedef struct gov_policy_request {
-    json_t *doc;
+    char *mem;                     /* owned: the decoded strings */
     const char *tenant;
     const char *session_id;
     const char *user;
@@ -93,28 +103,35 @@ typedef struct gov_policy_request {
     const char *action;            /* NULL when absent */
     const char *tool_name;         /* NULL when there is no tool */
     const char *tool_category;     /* NULL when there is no tool */
-    const json_t *metadata;        /* object of strings, NULL when absent */
+    gov_policy_meta_t *metadata;   /* owned; sorted by key (bytewise); NULL when absent */
+    size_t nmetadata;
     char input_digest[GOV_SHA256_HEXLEN + 1];   /* hex SHA-256 of JCS(request) */
 } gov_policy_request_t;
 
 /* Parses and validates text[0..len) as an evaluation request (docs/policy.md,
- * "Request") and computes its input_digest.  limits NULL: the defaults.  On
+ * "Request") and computes its input_digest, in one pass over the text
+ * (gov_policy_request.c).  limits NULL: the defaults.  On
  * GOV_OK *req is filled (gov_policy_request_clear) and *reason is
  * GOV_REASON_NONE; otherwise *req is empty, *reason (may be NULL) is the
  * stable code and errbuf the detail (no "code: " prefix), the code one of
  *   GOV_ERR_PARSE      syntax, trailing_garbage, duplicate_key, invalid_utf8,
- *                      number_out_of_range, nul_in_key (from gov_canon_parse),
+ *                      number_out_of_range, nul_in_key (gov_canon_parse's
+ *                      grammar and refusals, in its precedence: a grammar
+ *                      error anywhere first, then the earliest refusal),
  *                      invalid_type, unknown_field, missing_field,
  *                      invalid_value (empty, or holds U+0000), invalid_tenant
  *   GOV_ERR_TOO_LARGE  too_large (body, a string, metadata), too_deep
  *   GOV_ERR_NOMEM      nomem
  *   GOV_ERR_INVALID_ARG invalid_arg
- *   GOV_ERR_INTERNAL and others: internal
- * Cost: O(len): one grammar pass, one jansson parse, one JCS serialization,
- * one SHA-256. */
+ *   GOV_ERR_INTERNAL   internal
+ * Cost: O(len): one pass over the text, one RFC 8785 serialization of the
+ * validated members, one SHA-256; O(k log k) more for an object of k > 16
+ * keys; two to four allocations. */
 gov_err_t gov_policy_request_parse(const char *text, size_t len, const gov_policy_limits_t *limits,
                                    gov_policy_request_t *req, gov_reason_t *reason, char *errbuf,
                                    size_t errbuf_size);
+/* The value of metadata key `key` (borrowed), or NULL.  O(log entries). */
+const char *gov_policy_request_metadata(const gov_policy_request_t *req, const char *key);
 void gov_policy_request_clear(gov_policy_request_t *req);
 
 /* --- decision ------------------------------------------------------------------ */
@@ -189,6 +206,35 @@ void gov_policy_decision_clear(gov_policy_decision_t *d);
  * with exactly 6 decimals.  O(size of the output). */
 gov_err_t gov_policy_decision_to_json(const gov_policy_decision_t *d, const char *extra_members,
                                       char **out, size_t *out_len);
+
+/* --- the decision log ------------------------------------------------------------- */
+
+typedef struct gov_avro_registry gov_avro_registry_t;
+
+/* What a PolicyDecision carries besides the request and the decision: the
+ * caller's ids, clocks and state (all borrowed, NUL-terminated, of checked
+ * syntax: UUIDs, tenant, hex, pack id and version, the edge's id). */
+typedef struct gov_policy_log {
+    const char *event_id;
+    int64_t occurred_at_us;
+    const char *tenant;
+    const char *decision_id;
+    const char *constitution_hash;
+    const char *policy_id;
+    const char *rulepack_version;
+    int64_t evaluated_at_us;
+    const char *edge_id;
+} gov_policy_log_t;
+
+/* Appends the PolicyDecision event of decision d on request req to out as an
+ * Avro single-object message (schemas/PolicyDecision.avsc, the registry's
+ * fingerprint), written directly: no JSON event in between
+ * (gov_policy_log.c).  Returns out's sticky error (GOV_ERR_NOMEM,
+ * GOV_ERR_TOO_LARGE past its limit), GOV_ERR_NOT_FOUND when the registry
+ * lacks PolicyDecision, GOV_ERR_INVALID_ARG on NULL.  O(size of the event). */
+gov_err_t gov_policy_decision_avro(const gov_avro_registry_t *reg, const gov_policy_log_t *log,
+                                   const gov_policy_request_t *req,
+                                   const gov_policy_decision_t *d, gov_buf_t *out);
 
 /* The excerpt window for a match ending at match_end in a prompt of len
  * bytes: at most GOV_EXCERPT_MAX bytes, up to GOV_EXCERPT_BEFORE of them

@@ -6,6 +6,10 @@
  * the prompt of an otherwise fixed request.  For any input:
  *   - parsing gives GOV_OK, or GOV_ERR_PARSE / TOO_LARGE with an empty
  *     request and an errbuf of the form "code: detail";
+ *   - the one-pass parser gives what the tree parser it replaced gives
+ *     (tests/unit/policy_request_tree.h): the same code and reason, the same
+ *     message (but for the byte offset of a refusal jansson made), and for a
+ *     valid request the same fields and input_digest;
  *   - a valid request has a 64-hex-digit input_digest that its own RFC 8785
  *     form reproduces;
  *   - evaluation succeeds (or refuses another tenant's request), and the
@@ -34,6 +38,7 @@
 #include "gov_policy.h"
 #include "gov_rulepack.h"
 #include "gov_util.h"
+#include "../unit/policy_request_tree.h"
 
 #define CHECK(cond)                                                                  \
     do {                                                                             \
@@ -240,21 +245,55 @@ static void evaluate_request(const gov_policy_request_t *req) {
     gov_policy_decision_clear(&d2);
 }
 
-static void check_digest(const gov_policy_request_t *req) {
-    CHECK(strlen(req->input_digest) == GOV_SHA256_HEXLEN);
-    char *canon = NULL;
-    size_t clen = 0;
-    CHECK(gov_canon_serialize(req->doc, GOV_CANON_JCS, &canon, &clen, NULL, NULL, 0) == GOV_OK);
-    gov_policy_request_t again;
-    char err[256];
-    gov_err_t rc = gov_policy_request_parse(canon, clen, NULL, &again, NULL, err, sizeof err);
-    if (rc != GOV_OK) {
-        fprintf(stderr, "canonical request refused: %s\n%s\n", err, canon);
+static int same_str(const char *a, const char *b) {
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The tree parser on the same text: the same answer (the differential of
+ * tests/unit/test_policy_parse.c, on whatever the fuzzer finds); on success
+ * the digest is checked against the tree's own RFC 8785 form, parsed back. */
+static void check_against_tree(const char *text, size_t size, gov_err_t rc, gov_reason_t reason,
+                               const char *err, const gov_policy_request_t *req) {
+    tree_request_t t;
+    char terr[256] = "";
+    gov_reason_t treason = GOV_REASON_COUNT_;
+    gov_err_t trc = tree_request_parse(text, size, NULL, &t, &treason, terr, sizeof terr);
+    if (trc != rc || treason != reason ||
+        (reason != GOV_REASON_DUPLICATE_KEY && reason != GOV_REASON_NUMBER_OUT_OF_RANGE &&
+         reason != GOV_REASON_NUL_IN_KEY && strcmp(err, terr) != 0)) {
+        fprintf(stderr, "one-pass %s %s \"%s\", tree %s %s \"%s\"\n", gov_err_code(rc),
+                gov_reason_code(reason), err, gov_err_code(trc), gov_reason_code(treason), terr);
         abort();
     }
-    CHECK(strcmp(again.input_digest, req->input_digest) == 0);
-    gov_policy_request_clear(&again);
-    gov_free(canon);
+    if (rc == GOV_OK) {
+        CHECK(strcmp(req->input_digest, t.input_digest) == 0);
+        CHECK(same_str(req->tenant, t.tenant) && same_str(req->session_id, t.session_id) &&
+              same_str(req->user, t.user) && same_str(req->role, t.role) &&
+              same_str(req->action, t.action) && same_str(req->tool_name, t.tool_name) &&
+              same_str(req->tool_category, t.tool_category));
+        CHECK(req->prompt_len == t.prompt_len &&
+              memcmp(req->prompt, t.prompt, req->prompt_len) == 0);
+        CHECK(req->nmetadata == (t.metadata ? json_object_size(t.metadata) : 0));
+        for (size_t i = 0; i < req->nmetadata; i++) {
+            const json_t *v = json_object_get(t.metadata, req->metadata[i].key);
+            CHECK(v != NULL && strcmp(json_string_value(v), req->metadata[i].value) == 0);
+        }
+        CHECK(strlen(req->input_digest) == GOV_SHA256_HEXLEN);
+        char *canon = NULL;
+        size_t clen = 0;
+        CHECK(gov_canon_serialize(t.doc, GOV_CANON_JCS, &canon, &clen, NULL, NULL, 0) == GOV_OK);
+        gov_policy_request_t again;
+        char aerr[256];
+        gov_err_t arc = gov_policy_request_parse(canon, clen, NULL, &again, NULL, aerr, sizeof aerr);
+        if (arc != GOV_OK) {
+            fprintf(stderr, "canonical request refused: %s\n%s\n", aerr, canon);
+            abort();
+        }
+        CHECK(strcmp(again.input_digest, req->input_digest) == 0);
+        gov_policy_request_clear(&again);
+        gov_free(canon);
+    }
+    tree_request_clear(&t);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -286,15 +325,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gov_err_t rc = gov_policy_request_parse(text, size, NULL, &req, &reason, err, sizeof err);
     if (rc != GOV_OK) {
         CHECK(rc == GOV_ERR_PARSE || rc == GOV_ERR_TOO_LARGE);
-        CHECK(req.doc == NULL && req.tenant == NULL);
+        CHECK(req.mem == NULL && req.tenant == NULL && req.metadata == NULL);
         /* a named reason, and a detail that does not repeat it as a prefix */
         CHECK(reason != GOV_REASON_NONE && reason < GOV_REASON_COUNT_);
         CHECK(err[0] != '\0');
         const char *code = gov_reason_code(reason);
         CHECK(!(strncmp(err, code, strlen(code)) == 0 && err[strlen(code)] == ':'));
+        check_against_tree(text, size, rc, reason, err, &req);
     } else {
         CHECK(reason == GOV_REASON_NONE);
-        check_digest(&req);
+        check_against_tree(text, size, rc, reason, err, &req);
         evaluate_request(&req);
         gov_policy_request_clear(&req);
     }

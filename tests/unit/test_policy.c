@@ -278,7 +278,7 @@ static void expect_request_error(const char *text, size_t len, const gov_policy_
     if (rc != want_rc || strncmp(shown, want_prefix, strlen(want_prefix)) != 0)
         fail_msg("request %.60s: got %s \"%s\", want %s \"%s...\"", text, gov_err_code(rc), shown,
                  gov_err_code(want_rc), want_prefix);
-    assert_null(req.doc);
+    assert_null(req.mem);
     assert_null(req.tenant);
 }
 
@@ -1361,6 +1361,57 @@ static void test_redaction_hides_what_follows_a_secret(void **state) {
     gov_matcher_scratch_free(s);
 }
 
+/* The spans redaction needs come from the evaluation's one scan, kept up to
+ * a bound; a prompt with more merged spans than that (here 6000 separate
+ * matches of "ab") is masked from a second scan instead.  Both ways give
+ * the same excerpt: note.end's window, every "ab" in it masked, its own
+ * match ("END", redact false) shown. */
+static void test_redaction_many_spans(void **state) {
+    (void)state;
+    gov_rulepack_t *p = pack_from_text("{\"pack_id\":\"r\",\"tenant\":\"demo\",\"version\":\"1\","
+                                       "\"rules\":[" RULE_LIT("note.ab", "ab", ",\"redact\":false")
+                                       "," RULE_LIT("note.end", "END", ",\"redact\":false") "]}");
+    gov_policy_constitution_t *c = constitution_from_text("{}");
+    gov_matcher_scratch_t *s = NULL;
+    assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
+    size_t counts[] = {10, 1000, 6000};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = counts[k], len = 3 * n + 3;
+        char *prompt = malloc(len + 1);
+        assert_non_null(prompt);
+        for (size_t i = 0; i < n; i++)
+            memcpy(prompt + 3 * i, "ab ", 3);
+        memcpy(prompt + 3 * n, "END", 3);
+        prompt[len] = '\0';
+        gov_policy_request_t req;
+        gov_policy_decision_t d;
+        request_with_prompt(prompt, &req);
+        evaluate(c, p, &req, s, &d);
+        const gov_policy_reason_t *e = reason_of(&d, "note.end");
+        assert_int_equal(e->excerpt_end, len);
+        char want[GOV_EXCERPT_MAX + 1];
+        memcpy(want, prompt + e->excerpt_start, e->excerpt_len);
+        want[e->excerpt_len] = '\0';
+        for (size_t i = 0; i + 1 < e->excerpt_len; i++)
+            if (want[i] == 'a' && want[i + 1] == 'b')
+                want[i] = want[i + 1] = '*';
+        if (e->excerpt_start % 3 == 1) /* the window cut an "ab": its b is masked too */
+            want[0] = '*';
+        assert_string_equal(e->excerpt, want);
+        /* note.ab's own excerpt: its matches shown (redact false), END masked
+         * when its window reaches it */
+        const gov_policy_reason_t *a = reason_of(&d, "note.ab");
+        assert_int_equal(a->excerpt_start, 0);
+        assert_memory_equal(a->excerpt, prompt, a->excerpt_len < 3 * n ? a->excerpt_len : 3 * n);
+        gov_policy_decision_clear(&d);
+        gov_policy_request_clear(&req);
+        free(prompt);
+    }
+    gov_matcher_scratch_free(s);
+    gov_policy_constitution_free(c);
+    gov_rulepack_free(p);
+}
+
 /* ---- the response body ---------------------------------------------------------------------- */
 
 static void test_response_escaping_and_extra_members(void **state) {
@@ -1487,7 +1538,7 @@ static void test_allocation_failures(void **state) {
         }
         if (rc != GOV_ERR_NOMEM)
             fail_msg("request allocation %ld: %s: %s", n, gov_err_code(rc), err);
-        assert_null(req.doc);
+        assert_null(req.mem);
     }
     total += n;
 
@@ -1655,6 +1706,7 @@ int main(void) {
         cmocka_unit_test(test_redaction_edges),
         cmocka_unit_test(test_redaction_vs_reference),
         cmocka_unit_test(test_redaction_hides_what_follows_a_secret),
+        cmocka_unit_test(test_redaction_many_spans),
         cmocka_unit_test(test_response_escaping_and_extra_members),
         cmocka_unit_test(test_evaluate_argument_errors),
         cmocka_unit_test(test_allocation_failures),
