@@ -209,7 +209,12 @@
     X(SESSION_CONSTITUTION_MISMATCH, "session_constitution_mismatch", "the decision's constitution hash is neither the bearer token's nor in the tenant's grace window") \
     X(INVALID_TOKEN, "invalid_token", "alias of authz_token_missing, no longer answered (was: no bearer token at /v1/sessions/start)") \
     /* tokens of a removed client (gov-edge tokens_api.c, REVIEW10 P2) */ \
-    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify")
+    X(TOKEN_CLIENT_REMOVED, "token_client_removed", "the token's client was removed (or is unknown): its tokens no longer verify") \
+    /* the audit archive (gov-archive, govctl audit verify --archive) */ \
+    X(ARCHIVE_SEGMENT_MISSING, "archive_segment_missing", "a sequence range of the chain is in no archived segment and not in the tail: a segment was deleted or never written") \
+    X(ARCHIVE_SEGMENT_REORDERED, "archive_segment_reordered", "an archived segment holds other entries than its name says, or segment names overlap: segments were renamed or swapped") \
+    X(ARCHIVE_SEGMENT_ALTERED, "archive_segment_altered", "an archived segment is not a readable AuditChainEntry container, or a record in it does not hash or link: its content was changed") \
+    X(ARCHIVE_CHAIN_DIVERGED, "archive_chain_diverged", "the chain in Redis has another hash than the archive at the same seq: gov-archive neither archives nor trims the tenant")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,
