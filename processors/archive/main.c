@@ -26,10 +26,12 @@
  * Reads top to bottom: config -> start (gov_runtime) -> loop (discover ->
  * per tenant: reconcile -> read -> check -> write -> advance) -> shut down.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gov_alloc.h"
 #include "gov_archive.h"
@@ -47,6 +49,8 @@
 #define SEGMENT_BYTES_MAX (64u * 1024 * 1024)
 /* segments one tenant may write per round, so others get their turn */
 #define SEGMENTS_PER_ROUND 8
+/* a tenant's transient failure is logged at most this often (counted always) */
+#define WARN_EVERY_US (10 * 1000000LL)
 
 /* --- configuration ------------------------------------------------------------ */
 
@@ -138,6 +142,7 @@ typedef struct tenant {
     char hash[GOV_SHA256_HEXLEN + 1];
     char stream_id[48];
     int64_t broken_since_us;
+    int64_t warned_us;                     /* last transient warning (rate limit) */
 } tenant_t;
 
 typedef struct app {
@@ -347,8 +352,11 @@ static void reconcile(app_t *a, tenant_t *t) {
     gov_status_set(a->status, t->status_name, GOV_STATUS_OK, NULL, NULL);
     goto out;
 transient:
-    gov_log(GOV_LOG_WARN, "cannot reconcile the archive yet", "tenant", t->id, "error", eb,
-            (const char *)NULL);
+    if (gov_mono_micros() - t->warned_us >= WARN_EVERY_US) {
+        t->warned_us = gov_mono_micros();
+        gov_log(GOV_LOG_WARN, "cannot reconcile the archive yet", "tenant", t->id, "error", eb,
+                (const char *)NULL);
+    }
 out:
     gov_archive_listing_clear(&l);
 }
@@ -474,8 +482,11 @@ static int archive_once(app_t *a, tenant_t *t) {
     rc = 1;
     goto out;
 transient:
-    gov_log(GOV_LOG_WARN, "archiving failed; retried next round", "tenant", t->id, "error", eb,
-            (const char *)NULL);
+    if (gov_mono_micros() - t->warned_us >= WARN_EVERY_US) {
+        t->warned_us = gov_mono_micros();
+        gov_log(GOV_LOG_WARN, "archiving failed; retried next round", "tenant", t->id, "error",
+                eb, (const char *)NULL);
+    }
     gov_metric_inc(a->m_errors, (const char *[]){t->id, "transient"}, 1);
 out:
     gov_archive_writer_free(w);
@@ -557,6 +568,11 @@ int main(int argc, char **argv) {
     if (gov_runtime_start(&a->rt, &spec, config, NCONFIG, argc, argv, &exit_code) != GOV_OK)
         return exit_code;
     a->redis = gov_runtime_redis(a->rt);
+    if (mkdir(archive_dir, 0750) != 0 && errno != EEXIST) {
+        gov_log(GOV_LOG_ERROR, "cannot create the archive directory", "archive_dir", archive_dir,
+                "error", strerror(errno), (const char *)NULL);
+        return gov_runtime_shutdown(a->rt, 1);
+    }
     a->component = gov_runtime_config(a->rt)->component_name;
     if (tenant_list != NULL) {
         /* named tenants are claimed now, before their first event */
