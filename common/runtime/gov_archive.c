@@ -68,9 +68,10 @@ static int ref_cmp(const void *a, const void *b) {
     return x->last < y->last ? -1 : x->last > y->last;
 }
 
-gov_err_t gov_archive_list(const char *dir, gov_archive_listing_t *out, char *errbuf,
-                           size_t errbuf_size) {
-    memset(out, 0, sizeof *out);
+/* Calls fn for every entry of dir (a missing directory has none); stops at
+ * the first error fn returns. */
+static gov_err_t dir_walk(const char *dir, gov_err_t (*fn)(void *ctx, int dfd, const char *name),
+                          void *ctx, char *errbuf, size_t errbuf_size) {
     DIR *d = opendir(dir);
     if (d == NULL) {
         if (errno == ENOENT)
@@ -80,36 +81,45 @@ gov_err_t gov_archive_list(const char *dir, gov_archive_listing_t *out, char *er
     }
     gov_err_t err = GOV_OK;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t first, last;
-        if (de->d_name[0] == '.')
-            continue;
-        if (!gov_archive_segment_name_parse(de->d_name, &first, &last)) {
-            out->other++;
-            continue;
-        }
-        if (out->n == GOV_ARCHIVE_LIST_MAX) {
-            snprintf(errbuf, errbuf_size, "%s holds more than %d segments", dir,
-                     GOV_ARCHIVE_LIST_MAX);
-            err = GOV_ERR_TOO_LARGE;
-            break;
-        }
-        if (out->n == out->cap) {
-            size_t cap = out->cap ? out->cap * 2 : 64;
-            gov_archive_segment_ref_t *s = gov_realloc(out->seg, cap * sizeof *s);
-            if (s == NULL) {
-                err = GOV_ERR_NOMEM;
-                break;
-            }
-            out->seg = s;
-            out->cap = cap;
-        }
-        gov_archive_segment_ref_t *r = &out->seg[out->n++];
-        r->first = first;
-        r->last = last;
-        memcpy(r->name, de->d_name, strlen(de->d_name) + 1);
-    }
+    while (err == GOV_OK && (de = readdir(d)) != NULL)
+        err = fn(ctx, dirfd(d), de->d_name);
     closedir(d);
+    return err;
+}
+
+static gov_err_t list_one(void *ctx, int dfd, const char *name) {
+    gov_archive_listing_t *out = ctx;
+    uint64_t first, last;
+    (void)dfd;
+    if (name[0] == '.')
+        return GOV_OK;
+    if (!gov_archive_segment_name_parse(name, &first, &last)) {
+        out->other++;
+        return GOV_OK;
+    }
+    if (out->n == GOV_ARCHIVE_LIST_MAX)
+        return GOV_ERR_TOO_LARGE;
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 64;
+        gov_archive_segment_ref_t *s = gov_realloc(out->seg, cap * sizeof *s);
+        if (s == NULL)
+            return GOV_ERR_NOMEM;
+        out->seg = s;
+        out->cap = cap;
+    }
+    gov_archive_segment_ref_t *r = &out->seg[out->n++];
+    r->first = first;
+    r->last = last;
+    memcpy(r->name, name, strlen(name) + 1);
+    return GOV_OK;
+}
+
+gov_err_t gov_archive_list(const char *dir, gov_archive_listing_t *out, char *errbuf,
+                           size_t errbuf_size) {
+    memset(out, 0, sizeof *out);
+    gov_err_t err = dir_walk(dir, list_one, out, errbuf, errbuf_size);
+    if (err == GOV_ERR_TOO_LARGE)
+        snprintf(errbuf, errbuf_size, "%s holds more than %d segments", dir, GOV_ARCHIVE_LIST_MAX);
     if (err != GOV_OK) {
         gov_archive_listing_clear(out);
         return err;
@@ -129,30 +139,31 @@ static int is_temporary(const char *name) {
     return strncmp(name, ".seg-", 5) == 0 && n > 9 && strcmp(name + n - 4, ".tmp") == 0;
 }
 
-gov_err_t gov_archive_remove_temporaries(const char *dir, int *removed, char *errbuf,
-                                         size_t errbuf_size) {
-    *removed = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        if (errno == ENOENT)
-            return GOV_OK;
-        snprintf(errbuf, errbuf_size, "cannot open %s: %s", dir, strerror(errno));
+typedef struct removal {
+    int removed;
+    int err_no;   /* of a failed unlink */
+} removal_t;
+
+static gov_err_t remove_one(void *ctx, int dfd, const char *name) {
+    removal_t *r = ctx;
+    if (!is_temporary(name))
+        return GOV_OK;
+    if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
+        r->err_no = errno;
         return GOV_ERR_IO;
     }
-    gov_err_t err = GOV_OK;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!is_temporary(de->d_name))
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
-            snprintf(errbuf, errbuf_size, "cannot remove %s/%s: %s", dir, de->d_name,
-                     strerror(errno));
-            err = GOV_ERR_IO;
-            break;
-        }
-        (*removed)++;
-    }
-    closedir(d);
+    r->removed++;
+    return GOV_OK;
+}
+
+gov_err_t gov_archive_remove_temporaries(const char *dir, int *removed, char *errbuf,
+                                         size_t errbuf_size) {
+    removal_t r = {0, 0};
+    gov_err_t err = dir_walk(dir, remove_one, &r, errbuf, errbuf_size);
+    if (err == GOV_ERR_IO && r.err_no != 0)
+        snprintf(errbuf, errbuf_size, "cannot remove a temporary in %s: %s", dir,
+                 strerror(r.err_no));
+    *removed = r.removed;
     return err;
 }
 
