@@ -18,7 +18,8 @@
  * watermark adopted once the stream holds its last entry with the same
  * hash - so kill -9 at any point leaves no gap and no duplicate.  A chain
  * that breaks, or differs from the archive, is neither archived nor
- * trimmed: the tenant's readiness component turns ERROR and it is logged.
+ * trimmed: its readiness component tenant:<T> turns degraded (the other
+ * tenants go on; /readyz stays 200), it is counted and logged.
  *
  * What it does not do: read Kafka, write anything of gov-audit's but the
  * trim, or delete segments (retention of the archive is the operator's).
@@ -179,7 +180,7 @@ static void tenant_dir(const tenant_t *t, char *out, size_t n) {
     snprintf(out, n, "%s/%s", archive_dir, t->id);
 }
 
-/* A tenant that cannot be archived: ERROR on /readyz, counted, logged once
+/* A tenant that cannot be archived: degraded on /readyz, counted, logged once
  * per state change. */
 static void tenant_broken(app_t *a, tenant_t *t, gov_reason_t reason, const char *why) {
     if (t->state != T_BROKEN)
@@ -189,7 +190,7 @@ static void tenant_broken(app_t *a, tenant_t *t, gov_reason_t reason, const char
     t->broken_since_us = gov_now_micros();
     gov_metric_inc(a->m_errors, (const char *[]){t->id, gov_reason_code(reason)}, 1);
     gov_status_register(a->status, t->status_name);
-    gov_status_set(a->status, t->status_name, GOV_STATUS_ERROR, why, NULL);
+    gov_status_set(a->status, t->status_name, GOV_STATUS_DEGRADED, why, NULL);
 }
 
 /* --- reconcile ------------------------------------------------------------------ */
@@ -605,7 +606,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < a->ntenants && gov_runtime_running(a->rt); i++)
             visit(a, &a->tenants[i]);
         /* ready once a whole round ran: every owned tenant reconciled or
-         * shown as ERROR on its own component */
+         * shown as degraded on its own component */
         gov_status_set(a->status, "archive", GOV_STATUS_OK, NULL, NULL);
         gov_runtime_sleep(a->rt, poll_interval_ms);
     }
