@@ -320,8 +320,11 @@ static void reconcile(app_t *a, tenant_t *t) {
         if (find_entry(a, t, from, last.seq, &found, hash, id, eb, sizeof eb) != GOV_OK)
             goto transient;
         if (!found) {
-            gov_log(GOV_LOG_INFO, "waiting for the stream to reach the archive's last segment",
-                    "tenant", t->id, "segment", l.seg[l.n - 1].name, (const char *)NULL);
+            if (gov_mono_micros() - t->warned_us >= WARN_EVERY_US) {
+                t->warned_us = gov_mono_micros();
+                gov_log(GOV_LOG_INFO, "waiting for the stream to reach the archive's last segment",
+                        "tenant", t->id, "segment", l.seg[l.n - 1].name, (const char *)NULL);
+            }
             goto out;   /* still NEW: gov-audit may be rebuilding */
         }
         if (strcmp(hash, last.hash) != 0) {
@@ -435,10 +438,14 @@ static int archive_once(app_t *a, tenant_t *t) {
         for (size_t i = 0; i < pages[p]->elements; i++) {
             gov_audit_entry_t e;
             const char *h, *sid;
-            char why[8];
-            if (gov_state_audit_entry_parse(pages[p]->element[i], &e, &h, &sid, why, sizeof why) ==
-                    0 &&
-                gov_archive_writer_append(w, t->id, &e, h, eb, sizeof eb) != GOV_OK)
+            char why[160];
+            /* the same bytes the first pass checked: a failure here is a bug */
+            if (gov_state_audit_entry_parse(pages[p]->element[i], &e, &h, &sid, why,
+                                            sizeof why) != 0) {
+                snprintf(eb, sizeof eb, "internal: a checked entry did not parse again: %s", why);
+                goto transient;
+            }
+            if (gov_archive_writer_append(w, t->id, &e, h, eb, sizeof eb) != GOV_OK)
                 goto transient;
         }
     char name[GOV_ARCHIVE_NAME_MAX];
