@@ -144,6 +144,7 @@ typedef struct tenant {
     char stream_id[48];
     int64_t broken_since_us;
     int64_t warned_us;                     /* last transient warning (rate limit) */
+    int shown;                             /* has a readiness component (was degraded) */
 } tenant_t;
 
 typedef struct app {
@@ -189,7 +190,10 @@ static void tenant_broken(app_t *a, tenant_t *t, gov_reason_t reason, const char
     t->state = T_BROKEN;
     t->broken_since_us = gov_now_micros();
     gov_metric_inc(a->m_errors, (const char *[]){t->id, gov_reason_code(reason)}, 1);
+    /* a component only for a tenant in trouble: /readyz stays small with
+     * thousands of tenants */
     gov_status_register(a->status, t->status_name);
+    t->shown = 1;
     gov_status_set(a->status, t->status_name, GOV_STATUS_DEGRADED, why, NULL);
 }
 
@@ -352,8 +356,8 @@ static void reconcile(app_t *a, tenant_t *t) {
     memcpy(t->hash, m.seq ? m.hash : GOV_AUDIT_GENESIS, sizeof t->hash);
     snprintf(t->stream_id, sizeof t->stream_id, "%s", m.stream_id);
     t->state = T_ACTIVE;
-    gov_status_register(a->status, t->status_name);
-    gov_status_set(a->status, t->status_name, GOV_STATUS_OK, NULL, NULL);
+    if (t->shown)
+        gov_status_set(a->status, t->status_name, GOV_STATUS_OK, NULL, NULL);
     goto out;
 transient:
     if (gov_mono_micros() - t->warned_us >= WARN_EVERY_US) {
