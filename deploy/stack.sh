@@ -27,6 +27,7 @@ SERVICES=(
   "gov-identity         8703"
   "gov-audit            8704"
   "gov-somabrain-sync   8705"
+  "gov-archive          8706"
   "gov-edge             8700"
 )
 
@@ -714,6 +715,11 @@ write_env() {
         echo "GOV_ADMIN_$(svc_env "$(svc_name "$line")")=http://$HOST:$(svc_port "$line")"
       done
       echo "GOV_SIGNER_KEY_DIR=$KEYS_DIR"
+      # gov-archive's segment files (docs/contracts.md, "The archive"); back it up
+      echo "GOV_ARCHIVE_DIR=${GOV_ARCHIVE_DIR:-$VAR/archive}"
+      # the local stack cuts segments by size only (segment_entries, 10,000): a test reading
+      # its tenant's stream is not trimmed under it; production keeps the 5m default
+      echo "GOV_SEGMENT_AGE=${GOV_SEGMENT_AGE:-24h}"
       echo "SOFTHSM2_CONF=$HSM_CONF"
       echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
       echo "GOV_PKCS11_TOKEN_LABEL=$TOKEN_LABEL"

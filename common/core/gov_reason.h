@@ -222,7 +222,12 @@
     X(GATEWAY_EDGE_UNAVAILABLE, "gateway_edge_unavailable", "the nginx gateway could not reach gov-edge for its own API (/v1/...): 503, X-Policy-Decision: deny (deploy/nginx)") \
     X(KEY_RETIRED, "key_retired", "a KeyRotated would bring back a retired kid: retired is final (its tombstone is permanent)") \
     X(KEY_STALE, "key_stale", "a KeyRotated for an unknown kid, pending or active, whose activates_at is older than the longest token lifetime (a forgotten key replayed)") \
-    X(KEY_LEASE_STALE, "key_lease_stale", "a KeyRotated produced under a rotator lease epoch older than the lease's: its producer lost the lease since")
+    X(KEY_LEASE_STALE, "key_lease_stale", "a KeyRotated produced under a rotator lease epoch older than the lease's: its producer lost the lease since") \
+    /* the audit archive (gov-archive, govctl audit verify --archive) */ \
+    X(ARCHIVE_SEGMENT_MISSING, "archive_segment_missing", "a sequence range of the chain is in no archived segment and not in the tail: a segment was deleted or never written") \
+    X(ARCHIVE_SEGMENT_REORDERED, "archive_segment_reordered", "an archived segment holds other entries than its name says, or segment names overlap: segments were renamed or swapped") \
+    X(ARCHIVE_SEGMENT_ALTERED, "archive_segment_altered", "an archived segment is not a readable AuditChainEntry container, or a record in it does not hash or link: its content was changed") \
+    X(ARCHIVE_CHAIN_DIVERGED, "archive_chain_diverged", "the chain in Redis has another hash than the archive at the same seq: gov-archive neither archives nor trims the tenant")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -495,4 +495,76 @@ gov_err_t gov_state_audit_range(gov_redis_t *r, const char *tenant, const char *
 gov_err_t gov_state_audit_head_read(gov_redis_t *r, const char *tenant, redisReply **head,
                                     char *errbuf, size_t errbuf_size);
 
+
+/* --- archive (gov_state_archive.c) ------------------------------------------ */
+
+#include "gov_audit_chain.h"
+
+/* A tenant's archive marks (docs/contracts.md, "The archive"): the archived
+ * watermark audit:{T}:archive and the trim anchor audit:{T}:anchor.  Strings
+ * are copies; seq 0 with empty strings when absent. */
+typedef struct gov_state_archive_mark {
+    char component[128];       /* the owning gov-archive deployment; "" none */
+    uint64_t seq;              /* last archived entry; 0 none */
+    char hash[GOV_SHA256_HEXLEN + 1];
+    char stream_id[48];        /* its stream id "<ms>-<n>" */
+    uint64_t anchor_seq;       /* last entry trimmed; 0 none */
+    char anchor_hash[GOV_SHA256_HEXLEN + 1];
+} gov_state_archive_mark_t;
+
+/* Reads both hashes (one MULTI/EXEC).  GOV_ERR_STATE (errbuf names the key)
+ * when a field is not in its canonical form (seq decimal, hash 64 lowercase
+ * hex): a mark damaged by hand is never trusted. */
+gov_err_t gov_state_archive_mark_read(gov_redis_t *r, const char *tenant,
+                                      gov_state_archive_mark_t *out, char *errbuf,
+                                      size_t errbuf_size);
+
+/* HSETNX audit:{T}:archive component <component>; *owner (owner_size) gets
+ * the owner after the call (component when the claim won). */
+gov_err_t gov_state_archive_claim(gov_redis_t *r, const char *tenant, const char *component,
+                                  char *owner, size_t owner_size, char *errbuf,
+                                  size_t errbuf_size);
+
+/* What gov_state_archive_advance found. */
+typedef enum gov_state_archive_outcome {
+    GOV_STATE_ARCHIVE_ADVANCED = 0,   /* watermark moved (and trimmed, if asked) */
+    GOV_STATE_ARCHIVE_CONFLICT,       /* the watermark was not expected_seq */
+    GOV_STATE_ARCHIVE_NOT_OWNER,      /* another deployment owns the tenant */
+} gov_state_archive_outcome_t;
+
+/* One script in the tenant's slot: when audit:{T}:archive names component
+ * (or nobody) and holds seq expected_seq (0: none), sets it to the entry
+ * (seq, hash, stream_id) and segment, archived_at_us; then, when trim, and
+ * the stream's entry at stream_id still has that seq and hash, XTRIM MINID
+ * just past it (exactly the archived entries) and sets audit:{T}:anchor to
+ * (seq, hash).  *trimmed: entries removed (0 when not trimmed).  Never
+ * trims past the watermark it sets. */
+gov_err_t gov_state_archive_advance(gov_redis_t *r, const char *tenant, const char *component,
+                                    uint64_t expected_seq, uint64_t seq, const char *hash,
+                                    const char *stream_id, const char *segment,
+                                    long long archived_at_us, int trim,
+                                    gov_state_archive_outcome_t *outcome, long long *trimmed,
+                                    char *errbuf, size_t errbuf_size);
+
+/* Calls fn for each tenant that has a chain head (SCAN MATCH audit:{*}:head,
+ * COUNT 1000), at most max_tenants of them.  Names are validated
+ * (gov_tenant_valid); others are skipped.  Cost: a full SCAN of the
+ * keyspace. */
+gov_err_t gov_state_archive_discover(gov_redis_t *r, size_t max_tenants,
+                                     void (*fn)(void *ctx, const char *tenant), void *ctx,
+                                     char *errbuf, size_t errbuf_size);
+
+/* Reads one XRANGE element of audit:{T} as the bytes that were hashed
+ * (docs/contracts.md, "Audit chain entries"): exactly the eight fields
+ * once each, seq and occurred_at in their own decimal form, no NUL outside
+ * payload, hashes 64 lowercase hex.  *e, *stored_hash and *stream_id borrow
+ * from ent.  Returns 0, or -1 with why (a sentence) filled in. */
+int gov_state_audit_entry_parse(const redisReply *ent, gov_audit_entry_t *e,
+                                const char **stored_hash, const char **stream_id, char *why,
+                                size_t why_size);
+
+/* 1 when s[0..len) is exactly the decimal "%" PRIu64 (is_signed 0) or
+ * "%" PRId64 (1) writes for the value it reads as (*out). */
+int gov_state_decimal_canonical(const char *s, size_t len, int is_signed, int64_t *out);
+
 #endif /* GOV_STATE_H */

@@ -1,4 +1,4 @@
-/* cmd_audit.c - `govctl audit verify --tenant T`.
+/* cmd_audit.c - `govctl audit verify --tenant T [--archive DIR]`.
  *
  * Walks audit:{T} from the first entry in pages of 500 (gov_state's XRANGE
  * with an exclusive start), recomputes every entry's hash from its fields
@@ -6,6 +6,18 @@
  * audit:{T}:head names the last entry (so a truncated tail is found too).
  * Reports the first break and exits 1, or the chain's length and head and
  * exits 0.  Memory is bounded by one page whatever the chain's length.
+ *
+ * The stream holds the hot tail only (docs/contracts.md, "The archive"):
+ * without --archive the walk starts at audit:{T}:anchor (the last trimmed
+ * entry; genesis when nothing was trimmed).  With --archive DIR it starts at
+ * genesis: the segments of DIR/T in name order, every record hashed and
+ * linked, every file against its name, then the tail from the archive's
+ * end.  Each kind of damage has its own reason: archive_segment_missing (a
+ * gap in the ranges, or between the archive and the tail, or a watermark
+ * beyond the archive), archive_segment_reordered (a file holding other
+ * seqs than its name, overlapping names), archive_segment_altered (not a
+ * readable segment, a record that does not hash or link, a file shorter
+ * than its name).
  *
  * Strictness (docs/contracts.md, "Audit chain"): the hash covers the bytes
  * gov-audit wrote, so an entry is read back only if hashing it again would
@@ -33,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gov_archive.h"
 #include "gov_audit_chain.h"
 #include "gov_redis.h"
 #include "gov_state.h"
@@ -40,116 +53,6 @@
 #include "govctl.h"
 
 #define PAGE 500
-
-/* The fields of a stream entry, each covered by the hash (gov_audit_chain.h)
- * or the hash itself. */
-enum { F_SEQ, F_EVENT_ID, F_TYPE, F_OCCURRED_AT, F_SOURCE, F_PAYLOAD, F_PREV_HASH, F_HASH, F_COUNT };
-static const char *const field_names[F_COUNT] = {
-    "seq", "event_id", "type", "occurred_at", "source", "payload", "prev_hash", "hash",
-};
-
-/* 1 when s[0..len) is exactly what "%" PRIu64 (is_signed 0) or "%" PRId64
- * (1) writes for the number it reads as: digits, no sign but a leading '-'
- * for a negative signed one, no leading zero, no overflow. */
-static int canonical_decimal(const char *s, size_t len, int is_signed, int64_t *out) {
-    char back[32];
-    if (len == 0 || len >= sizeof back)
-        return 0;
-    errno = 0;
-    char *end = NULL;
-    int n;
-    if (is_signed) {
-        long long v = strtoll(s, &end, 10);
-        n = snprintf(back, sizeof back, "%lld", v);
-        *out = (int64_t)v;
-    } else {
-        unsigned long long v = strtoull(s, &end, 10);
-        n = snprintf(back, sizeof back, "%llu", v);
-        *out = (int64_t)v; /* seq: compared as uint64_t by the caller */
-        if (v > (unsigned long long)INT64_MAX)
-            return 0;
-    }
-    return errno == 0 && end == s + len && (size_t)n == len && memcmp(back, s, len) == 0;
-}
-
-static int lower_hex64(const char *s, size_t len) {
-    if (len != GOV_SHA256_HEXLEN)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
-/* Reads one XRANGE element into *e and *stored_hash (borrowed from ent).
- * Returns 0, or -1 with why (a sentence for the report) filled in. */
-static int entry_read(const redisReply *ent, gov_audit_entry_t *e, const char **stored_hash,
-                      char *why, size_t why_size) {
-    const redisReply *val[F_COUNT] = {0};
-    if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
-        ent->element[1]->type != REDIS_REPLY_ARRAY || ent->element[1]->elements % 2 != 0) {
-        snprintf(why, why_size, "not a stream entry");
-        return -1;
-    }
-    const redisReply *f = ent->element[1];
-    for (size_t i = 0; i < f->elements; i += 2) {
-        const redisReply *k = f->element[i], *v = f->element[i + 1];
-        int which = -1;
-        for (int n = 0; n < F_COUNT && which < 0; n++)
-            if (k->type == REDIS_REPLY_STRING && k->len == strlen(field_names[n]) &&
-                memcmp(k->str, field_names[n], k->len) == 0)
-                which = n;
-        if (which < 0) {
-            char name[40];
-            gov_utf8_shorten(name, sizeof name, k->type == REDIS_REPLY_STRING ? k->str : "?", 32);
-            govctl_printable(name);
-            snprintf(why, why_size, "field \"%s\" is not covered by the hash", name);
-            return -1;
-        }
-        if (val[which] != NULL) {
-            snprintf(why, why_size, "field %s appears twice", field_names[which]);
-            return -1;
-        }
-        if (v->type != REDIS_REPLY_STRING ||
-            (which != F_PAYLOAD && memchr(v->str, '\0', v->len) != NULL)) {
-            snprintf(why, why_size, "field %s is not a string without NUL bytes",
-                     field_names[which]);
-            return -1;
-        }
-        val[which] = v;
-    }
-    for (int n = 0; n < F_COUNT; n++)
-        if (val[n] == NULL) {
-            snprintf(why, why_size, "field %s is missing", field_names[n]);
-            return -1;
-        }
-    int64_t seq, at;
-    if (!canonical_decimal(val[F_SEQ]->str, val[F_SEQ]->len, 0, &seq) || seq == 0) {
-        snprintf(why, why_size, "seq is not a positive decimal in its own canonical form");
-        return -1;
-    }
-    if (!canonical_decimal(val[F_OCCURRED_AT]->str, val[F_OCCURRED_AT]->len, 1, &at)) {
-        snprintf(why, why_size, "occurred_at is not a decimal in its own canonical form");
-        return -1;
-    }
-    if (!lower_hex64(val[F_PREV_HASH]->str, val[F_PREV_HASH]->len) ||
-        !lower_hex64(val[F_HASH]->str, val[F_HASH]->len)) {
-        snprintf(why, why_size, "prev_hash or hash is not 64 lowercase hex characters");
-        return -1;
-    }
-    *e = (gov_audit_entry_t){
-        .prev_hash = val[F_PREV_HASH]->str,
-        .seq = (uint64_t)seq,
-        .event_id = val[F_EVENT_ID]->str,
-        .type = val[F_TYPE]->str,
-        .occurred_at = at,
-        .source = val[F_SOURCE]->str,
-        .payload = val[F_PAYLOAD]->str,
-        .payload_len = val[F_PAYLOAD]->len,
-    };
-    *stored_hash = val[F_HASH]->str;
-    return 0;
-}
 
 /* *known = 1 when tenant is in either tenant index (gov_state_tenants_read:
  * the set the edges serve). */
@@ -180,12 +83,108 @@ static int report_break(const char *tenant, const char *id, uint64_t position, c
                        id, position, clean);
 }
 
-static int audit_verify(const char *tenant, const char *host, int port, int quiet) {
+/* --- the archive ------------------------------------------------------------- */
+
+/* The walk over one tenant's segments. */
+typedef struct archive_walk {
+    const char *tenant;
+    const char *segment;     /* the file being read */
+    uint64_t expect;         /* seq the next record must have */
+    char prev[GOV_SHA256_HEXLEN + 1];
+    gov_reason_t reason;     /* of a break found by the callback */
+    char why[400];
+} archive_walk_t;
+
+static gov_err_t walk_record(void *ctx, const gov_archive_record_t *rec, char *eb, size_t n) {
+    archive_walk_t *w = ctx;
+    (void)eb;
+    (void)n;
+    if (rec->entry.seq != w->expect) {
+        w->reason = GOV_REASON_ARCHIVE_SEGMENT_REORDERED;
+        snprintf(w->why, sizeof w->why, "segment %s holds seq %" PRIu64 " where seq %" PRIu64
+                 " belongs: segments were renamed, swapped or reordered",
+                 w->segment, rec->entry.seq, w->expect);
+        return GOV_ERR_VERIFY;
+    }
+    gov_audit_break_t b = gov_audit_chain_check(&rec->entry, rec->hash, w->prev, w->expect);
+    if (b != GOV_AUDIT_INTACT || strcmp(rec->tenant, w->tenant) != 0) {
+        w->reason = GOV_REASON_ARCHIVE_SEGMENT_ALTERED;
+        snprintf(w->why, sizeof w->why, "segment %s, seq %" PRIu64 ": %s", w->segment,
+                 w->expect, b != GOV_AUDIT_INTACT ? gov_audit_break_str(b)
+                                                  : "a record of another tenant");
+        return GOV_ERR_VERIFY;
+    }
+    memcpy(w->prev, rec->hash, sizeof w->prev);
+    w->expect++;
+    return GOV_OK;
+}
+
+static int archive_break(const char *tenant, gov_reason_t reason, const char *why) {
+    char clean[512];
+    snprintf(clean, sizeof clean, "%s", why);
+    govctl_printable(clean);
+    printf("BROKEN tenant=%s reason=%s detail=%s\n", tenant, gov_reason_code(reason), clean);
+    return govctl_fail(reason, "archive of %s: %s", tenant, clean);
+}
+
+/* Verifies DIR/tenant from genesis; on success *seq and prev are the
+ * archive's end (0 and genesis when it is empty), *segments its files. */
+static int archive_verify(const char *dir, const char *tenant, uint64_t *seq,
+                          char prev[GOV_SHA256_HEXLEN + 1], size_t *segments) {
+    char path[4096], eb[512];
+    gov_archive_listing_t l;
+    archive_walk_t w = {.tenant = tenant, .expect = 1, .prev = GOV_AUDIT_GENESIS};
+    int rc = GOVCTL_OK;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, tenant) >= sizeof path)
+        return govctl_usage("--archive path too long");
+    if (gov_archive_list(path, &l, eb, sizeof eb) != GOV_OK)
+        return govctl_fail(GOV_REASON_IO_ERROR, "%s", eb);
+    for (size_t i = 0; i < l.n && rc == GOVCTL_OK; i++) {
+        const gov_archive_segment_ref_t *s = &l.seg[i];
+        if (s->first > w.expect) {
+            snprintf(w.why, sizeof w.why, "seq %" PRIu64 "..%" PRIu64 " are in no segment (the "
+                     "next one is %s)", w.expect, s->first - 1, s->name);
+            rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_MISSING, w.why);
+            break;
+        }
+        if (s->first < w.expect) {
+            snprintf(w.why, sizeof w.why, "segment %s overlaps the segment before it (which "
+                     "ends at seq %" PRIu64 ")", s->name, w.expect - 1);
+            rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_REORDERED, w.why);
+            break;
+        }
+        w.segment = s->name;
+        w.reason = GOV_REASON_ARCHIVE_SEGMENT_ALTERED;
+        gov_err_t err = gov_archive_segment_load(path, s->name, walk_record, &w, eb, sizeof eb);
+        if (err != GOV_OK) {
+            if (err != GOV_ERR_VERIFY)
+                snprintf(w.why, sizeof w.why, "segment %s is not a readable segment: %.300s",
+                         s->name, eb);
+            rc = archive_break(tenant, w.reason, w.why);
+            break;
+        }
+        if (w.expect != s->last + 1) {
+            snprintf(w.why, sizeof w.why, "segment %s ends at seq %" PRIu64 ", its name says %"
+                     PRIu64 ": records were removed", s->name, w.expect - 1, s->last);
+            rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_ALTERED, w.why);
+        }
+    }
+    *seq = w.expect - 1;
+    memcpy(prev, w.prev, GOV_SHA256_HEXLEN + 1);
+    *segments = l.n;
+    gov_archive_listing_clear(&l);
+    return rc;
+}
+
+static int audit_verify(const char *tenant, const char *host, int port, int quiet,
+                        const char *archive_dir) {
     char eb[512], key[GOV_STATE_KEY_MAX], head_key[GOV_STATE_KEY_MAX], start[80] = "-";
     char prev[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
-    uint64_t seq = 0;
+    uint64_t seq = 0, archived = 0, tail = 0;
+    size_t segments = 0;
     gov_redis_t *r = NULL;
     redisReply *head = NULL;
+    gov_state_archive_mark_t mark;
     int rc = GOVCTL_OK;
     if (gov_redis_new(host, port, 5000, &r, eb, sizeof eb) != GOV_OK) {
         gov_redis_free(r);
@@ -195,6 +194,25 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
         gov_state_key(GOV_STATE_AUDIT_HEAD, tenant, head_key) != GOV_OK) {
         rc = govctl_usage("not a tenant id: %s", tenant);
         goto out;
+    }
+    if (gov_state_archive_mark_read(r, tenant, &mark, eb, sizeof eb) != GOV_OK) {
+        rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s", eb);
+        goto out;
+    }
+    if (archive_dir != NULL) {
+        if ((rc = archive_verify(archive_dir, tenant, &seq, prev, &segments)) != GOVCTL_OK)
+            goto out;
+        archived = seq;
+        if (mark.seq > archived) {
+            snprintf(eb, sizeof eb, "the watermark says seq %" PRIu64 " is archived, the "
+                     "archive ends at seq %" PRIu64, mark.seq, archived);
+            rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_MISSING, eb);
+            goto out;
+        }
+    } else if (mark.anchor_seq != 0) {
+        /* the tail from its anchor: the last entry trimmed */
+        seq = mark.anchor_seq;
+        memcpy(prev, mark.anchor_hash, sizeof prev);
     }
     for (;;) {
         redisReply *page = NULL;
@@ -216,12 +234,32 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
                 snprintf(id, sizeof id, "%s", ent->element[0]->str);
             gov_audit_entry_t e;
             const char *stored = NULL;
-            if (entry_read(ent, &e, &stored, why, sizeof why) != 0) {
+            if (gov_state_audit_entry_parse(ent, &e, &stored, NULL, why, sizeof why) != 0) {
                 char full[200];
                 snprintf(full, sizeof full, "%s: %s", gov_audit_break_str(GOV_AUDIT_MALFORMED),
                          why);
                 freeReplyObject(page);
                 rc = report_break(tenant, id, seq + 1, full);
+                goto out;
+            }
+            snprintf(start, sizeof start, "(%s", id);
+            if (archive_dir != NULL && e.seq <= archived) {
+                /* archived, not trimmed yet: the archive's end must be it */
+                if (e.seq == archived && strcmp(stored, prev) != 0) {
+                    snprintf(eb, sizeof eb, "seq %" PRIu64 " has hash %.64s in Redis but %s in "
+                             "the archive", e.seq, stored, prev);
+                    freeReplyObject(page);
+                    rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_ALTERED, eb);
+                    goto out;
+                }
+                continue;
+            }
+            if (archive_dir != NULL && tail == 0 && e.seq > seq + 1) {
+                snprintf(eb, sizeof eb, "seq %" PRIu64 "..%" PRIu64 " are neither archived nor "
+                         "in the tail (the archive ends at seq %" PRIu64 ")",
+                         seq + 1, e.seq - 1, archived);
+                freeReplyObject(page);
+                rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_MISSING, eb);
                 goto out;
             }
             gov_audit_break_t b = gov_audit_chain_check(&e, stored, prev, seq + 1);
@@ -232,7 +270,7 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
             }
             memcpy(prev, stored, sizeof prev);
             seq++;
-            snprintf(start, sizeof start, "(%s", id);
+            tail++;
         }
         freeReplyObject(page);
         if (n < PAGE)
@@ -252,7 +290,8 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     int64_t head_seq = -1;
     int head_ok = (seq == 0 && hh == NULL && hs == NULL) ||
                   (hh && hs && h->len == GOV_SHA256_HEXLEN && strcmp(hh, prev) == 0 &&
-                   canonical_decimal(hs, s->len, 0, &head_seq) && (uint64_t)head_seq == seq);
+                   gov_state_decimal_canonical(hs, s->len, 0, &head_seq) &&
+                   (uint64_t)head_seq == seq);
     if (!head_ok) {
         printf("BROKEN tenant=%s position=%" PRIu64 " reason=head does not match the last entry\n",
                tenant, seq);
@@ -281,8 +320,12 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
         }
         goto out;
     }
-    if (!quiet)
-        printf("OK tenant=%s entries=%" PRIu64 " head=%s\n", tenant, seq, prev);
+    if (!quiet && archive_dir != NULL)
+        printf("OK tenant=%s entries=%" PRIu64 " head=%s archived=%" PRIu64 " segments=%zu "
+               "tail=%" PRIu64 "\n", tenant, seq, prev, archived, segments, tail);
+    else if (!quiet)
+        printf("OK tenant=%s entries=%" PRIu64 " head=%s from=%" PRIu64 " tail=%" PRIu64 "\n",
+               tenant, seq, prev, mark.anchor_seq, tail);
 out:
     freeReplyObject(head);
     gov_redis_free(r);
@@ -291,28 +334,32 @@ out:
 
 int govctl_cmd_audit(int argc, char **argv) {
     static const char *help =
-        "govctl audit verify --tenant T [--redis-host H] [--redis-port P] [--quiet]";
+        "govctl audit verify --tenant T [--archive DIR] [--redis-host H] [--redis-port P] "
+        "[--quiet]";
     if (argc < 2 || strcmp(argv[1], "verify") != 0)
         return govctl_usage("%s", help);
     const char *tenant = NULL;
     const char *host = govctl_env("GOV_REDIS_HOST", "127.0.0.1");
     int port = atoi(govctl_env("GOV_REDIS_PORT", "6390"));
     int quiet = 0;
+    const char *archive_dir = NULL;
     static const struct option opts[] = {
         {"tenant", required_argument, NULL, 't'},
         {"redis-host", required_argument, NULL, 'H'},
         {"redis-port", required_argument, NULL, 'P'},
         {"quiet", no_argument, NULL, 'q'},
+        {"archive", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc - 1, argv + 1, "t:H:P:q", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc - 1, argv + 1, "t:H:P:qa:", opts, NULL)) != -1) {
         switch (c) {
         case 't': tenant = optarg; break;
         case 'H': host = optarg; break;
         case 'P': port = atoi(optarg); break;
         case 'q': quiet = 1; break;
+        case 'a': archive_dir = optarg; break;
         default: return govctl_usage("%s", help);
         }
     }
@@ -320,5 +367,5 @@ int govctl_cmd_audit(int argc, char **argv) {
         return govctl_usage("%s (a valid --tenant is required)", help);
     if (port <= 0 || port > 65535)
         return govctl_usage("--redis-port must be 1..65535");
-    return audit_verify(tenant, host, port, quiet);
+    return audit_verify(tenant, host, port, quiet, archive_dir);
 }
