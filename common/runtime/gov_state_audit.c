@@ -523,6 +523,7 @@ typedef struct batch_tenant {
     char hash[GOV_SHA256_HEXLEN + 1];
     uint64_t seq;
     int failed;   /* an item failed transiently: the rest is not applied */
+    int one_by_one; /* past BATCH_TENANTS: not predicted, appended in phase 3 */
 } batch_tenant_t;
 
 static batch_tenant_t *batch_tenant(batch_tenant_t *t, size_t *nt, const char *tenant) {
@@ -610,7 +611,10 @@ static int transient(gov_err_t e) {
 gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_item_t *items,
                                        size_t n) {
     audit_prep_t *prs = gov_calloc(n ? n : 1, sizeof *prs);
-    batch_tenant_t *tenants = gov_calloc(BATCH_TENANTS, sizeof *tenants);
+    /* every tenant of the batch has an entry, so a failure stops its later
+     * items whether or not its head was predicted (REVIEW12 H2) */
+    batch_tenant_t *tenants = gov_calloc(n ? n : 1, sizeof *tenants);
+    size_t npredicted = 0;
     /* per item: its predicted hash and seq, and 1 when it was sent */
     char(*hashes)[GOV_SHA256_HEXLEN + 1] = gov_calloc(n ? n : 1, sizeof *hashes);
     uint64_t *seqs = gov_calloc(n ? n : 1, sizeof *seqs);
@@ -649,15 +653,20 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         if (it->result != GOV_ERR_INTERNAL)
             continue;
         batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
-        if (t == NULL && nt < BATCH_TENANTS) {
+        if (t == NULL) {
             t = &tenants[nt++];
-            head_slot_t *h = head_for(s, prs[i].tenant);
             t->tenant = prs[i].tenant;
-            memcpy(t->hash, h->hash, sizeof t->hash);
-            t->seq = h->seq;
+            if (npredicted < BATCH_TENANTS) {
+                npredicted++;
+                head_slot_t *h = head_for(s, prs[i].tenant);
+                memcpy(t->hash, h->hash, sizeof t->hash);
+                t->seq = h->seq;
+            } else {
+                t->one_by_one = 1;
+            }
         }
-        if (t == NULL || !queue_ok)
-            continue;   /* one by one below */
+        if (t->one_by_one || t->failed || !queue_ok)
+            continue;   /* one by one below, in order (a failed tenant: refused there) */
         argv_buf_t a;
         int nkeys = 0;
         seqs[i] = t->seq + 1;
@@ -669,6 +678,8 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         arg_free(&a);
         if (e != GOV_OK) {
             it->result = e;   /* INVALID_ARG or NOMEM: not sent, the prediction stays */
+            if (transient(e))
+                t->failed = 1;   /* its later items must not pass it (REVIEW12 H2) */
             continue;
         }
         if (!queue_ok)
@@ -711,7 +722,7 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         if (it->result != GOV_ERR_INTERNAL || prs[i].payload == NULL)
             continue;
         batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
-        if (t && t->failed) {
+        if (t != NULL && t->failed) {
             snprintf(it->errbuf, sizeof it->errbuf, "an earlier event of tenant %s failed",
                      prs[i].tenant);
             it->result = GOV_ERR_UNAVAILABLE;
@@ -721,7 +732,7 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         it->applied_before = GOV_STATE_APPLIED_UNKNOWN;
         it->result = append_prepared(s, &prs[i], &it->twin, &it->applied_before, it->errbuf,
                                      sizeof it->errbuf);
-        if (t && transient(it->result))
+        if (t != NULL && transient(it->result))
             t->failed = 1;
     }
 out:

@@ -722,7 +722,7 @@ static int cmp_id(const void *a, const void *b) {
 
 static void test_kill9_mid_batch_chains_every_event_once(void **state) {
     (void)state;
-    enum { N = 2000 };
+    enum { N = 8000 };   /* enough that a kill lands mid-burst on an idle machine too */
     char tenant[64], key[128], eb[256];
     static char ids[N][37], dids[N][37];
     itest_unique("t", tenant, sizeof tenant);
@@ -754,7 +754,11 @@ static void test_kill9_mid_batch_chains_every_event_once(void **state) {
     }
     assert_int_equal(gov_kafka_producer_flush(itest_producer(), 15000), GOV_OK);
 
-    start_audit();
+    /* batches of 50, so that the kill below lands mid-burst: with the
+     * default 500 the burst is four pipelines, all of them chained before
+     * the first look on an idle machine */
+    static const char *const small_batches[] = {env_port, "GOV_BATCH_MAX=50", NULL};
+    itest_proc_start(&audit, "gov-audit", COMPONENT, small_batches, "itest-gov-audit.log");
     /* kill -9 as soon as some - not all - of the burst is chained */
     long long at_kill = -1;
     for (int t = 0; t < 60000 && at_kill < 0; t++) {
@@ -768,10 +772,12 @@ static void test_kill9_mid_batch_chains_every_event_once(void **state) {
             itest_sleep_ms(1);
         }
     }
-    assert_true(at_kill >= 50 && at_kill < N);
+    if (!(at_kill >= 50 && at_kill < N))
+        fail_msg("gov-audit was killed with %lld of %d events chained: not mid-burst", at_kill, N);
     print_message("gov-audit killed -9 with %lld of %d events chained\n", at_kill, N);
 
-    start_audit(); /* same group: resumes from the committed offsets */
+    /* same group: resumes from the committed offsets */
+    itest_proc_start(&audit, "gov-audit", COMPONENT, small_batches, "itest-gov-audit.log");
     assert_int_equal(itest_wait_xlen(key, N, 60000), N);
     /* the burst in batches: on average well over one message per batch */
     double batches = itest_proc_metric(&audit, "processor_batch_messages_count",
