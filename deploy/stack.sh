@@ -635,7 +635,7 @@ bootstrap_signing_key() {
     out="$( set -a; . "$ENV_FILE"; set +a; "$govctl" keys rotate --activate-in 0 2>&1 )" \
       || die "govctl keys rotate --activate-in 0 failed after retiring the unsigned key: $out"
   fi
-  kid="$(sed -n 's/^{"kid":"\([A-Za-z0-9_-]*\)".*/\1/p' <<<"$out")"
+  kid="$(sed -n 's/.*"kid":"\([A-Za-z0-9_-]*\)".*/\1/p' <<<"$out")"
   [[ -n $kid ]] || die "govctl keys rotate printed no kid: $out"
   say "first signing key $kid (file store $KEYS_DIR)"
   deadline=$(( SECONDS + SERVICE_READY_TIMEOUT ))
