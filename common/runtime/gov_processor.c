@@ -119,6 +119,10 @@ struct gov_processor {
      * at once (that would store its offset above theirs): it waits here
      * until the batch is finished. */
     size_t batch_held;
+    /* the back-off owed before the next poll: 0, or one delay for every
+     * message rewound since the last sleep (a batch sleeps once, however
+     * many of its partitions stopped - REVIEW12 L4) */
+    long backoff_ms;
     gov_kafka_msg_t *pending_km;
     const char *pending_reason;   /* static reason code */
     char pending_detail[256];
@@ -516,30 +520,57 @@ static void count(gov_processor_t *p, const char *topic, const char *outcome) {
     gov_metric_inc(p->m_events, (const char *[]){p->spec->name, topic, outcome}, 1);
 }
 
-static void backoff_and_rewind(gov_processor_t *p, gov_kafka_msg_t *km, const char *why) {
-    char off[32], delay[32];
-    long ms = gov_backoff_ms(p->retry_attempt, 100, p->retry_max_ms);
-    if (p->retry_attempt < 30)
-        p->retry_attempt++;
+/* Seeks km's partition back to km so that it is delivered again, and owes
+ * one back-off before the next poll (backoff_sleep).  Every rewind until that
+ * sleep shares the one delay: a batch whose partitions all stopped waits
+ * once, not once per partition (REVIEW12 L4), and its attempt count grows
+ * once per batch. */
+static void rewind_later(gov_processor_t *p, gov_kafka_msg_t *km, const char *why) {
+    char off[32], part[16], delay[32];
+    if (p->backoff_ms == 0) {
+        p->backoff_ms = gov_backoff_ms(p->retry_attempt, 100, p->retry_max_ms);
+        if (p->backoff_ms < 1)
+            p->backoff_ms = 1;
+        if (p->retry_attempt < 30)
+            p->retry_attempt++;
+    }
     snprintf(off, sizeof off, "%lld", (long long)km->offset);
-    snprintf(delay, sizeof delay, "%ld", ms);
+    snprintf(part, sizeof part, "%d", (int)km->partition);
+    snprintf(delay, sizeof delay, "%ld", p->backoff_ms);
     gov_log(GOV_LOG_WARN, "write failed; message will be retried", "topic", km->topic,
-            "offset", off, "retry_in_ms", delay, "error", why, (const char *)NULL);
+            "partition", part, "offset", off, "retry_in_ms", delay, "error", why,
+            (const char *)NULL);
     count(p, km->topic, "retried");
     gov_kafka_consumer_rewind(p->consumer, km);
-    gov_runtime_sleep(p->rt, ms);
+}
+
+/* The back-off owed by rewind_later, if any: one sleep (it ends early on
+ * SIGTERM). */
+static void backoff_sleep(gov_processor_t *p) {
+    long ms = p->backoff_ms;
+    p->backoff_ms = 0;
+    if (ms > 0)
+        gov_runtime_sleep(p->rt, ms);
+}
+
+static void backoff_and_rewind(gov_processor_t *p, gov_kafka_msg_t *km, const char *why) {
+    rewind_later(p, km, why);
+    backoff_sleep(p);
 }
 
 /* Sends km unchanged to <topic>.dlq and stores its offset only once the DLQ
- * has it.  If the DLQ cannot take it, the message is retried later. */
-static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *reason,
-                        const char *detail) {
+ * has it: GOV_OK.  If the DLQ cannot take it, km is rewound (retried after
+ * the back-off the caller sleeps, backoff_sleep) and the produce error is
+ * returned: nothing after km in its partition may be stored now (REVIEW12
+ * M6). */
+static gov_err_t dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *reason,
+                             const char *detail) {
     char dlq[256], part[16], off[32], eb[256];
     if (p->replaying) {
         /* Rebuilding Redis: this one went to the DLQ when it was first
          * consumed; a replay is silent. */
         mark_done(p, km);
-        return;
+        return GOV_OK;
     }
     snprintf(dlq, sizeof dlq, "%s.dlq", km->topic);
     snprintf(part, sizeof part, "%d", km->partition);
@@ -558,8 +589,8 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
                                            km->value, km->len, h, sizeof h / sizeof h[0],
                                            (int)p->dlq_timeout_ms, NULL, NULL, eb, sizeof eb);
     if (err != GOV_OK) {
-        backoff_and_rewind(p, km, eb);
-        return;
+        rewind_later(p, km, eb);
+        return err;
     }
     gov_log(GOV_LOG_WARN, "poison message sent to dead-letter topic", "topic", km->topic,
             "partition", part, "offset", off, "reason", reason, "detail", det, "dlq", dlq,
@@ -567,6 +598,7 @@ static void dead_letter(gov_processor_t *p, gov_kafka_msg_t *km, const char *rea
     count(p, km->topic, "dead_lettered");
     mark_done(p, km);
     p->retry_attempt = 0;
+    return GOV_OK;
 }
 
 /* A poison message found by gov_processor_next: dead-lettered now, or,
@@ -583,6 +615,7 @@ static void poison(gov_processor_t *p, gov_kafka_msg_t *km, const char *reason,
     }
     dead_letter(p, km, reason, detail);
     gov_kafka_msg_free(km);
+    backoff_sleep(p);
 }
 
 static const gov_processor_topic_t *find_topic(gov_processor_t *p, const char *topic) {
@@ -760,9 +793,9 @@ static void finished(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t
 }
 
 /* A message the handler found poison: to the DLQ with its reason. */
-static void dead_letter_result(gov_processor_t *p, const gov_processor_msg_t *m, gov_err_t result,
-                               gov_reason_t reason) {
-    dead_letter(p, m->kafka,
+static gov_err_t dead_letter_result(gov_processor_t *p, const gov_processor_msg_t *m,
+                                    gov_err_t result, gov_reason_t reason) {
+    return dead_letter(p, m->kafka,
                 reason != GOV_REASON_NONE ? gov_reason_code(reason) : gov_err_code(result),
                 m->type);
 }
@@ -777,6 +810,7 @@ void gov_processor_done(gov_processor_t *p, gov_processor_msg_t *m, gov_err_t re
         break;
     case RESULT_POISON:
         dead_letter_result(p, m, result, reason);
+        backoff_sleep(p);   /* when the DLQ did not take it */
         break;
     default:
         /* A handler that saw state go back (GOV_ERR_STATE: e.g. an audit
@@ -969,7 +1003,7 @@ static void finish_pending(gov_processor_t *p) {
     gov_kafka_msg_t *km = p->pending_km;
     p->pending_km = NULL;
     p->replaying = p->pending_replay;
-    dead_letter(p, km, p->pending_reason, p->pending_detail);
+    dead_letter(p, km, p->pending_reason, p->pending_detail);   /* failed: rewound */
     gov_kafka_msg_free(km);
 }
 
@@ -984,11 +1018,14 @@ static int part_listed(const gov_kafka_msg_t *const *kms, size_t n, const gov_ka
 /* gov_processor_done for a batch, in the batch's order.  A partition's
  * offsets are stored message by message, its watermark written once, after
  * its last applied message (one SET ... GET per partition and batch, not
- * per message).  A transient failure rewinds its partition to that message
- * and the partition's later messages in the batch are left alone (the
- * rewind delivers them again; they were applied or not - a replay of an
- * applied one is a duplicate).  Cost: one Redis command per partition,
- * plus what a poison or failed message costs alone. */
+ * per message).  A transient failure - or a poison message the DLQ did
+ * not take - rewinds its partition to that message and the partition's
+ * later messages in the batch are left alone (the rewind delivers them
+ * again; they were applied or not - a replay of an applied one is a
+ * duplicate).  The back-off is not slept here: gov_processor_run_batch
+ * sleeps once per batch, after every stopped partition was rewound.
+ * Cost: one Redis command per partition, plus what a poison or failed
+ * message costs alone. */
 static void done_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
                        const gov_err_t *results, const gov_reason_t *reasons,
                        const char *detail, const gov_kafka_msg_t **last,
@@ -1012,10 +1049,20 @@ static void done_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
             finished(p, m, result);
             break;
         case RESULT_POISON:
-            /* its watermark write covers the partition's earlier messages */
-            if (li)
+            if (dead_letter_result(p, m, result, reasons[i]) == GOV_OK) {
+                /* its watermark write covers the partition's earlier messages */
+                if (li)
+                    last[li - 1] = NULL;
+                break;
+            }
+            /* The DLQ did not take it: rewound to it, so the partition
+             * stops here - storing a later message's offset would commit
+             * past a poison that never reached the DLQ (REVIEW12 M6). */
+            if (li) {
+                watermark_note(p, last[li - 1]);
                 last[li - 1] = NULL;
-            dead_letter_result(p, m, result, reasons[i]);
+            }
+            stopped[nstopped++] = km;
             break;
         default: {
             if (li) {
@@ -1028,7 +1075,7 @@ static void done_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
                 break;   /* the partition was moved back: no rewind */
             if (result == GOV_ERR_REDIS)
                 tenant_blocked(p, m, detail);
-            backoff_and_rewind(p, km, detail && detail[0] ? detail : gov_err_str(result));
+            rewind_later(p, km, detail && detail[0] ? detail : gov_err_str(result));
             break;
         }
         }
@@ -1098,6 +1145,7 @@ gov_err_t gov_processor_run_batch(gov_processor_t *p, gov_processor_batch_handle
         handler(ctx, p, msgs, n, results, reasons, eb, sizeof eb);
         done_batch(p, msgs, n, results, reasons, eb, last, stopped);
         finish_pending(p);
+        backoff_sleep(p);   /* once per batch, after every stopped partition was rewound */
     }
 out:
     gov_free(msgs);
