@@ -369,6 +369,37 @@ static void test_held_poison_of_a_rewound_partition_is_not_committed(void **stat
     assert_int_equal(xlen(key), 5);
 }
 
+/* Each case undoes its fault even when it fails, so that the next one
+ * starts from a working deployment (a case failing must not fail the
+ * others). */
+static int unpause_redis(void **state) {
+    (void)state;
+    char eb[256];
+    redisReply *r = NULL;
+    if (redis_pid > 0 && gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "CLIENT UNPAUSE") == GOV_OK)
+        freeReplyObject(r);
+    return 0;
+}
+
+static char h2_bad_key[160];
+
+static int repair_decision_index(void **state) {
+    (void)state;
+    char eb[256];
+    redisReply *r = NULL;
+    if (h2_bad_key[0] &&
+        gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "DEL %s", h2_bad_key) == GOV_OK)
+        freeReplyObject(r);
+    return 0;
+}
+
+static int dlq_back(void **state) {
+    (void)state;
+    if (topic_partitions(DLQ_TOPIC) == 0)
+        restore_dlq();
+    return 0;
+}
+
 static int partition_retried(void *opaque) {
     (void)opaque;
     return retried() >= 1;
@@ -388,6 +419,7 @@ static void test_late_tenant_of_a_wide_batch_keeps_kafka_order(void **state) {
     itest_unique("h2x", x, sizeof x);
     snprintf(key, sizeof key, "audit:{%s}", x);
     snprintf(dec_ids, sizeof dec_ids, "audit:{%s}:decision_ids", x);
+    snprintf(h2_bad_key, sizeof h2_bad_key, "%s", dec_ids);
 
     /* stopped while the batch is produced: it waits in Kafka and is taken
      * whole (one fetch, linger 1 s) */
@@ -616,9 +648,11 @@ static void test_one_backoff_per_batch_with_redis_down(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_held_poison_of_a_rewound_partition_is_not_committed),
-        cmocka_unit_test(test_late_tenant_of_a_wide_batch_keeps_kafka_order),
-        cmocka_unit_test(test_poison_the_dlq_refuses_stops_its_partition),
+        cmocka_unit_test_teardown(test_held_poison_of_a_rewound_partition_is_not_committed,
+                                  unpause_redis),
+        cmocka_unit_test_teardown(test_late_tenant_of_a_wide_batch_keeps_kafka_order,
+                                  repair_decision_index),
+        cmocka_unit_test_teardown(test_poison_the_dlq_refuses_stops_its_partition, dlq_back),
         /* last: it kills the private Redis */
         cmocka_unit_test(test_one_backoff_per_batch_with_redis_down),
     };
