@@ -36,6 +36,8 @@
  *       GOV_OK, GOV_ERR_DUPLICATE -> store the offset (materialized)
  *       GOV_ERR_VERIFY, GOV_ERR_PARSE, GOV_ERR_INVALID_ARG, GOV_ERR_TOO_LARGE,
  *       GOV_ERR_UNSUPPORTED       -> poison: DLQ, then store the offset
+ *                                    (a DLQ that does not take it: as
+ *                                    transient)
  *       anything else             -> transient: rewind to the message and
  *                                    back off; it is delivered again
  *   - SIGTERM/SIGINT stop the loop; shutdown commits and closes cleanly;
@@ -184,8 +186,11 @@ typedef void (*gov_processor_batch_handler_t)(void *ctx, gov_processor_t *p,
  * lost-write check runs before the batch's first message), calls handler
  * once, then finishes the messages in order - offsets stored per message,
  * each partition's watermark written once after its last applied message,
- * a transient failure rewinding its partition there.  A poison message met
- * while collecting ends the batch and is dead-lettered after it, so no
+ * a transient failure (or a poison result the DLQ did not take) rewinding
+ * its partition there; the batch then backs off once, however many
+ * partitions it rewound.  A poison message met while collecting ends the
+ * batch and is dead-lettered after it - or dropped, when its partition was
+ * rewound in the batch (the rewind delivers it again in order) - so no
  * offset is ever stored above a message not yet applied.  Returns GOV_OK
  * when gov_processor_running(p) is 0, GOV_ERR_NOMEM at once when the
  * batch's arrays cannot be allocated. */
