@@ -251,8 +251,10 @@ gen_cpu() {
 # gov-audit and Redis busy after a run, and the data it adds makes Redis rewrite its
 # append-only file (a forked redis-server child, a core for tens of seconds). So that one
 # benchmark's background work does not land in the next one's window (OPA's above all),
-# wait until gov-audit, gov-rulepacks, gov-edge and every redis-server process together use
-# < 5% of a core over a second (at most BENCH_QUIET_TIMEOUT s, default 300).
+# wait until gov-audit, gov-rulepacks, gov-edge and this stack's redis-server (var/run/redis.pid)
+# with its children (the append-only-file rewrite is a forked redis-server) together use
+# < 5% of a core over a second (at most BENCH_QUIET_TIMEOUT s, default 300). Other stacks'
+# Redis on the machine are not waited for: on a shared machine they are never quiet.
 QUIET_WAIT=0
 wait_quiet() {
   local pids=() n f start=$SECONDS t0 t1 p
@@ -262,7 +264,11 @@ wait_quiet() {
       f=var/run/$n.pid
       [[ -s $f ]] && pids+=("$(cat "$f")")
     done
-    for p in $(pgrep -x redis-server || true); do pids+=("$p"); done
+    if [[ -s var/run/redis.pid ]]; then
+      p="$(cat var/run/redis.pid)"
+      pids+=("$p")
+      for p in $(pgrep -P "$p" || true); do pids+=("$p"); done
+    fi
     (( ${#pids[@]} > 0 )) || break
     t0=0; for p in "${pids[@]}"; do t0=$(( t0 + $(proc_ticks "$p") )); done
     sleep 1
