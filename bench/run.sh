@@ -13,6 +13,18 @@
 #                        each entry's "decision_log": CPU per decision of gov-audit + Redis + the
 #                        broker (/proc, until gov-audit's lag is 0 again) and that drain time
 #   opa-evaluate-rate    OPA at the same fixed rates: opa-evaluate-rate-<R>
+#                        (both BENCH_RATE_DURATION s, default 60, after the warm-up)
+#   evaluate-soak        gov-edge at BENCH_SOAK_RATE/s (5000) for BENCH_SOAK_SECONDS (600) with
+#                        gov-audit and gov-archive restarted on the hot window BENCH_SOAK_WINDOW_S
+#                        (120; deploy/stack.sh GOV_HOT_WINDOW); its entry's "soak": Redis
+#                        used_memory every 5 s (redis_used_memory_series), the window, and the
+#                        checks used_memory_flat, every_decision_chained, chain_verified
+#                        (run_soak below states each criterion)
+#   rate-sweep           gov-edge and OPA at each rate of BENCH_SWEEP_RATES ("1000 2500 5000
+#                        7500 10000 12500"), BENCH_SWEEP_DURATION s (20) each: entries
+#                        evaluate-sweep-<R>, opa-evaluate-sweep-<R>; plotted by
+#                        bench/plot_sweep.sh (gnuplot-nox) to BENCH_SWEEP_PNG
+#                        (docs/img/rate-sweep.png)
 #   sign-raw-pem         raw Ed25519 signatures/s of the PEM-file key store (bench/sign_bench file)
 #   sign-raw-pkcs11      the same through PKCS#11 on the stack's SoftHSM2 token (sign_bench pkcs11)
 #   token-issue-pem      gov-edge POST /v1/tokens/issue (client credentials, HTTP Basic, form body),
@@ -50,7 +62,8 @@
 # Settings (environment): BENCH_REQUESTS (2000), BENCH_SEED (42), BENCH_PROMPT_BYTES (1024),
 # BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_DURATION (15 s), BENCH_WARMUP (3 s),
 # BENCH_RATES ("10000 500"), BENCH_SCORER_DURATION (5 s), BENCH_OPA_VERSION (v1.22.2),
-# BENCH_OPA_PORT (8181), BENCH_SERVE_TIMEOUT (90 s), BENCH_QUIET_TIMEOUT (300 s),
+# BENCH_RATE_DURATION (60 s: the fixed-rate entries), BENCH_SOAK_FLAT_PCT (10),
+# BENCH_OPA_PORT (8181 + GOV_PORT_OFFSET), BENCH_SERVE_TIMEOUT (90 s), BENCH_QUIET_TIMEOUT (300 s),
 # BENCH_RESULTS_DIR (var/bench: where results.json and summary.json go; e.g. a rate sweep
 # BENCH_RATES="1000 2000 4000" BENCH_RESULTS_DIR=var/bench/sweep make bench BENCH=evaluate-rate
 # keeps the main run's results).
@@ -72,7 +85,7 @@ WARMUP=${BENCH_WARMUP:-3}
 RATES=${BENCH_RATES:-10000 500}
 SCORER_DURATION=${BENCH_SCORER_DURATION:-5}
 OPA_VERSION=${BENCH_OPA_VERSION:-v1.22.2}
-OPA_PORT=${BENCH_OPA_PORT:-8181}
+OPA_PORT=${BENCH_OPA_PORT:-$(( 8181 + ${GOV_PORT_OFFSET:-0} ))}
 SERVE_TIMEOUT=${BENCH_SERVE_TIMEOUT:-90}
 
 TOKEN_CONNS=${BENCH_TOKEN_CONNECTIONS:-$CONNS}
@@ -82,10 +95,18 @@ HYDRA_VERSION=${BENCH_HYDRA_VERSION:-v2.3.0}
 HYDRA_PORT=${BENCH_HYDRA_PORT:-$(( 4444 + ${GOV_PORT_OFFSET:-0} ))}
 HYDRA_ADMIN_PORT=$(( HYDRA_PORT + 1 ))
 
-ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate
+ALL=(scorer-inprocess evaluate opa-evaluate evaluate-rate opa-evaluate-rate evaluate-soak rate-sweep
      sign-raw-pem sign-raw-pkcs11 token-issue-pem token-issue-pkcs11 hydra-token-issue
      sessions-start sessions-start-gateway sessions-start-gateway-rate)
 SESSION_RATE=${BENCH_SESSION_RATE:-1000}
+RATE_DURATION=${BENCH_RATE_DURATION:-60}
+SWEEP_RATES=${BENCH_SWEEP_RATES:-1000 2500 5000 7500 10000 12500}
+SWEEP_DURATION=${BENCH_SWEEP_DURATION:-20}
+SWEEP_PNG=${BENCH_SWEEP_PNG:-docs/img/rate-sweep.png}
+SOAK_SECONDS=${BENCH_SOAK_SECONDS:-600}
+SOAK_RATE=${BENCH_SOAK_RATE:-5000}
+SOAK_WINDOW=${BENCH_SOAK_WINDOW_S:-120}
+SOAK_FLAT_PCT=${BENCH_SOAK_FLAT_PCT:-10}
 BIN=build/release/bin
 TOOLS=build/release/bench
 OUT=var/bench
@@ -125,9 +146,9 @@ fi
 want() { [[ -n ${WANT[$1]:-} ]]; }
 NEED_EDGE=0; NEED_OPA=0
 # The token benchmarks issue for tenant bench, whose constitution publish_tenant publishes.
-{ want evaluate || want evaluate-rate || want token-issue-pem || want token-issue-pkcs11 || want sessions-start ||
+{ want evaluate || want evaluate-rate || want evaluate-soak || want rate-sweep || want token-issue-pem || want token-issue-pkcs11 || want sessions-start ||
   want sessions-start-gateway || want sessions-start-gateway-rate; } && NEED_EDGE=1
-{ want opa-evaluate || want opa-evaluate-rate; } && NEED_OPA=1
+{ want opa-evaluate || want opa-evaluate-rate || want rate-sweep; } && NEED_OPA=1
 
 mkdir -p "$PARTS" "$LOGS"
 rm -f "$PARTS"/*.json "$OUT/equivalence.json"
@@ -230,8 +251,10 @@ gen_cpu() {
 # gov-audit and Redis busy after a run, and the data it adds makes Redis rewrite its
 # append-only file (a forked redis-server child, a core for tens of seconds). So that one
 # benchmark's background work does not land in the next one's window (OPA's above all),
-# wait until gov-audit, gov-rulepacks, gov-edge and every redis-server process together use
-# < 5% of a core over a second (at most BENCH_QUIET_TIMEOUT s, default 300).
+# wait until gov-audit, gov-rulepacks, gov-edge and this stack's redis-server (var/run/redis.pid)
+# with its children (the append-only-file rewrite is a forked redis-server) together use
+# < 5% of a core over a second (at most BENCH_QUIET_TIMEOUT s, default 300). Other stacks'
+# Redis on the machine are not waited for: on a shared machine they are never quiet.
 QUIET_WAIT=0
 wait_quiet() {
   local pids=() n f start=$SECONDS t0 t1 p
@@ -241,7 +264,11 @@ wait_quiet() {
       f=var/run/$n.pid
       [[ -s $f ]] && pids+=("$(cat "$f")")
     done
-    for p in $(pgrep -x redis-server || true); do pids+=("$p"); done
+    if [[ -s var/run/redis.pid ]]; then
+      p="$(cat var/run/redis.pid)"
+      pids+=("$p")
+      for p in $(pgrep -P "$p" || true); do pids+=("$p"); done
+    fi
     (( ${#pids[@]} > 0 )) || break
     t0=0; for p in "${pids[@]}"; do t0=$(( t0 + $(proc_ticks "$p") )); done
     sleep 1
@@ -337,7 +364,12 @@ start_opa() {
 # --- Ory Hydra and the token benchmarks ---------------------------------------------------------
 stop_hydra() { stop_pid "$HYDRA_PIDFILE" "$HYDRA"; }
 stop_edge11() { stop_pid "$EDGE11_PIDFILE" "$ROOT/$BIN/gov-edge"; }
-trap 'stop_opa; stop_hydra; stop_edge11' EXIT
+# evaluate-soak, cut short (die): its memory sampler stopped, the usual windows back
+soak_restore() {
+  [[ -n ${SOAK_SAMPLER:-} ]] && { kill "$SOAK_SAMPLER" 2>/dev/null || true; }
+  if (( ${SOAK_HOT:-0} )); then hot_window_restart || true; fi
+}
+trap 'stop_opa; stop_hydra; stop_edge11; soak_restore' EXIT
 
 # Hydra's go.mod replaces github.com/ory/hydra-client-go/v2 with ./internal/httpclient, a nested
 # module that the module zip does not carry, so `go install github.com/ory/hydra/v2@VERSION`
@@ -593,11 +625,12 @@ run_wrk() { # name url plain|wrap server-pid
 }
 
 # run_loadgen NAME SERVER-PID WHAT WHY-IT-FAILS CMD...: one bench/loadgen run, measured
-# (meta_begin/meta_end around it), its stderr summary printed.
+# (meta_begin/meta_end around it), its stderr summary printed. After wait_quiet, unless
+# RL_NO_QUIET is set (the soak waited already and its memory sampler runs from the load's start).
 run_loadgen() {
   local name=$1 pid=$2 what=$3 why=$4
   shift 4
-  wait_quiet
+  [[ -n ${RL_NO_QUIET:-} ]] || wait_quiet
   say "$name: $what"
   meta_begin "$pid"
   GEN_OUT=/dev/null GEN_ERR="$LOGS/$name.loadgen.txt"
@@ -627,19 +660,25 @@ pipeline_begin() {
   P_KAFKA0=$(proc_ticks "$(cat var/run/kafka.pid 2>/dev/null || echo 0)")
   P_DEC0=$(audit_decisions)
 }
-pipeline_end() { # name: waits for the lag to reach 0 (BENCH_AUDIT_DRAIN_TIMEOUT, 120 s), writes the meta
-  local name=$1 t0 lag dec drained=true
+# audit_drain SECONDS: until gov-audit's lag on both its topics is 0; 1 when SECONDS passed first.
+# The lag gauge is refreshed once a second: a 0 is believed once the decision count is still too.
+audit_drain() {
+  local t0 lag dec
   t0=$(date +%s%N)
-  # the lag gauge is refreshed once a second: a 0 is believed once the decision count is still too
   while :; do
     lag=$(audit_lag_all); dec=$(audit_decisions)
     if [[ $lag == 0 ]]; then
       sleep 1.1
-      [[ $(audit_lag_all) == 0 && $(audit_decisions) == "$dec" ]] && break
+      [[ $(audit_lag_all) == 0 && $(audit_decisions) == "$dec" ]] && return 0
     fi
-    if (( ($(date +%s%N) - t0) / 1000000000 >= ${BENCH_AUDIT_DRAIN_TIMEOUT:-120} )); then drained=false; break; fi
+    (( ($(date +%s%N) - t0) / 1000000000 >= $1 )) && return 1
     sleep 0.2
   done
+}
+pipeline_end() { # name: waits for the lag to reach 0 (BENCH_AUDIT_DRAIN_TIMEOUT, 120 s), writes the meta
+  local name=$1 t0 drained=true
+  t0=$(date +%s%N)
+  audit_drain "${BENCH_AUDIT_DRAIN_TIMEOUT:-120}" || drained=false
   local drain_ns=$(( $(date +%s%N) - t0 ))
   local a r k n
   a=$(( $(proc_ticks "$(cat var/run/gov-audit.pid 2>/dev/null || echo 0)") - P_AUDIT0 ))
@@ -654,14 +693,14 @@ pipeline_end() { # name: waits for the lag to reach 0 (BENCH_AUDIT_DRAIN_TIMEOUT
   say "$name: decision log: $(sed 's/.*"decision_log"://; s/}}$/}/' "$PARTS/meta-$name-decision-log.json")"
 }
 
-run_rate() { # name url rate wrap? server-pid
-  local name=$1 url=$2 rate=$3 wrap=$4 pid=$5
-  local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$DURATION"
+run_rate() { # name url rate wrap? server-pid [duration]
+  local name=$1 url=$2 rate=$3 wrap=$4 pid=$5 dur=${6:-$RATE_DURATION}
+  local cmd=("$TOOLS/loadgen" --url "$url" --bodies "$REQS" --rate "$rate" --duration "$dur"
              --warmup "$WARMUP" --connections "$CONNS" --name "$name" --out "$PARTS/$name.json")
   [[ $wrap == wrap ]] && cmd+=(--wrap-input)
   # the edge's entries: the decision log's CPU per decision, measured until gov-audit caught up
   [[ $wrap == wrap ]] || { wait_quiet; pipeline_begin; }
-  run_loadgen "$name" "$pid" "${rate} requests/s for ${WARMUP}s + ${DURATION}s over $CONNS connections (bench/loadgen)" "" "${cmd[@]}"
+  run_loadgen "$name" "$pid" "${rate} requests/s for ${WARMUP}s + ${dur}s over $CONNS connections (bench/loadgen)" "" "${cmd[@]}"
   [[ $wrap == wrap ]] || pipeline_end "$name"
 }
 
@@ -683,6 +722,130 @@ for rate in $RATES; do
   want evaluate-rate && run_rate "evaluate-rate-$rate" "$EDGE_URL" "$rate" plain "$EDGE_PID"
   want opa-evaluate-rate && run_rate "opa-evaluate-rate-$rate" "$OPA_URL" "$rate" wrap "$(cat "$OPA_PIDFILE")"
 done
+# rate-sweep: the edge (decision log on) and OPA at each offered rate of SWEEP_RATES, side by side,
+# SWEEP_DURATION s each; plotted after the report (bench/plot_sweep.sh -> SWEEP_PNG)
+if want rate-sweep; then
+  for rate in $SWEEP_RATES; do
+    run_rate "evaluate-sweep-$rate" "$EDGE_URL" "$rate" plain "$EDGE_PID" "$SWEEP_DURATION"
+    run_rate "opa-evaluate-sweep-$rate" "$OPA_URL" "$rate" wrap "$(cat "$OPA_PIDFILE")" "$SWEEP_DURATION"
+  done
+fi
+
+# --- evaluate-soak: the hot window stays bounded (issue 12, point 5) ------------------------
+# The stack's gov-audit and gov-archive are restarted with GOV_HOT_WINDOW=<W>s (deploy/stack.sh:
+# decision_ttl = event_id_window = segment_age = W), then gov-edge takes SOAK_RATE evaluations/s
+# for SOAK_SECONDS (bench/loadgen, open loop, no warm-up: every request sent is counted) while
+# Redis's used_memory is sampled every 5 s. Checks, all in the entry's "soak":
+#   used_memory_flat   the window is full by the end of the run's first third (W <= S/3) and
+#                      the last third's highest sample is at most SOAK_FLAT_PCT % (10) above
+#                      the second third's highest: growth after the window filled is a leak
+#   every_decision_chained  the tenant's chain head advanced by exactly the decisions gov-edge
+#                      made for it in the run (policy_decision_total{tenant="bench"}), with no
+#                      decision-log failure (policy_decision_log_failed_total), once gov-audit's
+#                      lag is 0; tenant bench gets no other event meanwhile
+#   chain_verified     `govctl audit verify --tenant bench --archive DIR` exits 0: the chain from
+#                      genesis is whole across the archive's segments and the tail, so every seq
+#                      counted above is in one of them, linked
+# Afterwards both processes are restarted with the stack's usual windows.
+edge_metric_sum() { # FAMILY [LABEL-FILTER]: sum of gov-edge's series of FAMILY matching the filter
+  curl -s -m 2 "${GOV_EDGE_URL:-}/metrics" 2>/dev/null \
+    | awk -v fam="$1" -v filt="${2:-}" 'index($0, fam "{") == 1 || $1 == fam { if (filt == "" || index($0, filt)) s += $NF } END { printf "%d\n", s }'
+}
+chain_head_seq() { # the tenant's chain head seq (0 when there is none)
+  local s
+  s="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" HGET "audit:{$TENANT}:head" seq 2>/dev/null | tr -d '\r')"
+  printf '%s\n' "${s:-0}"
+}
+# hot_window_restart [DURATION]: gov-audit and gov-archive again, with GOV_HOT_WINDOW=DURATION
+# (or, without it, the stack's usual windows).
+hot_window_restart() {
+  local n
+  for n in gov-audit gov-archive; do stop_pid "var/run/$n.pid" "$ROOT/$BIN/$n"; done
+  if [[ -n ${1:-} ]]; then
+    GOV_HOT_WINDOW="$1" bash deploy/stack.sh start >>"$LOGS/stack.log" 2>&1
+  else
+    env -u GOV_HOT_WINDOW -u GOV_DECISION_TTL -u GOV_EVENT_ID_WINDOW -u GOV_SEGMENT_AGE \
+      bash deploy/stack.sh start >>"$LOGS/stack.log" 2>&1
+  fi || { tail -n 30 "$LOGS/stack.log" >&2; die "deploy/stack.sh start (hot window '${1:-usual}') failed (log: $LOGS/stack.log)"; }
+}
+SOAK_HOT=0
+run_soak() {
+  local name=evaluate-soak d0 d1 f0 f1 h0 h1 verify_out vrc=0
+  (( SOAK_WINDOW * 3 <= SOAK_SECONDS )) \
+    || say "$name: warning: the window (${SOAK_WINDOW}s) is not full by the end of the run's first third; used_memory_flat cannot pass"
+  wait_quiet
+  say "$name: restarting gov-audit and gov-archive with the hot window ${SOAK_WINDOW}s (GOV_HOT_WINDOW)"
+  SOAK_HOT=1
+  hot_window_restart "${SOAK_WINDOW}s"
+  wait_quiet   # after the restart: the sampler's 0 s is the load's start, nothing before it
+  # the chain head below must not still grow with an earlier benchmark's decisions
+  audit_drain 300 || die "$name: gov-audit's lag did not reach 0 within 300 s before the soak"
+  d0=$(edge_metric_sum policy_decision_total "tenant=\"$TENANT\"")
+  f0=$(edge_metric_sum policy_decision_log_failed_total)
+  h0=$(chain_head_seq)
+  local series="$OUT/soak-memory.txt"
+  : >"$series"
+  # the sampler, every 5 s on a schedule from the start: seconds, used_memory, and the entries of
+  # the tenant's chain tail (audit:{T}; what gov-archive has not yet archived and trimmed)
+  ( t0=$(date +%s%N); k=0
+    while :; do
+      printf '%d %s %s\n' $(( k * 5 )) "$(redis_used)" "$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" \
+        -p "${GOV_REDIS_PORT:-6390}" XLEN "audit:{$TENANT}" 2>/dev/null | tr -d '\r')" >>"$series"
+      k=$(( k + 1 ))
+      now=$(date +%s%N); wait_ns=$(( t0 + k * 5000000000 - now ))
+      (( wait_ns > 0 )) && sleep "$(awk -v n="$wait_ns" 'BEGIN { printf "%.3f", n / 1e9 }')"
+    done ) &
+  SOAK_SAMPLER=$!
+  pipeline_begin
+  RL_NO_QUIET=1 run_loadgen "$name" "$EDGE_PID" "$SOAK_RATE requests/s for ${SOAK_SECONDS}s over $CONNS connections, hot window ${SOAK_WINDOW}s (bench/loadgen)" "" \
+    "$TOOLS/loadgen" --url "$EDGE_URL" --bodies "$REQS" --rate "$SOAK_RATE" --duration "$SOAK_SECONDS" \
+    --warmup 0 --connections "$CONNS" --name "$name" --out "$PARTS/$name.json"
+  kill "$SOAK_SAMPLER" 2>/dev/null || true
+  wait "$SOAK_SAMPLER" 2>/dev/null || true
+  SOAK_SAMPLER=""
+  pipeline_end "$name"
+  # the chain is counted once every decision of the run is in it: at a rate gov-audit does not
+  # keep up with, its backlog takes longer than the usual drain timeout
+  audit_drain "$SOAK_SECONDS" || say "$name: warning: gov-audit's lag is not 0 ${SOAK_SECONDS}s after the drain timeout; counting anyway"
+  d1=$(edge_metric_sum policy_decision_total "tenant=\"$TENANT\"")
+  f1=$(edge_metric_sum policy_decision_log_failed_total)
+  h1=$(chain_head_seq)
+  say "$name: govctl audit verify --tenant $TENANT --archive $GOV_ARCHIVE_DIR"
+  verify_out="$("$BIN/govctl" audit verify --tenant "$TENANT" --archive "$GOV_ARCHIVE_DIR" 2>&1)" || vrc=$?
+  printf '    %s\n' "$verify_out"
+  local tail_len wm
+  tail_len="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" XLEN "audit:{$TENANT}" 2>/dev/null | tr -d '\r')"
+  wm="$(redis-cli -h "${GOV_REDIS_HOST:-127.0.0.1}" -p "${GOV_REDIS_PORT:-6390}" HGET "audit:{$TENANT}:archive" seq 2>/dev/null | tr -d '\r')"
+  awk -v name="$name" -v s="$SOAK_SECONDS" -v w="$SOAK_WINDOW" -v pct="$SOAK_FLAT_PCT" \
+      -v d="$(( d1 - d0 ))" -v f="$(( f1 - f0 ))" -v h0="$h0" -v h1="$h1" -v vrc="$vrc" \
+      -v vout="$(json_str "$verify_out")" -v tl="${tail_len:-0}" -v wm="${wm:-0}" '
+    $2 != "" { t[n] = $1; b[n] = $2; x[n] = ($3 == "" ? -1 : $3); n++ }
+    END {
+      m2 = -1; m3 = -1
+      for (i = 0; i < n; i++) {
+        if (t[i] >= s / 3 && t[i] < 2 * s / 3 && b[i] > m2) m2 = b[i]
+        if (t[i] >= 2 * s / 3 && b[i] > m3) m3 = b[i]
+      }
+      flat = (3 * w <= s && m2 > 0 && m3 > 0 && m3 <= m2 * (1 + pct / 100)) ? "true" : "false"
+      chained = (h1 - h0 == d && f == 0) ? "true" : "false"
+      printf "{\"meta_for\":[\"%s\"],\"soak\":{\"window_s\":%d,\"hot_window\":{\"decision_ttl_s\":%d,\"event_id_window_s\":%d,\"segment_age_s\":%d},", name, w, w, w, w
+      printf "\"redis_used_memory_series\":["
+      for (i = 0; i < n; i++) printf "%s[%d,%d]", (i ? "," : ""), t[i], b[i]
+      printf "],\"audit_tail_entries_series\":["
+      for (i = 0; i < n; i++) printf "%s[%d,%d]", (i ? "," : ""), t[i], x[i]
+      printf "],\"used_memory_second_third_max\":%d,\"used_memory_last_third_max\":%d,", m2, m3
+      printf "\"used_memory_growth_pct\":%.1f,", (m2 > 0 ? 100 * (m3 - m2) / m2 : -1)
+      printf "\"flat_criterion\":\"window full by s/3 (window_s*3 <= duration_s) and last third max <= second third max * (1 + %s%%)\",", pct
+      printf "\"decisions\":%d,\"decision_log_failed\":%d,\"chain_seq_before\":%d,\"chain_seq_after\":%d,", d, f, h0, h1
+      printf "\"archived_seq\":%d,\"tail_entries\":%d,\"verify_exit\":%d,\"verify_output\":\"%s\",", wm, tl, vrc, vout
+      printf "\"checks\":{\"used_memory_flat\":%s,\"every_decision_chained\":%s,\"chain_verified\":%s}}}\n", flat, chained, (vrc == 0 ? "true" : "false")
+    }' "$series" >"$PARTS/meta-$name-soak.json"
+  say "$name: checks $(sed 's/.*"checks"://; s/}}}$/}/' "$PARTS/meta-$name-soak.json"); decisions $(( d1 - d0 )), chain $h0 -> $h1, archived to $wm, tail $tail_len"
+  say "$name: restarting gov-audit and gov-archive with the stack's usual windows"
+  hot_window_restart
+  SOAK_HOT=0
+}
+want evaluate-soak && run_soak
 
 # Tokens: the raw signing rate of each key store next to the tokens/s of the edge that uses it,
 # and Hydra under the same load, all in this run.
@@ -776,3 +939,10 @@ mkdir -p "$RESULTS_DIR"
   $( [[ -s $OUT/equivalence.json ]] && printf '%s ' "--equivalence" "$OUT/equivalence.json" ) \
   "$PARTS"/*.json
 say "results: $RESULTS_DIR/results.json, summary: $RESULTS_DIR/summary.json"
+if want rate-sweep; then
+  command -v gnuplot >/dev/null || bash deploy/install-deps.sh --all >"$LOGS/install-deps.log" 2>&1 \
+    || { tail -n 20 "$LOGS/install-deps.log" >&2; die "installing gnuplot-nox failed (log: $LOGS/install-deps.log)"; }
+  bash bench/plot_sweep.sh "$RESULTS_DIR/results.json" "$SWEEP_PNG" "$RESULTS_DIR/rate-sweep.dat" \
+    "make bench BENCH=rate-sweep, ${SWEEP_DURATION} s per rate, started $BENCH_STARTED_AT, load average $BENCH_LOADAVG, $BENCH_NPROC cores"
+  say "rate sweep: $SWEEP_PNG (data: $RESULTS_DIR/rate-sweep.dat)"
+fi

@@ -27,7 +27,7 @@ BUILD_PKGS=(
 # the latter when it installs the former. That is intended.
 RUNTIME_PKGS=(
   redis-server redis-tools softhsm2 opensc nginx kcat prometheus curl
-  python3 python3-cryptography python3-venv wrk ca-certificates
+  python3 python3-cryptography python3-venv wrk ca-certificates gnuplot-nox jq
 )
 JAVA_PKG=openjdk-17-jre-headless
 MAVEN_PKG=maven

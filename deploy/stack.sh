@@ -14,7 +14,10 @@
 #
 # Overrides (environment): GOV_VAR_DIR, GOV_KAFKA_PORT (19092),
 # GOV_KAFKA_CONTROLLER_PORT (19093), GOV_REDIS_PORT (6390), GOV_GATEWAY_PORT
-# (8780), GOV_KAFKA_LIBS, GOV_BIN_DIR (build/release/bin), GOV_KAFKA_HEAP_OPTS.
+# (8780), GOV_KAFKA_LIBS, GOV_BIN_DIR (build/release/bin), GOV_KAFKA_HEAP_OPTS,
+# GOV_HOT_WINDOW (the hot window Redis keeps: decision TTL, id windows, the
+# age of the audit tail before gov-archive trims it; see write_env),
+# GOV_DECISIONS_RETENTION_MS (policy.decisions' retention.ms, 518400000 = 6 days).
 set -euo pipefail
 
 # --- services: binary name and admin HTTP port (/healthz, /readyz, /metrics) --
@@ -56,10 +59,19 @@ TOPIC_REPLICATION=1
 # must never be cleaned away, and clients are few. identity.tokens keeps 7
 # days: longer than the longest token lifetime gov-edge may issue, so a
 # rebuild of Redis restores every token and revocation still in force.
+# policy.decisions is only the input of gov-audit's relay (its progress is the
+# consumer group's offsets, never Redis; the chain is rebuilt from
+# identity.audit), so it keeps GOV_DECISIONS_RETENTION_MS (default 6 days) with
+# 1-day segments: a record lives at most retention + one segment (7 days), no
+# longer than gov-audit's event_id_window (7 days), so a relay group that lost
+# its offsets and copies the retained decisions again only replays them.
+# identity.audit keeps everything: a rebuild of Redis chains a tenant from
+# genesis at the partition's first retained event, so a trimmed identity.audit
+# could not reproduce the chain (docs/contracts.md, "Retention").
 TOPIC_CONFIGS=(
   "constitution.bundles=retention.ms=-1,retention.bytes=-1"
   "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
-  "policy.decisions=retention.ms=-1,retention.bytes=-1"
+  "policy.decisions=retention.ms=${GOV_DECISIONS_RETENTION_MS:-518400000},retention.bytes=-1,segment.ms=86400000"
   "identity.audit=retention.ms=-1,retention.bytes=-1"
   "identity.keys=cleanup.policy=compact,retention.ms=-1"
   "identity.clients=retention.ms=-1,retention.bytes=-1"
@@ -78,6 +90,7 @@ KAFKA_LIBS="${GOV_KAFKA_LIBS:-${HOME:-/root}/.cache/soma-gov/kafka-$KAFKA_VERSIO
 # check in a clone, a benchmark) can run beside the first.
 PORT_OFFSET="${GOV_PORT_OFFSET:-0}"
 [[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "stack.sh: GOV_PORT_OFFSET must be a number" >&2; exit 2; }
+[[ ${GOV_DECISIONS_RETENTION_MS:-0} =~ ^(-1|[0-9]+)$ ]] || { echo "stack.sh: GOV_DECISIONS_RETENTION_MS must be a number of ms or -1" >&2; exit 2; }
 KAFKA_PORT="${GOV_KAFKA_PORT:-$((19092 + PORT_OFFSET))}"
 KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-$((19093 + PORT_OFFSET))}"
 REDIS_PORT="${GOV_REDIS_PORT:-$((6390 + PORT_OFFSET))}"
@@ -719,7 +732,15 @@ write_env() {
       echo "GOV_ARCHIVE_DIR=${GOV_ARCHIVE_DIR:-$VAR/archive}"
       # the local stack cuts segments by size only (segment_entries, 10,000): a test reading
       # its tenant's stream is not trimmed under it; production keeps the 5m default
-      echo "GOV_SEGMENT_AGE=${GOV_SEGMENT_AGE:-24h}"
+      echo "GOV_SEGMENT_AGE=${GOV_HOT_WINDOW:-${GOV_SEGMENT_AGE:-24h}}"
+      # GOV_HOT_WINDOW (a duration, e.g. 120s; bench/run.sh evaluate-soak): the hot window
+      # Redis keeps - gov-audit's decision_ttl and event_id_window, and gov-archive's
+      # segment_age (how old the chain's tail grows before it is archived and trimmed)
+      if [[ -n ${GOV_HOT_WINDOW:-} ]]; then
+        echo "GOV_HOT_WINDOW=$GOV_HOT_WINDOW"
+        echo "GOV_DECISION_TTL=$GOV_HOT_WINDOW"
+        echo "GOV_EVENT_ID_WINDOW=$GOV_HOT_WINDOW"
+      fi
       echo "SOFTHSM2_CONF=$HSM_CONF"
       echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
       echo "GOV_PKCS11_TOKEN_LABEL=$TOKEN_LABEL"
