@@ -292,6 +292,7 @@ gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, cons
     if (pos + waste + size - s->ack_lsn > s->cap) {
         s->refused++;
         pthread_mutex_unlock(&s->mu);
+        gov_metric_inc(s->m_refused, NULL, 1);   /* set before the first append */
         return GOV_ERR_UNAVAILABLE;
     }
     if (waste) {
@@ -391,9 +392,6 @@ static void update_gauges(gov_spool_t *s) {
     gov_metric_set(s->m_records, NULL, (double)records);
     gov_metric_set(s->m_oldest, NULL, oldest < 0 ? 0 : oldest);
     gov_metric_set(s->m_resent, NULL, (double)resent);
-    if (refused > s->refused_reported) {
-        gov_metric_inc(s->m_refused, NULL, refused - s->refused_reported);
-    }
     if (s->status) {
         char detail[160];
         unsigned pct = (unsigned)(bytes * 100 / s->cap);
@@ -428,8 +426,17 @@ static void *drain_main(void *arg) {
         if (moved)
             store_cursor(s);
         int64_t now = gov_mono_micros();
-        if (s->failing && s->out == 0) {
-            /* every group out has reported: send again from the cursor */
+        int reporting = 0;
+        for (unsigned i = 0; s->failing && i < s->out; i++)
+            reporting |= s->batches[(s->head + i) % INFLIGHT].state == BATCH_OUT;
+        if (s->failing && !reporting) {
+            /* every group out has reported and the first is a failure:
+             * forget them all (one acknowledged behind it is sent again,
+             * a replay) and send again from the cursor */
+            for (unsigned i = 0; i < INFLIGHT; i++)
+                s->batches[i].state = 0;
+            s->head = 0;
+            s->out = 0;
             s->resent += s->send_seq - s->ack_seq;
             s->send_lsn = s->ack_lsn;
             s->send_seq = s->ack_seq;

@@ -76,10 +76,12 @@ gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, cons
 gov_err_t gov_spool_start(gov_spool_t *s, gov_kafka_producer_t *p, gov_metrics_t *reg,
                           gov_status_t *st, char *errbuf, size_t errbuf_size);
 
-/* Stops the drain thread after waiting up to wait_ms for the records to be
- * acknowledged, then for the groups still out to report (the caller purges
- * the producer first when it cannot wait).  Returns the groups still out
- * (0: nothing of the producer refers to s any more).  NULL: 0. */
+/* Stops the drain thread (when running) after waiting up to wait_ms for
+ * the records to be acknowledged (not when Kafka is failing: they stay for
+ * the next start), then waits what is left of wait_ms for the groups still
+ * out to report, and moves the cursor past those acknowledged.  Returns the
+ * groups still out (0: nothing of the producer refers to s any more; else
+ * purge the producer and call again).  NULL: 0. */
 int gov_spool_stop(gov_spool_t *s, int wait_ms);
 
 /* Syncs, unmaps, unlocks and frees.  Only after gov_spool_stop returned 0
