@@ -411,23 +411,29 @@ static void update_gauges(gov_spool_t *s) {
     s->refused_reported = refused;
 }
 
+/* Moves the cursor past the leading acknowledged groups, in order, and
+ * stores it when it moved.  Under s->mu. */
+static void retire_acked(gov_spool_t *s) {
+    int moved = 0;
+    while (s->out > 0 && s->batches[s->head].state == BATCH_ACKED) {
+        spool_batch_t *b = &s->batches[s->head];
+        s->ack_lsn = b->end_lsn;
+        s->ack_seq = b->end_seq;
+        b->state = 0;
+        s->head = (s->head + 1) % INFLIGHT;
+        s->out--;
+        moved = 1;
+    }
+    if (moved)
+        store_cursor(s);
+}
+
 static void *drain_main(void *arg) {
     gov_spool_t *s = arg;
     int64_t next_tick = 0, next_sync = 0, retry_at = 0;
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
-        int moved = 0;
-        while (s->out > 0 && s->batches[s->head].state == BATCH_ACKED) {
-            spool_batch_t *b = &s->batches[s->head];
-            s->ack_lsn = b->end_lsn;
-            s->ack_seq = b->end_seq;
-            b->state = 0;
-            s->head = (s->head + 1) % INFLIGHT;
-            s->out--;
-            moved = 1;
-        }
-        if (moved)
-            store_cursor(s);
+        retire_acked(s);
         int64_t now = gov_mono_micros();
         int reporting = 0;
         for (unsigned i = 0; s->failing && i < s->out; i++)
@@ -569,18 +575,7 @@ int gov_spool_stop(gov_spool_t *s, int wait_ms) {
         gov_sleep_ms_interruptible(20, NULL);
         pthread_mutex_lock(&s->mu);
     }
-    /* groups acknowledged meanwhile still move the cursor */
-    int moved = 0;
-    while (s->out > 0 && s->batches[s->head].state == BATCH_ACKED) {
-        s->ack_lsn = s->batches[s->head].end_lsn;
-        s->ack_seq = s->batches[s->head].end_seq;
-        s->batches[s->head].state = 0;
-        s->head = (s->head + 1) % INFLIGHT;
-        s->out--;
-        moved = 1;
-    }
-    if (moved)
-        store_cursor(s);
+    retire_acked(s);   /* groups acknowledged meanwhile still move the cursor */
     int left = 0;
     for (unsigned i = 0; i < s->out; i++)
         if (s->batches[(s->head + i) % INFLIGHT].state == BATCH_OUT)
