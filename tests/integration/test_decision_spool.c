@@ -144,8 +144,15 @@ static void *load_main(void *arg) {
     return NULL;
 }
 
+/* The one load of the running case: static, so a failed assertion (a
+ * longjmp out of the case) leaves nothing of it on a dead stack; the
+ * teardown stops its thread. */
+static load_t the_load;
+static int load_running;
+
 static void load_start(load_t *l, int port, int rate) {
     memset(l, 0, sizeof *l);
+    load_running = 1;
     l->port = port;
     l->rate = rate;
     l->ids = calloc(MAX_IDS, sizeof *l->ids);
@@ -155,13 +162,18 @@ static void load_start(load_t *l, int port, int rate) {
 }
 
 static void load_stop(load_t *l) {
+    if (!load_running)
+        return;
     atomic_store(&l->stop, 1);
     pthread_join(l->thread, NULL);
+    load_running = 0;
 }
 
 static void load_free(load_t *l) {
+    load_stop(l);
     pthread_mutex_destroy(&l->mu);
     free(l->ids);
+    l->ids = NULL;
 }
 
 typedef struct until_full {
@@ -366,9 +378,9 @@ static void test_outage_loses_nothing(void **state) {
     itest_proc_t edge;
     start_edge(&edge, prefix, dir, "67108864", itest_env("GOV_KAFKA_BROKERS", NULL),
                "decision-spool-a.log");
-    load_t l;
-    load_start(&l, edge.port, LOAD_RATE);
-    until_full_t some = {&l, LOAD_RATE * 2};
+    load_t *lp = &the_load;
+    load_start(lp, edge.port, LOAD_RATE);
+    until_full_t some = {lp, LOAD_RATE * 2};
     assert_true(itest_wait_for(load_has_ok, &some, 20000, 50) >= 0);
     kafka_pause();
     int64_t t0 = gov_mono_micros();
@@ -383,14 +395,14 @@ static void test_outage_loses_nothing(void **state) {
     assert_true(held >= LOAD_RATE * (OUTAGE_S - 15));
     assert_true(oldest >= OUTAGE_S - 15);
     itest_sleep_ms(3000);   /* load on while it drains */
-    load_stop(&l);
-    printf("    load: %zu answered 200, %zu 503 decision_log_full, %zu other (%s)\n", l.n_ok,
-           l.n_full, l.n_other, l.other_example);
-    assert_int_equal(l.n_full, 0);
-    assert_int_equal(l.n_other, 0);
-    expect_chain_exactly(prefix, l.ids, l.n_ok);
+    load_stop(lp);
+    printf("    load: %zu answered 200, %zu 503 decision_log_full, %zu other (%s)\n", lp->n_ok,
+           lp->n_full, lp->n_other, lp->other_example);
+    assert_int_equal(lp->n_full, 0);
+    assert_int_equal(lp->n_other, 0);
+    expect_chain_exactly(prefix, lp->ids, lp->n_ok);
     assert_int_equal(itest_proc_stop(&edge), 0);
-    load_free(&l);
+    load_free(lp);
     itest_workdir_remove(dir);
 }
 
@@ -404,17 +416,17 @@ static void test_full_spool_fails_closed_and_survives_kill(void **state) {
     snprintf(nobody, sizeof nobody, "127.0.0.1:%d", itest_free_port());
     itest_proc_t edge;
     start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-b1.log");
-    load_t l;
-    load_start(&l, edge.port, LOAD_RATE);
-    until_full_t full = {&l, 20};
+    load_t *lp = &the_load;
+    load_start(lp, edge.port, LOAD_RATE);
+    until_full_t full = {lp, 20};
     if (itest_wait_for(load_has_full, &full, 30000, 50) < 0)
         fail_msg("no 503 decision_log_full after 30 s of load on a 256 KiB spool (%zu answered "
-                 "200)", l.n_ok);
-    load_stop(&l);
-    printf("    load: %zu answered 200, %zu 503 decision_log_full, %zu other (%s)\n", l.n_ok,
-           l.n_full, l.n_other, l.other_example);
-    assert_int_equal(l.n_other, 0);
-    assert_true(l.n_ok > 100);
+                 "200)", lp->n_ok);
+    load_stop(lp);
+    printf("    load: %zu answered 200, %zu 503 decision_log_full, %zu other (%s)\n", lp->n_ok,
+           lp->n_full, lp->n_other, lp->other_example);
+    assert_int_equal(lp->n_other, 0);
+    assert_true(lp->n_ok > 100);
     /* readiness says why: the spool component refuses */
     char *ready = NULL;
     itest_proc_get(&edge, "/readyz", &ready);
@@ -429,10 +441,10 @@ static void test_full_spool_fails_closed_and_survives_kill(void **state) {
                "decision-spool-b2.log");
     double replayed = itest_proc_metric(&again, "decision_spool_replayed_total", NULL);
     printf("    restart: %.0f records replayed from the spool\n", replayed);
-    assert_true(replayed >= (double)l.n_ok);
-    expect_chain_exactly(prefix, l.ids, l.n_ok);
+    assert_true(replayed >= (double)lp->n_ok);
+    expect_chain_exactly(prefix, lp->ids, lp->n_ok);
     assert_int_equal(itest_proc_stop(&again), 0);
-    load_free(&l);
+    load_free(lp);
     itest_workdir_remove(dir);
 }
 
@@ -446,12 +458,12 @@ static void test_torn_tail_is_cut(void **state) {
     snprintf(nobody, sizeof nobody, "127.0.0.1:%d", itest_free_port());
     itest_proc_t edge;
     start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-c1.log");
-    load_t l;
-    load_start(&l, edge.port, 50);
-    until_full_t some = {&l, 20};
+    load_t *lp = &the_load;
+    load_start(lp, edge.port, 50);
+    until_full_t some = {lp, 20};
     assert_true(itest_wait_for(load_has_ok, &some, 20000, 20) >= 0);
-    load_stop(&l);
-    assert_int_equal(l.n_other + l.n_full, 0);
+    load_stop(lp);
+    assert_int_equal(lp->n_other + lp->n_full, 0);
     kill9(&edge);
     /* find the last record (the codec walks the ring from its start: no
      * record was acknowledged) and cut the file in its middle */
@@ -469,7 +481,7 @@ static void test_torn_tail_is_cut(void **state) {
         pos += f.size;
         n++;
     }
-    assert_int_equal(n, l.n_ok);
+    assert_int_equal(n, lp->n_ok);
     free(file);
     assert_int_equal(truncate(path, (off_t)(4096 + last + last_size / 2)), 0);
     itest_proc_t again;
@@ -482,12 +494,12 @@ static void test_torn_tail_is_cut(void **state) {
     free(log);
     /* the answers in order are the records in order: the last one is cut */
     char cut_id[40];
-    snprintf(cut_id, sizeof cut_id, "%s", l.ids[l.n_ok - 1]);
-    expect_chain_exactly(prefix, l.ids, l.n_ok - 1);
+    snprintf(cut_id, sizeof cut_id, "%s", lp->ids[lp->n_ok - 1]);
+    expect_chain_exactly(prefix, lp->ids, lp->n_ok - 1);
     printf("    the cut record (%s) is not in the chain; %zu before it are\n", cut_id,
-           l.n_ok - 1);
+           lp->n_ok - 1);
     assert_int_equal(itest_proc_stop(&again), 0);
-    load_free(&l);
+    load_free(lp);
     itest_workdir_remove(dir);
 }
 
@@ -496,11 +508,25 @@ static void test_torn_tail_is_cut(void **state) {
 static int resume_kafka(void **state) {
     (void)state;
     kafka_resume();
+    if (the_load.ids)
+        load_free(&the_load);
     return 0;
+}
+
+/* A crash of this test must not leave the stack's broker paused. */
+static void on_fatal(int sig) {
+    if (kafka_stopped && kafka_pid > 0)
+        kill(kafka_pid, SIGCONT);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 int main(void) {
     atexit(kafka_resume);
+    signal(SIGSEGV, on_fatal);
+    signal(SIGABRT, on_fatal);
+    signal(SIGTERM, on_fatal);
+    signal(SIGINT, on_fatal);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
