@@ -392,8 +392,6 @@ static void test_outage_loses_nothing(void **state) {
     kafka_resume();
     printf("    after %d s of outage: %.0f records spooled, oldest %.1f s\n", OUTAGE_S, held,
            oldest);
-    assert_true(held >= LOAD_RATE * (OUTAGE_S - 15));
-    assert_true(oldest >= OUTAGE_S - 15);
     itest_sleep_ms(3000);   /* load on while it drains */
     load_stop(lp);
     printf("    load: %zu answered 200, %zu 503 decision_log_full, %zu other (%s)\n", lp->n_ok,
@@ -401,6 +399,9 @@ static void test_outage_loses_nothing(void **state) {
     assert_int_equal(lp->n_full, 0);
     assert_int_equal(lp->n_other, 0);
     expect_chain_exactly(prefix, lp->ids, lp->n_ok);
+    /* after the chain: the edge as it was fails on what it lost, not here */
+    assert_true(held >= LOAD_RATE * (OUTAGE_S - 15));
+    assert_true(oldest >= OUTAGE_S - 15);
     assert_int_equal(itest_proc_stop(&edge), 0);
     load_free(lp);
     itest_workdir_remove(dir);
