@@ -176,23 +176,18 @@ static void load_free(load_t *l) {
     l->ids = NULL;
 }
 
+/* Until the load counted want answers of a kind (full: 503
+ * decision_log_full; else 200). */
 typedef struct until_full {
     load_t *l;
     size_t want;
+    int full;
 } until_full_t;
 
-static int load_has_full(void *opaque) {
+static int load_has(void *opaque) {
     until_full_t *u = opaque;
     pthread_mutex_lock(&u->l->mu);
-    int r = u->l->n_full >= u->want;
-    pthread_mutex_unlock(&u->l->mu);
-    return r;
-}
-
-static int load_has_ok(void *opaque) {
-    until_full_t *u = opaque;
-    pthread_mutex_lock(&u->l->mu);
-    int r = u->l->n_ok >= u->want;
+    int r = (u->full ? u->l->n_full : u->l->n_ok) >= u->want;
     pthread_mutex_unlock(&u->l->mu);
     return r;
 }
@@ -380,8 +375,8 @@ static void test_outage_loses_nothing(void **state) {
                "decision-spool-a.log");
     load_t *lp = &the_load;
     load_start(lp, edge.port, LOAD_RATE);
-    until_full_t some = {lp, LOAD_RATE * 2};
-    assert_true(itest_wait_for(load_has_ok, &some, 20000, 50) >= 0);
+    until_full_t some = {lp, LOAD_RATE * 2, 0};
+    assert_true(itest_wait_for(load_has, &some, 20000, 50) >= 0);
     kafka_pause();
     int64_t t0 = gov_mono_micros();
     /* the spool fills while Kafka is away: observed on /metrics */
@@ -419,8 +414,8 @@ static void test_full_spool_fails_closed_and_survives_kill(void **state) {
     start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-b1.log");
     load_t *lp = &the_load;
     load_start(lp, edge.port, LOAD_RATE);
-    until_full_t full = {lp, 20};
-    if (itest_wait_for(load_has_full, &full, 30000, 50) < 0)
+    until_full_t full = {lp, 20, 1};
+    if (itest_wait_for(load_has, &full, 30000, 50) < 0)
         fail_msg("no 503 decision_log_full after 30 s of load on a 256 KiB spool (%zu answered "
                  "200)", lp->n_ok);
     load_stop(lp);
@@ -461,8 +456,8 @@ static void test_torn_tail_is_cut(void **state) {
     start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-c1.log");
     load_t *lp = &the_load;
     load_start(lp, edge.port, 50);
-    until_full_t some = {lp, 20};
-    assert_true(itest_wait_for(load_has_ok, &some, 20000, 20) >= 0);
+    until_full_t some = {lp, 20, 0};
+    assert_true(itest_wait_for(load_has, &some, 20000, 20) >= 0);
     load_stop(lp);
     assert_int_equal(lp->n_other + lp->n_full, 0);
     kill9(&edge);
