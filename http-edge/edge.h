@@ -31,6 +31,7 @@
 #include "gov_reason.h"
 #include "gov_redis.h"
 #include "gov_signer_rt.h"
+#include "gov_spool.h"
 #include "gov_util.h"
 #include "snapshot.h"
 
@@ -73,6 +74,13 @@ typedef struct edge_config {
     long shutdown_grace_ms;           /* a stop waits this for deferred answers, then purges */
     char *authz_gateway_credential_file; /* the secret /v1/authz requires (NULL: none) */
     char *authz_required_scope;       /* the scope a token needs at /v1/authz ("session") */
+    /* the durable decision spool (gov_spool.h); dir NULL: none (decisions
+     * go to the producer directly and a Kafka outage longer than
+     * kafka_ack_timeout loses them) */
+    char *decision_spool_dir;
+    long decision_spool_bytes;
+    long decision_spool_sync_ms;
+    long decision_spool_degraded_pct;
 } edge_config_t;
 
 typedef struct edge_identity edge_identity_t;
@@ -103,6 +111,7 @@ typedef struct edge {
     gov_metric_t *m_deferred_refused; /* edge_deferred_refused_total{reason} */
     gov_metric_t *m_conn_limited;     /* edge_connection_limit_refused_total */
     char *authz_credential;           /* from authz_gateway_credential_file; NULL: not required */
+    gov_spool_t *spool;               /* the decision spool; NULL: none configured */
 } edge_t;
 
 typedef struct edge_request {

@@ -3,10 +3,12 @@
  * Evaluate: parse and validate the request (bounded), take the snapshot,
  * evaluate against the tenant's constitution rules and rule pack with this
  * thread's matcher scratch, answer.  Nothing on this path waits on Redis or
- * Kafka: the decision log entry (PolicyDecision) is queued to the producer
- * and delivered in the background; a decision that cannot be logged is
- * counted (policy_decision_log_failed_total), never allowed to delay or
- * change the answer.  The tenant's state is missing or unusable -> 503 with a
+ * Kafka: the decision log entry (PolicyDecision) is appended to the durable
+ * decision spool (gov_spool.h) before the answer and delivered in the
+ * background; a full spool fails the answer closed (503 decision_log_full).
+ * Without a spool configured it is queued to the producer, and a decision
+ * that cannot be queued is counted (policy_decision_log_failed_total), not
+ * allowed to change the answer.  The tenant's state is missing or unusable -> 503 with a
  * stable code: the edge never guesses.  The prompt is never logged or sent
  * on: the answer and the PolicyDecision carry the excerpts gov_policy_evaluate
  * has already masked, and input_digest.
@@ -88,13 +90,20 @@ static void micros_text(int64_t micros, char *out, size_t size) {
     snprintf(out, size, "%u.%06u", (m / 1000000u) % 10u, m % 1000000u);
 }
 
-/* Queues the decision log entry; never blocks the answer.  The PolicyDecision
- * is written straight into a buffer (gov_policy_decision_avro): no JSON
- * event in between. */
-static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
-                         const gov_policy_decision_t *d, const char *decision_id, int64_t at) {
-    if (e->producer == NULL)
-        return;
+/* Records the decision log entry before the answer is sent.  The
+ * PolicyDecision is written straight into a buffer (gov_policy_decision_avro):
+ * no JSON event in between.  With a spool (decision_spool_dir) the record
+ * is appended to it - a memcpy into a mapped file, no syscall - and the
+ * spool's drain hands it to Kafka; GOV_ERR_UNAVAILABLE when the spool is
+ * full, so the caller refuses to decide (fail closed: no decision without
+ * a durable record).  Without a spool it is queued to the producer and
+ * never fails the answer (counted when it cannot be queued).  Returns
+ * GOV_OK or the error that must fail the answer. */
+static gov_err_t log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_request_t *req,
+                              const gov_policy_decision_t *d, const char *decision_id,
+                              int64_t at) {
+    if (e->producer == NULL && e->spool == NULL)
+        return GOV_OK;
     char event_id[GOV_UUID_STRLEN + 1];
     gov_buf_t b;
     gov_buf_init(&b, GOV_AVRO_HEADER_LEN + GOV_AVRO_MAX_BODY);
@@ -115,17 +124,21 @@ static void log_decision(edge_t *e, const edge_tenant_t *t, const gov_policy_req
         err = gov_policy_decision_avro(e->avro, &l, req, d, &b);
     }
     const char *why = gov_err_code(err);
-    if (err == GOV_OK) {
+    if (err == GOV_OK && e->spool != NULL) {
+        err = gov_spool_append(e->spool, t->name, strlen(t->name), b.data, b.len);
+        why = err == GOV_ERR_UNAVAILABLE ? "decision spool full" : "decision spool refused";
+    } else if (err == GOV_OK) {
         err = gov_kafka_produce(e->producer, "policy.decisions", t->name, strlen(t->name),
                                 (const unsigned char *)b.data, b.len, NULL, 0);
         why = "queue refused";
     }
     if (err != GOV_OK) {
-        gov_metric_inc(e->m_log_failed, (const char *[]){"enqueue"}, 1);
+        gov_metric_inc(e->m_log_failed, (const char *[]){e->spool ? "spool" : "enqueue"}, 1);
         gov_log(GOV_LOG_ERROR, "decision could not be logged", "tenant", t->name, "decision_id",
                 decision_id, "error", why, (const char *)NULL);
     }
     gov_buf_free(&b);
+    return e->spool != NULL ? err : GOV_OK;
 }
 
 /* --- the decision (shared by evaluate, sessions and authz) -------------------- */
@@ -194,9 +207,22 @@ int edge_decide(edge_t *e, const gov_policy_request_t *pr, edge_decision_t *out,
     out->tenant = t;
     out->evaluated_us = gov_now_micros();
     micros_text(out->d.score_micros, out->score, sizeof out->score);
+    gov_err_t logged = log_decision(e, t, pr, &out->d, out->decision_id, out->evaluated_us);
+    if (logged != GOV_OK) {
+        /* no durable record, no decision (docs/contracts.md, "Decision spool") */
+        if (logged == GOV_ERR_UNAVAILABLE)
+            edge_respond_error(resp, 503, GOV_REASON_DECISION_LOG_FULL,
+                               "the decision log is full: Kafka has not acknowledged the "
+                               "decisions this edge holds");
+        else
+            edge_respond_error(resp, 503, GOV_REASON_EVALUATION_FAILED,
+                               "the decision could not be recorded");
+        out->snapshot = NULL;
+        out->tenant = NULL;
+        goto fail;
+    }
     gov_metric_inc(e->m_decisions, (const char *[]){t->name, gov_decision_name(out->d.decision),
                                                     gov_rulepack_id(t->rulepack.pack)}, 1);
-    log_decision(e, t, pr, &out->d, out->decision_id, out->evaluated_us);
     return 0;
 fail:
     gov_policy_decision_clear(&out->d);

@@ -89,6 +89,28 @@ static int register_metrics(edge_t *e) {
            e->m_eval_duration && e->m_log_failed && e->m_reloads && e->m_rejected;
 }
 
+/* Stops the spool's drain after the server: waits shutdown_grace for Kafka
+ * to acknowledge what it holds; what is left stays in the file for the next
+ * start.  The producer outlives the spool (gov_runtime_shutdown frees it),
+ * so groups still out are purged here, while the spool they report to is
+ * alive; one that still has not reported keeps the spool from being freed
+ * (the process is exiting: a leak, never a use after free). */
+static void stop_spool(edge_t *e) {
+    if (e->spool == NULL)
+        return;
+    if (gov_spool_stop(e->spool, (int)e->cfg.shutdown_grace_ms) > 0 && e->producer) {
+        gov_kafka_producer_purge(e->producer, 2000);
+        if (gov_spool_stop(e->spool, 2000) > 0) {
+            gov_log(GOV_LOG_ERROR, "decision spool: batches still out at exit; not freed",
+                    (const char *)NULL);
+            e->spool = NULL;
+            return;
+        }
+    }
+    gov_spool_free(e->spool);
+    e->spool = NULL;
+}
+
 int main(int argc, char **argv) {
     edge_t *const ep = &the_edge;
     edge_config_t *c = &ep->cfg;
@@ -164,6 +186,10 @@ int main(int argc, char **argv) {
         GOV_CFG_STRING("identity_trust_file", NULL, "identity trust, the file gov-identity reads: every signing key and client loaded from Redis is re-verified against it (signatures over the signed payload of its KeyRotated or ClientRegistered) before it is used or served in the JWKS", &c->identity_trust_file),
         GOV_CFG_STRING("authz_gateway_credential_file", NULL, "file holding the gateway credential (one line, 32-256 bytes): when set, /v1/authz answers only a check carrying it in X-Gov-Gateway-Credential (the nginx gateway's check location sets it; deploy/nginx/render.sh) and refuses any other with 403 authz_gateway_credential_invalid; unset: /v1/authz answers any caller (an edge not reachable but through the gateway)", &c->authz_gateway_credential_file),
         GOV_CFG_STRING("authz_required_scope", "session", "the scope a bearer token must hold to pass /v1/authz (a session token from /v1/sessions/start holds \"session\"): any other token is refused 403 insufficient_scope; \"\": any verified token passes", &c->authz_required_scope),
+        GOV_CFG_STRING("decision_spool_dir", NULL, "directory of the durable decision spool (created 0700; one edge per directory, locked): every decision is written there before it is answered and sent to policy.decisions from there in order, so a Kafka outage loses none; when it is full, decisions are answered 503 decision_log_full. Unset: no spool - decisions are queued to the producer directly and an outage longer than kafka_ack_timeout loses them", &c->decision_spool_dir),
+        GOV_CFG_INT("decision_spool_bytes", "2147483648", 65536, 1099511627776, "size of the decision spool's ring file, bytes, reserved on disk at start (posix_fallocate), rounded down to a multiple of 8; at about 600 bytes a decision the default holds 10 minutes at 5,000/s with room to spare (docs/contracts.md, Decision spool); an existing spool file keeps its size until it is removed", &c->decision_spool_bytes),
+        GOV_CFG_DURATION("decision_spool_sync", "1s", 0, 3600000, "period of the decision spool's msync: a kill -9 never loses a spooled decision, a power loss loses at most this much; 0: the kernel's writeback only", &c->decision_spool_sync_ms),
+        GOV_CFG_INT("decision_spool_degraded_pct", "50", 1, 100, "fill level (percent) from which readiness shows the decision_spool component DEGRADED (ERROR while it refuses decisions)", &c->decision_spool_degraded_pct),
         GOV_CFG_STRING("rulepack_trust_file", NULL, "rule-pack trust, the file gov-rulepacks reads: every rule pack loaded from Redis is verified against it (signatures over its canonical SHA-256, tenant) before it is served", &c->rulepack_trust_file),
     };
     char eb[512] = "";
@@ -247,6 +273,24 @@ int main(int argc, char **argv) {
         gov_log(GOV_LOG_ERROR, "loader did not start", "error", eb, (const char *)NULL);
         goto out;
     }
+    /* The spool before the server: no decision is answered before it can
+     * be recorded; what a previous run left unacknowledged is sent first. */
+    if (c->decision_spool_dir != NULL) {
+        gov_spool_config_t sc = {
+            .dir = c->decision_spool_dir,
+            .capacity = (uint64_t)c->decision_spool_bytes & ~(uint64_t)7,
+            .sync_ms = c->decision_spool_sync_ms,
+            .degraded_pct = c->decision_spool_degraded_pct,
+            .topic = "policy.decisions",
+        };
+        if (gov_spool_open(&sc, &ep->spool, eb, sizeof eb) != GOV_OK ||
+            gov_spool_start(ep->spool, ep->producer, ep->metrics, ep->status, eb, sizeof eb) !=
+                GOV_OK) {
+            gov_log(GOV_LOG_ERROR, "decision spool cannot be used (decision_spool_dir)", "error",
+                    eb, (const char *)NULL);
+            goto out;
+        }
+    }
     if (edge_server_start(ep, &server, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "HTTP server did not start", "error", eb, (const char *)NULL);
         goto out;
@@ -262,6 +306,7 @@ int main(int argc, char **argv) {
     rc = 0;
 out:
     edge_server_stop(server);
+    stop_spool(ep);
     edge_loader_stop(loader);
     edge_identity_stop(ep);
     gov_keystore_free(ep->keystore);
