@@ -810,6 +810,13 @@ start_services() {
       # (GOV_SIGNER_KEY_DIR from the env file, ensure_key_store); a key signs
       # once `govctl keys rotate` published it (bootstrap_signing_key)
       [[ $name == gov-edge ]] && export GOV_AUTHZ_GATEWAY_CREDENTIAL_FILE="$GATEWAY_CREDENTIAL"
+      # gov-edge writes every decision to its durable spool before it answers,
+      # so a Kafka outage loses none (docs/contracts.md, Decision spool); the
+      # stack's spool is 256 MiB (about 400,000 decisions) unless
+      # GOV_STACK_DECISION_SPOOL_BYTES says otherwise - production sizes it for
+      # the longest outage it must ride out
+      [[ $name == gov-edge ]] && export GOV_DECISION_SPOOL_DIR="$VAR/spool" \
+        GOV_DECISION_SPOOL_BYTES="${GOV_STACK_DECISION_SPOOL_BYTES:-268435456}"
       spawn "$name" "$LOG/$name.log" "$BIN_DIR/$name" )
     STARTED_SERVICES+=("$name"); waiting+=("$line")
   done
