@@ -491,4 +491,18 @@ int itest_rig_stop(itest_rig_t *g);
 json_t *itest_rig_counts(const itest_rig_t *g);
 long itest_rig_requests(const itest_rig_t *g);
 
+/* --- floods ------------------------------------------------------------------ */
+
+/* One raw request (len bytes) on a keep-alive connection *fd to 127.0.0.1:port
+ * (opened when *fd is -1; closed and set to -1 after an error or a
+ * "Connection: close" answer): its status (0: no complete answer within
+ * 10 s), the answer in buf (headers and a Content-Length body).  For flood
+ * threads: no cmocka call, so it may run off the test's thread; keep-alive
+ * keeps a flood from spending thousands of sockets. */
+int itest_keepalive_request(int *fd, int port, const char *req, size_t len, char *buf,
+                            size_t size);
+/* Lowers the calling thread to nice 19: a flood stands for outside clients
+ * and must not starve the stack's own redis-server on a shared machine. */
+void itest_thread_nice(void);
+
 #endif /* ITEST_UTIL_H */

@@ -36,21 +36,13 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "gov_alloc.h"
 #include "gov_time.h"
@@ -228,55 +220,6 @@ static void flood_count(flood_t *f, int st, const char *buf) {
     }
 }
 
-/* The length of the complete answer at the start of buf[0..got), or 0
- * while it is not complete (headers, then Content-Length bytes). */
-static size_t answer_length(const char *buf, size_t got) {
-    const char *end = strstr(buf, "\r\n\r\n");
-    if (end == NULL)
-        return 0;
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    size_t body = cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
-    size_t total = (size_t)(end + 4 - buf) + body;
-    return got >= total ? total : 0;
-}
-
-/* One request on the thread's keep-alive connection *fd (opened when -1,
- * closed and set to -1 after an error or a "Connection: close" answer):
- * its status (0: none within 10 s), the answer in buf.  Keep-alive keeps
- * the flood from spending thousands of sockets.  No cmocka call (it runs
- * off the test's thread). */
-static int flood_one(int *fd, int port, const char *req, size_t len, char *buf, size_t size) {
-    int status = 0;
-    size_t got = 0;
-    buf[0] = '\0';
-    if (*fd < 0) {
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (*fd >= 0 && connect(*fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-            goto closed;
-    }
-    if (*fd < 0 || send(*fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
-        goto closed;
-    struct pollfd p = {*fd, POLLIN, 0};
-    while (got < size - 1 && answer_length(buf, got) == 0 && poll(&p, 1, 10000) > 0) {
-        ssize_t n = recv(*fd, buf + got, size - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        buf[got] = '\0';
-    }
-    if (answer_length(buf, got) == 0 || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        status = 0;
-    if (status != 0 && strcasestr(buf, "\r\nConnection: close") == NULL)
-        return status;
-closed:
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-    return status;
-}
-
 static void *flood_main(void *arg) {
     flood_t *f = arg;
     char buf[4096], req[1024], pair[128], basic[256];
@@ -288,9 +231,9 @@ static void *flood_main(void *arg) {
      * timeout, "AOF fsync is taking too long" in its log) - the machine,
      * not the lanes under test.  At nice 19 they still keep the edge's
      * HTTP threads and the general lane saturated. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    itest_thread_nice();
     while (gov_mono_micros() < f->until_us && f->req) {
-        int st = flood_one(&fd, edge.port, f->req, strlen(f->req), buf, sizeof buf);
+        int st = itest_keepalive_request(&fd, edge.port, f->req, strlen(f->req), buf, sizeof buf);
         flood_count(f, st, buf);
     }
     while (gov_mono_micros() < f->until_us) {
@@ -305,7 +248,7 @@ static void *flood_main(void *arg) {
                          "Authorization: Basic %s\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
-        int st = flood_one(&fd, edge.port, req, (size_t)n, buf, sizeof buf);
+        int st = itest_keepalive_request(&fd, edge.port, req, (size_t)n, buf, sizeof buf);
         flood_count(f, st, buf);
     }
     if (fd >= 0)
