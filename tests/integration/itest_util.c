@@ -1737,6 +1737,12 @@ static int client_known(void *opaque) {
 
 void itest_client_add(const char *tenant, const char *scopes, char *id, size_t id_size,
                       char *secret, size_t secret_size) {
+    itest_client_add_unmaterialized(tenant, scopes, id, id_size, secret, secret_size);
+    itest_client_wait_known(id);
+}
+
+void itest_client_add_unmaterialized(const char *tenant, const char *scopes, char *id,
+                                     size_t id_size, char *secret, size_t secret_size) {
     char out[1024], err[4096], brokers[256];
     snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
@@ -1753,8 +1759,11 @@ void itest_client_add(const char *tenant, const char *scopes, char *id, size_t i
     snprintf(id, id_size, "%s", cid);
     snprintf(secret, secret_size, "%s", csecret);
     json_decref(o);
+}
+
+void itest_client_wait_known(const char *id) {
     client_probe = id;
-    if (itest_wait_for(client_known, NULL, 20000, 50) < 0)
+    if (itest_wait_for(client_known, NULL, 20000, 5) < 0)
         fail_msg("client %s was not materialized by the stack's gov-identity", id);
 }
 

@@ -505,4 +505,12 @@ int itest_keepalive_request(int *fd, int port, const char *req, size_t len, char
  * and must not starve the stack's own redis-server on a shared machine. */
 void itest_thread_nice(void);
 
+/* itest_client_add in two halves: `govctl clients add` only (acknowledged
+ * by Kafka, not yet materialized), and the wait until the stack's Redis
+ * holds the client (polled every 5 ms, up to 20 s); each fails the test on
+ * error. */
+void itest_client_add_unmaterialized(const char *tenant, const char *scopes, char *id,
+                                     size_t id_size, char *secret, size_t secret_size);
+void itest_client_wait_known(const char *id);
+
 #endif /* ITEST_UTIL_H */

@@ -38,6 +38,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ static char env_brokers[256];
 static char client_id[128], client_secret[128];
 static char bearer_auth[4200];   /* "Authorization: Bearer <bearer>\r\n" */
 static char session_auth[4200];  /* "Authorization: Bearer <session token>\r\n" */
+static void identity_resume(void);
 
 /* --- helpers -------------------------------------------------------------------------- */
 
@@ -196,6 +198,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    identity_resume();   /* never left paused by a failed case */
     return itest_proc_stop(&edge);
 }
 
@@ -393,6 +396,161 @@ static void test_unknown_client_takes_one_lookup(void **state) {
     assert_true(metric("edge_lookups_total", "token_issue") - before <= 1);
 }
 
+/* --- REVIEW12 L2: a client registered while its id is asked about --------------------------- */
+
+#define REG_THREADS 2
+#define REG_SAMPLES 100000
+/* tokens_api.c CLIENT_ABSENT_TTL_MAX_MS, and the slack of a shared machine */
+#define ABSENT_MAX_MS 1000
+#define ABSENT_SLACK_MS 500
+
+typedef struct reg_sample {
+    int64_t start_us, end_us;
+    int status;
+} reg_sample_t;
+
+typedef struct reg_hammer {
+    pthread_t thread;
+    const char *req;
+    size_t n;
+    reg_sample_t s[REG_SAMPLES];
+} reg_hammer_t;
+
+static reg_hammer_t hammers[REG_THREADS];
+static atomic_int reg_stop;
+static atomic_long reg_401, reg_200;
+static pid_t identity_stopped = -1;   /* the stack's gov-identity while paused */
+
+static void *reg_hammer_main(void *arg) {
+    reg_hammer_t *h = arg;
+    char buf[16384];
+    int fd = -1;
+    itest_thread_nice();
+    while (!atomic_load(&reg_stop) && h->n < REG_SAMPLES) {
+        reg_sample_t *x = &h->s[h->n++];
+        x->start_us = gov_mono_micros();
+        x->status = itest_keepalive_request(&fd, edge.port, h->req, strlen(h->req), buf,
+                                            sizeof buf);
+        x->end_us = gov_mono_micros();
+        if (x->status == 401)
+            atomic_fetch_add(&reg_401, 1);
+        else if (x->status == 200)
+            atomic_fetch_add(&reg_200, 1);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static int hammer_saw_401(void *opaque) {
+    (void)opaque;
+    return atomic_load(&reg_401) >= 1;
+}
+
+static int hammer_saw_200s(void *opaque) {
+    (void)opaque;
+    return atomic_load(&reg_200) >= 20;
+}
+
+/* The pid of the stack's gov-identity (var/run/gov-identity.pid, checked
+ * against /proc/<pid>/cmdline). */
+static pid_t stack_identity_pid(void) {
+    size_t len = 0;
+    char *text = itest_read_file(itest_path("var/run/gov-identity.pid"), &len);
+    pid_t pid = (pid_t)atol(text);
+    free(text);
+    char path[64], cmd[512] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f)
+        fclose(f);
+    cmd[n] = '\0';
+    if (pid <= 0 || strstr(cmd, "gov-identity") == NULL)
+        fail_msg("var/run/gov-identity.pid names no running gov-identity");
+    return pid;
+}
+
+static void identity_resume(void) {
+    if (identity_stopped > 0)
+        kill(identity_stopped, SIGCONT);
+    identity_stopped = -1;
+}
+
+/* Two threads issue tokens for a client id from before the stack's
+ * gov-identity materialized it (paused meanwhile, so the edge sees the id
+ * unknown first and caches that) until well after.  With client_cache_ttl
+ * 10 s, no 401 may be answered to a request that started more than the
+ * absence bound after the client is in Redis, nor to one that started
+ * after a 200 was answered (an absence never overrides a presence). */
+static void test_client_registered_during_issue(void **state) {
+    (void)state;
+    static char id[128], secret[128], req[1024];
+    char basic[512];
+    const char *body = "grant_type=client_credentials&scope=sessions:start";
+    identity_stopped = stack_identity_pid();
+    assert_int_equal(kill(identity_stopped, SIGSTOP), 0);
+    itest_client_add_unmaterialized(TENANT, "sessions:start", id, sizeof id, secret,
+                                    sizeof secret);
+    itest_basic_auth(id, secret, basic);
+    snprintf(req, sizeof req, "POST /v1/tokens/issue HTTP/1.1\r\nHost: edge\r\n"
+             "Authorization: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+             "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
+    atomic_store(&reg_stop, 0);
+    atomic_store(&reg_401, 0);
+    atomic_store(&reg_200, 0);
+    for (int i = 0; i < REG_THREADS; i++) {
+        hammers[i].req = req;
+        hammers[i].n = 0;
+        assert_int_equal(pthread_create(&hammers[i].thread, NULL, reg_hammer_main, &hammers[i]),
+                         0);
+    }
+    /* the edge answered the id unknown (and cached that), then it registers */
+    long waited = itest_wait_for(hammer_saw_401, NULL, 10000, 5);
+    identity_resume();
+    int64_t registered_us = 0;
+    if (waited >= 0) {
+        itest_client_wait_known(id);
+        registered_us = gov_mono_micros();
+        waited = itest_wait_for(hammer_saw_200s, NULL, 30000, 5);
+    }
+    atomic_store(&reg_stop, 1);
+    for (int i = 0; i < REG_THREADS; i++)
+        pthread_join(hammers[i].thread, NULL);
+    if (registered_us == 0)
+        fail_msg("the edge never answered the unregistered id 401");
+    int64_t first_200_end = INT64_MAX, last_401_start = 0;
+    long n = 0, late = 0, after_200 = 0;
+    for (int i = 0; i < REG_THREADS; i++)
+        for (size_t k = 0; k < hammers[i].n; k++) {
+            const reg_sample_t *x = &hammers[i].s[k];
+            n++;
+            if (x->status == 200 && x->end_us < first_200_end)
+                first_200_end = x->end_us;
+            if (x->status == 401 && x->start_us > last_401_start)
+                last_401_start = x->start_us;
+        }
+    for (int i = 0; i < REG_THREADS; i++)
+        for (size_t k = 0; k < hammers[i].n; k++) {
+            const reg_sample_t *x = &hammers[i].s[k];
+            late += x->status == 401 &&
+                    x->start_us > registered_us + (ABSENT_MAX_MS + ABSENT_SLACK_MS) * 1000;
+            after_200 += x->status == 401 && x->start_us > first_200_end;
+        }
+    fprintf(stderr, "registration: %ld issuances, %ld 401, %ld 200; the last 401 started "
+            "%+.0f ms from the registration in Redis, the first 200 ended %+.0f ms\n", n,
+            atomic_load(&reg_401), atomic_load(&reg_200),
+            (double)(last_401_start - registered_us) / 1000,
+            first_200_end == INT64_MAX ? 0.0 : (double)(first_200_end - registered_us) / 1000);
+    if (waited < 0)
+        fail_msg("the registered client was never issued 20 tokens");
+    if (late > 0)
+        fail_msg("%ld issuances refused 401 more than %d ms after the client was in Redis",
+                 late, ABSENT_MAX_MS + ABSENT_SLACK_MS);
+    if (after_200 > 0)
+        fail_msg("%ld issuances refused 401 after one was answered 200", after_200);
+}
+
 /* --- L1: duplicate headers on policy routes ---------------------------------------------- */
 
 static void test_duplicate_headers_refused(void **state) {
@@ -508,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_authz_survives_token_flood),
         cmocka_unit_test(test_authz_survives_session_flood),
         cmocka_unit_test(test_unknown_client_takes_one_lookup),
+        cmocka_unit_test(test_client_registered_during_issue),
         cmocka_unit_test(test_duplicate_headers_refused),
         cmocka_unit_test(test_policy_refusals_say_deny),
     };
