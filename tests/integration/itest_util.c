@@ -1891,3 +1891,28 @@ closed:
 void itest_thread_nice(void) {
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
 }
+
+/* --- JSON answers ------------------------------------------------------------ */
+
+/* The JSON body of a raw HTTP answer (a new reference), or NULL. */
+static json_t *answer_body(const char *raw) {
+    const char *b = raw ? strstr(raw, "\r\n\r\n") : NULL;
+    return b ? json_loads(b + 4, 0, NULL) : NULL;
+}
+
+void itest_error_code(const char *raw, char *out, size_t size) {
+    json_t *j = answer_body(raw);
+    json_t *e = json_object_get(j, "error");
+    const char *c = json_is_string(e) ? json_string_value(e)
+                                      : json_string_value(json_object_get(e, "code"));
+    snprintf(out, size, "%s", c ? c : "");
+    json_decref(j);
+}
+
+int itest_answer_string(const char *raw, const char *key, char *out, size_t size) {
+    json_t *j = answer_body(raw);
+    const char *v = json_string_value(json_object_get(j, key));
+    snprintf(out, size, "%s", v ? v : "");
+    json_decref(j);
+    return v != NULL;
+}

@@ -513,4 +513,13 @@ void itest_client_add_unmaterialized(const char *tenant, const char *scopes, cha
                                      size_t id_size, char *secret, size_t secret_size);
 void itest_client_wait_known(const char *id);
 
+/* --- JSON answers ------------------------------------------------------------ */
+
+/* The error code of a raw HTTP answer's JSON body into out ("" when none):
+ * {"error":{"code":...}} or the OAuth {"error":"..."}. */
+void itest_error_code(const char *raw, char *out, size_t size);
+/* The string member `key` of a raw HTTP answer's JSON body into out; 1 when
+ * there is one (out "" otherwise). */
+int itest_answer_string(const char *raw, const char *key, char *out, size_t size);
+
 #endif /* ITEST_UTIL_H */

@@ -79,22 +79,11 @@ static double decisions_total(void) {
     return v < 0 ? 0 : v;
 }
 
-/* The error code of a raw JSON answer into out ("" when none); OAuth shape too. */
-static void error_code_of(const char *raw, char *out, size_t size) {
-    const char *b = strstr(raw, "\r\n\r\n");
-    json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
-    json_t *e = json_object_get(j, "error");
-    const char *c = json_is_string(e) ? json_string_value(e)
-                                      : json_string_value(json_object_get(e, "code"));
-    snprintf(out, size, "%s", c ? c : "");
-    json_decref(j);
-}
-
 /* Fails unless raw is status `status`, error `code` (NULL: any), deny. */
 static void expect_deny(const char *raw, int got, int status, const char *code, int line) {
     char v[64], c[64];
     itest_header_of(raw, "X-Policy-Decision", v, sizeof v);
-    error_code_of(raw, c, sizeof c);
+    itest_error_code(raw, c, sizeof c);
     if (got != status || (code && strcmp(c, code) != 0) || strcmp(v, "deny") != 0)
         fail_msg("line %d: want %d %s with X-Policy-Decision: deny, got %d %s '%s': %.600s",
                  line, status, code ? code : "", got, c, v, raw);
@@ -383,7 +372,7 @@ static void test_unknown_client_takes_one_lookup(void **state) {
     double before = metric("edge_lookups_total", "token_issue");
     for (int i = 0; i < 2; i++) {
         assert_int_equal(issue(id, "not-the-secret", raw, sizeof raw), 401);
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         assert_string_equal(code, "invalid_client");
     }
     double after = metric("edge_lookups_total", "token_issue");

@@ -64,15 +64,6 @@ static double edge_metric(const char *name, const char *filter) {
     return v < 0 ? 0 : v;
 }
 
-/* The error code of a raw JSON error answer into out ("" when none). */
-static void error_code_of(const char *raw, char *out, size_t size) {
-    const char *b = strstr(raw, "\r\n\r\n");
-    json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(out, size, "%s", c ? c : "");
-    json_decref(j);
-}
-
 /* A client token of scope "read" from the private edge into auth. */
 static int got_token(void *opaque) {
     (void)opaque;
@@ -84,12 +75,11 @@ static int got_token(void *opaque) {
     if (itest_http_request(rig.edge.port, "POST", "/v1/tokens/issue", hdrs,
                            "grant_type=client_credentials&tenant=" TENANT, raw, sizeof raw) != 200)
         return 0;
-    json_t *j = json_loads(strstr(raw, "\r\n\r\n") + 4, 0, NULL);
-    const char *t = json_string_value(json_object_get(j, "access_token"));
-    if (t)
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t);
-    json_decref(j);
-    return t != NULL;
+    static char t[4096];
+    if (!itest_answer_string(raw, "access_token", t, sizeof t))
+        return 0;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t);
+    return 1;
 }
 
 /* --- set-up ----------------------------------------------------------------------------- */
@@ -247,7 +237,7 @@ static void test_anonymous_flood_through_nginx(void **state) {
     /* nginx's per-address limit was met, and says so as a deny */
     if (r.limited < 1)
         fail_msg("%ld anonymous requests never met the gateway's limit", r.sent);
-    error_code_of(strstr(r.sample, "HTTP/1.1") ? r.sample : "", code, sizeof code);
+    itest_error_code(strstr(r.sample, "HTTP/1.1") ? r.sample : "", code, sizeof code);
     assert_string_equal(code, "gateway_rate_limited");
     itest_header_of(r.sample, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");

@@ -76,14 +76,6 @@ static json_t *body_of(const char *raw) {
     return b ? json_loads(b + 4, 0, NULL) : NULL;
 }
 
-/* The error code of a JSON error answer into out ("" when none). */
-static void error_code_of(const char *raw, char *out, size_t size) {
-    json_t *j = body_of(raw);
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(out, size, "%s", c ? c : "");
-    json_decref(j);
-}
-
 /* Keeps the answer's X-Policy-Decision-Id, if it has one, for the chain check. */
 static void keep_decision_id(const char *raw) {
     char id[64];
@@ -212,7 +204,7 @@ static void test_dot_segments_refused(void **state) {
         itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
         if (id[0] != '\0')
             fail_msg("%s: a decision was made (%s)", targets[i], id);
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         if (st == 400 && strcmp(code, "invalid_path") != 0)
             fail_msg("%s: want invalid_path, got '%s': %s", targets[i], code, raw);
     }
@@ -228,7 +220,7 @@ static void test_credential_required(void **state) {
     int st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     if (st != 403)
         fail_msg("/v1/authz without the credential: want 403, got %d: %s", st, raw);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_gateway_credential_invalid");
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
@@ -242,7 +234,7 @@ static void test_credential_required(void **state) {
              "X-Gov-Gateway-Credential: %s\r\n", auth, wrong);
     st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_gateway_credential_invalid");
     /* the gateway's credential: decided (allow) */
     snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: /api/items\r\n"
@@ -302,7 +294,7 @@ static void test_non_canonical_targets_denied(void **state) {
         snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: %s\r\n"
                  "X-Gov-Gateway-Credential: %s\r\n", auth, cases[i].target, credential);
         st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         if (st != 403 || strcmp(code, cases[i].code) != 0)
             fail_msg("%s at the edge: want 403 %s, got %d '%s': %s", cases[i].target,
                      cases[i].code, st, code, raw);
@@ -322,7 +314,7 @@ static void test_envoy_query_evaluated(void **state) {
         fail_msg("Envoy form with a denied query: want 403, got %d: %s", st, raw);
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_denied");
     keep_decision_id(raw);
     /* the same path without the query passes: the query decided */
@@ -354,7 +346,7 @@ static void test_client_token_refused(void **state) {
     st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char code[64];
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "insufficient_scope");
     itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error=\"insufficient_scope\""));
@@ -388,7 +380,7 @@ static int session_refused(void *opaque) {
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\nX-Gov-Gateway-Credential: %s\r\n"
              "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n", w->tok, credential);
     itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
-    error_code_of(raw, w->code, sizeof w->code);
+    itest_error_code(raw, w->code, sizeof w->code);
     return 1;
 }
 
@@ -468,7 +460,7 @@ static void test_issuance_rate_limited(void **state) {
         if (st != 429)
             fail_msg("issue through the limited gateway: want 200 or 429, got %d: %s", st, raw);
         limited = 1;
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         assert_string_equal(code, "gateway_rate_limited");
         itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
         assert_string_equal(decision, "deny");
@@ -493,7 +485,7 @@ static void test_edge_unreachable_json_deny(void **state) {
     itest_workdir_remove(dir);
     if (st != 503)
         fail_msg("sessions/start with the edge unreachable: want 503, got %d: %s", st, raw);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "gateway_edge_unavailable");
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
