@@ -17,6 +17,10 @@
  * decision must be consistent (authz_decision_consistent): its constitution
  * current or in grace and the token's, its input_digest the digest of the
  * request asked about, computed here apart from the evaluation.
+ * A check without any bearer token (401) or, when a gateway credential is
+ * configured, without that credential (403) needs no Redis: server.c asks
+ * edge_authz_early on the HTTP thread before it queues the check, so an
+ * anonymous flood never takes a place in the policy lane (REVIEW12 M2).
  * Answers: 200 allow; 403 deny, review or an inconsistency; 401 no or a bad
  * token (WWW-Authenticate, RFC 6750); 503 anything that cannot be decided.
  * Every answer carries X-Policy-Decision (deny unless allowed), and once
@@ -82,16 +86,22 @@ static int scope_has(const char *scope, const char *want) {
     return 0;
 }
 
+/* The 401 of a request without any bearer token: RFC 6750 section 3, no
+ * error attribute when no token was sent. */
+static void token_missing(edge_response_t *resp, const char *realm) {
+    char h[320];
+    deny(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
+    snprintf(h, sizeof h, "Bearer realm=\"%s\"", realm);
+    edge_add_header(resp, "WWW-Authenticate", h);
+}
+
 int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
                       const char *scope, gov_jwt_claims_t *c, edge_response_t *resp) {
     char eb[512], h[320];
     gov_reason_t why = GOV_REASON_NONE;
     const char *token = bearer(req->authorization);
     if (token == NULL) {
-        /* RFC 6750 section 3: no error attribute when no token was sent */
-        deny(resp, 401, GOV_REASON_AUTHZ_TOKEN_MISSING, "send Authorization: Bearer <token>");
-        snprintf(h, sizeof h, "Bearer realm=\"%s\"", realm);
-        edge_add_header(resp, "WWW-Authenticate", h);
+        token_missing(resp, realm);
         return -1;
     }
     gov_err_t err = edge_token_check(e, token, 1, c, &why, eb, sizeof eb);
@@ -217,18 +227,35 @@ static size_t constitution_now(edge_t *e, const char *tenant, char *out, size_t 
     return n;
 }
 
-/* Decides req into resp; returns the outcome label of gateway_requests_total. */
-static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    char eb[512];
-    gov_reason_t why = GOV_REASON_NONE;
-    if (bearer(req->authorization) != NULL && !from_gateway(e, req)) {
-        /* a client that reached /v1/authz past the gateway (review 11, M1):
-         * no token is looked at, nothing is decided or logged (without any
-         * token it is the 401 below, as RFC 6750 wants, also cheap) */
+/* The refusals of a check that read nothing but the request (REVIEW12 M2):
+ * no bearer token (401 authz_token_missing, RFC 6750: before the credential,
+ * so a gateway check without a token is told what to send), or a bearer
+ * token without the configured gateway credential (403
+ * authz_gateway_credential_invalid: a client that reached /v1/authz past the
+ * gateway - review 11, M1; no token is looked at, nothing decided or logged).
+ * The outcome label of gateway_requests_total with resp filled (deny), or
+ * NULL when the check needs its lookup.  O(length of the headers). */
+static const char *refuse_unread(const edge_t *e, const edge_request_t *req,
+                                 edge_response_t *resp) {
+    if (bearer(req->authorization) == NULL) {
+        token_missing(resp, REALM);
+        return "unauthenticated";
+    }
+    if (!from_gateway(e, req)) {
         deny(resp, 403, GOV_REASON_AUTHZ_GATEWAY_CREDENTIAL_INVALID,
              "/v1/authz answers the gateway only (" CREDENTIAL_HEADER ")");
         return "deny";
     }
+    return NULL;
+}
+
+/* Decides req into resp; returns the outcome label of gateway_requests_total. */
+static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    char eb[512];
+    gov_reason_t why = GOV_REASON_NONE;
+    const char *unread = refuse_unread(e, req, resp);
+    if (unread != NULL)
+        return unread;   /* on the HTTP thread already, normally (edge_authz_early) */
     gov_jwt_claims_t c;
     if (edge_bearer_check(e, req, REALM, e->cfg.authz_required_scope, &c, resp) != 0)
         return resp->status == 401 ? "unauthenticated" : resp->status == 403 ? "deny" : "error";
@@ -335,9 +362,22 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
     return outcome;
 }
 
-void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
-    int64_t t0 = gov_mono_micros();
-    const char *outcome = authorize(e, req, resp);
+/* Counts one answered check in gateway_requests_total and its duration. */
+static void count_check(edge_t *e, const char *outcome, int64_t t0) {
     gov_metric_inc(e->m_gw_requests, (const char *[]){AUTHZ_ROUTE, outcome}, 1);
     gov_metric_observe(e->m_gw_duration, NULL, (double)(gov_mono_micros() - t0) / 1e6);
+}
+
+void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    int64_t t0 = gov_mono_micros();
+    count_check(e, authorize(e, req, resp), t0);
+}
+
+int edge_authz_early(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    int64_t t0 = gov_mono_micros();
+    const char *outcome = refuse_unread(e, req, resp);
+    if (outcome == NULL)
+        return 0;
+    count_check(e, outcome, t0);
+    return 1;
 }

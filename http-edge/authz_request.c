@@ -5,7 +5,8 @@
  * Content-Digest, whether a body was declared; or, from Envoy, the check's
  * own method, raw target and body) is checked byte by byte against fixed
  * bounds, the target made canonical (authz_prompt: a path that is not its
- * own canonical form - dot segments, "//", "%25", a backslash - is refused,
+ * own canonical form - dot segments, "//", "%25", a backslash, a ';' path
+ * parameter, a segment ending in '.' or a space - is refused,
  * since an upstream would resolve it to another path than the one decided;
  * the path and query percent-decoded once, the query also form-decoded, so
  * a rule pack sees "rm -rf /" however the client escaped it), and mapped to the /v1/evaluate request shape with the
@@ -57,6 +58,22 @@ static void decode_into(const char *s, size_t n, int form, char *out, size_t *o)
     }
 }
 
+/* 1 when the byte at uri[q] (of n; escapes checked well-formed) is a '.',
+ * "%2E" or "%20" that ends its path segment: Windows servers (IIS) drop
+ * trailing dots and spaces of a name, so "/admin." and "/admin%20" are
+ * served as "/admin" (REVIEW12 M5). */
+static int segment_trail(const char *uri, size_t q, size_t n) {
+    size_t w;
+    if (uri[q] == '.')
+        w = 1;
+    else if (uri[q] == '%' && uri[q + 1] == '2' &&
+             (uri[q + 2] == '0' || (uri[q + 2] | 0x20) == 'e'))
+        w = 3;
+    else
+        return 0;
+    return q + w == n || uri[q + w] == '/' || uri[q + w] == '?';
+}
+
 gov_err_t authz_prompt(const char *method, const char *uri, char **out, gov_reason_t *why,
                        char *errbuf, size_t errbuf_size) {
     char detail[160];
@@ -85,6 +102,12 @@ gov_err_t authz_prompt(const char *method, const char *uri, char **out, gov_reas
             problem = "an escaped '%' (%25) in the original path (decoded twice, another path)";
         else if (uri[q] == '/' && q + 1 < n && uri[q + 1] == '/')
             problem = "an empty segment (\"//\") in the original path (merged by servers)";
+        else if (uri[q] == ';' ||
+                 (uri[q] == '%' && uri[q + 1] == '3' && (uri[q + 2] | 0x20) == 'b'))
+            problem = "a ';' (raw or %3B) in the original path (a path parameter: Java "
+                      "servers drop it and resolve what is left, \"/..;/\" as \"/../\")";
+        else if (segment_trail(uri, q, n))
+            problem = "a path segment ending in '.' or %20 (raw or escaped: IIS drops them)";
         if (problem && problem != detail) {
             snprintf(detail, sizeof detail, "%s at %zu", problem, q);
             problem = detail;

@@ -52,7 +52,10 @@ typedef struct authz_caller {
  * form, 1..AUTHZ_URI_MAX bytes, pass gov_http_target_check (printable
  * ASCII, well-formed escapes, no escaped control byte, no %2F in the path,
  * no "." / ".." segment however escaped, no '#'), and its path must be its
- * own canonical form - no "//", no "%25", no backslash raw or as %5C:
+ * own canonical form - no "//", no "%25", no backslash raw or as %5C, no
+ * ';' raw or as %3B (a path parameter: Tomcat, Jetty and Spring drop it and
+ * resolve "/public/..;/admin" as "/admin"), no segment ending in '.' or a
+ * space, raw or escaped (IIS drops them; REVIEW12 M5):
  * anything an upstream may resolve to another path than the one decided is
  * refused, never rewritten (review 11, M2).  On GOV_OK *out is a new string
  * (gov_free), valid UTF-8 without control bytes but the '\n' between lines.

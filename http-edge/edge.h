@@ -250,6 +250,14 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
 /* Gateway authorization (authz_api.c): nginx auth_request and Envoy
  * ext_authz (HTTP service).  A lookup (edge_token_check reads Redis). */
 void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp);
+/* The refusals of a check that need no lookup (REVIEW12 M2), for the HTTP
+ * thread before the check is queued: no bearer token (401
+ * authz_token_missing, WWW-Authenticate), or a token without the configured
+ * gateway credential (403 authz_gateway_credential_invalid); both with
+ * X-Policy-Decision: deny, counted in gateway_requests_total.  1: resp holds
+ * the answer; 0: resp untouched, the check goes to its lookup.  Reads only
+ * req and the immutable e->authz_credential: any thread.  O(headers). */
+int edge_authz_early(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 /* The bearer prologue of /v1/authz and /v1/sessions/start (authz_api.c):
  * the Authorization: Bearer token verified in full (edge_token_check: a
  * lookup thread only) into *c, then its scope must hold `scope` (NULL or

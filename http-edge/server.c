@@ -42,7 +42,11 @@
  * anyone can call, fills the general queue only and never refuses a
  * gateway check.  Session start, which anyone can call through the
  * gateway too, may fill at most half of the policy queue (ROUTE_LANE_HALF),
- * so the checks always keep the other half.  A full queue is 503
+ * so the checks always keep the other half.  A check that needs no lookup
+ * - no bearer token (401), no gateway credential (403) - is answered on
+ * the HTTP thread before it is queued (ROUTE_CHECK; REVIEW12 M2), so an
+ * anonymous flood through the gateway, or straight at the edge, takes no
+ * place in the policy lane.  A full queue is 503
  * lookup_capacity at once, counted per route
  * (edge_lookup_queue_full_total) and logged once per episode.
  *
@@ -295,6 +299,11 @@ typedef struct route {
  * anyone can call through the gateway, shares the policy lane with the
  * gateway's own checks, and must never be able to refuse them all. */
 #define ROUTE_LANE_HALF 4u
+/* The gateway's check: its refusals that need no lookup (no bearer token,
+ * no gateway credential) are answered on the HTTP thread before it is
+ * queued (edge_authz_early), so requests that read nothing never fill the
+ * policy lane (REVIEW12 M2). */
+#define ROUTE_CHECK 8u
 
 static const route_t routes[] = {
     {"healthz", "GET", {"healthz"}, serve_healthz, 0, 0},
@@ -317,7 +326,8 @@ static const route_t routes[] = {
     {"jwks", "GET", {".well-known", "jwks.json"}, edge_jwks, 0, 0},
     {"openid_configuration", "GET", {".well-known", "openid-configuration"},
      edge_openid_configuration, 0, 0},
-    {"authz", "*", {"v1", "authz", "**"}, edge_authz, 1, ROUTE_POLICY},
+    {"authz", "*", {"v1", "authz", "**"}, edge_authz, 1,
+     ROUTE_POLICY | ROUTE_CHECK},
 };
 
 static int route_matches(const route_t *rt, const edge_request_t *req) {
@@ -946,6 +956,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* resp holds the 400 (policy routes only) */
     } else {
         const route_t *rt = route_find(req, NULL);
+        if (rt && (rt->flags & ROUTE_CHECK) && edge_authz_early(e, req, resp)) {
+            resp->route = rt->name;   /* answered here: no lane taken (REVIEW12 M2) */
+            return send_response(conn, e, resp, cc->started_us);
+        }
         int queue = rt && rt->lookup == 1;
         if (!queue) {
             edge_route(e, req, resp);

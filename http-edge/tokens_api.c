@@ -147,8 +147,18 @@ static void secret_hash(const char *secret, char out[SECRET_HASH_LEN + 1]) {
  * nothing - and it has its own slots, so a flood of random ids evicts
  * other absent ids, never a known client's record.  The cost: a client
  * registered right after an edge saw its id as unknown is refused by that
- * edge for up to client_cache_ttl. */
+ * edge for up to CLIENT_ABSENT_TTL_MAX_MS (or client_cache_ttl, if shorter).
+ * REVIEW12 L2: an absence never overrides a fresher presence.  Each slot has
+ * a generation, moved by every record found and cached there; a read that
+ * found no client stores its absence only when the generation is still the
+ * one it saw before it read (a concurrent read that found the client wins),
+ * and a fresh record is looked at before an absence.  Absences live at most
+ * CLIENT_ABSENT_TTL_MAX_MS whatever client_cache_ttl says, so a client
+ * registered after its id was asked about (or an identity store that was
+ * empty for a moment, a Redis restarted before gov-identity rebuilt it) is
+ * accepted within that bound, not after up to a minute. */
 #define CLIENT_CACHE_SLOTS 1024
+#define CLIENT_ABSENT_TTL_MAX_MS 1000
 
 typedef struct cached_client {
     char id[GOV_JWT_CLIENT_ID_MAX + 1];
@@ -163,6 +173,7 @@ typedef struct absent_client {
 
 static cached_client_t client_cache[CLIENT_CACHE_SLOTS];
 static absent_client_t absent_cache[CLIENT_CACHE_SLOTS];
+static uint64_t found_generation[CLIENT_CACHE_SLOTS];   /* moved by cache_put */
 static pthread_mutex_t client_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t cache_index(const char *id) {
@@ -183,14 +194,30 @@ static int cache_absent(const char *id) {
     return hit;
 }
 
-/* Records that a successful read found no (verified) client id. */
-static void cache_absent_put(edge_t *e, const char *id) {
+/* The generation of id's slot: read before a client read, handed to
+ * cache_absent_put after it. */
+static uint64_t cache_generation(const char *id) {
+    pthread_mutex_lock(&client_cache_mu);
+    uint64_t g = found_generation[cache_index(id)];
+    pthread_mutex_unlock(&client_cache_mu);
+    return g;
+}
+
+/* Records that a successful read, begun at generation gen of the slot,
+ * found no (verified) client id - unless a record was found and cached in
+ * the slot since (REVIEW12 L2: that answer is fresher). */
+static void cache_absent_put(edge_t *e, const char *id, uint64_t gen) {
     if (e->cfg.client_cache_ttl_ms <= 0)
         return;
-    absent_client_t *a = &absent_cache[cache_index(id)];
+    size_t i = cache_index(id);
+    long ttl_ms = e->cfg.client_cache_ttl_ms < CLIENT_ABSENT_TTL_MAX_MS
+                      ? e->cfg.client_cache_ttl_ms : CLIENT_ABSENT_TTL_MAX_MS;
+    absent_client_t *a = &absent_cache[i];
     pthread_mutex_lock(&client_cache_mu);
-    snprintf(a->id, sizeof a->id, "%s", id);
-    a->until_us = gov_mono_micros() + e->cfg.client_cache_ttl_ms * 1000;
+    if (found_generation[i] == gen) {
+        snprintf(a->id, sizeof a->id, "%s", id);
+        a->until_us = gov_mono_micros() + ttl_ms * 1000;
+    }
     pthread_mutex_unlock(&client_cache_mu);
 }
 
@@ -239,6 +266,7 @@ static void cache_put(edge_t *e, const char *id, const gov_state_identity_client
     cached_client_t *c = cache_slot(id);
     absent_client_t *a = &absent_cache[cache_index(id)];
     pthread_mutex_lock(&client_cache_mu);
+    found_generation[cache_index(id)]++;   /* an absence read before this is stale */
     if (strcmp(a->id, id) == 0)
         a->until_us = 0;   /* found since: no longer absent */
     gov_state_identity_client_clear(&c->rec);
@@ -265,14 +293,17 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
     }
     char eb[256], key[GOV_STATE_KEY_MAX];
     /* An id no client can have, or one a read just found absent: no read,
-     * and so no lookup thread (the same 401 as an unknown id, below). */
-    int absent = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX ||
-                 gov_state_identity_client_key(p->client_id, key) != GOV_OK ||
-                 cache_absent(p->client_id);
-    if (!absent && !edge_on_lookup_thread() && !cache_get(p->client_id, c)) {
+     * and so no lookup thread (the same 401 as an unknown id, below).  A
+     * fresh record wins over an absence (REVIEW12 L2). */
+    int invalid = strlen(p->client_id) > GOV_JWT_CLIENT_ID_MAX ||
+                  gov_state_identity_client_key(p->client_id, key) != GOV_OK;
+    int cached = !invalid && cache_get(p->client_id, c);
+    int absent = invalid || (!cached && cache_absent(p->client_id));
+    if (!absent && !cached && !edge_on_lookup_thread()) {
         edge_respond_lookup(resp);
         return GOV_ERR_UNAVAILABLE;
     }
+    uint64_t gen = cache_generation(p->client_id);
     gov_redis_t *r = c->found || absent ? NULL : edge_thread_redis(e);
     if (c->found || absent) {
         /* cached, known or absent: no read */
@@ -294,7 +325,7 @@ static gov_err_t client_auth(edge_t *e, const oauth_params_t *p, gov_state_ident
         if (gerr == GOV_OK && c->found)
             cache_put(e, p->client_id, c);
         else if (gerr == GOV_OK)
-            cache_absent_put(e, p->client_id);
+            cache_absent_put(e, p->client_id, gen);
     }
     char given[SECRET_HASH_LEN + 1];
     secret_hash(p->client_secret, given);
@@ -374,13 +405,14 @@ static gov_err_t token_client_live(edge_t *e, gov_redis_t *r, const gov_jwt_clai
     if (c->client_id[0] && cache_fresh(c->client_id))
         return GOV_OK;
     gov_err_t err = GOV_ERR_INVALID_ARG;   /* no client_id: no client */
+    uint64_t gen = c->client_id[0] ? cache_generation(c->client_id) : 0;
     if (c->client_id[0] && !cache_absent(c->client_id))
         err = edge_identity_client_get(e, r, c->client_id, &rec, eb, ebs);
     int found = err == GOV_OK && rec.found;
     if (found)
         cache_put(e, c->client_id, &rec);
     else if (err == GOV_OK)
-        cache_absent_put(e, c->client_id);
+        cache_absent_put(e, c->client_id, gen);
     gov_state_identity_client_clear(&rec);
     if (err != GOV_OK && err != GOV_ERR_INVALID_ARG)
         return GOV_ERR_UNAVAILABLE;

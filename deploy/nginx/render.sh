@@ -22,6 +22,10 @@
 #   GOV_GATEWAY_ISSUE_RATE   requests per second, an nginx rate (default 50r/s)
 #   GOV_GATEWAY_ISSUE_BURST  requests above the rate taken at once (default 100)
 #   GOV_GATEWAY_ISSUE_CONN   requests in flight at once (default 64)
+# Per client address on location / (the checks), apart for requests without
+# and with a bearer token (REVIEW12 M2):
+#   GOV_GATEWAY_ANON_RATE, _ANON_BURST, _ANON_CONN     (default 20r/s, 40, 32)
+#   GOV_GATEWAY_CHECK_RATE, _CHECK_BURST, _CHECK_CONN  (default 500r/s, 1000, 256)
 #
 # Prints the path of the configuration written (PREFIX/nginx.conf). Run it:
 #   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log -g 'daemon off; master_process off;'
@@ -35,9 +39,13 @@ for v in "$timeout" "$connect"; do
   [[ $v =~ ^[0-9]+(ms|s)$ ]] || { echo "render.sh: $v is not an nginx time (e.g. 2s, 500ms)" >&2; exit 2; }
 done
 rate=${GOV_GATEWAY_ISSUE_RATE:-50r/s} burst=${GOV_GATEWAY_ISSUE_BURST:-100} conns=${GOV_GATEWAY_ISSUE_CONN:-64}
-[[ $rate =~ ^[1-9][0-9]{0,6}r/(s|m)$ ]] || { echo "render.sh: GOV_GATEWAY_ISSUE_RATE $rate is not an nginx rate (e.g. 50r/s)" >&2; exit 2; }
-for v in "$burst" "$conns"; do
-  [[ $v =~ ^[1-9][0-9]{0,6}$ ]] || { echo "render.sh: $v is not a positive count (GOV_GATEWAY_ISSUE_BURST, _CONN)" >&2; exit 2; }
+anon_rate=${GOV_GATEWAY_ANON_RATE:-20r/s} anon_burst=${GOV_GATEWAY_ANON_BURST:-40} anon_conns=${GOV_GATEWAY_ANON_CONN:-32}
+check_rate=${GOV_GATEWAY_CHECK_RATE:-500r/s} check_burst=${GOV_GATEWAY_CHECK_BURST:-1000} check_conns=${GOV_GATEWAY_CHECK_CONN:-256}
+for v in "$rate" "$anon_rate" "$check_rate"; do
+  [[ $v =~ ^[1-9][0-9]{0,6}r/(s|m)$ ]] || { echo "render.sh: $v is not an nginx rate (e.g. 50r/s; GOV_GATEWAY_*_RATE)" >&2; exit 2; }
+done
+for v in "$burst" "$conns" "$anon_burst" "$anon_conns" "$check_burst" "$check_conns"; do
+  [[ $v =~ ^[1-9][0-9]{0,6}$ ]] || { echo "render.sh: $v is not a positive count (GOV_GATEWAY_*_BURST, _CONN)" >&2; exit 2; }
 done
 [[ $prefix == /* && $prefix != *[[:space:]\;\'\"]* ]] \
   || { echo "render.sh: PREFIX must be an absolute path without spaces or quotes" >&2; exit 2; }
@@ -58,7 +66,10 @@ tmp="$prefix/nginx.conf.tmp"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@LISTEN@|$listen|g" -e "s|@EDGE@|$edge|g" \
     -e "s|@UPSTREAM@|$upstream|g" -e "s|@AUTHZ_TIMEOUT@|$timeout|g" \
     -e "s|@AUTHZ_CONNECT_TIMEOUT@|$connect|g" -e "s|@ISSUE_RATE@|$rate|g" \
-    -e "s|@ISSUE_BURST@|$burst|g" -e "s|@ISSUE_CONN@|$conns|g" "$here/gateway.conf.in" >"$tmp"
+    -e "s|@ISSUE_BURST@|$burst|g" -e "s|@ISSUE_CONN@|$conns|g" \
+    -e "s|@ANON_RATE@|$anon_rate|g" -e "s|@ANON_BURST@|$anon_burst|g" -e "s|@ANON_CONN@|$anon_conns|g" \
+    -e "s|@CHECK_RATE@|$check_rate|g" -e "s|@CHECK_BURST@|$check_burst|g" \
+    -e "s|@CHECK_CONN@|$check_conns|g" "$here/gateway.conf.in" >"$tmp"
 if grep -q '@[A-Z_]*@' "$tmp"; then
   echo "render.sh: unfilled placeholders: $(grep -o '@[A-Z_]*@' "$tmp" | sort -u | tr '\n' ' ')" >&2
   exit 1

@@ -15,7 +15,8 @@
  *     (gov_policy_request_parse), its prompt is one or two lines (the second
  *     the form-decoded query), each starting with the method, valid UTF-8
  *     without control bytes, its tenant is the caller's, and the path
- *     accepted was canonical (no "//", "%25", backslash, "." segment).
+ *     accepted was canonical (no "//", "%25", backslash, "." segment, ';' or
+ *     %3B, segment ending in '.', %2E or %20).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,6 +96,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK(!(o.uri[i] == '%' && o.uri[i + 1] == '2' && o.uri[i + 2] == '5'));
             CHECK(!(o.uri[i] == '/' && o.uri[i + 1] == '.' &&
                     (o.uri[i + 2] == '/' || o.uri[i + 2] == '?' || o.uri[i + 2] == '\0')));
+            /* no path parameter, no segment ending in '.' or a space (REVIEW12 M5) */
+            CHECK(o.uri[i] != ';' &&
+                  !(o.uri[i] == '%' && o.uri[i + 1] == '3' && (o.uri[i + 2] | 0x20) == 'b'));
+            CHECK(!(o.uri[i] == '.' && (i + 1 == q || o.uri[i + 1] == '/')));
+            CHECK(!(o.uri[i] == '%' && o.uri[i + 1] == '2' &&
+                    (o.uri[i + 2] == '0' || (o.uri[i + 2] | 0x20) == 'e') &&
+                    (i + 3 == q || o.uri[i + 3] == '/')));
         }
         CHECK(strcmp(pr.tenant, "demo") == 0);
         gov_policy_request_clear(&pr);

@@ -33,8 +33,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1735,6 +1737,12 @@ static int client_known(void *opaque) {
 
 void itest_client_add(const char *tenant, const char *scopes, char *id, size_t id_size,
                       char *secret, size_t secret_size) {
+    itest_client_add_unmaterialized(tenant, scopes, id, id_size, secret, secret_size);
+    itest_client_wait_known(id);
+}
+
+void itest_client_add_unmaterialized(const char *tenant, const char *scopes, char *id,
+                                     size_t id_size, char *secret, size_t secret_size) {
     char out[1024], err[4096], brokers[256];
     snprintf(brokers, sizeof brokers, "GOV_KAFKA_BROKERS=%s",
              itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"));
@@ -1751,8 +1759,11 @@ void itest_client_add(const char *tenant, const char *scopes, char *id, size_t i
     snprintf(id, id_size, "%s", cid);
     snprintf(secret, secret_size, "%s", csecret);
     json_decref(o);
+}
+
+void itest_client_wait_known(const char *id) {
     client_probe = id;
-    if (itest_wait_for(client_known, NULL, 20000, 50) < 0)
+    if (itest_wait_for(client_known, NULL, 20000, 5) < 0)
         fail_msg("client %s was not materialized by the stack's gov-identity", id);
 }
 
@@ -1828,4 +1839,80 @@ long itest_rig_requests(const itest_rig_t *g) {
     long n = (long)json_integer_value(json_object_get(j, "requests"));
     json_decref(j);
     return n;
+}
+
+/* --- floods ------------------------------------------------------------------ */
+
+/* The length of the complete answer at the start of buf[0..got), or 0
+ * while it is not complete (headers, then Content-Length bytes). */
+static size_t keepalive_answer_length(const char *buf, size_t got) {
+    const char *end = strstr(buf, "\r\n\r\n");
+    if (end == NULL)
+        return 0;
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t body = cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
+    size_t total = (size_t)(end + 4 - buf) + body;
+    return got >= total ? total : 0;
+}
+
+int itest_keepalive_request(int *fd, int port, const char *req, size_t len, char *buf,
+                            size_t size) {
+    int status = 0;
+    size_t got = 0;
+    buf[0] = '\0';
+    if (*fd < 0) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (*fd >= 0 && connect(*fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+            goto closed;
+    }
+    if (*fd < 0 || send(*fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+        goto closed;
+    struct pollfd p = {*fd, POLLIN, 0};
+    while (got < size - 1 && keepalive_answer_length(buf, got) == 0 && poll(&p, 1, 10000) > 0) {
+        ssize_t n = recv(*fd, buf + got, size - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    if (keepalive_answer_length(buf, got) == 0 || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    if (status != 0 && strcasestr(buf, "\r\nConnection: close") == NULL)
+        return status;
+closed:
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    return status;
+}
+
+void itest_thread_nice(void) {
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+}
+
+/* --- JSON answers ------------------------------------------------------------ */
+
+/* The JSON body of a raw HTTP answer (a new reference), or NULL. */
+static json_t *answer_body(const char *raw) {
+    const char *b = raw ? strstr(raw, "\r\n\r\n") : NULL;
+    return b ? json_loads(b + 4, 0, NULL) : NULL;
+}
+
+void itest_error_code(const char *raw, char *out, size_t size) {
+    json_t *j = answer_body(raw);
+    json_t *e = json_object_get(j, "error");
+    const char *c = json_is_string(e) ? json_string_value(e)
+                                      : json_string_value(json_object_get(e, "code"));
+    snprintf(out, size, "%s", c ? c : "");
+    json_decref(j);
+}
+
+int itest_answer_string(const char *raw, const char *key, char *out, size_t size) {
+    json_t *j = answer_body(raw);
+    const char *v = json_string_value(json_object_get(j, key));
+    snprintf(out, size, "%s", v ? v : "");
+    json_decref(j);
+    return v != NULL;
 }

@@ -491,4 +491,35 @@ int itest_rig_stop(itest_rig_t *g);
 json_t *itest_rig_counts(const itest_rig_t *g);
 long itest_rig_requests(const itest_rig_t *g);
 
+/* --- floods ------------------------------------------------------------------ */
+
+/* One raw request (len bytes) on a keep-alive connection *fd to 127.0.0.1:port
+ * (opened when *fd is -1; closed and set to -1 after an error or a
+ * "Connection: close" answer): its status (0: no complete answer within
+ * 10 s), the answer in buf (headers and a Content-Length body).  For flood
+ * threads: no cmocka call, so it may run off the test's thread; keep-alive
+ * keeps a flood from spending thousands of sockets. */
+int itest_keepalive_request(int *fd, int port, const char *req, size_t len, char *buf,
+                            size_t size);
+/* Lowers the calling thread to nice 19: a flood stands for outside clients
+ * and must not starve the stack's own redis-server on a shared machine. */
+void itest_thread_nice(void);
+
+/* itest_client_add in two halves: `govctl clients add` only (acknowledged
+ * by Kafka, not yet materialized), and the wait until the stack's Redis
+ * holds the client (polled every 5 ms, up to 20 s); each fails the test on
+ * error. */
+void itest_client_add_unmaterialized(const char *tenant, const char *scopes, char *id,
+                                     size_t id_size, char *secret, size_t secret_size);
+void itest_client_wait_known(const char *id);
+
+/* --- JSON answers ------------------------------------------------------------ */
+
+/* The error code of a raw HTTP answer's JSON body into out ("" when none):
+ * {"error":{"code":...}} or the OAuth {"error":"..."}. */
+void itest_error_code(const char *raw, char *out, size_t size);
+/* The string member `key` of a raw HTTP answer's JSON body into out; 1 when
+ * there is one (out "" otherwise). */
+int itest_answer_string(const char *raw, const char *key, char *out, size_t size);
+
 #endif /* ITEST_UTIL_H */

@@ -36,21 +36,14 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "gov_alloc.h"
 #include "gov_time.h"
@@ -69,6 +62,7 @@ static char env_brokers[256];
 static char client_id[128], client_secret[128];
 static char bearer_auth[4200];   /* "Authorization: Bearer <bearer>\r\n" */
 static char session_auth[4200];  /* "Authorization: Bearer <session token>\r\n" */
+static void identity_resume(void);
 
 /* --- helpers -------------------------------------------------------------------------- */
 
@@ -85,22 +79,11 @@ static double decisions_total(void) {
     return v < 0 ? 0 : v;
 }
 
-/* The error code of a raw JSON answer into out ("" when none); OAuth shape too. */
-static void error_code_of(const char *raw, char *out, size_t size) {
-    const char *b = strstr(raw, "\r\n\r\n");
-    json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
-    json_t *e = json_object_get(j, "error");
-    const char *c = json_is_string(e) ? json_string_value(e)
-                                      : json_string_value(json_object_get(e, "code"));
-    snprintf(out, size, "%s", c ? c : "");
-    json_decref(j);
-}
-
 /* Fails unless raw is status `status`, error `code` (NULL: any), deny. */
 static void expect_deny(const char *raw, int got, int status, const char *code, int line) {
     char v[64], c[64];
     itest_header_of(raw, "X-Policy-Decision", v, sizeof v);
-    error_code_of(raw, c, sizeof c);
+    itest_error_code(raw, c, sizeof c);
     if (got != status || (code && strcmp(c, code) != 0) || strcmp(v, "deny") != 0)
         fail_msg("line %d: want %d %s with X-Policy-Decision: deny, got %d %s '%s': %.600s",
                  line, status, code ? code : "", got, c, v, raw);
@@ -204,6 +187,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    identity_resume();   /* never left paused by a failed case */
     return itest_proc_stop(&edge);
 }
 
@@ -228,55 +212,6 @@ static void flood_count(flood_t *f, int st, const char *buf) {
     }
 }
 
-/* The length of the complete answer at the start of buf[0..got), or 0
- * while it is not complete (headers, then Content-Length bytes). */
-static size_t answer_length(const char *buf, size_t got) {
-    const char *end = strstr(buf, "\r\n\r\n");
-    if (end == NULL)
-        return 0;
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    size_t body = cl && cl < end ? (size_t)strtoul(cl + 17, NULL, 10) : 0;
-    size_t total = (size_t)(end + 4 - buf) + body;
-    return got >= total ? total : 0;
-}
-
-/* One request on the thread's keep-alive connection *fd (opened when -1,
- * closed and set to -1 after an error or a "Connection: close" answer):
- * its status (0: none within 10 s), the answer in buf.  Keep-alive keeps
- * the flood from spending thousands of sockets.  No cmocka call (it runs
- * off the test's thread). */
-static int flood_one(int *fd, int port, const char *req, size_t len, char *buf, size_t size) {
-    int status = 0;
-    size_t got = 0;
-    buf[0] = '\0';
-    if (*fd < 0) {
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (*fd >= 0 && connect(*fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-            goto closed;
-    }
-    if (*fd < 0 || send(*fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
-        goto closed;
-    struct pollfd p = {*fd, POLLIN, 0};
-    while (got < size - 1 && answer_length(buf, got) == 0 && poll(&p, 1, 10000) > 0) {
-        ssize_t n = recv(*fd, buf + got, size - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        buf[got] = '\0';
-    }
-    if (answer_length(buf, got) == 0 || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        status = 0;
-    if (status != 0 && strcasestr(buf, "\r\nConnection: close") == NULL)
-        return status;
-closed:
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-    return status;
-}
-
 static void *flood_main(void *arg) {
     flood_t *f = arg;
     char buf[4096], req[1024], pair[128], basic[256];
@@ -288,9 +223,9 @@ static void *flood_main(void *arg) {
      * timeout, "AOF fsync is taking too long" in its log) - the machine,
      * not the lanes under test.  At nice 19 they still keep the edge's
      * HTTP threads and the general lane saturated. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    itest_thread_nice();
     while (gov_mono_micros() < f->until_us && f->req) {
-        int st = flood_one(&fd, edge.port, f->req, strlen(f->req), buf, sizeof buf);
+        int st = itest_keepalive_request(&fd, edge.port, f->req, strlen(f->req), buf, sizeof buf);
         flood_count(f, st, buf);
     }
     while (gov_mono_micros() < f->until_us) {
@@ -305,7 +240,7 @@ static void *flood_main(void *arg) {
                          "Authorization: Basic %s\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
-        int st = flood_one(&fd, edge.port, req, (size_t)n, buf, sizeof buf);
+        int st = itest_keepalive_request(&fd, edge.port, req, (size_t)n, buf, sizeof buf);
         flood_count(f, st, buf);
     }
     if (fd >= 0)
@@ -437,7 +372,7 @@ static void test_unknown_client_takes_one_lookup(void **state) {
     double before = metric("edge_lookups_total", "token_issue");
     for (int i = 0; i < 2; i++) {
         assert_int_equal(issue(id, "not-the-secret", raw, sizeof raw), 401);
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         assert_string_equal(code, "invalid_client");
     }
     double after = metric("edge_lookups_total", "token_issue");
@@ -448,6 +383,161 @@ static void test_unknown_client_takes_one_lookup(void **state) {
     for (int i = 0; i < 2; i++)
         assert_int_equal(issue(client_id, client_secret, raw, sizeof raw), 200);
     assert_true(metric("edge_lookups_total", "token_issue") - before <= 1);
+}
+
+/* --- REVIEW12 L2: a client registered while its id is asked about --------------------------- */
+
+#define REG_THREADS 2
+#define REG_SAMPLES 100000
+/* tokens_api.c CLIENT_ABSENT_TTL_MAX_MS, and the slack of a shared machine */
+#define ABSENT_MAX_MS 1000
+#define ABSENT_SLACK_MS 500
+
+typedef struct reg_sample {
+    int64_t start_us, end_us;
+    int status;
+} reg_sample_t;
+
+typedef struct reg_hammer {
+    pthread_t thread;
+    const char *req;
+    size_t n;
+    reg_sample_t s[REG_SAMPLES];
+} reg_hammer_t;
+
+static reg_hammer_t hammers[REG_THREADS];
+static atomic_int reg_stop;
+static atomic_long reg_401, reg_200;
+static pid_t identity_stopped = -1;   /* the stack's gov-identity while paused */
+
+static void *reg_hammer_main(void *arg) {
+    reg_hammer_t *h = arg;
+    char buf[16384];
+    int fd = -1;
+    itest_thread_nice();
+    while (!atomic_load(&reg_stop) && h->n < REG_SAMPLES) {
+        reg_sample_t *x = &h->s[h->n++];
+        x->start_us = gov_mono_micros();
+        x->status = itest_keepalive_request(&fd, edge.port, h->req, strlen(h->req), buf,
+                                            sizeof buf);
+        x->end_us = gov_mono_micros();
+        if (x->status == 401)
+            atomic_fetch_add(&reg_401, 1);
+        else if (x->status == 200)
+            atomic_fetch_add(&reg_200, 1);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static int hammer_saw_401(void *opaque) {
+    (void)opaque;
+    return atomic_load(&reg_401) >= 1;
+}
+
+static int hammer_saw_200s(void *opaque) {
+    (void)opaque;
+    return atomic_load(&reg_200) >= 20;
+}
+
+/* The pid of the stack's gov-identity (var/run/gov-identity.pid, checked
+ * against /proc/<pid>/cmdline). */
+static pid_t stack_identity_pid(void) {
+    size_t len = 0;
+    char *text = itest_read_file(itest_path("var/run/gov-identity.pid"), &len);
+    pid_t pid = (pid_t)atol(text);
+    free(text);
+    char path[64], cmd[512] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f)
+        fclose(f);
+    cmd[n] = '\0';
+    if (pid <= 0 || strstr(cmd, "gov-identity") == NULL)
+        fail_msg("var/run/gov-identity.pid names no running gov-identity");
+    return pid;
+}
+
+static void identity_resume(void) {
+    if (identity_stopped > 0)
+        kill(identity_stopped, SIGCONT);
+    identity_stopped = -1;
+}
+
+/* Two threads issue tokens for a client id from before the stack's
+ * gov-identity materialized it (paused meanwhile, so the edge sees the id
+ * unknown first and caches that) until well after.  With client_cache_ttl
+ * 10 s, no 401 may be answered to a request that started more than the
+ * absence bound after the client is in Redis, nor to one that started
+ * after a 200 was answered (an absence never overrides a presence). */
+static void test_client_registered_during_issue(void **state) {
+    (void)state;
+    static char id[128], secret[128], req[1024];
+    char basic[512];
+    const char *body = "grant_type=client_credentials&scope=sessions:start";
+    identity_stopped = stack_identity_pid();
+    assert_int_equal(kill(identity_stopped, SIGSTOP), 0);
+    itest_client_add_unmaterialized(TENANT, "sessions:start", id, sizeof id, secret,
+                                    sizeof secret);
+    itest_basic_auth(id, secret, basic);
+    snprintf(req, sizeof req, "POST /v1/tokens/issue HTTP/1.1\r\nHost: edge\r\n"
+             "Authorization: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+             "Content-Length: %zu\r\n\r\n%s", basic, strlen(body), body);
+    atomic_store(&reg_stop, 0);
+    atomic_store(&reg_401, 0);
+    atomic_store(&reg_200, 0);
+    for (int i = 0; i < REG_THREADS; i++) {
+        hammers[i].req = req;
+        hammers[i].n = 0;
+        assert_int_equal(pthread_create(&hammers[i].thread, NULL, reg_hammer_main, &hammers[i]),
+                         0);
+    }
+    /* the edge answered the id unknown (and cached that), then it registers */
+    long waited = itest_wait_for(hammer_saw_401, NULL, 10000, 5);
+    identity_resume();
+    int64_t registered_us = 0;
+    if (waited >= 0) {
+        itest_client_wait_known(id);
+        registered_us = gov_mono_micros();
+        waited = itest_wait_for(hammer_saw_200s, NULL, 30000, 5);
+    }
+    atomic_store(&reg_stop, 1);
+    for (int i = 0; i < REG_THREADS; i++)
+        pthread_join(hammers[i].thread, NULL);
+    if (registered_us == 0)
+        fail_msg("the edge never answered the unregistered id 401");
+    int64_t first_200_end = INT64_MAX, last_401_start = 0;
+    long n = 0, late = 0, after_200 = 0;
+    for (int i = 0; i < REG_THREADS; i++)
+        for (size_t k = 0; k < hammers[i].n; k++) {
+            const reg_sample_t *x = &hammers[i].s[k];
+            n++;
+            if (x->status == 200 && x->end_us < first_200_end)
+                first_200_end = x->end_us;
+            if (x->status == 401 && x->start_us > last_401_start)
+                last_401_start = x->start_us;
+        }
+    for (int i = 0; i < REG_THREADS; i++)
+        for (size_t k = 0; k < hammers[i].n; k++) {
+            const reg_sample_t *x = &hammers[i].s[k];
+            late += x->status == 401 &&
+                    x->start_us > registered_us + (ABSENT_MAX_MS + ABSENT_SLACK_MS) * 1000;
+            after_200 += x->status == 401 && x->start_us > first_200_end;
+        }
+    fprintf(stderr, "registration: %ld issuances, %ld 401, %ld 200; the last 401 started "
+            "%+.0f ms from the registration in Redis, the first 200 ended %+.0f ms\n", n,
+            atomic_load(&reg_401), atomic_load(&reg_200),
+            (double)(last_401_start - registered_us) / 1000,
+            first_200_end == INT64_MAX ? 0.0 : (double)(first_200_end - registered_us) / 1000);
+    if (waited < 0)
+        fail_msg("the registered client was never issued 20 tokens");
+    if (late > 0)
+        fail_msg("%ld issuances refused 401 more than %d ms after the client was in Redis",
+                 late, ABSENT_MAX_MS + ABSENT_SLACK_MS);
+    if (after_200 > 0)
+        fail_msg("%ld issuances refused 401 after one was answered 200", after_200);
 }
 
 /* --- L1: duplicate headers on policy routes ---------------------------------------------- */
@@ -565,6 +655,7 @@ int main(void) {
         cmocka_unit_test(test_authz_survives_token_flood),
         cmocka_unit_test(test_authz_survives_session_flood),
         cmocka_unit_test(test_unknown_client_takes_one_lookup),
+        cmocka_unit_test(test_client_registered_during_issue),
         cmocka_unit_test(test_duplicate_headers_refused),
         cmocka_unit_test(test_policy_refusals_say_deny),
     };

@@ -16,9 +16,11 @@
  *     400 (invalid_path) with no decision id; /v1/authz at the edge without
  *     the gateway credential answers 403 authz_gateway_credential_invalid
  *     with no decision; with it, it decides;
- *   - M2: /public/../admin, //admin, /%2561dmin (a path that is not its own
- *     canonical form) and /x?q=rm+-rf+/ (the demo pack's destructive command
- *     once form-decoded) through nginx: 403 and the upstream count unchanged;
+ *   - M2: /public/../admin, //admin, /%2561dmin, and (REVIEW12 M5)
+ *     /public/..;/admin/delete, its %3b/%3B forms, /api/items;jsessionid=1,
+ *     /admin. and /admin%20 (a path that is not its own canonical form) and
+ *     /x?q=rm+-rf+/ (the demo pack's destructive command once
+ *     form-decoded) through nginx: 403 and the upstream count unchanged;
  *   - M3: the Envoy form at the edge, GET /v1/authz/x?q=rm%20-rf%20/: the
  *     query is evaluated, 403 deny;
  *   - M6: a client token (scope sessions:start, not "session") through nginx
@@ -72,14 +74,6 @@ static int port_of(const char *name, const char *fallback) {
 static json_t *body_of(const char *raw) {
     const char *b = strstr(raw, "\r\n\r\n");
     return b ? json_loads(b + 4, 0, NULL) : NULL;
-}
-
-/* The error code of a JSON error answer into out ("" when none). */
-static void error_code_of(const char *raw, char *out, size_t size) {
-    json_t *j = body_of(raw);
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(out, size, "%s", c ? c : "");
-    json_decref(j);
 }
 
 /* Keeps the answer's X-Policy-Decision-Id, if it has one, for the chain check. */
@@ -210,7 +204,7 @@ static void test_dot_segments_refused(void **state) {
         itest_header_of(raw, "X-Policy-Decision-Id", id, sizeof id);
         if (id[0] != '\0')
             fail_msg("%s: a decision was made (%s)", targets[i], id);
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         if (st == 400 && strcmp(code, "invalid_path") != 0)
             fail_msg("%s: want invalid_path, got '%s': %s", targets[i], code, raw);
     }
@@ -226,7 +220,7 @@ static void test_credential_required(void **state) {
     int st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     if (st != 403)
         fail_msg("/v1/authz without the credential: want 403, got %d: %s", st, raw);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_gateway_credential_invalid");
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
@@ -240,7 +234,7 @@ static void test_credential_required(void **state) {
              "X-Gov-Gateway-Credential: %s\r\n", auth, wrong);
     st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_gateway_credential_invalid");
     /* the gateway's credential: decided (allow) */
     snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: /api/items\r\n"
@@ -261,6 +255,14 @@ static void test_non_canonical_targets_denied(void **state) {
         {"/public/../admin", "authz_original_request_invalid"},
         {"//admin", "authz_original_request_invalid"},
         {"/%2561dmin", "authz_original_request_invalid"},
+        /* REVIEW12 M5: what Java servers resolve as /admin (path parameters),
+         * and IIS (trailing dots and spaces), sent as is (curl --path-as-is) */
+        {"/public/..;/admin/delete", "authz_original_request_invalid"},
+        {"/public/..%3b/admin/delete", "authz_original_request_invalid"},
+        {"/public/..%3B/admin/delete", "authz_original_request_invalid"},
+        {"/api/items;jsessionid=1", "authz_original_request_invalid"},
+        {"/admin.", "authz_original_request_invalid"},
+        {"/admin%20", "authz_original_request_invalid"},
         {"/x?q=rm+-rf+/", NULL},   /* a decision: the demo pack denies it */
     };
     char raw[16384];
@@ -284,6 +286,18 @@ static void test_non_canonical_targets_denied(void **state) {
         if ((cases[i].code == NULL) != (id[0] != '\0'))
             fail_msg("%s: decision id '%s' not as expected", cases[i].target, id);
         keep_decision_id(raw);
+        if (cases[i].code == NULL)
+            continue;
+        /* nginx answers the refusal with its own page: the reason is the
+         * edge's answer to the same check as nginx asks it */
+        char hdrs[4800], code[64];
+        snprintf(hdrs, sizeof hdrs, "%sX-Original-Method: GET\r\nX-Original-URI: %s\r\n"
+                 "X-Gov-Gateway-Credential: %s\r\n", auth, cases[i].target, credential);
+        st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
+        itest_error_code(raw, code, sizeof code);
+        if (st != 403 || strcmp(code, cases[i].code) != 0)
+            fail_msg("%s at the edge: want 403 %s, got %d '%s': %s", cases[i].target,
+                     cases[i].code, st, code, raw);
     }
     assert_int_equal(upstream_requests(), before);
 }
@@ -300,7 +314,7 @@ static void test_envoy_query_evaluated(void **state) {
         fail_msg("Envoy form with a denied query: want 403, got %d: %s", st, raw);
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "authz_denied");
     keep_decision_id(raw);
     /* the same path without the query passes: the query decided */
@@ -332,7 +346,7 @@ static void test_client_token_refused(void **state) {
     st = itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
     assert_int_equal(st, 403);
     char code[64];
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "insufficient_scope");
     itest_header_of(raw, "WWW-Authenticate", www, sizeof www);
     assert_non_null(strstr(www, "error=\"insufficient_scope\""));
@@ -366,7 +380,7 @@ static int session_refused(void *opaque) {
     snprintf(hdrs, sizeof hdrs, "Authorization: Bearer %s\r\nX-Gov-Gateway-Credential: %s\r\n"
              "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n", w->tok, credential);
     itest_http_request(edge_port, "GET", "/v1/authz", hdrs, NULL, raw, sizeof raw);
-    error_code_of(raw, w->code, sizeof w->code);
+    itest_error_code(raw, w->code, sizeof w->code);
     return 1;
 }
 
@@ -446,7 +460,7 @@ static void test_issuance_rate_limited(void **state) {
         if (st != 429)
             fail_msg("issue through the limited gateway: want 200 or 429, got %d: %s", st, raw);
         limited = 1;
-        error_code_of(raw, code, sizeof code);
+        itest_error_code(raw, code, sizeof code);
         assert_string_equal(code, "gateway_rate_limited");
         itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
         assert_string_equal(decision, "deny");
@@ -471,7 +485,7 @@ static void test_edge_unreachable_json_deny(void **state) {
     itest_workdir_remove(dir);
     if (st != 503)
         fail_msg("sessions/start with the edge unreachable: want 503, got %d: %s", st, raw);
-    error_code_of(raw, code, sizeof code);
+    itest_error_code(raw, code, sizeof code);
     assert_string_equal(code, "gateway_edge_unavailable");
     itest_header_of(raw, "X-Policy-Decision", decision, sizeof decision);
     assert_string_equal(decision, "deny");

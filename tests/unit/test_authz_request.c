@@ -128,7 +128,10 @@ static void test_prompt_canonical(void **state) {
         {"/admin", "GET /admin"},
         {"/%61dmin", "GET /admin"},                       /* decoded once */
         {"/a/", "GET /a/"},                               /* a trailing slash is a name */
-        {"/a/.../b", "GET /a/.../b"},                     /* three dots are a name */
+        {"/a/...b/c", "GET /a/...b/c"},                   /* dots then more are a name */
+        {"/.well-known/x.json", "GET /.well-known/x.json"},
+        {"/a%20b/c", "GET /a b/c"},                       /* a space inside a name */
+        {"/x?a=b;c&d=e.", "GET /x?a=b;c&d=e."},           /* the query is not a path */
         {"/x?q=rm+-rf+/", "GET /x?q=rm+-rf+/\nGET /x?q=rm -rf /"},
         {"/x?q=a%2Bb+c", "GET /x?q=a+b+c\nGET /x?q=a+b c"},  /* %2B stays '+' in the form line */
         {"/x?q=%2561", "GET /x?q=%61"},                   /* %25 in the query: decoded once */
@@ -160,6 +163,19 @@ static void test_prompt_canonical(void **state) {
         {"/a\\..\\admin", "backslash"},
         {"/a%5c..%5Cadmin", "backslash"},
         {"/a%2Fb", "escaped '/'"},
+        /* REVIEW12 M5: path parameters and IIS's trailing dots and spaces */
+        {"/public/..;/admin", "';'"},
+        {"/public/..%3b/admin", "';'"},
+        {"/public/..%3B/admin", "';'"},
+        {"/public/%2e%2e;/admin", "';'"},
+        {"/admin;jsessionid=1", "';'"},
+        {"/a;/b", "';'"},
+        {"/admin.", "ending in '.'"},
+        {"/admin./x", "ending in '.'"},
+        {"/admin%2E?x=1", "ending in '.'"},
+        {"/a/.../b", "ending in '.'"},
+        {"/admin%20", "%20"},
+        {"/admin%20/x", "%20"},
         {"/a%C3", "UTF-8"},
         {"/a#b", "fragment"},
     };
