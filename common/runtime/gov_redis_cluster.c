@@ -36,6 +36,7 @@ typedef struct conn {
 
 struct gov_redis_cluster {
     int timeout_ms;
+    int hold_off_ms;
     int nseeds;
     struct {
         char host[GOV_REDIS_HOST_MAX + 1];
@@ -102,6 +103,7 @@ static gov_redis_t *conn_for(gov_redis_cluster_t *c, const char *host, int port,
     gov_err_t err = gov_redis_new(host, port, c->timeout_ms, &r, eb, sizeof eb);
     if (err != GOV_OK && r == NULL)
         return NULL;
+    gov_redis_set_hold_off(r, c->hold_off_ms);
     conn_t *k = &c->conn[c->nconns];
     snprintf(k->host, sizeof k->host, "%s", host);
     k->port = port;
@@ -424,6 +426,18 @@ gov_err_t gov_redis_cluster_eval(gov_redis_cluster_t *c, gov_redis_script_t *scr
 
 /* Remembers that the next reply to read comes from conn i. */
 static gov_err_t enqueue(gov_redis_cluster_t *c, int i) {
+    if (c->read_pos > 0 && c->read_pos < c->queued) {
+        /* an append after reading began starts a new pipeline: the replies
+         * the caller left unread are read and dropped first, so no node's
+         * connection pairs a new command with an old reply (a node whose
+         * replies were never read would otherwise keep its connection) */
+        char eb[64];
+        while (c->read_pos < c->queued) {
+            redisReply *r = NULL;
+            (void)gov_redis_read(c->conn[c->queue[c->read_pos++]].r, &r, eb, sizeof eb);
+            freeReplyObject(r);
+        }
+    }
     if (c->read_pos == c->queued)
         c->read_pos = c->queued = 0;   /* everything read: a new pipeline */
     if (c->queued == c->queue_cap) {
@@ -520,4 +534,27 @@ gov_err_t gov_redis_cluster_route(const gov_redis_cluster_t *c, const char *key,
 
 void gov_redis_cluster_stats(const gov_redis_cluster_t *c, gov_redis_cluster_stats_t *out) {
     *out = c->stats;
+}
+
+void gov_redis_cluster_set_hold_off(gov_redis_cluster_t *c, int hold_off_ms) {
+    c->hold_off_ms = hold_off_ms > 0 ? hold_off_ms : 0;
+    for (int i = 0; i < c->nconns; i++)
+        gov_redis_set_hold_off(c->conn[i].r, c->hold_off_ms);
+}
+
+gov_err_t gov_redis_cluster_ping(gov_redis_cluster_t *c) {
+    char eb[256];
+    if ((c->stale || gov_redis_slotmap_nodes(c->map) == 0) &&
+        gov_redis_cluster_refresh(c, eb, sizeof eb) != GOV_OK &&
+        gov_redis_slotmap_nodes(c->map) == 0)
+        return GOV_ERR_UNAVAILABLE;
+    for (int i = 0; i < gov_redis_slotmap_nodes(c->map); i++) {
+        gov_redis_t *r = gov_redis_cluster_master(c, i, NULL, NULL);
+        gov_err_t err = r ? gov_redis_ping(r) : GOV_ERR_NOMEM;
+        if (err != GOV_OK) {
+            c->stale = 1;
+            return err;
+        }
+    }
+    return GOV_OK;
 }

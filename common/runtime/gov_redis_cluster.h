@@ -107,4 +107,11 @@ gov_err_t gov_redis_cluster_route(const gov_redis_cluster_t *c, const char *key,
 
 void gov_redis_cluster_stats(const gov_redis_cluster_t *c, gov_redis_cluster_stats_t *out);
 
+/* gov_redis_set_hold_off for every node connection, present and future. */
+void gov_redis_cluster_set_hold_off(gov_redis_cluster_t *c, int hold_off_ms);
+
+/* PING every master of the map (reloaded first when stale or empty);
+ * GOV_OK when each answered PONG. */
+gov_err_t gov_redis_cluster_ping(gov_redis_cluster_t *c);
+
 #endif /* GOV_REDIS_CLUSTER_H */

@@ -17,7 +17,12 @@
  *     with ASKING on the target, a key not yet moved from the source;
  *   - failover: a master killed with SIGKILL, its replica promoted by the
  *     cluster itself (cluster-node-timeout 1 s), and the client follows the
- *     new map without being told.
+ *     new map without being told;
+ *   - the state layer unchanged on a cluster handle (gov_redis_new_cluster):
+ *     gov-audit's batch (a pipeline over every master, the append script
+ *     of docs/contracts.md "Redis Cluster") chains each tenant's events on
+ *     its own master with its applied offset beside it, and a replay of the
+ *     batch is a replay.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +37,7 @@
 #include "gov_redis.h"
 #include "gov_redis_cluster.h"
 #include "gov_redis_slot.h"
+#include "gov_state.h"
 #include "itest_util.h"
 
 #define NODES 6
@@ -314,6 +320,24 @@ static void test_routing_by_slot(void **state) {
         assert_string_equal(r->str, val[i]);
         freeReplyObject(r);
     }
+    /* a pipeline left after one reply: the next one pairs every reply
+     * with its own command, on every master */
+    for (int i = 0; i < 30; i++) {
+        const char *gargv[] = {"GET", key[i]};
+        assert_int_equal(gov_redis_cluster_append(c, 2, gargv, NULL), GOV_OK);
+    }
+    assert_int_equal(gov_redis_cluster_read(c, &r, eb, sizeof eb), GOV_OK);
+    freeReplyObject(r);
+    for (int i = 29; i >= 0; i--) {
+        const char *gargv[] = {"GET", key[i]};
+        assert_int_equal(gov_redis_cluster_append(c, 2, gargv, NULL), GOV_OK);
+    }
+    for (int i = 29; i >= 0; i--) {
+        if (gov_redis_cluster_read(c, &r, eb, sizeof eb) != GOV_OK)
+            fail_msg("second pipeline, reply for key %d: %s", i, eb);
+        assert_string_equal(r->str, val[i]);
+        freeReplyObject(r);
+    }
     gov_redis_cluster_stats_t st;
     gov_redis_cluster_stats(c, &st);
     assert_int_equal(st.moved, 0);
@@ -578,9 +602,102 @@ static void test_master_killed_replica_promoted(void **state) {
     assert_true(itest_wait_for(cluster_ok_all, NULL, 30000, 100) >= 0);
 }
 
+static long long node_xlen(const char *key) {
+    const char *argv[] = {"XLEN", key};
+    redisReply *r = node_cmd(owner_of(base_port, gov_redis_key_slot(key, strlen(key))), 2, argv);
+    long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    free_reply(r);
+    return n;
+}
+
+static void test_state_layer_on_cluster(void **state) {
+    (void)state;
+    enum { TENANTS = 9, PER = 3, N = TENANTS * PER + TENANTS };
+    gov_redis_t *r = NULL;
+    char eb[256], run[48], tenant[TENANTS][64], did[TENANTS][64];
+    if (gov_redis_new_cluster(nodes_list, 3000, &r, eb, sizeof eb) != GOV_OK)
+        fail_msg("cluster handle: %s", eb);
+    assert_int_equal(gov_redis_ping(r), GOV_OK);
+    gov_state_audit_t *s = gov_state_audit_new(r, 3600);
+    assert_non_null(s);
+    itest_unique("clu", run, sizeof run);
+    gov_state_audit_item_t items[N];
+    memset(items, 0, sizeof items);
+    char src[N][48];
+    for (int t = 0; t < TENANTS; t++) {
+        snprintf(tenant[t], sizeof tenant[t], "%s-%d", run, t);
+        snprintf(did[t], sizeof did[t], "d-%s-%d", run, t);
+    }
+    /* interleaved as a partition would carry them: every tenant's events
+     * spread over the batch, a decision after each tenant's third */
+    for (int i = 0; i < N; i++) {
+        int t = i % TENANTS, dec = i >= TENANTS * PER;
+        items[i].event = dec ? itest_decision_event(tenant[t], did[t])
+                             : itest_audit_event(tenant[t], "cluster.check");
+        items[i].type = dec ? "PolicyDecision" : "AuditEvent";
+        snprintf(src[i], sizeof src[i], "identity.audit/0/%d", i);
+        items[i].source = src[i];
+        items[i].pos = (gov_state_pos_t){"itest-cluster", "identity.audit", 0, i, NULL};
+    }
+    assert_int_equal(gov_state_audit_append_batch(s, items, N), GOV_OK);
+    for (int i = 0; i < N; i++)
+        if (items[i].result != GOV_OK)
+            fail_msg("item %d (%s): %s %s", i, tenant[i % TENANTS], gov_err_str(items[i].result),
+                     items[i].errbuf);
+    int masters_used[3] = {0}, nused = 0;
+    for (int t = 0; t < TENANTS; t++) {
+        char k[GOV_STATE_KEY_MAX], applied[GOV_STATE_KEY_MAX];
+        assert_int_equal(gov_state_key(GOV_STATE_AUDIT, tenant[t], k), GOV_OK);
+        /* asked of the owning master itself */
+        assert_int_equal(node_xlen(k), PER + 1);
+        gov_state_pos_t p = {"itest-cluster", "identity.audit", 0, 0, tenant[t]};
+        assert_int_equal(gov_state_offset_key(&p, applied), GOV_OK);
+        unsigned slot = gov_redis_key_slot(k, strlen(k));
+        assert_int_equal(gov_redis_key_slot(applied, strlen(applied)), slot);
+        char want[16];
+        snprintf(want, sizeof want, "%d", TENANTS * PER + t);
+        node_expect(owner_of(base_port, slot), "GET", applied, NULL, NULL, want);
+        redisReply *head = NULL;
+        assert_int_equal(gov_state_audit_head_read(r, tenant[t], &head, eb, sizeof eb), GOV_OK);
+        assert_string_equal(head->element[1]->str, "4");
+        freeReplyObject(head);
+        int o = owner_of(base_port, slot), seen = 0;
+        for (int j = 0; j < nused; j++)
+            seen |= masters_used[j] == o;
+        if (!seen && nused < 3)
+            masters_used[nused++] = o;
+    }
+    assert_true(nused >= 2);   /* the batch really spanned masters */
+
+    /* the same batch again (a redelivery): every event a replay */
+    for (int i = 0; i < N; i++)
+        items[i].result = GOV_OK;
+    gov_state_audit_forget(s);
+    assert_int_equal(gov_state_audit_append_batch(s, items, N), GOV_OK);
+    for (int i = 0; i < N; i++)
+        if (items[i].result != GOV_ERR_DUPLICATE)
+            fail_msg("replayed item %d: %s %s", i, gov_err_str(items[i].result), items[i].errbuf);
+    for (int t = 0; t < TENANTS; t++) {
+        char k[GOV_STATE_KEY_MAX];
+        assert_int_equal(gov_state_key(GOV_STATE_AUDIT, tenant[t], k), GOV_OK);
+        assert_int_equal(node_xlen(k), PER + 1);
+    }
+    /* the partition watermark: its own slot, a single-key command */
+    gov_state_pos_t wpos = {"itest-cluster", "identity.audit", 0, N - 1, NULL};
+    int64_t wm = -1;
+    assert_int_equal(gov_state_watermark_reset(r, &wpos, eb, sizeof eb), GOV_OK);
+    assert_int_equal(gov_state_watermark_read(r, &wpos, &wm, eb, sizeof eb), GOV_OK);
+    assert_int_equal(wm, N - 1);
+    for (int i = 0; i < N; i++)
+        json_decref(items[i].event);
+    gov_state_audit_free(s);
+    gov_redis_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing_by_slot),
+        cmocka_unit_test(test_state_layer_on_cluster),
         cmocka_unit_test(test_moved_after_slot_migration),
         cmocka_unit_test(test_ask_during_migration),
         cmocka_unit_test(test_master_killed_replica_promoted),
