@@ -18,12 +18,13 @@
 # log) and var/cluster/cluster.env (GOV_REDIS_NODES=host:port,... of the six).
 #
 # Kafka: var/cluster/kafka/<n>/ (server.properties, data, log, pid), brokers on
-# 127.0.0.1:GOV_CLUSTER_KAFKA_BASE+n (9101-9103), controllers on +10 (9111-9113);
+# 127.0.0.1:GOV_CLUSTER_KAFKA_BASE+n (9711-9713), controllers on +10 (9721-9723);
 # replication factor 3 and min.insync.replicas 2 by default; cluster.env gets
 # GOV_KAFKA_BROKERS as a comma list.
 #
-# Overrides (environment): GOV_VAR_DIR (var), GOV_CLUSTER_REDIS_BASE (9001:
-# the nodes take BASE..BASE+5; keep them in 9000-9999), GOV_CLUSTER_NODE_TIMEOUT
+# Overrides (environment): GOV_VAR_DIR (var), GOV_CLUSTER_REDIS_BASE (9701:
+# the nodes take BASE..BASE+5; keep them in 9000-9999 and off the port-offset
+# stacks' admin ports, 9000-9690), GOV_CLUSTER_NODE_TIMEOUT
 # (1000 ms: how long a master may be silent before its replica takes over -
 # small, so a failover test takes seconds, not the 15 s default).
 set -euo pipefail
@@ -32,7 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR="${GOV_VAR_DIR:-$ROOT/var}"
 DIR="$VAR/cluster"
 HOST=127.0.0.1
-BASE="${GOV_CLUSTER_REDIS_BASE:-9001}"
+BASE="${GOV_CLUSTER_REDIS_BASE:-9701}"
 NODE_TIMEOUT="${GOV_CLUSTER_NODE_TIMEOUT:-1000}"
 NODES=6
 READY_TIMEOUT=30
@@ -149,7 +150,7 @@ status() {
 
 KAFKA_VERSION=3.9.1
 KAFKA_LIBS="${GOV_KAFKA_LIBS:-${HOME:-/root}/.cache/soma-gov/kafka-$KAFKA_VERSION/libs}"
-KAFKA_BASE="${GOV_CLUSTER_KAFKA_BASE:-9100}"
+KAFKA_BASE="${GOV_CLUSTER_KAFKA_BASE:-9710}"
 KAFKA_HEAP_OPTS="${GOV_KAFKA_HEAP_OPTS:--Xms128m -Xmx384m}"
 KAFKA_READY_TIMEOUT=180
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"

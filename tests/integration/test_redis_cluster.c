@@ -1,7 +1,7 @@
 /* test_redis_cluster.c - gov_redis_cluster against a real Redis Cluster.
  *
  * The cluster is deploy/cluster.sh's: six redis-server nodes on loopback
- * (GOV_CLUSTER_REDIS_BASE, default 9001..9006), three masters with one
+ * (GOV_CLUSTER_REDIS_BASE, default 9701..9706), three masters with one
  * replica each.  The test starts it when none answers and stops (purges)
  * what it started; a cluster that was up is left up, its killed node
  * restarted.  It needs nothing of the single-node stack.
@@ -42,7 +42,7 @@
 
 #define NODES 6
 
-static int base_port = 9001;
+static int base_port = 9701;
 static int started_here;
 static char nodes_list[256];
 
