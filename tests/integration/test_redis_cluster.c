@@ -22,7 +22,8 @@
  *     gov-audit's batch (a pipeline over every master, the append script
  *     of docs/contracts.md "Redis Cluster") chains each tenant's events on
  *     its own master with its applied offset beside it, and a replay of the
- *     batch is a replay.
+ *     batch is a replay; a script's undeclared keys of its own slot (the
+ *     identity key script's pattern) are served, another slot's refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -228,6 +229,42 @@ static gov_redis_script_t two_keys_script = {
     "return redis.call('GET', KEYS[1])\n", ""};
 
 static gov_redis_script_t get_script = {"return redis.call('GET', KEYS[1])\n", ""};
+
+/* The pattern of gov_state_identity.c's key script: keys named inside the
+ * script, not declared, carrying the declared key's hash tag. */
+static gov_redis_script_t undeclared_script = {
+    "redis.call('SET', KEYS[1] .. ':inner', ARGV[1])\n"
+    "return redis.call('GET', ARGV[2])\n", ""};
+
+static void test_undeclared_keys_of_the_slot(void **state) {
+    (void)state;
+    gov_redis_cluster_t *c = client();
+    char run[64], k[160], inner[180], other[160], eb[256];
+    itest_unique("undecl", run, sizeof run);
+    snprintf(k, sizeof k, "itest:cluster:{%s}:k", run);
+    snprintf(inner, sizeof inner, "%s:inner", k);
+    const char *argv[] = {k, "v", inner};
+    redisReply *r = NULL;
+    /* docs/contracts.md "Redis Cluster": Redis 7 serves an undeclared key
+     * of the script's own slot */
+    assert_int_equal(gov_redis_cluster_eval(c, &undeclared_script, 1, 3, argv, NULL, &r, eb,
+                                            sizeof eb),
+                     GOV_OK);
+    assert_string_equal(r->str, "v");
+    freeReplyObject(r);
+    /* and refuses one of another slot, whichever node holds it */
+    for (int i = 0; i < 64; i++) {
+        snprintf(other, sizeof other, "itest:cluster:{%s-%d}:other", run, i);
+        if (gov_redis_key_slot(other, strlen(other)) != gov_redis_key_slot(k, strlen(k)))
+            break;
+    }
+    const char *xargv[] = {k, "w", other};
+    assert_int_equal(gov_redis_cluster_eval(c, &undeclared_script, 1, 3, xargv, NULL, &r, eb,
+                                            sizeof eb),
+                     GOV_ERR_REDIS);
+    assert_true(strstr(eb, "non local key") != NULL || strstr(eb, "same slot") != NULL);
+    gov_redis_cluster_free(c);
+}
 
 static void test_routing_by_slot(void **state) {
     (void)state;
@@ -698,6 +735,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing_by_slot),
         cmocka_unit_test(test_state_layer_on_cluster),
+        cmocka_unit_test(test_undeclared_keys_of_the_slot),
         cmocka_unit_test(test_moved_after_slot_migration),
         cmocka_unit_test(test_ask_during_migration),
         cmocka_unit_test(test_master_killed_replica_promoted),
