@@ -60,6 +60,13 @@ node_pid() {
   return 0
 }
 
+# Stops pid with SIGTERM, SIGKILL after $2 tenths of a second.
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq "$2"); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
 cli() { timeout 5 redis-cli -h "$HOST" -p "$1" "${@:2}"; }
 
 cluster_ok() { [[ "$(cli "$BASE" CLUSTER INFO 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p')" == ok ]]; }
@@ -127,10 +134,7 @@ redis_stop() {
   local p pid
   for p in $(ports); do
     pid="$(node_pid "$p")"
-    [[ -n $pid ]] || continue
-    kill "$pid"
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    [[ -n $pid ]] && stop_pid "$pid" 50
   done
   [[ -f "$DIR/cluster.env" ]] && sed -i '/^GOV_REDIS_NODES=/d' "$DIR/cluster.env"
   if [[ ${1:-} == --purge ]]; then rm -rf "$DIR/redis"; fi
@@ -269,14 +273,7 @@ kafka_stop() {
   local n pid
   for n in 1 2 3; do
     pid="$(kafka_pid "$n")"
-    [[ -n $pid ]] || continue
-    kill "$pid"
-  done
-  for n in 1 2 3; do
-    pid="$(kafka_pid "$n")"
-    [[ -n $pid ]] || continue
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    [[ -n $pid ]] && stop_pid "$pid" 150
   done
   [[ -f "$DIR/cluster.env" ]] && sed -i '/^GOV_KAFKA_BROKERS=/d' "$DIR/cluster.env"
   if [[ ${1:-} == --purge ]]; then rm -rf "$KDIR"; fi
