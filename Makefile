@@ -141,7 +141,7 @@ all: release
 release: deps-check $(release_LIBS) $(release_BINS) $(release_UNIT) $(release_ITEST)
 # The integration tests whose subject is library code in their own process run
 # as their ASan build in the suite's second pass (tests/run.sh): built here.
-ASAN_SELF_ITEST := test_kafka_fatal test_kafka_group
+ASAN_SELF_ITEST := test_kafka_fatal test_kafka_group test_redis_cluster
 asan: deps-check $(asan_LIBS) $(asan_BINS) $(asan_UNIT) build/asan/itests/upstream_counter \
       $(addprefix build/asan/itests/,$(ASAN_SELF_ITEST))
 

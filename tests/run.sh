@@ -219,7 +219,7 @@ integration() {
         # binary it starts) runs as its ASan build.  test_signer_pkcs11 stays
         # release: SoftHSM2 2.6.1 leaks in C_SignInit (runbook, key stores).
         case "$(basename "$t")" in
-            test_kafka_fatal|test_kafka_group) t=build/asan/itests/$(basename "$t") ;;
+            test_kafka_fatal|test_kafka_group|test_redis_cluster) t=build/asan/itests/$(basename "$t") ;;
             # This pass exists for the code the tests' own processes do not
             # hold: the gov-* binaries and govctl they start from
             # ITEST_BIN_DIR, which no unit test or fuzz target runs under ASan.

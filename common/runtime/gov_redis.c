@@ -20,6 +20,10 @@
  * An optional hold-off (gov_redis_set_hold_off) makes a handle that just
  * failed to reach Redis answer GOV_ERR_UNAVAILABLE at once for a while, for
  * callers that must answer promptly rather than wait a timeout per call.
+ *
+ * Cluster mode (gov_redis_new_cluster): the handle forwards every call to a
+ * gov_redis_cluster_t (gov_redis_cluster.c), which holds one plain handle
+ * per master; so gov_state* runs unchanged on a Redis Cluster.
  */
 #include "gov_redis.h"
 
@@ -30,6 +34,7 @@
 #include <sys/time.h>
 
 #include "gov_alloc.h"
+#include "gov_redis_cluster.h"
 #include "gov_time.h"
 #include "gov_util.h"
 
@@ -43,6 +48,7 @@ struct gov_redis {
     int doubt;          /* the reply stream's position is not known: drop */
     int hold_off_ms;    /* 0: off */
     int64_t down_until_us; /* monotonic; calls fail at once before it */
+    gov_redis_cluster_t *cluster; /* cluster mode: every call goes there */
 };
 
 static void drop(gov_redis_t *r) {
@@ -111,14 +117,33 @@ gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
     return ensure_connected(r, errbuf, errbuf_size);
 }
 
+gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t **out,
+                                char *errbuf, size_t errbuf_size) {
+    *out = NULL;
+    gov_redis_t *r = gov_calloc(1, sizeof *r);
+    if (r == NULL)
+        return GOV_ERR_NOMEM;
+    gov_err_t err = gov_redis_cluster_new(nodes, timeout_ms, &r->cluster, errbuf, errbuf_size);
+    if (r->cluster == NULL) {
+        gov_free(r);
+        return err;
+    }
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+    *out = r;
+    return err;
+}
+
 void gov_redis_set_hold_off(gov_redis_t *r, int hold_off_ms) {
     r->hold_off_ms = hold_off_ms > 0 ? hold_off_ms : 0;
+    if (r->cluster)
+        gov_redis_cluster_set_hold_off(r->cluster, r->hold_off_ms);
 }
 
 void gov_redis_free(gov_redis_t *r) {
     if (r == NULL)
         return;
     drop(r);
+    gov_redis_cluster_free(r->cluster);
     gov_free(r->host);
     gov_free(r);
 }
@@ -164,6 +189,9 @@ static gov_err_t finish(gov_redis_t *r, redisReply *rep, redisReply **reply,
 gov_err_t gov_redis_command(gov_redis_t *r, redisReply **reply, int argc,
                             const char **argv, const size_t *argvlen,
                             char *errbuf, size_t errbuf_size) {
+    if (r->cluster)
+        return gov_redis_cluster_command(r->cluster, reply, argc, argv, argvlen, errbuf,
+                                         errbuf_size);
     gov_err_t err = ensure_connected(r, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
@@ -173,6 +201,11 @@ gov_err_t gov_redis_command(gov_redis_t *r, redisReply **reply, int argc,
 
 gov_err_t gov_redis_commandf(gov_redis_t *r, redisReply **reply, char *errbuf,
                              size_t errbuf_size, const char *fmt, ...) {
+    if (r->cluster) {
+        /* a formatted command cannot be routed by its key: argv only */
+        snprintf(errbuf, errbuf_size, "redis cluster: use gov_redis_command (argv)");
+        return GOV_ERR_UNSUPPORTED;
+    }
     gov_err_t err = ensure_connected(r, errbuf, errbuf_size);
     if (err != GOV_OK)
         return err;
@@ -218,6 +251,9 @@ static gov_err_t evalsha_argv(gov_redis_script_t *script, int nkeys, int argc, c
 gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                          int argc, const char **argv, const size_t *argvlen,
                          redisReply **reply, char *errbuf, size_t errbuf_size) {
+    if (r->cluster)
+        return gov_redis_cluster_eval(r->cluster, script, nkeys, argc, argv, argvlen, reply,
+                                      errbuf, errbuf_size);
     const char *av[EVAL_MAX_ARGS];
     size_t al[EVAL_MAX_ARGS];
     char nk[16];
@@ -237,6 +273,8 @@ gov_err_t gov_redis_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
 
 gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                                 int argc, const char **argv, const size_t *argvlen) {
+    if (r->cluster)
+        return gov_redis_cluster_append_eval(r->cluster, script, nkeys, argc, argv, argvlen);
     const char *av[EVAL_MAX_ARGS];
     size_t al[EVAL_MAX_ARGS];
     char nk[16];
@@ -246,6 +284,8 @@ gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int 
 
 gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
                            const size_t *argvlen) {
+    if (r->cluster)
+        return gov_redis_cluster_append(r->cluster, argc, argv, argvlen);
     char eb[128];
     gov_err_t err = ensure_ready(r, 1, eb, sizeof eb);
     if (err != GOV_OK)
@@ -262,6 +302,8 @@ gov_err_t gov_redis_append(gov_redis_t *r, int argc, const char **argv,
 
 gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
                          size_t errbuf_size) {
+    if (r->cluster)
+        return gov_redis_cluster_read(r->cluster, reply, errbuf, errbuf_size);
     if (r->ctx == NULL || r->ctx->err || r->doubt || r->pending == 0) {
         snprintf(errbuf, errbuf_size, "redis %s:%d: %s", r->host, r->port,
                  r->pending == 0 ? "no pipelined command to read" : "not connected");
@@ -278,6 +320,8 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
 }
 
 gov_err_t gov_redis_ping(gov_redis_t *r) {
+    if (r->cluster)
+        return gov_redis_cluster_ping(r->cluster);
     char eb[256];
     redisReply *rep = NULL;
     gov_err_t err = gov_redis_commandf(r, &rep, eb, sizeof eb, "PING");

@@ -45,6 +45,16 @@ gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
                         gov_redis_t **out, char *errbuf, size_t errbuf_size);
 void gov_redis_free(gov_redis_t *r);
 
+/* Cluster mode: a handle on a Redis Cluster reached through the seeds in
+ * nodes ("host:port,..."), with every call below routed by its first key's
+ * hash slot, MOVED/ASK followed and failover tracked (gov_redis_cluster.h).
+ * gov_redis_commandf is not routable and answers GOV_ERR_UNSUPPORTED; ping
+ * pings every master.  Like gov_redis_new, an unreachable cluster still
+ * gives a handle (GOV_ERR_UNAVAILABLE); GOV_ERR_CONFIG for a malformed list
+ * (*out NULL). */
+gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t **out,
+                                char *errbuf, size_t errbuf_size);
+
 /* After a call that found Redis unreachable (connect failed, a reply timed
  * out), calls on r fail at once with GOV_ERR_UNAVAILABLE for hold_off_ms
  * instead of waiting a timeout each (0, the default: never).  For callers
@@ -84,7 +94,8 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
 gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                                 int argc, const char **argv, const size_t *argvlen);
 
-/* PING; GOV_OK when the server answered PONG. */
+/* PING; GOV_OK when the server (every master, in cluster mode) answered
+ * PONG. */
 gov_err_t gov_redis_ping(gov_redis_t *r);
 
 #endif /* GOV_REDIS_H */
