@@ -35,14 +35,14 @@
 #include "gov_policy.h"
 #include "gov_rulepack.h"
 #include "gov_util.h"
-#include "policy_vectors.h"
+#include "unit_files.h"
 
 /* ---- helpers (plain malloc: failure injection must not hit the harness) ---- */
 
 static json_t *vectors(void) {
     static json_t *v;
     if (v == NULL)
-        v = pv_cases();
+        v = unit_policy_cases();
     return v;
 }
 
@@ -212,7 +212,7 @@ static void test_docs_worked_example(void **state) {
             we = cs;
     }
     assert_non_null(we);
-    char *doc = pv_slurp("docs/policy.md", NULL);
+    char *doc = unit_slurp("docs/policy.md", NULL);
     json_t *ex = json_object_get(we, "expect");
     const char *body = json_string_value(json_object_get(ex, "json"));
     if (strstr(doc, body) == NULL)
@@ -1282,7 +1282,7 @@ static void test_redaction_hides_what_follows_a_secret(void **state) {
     assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
     gov_policy_constitution_t *c = constitution_from_text("{}");
     for (size_t pk = 0; pk < 2; pk++) {
-        char *text = pv_slurp(packs[pk], NULL);
+        char *text = unit_slurp(packs[pk], NULL);
         json_t *j = json_loads(text, 0, NULL);
         assert_non_null(j);
         json_object_set_new(j, "tenant", json_string("demo"));

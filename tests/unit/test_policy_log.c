@@ -22,7 +22,7 @@
 #include "gov_avro.h"
 #include "gov_policy.h"
 #include "gov_rulepack.h"
-#include "policy_vectors.h"
+#include "unit_files.h"
 
 static const gov_policy_log_t log_fields = {
     .event_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
@@ -69,7 +69,7 @@ static json_t *event_json(const gov_policy_log_t *l, const gov_policy_request_t 
 
 static void test_same_bytes_as_json_path(void **state) {
     (void)state;
-    json_t *v = pv_cases();
+    json_t *v = unit_policy_cases();
     gov_avro_registry_t *reg = NULL;
     char err[512] = "";
     assert_int_equal(gov_avro_registry_new(&reg, err, sizeof err), GOV_OK);

@@ -29,7 +29,7 @@
 #include "gov_alloc.h"
 #include "gov_policy.h"
 #include "policy_request_tree.h"
-#include "policy_vectors.h"
+#include "unit_files.h"
 
 /* Refusals jansson made: their message carries jansson's byte count. */
 static int jansson_refusal(gov_reason_t r) {
@@ -154,7 +154,7 @@ static void mutate_and_compare(const char *text, size_t len, int rounds) {
 
 /* Every file of every fuzz corpus (calls fn on each). */
 static void each_corpus_file(void (*fn)(const char *, size_t)) {
-    char *base = strdup(pv_repo_path("tests/fuzz/corpus"));
+    char *base = strdup(unit_repo_path("tests/fuzz/corpus"));
     DIR *top = opendir(base);
     if (top == NULL)
         fail_msg("cannot open %s", base);
@@ -174,7 +174,7 @@ static void each_corpus_file(void (*fn)(const char *, size_t)) {
             char path[8192];
             snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
             size_t len;
-            char *text = pv_slurp_path(path, &len);
+            char *text = unit_slurp_path(path, &len);
             fn(text, len);
             free(text);
         }
@@ -198,7 +198,7 @@ static void test_fuzz_corpora(void **state) {
 
 static void test_vectors(void **state) {
     (void)state;
-    json_t *v = pv_cases();
+    json_t *v = unit_policy_cases();
     json_t *cases = json_object_get(v, "cases"), *c;
     size_t i, n = 0;
     compared = accepted = 0;

@@ -1,6 +1,6 @@
-/* policy_vectors.h - reading repository files and the policy vectors in the
- * unit tests of the policy modules (test_policy.c, test_policy_log.c,
- * test_policy_parse.c), one copy instead of one per file.
+/* unit_files.h - reading repository files in the unit tests (test_canon.c,
+ * test_policy.c, test_policy_log.c, test_policy_parse.c) and the policy
+ * vectors, one copy instead of one per file.
  *
  * Paths are relative to the repository root ($GOV_ROOT, else the current
  * directory, which tests/run.sh sets to the root).  Plain malloc, not
@@ -9,14 +9,14 @@
  * so a test never runs on nothing.  Include after <cmocka.h> and
  * <jansson.h>.
  */
-#ifndef POLICY_VECTORS_H
-#define POLICY_VECTORS_H
+#ifndef UNIT_FILES_H
+#define UNIT_FILES_H
 
 #include <stdio.h>
 #include <stdlib.h>
 
 /* rel under the repository root, in a static buffer (one at a time). */
-static inline const char *pv_repo_path(const char *rel) {
+static inline const char *unit_repo_path(const char *rel) {
     static char buf[4096];
     const char *root = getenv("GOV_ROOT");
     snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
@@ -25,7 +25,7 @@ static inline const char *pv_repo_path(const char *rel) {
 
 /* The whole file at path, NUL-terminated (free); *len (may be NULL) its
  * length.  Fails the test when the file cannot be read. */
-static inline char *pv_slurp_path(const char *path, size_t *len) {
+static inline char *unit_slurp_path(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
@@ -49,16 +49,16 @@ static inline char *pv_slurp_path(const char *path, size_t *len) {
     return buf;
 }
 
-/* The file at rel under the repository root (pv_slurp_path). */
-static inline char *pv_slurp(const char *rel, size_t *len) {
-    return pv_slurp_path(pv_repo_path(rel), len);
+/* The file at rel under the repository root (unit_slurp_path). */
+static inline char *unit_slurp(const char *rel, size_t *len) {
+    return unit_slurp_path(unit_repo_path(rel), len);
 }
 
 /* tests/vectors/policy/cases.json as a new jansson value (json_decref);
  * fails the test when it does not parse. */
-static inline json_t *pv_cases(void) {
+static inline json_t *unit_policy_cases(void) {
     size_t len;
-    char *text = pv_slurp("tests/vectors/policy/cases.json", &len);
+    char *text = unit_slurp("tests/vectors/policy/cases.json", &len);
     json_error_t je;
     json_t *v = json_loadb(text, len, 0, &je);
     free(text);
@@ -67,4 +67,4 @@ static inline json_t *pv_cases(void) {
     return v;
 }
 
-#endif /* POLICY_VECTORS_H */
+#endif /* UNIT_FILES_H */
