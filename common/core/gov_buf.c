@@ -110,6 +110,9 @@ void gov_buf_put_json_string(gov_buf_t *b, const char *s, size_t n) {
     size_t run = 0; /* start of the pending run of bytes that need no escape */
     gov_buf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
+        i += gov_json_plain_run(s + i, n - i, 0);
+        if (i >= n)
+            break;
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char u[7];

@@ -56,6 +56,29 @@ void gov_buf_printf(gov_buf_t *b, const char *fmt, ...) __attribute__((format(pr
  * byte goes out as is, so s must already be valid UTF-8. */
 void gov_buf_put_json_string(gov_buf_t *b, const char *s, size_t n);
 
+/* Length of the longest prefix of s[0..n) made of whole 8-byte blocks in
+ * which no byte is '"', '\\' or below 0x20 (nor, when high is 1, 0x80 or
+ * above): bytes a JSON string reader or writer copies as they are.  Eight
+ * bytes per step (SWAR: the "has a byte less than" and "has a zero byte"
+ * tests, exact for "any"), so the plain runs of a prompt cost about one
+ * instruction a byte instead of four compares.  The caller handles the rest
+ * byte by byte.  Pure, O(n). */
+static inline size_t gov_json_plain_run(const char *s, size_t n, int high) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    size_t i = 0;
+    while (n - i >= 8) {
+        uint64_t x, q, bs;
+        __builtin_memcpy(&x, s + i, 8);
+        q = x ^ (ones * 0x22);
+        bs = x ^ (ones * 0x5C);
+        if ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) |
+             (high ? x : 0)) & highs)
+            break;
+        i += 8;
+    }
+    return i;
+}
+
 /* Empties the buffer (keeping its memory) and clears the error. */
 void gov_buf_reset(gov_buf_t *b);
 

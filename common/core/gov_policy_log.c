@@ -36,6 +36,12 @@ static void put_cstring(gov_buf_t *b, const char *s) {
     put_string(b, s, strlen(s));
 }
 
+/* Consecutive string fields of the schema, in its order. */
+static void put_cstrings(gov_buf_t *b, const char *const *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        put_cstring(b, s[i]);
+}
+
 /* ["null","string"]: branch 0, or branch 1 and the string. */
 static void put_optional(gov_buf_t *b, const char *s, size_t len) {
     if (s == NULL) {
@@ -44,6 +50,11 @@ static void put_optional(gov_buf_t *b, const char *s, size_t len) {
     }
     gov_avro_write_long(b, 1);
     put_string(b, s, len);
+}
+
+/* An optional NUL-terminated string (NULL: branch 0). */
+static void put_optional_cstring(gov_buf_t *b, const char *s) {
+    put_optional(b, s, s != NULL ? strlen(s) : 0);
 }
 
 gov_err_t gov_policy_decision_avro(const gov_avro_registry_t *reg, const gov_policy_log_t *log,
@@ -61,14 +72,11 @@ gov_err_t gov_policy_decision_avro(const gov_avro_registry_t *reg, const gov_pol
     gov_buf_put(out, header, sizeof header);
     put_cstring(out, log->event_id);
     gov_avro_write_long(out, log->occurred_at_us);
-    put_cstring(out, log->tenant);
-    put_cstring(out, log->decision_id);
-    put_cstring(out, req->session_id);
-    put_cstring(out, req->user);
-    put_cstring(out, req->role);
-    put_optional(out, req->action, req->action ? strlen(req->action) : 0);
-    put_optional(out, req->tool_name, req->tool_name ? strlen(req->tool_name) : 0);
-    put_optional(out, req->tool_category, req->tool_category ? strlen(req->tool_category) : 0);
+    put_cstrings(out, (const char *const[]){log->tenant, log->decision_id, req->session_id,
+                                            req->user, req->role}, 5);
+    put_optional_cstring(out, req->action);
+    put_optional_cstring(out, req->tool_name);
+    put_optional_cstring(out, req->tool_category);
     gov_avro_write_long(out, (int64_t)d->decision);
     gov_avro_write_long(out, d->score_micros);
     if (d->nreasons > 0) {
@@ -83,10 +91,8 @@ gov_err_t gov_policy_decision_avro(const gov_avro_registry_t *reg, const gov_pol
         }
     }
     gov_avro_write_long(out, 0);
-    put_cstring(out, log->constitution_hash);
-    put_cstring(out, log->policy_id);
-    put_cstring(out, log->rulepack_version);
-    put_cstring(out, d->input_digest);
+    put_cstrings(out, (const char *const[]){log->constitution_hash, log->policy_id,
+                                            log->rulepack_version, d->input_digest}, 4);
     gov_avro_write_long(out, log->evaluated_at_us);
     put_cstring(out, log->edge_id);
     return out->err;

@@ -163,8 +163,8 @@ static int read_string(parse_t *p, const char **out, size_t *out_len) {
     char *d = p->arena + p->used, *start = d;
     p->i++;
     for (;;) {
-        /* the plain run, copied as is */
-        size_t j = p->i;
+        /* the plain run, copied as is: eight bytes a step, then byte by byte */
+        size_t j = p->i + gov_json_plain_run((const char *)p->s + p->i, p->n - p->i, 1);
         while (j < p->n) {
             unsigned char c = p->s[j];
             if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)

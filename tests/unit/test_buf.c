@@ -150,6 +150,70 @@ static void test_json_string_rfc8785(void **state) {
 /* Fails the Nth allocation for every N a sequence of appends makes: the
  * result is GOV_ERR_NOMEM or the full text, never a partial success, and
  * nothing leaks (ASan and valgrind run this test). */
+/* gov_buf_put_json_string reads eight bytes a step (gov_json_plain_run): a
+ * byte that needs escaping must be found at every position of a block, in
+ * every block, next to bytes that do not (0x7F, 0x80, 0xFF, ' ', '!', '#',
+ * '[', ']'), so the output must equal a byte-by-byte escaper's for each. */
+static void reference_escape(const unsigned char *s, size_t n, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b"
+                      : c == '\t' ? "\\t" : c == '\n' ? "\\n" : c == '\f' ? "\\f"
+                      : c == '\r' ? "\\r" : NULL;
+        if (e != NULL) {
+            memcpy(o, e, 2);
+            o += 2;
+        } else if (c < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+}
+
+static void test_json_string_every_position(void **state) {
+    (void)state;
+    static const unsigned char special[] = {'"', '\\', 0x00, 0x01, 0x08, 0x0A, 0x1F};
+    static const unsigned char plain[] = {' ', '!', '#', '[', ']', 0x7F, 0x80, 0xFF, 'a'};
+    unsigned char in[40];
+    char want[40 * 6 + 3];
+    size_t checked = 0;
+    for (size_t len = 0; len <= sizeof in; len++)
+        for (size_t pos = 0; pos < len; pos++)
+            for (size_t k = 0; k < sizeof special; k++)
+                for (size_t f = 0; f < sizeof plain; f++) {
+                    memset(in, plain[f], len);
+                    in[pos] = special[k];
+                    reference_escape(in, len, want);
+                    gov_buf_t b;
+                    gov_buf_init(&b, 0);
+                    gov_buf_put_json_string(&b, (const char *)in, len);
+                    assert_int_equal(b.err, GOV_OK);
+                    assert_int_equal(b.len, strlen(want));
+                    assert_memory_equal(b.data, want, b.len);
+                    /* the reader's variant also stops at 0x80 and above */
+                    size_t run = gov_json_plain_run((const char *)in, len, 1);
+                    size_t first = pos;
+                    for (size_t i = 0; i < len; i++)
+                        if (in[i] >= 0x80 || in[i] < 0x20 || in[i] == '"' || in[i] == '\\') {
+                            first = i < first ? i : first;
+                            break;
+                        }
+                    assert_true(run % 8 == 0 && run <= first && first - run < 8);
+                    gov_buf_free(&b);
+                    checked++;
+                }
+    assert_true(checked > 5000);
+}
+
 static void test_alloc_failure(void **state) {
     (void)state;
     int saw_failure = 0;
@@ -183,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_limit_is_sticky),
         cmocka_unit_test(test_size_overflow),
         cmocka_unit_test(test_json_string_rfc8785),
+        cmocka_unit_test(test_json_string_every_position),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);

@@ -31,6 +31,7 @@
 #include "gov_canon.h"
 #include "gov_err.h"
 #include "gov_util.h"
+#include "unit_files.h"
 
 /* ---- helpers (plain malloc: failure injection must not hit the harness) -- */
 
@@ -44,36 +45,6 @@ static char *vec_path(const char *fmt, ...) {
     const char *root = getenv("GOV_ROOT");
     snprintf(buf, sizeof buf, "%s/tests/vectors/canon/%s", root ? root : ".", rel);
     return buf;
-}
-
-/* Reads a whole file into a new malloc'd, NUL-terminated buffer, or NULL. */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-        assert_non_null(buf);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return buf;
-}
-
-static char *must_slurp(const char *path, size_t *len) {
-    char *s = slurp(path, len);
-    if (s == NULL)
-        fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
-    return s;
 }
 
 static json_t *must_parse_named(const char *what, const char *text, size_t len) {
@@ -124,7 +95,7 @@ static double from_hex(const char *hex) {
 
 /* Reads MANIFEST of dir into an array of names (malloc'd; free with free_lines). */
 static char **read_manifest(const char *dir, size_t *count) {
-    char *text = must_slurp(vec_path("%s/MANIFEST", dir), NULL);
+    char *text = unit_slurp_path(vec_path("%s/MANIFEST", dir), NULL);
     size_t n = 0, cap = 64;
     char **names = malloc(cap * sizeof *names);
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
@@ -234,8 +205,8 @@ static void test_rfc8785_testdata(void **state) {
         if (e->d_name[0] == '.')
             continue;
         size_t in_len, out_len;
-        char *in = must_slurp(vec_path("jcs/input/%s", e->d_name), &in_len);
-        char *want = must_slurp(vec_path("jcs/output/%s", e->d_name), &out_len);
+        char *in = unit_slurp_path(vec_path("jcs/input/%s", e->d_name), &in_len);
+        char *want = unit_slurp_path(vec_path("jcs/output/%s", e->d_name), &out_len);
         json_t *doc = must_parse(in, in_len);
         expect_canon(e->d_name, doc, GOV_CANON_JCS, want, out_len);
         json_decref(doc);
@@ -249,7 +220,7 @@ static void test_rfc8785_testdata(void **state) {
 
 static void test_rfc8785_appendix_b(void **state) {
     (void)state;
-    char *text = must_slurp(vec_path("jcs/appendix-b.txt"), NULL);
+    char *text = unit_slurp_path(vec_path("jcs/appendix-b.txt"), NULL);
     int rows = 0, refused = 0;
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -289,7 +260,7 @@ static void test_rfc8785_appendix_b(void **state) {
 
 static void test_number_table(void **state) {
     (void)state;
-    char *text = must_slurp(vec_path("numbers.txt"), NULL);
+    char *text = unit_slurp_path(vec_path("numbers.txt"), NULL);
     int rows = 0;
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -313,7 +284,7 @@ static void test_number_table(void **state) {
 }
 
 static void check_checksums(const char *name, const json_t *doc) {
-    char *sums = must_slurp(vec_path("generated/%s/checksums", name), NULL);
+    char *sums = unit_slurp_path(vec_path("generated/%s/checksums", name), NULL);
     int lines = 0;
     for (char *save = NULL, *line = strtok_r(sums, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save)) {
@@ -339,9 +310,9 @@ static void test_generated_vectors(void **state) {
     assert_true(n >= 250);
     for (size_t i = 0; i < n; i++) {
         size_t in_len, jcs_len, soma_len;
-        char *in = must_slurp(vec_path("generated/%s/input.json", names[i]), &in_len);
-        char *jcs = must_slurp(vec_path("generated/%s/jcs.out", names[i]), &jcs_len);
-        char *soma = must_slurp(vec_path("generated/%s/somabrain.out", names[i]), &soma_len);
+        char *in = unit_slurp_path(vec_path("generated/%s/input.json", names[i]), &in_len);
+        char *jcs = unit_slurp_path(vec_path("generated/%s/jcs.out", names[i]), &jcs_len);
+        char *soma = unit_slurp_path(vec_path("generated/%s/somabrain.out", names[i]), &soma_len);
         json_t *doc = must_parse_named(names[i], in, in_len);
         expect_canon(names[i], doc, GOV_CANON_JCS, jcs, jcs_len);
         expect_canon(names[i], doc, GOV_CANON_SOMABRAIN, soma, soma_len);
@@ -376,8 +347,8 @@ static void test_invalid_vectors(void **state) {
     assert_true(n >= 25);
     for (size_t i = 0; i < n; i++) {
         size_t in_len;
-        char *in = must_slurp(vec_path("invalid/%s/input.json", names[i]), &in_len);
-        char *expect = must_slurp(vec_path("invalid/%s/expect", names[i]), NULL);
+        char *in = unit_slurp_path(vec_path("invalid/%s/input.json", names[i]), &in_len);
+        char *expect = unit_slurp_path(vec_path("invalid/%s/expect", names[i]), NULL);
         char code[64], reason[64], err[512] = "";
         assert_int_equal(sscanf(expect, "%63s %63s", code, reason), 2);
         json_t *doc = (json_t *)0x1;
@@ -894,7 +865,7 @@ static char *largest_generated_input(size_t *len) {
     *len = 0;
     for (size_t i = 0; i < n; i++) {
         size_t l;
-        char *in = must_slurp(vec_path("generated/%s/input.json", names[i]), &l);
+        char *in = unit_slurp_path(vec_path("generated/%s/input.json", names[i]), &l);
         if (l > *len) {
             free(best);
             best = in;

@@ -35,52 +35,14 @@
 #include "gov_policy.h"
 #include "gov_rulepack.h"
 #include "gov_util.h"
+#include "unit_files.h"
 
 /* ---- helpers (plain malloc: failure injection must not hit the harness) ---- */
 
-static char *repo_path(const char *rel) {
-    static char buf[4096];
-    const char *root = getenv("GOV_ROOT");
-    snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
-    return buf;
-}
-
-static char *slurp(const char *rel, size_t *len) {
-    const char *path = repo_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            assert_non_null(buf);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
-
 static json_t *vectors(void) {
     static json_t *v;
-    if (v == NULL) {
-        size_t len;
-        char *text = slurp("tests/vectors/policy/cases.json", &len);
-        json_error_t je;
-        v = json_loadb(text, len, 0, &je);
-        if (v == NULL)
-            fail_msg("cases.json: %s (line %d)", je.text, je.line);
-        free(text);
-    }
+    if (v == NULL)
+        v = unit_policy_cases();
     return v;
 }
 
@@ -250,7 +212,7 @@ static void test_docs_worked_example(void **state) {
             we = cs;
     }
     assert_non_null(we);
-    char *doc = slurp("docs/policy.md", NULL);
+    char *doc = unit_slurp("docs/policy.md", NULL);
     json_t *ex = json_object_get(we, "expect");
     const char *body = json_string_value(json_object_get(ex, "json"));
     if (strstr(doc, body) == NULL)
@@ -1320,7 +1282,7 @@ static void test_redaction_hides_what_follows_a_secret(void **state) {
     assert_int_equal(gov_matcher_scratch_new(NULL, &s), GOV_OK);
     gov_policy_constitution_t *c = constitution_from_text("{}");
     for (size_t pk = 0; pk < 2; pk++) {
-        char *text = slurp(packs[pk], NULL);
+        char *text = unit_slurp(packs[pk], NULL);
         json_t *j = json_loads(text, 0, NULL);
         assert_non_null(j);
         json_object_set_new(j, "tenant", json_string("demo"));

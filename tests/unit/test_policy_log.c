@@ -22,32 +22,7 @@
 #include "gov_avro.h"
 #include "gov_policy.h"
 #include "gov_rulepack.h"
-
-static char *slurp(const char *rel, size_t *len) {
-    char path[4096];
-    const char *root = getenv("GOV_ROOT");
-    snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            assert_non_null(buf);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
+#include "unit_files.h"
 
 static const gov_policy_log_t log_fields = {
     .event_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
@@ -94,11 +69,7 @@ static json_t *event_json(const gov_policy_log_t *l, const gov_policy_request_t 
 
 static void test_same_bytes_as_json_path(void **state) {
     (void)state;
-    size_t len;
-    char *text = slurp("tests/vectors/policy/cases.json", &len);
-    json_t *v = json_loadb(text, len, 0, NULL);
-    free(text);
-    assert_non_null(v);
+    json_t *v = unit_policy_cases();
     gov_avro_registry_t *reg = NULL;
     char err[512] = "";
     assert_int_equal(gov_avro_registry_new(&reg, err, sizeof err), GOV_OK);

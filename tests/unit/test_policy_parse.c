@@ -29,36 +29,7 @@
 #include "gov_alloc.h"
 #include "gov_policy.h"
 #include "policy_request_tree.h"
-
-static char *repo_path(const char *rel) {
-    static char buf[4096];
-    const char *root = getenv("GOV_ROOT");
-    snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
-    return buf;
-}
-
-static char *slurp_path(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot read %s (run from the repository root or set GOV_ROOT)", path);
-    size_t cap = 1 << 12, n = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        if (n + 1 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            assert_non_null(buf);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
+#include "unit_files.h"
 
 /* Refusals jansson made: their message carries jansson's byte count. */
 static int jansson_refusal(gov_reason_t r) {
@@ -183,7 +154,7 @@ static void mutate_and_compare(const char *text, size_t len, int rounds) {
 
 /* Every file of every fuzz corpus (calls fn on each). */
 static void each_corpus_file(void (*fn)(const char *, size_t)) {
-    char *base = strdup(repo_path("tests/fuzz/corpus"));
+    char *base = strdup(unit_repo_path("tests/fuzz/corpus"));
     DIR *top = opendir(base);
     if (top == NULL)
         fail_msg("cannot open %s", base);
@@ -203,7 +174,7 @@ static void each_corpus_file(void (*fn)(const char *, size_t)) {
             char path[8192];
             snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
             size_t len;
-            char *text = slurp_path(path, &len);
+            char *text = unit_slurp_path(path, &len);
             fn(text, len);
             free(text);
         }
@@ -227,12 +198,7 @@ static void test_fuzz_corpora(void **state) {
 
 static void test_vectors(void **state) {
     (void)state;
-    size_t len;
-    char *text = slurp_path(repo_path("tests/vectors/policy/cases.json"), &len);
-    json_error_t je;
-    json_t *v = json_loadb(text, len, 0, &je);
-    free(text);
-    assert_non_null(v);
+    json_t *v = unit_policy_cases();
     json_t *cases = json_object_get(v, "cases"), *c;
     size_t i, n = 0;
     compared = accepted = 0;
