@@ -70,6 +70,7 @@ typedef struct edge_config {
     char *identity_trust_file;        /* identity trust: keys and clients re-verified (identity.c) */
     long deferred_max;                /* answers awaiting a completion; more get 503 */
     long kafka_ack_timeout_ms;        /* message.timeout.ms of the edge's producer */
+    long kafka_linger_ms;             /* linger.ms of the edge's producer */
     long client_cache_ttl_ms;         /* how long a client record read from Redis is reused */
     long shutdown_grace_ms;           /* a stop waits this for deferred answers, then purges */
     char *authz_gateway_credential_file; /* the secret /v1/authz requires (NULL: none) */

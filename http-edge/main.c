@@ -30,6 +30,7 @@ static const gov_runtime_spec_t spec = {
     /* bounds every deferred answer: librdkafka reports each message,
      * acknowledged or failed, within it */
     .producer_message_timeout_ms = &the_edge.cfg.kafka_ack_timeout_ms,
+    .producer_linger_ms = &the_edge.cfg.kafka_linger_ms,
 };
 
 /* Registers the edge's metrics and readiness components. */
@@ -160,6 +161,13 @@ int main(int argc, char **argv) {
                          "last 20 issuances within it all timed out, issuance answers 503 "
                          "kafka_unavailable at once (one probe a second) until one is "
                          "acknowledged", &c->kafka_ack_timeout_ms),
+        GOV_CFG_DURATION("kafka_linger", "5ms", 0, 1000,
+                         "linger.ms of the edge's producer: how long a decision (or token "
+                         "event) waits for others to share its produce request; the broker's "
+                         "CPU is spent per request, so a longer linger cuts the decision "
+                         "log's broker CPU per decision, and adds at most this much to a "
+                         "token's or session's answer (they wait for the acknowledgement)",
+                         &c->kafka_linger_ms),
         GOV_CFG_DURATION("shutdown_grace", "5s", 0, 300000,
                          "how long a stop waits for answers awaiting Kafka acknowledgements; "
                          "then their messages are purged and their clients answered 503",

@@ -281,8 +281,21 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     size_t ntopics = 0;
     for (; ntopics < GOV_PROCESSOR_MAX_TOPICS && spec->topics[ntopics].topic; ntopics++)
         topics[ntopics] = spec->topics[ntopics].topic;
+    char fwait[24], fmin[24];
+    const char *fconf[5] = {NULL};
+    size_t nf = 0;
+    if (spec->fetch_wait_max_ms) {
+        snprintf(fwait, sizeof fwait, "%ld", *spec->fetch_wait_max_ms);
+        fconf[nf++] = "fetch.wait.max.ms";
+        fconf[nf++] = fwait;
+    }
+    if (spec->fetch_min_bytes) {
+        snprintf(fmin, sizeof fmin, "%ld", *spec->fetch_min_bytes);
+        fconf[nf++] = "fetch.min.bytes";
+        fconf[nf++] = fmin;
+    }
     if ((err = gov_kafka_consumer_new(p->conf->kafka_brokers, p->kafka_group, spec->name,
-                                      topics, ntopics, NULL, &p->consumer,
+                                      topics, ntopics, fconf, &p->consumer,
                                       eb, sizeof eb)) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "kafka consumer", "error", eb, (const char *)NULL);
         goto fail;

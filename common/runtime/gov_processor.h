@@ -103,6 +103,12 @@ typedef struct gov_processor_spec {
      * starts at their earliest retained message (nothing is skipped; the
      * handler must make a second copy harmless). */
     const char *const *kafka_only;
+    /* optional, read after loading: the consumer's fetch.wait.max.ms and
+     * fetch.min.bytes (librdkafka's 500 and 1 otherwise).  A broker answers
+     * a fetch as soon as fetch.min.bytes are there: with 1, a busy topic
+     * costs it one fetch response per few messages. */
+    const long *fetch_wait_max_ms;
+    const long *fetch_min_bytes;
 } gov_processor_spec_t;
 
 /* A NULL-terminated schema-name list for gov_processor_topic_t.schemas. */

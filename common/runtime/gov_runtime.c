@@ -212,13 +212,20 @@ static gov_err_t start_parts(gov_runtime_t *rt) {
         }
     }
     if (spec->producer) {
-        char timeout[24];
-        const char *const *conf = NULL;
-        const char *kconf[] = {"message.timeout.ms", timeout, NULL};
+        char timeout[24], linger[24];
+        const char *conf[5];
+        size_t nconf = 0;
         if (spec->producer_message_timeout_ms != NULL) {
             snprintf(timeout, sizeof timeout, "%ld", *spec->producer_message_timeout_ms);
-            conf = kconf;
+            conf[nconf++] = "message.timeout.ms";
+            conf[nconf++] = timeout;
         }
+        if (spec->producer_linger_ms != NULL) {
+            snprintf(linger, sizeof linger, "%ld", *spec->producer_linger_ms);
+            conf[nconf++] = "linger.ms";
+            conf[nconf++] = linger;
+        }
+        conf[nconf] = NULL;
         err = gov_kafka_producer_new(c->kafka_brokers, spec->name, conf, &rt->producer, eb,
                                      sizeof eb);
         if (err != GOV_OK) {

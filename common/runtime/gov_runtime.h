@@ -85,6 +85,10 @@ typedef struct gov_runtime_spec {
     int producer;                 /* 1: create a producer (needs kafka_brokers) */
     const long *producer_message_timeout_ms; /* optional: message.timeout.ms,
                                               * read after loading */
+    const long *producer_linger_ms; /* optional: linger.ms (default 1), read after
+                                     * loading: a longer linger puts more messages
+                                     * in one produce request, which is what the
+                                     * broker's CPU is spent per */
     int producer_flush_ms;        /* flush bound at shutdown; 0: 10 s */
     /* optional: checks that span several rows, run after loading and before
      * anything starts; returns 0, or -1 with the reason in errbuf (printed

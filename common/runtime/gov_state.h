@@ -26,8 +26,8 @@
  *   audit:{T}                     stream: the tenant's hash chain
  *   audit:{T}:head                hash: hash, seq of the last entry
  *   audit:{T}:ids                 hash: event_id -> stream entry id
- *   audit:{T}:decision_ids        hash: decision_id -> event_id (write-once
- *                                 decision records)
+ *   audit:{T}:decision_ids        no longer written (a decision_id's owner is
+ *                                 its record's event_id field)
  *   gov:applied:{T}:<group>:<topic>:<partition>
  *                                 string: the last offset of that partition
  *                                 applied to this tenant's keys
@@ -422,8 +422,8 @@ void gov_state_audit_free(gov_state_audit_t *s);
 
 /* How long an event_id stays in audit:{T}:ids for dedup (default
  * GOV_STATE_AUDIT_ID_WINDOW_MS, 7 days): longer than any producer retry and
- * than the gap a replay of an unapplied offset can have.  Decision ids stay
- * in audit:{T}:decision_ids as long as the decision TTL. */
+ * than the gap a replay of an unapplied offset can have.  A decision id is
+ * known as long as its record policy:decision:{T}:<id> (the decision TTL). */
 #define GOV_STATE_AUDIT_ID_WINDOW_MS (7LL * 24 * 3600 * 1000)
 /* An applied offset the script did not report. */
 #define GOV_STATE_APPLIED_UNKNOWN INT64_MIN

@@ -1,7 +1,7 @@
-/* gov_state_audit.c - gov-audit's materialization: one Lua script per event
- * (pipelined per batch)
- * writes the chain entry, the dedup indexes, the decision record and the
- * tenant's applied offset, all or nothing and all in the tenant's hash slot;
+/* gov_state_audit.c - gov-audit's materialization: a Lua script writes an
+ * event's chain entry, the dedup index, the decision record and the
+ * tenant's applied offset, per event and all in the tenant's hash slot (one
+ * script per event, or one per tenant and batch doing the same per event);
  * and the reads `govctl audit verify` walks.
  *
  * Redis Lua has no SHA-256, so the entry hash is computed here and the script
@@ -14,16 +14,19 @@
  * an event reusing a known id with other content is chained too (a
  * conflicting twin: nothing a producer sends first can hide a later event).
  *
- * Cost: one EVALSHA per event (two after a cache miss or a concurrent
- * writer); hashing is one pass over the payload.  gov_state_audit_append_batch
- * sends a batch's scripts as one pipeline (one round trip), each event still
- * compared and appended alone.
+ * Cost: gov_state_audit_append, one EVALSHA per event (two after a cache
+ * miss or a concurrent writer); hashing is one pass over the payload.
+ * gov_state_audit_append_batch sends one script per tenant of the batch
+ * (group_script), all in one pipeline (one round trip), each event still
+ * compared and appended alone inside it; the replay read before it only
+ * while replays are being met.
  *
  * What it does not do: verify the chain (gov_audit_chain, govctl).
  */
 #include "gov_state.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +37,7 @@
 #include "gov_util.h"
 
 /* KEYS: 1 stream, 2 head, 3 ids, 4 applied offset, 5 ids age (zset),
- *       [6 decision key, 7 decision_ids, 8 decision_ids age (zset)]
- *       - all in the tenant's slot
+ *       [6 decision key] - all in the tenant's slot
  * ARGV: 1 event_id, 2 prev_hash, 3 seq, 4 hash, 5 offset, 6 ttl_s,
  *       7 decision_id ('' for an AuditEvent), 8 content digest (64 hex),
  *       9 now (ms), 10 event id window (ms), 11 n (entry field/value pairs),
@@ -49,16 +51,20 @@
  *   - a PolicyDecision naming a known decision_id under another event_id:
  *     a conflicting twin too - chained; the record is never overwritten but
  *     marked (conflicting_event_id), so GET /v1/decisions says so.
+ *     The decision_id's owner is the record's own event_id field: the
+ *     record lives exactly as long as a decision_id must be remembered
+ *     (decision_ttl), so a separate decision_id -> event_id index (and its
+ *     age zset, four more commands per decision) would say nothing more.
  * A value without a digest (written before digests) counts as a replay.
  * The reply's third element names the twin ('event_id', 'decision_id', '');
  * the last element of every reply is the tenant's applied offset as it was
  * before this call ('' when none): the processor compares it with what it
  * applied (a lower one means the tenant's slot lost writes).
  *
- * Bounded: every id noted in :ids (:decision_ids) is scored with the time
- * in the age zset; each append first removes at most 64 ids older than the
- * window (the decision TTL for decision ids), so both stay proportional to
- * the tenant's traffic over the window. */
+ * Bounded: every id noted in :ids is scored with the time in the age zset;
+ * each append first removes at most 64 ids older than the window, so both
+ * stay proportional to the tenant's traffic over the window; a decision
+ * record expires by its TTL. */
 static gov_redis_script_t append_script = {
     "local function trim(h, z, cutoff)\n"
     "  local old = redis.call('ZRANGEBYSCORE', z, '-inf', cutoff, 'LIMIT', 0, 64)\n"
@@ -88,11 +94,11 @@ static gov_redis_script_t append_script = {
     "end\n"
     "local known = false\n"
     "if dec then\n"
-    "  local owner = redis.call('HGET', KEYS[7], ARGV[7])\n"
+    "  local owner = redis.call('HGET', KEYS[6], 'event_id')\n"
     "  if owner == ARGV[1] and twin == '' then\n"
     "    return {'duplicate', '', applied()}\n"
     "  end\n"
-    "  known = owner or redis.call('EXISTS', KEYS[6]) == 1\n"
+    "  known = owner ~= false\n"
     "  if known and twin == '' then twin = 'decision_id' end\n"
     "end\n"
     "local head = redis.call('HMGET', KEYS[2], 'hash', 'seq')\n"
@@ -110,20 +116,123 @@ static gov_redis_script_t append_script = {
     "redis.call('ZADD', KEYS[5], now, idf)\n"
     "redis.call('HSET', KEYS[2], 'hash', ARGV[4], 'seq', ARGV[3])\n"
     "if dec then\n"
-    "  trim(KEYS[7], KEYS[8], now - 1000 * tonumber(ARGV[6]))\n"
     "  if not known then\n"
     "    local d = {}\n"
     "    for i = 12 + 2 * n, #ARGV do d[#d + 1] = ARGV[i] end\n"
-    "    redis.call('HSET', KEYS[7], ARGV[7], ARGV[1])\n"
-    "    redis.call('ZADD', KEYS[8], now, ARGV[7])\n"
     "    redis.call('HSET', KEYS[6], unpack(d))\n"
     "    redis.call('EXPIRE', KEYS[6], ARGV[6])\n"
     "  end\n"
-    "  if twin ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then\n"
+    "  if twin ~= '' then\n"
     "    redis.call('HSET', KEYS[6], 'conflicting_event_id', ARGV[1])\n"
     "  end\n"
     "end\n"
     "return {'ok', id, twin, applied()}\n",
+    {0}};
+
+/* The tenant's events of one batch in one script (one EVALSHA per tenant
+ * and batch instead of one per event): the same rules, per event and in
+ * order, as append_script - the hash chain is still computed here per
+ * event and compare-and-appended per event - but the head is read once
+ * (and written after each entry, so a script stopped half-way by an error
+ * leaves a head that matches its stream), each applied offset key is read
+ * once and set once (to the offset of its last event; a script stopped
+ * half-way leaves them behind, and the events after come again as
+ * replays), and the :ids trim runs once (up to 2n + 64
+ * expired ids for n events, so the index still shrinks faster than it
+ * grows).  The first event whose head is not the one it was chained to
+ * stops the script: it and everything after it get no reply element (the
+ * caller appends them one by one, in order).
+ *
+ * KEYS: 1 stream, 2 head, 3 ids, 4 ids age, then per event its applied
+ *       offset key and, for a PolicyDecision, its decision key - all in
+ *       the tenant's slot
+ * ARGV: per event: m, then append_script's ARGV for it (m values)
+ * Reply: one element per event handled, each append_script's reply. */
+static gov_redis_script_t group_script = {
+    "if #ARGV == 0 then return {} end\n"
+    "local head = redis.call('HMGET', KEYS[2], 'hash', 'seq')\n"
+    "local h = head[1] or '" GOV_AUDIT_GENESIS "'\n"
+    "local s = head[2] or '0'\n"
+    "local before, set, out = {}, {}, {}\n"
+    "local k, a, nev = 5, 1, 0\n"
+    "local now = tonumber(ARGV[10])\n"
+    "local window = tonumber(ARGV[11])\n"
+    "while a <= #ARGV do\n"
+    "  local m = tonumber(ARGV[a])\n"
+    "  local b = a\n"
+    "  a = a + 1 + m\n"
+    "  local eid = ARGV[b + 1]\n"
+    "  local dig = ARGV[b + 8]\n"
+    "  local dec = ARGV[b + 7] ~= ''\n"
+    "  local okey = KEYS[k]\n"
+    "  local dkey = KEYS[k + 1]\n"
+    "  if dec then k = k + 2 else k = k + 1 end\n"
+    "  if before[okey] == nil then before[okey] = redis.call('GET', okey) or '' end\n"
+    "  local prior = before[okey]\n"
+    "  local res = nil\n"
+    "  local idf = eid\n"
+    "  local twin = ''\n"
+    "  local seen = redis.call('HGET', KEYS[3], idf)\n"
+    "  if seen then\n"
+    "    if string.len(seen) < 65 or string.sub(seen, 1, 64) == dig then\n"
+    "      res = {'duplicate', seen, prior}\n"
+    "    else\n"
+    "      idf = eid .. '#' .. dig\n"
+    "      local again = redis.call('HGET', KEYS[3], idf)\n"
+    "      if again then res = {'duplicate', again, prior} else twin = 'event_id' end\n"
+    "    end\n"
+    "  end\n"
+    "  local known = false\n"
+    "  if res == nil and dec then\n"
+    "    local owner = redis.call('HGET', dkey, 'event_id')\n"
+    "    if owner == eid and twin == '' then\n"
+    "      res = {'duplicate', '', prior}\n"
+    "    else\n"
+    "      known = owner ~= false\n"
+    "      if known and twin == '' then twin = 'decision_id' end\n"
+    "    end\n"
+    "  end\n"
+    "  if res == nil then\n"
+    "    if h ~= ARGV[b + 2] or tonumber(s) + 1 ~= tonumber(ARGV[b + 3]) then\n"
+    "      out[#out + 1] = {'conflict', h, s, prior}\n"
+    "      break\n"
+    "    end\n"
+    "    local n = tonumber(ARGV[b + 11])\n"
+    "    local entry = {}\n"
+    "    for i = b + 12, b + 11 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
+    "    local id = redis.call('XADD', KEYS[1], '*', unpack(entry))\n"
+    "    redis.call('HSET', KEYS[3], idf, dig .. ' ' .. id)\n"
+    "    redis.call('ZADD', KEYS[4], now, idf)\n"
+    "    h = ARGV[b + 4]\n"
+    "    s = ARGV[b + 3]\n"
+    "    redis.call('HSET', KEYS[2], 'hash', h, 'seq', s)\n"
+    "    if dec then\n"
+    "      if not known then\n"
+    "        local d = {}\n"
+    "        for i = b + 12 + 2 * n, b + m do d[#d + 1] = ARGV[i] end\n"
+    "        redis.call('HSET', dkey, unpack(d))\n"
+    "        redis.call('EXPIRE', dkey, ARGV[b + 6])\n"
+    "      end\n"
+    "      if twin ~= '' then\n"
+    "        redis.call('HSET', dkey, 'conflicting_event_id', eid)\n"
+    "      end\n"
+    "    end\n"
+    "    res = {'ok', id, twin, prior}\n"
+    "  end\n"
+    "  out[#out + 1] = res\n"
+    "  before[okey] = ARGV[b + 5]\n"
+    "  set[okey] = ARGV[b + 5]\n"
+    "  nev = nev + 1\n"
+    "end\n"
+    "if nev > 0 then\n"
+    "  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - window, 'LIMIT', 0, 2 * nev + 64)\n"
+    "  if #old > 0 then\n"
+    "    redis.call('HDEL', KEYS[3], unpack(old))\n"
+    "    redis.call('ZREM', KEYS[4], unpack(old))\n"
+    "  end\n"
+    "end\n"
+    "for key, v in pairs(set) do redis.call('SET', key, v) end\n"
+    "return out\n",
     {0}};
 
 #define HEAD_SLOTS 256
@@ -138,6 +247,18 @@ struct gov_state_audit {
     gov_redis_t *redis;
     long decision_ttl_s;
     long long id_window_ms;
+    /* 1: the next batch reads which of its items are replays first
+     * (predict_replays); set at start, after forget, and after a batch
+     * that met a replay or a head it did not predict */
+    int predict;
+    int group_unloaded;   /* 1: group_script's SHA-1 unknown or not in Redis */
+    /* kept across batches (grown, never shrunk): a batch's argument
+     * vectors, and one tenant group's merged vector */
+    struct argv_buf *bufs;
+    size_t nbufs;
+    const char **gv;
+    size_t *glen;
+    size_t ngv;
     head_slot_t heads[HEAD_SLOTS];
 };
 
@@ -147,6 +268,8 @@ gov_state_audit_t *gov_state_audit_new(gov_redis_t *redis, long decision_ttl_s) 
         s->redis = redis;
         s->decision_ttl_s = decision_ttl_s;
         s->id_window_ms = GOV_STATE_AUDIT_ID_WINDOW_MS;
+        s->predict = 1;
+        s->group_unloaded = 1;
     }
     return s;
 }
@@ -156,11 +279,17 @@ void gov_state_audit_set_id_window(gov_state_audit_t *s, long long window_ms) {
 }
 
 void gov_state_audit_free(gov_state_audit_t *s) {
+    if (s == NULL)
+        return;
+    gov_free(s->bufs);
+    gov_free(s->gv);
+    gov_free(s->glen);
     gov_free(s);
 }
 
 void gov_state_audit_forget(gov_state_audit_t *s) {
     memset(s->heads, 0, sizeof s->heads);
+    s->predict = 1;
 }
 
 static head_slot_t *head_for(gov_state_audit_t *s, const char *tenant) {
@@ -262,8 +391,7 @@ typedef struct audit_prep {
     char digest[GOV_SHA256_HEXLEN + 1];
     long long now_ms;
     char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
-        k_dec[GOV_STATE_KEY_MAX], k_dec_ids[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX],
-        k_ids_age[GOV_STATE_KEY_MAX + 8], k_dec_ids_age[GOV_STATE_KEY_MAX + 8];
+        k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX], k_ids_age[GOV_STATE_KEY_MAX + 8];
 } audit_prep_t;
 
 /* Validates event and fills pr (payload, content digest, keys).
@@ -298,16 +426,13 @@ static gov_err_t prep(json_t *event, const char *type, const char *source,
         gov_state_key(GOV_STATE_AUDIT_HEAD, pr->tenant, pr->k_head) != GOV_OK ||
         gov_state_key(GOV_STATE_AUDIT_IDS, pr->tenant, pr->k_ids) != GOV_OK ||
         (pr->is_decision &&
-         (gov_state_decision_key(pr->tenant, pr->decision_id, pr->k_dec) != GOV_OK ||
-          gov_state_key(GOV_STATE_AUDIT_DECISION_IDS, pr->tenant, pr->k_dec_ids) != GOV_OK)) ||
+         gov_state_decision_key(pr->tenant, pr->decision_id, pr->k_dec) != GOV_OK) ||
         gov_state_offset_key(&tpos, pr->offset_key) != GOV_OK) {
         snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
         return GOV_ERR_INVALID_ARG;
     }
-    /* the age indexes of the two id hashes: same slot, ":age" appended */
+    /* the age index of the id hash: same slot, ":age" appended */
     snprintf(pr->k_ids_age, sizeof pr->k_ids_age, "%s:age", pr->k_ids);
-    if (pr->is_decision)
-        snprintf(pr->k_dec_ids_age, sizeof pr->k_dec_ids_age, "%s:age", pr->k_dec_ids);
 
     pr->payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
     if (pr->payload == NULL)
@@ -359,11 +484,8 @@ static gov_err_t build(const gov_state_audit_t *s, const audit_prep_t *pr, const
     bad |= arg_add(a, pr->k_ids, strlen(pr->k_ids));
     bad |= arg_add(a, pr->offset_key, strlen(pr->offset_key));
     bad |= arg_add(a, pr->k_ids_age, strlen(pr->k_ids_age));
-    if (pr->is_decision) {
+    if (pr->is_decision)
         bad |= arg_add(a, pr->k_dec, strlen(pr->k_dec));
-        bad |= arg_add(a, pr->k_dec_ids, strlen(pr->k_dec_ids));
-        bad |= arg_add(a, pr->k_dec_ids_age, strlen(pr->k_dec_ids_age));
-    }
     *nkeys = a->n;
     bad |= arg_add(a, pr->event_id, strlen(pr->event_id));
     bad |= arg_add(a, prev_hash, GOV_SHA256_HEXLEN);
@@ -524,6 +646,7 @@ typedef struct batch_tenant {
     uint64_t seq;
     int failed;   /* an item failed transiently: the rest is not applied */
     int one_by_one; /* past BATCH_TENANTS: not predicted, appended in phase 3 */
+    int queued;     /* its group script was queued */
 } batch_tenant_t;
 
 static batch_tenant_t *batch_tenant(batch_tenant_t *t, size_t *nt, const char *tenant) {
@@ -568,7 +691,7 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
             continue;
         const audit_prep_t *pr = &prs[i];
         const char *get_id[] = {"HGET", pr->k_ids, pr->event_id};
-        const char *get_dec[] = {"HGET", pr->k_dec_ids, pr->decision_id};
+        const char *get_dec[] = {"HGET", pr->k_dec, "event_id"};
         ok = gov_redis_append(s->redis, 3, get_id, NULL) == GOV_OK &&
              (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK);
     }
@@ -604,6 +727,33 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
     return GOV_OK;
 }
 
+/* Makes room in s for a batch of n items: n argument vectors and one
+ * merged vector of a tenant's group (4 common keys, then per item at most
+ * 2 keys, its count and ARGV_MAX values).  Kept across batches, so a batch
+ * allocates nothing per event here.  GOV_ERR_NOMEM. */
+static gov_err_t grow_scratch(gov_state_audit_t *s, size_t n) {
+    if (n > s->nbufs) {
+        argv_buf_t *b = gov_realloc(s->bufs, n * sizeof *b);
+        if (b == NULL)
+            return GOV_ERR_NOMEM;
+        s->bufs = b;
+        s->nbufs = n;
+    }
+    size_t need = 3 + 4 + n * (3 + ARGV_MAX);
+    if (need > s->ngv) {
+        const char **v = gov_realloc(s->gv, need * sizeof *v);
+        if (v == NULL)
+            return GOV_ERR_NOMEM;
+        s->gv = v;
+        size_t *l = gov_realloc(s->glen, need * sizeof *l);
+        if (l == NULL)
+            return GOV_ERR_NOMEM;
+        s->glen = l;
+        s->ngv = need;
+    }
+    return GOV_OK;
+}
+
 static int transient(gov_err_t e) {
     return e != GOV_OK && e != GOV_ERR_DUPLICATE && e != GOV_ERR_INVALID_ARG;
 }
@@ -620,7 +770,10 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
     uint64_t *seqs = gov_calloc(n ? n : 1, sizeof *seqs);
     unsigned char *sent = gov_calloc(n ? n : 1, 1);
     unsigned char *replay = gov_calloc(n ? n : 1, 1);
-    size_t nt = 0;
+    char(*prevs)[GOV_SHA256_HEXLEN + 1] = gov_calloc(n ? n : 1, sizeof *prevs);
+    char(*counts)[12] = gov_calloc(n ? n : 1, sizeof *counts);
+    int *nkeys = gov_calloc(n ? n : 1, sizeof *nkeys);
+    size_t nt = 0, nbuilt = 0;
     gov_err_t err = GOV_OK;
     for (size_t i = 0; i < n; i++) {
         items[i].result = GOV_ERR_INTERNAL;
@@ -629,7 +782,7 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         items[i].errbuf[0] = 0;
     }
     if (prs == NULL || tenants == NULL || hashes == NULL || seqs == NULL || sent == NULL ||
-        replay == NULL) {
+        replay == NULL || prevs == NULL || counts == NULL || nkeys == NULL) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
@@ -641,12 +794,23 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
         if (e != GOV_OK)
             it->result = e;
     }
-    if (predict_replays(s, prs, items, n, replay) != GOV_OK) {
+    /* In steady state nothing is a replay and the read is all cost (two
+     * commands per decision): it is made only while replays are being met -
+     * after a start, a rebuild, or a batch that met one.  Unpredicted, a
+     * replay costs its tenant's later items of the batch the one-by-one
+     * path below, never a wrong chain. */
+    if (s->predict && predict_replays(s, prs, items, n, replay) != GOV_OK) {
         err = GOV_ERR_NOMEM;
         goto out;
     }
-    /* 1. queue, chaining each item on its tenant's predicted head */
-    int queue_ok = 1;
+    s->predict = 0;
+    /* 1. build, chaining each item on its tenant's predicted head */
+    if (grow_scratch(s, n) != GOV_OK) {
+        err = GOV_ERR_NOMEM;
+        goto out;
+    }
+    memset(s->bufs, 0, n * sizeof *s->bufs);
+    nbuilt = n;
     for (size_t i = 0; i < n; i++) {
         gov_state_audit_item_t *it = &items[i];
         gov_err_t e;
@@ -665,57 +829,139 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
                 t->one_by_one = 1;
             }
         }
-        if (t->one_by_one || t->failed || !queue_ok)
+        if (t->one_by_one || t->failed)
             continue;   /* one by one below, in order (a failed tenant: refused there) */
-        argv_buf_t a;
-        int nkeys = 0;
         seqs[i] = t->seq + 1;
-        e = build(s, &prs[i], t->hash, seqs[i], hashes[i], &a, &nkeys, it->errbuf,
+        memcpy(prevs[i], t->hash, sizeof prevs[i]);
+        e = build(s, &prs[i], prevs[i], seqs[i], hashes[i], &s->bufs[i], &nkeys[i], it->errbuf,
                   sizeof it->errbuf);
-        if (e == GOV_OK && gov_redis_append_eval(s->redis, &append_script, nkeys, a.n, a.v,
-                                                 a.len) != GOV_OK)
-            queue_ok = 0;   /* not connected: the rest goes one by one (and says why) */
-        arg_free(&a);
         if (e != GOV_OK) {
             it->result = e;   /* INVALID_ARG or NOMEM: not sent, the prediction stays */
             if (transient(e))
                 t->failed = 1;   /* its later items must not pass it (REVIEW12 H2) */
             continue;
         }
-        if (!queue_ok)
-            continue;
         sent[i] = 1;
         if (!replay[i]) {   /* a replay leaves the head where it is */
             memcpy(t->hash, hashes[i], sizeof t->hash);
             t->seq = seqs[i];
         }
     }
-    /* 2. read every reply, in order */
-    for (size_t i = 0; i < n; i++) {
-        if (!sent[i])
-            continue;
-        gov_state_audit_item_t *it = &items[i];
-        batch_tenant_t *t = batch_tenant(tenants, &nt, prs[i].tenant);
+    /* 1b. queue one group script per tenant: its items in order.  The
+     * vector is longer than gov_redis_append_eval takes, so the EVALSHA is
+     * spelled here; the script's SHA-1 is known (and the script loaded)
+     * once gov_redis_eval ran it - with no events it answers {} at once */
+    int queue_ok = 1;
+    if (s->group_unloaded) {
         redisReply *rep = NULL;
-        gov_err_t e = gov_redis_read(s->redis, &rep, it->errbuf, sizeof it->errbuf);
-        if (e == GOV_OK) {
-            e = parse_reply(&prs[i], rep, head_for(s, prs[i].tenant), hashes[i], seqs[i],
-                            &it->twin, &it->applied_before, it->errbuf, sizeof it->errbuf);
+        char eb[256];
+        if (gov_redis_eval(s->redis, &group_script, 0, 0, NULL, NULL, &rep, eb, sizeof eb) ==
+            GOV_OK) {
             freeReplyObject(rep);
-        }
-        /* "ok" and "duplicate" are final whatever was predicted (the script
-         * checked the head, and it recognises a replay before it looks at
-         * the head); anything else is settled below */
-        if (e == GOV_OK || e == GOV_ERR_DUPLICATE) {
-            it->result = e;
-        } else if (e == GOV_ERR_STATE) {
-            it->result = e;
-            t->failed = 1;
+            s->group_unloaded = 0;
         } else {
-            it->twin = GOV_STATE_AUDIT_TWIN_NONE;
-            it->applied_before = GOV_STATE_APPLIED_UNKNOWN;
+            queue_ok = 0;   /* the rest goes one by one (and says why) */
         }
     }
+    char gnkeys[16];
+    for (size_t ti = 0; ti < nt && queue_ok; ti++) {
+        size_t g = 3;
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (!sent[i] || strcmp(prs[i].tenant, tenants[ti].tenant) != 0)
+                continue;
+            const argv_buf_t *a = &s->bufs[i];
+            if (first) {   /* stream, head, ids, ids age: build's keys 0, 1, 2, 4 */
+                const int common[] = {0, 1, 2, 4};
+                for (int c = 0; c < 4; c++) {
+                    s->gv[g] = a->v[common[c]];
+                    s->glen[g++] = a->len[common[c]];
+                }
+                first = 0;
+            }
+            s->gv[g] = a->v[3];   /* the offset key */
+            s->glen[g++] = a->len[3];
+            if (nkeys[i] > 5) {   /* the decision key */
+                s->gv[g] = a->v[5];
+                s->glen[g++] = a->len[5];
+            }
+        }
+        if (first)
+            continue;
+        snprintf(gnkeys, sizeof gnkeys, "%zu", g - 3);
+        s->gv[0] = "EVALSHA";
+        s->glen[0] = 7;
+        s->gv[1] = group_script.sha1;
+        s->glen[1] = strlen(group_script.sha1);
+        s->gv[2] = gnkeys;
+        s->glen[2] = strlen(gnkeys);
+        for (size_t i = 0; i < n; i++) {
+            if (!sent[i] || strcmp(prs[i].tenant, tenants[ti].tenant) != 0)
+                continue;
+            const argv_buf_t *a = &s->bufs[i];
+            int m = a->n - nkeys[i];
+            snprintf(counts[i], sizeof counts[i], "%d", m);
+            s->gv[g] = counts[i];
+            s->glen[g++] = strlen(counts[i]);
+            for (int j = nkeys[i]; j < a->n; j++) {
+                s->gv[g] = a->v[j];
+                s->glen[g++] = a->len[j];
+            }
+        }
+        if (g > INT_MAX || gov_redis_append(s->redis, (int)g, s->gv, s->glen) != GOV_OK) {
+            queue_ok = 0;   /* not connected: the rest goes one by one (and says why) */
+            for (size_t i = 0; i < n; i++)
+                if (sent[i] && strcmp(prs[i].tenant, tenants[ti].tenant) == 0)
+                    sent[i] = 0;
+            continue;
+        }
+        tenants[ti].queued = 1;
+    }
+    /* 2. read every group's reply, in order; an item it does not answer
+     * (after a head it did not expect, or the whole group on an error
+     * reply such as NOSCRIPT) is settled below */
+    int noscript = 0;
+    for (size_t ti = 0; ti < nt; ti++) {
+        if (!tenants[ti].queued)
+            continue;
+        batch_tenant_t *t = &tenants[ti];
+        redisReply *rep = NULL;
+        char eb[256] = "";
+        gov_err_t e = gov_redis_read(s->redis, &rep, eb, sizeof eb);
+        if (e != GOV_OK) {
+            noscript |= strstr(eb, "NOSCRIPT") != NULL;
+            s->predict = 1;
+            continue;
+        }
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!sent[i] || strcmp(prs[i].tenant, t->tenant) != 0)
+                continue;
+            gov_state_audit_item_t *it = &items[i];
+            if (rep->type != REDIS_REPLY_ARRAY || j >= rep->elements)
+                break;
+            e = parse_reply(&prs[i], rep->element[j++], head_for(s, prs[i].tenant), hashes[i],
+                            seqs[i], &it->twin, &it->applied_before, it->errbuf,
+                            sizeof it->errbuf);
+            if (e != GOV_OK)
+                s->predict = 1;   /* replays (or another writer) about: read first next time */
+            /* "ok" and "duplicate" are final whatever was predicted (the
+             * script checked the head, and it recognises a replay before it
+             * looks at the head); anything else is settled below */
+            if (e == GOV_OK || e == GOV_ERR_DUPLICATE) {
+                it->result = e;
+            } else if (e == GOV_ERR_STATE) {
+                it->result = e;
+                t->failed = 1;
+            } else {
+                it->twin = GOV_STATE_AUDIT_TWIN_NONE;
+                it->applied_before = GOV_STATE_APPLIED_UNKNOWN;
+            }
+        }
+        freeReplyObject(rep);
+    }
+    if (noscript)   /* Redis lost its scripts: the next batch loads it again */
+        s->group_unloaded = 1;
     /* 3. what the pipeline did not settle, one by one, in order */
     for (size_t i = 0; i < n; i++) {
         gov_state_audit_item_t *it = &items[i];
@@ -736,6 +982,8 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
             t->failed = 1;
     }
 out:
+    for (size_t i = 0; i < nbuilt; i++)
+        arg_free(&s->bufs[i]);
     for (size_t i = 0; prs && i < n; i++)
         gov_free(prs[i].payload);
     gov_free(prs);
@@ -744,6 +992,9 @@ out:
     gov_free(seqs);
     gov_free(sent);
     gov_free(replay);
+    gov_free(prevs);
+    gov_free(counts);
+    gov_free(nkeys);
     return err;
 }
 

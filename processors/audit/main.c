@@ -43,12 +43,17 @@
 #define AUDIT_TOPIC "identity.audit"
 #define DECISIONS_TOPIC "policy.decisions"
 
+static long fetch_wait_ms;
+static long fetch_min_bytes;
+
 static const gov_processor_spec_t spec = {
     .name = "gov-audit",
     .default_admin_port = 8704,
     .topics = {{AUDIT_TOPIC, GOV_PROCESSOR_SCHEMAS("AuditEvent", "PolicyDecision"), 1},
                {DECISIONS_TOPIC, GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
     .kafka_only = (const char *const[]){DECISIONS_TOPIC, NULL},
+    .fetch_wait_max_ms = &fetch_wait_ms,
+    .fetch_min_bytes = &fetch_min_bytes,
 };
 
 static long decision_ttl_ms;
@@ -62,6 +67,8 @@ static const gov_config_entry_t config[] = {
     GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (decision ids are kept for decision_ttl)", &event_id_window_ms),
     GOV_CFG_INT("batch_max", "500", 1, 10000, "most messages gov-audit takes into one batch (one Redis round trip for the chain, one broker acknowledgement for the relay)", &batch_max),
     GOV_CFG_INT("batch_max_bytes", "4194304", 1024, 268435456, "most bytes of Kafka values in one batch (the message that crosses it is the last)", &batch_max_bytes),
+    GOV_CFG_DURATION("fetch_wait", "100ms", 1, 5000, "fetch.wait.max.ms of gov-audit's consumer: how long the broker holds a fetch for fetch_min_bytes to gather (the broker's CPU is spent per fetch; this adds at most this much to the decision log's lag)", &fetch_wait_ms),
+    GOV_CFG_INT("fetch_min_bytes", "65536", 1, 104857600, "fetch.min.bytes of gov-audit's consumer: the broker answers a fetch once this much is there, or after fetch_wait", &fetch_min_bytes),
     GOV_CFG_DURATION("batch_linger", "10ms", 0, 1000, "how long a batch waits for more messages after its first (what is already fetched is taken without waiting)", &batch_linger_ms),
 };
 

@@ -311,7 +311,7 @@ static int last_decision_in_chain(void *opaque) {
     char eb[256];
     redisReply *r = NULL;
     int yes = 0;
-    if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "HEXISTS audit:{%s}:decision_ids %s",
+    if (gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "EXISTS policy:decision:{%s}:%s",
                            tenant, load.last_id) == GOV_OK) {
         yes = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         freeReplyObject(r);
