@@ -52,7 +52,15 @@
 #include "itest_util.h"
 
 #define LOAD_RATE 250
-#define OUTAGE_S 60
+/* The outage of (a): 60 s (issue 12: "Kafka stopped for 60 s under load");
+ * ITEST_SPOOL_OUTAGE_S (20..600) shortens it for the suite's ASan pass, which
+ * checks the same paths' memory safety, not the outage's length. */
+static int outage_s(void) {
+    const char *v = getenv("ITEST_SPOOL_OUTAGE_S");
+    int n = v != NULL ? atoi(v) : 60;
+    return n >= 20 && n <= 600 ? n : 60;
+}
+#define OUTAGE_S outage_s()
 #define CHAIN_WAIT_MS 90000
 #define MAX_IDS 40000
 
