@@ -56,12 +56,15 @@ TOPIC_REPLICATION=1
 # must never be cleaned away, and clients are few. identity.tokens keeps 7
 # days: longer than the longest token lifetime gov-edge may issue, so a
 # rebuild of Redis restores every token and revocation still in force.
+# identity.keys takes the broker's append time as each record's timestamp
+# (LogAppendTime): gov-identity judges an unknown kid's freshness by it, and
+# a producer-chosen CreateTime would let a replay choose its own age.
 TOPIC_CONFIGS=(
   "constitution.bundles=retention.ms=-1,retention.bytes=-1"
   "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
   "policy.decisions=retention.ms=-1,retention.bytes=-1"
   "identity.audit=retention.ms=-1,retention.bytes=-1"
-  "identity.keys=cleanup.policy=compact,retention.ms=-1"
+  "identity.keys=cleanup.policy=compact,retention.ms=-1,message.timestamp.type=LogAppendTime"
   "identity.clients=retention.ms=-1,retention.bytes=-1"
   "identity.tokens=retention.ms=604800000,retention.bytes=-1"
 )

@@ -491,4 +491,14 @@ int itest_rig_stop(itest_rig_t *g);
 json_t *itest_rig_counts(const itest_rig_t *g);
 long itest_rig_requests(const itest_rig_t *g);
 
+/* Produces buf (borrowed) to topic under key with the CreateTime
+ * timestamp_ms the producer chooses (ms since the epoch; librdkafka reads 0
+ * as "now", so the oldest time it can send is 1) and the headers given,
+ * waits for the broker's acknowledgement, and puts the partition and offset
+ * into *partition, *offset (either may be NULL).  Fails the test when the
+ * message is not delivered.  For what a producer of a topic can forge. */
+void itest_produce_raw_at(const char *topic, const char *key, const void *buf, size_t len,
+                          int64_t timestamp_ms, const gov_kafka_header_t *headers,
+                          size_t nheaders, int32_t *partition, int64_t *offset);
+
 #endif /* ITEST_UTIL_H */
