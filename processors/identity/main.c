@@ -18,8 +18,8 @@
  *                     this rule applies); one
  *                     produced under a rotator lease epoch (header
  *                     x-gov-lease-epoch) older than the lease's, or
- *                     without that header once the lease has an epoch,
- *                     is fenced (key_lease_stale).  The JWK is stored
+ *                     without that header once the lease has an epoch
+ *                     (but a retirement), is fenced (key_lease_stale).  The JWK is stored
  *                     normalized and identity:{keys}:jwks is rebuilt in the
  *                     same script.
  *   identity.clients  ClientRegistered / ClientRemoved, key = client_id.  Only
@@ -264,10 +264,13 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
         .event_time_untrusted = !event_time_trusted(m),
         .retired_keep_ms = c->retired_keep_ms,
         /* a rebuild re-applies what was applied: no fencing then; a live
-         * event without the header is fenced once a lease has an epoch
-         * (the header is not signed: see docs/runbooks/security.md) */
+         * event without the header is fenced once a lease has an epoch,
+         * but for a retirement (`govctl keys retire`, an emergency, takes
+         * no lease; retiring only ever removes trust).  The header is not
+         * signed: see docs/runbooks/security.md */
         .lease_epoch = m->replay ? 0 : lease_epoch_of(m),
-        .lease_epoch_required = !m->replay,
+        .lease_epoch_required = !m->replay && !(str(ev, "state") &&
+                                                strcmp(str(ev, "state"), "retired") == 0),
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,

@@ -1884,3 +1884,15 @@ void itest_produce_raw_at(const char *topic, const char *key, const void *buf, s
     if (offset)
         *offset = d.offset;
 }
+
+size_t itest_lease_epoch_header(gov_redis_t *r, char epoch[24], gov_kafka_header_t *h) {
+    redisReply *rep = itest_redis_cmd(
+        r, 2, (const char *[]){"GET", gov_state_identity_rotator_epoch_key()}, NULL);
+    int set = rep->type == REDIS_REPLY_STRING && rep->len > 0 && rep->len < 24;
+    snprintf(epoch, 24, "%s", set ? rep->str : "");
+    freeReplyObject(rep);
+    h->name = "x-gov-lease-epoch";   /* GOV_KEYROTATE_EPOCH_HEADER */
+    h->value = epoch;
+    h->len = strlen(epoch);
+    return set ? 1 : 0;
+}

@@ -501,4 +501,12 @@ void itest_produce_raw_at(const char *topic, const char *key, const void *buf, s
                           int64_t timestamp_ms, const gov_kafka_header_t *headers,
                           size_t nheaders, int32_t *partition, int64_t *offset);
 
+/* The rotator lease's epoch in Redis r as header x-gov-lease-epoch: *h
+ * points into epoch (24 bytes, the caller's) and 1 is returned when
+ * identity:{keys}:rotator:epoch is set, 0 (no header) when it is not.  A
+ * test that publishes KeyRotated to a gov-identity whose Redis has a lease
+ * (its own rotator took it) speaks under the lease's epoch, as govctl does:
+ * without the header the event is fenced (key_lease_stale). */
+size_t itest_lease_epoch_header(gov_redis_t *r, char epoch[24], gov_kafka_header_t *h);
+
 #endif /* ITEST_UTIL_H */

@@ -236,7 +236,16 @@ static size_t npublished;
 static void produce_key_json(const char *kid, json_t *ev, int wait) {
     int32_t part = -1;
     int64_t off = -1;
-    itest_produce_event_at(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", ev, &part, &off);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256], epoch[24];
+    gov_kafka_header_t h;
+    /* under the private rotator's lease epoch, as govctl publishes */
+    size_t nh = itest_lease_epoch_header(priv, epoch, &h);
+    assert_int_equal(gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    itest_produce_raw_at(GOV_TOPIC_IDENTITY_KEYS, kid, buf, len, 0, &h, nh, &part, &off);
+    gov_free(buf);
     if (wait && !itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
         fail_msg("KeyRotated %s was not handled by %s", kid, COMP_IDENTITY);
 }
@@ -699,14 +708,18 @@ static void test_crafted_tokens(void **state) {
 
 static int insecure_logged = -1; /* the edge's log named the key file's mode (pending P4) */
 
-typedef struct issue_wait {
+/* A wait for an endpoint of edge p to answer status want: an issue for
+ * alice (issue_answers) or a verify of tok (verify_answers); the last
+ * error code in code. */
+typedef struct answer_wait {
     const itest_proc_t *p;
+    const char *tok;
     int want;
     char code[64];
-} issue_wait_t;
+} answer_wait_t;
 
 static int issue_answers(void *opaque) {
-    issue_wait_t *w = opaque;
+    answer_wait_t *w = opaque;
     return issue(w->p, &alice_client, NULL, NULL, 0, w->code) == w->want;
 }
 
@@ -731,7 +744,7 @@ static void test_key_file_made_readable(void **state) {
     start_edge(p, "edge-itest-attack-keyfile", 0, "100ms", env_dir2,
                "itest-attack-edge-keyfile.log");
     wait_serves(p, current_hash);
-    issue_wait_t w = {p, 200, ""};
+    answer_wait_t w = {p, NULL, 200, ""};
     if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
         fail_msg("the edge over %s never issued: %s", dir2, w.code);
     assert_int_equal(issue(p, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -1021,15 +1034,9 @@ static void token_signed_by(gov_signer_t *s, char *out, size_t size) {
     jws_by(s, hdr, payload, out, size);
 }
 
-typedef struct verify_wait {
-    const char *tok;
-    int want;
-    char code[64];
-} verify_wait_t;
-
 static int verify_answers(void *opaque) {
-    verify_wait_t *w = opaque;
-    return verify(&edge, w->tok, w->code, NULL) == w->want;
+    answer_wait_t *w = opaque;
+    return verify(w->p, w->tok, w->code, NULL) == w->want;
 }
 
 /* 1 when the private Redis has key `name`. */
@@ -1135,7 +1142,7 @@ static void test_retired_key_stays_retired(void **state) {
     json_t *captured = key_event(&pk, "active", -1);
     produce_key_json(pk.kid, captured, 1);
     token_signed_by(k, tok, sizeof tok);
-    verify_wait_t vw = {tok, 200, ""};
+    answer_wait_t vw = {&edge, tok, 200, ""};
     if (itest_wait_for(verify_answers, &vw, WAIT_MS, 20) < 0)
         fail_msg("a token signed by active key %s never verified: %s", pk.kid, vw.code);
 
@@ -1276,8 +1283,11 @@ static void test_replay_with_chosen_time_refused(void **state) {
         fail_msg("the clock did not pass %lld", (long long)stale_after);
 
     const int64_t chosen_ms[] = {1, pk.activates / 1000};
+    char epoch[24];
+    gov_kafka_header_t h;
+    int under_lease = itest_lease_epoch_header(priv, epoch, &h) == 1;
     for (size_t i = 0; i < 2; i++) {
-        produce_key_forged(pk.kid, captured, chosen_ms[i], NULL);
+        produce_key_forged(pk.kid, captured, chosen_ms[i], under_lease ? epoch : NULL);
         if (priv_exists(hkey) || in_priv_jwks(pk.kid))
             fail_msg("the captured active event of %s with CreateTime %lld ms was materialized",
                      pk.kid, (long long)chosen_ms[i]);
