@@ -95,7 +95,9 @@ typedef struct gov_archive_writer gov_archive_writer_t;
  * segment in it.  *out is a new writer (gov_archive_writer_free). */
 gov_err_t gov_archive_writer_open(const char *dir, gov_archive_writer_t **out, char *errbuf,
                                   size_t errbuf_size);
-/* Appends one entry (borrowed) of tenant's chain with its stored hash. */
+/* Appends one entry (borrowed) of tenant's chain with its stored hash.
+ * Every string must be NUL-terminated, the payload at payload_len too (as a
+ * Redis reply's is): avro-c is handed the terminator. */
 gov_err_t gov_archive_writer_append(gov_archive_writer_t *w, const char *tenant,
                                     const gov_audit_entry_t *e, const char *hash, char *errbuf,
                                     size_t errbuf_size);

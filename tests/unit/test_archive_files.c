@@ -85,9 +85,11 @@ static void test_record_bound(void **state) {
     char dir[128], name[GOV_ARCHIVE_NAME_MAX], empty_name[GOV_ARCHIVE_NAME_MAX];
     static const size_t sizes[] = {0, 1, 127, 128, 16383, 16384, 300 * 1024};
     const size_t n = sizeof sizes / sizeof sizes[0];
-    char *payload = malloc(300 * 1024);
+    /* each payload NUL-terminated at its length, as a Redis reply's is
+     * (the writer hands avro-c the terminator too) */
+    char *payload = malloc(300 * 1024 + 1);
     assert_non_null(payload);
-    memset(payload, 'p', 300 * 1024);
+    memset(payload, 'p', 300 * 1024 + 1);
     const char *hash = "1111111111111111111111111111111111111111111111111111111111111111";
     snprintf(dir, sizeof dir, "%s/tenant-w", root);
 
@@ -107,8 +109,10 @@ static void test_record_bound(void **state) {
             .payload = payload, .payload_len = sizes[i]};
         bound += gov_archive_record_bytes("tenant-w", &e, hash);
         payloads += sizes[i];
+        payload[sizes[i]] = '\0';
         assert_int_equal(gov_archive_writer_append(w, "tenant-w", &e, hash, eb, sizeof eb),
                          GOV_OK);
+        payload[sizes[i]] = 'p';
     }
     assert_int_equal(gov_archive_writer_commit(w, 1, n, name, eb, sizeof eb), GOV_OK);
     gov_archive_writer_free(w);
