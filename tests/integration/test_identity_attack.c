@@ -1120,6 +1120,19 @@ static void expect_key_dlq(const char *kid, const char *reason) {
     assert_string_equal(f.reason, reason);
 }
 
+/* A new key of a key store of its own under work/<name> (*ks_out and the
+ * signer: the caller frees both). */
+static gov_signer_t *fresh_key(const char *name, gov_keystore_t **ks_out) {
+    char dir[320], eb[256];
+    gov_signer_t *k = NULL;
+    gov_reason_t why;
+    snprintf(dir, sizeof dir, "%s/%s", work, name);
+    if (gov_keystore_open_dir(dir, ks_out, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(*ks_out, &k, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    return k;
+}
+
 /* M5: key K is published and active (a token it signs verifies), then
  * retired (a compromised key); once its hash has expired (the keep period,
  * 2 s here, observed: the hash is gone) the operator-signed active event
@@ -1129,14 +1142,9 @@ static void expect_key_dlq(const char *kid, const char *reason) {
  * was active again and its token verified. */
 static void test_retired_key_stays_retired(void **state) {
     (void)state;
-    char dir[320], eb[256], tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
+    char tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m5 = NULL;
-    gov_signer_t *k = NULL;
-    gov_reason_t why;
-    snprintf(dir, sizeof dir, "%s/keys-m5", work);
-    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
-        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
-        fail_msg("key store: %s", eb);
+    gov_signer_t *k = fresh_key("keys-m5", &ks_m5);
     published_key_t pk;
     key_of(k, gov_now_micros() - 1000000, &pk);
     json_t *captured = key_event(&pk, "active", -1);
@@ -1182,14 +1190,9 @@ static void test_retired_key_stays_retired(void **state) {
  * (key_stale); a fresh one is accepted. */
 static void test_stale_unknown_key_refused(void **state) {
     (void)state;
-    char dir[320], eb[256], hkey[GOV_STATE_KEY_MAX];
+    char hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m5 = NULL;
-    gov_signer_t *k = NULL;
-    gov_reason_t why;
-    snprintf(dir, sizeof dir, "%s/keys-m5b", work);
-    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
-        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
-        fail_msg("key store: %s", eb);
+    gov_signer_t *k = fresh_key("keys-m5b", &ks_m5);
     published_key_t pk;
     key_of(k, gov_now_micros() - 60LL * 1000000, &pk);
     produce_key_event(&pk, "active", -1, 1);
@@ -1222,19 +1225,6 @@ static void produce_key_forged(const char *kid, json_t *ev, int64_t ts_ms, const
     gov_free(buf);
     if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
         fail_msg("KeyRotated %s was not handled by %s", kid, COMP_IDENTITY);
-}
-
-/* A new key of a key store of its own under work/<name> (*ks_out and the
- * signer: the caller frees both). */
-static gov_signer_t *fresh_key(const char *name, gov_keystore_t **ks_out) {
-    char dir[320], eb[256];
-    gov_signer_t *k = NULL;
-    gov_reason_t why;
-    snprintf(dir, sizeof dir, "%s/%s", work, name);
-    if (gov_keystore_open_dir(dir, ks_out, &why, eb, sizeof eb) != GOV_OK ||
-        gov_keystore_generate(*ks_out, &k, &why, eb, sizeof eb) != GOV_OK)
-        fail_msg("key store: %s", eb);
-    return k;
 }
 
 /* 1 when the private edge's /.well-known/jwks.json names kid. */
