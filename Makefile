@@ -44,7 +44,7 @@ SCHEMAS      := $(sort $(wildcard schemas/*.avsc))
 # Unit tests of runtime modules link both libraries; every other unit test
 # (the core modules') links libgov_core.a alone, so a core test that reaches
 # for I/O does not link.
-RUNTIME_UNIT := test_admin test_config test_events test_file test_kafka test_keyrotate test_log test_metrics test_runtime test_signer_pem test_state test_state_identity test_time test_spool
+RUNTIME_UNIT := test_admin test_archive_files test_config test_events test_file test_kafka test_keyrotate test_log test_metrics test_runtime test_signer_pem test_state test_state_identity test_time test_spool
 
 # variant -> object dir, flags
 define variant_rules

@@ -68,12 +68,15 @@ TOPIC_REPLICATION=1
 # identity.audit keeps everything: a rebuild of Redis chains a tenant from
 # genesis at the partition's first retained event, so a trimmed identity.audit
 # could not reproduce the chain (docs/contracts.md, "Retention").
+# identity.keys takes the broker's append time as each record's timestamp
+# (LogAppendTime): gov-identity judges an unknown kid's freshness by it, and
+# a producer-chosen CreateTime would let a replay choose its own age.
 TOPIC_CONFIGS=(
   "constitution.bundles=retention.ms=-1,retention.bytes=-1"
   "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
   "policy.decisions=retention.ms=${GOV_DECISIONS_RETENTION_MS:-518400000},retention.bytes=-1,segment.ms=86400000"
   "identity.audit=retention.ms=-1,retention.bytes=-1"
-  "identity.keys=cleanup.policy=compact,retention.ms=-1"
+  "identity.keys=cleanup.policy=compact,retention.ms=-1,message.timestamp.type=LogAppendTime"
   "identity.clients=retention.ms=-1,retention.bytes=-1"
   "identity.tokens=retention.ms=604800000,retention.bytes=-1"
 )

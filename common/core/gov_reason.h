@@ -228,7 +228,8 @@
     X(ARCHIVE_SEGMENT_REORDERED, "archive_segment_reordered", "an archived segment holds other entries than its name says, or segment names overlap: segments were renamed or swapped") \
     X(ARCHIVE_SEGMENT_ALTERED, "archive_segment_altered", "an archived segment is not a readable AuditChainEntry container, or a record in it does not hash or link: its content was changed") \
     X(ARCHIVE_CHAIN_DIVERGED, "archive_chain_diverged", "the chain in Redis has another hash than the archive at the same seq: gov-archive neither archives nor trims the tenant") \
-    X(DECISION_LOG_FULL, "decision_log_full", "the edge's decision spool is full (Kafka has not acknowledged the decisions it holds): the edge refuses to decide without a durable record")
+    X(DECISION_LOG_FULL, "decision_log_full", "the edge's decision spool is full (Kafka has not acknowledged the decisions it holds): the edge refuses to decide without a durable record") \
+    X(ARCHIVE_ENTRY_TOO_LARGE, "archive_entry_too_large", "a chain entry is larger than one segment record may be (GOV_ARCHIVE_ENTRY_MAX_BYTES): gov-archive neither archives nor trims the tenant")
 
 typedef enum gov_reason {
 #define GOV_REASON_ENUM_(name, code, meaning) GOV_REASON_##name,

@@ -10,7 +10,9 @@
  * (flushing its last block) -> fflush + fsync(file) -> link(2) to the final
  * name (fails if it exists: a segment is never replaced) -> unlink the
  * temporary -> fsync(directory).  A crash before the link leaves only a
- * temporary (removed by the next writer); after it, a complete file.
+ * temporary (removed by the next writer); after it, a complete file.  A
+ * directory made here (a tenant's first segment) is made durable in its
+ * parent first (gov_archive_mkdir).
  *
  * What it does not do: decide segment boundaries or talk to Redis
  * (gov-archive), or check the chain (the callers, gov_audit_chain).
@@ -34,9 +36,54 @@
 #include "gov_schemas_gen.h"
 
 #define SCHEMA_NAME "AuditChainEntry"
-/* avro-c refuses a record larger than its block: room for the largest
- * entry (a 1 MiB event plus the other fields). */
-#define BLOCK_SIZE (4u * 1024 * 1024)
+/* avro-c refuses a record larger than its block */
+#define BLOCK_SIZE GOV_ARCHIVE_ENTRY_MAX_BYTES
+/* the longest zig-zag varint: a string's length or a long */
+#define VARINT_MAX 10
+
+size_t gov_archive_record_bytes(const char *tenant, const gov_audit_entry_t *e,
+                                const char *hash) {
+    /* nine fields: seven strings (length + bytes) and two longs */
+    return 9 * VARINT_MAX + strlen(tenant) + strlen(e->event_id) + strlen(e->type) +
+           strlen(e->source) + e->payload_len + strlen(e->prev_hash) + strlen(hash);
+}
+
+/* fsync of a directory: makes its entries durable. */
+static gov_err_t fsync_dir(const char *dir, char *errbuf, size_t errbuf_size) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        snprintf(errbuf, errbuf_size, "cannot fsync %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return GOV_ERR_IO;
+    }
+    close(dfd);
+    return GOV_OK;
+}
+
+gov_err_t gov_archive_mkdir(const char *dir, int *created, char *errbuf, size_t errbuf_size) {
+    char parent[4096];
+    *created = 0;
+    if (mkdir(dir, 0750) != 0) {
+        if (errno == EEXIST)
+            return GOV_OK;
+        snprintf(errbuf, errbuf_size, "cannot create %s: %s", dir, strerror(errno));
+        return GOV_ERR_IO;
+    }
+    *created = 1;
+    /* the parent: dir up to its last '/' ("/" for "/x", "." for "x") */
+    const char *slash = strrchr(dir, '/');
+    size_t len = slash == NULL ? 0 : slash == dir ? 1 : (size_t)(slash - dir);
+    if (len >= sizeof parent) {
+        snprintf(errbuf, errbuf_size, "path too long: %s", dir);
+        return GOV_ERR_IO;
+    }
+    if (len == 0)
+        snprintf(parent, sizeof parent, ".");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int)len, dir);
+    return fsync_dir(parent, errbuf, errbuf_size);
+}
 
 void gov_archive_segment_name(uint64_t first, uint64_t last, char out[GOV_ARCHIVE_NAME_MAX]) {
     snprintf(out, GOV_ARCHIVE_NAME_MAX, "%020" PRIu64 "-%020" PRIu64 ".avro", first, last);
@@ -233,10 +280,10 @@ gov_err_t gov_archive_writer_open(const char *dir, gov_archive_writer_t **out, c
         err = GOV_ERR_INVALID_ARG;
         goto fail;
     }
-    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-        snprintf(errbuf, errbuf_size, "cannot create %s: %s", dir, strerror(errno));
+    int created = 0;
+    if ((err = gov_archive_mkdir(dir, &created, errbuf, errbuf_size)) != GOV_OK)
         goto fail;
-    }
+    err = GOV_ERR_IO;
     int fd = mkstemps(w->tmp, 4);
     if (fd < 0) {
         snprintf(errbuf, errbuf_size, "cannot create a temporary in %s: %s", dir, strerror(errno));
@@ -328,15 +375,7 @@ gov_err_t gov_archive_writer_commit(gov_archive_writer_t *w, uint64_t first, uin
     }
     if (unlink(w->tmp) == 0)
         w->tmp[0] = '\0';
-    int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        snprintf(errbuf, errbuf_size, "cannot fsync %s: %s", w->dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-        goto out;
-    }
-    close(dfd);
-    err = GOV_OK;
+    err = fsync_dir(w->dir, errbuf, errbuf_size);
 out:
     return err;
 }

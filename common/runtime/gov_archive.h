@@ -24,6 +24,33 @@
 
 #define GOV_ARCHIVE_NAME_MAX 48   /* "%020llu-%020llu.avro" + NUL */
 #define GOV_ARCHIVE_LIST_MAX 1000000
+/* The largest entry a segment can hold: avro-c refuses a record larger than
+ * its block, and the writer's block is this size (a 1 MiB event with room). */
+#define GOV_ARCHIVE_ENTRY_MAX_BYTES (4u * 1024 * 1024)
+/* The largest byte budget a writer may be given (gov-archive's
+ * segment_max_bytes).  A segment is cut at the entry that crosses the
+ * budget, so a file holds at most budget + one entry + container framing:
+ * that must stay well under what the readers accept, or the archive could
+ * not be read back by its own tools. */
+#define GOV_ARCHIVE_WRITER_MAX_BYTES (96u * 1024 * 1024)
+_Static_assert(GOV_ARCHIVE_WRITER_MAX_BYTES + GOV_ARCHIVE_ENTRY_MAX_BYTES <=
+                   GOV_ARCHIVE_SEGMENT_MAX_BYTES / 2,
+               "a full segment must stay well under the reader's bound");
+
+/* An upper bound of the bytes one entry (borrowed) of tenant's chain takes
+ * in a segment: every field's bytes plus the longest varint of each length
+ * and number.  What a writer counts against its budget.  Cost: O(1) plus
+ * the strlen of the short fields. */
+size_t gov_archive_record_bytes(const char *tenant, const gov_audit_entry_t *e,
+                                const char *hash);
+
+/* Creates dir (mode 0750; its parent must exist) when it is missing and
+ * then fsyncs its parent, so the new directory entry is durable before
+ * anything is written in it: without that, a power loss after the first
+ * segment (watermark moved, stream trimmed) could lose the whole directory
+ * on a file system that does not order the parent's entry.  *created is 1
+ * when it was made now.  GOV_ERR_IO with the cause in errbuf. */
+gov_err_t gov_archive_mkdir(const char *dir, int *created, char *errbuf, size_t errbuf_size);
 
 /* Writes the segment name of [first, last] into out. */
 void gov_archive_segment_name(uint64_t first, uint64_t last, char out[GOV_ARCHIVE_NAME_MAX]);
@@ -68,7 +95,9 @@ typedef struct gov_archive_writer gov_archive_writer_t;
  * segment in it.  *out is a new writer (gov_archive_writer_free). */
 gov_err_t gov_archive_writer_open(const char *dir, gov_archive_writer_t **out, char *errbuf,
                                   size_t errbuf_size);
-/* Appends one entry (borrowed) of tenant's chain with its stored hash. */
+/* Appends one entry (borrowed) of tenant's chain with its stored hash.
+ * Every string must be NUL-terminated, the payload at payload_len too (as a
+ * Redis reply's is): avro-c is handed the terminator. */
 gov_err_t gov_archive_writer_append(gov_archive_writer_t *w, const char *tenant,
                                     const gov_audit_entry_t *e, const char *hash, char *errbuf,
                                     size_t errbuf_size);

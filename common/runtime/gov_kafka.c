@@ -1150,3 +1150,11 @@ int gov_kafka_msg_header(const gov_kafka_msg_t *msg, const char *name, char *buf
     snprintf(buf, size, "%.*s", (int)(len < size ? len : size - 1), v ? (const char *)v : "");
     return 1;
 }
+
+int gov_kafka_msg_log_append_time(const gov_kafka_msg_t *msg) {
+    rd_kafka_timestamp_type_t tt = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    if (msg == NULL || msg->priv == NULL)
+        return 0;
+    rd_kafka_message_timestamp(msg->priv, &tt);
+    return tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME;
+}

@@ -209,6 +209,11 @@ void gov_kafka_msg_free(gov_kafka_msg_t *msg);
 /* The last value of header `name` of msg into buf (NUL-terminated, cut to
  * size - 1 bytes): 1 when present, 0 when absent (buf ""). */
 int gov_kafka_msg_header(const gov_kafka_msg_t *msg, const char *name, char *buf, size_t size);
+/* 1 when msg's timestamp_ms is the broker's append time (the topic's
+ * message.timestamp.type is LogAppendTime), 0 when the producer chose it
+ * (CreateTime) or it has none: only the former can be trusted as "when it
+ * arrived". */
+int gov_kafka_msg_log_append_time(const gov_kafka_msg_t *msg);
 
 /* Marks msg as materialized: its offset + 1 will be committed. */
 gov_err_t gov_kafka_consumer_store(gov_kafka_consumer_t *c, const gov_kafka_msg_t *msg);

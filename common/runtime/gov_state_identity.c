@@ -140,8 +140,9 @@ static gov_redis_script_t key_script = {
      *       19 sweep batch
      * KEYS 5: the retired kids by the time they leave the index (ms)
      * KEYS 6: the kid's retired tombstone (permanent), 7: the rotator lease epoch
-     * ARGV 20: the event's time (µs; 0: no freshness rule), 21: the producer's
-     *          lease epoch ('' none)
+     * ARGV 20: the event's time (µs; 0: no freshness rule; '': a time that
+     *          cannot be trusted - an unknown kid is stale), 21: the producer's
+     *          lease epoch ('' none: not fenced; '0': required and absent)
      * {'ok'|'applied'|'replay'|'changed'|'backwards'|'retired'|'stale'|'fenced',
      *  detail, previous state}
      * ('applied': this very event was applied before, a redelivery) */
@@ -173,9 +174,11 @@ static gov_redis_script_t key_script = {
     "end\n"
     /* an unknown kid must be fresh: one that activated longer ago than a
      * token lives is a replay of a key this store has forgotten */
-    "if not cur[6] and tonumber(ARGV[20]) > 0 and (ARGV[6] == 'pending' or\n"
-    "    ARGV[6] == 'active') and tonumber(ARGV[9]) + tonumber(ARGV[17]) < tonumber(ARGV[20]) then\n"
-    "  return {'stale', 'activates_at ' .. ARGV[9], ''}\n"
+    "if not cur[6] and (ARGV[6] == 'pending' or ARGV[6] == 'active') then\n"
+    "  if ARGV[20] == '' then return {'stale', 'untrusted_time', ''} end\n"
+    "  if tonumber(ARGV[20]) > 0 and tonumber(ARGV[9]) + tonumber(ARGV[17]) < tonumber(ARGV[20]) then\n"
+    "    return {'stale', 'activates_at ' .. ARGV[9], ''}\n"
+    "  end\n"
     "end\n"
     "if cur[6] then\n"
     "  local fixed = {{'alg', ARGV[3]}, {'public_jwk', ARGV[4]}, {'backend', ARGV[5]},\n"
@@ -278,16 +281,20 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
     char tomb[GOV_STATE_KEY_MAX];
     gov_state_identity_key_tombstone_key(k->kid, tomb);
     char now[32], lifetime[32], keep[32], batch[16], event_time[32], epoch[24] = "";
-    if (k->lease_epoch > 0)
-        snprintf(epoch, sizeof epoch, "%lld", (long long)k->lease_epoch);
+    /* '0' when required but absent: below any epoch the lease has */
+    if (k->lease_epoch > 0 || k->lease_epoch_required)
+        snprintf(epoch, sizeof epoch, "%lld", (long long)(k->lease_epoch > 0 ? k->lease_epoch : 0));
     snprintf(now, sizeof now, "%lld", (long long)gov_now_micros());
     snprintf(lifetime, sizeof lifetime, "%lld",
              (long long)(k->token_lifetime_us > 0 ? k->token_lifetime_us : 0));
     snprintf(keep, sizeof keep, "%lld",
              (long long)(k->retired_keep_ms > 0 ? k->retired_keep_ms
                                                 : GOV_STATE_IDENTITY_RETIRED_KEEP_S * 1000));
-    snprintf(event_time, sizeof event_time, "%lld",
-             (long long)(k->event_time_us > 0 ? k->event_time_us : 0));
+    if (k->event_time_untrusted)
+        event_time[0] = '\0';
+    else
+        snprintf(event_time, sizeof event_time, "%lld",
+                 (long long)(k->event_time_us > 0 ? k->event_time_us : 0));
     snprintf(batch, sizeof batch, "%d", GOV_STATE_IDENTITY_SWEEP_BATCH);
     const char *argv[] = {k_key, gov_state_identity_kids_key(), gov_state_identity_jwks_key(),
                           k_off, gov_state_identity_retired_key(), tomb,
@@ -326,10 +333,18 @@ gov_err_t gov_state_identity_key_write(gov_redis_t *r, const gov_state_identity_
         else if (*outcome == GOV_STATE_IDENTITY_RETIRED)
             snprintf(errbuf, errbuf_size, "kid %s was retired (retires_at %s); retired is final",
                      k->kid, rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_FENCED && k->lease_epoch <= 0)
+            snprintf(errbuf, errbuf_size,
+                     "kid %s: the event carries no rotator lease epoch (header "
+                     "x-gov-lease-epoch) and the rotator lease has one", k->kid);
         else if (*outcome == GOV_STATE_IDENTITY_FENCED)
             snprintf(errbuf, errbuf_size,
                      "kid %s: produced under rotator lease epoch %s, older than the lease's",
                      k->kid, rep->element[1]->str);
+        else if (*outcome == GOV_STATE_IDENTITY_STALE && k->event_time_untrusted)
+            snprintf(errbuf, errbuf_size,
+                     "kid %s is unknown and the record's timestamp is not the broker's append "
+                     "time (LogAppendTime): its age cannot be judged", k->kid);
         else if (*outcome == GOV_STATE_IDENTITY_STALE)
             snprintf(errbuf, errbuf_size,
                      "kid %s is unknown and its %s is older than the longest token lifetime",

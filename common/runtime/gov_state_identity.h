@@ -96,10 +96,16 @@ typedef struct gov_state_identity_key {
                                      and how old an unknown kid's activates_at may be */
     int64_t event_time_us;        /* when the event arrived (µs; the Kafka timestamp):
                                      what an unknown kid's freshness is judged at; 0 none */
+    int event_time_untrusted;     /* 1: the event's time cannot be trusted (the producer
+                                     chose it, or it is 0): an unknown pending or active
+                                     kid is STALE whatever event_time_us says */
     int64_t retired_keep_ms;      /* how long a swept retired kid's hash is kept (ms;
                                      <= 0: GOV_STATE_IDENTITY_RETIRED_KEEP_S) */
     int64_t lease_epoch;          /* the producer's rotator lease epoch (> 0), checked
                                      against identity:{keys}:rotator:epoch; 0 none */
+    int lease_epoch_required;     /* 1: an event without an epoch (lease_epoch 0) is
+                                     FENCED once the lease's epoch is > 0 (a live
+                                     event; a rebuild's replay is not fenced) */
 } gov_state_identity_key_t;
 
 /* Rank of a key state: pending 0, active 1, retiring 2, retired 3; -1 for
@@ -119,8 +125,12 @@ int gov_state_identity_key_rank(const char *state);
  * retired is final, whether or not the hash is still there.  An unknown
  * kid (no hash, no tombstone) in state pending or active whose
  * activates_at + k->token_lifetime_us is before k->event_time_us is STALE
- * (a forgotten key replayed).  An event whose k->lease_epoch is below the
- * lease's epoch is FENCED (its producer lost the rotator lease since).
+ * (a forgotten key replayed); so is every such kid when
+ * k->event_time_untrusted (its age cannot be judged).  An event whose
+ * k->lease_epoch is below the
+ * lease's epoch is FENCED (its producer lost the rotator lease since), and
+ * so is one without an epoch when k->lease_epoch_required and the lease has
+ * an epoch (a producer outside the lease).
  * *outcome: WRITTEN, APPLIED, REPLAY,
  * BACKWARDS, CHANGED, RETIRED, STALE or FENCED (errbuf names the field; nothing is written, not
  * even the applied offset: a redelivery is refused again); *previous_state

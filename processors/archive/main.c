@@ -7,7 +7,9 @@
  * audit:{T} (XRANGE), check every hash and link, and when segment_entries
  * are waiting or the oldest waiting one is older than segment_age, write
  * them as one Avro container file <archive_dir>/<T>/<first>-<last>.avro
- * (gov_archive: temporary, fsync, link, directory fsync); only then move
+ * (gov_archive: temporary, fsync, link, directory fsync); a segment is also
+ * cut at the entry that crosses segment_max_bytes, every record counted
+ * whole, so a file stays under the readers' bound; only then move
  * the watermark and trim the stream up to it, in one script
  * (gov_state_archive_advance).  Why the stream and not a consumer group:
  * the chain's seq and hashes exist only after gov-audit's dedup.
@@ -46,8 +48,13 @@
 #define COMPONENT "gov-archive"
 #define MAX_TENANTS 10000
 #define PAGE 1000
-/* a segment is also cut at this many payload bytes (memory bound) */
-#define SEGMENT_BYTES_MAX (64u * 1024 * 1024)
+/* XRANGE pages one segment may take (the pages are held until the write) */
+#define MAX_PAGES (1 + 1000000 / PAGE)
+/* what one entry is assumed to weigh before it is read: about the largest
+ * event Kafka carries.  A page asks for at most (budget left) / this many
+ * entries, so the pages held stay near the budget however large the
+ * entries turn out to be. */
+#define ENTRY_BYTES_HINT (1024u * 1024)
 /* segments one tenant may write per round, so others get their turn */
 #define SEGMENTS_PER_ROUND 8
 /* a tenant's transient failure is logged at most this often (counted always) */
@@ -58,6 +65,7 @@
 static char *archive_dir;
 static char *tenant_list;
 static long segment_entries;
+static long segment_max_bytes;
 static long segment_age_ms;
 static long poll_interval_ms;
 static long discover_interval_ms;
@@ -93,6 +101,11 @@ static const gov_config_entry_t config[] = {
     GOV_CFG_INT("segment_entries", "10000", 1, 1000000,
                 "entries per segment: a segment is cut when this many are waiting",
                 &segment_entries),
+    GOV_CFG_INT("segment_max_bytes", "67108864", 65536, GOV_ARCHIVE_WRITER_MAX_BYTES,
+                "a segment is cut at the entry that crosses this many bytes (every field of "
+                "every record counted), so a file holds at most this plus one entry: the "
+                "writer's memory bound, kept well under the readers' 256 MiB",
+                &segment_max_bytes),
     GOV_CFG_DURATION("segment_age", "5m", 10, 24L * 3600 * 1000,
                      "a shorter segment is cut when its oldest entry was appended this long ago",
                      &segment_age_ms),
@@ -371,14 +384,17 @@ out:
 
 /* --- one segment ------------------------------------------------------------------ */
 
-/* Reads what waits after the watermark (at most segment_entries entries,
- * SEGMENT_BYTES_MAX payload bytes), checks it, and archives it when it is
- * a full segment or old enough.  Returns 1 when a segment was written (the
- * caller may go on), 0 when there is nothing to cut, -1 on an error. */
+/* Reads what waits after the watermark (at most segment_entries entries;
+ * the entry that crosses segment_max_bytes is the last one), checks it, and
+ * archives it when it is a full segment or old enough.  Returns 1 when a
+ * segment was written (the caller may go on), 0 when there is nothing to
+ * cut, -1 on an error.  Memory: the pages read, about segment_max_bytes
+ * plus one page asked for by ENTRY_BYTES_HINT. */
 static int archive_once(app_t *a, tenant_t *t) {
     char eb[512], dir[4096], start[64];
-    redisReply *pages[1 + 1000000 / PAGE];
+    redisReply *pages[MAX_PAGES];
     size_t npages = 0, count = 0, bytes = 0;
+    const size_t budget = (size_t)segment_max_bytes;
     int rc = -1;
     gov_archive_writer_t *w = NULL;
     snprintf(start, sizeof start, t->seq ? "(%s" : "-", t->stream_id);
@@ -387,18 +403,23 @@ static int archive_once(app_t *a, tenant_t *t) {
     memcpy(prev, t->hash, sizeof prev);
     const char *last_hash = NULL, *last_id = NULL;
     long long oldest_ms = -1;
-    while (count < (size_t)segment_entries && bytes < SEGMENT_BYTES_MAX) {
-        size_t want = (size_t)segment_entries - count;
+    int full = 0;   /* cut now: by entries, by bytes, or by pages held */
+    while (!full) {
+        /* fewer entries per page as the budget runs out */
+        size_t want = (size_t)segment_entries - count, by_bytes = (budget - bytes) / ENTRY_BYTES_HINT;
+        if (want > PAGE)
+            want = PAGE;
+        if (want > by_bytes)
+            want = by_bytes > 0 ? by_bytes : 1;
         redisReply *page = NULL;
-        if (gov_state_audit_range(a->redis, t->id, start, want < PAGE ? want : PAGE, &page, eb,
-                                  sizeof eb) != GOV_OK)
+        if (gov_state_audit_range(a->redis, t->id, start, want, &page, eb, sizeof eb) != GOV_OK)
             goto transient;
         pages[npages++] = page;
         if (page->type != REDIS_REPLY_ARRAY) {
             snprintf(eb, sizeof eb, "audit:{%s} is not a stream", t->id);
             goto transient;
         }
-        for (size_t i = 0; i < page->elements; i++) {
+        for (size_t i = 0; i < page->elements && !full; i++) {
             gov_audit_entry_t e;
             const char *h, *sid;
             char why[200];
@@ -413,33 +434,43 @@ static int archive_once(app_t *a, tenant_t *t) {
                 tenant_broken(a, t, GOV_REASON_CHAIN_BROKEN, why);
                 goto out;
             }
+            size_t entry_bytes = gov_archive_record_bytes(t->id, &e, h);
+            if (entry_bytes > GOV_ARCHIVE_ENTRY_MAX_BYTES) {
+                snprintf(why, sizeof why, "stream entry %s (seq %" PRIu64 ") takes %zu bytes, a "
+                         "segment record at most %u", sid, expect_seq, entry_bytes,
+                         GOV_ARCHIVE_ENTRY_MAX_BYTES);
+                tenant_broken(a, t, GOV_REASON_ARCHIVE_ENTRY_TOO_LARGE, why);
+                goto out;
+            }
             if (oldest_ms < 0)
                 oldest_ms = atoll(sid);
             memcpy(prev, h, sizeof prev);
             expect_seq++;
             count++;
-            bytes += e.payload_len;
+            bytes += entry_bytes;
             last_hash = h;
             last_id = sid;
             snprintf(start, sizeof start, "(%s", sid);
+            /* the entry that crosses the budget ends the segment */
+            full = count >= (size_t)segment_entries || bytes >= budget;
         }
-        if (page->elements < (want < PAGE ? want : PAGE))
-            break;
+        if (!full && page->elements < want)
+            break;   /* the stream has no more */
+        full = full || npages == MAX_PAGES;
     }
     gov_metric_set(a->m_waiting, (const char *[]){t->id}, (double)count);
     long long now_ms = (long long)(gov_now_micros() / 1000);
-    if (count == 0 ||
-        (count < (size_t)segment_entries && bytes < SEGMENT_BYTES_MAX &&
-         now_ms - oldest_ms < segment_age_ms)) {
+    if (count == 0 || (!full && now_ms - oldest_ms < segment_age_ms)) {
         rc = 0;
         goto out;
     }
-    /* write the segment: every entry again, from the pages held */
+    /* write the segment: the counted entries again, from the pages held */
     tenant_dir(t, dir, sizeof dir);
     if (gov_archive_writer_open(dir, &w, eb, sizeof eb) != GOV_OK)
         goto transient;
+    size_t written = 0;
     for (size_t p = 0; p < npages; p++)
-        for (size_t i = 0; i < pages[p]->elements; i++) {
+        for (size_t i = 0; i < pages[p]->elements && written < count; i++, written++) {
             gov_audit_entry_t e;
             const char *h, *sid;
             char why[160];
@@ -580,9 +611,10 @@ int main(int argc, char **argv) {
     if (gov_runtime_start(&a->rt, &spec, config, NCONFIG, argc, argv, &exit_code) != GOV_OK)
         return exit_code;
     a->redis = gov_runtime_redis(a->rt);
-    if (mkdir(archive_dir, 0750) != 0 && errno != EEXIST) {
+    int created = 0;
+    if (gov_archive_mkdir(archive_dir, &created, eb, sizeof eb) != GOV_OK) {
         gov_log(GOV_LOG_ERROR, "cannot create the archive directory", "archive_dir", archive_dir,
-                "error", strerror(errno), (const char *)NULL);
+                "error", eb, (const char *)NULL);
         return gov_runtime_shutdown(a->rt, 1);
     }
     a->component = gov_runtime_config(a->rt)->component_name;

@@ -12,10 +12,14 @@
  *                     a retired kid's permanent tombstone refuses any other
  *                     state for it (key_retired), and an unknown kid whose
  *                     activates_at is older than the longest token lifetime
- *                     at the message's time is a replay (key_stale); one
+ *                     at the message's time is a replay (key_stale; the
+ *                     time is the broker's append time - a record whose
+ *                     timestamp the producer chose is key_stale whenever
+ *                     this rule applies); one
  *                     produced under a rotator lease epoch (header
- *                     x-gov-lease-epoch) older than the lease's is fenced
- *                     (key_lease_stale).  The JWK is stored
+ *                     x-gov-lease-epoch) older than the lease's, or
+ *                     without that header once the lease has an epoch
+ *                     (but a retirement), is fenced (key_lease_stale).  The JWK is stored
  *                     normalized and identity:{keys}:jwks is rebuilt in the
  *                     same script.
  *   identity.clients  ClientRegistered / ClientRemoved, key = client_id.  Only
@@ -214,6 +218,20 @@ static int64_t lease_epoch_of(const gov_processor_msg_t *m) {
     return end && *end == 0 && e > 0 ? (int64_t)e : 0;
 }
 
+/* Whether the message's Kafka timestamp says when it arrived.  A live
+ * message's must be the broker's append time (identity.keys is created
+ * with message.timestamp.type=LogAppendTime): a CreateTime is whatever the
+ * producer wrote, and a replay of a captured KeyRotated would choose its own
+ * age (0 or the original time).  A message replayed to rebuild Redis was
+ * judged when it was first applied, so its CreateTime (an older topic's
+ * history) still places it in time.  A timestamp of 0 or none is never a
+ * time: it does not switch the freshness rule off. */
+static int event_time_trusted(const gov_processor_msg_t *m) {
+    if (m->kafka->timestamp_ms <= 0)
+        return 0;
+    return m->replay || gov_kafka_msg_log_append_time(m->kafka);
+}
+
 static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
                         const char *sigs, gov_reason_t *reason, char *eb, size_t ebsize) {
     json_t *ev = m->event;
@@ -243,9 +261,16 @@ static gov_err_t on_key(ctx_t *c, gov_processor_msg_t *m, const char *payload,
         /* the Kafka timestamp, not now: a deployment reading the topic's
          * history judges each key at the time it was published */
         .event_time_us = gov_processor_msg_time_us(m),
+        .event_time_untrusted = !event_time_trusted(m),
         .retired_keep_ms = c->retired_keep_ms,
-        /* a rebuild re-applies what was applied: no fencing then */
+        /* a rebuild re-applies what was applied: no fencing then; a live
+         * event without the header is fenced once a lease has an epoch,
+         * but for a retirement (`govctl keys retire`, an emergency, takes
+         * no lease; retiring only ever removes trust).  The header is not
+         * signed: see docs/runbooks/security.md */
         .lease_epoch = m->replay ? 0 : lease_epoch_of(m),
+        .lease_epoch_required = !m->replay && !(str(ev, "state") &&
+                                                strcmp(str(ev, "state"), "retired") == 0),
     };
     if (k.activates_at < k.created_at || (k.retires_at >= 0 && k.retires_at < k.activates_at))
         return gov_reason_fail(reason, GOV_REASON_INVALID_VALUE, GOV_ERR_VERIFY, eb, ebsize,

@@ -1916,3 +1916,70 @@ int itest_answer_string(const char *raw, const char *key, char *out, size_t size
     json_decref(j);
     return v != NULL;
 }
+
+typedef struct delivery {
+    int done;
+    rd_kafka_resp_err_t err;
+    int32_t partition;
+    int64_t offset;
+} delivery_t;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)opaque;
+    (void)rk;
+    delivery_t *d = m->_private;
+    d->done = 1;
+    d->err = m->err;
+    d->partition = m->partition;
+    d->offset = m->offset;
+}
+
+void itest_produce_raw_at(const char *topic, const char *key, const void *buf, size_t len,
+                          int64_t timestamp_ms, const gov_kafka_header_t *headers,
+                          size_t nheaders, int32_t *partition, int64_t *offset) {
+    char eb[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers",
+                          itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092"), eb,
+                          sizeof eb) != RD_KAFKA_CONF_OK)
+        fail_msg("producer conf: %s", eb);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, eb, sizeof eb);
+    if (rk == NULL)
+        fail_msg("producer: %s", eb);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders + 1);
+    for (size_t i = 0; i < nheaders; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                            (ssize_t)headers[i].len);
+    delivery_t d = {0, RD_KAFKA_RESP_ERR_NO_ERROR, -1, -1};
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&d),
+        RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(hdrs);   /* owned by the message only on success */
+        rd_kafka_destroy(rk);
+        fail_msg("produce to %s: %s", topic, rd_kafka_err2str(err));
+    }
+    rd_kafka_flush(rk, 15000);
+    rd_kafka_destroy(rk);
+    if (!d.done || d.err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("produce to %s: %s", topic, d.done ? rd_kafka_err2str(d.err) : "not delivered");
+    if (partition)
+        *partition = d.partition;
+    if (offset)
+        *offset = d.offset;
+}
+
+size_t itest_lease_epoch_header(gov_redis_t *r, char epoch[24], gov_kafka_header_t *h) {
+    redisReply *rep = itest_redis_cmd(
+        r, 2, (const char *[]){"GET", gov_state_identity_rotator_epoch_key()}, NULL);
+    int set = rep->type == REDIS_REPLY_STRING && rep->len > 0 && rep->len < 24;
+    snprintf(epoch, 24, "%s", set ? rep->str : "");
+    freeReplyObject(rep);
+    h->name = "x-gov-lease-epoch";   /* GOV_KEYROTATE_EPOCH_HEADER */
+    h->value = epoch;
+    h->len = strlen(epoch);
+    return set ? 1 : 0;
+}

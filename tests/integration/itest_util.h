@@ -521,5 +521,22 @@ void itest_error_code(const char *raw, char *out, size_t size);
 /* The string member `key` of a raw HTTP answer's JSON body into out; 1 when
  * there is one (out "" otherwise). */
 int itest_answer_string(const char *raw, const char *key, char *out, size_t size);
+/* Produces buf (borrowed) to topic under key with the CreateTime
+ * timestamp_ms the producer chooses (ms since the epoch; librdkafka reads 0
+ * as "now", so the oldest time it can send is 1) and the headers given,
+ * waits for the broker's acknowledgement, and puts the partition and offset
+ * into *partition, *offset (either may be NULL).  Fails the test when the
+ * message is not delivered.  For what a producer of a topic can forge. */
+void itest_produce_raw_at(const char *topic, const char *key, const void *buf, size_t len,
+                          int64_t timestamp_ms, const gov_kafka_header_t *headers,
+                          size_t nheaders, int32_t *partition, int64_t *offset);
+
+/* The rotator lease's epoch in Redis r as header x-gov-lease-epoch: *h
+ * points into epoch (24 bytes, the caller's) and 1 is returned when
+ * identity:{keys}:rotator:epoch is set, 0 (no header) when it is not.  A
+ * test that publishes KeyRotated to a gov-identity whose Redis has a lease
+ * (its own rotator took it) speaks under the lease's epoch, as govctl does:
+ * without the header the event is fenced (key_lease_stale). */
+size_t itest_lease_epoch_header(gov_redis_t *r, char epoch[24], gov_kafka_header_t *h);
 
 #endif /* ITEST_UTIL_H */

@@ -40,7 +40,7 @@
 
 static char tenant[64], component[96], workdir[512], archive_dir[600];
 static char env_dir[700], env_tenants[128];
-static itest_proc_t archiver;
+static itest_proc_t archiver, archiver_untrimmed;
 
 /* An integer field of a hash (-1 when absent). */
 static long long hash_field(const char *key, const char *field) {
@@ -70,12 +70,16 @@ static void wait_seq(const char *key, long long seq, int timeout_ms) {
                  hash_field(key, "seq"), archiver.log);
 }
 
-static void produce(int n) {
+static void produce_for(const char *t, int n) {
     for (int i = 0; i < n; i++) {
-        json_t *e = itest_audit_event(tenant, "archive.test");
+        json_t *e = itest_audit_event(t, "archive.test");
         itest_produce_event("identity.audit", "AuditEvent", e);
         json_decref(e);
     }
+}
+
+static void produce(int n) {
+    produce_for(tenant, n);
 }
 
 /* The first stream entry's seq (0 when the stream is empty) and XLEN. */
@@ -140,14 +144,20 @@ static int teardown(void **state) {
     (void)state;
     if (archiver.pid > 0)
         itest_proc_stop(&archiver);
+    if (archiver_untrimmed.pid > 0)
+        itest_proc_stop(&archiver_untrimmed);
     itest_workdir_remove(workdir);
     return 0;
 }
 
-static int verify(const char *dir, char *out, size_t out_size, char *err, size_t err_size) {
-    const char *args[] = {"audit", "verify", "--tenant", tenant, dir ? "--archive" : NULL, dir,
-                          NULL};
+static int verify_tenant(const char *t, const char *dir, char *out, size_t out_size, char *err,
+                         size_t err_size) {
+    const char *args[] = {"audit", "verify", "--tenant", t, dir ? "--archive" : NULL, dir, NULL};
     return itest_govctl(NULL, args, out, out_size, err, err_size);
+}
+
+static int verify(const char *dir, char *out, size_t out_size, char *err, size_t err_size) {
+    return verify_tenant(tenant, dir, out, out_size, err, err_size);
 }
 
 /* cp -a of the archive into workdir/<name>; returns its tenant directory. */
@@ -335,10 +345,190 @@ static void test_kill9(void **state) {
     assert_int_equal(itest_proc_stop(&archiver), 0);
 }
 
+/* audit:{t}'s entries (a new reply). */
+static redisReply *stream_snapshot(const char *t) {
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", t);
+    const char *xr[] = {"XRANGE", key, "-", "+"};
+    redisReply *all = itest_redis_cmd(itest_redis(), 4, xr, NULL);
+    assert_int_equal(all->type, REDIS_REPLY_ARRAY);
+    return all;
+}
+
+/* Replaces audit:{t} by the entries of snap XADDed again with fresh ids,
+ * the payload of seq edit_seq changed by one byte (0: none), then a copy of
+ * the entry of seq copy_seq appended at the end (0: none).  Only the stream
+ * ids change otherwise, and the verifier does not read them: an unedited
+ * rebuild verifies. */
+static void rebuild_stream(const char *t, const redisReply *snap, long long edit_seq,
+                           long long copy_seq) {
+    char key[128];
+    snprintf(key, sizeof key, "audit:{%s}", t);
+    const char *del[] = {"DEL", key};
+    freeReplyObject(itest_redis_cmd(itest_redis(), 2, del, NULL));
+    const redisReply *copy = NULL;
+    for (size_t i = 0; i <= snap->elements; i++) {
+        const redisReply *ent = i < snap->elements ? snap->element[i] : copy;
+        if (ent == NULL)
+            break;
+        const redisReply *f = ent->element[1];
+        const char *argv[3 + 32];
+        size_t lens[3 + 32];
+        char edited[65536];
+        assert_true(f->elements <= 32);
+        argv[0] = "XADD", argv[1] = key, argv[2] = "*";
+        lens[0] = 4, lens[1] = strlen(key), lens[2] = 1;
+        long long seq = 0;
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            if (strcmp(f->element[j]->str, "seq") == 0)
+                seq = atoll(f->element[j + 1]->str);
+        for (size_t j = 0; j < f->elements; j++) {
+            argv[3 + j] = f->element[j]->str;
+            lens[3 + j] = f->element[j]->len;
+            if (j % 2 == 1 && seq == edit_seq && strcmp(f->element[j - 1]->str, "payload") == 0) {
+                assert_true(f->element[j]->len <= sizeof edited);
+                memcpy(edited, f->element[j]->str, f->element[j]->len);
+                char *at = memmem(edited, f->element[j]->len, "archive.test", 12);
+                assert_non_null(at);
+                at[11] = 'x';
+                argv[3 + j] = edited;
+            }
+        }
+        if (seq == copy_seq && i < snap->elements)
+            copy = ent;
+        redisReply *r = itest_redis_cmd(itest_redis(), 3 + (int)f->elements, argv, lens);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        freeReplyObject(r);
+    }
+}
+
+static void expect_verify(const char *t, int want_rc, const char *want_out, const char *what) {
+    char out[4096], err[4096];
+    int rc = verify_tenant(t, archive_dir, out, sizeof out, err, sizeof err);
+    if (rc != want_rc || strstr(out, want_out) == NULL)
+        fail_msg("%s: verify --archive answered %d, want %d with %s; stdout %s stderr %s", what,
+                 rc, want_rc, want_out, out, err);
+}
+
+/* REVIEW12 M4: with trim=false the stream keeps archived entries; verify
+ * --archive must compare them with the archive, not skip them, and must
+ * not skip an old seq appended after the tail. */
+static void test_untrimmed_overlap(void **state) {
+    (void)state;
+    char t[64], comp[128], envt[128], head[128], mark[128];
+    itest_unique("archov", t, sizeof t);
+    snprintf(comp, sizeof comp, "gov-archive-itest-%s", t);
+    snprintf(envt, sizeof envt, "GOV_TENANTS=%s", t);
+    snprintf(head, sizeof head, "audit:{%s}:head", t);
+    snprintf(mark, sizeof mark, "audit:{%s}:archive", t);
+    const char *env[] = {env_dir, envt, "GOV_SEGMENT_ENTRIES=5", "GOV_SEGMENT_AGE=1h",
+                         "GOV_POLL_INTERVAL=20ms", "GOV_TRIM=false", NULL};
+    itest_proc_start(&archiver_untrimmed, "gov-archive", comp, env, "archive-untrimmed");
+    produce_for(t, 12);
+    wait_seq(head, 12, 60000);
+    wait_seq(mark, 10, 30000);
+    assert_int_equal(itest_proc_stop(&archiver_untrimmed), 0);
+    archiver_untrimmed.pid = -1;
+    expect_verify(t, 0, "entries=12 ", "untrimmed");
+    expect_verify(t, 0, "archived=10 segments=2 tail=2", "untrimmed");
+    redisReply *snap = stream_snapshot(t);
+    assert_int_equal(snap->elements, 12);   /* nothing was trimmed */
+
+    /* the unedited rebuild verifies: every refusal below is the edit's */
+    rebuild_stream(t, snap, 0, 0);
+    expect_verify(t, 0, "archived=10 segments=2 tail=2", "an unedited rebuild");
+    /* (a) seq 5's payload altered in Redis: archived, not trimmed */
+    rebuild_stream(t, snap, 5, 0);
+    expect_verify(t, 1, "BROKEN", "seq 5 altered in the untrimmed stream");
+    /* (b) a copy of seq 3 appended after the tail */
+    rebuild_stream(t, snap, 0, 3);
+    expect_verify(t, 1, "BROKEN", "a copy of seq 3 after the tail");
+    rebuild_stream(t, snap, 0, 0);
+    expect_verify(t, 0, "entries=12 ", "the original restored");
+    freeReplyObject(snap);
+}
+
+/* REVIEW12 M1: entries of 300-900 KiB against a 2 MiB segment budget.
+ * Every segment file holds at most the budget plus one entry (the one that
+ * crossed it), a restarted gov-archive reads its own last segment back (no
+ * degraded tenant component) and verify --archive reads them all. */
+#define BIG_EVENTS 36
+#define BIG_BUDGET (2u * 1024 * 1024)
+#define BIG_ENTRY_MAX (1024u * 1024)   /* 900 KiB of details and the rest */
+
+static void test_large_entries(void **state) {
+    (void)state;
+    char t[64], comp[128], envt[128], head[128], mark[128], tdir[700], out[4096], err[4096];
+    itest_unique("archbig", t, sizeof t);
+    snprintf(comp, sizeof comp, "gov-archive-itest-%s", t);
+    snprintf(envt, sizeof envt, "GOV_TENANTS=%s", t);
+    snprintf(head, sizeof head, "audit:{%s}:head", t);
+    snprintf(mark, sizeof mark, "audit:{%s}:archive", t);
+    snprintf(tdir, sizeof tdir, "%s/%s", archive_dir, t);
+    char budget[64];
+    snprintf(budget, sizeof budget, "GOV_SEGMENT_MAX_BYTES=%u", BIG_BUDGET);
+    const char *env[] = {env_dir, envt, budget, "GOV_SEGMENT_ENTRIES=1000", "GOV_SEGMENT_AGE=1s",
+                         "GOV_POLL_INTERVAL=20ms", NULL};
+    itest_proc_start(&archiver_untrimmed, "gov-archive", comp, env, "archive-big");
+    size_t blob_max = 900 * 1024;
+    char *details = malloc(blob_max + 32);
+    assert_non_null(details);
+    for (int i = 0; i < BIG_EVENTS; i++) {
+        size_t n = (size_t)(300 + 300 * (i % 3)) * 1024;   /* 300, 600, 900 KiB */
+        int off = snprintf(details, 32, "{\"blob\":\"");
+        memset(details + off, 'a' + i % 26, n);
+        snprintf(details + off + n, 8, "\"}");
+        json_t *e = itest_audit_event(t, "archive.big");
+        json_object_set_new(e, "details_json", json_string(details));
+        itest_produce_event("identity.audit", "AuditEvent", e);
+        json_decref(e);
+    }
+    free(details);
+    wait_seq(head, BIG_EVENTS, 60000);
+    wait_seq(mark, BIG_EVENTS, 30000);   /* the last, short segment by age */
+
+    gov_archive_listing_t l;
+    char eb[256];
+    assert_int_equal(gov_archive_list(tdir, &l, eb, sizeof eb), GOV_OK);
+    /* 36 entries of 600 KiB on average: about ten segments */
+    if (l.n < BIG_EVENTS * 600 / 1024 / 2 / 2)
+        fail_msg("only %zu segments for %d entries of 300-900 KiB", l.n, BIG_EVENTS);
+    for (size_t i = 0; i < l.n; i++) {
+        char path[800];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", tdir, l.seg[i].name);
+        assert_int_equal(stat(path, &st), 0);
+        if ((size_t)st.st_size > BIG_BUDGET + BIG_ENTRY_MAX)
+            fail_msg("segment %s is %lld bytes, the budget %u plus one entry at most", path,
+                     (long long)st.st_size, BIG_BUDGET);
+    }
+    gov_archive_listing_clear(&l);
+
+    /* a restart reads its last segment back: the tenant is not degraded */
+    assert_int_equal(itest_proc_stop(&archiver_untrimmed), 0);
+    itest_proc_start(&archiver_untrimmed, "gov-archive", comp, env, "archive-big");
+    char *body = NULL;
+    long status = itest_proc_get(&archiver_untrimmed, "/readyz", &body);
+    char component_name[96];
+    snprintf(component_name, sizeof component_name, "tenant:%s", t);
+    if (status != 200 || body == NULL || strstr(body, component_name) != NULL)
+        fail_msg("readyz after the restart: %ld %s", status, body ? body : "");
+    free(body);
+    assert_int_equal(itest_proc_stop(&archiver_untrimmed), 0);
+    archiver_untrimmed.pid = -1;
+    int rc = verify_tenant(t, archive_dir, out, sizeof out, err, sizeof err);
+    char want[64];
+    snprintf(want, sizeof want, "entries=%d ", BIG_EVENTS);
+    if (rc != 0 || strstr(out, want) == NULL)
+        fail_msg("verify --archive of large entries: %d %s %s", rc, out, err);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_archive),
         cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_untrimmed_overlap),
+        cmocka_unit_test(test_large_entries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

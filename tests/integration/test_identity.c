@@ -90,7 +90,12 @@ static void produce_keyed(const char *topic, const char *type, const char *key, 
     assert_non_null(ev);
     if (gov_avro_encode(itest_avro(), type, ev, &buf, &len, eb, sizeof eb) != GOV_OK)
         fail_msg("encode %s: %s", type, eb);
-    if (gov_kafka_produce_sync(itest_producer(), topic, key, strlen(key), buf, len, NULL, 0, 15000,
+    char epoch[24];
+    gov_kafka_header_t h;
+    /* a key event under the private rotator's lease epoch, as govctl publishes */
+    size_t nh = strcmp(topic, GOV_TOPIC_IDENTITY_KEYS) == 0
+                    ? itest_lease_epoch_header(itest_redis(), epoch, &h) : 0;
+    if (gov_kafka_produce_sync(itest_producer(), topic, key, strlen(key), buf, len, &h, nh, 15000,
                                partition, offset, eb, sizeof eb) != GOV_OK)
         fail_msg("produce to %s: %s", topic, eb);
     gov_free(buf);
@@ -170,7 +175,11 @@ static void expect_dlq(const char *topic, const char *type, const char *key, jso
     char eb[256], dlq[96];
     assert_int_equal(gov_avro_encode(itest_avro(), type, ev, &buf, &len, eb, sizeof eb), GOV_OK);
     json_decref(ev);
-    itest_produce_raw(topic, key, buf, len);
+    char epoch[24];
+    gov_kafka_header_t h;
+    size_t nh = strcmp(topic, GOV_TOPIC_IDENTITY_KEYS) == 0
+                    ? itest_lease_epoch_header(itest_redis(), epoch, &h) : 0;
+    itest_produce_raw_at(topic, key, buf, len, 0, &h, nh, NULL, NULL);
     dlq_find_t f = {buf, len, ""};
     snprintf(dlq, sizeof dlq, "%s.dlq", topic);
     if (!itest_consume_until(dlq, match_dlq, &f, WAIT_MS))

@@ -65,6 +65,7 @@
 #include "gov_b64url.h"
 #include "gov_events.h"
 #include "gov_jwt.h"
+#include "gov_keyrotate.h"
 #include "gov_signer.h"
 #include "gov_signer_rt.h"
 #include "gov_state.h"
@@ -235,7 +236,16 @@ static size_t npublished;
 static void produce_key_json(const char *kid, json_t *ev, int wait) {
     int32_t part = -1;
     int64_t off = -1;
-    itest_produce_event_at(GOV_TOPIC_IDENTITY_KEYS, "KeyRotated", ev, &part, &off);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256], epoch[24];
+    gov_kafka_header_t h;
+    /* under the private rotator's lease epoch, as govctl publishes */
+    size_t nh = itest_lease_epoch_header(priv, epoch, &h);
+    assert_int_equal(gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    itest_produce_raw_at(GOV_TOPIC_IDENTITY_KEYS, kid, buf, len, 0, &h, nh, &part, &off);
+    gov_free(buf);
     if (wait && !itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
         fail_msg("KeyRotated %s was not handled by %s", kid, COMP_IDENTITY);
 }
@@ -698,14 +708,18 @@ static void test_crafted_tokens(void **state) {
 
 static int insecure_logged = -1; /* the edge's log named the key file's mode (pending P4) */
 
-typedef struct issue_wait {
+/* A wait for an endpoint of edge p to answer status want: an issue for
+ * alice (issue_answers) or a verify of tok (verify_answers); the last
+ * error code in code. */
+typedef struct answer_wait {
     const itest_proc_t *p;
+    const char *tok;
     int want;
     char code[64];
-} issue_wait_t;
+} answer_wait_t;
 
 static int issue_answers(void *opaque) {
-    issue_wait_t *w = opaque;
+    answer_wait_t *w = opaque;
     return issue(w->p, &alice_client, NULL, NULL, 0, w->code) == w->want;
 }
 
@@ -730,7 +744,7 @@ static void test_key_file_made_readable(void **state) {
     start_edge(p, "edge-itest-attack-keyfile", 0, "100ms", env_dir2,
                "itest-attack-edge-keyfile.log");
     wait_serves(p, current_hash);
-    issue_wait_t w = {p, 200, ""};
+    answer_wait_t w = {p, NULL, 200, ""};
     if (itest_wait_for(issue_answers, &w, WAIT_MS, 50) < 0)
         fail_msg("the edge over %s never issued: %s", dir2, w.code);
     assert_int_equal(issue(p, &alice_client, NULL, tok, sizeof tok, code), 200);
@@ -1020,15 +1034,9 @@ static void token_signed_by(gov_signer_t *s, char *out, size_t size) {
     jws_by(s, hdr, payload, out, size);
 }
 
-typedef struct verify_wait {
-    const char *tok;
-    int want;
-    char code[64];
-} verify_wait_t;
-
 static int verify_answers(void *opaque) {
-    verify_wait_t *w = opaque;
-    return verify(&edge, w->tok, w->code, NULL) == w->want;
+    answer_wait_t *w = opaque;
+    return verify(w->p, w->tok, w->code, NULL) == w->want;
 }
 
 /* 1 when the private Redis has key `name`. */
@@ -1112,6 +1120,19 @@ static void expect_key_dlq(const char *kid, const char *reason) {
     assert_string_equal(f.reason, reason);
 }
 
+/* A new key of a key store of its own under work/<name> (*ks_out and the
+ * signer: the caller frees both). */
+static gov_signer_t *fresh_key(const char *name, gov_keystore_t **ks_out) {
+    char dir[320], eb[256];
+    gov_signer_t *k = NULL;
+    gov_reason_t why;
+    snprintf(dir, sizeof dir, "%s/%s", work, name);
+    if (gov_keystore_open_dir(dir, ks_out, &why, eb, sizeof eb) != GOV_OK ||
+        gov_keystore_generate(*ks_out, &k, &why, eb, sizeof eb) != GOV_OK)
+        fail_msg("key store: %s", eb);
+    return k;
+}
+
 /* M5: key K is published and active (a token it signs verifies), then
  * retired (a compromised key); once its hash has expired (the keep period,
  * 2 s here, observed: the hash is gone) the operator-signed active event
@@ -1121,20 +1142,15 @@ static void expect_key_dlq(const char *kid, const char *reason) {
  * was active again and its token verified. */
 static void test_retired_key_stays_retired(void **state) {
     (void)state;
-    char dir[320], eb[256], tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
+    char tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m5 = NULL;
-    gov_signer_t *k = NULL;
-    gov_reason_t why;
-    snprintf(dir, sizeof dir, "%s/keys-m5", work);
-    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
-        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
-        fail_msg("key store: %s", eb);
+    gov_signer_t *k = fresh_key("keys-m5", &ks_m5);
     published_key_t pk;
     key_of(k, gov_now_micros() - 1000000, &pk);
     json_t *captured = key_event(&pk, "active", -1);
     produce_key_json(pk.kid, captured, 1);
     token_signed_by(k, tok, sizeof tok);
-    verify_wait_t vw = {tok, 200, ""};
+    answer_wait_t vw = {&edge, tok, 200, ""};
     if (itest_wait_for(verify_answers, &vw, WAIT_MS, 20) < 0)
         fail_msg("a token signed by active key %s never verified: %s", pk.kid, vw.code);
 
@@ -1174,14 +1190,9 @@ static void test_retired_key_stays_retired(void **state) {
  * (key_stale); a fresh one is accepted. */
 static void test_stale_unknown_key_refused(void **state) {
     (void)state;
-    char dir[320], eb[256], hkey[GOV_STATE_KEY_MAX];
+    char hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m5 = NULL;
-    gov_signer_t *k = NULL;
-    gov_reason_t why;
-    snprintf(dir, sizeof dir, "%s/keys-m5b", work);
-    if (gov_keystore_open_dir(dir, &ks_m5, &why, eb, sizeof eb) != GOV_OK ||
-        gov_keystore_generate(ks_m5, &k, &why, eb, sizeof eb) != GOV_OK)
-        fail_msg("key store: %s", eb);
+    gov_signer_t *k = fresh_key("keys-m5b", &ks_m5);
     published_key_t pk;
     key_of(k, gov_now_micros() - 60LL * 1000000, &pk);
     produce_key_event(&pk, "active", -1, 1);
@@ -1194,6 +1205,127 @@ static void test_stale_unknown_key_refused(void **state) {
     produce_key_event(&pk, "retired", pk.activates, 0);
     gov_signer_free(k);
     gov_keystore_free(ks_m5);
+}
+
+/* Produces ev (a KeyRotated of kid) as a producer of identity.keys can:
+ * with the CreateTime ts_ms it chooses (0: now) and, when epoch is not
+ * NULL, the lease epoch header; waits until the private gov-identity
+ * handled it. */
+static void produce_key_forged(const char *kid, json_t *ev, int64_t ts_ms, const char *epoch) {
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256];
+    int32_t part = -1;
+    int64_t off = -1;
+    assert_int_equal(gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    gov_kafka_header_t h = {GOV_KEYROTATE_EPOCH_HEADER, epoch, epoch ? strlen(epoch) : 0};
+    itest_produce_raw_at(GOV_TOPIC_IDENTITY_KEYS, kid, buf, len, ts_ms, &h, epoch ? 1 : 0, &part,
+                         &off);
+    gov_free(buf);
+    if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))
+        fail_msg("KeyRotated %s was not handled by %s", kid, COMP_IDENTITY);
+}
+
+/* 1 when the private edge's /.well-known/jwks.json names kid. */
+static int in_edge_jwks(const char *kid) {
+    char *body = NULL;
+    long st = itest_proc_get(&edge, "/.well-known/jwks.json", &body);
+    if (st != 200)
+        fail_msg("/.well-known/jwks.json answered %ld", st);
+    int found = body != NULL && strstr(body, kid) != NULL;
+    free(body);
+    return found;
+}
+
+static int past_us(void *opaque) {
+    return gov_now_micros() > *(const int64_t *)opaque;
+}
+
+/* REVIEW12 M3: the freshness of an unknown kid is judged by the broker's
+ * append time, not by a time the producer chose.  Key K is published
+ * active and retired; its tombstone and hash are deleted (a lost
+ * tombstone); once K activated longer ago than the token lifetime (3 s),
+ * the captured signed active event is produced again with CreateTime 1 ms
+ * (the oldest librdkafka sends; 0 means "now" to it) and with K's own
+ * activation time.  Each is key_stale and K stays out of the JWKS: the
+ * topic's LogAppendTime gives the broker's time, and gov-identity refuses
+ * a record whose time the producer chose.  Before, the CreateTime was the
+ * event's time and K was active again. */
+static void test_replay_with_chosen_time_refused(void **state) {
+    (void)state;
+    char tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
+    gov_keystore_t *ks_m3 = NULL;
+    gov_signer_t *k = fresh_key("keys-m3", &ks_m3);
+    published_key_t pk;
+    key_of(k, gov_now_micros() - 1000000, &pk);
+    json_t *captured = key_event(&pk, "active", -1);
+    produce_key_json(pk.kid, captured, 1);
+    assert_true(in_priv_jwks(pk.kid));
+    produce_key_event(&pk, "retired", pk.activates, 1);
+    assert_false(in_priv_jwks(pk.kid));
+    assert_int_equal(gov_state_identity_key_tombstone_key(pk.kid, tomb), GOV_OK);
+    assert_int_equal(gov_state_identity_key_key(pk.kid, hkey), GOV_OK);
+    freeReplyObject(itest_redis_cmd(priv, 3, (const char *[]){"DEL", tomb, hkey}, NULL));
+    assert_false(priv_exists(tomb));
+    int64_t stale_after = pk.activates + (atoi(LIFETIME_S) + 1) * 1000000LL;
+    if (itest_wait_for(past_us, &stale_after, WAIT_MS, 50) < 0)
+        fail_msg("the clock did not pass %lld", (long long)stale_after);
+
+    const int64_t chosen_ms[] = {1, pk.activates / 1000};
+    char epoch[24];
+    gov_kafka_header_t h;
+    int under_lease = itest_lease_epoch_header(priv, epoch, &h) == 1;
+    for (size_t i = 0; i < 2; i++) {
+        produce_key_forged(pk.kid, captured, chosen_ms[i], under_lease ? epoch : NULL);
+        if (priv_exists(hkey) || in_priv_jwks(pk.kid))
+            fail_msg("the captured active event of %s with CreateTime %lld ms was materialized",
+                     pk.kid, (long long)chosen_ms[i]);
+    }
+    json_decref(captured);
+    expect_key_dlq(pk.kid, "key_stale");
+    /* the edge serves what the private Redis holds: not K */
+    assert_false(in_edge_jwks(pk.kid));
+    gov_signer_free(k);
+    gov_keystore_free(ks_m3);
+}
+
+/* REVIEW12 L3: once the rotator lease has an epoch, a live KeyRotated
+ * without x-gov-lease-epoch (an older producer, or one that strips the
+ * header) is fenced (key_lease_stale); with the lease's epoch the same
+ * event is accepted, so the refusal was the missing header's.  Runs last:
+ * it leaves the private Redis with a lease, which it removes again. */
+static void test_headerless_key_fenced_under_lease(void **state) {
+    (void)state;
+    char eb[256], hkey[GOV_STATE_KEY_MAX], epoch_s[24];
+    int64_t epoch = 0;
+    if (gov_state_identity_rotator_take(priv, "govctl/itest-attack", 60000, &epoch, eb,
+                                        sizeof eb) != GOV_OK)
+        fail_msg("rotator lease: %s", eb);
+    assert_true(epoch >= 1);
+    gov_keystore_t *ks_l3 = NULL;
+    gov_signer_t *k = fresh_key("keys-l3", &ks_l3);
+    published_key_t pk;
+    key_of(k, gov_now_micros() - 1000000, &pk);
+    json_t *ev = key_event(&pk, "active", -1);
+    produce_key_forged(pk.kid, ev, 0, NULL);
+    expect_key_dlq(pk.kid, "key_lease_stale");
+    assert_int_equal(gov_state_identity_key_key(pk.kid, hkey), GOV_OK);
+    assert_false(priv_exists(hkey));
+    assert_false(in_priv_jwks(pk.kid));
+    snprintf(epoch_s, sizeof epoch_s, "%lld", (long long)epoch);
+    produce_key_forged(pk.kid, ev, 0, epoch_s);
+    assert_true(in_priv_jwks(pk.kid));
+    json_decref(ev);
+    ev = key_event(&pk, "retired", pk.activates);
+    produce_key_forged(pk.kid, ev, 0, epoch_s);
+    json_decref(ev);
+    assert_false(in_priv_jwks(pk.kid));
+    freeReplyObject(itest_redis_cmd(priv, 3, (const char *[]){"DEL",
+                                    gov_state_identity_rotator_key(),
+                                    gov_state_identity_rotator_epoch_key()}, NULL));
+    gov_signer_free(k);
+    gov_keystore_free(ks_l3);
 }
 
 int main(void) {
@@ -1212,6 +1344,8 @@ int main(void) {
         cmocka_unit_test(test_introspect_other_tenant),
         cmocka_unit_test(test_retired_key_stays_retired),
         cmocka_unit_test(test_stale_unknown_key_refused),
+        cmocka_unit_test(test_replay_with_chosen_time_refused),
+        cmocka_unit_test(test_headerless_key_fenced_under_lease),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

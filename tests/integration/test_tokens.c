@@ -161,8 +161,11 @@ static void produce_key(json_t *ev, const char *kid) {
     if (gov_avro_encode(itest_avro(), "KeyRotated", ev, &buf, &len, eb, sizeof eb) != GOV_OK)
         fail_msg("encode: %s", eb);
     json_decref(ev);
+    char epoch[24];
+    gov_kafka_header_t h;
+    size_t nh = itest_lease_epoch_header(priv, epoch, &h);   /* as govctl publishes */
     if (gov_kafka_produce_sync(itest_producer(), GOV_TOPIC_IDENTITY_KEYS, kid, strlen(kid), buf,
-                               len, NULL, 0, 15000, &part, &off, eb, sizeof eb) != GOV_OK)
+                               len, &h, nh, 15000, &part, &off, eb, sizeof eb) != GOV_OK)
         fail_msg("produce: %s", eb);
     gov_free(buf);
     if (!itest_wait_offset(priv, ident.group, GOV_TOPIC_IDENTITY_KEYS, part, off, WAIT_MS))

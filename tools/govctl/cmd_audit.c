@@ -19,6 +19,15 @@
  * readable segment, a record that does not hash or link, a file shorter
  * than its name).
  *
+ * Where the stream still holds archived entries (trim=false, or before the
+ * trim) the two copies must agree: the walk takes the archive's hash of the
+ * seq before the stream's first entry, checks every stream entry from there
+ * (seq strictly one more than the last, hash and link) and requires the
+ * stream's copy of the archive's last seq to carry the archive's hash.  So
+ * an altered archived-but-untrimmed entry breaks, and so does a copy of an
+ * old seq appended after the tail: nothing is skipped because its seq is
+ * at or below the archive's end.
+ *
  * Strictness (docs/contracts.md, "Audit chain"): the hash covers the bytes
  * gov-audit wrote, so an entry is read back only if hashing it again would
  * see exactly those bytes.  Every entry has exactly the eight fields the
@@ -91,6 +100,8 @@ typedef struct archive_walk {
     const char *segment;     /* the file being read */
     uint64_t expect;         /* seq the next record must have */
     char prev[GOV_SHA256_HEXLEN + 1];
+    uint64_t want_seq;       /* the seq whose hash is kept in want_hash (0: none) */
+    char want_hash[GOV_SHA256_HEXLEN + 1];
     gov_reason_t reason;     /* of a break found by the callback */
     char why[400];
 } archive_walk_t;
@@ -115,6 +126,8 @@ static gov_err_t walk_record(void *ctx, const gov_archive_record_t *rec, char *e
         return GOV_ERR_VERIFY;
     }
     memcpy(w->prev, rec->hash, sizeof w->prev);
+    if (rec->entry.seq == w->want_seq)
+        memcpy(w->want_hash, rec->hash, sizeof w->want_hash);
     w->expect++;
     return GOV_OK;
 }
@@ -128,12 +141,16 @@ static int archive_break(const char *tenant, gov_reason_t reason, const char *wh
 }
 
 /* Verifies DIR/tenant from genesis; on success *seq and prev are the
- * archive's end (0 and genesis when it is empty), *segments its files. */
+ * archive's end (0 and genesis when it is empty), *segments its files, and
+ * want_hash the archive's hash of seq want_seq (genesis for 0; left as it
+ * is when the archive ends before want_seq). */
 static int archive_verify(const char *dir, const char *tenant, uint64_t *seq,
-                          char prev[GOV_SHA256_HEXLEN + 1], size_t *segments) {
+                          char prev[GOV_SHA256_HEXLEN + 1], size_t *segments, uint64_t want_seq,
+                          char want_hash[GOV_SHA256_HEXLEN + 1]) {
     char path[4096], eb[512];
     gov_archive_listing_t l;
-    archive_walk_t w = {.tenant = tenant, .expect = 1, .prev = GOV_AUDIT_GENESIS};
+    archive_walk_t w = {.tenant = tenant, .expect = 1, .prev = GOV_AUDIT_GENESIS,
+                        .want_seq = want_seq, .want_hash = GOV_AUDIT_GENESIS};
     int rc = GOVCTL_OK;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, tenant) >= sizeof path)
         return govctl_usage("--archive path too long");
@@ -171,16 +188,40 @@ static int archive_verify(const char *dir, const char *tenant, uint64_t *seq,
     }
     *seq = w.expect - 1;
     memcpy(prev, w.prev, GOV_SHA256_HEXLEN + 1);
+    memcpy(want_hash, w.want_hash, GOV_SHA256_HEXLEN + 1);
     *segments = l.n;
     gov_archive_listing_clear(&l);
     return rc;
+}
+
+/* The seq of audit:{T}'s first entry: 0 when the stream is empty or that
+ * entry does not parse (the walk reports it). */
+static gov_err_t stream_first_seq(gov_redis_t *r, const char *tenant, uint64_t *first, char *eb,
+                                  size_t eb_size) {
+    redisReply *page = NULL;
+    *first = 0;
+    gov_err_t err = gov_state_audit_range(r, tenant, "-", 1, &page, eb, eb_size);
+    if (err != GOV_OK)
+        return err;
+    if (page->type == REDIS_REPLY_ARRAY && page->elements == 1) {
+        gov_audit_entry_t e;
+        const char *stored = NULL;
+        char why[160];
+        if (gov_state_audit_entry_parse(page->element[0], &e, &stored, NULL, why, sizeof why) == 0)
+            *first = e.seq;
+    }
+    freeReplyObject(page);
+    return GOV_OK;
 }
 
 static int audit_verify(const char *tenant, const char *host, int port, int quiet,
                         const char *archive_dir) {
     char eb[512], key[GOV_STATE_KEY_MAX], head_key[GOV_STATE_KEY_MAX], start[80] = "-";
     char prev[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
-    uint64_t seq = 0, archived = 0, tail = 0;
+    /* the archive's hashes of its last seq and of the seq before the stream's first */
+    char archive_end[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
+    char before_first[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
+    uint64_t seq = 0, archived = 0, tail = 0, first_seq = 0, walked = 0;
     size_t segments = 0;
     gov_redis_t *r = NULL;
     redisReply *head = NULL;
@@ -200,9 +241,15 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
         goto out;
     }
     if (archive_dir != NULL) {
-        if ((rc = archive_verify(archive_dir, tenant, &seq, prev, &segments)) != GOVCTL_OK)
+        if (stream_first_seq(r, tenant, &first_seq, eb, sizeof eb) != GOV_OK) {
+            rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s", eb);
+            goto out;
+        }
+        if ((rc = archive_verify(archive_dir, tenant, &seq, prev, &segments,
+                                 first_seq > 0 ? first_seq - 1 : 0, before_first)) != GOVCTL_OK)
             goto out;
         archived = seq;
+        memcpy(archive_end, prev, sizeof archive_end);
         if (mark.seq > archived) {
             snprintf(eb, sizeof eb, "the watermark says seq %" PRIu64 " is archived, the "
                      "archive ends at seq %" PRIu64, mark.seq, archived);
@@ -243,18 +290,20 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
                 goto out;
             }
             snprintf(start, sizeof start, "(%s", id);
-            if (archive_dir != NULL && e.seq <= archived) {
-                /* archived, not trimmed yet: the archive's end must be it */
-                if (e.seq == archived && strcmp(stored, prev) != 0) {
-                    snprintf(eb, sizeof eb, "seq %" PRIu64 " has hash %.64s in Redis but %s in "
-                             "the archive", e.seq, stored, prev);
+            if (archive_dir != NULL && walked == 0 && e.seq >= 1 && e.seq <= archived) {
+                /* the stream starts inside the archive: check it from the
+                 * archive's hash of the seq before it */
+                if (e.seq != first_seq) {
                     freeReplyObject(page);
-                    rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_ALTERED, eb);
+                    rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s was trimmed while it was "
+                                     "verified (it started at seq %" PRIu64 ", now at %" PRIu64
+                                     "); run the verify again", key, first_seq, e.seq);
                     goto out;
                 }
-                continue;
+                seq = e.seq - 1;
+                memcpy(prev, before_first, sizeof prev);
             }
-            if (archive_dir != NULL && tail == 0 && e.seq > seq + 1) {
+            if (archive_dir != NULL && walked == 0 && e.seq > seq + 1) {
                 snprintf(eb, sizeof eb, "seq %" PRIu64 "..%" PRIu64 " are neither archived nor "
                          "in the tail (the archive ends at seq %" PRIu64 ")",
                          seq + 1, e.seq - 1, archived);
@@ -268,13 +317,28 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
                 rc = report_break(tenant, id, seq + 1, gov_audit_break_str(b));
                 goto out;
             }
+            if (archive_dir != NULL && e.seq == archived && strcmp(stored, archive_end) != 0) {
+                /* archived, not trimmed yet: the two copies must be one */
+                snprintf(eb, sizeof eb, "seq %" PRIu64 " has hash %.64s in Redis but %s in "
+                         "the archive", e.seq, stored, archive_end);
+                freeReplyObject(page);
+                rc = archive_break(tenant, GOV_REASON_ARCHIVE_SEGMENT_ALTERED, eb);
+                goto out;
+            }
             memcpy(prev, stored, sizeof prev);
             seq++;
-            tail++;
+            walked++;
+            tail += e.seq > archived;
         }
         freeReplyObject(page);
         if (n < PAGE)
             break;
+    }
+    if (archive_dir != NULL && seq < archived) {
+        snprintf(eb, sizeof eb, "the stream ends at seq %" PRIu64 ", inside the archive (which "
+                 "ends at seq %" PRIu64 ")", seq, archived);
+        rc = archive_break(tenant, GOV_REASON_CHAIN_TRUNCATED, eb);
+        goto out;
     }
     if (gov_state_audit_head_read(r, tenant, &head, eb, sizeof eb) != GOV_OK) {
         rc = govctl_fail(GOV_REASON_REDIS_ERROR, "%s", eb);
