@@ -407,9 +407,9 @@ static int partition_retried(void *opaque) {
 
 /* H2: one batch holds 70 tenants' events on one partition, then tenant X's
  * PolicyDecision A and AuditEvent B.  X is past the 64 tenants whose heads
- * are predicted, so its items are appended one by one.  A fails (X's
- * decision index is a wrong-typed key: WRONGTYPE before the script writes
- * anything), B alone would succeed.  B must not be chained before A: once
+ * are predicted, so its items are appended one by one.  A fails (A's
+ * decision record is a wrong-typed key: the script reads its owner before
+ * it writes anything, and gets WRONGTYPE), B alone would succeed.  B must not be chained before A: once
  * the key is repaired the chain is A, B - Kafka's order, what a rebuild
  * from Kafka gives. */
 static void test_late_tenant_of_a_wide_batch_keeps_kafka_order(void **state) {
@@ -418,13 +418,10 @@ static void test_late_tenant_of_a_wide_batch_keeps_kafka_order(void **state) {
     char x[64], key[128], dec_ids[160], did[37];
     itest_unique("h2x", x, sizeof x);
     snprintf(key, sizeof key, "audit:{%s}", x);
-    snprintf(dec_ids, sizeof dec_ids, "audit:{%s}:decision_ids", x);
-    snprintf(h2_bad_key, sizeof h2_bad_key, "%s", dec_ids);
 
     /* stopped while the batch is produced: it waits in Kafka and is taken
      * whole (one fetch, linger 1 s) */
     assert_int_equal(itest_proc_stop(&audit), 0);
-    redis_cmd("SET %s wrong-type", dec_ids);
     json_t *events[FILLERS + 2];
     const char *types[FILLERS + 2];
     char last_filler[160] = "";
@@ -436,6 +433,9 @@ static void test_late_tenant_of_a_wide_batch_keeps_kafka_order(void **state) {
         snprintf(last_filler, sizeof last_filler, "audit:{%s}", t);
     }
     gov_uuid_v7(did);
+    snprintf(dec_ids, sizeof dec_ids, "policy:decision:{%s}:%s", x, did);
+    snprintf(h2_bad_key, sizeof h2_bad_key, "%s", dec_ids);
+    redis_cmd("SET %s wrong-type", dec_ids);
     events[FILLERS] = itest_decision_event(x, did);
     types[FILLERS] = "PolicyDecision";
     events[FILLERS + 1] = itest_audit_event(x, "h2.second");
