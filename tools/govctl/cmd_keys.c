@@ -106,8 +106,10 @@ static int keys_run(int argc, char **argv, int what) {
     int rotate = what == KEYS_ROTATE;
     const char *kid = NULL;
     if (what == KEYS_RETIRE) {
-        /* the one operand, last: the rows take --name=value before it */
-        if (argc < 2 || argv[argc - 1][0] == '-')
+        /* the one operand, last: the rows take --name=value before it.  A
+         * kid is base64url and may begin with '-' (about 1 in 64), so only
+         * a "--" start is taken for a misplaced option */
+        if (argc < 2 || strncmp(argv[argc - 1], "--", 2) == 0)
             return govctl_usage("%s  [keys retire needs a KID]", KEYS_HELP);
         kid = argv[--argc];
         if (!gov_signer_kid_valid(kid))
