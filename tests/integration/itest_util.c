@@ -1121,6 +1121,11 @@ static void proc_spawn(itest_proc_t *p, const char *bin, const char *component,
     p->pid = itest_spawn(argv, env, logname);
 }
 
+void itest_proc_spawn(itest_proc_t *p, const char *bin, const char *component,
+                      const char *const *extra_env, const char *logname) {
+    proc_spawn(p, bin, component, extra_env, logname);
+}
+
 void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
                       const char *const *extra_env, const char *logname) {
     proc_spawn(p, bin, component, extra_env, logname);

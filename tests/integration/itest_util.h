@@ -244,6 +244,11 @@ typedef struct itest_proc {
  * zeroed by the caller before the first start. */
 void itest_proc_start(itest_proc_t *p, const char *bin, const char *component,
                       const char *const *extra_env, const char *logname);
+/* itest_proc_start without the wait for /readyz: for a test that must act
+ * while the process works through what it found at start (a kill -9
+ * mid-burst); p->pid is set when this returns. */
+void itest_proc_spawn(itest_proc_t *p, const char *bin, const char *component,
+                      const char *const *extra_env, const char *logname);
 /* SIGTERM, then waits up to 15 s: 0 when it exited with status 0, else -1
  * with a message on stderr (a clean exit is part of every binary's contract,
  * and LeakSanitizer reports at exit).  p->pid becomes -1; 0 when it was not

@@ -758,7 +758,9 @@ static void test_kill9_mid_batch_chains_every_event_once(void **state) {
      * default 500 the burst is four pipelines, all of them chained before
      * the first look on an idle machine */
     static const char *const small_batches[] = {env_port, "GOV_BATCH_MAX=50", NULL};
-    itest_proc_start(&audit, "gov-audit", COMPONENT, small_batches, "itest-gov-audit.log");
+    /* not itest_proc_start: with one script per tenant and batch, gov-audit
+     * chains the whole burst before its /readyz would first answer 200 */
+    itest_proc_spawn(&audit, "gov-audit", COMPONENT, small_batches, "itest-gov-audit.log");
     /* kill -9 as soon as some - not all - of the burst is chained */
     long long at_kill = -1;
     for (int t = 0; t < 60000 && at_kill < 0; t++) {
