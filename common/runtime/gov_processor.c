@@ -279,8 +279,9 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
 
     const char *topics[GOV_PROCESSOR_MAX_TOPICS];
     size_t ntopics = 0;
-    for (; ntopics < GOV_PROCESSOR_MAX_TOPICS && spec->topics[ntopics].topic; ntopics++)
-        topics[ntopics] = spec->topics[ntopics].topic;
+    for (size_t i = 0; i < GOV_PROCESSOR_MAX_TOPICS && spec->topics[i].topic; i++)
+        if (spec->topics[i].enabled == NULL || *spec->topics[i].enabled)
+            topics[ntopics++] = spec->topics[i].topic;
     char fwait[24], fmin[24];
     const char *fconf[5] = {NULL};
     size_t nf = 0;

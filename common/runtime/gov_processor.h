@@ -84,6 +84,9 @@ typedef struct gov_processor_topic {
     const char *topic;
     const char *const *schemas;  /* NULL-terminated schema names */
     int key_is_tenant;           /* 1: the Kafka key must equal event.tenant */
+    /* optional, read after loading: 0 leaves the topic unsubscribed (a
+     * deployment's choice, such as gov-audit's relay); NULL: always read. */
+    const int *enabled;
 } gov_processor_topic_t;
 
 #define GOV_PROCESSOR_MAX_TOPICS 8

@@ -26,6 +26,10 @@
  *
  * The relay's new consumer group starts at the earliest retained decision:
  * a copy of what an earlier deployment relayed is byte-identical, a replay.
+ * So one deployment per Kafka cluster relays (relay=true, the default);
+ * any other on the same topics sets relay=false and only chains: each
+ * relay would otherwise add a copy of every retained decision to
+ * identity.audit, which every gov-audit then reads.
  *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
@@ -45,12 +49,13 @@
 
 static long fetch_wait_ms;
 static long fetch_min_bytes;
+static int relay_on;
 
 static const gov_processor_spec_t spec = {
     .name = "gov-audit",
     .default_admin_port = 8704,
     .topics = {{AUDIT_TOPIC, GOV_PROCESSOR_SCHEMAS("AuditEvent", "PolicyDecision"), 1},
-               {DECISIONS_TOPIC, GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1}},
+               {DECISIONS_TOPIC, GOV_PROCESSOR_SCHEMAS("PolicyDecision"), 1, &relay_on}},
     .kafka_only = (const char *const[]){DECISIONS_TOPIC, NULL},
     .fetch_wait_max_ms = &fetch_wait_ms,
     .fetch_min_bytes = &fetch_min_bytes,
@@ -63,6 +68,7 @@ static long batch_max_bytes;
 static long batch_linger_ms;
 
 static const gov_config_entry_t config[] = {
+    GOV_CFG_BOOL("relay", "true", "copy policy.decisions into identity.audit (the relay). One deployment per Kafka cluster relays; every other one on the same topics (a second Redis view, a standby) sets false and chains the copies it finds in identity.audit. A relay whose consumer group is new copies all of the retained policy.decisions again: a replay downstream, but one extra copy of every decision in identity.audit", &relay_on),
     GOV_CFG_DURATION("decision_ttl", "1h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept for lookups by id (GET /v1/decisions; the chain keeps every decision regardless)", &decision_ttl_ms),
     GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (decision ids are kept for decision_ttl)", &event_id_window_ms),
     GOV_CFG_INT("batch_max", "500", 1, 10000, "most messages gov-audit takes into one batch (one Redis round trip for the chain, one broker acknowledgement for the relay)", &batch_max),

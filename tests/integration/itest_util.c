@@ -652,6 +652,63 @@ int itest_consume_until(const char *topic, itest_msg_fn fn, void *opaque, int ti
     return accepted;
 }
 
+int itest_scan_topic(const char *topic, const int64_t *from, itest_msg_fn fn, void *opaque,
+                     int timeout_ms) {
+    int64_t ends[64];
+    int n = itest_topic_ends(topic, ends, 64), left = 0;
+    char eb[256], group[128];
+    unsigned char done[64] = {0};
+    itest_unique("itest-scan", group, sizeof group);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[][2] = {{"bootstrap.servers", itest_env("GOV_KAFKA_BROKERS", "127.0.0.1:19092")},
+                           {"group.id", group},
+                           {"enable.auto.commit", "false"},
+                           {"auto.offset.reset", "earliest"},
+                           {"enable.partition.eof", "true"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], eb, sizeof eb) != RD_KAFKA_CONF_OK)
+            fail_msg("scan consumer %s: %s", kv[i][0], eb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, eb, sizeof eb);
+    if (rk == NULL)
+        fail_msg("scan consumer: %s", eb);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++) {
+        if (ends[i] <= 0 || (from && from[i] >= ends[i])) {
+            done[i] = 1;   /* nothing in its range */
+            continue;
+        }
+        rd_kafka_topic_partition_list_add(parts, topic, i)->offset =
+            from ? from[i] : RD_KAFKA_OFFSET_BEGINNING;
+        left++;
+    }
+    if (left > 0 && rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("scan consumer: assign %s failed", topic);
+    rd_kafka_topic_partition_list_destroy(parts);
+    int64_t deadline = gov_mono_micros() + (int64_t)timeout_ms * 1000;
+    while (left > 0 && gov_mono_micros() < deadline) {
+        rd_kafka_message_t *km = rd_kafka_consumer_poll(rk, 200);
+        if (km == NULL)
+            continue;
+        int p = km->partition;
+        if (p >= 0 && p < n && !done[p]) {
+            if (km->err == RD_KAFKA_RESP_ERR_NO_ERROR && km->offset < ends[p]) {
+                gov_kafka_msg_t g = {topic, p, km->offset, km->key, km->key_len,
+                                     km->payload, km->len, -1, km};
+                (void)fn(opaque, &g);
+            }
+            if ((km->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && km->offset >= ends[p]) ||
+                (km->err == RD_KAFKA_RESP_ERR_NO_ERROR && km->offset + 1 >= ends[p])) {
+                done[p] = 1;
+                left--;
+            }
+        }
+        rd_kafka_message_destroy(km);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return left == 0;
+}
+
 typedef struct find_events {
     const char *type;
     itest_found_t *want;

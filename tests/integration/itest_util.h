@@ -42,6 +42,13 @@
  * with every run on a long-lived stack, and the ASan build is slow. */
 #define ITEST_HISTORY_MS 240000
 
+/* A private gov-audit's setting: it chains what the stack's gov-audit relays
+ * and relays nothing itself.  A relay in a new consumer group copies all of
+ * policy.decisions into identity.audit again, which every gov-audit after it
+ * reads: one per private deployment made the suite's history grow with the
+ * square of its length.  Only a test of the relay itself leaves it on. */
+#define ITEST_NO_RELAY "GOV_RELAY=false"
+
 /* A value from the environment, else var/stack.env, else fallback.  The
  * returned string is static storage valid until the next call. */
 const char *itest_env(const char *name, const char *fallback);
@@ -126,6 +133,15 @@ void itest_delete_topic(const char *topic);
  * timeout_ms passes; returns 1 when fn accepted a message. */
 typedef int (*itest_msg_fn)(void *opaque, const gov_kafka_msg_t *m);
 int itest_consume_until(const char *topic, itest_msg_fn fn, void *opaque, int timeout_ms);
+/* Reads every message of topic from from[p] (NULL: each partition's first
+ * retained message) up to the partitions' ends when called, handing each to
+ * fn (whose result is ignored: every message in the range is seen).  Returns
+ * 1 when every partition was read to that end, 0 when timeout_ms ran out
+ * first - so a count over the range is complete or the caller knows it is
+ * not, however long the topic's history.  from[] as itest_topic_ends wrote
+ * it before the case produced anything keeps the range to the case's own. */
+int itest_scan_topic(const char *topic, const int64_t *from, itest_msg_fn fn, void *opaque,
+                     int timeout_ms);
 /* Value of header `name` of a consumed message into buf ("" if absent). */
 void itest_msg_header(const gov_kafka_msg_t *m, const char *name, char *buf, size_t size);
 

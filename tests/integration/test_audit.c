@@ -32,7 +32,7 @@ static int redis_port;
 static itest_proc_t audit;
 static char env_port[48];
 
-static const char *const audit_env[] = {env_port, NULL};
+static const char *const audit_env[] = {env_port, ITEST_NO_RELAY, NULL};
 
 static void start_audit(void) {
     itest_proc_start(&audit, "gov-audit", COMPONENT, audit_env, "itest-gov-audit.log");
@@ -46,7 +46,7 @@ static int setup(void **state) {
     start_audit();
     /* A fresh group starts at the topics' beginning: once it has worked
      * through the history, what it counts is this run's. */
-    if (!itest_wait_caught_up(audit.port, 6, ITEST_HISTORY_MS))
+    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
         fail_msg("gov-audit did not catch up with its topics");
     return 0;
 }
@@ -363,7 +363,8 @@ static void test_new_relay_group_relays_earlier_decisions(void **state) {
     json_decref(e);
     /* the relay's group is created only now, after the decision */
     itest_proc_t late = {0};
-    itest_proc_start(&late, "gov-audit", COMPONENT "-late", audit_env, "itest-gov-audit-late.log");
+    const char *const relay_env[] = {env_port, NULL};
+    itest_proc_start(&late, "gov-audit", COMPONENT "-late", relay_env, "itest-gov-audit-late.log");
     relayed_want_t w = {COMPONENT "-late", did};
     int found = itest_consume_until("identity.audit", relayed_by, &w, ITEST_HISTORY_MS);
     int stopped = itest_proc_stop(&late);
@@ -615,13 +616,13 @@ static void test_replay_from_offset_zero_leaves_stream_identical(void **state) {
     char *before = stream_snapshot(key);
     assert_true(strlen(before) > 0);
 
-    /* A second gov-audit with a brand-new group replays both topics from
-     * offset 0 into the same Redis. */
+    /* A second gov-audit with a brand-new group replays identity.audit
+     * from offset 0 into the same Redis. */
     itest_proc_t replay = {0};
     itest_proc_start(&replay, "gov-audit", COMPONENT "-replay", audit_env,
                      "itest-gov-audit-replay.log");
-    /* Caught up = all six partitions report lag 0. */
-    int caught_up = itest_wait_caught_up(replay.port, 6, ITEST_HISTORY_MS);
+    /* Caught up = all three partitions report lag 0. */
+    int caught_up = itest_wait_caught_up(replay.port, 3, ITEST_HISTORY_MS);
     const char *flt[] = {"outcome=\"duplicate\"", NULL};
     double dups = itest_proc_metric(&replay, "processor_events_total", flt);
     int stopped = itest_proc_stop(&replay);
@@ -757,7 +758,7 @@ static void test_kill9_mid_batch_chains_every_event_once(void **state) {
     /* batches of 50, so that the kill below lands mid-burst: with the
      * default 500 the burst is four pipelines, all of them chained before
      * the first look on an idle machine */
-    static const char *const small_batches[] = {env_port, "GOV_BATCH_MAX=50", NULL};
+    static const char *const small_batches[] = {env_port, ITEST_NO_RELAY, "GOV_BATCH_MAX=50", NULL};
     /* not itest_proc_start: with one script per tenant and batch, gov-audit
      * chains the whole burst before its /readyz would first answer 200 */
     itest_proc_spawn(&audit, "gov-audit", COMPONENT, small_batches, "itest-gov-audit.log");

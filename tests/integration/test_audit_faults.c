@@ -56,8 +56,8 @@ static char env_port[48];
 /* (Re)starts the private gov-audit with extra settings (NULL-terminated
  * "K=V", at most 6); the same group: it resumes from its committed offsets. */
 static void start_audit(const char *const *extra) {
-    const char *env[8] = {env_port};
-    size_t n = 1;
+    const char *env[8] = {env_port, ITEST_NO_RELAY};
+    size_t n = 2;
     for (; extra && *extra && n < 7; extra++)
         env[n++] = *extra;
     env[n] = NULL;
@@ -295,7 +295,7 @@ static int setup(void **state) {
     putenv(env_port); /* itest_redis and govctl use it too */
     start_audit(NULL);
     /* a fresh group starts at the topics' beginning */
-    if (!itest_wait_caught_up(audit.port, 6, ITEST_HISTORY_MS))
+    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
         fail_msg("%s did not catch up with its topics", COMPONENT);
     return 0;
 }
@@ -355,7 +355,7 @@ static void test_held_poison_of_a_rewound_partition_is_not_committed(void **stat
     long long n = itest_wait_xlen(key, 5, 30000);
     if (n != 5)
         fail_msg("%lld of 5 events chained for %s after the restart", n, tenant);
-    assert_true(itest_wait_caught_up(audit.port, 6, 30000));
+    assert_true(itest_wait_caught_up(audit.port, 3, 30000));
     char out[512];
     assert_int_equal(govctl_verify(tenant, out, sizeof out), 0);
     assert_non_null(strstr(out, "entries=5"));
@@ -516,7 +516,7 @@ static void test_poison_the_dlq_refuses_stops_its_partition(void **state) {
 
     start_audit(NULL);
     assert_int_equal(itest_wait_xlen(key, 1, 30000), 1);
-    assert_true(itest_wait_caught_up(audit.port, 6, 30000));
+    assert_true(itest_wait_caught_up(audit.port, 3, 30000));
     /* caught up: the poison was handled, so its DLQ record is there */
     char src[32];
     int ndlq = dlq_records(tenant, src, sizeof src);

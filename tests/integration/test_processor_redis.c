@@ -36,9 +36,9 @@ static int setup(void **state) {
     if (gov_redis_new("127.0.0.1", redis_port, 5000, &priv, eb, sizeof eb) != GOV_OK)
         fail_msg("private redis: %s", eb);
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
-    const char *env[] = {env_redis, "GOV_RETRY_MAX=1s", NULL};
+    const char *env[] = {env_redis, "GOV_RETRY_MAX=1s", ITEST_NO_RELAY, NULL};
     itest_proc_start(&audit, "gov-audit", COMPONENT, env, "itest-proc-redis-gov-audit.log");
-    if (!itest_wait_caught_up(audit.port, 6, ITEST_HISTORY_MS))
+    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
         fail_msg("gov-audit did not catch up with its topics");
     return 0;
 }

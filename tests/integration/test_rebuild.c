@@ -432,15 +432,17 @@ static int setup(void **state) {
     snprintf(env_rp_trust, sizeof env_rp_trust, "GOV_RULEPACK_TRUST_FILE=%s", rp_trust_path);
     snprintf(env_check, sizeof env_check, "GOV_REBUILD_CHECK=%s", "200ms");
     for (int i = 0; i < NPROC; i++) {
-        const char *env[] = {env_redis, env_trust, env_rp_trust, env_check, NULL};
+        const char *env[] = {env_redis, env_trust, env_rp_trust, env_check, NULL, NULL};
         if (i == EDGE)
             env[3] = NULL;
+        if (i == PA)
+            env[4] = ITEST_NO_RELAY;
         char log[96];
         snprintf(log, sizeof log, "itest-rebuild-%s.log", bins[i]);
         itest_proc_start(&procs[i], bins[i], components[i], env, log);
     }
     for (int i = PC; i <= PA; i++)
-        if (!itest_wait_caught_up(procs[i].port, i == PA ? 6 : 3, ITEST_HISTORY_MS))
+        if (!itest_wait_caught_up(procs[i].port, 3, ITEST_HISTORY_MS))
             fail_msg("%s did not catch up with its topics", bins[i]);
     itest_unique("rebuild", tenant, sizeof tenant);
     snprintf(request_body, sizeof request_body,
