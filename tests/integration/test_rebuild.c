@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "gov_avro.h"
+#include "gov_buf.h"
 #include "gov_time.h"
 #include "gov_util.h"
 #include "itest_util.h"
@@ -91,22 +92,24 @@ static void publish_pack(const char *version) {
 
 /* --- dumps ------------------------------------------------------------------------- */
 
-/* Appends the reply's strings (nested arrays flattened) to a growing text. */
-static void append_reply(char **text, const redisReply *r) {
+/* Appends the reply's strings (nested arrays flattened) to a growing text,
+ * one per line.  Amortized O(length): the chain's dump is taken every 200 ms
+ * while it grows under load (an strlen per field made it quadratic - minutes
+ * of CPU in the CI's run). */
+static void append_reply(gov_buf_t *text, const redisReply *r) {
     if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++)
             append_reply(text, r->element[i]);
         return;
     }
-    const char *v = r->type == REDIS_REPLY_STRING ? r->str : "(nil)";
-    size_t old = strlen(*text), add = r->type == REDIS_REPLY_STRING ? r->len : strlen(v);
-    *text = realloc(*text, old + add + 2);
-    memcpy(*text + old, v, add);
-    (*text)[old + add] = '\n';
-    (*text)[old + add + 1] = 0;
+    if (r->type == REDIS_REPLY_STRING)
+        gov_buf_put(text, r->str, r->len);
+    else
+        gov_buf_puts(text, "(nil)");
+    gov_buf_putc(text, '\n');
 }
 
-static void append_cmd(char **text, const char *fmt, ...) {
+static void append_cmd(gov_buf_t *text, const char *fmt, ...) {
     char cmd[512], eb[256];
     va_list ap;
     va_start(ap, fmt);
@@ -121,42 +124,52 @@ static void append_cmd(char **text, const char *fmt, ...) {
     freeReplyObject(r);
 }
 
+/* The text of a finished dump (the caller frees it). */
+static char *dump_text(gov_buf_t *b) {
+    gov_buf_putc(b, 0);   /* an empty dump is "" too, never NULL */
+    assert_int_equal(b->err, GOV_OK);
+    return b->data;
+}
+
 /* The tenant's constitution, history, rule pack, meta and history, and its
  * place in both indexes, as text (hash fields sorted by Redis's SORT). */
 static char *dump_state(void) {
-    char *t = calloc(1, 1);
+    gov_buf_t b, *t = &b;
+    gov_buf_init(&b, 0);
     static const char *const cfields[] = {"checksum", "hash_alg", "canonicalization", "version",
                                           "verified_at", "signers", "source", "bundle_event_id",
                                           "signatures", "announced", NULL};
     for (const char *const *f = cfields; *f; f++)
-        append_cmd(&t, "HGET constitution:{%s} %s", tenant, *f);
-    append_cmd(&t, "GET constitution:{%s}:doc", tenant);
-    append_cmd(&t, "LRANGE constitution:{%s}:history 0 -1", tenant);
-    append_cmd(&t, "SISMEMBER constitution:tenants %s", tenant);
-    append_cmd(&t, "GET policy:rulepack:{%s}", tenant);
+        append_cmd(t, "HGET constitution:{%s} %s", tenant, *f);
+    append_cmd(t, "GET constitution:{%s}:doc", tenant);
+    append_cmd(t, "LRANGE constitution:{%s}:history 0 -1", tenant);
+    append_cmd(t, "SISMEMBER constitution:tenants %s", tenant);
+    append_cmd(t, "GET policy:rulepack:{%s}", tenant);
     static const char *const pfields[] = {"sha256", "version", "pack_id", "rules", "patterns",
                                           "event_id", "published_by", "accepted_at",
                                           "previous_version", "signers", "signatures", NULL};
     for (const char *const *f = pfields; *f; f++)
-        append_cmd(&t, "HGET policy:rulepack:{%s}:meta %s", tenant, *f);
-    append_cmd(&t, "LRANGE policy:rulepack:{%s}:history 0 -1", tenant);
-    append_cmd(&t, "SISMEMBER policy:rulepack:tenants %s", tenant);
-    return t;
+        append_cmd(t, "HGET policy:rulepack:{%s}:meta %s", tenant, *f);
+    append_cmd(t, "LRANGE policy:rulepack:{%s}:history 0 -1", tenant);
+    append_cmd(t, "SISMEMBER policy:rulepack:tenants %s", tenant);
+    return dump_text(t);
 }
 
 /* The tenant's audit chain: every entry's fields (not its stream id, which
  * is the time of materialization), then the head. */
 static char *dump_chain(void) {
-    char *t = calloc(1, 1), eb[256];
+    gov_buf_t b, *t = &b;
+    char eb[256];
+    gov_buf_init(&b, 0);
     redisReply *r = NULL;
     assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb, "XRANGE audit:{%s} - +",
                                         tenant), GOV_OK);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         if (r->element[i]->elements == 2)
-            append_reply(&t, r->element[i]->element[1]);
+            append_reply(t, r->element[i]->element[1]);
     freeReplyObject(r);
-    append_cmd(&t, "HMGET audit:{%s}:head hash seq", tenant);
-    return t;
+    append_cmd(t, "HMGET audit:{%s}:head hash seq", tenant);
+    return dump_text(t);
 }
 
 typedef struct same_want {
