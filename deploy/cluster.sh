@@ -130,16 +130,22 @@ redis_start() {
   say "Redis Cluster up: GOV_REDIS_NODES=$list (written to $DIR/cluster.env)"
 }
 
-redis_stop() {
-  local p pid
-  for p in $(ports); do
-    pid="$(node_pid "$p")"
-    [[ -n $pid ]] && stop_pid "$pid" 50
+# stop_nodes PIDFN TENTHS ENVKEY DATADIR WHAT PURGE NODE...: stops each node
+# (PIDFN NODE names its pid; TENTHS of a second before SIGKILL), removes its
+# address line from cluster.env, and with PURGE=--purge its data directory.
+stop_nodes() {
+  local pidfn=$1 tenths=$2 key=$3 data=$4 what=$5 purge=$6 n pid
+  shift 6
+  for n in "$@"; do
+    pid="$("$pidfn" "$n")"
+    [[ -n $pid ]] && stop_pid "$pid" "$tenths"
   done
-  [[ -f "$DIR/cluster.env" ]] && sed -i '/^GOV_REDIS_NODES=/d' "$DIR/cluster.env"
-  if [[ ${1:-} == --purge ]]; then rm -rf "$DIR/redis"; fi
-  say "Redis Cluster nodes stopped"
+  [[ -f "$DIR/cluster.env" ]] && sed -i "/^$key=/d" "$DIR/cluster.env"
+  if [[ $purge == --purge ]]; then rm -rf "$data"; fi
+  say "$what nodes stopped"
 }
+
+redis_stop() { stop_nodes node_pid 50 GOV_REDIS_NODES "$DIR/redis" "Redis Cluster" "${1:-}" $(ports); }
 
 status() {
   local p pid role
@@ -269,16 +275,7 @@ kafka_start() {
   say "Kafka cluster up: GOV_KAFKA_BROKERS=$(kafka_brokers) (replication factor 3, min.insync.replicas 2)"
 }
 
-kafka_stop() {
-  local n pid
-  for n in 1 2 3; do
-    pid="$(kafka_pid "$n")"
-    [[ -n $pid ]] && stop_pid "$pid" 150
-  done
-  [[ -f "$DIR/cluster.env" ]] && sed -i '/^GOV_KAFKA_BROKERS=/d' "$DIR/cluster.env"
-  if [[ ${1:-} == --purge ]]; then rm -rf "$KDIR"; fi
-  say "Kafka cluster nodes stopped"
-}
+kafka_stop() { stop_nodes kafka_pid 150 GOV_KAFKA_BROKERS "$KDIR" "Kafka cluster" "${1:-}" 1 2 3; }
 
 case "${1:-}" in
   redis-start) redis_start ;;

@@ -285,6 +285,21 @@ static void kill9_audit(void) {
     audit.pid = -1;
 }
 
+/* Waits until the partition's committed offset passes `past` or the
+ * processor retried `retries` times (while `why`), reports which, and kills
+ * the processor -9 before anything else can change; returns the committed
+ * offset seen. */
+static int64_t commit_or_retry_then_kill(int32_t partition, int64_t past, double retries,
+                                         int timeout_ms, const char *why, const char *what) {
+    commit_or_retry_t w = {partition, past, retries, -1};
+    if (itest_wait_for(committed_past_or_retried, &w, timeout_ms, 100) < 0)
+        fail_msg("%s neither retried nor committed while %s", COMPONENT, why);
+    print_message("committed %lld on %s/%d (%s at %lld) before kill -9\n",
+                  (long long)w.committed, AUDIT_TOPIC, (int)partition, what, (long long)past);
+    kill9_audit();
+    return w.committed;
+}
+
 static int setup(void **state) {
     (void)state;
     if (topic_partitions(DLQ_TOPIC) > 0)
@@ -342,14 +357,10 @@ static void test_held_poison_of_a_rewound_partition_is_not_committed(void **stat
 
     /* The bug shows as a commit past the first (unchained) event; fixed,
      * the batch keeps failing and being rewound: several retries. */
-    commit_or_retry_t w = {part, first, 6, -1};
-    if (itest_wait_for(committed_past_or_retried, &w, 60000, 100) < 0)
-        fail_msg("%s neither retried nor committed while Redis refused writes", COMPONENT);
-    print_message("committed %lld on %s/%d (first event at %lld) before kill -9\n",
-                  (long long)w.committed, AUDIT_TOPIC, (int)part, (long long)first);
-    kill9_audit();
+    int64_t committed_at_kill = commit_or_retry_then_kill(part, first, 6, 60000,
+                                                          "Redis refused writes", "first event");
     redis_cmd("CLIENT UNPAUSE%s", "");
-    assert_true(w.committed <= first);
+    assert_true(committed_at_kill <= first);
 
     start_audit(NULL);
     long long n = itest_wait_xlen(key, 5, 30000);
@@ -505,14 +516,10 @@ static void test_poison_the_dlq_refuses_stops_its_partition(void **state) {
 
     /* The bug shows as a commit past the poison; fixed, the poison is
      * retried (each DLQ attempt waits out librdkafka's message timeout). */
-    commit_or_retry_t w = {part, off_u, 2, -1};
-    if (itest_wait_for(committed_past_or_retried, &w, 80000, 200) < 0)
-        fail_msg("%s neither retried nor committed while the DLQ was gone", COMPONENT);
-    print_message("committed %lld on %s/%d (poison at %lld) before kill -9\n",
-                  (long long)w.committed, AUDIT_TOPIC, (int)part, (long long)off_u);
-    kill9_audit();
+    int64_t committed_at_kill = commit_or_retry_then_kill(part, off_u, 2, 80000,
+                                                          "the DLQ was gone", "poison");
     restore_dlq();
-    assert_true(w.committed <= off_u);
+    assert_true(committed_at_kill <= off_u);
 
     start_audit(NULL);
     assert_int_equal(itest_wait_xlen(key, 1, 30000), 1);

@@ -1133,6 +1133,19 @@ static gov_signer_t *fresh_key(const char *name, gov_keystore_t **ks_out) {
     return k;
 }
 
+/* A fresh key of key store `name` (*ks_out, *k: the caller frees both),
+ * activated a second ago, published active and handled; returns the
+ * operator-signed active event as produced (a new reference: what an
+ * attacker who captured it would replay). */
+static json_t *publish_active_key(const char *name, gov_keystore_t **ks_out, gov_signer_t **k,
+                                  published_key_t *pk) {
+    *k = fresh_key(name, ks_out);
+    key_of(*k, gov_now_micros() - 1000000, pk);
+    json_t *captured = key_event(pk, "active", -1);
+    produce_key_json(pk->kid, captured, 1);
+    return captured;
+}
+
 /* M5: key K is published and active (a token it signs verifies), then
  * retired (a compromised key); once its hash has expired (the keep period,
  * 2 s here, observed: the hash is gone) the operator-signed active event
@@ -1144,11 +1157,9 @@ static void test_retired_key_stays_retired(void **state) {
     (void)state;
     char tok[4096], tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m5 = NULL;
-    gov_signer_t *k = fresh_key("keys-m5", &ks_m5);
+    gov_signer_t *k = NULL;
     published_key_t pk;
-    key_of(k, gov_now_micros() - 1000000, &pk);
-    json_t *captured = key_event(&pk, "active", -1);
-    produce_key_json(pk.kid, captured, 1);
+    json_t *captured = publish_active_key("keys-m5", &ks_m5, &k, &pk);
     token_signed_by(k, tok, sizeof tok);
     answer_wait_t vw = {&edge, tok, 200, ""};
     if (itest_wait_for(verify_answers, &vw, WAIT_MS, 20) < 0)
@@ -1256,11 +1267,9 @@ static void test_replay_with_chosen_time_refused(void **state) {
     (void)state;
     char tomb[GOV_STATE_KEY_MAX], hkey[GOV_STATE_KEY_MAX];
     gov_keystore_t *ks_m3 = NULL;
-    gov_signer_t *k = fresh_key("keys-m3", &ks_m3);
+    gov_signer_t *k = NULL;
     published_key_t pk;
-    key_of(k, gov_now_micros() - 1000000, &pk);
-    json_t *captured = key_event(&pk, "active", -1);
-    produce_key_json(pk.kid, captured, 1);
+    json_t *captured = publish_active_key("keys-m3", &ks_m3, &k, &pk);
     assert_true(in_priv_jwks(pk.kid));
     produce_key_event(&pk, "retired", pk.activates, 1);
     assert_false(in_priv_jwks(pk.kid));

@@ -57,31 +57,38 @@ static void test_hash_tags(void **state) {
     assert_int_not_equal(gov_redis_key_slot("a\0b", 3), gov_redis_key_slot("a", 1));
 }
 
-static void test_redirect_parse_good(void **state) {
-    (void)state;
+/* Parses the first len bytes of m as a redirect and checks every field. */
+static void expect_redirect(const char *m, size_t len, gov_redis_redirect_kind_t kind, int slot,
+                            const char *host, int port) {
     gov_redis_redirect_t r;
     char eb[128];
-    const char *m = "MOVED 3999 127.0.0.1:6381";
-    assert_int_equal(gov_redis_redirect_parse(m, strlen(m), &r, eb, sizeof eb), 0);
-    assert_int_equal(r.kind, GOV_REDIS_REDIRECT_MOVED);
-    assert_int_equal(r.slot, 3999);
-    assert_string_equal(r.host, "127.0.0.1");
-    assert_int_equal(r.port, 6381);
-    const char *a = "ASK 16383 ::1:9001";
-    assert_int_equal(gov_redis_redirect_parse(a, strlen(a), &r, eb, sizeof eb), 0);
-    assert_int_equal(r.kind, GOV_REDIS_REDIRECT_ASK);
-    assert_int_equal(r.slot, 16383);
-    assert_string_equal(r.host, "::1");
-    assert_int_equal(r.port, 9001);
-    const char *e = "MOVED 0 :65535";   /* no host announced: the one asked */
-    assert_int_equal(gov_redis_redirect_parse(e, strlen(e), &r, eb, sizeof eb), 0);
-    assert_string_equal(r.host, "");
-    assert_int_equal(r.port, 65535);
-    assert_int_equal(r.slot, 0);
-    /* only len bytes count: a longer buffer holding more is fine */
-    const char *t = "ASK 7 h:1XYZ";
-    assert_int_equal(gov_redis_redirect_parse(t, 9, &r, eb, sizeof eb), 0);
-    assert_int_equal(r.port, 1);
+    assert_int_equal(gov_redis_redirect_parse(m, len, &r, eb, sizeof eb), 0);
+    assert_int_equal(r.kind, kind);
+    assert_int_equal(r.slot, slot);
+    assert_string_equal(r.host, host);
+    assert_int_equal(r.port, port);
+}
+
+static void test_redirect_parse_good(void **state) {
+    (void)state;
+    static const struct {
+        const char *m;
+        size_t len;   /* 0: all of it */
+        gov_redis_redirect_kind_t kind;
+        int slot;
+        const char *host;
+        int port;
+    } cases[] = {
+        {"MOVED 3999 127.0.0.1:6381", 0, GOV_REDIS_REDIRECT_MOVED, 3999, "127.0.0.1", 6381},
+        {"ASK 16383 ::1:9001", 0, GOV_REDIS_REDIRECT_ASK, 16383, "::1", 9001},
+        /* no host announced: the one asked */
+        {"MOVED 0 :65535", 0, GOV_REDIS_REDIRECT_MOVED, 0, "", 65535},
+        /* only len bytes count: a longer buffer holding more is fine */
+        {"ASK 7 h:1XYZ", 9, GOV_REDIS_REDIRECT_ASK, 7, "h", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_redirect(cases[i].m, cases[i].len ? cases[i].len : strlen(cases[i].m),
+                        cases[i].kind, cases[i].slot, cases[i].host, cases[i].port);
 }
 
 static void test_redirect_parse_bad(void **state) {
