@@ -217,6 +217,7 @@ itest: deps release
 	@bash tests/run.sh integration
 
 bench: deps release
+	@bash deploy/install-deps.sh --bench
 	@bash bench/run.sh $(BENCH)
 
 clean:

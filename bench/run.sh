@@ -940,7 +940,7 @@ mkdir -p "$RESULTS_DIR"
   "$PARTS"/*.json
 say "results: $RESULTS_DIR/results.json, summary: $RESULTS_DIR/summary.json"
 if want rate-sweep; then
-  command -v gnuplot >/dev/null || bash deploy/install-deps.sh --all >"$LOGS/install-deps.log" 2>&1 \
+  command -v gnuplot >/dev/null || bash deploy/install-deps.sh --bench >"$LOGS/install-deps.log" 2>&1 \
     || { tail -n 20 "$LOGS/install-deps.log" >&2; die "installing gnuplot-nox failed (log: $LOGS/install-deps.log)"; }
   bash bench/plot_sweep.sh "$RESULTS_DIR/results.json" "$SWEEP_PNG" "$RESULTS_DIR/rate-sweep.dat" \
     "make bench BENCH=rate-sweep, ${SWEEP_DURATION} s per rate, started $BENCH_STARTED_AT, load average $BENCH_LOADAVG, $BENCH_NPROC cores"

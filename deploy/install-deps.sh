@@ -7,6 +7,8 @@
 #   --all     --build + runtime: Redis, SoftHSM2, nginx, kcat, promtool, curl,
 #             Java >= 17, Maven, and the Apache Kafka 3.9.1 jars (Maven Central)
 #   --kafka   only the Kafka jars (deploy/stack.sh calls this when they are missing)
+#   --bench   --all + what only `make bench` uses: wrk (HTTP load), gnuplot-nox (the
+#             rate sweep's PNG)
 #
 # Environment: GOV_KAFKA_LIBS  where the Kafka jars go
 #                              (default $HOME/.cache/soma-gov/kafka-3.9.1/libs)
@@ -27,8 +29,10 @@ BUILD_PKGS=(
 # the latter when it installs the former. That is intended.
 RUNTIME_PKGS=(
   redis-server redis-tools softhsm2 opensc nginx kcat prometheus curl
-  python3 python3-cryptography python3-venv wrk ca-certificates gnuplot-nox jq
+  python3 python3-cryptography python3-venv ca-certificates jq
 )
+# Only `make bench` needs these; `make run` and `make test` never install them.
+BENCH_PKGS=(wrk gnuplot-nox)
 JAVA_PKG=openjdk-17-jre-headless
 MAVEN_PKG=maven
 
@@ -42,7 +46,7 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -219,6 +223,9 @@ case "${1:-}" in
   --build) ensure_build ;;
   --all)   ensure_runtime; ensure_kafka ;;
   --kafka) ensure_kafka ;;
+  --bench) ensure_runtime; ensure_kafka
+           mapfile -t missing_bench < <(missing_pkgs "${BENCH_PKGS[@]}")
+           if [[ ${#missing_bench[@]} -gt 0 ]]; then apt_install "${missing_bench[@]}"; fi ;;
   -h|--help) usage ;;
   *) usage ;;
 esac
