@@ -44,12 +44,18 @@ _Static_assert(GOV_ARCHIVE_WRITER_MAX_BYTES + GOV_ARCHIVE_ENTRY_MAX_BYTES <=
 size_t gov_archive_record_bytes(const char *tenant, const gov_audit_entry_t *e,
                                 const char *hash);
 
+/* The directory dir lives in, into out (size bytes): dir without its
+ * trailing slashes, up to its last '/' - "var" for "var/archive/", "/" for
+ * "/x", "." for "x".  0, or -1 when it does not fit.  Pure. */
+int gov_archive_parent_dir(const char *dir, char *out, size_t size);
+
 /* Creates dir (mode 0750; its parent must exist) when it is missing and
- * then fsyncs its parent, so the new directory entry is durable before
- * anything is written in it: without that, a power loss after the first
- * segment (watermark moved, stream trimmed) could lose the whole directory
- * on a file system that does not order the parent's entry.  *created is 1
- * when it was made now.  GOV_ERR_IO with the cause in errbuf. */
+ * then fsyncs its parent - when it existed already too, so a retry after a
+ * failed fsync still makes the entry durable - before anything is written
+ * in it: without that, a power loss after the first segment (watermark
+ * moved, stream trimmed) could lose the whole directory on a file system
+ * that does not order the parent's entry.  *created is 1 when it was made
+ * now.  GOV_ERR_IO with the cause in errbuf. */
 gov_err_t gov_archive_mkdir(const char *dir, int *created, char *errbuf, size_t errbuf_size);
 
 /* Writes the segment name of [first, last] into out. */

@@ -50,14 +50,37 @@ static void test_mkdir(void **state) {
     assert_int_equal(stat(dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(st.st_mode & 0027, 0);   /* 0750 under any umask */
-    /* there already: nothing made, nothing synced, no error */
+    /* there already: nothing made, its parent synced again, no error */
     assert_int_equal(gov_archive_mkdir(dir, &created, eb, sizeof eb), GOV_OK);
+    assert_int_equal(created, 0);
+    /* a trailing slash names the same directory */
+    char slashed[140];
+    snprintf(slashed, sizeof slashed, "%s/", dir);
+    assert_int_equal(gov_archive_mkdir(slashed, &created, eb, sizeof eb), GOV_OK);
     assert_int_equal(created, 0);
     /* parents are not made */
     snprintf(deep, sizeof deep, "%s/missing/tenant-b", root);
     assert_int_equal(gov_archive_mkdir(deep, &created, eb, sizeof eb), GOV_ERR_IO);
     assert_int_equal(created, 0);
     assert_non_null(strstr(eb, "cannot create"));
+}
+
+/* The directory whose entry a new directory is: trailing slashes do not
+ * make a directory its own parent (REVIEW13 L11). */
+static void test_parent_dir(void **state) {
+    (void)state;
+    static const char *const cases[][2] = {
+        {"var/archive", "var"}, {"var/archive/", "var"}, {"var/archive//", "var"},
+        {"/x", "/"},            {"/x/", "/"},            {"x", "."},
+        {"x/", "."},            {"/", "/"},              {"/a/b/c", "/a/b"},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(gov_archive_parent_dir(cases[i][0], out, sizeof out), 0);
+        assert_string_equal(out, cases[i][1]);
+    }
+    char small[4];
+    assert_int_equal(gov_archive_parent_dir("/abcdef/g", small, sizeof small), -1);
 }
 
 static long file_size(const char *dir, const char *name) {
@@ -130,6 +153,7 @@ static void test_record_bound(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mkdir),
+        cmocka_unit_test(test_parent_dir),
         cmocka_unit_test(test_record_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
