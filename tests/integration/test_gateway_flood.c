@@ -22,7 +22,9 @@
  *   - through nginx, from another address (127.0.0.2, so nginx's
  *     per-address zones keep the flood's limit apart from the client's):
  *     the same flood with "Authorization: Bearer <header naming a real kid
- *     of the edge's /.well-known/jwks.json>.e30.AAAA", which puts it in
+ *     of the edge's /.well-known/jwks.json>.e30.AAAA" (token_malformed: a
+ *     3-byte signature) or with a 64-byte signature of zeros
+ *     (token_bad_signature: a full Ed25519 verification), which puts it in
  *     nginx's token holders' zone: every client check is decided,
  *     edge_lookup_queue_full_total{route="authz"} stays 0, and the flood
  *     is answered 401 invalid_token (the edge's early answer, its
@@ -31,7 +33,7 @@
  *     lane filled.
  *   - past nginx, straight at the edge: the same with checks that carry no
  *     token (401 authz_token_missing), a token without the gateway
- *     credential (403 authz_gateway_credential_invalid) or the junk token
+ *     credential (403 authz_gateway_credential_invalid) or either junk token
  *     with the credential (401 with the token reason /v1/tokens/verify
  *     gives it): every one is answered without a lookup
  *     (edge_lookups_total{route="authz"} grows by the client's checks
@@ -73,9 +75,11 @@ static itest_rig_t rig;
 static char workdir[256], credential_file[320];
 static char auth[4200];   /* "Authorization: Bearer <client token>\r\n" */
 /* "Bearer <base64url {"alg":"EdDSA","kid":<a kid of the private edge's
- * JWKS>}>.e30.AAAA": bearer-shaped, names a key the edge holds, verifies
- * never (REVIEW13 M2) */
-static char junk_bearer[512];
+ * JWKS>}>.e30.<signature>": bearer-shaped, names a key the edge holds,
+ * verifies never (REVIEW13 M2).  [0] the signature "AAAA" (3 bytes), [1] 64
+ * zero bytes, which costs the edge an Ed25519 verification. */
+#define JUNK_KINDS 2
+static char junk_bearer[JUNK_KINDS][600];
 /* the flood's own address through nginx (any 127/8 address is loopback) */
 #define FLOOD_SOURCE "127.0.0.2"
 
@@ -117,8 +121,12 @@ static int got_junk_bearer(void) {
                                              "{\"alg\":\"EdDSA\",\"kid\":\"%s\"}", kid) <
                                 sizeof header;
     if (ok) {
+        static const uint8_t zeros[64];
+        char sig[100];
         gov_b64url_encode(header, strlen(header), encoded);
-        snprintf(junk_bearer, sizeof junk_bearer, "Bearer %s.e30.AAAA", encoded);
+        gov_b64url_encode(zeros, sizeof zeros, sig);
+        snprintf(junk_bearer[0], sizeof junk_bearer[0], "Bearer %s.e30.AAAA", encoded);
+        snprintf(junk_bearer[1], sizeof junk_bearer[1], "Bearer %s.e30.%s", encoded, sig);
     }
     json_decref(jwks);
     return ok;
@@ -321,7 +329,7 @@ static void test_anonymous_flood_through_nginx(void **state) {
     assert_string_equal(decision, "deny");
 }
 
-/* Fails unless raw is the edge's early refusal of junk_bearer: 401 with
+/* Fails unless raw is the edge's early refusal of a junk_bearer: 401 with
  * WWW-Authenticate error="invalid_token", X-Policy-Decision: deny; the
  * token's reason code (error_description) into code. */
 static void expect_invalid_token(int st, const char *raw, char code[64]) {
@@ -338,18 +346,23 @@ static void expect_invalid_token(int st, const char *raw, char code[64]) {
 
 static void test_junk_bearer_flood_through_nginx(void **state) {
     (void)state;
-    static char req[700], junk_header[560];
+    static char req[JUNK_KINDS][800], junk_header[JUNK_KINDS][700];
     char raw[16384], first_bad[700], code[64];
-    snprintf(junk_header, sizeof junk_header, "Authorization: %s\r\n", junk_bearer);
-    snprintf(req, sizeof req, "GET /x HTTP/1.1\r\nHost: gateway\r\n%s\r\n", junk_header);
-    const char *const reqs[] = {req};
-    /* nginx passes the edge's early 401 on, WWW-Authenticate included */
-    int st = itest_http_request(rig.gw_port, "GET", "/x", junk_header, NULL, raw, sizeof raw);
-    expect_invalid_token(st, raw, code);
+    for (int k = 0; k < JUNK_KINDS; k++) {
+        snprintf(junk_header[k], sizeof junk_header[k], "Authorization: %.599s\r\n",
+                 junk_bearer[k]);
+        snprintf(req[k], sizeof req[k], "GET /x HTTP/1.1\r\nHost: gateway\r\n%.699s\r\n",
+                 junk_header[k]);
+        /* nginx passes the edge's early 401 on, WWW-Authenticate included */
+        int st = itest_http_request(rig.gw_port, "GET", "/x", junk_header[k], NULL, raw,
+                                    sizeof raw);
+        expect_invalid_token(st, raw, code);
+    }
+    const char *const reqs[] = {req[0], req[1]};
     double full_before = edge_metric("edge_lookup_queue_full_total", "route=\"authz\"");
     long checks, decided;
     flood_result_t r;
-    flood_while_checking(FLOOD_THREADS, rig.gw_port, FLOOD_SOURCE, reqs, 1, rig.gw_port,
+    flood_while_checking(FLOOD_THREADS, rig.gw_port, FLOOD_SOURCE, reqs, JUNK_KINDS, rig.gw_port,
                          "/api/items", auth, &checks, &decided, first_bad, sizeof first_bad, &r);
     double full = edge_metric("edge_lookup_queue_full_total", "route=\"authz\"");
     fprintf(stderr, "nginx junk-bearer flood from " FLOOD_SOURCE ": %ld requests (%ld 401 "
@@ -371,7 +384,8 @@ static void test_junk_bearer_flood_through_nginx(void **state) {
 
 static void test_unread_checks_straight_at_the_edge(void **state) {
     (void)state;
-    static char no_token[512], wrong_credential[8000], check_headers[4600], junk[1000];
+    static char no_token[512], wrong_credential[8000], check_headers[4600],
+        junk[JUNK_KINDS][1100];
     char raw[16384], early[64], late[64];
     snprintf(no_token, sizeof no_token,
              "GET /v1/authz HTTP/1.1\r\nHost: edge\r\nX-Gov-Gateway-Credential: " CREDENTIAL
@@ -382,26 +396,31 @@ static void test_unread_checks_straight_at_the_edge(void **state) {
     snprintf(check_headers, sizeof check_headers,
              "%sX-Gov-Gateway-Credential: " CREDENTIAL "\r\n"
              "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n", auth);
-    snprintf(junk, sizeof junk,
-             "GET /v1/authz HTTP/1.1\r\nHost: edge\r\nAuthorization: %s\r\n"
-             "X-Gov-Gateway-Credential: " CREDENTIAL "\r\n"
-             "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n\r\n", junk_bearer);
-    /* the junk token's early 401 gives the reason a full check gives it */
-    int fd = -1;
-    int st = itest_keepalive_request(&fd, rig.edge.port, junk, strlen(junk), raw, sizeof raw);
-    if (fd >= 0)
-        close(fd);
-    expect_invalid_token(st, raw, early);
-    assert_int_equal(itest_token_verify(rig.edge.port, junk_bearer + strlen("Bearer "), late,
-                                        NULL), 401);
-    assert_string_equal(early, late);
-    const char *const reqs[] = {no_token, wrong_credential, junk};
+    for (int k = 0; k < JUNK_KINDS; k++) {
+        snprintf(junk[k], sizeof junk[k],
+                 "GET /v1/authz HTTP/1.1\r\nHost: edge\r\nAuthorization: %.599s\r\n"
+                 "X-Gov-Gateway-Credential: " CREDENTIAL "\r\n"
+                 "X-Original-Method: GET\r\nX-Original-URI: /api/items\r\n\r\n",
+                 junk_bearer[k]);
+        /* a junk token's early 401 gives the reason a full check gives it */
+        int fd = -1;
+        int st = itest_keepalive_request(&fd, rig.edge.port, junk[k], strlen(junk[k]), raw,
+                                         sizeof raw);
+        if (fd >= 0)
+            close(fd);
+        expect_invalid_token(st, raw, early);
+        assert_int_equal(itest_token_verify(rig.edge.port, junk_bearer[k] + strlen("Bearer "),
+                                            late, NULL), 401);
+        assert_string_equal(early, late);
+        fprintf(stderr, "junk bearer %d: 401 %s early, as /v1/tokens/verify\n", k, early);
+    }
+    const char *const reqs[] = {no_token, wrong_credential, junk[0], junk[1]};
     char first_bad[700];
     double full_before = edge_metric("edge_lookup_queue_full_total", "route=\"authz\"");
     double lookups_before = edge_metric("edge_lookups_total", "route=\"authz\"");
     long checks, decided;
     flood_result_t r;
-    flood_while_checking(EDGE_FLOOD_THREADS, rig.edge.port, NULL, reqs, 3, rig.edge.port, "/v1/authz",
+    flood_while_checking(EDGE_FLOOD_THREADS, rig.edge.port, NULL, reqs, 4, rig.edge.port, "/v1/authz",
                          check_headers, &checks, &decided, first_bad, sizeof first_bad, &r);
     double full = edge_metric("edge_lookup_queue_full_total", "route=\"authz\"");
     double lookups = edge_metric("edge_lookups_total", "route=\"authz\"") - lookups_before;
