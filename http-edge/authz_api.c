@@ -17,10 +17,14 @@
  * decision must be consistent (authz_decision_consistent): its constitution
  * current or in grace and the token's, its input_digest the digest of the
  * request asked about, computed here apart from the evaluation.
- * A check without any bearer token (401) or, when a gateway credential is
- * configured, without that credential (403) needs no Redis: server.c asks
- * edge_authz_early on the HTTP thread before it queues the check, so an
- * anonymous flood never takes a place in the policy lane (REVIEW12 M2).
+ * A check without any bearer token (401), when a gateway credential is
+ * configured without that credential (403), or with a token that does not
+ * verify against the in-memory key snapshot (401 with the token's reason;
+ * signature and claims, no Redis) is answered by edge_authz_early, which
+ * server.c asks on the HTTP thread before it queues the check: only a check
+ * holding a verified token takes a place in the policy lane, so neither an
+ * anonymous flood (REVIEW12 M2) nor one of junk bearer tokens (REVIEW13 M2)
+ * can fill it.
  * Answers: 200 allow; 403 deny, review or an inconsistency; 401 no or a bad
  * token (WWW-Authenticate, RFC 6750); 503 anything that cannot be decided.
  * Every answer carries X-Policy-Decision (deny unless allowed), and once
@@ -95,8 +99,13 @@ static void token_missing(edge_response_t *resp, const char *realm) {
     edge_add_header(resp, "WWW-Authenticate", h);
 }
 
-int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
-                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp) {
+/* edge_bearer_check's body; full as edge_token_check's (0: the signature
+ * and claims against the in-memory key snapshot only, no Redis - any
+ * thread; 1: revocation and the constitution binding too - a lookup thread
+ * only).  The scope is a claim, so it is checked in both. */
+static int bearer_verify(edge_t *e, const edge_request_t *req, const char *realm,
+                         const char *scope, int full, gov_jwt_claims_t *c,
+                         edge_response_t *resp) {
     char eb[512], h[320];
     gov_reason_t why = GOV_REASON_NONE;
     const char *token = bearer(req->authorization);
@@ -104,7 +113,7 @@ int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
         token_missing(resp, realm);
         return -1;
     }
-    gov_err_t err = edge_token_check(e, token, 1, c, &why, eb, sizeof eb);
+    gov_err_t err = edge_token_check(e, token, full, c, &why, eb, sizeof eb);
     if (err == GOV_ERR_VERIFY) {
         deny(resp, 401, why, eb);
         snprintf(h, sizeof h, "Bearer realm=\"%s\", error=\"invalid_token\", "
@@ -128,6 +137,16 @@ int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
         return -1;
     }
     return 0;
+}
+
+int edge_bearer_check(edge_t *e, const edge_request_t *req, const char *realm,
+                      const char *scope, gov_jwt_claims_t *c, edge_response_t *resp) {
+    return bearer_verify(e, req, realm, scope, 1, c, resp);
+}
+
+/* The outcome label of gateway_requests_total of a bearer refusal in resp. */
+static const char *bearer_refusal_outcome(const edge_response_t *resp) {
+    return resp->status == 401 ? "unauthenticated" : resp->status == 403 ? "deny" : "error";
 }
 
 /* edge_header_fn: stops at the first policy header, its name into ctx. */
@@ -249,6 +268,26 @@ static const char *refuse_unread(const edge_t *e, const edge_request_t *req,
     return NULL;
 }
 
+/* refuse_unread, then the bearer token against the in-memory key snapshot
+ * (REVIEW13 M2): its signature, iss/aud/exp/nbf/lifetime and the required
+ * scope, none of which reads Redis.  So a check whose token cannot verify -
+ * "Bearer x", or a real kid over a bogus signature - is answered with the
+ * same status and reason code as the late check would give (401 invalid_token
+ * with the token_* code; 403 insufficient_scope; 503 when the keys are not
+ * loaded) and never takes a place in the policy lane.  The late check
+ * (authorize) verifies again in full: revocation and the constitution
+ * binding read Redis and stay there.  Cost: at most one JWT parse and one
+ * Ed25519 verification on the HTTP thread. */
+static const char *refuse_early(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
+    const char *unread = refuse_unread(e, req, resp);
+    if (unread != NULL)
+        return unread;
+    gov_jwt_claims_t c;
+    if (bearer_verify(e, req, REALM, e->cfg.authz_required_scope, 0, &c, resp) != 0)
+        return bearer_refusal_outcome(resp);
+    return NULL;
+}
+
 /* Decides req into resp; returns the outcome label of gateway_requests_total. */
 static const char *authorize(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     char eb[512];
@@ -258,7 +297,7 @@ static const char *authorize(edge_t *e, const edge_request_t *req, edge_response
         return unread;   /* on the HTTP thread already, normally (edge_authz_early) */
     gov_jwt_claims_t c;
     if (edge_bearer_check(e, req, REALM, e->cfg.authz_required_scope, &c, resp) != 0)
-        return resp->status == 401 ? "unauthenticated" : resp->status == 403 ? "deny" : "error";
+        return bearer_refusal_outcome(resp);
     gov_err_t err;
     char forged[128] = "";
     if (edge_request_headers(req, forged_header, forged) != 0) {
@@ -375,7 +414,7 @@ void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
 
 int edge_authz_early(edge_t *e, const edge_request_t *req, edge_response_t *resp) {
     int64_t t0 = gov_mono_micros();
-    const char *outcome = refuse_unread(e, req, resp);
+    const char *outcome = refuse_early(e, req, resp);
     if (outcome == NULL)
         return 0;
     count_check(e, outcome, t0);

@@ -251,13 +251,21 @@ void edge_decision_get(edge_t *e, const edge_request_t *req, edge_response_t *re
 /* Gateway authorization (authz_api.c): nginx auth_request and Envoy
  * ext_authz (HTTP service).  A lookup (edge_token_check reads Redis). */
 void edge_authz(edge_t *e, const edge_request_t *req, edge_response_t *resp);
-/* The refusals of a check that need no lookup (REVIEW12 M2), for the HTTP
- * thread before the check is queued: no bearer token (401
- * authz_token_missing, WWW-Authenticate), or a token without the configured
- * gateway credential (403 authz_gateway_credential_invalid); both with
- * X-Policy-Decision: deny, counted in gateway_requests_total.  1: resp holds
- * the answer; 0: resp untouched, the check goes to its lookup.  Reads only
- * req and the immutable e->authz_credential: any thread.  O(headers). */
+/* The refusals of a check that need no lookup (REVIEW12 and REVIEW13 M2),
+ * for the HTTP thread before the check is queued: no bearer token (401
+ * authz_token_missing, WWW-Authenticate), a token without the configured
+ * gateway credential (403 authz_gateway_credential_invalid), or a token
+ * that fails edge_token_check's no-Redis pass (full = 0: signature,
+ * iss/aud/exp/nbf against the identity snapshot; 401 with the token_*
+ * reason and WWW-Authenticate error="invalid_token", as the late check
+ * answers it), lacks authz_required_scope (403 insufficient_scope) or
+ * cannot be checked because the keys are not loaded (503
+ * identity_store_unavailable); all with X-Policy-Decision: deny, counted in
+ * gateway_requests_total.  1: resp holds the answer; 0: resp untouched, the
+ * token verified, the check goes to its lookup (which verifies it again in
+ * full).  Reads req, the immutable e->authz_credential, the refcounted
+ * identity snapshot and the clock: any thread.  Cost: O(headers), one JWT
+ * parse and at most one Ed25519 verification. */
 int edge_authz_early(edge_t *e, const edge_request_t *req, edge_response_t *resp);
 /* The bearer prologue of /v1/authz and /v1/sessions/start (authz_api.c):
  * the Authorization: Bearer token verified in full (edge_token_check: a

@@ -300,9 +300,10 @@ typedef struct route {
  * gateway's own checks, and must never be able to refuse them all. */
 #define ROUTE_LANE_HALF 4u
 /* The gateway's check: its refusals that need no lookup (no bearer token,
- * no gateway credential) are answered on the HTTP thread before it is
- * queued (edge_authz_early), so requests that read nothing never fill the
- * policy lane (REVIEW12 M2). */
+ * no gateway credential, a token that does not verify against the key
+ * snapshot) are answered on the HTTP thread before it is queued
+ * (edge_authz_early), so only checks holding a verified token fill the
+ * policy lane (REVIEW12 M2, REVIEW13 M2). */
 #define ROUTE_CHECK 8u
 
 static const route_t routes[] = {
@@ -957,7 +958,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         const route_t *rt = route_find(req, NULL);
         if (rt && (rt->flags & ROUTE_CHECK) && edge_authz_early(e, req, resp)) {
-            resp->route = rt->name;   /* answered here: no lane taken (REVIEW12 M2) */
+            resp->route = rt->name;   /* answered here: no lane taken (REVIEW12/13 M2) */
             return send_response(conn, e, resp, cc->started_us);
         }
         int queue = rt && rt->lookup == 1;

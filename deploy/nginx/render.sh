@@ -18,14 +18,16 @@
 # the value is never in the repository nor in nginx.conf. Unset: the check
 # sends the header empty (an edge without a credential ignores it).
 #
-# Per client address on /v1/tokens/ and /v1/sessions/ (limit_req, limit_conn):
+# Per client address (an IPv6 client by its /64) on /v1/tokens/ and /v1/sessions/
+# (limit_req, limit_conn):
 #   GOV_GATEWAY_ISSUE_RATE   requests per second, an nginx rate (default 50r/s)
 #   GOV_GATEWAY_ISSUE_BURST  requests above the rate taken at once (default 100)
 #   GOV_GATEWAY_ISSUE_CONN   requests in flight at once (default 64)
 # Per client address on location / (the checks), apart for requests without
 # and with a bearer token (REVIEW12 M2):
 #   GOV_GATEWAY_ANON_RATE, _ANON_BURST, _ANON_CONN     (default 20r/s, 40, 32)
-#   GOV_GATEWAY_CHECK_RATE, _CHECK_BURST, _CHECK_CONN  (default 500r/s, 1000, 256)
+#   GOV_GATEWAY_CHECK_RATE, _CHECK_BURST, _CHECK_CONN  (default 500r/s, 1000, 32;
+#   keep _CHECK_CONN below gov-edge's policy_lookup_queue, default 64)
 #
 # Prints the path of the configuration written (PREFIX/nginx.conf). Run it:
 #   nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log -g 'daemon off; master_process off;'
@@ -40,7 +42,7 @@ for v in "$timeout" "$connect"; do
 done
 rate=${GOV_GATEWAY_ISSUE_RATE:-50r/s} burst=${GOV_GATEWAY_ISSUE_BURST:-100} conns=${GOV_GATEWAY_ISSUE_CONN:-64}
 anon_rate=${GOV_GATEWAY_ANON_RATE:-20r/s} anon_burst=${GOV_GATEWAY_ANON_BURST:-40} anon_conns=${GOV_GATEWAY_ANON_CONN:-32}
-check_rate=${GOV_GATEWAY_CHECK_RATE:-500r/s} check_burst=${GOV_GATEWAY_CHECK_BURST:-1000} check_conns=${GOV_GATEWAY_CHECK_CONN:-256}
+check_rate=${GOV_GATEWAY_CHECK_RATE:-500r/s} check_burst=${GOV_GATEWAY_CHECK_BURST:-1000} check_conns=${GOV_GATEWAY_CHECK_CONN:-32}
 for v in "$rate" "$anon_rate" "$check_rate"; do
   [[ $v =~ ^[1-9][0-9]{0,6}r/(s|m)$ ]] || { echo "render.sh: $v is not an nginx rate (e.g. 50r/s; GOV_GATEWAY_*_RATE)" >&2; exit 2; }
 done
