@@ -3,11 +3,12 @@
 #
 #   tests/run.sh unit          cmocka unit tests, release and ASan/UBSan builds, then valgrind
 #   tests/run.sh fuzz          every libFuzzer target for a short run (FUZZ_SECONDS, default 20)
-#   tests/run.sh integration   integration tests against the real stack (started if not up)
+#   tests/run.sh integration   integration tests against the real stack (started if not up);
+#                              ITEST_ONLY="test_a test_b" runs only those
 #   tests/run.sh compose       docker-compose.yml checked by Docker Compose v5 (built once, cached)
 #   tests/run.sh openapi       docs/openapi.yaml validated and exercised against the live edge
-#   tests/run.sh all           all of the above; valgrind beside the other unit tests and fuzz
-#                              (see unit_and_fuzz)
+#   tests/run.sh all           all of the above; valgrind and fuzz in the background at the
+#                              lowest priority beside the integration tests (background_checks)
 #
 # Each cmocka test case counts once per build it runs in; valgrind and fuzz runs count one
 # each. The last line is "N passed, N failed". Exit status is 0 only when nothing failed.
@@ -198,23 +199,85 @@ stack_down() {
     fi
 }
 
-integration() {
-    note "integration tests against the real stack"
-    stack_up || return
-    # `stack.sh start` returned: every component must be ready now, not later.
-    run_check "stack-readyz" bash tests/stack/readiness.sh
-    # make demo (deploy/demo.sh show): sessions, the gateway, as the README shows them
-    run_check "stack-demo" bash tests/stack/demo.sh
-    # The stack's addresses (only those: tests set everything else themselves).
-    export GOV_KAFKA_BROKERS GOV_REDIS_HOST GOV_REDIS_PORT
-    GOV_KAFKA_BROKERS=$(sed -n 's/^GOV_KAFKA_BROKERS=//p' var/stack.env)
-    GOV_REDIS_HOST=$(sed -n 's/^GOV_REDIS_HOST=//p' var/stack.env)
-    GOV_REDIS_PORT=$(sed -n 's/^GOV_REDIS_PORT=//p' var/stack.env)
+# The integration tests run as two passes at once against the one stack: the
+# release pass in this shell, the ASan pass (the same tests driving the
+# sanitizer builds of the binaries they start) in the background, in reverse
+# order so that the two meet on one test at most once.  Most tests wait on the
+# stack far more than they compute (time-based rules, broker round trips), so
+# the two passes take little more than the longer one.  They share nothing
+# but the stack: every test has its own tenants, component names, consumer
+# groups, private processes and log names (the suite's rule).  Two locks keep
+# what remains apart:
+#   - a test's own lock: the same test never runs in both passes at once (its
+#     log and private Redis names are per test, not per pass);
+#   - the stack's lock, shared by every test but those in EXCLUSIVE_ITESTS,
+#     which stop or remove a part of the stack the others use and so run
+#     alone: test_decision_spool pauses the broker (SIGSTOP), test_edge_lanes
+#     the stack's gov-identity, test_audit_faults deletes identity.audit.dlq.
+#     An exclusive test announces itself first (the .intent file), so that the
+#     other pass starts nothing new while it waits.
+EXCLUSIVE_ITESTS=" test_decision_spool test_edge_lanes test_audit_faults "
+ITEST_LOCK=$LOGDIR/.itest.lock
+itest_lock() {
+    local name=$1
+    exec {itest_tfd}>"$LOGDIR/.itest-$name.lock"
+    flock "$itest_tfd"
+    case "$EXCLUSIVE_ITESTS" in
+        *" $name "*)
+            : >"$ITEST_LOCK.intent"
+            exec {itest_gfd}>"$ITEST_LOCK"
+            flock -x "$itest_gfd"
+            rm -f "$ITEST_LOCK.intent" ;;
+        *)
+            while [ -e "$ITEST_LOCK.intent" ]; do sleep 0.2; done
+            exec {itest_gfd}>"$ITEST_LOCK"
+            flock -s "$itest_gfd" ;;
+    esac
+}
+itest_unlock() {
+    exec {itest_gfd}>&- {itest_tfd}>&-
+}
+
+# The command without the lock descriptors: a process the test leaves behind
+# must not hold a lock after the test (flock locks live as long as any copy of
+# the descriptor).
+without_lock_fds() {
+    "$@" {itest_tfd}>&- {itest_gfd}>&-
+}
+
+# One integration test of either pass: label, then the command.
+run_itest() {
+    local label=$1 name
+    shift
+    name=$(basename "${*: -1}")
+    itest_lock "$name"
+    run_cmocka "$label" without_lock_fds "$@"
+    itest_unlock
+}
+
+# ITEST_ONLY="test_a test_b": only these integration tests (a developer's
+# run; the suite runs them all).
+itest_list() {
+    local t
     for t in build/release/itests/test_*; do
-        [ -x "$t" ] && run_cmocka "itest-$(basename "$t")" "$t"
+        if [ -n "${ITEST_ONLY:-}" ]; then
+            case " $ITEST_ONLY " in *" $(basename "$t") "*) ;; *) continue ;; esac
+        fi
+        printf '%s\n' "$t"
     done
-    note "integration tests again, driving the ASan + UBSan binaries"
-    for t in build/release/itests/test_*; do
+}
+
+release_pass() {
+    local t
+    for t in $(itest_list); do
+        [ -x "$t" ] && run_itest "itest-$(basename "$t")" "$t"
+    done
+}
+
+asan_pass() {
+    local tests
+    mapfile -t tests < <(itest_list | sort -r)
+    for t in "${tests[@]}"; do
         # A test whose subject is library code in its own process (not a
         # binary it starts) runs as its ASan build.  test_signer_pkcs11 stays
         # release: SoftHSM2 2.6.1 leaks in C_SignInit (runbook, key stores).
@@ -225,7 +288,7 @@ integration() {
             # ITEST_BIN_DIR, which no unit test or fuzz target runs under ASan.
             # A test that starts none of them would run the very same release
             # code against the same stack a second time, so it runs once (in
-            # the release pass above):
+            # the release pass):
             #   test_avro_kafka, test_redaction, test_signer_pkcs11 start no
             #     binary at all (the codecs they drive are unit-tested and
             #     fuzzed under ASan; the edge test_redaction asks is the
@@ -257,8 +320,27 @@ integration() {
         # ASan pass drives the same paths with a 20 s one
         ITEST_BIN_DIR=build/asan/bin ITEST_SPOOL_OUTAGE_S=20 \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-            run_cmocka "itest-asan-$(basename "$t")" "$t"
+            run_itest "itest-asan-$(basename "$t")" "$t"
     done
+}
+
+integration() {
+    note "integration tests against the real stack"
+    stack_up || return
+    # `stack.sh start` returned: every component must be ready now, not later.
+    run_check "stack-readyz" bash tests/stack/readiness.sh
+    # make demo (deploy/demo.sh show): sessions, the gateway, as the README shows them
+    run_check "stack-demo" bash tests/stack/demo.sh
+    # The stack's addresses (only those: tests set everything else themselves).
+    export GOV_KAFKA_BROKERS GOV_REDIS_HOST GOV_REDIS_PORT
+    GOV_KAFKA_BROKERS=$(sed -n 's/^GOV_KAFKA_BROKERS=//p' var/stack.env)
+    GOV_REDIS_HOST=$(sed -n 's/^GOV_REDIS_HOST=//p' var/stack.env)
+    GOV_REDIS_PORT=$(sed -n 's/^GOV_REDIS_PORT=//p' var/stack.env)
+    rm -f "$ITEST_LOCK.intent"   # a run that was interrupted may have left it
+    note "the ASan + UBSan pass runs beside the release pass (its lines follow the release pass's)"
+    in_background asan itest-asan asan_pass
+    release_pass
+    in_background_join asan
 }
 
 # The API description: docs/openapi.yaml is valid OpenAPI 3.1 (openapi-spec-validator) and
@@ -300,8 +382,12 @@ compose_prebuild() {
 # CPU is not booked to whichever check of this shell runs when it ends), its
 # lines, counts and timings kept in files; in_background_join waits for it and
 # reports them as if the stage had run at that point.
-bg_out="$LOGDIR/.background-stage"
+# in_background SLOT NAME FUNCTION / in_background_join SLOT: as many slots as
+# there are names; each keeps its files under $LOGDIR/.background-SLOT.*.
+bg_slots=()
 in_background() {
+    local slot=$1 bg_out="$LOGDIR/.background-$1"
+    shift
     rm -f "$bg_out".*
     ( (
         echo "$BASHPID" >"$bg_out.pid"
@@ -313,11 +399,12 @@ in_background() {
         printf '%s\n' "${stage_times[@]}" >"$bg_out.stage"
         : >"$bg_out.done"
     ) & )
-    # a run that ends early (an interrupt) does not leave it running
-    trap 'pkill -TERM -P "$(cat "$bg_out.pid" 2>/dev/null)" 2>/dev/null; kill "$(cat "$bg_out.pid" 2>/dev/null)" 2>/dev/null' EXIT
+    bg_slots+=("$slot")
+    # a run that ends early (an interrupt) does not leave them running
+    trap 'for s in "${bg_slots[@]}"; do p=$(cat "$LOGDIR/.background-$s.pid" 2>/dev/null); [ -n "$p" ] && { pkill -TERM -P "$p"; kill "$p"; } 2>/dev/null; done' EXIT
 }
 in_background_join() {
-    local pid
+    local slot=$1 bg_out="$LOGDIR/.background-$1" pid s
     while [ ! -e "$bg_out.done" ]; do
         pid=$(cat "$bg_out.pid" 2>/dev/null)
         if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
@@ -325,12 +412,15 @@ in_background_join() {
         fi
         sleep 1
     done
-    trap - EXIT
+    local left=()
+    for s in "${bg_slots[@]}"; do [ "$s" = "$slot" ] || left+=("$s"); done
+    bg_slots=("${left[@]}")
+    [ ${#bg_slots[@]} -gt 0 ] || trap - EXIT
     cat "$bg_out.lines" 2>/dev/null
     if [ ! -e "$bg_out.done" ] || [ ! -s "$bg_out.counts" ]; then
         failed=$((failed + 1))
-        failures+=("background-stage")
-        echo "    FAIL the background stage ended without its counts (see $bg_out.lines)"
+        failures+=("background-$slot")
+        echo "    FAIL the background stage $slot ended without its counts (see $bg_out.lines)"
         return
     fi
     local p f
@@ -342,20 +432,19 @@ in_background_join() {
     rm -f "$bg_out".*
 }
 
-# `all`, before the stack: the unit tests, valgrind and fuzz share nothing (no
-# stack, no port, their own builds and log files) and each keeps one core busy.
-# On a 2-core machine valgrind (the longest: memcheck runs each release unit
-# test 20-50 times slower) runs beside the release and ASan unit tests followed
-# by fuzz; its lines come after theirs.  Every test, valgrind run and fuzz target
-# runs exactly as in a stage of its own (FUZZ_SECONDS each).
-unit_and_fuzz() {
-    local t0=$(now_us)
-    in_background valgrind valgrind_unit
-    stage unit unit_builds
-    stage fuzz fuzz
-    in_background_join
-    stage_times+=("$(printf '%-12s %7ss wall (unit, then fuzz, beside valgrind)' "before-stack" \
-        "$(secs $(($(now_us) - t0)))")")
+# `all`: the unit tests first (a broken build fails fast); then valgrind and
+# fuzz - the two CPU-bound checks, which share nothing with the stack (no port,
+# their own builds and log files) - run in the background at the lowest
+# priority while the integration tests, which mostly wait on the stack, run:
+# they take the CPU the tests leave and yield it whenever a test or the stack
+# wants it (nice 19: about 1/70 of a core's share under contention).  Their
+# lines come after the integration and openapi stages'.  Each valgrind run is
+# as in a stage of its own; each fuzz target runs FUZZ_SECONDS of wall clock,
+# so under load it makes fewer executions than on an idle machine.
+background_checks() {
+    renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
+    valgrind_unit
+    fuzz
 }
 
 case "$what" in
@@ -364,8 +453,9 @@ case "$what" in
     integration) stage integration integration; stack_down ;;
     compose) stage compose compose ;;
     openapi) stage openapi openapi; stack_down ;;
-    all) unit_and_fuzz; compose_prebuild; stage integration integration
-         stage openapi openapi; stack_down; stage compose compose ;;
+    all) stage unit unit_builds; in_background checks valgrind+fuzz background_checks
+         compose_prebuild; stage integration integration
+         stage openapi openapi; stack_down; in_background_join checks; stage compose compose ;;
     *) echo "usage: tests/run.sh unit|fuzz|integration|compose|openapi|all" >&2; exit 2 ;;
 esac
 
