@@ -45,8 +45,6 @@
 #include "gov_time.h"
 
 #define HEADER_PAGE 4096u
-#define HEADER_MAGIC "GOVSPOOL"
-#define HEADER_VERSION 1u
 #define SLOT_OFF 64u
 #define BATCH_MAX 512
 #define INFLIGHT 32
@@ -82,6 +80,7 @@ struct gov_spool {
     int drain_sleeping;             /* mu */
     int stop;                       /* mu */
     uint64_t replayed, torn_bytes, refused, resent;
+    int opened;                     /* open succeeded: free may note close_seq */
 
     pthread_t thread;
     int started;
@@ -99,7 +98,14 @@ static void store_cursor(gov_spool_t *s) {
     gov_spool_cursor_write(s->map + SLOT_OFF + (c.gen & 1) * GOV_SPOOL_CURSOR_SLOT, &c);
 }
 
-static void load_cursor(gov_spool_t *s) {
+/* Loads the newer valid cursor slot.  No valid slot is an empty spool
+ * only when nothing says otherwise: both slots all zeros (never stored) and
+ * the ring empty or starting with seq 1 (records never acknowledged, so the
+ * ring never wrapped).  A slot that holds bytes but fails its CRC, or a
+ * ring that starts with another seq, means the cursor was lost: guessing
+ * "empty" would overwrite answered records, so open refuses. */
+static gov_err_t load_cursor(gov_spool_t *s, const char *path, char *errbuf,
+                             size_t errbuf_size) {
     gov_spool_cursor_t a, b, *best = NULL;
     if (gov_spool_cursor_read(s->map + SLOT_OFF, &a) == GOV_OK)
         best = &a;
@@ -109,42 +115,119 @@ static void load_cursor(gov_spool_t *s) {
     s->cursor_gen = best ? best->gen : 0;
     s->ack_lsn = best ? best->lsn : 0;
     s->ack_seq = best ? best->seq : 1;
+    if (best != NULL)
+        return GOV_OK;
+    static const uint8_t zeros[2 * GOV_SPOOL_CURSOR_SLOT];
+    uint64_t first = 0;
+    if (memcmp(s->map + SLOT_OFF, zeros, sizeof zeros) != 0) {
+        snprintf(errbuf, errbuf_size, "decision spool %s is damaged: neither cursor slot is "
+                 "valid, so the unacknowledged records cannot be placed; refusing to start "
+                 "rather than overwrite them (keep the file; docs/runbooks/security.md)", path);
+        return GOV_ERR_PARSE;
+    }
+    if (gov_spool_frame_peek(s->ring, s->cap, &first) && first != 1) {
+        snprintf(errbuf, errbuf_size, "decision spool %s is damaged: no cursor is stored, but "
+                 "its ring starts with seq %llu (a cursor was stored and lost); refusing to "
+                 "start rather than overwrite its records (keep the file; "
+                 "docs/runbooks/security.md)", path, (unsigned long long)first);
+        return GOV_ERR_PARSE;
+    }
+    return GOV_OK;
 }
 
-/* Walks the records after the cursor: sets write_lsn/next_seq, cuts a torn
- * last frame (its header zeroed, so it reads as the end from now on). */
-static void scan(gov_spool_t *s) {
-    uint64_t pos = s->ack_lsn, seq = s->ack_seq;
+/* Walks the frames from (*pos, *seq) while they are records or wrap
+ * markers with consecutive seqs, never more than one lap past the cursor;
+ * returns what ended the walk (END or TORN, *f the frame then) with
+ * (*pos, *seq) at it.  O(bytes walked) with a CRC per record. */
+static gov_spool_frame_kind_t walk(gov_spool_t *s, uint64_t *pos, uint64_t *seq,
+                                   gov_spool_frame_t *f) {
     for (;;) {
-        uint64_t phys = pos % s->cap;
+        uint64_t phys = *pos % s->cap;
         if (s->cap - phys < GOV_SPOOL_FRAME_HEADER) {
-            pos += s->cap - phys;   /* too little room for a header: an implicit wrap */
+            *pos += s->cap - phys;   /* too little room for a header: an implicit wrap */
             continue;
         }
-        gov_spool_frame_t f;
-        gov_spool_frame_kind_t k = gov_spool_frame_read(s->ring + phys, s->cap - phys, seq, 1, &f);
-        uint64_t next = k == GOV_SPOOL_FRAME_WRAP ? pos + (s->cap - phys) : pos + f.size;
+        gov_spool_frame_kind_t k = gov_spool_frame_read(s->ring + phys, s->cap - phys, *seq, 1, f);
+        uint64_t next = k == GOV_SPOOL_FRAME_WRAP ? *pos + (s->cap - phys) : *pos + f->size;
         if ((k == GOV_SPOOL_FRAME_RECORD || k == GOV_SPOOL_FRAME_WRAP) &&
             next - s->ack_lsn > s->cap)
             k = GOV_SPOOL_FRAME_END;   /* never more than one lap */
         if (k == GOV_SPOOL_FRAME_RECORD) {
-            pos = next;
-            seq++;
+            *pos = next;
+            (*seq)++;
         } else if (k == GOV_SPOOL_FRAME_WRAP) {
-            pos = next;
+            *pos = next;
         } else {
-            if (k == GOV_SPOOL_FRAME_TORN) {
-                s->torn_bytes = f.size;
-                memset(s->ring + phys, 0, GOV_SPOOL_FRAME_HEADER);
-            }
-            break;
+            return k;
         }
+    }
+}
+
+/* After a TORN frame (seq at lsn pos): is anything intact behind it?  A
+ * kill -9 tears only the last frame, so a whole frame of the next seq -
+ * right behind it (up to the largest frame, 8-byte steps), or at the
+ * ring's start when the torn frame was the lap's last - means the damage
+ * is in the middle (a media error, a stray write, a power loss that kept a
+ * later page and lost an earlier one).  Sets (*after_pos, *after_seq) to
+ * that frame.  O(largest frame / 8) header checks. */
+static int intact_after(gov_spool_t *s, uint64_t pos, uint64_t seq, uint64_t *after_pos,
+                        uint64_t *after_seq) {
+    const size_t span = GOV_SPOOL_FRAME_HEADER + GOV_SPOOL_FRAME_MAX_KEY +
+                        GOV_SPOOL_FRAME_MAX_VALUE + 8;
+    uint64_t phys = pos % s->cap;
+    size_t off;
+    if (s->cap - phys > 8 &&
+        gov_spool_frame_find(s->ring + phys + 8, s->cap - phys - 8, span, seq + 1, &off) ==
+            GOV_OK) {
+        *after_pos = pos + 8 + off;
+        *after_seq = seq + 1;
+        return *after_pos - s->ack_lsn <= s->cap;
+    }
+    /* a torn wrap marker announces seq itself at offset 0; a torn record,
+     * seq + 1 */
+    for (uint64_t want = seq; phys != 0 && want <= seq + 1; want++) {
+        gov_spool_frame_t f;
+        if (gov_spool_frame_read(s->ring, s->cap, want, 1, &f) == GOV_SPOOL_FRAME_RECORD &&
+            pos + (s->cap - phys) - s->ack_lsn <= s->cap) {
+            *after_pos = pos + (s->cap - phys);
+            *after_seq = want;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Walks the records after the cursor: sets write_lsn/next_seq, cuts a torn
+ * last frame (its header zeroed, so it reads as the end from now on).  A
+ * torn frame with intact records behind it is not a tail: GOV_ERR_PARSE,
+ * naming the seqs, and the file is left as it is (the evidence). */
+static gov_err_t scan(gov_spool_t *s, const char *path, char *errbuf, size_t errbuf_size) {
+    uint64_t pos = s->ack_lsn, seq = s->ack_seq;
+    gov_spool_frame_t f;
+    if (walk(s, &pos, &seq, &f) == GOV_SPOOL_FRAME_TORN) {
+        uint64_t apos, aseq;
+        if (intact_after(s, pos, seq, &apos, &aseq)) {
+            uint64_t last = aseq;
+            gov_spool_frame_t g;
+            walk(s, &apos, &last, &g);
+            snprintf(errbuf, errbuf_size, "decision spool %s is damaged: record seq %llu (ring "
+                     "offset %llu) fails its check while records seq %llu..%llu follow it "
+                     "intact (%llu unacknowledged from seq %llu); refusing to start rather "
+                     "than cut them (keep the file; docs/runbooks/security.md)", path,
+                     (unsigned long long)seq, (unsigned long long)(pos % s->cap),
+                     (unsigned long long)aseq, (unsigned long long)(last - 1),
+                     (unsigned long long)(last - s->ack_seq), (unsigned long long)s->ack_seq);
+            return GOV_ERR_PARSE;
+        }
+        s->torn_bytes = f.size;
+        memset(s->ring + pos % s->cap, 0, GOV_SPOOL_FRAME_HEADER);
     }
     s->write_lsn = pos;
     s->next_seq = seq;
     s->send_lsn = s->ack_lsn;
     s->send_seq = s->ack_seq;
     s->replayed = seq - s->ack_seq;
+    return GOV_OK;
 }
 
 gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char *errbuf,
@@ -200,26 +283,23 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
     memset(hdr, 0, sizeof hdr);
     s->cap = cfg->capacity;
     if (st.st_size == 0) {
-        memcpy(hdr, HEADER_MAGIC, 8);
-        hdr[8] = HEADER_VERSION;
-        for (int i = 0; i < 8; i++)
-            hdr[16 + i] = (uint8_t)(s->cap >> (8 * i));
+        gov_spool_header_write(hdr, s->cap);
         if (pwrite(s->fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
             snprintf(errbuf, errbuf_size, "spool file %s: cannot write its header: %s", path,
                      strerror(errno));
             goto out;
         }
     } else {
+        uint64_t cap = 0;
+        unsigned version = 0;
+        char why[128];
+        snprintf(why, sizeof why, "not a decision spool (its header is short)");
         if (pread(s->fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-            memcmp(hdr, HEADER_MAGIC, 8) != 0 || hdr[8] != HEADER_VERSION) {
-            snprintf(errbuf, errbuf_size, "%s is not a decision spool of version %u", path,
-                     HEADER_VERSION);
+            gov_spool_header_read(hdr, &cap, &version, why, sizeof why) != GOV_OK) {
+            snprintf(errbuf, errbuf_size, "%s: %s", path, why);
             err = GOV_ERR_PARSE;
             goto out;
         }
-        uint64_t cap = 0;
-        for (int i = 7; i >= 0; i--)
-            cap = cap << 8 | hdr[16 + i];
         if (cap < 4096 || cap % 8 != 0 || cap > ((uint64_t)1 << 42)) {
             snprintf(errbuf, errbuf_size, "%s: capacity %llu in its header is not usable", path,
                      (unsigned long long)cap);
@@ -234,6 +314,18 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
                     "empty to resize)", "path", path, "file_bytes", have, "configured_bytes",
                     want, (const char *)NULL);
             s->cap = cap;
+        }
+        if (version == 1) {
+            /* the same layout without the header's CRC: add it (a flipped
+             * capacity would move every ring position) */
+            gov_spool_header_write(hdr, s->cap);
+            if (pwrite(s->fd, hdr, GOV_SPOOL_HEADER_BYTES, 0) != (ssize_t)GOV_SPOOL_HEADER_BYTES) {
+                snprintf(errbuf, errbuf_size, "spool file %s: cannot write its header: %s",
+                         path, strerror(errno));
+                goto out;
+            }
+            gov_log(GOV_LOG_INFO, "decision spool header upgraded to version 2 (CRC)", "path",
+                    path, (const char *)NULL);
         }
         if ((uint64_t)st.st_size < HEADER_PAGE + s->cap) {
             char sz[32];
@@ -261,8 +353,12 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
         goto out;
     }
     s->ring = s->map + HEADER_PAGE;
-    load_cursor(s);
-    scan(s);
+    err = load_cursor(s, path, errbuf, errbuf_size);
+    if (err == GOV_OK)
+        err = scan(s, path, errbuf, errbuf_size);
+    if (err != GOV_OK)
+        goto out;
+    s->opened = 1;
     char recs[32], torn[32];
     snprintf(recs, sizeof recs, "%llu", (unsigned long long)s->replayed);
     snprintf(torn, sizeof torn, "%llu", (unsigned long long)s->torn_bytes);
@@ -588,6 +684,12 @@ void gov_spool_free(gov_spool_t *s) {
     if (s == NULL)
         return;
     if (s->map != MAP_FAILED) {
+        if (s->opened) {
+            /* what was left, for tools that count without a scan */
+            pthread_mutex_lock(&s->mu);
+            gov_spool_header_set_close_seq(s->map, s->next_seq);
+            pthread_mutex_unlock(&s->mu);
+        }
         msync(s->map, s->map_len, MS_SYNC);
         munmap(s->map, s->map_len);
     }
