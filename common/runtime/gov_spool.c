@@ -55,7 +55,9 @@ enum { BATCH_OUT = 1, BATCH_ACKED = 2, BATCH_FAILED = 3 };
 
 typedef struct spool_batch {
     gov_spool_t *s;
+    uint64_t start_seq;          /* its first record */
     uint64_t end_lsn, end_seq;   /* the cursor once this batch is acknowledged */
+    uint64_t unqueued_seq;       /* a record librdkafka would not queue (0: none) */
     int state;                   /* under s->mu */
 } spool_batch_t;
 
@@ -77,9 +79,14 @@ struct gov_spool {
     spool_batch_t batches[INFLIGHT];
     unsigned head, out;             /* batches[head .. head+out) in order (mu) */
     int failing;                    /* a batch failed: resend once all reported (mu) */
+    uint64_t refused_seq;           /* the cursor seq Kafka last refused (mu) */
+    int64_t refused_logged_us;      /* when that was last logged at error (mu) */
     int drain_sleeping;             /* mu */
     int stop;                       /* mu */
     uint64_t replayed, torn_bytes, refused, resent;
+    uint64_t refused_need;          /* frame bytes of the last refused append (mu) */
+    uint64_t sync_errors;           /* msync failures (mu) */
+    int sync_errno;                 /* the last one's errno (mu) */
     int opened;                     /* open succeeded: free may note close_seq */
 
     pthread_t thread;
@@ -87,8 +94,9 @@ struct gov_spool {
     gov_kafka_producer_t *producer;
     gov_status_t *status;
     gov_metric_t *m_bytes, *m_records, *m_oldest, *m_replayed, *m_refused, *m_resent,
-        *m_capacity;
+        *m_capacity, *m_sync_errors;
     uint64_t refused_reported;
+    uint64_t full_need;             /* drain only: ERROR until this much is free */
 };
 
 /* --- file -------------------------------------------------------------------- */
@@ -359,6 +367,7 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
     if (err != GOV_OK)
         goto out;
     s->opened = 1;
+    gov_spool_header_set_close_seq(s->map, 0);   /* open: not closed cleanly (yet) */
     char recs[32], torn[32];
     snprintf(recs, sizeof recs, "%llu", (unsigned long long)s->replayed);
     snprintf(torn, sizeof torn, "%llu", (unsigned long long)s->torn_bytes);
@@ -378,7 +387,8 @@ out:
 
 gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, const void *value,
                            size_t len) {
-    if (key_len > GOV_SPOOL_FRAME_MAX_KEY || len > GOV_SPOOL_FRAME_MAX_VALUE)
+    if (key_len > GOV_SPOOL_FRAME_MAX_KEY || len > GOV_SPOOL_FRAME_MAX_VALUE ||
+        key_len + len > GOV_SPOOL_RECORD_MAX)
         return GOV_ERR_TOO_LARGE;
     uint64_t size = gov_spool_frame_size(key_len, len);
     if (size > s->cap / 2)
@@ -390,6 +400,7 @@ gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, cons
         waste = s->cap - phys;
     if (pos + waste + size - s->ack_lsn > s->cap) {
         s->refused++;
+        s->refused_need = waste + size;
         pthread_mutex_unlock(&s->mu);
         gov_metric_inc(s->m_refused, NULL, 1);   /* set before the first append */
         return GOV_ERR_UNAVAILABLE;
@@ -413,6 +424,12 @@ gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, cons
 
 /* --- drain -------------------------------------------------------------------- */
 
+/* A group's outcome.  A timeout (Kafka away) is the ordinary outage: one
+ * warn a round.  Anything else is Kafka refusing (a record it will not
+ * take, an ACL, an invalid record): sending again from the cursor meets
+ * the same refusal, so the spool is stuck there and fills - logged at error
+ * with the seqs (at once, then once a minute while it lasts), so a wedge is
+ * never silent (REVIEW13 L5).  Runs on the delivery-report thread. */
 static void batch_done(void *arg, gov_err_t err, const char *detail) {
     spool_batch_t *b = arg;
     gov_spool_t *s = b->s;
@@ -420,9 +437,27 @@ static void batch_done(void *arg, gov_err_t err, const char *detail) {
     b->state = err == GOV_OK ? BATCH_ACKED : BATCH_FAILED;
     if (err != GOV_OK && !s->failing) {
         s->failing = 1;
-        gov_log(GOV_LOG_WARN, "decision spool: Kafka did not acknowledge a batch; the spool "
-                "keeps it and sends again from the cursor", "error", gov_err_str(err),
-                "detail", detail ? detail : "", (const char *)NULL);
+        char lo[32], hi[32], at[32];
+        snprintf(lo, sizeof lo, "%llu", (unsigned long long)b->start_seq);
+        snprintf(hi, sizeof hi, "%llu",
+                 (unsigned long long)(b->end_seq > b->start_seq ? b->end_seq - 1 : b->start_seq));
+        snprintf(at, sizeof at, "%llu", (unsigned long long)b->unqueued_seq);
+        int64_t now = gov_mono_micros();
+        if (err == GOV_ERR_TIMEOUT) {
+            gov_log(GOV_LOG_WARN, "decision spool: Kafka did not acknowledge a batch; the spool "
+                    "keeps it and sends again from the cursor", "error", gov_err_str(err),
+                    "detail", detail ? detail : "", "first_seq", lo, "last_seq", hi,
+                    (const char *)NULL);
+        } else if (s->refused_seq != b->start_seq ||
+                   now - s->refused_logged_us >= 60 * 1000000LL) {
+            s->refused_seq = b->start_seq;
+            s->refused_logged_us = now;
+            gov_log(GOV_LOG_ERROR, "decision spool: Kafka refused a batch; sent again from the "
+                    "cursor - a refusal that repeats at the same seq stops the spool there "
+                    "until it is full (docs/runbooks/security.md)", "error", gov_err_str(err),
+                    "detail", detail ? detail : "", "first_seq", lo, "last_seq", hi,
+                    "unqueued_seq", b->unqueued_seq ? at : "", (const char *)NULL);
+        }
     }
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -433,6 +468,9 @@ static void batch_done(void *arg, gov_err_t err, const char *detail) {
  * bytes in [send_lsn, to_lsn) are complete and no appender writes them. */
 static void send_batch(gov_spool_t *s, spool_batch_t *b, uint64_t to_lsn) {
     gov_kafka_group_t *g = NULL;
+    b->start_seq = s->send_seq;
+    b->end_seq = s->send_seq + 1;
+    b->unqueued_seq = 0;
     if (gov_kafka_group_new(s->producer, batch_done, b, &g) != GOV_OK) {
         batch_done(b, GOV_ERR_NOMEM, "no group");
         return;
@@ -457,8 +495,10 @@ static void send_batch(gov_spool_t *s, spool_batch_t *b, uint64_t to_lsn) {
             break;
         }
         if (gov_kafka_group_produce(g, s->topic, f.key, f.key_len, f.value, f.value_len, NULL,
-                                    0) != GOV_OK)
+                                    0) != GOV_OK) {
+            b->unqueued_seq = seq;
             break;   /* the group failed; its outcome says so */
+        }
         pos += f.size;
         seq++;
         n++;
@@ -474,6 +514,8 @@ static void update_gauges(gov_spool_t *s) {
     pthread_mutex_lock(&s->mu);
     uint64_t bytes = s->write_lsn - s->ack_lsn, records = s->next_seq - s->ack_seq;
     uint64_t refused = s->refused, resent = s->resent, ack_lsn = s->ack_lsn, ack_seq = s->ack_seq;
+    uint64_t need = s->refused_need, sync_errors = s->sync_errors;
+    int sync_errno = s->sync_errno;
     pthread_mutex_unlock(&s->mu);
     double oldest = 0;
     if (records > 0) {
@@ -491,20 +533,53 @@ static void update_gauges(gov_spool_t *s) {
     gov_metric_set(s->m_records, NULL, (double)records);
     gov_metric_set(s->m_oldest, NULL, oldest < 0 ? 0 : oldest);
     gov_metric_set(s->m_resent, NULL, (double)resent);
+    /* Refusing decisions: ERROR until the last refused record would fit,
+     * not only while refusals keep coming - a balancer that took the edge
+     * out sends none, and must not put it back into a full spool (L8). */
+    if (refused > s->refused_reported)
+        s->full_need = need ? need : 1;
+    else if (s->full_need && s->cap - bytes >= s->full_need)
+        s->full_need = 0;
+    s->refused_reported = refused;
     if (s->status) {
-        char detail[160];
+        char detail[200];
         unsigned pct = (unsigned)(bytes * 100 / s->cap);
-        snprintf(detail, sizeof detail, "%u%% full (%llu of %llu bytes, %llu records)", pct,
-                 (unsigned long long)bytes, (unsigned long long)s->cap,
-                 (unsigned long long)records);
         gov_status_state_t state = GOV_STATUS_OK;
-        if (refused > s->refused_reported)
-            state = GOV_STATUS_ERROR;   /* refusing decisions now: take this edge out */
-        else if ((long)pct >= s->degraded_pct)
-            state = GOV_STATUS_DEGRADED;
+        if (sync_errors > 0) {
+            /* sticky: after a failed writeback the kernel may have dropped
+             * the dirty pages' error, so a later msync that succeeds proves
+             * nothing about the records before it */
+            state = GOV_STATUS_ERROR;
+            snprintf(detail, sizeof detail, "msync failed %llu time(s) (last: %s): the "
+                     "power-loss bound does not hold; check the disk, then restart",
+                     (unsigned long long)sync_errors, strerror(sync_errno));
+        } else {
+            snprintf(detail, sizeof detail, "%u%% full (%llu of %llu bytes, %llu records)%s",
+                     pct, (unsigned long long)bytes, (unsigned long long)s->cap,
+                     (unsigned long long)records, s->full_need ? ", refusing decisions" : "");
+            if (s->full_need)
+                state = GOV_STATUS_ERROR;   /* refusing decisions: take this edge out */
+            else if ((long)pct >= s->degraded_pct)
+                state = GOV_STATUS_DEGRADED;
+        }
         gov_status_set(s->status, "decision_spool", state, detail, NULL);
     }
-    s->refused_reported = refused;
+}
+
+/* An msync that failed (EIO, ENOSPC on a CoW filesystem): counted, logged
+ * at error, and the readiness component turns ERROR for the rest of the
+ * run (update_gauges).  Without the mutex. */
+static void sync_failed(gov_spool_t *s, int e) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = ++s->sync_errors;
+    s->sync_errno = e;
+    pthread_mutex_unlock(&s->mu);
+    gov_metric_inc(s->m_sync_errors, NULL, 1);
+    char count[32];
+    snprintf(count, sizeof count, "%llu", (unsigned long long)n);
+    gov_log(GOV_LOG_ERROR, "decision spool: msync failed; records appended since the last "
+            "good sync may not survive a power loss", "error", strerror(e), "sync_errors",
+            count, (const char *)NULL);
 }
 
 /* Moves the cursor past the leading acknowledged groups, in order, and
@@ -552,7 +627,8 @@ static void *drain_main(void *arg) {
             int do_sync = s->sync_ms > 0 && now >= next_sync;
             pthread_mutex_unlock(&s->mu);
             if (do_sync) {
-                msync(s->map, s->map_len, MS_SYNC);
+                if (msync(s->map, s->map_len, MS_SYNC) != 0)
+                    sync_failed(s, errno);
                 next_sync = now + s->sync_ms * 1000;
             }
             update_gauges(s);
@@ -616,8 +692,11 @@ gov_err_t gov_spool_start(gov_spool_t *s, gov_kafka_producer_t *p, gov_metrics_t
         s->m_resent = gov_metrics_gauge(reg, "decision_spool_resent_records",
             "Decision records handed to Kafka again after a batch was not acknowledged, "
             "since start.", 0, NULL);
+        s->m_sync_errors = gov_metrics_counter(reg, "decision_spool_sync_errors_total",
+            "msync calls of the decision spool that failed (readiness ERROR from the first).",
+            0, NULL);
         if (!s->m_bytes || !s->m_capacity || !s->m_records || !s->m_oldest || !s->m_replayed ||
-            !s->m_refused || !s->m_resent) {
+            !s->m_refused || !s->m_resent || !s->m_sync_errors) {
             snprintf(errbuf, errbuf_size, "out of memory");
             return GOV_ERR_NOMEM;
         }
@@ -690,7 +769,9 @@ void gov_spool_free(gov_spool_t *s) {
             gov_spool_header_set_close_seq(s->map, s->next_seq);
             pthread_mutex_unlock(&s->mu);
         }
-        msync(s->map, s->map_len, MS_SYNC);
+        if (msync(s->map, s->map_len, MS_SYNC) != 0 && s->opened)
+            gov_log(GOV_LOG_ERROR, "decision spool: msync at close failed", "error",
+                    strerror(errno), (const char *)NULL);
         munmap(s->map, s->map_len);
     }
     if (s->fd >= 0)

@@ -30,6 +30,13 @@
 
 typedef struct gov_spool gov_spool_t;
 
+/* The largest record (key + value) the spool takes: librdkafka's default
+ * message.max.bytes, which the producers here do not change.  A larger one
+ * would be accepted, answered, and then refused by librdkafka for good,
+ * wedging the drain at its seq (REVIEW13 L5); it is refused at append
+ * instead, so the decision is not answered (503). */
+#define GOV_SPOOL_RECORD_MAX 1000000u
+
 typedef struct gov_spool_config {
     const char *dir;       /* created (0700) when missing; borrowed */
     uint64_t capacity;     /* ring bytes (a multiple of 8; a new file only) */
@@ -62,7 +69,8 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
 
 /* Appends one record (key and value copied).  GOV_OK once it is in the
  * mapping; GOV_ERR_UNAVAILABLE when the spool is full (counted: refused);
- * GOV_ERR_TOO_LARGE when the record could never fit.  No syscall; O(len)
+ * GOV_ERR_TOO_LARGE when the record could never fit, or key_len + len is
+ * over GOV_SPOOL_RECORD_MAX (Kafka would never take it).  No syscall; O(len)
  * (a memcpy and a CRC-32C) under the spool's mutex. */
 gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, const void *value,
                            size_t len);

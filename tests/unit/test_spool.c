@@ -242,6 +242,40 @@ static void test_header_damaged_and_upgraded(void **state) {
     peek_file(path, 0, h, sizeof h);
     gov_spool_header_write(want, 8192);
     assert_memory_equal(h, want, 32);
+    /* close_seq: 0 while open (a kill -9 leaves "unknown"), the next seq
+     * after a clean close */
+    assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_OK);
+    peek_file(path, 32, h, 8);
+    assert_memory_equal(h, want + 32, 8);
+    gov_spool_free(s);
+    peek_file(path, 32, h, 8);
+    assert_int_equal(h[0], 21);
+    unlink(path);
+}
+
+/* A record Kafka would never take (over librdkafka's message.max.bytes)
+ * is refused at append, not answered and then stuck in the drain. */
+static void test_record_fits_kafka(void **state) {
+    (void)state;
+    char eb[256];
+    gov_spool_config_t c = cfg();
+    c.capacity = 4u << 20;
+    gov_spool_t *s = NULL;
+    assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_OK);
+    char *val = calloc(1, GOV_SPOOL_RECORD_MAX);
+    assert_non_null(val);
+    assert_int_equal(GOV_SPOOL_RECORD_MAX, 1000000);
+    assert_int_equal(gov_spool_append(s, "tenant", 6, val, GOV_SPOOL_RECORD_MAX - 6), GOV_OK);
+    assert_int_equal(gov_spool_append(s, "tenant", 6, val, GOV_SPOOL_RECORD_MAX - 5),
+                     GOV_ERR_TOO_LARGE);
+    gov_spool_stats_t st;
+    gov_spool_stats(s, &st);
+    assert_int_equal(st.records, 1);
+    assert_int_equal(st.refused, 0);   /* too large is not "full" */
+    free(val);
+    gov_spool_free(s);
+    char path[128];
+    snprintf(path, sizeof path, "%s/decisions.spool", dir);
     unlink(path);
 }
 
@@ -252,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_damage_in_the_middle),
         cmocka_unit_test(test_cursor_lost),
         cmocka_unit_test(test_header_damaged_and_upgraded),
+        cmocka_unit_test(test_record_fits_kafka),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
