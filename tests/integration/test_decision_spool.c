@@ -505,29 +505,44 @@ static size_t spool_records(const char *file, size_t len, size_t k, size_t *off,
     return n;
 }
 
-/* --- (c) a torn tail ---------------------------------------------------------------------- */
-
-static void test_torn_tail_is_cut(void **state) {
-    (void)state;
-    char dir[256], prefix[96], nobody[64], path[300];
-    assert_int_equal(itest_workdir_new("spool-c", dir, sizeof dir), 0);
-    itest_unique("edge-itest-spool-c", prefix, sizeof prefix);
+/* An edge on a fresh 256 KiB spool with brokers no one listens on, under
+ * load at rate until want decisions were answered 200 (nothing else), then
+ * killed -9: the spool file (*file, *len; free it) holds them all, none
+ * acknowledged.  The load is the_load; dir and prefix are filled. */
+static char *spooled_and_killed(const char *name, char dir[256], char prefix[96], int rate,
+                                size_t want, const char *log, size_t *len) {
+    char nobody[64], base[64], path[300];
+    snprintf(base, sizeof base, "spool-%s", name);
+    assert_int_equal(itest_workdir_new(base, dir, 256), 0);
+    snprintf(base, sizeof base, "edge-itest-spool-%s", name);
+    itest_unique(base, prefix, 96);
     snprintf(nobody, sizeof nobody, "127.0.0.1:%d", itest_free_port());
     itest_proc_t edge;
-    start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-c1.log");
+    start_edge(&edge, prefix, dir, "262144", nobody, log);
     load_t *lp = &the_load;
-    load_start(lp, edge.port, 50);
-    until_full_t some = {lp, 20, 0};
+    load_start(lp, edge.port, rate);
+    until_full_t some = {lp, want, 0};
     assert_true(itest_wait_for(load_has, &some, 20000, 20) >= 0);
     load_stop(lp);
     assert_int_equal(lp->n_other + lp->n_full, 0);
     kill9(&edge);
+    snprintf(path, sizeof path, "%s/decisions.spool", dir);
+    char *file = itest_read_file(path, len);
+    assert_non_null(file);
+    return file;
+}
+
+/* --- (c) a torn tail ---------------------------------------------------------------------- */
+
+static void test_torn_tail_is_cut(void **state) {
+    (void)state;
+    char dir[256], prefix[96], path[300];
+    size_t len = 0, last = 0, last_size = 0;
+    char *file = spooled_and_killed("c", dir, prefix, 50, 20, "decision-spool-c1.log", &len);
+    load_t *lp = &the_load;
     /* find the last record (the codec walks the ring from its start: no
      * record was acknowledged) and cut the file in its middle */
     snprintf(path, sizeof path, "%s/decisions.spool", dir);
-    size_t len = 0, last = 0, last_size = 0;
-    char *file = itest_read_file(path, &len);
-    assert_non_null(file);
     assert_int_equal(spool_records(file, len, 0, &last, &last_size), lp->n_ok);
     free(file);
     assert_int_equal(truncate(path, (off_t)(4096 + last + last_size / 2)), 0);
@@ -574,24 +589,13 @@ static int exited_or_up(void *opaque) {
 
 static void test_damage_in_the_middle_refuses(void **state) {
     (void)state;
-    char dir[256], prefix[96], nobody[64], path[300];
-    assert_int_equal(itest_workdir_new("spool-d", dir, sizeof dir), 0);
-    itest_unique("edge-itest-spool-d", prefix, sizeof prefix);
-    snprintf(nobody, sizeof nobody, "127.0.0.1:%d", itest_free_port());
-    itest_proc_t edge;
-    start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-d1.log");
+    char dir[256], prefix[96], path[300];
+    size_t len = 0, off = 0, size = 0;
+    char *file = spooled_and_killed("d", dir, prefix, LOAD_RATE, 200, "decision-spool-d1.log",
+                                    &len);
     load_t *lp = &the_load;
-    load_start(lp, edge.port, LOAD_RATE);
-    until_full_t some = {lp, 200, 0};
-    assert_true(itest_wait_for(load_has, &some, 20000, 20) >= 0);
-    load_stop(lp);
-    assert_int_equal(lp->n_other + lp->n_full, 0);
-    kill9(&edge);
     /* one byte in the middle of the 100th record's value */
     snprintf(path, sizeof path, "%s/decisions.spool", dir);
-    size_t len = 0, off = 0, size = 0;
-    char *file = itest_read_file(path, &len);
-    assert_non_null(file);
     size_t n = spool_records(file, len, 100, &off, &size);
     assert_int_equal(n, lp->n_ok);
     file[4096 + off + size / 2] ^= 0x20;

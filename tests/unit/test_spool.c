@@ -151,6 +151,13 @@ static size_t fill20(void) {
     return gov_spool_frame_size(6, sizeof val);
 }
 
+/* fill20 on the test's spool: its path and configuration. */
+static gov_spool_config_t filled20(char *path, size_t n) {
+    spool_path(path, n);
+    fill20();
+    return cfg();
+}
+
 static void test_damage_in_the_middle(void **state) {
     (void)state;
     char path[128], eb[512];
@@ -195,9 +202,7 @@ static void test_damage_in_the_middle(void **state) {
 static void test_cursor_lost(void **state) {
     (void)state;
     char path[128], eb[512];
-    spool_path(path, sizeof path);
-    fill20();
-    gov_spool_config_t c = cfg();
+    gov_spool_config_t c = filled20(path, sizeof path);
     gov_spool_t *s = NULL;
     /* a cursor slot that holds bytes but no valid cursor */
     uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -219,9 +224,7 @@ static void test_cursor_lost(void **state) {
 static void test_header_damaged_and_upgraded(void **state) {
     (void)state;
     char path[128], eb[512];
-    spool_path(path, sizeof path);
-    fill20();
-    gov_spool_config_t c = cfg();
+    gov_spool_config_t c = filled20(path, sizeof path);
     gov_spool_t *s = NULL;
     /* the capacity changed from 8192 to 8192 + 4096: refused by the CRC */
     uint8_t cap1 = 0x30;
