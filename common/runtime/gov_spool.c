@@ -20,7 +20,10 @@
  * (message.timeout.ms ran out: Kafka is down) stops new sends; once every
  * group out has reported, sending starts again from the cursor after a
  * pause - in order, at-least-once.  Appenders wake the drain only when it
- * sleeps, so a busy spool costs no futex call per record.
+ * sleeps, so a busy spool costs no futex call per record.  At open only a
+ * torn last frame is cut (what a kill -9 leaves); any damage behind which
+ * intact records remain, a lost cursor or a header failing its CRC refuses
+ * the open, since cutting there would overwrite answered records.
  *
  * Not: no compaction, no multi-file segments (one preallocated ring), no
  * sharing between processes (flock), no reading by other tools.
@@ -238,6 +241,23 @@ static gov_err_t scan(gov_spool_t *s, const char *path, char *errbuf, size_t err
     return GOV_OK;
 }
 
+/* The spool holds decisions (user, role, tool, masked excerpts): a
+ * directory or file made by hand with group or world access, or owned by
+ * another user, would expose them or let another user rewrite them.
+ * Refused rather than changed (REVIEW13 L7), as the runbook tells
+ * operators to check for the credential file.  GOV_ERR_CONFIG. */
+static gov_err_t private_to_us(const struct stat *st, const char *what, const char *path,
+                               char *errbuf, size_t errbuf_size) {
+    if (st->st_uid != geteuid() || (st->st_mode & 077) != 0) {
+        snprintf(errbuf, errbuf_size, "%s %s must be owned by this user (uid %u) and closed to "
+                 "group and others (mode %04o, owner uid %u): chmod go-rwx / chown it",
+                 what, path, (unsigned)geteuid(), (unsigned)(st->st_mode & 07777),
+                 (unsigned)st->st_uid);
+        return GOV_ERR_CONFIG;
+    }
+    return GOV_OK;
+}
+
 gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char *errbuf,
                          size_t errbuf_size) {
     gov_err_t err = GOV_ERR_IO;
@@ -270,6 +290,14 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
         snprintf(errbuf, errbuf_size, "spool directory %s: %s", cfg->dir, strerror(errno));
         goto out;
     }
+    struct stat st;
+    if (stat(cfg->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(errbuf, errbuf_size, "spool directory %s is not a directory", cfg->dir);
+        goto out;
+    }
+    if ((err = private_to_us(&st, "spool directory", cfg->dir, errbuf, errbuf_size)) != GOV_OK)
+        goto out;
+    err = GOV_ERR_IO;
     snprintf(path, sizeof path, "%s/decisions.spool", cfg->dir);
     s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->fd < 0) {
@@ -282,11 +310,13 @@ gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char 
         err = GOV_ERR_EXISTS;
         goto out;
     }
-    struct stat st;
     if (fstat(s->fd, &st) != 0) {
         snprintf(errbuf, errbuf_size, "spool file %s: %s", path, strerror(errno));
         goto out;
     }
+    if ((err = private_to_us(&st, "spool file", path, errbuf, errbuf_size)) != GOV_OK)
+        goto out;
+    err = GOV_ERR_IO;
     uint8_t hdr[HEADER_PAGE];
     memset(hdr, 0, sizeof hdr);
     s->cap = cfg->capacity;

@@ -10,7 +10,9 @@
  * loses nothing appended (the pages are the kernel's); a power loss loses
  * at most what was appended since the last msync (every sync_ms).  At open
  * the records after the cursor are found again (a torn last record is cut
- * and counted) and are sent again: delivery into Kafka is at-least-once,
+ * and counted; damage a crash cannot explain - intact records behind a bad
+ * one, a lost cursor, a header failing its CRC - refuses the open and
+ * leaves the file as it is) and are sent again: delivery into Kafka is at-least-once,
  * and gov-audit's dedup by event_id and content digest makes the chain
  * exactly-once (the bytes sent again are the same bytes).
  *
@@ -61,8 +63,9 @@ typedef struct gov_spool_stats {
  * GOV_ERR_EXISTS), reserves its disk (posix_fallocate: a full disk is
  * found here, never as a SIGBUS later), maps it and finds the records
  * after the cursor.  A file of another capacity keeps its own (logged).
- * GOV_ERR_IO / GOV_ERR_PARSE (not a spool file) / GOV_ERR_NOMEM with detail
- * in errbuf.  *out is new; free with gov_spool_free.  Cost: one pass over
+ * GOV_ERR_IO / GOV_ERR_PARSE (not a spool file, or damaged: the seqs in
+ * errbuf) / GOV_ERR_CONFIG (directory or file open to group or others, or
+ * not ours) / GOV_ERR_NOMEM with detail in errbuf.  *out is new; free with gov_spool_free.  Cost: one pass over
  * the unacknowledged records (CRC of each). */
 gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char *errbuf,
                          size_t errbuf_size);

@@ -108,6 +108,7 @@ static void test_not_a_spool(void **state) {
     for (int i = 0; i < 5000; i++)
         fputc('x', f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);   /* not refused for its mode first */
     gov_spool_config_t c = cfg();
     gov_spool_t *s = NULL;
     assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_ERR_PARSE);
@@ -282,6 +283,27 @@ static void test_record_fits_kafka(void **state) {
     unlink(path);
 }
 
+/* A directory or file open to group or others is refused (REVIEW13 L7). */
+static void test_permissions(void **state) {
+    (void)state;
+    char path[128], eb[512];
+    gov_spool_config_t c = filled20(path, sizeof path);
+    gov_spool_t *s = NULL;
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_ERR_CONFIG);
+    assert_null(s);
+    assert_non_null(strstr(eb, "spool directory"));
+    assert_non_null(strstr(eb, "mode 0755"));
+    assert_int_equal(chmod(dir, 0700), 0);
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_ERR_CONFIG);
+    assert_non_null(strstr(eb, "spool file"));
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(gov_spool_open(&c, &s, eb, sizeof eb), GOV_OK);
+    gov_spool_free(s);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_reopen_torn),
@@ -290,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_cursor_lost),
         cmocka_unit_test(test_header_damaged_and_upgraded),
         cmocka_unit_test(test_record_fits_kafka),
+        cmocka_unit_test(test_permissions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
