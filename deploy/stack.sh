@@ -4,7 +4,7 @@
 #
 #   bash deploy/stack.sh start           start what is not running, reuse what is
 #   bash deploy/stack.sh stop            stop what this script started (pid files)
-#   bash deploy/stack.sh stop --purge    ... and wipe var/kafka and var/redis
+#   bash deploy/stack.sh stop --purge    ... and wipe var/kafka, var/redis and var/spool
 #   bash deploy/stack.sh reset           same as stop --purge
 #   bash deploy/stack.sh restart         stop, then start
 #   bash deploy/stack.sh status          a table of what runs
@@ -1023,6 +1023,33 @@ print_addresses() {
   printf '    %-20s %s\n' "addresses" "$ENV_FILE"
 }
 
+# Prints how many records $VAR/spool/decisions.spool held (from its header:
+# the next seq noted at its last clean close, less the cursor's seq - no
+# scan; "unknown" when gov-edge did not close it cleanly) and removes
+# $VAR/spool (docs/contracts.md, Decision spool).
+spool_purge() {
+  local dir="$VAR/spool" f="$VAR/spool/decisions.spool" held=unknown
+  [[ -d $dir ]] || return 0
+  if [[ -f $f ]] && [[ $(head -c 8 "$f" 2>/dev/null) == GOVSPOOL ]]; then
+    local close_seq gen0 seq0 gen1 seq1 ack=1
+    close_seq=$(od -An -t u8 -j 32 -N 8 "$f" | tr -d ' ')
+    gen0=$(od -An -t u8 -j 72 -N 8 "$f" | tr -d ' ');  seq0=$(od -An -t u8 -j 88 -N 8 "$f" | tr -d ' ')
+    gen1=$(od -An -t u8 -j 104 -N 8 "$f" | tr -d ' '); seq1=$(od -An -t u8 -j 120 -N 8 "$f" | tr -d ' ')
+    if [[ $gen0 != 0 || $gen1 != 0 ]]; then
+      if [[ $gen1 -gt $gen0 ]]; then ack=$seq1; else ack=$seq0; fi
+    fi
+    if [[ $close_seq =~ ^[0-9]+$ && $close_seq -gt 0 && $close_seq -ge $ack ]]; then
+      held=$(( close_seq - ack ))
+    fi
+  fi
+  if [[ $held == 0 ]]; then
+    say "wiping $dir (the decision spool was empty)"
+  else
+    say "wiping $dir: the decision spool held $held decision record(s) Kafka had not acknowledged; they are discarded with the stack"
+  fi
+  rm -rf "$dir"
+}
+
 cmd_stop() {
   local purge=0
   case ${1:-} in
@@ -1045,6 +1072,11 @@ cmd_stop() {
   if [[ $purge -eq 1 ]]; then
     say "wiping $KAFKA_DIR and $REDIS_DIR"
     rm -rf "$KAFKA_DIR" "$REDIS_DIR"
+    # The decision spool goes with them: its records were meant for the
+    # Kafka and Redis just wiped, and a new stack would otherwise chain the
+    # old stack's decisions into its tenants' chains (REVIEW13 L2).  It is
+    # removed, not refused: a broken Kafka is the usual reason to reset.
+    spool_purge
   fi
   say "stopped"
 }

@@ -13,6 +13,7 @@
  */
 #include "gov_spool_frame.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define MAGIC_RECORD 0x31465347u /* "GSF1" */
@@ -234,5 +235,68 @@ gov_err_t gov_spool_cursor_read(const uint8_t *in, gov_spool_cursor_t *out) {
     out->gen = get64(in + 8);
     out->lsn = get64(in + 16);
     out->seq = get64(in + 24);
+    return GOV_OK;
+}
+
+gov_err_t gov_spool_frame_find(const uint8_t *buf, size_t avail, size_t span, uint64_t seq,
+                               size_t *off) {
+    if (span > avail)
+        span = avail;
+    for (size_t o = 0; o < span && avail - o >= GOV_SPOOL_FRAME_HEADER; o += 8) {
+        /* the magic and seq first: the CRC only for a frame that names seq */
+        uint32_t magic = get32(buf + o);
+        if ((magic != MAGIC_RECORD && magic != MAGIC_WRAP) || get64(buf + o + 8) != seq)
+            continue;
+        gov_spool_frame_t f;
+        gov_spool_frame_kind_t k = gov_spool_frame_read(buf + o, avail - o, seq, 1, &f);
+        if (k == GOV_SPOOL_FRAME_RECORD || k == GOV_SPOOL_FRAME_WRAP) {
+            *off = o;
+            return GOV_OK;
+        }
+    }
+    return GOV_ERR_NOT_FOUND;
+}
+
+int gov_spool_frame_peek(const uint8_t *buf, size_t avail, uint64_t *seq) {
+    *seq = 0;
+    if (buf == NULL || avail < GOV_SPOOL_FRAME_HEADER)
+        return 0;
+    uint32_t magic = get32(buf);
+    if (magic != MAGIC_RECORD && magic != MAGIC_WRAP)
+        return 0;
+    *seq = get64(buf + 8);
+    return 1;
+}
+
+#define HEADER_MAGIC "GOVSPOOL"
+
+void gov_spool_header_write(uint8_t *out, uint64_t capacity) {
+    memset(out, 0, GOV_SPOOL_HEADER_BYTES);
+    memcpy(out, HEADER_MAGIC, 8);
+    out[8] = GOV_SPOOL_HEADER_VERSION;
+    put64(out + 16, capacity);
+    put32(out + 24, gov_crc32c(0, out, 24));
+}
+
+void gov_spool_header_set_close_seq(uint8_t *hdr, uint64_t close_seq) {
+    put64(hdr + 32, close_seq);
+}
+
+gov_err_t gov_spool_header_read(const uint8_t *in, uint64_t *capacity, unsigned *version,
+                                char *errbuf, size_t errbuf_size) {
+    *capacity = 0;
+    *version = 0;
+    if (memcmp(in, HEADER_MAGIC, 8) != 0 || (in[8] != 1 && in[8] != GOV_SPOOL_HEADER_VERSION)) {
+        snprintf(errbuf, errbuf_size, "not a decision spool of version 1 or %u",
+                 GOV_SPOOL_HEADER_VERSION);
+        return GOV_ERR_PARSE;
+    }
+    if (in[8] == GOV_SPOOL_HEADER_VERSION && get32(in + 24) != gov_crc32c(0, in, 24)) {
+        snprintf(errbuf, errbuf_size, "the decision spool's header fails its CRC (capacity "
+                 "bytes changed?)");
+        return GOV_ERR_PARSE;
+    }
+    *capacity = get64(in + 16);
+    *version = in[8];
     return GOV_OK;
 }

@@ -103,4 +103,48 @@ void gov_spool_cursor_write(uint8_t *out, const gov_spool_cursor_t *c);
  * (never written, or cut).  O(1). */
 gov_err_t gov_spool_cursor_read(const uint8_t *in, gov_spool_cursor_t *out);
 
+/* Looks for a whole frame (RECORD or WRAP, CRC verified) with seq seq
+ * that starts at an 8-byte offset in buf[0..min(span, avail)) and lies
+ * inside buf[0..avail).  This is how the spool tells a torn tail (nothing
+ * follows it) from damage in the middle (the next seq is there, intact).
+ * GOV_OK with *off set, or GOV_ERR_NOT_FOUND.  Borrows buf.  O(span / 8)
+ * header checks plus a CRC per frame with that seq. */
+gov_err_t gov_spool_frame_find(const uint8_t *buf, size_t avail, size_t span, uint64_t seq,
+                               size_t *off);
+
+/* Whether buf starts with a frame header (either magic), whatever its seq
+ * or CRC; *seq gets the seq it names.  A spool whose cursor was never
+ * stored holds seq 1 first, if anything: this tells "never written" from
+ * "cursor lost".  O(1). */
+int gov_spool_frame_peek(const uint8_t *buf, size_t avail, uint64_t *seq);
+
+/* The spool file's header, the first GOV_SPOOL_HEADER_BYTES of its header
+ * page:
+ *
+ *   off  0  "GOVSPOOL"
+ *   off  8  u8 version (2; 1 = the same without a CRC), 7 bytes zero
+ *   off 16  u64 capacity  the ring's bytes
+ *   off 24  u32 crc       CRC-32C of bytes [0, 24)   (version 2)
+ *   off 28  u32 zero
+ *   off 32  u64 close_seq the next seq when the spool was last closed
+ *                         cleanly (0: never); informational, for tools
+ *                         that count the records left without a scan
+ *                         (deploy/stack.sh), not covered by the CRC
+ *
+ * The CRC keeps a flipped capacity from moving every ring position. */
+#define GOV_SPOOL_HEADER_BYTES 40u
+#define GOV_SPOOL_HEADER_VERSION 2u
+
+/* Encodes a version-2 header for capacity (close_seq 0) into
+ * out[0..GOV_SPOOL_HEADER_BYTES).  O(1). */
+void gov_spool_header_write(uint8_t *out, uint64_t capacity);
+/* Sets the close_seq field of an encoded header.  O(1). */
+void gov_spool_header_set_close_seq(uint8_t *hdr, uint64_t close_seq);
+/* Decodes a header: GOV_OK with *capacity and *version (1 or 2);
+ * GOV_ERR_PARSE when the magic or version is not ours, or a version-2 CRC
+ * does not match (detail in errbuf).  Bounds on the capacity are the
+ * caller's.  O(1). */
+gov_err_t gov_spool_header_read(const uint8_t *in, uint64_t *capacity, unsigned *version,
+                                char *errbuf, size_t errbuf_size);
+
 #endif /* GOV_SPOOL_FRAME_H */

@@ -10,7 +10,9 @@
  * loses nothing appended (the pages are the kernel's); a power loss loses
  * at most what was appended since the last msync (every sync_ms).  At open
  * the records after the cursor are found again (a torn last record is cut
- * and counted) and are sent again: delivery into Kafka is at-least-once,
+ * and counted; damage a crash cannot explain - intact records behind a bad
+ * one, a lost cursor, a header failing its CRC - refuses the open and
+ * leaves the file as it is) and are sent again: delivery into Kafka is at-least-once,
  * and gov-audit's dedup by event_id and content digest makes the chain
  * exactly-once (the bytes sent again are the same bytes).
  *
@@ -29,6 +31,13 @@
 #include "gov_status.h"
 
 typedef struct gov_spool gov_spool_t;
+
+/* The largest record (key + value) the spool takes: librdkafka's default
+ * message.max.bytes, which the producers here do not change.  A larger one
+ * would be accepted, answered, and then refused by librdkafka for good,
+ * wedging the drain at its seq (REVIEW13 L5); it is refused at append
+ * instead, so the decision is not answered (503). */
+#define GOV_SPOOL_RECORD_MAX 1000000u
 
 typedef struct gov_spool_config {
     const char *dir;       /* created (0700) when missing; borrowed */
@@ -54,15 +63,17 @@ typedef struct gov_spool_stats {
  * GOV_ERR_EXISTS), reserves its disk (posix_fallocate: a full disk is
  * found here, never as a SIGBUS later), maps it and finds the records
  * after the cursor.  A file of another capacity keeps its own (logged).
- * GOV_ERR_IO / GOV_ERR_PARSE (not a spool file) / GOV_ERR_NOMEM with detail
- * in errbuf.  *out is new; free with gov_spool_free.  Cost: one pass over
+ * GOV_ERR_IO / GOV_ERR_PARSE (not a spool file, or damaged: the seqs in
+ * errbuf) / GOV_ERR_CONFIG (directory or file open to group or others, or
+ * not ours) / GOV_ERR_NOMEM with detail in errbuf.  *out is new; free with gov_spool_free.  Cost: one pass over
  * the unacknowledged records (CRC of each). */
 gov_err_t gov_spool_open(const gov_spool_config_t *cfg, gov_spool_t **out, char *errbuf,
                          size_t errbuf_size);
 
 /* Appends one record (key and value copied).  GOV_OK once it is in the
  * mapping; GOV_ERR_UNAVAILABLE when the spool is full (counted: refused);
- * GOV_ERR_TOO_LARGE when the record could never fit.  No syscall; O(len)
+ * GOV_ERR_TOO_LARGE when the record could never fit, or key_len + len is
+ * over GOV_SPOOL_RECORD_MAX (Kafka would never take it).  No syscall; O(len)
  * (a memcpy and a CRC-32C) under the spool's mutex. */
 gov_err_t gov_spool_append(gov_spool_t *s, const void *key, size_t key_len, const void *value,
                            size_t len);

@@ -8,7 +8,9 @@
  * bounds, never hand out a record whose CRC does not match, never loop
  * (at most one lap), and a record it hands out must read back identically
  * when written again.  The cursor slot decoder gets the input's first 32
- * bytes.
+ * bytes, the file header decoder its first 40; the search for an intact
+ * frame behind damage runs over the whole input and must name a frame
+ * that reads back whole.
  *
  * Seeds: tests/fuzz/corpus/spool_frame/ (frames this codec wrote).
  */
@@ -26,6 +28,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gov_spool_cursor_t c;
         if (gov_spool_cursor_read(data, &c) == GOV_OK)
             CHECK(c.gen != 0);
+    }
+    if (size >= GOV_SPOOL_HEADER_BYTES) {
+        uint64_t cap;
+        unsigned version;
+        char eb[128];
+        if (gov_spool_header_read(data, &cap, &version, eb, sizeof eb) == GOV_OK)
+            CHECK(version == 1 || version == GOV_SPOOL_HEADER_VERSION);
+        else
+            CHECK(cap == 0 && eb[0] != 0);
+    }
+    if (size >= 16) {
+        uint64_t want = 0, peeked;
+        size_t off;
+        for (int i = 7; i >= 0; i--)
+            want = want << 8 | data[8 + i];
+        if (gov_spool_frame_find(data, size, size, want, &off) == GOV_OK) {
+            gov_spool_frame_t g;
+            CHECK(off % 8 == 0 && off + GOV_SPOOL_FRAME_HEADER <= size);
+            gov_spool_frame_kind_t k = gov_spool_frame_read(data + off, size - off, want, 1, &g);
+            CHECK(k == GOV_SPOOL_FRAME_RECORD || k == GOV_SPOOL_FRAME_WRAP);
+            CHECK(gov_spool_frame_peek(data + off, size - off, &peeked) && peeked == want);
+        }
     }
     uint64_t pos = 0, seq = size ? data[0] : 0, lap = 0;
     /* the ring's walk: seq starts where the first frame says it does */

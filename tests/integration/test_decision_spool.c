@@ -18,12 +18,20 @@
  *       during the outage arrives, once.
  *   (b) full: a 256 KiB spool and brokers no one listens on (a Kafka
  *       outage from the edge's first second): load until 503
- *       decision_log_full, kill -9 the edge, restart it on the same spool
+ *       decision_log_full; /readyz stays 503 with the load stopped (no
+ *       refusals coming); kill -9 the edge, restart it on the same spool
  *       with the stack's brokers: every 200 arrives once, nothing else.
  *   (c) torn tail: as (b) with a handful of decisions, then the spool file
  *       is cut in the middle of its last record (what a kill during a write
  *       leaves): the restart logs the cut ("torn_bytes"), the records
  *       before it arrive once and the cut one never does.
+ *   (d) damage in the middle (REVIEW13 L1): as (b) with 200 decisions, then
+ *       one byte of the 100th record's value is flipped (a media error):
+ *       the restart refuses to start, naming seq 100 and the intact
+ *       101..200 behind it, and leaves the file as it was; moved aside, as
+ *       the runbook says, the next start begins with an empty spool.  The
+ *       spool as it was called record 100 a torn tail, cut it and started
+ *       sending 1..99 - the other 100 answered decisions silently lost.
  * Without the spool (the edge as it was) (a) fails: decisions queued
  * longer than kafka_ack_timeout are dropped; (b) fails: no 503 ever comes.
  */
@@ -412,6 +420,18 @@ static void test_outage_loses_nothing(void **state) {
 
 /* --- (b) full spool, kill -9, restart ---------------------------------------------------- */
 
+static const char SPOOL_IN_ERROR[] = "\"name\":\"decision_spool\",\"state\":\"error\"";
+static itest_proc_t *edge_probe_for_error;
+
+static int spool_in_error(void *opaque) {
+    (void)opaque;
+    char *ready = NULL;
+    itest_proc_get(edge_probe_for_error, "/readyz", &ready);
+    int r = ready != NULL && strstr(ready, SPOOL_IN_ERROR) != NULL;
+    free(ready);
+    return r;
+}
+
 static void test_full_spool_fails_closed_and_survives_kill(void **state) {
     (void)state;
     char dir[256], prefix[96], nobody[64];
@@ -431,12 +451,26 @@ static void test_full_spool_fails_closed_and_survives_kill(void **state) {
            lp->n_full, lp->n_other, lp->other_example);
     assert_int_equal(lp->n_other, 0);
     assert_true(lp->n_ok > 100);
-    /* readiness says why: the spool component refuses */
-    char *ready = NULL;
-    itest_proc_get(&edge, "/readyz", &ready);
-    assert_non_null(ready);
-    assert_non_null(strstr(ready, "decision_spool"));
-    free(ready);
+    /* readiness says why: the spool component is in error - and stays so
+     * with no request coming (a balancer took the edge out), for four of
+     * the spool's 250 ms ticks and more (REVIEW13 L8: it fell back to
+     * degraded, and /readyz to 200 with Kafka up, at the next tick) */
+    edge_probe_for_error = &edge;
+    if (itest_wait_for(spool_in_error, NULL, 5000, 50) < 0)
+        fail_msg("a full spool: the decision_spool component never turned error");
+    int64_t quiet_from = gov_mono_micros();
+    while (gov_mono_micros() - quiet_from < 1200000) {
+        char *ready = NULL;
+        long code = itest_proc_get(&edge, "/readyz", &ready);
+        assert_non_null(ready);
+        /* the component's own state: /readyz is 503 here anyway (no broker) */
+        if (code != 503 || !strstr(ready, SPOOL_IN_ERROR))
+            fail_msg("a full spool with no requests: decision_spool is not in error after "
+                     "%lld ms (/readyz %ld): %s",
+                     (long long)(gov_mono_micros() - quiet_from) / 1000, code, ready);
+        free(ready);
+        itest_sleep_ms(100);
+    }
     assert_true(itest_proc_metric(&edge, "decision_spool_refused_total", NULL) >= 1);
     kill9(&edge);
     /* the same spool, the stack's Kafka */
@@ -452,43 +486,68 @@ static void test_full_spool_fails_closed_and_survives_kill(void **state) {
     itest_workdir_remove(dir);
 }
 
-/* --- (c) a torn tail ---------------------------------------------------------------------- */
+/* The records of a spool file no record of which was acknowledged (the
+ * ring read from its start): their count, and the ring offset and size of
+ * record number k (1-based; 0: none). */
+static size_t spool_records(const char *file, size_t len, size_t k, size_t *off, size_t *size) {
+    const uint8_t *ring = (const uint8_t *)file + 4096;
+    size_t pos = 0, n = 0;
+    gov_spool_frame_t f;
+    while (gov_spool_frame_read(ring + pos, len - 4096 - pos, n + 1, 1, &f) ==
+           GOV_SPOOL_FRAME_RECORD) {
+        n++;
+        if (n == k || k == 0) {
+            *off = pos;
+            *size = f.size;
+        }
+        pos += f.size;
+    }
+    return n;
+}
 
-static void test_torn_tail_is_cut(void **state) {
-    (void)state;
-    char dir[256], prefix[96], nobody[64], path[300];
-    assert_int_equal(itest_workdir_new("spool-c", dir, sizeof dir), 0);
-    itest_unique("edge-itest-spool-c", prefix, sizeof prefix);
+/* An edge on a fresh 256 KiB spool with brokers no one listens on, under
+ * load at rate until want decisions were answered 200 (nothing else), then
+ * killed -9: the spool file (*file, *len; free it) holds them all, none
+ * acknowledged.  The load is the_load; dir and prefix are filled. */
+static char *spooled_and_killed(const char *name, char dir[256], char prefix[96], int rate,
+                                size_t want, const char *log, size_t *len) {
+    char nobody[64], base[64], path[300];
+    snprintf(base, sizeof base, "spool-%s", name);
+    assert_int_equal(itest_workdir_new(base, dir, 256), 0);
+    snprintf(base, sizeof base, "edge-itest-spool-%s", name);
+    itest_unique(base, prefix, 96);
     snprintf(nobody, sizeof nobody, "127.0.0.1:%d", itest_free_port());
     itest_proc_t edge;
-    start_edge(&edge, prefix, dir, "262144", nobody, "decision-spool-c1.log");
+    start_edge(&edge, prefix, dir, "262144", nobody, log);
     load_t *lp = &the_load;
-    load_start(lp, edge.port, 50);
-    until_full_t some = {lp, 20, 0};
+    load_start(lp, edge.port, rate);
+    until_full_t some = {lp, want, 0};
     assert_true(itest_wait_for(load_has, &some, 20000, 20) >= 0);
     load_stop(lp);
     assert_int_equal(lp->n_other + lp->n_full, 0);
     kill9(&edge);
+    snprintf(path, sizeof path, "%s/decisions.spool", dir);
+    char *file = itest_read_file(path, len);
+    assert_non_null(file);
+    return file;
+}
+
+/* --- (c) a torn tail ---------------------------------------------------------------------- */
+
+static void test_torn_tail_is_cut(void **state) {
+    (void)state;
+    char dir[256], prefix[96], path[300];
+    size_t len = 0, last = 0, last_size = 0;
+    char *file = spooled_and_killed("c", dir, prefix, 50, 20, "decision-spool-c1.log", &len);
+    load_t *lp = &the_load;
     /* find the last record (the codec walks the ring from its start: no
      * record was acknowledged) and cut the file in its middle */
     snprintf(path, sizeof path, "%s/decisions.spool", dir);
-    size_t len = 0;
-    char *file = itest_read_file(path, &len);
-    assert_non_null(file);
-    const uint8_t *ring = (const uint8_t *)file + 4096;
-    size_t pos = 0, last = 0, last_size = 0, n = 0;
-    gov_spool_frame_t f;
-    while (gov_spool_frame_read(ring + pos, len - 4096 - pos, n + 1, 1, &f) ==
-           GOV_SPOOL_FRAME_RECORD) {
-        last = pos;
-        last_size = f.size;
-        pos += f.size;
-        n++;
-    }
-    assert_int_equal(n, lp->n_ok);
+    assert_int_equal(spool_records(file, len, 0, &last, &last_size), lp->n_ok);
     free(file);
     assert_int_equal(truncate(path, (off_t)(4096 + last + last_size / 2)), 0);
     itest_proc_t again;
+    unlink(itest_log_path("decision-spool-c2.log"));   /* logs append: this run's only */
     start_edge(&again, prefix, dir, "262144", itest_env("GOV_KAFKA_BROKERS", NULL),
                "decision-spool-c2.log");
     char *log = itest_read_file(itest_log_path("decision-spool-c2.log"), NULL);
@@ -503,6 +562,102 @@ static void test_torn_tail_is_cut(void **state) {
     printf("    the cut record (%s) is not in the chain; %zu before it are\n", cut_id,
            lp->n_ok - 1);
     assert_int_equal(itest_proc_stop(&again), 0);
+    load_free(lp);
+    itest_workdir_remove(dir);
+}
+
+/* --- (d) damage in the middle -------------------------------------------------------------- */
+
+typedef struct exit_or_up {
+    itest_proc_t *p;
+    int status;      /* wait status once exited */
+    int exited, up;
+} exit_or_up_t;
+
+static int exited_or_up(void *opaque) {
+    exit_or_up_t *w = opaque;
+    if (waitpid(w->p->pid, &w->status, WNOHANG) == w->p->pid) {
+        w->exited = 1;
+        w->p->pid = -1;
+        return 1;
+    }
+    char url[96];
+    snprintf(url, sizeof url, "%s/healthz", w->p->url);
+    w->up = itest_http_get(url, NULL) == 200;
+    return w->up;
+}
+
+static void test_damage_in_the_middle_refuses(void **state) {
+    (void)state;
+    char dir[256], prefix[96], path[300];
+    size_t len = 0, off = 0, size = 0;
+    char *file = spooled_and_killed("d", dir, prefix, LOAD_RATE, 200, "decision-spool-d1.log",
+                                    &len);
+    load_t *lp = &the_load;
+    /* one byte in the middle of the 100th record's value */
+    snprintf(path, sizeof path, "%s/decisions.spool", dir);
+    size_t n = spool_records(file, len, 100, &off, &size);
+    assert_int_equal(n, lp->n_ok);
+    file[4096 + off + size / 2] ^= 0x20;
+    itest_write_file(path, file, len);
+    /* the restart, with the stack's Kafka: it must exit, not serve */
+    char host[96], port[48], trust[8300], pack[8300], keys[8300], id[160], env_dir[300],
+        env_brokers[300];
+    snprintf(host, sizeof host, "GOV_REDIS_HOST=%s", itest_env("GOV_REDIS_HOST", "127.0.0.1"));
+    snprintf(port, sizeof port, "GOV_REDIS_PORT=%s", itest_env("GOV_REDIS_PORT", "6379"));
+    snprintf(trust, sizeof trust, "GOV_TRUST_FILE=%s", itest_path("var/demo/trust.json"));
+    snprintf(pack, sizeof pack, "GOV_RULEPACK_TRUST_FILE=%s",
+             itest_path("var/demo/rulepack-trust.json"));
+    snprintf(keys, sizeof keys, "GOV_SIGNER_KEY_DIR=%s",
+             itest_env("GOV_SIGNER_KEY_DIR", itest_path("var/keys")));
+    snprintf(id, sizeof id, "GOV_EDGE_ID=%s-2", prefix);
+    snprintf(env_dir, sizeof env_dir, "GOV_DECISION_SPOOL_DIR=%s", dir);
+    snprintf(env_brokers, sizeof env_brokers, "GOV_KAFKA_BROKERS=%s",
+             itest_env("GOV_KAFKA_BROKERS", NULL));
+    itest_proc_t again;
+    memset(&again, 0, sizeof again);
+    unlink(itest_log_path("decision-spool-d2.log"));   /* logs append: this run's only */
+    itest_proc_spawn(&again, "gov-edge", NULL,
+                     (const char *const[]){host, port, trust, pack, keys, id, env_dir,
+                                           "GOV_DECISION_SPOOL_BYTES=262144", env_brokers, NULL},
+                     "decision-spool-d2.log");
+    exit_or_up_t w = {&again, 0, 0, 0};
+    long waited = itest_wait_for(exited_or_up, &w, 30000, 50);
+    if (!w.exited) {
+        itest_proc_stop(&again);
+        fail_msg("gov-edge %s on a spool damaged at seq 100 of %zu (log "
+                 "var/test-logs/decision-spool-d2.log)", w.up ? "started and served" : "did not exit", n);
+    }
+    assert_true(WIFEXITED(w.status) && WEXITSTATUS(w.status) != 0);
+    char *log = itest_read_file(itest_log_path("decision-spool-d2.log"), NULL);
+    char want[96];
+    assert_non_null(log);
+    if (!strstr(log, "record seq 100 (ring offset"))
+        fail_msg("the refusal does not name seq 100: %s", log);
+    snprintf(want, sizeof want, "records seq 101..%zu follow it intact", n);
+    if (!strstr(log, want))
+        fail_msg("the refusal does not name %s: %s", want, log);
+    assert_null(strstr(log, "a torn last record was cut"));
+    free(log);
+    /* the file is the evidence: left byte for byte */
+    size_t len2 = 0;
+    char *after = itest_read_file(path, &len2);
+    assert_non_null(after);
+    assert_int_equal(len2, len);
+    assert_memory_equal(after, file, len);
+    free(after);
+    free(file);
+    printf("    a spool damaged at seq 100 of %zu: gov-edge refused to start in %ld ms and "
+           "named the seqs; the file is unchanged\n", n, waited);
+    /* the runbook's way out: move the file aside; the next start is empty */
+    char aside[340];
+    snprintf(aside, sizeof aside, "%s/decisions.spool.damaged-itest", dir);
+    assert_int_equal(rename(path, aside), 0);
+    start_edge(&again, prefix, dir, "262144", itest_env("GOV_KAFKA_BROKERS", NULL),
+               "decision-spool-d3.log");
+    assert_true(itest_proc_metric(&again, "decision_spool_replayed_total", NULL) == 0);
+    assert_int_equal(itest_proc_stop(&again), 0);
+    unlink(aside);
     load_free(lp);
     itest_workdir_remove(dir);
 }
@@ -535,6 +690,7 @@ int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_torn_tail_is_cut, resume_kafka),
+        cmocka_unit_test_teardown(test_damage_in_the_middle_refuses, resume_kafka),
         cmocka_unit_test_teardown(test_full_spool_fails_closed_and_survives_kill, resume_kafka),
         cmocka_unit_test_teardown(test_outage_loses_nothing, resume_kafka),
     };

@@ -4,7 +4,9 @@
  * written and read back; every cut of a record read as TORN (never as a
  * record) and every single-bit flip after the magic caught; another seq
  * (a stale lap), zeros and garbage read as END; wrap markers; the cursor
- * slots' CRC and the choice of the newer slot.
+ * slots' CRC and the choice of the newer slot; the search for an intact
+ * frame of a given seq behind damage; the file header's known bytes, its
+ * CRC and version 1 (no CRC) still read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gov_spool_frame.h"
@@ -143,6 +146,81 @@ static void test_cursor_slots(void **state) {
     assert_int_equal(gov_spool_cursor_read(half, &r), GOV_ERR_PARSE);
 }
 
+static void test_find_behind_damage(void **state) {
+    (void)state;
+    uint8_t buf[256];
+    size_t off = 1;
+    memset(buf, 0, sizeof buf);
+    /* seq 7 at offset 48, after 48 bytes of damage */
+    memset(buf, 0xA5, 48);
+    assert_int_equal(gov_spool_frame_write(buf + 48, sizeof buf - 48, 7, 0, "k", 1, "v", 1),
+                     GOV_OK);
+    assert_int_equal(gov_spool_frame_find(buf, sizeof buf, sizeof buf, 7, &off), GOV_OK);
+    assert_int_equal(off, 48);
+    assert_int_equal(gov_spool_frame_find(buf, sizeof buf, sizeof buf, 8, &off),
+                     GOV_ERR_NOT_FOUND);   /* another seq */
+    assert_int_equal(gov_spool_frame_find(buf, sizeof buf, 48, 7, &off),
+                     GOV_ERR_NOT_FOUND);   /* beyond the span */
+    assert_int_equal(gov_spool_frame_find(buf, 60, sizeof buf, 7, &off),
+                     GOV_ERR_NOT_FOUND);   /* cut by avail */
+    /* a wrap marker counts too; a frame of that seq failing its CRC does not */
+    assert_int_equal(gov_spool_frame_write_wrap(buf + 48, sizeof buf - 48, 9), GOV_OK);
+    assert_int_equal(gov_spool_frame_find(buf, sizeof buf, sizeof buf, 9, &off), GOV_OK);
+    assert_int_equal(off, 48);
+    buf[48 + 20] ^= 0x10;
+    assert_int_equal(gov_spool_frame_find(buf, sizeof buf, sizeof buf, 9, &off),
+                     GOV_ERR_NOT_FOUND);
+    /* peek: a frame header of any seq, CRC unchecked; zeros are none */
+    uint64_t seq = 1;
+    assert_true(gov_spool_frame_peek(buf + 48, sizeof buf - 48, &seq));
+    assert_int_equal(seq, 9);
+    assert_false(gov_spool_frame_peek(buf + 128, sizeof buf - 128, &seq));
+    assert_false(gov_spool_frame_peek(buf + 48, 16, &seq));
+}
+
+static void test_file_header(void **state) {
+    (void)state;
+    uint8_t h[GOV_SPOOL_HEADER_BYTES];
+    char eb[128];
+    uint64_t cap = 0;
+    unsigned version = 0;
+    gov_spool_header_write(h, 8192);
+    /* known bytes: "GOVSPOOL", version 2, capacity 8192 LE, CRC-32C of the
+     * 24 bytes before it (0x5E617890, computed independently with a
+     * bitwise CRC-32C), zeros */
+    static const uint8_t want[GOV_SPOOL_HEADER_BYTES] = {
+        'G', 'O', 'V', 'S', 'P', 'O', 'O', 'L', 2, 0, 0, 0, 0, 0, 0, 0,
+        0x00, 0x20, 0, 0, 0, 0, 0, 0, 0x90, 0x78, 0x61, 0x5E, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0};
+    assert_memory_equal(h, want, sizeof want);
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_OK);
+    assert_int_equal(cap, 8192);
+    assert_int_equal(version, 2);
+    /* close_seq is outside the CRC */
+    gov_spool_header_set_close_seq(h, 0x0102030405060708ull);
+    assert_int_equal(h[32], 0x08);
+    assert_int_equal(h[39], 0x01);
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_OK);
+    /* a flipped capacity bit is caught */
+    h[17] ^= 0x01;
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_ERR_PARSE);
+    assert_non_null(strstr(eb, "CRC"));
+    assert_int_equal(cap, 0);
+    /* version 1: the same without a CRC, read as it is */
+    h[17] ^= 0x01;
+    h[8] = 1;
+    memset(h + 24, 0, 4);
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_OK);
+    assert_int_equal(version, 1);
+    assert_int_equal(cap, 8192);
+    h[8] = 3;
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_ERR_PARSE);
+    assert_non_null(strstr(eb, "not a decision spool"));
+    h[8] = 2;
+    h[0] = 'X';
+    assert_int_equal(gov_spool_header_read(h, &cap, &version, eb, sizeof eb), GOV_ERR_PARSE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_answers),
@@ -150,6 +228,8 @@ int main(void) {
         cmocka_unit_test(test_torn_and_flipped),
         cmocka_unit_test(test_end_and_wrap),
         cmocka_unit_test(test_cursor_slots),
+        cmocka_unit_test(test_find_behind_damage),
+        cmocka_unit_test(test_file_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
