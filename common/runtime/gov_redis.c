@@ -133,6 +133,13 @@ gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t *
     return err;
 }
 
+gov_err_t gov_redis_connect(const char *nodes, const char *host, int port, int timeout_ms,
+                            gov_redis_t **out, char *errbuf, size_t errbuf_size) {
+    if (nodes != NULL && nodes[0] != '\0')
+        return gov_redis_new_cluster(nodes, timeout_ms, out, errbuf, errbuf_size);
+    return gov_redis_new(host, port, timeout_ms, out, errbuf, errbuf_size);
+}
+
 void gov_redis_set_hold_off(gov_redis_t *r, int hold_off_ms) {
     r->hold_off_ms = hold_off_ms > 0 ? hold_off_ms : 0;
     if (r->cluster)

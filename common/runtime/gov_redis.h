@@ -55,6 +55,12 @@ void gov_redis_free(gov_redis_t *r);
 gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t **out,
                                 char *errbuf, size_t errbuf_size);
 
+/* The one place a binary's Redis settings pick the mode: nodes non-empty
+ * ("host:port,...", the redis_nodes row) gives gov_redis_new_cluster(nodes),
+ * else gov_redis_new(host, port).  Same results and ownership as those. */
+gov_err_t gov_redis_connect(const char *nodes, const char *host, int port, int timeout_ms,
+                            gov_redis_t **out, char *errbuf, size_t errbuf_size);
+
 /* After a call that found Redis unreachable (connect failed, a reply timed
  * out), calls on r fail at once with GOV_ERR_UNAVAILABLE for hold_off_ms
  * instead of waiting a timeout each (0, the default: never).  For callers
