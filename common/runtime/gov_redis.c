@@ -326,6 +326,20 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
     return finish(r, rep, reply, errbuf, errbuf_size);
 }
 
+int gov_redis_shards(gov_redis_t *r) {
+    if (r->cluster == NULL)
+        return 1;
+    char eb[256];
+    (void)gov_redis_cluster_refresh(r->cluster, eb, sizeof eb); /* else the map we have */
+    return gov_redis_cluster_masters(r->cluster);
+}
+
+gov_redis_t *gov_redis_shard(gov_redis_t *r, int i) {
+    if (r->cluster == NULL)
+        return i == 0 ? r : NULL;
+    return gov_redis_cluster_master(r->cluster, i, NULL, NULL);
+}
+
 gov_err_t gov_redis_ping(gov_redis_t *r) {
     if (r->cluster)
         return gov_redis_cluster_ping(r->cluster);

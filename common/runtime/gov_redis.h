@@ -100,6 +100,15 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
 gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                                 int argc, const char **argv, const size_t *argvlen);
 
+/* The nodes that hold data, for the commands that act per node (SCAN):
+ * gov_redis_shards reloads a cluster's slot map (kept as it is when no node
+ * answers) and returns how many masters it names, 1 for a single node (0: a
+ * cluster whose map could never be loaded).  gov_redis_shard(r, i) is node
+ * i's connection, borrowed, valid until r is freed (r itself for a single
+ * node); NULL when i is out of range.  Not thread-safe, like r. */
+int gov_redis_shards(gov_redis_t *r);
+gov_redis_t *gov_redis_shard(gov_redis_t *r, int i);
+
 /* PING; GOV_OK when the server (every master, in cluster mode) answered
  * PONG. */
 gov_err_t gov_redis_ping(gov_redis_t *r);
