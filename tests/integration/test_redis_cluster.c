@@ -664,6 +664,18 @@ static long long node_xlen(const char *key) {
     return n;
 }
 
+/* EVALSHA calls node `port` has served so far (INFO commandstats). */
+static long long node_evalshas(int port) {
+    const char *argv[] = {"INFO", "commandstats"};
+    redisReply *r = node_cmd(port, 2, argv);
+    assert_non_null(r);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_evalsha:calls=")
+                                                  : NULL;
+    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    free_reply(r);
+    return n;
+}
+
 static void test_state_layer_on_cluster(void **state) {
     (void)state;
     enum { TENANTS = 9, PER = 3, N = TENANTS * PER + TENANTS };
@@ -693,7 +705,21 @@ static void test_state_layer_on_cluster(void **state) {
         items[i].source = src[i];
         items[i].pos = (gov_state_pos_t){"itest-cluster", "identity.audit", 0, i, NULL};
     }
+    long long evalsha_before = 0;
+    for (int i = 0; i < NODES; i++)
+        evalsha_before += node_evalshas(base_port + i);
     assert_int_equal(gov_state_audit_append_batch(s, items, N), GOV_OK);
+    /* the pipelined path itself, not its one-by-one fallback (an EVALSHA
+     * per event): the group script is loaded on each master (one EVALSHA
+     * answered NOSCRIPT, then EVAL) and each tenant's group goes to its own
+     * master as one EVALSHA - a script loaded on one master only sends the
+     * other masters' tenants one by one */
+    long long evalsha_after = 0;
+    for (int i = 0; i < NODES; i++)
+        evalsha_after += node_evalshas(base_port + i);
+    if (evalsha_after - evalsha_before > TENANTS + 3)
+        fail_msg("%lld EVALSHA for %d tenants on 3 masters: the batch went one by one",
+                 evalsha_after - evalsha_before, TENANTS);
     for (int i = 0; i < N; i++)
         if (items[i].result != GOV_OK)
             fail_msg("item %d (%s): %s %s", i, tenant[i % TENANTS], gov_err_str(items[i].result),
