@@ -241,14 +241,7 @@ static void test_master_killed_while_evaluating(void **state) {
     unsigned slot = gov_redis_key_slot(TENANT, strlen(TENANT));
     int master = owner_of(base_port, slot);
     assert_true(master > 0);
-    const char *info[] = {"INFO", "server"};
-    redisReply *r = node_cmd(master, 2, info);
-    assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
-    const char *pid_s = strstr(r->str, "process_id:");
-    assert_non_null(pid_s);
-    pid_t pid = (pid_t)atoi(pid_s + strlen("process_id:"));
-    freeReplyObject(r);
-    assert_true(pid > 1);
+    pid_t pid = itest_redis_node_pid(master);
     size_t before = nids;
     for (int i = 0; i < 5; i++)
         assert_true(evaluate());

@@ -623,14 +623,7 @@ static void test_master_killed_replica_promoted(void **state) {
     assert_true(itest_wait_for(replica_has, &rw, 10000, 50) >= 0);
 
     /* kill -9 the master (its pid from the node itself) */
-    const char *info[] = {"INFO", "server"};
-    redisReply *r = node_cmd(master, 2, info);
-    assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
-    const char *pid_s = strstr(r->str, "process_id:");
-    assert_non_null(pid_s);
-    pid_t pid = (pid_t)atoi(pid_s + strlen("process_id:"));
-    free_reply(r);
-    assert_true(pid > 1);
+    pid_t pid = itest_redis_node_pid(master);
     assert_int_equal(kill(pid, SIGKILL), 0);
 
     /* the client follows the promotion by itself: reads come back */
@@ -642,7 +635,7 @@ static void test_master_killed_replica_promoted(void **state) {
     assert_int_equal(gov_redis_cluster_route(c, key, strlen(key), &host, &port), GOV_OK);
     assert_int_equal(port, replica);
     const char *role[] = {"ROLE"};
-    r = node_cmd(replica, 1, role);
+    redisReply *r = node_cmd(replica, 1, role);
     assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY);
     assert_string_equal(r->element[0]->str, "master");
     free_reply(r);

@@ -211,6 +211,21 @@ static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
     assert_int_equal(redis_int("SISMEMBER gov:{tenants}:rulepack %s", tenant), 1);
 }
 
+/* Counts tenant in gov_state_tenants_read's union. */
+static int tenants_holds(const char *tenant) {
+    char eb[256];
+    gov_state_tenants_t all;
+    assert_int_equal(gov_state_tenants_read(itest_redis(), &all, eb, sizeof eb), GOV_OK);
+    int found = 0;
+    for (size_t i = 0; i < all.count; i++) {
+        size_t len;
+        const char *t = gov_state_tenants_get(&all, i, &len);
+        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
+    }
+    gov_state_tenants_clear(&all);
+    return found;
+}
+
 static void test_served_state_reads_what_was_written(void **state) {
     (void)state;
     char tenant[64], eb[256], h1[GOV_SHA256_HEXLEN + 1];
@@ -257,31 +272,7 @@ static void test_served_state_reads_what_was_written(void **state) {
     assert_int_equal(gov_state_served_same(r, tenant, "c1", "", &same, eb, sizeof eb), GOV_OK);
     assert_false(same);
 
-    gov_state_tenants_t all;
-    assert_int_equal(gov_state_tenants_read(r, &all, eb, sizeof eb), GOV_OK);
-    int found = 0;
-    for (size_t i = 0; i < all.count; i++) {
-        size_t len;
-        const char *t = gov_state_tenants_get(&all, i, &len);
-        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
-    }
-    gov_state_tenants_clear(&all);
-    assert_int_equal(found, 1);   /* in both sets, once in the union */
-}
-
-/* Counts tenant in gov_state_tenants_read's union. */
-static int tenants_holds(const char *tenant) {
-    char eb[256];
-    gov_state_tenants_t all;
-    assert_int_equal(gov_state_tenants_read(itest_redis(), &all, eb, sizeof eb), GOV_OK);
-    int found = 0;
-    for (size_t i = 0; i < all.count; i++) {
-        size_t len;
-        const char *t = gov_state_tenants_get(&all, i, &len);
-        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
-    }
-    gov_state_tenants_clear(&all);
-    return found;
+    assert_int_equal(tenants_holds(tenant), 1);   /* in both sets, once in the union */
 }
 
 /* A single-node deployment from before the {tenants} tag has its tenants in
