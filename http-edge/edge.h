@@ -47,6 +47,7 @@ typedef struct edge_config {
     char *kafka_brokers;
     char *redis_host;
     long redis_port;
+    char *redis_nodes;  /* NULL: one Redis at redis_host:redis_port; set: a cluster */
     long redis_timeout_ms;
     long reconcile_ms;
     char *log_level;

@@ -61,8 +61,9 @@ gov_redis_t *edge_thread_redis(edge_t *e) {
     gov_redis_t *r = pthread_getspecific(redis_key);
     if (r == NULL) {
         char eb[256];
-        gov_err_t err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port,
-                                      (int)e->cfg.lookup_timeout_ms, &r, eb, sizeof eb);
+        gov_err_t err = gov_redis_connect(e->cfg.redis_nodes, e->cfg.redis_host,
+                                          (int)e->cfg.redis_port, (int)e->cfg.lookup_timeout_ms,
+                                          &r, eb, sizeof eb);
         if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE) {
             gov_redis_free(r);
             return NULL;

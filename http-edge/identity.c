@@ -571,8 +571,8 @@ gov_err_t edge_identity_start(edge_t *e, char *errbuf, size_t errbuf_size) {
         err = GOV_ERR_NOMEM;
         goto fail;
     }
-    err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port, (int)e->cfg.redis_timeout_ms,
-                        &id->redis, errbuf, errbuf_size);
+    err = gov_redis_connect(e->cfg.redis_nodes, e->cfg.redis_host, (int)e->cfg.redis_port,
+                            (int)e->cfg.redis_timeout_ms, &id->redis, errbuf, errbuf_size);
     if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE)
         goto fail;
     e->identity = id;

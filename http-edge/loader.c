@@ -647,8 +647,8 @@ gov_err_t edge_loader_start(edge_t *e, edge_loader_t **out, char *errbuf, size_t
     gov_err_t err = gov_avro_registry_new(&l->avro, errbuf, errbuf_size);
     if (err != GOV_OK)
         goto fail;
-    err = gov_redis_new(e->cfg.redis_host, (int)e->cfg.redis_port, (int)e->cfg.redis_timeout_ms,
-                        &l->redis, errbuf, errbuf_size);
+    err = gov_redis_connect(e->cfg.redis_nodes, e->cfg.redis_host, (int)e->cfg.redis_port,
+                            (int)e->cfg.redis_timeout_ms, &l->redis, errbuf, errbuf_size);
     if (err != GOV_OK && err != GOV_ERR_UNAVAILABLE)
         goto fail;
     char group[160], host[64] = "host";

@@ -225,6 +225,7 @@ int main(int argc, char **argv) {
     c->kafka_brokers = shared->kafka_brokers;
     c->redis_host = shared->redis_host;
     c->redis_port = shared->redis_port;
+    c->redis_nodes = shared->redis_nodes;
     c->redis_timeout_ms = shared->redis_timeout_ms;
     c->log_level = shared->log_level;
     ep->metrics = gov_runtime_metrics(rt);

@@ -133,6 +133,13 @@ gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t *
     return err;
 }
 
+gov_err_t gov_redis_connect(const char *nodes, const char *host, int port, int timeout_ms,
+                            gov_redis_t **out, char *errbuf, size_t errbuf_size) {
+    if (nodes != NULL && nodes[0] != '\0')
+        return gov_redis_new_cluster(nodes, timeout_ms, out, errbuf, errbuf_size);
+    return gov_redis_new(host, port, timeout_ms, out, errbuf, errbuf_size);
+}
+
 void gov_redis_set_hold_off(gov_redis_t *r, int hold_off_ms) {
     r->hold_off_ms = hold_off_ms > 0 ? hold_off_ms : 0;
     if (r->cluster)
@@ -317,6 +324,20 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
     if (rep != NULL)
         r->pending--;
     return finish(r, rep, reply, errbuf, errbuf_size);
+}
+
+int gov_redis_shards(gov_redis_t *r) {
+    if (r->cluster == NULL)
+        return 1;
+    char eb[256];
+    (void)gov_redis_cluster_refresh(r->cluster, eb, sizeof eb); /* else the map we have */
+    return gov_redis_cluster_masters(r->cluster);
+}
+
+gov_redis_t *gov_redis_shard(gov_redis_t *r, int i) {
+    if (r->cluster == NULL)
+        return i == 0 ? r : NULL;
+    return gov_redis_cluster_master(r->cluster, i, NULL, NULL);
 }
 
 gov_err_t gov_redis_ping(gov_redis_t *r) {

@@ -55,6 +55,12 @@ void gov_redis_free(gov_redis_t *r);
 gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t **out,
                                 char *errbuf, size_t errbuf_size);
 
+/* The one place a binary's Redis settings pick the mode: nodes non-empty
+ * ("host:port,...", the redis_nodes row) gives gov_redis_new_cluster(nodes),
+ * else gov_redis_new(host, port).  Same results and ownership as those. */
+gov_err_t gov_redis_connect(const char *nodes, const char *host, int port, int timeout_ms,
+                            gov_redis_t **out, char *errbuf, size_t errbuf_size);
+
 /* After a call that found Redis unreachable (connect failed, a reply timed
  * out), calls on r fail at once with GOV_ERR_UNAVAILABLE for hold_off_ms
  * instead of waiting a timeout each (0, the default: never).  For callers
@@ -93,6 +99,15 @@ gov_err_t gov_redis_read(gov_redis_t *r, redisReply **reply, char *errbuf,
  * running that call again through gov_redis_eval. */
 gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int nkeys,
                                 int argc, const char **argv, const size_t *argvlen);
+
+/* The nodes that hold data, for the commands that act per node (SCAN):
+ * gov_redis_shards reloads a cluster's slot map (kept as it is when no node
+ * answers) and returns how many masters it names, 1 for a single node (0: a
+ * cluster whose map could never be loaded).  gov_redis_shard(r, i) is node
+ * i's connection, borrowed, valid until r is freed (r itself for a single
+ * node); NULL when i is out of range.  Not thread-safe, like r. */
+int gov_redis_shards(gov_redis_t *r);
+gov_redis_t *gov_redis_shard(gov_redis_t *r, int i);
 
 /* PING; GOV_OK when the server (every master, in cluster mode) answered
  * PONG. */

@@ -71,6 +71,10 @@ static int shared_row(gov_runtime_t *rt, const char *name, gov_config_entry_t *r
                        "Kafka bootstrap servers (host:port,...)", &c->kafka_brokers),
         GOV_CFG_STRING("redis_host", "127.0.0.1", "Redis host", &c->redis_host),
         GOV_CFG_INT("redis_port", "6390", 1, 65535, "Redis port", &c->redis_port),
+        GOV_CFG_STRING("redis_nodes", NULL,
+                       "Redis Cluster seeds (host:port,...); when set, Redis is that cluster "
+                       "and redis_host/redis_port are not used",
+                       &c->redis_nodes),
         GOV_CFG_DURATION("redis_timeout", "2s", 10, 60000, "Redis connect and command timeout",
                          &c->redis_timeout_ms),
         GOV_CFG_STRING("admin_addr", "127.0.0.1",
@@ -124,22 +128,31 @@ static const char *missing_row(const gov_runtime_spec_t *spec, const gov_config_
 /* The full table: the binary's rows with placements filled in, checked
  * against the parts the spec asks for. */
 static gov_err_t build_table(gov_runtime_t *rt, const gov_config_entry_t *rows, size_t nrows) {
-    rt->cfg = gov_calloc(nrows ? nrows : 1, sizeof *rt->cfg);
+    /* redis_nodes goes wherever redis_host does, so every binary that talks
+     * to Redis can be pointed at a cluster without placing it itself. */
+    int add_nodes = placed(rows, nrows, "redis_host") && !placed(rows, nrows, "redis_nodes");
+    rt->cfg = gov_calloc(nrows + 1, sizeof *rt->cfg);
     if (rt->cfg == NULL)
         return GOV_ERR_NOMEM;
+    size_t n = 0;
     for (size_t i = 0; i < nrows; i++) {
-        rt->cfg[i] = rows[i];
-        if (rows[i].type != GOV_CFG_T_PLACEHOLDER)
+        rt->cfg[n] = rows[i];
+        if (rows[i].type != GOV_CFG_T_PLACEHOLDER) {
+            n++;
             continue;
-        if (shared_row(rt, rows[i].name, &rt->cfg[i]) != 0) {
+        }
+        if (shared_row(rt, rows[i].name, &rt->cfg[n]) != 0) {
             fprintf(stderr, "%s: configuration row \"%s\" is not a shared row\n",
                     rt->spec->name, rows[i].name);
             return GOV_ERR_INVALID_ARG;
         }
         if (rows[i].help != NULL)
-            rt->cfg[i].help = rows[i].help;
+            rt->cfg[n].help = rows[i].help;
+        n++;
+        if (add_nodes && strcmp(rows[i].name, "redis_host") == 0)
+            (void)shared_row(rt, "redis_nodes", &rt->cfg[n++]);
     }
-    rt->ncfg = nrows;
+    rt->ncfg = n;
     const char *missing = missing_row(rt->spec, rows, nrows);
     if (missing != NULL) {
         fprintf(stderr, "%s: the configuration does not place the shared row \"%s\"\n",
@@ -200,8 +213,8 @@ static gov_err_t start_parts(gov_runtime_t *rt) {
         return err;
     }
     if (spec->redis) {
-        err = gov_redis_new(c->redis_host, (int)c->redis_port, (int)c->redis_timeout_ms,
-                            &rt->redis, eb, sizeof eb);
+        err = gov_redis_connect(c->redis_nodes, c->redis_host, (int)c->redis_port,
+                                (int)c->redis_timeout_ms, &rt->redis, eb, sizeof eb);
         if (err == GOV_ERR_UNAVAILABLE) {
             gov_log(GOV_LOG_WARN, "redis not reachable yet; will retry", "error", eb,
                     (const char *)NULL);

@@ -18,13 +18,15 @@
  *   return gov_runtime_shutdown(rt, 0);
  *
  * Shared rows.  The settings several binaries have (kafka_brokers,
- * redis_host, redis_port, redis_timeout, admin_addr, admin_port, log_level,
+ * redis_host, redis_port, redis_nodes, redis_timeout, admin_addr, admin_port, log_level,
  * component_name) are defined once here: type, default, bounds, help,
  * validator.  A binary places the ones it has with GOV_RUNTIME_ROW(name) at
  * the position its --help and docs show them (GOV_RUNTIME_ROW_HELP keeps a
  * binary's own wording of the help line); the runtime puts its definition
  * there and the value lands in gov_runtime_config(rt).  A binary has exactly
- * the shared keys it places - none are added behind its back.
+ * the shared keys it places, with one exception: redis_nodes (Redis Cluster
+ * seeds) is placed right after redis_host wherever redis_host is, so every
+ * binary that talks to Redis can run on a cluster (gov_redis_connect).
  *
  * What gov_runtime_start does, in order: install the jansson allocator, start
  * logging (level info until the configuration is read), load the
@@ -68,6 +70,7 @@ typedef struct gov_runtime_config {
     char *kafka_brokers;
     char *redis_host;
     long redis_port;
+    char *redis_nodes;     /* NULL or "": single node redis_host:redis_port */
     long redis_timeout_ms;
     char *admin_addr;
     long admin_port;

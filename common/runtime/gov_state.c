@@ -105,12 +105,14 @@ gov_err_t gov_state_watermark_key(const gov_state_pos_t *pos, char out[GOV_STATE
                       (int)pos->partition);
 }
 
+/* Both index sets share the hash tag {tenants}, so one SUNION reads them on
+ * a Redis Cluster too (docs/contracts.md "Redis Cluster"). */
 const char *gov_state_constitution_index_key(void) {
-    return "constitution:tenants";
+    return "gov:{tenants}:constitution";
 }
 
 const char *gov_state_rulepack_index_key(void) {
-    return "policy:rulepack:tenants";
+    return "gov:{tenants}:rulepack";
 }
 
 gov_err_t gov_state_offset_write(gov_redis_t *r, const gov_state_pos_t *pos, char *errbuf,
@@ -234,9 +236,53 @@ gov_err_t gov_state_cas_write(gov_redis_t *r, gov_redis_script_t *script, int ar
 
 /* --- tenant indexes -------------------------------------------------------- */
 
+/* The index sets of deployments before the {tenants} tag, each beside the
+ * key that replaced it.  Only a single-node Redis can hold them: no binary
+ * that wrote them could talk to a cluster. */
+static const char *const legacy_index[][2] = {
+    {"constitution:tenants", "gov:{tenants}:constitution"},
+    {"policy:rulepack:tenants", "gov:{tenants}:rulepack"},
+};
+
+/* KEYS[1] the legacy set, KEYS[2] its replacement: moves the members over and
+ * drops the legacy set, atomically, so a member an older writer adds during a
+ * rolling upgrade is either moved now or left for the next read. */
+static gov_redis_script_t legacy_index_move_script = {
+    .source = "redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])\n"
+              "redis.call('DEL', KEYS[1])\n"
+              "return 1\n",
+};
+
+/* Moves whatever a legacy index set holds into its {tenants} key: one EXISTS
+ * per set, plus one script for a set that exists (single node only; on a
+ * cluster they never exist).  Cost: O(1) round trips, O(tenants) in Redis
+ * when a set moves. */
+static gov_err_t tenants_migrate(gov_redis_t *r, char *errbuf, size_t errbuf_size) {
+    for (size_t i = 0; i < sizeof legacy_index / sizeof legacy_index[0]; i++) {
+        const char *exists[] = {"EXISTS", legacy_index[i][0]};
+        redisReply *rep = NULL;
+        gov_err_t err = gov_redis_command(r, &rep, 2, exists, NULL, errbuf, errbuf_size);
+        if (err != GOV_OK)
+            return err;
+        int present = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+        freeReplyObject(rep);
+        if (!present)
+            continue;
+        const char *keys[] = {legacy_index[i][0], legacy_index[i][1]};
+        err = gov_redis_eval(r, &legacy_index_move_script, 2, 2, keys, NULL, NULL, errbuf,
+                             errbuf_size);
+        if (err != GOV_OK)
+            return err;
+    }
+    return GOV_OK;
+}
+
 gov_err_t gov_state_tenants_read(gov_redis_t *r, gov_state_tenants_t *out, char *errbuf,
                                  size_t errbuf_size) {
     memset(out, 0, sizeof *out);
+    gov_err_t merr = tenants_migrate(r, errbuf, errbuf_size);
+    if (merr != GOV_OK)
+        return merr;
     const char *argv[] = {"SUNION", gov_state_constitution_index_key(),
                           gov_state_rulepack_index_key()};
     redisReply *rep = NULL;

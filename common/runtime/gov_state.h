@@ -13,7 +13,7 @@
  *                                 checksum, what lets an edge verify again)
  *   constitution:{T}:doc          string: the verified document, canonical
  *   constitution:{T}:history      list: previous checksums, newest first (100)
- *   constitution:tenants          set: tenants that have a constitution
+ *   gov:{tenants}:constitution    set: tenants that have a constitution
  *   policy:rulepack:{T}           string: the accepted pack's canonical JSON
  *   policy:rulepack:{T}:meta      hash: pack_id, version, sha256, rules,
  *                                 patterns, event_id, published_by,
@@ -21,7 +21,11 @@
  *                                 signatures (the pack's, compact JSON: what
  *                                 lets an edge verify the pack again)
  *   policy:rulepack:{T}:history   list: SHA-256 of earlier packs, newest first
- *   policy:rulepack:tenants       set: tenants that have a pack
+ *   gov:{tenants}:rulepack        set: tenants that have a pack (both index
+ *                                 sets share one slot: one SUNION reads
+ *                                 them; they replace constitution:tenants and
+ *                                 policy:rulepack:tenants, moved over by
+ *                                 gov_state_tenants_read)
  *   policy:decision:{T}:<id>      hash of a PolicyDecision, with a TTL
  *   audit:{T}                     stream: the tenant's hash chain
  *   audit:{T}:head                hash: hash, seq of the last entry
@@ -122,8 +126,8 @@ gov_err_t gov_state_offset_key(const gov_state_pos_t *pos, char out[GOV_STATE_KE
 gov_err_t gov_state_watermark_key(const gov_state_pos_t *pos, char out[GOV_STATE_KEY_MAX]);
 
 /* The two tenant index sets (static strings). */
-const char *gov_state_constitution_index_key(void);   /* constitution:tenants */
-const char *gov_state_rulepack_index_key(void);       /* policy:rulepack:tenants */
+const char *gov_state_constitution_index_key(void);   /* gov:{tenants}:constitution */
+const char *gov_state_rulepack_index_key(void);       /* gov:{tenants}:rulepack */
 
 /* --- offsets ---------------------------------------------------------------- */
 
@@ -227,7 +231,7 @@ typedef struct gov_state_constitution_accepted {
 /* Writes the accepted constitution, pushes the previous checksum to the
  * history (capped) and writes pos's offset, in one script - only if the
  * current checksum is still expected_checksum (NULL: none).  Then adds the
- * tenant to constitution:tenants.  GOV_ERR_CONFLICT when another writer got
+ * tenant to gov:{tenants}:constitution.  GOV_ERR_CONFLICT when another writer got
  * there first: re-read and verify again.  Cost: one script, one SADD. */
 gov_err_t gov_state_constitution_write(gov_redis_t *r, const gov_state_constitution_accepted_t *a,
                                        const char *expected_checksum, const gov_state_pos_t *pos,
@@ -248,7 +252,7 @@ gov_err_t gov_state_constitution_announced(gov_redis_t *r, const char *tenant,
                                            const char *checksum, char *errbuf,
                                            size_t errbuf_size);
 
-/* SADD constitution:tenants tenant (idempotent). */
+/* SADD gov:{tenants}:constitution tenant (idempotent). */
 gov_err_t gov_state_constitution_index(gov_redis_t *r, const char *tenant, char *errbuf,
                                        size_t errbuf_size);
 
@@ -307,7 +311,7 @@ typedef struct gov_state_rulepack_accepted {
 /* Writes the accepted pack and its meta hash, pushes the previous pack's
  * SHA-256 to the history (capped) and writes pos's offset, in one script -
  * only if the tenant's pack is still exactly cur->canonical (none when
- * NULL).  Then adds the tenant to policy:rulepack:tenants.
+ * NULL).  Then adds the tenant to gov:{tenants}:rulepack.
  * GOV_ERR_CONFLICT when another writer got there first.  Cost: one script
  * carrying both packs, one SADD. */
 gov_err_t gov_state_rulepack_write(gov_redis_t *r, const gov_state_rulepack_accepted_t *a,
@@ -324,7 +328,7 @@ gov_err_t gov_state_rulepack_add_signatures(gov_redis_t *r, const char *tenant,
                                             const char *signers, int *stored, char *errbuf,
                                             size_t errbuf_size);
 
-/* SADD policy:rulepack:tenants tenant (idempotent). */
+/* SADD gov:{tenants}:rulepack tenant (idempotent). */
 gov_err_t gov_state_rulepack_index(gov_redis_t *r, const char *tenant, char *errbuf,
                                    size_t errbuf_size);
 
@@ -337,7 +341,12 @@ typedef struct gov_state_tenants {
     size_t count;
 } gov_state_tenants_t;
 
-/* SUNION of constitution:tenants and policy:rulepack:tenants. */
+/* SUNION of gov:{tenants}:constitution and gov:{tenants}:rulepack (one slot).
+ * First moves the legacy sets constitution:tenants and
+ * policy:rulepack:tenants, where a single-node Redis still holds them, into
+ * those keys (atomically, then deleted), so an existing deployment needs no
+ * operator step and a member an older writer adds during a rolling upgrade
+ * is picked up by the next read.  Cost: three round trips. */
 gov_err_t gov_state_tenants_read(gov_redis_t *r, gov_state_tenants_t *out, char *errbuf,
                                  size_t errbuf_size);
 /* Borrowed name i (< count) and its length. */
@@ -546,10 +555,12 @@ gov_err_t gov_state_archive_advance(gov_redis_t *r, const char *tenant, const ch
                                     gov_state_archive_outcome_t *outcome, long long *trimmed,
                                     char *errbuf, size_t errbuf_size);
 
-/* Calls fn for each tenant that has a chain head (SCAN MATCH audit:{*}:head,
- * COUNT 1000), at most max_tenants of them.  Names are validated
- * (gov_tenant_valid); others are skipped.  Cost: a full SCAN of the
- * keyspace. */
+/* Calls fn once for each tenant that has a chain head (SCAN MATCH
+ * audit:{*}:head, COUNT 1000, on every master of a Redis Cluster's slot map,
+ * merged), in name order, at most max_tenants of them (the first found).
+ * Names are validated (gov_tenant_valid); others are skipped.  Nothing is
+ * called when a node fails.  Cost: a full SCAN of the keyspace, O(n log n)
+ * to merge, max_tenants * 65 bytes of memory. */
 gov_err_t gov_state_archive_discover(gov_redis_t *r, size_t max_tenants,
                                      void (*fn)(void *ctx, const char *tenant), void *ctx,
                                      char *errbuf, size_t errbuf_size);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gov_alloc.h"
 #include "gov_util.h"
 
 /* audit:{T}:archive and audit:{T}:anchor: the stream's key plus a suffix,
@@ -305,15 +306,16 @@ gov_err_t gov_state_archive_advance(gov_redis_t *r, const char *tenant, const ch
     return err;
 }
 
-gov_err_t gov_state_archive_discover(gov_redis_t *r, size_t max_tenants,
-                                     void (*fn)(void *ctx, const char *tenant), void *ctx,
-                                     char *errbuf, size_t errbuf_size) {
+/* SCANs one node for audit:{*}:head and appends each valid tenant to
+ * names[*found], while *found < max_tenants. */
+static gov_err_t discover_on(gov_redis_t *node, size_t max_tenants,
+                             char (*names)[GOV_TENANT_MAX + 1], size_t *found, char *errbuf,
+                             size_t errbuf_size) {
     char cursor[32] = "0";
-    size_t found = 0;
     do {
         redisReply *rep = NULL;
         const char *argv[] = {"SCAN", cursor, "MATCH", "audit:{*}:head", "COUNT", "1000"};
-        gov_err_t err = gov_redis_command(r, &rep, 6, argv, NULL, errbuf, errbuf_size);
+        gov_err_t err = gov_redis_command(node, &rep, 6, argv, NULL, errbuf, errbuf_size);
         if (err != GOV_OK)
             return err;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
@@ -325,22 +327,60 @@ gov_err_t gov_state_archive_discover(gov_redis_t *r, size_t max_tenants,
         }
         memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
         const redisReply *keys = rep->element[1];
-        for (size_t i = 0; i < keys->elements && found < max_tenants; i++) {
+        for (size_t i = 0; i < keys->elements && *found < max_tenants; i++) {
             const redisReply *k = keys->element[i];
             /* audit:{T}:head -> T */
             if (k->type != REDIS_REPLY_STRING || k->len < 13 || memcmp(k->str, "audit:{", 7) != 0 ||
                 memcmp(k->str + k->len - 6, "}:head", 6) != 0)
                 continue;
-            char tenant[GOV_TENANT_MAX + 1];
             size_t tlen = k->len - 13;
             if (tlen == 0 || tlen > GOV_TENANT_MAX || !gov_tenant_valid(k->str + 7, tlen))
                 continue;
-            memcpy(tenant, k->str + 7, tlen);
-            tenant[tlen] = '\0';
-            fn(ctx, tenant);
-            found++;
+            memcpy(names[*found], k->str + 7, tlen);
+            names[(*found)++][tlen] = '\0';
         }
         freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0 && found < max_tenants);
+    } while (strcmp(cursor, "0") != 0 && *found < max_tenants);
     return GOV_OK;
+}
+
+static int tenant_cmp(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+gov_err_t gov_state_archive_discover(gov_redis_t *r, size_t max_tenants,
+                                     void (*fn)(void *ctx, const char *tenant), void *ctx,
+                                     char *errbuf, size_t errbuf_size) {
+    size_t found = 0;
+    if (max_tenants == 0)
+        return GOV_OK;
+    char(*names)[GOV_TENANT_MAX + 1] = gov_calloc(max_tenants, sizeof *names);
+    if (names == NULL)
+        return GOV_ERR_NOMEM;
+    gov_err_t err = GOV_OK;
+    int shards = gov_redis_shards(r);
+    if (shards == 0) {
+        snprintf(errbuf, errbuf_size, "redis cluster: no slot map (no node answered)");
+        err = GOV_ERR_UNAVAILABLE;
+    }
+    /* every master holds its own slots' keys: a SCAN of one sees only those */
+    for (int i = 0; i < shards && err == GOV_OK && found < max_tenants; i++) {
+        gov_redis_t *node = gov_redis_shard(r, i);
+        if (node == NULL) {
+            snprintf(errbuf, errbuf_size, "redis cluster: no connection for master %d", i);
+            err = GOV_ERR_UNAVAILABLE;
+            break;
+        }
+        err = discover_on(node, max_tenants, names, &found, errbuf, errbuf_size);
+    }
+    /* merged: SCAN may return a key twice, and a slot that moved during the
+     * round is seen on two masters */
+    if (err == GOV_OK && found > 0) {
+        qsort(names, found, sizeof *names, tenant_cmp);
+        for (size_t i = 0; i < found; i++)
+            if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+                fn(ctx, names[i]);
+    }
+    gov_free(names);
+    return err;
 }

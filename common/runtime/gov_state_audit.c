@@ -853,15 +853,22 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
      * once gov_redis_eval ran it - with no events it answers {} at once */
     int queue_ok = 1;
     if (s->group_unloaded) {
-        redisReply *rep = NULL;
-        char eb[256];
-        if (gov_redis_eval(s->redis, &group_script, 0, 0, NULL, NULL, &rep, eb, sizeof eb) ==
-            GOV_OK) {
+        /* on every master: a keyless EVAL reaches one node of a Redis
+         * Cluster, and the EVALSHAs go to each tenant's own master (a
+         * promoted replica has no scripts: its NOSCRIPT brings us here) */
+        int shards = gov_redis_shards(s->redis);
+        queue_ok = shards > 0;
+        for (int i = 0; i < shards && queue_ok; i++) {
+            redisReply *rep = NULL;
+            char eb[256];
+            gov_redis_t *node = gov_redis_shard(s->redis, i);
+            queue_ok = node != NULL && gov_redis_eval(node, &group_script, 0, 0, NULL, NULL, &rep,
+                                                      eb, sizeof eb) == GOV_OK;
             freeReplyObject(rep);
-            s->group_unloaded = 0;
-        } else {
-            queue_ok = 0;   /* the rest goes one by one (and says why) */
         }
+        if (queue_ok)
+            s->group_unloaded = 0;
+        /* else the rest goes one by one (and says why) */
     }
     char gnkeys[16];
     for (size_t ti = 0; ti < nt && queue_ok; ti++) {

@@ -2045,3 +2045,22 @@ size_t itest_lease_epoch_header(gov_redis_t *r, char epoch[24], gov_kafka_header
     h->len = strlen(epoch);
     return set ? 1 : 0;
 }
+
+pid_t itest_redis_node_pid(int port) {
+    gov_redis_t *r = NULL;
+    redisReply *rep = NULL;
+    char eb[256];
+    const char *info[] = {"INFO", "server"};
+    if (gov_redis_new("127.0.0.1", port, 2000, &r, eb, sizeof eb) == GOV_OK)
+        (void)gov_redis_command(r, &rep, 2, info, NULL, eb, sizeof eb);
+    gov_redis_free(r);
+    const char *pid_s = rep != NULL && rep->type == REDIS_REPLY_STRING
+                            ? strstr(rep->str, "process_id:")
+                            : NULL;
+    pid_t pid = pid_s ? (pid_t)atoi(pid_s + strlen("process_id:")) : 0;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    if (pid <= 1)
+        fail_msg("redis on port %d did not say its pid", port);
+    return pid;
+}

@@ -358,6 +358,10 @@ void itest_redis_fill_and_save(int port);
  * waits until it answers LOADING (it loads for a few seconds).  Returns its
  * pid; fails the test when it never answers LOADING. */
 pid_t itest_private_redis_restart_loading(const char *name, int port);
+/* The pid of the redis-server answering on 127.0.0.1:port, as it reports
+ * itself (INFO server process_id), for a test that kills it; fails the test
+ * when it does not answer. */
+pid_t itest_redis_node_pid(int port);
 /* Deletes the filler keys of itest_redis_fill_and_save. */
 void itest_redis_unfill(int port);
 

@@ -546,7 +546,7 @@ static void test_rewound_partition_reapplies_nothing(void **state) {
     snprintf(k[0], sizeof k[0], "constitution:{%s}", tenant);
     snprintf(k[1], sizeof k[1], "constitution:{%s}:doc", tenant);
     snprintf(k[2], sizeof k[2], "constitution:{%s}:history", tenant);
-    snprintf(k[3], sizeof k[3], "constitution:tenants");
+    snprintf(k[3], sizeof k[3], "gov:{tenants}:constitution");
     snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:constitution.bundles:%d", tenant, proc.group,
              (int)part);
     const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};

@@ -143,7 +143,7 @@ static char *dump_state(void) {
         append_cmd(t, "HGET constitution:{%s} %s", tenant, *f);
     append_cmd(t, "GET constitution:{%s}:doc", tenant);
     append_cmd(t, "LRANGE constitution:{%s}:history 0 -1", tenant);
-    append_cmd(t, "SISMEMBER constitution:tenants %s", tenant);
+    append_cmd(t, "SISMEMBER gov:{tenants}:constitution %s", tenant);
     append_cmd(t, "GET policy:rulepack:{%s}", tenant);
     static const char *const pfields[] = {"sha256", "version", "pack_id", "rules", "patterns",
                                           "event_id", "published_by", "accepted_at",
@@ -151,7 +151,7 @@ static char *dump_state(void) {
     for (const char *const *f = pfields; *f; f++)
         append_cmd(t, "HGET policy:rulepack:{%s}:meta %s", tenant, *f);
     append_cmd(t, "LRANGE policy:rulepack:{%s}:history 0 -1", tenant);
-    append_cmd(t, "SISMEMBER policy:rulepack:tenants %s", tenant);
+    append_cmd(t, "SISMEMBER gov:{tenants}:rulepack %s", tenant);
     return dump_text(t);
 }
 

@@ -623,14 +623,7 @@ static void test_master_killed_replica_promoted(void **state) {
     assert_true(itest_wait_for(replica_has, &rw, 10000, 50) >= 0);
 
     /* kill -9 the master (its pid from the node itself) */
-    const char *info[] = {"INFO", "server"};
-    redisReply *r = node_cmd(master, 2, info);
-    assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
-    const char *pid_s = strstr(r->str, "process_id:");
-    assert_non_null(pid_s);
-    pid_t pid = (pid_t)atoi(pid_s + strlen("process_id:"));
-    free_reply(r);
-    assert_true(pid > 1);
+    pid_t pid = itest_redis_node_pid(master);
     assert_int_equal(kill(pid, SIGKILL), 0);
 
     /* the client follows the promotion by itself: reads come back */
@@ -642,7 +635,7 @@ static void test_master_killed_replica_promoted(void **state) {
     assert_int_equal(gov_redis_cluster_route(c, key, strlen(key), &host, &port), GOV_OK);
     assert_int_equal(port, replica);
     const char *role[] = {"ROLE"};
-    r = node_cmd(replica, 1, role);
+    redisReply *r = node_cmd(replica, 1, role);
     assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY);
     assert_string_equal(r->element[0]->str, "master");
     free_reply(r);
@@ -660,6 +653,18 @@ static long long node_xlen(const char *key) {
     const char *argv[] = {"XLEN", key};
     redisReply *r = node_cmd(owner_of(base_port, gov_redis_key_slot(key, strlen(key))), 2, argv);
     long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    free_reply(r);
+    return n;
+}
+
+/* EVALSHA calls node `port` has served so far (INFO commandstats). */
+static long long node_evalshas(int port) {
+    const char *argv[] = {"INFO", "commandstats"};
+    redisReply *r = node_cmd(port, 2, argv);
+    assert_non_null(r);
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_evalsha:calls=")
+                                                  : NULL;
+    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
     free_reply(r);
     return n;
 }
@@ -693,7 +698,21 @@ static void test_state_layer_on_cluster(void **state) {
         items[i].source = src[i];
         items[i].pos = (gov_state_pos_t){"itest-cluster", "identity.audit", 0, i, NULL};
     }
+    long long evalsha_before = 0;
+    for (int i = 0; i < NODES; i++)
+        evalsha_before += node_evalshas(base_port + i);
     assert_int_equal(gov_state_audit_append_batch(s, items, N), GOV_OK);
+    /* the pipelined path itself, not its one-by-one fallback (an EVALSHA
+     * per event): the group script is loaded on each master (one EVALSHA
+     * answered NOSCRIPT, then EVAL) and each tenant's group goes to its own
+     * master as one EVALSHA - a script loaded on one master only sends the
+     * other masters' tenants one by one */
+    long long evalsha_after = 0;
+    for (int i = 0; i < NODES; i++)
+        evalsha_after += node_evalshas(base_port + i);
+    if (evalsha_after - evalsha_before > TENANTS + 3)
+        fail_msg("%lld EVALSHA for %d tenants on 3 masters: the batch went one by one",
+                 evalsha_after - evalsha_before, TENANTS);
     for (int i = 0; i < N; i++)
         if (items[i].result != GOV_OK)
             fail_msg("item %d (%s): %s %s", i, tenant[i % TENANTS], gov_err_str(items[i].result),

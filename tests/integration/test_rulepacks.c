@@ -383,7 +383,7 @@ static void test_accepted_pack_is_materialized(void **state) {
     redisReply *r = NULL;
     char eb[200];
     assert_int_equal(gov_redis_commandf(itest_redis(), &r, eb, sizeof eb,
-                                        "SISMEMBER policy:rulepack:tenants %s", tenant), GOV_OK);
+                                        "SISMEMBER gov:{tenants}:rulepack %s", tenant), GOV_OK);
     assert_int_equal(r->integer, 1);
     freeReplyObject(r);
     assert_true(metric("rulepack_accepted_total", tenant, NULL) == 1);
@@ -751,7 +751,7 @@ static void test_rewound_partition_rejudges_nothing(void **state) {
     snprintf(k[0], sizeof k[0], "policy:rulepack:{%s}", tenant);
     snprintf(k[1], sizeof k[1], "policy:rulepack:{%s}:meta", tenant);
     snprintf(k[2], sizeof k[2], "policy:rulepack:{%s}:history", tenant);
-    snprintf(k[3], sizeof k[3], "policy:rulepack:tenants");
+    snprintf(k[3], sizeof k[3], "gov:{tenants}:rulepack");
     snprintf(k[4], sizeof k[4], "gov:applied:{%s}:%s:%s:%d", tenant, proc.group, TOPIC,
              (int)p.partition);
     const char *state_keys[] = {k[0], k[1], k[2], k[3], k[4]};

@@ -128,7 +128,7 @@ static void test_constitution_write_is_compare_and_set(void **state) {
     gov_state_constitution_clear(&cur);
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-constitution:constitution.bundles:2", tenant);
     assert_string_equal(got, "11");
-    assert_int_equal(redis_int("SISMEMBER constitution:tenants %s", tenant), 1);
+    assert_int_equal(redis_int("SISMEMBER gov:{tenants}:constitution %s", tenant), 1);
 
     /* the history keeps the newest 100 */
     char prev[32] = "c2", next[32];
@@ -208,7 +208,22 @@ static void test_rulepack_write_is_compare_and_set_on_the_bytes(void **state) {
     assert_string_equal(got, "3");
     redis_str(got, sizeof got, "GET gov:applied:{%s}:gov-rulepacks:policy.rulepacks:0", tenant);
     assert_string_equal(got, "6");
-    assert_int_equal(redis_int("SISMEMBER policy:rulepack:tenants %s", tenant), 1);
+    assert_int_equal(redis_int("SISMEMBER gov:{tenants}:rulepack %s", tenant), 1);
+}
+
+/* Counts tenant in gov_state_tenants_read's union. */
+static int tenants_holds(const char *tenant) {
+    char eb[256];
+    gov_state_tenants_t all;
+    assert_int_equal(gov_state_tenants_read(itest_redis(), &all, eb, sizeof eb), GOV_OK);
+    int found = 0;
+    for (size_t i = 0; i < all.count; i++) {
+        size_t len;
+        const char *t = gov_state_tenants_get(&all, i, &len);
+        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
+    }
+    gov_state_tenants_clear(&all);
+    return found;
 }
 
 static void test_served_state_reads_what_was_written(void **state) {
@@ -257,16 +272,31 @@ static void test_served_state_reads_what_was_written(void **state) {
     assert_int_equal(gov_state_served_same(r, tenant, "c1", "", &same, eb, sizeof eb), GOV_OK);
     assert_false(same);
 
-    gov_state_tenants_t all;
-    assert_int_equal(gov_state_tenants_read(r, &all, eb, sizeof eb), GOV_OK);
-    int found = 0;
-    for (size_t i = 0; i < all.count; i++) {
-        size_t len;
-        const char *t = gov_state_tenants_get(&all, i, &len);
-        found += len == strlen(tenant) && memcmp(t, tenant, len) == 0;
-    }
-    gov_state_tenants_clear(&all);
-    assert_int_equal(found, 1);   /* in both sets, once in the union */
+    assert_int_equal(tenants_holds(tenant), 1);   /* in both sets, once in the union */
+}
+
+/* A single-node deployment from before the {tenants} tag has its tenants in
+ * constitution:tenants / policy:rulepack:tenants: the first read moves them
+ * into the tagged sets, with no operator step, and a member an older writer
+ * adds later (a rolling upgrade) is moved by the next read. */
+static void test_legacy_tenant_index_is_moved_on_read(void **state) {
+    (void)state;
+    char c_only[64], p_only[64], late[64];
+    itest_unique("lc", c_only, sizeof c_only);
+    itest_unique("lp", p_only, sizeof p_only);
+    itest_unique("ll", late, sizeof late);
+    assert_int_equal(redis_int("SADD constitution:tenants %s", c_only), 1);
+    assert_int_equal(redis_int("SADD policy:rulepack:tenants %s", p_only), 1);
+    assert_int_equal(tenants_holds(c_only), 1);
+    assert_int_equal(tenants_holds(p_only), 1);
+    assert_int_equal(redis_int("SISMEMBER gov:{tenants}:constitution %s", c_only), 1);
+    assert_int_equal(redis_int("SISMEMBER gov:{tenants}:rulepack %s", p_only), 1);
+    assert_int_equal(redis_int("EXISTS %s", "constitution:tenants"), 0);
+    assert_int_equal(redis_int("EXISTS %s", "policy:rulepack:tenants"), 0);
+    assert_int_equal(redis_int("SADD constitution:tenants %s", late), 1);
+    assert_int_equal(tenants_holds(late), 1);
+    assert_int_equal(tenants_holds(c_only), 1); /* moved members stay */
+    assert_int_equal(redis_int("EXISTS %s", "constitution:tenants"), 0);
 }
 
 static void test_audit_writers_sharing_a_tenant_keep_one_chain(void **state) {
@@ -531,6 +561,7 @@ int main(void) {
         cmocka_unit_test(test_constitution_write_is_compare_and_set),
         cmocka_unit_test(test_rulepack_write_is_compare_and_set_on_the_bytes),
         cmocka_unit_test(test_served_state_reads_what_was_written),
+        cmocka_unit_test(test_legacy_tenant_index_is_moved_on_read),
         cmocka_unit_test(test_audit_writers_sharing_a_tenant_keep_one_chain),
         cmocka_unit_test(test_audit_same_id_other_content_is_chained),
         cmocka_unit_test(test_unsafe_tenant_touches_nothing),

@@ -163,6 +163,35 @@ static void test_values_and_exit_codes(void **state) {
     assert_int_equal(gov_runtime_shutdown(NULL, 3), 3);
 }
 
+/* redis_nodes follows redis_host without being placed, so every binary that
+ * talks to Redis can be pointed at a Redis Cluster; a table without
+ * redis_host has neither (above). */
+static void test_redis_nodes_follows_redis_host(void **state) {
+    (void)state;
+    const gov_config_entry_t with_redis[] = {
+        GOV_RUNTIME_ROW("redis_host"),
+        GOV_RUNTIME_ROW("redis_port"),
+        GOV_RUNTIME_ROW("redis_timeout"),
+    };
+    gov_runtime_t *rt = NULL;
+    int code = -1;
+    assert_int_equal(start(&rt, &quiet, with_redis, 3, &code,
+                           "--redis_nodes=127.0.0.1:7001,127.0.0.1:7002", NULL), GOV_OK);
+    const gov_runtime_config_t *c = gov_runtime_config(rt);
+    assert_string_equal(c->redis_nodes, "127.0.0.1:7001,127.0.0.1:7002");
+    assert_string_equal(c->redis_host, "127.0.0.1");
+    assert_int_equal(gov_runtime_shutdown(rt, 0), 0);
+    rt = NULL;
+    assert_int_equal(start(&rt, &quiet, with_redis, 3, &code, NULL), GOV_OK);
+    assert_null(gov_runtime_config(rt)->redis_nodes); /* unset: the single node */
+    assert_int_equal(gov_runtime_shutdown(rt, 0), 0);
+    /* not a key of a binary without Redis */
+    rt = NULL;
+    assert_int_equal(start(&rt, &quiet, rows, NROWS, &code, "--redis_nodes=h:1", NULL),
+                     GOV_ERR_CONFIG);
+    assert_int_equal(code, 2);
+}
+
 static int only_even_workers(char *eb, size_t n) {
     if (workers % 2 != 0) {
         snprintf(eb, n, "workers must be even");
@@ -333,6 +362,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_shared_rows_take_their_place, setup),
         cmocka_unit_test_setup(test_values_and_exit_codes, setup),
+        cmocka_unit_test_setup(test_redis_nodes_follows_redis_host, setup),
         cmocka_unit_test_setup(test_check_config_is_a_usage_error, setup),
         cmocka_unit_test_setup(test_sigterm_clears_the_run_flag, setup),
         cmocka_unit_test_setup(test_admin_server_and_one_shot_mode, setup),

@@ -45,8 +45,8 @@ static void test_tenant_keys_match_the_layout(void **state) {
         assert_int_equal(gov_state_key(cases[i].kind, "acme-1", key), GOV_OK);
         assert_string_equal(key, cases[i].want);
     }
-    assert_string_equal(gov_state_constitution_index_key(), "constitution:tenants");
-    assert_string_equal(gov_state_rulepack_index_key(), "policy:rulepack:tenants");
+    assert_string_equal(gov_state_constitution_index_key(), "gov:{tenants}:constitution");
+    assert_string_equal(gov_state_rulepack_index_key(), "gov:{tenants}:rulepack");
 }
 
 static void test_decision_and_offset_keys_match_the_layout(void **state) {

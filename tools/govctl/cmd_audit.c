@@ -214,8 +214,8 @@ static gov_err_t stream_first_seq(gov_redis_t *r, const char *tenant, uint64_t *
     return GOV_OK;
 }
 
-static int audit_verify(const char *tenant, const char *host, int port, int quiet,
-                        const char *archive_dir) {
+static int audit_verify(const char *tenant, const char *nodes, const char *host, int port,
+                        int quiet, const char *archive_dir) {
     char eb[512], key[GOV_STATE_KEY_MAX], head_key[GOV_STATE_KEY_MAX], start[80] = "-";
     char prev[GOV_SHA256_HEXLEN + 1] = GOV_AUDIT_GENESIS;
     /* the archive's hashes of its last seq and of the seq before the stream's first */
@@ -227,7 +227,7 @@ static int audit_verify(const char *tenant, const char *host, int port, int quie
     redisReply *head = NULL;
     gov_state_archive_mark_t mark;
     int rc = GOVCTL_OK;
-    if (gov_redis_new(host, port, 5000, &r, eb, sizeof eb) != GOV_OK) {
+    if (gov_redis_connect(nodes, host, port, 5000, &r, eb, sizeof eb) != GOV_OK) {
         gov_redis_free(r);
         return govctl_fail(GOV_REASON_REDIS_UNAVAILABLE, "%s", eb);
     }
@@ -399,29 +399,32 @@ out:
 int govctl_cmd_audit(int argc, char **argv) {
     static const char *help =
         "govctl audit verify --tenant T [--archive DIR] [--redis-host H] [--redis-port P] "
-        "[--quiet]";
+        "[--redis-nodes H:P,...] [--quiet]";
     if (argc < 2 || strcmp(argv[1], "verify") != 0)
         return govctl_usage("%s", help);
     const char *tenant = NULL;
     const char *host = govctl_env("GOV_REDIS_HOST", "127.0.0.1");
     int port = atoi(govctl_env("GOV_REDIS_PORT", "6390"));
+    const char *nodes = govctl_env("GOV_REDIS_NODES", NULL); /* set: a Redis Cluster */
     int quiet = 0;
     const char *archive_dir = NULL;
     static const struct option opts[] = {
         {"tenant", required_argument, NULL, 't'},
         {"redis-host", required_argument, NULL, 'H'},
         {"redis-port", required_argument, NULL, 'P'},
+        {"redis-nodes", required_argument, NULL, 'N'},
         {"quiet", no_argument, NULL, 'q'},
         {"archive", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc - 1, argv + 1, "t:H:P:qa:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc - 1, argv + 1, "t:H:P:N:qa:", opts, NULL)) != -1) {
         switch (c) {
         case 't': tenant = optarg; break;
         case 'H': host = optarg; break;
         case 'P': port = atoi(optarg); break;
+        case 'N': nodes = optarg; break;
         case 'q': quiet = 1; break;
         case 'a': archive_dir = optarg; break;
         default: return govctl_usage("%s", help);
@@ -431,5 +434,5 @@ int govctl_cmd_audit(int argc, char **argv) {
         return govctl_usage("%s (a valid --tenant is required)", help);
     if (port <= 0 || port > 65535)
         return govctl_usage("--redis-port must be 1..65535");
-    return audit_verify(tenant, host, port, quiet, archive_dir);
+    return audit_verify(tenant, nodes, host, port, quiet, archive_dir);
 }

@@ -55,7 +55,7 @@
 #define LEASE_AFTER_MS 10000
 
 typedef struct keys_cfg {
-    char *brokers, *redis_host;
+    char *brokers, *redis_host, *redis_nodes;
     long redis_port, activate_in;
     char *operator_key_file, *signer;
     gov_keystore_config_t ks;
@@ -120,6 +120,10 @@ static int keys_run(int argc, char **argv, int what) {
         GOV_CFG_STRING("kafka_brokers", "127.0.0.1:19092", "Kafka bootstrap servers", &c.brokers),
         GOV_CFG_STRING("redis_host", "127.0.0.1", "Redis host (gov-identity's)", &c.redis_host),
         GOV_CFG_INT("redis_port", "6379", 1, 65535, "Redis port", &c.redis_port),
+        GOV_CFG_STRING("redis_nodes", NULL,
+                       "Redis Cluster seeds (host:port,...); when set, used instead of "
+                       "redis_host/redis_port",
+                       &c.redis_nodes),
         GOV_CFG_INT("activate_in", "-1", -1, 31536000,
                     "seconds until the new key activates (-1: key_propagation_s)",
                     &c.activate_in),
@@ -155,7 +159,8 @@ static int keys_run(int argc, char **argv, int what) {
     gov_events_signer_t op_signer = {.signer_id = op_id, .signer = op_key};
     gov_keyrotate_signers_t op = {.signers = &op_signer, .n = 1};
     rc = GOVCTL_FAIL;
-    if (gov_redis_new(c.redis_host, (int)c.redis_port, 5000, &r, eb, sizeof eb) != GOV_OK) {
+    if (gov_redis_connect(c.redis_nodes, c.redis_host, (int)c.redis_port, 5000, &r, eb,
+                          sizeof eb) != GOV_OK) {
         rc = govctl_fail_clean(GOV_REASON_REDIS_UNAVAILABLE, "%s", eb);
         goto out;
     }

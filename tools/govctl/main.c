@@ -141,7 +141,8 @@ static void usage(FILE *out) {
           "  keys retire KID           emergency: KeyRotated retired now (leaves the JWKS; its\n"
           "                            tokens stop verifying)\n"
           "\n"
-          "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS.\n"
+          "Connection defaults come from GOV_REDIS_HOST, GOV_REDIS_PORT, GOV_KAFKA_BROKERS;\n"
+          "GOV_REDIS_NODES (host:port,...) names a Redis Cluster instead of one Redis.\n"
           "Exit: 0 success, 1 rejected/failed (reason code on stderr), 2 usage error.\n",
           out);
 }
