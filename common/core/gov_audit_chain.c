@@ -2,6 +2,11 @@
  *
  * The hash input is streamed into one EVP digest context: no buffer is built,
  * so the cost is one pass over the payload whatever its size.
+ *
+ * It also reads the relay's source stamp (gov_relay_source_parse): outside
+ * input - any producer of identity.audit can set the header - so it is
+ * strict, and whatever is not exactly one spelling of a bounded partition
+ * and offset is refused (gov-audit then treats the copy as unstamped).
  */
 #include "gov_audit_chain.h"
 
@@ -77,4 +82,37 @@ const char *gov_audit_break_str(gov_audit_break_t b) {
     case GOV_AUDIT_MALFORMED: return "entry is malformed";
     }
     return "unknown";
+}
+
+/* Strict decimal of at most max: digits only, no leading zero (one spelling
+ * per number, so two stamps of one source compare equal as text too). */
+static int parse_decimal(const char *s, size_t len, long long max, long long *out) {
+    if (len == 0 || len > 19 || (len > 1 && s[0] == '0'))
+        return -1;
+    long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        if (v > (max - (s[i] - '0')) / 10)
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset) {
+    if (s == NULL || len >= GOV_RELAY_SOURCE_MAX)
+        return GOV_ERR_PARSE;
+    const char *slash = memchr(s, '/', len);
+    if (slash == NULL)
+        return GOV_ERR_PARSE;
+    size_t plen = (size_t)(slash - s);
+    long long p = 0, o = 0;
+    if (parse_decimal(s, plen, GOV_RELAY_PARTITION_MAX, &p) != 0 ||
+        parse_decimal(slash + 1, len - plen - 1, GOV_RELAY_OFFSET_MAX, &o) != 0)
+        return GOV_ERR_PARSE;
+    *partition = (int32_t)p;
+    *offset = (int64_t)o;
+    return GOV_OK;
 }

@@ -61,4 +61,18 @@ gov_audit_break_t gov_audit_chain_check(const gov_audit_entry_t *e,
 /* Static reason text for a break. */
 const char *gov_audit_break_str(gov_audit_break_t b);
 
+/* The relay's stamp on a copy of a policy.decisions record
+ * (x-gov-relay-source: "<partition>/<offset>" of the source record,
+ * docs/contracts.md, "The decision relay").  Decimal, no sign, no leading
+ * zero, partition <= GOV_RELAY_PARTITION_MAX, offset <= GOV_RELAY_OFFSET_MAX
+ * (2^53: the chain's Lua compares offsets as doubles, exact below it).
+ * GOV_OK and *partition, *offset; GOV_ERR_PARSE for anything else (the
+ * outputs untouched).  s is len bytes, not necessarily NUL-terminated.
+ * Pure; cost O(len), len bounded by GOV_RELAY_SOURCE_MAX. */
+#define GOV_RELAY_SOURCE_HEADER "x-gov-relay-source"
+#define GOV_RELAY_PARTITION_MAX 1000000L
+#define GOV_RELAY_OFFSET_MAX (1LL << 53)
+#define GOV_RELAY_SOURCE_MAX 32 /* longest valid stamp + NUL, with room */
+gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset);
+
 #endif /* GOV_AUDIT_CHAIN_H */

@@ -31,8 +31,17 @@
  * relay would otherwise add a copy of every retained decision to
  * identity.audit, which every gov-audit then reads.
  *
+ * Exactly once without a clock: each copy is stamped with its source
+ * (x-gov-relay-source: "<partition>/<offset>" of policy.decisions), and the
+ * chain keeps per tenant the highest source offset it handled per source
+ * partition; a stamped copy at or below it is a replay whatever its age
+ * (gov_state_audit.c, docs/contracts.md "Exactly once in the chain").  A
+ * copy without a valid stamp - older data, another producer - is judged
+ * by content within event_id_window, as before.
+ *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +49,7 @@
 #include <jansson.h>
 
 #include "gov_alloc.h"
+#include "gov_audit_chain.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state.h"
@@ -136,11 +146,15 @@ static void relay_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
         if (strcmp(km->topic, DECISIONS_TOPIC) != 0)
             continue;
         /* x-gov-component names the deployment that copied it (an operator,
-         * or a test, tells two relays on the same topics apart) */
+         * or a test, tells two relays on the same topics apart);
+         * x-gov-relay-source is what the chain's dedup reads */
+        char stamp[GOV_RELAY_SOURCE_MAX];
+        snprintf(stamp, sizeof stamp, "%" PRId32 "/%" PRId64, km->partition, km->offset);
         gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
-                                  {"x-gov-component", component, strlen(component)}};
+                                  {"x-gov-component", component, strlen(component)},
+                                  {GOV_RELAY_SOURCE_HEADER, stamp, strlen(stamp)}};
         if (gov_kafka_group_produce(g, AUDIT_TOPIC, km->key, km->key_len, km->value, km->len, h,
-                                    2) != GOV_OK)
+                                    3) != GOV_OK)
             break;   /* the group failed: its outcome says why */
     }
     gov_kafka_group_seal(g);   /* relay_done runs exactly once, now or later */
@@ -157,6 +171,23 @@ out:
     for (size_t i = 0; i < n; i++)
         if (strcmp(msgs[i].kafka->topic, DECISIONS_TOPIC) == 0)
             results[i] = err;
+}
+
+/* The relay stamp of a PolicyDecision read from identity.audit, into it.
+ * A header that is there but not a valid stamp is logged and ignored: the
+ * copy is judged by content as an unstamped one is (nothing lost; a stamp
+ * is only ever a reason to drop a copy, so an unreadable one must not be). */
+static void read_stamp(const gov_processor_msg_t *m, gov_state_audit_item_t *it) {
+    char v[GOV_RELAY_SOURCE_MAX + 1];
+    if (strcmp(m->type, "PolicyDecision") != 0 ||
+        !gov_kafka_msg_header(m->kafka, GOV_RELAY_SOURCE_HEADER, v, sizeof v))
+        return;
+    if (gov_relay_source_parse(v, strlen(v), &it->relay_partition, &it->relay_offset) == GOV_OK) {
+        it->relay_stamped = 1;
+        return;
+    }
+    gov_log(GOV_LOG_WARN, "relay stamp is not <partition>/<offset>; judged by content",
+            "header", GOV_RELAY_SOURCE_HEADER, "source", m->source, (const char *)NULL);
 }
 
 /* Someone produced two different events under one id: both are in the
@@ -195,6 +226,7 @@ static void append_batch(void *ctx, gov_processor_t *p, gov_processor_msg_t *msg
             .event = msgs[i].event, .type = msgs[i].type, .source = msgs[i].source,
             .pos = gov_processor_position(p, &msgs[i]),
         };
+        read_stamp(&msgs[i], &c->items[k]);
         c->item_msg[k++] = i;
     }
     if (k == 0)
