@@ -3,9 +3,10 @@
  *
  * The stack's gov-audit is the one relay: it copies a PolicyDecision from
  * policy.decisions into identity.audit and stamps the copy with its source
- * (x-gov-relay-source: "<partition>/<offset>").  A private gov-audit of its
- * own (component gov-audit-relay-itest, its own group, a private Redis,
- * relay off) chains identity.audit with an event id window of 5 s and a
+ * (x-gov-relay-source: "<partition>/<offset>") and its MAC under the
+ * stack's relay key (x-gov-relay-mac).  A private gov-audit of its own
+ * (component gov-audit-relay-itest, its own group, a private Redis, relay
+ * off, the stack's relay key) chains identity.audit with an event id window of 5 s and a
  * decision TTL of 1 s, so "after the window" needs no long wait: the test
  * waits until the window has observably passed - the decision record gone,
  * the event_id trimmed from audit:{T}:ids - then puts the relay's copy on
@@ -15,6 +16,11 @@
  * a plain entry; now the tenant's relay mark says it is a replay.  Then
  * Redis is flushed and the private gov-audit rebuilds the chain from
  * identity.audit: the chain head it reaches is the live one.
+ *
+ * And a stamp is honoured only with the relay's MAC: a PolicyDecision
+ * another producer stamps with a source offset beyond the relay's (and a
+ * MAC it cannot compute) is chained by content and moves no mark, so the
+ * relay's later copy from that partition is still chained.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gov_alloc.h"
 #include "gov_audit_chain.h"
 #include "gov_avro.h"
 #include "gov_state.h"
@@ -39,16 +46,19 @@
 static pid_t redis_pid = -1;
 static int redis_port;
 static itest_proc_t audit;
-static char env_port[48];
+static char env_port[48], env_key[1100];
 
-static const char *const audit_env[] = {env_port, ITEST_NO_RELAY, "GOV_EVENT_ID_WINDOW=5s",
-                                        "GOV_DECISION_TTL=1s", NULL};
+static const char *const audit_env[] = {env_port, env_key, ITEST_NO_RELAY,
+                                        "GOV_EVENT_ID_WINDOW=5s", "GOV_DECISION_TTL=1s", NULL};
 
 static int setup(void **state) {
     (void)state;
     redis_pid = itest_private_redis("audit-relay", &redis_port);
     snprintf(env_port, sizeof env_port, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_port); /* itest_redis() reads the private Redis */
+    /* the stack's relay key: this deployment checks the stack relay's stamps */
+    snprintf(env_key, sizeof env_key, "GOV_RELAY_KEY_FILE=%s",
+             itest_env("GOV_RELAY_KEY_FILE", ""));
     itest_proc_start(&audit, "gov-audit", COMPONENT, audit_env, "itest-gov-audit-relay.log");
     if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
         fail_msg("%s did not catch up with its topics", COMPONENT);
@@ -72,7 +82,7 @@ typedef struct relay_copy {
     char key[128];
     unsigned char *value;
     size_t len;
-    char stamp[64], from[256], component[128];
+    char stamp[64], mac[80], from[256], component[128];
 } relay_copy_t;
 
 static int match_copy(void *opaque, const gov_kafka_msg_t *m) {
@@ -96,6 +106,7 @@ static int match_copy(void *opaque, const gov_kafka_msg_t *m) {
         c->len = m->len;
         snprintf(c->from, sizeof c->from, "%s", from);
         itest_msg_header(m, GOV_RELAY_SOURCE_HEADER, c->stamp, sizeof c->stamp);
+        itest_msg_header(m, GOV_RELAY_MAC_HEADER, c->mac, sizeof c->mac);
         itest_msg_header(m, "x-gov-component", c->component, sizeof c->component);
     }
     json_decref(ev);
@@ -230,6 +241,7 @@ static void test_late_relay_copy_is_chained_once_and_rebuilds_the_same(void **st
              src_off);
     assert_string_equal(copy.stamp, want_stamp);
     assert_string_equal(copy.from, want_from);
+    assert_int_equal(strlen(copy.mac), 64);
 
     /* 2. this deployment chains it once */
     assert_int_equal(itest_wait_xlen(stream, 1, 30000), 1);
@@ -252,12 +264,13 @@ static void test_late_relay_copy_is_chained_once_and_rebuilds_the_same(void **st
     /* 4. the same copy again, as a relay that lost its offsets sends it */
     gov_kafka_header_t h[] = {{"x-gov-relayed-from", copy.from, strlen(copy.from)},
                               {"x-gov-component", copy.component, strlen(copy.component)},
-                              {GOV_RELAY_SOURCE_HEADER, copy.stamp, strlen(copy.stamp)}};
+                              {GOV_RELAY_SOURCE_HEADER, copy.stamp, strlen(copy.stamp)},
+                              {GOV_RELAY_MAC_HEADER, copy.mac, strlen(copy.mac)}};
     int32_t again_part = -1;
     int64_t again_off = -1;
     char eb[256];
     assert_int_equal(gov_kafka_produce_sync(itest_producer(), "identity.audit", copy.key,
-                                            strlen(copy.key), copy.value, copy.len, h, 3, 15000,
+                                            strlen(copy.key), copy.value, copy.len, h, 4, 15000,
                                             &again_part, &again_off, eb, sizeof eb),
                      GOV_OK);
     assert_int_equal(again_part, copy.partition);
@@ -294,9 +307,52 @@ static void test_late_relay_copy_is_chained_once_and_rebuilds_the_same(void **st
     free(copy.value);
 }
 
+/* A forged decision for tenant T stamped with the highest source offset
+ * of every partition and a MAC of zeros: chained by content (a new event),
+ * no mark moved - the relay's copy of T's next decision is chained too. */
+static void test_forged_stamp_cannot_hide_a_later_relay_copy(void **state) {
+    (void)state;
+    char tenant[64], forged_id[37], did[37], stream[128], stamp[64];
+    itest_unique("fs", tenant, sizeof tenant);
+    snprintf(stream, sizeof stream, "audit:{%s}", tenant);
+    int nparts = itest_topic_partitions("policy.decisions");
+    gov_uuid_v7(forged_id);
+    json_t *f = itest_decision_event(tenant, forged_id);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char eb[256];
+    assert_int_equal(gov_avro_encode(itest_avro(), "PolicyDecision", f, &buf, &len, eb, sizeof eb),
+                     GOV_OK);
+    json_decref(f);
+    static const char zeros[] =
+        "0000000000000000000000000000000000000000000000000000000000000000";
+    for (int p = 0; p < nparts; p++) {
+        snprintf(stamp, sizeof stamp, "%d/%lld", p, GOV_RELAY_OFFSET_MAX);
+        gov_kafka_header_t h[] = {{GOV_RELAY_SOURCE_HEADER, stamp, strlen(stamp)},
+                                  {GOV_RELAY_MAC_HEADER, zeros, 64}};
+        assert_int_equal(gov_kafka_produce_sync(itest_producer(), "identity.audit", tenant,
+                                                strlen(tenant), buf, len, h, 2, 15000, NULL, NULL,
+                                                eb, sizeof eb),
+                         GOV_OK);
+    }
+    gov_free(buf);
+    /* the first is chained, the others are its replays */
+    assert_int_equal(itest_wait_xlen(stream, 1, 30000), 1);
+
+    gov_uuid_v7(did);
+    json_t *d = itest_decision_event(tenant, did);
+    itest_produce_event("policy.decisions", "PolicyDecision", d);
+    json_decref(d);
+    assert_int_equal(itest_wait_xlen(stream, 2, 30000), 2);
+    char hash[80];
+    assert_int_equal(decision_entries(stream, did, 0, hash, sizeof hash), 1);
+    assert_int_equal(decision_entries(stream, forged_id, 0, hash, sizeof hash), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_late_relay_copy_is_chained_once_and_rebuilds_the_same),
+        cmocka_unit_test(test_forged_stamp_cannot_hide_a_later_relay_copy),
     };
     return cmocka_run_group_tests_name("audit_relay", tests, setup, teardown);
 }

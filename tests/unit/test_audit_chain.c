@@ -152,6 +152,34 @@ static void test_relay_source_parse(void **state) {
     assert_int_equal(gov_relay_source_parse(NULL, 0, &p, &o), GOV_ERR_PARSE);
 }
 
+/* Known answers computed with Python's hmac/hashlib:
+ *   hmac.new(key, b"soma-relay-v1" + b"%d:" % len(stamp) + stamp + value,
+ *            hashlib.sha256).hexdigest() */
+static void test_relay_mac(void **state) {
+    (void)state;
+    static const char k1[] = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+    static const unsigned char v1[] = "\xc3\x01value";
+    static const char k2[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char mac[65];
+    assert_int_equal(gov_relay_mac(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac), GOV_OK);
+    assert_string_equal(mac, "be968706974f923770b9b852f1cb481684a62c5d0e887600f39438c578eec57b");
+    assert_true(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_int_equal(gov_relay_mac(k2, 64, "0/0", 3, NULL, 0, mac), GOV_OK);
+    assert_string_equal(mac, "fb6e1894705f095097b64799263d3d860a0cbae488097bb215dedab843269d87");
+    /* another stamp, value, key or a changed digit: refused */
+    assert_int_equal(gov_relay_mac(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac), GOV_OK);
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1235", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 2, mac, 64));
+    assert_false(gov_relay_mac_ok(k2, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 63));
+    mac[10] = mac[10] == '0' ? '1' : '0';
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, NULL, 0));
+    /* a key shorter than GOV_RELAY_KEY_MIN is refused, not used */
+    assert_int_equal(gov_relay_mac(k1, 31, "3/1234", 6, v1, sizeof v1 - 1, mac),
+                     GOV_ERR_INVALID_ARG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),
@@ -160,6 +188,7 @@ int main(void) {
         cmocka_unit_test(test_length_prefix_is_injective),
         cmocka_unit_test(test_missing_fields),
         cmocka_unit_test(test_relay_source_parse),
+        cmocka_unit_test(test_relay_mac),
     };
     return cmocka_run_group_tests_name("audit_chain", tests, NULL, NULL);
 }
