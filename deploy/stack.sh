@@ -712,25 +712,23 @@ identity_trust_env() {
 # gov-edge only) and that only the nginx gateway's check location sends
 # (render.sh, GOV_GATEWAY_CREDENTIAL_FILE). Kept across restarts, 0600.
 GATEWAY_CREDENTIAL="$VAR/gateway/credential"
-ensure_gateway_credential() {
-  [[ -s $GATEWAY_CREDENTIAL ]] && return 0
-  mkdir -p "$(dirname "$GATEWAY_CREDENTIAL")"
-  chmod 0700 "$(dirname "$GATEWAY_CREDENTIAL")"
-  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$GATEWAY_CREDENTIAL.tmp" )
-  mv -f "$GATEWAY_CREDENTIAL.tmp" "$GATEWAY_CREDENTIAL"
+ensure_gateway_credential() { ensure_secret_file "$GATEWAY_CREDENTIAL"; }
+
+# ensure_secret_file PATH: 32 random bytes as 64 hex chars in PATH (0600, its
+# directory 0700), unless PATH already holds something.
+ensure_secret_file() {
+  [[ -s $1 ]] && return 0
+  mkdir -p "$(dirname "$1")"
+  chmod 0700 "$(dirname "$1")"
+  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$1.tmp" )
+  mv -f "$1.tmp" "$1"
 }
 
 # The key gov-audit's relay authenticates its source stamps with and its chain checks
 # them by (GOV_RELAY_KEY_FILE, docs/contracts.md "Exactly once in the chain"): every
 # gov-audit on the same topics needs the same one. Kept across restarts, 0600.
 RELAY_KEY="$VAR/relay/relay.key"
-ensure_relay_key() {
-  [[ -s $RELAY_KEY ]] && return 0
-  mkdir -p "$(dirname "$RELAY_KEY")"
-  chmod 0700 "$(dirname "$RELAY_KEY")"
-  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$RELAY_KEY.tmp" )
-  mv -f "$RELAY_KEY.tmp" "$RELAY_KEY"
-}
+ensure_relay_key() { ensure_secret_file "$RELAY_KEY"; }
 
 # --- stack.env ------------------------------------------------------------------
 

@@ -13,6 +13,9 @@
  * any offset, or the same event arriving twice, leaves the stream unchanged;
  * an event reusing a known id with other content is chained too (a
  * conflicting twin: nothing a producer sends first can hide a later event).
+ * The relay's copies are recognised by their verified source stamp instead,
+ * against per-tenant marks (audit:{T}:relay) written in the same script, so
+ * a copy is a replay at any age and a rebuild decides as the live run did.
  *
  * Cost: gov_state_audit_append, one EVALSHA per event (two after a cache
  * miss or a concurrent writer); hashing is one pass over the payload.
