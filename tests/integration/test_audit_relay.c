@@ -339,8 +339,89 @@ static void test_forged_stamp_cannot_hide_a_later_relay_copy(void **state) {
     assert_int_equal(decision_entries(stream, forged_id, 0, hash, sizeof hash), 1);
 }
 
+/* One batch of gov_state_audit_append_batch: events[i] (a PolicyDecision
+ * when it has a decision_id, else an AuditEvent), stamped 0/<stamp[i]>
+ * when stamp[i] >= 0; each result into got[i]. */
+static void state_batch(gov_state_audit_t *w, json_t **events, const long long *stamp, size_t n,
+                        gov_err_t *got) {
+    gov_state_audit_item_t items[4];
+    assert_true(n <= 4);
+    memset(items, 0, sizeof items);
+    for (size_t i = 0; i < n; i++) {
+        items[i].event = events[i];
+        items[i].type =
+            json_object_get(events[i], "decision_id") ? "PolicyDecision" : "AuditEvent";
+        items[i].source = "identity.audit/0/0";
+        items[i].pos = (gov_state_pos_t){"itest-relay-state", "identity.audit", 0, 1000, NULL};
+        items[i].relay_stamped = stamp[i] >= 0;
+        items[i].relay_offset = stamp[i] >= 0 ? stamp[i] : 0;
+    }
+    assert_int_equal(gov_state_audit_append_batch(w, items, n), GOV_OK);
+    for (size_t i = 0; i < n; i++)
+        got[i] = items[i].result;
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != GOV_OK && got[i] != GOV_ERR_DUPLICATE)
+            print_message("item %zu: %s: %s\n", i, gov_err_str(got[i]), items[i].errbuf);
+}
+
+/* The marks through both scripts, at the state layer: a batch's group
+ * script (predicted heads) and the one-by-one script (a stale head: a
+ * second writer appended first).  A stamp at or below the tenant's mark is
+ * a replay whatever the content; above it, the event is judged by content
+ * and raises the mark; an AuditEvent's stamp is ignored. */
+static void test_relay_marks_in_both_append_scripts(void **state) {
+    (void)state;
+    char tenant[64], stream[128], marks[128], did[37];
+    itest_unique("rm", tenant, sizeof tenant);
+    snprintf(stream, sizeof stream, "audit:{%s}", tenant);
+    snprintf(marks, sizeof marks, "audit:{%s}:relay", tenant);
+    gov_redis_t *r = itest_redis();
+    gov_state_audit_t *w1 = gov_state_audit_new(r, 3600), *w2 = gov_state_audit_new(r, 3600);
+    assert_non_null(w1);
+    assert_non_null(w2);
+    json_t *ev[4];
+    gov_err_t got[4];
+    /* w1: a decision stamped 0/10 through the group script */
+    gov_uuid_v7(did);
+    ev[0] = itest_decision_event(tenant, did);
+    state_batch(w1, ev, (const long long[]){10}, 1, got);
+    assert_int_equal(got[0], GOV_OK);
+    json_decref(ev[0]);
+    const char *hget[] = {"HGET", marks, "0"};
+    redisReply *m = itest_redis_cmd(r, 3, hget, NULL);
+    assert_string_equal(m->str, "10");
+    freeReplyObject(m);
+    /* w2's cached head is genesis: its group stops at the first item and
+     * everything goes one by one through the single-event script */
+    for (int i = 0; i < 4; i++) {
+        char d[37];
+        gov_uuid_v7(d);
+        ev[i] = i == 3 ? itest_audit_event(tenant, "token.issued") : itest_decision_event(tenant, d);
+    }
+    state_batch(w2, ev, (const long long[]){-1, 10, 11, 5}, 4, got);
+    assert_int_equal(got[0], GOV_OK);            /* unstamped, new */
+    assert_int_equal(got[1], GOV_ERR_DUPLICATE); /* at the mark, other content */
+    assert_int_equal(got[2], GOV_OK);            /* above: new, the mark moves */
+    assert_int_equal(got[3], GOV_OK);            /* an AuditEvent: stamp ignored */
+    for (int i = 0; i < 4; i++)
+        json_decref(ev[i]);
+    m = itest_redis_cmd(r, 3, hget, NULL);
+    assert_string_equal(m->str, "11");
+    freeReplyObject(m);
+    /* and the group script of w1 (now stale too) meets the moved mark */
+    gov_uuid_v7(did);
+    ev[0] = itest_decision_event(tenant, did);
+    state_batch(w1, ev, (const long long[]){11}, 1, got);
+    assert_int_equal(got[0], GOV_ERR_DUPLICATE);
+    json_decref(ev[0]);
+    assert_int_equal(itest_wait_xlen(stream, 4, 1000), 4);
+    gov_state_audit_free(w1);
+    gov_state_audit_free(w2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_relay_marks_in_both_append_scripts),
         cmocka_unit_test(test_late_relay_copy_is_chained_once_and_rebuilds_the_same),
         cmocka_unit_test(test_forged_stamp_cannot_hide_a_later_relay_copy),
     };
