@@ -57,8 +57,13 @@ static int setup(void **state) {
     snprintf(env_port, sizeof env_port, "GOV_REDIS_PORT=%d", redis_port);
     putenv(env_port); /* itest_redis() reads the private Redis */
     /* the stack's relay key: this deployment checks the stack relay's stamps */
-    snprintf(env_key, sizeof env_key, "GOV_RELAY_KEY_FILE=%s",
-             itest_env("GOV_RELAY_KEY_FILE", ""));
+    const char *key = itest_env("GOV_RELAY_KEY_FILE", "");
+    if (key[0] == 0) {
+        fprintf(stderr, "the stack has no relay key (GOV_RELAY_KEY_FILE in var/stack.env): "
+                        "restart it with this deploy/stack.sh\n");
+        return -1;
+    }
+    snprintf(env_key, sizeof env_key, "GOV_RELAY_KEY_FILE=%s", key);
     itest_proc_start(&audit, "gov-audit", COMPONENT, audit_env, "itest-gov-audit-relay.log");
     if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
         fail_msg("%s did not catch up with its topics", COMPONENT);
