@@ -476,8 +476,9 @@ typedef struct gov_state_audit_item {
     int64_t applied_before;
     char errbuf[256];
     /* A PolicyDecision copied by the relay: relay_stamped 1 and the source
-     * record's policy.decisions partition and offset (its valid
-     * x-gov-relay-source, gov_relay_source_parse).  At or below the
+     * record's policy.decisions partition and offset (its
+     * x-gov-relay-source, gov_relay_source_parse; set only once the caller
+     * verified its x-gov-relay-mac: a stamp here is trusted).  At or below the
      * tenant's mark for that partition (audit:{T}:relay) it is a replay
      * (GOV_ERR_DUPLICATE) whatever its age; above, it is judged by content
      * and raises the mark.  0: judged by content alone.  Ignored on an
