@@ -15,9 +15,11 @@
 # Overrides (environment): GOV_VAR_DIR, GOV_KAFKA_PORT (19092),
 # GOV_KAFKA_CONTROLLER_PORT (19093), GOV_REDIS_PORT (6390), GOV_GATEWAY_PORT
 # (8780), GOV_KAFKA_LIBS, GOV_BIN_DIR (build/release/bin), GOV_KAFKA_HEAP_OPTS,
-# GOV_HOT_WINDOW (the hot window Redis keeps: decision TTL, id windows, the
-# age of the audit tail before gov-archive trims it; see write_env),
-# GOV_DECISIONS_RETENTION_MS (policy.decisions' retention.ms, 518400000 = 6 days).
+# GOV_HOT_WINDOW (the hot window Redis keeps: decision TTL and the age of the
+# audit tail before gov-archive trims it - not the event id window; see
+# write_env), GOV_DECISIONS_RETENTION_MS (policy.decisions' retention.ms,
+# 518400000 = 6 days; a positive number of ms, and start refuses one that
+# gov-audit's event_id_window, GOV_EVENT_ID_WINDOW, does not cover).
 set -euo pipefail
 
 # --- services: binary name and admin HTTP port (/healthz, /readyz, /metrics) --
@@ -62,15 +64,28 @@ TOPIC_REPLICATION=1
 # policy.decisions is only the input of gov-audit's relay (its progress is the
 # consumer group's offsets, never Redis; the chain is rebuilt from
 # identity.audit), so it keeps GOV_DECISIONS_RETENTION_MS (default 6 days) with
-# 1-day segments: a record lives at most retention + one segment (7 days), no
-# longer than gov-audit's event_id_window (7 days), so a relay group that lost
-# its offsets and copies the retained decisions again only replays them.
+# 1-day segments. A relay group that lost its offsets copies the retained
+# decisions again; each copy carries its source partition/offset
+# (x-gov-relay-source, authenticated with the relay key, ensure_relay_key) and
+# the chain drops one at or below its mark whatever its age (docs/contracts.md, "Exactly once in the chain"). The time window
+# still guards what carries no stamp (copies relayed before stamps, an edge
+# spool's resend), so start refuses an event_id_window shorter than retention
+# + one segment (check_dedup_window). That is not a bound on a record's age -
+# Kafka never deletes a partition's active segment, so a quiet partition keeps
+# a record until the next append rolls it - which is why stamped copies do
+# not rely on it.
 # identity.audit keeps everything: a rebuild of Redis chains a tenant from
 # genesis at the partition's first retained event, so a trimmed identity.audit
 # could not reproduce the chain (docs/contracts.md, "Retention").
 # identity.keys takes the broker's append time as each record's timestamp
 # (LogAppendTime): gov-identity judges an unknown kid's freshness by it, and
 # a producer-chosen CreateTime would let a replay choose its own age.
+# policy.decisions' segment.ms in TOPIC_CONFIGS below (spelled out there:
+# tests/compose/check.sh reads that list alone), for check_dedup_window
+DECISIONS_SEGMENT_MS=86400000
+# 0 or -1 would be accepted by Kafka: 0 deletes decisions before the relay
+# copies them once a segment rolls, -1 keeps them longer than any window
+[[ ${GOV_DECISIONS_RETENTION_MS:-518400000} =~ ^[1-9][0-9]{0,14}$ ]] || { echo "stack.sh: GOV_DECISIONS_RETENTION_MS must be a positive number of ms (not 0 or -1)" >&2; exit 2; }
 TOPIC_CONFIGS=(
   "constitution.bundles=retention.ms=-1,retention.bytes=-1"
   "policy.rulepacks=retention.ms=-1,retention.bytes=-1"
@@ -93,7 +108,6 @@ KAFKA_LIBS="${GOV_KAFKA_LIBS:-${HOME:-/root}/.cache/soma-gov/kafka-$KAFKA_VERSIO
 # check in a clone, a benchmark) can run beside the first.
 PORT_OFFSET="${GOV_PORT_OFFSET:-0}"
 [[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "stack.sh: GOV_PORT_OFFSET must be a number" >&2; exit 2; }
-[[ ${GOV_DECISIONS_RETENTION_MS:-0} =~ ^(-1|[0-9]+)$ ]] || { echo "stack.sh: GOV_DECISIONS_RETENTION_MS must be a number of ms or -1" >&2; exit 2; }
 KAFKA_PORT="${GOV_KAFKA_PORT:-$((19092 + PORT_OFFSET))}"
 KAFKA_CONTROLLER_PORT="${GOV_KAFKA_CONTROLLER_PORT:-$((19093 + PORT_OFFSET))}"
 REDIS_PORT="${GOV_REDIS_PORT:-$((6390 + PORT_OFFSET))}"
@@ -698,13 +712,23 @@ identity_trust_env() {
 # gov-edge only) and that only the nginx gateway's check location sends
 # (render.sh, GOV_GATEWAY_CREDENTIAL_FILE). Kept across restarts, 0600.
 GATEWAY_CREDENTIAL="$VAR/gateway/credential"
-ensure_gateway_credential() {
-  [[ -s $GATEWAY_CREDENTIAL ]] && return 0
-  mkdir -p "$(dirname "$GATEWAY_CREDENTIAL")"
-  chmod 0700 "$(dirname "$GATEWAY_CREDENTIAL")"
-  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$GATEWAY_CREDENTIAL.tmp" )
-  mv -f "$GATEWAY_CREDENTIAL.tmp" "$GATEWAY_CREDENTIAL"
+ensure_gateway_credential() { ensure_secret_file "$GATEWAY_CREDENTIAL"; }
+
+# ensure_secret_file PATH: 32 random bytes as 64 hex chars in PATH (0600, its
+# directory 0700), unless PATH already holds something.
+ensure_secret_file() {
+  [[ -s $1 ]] && return 0
+  mkdir -p "$(dirname "$1")"
+  chmod 0700 "$(dirname "$1")"
+  ( umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$1.tmp" )
+  mv -f "$1.tmp" "$1"
 }
+
+# The key gov-audit's relay authenticates its source stamps with and its chain checks
+# them by (GOV_RELAY_KEY_FILE, docs/contracts.md "Exactly once in the chain"): every
+# gov-audit on the same topics needs the same one. Kept across restarts, 0600.
+RELAY_KEY="$VAR/relay/relay.key"
+ensure_relay_key() { ensure_secret_file "$RELAY_KEY"; }
 
 # --- stack.env ------------------------------------------------------------------
 
@@ -731,18 +755,19 @@ write_env() {
         echo "GOV_ADMIN_$(svc_env "$(svc_name "$line")")=http://$HOST:$(svc_port "$line")"
       done
       echo "GOV_SIGNER_KEY_DIR=$KEYS_DIR"
+      echo "GOV_RELAY_KEY_FILE=$RELAY_KEY"
       # gov-archive's segment files (docs/contracts.md, "The archive"); back it up
       echo "GOV_ARCHIVE_DIR=${GOV_ARCHIVE_DIR:-$VAR/archive}"
       # the local stack cuts segments by size only (segment_entries, 10,000): a test reading
       # its tenant's stream is not trimmed under it; production keeps the 5m default
       echo "GOV_SEGMENT_AGE=${GOV_HOT_WINDOW:-${GOV_SEGMENT_AGE:-24h}}"
       # GOV_HOT_WINDOW (a duration, e.g. 120s; bench/run.sh evaluate-soak): the hot window
-      # Redis keeps - gov-audit's decision_ttl and event_id_window, and gov-archive's
-      # segment_age (how old the chain's tail grows before it is archived and trimmed)
+      # Redis keeps - gov-audit's decision_ttl and gov-archive's segment_age (how old the
+      # chain's tail grows before it is archived and trimmed). Not event_id_window: that
+      # must cover policy.decisions' retention (check_dedup_window)
       if [[ -n ${GOV_HOT_WINDOW:-} ]]; then
         echo "GOV_HOT_WINDOW=$GOV_HOT_WINDOW"
         echo "GOV_DECISION_TTL=$GOV_HOT_WINDOW"
-        echo "GOV_EVENT_ID_WINDOW=$GOV_HOT_WINDOW"
       fi
       echo "SOFTHSM2_CONF=$HSM_CONF"
       echo "GOV_PKCS11_MODULE=$(pkcs11_module)"
@@ -973,7 +998,34 @@ check_offset() {
   printf '%s\n' "$PORT_OFFSET" >"$f"
 }
 
+# duration_ms DURATION: a gov_config duration ("250ms", "5s", "5m", "1h" or bare ms)
+# in ms on stdout; 1 when it is not one.
+duration_ms() {
+  [[ $1 =~ ^([0-9]{1,12})(ms|s|m|h)?$ ]] || return 1
+  local v=$((10#${BASH_REMATCH[1]}))
+  case ${BASH_REMATCH[2]} in
+    s) v=$((v * 1000)) ;;
+    m) v=$((v * 60000)) ;;
+    h) v=$((v * 3600000)) ;;
+  esac
+  echo "$v"
+}
+
+# Refuses a gov-audit event_id_window (GOV_EVENT_ID_WINDOW, default 168h) shorter than
+# policy.decisions' retention + one segment: an unstamped copy (relayed before
+# x-gov-relay-source, or an edge spool's resend) older than the window would be chained
+# twice (docs/contracts.md, "Exactly once in the chain").
+check_dedup_window() {
+  local window retention=${GOV_DECISIONS_RETENTION_MS:-518400000}
+  window=$(duration_ms "${GOV_EVENT_ID_WINDOW:-168h}") ||
+    die "GOV_EVENT_ID_WINDOW=${GOV_EVENT_ID_WINDOW} is not a duration (250ms, 5s, 5m, 1h)"
+  if ((window < retention + DECISIONS_SEGMENT_MS)); then
+    die "gov-audit's event_id_window (${GOV_EVENT_ID_WINDOW:-168h} = ${window} ms) is shorter than policy.decisions' retention + one segment ($retention + $DECISIONS_SEGMENT_MS ms): raise GOV_EVENT_ID_WINDOW or lower GOV_DECISIONS_RETENTION_MS"
+  fi
+}
+
 cmd_start() {
+  check_dedup_window
   lock
   check_offset
   local t0ns; t0ns="$(date +%s%N)"
@@ -985,6 +1037,7 @@ cmd_start() {
   ensure_key_store
   ensure_identity_trust
   ensure_gateway_credential
+  ensure_relay_key
   ensure_topics
   ensure_topic_configs
   write_env

@@ -61,4 +61,36 @@ gov_audit_break_t gov_audit_chain_check(const gov_audit_entry_t *e,
 /* Static reason text for a break. */
 const char *gov_audit_break_str(gov_audit_break_t b);
 
+/* The relay's stamp on a copy of a policy.decisions record
+ * (x-gov-relay-source: "<partition>/<offset>" of the source record,
+ * docs/contracts.md, "The decision relay").  Decimal, no sign, no leading
+ * zero, partition <= GOV_RELAY_PARTITION_MAX, offset <= GOV_RELAY_OFFSET_MAX
+ * (2^53: the chain's Lua compares offsets as doubles, exact below it).
+ * GOV_OK and *partition, *offset; GOV_ERR_PARSE for anything else (the
+ * outputs untouched).  s is len bytes, not necessarily NUL-terminated.
+ * Pure; cost O(len), len bounded by GOV_RELAY_SOURCE_MAX. */
+#define GOV_RELAY_SOURCE_HEADER "x-gov-relay-source"
+#define GOV_RELAY_PARTITION_MAX 1000000L
+#define GOV_RELAY_OFFSET_MAX (1LL << 53)
+#define GOV_RELAY_SOURCE_MAX 32 /* longest valid stamp + NUL, with room */
+gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset);
+
+/* The relay's authentication of a stamp (x-gov-relay-mac): hex
+ * HMAC-SHA256(key, "soma-relay-v1" || LP(stamp) || value) over the stamp
+ * and the copied record's bytes, with a key every gov-audit deployment of
+ * the cluster shares (relay_key_file).  Without it any producer of
+ * identity.audit could stamp a forged decision with a source offset beyond
+ * the relay's and so make the relay's later copies replays; with it a
+ * stamp is only honoured on the bytes the relay copied.  key: at least
+ * GOV_RELAY_KEY_MIN bytes.  gov_relay_mac: GOV_OK and out (64 hex + NUL),
+ * GOV_ERR_INVALID_ARG (short key), GOV_ERR_CRYPTO.  gov_relay_mac_ok: 1
+ * when mac (mac_len bytes, lowercase hex) is the stamp's, compared in
+ * constant time; 0 otherwise.  Pure; cost one HMAC pass over value. */
+#define GOV_RELAY_MAC_HEADER "x-gov-relay-mac"
+#define GOV_RELAY_KEY_MIN 32
+gov_err_t gov_relay_mac(const void *key, size_t key_len, const char *stamp, size_t stamp_len,
+                        const void *value, size_t len, char out[GOV_SHA256_HEXLEN + 1]);
+int gov_relay_mac_ok(const void *key, size_t key_len, const char *stamp, size_t stamp_len,
+                     const void *value, size_t len, const char *mac, size_t mac_len);
+
 #endif /* GOV_AUDIT_CHAIN_H */

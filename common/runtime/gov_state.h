@@ -30,6 +30,9 @@
  *   audit:{T}                     stream: the tenant's hash chain
  *   audit:{T}:head                hash: hash, seq of the last entry
  *   audit:{T}:ids                 hash: event_id -> stream entry id
+ *   audit:{T}:relay               hash: policy.decisions partition -> the
+ *                                 highest source offset of a relay copy the
+ *                                 chain handled (no TTL: one field a partition)
  *   audit:{T}:decision_ids        no longer written (a decision_id's owner is
  *                                 its record's event_id field)
  *   gov:applied:{T}:<group>:<topic>:<partition>
@@ -481,6 +484,17 @@ typedef struct gov_state_audit_item {
     gov_state_audit_twin_t twin;
     int64_t applied_before;
     char errbuf[256];
+    /* A PolicyDecision copied by the relay: relay_stamped 1 and the source
+     * record's policy.decisions partition and offset (its
+     * x-gov-relay-source, gov_relay_source_parse; set only once the caller
+     * verified its x-gov-relay-mac: a stamp here is trusted).  At or below the
+     * tenant's mark for that partition (audit:{T}:relay) it is a replay
+     * (GOV_ERR_DUPLICATE) whatever its age; above, it is judged by content
+     * and raises the mark.  0: judged by content alone.  Ignored on an
+     * AuditEvent. */
+    int relay_stamped;
+    int32_t relay_partition;
+    int64_t relay_offset;
 } gov_state_audit_item_t;
 
 /* gov_state_audit_append for items[0..n) in order, each with its own

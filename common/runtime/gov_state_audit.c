@@ -13,6 +13,9 @@
  * any offset, or the same event arriving twice, leaves the stream unchanged;
  * an event reusing a known id with other content is chained too (a
  * conflicting twin: nothing a producer sends first can hide a later event).
+ * The relay's copies are recognised by their verified source stamp instead,
+ * against per-tenant marks (audit:{T}:relay) written in the same script, so
+ * a copy is a replay at any age and a rebuild decides as the live run did.
  *
  * Cost: gov_state_audit_append, one EVALSHA per event (two after a cache
  * miss or a concurrent writer); hashing is one pass over the payload.
@@ -36,12 +39,34 @@
 #include "gov_time.h"
 #include "gov_util.h"
 
+/* The relay's copies are deduplicated by where they came from, not by
+ * time (docs/contracts.md, "Exactly once in the chain"): audit:{T}:relay
+ * maps a policy.decisions partition to the highest source offset of a copy
+ * this chain has handled (chained or found a replay).  A copy stamped at or
+ * below it is a replay of that record whatever its age - long after the
+ * event id window, after a relay group lost its offsets - and one above
+ * it is judged by content as any event, then raises the mark.  The mark is
+ * written by the same script as the entry, in identity.audit's order, so a
+ * rebuild from identity.audit reaches the same marks and the same chain.
+ * A copy with no valid stamp (written before stamps, or by another
+ * producer) is judged by content alone, as before.
+ * relay_check answers 'replay', 'new' (stamped above the mark) or ''. */
+#define RELAY_CHECK_LUA \
+    "local function relay_check(key, part, off)\n" \
+    "  if part == '' then return '' end\n" \
+    "  local mark = redis.call('HGET', key, part)\n" \
+    "  if mark and tonumber(off) <= tonumber(mark) then return 'replay' end\n" \
+    "  return 'new'\n" \
+    "end\n"
+
 /* KEYS: 1 stream, 2 head, 3 ids, 4 applied offset, 5 ids age (zset),
- *       [6 decision key] - all in the tenant's slot
+ *       6 relay marks, [7 decision key] - all in the tenant's slot
  * ARGV: 1 event_id, 2 prev_hash, 3 seq, 4 hash, 5 offset, 6 ttl_s,
  *       7 decision_id ('' for an AuditEvent), 8 content digest (64 hex),
- *       9 now (ms), 10 event id window (ms), 11 n (entry field/value pairs),
- *       then the pairs, then the decision pairs
+ *       9 now (ms), 10 event id window (ms), 11 relay source partition
+ *       ('' when the event carries no relay stamp), 12 relay source offset,
+ *       13 n (entry field/value pairs), then the pairs, then the decision
+ *       pairs
  *
  * Dedup compares content, not only ids (docs/contracts.md, "Audit
  * conflicts").  :ids maps an event_id to "<digest> <stream id>":
@@ -66,6 +91,7 @@
  * stay proportional to the tenant's traffic over the window; a decision
  * record expires by its TTL. */
 static gov_redis_script_t append_script = {
+    RELAY_CHECK_LUA
     "local function trim(h, z, cutoff)\n"
     "  local old = redis.call('ZRANGEBYSCORE', z, '-inf', cutoff, 'LIMIT', 0, 64)\n"
     "  if #old > 0 then\n"
@@ -73,9 +99,12 @@ static gov_redis_script_t append_script = {
     "    redis.call('ZREM', z, unpack(old))\n"
     "  end\n"
     "end\n"
+    "local rs = relay_check(KEYS[6], ARGV[11], ARGV[12])\n"
     "local function applied()\n"
+    "  if rs == 'new' then redis.call('HSET', KEYS[6], ARGV[11], ARGV[12]) end\n"
     "  return redis.call('SET', KEYS[4], ARGV[5], 'GET') or ''\n"
     "end\n"
+    "if rs == 'replay' then return {'duplicate', 'relay', applied()} end\n"
     "local now = tonumber(ARGV[9])\n"
     "local dec = ARGV[7] ~= ''\n"
     "local idf = ARGV[1]\n"
@@ -94,7 +123,7 @@ static gov_redis_script_t append_script = {
     "end\n"
     "local known = false\n"
     "if dec then\n"
-    "  local owner = redis.call('HGET', KEYS[6], 'event_id')\n"
+    "  local owner = redis.call('HGET', KEYS[7], 'event_id')\n"
     "  if owner == ARGV[1] and twin == '' then\n"
     "    return {'duplicate', '', applied()}\n"
     "  end\n"
@@ -107,9 +136,9 @@ static gov_redis_script_t append_script = {
     "if h ~= ARGV[2] or tonumber(s) + 1 ~= tonumber(ARGV[3]) then\n"
     "  return {'conflict', h, s, redis.call('GET', KEYS[4]) or ''}\n"
     "end\n"
-    "local n = tonumber(ARGV[11])\n"
+    "local n = tonumber(ARGV[13])\n"
     "local entry = {}\n"
-    "for i = 12, 11 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
+    "for i = 14, 13 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
     "local id = redis.call('XADD', KEYS[1], '*', unpack(entry))\n"
     "trim(KEYS[3], KEYS[5], now - tonumber(ARGV[10]))\n"
     "redis.call('HSET', KEYS[3], idf, ARGV[8] .. ' ' .. id)\n"
@@ -118,12 +147,12 @@ static gov_redis_script_t append_script = {
     "if dec then\n"
     "  if not known then\n"
     "    local d = {}\n"
-    "    for i = 12 + 2 * n, #ARGV do d[#d + 1] = ARGV[i] end\n"
-    "    redis.call('HSET', KEYS[6], unpack(d))\n"
-    "    redis.call('EXPIRE', KEYS[6], ARGV[6])\n"
+    "    for i = 14 + 2 * n, #ARGV do d[#d + 1] = ARGV[i] end\n"
+    "    redis.call('HSET', KEYS[7], unpack(d))\n"
+    "    redis.call('EXPIRE', KEYS[7], ARGV[6])\n"
     "  end\n"
     "  if twin ~= '' then\n"
-    "    redis.call('HSET', KEYS[6], 'conflicting_event_id', ARGV[1])\n"
+    "    redis.call('HSET', KEYS[7], 'conflicting_event_id', ARGV[1])\n"
     "  end\n"
     "end\n"
     "return {'ok', id, twin, applied()}\n",
@@ -143,18 +172,19 @@ static gov_redis_script_t append_script = {
  * stops the script: it and everything after it get no reply element (the
  * caller appends them one by one, in order).
  *
- * KEYS: 1 stream, 2 head, 3 ids, 4 ids age, then per event its applied
- *       offset key and, for a PolicyDecision, its decision key - all in
- *       the tenant's slot
+ * KEYS: 1 stream, 2 head, 3 ids, 4 ids age, 5 relay marks, then per event
+ *       its applied offset key and, for a PolicyDecision, its decision key
+ *       - all in the tenant's slot
  * ARGV: per event: m, then append_script's ARGV for it (m values)
  * Reply: one element per event handled, each append_script's reply. */
 static gov_redis_script_t group_script = {
+    RELAY_CHECK_LUA
     "if #ARGV == 0 then return {} end\n"
     "local head = redis.call('HMGET', KEYS[2], 'hash', 'seq')\n"
     "local h = head[1] or '" GOV_AUDIT_GENESIS "'\n"
     "local s = head[2] or '0'\n"
     "local before, set, out = {}, {}, {}\n"
-    "local k, a, nev = 5, 1, 0\n"
+    "local k, a, nev = 6, 1, 0\n"
     "local now = tonumber(ARGV[10])\n"
     "local window = tonumber(ARGV[11])\n"
     "while a <= #ARGV do\n"
@@ -172,7 +202,9 @@ static gov_redis_script_t group_script = {
     "  local res = nil\n"
     "  local idf = eid\n"
     "  local twin = ''\n"
-    "  local seen = redis.call('HGET', KEYS[3], idf)\n"
+    "  local rs = relay_check(KEYS[5], ARGV[b + 11], ARGV[b + 12])\n"
+    "  if rs == 'replay' then res = {'duplicate', 'relay', prior} end\n"
+    "  local seen = res == nil and redis.call('HGET', KEYS[3], idf)\n"
     "  if seen then\n"
     "    if string.len(seen) < 65 or string.sub(seen, 1, 64) == dig then\n"
     "      res = {'duplicate', seen, prior}\n"
@@ -197,9 +229,9 @@ static gov_redis_script_t group_script = {
     "      out[#out + 1] = {'conflict', h, s, prior}\n"
     "      break\n"
     "    end\n"
-    "    local n = tonumber(ARGV[b + 11])\n"
+    "    local n = tonumber(ARGV[b + 13])\n"
     "    local entry = {}\n"
-    "    for i = b + 12, b + 11 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
+    "    for i = b + 14, b + 13 + 2 * n do entry[#entry + 1] = ARGV[i] end\n"
     "    local id = redis.call('XADD', KEYS[1], '*', unpack(entry))\n"
     "    redis.call('HSET', KEYS[3], idf, dig .. ' ' .. id)\n"
     "    redis.call('ZADD', KEYS[4], now, idf)\n"
@@ -209,7 +241,7 @@ static gov_redis_script_t group_script = {
     "    if dec then\n"
     "      if not known then\n"
     "        local d = {}\n"
-    "        for i = b + 12 + 2 * n, b + m do d[#d + 1] = ARGV[i] end\n"
+    "        for i = b + 14 + 2 * n, b + m do d[#d + 1] = ARGV[i] end\n"
     "        redis.call('HSET', dkey, unpack(d))\n"
     "        redis.call('EXPIRE', dkey, ARGV[b + 6])\n"
     "      end\n"
@@ -220,6 +252,7 @@ static gov_redis_script_t group_script = {
     "    res = {'ok', id, twin, prior}\n"
     "  end\n"
     "  out[#out + 1] = res\n"
+    "  if rs == 'new' then redis.call('HSET', KEYS[5], ARGV[b + 11], ARGV[b + 12]) end\n"
     "  before[okey] = ARGV[b + 5]\n"
     "  set[okey] = ARGV[b + 5]\n"
     "  nev = nev + 1\n"
@@ -390,16 +423,21 @@ typedef struct audit_prep {
     size_t payload_len;
     char digest[GOV_SHA256_HEXLEN + 1];
     long long now_ms;
+    /* the relay's stamp as the script takes it: "" and "" when none */
+    char relay_part[16], relay_off[24];
+    int64_t relay_offset;
     char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
-        k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX], k_ids_age[GOV_STATE_KEY_MAX + 8];
+        k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX], k_ids_age[GOV_STATE_KEY_MAX + 8],
+        k_relay[GOV_STATE_KEY_MAX + 8];
 } audit_prep_t;
 
-/* Validates event and fills pr (payload, content digest, keys).
+/* Validates event and fills pr (payload, content digest, keys, the relay
+ * stamp: relay_partition < 0 for none; only a PolicyDecision's counts).
  * GOV_ERR_INVALID_ARG for an event that cannot be materialized,
  * GOV_ERR_NOMEM.  On GOV_OK, pr->payload is the caller's (gov_free). */
 static gov_err_t prep(json_t *event, const char *type, const char *source,
-                      const gov_state_pos_t *pos, audit_prep_t *pr, char *errbuf,
-                      size_t errbuf_size) {
+                      const gov_state_pos_t *pos, int32_t relay_partition, int64_t relay_offset,
+                      audit_prep_t *pr, char *errbuf, size_t errbuf_size) {
     memset(pr, 0, sizeof *pr);
     pr->event = event;
     pr->type = type;
@@ -431,8 +469,15 @@ static gov_err_t prep(json_t *event, const char *type, const char *source,
         snprintf(errbuf, errbuf_size, "tenant, decision_id or position is not a safe key part");
         return GOV_ERR_INVALID_ARG;
     }
-    /* the age index of the id hash: same slot, ":age" appended */
+    /* the age index of the id hash, the relay marks: same slot, a suffix */
     snprintf(pr->k_ids_age, sizeof pr->k_ids_age, "%s:age", pr->k_ids);
+    snprintf(pr->k_relay, sizeof pr->k_relay, "%s:relay", pr->k_stream);
+    if (pr->is_decision && relay_partition >= 0 && relay_partition <= GOV_RELAY_PARTITION_MAX &&
+        relay_offset >= 0 && relay_offset <= GOV_RELAY_OFFSET_MAX) {
+        snprintf(pr->relay_part, sizeof pr->relay_part, "%" PRId32, relay_partition);
+        snprintf(pr->relay_off, sizeof pr->relay_off, "%" PRId64, relay_offset);
+        pr->relay_offset = relay_offset;
+    }
 
     pr->payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
     if (pr->payload == NULL)
@@ -484,6 +529,7 @@ static gov_err_t build(const gov_state_audit_t *s, const audit_prep_t *pr, const
     bad |= arg_add(a, pr->k_ids, strlen(pr->k_ids));
     bad |= arg_add(a, pr->offset_key, strlen(pr->offset_key));
     bad |= arg_add(a, pr->k_ids_age, strlen(pr->k_ids_age));
+    bad |= arg_add(a, pr->k_relay, strlen(pr->k_relay));
     if (pr->is_decision)
         bad |= arg_add(a, pr->k_dec, strlen(pr->k_dec));
     *nkeys = a->n;
@@ -498,6 +544,8 @@ static gov_err_t build(const gov_state_audit_t *s, const audit_prep_t *pr, const
     bad |= arg_add(a, pr->digest, GOV_SHA256_HEXLEN);
     bad |= arg_take(a, fmt_dup("%lld", pr->now_ms));
     bad |= arg_take(a, fmt_dup("%lld", s->id_window_ms));
+    bad |= arg_add(a, pr->relay_part, strlen(pr->relay_part));
+    bad |= arg_add(a, pr->relay_off, strlen(pr->relay_off));
     bad |= arg_add(a, "8", 1); /* entry pairs below */
     bad |= arg_add(a, "seq", 3);
     bad |= arg_take(a, fmt_dup("%lld", (long long)seq));
@@ -618,7 +666,7 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
     if (applied_before)
         *applied_before = GOV_STATE_APPLIED_UNKNOWN;
     audit_prep_t pr;
-    gov_err_t err = prep(event, type, source, pos, &pr, errbuf, errbuf_size);
+    gov_err_t err = prep(event, type, source, pos, -1, 0, &pr, errbuf, errbuf_size);
     if (err == GOV_OK)
         err = append_prepared(s, &pr, twin, applied_before, errbuf, errbuf_size);
     gov_free(pr.payload);
@@ -692,24 +740,31 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
         const audit_prep_t *pr = &prs[i];
         const char *get_id[] = {"HGET", pr->k_ids, pr->event_id};
         const char *get_dec[] = {"HGET", pr->k_dec, "event_id"};
+        const char *get_mark[] = {"HGET", pr->k_relay, pr->relay_part};
         ok = gov_redis_append(s->redis, 3, get_id, NULL) == GOV_OK &&
-             (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK);
+             (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK) &&
+             (!pr->relay_part[0] || gov_redis_append(s->redis, 3, get_mark, NULL) == GOV_OK);
     }
     for (size_t i = 0; i < n && ok; i++) {
         if (items[i].result != GOV_ERR_INTERNAL)
             continue;
         const audit_prep_t *pr = &prs[i];
-        redisReply *seen = NULL, *owner = NULL;
+        redisReply *seen = NULL, *owner = NULL, *mark = NULL;
         char eb[128];
         ok = gov_redis_read(s->redis, &seen, eb, sizeof eb) == GOV_OK &&
-             (!pr->is_decision || gov_redis_read(s->redis, &owner, eb, sizeof eb) == GOV_OK);
-        if (ok && seen->type == REDIS_REPLY_STRING)
+             (!pr->is_decision || gov_redis_read(s->redis, &owner, eb, sizeof eb) == GOV_OK) &&
+             (!pr->relay_part[0] || gov_redis_read(s->redis, &mark, eb, sizeof eb) == GOV_OK);
+        if (ok && mark && mark->type == REDIS_REPLY_STRING &&
+            pr->relay_offset <= strtoll(mark->str, NULL, 10))
+            replay[i] = 1;   /* at or below its partition's relay mark */
+        else if (ok && seen->type == REDIS_REPLY_STRING)
             replay[i] = seen->len < GOV_SHA256_HEXLEN + 1 ||
                         memcmp(seen->str, pr->digest, GOV_SHA256_HEXLEN) == 0;
         else if (ok && owner && owner->type == REDIS_REPLY_STRING)
             replay[i] = strcmp(owner->str, pr->event_id) == 0;
         freeReplyObject(seen);
         freeReplyObject(owner);
+        freeReplyObject(mark);
         /* the same event earlier in this batch */
         size_t slot = id_hash(pr) & (cap - 1);
         while (set[slot] && !replay[i]) {
@@ -728,7 +783,7 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
 }
 
 /* Makes room in s for a batch of n items: n argument vectors and one
- * merged vector of a tenant's group (4 common keys, then per item at most
+ * merged vector of a tenant's group (5 common keys, then per item at most
  * 2 keys, its count and ARGV_MAX values).  Kept across batches, so a batch
  * allocates nothing per event here.  GOV_ERR_NOMEM. */
 static gov_err_t grow_scratch(gov_state_audit_t *s, size_t n) {
@@ -739,7 +794,7 @@ static gov_err_t grow_scratch(gov_state_audit_t *s, size_t n) {
         s->bufs = b;
         s->nbufs = n;
     }
-    size_t need = 3 + 4 + n * (3 + ARGV_MAX);
+    size_t need = 3 + 5 + n * (3 + ARGV_MAX);
     if (need > s->ngv) {
         const char **v = gov_realloc(s->gv, need * sizeof *v);
         if (v == NULL)
@@ -789,8 +844,8 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
     /* 0. prepare; which items are replays (one pipelined read) */
     for (size_t i = 0; i < n; i++) {
         gov_state_audit_item_t *it = &items[i];
-        gov_err_t e = prep(it->event, it->type, it->source, &it->pos, &prs[i], it->errbuf,
-                           sizeof it->errbuf);
+        gov_err_t e = prep(it->event, it->type, it->source, &it->pos, it->relay_stamped ? it->relay_partition : -1,
+                           it->relay_offset, &prs[i], it->errbuf, sizeof it->errbuf);
         if (e != GOV_OK)
             it->result = e;
     }
@@ -878,9 +933,9 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
             if (!sent[i] || strcmp(prs[i].tenant, tenants[ti].tenant) != 0)
                 continue;
             const argv_buf_t *a = &s->bufs[i];
-            if (first) {   /* stream, head, ids, ids age: build's keys 0, 1, 2, 4 */
-                const int common[] = {0, 1, 2, 4};
-                for (int c = 0; c < 4; c++) {
+            if (first) {   /* stream, head, ids, ids age, relay: build's keys 0, 1, 2, 4, 5 */
+                const int common[] = {0, 1, 2, 4, 5};
+                for (int c = 0; c < 5; c++) {
                     s->gv[g] = a->v[common[c]];
                     s->glen[g++] = a->len[common[c]];
                 }
@@ -888,9 +943,9 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
             }
             s->gv[g] = a->v[3];   /* the offset key */
             s->glen[g++] = a->len[3];
-            if (nkeys[i] > 5) {   /* the decision key */
-                s->gv[g] = a->v[5];
-                s->glen[g++] = a->len[5];
+            if (nkeys[i] > 6) {   /* the decision key */
+                s->gv[g] = a->v[6];
+                s->glen[g++] = a->len[6];
             }
         }
         if (first)

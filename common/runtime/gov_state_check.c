@@ -36,6 +36,7 @@ static const typed_key_t tenant_keys[] = {
     {GOV_STATE_AUDIT_HEAD, "", "hash"},
     {GOV_STATE_AUDIT_IDS, "", "hash"},
     {GOV_STATE_AUDIT_IDS, ":age", "zset"},
+    {GOV_STATE_AUDIT, ":relay", "hash"},
     {GOV_STATE_AUDIT_DECISION_IDS, "", "hash"},
     {GOV_STATE_AUDIT_DECISION_IDS, ":age", "zset"},
 };

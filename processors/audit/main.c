@@ -31,8 +31,20 @@
  * relay would otherwise add a copy of every retained decision to
  * identity.audit, which every gov-audit then reads.
  *
+ * Exactly once without a clock: each copy is stamped with its source
+ * (x-gov-relay-source: "<partition>/<offset>" of policy.decisions) and,
+ * with relay_key_file, an HMAC of stamp and bytes (x-gov-relay-mac); the
+ * chain keeps per tenant the highest source offset it handled per source
+ * partition, and a copy whose stamp verifies and is at or below it is a
+ * replay whatever its age (gov_state_audit.c, docs/contracts.md "Exactly
+ * once in the chain").  A copy without a verified stamp - older data,
+ * another producer, no key configured - is judged by content within
+ * event_id_window, as before: a stamp can only ever make a copy a replay,
+ * so one nobody can check must not count.
+ *
  * Reads top to bottom: config -> connect -> loop -> shut down.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +52,8 @@
 #include <jansson.h>
 
 #include "gov_alloc.h"
+#include "gov_audit_chain.h"
+#include "gov_file.h"
 #include "gov_log.h"
 #include "gov_processor.h"
 #include "gov_state.h"
@@ -61,6 +75,11 @@ static const gov_processor_spec_t spec = {
     .fetch_min_bytes = &fetch_min_bytes,
 };
 
+static char *relay_key_file;
+/* the relay key's bytes (relay_key_file, trailing whitespace cut); NULL:
+ * stamps are sent without a MAC and not honoured */
+static char *relay_key;
+static size_t relay_key_len;
 static long decision_ttl_ms;
 static long event_id_window_ms;
 static long batch_max;
@@ -69,8 +88,9 @@ static long batch_linger_ms;
 
 static const gov_config_entry_t config[] = {
     GOV_CFG_BOOL("relay", "true", "copy policy.decisions into identity.audit (the relay). One deployment per Kafka cluster relays; every other one on the same topics (a second Redis view, a standby) sets false and chains the copies it finds in identity.audit. A relay whose consumer group is new copies all of the retained policy.decisions again: a replay downstream, but one extra copy of every decision in identity.audit", &relay_on),
+    GOV_CFG_STRING("relay_key_file", NULL, "file holding the relay key (at least 32 bytes; every gov-audit deployment on the same topics uses the same one): the relay authenticates its source stamps with it and the chain honours only stamps it verifies, so a relayed decision is chained once however late a copy comes. Unset: copies are deduplicated by content within event_id_window only", &relay_key_file),
     GOV_CFG_DURATION("decision_ttl", "1h", 1000, 31L * 24 * 3600 * 1000, "how long a materialized decision (policy:decision:{T}:<id>) is kept for lookups by id (GET /v1/decisions; the chain keeps every decision regardless)", &decision_ttl_ms),
-    GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (decision ids are kept for decision_ttl)", &event_id_window_ms),
+    GOV_CFG_DURATION("event_id_window", "168h", 1000, 31L * 24 * 3600 * 1000, "how long an event_id is kept in audit:{T}:ids to recognise a replay or a conflicting twin (a relay copy whose stamp verifies is recognised by its source offset at any age; an unstamped copy or an edge spool's resend only within this window, so keep it at least policy.decisions' retention + one segment)", &event_id_window_ms),
     GOV_CFG_INT("batch_max", "500", 1, 10000, "most messages gov-audit takes into one batch (one Redis round trip for the chain, one broker acknowledgement for the relay)", &batch_max),
     GOV_CFG_INT("batch_max_bytes", "4194304", 1024, 268435456, "most bytes of Kafka values in one batch (the message that crosses it is the last)", &batch_max_bytes),
     GOV_CFG_DURATION("fetch_wait", "100ms", 1, 5000, "fetch.wait.max.ms of gov-audit's consumer: how long the broker holds a fetch for fetch_min_bytes to gather (the broker's CPU is spent per fetch; this adds at most this much to the decision log's lag)", &fetch_wait_ms),
@@ -136,11 +156,22 @@ static void relay_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
         if (strcmp(km->topic, DECISIONS_TOPIC) != 0)
             continue;
         /* x-gov-component names the deployment that copied it (an operator,
-         * or a test, tells two relays on the same topics apart) */
+         * or a test, tells two relays on the same topics apart);
+         * x-gov-relay-source is what the chain's dedup reads */
+        char stamp[GOV_RELAY_SOURCE_MAX], mac[GOV_SHA256_HEXLEN + 1] = "";
+        snprintf(stamp, sizeof stamp, "%" PRId32 "/%" PRId64, km->partition, km->offset);
+        if (relay_key && gov_relay_mac(relay_key, relay_key_len, stamp, strlen(stamp), km->value,
+                                       km->len, mac) != GOV_OK) {
+            err = GOV_ERR_CRYPTO;   /* retried with the batch */
+            snprintf(eb, ebsize, "relay: cannot compute the stamp's MAC");
+            break;
+        }
         gov_kafka_header_t h[] = {{"x-gov-relayed-from", m->source, strlen(m->source)},
-                                  {"x-gov-component", component, strlen(component)}};
+                                  {"x-gov-component", component, strlen(component)},
+                                  {GOV_RELAY_SOURCE_HEADER, stamp, strlen(stamp)},
+                                  {GOV_RELAY_MAC_HEADER, mac, strlen(mac)}};
         if (gov_kafka_group_produce(g, AUDIT_TOPIC, km->key, km->key_len, km->value, km->len, h,
-                                    2) != GOV_OK)
+                                    relay_key ? 4 : 3) != GOV_OK)
             break;   /* the group failed: its outcome says why */
     }
     gov_kafka_group_seal(g);   /* relay_done runs exactly once, now or later */
@@ -148,15 +179,70 @@ static void relay_batch(gov_processor_t *p, gov_processor_msg_t *msgs, size_t n,
     while (!w.done)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    err = w.err;
-    if (err != GOV_OK)
-        snprintf(eb, ebsize, "relay: %s", w.detail);
+    if (err == GOV_OK) {
+        err = w.err;
+        if (err != GOV_OK)
+            snprintf(eb, ebsize, "relay: %s", w.detail);
+    }
 out:
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
     for (size_t i = 0; i < n; i++)
         if (strcmp(msgs[i].kafka->topic, DECISIONS_TOPIC) == 0)
             results[i] = err;
+}
+
+/* The relay stamp of a PolicyDecision read from identity.audit, into it,
+ * when it is well formed and its MAC verifies with the relay key.  A
+ * stamp is only ever a reason to drop a copy, so one that cannot be
+ * trusted is ignored and the copy judged by content (nothing lost): none
+ * (older data), no key here, or no MAC (a relay without a key) silently; a
+ * malformed stamp or a wrong MAC (another key, a forgery) with a warning. */
+static void read_stamp(const gov_processor_msg_t *m, gov_state_audit_item_t *it) {
+    char v[GOV_RELAY_SOURCE_MAX + 1], mac[GOV_SHA256_HEXLEN + 2];
+    const char *why = NULL;
+    if (relay_key == NULL || strcmp(m->type, "PolicyDecision") != 0 ||
+        !gov_kafka_msg_header(m->kafka, GOV_RELAY_SOURCE_HEADER, v, sizeof v) ||
+        !gov_kafka_msg_header(m->kafka, GOV_RELAY_MAC_HEADER, mac, sizeof mac))
+        return;
+    if (gov_relay_source_parse(v, strlen(v), &it->relay_partition, &it->relay_offset) != GOV_OK)
+        why = "relay stamp is not <partition>/<offset>; judged by content";
+    else if (!gov_relay_mac_ok(relay_key, relay_key_len, v, strlen(v), m->kafka->value,
+                               m->kafka->len, mac, strlen(mac)))
+        why = "relay stamp's MAC does not verify with relay_key_file; judged by content";
+    if (why == NULL) {
+        it->relay_stamped = 1;
+        return;
+    }
+    gov_log(GOV_LOG_WARN, why, "header", GOV_RELAY_SOURCE_HEADER, "stamp", v, "source", m->source,
+            (const char *)NULL);
+}
+
+/* Reads relay_key_file (when set) into relay_key.  GOV_OK, or an error
+ * after logging why (a key file that is set but unusable stops the start:
+ * running without would silently lose the guarantee). */
+static gov_err_t load_relay_key(void) {
+    if (relay_key_file == NULL || relay_key_file[0] == 0) {
+        gov_log(GOV_LOG_WARN, "relay_key_file not set: relay copies are deduplicated by content within event_id_window only", (const char *)NULL);
+        return GOV_OK;
+    }
+    char eb[256];
+    gov_err_t err = gov_file_read(relay_key_file, 4096, GOV_FILE_SECRET, &relay_key,
+                                  &relay_key_len, eb, sizeof eb);
+    if (err != GOV_OK) {
+        gov_log(GOV_LOG_ERROR, "cannot read relay_key_file", "error", eb, (const char *)NULL);
+        return err;
+    }
+    while (relay_key_len > 0 && (relay_key[relay_key_len - 1] == '\n' ||
+                                 relay_key[relay_key_len - 1] == '\r' ||
+                                 relay_key[relay_key_len - 1] == ' '))
+        relay_key[--relay_key_len] = 0;
+    if (relay_key_len < GOV_RELAY_KEY_MIN) {
+        gov_log(GOV_LOG_ERROR, "relay_key_file holds fewer than 32 bytes", "path", relay_key_file,
+                (const char *)NULL);
+        return GOV_ERR_INVALID_ARG;
+    }
+    return GOV_OK;
 }
 
 /* Someone produced two different events under one id: both are in the
@@ -195,6 +281,7 @@ static void append_batch(void *ctx, gov_processor_t *p, gov_processor_msg_t *msg
             .event = msgs[i].event, .type = msgs[i].type, .source = msgs[i].source,
             .pos = gov_processor_position(p, &msgs[i]),
         };
+        read_stamp(&msgs[i], &c->items[k]);
         c->item_msg[k++] = i;
     }
     if (k == 0)
@@ -260,6 +347,10 @@ int main(int argc, char **argv) {
         gov_processor_shutdown(p);
         goto out;
     }
+    if (load_relay_key() != GOV_OK) {
+        gov_processor_shutdown(p);
+        goto out;
+    }
     gov_state_audit_set_id_window(c.store, event_id_window_ms);
 
     gov_processor_batch_limits_t limits = {(size_t)batch_max, (size_t)batch_max_bytes,
@@ -269,6 +360,10 @@ int main(int argc, char **argv) {
     if (err != GOV_OK)
         code = 1;
 out:
+    if (relay_key) {
+        explicit_bzero(relay_key, relay_key_len);
+        gov_free(relay_key);
+    }
     gov_state_audit_free(c.store);
     gov_free(c.items);
     gov_free(c.item_msg);

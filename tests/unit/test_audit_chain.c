@@ -100,6 +100,86 @@ static void test_missing_fields(void **state) {
     assert_int_equal(gov_audit_chain_check(&a, NULL, GOV_AUDIT_GENESIS, 1), GOV_AUDIT_MALFORMED);
 }
 
+/* The relay's stamp: one spelling of a bounded partition and offset;
+ * everything else refused with the outputs untouched. */
+static void test_relay_source_parse(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        int ok;
+        int32_t p;
+        int64_t o;
+    } cases[] = {
+        {"0/0", 1, 0, 0},
+        {"3/1234", 1, 3, 1234},
+        {"1000000/9007199254740992", 1, 1000000, 9007199254740992LL},
+        {"1000001/0", 0, 0, 0},          /* partition past the bound */
+        {"0/9007199254740993", 0, 0, 0}, /* offset past 2^53 */
+        {"0/99999999999999999999", 0, 0, 0},
+        {"03/1", 0, 0, 0},               /* leading zero: a second spelling */
+        {"3/01", 0, 0, 0},
+        {"-1/5", 0, 0, 0},
+        {"1/-5", 0, 0, 0},
+        {"+1/5", 0, 0, 0},
+        {"1/5/6", 0, 0, 0},
+        {"1 /5", 0, 0, 0},
+        {"/5", 0, 0, 0},
+        {"5/", 0, 0, 0},
+        {"5", 0, 0, 0},
+        {"", 0, 0, 0},
+        {"policy.decisions/3/7", 0, 0, 0}, /* x-gov-relayed-from's form */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t p = -7;
+        int64_t o = -7;
+        gov_err_t rc = gov_relay_source_parse(cases[i].s, strlen(cases[i].s), &p, &o);
+        if (cases[i].ok) {
+            assert_int_equal(rc, GOV_OK);
+            assert_int_equal(p, cases[i].p);
+            assert_true(o == cases[i].o);
+        } else {
+            assert_int_equal(rc, GOV_ERR_PARSE);
+            assert_int_equal(p, -7);
+            assert_true(o == -7);
+        }
+    }
+    /* the length, not a NUL, ends the stamp */
+    int32_t p = 0;
+    int64_t o = 0;
+    assert_int_equal(gov_relay_source_parse("12/345xyz", 6, &p, &o), GOV_OK);
+    assert_int_equal(p, 12);
+    assert_true(o == 345);
+    assert_int_equal(gov_relay_source_parse(NULL, 0, &p, &o), GOV_ERR_PARSE);
+}
+
+/* Known answers computed with Python's hmac/hashlib:
+ *   hmac.new(key, b"soma-relay-v1" + b"%d:" % len(stamp) + stamp + value,
+ *            hashlib.sha256).hexdigest() */
+static void test_relay_mac(void **state) {
+    (void)state;
+    static const char k1[] = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+    static const unsigned char v1[] = "\xc3\x01value";
+    static const char k2[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char mac[65];
+    assert_int_equal(gov_relay_mac(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac), GOV_OK);
+    assert_string_equal(mac, "be968706974f923770b9b852f1cb481684a62c5d0e887600f39438c578eec57b");
+    assert_true(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_int_equal(gov_relay_mac(k2, 64, "0/0", 3, NULL, 0, mac), GOV_OK);
+    assert_string_equal(mac, "fb6e1894705f095097b64799263d3d860a0cbae488097bb215dedab843269d87");
+    /* another stamp, value, key or a changed digit: refused */
+    assert_int_equal(gov_relay_mac(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac), GOV_OK);
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1235", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 2, mac, 64));
+    assert_false(gov_relay_mac_ok(k2, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 63));
+    mac[10] = mac[10] == '0' ? '1' : '0';
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, mac, 64));
+    assert_false(gov_relay_mac_ok(k1, 32, "3/1234", 6, v1, sizeof v1 - 1, NULL, 0));
+    /* a key shorter than GOV_RELAY_KEY_MIN is refused, not used */
+    assert_int_equal(gov_relay_mac(k1, 31, "3/1234", 6, v1, sizeof v1 - 1, mac),
+                     GOV_ERR_INVALID_ARG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),
@@ -107,6 +187,8 @@ int main(void) {
         cmocka_unit_test(test_check_detects_tampering),
         cmocka_unit_test(test_length_prefix_is_injective),
         cmocka_unit_test(test_missing_fields),
+        cmocka_unit_test(test_relay_source_parse),
+        cmocka_unit_test(test_relay_mac),
     };
     return cmocka_run_group_tests_name("audit_chain", tests, NULL, NULL);
 }
