@@ -305,9 +305,13 @@ gov_err_t gov_processor_init(gov_processor_t **out, const gov_processor_spec_t *
     char port[16], rport[16];
     snprintf(port, sizeof port, "%ld", p->conf->admin_port);
     snprintf(rport, sizeof rport, "%ld", p->conf->redis_port);
-    gov_log(GOV_LOG_INFO, "started", "kafka", p->conf->kafka_brokers, "group", p->kafka_group,
-            "redis_host", p->conf->redis_host, "redis_port", rport, "admin_port", port,
-            (const char *)NULL);
+    if (p->conf->redis_nodes != NULL && p->conf->redis_nodes[0] != 0)
+        gov_log(GOV_LOG_INFO, "started", "kafka", p->conf->kafka_brokers, "group", p->kafka_group,
+                "redis_nodes", p->conf->redis_nodes, "admin_port", port, (const char *)NULL);
+    else
+        gov_log(GOV_LOG_INFO, "started", "kafka", p->conf->kafka_brokers, "group", p->kafka_group,
+                "redis_host", p->conf->redis_host, "redis_port", rport, "admin_port", port,
+                (const char *)NULL);
     *out = p;
     *exit_code = 0;
     return GOV_OK;
