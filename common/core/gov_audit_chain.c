@@ -103,19 +103,26 @@ static int parse_decimal(const char *s, size_t len, long long max, long long *ou
     return 0;
 }
 
-gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset) {
+gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset,
+                                 int64_t *time_ms) {
     if (s == NULL || len >= GOV_RELAY_SOURCE_MAX)
         return GOV_ERR_PARSE;
-    const char *slash = memchr(s, '/', len);
-    if (slash == NULL)
+    const char *s1 = memchr(s, '/', len);
+    if (s1 == NULL)
         return GOV_ERR_PARSE;
-    size_t plen = (size_t)(slash - s);
-    long long p = 0, o = 0;
+    size_t plen = (size_t)(s1 - s), rest = len - plen - 1;
+    const char *s2 = memchr(s1 + 1, '/', rest);
+    if (s2 == NULL)
+        return GOV_ERR_PARSE;
+    size_t olen = (size_t)(s2 - s1 - 1);
+    long long p = 0, o = 0, t = 0;
     if (parse_decimal(s, plen, GOV_RELAY_PARTITION_MAX, &p) != 0 ||
-        parse_decimal(slash + 1, len - plen - 1, GOV_RELAY_OFFSET_MAX, &o) != 0)
+        parse_decimal(s1 + 1, olen, GOV_RELAY_OFFSET_MAX, &o) != 0 ||
+        parse_decimal(s2 + 1, rest - olen - 1, GOV_RELAY_OFFSET_MAX, &t) != 0)
         return GOV_ERR_PARSE;
     *partition = (int32_t)p;
     *offset = (int64_t)o;
+    *time_ms = (int64_t)t;
     return GOV_OK;
 }
 

@@ -62,18 +62,24 @@ gov_audit_break_t gov_audit_chain_check(const gov_audit_entry_t *e,
 const char *gov_audit_break_str(gov_audit_break_t b);
 
 /* The relay's stamp on a copy of a policy.decisions record
- * (x-gov-relay-source: "<partition>/<offset>" of the source record,
- * docs/contracts.md, "The decision relay").  Decimal, no sign, no leading
- * zero, partition <= GOV_RELAY_PARTITION_MAX, offset <= GOV_RELAY_OFFSET_MAX
- * (2^53: the chain's Lua compares offsets as doubles, exact below it).
- * GOV_OK and *partition, *offset; GOV_ERR_PARSE for anything else (the
+ * (x-gov-relay-source: "<partition>/<offset>/<time>" of the source record,
+ * time its Kafka timestamp in ms, 0 when it has none; docs/contracts.md,
+ * "The decision relay").  The time tells two incarnations of one offset
+ * apart: a topic deleted and recreated, or a partition truncated (an
+ * unclean leader election, a lone broker's power loss), gives new records
+ * offsets the chain has already marked - but later times.  Decimal, no
+ * sign, no leading zero, partition <= GOV_RELAY_PARTITION_MAX, offset and
+ * time <= GOV_RELAY_OFFSET_MAX (2^53: the chain's Lua compares them as
+ * doubles, exact below it).  GOV_OK and the three outputs; GOV_ERR_PARSE
+ * for anything else (a two-part stamp of an older relay included; the
  * outputs untouched).  s is len bytes, not necessarily NUL-terminated.
  * Pure; cost O(len), len bounded by GOV_RELAY_SOURCE_MAX. */
 #define GOV_RELAY_SOURCE_HEADER "x-gov-relay-source"
 #define GOV_RELAY_PARTITION_MAX 1000000L
 #define GOV_RELAY_OFFSET_MAX (1LL << 53)
-#define GOV_RELAY_SOURCE_MAX 32 /* longest valid stamp + NUL, with room */
-gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset);
+#define GOV_RELAY_SOURCE_MAX 48 /* longest valid stamp + NUL, with room */
+gov_err_t gov_relay_source_parse(const char *s, size_t len, int32_t *partition, int64_t *offset,
+                                 int64_t *time_ms);
 
 /* The relay's authentication of a stamp (x-gov-relay-mac): hex
  * HMAC-SHA256(key, "soma-relay-v1" || LP(stamp) || value) over the stamp

@@ -1103,22 +1103,22 @@ void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *
     rd_kafka_position(c->rk, parts);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        int64_t lo = -1, hi = -1, lag = -1;
+        int64_t lo = -1, hi = -1, lag = -1, pos = -1;
         if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0) {
             rd_kafka_topic_partition_t *st =
                 c->starts ? rd_kafka_topic_partition_list_find(c->starts, tp->topic, tp->partition)
                           : NULL;
             if (tp->offset >= 0)
-                lag = hi - tp->offset;
+                pos = tp->offset;
             else if (st && st->offset >= 0)
-                lag = hi - st->offset; /* nothing consumed yet; started there */
+                pos = st->offset; /* nothing consumed yet; started there */
             else if (lo >= 0)
-                lag = hi - lo; /* nothing consumed yet in this assignment */
-            if (lag < 0)
-                lag = 0;
+                pos = lo; /* nothing consumed yet in this assignment */
+            if (pos >= 0)
+                lag = hi - pos > 0 ? hi - pos : 0;
         }
-        fn(opaque, tp->topic, tp->partition, lag);
+        fn(opaque, tp->topic, tp->partition, lag, pos);
     }
     rd_kafka_topic_partition_list_destroy(parts);
 }

@@ -227,9 +227,11 @@ gov_err_t gov_kafka_consumer_rewind(gov_kafka_consumer_t *c, const gov_kafka_msg
 int gov_kafka_consumer_healthy(gov_kafka_consumer_t *c);
 
 /* Calls fn for each assigned partition with its lag (high watermark -
- * position; -1 when unknown).  Uses cached watermarks: never blocks. */
+ * position; -1 when unknown) and its position (the next offset the consumer
+ * fetches; where it started, or the low watermark, when it has fetched
+ * nothing yet; -1 when unknown).  Uses cached watermarks: never blocks. */
 typedef void (*gov_kafka_lag_fn)(void *opaque, const char *topic,
-                                 int32_t partition, int64_t lag);
+                                 int32_t partition, int64_t lag, int64_t position);
 void gov_kafka_consumer_lag(gov_kafka_consumer_t *c, gov_kafka_lag_fn fn, void *opaque);
 
 /* The end offset (high watermark) of a partition: the consumer's cached

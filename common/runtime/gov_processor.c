@@ -92,7 +92,7 @@ struct gov_processor {
     /* owned */
     gov_kafka_consumer_t *consumer;
     gov_metric_t *m_events;
-    gov_metric_t *m_lag;
+    gov_metric_t *m_lag, *m_position;
     gov_metric_t *m_duration;
     gov_metric_t *m_batch;   /* messages per batch (gov_processor_run_batch) */
     int64_t last_tick_us;
@@ -158,6 +158,11 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_lag = gov_metrics_gauge(metrics, "processor_consumer_lag",
         "Messages between the consumer's position and the partition's high watermark.",
         3, (const char *[]){"processor", "topic", "partition"});
+    p->m_position = gov_metrics_gauge(metrics, "processor_consumer_position",
+        "The next offset the consumer fetches from the partition (where it started, or the "
+        "partition's first retained offset, before its first fetch): with the partition's end "
+        "at some moment, whether the processor has read that far.",
+        3, (const char *[]){"processor", "topic", "partition"});
     p->m_duration = gov_metrics_histogram(metrics, "processor_materialize_duration_seconds",
         "Time from receiving a message to its offset being stored.", 1,
         (const char *[]){"processor"}, gov_metrics_latency_bucket_count,
@@ -179,7 +184,7 @@ static gov_err_t register_parts(void *ctx, gov_metrics_t *metrics, gov_status_t 
     p->m_applied_ahead = gov_metrics_counter(metrics, "processor_offset_ahead_total",
         "Offsets in Redis not below the partition's end: they belong to a deleted and recreated topic (offsets restarted at 0), another Kafka cluster, or were written by hand. kind=applied: a tenant's applied offset, the message was judged anyway; kind=watermark: a partition watermark at assignment, the partition started at its committed offset or beginning.",
         3, (const char *[]){"processor", "topic", "kind"});
-    if (p->m_events == NULL || p->m_lag == NULL || p->m_duration == NULL || p->m_batch == NULL ||
+    if (p->m_events == NULL || p->m_lag == NULL || p->m_position == NULL || p->m_duration == NULL || p->m_batch == NULL ||
         p->m_rebuilds == NULL ||
         p->m_tenant_errors == NULL || p->m_already_applied == NULL || p->m_applied_ahead == NULL)
         return GOV_ERR_NOMEM;
@@ -474,12 +479,16 @@ typedef struct lag_ctx {
     gov_processor_t *p;
 } lag_ctx_t;
 
-static void on_lag(void *opaque, const char *topic, int32_t partition, int64_t lag) {
+static void on_lag(void *opaque, const char *topic, int32_t partition, int64_t lag,
+                   int64_t position) {
     gov_processor_t *p = opaque;
     char part[16];
     snprintf(part, sizeof part, "%d", partition);
     if (lag >= 0)
         gov_metric_set(p->m_lag, (const char *[]){p->spec->name, topic, part}, (double)lag);
+    if (position >= 0)
+        gov_metric_set(p->m_position, (const char *[]){p->spec->name, topic, part},
+                       (double)position);
 }
 
 /* Readiness and lag, at most once a second. */

@@ -117,6 +117,10 @@ gov_err_t gov_redis_new(const char *host, int port, int timeout_ms,
     return ensure_connected(r, errbuf, errbuf_size);
 }
 
+int gov_redis_is_cluster(const gov_redis_t *r) {
+    return r != NULL && r->cluster != NULL;
+}
+
 gov_err_t gov_redis_new_cluster(const char *nodes, int timeout_ms, gov_redis_t **out,
                                 char *errbuf, size_t errbuf_size) {
     *out = NULL;

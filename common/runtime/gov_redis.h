@@ -109,6 +109,9 @@ gov_err_t gov_redis_append_eval(gov_redis_t *r, gov_redis_script_t *script, int 
 int gov_redis_shards(gov_redis_t *r);
 gov_redis_t *gov_redis_shard(gov_redis_t *r, int i);
 
+/* 1 when r talks to a Redis Cluster (gov_redis_new_cluster), else 0. */
+int gov_redis_is_cluster(const gov_redis_t *r);
+
 /* PING; GOV_OK when the server (every master, in cluster mode) answered
  * PONG. */
 gov_err_t gov_redis_ping(gov_redis_t *r);

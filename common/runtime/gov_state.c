@@ -244,20 +244,25 @@ static const char *const legacy_index[][2] = {
     {"policy:rulepack:tenants", "gov:{tenants}:rulepack"},
 };
 
-/* KEYS[1] the legacy set, KEYS[2] its replacement: moves the members over and
- * drops the legacy set, atomically, so a member an older writer adds during a
- * rolling upgrade is either moved now or left for the next read. */
+/* KEYS[1] the legacy set, KEYS[2] its replacement: copies the members over.
+ * The legacy set stays (REVIEW14 M3): an older edge restarted during a
+ * rolling upgrade still reads it, and a member an older writer adds meanwhile
+ * is copied by the next read.  An operator deletes the two legacy sets once
+ * no older binary runs (docs/contracts.md, "Redis Cluster"). */
 static gov_redis_script_t legacy_index_move_script = {
     .source = "redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])\n"
-              "redis.call('DEL', KEYS[1])\n"
               "return 1\n",
 };
 
-/* Moves whatever a legacy index set holds into its {tenants} key: one EXISTS
- * per set, plus one script for a set that exists (single node only; on a
- * cluster they never exist).  Cost: O(1) round trips, O(tenants) in Redis
- * when a set moves. */
+/* Copies whatever a legacy index set holds into its {tenants} key: one
+ * EXISTS per set, plus one script for a set that exists.  Single node only:
+ * no binary that wrote the legacy sets could talk to a cluster, and on a
+ * cluster the two keys hash to different slots (a legacy key imported there
+ * would make every read fail with CROSSSLOT).  Cost: O(1) round trips,
+ * O(tenants) in Redis while a legacy set exists. */
 static gov_err_t tenants_migrate(gov_redis_t *r, char *errbuf, size_t errbuf_size) {
+    if (gov_redis_is_cluster(r))
+        return GOV_OK;
     for (size_t i = 0; i < sizeof legacy_index / sizeof legacy_index[0]; i++) {
         const char *exists[] = {"EXISTS", legacy_index[i][0]};
         redisReply *rep = NULL;

@@ -485,16 +485,20 @@ typedef struct gov_state_audit_item {
     int64_t applied_before;
     char errbuf[256];
     /* A PolicyDecision copied by the relay: relay_stamped 1 and the source
-     * record's policy.decisions partition and offset (its
+     * record's policy.decisions partition, offset and Kafka time (its
      * x-gov-relay-source, gov_relay_source_parse; set only once the caller
-     * verified its x-gov-relay-mac: a stamp here is trusted).  At or below the
-     * tenant's mark for that partition (audit:{T}:relay) it is a replay
-     * (GOV_ERR_DUPLICATE) whatever its age; above, it is judged by content
-     * and raises the mark.  0: judged by content alone.  Ignored on an
+     * verified its x-gov-relay-mac: a stamp here is trusted).  At or below
+     * the tenant's mark for that partition (audit:{T}:relay: the offset of
+     * the last new copy and the latest time seen) in both offset and time it
+     * is a replay (GOV_ERR_DUPLICATE) whatever its age; otherwise it is judged
+     * by content and moves the mark to its offset (a later time at a marked
+     * offset: the topic was recreated or truncated, and the new incarnation
+     * takes the mark over).  0: judged by content alone.  Ignored on an
      * AuditEvent. */
     int relay_stamped;
     int32_t relay_partition;
     int64_t relay_offset;
+    int64_t relay_time_ms;
 } gov_state_audit_item_t;
 
 /* gov_state_audit_append for items[0..n) in order, each with its own

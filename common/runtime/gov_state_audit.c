@@ -41,22 +41,41 @@
 
 /* The relay's copies are deduplicated by where they came from, not by
  * time (docs/contracts.md, "Exactly once in the chain"): audit:{T}:relay
- * maps a policy.decisions partition to the highest source offset of a copy
- * this chain has handled (chained or found a replay).  A copy stamped at or
- * below it is a replay of that record whatever its age - long after the
- * event id window, after a relay group lost its offsets - and one above
- * it is judged by content as any event, then raises the mark.  The mark is
- * written by the same script as the entry, in identity.audit's order, so a
- * rebuild from identity.audit reaches the same marks and the same chain.
- * A copy with no valid stamp (written before stamps, or by another
- * producer) is judged by content alone, as before.
- * relay_check answers 'replay', 'new' (stamped above the mark) or ''. */
+ * maps a policy.decisions partition <p> to the source offset of the last
+ * new copy this chain handled, and <p>:t to the latest Kafka time of any
+ * (the stamp's third part).  A copy stamped at or below both is a replay of
+ * that record whatever its age - long after the event id window, after a
+ * relay group lost its offsets - and any other is judged by content as
+ * any event, then moves the mark to its offset.  The time is what tells a
+ * recreated or truncated topic: its new records come again at offsets the
+ * mark has passed, but with later times, so they are judged (and take the
+ * mark over) instead of being dropped as replays.  The mark is written by
+ * the same script as the entry, in identity.audit's order, so a rebuild
+ * from identity.audit reaches the same marks and the same chain.  A copy
+ * with no valid stamp (written before stamps, or by another producer) is
+ * judged by content alone, as before, and so is one against a mark
+ * written before times were (no <p>:t).
+ * relay_check answers 'replay', 'new' (not a replay of a marked record)
+ * or ''; relay_mark moves the mark. */
 #define RELAY_CHECK_LUA \
-    "local function relay_check(key, part, off)\n" \
+    "local function relay_src(src)\n" \
+    "  local off, t = string.match(src, '^(%d+)/(%d+)$')\n" \
+    "  return tonumber(off), tonumber(t)\n" \
+    "end\n" \
+    "local function relay_check(key, part, src)\n" \
     "  if part == '' then return '' end\n" \
-    "  local mark = redis.call('HGET', key, part)\n" \
-    "  if mark and tonumber(off) <= tonumber(mark) then return 'replay' end\n" \
+    "  local off, t = relay_src(src)\n" \
+    "  local m = redis.call('HMGET', key, part, part .. ':t')\n" \
+    "  if m[1] and m[2] and off <= tonumber(m[1]) and t <= tonumber(m[2]) then\n" \
+    "    return 'replay'\n" \
+    "  end\n" \
     "  return 'new'\n" \
+    "end\n" \
+    "local function relay_mark(key, part, src)\n" \
+    "  local off, t = relay_src(src)\n" \
+    "  local mt = tonumber(redis.call('HGET', key, part .. ':t') or '0')\n" \
+    "  if mt > t then t = mt end\n" \
+    "  redis.call('HSET', key, part, string.format('%d', off), part .. ':t', string.format('%d', t))\n" \
     "end\n"
 
 /* KEYS: 1 stream, 2 head, 3 ids, 4 applied offset, 5 ids age (zset),
@@ -101,7 +120,7 @@ static gov_redis_script_t append_script = {
     "end\n"
     "local rs = relay_check(KEYS[6], ARGV[11], ARGV[12])\n"
     "local function applied()\n"
-    "  if rs == 'new' then redis.call('HSET', KEYS[6], ARGV[11], ARGV[12]) end\n"
+    "  if rs == 'new' then relay_mark(KEYS[6], ARGV[11], ARGV[12]) end\n"
     "  return redis.call('SET', KEYS[4], ARGV[5], 'GET') or ''\n"
     "end\n"
     "if rs == 'replay' then return {'duplicate', 'relay', applied()} end\n"
@@ -252,7 +271,7 @@ static gov_redis_script_t group_script = {
     "    res = {'ok', id, twin, prior}\n"
     "  end\n"
     "  out[#out + 1] = res\n"
-    "  if rs == 'new' then redis.call('HSET', KEYS[5], ARGV[b + 11], ARGV[b + 12]) end\n"
+    "  if rs == 'new' then relay_mark(KEYS[5], ARGV[b + 11], ARGV[b + 12]) end\n"
     "  before[okey] = ARGV[b + 5]\n"
     "  set[okey] = ARGV[b + 5]\n"
     "  nev = nev + 1\n"
@@ -424,8 +443,8 @@ typedef struct audit_prep {
     char digest[GOV_SHA256_HEXLEN + 1];
     long long now_ms;
     /* the relay's stamp as the script takes it: "" and "" when none */
-    char relay_part[16], relay_off[24];
-    int64_t relay_offset;
+    char relay_part[16], relay_off[48];   /* relay_off: "<offset>/<time>" */
+    int64_t relay_offset, relay_time_ms;
     char k_stream[GOV_STATE_KEY_MAX], k_head[GOV_STATE_KEY_MAX], k_ids[GOV_STATE_KEY_MAX],
         k_dec[GOV_STATE_KEY_MAX], offset_key[GOV_STATE_KEY_MAX], k_ids_age[GOV_STATE_KEY_MAX + 8],
         k_relay[GOV_STATE_KEY_MAX + 8];
@@ -437,7 +456,8 @@ typedef struct audit_prep {
  * GOV_ERR_NOMEM.  On GOV_OK, pr->payload is the caller's (gov_free). */
 static gov_err_t prep(json_t *event, const char *type, const char *source,
                       const gov_state_pos_t *pos, int32_t relay_partition, int64_t relay_offset,
-                      audit_prep_t *pr, char *errbuf, size_t errbuf_size) {
+                      int64_t relay_time_ms, audit_prep_t *pr, char *errbuf,
+                      size_t errbuf_size) {
     memset(pr, 0, sizeof *pr);
     pr->event = event;
     pr->type = type;
@@ -473,10 +493,13 @@ static gov_err_t prep(json_t *event, const char *type, const char *source,
     snprintf(pr->k_ids_age, sizeof pr->k_ids_age, "%s:age", pr->k_ids);
     snprintf(pr->k_relay, sizeof pr->k_relay, "%s:relay", pr->k_stream);
     if (pr->is_decision && relay_partition >= 0 && relay_partition <= GOV_RELAY_PARTITION_MAX &&
-        relay_offset >= 0 && relay_offset <= GOV_RELAY_OFFSET_MAX) {
+        relay_offset >= 0 && relay_offset <= GOV_RELAY_OFFSET_MAX && relay_time_ms >= 0 &&
+        relay_time_ms <= GOV_RELAY_OFFSET_MAX) {
         snprintf(pr->relay_part, sizeof pr->relay_part, "%" PRId32, relay_partition);
-        snprintf(pr->relay_off, sizeof pr->relay_off, "%" PRId64, relay_offset);
+        snprintf(pr->relay_off, sizeof pr->relay_off, "%" PRId64 "/%" PRId64, relay_offset,
+                 relay_time_ms);
         pr->relay_offset = relay_offset;
+        pr->relay_time_ms = relay_time_ms;
     }
 
     pr->payload = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
@@ -666,7 +689,7 @@ gov_err_t gov_state_audit_append(gov_state_audit_t *s, json_t *event, const char
     if (applied_before)
         *applied_before = GOV_STATE_APPLIED_UNKNOWN;
     audit_prep_t pr;
-    gov_err_t err = prep(event, type, source, pos, -1, 0, &pr, errbuf, errbuf_size);
+    gov_err_t err = prep(event, type, source, pos, -1, 0, 0, &pr, errbuf, errbuf_size);
     if (err == GOV_OK)
         err = append_prepared(s, &pr, twin, applied_before, errbuf, errbuf_size);
     gov_free(pr.payload);
@@ -740,10 +763,12 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
         const audit_prep_t *pr = &prs[i];
         const char *get_id[] = {"HGET", pr->k_ids, pr->event_id};
         const char *get_dec[] = {"HGET", pr->k_dec, "event_id"};
-        const char *get_mark[] = {"HGET", pr->k_relay, pr->relay_part};
+        char part_t[sizeof pr->relay_part + 2];
+        snprintf(part_t, sizeof part_t, "%s:t", pr->relay_part);
+        const char *get_mark[] = {"HMGET", pr->k_relay, pr->relay_part, part_t};
         ok = gov_redis_append(s->redis, 3, get_id, NULL) == GOV_OK &&
              (!pr->is_decision || gov_redis_append(s->redis, 3, get_dec, NULL) == GOV_OK) &&
-             (!pr->relay_part[0] || gov_redis_append(s->redis, 3, get_mark, NULL) == GOV_OK);
+             (!pr->relay_part[0] || gov_redis_append(s->redis, 4, get_mark, NULL) == GOV_OK);
     }
     for (size_t i = 0; i < n && ok; i++) {
         if (items[i].result != GOV_ERR_INTERNAL)
@@ -754,9 +779,12 @@ static gov_err_t predict_replays(gov_state_audit_t *s, const audit_prep_t *prs,
         ok = gov_redis_read(s->redis, &seen, eb, sizeof eb) == GOV_OK &&
              (!pr->is_decision || gov_redis_read(s->redis, &owner, eb, sizeof eb) == GOV_OK) &&
              (!pr->relay_part[0] || gov_redis_read(s->redis, &mark, eb, sizeof eb) == GOV_OK);
-        if (ok && mark && mark->type == REDIS_REPLY_STRING &&
-            pr->relay_offset <= strtoll(mark->str, NULL, 10))
-            replay[i] = 1;   /* at or below its partition's relay mark */
+        if (ok && mark && mark->type == REDIS_REPLY_ARRAY && mark->elements == 2 &&
+            mark->element[0]->type == REDIS_REPLY_STRING &&
+            mark->element[1]->type == REDIS_REPLY_STRING &&
+            pr->relay_offset <= strtoll(mark->element[0]->str, NULL, 10) &&
+            pr->relay_time_ms <= strtoll(mark->element[1]->str, NULL, 10))
+            replay[i] = 1;   /* at or below its partition's relay mark, offset and time */
         else if (ok && seen->type == REDIS_REPLY_STRING)
             replay[i] = seen->len < GOV_SHA256_HEXLEN + 1 ||
                         memcmp(seen->str, pr->digest, GOV_SHA256_HEXLEN) == 0;
@@ -844,8 +872,9 @@ gov_err_t gov_state_audit_append_batch(gov_state_audit_t *s, gov_state_audit_ite
     /* 0. prepare; which items are replays (one pipelined read) */
     for (size_t i = 0; i < n; i++) {
         gov_state_audit_item_t *it = &items[i];
-        gov_err_t e = prep(it->event, it->type, it->source, &it->pos, it->relay_stamped ? it->relay_partition : -1,
-                           it->relay_offset, &prs[i], it->errbuf, sizeof it->errbuf);
+        gov_err_t e = prep(it->event, it->type, it->source, &it->pos,
+                           it->relay_stamped ? it->relay_partition : -1, it->relay_offset,
+                           it->relay_time_ms, &prs[i], it->errbuf, sizeof it->errbuf);
         if (e != GOV_OK)
             it->result = e;
     }

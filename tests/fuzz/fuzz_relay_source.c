@@ -22,17 +22,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size)
         memcpy(s, data, size);
     int32_t p = -1;
-    int64_t o = -1;
-    gov_err_t rc = gov_relay_source_parse(s, size, &p, &o);
+    int64_t o = -1, t = -1;
+    gov_err_t rc = gov_relay_source_parse(s, size, &p, &o, &t);
     CHECK(rc == GOV_OK || rc == GOV_ERR_PARSE);
     if (rc == GOV_OK) {
         CHECK(p >= 0 && p <= GOV_RELAY_PARTITION_MAX);
         CHECK(o >= 0 && o <= GOV_RELAY_OFFSET_MAX);
-        char back[64];
-        int n = snprintf(back, sizeof back, "%" PRId32 "/%" PRId64, p, o);
+        CHECK(t >= 0 && t <= GOV_RELAY_OFFSET_MAX);
+        char back[80];
+        int n = snprintf(back, sizeof back, "%" PRId32 "/%" PRId64 "/%" PRId64, p, o, t);
         CHECK(n > 0 && (size_t)n == size && memcmp(back, s, size) == 0);
     } else {
-        CHECK(p == -1 && o == -1);
+        CHECK(p == -1 && o == -1 && t == -1);
     }
     gov_free(s);
     return 0;

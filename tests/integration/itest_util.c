@@ -390,29 +390,76 @@ double itest_metric(const char *text, const char *name, const char *const *filte
     return found ? sum : -1;
 }
 
+static rd_kafka_t *admin_client(void);
+
+/* One series of processor_consumer_position: topic and partition from its
+ * labels, the value after them.  0 when the line is not one. */
+static int position_series(const char *line, char *topic, size_t tsize, int *partition,
+                           double *value) {
+    const char *t = strstr(line, "topic=\"");
+    const char *p = strstr(line, "partition=\"");
+    const char *end = strchr(line, '}');
+    if (t == NULL || p == NULL || end == NULL || t > end || p > end)
+        return 0;
+    t += strlen("topic=\"");
+    size_t n = strcspn(t, "\"");
+    if (n == 0 || n >= tsize)
+        return 0;
+    snprintf(topic, tsize, "%.*s", (int)n, t);
+    *partition = atoi(p + strlen("partition=\""));
+    *value = strtod(end + 1, NULL);
+    return 1;
+}
+
 int itest_wait_caught_up(int port, int partitions, int timeout_ms) {
     char url[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    struct {
+        char topic[128];
+        int partition;
+        int64_t target;
+    } seen[64];
+    int nseen = 0;
+    rd_kafka_t *rk = admin_client();
     int64_t end = gov_mono_micros() + (int64_t)timeout_ms * 1000;
-    while (gov_mono_micros() < end) {
+    int done = 0;
+    while (!done && gov_mono_micros() < end) {
         char *body = NULL;
         if (itest_http_get(url, &body) == 200) {
-            int series = 0;
-            double lag = 0;
-            for (const char *p = strstr(body, "\nprocessor_consumer_lag{"); p;
-                 p = strstr(p + 1, "\nprocessor_consumer_lag{")) {
+            int series = 0, reached = 0;
+            for (const char *p = strstr(body, "\nprocessor_consumer_position{"); p;
+                 p = strstr(p + 1, "\nprocessor_consumer_position{")) {
+                char topic[128];
+                int part = -1;
+                double pos = -1;
+                if (!position_series(p + 1, topic, sizeof topic, &part, &pos))
+                    continue;
+                int k = 0;
+                while (k < nseen && !(seen[k].partition == part && strcmp(seen[k].topic, topic) == 0))
+                    k++;
+                if (k == nseen) {
+                    /* its end now (at least its end when the wait began) */
+                    int64_t lo = -1, hi = -1;
+                    if (nseen == 64 ||
+                        rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi, 15000) !=
+                            RD_KAFKA_RESP_ERR_NO_ERROR)
+                        continue;
+                    snprintf(seen[k].topic, sizeof seen[k].topic, "%s", topic);
+                    seen[k].partition = part;
+                    seen[k].target = hi;
+                    nseen++;
+                }
                 series++;
-                lag += strtod(strchr(p + 1, ' ') + 1, NULL);
+                reached += (int64_t)pos >= seen[k].target;
             }
-            free(body);
-            if (series >= partitions && lag == 0)
-                return 1;
-        } else {
-            free(body);
+            done = series >= partitions && reached == series;
         }
-        itest_sleep_ms(100);
+        free(body);
+        if (!done)
+            itest_sleep_ms(100);
     }
-    return 0;
+    rd_kafka_destroy(rk);
+    return done;
 }
 
 int itest_promtool_check(const char *text) {

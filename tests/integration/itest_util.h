@@ -93,9 +93,13 @@ int itest_wait_http(const char *url, long want, int timeout_ms);
 /* Sum of a metric's samples whose label set contains every "k=\"v\"" filter
  * (NULL-terminated).  -1 when no sample matched. */
 double itest_metric(const char *metrics_text, const char *name, const char *const *filters);
-/* Waits until the processor whose admin server is on `port` reports
- * processor_consumer_lag 0 on at least `partitions` partitions (a fresh
- * consumer group first works through the topic's history).  1 when it did. */
+/* Waits until the processor whose admin server is on `port` has read, on
+ * at least `partitions` partitions, as far as each partition's end was when
+ * the wait first saw it (processor_consumer_position; a fresh consumer
+ * group first works through the topic's history).  Not "lag 0 at one
+ * moment": other tests produce to the same topics all the time, and a
+ * consumer that waits for its fetch to fill is rarely at the very end.  1
+ * when it did. */
 int itest_wait_caught_up(int port, int partitions, int timeout_ms);
 
 /* Runs `promtool check metrics` on the text; returns its exit code. */

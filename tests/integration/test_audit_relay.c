@@ -230,11 +230,14 @@ static void test_late_relay_copy_is_chained_once_and_rebuilds_the_same(void **st
     json_decref(d);
     if (itest_wait_for(copy_found, &scan, 30000, 100) < 0)
         fail_msg("no relay copy of decision %s on identity.audit", did);
-    /* the copy names its source: partition and offset on policy.decisions */
-    snprintf(want_stamp, sizeof want_stamp, "%" PRId32 "/%" PRId64, src_part, src_off);
+    /* the copy names its source: partition, offset and the record's Kafka
+     * time on policy.decisions */
+    snprintf(want_stamp, sizeof want_stamp, "%" PRId32 "/%" PRId64 "/", src_part, src_off);
     snprintf(want_from, sizeof want_from, "policy.decisions/%" PRId32 "/%" PRId64, src_part,
              src_off);
-    assert_string_equal(copy.stamp, want_stamp);
+    if (strncmp(copy.stamp, want_stamp, strlen(want_stamp)) != 0 ||
+        strtoll(copy.stamp + strlen(want_stamp), NULL, 10) <= 0)
+        fail_msg("relay stamp %s is not %s<time>", copy.stamp, want_stamp);
     assert_string_equal(copy.from, want_from);
     assert_int_equal(strlen(copy.mac), 64);
 
@@ -322,7 +325,8 @@ static void test_forged_stamp_cannot_hide_a_later_relay_copy(void **state) {
     static const char zeros[] =
         "0000000000000000000000000000000000000000000000000000000000000000";
     for (int p = 0; p < nparts; p++) {
-        snprintf(stamp, sizeof stamp, "%d/%lld", p, GOV_RELAY_OFFSET_MAX);
+        snprintf(stamp, sizeof stamp, "%d/%lld/%lld", p, GOV_RELAY_OFFSET_MAX,
+                 GOV_RELAY_OFFSET_MAX);
         gov_kafka_header_t h[] = {{GOV_RELAY_SOURCE_HEADER, stamp, strlen(stamp)},
                                   {GOV_RELAY_MAC_HEADER, zeros, 64}};
         assert_int_equal(gov_kafka_produce_sync(itest_producer(), "identity.audit", tenant,
@@ -345,10 +349,10 @@ static void test_forged_stamp_cannot_hide_a_later_relay_copy(void **state) {
 }
 
 /* One batch of gov_state_audit_append_batch: events[i] (a PolicyDecision
- * when it has a decision_id, else an AuditEvent), stamped 0/<stamp[i]>
- * when stamp[i] >= 0; each result into got[i]. */
-static void state_batch(gov_state_audit_t *w, json_t **events, const long long *stamp, size_t n,
-                        gov_err_t *got) {
+ * when it has a decision_id, else an AuditEvent), stamped
+ * 0/<stamp[i]>/<at[i]> when stamp[i] >= 0; each result into got[i]. */
+static void state_batch(gov_state_audit_t *w, json_t **events, const long long *stamp,
+                        const long long *at, size_t n, gov_err_t *got) {
     gov_state_audit_item_t items[4];
     assert_true(n <= 4);
     memset(items, 0, sizeof items);
@@ -360,6 +364,7 @@ static void state_batch(gov_state_audit_t *w, json_t **events, const long long *
         items[i].pos = (gov_state_pos_t){"itest-relay-state", "identity.audit", 0, 1000, NULL};
         items[i].relay_stamped = stamp[i] >= 0;
         items[i].relay_offset = stamp[i] >= 0 ? stamp[i] : 0;
+        items[i].relay_time_ms = stamp[i] >= 0 ? at[i] : 0;
     }
     assert_int_equal(gov_state_audit_append_batch(w, items, n), GOV_OK);
     for (size_t i = 0; i < n; i++)
@@ -389,7 +394,7 @@ static void test_relay_marks_in_both_append_scripts(void **state) {
     /* w1: a decision stamped 0/10 through the group script */
     gov_uuid_v7(did);
     ev[0] = itest_decision_event(tenant, did);
-    state_batch(w1, ev, (const long long[]){10}, 1, got);
+    state_batch(w1, ev, (const long long[]){10}, (const long long[]){1000}, 1, got);
     assert_int_equal(got[0], GOV_OK);
     json_decref(ev[0]);
     const char *hget[] = {"HGET", marks, "0"};
@@ -403,7 +408,8 @@ static void test_relay_marks_in_both_append_scripts(void **state) {
         gov_uuid_v7(d);
         ev[i] = i == 3 ? itest_audit_event(tenant, "token.issued") : itest_decision_event(tenant, d);
     }
-    state_batch(w2, ev, (const long long[]){-1, 10, 11, 5}, 4, got);
+    state_batch(w2, ev, (const long long[]){-1, 10, 11, 5},
+                (const long long[]){0, 1000, 1001, 900}, 4, got);
     assert_int_equal(got[0], GOV_OK);            /* unstamped, new */
     assert_int_equal(got[1], GOV_ERR_DUPLICATE); /* at the mark, other content */
     assert_int_equal(got[2], GOV_OK);            /* above: new, the mark moves */
@@ -416,10 +422,31 @@ static void test_relay_marks_in_both_append_scripts(void **state) {
     /* and the group script of w1 (now stale too) meets the moved mark */
     gov_uuid_v7(did);
     ev[0] = itest_decision_event(tenant, did);
-    state_batch(w1, ev, (const long long[]){11}, 1, got);
+    state_batch(w1, ev, (const long long[]){11}, (const long long[]){1001}, 1, got);
     assert_int_equal(got[0], GOV_ERR_DUPLICATE);
     json_decref(ev[0]);
     assert_int_equal(itest_wait_xlen(stream, 4, 1000), 4);
+    /* REVIEW14 H1: policy.decisions recreated (or truncated): a new record
+     * comes at an offset the mark has passed, with a later time - judged,
+     * chained, and the new incarnation takes the mark over; its own replay
+     * is one; a record after it whose time is older than the latest seen
+     * (another edge's clock) is new by its offset */
+    for (int i = 0; i < 3; i++) {
+        char d[37];
+        gov_uuid_v7(d);
+        ev[i] = itest_decision_event(tenant, d);
+    }
+    state_batch(w2, ev, (const long long[]){5}, (const long long[]){2000}, 1, got);
+    assert_int_equal(got[0], GOV_OK);
+    m = itest_redis_cmd(r, 3, hget, NULL);
+    assert_string_equal(m->str, "5");
+    freeReplyObject(m);
+    state_batch(w2, ev + 1, (const long long[]){5, 6}, (const long long[]){2000, 1500}, 2, got);
+    assert_int_equal(got[0], GOV_ERR_DUPLICATE);
+    assert_int_equal(got[1], GOV_OK);
+    for (int i = 0; i < 3; i++)
+        json_decref(ev[i]);
+    assert_int_equal(itest_wait_xlen(stream, 6, 1000), 6);
     gov_state_audit_free(w1);
     gov_state_audit_free(w2);
 }

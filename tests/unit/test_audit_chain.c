@@ -100,7 +100,7 @@ static void test_missing_fields(void **state) {
     assert_int_equal(gov_audit_chain_check(&a, NULL, GOV_AUDIT_GENESIS, 1), GOV_AUDIT_MALFORMED);
 }
 
-/* The relay's stamp: one spelling of a bounded partition and offset;
+/* The relay's stamp: one spelling of a bounded partition, offset and time;
  * everything else refused with the outputs untouched. */
 static void test_relay_source_parse(void **state) {
     (void)state;
@@ -108,48 +108,55 @@ static void test_relay_source_parse(void **state) {
         const char *s;
         int ok;
         int32_t p;
-        int64_t o;
+        int64_t o, t;
     } cases[] = {
-        {"0/0", 1, 0, 0},
-        {"3/1234", 1, 3, 1234},
-        {"1000000/9007199254740992", 1, 1000000, 9007199254740992LL},
-        {"1000001/0", 0, 0, 0},          /* partition past the bound */
-        {"0/9007199254740993", 0, 0, 0}, /* offset past 2^53 */
-        {"0/99999999999999999999", 0, 0, 0},
-        {"03/1", 0, 0, 0},               /* leading zero: a second spelling */
-        {"3/01", 0, 0, 0},
-        {"-1/5", 0, 0, 0},
-        {"1/-5", 0, 0, 0},
-        {"+1/5", 0, 0, 0},
-        {"1/5/6", 0, 0, 0},
-        {"1 /5", 0, 0, 0},
-        {"/5", 0, 0, 0},
-        {"5/", 0, 0, 0},
-        {"5", 0, 0, 0},
-        {"", 0, 0, 0},
-        {"policy.decisions/3/7", 0, 0, 0}, /* x-gov-relayed-from's form */
+        {"0/0/0", 1, 0, 0, 0},
+        {"3/1234/1796700000000", 1, 3, 1234, 1796700000000LL},
+        {"1000000/9007199254740992/9007199254740992", 1, 1000000, 9007199254740992LL,
+         9007199254740992LL},
+        {"1000001/0/0", 0, 0, 0, 0},          /* partition past the bound */
+        {"0/9007199254740993/0", 0, 0, 0, 0}, /* offset past 2^53 */
+        {"0/0/9007199254740993", 0, 0, 0, 0}, /* time past 2^53 */
+        {"0/99999999999999999999/1", 0, 0, 0, 0},
+        {"03/1/1", 0, 0, 0, 0},               /* leading zero: a second spelling */
+        {"3/01/1", 0, 0, 0, 0},
+        {"3/1/01", 0, 0, 0, 0},
+        {"-1/5/1", 0, 0, 0, 0},
+        {"1/-5/1", 0, 0, 0, 0},
+        {"1/5/-1", 0, 0, 0, 0},
+        {"+1/5/1", 0, 0, 0, 0},
+        {"1/5/6/7", 0, 0, 0, 0},
+        {"1/5", 0, 0, 0, 0},                  /* an older relay's two-part stamp */
+        {"1 /5/6", 0, 0, 0, 0},
+        {"/5/6", 0, 0, 0, 0},
+        {"5//6", 0, 0, 0, 0},
+        {"5/6/", 0, 0, 0, 0},
+        {"5", 0, 0, 0, 0},
+        {"", 0, 0, 0, 0},
+        {"policy.decisions/3/7", 0, 0, 0, 0}, /* x-gov-relayed-from's form */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int32_t p = -7;
-        int64_t o = -7;
-        gov_err_t rc = gov_relay_source_parse(cases[i].s, strlen(cases[i].s), &p, &o);
+        int64_t o = -7, t = -7;
+        gov_err_t rc = gov_relay_source_parse(cases[i].s, strlen(cases[i].s), &p, &o, &t);
         if (cases[i].ok) {
             assert_int_equal(rc, GOV_OK);
             assert_int_equal(p, cases[i].p);
             assert_true(o == cases[i].o);
+            assert_true(t == cases[i].t);
         } else {
             assert_int_equal(rc, GOV_ERR_PARSE);
             assert_int_equal(p, -7);
-            assert_true(o == -7);
+            assert_true(o == -7 && t == -7);
         }
     }
     /* the length, not a NUL, ends the stamp */
     int32_t p = 0;
-    int64_t o = 0;
-    assert_int_equal(gov_relay_source_parse("12/345xyz", 6, &p, &o), GOV_OK);
+    int64_t o = 0, t = 0;
+    assert_int_equal(gov_relay_source_parse("12/345/67xyz", 9, &p, &o, &t), GOV_OK);
     assert_int_equal(p, 12);
-    assert_true(o == 345);
-    assert_int_equal(gov_relay_source_parse(NULL, 0, &p, &o), GOV_ERR_PARSE);
+    assert_true(o == 345 && t == 67);
+    assert_int_equal(gov_relay_source_parse(NULL, 0, &p, &o, &t), GOV_ERR_PARSE);
 }
 
 /* Known answers computed with Python's hmac/hashlib:
