@@ -462,6 +462,19 @@ int itest_wait_caught_up(int port, int partitions, int timeout_ms) {
     return done;
 }
 
+void itest_must_catch_up(const itest_proc_t *p, int partitions) {
+    if (!itest_wait_caught_up(p->port, partitions, ITEST_HISTORY_MS))
+        fail_msg("%s on port %d did not catch up with its topics (var/test-logs/%s)", p->bin,
+                 p->port, p->log);
+}
+
+int itest_private_stop(itest_proc_t *p, pid_t redis_pid) {
+    int rc = itest_proc_stop(p);
+    if (redis_pid > 0)
+        itest_stop(redis_pid, SIGTERM, 5000);
+    return rc;
+}
+
 int itest_promtool_check(const char *text) {
     char path[PATH_MAX], name[64];
     snprintf(name, sizeof name, "metrics-%d.txt", (int)getpid());

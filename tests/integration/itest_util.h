@@ -274,6 +274,13 @@ void itest_proc_spawn(itest_proc_t *p, const char *bin, const char *component,
  * and LeakSanitizer reports at exit).  p->pid becomes -1; 0 when it was not
  * running. */
 int itest_proc_stop(itest_proc_t *p);
+
+/* itest_wait_caught_up over ITEST_HISTORY_MS for processor p, failing the
+ * test (naming p's binary and log) when it does not catch up. */
+void itest_must_catch_up(const itest_proc_t *p, int partitions);
+/* A private deployment's teardown: stops p (its clean exit is the result)
+ * and then, when redis_pid > 0, its private redis-server. */
+int itest_private_stop(itest_proc_t *p, pid_t redis_pid);
 /* GET <p->url><path>: as itest_http_get. */
 long itest_proc_get(const itest_proc_t *p, const char *path, char **body);
 /* A metric of the process's /metrics as itest_metric; -1 when no sample

@@ -46,8 +46,7 @@ static int setup(void **state) {
     start_audit();
     /* A fresh group starts at the topics' beginning: once it has worked
      * through the history, what it counts is this run's. */
-    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
-        fail_msg("gov-audit did not catch up with its topics");
+    itest_must_catch_up(&audit, 3);
     return 0;
 }
 
@@ -55,9 +54,7 @@ static int setup(void **state) {
  * build, where LeakSanitizer reports at exit): anything else fails. */
 static int teardown(void **state) {
     (void)state;
-    int rc = itest_proc_stop(&audit);
-    if (redis_pid > 0)
-        itest_stop(redis_pid, SIGTERM, 5000);
+    int rc = itest_private_stop(&audit, redis_pid);
     return rc;
 }
 

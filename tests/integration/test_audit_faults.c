@@ -310,16 +310,13 @@ static int setup(void **state) {
     putenv(env_port); /* itest_redis and govctl use it too */
     start_audit(NULL);
     /* a fresh group starts at the topics' beginning */
-    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
-        fail_msg("%s did not catch up with its topics", COMPONENT);
+    itest_must_catch_up(&audit, 3);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    int rc = itest_proc_stop(&audit);
-    if (redis_pid > 0)
-        itest_stop(redis_pid, SIGTERM, 5000);
+    int rc = itest_private_stop(&audit, redis_pid);
     if (topic_partitions(DLQ_TOPIC) == 0)
         restore_dlq();   /* a failed M6 case must not leave the stack without it */
     return rc;

@@ -65,16 +65,13 @@ static int setup(void **state) {
     }
     snprintf(env_key, sizeof env_key, "GOV_RELAY_KEY_FILE=%s", key);
     itest_proc_start(&audit, "gov-audit", COMPONENT, audit_env, "itest-gov-audit-relay.log");
-    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
-        fail_msg("%s did not catch up with its topics", COMPONENT);
+    itest_must_catch_up(&audit, 3);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    int rc = itest_proc_stop(&audit);
-    if (redis_pid > 0)
-        itest_stop(redis_pid, SIGTERM, 5000);
+    int rc = itest_private_stop(&audit, redis_pid);
     return rc;
 }
 

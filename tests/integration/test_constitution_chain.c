@@ -62,8 +62,7 @@ static int setup(void **state) {
     const char *env[] = {env_redis, env_trust, env_maxdoc, NULL};
     itest_proc_start(&proc, "gov-constitution", COMPONENT, env, "itest-gov-constitution.log");
     start_edge();
-    if (!itest_wait_caught_up(proc.port, 3, ITEST_HISTORY_MS))
-        fail_msg("gov-constitution did not catch up with constitution.bundles");
+    itest_must_catch_up(&proc, 3);
     itest_unique("acme", tenant, sizeof tenant);
     return 0;
 }

@@ -161,8 +161,7 @@ static int setup(void **state) {
     /* Fresh groups start at the topics' beginning: wait until the private
      * processors worked through the history, so this test's events are next. */
     for (int i = 0; i < 3; i++)
-        if (!itest_wait_caught_up(procs[i].port, 3, ITEST_HISTORY_MS))
-            fail_msg("%s did not catch up with its topics", names[i]);
+        itest_must_catch_up(&procs[i], 3);
     itest_unique("eval", tenant, sizeof tenant);
     return 0;
 }

@@ -240,8 +240,7 @@ static int setup(void **state) {
     const char *env[] = {env_redis, env_brokers, ENV_LIFETIME, NULL};
     itest_proc_start(&proc, "gov-identity", COMPONENT, env, "itest-gov-identity.log");
     /* a new group works through the history of three topics first */
-    if (!itest_wait_caught_up(proc.port, 9, ITEST_HISTORY_MS))
-        fail_msg("%s did not catch up with the identity topics", COMPONENT);
+    itest_must_catch_up(&proc, 9);
     return 0;
 }
 

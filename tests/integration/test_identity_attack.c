@@ -382,8 +382,7 @@ static int setup(void **state) {
     const char *ienv[] = {env_redis, env_brokers, "GOV_TOKEN_TTL_MAX_S=" LIFETIME_S,
                           "GOV_TOKEN_LEEWAY_S=0", "GOV_KEY_RETIRED_KEEP_S=2", NULL};
     itest_proc_start(&ident, "gov-identity", COMP_IDENTITY, ienv, "itest-attack-gov-identity.log");
-    if (!itest_wait_caught_up(constitution.port, 3, ITEST_HISTORY_MS))
-        fail_msg("%s did not catch up with constitution.bundles", COMP_CONSTITUTION);
+    itest_must_catch_up(&constitution, 3);
     if (!itest_wait_caught_up(ident.port, 9, 120000))
         fail_msg("%s did not catch up with the identity topics", COMP_IDENTITY);
 

@@ -172,8 +172,7 @@ static int setup(void **state) {
         return -1;
     snprintf(env_dir, sizeof env_dir, "GOV_SIGNER_KEY_DIR=%s", key_dir);
     start_identity("0");
-    if (!itest_wait_caught_up(proc.port, 9, ITEST_HISTORY_MS))
-        fail_msg("%s did not catch up with the identity topics", COMPONENT);
+    itest_must_catch_up(&proc, 9);
     return 0;
 }
 

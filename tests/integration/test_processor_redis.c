@@ -38,8 +38,7 @@ static int setup(void **state) {
     snprintf(env_redis, sizeof env_redis, "GOV_REDIS_PORT=%d", redis_port);
     const char *env[] = {env_redis, "GOV_RETRY_MAX=1s", ITEST_NO_RELAY, NULL};
     itest_proc_start(&audit, "gov-audit", COMPONENT, env, "itest-proc-redis-gov-audit.log");
-    if (!itest_wait_caught_up(audit.port, 3, ITEST_HISTORY_MS))
-        fail_msg("gov-audit did not catch up with its topics");
+    itest_must_catch_up(&audit, 3);
     return 0;
 }
 

@@ -455,8 +455,7 @@ static int setup(void **state) {
         itest_proc_start(&procs[i], bins[i], components[i], env, log);
     }
     for (int i = PC; i <= PA; i++)
-        if (!itest_wait_caught_up(procs[i].port, 3, ITEST_HISTORY_MS))
-            fail_msg("%s did not catch up with its topics", bins[i]);
+        itest_must_catch_up(&procs[i], 3);
     itest_unique("rebuild", tenant, sizeof tenant);
     snprintf(request_body, sizeof request_body,
              "{\"tenant\":\"%s\",\"session_id\":\"s-1\",\"user\":\"alice\",\"role\":\"analyst\","
