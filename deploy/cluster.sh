@@ -82,10 +82,14 @@ start_node() {
   # appendonly with fsync every second, like the single-node stack; the
   # replica of a killed master has what it replicated, no more (the gap is
   # what the processors' rebuild detects: docs/contracts.md "Redis Cluster").
+  # A replica always stands for election (validity factor 0): a loaded test
+  # machine can starve the replication link, and a master killed on purpose
+  # must be replaced, not left down for want of a fresh enough replica.
   redis-server --bind "$HOST" --port "$p" --protected-mode yes --daemonize yes \
     --dir "$d" --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
     --cluster-enabled yes --cluster-config-file nodes.conf \
     --cluster-node-timeout "$NODE_TIMEOUT" --cluster-require-full-coverage yes \
+    --cluster-replica-validity-factor 0 \
     --appendonly yes --appendfsync everysec --save ""
 }
 
