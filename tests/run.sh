@@ -210,6 +210,7 @@ stack_down() {
 # what remains apart:
 #   - a test's own lock: the same test never runs in both passes at once (its
 #     log and private Redis names are per test, not per pass);
+#   - the chain lock (CHAIN_ITESTS, below);
 #   - the stack's lock, shared by every test but those in EXCLUSIVE_ITESTS,
 #     which stop or remove a part of the stack the others use, or flood the
 #     machine to see what still gets through, and so run alone:
@@ -221,11 +222,23 @@ stack_down() {
 #     An exclusive test announces itself first (the .intent file), so that the
 #     other pass starts nothing new while it waits.
 EXCLUSIVE_ITESTS=" test_decision_spool test_edge_lanes test_audit_faults test_gateway_flood "
+# The tests whose private gov-constitution or gov-rulepacks judge every bundle
+# and pack on the shared topics - and announce a rejection into the foreign
+# tenant's audit chain - and test_chain, which reads its tenant's whole chain:
+# one of them at a time (a third lock, .itest-chain.lock), beside any other
+# test.  In the CI of 2026-12-08 test_evaluate's gov-rulepacks chained
+# rulepack.rejected into test_rebuild's tenant while test_rebuild compared its
+# chain entry by entry.
+CHAIN_ITESTS=" test_canon_chain test_chain test_cluster_chain test_constitution_chain test_evaluate test_govctl_rulepack test_identity_attack test_rebuild test_rulepacks "
 ITEST_LOCK=$LOGDIR/.itest.lock
 itest_lock() {
     local name=$1
     exec {itest_tfd}>"$LOGDIR/.itest-$name.lock"
     flock "$itest_tfd"
+    case "$CHAIN_ITESTS" in
+        *" $name "*) exec {itest_cfd}>"$LOGDIR/.itest-chain.lock"; flock "$itest_cfd" ;;
+        *) exec {itest_cfd}>/dev/null ;;
+    esac
     case "$EXCLUSIVE_ITESTS" in
         *" $name "*)
             : >"$ITEST_LOCK.intent"
@@ -239,14 +252,14 @@ itest_lock() {
     esac
 }
 itest_unlock() {
-    exec {itest_gfd}>&- {itest_tfd}>&-
+    exec {itest_gfd}>&- {itest_cfd}>&- {itest_tfd}>&-
 }
 
 # The command without the lock descriptors: a process the test leaves behind
 # must not hold a lock after the test (flock locks live as long as any copy of
 # the descriptor).
 without_lock_fds() {
-    "$@" {itest_tfd}>&- {itest_gfd}>&-
+    "$@" {itest_tfd}>&- {itest_gfd}>&- {itest_cfd}>&-
 }
 
 # One integration test of either pass: label, then the command.
