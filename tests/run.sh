@@ -221,7 +221,11 @@ stack_down() {
 #     the other pass on two cores one was not, in the CI of 2026-12-08).
 #     An exclusive test announces itself first (the .intent file), so that the
 #     other pass starts nothing new while it waits.
-EXCLUSIVE_ITESTS=" test_decision_spool test_edge_lanes test_audit_faults test_gateway_flood "
+# test_rebuild too, for now: under load gov-audit's batch retried while Redis
+# was down can land on a restored older chain before the lost writes are
+# noticed (a product race, open: the append scripts must compare-and-set the
+# tenant's applied offset); alone, the CI runs of 2026-12-08 passed it.
+EXCLUSIVE_ITESTS=" test_decision_spool test_edge_lanes test_audit_faults test_gateway_flood test_rebuild "
 # The tests whose private gov-constitution or gov-rulepacks judge every bundle
 # and pack on the shared topics - and announce a rejection into the foreign
 # tenant's audit chain - and test_chain, which reads its tenant's whole chain:
